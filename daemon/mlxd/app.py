@@ -1,0 +1,216 @@
+"""The daemon's services behind the LSP surface: config, backends, router, inline engine, keys.
+
+server.py parses and validates LSP messages and calls one method here per request; nothing in
+this module knows LSP framing, and nothing here knows HTTP or MLX beyond the backend interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import protocol as P
+from .backends.base import Backend, Message, Request
+from .backends.local import LocalBackend
+from .config import Config, ConfigError, decode, load_file, merge
+from .router import Outcome, Router
+from .secrets import KeyStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hooks:
+    """How the services reach the client, without knowing LSP."""
+
+    status: Callable[[P.Status], None] = lambda s: None
+    load_progress: Callable[[str, float, str], None] = lambda kind, f, m: None  # begin|report|end
+    call_soon: Callable[[Callable[[], None]], None] = lambda f: f()  # onto the event loop
+
+
+@dataclass
+class ConfigSources:
+    """Where the config comes from; re-read on every reload."""
+
+    path: str | None = None
+    init_options: dict[str, Any] = field(default_factory=dict)
+
+
+class App:
+    def __init__(self, sources: ConfigSources, hooks: Hooks) -> None:
+        self.sources = sources
+        self.hooks = hooks
+        self.config = Config()
+        self.keys = KeyStore()
+        self.local_state = ("starting", "")
+        self._last_status: P.Status | None = None
+        self.local = LocalBackend(
+            self.config.local,
+            self.config.inline,
+            on_progress=self._on_load_progress,
+            on_state=self._on_local_state,
+        )
+        self.backends: dict[str, Backend] = {"local": self.local}
+        self.router = Router(self.config, self.backends, on_status=self.publish_status)
+        self.inline = _make_inline_engine(self)
+        self._status_timer: asyncio.TimerHandle | None = None
+
+    # --- config -----------------------------------------------------------------------------
+    def load_config(self, overlay: dict[str, Any] | None = None) -> Config:
+        """Read file + initializationOptions (+ overlay), validate, and apply. Raises ConfigError
+        and keeps the last good config when the new one is invalid."""
+        raw: dict[str, Any] = load_file(self.sources.path) if self.sources.path else {}
+        raw = merge(raw, overlay if overlay else self.sources.init_options)
+        cfg = decode(raw)
+        self.apply(cfg)
+        return cfg
+
+    def apply(self, cfg: Config) -> None:
+        from .backends.anthropic import AnthropicBackend
+        from .backends.openai import OpenAIBackend
+
+        old = self.backends
+        self.config = cfg
+        self.keys.prime(cfg.backends)
+        self.local.reconfigure(cfg.local, cfg.inline)
+        backends: dict[str, Backend] = {"local": self.local}
+        for name, bcfg in cfg.backends.items():
+            cls = AnthropicBackend if bcfg.protocol == "anthropic" else OpenAIBackend
+            backends[name] = cls(name, bcfg, cfg.timeouts, self.keys)
+        self.backends = backends
+        self.router.config = cfg
+        self.router.backends = backends
+        self.inline.cfg = cfg.inline
+        for name, b in old.items():
+            if name != "local":
+                asyncio.ensure_future(b.close())
+        self.publish_status()
+
+    # --- requests ---------------------------------------------------------------------------
+    async def chat(self, p: P.ChatParams, on_delta: Callable[[str, str], None] | None) -> Outcome:
+        req = Request(
+            kind="chat",
+            messages=[Message(m.role, m.content) for m in p.messages],
+            max_tokens=p.max_tokens,
+            temperature=p.temperature if p.temperature is not None else 0.0,
+            stop=list(p.stop),
+        )
+        docs = [p.text_document.uri] if p.text_document else []
+        return await self.router.run(
+            req, model=p.model, backend=p.backend, documents=docs, on_delta=on_delta
+        )
+
+    async def complete(
+        self, p: P.CompleteParams, on_delta: Callable[[str, str], None] | None
+    ) -> Outcome:
+        req = Request(
+            kind="complete",
+            prefix=p.prefix,
+            suffix=p.suffix,
+            language=p.language,
+            max_tokens=p.max_tokens,
+            temperature=p.temperature if p.temperature is not None else 0.0,
+            stop=list(p.stop),
+        )
+        docs = [p.text_document.uri] if p.text_document else []
+        return await self.router.run(
+            req, model=p.model, backend=p.backend, documents=docs, on_delta=on_delta
+        )
+
+    def models(self) -> P.ModelsResult:
+        models = [P.ModelInfo(name=self.config.local.model, backend="local", loaded=self.local.loaded)]
+        for name, b in self.config.backends.items():
+            models.append(P.ModelInfo(name=b.model or name, backend=name, loaded=False))
+        r = self.config.routing
+        defaults = {k: (getattr(r, k) or ["local"])[0] for k in ("chat", "complete", "inline")}
+        return P.ModelsResult(models=models, defaults=defaults)
+
+    def set_api_key(self, p: P.SetApiKeyParams) -> None:
+        if p.backend not in self.config.backends:
+            raise ValueError(f"backend: unknown backend {p.backend!r}")
+        self.keys.set(p.backend, p.api_key, persist=p.persist)
+
+    async def preload(self) -> None:
+        """Load the local model in the background when the config asks for it."""
+        if not self.config.local.preload:
+            return
+        try:
+            await self.local.ensure_loaded()
+        except Exception as exc:  # reported through status; requests retry the load
+            log.error("%s", exc)
+
+    # --- status -----------------------------------------------------------------------------
+    def status(self) -> P.Status:
+        backends = self.router.backend_states()
+        local_state, message = self.local_state
+        backends["local"] = "error" if local_state == "error" else "ok"
+        state = local_state
+        if state == "ready" and any(s == "cooldown" for s in backends.values()):
+            state = "degraded"
+        if state == "error" and any(s == "ok" for n, s in backends.items() if n != "local"):
+            state = "degraded"
+        return P.Status(state=state, backends=backends, message=message or None)  # type: ignore[arg-type]
+
+    def publish_status(self, force: bool = False) -> None:
+        status = self.status()
+        if force or status != self._last_status:
+            self._last_status = status
+            self.hooks.status(status)
+        self._schedule_cooldown_check()
+
+    def _schedule_cooldown_check(self) -> None:
+        """A circuit's cooldown ends silently; wake up then to announce the change."""
+        ends = self.router.cooldown_ends()
+        if not ends or self._status_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        delay = max(0.0, min(ends) - time.monotonic()) + 0.05
+
+        def fire() -> None:
+            self._status_timer = None
+            self.publish_status()
+
+        self._status_timer = loop.call_later(delay, fire)
+
+    def _on_local_state(self, state: str, message: str) -> None:
+        # Called on the MLX thread: hop onto the event loop.
+        def update() -> None:
+            self.local_state = (state, message)
+            if state in ("ready", "error"):
+                self.hooks.load_progress("end", 1.0, message)
+            self.publish_status()
+
+        self.hooks.call_soon(update)
+
+    def _on_load_progress(self, fraction: float, message: str) -> None:
+        kind = "begin" if fraction <= 0.0 else "report"
+        if fraction >= 1.0:
+            return  # "end" comes with the ready/error state
+        self.hooks.call_soon(lambda: self.hooks.load_progress(kind, fraction, message))
+
+    async def close(self) -> None:
+        for name, b in self.backends.items():
+            if name != "local":
+                await b.close()
+        await self.local.close()
+
+
+def _make_inline_engine(app: App) -> Any:
+    from .inline.engine import InlineEngine
+
+    async def generate(request: Request, ctx: Any) -> str:
+        docs = [ctx.uri] if ctx.uri else []
+        outcome = await app.router.run(replace(request, header=ctx.header), documents=docs)
+        return outcome.text
+
+    return InlineEngine(app.config.inline, generate)
+
+
+__all__ = ["App", "ConfigError", "ConfigSources", "Hooks"]

@@ -1,0 +1,197 @@
+"""Anthropic Messages backend: `POST {base_url}/v1/messages` with `stream: true`, as SSE.
+
+The stream is named events: message_start (usage.input_tokens), content_block_start,
+content_block_delta (text_delta), content_block_stop, message_delta (stop_reason,
+usage.output_tokens), message_stop (the end marker), ping, and `error` mid-stream.
+
+The Messages API differs from chat completions in ways that matter here: system prompts go in a
+top-level `system` field, roles must alternate starting with a user turn, `max_tokens` is
+required, and a final assistant message is a prefill the model continues — which is how a
+partial answer from another backend (`request.assistant_prefix`) is continued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mlxd.backends.base import (
+    Delta,
+    Done,
+    Event,
+    NotConfigured,
+    ProtocolError,
+    Request,
+    ServerError,
+    StreamCut,
+)
+from mlxd.backends.http import HTTPClient, error_from_json
+from mlxd.backends.openai import chat_messages
+from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.secrets import KeyStore, key_sources
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 1024  # Anthropic requires max_tokens; used when the request leaves it open
+FIRST_USER = "Continue."  # a user turn to open a conversation that starts otherwise
+# `error` event types that mean "the provider is struggling", not "the stream is garbage".
+_SERVER_SIDE = {"overloaded_error": 529, "api_error": 500}
+
+
+def build_messages(request: Request) -> tuple[str, list[dict[str, str]]]:
+    """(system, messages) as the Messages API wants them."""
+    system: list[str] = []
+    turns: list[dict[str, str]] = []
+    for m in chat_messages(request):
+        if m.role == "system":
+            if m.content:
+                system.append(m.content)
+            continue
+        if not m.content:
+            continue  # the API rejects empty text blocks
+        if turns and turns[-1]["role"] == m.role:
+            turns[-1]["content"] += "\n\n" + m.content
+        else:
+            turns.append({"role": m.role, "content": m.content})
+    if not turns or turns[0]["role"] != "user":
+        turns.insert(0, {"role": "user", "content": FIRST_USER})
+    return "\n\n".join(system), turns
+
+
+class AnthropicBackend:
+    is_local = False
+
+    def __init__(
+        self, name: str, cfg: BackendConfig, timeouts: TimeoutsConfig, keys: KeyStore
+    ) -> None:
+        self.name = name
+        self.cfg = cfg
+        self._keys = keys
+        self._http = HTTPClient(name, timeouts, redact=keys.redact)
+        base = cfg.base_url.rstrip("/")
+        self._url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    def body(self, request: Request) -> tuple[dict[str, Any], str]:
+        """The request body, and the whitespace cut from the end of a prefill (the API rejects
+        a final assistant message that ends in whitespace)."""
+        system, turns = build_messages(request)
+        cut = ""
+        if request.assistant_prefix:
+            prefill = request.assistant_prefix.rstrip()
+            cut = request.assistant_prefix[len(prefill) :]
+            if prefill:
+                if turns[-1]["role"] == "assistant":
+                    turns[-1]["content"] += "\n\n" + prefill
+                else:
+                    turns.append({"role": "assistant", "content": prefill})
+        body: dict[str, Any] = {
+            "model": self.cfg.model,
+            "max_tokens": request.max_tokens
+            if request.max_tokens is not None
+            else DEFAULT_MAX_TOKENS,
+            "messages": turns,
+            "stream": True,
+            "temperature": request.temperature,  # 0 stays 0
+        }
+        if system:
+            body["system"] = system
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        return body, cut
+
+    async def stream(self, request: Request) -> AsyncIterator[Event]:
+        key = await asyncio.to_thread(self._keys.get, self.name, self.cfg)
+        if not key:
+            raise NotConfigured(
+                f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg)}"
+            )
+        body, cut = self.body(request)
+        headers = {
+            "x-api-key": key,
+            "anthropic-version": self.cfg.anthropic_version,
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+            **self.cfg.headers,
+        }
+        log.debug("%s: POST %s model=%s", self.name, self._url, body["model"])
+
+        input_tokens = output_tokens = 0
+        stop_reason: str | None = None
+        model = self.cfg.model
+        async with self._http.post_stream(self._url, body, headers) as resp:
+            async for ev in self._http.events(resp):
+                data = self._parse(ev.data)
+                kind = data.get("type") or ev.event
+                if kind == "content_block_delta":
+                    delta = data.get("delta") or {}
+                    text = delta.get("text") if delta.get("type") == "text_delta" else None
+                    if isinstance(text, str) and text:
+                        if cut:
+                            # The prefill lost its trailing whitespace; the model usually
+                            # re-emits it, and the caller already has it.
+                            text, cut = _drop_common_prefix(text, cut)
+                        if text:
+                            yield Delta(text)
+                elif kind == "message_start":
+                    msg = data.get("message") or {}
+                    model = msg.get("model") or model
+                    usage = msg.get("usage") or {}
+                    input_tokens = _int(usage.get("input_tokens"))
+                    output_tokens = _int(usage.get("output_tokens"))
+                elif kind == "message_delta":
+                    stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
+                    usage = data.get("usage") or {}
+                    if "output_tokens" in usage:  # cumulative, per the API reference
+                        output_tokens = _int(usage["output_tokens"])
+                    if "input_tokens" in usage and usage["input_tokens"]:
+                        input_tokens = _int(usage["input_tokens"])
+                elif kind == "message_stop":
+                    yield Done(
+                        finish_reason="length" if stop_reason == "max_tokens" else "stop",
+                        prompt_tokens=input_tokens,
+                        completion_tokens=output_tokens,
+                        model=model,
+                    )
+                    return
+                elif kind == "error":
+                    raise self._stream_error(data)
+                # ping, content_block_start/stop and unknown events carry nothing we need.
+        raise StreamCut(f"{self.name}: stream ended without message_stop")
+
+    def _parse(self, data: str) -> dict[str, Any]:
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            raise ProtocolError(
+                self._keys.redact(f"{self.name}: invalid JSON in stream: {data[:200]!r}")
+            ) from None
+        if not isinstance(obj, dict):
+            raise ProtocolError(f"{self.name}: stream event is not an object")
+        return obj
+
+    def _stream_error(self, data: dict[str, Any]) -> Exception:
+        msg = self._keys.redact(error_from_json(data) or "error event in stream")
+        err = data.get("error")
+        etype = err.get("type") if isinstance(err, dict) else None
+        if etype in _SERVER_SIDE:
+            return ServerError(msg, _SERVER_SIDE[etype])
+        return ProtocolError(f"{self.name}: {msg}")
+
+
+def _drop_common_prefix(text: str, ws: str) -> tuple[str, str]:
+    n = 0
+    while n < len(text) and n < len(ws) and text[n] == ws[n]:
+        n += 1
+    if n == len(text):
+        return "", ws[n:]
+    return text[n:], ""
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0

@@ -1,0 +1,183 @@
+"""OpenAI-compatible backend: `POST {base_url}/chat/completions` (and the legacy `/completions`
+for code completion when the backend is configured for it), streamed as SSE.
+
+Works with OpenAI and every server that copies its API (OpenRouter, Groq, Together, vLLM,
+LM Studio, Ollama's /v1, `mlx_lm.server`). A stream is `data: {chunk}` events ending with
+`data: [DONE]`; with `stream_options.include_usage` the last chunk before it carries `usage`
+and no choices.
+
+Continuing another backend's partial answer (`request.assistant_prefix`): the chat API has no
+portable prefill, so the partial answer is sent as an assistant message followed by a user
+message asking to continue exactly where it stopped (`CONTINUE_PROMPT`). With `/completions`
+the partial answer is simply appended to the prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mlxd.backends.base import (
+    Delta,
+    Done,
+    Event,
+    Message,
+    NotConfigured,
+    ProtocolError,
+    Request,
+    StreamCut,
+)
+from mlxd.backends.http import HTTPClient, error_from_json, status_error
+from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.secrets import KeyStore, key_sources
+
+log = logging.getLogger(__name__)
+
+# Chat models asked to act as a completion engine (kind "complete"/"inline" without /completions).
+COMPLETE_SYSTEM = (
+    "You are a code completion engine. The user sends source code with the cursor marked as "
+    "<CURSOR>. Reply with only the text to insert at the cursor: no explanation, no markdown "
+    "fences, nothing repeated from before or after the cursor."
+)
+CONTINUE_PROMPT = (
+    "Your previous answer was cut off. Continue it exactly where it stopped: do not repeat "
+    "anything, do not add a preamble."
+)
+
+
+def completion_messages(request: Request) -> list[Message]:
+    """A chat conversation that asks for the code to insert at the cursor."""
+    prefix = request.prefix or (request.prompt or "")
+    lang = request.language or ""
+    user = f"```{lang}\n{prefix}<CURSOR>{request.suffix}\n```"
+    return [Message("system", COMPLETE_SYSTEM), Message("user", user)]
+
+
+def chat_messages(request: Request) -> list[Message]:
+    """The conversation to send for any request kind (without assistant_prefix handling)."""
+    if request.kind == "chat":
+        return list(request.messages)
+    return completion_messages(request)
+
+
+class OpenAIBackend:
+    is_local = False
+
+    def __init__(
+        self, name: str, cfg: BackendConfig, timeouts: TimeoutsConfig, keys: KeyStore
+    ) -> None:
+        self.name = name
+        self.cfg = cfg
+        self._keys = keys
+        self._http = HTTPClient(name, timeouts, redact=keys.redact)
+        self._base = cfg.base_url.rstrip("/")
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def stream(self, request: Request) -> AsyncIterator[Event]:
+        key = await asyncio.to_thread(self._keys.get, self.name, self.cfg)
+        if key is None and (self.cfg.api_key_env or self.cfg.api_key):
+            raise NotConfigured(
+                f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg)}"
+            )
+        legacy = request.kind != "chat" and self.cfg.completions
+        url = f"{self._base}/completions" if legacy else f"{self._base}/chat/completions"
+        body = self._completions_body(request) if legacy else self.chat_body(request)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            **self.cfg.headers,
+        }
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        log.debug("%s: POST %s model=%s", self.name, url, body["model"])
+
+        finish: str | None = None
+        usage: dict[str, Any] = {}
+        model = self.cfg.model
+        async with self._http.post_stream(url, body, headers) as resp:
+            async for ev in self._http.events(resp):
+                if ev.data.strip() == "[DONE]":
+                    yield Done(
+                        finish_reason="length" if finish == "length" else "stop",
+                        prompt_tokens=_int(usage.get("prompt_tokens")),
+                        completion_tokens=_int(usage.get("completion_tokens")),
+                        model=model,
+                    )
+                    return
+                chunk = self._parse(ev.data)
+                model = chunk.get("model") or model
+                if isinstance(chunk.get("usage"), dict):
+                    usage = chunk["usage"]
+                choices = chunk.get("choices") or []
+                for choice in choices:
+                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                        continue
+                    text = _choice_text(choice, legacy)
+                    if text:
+                        yield Delta(text)
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+        raise StreamCut(f"{self.name}: stream ended without [DONE]")
+
+    def _parse(self, data: str) -> dict[str, Any]:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise ProtocolError(
+                self._keys.redact(f"{self.name}: invalid JSON in stream: {data[:200]!r}")
+            ) from None
+        if not isinstance(chunk, dict):
+            raise ProtocolError(f"{self.name}: stream chunk is not an object")
+        if chunk.get("error"):
+            # Some servers report a failure mid-stream as a chunk holding an error object.
+            msg = self._keys.redact(error_from_json(chunk) or "error in stream")
+            err = chunk["error"]
+            status = err.get("code") if isinstance(err, dict) else None
+            if isinstance(status, int) and status >= 400:
+                raise status_error(status, msg)
+            raise ProtocolError(f"{self.name}: {msg}")
+        return chunk
+
+    def chat_body(self, request: Request) -> dict[str, Any]:
+        msgs = [{"role": m.role, "content": m.content} for m in chat_messages(request)]
+        if request.assistant_prefix:
+            msgs.append({"role": "assistant", "content": request.assistant_prefix})
+            msgs.append({"role": "user", "content": CONTINUE_PROMPT})
+        body: dict[str, Any] = {"model": self.cfg.model, "messages": msgs}
+        return self._common(body, request)
+
+    def _completions_body(self, request: Request) -> dict[str, Any]:
+        prompt = (request.prefix or request.prompt or "") + request.assistant_prefix
+        body: dict[str, Any] = {"model": self.cfg.model, "prompt": prompt}
+        if request.suffix:
+            body["suffix"] = request.suffix
+        return self._common(body, request)
+
+    @staticmethod
+    def _common(body: dict[str, Any], request: Request) -> dict[str, Any]:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        body["temperature"] = request.temperature  # 0 stays 0: greedy is a choice, not a default
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.stop:
+            body["stop"] = list(request.stop)
+        return body
+
+
+def _choice_text(choice: dict[str, Any], legacy: bool) -> str:
+    if legacy:
+        text = choice.get("text")
+    else:
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else None
+    return text if isinstance(text, str) else ""
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0

@@ -1,0 +1,320 @@
+"""`mlxd serve | demo | chat | models | doctor | keys`.
+
+`serve` is for editors (LSP on stdio; nothing but protocol frames on stdout). The other commands
+are for humans; `demo` and `chat` start `mlxd serve` as a child and talk to it over stdio exactly
+as an editor would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+from . import __version__
+
+log = logging.getLogger("mlxd")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlxd", description="Editor AI daemon (LSP over stdio).")
+    p.add_argument("--version", action="version", version=f"mlxd {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    def add(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=fn)
+        sp.add_argument("--config", help="TOML config file (default: $MLXD_CONFIG)")
+        return sp
+
+    s = add("serve", cmd_serve, "Serve LSP on stdio (what an editor starts).")
+    s.add_argument("--tcp", type=int, metavar="PORT", help="serve on 127.0.0.1:PORT instead")
+    add("demo", cmd_demo, "Start the daemon, stream a chat answer and a completion.")
+    c = add("chat", cmd_chat, "Ask the daemon one question and stream the answer.")
+    c.add_argument("prompt")
+    c.add_argument("--backend", help="force one backend (no fallback)")
+    c.add_argument("--max-tokens", type=int, default=256)
+    add("models", cmd_models, "List the configured models.")
+    add("doctor", cmd_doctor, "Check Python, MLX, BLAS, the model, the config and backends.")
+    k = add("keys", cmd_keys, "Manage API keys in the OS keyring.")
+    k.add_argument("action", choices=["set", "list", "delete"])
+    k.add_argument("name", nargs="?", help="backend name (for set / delete)")
+    return p
+
+
+# --- serve --------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .blas import maybe_reexec_with_openblas
+
+    maybe_reexec_with_openblas(sys.argv)  # before anything reads stdin or loads MLX
+    from .transport import protect_stdout
+
+    out = protect_stdout()
+    _setup_logging()
+    from .app import ConfigSources
+    from .secrets import install_redaction
+    from .server import MlxdServer, register
+    from .transport import serve_stdio, serve_tcp
+
+    ls = MlxdServer(ConfigSources(path=args.config or os.environ.get("MLXD_CONFIG") or None))
+    register(ls)
+    install_redaction(ls.app.keys)
+    logging.getLogger().addHandler(_ClientLogHandler(ls))
+
+    async def run() -> None:
+        ls.loop = asyncio.get_running_loop()
+        try:
+            if args.tcp:
+                await serve_tcp(ls, "127.0.0.1", args.tcp)
+            else:
+                await serve_stdio(ls, sys.stdin.buffer, out)
+        finally:
+            for fut in list(ls.protocol._request_futures.values()):
+                fut.cancel()  # in-flight generations stop at their next token
+            await asyncio.sleep(0)
+            await ls.app.close()  # joins the MLX thread before the interpreter exits
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        return 130
+    return ls.exit_code
+
+
+def _setup_logging() -> None:
+    level = os.environ.get("MLXD_LOG_LEVEL", "INFO").upper()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("mlxd").setLevel(getattr(logging, level, logging.INFO))
+    # pygls logs every message it sends at INFO: keep it quiet whatever MLXD_LOG_LEVEL says.
+    logging.getLogger("pygls").setLevel(logging.WARNING)
+
+
+class _ClientLogHandler(logging.Handler):
+    """Mirror mlxd's log records to the editor as window/logMessage."""
+
+    LEVELS = {logging.ERROR: 1, logging.WARNING: 2, logging.INFO: 3, logging.DEBUG: 4}
+
+    def __init__(self, ls: Any) -> None:
+        super().__init__(logging.INFO)
+        self.ls = ls
+
+    def emit(self, record: logging.LogRecord) -> None:
+        loop = getattr(self.ls, "loop", None)
+        if loop is None or loop.is_closed() or not record.name.startswith("mlxd"):
+            return
+        from lsprotocol import types as T
+
+        kind = self.LEVELS.get(record.levelno - record.levelno % 10, 4)
+        params = T.LogMessageParams(type=T.MessageType(kind), message=record.getMessage())
+        try:
+            loop.call_soon_threadsafe(self.ls.window_log_message, params)
+        except RuntimeError:
+            pass  # loop closing
+
+
+# --- human commands -----------------------------------------------------------------------------
+def _serve_args(args: argparse.Namespace) -> list[str]:
+    return ["--config", args.config] if args.config else []
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return asyncio.run(_demo(args))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from .client import Client
+
+    print(f"mlxd {__version__} demo: starting `mlxd serve` and talking LSP to it over stdio\n")
+    client = await _start(args)
+    try:
+        await _wait_ready(client)
+        await _stream_chat(client, "In two sentences, why do editors use language servers?", 120)
+        print("\n--- completion (mlxd/complete) ---")
+        prefix = "def fibonacci(n):\n    "
+        print(prefix, end="", flush=True)
+        r = await client.request(
+            "mlxd/complete",
+            {"prefix": prefix, "language": "python", "maxTokens": 48, "stop": ["\n\n"]},
+            on_progress=lambda v: print(v["delta"], end="", flush=True),
+        )
+        print(f"\n[{r['backend']} {r['model']}: {r['usage']['completionTokens']} tokens]")
+    finally:
+        await client.shutdown()
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        client = await _start(args)
+        try:
+            await _wait_ready(client, quiet=True)
+            await _stream_chat(client, args.prompt, args.max_tokens, backend=args.backend)
+        finally:
+            await client.shutdown()
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        client = await _start(args)
+        try:
+            r = await client.request("mlxd/models", {})
+        finally:
+            await client.shutdown()
+        for m in r["models"]:
+            print(f"{m['backend']:<12} {m['name']:<40} {'loaded' if m['loaded'] else ''}")
+        print("defaults: " + ", ".join(f"{k}={v}" for k, v in r["defaults"].items()))
+        return 0
+
+    return asyncio.run(run())
+
+
+async def _start(args: argparse.Namespace) -> Any:
+    from .client import Client
+
+    client = await Client.spawn(_serve_args(args), env={"MLXD_LOG_LEVEL": "WARNING"})
+    client.state = asyncio.Event()
+    client.last_status = {}
+
+    def on_note(method: str, params: Any) -> None:
+        if method == "mlxd/status":
+            client.last_status = params
+            if params["state"] in ("ready", "error", "degraded"):
+                client.state.set()
+        elif method == "$/progress" and isinstance(params.get("value"), dict):
+            v = params["value"]
+            if v.get("kind") in ("begin", "report") and getattr(client, "verbose", True):
+                print(f"  [loading {v.get('percentage', 0):>3}%] {v.get('message', '')}")
+        elif method == "window/showMessage":
+            print(f"mlxd: {params['message']}", file=sys.stderr)
+
+    client.on_notification = on_note
+    await client.initialize()
+    return client
+
+
+async def _wait_ready(client: Any, quiet: bool = False) -> None:
+    client.verbose = not quiet
+    t0 = time.perf_counter()
+    await asyncio.wait_for(client.state.wait(), timeout=600)
+    if not quiet:
+        s = client.last_status
+        print(f"  model {s['state']} after {time.perf_counter() - t0:.1f}s {s.get('message') or ''}\n")
+
+
+async def _stream_chat(client: Any, prompt: str, max_tokens: int, backend: str | None = None) -> None:
+    print(f"> {prompt}\n")
+    params: dict[str, Any] = {"messages": [{"role": "user", "content": prompt}], "maxTokens": max_tokens}
+    if backend:
+        params["backend"] = backend
+    r = await client.request(
+        "mlxd/chat", params, on_progress=lambda v: print(v["delta"], end="", flush=True)
+    )
+    t = r["timings"]
+    first = f"{t['firstTokenMs']:.0f} ms" if t["firstTokenMs"] is not None else "-"
+    print(
+        f"\n\n[{r['backend']} {r['model']}: {r['usage']['completionTokens']} tokens, "
+        f"first token {first}, total {t['totalMs']:.0f} ms]"
+    )
+    for a in r["attempts"]:
+        print(f"[fell back from {a['backend']}: {a['error']}]")
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from . import secrets
+
+    if args.action == "list":
+        return secrets.cmd_keys_list(_configured_backends(args))
+    if not args.name:
+        print("mlxd keys set|delete NAME: name the backend", file=sys.stderr)
+        return 2
+    if args.action == "set":
+        return secrets.cmd_keys_set(args.name)
+    return secrets.cmd_keys_delete(args.name)
+
+
+def _configured_backends(args: argparse.Namespace) -> list[str]:
+    from .config import ConfigError, decode, load_file
+
+    path = args.config or os.environ.get("MLXD_CONFIG")
+    try:
+        return list(decode(load_file(path)).backends) if path else []
+    except ConfigError:
+        return []
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Each check prints one line; the exit code is the number of failed checks."""
+    from .blas import maybe_reexec_with_openblas
+
+    maybe_reexec_with_openblas(sys.argv)  # report the BLAS that `serve` would use
+    from .config import Config, ConfigError, decode, load_file
+    from .models import describe, load_model
+    from .secrets import KeyStore, key_sources
+
+    failed = 0
+
+    def line(ok: bool | None, what: str, detail: str) -> None:
+        nonlocal failed
+        mark = {True: "ok  ", False: "FAIL", None: "--  "}[ok]
+        failed += ok is False
+        print(f"[{mark}] {what:<10} {detail}")
+
+    line(sys.version_info >= (3, 11), "python", f"{platform.python_version()} ({sys.executable})")
+    try:
+        import mlx.core as mx
+
+        line(True, "mlx", f"{mx.__version__}, device {mx.default_device()}")
+    except Exception as exc:
+        line(False, "mlx", f"cannot import mlx: {exc}")
+    from .blas import blas_in_use
+
+    blas = blas_in_use()
+    line("slow" not in blas, "blas", blas)
+    path = args.config or os.environ.get("MLXD_CONFIG")
+    cfg = Config()
+    try:
+        cfg = decode(load_file(path)) if path else Config()
+        line(True, "config", path or "defaults (no --config / MLXD_CONFIG)")
+    except ConfigError as exc:
+        line(False, "config", str(exc))
+    line(None, "model", describe(cfg.local.model))
+    try:
+        t0 = time.perf_counter()
+        lm = load_model(cfg.local.model, dequantize=cfg.local.dequantize)
+        line(True, "model", f"loads in {time.perf_counter() - t0:.1f}s ({lm.nbytes / 1e6:.0f} MB)")
+    except Exception as exc:
+        line(False, "model", str(exc))
+    keys = KeyStore(cfg.backends)
+    route = "on" if cfg.routing.cloud else "off (routing.cloud = false)"
+    line(None, "routing", f"cloud {route}; chat={cfg.routing.chat} inline={cfg.routing.inline}")
+    for name, b in cfg.backends.items():
+        has = keys.get(name, b) is not None
+        needs = b.protocol == "anthropic" or "api.openai.com" in b.base_url
+        detail = f"{b.protocol} {b.base_url} model={b.model or '-'} key: "
+        detail += "present" if has else f"none ({key_sources(name, b)})"
+        line(has or not needs, f"backend {name}", detail)
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())

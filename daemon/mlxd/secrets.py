@@ -1,0 +1,301 @@
+"""API keys: where they come from, and how they are kept out of every log line and message.
+
+Resolution order for a backend's key (first hit wins):
+  1. a key the editor handed over with `mlxd/setApiKey` (held in memory; `persist` also stores it
+     in the OS keyring),
+  2. a literal `api_key` in the config (config.load_file only accepts it from a 0600 file),
+  3. the environment variable named by `api_key_env`,
+  4. the OS keyring: service "mlxd", username = the backend's name (`mlxd keys set NAME`).
+
+Every key the store has ever seen is redacted from text with `redact()`; `install_redaction()`
+makes the logging system do the same for every record. Keyring calls can block (D-Bus, an unlock
+prompt): call `get` / `set(persist=True)` from a worker thread in async code.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import keyring
+import keyring.errors
+
+from mlxd.config import BackendConfig
+
+SERVICE = "mlxd"
+REDACTED = "[REDACTED]"
+# Keyring has no portable way to enumerate entries: mlxd keeps the list of names it stored.
+_INDEX_USER = "__mlxd_index__"
+# A keyring miss is remembered this long, so a request does not query the keyring every time
+# (a `mlxd keys set` in another process is picked up after at most this delay).
+_MISS_TTL_S = 30.0
+
+log = logging.getLogger(__name__)
+
+
+def key_sources(name: str, cfg: BackendConfig) -> str:
+    """Where a key for `name` can come from, for a NotConfigured message (never the key)."""
+    ways = []
+    if cfg.api_key_env:
+        ways.append(f"set the environment variable {cfg.api_key_env}")
+    ways.append(f"run `mlxd keys set {name}`")
+    ways.append("or hand one over from the editor (mlxd/setApiKey)")
+    return ", ".join(ways)
+
+
+class KeyStore:
+    """Looks up API keys and remembers every one it has seen, to redact them."""
+
+    def __init__(self, backends: Mapping[str, BackendConfig] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._memory: dict[str, str] = {}
+        self._keyring_hits: dict[str, str] = {}
+        self._keyring_misses: dict[str, float] = {}
+        self._seen: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._keyring_broken_logged = False
+        if backends:
+            self.prime(backends)
+
+    # --- lookup ---------------------------------------------------------------------------
+    def get(self, backend_name: str, cfg: BackendConfig) -> str | None:
+        """The key for a backend, or None (keyless). May block on the OS keyring."""
+        with self._lock:
+            key = self._memory.get(backend_name)
+        if key:
+            return key
+        if cfg.api_key.strip():
+            return self._learn(cfg.api_key)
+        if cfg.api_key_env:
+            env = os.environ.get(cfg.api_key_env, "").strip()
+            if env:
+                return self._learn(env)
+        return self._from_keyring(backend_name)
+
+    def set(self, name: str, key: str, persist: bool = False) -> None:
+        """Hold a key handed over by the editor; `persist` also stores it in the OS keyring."""
+        key = key.strip()
+        if not key:
+            raise ValueError("empty API key")
+        self._learn(key)
+        with self._lock:
+            self._memory[name] = key
+        if persist:
+            keyring_set(name, key)
+            with self._lock:
+                self._keyring_hits[name] = key
+                self._keyring_misses.pop(name, None)
+
+    def names(self) -> list[str]:
+        """Backends with a key held in memory or found so far in the keyring (no values)."""
+        with self._lock:
+            return sorted(set(self._memory) | set(self._keyring_hits))
+
+    def prime(self, backends: Mapping[str, BackendConfig]) -> None:
+        """Learn the cheap-to-read keys (literal, env) up front, so logs are redacted from the
+        first line on, even before a backend is used."""
+        for cfg in backends.values():
+            if cfg.api_key.strip():
+                self._learn(cfg.api_key)
+            if cfg.api_key_env and os.environ.get(cfg.api_key_env, "").strip():
+                self._learn(os.environ[cfg.api_key_env])
+
+    def _from_keyring(self, name: str) -> str | None:
+        with self._lock:
+            if name in self._keyring_hits:
+                return self._keyring_hits[name]
+            missed = self._keyring_misses.get(name)
+            if missed is not None and time.monotonic() - missed < _MISS_TTL_S:
+                return None
+        try:
+            value = keyring.get_password(SERVICE, name)
+        except Exception as exc:  # any backend failure (no keyring, locked, D-Bus) = no key
+            if not self._keyring_broken_logged:
+                self._keyring_broken_logged = True
+                log.info("OS keyring unavailable (%s); keys come from env/editor only", _kind(exc))
+            value = None
+        with self._lock:
+            if value and value.strip():
+                key = value.strip()
+                self._keyring_hits[name] = key
+            else:
+                self._keyring_misses[name] = time.monotonic()
+                return None
+        return self._learn(key)
+
+    # --- redaction ------------------------------------------------------------------------
+    def _learn(self, key: str) -> str:
+        key = key.strip()
+        with self._lock:
+            if key and key not in self._seen:
+                self._seen.add(key)
+                # Longest first, so a key that contains another is replaced whole.
+                alts = sorted(self._seen, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(k) for k in alts))
+        return key
+
+    def redact(self, text: str) -> str:
+        """`text` with every key this store has seen replaced by [REDACTED]."""
+        pattern = self._pattern
+        if pattern is None or not text:
+            return text
+        return pattern.sub(REDACTED, text)
+
+    def has_keys(self) -> bool:
+        return self._pattern is not None
+
+
+def _kind(exc: BaseException) -> str:
+    # The exception's class only: a backend's message could in theory echo what it was given.
+    return type(exc).__name__
+
+
+# --- logging ------------------------------------------------------------------------------
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message, args, exception and stack text with keys redacted."""
+
+    def __init__(self, store: KeyStore) -> None:
+        super().__init__()
+        self.store = store
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record, self.store)
+        return True
+
+
+def redact_record(record: logging.LogRecord, store: KeyStore) -> None:
+    if not store.has_keys():
+        return
+    try:
+        msg = record.getMessage()
+    except Exception:  # a bad format string: keep what logging would show, redacted
+        msg = f"{record.msg!r} {record.args!r}"
+    record.msg = store.redact(msg)
+    record.args = None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = store.redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = store.redact(record.stack_info)
+
+
+_stores: list[KeyStore] = []
+_previous_factory: Callable[..., logging.LogRecord] | None = None
+
+
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    assert _previous_factory is not None
+    record = _previous_factory(*args, **kwargs)
+    for store in _stores:
+        redact_record(record, store)
+    return record
+
+
+def install_redaction(store: KeyStore) -> None:
+    """Redact keys from every log record: a filter on each handler of the root logger, and a
+    record factory, which also covers handlers added later (an LSP log handler, pytest's)."""
+    global _previous_factory
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if not any(isinstance(f, RedactingFilter) and f.store is store for f in handler.filters):
+            handler.addFilter(RedactingFilter(store))
+    if store not in _stores:
+        _stores.append(store)
+    if logging.getLogRecordFactory() is not _redacting_factory:
+        _previous_factory = logging.getLogRecordFactory()
+        logging.setLogRecordFactory(_redacting_factory)
+
+
+def uninstall_redaction(store: KeyStore) -> None:
+    """Undo install_redaction (for tests; the daemon keeps it for its lifetime)."""
+    global _previous_factory
+    for handler in logging.getLogger().handlers:
+        for f in list(handler.filters):
+            if isinstance(f, RedactingFilter) and f.store is store:
+                handler.removeFilter(f)
+    if store in _stores:
+        _stores.remove(store)
+    if not _stores and logging.getLogRecordFactory() is _redacting_factory:
+        assert _previous_factory is not None
+        logging.setLogRecordFactory(_previous_factory)
+        _previous_factory = None
+
+
+# --- keyring helpers and the `mlxd keys` commands -----------------------------------------
+def keyring_set(name: str, key: str) -> None:
+    keyring.set_password(SERVICE, name, key)
+    names = set(_index())
+    if name not in names:
+        keyring.set_password(SERVICE, _INDEX_USER, json.dumps(sorted(names | {name})))
+
+
+def _index() -> list[str]:
+    try:
+        raw = keyring.get_password(SERVICE, _INDEX_USER)
+        names = json.loads(raw) if raw else []
+    except (keyring.errors.KeyringError, ValueError, RuntimeError):
+        return []
+    return [n for n in names if isinstance(n, str)]
+
+
+def cmd_keys_set(name: str) -> int:
+    """`mlxd keys set NAME`: prompt without echo, store in the OS keyring."""
+    try:
+        key = getpass.getpass(f"API key for {name} (input hidden): ").strip()
+    except (EOFError, KeyboardInterrupt):
+        print("\ncancelled", file=sys.stderr)
+        return 1
+    if not key:
+        print("no key entered; nothing stored", file=sys.stderr)
+        return 1
+    try:
+        keyring_set(name, key)
+    except Exception as exc:
+        print(
+            f"cannot store the key in the OS keyring ({_kind(exc)}); "
+            "use the backend's api_key_env instead",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"stored the key for {name} in the OS keyring (service {SERVICE!r})")
+    return 0
+
+
+def cmd_keys_list(candidates: Iterable[str] = ()) -> int:
+    """`mlxd keys list`: names that have a key in the OS keyring, never values. `candidates`
+    (e.g. the configured backend names) are checked too, for keys stored by other tools."""
+    try:
+        names = sorted(set(_index()) | set(candidates))
+        found = [n for n in names if keyring.get_password(SERVICE, n)]
+    except Exception as exc:
+        print(f"cannot read the OS keyring ({_kind(exc)})", file=sys.stderr)
+        return 1
+    for n in found:
+        print(n)
+    return 0
+
+
+def cmd_keys_delete(name: str) -> int:
+    """`mlxd keys delete NAME`: remove a key from the OS keyring."""
+    try:
+        keyring.delete_password(SERVICE, name)
+    except keyring.errors.PasswordDeleteError:
+        print(f"no key stored for {name}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        print(f"cannot change the OS keyring ({_kind(exc)})", file=sys.stderr)
+        return 1
+    names = _index()
+    if name in names:
+        keyring.set_password(SERVICE, _INDEX_USER, json.dumps([n for n in names if n != name]))
+    print(f"deleted the key for {name}")
+    return 0

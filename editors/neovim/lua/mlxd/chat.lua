@@ -1,0 +1,351 @@
+-- :MlxdChat: one chat buffer per Neovim; answers stream into it from `$/progress` partial results
+-- of `mlxd/chat`. The buffer holds the transcript only; per-answer details are virtual lines.
+local M = {}
+
+local api = vim.api
+local BUFNAME = 'mlxd://chat'
+local ns = api.nvim_create_namespace('mlxd.chat')
+
+---@class mlxd.chat.Request
+---@field id integer? LSP request id
+---@field client_id integer?
+---@field token string partialResultToken
+---@field text string concatenated deltas
+---@field deltas integer number of deltas applied
+---@field result table? the final result
+---@field err table? the error response
+---@field done boolean no more text will be written
+---@field cancelled boolean
+---@field replied boolean the daemon answered (also after a cancel: with -32800)
+---@field resynced boolean the streamed text differed from result.text and was replaced
+---@field cancelled_at number? hrtime (ns) of the cancel
+---@field replied_at number? hrtime (ns) of the daemon's answer
+
+local history = {} -- {role, content} of finished turns
+local current ---@type mlxd.chat.Request?
+local chat_buf ---@type integer?
+
+local function mlxd()
+  return require('mlxd')
+end
+
+local function fire(pattern, data)
+  api.nvim_exec_autocmds('User', { pattern = pattern, modeline = false, data = data })
+end
+
+--- The chat buffer (created on first use).
+function M.buf()
+  if chat_buf and api.nvim_buf_is_valid(chat_buf) then
+    return chat_buf
+  end
+  chat_buf = api.nvim_create_buf(false, true)
+  api.nvim_buf_set_name(chat_buf, BUFNAME)
+  vim.bo[chat_buf].buftype = 'nofile'
+  vim.bo[chat_buf].bufhidden = 'hide'
+  vim.bo[chat_buf].swapfile = false
+  vim.bo[chat_buf].filetype = 'markdown'
+  vim.keymap.set('n', '<C-c>', M.cancel, { buffer = chat_buf, desc = 'mlxd: cancel the answer' })
+  vim.keymap.set('i', '<C-c>', M.cancel, { buffer = chat_buf, desc = 'mlxd: cancel the answer' })
+  return chat_buf
+end
+
+--- Show the chat buffer (reusing a window that already shows it) and return its window.
+function M.open()
+  local buf = M.buf()
+  for _, win in ipairs(api.nvim_tabpage_list_wins(0)) do
+    if api.nvim_win_get_buf(win) == buf then
+      return win
+    end
+  end
+  local opts = (mlxd().config or mlxd().defaults).chat
+  local prev = api.nvim_get_current_win()
+  local split = opts.split
+  if split == 'vertical' then
+    vim.cmd('botright vsplit')
+  elseif split == 'horizontal' then
+    vim.cmd('botright split')
+  elseif split == 'tab' then
+    vim.cmd('tabnew')
+  end
+  local win = api.nvim_get_current_win()
+  api.nvim_win_set_buf(win, buf)
+  vim.wo[win].wrap = true
+  vim.wo[win].linebreak = true
+  if not opts.focus then
+    api.nvim_set_current_win(prev)
+  end
+  return win
+end
+
+local function buf_text(buf)
+  return table.concat(api.nvim_buf_get_lines(buf, 0, -1, true), '\n')
+end
+
+-- Append text at the very end of the buffer; windows whose cursor sat on the last line follow.
+local function append(buf, text)
+  local last = api.nvim_buf_line_count(buf) - 1
+  local followers = {}
+  for _, win in ipairs(vim.fn.win_findbuf(buf)) do
+    if api.nvim_win_get_cursor(win)[1] - 1 == last then
+      followers[#followers + 1] = win
+    end
+  end
+  local col = #api.nvim_buf_get_lines(buf, last, last + 1, true)[1]
+  api.nvim_buf_set_text(buf, last, col, last, col, vim.split(text, '\n', { plain = true }))
+  local n = api.nvim_buf_line_count(buf)
+  for _, win in ipairs(followers) do
+    api.nvim_win_set_cursor(win, { n, 0 })
+  end
+end
+
+local function note(buf, text, hl)
+  local row = api.nvim_buf_line_count(buf) - 1
+  api.nvim_buf_set_extmark(buf, ns, row, 0, { virt_lines = { { { text, hl or 'Comment' } } } })
+end
+
+-- The selection (or line range) of a :'<,'>MlxdChat, as a fenced block with its origin.
+local function selection_block(src, line1, line2)
+  local lines
+  local vs, ve = vim.fn.getpos("'<"), vim.fn.getpos("'>")
+  if vim.fn.visualmode() == 'v' and vs[2] == line1 and ve[2] == line2 and vim.fn.bufnr() == src then
+    lines = vim.fn.getregion(vs, ve, { type = 'v' })
+  else
+    lines = api.nvim_buf_get_lines(src, line1 - 1, line2, true)
+  end
+  local name = api.nvim_buf_get_name(src)
+  local where = name ~= '' and vim.fn.fnamemodify(name, ':~:.') or '[No Name]'
+  return ('From `%s` (lines %d-%d):\n```%s\n%s\n```'):format(
+    where,
+    line1,
+    line2,
+    vim.bo[src].filetype,
+    table.concat(lines, '\n')
+  )
+end
+
+local function finish(req, buf)
+  req.done = true
+  mlxd().unlisten(req.token)
+  fire('MlxdChatDone', { id = req.id, cancelled = req.cancelled, err = req.err, result = req.result })
+  vim.schedule(function()
+    pcall(vim.cmd.redrawstatus, { bang = true })
+  end)
+  return buf
+end
+
+local function on_reply(req, buf, err, result)
+  req.replied = true
+  if req.done then
+    return -- cancelled meanwhile
+  end
+  if err then
+    req.err = err
+    local msg = tostring(err.message or err)
+    note(buf, '[error] ' .. msg, 'ErrorMsg')
+    vim.notify('mlxd chat: ' .. msg, vim.log.levels.ERROR)
+    table.remove(history) -- the unanswered user turn
+    return finish(req, buf)
+  end
+  req.result = result
+  if result.text ~= req.text then
+    -- The result is authoritative: replace what streamed (e.g. a backend that does not stream).
+    req.resynced = true
+    local start = req.start_row
+    api.nvim_buf_set_lines(buf, start, -1, true, { '' })
+    append(buf, result.text)
+  end
+  history[#history + 1] = { role = 'assistant', content = result.text }
+  mlxd().record_result(result)
+  local t = result.timings or {}
+  local u = result.usage or {}
+  local fallback = (result.attempts and #result.attempts > 0) and ' | fallback' or ''
+  note(
+    buf,
+    ('-- %s %s | %s tokens | %s ms%s'):format(
+      result.backend or '?',
+      result.model or '',
+      tostring(u.completionTokens or '?'),
+      t.totalMs and ('%d'):format(t.totalMs) or '?',
+      fallback
+    )
+  )
+  finish(req, buf)
+end
+
+--- Send `prompt` (plus an optional line range of `src` as context) and stream the answer.
+---@param prompt string
+---@param opts? {src?: integer, line1?: integer, line2?: integer, new?: boolean}
+---@return mlxd.chat.Request?
+function M.send(prompt, opts)
+  opts = opts or {}
+  if current and not current.done then
+    vim.notify('mlxd: an answer is still streaming; :MlxdCancel first', vim.log.levels.WARN)
+    return nil
+  end
+  local src = opts.src or api.nvim_get_current_buf()
+  local content = prompt
+  if opts.line1 then
+    content = ((prompt ~= '' and prompt) or 'Explain this code.')
+      .. '\n\n'
+      .. selection_block(src, opts.line1, opts.line2 or opts.line1)
+  end
+  if content == '' then
+    return nil
+  end
+  local src_name = vim.bo[src].buftype == '' and api.nvim_buf_get_name(src) or ''
+
+  local buf = M.buf()
+  if opts.new then
+    M.reset()
+  end
+  M.open()
+
+  local cfg = (mlxd().config or mlxd().defaults).chat
+  local header = (api.nvim_buf_line_count(buf) == 1 and buf_text(buf) == '') and '' or '\n\n'
+  if header == '' then
+    api.nvim_buf_set_lines(buf, 0, -1, true, { '## You' })
+  else
+    append(buf, header .. '## You')
+  end
+  append(buf, '\n' .. content .. '\n\n## mlxd\n')
+
+  local req = {
+    token = mlxd().new_token('chat'),
+    text = '',
+    deltas = 0,
+    done = false,
+    cancelled = false,
+    replied = false,
+    resynced = false,
+    start_row = api.nvim_buf_line_count(buf) - 1,
+  }
+  current = req
+
+  history[#history + 1] = { role = 'user', content = content }
+  local messages = {}
+  if cfg.system then
+    messages[1] = { role = 'system', content = cfg.system }
+  end
+  vim.list_extend(messages, history)
+
+  mlxd().listen(req.token, function(value)
+    if req.done or type(value) ~= 'table' or type(value.delta) ~= 'string' then
+      return
+    end
+    req.text = req.text .. value.delta
+    req.deltas = req.deltas + 1
+    append(buf, value.delta)
+    fire('MlxdChatUpdate', { id = req.id, delta = value.delta, backend = value.backend })
+  end)
+
+  mlxd().with_client(function(client, err)
+    if req.done then
+      return
+    end
+    if not client then
+      return on_reply(req, buf, { message = err }, nil)
+    end
+    req.client_id = client.id
+    local params = {
+      messages = messages,
+      maxTokens = cfg.max_tokens,
+      temperature = cfg.temperature,
+      model = cfg.model,
+      backend = cfg.backend,
+      partialResultToken = req.token,
+    }
+    if src_name ~= '' then
+      params.textDocument = { uri = vim.uri_from_fname(src_name) }
+    end
+    req.id = mlxd().request(client, 'mlxd/chat', params, function(rerr, result)
+      on_reply(req, buf, rerr, result)
+    end, src)
+    if not req.id then
+      on_reply(req, buf, { message = 'the daemon is not running' }, nil)
+    end
+  end)
+  return req
+end
+
+--- Stop the answer that is streaming (:MlxdCancel, <C-c> in the chat buffer).
+---@return boolean cancelled something
+function M.cancel()
+  local req = current
+  if not req or req.done then
+    return false
+  end
+  req.cancelled = true
+  req.cancelled_at = vim.uv.hrtime()
+  local client = req.client_id and vim.lsp.get_client_by_id(req.client_id)
+  if client and req.id then
+    mlxd().cancel_request(client, req.id)
+  end
+  local buf = M.buf()
+  note(buf, '[cancelled]', 'WarningMsg')
+  if req.text ~= '' then
+    history[#history + 1] = { role = 'assistant', content = req.text }
+  else
+    table.remove(history)
+  end
+  finish(req, buf)
+  return true
+end
+
+-- LspRequest autocmd: Neovim swallows the -32800 reply of a cancelled request, but marks the
+-- request complete; record that so callers can see the daemon did answer.
+function M._on_lsp_request(data)
+  local req = current
+  if req and req.id == data.request_id and req.client_id == data.client_id then
+    if data.request and data.request.type == 'complete' then
+      req.replied = true
+      req.replied_at = vim.uv.hrtime()
+      fire('MlxdChatReplied', { id = req.id, cancelled = req.cancelled })
+    end
+  end
+end
+
+--- Forget the conversation and clear the buffer.
+function M.reset()
+  if current and not current.done then
+    M.cancel()
+  end
+  history = {}
+  current = nil
+  local buf = M.buf()
+  api.nvim_buf_clear_namespace(buf, ns, 0, -1)
+  api.nvim_buf_set_lines(buf, 0, -1, true, {})
+end
+
+--- The last request's state (for statuslines and tests).
+---@return mlxd.chat.Request?
+function M.last()
+  return current
+end
+
+--- The finished turns sent as context with the next prompt.
+function M.history()
+  return vim.deepcopy(history)
+end
+
+--- The :MlxdChat command.
+function M.command(args)
+  local opts = { new = args.bang }
+  if args.range and args.range > 0 then
+    opts.src, opts.line1, opts.line2 = api.nvim_get_current_buf(), args.line1, args.line2
+  end
+  if args.args ~= '' or opts.line1 then
+    M.send(args.args, opts)
+    return
+  end
+  if opts.new then
+    M.reset()
+  end
+  M.open()
+  vim.ui.input({ prompt = 'mlxd> ' }, function(input)
+    if input and input ~= '' then
+      M.send(input, { src = opts.src })
+    end
+  end)
+end
+
+return M

@@ -1,0 +1,649 @@
+-- mlxd for Neovim: starts the daemon with the built-in LSP client and wires ghost text,
+-- chat and status to it. `require("mlxd").setup(opts)` is the only call a user needs.
+local M = {}
+
+local uv = vim.uv or vim.loop
+local has_011 = vim.fn.has('nvim-0.11') == 1
+
+M.name = 'mlxd'
+
+---@class mlxd.Keymaps
+---@field accept string|false
+---@field accept_line string|false
+---@field dismiss string|false
+---@field next string|false
+---@field prev string|false
+
+---@class mlxd.Opts
+M.defaults = {
+  -- The daemon command. A string is the path of the `mlxd` executable; a list is used as is.
+  cmd = { 'mlxd', 'serve' },
+  -- TOML config file handed to the daemon as `--config PATH` (nil: the daemon's own default).
+  config_file = nil,
+  -- Filetypes to attach to; nil attaches to every file buffer.
+  filetypes = nil,
+  -- Sent as LSP `initializationOptions`: same snake_case schema as the TOML config,
+  -- e.g. { local = { model = "..." }, routing = { cloud = true } }. Overrides the file.
+  init_options = {},
+  ghost = {
+    enabled = true,
+    -- "auto": native `vim.lsp.inline_completion` on 0.12+, the plugin's own otherwise.
+    -- "native" / "fallback" force one ("fallback" works on 0.12 too).
+    implementation = 'auto',
+    -- Wait this long after the last keystroke before asking (fallback only; 0.12 uses 200 ms).
+    debounce_ms = 200,
+  },
+  -- Insert-mode keys for ghost text; false disables one. Tab is left alone unless you set it.
+  -- When there is no suggestion the key does what it did before.
+  keymaps = {
+    accept = '<M-l>',
+    accept_line = '<M-L>',
+    dismiss = '<C-]>',
+    next = '<M-]>',
+    prev = '<M-[>',
+  },
+  chat = {
+    -- "vertical" | "horizontal" | "tab" | "current": where the chat buffer opens.
+    split = 'vertical',
+    -- Move the cursor into the chat window when it opens.
+    focus = true,
+    -- Request knobs sent with every chat (nil: the daemon's defaults).
+    max_tokens = nil,
+    temperature = nil,
+    model = nil,
+    backend = nil,
+    -- Optional system message that starts every conversation.
+    system = nil,
+  },
+}
+
+---@type table? the merged options once setup() ran
+M.config = nil
+
+-- Shared runtime state (one daemon per Neovim).
+M.state = {
+  status = nil, -- last `mlxd/status` params
+  progress = {}, -- work-done token -> {title, message, percentage}
+  last = nil, -- {backend, model, attempts} of the last finished request
+  exited = nil, -- exit code once the daemon stopped
+}
+
+-- partialResultToken -> function(value); see progress_handler().
+local listeners = {}
+local token_seq = 0
+
+--- A fresh partial-result token, unique within this Neovim.
+function M.new_token(kind)
+  token_seq = token_seq + 1
+  return ('mlxd-%s-%d-%d'):format(kind or 'req', uv.os_getpid(), token_seq)
+end
+
+--- Route `$/progress` for `token` to `fn(value)` until unlisten(token).
+function M.listen(token, fn)
+  listeners[token] = fn
+end
+
+function M.unlisten(token)
+  listeners[token] = nil
+end
+
+local function redraw()
+  vim.schedule(function()
+    pcall(vim.cmd.redrawstatus, { bang = true })
+  end)
+end
+
+local function fire(pattern, data)
+  vim.api.nvim_exec_autocmds('User', { pattern = pattern, modeline = false, data = data })
+end
+
+-- Our partial results go to their listener; work-done progress (model loading) is recorded for
+-- status() and handed to Neovim's own handler so `vim.lsp.status()` and LspProgress still work.
+local function progress_handler(err, params, ctx, config)
+  local fn = params and listeners[params.token]
+  if fn then
+    fn(params.value)
+    return
+  end
+  local value = params and params.value
+  if type(value) == 'table' and value.kind then
+    if value.kind == 'end' then
+      M.state.progress[params.token] = nil
+    else
+      local prev = M.state.progress[params.token] or {}
+      M.state.progress[params.token] = {
+        title = value.title or prev.title,
+        message = value.message or prev.message,
+        percentage = value.percentage or prev.percentage,
+      }
+    end
+    redraw()
+  end
+  return vim.lsp.handlers['$/progress'](err, params, ctx, config)
+end
+
+local function status_handler(_, params)
+  M.state.status = params
+  redraw()
+  fire('MlxdStatus', params)
+end
+
+--- The resolved daemon command line.
+---@return string[]
+function M.cmd()
+  local opts = M.config or M.defaults
+  local cmd = opts.cmd
+  if type(cmd) == 'string' then
+    cmd = { cmd, 'serve' }
+  end
+  cmd = vim.deepcopy(cmd)
+  if opts.config_file then
+    vim.list_extend(cmd, { '--config', vim.fn.expand(opts.config_file) })
+  end
+  return cmd
+end
+
+--- The LSP client config handed to vim.lsp.config / vim.lsp.start.
+function M.client_config()
+  local opts = M.config or M.defaults
+  local init_options = opts.init_options
+  if init_options == nil or vim.tbl_isempty(init_options) then
+    -- An empty Lua table encodes as a JSON array; send nothing instead.
+    init_options = nil
+  end
+  return {
+    name = M.name,
+    cmd = M.cmd(),
+    filetypes = opts.filetypes,
+    -- The daemon serves single files: no project root needed.
+    workspace_required = false,
+    init_options = init_options,
+    handlers = {
+      ['$/progress'] = progress_handler,
+      ['mlxd/status'] = status_handler,
+    },
+    on_exit = function(code)
+      M.state.exited = code
+      M.state.status = nil
+      M.state.progress = {}
+      redraw()
+    end,
+  }
+end
+
+--- The running mlxd client, if any.
+---@return vim.lsp.Client?
+function M.client()
+  for _, c in ipairs(vim.lsp.get_clients({ name = M.name })) do
+    if not (c.is_stopped and c:is_stopped()) then
+      return c
+    end
+  end
+end
+
+--- Send a request; returns the request id or nil. Works on 0.10 (dot) and 0.11+ (colon) clients.
+function M.request(client, method, params, handler, bufnr)
+  local ok, id
+  if has_011 then
+    ok, id = client:request(method, params, handler, bufnr)
+  else
+    ok, id = client.request(method, params, handler, bufnr)
+  end
+  return ok and id or nil
+end
+
+function M.cancel_request(client, id)
+  if has_011 then
+    return client:cancel_request(id)
+  end
+  return client.cancel_request(id)
+end
+
+--- Call fn(client) once a client is initialized, starting one (without attaching a buffer) when
+--- none runs, so chat works from any buffer. fn(nil, err) when that fails.
+function M.with_client(fn)
+  local client = M.client()
+  if not client then
+    local id
+    if has_011 then
+      id = vim.lsp.start(vim.lsp.config[M.name] or M.client_config(), { attach = false })
+    else
+      id = vim.lsp.start_client(M.client_config())
+    end
+    client = id and vim.lsp.get_client_by_id(id)
+    if not client then
+      fn(nil, 'could not start ' .. table.concat(M.cmd(), ' '))
+      return
+    end
+  end
+  if client.initialized then
+    fn(client)
+    return
+  end
+  local deadline = uv.now() + 60000
+  local timer = assert(uv.new_timer())
+  timer:start(
+    20,
+    20,
+    vim.schedule_wrap(function()
+      if timer:is_closing() then
+        return
+      end
+      local stopped = client.is_stopped and client:is_stopped()
+      if client.initialized or stopped or uv.now() > deadline then
+        timer:stop()
+        timer:close()
+        if client.initialized then
+          fn(client)
+        else
+          fn(nil, 'the daemon did not initialize')
+        end
+      end
+    end)
+  )
+end
+
+--- Statusline text: daemon state, loading progress, the backend that served last and any
+--- fallback. "" while no daemon runs.
+function M.status()
+  local client = M.client()
+  if not client then
+    return M.state.exited and ('mlxd: stopped (%d)'):format(M.state.exited) or ''
+  end
+  for _, p in pairs(M.state.progress) do
+    local s = 'mlxd: ' .. (p.title or 'working')
+    if p.message then
+      s = s .. ' ' .. p.message
+    end
+    if p.percentage then
+      s = s .. (' %d%%'):format(p.percentage)
+    end
+    return s
+  end
+  local st = M.state.status
+  if not client.initialized or not st then
+    return 'mlxd: starting'
+  end
+  local parts = { 'mlxd: ' .. st.state }
+  local last = M.state.last
+  if last and last.backend then
+    local used = last.backend
+    if last.attempts and #last.attempts > 0 then
+      local skipped = {}
+      for _, a in ipairs(last.attempts) do
+        skipped[#skipped + 1] = a.backend
+      end
+      used = used .. ' (fallback from ' .. table.concat(skipped, ', ') .. ')'
+    end
+    parts[#parts + 1] = used
+  end
+  local bad = {}
+  for name, s in vim.spairs(st.backends or {}) do
+    if s == 'cooldown' or s == 'error' then
+      bad[#bad + 1] = name .. ' ' .. s
+    end
+  end
+  if #bad > 0 then
+    parts[#parts + 1] = table.concat(bad, ', ')
+  end
+  if st.state == 'error' and st.message then
+    parts[#parts + 1] = st.message
+  end
+  return table.concat(parts, ' | ')
+end
+
+--- Remember which backend served a request, for status().
+function M.record_result(result)
+  if type(result) == 'table' then
+    M.state.last = { backend = result.backend, model = result.model, attempts = result.attempts }
+    redraw()
+  end
+end
+
+-- Ghost text -----------------------------------------------------------------------------------
+
+local function native_available()
+  return vim.lsp.inline_completion ~= nil and vim.lsp.inline_completion.enable ~= nil
+end
+
+--- "native" or "fallback": the implementation setup() picks for this Neovim and these options.
+function M.ghost_impl()
+  local want = ((M.config or M.defaults).ghost or {}).implementation or 'auto'
+  if want == 'fallback' then
+    return 'fallback'
+  end
+  if native_available() then
+    return 'native'
+  end
+  if want == 'native' then
+    vim.notify_once('mlxd: native inline completion needs Neovim 0.12; using fallback', vim.log.levels.WARN)
+  end
+  return 'fallback'
+end
+
+local NATIVE_NS = 'nvim.lsp.inline_completion'
+
+local function native_visible(bufnr)
+  local ns = vim.api.nvim_get_namespaces()[NATIVE_NS]
+  return ns ~= nil and #vim.api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, { limit = 1 }) > 0
+end
+
+local function buf_impl(bufnr)
+  return vim.b[bufnr].mlxd_ghost
+end
+
+--- The ghost text shown in `bufnr` (first line, then virt_lines joined by "\n"), or nil.
+function M.ghost_text(bufnr)
+  bufnr = bufnr == nil and vim.api.nvim_get_current_buf() or bufnr
+  bufnr = bufnr == 0 and vim.api.nvim_get_current_buf() or bufnr
+  local name = buf_impl(bufnr) == 'native' and NATIVE_NS or 'mlxd.ghost'
+  local ns = vim.api.nvim_get_namespaces()[name]
+  if not ns then
+    return nil
+  end
+  local marks = vim.api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, { details = true })
+  if #marks == 0 then
+    return nil
+  end
+  local d = marks[1][4]
+  local function chunks_text(chunks, skip_hint)
+    local s = {}
+    for _, c in ipairs(chunks or {}) do
+      if not (skip_hint and c[2] ~= (chunks[1] and chunks[1][2])) then
+        s[#s + 1] = c[1]
+      end
+    end
+    return table.concat(s)
+  end
+  local lines = { chunks_text(d.virt_text, true) }
+  for _, vl in ipairs(d.virt_lines or {}) do
+    lines[#lines + 1] = chunks_text(vl, true)
+  end
+  return table.concat(lines, '\n')
+end
+
+--- Insert `text` replacing the byte range (0-based rows/cols, end exclusive) and put the cursor
+--- after it. Shared by the fallback and by the native accept-line path.
+function M.apply_text(bufnr, srow, scol, erow, ecol, text)
+  local lines = vim.split(text, '\n', { plain = true })
+  vim.api.nvim_buf_set_text(bufnr, srow, scol, erow, ecol, lines)
+  local win = vim.fn.bufwinid(bufnr)
+  if win ~= -1 then
+    local row = srow + #lines - 1
+    local col = (#lines == 1 and scol or 0) + #lines[#lines]
+    vim.api.nvim_win_set_cursor(win, { row + 1, col })
+  end
+end
+
+--- The next line of `rest` (the not-yet-typed part of a suggestion): up to the newline, or the
+--- newline plus the following line when `rest` starts a new line.
+function M.first_line(rest)
+  local nl = rest:find('\n', 1, true)
+  if nl == 1 then
+    local nl2 = rest:find('\n', 2, true)
+    return nl2 and rest:sub(1, nl2 - 1) or rest
+  end
+  return nl and rest:sub(1, nl - 1) or rest
+end
+
+-- Native accept-line: insert only the next line of the item, at the cursor.
+local function native_accept_line(item)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local text = type(item.insert_text) == 'string' and item.insert_text or item.insert_text.value
+  local cur = vim.api.nvim_win_get_cursor(0)
+  local crow, ccol = cur[1] - 1, cur[2]
+  local r = item.range
+  if r and r.start and r.start.row == crow and r.start.col <= ccol then
+    local typed = vim.api.nvim_buf_get_lines(bufnr, crow, crow + 1, true)[1]:sub(r.start.col + 1, ccol)
+    if text:sub(1, #typed) == typed then
+      text = text:sub(#typed + 1)
+    end
+  end
+  M.apply_text(bufnr, crow, ccol, crow, ccol, M.first_line(text))
+end
+
+local actions = {
+  native = {
+    accept = function()
+      return vim.lsp.inline_completion.get()
+    end,
+    accept_line = function()
+      return vim.lsp.inline_completion.get({ on_accept = native_accept_line })
+    end,
+    dismiss = function(bufnr)
+      if not native_visible(bufnr) then
+        return false
+      end
+      -- No public "dismiss" yet: re-enabling drops the current item; typing asks again.
+      vim.lsp.inline_completion.enable(false, { bufnr = bufnr })
+      vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
+      return true
+    end,
+    select = function(bufnr, count)
+      if not native_visible(bufnr) then
+        return false
+      end
+      vim.lsp.inline_completion.select({ bufnr = bufnr, count = count })
+      return true
+    end,
+  },
+}
+
+local function ghost_action(name, ...)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local impl = buf_impl(bufnr)
+  if impl == 'native' then
+    if name == 'next' or name == 'prev' then
+      return actions.native.select(bufnr, name == 'next' and 1 or -1)
+    end
+    return actions.native[name](bufnr, ...)
+  elseif impl == 'fallback' then
+    return require('mlxd.ghost')[name](bufnr, ...)
+  end
+  return false
+end
+
+--- Accept the whole suggestion; false when none is shown.
+function M.accept()
+  return ghost_action('accept')
+end
+--- Accept the next line of the suggestion.
+function M.accept_line()
+  return ghost_action('accept_line')
+end
+--- Hide the suggestion until the next keystroke.
+function M.dismiss()
+  return ghost_action('dismiss')
+end
+--- Show the next / previous suggestion.
+function M.next()
+  return ghost_action('next')
+end
+function M.prev()
+  return ghost_action('prev')
+end
+
+local function set_keymaps(bufnr)
+  local keys = (M.config or M.defaults).keymaps or {}
+  local descs = {
+    accept = 'mlxd: accept suggestion',
+    accept_line = 'mlxd: accept one line of the suggestion',
+    dismiss = 'mlxd: dismiss suggestion',
+    next = 'mlxd: next suggestion',
+    prev = 'mlxd: previous suggestion',
+  }
+  for action, desc in pairs(descs) do
+    local lhs = keys[action]
+    if lhs then
+      vim.keymap.set('i', lhs, function()
+        if M[action]() then
+          return ''
+        end
+        return lhs -- nothing to act on: the key keeps its usual meaning
+      end, { buffer = bufnr, expr = true, desc = desc })
+    end
+  end
+end
+
+local function enable_ghost(bufnr, client)
+  local opts = M.config or M.defaults
+  if not (opts.ghost and opts.ghost.enabled) or buf_impl(bufnr) then
+    return
+  end
+  if not client.server_capabilities.inlineCompletionProvider then
+    return
+  end
+  local impl = M.ghost_impl()
+  vim.b[bufnr].mlxd_ghost = impl
+  if impl == 'native' then
+    vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
+  else
+    require('mlxd.ghost').attach(bufnr, client.id, opts.ghost.debounce_ms)
+  end
+  set_keymaps(bufnr)
+end
+
+local function on_attach(args)
+  local client = vim.lsp.get_client_by_id(args.data.client_id)
+  if client and client.name == M.name then
+    M.state.exited = nil
+    enable_ghost(args.buf, client)
+  end
+end
+
+local function on_detach(args)
+  local client = vim.lsp.get_client_by_id(args.data.client_id)
+  if not (client and client.name == M.name) then
+    return
+  end
+  if buf_impl(args.buf) == 'fallback' then
+    require('mlxd.ghost').detach(args.buf)
+  end
+  vim.b[args.buf].mlxd_ghost = nil
+end
+
+--- Configure and enable the daemon. Safe to call again with new options.
+---@param opts? table see M.defaults and `:help mlxd-setup`
+function M.setup(opts)
+  M.config = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), opts or {})
+  if opts and opts.filetypes ~= nil then
+    M.config.filetypes = opts.filetypes -- lists replace, not merge
+  end
+  vim.api.nvim_set_hl(0, 'MlxdGhost', { link = 'Comment', default = true })
+
+  local group = vim.api.nvim_create_augroup('mlxd', { clear = true })
+  vim.api.nvim_create_autocmd('LspAttach', { group = group, callback = on_attach })
+  vim.api.nvim_create_autocmd('LspDetach', { group = group, callback = on_detach })
+  vim.api.nvim_create_autocmd('LspRequest', {
+    group = group,
+    callback = function(args)
+      require('mlxd.chat')._on_lsp_request(args.data)
+    end,
+  })
+
+  local cfg = M.client_config()
+  if has_011 then
+    vim.lsp.config(M.name, cfg)
+    vim.lsp.enable(M.name)
+  else
+    -- 0.10: start on FileType ourselves; reuse the one client for every buffer.
+    vim.api.nvim_create_autocmd('FileType', {
+      group = group,
+      pattern = opts and opts.filetypes or '*',
+      callback = function(args)
+        if vim.bo[args.buf].buftype == '' then
+          vim.lsp.start(M.client_config(), { bufnr = args.buf })
+        end
+      end,
+    })
+  end
+  return M
+end
+
+--- setup() with defaults unless the user already called it (commands use this).
+function M.ensure_setup()
+  if not M.config then
+    M.setup({})
+  end
+end
+
+-- Commands --------------------------------------------------------------------------------------
+
+--- :MlxdModels: list the models the daemon knows and the defaults per request kind.
+---@param cb? fun(result: table?, err: table|string?)
+function M.models(cb)
+  M.with_client(function(client, err)
+    if not client then
+      vim.notify('mlxd: ' .. err, vim.log.levels.ERROR)
+      return cb and cb(nil, err)
+    end
+    M.request(client, 'mlxd/models', vim.empty_dict(), function(rerr, result)
+      if rerr then
+        vim.notify('mlxd/models: ' .. tostring(rerr.message or rerr), vim.log.levels.ERROR)
+        return cb and cb(nil, rerr)
+      end
+      if not cb then
+        local chunks = { { 'mlxd models\n', 'Title' } }
+        for _, m in ipairs(result.models or {}) do
+          local tags = {}
+          for kind, name in vim.spairs(result.defaults or {}) do
+            if name == m.name then
+              tags[#tags + 1] = kind
+            end
+          end
+          chunks[#chunks + 1] = {
+            ('  %s  [%s]%s%s\n'):format(
+              m.name,
+              m.backend,
+              m.loaded and '  loaded' or '',
+              #tags > 0 and ('  default: ' .. table.concat(tags, ', ')) or ''
+            ),
+          }
+        end
+        vim.api.nvim_echo(chunks, true, {})
+      end
+      return cb and cb(result)
+    end)
+  end)
+end
+
+--- :MlxdSetKey {backend}: read a key without echo and hand it to the daemon.
+---@param backend string
+---@param persist? boolean store it in the OS keyring too
+---@param key? string the key (prompted for when nil)
+---@param cb? fun(ok: boolean, err: string?)
+function M.set_key(backend, persist, key, cb)
+  if not backend or backend == '' then
+    vim.notify('mlxd: :MlxdSetKey needs a backend name', vim.log.levels.ERROR)
+    return cb and cb(false, 'no backend')
+  end
+  key = key or vim.fn.inputsecret(('API key for %s: '):format(backend))
+  if key == '' then
+    return cb and cb(false, 'empty key')
+  end
+  M.with_client(function(client, err)
+    if not client then
+      vim.notify('mlxd: ' .. err, vim.log.levels.ERROR)
+      return cb and cb(false, err)
+    end
+    -- The LSP log would record the key at debug level: keep it out for this one message.
+    local log = vim.lsp.log
+    local level = log.get_level()
+    if level < vim.log.levels.WARN then
+      log.set_level(vim.log.levels.WARN)
+    end
+    M.request(client, 'mlxd/setApiKey', { backend = backend, apiKey = key, persist = persist or false }, function(rerr)
+      if rerr then
+        local msg = tostring(rerr.message or rerr)
+        vim.notify('mlxd: key for ' .. backend .. ' refused: ' .. msg, vim.log.levels.ERROR)
+        return cb and cb(false, msg)
+      end
+      vim.notify(('mlxd: key for %s set%s'):format(backend, persist and ' and stored' or ''))
+      return cb and cb(true)
+    end)
+    log.set_level(level)
+    key = nil
+  end)
+end
+
+return M

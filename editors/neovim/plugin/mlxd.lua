@@ -1,0 +1,52 @@
+-- Commands only; nothing starts until require("mlxd").setup() or the first command.
+if vim.g.loaded_mlxd then
+  return
+end
+vim.g.loaded_mlxd = true
+
+if vim.fn.has('nvim-0.10') == 0 then
+  vim.api.nvim_echo({ { 'mlxd needs Neovim 0.10 or newer', 'WarningMsg' } }, true, {})
+  return
+end
+
+local function mlxd()
+  local m = require('mlxd')
+  m.ensure_setup()
+  return m
+end
+
+local command = vim.api.nvim_create_user_command
+
+command('MlxdChat', function(args)
+  mlxd()
+  require('mlxd.chat').command(args)
+end, {
+  nargs = '*',
+  range = true,
+  bang = true,
+  desc = 'mlxd: ask in the chat buffer (with a range: the selection is sent as context; ! starts over)',
+})
+
+command('MlxdCancel', function()
+  mlxd()
+  if not require('mlxd.chat').cancel() then
+    vim.notify('mlxd: nothing to cancel')
+  end
+end, { desc = 'mlxd: stop the answer that is streaming' })
+
+command('MlxdModels', function()
+  mlxd().models()
+end, { desc = 'mlxd: list models and defaults' })
+
+command('MlxdSetKey', function(args)
+  mlxd().set_key(args.args, args.bang)
+end, {
+  nargs = 1,
+  bang = true,
+  desc = 'mlxd: hand an API key for {backend} to the daemon (! also stores it in the keyring)',
+})
+
+command('MlxdStatus', function()
+  local s = mlxd().status()
+  vim.notify(s ~= '' and s or 'mlxd: not running')
+end, { desc = 'mlxd: show the daemon state' })

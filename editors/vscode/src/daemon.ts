@@ -1,0 +1,289 @@
+// Owns the language client: starts `mlxd serve`, forwards config changes, hands over API keys,
+// and exposes the custom requests (chat with streaming, models) to the rest of the extension.
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as vscode from 'vscode';
+import {
+  CloseAction,
+  DidChangeConfigurationNotification,
+  ErrorAction,
+  type LanguageClientOptions,
+  LanguageClient,
+  ProgressType,
+  type ServerOptions,
+  State,
+  Trace,
+  TransportKind,
+  type WorkDoneProgressBegin,
+  type WorkDoneProgressEnd,
+  type WorkDoneProgressReport,
+} from 'vscode-languageclient/node';
+import { describeItems, makeInlineMiddleware } from './inline';
+import type { KeyStore } from './keys';
+import {
+  type ChatParams,
+  type ChatResult,
+  isStatusParams,
+  Methods,
+  type ModelsResult,
+  type SetApiKeyParams,
+} from './protocol';
+import { readSettings, resolveServerPath, type Settings, serverArgv, toInitializationOptions } from './settings';
+import type { StatusBar } from './statusBar';
+import { chatToken } from './stream';
+import type { Tracer } from './trace';
+
+export class Daemon implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  private settings: Settings = readSettings(getter());
+  private readonly session = Math.random().toString(36).slice(2, 10);
+  private requests = 0;
+  private readonly disposables: vscode.Disposable[] = [];
+  private keysSent = false;
+  private crashes: number[] = [];
+  private restartedByClient = false;
+
+  constructor(
+    private readonly log: vscode.LogOutputChannel,
+    private readonly status: StatusBar,
+    private readonly keys: KeyStore,
+    private readonly tracer: Tracer,
+  ) {
+    this.disposables.push(vscode.workspace.onDidChangeConfiguration((e) => this.onConfigChange(e)));
+  }
+
+  get running(): boolean {
+    return this.client?.state === State.Running;
+  }
+
+  current(): Settings {
+    return this.settings;
+  }
+
+  async start(): Promise<void> {
+    this.settings = readSettings(getter());
+    const folders = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
+    const ctx = { workspaceFolders: folders, pathEnv: process.env.PATH ?? '', home: os.homedir(), isExecutable };
+    const resolved = resolveServerPath(this.settings.serverPath, ctx, process.env);
+    if (!resolved) {
+      const msg = 'mlxd executable not found (not on PATH, no .venv/bin/mlxd in the workspace). Set "mlxd.serverPath".';
+      this.log.error(msg);
+      this.status.update({ phase: 'failed', error: msg });
+      void vscode.window.showErrorMessage(msg, 'Open Settings').then((pick) => {
+        if (pick) void vscode.commands.executeCommand('workbench.action.openSettings', 'mlxd.serverPath');
+      });
+      return;
+    }
+    const args = serverArgv(this.settings, ctx, process.env);
+    this.log.info(`starting ${resolved.path} ${args.join(' ')} (found via ${resolved.source})`);
+
+    const serverOptions: ServerOptions = {
+      command: resolved.path,
+      args,
+      transport: TransportKind.stdio,
+      options: { env: { ...process.env, ...this.settings.serverEnv }, cwd: folders[0] },
+    };
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+      outputChannel: this.log,
+      // A function, so a restart picks up the current settings.
+      initializationOptions: () => this.mappedConfig(),
+      middleware: {
+        provideInlineCompletionItems: makeInlineMiddleware({
+          settings: () => this.settings,
+          onResult: (doc, pos, items) =>
+            this.tracer.write({ kind: 'inline', uri: doc.uri.toString(), line: pos.line, character: pos.character, items: describeItems(items) }),
+        }),
+        handleWorkDoneProgress: (token, params, next) => {
+          this.onWorkDone(params);
+          next(token, params);
+        },
+      },
+      errorHandler: {
+        error: () => ({ action: ErrorAction.Continue }),
+        closed: () => {
+          // Restart a crashed daemon, but not in a loop: at most 3 times in 3 minutes.
+          const now = Date.now();
+          this.crashes = this.crashes.filter((t) => now - t < 180_000);
+          this.crashes.push(now);
+          if (this.crashes.length <= 3) {
+            this.log.warn('the daemon exited; restarting it');
+            this.restartedByClient = true;
+            this.status.update({ phase: 'starting', daemon: undefined, progress: undefined });
+            return { action: CloseAction.Restart };
+          }
+          this.status.update({ phase: 'failed', error: 'The daemon exited 4 times in 3 minutes; see the mlxd output channel.' });
+          return { action: CloseAction.DoNotRestart };
+        },
+      },
+    };
+    const client = new LanguageClient('mlxd', 'mlxd', serverOptions, clientOptions);
+    this.client = client;
+    client.onNotification(Methods.status, (params: unknown) => {
+      if (isStatusParams(params)) this.status.update({ daemon: params });
+    });
+    client.onDidChangeState((e) => {
+      if (e.newState === State.Running && this.restartedByClient && this.client === client) {
+        this.restartedByClient = false;
+        void this.onRunning();
+      }
+      if (e.newState === State.Stopped && this.client === client && this.status.model.phase !== 'starting') {
+        this.status.update({ phase: this.status.model.phase === 'failed' ? 'failed' : 'stopped', progress: undefined });
+      }
+    });
+    this.status.update({ phase: 'starting', daemon: undefined, progress: undefined, error: undefined });
+    try {
+      await client.start();
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      this.log.error(`the daemon failed to start: ${msg}`);
+      this.status.update({ phase: 'failed', error: msg });
+      return;
+    }
+    await this.onRunning();
+  }
+
+  /** After every (re)start: hand over the keys, then say "ready" so the first request can use them. */
+  private async onRunning(): Promise<void> {
+    await this.sendStoredKeys();
+    this.status.update({ phase: 'running' });
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client) {
+      try {
+        await client.stop(3000);
+      } catch (err) {
+        this.log.warn(`stopping the daemon: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    this.status.update({ phase: 'stopped', progress: undefined });
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  mappedConfig(): Record<string, unknown> {
+    const { options, warnings } = toInitializationOptions(this.settings.config);
+    for (const w of warnings) this.log.warn(w);
+    return options;
+  }
+
+  /** Sends `mlxd/chat`, streaming deltas to `onProgress`; rejects on error or cancellation. */
+  async chat(params: Omit<ChatParams, 'partialResultToken'>, token: vscode.CancellationToken, onProgress: (value: unknown) => void): Promise<ChatResult> {
+    const client = this.requireClient();
+    this.requests += 1;
+    const partialResultToken = chatToken(this.session, this.requests);
+    const sub = client.onProgress(new ProgressType<unknown>(), partialResultToken, onProgress);
+    try {
+      const result = await client.sendRequest<ChatResult>(Methods.chat, { ...params, partialResultToken }, token);
+      this.status.update({ lastServed: { backend: result.backend, attempts: result.attempts ?? [] } });
+      return result;
+    } finally {
+      sub.dispose();
+    }
+  }
+
+  async models(): Promise<ModelsResult> {
+    return this.requireClient().sendRequest<ModelsResult>(Methods.models, {});
+  }
+
+  /** Hands one key to the daemon. Protocol tracing is paused so the key never reaches a log. */
+  async setApiKey(backend: string, apiKey: string): Promise<void> {
+    const client = this.requireClient();
+    const traced = vscode.workspace.getConfiguration('mlxd').get<string>('trace.server', 'off') !== 'off';
+    if (traced) await client.setTrace(Trace.Off);
+    try {
+      const params: SetApiKeyParams = { backend, apiKey, persist: false };
+      await client.sendRequest(Methods.setApiKey, params);
+    } finally {
+      if (traced) await client.setTrace(Trace.fromString(vscode.workspace.getConfiguration('mlxd').get<string>('trace.server', 'off')));
+    }
+  }
+
+  private async sendStoredKeys(): Promise<void> {
+    for (const { backend, apiKey } of await this.keys.all()) {
+      try {
+        await this.setApiKey(backend, apiKey);
+        this.log.info(`API key for backend "${backend}" handed to the daemon`);
+      } catch (err) {
+        // The daemon's error names the backend; it never echoes the key.
+        this.log.warn(`API key for backend "${backend}" was not accepted: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    this.keysSent = true;
+  }
+
+  get keysHandedOver(): boolean {
+    return this.keysSent;
+  }
+
+  private requireClient(): LanguageClient {
+    if (!this.client || this.client.state !== State.Running) {
+      throw new Error('the mlxd daemon is not running');
+    }
+    return this.client;
+  }
+
+  private onWorkDone(params: WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd): void {
+    const prev = this.status.model.progress;
+    switch (params.kind) {
+      case 'begin':
+        this.status.update({ progress: { title: params.title, message: params.message, percentage: params.percentage } });
+        break;
+      case 'report':
+        this.status.update({
+          progress: { title: prev?.title ?? 'working', message: params.message ?? prev?.message, percentage: params.percentage ?? prev?.percentage },
+        });
+        break;
+      case 'end':
+        this.status.update({ progress: undefined });
+        if (params.message) this.log.info(params.message);
+        break;
+    }
+  }
+
+  private onConfigChange(e: vscode.ConfigurationChangeEvent): void {
+    if (!e.affectsConfiguration('mlxd')) return;
+    const before = this.settings;
+    this.settings = readSettings(getter());
+    const spawnChanged =
+      e.affectsConfiguration('mlxd.serverPath') || e.affectsConfiguration('mlxd.serverArgs') || e.affectsConfiguration('mlxd.serverEnv');
+    if (spawnChanged) {
+      this.log.info('daemon command changed; restarting');
+      void this.restart();
+      return;
+    }
+    if (e.affectsConfiguration('mlxd.config') && JSON.stringify(before.config) !== JSON.stringify(this.settings.config)) {
+      const client = this.client;
+      if (client?.state === State.Running) {
+        void client.sendNotification(DidChangeConfigurationNotification.type, { settings: this.mappedConfig() });
+        this.log.info('config sent to the daemon (workspace/didChangeConfiguration)');
+      }
+    }
+  }
+
+  dispose(): void {
+    for (const d of this.disposables) d.dispose();
+    void this.stop();
+  }
+}
+
+function getter(): <T>(key: string, fallback: T) => T {
+  const cfg = vscode.workspace.getConfiguration('mlxd');
+  return <T>(key: string, fallback: T): T => cfg.get<T>(key, fallback);
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,173 @@
+// The chat webview's script (bundled for the browser). It only renders: the extension owns the
+// conversation and the daemon connection. Every answer is re-rendered from its full text on each
+// delta, through the escaping Markdown renderer, so partial Markdown never leaks raw HTML.
+
+import { renderMarkdown } from '../markdown';
+import type { FromWebview, ToWebview } from './messages';
+
+declare function acquireVsCodeApi(): { postMessage(m: FromWebview): void };
+
+const vscode = acquireVsCodeApi();
+const messages = document.getElementById('messages') as HTMLDivElement;
+const form = document.getElementById('ask') as HTMLFormElement;
+const prompt = document.getElementById('prompt') as HTMLTextAreaElement;
+const send = document.getElementById('send') as HTMLButtonElement;
+const stop = document.getElementById('stop') as HTMLButtonElement;
+const newChat = document.getElementById('new') as HTMLButtonElement;
+
+interface Answer {
+  el: HTMLDivElement;
+  body: HTMLDivElement;
+  meta: HTMLDivElement;
+  text: string;
+}
+
+const answers = new Map<number, Answer>();
+let busy = false;
+
+function setBusy(b: boolean): void {
+  busy = b;
+  send.disabled = b;
+  stop.disabled = !b;
+}
+
+function scrollToEnd(): void {
+  messages.scrollTop = messages.scrollHeight;
+}
+
+function addUser(content: string, label?: string): void {
+  const el = document.createElement('div');
+  el.className = 'msg user';
+  const body = document.createElement('div');
+  body.className = 'body';
+  // Long context prompts (a whole file) show as their label; the text is still the request.
+  body.textContent = label ?? content;
+  el.appendChild(body);
+  messages.appendChild(el);
+  scrollToEnd();
+}
+
+function startAnswer(id: number): void {
+  const el = document.createElement('div');
+  el.className = 'msg assistant';
+  el.dataset.id = String(id);
+  el.dataset.state = 'streaming';
+  const body = document.createElement('div');
+  body.className = 'body markdown';
+  const meta = document.createElement('div');
+  meta.className = 'meta';
+  meta.textContent = '…';
+  el.append(body, meta);
+  messages.appendChild(el);
+  answers.set(id, { el, body, meta, text: '' });
+  setBusy(true);
+  scrollToEnd();
+}
+
+function render(a: Answer): void {
+  a.body.innerHTML = renderMarkdown(a.text);
+}
+
+function onMessage(m: ToWebview): void {
+  switch (m.type) {
+    case 'user':
+      addUser(m.content, m.label);
+      break;
+    case 'start':
+      startAnswer(m.id);
+      break;
+    case 'delta': {
+      const a = answers.get(m.id);
+      if (!a) return;
+      a.text += m.delta;
+      a.meta.textContent = m.backend ? `${m.backend} …` : '…';
+      render(a);
+      scrollToEnd();
+      break;
+    }
+    case 'done': {
+      const a = answers.get(m.id);
+      if (!a) return;
+      a.text = m.text;
+      render(a);
+      a.el.dataset.state = 'done';
+      a.el.dataset.backend = m.backend;
+      const parts = [`${m.backend} · ${m.model}`, `${m.completionTokens} tokens`, `first token ${Math.round(m.firstTokenMs)} ms`];
+      if (m.finishReason === 'length') parts.push('cut at max tokens');
+      a.meta.textContent = parts.join(' · ');
+      if (m.attempts.length > 0) {
+        const fb = document.createElement('div');
+        fb.className = 'fallback';
+        fb.textContent = `fallback: ${m.attempts.map((x) => `${x.backend} (${x.error})`).join(', ')}`;
+        a.meta.appendChild(fb);
+      }
+      setBusy(false);
+      scrollToEnd();
+      break;
+    }
+    case 'error': {
+      const a = answers.get(m.id);
+      if (a) {
+        a.el.dataset.state = 'error';
+        a.meta.textContent = `error: ${m.message}`;
+      }
+      setBusy(false);
+      break;
+    }
+    case 'cancelled': {
+      const a = answers.get(m.id);
+      if (a) {
+        a.el.dataset.state = 'cancelled';
+        a.meta.textContent = 'stopped';
+      }
+      setBusy(false);
+      break;
+    }
+    case 'clear':
+      messages.replaceChildren();
+      answers.clear();
+      setBusy(false);
+      break;
+    case 'copied':
+      break;
+  }
+}
+
+window.addEventListener('message', (e: MessageEvent) => onMessage(e.data as ToWebview));
+
+form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const text = prompt.value;
+  if (busy || text.trim() === '') return;
+  prompt.value = '';
+  vscode.postMessage({ type: 'ask', prompt: text });
+});
+
+prompt.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    form.requestSubmit();
+  }
+});
+
+stop.addEventListener('click', () => vscode.postMessage({ type: 'stop' }));
+newChat.addEventListener('click', () => vscode.postMessage({ type: 'new' }));
+
+// Code block buttons (rendered by markdown.ts) act on their block's text.
+messages.addEventListener('click', (e) => {
+  const button = (e.target as HTMLElement).closest('button[data-action]');
+  if (!(button instanceof HTMLButtonElement)) return;
+  const code = button.closest('.code-block')?.querySelector('pre code')?.textContent ?? '';
+  const action = button.dataset.action;
+  if (action === 'copy') {
+    vscode.postMessage({ type: 'copy', code });
+    button.textContent = 'Copied';
+    setTimeout(() => {
+      button.textContent = 'Copy';
+    }, 1200);
+  } else if (action === 'insert') {
+    vscode.postMessage({ type: 'insert', code });
+  }
+});
+
+vscode.postMessage({ type: 'ready' });

@@ -1,0 +1,451 @@
+// End-to-end test in a real VS Code: code-server on loopback with a private config and user
+// settings, the packaged .vsix installed offline, Debian's chromium driven by playwright-core.
+// It types in a Python file until the daemon's ghost text shows, accepts it with Tab, saves and
+// reads the file, then asks the chat panel and watches the answer stream in.
+//
+// The daemon's model is random (a tiny test model), so the checks are about structure and about
+// equality with what the daemon returned (recorded by the extension's MLXD_VSCODE_TRACE file).
+//
+// Inputs (environment): MLXD_E2E_SERVER (mlxd executable), MLXD_E2E_CONFIG (mlxd TOML),
+// MLXD_E2E_VSIX, MLXD_E2E_NODE (Node 24), MLXD_E2E_CODE_SERVER (code-server's entry script),
+// MLXD_E2E_CHROMIUM (default /usr/bin/chromium), MLXD_E2E_WORKDIR (scratch), and optional
+// MLXD_E2E_ARTIFACTS (screenshots and logs are copied there).
+// Output: progress lines, then one line `E2E_RESULT <json>`; exit code 0 only if all passed.
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { type Browser, chromium, type Frame, type Page } from 'playwright-core';
+import { renderMarkdown } from '../../src/markdown';
+
+const env = (name: string, fallback?: string): string => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined || v === '') throw new Error(`${name} is not set`);
+  return v;
+};
+
+const SERVER = env('MLXD_E2E_SERVER');
+const CONFIG = env('MLXD_E2E_CONFIG');
+const VSIX = env('MLXD_E2E_VSIX');
+const NODE = env('MLXD_E2E_NODE');
+const CODE_SERVER = env('MLXD_E2E_CODE_SERVER');
+const CHROMIUM = env('MLXD_E2E_CHROMIUM', '/usr/bin/chromium');
+const WORK = env('MLXD_E2E_WORKDIR');
+const ARTIFACTS = process.env.MLXD_E2E_ARTIFACTS ?? path.join(WORK, 'artifacts');
+
+const dirs = {
+  ws: path.join(WORK, 'ws'),
+  user: path.join(WORK, 'user-data'),
+  ext: path.join(WORK, 'extensions'),
+  home: path.join(WORK, 'home'),
+};
+const trace = path.join(WORK, 'trace.jsonl');
+const csLog = path.join(WORK, 'code-server.log');
+const file = path.join(dirs.ws, 'main.py');
+const INITIAL = 'import math\n\n\n';
+
+const t0 = Date.now();
+function log(msg: string): void {
+  console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}`);
+}
+
+const result: Record<string, unknown> = {};
+let failure: string | undefined;
+
+interface TraceRecord {
+  kind: string;
+  line?: number;
+  character?: number;
+  items?: { insertText: string; range?: [number, number, number, number] }[];
+  text?: string;
+  streamed?: number;
+  backend?: string;
+}
+
+function readTrace(): TraceRecord[] {
+  if (!fs.existsSync(trace)) return [];
+  return fs
+    .readFileSync(trace, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as TraceRecord);
+}
+
+function check(cond: unknown, what: string): asserts cond {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  log(`ok: ${what}`);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 250): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== null && (v as unknown) !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+function writeSetup(port: number): string {
+  for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  fs.writeFileSync(file, INITIAL);
+  const settings = {
+    // Keep VS Code's own suggestions out of the way so Tab goes to the inline suggestion.
+    'editor.quickSuggestions': { other: 'off', comments: 'off', strings: 'off' },
+    'editor.suggestOnTriggerCharacters': false,
+    'editor.wordBasedSuggestions': 'off',
+    'editor.acceptSuggestionOnEnter': 'off',
+    'editor.autoClosingBrackets': 'never',
+    'editor.autoClosingQuotes': 'never',
+    'editor.inlineSuggest.enabled': true,
+    'security.workspace.trust.enabled': false,
+    'workbench.startupEditor': 'none',
+    'workbench.tips.enabled': false,
+    'chat.disableAIFeatures': true,
+    'telemetry.telemetryLevel': 'off',
+    'update.mode': 'none',
+    'extensions.autoCheckUpdates': false,
+    'extensions.autoUpdate': false,
+    'files.autoSave': 'off',
+    'mlxd.serverPath': SERVER,
+    'mlxd.serverArgs': ['--config', CONFIG],
+    // Exercises the initializationOptions path (snake_case keys of the daemon's schema).
+    'mlxd.config': { inline: { max_tokens: 24 }, routing: { cloud: false } },
+    'mlxd.inline.debounceMs': 100,
+    'mlxd.chat.maxTokens': 48,
+    'mlxd.chat.temperature': 0,
+  };
+  const userDir = path.join(dirs.user, 'User');
+  fs.mkdirSync(userDir, { recursive: true });
+  fs.writeFileSync(path.join(userDir, 'settings.json'), JSON.stringify(settings, null, 2));
+  const cfg = path.join(WORK, 'code-server.yaml');
+  fs.writeFileSync(cfg, `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
+  return cfg;
+}
+
+function childEnv(): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    HOME: dirs.home,
+    XDG_CONFIG_HOME: path.join(dirs.home, '.config'),
+    XDG_DATA_HOME: path.join(dirs.home, '.local', 'share'),
+    XDG_CACHE_HOME: path.join(dirs.home, '.cache'),
+    MLXD_VSCODE_TRACE: trace,
+    PATH: `${path.dirname(NODE)}:${process.env.PATH ?? ''}`,
+  };
+}
+
+function installVsix(cfg: string): void {
+  log(`installing ${path.basename(VSIX)} offline`);
+  const r = spawnSync(NODE, [CODE_SERVER, '--config', cfg, '--user-data-dir', dirs.user, '--extensions-dir', dirs.ext, '--install-extension', VSIX], {
+    env: childEnv(),
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  check(r.status === 0 && /successfully installed/i.test(out), `code-server installs the .vsix (exit ${r.status}): ${out.trim().split('\n').slice(-2).join(' | ')}`);
+}
+
+function startCodeServer(cfg: string, port: number): ChildProcess {
+  const logFd = fs.openSync(csLog, 'w');
+  // detached: a new process group (setsid), so that stopping it stops the file watchers, the
+  // extension host and the daemon too.
+  const child = spawn(
+    NODE,
+    [
+      CODE_SERVER,
+      '--config', cfg,
+      '--bind-addr', `127.0.0.1:${port}`,
+      '--auth', 'none',
+      '--user-data-dir', dirs.user,
+      '--extensions-dir', dirs.ext,
+      '--disable-telemetry',
+      '--disable-update-check',
+      '--disable-workspace-trust',
+      '--disable-getting-started-override',
+      '--ignore-last-opened',
+      dirs.ws,
+    ],
+    { env: childEnv(), detached: true, stdio: ['ignore', logFd, logFd] },
+  );
+  fs.closeSync(logFd);
+  return child;
+}
+
+async function stopGroup(child: ChildProcess | undefined): Promise<void> {
+  if (!child?.pid) return;
+  const pgid = child.pid;
+  const alive = (): boolean => {
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  try {
+    process.kill(-pgid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const end = Date.now() + 5000;
+  while (alive() && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+  if (alive()) {
+    log('process group still alive after SIGTERM; sending SIGKILL');
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  result.processGroupStopped = !alive();
+}
+
+async function runCommand(page: Page, title: string): Promise<void> {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(`>${title}`);
+  const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: title }).first();
+  await row.waitFor({ state: 'visible', timeout: 10_000 });
+  await page.keyboard.press('Enter');
+}
+
+async function statusText(page: Page): Promise<string | undefined> {
+  const item = page.locator('.statusbar-item', { hasText: /mlxd/ }).first();
+  if ((await item.count()) === 0) return undefined;
+  return (await item.textContent())?.trim();
+}
+
+async function openFile(page: Page, name: string): Promise<void> {
+  await page.keyboard.press('Control+P');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(name);
+  await page.locator('.quick-input-widget .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 10_000 });
+  await page.keyboard.press('Enter');
+  await page.locator('.tab.active', { hasText: name }).waitFor({ timeout: 15_000 });
+  await page.locator('.editor-instance .monaco-editor .view-lines').first().waitFor({ timeout: 15_000 });
+}
+
+async function ghostText(page: Page): Promise<string | undefined> {
+  const parts = await page.locator('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text').allTextContents();
+  const text = parts.join('');
+  return text.length > 0 ? text : undefined;
+}
+
+async function inlineTest(page: Page): Promise<void> {
+  await openFile(page, 'main.py');
+  const lines = page.locator('.editor-instance .monaco-editor .view-lines').first();
+  await lines.click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type('def add(a, b):', { delay: 40 });
+  await page.keyboard.press('Enter'); // VS Code indents the body itself
+  await page.keyboard.type('return a', { delay: 60 });
+  // The cursor: line 4 (0-based 3), after "    return a".
+  const cursor = { line: 3, character: '    return a'.length };
+
+  let ghost: string | undefined;
+  let how = 'typing';
+  try {
+    ghost = await waitFor('ghost text after typing', () => ghostText(page), 20_000);
+  } catch {
+    // FIELD-NOTES: Alt+\ does nothing from playwright; the palette command does.
+    how = 'Trigger Inline Suggestion';
+    log('no ghost text from typing; invoking "Trigger Inline Suggestion"');
+    await runCommand(page, 'Trigger Inline Suggestion');
+    await page.locator('.editor-instance .monaco-editor .view-lines').first().waitFor();
+    ghost = await waitFor('ghost text after explicit trigger', () => ghostText(page), 20_000);
+  }
+  result.ghostText = ghost;
+  result.ghostTrigger = how;
+  log(`ghost text (${how}): ${JSON.stringify(ghost)}`);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'ghost-text.png') });
+
+  // What the daemon returned at the cursor (recorded by the extension).
+  const records = readTrace().filter((r) => r.kind === 'inline' && r.line === cursor.line && r.character === cursor.character && (r.items?.length ?? 0) > 0);
+  check(records.length > 0, 'the daemon returned an inline item at the cursor');
+  const item = records[records.length - 1]?.items?.[0];
+  check(item !== undefined && item.insertText.length > 0, 'the inline item has text');
+  result.insertText = item.insertText;
+  check(
+    item.range !== undefined && item.range[0] === cursor.line && item.range[1] === cursor.character,
+    `the item carries an explicit range starting at the cursor (${JSON.stringify(item.range)})`,
+  );
+  // The ghost text shows the item's text (the first line inline, further lines below it;
+  // the editor renders spaces as non-breaking ones).
+  const norm = (s: string): string => s.replace(/\u00a0/g, ' ').replace(/\s+/g, ' ').trim();
+  check(norm(item.insertText).startsWith(norm(ghost).slice(0, 20)) || norm(ghost).startsWith(norm(item.insertText).slice(0, 20)), 'the ghost text is the daemon\'s item');
+
+  await page.keyboard.press('Tab');
+  await waitFor('the ghost text to be accepted', async () => ((await ghostText(page)) === undefined ? true : undefined), 5000).catch(() => undefined);
+  // `.view-lines` includes ghost text; the saved file is the truth.
+  await page.keyboard.press('Control+S');
+  const expected = `${INITIAL}def add(a, b):\n    return a`;
+  const saved = await waitFor('main.py saved with the accepted text', () => {
+    const s = fs.readFileSync(file, 'utf8');
+    return s.length > expected.length ? s : undefined;
+  }, 10_000);
+  result.savedFile = saved;
+  const [sl, sc, el, ec] = item.range as [number, number, number, number];
+  // Apply the item's edit to what was typed, exactly as VS Code should have.
+  const offset = (text: string, line: number, ch: number): number => {
+    const ls = text.split('\n');
+    return ls.slice(0, line).reduce((n, l) => n + l.length + 1, 0) + ch;
+  };
+  const want = expected.slice(0, offset(expected, sl, sc)) + item.insertText + expected.slice(offset(expected, el, ec));
+  check(saved === want, `Tab accepted the daemon's item into the file (saved ${JSON.stringify(saved.slice(INITIAL.length))})`);
+}
+
+async function chatFrame(page: Page): Promise<Frame> {
+  return waitFor(
+    'the chat webview',
+    async () => {
+      for (const f of page.frames()) {
+        try {
+          if ((await f.locator('#mlxd-chat').count()) > 0) return f;
+        } catch {
+          // frame detached while looking
+        }
+      }
+      return undefined;
+    },
+    30_000,
+    500,
+  );
+}
+
+async function chatTest(page: Page): Promise<void> {
+  await runCommand(page, 'mlxd: Open Chat');
+  const frame = await chatFrame(page);
+  log('chat webview found');
+  // Record every distinct rendering of the streaming answer, as the user would see it.
+  await frame.evaluate(() => {
+    const w = window as unknown as { __snapshots: string[] };
+    w.__snapshots = [];
+    const messages = document.getElementById('messages');
+    if (!messages) throw new Error('no #messages');
+    new MutationObserver(() => {
+      const body = messages.querySelector('.msg.assistant:last-child .body');
+      const text = body?.textContent ?? '';
+      const last = w.__snapshots[w.__snapshots.length - 1];
+      if (text !== '' && text !== last) w.__snapshots.push(text);
+    }).observe(messages, { childList: true, subtree: true, characterData: true });
+  });
+  const csp = await frame.evaluate(() => document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.getAttribute('content') ?? '');
+  check(/default-src 'none'/.test(csp) && /script-src 'nonce-/.test(csp), `the webview has a strict CSP (${csp})`);
+
+  const before = readTrace().filter((r) => r.kind === 'chat').length;
+  await frame.locator('#prompt').fill('Write a Python function that adds two numbers.');
+  await frame.locator('#prompt').press('Enter');
+  const done = frame.locator('.msg.assistant[data-state="done"]');
+  await done.waitFor({ timeout: 120_000 });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'chat.png') });
+
+  const records = readTrace().filter((r) => r.kind === 'chat');
+  check(records.length === before + 1, 'the daemon answered one chat request');
+  const rec = records[records.length - 1] as TraceRecord;
+  const text = rec.text ?? '';
+  result.chatText = text;
+  result.chatStreamedChunks = rec.streamed;
+  check(text.length > 0, 'the daemon\'s answer is not empty');
+  const snapshots = await frame.evaluate(() => (window as unknown as { __snapshots: string[] }).__snapshots);
+  result.chatSnapshots = snapshots.length;
+  check((rec.streamed ?? 0) >= 3, `the answer arrived as several $/progress deltas (${rec.streamed})`);
+  check(snapshots.length >= 3, `the panel re-rendered the answer as it streamed (${snapshots.length} distinct renderings)`);
+  // The final rendering is exactly the daemon's text through the (unit-tested) renderer,
+  // normalised by the same browser.
+  const same = await frame.evaluate((html) => {
+    const body = document.querySelector('.msg.assistant[data-state="done"] .body');
+    const ref = document.createElement('div');
+    ref.innerHTML = html;
+    return body !== null && body.innerHTML === ref.innerHTML;
+  }, renderMarkdown(text));
+  check(same, 'the final answer in the panel equals the daemon\'s text');
+  const meta = (await done.locator('.meta').textContent()) ?? '';
+  result.chatMeta = meta;
+  check(meta.startsWith(`${rec.backend ?? 'local'} ·`), `the answer names the backend that served it (${meta})`);
+  const status = await statusText(page);
+  result.statusAfterChat = status;
+  check(status !== undefined && status.includes(`mlxd: ${rec.backend ?? 'local'}`), `the status bar names the serving backend (${status})`);
+}
+
+async function main(): Promise<void> {
+  fs.mkdirSync(WORK, { recursive: true });
+  fs.rmSync(trace, { force: true });
+  const port = await freePort();
+  const cfg = writeSetup(port);
+  installVsix(cfg);
+  let cs: ChildProcess | undefined;
+  let browser: Browser | undefined;
+  try {
+    cs = startCodeServer(cfg, port);
+    log(`code-server pid ${cs.pid} on 127.0.0.1:${port}`);
+    await waitFor('code-server to listen', async () => {
+      try {
+        const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+        return r.ok ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    }, 60_000, 300);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    page.setDefaultTimeout(30_000);
+    await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(dirs.ws)}`);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+    log('workbench loaded');
+
+    // Typing before the provider is registered gives no ghost text and nothing retries: wait for
+    // the extension's ready marker (its status bar item) first.
+    const ready = await waitFor('the mlxd status bar item to say ready', async () => {
+      const t = await statusText(page);
+      if (t && /failed|error/.test(t)) throw new Error(`the extension reports: ${t}`);
+      return t && /mlxd: (ready|local)/.test(t) ? t : undefined;
+    }, 180_000, 500);
+    result.readyStatus = ready;
+    log(`ready: ${ready}`);
+
+    await inlineTest(page);
+    await chatTest(page);
+  } catch (err) {
+    failure = err instanceof Error ? err.message : String(err);
+    log(`FAILED: ${failure}`);
+    if (browser) {
+      for (const p of browser.contexts().flatMap((c) => c.pages())) {
+        await p.screenshot({ path: path.join(ARTIFACTS, 'failure.png') }).catch(() => undefined);
+      }
+    }
+  } finally {
+    await browser?.close().catch(() => undefined);
+    await stopGroup(cs);
+    for (const f of [csLog, trace]) {
+      if (fs.existsSync(f)) fs.copyFileSync(f, path.join(ARTIFACTS, path.basename(f)));
+    }
+  }
+  result.ok = failure === undefined;
+  if (failure) result.error = failure;
+  result.seconds = (Date.now() - t0) / 1000;
+  console.log(`E2E_RESULT ${JSON.stringify(result)}`);
+  process.exitCode = failure === undefined ? 0 : 1;
+}
+
+void main();

@@ -1,0 +1,150 @@
+"""Shared fixtures: a tiny real model, config files, and the real daemon over real stdio."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types as T
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random llama with a real tokenizer, written as an mlx-lm directory."""
+    from mlxd.models.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def slow_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wider and deeper, so a long generation lasts long enough to cancel mid-way."""
+    from mlxd.models.tiny import make_tiny_model
+
+    return make_tiny_model(
+        tmp_path_factory.mktemp("tiny-slow") / "model", layers=8, hidden=512, intermediate=1024
+    )
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path, tiny_model: Path) -> Path:
+    return write_config(
+        tmp_path / "mlxd.toml", f'[local]\nmodel = "{tiny_model}"\npreload = true\n'
+    )
+
+
+class Session:
+    """A pytest-lsp client plus what the daemon sent besides responses."""
+
+    def __init__(self, client: LanguageClient) -> None:
+        self.client = client
+        self.progress: dict[Any, list[Any]] = {}
+        self.statuses: list[dict[str, Any]] = []
+
+    @property
+    def messages(self) -> list[T.ShowMessageParams]:
+        return self.client.messages
+
+    @property
+    def logs(self) -> list[str]:
+        return [m.message for m in self.client.log_messages]
+
+    def deltas(self, token: Any) -> list[str]:
+        return [v["delta"] for v in self.progress.get(token, []) if isinstance(v, dict) and "delta" in v]
+
+    async def request(self, method: str, params: Any) -> Any:
+        return await self.client.protocol.send_request_async(method, params)
+
+    async def wait_status(self, *states: str, timeout: float = 60) -> dict[str, Any]:
+        async def poll() -> dict[str, Any]:
+            while True:
+                for s in self.statuses:
+                    if s["state"] in states:
+                        return s
+                await asyncio.sleep(0.02)
+
+        return await asyncio.wait_for(poll(), timeout)
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.setdefault("MLXD_LOG_LEVEL", "DEBUG")
+    env.update(extra or {})
+    return env
+
+
+@asynccontextmanager
+async def daemon(
+    config: Path | None = None,
+    *,
+    init_options: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    capabilities: T.ClientCapabilities | None = None,
+    process_id: int | None = None,
+) -> AsyncIterator[Session]:
+    """Start `python -m mlxd serve` as a subprocess, initialize it, and shut it down after."""
+    cmd = [sys.executable, "-m", "mlxd", "serve"] + (["--config", str(config)] if config else [])
+    client = await ClientServerConfig(server_command=cmd, server_env=_env(env)).start()
+    session = Session(client)
+
+    def on_progress(params: T.ProgressParams) -> None:
+        # pytest-lsp's own handler raises on partial-result values; record everything.
+        session.progress.setdefault(params.token, []).append(_plain(params.value))
+
+    def on_status(params: Any) -> None:
+        session.statuses.append(_plain(params))
+
+    client.protocol.fm.features[T.PROGRESS] = on_progress
+    client.protocol.fm.features["mlxd/status"] = on_status
+
+    caps = capabilities or T.ClientCapabilities(
+        window=T.WindowClientCapabilities(work_done_progress=True)
+    )
+    await client.initialize_session(
+        T.InitializeParams(
+            capabilities=caps,
+            process_id=process_id,
+            initialization_options=init_options,
+        )
+    )
+    try:
+        yield session
+    finally:
+        try:
+            await asyncio.wait_for(client.shutdown_session(), 10)
+        finally:
+            await client.stop()
+
+
+def _plain(obj: Any) -> Any:
+    """pygls hands unknown notifications' params over as objects; tests want dicts."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple) and not hasattr(obj, "_fields"):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "_asdict"):
+        return {k: _plain(v) for k, v in obj._asdict().items()}
+    if hasattr(obj, "__dict__"):
+        return {k: _plain(v) for k, v in vars(obj).items()}
+    return obj
+
+
+def chat_params(text: str, token: Any = None, **extra: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"messages": [{"role": "user", "content": text}], **extra}
+    if token is not None:
+        params["partialResultToken"] = token
+    return params

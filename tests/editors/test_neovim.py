@@ -1,0 +1,198 @@
+"""The Neovim plugin end to end: a real headless Neovim, the real daemon, the tiny random model.
+
+Each test runs one Lua scenario from editors/neovim/tests/ (keys are typed through nvim_input, so
+insert mode, mappings and autocommands are the real ones) and checks the JSON it writes. The tiny
+model's words are random, so the checks compare with what the daemon itself returned.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import Nvim, NvimRunner, daemon_cmd
+
+pytestmark = [pytest.mark.slow, pytest.mark.editor, pytest.mark.timeout(90)]
+
+
+def scenario_env(config: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "MLXD_TEST_CMD": json.dumps(daemon_cmd(config)),
+        "MLXD_TEST_FILE": str(tmp_path / "work" / "fib.py"),
+        **extra,
+    }
+
+
+def sample_file(tmp_path: Path, text: str = "") -> Path:
+    path = tmp_path / "work" / "fib.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def shown_part(line: str, cursor_col: int, item: dict[str, Any]) -> tuple[str, int, int]:
+    """What a client shows for `item` at the cursor: insertText minus what is typed in its range.
+
+    Returns (rest, start_col, end_col); the test text is ASCII, so LSP columns are byte columns.
+    """
+    text = item["insertText"]
+    rng = item.get("range")
+    if not rng:
+        return text, cursor_col, cursor_col
+    start, end = rng["start"]["character"], rng["end"]["character"]
+    typed = line[start:cursor_col]
+    assert text.startswith(typed), (text, typed)
+    return text[len(typed) :], start, max(end, cursor_col)
+
+
+@pytest.mark.parametrize("impl", ["native", "fallback"])
+def test_ghost_text_appears_while_typing_and_accept_inserts_it(
+    impl: str, nvim: Nvim, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    if impl == "native" and not nvim.has_native_inline:
+        pytest.skip(f"native inline completion needs Neovim 0.12; this is {nvim.version}")
+    sample_file(tmp_path)
+    run = neovim.run("ghost", scenario_env(tiny_config, tmp_path, MLXD_TEST_GHOST=impl))
+    r, ctx = run.result, run.context()
+
+    # The plugin started the daemon and picked the asked-for implementation.
+    assert r["server_info"]["name"] == "mlxd", ctx
+    assert r["impl"] == impl, ctx
+    assert r["mode_when_shown"] == "i", ctx
+
+    # The ghost text is the daemon's first item, minus what is already typed.
+    items = r["response"]["result"]["items"]
+    assert items, ctx
+    row, col = r["cursor_before"][0] - 1, r["cursor_before"][1]
+    line = r["before"][row]
+    rest, start, end = shown_part(line, col, items[0])
+    assert rest, ctx
+    assert r["ghost"] == rest, ctx
+    assert (r["mark"]["row"], r["mark"]["col"]) == (row, col), ctx
+
+    # Accepting replaces the item's range with its text and leaves the cursor after it.
+    text = items[0]["insertText"]
+    new_line = line[:start] + text + line[end:]
+    expected = r["before"][:row] + new_line.split("\n") + r["before"][row + 1 :]
+    assert r["after"] == expected, ctx
+    inserted = (line[:start] + text).split("\n")
+    assert r["cursor_after"] == [row + len(inserted), len(inserted[-1].encode())], ctx
+    assert r["mode_after"] == "i", ctx
+    assert r["marks_after_accept"] == 0, ctx
+
+    # The next suggestion shows up after another keystroke; dismiss hides it, the text stays.
+    assert r["second_shown"], ctx
+    assert r["dismissed"], ctx
+    assert r["marks_after_esc"] == 0, ctx
+    assert r["status"].startswith("mlxd: ready"), ctx
+
+
+def test_chat_streams_the_selection_answer_into_the_chat_buffer(
+    neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    sample_file(tmp_path, "def fib(n):\n    return n\nprint(fib(3))\n")
+    run = neovim.run("chat", scenario_env(tiny_config, tmp_path))
+    r, ctx = run.result, run.context()
+    assert r.get("err") is None, ctx
+    result = r["result"]
+    assert result["backend"] == "local", ctx
+    assert result["text"], ctx
+
+    # Streamed in several steps, each one appending to the buffer.
+    snaps = r["snapshots"]
+    assert len(snaps) == len(r["deltas"]) >= 3, ctx
+    assert len(set(snaps)) >= 3, ctx
+    for before, after in zip(snaps, snaps[1:], strict=False):
+        assert after.startswith(before), ctx
+    assert "".join(r["deltas"]) == result["text"], ctx
+
+    # The buffer holds the question with the selection and exactly the daemon's answer.
+    final = r["final"]
+    assert not r["resynced"], ctx
+    assert final == snaps[-1], ctx
+    assert final.startswith("## You\nexplain\n\nFrom `"), ctx
+    assert "```python\ndef fib(n):\n    return n\n```" in final, ctx
+    assert final.endswith("\n\n## mlxd\n" + result["text"]), ctx
+    assert r["chat_buf_name"].endswith("mlxd://chat"), ctx
+    assert r["chat_win_is_current"], ctx
+    assert [m["role"] for m in r["history"]] == ["user", "assistant"], ctx
+    assert r["history"][1]["content"] == result["text"], ctx
+
+    # Statusline and :MlxdModels.
+    assert r["status"] == "mlxd: ready | local", ctx
+    models = r["models"]
+    assert any(m["backend"] == "local" and m["loaded"] for m in models["models"]), ctx
+    assert models["defaults"]["chat"], ctx
+    assert "mlxd models" in r["messages"], ctx
+    assert "loaded" in r["messages"], ctx
+
+
+def test_ctrl_c_in_the_chat_buffer_cancels_the_stream(
+    neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    run = neovim.run("cancel", scenario_env(tiny_config, tmp_path))
+    r, ctx = run.result, run.context()
+    assert r["focused_chat"], ctx
+    assert r["cancelled"], ctx
+    assert r.get("result") is None, ctx
+
+    # The daemon answered the cancelled request with -32800, promptly.
+    assert r["ack"] and "code = -32800" in r["ack"], ctx
+    assert f"id = {r['req_id']}," in r["ack"], ctx
+    assert r["reply_ms"] < 2000, ctx
+
+    # Nothing was written after the cancel.
+    assert r["text_later"] == r["text_at_cancel"], ctx
+    assert r["updates_later"] == r["updates_at_cancel"], ctx
+    assert r["cancel_again"] is False, ctx
+
+    # The daemon keeps serving; the partial answer stays in the conversation.
+    assert r.get("second_err") is None, ctx
+    assert r["second"]["text"], ctx
+    assert r["history_roles"] == ["user", "assistant", "user", "assistant"], ctx
+
+
+def test_checkhealth_reports_ok_with_and_without_a_running_daemon(
+    neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    sample_file(tmp_path, "x = 1\n")
+    run = neovim.run("health", scenario_env(tiny_config, tmp_path))
+    r, ctx = run.result, run.context()
+    assert not r["client_after_probe"], ctx
+    for key, marker in (("probe", "OK starts: mlxd"), ("running", "OK running: mlxd")):
+        text = "\n".join(r[key])
+        assert marker in text, ctx
+        assert "OK daemon:" in text, ctx
+        assert "ERROR" not in text and "WARNING" not in text, ctx
+    running = "\n".join(r["running"])
+    assert "OK state: ready" in running, ctx
+    assert "OK backend local: ok" in running, ctx
+    assert "loaded" in running, ctx
+
+
+def test_set_key_prompts_without_echo_and_keeps_the_key_out_of_logs(
+    neovim: NvimRunner, tiny_model: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "mlxd.toml"
+    config.write_text(
+        f'[local]\nmodel = "{tiny_model}"\npreload = false\n\n'
+        '[backends.cloudy]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n'
+    )
+    key = "sk-test-7f3a9c1e5b"
+    run = neovim.run(
+        "setkey",
+        scenario_env(config, tmp_path, MLXD_TEST_BACKEND="cloudy", MLXD_TEST_KEY=key),
+    )
+    r, ctx = run.result, run.context()
+    assert [n["msg"] for n in r["notes"]] == ["mlxd: key for cloudy set"], ctx
+    assert key not in r["messages"], ctx
+    assert "rpc.send" in run.lsp_log, ctx  # the log was at debug level...
+    assert not r["log_has_key"] and key not in run.lsp_log, ctx  # ...and still has no key
+    assert key not in run.stderr, ctx
+    assert r["log_level_restored"], ctx
+    assert r["unknown"]["ok"] is False, ctx
+    assert "no-such-backend" in r["unknown"]["err"], ctx
+    assert key not in r["unknown"]["err"], ctx

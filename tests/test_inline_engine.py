@@ -1,0 +1,273 @@
+"""The inline engine with a real async `generate`: cache, supersession, settings, items."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from mlxd.backends.base import Delta, Done, Event, Request
+from mlxd.config import InlineConfig, LanguageConfig
+from mlxd.inline.context import CursorContext
+from mlxd.inline.engine import InlineEngine, InlineItem, collect_text
+
+URI = "file:///proj/src/app.py"
+EMOJI = "\U0001f600"
+
+
+class Model:
+    """A stand-in for the router: records calls, answers from a script, can be held back."""
+
+    def __init__(self, answer: Callable[[Request, CursorContext], str] | str = "") -> None:
+        self.answer = answer
+        self.calls: list[tuple[Request, CursorContext]] = []
+        self.cancelled: list[Request] = []
+        self.gate: asyncio.Event | None = None  # when set, each call waits for it
+        self.started = asyncio.Event()
+
+    async def __call__(self, request: Request, ctx: CursorContext) -> str:
+        self.calls.append((request, ctx))
+        self.started.set()
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self.cancelled.append(request)
+            raise
+        if isinstance(self.answer, str):
+            return self.answer
+        return self.answer(request, ctx)
+
+
+def engine(model: Model, **cfg: object) -> InlineEngine:
+    return InlineEngine(InlineConfig(**cfg), model)  # type: ignore[arg-type]
+
+
+# --- the basic path -----------------------------------------------------------------------
+async def test_generates_cleans_and_returns_an_item_at_the_cursor() -> None:
+    model = Model("(a, b):\n    return a + b\n\n\nprint('x')")
+    eng = engine(model)
+    items = await eng.complete("def add\n", 0, 7, uri=URI, language="python")
+    assert items == [InlineItem("(a, b):\n    return a + b", (0, 7, 0, 7))]
+    ((request, ctx),) = model.calls
+    assert request.kind == "inline"
+    assert (request.prefix, request.suffix, request.language) == ("def add", "\n", "python")
+    assert (request.max_tokens, request.temperature, request.stop) == (64, 0.0, [])
+    assert ctx.header == "# path: src/app.py\n"
+
+
+async def test_range_is_in_utf16_units_after_an_emoji() -> None:
+    model = Model("rint(s)")
+    text = f"s = '{EMOJI}'\np"
+    items = await engine(model).complete(text, 1, 1, uri=URI, language="python")
+    assert items[0].range == (1, 1, 1, 1)
+    text = f"s = '{EMOJI}' + p"
+    items = await engine(Model("x")).complete(text, 0, 99, uri=URI, language="python")
+    assert items[0].range == (0, 12, 0, 12)  # clamped to the line end, in UTF-16 units
+
+
+async def test_mid_line_cursor_asks_for_a_single_line() -> None:
+    model = Model("values)\nprint(total)")
+    items = await engine(model).complete("total = sum()\n", 0, 12, uri=URI, language="python")
+    assert model.calls[0][0].stop == ["\n"]
+    assert [i.insert_text for i in items] == ["values"]
+
+
+async def test_language_setting_forces_single_line() -> None:
+    model = Model("\n    return 1")
+    eng = engine(model, languages={"python": LanguageConfig(single_line=True)})
+    items = await eng.complete("def f():", 0, 8, uri=URI, language="python")
+    assert model.calls[0][0].stop == ["\n"]
+    assert items == []
+
+
+async def test_disabled_language_returns_nothing_without_generating() -> None:
+    model = Model("anything")
+    eng = engine(model, languages={"markdown": LanguageConfig(enabled=False)})
+    assert await eng.complete("# Title\n", 1, 0, uri="file:///r.md", language="markdown") == []
+    assert model.calls == []
+    assert await engine(model, enabled=False).complete("x", 0, 1, uri=URI, language="python") == []
+    assert model.calls == []
+
+
+async def test_request_carries_a_bounded_context_and_ctx_the_whole_document() -> None:
+    model = Model("0")
+    text = "".join(f"x{i} = {i}\n" for i in range(20_000)) + "y = "
+    eng = engine(model, context_tokens=256)
+    await eng.complete(text, 20_000, 4, uri=URI, language="python")
+    request, ctx = model.calls[0]
+    assert len(request.prefix) < 256 * 3 and request.prefix.endswith("x19999 = 19999\ny = ")
+    assert ctx.prefix == text
+
+
+# --- cache --------------------------------------------------------------------------------
+async def test_typing_through_a_suggestion_never_calls_the_model() -> None:
+    model = Model("oo(x):")
+    eng = engine(model)
+    doc = "def f\n"
+    assert (await eng.complete(doc, 0, 5, uri=URI, language="python"))[0].insert_text == "oo(x):"
+    for typed, rest in [("o", "o(x):"), ("oo", "(x):"), ("oo(", "x):"), ("oo(x)", ":")]:
+        text = "def f" + typed + "\n"
+        col = 5 + len(typed)
+        items = await eng.complete(text, 0, col, uri=URI, language="python")
+        assert items == [InlineItem(rest, (0, col, 0, col))]
+    assert len(model.calls) == 1
+    assert eng.stats.cache_hits == 4 and eng.stats.generations == 1
+
+
+async def test_typing_past_the_suggestion_asks_the_model_again() -> None:
+    model = Model("oo")
+    eng = engine(model)
+    await eng.complete("def f", 0, 5, uri=URI, language="python")
+    await eng.complete("def foo", 0, 7, uri=URI, language="python")
+    assert len(model.calls) == 2
+
+
+async def test_nothing_good_is_remembered_for_that_position() -> None:
+    model = Model("   ")
+    eng = engine(model)
+    assert await eng.complete("x = ", 0, 4, uri=URI, language="python") == []
+    assert await eng.complete("x = ", 0, 4, uri=URI, language="python") == []
+    assert len(model.calls) == 1
+
+
+async def test_a_failed_generation_is_not_cached() -> None:
+    def fail(request: Request, ctx: CursorContext) -> str:
+        raise ConnectionError("backend down")
+
+    model = Model(fail)
+    eng = engine(model)
+    assert await eng.complete("x = ", 0, 4, uri=URI, language="python") == []
+    assert await eng.complete("x = ", 0, 4, uri=URI, language="python") == []
+    assert len(model.calls) == 2
+    assert eng.stats.errors == 2
+
+
+# --- supersession and cancellation --------------------------------------------------------
+async def test_a_newer_request_for_the_document_cancels_the_older_generation() -> None:
+    model = Model("1")
+    model.gate = asyncio.Event()
+    eng = engine(model)
+    older = asyncio.ensure_future(eng.complete("x = ", 0, 4, uri=URI, language="python"))
+    await model.started.wait()
+    newer = asyncio.ensure_future(eng.complete("x = 2", 0, 5, uri=URI, language="python"))
+    assert await older == []  # superseded: an empty answer, not an error
+    assert [r.prefix for r in model.cancelled] == ["x = "]
+    model.gate.set()
+    assert (await newer)[0].insert_text == "1"
+    assert eng.stats.cancelled == 1
+
+
+async def test_requests_for_other_documents_do_not_supersede_each_other() -> None:
+    model = Model("1")
+    model.gate = asyncio.Event()
+    eng = engine(model)
+    a = asyncio.ensure_future(eng.complete("x = ", 0, 4, uri=URI, language="python"))
+    await model.started.wait()
+    b = asyncio.ensure_future(eng.complete("y = ", 0, 4, uri="file:///b.py", language="python"))
+    await asyncio.sleep(0.01)
+    model.gate.set()
+    assert [len(await a), len(await b)] == [1, 1]
+    assert model.cancelled == []
+
+
+async def test_client_cancellation_stops_the_generation_and_propagates() -> None:
+    model = Model("1")
+    model.gate = asyncio.Event()
+    eng = engine(model)
+    call = asyncio.ensure_future(eng.complete("x = ", 0, 4, uri=URI, language="python"))
+    await model.started.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert len(model.cancelled) == 1
+    assert eng.stats.cancelled == 1
+
+
+async def test_forget_stops_the_documents_generation() -> None:
+    model = Model("1")
+    model.gate = asyncio.Event()
+    eng = engine(model)
+    call = asyncio.ensure_future(eng.complete("x = ", 0, 4, uri=URI, language="python"))
+    await model.started.wait()
+    eng.forget(URI)
+    assert await call == []
+    assert len(model.cancelled) == 1
+
+
+# --- selectedCompletionInfo ---------------------------------------------------------------
+async def test_selected_completion_item_is_extended_and_its_range_used() -> None:
+    model = Model("(2)\n")
+    eng = engine(model)
+    text = "import math\nx = math.sq\n"
+    selected_range = (1, 9, 1, 11)  # "sq", to be replaced by the popup's "sqrt"
+    items = await eng.complete(
+        text,
+        1,
+        11,
+        uri=URI,
+        language="python",
+        selected_text="sqrt",
+        selected_range=selected_range,
+    )
+    assert model.calls[0][1].prefix == "import math\nx = math.sqrt"
+    assert items == [InlineItem("sqrt(2)", selected_range)]
+
+
+# --- header -------------------------------------------------------------------------------
+NEIGHBORS = [
+    ("file:///proj/src/util.py", "python", "def parse_header(line):\n    return line\n"),
+    ("file:///proj/src/x.js", "javascript", "function parse_header(line) {}\n"),
+]
+
+
+async def test_neighbour_snippets_go_into_the_header_when_enabled() -> None:
+    model = Model("x")
+    text = "for line in lines:\n    key = parse_header(line)\n    "
+    await engine(model).complete(text, 2, 4, uri=URI, language="python", neighbors=NEIGHBORS)
+    header = model.calls[0][1].header
+    assert header.startswith("# Compare this snippet from src/util.py:\n# def parse_header")
+    assert header.endswith("# path: src/app.py\n")
+    assert "function" not in header
+
+    model = Model("x")
+    eng = engine(model, neighbor_snippets=False)
+    await eng.complete(text, 2, 4, uri=URI, language="python", neighbors=NEIGHBORS)
+    assert model.calls[0][1].header == "# path: src/app.py\n"
+
+
+# --- collect_text -------------------------------------------------------------------------
+async def test_collect_text_joins_deltas_until_done() -> None:
+    async def stream() -> AsyncIterator[Event]:
+        yield Delta("a")
+        yield Delta("b")
+        yield Done("stop", 3, 2, "m")
+        yield Delta("never")
+
+    assert await collect_text(stream(), 1000) == "ab"
+
+
+async def test_collect_text_returns_what_came_in_time_and_closes_the_stream() -> None:
+    closed = asyncio.Event()
+
+    async def stream() -> AsyncIterator[Event]:
+        try:
+            yield Delta("fast ")
+            await asyncio.sleep(10)
+            yield Delta("slow")
+        finally:
+            closed.set()
+
+    assert await asyncio.wait_for(collect_text(stream(), 50), 2) == "fast "
+    assert closed.is_set()
+
+
+async def test_snapshot_reports_the_counters() -> None:
+    eng = engine(Model("1"))
+    await eng.complete("x = ", 0, 4, uri=URI, language="python")
+    await eng.complete("x = ", 0, 4, uri=URI, language="python")
+    snap = eng.snapshot()
+    assert (snap["requests"], snap["generations"], snap["cache_hits"]) == (2, 1, 1)
+    assert snap["cache_misses"] == 1

@@ -1,0 +1,171 @@
+"""Post-processing: each rule on crafted model outputs, then `clean` as a whole.
+
+Documents are written with `┃` where the cursor is.
+"""
+
+from __future__ import annotations
+
+from mlxd.inline.context import CursorContext, context_at
+from mlxd.inline.postprocess import (
+    clean,
+    cut_at_dedent,
+    cut_at_end_marker,
+    cut_at_suffix,
+    drop_blank,
+    drop_duplicate_of_next_line,
+    drop_reclosed_brackets,
+    drop_repeated_lines,
+    first_line_only,
+    strip_trailing_whitespace,
+)
+
+CURSOR = "┃"
+
+
+def at(doc: str) -> CursorContext:
+    return context_at(doc.replace(CURSOR, ""), doc.index(CURSOR), language="python")
+
+
+# --- single rules -------------------------------------------------------------------------
+def test_first_line_only() -> None:
+    assert first_line_only("a, b)\n    return x") == "a, b)"
+    assert first_line_only("\nnext line") == ""
+
+
+def test_strip_trailing_whitespace_on_each_line_and_at_the_end() -> None:
+    assert strip_trailing_whitespace("x = 1   \n    y = 2\t\n\n  \n") == "x = 1\n    y = 2"
+    assert strip_trailing_whitespace("\n    return 1") == "\n    return 1"  # leading kept
+
+
+def test_cut_at_end_marker() -> None:
+    assert cut_at_end_marker("x + 1<|endoftext|>garbage") == "x + 1"
+    assert cut_at_end_marker("a<file_sep>b<|im_end|>") == "a"
+    assert cut_at_end_marker("<s>bold</s>") == "<s>bold</s>"  # HTML is not an end marker
+
+
+def test_cut_at_suffix_drops_the_overlap_with_the_rest_of_the_line() -> None:
+    ctx = at('if name == "┃"):\n    pass\n')
+    assert cut_at_suffix('admin"):', ctx) == "admin"
+
+
+def test_cut_at_suffix_keeps_a_closer_the_completion_opened_itself() -> None:
+    ctx = at("print(┃)\n")
+    assert cut_at_suffix("foo()", ctx) == "foo()"  # print(foo()) needs both
+    assert cut_at_suffix("foo(x))", ctx) == "foo(x)"
+
+
+def test_cut_at_suffix_quote_that_closes_a_string_opened_before() -> None:
+    ctx = at('x = "┃"\n')
+    assert cut_at_suffix('hello"', ctx) == "hello"
+    assert cut_at_suffix('a" + "b"', ctx) == 'a" + "b'
+
+
+def test_cut_at_suffix_stops_before_the_next_document_line() -> None:
+    ctx = at("def f(x):\n    ┃\n    return y\n")
+    assert cut_at_suffix("y = x * 2\n    return y\n\ndef g():", ctx) == "y = x * 2"
+
+
+def test_cut_at_dedent_below_the_cursor_block() -> None:
+    ctx = at("def f(x):\n    y = 1\n    ┃\n")
+    assert cut_at_dedent("return y\n\ndef g():\n    pass", ctx) == "return y\n"
+    assert cut_at_dedent("y += 1\n    return y\nprint(1)", ctx) == "y += 1\n    return y"
+
+
+def test_cut_at_dedent_after_a_block_opener_keeps_only_the_body() -> None:
+    ctx = at("def f(x):┃\n")
+    assert cut_at_dedent("\n    return x\n\ndef g():\n    pass", ctx) == "\n    return x\n"
+
+
+def test_cut_at_dedent_when_the_completion_itself_opens_the_block() -> None:
+    ctx = at("    ┃\n")
+    assert cut_at_dedent("for i in x:\n        y += i\n    return y", ctx) == (
+        "for i in x:\n        y += i"
+    )
+    ctx = at("def add┃\n")
+    assert cut_at_dedent("(a, b):\n    return a + b\nprint(1)", ctx) == "(a, b):\n    return a + b"
+
+
+def test_cut_at_dedent_keeps_the_closing_bracket_line_of_the_block() -> None:
+    ctx = at("function f() {┃\n")
+    got = cut_at_dedent("\n  return 1;\n}\n\nfunction g() {\n}", ctx)
+    assert got == "\n  return 1;\n}"
+
+
+def test_drop_repeated_lines_cuts_a_loop_of_one_line() -> None:
+    ctx = at("def f():\n    ┃\n")
+    assert drop_repeated_lines("x = 1\n    y = 2\n    y = 2\n    y = 2", ctx) == (
+        "x = 1\n    y = 2"
+    )
+
+
+def test_drop_repeated_lines_cuts_a_loop_of_a_block() -> None:
+    ctx = at("┃\n")
+    text = "a = f()\nb = g(a)\na = f()\nb = g(a)\na = f()"
+    assert drop_repeated_lines(text, ctx) == "a = f()\nb = g(a)"
+
+
+def test_drop_repeated_lines_counts_the_line_above_the_cursor() -> None:
+    ctx = at("import os\n┃\n")
+    assert drop_repeated_lines("import os\nimport os", ctx) == ""
+
+
+def test_drop_repeated_lines_leaves_blank_lines_and_distinct_lines_alone() -> None:
+    ctx = at("┃\n")
+    text = "a = 1\n\n\nb = 2"
+    assert drop_repeated_lines(text, ctx) == text
+
+
+def test_drop_reclosed_brackets_cuts_at_the_closer_the_suffix_has() -> None:
+    assert drop_reclosed_brackets('"hi");', ")") == '"hi"'
+    assert drop_reclosed_brackets("3, 4]", "]") == "3, 4"
+    assert drop_reclosed_brackets("f(x), y", ")") == "f(x), y"  # balanced: nothing to drop
+    assert drop_reclosed_brackets("x]", ")") == "x]"  # a different closer: not ours to judge
+    assert drop_reclosed_brackets("x)", "") == "x)"
+
+
+def test_drop_reclosed_quote() -> None:
+    assert drop_reclosed_brackets('hi");', '")') == "hi"
+    assert drop_reclosed_brackets('a" + "b', '"') == 'a" + "b'
+
+
+def test_drop_duplicate_of_next_line() -> None:
+    ctx = at("def f():\n    ┃\n\n    return x\n")
+    assert drop_duplicate_of_next_line("return x", ctx) == ""
+    assert drop_duplicate_of_next_line("x = 1", ctx) == "x = 1"
+    ctx = at("def f():\n    ret┃\n    return x\n")
+    assert drop_duplicate_of_next_line("urn x", ctx) == ""
+
+
+def test_drop_blank() -> None:
+    assert drop_blank("  \n\t") == ""
+    assert drop_blank(" x") == " x"
+
+
+# --- clean, end to end on a context -------------------------------------------------------
+def test_clean_single_line_mode_stops_at_the_first_newline_and_the_suffix() -> None:
+    ctx = at("total = sum(┃)\n")
+    assert ctx.single_line
+    assert clean("values)\nprint(total)\n", ctx) == "values"
+
+
+def test_clean_prefix_only_model_that_retyped_the_whole_line() -> None:
+    ctx = at('print(f"{name┃}")\n')
+    assert clean('.upper()}")', ctx) == ".upper()"
+
+
+def test_clean_multi_line_body() -> None:
+    ctx = at("def area(r):┃\n\nprint(area(2))\n")
+    raw = "\n    return 3.14159 * r * r   \n\n\ndef perimeter(r):\n    return 2 * r"
+    assert clean(raw, ctx) == "\n    return 3.14159 * r * r"
+
+
+def test_clean_drops_whitespace_only_and_duplicates() -> None:
+    ctx = at("x = 1\n┃\ny = 2\n")
+    assert clean("   \n  ", ctx) == ""
+    assert clean("y = 2\nz = 3", ctx) == ""
+    assert clean("w = 0", ctx) == "w = 0"
+
+
+def test_clean_handles_crlf_model_output() -> None:
+    ctx = at("def f():┃\n")
+    assert clean("\r\n    return 1\r\n", ctx) == "\n    return 1"
