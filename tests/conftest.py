@@ -54,6 +54,7 @@ class Session:
         self.client = client
         self.progress: dict[Any, list[Any]] = {}
         self.statuses: list[dict[str, Any]] = []
+        self.init_result: T.InitializeResult | None = None
 
     @property
     def messages(self) -> list[T.ShowMessageParams]:
@@ -64,10 +65,22 @@ class Session:
         return [m.message for m in self.client.log_messages]
 
     def deltas(self, token: Any) -> list[str]:
-        return [v["delta"] for v in self.progress.get(token, []) if isinstance(v, dict) and "delta" in v]
+        return [
+            v["delta"] for v in self.progress.get(token, []) if isinstance(v, dict) and "delta" in v
+        ]
 
     async def request(self, method: str, params: Any) -> Any:
         return await self.client.protocol.send_request_async(method, params)
+
+    def start(self, method: str, params: Any) -> tuple[str, asyncio.Future[Any]]:
+        """Send a request now; return its id (to cancel it) and the future of its response."""
+        self._ids = getattr(self, "_ids", 0) + 1
+        msg_id = f"req-{self._ids}"
+        fut = self.client.protocol.send_request(method, params, msg_id=msg_id)
+        return msg_id, asyncio.wrap_future(fut)
+
+    def cancel(self, msg_id: str) -> None:
+        self.client.protocol.notify(T.CANCEL_REQUEST, T.CancelParams(id=msg_id))
 
     async def wait_status(self, *states: str, timeout: float = 60) -> dict[str, Any]:
         async def poll() -> dict[str, Any]:
@@ -114,7 +127,7 @@ async def daemon(
     caps = capabilities or T.ClientCapabilities(
         window=T.WindowClientCapabilities(work_done_progress=True)
     )
-    await client.initialize_session(
+    session.init_result = await client.initialize_session(
         T.InitializeParams(
             capabilities=caps,
             process_id=process_id,

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from lsprotocol.types import PositionEncodingKind
 
 from mlxd.backends.base import Delta, Done, Event, Request
 from mlxd.config import InlineConfig, LanguageConfig
@@ -55,7 +56,8 @@ async def test_generates_cleans_and_returns_an_item_at_the_cursor() -> None:
     assert request.kind == "inline"
     assert (request.prefix, request.suffix, request.language) == ("def add", "\n", "python")
     assert (request.max_tokens, request.temperature, request.stop) == (64, 0.0, [])
-    assert ctx.header == "# path: src/app.py\n"
+    assert request.max_time_s == 1.5  # inline.max_ms
+    assert ctx.header == request.header == "# path: src/app.py\n"
 
 
 async def test_range_is_in_utf16_units_after_an_emoji() -> None:
@@ -66,6 +68,25 @@ async def test_range_is_in_utf16_units_after_an_emoji() -> None:
     text = f"s = '{EMOJI}' + p"
     items = await engine(Model("x")).complete(text, 0, 99, uri=URI, language="python")
     assert items[0].range == (0, 12, 0, 12)  # clamped to the line end, in UTF-16 units
+
+
+@pytest.mark.parametrize(
+    ("encoding", "column"),
+    [
+        (PositionEncodingKind.Utf16, 7),
+        (str(PositionEncodingKind.Utf16), 7),  # "PositionEncodingKind.Utf16"
+        (PositionEncodingKind.Utf8, 9),
+        (str(PositionEncodingKind.Utf32), 6),
+    ],
+)
+async def test_negotiated_position_encoding_in_any_spelling(encoding: object, column: int) -> None:
+    model = Model("x")
+    text = f"s = '{EMOJI}' + t"
+    items = await engine(model).complete(
+        text, 0, column, uri=URI, language="python", encoding=encoding
+    )  # type: ignore[arg-type]
+    assert model.calls[0][1].line_prefix == f"s = '{EMOJI}"
+    assert items[0].range == (0, column, 0, column)
 
 
 async def test_mid_line_cursor_asks_for_a_single_line() -> None:
@@ -98,7 +119,8 @@ async def test_request_carries_a_bounded_context_and_ctx_the_whole_document() ->
     eng = engine(model, context_tokens=256)
     await eng.complete(text, 20_000, 4, uri=URI, language="python")
     request, ctx = model.calls[0]
-    assert len(request.prefix) < 256 * 3 and request.prefix.endswith("x19999 = 19999\ny = ")
+    assert 256 * 3 < len(request.prefix) <= 256 * 5
+    assert request.prefix.endswith("x19999 = 19999\ny = ")
     assert ctx.prefix == text
 
 

@@ -5,6 +5,9 @@ Documents are written with `┃` where the cursor is.
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mlxd.inline.context import CursorContext, context_at
 from mlxd.inline.postprocess import (
     clean,
@@ -35,6 +38,11 @@ def test_first_line_only() -> None:
 def test_strip_trailing_whitespace_on_each_line_and_at_the_end() -> None:
     assert strip_trailing_whitespace("x = 1   \n    y = 2\t\n\n  \n") == "x = 1\n    y = 2"
     assert strip_trailing_whitespace("\n    return 1") == "\n    return 1"  # leading kept
+
+
+def test_strip_trailing_whitespace_keeps_the_end_that_runs_into_the_line() -> None:
+    assert strip_trailing_whitespace("a + ", keep_end=True) == "a + "
+    assert strip_trailing_whitespace("x  \na + ", keep_end=True) == "x\na + "
 
 
 def test_cut_at_end_marker() -> None:
@@ -153,6 +161,11 @@ def test_clean_prefix_only_model_that_retyped_the_whole_line() -> None:
     assert clean('.upper()}")', ctx) == ".upper()"
 
 
+def test_clean_keeps_the_space_before_the_rest_of_the_line() -> None:
+    ctx = at("x = ┃y\n")
+    assert clean("a + y", ctx) == "a + "
+
+
 def test_clean_multi_line_body() -> None:
     ctx = at("def area(r):┃\n\nprint(area(2))\n")
     raw = "\n    return 3.14159 * r * r   \n\n\ndef perimeter(r):\n    return 2 * r"
@@ -169,3 +182,25 @@ def test_clean_drops_whitespace_only_and_duplicates() -> None:
 def test_clean_handles_crlf_model_output() -> None:
     ctx = at("def f():┃\n")
     assert clean("\r\n    return 1\r\n", ctx) == "\n    return 1"
+
+
+_pieces = st.sampled_from(
+    ["x", " ", "  ", "\n", "\t", ")", "(", "]", "}", '"', ":", "y = 1", "    ", "<|endoftext|>"]
+)
+_docs = st.sampled_from(
+    ["def f():┃\n", "print(┃)\n", "x = 1\n┃\ny = 2\n", "    ┃", 'a = "┃"', "┃", "f(x┃, y)\n"]
+)
+
+
+@given(st.lists(_pieces, max_size=25), _docs)
+def test_clean_output_invariants(pieces: list[str], doc: str) -> None:
+    """Whatever the model says: no blank result, no dangling whitespace, one line mid-line."""
+    ctx = at(doc)
+    got = clean("".join(pieces), ctx)
+    if got:
+        assert got.strip()
+        lines = got.split("\n")
+        assert all(line == line.rstrip() for line in lines[: -1 if ctx.single_line else None])
+    if ctx.single_line:
+        assert "\n" not in got
+    assert "<|endoftext|>" not in got

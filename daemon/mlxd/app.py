@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol as P
@@ -121,18 +121,47 @@ class App:
             req, model=p.model, backend=p.backend, documents=docs, on_delta=on_delta
         )
 
+    async def inline_complete(
+        self,
+        text: str,
+        line: int,
+        character: int,
+        *,
+        uri: str,
+        language: str,
+        encoding: str,
+        selected: tuple[str, tuple[int, int, int, int]] | None,
+        open_documents: list[tuple[str, str, str]],
+    ) -> list[Any]:
+        """Ghost text at a cursor. Excluded documents never feed another prompt as snippets."""
+        neighbors = [d for d in open_documents if d[0] != uri and not self.router.excluded(d[0])]
+        return await self.inline.complete(
+            text,
+            line,
+            character,
+            uri=uri,
+            language=language,
+            encoding=encoding,  # type: ignore[arg-type]
+            selected_text=selected[0] if selected else None,
+            selected_range=selected[1] if selected else None,
+            neighbors=neighbors,
+        )
+
     def models(self) -> P.ModelsResult:
-        models = [P.ModelInfo(name=self.config.local.model, backend="local", loaded=self.local.loaded)]
+        models = [
+            P.ModelInfo(name=self.config.local.model, backend="local", loaded=self.local.loaded)
+        ]
         for name, b in self.config.backends.items():
             models.append(P.ModelInfo(name=b.model or name, backend=name, loaded=False))
         r = self.config.routing
         defaults = {k: (getattr(r, k) or ["local"])[0] for k in ("chat", "complete", "inline")}
         return P.ModelsResult(models=models, defaults=defaults)
 
-    def set_api_key(self, p: P.SetApiKeyParams) -> None:
+    async def set_api_key(self, p: P.SetApiKeyParams) -> None:
         if p.backend not in self.config.backends:
             raise ValueError(f"backend: unknown backend {p.backend!r}")
-        self.keys.set(p.backend, p.api_key, persist=p.persist)
+        # The OS keyring can block (a locked keychain): keep it off the event loop.
+        await asyncio.to_thread(self.keys.set, p.backend, p.api_key, p.persist)
 
     async def preload(self) -> None:
         """Load the local model in the background when the config asks for it."""
@@ -206,8 +235,8 @@ def _make_inline_engine(app: App) -> Any:
     from .inline.engine import InlineEngine
 
     async def generate(request: Request, ctx: Any) -> str:
-        docs = [ctx.uri] if ctx.uri else []
-        outcome = await app.router.run(replace(request, header=ctx.header), documents=docs)
+        # The engine already set the prompt header and the time cap (inline.max_ms).
+        outcome = await app.router.run(request, documents=[ctx.uri] if ctx.uri else [])
         return outcome.text
 
     return InlineEngine(app.config.inline, generate)

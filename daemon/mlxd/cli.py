@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import platform
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .blas import maybe_reexec_with_openblas
 
-    maybe_reexec_with_openblas(sys.argv)  # before anything reads stdin or loads MLX
+    maybe_reexec_with_openblas()  # before anything reads stdin or loads MLX
     from .transport import protect_stdout
 
     out = protect_stdout()
@@ -87,11 +88,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             await asyncio.sleep(0)
             await ls.app.close()  # joins the MLX thread before the interpreter exits
 
+    code = ls.exit_code
     try:
         asyncio.run(run())
+        code = ls.exit_code
     except KeyboardInterrupt:
-        return 130
-    return ls.exit_code
+        code = 130
+    # MLX's static destructors abort ("terminate called without an active exception") when a
+    # thread that used mlx-lm's generation stream has ended before them. All work is done and
+    # the MLX thread joined at this point: flush and leave without running them.
+    logging.shutdown()
+    for stream in (out, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def _setup_logging() -> None:
@@ -139,7 +149,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from .client import Client
 
     print(f"mlxd {__version__} demo: starting `mlxd serve` and talking LSP to it over stdio\n")
     client = await _start(args)
@@ -218,12 +227,19 @@ async def _wait_ready(client: Any, quiet: bool = False) -> None:
     await asyncio.wait_for(client.state.wait(), timeout=600)
     if not quiet:
         s = client.last_status
-        print(f"  model {s['state']} after {time.perf_counter() - t0:.1f}s {s.get('message') or ''}\n")
+        print(
+            f"  model {s['state']} after {time.perf_counter() - t0:.1f}s {s.get('message') or ''}\n"
+        )
 
 
-async def _stream_chat(client: Any, prompt: str, max_tokens: int, backend: str | None = None) -> None:
+async def _stream_chat(
+    client: Any, prompt: str, max_tokens: int, backend: str | None = None
+) -> None:
     print(f"> {prompt}\n")
-    params: dict[str, Any] = {"messages": [{"role": "user", "content": prompt}], "maxTokens": max_tokens}
+    params: dict[str, Any] = {
+        "messages": [{"role": "user", "content": prompt}],
+        "maxTokens": max_tokens,
+    }
     if backend:
         params["backend"] = backend
     r = await client.request(
@@ -266,7 +282,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     """Each check prints one line; the exit code is the number of failed checks."""
     from .blas import maybe_reexec_with_openblas
 
-    maybe_reexec_with_openblas(sys.argv)  # report the BLAS that `serve` would use
+    maybe_reexec_with_openblas()  # report the BLAS that `serve` would use
     from .config import Config, ConfigError, decode, load_file
     from .models import describe, load_model
     from .secrets import KeyStore, key_sources

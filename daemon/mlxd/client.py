@@ -32,7 +32,9 @@ class Client:
         self._reader = asyncio.ensure_future(self._read_loop())
 
     @classmethod
-    async def spawn(cls, args: list[str] | None = None, env: dict[str, str] | None = None) -> Client:
+    async def spawn(
+        cls, args: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> Client:
         cmd = [sys.executable, "-m", "mlxd", "serve", *(args or [])]
         proc = await asyncio.create_subprocess_exec(
             *cmd,

@@ -230,16 +230,28 @@ class Router:
         self.upstream_requests += 1
         stream = self.backends[name].stream(req)
         got_token = False
+        # A soft cap (inline's max_ms): when it passes, what has streamed is the answer.
+        soft_end = time.monotonic() + req.max_time_s if req.max_time_s else None
         try:
             while True:
-                remaining = t.total_s - (time.monotonic() - run.start)
+                now = time.monotonic()
+                remaining = t.total_s - (now - run.start)
                 # No fallback left: only the overall budget limits the wait for a first token.
                 limit = remaining if got_token or is_last else min(first_limit, remaining)
+                if got_token and soft_end is not None:
+                    if now >= soft_end:
+                        return Done("length", 0, 0, name)
+                    limit = min(limit, soft_end - now)
                 try:
-                    event = await asyncio.wait_for(anext(stream), timeout=max(limit, 0.001))
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                    # that races with a token, and it costs a task per token.
+                    async with asyncio.timeout(max(limit, 0.001)):
+                        event = await anext(stream)
                 except StopAsyncIteration:
                     raise BackendError("stream ended without a result") from None
                 except TimeoutError:
+                    if got_token and soft_end is not None and time.monotonic() >= soft_end:
+                        return Done("length", 0, 0, name)
                     phase = "total" if limit >= remaining else "first_token"
                     raise Timeout(f"no token within {limit:.1f}s", phase) from None
                 if isinstance(event, Delta):

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
+import attrs
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
@@ -33,7 +34,12 @@ def _converter() -> Any:
     """pygls' converter, except that params of methods lsprotocol does not know stay plain JSON
     (pygls would turn them into namedtuples); protocol.py validates them with msgspec."""
     converter = default_converter()
-    keep = lambda obj, cls: cls(**obj)  # noqa: E731
+
+    def keep(obj: dict[str, Any], cls: type) -> Any:
+        # JSON-RPC allows `params` to be absent; other unknown top-level keys are ignored.
+        fields = {f.name for f in attrs.fields(cls)}
+        return cls(**{"params": None, **{k: v for k, v in obj.items() if k in fields}})
+
     converter.register_structure_hook(JsonRPCRequestMessage, keep)
     converter.register_structure_hook(JsonRPCNotification, keep)
     return converter
@@ -181,6 +187,11 @@ def register(ls: MlxdServer) -> None:
         if cfg.local.preload:
             asyncio.ensure_future(ls.app.preload())
 
+    @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
+        """Stop the closed document's inline generation and forget its cached suggestions."""
+        ls.app.inline.forget(params.text_document.uri)
+
     @ls.feature(T.SHUTDOWN)
     def shutdown(ls: MlxdServer, params: Any) -> None:
         """pygls cancels in-flight requests; their generations stop at the next token."""
@@ -205,14 +216,14 @@ def register(ls: MlxdServer) -> None:
         return P.to_wire(ls.app.models())
 
     @ls.feature(P.SET_API_KEY)
-    def set_api_key(ls: MlxdServer, params: Any) -> Any:
+    async def set_api_key(ls: MlxdServer, params: Any) -> Any:
         """Hold a key from the editor's secret store (in memory; keyring when persist)."""
         p = _parse(params, P.SetApiKeyParams)
         try:
-            ls.app.set_api_key(p)
+            await ls.app.set_api_key(p)
         except ValueError as exc:
             raise JsonRpcInvalidParams(message=f"Invalid params: {exc}") from None
-        except Exception as exc:
+        except Exception as exc:  # e.g. a locked keyring; never echo the key
             raise JsonRpcException(
                 code=P.REQUEST_FAILED, message=f"could not store the key: {type(exc).__name__}"
             ) from None
@@ -225,20 +236,18 @@ def register(ls: MlxdServer) -> None:
         """Ghost text at the cursor of a synced document."""
         doc = ls.workspace.get_text_document(params.text_document.uri)
         sel = params.context.selected_completion_info
-        try:
-            items = await ls.app.inline.complete(
-                doc.source,
-                params.position.line,
-                params.position.character,
-                uri=doc.uri,
-                language=doc.language_id or "",
-                encoding=str(ls.workspace.position_encoding or "utf-16"),
-                selected_text=sel.text if sel else None,
-                selected_range=_range_tuple(sel.range) if sel else None,
-            )
-        except AllFailed as exc:
-            log.info("inline completion: %s", exc)
-            return T.InlineCompletionList(items=[])
+        items = await ls.app.inline_complete(
+            doc.source,
+            params.position.line,
+            params.position.character,
+            uri=doc.uri,
+            language=doc.language_id or "",
+            encoding=_encoding(ls.workspace.position_encoding),
+            selected=(sel.text, _range_tuple(sel.range)) if sel else None,
+            open_documents=[
+                (d.uri, d.language_id or "", d.source) for d in ls.workspace.text_documents.values()
+            ],
+        )
         return T.InlineCompletionList(
             items=[
                 T.InlineCompletionItem(
@@ -277,7 +286,9 @@ async def _generate(ls: MlxdServer, work: Any) -> Any:
     except UnknownBackend as exc:
         raise JsonRpcInvalidParams(message=f"Invalid params: backend: {exc}") from None
     except AllFailed as exc:
-        attempts = [{"backend": a.backend, "error": ls.app.keys.redact(a.error)} for a in exc.attempts]
+        attempts = [
+            {"backend": a.backend, "error": ls.app.keys.redact(a.error)} for a in exc.attempts
+        ]
         raise JsonRpcException(
             code=P.REQUEST_FAILED, message=ls.app.keys.redact(str(exc)), data={"attempts": attempts}
         ) from None
@@ -291,6 +302,11 @@ async def _generate(ls: MlxdServer, work: Any) -> Any:
         timings=P.Timings(outcome.first_token_ms, outcome.total_ms),
     )
     return P.to_wire(result)
+
+
+def _encoding(kind: Any) -> str:
+    """The negotiated position encoding as 'utf-16' | 'utf-8' | 'utf-32'."""
+    return str(getattr(kind, "value", kind) or "utf-16")
 
 
 def _range_tuple(r: T.Range) -> tuple[int, int, int, int]:

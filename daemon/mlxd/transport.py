@@ -78,9 +78,10 @@ class Dispatcher:
             else:
                 log.warning("ignoring %s with invalid params: %s", method or "response", detail)
             return
-        except Exception as exc:  # pygls wraps unexpected structuring failures
+        except Exception as exc:  # a message pygls cannot shape at all
+            log.warning("cannot structure %s: %s", method or "message", exc)
             if method is not None and has_id:
-                self.error(msg_id, P.INVALID_PARAMS, f"Invalid params for {method}: {exc}")
+                self.error(msg_id, P.INVALID_REQUEST, f"Invalid Request: {method}")
             return
         try:
             self.rpc.handle_message(message)
@@ -178,7 +179,9 @@ async def serve_stdio(server: Any, stdin: BinaryIO, stdout: BinaryIO) -> None:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
     except ValueError:  # a regular file (e.g. a recorded session): feed it from a thread
         loop.run_in_executor(None, _pump_file, loop, reader, stdin)
-    server.protocol.set_writer(_Writer(stdout, lambda: server.stop_serving and server.stop_serving()))
+    server.protocol.set_writer(
+        _Writer(stdout, lambda: server.stop_serving and server.stop_serving())
+    )
     await _serve(server, reader)
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "build_prompt",
     "clean",
     "collect_text",
+    "context_at",
     "cursor_context",
     "detect",
     "file_header",

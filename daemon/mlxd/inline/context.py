@@ -111,6 +111,20 @@ def offset_to_position(text: str, offset: int, encoding: Encoding = "utf-16") ->
     return len(lines) - 1, offset_to_column(lines[-1], len(lines[-1]), encoding)
 
 
+def normalize_encoding(value: object) -> Encoding:
+    """The encoding named by an LSP PositionEncodingKind, a plain string or an enum member.
+
+    `str()` of lsprotocol's enum reads "PositionEncodingKind.Utf16", not "utf-16"; anything
+    unrecognised is UTF-16, the LSP default.
+    """
+    name = str(getattr(value, "value", value)).lower()
+    if "32" in name:
+        return "utf-32"
+    if "8" in name:
+        return "utf-8"
+    return "utf-16"
+
+
 # --- the context --------------------------------------------------------------------------
 def context_at(text: str, offset: int, *, uri: str = "", language: str = "") -> CursorContext:
     """The CursorContext for a code-point offset (positions are converted by the caller)."""
@@ -138,12 +152,12 @@ def cursor_context(
     line: int,
     character: int,
     *,
-    encoding: Encoding = "utf-16",
+    encoding: Encoding | str = "utf-16",
     uri: str = "",
     language: str = "",
 ) -> CursorContext:
     """The CursorContext for an LSP position (UTF-16 columns unless told otherwise)."""
-    offset = position_to_offset(text, line, character, encoding)
+    offset = position_to_offset(text, line, character, normalize_encoding(encoding))
     return context_at(text, offset, uri=uri, language=language)
 
 

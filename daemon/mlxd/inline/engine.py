@@ -20,9 +20,9 @@ from .cache import InlineCache
 from .context import (
     CursorContext,
     Encoding,
-    approx_tokens,
     context_at,
     neighbor_snippets,
+    normalize_encoding,
     offset_to_position,
     position_to_offset,
     trim,
@@ -38,6 +38,11 @@ Document = tuple[str, str, str]  # (uri, language, text)
 
 # Lines above the cursor that neighbour snippets are matched against.
 _NEAR_CHARS = 2000
+
+
+def _loose_tokens(text: str) -> int:
+    """A token count on the low side (5 characters a token) for the pre-trim."""
+    return (len(text) + 4) // 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +110,10 @@ class InlineEngine:
     """Turns (document, cursor) into at most one clean suggestion.
 
     `generate(request, ctx)` is supplied by the server: it runs the router and returns the
-    final text, raising on failure; it is cancelled (task cancel) when superseded. It owns
-    the time cap (`cfg.max_ms`, e.g. with `collect_text`); local backends turn the request
-    into a prompt with `fim.prompt_for_local(..., ctx, ...)` and the model's tokenizer.
+    final text, raising on failure; it is cancelled (task cancel) when superseded. The
+    request carries the time cap (`max_time_s` from `cfg.max_ms`; `collect_text` applies one
+    to any stream); local backends turn it into a prompt with `fim.prompt_for_local` and the
+    model's own tokenizer.
     """
 
     def __init__(
@@ -145,7 +151,7 @@ class InlineEngine:
         *,
         uri: str,
         language: str,
-        encoding: Encoding = "utf-16",
+        encoding: Encoding | str = "utf-16",
         selected_text: str | None = None,
         selected_range: Range | None = None,
         neighbors: Iterable[Document] = (),
@@ -160,6 +166,7 @@ class InlineEngine:
         self._supersede(uri)  # the user has moved on: an older answer for this document is moot
         if not self.enabled_for(language):
             return []
+        encoding = normalize_encoding(encoding)
         selection = selected_text is not None and selected_range is not None
         if selection:
             text, offset = _apply_selection(text, encoding, selected_text or "", selected_range)
@@ -203,19 +210,23 @@ class InlineEngine:
             flight.task.cancel()
 
     def _request(self, ctx: CursorContext) -> Request:
-        """The router's request; prefix/suffix bounded by an estimate so nothing huge travels.
+        """The router's request, its prefix/suffix bounded so that nothing huge travels.
 
-        The local backend re-trims the full context in `ctx` with the model's own tokenizer.
+        The bound is loose (5 characters a token, more than code usually packs): the local
+        backend trims again, exactly, with its model's tokenizer (`fim.prompt_for_local`), and
+        should find the whole budget's worth of text. Both trims snap to the same line grid.
         """
-        prefix, suffix = trim(ctx.prefix, ctx.suffix, self.cfg.context_tokens, approx_tokens)
+        prefix, suffix = trim(ctx.prefix, ctx.suffix, self.cfg.context_tokens, _loose_tokens)
         return Request(
             kind="inline",
             prefix=prefix,
             suffix=suffix,
             language=ctx.language,
+            header=ctx.header,
             max_tokens=self.cfg.max_tokens,
             temperature=0.0,
             stop=["\n"] if ctx.single_line else [],
+            max_time_s=self.cfg.max_ms / 1000,
         )
 
     async def _run(self, ctx: CursorContext) -> str | None:

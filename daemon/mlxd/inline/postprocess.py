@@ -15,7 +15,7 @@ _OPENER_OF = {")": "(", "]": "[", "}": "{"}
 _OPENERS = frozenset(_OPENER_OF.values())
 _CLOSERS = frozenset(_OPENER_OF)
 _QUOTES = "\"'`"
-# A line that ends one of these opens a block: the completion is that block's body.
+# A line ending with one of these opens a block: the completion is that block's body.
 _BLOCK_OPENERS = (":", "{", "(", "[")
 # Special-token text that ends a completion if a backend let it through (it should stop on
 # them). Ambiguous ones that real code contains (`</s>`, `<PRE>`) are left out.
@@ -107,9 +107,19 @@ def first_line_only(text: str) -> str:
     return text.split("\n", 1)[0]
 
 
-def strip_trailing_whitespace(text: str) -> str:
-    """Strip trailing whitespace on each line and trailing blank lines (ghost text shows them)."""
-    return "\n".join(line.rstrip() for line in text.split("\n")).rstrip("\n")
+def strip_trailing_whitespace(text: str, keep_end: bool = False) -> str:
+    """Strip trailing whitespace on each line and trailing blank lines (ghost text shows them).
+
+    `keep_end` keeps the very end as is: mid-line, the completion runs into the rest of the
+    line, and `x = a + ┃y` needs the space in "a + ".
+    """
+    lines = text.split("\n")
+    end = lines[-1]
+    lines = [line.rstrip() for line in lines]
+    if keep_end:
+        lines[-1] = end
+        return "\n".join(lines)
+    return "\n".join(lines).rstrip("\n")
 
 
 def _drop_is_safe(text: str, k: int) -> bool:
@@ -244,10 +254,11 @@ def clean(completion: str, ctx: CursorContext) -> str:
     text = cut_at_end_marker(completion.replace("\r\n", "\n"))
     if ctx.single_line:
         text = first_line_only(text)
-    text = strip_trailing_whitespace(text)
+    mid_line = bool(ctx.line_suffix.strip())
+    text = strip_trailing_whitespace(text, keep_end=mid_line)
     text = cut_at_suffix(text, ctx)
     text = cut_at_dedent(text, ctx)
     text = drop_repeated_lines(text, ctx)
     text = drop_reclosed_brackets(text, ctx.line_suffix)
     text = drop_duplicate_of_next_line(text, ctx)
-    return drop_blank(strip_trailing_whitespace(text))
+    return drop_blank(strip_trailing_whitespace(text, keep_end=mid_line))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ _LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-_PRE_TOKENIZERS: dict[str, tuple[str, bool]] = {
+PRE_TOKENIZERS: dict[str, tuple[str, bool]] = {
     "default": (_GPT2_SPLIT, False),
     "gpt2": (_GPT2_SPLIT, False),
     "smollm": (_GPT2_SPLIT, True),
@@ -73,7 +74,7 @@ def read(path: Path) -> tuple[dict[str, mx.array], dict[str, Any]]:
         raise ModelError(f"cannot read GGUF file {path}: {e}") from e
 
 
-def _meta(md: dict[str, Any], key: str, default: Any = None) -> Any:
+def meta(md: dict[str, Any], key: str, default: Any = None) -> Any:
     """A metadata value as a plain Python value (scalars come back as 0-d mx.arrays)."""
     v = md.get(key, default)
     if isinstance(v, mx.array):
@@ -82,14 +83,14 @@ def _meta(md: dict[str, Any], key: str, default: Any = None) -> Any:
 
 
 def model_args(md: dict[str, Any], tensors: dict[str, mx.array], source: Path) -> llama.ModelArgs:
-    arch = _meta(md, "general.architecture")
+    arch = meta(md, "general.architecture")
     if arch != "llama":
         raise ModelError(
             f"unsupported GGUF architecture {arch!r} in {source}: only 'llama' can be imported"
         )
 
     def get(key: str, default: Any = None) -> Any:
-        return _meta(md, f"llama.{key}", default)
+        return meta(md, f"llama.{key}", default)
 
     hidden = int(get("embedding_length"))
     heads = int(get("attention.head_count"))
@@ -130,8 +131,8 @@ def rename(tensors: dict[str, mx.array], source: Path) -> dict[str, mx.array]:
         else:
             module = _TOP_NAMES.get(base)
         if module is None:
-            if base in _IGNORED:
-                log.info("ignoring GGUF tensor %s", name)
+            if base in _IGNORED:  # Llama 3.1+ rope scaling: close enough below 8k tokens
+                log.warning("ignoring GGUF tensor %s (%s)", name, source.name)
                 continue
             raise ModelError(f"unexpected tensor {name!r} in {source}: not a llama weight")
         out[f"{module}.{suffix}"] = value
@@ -150,7 +151,10 @@ def quantization(weights: dict[str, mx.array]) -> dict[str, dict[str, int]]:
             continue
         path = key.removesuffix(".scales")
         in_dims = scales.shape[-1] * GROUP_SIZE
-        out[path] = {"group_size": GROUP_SIZE, "bits": weights[f"{path}.weight"].shape[-1] * 32 // in_dims}
+        out[path] = {
+            "group_size": GROUP_SIZE,
+            "bits": weights[f"{path}.weight"].shape[-1] * 32 // in_dims,
+        }
     return out
 
 
@@ -168,20 +172,45 @@ def build_model(args: llama.ModelArgs, weights: dict[str, mx.array], source: Pat
 
 def tokenizer_json(md: dict[str, Any], source: Path) -> Tokenizer:
     """A `tokenizers` byte-level BPE tokenizer from GGUF metadata (vocab, merges, specials)."""
-    kind = _meta(md, "tokenizer.ggml.model")
+    kind = meta(md, "tokenizer.ggml.model")
     if kind != "gpt2":
         raise ModelError(
             f"unsupported GGUF tokenizer {kind!r} in {source}: only byte-level BPE ('gpt2') "
             "vocabularies can be imported"
         )
     tokens: list[str] = md["tokenizer.ggml.tokens"]
-    merges = [tuple(m.split(" ", 1)) for m in md["tokenizer.ggml.merges"]]
-    pre = _meta(md, "tokenizer.ggml.pre", "default")
-    if pre not in _PRE_TOKENIZERS:
+    pre = meta(md, "tokenizer.ggml.pre", "default")
+    if pre not in PRE_TOKENIZERS:
         log.warning("unknown GGUF pre-tokenizer %r in %s: using GPT-2's split", pre, source)
-    split, digits = _PRE_TOKENIZERS.get(pre, _PRE_TOKENIZERS["default"])
+    types = meta(md, "tokenizer.ggml.token_type") or [1] * len(tokens)
+    bos_id = meta(md, "tokenizer.ggml.bos_token_id")
+    add_bos = meta(md, "tokenizer.ggml.add_bos_token", False) and bos_id is not None
+    return byte_level_bpe(
+        tokens,
+        merges(md),
+        special=[t for t, k in zip(tokens, types, strict=False) if k == 3],
+        user_defined=[t for t, k in zip(tokens, types, strict=False) if k == 4],
+        pre=pre,
+        bos=tokens[bos_id] if add_bos else None,
+    )
 
+
+def merges(md: dict[str, Any]) -> list[tuple[str, str]]:
+    return [tuple(m.split(" ", 1)) for m in md["tokenizer.ggml.merges"]]
+
+
+def byte_level_bpe(
+    tokens: list[str],
+    merges: list[tuple[str, str]],
+    *,
+    special: list[str],
+    user_defined: Sequence[str] = (),
+    pre: str = "default",
+    bos: str | None = None,
+) -> Tokenizer:
+    """A GPT-2-style byte-level BPE tokenizer; token i of `tokens` gets id i."""
     tok = Tokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges, fuse_unk=False))
+    split, digits = PRE_TOKENIZERS.get(pre, PRE_TOKENIZERS["default"])
     steps = [pre_tokenizers.Digits(individual_digits=True)] if digits else []
     steps += [
         pre_tokenizers.Split(Regex(split), behavior="isolated"),
@@ -189,20 +218,15 @@ def tokenizer_json(md: dict[str, Any], source: Path) -> Tokenizer:
     ]
     tok.pre_tokenizer = pre_tokenizers.Sequence(steps)
     tok.decoder = decoders.ByteLevel()
-
-    # Control tokens (type 3) must match whole and never be split by the pre-tokenizer.
-    types = _meta(md, "tokenizer.ggml.token_type") or [1] * len(tokens)
-    specials = [AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types) if k == 3]
-    tok.add_special_tokens(specials)
-    user = [AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, types) if k == 4]
-    if user:
-        tok.add_tokens(user)
-
-    bos_id = _meta(md, "tokenizer.ggml.bos_token_id")
-    if _meta(md, "tokenizer.ggml.add_bos_token", False) and bos_id is not None:
-        bos = tokens[bos_id]
+    # Control tokens must match whole: the pre-tokenizer would otherwise split "<|im_end|>".
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
+    if user_defined:
+        tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in user_defined])
+    if bos is not None:
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 $B:1", special_tokens=[(bos, bos_id)]
+            single=f"{bos}:0 $A:0",
+            pair=f"{bos}:0 $A:0 $B:1",
+            special_tokens=[(bos, tokens.index(bos))],
         )
     return tok
 
@@ -212,7 +236,7 @@ def special_tokens(md: dict[str, Any]) -> dict[str, str]:
     tokens = md["tokenizer.ggml.tokens"]
     out = {}
     for name, key in (("bos", "bos"), ("eos", "eos"), ("unk", "unknown"), ("pad", "padding")):
-        token_id = _meta(md, f"tokenizer.ggml.{key}_token_id")
+        token_id = meta(md, f"tokenizer.ggml.{key}_token_id")
         if token_id is not None and 0 <= token_id < len(tokens):
             out[f"{name}_token"] = tokens[token_id]
     return out
@@ -222,17 +246,12 @@ def wrap_tokenizer(tok: Tokenizer, md: dict[str, Any]) -> TokenizerWrapper:
     """The HF fast tokenizer + mlx-lm wrapper, as `mlx_lm.load` would build from tokenizer.json."""
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        chat_template=_meta(md, "tokenizer.chat_template"),
+        chat_template=meta(md, "tokenizer.chat_template"),
         clean_up_tokenization_spaces=False,
         **special_tokens(md),
     )
-    eos = _meta(md, "tokenizer.ggml.eos_token_id")
-    return TokenizerWrapper(hf, BPEStreamingDetokenizer, eos_token_ids=[eos] if eos is not None else None)
-
-
-def load(path: Path) -> tuple[nn.Module, TokenizerWrapper, dict[str, Any]]:
-    """(model, tokenizer, metadata) from a GGUF file; quantized layers stay quantized."""
-    tensors, md = read(path)
-    args = model_args(md, tensors, path)
-    model = build_model(args, rename(tensors, path), path)
-    return model, wrap_tokenizer(tokenizer_json(md, path), md), md
+    # End of turn can differ from end of text (Llama 3: <|eot_id|> vs <|end_of_text|>).
+    ends = [meta(md, f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot")]
+    return TokenizerWrapper(
+        hf, BPEStreamingDetokenizer, eos_token_ids=[t for t in ends if t is not None] or None
+    )

@@ -9,6 +9,17 @@ local file = assert(os.getenv('MLXD_TEST_FILE'), 'MLXD_TEST_FILE not set')
 H.run(function()
   local r = H.result
   local mlxd = H.setup({ ghost = { implementation = impl } })
+  -- What a statusline would show while the daemon starts and loads the model.
+  r.statuslines, r.lsp_status = {}, {}
+  vim.api.nvim_create_autocmd({ 'User', 'LspProgress' }, {
+    pattern = { 'MlxdStatus', '*' },
+    callback = function(ev)
+      if ev.event == 'LspProgress' or ev.match == 'MlxdStatus' then
+        table.insert(r.statuslines, mlxd.status())
+        table.insert(r.lsp_status, vim.lsp.status())
+      end
+    end,
+  })
   vim.cmd.edit(file)
   local buf = api.nvim_get_current_buf()
   local client = H.wait_ready(buf)

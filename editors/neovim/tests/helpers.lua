@@ -98,6 +98,9 @@ end
 function H.wait_ready(bufnr, timeout_ms)
   local mlxd = require('mlxd')
   return H.wait(function()
+    if mlxd.state.exited then
+      error(('the daemon exited with code %d'):format(mlxd.state.exited))
+    end
     local c = mlxd.client()
     local st = mlxd.state.status
     return c

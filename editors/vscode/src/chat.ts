@@ -141,7 +141,18 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         this.log.warn(`chat ${id}: streamed text differs from the final result; showing the final result`);
       }
       this.history.push({ role: 'user', content: p.prompt }, { role: 'assistant', content: done.text });
-      this.tracer.write({ kind: 'chat', id, text: done.text, streamed: stream.chunks, backend: result.backend, model: result.model, attempts: result.attempts });
+      this.tracer.write({
+        kind: 'chat',
+        id,
+        text: done.text,
+        streamed: stream.chunks,
+        backend: result.backend,
+        model: result.model,
+        attempts: result.attempts,
+        finishReason: result.finishReason,
+        usage: result.usage,
+        timings: result.timings,
+      });
       this.post({
         type: 'done',
         id,

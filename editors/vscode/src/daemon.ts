@@ -14,7 +14,6 @@ import {
   type ServerOptions,
   State,
   Trace,
-  TransportKind,
   type WorkDoneProgressBegin,
   type WorkDoneProgressEnd,
   type WorkDoneProgressReport,
@@ -81,7 +80,7 @@ export class Daemon implements vscode.Disposable {
     const serverOptions: ServerOptions = {
       command: resolved.path,
       args,
-      transport: TransportKind.stdio,
+      // No `transport`: TransportKind.stdio would append `--stdio`; stdio pipes are the default.
       options: { env: { ...process.env, ...this.settings.serverEnv }, cwd: folders[0] },
     };
     const clientOptions: LanguageClientOptions = {
@@ -259,13 +258,16 @@ export class Daemon implements vscode.Disposable {
       void this.restart();
       return;
     }
+    let sent = false;
     if (e.affectsConfiguration('mlxd.config') && JSON.stringify(before.config) !== JSON.stringify(this.settings.config)) {
       const client = this.client;
       if (client?.state === State.Running) {
         void client.sendNotification(DidChangeConfigurationNotification.type, { settings: this.mappedConfig() });
         this.log.info('config sent to the daemon (workspace/didChangeConfiguration)');
+        sent = true;
       }
     }
+    this.tracer.write({ kind: 'settings', configSent: sent });
   }
 
   dispose(): void {

@@ -68,7 +68,7 @@ M.state = {
   exited = nil, -- exit code once the daemon stopped
 }
 
--- partialResultToken -> function(value); see progress_handler().
+-- partialResultToken -> function(value), or false once finished (late deltas are dropped).
 local listeners = {}
 local token_seq = 0
 
@@ -84,7 +84,7 @@ function M.listen(token, fn)
 end
 
 function M.unlisten(token)
-  listeners[token] = nil
+  listeners[token] = false
 end
 
 local function redraw()
@@ -101,8 +101,10 @@ end
 -- status() and handed to Neovim's own handler so `vim.lsp.status()` and LspProgress still work.
 local function progress_handler(err, params, ctx, config)
   local fn = params and listeners[params.token]
-  if fn then
-    fn(params.value)
+  if fn ~= nil then
+    if fn then
+      fn(params.value)
+    end
     return
   end
   local value = params and params.value
@@ -206,7 +208,7 @@ function M.with_client(fn)
   if not client then
     local id
     if has_011 then
-      id = vim.lsp.start(vim.lsp.config[M.name] or M.client_config(), { attach = false })
+      id = vim.lsp.start(M.client_config(), { attach = false })
     else
       id = vim.lsp.start_client(M.client_config())
     end
@@ -251,10 +253,9 @@ function M.status()
     return M.state.exited and ('mlxd: stopped (%d)'):format(M.state.exited) or ''
   end
   for _, p in pairs(M.state.progress) do
-    local s = 'mlxd: ' .. (p.title or 'working')
-    if p.message then
-      s = s .. ' ' .. p.message
-    end
+    local title = p.title ~= M.name and p.title or nil -- the daemon titles its work "mlxd"
+    local what = (title and p.message) and (title .. ': ' .. p.message) or p.message or title
+    local s = 'mlxd: ' .. (what or 'working')
     if p.percentage then
       s = s .. (' %d%%'):format(p.percentage)
     end
@@ -526,8 +527,11 @@ end
 ---@param opts? table see M.defaults and `:help mlxd-setup`
 function M.setup(opts)
   M.config = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), opts or {})
-  if opts and opts.filetypes ~= nil then
-    M.config.filetypes = opts.filetypes -- lists replace, not merge
+  -- Lists replace the default instead of merging into it index by index.
+  for _, key in ipairs({ 'cmd', 'filetypes' }) do
+    if opts and opts[key] ~= nil then
+      M.config[key] = opts[key]
+    end
   end
   vim.api.nvim_set_hl(0, 'MlxdGhost', { link = 'Comment', default = true })
 
@@ -543,6 +547,13 @@ function M.setup(opts)
 
   local cfg = M.client_config()
   if has_011 then
+    -- Only buffers with a filetype: vim.lsp.enable() after startup replays FileType for every
+    -- buffer, the empty [No Name] one included. on_dir(nil): no root, single-file mode.
+    cfg.root_dir = function(bufnr, on_dir)
+      if vim.bo[bufnr].filetype ~= '' then
+        on_dir(nil)
+      end
+    end
     vim.lsp.config(M.name, cfg)
     vim.lsp.enable(M.name)
   else

@@ -99,11 +99,48 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | u
   }
 }
 
+const settings: Record<string, unknown> = {};
+
+/** Writes the user settings.json (VS Code watches it and applies changes live). */
+function writeSettings(patch: Record<string, unknown>): void {
+  Object.assign(settings, patch);
+  const userDir = path.join(dirs.user, 'User');
+  fs.mkdirSync(userDir, { recursive: true });
+  fs.writeFileSync(path.join(userDir, 'settings.json'), JSON.stringify(settings, null, 2));
+}
+
+/**
+ * Changes user settings the way a user does: the settings.json editor, saved. (code-server does
+ * not notice an outside write to that file.) The written file is read back and compared.
+ */
+async function editSettings(page: Page, patch: Record<string, unknown>): Promise<void> {
+  Object.assign(settings, patch);
+  // Keys typed while the chat webview has focus stay in its iframe: focus the editor first.
+  await page.locator('.tab.active').first().click();
+  await runCommand(page, 'Preferences: Open User Settings (JSON)');
+  const lines = page.locator('.monaco-editor .view-lines', { hasText: 'editor.quickSuggestions' }).first();
+  await lines.waitFor({ timeout: 15_000 });
+  await lines.click();
+  await page.keyboard.press('Control+A');
+  await page.keyboard.press('Delete');
+  await page.keyboard.insertText(JSON.stringify(settings));
+  await page.keyboard.press('Control+S');
+  const file = path.join(dirs.user, 'User', 'settings.json');
+  await waitFor('settings.json to be saved', () => {
+    try {
+      return JSON.stringify(JSON.parse(fs.readFileSync(file, 'utf8'))) === JSON.stringify(settings) ? true : undefined;
+    } catch {
+      return undefined;
+    }
+  }, 10_000);
+  await runCommand(page, 'View: Close Editor');
+}
+
 function writeSetup(port: number): string {
   for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   fs.writeFileSync(file, INITIAL);
-  const settings = {
+  Object.assign(settings, {
     // Keep VS Code's own suggestions out of the way so Tab goes to the inline suggestion.
     'editor.quickSuggestions': { other: 'off', comments: 'off', strings: 'off' },
     'editor.suggestOnTriggerCharacters': false,
@@ -115,6 +152,7 @@ function writeSetup(port: number): string {
     'security.workspace.trust.enabled': false,
     'workbench.startupEditor': 'none',
     'workbench.tips.enabled': false,
+    'workbench.editor.useModal': 'off', // settings.json in a tab, closable like any editor
     'chat.disableAIFeatures': true,
     'telemetry.telemetryLevel': 'off',
     'update.mode': 'none',
@@ -128,10 +166,8 @@ function writeSetup(port: number): string {
     'mlxd.inline.debounceMs': 100,
     'mlxd.chat.maxTokens': 48,
     'mlxd.chat.temperature': 0,
-  };
-  const userDir = path.join(dirs.user, 'User');
-  fs.mkdirSync(userDir, { recursive: true });
-  fs.writeFileSync(path.join(userDir, 'settings.json'), JSON.stringify(settings, null, 2));
+  });
+  writeSettings({});
   const cfg = path.join(WORK, 'code-server.yaml');
   fs.writeFileSync(cfg, `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
   return cfg;
@@ -256,8 +292,8 @@ async function inlineTest(page: Page): Promise<void> {
   await page.keyboard.type('def add(a, b):', { delay: 40 });
   await page.keyboard.press('Enter'); // VS Code indents the body itself
   await page.keyboard.type('return a', { delay: 60 });
-  // The cursor: line 4 (0-based 3), after "    return a".
-  const cursor = { line: 3, character: '    return a'.length };
+  // The cursor, 0-based: INITIAL ends with a newline, so `def` went on line 3 and the body on 4.
+  const cursor = { line: INITIAL.split('\n').length, character: '    return a'.length };
 
   let ghost: string | undefined;
   let how = 'typing';
@@ -287,8 +323,15 @@ async function inlineTest(page: Page): Promise<void> {
     `the item carries an explicit range starting at the cursor (${JSON.stringify(item.range)})`,
   );
   // The ghost text shows the item's text (the first line inline, further lines below it;
-  // the editor renders spaces as non-breaking ones).
-  const norm = (s: string): string => s.replace(/\u00a0/g, ' ').replace(/\s+/g, ' ').trim();
+  // the editor renders spaces as non-breaking ones and control characters as their U+24xx
+  // pictures).
+  const norm = (s: string): string =>
+    s
+      .replace(/[\u0000-\u0008\u000b-\u001f]/g, (c) => String.fromCharCode(0x2400 + c.charCodeAt(0)))
+      .replace(/\u007f/g, '\u2421')
+      .replace(/\u00a0/g, ' ')
+      .replace(/\s+/g, ' ')
+      .trim();
   check(norm(item.insertText).startsWith(norm(ghost).slice(0, 20)) || norm(ghost).startsWith(norm(item.insertText).slice(0, 20)), 'the ghost text is the daemon\'s item');
 
   await page.keyboard.press('Tab');
@@ -329,6 +372,24 @@ async function chatFrame(page: Page): Promise<Frame> {
   );
 }
 
+interface ChatRecord extends TraceRecord {
+  finishReason?: string;
+  usage?: { promptTokens: number; completionTokens: number };
+  timings?: { firstTokenMs: number; totalMs: number };
+}
+
+/** Sends a prompt from the panel's box; resolves when the answer element leaves "streaming". */
+async function ask(frame: Frame, prompt: string): Promise<void> {
+  const n = await frame.locator('.msg.assistant').count();
+  await frame.locator('#prompt').fill(prompt);
+  await frame.locator('#prompt').press('Enter');
+  await frame.locator('.msg.assistant').nth(n).waitFor({ timeout: 30_000 });
+}
+
+function chatRecords(): ChatRecord[] {
+  return readTrace().filter((r) => r.kind === 'chat' || r.kind === 'chat-cancelled') as ChatRecord[];
+}
+
 async function chatTest(page: Page): Promise<void> {
   await runCommand(page, 'mlxd: Open Chat');
   const frame = await chatFrame(page);
@@ -346,34 +407,36 @@ async function chatTest(page: Page): Promise<void> {
       if (text !== '' && text !== last) w.__snapshots.push(text);
     }).observe(messages, { childList: true, subtree: true, characterData: true });
   });
+  const snapshots = async (): Promise<string[]> => frame.evaluate(() => (window as unknown as { __snapshots: string[] }).__snapshots);
   const csp = await frame.evaluate(() => document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.getAttribute('content') ?? '');
   check(/default-src 'none'/.test(csp) && /script-src 'nonce-/.test(csp), `the webview has a strict CSP (${csp})`);
 
-  const before = readTrace().filter((r) => r.kind === 'chat').length;
-  await frame.locator('#prompt').fill('Write a Python function that adds two numbers.');
-  await frame.locator('#prompt').press('Enter');
-  const done = frame.locator('.msg.assistant[data-state="done"]');
+  // 1. A streamed answer.
+  const before = chatRecords().length;
+  await ask(frame, 'Write a Python function that adds two numbers.');
+  const done = frame.locator('.msg.assistant[data-state="done"]').last();
   await done.waitFor({ timeout: 120_000 });
   await page.screenshot({ path: path.join(ARTIFACTS, 'chat.png') });
-
-  const records = readTrace().filter((r) => r.kind === 'chat');
-  check(records.length === before + 1, 'the daemon answered one chat request');
-  const rec = records[records.length - 1] as TraceRecord;
+  const records = chatRecords();
+  check(records.length === before + 1 && records.at(-1)?.kind === 'chat', 'the daemon answered one chat request');
+  const rec = records.at(-1) as ChatRecord;
   const text = rec.text ?? '';
   result.chatText = text;
   result.chatStreamedChunks = rec.streamed;
+  result.chatTimings = rec.timings;
   check(text.length > 0, 'the daemon\'s answer is not empty');
-  const snapshots = await frame.evaluate(() => (window as unknown as { __snapshots: string[] }).__snapshots);
-  result.chatSnapshots = snapshots.length;
+  const snaps = await snapshots();
+  result.chatSnapshots = snaps.length;
   check((rec.streamed ?? 0) >= 3, `the answer arrived as several $/progress deltas (${rec.streamed})`);
-  check(snapshots.length >= 3, `the panel re-rendered the answer as it streamed (${snapshots.length} distinct renderings)`);
+  check(snaps.length >= 3, `the panel re-rendered the answer as it streamed (${snaps.length} distinct renderings)`);
   // The final rendering is exactly the daemon's text through the (unit-tested) renderer,
   // normalised by the same browser.
   const same = await frame.evaluate((html) => {
-    const body = document.querySelector('.msg.assistant[data-state="done"] .body');
+    const bodies = document.querySelectorAll('.msg.assistant[data-state="done"] .body');
+    const body = bodies[bodies.length - 1];
     const ref = document.createElement('div');
     ref.innerHTML = html;
-    return body !== null && body.innerHTML === ref.innerHTML;
+    return body !== undefined && body.innerHTML === ref.innerHTML;
   }, renderMarkdown(text));
   check(same, 'the final answer in the panel equals the daemon\'s text');
   const meta = (await done.locator('.meta').textContent()) ?? '';
@@ -382,6 +445,52 @@ async function chatTest(page: Page): Promise<void> {
   const status = await statusText(page);
   result.statusAfterChat = status;
   check(status !== undefined && status.includes(`mlxd: ${rec.backend ?? 'local'}`), `the status bar names the serving backend (${status})`);
+
+  // 2. Stop: a long answer, stopped after it has started streaming.
+  await editSettings(page, { 'mlxd.chat.maxTokens': 4000 });
+  await waitFor('the settings change to reach the extension', () => (readTrace().some((r) => r.kind === 'settings') ? true : undefined), 15_000);
+  await frame.locator('#new').click();
+  await waitFor('the panel to clear', async () => ((await frame.locator('.msg').count()) === 0 ? true : undefined), 5_000);
+  await ask(frame, 'Tell me a very long story.');
+  const streaming = frame.locator('.msg.assistant[data-state="streaming"] .body');
+  await waitFor('the long answer to start streaming', async () => (((await streaming.textContent().catch(() => '')) ?? '').length > 0 ? true : undefined), 30_000, 20);
+  check(await frame.locator('#stop').isEnabled(), 'Stop is enabled while an answer streams');
+  await frame.locator('#stop').click();
+  await frame.locator('.msg.assistant[data-state="cancelled"]').waitFor({ timeout: 10_000 });
+  const cancelled = chatRecords().at(-1);
+  result.stoppedAfterChunks = cancelled?.streamed;
+  check(cancelled?.kind === 'chat-cancelled', 'Stop cancelled the request (the client got the -32800 reply)');
+  check((cancelled?.streamed ?? 4000) < 4000, `the answer stopped early (${cancelled?.streamed} deltas of up to 4000)`);
+  check(await frame.locator('#send').isEnabled(), 'the prompt box is usable again after Stop');
+
+  // 3. A config change reaches the daemon (workspace/didChangeConfiguration), and the daemon
+  // still serves after the cancellation: with no maxTokens in the request, the config's
+  // local.max_tokens caps the answer.
+  const settingsEvents = readTrace().filter((r) => r.kind === 'settings').length;
+  await editSettings(page, { 'mlxd.chat.maxTokens': null, 'mlxd.config': { inline: { max_tokens: 24 }, routing: { cloud: false }, local: { max_tokens: 7 } } });
+  await waitFor('the config to be sent to the daemon', () => {
+    const ev = readTrace().filter((r) => r.kind === 'settings');
+    return ev.length > settingsEvents && (ev.at(-1) as { configSent?: boolean }).configSent ? true : undefined;
+  }, 15_000);
+  await ask(frame, 'Say something short.');
+  await frame.locator('.msg.assistant[data-state="done"]').last().waitFor({ timeout: 60_000 });
+  const capped = chatRecords().at(-1);
+  result.cappedUsage = capped?.usage;
+  check(capped?.kind === 'chat' && capped.usage?.completionTokens === 7 && capped.finishReason === 'length', `the new config capped the answer at local.max_tokens = 7 (${JSON.stringify(capped?.usage)}, ${capped?.finishReason})`);
+}
+
+/** The extension's output channel as VS Code writes it to disk (the daemon's log included). */
+function extensionLogs(): string[] {
+  const found: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }) : []) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name === 'mlxd.log') found.push(p);
+    }
+  };
+  walk(path.join(dirs.user, 'logs'));
+  return found;
 }
 
 async function main(): Promise<void> {
@@ -437,7 +546,7 @@ async function main(): Promise<void> {
   } finally {
     await browser?.close().catch(() => undefined);
     await stopGroup(cs);
-    for (const f of [csLog, trace]) {
+    for (const f of [csLog, trace, ...extensionLogs()]) {
       if (fs.existsSync(f)) fs.copyFileSync(f, path.join(ARTIFACTS, path.basename(f)));
     }
   }

@@ -1,0 +1,203 @@
+"""overhead: what going through `mlxd serve` (LSP over stdio, router, generation thread) costs
+against calling `mlx_lm.stream_generate` in-process on the same model, prompt and settings.
+
+Runs alternate between the two sides, each run with a fresh prompt (a tag at its start), so
+both prefill the same tokens; the raw side reuses its KV cache the way mlxd does (only the few
+chat-template tokens before the tag are shared between runs). Targets (issue 2): decode
+tokens/s >= 0.97x raw, first-token overhead <= 20 ms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import (
+    Daemon,
+    Gen,
+    Options,
+    RawModel,
+    decode_prompt,
+    fmt,
+    fmt_stat,
+    local_config,
+    log,
+    model_label,
+    nonce,
+    print_table,
+    ratio,
+    summary,
+    verdict,
+    write_result,
+)
+
+DEFAULT_RUNS = 5
+DEFAULT_MAX_TOKENS = 64
+TARGET_DECODE = 0.97
+TARGET_FIRST_MS = 20.0
+
+
+def _row(g: Gen) -> dict[str, Any]:
+    return {
+        "first_token_ms": g.first_token_ms,
+        "decode_tps": g.decode_tps,
+        "total_s": g.total_s,
+        "prompt_tokens": g.prompt_tokens,
+        "completion_tokens": g.completion_tokens,
+        "server": g.server,
+    }
+
+
+async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
+    runs = opts.n(DEFAULT_RUNS)
+    max_tokens = opts.max_tokens or DEFAULT_MAX_TOKENS
+    log(f"loading {model_label(opts.model)} in-process (raw mlx-lm baseline)")
+    raw = RawModel(opts.model)
+    log(f"starting mlxd serve (loads the same model)")
+    async with Daemon(local_config(opts.model)) as daemon:
+        await daemon.wait_ready()
+        blas = {"raw": info["blas"], "mlxd": daemon.blas()}
+        log(f"BLAS: raw mlx-lm {blas['raw']}; mlxd {blas['mlxd']}")
+        for i in range(opts.warmup):
+            msgs = decode_prompt(f"warm{i}")
+            raw.chat(msgs, max_tokens)
+            await daemon.chat(msgs, max_tokens)
+        raws: list[Gen] = []
+        mlxds: list[Gen] = []
+        same = 0
+        for i in range(runs):
+            msgs = decode_prompt(nonce())
+            # Alternate who goes first: drift in machine load hits both sides alike.
+            if i % 2 == 0:
+                r = raw.chat(msgs, max_tokens)
+                m = await daemon.chat(msgs, max_tokens)
+            else:
+                m = await daemon.chat(msgs, max_tokens)
+                r = raw.chat(msgs, max_tokens)
+            if m.error:
+                raise RuntimeError(f"mlxd chat failed: {m.error}")
+            raws.append(r)
+            mlxds.append(m)
+            same += r.text == m.text
+            if opts.verbose:
+                print(
+                    f"  run {i + 1}: raw {fmt(r.first_token_ms)} ms {fmt(r.decode_tps)} tok/s | "
+                    f"mlxd {fmt(m.first_token_ms)} ms {fmt(m.decode_tps)} tok/s "
+                    f"({m.completion_tokens} tokens)"
+                )
+
+    s = {
+        side: {
+            "first_token_ms": summary([g.first_token_ms for g in gens]),
+            "decode_tps": summary([g.decode_tps for g in gens]),
+            "prompt_tokens": summary([g.prompt_tokens for g in gens]),
+            "completion_tokens": summary([g.completion_tokens for g in gens]),
+        }
+        for side, gens in (("raw", raws), ("mlxd", mlxds))
+    }
+    s["mlxd"]["server_first_token_ms"] = summary(
+        [g.server["timings"]["firstTokenMs"] for g in mlxds]
+    )
+    paired = summary(
+        [
+            m.first_token_ms - r.first_token_ms
+            for m, r in zip(mlxds, raws)
+            if m.first_token_ms is not None and r.first_token_ms is not None
+        ]
+    )
+    decode_ratio = ratio(s["mlxd"]["decode_tps"]["median"], s["raw"]["decode_tps"]["median"])
+    first_diff = None
+    if s["mlxd"]["first_token_ms"]["median"] is not None:
+        first_diff = s["mlxd"]["first_token_ms"]["median"] - s["raw"]["first_token_ms"]["median"]
+    ok_decode = None if decode_ratio is None else decode_ratio >= TARGET_DECODE
+    ok_first = None if paired["median"] is None else paired["median"] <= TARGET_FIRST_MS
+
+    print_table(
+        f"overhead: {model_label(opts.model)}, greedy, max {max_tokens} tokens, "
+        f"{runs} runs after {opts.warmup} warm-up; median (min-max)",
+        ["side", "first token ms", "decode tok/s", "prompt tok", "gen tok", "BLAS"],
+        [
+            [
+                "raw mlx-lm (in-process)",
+                fmt_stat(s["raw"]["first_token_ms"]),
+                fmt_stat(s["raw"]["decode_tps"]),
+                fmt(s["raw"]["prompt_tokens"]["median"], digits=0),
+                fmt(s["raw"]["completion_tokens"]["median"], digits=0),
+                blas["raw"],
+            ],
+            [
+                "mlxd serve (LSP stdio)",
+                fmt_stat(s["mlxd"]["first_token_ms"]),
+                fmt_stat(s["mlxd"]["decode_tps"]),
+                fmt(s["mlxd"]["prompt_tokens"]["median"], digits=0),
+                fmt(s["mlxd"]["completion_tokens"]["median"], digits=0),
+                blas["mlxd"],
+            ],
+        ],
+    )
+    print_table(
+        "overhead: mlxd vs raw",
+        ["metric", "measured", "target", "verdict"],
+        [
+            [
+                "decode tok/s, mlxd / raw (medians)",
+                fmt(decode_ratio, "x", 3),
+                f">= {TARGET_DECODE}x",
+                verdict(ok_decode),
+            ],
+            [
+                "first token, mlxd - raw (median of paired runs)",
+                fmt(paired["median"], " ms") + f" [{fmt(paired['min'])}..{fmt(paired['max'])}]",
+                f"<= {TARGET_FIRST_MS:.0f} ms",
+                verdict(ok_first),
+            ],
+            ["first token, difference of medians", fmt(first_diff, " ms"), "", ""],
+            [
+                "mlxd's own firstTokenMs (server side)",
+                fmt_stat(s["mlxd"]["server_first_token_ms"]),
+                "",
+                "",
+            ],
+            ["identical greedy text", f"{same}/{runs} runs", "", ""],
+        ],
+    )
+    result = {
+        "name": "overhead",
+        "machine": info,
+        "params": {"model": opts.model, "runs": runs, "warmup": opts.warmup, "max_tokens": max_tokens},
+        "blas": blas,
+        "summary": s,
+        "runs": {"raw": [_row(g) for g in raws], "mlxd": [_row(g) for g in mlxds]},
+        "ratios": {
+            "decode_mlxd_over_raw": decode_ratio,
+            "first_token_overhead_ms_paired_median": paired["median"],
+            "first_token_overhead_ms_paired": paired,
+            "first_token_overhead_ms_of_medians": first_diff,
+            "identical_text_runs": same,
+        },
+        "targets": {
+            "decode_ratio_min": TARGET_DECODE,
+            "first_token_overhead_ms_max": TARGET_FIRST_MS,
+            "decode_ok": ok_decode,
+            "first_token_ok": ok_first,
+        },
+    }
+    path = write_result("overhead", result)
+    print(f"results: {path}")
+    if opts.plot:
+        from . import plots
+
+        plots.distributions(
+            "overhead",
+            f"overhead: mlxd vs raw mlx-lm ({model_label(opts.model)})",
+            {
+                "first token (ms)": {
+                    "raw": s["raw"]["first_token_ms"]["values"],
+                    "mlxd": s["mlxd"]["first_token_ms"]["values"],
+                },
+                "decode (tokens/s)": {
+                    "raw": s["raw"]["decode_tps"]["values"],
+                    "mlxd": s["mlxd"]["decode_tps"]["values"],
+                },
+            },
+        )
+    return result

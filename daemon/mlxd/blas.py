@@ -1,0 +1,200 @@
+"""Linux CPU fast path: run MLX's float matmuls on OpenBLAS instead of reference BLAS.
+
+The `mlx[cpu]` wheel links the netlib reference BLAS (a 512x576 @ 576x1536 float32 matmul:
+~160 ms). An optimized library that exports the same `cblas_*` names, preloaded with LD_PRELOAD,
+takes over those symbols (~3 ms). LD_PRELOAD only works at exec time, so the daemon re-executes
+itself once, first thing, before it touches stdin or stdout.
+
+PyPI's cmeel-openblas (a dependency on Linux x86_64) needs `libgfortran.so.5`, which a bare
+Debian lacks. The mlx/numpy wheels bundle a renamed copy (`libgfortran-<hash>.so.5.0.0`): a
+private directory of symlinks under the user's cache, put on LD_LIBRARY_PATH, makes it resolve.
+Both variables get their old values back in the re-executed process, so children never see them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+NO_PRELOAD_ENV = "MLXD_NO_BLAS_PRELOAD"
+# Set only in the re-executed process: the LD_* values to restore (JSON), and proof we did it.
+_MARKER_ENV = "MLXD_BLAS_REEXEC"
+_LD_VARS = ("LD_PRELOAD", "LD_LIBRARY_PATH")
+_GFORTRAN = "libgfortran.so.5"
+_reexec_checked = False
+
+
+def find_openblas() -> Path | None:
+    """An OpenBLAS that preloads here: the venv's cmeel-openblas first, then the system's."""
+    found = _preloadable()
+    return found[0] if found else None
+
+
+def blas_in_use() -> str:
+    """Which BLAS MLX's CPU matmuls use in this process (for `mlxd doctor`)."""
+    if sys.platform == "darwin":
+        return "Accelerate"
+    lib = _mapped_openblas()
+    return f"OpenBLAS ({lib})" if lib else "reference BLAS bundled with mlx (slow)"
+
+
+def fast_blas_loaded() -> bool:
+    """Whether float matmuls on CPU are fast here (OpenBLAS mapped, or Accelerate)."""
+    return sys.platform == "darwin" or _mapped_openblas() is not None
+
+
+def maybe_reexec_with_openblas(argv: list[str] | None = None) -> None:
+    """Re-exec this process once with OpenBLAS preloaded, when that helps; else return.
+
+    `argv` is the full command line to run again, interpreter included; the default,
+    `sys.orig_argv`, keeps `-m` and other interpreter flags (`sys.argv` is taken to mean the
+    same). Call it first thing, before anything reads stdin or writes stdout: file descriptors
+    survive exec, Python's buffers do not, and everything imported so far is imported again.
+    No-op on macOS, when MLX runs on a GPU, when OpenBLAS is already mapped, when no usable
+    library exists, or when MLXD_NO_BLAS_PRELOAD is set.
+    """
+    global _reexec_checked
+    if _reexec_checked or sys.platform != "linux" or not sys.executable:
+        return
+    _reexec_checked = True
+    if _MARKER_ENV in os.environ:  # we are the re-executed process
+        _restore_env()
+        return
+    if os.environ.get(NO_PRELOAD_ENV) or _mapped_openblas() or not _mlx_on_cpu():
+        return
+    found = _preloadable()
+    if found is None:
+        return
+    lib, library_path = found
+    env = dict(os.environ)
+    env[_MARKER_ENV] = json.dumps({k: os.environ.get(k) for k in _LD_VARS})
+    env["LD_PRELOAD"] = _prepend(str(lib), os.environ.get("LD_PRELOAD"))
+    if library_path:
+        env["LD_LIBRARY_PATH"] = _prepend(library_path, os.environ.get("LD_LIBRARY_PATH"))
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    try:
+        os.execve(sys.executable, sys.orig_argv if argv in (None, sys.argv) else argv, env)
+    except OSError:
+        return  # carry on with reference BLAS
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _prepend(value: str, old: str | None) -> str:
+    return f"{value}:{old}" if old else value
+
+
+def _restore_env() -> None:
+    saved = json.loads(os.environ.pop(_MARKER_ENV) or "{}")
+    for key in _LD_VARS:
+        if saved.get(key) is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved[key]
+
+
+def _mapped_openblas() -> str | None:
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                if "libopenblas" in line:
+                    return line.split(maxsplit=5)[-1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _mlx_on_cpu() -> bool:
+    try:
+        import mlx.core as mx
+    except ImportError:
+        return False
+    return mx.default_device() == mx.cpu
+
+
+def _site_dirs() -> list[Path]:
+    dirs = [*site.getsitepackages(), site.getusersitepackages(), *sys.path]
+    return [Path(d) for d in dict.fromkeys(dirs) if d and Path(d).is_dir()]
+
+
+def _candidates() -> list[Path]:
+    venv = [d / "cmeel.prefix" / "lib" / "libopenblas.so.0" for d in _site_dirs()]
+    arch = sysconfig.get_config_var("MULTIARCH") or "x86_64-linux-gnu"
+    system = [
+        Path(f"/usr/lib/{arch}/openblas-pthread/libopenblas.so.0"),  # Debian libopenblas0-pthread
+        Path(f"/usr/lib/{arch}/libopenblas.so.0"),
+        Path("/usr/lib64/libopenblas.so.0"),
+        Path("/usr/lib/libopenblas.so.0"),
+    ]
+    return [p for p in dict.fromkeys(venv + system) if p.is_file()]
+
+
+@functools.cache
+def _preloadable() -> tuple[Path, str] | None:
+    """(library, extra LD_LIBRARY_PATH) of the first candidate that preloads cleanly."""
+    for lib in _candidates():
+        if any(c in str(lib) for c in " \t:;"):  # separators in LD_PRELOAD / LD_LIBRARY_PATH
+            continue
+        if _probe(lib, ""):
+            return lib, ""
+        shim = _gfortran_shim()
+        if shim and _probe(lib, shim):
+            return lib, shim
+    return None
+
+
+def _probe(lib: Path, library_path: str) -> bool:
+    """Does a process start with `lib` preloaded? A missing dependency aborts it (exit 127)."""
+    true = shutil.which("true")
+    if true is None:
+        return False
+    env = {**os.environ, "LD_PRELOAD": str(lib), "OPENBLAS_NUM_THREADS": "1"}
+    if library_path:
+        env["LD_LIBRARY_PATH"] = _prepend(library_path, os.environ.get("LD_LIBRARY_PATH"))
+    try:
+        done = subprocess.run([true], env=env, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0 and b"ld.so" not in done.stderr
+
+
+@functools.cache
+def _gfortran_shim() -> str | None:
+    """A directory where `libgfortran.so.5` names a wheel-bundled copy; None if there is none."""
+    bundled = sorted(
+        (p for d in _site_dirs() for p in d.glob("*.libs/libgfortran-*.so.5*")),
+        key=lambda p: p.parent.name != "mlx_cpu.libs",  # mlx's own copy first
+    )
+    if not bundled:
+        return None
+    gfortran = bundled[0]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha256(str(gfortran).encode()).hexdigest()[:12]
+    shim = cache / "mlxd" / f"blas-{key}"
+    # The bundled copy finds its siblings (libquadmath-<hash>) through $ORIGIN, which is the
+    # symlink's directory: link the whole .libs directory, then the plain name.
+    links = {p.name: p for p in gfortran.parent.iterdir()} | {_GFORTRAN: gfortran}
+    try:
+        shim.mkdir(parents=True, exist_ok=True)
+        for name, target in links.items():
+            link = shim / name
+            if link.is_symlink() and os.readlink(link) == str(target):
+                continue
+            tmp = shim / f".{name}.{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target)
+            tmp.replace(link)  # atomic: a concurrent start never sees a missing link
+    except OSError:
+        return None
+    return None if any(c in str(shim) for c in " \t:;") else str(shim)

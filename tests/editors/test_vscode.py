@@ -1,0 +1,142 @@
+"""The VS Code extension: its own unit tests and typecheck, and the end-to-end test in a real
+VS Code (code-server on loopback, the packaged .vsix, Debian's chromium via playwright-core)
+driving the real daemon with the tiny random model.
+
+Tools come from `make vscode-test-deps` (a prerequisite of `make test`). Without them the tests
+skip on a developer machine and fail in CI, where a skip would hide a broken install.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.editor]
+
+ROOT = Path(__file__).resolve().parents[2]
+EXT = ROOT / "editors" / "vscode"
+NODE = ROOT / ".tools" / "node" / "bin" / "node"
+CODE_SERVER = (
+    ROOT
+    / ".tools"
+    / "code-server"
+    / "lib"
+    / "node_modules"
+    / "code-server"
+    / "out"
+    / "node"
+    / "entry.js"
+)
+VSIX = EXT / "mlxd-vscode.vsix"
+CHROMIUM = Path("/usr/bin/chromium")
+MLXD = Path(sys.executable).parent / "mlxd"
+
+
+def _need(*paths: Path) -> None:
+    missing = [
+        str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in paths if not p.exists()
+    ]
+    if missing:
+        msg = f"missing {', '.join(missing)}: run `make vscode-test-deps`"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def _node_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{NODE.parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=EXT, env=_node_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_extension_typechecks() -> None:
+    _need(NODE, EXT / "node_modules" / "typescript")
+    r = _run([str(NODE), "node_modules/typescript/bin/tsc", "-p", ".", "--noEmit"], 180)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_extension_unit_tests_pass() -> None:
+    _need(NODE, EXT / "node_modules" / "esbuild")
+    build = _run([str(NODE), "esbuild.mjs", "--tests"], 120)
+    assert build.returncode == 0, build.stdout + build.stderr
+    r = _run([str(NODE), "--test", "--test-reporter=spec", "out/test/*.test.js"], 120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    passed = re.search(r"^\S*\s*pass (\d+)$", out, re.M)
+    failed = re.search(r"^\S*\s*fail (\d+)$", out, re.M)
+    assert passed and failed, out
+    # The suites cover stream assembly, settings mapping, status rendering, markdown escaping,
+    # presets, prompts and the inline middleware; a run that found far fewer tests is broken.
+    assert int(passed.group(1)) >= 50 and int(failed.group(1)) == 0, out
+
+
+def _stale(vsix: Path) -> list[str]:
+    built = vsix.stat().st_mtime
+    sources = [*EXT.glob("src/**/*.ts"), EXT / "package.json", *EXT.glob("media/*")]
+    return [str(p.relative_to(EXT)) for p in sources if p.stat().st_mtime > built]
+
+
+@pytest.mark.timeout(600)
+def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
+    """Typing in a Python file shows the daemon's ghost text, Tab accepts it into the saved file,
+    and the chat panel streams the daemon's answer."""
+    _need(NODE, CODE_SERVER, VSIX, CHROMIUM, MLXD, EXT / "node_modules" / "playwright-core")
+    stale = _stale(VSIX)
+    assert not stale, f"the .vsix is older than {stale}: run `make vscode`"
+    build = _run([str(NODE), "esbuild.mjs", "--tests"], 120)
+    assert build.returncode == 0, build.stdout + build.stderr
+
+    artifacts = tmp_path / "artifacts"
+    env = _node_env() | {
+        "MLXD_E2E_SERVER": str(MLXD),
+        "MLXD_E2E_CONFIG": str(tiny_config),
+        "MLXD_E2E_VSIX": str(VSIX),
+        "MLXD_E2E_NODE": str(NODE),
+        "MLXD_E2E_CODE_SERVER": str(CODE_SERVER),
+        "MLXD_E2E_CHROMIUM": str(CHROMIUM),
+        "MLXD_E2E_WORKDIR": str(tmp_path / "work"),
+        "MLXD_E2E_ARTIFACTS": str(artifacts),
+    }
+    r = subprocess.run(
+        [str(NODE), "out/e2e/e2e.js"],
+        cwd=EXT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    out = r.stdout + r.stderr
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("E2E_RESULT ")), None)
+    assert line is not None, out
+    result = json.loads(line.removeprefix("E2E_RESULT "))
+    detail = out
+    for name in ("mlxd.log", "code-server.log"):
+        if (artifacts / name).exists():
+            detail += f"\n--- {name} (tail) ---\n{(artifacts / name).read_text()[-3000:]}"
+
+    assert r.returncode == 0 and result["ok"], detail
+
+    # Inline: the ghost text was the daemon's item, and Tab put exactly that into the file.
+    insert = result["insertText"]
+    assert insert
+    assert result["savedFile"] == "import math\n\n\ndef add(a, b):\n    return a" + insert
+    # Chat: streamed in several deltas and renderings; the final text is the daemon's.
+    assert result["chatStreamedChunks"] >= 3
+    assert result["chatSnapshots"] >= 3
+    assert result["chatText"]
+    assert result["chatMeta"].startswith("local ·")
+    assert result["statusAfterChat"].endswith("mlxd: local")
+    # code-server's whole process group (watchers, extension host, daemon) was stopped.
+    assert result["processGroupStopped"] is True
