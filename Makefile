@@ -6,7 +6,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-deps
 MODEL  := $(VENV)/.stamp-model
 
-.PHONY: demo test test-fast lint bench bench-peers venv clean
+.PHONY: demo test test-fast lint bench venv clean
+
+# Editor tooling and benchmark extras (each with its own stamp files).
+include mk/neovim.mk
+include mk/vscode.mk
+include mk/bench.mk
 
 venv: $(STAMP) $(MODEL)
 
@@ -24,7 +29,7 @@ $(MODEL): $(STAMP)
 demo: venv
 	$(BIN)/mlxd demo
 
-test: venv
+test: venv $(NVIM_STAMP) vscode-test-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: venv

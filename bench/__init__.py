@@ -11,5 +11,6 @@ BENCHMARKS = {
     "concurrency": "concurrency",
     "typing": "typing_replay",
     "fallback": "fallback",
+    "fastpath": "fastpath",
 }
 DEFAULT = ("overhead", "follow-up")

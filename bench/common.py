@@ -102,7 +102,12 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
     print(f"\n{title}")
     print(line)
     for i, r in enumerate(cells):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if j == 0 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
         if i == 0:
             print(line)
     print(line)
@@ -229,6 +234,28 @@ def process_blas(pid: int) -> str:
     return "none mapped yet"
 
 
+_LD_VARS = ("LD_PRELOAD", "LD_LIBRARY_PATH")
+ORIGINAL_LD_ENV = "MLXD_BENCH_ORIGINAL_LD"  # the LD_* values before reexec_with_blas (JSON)
+
+
+def env_without_blas() -> dict[str, str]:
+    """This process's environment as it was before the OpenBLAS preload (for a child that
+    must run on the reference BLAS)."""
+    env = dict(os.environ)
+    original = json.loads(env.pop(ORIGINAL_LD_ENV, "null") or "null")
+    for key in _LD_VARS:
+        value = original.get(key) if original else None
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    env[NO_PRELOAD_ENV] = "1"  # and mlxd code in it must not re-exec with OpenBLAS either
+    return env
+
+
+NO_PRELOAD_ENV = "MLXD_NO_BLAS_PRELOAD"
+
+
 def reexec_with_blas(argv: list[str]) -> None:
     """Run this benchmark process under the same optimized BLAS `mlxd serve` preloads, so the
     raw mlx-lm baseline and mlx_lm.server (a child: it inherits the variables) compare like
@@ -250,10 +277,13 @@ def reexec_with_blas(argv: list[str]) -> None:
         return
     lib, library_path = str(found[0]), found[1]
     env = {**os.environ, "MLXD_BENCH_BLAS_DONE": "1"}
+    env[ORIGINAL_LD_ENV] = json.dumps({k: os.environ.get(k) for k in _LD_VARS})
     if lib not in env.get("LD_PRELOAD", "").split(":"):
         env["LD_PRELOAD"] = ":".join(x for x in (lib, env.get("LD_PRELOAD")) if x)
     if library_path:
-        env["LD_LIBRARY_PATH"] = ":".join(x for x in (library_path, env.get("LD_LIBRARY_PATH")) if x)
+        env["LD_LIBRARY_PATH"] = ":".join(
+            x for x in (library_path, env.get("LD_LIBRARY_PATH")) if x
+        )
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", "bench", *argv], env)
 
@@ -288,32 +318,42 @@ def export_mlx_dir(spec: str) -> Path:
     """An mlx-lm model directory for tools that need one (mlx_lm.server).
 
     A directory is used as is. Anything else (the embedded GGUF) is loaded exactly as mlxd
-    loads it (same dequantization) and written out once under bench/.cache, so both sides run
-    the same weights in the same dtype.
+    loads it — `dequantize = "auto"`, decided under the same BLAS, since this process runs with
+    the daemon's preload — and written out once under bench/.cache, so both sides run the same
+    weights in the same dtype. The directory name says which form it holds.
     """
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
+    import dataclasses
+
+    import mlx.nn as nn
+    from mlx_lm.utils import save_config, save_model
+
     from mlxd.models import load_model
 
+    lm = load_model(spec)  # the daemon's default: dequantize "auto"
     slug = re.sub(r"[^\w.-]+", "_", spec).strip("_")
-    out = CACHE / f"{slug}-mlx"
+    out = CACHE / f"{slug}-{'quantized' if lm.quantized else 'float'}-mlx"
     if (out / "config.json").is_file() and (out / ".complete").is_file():
         return out
     _ensure_cache_dir()
     log(f"exporting {spec} (as mlxd loads it) to {out} for mlx_lm.server; once")
-    import dataclasses
-
-    from mlx_lm.utils import save_config, save_model
-
-    lm = load_model(spec)  # the daemon's default: dequantize "auto"
     out.mkdir(parents=True, exist_ok=True)
     save_model(out, lm.model, donate_model=False)
-    args = dataclasses.asdict(lm.model.args)
+    config = dataclasses.asdict(lm.model.args)
     eos = list(getattr(lm.tokenizer, "eos_token_ids", []) or [])
     if eos:
-        args["eos_token_id"] = eos[0] if len(eos) == 1 else eos
-    save_config(args, out / "config.json")
+        config["eos_token_id"] = eos[0] if len(eos) == 1 else eos
+    if lm.quantized:  # per-layer bits (GGUF Q4_1 keeps the embedding at 8 bits)
+        layers = {
+            name: {"group_size": m.group_size, "bits": m.bits, "mode": m.mode}
+            for name, m in lm.model.named_modules()
+            if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))
+        }
+        first = next(iter(layers.values()))
+        config["quantization"] = {**first, **layers}
+    save_config(config, out / "config.json")
     lm.tokenizer.save_pretrained(str(out))
     (out / ".complete").write_text(lm.source + "\n")
     return out

@@ -145,7 +145,12 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 name,
                 fmt_stat(st["cold_first_token_ms"], digits=0),
                 fmt_stat(st["follow_first_token_ms"], digits=0),
-                fmt(ratio(st["cold_first_token_ms"]["median"], st["follow_first_token_ms"]["median"]), "x"),
+                fmt(
+                    ratio(
+                        st["cold_first_token_ms"]["median"], st["follow_first_token_ms"]["median"]
+                    ),
+                    "x",
+                ),
                 f"{fmt(st['cold_prompt_tokens']['median'], digits=0)} -> "
                 f"{fmt(st['follow_prompt_tokens']['median'], digits=0)}",
                 blas[name],
@@ -161,11 +166,25 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         "follow-up: targets",
         ["metric", "measured", "target", "verdict"],
         [
-            ["mlxd follow-up speed-up (cold / follow-up)", fmt(speedup, "x"), f">= {TARGET_SPEEDUP:.0f}x", verdict(ok_speedup)],
-            ["mlxd / mlx_lm.server follow-up first token", fmt(vs_peer, "x", 2), "<= 1.00x", verdict(ok_peer)],
+            [
+                "mlxd follow-up speed-up (cold / follow-up)",
+                fmt(speedup, "x"),
+                f">= {TARGET_SPEEDUP:.0f}x",
+                verdict(ok_speedup),
+            ],
+            [
+                "mlxd / mlx_lm.server follow-up first token",
+                fmt(vs_peer, "x", 2),
+                "<= 1.00x",
+                verdict(ok_peer),
+            ],
             [
                 "mlxd / mlx_lm.server cold first token",
-                fmt(ratio(m["cold_first_token_ms"]["median"], p["cold_first_token_ms"]["median"]), "x", 2),
+                fmt(
+                    ratio(m["cold_first_token_ms"]["median"], p["cold_first_token_ms"]["median"]),
+                    "x",
+                    2,
+                ),
                 "",
                 "",
             ],
@@ -220,7 +239,9 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             f"follow-up: KV reuse ({model_label(opts.model)})",
             {
                 "cold first token (ms)": {n: s[n]["cold_first_token_ms"]["values"] for n in s},
-                "follow-up first token (ms)": {n: s[n]["follow_first_token_ms"]["values"] for n in s},
+                "follow-up first token (ms)": {
+                    n: s[n]["follow_first_token_ms"]["values"] for n in s
+                },
             },
         )
     return result

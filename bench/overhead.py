@@ -52,7 +52,9 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     max_tokens = opts.max_tokens or DEFAULT_MAX_TOKENS
     log(f"loading {model_label(opts.model)} in-process (raw mlx-lm baseline)")
     raw = RawModel(opts.model)
-    log(f"starting mlxd serve (loads the same model)")
+    form = "quantized" if raw.lm.quantized else "float"
+    log(f"weights: {form}, {raw.lm.nbytes / 1e6:.0f} MB (dequantize = auto, as mlxd decides it)")
+    log("starting mlxd serve (loads the same model)")
     async with Daemon(local_config(opts.model)) as daemon:
         await daemon.wait_ready()
         blas = {"raw": info["blas"], "mlxd": daemon.blas()}
@@ -100,7 +102,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     paired = summary(
         [
             m.first_token_ms - r.first_token_ms
-            for m, r in zip(mlxds, raws)
+            for m, r in zip(mlxds, raws, strict=True)
             if m.first_token_ms is not None and r.first_token_ms is not None
         ]
     )
@@ -163,7 +165,13 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     result = {
         "name": "overhead",
         "machine": info,
-        "params": {"model": opts.model, "runs": runs, "warmup": opts.warmup, "max_tokens": max_tokens},
+        "params": {
+            "model": opts.model,
+            "weights": form,
+            "runs": runs,
+            "warmup": opts.warmup,
+            "max_tokens": max_tokens,
+        },
         "blas": blas,
         "summary": s,
         "runs": {"raw": [_row(g) for g in raws], "mlxd": [_row(g) for g in mlxds]},

@@ -24,13 +24,14 @@ def distributions(
 ) -> Path:
     """One panel per metric (e.g. "first token (ms)"), one box + points per series."""
     plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, (metric, series) in zip(axes[0], panels.items()):
+    width = sum(max(5.5, 1.5 * len(series)) for series in panels.values())
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.8), squeeze=False)
+    for ax, (metric, series) in zip(axes[0], panels.items(), strict=True):
         labels = [k for k, v in series.items() if v]
         data = [[float(x) for x in series[k]] for k in labels]
         if data:
             ax.boxplot(data, showfliers=False)
-            ax.set_xticks(range(1, len(labels) + 1), labels, rotation=15)
+            ax.set_xticks(range(1, len(labels) + 1), labels, rotation=20, ha="right")
             for i, values in enumerate(data, start=1):
                 ax.scatter([i] * len(values), values, s=12, alpha=0.6, zorder=3)
         ax.set_title(metric)
@@ -45,7 +46,9 @@ def histogram(name: str, title: str, series: Mapping[str, Sequence[float]], unit
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, values in series.items():
         if values:
-            ax.hist([float(v) for v in values], bins=30, alpha=0.6, label=f"{label} (n={len(values)})")
+            ax.hist(
+                [float(v) for v in values], bins=30, alpha=0.6, label=f"{label} (n={len(values)})"
+            )
     ax.set_xlabel(unit)
     ax.set_ylabel("requests")
     ax.set_title(title)
@@ -65,11 +68,11 @@ def curves(
     """One panel per metric, one line per series, against a shared x (e.g. concurrency)."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, (metric, series) in zip(axes[0], panels.items()):
+    for ax, (metric, series) in zip(axes[0], panels.items(), strict=True):
         for label, ys in series.items():
-            pts = [(a, b) for a, b in zip(x, ys) if b is not None]
+            pts = [(a, b) for a, b in zip(x, ys, strict=True) if b is not None]
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=label)
+                ax.plot(*zip(*pts, strict=False), marker="o", label=label)
         ax.set_xscale("log", base=2)
         ax.set_xticks(list(x), [str(v) for v in x])
         ax.set_xlabel(xlabel)

@@ -17,6 +17,7 @@ from . import protocol as P
 from .backends.base import Backend, Message, Request
 from .backends.local import LocalBackend
 from .config import Config, ConfigError, decode, load_file, merge
+from .models.pool import ModelPool
 from .router import Outcome, Router
 from .secrets import KeyStore
 
@@ -46,18 +47,18 @@ class App:
         self.hooks = hooks
         self.config = Config()
         self.keys = KeyStore()
-        self.local_state = ("starting", "")
+        self.model_states: dict[str, tuple[str, str]] = {}  # spec -> (event, message)
         self._last_status: P.Status | None = None
-        self.local = LocalBackend(
-            self.config.local,
-            self.config.inline,
-            on_progress=self._on_load_progress,
-            on_state=self._on_local_state,
-        )
-        self.backends: dict[str, Backend] = {"local": self.local}
+        self.pool = ModelPool(on_progress=self._on_load_progress, on_event=self._on_model_event)
+        self.backends: dict[str, Backend] = {}
         self.router = Router(self.config, self.backends, on_status=self.publish_status)
         self.inline = _make_inline_engine(self)
         self._status_timer: asyncio.TimerHandle | None = None
+        self.apply(self.config)
+
+    @property
+    def local(self) -> LocalBackend:
+        return self.backends["local"]  # type: ignore[return-value]
 
     # --- config -----------------------------------------------------------------------------
     def load_config(self, overlay: dict[str, Any] | None = None) -> Config:
@@ -76,18 +77,38 @@ class App:
         old = self.backends
         self.config = cfg
         self.keys.prime(cfg.backends)
-        self.local.reconfigure(cfg.local, cfg.inline)
-        backends: dict[str, Backend] = {"local": self.local}
-        for name, bcfg in cfg.backends.items():
-            cls = AnthropicBackend if bcfg.protocol == "anthropic" else OpenAIBackend
-            backends[name] = cls(name, bcfg, cfg.timeouts, self.keys)
+        loc = cfg.local
+        self.pool.configure(loc.memory_limit_gb, loc.idle_unload_s, loc.prompt_cache_mb)
+
+        def local(name: str, spec: str) -> LocalBackend:
+            return LocalBackend(
+                name,
+                spec,
+                self.pool,
+                dequantize=loc.dequantize,
+                max_tokens=loc.max_tokens,
+                inline_cfg=cfg.inline,
+            )
+
+        backends: dict[str, Backend] = {"local": local("local", loc.model)}
+        for name, b in cfg.backends.items():
+            if b.protocol == "mlx":
+                backends[name] = local(name, b.model)
+            elif b.protocol == "anthropic":
+                backends[name] = AnthropicBackend(name, b, cfg.timeouts, self.keys)
+            else:
+                backends[name] = OpenAIBackend(name, b, cfg.timeouts, self.keys)
         self.backends = backends
         self.router.config = cfg
         self.router.backends = backends
         self.inline.cfg = cfg.inline
-        for name, b in old.items():
-            if name != "local":
-                asyncio.ensure_future(b.close())
+        specs = {b.spec for b in backends.values() if isinstance(b, LocalBackend)}
+        for b in old.values():
+            if isinstance(b, LocalBackend):
+                if b.spec not in specs:
+                    self.pool.forget(b.spec)
+            else:
+                _spawn(b.close())
         self.publish_status()
 
     # --- requests ---------------------------------------------------------------------------
@@ -148,11 +169,13 @@ class App:
         )
 
     def models(self) -> P.ModelsResult:
-        models = [
-            P.ModelInfo(name=self.config.local.model, backend="local", loaded=self.local.loaded)
-        ]
-        for name, b in self.config.backends.items():
-            models.append(P.ModelInfo(name=b.model or name, backend=name, loaded=False))
+        models = []
+        for name, b in self.backends.items():
+            if isinstance(b, LocalBackend):
+                models.append(P.ModelInfo(name=b.spec, backend=name, loaded=b.loaded))
+            else:
+                bcfg = self.config.backends[name]
+                models.append(P.ModelInfo(name=bcfg.model or name, backend=name, loaded=False))
         r = self.config.routing
         defaults = {k: (getattr(r, k) or ["local"])[0] for k in ("chat", "complete", "inline")}
         return P.ModelsResult(models=models, defaults=defaults)
@@ -164,7 +187,7 @@ class App:
         await asyncio.to_thread(self.keys.set, p.backend, p.api_key, p.persist)
 
     async def preload(self) -> None:
-        """Load the local model in the background when the config asks for it."""
+        """Load the default local model in the background when the config asks for it."""
         if not self.config.local.preload:
             return
         try:
@@ -175,13 +198,25 @@ class App:
     # --- status -----------------------------------------------------------------------------
     def status(self) -> P.Status:
         backends = self.router.backend_states()
-        local_state, message = self.local_state
-        backends["local"] = "error" if local_state == "error" else "ok"
-        state = local_state
-        if state == "ready" and any(s == "cooldown" for s in backends.values()):
-            state = "degraded"
-        if state == "error" and any(s == "ok" for n, s in backends.items() if n != "local"):
-            state = "degraded"
+        for name, b in self.backends.items():
+            if isinstance(b, LocalBackend) and self.model_states.get(b.spec, ("",))[0] == "error":
+                backends[name] = "error"
+        default_event, message = self.model_states.get(self.local.spec, ("starting", ""))
+        loading = [s for s, (e, _) in self.model_states.items() if e == "loading"]
+        if loading:
+            state = "loading"
+            message = self.model_states[loading[0]][1]
+        elif default_event == "error":
+            others_ok = any(s == "ok" for n, s in backends.items() if n != "local")
+            state = "degraded" if others_ok else "error"
+        elif default_event in ("ready", "unloaded"):
+            state = (
+                "degraded"
+                if any(s in ("cooldown", "error") for s in backends.values())
+                else "ready"
+            )
+        else:
+            state = "starting"
         return P.Status(state=state, backends=backends, message=message or None)  # type: ignore[arg-type]
 
     def publish_status(self, force: bool = False) -> None:
@@ -208,27 +243,32 @@ class App:
 
         self._status_timer = loop.call_later(delay, fire)
 
-    def _on_local_state(self, state: str, message: str) -> None:
+    def _on_model_event(self, spec: str, event: str, message: str) -> None:
+        """Pool events, on the event loop: loading -> ready | error, unloaded."""
+        self.model_states[spec] = (event, message)
+        if event in ("ready", "error"):
+            self.hooks.load_progress("end", 1.0, message)
+        self.publish_status()
+
+    def _on_load_progress(self, spec: str, fraction: float, message: str) -> None:
         # Called on the MLX thread: hop onto the event loop.
-        def update() -> None:
-            self.local_state = (state, message)
-            if state in ("ready", "error"):
-                self.hooks.load_progress("end", 1.0, message)
-            self.publish_status()
-
-        self.hooks.call_soon(update)
-
-    def _on_load_progress(self, fraction: float, message: str) -> None:
         kind = "begin" if fraction <= 0.0 else "report"
         if fraction >= 1.0:
-            return  # "end" comes with the ready/error state
+            return  # "end" comes with the ready/error event
         self.hooks.call_soon(lambda: self.hooks.load_progress(kind, fraction, message))
 
     async def close(self) -> None:
-        for name, b in self.backends.items():
-            if name != "local":
-                await b.close()
-        await self.local.close()
+        for b in self.backends.values():
+            await b.close()
+        self.pool.close()
+
+
+def _spawn(coro: Any) -> None:
+    """Fire and forget on the running loop (none yet at start-up: then just close it)."""
+    try:
+        asyncio.get_running_loop().create_task(coro)
+    except RuntimeError:
+        coro.close()
 
 
 def _make_inline_engine(app: App) -> Any:

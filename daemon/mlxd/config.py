@@ -41,14 +41,15 @@ class LocalConfig(Base):
 
 
 class BackendConfig(Base):
-    # "openai" (any OpenAI-compatible server) | "anthropic".
-    protocol: Literal["openai", "anthropic"] = "openai"
+    # "openai" (any OpenAI-compatible server) | "anthropic" | "mlx" (another local model,
+    # e.g. a small one for inline completion; shares the local model pool and its budget).
+    protocol: Literal["openai", "anthropic", "mlx"] = "openai"
     base_url: str = ""
     # Name of the environment variable holding the key ("" = keyless, e.g. a local server).
     api_key_env: str = ""
     # A literal key; only accepted from a file with mode 0600 (see load_file).
     api_key: str = ""
-    # The model name sent to the provider.
+    # The model name sent to the provider; for "mlx": a model dir, HF repo id or "smollm2-135m".
     model: str = ""
     # Use the legacy /completions endpoint for `mlxd/complete` (OpenAI-compatible only).
     completions: bool = False
@@ -190,6 +191,10 @@ def _check_semantics(cfg: Config) -> None:
     for name, b in cfg.backends.items():
         if name == "local":
             raise ConfigError("backends.local: the name 'local' is reserved for the MLX model")
+        if b.protocol == "mlx":
+            if not b.model:
+                raise ConfigError(f"backends.{name}.model: required for a local (mlx) backend")
+            continue
         if not b.base_url:
             raise ConfigError(f"backends.{name}.base_url: required")
         if not b.base_url.startswith(("http://", "https://")):

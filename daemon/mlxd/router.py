@@ -26,6 +26,7 @@ from .backends.base import (
     BadRequest,
     Delta,
     Done,
+    HTTPStatusError,
     NotConfigured,
     RateLimited,
     Request,
@@ -37,6 +38,7 @@ from .config import Config
 log = logging.getLogger(__name__)
 
 DeltaFn = Callable[[str, str], None]  # (text, backend name)
+Plan = tuple[str, str | None]  # (backend name, why it is skipped; None: try it)
 
 
 @dataclass(slots=True)
@@ -142,25 +144,27 @@ class Router:
         chain = [backend] if backend else self.chain(request.kind, model)
         run = _Run(on_delta)
         attempts: list[Attempt] = []
-        budget = self.config.timeouts.total_s
-        candidates = [n for n in chain if self._admit(n, documents or [], attempts)]
-        for i, name in enumerate(candidates):
-            remaining = budget - (time.monotonic() - run.start)
-            if remaining <= 0:
+        plan = self._plan(chain, documents or [], forced=backend is not None)
+        for i, (name, skip) in enumerate(plan):
+            if skip:
+                attempts.append(Attempt(name, skip))
+                continue
+            if self._remaining(run) <= 0:
                 attempts.append(Attempt(name, "skipped: request time budget spent"))
                 continue
-            is_last = i == len(candidates) - 1
+            is_last = not any(later_skip is None for _, later_skip in plan[i + 1 :])
             req = replace(request, assistant_prefix=request.assistant_prefix + run.text)
+            self._claim_probe(name)
             try:
                 done = await self._attempt(name, req, run, is_last)
-            except asyncio.CancelledError:
-                self._release_probe(name)
-                raise
             except BackendError as exc:
                 attempts.append(Attempt(name, _describe(exc, run.text)))
                 self._failed(name, exc)
                 log.info("backend %s failed: %s", name, exc)
                 continue
+            except BaseException:  # cancelled, or a bug in a backend: not its health
+                self._release_probe(name)
+                raise
             self._succeeded(name)
             now = time.monotonic()
             return Outcome(
@@ -176,84 +180,121 @@ class Router:
             )
         raise AllFailed(attempts)
 
-    def _admit(self, name: str, documents: list[str], attempts: list[Attempt]) -> bool:
-        """Privacy rules and the breaker, decided before any byte leaves the machine."""
+    def _plan(self, chain: list[str], documents: list[str], forced: bool) -> list[Plan]:
+        """Each backend of the chain with the reason it is skipped (None: try it), decided
+        before any byte leaves the machine. Privacy rules always hold. An open circuit is
+        ignored for a forced backend, and when it would leave nothing to try: a request that
+        would fail unheard is better spent as a probe."""
+        plan = [(name, self._privacy(name, documents)) for name in chain]
+        if forced:
+            return plan
+        now = time.monotonic()
+        gated = [(n, r or self._breaker_reason(n, now)) for n, r in plan]
+        if any(r is None for _, r in gated):
+            return gated
+        return plan
+
+    def _privacy(self, name: str, documents: list[str]) -> str | None:
         b = self.backends.get(name)
         if b is None:
-            attempts.append(Attempt(name, "skipped: not configured"))
-            return False
-        if not b.is_local:
-            if not self.config.routing.cloud:
-                attempts.append(Attempt(name, "skipped: cloud backends are off (routing.cloud)"))
-                return False
-            if doc := next((d for d in documents if self.excluded(d)), None):
-                attempts.append(Attempt(name, f"skipped: {doc} matches routing.exclude"))
-                return False
-        breaker = self.breakers.get(name)
-        if breaker and breaker.state(time.monotonic()) == "cooldown":
-            attempts.append(Attempt(name, "skipped: circuit open after repeated failures"))
-            return False
-        if breaker and breaker.open_until and breaker.probing:
-            attempts.append(Attempt(name, "skipped: circuit half-open, probe in flight"))
-            return False
-        if breaker and breaker.open_until:
-            breaker.probing = True  # half-open: this request is the probe
-        return True
+            return "skipped: not configured"
+        if b.is_local:
+            return None
+        if not self.config.routing.cloud:
+            return "skipped: cloud backends are off (routing.cloud)"
+        if doc := next((d for d in documents if self.excluded(d)), None):
+            return f"skipped: {doc} matches routing.exclude"
+        return None
+
+    def _breaker_reason(self, name: str, now: float) -> str | None:
+        b = self.breakers.get(name)
+        if b is None:
+            return None
+        if b.state(now) == "cooldown":
+            return "skipped: circuit open after repeated failures"
+        if b.open_until and b.probing:
+            return "skipped: circuit half-open, probe in flight"
+        return None
 
     def excluded(self, uri: str) -> bool:
+        """Whether a document matches routing.exclude. A glob with no `/` (`*.pem`) also
+        matches the file name alone, as in .gitignore."""
         path = _uri_path(uri)
-        return any(fnmatch.fnmatchcase(path, g) for g in self.config.routing.exclude)
+        name = path.rsplit("/", 1)[-1]
+        return any(
+            fnmatch.fnmatchcase(path, g) or ("/" not in g and fnmatch.fnmatchcase(name, g))
+            for g in self.config.routing.exclude
+        )
+
+    def _end(self, run: _Run) -> float:
+        """When the request's one time budget, shared by every attempt, runs out."""
+        return run.start + self.config.timeouts.total_s
+
+    def _remaining(self, run: _Run) -> float:
+        return self._end(run) - time.monotonic()
 
     async def _attempt(self, name: str, req: Request, run: _Run, is_last: bool) -> Done:
-        """One backend, with retries on 429/503 before its first token."""
+        """One backend, with retries on 429/503 before its first token. The backend gets one
+        first-token limit for all its tries (the whole remaining budget when no fallback is
+        left); a Retry-After it cannot afford falls back at once."""
         retries = 0
+        first_by = self._end(run) if is_last else time.monotonic() + self._first_token_limit(req)
         while True:
             streamed_before = len(run.text)
             try:
-                return await self._stream_one(name, req, run, is_last)
+                return await self._stream_one(name, req, run, first_by)
             except (RateLimited, ServerError) as exc:
-                if isinstance(exc, ServerError) and exc.status != 503:
-                    raise
+                if not _retryable(exc):
+                    raise  # a plain 5xx: the next backend is the better bet
                 if len(run.text) > streamed_before or retries >= self.config.routing.max_retries:
-                    raise
+                    raise  # never retry once tokens were streamed: the client has them
                 delay = exc.retry_after if exc.retry_after is not None else _backoff(retries)
-                remaining = self.config.timeouts.total_s - (time.monotonic() - run.start)
-                if delay >= remaining:
+                if time.monotonic() + delay >= min(first_by, self._end(run)):
                     raise
                 retries += 1
                 log.info("%s: %s, retry %d in %.2fs", name, exc.code, retries, delay)
                 await asyncio.sleep(delay)
 
-    async def _stream_one(self, name: str, req: Request, run: _Run, is_last: bool) -> Done:
+    def _first_token_limit(self, req: Request) -> float:
         t = self.config.timeouts
-        first_limit = t.inline_first_token_s if req.kind == "inline" else t.first_token_s
+        return t.inline_first_token_s if req.kind == "inline" else t.first_token_s
+
+    async def _stream_one(self, name: str, req: Request, run: _Run, first_by: float) -> Done:
+        """Stream one call to one backend until `first_by` for its first token and the end of
+        the request's budget for the rest."""
         self.upstream_requests += 1
         stream = self.backends[name].stream(req)
-        got_token = False
+        start = time.monotonic()
+        end_by = self._end(run)
         # A soft cap (inline's max_ms): when it passes, what has streamed is the answer.
-        soft_end = time.monotonic() + req.max_time_s if req.max_time_s else None
+        soft_end = start + req.max_time_s if req.max_time_s else None
+        got_token = False
         try:
             while True:
                 now = time.monotonic()
-                remaining = t.total_s - (now - run.start)
-                # No fallback left: only the overall budget limits the wait for a first token.
-                limit = remaining if got_token or is_last else min(first_limit, remaining)
+                deadline = end_by if got_token else min(first_by, end_by)
                 if got_token and soft_end is not None:
                     if now >= soft_end:
                         return Done("length", 0, 0, name)
-                    limit = min(limit, soft_end - now)
+                    deadline = min(deadline, soft_end)
                 try:
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
                     # that races with a token, and it costs a task per token.
-                    async with asyncio.timeout(max(limit, 0.001)):
+                    async with asyncio.timeout_at(_loop_time(deadline)):
                         event = await anext(stream)
                 except StopAsyncIteration:
                     raise BackendError("stream ended without a result") from None
                 except TimeoutError:
                     if got_token and soft_end is not None and time.monotonic() >= soft_end:
                         return Done("length", 0, 0, name)
-                    phase = "total" if limit >= remaining else "first_token"
-                    raise Timeout(f"no token within {limit:.1f}s", phase) from None
+                    if deadline >= end_by:
+                        raise Timeout(
+                            f"request time budget ({self.config.timeouts.total_s:g}s) spent",
+                            "total",
+                        ) from None
+                    raise Timeout(
+                        f"no token within {first_by - start:.1f}s", "first_token"
+                    ) from None
                 if isinstance(event, Delta):
                     if not event.text:
                         continue
@@ -294,6 +335,12 @@ class Router:
             log.info("circuit closed for %s", name)
             self.on_status()
 
+    def _claim_probe(self, name: str) -> None:
+        """A backend past its cooldown (half-open) lets this one request through as the probe."""
+        b = self.breakers.get(name)
+        if b is not None and b.open_until:
+            b.probing = True
+
     def _release_probe(self, name: str) -> None:
         if b := self.breakers.get(name):
             b.probing = False
@@ -307,6 +354,18 @@ class Router:
 def _describe(exc: BackendError, text_so_far: str) -> str:
     where = f" after {len(text_so_far)} chars streamed" if text_so_far else ""
     return f"{exc}{where}"
+
+
+def _retryable(exc: HTTPStatusError) -> bool:
+    """429, 503 and Anthropic's 529 (overloaded) are temporary; so is any status that says
+    when to come back. Other 5xx fall back at once."""
+    return isinstance(exc, RateLimited) or exc.status in (503, 529) or exc.retry_after is not None
+
+
+def _loop_time(monotonic: float) -> float:
+    """A time.monotonic() instant on the event loop's clock (the same clock on CPython, but
+    the loop does not promise it)."""
+    return asyncio.get_running_loop().time() + (monotonic - time.monotonic())
 
 
 def _backoff(attempt: int) -> float:

@@ -70,10 +70,10 @@ class MlxdServer(LanguageServer):
             converter_factory=_converter,
             text_document_sync_kind=T.TextDocumentSyncKind.Incremental,
         )
-        self.app = App(sources, Hooks(self.send_status, self.load_progress, self.call_soon))
         self.startup_error: str | None = None
         self.exit_code = 0
         self.initialized = False
+        self.app = App(sources, Hooks(self.send_status, self.load_progress, self.call_soon))
         self.stop_serving: Any = None  # set by transport's serve loop
         self._load_token: str | None = None
         self._load_pending: list[Any] | None = None

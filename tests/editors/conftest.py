@@ -73,11 +73,20 @@ class Run:
     stderr: str
     lsp_log: str
 
+    @property
+    def daemon_stderr(self) -> str:
+        """The daemon's stderr, which Neovim's LSP log records in pieces."""
+        pieces = re.findall(r'"stderr"\t(["\'])(.*)\1$', self.lsp_log, flags=re.M)
+        return "".join(p[1] for p in pieces).replace("\\n", "\n").replace('\\"', '"')
+
     def context(self) -> str:
         """What to print when an assertion fails."""
+        other = "\n".join(ln for ln in self.lsp_log.splitlines() if '"stderr"' not in ln)
         return (
             f"scenario result: {json.dumps(self.result, indent=1)[:4000]}\n"
-            f"nvim stderr: {self.stderr[-2000:]}\nlsp.log tail: {self.lsp_log[-3000:]}"
+            f"nvim stderr: {self.stderr[-2000:]}\n"
+            f"daemon stderr: {self.daemon_stderr[-3000:]}\n"
+            f"lsp.log tail: {other[-2000:]}"
         )
 
 

@@ -90,8 +90,9 @@ def _stale(vsix: Path) -> list[str]:
 
 @pytest.mark.timeout(600)
 def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
-    """Typing in a Python file shows the daemon's ghost text, Tab accepts it into the saved file,
-    and the chat panel streams the daemon's answer."""
+    """Typing in a Python file shows the daemon's ghost text, Tab accepts it into the saved file;
+    the chat panel streams the daemon's answer, Stop cancels one, and a settings change reaches
+    the daemon."""
     _need(NODE, CODE_SERVER, VSIX, CHROMIUM, MLXD, EXT / "node_modules" / "playwright-core")
     stale = _stale(VSIX)
     assert not stale, f"the .vsix is older than {stale}: run `make vscode`"
@@ -138,5 +139,9 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
     assert result["chatText"]
     assert result["chatMeta"].startswith("local ·")
     assert result["statusAfterChat"].endswith("mlxd: local")
+    # Stop cancelled a long answer early; then a config change (didChangeConfiguration) capped
+    # the next answer at the new local.max_tokens.
+    assert 0 < result["stoppedAfterChunks"] < 4000
+    assert result["cappedUsage"]["completionTokens"] == 7
     # code-server's whole process group (watchers, extension host, daemon) was stopped.
     assert result["processGroupStopped"] is True

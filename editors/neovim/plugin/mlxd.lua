@@ -24,7 +24,7 @@ end, {
   nargs = '*',
   range = true,
   bang = true,
-  desc = 'mlxd: ask in the chat buffer (with a range: the selection is sent as context; ! starts over)',
+  desc = 'mlxd: ask in the chat buffer (range: selection as context; !: new conversation)',
 })
 
 command('MlxdCancel', function()

@@ -21,6 +21,9 @@ H.run(function()
   vim.cmd('MlxdChat Write a very long story about a lighthouse.')
   local req = H.wait(function()
     local q = chat.last()
+    if q and q.done then
+      error('the chat ended before the cancel: ' .. vim.inspect(q.err or q.result))
+    end
     return q and q.deltas >= 3 and q
   end, 20000, 'three streamed deltas')
   r.focused_chat = api.nvim_get_current_buf() == chat.buf()
@@ -46,7 +49,8 @@ H.run(function()
   vim.wait(200)
   local ack
   for line in io.lines(vim.lsp.log.get_filename()) do
-    if line:find('Received cancellation ack', 1, true) and line:find('id = ' .. req.id .. ',', 1, true) then
+    local is_ack = line:find('Received cancellation ack', 1, true)
+    if is_ack and line:find('id = ' .. req.id .. ',', 1, true) then
       ack = line
     end
   end

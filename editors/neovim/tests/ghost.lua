@@ -66,7 +66,12 @@ H.run(function()
   H.check(mark, 'no ghost text appeared after typing: ' .. table.concat(typed))
   r.mode_when_shown = api.nvim_get_mode().mode
   r.ghost = mlxd.ghost_text(buf)
-  r.mark = { row = mark[2], col = mark[3], virt_text = mark[4].virt_text, virt_lines = mark[4].virt_lines }
+  r.mark = {
+    row = mark[2],
+    col = mark[3],
+    virt_text = mark[4].virt_text,
+    virt_lines = mark[4].virt_lines,
+  }
   r.before = api.nvim_buf_get_lines(buf, 0, -1, true)
   r.cursor_before = api.nvim_win_get_cursor(0)
   r.response = responses[#responses]

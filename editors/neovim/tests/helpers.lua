@@ -58,7 +58,8 @@ function H.wait(cond, timeout_ms, what)
       return v
     end
     if vim.uv.now() > deadline then
-      error(('timed out after %d ms waiting for %s'):format(timeout_ms or 10000, what or 'condition'), 2)
+      local msg = ('timed out after %d ms waiting for %s'):format(timeout_ms or 10000, what or '?')
+      error(msg, 2)
     end
     H.sleep(20)
   end

@@ -168,7 +168,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     } catch (err) {
       stream.abort();
       if (cts.token.isCancellationRequested || err instanceof vscode.CancellationError) {
-        this.tracer.write({ kind: 'chat-cancelled', id, streamed: stream.chunks });
+        this.tracer.write({ kind: 'chat-cancelled', id, streamed: stream.chunks, error: err instanceof Error ? err.name : String(err) });
         this.post({ type: 'cancelled', id });
       } else {
         const message = err instanceof Error ? err.message : String(err);

@@ -21,6 +21,9 @@ local ns = api.nvim_create_namespace('mlxd.chat')
 ---@field cancelled_at number? hrtime (ns) of the cancel
 ---@field replied_at number? hrtime (ns) of the daemon's answer
 
+local onkey_ns = api.nvim_create_namespace('mlxd.chat.onkey')
+local CTRL_C = '\3'
+
 local history = {} -- {role, content} of finished turns
 local current ---@type mlxd.chat.Request?
 local chat_buf ---@type integer?
@@ -125,8 +128,14 @@ end
 
 local function finish(req, buf)
   req.done = true
+  vim.on_key(nil, onkey_ns)
   mlxd().unlisten(req.token)
-  fire('MlxdChatDone', { id = req.id, cancelled = req.cancelled, err = req.err, result = req.result })
+  fire('MlxdChatDone', {
+    id = req.id,
+    cancelled = req.cancelled,
+    err = req.err,
+    result = req.result,
+  })
   vim.schedule(function()
     pcall(vim.cmd.redrawstatus, { bang = true })
   end)
@@ -227,6 +236,14 @@ function M.send(prompt, opts)
     messages[1] = { role = 'system', content = cfg.system }
   end
   vim.list_extend(messages, history)
+
+  -- <C-c> typed while Neovim is busy (e.g. drawing the stream) is an interrupt and never reaches
+  -- the mapping; on_key still sees it.
+  vim.on_key(function(key, typed)
+    if (typed == CTRL_C or key == CTRL_C) and api.nvim_get_current_buf() == buf then
+      vim.schedule(M.cancel)
+    end
+  end, onkey_ns)
 
   mlxd().listen(req.token, function(value)
     if req.done or type(value) ~= 'table' or type(value.delta) ~= 'string' then

@@ -179,11 +179,17 @@ function M.check()
   local v = vim.version()
   local vstr = ('%d.%d.%d'):format(v.major, v.minor, v.patch)
   if vim.fn.has('nvim-0.10') == 0 then
-    health.error('Neovim ' .. vstr .. ' is too old', 'mlxd needs Neovim 0.10 or newer (0.12 for native ghost text)')
+    health.error(
+      'Neovim ' .. vstr .. ' is too old',
+      'mlxd needs Neovim 0.10 or newer (0.12 for native ghost text)'
+    )
     return
   end
   if not mlxd.config then
-    health.warn('require("mlxd").setup() was not called', 'add it to your config; defaults are checked below')
+    health.warn(
+      'require("mlxd").setup() was not called',
+      'add it to your config; defaults are checked below'
+    )
   end
   health.ok(('Neovim %s, ghost text: %s'):format(vstr, mlxd.ghost_impl()))
 
@@ -220,7 +226,8 @@ function M.check()
   local res = M.probe(cmd, (mlxd.config or mlxd.defaults).init_options)
   if res.err then
     local tail = res.stderr and res.stderr:sub(-600) or ''
-    health.error('the daemon did not start: ' .. res.err, tail ~= '' and { 'stderr: ' .. tail } or nil)
+    local advice = tail ~= '' and { 'stderr: ' .. tail } or nil
+    health.error('the daemon did not start: ' .. res.err, advice)
     return
   end
   health.ok(('starts: %s in %d ms'):format(

@@ -317,7 +317,10 @@ function M.ghost_impl()
     return 'native'
   end
   if want == 'native' then
-    vim.notify_once('mlxd: native inline completion needs Neovim 0.12; using fallback', vim.log.levels.WARN)
+    vim.notify_once(
+      'mlxd: native inline completion needs Neovim 0.12; using fallback',
+      vim.log.levels.WARN
+    )
   end
   return 'fallback'
 end
@@ -395,7 +398,8 @@ local function native_accept_line(item)
   local crow, ccol = cur[1] - 1, cur[2]
   local r = item.range
   if r and r.start and r.start.row == crow and r.start.col <= ccol then
-    local typed = vim.api.nvim_buf_get_lines(bufnr, crow, crow + 1, true)[1]:sub(r.start.col + 1, ccol)
+    local line = vim.api.nvim_buf_get_lines(bufnr, crow, crow + 1, true)[1]
+    local typed = line:sub(r.start.col + 1, ccol)
     if text:sub(1, #typed) == typed then
       text = text:sub(#typed + 1)
     end
@@ -643,7 +647,8 @@ function M.set_key(backend, persist, key, cb)
     if level < vim.log.levels.WARN then
       log.set_level(vim.log.levels.WARN)
     end
-    M.request(client, 'mlxd/setApiKey', { backend = backend, apiKey = key, persist = persist or false }, function(rerr)
+    local params = { backend = backend, apiKey = key, persist = persist or false }
+    M.request(client, 'mlxd/setApiKey', params, function(rerr)
       if rerr then
         local msg = tostring(rerr.message or rerr)
         vim.notify('mlxd: key for ' .. backend .. ' refused: ' .. msg, vim.log.levels.ERROR)

@@ -1,0 +1,386 @@
+"""typing: replay typing a real source file into mlxd, as an editor with ghost text would.
+
+Phase 1, the replay. A document opens with the first lines of a file from this repo; the next
+characters are typed one by one (didChange, incremental) at a steady speed. At each word
+boundary the typist pauses and the editor asks for ghost text (textDocument/inlineCompletion,
+triggerKind 2); the pause lasts until the item arrives (at most PAUSE_S). While ghost text is
+shown and the typed character matches it, the editor asks again at once (typing through the
+suggestion: mlxd should answer from its cache without the model). A request still running when
+the next key is pressed is cancelled with $/cancelRequest, as editors do.
+Reported: latency median/p95 per kind of request, the share answered from the cache, how fast
+cancellations are acknowledged.
+
+Phase 2, KV reuse. At a few positions of the same text (inline.max_tokens = 1, so the latency
+is the prompt's prefill plus one step): a cold request on a fresh document (its header differs
+at the start, so no KV cache applies), then one more keystroke and the request again, which
+reuses the KV cache of the first. Speed-up = cold / after-keystroke latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from .common import (
+    Daemon,
+    Options,
+    fmt,
+    fmt_stat,
+    local_config,
+    log,
+    model_label,
+    print_table,
+    ratio,
+    source_text,
+    summary,
+    write_result,
+)
+
+SOURCE = "daemon/mlxd/router.py"
+CONTEXT_LINES = 30  # already in the document when typing starts
+TYPED_CHARS = 240
+KEY_S = 0.08  # between keystrokes (~120 words per minute)
+PAUSE_S = 2.5  # longest wait at a word boundary
+CACHE_MS = 25.0  # answered faster than this: no model step was involved (see README)
+DEFAULT_KV_SAMPLES = 5
+URI = "file:///bench/w0000/router.py"
+
+
+def _utf16_len(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2
+
+
+def _end(text: str) -> tuple[int, int]:
+    line = text.count("\n")
+    last = text.rsplit("\n", 1)[-1]
+    return line, _utf16_len(last)
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _pauses_after(prev: str, ch: str) -> bool:
+    """A typist pauses when a word is complete (the first non-word character after it) and at
+    line ends; runs of spaces or punctuation go through without a pause."""
+    return ch == "\n" or (not _is_word(ch) and _is_word(prev))
+
+
+class Editor:
+    """The editor side: one open document, requests with ids it can cancel."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.client = daemon.client
+        self.version = 0
+        self.text = ""
+        self.uri = ""
+
+    def open(self, uri: str, text: str) -> None:
+        self.uri, self.text, self.version = uri, text, 1
+        self.client.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}},
+        )
+
+    def close(self) -> None:
+        self.client.notify("textDocument/didClose", {"textDocument": {"uri": self.uri}})
+
+    def type(self, ch: str) -> None:
+        line, col = _end(self.text)
+        self.version += 1
+        self.text += ch
+        self.client.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": self.uri, "version": self.version},
+                "contentChanges": [
+                    {
+                        "range": {
+                            "start": {"line": line, "character": col},
+                            "end": {"line": line, "character": col},
+                        },
+                        "text": ch,
+                    }
+                ],
+            },
+        )
+
+    def request(self) -> tuple[int, asyncio.Future[Any]]:
+        """inlineCompletion at the end of the text; (id, future) so it can be cancelled."""
+        line, col = _end(self.text)
+        client = self.client
+        msg_id = next(client._ids)
+        fut = asyncio.get_running_loop().create_future()
+        client._pending[msg_id] = fut
+        client._send(
+            {
+                "jsonrpc": "2.0",
+                "id": msg_id,
+                "method": "textDocument/inlineCompletion",
+                "params": {
+                    "textDocument": {"uri": self.uri},
+                    "position": {"line": line, "character": col},
+                    "context": {"triggerKind": 2},
+                },
+            }
+        )
+        return msg_id, fut
+
+    def cancel(self, msg_id: int) -> None:
+        self.client.notify("$/cancelRequest", {"id": msg_id})
+
+
+def _first_item(result: Any) -> str | None:
+    items = result.get("items", []) if isinstance(result, dict) else (result or [])
+    return items[0]["insertText"] if items else None
+
+
+async def _replay(editor: Editor, text: str, verbose: bool) -> dict[str, Any]:
+    start = "\n".join(text.splitlines()[:CONTEXT_LINES]) + "\n"
+    typed = text[len(start) : len(start) + TYPED_CHARS]
+    editor.open(URI, start)
+    records: list[dict[str, Any]] = []
+    cancels: list[asyncio.Task[float | None]] = []
+    shown: str | None = None
+    pending: tuple[int, asyncio.Future[Any], dict[str, Any]] | None = None
+
+    async def ack(fut: asyncio.Future[Any], t0: float) -> float | None:
+        try:
+            await asyncio.wait_for(fut, 30)
+        except TimeoutError:
+            return None
+        except Exception:  # -32800 RequestCancelled: the expected answer
+            pass
+        return (time.perf_counter() - t0) * 1000
+
+    prev = start[-1:]
+    for ch in typed:
+        if pending is not None:
+            msg_id, fut, rec = pending
+            pending = None
+            if not fut.done():
+                editor.cancel(msg_id)
+                rec["cancelled"] = True
+                cancels.append(asyncio.ensure_future(ack(fut, time.perf_counter())))
+        editor.type(ch)
+        if shown:
+            shown = shown[1:] if shown.startswith(ch) else None
+        kind = "through" if shown else ("pause" if _pauses_after(prev, ch) else None)
+        prev = ch
+        if kind is None:
+            await asyncio.sleep(KEY_S)
+            continue
+        wait = PAUSE_S if kind == "pause" else KEY_S
+        expected = shown
+        t0 = time.perf_counter()
+        msg_id, fut = editor.request()
+        rec = {"kind": kind, "offset": len(editor.text), "cancelled": False}
+        records.append(rec)
+        done, _ = await asyncio.wait({fut}, timeout=wait)
+        if not done:
+            pending = (msg_id, fut, rec)
+            shown = None
+            continue
+        rec["latency_ms"] = (time.perf_counter() - t0) * 1000
+        try:
+            item = _first_item(fut.result())
+        except Exception as exc:
+            rec["error"] = str(exc)
+            item = None
+        rec["item"] = item
+        rec["matches_expected"] = expected is not None and item == expected
+        shown = item or None
+        if verbose:
+            print(f"  {kind:<7} {rec['latency_ms']:7.1f} ms  {item!r:.60}")
+        if kind == "through":
+            await asyncio.sleep(max(0.0, KEY_S - (time.perf_counter() - t0)))
+    if pending is not None:
+        msg_id, fut, rec = pending
+        if not fut.done():
+            editor.cancel(msg_id)
+            rec["cancelled"] = True
+            cancels.append(asyncio.ensure_future(ack(fut, time.perf_counter())))
+    acks = [a for a in await asyncio.gather(*cancels) if a is not None]
+    editor.close()
+    return {"typed": typed, "requests": records, "cancel_ack_ms": acks}
+
+
+async def _kv_reuse(editor: Editor, text: str, samples: int, verbose: bool) -> list[dict[str, Any]]:
+    start = "\n".join(text.splitlines()[:CONTEXT_LINES]) + "\n"
+    out = []
+    for i in range(samples):
+        cut = len(start) + (TYPED_CHARS * (i + 1)) // (samples + 1)
+        editor.open(f"file:///bench/c{i + 1:04d}/router.py", text[:cut])
+        t0 = time.perf_counter()
+        _, fut = editor.request()
+        cold_item = _first_item(await fut)
+        cold = (time.perf_counter() - t0) * 1000
+        # One more key: must not match the suggestion, or the cache (not the KV) would answer.
+        ch = text[cut]
+        if cold_item and cold_item.startswith(ch):
+            ch = "#" if not cold_item.startswith("#") else "@"
+        editor.type(ch)
+        t0 = time.perf_counter()
+        _, fut = editor.request()
+        await fut
+        warm = (time.perf_counter() - t0) * 1000
+        editor.close()
+        out.append({"offset": cut, "cold_ms": cold, "after_key_ms": warm})
+        if verbose:
+            print(f"  kv sample {i + 1}: cold {cold:.0f} ms, after one key {warm:.0f} ms")
+    return out
+
+
+async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
+    samples = opts.n(DEFAULT_KV_SAMPLES)
+    text = source_text(SOURCE)
+    cfg = local_config(opts.model)
+    async with Daemon(cfg) as daemon:
+        await daemon.wait_ready()
+        blas = daemon.blas()
+        log(f"mlxd BLAS: {blas}")
+        editor = Editor(daemon)
+        for i in range(opts.warmup):  # one request on a throwaway document
+            editor.open(f"file:///bench/warm{i}/x.py", "import os\n\ndef main():\n    ")
+            await editor.request()[1]
+            editor.close()
+        log(f"replaying {TYPED_CHARS} characters of {SOURCE} (after {CONTEXT_LINES} lines)")
+        t0 = time.perf_counter()
+        replay = await _replay(editor, text, opts.verbose)
+        replay_s = time.perf_counter() - t0
+        log("KV reuse: cold prompt vs one keystroke later (inline.max_tokens = 1)")
+        await daemon.reconfigure({**cfg, "inline": {"max_tokens": 1}})
+        kv = await _kv_reuse(editor, text, samples, opts.verbose)
+
+    reqs = replay["requests"]
+    answered = [r for r in reqs if "latency_ms" in r and "error" not in r]
+    cancelled = [r for r in reqs if r["cancelled"]]
+    fast = [r for r in answered if r["latency_ms"] < CACHE_MS]
+    by_kind = {
+        k: summary([r["latency_ms"] for r in answered if r["kind"] == k])
+        for k in ("pause", "through")
+    }
+    lat = summary([r["latency_ms"] for r in answered])
+    model_lat = summary([r["latency_ms"] for r in answered if r["latency_ms"] >= CACHE_MS])
+    cold = summary([k["cold_ms"] for k in kv])
+    warm = summary([k["after_key_ms"] for k in kv])
+    speedup = ratio(cold["median"], warm["median"])
+    acks = summary(replay["cancel_ack_ms"])
+    share = len(fast) / len(answered) if answered else None
+
+    def p95(s: dict[str, Any]) -> str:
+        return fmt(s.get("p95"), digits=0)
+
+    print_table(
+        f"typing: {model_label(opts.model)}, {len(replay['typed'])} characters of {SOURCE} typed "
+        f"at {KEY_S * 1000:.0f} ms/key, pauses at word boundaries (<= {PAUSE_S:.1f} s); "
+        f"{replay_s:.0f} s",
+        ["requests", "count", "median ms", "p95 ms", "min-max ms"],
+        [
+            [
+                "all answered",
+                lat["n"],
+                fmt(lat["median"], digits=0),
+                p95(lat),
+                f"{fmt(lat['min'], digits=0)}-{fmt(lat['max'], digits=0)}",
+            ],
+            [
+                "  at a pause",
+                by_kind["pause"]["n"],
+                fmt(by_kind["pause"]["median"], digits=0),
+                p95(by_kind["pause"]),
+                "",
+            ],
+            [
+                "  typing through ghost text",
+                by_kind["through"]["n"],
+                fmt(by_kind["through"]["median"], digits=0),
+                p95(by_kind["through"]),
+                "",
+            ],
+            [
+                "  model answers (>= cache threshold)",
+                model_lat["n"],
+                fmt(model_lat["median"], digits=0),
+                p95(model_lat),
+                "",
+            ],
+            ["cancelled (next key came first)", len(cancelled), "", "", ""],
+            [
+                "cancel acknowledged (-32800) after",
+                acks["n"],
+                fmt(acks["median"], digits=0),
+                p95(acks),
+                "",
+            ],
+        ],
+    )
+    print_table(
+        "typing: cache and KV reuse",
+        ["metric", "measured"],
+        [
+            [
+                f"answered from the cache (< {CACHE_MS:.0f} ms)",
+                f"{len(fast)}/{len(answered)} = {fmt(share and share * 100, '%', 0)}",
+            ],
+            [
+                "typed-through answers equal to the rest of the shown item",
+                f"{sum(1 for r in answered if r.get('matches_expected'))}/{by_kind['through']['n']}",
+            ],
+            ["KV reuse: cold prompt, ms", fmt_stat(cold, digits=0)],
+            ["KV reuse: one keystroke later, ms", fmt_stat(warm, digits=0)],
+            ["KV reuse speed-up (cold / after key)", fmt(speedup, "x")],
+        ],
+    )
+    result = {
+        "name": "typing",
+        "machine": info,
+        "params": {
+            "model": opts.model,
+            "source": SOURCE,
+            "context_lines": CONTEXT_LINES,
+            "typed_chars": len(replay["typed"]),
+            "key_s": KEY_S,
+            "pause_s": PAUSE_S,
+            "cache_threshold_ms": CACHE_MS,
+            "kv_samples": samples,
+        },
+        "blas": {"mlxd": blas},
+        "summary": {
+            "latency_ms": lat,
+            "latency_by_kind_ms": by_kind,
+            "model_latency_ms": model_lat,
+            "requests": len(reqs),
+            "answered": len(answered),
+            "cancelled": len(cancelled),
+            "cache_share": share,
+            "cancel_ack_ms": acks,
+            "kv_cold_ms": cold,
+            "kv_after_key_ms": warm,
+        },
+        "ratios": {"kv_reuse_speedup": speedup, "cache_share": share},
+        "requests": reqs,
+        "kv_samples": kv,
+    }
+    path = write_result("typing", result)
+    print(f"results: {path}")
+    if opts.plot:
+        from . import plots
+
+        plots.histogram(
+            "typing",
+            f"inline latency while typing ({model_label(opts.model)})",
+            {
+                "at a pause": [r["latency_ms"] for r in answered if r["kind"] == "pause"],
+                "typing through": [r["latency_ms"] for r in answered if r["kind"] == "through"],
+            },
+            "latency (ms)",
+        )
+        plots.distributions(
+            "typing-kv",
+            "KV reuse across a keystroke (inline.max_tokens = 1)",
+            {"latency (ms)": {"cold prompt": cold["values"], "after one key": warm["values"]}},
+        )
+    return result

@@ -1,0 +1,215 @@
+"""Continuous batching for one loaded model: every request decodes in one shared batch.
+
+Requests arrive from the event loop at any time; a scheduler loop on the MLX thread inserts
+them into mlx-lm's BatchGenerator mid-flight, steps the batch one token at a time, streams each
+sequence's text back through its own queue, and removes a cancelled sequence before the next
+step. Prompt prefixes are reused from a byte-bounded KV cache (mlx-lm's LRUPromptCache), also
+for requests that were cancelled part-way: their cache is kept up to where they stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import Delta, Done, ModelError
+from .stops import StopMatcher
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Any], None]  # Delta | Done | BaseException, delivered on the event loop
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's state on the MLX thread."""
+
+    tokens: list[int]  # the whole prompt
+    max_tokens: int
+    temperature: float
+    stop: list[str]
+    emit: Emit
+    deadline: float | None = None  # monotonic; finish with what there is after it
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    uid: int | None = None
+    detokenizer: Any = None
+    matcher: StopMatcher | None = None
+    generated: int = 0
+
+
+class BatchEngine:
+    """The scheduler for one model. `submit` is called on the event loop; everything else
+    runs on the pool's single MLX thread."""
+
+    PREFILL_STEP = 512  # prompt chunk per scheduler step: a cancel waits at most one chunk
+
+    def __init__(self, lm: Any, executor: Executor, cache_bytes: int) -> None:
+        from mlx_lm.models.cache import LRUPromptCache
+
+        self.lm = lm
+        self.executor = executor
+        self.cache = LRUPromptCache(max_size=32, max_bytes=cache_bytes)
+        self._lock = threading.Lock()
+        self._incoming: list[Job] = []
+        self._running = False
+        self._jobs: dict[int, Job] = {}
+        self._gen: Any = None
+        self.generations = 0  # requests that reached the model
+        self.cached_tokens = 0  # prompt tokens served from the KV cache (reuse)
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return len(self._jobs) + len(self._incoming)
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            self._incoming.append(job)
+            start = not self._running
+            self._running = True
+        if start:
+            self.executor.submit(self._loop)
+
+    # --- the MLX thread ---------------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    incoming, self._incoming = self._incoming, []
+                    if not incoming and not self._jobs:
+                        self._running = False
+                        self._close_generator()
+                        return
+                self._admit(incoming)
+                self._drop_cancelled()
+                if self._jobs:
+                    self._step()
+        except BaseException as exc:  # an MLX failure must reach every waiting request
+            log.exception("batch generation failed")
+            err = ModelError(f"generation failed: {type(exc).__name__}: {exc}")
+            with self._lock:
+                jobs = list(self._jobs.values()) + self._incoming
+                self._jobs.clear()
+                self._incoming = []
+                self._running = False
+            self._gen = None
+            for job in jobs:
+                job.emit(err)
+
+    def _generator(self) -> Any:
+        import mlx.core as mx
+        from mlx_lm.generate import BatchGenerator
+
+        if self._gen is None:
+            eos = [[t] for t in self.lm.tokenizer.eos_token_ids]
+            self._gen = BatchGenerator(
+                self.lm.model,
+                stop_tokens=eos,
+                prefill_step_size=self.PREFILL_STEP,
+                # mlx-lm's module-level stream is thread-local state; this thread's default
+                # stream is what mlx_lm.server uses too.
+                stream=mx.default_stream(mx.default_device()),
+            )
+        return self._gen
+
+    def _close_generator(self) -> None:
+        if self._gen is not None:
+            self._gen.close()
+            self._gen = None
+
+    def _admit(self, jobs: list[Job]) -> None:
+        from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+        from mlx_lm.sample_utils import make_sampler
+
+        gen = None
+        for job in jobs:
+            if job.cancelled.is_set():
+                continue  # cancelled while waiting: never touches the model
+            gen = gen or self._generator()
+            cache, rest = self.cache.fetch_nearest_cache(self.lm.name, job.tokens)
+            if cache is None:
+                cache = make_prompt_cache(self.lm.model)
+            if not rest:  # exact hit: recompute the last position for fresh logits
+                trim_prompt_cache(cache, 1)
+                rest = job.tokens[-1:]
+            reused = len(job.tokens) - len(rest)
+            self.cached_tokens += reused
+            self.generations += 1
+            (job.uid,) = gen.insert(
+                [rest],
+                max_tokens=[job.max_tokens],
+                caches=[cache],
+                all_tokens=[job.tokens[:reused]],
+                samplers=[make_sampler(temp=job.temperature)],
+            )
+            job.detokenizer = self.lm.tokenizer.detokenizer
+            job.matcher = StopMatcher(job.stop)
+            self._jobs[job.uid] = job
+
+    def _drop_cancelled(self) -> None:
+        now = time.monotonic()
+        for uid, job in list(self._jobs.items()):
+            if job.cancelled.is_set():
+                self._remove(uid, job, None)
+            elif job.deadline is not None and now >= job.deadline and job.generated:
+                self._remove(uid, job, "length")
+
+    def _remove(self, uid: int, job: Job, finish: str | None) -> None:
+        """Take a sequence out of the batch; keep its KV cache for the next request."""
+        caches = self._gen.remove([uid], return_prompt_caches=True)
+        del self._jobs[uid]
+        if uid in caches:
+            cache, tokens = caches[uid]
+            self._keep(list(tokens), cache)
+        if finish is not None:
+            self._finish(job, finish)
+
+    def _keep(self, tokens: list[int], cache: list[Any]) -> None:
+        from mlx_lm.models.cache import trim_prompt_cache
+
+        held = getattr(cache[0], "offset", len(tokens)) if cache else 0
+        if held <= 0:
+            return
+        if held > len(tokens):
+            trim_prompt_cache(cache, held - len(tokens))
+            held = len(tokens)
+        self.cache.insert_cache(self.lm.name, tokens[:held], cache)
+
+    def _step(self) -> None:
+        eos = self.lm.tokenizer.eos_token_ids
+        _, responses = self._gen.next()
+        for r in responses:
+            job = self._jobs.get(r.uid)
+            if job is None:
+                continue
+            job.generated += 1
+            if r.token not in eos:
+                job.detokenizer.add_token(r.token)
+            if r.finish_reason is not None:
+                job.detokenizer.finalize()
+            self._send(job, job.detokenizer.last_segment)
+            if job.matcher.stopped:
+                if r.finish_reason is None:
+                    self._remove(r.uid, job, "stop")
+                else:
+                    del self._jobs[r.uid]
+                    self._keep(list(r.all_tokens), r.prompt_cache)
+                    self._finish(job, "stop")
+            elif r.finish_reason is not None:
+                del self._jobs[r.uid]
+                self._keep(list(r.all_tokens), r.prompt_cache)
+                self._finish(job, "stop" if r.finish_reason == "stop" else "length")
+
+    def _send(self, job: Job, segment: str) -> None:
+        if segment and (text := job.matcher.feed(segment)):
+            job.emit(Delta(text))
+
+    def _finish(self, job: Job, reason: str) -> None:
+        if tail := job.matcher.flush():
+            job.emit(Delta(tail))
+        job.emit(Done(reason, len(job.tokens), job.generated, self.lm.name))  # type: ignore[arg-type]

@@ -1,0 +1,207 @@
+"""Warm local models: one MLX thread, shared loads, LRU eviction under a budget, idle unload.
+
+Every MLX operation of the daemon runs on the pool's single thread (MLX streams are
+thread-local). A model is loaded once however many requests wait for it; a failed load gives
+every waiter the same error and the next request tries again. Models stay loaded until the
+memory budget needs room (least recently used first, never one that is generating) or until
+they have been idle for `idle_unload_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.base import ModelError
+from ..backends.batching import BatchEngine
+
+log = logging.getLogger(__name__)
+
+# (spec, fraction 0..1, message) while loading.
+ProgressFn = Callable[[str, float, str], None]
+# (spec, event, message): event is loading | ready | error | unloaded.
+EventFn = Callable[[str, str, str], None]
+
+
+@dataclass(eq=False)
+class Entry:
+    spec: str
+    engine: BatchEngine
+    nbytes: int
+    last_used: float
+
+    @property
+    def busy(self) -> bool:
+        return self.engine.active > 0
+
+
+class ModelPool:
+    def __init__(
+        self,
+        *,
+        memory_limit_gb: float = 0.0,
+        idle_unload_s: float = 0.0,
+        prompt_cache_mb: int = 512,
+        on_progress: ProgressFn | None = None,
+        on_event: EventFn | None = None,
+    ) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlxd-mlx")
+        self.memory_limit_gb = memory_limit_gb
+        self.idle_unload_s = idle_unload_s
+        self.prompt_cache_mb = prompt_cache_mb
+        self.on_progress = on_progress or (lambda s, f, m: None)
+        self.on_event = on_event or (lambda s, e, m: None)
+        self.entries: dict[str, Entry] = {}  # insertion order = LRU order
+        self._loading: dict[str, asyncio.Future[Entry]] = {}
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self.loads = 0  # completed loads (tests and status read it)
+
+    def configure(self, memory_limit_gb: float, idle_unload_s: float, prompt_cache_mb: int) -> None:
+        self.memory_limit_gb = memory_limit_gb
+        self.idle_unload_s = idle_unload_s
+        self.prompt_cache_mb = prompt_cache_mb
+
+    @property
+    def budget_bytes(self) -> int:
+        if self.memory_limit_gb > 0:
+            return int(self.memory_limit_gb * (1 << 30))
+        return _total_memory() // 2  # a safe share: half of RAM (unified memory on a Mac)
+
+    def loaded(self, spec: str) -> bool:
+        return spec in self.entries
+
+    # --- acquire ----------------------------------------------------------------------------
+    async def acquire(self, spec: str, dequantize: str) -> Entry:
+        """The loaded model for `spec`, loading it once for all concurrent callers."""
+        entry = self.entries.get(spec)
+        if entry is not None:
+            self.entries[spec] = self.entries.pop(spec)  # most recently used
+            entry.last_used = time.monotonic()
+            return entry
+        fut = self._loading.get(spec)
+        if fut is None:
+            fut = self._loading[spec] = asyncio.ensure_future(self._load(spec, dequantize))
+            fut.add_done_callback(lambda _: self._loading.pop(spec, None))
+        return await asyncio.shield(fut)
+
+    async def _load(self, spec: str, dequantize: str) -> Entry:
+        loop = asyncio.get_running_loop()
+        self.on_event(spec, "loading", f"loading {spec}")
+        try:
+            lm = await loop.run_in_executor(self.executor, self._load_sync, spec, dequantize)
+            await self._make_room(spec, lm.nbytes)
+        except ModelError as exc:
+            self.on_event(spec, "error", exc.message)
+            raise
+        engine = BatchEngine(lm, self.executor, self.prompt_cache_mb << 20)
+        entry = Entry(spec, engine, lm.nbytes, time.monotonic())
+        self.entries[spec] = entry
+        self.loads += 1
+        self.on_event(spec, "ready", f"{spec} ready ({lm.nbytes / 1e6:.0f} MB)")
+        self._schedule_idle_check()
+        return entry
+
+    def _load_sync(self, spec: str, dequantize: str) -> Any:
+        from . import load_model
+
+        t0 = time.perf_counter()
+        try:
+            lm = load_model(
+                spec,
+                dequantize=dequantize,  # type: ignore[arg-type]
+                progress=lambda f, m: self.on_progress(spec, f, m),
+            )
+        except ModelError:
+            raise
+        except Exception as exc:  # anything unexpected still reaches every waiter clearly
+            raise ModelError(f"cannot load model {spec}: {type(exc).__name__}: {exc}") from exc
+        log.info("loaded %s in %.2fs (%.0f MB)", spec, time.perf_counter() - t0, lm.nbytes / 1e6)
+        return lm
+
+    async def _make_room(self, spec: str, nbytes: int) -> None:
+        """Evict idle models, least recently used first, until `nbytes` more fit the budget."""
+        budget = self.budget_bytes
+        if nbytes > budget:
+            raise ModelError(
+                f"model {spec} needs {nbytes / 2**30:.2f} GiB, over the memory budget of "
+                f"{budget / 2**30:.2f} GiB (local.memory_limit_gb)"
+            )
+        for other in list(self.entries.values()):
+            if sum(e.nbytes for e in self.entries.values()) + nbytes <= budget:
+                return
+            if not other.busy:
+                await self.unload(other.spec, reason="to make room under the memory budget")
+        used = sum(e.nbytes for e in self.entries.values())
+        if used + nbytes > budget:
+            busy = ", ".join(e.spec for e in self.entries.values())
+            raise ModelError(
+                f"model {spec} ({nbytes / 2**30:.2f} GiB) does not fit the memory budget of "
+                f"{budget / 2**30:.2f} GiB while {busy} are generating"
+            )
+
+    # --- unload -----------------------------------------------------------------------------
+    async def unload(self, spec: str, reason: str = "") -> None:
+        entry = self.entries.pop(spec, None)
+        if entry is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, _free, entry)
+        log.info("unloaded %s %s", spec, reason)
+        self.on_event(spec, "unloaded", f"unloaded {spec} {reason}".strip())
+
+    def _schedule_idle_check(self) -> None:
+        if self.idle_unload_s <= 0 or self._idle_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(min(self.idle_unload_s, 5.0), self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._idle_timer = None
+        now = time.monotonic()
+        for entry in list(self.entries.values()):
+            if entry.busy:
+                entry.last_used = now
+            elif now - entry.last_used >= self.idle_unload_s:
+                asyncio.ensure_future(self.unload(entry.spec, reason="after being idle"))
+        if self.entries:
+            self._schedule_idle_check()
+
+    def touch(self, entry: Entry) -> None:
+        entry.last_used = time.monotonic()
+        self._schedule_idle_check()
+
+    def forget(self, spec: str) -> None:
+        """A spec no longer configured: drop it when it is idle (no unload mid-request)."""
+        entry = self.entries.get(spec)
+        if entry is not None and not entry.busy:
+            asyncio.ensure_future(self.unload(spec, reason="(no longer configured)"))
+
+    def close(self) -> None:
+        """Join the MLX thread; MLX aborts at exit if it is still busy."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _free(entry: Entry) -> None:
+    import gc
+
+    import mlx.core as mx
+
+    entry.engine.cache = None  # type: ignore[assignment]
+    entry.engine.lm = None
+    gc.collect()
+    mx.clear_cache()
+
+
+def _total_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30

@@ -1,0 +1,541 @@
+"""The router end to end: the real daemon over stdio, real loopback fake providers, and the tiny
+local model as the fallback target. Fallback triggers, retries, mid-stream continuation, the
+circuit breaker and its status notifications, privacy rules, forced backends, model aliases and
+the one time budget per request."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types as T
+from pygls.exceptions import JsonRpcException
+
+from .conftest import Session, chat_params, daemon, write_config
+from .fakes.providers import FakeProvider, Reply
+
+pytestmark = pytest.mark.timeout(60)
+
+KEY = "sk-test-router-5f0c2a9e7b1d4c36"
+ENV = {"FAKE_KEY": KEY}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    raise TypeError(value)
+
+
+def make_config(
+    path: Path,
+    model: Path,
+    backends: dict[str, tuple[str, str]],
+    routing: dict[str, Any],
+    timeouts: dict[str, Any] | None = None,
+) -> Path:
+    """A config with the tiny local model and one cloud backend per (protocol, url)."""
+    lines = ["[local]", f"model = {_toml(str(model))}", "preload = true", ""]
+    for name, (protocol, url) in backends.items():
+        lines += [
+            f"[backends.{name}]",
+            f"protocol = {_toml(protocol)}",
+            f"base_url = {_toml(url)}",
+            'api_key_env = "FAKE_KEY"',
+            f'model = "{name}-model"',
+            "",
+        ]
+    # A breaker that never opens unless a test asks for one: triggers must not interfere.
+    routing = {"cloud": True, "breaker_failures": 1000, **routing}
+    for section, values in (("routing", routing), ("timeouts", timeouts or {})):
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+        lines.append("")
+    return write_config(path, "\n".join(lines))
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeProvider]:
+    async with FakeProvider(require_key=KEY) as f:
+        yield f
+
+
+@pytest.fixture
+async def fake2() -> AsyncIterator[FakeProvider]:
+    async with FakeProvider(require_key=KEY) as f:
+        yield f
+
+
+def backends_of(s: Session, token: Any) -> list[str]:
+    return [v["backend"] for v in s.progress.get(token, []) if isinstance(v, dict)]
+
+
+async def until(cond: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def ready(s: Session) -> None:
+    await s.wait_status("ready", "degraded")
+
+
+# --- fallback triggers ------------------------------------------------------------------------
+async def test_refused_cloud_is_served_by_local(tmp_path: Path, tiny_model: Path) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    cfg = make_config(
+        tmp_path / "c.toml", tiny_model, {"cloud": ("openai", url)}, {"chat": ["cloud", "local"]}
+    )
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=8))
+        assert r.backend == "local"
+        assert r.attempts[0].backend == "cloud" and r.attempts[0].error.startswith("connect")
+        assert len(r.attempts) == 1
+        assert "".join(s.deltas("t")) == r.text and r.text
+        assert set(backends_of(s, "t")) == {"local"}
+
+
+async def test_every_pre_token_failure_falls_back_without_retry(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    """5xx, 401/403/404, malformed stream, a mid-stream error event and a stream that ends
+    before its first token: each one upstream request, then local; the client sees one stream."""
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"chat": ["cloud", "local"]},
+    )
+    triggers = [
+        (Reply.status(500), "http 500"),
+        (Reply.status(502, body="<html>Bad Gateway</html>"), "http 502"),
+        (Reply.status(401), "http 401"),
+        (Reply.status(403), "http 403"),
+        (Reply.status(404), "http 404"),
+        (Reply.malformed(after=0), "protocol"),
+        (Reply.error_event("server_error", "The server had an error", after=0), "protocol"),
+        (Reply.cut(after=0), "stream_cut"),
+    ]
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        for i, (reply, expected) in enumerate(triggers):
+            fake.enqueue(reply)
+            before = fake.request_count
+            token = f"t{i}"
+            r = await s.request("mlxd/chat", chat_params("hi", token=token, maxTokens=6))
+            what = f"{reply.kind} {reply.code}"
+            assert fake.request_count == before + 1, what  # no retry
+            assert r.backend == "local", what
+            assert [a.backend for a in r.attempts] == ["cloud"], what
+            assert r.attempts[0].error.startswith(expected), (what, r.attempts[0].error)
+            assert set(backends_of(s, token)) == {"local"}, what
+            assert "".join(s.deltas(token)) == r.text, what
+        # and with the cloud healthy again it serves
+        r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
+        assert r.backend == "cloud" and r.text == "Hello, world!" and r.attempts == []
+
+
+async def test_hanging_cloud_falls_back_after_first_token_s(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    """Silent before the headers, or after them: local serves once first_token_s is up."""
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"chat": ["cloud", "local"]},
+        {"first_token_s": 0.5},
+    )
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        for n, hang in enumerate([Reply.hang_before_headers(), Reply.hang_after_headers()], 1):
+            fake.enqueue(hang)
+            t0 = time.perf_counter()
+            r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
+            elapsed = time.perf_counter() - t0
+            assert r.backend == "local", hang.kind
+            assert r.attempts[0].backend == "cloud"
+            assert r.attempts[0].error.startswith("timeout: no token within 0.5s")
+            assert 0.5 <= elapsed < 5, hang.kind
+            assert r.timings.firstTokenMs >= 500
+            await fake.wait_disconnect(n)  # the abandoned HTTP stream was closed
+            assert fake.request_count == n
+
+
+async def test_inline_uses_inline_first_token_s(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"inline": ["cloud", "local"]},
+        {"first_token_s": 30, "inline_first_token_s": 0.4},
+    )
+    fake.default = Reply.hang_before_headers()
+    uri = "file:///p/main.py"
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        s.client.text_document_did_open(
+            T.DidOpenTextDocumentParams(
+                T.TextDocumentItem(uri, "python", 1, "def add(a, b):\n    return ")
+            )
+        )
+        t0 = time.perf_counter()
+        await s.client.text_document_inline_completion_async(
+            T.InlineCompletionParams(
+                context=T.InlineCompletionContext(
+                    trigger_kind=T.InlineCompletionTriggerKind.Invoked
+                ),
+                text_document=T.TextDocumentIdentifier(uri),
+                position=T.Position(1, 11),
+            )
+        )
+        elapsed = time.perf_counter() - t0
+        # Only the inline limit explains an answer this fast from a cloud that never answers.
+        assert 0.4 <= elapsed < 5
+        assert fake.request_count == 1
+        await fake.wait_disconnect()
+
+
+# --- retries ----------------------------------------------------------------------------------
+async def test_429_and_503_honour_retry_after_then_cloud_serves(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"chat": ["cloud", "local"]},
+    )
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        for code in (429, 503):
+            fake.reset()
+            fake.enqueue(Reply.status(code, retry_after=0.6))
+            t0 = time.perf_counter()
+            r = await s.request("mlxd/chat", chat_params("hi", token=code, maxTokens=6))
+            elapsed = time.perf_counter() - t0
+            assert r.backend == "cloud" and r.text == "Hello, world!", code
+            assert fake.request_count == 2, code  # exactly one retry
+            assert elapsed >= 0.6, code  # waited as told
+            assert r.attempts == []
+            assert set(backends_of(s, code)) == {"cloud"}
+
+
+async def test_retry_after_beyond_first_token_s_falls_back_at_once(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"chat": ["cloud", "local"]},
+        {"first_token_s": 10},
+    )
+    fake.enqueue(Reply.status(429, retry_after=30))
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        t0 = time.perf_counter()
+        r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
+        assert time.perf_counter() - t0 < 5
+        assert r.backend == "local"
+        assert r.attempts[0].error.startswith("http 429")
+        assert fake.request_count == 1
+
+
+async def test_no_retry_after_the_first_token(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    """Anthropic's mid-stream `overloaded_error` is retried before any text, never after."""
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"claude": ("anthropic", fake.anthropic_url)},
+        {"chat": ["claude", "local"]},
+    )
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        fake.enqueue(Reply.error_event(after=0))
+        r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
+        assert (r.backend, fake.request_count) == ("claude", 2)  # retried: nothing streamed yet
+
+        fake.reset()
+        fake.enqueue(Reply.error_event(after=2))
+        r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=6))
+        assert fake.request_count == 1
+        assert r.backend == "local"
+        assert r.text.startswith("Hello,")
+        assert "Overloaded" in r.attempts[0].error and "after 6 chars" in r.attempts[0].error
+
+
+# --- mid-stream continuation ------------------------------------------------------------------
+async def test_stream_cut_midway_continues_on_local(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"chat": ["cloud", "local"]},
+    )
+    fake.enqueue(Reply.cut(after=2))
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=8))
+        deltas, names = s.deltas("t"), backends_of(s, "t")
+        assert deltas[:2] == ["Hello", ","] and names[:2] == ["cloud", "cloud"]
+        assert len(names) > 2 and set(names[2:]) == {"local"}
+        assert r.text == "".join(deltas) and r.text.startswith("Hello,") and len(r.text) > 6
+        assert r.backend == "local"
+        assert r.attempts[0].backend == "cloud"
+        assert r.attempts[0].error.startswith("stream_cut")
+        assert "after 6 chars streamed" in r.attempts[0].error
+
+
+async def test_stream_cut_midway_continues_on_a_second_cloud_with_the_prefix(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, fake2: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url), "claude": ("anthropic", fake2.anthropic_url)},
+        {"chat": ["cloud", "claude", "local"]},
+    )
+    fake.enqueue(Reply.cut(after=2))
+    fake2.default = Reply.text([" there", "."])
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        r = await s.request("mlxd/chat", chat_params("greet me", token="t", maxTokens=8))
+        assert r.text == "Hello, there."
+        assert "".join(s.deltas("t")) == r.text
+        assert backends_of(s, "t") == ["cloud", "cloud", "claude", "claude"]
+        assert r.backend == "claude"
+        assert [a.backend for a in r.attempts] == ["cloud"]
+        # Anthropic continues the partial answer as an assistant prefill.
+        turns = fake2.requests[0].body["messages"]
+        assert turns[0] == {"role": "user", "content": "greet me"}
+        assert turns[-1] == {"role": "assistant", "content": "Hello,"}
+
+
+# --- circuit breaker --------------------------------------------------------------------------
+async def test_breaker_opens_skips_half_opens_and_closes_with_status(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"chat": ["cloud", "local"], "breaker_failures": 2, "breaker_cooldown_s": 1.0},
+        {"first_token_s": 5},
+    )
+    fake.default = Reply.status(500)
+    chat = chat_params("hi", maxTokens=4)
+
+    def cloud_states() -> list[tuple[str, str]]:
+        seq: list[tuple[str, str]] = []
+        for st in s.statuses:
+            pair = (st["state"], st["backends"]["cloud"])
+            if not seq or seq[-1] != pair:
+                seq.append(pair)
+        return seq[seq.index(("ready", "ok")) :]
+
+    async with daemon(cfg, env=ENV) as s:
+        await s.wait_status("ready")
+        r1 = await s.request("mlxd/chat", chat)
+        assert r1.backend == "local" and fake.request_count == 1
+        assert cloud_states() == [("ready", "ok")]  # one failure: still closed
+        r2 = await s.request("mlxd/chat", chat)
+        assert r2.backend == "local" and fake.request_count == 2
+        await until(lambda: cloud_states()[-1] == ("degraded", "cooldown"))
+
+        # open: skipped without a byte upstream
+        r3 = await s.request("mlxd/chat", chat)
+        assert r3.backend == "local" and fake.request_count == 2
+        assert r3.attempts[0].backend == "cloud" and "circuit open" in r3.attempts[0].error
+
+        # cooldown over: half-open, announced; a failed probe reopens at once
+        await until(lambda: cloud_states()[-1] == ("ready", "ok"), timeout=5)
+        r4 = await s.request("mlxd/chat", chat)
+        assert r4.backend == "local" and fake.request_count == 3
+        await until(lambda: cloud_states()[-1] == ("degraded", "cooldown"))
+        r5 = await s.request("mlxd/chat", chat)
+        assert fake.request_count == 3 and r5.backend == "local"
+
+        # half-open again: exactly one probe goes through while it is in flight
+        await until(lambda: cloud_states()[-1] == ("ready", "ok"), timeout=5)
+        fake.default = Reply.trickle(["slow", " probe"], interval_s=0.4)
+        probe = asyncio.ensure_future(s.request("mlxd/chat", chat))
+        await until(lambda: fake.request_count == 4)
+        other = await s.request("mlxd/chat", chat)
+        assert other.backend == "local" and "probe in flight" in other.attempts[0].error
+        assert fake.request_count == 4
+        r6 = await probe
+        assert r6.backend == "cloud" and r6.text == "slow probe" and r6.attempts == []
+
+        # closed: the cloud serves again, and one failure does not reopen it
+        fake.default = Reply.text()
+        assert (await s.request("mlxd/chat", chat)).backend == "cloud"
+        fake.enqueue(Reply.status(500))
+        assert (await s.request("mlxd/chat", chat)).backend == "local"
+        assert (await s.request("mlxd/chat", chat)).backend == "cloud"
+        assert fake.request_count == 7
+        assert cloud_states() == [
+            ("ready", "ok"),
+            ("degraded", "cooldown"),
+            ("ready", "ok"),
+            ("degraded", "cooldown"),
+            ("ready", "ok"),
+        ]
+
+
+# --- privacy ----------------------------------------------------------------------------------
+async def test_cloud_off_sends_nothing_upstream(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"cloud": False, "chat": ["cloud", "local"], "complete": ["cloud", "local"]},
+    )
+    async with daemon(cfg, env=ENV) as s:
+        status = await s.wait_status("ready")
+        assert status["backends"]["cloud"] == "unconfigured"
+        r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=6))
+        assert r.backend == "local" and set(backends_of(s, "t")) == {"local"}
+        assert r.attempts[0].backend == "cloud" and "routing.cloud" in r.attempts[0].error
+        c = await s.request("mlxd/complete", {"prefix": "x = ", "maxTokens": 4})
+        assert c.backend == "local"
+        with pytest.raises(JsonRpcException) as err:
+            await s.request("mlxd/chat", chat_params("hi", backend="cloud"))
+        assert err.value.code == -32803
+        assert "routing.cloud" in err.value.data["attempts"][0]["error"]
+        assert fake.request_count == 0 and fake.bytes_received == 0
+
+
+async def test_excluded_document_sends_nothing_upstream(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"chat": ["cloud", "local"], "exclude": ["**/.env", "*.pem", "**/secrets/**"]},
+    )
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        for uri in ("file:///p/.env", "file:///p/certs/key.pem", "file:///p/secrets/db.py"):
+            r = await s.request(
+                "mlxd/chat", chat_params("what is in here?", maxTokens=4, textDocument={"uri": uri})
+            )
+            assert r.backend == "local", uri
+            assert r.attempts[0].backend == "cloud" and "routing.exclude" in r.attempts[0].error
+            with pytest.raises(JsonRpcException) as err:
+                await s.request(
+                    "mlxd/chat", chat_params("x", backend="cloud", textDocument={"uri": uri})
+                )
+            assert err.value.code == -32803
+        assert fake.request_count == 0
+        # control: a document that matches no glob goes to the cloud
+        r = await s.request(
+            "mlxd/chat", chat_params("hi", maxTokens=4, textDocument={"uri": "file:///p/env.py"})
+        )
+        assert r.backend == "cloud" and fake.request_count == 1
+
+
+# --- forced backend, aliases, deadline --------------------------------------------------------
+async def test_forced_backend_fails_with_attempts_and_no_fallback(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"chat": ["cloud", "local"]},
+    )
+    fake.default = Reply.status(500)
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        with pytest.raises(JsonRpcException) as err:
+            await s.request("mlxd/chat", chat_params("hi", token="t", backend="cloud"))
+        assert err.value.code == -32803
+        attempts = err.value.data["attempts"]
+        assert [a["backend"] for a in attempts] == ["cloud"]
+        assert attempts[0]["error"].startswith("http 500")
+        assert fake.request_count == 1
+        assert s.deltas("t") == []  # local never ran
+        r = await s.request("mlxd/chat", chat_params("hi", backend="local", maxTokens=4))
+        assert r.backend == "local" and r.attempts == []
+
+
+async def test_model_alias_maps_to_its_chain(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, fake2: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url), "big": ("anthropic", fake2.anthropic_url)},
+        {"chat": ["cloud", "local"], "models": {"smart": ["big", "local"], "fast": ["local"]}},
+    )
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        r = await s.request("mlxd/chat", chat_params("hi", model="smart", maxTokens=4))
+        assert r.backend == "big" and r.model == "big-model"
+        assert (fake.request_count, fake2.request_count) == (0, 1)
+        r = await s.request("mlxd/chat", chat_params("hi", model="fast", maxTokens=4))
+        assert r.backend == "local"
+        r = await s.request("mlxd/chat", chat_params("hi", maxTokens=4))
+        assert r.backend == "cloud"
+        assert (fake.request_count, fake2.request_count) == (1, 1)
+
+
+async def test_one_time_budget_bounds_all_attempts(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, fake2: FakeProvider
+) -> None:
+    """Two hanging clouds with first_token_s 2 each, total_s 2.5: the request ends at ~2.5 s
+    (not 4 s), and the local backend after them is not started past the budget."""
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"a": ("openai", fake.openai_url), "b": ("openai", fake2.openai_url)},
+        {"chat": ["a", "b", "local"]},
+        {"first_token_s": 2.0, "total_s": 2.5},
+    )
+    fake.default = fake2.default = Reply.hang_before_headers()
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        t0 = time.perf_counter()
+        with pytest.raises(JsonRpcException) as err:
+            await s.request("mlxd/chat", chat_params("hi", token="t"))
+        elapsed = time.perf_counter() - t0
+        assert err.value.code == -32803
+        attempts = err.value.data["attempts"]
+        assert [a["backend"] for a in attempts] == ["a", "b", "local"]
+        assert attempts[0]["error"].startswith("timeout: no token within 2.0s")
+        assert attempts[1]["error"] == "timeout: request time budget (2.5s) spent"
+        assert attempts[2]["error"] == "skipped: request time budget spent"
+        assert 2.5 <= elapsed < 3.6
+        assert s.deltas("t") == []
