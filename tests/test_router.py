@@ -6,13 +6,16 @@ the one time budget per request."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
@@ -266,29 +269,73 @@ async def test_retry_after_beyond_first_token_s_falls_back_at_once(
         assert fake.request_count == 1
 
 
-async def test_no_retry_after_the_first_token(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    """Anthropic's mid-stream `overloaded_error` is retried before any text, never after."""
-    cfg = make_config(
-        tmp_path / "c.toml",
-        tiny_model,
-        {"claude": ("anthropic", fake.anthropic_url)},
-        {"chat": ["claude", "local"]},
-    )
-    async with daemon(cfg, env=ENV) as s:
-        await ready(s)
-        fake.enqueue(Reply.error_event(after=0))
-        r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
-        assert (r.backend, fake.request_count) == ("claude", 2)  # retried: nothing streamed yet
+@asynccontextmanager
+async def rate_limited_mid_stream(
+    afters: list[int | None],
+) -> AsyncIterator[tuple[str, list[str]]]:
+    """An OpenAI-compatible server that, like vLLM, reports a failure inside a 200 stream as a
+    chunk holding `{"error": {..., "code": 429}}`: the n-th request streams `afters[n]` pieces
+    first (None, or past the list: a whole answer). Yields (base url, request paths seen)."""
+    pieces = ["Hello", ",", " world", "!"]
+    seen: list[str] = []
 
-        fake.reset()
-        fake.enqueue(Reply.error_event(after=2))
-        r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=6))
-        assert fake.request_count == 1
-        assert r.backend == "local"
-        assert r.text.startswith("Hello,")
-        assert "Overloaded" in r.attempts[0].error and "after 6 chars" in r.attempts[0].error
+    def chunk(obj: dict[str, Any]) -> bytes:
+        return f"data: {json.dumps(obj)}\n\n".encode()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        n = len(seen)
+        seen.append(request.path)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        after = afters[n] if n < len(afters) else None
+        for piece in pieces[:after]:
+            choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+            await resp.write(chunk({"object": "chat.completion.chunk", "choices": [choice]}))
+        if after is None:
+            done = {"index": 0, "delta": {}, "finish_reason": "stop"}
+            await resp.write(chunk({"object": "chat.completion.chunk", "choices": [done]}))
+            await resp.write(b"data: [DONE]\n\n")
+        else:
+            err = {"message": "Rate limit reached", "type": "rate_limit_error", "code": 429}
+            await resp.write(chunk({"error": err}))
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1", seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_no_retry_after_the_first_token(tmp_path: Path, tiny_model: Path) -> None:
+    """The same 429 is retried when it comes before any text, never after."""
+    async with rate_limited_mid_stream([0, None, 2]) as (url, seen):
+        cfg = make_config(
+            tmp_path / "c.toml",
+            tiny_model,
+            {"cloud": ("openai", url)},
+            {"chat": ["cloud", "local"]},
+        )
+        async with daemon(cfg, env=ENV) as s:
+            await ready(s)
+            r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
+            assert (r.backend, r.text, len(seen)) == ("cloud", "Hello, world!", 2)
+            assert r.attempts == []  # the 429 before any text was retried
+
+            r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=6))
+            assert len(seen) == 3  # the 429 after "Hello," was not
+            assert r.backend == "local"
+            assert r.text.startswith("Hello,") and r.text == "".join(s.deltas("t"))
+            assert r.attempts[0].error.startswith("http 429")
+            assert "after 6 chars streamed" in r.attempts[0].error
 
 
 # --- mid-stream continuation ------------------------------------------------------------------
@@ -409,6 +456,65 @@ async def test_breaker_opens_skips_half_opens_and_closes_with_status(
             ("degraded", "cooldown"),
             ("ready", "ok"),
         ]
+
+
+async def test_breaker_decides_per_backend_in_chain_order(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, fake2: FakeProvider
+) -> None:
+    """Attempts keep chain order; a half-open backend that a request never reached is still
+    free for the next request's probe; a forced backend and a chain with nothing else to try
+    get through an open circuit."""
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"a": ("openai", fake.openai_url), "b": ("openai", fake2.openai_url)},
+        {
+            "chat": ["a", "b", "local"],
+            "complete": ["a"],
+            "breaker_failures": 1,
+            "breaker_cooldown_s": 1.0,
+        },
+    )
+    chat = chat_params("hi", maxTokens=4)
+
+    def state(name: str) -> str:
+        return s.statuses[-1]["backends"][name]
+
+    async with daemon(cfg, env=ENV) as s:
+        await s.wait_status("ready")
+        fake2.enqueue(Reply.status(500))
+        with pytest.raises(JsonRpcException):
+            await s.request("mlxd/chat", chat_params("hi", backend="b"))
+        await until(lambda: state("b") == "cooldown")
+
+        fake.enqueue(Reply.status(500))
+        r = await s.request("mlxd/chat", chat)
+        assert r.backend == "local"
+        assert [(a.backend, a.error.split(":")[0]) for a in r.attempts] == [
+            ("a", "http 500"),
+            ("b", "skipped"),
+        ]
+        assert "circuit open" in r.attempts[1].error
+        assert (fake.request_count, fake2.request_count) == (1, 1)
+
+        # Both half-open: `a` serves as its probe; `b`, never reached, is not left claimed.
+        await until(lambda: (state("a"), state("b")) == ("ok", "ok"), timeout=5)
+        assert (await s.request("mlxd/chat", chat)).backend == "a"
+        fake.enqueue(Reply.status(500))
+        r = await s.request("mlxd/chat", chat)
+        assert r.backend == "b" and [a.backend for a in r.attempts] == ["a"]
+        assert (fake.request_count, fake2.request_count) == (3, 2)
+
+        # `a` is open again: forcing it still reaches it, as does a chain of `a` alone.
+        assert state("a") == "cooldown"
+        r = await s.request("mlxd/chat", chat_params("hi", backend="a", maxTokens=4))
+        assert r.backend == "a" and fake.request_count == 4
+        fake.enqueue(Reply.status(500))
+        with pytest.raises(JsonRpcException):
+            await s.request("mlxd/chat", chat_params("hi", backend="a"))
+        assert state("a") == "cooldown"
+        c = await s.request("mlxd/complete", {"prefix": "x = ", "maxTokens": 4})
+        assert c.backend == "a" and fake.request_count == 6
 
 
 # --- privacy ----------------------------------------------------------------------------------

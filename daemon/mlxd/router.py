@@ -1,11 +1,22 @@
 """Picks the backend chain for a request and makes fallback invisible to the client.
 
 The router works on the backend interface and its typed errors only (no HTTP, no MLX). For
-each request it walks the chain in order, skipping backends that privacy rules or an open
-circuit breaker rule out, retrying rate limits on the same backend before the first token,
-falling back to the next backend on failure or first-token timeout, and -- if a backend dies
-mid-answer -- continuing on the next one with the partial answer as an assistant prefix, so the
-client sees one stream and one result. All attempts share one time budget.
+each request it walks the chain in order:
+
+- Privacy first: with `routing.cloud = false`, or a request tied to a document that matches
+  `routing.exclude`, cloud backends are skipped before any byte leaves the machine.
+- An open circuit breaker (N consecutive failures) skips its backend for a cooldown; then one
+  request is let through as the probe (half-open). A forced backend, or a chain with nothing
+  else left to try, goes through anyway: failing unheard helps nobody.
+- Before its first token a backend is retried on 429 (Retry-After, else exponential backoff
+  with jitter) and on a 5xx that carries Retry-After, if the wait fits its first-token limit
+  (the request's budget for the last backend left). Any other failure, or no token within
+  `first_token_s` (`inline_first_token_s` for inline), moves on to the next backend. Nothing
+  is ever retried once tokens were streamed.
+- If a backend dies mid-answer, the next one continues it with the partial answer as an
+  assistant prefix, so the client sees one stream and one result; `attempts` records the cut.
+
+All attempts, retries and waits share one time budget (`timeouts.total_s`).
 """
 
 from __future__ import annotations
@@ -234,7 +245,7 @@ class Router:
         return self._end(run) - time.monotonic()
 
     async def _attempt(self, name: str, req: Request, run: _Run, is_last: bool) -> Done:
-        """One backend, with retries on 429/503 before its first token. The backend gets one
+        """One backend, with retries on 429 (and 5xx with Retry-After) before its first token. The backend gets one
         first-token limit for all its tries (the whole remaining budget when no fallback is
         left); a Retry-After it cannot afford falls back at once."""
         retries = 0
@@ -335,6 +346,14 @@ class Router:
             log.info("circuit closed for %s", name)
             self.on_status()
 
+    def reset(self, name: str | None = None) -> None:
+        """Forget the failures of one backend (or all): after a new key or config, a backend
+        gets a fresh chance instead of sitting out its cooldown."""
+        names = [name] if name is not None else list(self.breakers)
+        dropped = [self.breakers.pop(n, Breaker()) for n in names]
+        if any(b.open_until for b in dropped):
+            self.on_status()
+
     def _claim_probe(self, name: str) -> None:
         """A backend past its cooldown (half-open) lets this one request through as the probe."""
         b = self.breakers.get(name)
@@ -357,9 +376,9 @@ def _describe(exc: BackendError, text_so_far: str) -> str:
 
 
 def _retryable(exc: HTTPStatusError) -> bool:
-    """429, 503 and Anthropic's 529 (overloaded) are temporary; so is any status that says
-    when to come back. Other 5xx fall back at once."""
-    return isinstance(exc, RateLimited) or exc.status in (503, 529) or exc.retry_after is not None
+    """A 429 is worth waiting for; a 5xx only when it says when to come back (503 with
+    Retry-After). Other failures fall back to the next backend at once."""
+    return isinstance(exc, RateLimited) or exc.retry_after is not None
 
 
 def _loop_time(monotonic: float) -> float:

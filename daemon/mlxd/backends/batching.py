@@ -47,6 +47,7 @@ class BatchEngine:
     runs on the pool's single MLX thread."""
 
     PREFILL_STEP = 512  # prompt chunk per scheduler step: a cancel waits at most one chunk
+    SLICE_S = 0.05  # longest hold on the MLX thread before letting queued work run
 
     def __init__(self, lm: Any, executor: Executor, cache_bytes: int) -> None:
         from mlx_lm.models.cache import LRUPromptCache
@@ -77,16 +78,23 @@ class BatchEngine:
 
     # --- the MLX thread ---------------------------------------------------------------------
     def _loop(self) -> None:
+        # Yield the shared MLX thread now and then, so loads and other models' batches
+        # interleave with a long generation instead of waiting for its end.
+        yield_at = time.monotonic() + self.SLICE_S
         try:
             while True:
+                if time.monotonic() >= yield_at:
+                    self.executor.submit(self._loop)  # still running: resume after the others
+                    return
                 with self._lock:
                     incoming, self._incoming = self._incoming, []
                     if not incoming and not self._jobs:
                         self._running = False
                         self._close_generator()
                         return
-                self._admit(incoming)
+                # Cancelled first: a request arriving with the cancel then finds its KV cache.
                 self._drop_cancelled()
+                self._admit(incoming)
                 if self._jobs:
                     self._step()
         except BaseException as exc:  # an MLX failure must reach every waiting request

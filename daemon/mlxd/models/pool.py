@@ -14,12 +14,12 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import ModelError
 from ..backends.batching import BatchEngine
+from .mlx_thread import mlx_thread
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class ModelPool:
         on_progress: ProgressFn | None = None,
         on_event: EventFn | None = None,
     ) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlxd-mlx")
+        self.executor = mlx_thread()
         self.memory_limit_gb = memory_limit_gb
         self.idle_unload_s = idle_unload_s
         self.prompt_cache_mb = prompt_cache_mb
@@ -183,10 +183,11 @@ class ModelPool:
             asyncio.ensure_future(self.unload(spec, reason="(no longer configured)"))
 
     def close(self) -> None:
-        """Join the MLX thread; MLX aborts at exit if it is still busy."""
+        """Wait until the MLX thread has finished this pool's work (cancelled requests leave
+        the batch at their next step)."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.executor.shutdown(wait=True)
 
 
 def _free(entry: Entry) -> None:

@@ -152,6 +152,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         finishReason: result.finishReason,
         usage: result.usage,
         timings: result.timings,
+        textDocument: p.textDocument?.uri,
       });
       this.post({
         type: 'done',

@@ -39,7 +39,6 @@ export class Daemon implements vscode.Disposable {
   private readonly session = Math.random().toString(36).slice(2, 10);
   private requests = 0;
   private readonly disposables: vscode.Disposable[] = [];
-  private keysSent = false;
   private crashes: number[] = [];
   private restartedByClient = false;
 
@@ -215,11 +214,6 @@ export class Daemon implements vscode.Disposable {
         this.log.warn(`API key for backend "${backend}" was not accepted: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
-    this.keysSent = true;
-  }
-
-  get keysHandedOver(): boolean {
-    return this.keysSent;
   }
 
   private requireClient(): LanguageClient {

@@ -446,7 +446,29 @@ async function chatTest(page: Page): Promise<void> {
   result.statusAfterChat = status;
   check(status !== undefined && status.includes(`mlxd: ${rec.backend ?? 'local'}`), `the status bar names the serving backend (${status})`);
 
-  // 2. Stop: a long answer, stopped after it has started streaming.
+  // 2. The editor commands send the selection / the file as context, with its URI.
+  const fileUri = `file://${file}`;
+  for (const [cmd, label] of [
+    ['mlxd: Explain Selection', 'Explain main.py:1-5'],
+    ['mlxd: Ask About This File', 'What does this file do? (main.py)'],
+  ] as const) {
+    const n = chatRecords().length;
+    const answers = await frame.locator('.msg.assistant[data-state="done"]').count();
+    await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+    await page.keyboard.press('Control+A');
+    await runCommand(page, cmd);
+    if (cmd.endsWith('File')) {
+      // The question box offers a default question; Enter accepts it.
+      await page.locator('.quick-input-widget input').waitFor({ state: 'visible' });
+      await page.keyboard.press('Enter');
+    }
+    await frame.locator('.msg.assistant[data-state="done"]').nth(answers).waitFor({ timeout: 60_000 });
+    const users = await frame.locator('.msg.user').allTextContents();
+    const rec = chatRecords().at(-1) as ChatRecord & { textDocument?: string };
+    check(users.at(-1) === label && chatRecords().length === n + 1 && rec.textDocument === fileUri, `"${cmd}" asked about ${rec.textDocument} (shown as "${users.at(-1)}")`);
+  }
+
+  // 3. Stop: a long answer, stopped after it has started streaming.
   await editSettings(page, { 'mlxd.chat.maxTokens': 4000 });
   await waitFor('the settings change to reach the extension', () => (readTrace().some((r) => r.kind === 'settings') ? true : undefined), 15_000);
   await frame.locator('#new').click();
@@ -478,7 +500,7 @@ async function chatTest(page: Page): Promise<void> {
   check((cancelled?.streamed ?? 4000) < 4000, `the answer stopped early (${cancelled?.streamed} deltas of up to 4000)`);
   check(await frame.locator('#send').isEnabled(), 'the prompt box is usable again after Stop');
 
-  // 3. A config change reaches the daemon (workspace/didChangeConfiguration), and the daemon
+  // 4. A config change reaches the daemon (workspace/didChangeConfiguration), and the daemon
   // still serves after the cancellation: with no maxTokens in the request, the config's
   // local.max_tokens caps the answer.
   const settingsEvents = readTrace().filter((r) => r.kind === 'settings').length;
