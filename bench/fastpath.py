@@ -92,8 +92,11 @@ def _worker(
     }
 
 
-def _child(spec: str, dequantize: str, runs: int, fast_blas: bool) -> dict[str, Any]:
+def _child(
+    spec: str, dequantize: str, runs: int, fast_blas: bool, extra_env: dict[str, str]
+) -> dict[str, Any]:
     env = dict(os.environ) if fast_blas else env_without_blas()
+    env.update(extra_env)
     cmd = [
         sys.executable,
         "-m",
@@ -113,22 +116,25 @@ def _child(spec: str, dequantize: str, runs: int, fast_blas: bool) -> dict[str, 
 
 async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     runs = opts.n(DEFAULT_RUNS)
-    configs = [
-        ("float32 + OpenBLAS (mlxd on Linux)", "always", True),
-        ("float32 + reference BLAS", "always", False),
-        ("quantized + OpenBLAS", "never", True),
+    configs: list[tuple[str, str, bool, dict[str, str]]] = [
+        ("float32 + OpenBLAS (mlxd on Linux)", "always", True, {}),
+        ("float32 + reference BLAS", "always", False, {}),
+        ("quantized + OpenBLAS", "never", True, {}),
+        # OpenBLAS threads spin while they wait: on busy cores one thread can be faster.
+        ("float32 + OpenBLAS, 1 thread", "always", True, {"OPENBLAS_NUM_THREADS": "1"}),
     ]
     rows_data: dict[str, dict[str, Any]] = {}
-    for label, deq, fast in configs:
+    for label, deq, fast, extra in configs:
         log(f"{label}: {runs} runs of {PROMPT_TOKENS}-token prefill + {DECODE_TOKENS} tokens")
-        r = _child(opts.model, deq, runs, fast)
+        r = _child(opts.model, deq, runs, fast, extra)
+        r["env"] = extra
         r["prefill"] = summary(r["prefill_tps"])
         r["decode"] = summary(r["decode_tps"])
         rows_data[label] = r
         if opts.verbose:
             print(f"  {label}: prefill {r['prefill_tps']}, decode {r['decode_tps']}, {r['blas']}")
 
-    fast, ref, quant = (rows_data[c[0]] for c in configs)
+    fast, ref, quant, single = (rows_data[c[0]] for c in configs)
     prefill_x = ratio(fast["prefill"]["median"], ref["prefill"]["median"])
     decode_x = ratio(fast["decode"]["median"], ref["decode"]["median"])
     deq_prefill_x = ratio(fast["prefill"]["median"], quant["prefill"]["median"])
@@ -163,6 +169,12 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             ["decode, OpenBLAS / reference BLAS", fmt(decode_x, "x"), "", ""],
             ["prefill, float32 / quantized", fmt(deq_prefill_x, "x", 2), "> 1: dequantize", ""],
             ["decode, float32 / quantized", fmt(deq_decode_x, "x", 2), "> 1: dequantize", ""],
+            [
+                "decode, OpenBLAS all threads / 1 thread",
+                fmt(ratio(fast["decode"]["median"], single["decode"]["median"]), "x", 2),
+                "",
+                "",
+            ],
         ],
     )
     result = {

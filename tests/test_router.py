@@ -386,6 +386,20 @@ async def test_stream_cut_midway_continues_on_a_second_cloud_with_the_prefix(
         assert turns[0] == {"role": "user", "content": "greet me"}
         assert turns[-1] == {"role": "assistant", "content": "Hello,"}
 
+        # The second backend fails before adding anything: local continues the same prefix.
+        fake.enqueue(Reply.cut(after=2))
+        fake2.enqueue(Reply.status(500))
+        r = await s.request("mlxd/chat", chat_params("greet me", token="u", maxTokens=8))
+        assert r.backend == "local" and r.text.startswith("Hello,") and len(r.text) > 6
+        assert backends_of(s, "u")[:2] == ["cloud", "cloud"]
+        assert set(backends_of(s, "u")[2:]) == {"local"}
+        assert [a.backend for a in r.attempts] == ["cloud", "claude"]
+        assert r.attempts[0].error.endswith("after 6 chars streamed")
+        assert (
+            r.attempts[1].error.startswith("http 500")
+            and "chars streamed" not in r.attempts[1].error
+        )
+
 
 # --- circuit breaker --------------------------------------------------------------------------
 async def test_breaker_opens_skips_half_opens_and_closes_with_status(
@@ -395,7 +409,7 @@ async def test_breaker_opens_skips_half_opens_and_closes_with_status(
         tmp_path / "c.toml",
         tiny_model,
         {"cloud": ("openai", fake.openai_url)},
-        {"chat": ["cloud", "local"], "breaker_failures": 2, "breaker_cooldown_s": 1.0},
+        {"chat": ["cloud", "local"], "breaker_failures": 2, "breaker_cooldown_s": 1.5},
         {"first_token_s": 5},
     )
     fake.default = Reply.status(500)
@@ -472,7 +486,7 @@ async def test_breaker_decides_per_backend_in_chain_order(
             "chat": ["a", "b", "local"],
             "complete": ["a"],
             "breaker_failures": 1,
-            "breaker_cooldown_s": 1.0,
+            "breaker_cooldown_s": 1.5,
         },
     )
     chat = chat_params("hi", maxTokens=4)

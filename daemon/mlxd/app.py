@@ -41,6 +41,10 @@ class ConfigSources:
     init_options: dict[str, Any] = field(default_factory=dict)
 
 
+class UnknownModel(ValueError):
+    """A request's `model` is neither a routing alias nor a configured model."""
+
+
 class App:
     def __init__(self, sources: ConfigSources, hooks: Hooks) -> None:
         self.sources = sources
@@ -51,6 +55,7 @@ class App:
         self._last_status: P.Status | None = None
         self.pool = ModelPool(on_progress=self._on_load_progress, on_event=self._on_model_event)
         self.backends: dict[str, Backend] = {}
+        self._cloud_cfg: dict[str, Any] = {}
         self.router = Router(self.config, self.backends, on_status=self.publish_status)
         self.inline = _make_inline_engine(self)
         self._status_timer: asyncio.TimerHandle | None = None
@@ -61,14 +66,25 @@ class App:
         return self.backends["local"]  # type: ignore[return-value]
 
     # --- config -----------------------------------------------------------------------------
-    def load_config(self, overlay: dict[str, Any] | None = None) -> Config:
-        """Read file + initializationOptions (+ overlay), validate, and apply. Raises ConfigError
-        and keeps the last good config when the new one is invalid."""
-        raw: dict[str, Any] = load_file(self.sources.path) if self.sources.path else {}
-        raw = merge(raw, overlay if overlay else self.sources.init_options)
-        cfg = decode(raw)
-        self.apply(cfg)
-        return cfg
+    def load_config(self, overlay: dict[str, Any] | None = None) -> list[str]:
+        """Apply the file + `overlay` (default: the initializationOptions).
+
+        The file is checked on its own first: a bad file is reported (returned) and skipped, so
+        the editor's valid options still apply over the defaults. Raises ConfigError, keeping
+        the last good config, when the combination itself is invalid.
+        """
+        problems: list[str] = []
+        raw: dict[str, Any] = {}
+        if self.sources.path:
+            try:
+                raw = load_file(self.sources.path)
+                decode(raw)
+            except ConfigError as exc:
+                problems.append(f"{self.sources.path}: {exc}")
+                raw = {}
+        extra = self.sources.init_options if overlay is None else overlay
+        self.apply(decode(merge(raw, extra)))
+        return problems
 
     def apply(self, cfg: Config) -> None:
         from .backends.anthropic import AnthropicBackend
@@ -92,12 +108,16 @@ class App:
 
         backends: dict[str, Backend] = {"local": local("local", loc.model)}
         for name, b in cfg.backends.items():
+            prev = old.get(name)
             if b.protocol == "mlx":
                 backends[name] = local(name, b.model)
+            elif prev is not None and self._cloud_cfg.get(name) == (b, cfg.timeouts):
+                backends[name] = prev  # unchanged: keep its session and streams in flight
             elif b.protocol == "anthropic":
                 backends[name] = AnthropicBackend(name, b, cfg.timeouts, self.keys)
             else:
                 backends[name] = OpenAIBackend(name, b, cfg.timeouts, self.keys)
+        self._cloud_cfg = {n: (b, cfg.timeouts) for n, b in cfg.backends.items()}
         self.backends = backends
         self.router.config = cfg
         self.router.backends = backends
@@ -107,7 +127,7 @@ class App:
             if isinstance(b, LocalBackend):
                 if b.spec not in specs:
                     self.pool.forget(b.spec)
-            else:
+            elif b not in backends.values():
                 _spawn(b.close())
         self.publish_status()
 
@@ -121,8 +141,9 @@ class App:
             stop=list(p.stop),
         )
         docs = [p.text_document.uri] if p.text_document else []
+        alias, backend = self._resolve(p.model, p.backend)
         return await self.router.run(
-            req, model=p.model, backend=p.backend, documents=docs, on_delta=on_delta
+            req, model=alias, backend=backend, documents=docs, on_delta=on_delta
         )
 
     async def complete(
@@ -138,9 +159,21 @@ class App:
             stop=list(p.stop),
         )
         docs = [p.text_document.uri] if p.text_document else []
+        alias, backend = self._resolve(p.model, p.backend)
         return await self.router.run(
-            req, model=p.model, backend=p.backend, documents=docs, on_delta=on_delta
+            req, model=alias, backend=backend, documents=docs, on_delta=on_delta
         )
+
+    def _resolve(self, model: str | None, backend: str | None) -> tuple[str | None, str | None]:
+        """`model` is a routing alias (its chain) or a model that mlxd/models lists (that
+        backend, no fallback); anything else is the client's mistake."""
+        if model is None or model in self.config.routing.models:
+            return model, backend
+        for m in self.models().models:
+            if model in (m.name, m.backend):
+                return None, backend or m.backend
+        known = sorted(self.config.routing.models) + [m.name for m in self.models().models]
+        raise UnknownModel(f"unknown model {model!r} (known: {known})")
 
     async def inline_complete(
         self,
@@ -176,9 +209,35 @@ class App:
             else:
                 bcfg = self.config.backends[name]
                 models.append(P.ModelInfo(name=bcfg.model or name, backend=name, loaded=False))
-        r = self.config.routing
-        defaults = {k: (getattr(r, k) or ["local"])[0] for k in ("chat", "complete", "inline")}
+        defaults = {kind: self._first_usable(kind) for kind in ("chat", "complete", "inline")}
         return P.ModelsResult(models=models, defaults=defaults)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: inline engine, local models (generations, prompt tokens from KV cache),
+        requests handed to backends."""
+        local = {
+            spec: {
+                "generations": e.engine.generations,
+                "cachedPromptTokens": e.engine.cached_tokens,
+                "active": e.engine.active,
+            }
+            for spec, e in self.pool.entries.items()
+        }
+        inline = {_camel(k): v for k, v in self.inline.snapshot().items()}
+        return {
+            "inline": inline,
+            "local": local,
+            "modelLoads": self.pool.loads,
+            "upstreamRequests": self.router.upstream_requests,
+        }
+
+    def _first_usable(self, kind: str) -> str:
+        """The backend a request of `kind` would try first (cloud ones only when allowed)."""
+        for name in getattr(self.config.routing, kind):
+            b = self.backends.get(name)
+            if b is not None and (b.is_local or self.config.routing.cloud):
+                return name
+        return "local"
 
     async def set_api_key(self, p: P.SetApiKeyParams) -> None:
         if p.backend not in self.config.backends:
@@ -261,6 +320,11 @@ class App:
         for b in self.backends.values():
             await b.close()
         self.pool.close()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(w.title() for w in rest)
 
 
 def _spawn(coro: Any) -> None:

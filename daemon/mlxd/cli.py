@@ -114,6 +114,16 @@ def _setup_logging() -> None:
     logging.getLogger("mlxd").setLevel(getattr(logging, level, logging.INFO))
     # pygls logs every message it sends at INFO: keep it quiet whatever MLXD_LOG_LEVEL says.
     logging.getLogger("pygls").setLevel(logging.WARNING)
+    # ... and a full traceback for every JSON-RPC error a handler answers on purpose.
+    logging.getLogger("pygls.protocol.json_rpc").addFilter(_expected_errors)
+
+
+def _expected_errors(record: logging.LogRecord) -> bool:
+    """Drop pygls' traceback for errors that are answers (-32602, -32803, ...), not bugs."""
+    from pygls.exceptions import JsonRpcException, JsonRpcInternalError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exc, JsonRpcException) and not isinstance(exc, JsonRpcInternalError))
 
 
 class _ClientLogHandler(logging.Handler):

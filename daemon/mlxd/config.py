@@ -191,9 +191,9 @@ def _check_semantics(cfg: Config) -> None:
     for name, b in cfg.backends.items():
         if name == "local":
             raise ConfigError("backends.local: the name 'local' is reserved for the MLX model")
+        if not b.model:
+            raise ConfigError(f"backends.{name}.model: required (the model name to use)")
         if b.protocol == "mlx":
-            if not b.model:
-                raise ConfigError(f"backends.{name}.model: required for a local (mlx) backend")
             continue
         if not b.base_url:
             raise ConfigError(f"backends.{name}.base_url: required")
@@ -204,8 +204,17 @@ def _check_semantics(cfg: Config) -> None:
             raise ConfigError(f"timeouts.{key}: must be > 0")
     if cfg.local.max_tokens <= 0:
         raise ConfigError("local.max_tokens: must be > 0")
-    if cfg.inline.max_tokens <= 0:
-        raise ConfigError("inline.max_tokens: must be > 0")
+    positive = {
+        "inline.max_tokens": cfg.inline.max_tokens,
+        "inline.max_ms": cfg.inline.max_ms,
+        "inline.context_tokens": cfg.inline.context_tokens,
+        "routing.breaker_failures": cfg.routing.breaker_failures,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be > 0")
+    if cfg.routing.max_retries < 0:
+        raise ConfigError("routing.max_retries: must be >= 0")
 
 
 def field_message(msg: str, root: str = "") -> str:

@@ -20,14 +20,17 @@ CHAT = "mlxd/chat"
 COMPLETE = "mlxd/complete"
 MODELS = "mlxd/models"
 SET_API_KEY = "mlxd/setApiKey"
+STATS = "mlxd/stats"  # diagnostics: counters for benchmarks and tests
 STATUS = "mlxd/status"  # notification, server -> client
-METHODS = [CHAT, COMPLETE, MODELS, SET_API_KEY]
+METHODS = [CHAT, COMPLETE, MODELS, SET_API_KEY, STATS]
 
 # JSON-RPC / LSP error codes used by mlxd.
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+SERVER_NOT_INITIALIZED = -32002
+INTERNAL_ERROR = -32603
 REQUEST_FAILED = -32803
 REQUEST_CANCELLED = -32800
 

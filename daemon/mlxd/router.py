@@ -166,10 +166,11 @@ class Router:
             is_last = not any(later_skip is None for _, later_skip in plan[i + 1 :])
             req = replace(request, assistant_prefix=request.assistant_prefix + run.text)
             self._claim_probe(name)
+            streamed_before = len(run.text)
             try:
                 done = await self._attempt(name, req, run, is_last)
             except BackendError as exc:
-                attempts.append(Attempt(name, _describe(exc, run.text)))
+                attempts.append(Attempt(name, _describe(exc, len(run.text) - streamed_before)))
                 self._failed(name, exc)
                 log.info("backend %s failed: %s", name, exc)
                 continue
@@ -370,8 +371,9 @@ class Router:
         return [b.open_until for b in self.breakers.values() if b.open_until > now]
 
 
-def _describe(exc: BackendError, text_so_far: str) -> str:
-    where = f" after {len(text_so_far)} chars streamed" if text_so_far else ""
+def _describe(exc: BackendError, streamed: int) -> str:
+    """The attempt's error; a backend that failed mid-answer says how much it had streamed."""
+    where = f" after {streamed} chars streamed" if streamed else ""
     return f"{exc}{where}"
 
 

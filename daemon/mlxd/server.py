@@ -24,7 +24,7 @@ from pygls.protocol import (
 
 from . import __version__
 from . import protocol as P
-from .app import App, ConfigError, ConfigSources, Hooks
+from .app import App, ConfigError, ConfigSources, Hooks, UnknownModel
 from .router import AllFailed, Outcome, UnknownBackend
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,16 @@ class MlxdProtocol(LanguageServerProtocol):
         result.capabilities.experimental = {"mlxd": {"version": P.VERSION, "methods": P.METHODS}}
         return result
 
+    def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+        """pygls puts a traceback (server paths, maybe secrets) into internal errors: the client
+        gets a one-line message; the traceback stays in the log."""
+        if error is not None and error.code == P.INTERNAL_ERROR:
+            first = (error.message or "").strip().splitlines()
+            error = type(error)(
+                code=error.code, message=f"Internal error: {first[-1] if first else ''}"
+            )
+        super()._send_response(msg_id, result, error)
+
     @lsp_method(T.EXIT)
     def lsp_exit(self, *args: Any) -> None:  # type: ignore[override]
         """End the serve loop instead of raising SystemExit inside it (pygls would lose the
@@ -70,19 +80,25 @@ class MlxdServer(LanguageServer):
             converter_factory=_converter,
             text_document_sync_kind=T.TextDocumentSyncKind.Incremental,
         )
-        self.startup_error: str | None = None
         self.exit_code = 0
+        self.initialize_seen = False  # requests before `initialize` get -32002
         self.initialized = False
         self.app = App(sources, Hooks(self.send_status, self.load_progress, self.call_soon))
         self.stop_serving: Any = None  # set by transport's serve loop
         self._load_token: str | None = None
         self._load_pending: list[Any] | None = None
         self._loads = 0
+        self.config_problems: list[str] = self.reload(None)
+
+    def reload(self, overlay: dict[str, Any] | None) -> list[str]:
+        """Apply the config sources; return messages for the user (each names the key)."""
         try:
-            self.app.load_config()
+            return [
+                f"mlxd: invalid config file, ignored: {p}" for p in self.app.load_config(overlay)
+            ]
         except ConfigError as exc:
-            self.startup_error = f"mlxd: invalid config, using defaults: {exc}"
-            log.error("%s", self.startup_error)
+            where = "initializationOptions" if overlay is not None else "config"
+            return [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
 
     # --- client notifications that do not belong to one request ------------------------------
     def call_soon(self, fn: Any) -> None:
@@ -147,44 +163,38 @@ def register(ls: MlxdServer) -> None:
     def initialize(ls: MlxdServer, params: T.InitializeParams) -> None:
         """Apply initializationOptions over the file config; answered at once."""
         ls.loop = asyncio.get_running_loop()
-        opts = params.initialization_options
-        if opts is not None and not isinstance(opts, dict):
-            ls.startup_error = "mlxd: initializationOptions must be an object; ignored"
-            return
-        ls.app.sources.init_options = opts or {}
-        if opts:
-            try:
-                ls.app.load_config()
-            except ConfigError as exc:
-                ls.startup_error = f"mlxd: invalid initializationOptions, ignored: {exc}"
-                log.error("%s", ls.startup_error)
+        ls.initialize_seen = True
+        opts = _settings(params.initialization_options)
+        if opts is None:
+            ls.config_problems.append("mlxd: initializationOptions must be an object; ignored")
+        elif opts:
+            problems = ls.reload(opts)
+            if not any("keeping the previous" in p for p in problems):
+                ls.app.sources.init_options = opts
+            ls.config_problems = problems
+        for problem in ls.config_problems:
+            log.error("%s", problem)
 
     @ls.feature(T.INITIALIZED)
     def initialized(ls: MlxdServer, params: T.InitializedParams) -> None:
         """Report config problems, announce state, start the background model load."""
         ls.initialized = True
-        if ls.startup_error:
-            ls.show_error(ls.startup_error)
+        for problem in ls.config_problems:
+            ls.show_error(problem)
         ls.app.publish_status(force=True)
         ls.preload_task = asyncio.ensure_future(ls.app.preload())
 
     @ls.feature(T.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: MlxdServer, params: T.DidChangeConfigurationParams) -> None:
         """Reload: file + new settings (or the initializationOptions when none are sent)."""
-        settings = params.settings
-        if isinstance(settings, dict) and isinstance(settings.get("mlxd"), dict):
-            settings = settings["mlxd"]
-        overlay = settings if isinstance(settings, dict) and settings else None
-        try:
-            cfg = ls.app.load_config(overlay)
-        except ConfigError as exc:
-            message = f"mlxd: invalid config, keeping the previous one: {exc}"
-            log.error("%s", message)
-            ls.show_error(message)
-            return
-        if overlay is not None:
+        overlay = _settings(params.settings) or None
+        problems = ls.reload(overlay)
+        for problem in problems:
+            log.error("%s", problem)
+            ls.show_error(problem)
+        if overlay is not None and not any("keeping the previous" in p for p in problems):
             ls.app.sources.init_options = overlay
-        if cfg.local.preload:
+        if ls.app.config.local.preload:
             asyncio.ensure_future(ls.app.preload())
 
     @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
@@ -215,6 +225,12 @@ def register(ls: MlxdServer) -> None:
         _parse(params, P.EmptyParams)
         return P.to_wire(ls.app.models())
 
+    @ls.feature(P.STATS)
+    def stats(ls: MlxdServer, params: Any) -> Any:
+        """Diagnostic counters (inline cache hits, generations, KV reuse, upstream requests)."""
+        _parse(params, P.EmptyParams)
+        return ls.app.stats()
+
     @ls.feature(P.SET_API_KEY)
     async def set_api_key(ls: MlxdServer, params: Any) -> Any:
         """Hold a key from the editor's secret store (in memory; keyring when persist)."""
@@ -234,6 +250,10 @@ def register(ls: MlxdServer) -> None:
         ls: MlxdServer, params: T.InlineCompletionParams
     ) -> T.InlineCompletionList:
         """Ghost text at the cursor of a synced document."""
+        if params.text_document.uri not in ls.workspace.text_documents:
+            raise JsonRpcInvalidParams(
+                message="Invalid params: textDocument.uri: not open (send textDocument/didOpen first)"
+            )
         doc = ls.workspace.get_text_document(params.text_document.uri)
         sel = params.context.selected_completion_info
         items = await ls.app.inline_complete(
@@ -285,6 +305,8 @@ async def _generate(ls: MlxdServer, work: Any) -> Any:
         outcome: Outcome = await work
     except UnknownBackend as exc:
         raise JsonRpcInvalidParams(message=f"Invalid params: backend: {exc}") from None
+    except UnknownModel as exc:
+        raise JsonRpcInvalidParams(message=f"Invalid params: model: {exc}") from None
     except AllFailed as exc:
         attempts = [
             {"backend": a.backend, "error": ls.app.keys.redact(a.error)} for a in exc.attempts
@@ -302,6 +324,16 @@ async def _generate(ls: MlxdServer, work: Any) -> Any:
         timings=P.Timings(outcome.first_token_ms, outcome.total_ms),
     )
     return P.to_wire(result)
+
+
+def _settings(value: Any) -> dict[str, Any] | None:
+    """Editor settings are the config itself or nested under "mlxd" (VS Code's section)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        return None
+    inner = value.get("mlxd")
+    return inner if isinstance(inner, dict) and len(value) == 1 else value
 
 
 def _encoding(kind: Any) -> str:

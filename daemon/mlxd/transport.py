@@ -66,6 +66,10 @@ class Dispatcher:
         if method is None and not has_id:
             log.warning("ignoring a message with neither method nor id")
             return
+        if method not in (None, "initialize", "exit") and not _initialize_seen(self.rpc):
+            if has_id:
+                self.error(msg_id, P.SERVER_NOT_INITIALIZED, "Server not initialized")
+            return
         if method is not None and has_id and self.rpc._shutdown and method != "exit":
             self.error(msg_id, P.INVALID_REQUEST, "Invalid Request: the server is shutting down")
             return
@@ -89,6 +93,10 @@ class Dispatcher:
             log.exception("failed to handle %s", method)
             if method is not None and has_id:
                 self.error(msg_id, -32603, f"Internal error handling {method}")
+
+
+def _initialize_seen(rpc: JsonRPCProtocol) -> bool:
+    return getattr(rpc._server, "initialize_seen", True)
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -129,6 +129,9 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
 
     assert r.returncode == 0 and result["ok"], detail
 
+    # Start-up: mlxd/status notifications and the model-load work-done progress were seen.
+    assert "ready" in result["statusStates"]
+    assert result["loadProgress"][0] == "begin" and result["loadProgress"][-1] == "end"
     # Inline: the ghost text was the daemon's item, and Tab put exactly that into the file.
     insert = result["insertText"]
     assert insert
@@ -142,6 +145,7 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
     # Stop cancelled a long answer early; then a config change (didChangeConfiguration) capped
     # the next answer at the new local.max_tokens.
     assert 0 < result["stoppedAfterChunks"] < 4000
+    assert "-32800" in result["stopError"]
     assert result["cappedUsage"]["completionTokens"] == 7
     # code-server's whole process group (watchers, extension host, daemon) was stopped.
     assert result["processGroupStopped"] is True

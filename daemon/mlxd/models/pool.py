@@ -35,6 +35,7 @@ class Entry:
     engine: BatchEngine
     nbytes: int
     last_used: float
+    dequantize: str = "auto"
 
     @property
     def busy(self) -> bool:
@@ -80,6 +81,9 @@ class ModelPool:
     async def acquire(self, spec: str, dequantize: str) -> Entry:
         """The loaded model for `spec`, loading it once for all concurrent callers."""
         entry = self.entries.get(spec)
+        if entry is not None and entry.dequantize != dequantize and not entry.busy:
+            await self.unload(spec, reason=f"to reload with dequantize = {dequantize}")
+            entry = None
         if entry is not None:
             self.entries[spec] = self.entries.pop(spec)  # most recently used
             entry.last_used = time.monotonic()
@@ -100,7 +104,7 @@ class ModelPool:
             self.on_event(spec, "error", exc.message)
             raise
         engine = BatchEngine(lm, self.executor, self.prompt_cache_mb << 20)
-        entry = Entry(spec, engine, lm.nbytes, time.monotonic())
+        entry = Entry(spec, engine, lm.nbytes, time.monotonic(), dequantize)
         self.entries[spec] = entry
         self.loads += 1
         self.on_event(spec, "ready", f"{spec} ready ({lm.nbytes / 1e6:.0f} MB)")

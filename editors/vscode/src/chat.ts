@@ -169,7 +169,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     } catch (err) {
       stream.abort();
       if (cts.token.isCancellationRequested || err instanceof vscode.CancellationError) {
-        this.tracer.write({ kind: 'chat-cancelled', id, streamed: stream.chunks, error: err instanceof Error ? err.name : String(err) });
+        this.tracer.write({ kind: 'chat-cancelled', id, streamed: stream.chunks, error: describeError(err) });
         this.post({ type: 'cancelled', id });
       } else {
         const message = err instanceof Error ? err.message : String(err);
@@ -199,6 +199,13 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     this.stop();
     for (const d of this.disposables) d.dispose();
   }
+}
+
+/** name, JSON-RPC code and message of a rejected request (for logs and the trace). */
+function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  return `${err.name}${typeof code === 'number' ? ` ${code}` : ''}: ${err.message}`;
 }
 
 function nonce(): string {

@@ -119,7 +119,10 @@ export class Daemon implements vscode.Disposable {
     const client = new LanguageClient('mlxd', 'mlxd', serverOptions, clientOptions);
     this.client = client;
     client.onNotification(Methods.status, (params: unknown) => {
-      if (isStatusParams(params)) this.status.update({ daemon: params });
+      if (isStatusParams(params)) {
+        this.tracer.write({ kind: 'status', state: params.state, backends: params.backends });
+        this.status.update({ daemon: params });
+      }
     });
     client.onDidChangeState((e) => {
       if (e.newState === State.Running && this.restartedByClient && this.client === client) {
@@ -224,6 +227,7 @@ export class Daemon implements vscode.Disposable {
   }
 
   private onWorkDone(params: WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd): void {
+    this.tracer.write({ kind: 'progress', progress: params.kind, percentage: 'percentage' in params ? params.percentage : undefined });
     const prev = this.status.model.progress;
     switch (params.kind) {
       case 'begin':

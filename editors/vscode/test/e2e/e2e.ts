@@ -459,7 +459,8 @@ async function chatTest(page: Page): Promise<void> {
     await runCommand(page, cmd);
     if (cmd.endsWith('File')) {
       // The question box offers a default question; Enter accepts it.
-      await page.locator('.quick-input-widget input').waitFor({ state: 'visible' });
+      // (Wait for the box itself: an Enter that lands in the editor replaces the selection.)
+      await page.locator('.quick-input-widget', { hasText: 'Ask about main.py' }).waitFor({ state: 'visible' });
       await page.keyboard.press('Enter');
     }
     await frame.locator('.msg.assistant[data-state="done"]').nth(answers).waitFor({ timeout: 60_000 });
@@ -496,7 +497,9 @@ async function chatTest(page: Page): Promise<void> {
   check(clicked?.enabled === true, 'Stop was enabled while the answer streamed');
   const cancelled = chatRecords().at(-1);
   result.stoppedAfterChunks = cancelled?.streamed;
-  check(cancelled?.kind === 'chat-cancelled', `Stop ended the request as cancelled (${(cancelled as { error?: string } | undefined)?.error})`);
+  const why = (cancelled as { error?: string } | undefined)?.error ?? '';
+  result.stopError = why;
+  check(cancelled?.kind === 'chat-cancelled' && / -32800:/.test(why), `Stop sent $/cancelRequest and the daemon answered -32800 (${why})`);
   check((cancelled?.streamed ?? 4000) < 4000, `the answer stopped early (${cancelled?.streamed} deltas of up to 4000)`);
   check(await frame.locator('#send').isEnabled(), 'the prompt box is usable again after Stop');
 
@@ -593,6 +596,17 @@ async function main(): Promise<void> {
     }, 180_000, 500);
     result.readyStatus = ready;
     log(`ready: ${ready}`);
+    // Progress notifications wait for the client's ack of window/workDoneProgress/create, so
+    // they may trail the "ready" status by a moment.
+    const progressOf = (): (string | undefined)[] =>
+      readTrace().filter((r) => r.kind === 'progress').map((r) => (r as { progress?: string }).progress);
+    await waitFor('the model-load progress to end', () => (progressOf().includes('end') ? true : undefined), 10_000).catch(() => undefined);
+    const states = readTrace().filter((r) => r.kind === 'status').map((r) => (r as { state?: string }).state);
+    const progress = progressOf();
+    result.statusStates = states;
+    result.loadProgress = progress;
+    check(states.includes('ready'), `the daemon's mlxd/status notifications reached the extension (${states.join(', ')})`);
+    check(progress[0] === 'begin' && progress.at(-1) === 'end', `model loading showed as work-done progress (${progress.join(', ')})`);
 
     await inlineTest(page);
     await chatTest(page);
