@@ -121,6 +121,9 @@ class App:
         self.backends = backends
         self.router.config = cfg
         self.router.backends = backends
+        for name in backends:  # a changed backend starts with a closed circuit
+            if old.get(name) is not backends[name]:
+                self.router.reset(name)
         self.inline.cfg = cfg.inline
         specs = {b.spec for b in backends.values() if isinstance(b, LocalBackend)}
         for b in old.values():
@@ -244,6 +247,7 @@ class App:
             raise ValueError(f"backend: unknown backend {p.backend!r}")
         # The OS keyring can block (a locked keychain): keep it off the event loop.
         await asyncio.to_thread(self.keys.set, p.backend, p.api_key, p.persist)
+        self.router.reset(p.backend)  # a backend that failed for want of a key gets a chance
 
     async def preload(self) -> None:
         """Load the default local model in the background when the config asks for it."""

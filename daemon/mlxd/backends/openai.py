@@ -53,6 +53,8 @@ def completion_messages(request: Request) -> list[Message]:
     prefix = request.prefix or (request.prompt or "")
     lang = request.language or ""
     user = f"```{lang}\n{prefix}<CURSOR>{request.suffix}\n```"
+    if request.header:  # the file's name and snippets of related open files
+        user = f"Context:\n{request.header}\n\n{user}"
     return [Message("system", COMPLETE_SYSTEM), Message("user", user)]
 
 
