@@ -291,3 +291,31 @@ async def test_nothing_but_frames_on_stdout_at_debug_level(tiny_config: Path) ->
     assert d.proc.stderr is not None
     err = await d.proc.stderr.read()
     assert b"DEBUG" in err or b"INFO" in err  # the logs went to stderr
+
+
+async def test_sigterm_cancels_in_flight_work_and_exits_cleanly(
+    tmp_path: Path, slow_tiny_model: Path
+) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[local]\nmodel = "{slow_tiny_model}"\n')
+    d = await Raw.start(cfg)
+    await d.initialize()
+    d.send(
+        {
+            "jsonrpc": "2.0",
+            "id": 77,
+            "method": "mlxd/chat",
+            "params": {
+                "messages": [{"role": "user", "content": "go"}],
+                "maxTokens": 5000,
+                "partialResultToken": "p",
+            },
+        }
+    )
+    while not any(
+        f.get("method") == "$/progress" and f["params"]["token"] == "p" for f in d.frames
+    ):
+        await asyncio.sleep(0.02)
+    d.proc.send_signal(signal.SIGTERM)
+    assert await d.wait(10) == 0
+    assert d.stray == []

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import platform
+import signal
 import sys
 import time
 from typing import Any
@@ -76,7 +77,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger().addHandler(_ClientLogHandler(ls))
 
     async def run() -> None:
-        ls.loop = asyncio.get_running_loop()
+        ls.loop = loop = asyncio.get_running_loop()
+        # SIGTERM: stop serving; in-flight requests are cancelled below, then we exit 0.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGTERM, lambda: ls.stop_serving and ls.stop_serving())
         try:
             if args.tcp:
                 await serve_tcp(ls, "127.0.0.1", args.tcp)
