@@ -53,7 +53,7 @@ $(VSC_APT_STAMP):
 	@if dpkg -s $(VSC_APT_PKGS) >/dev/null 2>&1; then \
 	  echo "Debian packages for the VS Code tests: present"; \
 	else \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(VSC_APT_PKGS); \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(VSC_APT_PKGS); \
 	fi
 	test -x /usr/bin/chromium
 	touch $@

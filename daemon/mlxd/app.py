@@ -18,7 +18,7 @@ from .backends.base import Backend, Message, Request
 from .backends.local import LocalBackend
 from .config import Config, ConfigError, decode, load_file, merge
 from .models.pool import ModelPool
-from .router import Outcome, Router
+from .router import DeltaFn, Outcome, Router
 from .secrets import KeyStore
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class App:
         self.publish_status()
 
     # --- requests ---------------------------------------------------------------------------
-    async def chat(self, p: P.ChatParams, on_delta: Callable[[str, str], None] | None) -> Outcome:
+    async def chat(self, p: P.ChatParams, on_delta: DeltaFn | None) -> Outcome:
         req = Request(
             kind="chat",
             messages=[Message(m.role, m.content) for m in p.messages],
@@ -143,15 +143,9 @@ class App:
             temperature=p.temperature if p.temperature is not None else 0.0,
             stop=list(p.stop),
         )
-        docs = [p.text_document.uri] if p.text_document else []
-        alias, backend = self._resolve(p.model, p.backend)
-        return await self.router.run(
-            req, model=alias, backend=backend, documents=docs, on_delta=on_delta
-        )
+        return await self._route(req, p, on_delta)
 
-    async def complete(
-        self, p: P.CompleteParams, on_delta: Callable[[str, str], None] | None
-    ) -> Outcome:
+    async def complete(self, p: P.CompleteParams, on_delta: DeltaFn | None) -> Outcome:
         req = Request(
             kind="complete",
             prefix=p.prefix,
@@ -161,8 +155,14 @@ class App:
             temperature=p.temperature if p.temperature is not None else 0.0,
             stop=list(p.stop),
         )
-        docs = [p.text_document.uri] if p.text_document else []
+        return await self._route(req, p, on_delta)
+
+    async def _route(
+        self, req: Request, p: P.ChatParams | P.CompleteParams, on_delta: DeltaFn | None
+    ) -> Outcome:
+        """The params every generation request shares: model/backend choice and privacy."""
         alias, backend = self._resolve(p.model, p.backend)
+        docs = [p.text_document.uri] if p.text_document else []
         return await self.router.run(
             req, model=alias, backend=backend, documents=docs, on_delta=on_delta
         )

@@ -88,17 +88,17 @@ class MlxdServer(LanguageServer):
         self._load_token: str | None = None
         self._load_pending: list[Any] | None = None
         self._loads = 0
-        self.config_problems: list[str] = self.reload(None)
+        self.config_problems: list[str] = self.reload(None)[1]
 
-    def reload(self, overlay: dict[str, Any] | None) -> list[str]:
-        """Apply the config sources; return messages for the user (each names the key)."""
+    def reload(self, overlay: dict[str, Any] | None) -> tuple[bool, list[str]]:
+        """Apply the config sources. Returns whether the new config took effect, and messages
+        for the user (each names the key)."""
         try:
-            return [
-                f"mlxd: invalid config file, ignored: {p}" for p in self.app.load_config(overlay)
-            ]
+            problems = self.app.load_config(overlay)
         except ConfigError as exc:
             where = "initializationOptions" if overlay is not None else "config"
-            return [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
+            return False, [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
+        return True, [f"mlxd: invalid config file, ignored: {p}" for p in problems]
 
     # --- client notifications that do not belong to one request ------------------------------
     def call_soon(self, fn: Any) -> None:
@@ -168,10 +168,9 @@ def register(ls: MlxdServer) -> None:
         if opts is None:
             ls.config_problems.append("mlxd: initializationOptions must be an object; ignored")
         elif opts:
-            problems = ls.reload(opts)
-            if not any("keeping the previous" in p for p in problems):
+            applied, ls.config_problems = ls.reload(opts)
+            if applied:
                 ls.app.sources.init_options = opts
-            ls.config_problems = problems
         for problem in ls.config_problems:
             log.error("%s", problem)
 
@@ -188,11 +187,11 @@ def register(ls: MlxdServer) -> None:
     def did_change_configuration(ls: MlxdServer, params: T.DidChangeConfigurationParams) -> None:
         """Reload: file + new settings (or the initializationOptions when none are sent)."""
         overlay = _settings(params.settings) or None
-        problems = ls.reload(overlay)
+        applied, problems = ls.reload(overlay)
         for problem in problems:
             log.error("%s", problem)
             ls.show_error(problem)
-        if overlay is not None and not any("keeping the previous" in p for p in problems):
+        if applied and overlay is not None:
             ls.app.sources.init_options = overlay
         if ls.app.config.local.preload:
             asyncio.ensure_future(ls.app.preload())

@@ -1,28 +1,30 @@
-// Bundles the extension (Node, CommonJS, `vscode` external), the chat webview script (browser),
-// and, with --tests, the unit tests and the end-to-end driver.
+// Bundles the extension (Node, CommonJS, `vscode` external) and the chat webview script
+// (browser) into dist/; with --tests, only the unit tests and the end-to-end driver into out/
+// (so running the tests never touches what the .vsix is made from).
 import { build } from 'esbuild';
 import { readdirSync } from 'node:fs';
 
-const tests = process.argv.includes('--tests');
 const common = { bundle: true, sourcemap: true, target: 'es2022', logLevel: 'warning' };
 
-await build({
-  ...common,
-  entryPoints: ['src/extension.ts'],
-  outfile: 'dist/extension.js',
-  platform: 'node',
-  format: 'cjs',
-  external: ['vscode'],
-});
-await build({
-  ...common,
-  entryPoints: ['src/webview/main.ts'],
-  outfile: 'dist/webview.js',
-  platform: 'browser',
-  format: 'iife',
-});
+async function buildExtension() {
+  await build({
+    ...common,
+    entryPoints: ['src/extension.ts'],
+    outfile: 'dist/extension.js',
+    platform: 'node',
+    format: 'cjs',
+    external: ['vscode'],
+  });
+  await build({
+    ...common,
+    entryPoints: ['src/webview/main.ts'],
+    outfile: 'dist/webview.js',
+    platform: 'browser',
+    format: 'iife',
+  });
+}
 
-if (tests) {
+async function buildTests() {
   const entries = readdirSync('test').filter((f) => f.endsWith('.test.ts')).map((f) => `test/${f}`);
   await build({
     ...common,
@@ -42,3 +44,5 @@ if (tests) {
     external: ['playwright-core'],
   });
 }
+
+await (process.argv.includes('--tests') ? buildTests() : buildExtension());
