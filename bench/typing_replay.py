@@ -1,12 +1,13 @@
 """typing: replay typing a real source file into mlxd, as an editor with ghost text would.
 
 Phase 1, the replay. A document opens with the first lines of a file from this repo; the next
-characters are typed one by one (didChange, incremental) at a steady speed. At each word
-boundary the typist pauses and the editor asks for ghost text (textDocument/inlineCompletion,
-triggerKind 2); the pause lasts until the item arrives (at most PAUSE_S). While ghost text is
-shown and the typed character matches it, the editor asks again at once (typing through the
-suggestion: mlxd should answer from its cache without the model). A request still running when
-the next key is pressed is cancelled with $/cancelRequest, as editors do.
+characters are typed one by one (didChange, incremental) at a steady speed. When a word is
+complete the typist pauses briefly (WORD_PAUSE_S), at a line end longer (until the ghost text
+shows, at most LINE_PAUSE_S), and the editor asks for ghost text at each pause
+(textDocument/inlineCompletion, triggerKind 2). While ghost text is shown and the typed
+character matches it, the editor asks again at once (typing through the suggestion: mlxd should
+answer from its cache without the model). A request still running when the next key is pressed
+is cancelled with $/cancelRequest, as editors do.
 Reported: latency median/p95 per kind of request, the share answered from the cache, how fast
 cancellations are acknowledged.
 
@@ -38,13 +39,27 @@ from .common import (
 )
 
 SOURCE = "daemon/mlxd/router.py"
-CONTEXT_LINES = 30  # already in the document when typing starts
+# Typing starts at this line (a method in the middle of the file: a long prefix, trimmed to
+# the inline context budget), or after FALLBACK_LINES lines if the file no longer has it.
+ANCHOR = "\n    async def run("
+FALLBACK_LINES = 30
 TYPED_CHARS = 240
 KEY_S = 0.08  # between keystrokes (~120 words per minute)
-PAUSE_S = 2.5  # longest wait at a word boundary
+WORD_PAUSE_S = 0.3  # after a completed word: a short hesitation
+LINE_PAUSE_S = 2.5  # at a line end: wait for the ghost text (at most this long)
+KINDS = {"line": "at a line end", "word": "after a word", "through": "typing through ghost text"}
 CACHE_MS = 25.0  # answered faster than this: no model step was involved (see README)
 DEFAULT_KV_SAMPLES = 5
 URI = "file:///bench/w0000/router.py"
+
+
+def _split(text: str) -> tuple[str, str]:
+    """(already in the document, to be typed)."""
+    at = text.find(ANCHOR)
+    if at < 0:
+        at = len("\n".join(text.splitlines()[:FALLBACK_LINES]))
+    start = text[: at + 1]
+    return start, text[len(start) : len(start) + TYPED_CHARS]
 
 
 def _utf16_len(s: str) -> int:
@@ -61,10 +76,12 @@ def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
-def _pauses_after(prev: str, ch: str) -> bool:
-    """A typist pauses when a word is complete (the first non-word character after it) and at
-    line ends; runs of spaces or punctuation go through without a pause."""
-    return ch == "\n" or (not _is_word(ch) and _is_word(prev))
+def _pause(prev: str, ch: str) -> str | None:
+    """ "line" at a line end, "word" when a word is complete (the first non-word character after
+    it), else None: runs of spaces or punctuation go through without a pause."""
+    if ch == "\n":
+        return "line"
+    return "word" if not _is_word(ch) and _is_word(prev) else None
 
 
 class Editor:
@@ -138,8 +155,7 @@ def _first_item(result: Any) -> str | None:
 
 
 async def _replay(editor: Editor, text: str, verbose: bool) -> dict[str, Any]:
-    start = "\n".join(text.splitlines()[:CONTEXT_LINES]) + "\n"
-    typed = text[len(start) : len(start) + TYPED_CHARS]
+    start, typed = _split(text)
     editor.open(URI, start)
     records: list[dict[str, Any]] = []
     cancels: list[asyncio.Task[float | None]] = []
@@ -167,12 +183,12 @@ async def _replay(editor: Editor, text: str, verbose: bool) -> dict[str, Any]:
         editor.type(ch)
         if shown:
             shown = shown[1:] if shown.startswith(ch) else None
-        kind = "through" if shown else ("pause" if _pauses_after(prev, ch) else None)
+        kind = "through" if shown else _pause(prev, ch)
         prev = ch
         if kind is None:
             await asyncio.sleep(KEY_S)
             continue
-        wait = PAUSE_S if kind == "pause" else KEY_S
+        wait = {"line": LINE_PAUSE_S, "word": WORD_PAUSE_S}.get(kind, KEY_S)
         expected = shown
         t0 = time.perf_counter()
         msg_id, fut = editor.request()
@@ -208,7 +224,7 @@ async def _replay(editor: Editor, text: str, verbose: bool) -> dict[str, Any]:
 
 
 async def _kv_reuse(editor: Editor, text: str, samples: int, verbose: bool) -> list[dict[str, Any]]:
-    start = "\n".join(text.splitlines()[:CONTEXT_LINES]) + "\n"
+    start, _ = _split(text)
     out = []
     for i in range(samples):
         cut = len(start) + (TYPED_CHARS * (i + 1)) // (samples + 1)
@@ -246,7 +262,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             editor.open(f"file:///bench/warm{i}/x.py", "import os\n\ndef main():\n    ")
             await editor.request()[1]
             editor.close()
-        log(f"replaying {TYPED_CHARS} characters of {SOURCE} (after {CONTEXT_LINES} lines)")
+        start, _ = _split(text)
+        log(f"replaying {TYPED_CHARS} characters of {SOURCE} from line {start.count(chr(10)) + 1}")
         t0 = time.perf_counter()
         replay = await _replay(editor, text, opts.verbose)
         replay_s = time.perf_counter() - t0
@@ -258,10 +275,9 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     answered = [r for r in reqs if "latency_ms" in r and "error" not in r]
     cancelled = [r for r in reqs if r["cancelled"]]
     fast = [r for r in answered if r["latency_ms"] < CACHE_MS]
-    by_kind = {
-        k: summary([r["latency_ms"] for r in answered if r["kind"] == k])
-        for k in ("pause", "through")
-    }
+    by_kind = {k: summary([r["latency_ms"] for r in answered if r["kind"] == k]) for k in KINDS}
+    sent = {k: sum(1 for r in reqs if r["kind"] == k) for k in KINDS}
+    dropped = {k: sum(1 for r in cancelled if r["kind"] == k) for k in KINDS}
     lat = summary([r["latency_ms"] for r in answered])
     model_lat = summary([r["latency_ms"] for r in answered if r["latency_ms"] >= CACHE_MS])
     cold = summary([k["cold_ms"] for k in kv])
@@ -270,51 +286,28 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     acks = summary(replay["cancel_ack_ms"])
     share = len(fast) / len(answered) if answered else None
 
-    def p95(s: dict[str, Any]) -> str:
-        return fmt(s.get("p95"), digits=0)
+    def row(label: str, sent_n: int, cancel_n: int | str, st: dict[str, Any]) -> list[Any]:
+        span = "" if st["n"] == 0 else f"{fmt(st['min'], digits=0)}-{fmt(st['max'], digits=0)}"
+        return [
+            label,
+            sent_n,
+            cancel_n,
+            st["n"],
+            fmt(st["median"], digits=0),
+            fmt(st.get("p95"), digits=0),
+            span,
+        ]
 
     print_table(
         f"typing: {model_label(opts.model)}, {len(replay['typed'])} characters of {SOURCE} typed "
-        f"at {KEY_S * 1000:.0f} ms/key, pauses at word boundaries (<= {PAUSE_S:.1f} s); "
-        f"{replay_s:.0f} s",
-        ["requests", "count", "median ms", "p95 ms", "min-max ms"],
+        f"at {KEY_S * 1000:.0f} ms/key; pauses {WORD_PAUSE_S:.1f} s after a word, up to "
+        f"{LINE_PAUSE_S:.1f} s at a line end; {replay_s:.0f} s",
+        ["requests", "sent", "cancelled", "answered", "median ms", "p95 ms", "min-max ms"],
         [
-            [
-                "all answered",
-                lat["n"],
-                fmt(lat["median"], digits=0),
-                p95(lat),
-                f"{fmt(lat['min'], digits=0)}-{fmt(lat['max'], digits=0)}",
-            ],
-            [
-                "  at a pause",
-                by_kind["pause"]["n"],
-                fmt(by_kind["pause"]["median"], digits=0),
-                p95(by_kind["pause"]),
-                "",
-            ],
-            [
-                "  typing through ghost text",
-                by_kind["through"]["n"],
-                fmt(by_kind["through"]["median"], digits=0),
-                p95(by_kind["through"]),
-                "",
-            ],
-            [
-                "  model answers (>= cache threshold)",
-                model_lat["n"],
-                fmt(model_lat["median"], digits=0),
-                p95(model_lat),
-                "",
-            ],
-            ["cancelled (next key came first)", len(cancelled), "", "", ""],
-            [
-                "cancel acknowledged (-32800) after",
-                acks["n"],
-                fmt(acks["median"], digits=0),
-                p95(acks),
-                "",
-            ],
+            row("all", len(reqs), len(cancelled), lat),
+            *(row(f"  {label}", sent[k], dropped[k], by_kind[k]) for k, label in KINDS.items()),
+            row(f"  model answers (>= {CACHE_MS:.0f} ms)", model_lat["n"], "", model_lat),
+            row("cancel acknowledged (-32800) after", acks["n"], "", acks),
         ],
     )
     print_table(
@@ -340,10 +333,11 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         "params": {
             "model": opts.model,
             "source": SOURCE,
-            "context_lines": CONTEXT_LINES,
+            "start_line": _split(text)[0].count("\n") + 1,
             "typed_chars": len(replay["typed"]),
             "key_s": KEY_S,
-            "pause_s": PAUSE_S,
+            "word_pause_s": WORD_PAUSE_S,
+            "line_pause_s": LINE_PAUSE_S,
             "cache_threshold_ms": CACHE_MS,
             "kv_samples": samples,
         },
@@ -373,8 +367,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "typing",
             f"inline latency while typing ({model_label(opts.model)})",
             {
-                "at a pause": [r["latency_ms"] for r in answered if r["kind"] == "pause"],
-                "typing through": [r["latency_ms"] for r in answered if r["kind"] == "through"],
+                label: [r["latency_ms"] for r in answered if r["kind"] == k]
+                for k, label in KINDS.items()
             },
             "latency (ms)",
         )

@@ -91,7 +91,8 @@ def _weights(config: dict, seed: int) -> dict[str, mx.array]:
     """Random weights with the shapes mlx-lm's llama expects, from a seeded numpy generator.
 
     Embeddings and lm_head have unit scale so that logits spread over several units: greedy
-    picks are then far from ties, and the same on any BLAS or thread count.
+    picks are then far from ties, and the same on any BLAS or thread count. The eos row of
+    lm_head is zero, so generation ends only at max_tokens or a stop sequence.
     """
     model = llama.Model(llama.ModelArgs.from_dict(config))
     rng = np.random.default_rng(seed)
@@ -101,6 +102,10 @@ def _weights(config: dict, seed: int) -> dict[str, mx.array]:
             value = np.ones(param.shape, np.float32)
         elif "embed_tokens" in name or "lm_head" in name:
             value = rng.standard_normal(param.shape, np.float32)
+            if "lm_head" in name:
+                # eos gets logit 0 against hundreds of N(0, several) rivals: greedy never stops
+                # on its own, so a test's length is its max_tokens, whatever the tokenizer.
+                value[config["eos_token_id"]] = 0.0
         else:  # Linear: (out, in), scaled to keep activations near unit size
             value = rng.standard_normal(param.shape, np.float32) / np.sqrt(param.shape[-1])
         out[name] = mx.array(value)
