@@ -89,8 +89,7 @@ class BatchEngine:
                 with self._lock:
                     incoming, self._incoming = self._incoming, []
                     if not incoming and not self._jobs:
-                        self._running = False
-                        self._close_generator()
+                        self._running = False  # the generator stays: rebuilding it costs ms
                         return
                 # Cancelled first: a request arriving with the cancel then finds its KV cache.
                 self._drop_cancelled()
@@ -125,7 +124,8 @@ class BatchEngine:
             )
         return self._gen
 
-    def _close_generator(self) -> None:
+    def close(self) -> None:
+        """On the MLX thread, when the model is unloaded."""
         if self._gen is not None:
             self._gen.close()
             self._gen = None

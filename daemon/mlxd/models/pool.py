@@ -199,6 +199,7 @@ def _free(entry: Entry) -> None:
 
     import mlx.core as mx
 
+    entry.engine.close()
     entry.engine.cache = None  # type: ignore[assignment]
     entry.engine.lm = None
     gc.collect()
