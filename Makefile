@@ -39,7 +39,7 @@ lint: venv
 	$(BIN)/ruff check daemon tests bench
 
 bench: venv
-	$(BIN)/python -m bench $(filter-out bench,$(MAKECMDGOALS))
+	$(BIN)/python -m bench $(filter-out bench,$(MAKECMDGOALS)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools

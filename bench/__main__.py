@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 import time
 
@@ -85,7 +86,17 @@ def main(argv: list[str] | None = None) -> int:
 
                 traceback.print_exc()
         print(f"({name}: {time.perf_counter() - t0:.0f} s)")
+        _warn_if_busy(info.get("cores") or 1)
     return 1 if failed else 0
+
+
+def _warn_if_busy(cores: int) -> None:
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return
+    if load > 0.75 * cores:
+        print(f"WARNING: the machine was busy by the end (load {load:.1f} on {cores} cores)")
 
 
 if __name__ == "__main__":

@@ -119,6 +119,8 @@ def verdict(ok: bool | None) -> str:
 
 def write_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if isinstance(data.get("machine"), dict):  # how busy the machine was by the end
+        data["machine"] = {**data["machine"], "loadavg_end": _loadavg()}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
     return path
@@ -208,6 +210,12 @@ def print_machine(info: dict[str, Any]) -> None:
         f"Python {info['python']}, mlx {info['mlx']} ({info['device']}), mlx-lm {info['mlx_lm']}"
     )
     print(f"bench BLAS: {info['blas']}; load average at start: {info['loadavg']}")
+    load, cores = (info["loadavg"] or [0.0])[0], info["cores"] or 1
+    if load > 0.75 * cores:
+        print(
+            f"WARNING: the machine is busy (load {load} on {cores} cores): expect noisy numbers; "
+            "compare the ratios, or rerun when it is quiet"
+        )
 
 
 # --- BLAS ---------------------------------------------------------------------------------------
@@ -423,6 +431,15 @@ class Gen:
         return None if self.first_token_s is None else self.first_token_s * 1000
 
 
+SETTLE_S = 0.3
+
+
+async def settle() -> None:
+    """A pause before each measured request. OpenBLAS threads spin for a while after their
+    last call; on a few cores the spinning of the side that just ran slows the next one."""
+    await asyncio.sleep(SETTLE_S)
+
+
 def nonce() -> str:
     return uuid.uuid4().hex[:8]
 
@@ -494,6 +511,22 @@ class Daemon:
     async def request(self, method: str, params: Any) -> Any:
         return await self.client.request(method, params)
 
+    async def stats(self) -> dict[str, Any] | None:
+        """mlxd/stats counters, flattened: inline.* and local.* (summed over models), or None
+        when this daemon does not have the method."""
+        from mlxd.client import RpcError
+
+        try:
+            r = await self.client.request("mlxd/stats", {})
+        except RpcError:
+            return None
+        out = {f"inline.{k}": v for k, v in (r.get("inline") or {}).items()}
+        for model in (r.get("local") or {}).values():
+            for k, v in model.items():
+                out[f"local.{k}"] = out.get(f"local.{k}", 0) + v
+        out["upstreamRequests"] = r.get("upstreamRequests", 0)
+        return out
+
     async def chat(
         self,
         messages: list[dict[str, str]],
@@ -537,6 +570,13 @@ class Daemon:
             backend=r["backend"],
             server={"timings": r["timings"], "attempts": r["attempts"]},
         )
+
+
+def stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """Counter increments between two Daemon.stats() snapshots ({} without mlxd/stats)."""
+    if not before or not after:
+        return {}
+    return {k: v - before.get(k, 0) for k, v in after.items() if isinstance(v, (int, float))}
 
 
 def local_config(model: str, **sections: dict[str, Any]) -> dict[str, Any]:

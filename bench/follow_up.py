@@ -27,7 +27,9 @@ from .common import (
     nonce,
     print_table,
     ratio,
+    settle,
     source_text,
+    stats_delta,
     summary,
     verdict,
     write_result,
@@ -72,14 +74,24 @@ def _follow(cold: list[dict[str, str]], answer: str) -> list[dict[str, str]]:
     return [*cold, {"role": "assistant", "content": answer}, {"role": "user", "content": QUESTION}]
 
 
+async def _timed(side: Any, messages: list[dict[str, str]], max_tokens: int) -> Gen:
+    """One request; for mlxd also the prompt tokens it took from its KV cache (mlxd/stats,
+    read outside the timed window)."""
+    before = await side.stats() if isinstance(side, Daemon) else None
+    await settle()
+    g = await side.chat(messages, max_tokens)
+    if g.error:
+        raise RuntimeError(f"request failed: {g.error}")
+    if before is not None:
+        delta = stats_delta(before, await side.stats())
+        g.server["reused_prompt_tokens"] = delta.get("local.cachedPromptTokens")
+    return g
+
+
 async def _pair(side: Any, doc: str, max_tokens: int) -> tuple[Gen, Gen]:
     cold = _cold(nonce(), doc)
-    first = await side.chat(cold, max_tokens)
-    if first.error:
-        raise RuntimeError(f"cold request failed: {first.error}")
-    second = await side.chat(_follow(cold, first.text), max_tokens)
-    if second.error:
-        raise RuntimeError(f"follow-up request failed: {second.error}")
+    first = await _timed(side, cold, max_tokens)
+    second = await _timed(side, _follow(cold, first.text), max_tokens)
     return first, second
 
 
@@ -96,6 +108,8 @@ def _stats(pairs: list[tuple[Gen, Gen]]) -> dict[str, Any]:
         ),
         "cold_prompt_tokens": summary([c.prompt_tokens for c, _ in pairs]),
         "follow_prompt_tokens": summary([f.prompt_tokens for _, f in pairs]),
+        "cold_reused_tokens": summary([c.server.get("reused_prompt_tokens") for c, _ in pairs]),
+        "follow_reused_tokens": summary([f.server.get("reused_prompt_tokens") for _, f in pairs]),
     }
 
 
@@ -153,13 +167,15 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 ),
                 f"{fmt(st['cold_prompt_tokens']['median'], digits=0)} -> "
                 f"{fmt(st['follow_prompt_tokens']['median'], digits=0)}",
+                f"{fmt(st['cold_reused_tokens']['median'], digits=0)} / "
+                f"{fmt(st['follow_reused_tokens']['median'], digits=0)}",
                 blas[name],
             ]
         )
     print_table(
         f"follow-up: {model_label(opts.model)}, ~{PROMPT_TOKENS}-token prompt then a follow-up "
         f"turn, max {max_tokens} tokens, {runs} runs; first token ms, median (min-max)",
-        ["server", "cold", "follow-up", "speed-up", "prompt tokens", "BLAS"],
+        ["server", "cold", "follow-up", "speed-up", "prompt tokens", "from KV cache", "BLAS"],
         rows,
     )
     print_table(

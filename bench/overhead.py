@@ -25,6 +25,7 @@ from .common import (
     nonce,
     print_table,
     ratio,
+    settle,
     summary,
     verdict,
     write_result,
@@ -70,10 +71,14 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             msgs = decode_prompt(nonce())
             # Alternate who goes first: drift in machine load hits both sides alike.
             if i % 2 == 0:
+                await settle()
                 r = raw.chat(msgs, max_tokens)
+                await settle()
                 m = await daemon.chat(msgs, max_tokens)
             else:
+                await settle()
                 m = await daemon.chat(msgs, max_tokens)
+                await settle()
                 r = raw.chat(msgs, max_tokens)
             if m.error:
                 raise RuntimeError(f"mlxd chat failed: {m.error}")

@@ -33,6 +33,7 @@ from .common import (
     nonce,
     print_table,
     ratio,
+    settle,
     summary,
     write_result,
 )
@@ -130,6 +131,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         for i in range(runs):
             msgs = decode_prompt(nonce())
             for name in names[i % len(names) :] + names[: i % len(names)]:
+                await settle()
                 g = await sides[name].chat(msgs, max_tokens)
                 if g.error:
                     raise RuntimeError(f"{name}: {g.error}")

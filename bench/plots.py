@@ -44,15 +44,20 @@ def distributions(
 def histogram(name: str, title: str, series: Mapping[str, Sequence[float]], unit: str) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    drawn = 0
     for label, values in series.items():
         if values:
             ax.hist(
                 [float(v) for v in values], bins=30, alpha=0.6, label=f"{label} (n={len(values)})"
             )
+            drawn += 1
     ax.set_xlabel(unit)
     ax.set_ylabel("requests")
     ax.set_title(title)
-    ax.legend()
+    if drawn:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no answered requests", ha="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, plt, name)
@@ -69,16 +74,19 @@ def curves(
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, (metric, series) in zip(axes[0], panels.items(), strict=True):
+        plotted = False
         for label, ys in series.items():
             pts = [(a, b) for a, b in zip(x, ys, strict=True) if b is not None]
             if pts:
                 ax.plot(*zip(*pts, strict=False), marker="o", label=label)
+                plotted = True
         ax.set_xscale("log", base=2)
         ax.set_xticks(list(x), [str(v) for v in x])
         ax.set_xlabel(xlabel)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if plotted:
+            ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, plt, name)

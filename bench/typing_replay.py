@@ -34,6 +34,7 @@ from .common import (
     print_table,
     ratio,
     source_text,
+    stats_delta,
     summary,
     write_result,
 )
@@ -229,10 +230,12 @@ async def _kv_reuse(editor: Editor, text: str, samples: int, verbose: bool) -> l
     for i in range(samples):
         cut = len(start) + (TYPED_CHARS * (i + 1)) // (samples + 1)
         editor.open(f"file:///bench/c{i + 1:04d}/router.py", text[:cut])
+        s0 = await editor.daemon.stats()
         t0 = time.perf_counter()
         _, fut = editor.request()
         cold_item = _first_item(await fut)
         cold = (time.perf_counter() - t0) * 1000
+        s1 = await editor.daemon.stats()
         # One more key: must not match the suggestion, or the cache (not the KV) would answer.
         ch = text[cut]
         if cold_item and cold_item.startswith(ch):
@@ -242,8 +245,17 @@ async def _kv_reuse(editor: Editor, text: str, samples: int, verbose: bool) -> l
         _, fut = editor.request()
         await fut
         warm = (time.perf_counter() - t0) * 1000
+        s2 = await editor.daemon.stats()
         editor.close()
-        out.append({"offset": cut, "cold_ms": cold, "after_key_ms": warm})
+        out.append(
+            {
+                "offset": cut,
+                "cold_ms": cold,
+                "after_key_ms": warm,
+                "cold_reused_tokens": stats_delta(s0, s1).get("local.cachedPromptTokens"),
+                "after_key_reused_tokens": stats_delta(s1, s2).get("local.cachedPromptTokens"),
+            }
+        )
         if verbose:
             print(f"  kv sample {i + 1}: cold {cold:.0f} ms, after one key {warm:.0f} ms")
     return out
@@ -265,7 +277,10 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         start, _ = _split(text)
         log(f"replaying {TYPED_CHARS} characters of {SOURCE} from line {start.count(chr(10)) + 1}")
         t0 = time.perf_counter()
+        before = await daemon.stats()
         replay = await _replay(editor, text, opts.verbose)
+        await asyncio.sleep(0.5)  # let cancelled generations wind down before counting
+        counters = stats_delta(before, await daemon.stats())
         replay_s = time.perf_counter() - t0
         log("KV reuse: cold prompt vs one keystroke later (inline.max_tokens = 1)")
         await daemon.reconfigure({**cfg, "inline": {"max_tokens": 1}})
@@ -285,6 +300,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     speedup = ratio(cold["median"], warm["median"])
     acks = summary(replay["cancel_ack_ms"])
     share = len(fast) / len(answered) if answered else None
+    hits, seen = counters.get("inline.cacheHits"), counters.get("inline.requests")
+    stats_share = hits / seen if hits is not None and seen else None
 
     def row(label: str, sent_n: int, cancel_n: int | str, st: dict[str, Any]) -> list[Any]:
         span = "" if st["n"] == 0 else f"{fmt(st['min'], digits=0)}-{fmt(st['max'], digits=0)}"
@@ -315,7 +332,19 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         ["metric", "measured"],
         [
             [
-                f"answered from the cache (< {CACHE_MS:.0f} ms)",
+                "answered from the cache (mlxd/stats: cacheHits / requests)",
+                "-"
+                if hits is None
+                else f"{hits}/{seen} = {fmt(stats_share and stats_share * 100, '%', 0)}",
+            ],
+            [
+                "model generations / cancelled (mlxd/stats)",
+                "-"
+                if not counters
+                else f"{counters.get('inline.generations')} / {counters.get('inline.cancelled')}",
+            ],
+            [
+                f"answered in < {CACHE_MS:.0f} ms (client timing)",
                 f"{len(fast)}/{len(answered)} = {fmt(share and share * 100, '%', 0)}",
             ],
             [
@@ -324,6 +353,11 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             ],
             ["KV reuse: cold prompt, ms", fmt_stat(cold, digits=0)],
             ["KV reuse: one keystroke later, ms", fmt_stat(warm, digits=0)],
+            [
+                "prompt tokens from the KV cache: cold / after key (median)",
+                f"{fmt(summary([k['cold_reused_tokens'] for k in kv])['median'], digits=0)} / "
+                f"{fmt(summary([k['after_key_reused_tokens'] for k in kv])['median'], digits=0)}",
+            ],
             ["KV reuse speed-up (cold / after key)", fmt(speedup, "x")],
         ],
     )
@@ -354,7 +388,12 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "kv_cold_ms": cold,
             "kv_after_key_ms": warm,
         },
-        "ratios": {"kv_reuse_speedup": speedup, "cache_share": share},
+        "mlxd_stats_replay": counters,
+        "ratios": {
+            "kv_reuse_speedup": speedup,
+            "cache_share": stats_share if stats_share is not None else share,
+            "cache_share_by_timing": share,
+        },
         "requests": reqs,
         "kv_samples": kv,
     }
