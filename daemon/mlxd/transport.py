@@ -129,12 +129,30 @@ class Dispatcher:
             if method is not None and has_id:
                 self.error(msg_id, P.INVALID_REQUEST, f"Invalid Request: {method}")
             return
+        futures = self.rpc._request_futures
+        before = set(futures) if not has_id else None
         try:
             self.rpc.handle_message(message)
         except Exception:
             log.exception("failed to handle %s", method)
             if method is not None and has_id:
                 self.error(msg_id, -32603, f"Internal error handling {method}")
+        if before is not None:
+            _forget_when_done(futures, set(futures) - before)
+
+
+def _forget_when_done(futures: dict[Any, Any], keys: set[Any]) -> None:
+    """pygls files the future of a notification run by a generator handler (didOpen,
+    didChange, ... are) under a fresh uuid and never takes it out again: one leaked future per
+    keystroke. Take out those a notification added, once they are done."""
+    for key in keys:
+        fut = futures.get(key)
+        if fut is None:
+            continue
+        if fut.done():
+            del futures[key]
+        else:
+            fut.add_done_callback(lambda _, key=key: futures.pop(key, None))
 
 
 def _initialize_seen(rpc: JsonRPCProtocol) -> bool:
