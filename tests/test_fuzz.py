@@ -132,7 +132,7 @@ class Fuzzer:
         return await self.raw.response(msg_id)
 
     def exchange(
-        self, send: Sender, expect: Expect, *, allow_show: bool = False, wait: float = 30
+        self, send: Sender, expect: Expect, *, allow_show: bool = False, wait: float = 10
     ) -> list[dict[str, Any]]:
         """Send (bytes, or a coroutine that sends), then a sentinel request; check what came
         back against `expect`. Returns the frames that arrived meanwhile."""
@@ -438,6 +438,7 @@ EXTRA_HEADERS = st.lists(
             b"X-Whatever: 1",
             b"Garbage without colon",
             b"x" * 9000,  # over the 8 KiB header-line limit: dropped
+            b"X-Long: " + b"y" * 40000,  # over the reader's 16 KiB line buffer: dropped in pieces
         ]
     ),
     max_size=3,
@@ -934,3 +935,55 @@ def test_the_daemon_is_still_whole_after_the_fuzz(fz: Fuzzer) -> None:
     ]
     assert "".join(deltas) == answer["result"]["text"]
     assert rss_kb(fz.raw.proc.pid) < 1_500_000
+
+
+# --- in-process: what the wire cannot show ------------------------------------------------------
+async def test_notifications_leave_no_pending_future_behind() -> None:
+    """pygls files a future for each notification run by a generator handler (didOpen,
+    didChange, didClose) and never drops it: one leaked future per keystroke. The dispatcher
+    drops them; after a thousand edits nothing is pending."""
+    import io
+
+    from mlxd.app import ConfigSources
+    from mlxd.server import MlxdServer, register
+    from mlxd.transport import Dispatcher, _Writer
+
+    ls = MlxdServer(ConfigSources(path=None))
+    register(ls)
+    out = io.BytesIO()
+    ls.protocol.set_writer(_Writer(out, lambda: None))
+    d = Dispatcher(ls.protocol)
+
+    def send(msg: dict[str, Any]) -> None:
+        d.handle(json.dumps({"jsonrpc": "2.0", **msg}).encode())
+
+    send({"id": 1, "method": "initialize", "params": {"processId": None, "capabilities": {}}})
+    uri = "file:///leak.py"
+    doc = {"uri": uri, "languageId": "python", "version": 1, "text": ""}
+    send({"method": "textDocument/didOpen", "params": {"textDocument": doc}})
+    for v in range(2, 1002):
+        change = {"textDocument": {"uri": uri, "version": v}, "contentChanges": [{"text": "x" * v}]}
+        send({"method": "textDocument/didChange", "params": change})
+    send({"method": "textDocument/didClose", "params": {"textDocument": {"uri": uri}}})
+    await asyncio.sleep(0.05)
+    assert ls.protocol._request_futures == {}
+    assert b'"id": 1' in out.getvalue()  # initialize was answered through the same path
+
+
+async def test_a_failing_dispatch_does_not_end_the_read_loop() -> None:
+    """A bug in handling one message is logged; the next frame is still read and handled."""
+    from mlxd.transport import read_frames
+
+    seen: list[bytes] = []
+
+    class Flaky:
+        def handle(self, body: bytes) -> None:
+            seen.append(body)
+            if len(seen) == 1:
+                raise RuntimeError("a bug")
+
+    reader = asyncio.StreamReader()
+    reader.feed_data(frame({"n": 1}) + frame({"n": 2}))
+    reader.feed_eof()
+    await asyncio.wait_for(read_frames(reader, Flaky()), 5)  # type: ignore[arg-type]
+    assert [json.loads(b)["n"] for b in seen] == [1, 2]

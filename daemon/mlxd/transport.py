@@ -202,15 +202,26 @@ async def read_frames(reader: asyncio.StreamReader, dispatcher: Dispatcher) -> N
     """Read Content-Length frames until EOF; each body goes to the dispatcher."""
     while True:
         length: int | None = None
+        in_long_line = False  # the tail of a line dropped for its length is still to come
         while True:  # one header block
             try:
                 line = await reader.readuntil(b"\n")
             except asyncio.IncompleteReadError:
                 return  # EOF
             except asyncio.LimitOverrunError as exc:
-                # A header line without end: drop it rather than buffer it.
-                await reader.readexactly(exc.consumed)
-                log.warning("dropped an over-long header line")
+                # A line longer than the read buffer: drop what is buffered rather than grow
+                # the buffer. Its tail, up to the newline, comes next and is dropped too: it
+                # must not pass for the blank line that ends the header block.
+                try:
+                    await reader.readexactly(exc.consumed)
+                except asyncio.IncompleteReadError:
+                    return
+                if not in_long_line:
+                    log.warning("dropped an over-long header line")
+                in_long_line = True
+                continue
+            if in_long_line:
+                in_long_line = False
                 continue
             if len(line) > MAX_HEADER_LINE:
                 log.warning("dropped an over-long header line")
