@@ -199,7 +199,8 @@ FAULTS = [
     Fault("404", (Reply.status(404),), "http 404", "http 404"),
     Fault("429", (Reply.status(429), Reply.status(429)), "http 429", "http 429"),
     Fault("500", (Reply.status(500),), "http 500", "http 500"),
-    Fault("503", (Reply.status(503),), "http 503", "http 503"),
+    # a 503 is retried (issue 5): a persistent one answers every try (1 + max_retries)
+    Fault("503", (Reply.status(503),) * 3, "http 503", "http 503"),
     Fault("bad SSE", (Reply.malformed(after=0),), "protocol:", "protocol:"),
     Fault("stream cut", (Reply.cut(after=2),), "stream_cut:", "stream_cut:", streamed=6),
     Fault("oversized", (Reply.oversized(),), "protocol:", "protocol:"),

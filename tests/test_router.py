@@ -248,6 +248,26 @@ async def test_429_and_503_honour_retry_after_then_cloud_serves(
             assert set(backends_of(s, code)) == {"cloud"}
 
 
+async def test_503_without_retry_after_is_retried_with_backoff_but_500_is_not(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"chat": ["cloud", "local"]},
+    )
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        fake.enqueue(Reply.status(503))
+        r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
+        assert r.backend == "cloud" and fake.request_count == 2  # busy: one retry, then served
+        fake.reset()
+        fake.enqueue(Reply.status(500))
+        r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
+        assert r.backend == "local" and fake.request_count == 1  # broken: straight to local
+
+
 async def test_retry_after_beyond_first_token_s_falls_back_at_once(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:

@@ -257,7 +257,7 @@ class Router:
                 return await self._stream_one(name, req, run, first_by)
             except (RateLimited, ServerError) as exc:
                 if not _retryable(exc):
-                    raise  # a plain 5xx: the next backend is the better bet
+                    raise  # a plain 500/502/...: the next backend is the better bet
                 if len(run.text) > streamed_before or retries >= self.config.routing.max_retries:
                     raise  # never retry once tokens were streamed: the client has them
                 delay = exc.retry_after if exc.retry_after is not None else _backoff(retries)
@@ -378,9 +378,9 @@ def _describe(exc: BackendError, streamed: int) -> str:
 
 
 def _retryable(exc: HTTPStatusError) -> bool:
-    """A 429 is worth waiting for; a 5xx only when it says when to come back (503 with
-    Retry-After). Other failures fall back to the next backend at once."""
-    return isinstance(exc, RateLimited) or exc.retry_after is not None
+    """429 and 503 say "busy, come back": wait (Retry-After, else backoff with jitter). Another
+    5xx only when it says when to come back; otherwise the next backend is the better bet."""
+    return isinstance(exc, RateLimited) or exc.status == 503 or exc.retry_after is not None
 
 
 def _loop_time(monotonic: float) -> float:
