@@ -55,7 +55,6 @@ class App:
         self._last_status: P.Status | None = None
         self.pool = ModelPool(on_progress=self._on_load_progress, on_event=self._on_model_event)
         self.backends: dict[str, Backend] = {}
-        self._cloud_cfg: dict[str, Any] = {}
         self.router = Router(self.config, self.backends, on_status=self.publish_status)
         self.inline = _make_inline_engine(self)
         self._status_timer: asyncio.TimerHandle | None = None
@@ -90,7 +89,7 @@ class App:
         from .backends.anthropic import AnthropicBackend
         from .backends.openai import OpenAIBackend
 
-        old = self.backends
+        old, old_cfg = self.backends, self.config
         self.config = cfg
         self.keys.prime(cfg.backends)
         loc = cfg.local
@@ -109,15 +108,15 @@ class App:
         backends: dict[str, Backend] = {"local": local("local", loc.model)}
         for name, b in cfg.backends.items():
             prev = old.get(name)
+            unchanged = old_cfg.backends.get(name) == b and old_cfg.timeouts == cfg.timeouts
             if b.protocol == "mlx":
                 backends[name] = local(name, b.model)
-            elif prev is not None and self._cloud_cfg.get(name) == (b, cfg.timeouts):
-                backends[name] = prev  # unchanged: keep its session and streams in flight
+            elif prev is not None and unchanged:
+                backends[name] = prev  # keep its HTTP session and the streams in flight
             elif b.protocol == "anthropic":
                 backends[name] = AnthropicBackend(name, b, cfg.timeouts, self.keys)
             else:
                 backends[name] = OpenAIBackend(name, b, cfg.timeouts, self.keys)
-        self._cloud_cfg = {n: (b, cfg.timeouts) for n, b in cfg.backends.items()}
         self.backends = backends
         self.router.config = cfg
         self.router.backends = backends
@@ -172,10 +171,11 @@ class App:
         backend, no fallback); anything else is the client's mistake."""
         if model is None or model in self.config.routing.models:
             return model, backend
-        for m in self.models().models:
+        listed = self.models().models
+        for m in listed:
             if model in (m.name, m.backend):
                 return None, backend or m.backend
-        known = sorted(self.config.routing.models) + [m.name for m in self.models().models]
+        known = sorted(self.config.routing.models) + [m.name for m in listed]
         raise UnknownModel(f"unknown model {model!r} (known: {known})")
 
     async def inline_complete(
