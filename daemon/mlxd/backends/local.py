@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -92,18 +93,26 @@ def _completion_prompt(tok: Any, req: Request, inline_cfg: InlineConfig) -> str:
 
     ctx = context_at(req.prefix + req.suffix, len(req.prefix), language=req.language)
     return prompt_for_local(
-        _special_tokens(tok),
+        _fim_template(tok),
         lambda s: len(tok.encode(s, add_special_tokens=False)),
         replace(ctx, header=req.header),
         inline_cfg.context_tokens,
     )
 
 
-def _special_tokens(tokenizer: Any) -> list[str]:
-    """Special / added tokens of an HF tokenizer, where FIM markers live."""
-    inner = getattr(tokenizer, "_tokenizer", tokenizer)
-    names = set(getattr(inner, "all_special_tokens", []) or [])
-    added = getattr(inner, "get_added_vocab", None)
-    if added:
-        names.update(added())
-    return sorted(names)
+# A tokenizer's FIM template never changes: detect it once, not on every keystroke.
+_FIM_TEMPLATES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _fim_template(tokenizer: Any) -> Any:
+    """The FIM template of a tokenizer (None: no FIM), from its special / added tokens."""
+    if tokenizer not in _FIM_TEMPLATES:
+        from ..inline import detect
+
+        inner = getattr(tokenizer, "_tokenizer", tokenizer)
+        names = set(getattr(inner, "all_special_tokens", []) or [])
+        added = getattr(inner, "get_added_vocab", None)
+        if added:
+            names.update(added())
+        _FIM_TEMPLATES[tokenizer] = detect(sorted(names))
+    return _FIM_TEMPLATES[tokenizer]
