@@ -217,12 +217,13 @@ class App:
 
     def stats(self) -> dict[str, Any]:
         """Counters: inline engine, local models (generations, prompt tokens from KV cache),
-        requests handed to backends."""
+        requests handed to backends, MLX memory."""
         local = {
             spec: {
                 "generations": e.engine.generations,
                 "cachedPromptTokens": e.engine.cached_tokens,
                 "active": e.engine.active,
+                "promptCacheBytes": e.engine.cache.nbytes,
             }
             for spec, e in self.pool.entries.items()
         }
@@ -232,6 +233,7 @@ class App:
             "local": local,
             "modelLoads": self.pool.loads,
             "upstreamRequests": self.router.upstream_requests,
+            "mlxMemory": {f"{k}Bytes": v for k, v in self.pool.memory().items()},
         }
 
     def _first_usable(self, kind: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 import attrs
@@ -226,9 +227,15 @@ def register(ls: MlxdServer) -> None:
 
     @ls.feature(P.STATS)
     def stats(ls: MlxdServer, params: Any) -> Any:
-        """Diagnostic counters (inline cache hits, generations, KV reuse, upstream requests)."""
+        """Diagnostic counters (inline cache hits, generations, KV reuse, upstream requests,
+        memory, and the server's own bookkeeping, which a leak would make grow)."""
         _parse(params, P.EmptyParams)
-        return ls.app.stats()
+        server = {
+            "pendingRequests": len(ls.protocol._request_futures),
+            "tasks": len(asyncio.all_tasks()),
+            "pythonBlocks": sys.getallocatedblocks(),
+        }
+        return {**ls.app.stats(), "server": server}
 
     @ls.feature(P.SET_API_KEY)
     async def set_api_key(ls: MlxdServer, params: Any) -> Any:

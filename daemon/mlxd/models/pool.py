@@ -77,6 +77,19 @@ class ModelPool:
     def loaded(self, spec: str) -> bool:
         return spec in self.entries
 
+    def memory(self) -> dict[str, int]:
+        """MLX's allocator counters: `active` (arrays alive: weights, KV caches), `cache` (freed
+        buffers MLX keeps for reuse) and `peak`. Empty before any model was loaded (no MLX)."""
+        if not self.loads:
+            return {}
+        import mlx.core as mx
+
+        return {
+            "active": mx.get_active_memory(),
+            "cache": mx.get_cache_memory(),
+            "peak": mx.get_peak_memory(),
+        }
+
     # --- acquire ----------------------------------------------------------------------------
     async def acquire(self, spec: str, dequantize: str) -> Entry:
         """The loaded model for `spec`, loading it once for all concurrent callers."""
