@@ -9,10 +9,12 @@ from mlxd.inline.context import (
     SNAP_LINES,
     approx_tokens,
     column_to_offset,
+    context_at,
     cursor_context,
     neighbor_snippets,
     offset_to_position,
     position_to_offset,
+    starts_block,
     trim,
 )
 
@@ -225,3 +227,22 @@ def test_neighbor_snippets_without_near_take_each_file_head_within_budget() -> N
     assert [s.uri for s in got] == ["file:///p/util.py"]  # the second one does not fit
     assert sum(len(s.text) for s in got) <= 80
     assert neighbor_snippets(DOCS, "python", 0) == []
+
+
+# --- where a block starts -----------------------------------------------------------------
+def test_starts_block_at_openers_headers_and_blank_lines_below_an_opener() -> None:
+    def at(doc: str) -> bool:  # `┃` marks the cursor
+        return starts_block(context_at(doc.replace("┃", ""), doc.index("┃")))
+
+    assert at("def add(a, b):┃")
+    assert at("items = [┃")
+    assert at("fn main() {\n    ┃")
+    assert at("if ready:\n\n    ┃\n")  # blank lines in between
+    assert at("    def add┃")  # a header being typed
+    assert at("async def fetch┃")
+    assert at("xs.each do┃")
+    assert not at("total = 0┃")
+    assert not at("total = 0\n┃")
+    assert not at("print(┃)")  # text after the cursor: one line
+    assert not at("definition = 1┃")  # `def` only as a word
+    assert not at("┃")

@@ -96,6 +96,42 @@ async def test_mid_line_cursor_asks_for_a_single_line() -> None:
     assert [i.insert_text for i in items] == ["values"]
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "column", "several"),
+    [
+        ("def add(a, b):", 0, 14, True),  # the end of a line that opens a block
+        ("if ready:\n    ", 1, 4, True),  # a blank line right below one
+        ("const f = () => {\n\n  ", 2, 2, True),  # blank lines between do not matter
+        ("def add", 0, 7, True),  # a block's header being typed
+        ("total = 0", 0, 9, False),  # the end of a statement: the next one, alone
+        ("total = 0\n    ", 1, 4, False),  # a blank line below a statement
+        ("", 0, 0, False),
+    ],
+)
+async def test_several_lines_only_where_a_block_starts(
+    text: str, line: int, column: int, several: bool
+) -> None:
+    """Elsewhere a suggestion is the rest of the line or the next statement: the generation
+    stops at the end of its first line with text in it (fast), and only that line is shown."""
+    model = Model("\n\n    x = 1\n    y = 2\n")
+    items = await engine(model).complete(text, line, column, uri=URI, language="python")
+    request = model.calls[0][0]
+    assert request.max_lines == (None if several else 1)
+    assert request.stop == []
+    shown = items[0].insert_text.strip("\n").split("\n")
+    assert len(shown) == (2 if several else 1), items
+
+
+@pytest.mark.parametrize(("mode", "max_lines"), [("always", None), ("never", 1), ("auto", 1)])
+async def test_multi_line_setting(mode: str, max_lines: int | None) -> None:
+    model = Model("\nx = 1\ny = 2")
+    items = await engine(model, multi_line=mode).complete(
+        "total = 0", 0, 9, uri=URI, language="python"
+    )
+    assert model.calls[0][0].max_lines == max_lines
+    assert items[0].insert_text == ("\nx = 1\ny = 2" if max_lines is None else "\nx = 1")
+
+
 async def test_language_setting_forces_single_line() -> None:
     model = Model("\n    return 1")
     eng = engine(model, languages={"python": LanguageConfig(single_line=True)})

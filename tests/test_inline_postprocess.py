@@ -19,6 +19,7 @@ from mlxd.inline.postprocess import (
     drop_reclosed_brackets,
     drop_repeated_lines,
     first_line_only,
+    first_lines,
     strip_trailing_whitespace,
 )
 
@@ -33,6 +34,19 @@ def at(doc: str) -> CursorContext:
 def test_first_line_only() -> None:
     assert first_line_only("a, b)\n    return x") == "a, b)"
     assert first_line_only("\nnext line") == ""
+
+
+def test_first_lines_counts_lines_with_text_only() -> None:
+    assert first_lines("a, b)\n    return x", 1) == "a, b)"
+    assert first_lines("\n\n    y = 2\n    z = 3", 1) == "\n\n    y = 2"  # starts below
+    assert first_lines("x\n\ny\nz", 2) == "x\n\ny"
+    assert first_lines("only", 3) == "only"
+
+
+def test_clean_keeps_one_line_where_one_is_asked_for() -> None:
+    ctx = at("total = 0┃\n")
+    ctx.max_lines = 1
+    assert clean("\nprint(total)\nprint(1)", ctx) == "\nprint(total)"
 
 
 def test_strip_trailing_whitespace_on_each_line_and_at_the_end() -> None:

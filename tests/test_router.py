@@ -223,6 +223,40 @@ async def test_inline_uses_inline_first_token_s(
         await fake.wait_disconnect()
 
 
+async def test_one_line_inline_answer_stops_the_stream_after_its_line(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    """Where one line is wanted (the end of a statement), the generation is stopped as soon as
+    that line is complete: the stream is closed, not read to its end."""
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"inline": ["cloud"]},
+    )
+    pieces = ["\n", "total", " += 1", "\n", "print(", "total)", "\n"] + ["# more\n"] * 20
+    fake.default = Reply.trickle(pieces, interval_s=0.1)  # 2.7 s to stream it all
+    uri = "file:///p/main.py"
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        s.client.text_document_did_open(
+            T.DidOpenTextDocumentParams(T.TextDocumentItem(uri, "python", 1, "total = 0"))
+        )
+        t0 = time.perf_counter()
+        result = await s.client.text_document_inline_completion_async(
+            T.InlineCompletionParams(
+                context=T.InlineCompletionContext(T.InlineCompletionTriggerKind.Automatic),
+                text_document=T.TextDocumentIdentifier(uri),
+                position=T.Position(0, 9),
+            )
+        )
+        elapsed = time.perf_counter() - t0
+        assert isinstance(result, T.InlineCompletionList)
+        assert [i.insert_text for i in result.items] == ["\ntotal += 1"]
+        await fake.wait_disconnect()
+        assert elapsed < 2.0  # four pieces, not twenty-seven
+
+
 # --- retries ----------------------------------------------------------------------------------
 async def test_429_and_503_honour_retry_after_then_cloud_serves(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider

@@ -103,6 +103,9 @@ class InlineConfig(Base):
     context_tokens: int = 1024
     # Include snippets from other open documents of the same language.
     neighbor_snippets: bool = True
+    # "auto": several lines only where the cursor starts a block (after `def f():`, `{`, ...),
+    # else one line; "always": as many lines as max_tokens / max_ms allow; "never": one line.
+    multi_line: Literal["auto", "always", "never"] = "auto"
     languages: dict[str, LanguageConfig] = {}
 
 

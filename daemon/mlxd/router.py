@@ -44,6 +44,7 @@ from .backends.base import (
     ServerError,
     Timeout,
 )
+from .backends.stops import finished_lines
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -316,6 +317,8 @@ class Router:
                     run.text += event.text
                     if run.on_delta:
                         run.on_delta(event.text, name)
+                    if req.max_lines and finished_lines(run.text) >= req.max_lines:
+                        return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
                 elif isinstance(event, Done):
                     return event
         finally:

@@ -43,6 +43,8 @@ class Request:
     assistant_prefix: str = ""
     # Stop generating after this long and finish with what there is (inline's time cap).
     max_time_s: float | None = None
+    # Stop once this many lines with text in them are complete (inline's one-line answers).
+    max_lines: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

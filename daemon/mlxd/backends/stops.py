@@ -7,6 +7,11 @@ have to be taken back.
 from __future__ import annotations
 
 
+def finished_lines(text: str) -> int:
+    """Lines with text in them that a newline has ended (blank lines do not count)."""
+    return sum(1 for line in text.split("\n")[:-1] if line.strip())
+
+
 class StopMatcher:
     def __init__(self, stops: list[str]) -> None:
         self.stops = [s for s in stops if s]

@@ -25,6 +25,15 @@ _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")
 SNAP_LINES = 8
 # Share of the token budget given to the prefix; the model needs the lines above the cursor most.
 PREFIX_SHARE = 0.75
+# The end of a line that opens a block (Python's `:`, a bracket, `=>`, Ruby/Lua/shell words):
+# what follows is a body of several lines.
+_BLOCK_OPENER = re.compile(r"(?:[:{\[(]|=>|\bdo|\bthen|\bbegin)\s*$")
+# A line being typed that will open one: a declaration or a compound statement's header.
+_BLOCK_HEADER = re.compile(
+    r"^\s*(?:(?:pub|export|async|static|private|public)\s+)*"
+    r"(?:def|class|function|fn|func|if|elif|else|for|while|with|try|except|match|switch|impl|"
+    r"struct|enum|interface|trait)\b"
+)
 
 
 @dataclass(slots=True)
@@ -41,6 +50,8 @@ class CursorContext:
     single_line: bool  # something other than whitespace follows the cursor on its line
     # A comment header for the prompt (file path, neighbour snippets); see fim.file_header.
     header: str = ""
+    # Lines with text the suggestion may hold (None: no limit but max_tokens / max_ms).
+    max_lines: int | None = None
 
 
 def approx_tokens(text: str) -> int:
@@ -159,6 +170,23 @@ def cursor_context(
     """The CursorContext for an LSP position (UTF-16 columns unless told otherwise)."""
     offset = position_to_offset(text, line, character, normalize_encoding(encoding))
     return context_at(text, offset, uri=uri, language=language)
+
+
+def starts_block(ctx: CursorContext) -> bool:
+    """Whether the cursor is where a block's body begins: at the end of a line that opens a
+    block or is a block's header being typed (`def add`), or on a blank line right below an
+    opener. There a suggestion of several lines is what the user wants (a function body);
+    anywhere else, the rest of one line or one statement."""
+    if ctx.line_suffix.strip():
+        return False
+    line = ctx.line_prefix
+    if _BLOCK_HEADER.match(line):
+        return True
+    if not line.strip():  # a blank line: the last line above with text in it
+        above = ctx.prefix[max(0, len(ctx.prefix) - len(ctx.line_prefix) - 4096) :]
+        above = above[: len(above) - len(ctx.line_prefix)]
+        line = next((x for x in reversed(_EOL.split(above)) if x.strip()), "")
+    return bool(_BLOCK_OPENER.search(line))
 
 
 # --- trimming to a token budget -----------------------------------------------------------

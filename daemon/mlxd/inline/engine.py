@@ -25,6 +25,7 @@ from .context import (
     normalize_encoding,
     offset_to_position,
     position_to_offset,
+    starts_block,
     trim,
 )
 from .fim import file_header, format_snippets
@@ -174,6 +175,9 @@ class InlineEngine:
             offset = position_to_offset(text, line, character, encoding)
         ctx = context_at(text, offset, uri=uri, language=language)
         ctx.single_line = ctx.single_line or self.language_config(language).single_line
+        mode = self.cfg.multi_line
+        if mode == "never" or (mode == "auto" and not starts_block(ctx)):
+            ctx.max_lines = 1  # the rest of this line, or the next statement: fast to show
         if selection:
             rng: Range = selected_range  # type: ignore[assignment]
             lead = selected_text or ""
@@ -227,6 +231,7 @@ class InlineEngine:
             temperature=0.0,
             stop=["\n"] if ctx.single_line else [],
             max_time_s=self.cfg.max_ms / 1000,
+            max_lines=ctx.max_lines,
         )
 
     async def _run(self, ctx: CursorContext) -> str | None:

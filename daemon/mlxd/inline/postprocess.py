@@ -107,6 +107,18 @@ def first_line_only(text: str) -> str:
     return text.split("\n", 1)[0]
 
 
+def first_lines(text: str, n: int) -> str:
+    """At most `n` lines with text in them (blank lines before them are kept: a suggestion at
+    the end of a finished line starts on the next one)."""
+    lines = text.split("\n")
+    seen = 0
+    for i, line in enumerate(lines):
+        seen += bool(line.strip())
+        if seen == n:
+            return "\n".join(lines[: i + 1])
+    return text
+
+
 def strip_trailing_whitespace(text: str, keep_end: bool = False) -> str:
     """Strip trailing whitespace on each line and trailing blank lines (ghost text shows them).
 
@@ -254,6 +266,8 @@ def clean(completion: str, ctx: CursorContext) -> str:
     text = cut_at_end_marker(completion.replace("\r\n", "\n"))
     if ctx.single_line:
         text = first_line_only(text)
+    elif ctx.max_lines:
+        text = first_lines(text, ctx.max_lines)
     mid_line = bool(ctx.line_suffix.strip())
     text = strip_trailing_whitespace(text, keep_end=mid_line)
     text = cut_at_suffix(text, ctx)
