@@ -147,5 +147,8 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
     assert 0 < result["stoppedAfterChunks"] < 4000
     assert "-32800" in result["stopError"]
     assert result["cappedUsage"]["completionTokens"] == 7
+    # The output channel shows the daemon's records once (window/logMessage), not again as
+    # [error]-tagged stderr lines.
+    assert result["logLoadedRecords"] >= 1 and result["logStderrCopies"] == 0
     # code-server's whole process group (watchers, extension host, daemon) was stopped.
     assert result["processGroupStopped"] is True

@@ -3,6 +3,8 @@
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as readline from 'node:readline';
+import type { Readable } from 'node:stream';
 import * as vscode from 'vscode';
 import {
   CloseAction,
@@ -19,6 +21,7 @@ import {
   type WorkDoneProgressReport,
 } from 'vscode-languageclient/node';
 import { describeItems, makeInlineMiddleware } from './inline';
+import { StderrRouter } from './stderr';
 import type { KeyStore } from './keys';
 import {
   type ChatParams,
@@ -85,6 +88,7 @@ export class Daemon implements vscode.Disposable {
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
       outputChannel: this.log,
+      stdioOptions: { stdout: forwardLines, stderr: routeStderr },
       // A function, so a restart picks up the current settings.
       initializationOptions: () => this.mappedConfig(),
       middleware: {
@@ -286,4 +290,22 @@ function isExecutable(file: string): boolean {
   } catch {
     return false;
   }
+}
+
+function lines(input: Readable, onLine: (line: string) => void): void {
+  readline.createInterface({ input, crlfDelay: Infinity, terminal: false, historySize: 0 }).on('line', onLine);
+}
+
+/** Non-protocol stdout (only seen with other transports): as the client would show it. */
+function forwardLines(input: Readable, channel: vscode.LogOutputChannel): void {
+  lines(input, (line) => channel.info(line));
+}
+
+/** stderr: each record at its own level, and not twice (see stderr.ts). */
+function routeStderr(input: Readable, channel: vscode.LogOutputChannel): void {
+  const router = new StderrRouter();
+  lines(input, (line) => {
+    const routed = router.route(line);
+    if (routed) channel[routed.level](routed.text);
+  });
 }

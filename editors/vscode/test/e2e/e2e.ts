@@ -543,6 +543,26 @@ async function menuTest(page: Page): Promise<void> {
   );
 }
 
+/** The daemon's log in the output channel: each record once, at its own level. mlxd sends its
+ * records as window/logMessage and also writes them to stderr; the stderr copies must not show
+ * (they used to, every one tagged [error]). */
+async function logTest(): Promise<void> {
+  const read = (): string[] => extensionLogs().flatMap((f) => fs.readFileSync(f, 'utf8').split('\n'));
+  const loaded = await waitFor(
+    'the model-load record in the output channel',
+    () => {
+      const found = read().filter((l) => /\[info\] loaded \S+ in [\d.]+s/.test(l));
+      return found.length > 0 ? found : undefined;
+    },
+    15_000,
+    500,
+  );
+  const copies = read().filter((l) => / (INFO|WARNING|ERROR) mlxd[.:]/.test(l));
+  result.logLoadedRecords = loaded.length;
+  result.logStderrCopies = copies.length;
+  check(copies.length === 0, `no mlxd record reached the output channel twice (${copies.slice(0, 2).join(' | ')})`);
+}
+
 /** The extension's output channel as VS Code writes it to disk (the daemon's log included). */
 function extensionLogs(): string[] {
   const found: string[] = [];
@@ -611,6 +631,7 @@ async function main(): Promise<void> {
     await inlineTest(page);
     await chatTest(page);
     await menuTest(page);
+    await logTest();
   } catch (err) {
     failure = err instanceof Error ? err.message : String(err);
     log(`FAILED: ${failure}`);
