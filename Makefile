@@ -29,7 +29,7 @@ $(MODEL): $(STAMP)
 demo: venv
 	$(BIN)/mlxd demo
 
-test: venv $(NVIM_STAMP) vscode-test-deps
+test: venv $(NVIM_STAMP) $(NVIM011_STAMP) vscode-test-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: venv
