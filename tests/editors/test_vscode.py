@@ -91,8 +91,8 @@ def _stale(vsix: Path) -> list[str]:
 @pytest.mark.timeout(600)
 def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
     """Typing in a Python file shows the daemon's ghost text, Tab accepts it into the saved file;
-    the chat panel streams the daemon's answer, Stop cancels one, and a settings change reaches
-    the daemon."""
+    the chat panel streams the daemon's answer, Stop cancels one, a settings change reaches the
+    daemon, its log shows once, and a killed daemon is restarted and serves again."""
     _need(NODE, CODE_SERVER, VSIX, CHROMIUM, MLXD, EXT / "node_modules" / "playwright-core")
     stale = _stale(VSIX)
     assert not stale, f"the .vsix is older than {stale}: run `make vscode`"
@@ -150,5 +150,7 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
     # The output channel shows the daemon's records once (window/logMessage), not again as
     # [error]-tagged stderr lines.
     assert result["logLoadedRecords"] >= 1 and result["logStderrCopies"] == 0
+    # A daemon killed with SIGKILL was restarted by the extension, and served a chat again.
+    assert result["restartedPid"] is True and result["chatAfterRestart"]
     # code-server's whole process group (watchers, extension host, daemon) was stopped.
     assert result["processGroupStopped"] is True

@@ -563,6 +563,48 @@ async function logTest(): Promise<void> {
   check(copies.length === 0, `no mlxd record reached the output channel twice (${copies.slice(0, 2).join(' | ')})`);
 }
 
+/** Pids of the daemon this extension started (`<mlxd> serve --config <CONFIG>`). */
+function daemonPids(): number[] {
+  const pids: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      if (argv.includes('serve') && argv.includes(CONFIG)) pids.push(Number(name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+/** A daemon that dies (SIGKILL: no goodbye) is restarted by the extension, which then serves
+ * chat again without the user doing anything. */
+async function crashTest(page: Page): Promise<void> {
+  const [pid, ...more] = daemonPids();
+  check(pid !== undefined && more.length === 0, `one daemon process runs (${[pid, ...more].join(', ')})`);
+  const readies = (): number => readTrace().filter((r) => r.kind === 'status' && (r as { state?: string }).state === 'ready').length;
+  const readyBefore = readies();
+  process.kill(pid, 'SIGKILL');
+  const next = await waitFor('a new daemon process', () => daemonPids().find((p) => p !== pid), 30_000, 200);
+  await waitFor('the restarted daemon to report ready', () => (readies() > readyBefore ? true : undefined), 60_000, 250);
+  const status = await waitFor('the status bar to say ready again', async () => {
+    const t = await statusText(page);
+    return t && /mlxd: (ready|local)/.test(t) ? t : undefined;
+  }, 30_000, 250);
+  result.restartedPid = next !== pid;
+  log(`daemon ${pid} killed; ${next} started by the extension (${status})`);
+
+  await runCommand(page, 'mlxd: Open Chat');
+  const frame = await chatFrame(page);
+  const before = chatRecords().length;
+  await ask(frame, 'Are you back?');
+  await waitFor('a chat answer from the restarted daemon', () => (chatRecords().length > before ? true : undefined), 60_000);
+  const rec = chatRecords().at(-1) as ChatRecord;
+  result.chatAfterRestart = rec.text ?? '';
+  check(rec.kind === 'chat' && (rec.text ?? '').length > 0, 'the restarted daemon answered a chat');
+}
+
 /** The extension's output channel as VS Code writes it to disk (the daemon's log included). */
 function extensionLogs(): string[] {
   const found: string[] = [];
@@ -632,6 +674,7 @@ async function main(): Promise<void> {
     await chatTest(page);
     await menuTest(page);
     await logTest();
+    await crashTest(page);
   } catch (err) {
     failure = err instanceof Error ? err.message : String(err);
     log(`FAILED: ${failure}`);
