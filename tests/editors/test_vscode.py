@@ -8,14 +8,20 @@ skip on a developer machine and fail in CI, where a skip would hide a broken ins
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from ..fakes.providers import DEFAULT_PIECES, FakeProvider
 
 pytestmark = [pytest.mark.slow, pytest.mark.editor]
 
@@ -36,6 +42,24 @@ CODE_SERVER = (
 VSIX = EXT / "mlxd-vscode.vsix"
 CHROMIUM = Path("/usr/bin/chromium")
 MLXD = Path(sys.executable).parent / "mlxd"
+KEY = "sk-e2e-vscode-7d1f0b2c9a4e"
+
+
+@contextmanager
+def fake_provider_thread() -> Iterator[FakeProvider]:
+    """The loopback fake OpenAI provider (accepting only KEY) on its own event loop, for a test
+    that is otherwise a blocking subprocess call."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    fake = asyncio.run_coroutine_threadsafe(FakeProvider(require_key=KEY).start(), loop).result(30)
+    try:
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def _need(*paths: Path) -> None:
@@ -110,14 +134,17 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
         "MLXD_E2E_WORKDIR": str(tmp_path / "work"),
         "MLXD_E2E_ARTIFACTS": str(artifacts),
     }
-    r = subprocess.run(
-        [str(NODE), "out/e2e/e2e.js"],
-        cwd=EXT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
+    with fake_provider_thread() as fake:
+        env |= {"MLXD_E2E_OPENAI_URL": fake.openai_url, "MLXD_E2E_API_KEY": KEY}
+        r = subprocess.run(
+            [str(NODE), "out/e2e/e2e.js"],
+            cwd=EXT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=540,
+        )
+        cloud = [q for q in fake.requests if q.path.endswith("/chat/completions")]
     out = r.stdout + r.stderr
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("E2E_RESULT ")), None)
     assert line is not None, out
@@ -152,5 +179,15 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
     assert result["logLoadedRecords"] >= 1 and result["logStderrCopies"] == 0
     # A daemon killed with SIGKILL was restarted by the extension, and served a chat again.
     assert result["restartedPid"] is True and result["chatAfterRestart"]
+    # Set API Key: a password box; the provider's whole answer streamed with that key, before
+    # and after a restart (the key handed over again from SecretStorage); the key in no log.
+    assert result["keyInputType"] == "password"
+    answer = "".join(DEFAULT_PIECES)
+    assert result["cloudChat"] == {"backend": "cloud", "text": answer}
+    assert result["cloudChatAfterRestart"] == {"backend": "cloud", "text": answer}
+    assert len(cloud) == 2, [q.to_json() for q in cloud]
+    assert all(q.headers.get("authorization") == f"Bearer {KEY}" for q in cloud)
+    assert all(q.reply == "text" for q in cloud)
+    assert result["keyLeaks"] == []
     # code-server's whole process group (watchers, extension host, daemon) was stopped.
     assert result["processGroupStopped"] is True

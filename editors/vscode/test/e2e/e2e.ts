@@ -32,6 +32,9 @@ const NODE = env('MLXD_E2E_NODE');
 const CODE_SERVER = env('MLXD_E2E_CODE_SERVER');
 const CHROMIUM = env('MLXD_E2E_CHROMIUM', '/usr/bin/chromium');
 const WORK = env('MLXD_E2E_WORKDIR');
+// A loopback fake OpenAI provider that accepts only this key (the Python test runs it).
+const OPENAI_URL = env('MLXD_E2E_OPENAI_URL');
+const API_KEY = env('MLXD_E2E_API_KEY');
 const ARTIFACTS = process.env.MLXD_E2E_ARTIFACTS ?? path.join(WORK, 'artifacts');
 
 const dirs = {
@@ -583,26 +586,80 @@ function daemonPids(): number[] {
 async function crashTest(page: Page): Promise<void> {
   const [pid, ...more] = daemonPids();
   check(pid !== undefined && more.length === 0, `one daemon process runs (${[pid, ...more].join(', ')})`);
-  const readies = (): number => readTrace().filter((r) => r.kind === 'status' && (r as { state?: string }).state === 'ready').length;
-  const readyBefore = readies();
+  const readyBefore = readyCount();
   process.kill(pid, 'SIGKILL');
   const next = await waitFor('a new daemon process', () => daemonPids().find((p) => p !== pid), 30_000, 200);
-  await waitFor('the restarted daemon to report ready', () => (readies() > readyBefore ? true : undefined), 60_000, 250);
+  await waitFor('the restarted daemon to report ready', () => (readyCount() > readyBefore ? true : undefined), 60_000, 250);
   const status = await waitFor('the status bar to say ready again', async () => {
     const t = await statusText(page);
     return t && /mlxd: (ready|local)/.test(t) ? t : undefined;
   }, 30_000, 250);
   result.restartedPid = next !== pid;
   log(`daemon ${pid} killed; ${next} started by the extension (${status})`);
+  const rec = await chatOnce(page, 'Are you back?');
+  result.chatAfterRestart = rec.text ?? '';
+  check(rec.kind === 'chat' && (rec.text ?? '').length > 0, 'the restarted daemon answered a chat');
+}
 
+const readyCount = (): number =>
+  readTrace().filter((r) => r.kind === 'status' && (r as { state?: string }).state === 'ready').length;
+
+/** One chat from the panel; the trace record of its answer. */
+async function chatOnce(page: Page, prompt: string): Promise<ChatRecord> {
   await runCommand(page, 'mlxd: Open Chat');
   const frame = await chatFrame(page);
   const before = chatRecords().length;
-  await ask(frame, 'Are you back?');
-  await waitFor('a chat answer from the restarted daemon', () => (chatRecords().length > before ? true : undefined), 60_000);
-  const rec = chatRecords().at(-1) as ChatRecord;
-  result.chatAfterRestart = rec.text ?? '';
-  check(rec.kind === 'chat' && (rec.text ?? '').length > 0, 'the restarted daemon answered a chat');
+  await ask(frame, prompt);
+  await waitFor(`an answer to "${prompt}"`, () => (chatRecords().length > before ? true : undefined), 60_000);
+  return chatRecords().at(-1) as ChatRecord;
+}
+
+/** "Set API Key": typed into a password box, kept in SecretStorage, handed to the daemon, which
+ * then streams from a cloud backend that accepts only that key; a restarted daemon gets it again
+ * from SecretStorage. The key shows in no log. */
+async function keyTest(page: Page): Promise<void> {
+  const settingsFile = path.join(dirs.user, 'User', 'settings.json');
+  Object.assign(settings, JSON.parse(fs.readFileSync(settingsFile, 'utf8'))); // what the preset wrote
+  const config = settings['mlxd.config'] as Record<string, unknown>;
+  const events = readTrace().filter((r) => r.kind === 'settings').length;
+  await editSettings(page, {
+    'mlxd.config': {
+      ...config,
+      backends: { cloud: { protocol: 'openai', base_url: OPENAI_URL, model: 'gpt-fake' } },
+      routing: { cloud: true, chat: ['cloud'], complete: ['local'], inline: ['local'] },
+    },
+  });
+  await waitFor('the cloud backend config to reach the daemon', () => {
+    const ev = readTrace().filter((r) => r.kind === 'settings');
+    return ev.length > events && (ev.at(-1) as { configSent?: boolean }).configSent ? true : undefined;
+  }, 15_000);
+
+  await page.locator('.part.editor').first().click();
+  await runCommand(page, 'mlxd: Set API Key');
+  const pick = page.locator('.quick-input-widget .monaco-list-row', { hasText: 'cloud' }).first();
+  await pick.waitFor({ timeout: 10_000 });
+  await pick.click();
+  await page.locator('.quick-input-widget', { hasText: 'API key for cloud' }).waitFor({ timeout: 10_000 });
+  const input = page.locator('.quick-input-widget input').first();
+  result.keyInputType = await input.getAttribute('type');
+  check(result.keyInputType === 'password', `the key is typed into a password box (${result.keyInputType})`);
+  await input.fill(API_KEY);
+  await input.press('Enter');
+
+  const first = await chatOnce(page, 'Hello from the cloud?');
+  result.cloudChat = { backend: first.backend, text: first.text };
+  check(first.kind === 'chat' && first.backend === 'cloud', `the cloud backend answered with the key (${JSON.stringify(result.cloudChat)})`);
+
+  const readies = readyCount();
+  await runCommand(page, 'mlxd: Restart Daemon');
+  await waitFor('the restarted daemon to report ready', () => (readyCount() > readies ? true : undefined), 60_000, 250);
+  const again = await chatOnce(page, 'Still there, cloud?');
+  result.cloudChatAfterRestart = { backend: again.backend, text: again.text };
+  check(again.kind === 'chat' && again.backend === 'cloud', `after a restart the key came from SecretStorage (${JSON.stringify(result.cloudChatAfterRestart)})`);
+
+  const leaks = [csLog, trace, ...extensionLogs()].filter((f) => fs.existsSync(f) && fs.readFileSync(f, 'utf8').includes(API_KEY));
+  result.keyLeaks = leaks.map((f) => path.basename(f));
+  check(leaks.length === 0, `the key is in no log (${leaks.join(', ')})`);
 }
 
 /** The extension's output channel as VS Code writes it to disk (the daemon's log included). */
@@ -675,6 +732,7 @@ async function main(): Promise<void> {
     await menuTest(page);
     await logTest();
     await crashTest(page);
+    await keyTest(page);
   } catch (err) {
     failure = err instanceof Error ? err.message : String(err);
     log(`FAILED: ${failure}`);
