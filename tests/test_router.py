@@ -19,7 +19,7 @@ from aiohttp import web
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
-from .conftest import Session, chat_params, daemon, write_config
+from .conftest import Session, _plain, chat_params, daemon, write_config
 from .fakes.providers import FakeProvider, Reply
 
 pytestmark = pytest.mark.timeout(60)
@@ -414,6 +414,30 @@ async def test_stream_cut_midway_continues_on_local(
         assert r.attempts[0].backend == "cloud"
         assert r.attempts[0].error.startswith("stream_cut")
         assert "after 6 chars streamed" in r.attempts[0].error
+        # maxTokens caps the whole answer: local was asked for the 6 tokens left, and the
+        # usage counts the 2 the cloud streamed (the tiny model never stops early)
+        assert r.usage.completionTokens == 8 and r.finishReason == "length"
+        assert len(names) - 2 <= 6
+
+
+async def test_a_cut_answer_as_long_as_max_tokens_is_not_continued(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"chat": ["cloud", "local"]},
+    )
+    fake.enqueue(Reply.cut(after=3))
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=3))
+        assert r.text == "Hello, world" and backends_of(s, "t") == ["cloud"] * 3
+        assert (r.backend, r.finishReason, r.usage.completionTokens) == ("cloud", "length", 3)
+        assert [a.backend for a in r.attempts] == ["cloud"]
+        stats = _plain(await s.request("mlxd/stats", {}))
+        assert all(e["generations"] == 0 for e in stats["local"].values())  # local never ran
 
 
 async def test_stream_cut_midway_continues_on_a_second_cloud_with_the_prefix(
@@ -435,7 +459,9 @@ async def test_stream_cut_midway_continues_on_a_second_cloud_with_the_prefix(
         assert backends_of(s, "t") == ["cloud", "cloud", "claude", "claude"]
         assert r.backend == "claude"
         assert [a.backend for a in r.attempts] == ["cloud"]
-        # Anthropic continues the partial answer as an assistant prefill.
+        # Anthropic continues the partial answer as an assistant prefill, asked for what is
+        # left of maxTokens.
+        assert fake2.requests[0].body["max_tokens"] == 6
         turns = fake2.requests[0].body["messages"]
         assert turns[0] == {"role": "user", "content": "greet me"}
         assert turns[-1] == {"role": "assistant", "content": "Hello,"}

@@ -106,7 +106,12 @@ class _Run:
     on_delta: DeltaFn | None
     start: float = field(default_factory=time.monotonic)
     text: str = ""
+    deltas: int = 0
     first_token: float | None = None
+    # Deltas streamed by attempts that then failed: about one token each (a provider's SSE
+    # chunk, a local decode step), the part of max_tokens and of the usage they took.
+    cut_tokens: int = 0
+    cut_by: str = ""  # the last of them
 
 
 class Router:
@@ -165,12 +170,21 @@ class Router:
                 attempts.append(Attempt(name, "skipped: request time budget spent"))
                 continue
             is_last = not any(later_skip is None for _, later_skip in plan[i + 1 :])
-            req = replace(request, assistant_prefix=request.assistant_prefix + run.text)
+            # A continuation asks for what is left of max_tokens, not for all of it again.
+            left = None if request.max_tokens is None else request.max_tokens - run.cut_tokens
+            if left is not None and left <= 0:  # the cut answer is already that long
+                return self._outcome(run, Done("length", 0, 0, ""), run.cut_by, attempts)
+            req = replace(
+                request, assistant_prefix=request.assistant_prefix + run.text, max_tokens=left
+            )
             self._claim_probe(name)
-            streamed_before = len(run.text)
+            streamed_before, deltas_before = len(run.text), run.deltas
             try:
                 done = await self._attempt(name, req, run, is_last)
             except BackendError as exc:
+                if run.deltas > deltas_before:
+                    run.cut_tokens += run.deltas - deltas_before
+                    run.cut_by = name
                 attempts.append(Attempt(name, _describe(exc, len(run.text) - streamed_before)))
                 self._failed(name, exc)
                 log.info("backend %s failed: %s", name, exc)
@@ -179,19 +193,21 @@ class Router:
                 self._release_probe(name)
                 raise
             self._succeeded(name)
-            now = time.monotonic()
-            return Outcome(
-                text=run.text,
-                backend=name,
-                model=done.model,
-                finish_reason=done.finish_reason,
-                prompt_tokens=done.prompt_tokens,
-                completion_tokens=done.completion_tokens,
-                attempts=attempts,
-                first_token_ms=(run.first_token - run.start) * 1000 if run.first_token else None,
-                total_ms=(now - run.start) * 1000,
-            )
+            return self._outcome(run, done, name, attempts)
         raise AllFailed(attempts)
+
+    def _outcome(self, run: _Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
+        return Outcome(
+            text=run.text,
+            backend=name,
+            model=done.model,
+            finish_reason=done.finish_reason,
+            prompt_tokens=done.prompt_tokens,
+            completion_tokens=run.cut_tokens + done.completion_tokens,
+            attempts=attempts,
+            first_token_ms=(run.first_token - run.start) * 1000 if run.first_token else None,
+            total_ms=(time.monotonic() - run.start) * 1000,
+        )
 
     def _plan(self, chain: list[str], documents: list[str], forced: bool) -> list[Plan]:
         """Each backend of the chain with the reason it is skipped (None: try it), decided
@@ -312,6 +328,7 @@ class Router:
                     if not event.text:
                         continue
                     got_token = True
+                    run.deltas += 1
                     if run.first_token is None:
                         run.first_token = time.monotonic()
                     run.text += event.text
