@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ..fakes.providers import DEFAULT_PIECES, FakeProvider
+from ..fakes.providers import FakeProvider, Reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.editor]
 
@@ -43,6 +43,8 @@ VSIX = EXT / "mlxd-vscode.vsix"
 CHROMIUM = Path("/usr/bin/chromium")
 MLXD = Path(sys.executable).parent / "mlxd"
 KEY = "sk-e2e-vscode-7d1f0b2c9a4e"
+# The cloud's answer: Markdown with a code block, for the panel's Copy / Insert buttons.
+CLOUD_PIECES = ["Use this:\n\n", "```python\n", "print('from mlxd')\n", "```\n"]
 
 
 @contextmanager
@@ -135,6 +137,7 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
         "MLXD_E2E_ARTIFACTS": str(artifacts),
     }
     with fake_provider_thread() as fake:
+        fake.default = Reply.text(CLOUD_PIECES)
         env |= {"MLXD_E2E_OPENAI_URL": fake.openai_url, "MLXD_E2E_API_KEY": KEY}
         r = subprocess.run(
             [str(NODE), "out/e2e/e2e.js"],
@@ -182,12 +185,15 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
     # Set API Key: a password box; the provider's whole answer streamed with that key, before
     # and after a restart (the key handed over again from SecretStorage); the key in no log.
     assert result["keyInputType"] == "password"
-    answer = "".join(DEFAULT_PIECES)
+    answer = "".join(CLOUD_PIECES)
     assert result["cloudChat"] == {"backend": "cloud", "text": answer}
     assert result["cloudChatAfterRestart"] == {"backend": "cloud", "text": answer}
     assert len(cloud) == 2, [q.to_json() for q in cloud]
     assert all(q.headers.get("authorization") == f"Bearer {KEY}" for q in cloud)
     assert all(q.reply == "text" for q in cloud)
     assert result["keyLeaks"] == []
+    # The answer's code block: Insert put it at the cursor, Copy + Ctrl+V pasted it.
+    assert result["codeBlock"] == "print('from mlxd')"
+    assert result["codeBlockInsertedAndPasted"] is True
     # code-server's whole process group (watchers, extension host, daemon) was stopped.
     assert result["processGroupStopped"] is True

@@ -275,8 +275,10 @@ async function openFile(page: Page, name: string): Promise<void> {
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible', timeout: 10_000 });
   await input.fill(name);
-  await page.locator('.quick-input-widget .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 10_000 });
-  await page.keyboard.press('Enter');
+  // Click the row: Enter right after typing can pick a recently opened file still listed first.
+  const row = page.locator('.quick-input-widget .monaco-list-row', { hasText: name }).first();
+  await row.waitFor({ timeout: 10_000 });
+  await row.click();
   await page.locator('.tab.active', { hasText: name }).waitFor({ timeout: 15_000 });
   await page.locator('.editor-instance .monaco-editor .view-lines').first().waitFor({ timeout: 15_000 });
 }
@@ -361,9 +363,10 @@ async function chatFrame(page: Page): Promise<Frame> {
   return waitFor(
     'the chat webview',
     async () => {
+      // The one the user sees: a hidden webview (retained context) keeps its frame.
       for (const f of page.frames()) {
         try {
-          if ((await f.locator('#mlxd-chat').count()) > 0) return f;
+          if ((await f.locator('#mlxd-chat').count()) > 0 && (await f.locator('#prompt').isVisible())) return f;
         } catch {
           // frame detached while looking
         }
@@ -614,6 +617,37 @@ async function chatOnce(page: Page, prompt: string): Promise<ChatRecord> {
   return chatRecords().at(-1) as ChatRecord;
 }
 
+/** The code block of the last answer (the fake provider's answer has one): Insert puts its code
+ * at the editor's cursor; Copy puts it on the clipboard, and Ctrl+V pastes it. */
+async function codeBlockTest(page: Page): Promise<void> {
+  const frame = await chatFrame(page);
+  const block = frame.locator('.msg.assistant').last().locator('.code-block').first();
+  const code = ((await block.locator('pre code').textContent()) ?? '').trim();
+  result.codeBlock = code;
+  check(code.length > 0, `the answer shows a code block (${JSON.stringify(code)})`);
+  const occurrences = (): number => fs.readFileSync(file, 'utf8').split(code).length - 1;
+  const save = async (): Promise<void> => {
+    await page.locator('.tab.active', { hasText: 'main.py' }).click();
+    await page.keyboard.press('Control+S');
+  };
+  const before = occurrences();
+
+  await block.locator('button[data-action="insert"]').click();
+  await save();
+  await waitFor('Insert to put the code into main.py', () => (occurrences() === before + 1 ? true : undefined), 10_000);
+  log('Insert put the code block at the cursor');
+
+  await block.locator('button[data-action="copy"]').click();
+  await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('Control+V');
+  await save();
+  await waitFor('Ctrl+V to paste the copied code into main.py', () => (occurrences() === before + 2 ? true : undefined), 10_000);
+  result.codeBlockInsertedAndPasted = true;
+  log('Copy put the code block on the clipboard; Ctrl+V pasted it');
+}
+
 /** "Set API Key": typed into a password box, kept in SecretStorage, handed to the daemon, which
  * then streams from a cloud backend that accepts only that key; a restarted daemon gets it again
  * from SecretStorage. The key shows in no log. */
@@ -646,9 +680,14 @@ async function keyTest(page: Page): Promise<void> {
   await input.fill(API_KEY);
   await input.press('Enter');
 
+  await openFile(page, 'main.py'); // the editor that Insert and paste act on
+  await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('Enter');
   const first = await chatOnce(page, 'Hello from the cloud?');
   result.cloudChat = { backend: first.backend, text: first.text };
   check(first.kind === 'chat' && first.backend === 'cloud', `the cloud backend answered with the key (${JSON.stringify(result.cloudChat)})`);
+  await codeBlockTest(page);
 
   const readies = readyCount();
   await runCommand(page, 'mlxd: Restart Daemon');
@@ -701,6 +740,7 @@ async function main(): Promise<void> {
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write']); // Copy, Ctrl+V
     page.setDefaultTimeout(30_000);
     await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(dirs.ws)}`);
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
