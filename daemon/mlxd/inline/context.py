@@ -183,8 +183,8 @@ def starts_block(ctx: CursorContext) -> bool:
     if _BLOCK_HEADER.match(line):
         return True
     if not line.strip():  # a blank line: the last line above with text in it
-        above = ctx.prefix[max(0, len(ctx.prefix) - len(ctx.line_prefix) - 4096) :]
-        above = above[: len(above) - len(ctx.line_prefix)]
+        start = len(ctx.prefix) - len(ctx.line_prefix)  # the cursor line's start
+        above = ctx.prefix[max(0, start - 4096) : start]  # enough to find it, in any document
         line = next((x for x in reversed(_EOL.split(above)) if x.strip()), "")
     return bool(_BLOCK_OPENER.search(line))
 
