@@ -10,7 +10,7 @@ import os
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import msgspec
 
@@ -128,13 +128,33 @@ def decode(data: Any) -> Config:
             try:
                 msgspec.convert(entry, BackendConfig, strict=True)
             except msgspec.ValidationError as exc:
-                raise ConfigError(field_message(str(exc), f"backends.{name}")) from None
+                message = field_message(str(exc), f"backends.{name}")
+                raise ConfigError(_with_choices(message)) from None
     try:
         cfg = msgspec.convert(data, Config, strict=True)
     except msgspec.ValidationError as exc:
-        raise ConfigError(field_message(str(exc))) from None
+        raise ConfigError(_with_choices(field_message(str(exc)))) from None
     _check_semantics(cfg)
     return cfg
+
+
+def _with_choices(message: str) -> str:
+    """ "inline.multi_line: invalid enum value 'x'" plus the values the key takes, read from
+    its Literal type (a table's entry, like `backends.<name>`, is walked by its value type)."""
+    path, sep, text = message.partition(": ")
+    if not sep or not text.startswith("invalid enum value"):
+        return message
+    kind: Any = Config
+    for part in path.split("."):
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            kind = {f.name: f.type for f in msgspec.structs.fields(kind)}.get(part)
+        elif get_origin(kind) is dict:
+            kind = get_args(kind)[1]
+        else:
+            return message
+    if get_origin(kind) is not Literal:
+        return message
+    return f"{message}; expected one of {', '.join(map(repr, get_args(kind)))}"
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

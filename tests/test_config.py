@@ -1,0 +1,44 @@
+"""Config decoding: every error names the key, and says what the key takes where that is a
+fixed set of values (the message reaches the user as a showMessage, so it must be actionable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mlxd.config import ConfigError, decode
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"inline": {"multi_line": "sometimes"}},
+            "inline.multi_line: invalid enum value 'sometimes'; "
+            "expected one of 'auto', 'always', 'never'",
+        ),
+        (
+            {"local": {"dequantize": "maybe"}},
+            "local.dequantize: invalid enum value 'maybe'; "
+            "expected one of 'auto', 'always', 'never'",
+        ),
+        (
+            {"backends": {"work": {"protocol": "grpc", "base_url": "http://x"}}},
+            "backends.work.protocol: invalid enum value 'grpc'; "
+            "expected one of 'openai', 'anthropic', 'mlx'",
+        ),
+        ({"inline": {"max_ms": "fast"}}, "inline.max_ms: expected `int`, got `str`"),
+        ({"inline": {"multiline": "auto"}}, "inline.multiline: unknown field"),
+    ],
+)
+def test_errors_name_the_key_and_the_allowed_values(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        decode(data)
+    assert str(err.value) == message
+
+
+def test_multi_line_defaults_to_auto_and_takes_each_value() -> None:
+    assert decode({}).inline.multi_line == "auto"
+    for value in ("auto", "always", "never"):
+        assert decode({"inline": {"multi_line": value}}).inline.multi_line == value
