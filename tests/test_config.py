@@ -42,3 +42,13 @@ def test_multi_line_defaults_to_auto_and_takes_each_value() -> None:
     assert decode({}).inline.multi_line == "auto"
     for value in ("auto", "always", "never"):
         assert decode({"inline": {"multi_line": value}}).inline.multi_line == value
+
+
+def test_request_params_name_the_allowed_values_too() -> None:
+    from mlxd import protocol as P
+
+    with pytest.raises(P.InvalidParams) as err:
+        P.parse({"messages": [{"role": "bot", "content": "x"}]}, P.ChatParams)
+    assert str(err.value) == (
+        "messages[0].role: invalid enum value 'bot'; expected one of 'system', 'user', 'assistant'"
+    )

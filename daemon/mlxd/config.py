@@ -7,10 +7,11 @@ Unknown keys are errors (a typo should not silently do nothing).
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 
@@ -129,32 +130,13 @@ def decode(data: Any) -> Config:
                 msgspec.convert(entry, BackendConfig, strict=True)
             except msgspec.ValidationError as exc:
                 message = field_message(str(exc), f"backends.{name}")
-                raise ConfigError(_with_choices(message)) from None
+                raise ConfigError(with_choices(message, Config)) from None
     try:
         cfg = msgspec.convert(data, Config, strict=True)
     except msgspec.ValidationError as exc:
-        raise ConfigError(_with_choices(field_message(str(exc)))) from None
+        raise ConfigError(with_choices(field_message(str(exc)), Config)) from None
     _check_semantics(cfg)
     return cfg
-
-
-def _with_choices(message: str) -> str:
-    """ "inline.multi_line: invalid enum value 'x'" plus the values the key takes, read from
-    its Literal type (a table's entry, like `backends.<name>`, is walked by its value type)."""
-    path, sep, text = message.partition(": ")
-    if not sep or not text.startswith("invalid enum value"):
-        return message
-    kind: Any = Config
-    for part in path.split("."):
-        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-            kind = {f.name: f.type for f in msgspec.structs.fields(kind)}.get(part)
-        elif get_origin(kind) is dict:
-            kind = get_args(kind)[1]
-        else:
-            return message
-    if get_origin(kind) is not Literal:
-        return message
-    return f"{message}; expected one of {', '.join(map(repr, get_args(kind)))}"
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -255,3 +237,30 @@ def field_message(msg: str, root: str = "") -> str:
             return f"{path + '.' if path else ''}{name}: {what}"
     lowered = text[:1].lower() + text[1:]
     return f"{path}: {lowered}" if path else lowered
+
+
+def with_choices(message: str, root: Any) -> str:
+    """ "inline.multi_line: invalid enum value 'x'" (a field_message) plus the values the key
+    takes, read from its Literal type: the path is walked from `root` by the wire names of
+    Struct fields, list items (`[0]`) and table entries (`backends.<name>`)."""
+    path, sep, text = message.partition(": ")
+    if not sep or not text.startswith("invalid enum value"):
+        return message
+    kind: Any = root
+    for part in re.findall(r"\[\d+\]|[^.\[\]]+", path):
+        kind = _bare(kind)
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            kind = {f.encode_name: f.type for f in msgspec.structs.fields(kind)}.get(part)
+        elif get_origin(kind) in (list, dict):
+            kind = get_args(kind)[-1]  # the item's type, whatever the index or key
+        else:
+            return message
+    kind = _bare(kind)
+    if get_origin(kind) is not Literal:
+        return message
+    return f"{message}; expected one of {', '.join(map(repr, get_args(kind)))}"
+
+
+def _bare(kind: Any) -> Any:
+    """The type inside `Annotated[...]` (constraints do not change the shape)."""
+    return get_args(kind)[0] if get_origin(kind) is Annotated else kind

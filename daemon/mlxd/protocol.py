@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta, Struct
 
-from .config import field_message
+from .config import field_message, with_choices
 
 VERSION = "1"
 
@@ -149,7 +149,7 @@ def parse(params: Any, cls: type[P]) -> P:
     try:
         return msgspec.convert(params, cls)
     except msgspec.ValidationError as exc:
-        raise InvalidParams(field_message(str(exc))) from None
+        raise InvalidParams(with_choices(field_message(str(exc)), cls)) from None
 
 
 def to_wire(result: Struct) -> Any:
