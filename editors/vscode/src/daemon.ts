@@ -21,7 +21,6 @@ import {
   type WorkDoneProgressReport,
 } from 'vscode-languageclient/node';
 import { describeItems, makeInlineMiddleware } from './inline';
-import { StderrRouter } from './stderr';
 import type { KeyStore } from './keys';
 import {
   type ChatParams,
@@ -33,6 +32,7 @@ import {
 } from './protocol';
 import { readSettings, resolveServerPath, type Settings, serverArgv, toInitializationOptions } from './settings';
 import type { StatusBar } from './statusBar';
+import { StderrRouter } from './stderr';
 import { chatToken } from './stream';
 import type { Tracer } from './trace';
 
