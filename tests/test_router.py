@@ -70,6 +70,19 @@ def make_config(
     return write_config(path, "\n".join(lines))
 
 
+def cloud_then_local(
+    tmp_path: Path, model: Path, url: str, timeouts: dict[str, Any] | None = None
+) -> Path:
+    """The common chain: chat tries an OpenAI-protocol cloud at `url`, then the local model."""
+    return make_config(
+        tmp_path / "c.toml",
+        model,
+        {"cloud": ("openai", url)},
+        {"chat": ["cloud", "local"]},
+        timeouts,
+    )
+
+
 def closed_port() -> int:
     """A loopback port nobody listens on (connection refused)."""
     with socket.socket() as s:
@@ -107,9 +120,7 @@ async def ready(s: Session) -> None:
 # --- fallback triggers ------------------------------------------------------------------------
 async def test_refused_cloud_is_served_by_local(tmp_path: Path, tiny_model: Path) -> None:
     url = f"http://127.0.0.1:{closed_port()}/v1"
-    cfg = make_config(
-        tmp_path / "c.toml", tiny_model, {"cloud": ("openai", url)}, {"chat": ["cloud", "local"]}
-    )
+    cfg = cloud_then_local(tmp_path, tiny_model, url)
     async with daemon(cfg, env=ENV) as s:
         await ready(s)
         r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=8))
@@ -125,12 +136,7 @@ async def test_every_pre_token_failure_falls_back_without_retry(
 ) -> None:
     """5xx, 401/403/404, malformed stream, a mid-stream error event and a stream that ends
     before its first token: each one upstream request, then local; the client sees one stream."""
-    cfg = make_config(
-        tmp_path / "c.toml",
-        tiny_model,
-        {"cloud": ("openai", fake.openai_url)},
-        {"chat": ["cloud", "local"]},
-    )
+    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
     triggers = [
         (Reply.status(500), "http 500"),
         (Reply.status(502, body="<html>Bad Gateway</html>"), "http 502"),
@@ -164,13 +170,7 @@ async def test_hanging_cloud_falls_back_after_first_token_s(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
     """Silent before the headers, or after them: local serves once first_token_s is up."""
-    cfg = make_config(
-        tmp_path / "c.toml",
-        tiny_model,
-        {"cloud": ("openai", fake.openai_url)},
-        {"chat": ["cloud", "local"]},
-        {"first_token_s": 0.5},
-    )
+    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url, {"first_token_s": 0.5})
     async with daemon(cfg, env=ENV) as s:
         await ready(s)
         for n, hang in enumerate([Reply.hang_before_headers(), Reply.hang_after_headers()], 1):
@@ -261,12 +261,7 @@ async def test_one_line_inline_answer_stops_the_stream_after_its_line(
 async def test_429_and_503_honour_retry_after_then_cloud_serves(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
-    cfg = make_config(
-        tmp_path / "c.toml",
-        tiny_model,
-        {"cloud": ("openai", fake.openai_url)},
-        {"chat": ["cloud", "local"]},
-    )
+    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
     async with daemon(cfg, env=ENV) as s:
         await ready(s)
         for code in (429, 503):
@@ -285,12 +280,7 @@ async def test_429_and_503_honour_retry_after_then_cloud_serves(
 async def test_503_without_retry_after_is_retried_with_backoff_but_500_is_not(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
-    cfg = make_config(
-        tmp_path / "c.toml",
-        tiny_model,
-        {"cloud": ("openai", fake.openai_url)},
-        {"chat": ["cloud", "local"]},
-    )
+    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
     async with daemon(cfg, env=ENV) as s:
         await ready(s)
         fake.enqueue(Reply.status(503))
@@ -305,13 +295,7 @@ async def test_503_without_retry_after_is_retried_with_backoff_but_500_is_not(
 async def test_retry_after_beyond_first_token_s_falls_back_at_once(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
-    cfg = make_config(
-        tmp_path / "c.toml",
-        tiny_model,
-        {"cloud": ("openai", fake.openai_url)},
-        {"chat": ["cloud", "local"]},
-        {"first_token_s": 10},
-    )
+    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url, {"first_token_s": 10})
     fake.enqueue(Reply.status(429, retry_after=30))
     async with daemon(cfg, env=ENV) as s:
         await ready(s)
@@ -372,12 +356,7 @@ async def rate_limited_mid_stream(
 async def test_no_retry_after_the_first_token(tmp_path: Path, tiny_model: Path) -> None:
     """The same 429 is retried when it comes before any text, never after."""
     async with rate_limited_mid_stream([0, None, 2]) as (url, seen):
-        cfg = make_config(
-            tmp_path / "c.toml",
-            tiny_model,
-            {"cloud": ("openai", url)},
-            {"chat": ["cloud", "local"]},
-        )
+        cfg = cloud_then_local(tmp_path, tiny_model, url)
         async with daemon(cfg, env=ENV) as s:
             await ready(s)
             r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
@@ -396,12 +375,7 @@ async def test_no_retry_after_the_first_token(tmp_path: Path, tiny_model: Path) 
 async def test_stream_cut_midway_continues_on_local(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
-    cfg = make_config(
-        tmp_path / "c.toml",
-        tiny_model,
-        {"cloud": ("openai", fake.openai_url)},
-        {"chat": ["cloud", "local"]},
-    )
+    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
     fake.enqueue(Reply.cut(after=2))
     async with daemon(cfg, env=ENV) as s:
         await ready(s)
@@ -423,12 +397,7 @@ async def test_stream_cut_midway_continues_on_local(
 async def test_a_cut_answer_as_long_as_max_tokens_is_not_continued(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
-    cfg = make_config(
-        tmp_path / "c.toml",
-        tiny_model,
-        {"cloud": ("openai", fake.openai_url)},
-        {"chat": ["cloud", "local"]},
-    )
+    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
     fake.enqueue(Reply.cut(after=3))
     async with daemon(cfg, env=ENV) as s:
         await ready(s)
@@ -670,12 +639,7 @@ async def test_excluded_document_sends_nothing_upstream(
 async def test_forced_backend_fails_with_attempts_and_no_fallback(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
-    cfg = make_config(
-        tmp_path / "c.toml",
-        tiny_model,
-        {"cloud": ("openai", fake.openai_url)},
-        {"chat": ["cloud", "local"]},
-    )
+    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
     fake.default = Reply.status(500)
     async with daemon(cfg, env=ENV) as s:
         await ready(s)
