@@ -55,13 +55,20 @@ async def test_failed_load_reaches_every_waiter_and_the_next_request_retries(
     assert done.completion_tokens >= 1 and pool.loads == 1
 
 
-async def test_lru_eviction_respects_the_budget(tmp_path: Path) -> None:
+async def two_models_of_one_size(tmp_path: Path) -> tuple[Path, Path, int]:
+    """Two different tiny models of the same shape, and the bytes one takes once loaded."""
     a = make_tiny_model(tmp_path / "a", hidden=256, intermediate=512, seed=1)
     b = make_tiny_model(tmp_path / "b", hidden=256, intermediate=512, seed=2)
     probe = ModelPool(memory_limit_gb=4)
-    await run(LocalBackend("a", str(a), probe), chat("x", 1))
-    size = probe.entries[str(a)].nbytes
-    probe.close()
+    try:
+        await run(LocalBackend("a", str(a), probe), chat("x", 1))
+        return a, b, probe.entries[str(a)].nbytes
+    finally:
+        probe.close()
+
+
+async def test_lru_eviction_respects_the_budget(tmp_path: Path) -> None:
+    a, b, size = await two_models_of_one_size(tmp_path)
 
     pool = ModelPool(memory_limit_gb=1.5 * size / 2**30)  # room for one, not two
     try:
@@ -75,12 +82,7 @@ async def test_lru_eviction_respects_the_budget(tmp_path: Path) -> None:
 
 
 async def test_eviction_never_takes_a_model_that_is_generating(tmp_path: Path) -> None:
-    a = make_tiny_model(tmp_path / "a", hidden=256, intermediate=512, seed=1)
-    b = make_tiny_model(tmp_path / "b", hidden=256, intermediate=512, seed=2)
-    probe = ModelPool(memory_limit_gb=4)
-    await run(LocalBackend("a", str(a), probe), chat("x", 1))
-    size = probe.entries[str(a)].nbytes
-    probe.close()
+    a, b, size = await two_models_of_one_size(tmp_path)
 
     pool = ModelPool(memory_limit_gb=1.5 * size / 2**30)
     try:
