@@ -334,8 +334,10 @@ class Router:
                     run.text += event.text
                     if run.on_delta:
                         run.on_delta(event.text, name)
-                    if req.max_lines and finished_lines(run.text) >= req.max_lines:
-                        return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
+                    # Only a newline can finish a line: count them only when one arrives.
+                    if req.max_lines and "\n" in event.text:
+                        if finished_lines(run.text) >= req.max_lines:
+                            return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
                 elif isinstance(event, Done):
                     return event
         finally:
