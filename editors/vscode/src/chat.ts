@@ -93,6 +93,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         this.drain();
         break;
       case 'ask':
+        this.tracer.write({ kind: 'ask', ready: this.ready, inFlight: this.inFlight !== undefined, view: this.view !== undefined });
         if (m.prompt.trim() !== '') {
           this.queue.push({ prompt: m.prompt });
           this.drain();
