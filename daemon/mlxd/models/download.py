@@ -46,18 +46,29 @@ def fetch(
 
     hf_constants.DOWNLOAD_CHUNK_SIZE = min(hf_constants.DOWNLOAD_CHUNK_SIZE, CHUNK_BYTES)
     meter = _Meter(on_bytes or (lambda _d, _t: None), stop or threading.Event(), repo)
+    options: dict[str, Any] = {"allow_patterns": DEFAULT_ALLOW_PATTERNS}
     try:
-        return Path(
-            snapshot_download(
-                repo, allow_patterns=DEFAULT_ALLOW_PATTERNS, tqdm_class=meter.bar_class()
-            )
-        )
+        meter.planned = _bytes_to_download(snapshot_download, repo, options, meter)
+        return Path(snapshot_download(repo, tqdm_class=meter.bar_class(), **options))
     except LoadCancelled:
         raise
     except Exception as exc:
         if meter.stop.is_set():  # a piece in flight failed because we stopped it
             raise LoadCancelled(cancelled_message(repo)) from exc
         raise ModelError(explain(repo, exc, hf_constants.ENDPOINT)) from exc
+
+
+def _bytes_to_download(download: Any, repo: str, options: dict[str, Any], meter: _Meter) -> int:
+    """What is left to fetch, from a dry run (file list + sizes): snapshot_download's own byte
+    total grows file by file as downloads start, so its first file done would read as 100%.
+    0 when unknown (offline: the real call then finds the cache or says what is wrong)."""
+    try:
+        plan = download(repo, dry_run=True, tqdm_class=meter.bar_class(), **options)
+    except LoadCancelled:
+        raise
+    except Exception:
+        return 0
+    return sum(f.file_size or 0 for f in plan if f.will_download)
 
 
 def cancelled_message(spec: str) -> str:
@@ -125,20 +136,22 @@ class _Meter:
     def __init__(self, on_bytes: BytesFn, stop: threading.Event, repo: str) -> None:
         self.on_bytes, self.stop, self.repo = on_bytes, stop, repo
         self.done = self.total = 0
+        self.planned = 0  # the dry run's byte total, when known: it wins over self.total
         self._lock = threading.Lock()
         self._last = 0.0
 
     def add(self, done: int = 0, total: int = 0) -> None:
+        """Count `done` more bytes written and `total` more expected; report when due (under
+        the lock, so reports from the download threads arrive in order)."""
         with self._lock:
             self.done += done
             self.total += total
+            expected = self.planned or self.total
             now = time.monotonic()
-            finished = self.total > 0 and self.done >= self.total
-            if not finished and now - self._last < REPORT_INTERVAL_S:
-                return
-            self._last = now
-            done, total = self.done, self.total
-        self.on_bytes(done, total)
+            due = now - self._last >= REPORT_INTERVAL_S or 0 < expected <= self.done
+            if done and due:
+                self._last = now
+                self.on_bytes(self.done, expected)
 
     def check(self) -> None:
         if self.stop.is_set():
