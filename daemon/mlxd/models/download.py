@@ -86,6 +86,7 @@ def explain(repo: str, exc: BaseException, endpoint: str) -> str:
     """One message a user can act on, for a failed snapshot_download."""
     from huggingface_hub.errors import (
         GatedRepoError,
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -101,6 +102,12 @@ def explain(repo: str, exc: BaseException, endpoint: str) -> str:
             f"{repo} is no local path and no Hugging Face model repo ({endpoint} has no such "
             "repo, or it is private): check the name, or point local.model at an mlx-lm directory"
         )
+    if (http := _in_chain(exc, HfHubHTTPError)) is not None and http.response is not None:
+        return (
+            f"cannot download {repo}: {endpoint} answered HTTP {http.response.status_code} "
+            "(the Hub may be down: try again later), and the model is not in the Hugging Face "
+            "cache; or point local.model at a local mlx-lm directory"
+        )
     if isinstance(exc, LocalEntryNotFoundError) or _is_connection_error(exc):
         return (
             f"cannot download {repo}: this machine is offline (no connection to {endpoint}, or "
@@ -111,6 +118,15 @@ def explain(repo: str, exc: BaseException, endpoint: str) -> str:
     if isinstance(exc, OSError):
         return f"cannot download {repo} into the Hugging Face cache: {exc}"
     return f"cannot download {repo} from Hugging Face: {type(exc).__name__}: {exc}"
+
+
+def _in_chain(exc: BaseException | None, cls: type[Any]) -> Any:
+    """The first exception of type `cls` in `exc`'s cause chain, or None."""
+    for _ in range(10):
+        if exc is None or isinstance(exc, cls):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _is_connection_error(exc: BaseException | None) -> bool:
