@@ -266,8 +266,9 @@ class App:
     def status(self) -> P.Status:
         backends = self.router.backend_states()
         for name, b in self.backends.items():
-            failed = self.model_states.get(b.spec, ("",))[0] in ("error", "cancelled")
-            if isinstance(b, LocalBackend) and failed:
+            if not isinstance(b, LocalBackend):
+                continue
+            if self.model_states.get(b.spec, ("",))[0] in ("error", "cancelled"):
                 backends[name] = "error"
         default_event, message = self.model_states.get(self.local.spec, ("starting", ""))
         loading = [s for s, (e, _) in self.model_states.items() if e == "loading"]
