@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,18 @@ async def test_offline_says_so_once_with_what_to_do(tmp_path: Path, how: str) ->
         shown = [m for m in s.messages if REPO_ID in m.message]
         assert len(shown) == 1 and shown[0].type == T.MessageType.Error
         assert "offline" in shown[0].message
+
+
+async def test_exit_mid_download_is_prompt_and_leaves_no_partial_file(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """The download would need ~10 s more; shutdown + exit must not wait for it."""
+    async with FakeHub(REPO_ID, tiny_model, delay_s=0.2) as hub:
+        async with daemon(hf_config(tmp_path), env=hf_env(tmp_path, hub.url)) as s:
+            await wait_for(lambda: hub.bytes_sent > 100_000 and s.progress)
+            t0 = time.monotonic()
+        elapsed = time.monotonic() - t0
+        assert elapsed < 5, f"the daemon took {elapsed:.1f} s to exit"
+        assert hub.bytes_sent < hub.total_bytes
+    blobs = snapshot(tmp_path).parent.parent / "blobs"
+    assert not list(blobs.glob("*.incomplete"))

@@ -12,6 +12,8 @@ never takes a partial snapshot for a whole one (it checks the cached file list).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -144,6 +146,56 @@ def _is_connection_error(exc: BaseException | None) -> bool:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
+
+
+class DownloadThreads:
+    """One daemon thread per download: the process never waits at exit for a download that is
+    stuck on the network (asyncio's default executor would keep it alive until it ends)."""
+
+    def __init__(self) -> None:
+        self.threads: set[threading.Thread] = set()
+
+    def start(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        def settle(result: Any, exc: BaseException | None) -> None:
+            if fut.done():
+                return
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+        def run() -> None:
+            result, error = None, None
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the awaiting coroutine
+                error = exc
+            finally:
+                self.threads.discard(threading.current_thread())
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(settle, result, error)
+
+        thread = threading.Thread(target=run, name="mlxd-download", daemon=True)
+        self.threads.add(thread)
+        thread.start()
+        return fut
+
+    def interrupt(self) -> None:
+        """Close huggingface_hub's HTTP connections, so a download blocked on a slow read fails
+        now (and deletes its partial file) instead of at its next piece. Call after setting the
+        stop flags: the failure then reads as the cancel it is."""
+        if self.threads:
+            from huggingface_hub import close_session
+
+            close_session()
+
+    def join(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for thread in list(self.threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class _Meter:

@@ -20,13 +20,21 @@ from typing import Any
 
 from ..backends.base import ModelError
 from ..backends.batching import BatchEngine
-from .download import LoadCancelled, cancelled_message, fetch, progress_message
+from .download import (
+    DownloadThreads,
+    LoadCancelled,
+    cancelled_message,
+    fetch,
+    progress_message,
+)
 from .mlx_thread import mlx_thread
 
 log = logging.getLogger(__name__)
 
 # Share of a load's progress that a Hugging Face download takes (the rest: reading the weights).
 DOWNLOAD_SHARE = 0.9
+# At exit, how long a cancelled download may take to delete its partial file.
+DOWNLOAD_EXIT_WAIT_S = 0.5
 
 # (spec, fraction 0..1, message) while loading.
 ProgressFn = Callable[[str, float, str], None]
@@ -67,6 +75,7 @@ class ModelPool:
         self._loading: dict[str, asyncio.Future[Entry]] = {}
         # Loads in flight: the flag their threads check, the future their waiters watch.
         self._stops: dict[str, tuple[threading.Event, asyncio.Future[None]]] = {}
+        self._downloads = DownloadThreads()
         self._idle_timer: asyncio.TimerHandle | None = None
         self.loads = 0  # completed loads (tests and status read it)
 
@@ -122,6 +131,7 @@ class ModelPool:
             stop.set()
             if not stopped.done():
                 stopped.set_result(None)
+        self._downloads.interrupt()
         return list(self._stops)
 
     async def _load(self, spec: str, dequantize: str) -> Entry:
@@ -166,8 +176,7 @@ class ModelPool:
             fraction = DOWNLOAD_SHARE * done / total if total else 0.0
             self.on_progress(spec, max(fraction, 0.001), progress_message(spec, done, total))
 
-        loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(None, lambda: fetch(spec, on_bytes=on_bytes, stop=stop))
+        work = self._downloads.start(lambda: fetch(spec, on_bytes=on_bytes, stop=stop))
         return str(await self._until_stopped(spec, work))
 
     async def _until_stopped(self, spec: str, work: asyncio.Future[Any]) -> Any:
@@ -262,10 +271,13 @@ class ModelPool:
             asyncio.ensure_future(self.unload(spec, reason="(no longer configured)"))
 
     def close(self) -> None:
-        """Wait until the MLX thread has finished this pool's work (cancelled requests leave
+        """Stop the loads in flight, give downloads a moment to delete their partial files,
+        and wait until the MLX thread has finished this pool's work (cancelled requests leave
         the batch at their next step)."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        self.cancel_loading()
+        self._downloads.join(DOWNLOAD_EXIT_WAIT_S)
         self.executor.shutdown(wait=True)
 
 
