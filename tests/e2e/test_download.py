@@ -77,6 +77,11 @@ async def test_download_reports_bytes_then_answers_a_chat(tmp_path: Path, tiny_m
             r = await s.request("mlxd/chat", chat_params("hello", maxTokens=8))
             assert r.backend == "local" and r.usage.completionTokens > 0
     assert (snapshot(tmp_path) / "model.safetensors").is_file()
+    # Offline now (the hub is gone): the cached copy loads, and nothing says "offline".
+    async with daemon(hf_config(tmp_path), env=hf_env(tmp_path, hub.url)) as s:
+        status = await s.wait_status("ready", "error", timeout=120)
+        assert status["state"] == "ready", status
+        assert not s.messages
 
 
 async def test_cancel_stops_the_download_and_a_later_request_starts_it_again(
