@@ -7,9 +7,12 @@ fake's URL as HF_ENDPOINT: huggingface_hub reads both when the daemon imports it
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
+import sys
 import time
+from asyncio.subprocess import PIPE
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +156,26 @@ async def test_exit_mid_download_is_prompt_and_leaves_no_partial_file(
         assert hub.bytes_sent < hub.total_bytes
     blobs = snapshot(tmp_path).parent.parent / "blobs"
     assert not list(blobs.glob("*.incomplete"))
+
+
+async def _doctor(config: Path, env: dict[str, str]) -> tuple[str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mlxd", "doctor", "--config", str(config),
+        env={**os.environ, **env}, stdout=PIPE, stderr=PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return out.decode(), err.decode()
+
+
+async def test_doctor_shows_the_download_and_the_offline_message(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    config = hf_config(tmp_path)
+    async with FakeHub(REPO_ID, tiny_model, delay_s=0.01) as hub:
+        out, err = await _doctor(config, hf_env(tmp_path, hub.url))
+    assert f"downloading {REPO_ID}: 1 / 1 MB (100%)" in err
+    assert re.search(r"\[ok  \] model +loads in", out), out
+
+    out, err = await _doctor(config, hf_env(tmp_path / "empty", hub.url))
+    model_lines = [line for line in out.splitlines() if line.startswith("[FAIL] model")]
+    assert len(model_lines) == 1 and "offline" in model_lines[0] and REPO_ID in model_lines[0]

@@ -103,7 +103,7 @@ def describe(spec: str) -> str:
             return f"{spec}: directory {path} without a readable config.json"
         return f"{spec}: mlx-lm model directory {path} (model_type {model_type})"
     if kind == "hf":
-        return f"{spec}: Hugging Face repo id (fetched by mlx-lm, cached in the HF cache)"
+        return f"{spec}: Hugging Face repo id (downloaded into the HF cache on first load)"
     return f"{spec}: model path {path} does not exist"
 
 
@@ -128,8 +128,10 @@ def load_model(
         model, tokenizer = _load_gguf(path, report)
     else:
         if kind == "hf":
-            report(0.1, f"fetching {spec} from Hugging Face")
-            path = download.fetch(spec)
+            report(0.05, f"fetching {spec} from Hugging Face")
+            path = download.fetch(
+                spec, on_bytes=lambda d, t: report(0.05, download.progress_message(spec, d, t))
+            )
         model, tokenizer = _load_mlx_dir(path, report)
 
     model = _maybe_dequantize(model, dequantize)
