@@ -124,9 +124,10 @@ class ModelPool:
         return await asyncio.shield(fut)
 
     def cancel_loading(self) -> list[str]:
-        """Stop every load in flight (the client cancelled the load progress): downloads stop
-        at their next piece, reading weights at its next step. Returns the specs stopped; each
-        gives its waiters LoadCancelled, and the next request loads it again."""
+        """Stop every load in flight (the client cancelled the load progress): downloads at
+        once (their connections are closed), reading weights at its next step. Returns the
+        specs stopped; each gives its waiters LoadCancelled, and the next request loads it
+        again."""
         for stop, stopped in self._stops.values():
             stop.set()
             if not stopped.done():
@@ -181,7 +182,7 @@ class ModelPool:
 
     async def _until_stopped(self, spec: str, work: asyncio.Future[Any]) -> Any:
         """`work`'s result, or LoadCancelled as soon as cancel_loading() is called (the thread
-        finishes on its own: it sees the flag at its next piece or step)."""
+        finishes on its own: its read fails, or it sees the flag at its next piece or step)."""
         stopped = self._stops[spec][1]
         await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if not work.done():
