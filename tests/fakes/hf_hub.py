@@ -17,12 +17,21 @@ Any other repo id is a 404 with the Hub's `X-Error-Code: RepoNotFound`.
         await hub.aborted.wait()  # a client went away mid-file (handler cancelled)
 
 The daemon reads HF_ENDPOINT when it imports huggingface_hub, so pass it in the daemon's env.
+
+By hand (to watch an editor's progress and cancel): `python -m tests.fakes.hf_hub [DIR]
+[--repo R] [--delay S] [--port P]` serves DIR (default: a fresh tiny model) and prints
+`READY <url>`; start the editor with HF_ENDPOINT=<url>, a throwaway HF_HOME and
+`local.model = "R"`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import hashlib
+import sys
+import tempfile
 from pathlib import Path
 
 from aiohttp import web
@@ -61,7 +70,7 @@ class FakeHub:
         app.router.add_route("*", "/{org}/{name}/resolve/{rev}/{file}", self._resolve)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         assert site._server is not None and site._server.sockets
         self.port = site._server.sockets[0].getsockname()[1]
@@ -159,3 +168,27 @@ def _sha256(data: bytes) -> str:
 
 def _git_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+async def _main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.hf_hub")
+    parser.add_argument("dir", nargs="?", type=Path, help="an mlx-lm model directory")
+    parser.add_argument("--repo", default="mlx-community/tiny-mlxd-test-4bit")
+    parser.add_argument("--delay", type=float, default=0.05, help="seconds per 16 kB piece")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    directory = args.dir
+    if directory is None:
+        from mlxd.models.tiny import make_tiny_model
+
+        directory = make_tiny_model(Path(tempfile.mkdtemp()) / "model")
+    hub = FakeHub(args.repo, directory, delay_s=args.delay)
+    hub.port = args.port
+    async with hub:
+        print(f"READY {hub.url}", flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main(sys.argv[1:]))
