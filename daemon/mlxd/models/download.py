@@ -25,8 +25,8 @@ from ..backends.base import ModelError
 # (bytes done, bytes total; total 0 while unknown), at most every REPORT_INTERVAL_S.
 BytesFn = Callable[[int, int], None]
 REPORT_INTERVAL_S = 0.1
-# huggingface_hub reads the body in 10 MiB pieces: progress and cancel would move in 10 MiB
-# steps. 256 KiB keeps both responsive at no measurable cost.
+# huggingface_hub reads the body in 10 MiB pieces: progress and the stop flag would move in
+# 10 MiB steps. 256 KiB keeps both responsive for one Python call per piece.
 CHUNK_BYTES = 256 * 1024
 
 
@@ -69,6 +69,7 @@ def _bytes_to_download(download: Any, repo: str, options: dict[str, Any], meter:
     except LoadCancelled:
         raise
     except Exception:
+        meter.check()  # the dry run failed because we closed its connection
         return 0
     return sum(f.file_size or 0 for f in plan if f.will_download)
 
