@@ -179,3 +179,24 @@ async def test_doctor_shows_the_download_and_the_offline_message(
     out, err = await _doctor(config, hf_env(tmp_path / "empty", hub.url))
     model_lines = [line for line in out.splitlines() if line.startswith("[FAIL] model")]
     assert len(model_lines) == 1 and "offline" in model_lines[0] and REPO_ID in model_lines[0]
+
+
+async def test_cancel_while_resolving_stops_before_any_byte(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    async with FakeHub(REPO_ID, tiny_model, api_delay_s=30) as hub:
+        async with daemon(hf_config(tmp_path), env=hf_env(tmp_path, hub.url)) as s:
+            revision = ("GET", f"/api/models/{REPO_ID}/revision/main")
+            await wait_for(lambda: revision in hub.requests and s.progress)
+            token, values = load_progress(s)
+            assert "resolving" in values[0]["message"]
+            s.client.protocol.notify(
+                T.WINDOW_WORK_DONE_PROGRESS_CANCEL, T.WorkDoneProgressCancelParams(token=token)
+            )
+            status = await s.wait_status("error", timeout=10)  # not after the hub's 30 s
+            assert "cancelled" in status["message"]
+            assert hub.bytes_sent == 0
+
+            hub.api_delay_s = 0
+            r = await s.request("mlxd/chat", chat_params("hello", maxTokens=8))
+            assert r.backend == "local" and r.usage.completionTokens > 0

@@ -41,12 +41,19 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"  # 40 hex digits, like a git
 
 class FakeHub:
     def __init__(
-        self, repo: str, directory: Path, *, chunk: int = 16 * 1024, delay_s: float = 0.0
+        self,
+        repo: str,
+        directory: Path,
+        *,
+        chunk: int = 16 * 1024,
+        delay_s: float = 0.0,
+        api_delay_s: float = 0.0,
     ) -> None:
         self.repo = repo
         self.files = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
         self.chunk = chunk
         self.delay_s = delay_s
+        self.api_delay_s = api_delay_s  # before answering repo info (a slow "resolving" phase)
         self.bytes_sent = 0
         self.requests: list[tuple[str, str]] = []
         self.ranges: list[tuple[str, int]] = []
@@ -94,6 +101,7 @@ class FakeHub:
 
     # --- endpoints ------------------------------------------------------------------------
     async def _info(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.api_delay_s)
         return web.json_response(
             {
                 "_id": "0" * 24,
