@@ -31,6 +31,7 @@ class Hooks:
     status: Callable[[P.Status], None] = lambda s: None
     load_progress: Callable[[str, float, str], None] = lambda kind, f, m: None  # begin|report|end
     call_soon: Callable[[Callable[[], None]], None] = lambda f: f()  # onto the event loop
+    show_error: Callable[[str], None] = lambda message: None  # a message the user must see
 
 
 @dataclass
@@ -52,6 +53,7 @@ class App:
         self.config = Config()
         self.keys = KeyStore()
         self.model_states: dict[str, tuple[str, str]] = {}  # spec -> (event, message)
+        self._load_errors_shown: dict[str, str] = {}  # spec -> the load error last shown
         self._last_status: P.Status | None = None
         self.pool = ModelPool(on_progress=self._on_load_progress, on_event=self._on_model_event)
         self.backends: dict[str, Backend] = {}
@@ -264,14 +266,16 @@ class App:
     def status(self) -> P.Status:
         backends = self.router.backend_states()
         for name, b in self.backends.items():
-            if isinstance(b, LocalBackend) and self.model_states.get(b.spec, ("",))[0] == "error":
+            if not isinstance(b, LocalBackend):
+                continue
+            if self.model_states.get(b.spec, ("",))[0] in ("error", "cancelled"):
                 backends[name] = "error"
         default_event, message = self.model_states.get(self.local.spec, ("starting", ""))
         loading = [s for s, (e, _) in self.model_states.items() if e == "loading"]
         if loading:
             state = "loading"
             message = self.model_states[loading[0]][1]
-        elif default_event == "error":
+        elif default_event in ("error", "cancelled"):
             others_ok = any(s == "ok" for n, s in backends.items() if n != "local")
             state = "degraded" if others_ok else "error"
         elif default_event in ("ready", "unloaded"):
@@ -309,11 +313,22 @@ class App:
         self._status_timer = loop.call_later(delay, fire)
 
     def _on_model_event(self, spec: str, event: str, message: str) -> None:
-        """Pool events, on the event loop: loading -> ready | error, unloaded."""
+        """Pool events, on the event loop: loading -> ready | error | cancelled, unloaded.
+        A load error is also shown to the user, once until it changes (every request retries
+        the load, and inline requests come at typing speed)."""
         self.model_states[spec] = (event, message)
-        if event in ("ready", "error"):
+        if event in ("ready", "error", "cancelled"):
             self.hooks.load_progress("end", 1.0, message)
+        if event == "error" and self._load_errors_shown.get(spec) != message:
+            self._load_errors_shown[spec] = message
+            self.hooks.show_error(f"mlxd: {message}")
+        elif event == "ready":
+            self._load_errors_shown.pop(spec, None)
         self.publish_status()
+
+    def cancel_loads(self) -> list[str]:
+        """The user cancelled the load progress: stop every model load in flight."""
+        return self.pool.cancel_loading()
 
     def _on_load_progress(self, spec: str, fraction: float, message: str) -> None:
         # Called on the MLX thread: hop onto the event loop.

@@ -332,7 +332,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     line(None, "model", describe(cfg.local.model))
     try:
         t0 = time.perf_counter()
-        lm = load_model(cfg.local.model, dequantize=cfg.local.dequantize)
+        lm = load_model(cfg.local.model, dequantize=cfg.local.dequantize, progress=_show_download)
         line(True, "model", f"loads in {time.perf_counter() - t0:.1f}s ({lm.nbytes / 1e6:.0f} MB)")
     except Exception as exc:
         line(False, "model", str(exc))
@@ -346,6 +346,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         detail += "present" if has else f"none ({key_sources(name, b)})"
         line(has or not needs, f"backend {name}", detail)
     return failed
+
+
+def _show_download(_fraction: float, message: str) -> None:
+    """A Hugging Face download's bytes, on one rewritten stderr line (it may take minutes)."""
+    if message.startswith("downloading "):
+        end = "\n" if message.endswith("(100%)") else ""
+        print(f"\r{message}", end=end, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

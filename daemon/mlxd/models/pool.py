@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,13 +20,25 @@ from typing import Any
 
 from ..backends.base import ModelError
 from ..backends.batching import BatchEngine
+from .download import (
+    DownloadThreads,
+    LoadCancelled,
+    cancelled_message,
+    fetch,
+    progress_message,
+)
 from .mlx_thread import mlx_thread
 
 log = logging.getLogger(__name__)
 
+# Share of a load's progress that a Hugging Face download takes (the rest: reading the weights).
+DOWNLOAD_SHARE = 0.9
+# At exit, how long a cancelled download may take to delete its partial file.
+DOWNLOAD_EXIT_WAIT_S = 0.5
+
 # (spec, fraction 0..1, message) while loading.
 ProgressFn = Callable[[str, float, str], None]
-# (spec, event, message): event is loading | ready | error | unloaded.
+# (spec, event, message): event is loading | ready | error | cancelled | unloaded.
 EventFn = Callable[[str, str, str], None]
 
 
@@ -60,6 +73,9 @@ class ModelPool:
         self.on_event = on_event or (lambda s, e, m: None)
         self.entries: dict[str, Entry] = {}  # insertion order = LRU order
         self._loading: dict[str, asyncio.Future[Entry]] = {}
+        # Loads in flight: the flag their threads check, the future their waiters watch.
+        self._stops: dict[str, tuple[threading.Event, asyncio.Future[None]]] = {}
+        self._downloads = DownloadThreads()
         self._idle_timer: asyncio.TimerHandle | None = None
         self.loads = 0  # completed loads (tests and status read it)
 
@@ -107,15 +123,43 @@ class ModelPool:
             fut.add_done_callback(lambda _: self._loading.pop(spec, None))
         return await asyncio.shield(fut)
 
+    def cancel_loading(self) -> list[str]:
+        """Stop every load in flight (the client cancelled the load progress): downloads at
+        once (their connections are closed), reading weights at its next step. Returns the
+        specs stopped; each gives its waiters LoadCancelled, and the next request loads it
+        again."""
+        for stop, stopped in self._stops.values():
+            stop.set()
+            if not stopped.done():
+                stopped.set_result(None)
+        self._downloads.interrupt()
+        return list(self._stops)
+
     async def _load(self, spec: str, dequantize: str) -> Entry:
+        from .loader import is_hf_repo
+
         loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        self._stops[spec] = (stop, loop.create_future())
         self.on_event(spec, "loading", f"loading {spec}")
         try:
-            lm = await loop.run_in_executor(self.executor, self._load_sync, spec, dequantize)
+            source, share = spec, 0.0
+            if is_hf_repo(spec):
+                source, share = await self._download(spec, stop), DOWNLOAD_SHARE
+            lm = await self._until_stopped(
+                spec,
+                loop.run_in_executor(
+                    self.executor, self._load_sync, spec, source, dequantize, share, stop
+                ),
+            )
             await self._make_room(spec, lm.nbytes)
         except ModelError as exc:
-            self.on_event(spec, "error", exc.message)
+            self.on_event(
+                spec, "cancelled" if isinstance(exc, LoadCancelled) else "error", exc.message
+            )
             raise
+        finally:
+            self._stops.pop(spec, None)
         engine = BatchEngine(lm, self.executor, self.prompt_cache_mb << 20)
         entry = Entry(spec, engine, lm.nbytes, time.monotonic(), dequantize)
         self.entries[spec] = entry
@@ -124,20 +168,48 @@ class ModelPool:
         self._schedule_idle_check()
         return entry
 
-    def _load_sync(self, spec: str, dequantize: str) -> Any:
+    async def _download(self, spec: str, stop: threading.Event) -> str:
+        """The HF snapshot directory for `spec`, fetched off the MLX thread (other models keep
+        generating meanwhile); byte progress is the first DOWNLOAD_SHARE of the load's."""
+        self.on_progress(spec, 0.0, f"resolving {spec} on Hugging Face")
+
+        def on_bytes(done: int, total: int) -> None:
+            fraction = DOWNLOAD_SHARE * done / total if total else 0.0
+            self.on_progress(spec, max(fraction, 0.001), progress_message(spec, done, total))
+
+        work = self._downloads.start(lambda: fetch(spec, on_bytes=on_bytes, stop=stop))
+        return str(await self._until_stopped(spec, work))
+
+    async def _until_stopped(self, spec: str, work: asyncio.Future[Any]) -> Any:
+        """`work`'s result, or LoadCancelled as soon as cancel_loading() is called (the thread
+        finishes on its own: its read fails, or it sees the flag at its next piece or step)."""
+        stopped = self._stops[spec][1]
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            work.add_done_callback(_consume)
+            raise LoadCancelled(cancelled_message(spec))
+        return work.result()
+
+    def _load_sync(
+        self, spec: str, source: str, dequantize: str, share: float, stop: threading.Event
+    ) -> Any:
+        """Load on the MLX thread; progress fractions map into [share, 1]."""
         from . import load_model
+
+        def progress(fraction: float, message: str) -> None:
+            if stop.is_set():
+                raise LoadCancelled(cancelled_message(spec))
+            if share == 0.0 or fraction > 0.0:  # the download already began the progress
+                self.on_progress(spec, share + (1 - share) * fraction, message)
 
         t0 = time.perf_counter()
         try:
-            lm = load_model(
-                spec,
-                dequantize=dequantize,  # type: ignore[arg-type]
-                progress=lambda f, m: self.on_progress(spec, f, m),
-            )
+            lm = load_model(source, dequantize=dequantize, progress=progress)  # type: ignore[arg-type]
         except ModelError:
             raise
         except Exception as exc:  # anything unexpected still reaches every waiter clearly
             raise ModelError(f"cannot load model {spec}: {type(exc).__name__}: {exc}") from exc
+        lm.name = spec
         log.info("loaded %s in %.2fs (%.0f MB)", spec, time.perf_counter() - t0, lm.nbytes / 1e6)
         return lm
 
@@ -200,11 +272,20 @@ class ModelPool:
             asyncio.ensure_future(self.unload(spec, reason="(no longer configured)"))
 
     def close(self) -> None:
-        """Wait until the MLX thread has finished this pool's work (cancelled requests leave
+        """Stop the loads in flight, give downloads a moment to delete their partial files,
+        and wait until the MLX thread has finished this pool's work (cancelled requests leave
         the batch at their next step)."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        self.cancel_loading()
+        self._downloads.join(DOWNLOAD_EXIT_WAIT_S)
         self.executor.shutdown(wait=True)
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of work nobody waits for any more (no "never retrieved" noise)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _free(entry: Entry) -> None:
