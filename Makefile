@@ -29,7 +29,8 @@ $(MODEL): $(STAMP)
 demo: venv
 	$(BIN)/mlxd demo
 
-test: venv $(NVIM_STAMP) $(NVIM011_STAMP) vscode-test-deps
+# Lint first: a style or import-order error fails the run before the slow tiers start.
+test: lint $(NVIM_STAMP) $(NVIM011_STAMP) vscode-test-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: venv

@@ -13,8 +13,6 @@ from pathlib import Path
 import aiohttp
 import keyring
 import pytest
-from tests.fakes import FileKeyring
-from tests.fakes.providers import FakeProvider, Reply, http_date
 
 from mlxd.backends.base import (
     AuthError,
@@ -36,6 +34,8 @@ from mlxd.backends.base import (
 from mlxd.backends.openai import CONTINUE_PROMPT, OpenAIBackend
 from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.secrets import KeyStore
+from tests.fakes import FileKeyring
+from tests.fakes.providers import FakeProvider, Reply, http_date
 
 KEY = "sk-test-0123456789abcdefSECRET"
 TIMEOUTS = TimeoutsConfig(connect_s=1.0, idle_s=0.5)
