@@ -238,6 +238,8 @@ async def test_one_line_inline_answer_stops_the_stream_after_its_line(
         {"cloud": ("openai", fake.openai_url)},
         {"inline": ["cloud"]},
     )
+    # No time cap (inline.max_ms a minute): only the line rule can end the stream early.
+    cfg.write_text(cfg.read_text() + "[inline]\nmax_ms = 60000\n")
     pieces = ["\n", "total", " += 1", "\n", "print(", "total)", "\n"] + ["# more\n"] * 20
     fake.default = Reply.trickle(pieces, interval_s=0.2)  # 5.4 s to stream it all
     uri = "file:///p/main.py"
