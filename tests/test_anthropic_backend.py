@@ -7,8 +7,6 @@ import logging
 
 import keyring
 import pytest
-from tests.fakes import FileKeyring
-from tests.fakes.providers import FakeProvider, Reply
 
 from mlxd.backends.anthropic import DEFAULT_MAX_TOKENS, AnthropicBackend
 from mlxd.backends.base import (
@@ -29,6 +27,8 @@ from mlxd.backends.base import (
 )
 from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.secrets import KeyStore
+from tests.fakes import FileKeyring
+from tests.fakes.providers import FakeProvider, Reply
 
 KEY = "sk-ant-api03-test-SECRET-0123456789"
 TIMEOUTS = TimeoutsConfig(connect_s=1.0, idle_s=0.5)

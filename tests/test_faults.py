@@ -237,7 +237,7 @@ async def test_cloud_fault_falls_back_to_local_in_a_chain(fresh: Rig, fault: Fau
         if fault.streamed:
             assert attempt.error.endswith(f"after {fault.streamed} chars streamed")
             assert result.text.startswith("Hello")
-    assert elapsed < 10
+    # No upper time bound: the attempt's error (chain_error) names the phase that ended it.
     if fault.name.startswith(("hang", "silence")):
         await r.fake.wait_disconnect()  # the abandoned HTTP stream was closed
     await r.settled()
@@ -284,11 +284,11 @@ async def test_cancel_mid_stream_closes_the_upstream_connection(fresh: Rig) -> N
     msg_id, fut = r.s.start("mlxd/chat", chat_params("go", token="cancel-me", backend="cloud"))
     while not r.deltas("cancel-me"):
         await asyncio.sleep(0.01)
-    t0 = time.monotonic()
     r.s.cancel(msg_id)
     with pytest.raises(JsonRpcException) as err:
         await fut
-    assert err.value.code == -32800 and time.monotonic() - t0 < 1.0
+    assert err.value.code == -32800
+    assert len(r.deltas("cancel-me")) < 50  # answered before the 50-piece stream ended
     await r.fake.wait_disconnect()
     assert r.fake.request_count == 1
     await r.settled()
@@ -304,11 +304,11 @@ async def test_cancel_during_a_retry_wait_abandons_it(fresh: Rig) -> None:
     while r.fake.request_count < 1:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.3)  # the 429 is in, the wait has begun
-    t0 = time.monotonic()
     r.s.cancel(msg_id)
     with pytest.raises(JsonRpcException) as err:
         await fut
-    assert err.value.code == -32800 and time.monotonic() - t0 < 1.0
+    assert err.value.code == -32800
+    assert r.fake.request_count == 1  # answered during the wait, before the retry was sent
     await asyncio.sleep(3.2)  # past the Retry-After: still no second request
     assert r.fake.request_count == 1
     await r.settled()
@@ -418,10 +418,8 @@ complete = ["local"]
                 ("mlxd/complete", {"prefix": "x = ", "maxTokens": 4}),
                 ("mlxd/chat", chat_params("hi", backend="local")),
             ):
-                t0 = time.monotonic()
                 with pytest.raises(JsonRpcException) as err:
-                    await s.request(method, params)
-                assert time.monotonic() - t0 < 10
+                    await s.request(method, params)  # a hang fails on the file's timeout
                 assert err.value.code == -32803
                 assert problem in err.value.message
                 assert err.value.data["attempts"][0]["backend"] == "local"

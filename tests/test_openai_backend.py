@@ -13,8 +13,6 @@ from pathlib import Path
 import aiohttp
 import keyring
 import pytest
-from tests.fakes import FileKeyring
-from tests.fakes.providers import FakeProvider, Reply, http_date
 
 from mlxd.backends.base import (
     AuthError,
@@ -36,6 +34,8 @@ from mlxd.backends.base import (
 from mlxd.backends.openai import CONTINUE_PROMPT, OpenAIBackend
 from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.secrets import KeyStore
+from tests.fakes import FileKeyring
+from tests.fakes.providers import FakeProvider, Reply, http_date
 
 KEY = "sk-test-0123456789abcdefSECRET"
 TIMEOUTS = TimeoutsConfig(connect_s=1.0, idle_s=0.5)
@@ -300,8 +300,9 @@ async def test_server_that_never_answers_times_out_idle(fake):
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     _, err = await failure(make(fake), chat("hi"))
+    # The phase says the idle timer fired (not connect, not total); waiting is never early.
     assert isinstance(err, Timeout) and err.phase == "idle"
-    assert 0.4 <= loop.time() - t0 < 2.0
+    assert loop.time() - t0 >= 0.4
 
 
 async def test_silence_after_headers_times_out_idle(fake):
@@ -369,7 +370,9 @@ async def test_unresolvable_host_is_connect_error():
 # --- cancellation -------------------------------------------------------------------------
 async def test_cancelling_the_consumer_closes_the_upstream_connection_at_once(fake):
     fake.enqueue(Reply.hang_after_headers(after=1))
-    backend = make(fake)
+    # An idle timeout of an hour: a disconnect the fake sees can only come from the cancel.
+    cfg = BackendConfig(protocol="openai", base_url=fake.openai_url, model="m", api_key=KEY)
+    backend = OpenAIBackend("openai", cfg, TimeoutsConfig(idle_s=3600), KeyStore())
     first = asyncio.Event()
 
     async def consume():
@@ -378,14 +381,11 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection_at_once(fa
                 first.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.wait_for(first.wait(), 2)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
+    await asyncio.wait_for(first.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await fake.wait_disconnect(timeout=2)
-    assert loop.time() - t0 < 0.3  # well under the 0.5 s idle timeout
+    await fake.wait_disconnect(timeout=10)
     assert fake.requests[0].disconnected
     await backend.close()
 

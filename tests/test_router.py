@@ -26,6 +26,9 @@ pytestmark = pytest.mark.timeout(60)
 
 KEY = "sk-test-router-5f0c2a9e7b1d4c36"
 ENV = {"FAKE_KEY": KEY}
+# A hang guard, not a speed bound: where the limit under test is an hour long, an answer within
+# this many seconds can only come from the short limit (which answers well under one second).
+HANG_GUARD_S = 30
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -181,7 +184,7 @@ async def test_hanging_cloud_falls_back_after_first_token_s(
             assert r.backend == "local", hang.kind
             assert r.attempts[0].backend == "cloud"
             assert r.attempts[0].error.startswith("timeout: no token within 0.5s")
-            assert 0.5 <= elapsed < 5, hang.kind
+            assert elapsed >= 0.5, hang.kind  # the error text says which limit ended it
             assert r.timings.firstTokenMs >= 500
             await fake.wait_disconnect(n)  # the abandoned HTTP stream was closed
             assert fake.request_count == n
@@ -195,7 +198,7 @@ async def test_inline_uses_inline_first_token_s(
         tiny_model,
         {"cloud": ("openai", fake.openai_url)},
         {"inline": ["cloud", "local"]},
-        {"first_token_s": 30, "inline_first_token_s": 0.4},
+        {"first_token_s": 3600, "inline_first_token_s": 0.4},
     )
     fake.default = Reply.hang_before_headers()
     uri = "file:///p/main.py"
@@ -207,18 +210,19 @@ async def test_inline_uses_inline_first_token_s(
             )
         )
         t0 = time.perf_counter()
-        await s.client.text_document_inline_completion_async(
-            T.InlineCompletionParams(
-                context=T.InlineCompletionContext(
-                    trigger_kind=T.InlineCompletionTriggerKind.Invoked
-                ),
-                text_document=T.TextDocumentIdentifier(uri),
-                position=T.Position(1, 11),
+        # A cloud that never answers, first_token_s an hour: only the inline limit explains an
+        # answer at all.
+        async with asyncio.timeout(HANG_GUARD_S):
+            await s.client.text_document_inline_completion_async(
+                T.InlineCompletionParams(
+                    context=T.InlineCompletionContext(
+                        trigger_kind=T.InlineCompletionTriggerKind.Invoked
+                    ),
+                    text_document=T.TextDocumentIdentifier(uri),
+                    position=T.Position(1, 11),
+                )
             )
-        )
-        elapsed = time.perf_counter() - t0
-        # Only the inline limit explains an answer this fast from a cloud that never answers.
-        assert 0.4 <= elapsed < 5
+        assert time.perf_counter() - t0 >= 0.4
         assert fake.request_count == 1
         await fake.wait_disconnect()
 
@@ -234,6 +238,8 @@ async def test_one_line_inline_answer_stops_the_stream_after_its_line(
         {"cloud": ("openai", fake.openai_url)},
         {"inline": ["cloud"]},
     )
+    # No time cap (inline.max_ms a minute): only the line rule can end the stream early.
+    cfg.write_text(cfg.read_text() + "[inline]\nmax_ms = 60000\n")
     pieces = ["\n", "total", " += 1", "\n", "print(", "total)", "\n"] + ["# more\n"] * 20
     fake.default = Reply.trickle(pieces, interval_s=0.2)  # 5.4 s to stream it all
     uri = "file:///p/main.py"
@@ -242,7 +248,6 @@ async def test_one_line_inline_answer_stops_the_stream_after_its_line(
         s.client.text_document_did_open(
             T.DidOpenTextDocumentParams(T.TextDocumentItem(uri, "python", 1, "total = 0"))
         )
-        t0 = time.perf_counter()
         result = await s.client.text_document_inline_completion_async(
             T.InlineCompletionParams(
                 context=T.InlineCompletionContext(T.InlineCompletionTriggerKind.Automatic),
@@ -250,11 +255,10 @@ async def test_one_line_inline_answer_stops_the_stream_after_its_line(
                 position=T.Position(0, 9),
             )
         )
-        elapsed = time.perf_counter() - t0
         assert isinstance(result, T.InlineCompletionList)
         assert [i.insert_text for i in result.items] == ["\ntotal += 1"]
         await fake.wait_disconnect()
-        assert elapsed < 3.5  # four pieces (0.8 s), not twenty-seven
+        assert fake.requests[0].disconnected  # closed before the fake sent all 27 pieces
 
 
 # --- retries ----------------------------------------------------------------------------------
@@ -295,13 +299,14 @@ async def test_503_without_retry_after_is_retried_with_backoff_but_500_is_not(
 async def test_retry_after_beyond_first_token_s_falls_back_at_once(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
-    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url, {"first_token_s": 10})
-    fake.enqueue(Reply.status(429, retry_after=30))
+    # A wait for the Retry-After (an hour), or until first_token_s (ten minutes), would outlast
+    # the hang guard: an answer at all means it fell back at once.
+    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url, {"first_token_s": 600})
+    fake.enqueue(Reply.status(429, retry_after=3600))
     async with daemon(cfg, env=ENV) as s:
         await ready(s)
-        t0 = time.perf_counter()
-        r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
-        assert time.perf_counter() - t0 < 5
+        async with asyncio.timeout(HANG_GUARD_S):
+            r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
         assert r.backend == "local"
         assert r.attempts[0].error.startswith("http 429")
         assert fake.request_count == 1
@@ -701,5 +706,5 @@ async def test_one_time_budget_bounds_all_attempts(
         assert attempts[0]["error"].startswith("timeout: no token within 2.0s")
         assert attempts[1]["error"] == "timeout: request time budget (2.5s) spent"
         assert attempts[2]["error"] == "skipped: request time budget spent"
-        assert 2.5 <= elapsed < 3.6
+        assert elapsed >= 2.5  # the errors above say which limit ended each attempt
         assert s.deltas("t") == []

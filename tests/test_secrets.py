@@ -16,7 +16,6 @@ import pytest
 from jaraco.classes.properties import classproperty
 from keyring.backend import KeyringBackend
 from keyring.errors import KeyringLocked
-from tests.fakes import ENV_FILE, FileKeyring
 
 from mlxd.config import BackendConfig
 from mlxd.secrets import (
@@ -28,6 +27,7 @@ from mlxd.secrets import (
     key_sources,
     uninstall_redaction,
 )
+from tests.fakes import ENV_FILE, FileKeyring
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "sk-proj-SECRET-abcdefghijklmnop"

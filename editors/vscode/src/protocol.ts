@@ -1,48 +1,49 @@
 // The mlxd wire contract (v1), as the extension uses it. Field names are camelCase on the wire;
 // the config object (initializationOptions / didChangeConfiguration) keeps snake_case keys.
+//
+// Mirrors daemon/mlxd/protocol.py: one interface per msgspec Struct, with the same fields.
+// tests/unit/test_protocol_drift.py reads this file and fails when the two disagree (method
+// names, field names, optional `?` for fields with a default, `| null` for fields the daemon
+// sends as null), so keep every interface flat: a nested object gets its own interface.
 
 export type Role = 'system' | 'user' | 'assistant';
+/** LSP progress token. */
+export type ProgressToken = number | string;
 
 export interface ChatMessage {
   role: Role;
   content: string;
 }
 
+export interface TextDocumentRef {
+  uri: string;
+}
+
 export interface ChatParams {
   messages: ChatMessage[];
+  model?: string;
+  backend?: string;
   maxTokens?: number;
   temperature?: number;
   stop?: string[];
+  textDocument?: TextDocumentRef;
+  partialResultToken?: ProgressToken;
+  workDoneToken?: ProgressToken;
+}
+
+/** Raw code completion (fill-in-the-middle where the model supports it). */
+export interface CompleteParams {
+  prefix: string;
+  suffix?: string;
+  language?: string;
   model?: string;
   backend?: string;
-  textDocument?: { uri: string };
-  partialResultToken?: string;
-}
-
-export interface Attempt {
-  backend: string;
-  error: string;
-}
-
-export interface ChatResult {
-  text: string;
-  backend: string;
-  model: string;
-  finishReason: 'stop' | 'length' | string;
-  usage: { promptTokens: number; completionTokens: number };
-  attempts: Attempt[];
-  timings: { firstTokenMs: number; totalMs: number };
-}
-
-/** The `value` of a `$/progress` notification for a chat's partialResultToken. */
-export interface ChatDelta {
-  delta: string;
-  backend: string;
-}
-
-export interface ModelsResult {
-  models: { name: string; backend: string; loaded: boolean }[];
-  defaults: { chat: string; complete: string; inline: string };
+  maxTokens?: number;
+  temperature?: number;
+  stop?: string[];
+  textDocument?: TextDocumentRef;
+  partialResultToken?: ProgressToken;
+  workDoneToken?: ProgressToken;
 }
 
 export interface SetApiKeyParams {
@@ -51,19 +52,69 @@ export interface SetApiKeyParams {
   persist?: boolean;
 }
 
+export interface Attempt {
+  backend: string;
+  error: string;
+}
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export interface Timings {
+  /** null when no token came (an empty answer). */
+  firstTokenMs: number | null;
+  totalMs: number;
+}
+
+/** The result of `mlxd/chat` and of `mlxd/complete`. */
+export interface ChatResult {
+  text: string;
+  backend: string;
+  model: string;
+  finishReason: 'stop' | 'length';
+  usage: Usage;
+  attempts: Attempt[];
+  timings: Timings;
+}
+
+/** The `value` of a `$/progress` notification for a chat's partialResultToken. */
+export interface ChatDelta {
+  delta: string;
+  backend: string;
+}
+
+export interface ModelInfo {
+  name: string;
+  backend: string;
+  loaded: boolean;
+}
+
+export interface ModelsResult {
+  models: ModelInfo[];
+  /** By request kind: chat, complete, inline. */
+  defaults: Record<string, string>;
+}
+
+/** `mlxd/stats`: diagnostic counters (inline engine, local models, MLX memory); not a contract. */
+export type StatsResult = Record<string, unknown>;
+
 export type DaemonState = 'starting' | 'loading' | 'ready' | 'degraded' | 'error';
 export type BackendHealth = 'ok' | 'cooldown' | 'unconfigured' | 'error';
 
 export interface StatusParams {
   state: DaemonState;
-  message?: string;
   backends: Record<string, BackendHealth>;
+  message?: string;
 }
 
 export const Methods = {
   chat: 'mlxd/chat',
+  complete: 'mlxd/complete',
   models: 'mlxd/models',
   setApiKey: 'mlxd/setApiKey',
+  stats: 'mlxd/stats',
   status: 'mlxd/status',
 } as const;
 
