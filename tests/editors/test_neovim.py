@@ -210,3 +210,40 @@ def test_set_key_prompts_without_echo_and_keeps_the_key_out_of_logs(
     assert r["unknown"]["ok"] is False, ctx
     assert "no-such-backend" in r["unknown"]["err"], ctx
     assert key not in r["unknown"]["err"], ctx
+
+
+def ghost_impls(nvim: Nvim) -> list[str]:
+    return ["native", "fallback"] if nvim.has_native_inline else ["fallback"]
+
+
+@pytest.mark.parametrize("impl", ["native", "fallback"])
+def test_typing_through_ghost_text_never_corrupts_the_buffer(
+    impl: str, nvim: Nvim, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """Items 1, 2, 5 of issue #18: a stale item disappears on the next key, accept never inserts
+    it at its old range, joining its line raises no Lua error, and it is grey/italic in cterm."""
+    if impl not in ghost_impls(nvim):
+        pytest.skip(f"native inline completion needs Neovim 0.12; this is {nvim.version}")
+    sample_file(tmp_path)
+    run = neovim.run("typing", scenario_env(tiny_config, tmp_path, MLXD_TEST_GHOST=impl), 60)
+    r, ctx = run.result, run.context()
+    assert r["impl"] == impl, ctx
+    # A. The key that does not match: no stale item on screen, accept inserts nothing.
+    assert r["line_typed"] == r["expected_line"], ctx
+    assert r["marks_after_key"] == 0 and r["ghost_after_key"] == "", ctx
+    assert r["accepted"] is False, ctx
+    assert r["line_after_accept"] == r["expected_line"], ctx
+    if r["again_shown"]:
+        assert r["typeahead_accepted"] is False, ctx
+        assert r["typeahead_line"] == r["typeahead_expected"], ctx
+    # B. Joining the item's last line: no error, nothing left on screen.
+    assert r["last_row"] == 2, ctx
+    assert r["lines_after_join"] == 2, ctx
+    assert r["errmsg_after_join"] == "", ctx
+    assert "Index out of bounds" not in run.stderr, ctx
+    assert r["marks_after_join"] == 0, ctx
+    # C. Grey and italic without truecolor too.
+    assert r["ghost_hl"] == "MlxdGhost", ctx
+    attrs = r["ghost_hl_attrs"]
+    assert attrs.get("ctermfg") is not None and attrs.get("italic"), ctx
+    assert attrs.get("cterm", {}).get("italic"), ctx

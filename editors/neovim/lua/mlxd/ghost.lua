@@ -241,10 +241,16 @@ function M.detach(bufnr)
   pcall(api.nvim_del_augroup_by_name, 'mlxd.ghost.' .. bufnr)
 end
 
---- The suggestion shown in `bufnr`, or nil.
+--- The suggestion shown in `bufnr`, or nil. One shown before the last edit or cursor move (keys
+--- typed faster than a redraw, so no autocommand ran yet) is dropped instead.
 function M.current(bufnr)
   local st = states[bufnr]
-  return st and st.items and st.items[st.index]
+  local item = st and st.items and st.items[st.index]
+  if item and st.key ~= cursor_key(bufnr) then
+    M.clear(bufnr)
+    return nil
+  end
+  return item
 end
 
 local function accept_with(bufnr, pick)
@@ -294,7 +300,7 @@ end
 
 local function cycle(bufnr, step)
   local st = states[bufnr]
-  if not (st and st.items and #st.items > 0) then
+  if not (M.current(bufnr) and #st.items > 0) then
     return false
   end
   st.index = (st.index - 1 + step) % #st.items + 1

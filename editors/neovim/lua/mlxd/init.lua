@@ -325,12 +325,7 @@ function M.ghost_impl()
   return 'fallback'
 end
 
-local NATIVE_NS = 'nvim.lsp.inline_completion'
-
-local function native_visible(bufnr)
-  local ns = vim.api.nvim_get_namespaces()[NATIVE_NS]
-  return ns ~= nil and #vim.api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, { limit = 1 }) > 0
-end
+local native = require('mlxd.native')
 
 local function buf_impl(bufnr)
   return vim.b[bufnr].mlxd_ghost
@@ -340,7 +335,7 @@ end
 function M.ghost_text(bufnr)
   bufnr = bufnr == nil and vim.api.nvim_get_current_buf() or bufnr
   bufnr = bufnr == 0 and vim.api.nvim_get_current_buf() or bufnr
-  local name = buf_impl(bufnr) == 'native' and NATIVE_NS or 'mlxd.ghost'
+  local name = buf_impl(bufnr) == 'native' and native.NS or 'mlxd.ghost'
   local ns = vim.api.nvim_get_namespaces()[name]
   if not ns then
     return nil
@@ -409,23 +404,16 @@ end
 
 local actions = {
   native = {
-    accept = function()
-      return vim.lsp.inline_completion.get()
+    accept = function(bufnr)
+      return native.current(bufnr) ~= nil and vim.lsp.inline_completion.get()
     end,
-    accept_line = function()
-      return vim.lsp.inline_completion.get({ on_accept = native_accept_line })
+    accept_line = function(bufnr)
+      return native.current(bufnr) ~= nil
+        and vim.lsp.inline_completion.get({ on_accept = native_accept_line })
     end,
-    dismiss = function(bufnr)
-      if not native_visible(bufnr) then
-        return false
-      end
-      -- No public "dismiss" yet: re-enabling drops the current item; typing asks again.
-      vim.lsp.inline_completion.enable(false, { bufnr = bufnr })
-      vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
-      return true
-    end,
+    dismiss = native.dismiss,
     select = function(bufnr, count)
-      if not native_visible(bufnr) then
+      if not (native.current(bufnr) and native.visible(bufnr)) then
         return false
       end
       vim.lsp.inline_completion.select({ bufnr = bufnr, count = count })
@@ -502,6 +490,7 @@ local function enable_ghost(bufnr, client)
   vim.b[bufnr].mlxd_ghost = impl
   if impl == 'native' then
     vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
+    native.guard(bufnr)
   else
     require('mlxd.ghost').attach(bufnr, client.id, opts.ghost.debounce_ms)
   end
@@ -527,6 +516,19 @@ local function on_detach(args)
   vim.b[args.buf].mlxd_ghost = nil
 end
 
+-- Ghost text must not look like code in any terminal: a grey and italic of its own, with cterm
+-- attributes too (Comment and 0.12's ComplHint have only a GUI colour in the default scheme).
+-- `default`: a colorscheme or the user's own :highlight wins.
+local function set_highlights()
+  vim.api.nvim_set_hl(0, 'MlxdGhost', {
+    fg = '#808080',
+    ctermfg = 244,
+    italic = true,
+    cterm = { italic = true },
+    default = true,
+  })
+end
+
 --- Configure and enable the daemon. Safe to call again with new options.
 ---@param opts? table see M.defaults and `:help mlxd-setup`
 function M.setup(opts)
@@ -537,9 +539,10 @@ function M.setup(opts)
       M.config[key] = opts[key]
     end
   end
-  vim.api.nvim_set_hl(0, 'MlxdGhost', { link = 'Comment', default = true })
+  set_highlights()
 
   local group = vim.api.nvim_create_augroup('mlxd', { clear = true })
+  vim.api.nvim_create_autocmd('ColorScheme', { group = group, callback = set_highlights })
   vim.api.nvim_create_autocmd('LspAttach', { group = group, callback = on_attach })
   vim.api.nvim_create_autocmd('LspDetach', { group = group, callback = on_detach })
   vim.api.nvim_create_autocmd('LspRequest', {
