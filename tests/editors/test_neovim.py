@@ -247,3 +247,38 @@ def test_typing_through_ghost_text_never_corrupts_the_buffer(
     attrs = r["ghost_hl_attrs"]
     assert attrs.get("ctermfg") is not None and attrs.get("italic"), ctx
     assert attrs.get("cterm", {}).get("italic"), ctx
+
+
+@pytest.mark.parametrize("case", ["not_on_path", "bad_path", "exits", "tilde"])
+def test_a_daemon_that_cannot_start_is_reported_once_with_the_fix(
+    case: str, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """Item 3 of issue #18: a missing executable or a wrong `cmd` is said once, with the fix;
+    the statusline is not empty. A `~` path (as the README shows) starts the daemon."""
+    sample_file(tmp_path, "x = 1\n")
+    (tmp_path / "work" / "other.py").write_text("y = 2\n")
+    home = tmp_path / "home"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "mlxd").symlink_to(daemon_cmd(tiny_config)[0])
+    env = scenario_env(tiny_config, tmp_path, MLXD_TEST_CASE=case, HOME=str(home))
+    run = neovim.run("missing", env)
+    r, ctx = run.result, run.context()
+    if case == "tilde":
+        assert r["started"], ctx
+        assert r["notes"] == [], ctx
+        assert r["status"].startswith("mlxd: ready"), ctx
+        return
+    ours = [n for n in r["notes"] if n["msg"].startswith("mlxd")]
+    assert len(ours) == 1, ctx
+    # Neovim itself may warn once that the client quit; never once per buffer.
+    assert len(r["notes"]) <= 2, ctx
+    note = ours[0]
+    assert note["level"] == 4, ctx  # vim.log.levels.ERROR
+    assert "cmd" in note["msg"] and ":checkhealth mlxd" in note["msg"], ctx
+    expected = {
+        "not_on_path": "`mlxd-not-installed` is not on $PATH",
+        "bad_path": "/nonexistent/venv/bin/mlxd does not exist",
+        "exits": "exited with code 2 before it started",
+    }[case]
+    assert expected in note["msg"], ctx
+    assert r["status"] == "mlxd: cannot start (:checkhealth mlxd)", ctx

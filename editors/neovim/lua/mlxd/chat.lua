@@ -151,7 +151,9 @@ local function on_reply(req, buf, err, result)
     req.err = err
     local msg = tostring(err.message or err)
     note(buf, '[error] ' .. msg, 'ErrorMsg')
-    vim.notify('mlxd chat: ' .. msg, vim.log.levels.ERROR)
+    if not err.reported then
+      vim.notify('mlxd chat: ' .. msg, vim.log.levels.ERROR)
+    end
     table.remove(history) -- the unanswered user turn
     return finish(req, buf)
   end
@@ -260,7 +262,7 @@ function M.send(prompt, opts)
       return
     end
     if not client then
-      return on_reply(req, buf, { message = err }, nil)
+      return on_reply(req, buf, { message = err, reported = true }, nil)
     end
     req.client_id = client.id
     local params = {

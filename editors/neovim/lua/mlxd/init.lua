@@ -3,6 +3,7 @@
 local M = {}
 
 local uv = vim.uv or vim.loop
+local launch = require('mlxd.launch')
 local has_011 = vim.fn.has('nvim-0.11') == 1
 
 M.name = 'mlxd'
@@ -66,6 +67,7 @@ M.state = {
   progress = {}, -- work-done token -> {title, message, percentage}
   last = nil, -- {backend, model, attempts} of the last finished request
   exited = nil, -- exit code once the daemon stopped
+  initialized = {}, -- client id -> true once `initialize` succeeded
 }
 
 -- partialResultToken -> function(value), or false once finished (late deltas are dropped).
@@ -139,6 +141,9 @@ function M.cmd()
     cmd = { cmd, 'serve' }
   end
   cmd = vim.deepcopy(cmd)
+  if type(cmd[1]) == 'string' and cmd[1]:find('^[~$]') then
+    cmd[1] = vim.fs.normalize(cmd[1]) -- '~/.venvs/mlxd/bin/mlxd': spawn does not expand it
+  end
   if opts.config_file then
     vim.list_extend(cmd, { '--config', vim.fn.expand(opts.config_file) })
   end
@@ -164,7 +169,14 @@ function M.client_config()
       ['$/progress'] = progress_handler,
       ['mlxd/status'] = status_handler,
     },
-    on_exit = function(code)
+    on_init = function(client)
+      M.state.initialized[client.id] = true
+    end,
+    on_exit = function(code, _, client_id)
+      local initialized = M.state.initialized[client_id] == true
+      vim.schedule(function() -- a fast event: no Vimscript functions here
+        launch.on_exit(code, initialized, M.cmd())
+      end)
       M.state.exited = code
       M.state.status = nil
       M.state.progress = {}
@@ -202,10 +214,16 @@ function M.cancel_request(client, id)
 end
 
 --- Call fn(client) once a client is initialized, starting one (without attaching a buffer) when
---- none runs, so chat works from any buffer. fn(nil, err) when that fails.
+--- none runs, so chat works from any buffer. fn(nil, err) when that fails; the user was told.
 function M.with_client(fn)
   local client = M.client()
   if not client then
+    local problem = launch.blocker(M.cmd())
+    if problem then
+      launch.report(problem)
+      fn(nil, problem)
+      return
+    end
     local id
     if has_011 then
       id = vim.lsp.start(M.client_config(), { attach = false })
@@ -214,7 +232,9 @@ function M.with_client(fn)
     end
     client = id and vim.lsp.get_client_by_id(id)
     if not client then
-      fn(nil, 'could not start ' .. table.concat(M.cmd(), ' '))
+      local msg = 'mlxd: could not start ' .. table.concat(M.cmd(), ' ') .. '; :checkhealth mlxd'
+      launch.report(msg)
+      fn(nil, msg)
       return
     end
   end
@@ -237,8 +257,12 @@ function M.with_client(fn)
         timer:close()
         if client.initialized then
           fn(client)
+        elseif stopped then
+          fn(nil, 'mlxd: the daemon stopped before it started') -- on_exit said why
         else
-          fn(nil, 'the daemon did not initialize')
+          local msg = 'mlxd: the daemon did not initialize within 60 s; :checkhealth mlxd'
+          launch.report(msg)
+          fn(nil, msg)
         end
       end
     end)
@@ -250,6 +274,9 @@ end
 function M.status()
   local client = M.client()
   if not client then
+    if launch.problem then
+      return 'mlxd: cannot start (:checkhealth mlxd)'
+    end
     return M.state.exited and ('mlxd: stopped (%d)'):format(M.state.exited) or ''
   end
   for _, p in pairs(M.state.progress) do
@@ -540,6 +567,7 @@ function M.setup(opts)
     end
   end
   set_highlights()
+  launch.reset()
 
   local group = vim.api.nvim_create_augroup('mlxd', { clear = true })
   vim.api.nvim_create_autocmd('ColorScheme', { group = group, callback = set_highlights })
@@ -557,19 +585,20 @@ function M.setup(opts)
     -- Only buffers with a filetype: vim.lsp.enable() after startup replays FileType for every
     -- buffer, the empty [No Name] one included. on_dir(nil): no root, single-file mode.
     cfg.root_dir = function(bufnr, on_dir)
-      if vim.bo[bufnr].filetype ~= '' then
+      if vim.bo[bufnr].filetype ~= '' and launch.check(M.cmd()) then
         on_dir(nil)
       end
     end
     vim.lsp.config(M.name, cfg)
-    vim.lsp.enable(M.name)
+    -- vim.lsp.enable() would only write a missing executable to lsp.log, for every buffer.
+    vim.lsp.enable(M.name, launch.check(cfg.cmd))
   else
     -- 0.10: start on FileType ourselves; reuse the one client for every buffer.
     vim.api.nvim_create_autocmd('FileType', {
       group = group,
       pattern = opts and opts.filetypes or '*',
       callback = function(args)
-        if vim.bo[args.buf].buftype == '' then
+        if vim.bo[args.buf].buftype == '' and launch.check(M.cmd()) then
           vim.lsp.start(M.client_config(), { bufnr = args.buf })
         end
       end,
@@ -591,8 +620,7 @@ end
 ---@param cb? fun(result: table?, err: table|string?)
 function M.models(cb)
   M.with_client(function(client, err)
-    if not client then
-      vim.notify('mlxd: ' .. err, vim.log.levels.ERROR)
+    if not client then -- with_client said why
       return cb and cb(nil, err)
     end
     M.request(client, 'mlxd/models', vim.empty_dict(), function(rerr, result)
@@ -640,8 +668,7 @@ function M.set_key(backend, persist, key, cb)
     return cb and cb(false, 'empty key')
   end
   M.with_client(function(client, err)
-    if not client then
-      vim.notify('mlxd: ' .. err, vim.log.levels.ERROR)
+    if not client then -- with_client said why
       return cb and cb(false, err)
     end
     -- The LSP log would record the key at debug level: keep it out for this one message.
