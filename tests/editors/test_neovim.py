@@ -282,3 +282,27 @@ def test_a_daemon_that_cannot_start_is_reported_once_with_the_fix(
     }[case]
     assert expected in note["msg"], ctx
     assert r["status"] == "mlxd: cannot start (:checkhealth mlxd)", ctx
+
+
+@pytest.mark.parametrize("impl", ["native", "fallback"])
+def test_keys_do_their_usual_thing_without_a_suggestion_and_suggest_asks_now(
+    impl: str, nvim: Nvim, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """Items 4 and 10 of issue #18: <M-l>, <M-L>, <M-]>... never type letters when nothing is
+    shown (they act as without the plugin); the suggest key asks at once; accept-word."""
+    if impl not in ghost_impls(nvim):
+        pytest.skip(f"native inline completion needs Neovim 0.12; this is {nvim.version}")
+    sample_file(tmp_path)
+    run = neovim.run("keys", scenario_env(tiny_config, tmp_path, MLXD_TEST_GHOST=impl), 60)
+    r, ctx = run.result, run.context()
+    assert r["impl"] == impl, ctx
+    for key, want in r["without"].items():
+        got = r["with_plugin"][key]
+        assert got == want, (key, ctx)
+        assert got["lines"] == ["abc def", "ghi", "jkl"], (key, ctx)  # no letter typed
+    assert r["with_plugin"]["<M-l>"]["mode"] == "n", ctx
+    # Suggest now: one request, Invoked (1), and a suggestion; accept-word inserts one word.
+    assert r["suggest_kinds"] and r["suggest_kinds"][0] == 1, ctx
+    assert r["suggest_shown"], ctx
+    assert r["word"], ctx
+    assert r["after_word"] == r["expected"], ctx

@@ -144,7 +144,9 @@ local function prepare(bufnr, raw, encoding)
   return out
 end
 
-local function request(bufnr)
+local INVOKED = 1 -- InlineCompletionTriggerKind.Invoked
+
+local function request(bufnr, kind)
   local st = states[bufnr]
   if not st or not in_insert(bufnr) then
     return
@@ -156,7 +158,7 @@ local function request(bufnr)
   cancel_request(st)
   local key = cursor_key(bufnr)
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
-  params.context = { triggerKind = AUTOMATIC }
+  params.context = { triggerKind = kind or AUTOMATIC }
   local id
   id = mlxd().request(client, METHOD, params, function(err, result)
     if states[bufnr] ~= st or st.req_id ~= id then
@@ -274,6 +276,26 @@ function M.accept(bufnr)
     local r = item.range
     mlxd().apply_text(bufnr, r[1], r[2], r[3], r[4], item.text)
   end)
+end
+
+--- Insert the next word of the suggestion at the cursor.
+function M.accept_word(bufnr)
+  return accept_with(bufnr, function(item)
+    local cur = api.nvim_win_get_cursor(0)
+    local row, col = cur[1] - 1, cur[2]
+    mlxd().apply_text(bufnr, row, col, row, col, mlxd().first_word(item.rest))
+  end)
+end
+
+--- Ask now, without the debounce (the "suggest" key).
+function M.suggest(bufnr)
+  local st = states[bufnr]
+  if not (st and in_insert(bufnr)) then
+    return false
+  end
+  M.clear(bufnr)
+  request(bufnr, INVOKED)
+  return true
 end
 
 --- Insert the next line of the suggestion at the cursor.

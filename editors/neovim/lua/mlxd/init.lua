@@ -10,7 +10,9 @@ M.name = 'mlxd'
 
 ---@class mlxd.Keymaps
 ---@field accept string|false
+---@field accept_word string|false
 ---@field accept_line string|false
+---@field suggest string|false
 ---@field dismiss string|false
 ---@field next string|false
 ---@field prev string|false
@@ -35,10 +37,13 @@ M.defaults = {
     debounce_ms = 200,
   },
   -- Insert-mode keys for ghost text; false disables one. Tab is left alone unless you set it.
-  -- When there is no suggestion the key does what it did before.
+  -- When there is no suggestion the key does what it does without the plugin (an ALT chord:
+  -- <Esc> and the key).
   keymaps = {
     accept = '<M-l>',
+    accept_word = '<M-Right>',
     accept_line = '<M-L>',
+    suggest = '<M-\\>', -- ask now, without waiting for a keystroke
     dismiss = '<C-]>',
     next = '<M-]>',
     prev = '<M-[>',
@@ -401,6 +406,12 @@ function M.apply_text(bufnr, srow, scol, erow, ecol, text)
   end
 end
 
+--- The next word of `rest`: leading blanks and a run of word characters, or of other
+--- non-blank characters; a leading newline with the next line's indentation.
+function M.first_word(rest)
+  return rest:match('^\n[ \t]*') or rest:match('^%s*[%w_]+') or rest:match('^%s*[^%w_%s]+') or rest
+end
+
 --- The next line of `rest` (the not-yet-typed part of a suggestion): up to the newline, or the
 --- newline plus the following line when `rest` starts a new line.
 function M.first_line(rest)
@@ -412,8 +423,8 @@ function M.first_line(rest)
   return nl and rest:sub(1, nl - 1) or rest
 end
 
--- Native accept-line: insert only the next line of the item, at the cursor.
-local function native_accept_line(item)
+-- The part of a native item not typed yet (insertText minus what is typed inside its range).
+local function native_rest(item)
   local bufnr = vim.api.nvim_get_current_buf()
   local text = type(item.insert_text) == 'string' and item.insert_text or item.insert_text.value
   local cur = vim.api.nvim_win_get_cursor(0)
@@ -426,7 +437,27 @@ local function native_accept_line(item)
       text = text:sub(#typed + 1)
     end
   end
-  M.apply_text(bufnr, crow, ccol, crow, ccol, M.first_line(text))
+  return text
+end
+
+-- Native accept of a part (`pick(rest)`) of the item, at the cursor.
+local function native_accept_part(pick, item)
+  local cur = vim.api.nvim_win_get_cursor(0)
+  local crow, ccol = cur[1] - 1, cur[2]
+  M.apply_text(vim.api.nvim_get_current_buf(), crow, ccol, crow, ccol, pick(native_rest(item)))
+end
+
+--- The part of the shown suggestion not typed yet (what accept inserts at the cursor), or nil.
+function M.rest(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  local impl = buf_impl(bufnr)
+  if impl == 'native' then
+    local item = native.current(bufnr)
+    return item and native_rest(item)
+  elseif impl == 'fallback' then
+    local item = require('mlxd.ghost').current(bufnr)
+    return item and item.rest
+  end
 end
 
 local actions = {
@@ -436,8 +467,17 @@ local actions = {
     end,
     accept_line = function(bufnr)
       return native.current(bufnr) ~= nil
-        and vim.lsp.inline_completion.get({ on_accept = native_accept_line })
+        and vim.lsp.inline_completion.get({ on_accept = function(item)
+          native_accept_part(M.first_line, item)
+        end })
     end,
+    accept_word = function(bufnr)
+      return native.current(bufnr) ~= nil
+        and vim.lsp.inline_completion.get({ on_accept = function(item)
+          native_accept_part(M.first_word, item)
+        end })
+    end,
+    suggest = native.trigger,
     dismiss = native.dismiss,
     select = function(bufnr, count)
       if not (native.current(bufnr) and native.visible(bufnr)) then
@@ -471,6 +511,14 @@ end
 function M.accept_line()
   return ghost_action('accept_line')
 end
+--- Accept the next word of the suggestion.
+function M.accept_word()
+  return ghost_action('accept_word')
+end
+--- Ask for a suggestion now (also right after :MlxdToggle or a dismiss).
+function M.suggest()
+  return ghost_action('suggest')
+end
 --- Hide the suggestion until the next keystroke.
 function M.dismiss()
   return ghost_action('dismiss')
@@ -484,25 +532,9 @@ function M.prev()
 end
 
 local function set_keymaps(bufnr)
-  local keys = (M.config or M.defaults).keymaps or {}
-  local descs = {
-    accept = 'mlxd: accept suggestion',
-    accept_line = 'mlxd: accept one line of the suggestion',
-    dismiss = 'mlxd: dismiss suggestion',
-    next = 'mlxd: next suggestion',
-    prev = 'mlxd: previous suggestion',
-  }
-  for action, desc in pairs(descs) do
-    local lhs = keys[action]
-    if lhs then
-      vim.keymap.set('i', lhs, function()
-        if M[action]() then
-          return ''
-        end
-        return lhs -- nothing to act on: the key keeps its usual meaning
-      end, { buffer = bufnr, expr = true, desc = desc })
-    end
-  end
+  require('mlxd.keys').set(bufnr, (M.config or M.defaults).keymaps or {}, function(action)
+    return M[action]()
+  end)
 end
 
 local function enable_ghost(bufnr, client)

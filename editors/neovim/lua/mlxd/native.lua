@@ -139,6 +139,16 @@ function M.dismiss(bufnr)
   return true
 end
 
+--- Ask now (InlineCompletionTriggerKind.Invoked), without waiting for a keystroke.
+function M.trigger(bufnr)
+  local c = completor(bufnr)
+  if not (c and c.request) then
+    return false
+  end
+  c:request(1)
+  return true
+end
+
 --- Number of items of the last answer (all clients), or 0.
 function M.count(bufnr)
   local c = completor(bufnr)
