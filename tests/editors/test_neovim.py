@@ -306,3 +306,23 @@ def test_keys_do_their_usual_thing_without_a_suggestion_and_suggest_asks_now(
     assert r["suggest_shown"], ctx
     assert r["word"], ctx
     assert r["after_word"] == r["expected"], ctx
+
+
+def test_the_statusline_component_keeps_neovims_own_statusline(
+    nvim: Nvim, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """Item 7 of issue #18: the documented statusline shows the state beside Neovim's own
+    (file name, ruler), on 0.11 (empty default option) and 0.12 (a default value)."""
+    sample_file(tmp_path, "x = 1\n")
+    run = neovim.run("statusline", scenario_env(tiny_config, tmp_path))
+    r, ctx = run.result, run.context()
+    assert (r["default_option"] == "") == (nvim.version < (0, 12, 0)), ctx
+    assert r["twice"], ctx
+    # Before the daemon starts: exactly Neovim's own statusline.
+    assert "mlxd" not in r["before_start"], ctx
+    ready = r["ready"]
+    assert r["text"].startswith("mlxd: ready"), ctx
+    assert "fib.py" in ready, ctx
+    # The state, then a space, then the ruler (line,col); never glued to "Top"/"All".
+    assert re.search(r"mlxd: ready\S* +.*\d+,\d+ .*(All|Top|Bot)", ready), ctx
+    assert not re.search(r"(All|Top|Bot)mlxd", ready), ctx
