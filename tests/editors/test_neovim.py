@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import Nvim, NvimRunner, daemon_cmd
+from .conftest import NVIM_PLUGIN, Nvim, NvimRunner, daemon_cmd
 
 pytestmark = [pytest.mark.slow, pytest.mark.editor, pytest.mark.timeout(90)]
 
@@ -326,3 +328,40 @@ def test_the_statusline_component_keeps_neovims_own_statusline(
     # The state, then a space, then the ruler (line,col); never glued to "Top"/"All".
     assert re.search(r"mlxd: ready\S* +.*\d+,\d+ .*(All|Top|Bot)", ready), ctx
     assert not re.search(r"(All|Top|Bot)mlxd", ready), ctx
+
+
+@pytest.mark.parametrize("how", ["lazy", "packadd"])
+def test_install_from_the_repository_subdirectory_and_help_works(
+    how: str, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """Items 6 and 22 of issue #18: a lazy.nvim `dir=` spec (loaded as lazy.nvim loads a local
+    plugin; lazy.nvim itself is not downloadable here) and `packadd` from a pack/*/opt symlink
+    both work although the plugin lives in editors/neovim, and `:help mlxd` works (tags shipped)."""
+    sample_file(tmp_path, "x = 1\n")
+    site = tmp_path / "site"
+    (site / "pack" / "mlxd" / "opt").mkdir(parents=True)
+    (site / "pack" / "mlxd" / "opt" / "mlxd").symlink_to(NVIM_PLUGIN)
+    env = scenario_env(tiny_config, tmp_path, MLXD_TEST_INSTALL=how, MLXD_TEST_SITE=str(site))
+    run = neovim.run("install", env, rtp=False)
+    r, ctx = run.result, run.context()
+    assert r["before"] == 0 and r["after"] == 2, ctx
+    assert r["help_ok"], ctx
+    assert r["help_file"] == "mlxd.txt", ctx
+    assert r["help_setup"], ctx
+    assert r["status"].startswith("mlxd: ready"), ctx
+
+
+def test_shipped_help_tags_are_up_to_date(nvim: Nvim, tmp_path: Path) -> None:
+    """Item 6 of issue #18: doc/tags is committed (no :helptags step needed) and matches doc/."""
+    shipped = NVIM_PLUGIN / "doc" / "tags"
+    assert shipped.exists(), "editors/neovim/doc/tags is missing: run :helptags editors/neovim/doc"
+    doc = tmp_path / "doc"
+    shutil.copytree(NVIM_PLUGIN / "doc", doc)
+    (doc / "tags").unlink()
+    subprocess.run(
+        [nvim.path, "--headless", "--clean", "-u", "NONE", "-c", f"helptags {doc}", "-c", "qa!"],
+        check=True,
+        timeout=30,
+        capture_output=True,
+    )
+    assert (doc / "tags").read_text() == shipped.read_text(), "regenerate with :helptags"
