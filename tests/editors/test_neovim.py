@@ -365,3 +365,40 @@ def test_shipped_help_tags_are_up_to_date(nvim: Nvim, tmp_path: Path) -> None:
         capture_output=True,
     )
     assert (doc / "tags").read_text() == shipped.read_text(), "regenerate with :helptags"
+
+
+def test_chat_says_why_it_fell_back_shows_life_and_tags_defaults(
+    neovim: NvimRunner, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Items 8 and 9 of issue #18: the cloud backend has no API key, local answers. The chat shows
+    a line before the first token, the footer in seconds, and 'no API key' with :MlxdSetKey;
+    :MlxdModels tags the model of each default backend."""
+    config = tmp_path / "mlxd.toml"
+    config.write_text(
+        f'[local]\nmodel = "{tiny_model}"\npreload = true\n\n'
+        '[routing]\ncloud = true\nchat = ["cloudy", "local"]\n\n'
+        '[backends.cloudy]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n'
+        'api_key_env = "MLXD_TEST_UNSET_KEY"\n'
+    )
+    run = neovim.run("fallback", scenario_env(config, tmp_path))
+    r, ctx = run.result, run.context()
+    res = r["result"]
+    assert res["backend"] == "local", ctx
+    assert [a["backend"] for a in res["attempts"]] == ["cloudy"], ctx
+    assert "no API key" in res["attempts"][0]["error"], ctx
+    # A sign of life before the first token, gone once the answer is there.
+    assert not r["updated_before"], ctx
+    assert any("waiting for the answer" in v for v in r["virt_before"]), ctx
+    assert not any("waiting" in v for v in r["virt_after"]), ctx
+    footer = [v for v in r["virt_after"] if v.startswith("-- ")]
+    assert re.fullmatch(r"-- local \S+ \| \d+ tokens \| \d+\.\d s", footer[0]), ctx
+    assert footer[1] == "-- fallback: cloudy has no API key; set one with :MlxdSetKey cloudy", ctx
+    warned = [n for n in r["notes"] if "no API key" in n["msg"]]
+    assert len(warned) == 1 and ":MlxdSetKey cloudy" in warned[0]["msg"], ctx
+    # :MlxdModels: each default kind tags the model of its backend.
+    defaults = r["models"]["defaults"]
+    for m in r["models"]["models"]:
+        kinds = sorted(k for k, b in defaults.items() if b == m["backend"])
+        if kinds:
+            assert f"default: {', '.join(kinds)}" in r["models_text"], ctx
+    assert "default:" in r["models_text"], ctx

@@ -101,9 +101,50 @@ local function append(buf, text)
   end
 end
 
+-- Virtual lines after the last line; `text` may be a list of lines. Returns the extmark id.
 local function note(buf, text, hl)
   local row = api.nvim_buf_line_count(buf) - 1
-  api.nvim_buf_set_extmark(buf, ns, row, 0, { virt_lines = { { { text, hl or 'Comment' } } } })
+  local lines = {}
+  for _, t in ipairs(type(text) == 'table' and text or { text }) do
+    lines[#lines + 1] = { { t, hl or 'Comment' } }
+  end
+  return api.nvim_buf_set_extmark(buf, ns, row, 0, { virt_lines = lines })
+end
+
+-- The sign of life between sending and the first token (a cold model can take seconds).
+local function stop_waiting(req, buf)
+  if req.waiting then
+    pcall(api.nvim_buf_del_extmark, buf, ns, req.waiting)
+    req.waiting = nil
+  end
+end
+
+local said_no_key = {}
+
+--- Why each backend before the one that answered failed, as lines for the chat footer, with
+--- the fix where there is one (a missing API key: :MlxdSetKey). Also notifies once per backend
+--- without a key, so it is seen outside the chat buffer too.
+---@param attempts {backend: string, error: string}[]?
+---@param used string? the backend that answered
+---@return string[]
+function M.fallback_lines(attempts, used)
+  local out = {}
+  for _, a in ipairs(attempts or {}) do
+    local line = ('-- fallback: %s failed: %s'):format(a.backend, a.error)
+    if tostring(a.error):find('no API key', 1, true) then
+      local fix = (':MlxdSetKey %s'):format(a.backend)
+      line = ('-- fallback: %s has no API key; set one with %s'):format(a.backend, fix)
+      if not said_no_key[a.backend] then
+        said_no_key[a.backend] = true
+        vim.notify(
+          ('mlxd: %s has no API key, %s answered instead; %s'):format(a.backend, used or '?', fix),
+          vim.log.levels.WARN
+        )
+      end
+    end
+    out[#out + 1] = line
+  end
+  return out
 end
 
 -- The selection (or line range) of a :'<,'>MlxdChat, as a fenced block with its origin.
@@ -144,6 +185,7 @@ end
 
 local function on_reply(req, buf, err, result)
   req.replied = true
+  stop_waiting(req, buf)
   if req.done then
     return -- cancelled meanwhile
   end
@@ -169,17 +211,16 @@ local function on_reply(req, buf, err, result)
   mlxd().record_result(result)
   local t = result.timings or {}
   local u = result.usage or {}
-  local fallback = (result.attempts and #result.attempts > 0) and ' | fallback' or ''
-  note(
-    buf,
-    ('-- %s %s | %s tokens | %s ms%s'):format(
+  local footer = {
+    ('-- %s %s | %s tokens | %s'):format(
       result.backend or '?',
       result.model or '',
       tostring(u.completionTokens or '?'),
-      t.totalMs and ('%d'):format(t.totalMs) or '?',
-      fallback
-    )
-  )
+      t.totalMs and ('%.1f s'):format(t.totalMs / 1000) or '?'
+    ),
+  }
+  vim.list_extend(footer, M.fallback_lines(result.attempts, result.backend))
+  note(buf, footer)
   finish(req, buf)
 end
 
@@ -232,6 +273,8 @@ function M.send(prompt, opts)
   }
   current = req
 
+  req.waiting = note(buf, '… waiting for the answer (a cold model may take a few seconds)')
+
   history[#history + 1] = { role = 'user', content = content }
   local messages = {}
   if cfg.system then
@@ -251,6 +294,7 @@ function M.send(prompt, opts)
     if req.done or type(value) ~= 'table' or type(value.delta) ~= 'string' then
       return
     end
+    stop_waiting(req, buf)
     req.text = req.text .. value.delta
     req.deltas = req.deltas + 1
     append(buf, value.delta)
@@ -300,6 +344,7 @@ function M.cancel()
     mlxd().cancel_request(client, req.id)
   end
   local buf = M.buf()
+  stop_waiting(req, buf)
   note(buf, '[cancelled]', 'WarningMsg')
   if req.text ~= '' then
     history[#history + 1] = { role = 'assistant', content = req.text }

@@ -664,8 +664,9 @@ function M.models(cb)
         local chunks = { { 'mlxd models\n', 'Title' } }
         for _, m in ipairs(result.models or {}) do
           local tags = {}
-          for kind, name in vim.spairs(result.defaults or {}) do
-            if name == m.name then
+          -- `defaults` maps a request kind to the backend that serves it first.
+          for kind, backend in vim.spairs(result.defaults or {}) do
+            if backend == m.backend then
               tags[#tags + 1] = kind
             end
           end
