@@ -402,3 +402,31 @@ def test_chat_says_why_it_fell_back_shows_life_and_tags_defaults(
         if kinds:
             assert f"default: {', '.join(kinds)}" in r["models_text"], ctx
     assert "default:" in r["models_text"], ctx
+
+
+@pytest.mark.parametrize("impl", ["native", "fallback"])
+def test_toggle_insert_code_block_and_pick_a_model(
+    impl: str, nvim: Nvim, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """Item 10 of issue #18: :MlxdToggle (buffer) and :MlxdToggle! (everywhere) stop asking and
+    showing; :MlxdInsert puts an answer's code block at the cursor; :MlxdPick pins a backend."""
+    if impl not in ghost_impls(nvim):
+        pytest.skip(f"native inline completion needs Neovim 0.12; this is {nvim.version}")
+    sample_file(tmp_path)
+    (tmp_path / "work" / "other.py").write_text("")
+    run = neovim.run("controls", scenario_env(tiny_config, tmp_path, MLXD_TEST_GHOST=impl), 70)
+    r, ctx = run.result, run.context()
+    off = {"asked": 0, "shown": False}
+    assert r["off"] == off, ctx
+    assert "ghost off" in r["status_off"], ctx
+    assert r["on"]["asked"] >= 1 and r["on"]["shown"], ctx
+    assert r["global_off_other"] == off and r["global_off_first"] == off, ctx
+    assert r["global_on"]["asked"] >= 1 and r["global_on"]["shown"], ctx
+    assert [b["lines"] for b in r["blocks"]] == [["x = 1"], ["def f():", "    return 2"]], ctx
+    assert r["inserted"] and r["after_insert"] == ["a = 1", "def f():", "    return 2", "b = 2"], ctx
+    # The cursor was left after the block; its line is not blank, so block 1 goes below it.
+    assert r["inserted_first"], ctx
+    assert r["after_first"] == ["a = 1", "def f():", "    return 2", "x = 1", "b = 2"], ctx
+    assert r["pick_labels"][0].startswith("routing"), ctx
+    assert any("[local]" in label for label in r["pick_labels"]), ctx
+    assert r["chat_backend_param"] == "local" and r["chat_result_backend"] == "local", ctx

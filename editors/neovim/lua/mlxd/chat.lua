@@ -391,6 +391,68 @@ function M.history()
   return vim.deepcopy(history)
 end
 
+--- The fenced code blocks of `text` (default: the last answer), in order.
+---@param text? string
+---@return {lang: string, lines: string[]}[]
+function M.code_blocks(text)
+  if not text then
+    for i = #history, 1, -1 do
+      if history[i].role == 'assistant' then
+        text = history[i].content
+        break
+      end
+    end
+  end
+  local blocks, open = {}, nil
+  for _, line in ipairs(vim.split(text or '', '\n', { plain = true })) do
+    local fence, lang = line:match('^%s*(```+)%s*([%w_+.-]*)')
+    if open and fence and #fence >= #open.fence and lang == '' then
+      blocks[#blocks + 1] = { lang = open.lang, lines = open.lines }
+      open = nil
+    elseif open then
+      open.lines[#open.lines + 1] = line
+    elseif fence then
+      open = { fence = fence, lang = lang, lines = {} }
+    end
+  end
+  return blocks
+end
+
+--- Insert code block `n` (default: the last) of the last answer (or of `opts.text`) at the
+--- cursor of the window you came from: it replaces a blank cursor line, else goes below it.
+---@param n? integer negative counts from the end
+---@param opts? {text?: string, win?: integer}
+---@return boolean inserted
+function M.insert_code(n, opts)
+  opts = opts or {}
+  local blocks = M.code_blocks(opts.text)
+  if #blocks == 0 then
+    vim.notify('mlxd: the last answer has no code block', vim.log.levels.WARN)
+    return false
+  end
+  n = n or #blocks
+  local block = blocks[n < 0 and #blocks + 1 + n or n]
+  if not block then
+    vim.notify(('mlxd: no code block %d (the answer has %d)'):format(n, #blocks), vim.log.levels.WARN)
+    return false
+  end
+  local win = opts.win or api.nvim_get_current_win()
+  if api.nvim_win_get_buf(win) == chat_buf then
+    win = vim.fn.win_getid(vim.fn.winnr('#'))
+  end
+  if win == 0 or api.nvim_win_get_buf(win) == chat_buf then
+    vim.notify('mlxd: no window to insert into', vim.log.levels.WARN)
+    return false
+  end
+  local buf = api.nvim_win_get_buf(win)
+  local row = api.nvim_win_get_cursor(win)[1]
+  local line = api.nvim_buf_get_lines(buf, row - 1, row, true)[1]
+  local from = line:match('^%s*$') and row - 1 or row
+  api.nvim_buf_set_lines(buf, from, row, true, block.lines) -- from == row: insert below
+  api.nvim_win_set_cursor(win, { from + #block.lines, 0 })
+  return true
+end
+
 --- The :MlxdChat command.
 function M.command(args)
   local opts = { new = args.bang }

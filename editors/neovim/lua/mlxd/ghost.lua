@@ -188,6 +188,9 @@ local function on_change(bufnr)
     return -- nothing moved (e.g. CursorMovedI right after TextChangedI)
   end
   M.clear(bufnr)
+  if not require('mlxd.toggle').enabled(bufnr) then
+    return -- :MlxdToggle
+  end
   st.timer:start(
     st.debounce,
     0,
@@ -290,7 +293,7 @@ end
 --- Ask now, without the debounce (the "suggest" key).
 function M.suggest(bufnr)
   local st = states[bufnr]
-  if not (st and in_insert(bufnr)) then
+  if not (st and in_insert(bufnr) and require('mlxd.toggle').enabled(bufnr)) then
     return false
   end
   M.clear(bufnr)

@@ -298,6 +298,9 @@ function M.status()
     return 'mlxd: starting'
   end
   local parts = { 'mlxd: ' .. st.state }
+  if vim.b.mlxd_ghost and not require('mlxd.toggle').enabled(0) then
+    parts[#parts + 1] = 'ghost off'
+  end
   local last = M.state.last
   if last and last.backend then
     local used = last.backend
@@ -548,8 +551,10 @@ local function enable_ghost(bufnr, client)
   local impl = M.ghost_impl()
   vim.b[bufnr].mlxd_ghost = impl
   if impl == 'native' then
-    vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
-    native.guard(bufnr)
+    if require('mlxd.toggle').enabled(bufnr) then
+      vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
+      native.guard(bufnr)
+    end
   else
     require('mlxd.ghost').attach(bufnr, client.id, opts.ghost.debounce_ms)
   end
