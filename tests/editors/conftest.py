@@ -104,9 +104,7 @@ class NvimRunner:
     nvim: Nvim
     tmp: Path
 
-    def run(
-        self, scenario: str, env: dict[str, str], timeout: float = 45, rtp: bool = True
-    ) -> Run:
+    def run(self, scenario: str, env: dict[str, str], timeout: float = 45, rtp: bool = True) -> Run:
         """Run editors/neovim/tests/<scenario>.lua headless; return the JSON it wrote.
 
         rtp=False leaves the plugin off 'runtimepath': the scenario installs it as a user would.

@@ -94,7 +94,8 @@ function M.guard(bufnr)
   end
   c.select = function(self, index, show_index)
     self._mlxd_key = key(self.bufnr)
-    return proto.select(self, index, show_index)
+    -- The built-in shows "(i/n)" only after cycling: show it as soon as there are several.
+    return proto.select(self, index, show_index or self:count_items() > 1)
   end
   c.show = function(self, hint)
     if self.current and self._mlxd_key ~= key(self.bufnr) then
