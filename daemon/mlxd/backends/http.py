@@ -96,12 +96,17 @@ class HTTPClient:
         """
         session = self._get_session()
         try:
-            resp = await session.post(url, data=json.dumps(body).encode(), headers=headers)
+            # Never follow a redirect: it would carry the key and the prompt to another host.
+            resp = await session.post(
+                url, data=json.dumps(body).encode(), headers=headers, allow_redirects=False
+            )
         except BaseException as exc:
             raise self._map_exc(exc, headers_received=False) from None
         try:
             if resp.status >= 400:
                 raise await self._status_error(resp, url)
+            if resp.status >= 300:
+                raise self._redirect_error(resp)
             ctype = resp.content_type
             if ctype in ("application/json", "text/html"):
                 # A 200 that is not a stream: a proxy's error page, or a server that ignored
@@ -187,6 +192,17 @@ class HTTPClient:
             if text:
                 message += f": {text}"
         return status_error(resp.status, self.redact(message), retry_after(resp.headers))
+
+    def _redirect_error(self, resp: aiohttp.ClientResponse) -> HTTPStatusError:
+        # A redirect is the attempt's error, never retried: the configured URL is wrong or the
+        # server is not the one configured.
+        where = excerpt(resp.headers.get("location", "(no Location)"), self.redact, 200)
+        reason = f"{resp.status} {resp.reason or ''}".strip()
+        return HTTPStatusError(
+            f"{reason}: redirected to {where}; redirects are not followed "
+            "(set base_url to the final address)",
+            resp.status,
+        )
 
 
 def status_error(status: int, message: str, retry: float | None = None) -> HTTPStatusError:
