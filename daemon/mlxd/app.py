@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol as P
+from . import trust
 from .backends.base import Backend, Message, Request
 from .backends.local import LocalBackend
 from .config import Config, ConfigError, decode, load_file, merge
@@ -69,8 +70,9 @@ class App:
         """Apply the file + `overlay` (default: the initializationOptions).
 
         The file is checked on its own first: a bad file is reported (returned) and skipped, so
-        the editor's valid options still apply over the defaults. Raises ConfigError, keeping
-        the last good config, when the combination itself is invalid.
+        the editor's valid options still apply over the defaults. The overlay's workspace layer
+        may only tighten (trust.py); what it may not change is dropped and reported. Raises
+        ConfigError, keeping the last good config, when the trusted combination is invalid.
         """
         problems: list[str] = []
         raw: dict[str, Any] = {}
@@ -79,11 +81,14 @@ class App:
                 raw = load_file(self.sources.path)
                 decode(raw)
             except ConfigError as exc:
-                problems.append(f"{self.sources.path}: {exc}")
+                problems.append(f"invalid config file, ignored: {self.sources.path}: {exc}")
                 raw = {}
         extra = self.sources.init_options if overlay is None else overlay
-        self.apply(decode(merge(raw, extra)))
-        return problems
+        user, layer = trust.split(extra)
+        merged = merge(raw, user)
+        cfg, notes = trust.apply_workspace(merged, decode(merged), layer)
+        self.apply(cfg)
+        return problems + notes
 
     def apply(self, cfg: Config) -> None:
         from .backends.anthropic import AnthropicBackend

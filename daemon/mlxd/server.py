@@ -99,7 +99,7 @@ class MlxdServer(LanguageServer):
         except ConfigError as exc:
             where = "initializationOptions" if overlay is not None else "config"
             return False, [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
-        return True, [f"mlxd: invalid config file, ignored: {p}" for p in problems]
+        return True, [f"mlxd: {p}" for p in problems]
 
     # --- client notifications that do not belong to one request ------------------------------
     def call_soon(self, fn: Any) -> None:

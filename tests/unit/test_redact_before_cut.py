@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.fakes.providers import FakeProvider, Reply
 
 from mlxd.backends.anthropic import AnthropicBackend
 from mlxd.backends.base import BackendError, Message, Request
@@ -14,6 +13,7 @@ from mlxd.backends.http import error_from_json, snippet
 from mlxd.backends.openai import OpenAIBackend
 from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.secrets import KeyStore
+from tests.fakes.providers import FakeProvider, Reply
 
 KEY = "sk-live-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 TIMEOUTS = TimeoutsConfig(connect_s=1.0, idle_s=1.0)
