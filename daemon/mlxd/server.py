@@ -23,7 +23,7 @@ from pygls.protocol import (
     lsp_method,
 )
 
-from . import __version__
+from . import __version__, uris
 from . import protocol as P
 from .app import App, ConfigError, ConfigSources, Hooks, UnknownModel
 from .router import AllFailed, Outcome, UnknownBackend
@@ -200,7 +200,7 @@ def register(ls: MlxdServer) -> None:
     @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
         """Stop the closed document's inline generation and forget its cached suggestions."""
-        ls.app.inline.forget(params.text_document.uri)
+        ls.app.inline.forget(uris.key(params.text_document.uri))
 
     @ls.feature(T.SHUTDOWN)
     def shutdown(ls: MlxdServer, params: Any) -> None:
@@ -256,23 +256,23 @@ def register(ls: MlxdServer) -> None:
         ls: MlxdServer, params: T.InlineCompletionParams
     ) -> T.InlineCompletionList:
         """Ghost text at the cursor of a synced document."""
-        if params.text_document.uri not in ls.workspace.text_documents:
+        uri = uris.key(params.text_document.uri)
+        docs = {uris.key(d.uri): d for d in ls.workspace.text_documents.values()}
+        if uri not in docs:
             raise JsonRpcInvalidParams(
                 message="Invalid params: textDocument.uri: not open (send textDocument/didOpen first)"
             )
-        doc = ls.workspace.get_text_document(params.text_document.uri)
+        doc = docs[uri]
         sel = params.context.selected_completion_info
         items = await ls.app.inline_complete(
             doc.source,
             params.position.line,
             params.position.character,
-            uri=doc.uri,
+            uri=uri,
             language=doc.language_id or "",
             encoding=_encoding(ls.workspace.position_encoding),
             selected=(sel.text, _range_tuple(sel.range)) if sel else None,
-            open_documents=[
-                (d.uri, d.language_id or "", d.source) for d in ls.workspace.text_documents.values()
-            ],
+            open_documents=[(k, d.language_id or "", d.source) for k, d in docs.items()],
         )
         return T.InlineCompletionList(
             items=[
