@@ -29,8 +29,8 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from urllib.parse import unquote, urlparse
 
+from . import uris
 from .backends.base import (
     Backend,
     BackendError,
@@ -247,13 +247,17 @@ class Router:
 
     def excluded(self, uri: str) -> bool:
         """Whether a document matches routing.exclude. A glob with no `/` (`*.pem`) also
-        matches the file name alone, as in .gitignore."""
-        path = _uri_path(uri)
-        name = path.rsplit("/", 1)[-1]
-        return any(
-            fnmatch.fnmatchcase(path, g) or ("/" not in g and fnmatch.fnmatchcase(name, g))
-            for g in self.config.routing.exclude
-        )
+        matches the file name alone, as in .gitignore. The file itself is matched, not the
+        address text: every spelling of uris.match_paths, case-insensitively."""
+        globs = [g.replace("\\", "/").lower() for g in self.config.routing.exclude]
+        for path in uris.match_paths(uri):
+            name = path.rsplit("/", 1)[-1]
+            if any(
+                fnmatch.fnmatchcase(path, g) or ("/" not in g and fnmatch.fnmatchcase(name, g))
+                for g in globs
+            ):
+                return True
+        return False
 
     def _end(self, run: _Run) -> float:
         """When the request's one time budget, shared by every attempt, runs out."""
@@ -414,8 +418,3 @@ def _loop_time(monotonic: float) -> float:
 def _backoff(attempt: int) -> float:
     """Exponential backoff with full jitter: 0.25 s, 0.5 s, 1 s ... scaled by U(0.5, 1)."""
     return 0.25 * (2**attempt) * random.uniform(0.5, 1.0)
-
-
-def _uri_path(uri: str) -> str:
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme in ("file", "") else uri

@@ -1,10 +1,11 @@
 """Document addresses: one normal form for every lookup, comparison and key, and the file
 paths a privacy rule is matched against.
 
-`key(uri)` is the normal form of a document URI: percent-decoded (what pygls keys its
-documents by, so `file:///home/ana/My%20Project/app.py` and `.../My Project/app.py` are one
-document) with a Windows drive letter in lower case (`file:///C%3A/x` = `file:///c:/x`).
-Use it wherever a URI is looked up, compared or used as a key.
+`key(uri)` is the normal form of a document URI: percent-encoding decoded and re-applied one
+canonical way (so `file:///home/ana/My%20Project/app.py` and `.../My Project/app.py` are one
+document, and `%3A`/`:` too), scheme and authority in lower case, a Windows drive letter in
+lower case (`file:///C%3A/x` = `file:///c:/x`). It is itself a URI. Use it wherever a URI is
+looked up, compared or used as a key.
 
 `match_paths(uri)` are the spellings of the *file itself* that an exclude glob must be tried
 against: the decoded path with `.`/`..`/`//` folded, and, for a file that exists, its real path
@@ -18,22 +19,30 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 _DRIVE = re.compile(r"^(/?)([A-Za-z]):(?=/|$)")
+_PCHAR = "!$&'()*+,;=:@"  # allowed unencoded in a URI path besides letters, digits, -._~
 
 
 def key(uri: str) -> str:
     """The normal form of a document URI (see the module docstring)."""
-    text = unquote(uri)
-    scheme, sep, rest = text.partition(":")
-    if not sep or scheme.lower() != "file":
-        return text
-    # file:///C:/x, file:/C:/x -> file:///c:/x
-    body = rest.removeprefix("//")
-    authority, slash, path = body.partition("/")
-    path = _DRIVE.sub(lambda m: f"{m.group(1)}{m.group(2).lower()}:", slash + path)
-    return f"file://{authority}{path}"
+    parts = urlsplit(uri)
+    if not parts.scheme or len(parts.scheme) == 1:  # a bare path, or "c:/x"
+        return uri
+    scheme = parts.scheme.lower()
+    path = unquote(parts.path)
+    if scheme == "file":
+        path = _DRIVE.sub(lambda m: f"{m.group(1)}{m.group(2).lower()}:", path)
+    return urlunsplit(
+        (
+            scheme,
+            parts.netloc.lower(),
+            quote(path, safe=_PCHAR + "/"),
+            quote(unquote(parts.query), safe=_PCHAR + "/?"),
+            quote(unquote(parts.fragment), safe=_PCHAR + "/?"),
+        )
+    )
 
 
 def doc_path(uri: str) -> str:
