@@ -104,6 +104,7 @@ class _Run:
     """Mutable state of one routed request."""
 
     on_delta: DeltaFn | None
+    documents: list[str] = field(default_factory=list)  # what the privacy rules look at
     start: float = field(default_factory=time.monotonic)
     text: str = ""
     deltas: int = 0
@@ -159,9 +160,9 @@ class Router:
                 f"unknown backend {backend!r} (configured: {sorted(self.backends)})"
             )
         chain = [backend] if backend else self.chain(request.kind, model)
-        run = _Run(on_delta)
+        run = _Run(on_delta, list(documents or []))
         attempts: list[Attempt] = []
-        plan = self._plan(chain, documents or [], forced=backend is not None)
+        plan = self._plan(chain, run.documents, forced=backend is not None)
         for i, (name, skip) in enumerate(plan):
             if skip:
                 attempts.append(Attempt(name, skip))
@@ -294,7 +295,11 @@ class Router:
 
     async def _stream_one(self, name: str, req: Request, run: _Run, first_by: float) -> Done:
         """Stream one call to one backend until `first_by` for its first token and the end of
-        the request's budget for the rest."""
+        the request's budget for the rest. The privacy rules are checked again right before
+        it connects: the cloud switch, the excludes or the backend itself may have changed
+        since the plan (a reload mid-request); then this attempt is skipped, not failed."""
+        if skip := self._privacy(name, run.documents):
+            raise NotConfigured(skip)
         self.upstream_requests += 1
         stream = self.backends[name].stream(req)
         start = time.monotonic()
