@@ -53,6 +53,7 @@ class App:
         self.config = Config()
         self.keys = KeyStore()
         self.model_states: dict[str, tuple[str, str]] = {}  # spec -> (event, message)
+        self.closed_reason: str | None = None  # why the cloud is forced off (trust.fail_closed)
         self._last_status: P.Status | None = None
         self.pool = ModelPool(on_progress=self._on_load_progress, on_event=self._on_model_event)
         self.backends: dict[str, Backend] = {}
@@ -76,17 +77,20 @@ class App:
         """
         problems: list[str] = []
         raw: dict[str, Any] = {}
+        file_error = None
         if self.sources.path:
             try:
                 raw = load_file(self.sources.path)
                 decode(raw)
             except ConfigError as exc:
-                problems.append(f"invalid config file, ignored: {self.sources.path}: {exc}")
+                file_error = f"{self.sources.path}: {exc}"
+                problems.append(f"invalid config file, ignored: {file_error}")
                 raw = {}
         extra = self.sources.init_options if overlay is None else overlay
         user, layer = trust.split(extra)
         merged = merge(raw, user)
         cfg, notes = trust.apply_workspace(merged, decode(merged), layer)
+        cfg, self.closed_reason = trust.fail_closed(cfg, file_error)
         self.apply(cfg)
         return problems + notes
 
@@ -287,6 +291,7 @@ class App:
             )
         else:
             state = "starting"
+        message = "; ".join(m for m in (self.closed_reason, message) if m)
         return P.Status(state=state, backends=backends, message=message or None)  # type: ignore[arg-type]
 
     def publish_status(self, force: bool = False) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import msgspec
+
 from .config import Config, ConfigError, decode
 
 WORKSPACE_KEY = "workspace"
@@ -129,3 +131,14 @@ def _dropped(key: str, detail: str = "") -> str:
     what = f"{key} = {detail}" if detail in ("true",) else key
     extra = f" ({detail})" if detail and detail != "true" else ""
     return f"workspace setting {what} ignored{extra}: {_WHY}"
+
+
+def fail_closed(cfg: Config, file_error: str | None) -> tuple[Config, str | None]:
+    """While the user's config file is invalid (or unreadable) nothing goes to the cloud: the
+    editor's settings alone may not turn it on over a file that may have said `cloud = false`
+    or listed excludes. Returns the config and the reason for `mlxd/status`, None if fine."""
+    if file_error is None:
+        return cfg, None
+    routing = msgspec.structs.replace(cfg.routing, cloud=False)
+    reason = f"cloud backends off until the config file is fixed: {file_error}"
+    return msgspec.structs.replace(cfg, routing=routing), reason
