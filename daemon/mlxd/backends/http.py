@@ -10,10 +10,12 @@ the response, and with it the connection, at once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -95,6 +97,7 @@ class HTTPClient:
         block by an exception or cancellation the connection is closed, not pooled.
         """
         session = self._get_session()
+        url, headers = _userinfo_as_header(url, headers)
         try:
             # Never follow a redirect: it would carry the key and the prompt to another host.
             resp = await session.post(
@@ -293,6 +296,22 @@ def snippet(raw: bytes, redact: Redact) -> str:
     """A non-JSON error body as one line of at most _SNIPPET characters, redacted."""
     text = raw.decode("utf-8", errors="replace").strip()
     return excerpt(" ".join(text.split()), redact)
+
+
+def _userinfo_as_header(url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """`https://user:pass@host/...` -> the URL without user-info, and Basic auth in the headers
+    unless they already authorize (aiohttp refuses both at once, and the user-info must not
+    travel on into messages and logs)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, headers
+    host = parts.netloc.rpartition("@")[2]
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    if any(k.lower() == "authorization" for k in headers):
+        return bare, headers
+    user, pw = (urllib.parse.unquote(p or "") for p in (parts.username, parts.password))
+    basic = base64.b64encode(f"{user}:{pw}".encode()).decode()
+    return bare, {**headers, "Authorization": f"Basic {basic}"}
 
 
 def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
