@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol as P
-from . import trust
+from . import taint, trust
 from .backends.base import Backend, Message, Request
 from .backends.local import LocalBackend
 from .config import Config, ConfigError, decode, load_file, merge
@@ -32,6 +32,7 @@ class Hooks:
     status: Callable[[P.Status], None] = lambda s: None
     load_progress: Callable[[str, float, str], None] = lambda kind, f, m: None  # begin|report|end
     call_soon: Callable[[Callable[[], None]], None] = lambda f: f()  # onto the event loop
+    open_documents: Callable[[], list[tuple[str, str]]] = lambda: []  # (uri, text) pairs
 
 
 @dataclass
@@ -53,6 +54,7 @@ class App:
         self.config = Config()
         self.keys = KeyStore()
         self.model_states: dict[str, tuple[str, str]] = {}  # spec -> (event, message)
+        self.conversations = taint.Conversations()
         self.closed_reason: str | None = None  # why the cloud is forced off (trust.fail_closed)
         self._last_status: P.Status | None = None
         self.pool = ModelPool(on_progress=self._on_load_progress, on_event=self._on_model_event)
@@ -171,9 +173,22 @@ class App:
         """The params every generation request shares: model/backend choice and privacy."""
         alias, backend = self._resolve(p.model, p.backend)
         docs = [p.text_document.uri] if p.text_document else []
-        return await self.router.run(
+        texts = [m.content for m in req.messages if m.role != "system"]
+        texts += [t for t in (req.prefix, req.suffix, req.prompt) if t]
+        # A conversation that carried an excluded document, or quotes one, stays local.
+        carried = self.conversations.carried(texts) or taint.quotes(
+            texts, self.hooks.open_documents(), self.router.excluded
+        )
+        docs += [carried] if carried else []
+        tainted = next((d for d in docs if self.router.excluded(d)), None)
+        if tainted:
+            self.conversations.remember(texts, tainted)
+        outcome = await self.router.run(
             req, model=alias, backend=backend, documents=docs, on_delta=on_delta
         )
+        if tainted:
+            self.conversations.remember([outcome.text], tainted)
+        return outcome
 
     def _resolve(self, model: str | None, backend: str | None) -> tuple[str | None, str | None]:
         """`model` is a routing alias (its chain) or a model that mlxd/models lists (that

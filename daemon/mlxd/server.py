@@ -84,7 +84,8 @@ class MlxdServer(LanguageServer):
         self.exit_code = 0
         self.initialize_seen = False  # requests before `initialize` get -32002
         self.initialized = False
-        self.app = App(sources, Hooks(self.send_status, self.load_progress, self.call_soon))
+        hooks = Hooks(self.send_status, self.load_progress, self.call_soon, self.open_documents)
+        self.app = App(sources, hooks)
         self.stop_serving: Any = None  # set by transport's serve loop
         self._load_token: str | None = None
         self._load_pending: list[Any] | None = None
@@ -100,6 +101,10 @@ class MlxdServer(LanguageServer):
             where = "initializationOptions" if overlay is not None else "config"
             return False, [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
         return True, [f"mlxd: {p}" for p in problems]
+
+    def open_documents(self) -> list[tuple[str, str]]:
+        """(uri, text) of every synced document (for the privacy rules on chat content)."""
+        return [(d.uri, d.source) for d in self.workspace.text_documents.values()]
 
     # --- client notifications that do not belong to one request ------------------------------
     def call_soon(self, fn: Any) -> None:
