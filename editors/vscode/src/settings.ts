@@ -42,7 +42,7 @@ const MACHINE_ONLY = ['serverPath', 'serverArgs', 'serverEnv', 'config'];
  * Reads settings through a `get(key, default)` function (VS Code's WorkspaceConfiguration).
  * With `inspect`, the machine-only settings come from the user level alone, and the
  * workspace layer gathers `workspaceConfig` (every level) plus any workspace-level value of
- * `config` (VS Code already ignores those for a machine-scoped setting; belt and braces).
+ * `config` (VS Code already ignores those for an application-scoped setting; belt and braces).
  */
 export function readSettings(get: <T>(key: string, fallback: T) => T, inspect?: (key: string) => Inspected | undefined): Settings {
   if (inspect) {
