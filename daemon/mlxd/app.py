@@ -173,16 +173,10 @@ class App:
         """The params every generation request shares: model/backend choice and privacy."""
         alias, backend = self._resolve(p.model, p.backend)
         docs = [p.text_document.uri] if p.text_document else []
-        texts = [m.content for m in req.messages if m.role != "system"]
-        texts += [t for t in (req.prefix, req.suffix, req.prompt) if t]
         # A conversation that carried an excluded document, or quotes one, stays local.
-        carried = self.conversations.carried(texts) or taint.quotes(
-            texts, self.hooks.open_documents(), self.router.excluded
+        docs, tainted = self.conversations.route(
+            req, docs, self.hooks.open_documents(), self.router.excluded
         )
-        docs += [carried] if carried else []
-        tainted = next((d for d in docs if self.router.excluded(d)), None)
-        if tainted:
-            self.conversations.remember(texts, tainted)
         outcome = await self.router.run(
             req, model=alias, backend=backend, documents=docs, on_delta=on_delta
         )

@@ -20,6 +20,8 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
+from .backends.base import Request
+
 MAX_REMEMBERED = 4096
 MIN_MESSAGE = 16  # shorter messages ("ok", "thanks") are not remembered: too common
 MIN_LINE = 12
@@ -44,6 +46,25 @@ class Conversations:
                 self._seen.move_to_end(_digest(text))
                 return uri
         return None
+
+    def route(
+        self,
+        request: Request,
+        documents: list[str],
+        open_documents: Iterable[tuple[str, str]],
+        excluded: Callable[[str], bool],
+    ) -> tuple[list[str], str | None]:
+        """The documents to route `request` by (plus the excluded one its conversation carried
+        or its text quotes), and the excluded document that taints it, if any. A tainted
+        request's texts are remembered; remember its answer too once there is one."""
+        texts = [m.content for m in request.messages if m.role != "system"]
+        texts += [t for t in (request.prefix, request.suffix, request.prompt) if t]
+        carried = self.carried(texts) or quotes(texts, open_documents, excluded)
+        documents = documents + ([carried] if carried else [])
+        tainted = next((d for d in documents if excluded(d)), None)
+        if tainted:
+            self.remember(texts, tainted)
+        return documents, tainted
 
     def remember(self, texts: Iterable[str], uri: str) -> None:
         for text in texts:
