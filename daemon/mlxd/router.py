@@ -85,6 +85,14 @@ class UnknownBackend(ValueError):
     pass
 
 
+class _Skipped(NotConfigured):
+    """An attempt the privacy rules rule out right before it connects: reported exactly like a
+    skip decided in the plan ("skipped: ...")."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass(slots=True)
 class Breaker:
     """Circuit breaker of one backend: closed -> open (cooldown) -> half-open (one probe)."""
@@ -299,7 +307,7 @@ class Router:
         it connects: the cloud switch, the excludes or the backend itself may have changed
         since the plan (a reload mid-request); then this attempt is skipped, not failed."""
         if skip := self._privacy(name, run.documents):
-            raise NotConfigured(skip)
+            raise _Skipped(skip)
         self.upstream_requests += 1
         stream = self.backends[name].stream(req)
         start = time.monotonic()

@@ -73,3 +73,6 @@ async def test_a_change_of_mind_mid_request_holds_for_the_next_attempt(
         else:
             assert result.backend == "local", result
             assert b.request_count == 0 and b.bytes_received == 0
+            reasons = [a.error for a in result.attempts]
+            why = "not configured" if change == "remove_b" else "cloud backends are off"
+            assert f"skipped: {why}" in reasons[-1], reasons
