@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 
+from .credentials import secret_values
+
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key and the problem."""
@@ -166,17 +168,23 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _check_literal_keys(path: Path, data: dict[str, Any]) -> None:
-    """A file holding a literal API key must be private to its owner (0600)."""
+    """A file holding a literal secret (an API key, a key header, URL user-info, a key-like
+    query parameter: credentials.secret_values) must be private to its owner (0600)."""
     backends = data.get("backends")
     if not isinstance(backends, dict):
         return
-    holders = [n for n, b in backends.items() if isinstance(b, dict) and b.get("api_key")]
+    holders = [
+        f"backends.{n}.{where_values[0][0]}"
+        for n, b in backends.items()
+        if isinstance(b, dict) and (where_values := secret_values(b))
+    ]
     if not holders:
         return
     mode = stat.S_IMODE(path.stat().st_mode)
     if os.name == "posix" and mode & 0o077:
+        what = "api_key" if holders[0].endswith(".api_key") else "secret"
         raise ConfigError(
-            f"{path} holds a literal api_key (backends.{holders[0]}.api_key) but is readable by "
+            f"{path} holds a literal {what} ({holders[0]}) but is readable by "
             f"others (mode {mode:04o}); run `chmod 600 {path}` or use api_key_env / the keyring"
         )
 

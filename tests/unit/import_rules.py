@@ -32,15 +32,19 @@ LAYERS: dict[str, int] = {
     "mlxd.types": 0,  # Request, Message, Delta, Done, Attempt, Outcome (target)
     "mlxd.errors": 0,  # the error tree the router acts on (target)
     "mlxd.protocol": 0,  # the wire contract
-    "mlxd.blas": 0,  # which BLAS mlx loaded; re-exec with OpenBLAS (no mlxd imports)
+    "mlxd.blas": 0,
+    "mlxd.uris": 0,  # one normal form of a document URI; the paths an exclude glob sees
+    "mlxd.credentials": 0,  # which config values are secrets (headers, URL user-info, query)  # which BLAS mlx loaded; re-exec with OpenBLAS (no mlxd imports)
     # 1-2: settings and the secrets they name
     "mlxd.config": 1,
     "mlxd.secrets": 2,  # key sources and redaction; reads BackendConfig
+    "mlxd.trust": 2,  # the workspace layer may only tighten the user's config
     # 3-7: the engine room
     "mlxd.models": 3,
     "mlxd.prompts": 4,  # target: pure text (cursor context, trimming, FIM templates)
     "mlxd.backends": 5,
     "mlxd.router": 6,
+    "mlxd.taint": 6,  # conversations that carried an excluded document stay local
     "mlxd.inline": 7,
     "mlxd.app": 8,
     # 9-12: the wire side

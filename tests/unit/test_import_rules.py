@@ -31,6 +31,9 @@ mlxd.backends.local -> mlxd.inline: the inline circle; the engine builds the pro
 mlxd.inline.engine -> mlxd.backends.base: Delta/Done/Event/Request move to mlxd.types
 mlxd.models.gguf -> mlxd.backends.base: ModelError moves to mlxd.errors (cycle models <-> backends)
 mlxd.models.loader -> mlxd.backends.base: ModelError moves to mlxd.errors (the same cycle)
+mlxd.models.download -> mlxd.backends.base: ModelError moves to mlxd.errors (the same cycle)
+mlxd.taint -> mlxd.backends.base: Request moves to mlxd.types
+mlxd.server -> mlxd.uris: the session's documents (keyed by uris.key) move behind app
 mlxd.models.pool -> mlxd.backends.base: ModelError moves to mlxd.errors (the same cycle)
 mlxd.models.pool -> mlxd.backends.batching: the batch engine moves into models/ (it drives MLX)
 mlxd.protocol -> mlxd.config: the msgspec error formatters move below both; the wire stands alone
