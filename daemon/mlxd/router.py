@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urlparse
 
+from .backends.answer import AnswerFilter, Piece
 from .backends.base import (
     Backend,
     BackendError,
@@ -70,6 +71,7 @@ class Outcome:
     attempts: list[Attempt]
     first_token_ms: float | None
     total_ms: float
+    reasoning: str = ""  # chat only: the model's reasoning, kept out of `text`
 
 
 class AllFailed(Exception):
@@ -104,8 +106,11 @@ class _Run:
     """Mutable state of one routed request."""
 
     on_delta: DeltaFn | None
+    answer: AnswerFilter
+    on_reasoning: DeltaFn | None = None
     start: float = field(default_factory=time.monotonic)
     text: str = ""
+    reasoning: str = ""
     deltas: int = 0
     first_token: float | None = None
     # Deltas streamed by attempts that then failed: about one token each (a provider's SSE
@@ -153,13 +158,15 @@ class Router:
         backend: str | None = None,
         documents: list[str] | None = None,
         on_delta: DeltaFn | None = None,
+        on_reasoning: DeltaFn | None = None,
     ) -> Outcome:
         if backend is not None and backend not in self.backends:
             raise UnknownBackend(
                 f"unknown backend {backend!r} (configured: {sorted(self.backends)})"
             )
         chain = [backend] if backend else self.chain(request.kind, model)
-        run = _Run(on_delta)
+        answer = AnswerFilter(request.kind, request.stop, request.language)
+        run = _Run(on_delta, answer, on_reasoning)
         attempts: list[Attempt] = []
         plan = self._plan(chain, documents or [], forced=backend is not None)
         for i, (name, skip) in enumerate(plan):
@@ -178,6 +185,7 @@ class Router:
                 request, assistant_prefix=request.assistant_prefix + run.text, max_tokens=left
             )
             self._claim_probe(name)
+            run.answer.new_attempt()
             streamed_before, deltas_before = len(run.text), run.deltas
             try:
                 done = await self._attempt(name, req, run, is_last)
@@ -197,6 +205,7 @@ class Router:
         raise AllFailed(attempts)
 
     def _outcome(self, run: _Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
+        _emit(run, run.answer.flush(), name)
         return Outcome(
             text=run.text,
             backend=name,
@@ -207,6 +216,7 @@ class Router:
             attempts=attempts,
             first_token_ms=(run.first_token - run.start) * 1000 if run.first_token else None,
             total_ms=(time.monotonic() - run.start) * 1000,
+            reasoning=run.reasoning,
         )
 
     def _plan(self, chain: list[str], documents: list[str], forced: bool) -> list[Plan]:
@@ -298,6 +308,7 @@ class Router:
         # A soft cap (inline's max_ms): when it passes, what has streamed is the answer.
         soft_end = start + req.max_time_s if req.max_time_s else None
         got_token = False
+        deltas = 0  # this attempt's, for the usage of an answer the daemon ended itself
         try:
             while True:
                 now = time.monotonic()
@@ -329,13 +340,15 @@ class Router:
                         continue
                     got_token = True
                     run.deltas += 1
+                    deltas += 1
                     if run.first_token is None:
                         run.first_token = time.monotonic()
-                    run.text += event.text
-                    if run.on_delta:
-                        run.on_delta(event.text, name)
+                    piece = run.answer.feed(event.text, event.reasoning)
+                    _emit(run, piece, name)
+                    if run.answer.stopped:  # a stop sequence or a closing fence: close it
+                        return Done("stop", 0, deltas, name)
                     # Only a newline can finish a line: count them only when one arrives.
-                    if req.max_lines and "\n" in event.text:
+                    if req.max_lines and "\n" in piece.text:
                         if finished_lines(run.text) >= req.max_lines:
                             return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
                 elif isinstance(event, Done):
@@ -391,6 +404,18 @@ class Router:
         """Monotonic times at which an open circuit turns half-open (status changes then)."""
         now = time.monotonic()
         return [b.open_until for b in self.breakers.values() if b.open_until > now]
+
+
+def _emit(run: _Run, piece: Piece, name: str) -> None:
+    """Hand the filtered text on: answer text to `on_delta`, reasoning to `on_reasoning`."""
+    if piece.reasoning:
+        run.reasoning += piece.reasoning
+        if run.on_reasoning:
+            run.on_reasoning(piece.reasoning, name)
+    if piece.text:
+        run.text += piece.text
+        if run.on_delta:
+            run.on_delta(piece.text, name)
 
 
 def _describe(exc: BackendError, streamed: int) -> str:

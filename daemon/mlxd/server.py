@@ -211,7 +211,9 @@ def register(ls: MlxdServer) -> None:
     async def chat(ls: MlxdServer, params: Any) -> Any:
         """Chat, streamed as $/progress on the partialResultToken."""
         p = _parse(params, P.ChatParams)
-        return await _generate(ls, ls.app.chat(p, _streamer(ls, p.partial_result_token)))
+        token = p.partial_result_token
+        work = ls.app.chat(p, _streamer(ls, token), _streamer(ls, token, "reasoning"))
+        return await _generate(ls, work)
 
     @ls.feature(P.COMPLETE)
     async def complete(ls: MlxdServer, params: Any) -> Any:
@@ -296,12 +298,13 @@ def _parse(params: Any, cls: type[P.P]) -> P.P:
         raise JsonRpcInvalidParams(message=f"Invalid params: {exc}") from None
 
 
-def _streamer(ls: MlxdServer, token: P.ProgressToken | None):
+def _streamer(ls: MlxdServer, token: P.ProgressToken | None, field: str = "delta"):
+    """Progress values `{field: text, backend}`: `delta` (answer) or `reasoning` (chat)."""
     if token is None:
         return None
 
     def on_delta(text: str, backend: str) -> None:
-        ls.progress(T.ProgressParams(token=token, value={"delta": text, "backend": backend}))
+        ls.progress(T.ProgressParams(token=token, value={field: text, "backend": backend}))
 
     return on_delta
 
@@ -328,6 +331,7 @@ async def _generate(ls: MlxdServer, work: Any) -> Any:
         usage=P.Usage(outcome.prompt_tokens, outcome.completion_tokens),
         attempts=[P.Attempt(a.backend, ls.app.keys.redact(a.error)) for a in outcome.attempts],
         timings=P.Timings(outcome.first_token_ms, outcome.total_ms),
+        reasoning=outcome.reasoning,
     )
     return P.to_wire(result)
 

@@ -15,9 +15,10 @@ import pytest
 from mlxd.backends.base import Message, Request
 from mlxd.config import InlineConfig
 
-from ..conftest import chat_params, daemon
+from ..conftest import Session, chat_params, daemon
 from ..fakes.providers import FakeProvider, Reply
-from ..test_router import ENV, KEY, cloud_then_local
+from ..test_inline_e2e import inline, open_doc
+from ..test_router import ENV, KEY, cloud_then_local, make_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -87,3 +88,177 @@ async def test_a_local_continuation_of_a_cut_cloud_answer_keeps_its_space(
             r = await s.request("mlxd/chat", chat_params("hello", token="t", maxTokens=8))
             assert r.text == "Hello, world" + expected
             assert "".join(s.deltas("t")) == r.text
+
+
+# --- cloud answers: reasoning, fences, stops, the end of a stream ---------------------------
+PROTOCOLS = ["openai", "anthropic"]
+
+
+@pytest.fixture
+async def fake() -> Any:
+    async with FakeProvider(require_key=KEY) as f:
+        yield f
+
+
+def cloud_only(tmp_path: Path, model: Path, fake: FakeProvider, protocol: str) -> Path:
+    """Every request kind served by one cloud backend (nothing to fall back to)."""
+    url = fake.openai_url if protocol == "openai" else fake.anthropic_url
+    chain = ["cloud"]
+    return make_config(
+        tmp_path / "cloud.toml",
+        model,
+        {"cloud": (protocol, url)},
+        {"chat": chain, "complete": chain, "inline": chain},
+    )
+
+
+async def ask(s: Session, method: str, token: str, **params: Any) -> Any:
+    if method == "mlxd/chat":
+        body = chat_params("q", token=token, **params)
+    else:
+        body = {"prefix": "def add(a, b):\n    ", "partialResultToken": token, **params}
+    return await s.request(method, body)
+
+
+def reasoning_of(s: Session, token: str) -> list[str]:
+    return [v["reasoning"] for v in s.progress.get(token, []) if "reasoning" in v]
+
+
+# item 8
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("method", ["mlxd/chat", "mlxd/complete"])
+async def test_a_stream_with_a_finish_reason_but_no_end_marker_is_complete(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str, method: str
+) -> None:
+    fake.enqueue(Reply.text(["Hello", ", world"], end_marker=False))
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
+        r = await ask(s, method, "t")
+        assert r.text == "Hello, world" and r.attempts == [] and r.finishReason == "stop"
+        assert "".join(s.deltas("t")) == r.text
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_stream_ending_without_a_finish_reason_is_still_cut(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
+) -> None:
+    fake.enqueue(Reply.cut(after=2, clean=True))  # a clean end, but no finish and no marker
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
+        with pytest.raises(Exception) as err:
+            await ask(s, "mlxd/chat", "t")
+        assert "stream_cut" in str(err.value)
+
+
+# item 7
+STOP_PIECES = ["Hel", "lo E", "ND wor", "ld"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("method", ["mlxd/chat", "mlxd/complete"])
+async def test_a_server_that_ignores_stop_is_stopped_by_the_daemon(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str, method: str
+) -> None:
+    fake.enqueue(Reply.text(STOP_PIECES))
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
+        r = await ask(s, method, "t", stop=["END"])
+        assert r.text == "Hello " and r.finishReason == "stop"
+        assert "".join(s.deltas("t")) == "Hello "
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_stop_match_closes_the_upstream(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
+) -> None:
+    fake.enqueue(Reply.trickle(["Hello", " E", "ND"] + ["more"] * 50, interval_s=0.1))
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
+        r = await ask(s, "mlxd/chat", "t", stop=["END", "never"])
+        assert r.text == "Hello "
+        await fake.wait_disconnect(1)  # the daemon went away long before the 50 pieces
+
+
+async def test_stop_sequences_hold_across_a_fallback_continuation(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    """The stop seen on the continuing backend's text, even one the first one started."""
+    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
+    fake.enqueue(Reply.cut(after=2))  # "Hello", ","
+    async with daemon(cfg, env=ENV) as s:
+        r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=8, stop=[","]))
+        assert r.text == "Hello" and r.backend == "cloud"
+
+
+# item 5
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_streamed_reasoning_is_reported_apart_from_the_chat_answer(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
+) -> None:
+    fake.enqueue(Reply.text(["Hello", "!"], reasoning=["The user", " greets me."]))
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
+        r = await ask(s, "mlxd/chat", "t")
+        assert r.text == "Hello!" and "".join(s.deltas("t")) == "Hello!"
+        assert r.reasoning == "The user greets me."
+        assert "".join(reasoning_of(s, "t")) == r.reasoning
+
+
+THINK_PIECES = ["<thi", "nk>Let me", " think</th", "ink>\n\nHello", " world"]
+
+
+async def test_think_tags_are_reasoning_in_chat(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    fake.enqueue(Reply.text(THINK_PIECES))
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        r = await ask(s, "mlxd/chat", "t")
+        assert r.text == "Hello world" and "".join(s.deltas("t")) == r.text
+        assert r.reasoning == "Let me think" == "".join(reasoning_of(s, "t"))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_complete_never_contains_reasoning(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
+) -> None:
+    fake.enqueue(Reply.text(THINK_PIECES), Reply.text(["Hello world"], reasoning=["hmm"]))
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
+        for _ in range(2):
+            r = await ask(s, "mlxd/complete", "c")
+            assert r.text == "Hello world" and r.reasoning == ""
+        assert "".join(s.deltas("c")) == "Hello world" * 2 and not reasoning_of(s, "c")
+
+
+# item 6
+FENCED = [
+    ["```python\nreturn a + b\n```"],
+    ["``", "`py", "thon\nreturn a", " + b\n``", "`\n\nThis adds them."],
+    ["```\nreturn a + b\n```"],
+    ["return a + b\n```"],  # the prompt opened the fence; the model closes it
+    ["<think>add them</think>\n```python\nreturn a + b\n```"],
+]
+
+
+@pytest.mark.parametrize("pieces", FENCED)
+async def test_fences_are_stripped_from_complete(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, pieces: list[str]
+) -> None:
+    fake.enqueue(Reply.text(pieces))
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        r = await ask(s, "mlxd/complete", "c")
+        assert r.text == "return a + b" == "".join(s.deltas("c"))
+
+
+@pytest.mark.parametrize("pieces", [FENCED[0], FENCED[4], ["<think>", "x</think>", "a + b"]])
+async def test_inline_ghost_text_has_no_fence_and_no_reasoning(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, pieces: list[str]
+) -> None:
+    fake.default = Reply.text(pieces)
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        open_doc(s, "def add(a, b):\n    \n")
+        result = await inline(s, 1, 4, kind=1)
+        texts = [i.insert_text for i in result.items]
+        assert texts and all("`" not in t and "think" not in t for t in texts), texts
+        assert any("a + b" in t for t in texts), texts
+
+
+async def test_chat_keeps_fences(tmp_path: Path, tiny_model: Path, fake: FakeProvider) -> None:
+    fake.enqueue(Reply.text(FENCED[0]))
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        r = await ask(s, "mlxd/chat", "t")
+        assert r.text == FENCED[0][0]

@@ -50,6 +50,8 @@ class Request:
 @dataclass(frozen=True, slots=True)
 class Delta:
     text: str
+    # Reasoning a provider streams apart from the answer (`reasoning_content`, thinking).
+    reasoning: bool = False
 
 
 @dataclass(frozen=True, slots=True)

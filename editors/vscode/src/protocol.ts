@@ -32,6 +32,8 @@ export interface ChatResult {
   usage: { promptTokens: number; completionTokens: number };
   attempts: Attempt[];
   timings: { firstTokenMs: number; totalMs: number };
+  /** The model's reasoning, kept out of `text` ('' or absent when there was none). */
+  reasoning?: string;
 }
 
 /** The `value` of a `$/progress` notification for a chat's partialResultToken. */
