@@ -44,6 +44,7 @@ from .backends.base import (
     Request,
     ServerError,
     Timeout,
+    as_failure,
 )
 from .backends.stops import finished_lines
 from .config import Config
@@ -189,7 +190,10 @@ class Router:
             streamed_before, deltas_before = len(run.text), run.deltas
             try:
                 done = await self._attempt(name, req, run, is_last)
-            except BackendError as exc:
+            except Exception as raised:  # every backend failure is an attempt; see as_failure
+                exc = as_failure(raised)
+                if exc is not raised:
+                    log.warning("backend %s raised", name, exc_info=raised)
                 if run.deltas > deltas_before:
                     run.cut_tokens += run.deltas - deltas_before
                     run.cut_by = name
@@ -197,7 +201,7 @@ class Router:
                 self._failed(name, exc)
                 log.info("backend %s failed: %s", name, exc)
                 continue
-            except BaseException:  # cancelled, or a bug in a backend: not its health
+            except BaseException:  # cancelled: not the backend's health
                 self._release_probe(name)
                 raise
             self._succeeded(name)
@@ -301,8 +305,11 @@ class Router:
     async def _stream_one(self, name: str, req: Request, run: _Run, first_by: float) -> Done:
         """Stream one call to one backend until `first_by` for its first token and the end of
         the request's budget for the rest."""
+        backend = self.backends.get(name)
+        if backend is None:  # a config reload removed it while this request was under way
+            raise NotConfigured(f"backend {name!r} was removed by a configuration reload")
         self.upstream_requests += 1
-        stream = self.backends[name].stream(req)
+        stream = backend.stream(req)
         start = time.monotonic()
         end_by = self._end(run)
         # A soft cap (inline's max_ms): when it passes, what has streamed is the answer.

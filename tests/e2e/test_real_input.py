@@ -7,10 +7,12 @@ text: stream pieces, final text and fallback continuations alike.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lsprotocol import types as T
 
 from mlxd.backends.base import Message, Request
 from mlxd.config import InlineConfig
@@ -262,3 +264,47 @@ async def test_chat_keeps_fences(tmp_path: Path, tiny_model: Path, fake: FakePro
     async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
         r = await ask(s, "mlxd/chat", "t")
         assert r.text == FENCED[0][0]
+
+
+# --- item 10: a backend's surprise is a failed attempt ----------------------------------------
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("bad_key", ["sk-pasted\nwith-a-newline", "sk-with\r\ncrlf", "sk-trailing-newline\n"])
+async def test_a_key_holding_a_control_character_fails_over_to_the_next_backend(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str, bad_key: str
+) -> None:
+    url = fake.openai_url if protocol == "openai" else fake.anthropic_url
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": (protocol, url)},
+        {"chat": ["cloud", "local"], "complete": ["cloud", "local"]},
+    )
+    async with daemon(cfg, env={"FAKE_KEY": bad_key}) as s:
+        for method in ("mlxd/chat", "mlxd/complete"):
+            r = await ask(s, method, "t", maxTokens=3)
+            assert r.backend == "local"
+            assert r.attempts[0].backend == "cloud" and r.attempts[0].error
+            assert bad_key not in r.attempts[0].error
+
+
+async def test_a_backend_removed_by_a_reload_mid_request_is_a_failed_attempt(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    backends = {"slow": ("openai", fake.openai_url), "gone": ("openai", fake.openai_url)}
+    timeouts = {"first_token_s": 2}
+    path = tmp_path / "c.toml"
+    cfg = make_config(path, tiny_model, backends, {"chat": ["slow", "gone", "local"]}, timeouts)
+    fake.enqueue(Reply.hang_before_headers())  # `slow` times out after the reload
+    async with daemon(cfg, env=ENV) as s:
+        _, fut = s.start("mlxd/chat", chat_params("q", maxTokens=3))
+        while fake.request_count == 0:
+            await asyncio.sleep(0.01)
+        # The request's chain was fixed when it started; the reload removes `gone` from under it.
+        make_config(
+            path, tiny_model, {"slow": backends["slow"]}, {"chat": ["slow", "local"]}, timeouts
+        )
+        s.client.workspace_did_change_configuration(T.DidChangeConfigurationParams(settings={}))
+        r = await fut
+        assert r.backend == "local"
+        assert [a.backend for a in r.attempts] == ["slow", "gone"]
+        assert "removed by a configuration reload" in r.attempts[1].error
