@@ -268,7 +268,9 @@ async def test_chat_keeps_fences(tmp_path: Path, tiny_model: Path, fake: FakePro
 
 # --- item 10: a backend's surprise is a failed attempt ----------------------------------------
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("bad_key", ["sk-pasted\nwith-a-newline", "sk-with\r\ncrlf", "sk-trailing-newline\n"])
+@pytest.mark.parametrize(
+    "bad_key", ["sk-pasted\nwith-a-newline", "sk-with\r\ncrlf", "sk-trailing-newline\n"]
+)
 async def test_a_key_holding_a_control_character_fails_over_to_the_next_backend(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str, bad_key: str
 ) -> None:
@@ -308,3 +310,25 @@ async def test_a_backend_removed_by_a_reload_mid_request_is_a_failed_attempt(
         assert r.backend == "local"
         assert [a.backend for a in r.attempts] == ["slow", "gone"]
         assert "removed by a configuration reload" in r.attempts[1].error
+
+
+# --- item 11: numeric settings ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"local": {"prompt_cache_mb": -1}}, "local.prompt_cache_mb"),
+        ({"timeouts": {"total_s": float("nan")}}, "timeouts.total_s"),
+        ({"timeouts": {"first_token_s": float("inf")}}, "timeouts.first_token_s"),
+        ({"local": {"idle_unload_s": -5}}, "local.idle_unload_s"),
+    ],
+)
+async def test_an_out_of_range_setting_is_refused_naming_its_key(
+    tiny_config: Path, settings: dict[str, Any], key: str
+) -> None:
+    async with daemon(tiny_config) as s:
+        await s.wait_status("ready")
+        s.client.workspace_did_change_configuration(T.DidChangeConfigurationParams(settings))
+        # The next request is answered under the previous config, after the reload was handled.
+        r = await s.request("mlxd/chat", chat_params("still works", maxTokens=2))
+        assert r.backend == "local"
+        assert any(f": {key}: " in m.message for m in s.messages), [m.message for m in s.messages]
