@@ -89,6 +89,9 @@ class MlxdServer(LanguageServer):
         self._load_token: str | None = None
         self._load_pending: list[Any] | None = None
         self._loads = 0
+        # Documents closed lately: an inline request that raced with its document's didClose
+        # (sent before it, handled after) is answered with no items, not "not open".
+        self.closed: dict[str, None] = {}
         self.config_problems: list[str] = self.reload(None)[1]
 
     def reload(self, overlay: dict[str, Any] | None) -> tuple[bool, list[str]]:
@@ -201,6 +204,9 @@ def register(ls: MlxdServer) -> None:
     def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
         """Stop the closed document's inline generation and forget its cached suggestions."""
         ls.app.inline.forget(params.text_document.uri)
+        ls.closed[params.text_document.uri] = None
+        if len(ls.closed) > 1024:
+            del ls.closed[next(iter(ls.closed))]
 
     @ls.feature(T.SHUTDOWN)
     def shutdown(ls: MlxdServer, params: Any) -> None:
@@ -259,6 +265,8 @@ def register(ls: MlxdServer) -> None:
     ) -> T.InlineCompletionList:
         """Ghost text at the cursor of a synced document."""
         if params.text_document.uri not in ls.workspace.text_documents:
+            if params.text_document.uri in ls.closed:  # closed since the client asked
+                return T.InlineCompletionList(items=[])
             raise JsonRpcInvalidParams(
                 message="Invalid params: textDocument.uri: not open (send textDocument/didOpen first)"
             )

@@ -332,3 +332,59 @@ async def test_an_out_of_range_setting_is_refused_naming_its_key(
         r = await s.request("mlxd/chat", chat_params("still works", maxTokens=2))
         assert r.backend == "local"
         assert any(f": {key}: " in m.message for m in s.messages), [m.message for m in s.messages]
+
+
+# --- item 12: closing a document mid-request --------------------------------------------------
+def _inline_params(uri: str, line: int, character: int) -> T.InlineCompletionParams:
+    return T.InlineCompletionParams(
+        text_document=T.TextDocumentIdentifier(uri),
+        position=T.Position(line, character),
+        context=T.InlineCompletionContext(trigger_kind=T.InlineCompletionTriggerKind.Invoked),
+    )
+
+
+def _close(s: Session, uri: str) -> None:
+    s.client.text_document_did_close(
+        T.DidCloseTextDocumentParams(text_document=T.TextDocumentIdentifier(uri))
+    )
+
+
+URI = "file:///work/project/app.py"
+
+
+async def test_a_document_closed_while_its_inline_request_waits_answers_no_items(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    fake.default = Reply.hang_after_headers()
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        open_doc(s, "def add(a, b):\n    ")
+        fut = asyncio.ensure_future(
+            s.client.text_document_inline_completion_async(_inline_params(URI, 1, 4))
+        )
+        while fake.request_count == 0:
+            await asyncio.sleep(0.01)
+        _close(s, URI)
+        result = await fut
+        assert isinstance(result, T.InlineCompletionList) and not result.items
+        await fake.wait_disconnect(1)  # and the generation behind it stopped
+
+
+async def test_an_inline_request_racing_with_its_documents_close_answers_no_items(
+    tiny_config: Path,
+) -> None:
+    async with daemon(tiny_config) as s:
+        for i in range(5):
+            uri = f"file:///work/project/race{i}.py"
+            open_doc(s, "x = 1\n", uri=uri)
+            # Sent in this order on the wire: the request was made while the document was open.
+            fut = asyncio.ensure_future(
+                s.client.text_document_inline_completion_async(_inline_params(uri, 1, 0))
+            )
+            _close(s, uri)
+            result = await fut
+            assert isinstance(result, T.InlineCompletionList) and not result.items
+        # A document that was never open is still an error.
+        with pytest.raises(Exception, match="not open"):
+            await s.client.text_document_inline_completion_async(
+                _inline_params("file:///never/opened.py", 0, 0)
+            )
