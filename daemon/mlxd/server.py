@@ -26,6 +26,7 @@ from pygls.protocol import (
 from . import __version__
 from . import protocol as P
 from .app import App, ConfigError, ConfigSources, Hooks, UnknownModel
+from .documents import use_lsp_line_model
 from .router import AllFailed, Outcome, UnknownBackend
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class MlxdProtocol(LanguageServerProtocol):
     @lsp_method(T.INITIALIZE)
     def lsp_initialize(self, params: T.InitializeParams):  # type: ignore[override]
         result = yield from super().lsp_initialize(params)
+        use_lsp_line_model(self._workspace)
         result.capabilities.experimental = {"mlxd": {"version": P.VERSION, "methods": P.METHODS}}
         return result
 

@@ -388,3 +388,71 @@ async def test_an_inline_request_racing_with_its_documents_close_answers_no_item
             await s.client.text_document_inline_completion_async(
                 _inline_params("file:///never/opened.py", 0, 0)
             )
+
+
+# --- item 2: the LSP line model ---------------------------------------------------------------
+def _change(s: Session, uri: str, version: int, rng: tuple[int, int, int, int], text: str) -> None:
+    s.client.text_document_did_change(
+        T.DidChangeTextDocumentParams(
+            text_document=T.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                T.TextDocumentContentChangePartial(
+                    range=T.Range(T.Position(*rng[:2]), T.Position(*rng[2:])), text=text
+                )
+            ],
+        )
+    )
+
+
+async def _prompt_seen(s: Session, fake: FakeProvider, line: int, character: int) -> str:
+    """The document around the cursor as the daemon sent it to the (fake) cloud backend."""
+    before = fake.request_count
+    await inline(s, line, character, kind=1)
+    assert fake.request_count == before + 1
+    body = fake.requests[-1].body
+    return "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
+
+
+SEPARATORS = ["\f", "\v", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("sep", SEPARATORS, ids=[f"U+{ord(c):04X}" for c in SEPARATORS])
+async def test_edits_after_a_character_that_splitlines_breaks_at_land_on_the_right_line(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, sep: str
+) -> None:
+    fake.default = Reply.text(["pass"])
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        open_doc(s, f"a = 1\n{sep}\nb = 1\nc = {sep}2\n")
+        _change(s, URI, 2, (2, 0, 2, 0), "X")  # line 2 is "b = 1": LSP has 4 lines here
+        _change(s, URI, 3, (3, 5, 3, 6), "Y")  # replaces the "2" after the separator
+        seen = await _prompt_seen(s, fake, 2, 1)
+        assert f"a = 1\n{sep}\nX<CURSOR>b = 1\nc = {sep}Y\n" in seen, repr(seen)
+
+
+@pytest.mark.parametrize(("encoding", "column"), [("utf-16", 3), ("utf-8", 6), ("utf-32", 2)])
+async def test_edits_use_the_negotiated_position_encoding(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, encoding: str, column: int
+) -> None:
+    fake.default = Reply.text(["pass"])
+    caps = T.ClientCapabilities(
+        general=T.GeneralClientCapabilities(position_encodings=[T.PositionEncodingKind(encoding)])
+    )
+    cfg = cloud_only(tmp_path, tiny_model, fake, "openai")
+    async with daemon(cfg, env=ENV, capabilities=caps) as s:
+        open_doc(s, "s = 'é😀'\nz\n")
+        _change(s, URI, 2, (0, 5 + column, 0, 5 + column), "X")  # after the emoji
+        seen = await _prompt_seen(s, fake, 1, 0)
+        assert "s = 'é😀X'\n<CURSOR>z" in seen, repr(seen)
+
+
+async def test_positions_outside_the_document_clamp_to_its_ends(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    fake.default = Reply.text(["pass"])
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        open_doc(s, "ab\r\ncd\rEF")
+        _change(s, URI, 2, (0, 99, 0, 99), "1")  # past the line's end: at its end
+        _change(s, URI, 3, (1, 1, 1, 99), "2")  # a range running past the line's end
+        _change(s, URI, 4, (50, 0, 60, 0), "3")  # past the last line: at the document's end
+        seen = await _prompt_seen(s, fake, 99, 99)
+        assert "ab1\r\nc2\rEF3<CURSOR>" in seen, repr(seen)
