@@ -327,6 +327,11 @@ async def _generate(ls: MlxdServer, work: Any) -> Any:
     except UnknownModel as exc:
         raise JsonRpcInvalidParams(message=f"Invalid params: model: {exc}") from None
     except AllFailed as exc:
+        tried = [a.error for a in exc.attempts if not a.error.startswith("skipped:")]
+        if tried and all(e.startswith("context_length:") for e in tried):
+            # No backend of the chain can take a prompt this long: the request is at fault.
+            message = f"Invalid params: {tried[-1].removeprefix('context_length: ')}"
+            raise JsonRpcInvalidParams(message=ls.app.keys.redact(message)) from None
         attempts = [
             {"backend": a.backend, "error": ls.app.keys.redact(a.error)} for a in exc.attempts
         ]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from lsprotocol import types as T
+from pygls.exceptions import JsonRpcException
 
 from mlxd.backends.base import Message, Request
 from mlxd.config import InlineConfig
@@ -37,10 +39,12 @@ def greedy_text(tiny_lm: Any, req: Request, n: int) -> str:
     from mlx_lm.generate import stream_generate
     from mlx_lm.sample_utils import make_sampler
 
-    from mlxd.backends.local import _prompt_tokens
+    from mlxd.backends.local import fit_prompt
 
     model, tok = tiny_lm
-    ids = _prompt_tokens(tok, req, InlineConfig())
+    ids, _ = fit_prompt(
+        SimpleNamespace(model=model, tokenizer=tok, name="tiny"), req, InlineConfig(), n
+    )
     out = [
         r.token for r in stream_generate(model, tok, ids, max_tokens=n, sampler=make_sampler(0.0))
     ]
@@ -456,3 +460,116 @@ async def test_positions_outside_the_document_clamp_to_its_ends(
         _change(s, URI, 4, (50, 0, 60, 0), "3")  # past the last line: at the document's end
         seen = await _prompt_seen(s, fake, 99, 99)
         assert "ab1\r\nc2\rEF3<CURSOR>" in seen, repr(seen)
+
+
+# --- item 13: the context window ---------------------------------------------------------------
+WINDOW = 256
+
+
+@pytest.fixture(scope="module")
+def short_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a context window of WINDOW tokens in its config."""
+    import json
+
+    from mlxd.models.tiny import make_tiny_model
+
+    path = make_tiny_model(tmp_path_factory.mktemp("short") / "model")
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["max_position_embeddings"] = WINDOW
+    (path / "config.json").write_text(json.dumps(cfg))
+    return path
+
+
+@pytest.fixture
+def short_config(tmp_path: Path, short_model: Path) -> Path:
+    from ..conftest import write_config
+
+    return write_config(tmp_path / "short.toml", f'[local]\nmodel = "{short_model}"\n')
+
+
+def _count(tok: Any, msgs: list[dict[str, str]]) -> int:
+    text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    return len(tok.encode(text, add_special_tokens=False))
+
+
+async def test_a_chat_longer_than_the_context_window_drops_its_oldest_turns(
+    short_config: Path, short_model: Path
+) -> None:
+    from mlx_lm.utils import load_tokenizer
+
+    tok = load_tokenizer(short_model)
+    system = {"role": "system", "content": "You are terse."}
+    turns = []
+    for i in range(8):
+        turns.append({"role": "user", "content": f"question {i}: " + "tell me more " * 8})
+        turns.append({"role": "assistant", "content": f"answer {i}: " + "here it is " * 8})
+    turns.append({"role": "user", "content": "last question?"})
+    assert _count(tok, [system, *turns]) > WINDOW
+    async with daemon(short_config) as s:
+        r = await s.request("mlxd/chat", {"messages": [system, *turns], "maxTokens": 16})
+        used = r.usage.promptTokens
+        assert used + r.usage.completionTokens <= WINDOW
+        # The prompt was the system message plus the longest run of latest turns that fits.
+        fits = [
+            _count(tok, [system, *turns[i:]])
+            for i in range(0, len(turns), 2)
+            if _count(tok, [system, *turns[i:]]) <= WINDOW - 16
+        ]
+        assert fits and used == max(fits)
+
+
+@pytest.mark.parametrize("method", ["mlxd/chat", "mlxd/complete"])
+async def test_a_prompt_that_cannot_fit_is_refused_naming_the_limit(
+    short_config: Path, method: str
+) -> None:
+    huge = "word " * 2000
+    params: dict[str, Any] = (
+        chat_params(huge, maxTokens=4)
+        if method == "mlxd/chat"
+        else {"prefix": "x", "suffix": "", "maxTokens": 4}
+    )
+    async with daemon(short_config) as s:
+        if method == "mlxd/chat":
+            with pytest.raises(JsonRpcException) as err:
+                await s.request(method, params)
+            assert err.value.code == -32602
+            assert f"context window of {WINDOW} tokens" in str(err.value)
+        else:  # a completion's prompt is trimmed to fit instead
+            r = await s.request(method, {**params, "prefix": huge, "maxTokens": 1000})
+            assert r.usage.promptTokens + r.usage.completionTokens <= WINDOW
+            assert r.finishReason == "length"
+
+
+# --- item 9: no heavy work on the event loop ---------------------------------------------------
+@pytest.mark.slow
+async def test_the_daemon_answers_while_a_huge_prompt_is_tokenized(short_config: Path) -> None:
+    """A 300 KB chat message takes the tokenizer seconds; meanwhile other requests are answered
+    (ordering, not timing: several answers arrive before the big request's)."""
+    async with daemon(short_config) as s:
+        await s.wait_status("ready")
+        _, big = s.start("mlxd/chat", chat_params("word " * 60_000, maxTokens=4))
+        answered = 0
+        while not big.done():
+            await s.request("mlxd/models", {})
+            answered += 1
+        with pytest.raises(Exception, match="context window"):
+            await big
+        assert answered >= 3
+
+
+async def test_a_one_line_megabyte_prefix_completes_and_cancel_is_answered(
+    tiny_config: Path,
+) -> None:
+    async with daemon(tiny_config) as s:
+        await s.wait_status("ready")
+        line = "x = foo(bar) + " * 70_000  # about 1 MB, no line break
+        r = await s.request("mlxd/complete", {"prefix": line, "maxTokens": 4})
+        assert r.usage.promptTokens <= 1024 + 64  # inline.context_tokens, not the megabyte
+        msg_id, fut = s.start("mlxd/complete", {"prefix": line, "maxTokens": 400})
+        s.cancel(msg_id)
+        models = await s.request("mlxd/models", {})
+        assert models.models
+        try:
+            await fut  # answered exactly once: a result if it finished before the cancel
+        except JsonRpcException as exc:
+            assert exc.code == -32800

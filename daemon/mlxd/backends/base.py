@@ -168,6 +168,12 @@ class NotConfigured(BackendError):
     code = "unconfigured"
 
 
+class ContextOverflow(BackendError):
+    """The prompt does not fit the local model's context window, even trimmed."""
+
+    code = "context_length"
+
+
 class Unexpected(BackendError):
     """Anything else a backend raised: a bug, a key holding a newline that the HTTP library
     refuses, a session closed under it. Still one failed attempt; the chain goes on."""
