@@ -37,6 +37,8 @@ CASES = [
     ("inline", "a + b\n```", (), "a + b", ""),
     ("inline", "x = `a`\n``b``\n", (), "x = `a`\n``b``\n", ""),
     ("inline", "```js\n", (), "", ""),
+    ("inline", "x = a```b\n```", (), "x = a```b", ""),
+    ("complete", "s = `\n`", (), "s = `\n`", ""),
     ("inline", " b", (), " b", ""),
     ("complete", "<think>never closed", (), "", ""),
     ("chat", "<think>never closed", (), "", "never closed"),

@@ -99,6 +99,7 @@ class _Fences:
         self.opened = False
         self.buf = ""
         self.closed = False
+        self.at_line_start = True  # whether `buf` begins a line (else it continues one)
 
     def feed(self, text: str) -> str:
         if self.closed:
@@ -124,7 +125,7 @@ class _Fences:
             line_start = pos
             rest = buf[line_start:]
             stripped = rest.lstrip(" \t")
-            may_close = self.opened or not self.strict
+            may_close = (self.opened or not self.strict) and (pos > 0 or self.at_line_start)
             if may_close and stripped.startswith(FENCE):
                 # Drop the newline before the fence too: it belongs to the fence.
                 out = buf[: max(line_start - 1, 0)] if line_start else ""
@@ -138,6 +139,7 @@ class _Fences:
                     self.buf = buf[cut:]
                     return buf[:cut]
                 self.buf = ""
+                self.at_line_start = False  # the text emitted ends inside a line
                 return buf
             pos = nl + 1
 
