@@ -573,3 +573,39 @@ async def test_a_one_line_megabyte_prefix_completes_and_cancel_is_answered(
             await fut  # answered exactly once: a result if it finished before the cancel
         except JsonRpcException as exc:
             assert exc.code == -32800
+
+
+@pytest.fixture(scope="module")
+def thinking_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a reasoning model's chat template: the prompt opens <think>."""
+    import json
+
+    from mlxd.models.tiny import make_tiny_model
+
+    path = make_tiny_model(tmp_path_factory.mktemp("think") / "model")
+    cfg = json.loads((path / "tokenizer_config.json").read_text())
+    cfg["chat_template"] = cfg["chat_template"].replace(
+        "'<|im_start|>assistant\n'", "'<|im_start|>assistant\n<think>\n'"
+    )
+    assert "<think>" in cfg["chat_template"]
+    (path / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return path
+
+
+async def test_a_local_prompt_that_opens_a_think_block_streams_reasoning(
+    tmp_path: Path, thinking_model: Path
+) -> None:
+    import mlx_lm
+
+    from ..conftest import write_config
+
+    lm = mlx_lm.load(str(thinking_model))
+    expected = greedy_text(lm, chat_req("hello"), 6)
+    assert "</think>" not in expected  # the random model never closes it: all reasoning
+    cfg = write_config(tmp_path / "t.toml", f'[local]\nmodel = "{thinking_model}"\n')
+    async with daemon(cfg) as s:
+        r = await s.request("mlxd/chat", chat_params("hello", token="t", maxTokens=6))
+        assert r.text == "" and r.reasoning == expected.rstrip("\ufffd")
+        assert "".join(reasoning_of(s, "t")) == r.reasoning and not s.deltas("t")
+        c = await s.request("mlxd/complete", {"prefix": "x = ", "maxTokens": 3})
+        assert c.reasoning == ""

@@ -43,10 +43,12 @@ def _held_prefix(buf: str, token: str) -> int:
 
 
 class _Think:
-    """Splits `<think>…</think>` at the start of an attempt's output from the answer."""
+    """Splits `<think>…</think>` at the start of an attempt's output from the answer;
+    `opened`: the prompt itself ended in `<think>` (reasoning models' chat templates), so the
+    output starts inside the block."""
 
-    def __init__(self) -> None:
-        self.state = "start"  # start | reasoning | answer
+    def __init__(self, opened: bool = False) -> None:
+        self.state = "reasoning" if opened else "start"  # start | reasoning | after | answer
         self.buf = ""
 
     def feed(self, text: str) -> Piece:
@@ -150,6 +152,9 @@ class _Fences:
         if self.state == "start" and buf.lstrip(" \t\n").startswith(FENCE):
             return ""  # nothing but an opening fence line
         return buf
+
+
+ThinkSplitter = _Think  # for a backend whose prompt opened the block
 
 
 class AnswerFilter:

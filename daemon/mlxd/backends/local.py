@@ -17,7 +17,8 @@ from typing import Any
 
 from ..config import InlineConfig
 from ..models.pool import ModelPool
-from .base import ContextOverflow, Done, Event, Message, Request
+from .answer import OPEN_THINK, ThinkSplitter
+from .base import ContextOverflow, Delta, Done, Event, Message, Request
 from .batching import Job
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,22 @@ class LocalBackend:
             deadline=time.monotonic() + request.max_time_s if request.max_time_s else None,
         )
         entry.engine.submit(job)
+        # A chat template that ends the prompt in <think> makes the model answer from inside a
+        # reasoning block: its text up to </think> is reasoning, as a provider would mark it.
+        think = ThinkSplitter(opened=True) if _opens_think(lm.tokenizer, tokens) else None
         try:
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
+                if think is not None:
+                    piece = think.feed(item.text) if isinstance(item, Delta) else think.flush()
+                    if piece.reasoning:
+                        yield Delta(piece.reasoning, reasoning=True)
+                    if piece.text:
+                        yield Delta(piece.text)
+                    if isinstance(item, Delta):
+                        continue
                 yield item
                 if isinstance(item, Done):
                     return
@@ -84,6 +96,10 @@ class LocalBackend:
 
     async def close(self) -> None:
         pass  # the pool (shared) is closed by its owner
+
+
+def _opens_think(tok: Any, tokens: list[int]) -> bool:
+    return tok.decode(tokens[-8:]).rstrip().endswith(OPEN_THINK)
 
 
 def context_window(model: Any) -> int | None:
