@@ -609,3 +609,15 @@ async def test_a_local_prompt_that_opens_a_think_block_streams_reasoning(
         assert "".join(reasoning_of(s, "t")) == r.reasoning and not s.deltas("t")
         c = await s.request("mlxd/complete", {"prefix": "x = ", "maxTokens": 3})
         assert c.reasoning == ""
+
+
+# --- item 4 on cloud streams: a character split between two chunks --------------------------
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_character_split_into_lone_surrogates_across_chunks_is_joined(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
+) -> None:
+    fake.enqueue(Reply.text(["smile \ud83d", "\ude00!"]))
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
+        r = await ask(s, "mlxd/chat", "t")
+        assert s.deltas("t") == ["smile ", "\U0001f600!"]
+        assert r.text == "smile \U0001f600!"

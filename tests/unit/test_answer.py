@@ -69,3 +69,11 @@ def test_a_new_attempt_may_open_with_its_own_reasoning() -> None:
     f.new_attempt()
     p = f.feed("<think>where was I</think> world")
     assert (p.text, p.reasoning) == (" world", "where was I")
+
+
+def test_lone_surrogates_split_across_deltas_are_joined() -> None:
+    f = AnswerFilter("chat", [])
+    assert f.feed("a\ud83d").text == "a"
+    assert f.feed("\ude00b").text == "\U0001f600b"
+    assert f.feed("\ud83d", reasoning=True).reasoning == ""
+    assert f.feed("\ude00", reasoning=True).reasoning == "\U0001f600"

@@ -170,6 +170,9 @@ class AnswerFilter:
         self._think = _Think()
         self._fences = None if self.chat else _Fences(language)
         self._stops = StopMatcher(stop)
+        self._surrogate: dict[
+            bool, str
+        ] = {}  # a held high surrogate, per stream (answer/reasoning)
 
     @property
     def stopped(self) -> bool:
@@ -180,11 +183,15 @@ class AnswerFilter:
         from the failed one is dropped (the next continues from what was emitted)."""
         self._think = _Think()
         self._stops.pending = ""
+        self._surrogate.clear()
         if self._fences is not None and self._fences.state == "body":
             self._fences.buf = ""
 
     def feed(self, text: str, reasoning: bool = False) -> Piece:
         if self.stopped:
+            return Piece()
+        text = self._whole_characters(text, reasoning)
+        if not text:
             return Piece()
         if reasoning:
             return Piece(reasoning=text if self.chat else "")
@@ -197,6 +204,17 @@ class AnswerFilter:
         tail = self._fences.flush() if self._fences is not None else ""
         tail = self._stops.feed(tail) if tail else ""
         return Piece(out.text + tail + self._stops.flush(), out.reasoning)
+
+    def _whole_characters(self, text: str, reasoning: bool) -> str:
+        """A provider may split a character outside the BMP between two JSON chunks as two
+        lone surrogates ("\\ud83d", "\\ude00"): join them, and hold a trailing high one."""
+        held = self._surrogate.pop(reasoning, "")
+        text = held + text
+        if text and "\ud800" <= text[-1] <= "\udbff":
+            self._surrogate[reasoning], text = text[-1], text[:-1]
+        if any("\ud800" <= c <= "\udfff" for c in text):
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return text
 
     def _answer(self, piece: Piece) -> Piece:
         text = piece.text
