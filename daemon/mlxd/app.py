@@ -147,7 +147,9 @@ class App:
         self.publish_status()
 
     # --- requests ---------------------------------------------------------------------------
-    async def chat(self, p: P.ChatParams, on_delta: DeltaFn | None) -> Outcome:
+    async def chat(
+        self, p: P.ChatParams, on_delta: DeltaFn | None, on_reasoning: DeltaFn | None = None
+    ) -> Outcome:
         req = Request(
             kind="chat",
             messages=[Message(m.role, m.content) for m in p.messages],
@@ -155,7 +157,7 @@ class App:
             temperature=p.temperature if p.temperature is not None else 0.0,
             stop=list(p.stop),
         )
-        return await self._route(req, p, on_delta)
+        return await self._route(req, p, on_delta, on_reasoning)
 
     async def complete(self, p: P.CompleteParams, on_delta: DeltaFn | None) -> Outcome:
         req = Request(
@@ -170,7 +172,11 @@ class App:
         return await self._route(req, p, on_delta)
 
     async def _route(
-        self, req: Request, p: P.ChatParams | P.CompleteParams, on_delta: DeltaFn | None
+        self,
+        req: Request,
+        p: P.ChatParams | P.CompleteParams,
+        on_delta: DeltaFn | None,
+        on_reasoning: DeltaFn | None = None,
     ) -> Outcome:
         """The params every generation request shares: model/backend choice and privacy."""
         alias, backend = self._resolve(p.model, p.backend)
@@ -180,7 +186,12 @@ class App:
             req, docs, self.hooks.open_documents(), self.router.excluded
         )
         outcome = await self.router.run(
-            req, model=alias, backend=backend, documents=docs, on_delta=on_delta
+            req,
+            model=alias,
+            backend=backend,
+            documents=docs,
+            on_delta=on_delta,
+            on_reasoning=on_reasoning,
         )
         if tainted:
             self.conversations.remember([outcome.text], tainted)

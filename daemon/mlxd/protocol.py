@@ -116,6 +116,7 @@ class GenerationResult(Result):
     usage: Usage
     attempts: list[Attempt]
     timings: Timings
+    reasoning: str = ""  # chat: the model's reasoning, apart from `text`; "" otherwise
 
 
 class ModelInfo(Result):

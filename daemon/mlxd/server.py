@@ -26,6 +26,7 @@ from pygls.protocol import (
 from . import __version__, uris
 from . import protocol as P
 from .app import App, ConfigError, ConfigSources, Hooks, UnknownModel
+from .documents import use_lsp_line_model
 from .router import AllFailed, Outcome, UnknownBackend
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class MlxdProtocol(LanguageServerProtocol):
     @lsp_method(T.INITIALIZE)
     def lsp_initialize(self, params: T.InitializeParams):  # type: ignore[override]
         result = yield from super().lsp_initialize(params)
+        use_lsp_line_model(self._workspace)
         result.capabilities.experimental = {"mlxd": {"version": P.VERSION, "methods": P.METHODS}}
         return result
 
@@ -96,6 +98,9 @@ class MlxdServer(LanguageServer):
         self._load_token: str | None = None
         self._load_pending: list[Any] | None = None
         self._loads = 0
+        # Documents closed lately: an inline request that raced with its document's didClose
+        # (sent before it, handled after) is answered with no items, not "not open".
+        self.closed: dict[str, None] = {}
         self.config_problems: list[str] = self.reload(None)[1]
 
     def reload(self, overlay: dict[str, Any] | None) -> tuple[bool, list[str]]:
@@ -219,7 +224,11 @@ def register(ls: MlxdServer) -> None:
     @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
         """Stop the closed document's inline generation and forget its cached suggestions."""
-        ls.app.inline.forget(uris.key(params.text_document.uri))
+        uri = uris.key(params.text_document.uri)
+        ls.app.inline.forget(uri)
+        ls.closed[uri] = None
+        if len(ls.closed) > 1024:
+            del ls.closed[next(iter(ls.closed))]
 
     @ls.feature(T.SHUTDOWN)
     def shutdown(ls: MlxdServer, params: Any) -> None:
@@ -230,7 +239,9 @@ def register(ls: MlxdServer) -> None:
     async def chat(ls: MlxdServer, params: Any) -> Any:
         """Chat, streamed as $/progress on the partialResultToken."""
         p = _parse(params, P.ChatParams)
-        return await _generate(ls, ls.app.chat(p, _streamer(ls, p.partial_result_token)))
+        token = p.partial_result_token
+        work = ls.app.chat(p, _streamer(ls, token), _streamer(ls, token, "reasoning"))
+        return await _generate(ls, work)
 
     @ls.feature(P.COMPLETE)
     async def complete(ls: MlxdServer, params: Any) -> Any:
@@ -278,6 +289,8 @@ def register(ls: MlxdServer) -> None:
         uri = uris.key(params.text_document.uri)
         docs = {uris.key(d.uri): d for d in ls.workspace.text_documents.values()}
         if uri not in docs:
+            if uri in ls.closed:  # closed since the client asked
+                return T.InlineCompletionList(items=[])
             raise JsonRpcInvalidParams(
                 message="Invalid params: textDocument.uri: not open (send textDocument/didOpen first)"
             )
@@ -315,12 +328,13 @@ def _parse(params: Any, cls: type[P.P]) -> P.P:
         raise JsonRpcInvalidParams(message=f"Invalid params: {exc}") from None
 
 
-def _streamer(ls: MlxdServer, token: P.ProgressToken | None):
+def _streamer(ls: MlxdServer, token: P.ProgressToken | None, field: str = "delta"):
+    """Progress values `{field: text, backend}`: `delta` (answer) or `reasoning` (chat)."""
     if token is None:
         return None
 
     def on_delta(text: str, backend: str) -> None:
-        ls.progress(T.ProgressParams(token=token, value={"delta": text, "backend": backend}))
+        ls.progress(T.ProgressParams(token=token, value={field: text, "backend": backend}))
 
     return on_delta
 
@@ -333,6 +347,11 @@ async def _generate(ls: MlxdServer, work: Any) -> Any:
     except UnknownModel as exc:
         raise JsonRpcInvalidParams(message=f"Invalid params: model: {exc}") from None
     except AllFailed as exc:
+        tried = [a.error for a in exc.attempts if not a.error.startswith("skipped:")]
+        if tried and all(e.startswith("context_length:") for e in tried):
+            # No backend of the chain can take a prompt this long: the request is at fault.
+            message = f"Invalid params: {tried[-1].removeprefix('context_length: ')}"
+            raise JsonRpcInvalidParams(message=ls.app.keys.redact(message)) from None
         attempts = [
             {"backend": a.backend, "error": ls.app.keys.redact(a.error)} for a in exc.attempts
         ]
@@ -347,6 +366,7 @@ async def _generate(ls: MlxdServer, work: Any) -> Any:
         usage=P.Usage(outcome.prompt_tokens, outcome.completion_tokens),
         attempts=[P.Attempt(a.backend, ls.app.keys.redact(a.error)) for a in outcome.attempts],
         timings=P.Timings(outcome.first_token_ms, outcome.total_ms),
+        reasoning=outcome.reasoning,
     )
     return P.to_wire(result)
 

@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "mlxd.inline": 7,
     "mlxd.app": 8,
     # 9-12: the wire side
+    "mlxd.documents": 9,  # pygls documents with LSP's line model (part of the pygls adapter)
     "mlxd.transport": 9,  # framing, dispatch rules, the pygls adapter
     "mlxd.server": 10,
     "mlxd.client": 10,  # a daemon client over stdio (demo, chat, bench); imports no mlxd code
@@ -59,8 +60,8 @@ PACKAGES = {"mlxd.models", "mlxd.prompts", "mlxd.backends", "mlxd.inline"}
 SERVER_SEES = {"mlxd", "mlxd.app", "mlxd.protocol", "mlxd.transport"}
 WIRE_SIDE = {"mlxd.protocol", "mlxd.transport", "mlxd.server", "mlxd.cli", "mlxd.client"}
 EXTERNAL = {
-    "pygls": {"mlxd.transport", "mlxd.server", "mlxd.cli"},
-    "lsprotocol": {"mlxd.transport", "mlxd.server", "mlxd.cli"},
+    "pygls": {"mlxd.transport", "mlxd.documents", "mlxd.server", "mlxd.cli"},
+    "lsprotocol": {"mlxd.transport", "mlxd.documents", "mlxd.server", "mlxd.cli"},
     "aiohttp": {"mlxd.backends"},
     "mlx": {"mlxd.models", "mlxd.backends", "mlxd.blas", "mlxd.cli"},
     "mlx_lm": {"mlxd.models", "mlxd.backends", "mlxd.blas", "mlxd.cli"},

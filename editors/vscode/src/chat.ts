@@ -166,6 +166,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         completionTokens: result.usage?.completionTokens ?? 0,
         firstTokenMs: result.timings?.firstTokenMs ?? 0,
         totalMs: result.timings?.totalMs ?? 0,
+        reasoning: result.reasoning ?? '',
       });
     } catch (err) {
       stream.abort();

@@ -77,11 +77,19 @@ export interface ChatResult {
   usage: Usage;
   attempts: Attempt[];
   timings: Timings;
+  /** The model's reasoning, kept out of `text` ('' when there was none; always '' for complete). */
+  reasoning: string;
 }
 
 /** The `value` of a `$/progress` notification for a chat's partialResultToken. */
 export interface ChatDelta {
   delta: string;
+  backend: string;
+}
+
+/** A chat's reasoning, streamed apart from its text on the same partialResultToken. */
+export interface ChatReasoningDelta {
+  reasoning: string;
   backend: string;
 }
 

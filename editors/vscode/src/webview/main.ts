@@ -95,6 +95,17 @@ function onMessage(m: ToWebview): void {
       const parts = [`${m.backend} · ${m.model}`, `${m.completionTokens} tokens`, `first token ${Math.round(m.firstTokenMs)} ms`];
       if (m.finishReason === 'length') parts.push('cut at max tokens');
       a.meta.textContent = parts.join(' · ');
+      if (m.reasoning) {
+        // Reasoning is shown folded, apart from the answer.
+        const details = document.createElement('details');
+        details.className = 'reasoning';
+        const summary = document.createElement('summary');
+        summary.textContent = 'reasoning';
+        const body = document.createElement('pre');
+        body.textContent = m.reasoning;
+        details.append(summary, body);
+        a.meta.appendChild(details);
+      }
       if (m.attempts.length > 0) {
         const fb = document.createElement('div');
         fb.className = 'fallback';

@@ -17,6 +17,7 @@ export type ToWebview =
       completionTokens: number;
       firstTokenMs: number;
       totalMs: number;
+      reasoning?: string;
     }
   | { type: 'error'; id: number; message: string }
   | { type: 'cancelled'; id: number }
