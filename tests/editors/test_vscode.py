@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import threading
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,11 +158,6 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
             detail += f"\n--- {name} (tail) ---\n{(artifacts / name).read_text()[-3000:]}"
 
     assert r.returncode == 0 and result["ok"], detail
-    if result.get("retypedQuestions"):  # see chatOnce in e2e.ts: rare, unexplained, said aloud
-        warnings.warn(
-            f"a chat question was typed again after it never showed: {detail[-2000:]}",
-            stacklevel=1,
-        )
 
     # Start-up: mlxd/status notifications and the model-load work-done progress were seen.
     assert "ready" in result["statusStates"]

@@ -18,6 +18,8 @@ const HISTORY_CHARS = 48_000;
 
 interface Pending {
   prompt: string;
+  /** The webview's number for a question typed into the panel. */
+  qid?: number;
   label?: string;
   textDocument?: { uri: string };
 }
@@ -93,9 +95,12 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         this.drain();
         break;
       case 'ask':
-        this.tracer.write({ kind: 'ask', ready: this.ready, inFlight: this.inFlight !== undefined, view: this.view !== undefined });
+        this.tracer.write({ kind: 'ask', qid: m.qid, ready: this.ready, inFlight: this.inFlight !== undefined, view: this.view !== undefined });
+        // The webview shows the question as "sending" until this acknowledgement: one that never
+        // arrives stays visible as unsent instead of vanishing.
+        this.post({ type: 'received', qid: m.qid });
         if (m.prompt.trim() !== '') {
-          this.queue.push({ prompt: m.prompt });
+          this.queue.push({ prompt: m.prompt, qid: m.qid });
           this.drain();
         }
         break;
@@ -124,7 +129,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     const id = this.nextId++;
     const cts = new vscode.CancellationTokenSource();
     this.inFlight = cts;
-    this.post({ type: 'user', id, content: p.prompt, label: p.label });
+    this.post({ type: 'user', id, content: p.prompt, label: p.label, qid: p.qid });
     this.post({ type: 'start', id });
     const stream = new StreamAssembler();
     const messages = buildMessages(this.history, p.prompt, HISTORY_CHARS);
