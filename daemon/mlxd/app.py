@@ -322,10 +322,19 @@ class App:
             return  # "end" comes with the ready/error event
         self.hooks.call_soon(lambda: self.hooks.load_progress(kind, fraction, message))
 
-    async def close(self) -> None:
-        for b in self.backends.values():
-            await b.close()
-        self.pool.close()
+    async def close(self, timeout: float | None = None) -> None:
+        """Close the backends, then wait for the MLX thread's current work; each step up to
+        `timeout` seconds (None: for ever)."""
+        closing = asyncio.gather(*(b.close() for b in self.backends.values()))
+        try:
+            await asyncio.wait_for(closing, timeout)
+        except TimeoutError:
+            log.warning("backends still closing after %.1f s; exiting anyway", timeout)
+        if not self.pool.close(timeout):
+            log.warning(
+                "the model is still busy after %.1f s (a load or a prefill); exiting anyway",
+                timeout,
+            )
 
 
 def _camel(name: str) -> str:

@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # --- serve --------------------------------------------------------------------------------------
+# Seconds the daemon waits at exit, per step (backends, then the MLX thread's current work).
+EXIT_GRACE_S = 0.3
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .blas import maybe_reexec_with_openblas
 
@@ -92,7 +96,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             for fut in list(ls.protocol._request_futures.values()):
                 fut.cancel()  # in-flight generations stop at their next token
             await asyncio.sleep(0)
-            await ls.app.close()  # joins the MLX thread before the interpreter exits
+            # The editor gives little time (vscode-languageclient: 2 s, then SIGKILL; Neovim
+            # leaves an orphan): whatever the MLX thread is doing, leave within about a
+            # second; os._exit below ends a model load or a prefill still running.
+            await ls.app.close(timeout=EXIT_GRACE_S)
 
     code = ls.exit_code
     try:

@@ -199,12 +199,17 @@ class ModelPool:
         if entry is not None and not entry.busy:
             asyncio.ensure_future(self.unload(spec, reason="(no longer configured)"))
 
-    def close(self) -> None:
-        """Wait until the MLX thread has finished this pool's work (cancelled requests leave
-        the batch at their next step)."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds (None: for ever) until the MLX thread has finished this
+        pool's work (cancelled requests leave the batch at their next step; a model load or a
+        long prefill does not stop). Returns False when the work was still running."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-        self.executor.shutdown(wait=True)
+        try:
+            self.executor.submit(lambda: None).result(timeout)
+        except TimeoutError:
+            return False
+        return True
 
 
 def _free(entry: Entry) -> None:
