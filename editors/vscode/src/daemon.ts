@@ -31,6 +31,7 @@ import {
   type SetApiKeyParams,
 } from './protocol';
 import { readSettings, resolveServerPath, type Settings, serverArgv, toInitializationOptions } from './settings';
+import { describeSpawnError, NOT_FOUND_ON_PATH, serverNotFound } from './serverPath';
 import type { StatusBar } from './statusBar';
 import { StderrRouter } from './stderr';
 import { chatToken } from './stream';
@@ -67,13 +68,10 @@ export class Daemon implements vscode.Disposable {
     const folders = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
     const ctx = { workspaceFolders: folders, pathEnv: process.env.PATH ?? '', home: os.homedir(), isExecutable };
     const resolved = resolveServerPath(this.settings.serverPath, ctx, process.env);
-    if (!resolved) {
-      const msg = 'mlxd executable not found (not on PATH, no .venv/bin/mlxd in the workspace). Set "mlxd.serverPath".';
-      this.log.error(msg);
-      this.status.update({ phase: 'failed', error: msg });
-      void vscode.window.showErrorMessage(msg, 'Open Settings').then((pick) => {
-        if (pick) void vscode.commands.executeCommand('workbench.action.openSettings', 'mlxd.serverPath');
-      });
+    // Checked before spawning: the client's own toast would say "spawn … ENOENT".
+    const notFound = serverNotFound(resolved, ctx);
+    if (notFound || !resolved) {
+      this.notFound(notFound ?? NOT_FOUND_ON_PATH);
       return;
     }
     const args = serverArgv(this.settings, ctx, process.env);
@@ -142,11 +140,25 @@ export class Daemon implements vscode.Disposable {
       await client.start();
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
+      const friendly = describeSpawnError(msg, resolved.path);
+      if (friendly) {
+        this.notFound(friendly);
+        return;
+      }
       this.log.error(`the daemon failed to start: ${msg}`);
       this.status.update({ phase: 'failed', error: msg });
       return;
     }
     await this.onRunning();
+  }
+
+  /** The executable is missing: said once, in the status bar and a toast that opens the setting. */
+  private notFound(msg: string): void {
+    this.log.error(msg);
+    this.status.update({ phase: 'failed', error: msg, progress: undefined });
+    void vscode.window.showErrorMessage(msg, 'Open Settings').then((pick) => {
+      if (pick) void vscode.commands.executeCommand('workbench.action.openSettings', 'mlxd.serverPath');
+    });
   }
 
   /** After every (re)start: hand over the keys, then say "ready" so the first request can use them. */
@@ -301,7 +313,7 @@ function forwardLines(input: Readable, channel: vscode.LogOutputChannel): void {
   lines(input, (line) => channel.info(line));
 }
 
-/** stderr: each record at its own level, and not twice (see stderr.ts). */
+/** stderr: each record at its own level (see stderr.ts). */
 function routeStderr(input: Readable, channel: vscode.LogOutputChannel): void {
   const router = new StderrRouter();
   lines(input, (line) => {
