@@ -593,6 +593,67 @@ async function logTest(): Promise<void> {
   check(copies.length === 0, `no mlxd record reached the output channel from stderr (${copies.slice(0, 2).join(' | ')})`);
 }
 
+/** The default keybindings: none of mlxd's keys is bound by VS Code itself (searched in
+ * "Open Default Keyboard Shortcuts (JSON)", a positive control first), and each one works. */
+async function keybindingsTest(page: Page): Promise<void> {
+  await runCommand(page, 'Preferences: Open Default Keyboard Shortcuts (JSON)');
+  await page.locator('.tab.active', { hasText: /keybindings/i }).waitFor({ timeout: 15_000 });
+  await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+  // Entries read `{ "key": "...", "command": "..." }` over several lines: a regex search finds
+  // a key bound to any command but mlxd's.
+  const count = async (regex: string): Promise<string> => {
+    await page.keyboard.press('Control+F');
+    const input = page.locator('.find-widget textarea, .find-widget input').first();
+    await input.waitFor({ timeout: 5_000 });
+    const toggle = page.locator('.find-widget [aria-label^="Use Regular Expression"]').first();
+    if ((await toggle.getAttribute('aria-checked')) !== 'true') await toggle.click();
+    await input.fill(regex);
+    await page.waitForTimeout(500);
+    return ((await page.locator('.find-widget .matchesCount').textContent()) ?? '').trim();
+  };
+  const control = await count('"key": "alt\\+\\]",\\n\\s*"command": "editor\\.action\\.inlineSuggest\\.showNext"');
+  check(/\d+ of \d+/.test(control), `the search finds VS Code's own Alt+] (${control})`);
+  const clashes: Record<string, string> = {};
+  for (const key of ['ctrl\\+alt\\+m', 'ctrl\\+alt\\+e', 'ctrl\\+alt\\+o']) {
+    clashes[key] = await count(`"key": "${key}",\\n\\s*"command": "(?!mlxd\\.)`);
+  }
+  result.keyClashes = clashes;
+  check(Object.values(clashes).every((c) => !/\d+ of \d+/.test(c)), `no VS Code default uses mlxd's keys (${JSON.stringify(clashes)})`);
+  await page.keyboard.press('Escape');
+  await runCommand(page, 'View: Close Editor');
+
+  // Explain Selection: the selection's question shows in the chat and is answered.
+  await openFile(page, 'main.py');
+  await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+  await page.keyboard.press('Control+Home');
+  await page.keyboard.press('Shift+ArrowDown');
+  const before = chatRecords().length;
+  await page.keyboard.press('Control+Alt+E');
+  const frame = await chatFrame(page);
+  await frame.locator('.msg.user', { hasText: 'Explain main.py:1' }).last().waitFor({ timeout: 15_000 });
+  await waitFor('an answer to Explain Selection', () => (chatRecords().length > before ? true : undefined), 60_000);
+  log('Ctrl+Alt+E explained the selection');
+
+  // Toggle inline: the user setting flips, and flips back.
+  const userSettings = path.join(dirs.user, 'User', 'settings.json');
+  const inlineSetting = (): unknown => (JSON.parse(fs.readFileSync(userSettings, 'utf8')) as Record<string, unknown>)['mlxd.inline.enable'];
+  await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+  await page.keyboard.press('Control+Alt+O');
+  await waitFor('Ctrl+Alt+O to turn inline completions off', () => (inlineSetting() === false ? true : undefined), 10_000);
+  await page.keyboard.press('Control+Alt+O');
+  await waitFor('Ctrl+Alt+O to turn them on again', () => (inlineSetting() === true ? true : undefined), 10_000);
+  log('Ctrl+Alt+O toggled inline completions');
+
+  // Open Chat from the editor, with the side bar closed.
+  await page.keyboard.press('Control+B');
+  await page.locator('.part.sidebar').waitFor({ state: 'hidden', timeout: 5_000 }).catch(() => undefined);
+  await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+  await page.keyboard.press('Control+Alt+M');
+  await chatFrame(page);
+  result.keybindingsWork = true;
+  log('Ctrl+Alt+M opened the chat');
+}
+
 /** Pids of the daemon this extension started (`<mlxd> serve --config <CONFIG>`). */
 function daemonPids(): number[] {
   const pids: number[] = [];
@@ -831,8 +892,13 @@ async function main(): Promise<void> {
     await menuTest(page);
     await logTest();
     await crashTest(page);
+    await keybindingsTest(page);
     await keyTest(page);
     await serverPathTest(page);
+    // The editSettings above typed into the user's settings.json: no inline request for it.
+    const inSettings = readTrace().filter((r) => r.kind === 'inline' && /\/User\/settings\.json$/.test(String((r as { uri?: string }).uri)));
+    result.inlineInSettingsJson = inSettings.length;
+    check(inSettings.length === 0, `no ghost text was asked for in settings.json (${inSettings.length})`);
   } catch (err) {
     failure = err instanceof Error ? err.message : String(err);
     log(`FAILED: ${failure}`);
