@@ -77,10 +77,14 @@ class App:
         if self.sources.path:
             try:
                 raw = load_file(self.sources.path)
-                decode(raw)
-            except ConfigError as exc:
-                problems.append(f"{self.sources.path}: {exc}")
-                raw = {}
+            except ConfigError as exc:  # its message names the file
+                problems.append(str(exc))
+            else:
+                try:
+                    decode(raw)
+                except ConfigError as exc:
+                    problems.append(f"{self.sources.path}: {exc}")
+                    raw = {}
         extra = self.sources.init_options if overlay is None else overlay
         self.apply(decode(merge(raw, extra)))
         return problems

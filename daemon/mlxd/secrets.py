@@ -41,13 +41,14 @@ _MISS_TTL_S = 30.0
 log = logging.getLogger(__name__)
 
 
-def key_sources(name: str, cfg: BackendConfig) -> str:
-    """Where a key for `name` can come from, for a NotConfigured message (never the key)."""
+def key_sources(name: str, cfg: BackendConfig, from_editor: str | None = None) -> str:
+    """Where a key for `name` can come from, for a NotConfigured message (never the key).
+    `from_editor`: how the user's editor hands one over (see wording.py)."""
     ways = []
     if cfg.api_key_env:
         ways.append(f"set the environment variable {cfg.api_key_env}")
     ways.append(f"run `mlxd keys set {name}`")
-    ways.append("or hand one over from the editor (mlxd/setApiKey)")
+    ways.append(f"or {from_editor or 'hand one over from the editor (mlxd/setApiKey)'}")
     return ", ".join(ways)
 
 
@@ -62,6 +63,8 @@ class KeyStore:
         self._seen: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._keyring_broken_logged = False
+        # How the connected editor hands over a key, for "no API key" messages.
+        self.from_editor: str | None = None
         if backends:
             self.prime(backends)
 
