@@ -51,6 +51,7 @@ class App:
         self.hooks = hooks
         self.config = Config()
         self.keys = KeyStore()
+        self.keys.on_checked = lambda: hooks.call_soon(self.publish_status)
         self.model_states: dict[str, tuple[str, str]] = {}  # spec -> (event, message)
         self._last_status: P.Status | None = None
         self.pool = ModelPool(on_progress=self._on_load_progress, on_event=self._on_model_event)
@@ -254,6 +255,7 @@ class App:
         # The OS keyring can block (a locked keychain): keep it off the event loop.
         await asyncio.to_thread(self.keys.set, p.backend, p.api_key, p.persist)
         self.router.reset(p.backend)  # a backend that failed for want of a key gets a chance
+        self.publish_status()  # no longer `no_key`
 
     async def preload(self) -> None:
         """Load the default local model in the background when the config asks for it."""
@@ -267,6 +269,9 @@ class App:
     # --- status -----------------------------------------------------------------------------
     def status(self) -> P.Status:
         backends = self.router.backend_states()
+        for name in self.keys.without_key(self.config.backends):
+            if backends.get(name) == "ok":
+                backends[name] = "no_key"  # said before a request fails for want of it
         for name, b in self.backends.items():
             if isinstance(b, LocalBackend) and self.model_states.get(b.spec, ("",))[0] == "error":
                 backends[name] = "error"

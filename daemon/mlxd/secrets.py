@@ -52,6 +52,15 @@ def key_sources(name: str, cfg: BackendConfig, from_editor: str | None = None) -
     return ", ".join(ways)
 
 
+def key_required(cfg: BackendConfig) -> bool:
+    """Whether a backend refuses to run without a key (as the backends decide): Anthropic
+    always; an OpenAI-compatible one when it names where its key comes from (keyless local
+    servers exist)."""
+    return cfg.protocol == "anthropic" or (
+        cfg.protocol == "openai" and bool(cfg.api_key_env or cfg.api_key.strip())
+    )
+
+
 class KeyStore:
     """Looks up API keys and remembers every one it has seen, to redact them."""
 
@@ -65,6 +74,9 @@ class KeyStore:
         self._keyring_broken_logged = False
         # How the connected editor hands over a key, for "no API key" messages.
         self.from_editor: str | None = None
+        # Called (from a thread) when a background keyring lookup has finished.
+        self.on_checked: Callable[[], None] | None = None
+        self._checking: set[str] = set()
         if backends:
             self.prime(backends)
 
@@ -96,6 +108,43 @@ class KeyStore:
             with self._lock:
                 self._keyring_hits[name] = key
                 self._keyring_misses.pop(name, None)
+
+    def without_key(self, backends: Mapping[str, BackendConfig]) -> list[str]:
+        """The backends that need a key and have none, as far as is known without blocking.
+        One whose key could still be in the OS keyring is looked up there in a thread, and
+        `on_checked` is called when that is done (it counts as having a key until then)."""
+        out = []
+        for name, cfg in backends.items():
+            if not key_required(cfg):
+                continue
+            with self._lock:
+                held = bool(self._memory.get(name)) or name in self._keyring_hits
+                asked = name in self._keyring_misses
+            env = os.environ.get(cfg.api_key_env, "").strip() if cfg.api_key_env else ""
+            if held or cfg.api_key.strip() or env:
+                continue
+            if asked:
+                out.append(name)
+            else:
+                self._check_keyring(name, cfg)
+        return out
+
+    def _check_keyring(self, name: str, cfg: BackendConfig) -> None:
+        with self._lock:
+            if name in self._checking:
+                return
+            self._checking.add(name)
+
+        def run() -> None:
+            try:
+                self.get(name, cfg)
+            finally:
+                with self._lock:
+                    self._checking.discard(name)
+                if self.on_checked is not None:
+                    self.on_checked()
+
+        threading.Thread(target=run, name=f"mlxd-keyring-{name}", daemon=True).start()
 
     def names(self) -> list[str]:
         """Backends with a key held in memory or found so far in the keyring (no values)."""

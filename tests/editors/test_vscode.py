@@ -195,6 +195,12 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
     # The answer's code block: Insert put it at the cursor, Copy + Ctrl+V pasted it.
     assert result["codeBlock"] == "print('from mlxd')"
     assert result["codeBlockInsertedAndPasted"] is True
+    # The stale status after a restart, and the missing key offered before any failure.
+    assert result["statusAfterRestart"].endswith("mlxd: ready")
+    assert result["noKeyOffered"] is True
+    # The default keys: not bound by VS Code itself, and each works.
+    assert result["keybindingsWork"] is True
+    assert result["inlineInSettingsJson"] == 0
     # A wrong mlxd.serverPath: the friendly not-found text, never "spawn ... ENOENT".
     assert "mlxd executable not found" in result["notFoundToast"]
     assert "ENOENT" not in result["notFoundToast"]

@@ -32,6 +32,7 @@ import {
 } from './protocol';
 import { readSettings, resolveServerPath, type Settings, serverArgv, toInitializationOptions } from './settings';
 import { describeSpawnError, NOT_FOUND_ON_PATH, serverNotFound } from './serverPath';
+import { backendsWithoutKey } from './status';
 import type { StatusBar } from './statusBar';
 import { StderrRouter } from './stderr';
 import { chatToken } from './stream';
@@ -45,6 +46,7 @@ export class Daemon implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private crashes: number[] = [];
   private restartedByClient = false;
+  private readonly keyOffered = new Set<string>();
 
   constructor(
     private readonly log: vscode.LogOutputChannel,
@@ -110,7 +112,8 @@ export class Daemon implements vscode.Disposable {
           if (this.crashes.length <= 3) {
             this.log.warn('the daemon exited; restarting it');
             this.restartedByClient = true;
-            this.status.update({ phase: 'starting', daemon: undefined, progress: undefined });
+            // What the old daemon said (its backends, the last fallback) is stale now.
+            this.status.update({ phase: 'starting', daemon: undefined, progress: undefined, lastServed: undefined });
             return { action: CloseAction.Restart };
           }
           this.status.update({ phase: 'failed', error: 'The daemon exited 4 times in 3 minutes; see the mlxd output channel.' });
@@ -124,6 +127,8 @@ export class Daemon implements vscode.Disposable {
       if (isStatusParams(params)) {
         this.tracer.write({ kind: 'status', state: params.state, backends: params.backends });
         this.status.update({ daemon: params });
+        // Not while starting: the stored keys are handed over first (onRunning).
+        if (this.status.model.phase === 'running') this.offerKeys(backendsWithoutKey(params));
       }
     });
     client.onDidChangeState((e) => {
@@ -135,7 +140,7 @@ export class Daemon implements vscode.Disposable {
         this.status.update({ phase: this.status.model.phase === 'failed' ? 'failed' : 'stopped', progress: undefined });
       }
     });
-    this.status.update({ phase: 'starting', daemon: undefined, progress: undefined, error: undefined });
+    this.status.update({ phase: 'starting', daemon: undefined, progress: undefined, error: undefined, lastServed: undefined });
     try {
       await client.start();
     } catch (err) {
@@ -152,6 +157,19 @@ export class Daemon implements vscode.Disposable {
     await this.onRunning();
   }
 
+  /** Says once per backend and session that it has no API key, with the command that sets one:
+   * before a request to it fails, not after. */
+  private offerKeys(names: string[]): void {
+    const stored = new Set(this.keys.names()); // handed over already; a status may trail it
+    for (const name of names.filter((n) => !this.keyOffered.has(n) && !stored.has(n))) {
+      this.keyOffered.add(name);
+      this.tracer.write({ kind: 'no-key', backend: name });
+      void vscode.window.showWarningMessage(`mlxd: backend "${name}" has no API key.`, 'Set API Key').then((pick) => {
+        if (pick) void vscode.commands.executeCommand('mlxd.setApiKey', name);
+      });
+    }
+  }
+
   /** The executable is missing: said once, in the status bar and a toast that opens the setting. */
   private notFound(msg: string): void {
     this.log.error(msg);
@@ -165,6 +183,7 @@ export class Daemon implements vscode.Disposable {
   private async onRunning(): Promise<void> {
     await this.sendStoredKeys();
     this.status.update({ phase: 'running' });
+    this.offerKeys(backendsWithoutKey(this.status.model.daemon));
   }
 
   async stop(): Promise<void> {
@@ -278,6 +297,8 @@ export class Daemon implements vscode.Disposable {
       if (client?.state === State.Running) {
         void client.sendNotification(DidChangeConfigurationNotification.type, { settings: this.mappedConfig() });
         this.log.info('config sent to the daemon (workspace/didChangeConfiguration)');
+        // The last answer's backend and fallback were under the old config.
+        this.status.update({ lastServed: undefined });
         sent = true;
       }
     }

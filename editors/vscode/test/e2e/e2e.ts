@@ -599,7 +599,7 @@ async function keybindingsTest(page: Page): Promise<void> {
   await runCommand(page, 'Preferences: Open Default Keyboard Shortcuts (JSON)');
   await page.locator('.tab.active', { hasText: /keybindings/i }).waitFor({ timeout: 15_000 });
   await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
-  // Entries read `{ "key": "...", "command": "..." }` over several lines: a regex search finds
+  // Entries read `{ "key": "...",   "command": "..." }` (padded, maybe wrapped): a regex finds
   // a key bound to any command but mlxd's.
   const count = async (regex: string): Promise<string> => {
     await page.keyboard.press('Control+F');
@@ -611,11 +611,11 @@ async function keybindingsTest(page: Page): Promise<void> {
     await page.waitForTimeout(500);
     return ((await page.locator('.find-widget .matchesCount').textContent()) ?? '').trim();
   };
-  const control = await count('"key": "alt\\+\\]",\\n\\s*"command": "editor\\.action\\.inlineSuggest\\.showNext"');
+  const control = await count('"key": "alt\\+\\]",\\s*"command": "editor\\.action\\.inlineSuggest\\.showNext"');
   check(/\d+ of \d+/.test(control), `the search finds VS Code's own Alt+] (${control})`);
   const clashes: Record<string, string> = {};
   for (const key of ['ctrl\\+alt\\+m', 'ctrl\\+alt\\+e', 'ctrl\\+alt\\+o']) {
-    clashes[key] = await count(`"key": "${key}",\\n\\s*"command": "(?!mlxd\\.)`);
+    clashes[key] = await count(`"key": "${key}",\\s*"command": "(?!mlxd\\.)`);
   }
   result.keyClashes = clashes;
   check(Object.values(clashes).every((c) => !/\d+ of \d+/.test(c)), `no VS Code default uses mlxd's keys (${JSON.stringify(clashes)})`);
@@ -684,6 +684,9 @@ async function crashTest(page: Page): Promise<void> {
   }, 30_000, 250);
   result.restartedPid = next !== pid;
   log(`daemon ${pid} killed; ${next} started by the extension (${status})`);
+  // The old daemon's last answer ("mlxd: local") is not the new one's state.
+  result.statusAfterRestart = status;
+  check(/mlxd: ready$/.test(status), `after the restart the status bar says ready, not the old daemon's last answer (${status})`);
   const rec = await chatOnce(page, 'Are you back?');
   result.chatAfterRestart = rec.text ?? '';
   check(rec.kind === 'chat' && (rec.text ?? '').length > 0, 'the restarted daemon answered a chat');
@@ -757,7 +760,8 @@ async function keyTest(page: Page): Promise<void> {
   await editSettings(page, {
     'mlxd.config': {
       ...config,
-      backends: { cloud: { protocol: 'openai', base_url: OPENAI_URL, model: 'gpt-fake' } },
+      // api_key_env names a variable that is not set: the daemon knows the key is missing.
+      backends: { cloud: { protocol: 'openai', base_url: OPENAI_URL, model: 'gpt-fake', api_key_env: 'MLXD_E2E_UNSET_KEY' } },
       routing: { cloud: true, chat: ['cloud'], complete: ['local'], inline: ['local'] },
     },
   });
@@ -766,11 +770,13 @@ async function keyTest(page: Page): Promise<void> {
     return ev.length > events && (ev.at(-1) as { configSent?: boolean }).configSent ? true : undefined;
   }, 15_000);
 
-  await page.locator('.part.editor').first().click();
-  await runCommand(page, 'mlxd: Set API Key');
-  const pick = page.locator('.quick-input-widget .monaco-list-row', { hasText: 'cloud' }).first();
-  await pick.waitFor({ timeout: 10_000 });
-  await pick.click();
+  // Before any request fails: the daemon reports `no_key`, and the extension offers the key.
+  await waitFor('a status saying the cloud backend has no key', () =>
+    readTrace().some((r) => r.kind === 'status' && (r as { backends?: Record<string, string> }).backends?.cloud === 'no_key') ? true : undefined, 20_000);
+  const offer = page.locator('.notifications-toasts .notification-toast', { hasText: 'backend "cloud" has no API key' }).first();
+  await offer.waitFor({ timeout: 15_000 });
+  result.noKeyOffered = true;
+  await offer.locator('a.monaco-button, .monaco-button', { hasText: 'Set API Key' }).first().click();
   await page.locator('.quick-input-widget', { hasText: 'API key for cloud' }).waitFor({ timeout: 10_000 });
   const input = page.locator('.quick-input-widget input').first();
   result.keyInputType = await input.getAttribute('type');
@@ -904,6 +910,9 @@ async function main(): Promise<void> {
     log(`FAILED: ${failure}`);
     if (browser) {
       for (const p of browser.contexts().flatMap((c) => c.pages())) {
+        // A modal dialog blocks every click: say what it asked.
+        const dialog = await p.locator('.monaco-dialog-box').allTextContents().catch(() => []);
+        if (dialog.length > 0) log(`open dialog: ${dialog.join(' | ')}`);
         await p.screenshot({ path: path.join(ARTIFACTS, 'failure.png') }).catch(() => undefined);
       }
     }
