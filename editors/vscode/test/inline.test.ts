@@ -64,6 +64,17 @@ describe('inline middleware', () => {
     assert.equal(calls, 3);
   });
 
+  it('passes every candidate through, in order, so VS Code shows the count and Alt+] / Alt+[ cycle', async () => {
+    const cts = new vscode.CancellationTokenSource();
+    const three = [item('return a + b'), item('return sum((a, b))'), item('return b + a')];
+    const list = { items: three } as unknown as vscode.InlineCompletionList;
+    const seen: unknown[] = [];
+    const mw = makeInlineMiddleware({ settings: settings(), onResult: (_d, _p, items) => seen.push(describeItems(items).length) });
+    assert.deepEqual(await mw(doc('python'), pos, ctx(0), cts.token, () => three), three);
+    assert.equal(await mw(doc('python'), pos, ctx(0), cts.token, () => list), list);
+    assert.deepEqual(seen, [3, 3]);
+  });
+
   it('debounces automatic triggers and drops a request superseded during the wait', async () => {
     const waits: number[] = [];
     const cts = new vscode.CancellationTokenSource();
