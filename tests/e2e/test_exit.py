@@ -1,4 +1,5 @@
-"""Issue 18 item 16: the daemon leaves within 1 s of `exit` or stdin EOF, whatever it is doing.
+"""Issue 18 item 16: the daemon leaves within 1 s of `exit`, stdin EOF or SIGTERM, whatever it
+is doing.
 
 An editor gives a server little time (vscode-languageclient: 2 s, then SIGKILL; Neovim exits and
 leaves an orphan). The daemon used to wait for the MLX thread to finish its current work (a model
@@ -8,6 +9,7 @@ load, a long prefill) before exiting.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 
@@ -44,7 +46,7 @@ async def _seconds_to_exit(d: Raw) -> float:
     return time.monotonic() - start
 
 
-@pytest.mark.parametrize("how", ["exit", "eof"])
+@pytest.mark.parametrize("how", ["exit", "eof", "sigterm"])
 async def test_daemon_exits_within_a_second_while_the_model_is_busy(
     tmp_path: Path, slow_tiny_model: Path, how: str
 ) -> None:
@@ -54,9 +56,11 @@ async def test_daemon_exits_within_a_second_while_the_model_is_busy(
         r = await d.request("shutdown")
         assert r["result"] is None
         d.send({"jsonrpc": "2.0", "method": "exit"})
-    else:
+    elif how == "eof":
         assert d.proc.stdin is not None
         d.proc.stdin.close()
+    else:
+        d.proc.send_signal(signal.SIGTERM)
     took = await _seconds_to_exit(d)
     print(f"exit after {how}: {took:.2f} s")
     assert took < 1.0, f"the daemon took {took:.2f} s to exit after {how}"
