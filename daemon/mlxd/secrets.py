@@ -29,6 +29,7 @@ import keyring
 import keyring.errors
 
 from mlxd.config import BackendConfig
+from mlxd.wording import PROTOCOL
 
 SERVICE = "mlxd"
 REDACTED = "[REDACTED]"
@@ -48,7 +49,7 @@ def key_sources(name: str, cfg: BackendConfig, from_editor: str | None = None) -
     if cfg.api_key_env:
         ways.append(f"set the environment variable {cfg.api_key_env}")
     ways.append(f"run `mlxd keys set {name}`")
-    ways.append(f"or {from_editor or 'hand one over from the editor (mlxd/setApiKey)'}")
+    ways.append(f"or {from_editor or PROTOCOL.set_key}")
     return ", ".join(ways)
 
 
