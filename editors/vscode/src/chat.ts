@@ -54,10 +54,15 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     const dist = vscode.Uri.joinPath(this.extensionUri, 'dist');
     view.webview.options = { enableScripts: true, localResourceRoots: [media, dist] };
     view.webview.html = chatHtml(view.webview, this.extensionUri);
-    view.webview.onDidReceiveMessage((m: unknown) => this.onMessage(m), undefined, this.disposables);
+    const sub = view.webview.onDidReceiveMessage((m: unknown) => this.onMessage(m, view));
     view.onDidDispose(() => {
-      this.view = undefined;
-      this.ready = false;
+      sub.dispose();
+      // Only the current view: an old one disposed after a new one was resolved must not
+      // mark the new one gone (its questions would then wait for a 'ready' that came already).
+      if (this.view === view) {
+        this.view = undefined;
+        this.ready = false;
+      }
     });
   }
 
@@ -86,11 +91,12 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     void this.view?.webview.postMessage(m);
   }
 
-  private onMessage(raw: unknown): void {
+  private onMessage(raw: unknown, from: vscode.WebviewView): void {
     if (!isFromWebview(raw)) return;
     const m: FromWebview = raw;
     switch (m.type) {
       case 'ready':
+        if (from !== this.view) return; // an old view's script: the current one says its own
         this.ready = true;
         this.drain();
         break;
