@@ -54,6 +54,7 @@ class App:
         self.hooks = hooks
         self.config = Config()
         self.keys = KeyStore()
+        self.keys.on_checked = lambda: hooks.call_soon(self.publish_status)
         self.model_states: dict[str, tuple[str, str]] = {}  # spec -> (event, message)
         self._load_errors_shown: dict[str, str] = {}  # spec -> the load error last shown
         self.conversations = taint.Conversations()
@@ -85,11 +86,16 @@ class App:
         if self.sources.path:
             try:
                 raw = load_file(self.sources.path)
-                decode(raw)
-            except ConfigError as exc:
-                file_error = f"{self.sources.path}: {exc}"
+            except ConfigError as exc:  # its message names the file
+                file_error = str(exc)
+            else:
+                try:
+                    decode(raw)
+                except ConfigError as exc:
+                    file_error = f"{self.sources.path}: {exc}"
+                    raw = {}
+            if file_error:
                 problems.append(f"invalid config file, ignored: {file_error}")
-                raw = {}
         extra = self.sources.init_options if overlay is None else overlay
         user, layer = trust.split(extra)
         merged = merge(raw, user)
@@ -281,6 +287,7 @@ class App:
         # The OS keyring can block (a locked keychain): keep it off the event loop.
         await asyncio.to_thread(self.keys.set, p.backend, p.api_key, p.persist)
         self.router.reset(p.backend)  # a backend that failed for want of a key gets a chance
+        self.publish_status()  # no longer `no_key`
 
     async def preload(self) -> None:
         """Load the default local model in the background when the config asks for it."""
@@ -294,6 +301,9 @@ class App:
     # --- status -----------------------------------------------------------------------------
     def status(self) -> P.Status:
         backends = self.router.backend_states()
+        for name in self.keys.without_key(self.config.backends):
+            if backends.get(name) == "ok":
+                backends[name] = "no_key"  # said before a request fails for want of it
         for name, b in self.backends.items():
             if not isinstance(b, LocalBackend):
                 continue
@@ -367,10 +377,19 @@ class App:
             return  # "end" comes with the ready/error event
         self.hooks.call_soon(lambda: self.hooks.load_progress(kind, fraction, message))
 
-    async def close(self) -> None:
-        for b in self.backends.values():
-            await b.close()
-        self.pool.close()
+    async def close(self, timeout: float | None = None) -> None:
+        """Close the backends, then wait for the MLX thread's current work; each step up to
+        `timeout` seconds (None: for ever)."""
+        closing = asyncio.gather(*(b.close() for b in self.backends.values()))
+        try:
+            await asyncio.wait_for(closing, timeout)
+        except TimeoutError:
+            log.warning("backends still closing after %.1f s; exiting anyway", timeout)
+        if not self.pool.close(timeout):
+            log.warning(
+                "the model is still busy after %.1f s (a load or a prefill); exiting anyway",
+                timeout,
+            )
 
 
 def _camel(name: str) -> str:

@@ -132,7 +132,7 @@ class ModelsResult(Result):
 
 class Status(Result, omit_defaults=True):
     state: Literal["starting", "loading", "ready", "degraded", "error"]
-    backends: dict[str, Literal["ok", "cooldown", "unconfigured", "error"]]
+    backends: dict[str, Literal["ok", "cooldown", "unconfigured", "error", "no_key"]]
     message: str | None = None
 
 

@@ -28,6 +28,7 @@ from . import protocol as P
 from .app import App, ConfigError, ConfigSources, Hooks, UnknownModel
 from .documents import use_lsp_line_model
 from .router import AllFailed, Outcome, UnknownBackend
+from .wording import PROTOCOL, for_client
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class MlxdServer(LanguageServer):
         # Documents closed lately: an inline request that raced with its document's didClose
         # (sent before it, handled after) is answered with no items, not "not open".
         self.closed: dict[str, None] = {}
+        self.wording = PROTOCOL  # the client's words, learnt from `initialize`
         self.config_problems: list[str] = self.reload(None)[1]
 
     def reload(self, overlay: dict[str, Any] | None) -> tuple[bool, list[str]]:
@@ -109,7 +111,7 @@ class MlxdServer(LanguageServer):
         try:
             problems = self.app.load_config(overlay)
         except ConfigError as exc:
-            where = "initializationOptions" if overlay is not None else "config"
+            where = self.wording.settings if overlay is not None else "config"
             return False, [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
         return True, [f"mlxd: {p}" for p in problems]
 
@@ -183,9 +185,11 @@ def register(ls: MlxdServer) -> None:
         """Apply initializationOptions over the file config; answered at once."""
         ls.loop = asyncio.get_running_loop()
         ls.initialize_seen = True
+        ls.wording = for_client(params.client_info.name if params.client_info else None)
+        ls.app.keys.from_editor = ls.wording.set_key
         opts = _settings(params.initialization_options)
         if opts is None:
-            ls.config_problems.append("mlxd: initializationOptions must be an object; ignored")
+            ls.config_problems.append(f"mlxd: {ls.wording.settings} must be an object; ignored")
         elif opts:
             applied, ls.config_problems = ls.reload(opts)
             if applied:

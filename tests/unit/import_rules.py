@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "mlxd.errors": 0,  # the error tree the router acts on (target)
     "mlxd.protocol": 0,  # the wire contract
     "mlxd.blas": 0,
+    "mlxd.wording": 0,  # the words each editor uses for a setting and a command
     "mlxd.uris": 0,  # one normal form of a document URI; the paths an exclude glob sees
     "mlxd.credentials": 0,  # which config values are secrets (headers, URL user-info, query)  # which BLAS mlx loaded; re-exec with OpenBLAS (no mlxd imports)
     # 1-2: settings and the secrets they name

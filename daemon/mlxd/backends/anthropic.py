@@ -109,7 +109,7 @@ class AnthropicBackend:
         key = await asyncio.to_thread(self._keys.get, self.name, self.cfg)
         if not key:
             raise NotConfigured(
-                f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg)}"
+                f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg, self._keys.from_editor)}"
             )
         body, cut = self.body(request)
         headers = {

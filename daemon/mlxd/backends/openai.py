@@ -84,7 +84,7 @@ class OpenAIBackend:
         key = await asyncio.to_thread(self._keys.get, self.name, self.cfg)
         if key is None and (self.cfg.api_key_env or self.cfg.api_key):
             raise NotConfigured(
-                f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg)}"
+                f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg, self._keys.from_editor)}"
             )
         legacy = request.kind != "chat" and self.cfg.completions
         url = f"{self._base}/completions" if legacy else f"{self._base}/chat/completions"

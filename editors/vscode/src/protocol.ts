@@ -109,7 +109,8 @@ export interface ModelsResult {
 export type StatsResult = Record<string, unknown>;
 
 export type DaemonState = 'starting' | 'loading' | 'ready' | 'degraded' | 'error';
-export type BackendHealth = 'ok' | 'cooldown' | 'unconfigured' | 'error';
+/** `no_key`: a cloud backend that needs an API key and has none (docs/protocol.md). */
+export type BackendHealth = 'ok' | 'cooldown' | 'unconfigured' | 'error' | 'no_key';
 
 export interface StatusParams {
   state: DaemonState;

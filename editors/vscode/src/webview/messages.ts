@@ -3,7 +3,9 @@
 import type { Attempt } from '../protocol';
 
 export type ToWebview =
-  | { type: 'user'; id: number; content: string; label?: string }
+  // `qid`: the webview's number for a question typed into the panel (absent for commands).
+  | { type: 'user'; id: number; content: string; label?: string; qid?: number }
+  | { type: 'received'; qid: number }
   | { type: 'start'; id: number }
   | { type: 'delta'; id: number; delta: string; backend: string }
   | {
@@ -26,7 +28,7 @@ export type ToWebview =
 
 export type FromWebview =
   | { type: 'ready' }
-  | { type: 'ask'; prompt: string }
+  | { type: 'ask'; prompt: string; qid: number }
   | { type: 'stop' }
   | { type: 'copy'; code: string }
   | { type: 'insert'; code: string }
@@ -41,7 +43,7 @@ export function isFromWebview(m: unknown): m is FromWebview {
     case 'new':
       return true;
     case 'ask':
-      return typeof v.prompt === 'string';
+      return typeof v.prompt === 'string' && typeof v.qid === 'number';
     case 'copy':
     case 'insert':
       return typeof v.code === 'string';
