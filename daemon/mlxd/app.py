@@ -344,10 +344,10 @@ def _spawn(coro: Any) -> None:
 def _make_inline_engine(app: App) -> Any:
     from .inline.engine import InlineEngine
 
-    async def generate(request: Request, ctx: Any) -> str:
+    async def generate(request: Request, ctx: Any) -> Any:
         # The engine already set the prompt header and the time cap (inline.max_ms).
-        outcome = await app.router.run(request, documents=[ctx.uri] if ctx.uri else [])
-        return outcome.text
+        # The whole Outcome: the engine needs its finish_reason (was the last line cut?).
+        return await app.router.run(request, documents=[ctx.uri] if ctx.uri else [])
 
     return InlineEngine(app.config.inline, generate)
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from mlxd.backends.base import Delta, Done, Event, Request
 from mlxd.config import InlineConfig, LanguageConfig
@@ -34,7 +35,10 @@ from .postprocess import clean
 log = logging.getLogger(__name__)
 
 Range = tuple[int, int, int, int]  # start_line, start_char, end_line, end_char (client encoding)
-Generate = Callable[[Request, CursorContext], Awaitable[str]]
+# `generate` returns the final text, or an object with `.text` and `.finish_reason` ("stop":
+# the model ended or a stop matched; "length": a token or time cap cut it) such as the
+# router's Outcome. A bare string counts as finished.
+Generate = Callable[[Request, CursorContext], Awaitable[Any]]
 Document = tuple[str, str, str]  # (uri, language, text)
 
 # Lines above the cursor that neighbour snippets are matched against.
@@ -62,6 +66,8 @@ class EngineStats:
     cancelled: int = 0  # generations stopped: superseded or cancelled by the client
     errors: int = 0  # generations that raised
     empty: int = 0  # answers with no item (nothing survived post-processing, or no answer)
+    # Items shown whose last line a token/time cap cut (a piece of a word, a lone operator).
+    fragments: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -190,11 +196,14 @@ class InlineEngine:
             self.stats.cache_hits += 1
         else:
             ctx.header = self._header(ctx, neighbors)
-            raw = await self._run(ctx)
-            if raw is None:
+            answer = await self._run(ctx)
+            if answer is None:
                 self.stats.empty += 1
                 return []
+            raw, finish = _text_and_finish(answer)
             suggestion = clean(raw, ctx)
+            if finish == "length" and _ends_cut(raw, suggestion):
+                self.stats.fragments += 1
             self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
         if not suggestion:
             self.stats.empty += 1
@@ -234,7 +243,7 @@ class InlineEngine:
             max_lines=ctx.max_lines,
         )
 
-    async def _run(self, ctx: CursorContext) -> str | None:
+    async def _run(self, ctx: CursorContext) -> Any:
         """Await `generate` in its own task, so a newer request can cancel just that task.
 
         Returns None when superseded or failed; re-raises when the caller is cancelled.
@@ -278,6 +287,19 @@ class InlineEngine:
             exclude_uri=ctx.uri,
         )
         return format_snippets(snippets, ctx.language, self.root) + header
+
+
+def _text_and_finish(answer: Any) -> tuple[str, str]:
+    """(text, finish reason) of what `generate` returned; a bare string is finished."""
+    if isinstance(answer, str):
+        return answer, "stop"
+    return answer.text, answer.finish_reason
+
+
+def _ends_cut(raw: str, suggestion: str) -> bool:
+    """Whether `suggestion` ends with the unfinished last line of a cut generation."""
+    tail = raw.replace("\r\n", "\n").rsplit("\n", 1)[-1].rstrip()
+    return bool(tail.strip() and suggestion.rstrip().endswith(tail.strip()))
 
 
 def _apply_selection(
