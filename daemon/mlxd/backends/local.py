@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..config import InlineConfig
+from ..inline.budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits
 from ..models.pool import ModelPool
 from .base import Done, Event, Request
 from .batching import Job
@@ -39,6 +40,8 @@ class LocalBackend:
         self.dequantize = dequantize
         self.max_tokens = max_tokens
         self.inline_cfg = inline_cfg or InlineConfig()
+        self.speed = SpeedMeter()  # this model's prefill/decode speed here, as measured
+        self.recent = RecentPrompts()  # what the KV cache most likely holds
 
     @property
     def loaded(self) -> bool:
@@ -52,8 +55,9 @@ class LocalBackend:
         lm = entry.engine.lm
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        tokens = self._tokens(lm.tokenizer, request)
         job = Job(
-            tokens=_prompt_tokens(lm.tokenizer, request, self.inline_cfg),
+            tokens=tokens,
             max_tokens=request.max_tokens or self.max_tokens,
             temperature=request.temperature,
             stop=request.stop,
@@ -61,32 +65,58 @@ class LocalBackend:
             deadline=time.monotonic() + request.max_time_s if request.max_time_s else None,
         )
         entry.engine.submit(job)
+        self.recent.add(tokens)
+        start = time.monotonic()
+        first = last = None
         try:
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
+                last = time.monotonic()
+                if first is None:
+                    first = last
+                    self.speed.observe_prefill(len(tokens) - job.reused, first - start)
                 yield item
                 if isinstance(item, Done):
                     return
         finally:
             job.cancelled.set()  # leaves the batch before the next decode step
             self.pool.touch(entry)
+            if first is not None and last is not None:
+                self.speed.observe_decode(job.generated - 1, last - first)
+
+    def _tokens(self, tok: Any, req: Request) -> list[int]:
+        """The prompt's tokens; an inline prompt sized so that prefilling what the KV cache
+        does not hold, plus one line, fits the request's time cap (inline/budget.py)."""
+        full = _prompt_tokens(tok, req, self.inline_cfg.context_tokens)
+        if req.kind != "inline" or req.prompt is not None or not req.max_time_s:
+            return full
+        allowed = self.speed.new_tokens_within(req.max_time_s)
+        if fits(len(full), self.recent.cached(full), allowed):
+            return full
+        small = _prompt_tokens(tok, req, max(MIN_PROMPT_TOKENS, allowed))
+        cached = self.recent.cached(small)  # a smaller window may be cached as well
+        if cached:
+            wider = _prompt_tokens(tok, req, max(MIN_PROMPT_TOKENS, allowed + cached))
+            if fits(len(wider), self.recent.cached(wider), allowed):
+                return wider
+        return small
 
     async def close(self) -> None:
         pass  # the pool (shared) is closed by its owner
 
 
-def _prompt_tokens(tok: Any, req: Request, inline_cfg: InlineConfig) -> list[int]:
+def _prompt_tokens(tok: Any, req: Request, budget_tokens: int) -> list[int]:
     if req.kind == "chat":
         msgs = [{"role": m.role, "content": m.content} for m in req.messages]
         text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         return list(tok.encode(text + req.assistant_prefix, add_special_tokens=False))
-    prompt = req.prompt if req.prompt is not None else _completion_prompt(tok, req, inline_cfg)
+    prompt = req.prompt if req.prompt is not None else _completion_prompt(tok, req, budget_tokens)
     return list(tok.encode(prompt + req.assistant_prefix, add_special_tokens=False))
 
 
-def _completion_prompt(tok: Any, req: Request, inline_cfg: InlineConfig) -> str:
+def _completion_prompt(tok: Any, req: Request, budget_tokens: int) -> str:
     """FIM when the model has FIM tokens, else a prefix continuation; trimmed to budget with
     the model's own tokenizer."""
     from ..inline import context_at, prompt_for_local
@@ -96,7 +126,7 @@ def _completion_prompt(tok: Any, req: Request, inline_cfg: InlineConfig) -> str:
         _fim_template(tok),
         lambda s: len(tok.encode(s, add_special_tokens=False)),
         replace(ctx, header=req.header),
-        inline_cfg.context_tokens,
+        budget_tokens,
     )
 
 

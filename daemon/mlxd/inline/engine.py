@@ -201,10 +201,12 @@ class InlineEngine:
                 self.stats.empty += 1
                 return []
             raw, finish = _text_and_finish(answer)
-            suggestion = clean(raw, ctx)
-            if finish == "length" and _ends_cut(raw, suggestion):
-                self.stats.fragments += 1
-            self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
+            cut = finish == "length"  # a cap cut it: only finished lines are worth showing
+            suggestion = clean(complete_lines(raw) if cut else raw, ctx)
+            if cut and _ends_cut(raw, suggestion):
+                self.stats.fragments += 1  # complete_lines keeps this at 0
+            if suggestion or finish != "length":  # a cut "" may do better when asked again
+                self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
         if not suggestion:
             self.stats.empty += 1
             return []
@@ -294,6 +296,16 @@ def _text_and_finish(answer: Any) -> tuple[str, str]:
     if isinstance(answer, str):
         return answer, "stop"
     return answer.text, answer.finish_reason
+
+
+def complete_lines(text: str) -> str:
+    """`text` without its unfinished last line: what a token or time cap cut mid-line.
+
+    A piece of a word or a lone operator is worse than nothing as ghost text; a line the model
+    ended (a newline) is a complete unit. A cut that came before any newline leaves "".
+    """
+    text = text.replace("\r\n", "\n")
+    return text[: text.rfind("\n") + 1]
 
 
 def _ends_cut(raw: str, suggestion: str) -> bool:
