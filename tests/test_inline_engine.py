@@ -364,3 +364,24 @@ async def test_a_cut_that_left_nothing_is_asked_again() -> None:
     items = await eng.complete("x = 1\n", 1, 0, uri=URI, language="python")
     assert [i.insert_text for i in items] == ["while True:"]
     assert len(model.calls) == 2
+
+
+# --- several candidates when the user asks --------------------------------------------------------
+async def test_invoked_adds_distinct_sampled_alternatives() -> None:
+    sampled = iter(["total += x", "  total = 0  "])  # the second is the greedy one again
+
+    def answer(request: Request, ctx: CursorContext) -> str:
+        return "total = 0" if request.temperature == 0 else next(sampled)
+
+    model = Model(answer)
+    eng = engine(model)
+    items = await eng.complete("def f(xs):\n    ", 1, 4, uri=URI, language="python", invoked=True)
+    assert [i.insert_text for i in items] == ["total = 0", "total += x"]
+    assert [r.temperature for r, _ in model.calls] == [0.0, 0.8, 0.8]
+
+
+async def test_automatic_requests_get_one_item() -> None:
+    model = Model("total = 0")
+    items = await engine(model).complete("def f(xs):\n    ", 1, 4, uri=URI, language="python")
+    assert [i.insert_text for i in items] == ["total = 0"]
+    assert len(model.calls) == 1

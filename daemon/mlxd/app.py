@@ -189,6 +189,7 @@ class App:
         encoding: str,
         selected: tuple[str, tuple[int, int, int, int]] | None,
         open_documents: list[tuple[str, str, str]],
+        invoked: bool = False,
     ) -> list[Any]:
         """Ghost text at a cursor. Excluded documents never feed another prompt as snippets."""
         neighbors = [d for d in open_documents if d[0] != uri and not self.router.excluded(d[0])]
@@ -202,6 +203,7 @@ class App:
             selected_text=selected[0] if selected else None,
             selected_range=selected[1] if selected else None,
             neighbors=neighbors,
+            invoked=invoked,
         )
 
     def models(self) -> P.ModelsResult:

@@ -273,6 +273,7 @@ def register(ls: MlxdServer) -> None:
             open_documents=[
                 (d.uri, d.language_id or "", d.source) for d in ls.workspace.text_documents.values()
             ],
+            invoked=params.context.trigger_kind == T.InlineCompletionTriggerKind.Invoked,
         )
         return T.InlineCompletionList(
             items=[

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mlxd.backends.base import Delta, Done, Event, Request
@@ -41,6 +41,9 @@ Range = tuple[int, int, int, int]  # start_line, start_char, end_line, end_char 
 Generate = Callable[[Request, CursorContext], Awaitable[Any]]
 Document = tuple[str, str, str]  # (uri, language, text)
 
+# Extra items when the user asks (triggerKind Invoked), sampled at this temperature.
+ALTERNATIVES = 2
+ALT_TEMPERATURE = 0.8
 # Lines above the cursor that neighbour snippets are matched against.
 _NEAR_CHARS = 2000
 
@@ -162,12 +165,14 @@ class InlineEngine:
         selected_text: str | None = None,
         selected_range: Range | None = None,
         neighbors: Iterable[Document] = (),
+        invoked: bool = False,
     ) -> list[InlineItem]:
         """Items for the cursor at (line, character) in `encoding` units; [] if none is good.
 
         `selected_text`/`selected_range` are LSP's selectedCompletionInfo: the suggestion then
         continues the selected popup item and replaces its range. `neighbors` are the other
-        open documents (for snippets, when `cfg.neighbor_snippets`).
+        open documents (for snippets, when `cfg.neighbor_snippets`). `invoked` (the user asked:
+        LSP triggerKind Invoked) adds up to ALTERNATIVES sampled items that differ from the first.
         """
         self.stats.requests += 1
         self._supersede(uri)  # the user has moved on: an older answer for this document is moot
@@ -210,7 +215,10 @@ class InlineEngine:
         if not suggestion:
             self.stats.empty += 1
             return []
-        return [InlineItem(insert_text=lead + suggestion, range=rng)]
+        shown = [suggestion]
+        if invoked:
+            shown += await self._alternatives(ctx, suggestion)
+        return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
 
     def forget(self, uri: str) -> None:
         """A document was closed: stop its generation and drop its cache entries."""
@@ -223,6 +231,27 @@ class InlineEngine:
         if flight is not None and not flight.task.done():
             flight.superseded = True
             flight.task.cancel()
+
+    async def _alternatives(self, ctx: CursorContext, first: str) -> list[str]:
+        """Up to ALTERNATIVES more suggestions, sampled at ALT_TEMPERATURE, distinct and whole.
+
+        They run after the greedy answer, so its prompt is in the KV cache and they cost decode
+        only, side by side in one batch.
+        """
+        ctx.header = ctx.header or self._header(ctx, ())
+        request = replace(self._request(ctx), temperature=ALT_TEMPERATURE)
+        answers = await self._run(ctx, [request] * ALTERNATIVES)
+        seen = {first.strip()}
+        out: list[str] = []
+        for answer in answers or []:
+            if answer is None or isinstance(answer, BaseException):
+                continue
+            raw, finish = _text_and_finish(answer)
+            text = clean(complete_lines(raw) if finish == "length" else raw, ctx)
+            if text.strip() and text.strip() not in seen:
+                seen.add(text.strip())
+                out.append(text)
+        return out
 
     def _request(self, ctx: CursorContext) -> Request:
         """The router's request, its prefix/suffix bounded so that nothing huge travels.
@@ -245,12 +274,18 @@ class InlineEngine:
             max_lines=ctx.max_lines,
         )
 
-    async def _run(self, ctx: CursorContext) -> Any:
+    async def _run(self, ctx: CursorContext, requests: list[Request] | None = None) -> Any:
         """Await `generate` in its own task, so a newer request can cancel just that task.
 
-        Returns None when superseded or failed; re-raises when the caller is cancelled.
+        With `requests`, runs them side by side and returns their answers as a list (an
+        exception in place of a failed one). Returns None when superseded or failed;
+        re-raises when the caller is cancelled.
         """
-        task = asyncio.ensure_future(self._generate(self._request(ctx), ctx))
+        if requests is None:
+            task = asyncio.ensure_future(self._generate(self._request(ctx), ctx))
+        else:
+            many = (self._generate(r, ctx) for r in requests)
+            task = asyncio.ensure_future(asyncio.gather(*many, return_exceptions=True))
         flight = _Flight(task)
         self._inflight[ctx.uri] = flight
         self.stats.generations += 1
