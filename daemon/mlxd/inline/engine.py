@@ -197,7 +197,8 @@ class InlineEngine:
             rng, lead = (*pos, *pos), ""
 
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
-        if suggestion is not None:
+        cached = suggestion is not None
+        if cached:
             self.stats.cache_hits += 1
         else:
             ctx.header = self._header(ctx, neighbors)
@@ -206,7 +207,8 @@ class InlineEngine:
                 self.stats.empty += 1
                 return []
             raw, finish = _text_and_finish(answer)
-            cut = finish == "length"  # a cap cut it: only finished lines are worth showing
+            # A cap cut it: only finished lines are worth showing (unless told otherwise).
+            cut = finish == "length" and self.cfg.whole_lines
             suggestion = clean(complete_lines(raw) if cut else raw, ctx)
             if cut and _ends_cut(raw, suggestion):
                 self.stats.fragments += 1  # complete_lines keeps this at 0
@@ -216,7 +218,7 @@ class InlineEngine:
             self.stats.empty += 1
             return []
         shown = [suggestion]
-        if invoked:
+        if invoked and not cached:  # typing through stays free of model calls
             shown += await self._alternatives(ctx, suggestion)
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
 
@@ -247,7 +249,8 @@ class InlineEngine:
             if answer is None or isinstance(answer, BaseException):
                 continue
             raw, finish = _text_and_finish(answer)
-            text = clean(complete_lines(raw) if finish == "length" else raw, ctx)
+            cut = finish == "length" and self.cfg.whole_lines
+            text = clean(complete_lines(raw) if cut else raw, ctx)
             if text.strip() and text.strip() not in seen:
                 seen.add(text.strip())
                 out.append(text)
