@@ -24,6 +24,8 @@ median / p95; 95% bootstrap intervals for the means and for mlxd - naive (paired
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import re
 import statistics
@@ -353,6 +355,28 @@ async def ask_mlxd(daemon: Daemon, hole: Hole, pause: float, n: int) -> dict[str
 
 
 # --- the run ----------------------------------------------------------------------------------
+def _naive_results(opts: Options, holes: list[Hole]) -> list[dict[str, Any]]:
+    """The naive baselines, run now; or, for iteration only, read from an earlier result file
+    named by $MLXD_BENCH_NAIVE_FROM (same holes; its latencies were taken under that run's load)."""
+    earlier = os.environ.get("MLXD_BENCH_NAIVE_FROM")
+    if earlier:
+        data = json.loads(Path(earlier).read_text())
+        by_id = {h["id"]: h["naive"] for h in data["holes"]}
+        if all(h.id in by_id for h in holes):
+            log(f"naive baselines from {earlier} (iteration only: not the same run)")
+            return [by_id[h.id] for h in holes]
+        log(f"{earlier} lacks some of these holes: running the naive baselines")
+    log("naive baselines (raw mlx-lm in this process)")
+    model = Naive(opts.model)
+    naive = []
+    for h in holes:
+        r = model.complete(h)
+        naive.append({**r, **score(h, r["text"])})
+        if opts.verbose:
+            print(f"    naive {h.id}: {naive[-1]['sim']:.2f} {r['text'][:60]!r}")
+    return naive
+
+
 def _aggregate(rows: list[dict[str, Any]], naive: list[dict[str, Any]] | None) -> dict[str, Any]:
     sims = [r["sim"] for r in rows]
     lat = [r["latency_ms"] for r in rows]
@@ -386,15 +410,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     holes = [h for lang in languages for h in make_holes(lang, per_kind)]
     log(f"{len(holes)} holes ({', '.join(languages)}), pauses {pauses}, load {info.get('loadavg')}")
 
-    log("naive baselines (raw mlx-lm in this process)")
-    naive_model = Naive(opts.model)
-    naive = []
-    for h in holes:
-        r = naive_model.complete(h)
-        naive.append({**r, **score(h, r["text"])})
-        if opts.verbose:
-            print(f"    naive {h.id}: {naive[-1]['sim']:.2f} {r['text'][:60]!r}")
-    del naive_model
+    naive = _naive_results(opts, holes)
 
     mlxd: dict[float, list[dict[str, Any]]] = {}
     for pause in pauses:
@@ -447,6 +463,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         "machine": info,
         "model": opts.model,
         "quick": quick,
+        "naive_from": os.environ.get("MLXD_BENCH_NAIVE_FROM"),
         "seed": SEED,
         "pauses": list(pauses),
         **results,
