@@ -6,8 +6,9 @@ from mlxd.inline.budget import LINE_TOKENS, SAFETY, RecentPrompts, SpeedMeter, f
 
 
 def test_new_tokens_leave_room_for_one_line() -> None:
-    meter = SpeedMeter(prefill_tps=300.0, decode_tps=10.0)
-    # 1.5 s * 0.8 = 1.2 s; a 14-token line at 10 tok/s takes 1.4 s: no room for any prompt.
+    meter = SpeedMeter(prefill_tps=300.0, decode_tps=5.0)
+    # 1.5 s * 0.8 = 1.2 s; the answer's tokens at 5 tok/s take longer: no room for a prompt.
+    assert LINE_TOKENS / 5.0 > 1.5 * SAFETY
     assert meter.new_tokens_within(1.5) == 0
     meter = SpeedMeter(prefill_tps=300.0, decode_tps=50.0)
     left = 1.5 * SAFETY - LINE_TOKENS / 50.0

@@ -14,8 +14,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-# Tokens a typical line of code takes (the rest of a line is usually shorter).
-LINE_TOKENS = 14
+# Tokens planned for the answer: the rest of a line (half a line of code, typically) or a
+# short next line. Planning for a whole long line would leave a slow machine no prompt at all.
+LINE_TOKENS = 8
 # Share of the time budget planned for; the rest absorbs noise (other work on the cores).
 SAFETY = 0.8
 # Never less context than this, however slow the machine: a few lines above the cursor.
