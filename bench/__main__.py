@@ -38,9 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-tokens", type=int, help="tokens to generate per request")
     p.add_argument("--plot", action="store_true", help="write PNG charts next to the JSON")
-    p.add_argument(
-        "--quick", action="store_true", help="a few cases only, for iteration (quality)"
-    )
+    p.add_argument("--quick", action="store_true", help="a few cases only, for iteration (quality)")
     p.add_argument("-v", "--verbose", action="store_true", help="print each run")
     return p
 
