@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import Delta, Done, ModelError
+from .detokenize import TextStream
 from .stops import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class Job:
     deadline: float | None = None  # monotonic; finish with what there is after it
     cancelled: threading.Event = field(default_factory=threading.Event)
     uid: int | None = None
-    detokenizer: Any = None
+    detokenizer: TextStream | None = None
     matcher: StopMatcher | None = None
     generated: int = 0
     reused: int = 0  # prompt tokens found in the KV cache (set when admitted)
@@ -156,7 +157,7 @@ class BatchEngine:
                 all_tokens=[job.tokens[:reused]],
                 samplers=[make_sampler(temp=job.temperature)],
             )
-            job.detokenizer = self.lm.tokenizer.detokenizer
+            job.detokenizer = TextStream(self.lm.tokenizer, job.tokens)
             job.matcher = StopMatcher(job.stop)
             self._jobs[job.uid] = job
 
@@ -197,11 +198,10 @@ class BatchEngine:
             if job is None:
                 continue
             job.generated += 1
-            if r.token not in eos:
-                job.detokenizer.add_token(r.token)
+            segment = job.detokenizer.add(r.token) if r.token not in eos else ""
             if r.finish_reason is not None:
-                job.detokenizer.finalize()
-            self._send(job, job.detokenizer.last_segment)
+                segment += job.detokenizer.finish()
+            self._send(job, segment)
             if job.matcher.stopped:
                 if r.finish_reason is None:
                     self._remove(r.uid, job, "stop")
@@ -219,6 +219,8 @@ class BatchEngine:
             job.emit(Delta(text))
 
     def _finish(self, job: Job, reason: str) -> None:
-        if tail := job.matcher.flush():
+        # Tokens held for a partial character (a cut mid-way) go out, less that character.
+        held = job.detokenizer.finish() if job.detokenizer is not None else ""
+        if tail := job.matcher.feed(held) + job.matcher.flush():
             job.emit(Delta(tail))
         job.emit(Done(reason, len(job.tokens), job.generated, self.lm.name))  # type: ignore[arg-type]
