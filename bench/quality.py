@@ -415,7 +415,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     mlxd: dict[float, list[dict[str, Any]]] = {}
     for pause in pauses:
         log(f"mlxd, pause {pause} s")
-        async with Daemon(local_config(opts.model)) as daemon:
+        inline = json.loads(os.environ.get("MLXD_BENCH_INLINE") or "{}")
+        async with Daemon(local_config(opts.model, inline=inline)) as daemon:
             await daemon.wait_ready()
             rows = []
             for i, h in enumerate(holes):
@@ -464,6 +465,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         "model": opts.model,
         "quick": quick,
         "naive_from": os.environ.get("MLXD_BENCH_NAIVE_FROM"),
+        "inline_settings": os.environ.get("MLXD_BENCH_INLINE"),
         "seed": SEED,
         "pauses": list(pauses),
         **results,
