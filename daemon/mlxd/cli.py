@@ -183,8 +183,8 @@ async def _demo_inline(client: Any) -> None:
     print("\n--- inline completion (textDocument/inlineCompletion) ---")
     header = "def fibonacci(n):"
     uri = "file:///demo/fibonacci.py"
-    # A demo can wait for a whole body; inline.max_ms (1.5 s) is meant for typing.
-    settings = {"inline": {"max_ms": 10000, "multi_line": "always", "max_tokens": 64}}
+    # A demo can wait for a whole body (a busy machine is slow); inline.max_ms (1.5 s) is for typing.
+    settings = {"inline": {"max_ms": 60000, "multi_line": "always", "max_tokens": 96}}
     client.notify("workspace/didChangeConfiguration", {"settings": {"mlxd": settings}})
     doc = {"uri": uri, "languageId": "python", "version": 1, "text": header + "\n"}
     client.notify("textDocument/didOpen", {"textDocument": doc})
