@@ -39,3 +39,12 @@ def test_cached_prefix_counts_as_free() -> None:
     recent.add([7, 8])
     recent.add([9])  # the oldest prompt is forgotten
     assert recent.cached([1, 2, 3]) == 0
+
+
+def test_the_first_measurement_replaces_the_guess() -> None:
+    meter = SpeedMeter(prefill_tps=250.0, decode_tps=10.0)
+    meter.observe_prefill(100, 10.0)  # a machine 25x slower than guessed
+    meter.observe_decode(10, 5.0)
+    assert (meter.prefill_tps, meter.decode_tps) == (10.0, 2.0)
+    meter.observe_prefill(200, 10.0)  # later ones move it by ALPHA
+    assert 10.0 < meter.prefill_tps < 20.0

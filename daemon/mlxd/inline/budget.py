@@ -29,20 +29,24 @@ ALPHA = 0.3
 class SpeedMeter:
     """Prefill and decode speed (tokens/s) of one model on this machine, as measured."""
 
-    prefill_tps: float = 250.0  # conservative starting guesses for a small model on CPU
+    prefill_tps: float = 250.0  # starting guesses for a small model on CPU, until measured
     decode_tps: float = 10.0
-    samples: int = 0
+    samples: int = 0  # prefill measurements so far
+    decode_samples: int = 0
 
     def observe_prefill(self, tokens: int, seconds: float) -> None:
         """`tokens` prompt tokens (not from the KV cache) took `seconds` to the first token."""
         if tokens >= 16 and seconds > 0:
-            self.prefill_tps = _ewma(self.prefill_tps, tokens / seconds)
+            # The first measurement replaces the guess: a busy machine can be 20x off it.
+            self.prefill_tps = _ewma(self.prefill_tps, tokens / seconds, first=not self.samples)
             self.samples += 1
 
     def observe_decode(self, tokens: int, seconds: float) -> None:
         """`tokens` generated after the first took `seconds`."""
         if tokens >= 2 and seconds > 0:
-            self.decode_tps = _ewma(self.decode_tps, tokens / seconds)
+            first = not self.decode_samples
+            self.decode_tps = _ewma(self.decode_tps, tokens / seconds, first=first)
+            self.decode_samples += 1
 
     def new_tokens_within(self, budget_s: float, line_tokens: int = LINE_TOKENS) -> int:
         """How many prompt tokens that are not in the KV cache can be prefilled, with room left
@@ -51,8 +55,8 @@ class SpeedMeter:
         return max(0, int(left * self.prefill_tps))
 
 
-def _ewma(old: float, new: float) -> float:
-    return (1 - ALPHA) * old + ALPHA * new
+def _ewma(old: float, new: float, *, first: bool = False) -> float:
+    return new if first else (1 - ALPHA) * old + ALPHA * new
 
 
 @dataclass(slots=True)
