@@ -34,6 +34,7 @@ mlxd.models.loader -> mlxd.backends.base: ModelError moves to mlxd.errors (the s
 mlxd.models.download -> mlxd.backends.base: ModelError moves to mlxd.errors (the same cycle)
 mlxd.taint -> mlxd.backends.base: Request moves to mlxd.types
 mlxd.server -> mlxd.uris: the session's documents (keyed by uris.key) move behind app
+mlxd.backends.local -> mlxd.inline.budget: the prompt budget (speed meter, KV-cache guess) moves to prompts/models
 mlxd.server -> mlxd.wording: the client's words are chosen in app from the session's clientInfo
 mlxd.server -> mlxd.documents: the LSP line model is installed by the pygls adapter in transport
 mlxd.documents -> mlxd.inline.context: position/encoding helpers move to prompts (pure text)
