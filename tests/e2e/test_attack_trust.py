@@ -1,0 +1,239 @@
+"""Attack round (issue #15 follow-up): inputs a hostile repository, provider or a mistaken
+config could use against mlxd's two promises, through the real daemon over stdio with loopback
+fake providers that count bytes. Findings are strict xfails ("attack: ..."); inputs that did
+not break anything are plain tests guarding against regressions."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from lsprotocol import types as T
+from pygls.exceptions import JsonRpcException
+
+from tests.conftest import daemon, write_config
+from tests.fakes.providers import FakeProvider, Reply
+
+KEY = "sk-attack+15/Zq9xW3vT7rK2mN8pL4=="
+ENV_TEXT = "API_TOKEN=sk-live-5f2c9a8e7d6b\nDB_PASSWORD=hunter2-but-longer\n"
+
+
+def config(tmp_path: Path, url: str, extra: str = "") -> Path:
+    return write_config(
+        tmp_path / "m.toml",
+        f"""
+[backends.cloud]
+protocol = "openai"
+base_url = "{url}"
+api_key_env = "ATTACK_KEY"
+model = "gpt-test"
+[routing]
+cloud = true
+chat = ["cloud"]
+complete = ["cloud"]
+max_retries = 0
+{extra}
+""",
+    )
+
+
+def msg(role: str, content: str) -> dict:
+    return {"role": role, "content": content}
+
+
+async def chat(s, messages: list[dict], uri: str | None = None):
+    params: dict = {"messages": messages, "maxTokens": 3}
+    if uri:
+        params["textDocument"] = {"uri": uri}
+    try:
+        return await s.request("mlxd/chat", params)
+    except JsonRpcException as exc:
+        return exc
+
+
+def did_open(s, uri: str, text: str) -> None:
+    s.client.text_document_did_open(
+        T.DidOpenTextDocumentParams(
+            T.TextDocumentItem(uri=uri, language_id="x", version=1, text=text)
+        )
+    )
+
+
+def frames(s, *results) -> str:
+    """Everything the client saw: results/errors, progress, statuses, log and show messages."""
+    seen = [repr(r) for r in results]
+    seen += [json.dumps(v, default=str) for v in s.progress.values()]
+    seen += [json.dumps(v, default=str) for v in s.statuses]
+    seen += [m.message for m in s.messages] + s.logs
+    return "\n".join(seen)
+
+
+# --- excluded documents: address spellings -------------------------------------------------
+
+
+async def test_spellings_of_an_excluded_file_send_zero_bytes(tmp_path):
+    """Percent-encoding, case, `..`, `//`, an authority, a notebook cell, a backslash path, a
+    `file:` URI through a symlinked directory and a symlinked file: all stay local."""
+    repo = tmp_path / "repo"
+    (repo / "secrets").mkdir(parents=True)
+    (repo / "secrets" / "key.txt").write_text("TOKEN=abc\n")
+    (repo / "link").symlink_to(repo / "secrets")
+    (repo / "readme.md").symlink_to(repo / "secrets" / "key.txt")
+    uris = [
+        "file:///p/%2Eenv",
+        "file:///p/.en%76",
+        "FILE:///P/.ENV",
+        "file:///p/x/../.env",
+        "file:///p//.env",
+        "file://host/p/.env",
+        "file:///p%2F.env",
+        "file:///p/.env#frag",
+        "file:///p/.env?x=1",
+        "file:///C%3A/p/secrets/a.txt",
+        "file:///p/%5Csecrets%5Ca.txt",
+        "untitled:/p/.env",
+        "vscode-notebook-cell:/p/secrets/nb.ipynb#W0",
+        f"file://{repo}/link/key.txt",
+        f"file://{repo}/readme.md",
+        f"vscode-notebook-cell:{repo}/link/nb.ipynb#W1",
+    ]
+    async with FakeProvider(require_key=KEY) as fake:
+        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
+            for uri in uris:
+                await chat(s, [msg("user", "Explain this file please, in detail")], uri)
+                assert fake.bytes_received == 0, uri
+            # inline from an excluded spelling too
+            for uri in uris[:4]:
+                did_open(s, uri, ENV_TEXT)
+            # and the cloud really is reachable for an ordinary file
+            r = await chat(s, [msg("user", "hello there, ordinary question")], "file:///p/app.py")
+            assert fake.request_count == 1, r
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: a non-file scheme (VS Code's git: diff view) naming a symlink into an "
+    "excluded directory is matched lexically only",
+)
+async def test_git_scheme_uri_through_a_symlink_stays_local(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "secrets").mkdir(parents=True)
+    (repo / "secrets" / "key.txt").write_text("TOKEN=abc\n")
+    (repo / "docs").symlink_to(repo / "secrets")  # the repo ships this link
+    uri = f"git:{repo}/docs/key.txt?%7B%22ref%22%3A%22HEAD%22%7D"
+    async with FakeProvider(require_key=KEY) as fake:
+        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
+            await chat(s, [msg("user", "Explain this selection:\nTOKEN=abc")], uri)
+    assert fake.bytes_received == 0
+
+
+# --- taint / content rule -----------------------------------------------------------------
+
+
+async def test_excluded_text_in_complete_prefix_and_split_messages_stays_local(tmp_path):
+    async with FakeProvider(require_key=KEY) as fake:
+        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
+            did_open(s, "file:///p/.env", ENV_TEXT)
+            try:
+                await s.request(
+                    "mlxd/complete",
+                    {"prefix": "# config\nAPI_TOKEN=sk-live-5f2c9a8e7d6b\n", "maxTokens": 3},
+                )
+            except JsonRpcException:
+                pass
+            lines = ENV_TEXT.splitlines()
+            await chat(s, [msg("user", lines[0]), msg("assistant", "ok"), msg("user", lines[1])])
+            # leading/trailing whitespace and CRLF around a quoted line
+            await chat(s, [msg("user", "look:\r\n\t  " + lines[1] + "  \r\n")])
+            # a follow-up of a tainted conversation re-sent with different outer whitespace
+            first = msg("user", "Explain this file:\n" + ENV_TEXT)
+            await chat(s, [first], "file:///p/.env")
+            await chat(s, [msg("user", "\n\n" + first["content"] + "\n\n"), msg("user", "why?")])
+            assert fake.bytes_received == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: a system message quoting an open excluded document goes to the cloud "
+    "(taint.Conversations.route skips role=system)",
+)
+async def test_system_message_quoting_an_open_excluded_document_stays_local(tmp_path):
+    async with FakeProvider(require_key=KEY) as fake:
+        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
+            did_open(s, "file:///p/.env", ENV_TEXT)
+            system = msg("system", "Project context:\n" + ENV_TEXT)
+            await chat(s, [system, msg("user", "Which settings look unused?")])
+    assert fake.bytes_received == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: a follow-up carrying a tainted message moved into the system role "
+    "escapes the conversation taint",
+)
+async def test_tainted_history_folded_into_a_system_message_stays_local(tmp_path):
+    first = "Explain this file:\n" + ENV_TEXT
+    async with FakeProvider(require_key=KEY) as fake:
+        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
+            await chat(s, [msg("user", first)], "file:///p/.env")  # not opened: taint only
+            await chat(s, [msg("system", first), msg("user", "Summarise the conversation so far")])
+    assert fake.bytes_received == 0
+
+
+# --- a hostile provider echoing the key ------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: streamed model text from the provider is not redacted: an echoed key "
+    "reaches $/progress and the result",
+)
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "split-across-sse-chunks"])
+async def test_key_echoed_as_model_output_is_redacted(tmp_path, split):
+    pieces = ["Your key: " + KEY[:9], KEY[9:] + " ok"] if split else [f"Your key: {KEY} ok"]
+    async with FakeProvider(require_key=KEY) as fake:
+        fake.enqueue(Reply.text(pieces))
+        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
+            r = await chat(s, [msg("user", "hello, ordinary question here")])
+            seen = frames(s, r)
+    assert fake.request_count == 1
+    assert KEY not in seen.replace('", "', "")
+
+
+ENCODINGS = {
+    "url-encoded": quote(KEY, safe=""),
+    "base64": base64.b64encode(KEY.encode()).decode(),
+    "json-escaped-in-broken-json": json.dumps(KEY, ensure_ascii=False).replace("sk", "\\u0073k"),
+}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: redaction is literal only; an encoded echo of the key in an error body "
+    "reaches the error frame",
+)
+@pytest.mark.parametrize("enc", list(ENCODINGS))
+async def test_encoded_key_echo_in_error_is_redacted(tmp_path, enc):
+    echoed = ENCODINGS[enc]
+    body = f'{{"error": {{"message": "bad key {echoed}"' if "json" in enc else f"bad key {echoed}"
+    async with FakeProvider(require_key=KEY) as fake:
+        fake.enqueue(Reply.status(401, body=body))
+        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
+            r = await chat(s, [msg("user", "hello, ordinary question here")])
+            seen = frames(s, r)
+    assert fake.request_count == 1
+    assert echoed not in seen
+
+
+@pytest.mark.parametrize("code", [300, 301, 304, 307, 308, 399])
+async def test_odd_redirect_statuses_are_errors_not_followed(tmp_path, code):
+    async with FakeProvider() as target, FakeProvider(require_key=KEY) as fake:
+        fake.enqueue(Reply.status(code, body=f"go to {target.openai_url}"))
+        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
+            r = await chat(s, [msg("user", "hello, ordinary question here")])
+            seen = frames(s, r)
+    assert isinstance(r, JsonRpcException), r
+    assert target.bytes_received == 0 and KEY not in seen
