@@ -237,3 +237,39 @@ async def test_odd_redirect_statuses_are_errors_not_followed(tmp_path, code):
             seen = frames(s, r)
     assert isinstance(r, JsonRpcException), r
     assert target.bytes_received == 0 and KEY not in seen
+
+
+# --- a mistaken config: the key itself pasted where the env-var name goes ---------------------
+
+PASTED = "sk-proj-Pasted0123456789abcdef"
+
+
+def pasted_config(tmp_path: Path, url: str) -> Path:
+    path = config(tmp_path, url).with_name("pasted.toml")
+    path.write_text(config(tmp_path, url).read_text().replace('"ATTACK_KEY"', f'"{PASTED}"'))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: a key pasted into api_key_env is echoed as 'the environment variable "
+    "<key>' in mlxd doctor, errors and status",
+)
+async def test_key_pasted_into_api_key_env_is_not_echoed(tmp_path):
+    import subprocess
+    import sys
+
+    async with FakeProvider() as fake:
+        cfg = pasted_config(tmp_path, fake.openai_url)
+        async with daemon(cfg) as s:
+            r = await chat(s, [msg("user", "hello, ordinary question here")])
+            seen = frames(s, r)
+        doctor = subprocess.run(
+            [sys.executable, "-m", "mlxd", "doctor", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert fake.bytes_received == 0
+    assert PASTED not in seen + doctor.stdout + doctor.stderr
