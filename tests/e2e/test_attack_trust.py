@@ -273,3 +273,57 @@ async def test_key_pasted_into_api_key_env_is_not_echoed(tmp_path):
         )
     assert fake.bytes_received == 0
     assert PASTED not in seen + doctor.stdout + doctor.stderr
+
+
+# --- secrets in URLs, headers and the editor's hand-over: every other frame --------------------
+
+URL_PW = "urlPass0123456789"
+QUERY_KEY = "qKey0123456789abcd"
+HEADER_KEY = "hdrKey0123456789ab"
+HANDED = "sk-handed-0123456789abcd"
+
+
+async def test_url_header_and_handed_over_keys_stay_out_of_models_stats_status(tmp_path):
+    async with FakeProvider() as fake:
+        root = fake.openai_url.replace("http://", f"http://ana:{URL_PW}@")
+        path = write_config(
+            tmp_path / "k.toml",
+            f"""
+[backends.cloud]
+protocol = "openai"
+base_url = "{root}?api_key={QUERY_KEY}"
+model = "gpt-test"
+api_key_env = "ATTACK_KEY"
+headers = {{ "X-Api-Key" = "{HEADER_KEY}" }}
+[backends.other]
+protocol = "anthropic"
+base_url = "{fake.anthropic_url}"
+model = "claude-test"
+[routing]
+cloud = true
+chat = ["cloud", "other"]
+max_retries = 0
+""",
+        )
+        path.chmod(0o600)
+        # the query-string base_url 404s at the fake (documented: unsupported); `other` echoes
+        fake.enqueue(Reply.status(401, body=f"{URL_PW} {QUERY_KEY} {HEADER_KEY} {KEY} {HANDED}"))
+        async with daemon(path, env={"ATTACK_KEY": KEY}) as s:
+            results = []
+            for params in (
+                {"backend": "other", "apiKey": HANDED},
+                {"backend": "nope", "apiKey": HANDED},
+                {"backend": "other", "apiKey": HANDED, "persist": "yes"},
+                {"backend": 1, "apiKey": HANDED},
+            ):
+                try:
+                    results.append(await s.request("mlxd/setApiKey", params))
+                except JsonRpcException as exc:
+                    results.append(exc)
+            results.append(await chat(s, [msg("user", "hello, ordinary question here")]))
+            results.append(await s.request("mlxd/models", {}))
+            results.append(await s.request("mlxd/stats", {}))
+            seen = frames(s, *results)
+    assert fake.request_count == 1
+    for secret in (URL_PW, QUERY_KEY, HEADER_KEY, KEY, HANDED):
+        assert secret not in seen, secret
