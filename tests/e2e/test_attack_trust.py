@@ -327,3 +327,39 @@ max_retries = 0
     assert fake.request_count == 1
     for secret in (URL_PW, QUERY_KEY, HEADER_KEY, KEY, HANDED):
         assert secret not in seen, secret
+
+
+# --- timing: the workspace layer tightens between a 429 and its retry --------------------------
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [{"routing": {"exclude": ["**/notes/**"]}}, {"routing": {"cloud": False}}],
+    ids=["exclude-added", "cloud-off"],
+)
+async def test_workspace_tightening_between_429_and_retry_holds(tmp_path, layer):
+    import asyncio
+
+    async with FakeProvider() as fake:
+        user = {
+            "backends": {"a": {"protocol": "openai", "base_url": fake.openai_url, "model": "m"}},
+            "routing": {"cloud": True, "chat": ["a"], "max_retries": 2},
+        }
+        fake.enqueue(Reply.status(429, retry_after=1.5))
+        async with daemon(init_options=user) as s:
+            params = {
+                "messages": [msg("user", "a private question here")],
+                "maxTokens": 2,
+                "textDocument": {"uri": "file:///p/Notes/today.md"},
+            }
+            _, answer = s.start("mlxd/chat", params)
+            while fake.request_count < 1:
+                await asyncio.sleep(0.01)
+            s.client.workspace_did_change_configuration(
+                T.DidChangeConfigurationParams(settings={**user, "workspace": layer})
+            )
+            try:
+                await answer
+            except JsonRpcException:
+                pass
+    assert fake.request_count == 1
