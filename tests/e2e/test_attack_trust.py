@@ -363,3 +363,36 @@ async def test_workspace_tightening_between_429_and_retry_holds(tmp_path, layer)
             except JsonRpcException:
                 pass
     assert fake.request_count == 1
+
+
+# --- limits of the content and taint rules -----------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: taint.quotes looks at the first 5000 lines only; a quoted line further "
+    "down an open excluded document goes to the cloud",
+)
+async def test_quote_from_deep_in_an_open_excluded_document_stays_local(tmp_path):
+    text = "".join(f"# padding line number {n:05d}\n" for n in range(5001))
+    text += "PRIVATE_SIGNING_KEY=deep-secret-0123456789\n"
+    async with FakeProvider(require_key=KEY) as fake:
+        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
+            did_open(s, "file:///p/secrets/big.env", text)
+            await chat(s, [msg("user", "Is this ok?\nPRIVATE_SIGNING_KEY=deep-secret-0123456789")])
+    assert fake.bytes_received == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: the taint hash is of the exact text; a follow-up resending the tainted "
+    "message with CRLF line ends (excluded file not open) goes to the cloud",
+)
+async def test_tainted_message_resent_with_crlf_stays_local(tmp_path):
+    first = "Explain this file:\n" + ENV_TEXT
+    async with FakeProvider(require_key=KEY) as fake:
+        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
+            await chat(s, [msg("user", first)], "file:///p/.env")
+            resent = first.replace("\n", "\r\n")
+            await chat(s, [msg("user", resent), msg("user", "and the DB one?")])
+    assert fake.bytes_received == 0
