@@ -54,10 +54,10 @@ async def chat(s, messages: list[dict], uri: str | None = None):
         return exc
 
 
-def did_open(s, uri: str, text: str) -> None:
+def did_open(s, uri: str, text: str, language: str = "python") -> None:
     s.client.text_document_did_open(
         T.DidOpenTextDocumentParams(
-            T.TextDocumentItem(uri=uri, language_id="x", version=1, text=text)
+            T.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
         )
     )
 
@@ -396,3 +396,53 @@ async def test_tainted_message_resent_with_crlf_stays_local(tmp_path):
             resent = first.replace("\n", "\r\n")
             await chat(s, [msg("user", resent), msg("user", "and the DB one?")])
     assert fake.bytes_received == 0
+
+
+# --- inline: the excluded document itself and as neighbour context -----------------------------
+
+
+async def _inline(s, uri: str, line: int, character: int):
+    try:
+        return await s.client.text_document_inline_completion_async(
+            T.InlineCompletionParams(
+                text_document=T.TextDocumentIdentifier(uri),
+                position=T.Position(line, character),
+                context=T.InlineCompletionContext(trigger_kind=T.InlineCompletionTriggerKind(1)),
+            )
+        )
+    except JsonRpcException as exc:
+        return exc
+
+
+async def test_inline_never_sends_excluded_text_under_any_spelling(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "secrets").mkdir(parents=True)
+    (repo / "link").symlink_to(repo / "secrets")
+    extra = "[inline]\nneighbor_snippets = true\nmax_ms = 20000\n"
+    cfg = config(tmp_path, "URL", extra)
+    async with FakeProvider(require_key=KEY) as fake:
+        cfg.write_text(
+            cfg.read_text()
+            .replace("URL", fake.openai_url)
+            .replace('complete = ["cloud"]', 'complete = ["cloud"]\ninline = ["cloud"]')
+        )
+        async with daemon(cfg, env={"ATTACK_KEY": KEY}) as s:
+            secret_doc = "def signing_key():\n    return 'PRIVATE-0123456789abcdef'\n"
+            spellings = [
+                "file:///p/%2Eenv",
+                "FILE:///P/.ENV",
+                "file:///p/x/../secrets/a.py",
+                f"file://{repo}/link/key.py",
+            ]
+            for uri in spellings:
+                did_open(s, uri, secret_doc)
+                await _inline(s, uri, 1, 11)
+            assert fake.bytes_received == 0
+            public = "def signing_key():\n    return 'PUBLIC-MARKER-0123'\n"
+            did_open(s, "file:///p/public_keys.py", public)  # a neighbour that may travel
+            did_open(s, "file:///p/app.py", "from keys import signing_key\n\nsig = sign")
+            await _inline(s, "file:///p/app.py", 2, 10)
+    assert fake.request_count >= 1  # the ordinary file did go to the cloud
+    bodies = json.dumps([r.body for r in fake.requests])
+    assert "PUBLIC-MARKER-0123" in bodies  # neighbour context does travel: the check can fail
+    assert "PRIVATE-0123456789" not in bodies
