@@ -446,3 +446,55 @@ async def test_inline_never_sends_excluded_text_under_any_spelling(tmp_path):
     bodies = json.dumps([r.body for r in fake.requests])
     assert "PUBLIC-MARKER-0123" in bodies  # neighbour context does travel: the check can fail
     assert "PRIVATE-0123456789" not in bodies
+
+
+# --- secrets in headers: the part a hostile server echoes back --------------------------------
+
+BASIC_PW = "basicPw-0123456789"
+HEADER_CASES = {
+    # header name, configured value, what the hostile server echoes
+    "basic-decoded": (
+        "Authorization",
+        "Basic " + base64.b64encode(f"ana:{BASIC_PW}".encode()).decode(),
+        f"user ana password {BASIC_PW} rejected",
+    ),
+    "cookie-value": ("Cookie", "session=ckv-0123456789abcdef", "session ckv-0123456789abcdef"),
+    "jwt-assertion": (
+        "X-JWT-Assertion",
+        "eyJhbGciOi.jwt-0123456789",
+        "bad eyJhbGciOi.jwt-0123456789",
+    ),
+}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: credentials.secret_values learns a header value whole (and a scheme's "
+    "token) only: a decoded Basic password, a cookie's value, or a credential header whose "
+    "name lacks auth/key/token... is echoed unredacted",
+)
+@pytest.mark.parametrize("case", list(HEADER_CASES))
+async def test_header_secret_echoed_in_another_form_is_redacted(tmp_path, case):
+    name, value, echo = HEADER_CASES[case]
+    async with FakeProvider() as fake:
+        path = write_config(
+            tmp_path / "h.toml",
+            f"""
+[backends.cloud]
+protocol = "openai"
+base_url = "{fake.openai_url}"
+model = "gpt-test"
+headers = {{ "{name}" = "{value}" }}
+[routing]
+cloud = true
+chat = ["cloud"]
+max_retries = 0
+""",
+        )
+        path.chmod(0o600)
+        fake.enqueue(Reply.status(401, body=echo))
+        async with daemon(path) as s:
+            r = await chat(s, [msg("user", "hello, ordinary question here")])
+            seen = frames(s, r)
+    assert fake.request_count == 1
+    assert echo.split()[-2 if case == "basic-decoded" else -1] not in seen
