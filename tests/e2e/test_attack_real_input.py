@@ -17,7 +17,7 @@ from ..conftest import chat_params, daemon
 from ..fakes.providers import FakeProvider, Reply
 from ..test_inline_e2e import inline, open_doc
 from ..test_router import ENV, KEY
-from .test_real_input import _change, _close, _prompt_seen, ask, cloud_only
+from .test_real_input import _change, _close, ask, cloud_only
 
 pytestmark = pytest.mark.timeout(60)
 
