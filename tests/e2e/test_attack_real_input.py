@@ -286,3 +286,204 @@ async def test_local_cuts_at_every_token_count_leave_no_replacement_character(
                 expected = greedy_text(tiny_lm, chat_req(question), n).rstrip("\ufffd")
                 assert r.text == expected and not r.text.endswith("\ufffd"), (question, n)
                 assert "".join(s.deltas(token)) == r.text
+
+
+# --- kind 5: stream endings, as raw SSE bytes -------------------------------------------------
+class RawStream:
+    """A loopback server answering every POST with the next scripted raw SSE body, then closing
+    the connection (whatever the body's last bytes: a cut mid-event included)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.count = 0
+
+    async def __aenter__(self) -> RawStream:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            await request.read()
+            self.count += 1
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(self.bodies.pop(0))
+            await resp.write_eof()
+            return resp
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", handle)
+        app.router.add_post("/v1/messages", handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.root = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+
+
+def oa(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> bytes:
+    import json
+
+    choice = {"index": 0, "delta": delta or {}, "finish_reason": finish}
+    chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+    return f"data: {json.dumps({**chunk, **extra})}\n\n".encode()
+
+
+def an(kind: str, **data: Any) -> bytes:
+    import json
+
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+
+AN_START = an("message_start", message={"model": "m", "usage": {"input_tokens": 3}})
+
+
+def an_text(text: str) -> bytes:
+    return an("content_block_delta", index=0, delta={"type": "text_delta", "text": text})
+
+
+RAW_OK = [
+    # [DONE] cut mid-word after a finish reason: complete
+    ("openai", oa({"content": "Hello"}) + oa({}, "stop") + b"data: [DO", "Hello", "stop"),
+    # empty choices and a usage-only chunk before [DONE]
+    (
+        "openai",
+        oa({"content": "Hi"})
+        + b'data: {"choices": []}\n\n'
+        + oa({}, "stop")
+        + b'data: {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}\n\n'
+        + b"data: [DONE]\n\n",
+        "Hi",
+        "stop",
+    ),
+    # reasoning_content and content interleaved
+    (
+        "openai",
+        oa({"reasoning_content": "a"})
+        + oa({"content": "X"})
+        + oa({"reasoning_content": "b"})
+        + oa({"content": "Y"}, "stop")
+        + b"data: [DONE]\n\n",
+        "XY",
+        "stop",
+    ),
+    # finish_reason "length" with no [DONE]
+    ("openai", oa({"content": "abc"}, "length"), "abc", "length"),
+    # \r\n and lone \r line endings in the SSE framing
+    (
+        "openai",
+        oa({"content": "crlf"}, "stop").replace(b"\n", b"\r\n") + b"data: [DONE]\r\r",
+        "crlf",
+        "stop",
+    ),
+    # Anthropic: a thinking block, then text; message_delta's stop_reason then a cut mid-event
+    (
+        "anthropic",
+        AN_START
+        + an("content_block_delta", index=0, delta={"type": "thinking_delta", "thinking": "t"})
+        + an_text("Hel")
+        + an_text("lo")
+        + an("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 2})
+        + b"event: message_st",
+        "Hello",
+        "stop",
+    ),
+    (
+        "anthropic",
+        AN_START + an_text("ab") + an("message_delta", delta={"stop_reason": "max_tokens"}),
+        "ab",
+        "length",
+    ),
+]
+
+
+async def test_raw_stream_endings_that_are_complete(tmp_path: Path, tiny_model: Path) -> None:
+    async with RawStream() as raw:
+        for protocol in ("openai", "anthropic"):
+            cases = [c for c in RAW_OK if c[0] == protocol]
+            raw.bodies = [c[1] for c in cases]
+            url = raw.root + "/v1" if protocol == "openai" else raw.root
+            fake = type("F", (), {"openai_url": url, "anthropic_url": url})()
+            async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
+                for i, (_, _, text, finish) in enumerate(cases):
+                    r = await ask(s, "mlxd/chat", f"r{protocol}{i}")
+                    assert (r.text, r.finishReason, r.attempts) == (text, finish, []), i
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: content after a finish_reason (a server bug) is appended to the answer: "
+    "openai.py stream() keeps reading choices after finish",
+)
+async def test_content_after_a_finish_reason_is_not_the_answer(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    async with RawStream() as raw:
+        raw.bodies = [
+            oa({"content": "Hello"}, "stop") + oa({"content": " junk"}) + b"data: [DONE]\n\n"
+        ]
+        fake = type("F", (), {"openai_url": raw.root + "/v1"})()
+        async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+            r = await ask(s, "mlxd/chat", "t")
+            assert r.text == "Hello"
+
+
+async def test_a_stream_cut_mid_event_before_any_finish_is_cut(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    async with RawStream() as raw:
+        raw.bodies = [oa({"content": "Hel"}) + b'data: {"choices": [{"index": 0, "delta": {"con']
+        fake = type("F", (), {"openai_url": raw.root + "/v1"})()
+        async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+            with pytest.raises(Exception, match="stream_cut|malformed|cut"):
+                await ask(s, "mlxd/chat", "t")
+
+
+# --- kind 6: a cancel storm --------------------------------------------------------------------
+async def test_a_cancel_storm_answers_every_request_once_and_keeps_serving(
+    tiny_config: Path,
+) -> None:
+    import asyncio
+
+    async with daemon(tiny_config) as s:
+        await s.wait_status("ready")
+        started = [s.start("mlxd/chat", chat_params(f"q{i}", maxTokens=200)) for i in range(30)]
+        for msg_id, _ in started:
+            s.cancel(msg_id)
+            s.cancel(msg_id)  # twice: a duplicate cancel is harmless
+        s.cancel("never-sent")
+        outcomes = await asyncio.gather(*(f for _, f in started), return_exceptions=True)
+        assert len(outcomes) == 30
+        stats = await s.request("mlxd/stats", {})
+        assert stats.server.pendingRequests <= 1  # this stats request itself
+        r = await s.request("mlxd/chat", chat_params("after", maxTokens=2))
+        assert r.backend == "local"
+
+
+# --- kind 7: odd request numbers ---------------------------------------------------------------
+ODD = [
+    {"maxTokens": 0},
+    {"maxTokens": -1},
+    {"maxTokens": 1.5},
+    {"maxTokens": "5"},
+    {"maxTokens": True},
+    {"maxTokens": 10**30},
+    {"temperature": float("nan")},
+    {"temperature": float("inf")},
+    {"temperature": -0.0001},
+    {"stop": "END"},
+    {"stop": [1]},
+]
+
+
+async def test_odd_request_numbers_are_refused_naming_the_field(tiny_config: Path) -> None:
+    async with daemon(tiny_config) as s:
+        for extra in ODD:
+            name = next(iter(extra))
+            with pytest.raises(Exception, match=name):
+                await s.request("mlxd/chat", chat_params("q", **extra))
+        r = await s.request("mlxd/chat", chat_params("q", maxTokens=1, temperature=-0.0))
+        assert r.backend == "local"
