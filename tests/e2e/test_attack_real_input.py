@@ -487,3 +487,64 @@ async def test_odd_request_numbers_are_refused_naming_the_field(tiny_config: Pat
                 await s.request("mlxd/chat", chat_params("q", **extra))
         r = await s.request("mlxd/chat", chat_params("q", maxTokens=1, temperature=-0.0))
         assert r.backend == "local"
+
+
+# --- kind 7: keys no HTTP header can carry -------------------------------------------------------
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_keys_no_header_can_carry_fail_over(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
+) -> None:
+    from ..test_router import make_config
+
+    url = fake.openai_url if protocol == "openai" else fake.anthropic_url
+    chains = {"chat": ["cloud", "local"], "complete": ["cloud", "local"]}
+    cfg = make_config(tmp_path / "c.toml", tiny_model, {"cloud": (protocol, url)}, chains)
+    async with daemon(cfg, env=ENV) as s:
+        for bad in ["sk-\U0001f600-emoji", "sk-nul\x00byte", "sk-\u00e9-latin1", "\x7f"]:
+            await s.request("mlxd/setApiKey", {"backend": "cloud", "apiKey": bad})
+            r = await ask(s, "mlxd/chat", "t", maxTokens=2)
+            assert r.backend == "local", bad
+            assert r.attempts and r.attempts[0].backend == "cloud" and r.attempts[0].error
+            assert bad not in r.attempts[0].error
+        with pytest.raises(Exception, match="empty API key"):
+            await s.request("mlxd/setApiKey", {"backend": "cloud", "apiKey": " \t"})
+
+
+# --- kinds 3 and 6 on the local model: stops across tokens, huge inputs -------------------------
+async def test_a_local_stop_spanning_tokens_cuts_exactly(tiny_config: Path, tiny_lm: Any) -> None:
+    from .test_real_input import chat_req, greedy_text
+
+    full = greedy_text(tiny_lm, chat_req("hello"), 8)
+    cut = len(full) // 2
+    stop = full[cut - 2 : cut + 2]
+    assert stop.strip() and full.find(stop) == cut - 2
+    async with daemon(tiny_config) as s:
+        r = await s.request("mlxd/chat", chat_params("hello", token="t", maxTokens=8, stop=[stop]))
+        assert r.text == full[: cut - 2] == "".join(s.deltas("t"))
+        assert r.finishReason == "stop"
+
+
+async def test_a_huge_document_with_edits_near_its_end_and_huge_chats(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    import asyncio
+
+    fake.default = Reply.text(["pass"])
+    lines = 60_000
+    text = "x = 1  # padding padding padding\n" * lines  # ~2 MB, many lines
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        uri = "file:///work/project/big.py"
+        open_doc(s, text + "tail", uri=uri)
+        _change(s, uri, 2, (lines, 4, lines, 4), "!")
+        seen = await _seen(s, fake, uri, lines, 5)
+        assert "tail!<CURSOR>" in seen
+        one_line = "y" * 3_000_000  # ~3 MB on one line
+        _, big = s.start("mlxd/chat", chat_params(one_line, maxTokens=2))
+        stats = await s.request("mlxd/stats", {})  # answered while the big one is handled
+        assert stats is not None
+        try:
+            r = await asyncio.wait_for(big, 30)
+        except Exception as exc:  # refused with a clear error is fine too
+            assert "token" in str(exc) or "large" in str(exc) or "limit" in str(exc), exc
+        else:
+            assert r.text == "pass"
