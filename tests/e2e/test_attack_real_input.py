@@ -548,3 +548,62 @@ async def test_a_huge_document_with_edits_near_its_end_and_huge_chats(
             assert "token" in str(exc) or "large" in str(exc) or "limit" in str(exc), exc
         else:
             assert r.text == "pass"
+
+
+# --- kind 7: a reload in the middle of each request kind -----------------------------------------
+async def test_a_reload_mid_complete_and_mid_inline_answers_both(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    import asyncio
+
+    from ..test_router import make_config
+
+    backends = {"slow": ("openai", fake.openai_url), "gone": ("openai", fake.openai_url)}
+    timeouts = {"first_token_s": 2, "inline_first_token_s": 2}
+    chains = {"complete": ["slow", "gone", "local"], "inline": ["slow", "gone", "local"]}
+    path = tmp_path / "c.toml"
+    cfg = make_config(path, tiny_model, backends, chains, timeouts)
+    fake.enqueue(Reply.hang_before_headers(), Reply.hang_before_headers())
+    async with daemon(cfg, env=ENV) as s:
+        uri = "file:///work/project/app.py"
+        open_doc(s, "def add(a, b):\n    return a +", uri=uri)
+        _, comp = s.start("mlxd/complete", {"prefix": "x = ", "maxTokens": 2})
+        inl = asyncio.ensure_future(inline(s, 1, 14, kind=1, uri=uri))
+        while fake.request_count < 2:
+            await asyncio.sleep(0.01)
+        chains2 = {"complete": ["slow", "local"], "inline": ["slow", "local"]}
+        make_config(path, tiny_model, {"slow": backends["slow"]}, chains2, timeouts)
+        s.client.workspace_did_change_configuration(T.DidChangeConfigurationParams(settings={}))
+        r = await comp
+        assert r.backend == "local" and [a.backend for a in r.attempts][:1] == ["slow"]
+        assert isinstance(await inl, T.InlineCompletionList)
+        r = await s.request("mlxd/chat", chat_params("still", maxTokens=1))
+        assert r.backend == "local"
+
+
+# --- kind 2: positions in the negotiated encoding, inside a character -------------------------
+INSIDE = [  # "s = é😀": utf-8 columns 4-5 are é, 6-9 the emoji; utf-16 columns 5-6 the emoji
+    ("utf-8", 5, "s = <CURSOR>\u00e9"),
+    ("utf-8", 8, "\u00e9<CURSOR>\U0001f600"),
+    ("utf-8", 10, "\U0001f600<CURSOR>"),
+    ("utf-16", 6, "\u00e9<CURSOR>\U0001f600"),
+    ("utf-16", 7, "\U0001f600<CURSOR>"),
+    ("utf-32", 6, "\U0001f600<CURSOR>"),
+]
+
+
+async def test_a_column_inside_a_character_rounds_down(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    fake.default = Reply.text(["pass"])
+    cfg = cloud_only(tmp_path, tiny_model, fake, "openai")
+    for encoding in ("utf-8", "utf-16", "utf-32"):
+        kind = T.PositionEncodingKind(encoding)
+        caps = T.ClientCapabilities(general=T.GeneralClientCapabilities(position_encodings=[kind]))
+        async with daemon(cfg, env=ENV, capabilities=caps) as s:
+            uri = "file:///work/project/app.py"
+            open_doc(s, "s = \u00e9\U0001f600\n", uri=uri)
+            for enc, column, expected in INSIDE:
+                if enc == encoding:
+                    seen = await _seen(s, fake, uri, 0, column)
+                    assert expected in seen, (encoding, column, seen)
