@@ -607,3 +607,48 @@ async def test_a_column_inside_a_character_rounds_down(
                 if enc == encoding:
                     seen = await _seen(s, fake, uri, 0, column)
                     assert expected in seen, (encoding, column, seen)
+
+
+# --- kinds 3/4 together: stops meet fences and reasoning ---------------------------------------
+MIXED_OK = [
+    ("mlxd/complete", ["return a + b\nmore"], ["\n"], "return a + b", ""),
+    ("mlxd/complete", ["\n\n  return a + b"], [], "\n\n  return a + b", ""),
+    ("mlxd/chat", ["Hello END x"], ["END"], "Hello ", ""),
+]
+
+
+async def test_stops_with_newlines_and_leading_whitespace(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        for i, (method, pieces, stop, text, reasoning) in enumerate(MIXED_OK):
+            fake.enqueue(Reply.text(pieces))
+            r = await ask(s, method, f"m{i}", stop=stop)
+            assert (r.text, r.reasoning) == (text, reasoning), i
+
+
+async def test_a_stop_inside_think_tags_does_not_cut_the_answer(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        fake.enqueue(Reply.text(["<think>the user wants\n\nEND", " soon</think>Hello END x"]))
+        r = await ask(s, "mlxd/chat", "t", stop=["END"])
+        assert r.text == "Hello "
+
+
+async def test_a_stop_inside_streamed_reasoning_does_not_cut_the_answer(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        fake.enqueue(Reply.text(["Hello END x"], reasoning=["END of", " thought"]))
+        r = await ask(s, "mlxd/chat", "t", stop=["END"])
+        assert r.text == "Hello "
+
+
+async def test_a_fence_stop_on_a_fenced_completion_keeps_the_code(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+) -> None:
+    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+        fake.enqueue(Reply.text(["```python\nreturn a + b\n```"]))
+        r = await ask(s, "mlxd/complete", "c", stop=["```"])
+        assert r.text == "return a + b"
