@@ -652,3 +652,23 @@ async def test_a_fence_stop_on_a_fenced_completion_keeps_the_code(
         fake.enqueue(Reply.text(["```python\nreturn a + b\n```"]))
         r = await ask(s, "mlxd/complete", "c", stop=["```"])
         assert r.text == "return a + b"
+
+
+# --- kind 3 on local inline: cuts by token count and by time ----------------------------------
+async def test_local_inline_cuts_leave_no_replacement_character(tiny_config: Path) -> None:
+    async with daemon(tiny_config) as s:
+        await s.wait_status("ready")
+        uri = "file:///work/project/jp.py"
+        open_doc(s, "# \u65e5\u672c\u8a9e caf\u00e9 \U0001f600\nx = '\u65e5", uri=uri)
+        empty = "file:///work/project/empty.py"
+        open_doc(s, "", uri=empty)
+        texts = []
+        for n, ms in [(1, 20000), (2, 20000), (3, 20000), (4, 20000), (5, 20000), (64, 1)]:
+            settings = {"inline": {"max_tokens": n, "max_ms": ms}}
+            s.client.workspace_did_change_configuration(T.DidChangeConfigurationParams(settings))
+            for doc, line, col in ((uri, 1, 6), (empty, 0, 0)):
+                result = await inline(s, line, col, kind=1, uri=doc)
+                texts += [(n, ms, item.insert_text) for item in result.items]
+        assert texts  # the model did suggest something
+        assert not [t for t in texts if t[2].endswith("\ufffd")], texts
+        assert not [m.message for m in s.messages if "rror" in m.message]
