@@ -672,3 +672,30 @@ async def test_local_inline_cuts_leave_no_replacement_character(tiny_config: Pat
         assert texts  # the model did suggest something
         assert not [t for t in texts if t[2].endswith("\ufffd")], texts
         assert not [m.message for m in s.messages if "rror" in m.message]
+
+
+# --- kind 6: edits in a huge document ---------------------------------------------------------
+@pytest.mark.xfail(
+    strict=True,
+    reason="attack: each incremental edit near the end of a 5 MB one-line document costs ~1-2 s "
+    "of event loop: documents._apply_incremental_change -> context.column_to_offset walks the "
+    "line char by char in Python, twice per change",
+)
+async def test_edits_at_the_end_of_a_huge_one_line_document_keep_the_daemon_responsive(
+    tiny_config: Path,
+) -> None:
+    import asyncio
+    import time
+
+    async with daemon(tiny_config) as s:
+        uri = "file:///work/project/min.js"
+        size = 5_000_000
+        open_doc(s, "y" * size, uri=uri, language="javascript")
+        await s.request("mlxd/stats", {})  # the open is applied
+        t0 = time.monotonic()
+        for i in range(4):  # four keystrokes at the end of the line
+            _change(s, uri, 2 + i, (0, size + i, 0, size + i), "z")
+        await asyncio.wait_for(s.request("mlxd/stats", {}), 60)
+        took = time.monotonic() - t0
+        # Generous: an edit of a 5 MB line is ~20 ms of C-speed work, not seconds.
+        assert took < 2, f"4 edits took {took:.1f} s before the next request was answered"
