@@ -93,7 +93,13 @@ class App:
         self.config = cfg
         self.keys.prime(cfg.backends)
         loc = cfg.local
-        self.pool.configure(loc.memory_limit_gb, loc.idle_unload_s, loc.prompt_cache_mb)
+        self.pool.configure(
+            loc.memory_limit_gb,
+            loc.idle_unload_s,
+            loc.prompt_cache_mb,
+            speculative=loc.speculative,
+            draft_tokens=loc.draft_tokens,
+        )
 
         def local(name: str, spec: str) -> LocalBackend:
             return LocalBackend(

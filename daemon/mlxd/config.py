@@ -39,6 +39,11 @@ class LocalConfig(Base):
     memory_limit_gb: float = 0.0
     # Unload a model after this many idle seconds; 0 keeps it warm forever.
     idle_unload_s: float = 0.0
+    # "auto": a greedy request alone on its model decodes with prompt-lookup speculation
+    # (identical tokens, fewer forward passes); "off": plain decoding.
+    speculative: Literal["auto", "off"] = "auto"
+    # Most draft tokens verified in one forward pass (the engine adapts below this).
+    draft_tokens: int = 8
 
 
 class BackendConfig(Base):
@@ -210,6 +215,7 @@ def _check_semantics(cfg: Config) -> None:
     if cfg.local.max_tokens <= 0:
         raise ConfigError("local.max_tokens: must be > 0")
     positive = {
+        "local.draft_tokens": cfg.local.draft_tokens,
         "inline.max_tokens": cfg.inline.max_tokens,
         "inline.max_ms": cfg.inline.max_ms,
         "inline.context_tokens": cfg.inline.context_tokens,
