@@ -12,5 +12,6 @@ BENCHMARKS = {
     "typing": "typing_replay",
     "fallback": "fallback",
     "fastpath": "fastpath",
+    "speculation": "speculation",
 }
 DEFAULT = ("overhead", "follow-up")
