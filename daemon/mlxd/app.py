@@ -230,6 +230,8 @@ class App:
                 "cachedPromptTokens": e.engine.cached_tokens,
                 "active": e.engine.active,
                 "promptCacheBytes": e.engine.cache.nbytes,
+                "draftTokens": e.engine.spec.drafted,
+                "acceptedDraftTokens": e.engine.spec.accepted,
             }
             for spec, e in self.pool.entries.items()
         }
