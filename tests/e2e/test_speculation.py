@@ -13,9 +13,7 @@ CODE = "def add(a, b):\n    return a + b\n\n" * 6 + "def add(a, b):\n"
 async def _complete_and_stats(config: Path) -> tuple[str, dict]:
     async with daemon(config) as s:
         r = _plain(
-            await s.request(
-                "mlxd/complete", {"prefix": CODE, "maxTokens": 120, "temperature": 0.0}
-            )
+            await s.request("mlxd/complete", {"prefix": CODE, "maxTokens": 120, "temperature": 0.0})
         )
         stats = _plain(await s.request("mlxd/stats", {}))
     (local,) = stats["local"].values()
