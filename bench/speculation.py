@@ -82,10 +82,10 @@ def prose_prompts(n: int) -> list[tuple[str, str]]:
     return [(f"chat: {q[:32]}...", q) for q in QUESTIONS[:n]]
 
 
-async def _one(backend: Any, engine: Any, req: Any) -> tuple[Gen, int, int]:
+async def _one(backend: Any, engine: Any, req: Any) -> tuple[Gen, int, int, int]:
     from mlxd.backends.base import Delta
 
-    drafted, accepted = engine.spec.drafted, engine.spec.accepted
+    drafted, accepted, steps = engine.spec.drafted, engine.spec.accepted, engine.spec.steps
     t0 = time.perf_counter()
     first, text, done = None, "", None
     async for ev in backend.stream(req):
@@ -96,7 +96,8 @@ async def _one(backend: Any, engine: Any, req: Any) -> tuple[Gen, int, int]:
             done = ev
     assert done is not None
     gen = Gen(first, time.perf_counter() - t0, done.completion_tokens, done.prompt_tokens, text)
-    return gen, engine.spec.drafted - drafted, engine.spec.accepted - accepted
+    spec = engine.spec
+    return gen, spec.drafted - drafted, spec.accepted - accepted, spec.steps - steps
 
 
 async def _case(backend: Any, engine: Any, req: Any, i: int) -> dict[str, Any]:
@@ -106,7 +107,7 @@ async def _case(backend: Any, engine: Any, req: Any, i: int) -> dict[str, Any]:
         await settle()
         out[mode] = await _one(backend, engine, req)
     engine.speculative = "auto"
-    (plain, _, _), (spec, drafted, accepted) = out["off"], out["auto"]
+    (plain, *_), (spec, drafted, accepted, steps) = out["off"], out["auto"]
     return {
         "plain_tps": plain.decode_tps,
         "spec_tps": spec.decode_tps,
@@ -114,6 +115,7 @@ async def _case(backend: Any, engine: Any, req: Any, i: int) -> dict[str, Any]:
         "drafted": drafted,
         "accepted": accepted,
         "tokens": spec.completion_tokens,
+        "passes": steps,  # forward passes while decoding with speculation (plain: one a token)
         "identical": plain.text == spec.text,
         "text": spec.text,
     }
@@ -121,6 +123,7 @@ async def _case(backend: Any, engine: Any, req: Any, i: int) -> dict[str, Any]:
 
 def _kind_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     drafted = sum(r["drafted"] for r in rows)
+    passes = sum(r["passes"] for r in rows)
     plain = summary([r["plain_tps"] for r in rows if r["plain_tps"]])
     spec = summary([r["spec_tps"] for r in rows if r["spec_tps"]])
     return {
@@ -130,6 +133,7 @@ def _kind_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "ratio_per_prompt": summary([r["ratio"] for r in rows if r["ratio"]]),
         "acceptance": sum(r["accepted"] for r in rows) / drafted if drafted else None,
         "drafted": drafted,
+        "tokens_per_pass": sum(r["tokens"] for r in rows) / passes if passes else None,
         "identical": sum(r["identical"] for r in rows),
         "runs": len(rows),
     }
@@ -190,7 +194,17 @@ def _report(
     print_table(
         f"speculation: {model_label(opts.model)}, greedy, max {max_tokens} tokens, {n} prompts "
         "of each kind; decode tok/s median (min-max)",
-        ["prompts", "plain", "prompt lookup", "ratio", "target", "accepted", "identical", "ok"],
+        [
+            "prompts",
+            "plain",
+            "prompt lookup",
+            "ratio",
+            "target",
+            "accepted",
+            "tok/pass",
+            "identical",
+            "ok",
+        ],
         [
             [
                 kind,
@@ -200,6 +214,7 @@ def _report(
                 f">= {targets[kind]}x",
                 fmt(None if x["acceptance"] is None else 100 * x["acceptance"], "%", 0)
                 + f" of {x['drafted']}",
+                fmt(x["tokens_per_pass"], "", 2),
                 f"{x['identical']}/{x['runs']}",
                 verdict(ok[kind]),
             ]
