@@ -123,6 +123,7 @@ class LookupDecoder:
         self.lookup = PromptLookup(self.tokens)
         self.policy = _Policy(max_draft)
         self.stats = stats if stats is not None else Stats()
+        self.stepped = False  # the first token was made
 
     @property
     def prefilling(self) -> bool:
@@ -144,7 +145,10 @@ class LookupDecoder:
 
         while self.prefilling:
             self.prefill(512)
-        n, draft = self.lookup.draft(min(self.policy.max_draft, limit - 1))
+        # The first token goes out after a one-token pass: a draft would delay it.
+        k = min(self.policy.max_draft, limit - 1) if self.stepped else 0
+        self.stepped = True
+        n, draft = self.lookup.draft(k)
         if draft:
             draft = draft[: self.policy.length(n)]
         inputs = self.tokens[-1:] + draft
