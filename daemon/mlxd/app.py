@@ -112,7 +112,13 @@ class App:
         self.config = cfg
         self.keys.prime(cfg.backends)
         loc = cfg.local
-        self.pool.configure(loc.memory_limit_gb, loc.idle_unload_s, loc.prompt_cache_mb)
+        self.pool.configure(
+            loc.memory_limit_gb,
+            loc.idle_unload_s,
+            loc.prompt_cache_mb,
+            speculative=loc.speculative,
+            draft_tokens=loc.draft_tokens,
+        )
 
         def local(name: str, spec: str) -> LocalBackend:
             return LocalBackend(
@@ -263,6 +269,8 @@ class App:
                 "cachedPromptTokens": e.engine.cached_tokens,
                 "active": e.engine.active,
                 "promptCacheBytes": e.engine.cache.nbytes,
+                "draftTokens": e.engine.spec.drafted,
+                "acceptedDraftTokens": e.engine.spec.accepted,
             }
             for spec, e in self.pool.entries.items()
         }
@@ -415,7 +423,11 @@ def _make_inline_engine(app: App) -> Any:
         # The whole Outcome: the engine needs its finish_reason (was the last line cut?).
         return await app.router.run(request, documents=[ctx.uri] if ctx.uri else [])
 
-    return InlineEngine(app.config.inline, generate)
+    def served_locally(outcome: Any) -> bool:
+        backend = app.backends.get(getattr(outcome, "backend", ""))
+        return backend is not None and backend.is_local
+
+    return InlineEngine(app.config.inline, generate, served_locally=served_locally)
 
 
 __all__ = ["App", "ConfigError", "ConfigSources", "Hooks"]

@@ -42,6 +42,11 @@ class LocalConfig(Base):
     memory_limit_gb: float = 0.0
     # Unload a model after this many idle seconds; 0 keeps it warm forever.
     idle_unload_s: float = 0.0
+    # "auto": a greedy request alone on its model decodes with prompt-lookup speculation
+    # (identical tokens, fewer forward passes); "off": plain decoding.
+    speculative: Literal["auto", "off"] = "auto"
+    # Most draft tokens verified in one forward pass (the engine adapts below this).
+    draft_tokens: int = 8
 
 
 class BackendConfig(Base):
@@ -228,6 +233,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "local.prompt_cache_mb": (0, 1 << 20, True),  # 0: no prompt cache
     "local.memory_limit_gb": (0, 1 << 14, True),  # 0: a safe share of RAM
     "local.idle_unload_s": (0, 30 * DAY_S, True),  # 0: never unload
+    "local.draft_tokens": (1, 64, True),
     "routing.max_retries": (0, 100, True),
     "routing.breaker_failures": (1, 1_000_000, True),
     "routing.breaker_cooldown_s": (0, DAY_S, True),

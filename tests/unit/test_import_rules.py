@@ -35,6 +35,7 @@ mlxd.models.download -> mlxd.backends.base: ModelError moves to mlxd.errors (the
 mlxd.taint -> mlxd.backends.base: Request moves to mlxd.types
 mlxd.server -> mlxd.uris: the session's documents (keyed by uris.key) move behind app
 mlxd.backends.local -> mlxd.inline.budget: the prompt budget (speed meter, KV-cache guess) moves to prompts/models
+mlxd.backends.batching -> mlxd.models.speculative: the batch engine itself moves into models (step 2)
 mlxd.server -> mlxd.wording: the client's words are chosen in app from the session's clientInfo
 mlxd.server -> mlxd.documents: the LSP line model is installed by the pygls adapter in transport
 mlxd.documents -> mlxd.inline.context: position/encoding helpers move to prompts (pure text)

@@ -133,8 +133,12 @@ class InlineEngine:
         *,
         cache: InlineCache | None = None,
         root: str | None = None,
+        served_locally: Callable[[Any], bool] = lambda answer: True,
     ) -> None:
         self.cfg = cfg
+        # Alternatives are sampled only after a local answer: there they reuse its KV cache and
+        # cost decode only; from a cloud provider they would be two more paid requests.
+        self.served_locally = served_locally
         self.root = root  # workspace root, for the relative path in the prompt header
         self.cache = cache if cache is not None else InlineCache()
         self.stats = EngineStats()
@@ -218,7 +222,7 @@ class InlineEngine:
             self.stats.empty += 1
             return []
         shown = [suggestion]
-        if invoked and not cached:  # typing through stays free of model calls
+        if invoked and not cached and self.served_locally(answer):  # typing through is free
             shown += await self._alternatives(ctx, suggestion)
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
 
