@@ -11,7 +11,7 @@ to the cloud. Two rules close that:
 2. Content: a request whose text holds a line of an open excluded document (a line with at
    least MIN_LINE non-blank characters) is routed as if it named that document.
 
-Only hashes are kept (at most MAX_REMEMBERED, least recently used dropped), never text.
+Messages are compared with their whitespace collapsed (CRLF, tabs, runs of spaces). Only hashes are kept (at most MAX_REMEMBERED, least recently used dropped), never text.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ MAX_LINES = 5000  # lines of one excluded document looked for
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.strip().encode()).hexdigest()
+    # Whitespace-insensitive: a client may resend a message with CRLF line ends, re-indented
+    # or re-wrapped spacing; it is still the same message.
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
 
 
 class Conversations:

@@ -383,11 +383,6 @@ async def test_quote_from_deep_in_an_open_excluded_document_stays_local(tmp_path
     assert fake.bytes_received == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: the taint hash is of the exact text; a follow-up resending the tainted "
-    "message with CRLF line ends (excluded file not open) goes to the cloud",
-)
 async def test_tainted_message_resent_with_crlf_stays_local(tmp_path):
     first = "Explain this file:\n" + ENV_TEXT
     async with FakeProvider(require_key=KEY) as fake:

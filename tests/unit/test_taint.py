@@ -51,3 +51,18 @@ def test_memory_is_bounded():
         c.remember([f"message number {i:08d}"], ENV)
     assert c.carried(["message number 00000000"]) is None
     assert c.carried([f"message number {taint.MAX_REMEMBERED + 9:08d}"]) == ENV
+
+
+def test_a_resent_message_matches_whatever_its_whitespace():
+    """A client may resend a message with CRLF line ends, tabs, or re-flowed spacing."""
+    c = taint.Conversations()
+    first = "Explain this file:\nAPI_TOKEN=sk-live-5f2c9a8e7d6b\nDB_PASSWORD=hunter2\n"
+    c.remember([first], ENV)
+    for resent in (
+        first.replace("\n", "\r\n"),
+        first.replace("\n", "\r"),
+        first.replace(" ", "\t"),
+        first.replace(" ", "   ").replace("\n", " \n\n "),
+    ):
+        assert c.carried([resent]) == ENV, repr(resent)
+    assert c.carried([first.replace("API", "APX")]) is None  # a different message
