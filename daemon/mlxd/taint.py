@@ -8,7 +8,7 @@ to the cloud. Two rules close that:
    assistant messages and of its answer is remembered with that document's URI; a later request
    holding any remembered message is routed as if it named that document (and taints its own
    messages in turn, so the conversation stays local after its first messages scroll away).
-2. Content: a request whose text holds a line of an open excluded document (a line with at
+2. Content: a request whose text holds a line of an open excluded document (any line, with at
    least MIN_LINE non-blank characters) is routed as if it named that document.
 
 Messages are compared with their whitespace collapsed (CRLF, tabs, runs of spaces). Only hashes are kept (at most MAX_REMEMBERED, least recently used dropped), never text.
@@ -16,6 +16,7 @@ Messages are compared with their whitespace collapsed (CRLF, tabs, runs of space
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -25,7 +26,6 @@ from .backends.base import Request
 MAX_REMEMBERED = 4096
 MIN_MESSAGE = 16  # shorter messages ("ok", "thanks") are not remembered: too common
 MIN_LINE = 12
-MAX_LINES = 5000  # lines of one excluded document looked for
 
 
 def _digest(text: str) -> str:
@@ -81,17 +81,32 @@ def quotes(
     texts: list[str], documents: Iterable[tuple[str, str]], excluded: Callable[[str], bool]
 ) -> str | None:
     """The URI of an open excluded document a line of which appears in `texts`, or None.
-    `documents` are (uri, text) pairs."""
-    joined = "\n".join(texts)
-    if not joined.strip():
+    `documents` are (uri, text) pairs. Every line of a document counts, wherever it is; both
+    sides are compared with whitespace collapsed. Cost: one pass over `texts` per excluded
+    document, whatever its length (its lines are indexed once per version, see _lines)."""
+    joined = " ".join(" ".join(texts).split())
+    if not joined:
         return None
     for uri, source in documents:
         if not excluded(uri):
             continue
-        for n, line in enumerate(source.splitlines()):
-            if n >= MAX_LINES:
-                break
-            line = line.strip()
-            if len(line.replace(" ", "")) >= MIN_LINE and line in joined:
+        index = _lines(source)
+        if not index:
+            continue
+        for i in range(len(joined) - MIN_LINE + 1):
+            lines = index.get(joined[i : i + MIN_LINE])
+            if lines and any(joined.startswith(line, i) for line in lines):
                 return uri
     return None
+
+
+@functools.lru_cache(maxsize=32)
+def _lines(source: str) -> dict[str, list[str]]:
+    """The quotable lines of a document (MIN_LINE or more non-blank characters, whitespace
+    collapsed), keyed by their first MIN_LINE characters."""
+    index: dict[str, list[str]] = {}
+    for raw in source.splitlines():
+        line = " ".join(raw.split())
+        if len(line.replace(" ", "")) >= MIN_LINE:
+            index.setdefault(line[:MIN_LINE], []).append(line)
+    return index

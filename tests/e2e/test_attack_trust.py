@@ -368,11 +368,6 @@ async def test_workspace_tightening_between_429_and_retry_holds(tmp_path, layer)
 # --- limits of the content and taint rules -----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: taint.quotes looks at the first 5000 lines only; a quoted line further "
-    "down an open excluded document goes to the cloud",
-)
 async def test_quote_from_deep_in_an_open_excluded_document_stays_local(tmp_path):
     text = "".join(f"# padding line number {n:05d}\n" for n in range(5001))
     text += "PRIVATE_SIGNING_KEY=deep-secret-0123456789\n"

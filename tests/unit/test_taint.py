@@ -66,3 +66,18 @@ def test_a_resent_message_matches_whatever_its_whitespace():
     ):
         assert c.carried([resent]) == ENV, repr(resent)
     assert c.carried([first.replace("API", "APX")]) is None  # a different message
+
+
+def test_every_line_of_an_open_excluded_document_counts_however_deep_or_respaced():
+    padding = "".join(f"# padding line number {n:05d}\n" for n in range(50_000))
+    secret = "PRIVATE_SIGNING_KEY =\tdeep-secret-0123456789"
+    open_docs = [(ENV, padding + secret + "\n" + padding)]
+    for text in (
+        "Is this ok? " + secret + " thanks",
+        "Is this ok?\r\n" + secret.replace("\t", "    ").replace(" =", "   =") + "\r\n",
+    ):
+        assert taint.quotes([text], open_docs, excluded) == ENV, text
+    assert taint.quotes(["PRIVATE_SIGNING_KEY = other-value"], open_docs, excluded) is None
+    # the last line of a document, the first, and a line quoted across two messages' joint
+    assert taint.quotes(["x # padding line number 49999"], open_docs, excluded) == ENV
+    assert taint.quotes(["# padding line", "number 00000 y"], open_docs, excluded) == ENV
