@@ -5,13 +5,19 @@ A chat client resends the history with every follow-up, usually without a `textD
 to the cloud. Two rules close that:
 
 1. Taint: when a request is routed with an excluded document, a hash of each of its user and
-   assistant messages and of its answer is remembered with that document's URI; a later request
-   holding any remembered message is routed as if it named that document (and taints its own
-   messages in turn, so the conversation stays local after its first messages scroll away).
+   assistant messages and of its answer is remembered with that document's URI (a system
+   message only when it quotes an open excluded document: a client's fixed system prompt must
+   not taint every later chat); a later request holding any remembered message is routed as if
+   it named that document (and taints its own messages in turn, so the conversation stays
+   local after its first messages scroll away).
 2. Content: a request whose text holds a line of an open excluded document (any line, with at
    least MIN_LINE non-blank characters) is routed as if it named that document.
 
-Messages are compared with their whitespace collapsed (CRLF, tabs, runs of spaces). Only hashes are kept (at most MAX_REMEMBERED, least recently used dropped), never text.
+Both rules read every message, system messages included: a client (or a pasted history) may
+fold earlier turns or a document into the system role.
+
+Messages are compared with their whitespace collapsed (CRLF, tabs, runs of spaces). Only
+hashes are kept (at most MAX_REMEMBERED, least recently used dropped), never text.
 """
 
 from __future__ import annotations
@@ -61,11 +67,16 @@ class Conversations:
         request's texts are remembered; remember its answer too once there is one."""
         texts = [m.content for m in request.messages if m.role != "system"]
         texts += [t for t in (request.prefix, request.suffix, request.prompt) if t]
-        carried = self.carried(texts) or quotes(texts, open_documents, excluded)
+        system = [m.content for m in request.messages if m.role == "system"]
+        open_documents = list(open_documents)
+        carried = self.carried(texts + system) or quotes(texts + system, open_documents, excluded)
         documents = documents + ([carried] if carried else [])
         tainted = next((d for d in documents if excluded(d)), None)
         if tainted:
             self.remember(texts, tainted)
+            # A system prompt is a carrier only when it quotes the excluded document itself: a
+            # client's fixed prompt would otherwise make every later chat local.
+            self.remember([t for t in system if quotes([t], open_documents, excluded)], tainted)
         return documents, tainted
 
     def remember(self, texts: Iterable[str], uri: str) -> None:

@@ -155,11 +155,6 @@ async def test_excluded_text_in_complete_prefix_and_split_messages_stays_local(t
             assert fake.bytes_received == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a system message quoting an open excluded document goes to the cloud "
-    "(taint.Conversations.route skips role=system)",
-)
 async def test_system_message_quoting_an_open_excluded_document_stays_local(tmp_path):
     async with FakeProvider(require_key=KEY) as fake:
         async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
@@ -169,11 +164,6 @@ async def test_system_message_quoting_an_open_excluded_document_stays_local(tmp_
     assert fake.bytes_received == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a follow-up carrying a tainted message moved into the system role "
-    "escapes the conversation taint",
-)
 async def test_tainted_history_folded_into_a_system_message_stays_local(tmp_path):
     first = "Explain this file:\n" + ENV_TEXT
     async with FakeProvider(require_key=KEY) as fake:

@@ -81,3 +81,22 @@ def test_every_line_of_an_open_excluded_document_counts_however_deep_or_respaced
     # the last line of a document, the first, and a line quoted across two messages' joint
     assert taint.quotes(["x # padding line number 49999"], open_docs, excluded) == ENV
     assert taint.quotes(["# padding line", "number 00000 y"], open_docs, excluded) == ENV
+
+
+def test_system_messages_are_read_by_both_rules():
+    c = taint.Conversations()
+    first = "Explain:\nAPI_TOKEN=sk-live-5f2c9a8e7d6b"
+    c.route(chat(("system", "You are a helpful assistant."), ("user", first)), [ENV], [], excluded)
+    # a remembered message moved into the system role still carries the taint
+    folded = chat(("system", "Earlier: " + first), ("system", first), ("user", "Summarise"))
+    assert c.route(folded, [], [], excluded) == ([ENV], ENV)
+    # a system message quoting an open excluded document counts as naming it ...
+    open_docs = [(ENV, "DB_PASSWORD=hunter2-but-longer\n")]
+    quoting = chat(("system", "Context:\nDB_PASSWORD=hunter2-but-longer"), ("user", "Unused?"))
+    assert c.route(quoting, [], open_docs, excluded) == ([ENV], ENV)
+    # ... and is remembered: resent once the document is closed, it still stays local
+    assert c.route(quoting, [], [], excluded) == ([ENV], ENV)
+    # a fixed system prompt that travelled with the excluded document taints nothing
+    assert c.route(
+        chat(("system", "You are a helpful assistant."), ("user", "hi")), [], [], excluded
+    ) == ([], None)
