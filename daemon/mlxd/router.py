@@ -272,7 +272,7 @@ class Router:
         """Whether a document matches routing.exclude. A glob with no `/` (`*.pem`) also
         matches the file name alone, as in .gitignore. The file itself is matched, not the
         address text: every spelling of uris.match_paths, case-insensitively."""
-        globs = [g.replace("\\", "/").lower() for g in self.config.routing.exclude]
+        globs = [uris.normal_glob(g) for g in self.config.routing.exclude]
         for path in uris.match_paths(uri):
             name = path.rsplit("/", 1)[-1]
             if any(

@@ -113,11 +113,6 @@ async def test_spellings_of_an_excluded_file_send_zero_bytes(tmp_path):
             assert fake.request_count == 1, r
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a non-file scheme (VS Code's git: diff view) naming a symlink into an "
-    "excluded directory is matched lexically only",
-)
 async def test_git_scheme_uri_through_a_symlink_stays_local(tmp_path):
     repo = tmp_path / "repo"
     (repo / "secrets").mkdir(parents=True)
