@@ -144,11 +144,6 @@ def test_workspace_exclude_replacing_the_users_is_added_not_replaced():
     assert cfg.routing.exclude == decode(USER).routing.exclude
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a repository moves a chain the user kept local (inline, chat, a 'private' "
-    "alias) onto a cloud backend (trust._routing accepts any configured backend)",
-)
 @pytest.mark.parametrize(
     "layer",
     [
