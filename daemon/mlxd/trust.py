@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from .config import Config, ConfigError, decode
+from .config import Config, ConfigError, decode, shown
 
 WORKSPACE_KEY = "workspace"
 
@@ -147,7 +147,7 @@ def _unknown(chain: Any, known: set[str]) -> str:
     if not _strings(chain):
         return "not a list of backend names"
     if not set(chain) <= known:
-        return f"names a backend you have not configured ({sorted(set(chain) - known)[0]!r})"
+        return f"names a backend you have not configured ({shown(sorted(set(chain) - known)[0])})"
     return "not local backends only, nor your own chain with cloud backends removed"
 
 
