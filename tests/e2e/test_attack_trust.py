@@ -437,12 +437,6 @@ HEADER_CASES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: credentials.secret_values learns a header value whole (and a scheme's "
-    "token) only: a decoded Basic password, a cookie's value, or a credential header whose "
-    "name lacks auth/key/token... is echoed unredacted",
-)
 @pytest.mark.parametrize("case", list(HEADER_CASES))
 async def test_header_secret_echoed_in_another_form_is_redacted(tmp_path, case):
     name, value, echo = HEADER_CASES[case]
