@@ -195,11 +195,6 @@ ENCODINGS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: redaction is literal only; an encoded echo of the key in an error body "
-    "reaches the error frame",
-)
 @pytest.mark.parametrize("enc", list(ENCODINGS))
 async def test_encoded_key_echo_in_error_is_redacted(tmp_path, enc):
     echoed = ENCODINGS[enc]
