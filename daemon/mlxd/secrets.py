@@ -78,7 +78,7 @@ class KeyStore:
         self._keyring_misses: dict[str, float] = {}
         self._seen: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
-        self.longest = 0  # characters of the longest form of a secret that redact() matches
+        self._forms: list[str] = []
         self._keyring_broken_logged = False
         # How the connected editor hands over a key, for "no API key" messages.
         self.from_editor: str | None = None
@@ -202,8 +202,10 @@ class KeyStore:
                 forms = {f for k in self._seen for f in _forms(k)}
                 # Longest first, so a key that contains another is replaced whole.
                 alts = sorted(forms, key=len, reverse=True)
+                # Forms before the pattern: a stream reader must never see a pattern matching
+                # a secret its forms lack (stream_redact's hold-back).
+                self._forms = alts
                 self._pattern = re.compile("|".join(re.escape(k) for k in alts))
-                self.longest = len(alts[0])
         return key
 
     def redact(self, text: str) -> str:
@@ -224,6 +226,15 @@ class KeyStore:
 
     def has_keys(self) -> bool:
         return self._pattern is not None
+
+    @property
+    def secret_pattern(self) -> re.Pattern[str] | None:
+        """Matches every form of every secret seen (for stream_redact), None while none is."""
+        return self._pattern
+
+    def secret_forms(self) -> list[str]:
+        """Every form of every secret seen, longest first."""
+        return self._forms
 
 
 _MIN_FORM = 8  # an encoded form shorter than this is not learned (it would hit ordinary text)

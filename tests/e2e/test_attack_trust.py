@@ -171,11 +171,6 @@ async def test_tainted_history_folded_into_a_system_message_stays_local(tmp_path
 # --- a hostile provider echoing the key ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: streamed model text from the provider is not redacted: an echoed key "
-    "reaches $/progress and the result",
-)
 @pytest.mark.parametrize("split", [False, True], ids=["whole", "split-across-sse-chunks"])
 async def test_key_echoed_as_model_output_is_redacted(tmp_path, split):
     pieces = ["Your key: " + KEY[:9], KEY[9:] + " ok"] if split else [f"Your key: {KEY} ok"]
