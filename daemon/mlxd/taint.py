@@ -111,7 +111,7 @@ def quotes(
     return None
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)  # open excluded documents: few, maybe long
 def _lines(source: str) -> dict[str, list[str]]:
     """The quotable lines of a document (MIN_LINE or more non-blank characters, whitespace
     collapsed), keyed by their first MIN_LINE characters."""
