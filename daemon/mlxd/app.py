@@ -62,7 +62,9 @@ class App:
         self._last_status: P.Status | None = None
         self.pool = ModelPool(on_progress=self._on_load_progress, on_event=self._on_model_event)
         self.backends: dict[str, Backend] = {}
-        self.router = Router(self.config, self.backends, on_status=self.publish_status)
+        self.router = Router(
+            self.config, self.backends, on_status=self.publish_status, secrets=self.keys
+        )
         self.inline = _make_inline_engine(self)
         self._status_timer: asyncio.TimerHandle | None = None
         self.apply(self.config)

@@ -23,6 +23,34 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the key and the problem."""
 
 
+# A value that may be a key pasted into the wrong field: 16+ characters, no spaces, letters and
+# digits. Config errors never quote such a value (they reach logs, status and `mlxd doctor`).
+_KEYLIKE = re.compile(r"(?=[^\s]*[A-Za-z])(?=[^\s]*\d)[^\s'`]{16,}")
+HIDDEN = "<a value that looks like a key, not shown>"
+# What `api_key_env` must be: the name of an environment variable, never the key itself.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def shown(value: str) -> str:
+    """`value` quoted for a message, or HIDDEN if it looks like a key."""
+    return HIDDEN if _KEYLIKE.fullmatch(value) else repr(value)
+
+
+def _is_key_not_name(value: str) -> bool:
+    """Whether an `api_key_env` value is a key pasted where the variable's name goes: not a
+    name at all (`sk-...`, base64), or a long mixed-case or underscore-free run of letters and
+    digits (a base62 or hex key; names are UPPER_CASE or words joined by `_`)."""
+    if not _ENV_NAME.fullmatch(value):
+        return True
+    mixed = value.lower() != value != value.upper()
+    return bool(_KEYLIKE.fullmatch(value)) and not value.isupper() and (mixed or "_" not in value)
+
+
+def _mask(message: str) -> str:
+    """`message` with every quoted value that looks like a key replaced by HIDDEN."""
+    return re.sub(r"'([^'\s]*)'", lambda m: shown(m.group(1)), message)
+
+
 class Base(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
     pass
 
@@ -142,11 +170,11 @@ def decode(data: Any) -> Config:
                 msgspec.convert(entry, BackendConfig, strict=True)
             except msgspec.ValidationError as exc:
                 message = field_message(str(exc), f"backends.{name}")
-                raise ConfigError(with_choices(message, Config)) from None
+                raise ConfigError(_mask(with_choices(message, Config))) from None
     try:
         cfg = msgspec.convert(data, Config, strict=True)
     except msgspec.ValidationError as exc:
-        raise ConfigError(with_choices(field_message(str(exc)), Config)) from None
+        raise ConfigError(_mask(with_choices(field_message(str(exc)), Config))) from None
     _check_semantics(cfg)
     return cfg
 
@@ -205,17 +233,23 @@ def _check_semantics(cfg: Config) -> None:
         for name in getattr(cfg.routing, kind):
             if name not in known:
                 raise ConfigError(
-                    f"routing.{kind}: unknown backend {name!r} (configured: {sorted(known)})"
+                    f"routing.{kind}: unknown backend {shown(name)} (configured: {sorted(known)})"
                 )
     for alias, chain in cfg.routing.models.items():
         for name in chain:
             if name not in known:
-                raise ConfigError(f"routing.models.{alias}: unknown backend {name!r}")
+                raise ConfigError(f"routing.models.{alias}: unknown backend {shown(name)}")
     for name, b in cfg.backends.items():
         if name == "local":
             raise ConfigError("backends.local: the name 'local' is reserved for the MLX model")
         if not b.model:
             raise ConfigError(f"backends.{name}.model: required (the model name to use)")
+        if b.api_key_env and _is_key_not_name(b.api_key_env):
+            raise ConfigError(
+                f"backends.{name}.api_key_env: looks like a key, not an environment variable "
+                f"name (letters, digits and _); keep the key itself in the environment variable "
+                f"this names, or run `mlxd keys set {name}`"
+            )
         if b.protocol == "mlx":
             continue
         if not b.base_url:
@@ -275,6 +309,7 @@ def field_message(msg: str, root: str = "") -> str:
     ):
         if text.startswith(lead):
             name = text.removeprefix(lead).strip("`")
+            name = name if shown(name) != HIDDEN else HIDDEN
             return f"{path + '.' if path else ''}{name}: {what}"
     lowered = text[:1].lower() + text[1:]
     return f"{path}: {lowered}" if path else lowered

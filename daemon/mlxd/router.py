@@ -13,6 +13,8 @@ each request it walks the chain in order:
   (the request's budget for the last backend left). Any other failure, or no token within
   `first_token_s` (`inline_first_token_s` for inline), moves on to the next backend. Nothing
   is ever retried once tokens were streamed.
+- Text a cloud backend generates is redacted as it streams (stream_redact): a hostile provider
+  may echo a key as model output, split across chunks.
 - If a backend dies mid-answer, the next one continues it with the partial answer as an
   assistant prefix, so the client sees one stream and one result; `attempts` records the cut.
 
@@ -48,6 +50,7 @@ from .backends.base import (
 )
 from .backends.stops import finished_lines
 from .config import Config
+from .stream_redact import Secrets, StreamRedactor
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,9 @@ class _Run:
     # chunk, a local decode step), the part of max_tokens and of the usage they took.
     cut_tokens: int = 0
     cut_by: str = ""  # the last of them
+    # (reasoning, text) redactors; they hold text back only once a cloud backend streamed.
+    guards: tuple[StreamRedactor, StreamRedactor] | None = None
+    cloud: bool = False
 
 
 class Router:
@@ -135,9 +141,11 @@ class Router:
         config: Config,
         backends: Mapping[str, Backend],
         on_status: Callable[[], None] | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self.config = config
         self.backends = dict(backends)
+        self.secrets = secrets  # redacted from what cloud backends generate
         self.on_status = on_status or (lambda: None)
         self.breakers: dict[str, Breaker] = {}
         self.upstream_requests = 0  # attempts actually handed to a backend
@@ -177,6 +185,8 @@ class Router:
         chain = [backend] if backend else self.chain(request.kind, model)
         answer = AnswerFilter(request.kind, request.stop, request.language)
         run = _Run(on_delta, answer, on_reasoning, list(documents or []))
+        if self.secrets is not None:
+            run.guards = (StreamRedactor(self.secrets), StreamRedactor(self.secrets))
         attempts: list[Attempt] = []
         plan = self._plan(chain, run.documents, forced=backend is not None)
         for i, (name, skip) in enumerate(plan):
@@ -191,12 +201,13 @@ class Router:
             left = None if request.max_tokens is None else request.max_tokens - run.cut_tokens
             if left is not None and left <= 0:  # the cut answer is already that long
                 return self._outcome(run, Done("length", 0, 0, ""), run.cut_by, attempts)
-            req = replace(
-                request, assistant_prefix=request.assistant_prefix + run.text, max_tokens=left
-            )
+            if not getattr(self.backends.get(name), "is_local", False):
+                _flush(run, name)  # a cloud continuation gets the cut answer redacted
+            prefix = request.assistant_prefix + run.text + _held(run)  # local: as generated
+            req = replace(request, assistant_prefix=prefix, max_tokens=left)
             self._claim_probe(name)
             run.answer.new_attempt()
-            streamed_before, deltas_before = len(run.text), run.deltas
+            streamed_before, deltas_before = _streamed(run), run.deltas
             try:
                 done = await self._attempt(name, req, run, is_last)
             except Exception as raised:  # every backend failure is an attempt; see as_failure
@@ -206,7 +217,7 @@ class Router:
                 if run.deltas > deltas_before:
                     run.cut_tokens += run.deltas - deltas_before
                     run.cut_by = name
-                attempts.append(Attempt(name, _describe(exc, len(run.text) - streamed_before)))
+                attempts.append(Attempt(name, _describe(exc, _streamed(run) - streamed_before)))
                 self._failed(name, exc)
                 log.info("backend %s failed: %s", name, exc)
                 continue
@@ -219,6 +230,7 @@ class Router:
 
     def _outcome(self, run: _Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
         _emit(run, run.answer.flush(), name)
+        _flush(run, name)
         return Outcome(
             text=run.text,
             backend=name,
@@ -272,7 +284,7 @@ class Router:
         """Whether a document matches routing.exclude. A glob with no `/` (`*.pem`) also
         matches the file name alone, as in .gitignore. The file itself is matched, not the
         address text: every spelling of uris.match_paths, case-insensitively."""
-        globs = [g.replace("\\", "/").lower() for g in self.config.routing.exclude]
+        globs = [uris.normal_glob(g) for g in self.config.routing.exclude]
         for path in uris.match_paths(uri):
             name = path.rsplit("/", 1)[-1]
             if any(
@@ -296,13 +308,13 @@ class Router:
         retries = 0
         first_by = self._end(run) if is_last else time.monotonic() + self._first_token_limit(req)
         while True:
-            streamed_before = len(run.text)
+            streamed_before = _streamed(run)
             try:
                 return await self._stream_one(name, req, run, first_by)
             except (RateLimited, ServerError) as exc:
                 if not _retryable(exc):
                     raise  # a plain 500/502/...: the next backend is the better bet
-                if len(run.text) > streamed_before or retries >= self.config.routing.max_retries:
+                if _streamed(run) > streamed_before or retries >= self.config.routing.max_retries:
                     raise  # never retry once tokens were streamed: the client has them
                 delay = exc.retry_after if exc.retry_after is not None else _backoff(retries)
                 if time.monotonic() + delay >= min(first_by, self._end(run)):
@@ -325,6 +337,7 @@ class Router:
             raise _Skipped("skipped: not configured (removed by a configuration reload)")
         if skip := self._privacy(name, run.documents):
             raise _Skipped(skip)
+        run.cloud = run.cloud or not backend.is_local  # from now on, hold back to redact
         self.upstream_requests += 1
         stream = backend.stream(req)
         start = time.monotonic()
@@ -373,7 +386,7 @@ class Router:
                         return Done("stop", 0, deltas, name)
                     # Only a newline can finish a line: count them only when one arrives.
                     if req.max_lines and "\n" in piece.text:
-                        if finished_lines(run.text) >= req.max_lines:
+                        if finished_lines(run.text + _held(run)) >= req.max_lines:
                             return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
                 elif isinstance(event, Done):
                     return event
@@ -431,15 +444,42 @@ class Router:
 
 
 def _emit(run: _Run, piece: Piece, name: str) -> None:
-    """Hand the filtered text on: answer text to `on_delta`, reasoning to `on_reasoning`."""
-    if piece.reasoning:
-        run.reasoning += piece.reasoning
+    """Hand the filtered text on, redacted once a cloud backend streamed: answer text to
+    `on_delta`, reasoning to `on_reasoning`."""
+    reasoning, text = piece.reasoning, piece.text
+    if run.guards and run.cloud:
+        reasoning = run.guards[0].feed(reasoning) if reasoning else ""
+        text = run.guards[1].feed(text) if text else ""
+    _hand_on(run, reasoning, text, name)
+
+
+def _flush(run: _Run, name: str) -> None:
+    """Hand on what the redactors hold back (the answer ended, or a cloud backend continues
+    it: it must get the cut answer redacted, while a local one continues from the raw text
+    so that a secret across the cut is still caught)."""
+    if run.guards and run.cloud:
+        _hand_on(run, run.guards[0].flush(), run.guards[1].flush(), name)
+
+
+def _held(run: _Run) -> str:
+    return run.guards[1].held if run.guards else ""
+
+
+def _streamed(run: _Run) -> int:
+    """Characters of answer streamed so far, handed on or held back (to redact)."""
+    held = sum(len(g.held) for g in run.guards) if run.guards else 0
+    return len(run.text) + held
+
+
+def _hand_on(run: _Run, reasoning: str, text: str, name: str) -> None:
+    if reasoning:
+        run.reasoning += reasoning
         if run.on_reasoning:
-            run.on_reasoning(piece.reasoning, name)
-    if piece.text:
-        run.text += piece.text
+            run.on_reasoning(reasoning, name)
+    if text:
+        run.text += text
         if run.on_delta:
-            run.on_delta(piece.text, name)
+            run.on_delta(text, name)
 
 
 def _describe(exc: BackendError, streamed: int) -> str:

@@ -8,10 +8,12 @@ lower case (`file:///C%3A/x` = `file:///c:/x`). It is itself a URI. Use it where
 looked up, compared or used as a key.
 
 `match_paths(uri)` are the spellings of the *file itself* that an exclude glob must be tried
-against: the decoded path with `.`/`..`/`//` folded, and, for a file that exists, its real path
-(symlinks resolved). A notebook cell (`vscode-notebook-cell:/p/nb.ipynb#W0`) is its notebook;
-any fragment or query is dropped. All lower-case: excludes match case-insensitively, as the
-file systems of macOS and Windows do.
+against: the decoded path with `.`/`..`/`//` folded, and, for an absolute path under any scheme
+(`file:`, `git:`, `vscode-notebook:` ...), its real path (symlinks resolved as far as they
+exist). A notebook cell (`vscode-notebook-cell:/p/nb.ipynb#W0`) is its notebook; any fragment
+or query is dropped. All lower-case and in Unicode NFC: excludes match case-insensitively and
+whatever the normalisation form (macOS stores names decomposed), as the file systems of macOS
+and Windows do.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import unicodedata
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 _DRIVE = re.compile(r"^(/?)([A-Za-z]):(?=/|$)")
@@ -56,17 +59,23 @@ def doc_path(uri: str) -> str:
 
 def match_paths(uri: str) -> list[str]:
     """The lower-cased spellings of the file a URI names, for exclude globs."""
-    path = doc_path(uri).replace("\\", "/")
+    path = unicodedata.normalize("NFC", doc_path(uri).replace("\\", "/"))
     lexical = _fold(path)
     out = [lexical]
-    scheme = urlsplit(uri).scheme
-    if scheme in ("file", "", "vscode-notebook-cell") or len(scheme) == 1:
-        real = _real(lexical)
-        if real and real != lexical:
-            out.append(real)
+    # Whatever the scheme (file, git, vscode-notebook, vscode-userdata ...), an absolute path
+    # may name a local file, perhaps through a symlink: its real path is one more spelling (an
+    # extra spelling can only add a match). A relative one names nothing on disk.
+    real = _real(lexical) if lexical.startswith("/") or _DRIVE.match(lexical) else None
+    if real and real != lexical:
+        out.append(unicodedata.normalize("NFC", real))
     # "/c:/x" is also "c:/x", the way a Windows user writes an absolute glob.
     out += [p[1:] for p in out if _DRIVE.match(p) and p.startswith("/")]
     return list(dict.fromkeys(p.lower() for p in out))
+
+
+def normal_glob(glob: str) -> str:
+    """An exclude glob in the form match_paths' spellings take: `/` separators, lower case, NFC."""
+    return unicodedata.normalize("NFC", glob.replace("\\", "/").lower())
 
 
 def _fold(path: str) -> str:

@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "mlxd.wording": 0,  # the words each editor uses for a setting and a command
     "mlxd.uris": 0,  # one normal form of a document URI; the paths an exclude glob sees
     "mlxd.credentials": 0,  # which config values are secrets (headers, URL user-info, query)  # which BLAS mlx loaded; re-exec with OpenBLAS (no mlxd imports)
+    "mlxd.stream_redact": 0,  # secrets kept out of generated text, split across chunks too
     # 1-2: settings and the secrets they name
     "mlxd.config": 1,
     "mlxd.secrets": 2,  # key sources and redaction; reads BackendConfig
