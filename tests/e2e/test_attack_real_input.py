@@ -31,7 +31,8 @@ async def fake() -> Any:
 # --- kind 1: document addresses ----------------------------------------------------------------
 async def _seen(s: Any, fake: FakeProvider, uri: str, line: int, character: int) -> str:
     before = fake.request_count
-    await inline(s, line, character, kind=1, uri=uri)
+    # Automatic: an invoked request also asks for alternatives (issue #16), one request each.
+    await inline(s, line, character, kind=2, uri=uri)
     assert fake.request_count == before + 1
     body = fake.requests[-1].body
     return "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
@@ -58,11 +59,6 @@ async def test_uri_spellings_pygls_also_decodes_are_one_document(
         assert "SPACE" in await _seen(s, fake, "file:///w/a b.py", 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: didChange under another spelling of the drive (C: vs c%3A) is lost: "
-    "pygls keys documents by unquote(uri), not uris.key",
-)
 async def test_a_change_under_another_drive_spelling_reaches_the_document(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
@@ -74,11 +70,6 @@ async def test_a_change_under_another_drive_spelling_reaches_the_document(
         assert "a = 1\nX<CURSOR>b = 2" in seen, repr(seen)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: didClose under another drive spelling leaves the document open in the "
-    "pygls workspace; inline keeps serving the closed text",
-)
 async def test_a_close_under_another_drive_spelling_closes_the_document(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
@@ -95,27 +86,20 @@ async def test_a_close_under_another_drive_spelling_closes_the_document(
         assert fake.request_count == 0  # the closed text was not sent anywhere
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: two files whose names are not UTF-8 (%E9 vs %FF) become one document: "
-    "unquote() turns both into U+FFFD (pygls' keys and uris.key alike)",
-)
 async def test_two_undecodable_file_names_are_two_documents(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
     fake.default = Reply.text(["pass"])
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+    config = cloud_only(tmp_path, tiny_model, fake, "openai")
+    # Snippets of the other open document would bring OTHER in as a neighbour (issue #16).
+    config.write_text(config.read_text() + "\n[inline]\nneighbor_snippets = false\n")
+    async with daemon(config, env=ENV) as s:
         open_doc(s, "LATIN1 = 1\n", uri="file:///w/caf%E9.py")
         open_doc(s, "OTHER = 1\n", uri="file:///w/caf%FF.py")
         seen = await _seen(s, fake, "file:///w/caf%E9.py", 0, 0)
         assert "LATIN1" in seen and "OTHER" not in seen, repr(seen)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: file://localhost/x is file:///x (RFC 8089) but uris.key keeps the "
-    "authority, so inline answers 'not open'",
-)
 async def test_file_localhost_is_the_same_document(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
