@@ -193,11 +193,6 @@ async def test_complete_reasoning_and_fence_variants(
             assert r.text == expected, pieces
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a ~~~ fence (CommonMark's other fence) is not stripped from complete: "
-    "answer.py _Fences only knows ```",
-)
 async def test_a_tilde_fence_is_stripped_from_complete(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
@@ -207,11 +202,6 @@ async def test_a_tilde_fence_is_stripped_from_complete(
         assert r.text == "return a + b"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: in a non-markdown file a ``` line in the middle of a completion that "
-    "opened no fence (a docstring example) cuts the answer there",
-)
 async def test_a_fence_line_inside_an_unfenced_python_completion_is_content(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:

@@ -77,3 +77,27 @@ def test_lone_surrogates_split_across_deltas_are_joined() -> None:
     assert f.feed("\ude00b").text == "\U0001f600b"
     assert f.feed("\ud83d", reasoning=True).reasoning == ""
     assert f.feed("\ude00", reasoning=True).reasoning == "\U0001f600"
+
+
+DOCSTRING = '"""Add.\n\n    ```python\n    add(1, 2)\n    ```\n    """\nreturn a + b'
+FENCE_CASES = [
+    # raw, whether the prompt opened a fence, expected text (issue #14 attack, items 4 and 5)
+    ("~~~python\nreturn 1\n~~~\nmore", True, "return 1"),  # CommonMark's other fence
+    ("~~~\na\n```\nb\n~~~", True, "a\n```\nb"),  # closed by its own character only
+    ("````\na\n```\nb\n````x\n````", True, "a\n```\nb\n````x"),  # and as long; no info
+    (DOCSTRING, True, DOCSTRING),  # indented 4: not a fence
+    ('x = """\n```python\nadd(1)\n```\n"""\ny', True, 'x = """\n```python\nadd(1)\n```\n"""\ny'),
+    ("a + b\n~~~\nc", True, "a + b\n~~~\nc"),  # the prompt's fence is ```
+    ("a + b\n```\nc", False, "a + b\n```\nc"),  # no fence opened: a ``` line is content
+    ("a + b\n```", False, "a + b\n```"),
+    ("```\na\n```\nb", False, "a"),  # the answer's own fence closes wherever it streams
+]
+
+
+@pytest.mark.parametrize(("raw", "prompt_fenced", "text"), FENCE_CASES)
+def test_only_the_fence_that_was_opened_closes_the_answer(raw, prompt_fenced, text) -> None:
+    for chunks in splits(raw):
+        f = AnswerFilter("complete", [], "python")
+        f.use_prompt(fenced=prompt_fenced)
+        out = "".join(f.feed(c).text for c in chunks) + f.flush().text
+        assert out == text, chunks

@@ -105,6 +105,10 @@ class AnthropicBackend:
             body["stop_sequences"] = list(request.stop)
         return body, cut
 
+    def fences_prompt(self, request: Request) -> bool:
+        """A completion gets the code fenced (openai.completion_messages)."""
+        return request.kind != "chat"
+
     async def stream(self, request: Request) -> AsyncIterator[Event]:
         key = await asyncio.to_thread(self._keys.get, self.name, self.cfg)
         if not key:

@@ -80,6 +80,10 @@ class OpenAIBackend:
     async def close(self) -> None:
         await self._http.close()
 
+    def fences_prompt(self, request: Request) -> bool:
+        """A completion through chat gets the code fenced (completion_messages)."""
+        return request.kind != "chat" and not self.cfg.completions
+
     async def stream(self, request: Request) -> AsyncIterator[Event]:
         key = await asyncio.to_thread(self._keys.get, self.name, self.cfg)
         if key is None and (self.cfg.api_key_env or self.cfg.api_key):
