@@ -325,7 +325,7 @@ class Router:
             raise _Skipped("skipped: not configured (removed by a configuration reload)")
         if skip := self._privacy(name, run.documents):
             raise _Skipped(skip)
-        run.answer.use_prompt(fenced=backend.fences_prompt(req))
+        run.answer.use_prompt(fenced=backend.fences_prompt(req), template_seen=backend.is_local)
         self.upstream_requests += 1
         stream = backend.stream(req)
         start = time.monotonic()

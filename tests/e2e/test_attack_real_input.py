@@ -212,11 +212,6 @@ async def test_a_fence_line_inside_an_unfenced_python_completion_is_content(
         assert r.text == body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a reasoning model whose template opens <think> in the prompt "
-    "(DeepSeek-R1, Qwen3) streams only '</think>'; complete returns the reasoning",
-)
 async def test_a_close_tag_only_ends_reasoning_in_complete(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:

@@ -43,7 +43,10 @@ def greedy_text(tiny_lm: Any, req: Request, n: int) -> str:
 
     model, tok = tiny_lm
     ids, _ = fit_prompt(
-        SimpleNamespace(model=model, tokenizer=tok, name="tiny"), req, InlineConfig(), n
+        SimpleNamespace(model=model, tokenizer=tok, name="tiny"),
+        req,
+        InlineConfig().context_tokens,
+        n,
     )
     out = [
         r.token for r in stream_generate(model, tok, ids, max_tokens=n, sampler=make_sampler(0.0))

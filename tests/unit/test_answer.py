@@ -101,3 +101,41 @@ def test_only_the_fence_that_was_opened_closes_the_answer(raw, prompt_fenced, te
         f.use_prompt(fenced=prompt_fenced)
         out = "".join(f.feed(c).text for c in chunks) + f.flush().text
         assert out == text, chunks
+
+
+LONE_CLOSE = [
+    # kind, raw, expected text (issue #14 attack, item 6: the template opened <think> unseen)
+    ("complete", "I should add them.</think>\n\nreturn a + b", "return a + b"),
+    ("inline", "hm</think>x", "x"),
+    ("complete", "```python\nhm</think>\nreturn 1\n```", "return 1"),  # reasoning, then fence
+    ("chat", "I should add them.</think>\n\nHi", "I should add them.</think>\n\nHi"),  # streamed
+    ("complete", "return a + b", "return a + b"),
+]
+
+
+@pytest.mark.parametrize(("kind", "raw", "text"), LONE_CLOSE)
+def test_a_lone_close_tag_ends_unseen_reasoning_in_completions(kind, raw, text) -> None:
+    for chunks in splits(raw):
+        assert run(kind, chunks)[0] == text, chunks
+
+
+def test_a_lone_close_tag_is_looked_for_only_in_a_bounded_head() -> None:
+    from mlxd.backends.answer import LONE_CLOSE_HOLD
+
+    late = "x" * LONE_CLOSE_HOLD + "</think>y"
+    assert run("complete", [late[:LONE_CLOSE_HOLD], late[LONE_CLOSE_HOLD:]])[0] == late
+    f = AnswerFilter("complete", [])
+    assert f.feed("a" * (LONE_CLOSE_HOLD - 1)).text == ""  # held while a </think> may come
+    assert f.feed("b").text == "a" * (LONE_CLOSE_HOLD - 1) + "b"
+
+
+def test_a_backend_that_saw_its_template_gets_no_lone_close_tag_search() -> None:
+    f = AnswerFilter("complete", [])
+    f.use_prompt(fenced=False, template_seen=True)  # the local model checks its template
+    assert f.feed("a</think>b").text == "a</think>b"
+
+
+def test_a_server_that_streams_reasoning_apart_gets_no_lone_close_tag_search() -> None:
+    f = AnswerFilter("complete", [])
+    f.feed("hm", reasoning=True)
+    assert f.feed("a</think>b").text == "a</think>b"

@@ -5,7 +5,9 @@ the rules hold whatever the backend or server does:
 
 - Reasoning: a `<think>…</think>` block at the start of an attempt's output, and text a
   provider streams as reasoning (`reasoning_content`, thinking deltas), is never answer text.
-  Chat reports it apart; completion kinds drop it.
+  Chat reports it apart; completion kinds drop it, and on a cloud backend also text before a
+  lone `</think>` in their first LONE_CLOSE_HOLD characters (the prompt's template opened
+  the block).
 - Markdown fences (completion kinds): an opening fence line (```` ```python ````, `~~~`) at the
   start of the answer is dropped, and the fence line that closes it ends the answer. Without
   one, a bare ```` ``` ```` line ends it only where the prompt opened a fence (a chat model
@@ -26,6 +28,8 @@ from .stops import StopMatcher
 
 OPEN_THINK = "<think>"
 CLOSE_THINK = "</think>"
+# Characters of a completion held while a lone </think> may still end unseen reasoning.
+LONE_CLOSE_HOLD = 4096
 _FENCE_LINE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)\Z")
 _FENCE_PREFIX = re.compile(r" {0,3}(?:`*|~*)[ \t]*\Z")  # what may still become a bare fence
 # Languages where a fence is content the user may be typing: only a fence we opened closes.
@@ -49,10 +53,17 @@ def _held_prefix(buf: str, token: str) -> int:
 class _Think:
     """Splits `<think>…</think>` at the start of an attempt's output from the answer;
     `opened`: the prompt itself ended in `<think>` (reasoning models' chat templates), so the
-    output starts inside the block."""
+    output starts inside the block.
 
-    def __init__(self, opened: bool = False) -> None:
-        self.state = "reasoning" if opened else "start"  # start | reasoning | after | answer
+    `hold` > 0: the prompt may have opened the block unseen (a cloud server applying such a
+    template without a reasoning parser streams `reasoning…</think>answer`), so the first
+    `hold` characters of an output not starting with `<think>` are held: a `</think>` among
+    them makes everything before it reasoning; past them the output is answer."""
+
+    def __init__(self, opened: bool = False, hold: int = 0) -> None:
+        # start | probe (looking for a lone </think>) | reasoning | after | answer
+        self.state = "reasoning" if opened else "start"
+        self.hold = hold
         self.buf = ""
 
     def feed(self, text: str) -> Piece:
@@ -66,9 +77,14 @@ class _Think:
                 elif OPEN_THINK.startswith(head):
                     break  # could still become <think>: wait
                 else:
-                    self.state = "answer"
-            elif self.state == "reasoning":
+                    self.state = "probe" if self.hold > 0 else "answer"
+            elif self.state in ("reasoning", "probe"):
                 end = self.buf.find(CLOSE_THINK)
+                if end < 0 and self.state == "probe":
+                    if len(self.buf) < self.hold:
+                        break  # a </think> may still come
+                    self.state = "answer"
+                    continue
                 if end < 0:
                     keep = _held_prefix(self.buf, CLOSE_THINK)
                     out.reasoning += self.buf[: len(self.buf) - keep]
@@ -206,7 +222,8 @@ class AnswerFilter:
 
     def __init__(self, kind: str, stop: list[str], language: str = "") -> None:
         self.chat = kind == "chat"
-        self._think = _Think()
+        self._hold = 0 if self.chat else LONE_CLOSE_HOLD
+        self._think = _Think(hold=self._hold)
         self._fences = None if self.chat else _Fences(language)
         self._stops = StopMatcher(stop)
         self._surrogate: dict[
@@ -217,15 +234,20 @@ class AnswerFilter:
     def stopped(self) -> bool:
         return self._stops.stopped or bool(self._fences and self._fences.closed)
 
-    def use_prompt(self, fenced: bool) -> None:
-        """The backend about to stream got its code in a fence (see `_Fences`); default True."""
+    def use_prompt(self, fenced: bool, template_seen: bool = False) -> None:
+        """What the backend about to stream was sent: `fenced`, its code in a fence (see
+        `_Fences`; default True); `template_seen`, a prompt whose chat template the backend
+        checked for an opened `<think>` itself (the local model), so no lone `</think>` is
+        looked for (see `_Think`; default False)."""
         if self._fences is not None:
             self._fences.prompt_fenced = fenced
+        if self._think.state == "start":
+            self._think.hold = 0 if template_seen else self._hold
 
     def new_attempt(self) -> None:
         """Another backend takes over: it may open with its own reasoning block; text held
         from the failed one is dropped (the next continues from what was emitted)."""
-        self._think = _Think()
+        self._think = _Think(hold=self._hold)
         self._stops.pending = ""
         self._surrogate.clear()
         if self._fences is not None and self._fences.state == "body":
@@ -237,7 +259,8 @@ class AnswerFilter:
         text = self._whole_characters(text, reasoning)
         if not text:
             return Piece()
-        if reasoning:
+        if reasoning:  # the server parses reasoning out: no lone </think> to look for
+            self._think.hold = 0
             return Piece(reasoning=text if self.chat else "")
         return self._answer(self._think.feed(text))
 
