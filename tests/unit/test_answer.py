@@ -106,7 +106,8 @@ def test_only_the_fence_that_was_opened_closes_the_answer(raw, prompt_fenced, te
 LONE_CLOSE = [
     # kind, raw, expected text (issue #14 attack, item 6: the template opened <think> unseen)
     ("complete", "I should add them.</think>\n\nreturn a + b", "return a + b"),
-    ("inline", "hm</think>x", "x"),
+    ("complete", "hm</think>x", "x"),
+    ("inline", "hm</think>x", "hm</think>x"),  # streamed at once: max_lines/max_ms cut on it
     ("complete", "```python\nhm</think>\nreturn 1\n```", "return 1"),  # reasoning, then fence
     ("chat", "I should add them.</think>\n\nHi", "I should add them.</think>\n\nHi"),  # streamed
     ("complete", "return a + b", "return a + b"),

@@ -5,9 +5,9 @@ the rules hold whatever the backend or server does:
 
 - Reasoning: a `<think>…</think>` block at the start of an attempt's output, and text a
   provider streams as reasoning (`reasoning_content`, thinking deltas), is never answer text.
-  Chat reports it apart; completion kinds drop it, and on a cloud backend also text before a
-  lone `</think>` in their first LONE_CLOSE_HOLD characters (the prompt's template opened
-  the block).
+  Chat reports it apart; completion kinds drop it, and `complete` on a cloud backend also
+  text before a lone `</think>` in its first LONE_CLOSE_HOLD characters (the prompt's
+  template opened the block).
 - Markdown fences (completion kinds): an opening fence line (```` ```python ````, `~~~`) at the
   start of the answer is dropped, and the fence line that closes it ends the answer. Without
   one, a bare ```` ``` ```` line ends it only where the prompt opened a fence (a chat model
@@ -28,7 +28,7 @@ from .stops import StopMatcher
 
 OPEN_THINK = "<think>"
 CLOSE_THINK = "</think>"
-# Characters of a completion held while a lone </think> may still end unseen reasoning.
+# Characters of a `complete` answer held while a lone </think> may still end unseen reasoning.
 LONE_CLOSE_HOLD = 4096
 _FENCE_LINE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)\Z")
 _FENCE_PREFIX = re.compile(r" {0,3}(?:`*|~*)[ \t]*\Z")  # what may still become a bare fence
@@ -222,7 +222,8 @@ class AnswerFilter:
 
     def __init__(self, kind: str, stop: list[str], language: str = "") -> None:
         self.chat = kind == "chat"
-        self._hold = 0 if self.chat else LONE_CLOSE_HOLD
+        # Not inline: its max_lines and max_ms end the answer on the text as it streams.
+        self._hold = LONE_CLOSE_HOLD if kind == "complete" else 0
         self._think = _Think(hold=self._hold)
         self._fences = None if self.chat else _Fences(language)
         self._stops = StopMatcher(stop)
