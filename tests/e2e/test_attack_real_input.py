@@ -382,11 +382,6 @@ async def test_raw_stream_endings_that_are_complete(tmp_path: Path, tiny_model: 
                     assert (r.text, r.finishReason, r.attempts) == (text, finish, []), i
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: content after a finish_reason (a server bug) is appended to the answer: "
-    "openai.py stream() keeps reading choices after finish",
-)
 async def test_content_after_a_finish_reason_is_not_the_answer(
     tmp_path: Path, tiny_model: Path
 ) -> None:
@@ -398,6 +393,67 @@ async def test_content_after_a_finish_reason_is_not_the_answer(
         async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
             r = await ask(s, "mlxd/chat", "t")
             assert r.text == "Hello"
+
+
+AFTER_THE_END = [
+    # reasoning and text after choice 0's finish; the usage chunk after it still counts
+    (
+        "openai",
+        oa({"content": "Hello"}, "stop")
+        + oa({"reasoning_content": "late"})
+        + oa({"content": " junk"}, "length")
+        + oa(None, None, usage={"prompt_tokens": 3, "completion_tokens": 1})
+        + b"data: [DONE]\n\n",
+    ),
+    # Anthropic: text after message_delta's stop_reason
+    (
+        "anthropic",
+        AN_START
+        + an_text("Hello")
+        + an("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 1})
+        + an_text(" junk")
+        + an("message_stop"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("protocol", "body"), AFTER_THE_END)
+async def test_nothing_after_the_end_of_the_answer_is_the_answer(
+    tmp_path: Path, tiny_model: Path, protocol: str, body: bytes
+) -> None:
+    async with RawStream() as raw:
+        raw.bodies = [body]
+        url = raw.root + "/v1" if protocol == "openai" else raw.root
+        fake = type("F", (), {"openai_url": url, "anthropic_url": url})()
+        async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
+            r = await ask(s, "mlxd/chat", "t")
+            assert (r.text, r.reasoning, r.finishReason) == ("Hello", "", "stop")
+
+
+@pytest.mark.parametrize(
+    ("protocol", "body"),
+    [
+        ("openai", oa({"content": "Hel"}, "content_filter") + b"data: [DONE]\n\n"),
+        (
+            "anthropic",
+            AN_START
+            + an_text("Hel")
+            + an("message_delta", delta={"stop_reason": "refusal"})
+            + an("message_stop"),
+        ),
+    ],
+)
+async def test_a_provider_s_own_end_reason_is_reported_as_documented(
+    tmp_path: Path, tiny_model: Path, protocol: str, body: bytes
+) -> None:
+    """docs/protocol.md: `stop` also covers a provider's own end (content_filter, refusal)."""
+    async with RawStream() as raw:
+        raw.bodies = [body]
+        url = raw.root + "/v1" if protocol == "openai" else raw.root
+        fake = type("F", (), {"openai_url": url, "anthropic_url": url})()
+        async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
+            r = await ask(s, "mlxd/chat", "t")
+            assert (r.text, r.finishReason, r.attempts) == ("Hel", "stop", [])
 
 
 async def test_a_stream_cut_mid_event_before_any_finish_is_cut(
