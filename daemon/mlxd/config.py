@@ -158,6 +158,10 @@ class Config(Base):
     inline: InlineConfig = msgspec.field(default_factory=InlineConfig)
 
 
+# A name is echoed in messages, logs and keyring entries: printable, one line, short.
+_BACKEND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
 def decode(data: Any) -> Config:
     """Validate a plain mapping into a Config, naming the offending key on failure."""
     if data is None:
@@ -166,6 +170,11 @@ def decode(data: Any) -> Config:
     backends = data.get("backends") if isinstance(data, dict) else None
     if isinstance(backends, dict):
         for name, entry in backends.items():
+            if not isinstance(name, str) or not _BACKEND_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"backends: invalid name {str(name)[:80]!r}: use 1-64 letters, digits, "
+                    "'_', '-' or '.', starting with a letter or digit"
+                )
             try:
                 msgspec.convert(entry, BackendConfig, strict=True)
             except msgspec.ValidationError as exc:
@@ -286,7 +295,7 @@ def _check_ranges(cfg: Config) -> None:
     for key, (low, high, low_ok) in RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # an int past 1e308 is one
             raise ConfigError(f"{key}: must be a finite number, got {value}")
         if value < low or (value == low and not low_ok) or value > high:
             lowest = f"{'>=' if low_ok else '>'} {_num(low)}"
@@ -294,7 +303,15 @@ def _check_ranges(cfg: Config) -> None:
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+    """A number as a person reads it: 20000, 1.5, 1e+308 (not 309 digits)."""
+    if isinstance(x, float) and not x.is_integer():
+        return f"{x:g}"
+    if abs(x) < 10**15:
+        return str(int(x))
+    try:
+        return f"{float(x):g}"
+    except OverflowError:  # an int past any float: its order of magnitude
+        return f"{'-' if x < 0 else ''}~1e+{len(str(abs(int(x)))) - 1}"
 
 
 def field_message(msg: str, root: str = "") -> str:

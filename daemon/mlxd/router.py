@@ -338,6 +338,7 @@ class Router:
         if skip := self._privacy(name, run.documents):
             raise _Skipped(skip)
         run.cloud = run.cloud or not backend.is_local  # from now on, hold back to redact
+        run.answer.use_prompt(fenced=backend.fences_prompt(req), template_seen=backend.is_local)
         self.upstream_requests += 1
         stream = backend.stream(req)
         start = time.monotonic()

@@ -4,7 +4,9 @@ paths a privacy rule is matched against.
 `key(uri)` is the normal form of a document URI: percent-encoding decoded and re-applied one
 canonical way (so `file:///home/ana/My%20Project/app.py` and `.../My Project/app.py` are one
 document, and `%3A`/`:` too), scheme and authority in lower case, a Windows drive letter in
-lower case (`file:///C%3A/x` = `file:///c:/x`). It is itself a URI. Use it wherever a URI is
+lower case (`file:///C%3A/x` = `file:///c:/x`), a `localhost` authority of a file URI empty
+(RFC 8089: `file://localhost/x` = `file:///x`). Bytes that are not UTF-8 (`caf%E9.py`) keep
+their own escapes, so two such names stay two documents. It is itself a URI. Use it wherever a URI is
 looked up, compared or used as a key.
 
 `match_paths(uri)` are the spellings of the *file itself* that an exclude glob must be tried
@@ -33,19 +35,29 @@ def key(uri: str) -> str:
     parts = urlsplit(uri)
     if not parts.scheme or len(parts.scheme) == 1:  # a bare path, or "c:/x"
         return uri
-    scheme = parts.scheme.lower()
-    path = unquote(parts.path)
+    scheme, netloc = parts.scheme.lower(), parts.netloc.lower()
+    path = _unquote(parts.path)
     if scheme == "file":
         path = _DRIVE.sub(lambda m: f"{m.group(1)}{m.group(2).lower()}:", path)
+        netloc = "" if netloc == "localhost" else netloc
     return urlunsplit(
         (
             scheme,
-            parts.netloc.lower(),
-            quote(path, safe=_PCHAR + "/"),
-            quote(unquote(parts.query), safe=_PCHAR + "/?"),
-            quote(unquote(parts.fragment), safe=_PCHAR + "/?"),
+            netloc,
+            _quote(path, _PCHAR + "/"),
+            _quote(_unquote(parts.query), _PCHAR + "/?"),
+            _quote(_unquote(parts.fragment), _PCHAR + "/?"),
         )
     )
+
+
+# Undecodable bytes become lone surrogates and back, so `%E9` and `%FF` stay apart.
+def _unquote(s: str) -> str:
+    return unquote(s, errors="surrogateescape")
+
+
+def _quote(s: str, safe: str) -> str:
+    return quote(s, safe=safe, errors="surrogateescape")
 
 
 def doc_path(uri: str) -> str:

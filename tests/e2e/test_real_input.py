@@ -414,7 +414,8 @@ def _change(s: Session, uri: str, version: int, rng: tuple[int, int, int, int], 
 async def _prompt_seen(s: Session, fake: FakeProvider, line: int, character: int) -> str:
     """The document around the cursor as the daemon sent it to the (fake) cloud backend."""
     before = fake.request_count
-    await inline(s, line, character, kind=1)
+    # Automatic: an invoked request also asks for alternatives (issue #16), one request each.
+    await inline(s, line, character, kind=2)
     assert fake.request_count == before + 1
     body = fake.requests[-1].body
     return "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")

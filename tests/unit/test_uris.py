@@ -25,6 +25,35 @@ def test_spellings_of_one_address_have_one_key(a, b):
     assert uris.key(a) == uris.key(b)
 
 
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("file://localhost/w/app.py", "file:///w/app.py"),  # RFC 8089
+        ("file://LocalHost/C%3A/w/app.py", "file:///c:/w/app.py"),
+        ("file:///w/caf%e9.py", "file:///w/caf%E9.py"),  # hex case of an undecodable byte
+    ],
+)
+def test_more_spellings_of_one_address_have_one_key(a, b):
+    assert uris.key(a) == uris.key(b)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("file:///w/caf%E9.py", "file:///w/caf%FF.py"),  # not UTF-8: not both U+FFFD
+        ("file:///w/caf%E9.py", "file:///w/caf\ufffd.py"),
+        ("file://server/share/a.py", "file:///share/a.py"),  # a UNC host is not localhost
+        ("untitled://localhost/a", "untitled:///a"),  # only file: has RFC 8089's rule
+    ],
+)
+def test_different_addresses_keep_different_keys(a, b):
+    assert uris.key(a) != uris.key(b)
+
+
+def test_an_undecodable_byte_keeps_its_escape():
+    assert uris.key("file:///w/caf%E9.py") == "file:///w/caf%E9.py"
+
+
 def test_different_documents_keep_different_keys():
     assert uris.key("file:///p/a.py") != uris.key("file:///p/b.py")
     cell = "vscode-notebook-cell:/p/nb.ipynb#W0sZmlsZQ%3D%3D"
