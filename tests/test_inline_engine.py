@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from lsprotocol.types import PositionEncodingKind
 
-from mlxd.backends.base import Delta, Done, Event, Request
 from mlxd.config import InlineConfig, LanguageConfig
 from mlxd.inline.context import CursorContext
 from mlxd.inline.engine import InlineEngine, InlineItem, collect_text
+from mlxd.types import Delta, Done, Event, Request
 
 URI = "file:///proj/src/app.py"
 EMOJI = "\U0001f600"

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from mlxd.backends.base import Delta, Done, Message, ModelError, Request
 from mlxd.backends.local import LocalBackend
+from mlxd.errors import ModelError
 from mlxd.models.pool import ModelPool
 from mlxd.models.tiny import make_tiny_model
+from mlxd.types import Delta, Done, Message, Request
 
 
 @pytest.fixture

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol as P
-from .backends.base import Backend, Message, Request
 from .backends.local import LocalBackend
-from .config import Config, ConfigError, decode, load_file, merge
+from .config import Config, decode, load_file, merge
+from .errors import AllFailed, ConfigError, UnknownBackend, UnknownModel
 from .models.pool import ModelPool
-from .router import DeltaFn, Outcome, Router
+from .router import Router
 from .secrets import KeyStore
+from .types import Backend, DeltaFn, Message, Outcome, Request
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ class ConfigSources:
 
     path: str | None = None
     init_options: dict[str, Any] = field(default_factory=dict)
-
-
-class UnknownModel(ValueError):
-    """A request's `model` is neither a routing alias nor a configured model."""
 
 
 class App:
@@ -367,4 +364,14 @@ def _make_inline_engine(app: App) -> Any:
     return InlineEngine(app.config.inline, generate)
 
 
-__all__ = ["App", "ConfigError", "ConfigSources", "Hooks"]
+# The errors and results the server maps to the wire: it sees them through app's face only.
+__all__ = [
+    "AllFailed",
+    "App",
+    "ConfigError",
+    "ConfigSources",
+    "Hooks",
+    "Outcome",
+    "UnknownBackend",
+    "UnknownModel",
+]

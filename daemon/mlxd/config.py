@@ -7,17 +7,14 @@ Unknown keys are errors (a typo should not silently do nothing).
 from __future__ import annotations
 
 import os
-import re
 import stat
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 import msgspec
 
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names the key and the problem."""
+from .errors import ConfigError, field_message, with_choices
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
@@ -220,47 +217,3 @@ def _check_semantics(cfg: Config) -> None:
             raise ConfigError(f"{key}: must be > 0")
     if cfg.routing.max_retries < 0:
         raise ConfigError("routing.max_retries: must be >= 0")
-
-
-def field_message(msg: str, root: str = "") -> str:
-    """'Expected `int`, got `str` - at `$.maxTokens`' -> 'maxTokens: expected `int`, got `str`'."""
-    text, sep, where = msg.rpartition(" - at `")
-    if not sep:
-        text, where = msg, ""
-    path = ".".join(p for p in (root, where.rstrip("`").removeprefix("$").lstrip(".")) if p)
-    for lead, what in (
-        ("Object contains unknown field ", "unknown field"),
-        ("Object missing required field ", "required"),
-    ):
-        if text.startswith(lead):
-            name = text.removeprefix(lead).strip("`")
-            return f"{path + '.' if path else ''}{name}: {what}"
-    lowered = text[:1].lower() + text[1:]
-    return f"{path}: {lowered}" if path else lowered
-
-
-def with_choices(message: str, root: Any) -> str:
-    """ "inline.multi_line: invalid enum value 'x'" (a field_message) plus the values the key
-    takes, read from its Literal type: the path is walked from `root` by the wire names of
-    Struct fields, list items (`[0]`) and table entries (`backends.<name>`)."""
-    path, sep, text = message.partition(": ")
-    if not sep or not text.startswith("invalid enum value"):
-        return message
-    kind: Any = root
-    for part in re.findall(r"\[\d+\]|[^.\[\]]+", path):
-        kind = _bare(kind)
-        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-            kind = {f.encode_name: f.type for f in msgspec.structs.fields(kind)}.get(part)
-        elif get_origin(kind) in (list, dict):
-            kind = get_args(kind)[-1]  # the item's type, whatever the index or key
-        else:
-            return message
-    kind = _bare(kind)
-    if get_origin(kind) is not Literal:
-        return message
-    return f"{message}; expected one of {', '.join(map(repr, get_args(kind)))}"
-
-
-def _bare(kind: Any) -> Any:
-    """The type inside `Annotated[...]` (constraints do not change the shape)."""
-    return get_args(kind)[0] if get_origin(kind) is Annotated else kind

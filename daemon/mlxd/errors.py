@@ -1,86 +1,33 @@
-"""The one interface every backend implements, and the typed errors the router acts on.
+"""The daemon's error tree, at the bottom so every layer can raise and read it.
 
-A backend turns a `Request` into an async stream of `Delta`s ending with one `Done`.
-Closing the stream early (the consumer stops iterating, or its task is cancelled) must stop
-the work behind it: local generation stops within one decode step, an HTTP stream is closed.
-Backends know nothing of LSP.
+Backend failures (httpx-style: `BackendError` > `HTTPStatusError` > `RateLimited` ...) carry
+the policy the router acts on as class data: `retryable` (wait and try the same backend again,
+before any token streamed) and `counts_against_breaker` (a failure of the backend's health, not
+of the request). Above them: what the router, the app and the config raise, and the wording of
+msgspec's validation errors shared by the config and the wire.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
-Role = Literal["system", "user", "assistant"]
-Kind = Literal["chat", "complete", "inline"]
+import msgspec
 
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    role: Role
-    content: str
+if TYPE_CHECKING:
+    from .types import Attempt
 
 
-@dataclass(slots=True)
-class Request:
-    """What the router hands a backend. `messages` for chat; `prefix`/`suffix` for completion."""
-
-    kind: Kind
-    messages: list[Message] = field(default_factory=list)
-    prefix: str = ""
-    suffix: str = ""
-    language: str = ""
-    # Context for completion kinds: a comment block naming the file, maybe neighbour snippets.
-    header: str = ""
-    max_tokens: int | None = None  # None: the backend's configured default
-    temperature: float = 0.0
-    stop: list[str] = field(default_factory=list)
-    # A ready prompt for completion kinds (e.g. a FIM template the inline engine built for a
-    # local model); when set, local backends use it verbatim instead of prefix/suffix.
-    prompt: str | None = None
-    # Continue an answer another backend started (mid-stream fallback): the text so far.
-    assistant_prefix: str = ""
-    # Stop generating after this long and finish with what there is (inline's time cap).
-    max_time_s: float | None = None
-    # Stop once this many lines with text in them are complete (inline's one-line answers).
-    max_lines: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    finish_reason: Literal["stop", "length"]
-    prompt_tokens: int
-    completion_tokens: int
-    model: str
-
-
-Event = Delta | Done
-
-
-class Backend(Protocol):
-    name: str
-    is_local: bool
-
-    def stream(self, request: Request) -> AsyncIterator[Event]:
-        """Yield Deltas then exactly one Done; raise a BackendError on failure."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-# --- errors -------------------------------------------------------------------------------
 class BackendError(Exception):
     """Base of every failure a backend reports. `code` is a short stable tag for `attempts`."""
 
     code = "error"
-    # Whether trying the next backend in the chain makes sense.
-    fallback = True
+    # The policy the router reads (class data, so a new error kind states its own):
+    # whether waiting and trying the same backend again may help (before any token streamed),
+    retryable = False
+    # and whether the failure says something about the backend's health (its circuit breaker).
+    counts_against_breaker = True
+    retry_after: float | None = None  # seconds the provider asked to wait before a retry
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -130,16 +77,24 @@ class ModelNotFound(HTTPStatusError):
 
 class RateLimited(HTTPStatusError):
     code = "rate_limited"  # 429 (retry_after from the header, if any)
+    retryable = True  # "busy, come back": wait (Retry-After, else backoff with jitter)
 
 
 class ServerError(HTTPStatusError):
     code = "server"  # 5xx
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        """503 says "busy, come back"; another 5xx only when it says when (Retry-After),
+        otherwise the next backend is the better bet."""
+        return self.status == 503 or self.retry_after is not None
 
 
 class BadRequest(HTTPStatusError):
     """400/422: the request itself is wrong; does not count against the circuit breaker."""
 
     code = "bad_request"
+    counts_against_breaker = False
 
 
 class ProtocolError(BackendError):
@@ -164,3 +119,71 @@ class NotConfigured(BackendError):
     """E.g. no API key for a backend that needs one."""
 
     code = "unconfigured"
+    counts_against_breaker = False
+
+
+# --- above the backends: the router, the app, the config ----------------------------------
+class AllFailed(Exception):
+    """Every backend in the chain was skipped or failed; `attempts` says why, in order."""
+
+    def __init__(self, attempts: list[Attempt]) -> None:
+        summary = "; ".join(f"{a.backend}: {a.error}" for a in attempts) or "no backend"
+        super().__init__(f"all backends failed ({summary})")
+        self.attempts = attempts
+
+
+class UnknownBackend(ValueError):
+    """A request forced a backend the config does not name."""
+
+
+class UnknownModel(ValueError):
+    """A request's `model` is neither a routing alias nor a configured model."""
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and the problem."""
+
+
+# --- msgspec's validation errors, worded for people (config files and wire params) ---------
+def field_message(msg: str, root: str = "") -> str:
+    """'Expected `int`, got `str` - at `$.maxTokens`' -> 'maxTokens: expected `int`, got `str`'."""
+    text, sep, where = msg.rpartition(" - at `")
+    if not sep:
+        text, where = msg, ""
+    path = ".".join(p for p in (root, where.rstrip("`").removeprefix("$").lstrip(".")) if p)
+    for lead, what in (
+        ("Object contains unknown field ", "unknown field"),
+        ("Object missing required field ", "required"),
+    ):
+        if text.startswith(lead):
+            name = text.removeprefix(lead).strip("`")
+            return f"{path + '.' if path else ''}{name}: {what}"
+    lowered = text[:1].lower() + text[1:]
+    return f"{path}: {lowered}" if path else lowered
+
+
+def with_choices(message: str, root: Any) -> str:
+    """ "inline.multi_line: invalid enum value 'x'" (a field_message) plus the values the key
+    takes, read from its Literal type: the path is walked from `root` by the wire names of
+    Struct fields, list items (`[0]`) and table entries (`backends.<name>`)."""
+    path, sep, text = message.partition(": ")
+    if not sep or not text.startswith("invalid enum value"):
+        return message
+    kind: Any = root
+    for part in re.findall(r"\[\d+\]|[^.\[\]]+", path):
+        kind = _bare(kind)
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            kind = {f.encode_name: f.type for f in msgspec.structs.fields(kind)}.get(part)
+        elif get_origin(kind) in (list, dict):
+            kind = get_args(kind)[-1]  # the item's type, whatever the index or key
+        else:
+            return message
+    kind = _bare(kind)
+    if get_origin(kind) is not Literal:
+        return message
+    return f"{message}; expected one of {', '.join(map(repr, get_args(kind)))}"
+
+
+def _bare(kind: Any) -> Any:
+    """The type inside `Annotated[...]` (constraints do not change the shape)."""
+    return get_args(kind)[0] if get_origin(kind) is Annotated else kind

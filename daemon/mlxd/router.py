@@ -31,58 +31,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urlparse
 
-from .backends.base import (
-    Backend,
-    BackendError,
-    BadRequest,
-    Delta,
-    Done,
-    HTTPStatusError,
-    NotConfigured,
-    RateLimited,
-    Request,
-    ServerError,
-    Timeout,
-)
 from .backends.stops import finished_lines
 from .config import Config
+from .errors import (
+    AllFailed,
+    BackendError,
+    Timeout,
+    UnknownBackend,
+)
+from .types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
 
 log = logging.getLogger(__name__)
 
-DeltaFn = Callable[[str, str], None]  # (text, backend name)
 Plan = tuple[str, str | None]  # (backend name, why it is skipped; None: try it)
-
-
-@dataclass(slots=True)
-class Attempt:
-    backend: str
-    error: str
-
-
-@dataclass(slots=True)
-class Outcome:
-    text: str
-    backend: str
-    model: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    attempts: list[Attempt]
-    first_token_ms: float | None
-    total_ms: float
-
-
-class AllFailed(Exception):
-    """Every backend in the chain was skipped or failed; `attempts` says why, in order."""
-
-    def __init__(self, attempts: list[Attempt]) -> None:
-        summary = "; ".join(f"{a.backend}: {a.error}" for a in attempts) or "no backend"
-        super().__init__(f"all backends failed ({summary})")
-        self.attempts = attempts
-
-
-class UnknownBackend(ValueError):
-    pass
 
 
 @dataclass(slots=True)
@@ -272,9 +233,9 @@ class Router:
             streamed_before = len(run.text)
             try:
                 return await self._stream_one(name, req, run, first_by)
-            except (RateLimited, ServerError) as exc:
-                if not _retryable(exc):
-                    raise  # a plain 500/502/...: the next backend is the better bet
+            except BackendError as exc:
+                if not exc.retryable:
+                    raise  # e.g. a plain 500/502: the next backend is the better bet
                 if len(run.text) > streamed_before or retries >= self.config.routing.max_retries:
                     raise  # never retry once tokens were streamed: the client has them
                 delay = exc.retry_after if exc.retry_after is not None else _backoff(retries)
@@ -346,7 +307,7 @@ class Router:
 
     # --- circuit breaker --------------------------------------------------------------------
     def _failed(self, name: str, exc: BackendError) -> None:
-        if isinstance(exc, BadRequest | NotConfigured):  # not the backend's health
+        if not exc.counts_against_breaker:  # not the backend's health
             self._release_probe(name)
             return
         b = self.breakers.setdefault(name, Breaker())
@@ -397,12 +358,6 @@ def _describe(exc: BackendError, streamed: int) -> str:
     """The attempt's error; a backend that failed mid-answer says how much it had streamed."""
     where = f" after {streamed} chars streamed" if streamed else ""
     return f"{exc}{where}"
-
-
-def _retryable(exc: HTTPStatusError) -> bool:
-    """429 and 503 say "busy, come back": wait (Retry-After, else backoff with jitter). Another
-    5xx only when it says when to come back; otherwise the next backend is the better bet."""
-    return isinstance(exc, RateLimited) or exc.status == 503 or exc.retry_after is not None
 
 
 def _loop_time(monotonic: float) -> float:

@@ -25,8 +25,16 @@ from pygls.protocol import (
 
 from . import __version__
 from . import protocol as P
-from .app import App, ConfigError, ConfigSources, Hooks, UnknownModel
-from .router import AllFailed, Outcome, UnknownBackend
+from .app import (
+    AllFailed,
+    App,
+    ConfigError,
+    ConfigSources,
+    Hooks,
+    Outcome,
+    UnknownBackend,
+    UnknownModel,
+)
 
 log = logging.getLogger(__name__)
 

@@ -25,30 +25,31 @@ ROOT = "mlxd"
 DAEMON = Path(__file__).resolve().parents[2] / "daemon"
 
 # Layer of each module or package (a package entry covers all its modules). Names of the target
-# that do not exist yet (types, errors, prompts) are placed already, so phase 2 only moves code.
+# that do not exist yet (prompts) are placed already, so phase 2 only moves code.
 LAYERS: dict[str, int] = {
     # 0: stands alone, imports nothing of mlxd but the package root
     "mlxd": 0,  # the package root: __version__ only
-    "mlxd.types": 0,  # Request, Message, Delta, Done, Attempt, Outcome (target)
-    "mlxd.errors": 0,  # the error tree the router acts on (target)
-    "mlxd.protocol": 0,  # the wire contract
+    "mlxd.types": 0,  # Request, Message, Delta, Done, Event, Backend, Attempt, Outcome
     "mlxd.blas": 0,  # which BLAS mlx loaded; re-exec with OpenBLAS (no mlxd imports)
-    # 1-2: settings and the secrets they name
-    "mlxd.config": 1,
-    "mlxd.secrets": 2,  # key sources and redaction; reads BackendConfig
-    # 3-7: the engine room
-    "mlxd.models": 3,
-    "mlxd.prompts": 4,  # target: pure text (cursor context, trimming, FIM templates)
-    "mlxd.backends": 5,
-    "mlxd.router": 6,
-    "mlxd.inline": 7,
-    "mlxd.app": 8,
-    # 9-12: the wire side
-    "mlxd.transport": 9,  # framing, dispatch rules, the pygls adapter
-    "mlxd.server": 10,
-    "mlxd.client": 10,  # a daemon client over stdio (demo, chat, bench); imports no mlxd code
-    "mlxd.cli": 11,
-    "mlxd.__main__": 12,
+    # 1-2: the error tree (names Attempt), then the wire contract (words errors as it does)
+    "mlxd.errors": 1,  # the error tree the router acts on; msgspec error wording
+    "mlxd.protocol": 2,  # the wire contract
+    # 3-4: settings and the secrets they name
+    "mlxd.config": 3,
+    "mlxd.secrets": 4,  # key sources and redaction; reads BackendConfig
+    # 5-10: the engine room
+    "mlxd.models": 5,
+    "mlxd.prompts": 6,  # target: pure text (cursor context, trimming, FIM templates)
+    "mlxd.backends": 7,
+    "mlxd.router": 8,
+    "mlxd.inline": 9,
+    "mlxd.app": 10,
+    # 11-14: the wire side
+    "mlxd.transport": 11,  # framing, dispatch rules, the pygls adapter
+    "mlxd.server": 12,
+    "mlxd.client": 12,  # a daemon client over stdio (demo, chat, bench); imports no mlxd code
+    "mlxd.cli": 13,
+    "mlxd.__main__": 14,
 }
 
 PACKAGES = {"mlxd.models", "mlxd.prompts", "mlxd.backends", "mlxd.inline"}

@@ -1,7 +1,7 @@
 """The router on in-memory backends: the chain, skip reasons, retries, the circuit breaker,
 continuation after a mid-stream cut, max_tokens across it, and the `attempts` it reports.
 
-`Scripted` is a real Backend (the interface of backends/base.py): each call to `stream` plays
+`Scripted` is a real Backend (the interface in mlxd/types.py): each call to `stream` plays
 the next script of Delta/Done events and typed errors. No process, no HTTP, no model; every
 assert is on events and their order, never on how long something took.
 """
@@ -14,19 +14,10 @@ from typing import Any
 
 import pytest
 
-from mlxd.backends.base import (
-    Backend,
-    BadRequest,
-    Delta,
-    Done,
-    Event,
-    RateLimited,
-    Request,
-    ServerError,
-    StreamCut,
-)
 from mlxd.config import decode, merge
-from mlxd.router import AllFailed, Attempt, Router, UnknownBackend
+from mlxd.errors import AllFailed, BadRequest, RateLimited, ServerError, StreamCut, UnknownBackend
+from mlxd.router import Router
+from mlxd.types import Attempt, Backend, Delta, Done, Event, Request
 
 pytestmark = pytest.mark.timeout(30)
 

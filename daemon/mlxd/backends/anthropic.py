@@ -18,20 +18,12 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mlxd.backends.base import (
-    Delta,
-    Done,
-    Event,
-    NotConfigured,
-    ProtocolError,
-    Request,
-    ServerError,
-    StreamCut,
-)
 from mlxd.backends.http import HTTPClient, error_from_json
 from mlxd.backends.openai import chat_messages
 from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.errors import NotConfigured, ProtocolError, ServerError, StreamCut
 from mlxd.secrets import KeyStore, key_sources
+from mlxd.types import Delta, Done, Event, Request
 
 log = logging.getLogger(__name__)
 

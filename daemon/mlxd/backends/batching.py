@@ -17,7 +17,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import Delta, Done, ModelError
+from ..errors import ModelError
+from ..types import Delta, Done
 from .stops import StopMatcher
 
 log = logging.getLogger(__name__)

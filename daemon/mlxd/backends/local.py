@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import InlineConfig
 from ..models.pool import ModelPool
-from .base import Done, Event, Request
+from ..types import Done, Event, Request
 from .batching import Job
 
 

@@ -20,19 +20,11 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mlxd.backends.base import (
-    Delta,
-    Done,
-    Event,
-    Message,
-    NotConfigured,
-    ProtocolError,
-    Request,
-    StreamCut,
-)
 from mlxd.backends.http import HTTPClient, error_from_json, status_error
 from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.errors import NotConfigured, ProtocolError, StreamCut
 from mlxd.secrets import KeyStore, key_sources
+from mlxd.types import Delta, Done, Event, Message, Request
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 
-from mlxd.backends.base import Delta, Done, Event, Request
 from mlxd.config import InlineConfig, LanguageConfig
+from mlxd.types import Delta, Done, Event, Request
 
 from .cache import InlineCache
 from .context import (
@@ -84,7 +84,7 @@ async def collect_text(events: AsyncIterable[Event], max_ms: float) -> str:
 
     Inline ghost text is only useful if it comes fast: when time runs out, what has come so
     far is the answer (post-processing trims a cut-off last line as it would any other).
-    Closing the stream stops the work behind it (see backends.base).
+    Closing the stream stops the work behind it (see mlxd.types).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_ms / 1000
