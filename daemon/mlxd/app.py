@@ -17,7 +17,7 @@ from . import protocol as P
 from .backends.local import LocalBackend
 from .config import Config, decode, load_file, merge
 from .errors import AllFailed, ConfigError, UnknownBackend, UnknownModel
-from .models.pool import ModelPool
+from .models import ModelPool
 from .router import Router
 from .secrets import KeyStore
 from .types import Backend, DeltaFn, Message, Outcome, Request
@@ -354,7 +354,7 @@ def _spawn(coro: Any) -> None:
 
 
 def _make_inline_engine(app: App) -> Any:
-    from .inline.engine import InlineEngine
+    from .inline import InlineEngine
 
     async def generate(request: Request, ctx: Any) -> str:
         # The engine already set the prompt header and the time cap (inline.max_ms).

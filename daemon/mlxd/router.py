@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urlparse
 
-from .backends.stops import finished_lines
 from .config import Config
 from .errors import (
     AllFailed,
@@ -39,6 +38,7 @@ from .errors import (
     Timeout,
     UnknownBackend,
 )
+from .models import finished_lines
 from .types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
 
 log = logging.getLogger(__name__)

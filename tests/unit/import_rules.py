@@ -10,7 +10,7 @@ module of a strictly lower layer, or any module of its own package. Three more r
 - **wire**: `protocol` (the wire contract) is read only by the wire side: server, transport,
   cli, client — the server owns wire <-> domain conversion both ways;
 - **external**: pygls/lsprotocol only in the LSP layer, aiohttp only in backends, mlx/mlx_lm only
-  in models, backends (the batch engine, until it moves to models), blas and cli (`doctor`).
+  in models, blas and cli (`doctor`).
 
 Every import counts: module level, inside functions, under `if TYPE_CHECKING`.
 """
@@ -59,8 +59,8 @@ EXTERNAL = {
     "pygls": {"mlxd.transport", "mlxd.server", "mlxd.cli"},
     "lsprotocol": {"mlxd.transport", "mlxd.server", "mlxd.cli"},
     "aiohttp": {"mlxd.backends"},
-    "mlx": {"mlxd.models", "mlxd.backends", "mlxd.blas", "mlxd.cli"},
-    "mlx_lm": {"mlxd.models", "mlxd.backends", "mlxd.blas", "mlxd.cli"},
+    "mlx": {"mlxd.models", "mlxd.blas", "mlxd.cli"},
+    "mlx_lm": {"mlxd.models", "mlxd.blas", "mlxd.cli"},
 }
 
 

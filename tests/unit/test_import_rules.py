@@ -23,12 +23,7 @@ mlxd.app -> mlxd.protocol: wire <-> domain translation moves to server; app spea
 mlxd.app -> mlxd.backends.local: its four isinstance(LocalBackend) cases go into the factory
 mlxd.app -> mlxd.backends.anthropic: the backend factory moves behind mlxd.backends (make_backend)
 mlxd.app -> mlxd.backends.openai: the backend factory moves behind mlxd.backends (make_backend)
-mlxd.app -> mlxd.models.pool: ModelPool is exported by mlxd.models
-mlxd.app -> mlxd.inline.engine: InlineEngine is exported by mlxd.inline
-mlxd.backends.local -> mlxd.models.pool: ModelPool is exported by mlxd.models
 mlxd.backends.local -> mlxd.inline: the inline circle; the engine builds the prompt once
-mlxd.models.pool -> mlxd.backends.batching: the batch engine moves into models/ (it drives MLX)
-mlxd.router -> mlxd.backends.stops: one stop policy in models/; the router stops counting lines
 """
 
 

@@ -15,9 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from ..config import InlineConfig
-from ..models.pool import ModelPool
+from ..models import Job, ModelPool
 from ..types import Done, Event, Request
-from .batching import Job
 
 
 class LocalBackend:
