@@ -56,6 +56,7 @@ class LocalBackend:
             max_tokens=request.max_tokens or self.max_tokens,
             temperature=request.temperature,
             stop=request.stop,
+            stop_tokens=_end_tokens(lm.tokenizer) if request.kind != "chat" else frozenset(),
             emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
             deadline=time.monotonic() + request.max_time_s if request.max_time_s else None,
         )
@@ -115,3 +116,17 @@ def _fim_template(tokenizer: Any) -> Any:
             names.update(added())
         _FIM_TEMPLATES[tokenizer] = detect(sorted(names))
     return _FIM_TEMPLATES[tokenizer]
+
+
+_END_TOKENS: weakref.WeakKeyDictionary[Any, frozenset[int]] = weakref.WeakKeyDictionary()
+
+
+def _end_tokens(tokenizer: Any) -> frozenset[int]:
+    """The ids of the tokenizer's FIM end tokens (the template's `eot_tokens` that are in its
+    vocabulary): a completion stops on them in the batch engine, like on EOS."""
+    if tokenizer not in _END_TOKENS:
+        template = _fim_template(tokenizer)
+        vocab = getattr(tokenizer, "_tokenizer", tokenizer).get_vocab() if template else {}
+        ends = template.eot_tokens if template else []
+        _END_TOKENS[tokenizer] = frozenset(vocab[t] for t in ends if t in vocab)
+    return _END_TOKENS[tokenizer]

@@ -35,6 +35,9 @@ class Job:
     temperature: float
     stop: list[str]
     emit: Emit
+    # Token ids that end the answer like EOS (a FIM template's end tokens): never in the text,
+    # counted in the usage.
+    stop_tokens: frozenset[int] = frozenset()
     deadline: float | None = None  # monotonic; finish with what there is after it
     cancelled: threading.Event = field(default_factory=threading.Event)
     uid: int | None = None
@@ -197,12 +200,13 @@ class BatchEngine:
             if job is None:
                 continue
             job.generated += 1
-            if r.token not in eos:
+            ended = r.token in job.stop_tokens
+            if r.token not in eos and not ended:
                 job.detokenizer.add_token(r.token)
-            if r.finish_reason is not None:
+            if r.finish_reason is not None or ended:
                 job.detokenizer.finalize()
             self._send(job, job.detokenizer.last_segment)
-            if job.matcher.stopped:
+            if job.matcher.stopped or ended:
                 if r.finish_reason is None:
                     self._remove(r.uid, job, "stop")
                 else:
