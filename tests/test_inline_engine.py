@@ -9,8 +9,8 @@ import pytest
 from lsprotocol.types import PositionEncodingKind
 
 from mlxd.config import InlineConfig, LanguageConfig
-from mlxd.inline.context import CursorContext
 from mlxd.inline.engine import InlineEngine, InlineItem, collect_text
+from mlxd.prompts import CursorContext
 from mlxd.types import Delta, Done, Event, Request
 
 URI = "file:///proj/src/app.py"

@@ -259,7 +259,7 @@ def test_the_fim_templates_end_tokens_become_stop_token_ids(tiny_model: Path) ->
     from transformers import PreTrainedTokenizerFast
 
     from mlxd.backends.local import _end_tokens
-    from mlxd.inline.fim import STARCODER
+    from mlxd.prompts import STARCODER
 
     plain = PreTrainedTokenizerFast(tokenizer_file=str(tiny_model / "tokenizer.json"))
     assert _end_tokens(TokenizerWrapper(plain)) == frozenset()

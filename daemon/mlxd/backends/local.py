@@ -89,7 +89,7 @@ def _prompt_tokens(tok: Any, req: Request, inline_cfg: InlineConfig) -> list[int
 def _completion_prompt(tok: Any, req: Request, inline_cfg: InlineConfig) -> str:
     """FIM when the model has FIM tokens, else a prefix continuation; trimmed to budget with
     the model's own tokenizer."""
-    from ..inline import context_at, prompt_for_local
+    from ..prompts import context_at, prompt_for_local
 
     ctx = context_at(req.prefix + req.suffix, len(req.prefix), language=req.language)
     return prompt_for_local(
@@ -107,7 +107,7 @@ _FIM_TEMPLATES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary(
 def _fim_template(tokenizer: Any) -> Any:
     """The FIM template of a tokenizer (None: no FIM), from its special / added tokens."""
     if tokenizer not in _FIM_TEMPLATES:
-        from ..inline import detect
+        from ..prompts import detect
 
         inner = getattr(tokenizer, "_tokenizer", tokenizer)
         names = set(getattr(inner, "all_special_tokens", []) or [])

@@ -14,13 +14,12 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 
 from mlxd.config import InlineConfig, LanguageConfig
-from mlxd.types import Delta, Done, Event, Request
-
-from .cache import InlineCache
-from .context import (
+from mlxd.prompts import (
     CursorContext,
     Encoding,
     context_at,
+    file_header,
+    format_snippets,
     neighbor_snippets,
     normalize_encoding,
     offset_to_position,
@@ -28,7 +27,9 @@ from .context import (
     starts_block,
     trim,
 )
-from .fim import file_header, format_snippets
+from mlxd.types import Delta, Done, Event, Request
+
+from .cache import InlineCache
 from .postprocess import clean
 
 log = logging.getLogger(__name__)

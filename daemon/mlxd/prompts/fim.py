@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from .context import CursorContext, Snippet, TokenCounter, approx_tokens, trim
+from .context import CursorContext
+from .snippets import Snippet
+from .trimming import TokenCounter, approx_tokens, trim
 
 
 @dataclass(frozen=True, slots=True)
