@@ -104,8 +104,11 @@ class NvimRunner:
     nvim: Nvim
     tmp: Path
 
-    def run(self, scenario: str, env: dict[str, str], timeout: float = 45) -> Run:
-        """Run editors/neovim/tests/<scenario>.lua headless; return the JSON it wrote."""
+    def run(self, scenario: str, env: dict[str, str], timeout: float = 45, rtp: bool = True) -> Run:
+        """Run editors/neovim/tests/<scenario>.lua headless; return the JSON it wrote.
+
+        rtp=False leaves the plugin off 'runtimepath': the scenario installs it as a user would.
+        """
         out = self.tmp / f"{scenario}.json"
         state = self.tmp / "state"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "MLXD_"))}
@@ -128,8 +131,7 @@ class NvimRunner:
             "NONE",
             "-i",
             "NONE",
-            "--cmd",
-            f"set rtp^={NVIM_PLUGIN}",
+            *(["--cmd", f"set rtp^={NVIM_PLUGIN}"] if rtp else []),
             "-c",
             f"luafile {NVIM_PLUGIN / 'tests' / (scenario + '.lua')}",
         ]

@@ -50,3 +50,21 @@ command('MlxdStatus', function()
   local s = mlxd().status()
   vim.notify(s ~= '' and s or 'mlxd: not running')
 end, { desc = 'mlxd: show the daemon state' })
+
+command('MlxdToggle', function(args)
+  mlxd()
+  require('mlxd.toggle').command(args)
+end, { bang = true, desc = 'mlxd: ghost text on/off in this buffer (!: everywhere)' })
+
+command('MlxdInsert', function(args)
+  mlxd()
+  require('mlxd.chat').insert_code(args.count > 0 and args.count or nil)
+end, {
+  count = 0,
+  desc = 'mlxd: insert the last code block of the chat answer at the cursor ([N]: block N)',
+})
+
+command('MlxdPick', function()
+  mlxd()
+  require('mlxd.picker').pick()
+end, { desc = 'mlxd: choose the model/backend chat uses (vim.ui.select)' })

@@ -101,9 +101,50 @@ local function append(buf, text)
   end
 end
 
+-- Virtual lines after the last line; `text` may be a list of lines. Returns the extmark id.
 local function note(buf, text, hl)
   local row = api.nvim_buf_line_count(buf) - 1
-  api.nvim_buf_set_extmark(buf, ns, row, 0, { virt_lines = { { { text, hl or 'Comment' } } } })
+  local lines = {}
+  for _, t in ipairs(type(text) == 'table' and text or { text }) do
+    lines[#lines + 1] = { { t, hl or 'Comment' } }
+  end
+  return api.nvim_buf_set_extmark(buf, ns, row, 0, { virt_lines = lines })
+end
+
+-- The sign of life between sending and the first token (a cold model can take seconds).
+local function stop_waiting(req, buf)
+  if req.waiting then
+    pcall(api.nvim_buf_del_extmark, buf, ns, req.waiting)
+    req.waiting = nil
+  end
+end
+
+local said_no_key = {}
+
+--- Why each backend before the one that answered failed, as lines for the chat footer, with
+--- the fix where there is one (a missing API key: :MlxdSetKey). Also notifies once per backend
+--- without a key, so it is seen outside the chat buffer too.
+---@param attempts {backend: string, error: string}[]?
+---@param used string? the backend that answered
+---@return string[]
+function M.fallback_lines(attempts, used)
+  local out = {}
+  for _, a in ipairs(attempts or {}) do
+    local line = ('-- fallback: %s failed: %s'):format(a.backend, a.error)
+    if tostring(a.error):find('no API key', 1, true) then
+      local fix = (':MlxdSetKey %s'):format(a.backend)
+      line = ('-- fallback: %s has no API key; set one with %s'):format(a.backend, fix)
+      if not said_no_key[a.backend] then
+        said_no_key[a.backend] = true
+        vim.notify(
+          ('mlxd: %s has no API key, %s answered instead; %s'):format(a.backend, used or '?', fix),
+          vim.log.levels.WARN
+        )
+      end
+    end
+    out[#out + 1] = line
+  end
+  return out
 end
 
 -- The selection (or line range) of a :'<,'>MlxdChat, as a fenced block with its origin.
@@ -144,6 +185,7 @@ end
 
 local function on_reply(req, buf, err, result)
   req.replied = true
+  stop_waiting(req, buf)
   if req.done then
     return -- cancelled meanwhile
   end
@@ -151,7 +193,9 @@ local function on_reply(req, buf, err, result)
     req.err = err
     local msg = tostring(err.message or err)
     note(buf, '[error] ' .. msg, 'ErrorMsg')
-    vim.notify('mlxd chat: ' .. msg, vim.log.levels.ERROR)
+    if not err.reported then
+      vim.notify('mlxd chat: ' .. msg, vim.log.levels.ERROR)
+    end
     table.remove(history) -- the unanswered user turn
     return finish(req, buf)
   end
@@ -167,17 +211,16 @@ local function on_reply(req, buf, err, result)
   mlxd().record_result(result)
   local t = result.timings or {}
   local u = result.usage or {}
-  local fallback = (result.attempts and #result.attempts > 0) and ' | fallback' or ''
-  note(
-    buf,
-    ('-- %s %s | %s tokens | %s ms%s'):format(
+  local footer = {
+    ('-- %s %s | %s tokens | %s'):format(
       result.backend or '?',
       result.model or '',
       tostring(u.completionTokens or '?'),
-      t.totalMs and ('%d'):format(t.totalMs) or '?',
-      fallback
-    )
-  )
+      t.totalMs and ('%.1f s'):format(t.totalMs / 1000) or '?'
+    ),
+  }
+  vim.list_extend(footer, M.fallback_lines(result.attempts, result.backend))
+  note(buf, footer)
   finish(req, buf)
 end
 
@@ -230,6 +273,8 @@ function M.send(prompt, opts)
   }
   current = req
 
+  req.waiting = note(buf, '… waiting for the answer (a cold model may take a few seconds)')
+
   history[#history + 1] = { role = 'user', content = content }
   local messages = {}
   if cfg.system then
@@ -249,6 +294,7 @@ function M.send(prompt, opts)
     if req.done or type(value) ~= 'table' or type(value.delta) ~= 'string' then
       return
     end
+    stop_waiting(req, buf)
     req.text = req.text .. value.delta
     req.deltas = req.deltas + 1
     append(buf, value.delta)
@@ -260,7 +306,7 @@ function M.send(prompt, opts)
       return
     end
     if not client then
-      return on_reply(req, buf, { message = err }, nil)
+      return on_reply(req, buf, { message = err, reported = true }, nil)
     end
     req.client_id = client.id
     local params = {
@@ -298,6 +344,7 @@ function M.cancel()
     mlxd().cancel_request(client, req.id)
   end
   local buf = M.buf()
+  stop_waiting(req, buf)
   note(buf, '[cancelled]', 'WarningMsg')
   if req.text ~= '' then
     history[#history + 1] = { role = 'assistant', content = req.text }
@@ -342,6 +389,68 @@ end
 --- The finished turns sent as context with the next prompt.
 function M.history()
   return vim.deepcopy(history)
+end
+
+--- The fenced code blocks of `text` (default: the last answer), in order.
+---@param text? string
+---@return {lang: string, lines: string[]}[]
+function M.code_blocks(text)
+  if not text then
+    for i = #history, 1, -1 do
+      if history[i].role == 'assistant' then
+        text = history[i].content
+        break
+      end
+    end
+  end
+  local blocks, open = {}, nil
+  for _, line in ipairs(vim.split(text or '', '\n', { plain = true })) do
+    local fence, lang = line:match('^%s*(```+)%s*([%w_+.-]*)')
+    if open and fence and #fence >= #open.fence and lang == '' then
+      blocks[#blocks + 1] = { lang = open.lang, lines = open.lines }
+      open = nil
+    elseif open then
+      open.lines[#open.lines + 1] = line
+    elseif fence then
+      open = { fence = fence, lang = lang, lines = {} }
+    end
+  end
+  return blocks
+end
+
+--- Insert code block `n` (default: the last) of the last answer (or of `opts.text`) at the
+--- cursor of the window you came from: it replaces a blank cursor line, else goes below it.
+---@param n? integer negative counts from the end
+---@param opts? {text?: string, win?: integer}
+---@return boolean inserted
+function M.insert_code(n, opts)
+  opts = opts or {}
+  local blocks = M.code_blocks(opts.text)
+  if #blocks == 0 then
+    vim.notify('mlxd: the last answer has no code block', vim.log.levels.WARN)
+    return false
+  end
+  n = n or #blocks
+  local block = blocks[n < 0 and #blocks + 1 + n or n]
+  if not block then
+    vim.notify(('mlxd: no code block %d (the answer has %d)'):format(n, #blocks), vim.log.levels.WARN)
+    return false
+  end
+  local win = opts.win or api.nvim_get_current_win()
+  if api.nvim_win_get_buf(win) == chat_buf then
+    win = vim.fn.win_getid(vim.fn.winnr('#'))
+  end
+  if win == 0 or api.nvim_win_get_buf(win) == chat_buf then
+    vim.notify('mlxd: no window to insert into', vim.log.levels.WARN)
+    return false
+  end
+  local buf = api.nvim_win_get_buf(win)
+  local row = api.nvim_win_get_cursor(win)[1]
+  local line = api.nvim_buf_get_lines(buf, row - 1, row, true)[1]
+  local from = line:match('^%s*$') and row - 1 or row
+  api.nvim_buf_set_lines(buf, from, row, true, block.lines) -- from == row: insert below
+  api.nvim_win_set_cursor(win, { from + #block.lines, 0 })
+  return true
 end
 
 --- The :MlxdChat command.

@@ -144,7 +144,9 @@ local function prepare(bufnr, raw, encoding)
   return out
 end
 
-local function request(bufnr)
+local INVOKED = 1 -- InlineCompletionTriggerKind.Invoked
+
+local function request(bufnr, kind)
   local st = states[bufnr]
   if not st or not in_insert(bufnr) then
     return
@@ -156,7 +158,7 @@ local function request(bufnr)
   cancel_request(st)
   local key = cursor_key(bufnr)
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
-  params.context = { triggerKind = AUTOMATIC }
+  params.context = { triggerKind = kind or AUTOMATIC }
   local id
   id = mlxd().request(client, METHOD, params, function(err, result)
     if states[bufnr] ~= st or st.req_id ~= id then
@@ -186,6 +188,9 @@ local function on_change(bufnr)
     return -- nothing moved (e.g. CursorMovedI right after TextChangedI)
   end
   M.clear(bufnr)
+  if not require('mlxd.toggle').enabled(bufnr) then
+    return -- :MlxdToggle
+  end
   st.timer:start(
     st.debounce,
     0,
@@ -241,10 +246,16 @@ function M.detach(bufnr)
   pcall(api.nvim_del_augroup_by_name, 'mlxd.ghost.' .. bufnr)
 end
 
---- The suggestion shown in `bufnr`, or nil.
+--- The suggestion shown in `bufnr`, or nil. One shown before the last edit or cursor move (keys
+--- typed faster than a redraw, so no autocommand ran yet) is dropped instead.
 function M.current(bufnr)
   local st = states[bufnr]
-  return st and st.items and st.items[st.index]
+  local item = st and st.items and st.items[st.index]
+  if item and st.key ~= cursor_key(bufnr) then
+    M.clear(bufnr)
+    return nil
+  end
+  return item
 end
 
 local function accept_with(bufnr, pick)
@@ -268,6 +279,26 @@ function M.accept(bufnr)
     local r = item.range
     mlxd().apply_text(bufnr, r[1], r[2], r[3], r[4], item.text)
   end)
+end
+
+--- Insert the next word of the suggestion at the cursor.
+function M.accept_word(bufnr)
+  return accept_with(bufnr, function(item)
+    local cur = api.nvim_win_get_cursor(0)
+    local row, col = cur[1] - 1, cur[2]
+    mlxd().apply_text(bufnr, row, col, row, col, mlxd().first_word(item.rest))
+  end)
+end
+
+--- Ask now, without the debounce (the "suggest" key).
+function M.suggest(bufnr)
+  local st = states[bufnr]
+  if not (st and in_insert(bufnr) and require('mlxd.toggle').enabled(bufnr)) then
+    return false
+  end
+  M.clear(bufnr)
+  request(bufnr, INVOKED)
+  return true
 end
 
 --- Insert the next line of the suggestion at the cursor.
@@ -294,7 +325,7 @@ end
 
 local function cycle(bufnr, step)
   local st = states[bufnr]
-  if not (st and st.items and #st.items > 0) then
+  if not (M.current(bufnr) and #st.items > 0) then
     return false
   end
   st.index = (st.index - 1 + step) % #st.items + 1

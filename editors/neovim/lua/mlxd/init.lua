@@ -3,13 +3,16 @@
 local M = {}
 
 local uv = vim.uv or vim.loop
+local launch = require('mlxd.launch')
 local has_011 = vim.fn.has('nvim-0.11') == 1
 
 M.name = 'mlxd'
 
 ---@class mlxd.Keymaps
 ---@field accept string|false
+---@field accept_word string|false
 ---@field accept_line string|false
+---@field suggest string|false
 ---@field dismiss string|false
 ---@field next string|false
 ---@field prev string|false
@@ -34,10 +37,13 @@ M.defaults = {
     debounce_ms = 200,
   },
   -- Insert-mode keys for ghost text; false disables one. Tab is left alone unless you set it.
-  -- When there is no suggestion the key does what it did before.
+  -- When there is no suggestion the key does what it does without the plugin (an ALT chord:
+  -- <Esc> and the key).
   keymaps = {
     accept = '<M-l>',
+    accept_word = '<M-Right>',
     accept_line = '<M-L>',
+    suggest = '<M-\\>', -- ask now, without waiting for a keystroke
     dismiss = '<C-]>',
     next = '<M-]>',
     prev = '<M-[>',
@@ -66,6 +72,7 @@ M.state = {
   progress = {}, -- work-done token -> {title, message, percentage}
   last = nil, -- {backend, model, attempts} of the last finished request
   exited = nil, -- exit code once the daemon stopped
+  initialized = {}, -- client id -> true once `initialize` succeeded
 }
 
 -- partialResultToken -> function(value), or false once finished (late deltas are dropped).
@@ -139,6 +146,9 @@ function M.cmd()
     cmd = { cmd, 'serve' }
   end
   cmd = vim.deepcopy(cmd)
+  if type(cmd[1]) == 'string' and cmd[1]:find('^[~$]') then
+    cmd[1] = vim.fs.normalize(cmd[1]) -- '~/.venvs/mlxd/bin/mlxd': spawn does not expand it
+  end
   if opts.config_file then
     vim.list_extend(cmd, { '--config', vim.fn.expand(opts.config_file) })
   end
@@ -164,7 +174,14 @@ function M.client_config()
       ['$/progress'] = progress_handler,
       ['mlxd/status'] = status_handler,
     },
-    on_exit = function(code)
+    on_init = function(client)
+      M.state.initialized[client.id] = true
+    end,
+    on_exit = function(code, _, client_id)
+      local initialized = M.state.initialized[client_id] == true
+      vim.schedule(function() -- a fast event: no Vimscript functions here
+        launch.on_exit(code, initialized, M.cmd())
+      end)
       M.state.exited = code
       M.state.status = nil
       M.state.progress = {}
@@ -202,10 +219,16 @@ function M.cancel_request(client, id)
 end
 
 --- Call fn(client) once a client is initialized, starting one (without attaching a buffer) when
---- none runs, so chat works from any buffer. fn(nil, err) when that fails.
+--- none runs, so chat works from any buffer. fn(nil, err) when that fails; the user was told.
 function M.with_client(fn)
   local client = M.client()
   if not client then
+    local problem = launch.blocker(M.cmd())
+    if problem then
+      launch.report(problem)
+      fn(nil, problem)
+      return
+    end
     local id
     if has_011 then
       id = vim.lsp.start(M.client_config(), { attach = false })
@@ -214,7 +237,9 @@ function M.with_client(fn)
     end
     client = id and vim.lsp.get_client_by_id(id)
     if not client then
-      fn(nil, 'could not start ' .. table.concat(M.cmd(), ' '))
+      local msg = 'mlxd: could not start ' .. table.concat(M.cmd(), ' ') .. '; :checkhealth mlxd'
+      launch.report(msg)
+      fn(nil, msg)
       return
     end
   end
@@ -237,8 +262,12 @@ function M.with_client(fn)
         timer:close()
         if client.initialized then
           fn(client)
+        elseif stopped then
+          fn(nil, 'mlxd: the daemon stopped before it started') -- on_exit said why
         else
-          fn(nil, 'the daemon did not initialize')
+          local msg = 'mlxd: the daemon did not initialize within 60 s; :checkhealth mlxd'
+          launch.report(msg)
+          fn(nil, msg)
         end
       end
     end)
@@ -250,6 +279,9 @@ end
 function M.status()
   local client = M.client()
   if not client then
+    if launch.problem then
+      return 'mlxd: cannot start (:checkhealth mlxd)'
+    end
     return M.state.exited and ('mlxd: stopped (%d)'):format(M.state.exited) or ''
   end
   for _, p in pairs(M.state.progress) do
@@ -266,6 +298,9 @@ function M.status()
     return 'mlxd: starting'
   end
   local parts = { 'mlxd: ' .. st.state }
+  if vim.b.mlxd_ghost and not require('mlxd.toggle').enabled(0) then
+    parts[#parts + 1] = 'ghost off'
+  end
   local last = M.state.last
   if last and last.backend then
     local used = last.backend
@@ -301,218 +336,31 @@ function M.record_result(result)
   end
 end
 
--- Ghost text -----------------------------------------------------------------------------------
-
-local function native_available()
-  return vim.lsp.inline_completion ~= nil and vim.lsp.inline_completion.enable ~= nil
-end
-
---- "native" or "fallback": the implementation setup() picks for this Neovim and these options.
-function M.ghost_impl()
-  local want = ((M.config or M.defaults).ghost or {}).implementation or 'auto'
-  if want == 'fallback' then
-    return 'fallback'
-  end
-  if native_available() then
-    return 'native'
-  end
-  if want == 'native' then
-    vim.notify_once(
-      'mlxd: native inline completion needs Neovim 0.12; using fallback',
-      vim.log.levels.WARN
-    )
-  end
-  return 'fallback'
-end
-
-local NATIVE_NS = 'nvim.lsp.inline_completion'
-
-local function native_visible(bufnr)
-  local ns = vim.api.nvim_get_namespaces()[NATIVE_NS]
-  return ns ~= nil and #vim.api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, { limit = 1 }) > 0
-end
-
-local function buf_impl(bufnr)
-  return vim.b[bufnr].mlxd_ghost
-end
-
---- The ghost text shown in `bufnr` (first line, then virt_lines joined by "\n"), or nil.
-function M.ghost_text(bufnr)
-  bufnr = bufnr == nil and vim.api.nvim_get_current_buf() or bufnr
-  bufnr = bufnr == 0 and vim.api.nvim_get_current_buf() or bufnr
-  local name = buf_impl(bufnr) == 'native' and NATIVE_NS or 'mlxd.ghost'
-  local ns = vim.api.nvim_get_namespaces()[name]
-  if not ns then
-    return nil
-  end
-  local marks = vim.api.nvim_buf_get_extmarks(bufnr, ns, 0, -1, { details = true })
-  if #marks == 0 then
-    return nil
-  end
-  local d = marks[1][4]
-  local function chunks_text(chunks, skip_hint)
-    local s = {}
-    for _, c in ipairs(chunks or {}) do
-      if not (skip_hint and c[2] ~= (chunks[1] and chunks[1][2])) then
-        s[#s + 1] = c[1]
-      end
-    end
-    return table.concat(s)
-  end
-  local lines = { chunks_text(d.virt_text, true) }
-  for _, vl in ipairs(d.virt_lines or {}) do
-    lines[#lines + 1] = chunks_text(vl, true)
-  end
-  return table.concat(lines, '\n')
-end
-
---- Insert `text` replacing the byte range (0-based rows/cols, end exclusive) and put the cursor
---- after it. Shared by the fallback and by the native accept-line path.
-function M.apply_text(bufnr, srow, scol, erow, ecol, text)
-  local lines = vim.split(text, '\n', { plain = true })
-  vim.api.nvim_buf_set_text(bufnr, srow, scol, erow, ecol, lines)
-  local win = vim.fn.bufwinid(bufnr)
-  if win ~= -1 then
-    local row = srow + #lines - 1
-    local col = (#lines == 1 and scol or 0) + #lines[#lines]
-    vim.api.nvim_win_set_cursor(win, { row + 1, col })
-  end
-end
-
---- The next line of `rest` (the not-yet-typed part of a suggestion): up to the newline, or the
---- newline plus the following line when `rest` starts a new line.
-function M.first_line(rest)
-  local nl = rest:find('\n', 1, true)
-  if nl == 1 then
-    local nl2 = rest:find('\n', 2, true)
-    return nl2 and rest:sub(1, nl2 - 1) or rest
-  end
-  return nl and rest:sub(1, nl - 1) or rest
-end
-
--- Native accept-line: insert only the next line of the item, at the cursor.
-local function native_accept_line(item)
-  local bufnr = vim.api.nvim_get_current_buf()
-  local text = type(item.insert_text) == 'string' and item.insert_text or item.insert_text.value
-  local cur = vim.api.nvim_win_get_cursor(0)
-  local crow, ccol = cur[1] - 1, cur[2]
-  local r = item.range
-  if r and r.start and r.start.row == crow and r.start.col <= ccol then
-    local line = vim.api.nvim_buf_get_lines(bufnr, crow, crow + 1, true)[1]
-    local typed = line:sub(r.start.col + 1, ccol)
-    if text:sub(1, #typed) == typed then
-      text = text:sub(#typed + 1)
-    end
-  end
-  M.apply_text(bufnr, crow, ccol, crow, ccol, M.first_line(text))
-end
-
-local actions = {
-  native = {
-    accept = function()
-      return vim.lsp.inline_completion.get()
-    end,
-    accept_line = function()
-      return vim.lsp.inline_completion.get({ on_accept = native_accept_line })
-    end,
-    dismiss = function(bufnr)
-      if not native_visible(bufnr) then
-        return false
-      end
-      -- No public "dismiss" yet: re-enabling drops the current item; typing asks again.
-      vim.lsp.inline_completion.enable(false, { bufnr = bufnr })
-      vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
-      return true
-    end,
-    select = function(bufnr, count)
-      if not native_visible(bufnr) then
-        return false
-      end
-      vim.lsp.inline_completion.select({ bufnr = bufnr, count = count })
-      return true
-    end,
-  },
-}
-
-local function ghost_action(name, ...)
-  local bufnr = vim.api.nvim_get_current_buf()
-  local impl = buf_impl(bufnr)
-  if impl == 'native' then
-    if name == 'next' or name == 'prev' then
-      return actions.native.select(bufnr, name == 'next' and 1 or -1)
-    end
-    return actions.native[name](bufnr, ...)
-  elseif impl == 'fallback' then
-    return require('mlxd.ghost')[name](bufnr, ...)
-  end
-  return false
-end
-
---- Accept the whole suggestion; false when none is shown.
-function M.accept()
-  return ghost_action('accept')
-end
---- Accept the next line of the suggestion.
-function M.accept_line()
-  return ghost_action('accept_line')
-end
---- Hide the suggestion until the next keystroke.
-function M.dismiss()
-  return ghost_action('dismiss')
-end
---- Show the next / previous suggestion.
-function M.next()
-  return ghost_action('next')
-end
-function M.prev()
-  return ghost_action('prev')
-end
-
-local function set_keymaps(bufnr)
-  local keys = (M.config or M.defaults).keymaps or {}
-  local descs = {
-    accept = 'mlxd: accept suggestion',
-    accept_line = 'mlxd: accept one line of the suggestion',
-    dismiss = 'mlxd: dismiss suggestion',
-    next = 'mlxd: next suggestion',
-    prev = 'mlxd: previous suggestion',
-  }
-  for action, desc in pairs(descs) do
-    local lhs = keys[action]
-    if lhs then
-      vim.keymap.set('i', lhs, function()
-        if M[action]() then
-          return ''
-        end
-        return lhs -- nothing to act on: the key keeps its usual meaning
-      end, { buffer = bufnr, expr = true, desc = desc })
-    end
-  end
-end
-
-local function enable_ghost(bufnr, client)
-  local opts = M.config or M.defaults
-  if not (opts.ghost and opts.ghost.enabled) or buf_impl(bufnr) then
-    return
-  end
-  if not client.server_capabilities.inlineCompletionProvider then
-    return
-  end
-  local impl = M.ghost_impl()
-  vim.b[bufnr].mlxd_ghost = impl
-  if impl == 'native' then
-    vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
-  else
-    require('mlxd.ghost').attach(bufnr, client.id, opts.ghost.debounce_ms)
-  end
-  set_keymaps(bufnr)
+-- Ghost text: lua/mlxd/inline.lua; its public functions are part of this module's API.
+local inline = require('mlxd.inline')
+for _, name in ipairs({
+  'ghost_impl',
+  'ghost_text',
+  'apply_text',
+  'first_word',
+  'first_line',
+  'rest',
+  'accept',
+  'accept_word',
+  'accept_line',
+  'suggest',
+  'dismiss',
+  'next',
+  'prev',
+}) do
+  M[name] = inline[name]
 end
 
 local function on_attach(args)
   local client = vim.lsp.get_client_by_id(args.data.client_id)
   if client and client.name == M.name then
     M.state.exited = nil
-    enable_ghost(args.buf, client)
+    inline.enable(args.buf, client)
   end
 end
 
@@ -521,10 +369,23 @@ local function on_detach(args)
   if not (client and client.name == M.name) then
     return
   end
-  if buf_impl(args.buf) == 'fallback' then
+  if inline.buf_impl(args.buf) == 'fallback' then
     require('mlxd.ghost').detach(args.buf)
   end
   vim.b[args.buf].mlxd_ghost = nil
+end
+
+-- Ghost text must not look like code in any terminal: a grey and italic of its own, with cterm
+-- attributes too (Comment and 0.12's ComplHint have only a GUI colour in the default scheme).
+-- `default`: a colorscheme or the user's own :highlight wins.
+local function set_highlights()
+  vim.api.nvim_set_hl(0, 'MlxdGhost', {
+    fg = '#808080',
+    ctermfg = 244,
+    italic = true,
+    cterm = { italic = true },
+    default = true,
+  })
 end
 
 --- Configure and enable the daemon. Safe to call again with new options.
@@ -537,9 +398,11 @@ function M.setup(opts)
       M.config[key] = opts[key]
     end
   end
-  vim.api.nvim_set_hl(0, 'MlxdGhost', { link = 'Comment', default = true })
+  set_highlights()
+  launch.reset()
 
   local group = vim.api.nvim_create_augroup('mlxd', { clear = true })
+  vim.api.nvim_create_autocmd('ColorScheme', { group = group, callback = set_highlights })
   vim.api.nvim_create_autocmd('LspAttach', { group = group, callback = on_attach })
   vim.api.nvim_create_autocmd('LspDetach', { group = group, callback = on_detach })
   vim.api.nvim_create_autocmd('LspRequest', {
@@ -554,19 +417,20 @@ function M.setup(opts)
     -- Only buffers with a filetype: vim.lsp.enable() after startup replays FileType for every
     -- buffer, the empty [No Name] one included. on_dir(nil): no root, single-file mode.
     cfg.root_dir = function(bufnr, on_dir)
-      if vim.bo[bufnr].filetype ~= '' then
+      if vim.bo[bufnr].filetype ~= '' and launch.check(M.cmd()) then
         on_dir(nil)
       end
     end
     vim.lsp.config(M.name, cfg)
-    vim.lsp.enable(M.name)
+    -- vim.lsp.enable() would only write a missing executable to lsp.log, for every buffer.
+    vim.lsp.enable(M.name, launch.check(cfg.cmd))
   else
     -- 0.10: start on FileType ourselves; reuse the one client for every buffer.
     vim.api.nvim_create_autocmd('FileType', {
       group = group,
       pattern = opts and opts.filetypes or '*',
       callback = function(args)
-        if vim.bo[args.buf].buftype == '' then
+        if vim.bo[args.buf].buftype == '' and launch.check(M.cmd()) then
           vim.lsp.start(M.client_config(), { bufnr = args.buf })
         end
       end,
@@ -588,8 +452,7 @@ end
 ---@param cb? fun(result: table?, err: table|string?)
 function M.models(cb)
   M.with_client(function(client, err)
-    if not client then
-      vim.notify('mlxd: ' .. err, vim.log.levels.ERROR)
+    if not client then -- with_client said why
       return cb and cb(nil, err)
     end
     M.request(client, 'mlxd/models', vim.empty_dict(), function(rerr, result)
@@ -601,8 +464,9 @@ function M.models(cb)
         local chunks = { { 'mlxd models\n', 'Title' } }
         for _, m in ipairs(result.models or {}) do
           local tags = {}
-          for kind, name in vim.spairs(result.defaults or {}) do
-            if name == m.name then
+          -- `defaults` maps a request kind to the backend that serves it first.
+          for kind, backend in vim.spairs(result.defaults or {}) do
+            if backend == m.backend then
               tags[#tags + 1] = kind
             end
           end
@@ -637,8 +501,7 @@ function M.set_key(backend, persist, key, cb)
     return cb and cb(false, 'empty key')
   end
   M.with_client(function(client, err)
-    if not client then
-      vim.notify('mlxd: ' .. err, vim.log.levels.ERROR)
+    if not client then -- with_client said why
       return cb and cb(false, err)
     end
     -- The LSP log would record the key at debug level: keep it out for this one message.

@@ -1,0 +1,85 @@
+-- Starting the daemon must never fail silently: Neovim's LSP client only writes a missing
+-- executable or an early exit to lsp.log. Say it once, with the fix, and show it in status().
+local M = {}
+
+local said = {} -- message -> true: each problem is reported once per Neovim
+
+---@type string? the last problem, for status() and :checkhealth
+M.problem = nil
+
+local FIX = 'set `cmd` in require("mlxd").setup() to the full path of the mlxd executable '
+  .. "(e.g. cmd = '~/.venvs/mlxd/bin/mlxd'), or `pip install mlxd` into a Python on $PATH; "
+  .. ':checkhealth mlxd'
+
+--- Report `msg` once as an error notification (scheduled: callers may run in a fast event).
+function M.report(msg)
+  M.problem = msg
+  if said[msg] then
+    return
+  end
+  said[msg] = true
+  vim.schedule(function()
+    vim.notify(msg, vim.log.levels.ERROR)
+    pcall(vim.cmd.redrawstatus, { bang = true })
+  end)
+end
+
+--- Why `cmd` cannot start, or nil when its executable is found.
+---@param cmd string[]
+---@return string?
+function M.missing(cmd)
+  local exe = cmd[1]
+  if type(exe) ~= 'string' or exe == '' then
+    return 'mlxd: `cmd` is empty; ' .. FIX
+  end
+  if vim.fn.executable(exe) == 1 then
+    return nil
+  end
+  local where = exe:find('/', 1, true) and ('%s does not exist or is not executable'):format(exe)
+    or ('`%s` is not on $PATH (a venv that is not activated?)'):format(exe)
+  return ('mlxd: cannot start the daemon: %s. To fix: %s'):format(where, FIX)
+end
+
+--- Why `cmd` must not be started now, or nil: its executable is missing, or it already exited
+--- before `initialize` (restarting it for every buffer would repeat the failure).
+function M.blocker(cmd)
+  if M.failed then
+    return M.problem
+  end
+  return M.missing(cmd)
+end
+
+--- Check `cmd` before a start; report once and return false when it cannot run.
+function M.check(cmd)
+  local msg = M.blocker(cmd)
+  if msg then
+    M.report(msg)
+    return false
+  end
+  return true
+end
+
+--- The client's on_exit: an exit before `initialize` finished is a start failure (a wrong
+--- subcommand or option, a broken install); say so once.
+---@param code integer
+---@param initialized boolean
+---@param cmd string[]
+function M.on_exit(code, initialized, cmd)
+  if initialized or code == 0 then
+    return
+  end
+  M.failed = true
+  M.report(
+    ('mlxd: the daemon exited with code %d before it started (`%s`). Its error is in :LspLog. '):format(
+      code,
+      table.concat(cmd, ' ')
+    ) .. 'To fix: check `cmd` and `config_file` in require("mlxd").setup(); :checkhealth mlxd'
+  )
+end
+
+--- Forget what was reported (after setup() with new options).
+function M.reset()
+  M.problem, M.failed = nil, false
+end
+
+return M
