@@ -89,7 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             else:
                 await serve_stdio(ls, sys.stdin.buffer, out)
         finally:
-            for fut in list(ls.protocol._request_futures.values()):
+            for fut in list(ls.protocol.pending.values()):
                 fut.cancel()  # in-flight generations stop at their next token
             await asyncio.sleep(0)
             await ls.app.close()  # joins the MLX thread before the interpreter exits

@@ -18,7 +18,6 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import (
     JsonRPCNotification,
     JsonRPCRequestMessage,
-    LanguageServerProtocol,
     default_converter,
     lsp_method,
 )
@@ -35,6 +34,7 @@ from .app import (
     UnknownBackend,
     UnknownModel,
 )
+from .transport import AdaptedProtocol
 
 log = logging.getLogger(__name__)
 
@@ -54,29 +54,29 @@ def _converter() -> Any:
     return converter
 
 
-class MlxdProtocol(LanguageServerProtocol):
+class MlxdProtocol(AdaptedProtocol):
     @lsp_method(T.INITIALIZE)
     def lsp_initialize(self, params: T.InitializeParams):  # type: ignore[override]
         result = yield from super().lsp_initialize(params)
         result.capabilities.experimental = {"mlxd": {"version": P.VERSION, "methods": P.METHODS}}
         return result
 
-    def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+    def shape_error(self, error: Any) -> Any:
         """pygls puts a traceback (server paths, maybe secrets) into internal errors: the client
         gets a one-line message; the traceback stays in the log."""
-        if error is not None and error.code == P.INTERNAL_ERROR:
+        if error.code == P.INTERNAL_ERROR:
             first = (error.message or "").strip().splitlines()
             error = type(error)(
                 code=error.code, message=f"Internal error: {first[-1] if first else ''}"
             )
-        super()._send_response(msg_id, result, error)
+        return error
 
     @lsp_method(T.EXIT)
     def lsp_exit(self, *args: Any) -> None:  # type: ignore[override]
         """End the serve loop instead of raising SystemExit inside it (pygls would lose the
         exit code): 0 after `shutdown`, 1 without it, as LSP says."""
-        self._server.exit_code = 0 if self._shutdown else 1
-        if (stop := getattr(self._server, "stop_serving", None)) is not None:
+        self.lsp_server.exit_code = 0 if self.shutting_down else 1
+        if (stop := getattr(self.lsp_server, "stop_serving", None)) is not None:
             stop()
 
 
@@ -250,7 +250,7 @@ def register(ls: MlxdServer) -> None:
         memory, and the server's own bookkeeping, which a leak would make grow)."""
         _parse(params, P.EmptyParams)
         server = {
-            "pendingRequests": len(ls.protocol._request_futures),
+            "pendingRequests": len(ls.protocol.pending),
             "tasks": len(asyncio.all_tasks()),
             "pythonBlocks": sys.getallocatedblocks(),
         }

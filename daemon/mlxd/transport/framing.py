@@ -1,201 +1,28 @@
-"""LSP framing and dispatch, hardened: mlxd reads frames itself instead of pygls' reader.
+"""LSP framing, hardened: mlxd reads Content-Length frames itself instead of pygls' reader.
 
-pygls' own loop drops a request whose params do not structure (no response at all), answers
-malformed JSON with silence, and would allocate whatever Content-Length a client claims. Here
-every request gets exactly one response, malformed input gets the JSON-RPC error the spec names,
-and a body larger than MAX_BODY is skipped in small pieces, never held in memory.
+pygls would allocate whatever Content-Length a client claims; here a body larger than MAX_BODY
+is skipped in small pieces, never held in memory, and a header line longer than the buffer is
+dropped. Each body goes to the dispatcher (dispatch.py). Also: serving stdio or TCP until EOF,
+`exit` or the parent's death, and keeping stray prints off the protocol's stdout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
 import sys
 from typing import Any, BinaryIO
 
-import cattrs
-from lsprotocol import types as T
-from pygls.exceptions import JsonRpcInvalidParams
-from pygls.protocol import JsonRPCProtocol
-
-from . import protocol as P
+from .. import protocol as P
+from .dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024 * 1024
 MAX_HEADER_LINE = 8 * 1024
 _CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)\s*$", re.IGNORECASE)
-# A `\uD800`-`\uDFFF` escape in the raw body: the only way JSON can carry a lone surrogate.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_SNAKE = re.compile(r"_([a-z])")
-
-
-class Dispatcher:
-    """Turns raw frame bodies into pygls messages, answering what pygls would not."""
-
-    def __init__(self, rpc: JsonRPCProtocol) -> None:
-        self.rpc = rpc
-
-    def error(self, msg_id: Any, code: int, message: str) -> None:
-        self.rpc._send_data(
-            {"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}}
-        )
-
-    def _serves(self, method: str) -> bool:
-        fm = self.rpc.fm
-        return method in fm.builtin_features or method in fm.features
-
-    def handle(self, body: bytes) -> None:
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            self.error(None, P.PARSE_ERROR, f"Parse error: {exc}")
-            return
-        if not isinstance(data, dict):
-            self.error(None, P.INVALID_REQUEST, "Invalid Request: expected a JSON object")
-            return
-        if "params" in data and _SURROGATE_ESCAPE.search(body):
-            # JSON may escape a lone UTF-16 surrogate (an editor's JS string of a broken file
-            # does): no valid text, and the tokenizer rejects it. Same as a bad UTF-8 byte
-            # decoded with errors="replace": U+FFFD, one code unit, so positions still hold.
-            # Only in params: the id must come back as it was sent.
-            data["params"] = _replace_surrogates(data["params"])
-        msg_id = data.get("id")
-        has_id = "id" in data
-        if has_id and (isinstance(msg_id, bool) or not isinstance(msg_id, int | str)):
-            self.error(None, P.INVALID_REQUEST, "Invalid Request: id must be an integer or string")
-            return
-        if data.get("jsonrpc") != "2.0":
-            if has_id:
-                self.error(msg_id, P.INVALID_REQUEST, 'Invalid Request: jsonrpc must be "2.0"')
-            return
-        method = data.get("method")
-        if "method" in data and not isinstance(method, str):
-            if has_id:
-                self.error(msg_id, P.INVALID_REQUEST, "Invalid Request: method must be a string")
-            return
-        if method is None and not has_id:
-            log.warning("ignoring a message with neither method nor id")
-            return
-        if method not in (None, "initialize", "exit") and not _initialize_seen(self.rpc):
-            if has_id:
-                self.error(msg_id, P.SERVER_NOT_INITIALIZED, "Server not initialized")
-            return
-        if method is not None and has_id and self.rpc._shutdown and method != "exit":
-            self.error(msg_id, P.INVALID_REQUEST, "Invalid Request: the server is shutting down")
-            return
-        if method is not None and has_id:
-            # pygls would take a request carrying `error` for an error response and stay silent.
-            if "error" in data:
-                self.error(msg_id, P.INVALID_REQUEST, "Invalid Request: a request has no error")
-                return
-            # A notification method sent with an id would be run as a notification and never
-            # answered; as a request it does not exist (`exit` still ends the process).
-            if method != "exit" and _is_notification(method):
-                self.error(
-                    msg_id, P.METHOD_NOT_FOUND, f"Method not found: {method} is a notification"
-                )
-                return
-            # Unknown before its params are looked at: pygls would check an LSP method's params
-            # first (-32602 for a method that is not served at all).
-            if not self._serves(method):
-                self.error(msg_id, P.METHOD_NOT_FOUND, f"Method not found: {method}")
-                return
-            # Two requests in flight under one id could not be told apart, nor cancelled apart.
-            if msg_id in self.rpc._request_futures:
-                self.error(msg_id, P.INVALID_REQUEST, f"Invalid Request: id {msg_id!r} is in use")
-                return
-        if method in P.METHODS and not has_id:
-            log.warning("ignoring %s sent as a notification (no id, so no answer)", method)
-            return
-        if method == T.CANCEL_REQUEST and not _valid_cancel(data.get("params")):
-            log.warning("ignoring $/cancelRequest without a valid id")
-            return
-        try:
-            message = self.rpc.structure_message(data)
-        except JsonRpcInvalidParams as exc:
-            detail = _describe(exc.__cause__)
-            if method is not None and has_id:
-                self.error(msg_id, P.INVALID_PARAMS, f"Invalid params for {method}: {detail}")
-            else:
-                log.warning("ignoring %s with invalid params: %s", method or "response", detail)
-            return
-        except Exception as exc:  # a message pygls cannot shape at all
-            log.warning("cannot structure %s: %s", method or "message", exc)
-            if method is not None and has_id:
-                self.error(msg_id, P.INVALID_REQUEST, f"Invalid Request: {method}")
-            return
-        futures = self.rpc._request_futures
-        before = set(futures) if not has_id else None
-        try:
-            self.rpc.handle_message(message)
-        except Exception:
-            log.exception("failed to handle %s", method)
-            if method is not None and has_id:
-                self.error(msg_id, -32603, f"Internal error handling {method}")
-        if before is not None:
-            _forget_when_done(futures, set(futures) - before)
-
-
-def _forget_when_done(futures: dict[Any, Any], keys: set[Any]) -> None:
-    """pygls files the future of a notification run by a generator handler (didOpen,
-    didChange, ... are) under a fresh uuid and never takes it out again: one leaked future per
-    keystroke. Take out those a notification added, once they are done."""
-    for key in keys:
-        fut = futures.get(key)
-        if fut is None:
-            continue
-        if fut.done():
-            del futures[key]
-        else:
-            fut.add_done_callback(lambda _, key=key: futures.pop(key, None))
-
-
-def _initialize_seen(rpc: JsonRPCProtocol) -> bool:
-    return getattr(rpc._server, "initialize_seen", True)
-
-
-def _is_notification(method: str) -> bool:
-    types = T.METHOD_TO_TYPES.get(method)
-    return types is not None and types[0].__name__.endswith("Notification")
-
-
-def _valid_cancel(params: Any) -> bool:
-    if not isinstance(params, dict):
-        return False
-    msg_id = params.get("id")
-    return isinstance(msg_id, int | str) and not isinstance(msg_id, bool)
-
-
-def _replace_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_replace_surrogates(v) for v in value]
-    if isinstance(value, dict):
-        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
-    return value
-
-
-def _describe(exc: BaseException | None) -> str:
-    """cattrs' validation errors as 'position.line: expected int' lines, with the wire's
-    camelCase names (`context.triggerKind`, not lsprotocol's `context.trigger_kind`)."""
-    if isinstance(exc, cattrs.ClassValidationError | cattrs.IterableValidationError):
-        notes = cattrs.transform_error(exc, path="$")
-        return "; ".join(_camel_path(n) for n in notes)
-    return str(exc) if exc else "invalid params"
-
-
-def _camel_path(note: str) -> str:
-    text, sep, path = note.rpartition(" @ ")
-    if not sep:
-        return note
-    path = path.replace("$.params.", "").replace("$.params", "params")
-    return f"{text} @ {_SNAKE.sub(lambda m: m.group(1).upper(), path)}"
 
 
 async def read_frames(reader: asyncio.StreamReader, dispatcher: Dispatcher) -> None:
