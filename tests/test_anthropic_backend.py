@@ -8,8 +8,8 @@ import logging
 import keyring
 import pytest
 
-from mlxd.backends.anthropic import DEFAULT_MAX_TOKENS, AnthropicBackend
-from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.backends.anthropic import AnthropicBackend
+from mlxd.config import DEFAULT_MAX_TOKENS, BackendConfig, TimeoutsConfig
 from mlxd.errors import (
     AuthError,
     BackendError,

@@ -100,7 +100,6 @@ class App:
                 spec,
                 self.pool,
                 dequantize=loc.dequantize,
-                max_tokens=loc.max_tokens,
                 inline_cfg=cfg.inline,
             )
 

@@ -21,13 +21,17 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
     pass
 
 
+# The answer's budget when a chat / complete request gives no maxTokens, for every backend.
+DEFAULT_MAX_TOKENS = 512
+
+
 class LocalConfig(Base):
     # "smollm2-135m" (embedded), a path to an mlx-lm model directory, or an HF repo id.
     model: str = "smollm2-135m"
     # Load at start, in the background, with progress.
     preload: bool = True
-    # Default max tokens for chat / complete when the request does not say.
-    max_tokens: int = 512
+    # Deprecated alias of routing.max_tokens (read when that is not set), for one release.
+    max_tokens: int = DEFAULT_MAX_TOKENS
     # "auto" | "always" | "never": dequantize small quantized models to float (faster on CPU).
     dequantize: Literal["auto", "always", "never"] = "auto"
     # Bytes of KV cache kept for prompt reuse across requests.
@@ -70,6 +74,8 @@ class RoutingConfig(Base):
     exclude: list[str] = msgspec.field(
         default_factory=lambda: ["**/.env", "**/*.pem", "**/secrets/**"]
     )
+    # maxTokens of a chat / complete request that gives none, whichever backend serves it.
+    max_tokens: int = DEFAULT_MAX_TOKENS
     # Retries on 429/503 on the same backend, before the first token.
     max_retries: int = 2
     # Circuit breaker: consecutive failures that open it, and how long it stays open.
@@ -132,6 +138,9 @@ def decode(data: Any) -> Config:
         cfg = msgspec.convert(data, Config, strict=True)
     except msgspec.ValidationError as exc:
         raise ConfigError(with_choices(field_message(str(exc)), Config)) from None
+    routing = data.get("routing") if isinstance(data, dict) else None
+    if "max_tokens" not in (routing if isinstance(routing, dict) else {}):
+        cfg.routing.max_tokens = cfg.local.max_tokens  # the old key, or the same default
     _check_semantics(cfg)
     return cfg
 
@@ -208,6 +217,7 @@ def _check_semantics(cfg: Config) -> None:
         raise ConfigError("local.max_tokens: must be > 0")
     positive = {
         "inline.max_tokens": cfg.inline.max_tokens,
+        "routing.max_tokens": cfg.routing.max_tokens,
         "inline.max_ms": cfg.inline.max_ms,
         "inline.context_tokens": cfg.inline.context_tokens,
         "routing.breaker_failures": cfg.routing.breaker_failures,

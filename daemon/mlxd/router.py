@@ -120,6 +120,8 @@ class Router:
                 f"unknown backend {backend!r} (configured: {sorted(self.backends)})"
             )
         chain = [backend] if backend else self.chain(request.kind, model)
+        if request.max_tokens is None:  # one default for every backend: a fallback keeps it
+            request = replace(request, max_tokens=self.config.routing.max_tokens)
         run = _Run(on_delta)
         attempts: list[Attempt] = []
         plan = self._plan(chain, documents or [], forced=backend is not None)
@@ -132,8 +134,8 @@ class Router:
                 continue
             is_last = not any(later_skip is None for _, later_skip in plan[i + 1 :])
             # A continuation asks for what is left of max_tokens, not for all of it again.
-            left = None if request.max_tokens is None else request.max_tokens - run.cut_tokens
-            if left is not None and left <= 0:  # the cut answer is already that long
+            left = request.max_tokens - run.cut_tokens
+            if left <= 0:  # the cut answer is already that long
                 return self._outcome(run, Done("length", 0, 0, ""), run.cut_by, attempts)
             req = replace(
                 request, assistant_prefix=request.assistant_prefix + run.text, max_tokens=left

@@ -35,7 +35,8 @@ class Request:
     language: str = ""
     # Context for completion kinds: a comment block naming the file, maybe neighbour snippets.
     header: str = ""
-    max_tokens: int | None = None  # None: the backend's configured default
+    # None: the router fills routing.max_tokens, the same for every backend of the chain.
+    max_tokens: int | None = None
     temperature: float = 0.0
     stop: list[str] = field(default_factory=list)
     # A ready prompt for completion kinds (e.g. a FIM template the inline engine built for a

@@ -140,3 +140,13 @@ def test_each_bad_value_is_refused_with_a_message_naming_its_key(
 def test_an_mlx_backend_needs_a_model_but_no_url() -> None:
     cfg = decode({"backends": {"small": {"protocol": "mlx", "model": "smollm2-135m"}}})
     assert cfg.backends["small"].base_url == ""
+
+
+def test_routing_max_tokens_reads_the_old_local_key_when_it_is_not_set() -> None:
+    """`local.max_tokens` is the deprecated alias of `routing.max_tokens` (issue #13)."""
+    assert decode({}).routing.max_tokens == 512
+    assert decode({"local": {"max_tokens": 5}}).routing.max_tokens == 5
+    both = {"local": {"max_tokens": 5}, "routing": {"max_tokens": 9}}
+    assert decode(both).routing.max_tokens == 9
+    with pytest.raises(ConfigError, match=r"^routing\.max_tokens: must be > 0$"):
+        decode({"routing": {"max_tokens": 0}})

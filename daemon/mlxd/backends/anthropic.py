@@ -20,14 +20,13 @@ from typing import Any
 
 from mlxd.backends.http import HTTPClient, error_from_json
 from mlxd.backends.openai import chat_messages
-from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.config import DEFAULT_MAX_TOKENS, BackendConfig, TimeoutsConfig
 from mlxd.errors import NotConfigured, ProtocolError, ServerError, StreamCut
 from mlxd.secrets import KeyStore, key_sources
 from mlxd.types import Delta, Done, Event, Request
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_TOKENS = 1024  # Anthropic requires max_tokens; used when the request leaves it open
 FIRST_USER = "Continue."  # a user turn to open a conversation that starts otherwise
 # `error` event types that mean "the provider is struggling", not "the stream is garbage".
 _SERVER_SIDE = {"overloaded_error": 529, "api_error": 500}
@@ -84,9 +83,9 @@ class AnthropicBackend:
                     turns.append({"role": "assistant", "content": prefill})
         body: dict[str, Any] = {
             "model": self.cfg.model,
-            "max_tokens": request.max_tokens
-            if request.max_tokens is not None
-            else DEFAULT_MAX_TOKENS,
+            # Anthropic requires it; the router fills it (routing.max_tokens) when a request
+            # leaves it open, so that every backend gets the same budget.
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
             "messages": turns,
             "stream": True,
             "temperature": request.temperature,  # 0 stays 0

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-from ..config import InlineConfig
+from ..config import DEFAULT_MAX_TOKENS, InlineConfig
 from ..models import Job, ModelPool
 from ..types import Done, Event, Request
 
@@ -29,14 +29,12 @@ class LocalBackend:
         pool: ModelPool,
         *,
         dequantize: str = "auto",
-        max_tokens: int = 512,
         inline_cfg: InlineConfig | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         self.pool = pool
         self.dequantize = dequantize
-        self.max_tokens = max_tokens
         self.inline_cfg = inline_cfg or InlineConfig()
 
     @property
@@ -53,7 +51,7 @@ class LocalBackend:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         job = Job(
             tokens=_prompt_tokens(lm.tokenizer, request, self.inline_cfg),
-            max_tokens=request.max_tokens or self.max_tokens,
+            max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,  # the router fills it
             temperature=request.temperature,
             stop=request.stop,
             stop_tokens=_end_tokens(lm.tokenizer) if request.kind != "chat" else frozenset(),
