@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import protocol as P
+from . import taint, trust
 from .backends.local import LocalBackend
 from .config import Config, decode, load_file, merge
 from .errors import AllFailed, ConfigError, UnknownBackend, UnknownModel
@@ -33,6 +34,7 @@ class Hooks:
     load_progress: Callable[[str, float, str], None] = lambda kind, f, m: None  # begin|report|end
     call_soon: Callable[[Callable[[], None]], None] = lambda f: f()  # onto the event loop
     show_error: Callable[[str], None] = lambda message: None  # a message the user must see
+    open_documents: Callable[[], list[tuple[str, str]]] = lambda: []  # (uri, text) pairs
 
 
 @dataclass
@@ -51,6 +53,8 @@ class App:
         self.keys = KeyStore()
         self.model_states: dict[str, tuple[str, str]] = {}  # spec -> (event, message)
         self._load_errors_shown: dict[str, str] = {}  # spec -> the load error last shown
+        self.conversations = taint.Conversations()
+        self.closed_reason: str | None = None  # why the cloud is forced off (trust.fail_closed)
         self._last_status: P.Status | None = None
         self.pool = ModelPool(on_progress=self._on_load_progress, on_event=self._on_model_event)
         self.backends: dict[str, Backend] = {}
@@ -68,21 +72,28 @@ class App:
         """Apply the file + `overlay` (default: the initializationOptions).
 
         The file is checked on its own first: a bad file is reported (returned) and skipped, so
-        the editor's valid options still apply over the defaults. Raises ConfigError, keeping
-        the last good config, when the combination itself is invalid.
+        the editor's valid options still apply over the defaults. The overlay's workspace layer
+        may only tighten (trust.py); what it may not change is dropped and reported. Raises
+        ConfigError, keeping the last good config, when the trusted combination is invalid.
         """
         problems: list[str] = []
         raw: dict[str, Any] = {}
+        file_error = None
         if self.sources.path:
             try:
                 raw = load_file(self.sources.path)
                 decode(raw)
             except ConfigError as exc:
-                problems.append(f"{self.sources.path}: {exc}")
+                file_error = f"{self.sources.path}: {exc}"
+                problems.append(f"invalid config file, ignored: {file_error}")
                 raw = {}
         extra = self.sources.init_options if overlay is None else overlay
-        self.apply(decode(merge(raw, extra)))
-        return problems
+        user, layer = trust.split(extra)
+        merged = merge(raw, user)
+        cfg, notes = trust.apply_workspace(merged, decode(merged), layer)
+        cfg, self.closed_reason = trust.fail_closed(cfg, file_error)
+        self.apply(cfg)
+        return problems + notes
 
     def apply(self, cfg: Config) -> None:
         from .backends.anthropic import AnthropicBackend
@@ -160,9 +171,16 @@ class App:
         """The params every generation request shares: model/backend choice and privacy."""
         alias, backend = self._resolve(p.model, p.backend)
         docs = [p.text_document.uri] if p.text_document else []
-        return await self.router.run(
+        # A conversation that carried an excluded document, or quotes one, stays local.
+        docs, tainted = self.conversations.route(
+            req, docs, self.hooks.open_documents(), self.router.excluded
+        )
+        outcome = await self.router.run(
             req, model=alias, backend=backend, documents=docs, on_delta=on_delta
         )
+        if tainted:
+            self.conversations.remember([outcome.text], tainted)
+        return outcome
 
     def _resolve(self, model: str | None, backend: str | None) -> tuple[str | None, str | None]:
         """`model` is a routing alias (its chain) or a model that mlxd/models lists (that
@@ -282,6 +300,7 @@ class App:
             )
         else:
             state = "starting"
+        message = "; ".join(m for m in (self.closed_reason, message) if m)
         return P.Status(state=state, backends=backends, message=message or None)  # type: ignore[arg-type]
 
     def publish_status(self, force: bool = False) -> None:

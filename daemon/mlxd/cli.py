@@ -344,7 +344,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         needs = b.protocol == "anthropic" or "api.openai.com" in b.base_url
         detail = f"{b.protocol} {b.base_url} model={b.model or '-'} key: "
         detail += "present" if has else f"none ({key_sources(name, b)})"
-        line(has or not needs, f"backend {name}", detail)
+        line(has or not needs, f"backend {name}", keys.redact(detail))
     return failed
 
 

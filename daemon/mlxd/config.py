@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from .credentials import secret_values
 from .errors import ConfigError, field_message, with_choices
 
 
@@ -172,17 +173,23 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _check_literal_keys(path: Path, data: dict[str, Any]) -> None:
-    """A file holding a literal API key must be private to its owner (0600)."""
+    """A file holding a literal secret (an API key, a key header, URL user-info, a key-like
+    query parameter: credentials.secret_values) must be private to its owner (0600)."""
     backends = data.get("backends")
     if not isinstance(backends, dict):
         return
-    holders = [n for n, b in backends.items() if isinstance(b, dict) and b.get("api_key")]
+    holders = [
+        f"backends.{n}.{where_values[0][0]}"
+        for n, b in backends.items()
+        if isinstance(b, dict) and (where_values := secret_values(b))
+    ]
     if not holders:
         return
     mode = stat.S_IMODE(path.stat().st_mode)
     if os.name == "posix" and mode & 0o077:
+        what = "api_key" if holders[0].endswith(".api_key") else "secret"
         raise ConfigError(
-            f"{path} holds a literal api_key (backends.{holders[0]}.api_key) but is readable by "
+            f"{path} holds a literal {what} ({holders[0]}) but is readable by "
             f"others (mode {mode:04o}); run `chmod 600 {path}` or use api_key_env / the keyring"
         )
 

@@ -29,12 +29,13 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from urllib.parse import unquote, urlparse
 
+from . import uris
 from .config import Config
 from .errors import (
     AllFailed,
     BackendError,
+    NotConfigured,
     Timeout,
     UnknownBackend,
 )
@@ -44,6 +45,14 @@ from .types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
 log = logging.getLogger(__name__)
 
 Plan = tuple[str, str | None]  # (backend name, why it is skipped; None: try it)
+
+
+class _Skipped(NotConfigured):
+    """An attempt the privacy rules rule out right before it connects: reported exactly like a
+    skip decided in the plan ("skipped: ...")."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(slots=True)
@@ -65,6 +74,7 @@ class _Run:
     """Mutable state of one routed request."""
 
     on_delta: DeltaFn | None
+    documents: list[str] = field(default_factory=list)  # what the privacy rules look at
     start: float = field(default_factory=time.monotonic)
     text: str = ""
     deltas: int = 0
@@ -122,9 +132,9 @@ class Router:
         chain = [backend] if backend else self.chain(request.kind, model)
         if request.max_tokens is None:  # one default for every backend: a fallback keeps it
             request = replace(request, max_tokens=self.config.routing.max_tokens)
-        run = _Run(on_delta)
+        run = _Run(on_delta, list(documents or []))
         attempts: list[Attempt] = []
-        plan = self._plan(chain, documents or [], forced=backend is not None)
+        plan = self._plan(chain, run.documents, forced=backend is not None)
         for i, (name, skip) in enumerate(plan):
             if skip:
                 attempts.append(Attempt(name, skip))
@@ -210,13 +220,17 @@ class Router:
 
     def excluded(self, uri: str) -> bool:
         """Whether a document matches routing.exclude. A glob with no `/` (`*.pem`) also
-        matches the file name alone, as in .gitignore."""
-        path = _uri_path(uri)
-        name = path.rsplit("/", 1)[-1]
-        return any(
-            fnmatch.fnmatchcase(path, g) or ("/" not in g and fnmatch.fnmatchcase(name, g))
-            for g in self.config.routing.exclude
-        )
+        matches the file name alone, as in .gitignore. The file itself is matched, not the
+        address text: every spelling of uris.match_paths, case-insensitively."""
+        globs = [g.replace("\\", "/").lower() for g in self.config.routing.exclude]
+        for path in uris.match_paths(uri):
+            name = path.rsplit("/", 1)[-1]
+            if any(
+                fnmatch.fnmatchcase(path, g) or ("/" not in g and fnmatch.fnmatchcase(name, g))
+                for g in globs
+            ):
+                return True
+        return False
 
     def _end(self, run: _Run) -> float:
         """When the request's one time budget, shared by every attempt, runs out."""
@@ -253,7 +267,11 @@ class Router:
 
     async def _stream_one(self, name: str, req: Request, run: _Run, first_by: float) -> Done:
         """Stream one call to one backend until `first_by` for its first token and the end of
-        the request's budget for the rest."""
+        the request's budget for the rest. The privacy rules are checked again right before
+        it connects: the cloud switch, the excludes or the backend itself may have changed
+        since the plan (a reload mid-request); then this attempt is skipped, not failed."""
+        if skip := self._privacy(name, run.documents):
+            raise _Skipped(skip)
         self.upstream_requests += 1
         stream = self.backends[name].stream(req)
         start = time.monotonic()
@@ -371,8 +389,3 @@ def _loop_time(monotonic: float) -> float:
 def _backoff(attempt: int) -> float:
     """Exponential backoff with full jitter: 0.25 s, 0.5 s, 1 s ... scaled by U(0.5, 1)."""
     return 0.25 * (2**attempt) * random.uniform(0.5, 1.0)
-
-
-def _uri_path(uri: str) -> str:
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme in ("file", "") else uri

@@ -27,8 +27,10 @@ from typing import Any
 
 import keyring
 import keyring.errors
+import msgspec
 
 from mlxd.config import BackendConfig
+from mlxd.credentials import MIN_LEARNED, secret_values
 
 SERVICE = "mlxd"
 REDACTED = "[REDACTED]"
@@ -100,11 +102,13 @@ class KeyStore:
             return sorted(set(self._memory) | set(self._keyring_hits))
 
     def prime(self, backends: Mapping[str, BackendConfig]) -> None:
-        """Learn the cheap-to-read keys (literal, env) up front, so logs are redacted from the
-        first line on, even before a backend is used."""
+        """Learn the cheap-to-read keys (literal, env) and every other secret-bearing value
+        (credentials.secret_values: key headers, URL user-info, key-like query parameters) up
+        front, so logs are redacted from the first line on, even before a backend is used."""
         for cfg in backends.values():
-            if cfg.api_key.strip():
-                self._learn(cfg.api_key)
+            for _, value in secret_values(msgspec.structs.asdict(cfg)):
+                if len(value) >= MIN_LEARNED:
+                    self._learn(value)
             if cfg.api_key_env and os.environ.get(cfg.api_key_env, "").strip():
                 self._learn(os.environ[cfg.api_key_env])
 
@@ -143,14 +147,25 @@ class KeyStore:
         return key
 
     def redact(self, text: str) -> str:
-        """`text` with every key this store has seen replaced by [REDACTED]."""
-        pattern = self._pattern
-        if pattern is None or not text:
+        """`text` with every key this store has seen replaced by [REDACTED], and the user-info
+        of any URL in it (`https://user:pass@host` -> `https://[REDACTED]@host`)."""
+        if not text:
             return text
-        return pattern.sub(REDACTED, text)
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
+        return redact_userinfo(text)
 
     def has_keys(self) -> bool:
         return self._pattern is not None
+
+
+_USERINFO = re.compile(r"(?<=://)[^/\s@?#]+@")
+
+
+def redact_userinfo(text: str) -> str:
+    """Every URL's user-info (`user:pass@`) replaced by `[REDACTED]@`."""
+    return _USERINFO.sub(REDACTED + "@", text)
 
 
 def _kind(exc: BaseException) -> str:
@@ -172,8 +187,6 @@ class RedactingFilter(logging.Filter):
 
 
 def redact_record(record: logging.LogRecord, store: KeyStore) -> None:
-    if not store.has_keys():
-        return
     try:
         msg = record.getMessage()
     except Exception:  # a bad format string: keep what logging would show, redacted

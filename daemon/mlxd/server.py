@@ -22,7 +22,7 @@ from pygls.protocol import (
     lsp_method,
 )
 
-from . import __version__
+from . import __version__, uris
 from . import protocol as P
 from .app import (
     AllFailed,
@@ -92,10 +92,14 @@ class MlxdServer(LanguageServer):
         self.exit_code = 0
         self.initialize_seen = False  # requests before `initialize` get -32002
         self.initialized = False
-        self.app = App(
-            sources,
-            Hooks(self.send_status, self.load_progress, self.call_soon, show_error=self.show_error),
+        hooks = Hooks(
+            self.send_status,
+            self.load_progress,
+            self.call_soon,
+            show_error=self.show_error,
+            open_documents=self.open_documents,
         )
+        self.app = App(sources, hooks)
         self.stop_serving: Any = None  # set by transport's serve loop
         self._load_token: str | None = None
         self._load_pending: list[Any] | None = None
@@ -110,7 +114,11 @@ class MlxdServer(LanguageServer):
         except ConfigError as exc:
             where = "initializationOptions" if overlay is not None else "config"
             return False, [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
-        return True, [f"mlxd: invalid config file, ignored: {p}" for p in problems]
+        return True, [f"mlxd: {p}" for p in problems]
+
+    def open_documents(self) -> list[tuple[str, str]]:
+        """(uri, text) of every synced document (for the privacy rules on chat content)."""
+        return [(d.uri, d.source) for d in self.workspace.text_documents.values()]
 
     # --- client notifications that do not belong to one request ------------------------------
     def call_soon(self, fn: Any) -> None:
@@ -219,7 +227,7 @@ def register(ls: MlxdServer) -> None:
     @ls.feature(T.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
         """Stop the closed document's inline generation and forget its cached suggestions."""
-        ls.app.inline.forget(params.text_document.uri)
+        ls.app.inline.forget(uris.key(params.text_document.uri))
 
     @ls.feature(T.SHUTDOWN)
     def shutdown(ls: MlxdServer, params: Any) -> None:
@@ -275,23 +283,23 @@ def register(ls: MlxdServer) -> None:
         ls: MlxdServer, params: T.InlineCompletionParams
     ) -> T.InlineCompletionList:
         """Ghost text at the cursor of a synced document."""
-        if params.text_document.uri not in ls.workspace.text_documents:
+        uri = uris.key(params.text_document.uri)
+        docs = {uris.key(d.uri): d for d in ls.workspace.text_documents.values()}
+        if uri not in docs:
             raise JsonRpcInvalidParams(
                 message="Invalid params: textDocument.uri: not open (send textDocument/didOpen first)"
             )
-        doc = ls.workspace.get_text_document(params.text_document.uri)
+        doc = docs[uri]
         sel = params.context.selected_completion_info
         items = await ls.app.inline_complete(
             doc.source,
             params.position.line,
             params.position.character,
-            uri=doc.uri,
+            uri=uri,
             language=doc.language_id or "",
             encoding=_encoding(ls.workspace.position_encoding),
             selected=(sel.text, _range_tuple(sel.range)) if sel else None,
-            open_documents=[
-                (d.uri, d.language_id or "", d.source) for d in ls.workspace.text_documents.values()
-            ],
+            open_documents=[(k, d.language_id or "", d.source) for k, d in docs.items()],
         )
         return T.InlineCompletionList(
             items=[

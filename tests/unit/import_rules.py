@@ -31,17 +31,21 @@ LAYERS: dict[str, int] = {
     "mlxd": 0,  # the package root: __version__ only
     "mlxd.types": 0,  # Request, Message, Delta, Done, Event, Backend, Attempt, Outcome
     "mlxd.blas": 0,  # which BLAS mlx loaded; re-exec with OpenBLAS (no mlxd imports)
+    "mlxd.uris": 0,  # one normal form of a document URI; the paths an exclude glob sees
+    "mlxd.credentials": 0,  # which config values are secrets (headers, URL user-info, query)
     # 1-2: the error tree (names Attempt), then the wire contract (words errors as it does)
     "mlxd.errors": 1,  # the error tree the router acts on; msgspec error wording
     "mlxd.protocol": 2,  # the wire contract
     # 3-4: settings and the secrets they name
     "mlxd.config": 3,
     "mlxd.secrets": 4,  # key sources and redaction; reads BackendConfig
+    "mlxd.trust": 4,  # the workspace layer may only tighten the user's config
     # 5-10: the engine room
     "mlxd.models": 5,
-    "mlxd.prompts": 6,  # target: pure text (cursor context, trimming, FIM templates)
+    "mlxd.prompts": 6,  # pure text: cursor context, trimming, snippets, FIM templates
     "mlxd.backends": 7,
     "mlxd.router": 8,
+    "mlxd.taint": 8,  # conversations that carried an excluded document stay local
     "mlxd.inline": 9,
     "mlxd.app": 10,
     # 11-14: the wire side

@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mlxd.backends.http import HTTPClient, error_from_json
+from mlxd.backends.http import HTTPClient, error_from_json, excerpt
 from mlxd.backends.openai import chat_messages
 from mlxd.config import DEFAULT_MAX_TOKENS, BackendConfig, TimeoutsConfig
 from mlxd.errors import NotConfigured, ProtocolError, ServerError, StreamCut
@@ -160,14 +160,14 @@ class AnthropicBackend:
             obj = json.loads(data)
         except ValueError:
             raise ProtocolError(
-                self._keys.redact(f"{self.name}: invalid JSON in stream: {data[:200]!r}")
+                f"{self.name}: invalid JSON in stream: {excerpt(data, self._keys.redact, 200)!r}"
             ) from None
         if not isinstance(obj, dict):
             raise ProtocolError(f"{self.name}: stream event is not an object")
         return obj
 
     def _stream_error(self, data: dict[str, Any]) -> Exception:
-        msg = self._keys.redact(error_from_json(data) or "error event in stream")
+        msg = error_from_json(data, self._keys.redact) or "error event in stream"
         err = data.get("error")
         etype = err.get("type") if isinstance(err, dict) else None
         if etype in _SERVER_SIDE:

@@ -10,10 +10,12 @@ the response, and with it the connection, at once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 MAX_ERROR_BODY = 64 * 1024  # an error body is read up to this size
 MAX_STREAM_BYTES = 64 * 1024 * 1024  # a streamed answer beyond this is not a chat answer
 _SNIPPET = 300  # characters of a non-JSON error body kept in the message
+
+Redact = Callable[[str], str]  # text -> text with every known secret replaced
 
 
 class HTTPClient:
@@ -93,19 +97,25 @@ class HTTPClient:
         block by an exception or cancellation the connection is closed, not pooled.
         """
         session = self._get_session()
+        url, headers = _userinfo_as_header(url, headers)
         try:
-            resp = await session.post(url, data=json.dumps(body).encode(), headers=headers)
+            # Never follow a redirect: it would carry the key and the prompt to another host.
+            resp = await session.post(
+                url, data=json.dumps(body).encode(), headers=headers, allow_redirects=False
+            )
         except BaseException as exc:
             raise self._map_exc(exc, headers_received=False) from None
         try:
             if resp.status >= 400:
                 raise await self._status_error(resp, url)
+            if resp.status >= 300:
+                raise self._redirect_error(resp)
             ctype = resp.content_type
             if ctype in ("application/json", "text/html"):
                 # A 200 that is not a stream: a proxy's error page, or a server that ignored
                 # `stream: true`. Either way not something to parse as SSE.
                 raw = await self._read_limited(resp, MAX_ERROR_BODY)
-                msg = error_message(raw) or snippet(raw)
+                msg = error_message(raw, self.redact) or snippet(raw, self.redact)
                 raise ProtocolError(self.redact(f"expected an event stream, got {ctype}: {msg}"))
             yield resp
         except BaseException as exc:
@@ -154,14 +164,14 @@ class HTTPClient:
             where = "mid-stream" if headers_received else "before answering"
             return StreamCut(f"server closed the connection {where}")
         if isinstance(exc, aiohttp.ClientPayloadError):
-            return StreamCut(self.redact(f"response body cut short: {_first_line(exc)}"))
+            return StreamCut(f"response body cut short: {_first_line(exc, self.redact)}")
         if isinstance(exc, aiohttp.ClientResponseError):
             # Garbage where an HTTP response should be.
             return ProtocolError(self.redact(f"bad HTTP response: {exc.message}"))
         if isinstance(exc, aiohttp.InvalidURL):
             return ConnectError(self.redact(f"invalid URL: {exc}"))
         if isinstance(exc, aiohttp.ClientError | OSError):
-            return ConnectError(self.redact(f"{type(exc).__name__}: {_first_line(exc)}"))
+            return ConnectError(f"{type(exc).__name__}: {_first_line(exc, self.redact)}")
         return exc
 
     async def _read_limited(self, resp: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -178,13 +188,24 @@ class HTTPClient:
 
     async def _status_error(self, resp: aiohttp.ClientResponse, url: str) -> HTTPStatusError:
         raw = await self._read_limited(resp, MAX_ERROR_BODY)
-        message = error_message(raw)
+        message = error_message(raw, self.redact)
         if not message:
-            text = snippet(raw)
+            text = snippet(raw, self.redact)
             message = f"{resp.status} {resp.reason or ''} at {url}".strip()
             if text:
                 message += f": {text}"
         return status_error(resp.status, self.redact(message), retry_after(resp.headers))
+
+    def _redirect_error(self, resp: aiohttp.ClientResponse) -> HTTPStatusError:
+        # A redirect is the attempt's error, never retried: the configured URL is wrong or the
+        # server is not the one configured.
+        where = excerpt(resp.headers.get("location", "(no Location)"), self.redact, 200)
+        reason = f"{resp.status} {resp.reason or ''}".strip()
+        return HTTPStatusError(
+            f"{reason}: redirected to {where}; redirects are not followed "
+            "(set base_url to the final address)",
+            resp.status,
+        )
 
 
 def status_error(status: int, message: str, retry: float | None = None) -> HTTPStatusError:
@@ -226,8 +247,9 @@ def retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def error_message(raw: bytes) -> str:
-    """The provider's own message from an error body, or "" if it has none.
+def error_message(raw: bytes, redact: Redact) -> str:
+    """The provider's own message from an error body, redacted with `redact`, or "" if it has
+    none.
 
     OpenAI: {"error": {"message", "type", "code"}}; Anthropic: {"type": "error", "error":
     {"type", "message"}}; other compatible servers: {"error": "text"}, {"detail": ...},
@@ -237,35 +259,59 @@ def error_message(raw: bytes) -> str:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return ""
-    return error_from_json(data)
+    return error_from_json(data, redact)
 
 
-def error_from_json(data: Any) -> str:
+def error_from_json(data: Any, redact: Redact) -> str:
+    """The message of a provider's error object (see error_message), redacted, "" if none."""
     if not isinstance(data, dict):
         return ""
     err = data.get("error")
     if isinstance(err, dict):
-        msg = str(err.get("message") or "").strip()
-        tags = [str(err[k]) for k in ("type", "code") if err.get(k)]
+        msg = redact(str(err.get("message") or "").strip())
+        tags = [redact(str(err[k])) for k in ("type", "code") if err.get(k)]
         tags = list(dict.fromkeys(tags))  # Anthropic repeats nothing, OpenAI may
         if msg and tags:
             return f"{msg} ({', '.join(tags)})"
         return msg or ", ".join(tags)
     if isinstance(err, str) and err.strip():
-        return err.strip()
+        return redact(err.strip())
     for key in ("detail", "message"):
         val = data.get(key)
         if isinstance(val, str) and val.strip():
-            return val.strip()
+            return redact(val.strip())
         if val:
-            return json.dumps(val)[:_SNIPPET]
+            return excerpt(json.dumps(val), redact)
     return ""
 
 
-def snippet(raw: bytes) -> str:
+def excerpt(text: str, redact: Redact, limit: int = _SNIPPET) -> str:
+    """At most `limit` characters of `text` for a message, redacted *before* it is cut: a
+    secret cut in half is no longer recognised by `redact`."""
+    text = redact(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def snippet(raw: bytes, redact: Redact) -> str:
+    """A non-JSON error body as one line of at most _SNIPPET characters, redacted."""
     text = raw.decode("utf-8", errors="replace").strip()
-    text = " ".join(text.split())
-    return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "..."
+    return excerpt(" ".join(text.split()), redact)
+
+
+def _userinfo_as_header(url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """`https://user:pass@host/...` -> the URL without user-info, and Basic auth in the headers
+    unless they already authorize (aiohttp refuses both at once, and the user-info must not
+    travel on into messages and logs)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, headers
+    host = parts.netloc.rpartition("@")[2]
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    if any(k.lower() == "authorization" for k in headers):
+        return bare, headers
+    user, pw = (urllib.parse.unquote(p or "") for p in (parts.username, parts.password))
+    basic = base64.b64encode(f"{user}:{pw}".encode()).decode()
+    return bare, {**headers, "Authorization": f"Basic {basic}"}
 
 
 def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
@@ -273,6 +319,6 @@ def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
     return err.strerror or str(err) if isinstance(err, OSError) else str(err)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:_SNIPPET] if text else type(exc).__name__
+def _first_line(exc: BaseException, redact: Redact) -> str:
+    text = redact(str(exc)).strip().splitlines()
+    return excerpt(text[0], redact) if text else type(exc).__name__

@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mlxd.backends.http import HTTPClient, error_from_json, status_error
+from mlxd.backends.http import HTTPClient, error_from_json, excerpt, status_error
 from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.errors import NotConfigured, ProtocolError, StreamCut
 from mlxd.secrets import KeyStore, key_sources
@@ -123,13 +123,13 @@ class OpenAIBackend:
             chunk = json.loads(data)
         except ValueError:
             raise ProtocolError(
-                self._keys.redact(f"{self.name}: invalid JSON in stream: {data[:200]!r}")
+                f"{self.name}: invalid JSON in stream: {excerpt(data, self._keys.redact, 200)!r}"
             ) from None
         if not isinstance(chunk, dict):
             raise ProtocolError(f"{self.name}: stream chunk is not an object")
         if chunk.get("error"):
             # Some servers report a failure mid-stream as a chunk holding an error object.
-            msg = self._keys.redact(error_from_json(chunk) or "error in stream")
+            msg = error_from_json(chunk, self._keys.redact) or "error in stream"
             err = chunk["error"]
             status = err.get("code") if isinstance(err, dict) else None
             if isinstance(status, int) and status >= 400:

@@ -30,7 +30,7 @@ import {
   type ModelsResult,
   type SetApiKeyParams,
 } from './protocol';
-import { readSettings, resolveServerPath, type Settings, serverArgv, toInitializationOptions } from './settings';
+import { type Inspected, readSettings, resolveServerPath, type Settings, serverArgv, toInitializationOptions } from './settings';
 import type { StatusBar } from './statusBar';
 import { StderrRouter } from './stderr';
 import { chatToken } from './stream';
@@ -38,7 +38,7 @@ import type { Tracer } from './trace';
 
 export class Daemon implements vscode.Disposable {
   private client: LanguageClient | undefined;
-  private settings: Settings = readSettings(getter());
+  private settings: Settings = readSettings(getter(), inspector());
   private readonly session = Math.random().toString(36).slice(2, 10);
   private requests = 0;
   private readonly disposables: vscode.Disposable[] = [];
@@ -63,7 +63,7 @@ export class Daemon implements vscode.Disposable {
   }
 
   async start(): Promise<void> {
-    this.settings = readSettings(getter());
+    this.settings = readSettings(getter(), inspector());
     const folders = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
     const ctx = { workspaceFolders: folders, pathEnv: process.env.PATH ?? '', home: os.homedir(), isExecutable };
     const resolved = resolveServerPath(this.settings.serverPath, ctx, process.env);
@@ -174,7 +174,7 @@ export class Daemon implements vscode.Disposable {
   }
 
   mappedConfig(): Record<string, unknown> {
-    const { options, warnings } = toInitializationOptions(this.settings.config);
+    const { options, warnings } = toInitializationOptions(this.settings.config, this.settings.workspaceConfig);
     for (const w of warnings) this.log.warn(w);
     return options;
   }
@@ -252,7 +252,7 @@ export class Daemon implements vscode.Disposable {
   private onConfigChange(e: vscode.ConfigurationChangeEvent): void {
     if (!e.affectsConfiguration('mlxd')) return;
     const before = this.settings;
-    this.settings = readSettings(getter());
+    this.settings = readSettings(getter(), inspector());
     const spawnChanged =
       e.affectsConfiguration('mlxd.serverPath') || e.affectsConfiguration('mlxd.serverArgs') || e.affectsConfiguration('mlxd.serverEnv');
     if (spawnChanged) {
@@ -261,7 +261,8 @@ export class Daemon implements vscode.Disposable {
       return;
     }
     let sent = false;
-    if (e.affectsConfiguration('mlxd.config') && JSON.stringify(before.config) !== JSON.stringify(this.settings.config)) {
+    const layers = (x: typeof before) => JSON.stringify([x.config, x.workspaceConfig]);
+    if ((e.affectsConfiguration('mlxd.config') || e.affectsConfiguration('mlxd.workspaceConfig')) && layers(before) !== layers(this.settings)) {
       const client = this.client;
       if (client?.state === State.Running) {
         void client.sendNotification(DidChangeConfigurationNotification.type, { settings: this.mappedConfig() });
@@ -281,6 +282,11 @@ export class Daemon implements vscode.Disposable {
 function getter(): <T>(key: string, fallback: T) => T {
   const cfg = vscode.workspace.getConfiguration('mlxd');
   return <T>(key: string, fallback: T): T => cfg.get<T>(key, fallback);
+}
+
+function inspector(): (key: string) => Inspected | undefined {
+  const cfg = vscode.workspace.getConfiguration('mlxd');
+  return (key: string) => cfg.inspect(key);
 }
 
 function isExecutable(file: string): boolean {

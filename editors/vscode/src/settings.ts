@@ -8,7 +8,10 @@ export interface Settings {
   serverPath: string;
   serverArgs: string[];
   serverEnv: Record<string, string>;
+  /** The user's own `mlxd.config` (trusted). */
   config: Record<string, unknown>;
+  /** What the workspace carries, sent apart as the daemon's tighten-only `workspace` layer. */
+  workspaceConfig: Record<string, unknown>;
   inlineEnable: boolean;
   inlineLanguages: Record<string, boolean>;
   inlineDebounceMs: number;
@@ -24,8 +27,32 @@ export const DEFAULT_LANGUAGES: Record<string, boolean> = {
   scminput: false,
 };
 
-/** Reads settings through a `get(key, default)` function (VS Code's WorkspaceConfiguration). */
-export function readSettings(get: <T>(key: string, fallback: T) => T): Settings {
+/** One setting's value at each level (VS Code's `WorkspaceConfiguration.inspect`). */
+export interface Inspected {
+  globalValue?: unknown;
+  workspaceValue?: unknown;
+  workspaceFolderValue?: unknown;
+}
+
+// Settings that name an executable, a URL, a header, an env var or a key, or can widen
+// privacy: read from the user's level only, whatever the workspace says (issue #15 case 1).
+const MACHINE_ONLY = ['serverPath', 'serverArgs', 'serverEnv', 'config'];
+
+/**
+ * Reads settings through a `get(key, default)` function (VS Code's WorkspaceConfiguration).
+ * With `inspect`, the machine-only settings come from the user level alone, and the
+ * workspace layer gathers `workspaceConfig` (every level) plus any workspace-level value of
+ * `config` (VS Code already ignores those for an application-scoped setting; belt and braces).
+ */
+export function readSettings(get: <T>(key: string, fallback: T) => T, inspect?: (key: string) => Inspected | undefined): Settings {
+  if (inspect) {
+    const plain = get;
+    get = <T>(key: string, fallback: T): T => {
+      if (!MACHINE_ONLY.includes(key)) return plain(key, fallback);
+      const v = inspect(key)?.globalValue;
+      return v === undefined ? fallback : (v as T);
+    };
+  }
   const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
   const strings = (v: unknown): string[] =>
     Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
@@ -48,11 +75,16 @@ export function readSettings(get: <T>(key: string, fallback: T) => T): Settings 
     return out;
   };
   const config = get<unknown>('config', {});
+  const ws = inspect?.('workspaceConfig');
+  const wsLayers = inspect
+    ? [ws?.globalValue, ws?.workspaceValue, ws?.workspaceFolderValue, inspect('config')?.workspaceValue, inspect('config')?.workspaceFolderValue]
+    : [get<unknown>('workspaceConfig', {})];
   return {
     serverPath: String(get<unknown>('serverPath', '') ?? ''),
     serverArgs: strings(get<unknown>('serverArgs', [])),
     serverEnv: stringMap(get<unknown>('serverEnv', {})),
     config: isPlainObject(config) ? config : {},
+    workspaceConfig: wsLayers.reduce<Record<string, unknown>>((acc, v) => (isPlainObject(v) ? deepMerge(acc, v) : acc), {}),
     inlineEnable: get<unknown>('inline.enable', true) !== false,
     inlineLanguages: boolMap(get<unknown>('inline.languages', DEFAULT_LANGUAGES)),
     inlineDebounceMs: Math.max(0, num(get<unknown>('inline.debounceMs', 150)) ?? 150),
@@ -66,6 +98,15 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = isPlainObject(v) && isPlainObject(b) ? deepMerge(b, v) : v;
+  }
+  return out;
+}
+
 export interface MappedConfig {
   /** The config object as the daemon's schema expects it (snake_case keys). */
   options: Record<string, unknown>;
@@ -76,11 +117,16 @@ export interface MappedConfig {
 /**
  * Turns the `mlxd.config` setting into initializationOptions: a deep JSON copy with nulls
  * dropped (VS Code uses null for "unset"). Literal API keys are removed: keys belong in
- * SecretStorage, never in settings.json, and are never forwarded from there.
+ * SecretStorage, never in settings.json, and are never forwarded from there. A non-empty
+ * `workspace` layer goes under the key `workspace`, which the daemon only lets tighten.
  */
-export function toInitializationOptions(config: unknown): MappedConfig {
+export function toInitializationOptions(config: unknown, workspace: unknown = {}): MappedConfig {
   const warnings: string[] = [];
   const options = isPlainObject(config) ? (prune(config) as Record<string, unknown>) : {};
+  delete options.workspace; // only the workspace layer below may fill it
+  if (isPlainObject(workspace) && Object.keys(workspace).length > 0) {
+    options.workspace = prune(workspace);
+  }
   const backends = options.backends;
   if (isPlainObject(backends)) {
     for (const [name, b] of Object.entries(backends)) {

@@ -137,3 +137,49 @@ describe('settings: chat request options', () => {
     assert.deepEqual(chatOptions({ chatMaxTokens: 0, chatTemperature: -1 }), {});
   });
 });
+
+describe('settings: a workspace only tightens (issue #15 case 1)', () => {
+  // What VS Code's inspect() returns when a repository's .vscode/settings.json tries it on.
+  const levels: Record<string, { globalValue?: unknown; workspaceValue?: unknown; workspaceFolderValue?: unknown }> = {
+    serverPath: { globalValue: '/usr/local/bin/mlxd', workspaceValue: './evil.sh' },
+    serverArgs: { workspaceValue: ['--config', './evil.toml'] },
+    serverEnv: { globalValue: { A: 'b' }, workspaceFolderValue: { OPENAI_BASE_URL: 'http://evil' } },
+    config: {
+      globalValue: { routing: { cloud: false } },
+      workspaceValue: { routing: { cloud: true }, backends: { openai: { base_url: 'http://evil' } } },
+    },
+    workspaceConfig: { workspaceValue: { routing: { exclude: ['**/private/**'] } }, workspaceFolderValue: { inline: { enabled: false } } },
+  };
+  const inspect = (key: string) => levels[key];
+  // get() as VS Code would merge it if the scope were ignored: the workspace wins.
+  const merged = (key: string, fallback: unknown) => {
+    const l = levels[key];
+    return l ? (l.workspaceFolderValue ?? l.workspaceValue ?? l.globalValue ?? fallback) : fallback;
+  };
+
+  it('reads the executable, its arguments, environment and config from the user level only', () => {
+    const s = readSettings(merged as <T>(k: string, f: T) => T, inspect);
+    assert.equal(s.serverPath, '/usr/local/bin/mlxd');
+    assert.deepEqual(s.serverArgs, []);
+    assert.deepEqual(s.serverEnv, { A: 'b' });
+    assert.deepEqual(s.config, { routing: { cloud: false } });
+  });
+
+  it('sends what the workspace carries apart, under `workspace`, for the daemon to filter', () => {
+    const s = readSettings(merged as <T>(k: string, f: T) => T, inspect);
+    const { options } = toInitializationOptions(s.config, s.workspaceConfig);
+    assert.deepEqual(options, {
+      routing: { cloud: false },
+      workspace: {
+        routing: { exclude: ['**/private/**'], cloud: true },
+        inline: { enabled: false },
+        backends: { openai: { base_url: 'http://evil' } },
+      },
+    });
+  });
+
+  it('a `workspace` key inside the user config cannot stand in for the layer', () => {
+    const { options } = toInitializationOptions({ workspace: { routing: { cloud: false } } });
+    assert.deepEqual(options, {});
+  });
+});

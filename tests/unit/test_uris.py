@@ -1,0 +1,89 @@
+"""uris.py: the one normal form of a document URI (issue #14 item 1) and the paths an
+exclude is matched against (issue #15 case 3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlxd import uris
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("file:///home/ana/My%20Project/app.py", "file:///home/ana/My Project/app.py"),
+        ("file:///c%3A/work/app.py", "file:///C:/work/app.py"),
+        ("file:///C%3A/work/app.py", "file:///c:/work/app.py"),
+        ("file:///home/jos%C3%A9/a.py", "file:///home/jos\u00e9/a.py"),
+        ("untitled:Untitled%201", "untitled:Untitled 1"),
+    ],
+)
+def test_spellings_of_one_address_have_one_key(a, b):
+    assert uris.key(a) == uris.key(b)
+
+
+def test_different_documents_keep_different_keys():
+    assert uris.key("file:///p/a.py") != uris.key("file:///p/b.py")
+    cell = "vscode-notebook-cell:/p/nb.ipynb#W0sZmlsZQ%3D%3D"
+    assert uris.key(cell) != uris.key("vscode-notebook-cell:/p/nb.ipynb#W1sZmlsZQ%3D%3D")
+
+
+# --- issue #15 case 3: excludes match the file itself -------------------------------------
+def router(*exclude: str):
+    from mlxd.config import decode
+    from mlxd.router import Router
+
+    cfg = decode({"routing": {"exclude": list(exclude)}} if exclude else {})
+    return Router(cfg, {})
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "file:///p/.ENV",
+        "file:///p/Secrets/notes.txt",
+        "file:///p/SECRETS/deep/x.py",
+        "file:///p/KEY.PEM",
+        "file:///p/server.pem#W1",
+        "file:///p/a/..//secrets/x.py",
+        "file:///p//secrets//x.py",
+        "file:///p/%2Eenv",
+        "vscode-notebook-cell:/p/server.pem#W0sZmlsZQ%3D%3D",
+        "file:///C%3A/work/Secrets/k.txt",
+    ],
+)
+def test_default_excludes_match_every_spelling_of_the_file(uri):
+    assert router().excluded(uri), uri
+
+
+@pytest.mark.parametrize(
+    "glob, uri",
+    [
+        ("/home/ana/proj/private/**", "file:///home/ana/proj/src/../private/a.py"),
+        ("/home/ana/proj/private/**", "file:///home/ana//proj/private/a.py"),
+        ("c:/work/private/**", "file:///c%3A/work/private/a.py"),
+        ("C:/Work/Private/**", "file:///c%3A/work/private/a.py"),
+        ("c:\\work\\private\\**", "file:///C:/work/private/a.py"),
+        ("**/*.ipynb", "vscode-notebook-cell:/p/analysis.ipynb#W0sZmlsZQ%3D%3D"),
+        ("**/*.ipynb", "vscode-notebook-cell://authority/p/analysis.ipynb#W3"),
+    ],
+)
+def test_absolute_globs_match_normalised_paths(glob, uri):
+    assert router(glob).excluded(uri), (glob, uri)
+
+
+def test_a_symlink_into_an_excluded_directory_is_excluded(tmp_path):
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "vault.py").write_text("TOKEN = 1\n")
+    (tmp_path / "innocent").symlink_to(secrets)
+    (tmp_path / "alias.py").symlink_to(secrets / "vault.py")
+    assert router().excluded((tmp_path / "innocent" / "vault.py").as_uri())
+    assert router().excluded((tmp_path / "alias.py").as_uri())
+
+
+def test_ordinary_files_are_not_excluded():
+    r = router()
+    assert not r.excluded("file:///p/envelope.py")
+    assert not r.excluded("file:///p/secretsauce/x.py")
+    assert not r.excluded("untitled:Untitled-1")
