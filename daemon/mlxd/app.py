@@ -1,6 +1,6 @@
 """The daemon's services behind the LSP surface: config, backends, router, inline engine, keys.
 
-server.py parses and validates LSP messages and calls one method here per request; nothing in
+server/ parses and validates LSP messages and calls one method here per request; nothing in
 this module knows LSP framing, and nothing here knows HTTP or MLX beyond the backend interface.
 """
 

@@ -56,7 +56,14 @@ LAYERS: dict[str, int] = {
     "mlxd.__main__": 14,
 }
 
-PACKAGES = {"mlxd.models", "mlxd.prompts", "mlxd.backends", "mlxd.inline", "mlxd.transport"}
+PACKAGES = {
+    "mlxd.models",
+    "mlxd.prompts",
+    "mlxd.backends",
+    "mlxd.inline",
+    "mlxd.transport",
+    "mlxd.server",
+}
 SERVER_SEES = {"mlxd", "mlxd.app", "mlxd.protocol", "mlxd.transport"}
 WIRE_SIDE = {"mlxd.protocol", "mlxd.transport", "mlxd.server", "mlxd.cli", "mlxd.client"}
 EXTERNAL = {

@@ -23,7 +23,7 @@ mlxd.app -> mlxd.protocol: wire <-> domain translation moves to server; app spea
 mlxd.app -> mlxd.backends.local: its four isinstance(LocalBackend) cases go into the factory
 mlxd.app -> mlxd.backends.anthropic: the backend factory moves behind mlxd.backends (make_backend)
 mlxd.app -> mlxd.backends.openai: the backend factory moves behind mlxd.backends (make_backend)
-mlxd.server -> mlxd.uris: the session's documents (keyed by uris.key) move behind app
+mlxd.server.handlers -> mlxd.uris: the session's documents (keyed by uris.key) move behind app
 """
 
 
