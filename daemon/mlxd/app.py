@@ -15,13 +15,13 @@ from typing import Any
 
 from . import protocol as P
 from . import taint, trust
-from .backends.local import LocalBackend
+from .backends import Backend, make_backends, retired
 from .config import Config, decode, load_file, merge
 from .errors import AllFailed, ConfigError, UnknownBackend, UnknownModel
 from .models import ModelPool
 from .router import Router
 from .secrets import KeyStore
-from .types import Backend, DeltaFn, Message, Outcome, Request
+from .types import DeltaFn, Message, Outcome, Request
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ class App:
         self.apply(self.config)
 
     @property
-    def local(self) -> LocalBackend:
-        return self.backends["local"]  # type: ignore[return-value]
+    def local(self) -> Any:  # a LocalBackend (ensure_loaded)
+        return self.backends["local"]
 
     # --- config -----------------------------------------------------------------------------
     def load_config(self, overlay: dict[str, Any] | None = None) -> list[str]:
@@ -96,50 +96,19 @@ class App:
         return problems + notes
 
     def apply(self, cfg: Config) -> None:
-        from .backends.anthropic import AnthropicBackend
-        from .backends.openai import OpenAIBackend
-
         old, old_cfg = self.backends, self.config
         self.config = cfg
         self.keys.prime(cfg.backends)
         loc = cfg.local
         self.pool.configure(loc.memory_limit_gb, loc.idle_unload_s, loc.prompt_cache_mb)
-
-        def local(name: str, spec: str) -> LocalBackend:
-            return LocalBackend(
-                name,
-                spec,
-                self.pool,
-                dequantize=loc.dequantize,
-                inline_cfg=cfg.inline,
-            )
-
-        backends: dict[str, Backend] = {"local": local("local", loc.model)}
-        for name, b in cfg.backends.items():
-            prev = old.get(name)
-            unchanged = old_cfg.backends.get(name) == b and old_cfg.timeouts == cfg.timeouts
-            if b.protocol == "mlx":
-                backends[name] = local(name, b.model)
-            elif prev is not None and unchanged:
-                backends[name] = prev  # keep its HTTP session and the streams in flight
-            elif b.protocol == "anthropic":
-                backends[name] = AnthropicBackend(name, b, cfg.timeouts, self.keys)
-            else:
-                backends[name] = OpenAIBackend(name, b, cfg.timeouts, self.keys)
-        self.backends = backends
-        self.router.config = cfg
-        self.router.backends = backends
-        for name in backends:  # a changed backend starts with a closed circuit
-            if old.get(name) is not backends[name]:
-                self.router.reset(name)
+        self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool)
+        self.router.update(cfg, self.backends)
         self.inline.cfg = cfg.inline
-        specs = {b.spec for b in backends.values() if isinstance(b, LocalBackend)}
-        for b in old.values():
-            if isinstance(b, LocalBackend):
-                if b.spec not in specs:
-                    self.pool.forget(b.spec)
-            elif b not in backends.values():
-                _spawn(b.close())
+        to_close, forget = retired(old, self.backends)
+        for spec in forget:
+            self.pool.forget(spec)
+        for b in to_close:
+            _spawn(b.close())
         self.publish_status()
 
     # --- requests ---------------------------------------------------------------------------
@@ -223,11 +192,7 @@ class App:
     def models(self) -> P.ModelsResult:
         models = []
         for name, b in self.backends.items():
-            if isinstance(b, LocalBackend):
-                models.append(P.ModelInfo(name=b.spec, backend=name, loaded=b.loaded))
-            else:
-                bcfg = self.config.backends[name]
-                models.append(P.ModelInfo(name=bcfg.model or name, backend=name, loaded=False))
+            models.append(P.ModelInfo(name=b.spec, backend=name, loaded=b.loaded))
         defaults = {kind: self._first_usable(kind) for kind in ("chat", "complete", "inline")}
         return P.ModelsResult(models=models, defaults=defaults)
 
@@ -280,9 +245,7 @@ class App:
     def status(self) -> P.Status:
         backends = self.router.backend_states()
         for name, b in self.backends.items():
-            if not isinstance(b, LocalBackend):
-                continue
-            if self.model_states.get(b.spec, ("",))[0] in ("error", "cancelled"):
+            if b.is_local and self.model_states.get(b.spec, ("",))[0] in ("error", "cancelled"):
                 backends[name] = "error"
         default_event, message = self.model_states.get(self.local.spec, ("starting", ""))
         loading = [s for s, (e, _) in self.model_states.items() if e == "loading"]

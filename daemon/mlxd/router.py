@@ -98,6 +98,16 @@ class Router:
         self.breakers: dict[str, Breaker] = {}
         self.upstream_requests = 0  # attempts actually handed to a backend
 
+    def update(self, config: Config, backends: Mapping[str, Backend]) -> None:
+        """A reloaded config and its backends; a backend that changed starts with a closed
+        circuit."""
+        old = self.backends
+        self.config = config
+        self.backends = dict(backends)
+        for name, b in self.backends.items():
+            if old.get(name) is not b:
+                self.reset(name)
+
     # --- status -----------------------------------------------------------------------------
     def backend_states(self) -> dict[str, str]:
         now = time.monotonic()

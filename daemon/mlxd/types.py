@@ -70,6 +70,16 @@ class Backend(Protocol):
     name: str
     is_local: bool
 
+    @property
+    def spec(self) -> str:
+        """The model it serves: a local model's path / repo id / name, or a provider's model."""
+        ...
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (always False for a provider's)."""
+        ...
+
     def stream(self, request: Request) -> AsyncIterator[Event]:
         """Yield Deltas then exactly one Done; raise an `errors.BackendError` on failure."""
         ...

@@ -20,9 +20,6 @@ from tests.unit.import_rules import (
 # One line each: importer -> imported: why it will go (phase 2 of issue #13, docs/architecture.md).
 KNOWN_TEXT = """
 mlxd.app -> mlxd.protocol: wire <-> domain translation moves to server; app speaks mlxd.types only
-mlxd.app -> mlxd.backends.local: its four isinstance(LocalBackend) cases go into the factory
-mlxd.app -> mlxd.backends.anthropic: the backend factory moves behind mlxd.backends (make_backend)
-mlxd.app -> mlxd.backends.openai: the backend factory moves behind mlxd.backends (make_backend)
 mlxd.server.handlers -> mlxd.uris: the session's documents (keyed by uris.key) move behind app
 """
 

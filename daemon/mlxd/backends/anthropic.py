@@ -65,6 +65,15 @@ class AnthropicBackend:
         base = cfg.base_url.rstrip("/")
         self._url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
 
+    @property
+    def spec(self) -> str:
+        """The model asked for (the backend's name when the config names none)."""
+        return self.cfg.model or self.name
+
+    @property
+    def loaded(self) -> bool:
+        return False  # nothing to load here: the provider serves it
+
     async def close(self) -> None:
         await self._http.close()
 

@@ -69,6 +69,15 @@ class OpenAIBackend:
         self._http = HTTPClient(name, timeouts, redact=keys.redact)
         self._base = cfg.base_url.rstrip("/")
 
+    @property
+    def spec(self) -> str:
+        """The model asked for (the backend's name when the config names none)."""
+        return self.cfg.model or self.name
+
+    @property
+    def loaded(self) -> bool:
+        return False  # nothing to load here: the provider serves it
+
     async def close(self) -> None:
         await self._http.close()
 
