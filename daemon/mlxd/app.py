@@ -51,6 +51,7 @@ class App:
         self.hooks = hooks
         self.config = Config()
         self.keys = KeyStore()
+        self.keys.on_checked = lambda: hooks.call_soon(self.publish_status)
         self.model_states: dict[str, tuple[str, str]] = {}  # spec -> (event, message)
         self._load_errors_shown: dict[str, str] = {}  # spec -> the load error last shown
         self.conversations = taint.Conversations()
@@ -82,11 +83,16 @@ class App:
         if self.sources.path:
             try:
                 raw = load_file(self.sources.path)
-                decode(raw)
-            except ConfigError as exc:
-                file_error = f"{self.sources.path}: {exc}"
+            except ConfigError as exc:  # its message names the file
+                file_error = str(exc)
+            else:
+                try:
+                    decode(raw)
+                except ConfigError as exc:
+                    file_error = f"{self.sources.path}: {exc}"
+                    raw = {}
+            if file_error:
                 problems.append(f"invalid config file, ignored: {file_error}")
-                raw = {}
         extra = self.sources.init_options if overlay is None else overlay
         user, layer = trust.split(extra)
         merged = merge(raw, user)
@@ -112,7 +118,9 @@ class App:
         self.publish_status()
 
     # --- requests ---------------------------------------------------------------------------
-    async def chat(self, p: P.ChatParams, on_delta: DeltaFn | None) -> Outcome:
+    async def chat(
+        self, p: P.ChatParams, on_delta: DeltaFn | None, on_reasoning: DeltaFn | None = None
+    ) -> Outcome:
         req = Request(
             kind="chat",
             messages=[Message(m.role, m.content) for m in p.messages],
@@ -120,7 +128,7 @@ class App:
             temperature=p.temperature if p.temperature is not None else 0.0,
             stop=list(p.stop),
         )
-        return await self._route(req, p, on_delta)
+        return await self._route(req, p, on_delta, on_reasoning)
 
     async def complete(self, p: P.CompleteParams, on_delta: DeltaFn | None) -> Outcome:
         req = Request(
@@ -135,7 +143,11 @@ class App:
         return await self._route(req, p, on_delta)
 
     async def _route(
-        self, req: Request, p: P.ChatParams | P.CompleteParams, on_delta: DeltaFn | None
+        self,
+        req: Request,
+        p: P.ChatParams | P.CompleteParams,
+        on_delta: DeltaFn | None,
+        on_reasoning: DeltaFn | None = None,
     ) -> Outcome:
         """The params every generation request shares: model/backend choice and privacy."""
         alias, backend = self._resolve(p.model, p.backend)
@@ -145,7 +157,12 @@ class App:
             req, docs, self.hooks.open_documents(), self.router.excluded
         )
         outcome = await self.router.run(
-            req, model=alias, backend=backend, documents=docs, on_delta=on_delta
+            req,
+            model=alias,
+            backend=backend,
+            documents=docs,
+            on_delta=on_delta,
+            on_reasoning=on_reasoning,
         )
         if tainted:
             self.conversations.remember([outcome.text], tainted)
@@ -231,6 +248,7 @@ class App:
         # The OS keyring can block (a locked keychain): keep it off the event loop.
         await asyncio.to_thread(self.keys.set, p.backend, p.api_key, p.persist)
         self.router.reset(p.backend)  # a backend that failed for want of a key gets a chance
+        self.publish_status()  # no longer `no_key`
 
     async def preload(self) -> None:
         """Load the default local model in the background when the config asks for it."""
@@ -244,6 +262,9 @@ class App:
     # --- status -----------------------------------------------------------------------------
     def status(self) -> P.Status:
         backends = self.router.backend_states()
+        for name in self.keys.without_key(self.config.backends):
+            if backends.get(name) == "ok":
+                backends[name] = "no_key"  # said before a request fails for want of it
         for name, b in self.backends.items():
             if b.is_local and self.model_states.get(b.spec, ("",))[0] in ("error", "cancelled"):
                 backends[name] = "error"
@@ -315,10 +336,19 @@ class App:
             return  # "end" comes with the ready/error event
         self.hooks.call_soon(lambda: self.hooks.load_progress(kind, fraction, message))
 
-    async def close(self) -> None:
-        for b in self.backends.values():
-            await b.close()
-        self.pool.close()
+    async def close(self, timeout: float | None = None) -> None:
+        """Close the backends, then wait for the MLX thread's current work; each step up to
+        `timeout` seconds (None: for ever)."""
+        closing = asyncio.gather(*(b.close() for b in self.backends.values()))
+        try:
+            await asyncio.wait_for(closing, timeout)
+        except TimeoutError:
+            log.warning("backends still closing after %.1f s; exiting anyway", timeout)
+        if not self.pool.close(timeout):
+            log.warning(
+                "the model is still busy after %.1f s (a load or a prefill); exiting anyway",
+                timeout,
+            )
 
 
 def _camel(name: str) -> str:

@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # --- serve --------------------------------------------------------------------------------------
+# Seconds the daemon waits at exit, per step (backends, then the MLX thread's current work).
+EXIT_GRACE_S = 0.3
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .blas import maybe_reexec_with_openblas
 
@@ -67,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     out = protect_stdout()
     # Tokens cross from the MLX thread to the event loop: hand the GIL over in 1 ms, not 5 ms.
     sys.setswitchinterval(0.001)
-    _setup_logging()
+    router = _setup_logging()
     from .app import ConfigSources
     from .secrets import install_redaction
     from .server import MlxdServer, register
@@ -76,23 +80,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ls = MlxdServer(ConfigSources(path=args.config or os.environ.get("MLXD_CONFIG") or None))
     register(ls)
     install_redaction(ls.app.keys)
-    logging.getLogger().addHandler(_ClientLogHandler(ls))
 
     async def run() -> None:
         ls.loop = loop = asyncio.get_running_loop()
         # SIGTERM: stop serving; in-flight requests are cancelled below, then we exit 0.
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signal.SIGTERM, lambda: ls.stop_serving and ls.stop_serving())
+        router.ls = ls  # records go to the client once it can take them (a writer is set)
         try:
             if args.tcp:
                 await serve_tcp(ls, "127.0.0.1", args.tcp)
             else:
                 await serve_stdio(ls, sys.stdin.buffer, out)
         finally:
+            router.ls = None  # the client has gone (or sent `exit`): stderr from here on
             for fut in list(ls.protocol.pending.values()):
                 fut.cancel()  # in-flight generations stop at their next token
             await asyncio.sleep(0)
-            await ls.app.close()  # joins the MLX thread before the interpreter exits
+            # The editor gives little time (vscode-languageclient: 2 s, then SIGKILL; Neovim
+            # leaves an orphan): whatever the MLX thread is doing, leave within about a
+            # second; os._exit below ends a model load or a prefill still running.
+            await ls.app.close(timeout=EXIT_GRACE_S)
 
     code = ls.exit_code
     try:
@@ -110,10 +118,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os._exit(code)
 
 
-def _setup_logging() -> None:
+def _setup_logging() -> _LogRouter:
     level = os.environ.get("MLXD_LOG_LEVEL", "INFO").upper()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = _LogRouter()
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
@@ -122,37 +129,56 @@ def _setup_logging() -> None:
     logging.getLogger("pygls").setLevel(logging.WARNING)
     # ... and a full traceback for every JSON-RPC error a handler answers on purpose.
     logging.getLogger("pygls.protocol.json_rpc").addFilter(_expected_errors)
+    return handler
 
 
 def _expected_errors(record: logging.LogRecord) -> bool:
-    """Drop pygls' traceback for errors that are answers (-32602, -32803, ...), not bugs."""
+    """Drop pygls' traceback for errors that are answers (-32602, -32803, ...), not bugs; and
+    its "Unable to deserialize message" for params that do not validate, which the transport
+    answers with -32602 (or logs, for a notification): it would reach the editor as an error."""
+    import cattrs
     from pygls.exceptions import JsonRpcException, JsonRpcInternalError
 
+    if record.getMessage().startswith("Unable to deserialize message") and isinstance(
+        sys.exc_info()[1], cattrs.ClassValidationError
+    ):
+        return False
     exc = record.exc_info[1] if record.exc_info else None
     return not (isinstance(exc, JsonRpcException) and not isinstance(exc, JsonRpcInternalError))
 
 
-class _ClientLogHandler(logging.Handler):
-    """Mirror mlxd's log records to the editor as window/logMessage."""
+class _LogRouter(logging.StreamHandler):  # type: ignore[type-arg]
+    """Each log record goes one way: as `window/logMessage` while a client is connected, else
+    to stderr ("time LEVEL logger: message"). Sent both ways, every record showed twice in the
+    editor's log. The client gets mlxd's own records as their message and other libraries'
+    as "logger: message", each with its traceback if any."""
 
-    LEVELS = {logging.ERROR: 1, logging.WARNING: 2, logging.INFO: 3, logging.DEBUG: 4}
+    TYPES = {logging.ERROR: 1, logging.WARNING: 2, logging.INFO: 3, logging.DEBUG: 5}
 
-    def __init__(self, ls: Any) -> None:
-        super().__init__(logging.INFO)
-        self.ls = ls
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.own_format = logging.Formatter("%(message)s")
+        self.other_format = logging.Formatter("%(name)s: %(message)s")
+        self.ls: Any = None  # the server while a client is connected
 
     def emit(self, record: logging.LogRecord) -> None:
-        loop = getattr(self.ls, "loop", None)
-        if loop is None or loop.is_closed() or not record.name.startswith("mlxd"):
+        ls = self.ls
+        loop = getattr(ls, "loop", None)
+        writer = getattr(getattr(ls, "protocol", None), "writer", None)
+        if loop is None or loop.is_closed() or writer is None or getattr(writer, "gone", False):
+            super().emit(record)
             return
         from lsprotocol import types as T
 
-        kind = self.LEVELS.get(record.levelno - record.levelno % 10, 4)
-        params = T.LogMessageParams(type=T.MessageType(kind), message=record.getMessage())
+        kind = self.TYPES.get(min(max(record.levelno - record.levelno % 10, 10), 40), 1)
+        own = record.name == "mlxd" or record.name.startswith("mlxd.")
+        text = (self.own_format if own else self.other_format).format(record)
+        params = T.LogMessageParams(type=T.MessageType(kind), message=text)
         try:
-            loop.call_soon_threadsafe(self.ls.window_log_message, params)
-        except RuntimeError:
-            pass  # loop closing
+            loop.call_soon_threadsafe(ls.window_log_message, params)
+        except RuntimeError:  # the loop is closing: the record still goes somewhere
+            super().emit(record)
 
 
 # --- human commands -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Unknown keys are errors (a typo should not silently do nothing).
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import tomllib
@@ -217,20 +218,42 @@ def _check_semantics(cfg: Config) -> None:
             raise ConfigError(f"backends.{name}.base_url: required")
         if not b.base_url.startswith(("http://", "https://")):
             raise ConfigError(f"backends.{name}.base_url: must start with http:// or https://")
-    for key in ("connect_s", "first_token_s", "inline_first_token_s", "idle_s", "total_s"):
-        if getattr(cfg.timeouts, key) <= 0:
-            raise ConfigError(f"timeouts.{key}: must be > 0")
-    if cfg.local.max_tokens <= 0:
-        raise ConfigError("local.max_tokens: must be > 0")
-    positive = {
-        "inline.max_tokens": cfg.inline.max_tokens,
-        "routing.max_tokens": cfg.routing.max_tokens,
-        "inline.max_ms": cfg.inline.max_ms,
-        "inline.context_tokens": cfg.inline.context_tokens,
-        "routing.breaker_failures": cfg.routing.breaker_failures,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key}: must be > 0")
-    if cfg.routing.max_retries < 0:
-        raise ConfigError("routing.max_retries: must be >= 0")
+    _check_ranges(cfg)
+
+
+DAY_S = 86_400.0
+# Every number of the schema and its range (lowest, highest, whether lowest itself is allowed);
+# docs/configuration.md lists the same. Numbers are finite: TOML's nan and inf are refused.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "local.max_tokens": (1, 1_000_000, True),
+    "routing.max_tokens": (1, 1_000_000, True),
+    "local.prompt_cache_mb": (0, 1 << 20, True),  # 0: no prompt cache
+    "local.memory_limit_gb": (0, 1 << 14, True),  # 0: a safe share of RAM
+    "local.idle_unload_s": (0, 30 * DAY_S, True),  # 0: never unload
+    "routing.max_retries": (0, 100, True),
+    "routing.breaker_failures": (1, 1_000_000, True),
+    "routing.breaker_cooldown_s": (0, DAY_S, True),
+    "timeouts.connect_s": (0, DAY_S, False),
+    "timeouts.first_token_s": (0, DAY_S, False),
+    "timeouts.inline_first_token_s": (0, DAY_S, False),
+    "timeouts.idle_s": (0, DAY_S, False),
+    "timeouts.total_s": (0, DAY_S, False),
+    "inline.max_tokens": (1, 1_000_000, True),
+    "inline.max_ms": (1, DAY_S * 1000, True),
+    "inline.context_tokens": (1, 1_000_000, True),
+}
+
+
+def _check_ranges(cfg: Config) -> None:
+    for key, (low, high, low_ok) in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value}")
+        if value < low or (value == low and not low_ok) or value > high:
+            lowest = f"{'>=' if low_ok else '>'} {_num(low)}"
+            raise ConfigError(f"{key}: must be {lowest} and <= {_num(high)}, got {_num(value)}")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"

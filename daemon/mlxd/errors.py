@@ -116,10 +116,36 @@ class ModelError(BackendError):
 
 
 class NotConfigured(BackendError):
-    """E.g. no API key for a backend that needs one."""
+    """E.g. no API key for a backend that needs one, or a backend a reload removed."""
 
     code = "unconfigured"
     counts_against_breaker = False
+
+
+class ContextOverflow(BackendError):
+    """The prompt does not fit the local model's context window, even trimmed."""
+
+    code = "context_length"
+
+
+class Unexpected(BackendError):
+    """Anything else a backend raised: a bug, a key holding a newline that the HTTP library
+    refuses, a session closed under it. Still one failed attempt; the chain goes on."""
+
+    code = "internal"
+
+
+def as_failure(exc: Exception) -> BackendError:
+    """The error tree's one decision on what a backend raised: a BackendError stays itself,
+    anything else (never a cancellation: that is a BaseException) becomes `Unexpected` with a
+    readable one-line reason."""
+    if isinstance(exc, BackendError):
+        return exc
+    lines = str(exc).strip().splitlines()
+    detail = f": {lines[0][:200]}" if lines else ""
+    err = Unexpected(f"{type(exc).__name__}{detail}")
+    err.__cause__ = exc
+    return err
 
 
 # --- above the backends: the router, the app, the config ----------------------------------

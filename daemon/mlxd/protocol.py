@@ -116,6 +116,7 @@ class GenerationResult(Result):
     usage: Usage
     attempts: list[Attempt]
     timings: Timings
+    reasoning: str = ""  # chat: the model's reasoning, apart from `text`; "" otherwise
 
 
 class ModelInfo(Result):
@@ -131,7 +132,7 @@ class ModelsResult(Result):
 
 class Status(Result, omit_defaults=True):
     state: Literal["starting", "loading", "ready", "degraded", "error"]
-    backends: dict[str, Literal["ok", "cooldown", "unconfigured", "error"]]
+    backends: dict[str, Literal["ok", "cooldown", "unconfigured", "error", "no_key"]]
     message: str | None = None
 
 

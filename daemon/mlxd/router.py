@@ -38,8 +38,9 @@ from .errors import (
     NotConfigured,
     Timeout,
     UnknownBackend,
+    as_failure,
 )
-from .models import finished_lines
+from .models import AnswerFilter, Piece, finished_lines
 from .types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,12 @@ class _Run:
     """Mutable state of one routed request."""
 
     on_delta: DeltaFn | None
+    answer: AnswerFilter
+    on_reasoning: DeltaFn | None = None
     documents: list[str] = field(default_factory=list)  # what the privacy rules look at
     start: float = field(default_factory=time.monotonic)
     text: str = ""
+    reasoning: str = ""
     deltas: int = 0
     first_token: float | None = None
     # Deltas streamed by attempts that then failed: about one token each (a provider's SSE
@@ -134,6 +138,7 @@ class Router:
         backend: str | None = None,
         documents: list[str] | None = None,
         on_delta: DeltaFn | None = None,
+        on_reasoning: DeltaFn | None = None,
     ) -> Outcome:
         if backend is not None and backend not in self.backends:
             raise UnknownBackend(
@@ -142,7 +147,8 @@ class Router:
         chain = [backend] if backend else self.chain(request.kind, model)
         if request.max_tokens is None:  # one default for every backend: a fallback keeps it
             request = replace(request, max_tokens=self.config.routing.max_tokens)
-        run = _Run(on_delta, list(documents or []))
+        answer = AnswerFilter(request.kind, request.stop, request.language)
+        run = _Run(on_delta, answer, on_reasoning, list(documents or []))
         attempts: list[Attempt] = []
         plan = self._plan(chain, run.documents, forced=backend is not None)
         for i, (name, skip) in enumerate(plan):
@@ -161,10 +167,14 @@ class Router:
                 request, assistant_prefix=request.assistant_prefix + run.text, max_tokens=left
             )
             self._claim_probe(name)
+            run.answer.new_attempt()
             streamed_before, deltas_before = len(run.text), run.deltas
             try:
                 done = await self._attempt(name, req, run, is_last)
-            except BackendError as exc:
+            except Exception as raised:  # every backend failure is an attempt; see as_failure
+                exc = as_failure(raised)
+                if exc is not raised:
+                    log.warning("backend %s raised", name, exc_info=raised)
                 if run.deltas > deltas_before:
                     run.cut_tokens += run.deltas - deltas_before
                     run.cut_by = name
@@ -172,7 +182,7 @@ class Router:
                 self._failed(name, exc)
                 log.info("backend %s failed: %s", name, exc)
                 continue
-            except BaseException:  # cancelled, or a bug in a backend: not its health
+            except BaseException:  # cancelled: not the backend's health
                 self._release_probe(name)
                 raise
             self._succeeded(name)
@@ -180,6 +190,7 @@ class Router:
         raise AllFailed(attempts)
 
     def _outcome(self, run: _Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
+        _emit(run, run.answer.flush(), name)
         return Outcome(
             text=run.text,
             backend=name,
@@ -190,6 +201,7 @@ class Router:
             attempts=attempts,
             first_token_ms=(run.first_token - run.start) * 1000 if run.first_token else None,
             total_ms=(time.monotonic() - run.start) * 1000,
+            reasoning=run.reasoning,
         )
 
     def _plan(self, chain: list[str], documents: list[str], forced: bool) -> list[Plan]:
@@ -280,15 +292,19 @@ class Router:
         the request's budget for the rest. The privacy rules are checked again right before
         it connects: the cloud switch, the excludes or the backend itself may have changed
         since the plan (a reload mid-request); then this attempt is skipped, not failed."""
+        backend = self.backends.get(name)
+        if backend is None:  # a config reload removed it while this request was under way
+            raise _Skipped("skipped: not configured (removed by a configuration reload)")
         if skip := self._privacy(name, run.documents):
             raise _Skipped(skip)
         self.upstream_requests += 1
-        stream = self.backends[name].stream(req)
+        stream = backend.stream(req)
         start = time.monotonic()
         end_by = self._end(run)
         # A soft cap (inline's max_ms): when it passes, what has streamed is the answer.
         soft_end = start + req.max_time_s if req.max_time_s else None
         got_token = False
+        deltas = 0  # this attempt's, for the usage of an answer the daemon ended itself
         try:
             while True:
                 now = time.monotonic()
@@ -320,13 +336,15 @@ class Router:
                         continue
                     got_token = True
                     run.deltas += 1
+                    deltas += 1
                     if run.first_token is None:
                         run.first_token = time.monotonic()
-                    run.text += event.text
-                    if run.on_delta:
-                        run.on_delta(event.text, name)
+                    piece = run.answer.feed(event.text, event.reasoning)
+                    _emit(run, piece, name)
+                    if run.answer.stopped:  # a stop sequence or a closing fence: close it
+                        return Done("stop", 0, deltas, name)
                     # Only a newline can finish a line: count them only when one arrives.
-                    if req.max_lines and "\n" in event.text:
+                    if req.max_lines and "\n" in piece.text:
                         if finished_lines(run.text) >= req.max_lines:
                             return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
                 elif isinstance(event, Done):
@@ -382,6 +400,18 @@ class Router:
         """Monotonic times at which an open circuit turns half-open (status changes then)."""
         now = time.monotonic()
         return [b.open_until for b in self.breakers.values() if b.open_until > now]
+
+
+def _emit(run: _Run, piece: Piece, name: str) -> None:
+    """Hand the filtered text on: answer text to `on_delta`, reasoning to `on_reasoning`."""
+    if piece.reasoning:
+        run.reasoning += piece.reasoning
+        if run.on_reasoning:
+            run.on_reasoning(piece.reasoning, name)
+    if piece.text:
+        run.text += piece.text
+        if run.on_delta:
+            run.on_delta(piece.text, name)
 
 
 def _describe(exc: BackendError, streamed: int) -> str:

@@ -31,6 +31,7 @@ import msgspec
 
 from mlxd.config import BackendConfig
 from mlxd.credentials import MIN_LEARNED, secret_values
+from mlxd.wording import PROTOCOL
 
 SERVICE = "mlxd"
 REDACTED = "[REDACTED]"
@@ -43,14 +44,24 @@ _MISS_TTL_S = 30.0
 log = logging.getLogger(__name__)
 
 
-def key_sources(name: str, cfg: BackendConfig) -> str:
-    """Where a key for `name` can come from, for a NotConfigured message (never the key)."""
+def key_sources(name: str, cfg: BackendConfig, from_editor: str | None = None) -> str:
+    """Where a key for `name` can come from, for a NotConfigured message (never the key).
+    `from_editor`: how the user's editor hands one over (see wording.py)."""
     ways = []
     if cfg.api_key_env:
         ways.append(f"set the environment variable {cfg.api_key_env}")
     ways.append(f"run `mlxd keys set {name}`")
-    ways.append("or hand one over from the editor (mlxd/setApiKey)")
+    ways.append(f"or {from_editor or PROTOCOL.set_key}")
     return ", ".join(ways)
+
+
+def key_required(cfg: BackendConfig) -> bool:
+    """Whether a backend refuses to run without a key (as the backends decide): Anthropic
+    always; an OpenAI-compatible one when it names where its key comes from (keyless local
+    servers exist)."""
+    return cfg.protocol == "anthropic" or (
+        cfg.protocol == "openai" and bool(cfg.api_key_env or cfg.api_key.strip())
+    )
 
 
 class KeyStore:
@@ -64,6 +75,11 @@ class KeyStore:
         self._seen: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._keyring_broken_logged = False
+        # How the connected editor hands over a key, for "no API key" messages.
+        self.from_editor: str | None = None
+        # Called (from a thread) when a background keyring lookup has finished.
+        self.on_checked: Callable[[], None] | None = None
+        self._checking: set[str] = set()
         if backends:
             self.prime(backends)
 
@@ -95,6 +111,43 @@ class KeyStore:
             with self._lock:
                 self._keyring_hits[name] = key
                 self._keyring_misses.pop(name, None)
+
+    def without_key(self, backends: Mapping[str, BackendConfig]) -> list[str]:
+        """The backends that need a key and have none, as far as is known without blocking.
+        One whose key could still be in the OS keyring is looked up there in a thread, and
+        `on_checked` is called when that is done (it counts as having a key until then)."""
+        out = []
+        for name, cfg in backends.items():
+            if not key_required(cfg):
+                continue
+            with self._lock:
+                held = bool(self._memory.get(name)) or name in self._keyring_hits
+                asked = name in self._keyring_misses
+            env = os.environ.get(cfg.api_key_env, "").strip() if cfg.api_key_env else ""
+            if held or cfg.api_key.strip() or env:
+                continue
+            if asked:
+                out.append(name)
+            else:
+                self._check_keyring(name, cfg)
+        return out
+
+    def _check_keyring(self, name: str, cfg: BackendConfig) -> None:
+        with self._lock:
+            if name in self._checking:
+                return
+            self._checking.add(name)
+
+        def run() -> None:
+            try:
+                self.get(name, cfg)
+            finally:
+                with self._lock:
+                    self._checking.discard(name)
+                if self.on_checked is not None:
+                    self.on_checked()
+
+        threading.Thread(target=run, name=f"mlxd-keyring-{name}", daemon=True).start()
 
     def names(self) -> list[str]:
         """Backends with a key held in memory or found so far in the keyring (no values)."""

@@ -53,6 +53,8 @@ class Request:
 @dataclass(frozen=True, slots=True)
 class Delta:
     text: str
+    # Reasoning a provider streams apart from the answer (`reasoning_content`, thinking).
+    reasoning: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +110,4 @@ class Outcome:
     attempts: list[Attempt]
     first_token_ms: float | None
     total_ms: float
+    reasoning: str = ""  # chat only: the model's reasoning, kept out of `text`

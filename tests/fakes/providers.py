@@ -120,12 +120,26 @@ class Reply:
     clean: bool = False
     interval_s: float = 0.0
     size: int = 2 * 1024 * 1024
+    # Streamed before the text as the provider's separate reasoning: `reasoning_content`
+    # deltas (OpenAI-compatible) or a thinking block (Anthropic).
+    reasoning: list[str] = field(default_factory=list)
+    # False: end without the end marker (`data: [DONE]` / `message_stop`), as
+    # text-generation-inference and some llama.cpp builds do after a finish reason.
+    end_marker: bool = True
 
     @classmethod
     def text(
-        cls, pieces: list[str] | None = None, finish: str = "stop", usage: tuple[int, int] = (12, 4)
+        cls,
+        pieces: list[str] | None = None,
+        finish: str = "stop",
+        usage: tuple[int, int] = (12, 4),
+        *,
+        reasoning: list[str] | None = None,
+        end_marker: bool = True,
     ) -> Reply:
-        return cls("text", list(pieces if pieces is not None else DEFAULT_PIECES), finish, usage)
+        r = cls("text", list(pieces if pieces is not None else DEFAULT_PIECES), finish, usage)
+        r.reasoning, r.end_marker = list(reasoning or []), end_marker
+        return r
 
     @classmethod
     def status(
@@ -367,12 +381,14 @@ class FakeProvider:
         for frame in fmt.opening():
             await w(frame)
         if r.kind in ("text", "trickle"):
+            for frame in fmt.reasoning(r.reasoning):
+                await w(frame)
             for piece in r.pieces:
                 if r.interval_s:
                     await asyncio.sleep(r.interval_s)
                     await w(b": keep-alive\n\n")
                 await w(fmt.piece(piece))
-            for frame in fmt.closing(r.finish, r.usage):
+            for frame in fmt.closing(r.finish, r.usage, r.end_marker):
                 await w(frame)
         elif r.kind in ("cut", "hang_after_headers", "malformed", "error_event"):
             for piece in r.pieces[: r.after]:
@@ -498,7 +514,35 @@ class _Format:
             return _sse(ev, "content_block_delta")
         return self._chunk(self._choice(text, None))
 
-    def closing(self, finish: str, usage: tuple[int, int]) -> list[bytes]:
+    def reasoning(self, pieces: list[str]) -> list[bytes]:
+        if not pieces:
+            return []
+        if self.proto == "anthropic":
+            # A thinking block before the text block (extended thinking's stream shape).
+            block = {"type": "thinking", "thinking": ""}
+            frames = [
+                _sse(
+                    {"type": "content_block_start", "index": 0, "content_block": block},
+                    "content_block_start",
+                )
+            ]
+            for p in pieces:
+                ev = {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": p},
+                }
+                frames.append(_sse(ev, "content_block_delta"))
+            frames.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+            return frames
+        out = []
+        for p in pieces:  # DeepSeek / vLLM: the reasoning in `reasoning_content`, content null
+            choice = self._choice(None, None)
+            choice["delta"] = {"content": None, "reasoning_content": p}
+            out.append(self._chunk(choice))
+        return out
+
+    def closing(self, finish: str, usage: tuple[int, int], end_marker: bool = True) -> list[bytes]:
         prompt, completion = usage
         if self.proto == "anthropic":
             stop = "max_tokens" if finish == "length" else "end_turn"
@@ -512,8 +556,7 @@ class _Format:
                     },
                     "message_delta",
                 ),
-                _sse({"type": "message_stop"}, "message_stop"),
-            ]
+            ] + ([_sse({"type": "message_stop"}, "message_stop")] if end_marker else [])
         frames = [self._chunk(self._choice(None, finish))]
         if self.include_usage:
             u = {
@@ -522,7 +565,8 @@ class _Format:
                 "total_tokens": prompt + completion,
             }
             frames.append(self._chunk(None, u))
-        frames.append(b"data: [DONE]\n\n")
+        if end_marker:
+            frames.append(b"data: [DONE]\n\n")
         return frames
 
     def malformed(self) -> bytes:

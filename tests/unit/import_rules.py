@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "mlxd.blas": 0,  # which BLAS mlx loaded; re-exec with OpenBLAS (no mlxd imports)
     "mlxd.uris": 0,  # one normal form of a document URI; the paths an exclude glob sees
     "mlxd.credentials": 0,  # which config values are secrets (headers, URL user-info, query)
+    "mlxd.wording": 0,  # the words each editor uses for a setting and a command
     # 1-2: the error tree (names Attempt), then the wire contract (words errors as it does)
     "mlxd.errors": 1,  # the error tree the router acts on; msgspec error wording
     "mlxd.protocol": 2,  # the wire contract
@@ -49,7 +50,7 @@ LAYERS: dict[str, int] = {
     "mlxd.inline": 9,
     "mlxd.app": 10,
     # 11-14: the wire side
-    "mlxd.transport": 11,  # framing, dispatch rules, the pygls adapter
+    "mlxd.transport": 11,  # framing, dispatch rules, the pygls adapters (protocol, documents)
     "mlxd.server": 12,
     "mlxd.client": 12,  # a daemon client over stdio (demo, chat, bench); imports no mlxd code
     "mlxd.cli": 13,

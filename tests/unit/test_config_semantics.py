@@ -122,11 +122,11 @@ def test_an_empty_config_is_valid_and_keeps_everything_local() -> None:
         ({"backends": {"w": {"base_url": "https://x"}}}, "backends.w.model: required (the model name to use)"),
         ({"backends": {"w": {"model": "m"}}}, "backends.w.base_url: required"),
         ({"backends": {"w": {**CLOUD, "base_url": "ftp://x"}}}, "backends.w.base_url: must start with http:// or https://"),
-        ({"timeouts": {"total_s": 0}}, "timeouts.total_s: must be > 0"),
-        ({"local": {"max_tokens": 0}}, "local.max_tokens: must be > 0"),
-        ({"inline": {"max_ms": -1}}, "inline.max_ms: must be > 0"),
-        ({"routing": {"breaker_failures": 0}}, "routing.breaker_failures: must be > 0"),
-        ({"routing": {"max_retries": -1}}, "routing.max_retries: must be >= 0"),
+        ({"timeouts": {"total_s": 0}}, "timeouts.total_s: must be > 0 and <= 86400, got 0"),
+        ({"local": {"max_tokens": 0}}, "local.max_tokens: must be >= 1 and <= 1000000, got 0"),
+        ({"inline": {"max_ms": -1}}, "inline.max_ms: must be >= 1 and <= 86400000, got -1"),
+        ({"routing": {"breaker_failures": 0}}, "routing.breaker_failures: must be >= 1 and <= 1000000, got 0"),
+        ({"routing": {"max_retries": -1}}, "routing.max_retries: must be >= 0 and <= 100, got -1"),
     ],
 )  # fmt: skip
 def test_each_bad_value_is_refused_with_a_message_naming_its_key(
@@ -148,5 +148,7 @@ def test_routing_max_tokens_reads_the_old_local_key_when_it_is_not_set() -> None
     assert decode({"local": {"max_tokens": 5}}).routing.max_tokens == 5
     both = {"local": {"max_tokens": 5}, "routing": {"max_tokens": 9}}
     assert decode(both).routing.max_tokens == 9
-    with pytest.raises(ConfigError, match=r"^routing\.max_tokens: must be > 0$"):
+    with pytest.raises(
+        ConfigError, match=r"^routing\.max_tokens: must be >= 1 and <= 1000000, got 0$"
+    ):
         decode({"routing": {"max_tokens": 0}})

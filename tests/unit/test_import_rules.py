@@ -21,6 +21,8 @@ from tests.unit.import_rules import (
 KNOWN_TEXT = """
 mlxd.app -> mlxd.protocol: wire <-> domain translation moves to server; app speaks mlxd.types only
 mlxd.server.handlers -> mlxd.uris: the session's documents (keyed by uris.key) move behind app
+mlxd.server.handlers -> mlxd.wording: the client's words are chosen in app from the session's clientInfo
+mlxd.server.lsp -> mlxd.wording: the client's words are chosen in app from the session's clientInfo
 """
 
 

@@ -1,5 +1,7 @@
-"""Every pygls private attribute mlxd uses is in transport/pygls_adapter.py (issue #13): a pygls
-upgrade that renames one breaks one class, not the server, the dispatcher and the CLI."""
+"""Every pygls private attribute mlxd uses is in the transport's two pygls adapters (issue #13):
+pygls_adapter.py (the protocol: AdaptedProtocol) and documents.py (LSP's line model for synced
+documents). A pygls upgrade that renames one breaks there, not in the server, the dispatcher or
+the CLI."""
 
 from __future__ import annotations
 
@@ -7,18 +9,21 @@ import ast
 
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.workspace import TextDocument, Workspace
 
 from tests.unit.import_rules import daemon_modules
 
-ADAPTER = "mlxd.transport.pygls_adapter"
+ADAPTERS = {"mlxd.transport.pygls_adapter", "mlxd.transport.documents"}
 
 
 def pygls_private_names() -> set[str]:
-    """Private (single-underscore) names of pygls' server and protocol: class attributes and
-    methods, and the instance attributes their constructors set."""
+    """Private (single-underscore) names of pygls' server, protocol, workspace and documents:
+    class attributes and methods, and the instance attributes their constructors set."""
     server = LanguageServer("probe", "0")
+    document = TextDocument("file:///probe.py", "x = 1\n")
     names: set[str] = set()
-    for obj in (server, server.protocol, LanguageServer, LanguageServerProtocol):
+    objects = (server, server.protocol, LanguageServer, LanguageServerProtocol, Workspace, document)
+    for obj in objects:
         names.update(dir(obj))
         names.update(getattr(obj, "__dict__", {}))
     return {n for n in names if n.startswith("_") and not n.startswith("__")}
@@ -43,10 +48,11 @@ def private_uses(source: str, names: set[str]) -> list[tuple[int, str]]:
 def test_pygls_private_attributes_are_used_only_in_the_adapter() -> None:
     names = pygls_private_names()
     assert {"_send_data", "_request_futures", "_shutdown", "_server", "_send_response"} <= names
+    assert {"_workspace", "_source", "_apply_incremental_change", "_create_text_document"} <= names
     outside = {
         module: uses
         for module, path in daemon_modules().items()
-        if module != ADAPTER and (uses := private_uses(path.read_text(), names))
+        if module not in ADAPTERS and (uses := private_uses(path.read_text(), names))
     }
     assert outside == {}
 

@@ -109,7 +109,7 @@ class AnthropicBackend:
         key = await asyncio.to_thread(self._keys.get, self.name, self.cfg)
         if not key:
             raise NotConfigured(
-                f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg)}"
+                f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg, self._keys.from_editor)}"
             )
         body, cut = self.body(request)
         headers = {
@@ -130,6 +130,11 @@ class AnthropicBackend:
                 kind = data.get("type") or ev.event
                 if kind == "content_block_delta":
                     delta = data.get("delta") or {}
+                    thought = (
+                        delta.get("thinking") if delta.get("type") == "thinking_delta" else None
+                    )
+                    if isinstance(thought, str) and thought:
+                        yield Delta(thought, reasoning=True)
                     text = delta.get("text") if delta.get("type") == "text_delta" else None
                     if isinstance(text, str) and text:
                         if cut:
@@ -152,17 +157,20 @@ class AnthropicBackend:
                     if "input_tokens" in usage and usage["input_tokens"]:
                         input_tokens = _int(usage["input_tokens"])
                 elif kind == "message_stop":
-                    yield Done(
-                        finish_reason="length" if stop_reason == "max_tokens" else "stop",
-                        prompt_tokens=input_tokens,
-                        completion_tokens=output_tokens,
-                        model=model,
-                    )
-                    return
+                    break
                 elif kind == "error":
                     raise self._stream_error(data)
                 # ping, content_block_start/stop and unknown events carry nothing we need.
-        raise StreamCut(f"{self.name}: stream ended without message_stop")
+            else:
+                # Without message_stop, a message_delta with a stop_reason still ended it.
+                if stop_reason is None:
+                    raise StreamCut(f"{self.name}: stream ended without message_stop")
+        yield Done(
+            finish_reason="length" if stop_reason == "max_tokens" else "stop",
+            prompt_tokens=input_tokens,
+            completion_tokens=output_tokens,
+            model=model,
+        )
 
     def _parse(self, data: str) -> dict[str, Any]:
         try:

@@ -8,6 +8,7 @@ single MLX thread, the memory budget and the eviction order.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -15,8 +16,11 @@ from dataclasses import replace
 from typing import Any
 
 from ..config import DEFAULT_MAX_TOKENS, InlineConfig
-from ..models import Job, ModelPool
-from ..types import Done, Event, Request
+from ..errors import ContextOverflow
+from ..models import OPEN_THINK, Job, ModelPool, ThinkSplitter
+from ..types import Delta, Done, Event, Message, Request
+
+log = logging.getLogger(__name__)
 
 
 class LocalBackend:
@@ -49,9 +53,15 @@ class LocalBackend:
         lm = entry.engine.lm
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS  # the router fills it
+        # Tokenizing a long prompt takes seconds: off the event loop (the tokenizer releases
+        # the GIL), so the daemon keeps answering meanwhile.
+        tokens, max_tokens = await asyncio.to_thread(
+            fit_prompt, lm, request, self.inline_cfg, max_tokens
+        )
         job = Job(
-            tokens=_prompt_tokens(lm.tokenizer, request, self.inline_cfg),
-            max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,  # the router fills it
+            tokens=tokens,
+            max_tokens=max_tokens,
             temperature=request.temperature,
             stop=request.stop,
             stop_tokens=_end_tokens(lm.tokenizer) if request.kind != "chat" else frozenset(),
@@ -59,11 +69,22 @@ class LocalBackend:
             deadline=time.monotonic() + request.max_time_s if request.max_time_s else None,
         )
         entry.engine.submit(job)
+        # A chat template that ends the prompt in <think> makes the model answer from inside a
+        # reasoning block: its text up to </think> is reasoning, as a provider would mark it.
+        think = ThinkSplitter(opened=True) if _opens_think(lm.tokenizer, tokens) else None
         try:
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
+                if think is not None:
+                    piece = think.feed(item.text) if isinstance(item, Delta) else think.flush()
+                    if piece.reasoning:
+                        yield Delta(piece.reasoning, reasoning=True)
+                    if piece.text:
+                        yield Delta(piece.text)
+                    if isinstance(item, Delta):
+                        continue
                 yield item
                 if isinstance(item, Done):
                     return
@@ -75,26 +96,93 @@ class LocalBackend:
         pass  # the pool (shared) is closed by its owner
 
 
-def _prompt_tokens(tok: Any, req: Request, inline_cfg: InlineConfig) -> list[int]:
+def _opens_think(tok: Any, tokens: list[int]) -> bool:
+    return tok.decode(tokens[-8:]).rstrip().endswith(OPEN_THINK)
+
+
+def context_window(model: Any) -> int | None:
+    """The model's context length in tokens, from its config (None: unknown, not guarded)."""
+    args = getattr(model, "args", None)
+    for key in _WINDOW_KEYS:
+        value = getattr(args, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+_WINDOW_KEYS = ("max_position_embeddings", "max_seq_len", "n_ctx", "context_length", "seq_length")
+
+
+def fit_prompt(
+    lm: Any, req: Request, inline_cfg: InlineConfig, max_tokens: int
+) -> tuple[list[int], int]:
+    """The prompt's tokens and the max_tokens left for the answer, within the model's context
+    window: a chat loses its oldest turns (system messages and the latest turn stay), a
+    completion's budget shrinks, and max_tokens is cut to what fits. Raises ContextOverflow,
+    naming the limit, when even the shortest prompt does not fit."""
+    tok, window = lm.tokenizer, context_window(lm.model)
     if req.kind == "chat":
-        msgs = [{"role": m.role, "content": m.content} for m in req.messages]
-        text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        tokens = _chat_tokens(tok, req, window, max_tokens)
+    else:
+        budget = inline_cfg.context_tokens
+        if window is not None:
+            budget = max(1, min(budget, window - min(max_tokens, window // 2)))
+        prompt = req.prompt if req.prompt is not None else _completion_prompt(tok, req, budget)
+        tokens = list(tok.encode(prompt + req.assistant_prefix, add_special_tokens=False))
+    if window is not None:
+        if len(tokens) >= window:
+            raise ContextOverflow(
+                f"the prompt is {len(tokens)} tokens, over the context window of "
+                f"{window} tokens of {lm.name}"
+            )
+        max_tokens = min(max_tokens, window - len(tokens))
+    return tokens, max_tokens
+
+
+def _chat_tokens(tok: Any, req: Request, window: int | None, max_tokens: int) -> list[int]:
+    def encode(msgs: list[Message]) -> list[int]:
+        wire = [{"role": m.role, "content": m.content} for m in msgs]
+        text = tok.apply_chat_template(wire, add_generation_prompt=True, tokenize=False)
         return list(tok.encode(text + req.assistant_prefix, add_special_tokens=False))
-    prompt = req.prompt if req.prompt is not None else _completion_prompt(tok, req, inline_cfg)
-    return list(tok.encode(prompt + req.assistant_prefix, add_special_tokens=False))
+
+    system = [m for m in req.messages if m.role == "system"]
+    turns = [m for m in req.messages if m.role != "system"]
+    tokens = encode(req.messages)
+    if window is None:
+        return tokens
+    room = window - min(max_tokens, window // 2)  # keep room for an answer
+    dropped = 0
+    while len(tokens) > room and len(turns) > 1:
+        turns.pop(0)
+        while len(turns) > 1 and turns[0].role != "user":
+            turns.pop(0)  # a conversation starts with a user turn
+        dropped += 1
+        tokens = encode(system + turns)
+    if dropped:
+        log.info(
+            "chat trimmed to the context window (%d tokens): %d turns dropped", window, dropped
+        )
+    return tokens
 
 
-def _completion_prompt(tok: Any, req: Request, inline_cfg: InlineConfig) -> str:
+# No token of a vocabulary is longer than this many characters (whitespace runs are the longest):
+# text farther than budget * this from the cursor can never enter the prompt.
+_MAX_TOKEN_CHARS = 64
+
+
+def _completion_prompt(tok: Any, req: Request, budget: int) -> str:
     """FIM when the model has FIM tokens, else a prefix continuation; trimmed to budget with
     the model's own tokenizer."""
     from ..prompts import context_at, prompt_for_local
 
-    ctx = context_at(req.prefix + req.suffix, len(req.prefix), language=req.language)
+    bound = budget * _MAX_TOKEN_CHARS  # a 1 MB line is never tokenized whole
+    prefix, suffix = req.prefix[-bound:], req.suffix[:bound]
+    ctx = context_at(prefix + suffix, len(prefix), language=req.language)
     return prompt_for_local(
         _fim_template(tok),
         lambda s: len(tok.encode(s, add_special_tokens=False)),
         replace(ctx, header=req.header),
-        inline_cfg.context_tokens,
+        budget,
     )
 
 

@@ -85,7 +85,7 @@ class OpenAIBackend:
         key = await asyncio.to_thread(self._keys.get, self.name, self.cfg)
         if key is None and (self.cfg.api_key_env or self.cfg.api_key):
             raise NotConfigured(
-                f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg)}"
+                f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg, self._keys.from_editor)}"
             )
         legacy = request.kind != "chat" and self.cfg.completions
         url = f"{self._base}/completions" if legacy else f"{self._base}/chat/completions"
@@ -105,13 +105,7 @@ class OpenAIBackend:
         async with self._http.post_stream(url, body, headers) as resp:
             async for ev in self._http.events(resp):
                 if ev.data.strip() == "[DONE]":
-                    yield Done(
-                        finish_reason="length" if finish == "length" else "stop",
-                        prompt_tokens=_int(usage.get("prompt_tokens")),
-                        completion_tokens=_int(usage.get("completion_tokens")),
-                        model=model,
-                    )
-                    return
+                    break
                 chunk = self._parse(ev.data)
                 model = chunk.get("model") or model
                 if isinstance(chunk.get("usage"), dict):
@@ -120,12 +114,24 @@ class OpenAIBackend:
                 for choice in choices:
                     if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                         continue
+                    if thought := _reasoning_text(choice):
+                        yield Delta(thought, reasoning=True)
                     text = _choice_text(choice, legacy)
                     if text:
                         yield Delta(text)
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
-        raise StreamCut(f"{self.name}: stream ended without [DONE]")
+            else:
+                # No [DONE] (text-generation-inference, some llama.cpp builds): a stream that
+                # carried a finish reason ended properly; only one without it was cut.
+                if finish is None:
+                    raise StreamCut(f"{self.name}: stream ended without [DONE] or a finish reason")
+        yield Done(
+            finish_reason="length" if finish == "length" else "stop",
+            prompt_tokens=_int(usage.get("prompt_tokens")),
+            completion_tokens=_int(usage.get("completion_tokens")),
+            model=model,
+        )
 
     def _parse(self, data: str) -> dict[str, Any]:
         try:
@@ -180,6 +186,18 @@ def _choice_text(choice: dict[str, Any], legacy: bool) -> str:
         delta = choice.get("delta")
         text = delta.get("content") if isinstance(delta, dict) else None
     return text if isinstance(text, str) else ""
+
+
+def _reasoning_text(choice: dict[str, Any]) -> str:
+    """Reasoning streamed apart from the answer: `reasoning_content` (DeepSeek, vLLM,
+    llama.cpp) or `reasoning` (OpenRouter, Ollama)."""
+    delta = choice.get("delta")
+    if not isinstance(delta, dict):
+        return ""
+    for key in ("reasoning_content", "reasoning"):
+        if isinstance(text := delta.get(key), str) and text:
+            return text
+    return ""
 
 
 def _int(value: Any) -> int:

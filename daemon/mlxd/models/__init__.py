@@ -7,6 +7,7 @@ of loaded models on one MLX thread, continuous batching and stop matching.
 Call `load_model` on the thread that will generate (MLX streams are thread-local).
 """
 
+from .answer import OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
 from .batching import BatchEngine, Job
 from .loader import (
     EMBEDDED,
@@ -22,6 +23,10 @@ from .stops import StopMatcher, finished_lines
 
 __all__ = [
     "EMBEDDED",
+    "OPEN_THINK",
+    "AnswerFilter",
+    "Piece",
+    "ThinkSplitter",
     "BatchEngine",
     "Dequantize",
     "Job",

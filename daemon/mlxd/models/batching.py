@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..types import Delta, Done
+from .detokenize import TextStream
 from .stops import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Job:
     deadline: float | None = None  # monotonic; finish with what there is after it
     cancelled: threading.Event = field(default_factory=threading.Event)
     uid: int | None = None
-    detokenizer: Any = None
+    detokenizer: TextStream | None = None
     matcher: StopMatcher | None = None
     generated: int = 0
 
@@ -159,7 +160,7 @@ class BatchEngine:
                 all_tokens=[job.tokens[:reused]],
                 samplers=[make_sampler(temp=job.temperature)],
             )
-            job.detokenizer = self.lm.tokenizer.detokenizer
+            job.detokenizer = TextStream(self.lm.tokenizer, job.tokens)
             job.matcher = StopMatcher(job.stop)
             self._jobs[job.uid] = job
 
@@ -200,12 +201,11 @@ class BatchEngine:
             if job is None:
                 continue
             job.generated += 1
-            ended = r.token in job.stop_tokens
-            if r.token not in eos and not ended:
-                job.detokenizer.add_token(r.token)
+            ended = r.token in job.stop_tokens  # a FIM end token: a real stop, like EOS
+            segment = job.detokenizer.add(r.token) if r.token not in eos and not ended else ""
             if r.finish_reason is not None or ended:
-                job.detokenizer.finalize()
-            self._send(job, job.detokenizer.last_segment)
+                segment += job.detokenizer.finish()
+            self._send(job, segment)
             if job.matcher.stopped or ended:
                 if r.finish_reason is None:
                     self._remove(r.uid, job, "stop")
@@ -223,6 +223,8 @@ class BatchEngine:
             job.emit(Delta(text))
 
     def _finish(self, job: Job, reason: str) -> None:
-        if tail := job.matcher.flush():
+        # Tokens held for a partial character (a cut mid-way) go out, less that character.
+        held = job.detokenizer.finish() if job.detokenizer is not None else ""
+        if tail := job.matcher.feed(held) + job.matcher.flush():
             job.emit(Delta(tail))
         job.emit(Done(reason, len(job.tokens), job.generated, self.lm.name))  # type: ignore[arg-type]

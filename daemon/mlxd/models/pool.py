@@ -271,15 +271,20 @@ class ModelPool:
         if entry is not None and not entry.busy:
             asyncio.ensure_future(self.unload(spec, reason="(no longer configured)"))
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> bool:
         """Stop the loads in flight, give downloads a moment to delete their partial files,
-        and wait until the MLX thread has finished this pool's work (cancelled requests leave
-        the batch at their next step)."""
+        and wait up to `timeout` seconds (None: for ever) until the MLX thread has finished
+        this pool's work (cancelled requests leave the batch at their next step; a model load
+        or a long prefill does not stop). Returns False when the work was still running."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         self.cancel_loading()
         self._downloads.join(DOWNLOAD_EXIT_WAIT_S)
-        self.executor.shutdown(wait=True)
+        try:
+            self.executor.submit(lambda: None).result(timeout)
+        except TimeoutError:
+            return False
+        return True
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:

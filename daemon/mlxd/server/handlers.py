@@ -19,6 +19,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from .. import protocol as P
 from .. import uris
 from ..app import AllFailed, Outcome, UnknownBackend, UnknownModel
+from ..wording import for_client
 from .lsp import MlxdServer
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,11 @@ def initialize(ls: MlxdServer, params: T.InitializeParams) -> None:
     """Apply initializationOptions over the file config; answered at once."""
     ls.loop = asyncio.get_running_loop()
     ls.initialize_seen = True
+    ls.wording = for_client(params.client_info.name if params.client_info else None)
+    ls.app.keys.from_editor = ls.wording.set_key
     opts = _settings(params.initialization_options)
     if opts is None:
-        ls.config_problems.append("mlxd: initializationOptions must be an object; ignored")
+        ls.config_problems.append(f"mlxd: {ls.wording.settings} must be an object; ignored")
     elif opts:
         applied, ls.config_problems = ls.reload(opts)
         if applied:
@@ -72,7 +75,11 @@ def progress_cancel(ls: MlxdServer, params: T.WorkDoneProgressCancelParams) -> N
 
 def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
     """Stop the closed document's inline generation and forget its cached suggestions."""
-    ls.app.inline.forget(uris.key(params.text_document.uri))
+    uri = uris.key(params.text_document.uri)
+    ls.app.inline.forget(uri)
+    ls.closed[uri] = None
+    if len(ls.closed) > 1024:
+        del ls.closed[next(iter(ls.closed))]
 
 
 def shutdown(ls: MlxdServer, params: Any) -> None:
@@ -83,7 +90,9 @@ def shutdown(ls: MlxdServer, params: Any) -> None:
 async def chat(ls: MlxdServer, params: Any) -> Any:
     """Chat, streamed as $/progress on the partialResultToken."""
     p = _parse(ls, params, P.ChatParams)
-    return await _generate(ls, ls.app.chat(p, _streamer(ls, p.partial_result_token)))
+    token = p.partial_result_token
+    work = ls.app.chat(p, _streamer(ls, token), _streamer(ls, token, "reasoning"))
+    return await _generate(ls, work)
 
 
 async def complete(ls: MlxdServer, params: Any) -> Any:
@@ -131,6 +140,8 @@ async def inline_completion(
     uri = uris.key(params.text_document.uri)
     docs = {uris.key(d.uri): d for d in ls.workspace.text_documents.values()}
     if uri not in docs:
+        if uri in ls.closed:  # closed since the client asked
+            return T.InlineCompletionList(items=[])
         raise JsonRpcInvalidParams(
             message="Invalid params: textDocument.uri: not open (send textDocument/didOpen first)"
         )
@@ -190,6 +201,11 @@ def _invalid(field: str = "") -> Callable[[MlxdServer, Exception], JsonRpcExcept
 
 def _all_failed(ls: MlxdServer, exc: Exception) -> JsonRpcException:
     assert isinstance(exc, AllFailed)
+    tried = [a.error for a in exc.attempts if not a.error.startswith("skipped:")]
+    if tried and all(e.startswith("context_length:") for e in tried):
+        # No backend of the chain can take a prompt this long: the request is at fault.
+        message = f"Invalid params: {tried[-1].removeprefix('context_length: ')}"
+        return JsonRpcInvalidParams(message=ls.app.keys.redact(message))
     attempts = [{"backend": a.backend, "error": ls.app.keys.redact(a.error)} for a in exc.attempts]
     return JsonRpcException(
         code=P.REQUEST_FAILED, message=ls.app.keys.redact(str(exc)), data={"attempts": attempts}
@@ -222,12 +238,13 @@ def _parse(ls: MlxdServer, params: Any, cls: type[P.P]) -> P.P:
         raise ERRORS[P.InvalidParams](ls, exc) from None
 
 
-def _streamer(ls: MlxdServer, token: P.ProgressToken | None):
+def _streamer(ls: MlxdServer, token: P.ProgressToken | None, field: str = "delta"):
+    """Progress values `{field: text, backend}`: `delta` (answer) or `reasoning` (chat)."""
     if token is None:
         return None
 
     def on_delta(text: str, backend: str) -> None:
-        ls.progress(T.ProgressParams(token=token, value={"delta": text, "backend": backend}))
+        ls.progress(T.ProgressParams(token=token, value={field: text, "backend": backend}))
 
     return on_delta
 
@@ -247,6 +264,7 @@ async def _generate(ls: MlxdServer, work: Any) -> Any:
         usage=P.Usage(outcome.prompt_tokens, outcome.completion_tokens),
         attempts=[P.Attempt(a.backend, ls.app.keys.redact(a.error)) for a in outcome.attempts],
         timings=P.Timings(outcome.first_token_ms, outcome.total_ms),
+        reasoning=outcome.reasoning,
     )
     return P.to_wire(result)
 

@@ -23,6 +23,7 @@ from .. import __version__
 from .. import protocol as P
 from ..app import App, ConfigError, ConfigSources, Hooks
 from ..transport import AdaptedProtocol
+from ..wording import PROTOCOL
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class MlxdProtocol(AdaptedProtocol):
     @lsp_method(T.INITIALIZE)
     def lsp_initialize(self, params: T.InitializeParams):  # type: ignore[override]
         result = yield from super().lsp_initialize(params)
+        self.use_lsp_line_model()
         result.capabilities.experimental = {"mlxd": {"version": P.VERSION, "methods": P.METHODS}}
         return result
 
@@ -92,6 +94,10 @@ class MlxdServer(LanguageServer):
         self._load_token: str | None = None
         self._load_pending: list[Any] | None = None
         self._loads = 0
+        # Documents closed lately: an inline request that raced with its document's didClose
+        # (sent before it, handled after) is answered with no items, not "not open".
+        self.closed: dict[str, None] = {}
+        self.wording = PROTOCOL  # the client's words, learnt from `initialize`
         self.config_problems: list[str] = self.reload(None)[1]
 
     def reload(self, overlay: dict[str, Any] | None) -> tuple[bool, list[str]]:
@@ -100,7 +106,7 @@ class MlxdServer(LanguageServer):
         try:
             problems = self.app.load_config(overlay)
         except ConfigError as exc:
-            where = "initializationOptions" if overlay is not None else "config"
+            where = self.wording.settings if overlay is not None else "config"
             return False, [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
         return True, [f"mlxd: {p}" for p in problems]
 

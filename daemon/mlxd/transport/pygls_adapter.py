@@ -11,6 +11,8 @@ from typing import Any
 
 from pygls.protocol import LanguageServerProtocol
 
+from .documents import use_lsp_line_model
+
 
 class AdaptedProtocol(LanguageServerProtocol):
     """pygls' LanguageServerProtocol with public names for what mlxd needs of its insides."""
@@ -41,6 +43,10 @@ class AdaptedProtocol(LanguageServerProtocol):
     def serves(self, method: str) -> bool:
         """Whether a handler (pygls' own or one of ours) is registered for `method`."""
         return method in self.fm.builtin_features or method in self.fm.features
+
+    def use_lsp_line_model(self) -> None:
+        """Synced documents split lines as LSP does (\\n, \\r\\n, \\r; see documents.py)."""
+        use_lsp_line_model(self._workspace)
 
     def shape_error(self, error: Any) -> Any:
         """Hook: the ResponseError actually sent for a failed request (default: as it is)."""

@@ -18,6 +18,8 @@ const HISTORY_CHARS = 48_000;
 
 interface Pending {
   prompt: string;
+  /** The webview's number for a question typed into the panel. */
+  qid?: number;
   label?: string;
   textDocument?: { uri: string };
 }
@@ -52,10 +54,15 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     const dist = vscode.Uri.joinPath(this.extensionUri, 'dist');
     view.webview.options = { enableScripts: true, localResourceRoots: [media, dist] };
     view.webview.html = chatHtml(view.webview, this.extensionUri);
-    view.webview.onDidReceiveMessage((m: unknown) => this.onMessage(m), undefined, this.disposables);
+    const sub = view.webview.onDidReceiveMessage((m: unknown) => this.onMessage(m, view));
     view.onDidDispose(() => {
-      this.view = undefined;
-      this.ready = false;
+      sub.dispose();
+      // Only the current view: an old one disposed after a new one was resolved must not
+      // mark the new one gone (its questions would then wait for a 'ready' that came already).
+      if (this.view === view) {
+        this.view = undefined;
+        this.ready = false;
+      }
     });
   }
 
@@ -84,18 +91,22 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     void this.view?.webview.postMessage(m);
   }
 
-  private onMessage(raw: unknown): void {
+  private onMessage(raw: unknown, from: vscode.WebviewView): void {
     if (!isFromWebview(raw)) return;
     const m: FromWebview = raw;
     switch (m.type) {
       case 'ready':
+        if (from !== this.view) return; // an old view's script: the current one says its own
         this.ready = true;
         this.drain();
         break;
       case 'ask':
-        this.tracer.write({ kind: 'ask', ready: this.ready, inFlight: this.inFlight !== undefined, view: this.view !== undefined });
+        this.tracer.write({ kind: 'ask', qid: m.qid, ready: this.ready, inFlight: this.inFlight !== undefined, view: this.view !== undefined });
+        // The webview shows the question as "sending" until this acknowledgement: one that never
+        // arrives stays visible as unsent instead of vanishing.
+        this.post({ type: 'received', qid: m.qid });
         if (m.prompt.trim() !== '') {
-          this.queue.push({ prompt: m.prompt });
+          this.queue.push({ prompt: m.prompt, qid: m.qid });
           this.drain();
         }
         break;
@@ -124,7 +135,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
     const id = this.nextId++;
     const cts = new vscode.CancellationTokenSource();
     this.inFlight = cts;
-    this.post({ type: 'user', id, content: p.prompt, label: p.label });
+    this.post({ type: 'user', id, content: p.prompt, label: p.label, qid: p.qid });
     this.post({ type: 'start', id });
     const stream = new StreamAssembler();
     const messages = buildMessages(this.history, p.prompt, HISTORY_CHARS);
@@ -166,6 +177,7 @@ export class ChatViewProvider implements vscode.WebviewViewProvider, vscode.Disp
         completionTokens: result.usage?.completionTokens ?? 0,
         firstTokenMs: result.timings?.firstTokenMs ?? 0,
         totalMs: result.timings?.totalMs ?? 0,
+        reasoning: result.reasoning ?? '',
       });
     } catch (err) {
       stream.abort();

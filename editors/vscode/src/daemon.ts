@@ -31,6 +31,8 @@ import {
   type SetApiKeyParams,
 } from './protocol';
 import { type Inspected, readSettings, resolveServerPath, type Settings, serverArgv, toInitializationOptions } from './settings';
+import { describeSpawnError, NOT_FOUND_ON_PATH, serverNotFound } from './serverPath';
+import { backendsWithoutKey } from './status';
 import type { StatusBar } from './statusBar';
 import { StderrRouter } from './stderr';
 import { chatToken } from './stream';
@@ -44,6 +46,7 @@ export class Daemon implements vscode.Disposable {
   private readonly disposables: vscode.Disposable[] = [];
   private crashes: number[] = [];
   private restartedByClient = false;
+  private readonly keyOffered = new Set<string>();
 
   constructor(
     private readonly log: vscode.LogOutputChannel,
@@ -67,13 +70,10 @@ export class Daemon implements vscode.Disposable {
     const folders = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
     const ctx = { workspaceFolders: folders, pathEnv: process.env.PATH ?? '', home: os.homedir(), isExecutable };
     const resolved = resolveServerPath(this.settings.serverPath, ctx, process.env);
-    if (!resolved) {
-      const msg = 'mlxd executable not found (not on PATH, no .venv/bin/mlxd in the workspace). Set "mlxd.serverPath".';
-      this.log.error(msg);
-      this.status.update({ phase: 'failed', error: msg });
-      void vscode.window.showErrorMessage(msg, 'Open Settings').then((pick) => {
-        if (pick) void vscode.commands.executeCommand('workbench.action.openSettings', 'mlxd.serverPath');
-      });
+    // Checked before spawning: the client's own toast would say "spawn … ENOENT".
+    const notFound = serverNotFound(resolved, ctx);
+    if (notFound || !resolved) {
+      this.notFound(notFound ?? NOT_FOUND_ON_PATH);
       return;
     }
     const args = serverArgv(this.settings, ctx, process.env);
@@ -112,7 +112,8 @@ export class Daemon implements vscode.Disposable {
           if (this.crashes.length <= 3) {
             this.log.warn('the daemon exited; restarting it');
             this.restartedByClient = true;
-            this.status.update({ phase: 'starting', daemon: undefined, progress: undefined });
+            // What the old daemon said (its backends, the last fallback) is stale now.
+            this.status.update({ phase: 'starting', daemon: undefined, progress: undefined, lastServed: undefined });
             return { action: CloseAction.Restart };
           }
           this.status.update({ phase: 'failed', error: 'The daemon exited 4 times in 3 minutes; see the mlxd output channel.' });
@@ -126,6 +127,8 @@ export class Daemon implements vscode.Disposable {
       if (isStatusParams(params)) {
         this.tracer.write({ kind: 'status', state: params.state, backends: params.backends });
         this.status.update({ daemon: params });
+        // Not while starting: the stored keys are handed over first (onRunning).
+        if (this.status.model.phase === 'running') this.offerKeys(backendsWithoutKey(params));
       }
     });
     client.onDidChangeState((e) => {
@@ -137,11 +140,16 @@ export class Daemon implements vscode.Disposable {
         this.status.update({ phase: this.status.model.phase === 'failed' ? 'failed' : 'stopped', progress: undefined });
       }
     });
-    this.status.update({ phase: 'starting', daemon: undefined, progress: undefined, error: undefined });
+    this.status.update({ phase: 'starting', daemon: undefined, progress: undefined, error: undefined, lastServed: undefined });
     try {
       await client.start();
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
+      const friendly = describeSpawnError(msg, resolved.path);
+      if (friendly) {
+        this.notFound(friendly);
+        return;
+      }
       this.log.error(`the daemon failed to start: ${msg}`);
       this.status.update({ phase: 'failed', error: msg });
       return;
@@ -149,10 +157,33 @@ export class Daemon implements vscode.Disposable {
     await this.onRunning();
   }
 
+  /** Says once per backend and session that it has no API key, with the command that sets one:
+   * before a request to it fails, not after. */
+  private offerKeys(names: string[]): void {
+    const stored = new Set(this.keys.names()); // handed over already; a status may trail it
+    for (const name of names.filter((n) => !this.keyOffered.has(n) && !stored.has(n))) {
+      this.keyOffered.add(name);
+      this.tracer.write({ kind: 'no-key', backend: name });
+      void vscode.window.showWarningMessage(`mlxd: backend "${name}" has no API key.`, 'Set API Key').then((pick) => {
+        if (pick) void vscode.commands.executeCommand('mlxd.setApiKey', name);
+      });
+    }
+  }
+
+  /** The executable is missing: said once, in the status bar and a toast that opens the setting. */
+  private notFound(msg: string): void {
+    this.log.error(msg);
+    this.status.update({ phase: 'failed', error: msg, progress: undefined });
+    void vscode.window.showErrorMessage(msg, 'Open Settings').then((pick) => {
+      if (pick) void vscode.commands.executeCommand('workbench.action.openSettings', 'mlxd.serverPath');
+    });
+  }
+
   /** After every (re)start: hand over the keys, then say "ready" so the first request can use them. */
   private async onRunning(): Promise<void> {
     await this.sendStoredKeys();
     this.status.update({ phase: 'running' });
+    this.offerKeys(backendsWithoutKey(this.status.model.daemon));
   }
 
   async stop(): Promise<void> {
@@ -267,6 +298,8 @@ export class Daemon implements vscode.Disposable {
       if (client?.state === State.Running) {
         void client.sendNotification(DidChangeConfigurationNotification.type, { settings: this.mappedConfig() });
         this.log.info('config sent to the daemon (workspace/didChangeConfiguration)');
+        // The last answer's backend and fallback were under the old config.
+        this.status.update({ lastServed: undefined });
         sent = true;
       }
     }
@@ -307,7 +340,7 @@ function forwardLines(input: Readable, channel: vscode.LogOutputChannel): void {
   lines(input, (line) => channel.info(line));
 }
 
-/** stderr: each record at its own level, and not twice (see stderr.ts). */
+/** stderr: each record at its own level (see stderr.ts). */
 function routeStderr(input: Readable, channel: vscode.LogOutputChannel): void {
   const router = new StderrRouter();
   lines(input, (line) => {

@@ -7,6 +7,7 @@ import { Daemon } from './daemon';
 import { KeyStore } from './keys';
 import { applyPreset, cloudBackends, cloudEnabled, currentPreset, PRESETS, toggleCloud } from './presets';
 import { askAboutFilePrompt, explainSelectionPrompt } from './prompts';
+import { backendsWithoutKey } from './status';
 import { StatusBar } from './statusBar';
 import { makeTracer } from './trace';
 
@@ -96,10 +97,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (pick) await writeConfig(applyPreset(config, pick.id));
   });
 
-  command('mlxd.setApiKey', async () => {
+  command('mlxd.setApiKey', async (given?: unknown) => {
     const names = cloudBackends(d.current().config);
     let backend: string | undefined;
-    if (names.length > 0) {
+    if (typeof given === 'string' && given !== '') {
+      backend = given; // from the "no API key" notification
+    } else if (names.length > 0) {
       backend = (await vscode.window.showQuickPick(names, { title: 'mlxd: API key for which backend?' })) ?? undefined;
     } else {
       backend = await vscode.window.showInputBox({ title: 'mlxd: backend name', prompt: 'The backend name from the mlxd config' });
@@ -129,12 +132,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   command('mlxd.showMenu', async () => {
     const s = d.current();
     const cloud = cloudEnabled(s.config);
+    const keyless = backendsWithoutKey(status.model.daemon);
     const items: (vscode.QuickPickItem & { run: string })[] = [
       { label: '$(comment-discussion) Open chat', run: 'mlxd.openChat' },
       { label: '$(settings) Switch routing preset…', description: currentPreset(s.config) ?? 'custom', run: 'mlxd.selectRouting' },
       { label: `$(cloud) ${cloud ? 'Turn cloud off' : 'Allow cloud backends'}`, description: `cloud is ${cloud ? 'on' : 'off'}`, run: 'mlxd.toggleCloud' },
       { label: `$(lightbulb) ${s.inlineEnable ? 'Disable' : 'Enable'} inline completions`, run: 'mlxd.toggleInline' },
-      { label: '$(key) Set API key…', run: 'mlxd.setApiKey' },
+      { label: '$(key) Set API key…', description: keyless.length > 0 ? `no key: ${keyless.join(', ')}` : undefined, run: 'mlxd.setApiKey' },
       { label: '$(output) Open logs', run: 'mlxd.showLogs' },
       { label: '$(debug-restart) Restart daemon', run: 'mlxd.restart' },
     ];

@@ -1,9 +1,10 @@
 // Inline-completion middleware: the language client sends `textDocument/inlineCompletion`
 // itself (vscode-languageclient >= 10); this decides whether to ask at all (the enable toggle
-// and per-language enablement) and debounces automatic triggers so that a burst of keystrokes
+// and per-language enablement, none in the editor's own settings files) and debounces automatic triggers so that a burst of keystrokes
 // costs one request. VS Code cancels the token of a superseded request; we bail out then.
 
 import * as vscode from 'vscode';
+import { isEditorConfigFile } from './editorFiles';
 import { inlineEnabledFor, type Settings } from './settings';
 
 type Next = (
@@ -52,6 +53,10 @@ export function makeInlineMiddleware(deps: InlineDeps) {
   ): Promise<InlineItems> => {
     const s = deps.settings();
     if (!inlineEnabledFor(document.languageId, s)) {
+      return null;
+    }
+    // The editor's own settings files: only when the user listed their language explicitly.
+    if (isEditorConfigFile(document.uri.toString()) && s.inlineLanguages[document.languageId] !== true) {
       return null;
     }
     // Explicit invocations (the "Trigger Inline Suggestion" command) are answered at once.

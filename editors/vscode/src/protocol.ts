@@ -77,11 +77,19 @@ export interface ChatResult {
   usage: Usage;
   attempts: Attempt[];
   timings: Timings;
+  /** The model's reasoning, kept out of `text` ('' when there was none; always '' for complete). */
+  reasoning: string;
 }
 
 /** The `value` of a `$/progress` notification for a chat's partialResultToken. */
 export interface ChatDelta {
   delta: string;
+  backend: string;
+}
+
+/** A chat's reasoning, streamed apart from its text on the same partialResultToken. */
+export interface ChatReasoningDelta {
+  reasoning: string;
   backend: string;
 }
 
@@ -101,7 +109,8 @@ export interface ModelsResult {
 export type StatsResult = Record<string, unknown>;
 
 export type DaemonState = 'starting' | 'loading' | 'ready' | 'degraded' | 'error';
-export type BackendHealth = 'ok' | 'cooldown' | 'unconfigured' | 'error';
+/** `no_key`: a cloud backend that needs an API key and has none (docs/protocol.md). */
+export type BackendHealth = 'ok' | 'cooldown' | 'unconfigured' | 'error' | 'no_key';
 
 export interface StatusParams {
   state: DaemonState;

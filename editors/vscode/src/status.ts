@@ -43,8 +43,9 @@ export function renderStatus(m: StatusModel): StatusView {
 
   const state = m.daemon?.state ?? 'ready';
   const backends = m.daemon?.backends ?? {};
-  const backendLines = Object.entries(backends).map(([name, health]) => `${name}: ${health}`);
+  const backendLines = Object.entries(backends).map(([name, health]) => `${name}: ${describeHealth(health)}`);
   const unhealthy = Object.entries(backends).filter(([, h]) => h === 'cooldown' || h === 'error');
+  const keyless = backendsWithoutKey(m.daemon);
 
   if (m.progress || state === 'loading' || state === 'starting') {
     const pct = m.progress?.percentage;
@@ -87,6 +88,23 @@ export function renderStatus(m: StatusModel): StatusView {
   if (backendLines.length > 0) {
     lines.push('Backends:', ...backendLines.map((l) => `  ${l}`));
   }
+  if (keyless.length > 0) {
+    severity = severity === 'normal' ? 'warning' : severity;
+    if (!text.startsWith('$(warning)')) text = text.replace('$(check)', '$(warning)');
+    lines.push(`No API key for ${keyless.join(', ')}: click, then "Set API key…".`);
+  }
   lines.push('Click for options.');
   return { text, tooltip: lines.join('\n'), severity, ready: true };
+}
+
+/** A backend state in words (`no_key` is "no API key"). */
+export function describeHealth(health: string): string {
+  return health === 'no_key' ? 'no API key' : health;
+}
+
+/** The backends the daemon reports as needing an API key they do not have. */
+export function backendsWithoutKey(daemon: StatusParams | undefined): string[] {
+  return Object.entries(daemon?.backends ?? {})
+    .filter(([, h]) => h === 'no_key')
+    .map(([name]) => name);
 }

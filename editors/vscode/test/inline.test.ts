@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import * as vscode from 'vscode';
 import { cancellableSleep, describeItems, makeInlineMiddleware } from '../src/inline';
 
-const doc = (languageId: string) => ({ languageId, uri: { toString: () => 'file:///a' } }) as unknown as vscode.TextDocument;
+const doc = (languageId: string, uri = 'file:///a') => ({ languageId, uri: { toString: () => uri } }) as unknown as vscode.TextDocument;
 const pos = { line: 1, character: 4 } as vscode.Position;
 const ctx = (triggerKind: vscode.InlineCompletionTriggerKind) => ({ triggerKind, selectedCompletionInfo: undefined }) as vscode.InlineCompletionContext;
 const item = (insertText: string) =>
@@ -39,6 +39,40 @@ describe('inline middleware', () => {
     assert.equal(await makeInlineMiddleware({ settings: settings() })(doc('markdown'), pos, ctx(1), cts.token, next), null);
     assert.equal(await makeInlineMiddleware({ settings: settings({ inlineEnable: false }) })(doc('python'), pos, ctx(1), cts.token, next), null);
     assert.equal(calls, 0);
+  });
+
+  it("does not ask in the editor's own settings files unless their language is listed explicitly", async () => {
+    const cts = new vscode.CancellationTokenSource();
+    let calls = 0;
+    const next = () => {
+      calls += 1;
+      return [];
+    };
+    const userSettings = doc('jsonc', 'file:///home/me/.local/share/code-server/User/settings.json');
+    const folderTasks = doc('jsonc', 'file:///w/.vscode/tasks.json');
+    const ws = doc('jsonc', 'file:///w/project.code-workspace');
+    for (const d of [userSettings, folderTasks, ws, doc('jsonc', 'vscode-userdata:/User/keybindings.json')]) {
+      assert.equal(await makeInlineMiddleware({ settings: settings() })(d, pos, ctx(0), cts.token, next), null);
+    }
+    assert.equal(calls, 0);
+    // A project's own JSON is not an editor file; an explicit "jsonc": true opts back in.
+    await makeInlineMiddleware({ settings: settings() })(doc('json', 'file:///w/package.json'), pos, ctx(0), cts.token, next);
+    await makeInlineMiddleware({ settings: settings() })(doc('json', 'file:///w/config/settings.json'), pos, ctx(0), cts.token, next);
+    assert.equal(calls, 2);
+    const optIn = settings({ inlineLanguages: { '*': true, jsonc: true } });
+    await makeInlineMiddleware({ settings: optIn })(userSettings, pos, ctx(0), cts.token, next);
+    assert.equal(calls, 3);
+  });
+
+  it('passes every candidate through, in order, so VS Code shows the count and Alt+] / Alt+[ cycle', async () => {
+    const cts = new vscode.CancellationTokenSource();
+    const three = [item('return a + b'), item('return sum((a, b))'), item('return b + a')];
+    const list = { items: three } as unknown as vscode.InlineCompletionList;
+    const seen: unknown[] = [];
+    const mw = makeInlineMiddleware({ settings: settings(), onResult: (_d, _p, items) => seen.push(describeItems(items).length) });
+    assert.deepEqual(await mw(doc('python'), pos, ctx(0), cts.token, () => three), three);
+    assert.equal(await mw(doc('python'), pos, ctx(0), cts.token, () => list), list);
+    assert.deepEqual(seen, [3, 3]);
   });
 
   it('debounces automatic triggers and drops a request superseded during the wait', async () => {

@@ -72,4 +72,14 @@ describe('status bar rendering', () => {
     assert.match(v.tooltip, /ENOENT/);
     assert.equal(v.severity, 'error');
   });
+
+  it('a cloud backend without a key says "no API key" and points to Set API Key, before any failure', () => {
+    const v = renderStatus({ phase: 'running', daemon: { state: 'ready', backends: { local: 'ok', openai: 'no_key' } } });
+    assert.match(v.tooltip, /openai: no API key/);
+    assert.doesNotMatch(v.tooltip, /openai: ok|no_key/);
+    assert.match(v.tooltip, /Set API key/);
+    assert.equal(v.severity, 'warning');
+    assert.equal(v.text, '$(warning) mlxd: ready');
+    assert.equal(v.ready, true);
+  });
 });

@@ -143,6 +143,8 @@ local function report_status(st)
       health.ok(line)
     elseif s == 'unconfigured' then
       health.info(line)
+    elseif s == 'no_key' then
+      health.warn(('backend %s: no API key'):format(name), (':MlxdSetKey %s'):format(name))
     elseif s == 'cooldown' then
       health.warn(line, 'it failed recently; mlxd retries it after the cooldown')
     else

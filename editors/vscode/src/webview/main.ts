@@ -23,11 +23,12 @@ interface Answer {
 }
 
 const answers = new Map<number, Answer>();
-let busy = false;
+/** Questions typed here, by qid, until the extension has taken them ('received', then 'user'). */
+const typed = new Map<number, HTMLDivElement>();
+let nextQid = 1;
 
 function setBusy(b: boolean): void {
-  busy = b;
-  send.disabled = b;
+  // Send stays enabled: a question typed while an answer streams is queued by the extension.
   stop.disabled = !b;
 }
 
@@ -35,9 +36,10 @@ function scrollToEnd(): void {
   messages.scrollTop = messages.scrollHeight;
 }
 
-function addUser(content: string, label?: string): void {
+function addUser(content: string, label?: string, state = 'sent'): HTMLDivElement {
   const el = document.createElement('div');
   el.className = 'msg user';
+  el.dataset.state = state;
   const body = document.createElement('div');
   body.className = 'body';
   // Long context prompts (a whole file) show as their label; the text is still the request.
@@ -45,6 +47,7 @@ function addUser(content: string, label?: string): void {
   el.appendChild(body);
   messages.appendChild(el);
   scrollToEnd();
+  return el;
 }
 
 function startAnswer(id: number): void {
@@ -70,9 +73,23 @@ function render(a: Answer): void {
 
 function onMessage(m: ToWebview): void {
   switch (m.type) {
-    case 'user':
-      addUser(m.content, m.label);
+    case 'user': {
+      const el = m.qid === undefined ? undefined : typed.get(m.qid);
+      if (el) {
+        // Shown since it was typed; it moves below the answers that were queued before it.
+        el.dataset.state = 'sent';
+        typed.delete(m.qid as number);
+        messages.appendChild(el);
+      } else {
+        addUser(m.content, m.label);
+      }
       break;
+    }
+    case 'received': {
+      const el = typed.get(m.qid);
+      if (el) el.dataset.state = 'queued';
+      break;
+    }
     case 'start':
       startAnswer(m.id);
       break;
@@ -95,6 +112,17 @@ function onMessage(m: ToWebview): void {
       const parts = [`${m.backend} · ${m.model}`, `${m.completionTokens} tokens`, `first token ${Math.round(m.firstTokenMs)} ms`];
       if (m.finishReason === 'length') parts.push('cut at max tokens');
       a.meta.textContent = parts.join(' · ');
+      if (m.reasoning) {
+        // Reasoning is shown folded, apart from the answer.
+        const details = document.createElement('details');
+        details.className = 'reasoning';
+        const summary = document.createElement('summary');
+        summary.textContent = 'reasoning';
+        const body = document.createElement('pre');
+        body.textContent = m.reasoning;
+        details.append(summary, body);
+        a.meta.appendChild(details);
+      }
       if (m.attempts.length > 0) {
         const fb = document.createElement('div');
         fb.className = 'fallback';
@@ -126,6 +154,7 @@ function onMessage(m: ToWebview): void {
     case 'clear':
       messages.replaceChildren();
       answers.clear();
+      typed.clear();
       setBusy(false);
       break;
     case 'copied':
@@ -138,9 +167,13 @@ window.addEventListener('message', (e: MessageEvent) => onMessage(e.data as ToWe
 form.addEventListener('submit', (e) => {
   e.preventDefault();
   const text = prompt.value;
-  if (busy || text.trim() === '') return;
+  if (text.trim() === '') return;
   prompt.value = '';
-  vscode.postMessage({ type: 'ask', prompt: text });
+  // On screen at once, marked "sending" until the extension acknowledges it: a question is never
+  // silently dropped (it used to be when typed while an answer was streaming).
+  const qid = nextQid++;
+  typed.set(qid, addUser(text, undefined, 'sending'));
+  vscode.postMessage({ type: 'ask', prompt: text, qid });
 });
 
 prompt.addEventListener('keydown', (e) => {

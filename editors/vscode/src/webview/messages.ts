@@ -3,7 +3,9 @@
 import type { Attempt } from '../protocol';
 
 export type ToWebview =
-  | { type: 'user'; id: number; content: string; label?: string }
+  // `qid`: the webview's number for a question typed into the panel (absent for commands).
+  | { type: 'user'; id: number; content: string; label?: string; qid?: number }
+  | { type: 'received'; qid: number }
   | { type: 'start'; id: number }
   | { type: 'delta'; id: number; delta: string; backend: string }
   | {
@@ -17,6 +19,7 @@ export type ToWebview =
       completionTokens: number;
       firstTokenMs: number;
       totalMs: number;
+      reasoning?: string;
     }
   | { type: 'error'; id: number; message: string }
   | { type: 'cancelled'; id: number }
@@ -25,7 +28,7 @@ export type ToWebview =
 
 export type FromWebview =
   | { type: 'ready' }
-  | { type: 'ask'; prompt: string }
+  | { type: 'ask'; prompt: string; qid: number }
   | { type: 'stop' }
   | { type: 'copy'; code: string }
   | { type: 'insert'; code: string }
@@ -40,7 +43,7 @@ export function isFromWebview(m: unknown): m is FromWebview {
     case 'new':
       return true;
     case 'ask':
-      return typeof v.prompt === 'string';
+      return typeof v.prompt === 'string' && typeof v.qid === 'number';
     case 'copy':
     case 'insert':
       return typeof v.code === 'string';

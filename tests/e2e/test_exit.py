@@ -1,0 +1,67 @@
+"""Issue 18 item 16: the daemon leaves within 1 s of `exit`, stdin EOF or SIGTERM, whatever it
+is doing.
+
+An editor gives a server little time (vscode-languageclient: 2 s, then SIGKILL; Neovim exits and
+leaves an orphan). The daemon used to wait for the MLX thread to finish its current work (a model
+load, a long prefill) before exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_protocol_errors import Raw
+
+pytestmark = pytest.mark.slow
+
+# A prompt long enough that its prefill keeps the MLX thread busy for seconds on this model.
+LONG_PROMPT = "def f(x):\n    return x + 1\n" * 4000
+
+
+async def _busy_daemon(tmp_path: Path, model: Path) -> Raw:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[local]\nmodel = "{model}"\npreload = false\nmax_tokens = 4000\n')
+    d = await Raw.start(cfg)
+    await d.initialize()
+    d.send(
+        {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "mlxd/chat",
+            "params": {"messages": [{"role": "user", "content": LONG_PROMPT}], "maxTokens": 4000},
+        }
+    )
+    await asyncio.sleep(1.5)  # the model is loaded and the prefill under way
+    return d
+
+
+async def _seconds_to_exit(d: Raw) -> float:
+    start = time.monotonic()
+    await d.wait(30)
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("how", ["exit", "eof", "sigterm"])
+async def test_daemon_exits_within_a_second_while_the_model_is_busy(
+    tmp_path: Path, slow_tiny_model: Path, how: str
+) -> None:
+    d = await _busy_daemon(tmp_path, slow_tiny_model)
+    assert d.proc.returncode is None
+    if how == "exit":
+        r = await d.request("shutdown")
+        assert r["result"] is None
+        d.send({"jsonrpc": "2.0", "method": "exit"})
+    elif how == "eof":
+        assert d.proc.stdin is not None
+        d.proc.stdin.close()
+    else:
+        d.proc.send_signal(signal.SIGTERM)
+    took = await _seconds_to_exit(d)
+    print(f"exit after {how}: {took:.2f} s")
+    assert took < 1.0, f"the daemon took {took:.2f} s to exit after {how}"
+    assert d.stray == []
