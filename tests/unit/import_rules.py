@@ -64,6 +64,7 @@ PACKAGES = {
     "mlxd.inline",
     "mlxd.transport",
     "mlxd.server",
+    "mlxd.router",
 }
 SERVER_SEES = {"mlxd", "mlxd.app", "mlxd.protocol", "mlxd.transport"}
 WIRE_SIDE = {"mlxd.protocol", "mlxd.transport", "mlxd.server", "mlxd.cli", "mlxd.client"}

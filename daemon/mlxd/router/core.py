@@ -3,10 +3,8 @@
 The router works on the backend interface and its typed errors only (no HTTP, no MLX). For
 each request it walks the chain in order:
 
-- Privacy first: with `routing.cloud = false`, or a request tied to a document that matches
-  `routing.exclude`, cloud backends are skipped before any byte leaves the machine.
-- An open circuit breaker (N consecutive failures) skips its backend for a cooldown; then one
-  request is let through as the probe (half-open). A forced backend, or a chain with nothing
+- Privacy first (privacy.py): skipped before any byte leaves the machine.
+- An open circuit (breakers.py) skips its backend; a forced backend, or a chain with nothing
   else left to try, goes through anyway: failing unheard helps nobody.
 - Before its first token a backend is retried on 429 (Retry-After, else exponential backoff
   with jitter) and on a 5xx that carries Retry-After, if the wait fits its first-token limit
@@ -23,16 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from . import uris
-from .config import Config
-from .errors import (
+from ..config import Config
+from ..errors import (
     AllFailed,
     BackendError,
     NotConfigured,
@@ -40,8 +36,11 @@ from .errors import (
     UnknownBackend,
     as_failure,
 )
-from .models import AnswerFilter, Piece, finished_lines
-from .types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
+from ..models import AnswerFilter, finished_lines
+from ..types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
+from .breakers import Breakers
+from .privacy import excluded, skip_reason
+from .run import Run, emit
 
 log = logging.getLogger(__name__)
 
@@ -56,39 +55,6 @@ class _Skipped(NotConfigured):
         return self.message
 
 
-@dataclass(slots=True)
-class Breaker:
-    """Circuit breaker of one backend: closed -> open (cooldown) -> half-open (one probe)."""
-
-    failures: int = 0
-    open_until: float = 0.0
-    probing: bool = False
-
-    def state(self, now: float) -> str:
-        if self.open_until and now < self.open_until:
-            return "cooldown"
-        return "ok"
-
-
-@dataclass(slots=True)
-class _Run:
-    """Mutable state of one routed request."""
-
-    on_delta: DeltaFn | None
-    answer: AnswerFilter
-    on_reasoning: DeltaFn | None = None
-    documents: list[str] = field(default_factory=list)  # what the privacy rules look at
-    start: float = field(default_factory=time.monotonic)
-    text: str = ""
-    reasoning: str = ""
-    deltas: int = 0
-    first_token: float | None = None
-    # Deltas streamed by attempts that then failed: about one token each (a provider's SSE
-    # chunk, a local decode step), the part of max_tokens and of the usage they took.
-    cut_tokens: int = 0
-    cut_by: str = ""  # the last of them
-
-
 class Router:
     def __init__(
         self,
@@ -99,7 +65,7 @@ class Router:
         self.config = config
         self.backends = dict(backends)
         self.on_status = on_status or (lambda: None)
-        self.breakers: dict[str, Breaker] = {}
+        self.breakers = Breakers(lambda: self.on_status())
         self.upstream_requests = 0  # attempts actually handed to a backend
 
     def update(self, config: Config, backends: Mapping[str, Backend]) -> None:
@@ -120,7 +86,7 @@ class Router:
             if not backend.is_local and not self.config.routing.cloud:
                 states[name] = "unconfigured"
             else:
-                states[name] = self.breakers.get(name, Breaker()).state(now)
+                states[name] = self.breakers.state(name, now)
         return states
 
     def chain(self, kind: str, model: str | None) -> list[str]:
@@ -148,7 +114,7 @@ class Router:
         if request.max_tokens is None:  # one default for every backend: a fallback keeps it
             request = replace(request, max_tokens=self.config.routing.max_tokens)
         answer = AnswerFilter(request.kind, request.stop, request.language)
-        run = _Run(on_delta, answer, on_reasoning, list(documents or []))
+        run = Run(on_delta, answer, on_reasoning, list(documents or []))
         attempts: list[Attempt] = []
         plan = self._plan(chain, run.documents, forced=backend is not None)
         for i, (name, skip) in enumerate(plan):
@@ -166,7 +132,7 @@ class Router:
             req = replace(
                 request, assistant_prefix=request.assistant_prefix + run.text, max_tokens=left
             )
-            self._claim_probe(name)
+            self.breakers.claim_probe(name)
             run.answer.new_attempt()
             streamed_before, deltas_before = len(run.text), run.deltas
             try:
@@ -183,14 +149,14 @@ class Router:
                 log.info("backend %s failed: %s", name, exc)
                 continue
             except BaseException:  # cancelled: not the backend's health
-                self._release_probe(name)
+                self.breakers.release_probe(name)
                 raise
-            self._succeeded(name)
+            self.breakers.succeeded(name)
             return self._outcome(run, done, name, attempts)
         raise AllFailed(attempts)
 
-    def _outcome(self, run: _Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
-        _emit(run, run.answer.flush(), name)
+    def _outcome(self, run: Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
+        emit(run, run.answer.flush(), name)
         return Outcome(
             text=run.text,
             backend=name,
@@ -213,55 +179,26 @@ class Router:
         if forced:
             return plan
         now = time.monotonic()
-        gated = [(n, r or self._breaker_reason(n, now)) for n, r in plan]
+        gated = [(n, r or self.breakers.reason(n, now)) for n, r in plan]
         if any(r is None for _, r in gated):
             return gated
         return plan
 
     def _privacy(self, name: str, documents: list[str]) -> str | None:
-        b = self.backends.get(name)
-        if b is None:
-            return "skipped: not configured"
-        if b.is_local:
-            return None
-        if not self.config.routing.cloud:
-            return "skipped: cloud backends are off (routing.cloud)"
-        if doc := next((d for d in documents if self.excluded(d)), None):
-            return f"skipped: {doc} matches routing.exclude"
-        return None
-
-    def _breaker_reason(self, name: str, now: float) -> str | None:
-        b = self.breakers.get(name)
-        if b is None:
-            return None
-        if b.state(now) == "cooldown":
-            return "skipped: circuit open after repeated failures"
-        if b.open_until and b.probing:
-            return "skipped: circuit half-open, probe in flight"
-        return None
+        return skip_reason(self.backends.get(name), self.config.routing, documents)
 
     def excluded(self, uri: str) -> bool:
-        """Whether a document matches routing.exclude. A glob with no `/` (`*.pem`) also
-        matches the file name alone, as in .gitignore. The file itself is matched, not the
-        address text: every spelling of uris.match_paths, case-insensitively."""
-        globs = [g.replace("\\", "/").lower() for g in self.config.routing.exclude]
-        for path in uris.match_paths(uri):
-            name = path.rsplit("/", 1)[-1]
-            if any(
-                fnmatch.fnmatchcase(path, g) or ("/" not in g and fnmatch.fnmatchcase(name, g))
-                for g in globs
-            ):
-                return True
-        return False
+        """Whether a document matches routing.exclude (privacy.excluded)."""
+        return excluded(uri, self.config.routing.exclude)
 
-    def _end(self, run: _Run) -> float:
+    def _end(self, run: Run) -> float:
         """When the request's one time budget, shared by every attempt, runs out."""
         return run.start + self.config.timeouts.total_s
 
-    def _remaining(self, run: _Run) -> float:
+    def _remaining(self, run: Run) -> float:
         return self._end(run) - time.monotonic()
 
-    async def _attempt(self, name: str, req: Request, run: _Run, is_last: bool) -> Done:
+    async def _attempt(self, name: str, req: Request, run: Run, is_last: bool) -> Done:
         """One backend, with retries on 429 (and 5xx with Retry-After) before its first token. The backend gets one
         first-token limit for all its tries (the whole remaining budget when no fallback is
         left); a Retry-After it cannot afford falls back at once."""
@@ -287,7 +224,7 @@ class Router:
         t = self.config.timeouts
         return t.inline_first_token_s if req.kind == "inline" else t.first_token_s
 
-    async def _stream_one(self, name: str, req: Request, run: _Run, first_by: float) -> Done:
+    async def _stream_one(self, name: str, req: Request, run: Run, first_by: float) -> Done:
         """Stream one call to one backend until `first_by` for its first token and the end of
         the request's budget for the rest. The privacy rules are checked again right before
         it connects: the cloud switch, the excludes or the backend itself may have changed
@@ -323,95 +260,51 @@ class Router:
                 except TimeoutError:
                     if got_token and soft_end is not None and time.monotonic() >= soft_end:
                         return Done("length", 0, 0, name)
-                    if deadline >= end_by:
-                        raise Timeout(
-                            f"request time budget ({self.config.timeouts.total_s:g}s) spent",
-                            "total",
-                        ) from None
-                    raise Timeout(
-                        f"no token within {first_by - start:.1f}s", "first_token"
-                    ) from None
-                if isinstance(event, Delta):
-                    if not event.text:
-                        continue
-                    got_token = True
-                    run.deltas += 1
-                    deltas += 1
-                    if run.first_token is None:
-                        run.first_token = time.monotonic()
-                    piece = run.answer.feed(event.text, event.reasoning)
-                    _emit(run, piece, name)
-                    if run.answer.stopped:  # a stop sequence or a closing fence: close it
-                        return Done("stop", 0, deltas, name)
-                    # Only a newline can finish a line: count them only when one arrives.
-                    if req.max_lines and "\n" in piece.text:
-                        if finished_lines(run.text) >= req.max_lines:
-                            return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
-                elif isinstance(event, Done):
+                    raise self._timeout(deadline >= end_by, first_by - start) from None
+                if isinstance(event, Done):
                     return event
+                if isinstance(event, Delta) and event.text:
+                    got_token = True
+                    deltas += 1
+                    if (done := self._take(event, req, run, name, deltas)) is not None:
+                        return done
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # closes the HTTP stream / stops local generation
 
+    def _timeout(self, total: bool, first_token_s: float) -> Timeout:
+        if total:
+            budget = self.config.timeouts.total_s
+            return Timeout(f"request time budget ({budget:g}s) spent", "total")
+        return Timeout(f"no token within {first_token_s:.1f}s", "first_token")
+
+    def _take(self, event: Delta, req: Request, run: Run, name: str, deltas: int) -> Done | None:
+        """One streamed token, filtered and handed on; a Done when the answer ends here."""
+        run.deltas += 1
+        if run.first_token is None:
+            run.first_token = time.monotonic()
+        piece = run.answer.feed(event.text, event.reasoning)
+        emit(run, piece, name)
+        if run.answer.stopped:  # a stop sequence or a closing fence: close it
+            return Done("stop", 0, deltas, name)
+        # Only a newline can finish a line: count them only when one arrives.
+        if req.max_lines and "\n" in piece.text and finished_lines(run.text) >= req.max_lines:
+            return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
+        return None
+
     # --- circuit breaker --------------------------------------------------------------------
     def _failed(self, name: str, exc: BackendError) -> None:
-        if not exc.counts_against_breaker:  # not the backend's health
-            self._release_probe(name)
-            return
-        b = self.breakers.setdefault(name, Breaker())
-        was = b.state(time.monotonic())
-        b.failures += 1
-        b.probing = False
-        if b.failures >= self.config.routing.breaker_failures or b.open_until:
-            b.open_until = time.monotonic() + self.config.routing.breaker_cooldown_s
-        if b.state(time.monotonic()) != was:
-            log.warning("circuit open for %s after %d failures", name, b.failures)
-            self.on_status()
-
-    def _succeeded(self, name: str) -> None:
-        b = self.breakers.get(name)
-        if b is None:
-            return
-        reopened = bool(b.open_until)
-        self.breakers[name] = Breaker()
-        if reopened:
-            log.info("circuit closed for %s", name)
-            self.on_status()
+        r = self.config.routing
+        self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s)
 
     def reset(self, name: str | None = None) -> None:
         """Forget the failures of one backend (or all): after a new key or config, a backend
         gets a fresh chance instead of sitting out its cooldown."""
-        names = [name] if name is not None else list(self.breakers)
-        dropped = [self.breakers.pop(n, Breaker()) for n in names]
-        if any(b.open_until for b in dropped):
-            self.on_status()
-
-    def _claim_probe(self, name: str) -> None:
-        """A backend past its cooldown (half-open) lets this one request through as the probe."""
-        b = self.breakers.get(name)
-        if b is not None and b.open_until:
-            b.probing = True
-
-    def _release_probe(self, name: str) -> None:
-        if b := self.breakers.get(name):
-            b.probing = False
+        self.breakers.reset(name)
 
     def cooldown_ends(self) -> list[float]:
         """Monotonic times at which an open circuit turns half-open (status changes then)."""
-        now = time.monotonic()
-        return [b.open_until for b in self.breakers.values() if b.open_until > now]
-
-
-def _emit(run: _Run, piece: Piece, name: str) -> None:
-    """Hand the filtered text on: answer text to `on_delta`, reasoning to `on_reasoning`."""
-    if piece.reasoning:
-        run.reasoning += piece.reasoning
-        if run.on_reasoning:
-            run.on_reasoning(piece.reasoning, name)
-    if piece.text:
-        run.text += piece.text
-        if run.on_delta:
-            run.on_delta(piece.text, name)
+        return self.breakers.cooldown_ends()
 
 
 def _describe(exc: BackendError, streamed: int) -> str:
