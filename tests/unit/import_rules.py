@@ -65,6 +65,7 @@ PACKAGES = {
     "mlxd.transport",
     "mlxd.server",
     "mlxd.router",
+    "mlxd.app",
 }
 SERVER_SEES = {"mlxd", "mlxd.app", "mlxd.protocol", "mlxd.transport"}
 WIRE_SIDE = {"mlxd.protocol", "mlxd.transport", "mlxd.server", "mlxd.cli", "mlxd.client"}

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import protocol as P
-from . import taint, trust
-from .backends import Backend, make_backends, retired
-from .config import Config, decode, load_file, merge
-from .errors import AllFailed, ConfigError, UnknownBackend, UnknownModel
-from .models import ModelPool
-from .router import Router
-from .secrets import KeyStore
-from .types import DeltaFn, Message, Outcome, Request
+from .. import protocol as P
+from .. import taint, trust
+from ..backends import Backend, make_backends, retired
+from ..config import Config, decode, load_file, merge
+from ..errors import ConfigError, UnknownModel
+from ..models import ModelPool
+from ..router import Router
+from ..secrets import KeyStore
+from ..types import DeltaFn, Message, Outcome, Request
+from .status import StatusBoard
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +52,15 @@ class App:
         self.config = Config()
         self.keys = KeyStore()
         self.keys.on_checked = lambda: hooks.call_soon(self.publish_status)
-        self.model_states: dict[str, tuple[str, str]] = {}  # spec -> (event, message)
-        self._load_errors_shown: dict[str, str] = {}  # spec -> the load error last shown
         self.conversations = taint.Conversations()
         self.closed_reason: str | None = None  # why the cloud is forced off (trust.fail_closed)
-        self._last_status: P.Status | None = None
-        self.pool = ModelPool(on_progress=self._on_load_progress, on_event=self._on_model_event)
+        self.board = StatusBoard(self)
+        self.pool = ModelPool(
+            on_progress=self.board.on_load_progress, on_event=self.board.on_model_event
+        )
         self.backends: dict[str, Backend] = {}
         self.router = Router(self.config, self.backends, on_status=self.publish_status)
         self.inline = _make_inline_engine(self)
-        self._status_timer: asyncio.TimerHandle | None = None
         self.apply(self.config)
 
     @property
@@ -259,82 +258,16 @@ class App:
         except Exception as exc:  # reported through status; requests retry the load
             log.error("%s", exc)
 
-    # --- status -----------------------------------------------------------------------------
+    # --- status (status.py) -----------------------------------------------------------------
     def status(self) -> P.Status:
-        backends = self.router.backend_states()
-        for name in self.keys.without_key(self.config.backends):
-            if backends.get(name) == "ok":
-                backends[name] = "no_key"  # said before a request fails for want of it
-        for name, b in self.backends.items():
-            if b.is_local and self.model_states.get(b.spec, ("",))[0] in ("error", "cancelled"):
-                backends[name] = "error"
-        default_event, message = self.model_states.get(self.local.spec, ("starting", ""))
-        loading = [s for s, (e, _) in self.model_states.items() if e == "loading"]
-        if loading:
-            state = "loading"
-            message = self.model_states[loading[0]][1]
-        elif default_event in ("error", "cancelled"):
-            others_ok = any(s == "ok" for n, s in backends.items() if n != "local")
-            state = "degraded" if others_ok else "error"
-        elif default_event in ("ready", "unloaded"):
-            state = (
-                "degraded"
-                if any(s in ("cooldown", "error") for s in backends.values())
-                else "ready"
-            )
-        else:
-            state = "starting"
-        message = "; ".join(m for m in (self.closed_reason, message) if m)
-        return P.Status(state=state, backends=backends, message=message or None)  # type: ignore[arg-type]
+        return self.board.status()
 
     def publish_status(self, force: bool = False) -> None:
-        status = self.status()
-        if force or status != self._last_status:
-            self._last_status = status
-            self.hooks.status(status)
-        self._schedule_cooldown_check()
-
-    def _schedule_cooldown_check(self) -> None:
-        """A circuit's cooldown ends silently; wake up then to announce the change."""
-        ends = self.router.cooldown_ends()
-        if not ends or self._status_timer is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        delay = max(0.0, min(ends) - time.monotonic()) + 0.05
-
-        def fire() -> None:
-            self._status_timer = None
-            self.publish_status()
-
-        self._status_timer = loop.call_later(delay, fire)
-
-    def _on_model_event(self, spec: str, event: str, message: str) -> None:
-        """Pool events, on the event loop: loading -> ready | error | cancelled, unloaded.
-        A load error is also shown to the user, once until it changes (every request retries
-        the load, and inline requests come at typing speed)."""
-        self.model_states[spec] = (event, message)
-        if event in ("ready", "error", "cancelled"):
-            self.hooks.load_progress("end", 1.0, message)
-        if event == "error" and self._load_errors_shown.get(spec) != message:
-            self._load_errors_shown[spec] = message
-            self.hooks.show_error(f"mlxd: {message}")
-        elif event == "ready":
-            self._load_errors_shown.pop(spec, None)
-        self.publish_status()
+        self.board.publish(force)
 
     def cancel_loads(self) -> list[str]:
         """The user cancelled the load progress: stop every model load in flight."""
         return self.pool.cancel_loading()
-
-    def _on_load_progress(self, spec: str, fraction: float, message: str) -> None:
-        # Called on the MLX thread: hop onto the event loop.
-        kind = "begin" if fraction <= 0.0 else "report"
-        if fraction >= 1.0:
-            return  # "end" comes with the ready/error event
-        self.hooks.call_soon(lambda: self.hooks.load_progress(kind, fraction, message))
 
     async def close(self, timeout: float | None = None) -> None:
         """Close the backends, then wait for the MLX thread's current work; each step up to
@@ -365,7 +298,7 @@ def _spawn(coro: Any) -> None:
 
 
 def _make_inline_engine(app: App) -> Any:
-    from .inline import InlineEngine
+    from ..inline import InlineEngine
 
     async def generate(request: Request, ctx: Any) -> str:
         # The engine already set the prompt header and the time cap (inline.max_ms).
@@ -373,16 +306,3 @@ def _make_inline_engine(app: App) -> Any:
         return outcome.text
 
     return InlineEngine(app.config.inline, generate)
-
-
-# The errors and results the server maps to the wire: it sees them through app's face only.
-__all__ = [
-    "AllFailed",
-    "App",
-    "ConfigError",
-    "ConfigSources",
-    "Hooks",
-    "Outcome",
-    "UnknownBackend",
-    "UnknownModel",
-]
