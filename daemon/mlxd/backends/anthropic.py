@@ -112,13 +112,7 @@ class AnthropicBackend:
                 f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg, self._keys.from_editor)}"
             )
         body, cut = self.body(request)
-        headers = {
-            "x-api-key": key,
-            "anthropic-version": self.cfg.anthropic_version,
-            "content-type": "application/json",
-            "accept": "text/event-stream",
-            **self.cfg.headers,
-        }
+        headers = self._headers(key)
         log.debug("%s: POST %s model=%s", self.name, self._url, body["model"])
 
         input_tokens = output_tokens = 0
@@ -129,20 +123,9 @@ class AnthropicBackend:
                 data = self._parse(ev.data)
                 kind = data.get("type") or ev.event
                 if kind == "content_block_delta":
-                    delta = data.get("delta") or {}
-                    thought = (
-                        delta.get("thinking") if delta.get("type") == "thinking_delta" else None
-                    )
-                    if isinstance(thought, str) and thought:
-                        yield Delta(thought, reasoning=True)
-                    text = delta.get("text") if delta.get("type") == "text_delta" else None
-                    if isinstance(text, str) and text:
-                        if cut:
-                            # The prefill lost its trailing whitespace; the model usually
-                            # re-emits it, and the caller already has it.
-                            text, cut = _drop_common_prefix(text, cut)
-                        if text:
-                            yield Delta(text)
+                    deltas, cut = _content_deltas(data.get("delta") or {}, cut)
+                    for delta in deltas:
+                        yield delta
                 elif kind == "message_start":
                     msg = data.get("message") or {}
                     model = msg.get("model") or model
@@ -172,6 +155,15 @@ class AnthropicBackend:
             model=model,
         )
 
+    def _headers(self, key: str) -> dict[str, str]:
+        return {
+            "x-api-key": key,
+            "anthropic-version": self.cfg.anthropic_version,
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+            **self.cfg.headers,
+        }
+
     def _parse(self, data: str) -> dict[str, Any]:
         try:
             obj = json.loads(data)
@@ -190,6 +182,22 @@ class AnthropicBackend:
         if etype in _SERVER_SIDE:
             return ServerError(msg, _SERVER_SIDE[etype])
         return ProtocolError(f"{self.name}: {msg}")
+
+
+def _content_deltas(delta: dict[str, Any], cut: str) -> tuple[list[Delta], str]:
+    """A content_block_delta's thinking (reasoning) and text. `cut` is the whitespace the
+    prefill lost at its end: the model usually re-emits it, and the caller already has it."""
+    out = []
+    thought = delta.get("thinking") if delta.get("type") == "thinking_delta" else None
+    if isinstance(thought, str) and thought:
+        out.append(Delta(thought, reasoning=True))
+    text = delta.get("text") if delta.get("type") == "text_delta" else None
+    if isinstance(text, str) and text:
+        if cut:
+            text, cut = _drop_common_prefix(text, cut)
+        if text:
+            out.append(Delta(text))
+    return out, cut
 
 
 def _drop_common_prefix(text: str, ws: str) -> tuple[str, str]:
