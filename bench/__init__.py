@@ -12,5 +12,6 @@ BENCHMARKS = {
     "typing": "typing_replay",
     "fallback": "fallback",
     "fastpath": "fastpath",
+    "quality": "quality",
 }
 DEFAULT = ("overhead", "follow-up")

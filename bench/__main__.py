@@ -1,6 +1,6 @@
 """`python -m bench [NAME ...] [--runs N] [--model SPEC] [--plot]` (or `make bench NAME ...`).
 
-Names: overhead, follow-up, peers, concurrency, typing, fallback, fastpath, all (default: overhead
+Names: overhead, follow-up, peers, concurrency, typing, fallback, fastpath, quality, all (default: overhead
 follow-up). Each prints a table and writes bench/results/<name>.json.
 """
 
@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-tokens", type=int, help="tokens to generate per request")
     p.add_argument("--plot", action="store_true", help="write PNG charts next to the JSON")
+    p.add_argument("--quick", action="store_true", help="a few cases only, for iteration (quality)")
     p.add_argument("-v", "--verbose", action="store_true", help="print each run")
     return p
 
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         max_tokens=args.max_tokens,
         plot=args.plot,
         verbose=args.verbose,
+        quick=args.quick,
     )
     info = machine_info()
     print_machine(info)

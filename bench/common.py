@@ -43,6 +43,7 @@ class Options:
     max_tokens: int | None = None
     plot: bool = False
     verbose: bool = False
+    quick: bool = False  # a few cases, for iteration (benchmarks that have a quick mode)
 
     def n(self, default: int) -> int:
         return self.runs if self.runs is not None else default

@@ -43,7 +43,10 @@ def write_config(path: Path, text: str) -> Path:
 @pytest.fixture
 def tiny_config(tmp_path: Path, tiny_model: Path) -> Path:
     return write_config(
-        tmp_path / "mlxd.toml", f'[local]\nmodel = "{tiny_model}"\npreload = true\n'
+        tmp_path / "mlxd.toml",
+        f'[local]\nmodel = "{tiny_model}"\npreload = true\n'
+        # The random tiny model never ends a line: show what a cap cut, or there is no item.
+        "[inline]\nwhole_lines = false\n",
     )
 
 

@@ -246,3 +246,12 @@ def test_starts_block_at_openers_headers_and_blank_lines_below_an_opener() -> No
     assert not at("print(┃)")  # text after the cursor: one line
     assert not at("definition = 1┃")  # `def` only as a word
     assert not at("┃")
+
+
+def test_a_small_window_is_not_snapped_down_to_the_cursor_line() -> None:
+    # 17 lines, room for 7 (one token each): snapping the start up to a multiple of 8 lines
+    # would keep only the last one; a tight time budget makes such small windows common.
+    prefix = "".join(f"line{i}\n" for i in range(16)) + "cursor"
+    kept, _ = trim(prefix, "", 7, lambda s: 1)
+    assert kept.endswith("line15\ncursor")
+    assert kept.count("\n") >= 5

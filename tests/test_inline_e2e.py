@@ -41,7 +41,8 @@ def inline_config(tmp_path: Path, tiny_model: Path) -> Path:
     # max_ms generous: the shared CI cores must not turn the time cap into an empty answer
     return write_config(
         tmp_path / "inline.toml",
-        f'[local]\nmodel = "{tiny_model}"\n[inline]\nmax_tokens = 16\nmax_ms = 20000\n',
+        f'[local]\nmodel = "{tiny_model}"\n[inline]\nmax_tokens = 16\nmax_ms = 20000\n'
+        "whole_lines = false\n",  # the random model never ends a line: show the cut text
     )
 
 
@@ -52,10 +53,26 @@ async def test_invoked_and_automatic_triggers_return_an_item_at_the_cursor(
     async with daemon(inline_config) as s:
         open_doc(s, "def add(a, b):\n    return ")
         result = await inline(s, 1, 11, kind)
-        assert len(result.items) == 1
-        item = result.items[0]
-        assert isinstance(item.insert_text, str) and item.insert_text.strip()
-        assert item.range == T.Range(T.Position(1, 11), T.Position(1, 11))
+        # Automatic: one item. Invoked: the greedy one and up to two distinct sampled ones.
+        assert 1 <= len(result.items) <= (3 if kind == 1 else 1)
+        texts = [item.insert_text for item in result.items]
+        assert len(set(texts)) == len(texts)
+        for item in result.items:
+            assert isinstance(item.insert_text, str) and item.insert_text.strip()
+            assert item.range == T.Range(T.Position(1, 11), T.Position(1, 11))
+
+
+async def test_a_line_cut_by_the_token_cap_is_never_shown(tmp_path: Path, tiny_model: Path) -> None:
+    # The random model never ends a line: with whole_lines (the default) each answer is cut
+    # by max_tokens mid-line, so nothing may be shown.
+    config = write_config(
+        tmp_path / "whole.toml",
+        f'[local]\nmodel = "{tiny_model}"\n[inline]\nmax_tokens = 4\nmax_ms = 20000\n',
+    )
+    async with daemon(config) as s:
+        open_doc(s, "def add(a, b):\n    return ")
+        for kind in (1, 2):
+            assert not (await inline(s, 1, 11, kind)).items
 
 
 async def test_utf16_positions_after_non_ascii_text(inline_config: Path) -> None:

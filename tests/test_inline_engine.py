@@ -329,3 +329,59 @@ async def test_snapshot_reports_the_counters() -> None:
     snap = eng.snapshot()
     assert (snap["requests"], snap["generations"], snap["cache_hits"]) == (2, 1, 1)
     assert snap["cache_misses"] == 1
+
+
+# --- cut generations: never a fragment ----------------------------------------------------------
+class Cut:
+    """What the router returns: the text and why it ended."""
+
+    def __init__(self, text: str, finish_reason: str) -> None:
+        self.text, self.finish_reason = text, finish_reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "finish", "shown"),
+    [
+        ("wh", "length", []),  # a piece of a word, cut by the time cap: nothing
+        (" =", "length", []),  # a lone operator
+        ("\n    return a +", "length", []),  # the block's first line unfinished
+        ("\n    x = 1\n    y = fo", "length", ["\n    x = 1"]),  # the finished line only
+        ("wh", "stop", ["wh"]),  # the model ended there: a complete unit
+    ],
+)
+async def test_a_cut_last_line_is_never_shown(raw: str, finish: str, shown: list[str]) -> None:
+    eng = engine(Model(lambda r, c: Cut(raw, finish)))  # type: ignore[arg-type,return-value]
+    items = await eng.complete("def f(a):\n", 0, 9, uri=URI, language="python")
+    assert [i.insert_text for i in items] == shown
+    assert eng.stats.fragments == 0
+
+
+async def test_a_cut_that_left_nothing_is_asked_again() -> None:
+    answers = iter([Cut("wh", "length"), Cut("while True:", "stop")])
+    model = Model(lambda r, c: next(answers))  # type: ignore[arg-type,return-value]
+    eng = engine(model)
+    assert await eng.complete("x = 1\n", 1, 0, uri=URI, language="python") == []
+    items = await eng.complete("x = 1\n", 1, 0, uri=URI, language="python")
+    assert [i.insert_text for i in items] == ["while True:"]
+    assert len(model.calls) == 2
+
+
+# --- several candidates when the user asks --------------------------------------------------------
+async def test_invoked_adds_distinct_sampled_alternatives() -> None:
+    sampled = iter(["total += x", "  total = 0  "])  # the second is the greedy one again
+
+    def answer(request: Request, ctx: CursorContext) -> str:
+        return "total = 0" if request.temperature == 0 else next(sampled)
+
+    model = Model(answer)
+    eng = engine(model)
+    items = await eng.complete("def f(xs):\n    ", 1, 4, uri=URI, language="python", invoked=True)
+    assert [i.insert_text for i in items] == ["total = 0", "total += x"]
+    assert [r.temperature for r, _ in model.calls] == [0.0, 0.8, 0.8]
+
+
+async def test_automatic_requests_get_one_item() -> None:
+    model = Model("total = 0")
+    items = await engine(model).complete("def f(xs):\n    ", 1, 4, uri=URI, language="python")
+    assert [i.insert_text for i in items] == ["total = 0"]
+    assert len(model.calls) == 1

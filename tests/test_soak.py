@@ -135,6 +135,7 @@ prompt_cache_mb = 32
 [inline]
 max_tokens = 24
 max_ms = 20000
+whole_lines = false
 """,
     )
     async with daemon(cfg, env={"MLXD_LOG_LEVEL": "WARNING"}) as s:

@@ -197,18 +197,33 @@ async def _demo(args: argparse.Namespace) -> int:
     try:
         await _wait_ready(client)
         await _stream_chat(client, "In two sentences, why do editors use language servers?", 120)
-        print("\n--- completion (mlxd/complete) ---")
-        prefix = "def fibonacci(n):\n    "
-        print(prefix, end="", flush=True)
-        r = await client.request(
-            "mlxd/complete",
-            {"prefix": prefix, "language": "python", "maxTokens": 48, "stop": ["\n\n"]},
-            on_progress=lambda v: print(v["delta"], end="", flush=True),
-        )
-        print(f"\n[{r['backend']} {r['model']}: {r['usage']['completionTokens']} tokens]")
+        await _demo_inline(client)
     finally:
         await client.shutdown()
     return 0
+
+
+async def _demo_inline(client: Any) -> None:
+    """Ghost text for a function body, asked as an editor asks (the inline path, with its
+    post-processing: indentation, the block's end, no repeated header)."""
+    print("\n--- inline completion (textDocument/inlineCompletion) ---")
+    header = "def fibonacci(n):"
+    uri = "file:///demo/fibonacci.py"
+    # A demo can wait for a whole body (a busy machine is slow); inline.max_ms (1.5 s) is for typing.
+    settings = {"inline": {"max_ms": 60000, "multi_line": "always", "max_tokens": 96}}
+    client.notify("workspace/didChangeConfiguration", {"settings": {"mlxd": settings}})
+    doc = {"uri": uri, "languageId": "python", "version": 1, "text": header + "\n"}
+    client.notify("textDocument/didOpen", {"textDocument": doc})
+    r = await client.request(
+        "textDocument/inlineCompletion",
+        {
+            "textDocument": {"uri": uri},
+            "position": {"line": 0, "character": len(header)},
+            "context": {"triggerKind": 1},
+        },
+    )
+    items = r.get("items", []) if isinstance(r, dict) else (r or [])
+    print(header + (items[0]["insertText"] if items else "  # (no suggestion)"))
 
 
 def cmd_chat(args: argparse.Namespace) -> int:

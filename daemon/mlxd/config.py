@@ -112,6 +112,10 @@ class InlineConfig(Base):
     # "auto": several lines only where the cursor starts a block (after `def f():`, `{`, ...),
     # else one line; "always": as many lines as max_tokens / max_ms allow; "never": one line.
     multi_line: Literal["auto", "always", "never"] = "auto"
+    # Show only lines the model finished: a line cut by max_tokens / max_ms is dropped, never
+    # shown as a fragment. false shows what arrived (tests with a random model, which never
+    # ends a line).
+    whole_lines: bool = True
     languages: dict[str, LanguageConfig] = {}
 
 

@@ -190,6 +190,7 @@ class App:
         encoding: str,
         selected: tuple[str, tuple[int, int, int, int]] | None,
         open_documents: list[tuple[str, str, str]],
+        invoked: bool = False,
     ) -> list[Any]:
         """Ghost text at a cursor. Excluded documents never feed another prompt as snippets."""
         neighbors = [d for d in open_documents if d[0] != uri and not self.router.excluded(d[0])]
@@ -203,6 +204,7 @@ class App:
             selected_text=selected[0] if selected else None,
             selected_range=selected[1] if selected else None,
             neighbors=neighbors,
+            invoked=invoked,
         )
 
     def models(self) -> P.ModelsResult:
@@ -300,9 +302,9 @@ def _spawn(coro: Any) -> None:
 def _make_inline_engine(app: App) -> Any:
     from ..inline import InlineEngine
 
-    async def generate(request: Request, ctx: Any) -> str:
+    async def generate(request: Request, ctx: Any) -> Any:
         # The engine already set the prompt header and the time cap (inline.max_ms).
-        outcome = await app.router.run(request, documents=[ctx.uri] if ctx.uri else [])
-        return outcome.text
+        # The whole Outcome: the engine needs its finish_reason (was the last line cut?).
+        return await app.router.run(request, documents=[ctx.uri] if ctx.uri else [])
 
     return InlineEngine(app.config.inline, generate)

@@ -17,7 +17,16 @@ from typing import Any
 
 from ..config import DEFAULT_MAX_TOKENS, InlineConfig
 from ..errors import ContextOverflow
-from ..models import OPEN_THINK, Job, ModelPool, ThinkSplitter
+from ..models import (
+    MIN_PROMPT_TOKENS,
+    OPEN_THINK,
+    Job,
+    ModelPool,
+    RecentPrompts,
+    SpeedMeter,
+    ThinkSplitter,
+    fits,
+)
 from ..types import Delta, Done, Event, Message, Request
 
 log = logging.getLogger(__name__)
@@ -40,6 +49,8 @@ class LocalBackend:
         self.pool = pool
         self.dequantize = dequantize
         self.inline_cfg = inline_cfg or InlineConfig()
+        self.speed = SpeedMeter()  # this model's prefill/decode speed here, as measured
+        self.recent = RecentPrompts()  # what the KV cache most likely holds
 
     @property
     def loaded(self) -> bool:
@@ -56,9 +67,7 @@ class LocalBackend:
         max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS  # the router fills it
         # Tokenizing a long prompt takes seconds: off the event loop (the tokenizer releases
         # the GIL), so the daemon keeps answering meanwhile.
-        tokens, max_tokens = await asyncio.to_thread(
-            fit_prompt, lm, request, self.inline_cfg, max_tokens
-        )
+        tokens, max_tokens = await asyncio.to_thread(self._fit, lm, request, max_tokens)
         job = Job(
             tokens=tokens,
             max_tokens=max_tokens,
@@ -69,6 +78,9 @@ class LocalBackend:
             deadline=time.monotonic() + request.max_time_s if request.max_time_s else None,
         )
         entry.engine.submit(job)
+        self.recent.add(tokens)
+        start = time.monotonic()
+        first = last = None
         # A chat template that ends the prompt in <think> makes the model answer from inside a
         # reasoning block: its text up to </think> is reasoning, as a provider would mark it.
         think = ThinkSplitter(opened=True) if _opens_think(lm.tokenizer, tokens) else None
@@ -77,6 +89,10 @@ class LocalBackend:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
+                last = time.monotonic()
+                if first is None:
+                    first = last
+                    self.speed.observe_prefill(len(tokens) - job.reused, first - start)
                 if think is not None:
                     piece = think.feed(item.text) if isinstance(item, Delta) else think.flush()
                     if piece.reasoning:
@@ -91,6 +107,26 @@ class LocalBackend:
         finally:
             job.cancelled.set()  # leaves the batch before the next decode step
             self.pool.touch(entry)
+            if first is not None and last is not None:
+                self.speed.observe_decode(job.generated - 1, last - first)
+
+    def _fit(self, lm: Any, req: Request, max_tokens: int) -> tuple[list[int], int]:
+        """The prompt's tokens and the answer's max_tokens (fit_prompt); an inline prompt is
+        sized so that prefilling what the KV cache does not hold, plus one line, fits the
+        request's time cap (models/budget.py). Runs off the event loop."""
+        full = fit_prompt(lm, req, self.inline_cfg.context_tokens, max_tokens)
+        if req.kind != "inline" or req.prompt is not None or not req.max_time_s:
+            return full
+        allowed = self.speed.new_tokens_within(req.max_time_s)
+        if fits(len(full[0]), self.recent.cached(full[0]), allowed):
+            return full
+        small = fit_prompt(lm, req, max(MIN_PROMPT_TOKENS, allowed), max_tokens)
+        cached = self.recent.cached(small[0])  # a smaller window may be cached as well
+        if cached:
+            wider = fit_prompt(lm, req, max(MIN_PROMPT_TOKENS, allowed + cached), max_tokens)
+            if fits(len(wider[0]), self.recent.cached(wider[0]), allowed):
+                return wider
+        return small
 
     async def close(self) -> None:
         pass  # the pool (shared) is closed by its owner
@@ -113,18 +149,16 @@ def context_window(model: Any) -> int | None:
 _WINDOW_KEYS = ("max_position_embeddings", "max_seq_len", "n_ctx", "context_length", "seq_length")
 
 
-def fit_prompt(
-    lm: Any, req: Request, inline_cfg: InlineConfig, max_tokens: int
-) -> tuple[list[int], int]:
+def fit_prompt(lm: Any, req: Request, budget: int, max_tokens: int) -> tuple[list[int], int]:
     """The prompt's tokens and the max_tokens left for the answer, within the model's context
     window: a chat loses its oldest turns (system messages and the latest turn stay), a
-    completion's budget shrinks, and max_tokens is cut to what fits. Raises ContextOverflow,
-    naming the limit, when even the shortest prompt does not fit."""
+    completion's `budget` (tokens around the cursor) shrinks, and max_tokens is cut to what
+    fits. Raises ContextOverflow, naming the limit, when even the shortest prompt does not
+    fit."""
     tok, window = lm.tokenizer, context_window(lm.model)
     if req.kind == "chat":
         tokens = _chat_tokens(tok, req, window, max_tokens)
     else:
-        budget = inline_cfg.context_tokens
         if window is not None:
             budget = max(1, min(budget, window - min(max_tokens, window // 2)))
         prompt = req.prompt if req.prompt is not None else _completion_prompt(tok, req, budget)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from mlxd.config import InlineConfig, LanguageConfig
 from mlxd.prompts import (
@@ -35,9 +36,15 @@ from .postprocess import clean
 log = logging.getLogger(__name__)
 
 Range = tuple[int, int, int, int]  # start_line, start_char, end_line, end_char (client encoding)
-Generate = Callable[[Request, CursorContext], Awaitable[str]]
+# `generate` returns the final text, or an object with `.text` and `.finish_reason` ("stop":
+# the model ended or a stop matched; "length": a token or time cap cut it) such as the
+# router's Outcome. A bare string counts as finished.
+Generate = Callable[[Request, CursorContext], Awaitable[Any]]
 Document = tuple[str, str, str]  # (uri, language, text)
 
+# Extra items when the user asks (triggerKind Invoked), sampled at this temperature.
+ALTERNATIVES = 2
+ALT_TEMPERATURE = 0.8
 # Lines above the cursor that neighbour snippets are matched against.
 _NEAR_CHARS = 2000
 
@@ -63,6 +70,8 @@ class EngineStats:
     cancelled: int = 0  # generations stopped: superseded or cancelled by the client
     errors: int = 0  # generations that raised
     empty: int = 0  # answers with no item (nothing survived post-processing, or no answer)
+    # Items shown whose last line a token/time cap cut (a piece of a word, a lone operator).
+    fragments: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -157,12 +166,14 @@ class InlineEngine:
         selected_text: str | None = None,
         selected_range: Range | None = None,
         neighbors: Iterable[Document] = (),
+        invoked: bool = False,
     ) -> list[InlineItem]:
         """Items for the cursor at (line, character) in `encoding` units; [] if none is good.
 
         `selected_text`/`selected_range` are LSP's selectedCompletionInfo: the suggestion then
         continues the selected popup item and replaces its range. `neighbors` are the other
-        open documents (for snippets, when `cfg.neighbor_snippets`).
+        open documents (for snippets, when `cfg.neighbor_snippets`). `invoked` (the user asked:
+        LSP triggerKind Invoked) adds up to ALTERNATIVES sampled items that differ from the first.
         """
         self.stats.requests += 1
         self._supersede(uri)  # the user has moved on: an older answer for this document is moot
@@ -187,20 +198,30 @@ class InlineEngine:
             rng, lead = (*pos, *pos), ""
 
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
-        if suggestion is not None:
+        cached = suggestion is not None
+        if cached:
             self.stats.cache_hits += 1
         else:
             ctx.header = self._header(ctx, neighbors)
-            raw = await self._run(ctx)
-            if raw is None:
+            answer = await self._run(ctx)
+            if answer is None:
                 self.stats.empty += 1
                 return []
-            suggestion = clean(raw, ctx)
-            self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
+            raw, finish = _text_and_finish(answer)
+            # A cap cut it: only finished lines are worth showing (unless told otherwise).
+            cut = finish == "length" and self.cfg.whole_lines
+            suggestion = clean(complete_lines(raw) if cut else raw, ctx)
+            if cut and _ends_cut(raw, suggestion):
+                self.stats.fragments += 1  # complete_lines keeps this at 0
+            if suggestion or finish != "length":  # a cut "" may do better when asked again
+                self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
         if not suggestion:
             self.stats.empty += 1
             return []
-        return [InlineItem(insert_text=lead + suggestion, range=rng)]
+        shown = [suggestion]
+        if invoked and not cached:  # typing through stays free of model calls
+            shown += await self._alternatives(ctx, suggestion)
+        return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
 
     def forget(self, uri: str) -> None:
         """A document was closed: stop its generation and drop its cache entries."""
@@ -213,6 +234,28 @@ class InlineEngine:
         if flight is not None and not flight.task.done():
             flight.superseded = True
             flight.task.cancel()
+
+    async def _alternatives(self, ctx: CursorContext, first: str) -> list[str]:
+        """Up to ALTERNATIVES more suggestions, sampled at ALT_TEMPERATURE, distinct and whole.
+
+        They run after the greedy answer, so its prompt is in the KV cache and they cost decode
+        only, side by side in one batch.
+        """
+        ctx.header = ctx.header or self._header(ctx, ())
+        request = replace(self._request(ctx), temperature=ALT_TEMPERATURE)
+        answers = await self._run(ctx, [request] * ALTERNATIVES)
+        seen = {first.strip()}
+        out: list[str] = []
+        for answer in answers or []:
+            if answer is None or isinstance(answer, BaseException):
+                continue
+            raw, finish = _text_and_finish(answer)
+            cut = finish == "length" and self.cfg.whole_lines
+            text = clean(complete_lines(raw) if cut else raw, ctx)
+            if text.strip() and text.strip() not in seen:
+                seen.add(text.strip())
+                out.append(text)
+        return out
 
     def _request(self, ctx: CursorContext) -> Request:
         """The router's request, its prefix/suffix bounded so that nothing huge travels.
@@ -235,12 +278,18 @@ class InlineEngine:
             max_lines=ctx.max_lines,
         )
 
-    async def _run(self, ctx: CursorContext) -> str | None:
+    async def _run(self, ctx: CursorContext, requests: list[Request] | None = None) -> Any:
         """Await `generate` in its own task, so a newer request can cancel just that task.
 
-        Returns None when superseded or failed; re-raises when the caller is cancelled.
+        With `requests`, runs them side by side and returns their answers as a list (an
+        exception in place of a failed one). Returns None when superseded or failed;
+        re-raises when the caller is cancelled.
         """
-        task = asyncio.ensure_future(self._generate(self._request(ctx), ctx))
+        if requests is None:
+            task = asyncio.ensure_future(self._generate(self._request(ctx), ctx))
+        else:
+            many = (self._generate(r, ctx) for r in requests)
+            task = asyncio.ensure_future(asyncio.gather(*many, return_exceptions=True))
         flight = _Flight(task)
         self._inflight[ctx.uri] = flight
         self.stats.generations += 1
@@ -279,6 +328,29 @@ class InlineEngine:
             exclude_uri=ctx.uri,
         )
         return format_snippets(snippets, ctx.language, self.root) + header
+
+
+def _text_and_finish(answer: Any) -> tuple[str, str]:
+    """(text, finish reason) of what `generate` returned; a bare string is finished."""
+    if isinstance(answer, str):
+        return answer, "stop"
+    return answer.text, answer.finish_reason
+
+
+def complete_lines(text: str) -> str:
+    """`text` without its unfinished last line: what a token or time cap cut mid-line.
+
+    A piece of a word or a lone operator is worse than nothing as ghost text; a line the model
+    ended (a newline) is a complete unit. A cut that came before any newline leaves "".
+    """
+    text = text.replace("\r\n", "\n")
+    return text[: text.rfind("\n") + 1]
+
+
+def _ends_cut(raw: str, suggestion: str) -> bool:
+    """Whether `suggestion` ends with the unfinished last line of a cut generation."""
+    tail = raw.replace("\r\n", "\n").rsplit("\n", 1)[-1].rstrip()
+    return bool(tail.strip() and suggestion.rstrip().endswith(tail.strip()))
 
 
 def _apply_selection(

@@ -9,6 +9,7 @@ Call `load_model` on the thread that will generate (MLX streams are thread-local
 
 from .answer import OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
 from .batching import BatchEngine, Job
+from .budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits
 from .loader import (
     EMBEDDED,
     Dequantize,
@@ -23,7 +24,11 @@ from .stops import StopMatcher, finished_lines
 
 __all__ = [
     "EMBEDDED",
+    "MIN_PROMPT_TOKENS",
     "OPEN_THINK",
+    "RecentPrompts",
+    "SpeedMeter",
+    "fits",
     "AnswerFilter",
     "Piece",
     "ThinkSplitter",

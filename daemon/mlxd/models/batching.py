@@ -45,6 +45,7 @@ class Job:
     detokenizer: TextStream | None = None
     matcher: StopMatcher | None = None
     generated: int = 0
+    reused: int = 0  # prompt tokens found in the KV cache (set when admitted)
 
 
 class BatchEngine:
@@ -150,7 +151,7 @@ class BatchEngine:
             if not rest:  # exact hit: recompute the last position for fresh logits
                 trim_prompt_cache(cache, 1)
                 rest = job.tokens[-1:]
-            reused = len(job.tokens) - len(rest)
+            reused = job.reused = len(job.tokens) - len(rest)
             self.cached_tokens += reused
             self.generations += 1
             (job.uid,) = gen.insert(

@@ -76,7 +76,10 @@ def _trim_prefix(prefix: str, budget: int, count: TokenCounter) -> tuple[str, in
         tail = _keep_end(lines[-1], budget, count)
         return tail, count(tail)
     first = len(lines) - len(costs)
-    snapped = min(-(-first // SNAP_LINES) * SNAP_LINES, len(lines) - 1)
+    # A small window (a tight time budget) snaps finer: rounding a 6-line window's start up to
+    # a multiple of 8 could leave only the cursor line.
+    grid = SNAP_LINES if len(costs) >= 4 * SNAP_LINES else max(1, len(costs) // 4)
+    snapped = min(-(-first // grid) * grid, len(lines) - 1)
     return "".join(lines[snapped:]), sum(costs[: len(lines) - snapped])
 
 

@@ -156,6 +156,7 @@ async def inline_completion(
         encoding=_encoding(ls.workspace.position_encoding),
         selected=(sel.text, _range_tuple(sel.range)) if sel else None,
         open_documents=[(k, d.language_id or "", d.source) for k, d in docs.items()],
+        invoked=params.context.trigger_kind == T.InlineCompletionTriggerKind.Invoked,
     )
     return T.InlineCompletionList(
         items=[

@@ -1,0 +1,93 @@
+"""Fit an inline prompt to the time budget: measured model speed, and what the KV cache holds.
+
+A cold prompt of ~1,500 tokens takes 4-5 s to prefill with the embedded model on two CPU cores;
+with a 1.5 s cap that leaves no time for even one line, and the answer is a fragment or nothing.
+So the prompt is sized to the time: tokens the KV cache already holds cost (almost) nothing,
+each other token costs 1 / prefill speed, and a whole line must still fit after them.
+Speeds are measured as the model runs (an exponential moving average), so fast hardware gets
+more context and a loaded machine less.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+# Tokens planned for the answer: the rest of a line (half a line of code, typically) or a
+# short next line. Planning for a whole long line would leave a slow machine no prompt at all.
+LINE_TOKENS = 8
+# Share of the time budget planned for; the rest absorbs noise (other work on the cores).
+SAFETY = 0.8
+# Never less context than this, however slow the machine: a few lines above the cursor.
+MIN_PROMPT_TOKENS = 48
+# Weight of a new measurement in the moving average.
+ALPHA = 0.3
+
+
+@dataclass(slots=True)
+class SpeedMeter:
+    """Prefill and decode speed (tokens/s) of one model on this machine, as measured."""
+
+    prefill_tps: float = 250.0  # starting guesses for a small model on CPU, until measured
+    decode_tps: float = 10.0
+    samples: int = 0  # prefill measurements so far
+    decode_samples: int = 0
+
+    def observe_prefill(self, tokens: int, seconds: float) -> None:
+        """`tokens` prompt tokens (not from the KV cache) took `seconds` to the first token."""
+        if tokens >= 16 and seconds > 0:
+            # The first measurement replaces the guess: a busy machine can be 20x off it.
+            self.prefill_tps = _ewma(self.prefill_tps, tokens / seconds, first=not self.samples)
+            self.samples += 1
+
+    def observe_decode(self, tokens: int, seconds: float) -> None:
+        """`tokens` generated after the first took `seconds`."""
+        if tokens >= 2 and seconds > 0:
+            first = not self.decode_samples
+            self.decode_tps = _ewma(self.decode_tps, tokens / seconds, first=first)
+            self.decode_samples += 1
+
+    def new_tokens_within(self, budget_s: float, line_tokens: int = LINE_TOKENS) -> int:
+        """How many prompt tokens that are not in the KV cache can be prefilled, with room left
+        for a line of `line_tokens` in `budget_s` seconds."""
+        left = budget_s * SAFETY - line_tokens / self.decode_tps
+        return max(0, int(left * self.prefill_tps))
+
+
+def _ewma(old: float, new: float, *, first: bool = False) -> float:
+    return new if first else (1 - ALPHA) * old + ALPHA * new
+
+
+@dataclass(slots=True)
+class RecentPrompts:
+    """The last few prompts sent to one model: what its KV cache most likely holds.
+
+    The batch engine keeps each finished or cancelled sequence's cache (mlx-lm's
+    LRUPromptCache, longest-prefix match); this is the event loop's cheap view of it.
+    """
+
+    size: int = 8
+    prompts: deque[list[int]] = field(default_factory=deque)
+
+    def add(self, tokens: Sequence[int]) -> None:
+        self.prompts.append(list(tokens))
+        while len(self.prompts) > self.size:
+            self.prompts.popleft()
+
+    def cached(self, tokens: Sequence[int]) -> int:
+        """The longest prefix of `tokens` a recent prompt shares."""
+        return max((_common_prefix(tokens, p) for p in self.prompts), default=0)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def fits(total: int, cached: int, allowed_new: int) -> bool:
+    """Whether a prompt of `total` tokens, `cached` of them in the KV cache, fits."""
+    return total - cached <= allowed_new

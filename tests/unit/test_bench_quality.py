@@ -1,0 +1,55 @@
+"""The quality benchmark's instrument: holes, the naive multi-line cut, the scores."""
+
+from __future__ import annotations
+
+from bench.quality import _cut, _dedent_at, _multi_holes, bootstrap_ci, edit_similarity, score
+
+SRC = """import os
+
+
+def f(x):
+    if x:
+        return 1
+
+    return 2
+""".split("\n")
+
+
+def test_edit_similarity_is_normalised_levenshtein() -> None:
+    assert edit_similarity("abc", "abc") == 1.0
+    assert edit_similarity("", "abc") == 0.0
+    assert edit_similarity("kitten", "sitting") == 1 - 3 / 7
+
+
+def test_a_multi_line_hole_is_the_body_below_its_header() -> None:
+    holes = list(_multi_holes(SRC, "python"))
+    assert holes == [(3, 8), (4, 6)]  # def f(x): ... return 2; if x: ... return 1
+    text, offset, answer = _cut(SRC, 4, len(SRC[4]), 6)
+    assert text[:offset].endswith("    if x:")
+    assert answer == "\n        return 1"
+    assert text[offset:].startswith("\n\n    return 2")
+
+
+def test_a_single_line_hole_is_the_rest_of_the_line() -> None:
+    text, offset, answer = _cut(SRC, 5, 11, None)
+    assert (text[:offset].split("\n")[-1], answer) == ("        ret", "urn 1")
+    assert text[offset:].startswith("\n\n    return 2")
+
+
+def test_naive_multi_line_stops_at_the_first_line_no_deeper_than_the_header() -> None:
+    out = "\n        y = 1\n\n        return y\n    z = 2\n"
+    assert out[: _dedent_at(out, 4)] == "\n        y = 1\n\n        return y"
+    assert _dedent_at("\n        y = 1\n    z", 4) is None  # the dedented line is unfinished
+
+
+def test_scores_ignore_trailing_whitespace_and_bootstrap_brackets_the_mean() -> None:
+    assert score_of("return 1  \n", "return 1")["exact"]
+    assert score_of("", "x")["empty"]
+    lo, hi = bootstrap_ci([0.0, 0.5, 1.0, 0.5])  # type: ignore[misc]
+    assert lo <= 0.5 <= hi
+
+
+def score_of(got: str, answer: str) -> dict[str, object]:
+    from bench.quality import Hole
+
+    return score(Hole("h", "python", "python", "single", "p", "", 0, answer), got)
