@@ -12,7 +12,6 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 from ..config import DEFAULT_MAX_TOKENS, InlineConfig
@@ -206,16 +205,18 @@ _MAX_TOKEN_CHARS = 64
 
 def _completion_prompt(tok: Any, req: Request, budget: int) -> str:
     """FIM when the model has FIM tokens, else a prefix continuation; trimmed to budget with
-    the model's own tokenizer."""
-    from ..prompts import context_at, prompt_for_local
+    the model's own tokenizer. The request's prefix, suffix and header are rendered as they
+    are: the inline engine built the cursor context once, no second one is built here."""
+    from ..prompts import trimmed_prompt
 
     bound = budget * _MAX_TOKEN_CHARS  # a 1 MB line is never tokenized whole
     prefix, suffix = req.prefix[-bound:], req.suffix[:bound]
-    ctx = context_at(prefix + suffix, len(prefix), language=req.language)
-    return prompt_for_local(
+    return trimmed_prompt(
         _fim_template(tok),
         lambda s: len(tok.encode(s, add_special_tokens=False)),
-        replace(ctx, header=req.header),
+        prefix,
+        suffix,
+        req.header,
         budget,
     )
 

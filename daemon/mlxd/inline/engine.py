@@ -16,6 +16,7 @@ from typing import Any
 
 from mlxd.config import InlineConfig, LanguageConfig
 from mlxd.prompts import (
+    COUNTS,
     CursorContext,
     Encoding,
     context_at,
@@ -151,7 +152,8 @@ class InlineEngine:
 
     def snapshot(self) -> dict[str, int]:
         """Counters for `mlxd/status` and the benchmark."""
-        return {**asdict(self.stats), "cache_misses": self.cache.misses}
+        builds = {"context_builds": COUNTS["context_builds"], "trims": COUNTS["trims"]}
+        return {**asdict(self.stats), "cache_misses": self.cache.misses, **builds}
 
     # --- the request ----------------------------------------------------------------------
     async def complete(

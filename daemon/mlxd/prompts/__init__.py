@@ -4,6 +4,7 @@ these, a local backend renders them with its tokenizer's template.
 """
 
 from .context import CursorContext, context_at, cursor_context, starts_block
+from .counts import COUNTS
 from .fim import (
     CODEGEMMA,
     CODELLAMA,
@@ -20,6 +21,7 @@ from .fim import (
     file_header,
     format_snippets,
     prompt_for_local,
+    trimmed_prompt,
 )
 from .positions import (
     Encoding,
@@ -33,6 +35,7 @@ from .snippets import SNIPPET_LINES, Snippet, neighbor_snippets
 from .trimming import PREFIX_SHARE, SNAP_LINES, TokenCounter, approx_tokens, trim
 
 __all__ = [
+    "COUNTS",
     "CODEGEMMA",
     "CODELLAMA",
     "CODESTRAL",
@@ -57,6 +60,7 @@ __all__ = [
     "detect",
     "display_path",
     "file_header",
+    "trimmed_prompt",
     "format_snippets",
     "neighbor_snippets",
     "normalize_encoding",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .counts import COUNTS
 from .positions import _EOL, Encoding, normalize_encoding, position_to_offset
 
 # The end of a line that opens a block (Python's `:`, a bracket, `=>`, Ruby/Lua/shell words):
@@ -42,6 +43,7 @@ class CursorContext:
 
 def context_at(text: str, offset: int, *, uri: str = "", language: str = "") -> CursorContext:
     """The CursorContext for a code-point offset (positions are converted by the caller)."""
+    COUNTS["context_builds"] += 1
     offset = max(0, min(offset, len(text)))
     line_start = max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
     eol = _EOL.search(text, offset)

@@ -6,6 +6,8 @@ import math
 import re
 from collections.abc import Callable, Sequence
 
+from .counts import COUNTS
+
 TokenCounter = Callable[[str], int]
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")
@@ -112,6 +114,7 @@ def trim(
     number that is a multiple of it, the suffix keeps a multiple of it, so neither edge moves
     on every keystroke (the prompt's beginning stays the same: KV-cache reuse).
     """
+    COUNTS["trims"] += 1
     count = count_tokens or approx_tokens
     budget = max(0, budget_tokens)
     prefix_share = math.floor(budget * PREFIX_SHARE) if suffix else budget
