@@ -58,7 +58,7 @@ class Conversations:
         or its text quotes), and the excluded document that taints it, if any. A tainted
         request's texts are remembered; remember its answer too once there is one."""
         texts = [m.content for m in request.messages if m.role != "system"]
-        texts += [t for t in (request.prefix, request.suffix, request.prompt) if t]
+        texts += [t for t in (request.prefix, request.suffix) if t]
         carried = self.carried(texts) or quotes(texts, open_documents, excluded)
         documents = documents + ([carried] if carried else [])
         tainted = next((d for d in documents if excluded(d)), None)

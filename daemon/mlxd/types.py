@@ -39,9 +39,6 @@ class Request:
     max_tokens: int | None = None
     temperature: float = 0.0
     stop: list[str] = field(default_factory=list)
-    # A ready prompt for completion kinds (e.g. a FIM template the inline engine built for a
-    # local model); when set, local backends use it verbatim instead of prefix/suffix.
-    prompt: str | None = None
     # Continue an answer another backend started (mid-stream fallback): the text so far.
     assistant_prefix: str = ""
     # Stop generating after this long and finish with what there is (inline's time cap).

@@ -114,7 +114,7 @@ class LocalBackend:
         sized so that prefilling what the KV cache does not hold, plus one line, fits the
         request's time cap (models/budget.py). Runs off the event loop."""
         full = fit_prompt(lm, req, self.inline_cfg.context_tokens, max_tokens)
-        if req.kind != "inline" or req.prompt is not None or not req.max_time_s:
+        if req.kind != "inline" or not req.max_time_s:
             return full
         allowed = self.speed.new_tokens_within(req.max_time_s)
         if fits(len(full[0]), self.recent.cached(full[0]), allowed):
@@ -160,7 +160,7 @@ def fit_prompt(lm: Any, req: Request, budget: int, max_tokens: int) -> tuple[lis
     else:
         if window is not None:
             budget = max(1, min(budget, window - min(max_tokens, window // 2)))
-        prompt = req.prompt if req.prompt is not None else _completion_prompt(tok, req, budget)
+        prompt = _completion_prompt(tok, req, budget)
         tokens = list(tok.encode(prompt + req.assistant_prefix, add_special_tokens=False))
     if window is not None:
         if len(tokens) >= window:

@@ -42,7 +42,7 @@ CONTINUE_PROMPT = (
 
 def completion_messages(request: Request) -> list[Message]:
     """A chat conversation that asks for the code to insert at the cursor."""
-    prefix = request.prefix or (request.prompt or "")
+    prefix = request.prefix
     lang = request.language or ""
     user = f"```{lang}\n{prefix}<CURSOR>{request.suffix}\n```"
     if request.header:  # the file's name and snippets of related open files
@@ -161,7 +161,7 @@ class OpenAIBackend:
         return self._common(body, request)
 
     def _completions_body(self, request: Request) -> dict[str, Any]:
-        prompt = (request.prefix or request.prompt or "") + request.assistant_prefix
+        prompt = request.prefix + request.assistant_prefix
         body: dict[str, Any] = {"model": self.cfg.model, "prompt": prompt}
         if request.suffix:
             body["suffix"] = request.suffix

@@ -5,7 +5,7 @@ pieces (cursor context, trimming, FIM templates) come from `mlxd.prompts`.
 """
 
 from .cache import InlineCache
-from .engine import EngineStats, InlineEngine, InlineItem, collect_text
+from .engine import EngineStats, InlineEngine, InlineItem
 from .postprocess import clean
 
 __all__ = [
@@ -14,5 +14,4 @@ __all__ = [
     "InlineEngine",
     "InlineItem",
     "clean",
-    "collect_text",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -29,7 +29,7 @@ from mlxd.prompts import (
     starts_block,
     trim,
 )
-from mlxd.types import Delta, Done, Event, Request
+from mlxd.types import Request
 
 from .cache import InlineCache
 from .postprocess import clean
@@ -90,42 +90,13 @@ def _outer_cancelled() -> bool:
     return bool(cancelling and cancelling())
 
 
-async def collect_text(events: AsyncIterable[Event], max_ms: float) -> str:
-    """Join a stream's Deltas until Done, its end, or `max_ms` — then close it.
-
-    Inline ghost text is only useful if it comes fast: when time runs out, what has come so
-    far is the answer (post-processing trims a cut-off last line as it would any other).
-    Closing the stream stops the work behind it (see mlxd.types).
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + max_ms / 1000
-    it = aiter(events)
-    parts: list[str] = []
-    try:
-        while (remaining := deadline - loop.time()) > 0:
-            try:
-                event = await asyncio.wait_for(anext(it), remaining)
-            except (StopAsyncIteration, asyncio.TimeoutError):  # noqa: UP041 (3.10: not builtin)
-                break
-            if isinstance(event, Delta):
-                parts.append(event.text)
-            elif isinstance(event, Done):
-                break
-    finally:
-        aclose = getattr(it, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    return "".join(parts)
-
-
 class InlineEngine:
     """Turns (document, cursor) into at most one clean suggestion.
 
     `generate(request, ctx)` is supplied by the server: it runs the router and returns the
     final text, raising on failure; it is cancelled (task cancel) when superseded. The
-    request carries the time cap (`max_time_s` from `cfg.max_ms`; `collect_text` applies one
-    to any stream); local backends turn it into a prompt with `fim.prompt_for_local` and the
-    model's own tokenizer.
+    request carries the time cap (`max_time_s` from `cfg.max_ms`, which the router applies);
+    local backends render its prefix, suffix and header with the model's own tokenizer.
     """
 
     def __init__(
