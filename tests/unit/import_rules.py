@@ -66,6 +66,7 @@ PACKAGES = {
     "mlxd.server",
     "mlxd.router",
     "mlxd.app",
+    "mlxd.cli",
 }
 SERVER_SEES = {"mlxd", "mlxd.app", "mlxd.protocol", "mlxd.transport"}
 WIRE_SIDE = {"mlxd.protocol", "mlxd.transport", "mlxd.server", "mlxd.cli", "mlxd.client"}
