@@ -175,19 +175,7 @@ class InlineEngine:
         if cached:
             self.stats.cache_hits += 1
         else:
-            ctx.header = self._header(ctx, neighbors)
-            answer = await self._run(ctx)
-            if answer is None:
-                self.stats.empty += 1
-                return []
-            raw, finish = _text_and_finish(answer)
-            # A cap cut it: only finished lines are worth showing (unless told otherwise).
-            cut = finish == "length" and self.cfg.whole_lines
-            suggestion = clean(complete_lines(raw) if cut else raw, ctx)
-            if cut and _ends_cut(raw, suggestion):
-                self.stats.fragments += 1  # complete_lines keeps this at 0
-            if suggestion or finish != "length":  # a cut "" may do better when asked again
-                self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
+            suggestion = await self._fresh(uri, ctx, neighbors)
         if not suggestion:
             self.stats.empty += 1
             return []
@@ -195,6 +183,24 @@ class InlineEngine:
         if invoked and not cached:  # typing through stays free of model calls
             shown += await self._alternatives(ctx, suggestion)
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
+
+    async def _fresh(
+        self, uri: str, ctx: CursorContext, neighbors: Iterable[Document]
+    ) -> str | None:
+        """A new suggestion from the model, cleaned and cached; None when no answer came."""
+        ctx.header = self._header(ctx, neighbors)
+        answer = await self._run(ctx)
+        if answer is None:
+            return None
+        raw, finish = _text_and_finish(answer)
+        # A cap cut it: only finished lines are worth showing (unless told otherwise).
+        cut = finish == "length" and self.cfg.whole_lines
+        suggestion = clean(complete_lines(raw) if cut else raw, ctx)
+        if cut and _ends_cut(raw, suggestion):
+            self.stats.fragments += 1  # complete_lines keeps this at 0
+        if suggestion or finish != "length":  # a cut "" may do better when asked again
+            self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
+        return suggestion
 
     def forget(self, uri: str) -> None:
         """A document was closed: stop its generation and drop its cache entries."""
