@@ -86,6 +86,23 @@ class Backend(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The daemon's state as the editor sees it: starting | loading | ready | degraded | error,
+    each backend's (ok | cooldown | unconfigured | error | no_key), and why (or None)."""
+
+    state: str
+    backends: dict[str, str]
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str  # the model a backend serves (Backend.spec)
+    backend: str
+    loaded: bool
+
+
 @dataclass(slots=True)
 class Attempt:
     """One backend the router tried or skipped, and why it did not answer."""

@@ -5,7 +5,7 @@ through app's face only.
 """
 
 from ..errors import AllFailed, ConfigError, UnknownBackend, UnknownModel
-from ..types import Outcome
+from ..types import DeltaFn, Message, ModelInfo, Outcome, Request, Status
 from .core import App, ConfigSources, Hooks
 from .status import StatusBoard
 
@@ -15,7 +15,12 @@ __all__ = [
     "ConfigError",
     "ConfigSources",
     "Hooks",
+    "DeltaFn",
+    "Message",
+    "ModelInfo",
     "Outcome",
+    "Request",
+    "Status",
     "StatusBoard",
     "UnknownBackend",
     "UnknownModel",

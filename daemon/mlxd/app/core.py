@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import protocol as P
 from .. import taint, trust
 from ..backends import Backend, make_backends, retired
 from ..config import Config, decode, load_file, merge
@@ -20,7 +19,7 @@ from ..errors import ConfigError, UnknownModel
 from ..models import ModelPool
 from ..router import Router
 from ..secrets import KeyStore
-from ..types import DeltaFn, Message, Outcome, Request
+from ..types import DeltaFn, ModelInfo, Outcome, Request, Status
 from .status import StatusBoard
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 class Hooks:
     """How the services reach the client, without knowing LSP."""
 
-    status: Callable[[P.Status], None] = lambda s: None
+    status: Callable[[Status], None] = lambda s: None
     load_progress: Callable[[str, float, str], None] = lambda kind, f, m: None  # begin|report|end
     call_soon: Callable[[Callable[[], None]], None] = lambda f: f()  # onto the event loop
     show_error: Callable[[str], None] = lambda message: None  # a message the user must see
@@ -117,40 +116,20 @@ class App:
         self.publish_status()
 
     # --- requests ---------------------------------------------------------------------------
-    async def chat(
-        self, p: P.ChatParams, on_delta: DeltaFn | None, on_reasoning: DeltaFn | None = None
-    ) -> Outcome:
-        req = Request(
-            kind="chat",
-            messages=[Message(m.role, m.content) for m in p.messages],
-            max_tokens=p.max_tokens,
-            temperature=p.temperature if p.temperature is not None else 0.0,
-            stop=list(p.stop),
-        )
-        return await self._route(req, p, on_delta, on_reasoning)
-
-    async def complete(self, p: P.CompleteParams, on_delta: DeltaFn | None) -> Outcome:
-        req = Request(
-            kind="complete",
-            prefix=p.prefix,
-            suffix=p.suffix,
-            language=p.language,
-            max_tokens=p.max_tokens,
-            temperature=p.temperature if p.temperature is not None else 0.0,
-            stop=list(p.stop),
-        )
-        return await self._route(req, p, on_delta)
-
-    async def _route(
+    async def generate(
         self,
         req: Request,
-        p: P.ChatParams | P.CompleteParams,
-        on_delta: DeltaFn | None,
+        *,
+        model: str | None = None,
+        backend: str | None = None,
+        document: str | None = None,
+        on_delta: DeltaFn | None = None,
         on_reasoning: DeltaFn | None = None,
     ) -> Outcome:
-        """The params every generation request shares: model/backend choice and privacy."""
-        alias, backend = self._resolve(p.model, p.backend)
-        docs = [p.text_document.uri] if p.text_document else []
+        """A chat or completion request (the server built it from the wire params): the model or
+        backend the client chose, and the document it is about (for the privacy rules)."""
+        alias, backend = self._resolve(model, backend)
+        docs = [document] if document else []
         # A conversation that carried an excluded document, or quotes one, stays local.
         docs, tainted = self.conversations.route(
             req, docs, self.hooks.open_documents(), self.router.excluded
@@ -172,7 +151,7 @@ class App:
         backend, no fallback); anything else is the client's mistake."""
         if model is None or model in self.config.routing.models:
             return model, backend
-        listed = self.models().models
+        listed = self.models()[0]
         for m in listed:
             if model in (m.name, m.backend):
                 return None, backend or m.backend
@@ -207,12 +186,11 @@ class App:
             invoked=invoked,
         )
 
-    def models(self) -> P.ModelsResult:
-        models = []
-        for name, b in self.backends.items():
-            models.append(P.ModelInfo(name=b.spec, backend=name, loaded=b.loaded))
+    def models(self) -> tuple[list[ModelInfo], dict[str, str]]:
+        """Each backend's model, and the backend each request kind tries first."""
+        models = [ModelInfo(b.spec, name, b.loaded) for name, b in self.backends.items()]
         defaults = {kind: self._first_usable(kind) for kind in ("chat", "complete", "inline")}
-        return P.ModelsResult(models=models, defaults=defaults)
+        return models, defaults
 
     def stats(self) -> dict[str, Any]:
         """Counters: inline engine, local models (generations, prompt tokens from KV cache),
@@ -243,12 +221,12 @@ class App:
                 return name
         return "local"
 
-    async def set_api_key(self, p: P.SetApiKeyParams) -> None:
-        if p.backend not in self.config.backends:
-            raise ValueError(f"backend: unknown backend {p.backend!r}")
+    async def set_api_key(self, backend: str, api_key: str, persist: bool = False) -> None:
+        if backend not in self.config.backends:
+            raise ValueError(f"backend: unknown backend {backend!r}")
         # The OS keyring can block (a locked keychain): keep it off the event loop.
-        await asyncio.to_thread(self.keys.set, p.backend, p.api_key, p.persist)
-        self.router.reset(p.backend)  # a backend that failed for want of a key gets a chance
+        await asyncio.to_thread(self.keys.set, backend, api_key, persist)
+        self.router.reset(backend)  # a backend that failed for want of a key gets a chance
         self.publish_status()  # no longer `no_key`
 
     async def preload(self) -> None:
@@ -261,7 +239,7 @@ class App:
             log.error("%s", exc)
 
     # --- status (status.py) -----------------------------------------------------------------
-    def status(self) -> P.Status:
+    def status(self) -> Status:
         return self.board.status()
 
     def publish_status(self, force: bool = False) -> None:

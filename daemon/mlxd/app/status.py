@@ -10,7 +10,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from .. import protocol as P
+from ..types import Status
 
 if TYPE_CHECKING:
     from .core import App
@@ -21,10 +21,10 @@ class StatusBoard:
         self.app = app
         self.model_states: dict[str, tuple[str, str]] = {}  # spec -> (event, message)
         self._load_errors_shown: dict[str, str] = {}  # spec -> the load error last shown
-        self._last: P.Status | None = None
+        self._last: Status | None = None
         self._timer: asyncio.TimerHandle | None = None
 
-    def status(self) -> P.Status:
+    def status(self) -> Status:
         """The daemon's state, each backend's, and a message (the loading model, what failed)."""
         app = self.app
         backends = app.router.backend_states()
@@ -51,7 +51,7 @@ class StatusBoard:
         else:
             state = "starting"
         message = "; ".join(m for m in (app.closed_reason, message) if m)
-        return P.Status(state=state, backends=backends, message=message or None)  # type: ignore[arg-type]
+        return Status(state=state, backends=backends, message=message or None)
 
     def publish(self, force: bool = False) -> None:
         """Send the status when it changed (or when forced)."""

@@ -18,7 +18,15 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from .. import protocol as P
 from .. import uris
-from ..app import AllFailed, Outcome, UnknownBackend, UnknownModel
+from ..app import (
+    AllFailed,
+    DeltaFn,
+    Message,
+    Outcome,
+    Request,
+    UnknownBackend,
+    UnknownModel,
+)
 from ..wording import for_client
 from .lsp import MlxdServer
 
@@ -91,20 +99,38 @@ async def chat(ls: MlxdServer, params: Any) -> Any:
     """Chat, streamed as $/progress on the partialResultToken."""
     p = _parse(ls, params, P.ChatParams)
     token = p.partial_result_token
-    work = ls.app.chat(p, _streamer(ls, token), _streamer(ls, token, "reasoning"))
-    return await _generate(ls, work)
+    req = Request(
+        kind="chat",
+        messages=[Message(m.role, m.content) for m in p.messages],
+        max_tokens=p.max_tokens,
+        temperature=p.temperature if p.temperature is not None else 0.0,
+        stop=list(p.stop),
+    )
+    reasoning = _streamer(ls, token, "reasoning")
+    return await _generate(ls, p, req, _streamer(ls, token), reasoning)
 
 
 async def complete(ls: MlxdServer, params: Any) -> Any:
     """Raw completion (FIM where the model supports it), streamed like chat."""
     p = _parse(ls, params, P.CompleteParams)
-    return await _generate(ls, ls.app.complete(p, _streamer(ls, p.partial_result_token)))
+    req = Request(
+        kind="complete",
+        prefix=p.prefix,
+        suffix=p.suffix,
+        language=p.language,
+        max_tokens=p.max_tokens,
+        temperature=p.temperature if p.temperature is not None else 0.0,
+        stop=list(p.stop),
+    )
+    return await _generate(ls, p, req, _streamer(ls, p.partial_result_token))
 
 
 def models(ls: MlxdServer, params: Any) -> Any:
     """Configured models and the default per request kind."""
     _parse(ls, params, P.EmptyParams)
-    return P.to_wire(ls.app.models())
+    models, defaults = ls.app.models()
+    listed = [P.ModelInfo(name=m.name, backend=m.backend, loaded=m.loaded) for m in models]
+    return P.to_wire(P.ModelsResult(models=listed, defaults=defaults))
 
 
 def stats(ls: MlxdServer, params: Any) -> Any:
@@ -123,7 +149,7 @@ async def set_api_key(ls: MlxdServer, params: Any) -> Any:
     """Hold a key from the editor's secret store (in memory; keyring when persist)."""
     p = _parse(ls, params, P.SetApiKeyParams)
     try:
-        await ls.app.set_api_key(p)
+        await ls.app.set_api_key(p.backend, p.api_key, p.persist)
     except ValueError as exc:
         raise JsonRpcInvalidParams(message=f"Invalid params: {exc}") from None
     except Exception as exc:  # e.g. a locked keyring; never echo the key
@@ -250,7 +276,22 @@ def _streamer(ls: MlxdServer, token: P.ProgressToken | None, field: str = "delta
     return on_delta
 
 
-async def _generate(ls: MlxdServer, work: Any) -> Any:
+async def _generate(
+    ls: MlxdServer,
+    p: P.ChatParams | P.CompleteParams,
+    req: Request,
+    on_delta: DeltaFn | None,
+    on_reasoning: DeltaFn | None = None,
+) -> Any:
+    """Route a generation request and turn its Outcome (or error) into the wire's."""
+    work = ls.app.generate(
+        req,
+        model=p.model,
+        backend=p.backend,
+        document=p.text_document.uri if p.text_document else None,
+        on_delta=on_delta,
+        on_reasoning=on_reasoning,
+    )
     try:
         outcome: Outcome = await work
     except Exception as exc:

@@ -21,7 +21,7 @@ from pygls.protocol import (
 
 from .. import __version__
 from .. import protocol as P
-from ..app import App, ConfigError, ConfigSources, Hooks
+from ..app import App, ConfigError, ConfigSources, Hooks, Status
 from ..transport import AdaptedProtocol
 from ..wording import PROTOCOL
 
@@ -122,9 +122,10 @@ class MlxdServer(LanguageServer):
         else:
             loop.call_soon_threadsafe(fn)
 
-    def send_status(self, status: P.Status) -> None:
+    def send_status(self, status: Status) -> None:
         if self.initialized:  # nothing may be sent before the initialize response
-            self.protocol.notify(P.STATUS, P.to_wire(status))
+            wire = P.Status(state=status.state, backends=status.backends, message=status.message)  # type: ignore[arg-type]
+            self.protocol.notify(P.STATUS, P.to_wire(wire))
 
     def load_progress(self, kind: str, fraction: float, message: str) -> None:
         """Model loading as server-initiated work-done progress (when the client supports it).
