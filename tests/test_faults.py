@@ -500,7 +500,7 @@ async def test_cloud_off_and_excluded_documents_send_nothing_upstream_for_any_re
                             text_document=T.TextDocumentIdentifier(uri),
                             position=T.Position(0, 8),
                             context=T.InlineCompletionContext(
-                                trigger_kind=T.InlineCompletionTriggerKind.Invoked
+                                trigger_kind=T.InlineCompletionTriggerKind.Automatic
                             ),
                         )
                     )

@@ -61,7 +61,7 @@ async def test_excluded_neighbour_never_enters_a_cloud_prompt(
                     text_document=T.TextDocumentIdentifier("file:///p/main.py"),
                     position=T.Position(2, len("total = compute_total(")),
                     context=T.InlineCompletionContext(
-                        trigger_kind=T.InlineCompletionTriggerKind.Invoked
+                        trigger_kind=T.InlineCompletionTriggerKind.Automatic
                     ),
                 )
             )
@@ -85,7 +85,7 @@ async def test_an_excluded_document_itself_is_served_locally(
                     text_document=T.TextDocumentIdentifier("file:///p/.env"),
                     position=T.Position(0, 10),
                     context=T.InlineCompletionContext(
-                        trigger_kind=T.InlineCompletionTriggerKind.Invoked
+                        trigger_kind=T.InlineCompletionTriggerKind.Automatic
                     ),
                 )
             )
