@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from mlxd.backends.http import HTTPClient, error_from_json, excerpt
-from mlxd.backends.openai import chat_messages
+from mlxd.backends.messages import chat_messages
 from mlxd.config import DEFAULT_MAX_TOKENS, BackendConfig, TimeoutsConfig
 from mlxd.errors import NotConfigured, ProtocolError, ServerError, StreamCut
 from mlxd.secrets import KeyStore, key_sources
