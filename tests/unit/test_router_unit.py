@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 
 from mlxd.config import decode, merge
-from mlxd.errors import AllFailed, BadRequest, RateLimited, ServerError, StreamCut, UnknownBackend
+from mlxd.errors import (
+    AllFailed,
+    BadRequest,
+    RateLimited,
+    ServerError,
+    StreamCut,
+    UnknownBackend,
+    UnknownModel,
+)
 from mlxd.router import Router
 from mlxd.types import Attempt, Backend, Delta, Done, Event, Request
 
@@ -330,3 +338,16 @@ async def test_a_bad_request_does_not_count_against_the_breaker() -> None:
     for _ in range(3):
         await router.run(chat())
     assert len(a.requests) == 3 and router.backend_states()["a"] == "ok"
+
+
+def test_resolve_maps_an_alias_or_a_served_model_and_refuses_the_rest() -> None:
+    """Router.resolve (was App._resolve): an alias keeps its chain, a backend's model or name
+    forces that backend, anything else is the client's mistake."""
+    a, b = Scripted("a", answer("x")), Scripted("b", answer("y"))
+    router = make_router(a, b, models={"fast": ["b", "a"]})
+    assert router.resolve(None, None) == (None, None)
+    assert router.resolve("fast", None) == ("fast", None)
+    assert router.resolve("b", None) == (None, "b")
+    assert router.resolve("b", "a") == (None, "a")  # an explicit backend wins
+    with pytest.raises(UnknownModel, match=r"unknown model 'nope' \(known: \['fast'"):
+        router.resolve("nope", None)

@@ -15,7 +15,7 @@ from typing import Any
 from .. import taint, trust
 from ..backends import Backend, make_backends, retired
 from ..config import Config, decode, load_file, merge
-from ..errors import ConfigError, UnknownModel
+from ..errors import ConfigError
 from ..models import ModelPool
 from ..router import Router
 from ..secrets import KeyStore
@@ -128,7 +128,7 @@ class App:
     ) -> Outcome:
         """A chat or completion request (the server built it from the wire params): the model or
         backend the client chose, and the document it is about (for the privacy rules)."""
-        alias, backend = self._resolve(model, backend)
+        alias, backend = self.router.resolve(model, backend)
         docs = [document] if document else []
         # A conversation that carried an excluded document, or quotes one, stays local.
         docs, tainted = self.conversations.route(
@@ -145,18 +145,6 @@ class App:
         if tainted:
             self.conversations.remember([outcome.text], tainted)
         return outcome
-
-    def _resolve(self, model: str | None, backend: str | None) -> tuple[str | None, str | None]:
-        """`model` is a routing alias (its chain) or a model that mlxd/models lists (that
-        backend, no fallback); anything else is the client's mistake."""
-        if model is None or model in self.config.routing.models:
-            return model, backend
-        listed = self.models()[0]
-        for m in listed:
-            if model in (m.name, m.backend):
-                return None, backend or m.backend
-        known = sorted(self.config.routing.models) + [m.name for m in listed]
-        raise UnknownModel(f"unknown model {model!r} (known: {known})")
 
     async def inline_complete(
         self,

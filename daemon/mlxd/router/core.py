@@ -34,6 +34,7 @@ from ..errors import (
     NotConfigured,
     Timeout,
     UnknownBackend,
+    UnknownModel,
     as_failure,
 )
 from ..models import AnswerFilter, finished_lines
@@ -88,6 +89,17 @@ class Router:
             else:
                 states[name] = self.breakers.state(name, now)
         return states
+
+    def resolve(self, model: str | None, backend: str | None) -> tuple[str | None, str | None]:
+        """(alias, backend) for a request's `model`: a routing alias (its chain), or a model a
+        backend serves (that backend, no fallback). Raises UnknownModel for anything else."""
+        if model is None or model in self.config.routing.models:
+            return model, backend
+        for name, b in self.backends.items():
+            if model in (b.spec, name):
+                return None, backend or name
+        known = sorted(self.config.routing.models) + [b.spec for b in self.backends.values()]
+        raise UnknownModel(f"unknown model {model!r} (known: {known})")
 
     def chain(self, kind: str, model: str | None) -> list[str]:
         routing = self.config.routing
