@@ -20,6 +20,7 @@ from ..models import ModelPool
 from ..router import Router
 from ..secrets import KeyStore
 from ..types import DeltaFn, ModelInfo, Outcome, Request, Status
+from ..wording import PROTOCOL, Wording, for_client
 from .status import StatusBoard
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class App:
         self.hooks = hooks
         self.config = Config()
         self.keys = KeyStore()
+        self.wording: Wording = PROTOCOL  # the client's words, learnt from `initialize`
         self.keys.on_checked = lambda: hooks.call_soon(self.publish_status)
         self.conversations = taint.Conversations()
         self.closed_reason: str | None = None  # why the cloud is forced off (trust.fail_closed)
@@ -65,6 +67,12 @@ class App:
     @property
     def local(self) -> Any:  # a LocalBackend (ensure_loaded)
         return self.backends["local"]
+
+    def set_client(self, name: str | None) -> None:
+        """The editor that connected (LSP clientInfo.name): the words messages use for its
+        settings and for how it hands over a key."""
+        self.wording = for_client(name)
+        self.keys.from_editor = self.wording.set_key
 
     # --- config -----------------------------------------------------------------------------
     def load_config(self, overlay: dict[str, Any] | None = None) -> list[str]:

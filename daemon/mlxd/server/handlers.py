@@ -27,7 +27,6 @@ from ..app import (
     UnknownBackend,
     UnknownModel,
 )
-from ..wording import for_client
 from .lsp import MlxdServer
 
 log = logging.getLogger(__name__)
@@ -40,11 +39,10 @@ def initialize(ls: MlxdServer, params: T.InitializeParams) -> None:
     """Apply initializationOptions over the file config; answered at once."""
     ls.loop = asyncio.get_running_loop()
     ls.initialize_seen = True
-    ls.wording = for_client(params.client_info.name if params.client_info else None)
-    ls.app.keys.from_editor = ls.wording.set_key
+    ls.app.set_client(params.client_info.name if params.client_info else None)
     opts = _settings(params.initialization_options)
     if opts is None:
-        ls.config_problems.append(f"mlxd: {ls.wording.settings} must be an object; ignored")
+        ls.config_problems.append(f"mlxd: {ls.app.wording.settings} must be an object; ignored")
     elif opts:
         applied, ls.config_problems = ls.reload(opts)
         if applied:

@@ -23,7 +23,6 @@ from .. import __version__
 from .. import protocol as P
 from ..app import App, ConfigError, ConfigSources, Hooks, Status
 from ..transport import AdaptedProtocol
-from ..wording import PROTOCOL
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,6 @@ class MlxdServer(LanguageServer):
         # Documents closed lately: an inline request that raced with its document's didClose
         # (sent before it, handled after) is answered with no items, not "not open".
         self.closed: dict[str, None] = {}
-        self.wording = PROTOCOL  # the client's words, learnt from `initialize`
         self.config_problems: list[str] = self.reload(None)[1]
 
     def reload(self, overlay: dict[str, Any] | None) -> tuple[bool, list[str]]:
@@ -106,7 +104,7 @@ class MlxdServer(LanguageServer):
         try:
             problems = self.app.load_config(overlay)
         except ConfigError as exc:
-            where = self.wording.settings if overlay is not None else "config"
+            where = self.app.wording.settings if overlay is not None else "config"
             return False, [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
         return True, [f"mlxd: {p}" for p in problems]
 
