@@ -13,5 +13,6 @@ BENCHMARKS = {
     "fallback": "fallback",
     "fastpath": "fastpath",
     "quality": "quality",
+    "speculation": "speculation",
 }
 DEFAULT = ("overhead", "follow-up")

@@ -29,6 +29,11 @@ from mlxd.config import ConfigError, decode
             "expected one of 'openai', 'anthropic', 'mlx'",
         ),
         ({"inline": {"max_ms": "fast"}}, "inline.max_ms: expected `int`, got `str`"),
+        (
+            {"local": {"speculative": "on"}},
+            "local.speculative: invalid enum value 'on'; expected one of 'auto', 'off'",
+        ),
+        ({"local": {"draft_tokens": 0}}, "local.draft_tokens: must be >= 1 and <= 64, got 0"),
         ({"inline": {"multiline": "auto"}}, "inline.multiline: unknown field"),
     ],
 )

@@ -359,3 +359,13 @@ async def test_automatic_requests_get_one_item() -> None:
     items = await engine(model).complete("def f(xs):\n    ", 1, 4, uri=URI, language="python")
     assert [i.insert_text for i in items] == ["total = 0"]
     assert len(model.calls) == 1
+
+
+async def test_invoked_samples_no_alternatives_after_a_cloud_answer() -> None:
+    # Alternatives reuse a local answer's KV cache; from a provider they would be paid requests.
+    model = Model("total = 0")
+    eng = engine(model)
+    eng.served_locally = lambda answer: False
+    items = await eng.complete("def f(xs):\n    ", 1, 4, uri=URI, language="python", invoked=True)
+    assert [i.insert_text for i in items] == ["total = 0"]
+    assert len(model.calls) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 import tomllib
 from pathlib import Path
@@ -16,7 +17,25 @@ from typing import Any, Literal
 import msgspec
 
 from .credentials import secret_values
-from .errors import ConfigError, field_message, with_choices
+from .errors import KEYLIKE, ConfigError, field_message, shown, with_choices
+
+# What `api_key_env` must be: the name of an environment variable, never the key itself.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _is_key_not_name(value: str) -> bool:
+    """Whether an `api_key_env` value is a key pasted where the variable's name goes: not a
+    name at all (`sk-...`, base64), or a long mixed-case or underscore-free run of letters and
+    digits (a base62 or hex key; names are UPPER_CASE or words joined by `_`)."""
+    if not _ENV_NAME.fullmatch(value):
+        return True
+    mixed = value.lower() != value != value.upper()
+    return bool(KEYLIKE.fullmatch(value)) and not value.isupper() and (mixed or "_" not in value)
+
+
+def _mask(message: str) -> str:
+    """`message` with every quoted value that looks like a key replaced by HIDDEN."""
+    return re.sub(r"'([^'\s]*)'", lambda m: shown(m.group(1)), message)
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
@@ -42,6 +61,11 @@ class LocalConfig(Base):
     memory_limit_gb: float = 0.0
     # Unload a model after this many idle seconds; 0 keeps it warm forever.
     idle_unload_s: float = 0.0
+    # "auto": a greedy request alone on its model decodes with prompt-lookup speculation
+    # (identical tokens, fewer forward passes); "off": plain decoding.
+    speculative: Literal["auto", "off"] = "auto"
+    # Most draft tokens verified in one forward pass (the engine adapts below this).
+    draft_tokens: int = 8
 
 
 class BackendConfig(Base):
@@ -127,6 +151,10 @@ class Config(Base):
     inline: InlineConfig = msgspec.field(default_factory=InlineConfig)
 
 
+# A name is echoed in messages, logs and keyring entries: printable, one line, short.
+_BACKEND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
 def decode(data: Any) -> Config:
     """Validate a plain mapping into a Config, naming the offending key on failure."""
     if data is None:
@@ -135,15 +163,20 @@ def decode(data: Any) -> Config:
     backends = data.get("backends") if isinstance(data, dict) else None
     if isinstance(backends, dict):
         for name, entry in backends.items():
+            if not isinstance(name, str) or not _BACKEND_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"backends: invalid name {str(name)[:80]!r}: use 1-64 letters, digits, "
+                    "'_', '-' or '.', starting with a letter or digit"
+                )
             try:
                 msgspec.convert(entry, BackendConfig, strict=True)
             except msgspec.ValidationError as exc:
                 message = field_message(str(exc), f"backends.{name}")
-                raise ConfigError(with_choices(message, Config)) from None
+                raise ConfigError(_mask(with_choices(message, Config))) from None
     try:
         cfg = msgspec.convert(data, Config, strict=True)
     except msgspec.ValidationError as exc:
-        raise ConfigError(with_choices(field_message(str(exc)), Config)) from None
+        raise ConfigError(_mask(with_choices(field_message(str(exc)), Config))) from None
     routing = data.get("routing") if isinstance(data, dict) else None
     if "max_tokens" not in (routing if isinstance(routing, dict) else {}):
         cfg.routing.max_tokens = cfg.local.max_tokens  # the old key, or the same default
@@ -205,17 +238,23 @@ def _check_semantics(cfg: Config) -> None:
         for name in getattr(cfg.routing, kind):
             if name not in known:
                 raise ConfigError(
-                    f"routing.{kind}: unknown backend {name!r} (configured: {sorted(known)})"
+                    f"routing.{kind}: unknown backend {shown(name)} (configured: {sorted(known)})"
                 )
     for alias, chain in cfg.routing.models.items():
         for name in chain:
             if name not in known:
-                raise ConfigError(f"routing.models.{alias}: unknown backend {name!r}")
+                raise ConfigError(f"routing.models.{alias}: unknown backend {shown(name)}")
     for name, b in cfg.backends.items():
         if name == "local":
             raise ConfigError("backends.local: the name 'local' is reserved for the MLX model")
         if not b.model:
             raise ConfigError(f"backends.{name}.model: required (the model name to use)")
+        if b.api_key_env and _is_key_not_name(b.api_key_env):
+            raise ConfigError(
+                f"backends.{name}.api_key_env: looks like a key, not an environment variable "
+                f"name (letters, digits and _); keep the key itself in the environment variable "
+                f"this names, or run `mlxd keys set {name}`"
+            )
         if b.protocol == "mlx":
             continue
         if not b.base_url:
@@ -234,6 +273,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "local.prompt_cache_mb": (0, 1 << 20, True),  # 0: no prompt cache
     "local.memory_limit_gb": (0, 1 << 14, True),  # 0: a safe share of RAM
     "local.idle_unload_s": (0, 30 * DAY_S, True),  # 0: never unload
+    "local.draft_tokens": (1, 64, True),
     "routing.max_retries": (0, 100, True),
     "routing.breaker_failures": (1, 1_000_000, True),
     "routing.breaker_cooldown_s": (0, DAY_S, True),
@@ -252,7 +292,7 @@ def _check_ranges(cfg: Config) -> None:
     for key, (low, high, low_ok) in RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # an int past 1e308 is one
             raise ConfigError(f"{key}: must be a finite number, got {value}")
         if value < low or (value == low and not low_ok) or value > high:
             lowest = f"{'>=' if low_ok else '>'} {_num(low)}"
@@ -260,4 +300,12 @@ def _check_ranges(cfg: Config) -> None:
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+    """A number as a person reads it: 20000, 1.5, 1e+308 (not 309 digits)."""
+    if isinstance(x, float) and not x.is_integer():
+        return f"{x:g}"
+    if abs(x) < 10**15:
+        return str(int(x))
+    try:
+        return f"{float(x):g}"
+    except OverflowError:  # an int past any float: its order of magnitude
+        return f"{'-' if x < 0 else ''}~1e+{len(str(abs(int(x)))) - 1}"

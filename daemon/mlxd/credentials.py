@@ -2,6 +2,12 @@
 (Azure's `api-key`, a gateway's `X-Auth-Token`, `Authorization`), the user-info of a
 `base_url` (`https://user:pass@host`) and key-like query parameters (`?key=...`).
 
+A header is a secret when its name says so, and also whenever its value has MIN_HEADER_SECRET
+or more characters, unless its name is one of PUBLIC_HEADERS (a credential header may be named
+anything: `X-JWT-Assertion`). Each is learned whole and in the forms a server may echo: the
+token after a scheme (`Bearer X`), a Basic token's decoded user, password and `user:password`,
+and each value of a cookie list (`a=1; b=2`).
+
 Every value found here is redacted like an API key (secrets.KeyStore.prime) and makes a config
 file holding it subject to the 0600 rule (config.load_file).
 """
@@ -18,6 +24,25 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 _SECRET_NAME = re.compile(
     r"auth|key|token|secret|passw|pwd|signature|^sig$|cookie|session|credential|bearer", re.I
 )
+# Headers known to carry no secret: neither redacted nor subject to the 0600 rule.
+PUBLIC_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "OpenAI-Organization",
+        "OpenAI-Project",
+        "OpenAI-Beta",
+        "anthropic-version",
+        "anthropic-beta",
+        "HTTP-Referer",
+        "Referer",
+        "X-Title",
+        "User-Agent",
+        "Content-Type",
+        "Accept",
+        "Accept-Language",
+    )
+)
+MIN_HEADER_SECRET = 12
 # Shorter values are not learned for redaction (they would hit ordinary words); user-info is
 # also removed from URLs structurally (secrets.redact_userinfo), whatever its length.
 MIN_LEARNED = 6
@@ -34,11 +59,10 @@ def secret_values(backend: Mapping[str, Any]) -> list[tuple[str, str]]:
     if isinstance(headers, Mapping):
         for name, value in headers.items():
             text = str(value).strip()
-            if text and _SECRET_NAME.search(str(name)):
-                out.append((f"headers.{name}", text))
-                scheme, _, token = text.partition(" ")  # "Bearer X", "Basic X": X alone too
-                if token.strip() and scheme.isalpha():
-                    out.append((f"headers.{name}", token.strip()))
+            if not text or str(name).lower() in PUBLIC_HEADERS:
+                continue
+            if _SECRET_NAME.search(str(name)) or len(text) >= MIN_HEADER_SECRET:
+                out += [(f"headers.{name}", form) for form in _header_forms(text)]
     url = str(backend.get("base_url") or "")
     try:
         parts = urlsplit(url)
@@ -55,3 +79,26 @@ def secret_values(backend: Mapping[str, Any]) -> list[tuple[str, str]]:
         if _SECRET_NAME.search(name):
             out.append((f"base_url (query parameter {name})", value))
     return out
+
+
+def _header_forms(text: str) -> list[str]:
+    """A secret header value and the parts of it a server may echo on their own."""
+    forms = [text]
+    scheme, _, token = text.partition(" ")  # "Bearer X", "Basic X": X alone too
+    token = token.strip()
+    if token and scheme.isalpha():
+        forms.append(token)
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(token, validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                decoded = ""
+            user, sep, password = decoded.partition(":")
+            if sep:
+                forms += [decoded, user, password]
+    pairs = [p.partition("=") for p in text.split(";")]  # a cookie list: "a=1; b=2"
+    if len(pairs) > 1 or (pairs[0][1] and " " not in text):
+        values = [v.strip() for _, sep, v in pairs if sep]
+        # A long or digit-bearing value: "lang=english" must not redact the word everywhere.
+        forms += [v for v in values if len(v) >= MIN_HEADER_SECRET or any(map(str.isdigit, v))]
+    return [f for f in dict.fromkeys(forms) if f]

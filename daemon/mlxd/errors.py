@@ -171,6 +171,17 @@ class ConfigError(ValueError):
 
 
 # --- msgspec's validation errors, worded for people (config files and wire params) ---------
+# A value that may be a key pasted into the wrong field: 16+ characters, no spaces, letters and
+# digits. Messages never quote such a value (they reach logs, status and `mlxd doctor`).
+KEYLIKE = re.compile(r"(?=[^\s]*[A-Za-z])(?=[^\s]*\d)[^\s'`]{16,}")
+HIDDEN = "<a value that looks like a key, not shown>"
+
+
+def shown(value: str) -> str:
+    """`value` quoted for a message, or HIDDEN if it looks like a key."""
+    return HIDDEN if KEYLIKE.fullmatch(value) else repr(value)
+
+
 def field_message(msg: str, root: str = "") -> str:
     """'Expected `int`, got `str` - at `$.maxTokens`' -> 'maxTokens: expected `int`, got `str`'."""
     text, sep, where = msg.rpartition(" - at `")
@@ -183,6 +194,7 @@ def field_message(msg: str, root: str = "") -> str:
     ):
         if text.startswith(lead):
             name = text.removeprefix(lead).strip("`")
+            name = name if shown(name) != HIDDEN else HIDDEN
             return f"{path + '.' if path else ''}{name}: {what}"
     lowered = text[:1].lower() + text[1:]
     return f"{path}: {lowered}" if path else lowered

@@ -7,13 +7,16 @@ Resolution order for a backend's key (first hit wins):
   3. the environment variable named by `api_key_env`,
   4. the OS keyring: service "mlxd", username = the backend's name (`mlxd keys set NAME`).
 
-Every key the store has ever seen is redacted from text with `redact()`; `install_redaction()`
+Every key the store has ever seen is redacted from text with `redact()`, also in the forms a
+server may echo it in: URL-encoded, base64 (at each byte offset), or behind JSON `\\uXXXX`
+escapes or percent-escapes in the text; `install_redaction()`
 makes the logging system do the same for every record. Keyring calls can block (D-Bus, an unlock
 prompt): call `get` / `set(persist=True)` from a worker thread in async code.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -22,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote
 
 import keyring
 import keyring.errors
@@ -72,6 +76,7 @@ class KeyStore:
         self._keyring_misses: dict[str, float] = {}
         self._seen: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._forms: list[str] = []
         self._keyring_broken_logged = False
         # How the connected editor hands over a key, for "no API key" messages.
         self.from_editor: str | None = None
@@ -194,8 +199,12 @@ class KeyStore:
         with self._lock:
             if key and key not in self._seen:
                 self._seen.add(key)
+                forms = {f for k in self._seen for f in _forms(k)}
                 # Longest first, so a key that contains another is replaced whole.
-                alts = sorted(self._seen, key=len, reverse=True)
+                alts = sorted(forms, key=len, reverse=True)
+                # Forms before the pattern: a stream reader must never see a pattern matching
+                # a secret its forms lack (stream_redact's hold-back).
+                self._forms = alts
                 self._pattern = re.compile("|".join(re.escape(k) for k in alts))
         return key
 
@@ -207,10 +216,49 @@ class KeyStore:
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
+            # A key behind escapes ("\\u0073k-...", "sk%2D..."): show that text unescaped, so
+            # the key in it is redacted. Other text keeps its escapes.
+            for unescape in (_json_unescape, unquote):
+                plain = unescape(text)
+                if plain != text and pattern.search(plain):
+                    text = pattern.sub(REDACTED, plain)
         return redact_userinfo(text)
 
     def has_keys(self) -> bool:
         return self._pattern is not None
+
+    @property
+    def secret_pattern(self) -> re.Pattern[str] | None:
+        """Matches every form of every secret seen (for stream_redact), None while none is."""
+        return self._pattern
+
+    def secret_forms(self) -> list[str]:
+        """Every form of every secret seen, longest first."""
+        return self._forms
+
+
+_MIN_FORM = 8  # an encoded form shorter than this is not learned (it would hit ordinary text)
+_URLSAFE = str.maketrans("+/", "-_")
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\([/\\\"])")
+
+
+def _forms(key: str) -> list[str]:
+    """A key and the encodings a server may echo it in: URL-encoded, and base64 (standard and
+    URL-safe) whole and at each of the 3 byte offsets it can have inside a larger encoded
+    payload (only the characters made of the key's bytes alone)."""
+    raw = key.encode()
+    encoded = [base64.b64encode(raw).decode()]
+    for offset in range(3):
+        text = base64.b64encode(b"\0" * offset + raw).decode()
+        encoded.append(text[4 if offset else 0 : (offset + len(raw)) // 3 * 4])
+    forms = [key, quote(key, safe=""), quote_plus(key, safe="")]
+    forms += encoded + [e.translate(_URLSAFE) for e in encoded]
+    return [f for f in dict.fromkeys(forms) if f == key or len(f) >= _MIN_FORM]
+
+
+def _json_unescape(text: str) -> str:
+    """JSON string escapes `\\uXXXX`, `\\/`, `\\\\`, `\\"` decoded; the rest left as is."""
+    return _JSON_ESCAPE.sub(lambda m: chr(int(m[1], 16)) if m[1] else m[2], text)
 
 
 _USERINFO = re.compile(r"(?<=://)[^/\s@?#]+@")

@@ -5,17 +5,24 @@ A chat client resends the history with every follow-up, usually without a `textD
 to the cloud. Two rules close that:
 
 1. Taint: when a request is routed with an excluded document, a hash of each of its user and
-   assistant messages and of its answer is remembered with that document's URI; a later request
-   holding any remembered message is routed as if it named that document (and taints its own
-   messages in turn, so the conversation stays local after its first messages scroll away).
-2. Content: a request whose text holds a line of an open excluded document (a line with at
+   assistant messages and of its answer is remembered with that document's URI (a system
+   message only when it quotes an open excluded document: a client's fixed system prompt must
+   not taint every later chat); a later request holding any remembered message is routed as if
+   it named that document (and taints its own messages in turn, so the conversation stays
+   local after its first messages scroll away).
+2. Content: a request whose text holds a line of an open excluded document (any line, with at
    least MIN_LINE non-blank characters) is routed as if it named that document.
 
-Only hashes are kept (at most MAX_REMEMBERED, least recently used dropped), never text.
+Both rules read every message, system messages included: a client (or a pasted history) may
+fold earlier turns or a document into the system role.
+
+Messages are compared with their whitespace collapsed (CRLF, tabs, runs of spaces). Only
+hashes are kept (at most MAX_REMEMBERED, least recently used dropped), never text.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -25,11 +32,12 @@ from .types import Request
 MAX_REMEMBERED = 4096
 MIN_MESSAGE = 16  # shorter messages ("ok", "thanks") are not remembered: too common
 MIN_LINE = 12
-MAX_LINES = 5000  # lines of one excluded document looked for
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.strip().encode()).hexdigest()
+    # Whitespace-insensitive: a client may resend a message with CRLF line ends, re-indented
+    # or re-wrapped spacing; it is still the same message.
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
 
 
 class Conversations:
@@ -59,11 +67,16 @@ class Conversations:
         request's texts are remembered; remember its answer too once there is one."""
         texts = [m.content for m in request.messages if m.role != "system"]
         texts += [t for t in (request.prefix, request.suffix) if t]
-        carried = self.carried(texts) or quotes(texts, open_documents, excluded)
+        system = [m.content for m in request.messages if m.role == "system"]
+        open_documents = list(open_documents)
+        carried = self.carried(texts + system) or quotes(texts + system, open_documents, excluded)
         documents = documents + ([carried] if carried else [])
         tainted = next((d for d in documents if excluded(d)), None)
         if tainted:
             self.remember(texts, tainted)
+            # A system prompt is a carrier only when it quotes the excluded document itself: a
+            # client's fixed prompt would otherwise make every later chat local.
+            self.remember([t for t in system if quotes([t], open_documents, excluded)], tainted)
         return documents, tainted
 
     def remember(self, texts: Iterable[str], uri: str) -> None:
@@ -79,17 +92,32 @@ def quotes(
     texts: list[str], documents: Iterable[tuple[str, str]], excluded: Callable[[str], bool]
 ) -> str | None:
     """The URI of an open excluded document a line of which appears in `texts`, or None.
-    `documents` are (uri, text) pairs."""
-    joined = "\n".join(texts)
-    if not joined.strip():
+    `documents` are (uri, text) pairs. Every line of a document counts, wherever it is; both
+    sides are compared with whitespace collapsed. Cost: one pass over `texts` per excluded
+    document, whatever its length (its lines are indexed once per version, see _lines)."""
+    joined = " ".join(" ".join(texts).split())
+    if not joined:
         return None
     for uri, source in documents:
         if not excluded(uri):
             continue
-        for n, line in enumerate(source.splitlines()):
-            if n >= MAX_LINES:
-                break
-            line = line.strip()
-            if len(line.replace(" ", "")) >= MIN_LINE and line in joined:
+        index = _lines(source)
+        if not index:
+            continue
+        for i in range(len(joined) - MIN_LINE + 1):
+            lines = index.get(joined[i : i + MIN_LINE])
+            if lines and any(joined.startswith(line, i) for line in lines):
                 return uri
     return None
+
+
+@functools.lru_cache(maxsize=8)  # open excluded documents: few, maybe long
+def _lines(source: str) -> dict[str, list[str]]:
+    """The quotable lines of a document (MIN_LINE or more non-blank characters, whitespace
+    collapsed), keyed by their first MIN_LINE characters."""
+    index: dict[str, list[str]] = {}
+    for raw in source.splitlines():
+        line = " ".join(raw.split())
+        if len(line.replace(" ", "")) >= MIN_LINE:
+            index.setdefault(line[:MIN_LINE], []).append(line)
+    return index

@@ -3,12 +3,13 @@
 The editor sends the user's own settings as the config object and whatever the opened
 workspace carries apart, under WORKSPACE_KEY. The user's file, the user's settings and the
 environment are trusted. The workspace layer is not: it may only tighten privacy and pick among
-what the user configured --
+what the user configured, and may move data nowhere new --
 
   routing.exclude                 globs *added* to the user's excludes (never replacing them)
   routing.cloud                   false only
-  routing.chat/complete/inline    chains of backends the user configured
-  routing.models                  aliases mapped to chains of backends the user configured
+  routing.chat/complete/inline    a chain that moves data nowhere new (see _narrows): local
+  routing.models                  backends only, or the user's own chain for that kind/alias
+                                  with cloud backends removed (order kept)
   inline.enabled, inline.neighbor_snippets, inline.languages.<id>.enabled   false only
   inline.max_tokens/max_ms/context_tokens/multi_line, inline.languages.<id>.single_line
 
@@ -23,12 +24,12 @@ from typing import Any
 
 import msgspec
 
-from .config import Config, ConfigError, decode
+from .config import Config, ConfigError, decode, shown
 
 WORKSPACE_KEY = "workspace"
 
-_WHY = "a workspace may only tighten privacy (add excludes, turn the cloud off, choose among "
-_WHY += "your own backends); set it in your user settings or config file"
+_WHY = "a workspace may only tighten privacy (add excludes, turn the cloud off, go local, "
+_WHY += "drop cloud backends from your chains); set it in your user settings or config file"
 _CHAINS = ("chat", "complete", "inline")
 _INLINE_FREE = ("max_tokens", "max_ms", "context_tokens", "multi_line")
 _INLINE_OFF_ONLY = ("enabled", "neighbor_snippets")
@@ -66,6 +67,7 @@ def apply_workspace(trusted: dict[str, Any], cfg: Config, layer: Any) -> tuple[C
 
 def _routing(out: dict[str, Any], cfg: Config, layer: dict[str, Any], notes: list[str]) -> None:
     known = set(cfg.backends) | {"local"}
+    local = {"local"} | {n for n, b in cfg.backends.items() if b.protocol == "mlx"}
     for key, value in layer.items():
         name = f"routing.{key}"
         if key == "exclude" and _strings(value):
@@ -76,14 +78,16 @@ def _routing(out: dict[str, Any], cfg: Config, layer: dict[str, Any], notes: lis
             else:
                 out["cloud"] = value and cfg.routing.cloud
         elif key in _CHAINS and _strings(value):
-            if set(value) <= known:
+            own = getattr(cfg.routing, key)
+            if set(value) <= known and _narrows(value, own, local):
                 out[key] = value
             else:
                 notes.append(_dropped(name, _unknown(value, known)))
         elif key == "models" and isinstance(value, dict):
             models = dict(cfg.routing.models)
             for alias, chain in value.items():
-                if _strings(chain) and set(chain) <= known:
+                own = cfg.routing.models.get(alias, [])
+                if _strings(chain) and set(chain) <= known and _narrows(chain, own, local):
                     models[alias] = chain
                 else:
                     notes.append(_dropped(f"{name}.{alias}", _unknown(chain, known)))
@@ -117,6 +121,24 @@ def _inline(out: dict[str, Any], cfg: Config, layer: dict[str, Any], notes: list
             notes.append(_dropped(name))
 
 
+def _narrows(chain: list[str], own: list[str], local: set[str]) -> bool:
+    """Whether a workspace's `chain` moves data nowhere new: every entry is a local backend, or
+    it is the user's `own` chain with some cloud backends removed, order kept (dropping a local
+    one would send what it served to the cloud)."""
+    if all(name in local for name in chain):
+        return True
+    rest = iter(own)
+    for name in chain:
+        for kept in rest:
+            if kept == name:
+                break
+            if kept in local:
+                return False
+        else:
+            return False
+    return not any(kept in local for kept in rest)
+
+
 def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
@@ -124,7 +146,9 @@ def _strings(value: Any) -> bool:
 def _unknown(chain: Any, known: set[str]) -> str:
     if not _strings(chain):
         return "not a list of backend names"
-    return f"names a backend you have not configured ({sorted(set(chain) - known)[0]!r})"
+    if not set(chain) <= known:
+        return f"names a backend you have not configured ({shown(sorted(set(chain) - known)[0])})"
+    return "not local backends only, nor your own chain with cloud backends removed"
 
 
 def _dropped(key: str, detail: str = "") -> str:

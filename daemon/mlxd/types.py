@@ -83,6 +83,11 @@ class Backend(Protocol):
         """Yield Deltas then exactly one Done; raise an `errors.BackendError` on failure."""
         ...
 
+    def fences_prompt(self, request: Request) -> bool:
+        """Whether the prompt for `request` gives the code in a markdown fence (so a bare ```
+        line of the answer closes it)."""
+        ...
+
     async def close(self) -> None: ...
 
 

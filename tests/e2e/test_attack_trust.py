@@ -113,11 +113,6 @@ async def test_spellings_of_an_excluded_file_send_zero_bytes(tmp_path):
             assert fake.request_count == 1, r
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a non-file scheme (VS Code's git: diff view) naming a symlink into an "
-    "excluded directory is matched lexically only",
-)
 async def test_git_scheme_uri_through_a_symlink_stays_local(tmp_path):
     repo = tmp_path / "repo"
     (repo / "secrets").mkdir(parents=True)
@@ -155,11 +150,6 @@ async def test_excluded_text_in_complete_prefix_and_split_messages_stays_local(t
             assert fake.bytes_received == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a system message quoting an open excluded document goes to the cloud "
-    "(taint.Conversations.route skips role=system)",
-)
 async def test_system_message_quoting_an_open_excluded_document_stays_local(tmp_path):
     async with FakeProvider(require_key=KEY) as fake:
         async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
@@ -169,11 +159,6 @@ async def test_system_message_quoting_an_open_excluded_document_stays_local(tmp_
     assert fake.bytes_received == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a follow-up carrying a tainted message moved into the system role "
-    "escapes the conversation taint",
-)
 async def test_tainted_history_folded_into_a_system_message_stays_local(tmp_path):
     first = "Explain this file:\n" + ENV_TEXT
     async with FakeProvider(require_key=KEY) as fake:
@@ -186,11 +171,6 @@ async def test_tainted_history_folded_into_a_system_message_stays_local(tmp_path
 # --- a hostile provider echoing the key ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: streamed model text from the provider is not redacted: an echoed key "
-    "reaches $/progress and the result",
-)
 @pytest.mark.parametrize("split", [False, True], ids=["whole", "split-across-sse-chunks"])
 async def test_key_echoed_as_model_output_is_redacted(tmp_path, split):
     pieces = ["Your key: " + KEY[:9], KEY[9:] + " ok"] if split else [f"Your key: {KEY} ok"]
@@ -210,11 +190,6 @@ ENCODINGS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: redaction is literal only; an encoded echo of the key in an error body "
-    "reaches the error frame",
-)
 @pytest.mark.parametrize("enc", list(ENCODINGS))
 async def test_encoded_key_echo_in_error_is_redacted(tmp_path, enc):
     echoed = ENCODINGS[enc]
@@ -251,11 +226,6 @@ def pasted_config(tmp_path: Path, url: str) -> Path:
     return path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a key pasted into api_key_env is echoed as 'the environment variable "
-    "<key>' in mlxd doctor, errors and status",
-)
 async def test_key_pasted_into_api_key_env_is_not_echoed(tmp_path):
     import subprocess
     import sys
@@ -368,11 +338,6 @@ async def test_workspace_tightening_between_429_and_retry_holds(tmp_path, layer)
 # --- limits of the content and taint rules -----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: taint.quotes looks at the first 5000 lines only; a quoted line further "
-    "down an open excluded document goes to the cloud",
-)
 async def test_quote_from_deep_in_an_open_excluded_document_stays_local(tmp_path):
     text = "".join(f"# padding line number {n:05d}\n" for n in range(5001))
     text += "PRIVATE_SIGNING_KEY=deep-secret-0123456789\n"
@@ -383,11 +348,6 @@ async def test_quote_from_deep_in_an_open_excluded_document_stays_local(tmp_path
     assert fake.bytes_received == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: the taint hash is of the exact text; a follow-up resending the tainted "
-    "message with CRLF line ends (excluded file not open) goes to the cloud",
-)
 async def test_tainted_message_resent_with_crlf_stays_local(tmp_path):
     first = "Explain this file:\n" + ENV_TEXT
     async with FakeProvider(require_key=KEY) as fake:
@@ -467,12 +427,6 @@ HEADER_CASES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: credentials.secret_values learns a header value whole (and a scheme's "
-    "token) only: a decoded Basic password, a cookie's value, or a credential header whose "
-    "name lacks auth/key/token... is echoed unredacted",
-)
 @pytest.mark.parametrize("case", list(HEADER_CASES))
 async def test_header_secret_echoed_in_another_form_is_redacted(tmp_path, case):
     name, value, echo = HEADER_CASES[case]

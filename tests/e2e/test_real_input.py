@@ -43,7 +43,10 @@ def greedy_text(tiny_lm: Any, req: Request, n: int) -> str:
 
     model, tok = tiny_lm
     ids, _ = fit_prompt(
-        SimpleNamespace(model=model, tokenizer=tok, name="tiny"), req, InlineConfig(), n
+        SimpleNamespace(model=model, tokenizer=tok, name="tiny"),
+        req,
+        InlineConfig().context_tokens,
+        n,
     )
     out = [
         r.token for r in stream_generate(model, tok, ids, max_tokens=n, sampler=make_sampler(0.0))
@@ -411,7 +414,8 @@ def _change(s: Session, uri: str, version: int, rng: tuple[int, int, int, int], 
 async def _prompt_seen(s: Session, fake: FakeProvider, line: int, character: int) -> str:
     """The document around the cursor as the daemon sent it to the (fake) cloud backend."""
     before = fake.request_count
-    await inline(s, line, character, kind=1)
+    # Automatic: an invoked request also asks for alternatives (issue #16), one request each.
+    await inline(s, line, character, kind=2)
     assert fake.request_count == before + 1
     body = fake.requests[-1].body
     return "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")

@@ -31,12 +31,40 @@ def test_odd_numbers_are_refused_naming_the_key(settings: dict[str, Any], key: s
         decode(settings)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a huge float (1e308) is printed as its 309-digit integer in the error: "
-    "config._num uses int(x) for every integral float",
-)
 def test_a_huge_number_is_named_readably() -> None:
     with pytest.raises(ConfigError) as err:
         decode({"timeouts": {"total_s": 1e308}})
     assert len(str(err.value)) < 120, str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "shown"),
+    [
+        ({"timeouts": {"total_s": 1e308}}, "got 1e+308"),
+        ({"timeouts": {"total_s": -1e300}}, "got -1e+300"),
+        ({"local": {"prompt_cache_mb": 10**40}}, "got 1e+40"),
+        ({"local": {"prompt_cache_mb": 10**400}}, "got ~1e+400"),
+        ({"inline": {"max_ms": 0}}, "got 0"),
+        ({"timeouts": {"total_s": 1.5e9}}, "got 1500000000"),
+    ],
+)
+def test_numbers_in_messages_are_short(settings: dict[str, Any], shown: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        decode(settings)
+    assert str(err.value).endswith(shown) and len(str(err.value)) < 120, str(err.value)
+
+
+@pytest.mark.parametrize(
+    "name", ["a\nb", "", "x" * 65, "tab\tname", "-lead", "sp ace", "\u202egro"]
+)
+def test_a_backend_name_that_is_not_a_plain_identifier_is_refused_escaped(name: str) -> None:
+    entry = {"protocol": "openai", "base_url": "https://x", "model": "m"}
+    with pytest.raises(ConfigError, match="^backends: invalid name ") as err:
+        decode({"backends": {name: entry}})
+    assert "\n" not in str(err.value) and "\t" not in str(err.value) and len(str(err.value)) < 200
+
+
+@pytest.mark.parametrize("name", ["openai", "work-2", "claude_3.5", "A"])
+def test_plain_backend_names_are_accepted(name: str) -> None:
+    entry = {"protocol": "openai", "base_url": "https://x", "model": "m"}
+    assert name in decode({"backends": {name: entry}}).backends

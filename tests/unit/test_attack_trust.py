@@ -79,11 +79,6 @@ def test_symlinked_dir_and_file_match_by_real_path(tmp_path: Path):
     assert DEFAULT.excluded(f"vscode-notebook-cell:{tmp_path}/docs/nb.ipynb#W0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: uris.match_paths resolves symlinks only for file:/notebook-cell URIs; "
-    "git:/vscode-notebook: through a repo symlink escape excludes",
-)
 @pytest.mark.parametrize("scheme", ["git", "vscode-notebook"])
 def test_symlinked_dir_matches_under_other_local_schemes(tmp_path: Path, scheme):
     (tmp_path / "secrets").mkdir()
@@ -92,11 +87,6 @@ def test_symlinked_dir_matches_under_other_local_schemes(tmp_path: Path, scheme)
     assert DEFAULT.excluded(f"{scheme}:{tmp_path}/docs/nb.ipynb?%7B%7D")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: excludes fold case but not Unicode normalisation (NFC glob vs NFD path, "
-    "one file on macOS)",
-)
 def test_exclude_matches_across_unicode_normalisation():
     nfc = unicodedata.normalize("NFC", "**/café/**")
     router = Router(decode({"routing": {"exclude": [nfc]}}), {})
@@ -154,11 +144,6 @@ def test_workspace_exclude_replacing_the_users_is_added_not_replaced():
     assert cfg.routing.exclude == decode(USER).routing.exclude
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a repository moves a chain the user kept local (inline, chat, a 'private' "
-    "alias) onto a cloud backend (trust._routing accepts any configured backend)",
-)
 @pytest.mark.parametrize(
     "layer",
     [

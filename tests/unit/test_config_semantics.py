@@ -152,3 +152,57 @@ def test_routing_max_tokens_reads_the_old_local_key_when_it_is_not_set() -> None
         ConfigError, match=r"^routing\.max_tokens: must be >= 1 and <= 1000000, got 0$"
     ):
         decode({"routing": {"max_tokens": 0}})
+
+
+PASTED_KEYS = [
+    "sk-proj-Pasted0123456789abcdef",
+    "sk-ant-api03-Zq9xW3vT7rK2mN8pL4",
+    "Zq9xW3vT7rK2mN8pL4abc",  # base62, a valid identifier
+    "a1b2c3d4e5f6a7b8c9d0e1f2",  # lower-case hex, a valid identifier
+    "xoxb1234567890abcdefgh",
+    "AIzaSyD-0123456789abcdef",
+]
+
+
+@pytest.mark.parametrize("key", PASTED_KEYS)
+def test_a_key_pasted_into_api_key_env_is_refused_without_quoting_it(key):
+    with pytest.raises(ConfigError) as err:
+        decode({"backends": {"w": {**CLOUD, "api_key_env": key}}})
+    message = str(err.value)
+    assert message.startswith("backends.w.api_key_env: looks like a key, not an environment")
+    assert key not in message and key[:8] not in message
+
+
+@pytest.mark.parametrize(
+    "name", ["OPENAI_API_KEY", "MISTRAL_API_KEY2", "my_openai_key", "GROQ_KEY", "_K", "Key"]
+)
+def test_environment_variable_names_are_accepted(name):
+    assert decode({"backends": {"w": {**CLOUD, "api_key_env": name}}})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"backends": {"w": {**CLOUD, "protocol": "{key}"}}},
+        {"inline": {"multi_line": "{key}"}},
+        {"local": {"dequantize": "{key}"}},
+        {"routing": {"chat": ["{key}"]}},
+        {"routing": {"models": {"fast": ["{key}"]}}},
+        {"{key}": "x"},
+        {"backends": {"w": {**CLOUD, "{key}": "x"}}},
+    ],
+)
+@pytest.mark.parametrize("key", PASTED_KEYS[:3])
+def test_config_errors_never_quote_a_value_that_looks_like_a_key(data, key):
+    import json
+
+    with pytest.raises(ConfigError) as err:
+        decode(json.loads(json.dumps(data).replace("{key}", key)))
+    assert key not in str(err.value) and "looks like a key, not shown" in str(err.value)
+
+
+def test_config_errors_still_quote_ordinary_values():
+    with pytest.raises(ConfigError, match="invalid enum value 'sometimes'"):
+        decode({"inline": {"multi_line": "sometimes"}})
+    with pytest.raises(ConfigError, match="unknown backend 'evil'"):
+        decode({"routing": {"chat": ["evil"]}})

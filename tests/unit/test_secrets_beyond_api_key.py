@@ -5,6 +5,7 @@ a key-like query parameter -- are redacted everywhere and fall under the 0600 ru
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -93,6 +94,9 @@ async def test_userinfo_plus_an_api_key_is_not_an_internal_error(protocol):
         f'headers = {{ "api-key" = "{HEADER_KEY}" }}',
         f'headers = {{ "Authorization" = "Bearer {API_KEY}" }}',
         f'headers = {{ "X-Auth-Token" = "{HEADER_KEY}" }}',
+        f'headers = {{ "X-JWT-Assertion" = "{HEADER_KEY}" }}',  # any name, a long value
+        f'headers = {{ "X-Gateway-Pass" = "{HEADER_KEY}" }}',
+        f'headers = {{ "Cookie" = "s={HEADER_KEY}" }}',
         f'base_url = "https://ana:{PASSWORD}@gw.example/v1"',
         f'base_url = "https://gw.example/v1?api_key={QUERY_KEY}"',
     ],
@@ -115,10 +119,43 @@ def test_harmless_headers_are_not_secrets(tmp_path):
     path = tmp_path / "mlxd.toml"
     path.write_text(
         '[backends.r]\nbase_url = "https://x/v1"\nmodel = "m"\n'
-        'headers = { "HTTP-Referer" = "https://myapp.example" }\n'
+        'headers = { "HTTP-Referer" = "https://myapp.example", "X-Title" = "My editor app", '
+        '"OpenAI-Organization" = "org-0123456789abcdef", "X-Env" = "short" }\n'
     )
     path.chmod(0o644)
     assert load_file(path)
+    keys = KeyStore({"r": BackendConfig(**load_file(path)["backends"]["r"])})
+    text = "https://myapp.example My editor app org-0123456789abcdef short"
+    assert keys.redact(text) == text
+
+
+BASIC_PW = "basicPw-0123456789"
+
+
+@pytest.mark.parametrize(
+    "name, value, echoed",
+    [
+        (
+            "Authorization",
+            "Basic " + base64.b64encode(f"ana:{BASIC_PW}".encode()).decode(),
+            [BASIC_PW, f"ana:{BASIC_PW}"],
+        ),
+        (
+            "Proxy-Authorization",
+            "Basic " + base64.b64encode(f"bob:{BASIC_PW}".encode()).decode(),
+            [BASIC_PW],
+        ),
+        ("Cookie", "session=ckv-0123456789abcdef; theme=dark", ["ckv-0123456789abcdef"]),
+        ("X-Gateway", "sid=gw0123456789abcd", ["gw0123456789abcd", "sid=gw0123456789abcd"]),
+        ("X-JWT-Assertion", "eyJhbGciOi.jwt-0123456789", ["eyJhbGciOi.jwt-0123456789"]),
+        ("X-Custom-Credential-Header", "Token tk-0123456789abcdef", ["tk-0123456789abcdef"]),
+    ],
+)
+def test_a_header_secret_is_learned_in_every_form_a_server_echoes(name, value, echoed):
+    keys = KeyStore({"b": BackendConfig(base_url="https://x/v1", model="m", headers={name: value})})
+    for form in echoed:
+        assert form not in keys.redact(f"rejected {form} here"), form
+    assert keys.redact("theme=dark lang=english") == "theme=dark lang=english"
 
 
 async def test_doctor_never_prints_url_userinfo_or_query_keys(tmp_path, tiny_model):

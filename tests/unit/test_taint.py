@@ -51,3 +51,52 @@ def test_memory_is_bounded():
         c.remember([f"message number {i:08d}"], ENV)
     assert c.carried(["message number 00000000"]) is None
     assert c.carried([f"message number {taint.MAX_REMEMBERED + 9:08d}"]) == ENV
+
+
+def test_a_resent_message_matches_whatever_its_whitespace():
+    """A client may resend a message with CRLF line ends, tabs, or re-flowed spacing."""
+    c = taint.Conversations()
+    first = "Explain this file:\nAPI_TOKEN=sk-live-5f2c9a8e7d6b\nDB_PASSWORD=hunter2\n"
+    c.remember([first], ENV)
+    for resent in (
+        first.replace("\n", "\r\n"),
+        first.replace("\n", "\r"),
+        first.replace(" ", "\t"),
+        first.replace(" ", "   ").replace("\n", " \n\n "),
+    ):
+        assert c.carried([resent]) == ENV, repr(resent)
+    assert c.carried([first.replace("API", "APX")]) is None  # a different message
+
+
+def test_every_line_of_an_open_excluded_document_counts_however_deep_or_respaced():
+    padding = "".join(f"# padding line number {n:05d}\n" for n in range(50_000))
+    secret = "PRIVATE_SIGNING_KEY =\tdeep-secret-0123456789"
+    open_docs = [(ENV, padding + secret + "\n" + padding)]
+    for text in (
+        "Is this ok? " + secret + " thanks",
+        "Is this ok?\r\n" + secret.replace("\t", "    ").replace(" =", "   =") + "\r\n",
+    ):
+        assert taint.quotes([text], open_docs, excluded) == ENV, text
+    assert taint.quotes(["PRIVATE_SIGNING_KEY = other-value"], open_docs, excluded) is None
+    # the last line of a document, the first, and a line quoted across two messages' joint
+    assert taint.quotes(["x # padding line number 49999"], open_docs, excluded) == ENV
+    assert taint.quotes(["# padding line", "number 00000 y"], open_docs, excluded) == ENV
+
+
+def test_system_messages_are_read_by_both_rules():
+    c = taint.Conversations()
+    first = "Explain:\nAPI_TOKEN=sk-live-5f2c9a8e7d6b"
+    c.route(chat(("system", "You are a helpful assistant."), ("user", first)), [ENV], [], excluded)
+    # a remembered message moved into the system role still carries the taint
+    folded = chat(("system", "Earlier: " + first), ("system", first), ("user", "Summarise"))
+    assert c.route(folded, [], [], excluded) == ([ENV], ENV)
+    # a system message quoting an open excluded document counts as naming it ...
+    open_docs = [(ENV, "DB_PASSWORD=hunter2-but-longer\n")]
+    quoting = chat(("system", "Context:\nDB_PASSWORD=hunter2-but-longer"), ("user", "Unused?"))
+    assert c.route(quoting, [], open_docs, excluded) == ([ENV], ENV)
+    # ... and is remembered: resent once the document is closed, it still stays local
+    assert c.route(quoting, [], [], excluded) == ([ENV], ENV)
+    # a fixed system prompt that travelled with the excluded document taints nothing
+    assert c.route(
+        chat(("system", "You are a helpful assistant."), ("user", "hi")), [], [], excluded
+    ) == ([], None)

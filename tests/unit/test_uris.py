@@ -3,6 +3,9 @@ exclude is matched against (issue #15 case 3)."""
 
 from __future__ import annotations
 
+import unicodedata
+from urllib.parse import quote
+
 import pytest
 
 from mlxd import uris
@@ -20,6 +23,35 @@ from mlxd import uris
 )
 def test_spellings_of_one_address_have_one_key(a, b):
     assert uris.key(a) == uris.key(b)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("file://localhost/w/app.py", "file:///w/app.py"),  # RFC 8089
+        ("file://LocalHost/C%3A/w/app.py", "file:///c:/w/app.py"),
+        ("file:///w/caf%e9.py", "file:///w/caf%E9.py"),  # hex case of an undecodable byte
+    ],
+)
+def test_more_spellings_of_one_address_have_one_key(a, b):
+    assert uris.key(a) == uris.key(b)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("file:///w/caf%E9.py", "file:///w/caf%FF.py"),  # not UTF-8: not both U+FFFD
+        ("file:///w/caf%E9.py", "file:///w/caf\ufffd.py"),
+        ("file://server/share/a.py", "file:///share/a.py"),  # a UNC host is not localhost
+        ("untitled://localhost/a", "untitled:///a"),  # only file: has RFC 8089's rule
+    ],
+)
+def test_different_addresses_keep_different_keys(a, b):
+    assert uris.key(a) != uris.key(b)
+
+
+def test_an_undecodable_byte_keeps_its_escape():
+    assert uris.key("file:///w/caf%E9.py") == "file:///w/caf%E9.py"
 
 
 def test_different_documents_keep_different_keys():
@@ -87,3 +119,27 @@ def test_ordinary_files_are_not_excluded():
     assert not r.excluded("file:///p/envelope.py")
     assert not r.excluded("file:///p/secretsauce/x.py")
     assert not r.excluded("untitled:Untitled-1")
+
+
+@pytest.mark.parametrize(
+    "scheme", ["git", "vscode-notebook", "vscode-userdata", "vscode-local-history", "untitled"]
+)
+def test_a_symlink_is_resolved_under_any_scheme_naming_an_absolute_path(tmp_path, scheme):
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "vault.py").write_text("TOKEN = 1\n")
+    (tmp_path / "docs").symlink_to(secrets)
+    (tmp_path / "alias.py").symlink_to(secrets / "vault.py")
+    assert router().excluded(f"{scheme}:{tmp_path}/docs/vault.py?%7B%22ref%22%3A%22~%22%7D")
+    assert router().excluded(f"{scheme}://{tmp_path}/alias.py")
+    assert not router().excluded(f"{scheme}:{tmp_path}/vault.py")  # not through the link
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+@pytest.mark.parametrize("glob_form", ["NFC", "NFD"])
+def test_excludes_match_whatever_the_unicode_normalisation(form, glob_form):
+    glob = unicodedata.normalize(glob_form, "**/Café/**")
+    uri = unicodedata.normalize(form, "file:///Users/ana/cafÉ/notes.md")
+    assert router(glob).excluded(uri)
+    assert router(glob).excluded(quote(uri, safe=":/"))  # percent-encoded UTF-8 too
+    assert not router(glob).excluded("file:///Users/ana/cafe/notes.md")

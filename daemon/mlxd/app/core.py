@@ -60,7 +60,9 @@ class App:
             on_progress=self.board.on_load_progress, on_event=self.board.on_model_event
         )
         self.backends: dict[str, Backend] = {}
-        self.router = Router(self.config, self.backends, on_status=self.publish_status)
+        self.router = Router(
+            self.config, self.backends, on_status=self.publish_status, secrets=self.keys
+        )
         self.inline = _make_inline_engine(self)
         self.apply(self.config)
 
@@ -112,7 +114,13 @@ class App:
         self.config = cfg
         self.keys.prime(cfg.backends)
         loc = cfg.local
-        self.pool.configure(loc.memory_limit_gb, loc.idle_unload_s, loc.prompt_cache_mb)
+        self.pool.configure(
+            loc.memory_limit_gb,
+            loc.idle_unload_s,
+            loc.prompt_cache_mb,
+            speculative=loc.speculative,
+            draft_tokens=loc.draft_tokens,
+        )
         self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool)
         self.router.update(cfg, self.backends)
         self.inline.cfg = cfg.inline
@@ -197,6 +205,8 @@ class App:
                 "cachedPromptTokens": e.engine.cached_tokens,
                 "active": e.engine.active,
                 "promptCacheBytes": e.engine.cache.nbytes,
+                "draftTokens": e.engine.spec.drafted,
+                "acceptedDraftTokens": e.engine.spec.accepted,
             }
             for spec, e in self.pool.entries.items()
         }
@@ -281,4 +291,8 @@ def _make_inline_engine(app: App) -> Any:
         # The whole Outcome: the engine needs its finish_reason (was the last line cut?).
         return await app.router.run(request, documents=[ctx.uri] if ctx.uri else [])
 
-    return InlineEngine(app.config.inline, generate)
+    def served_locally(outcome: Any) -> bool:
+        backend = app.backends.get(getattr(outcome, "backend", ""))
+        return backend is not None and backend.is_local
+
+    return InlineEngine(app.config.inline, generate, served_locally=served_locally)

@@ -105,6 +105,10 @@ class AnthropicBackend:
             body["stop_sequences"] = list(request.stop)
         return body, cut
 
+    def fences_prompt(self, request: Request) -> bool:
+        """A completion gets the code fenced (openai.completion_messages)."""
+        return request.kind != "chat"
+
     async def stream(self, request: Request) -> AsyncIterator[Event]:
         key = await asyncio.to_thread(self._keys.get, self.name, self.cfg)
         if not key:
@@ -122,7 +126,7 @@ class AnthropicBackend:
             async for ev in self._http.events(resp):
                 data = self._parse(ev.data)
                 kind = data.get("type") or ev.event
-                if kind == "content_block_delta":
+                if kind == "content_block_delta" and stop_reason is None:  # none after the end
                     deltas, cut = _content_deltas(data.get("delta") or {}, cut)
                     for delta in deltas:
                         yield delta
@@ -148,6 +152,8 @@ class AnthropicBackend:
                 # Without message_stop, a message_delta with a stop_reason still ended it.
                 if stop_reason is None:
                     raise StreamCut(f"{self.name}: stream ended without message_stop")
+        if stop_reason not in ("end_turn", "stop_sequence", "max_tokens", None):  # refusal, …
+            log.info("%s: stop_reason %r, reported as stop", self.name, stop_reason)
         yield Done(
             finish_reason="length" if stop_reason == "max_tokens" else "stop",
             prompt_tokens=input_tokens,

@@ -58,6 +58,9 @@ class LocalBackend:
     async def ensure_loaded(self) -> Any:
         return await self.pool.acquire(self.spec, self.dequantize)
 
+    def fences_prompt(self, request: Request) -> bool:
+        return False  # a completion prompt is the raw code (or FIM), never fenced
+
     async def stream(self, request: Request) -> AsyncIterator[Event]:
         entry = await self.pool.acquire(self.spec, self.dequantize)
         lm = entry.engine.lm

@@ -59,6 +59,10 @@ class OpenAIBackend:
     async def close(self) -> None:
         await self._http.close()
 
+    def fences_prompt(self, request: Request) -> bool:
+        """A completion through chat gets the code fenced (completion_messages)."""
+        return request.kind != "chat" and not self.cfg.completions
+
     async def stream(self, request: Request) -> AsyncIterator[Event]:
         key = await asyncio.to_thread(self._keys.get, self.name, self.cfg)
         if key is None and (self.cfg.api_key_env or self.cfg.api_key):
@@ -92,6 +96,8 @@ class OpenAIBackend:
                 for choice in choices:
                     if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                         continue
+                    if finish is not None:  # text after the finish is a server bug, not answer
+                        continue
                     if thought := _reasoning_text(choice):
                         yield Delta(thought, reasoning=True)
                     text = _choice_text(choice, legacy)
@@ -104,6 +110,8 @@ class OpenAIBackend:
                 # carried a finish reason ended properly; only one without it was cut.
                 if finish is None:
                     raise StreamCut(f"{self.name}: stream ended without [DONE] or a finish reason")
+        if finish not in ("stop", "length", None):  # content_filter, tool_calls, …: "stop"
+            log.info("%s: finish_reason %r, reported as stop", self.name, finish)
         yield Done(
             finish_reason="length" if finish == "length" else "stop",
             prompt_tokens=_int(usage.get("prompt_tokens")),

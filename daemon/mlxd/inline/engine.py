@@ -106,8 +106,12 @@ class InlineEngine:
         *,
         cache: InlineCache | None = None,
         root: str | None = None,
+        served_locally: Callable[[Any], bool] = lambda answer: True,
     ) -> None:
         self.cfg = cfg
+        # Alternatives are sampled only after a local answer: there they reuse its KV cache and
+        # cost decode only; from a cloud provider they would be two more paid requests.
+        self.served_locally = served_locally
         self.root = root  # workspace root, for the relative path in the prompt header
         self.cache = cache if cache is not None else InlineCache()
         self.stats = EngineStats()
@@ -172,26 +176,28 @@ class InlineEngine:
 
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
         cached = suggestion is not None
+        local = False  # whether a local model served the fresh answer
         if cached:
             self.stats.cache_hits += 1
         else:
-            suggestion = await self._fresh(uri, ctx, neighbors)
+            suggestion, local = await self._fresh(uri, ctx, neighbors)
         if not suggestion:
             self.stats.empty += 1
             return []
         shown = [suggestion]
-        if invoked and not cached:  # typing through stays free of model calls
+        if invoked and not cached and local:  # typing through is free
             shown += await self._alternatives(ctx, suggestion)
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
 
     async def _fresh(
         self, uri: str, ctx: CursorContext, neighbors: Iterable[Document]
-    ) -> str | None:
-        """A new suggestion from the model, cleaned and cached; None when no answer came."""
+    ) -> tuple[str | None, bool]:
+        """A new suggestion from the model, cleaned and cached (None when no answer came), and
+        whether a local model served it."""
         ctx.header = self._header(ctx, neighbors)
         answer = await self._run(ctx)
         if answer is None:
-            return None
+            return None, False
         raw, finish = _text_and_finish(answer)
         # A cap cut it: only finished lines are worth showing (unless told otherwise).
         cut = finish == "length" and self.cfg.whole_lines
@@ -200,7 +206,7 @@ class InlineEngine:
             self.stats.fragments += 1  # complete_lines keeps this at 0
         if suggestion or finish != "length":  # a cut "" may do better when asked again
             self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
-        return suggestion
+        return suggestion, self.served_locally(answer)
 
     def forget(self, uri: str) -> None:
         """A document was closed: stop its generation and drop its cache entries."""

@@ -5,9 +5,13 @@ the rules hold whatever the backend or server does:
 
 - Reasoning: a `<think>…</think>` block at the start of an attempt's output, and text a
   provider streams as reasoning (`reasoning_content`, thinking deltas), is never answer text.
-  Chat reports it apart; completion kinds drop it.
-- Markdown fences (completion kinds): an opening fence line (```` ```python ````) at the start
-  of the answer is dropped, and a closing fence line ends the answer.
+  Chat reports it apart; completion kinds drop it, and `complete` on a cloud backend also
+  text before a lone `</think>` in its first LONE_CLOSE_HOLD characters (the prompt's
+  template opened the block).
+- Markdown fences (completion kinds): an opening fence line (```` ```python ````, `~~~`) at the
+  start of the answer is dropped, and the fence line that closes it ends the answer. Without
+  one, a bare ```` ``` ```` line ends it only where the prompt opened a fence (a chat model
+  given fenced code); other fence lines are content (a docstring's example).
 - Stop sequences: nothing at or after one is emitted, across chunk boundaries, even when the
   server ignored `stop`; `stopped` then tells the caller to close the upstream.
 
@@ -17,13 +21,17 @@ nothing emitted is ever taken back.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .stops import StopMatcher
 
 OPEN_THINK = "<think>"
 CLOSE_THINK = "</think>"
-FENCE = "```"
+# Characters of a `complete` answer held while a lone </think> may still end unseen reasoning.
+LONE_CLOSE_HOLD = 4096
+_FENCE_LINE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)\Z")
+_FENCE_PREFIX = re.compile(r" {0,3}(?:`*|~*)[ \t]*\Z")  # what may still become a bare fence
 # Languages where a fence is content the user may be typing: only a fence we opened closes.
 _FENCED_LANGUAGES = {"markdown", "mdx", "rmd", "quarto", "asciidoc", "rst"}
 
@@ -45,10 +53,17 @@ def _held_prefix(buf: str, token: str) -> int:
 class _Think:
     """Splits `<think>…</think>` at the start of an attempt's output from the answer;
     `opened`: the prompt itself ended in `<think>` (reasoning models' chat templates), so the
-    output starts inside the block."""
+    output starts inside the block.
 
-    def __init__(self, opened: bool = False) -> None:
-        self.state = "reasoning" if opened else "start"  # start | reasoning | after | answer
+    `hold` > 0: the prompt may have opened the block unseen (a cloud server applying such a
+    template without a reasoning parser streams `reasoning…</think>answer`), so the first
+    `hold` characters of an output not starting with `<think>` are held: a `</think>` among
+    them makes everything before it reasoning; past them the output is answer."""
+
+    def __init__(self, opened: bool = False, hold: int = 0) -> None:
+        # start | probe (looking for a lone </think>) | reasoning | after | answer
+        self.state = "reasoning" if opened else "start"
+        self.hold = hold
         self.buf = ""
 
     def feed(self, text: str) -> Piece:
@@ -62,9 +77,14 @@ class _Think:
                 elif OPEN_THINK.startswith(head):
                     break  # could still become <think>: wait
                 else:
-                    self.state = "answer"
-            elif self.state == "reasoning":
+                    self.state = "probe" if self.hold > 0 else "answer"
+            elif self.state in ("reasoning", "probe"):
                 end = self.buf.find(CLOSE_THINK)
+                if end < 0 and self.state == "probe":
+                    if len(self.buf) < self.hold:
+                        break  # a </think> may still come
+                    self.state = "answer"
+                    continue
                 if end < 0:
                     keep = _held_prefix(self.buf, CLOSE_THINK)
                     out.reasoning += self.buf[: len(self.buf) - keep]
@@ -92,13 +112,30 @@ class _Think:
         return Piece(text=buf)
 
 
-class _Fences:
-    """Drops a markdown fence around a completion."""
+def _fence(line: str) -> tuple[str, int, str] | None:
+    """(character, length, info string) of a CommonMark fence line, or None."""
+    m = _FENCE_LINE.match(line)
+    if m is None or (m[1][0] == "`" and "`" in m[2]):
+        return None
+    return m[1][0], len(m[1]), m[2].strip()
 
-    def __init__(self, language: str) -> None:
+
+class _Fences:
+    """Drops a markdown fence around a completion (CommonMark fences: ``` or ~~~, at most 3
+    spaces of indent; a closing one has the opening's character, at least its length and no
+    info string).
+
+    A fence closes the answer when the answer opened it, or, outside markdown-like languages,
+    when it is a bare ``` and the prompt opened one (`prompt_fenced`: a chat model given the code
+    in a fenced block closes that block). Any other fence line is content: it and the fence
+    that matches it (a docstring's example) are passed through."""
+
+    def __init__(self, language: str, prompt_fenced: bool = True) -> None:
         self.strict = language.lower() in _FENCED_LANGUAGES
+        self.prompt_fenced = prompt_fenced
         self.state = "start"  # start | body
-        self.opened = False
+        self.opened: tuple[str, int] | None = None  # the answer's own fence
+        self.inner: tuple[str, int] | None = None  # a fence of the content, until it closes
         self.buf = ""
         self.closed = False
         self.at_line_start = True  # whether `buf` begins a line (else it continues one)
@@ -109,48 +146,66 @@ class _Fences:
         self.buf += text
         if self.state == "start":
             head = self.buf.lstrip(" \t\n")
-            if head.startswith(FENCE):
-                nl = head.find("\n")
-                if nl < 0:
-                    return ""  # the fence line is not complete yet
-                self.opened, self.buf = True, head[nl + 1 :]
-            elif FENCE.startswith(head):
-                return ""
+            nl = head.find("\n")
+            fence = _fence(head if nl < 0 else head[:nl])
+            if nl < 0 and (fence or _FENCE_PREFIX.match(head)):
+                return ""  # the fence line is not complete yet, or may still become one
+            if fence:
+                self.opened, self.buf = fence[:2], head[nl + 1 :]
             self.state = "body"
         return self._scan()
 
+    def _line(self, line: str) -> bool:
+        """Take a whole line (or one whose kind is decided): whether it closes the answer."""
+        fence = _fence(line)
+        if fence is None:
+            return False
+        char, n, info = fence
+        if self.opened is not None:  # inside the answer's fence only its closer counts
+            return not info and char == self.opened[0] and n >= self.opened[1]
+        if self.inner is not None:
+            if not info and char == self.inner[0] and n >= self.inner[1]:
+                self.inner = None
+            return False
+        if not info and self.prompt_fenced and not self.strict and char == "`":
+            return True  # the prompt's fence
+        self.inner = (char, n)
+        return False
+
     def _scan(self) -> str:
         """Emit the body up to a closing fence line; hold a last line that may become one."""
-        buf = self.buf
-        pos = 0
+        buf, pos = self.buf, 0
         while True:
-            line_start = pos
-            rest = buf[line_start:]
-            stripped = rest.lstrip(" \t")
-            may_close = (self.opened or not self.strict) and (pos > 0 or self.at_line_start)
-            if may_close and stripped.startswith(FENCE):
-                # Drop the newline before the fence too: it belongs to the fence.
-                out = buf[: max(line_start - 1, 0)] if line_start else ""
-                self.closed, self.buf = True, ""
-                return out
-            nl = buf.find("\n", line_start)
-            if nl < 0:
-                # The last line is incomplete: hold it (and its newline) while it may be a fence.
-                if may_close and FENCE.startswith(stripped):
-                    cut = max(line_start - 1, 0) if line_start else 0
-                    self.buf = buf[cut:]
-                    return buf[:cut]
-                self.buf = ""
-                self.at_line_start = False  # the text emitted ends inside a line
-                return buf
-            pos = nl + 1
+            nl = buf.find("\n", pos)
+            line = buf[pos:] if nl < 0 else buf[pos:nl]
+            whole = pos > 0 or self.at_line_start
+            if nl >= 0:
+                if whole and self._line(line):
+                    # Drop the newline before the fence too: it belongs to the fence.
+                    self.closed, self.buf = True, ""
+                    return buf[: max(pos - 1, 0)]
+                pos = nl + 1
+                continue
+            if whole and _FENCE_PREFIX.match(line):  # may still become a fence line: hold
+                cut = max(pos - 1, 0)
+                self.buf = buf[cut:]
+                return buf[:cut]
+            if whole:
+                self._line(line)  # decided already: a fence with an info string, or no fence
+            self.buf = ""
+            self.at_line_start = False  # the text emitted ends inside a line
+            return buf
 
     def flush(self) -> str:
         buf, self.buf = self.buf, ""
         if self.closed:
             return ""
-        if self.state == "start" and buf.lstrip(" \t\n").startswith(FENCE):
-            return ""  # nothing but an opening fence line
+        if self.state == "start":
+            head = buf.lstrip(" \t\n")
+            return "" if _fence(head.split("\n", 1)[0]) else buf  # nothing but an opening fence
+        pos = buf.rfind("\n") + 1
+        if (pos > 0 or self.at_line_start) and self._line(buf[pos:]):  # a last fence line
+            return buf[: max(pos - 1, 0)]
         return buf
 
 
@@ -167,7 +222,9 @@ class AnswerFilter:
 
     def __init__(self, kind: str, stop: list[str], language: str = "") -> None:
         self.chat = kind == "chat"
-        self._think = _Think()
+        # Not inline: its max_lines and max_ms end the answer on the text as it streams.
+        self._hold = LONE_CLOSE_HOLD if kind == "complete" else 0
+        self._think = _Think(hold=self._hold)
         self._fences = None if self.chat else _Fences(language)
         self._stops = StopMatcher(stop)
         self._surrogate: dict[
@@ -178,10 +235,20 @@ class AnswerFilter:
     def stopped(self) -> bool:
         return self._stops.stopped or bool(self._fences and self._fences.closed)
 
+    def use_prompt(self, fenced: bool, template_seen: bool = False) -> None:
+        """What the backend about to stream was sent: `fenced`, its code in a fence (see
+        `_Fences`; default True); `template_seen`, a prompt whose chat template the backend
+        checked for an opened `<think>` itself (the local model), so no lone `</think>` is
+        looked for (see `_Think`; default False)."""
+        if self._fences is not None:
+            self._fences.prompt_fenced = fenced
+        if self._think.state == "start":
+            self._think.hold = 0 if template_seen else self._hold
+
     def new_attempt(self) -> None:
         """Another backend takes over: it may open with its own reasoning block; text held
         from the failed one is dropped (the next continues from what was emitted)."""
-        self._think = _Think()
+        self._think = _Think(hold=self._hold)
         self._stops.pending = ""
         self._surrogate.clear()
         if self._fences is not None and self._fences.state == "body":
@@ -193,7 +260,8 @@ class AnswerFilter:
         text = self._whole_characters(text, reasoning)
         if not text:
             return Piece()
-        if reasoning:
+        if reasoning:  # the server parses reasoning out: no lone </think> to look for
+            self._think.hold = 0
             return Piece(reasoning=text if self.chat else "")
         return self._answer(self._think.feed(text))
 

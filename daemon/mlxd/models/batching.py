@@ -5,6 +5,10 @@ them into mlx-lm's BatchGenerator mid-flight, steps the batch one token at a tim
 sequence's text back through its own queue, and removes a cancelled sequence before the next
 step. Prompt prefixes are reused from a byte-bounded KV cache (mlx-lm's LRUPromptCache), also
 for requests that were cancelled part-way: their cache is kept up to where they stopped.
+
+A greedy request that has the model to itself decodes with prompt-lookup speculation
+(models/speculative.py: same tokens, fewer forward passes); when another request arrives it
+joins the batch with its KV cache, losing and repeating nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from ..errors import ModelError
 from ..types import Delta, Done
 from .detokenize import TextStream
+from .speculative import LookupDecoder, Stats, can_speculate
 from .stops import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -55,7 +60,15 @@ class BatchEngine:
     PREFILL_STEP = 512  # prompt chunk per scheduler step: a cancel waits at most one chunk
     SLICE_S = 0.05  # longest hold on the MLX thread before letting queued work run
 
-    def __init__(self, lm: Any, executor: Executor, cache_bytes: int) -> None:
+    def __init__(
+        self,
+        lm: Any,
+        executor: Executor,
+        cache_bytes: int,
+        *,
+        speculative: str = "auto",
+        draft_tokens: int = 8,
+    ) -> None:
         from mlx_lm.models.cache import LRUPromptCache
 
         self.lm = lm
@@ -66,13 +79,18 @@ class BatchEngine:
         self._running = False
         self._jobs: dict[int, Job] = {}
         self._gen: Any = None
+        self.speculative = speculative  # "auto" | "off"
+        self.draft_tokens = draft_tokens
+        self._lone: tuple[Job, LookupDecoder] | None = None  # the speculating job
+        self.spec = Stats()  # prompt-lookup totals, for status and benchmarks
+        self.joined = 0  # speculating jobs that moved into the batch
         self.generations = 0  # requests that reached the model
         self.cached_tokens = 0  # prompt tokens served from the KV cache (reuse)
 
     @property
     def active(self) -> int:
         with self._lock:
-            return len(self._jobs) + len(self._incoming)
+            return len(self._jobs) + len(self._incoming) + (self._lone is not None)
 
     def submit(self, job: Job) -> None:
         with self._lock:
@@ -94,19 +112,25 @@ class BatchEngine:
                     return
                 with self._lock:
                     incoming, self._incoming = self._incoming, []
-                    if not incoming and not self._jobs:
+                    if not incoming and not self._jobs and self._lone is None:
                         self._running = False  # the generator stays: rebuilding it costs ms
                         return
                 # Cancelled first: a request arriving with the cancel then finds its KV cache.
                 self._drop_cancelled()
                 self._admit(incoming)
-                if self._jobs:
+                if self._lone is not None and self._jobs:
+                    self._join_batch()  # no longer alone: continue in the batch
+                if self._lone is not None:
+                    self._lone_step()
+                elif self._jobs:
                     self._step()
         except BaseException as exc:  # an MLX failure must reach every waiting request
             log.exception("batch generation failed")
             err = ModelError(f"generation failed: {type(exc).__name__}: {exc}")
             with self._lock:
                 jobs = list(self._jobs.values()) + self._incoming
+                jobs += [self._lone[0]] if self._lone is not None else []
+                self._lone = None
                 self._jobs.clear()
                 self._incoming = []
                 self._running = False
@@ -140,11 +164,8 @@ class BatchEngine:
         from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
         from mlx_lm.sample_utils import make_sampler
 
-        gen = None
-        for job in jobs:
-            if job.cancelled.is_set():
-                continue  # cancelled while waiting: never touches the model
-            gen = gen or self._generator()
+        live = [job for job in jobs if not job.cancelled.is_set()]  # cancelled: never run
+        for job in live:
             cache, rest = self.cache.fetch_nearest_cache(self.lm.name, job.tokens)
             if cache is None:
                 cache = make_prompt_cache(self.lm.model)
@@ -154,7 +175,17 @@ class BatchEngine:
             reused = job.reused = len(job.tokens) - len(rest)
             self.cached_tokens += reused
             self.generations += 1
-            (job.uid,) = gen.insert(
+            if self._may_speculate(job, cache, len(live)):
+                self._lone = (
+                    job,
+                    LookupDecoder(
+                        self.lm.model, cache, job.tokens, reused, self.draft_tokens, self.spec
+                    ),
+                )
+                job.detokenizer = TextStream(self.lm.tokenizer, job.tokens)
+                job.matcher = StopMatcher(job.stop)
+                continue
+            (job.uid,) = self._generator().insert(
                 [rest],
                 max_tokens=[job.max_tokens],
                 caches=[cache],
@@ -165,8 +196,63 @@ class BatchEngine:
             job.matcher = StopMatcher(job.stop)
             self._jobs[job.uid] = job
 
+    def _may_speculate(self, job: Job, cache: list[Any], arriving: int) -> bool:
+        alone = arriving == 1 and not self._jobs and self._lone is None
+        return alone and self.speculative != "off" and job.temperature == 0 and can_speculate(cache)
+
+    def _join_batch(self) -> None:
+        """The speculating job continues in the batch from where it is: its cache, the
+        tokens not yet fed (the last generated one, or the prompt's rest), greedy."""
+        from mlx_lm.sample_utils import make_sampler
+
+        job, dec = self._lone  # type: ignore[misc]
+        self._lone = None
+        self.joined += 1
+        (job.uid,) = self._generator().insert(
+            [dec.tokens[dec.fed :]],
+            max_tokens=[job.max_tokens - job.generated],
+            caches=[dec.cache],
+            all_tokens=[dec.tokens[: dec.fed]],
+            samplers=[make_sampler(temp=job.temperature)],
+        )
+        self._jobs[job.uid] = job
+
+    def _lone_step(self) -> None:
+        job, dec = self._lone  # type: ignore[misc]
+        if dec.prefilling:
+            dec.prefill(self.PREFILL_STEP)  # a cancel or a newcomer waits one chunk at most
+            return
+        eos = self.lm.tokenizer.eos_token_ids
+        for token in dec.step(job.max_tokens - job.generated):
+            job.generated += 1
+            ended = token in eos or token in job.stop_tokens  # a FIM end token: like EOS
+            last = ended or job.generated >= job.max_tokens
+            self._send(job, self._piece(job, token, last, ended))
+            if job.matcher.stopped or last:
+                self._end_lone("stop" if ended or job.matcher.stopped else "length")
+                return
+
+    def _piece(self, job: Job, token: int, last: bool, ended: bool) -> str:
+        segment = job.detokenizer.add(token) if not ended else ""
+        if last:
+            segment += job.detokenizer.finish()
+        return segment
+
+    def _end_lone(self, finish: str | None) -> None:
+        job, dec = self._lone  # type: ignore[misc]
+        self._lone = None
+        self._keep(dec.tokens[: len(job.tokens) + job.generated], dec.cache)
+        if finish is not None:
+            self._finish(job, finish)
+
     def _drop_cancelled(self) -> None:
         now = time.monotonic()
+        if self._lone is not None:
+            job = self._lone[0]
+            if job.cancelled.is_set():
+                self._end_lone(None)
+            elif job.deadline is not None and now >= job.deadline and job.generated:
+                self._end_lone("length")
         for uid, job in list(self._jobs.items()):
             if job.cancelled.is_set():
                 self._remove(uid, job, None)

@@ -62,6 +62,8 @@ class ModelPool:
         memory_limit_gb: float = 0.0,
         idle_unload_s: float = 0.0,
         prompt_cache_mb: int = 512,
+        speculative: str = "auto",
+        draft_tokens: int = 8,
         on_progress: ProgressFn | None = None,
         on_event: EventFn | None = None,
     ) -> None:
@@ -69,6 +71,8 @@ class ModelPool:
         self.memory_limit_gb = memory_limit_gb
         self.idle_unload_s = idle_unload_s
         self.prompt_cache_mb = prompt_cache_mb
+        self.speculative = speculative
+        self.draft_tokens = draft_tokens
         self.on_progress = on_progress or (lambda s, f, m: None)
         self.on_event = on_event or (lambda s, e, m: None)
         self.entries: dict[str, Entry] = {}  # insertion order = LRU order
@@ -79,10 +83,23 @@ class ModelPool:
         self._idle_timer: asyncio.TimerHandle | None = None
         self.loads = 0  # completed loads (tests and status read it)
 
-    def configure(self, memory_limit_gb: float, idle_unload_s: float, prompt_cache_mb: int) -> None:
+    def configure(
+        self,
+        memory_limit_gb: float,
+        idle_unload_s: float,
+        prompt_cache_mb: int,
+        *,
+        speculative: str = "auto",
+        draft_tokens: int = 8,
+    ) -> None:
         self.memory_limit_gb = memory_limit_gb
         self.idle_unload_s = idle_unload_s
         self.prompt_cache_mb = prompt_cache_mb
+        self.speculative = speculative
+        self.draft_tokens = draft_tokens
+        for entry in self.entries.values():  # loaded engines follow a config reload
+            entry.engine.speculative = speculative
+            entry.engine.draft_tokens = draft_tokens
 
     @property
     def budget_bytes(self) -> int:
@@ -160,7 +177,13 @@ class ModelPool:
             raise
         finally:
             self._stops.pop(spec, None)
-        engine = BatchEngine(lm, self.executor, self.prompt_cache_mb << 20)
+        engine = BatchEngine(
+            lm,
+            self.executor,
+            self.prompt_cache_mb << 20,
+            speculative=self.speculative,
+            draft_tokens=self.draft_tokens,
+        )
         entry = Entry(spec, engine, lm.nbytes, time.monotonic(), dequantize)
         self.entries[spec] = entry
         self.loads += 1

@@ -17,15 +17,6 @@ Encoding = Literal["utf-16", "utf-8", "utf-32"]
 _EOL = re.compile(r"\r\n|\r|\n")
 
 
-def _units(ch: str, encoding: Encoding) -> int:
-    """Code units one code point takes in the client's encoding."""
-    if encoding == "utf-16":
-        return 2 if ord(ch) > 0xFFFF else 1
-    if encoding == "utf-8":
-        return len(ch.encode("utf-8", "surrogatepass"))
-    return 1
-
-
 def _line_span(text: str, line: int) -> tuple[int, int]:
     """(start, end) offsets of a line's content, without its terminator; clamped to the text."""
     if line <= 0:
@@ -39,27 +30,45 @@ def _line_span(text: str, line: int) -> tuple[int, int]:
     return start, eol.start() if eol else len(text)
 
 
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _width(text: str, encoding: Encoding) -> int:
+    """Code units `text` takes in the client's encoding (C speed: a long minified line)."""
+    if encoding == "utf-32" or text.isascii():
+        return len(text)
+    if encoding == "utf-16":
+        return len(text.encode("utf-16-le", "surrogatepass")) // 2
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def column_to_offset(line_text: str, character: int, encoding: Encoding = "utf-16") -> int:
     """Code-point index in `line_text` for an LSP column; past the end clamps to the end.
 
     A column inside a code point (half a surrogate pair) rounds down to that code point's start.
     """
-    if encoding == "utf-32":
-        return max(0, min(character, len(line_text)))
-    used = 0
-    for i, ch in enumerate(line_text):
-        used += _units(ch, encoding)
-        if used > character:
-            return i
-    return len(line_text)
+    character = max(0, character)
+    head = line_text[:character]  # a code point takes at least one unit: the answer is in it
+    if encoding == "utf-32" or head.isascii():
+        return len(head)
+    if encoding == "utf-8":  # cut the bytes; a cut inside a code point rounds down
+        data = head.encode("utf-8", "surrogatepass")[:character]
+        for back in range(4):
+            try:
+                return len(data[: len(data) - back].decode("utf-8", "surrogatepass"))
+            except UnicodeDecodeError:
+                continue
+    extra = 0  # UTF-16: each code point past U+FFFF before the column takes one unit more
+    for m in _ASTRAL.finditer(head):
+        if m.start() + extra + 2 > character:  # at or inside this pair: stop before it
+            return min(m.start(), character - extra)
+        extra += 1
+    return len(head) if len(head) + extra <= character else character - extra
 
 
 def offset_to_column(line_text: str, offset: int, encoding: Encoding = "utf-16") -> int:
     """The LSP column of a code-point index in `line_text` (the inverse of column_to_offset)."""
-    head = line_text[:offset]
-    if encoding == "utf-32":
-        return len(head)
-    return sum(_units(ch, encoding) for ch in head)
+    return _width(line_text[:offset], encoding)
 
 
 def position_to_offset(text: str, line: int, character: int, encoding: Encoding = "utf-16") -> int:

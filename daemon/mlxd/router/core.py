@@ -11,6 +11,8 @@ each request it walks the chain in order:
   (the request's budget for the last backend left). Any other failure, or no token within
   `first_token_s` (`inline_first_token_s` for inline), moves on to the next backend. Nothing
   is ever retried once tokens were streamed.
+- Text a cloud backend generates is redacted as it streams (stream_redact): a hostile provider
+  may echo a key as model output, split across chunks.
 - If a backend dies mid-answer, the next one continues it with the partial answer as an
   assistant prefix, so the client sees one stream and one result; `attempts` records the cut.
 
@@ -38,10 +40,11 @@ from ..errors import (
     as_failure,
 )
 from ..models import AnswerFilter, finished_lines
+from ..stream_redact import Secrets, StreamRedactor
 from ..types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
 from .breakers import Breakers
 from .privacy import excluded, skip_reason
-from .run import Run, emit
+from .run import Run, emit, flush, held, streamed
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +65,11 @@ class Router:
         config: Config,
         backends: Mapping[str, Backend],
         on_status: Callable[[], None] | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self.config = config
         self.backends = dict(backends)
+        self.secrets = secrets  # redacted from what cloud backends generate
         self.on_status = on_status or (lambda: None)
         self.breakers = Breakers(lambda: self.on_status())
         self.upstream_requests = 0  # attempts actually handed to a backend
@@ -127,6 +132,8 @@ class Router:
             request = replace(request, max_tokens=self.config.routing.max_tokens)
         answer = AnswerFilter(request.kind, request.stop, request.language)
         run = Run(on_delta, answer, on_reasoning, list(documents or []))
+        if self.secrets is not None:
+            run.guards = (StreamRedactor(self.secrets), StreamRedactor(self.secrets))
         attempts: list[Attempt] = []
         plan = self._plan(chain, run.documents, forced=backend is not None)
         for i, (name, skip) in enumerate(plan):
@@ -141,12 +148,13 @@ class Router:
             left = request.max_tokens - run.cut_tokens
             if left <= 0:  # the cut answer is already that long
                 return self._outcome(run, Done("length", 0, 0, ""), run.cut_by, attempts)
-            req = replace(
-                request, assistant_prefix=request.assistant_prefix + run.text, max_tokens=left
-            )
+            if not getattr(self.backends.get(name), "is_local", False):
+                flush(run, name)  # a cloud continuation gets the cut answer redacted
+            prefix = request.assistant_prefix + run.text + held(run)  # local: as generated
+            req = replace(request, assistant_prefix=prefix, max_tokens=left)
             self.breakers.claim_probe(name)
             run.answer.new_attempt()
-            streamed_before, deltas_before = len(run.text), run.deltas
+            streamed_before, deltas_before = streamed(run), run.deltas
             try:
                 done = await self._attempt(name, req, run, is_last)
             except Exception as raised:  # every backend failure is an attempt; see as_failure
@@ -156,7 +164,7 @@ class Router:
                 if run.deltas > deltas_before:
                     run.cut_tokens += run.deltas - deltas_before
                     run.cut_by = name
-                attempts.append(Attempt(name, _describe(exc, len(run.text) - streamed_before)))
+                attempts.append(Attempt(name, _describe(exc, streamed(run) - streamed_before)))
                 self._failed(name, exc)
                 log.info("backend %s failed: %s", name, exc)
                 continue
@@ -169,6 +177,7 @@ class Router:
 
     def _outcome(self, run: Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
         emit(run, run.answer.flush(), name)
+        flush(run, name)
         return Outcome(
             text=run.text,
             backend=name,
@@ -217,13 +226,13 @@ class Router:
         retries = 0
         first_by = self._end(run) if is_last else time.monotonic() + self._first_token_limit(req)
         while True:
-            streamed_before = len(run.text)
+            streamed_before = streamed(run)
             try:
                 return await self._stream_one(name, req, run, first_by)
             except BackendError as exc:
                 if not exc.retryable:
                     raise  # e.g. a plain 500/502: the next backend is the better bet
-                if len(run.text) > streamed_before or retries >= self.config.routing.max_retries:
+                if streamed(run) > streamed_before or retries >= self.config.routing.max_retries:
                     raise  # never retry once tokens were streamed: the client has them
                 delay = exc.retry_after if exc.retry_after is not None else _backoff(retries)
                 if time.monotonic() + delay >= min(first_by, self._end(run)):
@@ -246,6 +255,8 @@ class Router:
             raise _Skipped("skipped: not configured (removed by a configuration reload)")
         if skip := self._privacy(name, run.documents):
             raise _Skipped(skip)
+        run.cloud = run.cloud or not backend.is_local  # from now on, hold back to redact
+        run.answer.use_prompt(fenced=backend.fences_prompt(req), template_seen=backend.is_local)
         self.upstream_requests += 1
         stream = backend.stream(req)
         start = time.monotonic()
@@ -300,8 +311,9 @@ class Router:
         if run.answer.stopped:  # a stop sequence or a closing fence: close it
             return Done("stop", 0, deltas, name)
         # Only a newline can finish a line: count them only when one arrives.
-        if req.max_lines and "\n" in piece.text and finished_lines(run.text) >= req.max_lines:
-            return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
+        if req.max_lines and "\n" in piece.text:
+            if finished_lines(run.text + held(run)) >= req.max_lines:
+                return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
         return None
 
     # --- circuit breaker --------------------------------------------------------------------

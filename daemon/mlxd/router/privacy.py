@@ -14,7 +14,7 @@ def excluded(uri: str, exclude: list[str]) -> bool:
     """Whether a document matches one of the `exclude` globs. A glob with no `/` (`*.pem`) also
     matches the file name alone, as in .gitignore. The file itself is matched, not the
     address text: every spelling of uris.match_paths, case-insensitively."""
-    globs = [g.replace("\\", "/").lower() for g in exclude]
+    globs = [uris.normal_glob(g) for g in exclude]
     for path in uris.match_paths(uri):
         name = path.rsplit("/", 1)[-1]
         if any(

@@ -162,14 +162,13 @@ async def inline_completion(
 ) -> T.InlineCompletionList:
     """Ghost text at the cursor of a synced document."""
     uri = uris.key(params.text_document.uri)
-    docs = {uris.key(d.uri): d for d in ls.workspace.text_documents.values()}
-    if uri not in docs:
+    doc = ls.workspace.text_documents.get(uri)  # keyed by uris.key (transport/documents.py)
+    if doc is None:
         if uri in ls.closed:  # closed since the client asked
             return T.InlineCompletionList(items=[])
         raise JsonRpcInvalidParams(
             message="Invalid params: textDocument.uri: not open (send textDocument/didOpen first)"
         )
-    doc = docs[uri]
     sel = params.context.selected_completion_info
     items = await ls.app.inline_complete(
         doc.source,
@@ -179,7 +178,9 @@ async def inline_completion(
         language=doc.language_id or "",
         encoding=_encoding(ls.workspace.position_encoding),
         selected=(sel.text, _range_tuple(sel.range)) if sel else None,
-        open_documents=[(k, d.language_id or "", d.source) for k, d in docs.items()],
+        open_documents=[
+            (k, d.language_id or "", d.source) for k, d in ls.workspace.text_documents.items()
+        ],
         invoked=params.context.trigger_kind == T.InlineCompletionTriggerKind.Invoked,
     )
     return T.InlineCompletionList(

@@ -13,10 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from lsprotocol import types as T
 from pygls.workspace import TextDocument, Workspace
 
+from .. import uris
 from ..prompts import normalize_encoding, position_to_offset
 
 _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
@@ -38,10 +40,43 @@ class LSPTextDocument(TextDocument):
 
 
 class LSPWorkspace(Workspace):
+    """Documents keyed by `uris.key`: pygls keys them by `unquote(uri)`, so a didChange or
+    didClose under another spelling of the opened URI (`file:///C:/x` opened, `file:///c%3A/x`
+    changed, as VS Code writes it) missed the document. Each document keeps the URI it was
+    opened with."""
+
     def _create_text_document(self, doc_uri: str, *args: Any, **kwargs: Any) -> TextDocument:
         doc = super()._create_text_document(doc_uri, *args, **kwargs)
         doc.__class__ = LSPTextDocument  # same state; LSP's line model for its methods
         return doc
+
+    def get_text_document(self, doc_uri: str) -> TextDocument:
+        found = self._text_documents.get(uris.key(doc_uri))
+        return found or self._create_text_document(doc_uri)
+
+    def put_text_document(
+        self, text_document: T.TextDocumentItem, notebook_uri: str | None = None
+    ) -> None:
+        key = uris.key(text_document.uri)
+        self._text_documents[key] = self._create_text_document(
+            text_document.uri,
+            source=text_document.text,
+            version=text_document.version,
+            language_id=text_document.language_id,
+        )
+        if notebook_uri:  # notebooks are not synced (no capability); pygls' keys for its maps
+            self._cell_in_notebook[unquote(text_document.uri)] = unquote(notebook_uri)
+
+    def update_text_document(
+        self, text_doc: T.VersionedTextDocumentIdentifier, change: T.TextDocumentContentChangeEvent
+    ) -> None:
+        doc = self._text_documents[uris.key(text_doc.uri)]  # KeyError: never opened (pygls logs it)
+        doc.apply_change(change)
+        doc.version = text_doc.version
+
+    def remove_text_document(self, doc_uri: str) -> None:
+        self._text_documents.pop(uris.key(doc_uri), None)
+        self._cell_in_notebook.pop(unquote(doc_uri), None)
 
 
 def use_lsp_line_model(workspace: Workspace) -> None:

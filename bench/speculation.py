@@ -1,0 +1,240 @@
+"""speculation: decode speed with and without prompt-lookup speculation, in the same run.
+
+The real engine (ModelPool + LocalBackend, in-process: the LSP layer adds nothing to decode)
+decodes each prompt greedily twice on one loaded model, once with `local.speculative = "off"`
+and once with "auto", alternating which goes first. Code prompts continue real source files
+of the venv (aiohttp, mlx_lm) from the middle of a function; prose prompts are chat questions
+whose answers are free text. Reported: decode tok/s of each side, their ratio, the share of
+draft tokens accepted, and whether the greedy texts are identical. Targets (issue 17): code
+>= 1.5x, prose >= 0.97x, identical text.
+"""
+
+from __future__ import annotations
+
+import ast
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    Gen,
+    Options,
+    fmt,
+    fmt_stat,
+    log,
+    model_label,
+    print_table,
+    ratio,
+    settle,
+    summary,
+    verdict,
+    write_result,
+)
+
+DEFAULT_RUNS = 4  # prompts of each kind
+DEFAULT_MAX_TOKENS = 96
+CONTEXT_CHARS = 1800  # source text before the cut (about 500 tokens)
+TARGET_CODE = 1.5
+TARGET_PROSE = 0.97
+SOURCES = [
+    ("aiohttp", "client.py"),
+    ("mlx_lm", "generate.py"),
+    ("aiohttp", "connector.py"),
+    ("mlx_lm", "utils.py"),
+    ("aiohttp", "web_response.py"),
+    ("mlx_lm", "models/cache.py"),
+]
+QUESTIONS = [
+    "Write a detailed, step-by-step guide to baking bread at home, with at least ten steps.",
+    "Tell a long story about a lighthouse keeper who finds a message in a bottle.",
+    "Explain to a child why the sky is blue and why sunsets are red, in several paragraphs.",
+    "Describe a walk through a busy market in a small town on a summer morning.",
+    "Write a letter to a friend about your first week in a new city.",
+    "Explain the history of the printing press and how it changed Europe.",
+]
+
+
+def code_prompts(n: int) -> list[tuple[str, str]]:
+    """(label, text): each source cut at a line in the middle of its longest function body."""
+    import importlib.util
+
+    out = []
+    for pkg, rel in SOURCES[:n]:
+        spec = importlib.util.find_spec(pkg)
+        assert spec is not None and spec.origin is not None, pkg
+        path = Path(spec.origin).parent / rel
+        src = path.read_text()
+        funcs = [
+            f
+            for f in ast.walk(ast.parse(src))
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef) and f.end_lineno
+        ]
+        f = max(funcs, key=lambda f: f.end_lineno - f.lineno)  # type: ignore[operator]
+        lines = src.splitlines(keepends=True)
+        cut = (f.lineno + f.end_lineno) // 2  # type: ignore[operator]
+        text = "".join(lines[:cut])[-CONTEXT_CHARS:]
+        text = text[text.index("\n") + 1 :]  # start on a whole line
+        out.append((f"{pkg}/{rel}:{cut + 1}", text))
+    return out
+
+
+def prose_prompts(n: int) -> list[tuple[str, str]]:
+    return [(f"chat: {q[:32]}...", q) for q in QUESTIONS[:n]]
+
+
+async def _one(backend: Any, engine: Any, req: Any) -> tuple[Gen, int, int, int]:
+    from mlxd.types import Delta
+
+    drafted, accepted, steps = engine.spec.drafted, engine.spec.accepted, engine.spec.steps
+    t0 = time.perf_counter()
+    first, text, done = None, "", None
+    async for ev in backend.stream(req):
+        if isinstance(ev, Delta):
+            first = first if first is not None else time.perf_counter() - t0
+            text += ev.text
+        else:
+            done = ev
+    assert done is not None
+    gen = Gen(first, time.perf_counter() - t0, done.completion_tokens, done.prompt_tokens, text)
+    spec = engine.spec
+    return gen, spec.drafted - drafted, spec.accepted - accepted, spec.steps - steps
+
+
+async def _case(backend: Any, engine: Any, req: Any, i: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode in ("off", "auto") if i % 2 == 0 else ("auto", "off"):
+        engine.speculative = mode
+        await settle()
+        out[mode] = await _one(backend, engine, req)
+    engine.speculative = "auto"
+    (plain, *_), (spec, drafted, accepted, steps) = out["off"], out["auto"]
+    return {
+        "plain_tps": plain.decode_tps,
+        "spec_tps": spec.decode_tps,
+        "ratio": ratio(spec.decode_tps, plain.decode_tps),
+        "drafted": drafted,
+        "accepted": accepted,
+        "tokens": spec.completion_tokens,
+        "passes": steps,  # forward passes while decoding with speculation (plain: one a token)
+        "identical": plain.text == spec.text,
+        "text": spec.text,
+    }
+
+
+def _kind_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    drafted = sum(r["drafted"] for r in rows)
+    passes = sum(r["passes"] for r in rows)
+    plain = summary([r["plain_tps"] for r in rows if r["plain_tps"]])
+    spec = summary([r["spec_tps"] for r in rows if r["spec_tps"]])
+    return {
+        "plain_tps": plain,
+        "spec_tps": spec,
+        "ratio_of_medians": ratio(spec["median"], plain["median"]),
+        "ratio_per_prompt": summary([r["ratio"] for r in rows if r["ratio"]]),
+        "acceptance": sum(r["accepted"] for r in rows) / drafted if drafted else None,
+        "drafted": drafted,
+        "tokens_per_pass": sum(r["tokens"] for r in rows) / passes if passes else None,
+        "identical": sum(r["identical"] for r in rows),
+        "runs": len(rows),
+    }
+
+
+async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
+    from mlxd.backends.local import LocalBackend
+    from mlxd.models.pool import ModelPool
+    from mlxd.types import Message, Request
+
+    n = min(opts.n(DEFAULT_RUNS), len(SOURCES))
+    max_tokens = opts.max_tokens or DEFAULT_MAX_TOKENS
+    pool = ModelPool(speculative="auto")
+    try:
+        backend = LocalBackend("local", opts.model, pool, dequantize="auto")
+        log(f"loading {model_label(opts.model)} in-process")
+        await backend.ensure_loaded()
+        engine = pool.entries[opts.model].engine
+        reqs = {
+            "code": [
+                (label, Request(kind="complete", prefix=text, max_tokens=max_tokens))
+                for label, text in code_prompts(n)
+            ],
+            "prose": [
+                (label, Request(kind="chat", messages=[Message("user", q)], max_tokens=max_tokens))
+                for label, q in prose_prompts(n)
+            ],
+        }
+        for i in range(opts.warmup):
+            await _case(backend, engine, reqs["code"][0][1], i)
+        rows: dict[str, list[dict[str, Any]]] = {"code": [], "prose": []}
+        for kind, cases in reqs.items():
+            for i, (label, req) in enumerate(cases):
+                row = await _case(backend, engine, req, i)
+                row["prompt"] = label
+                rows[kind].append(row)
+                if opts.verbose:
+                    print(
+                        f"  {kind} {label}: plain {fmt(row['plain_tps'])} tok/s, speculative "
+                        f"{fmt(row['spec_tps'])} tok/s ({fmt(row['ratio'], 'x', 2)}), accepted "
+                        f"{row['accepted']}/{row['drafted']}, identical {row['identical']}"
+                    )
+    finally:
+        pool.close()
+    return _report(opts, info, n, max_tokens, rows)
+
+
+def _report(
+    opts: Options, info: dict[str, Any], n: int, max_tokens: int, rows: dict[str, list[Any]]
+) -> dict[str, Any]:
+    s = {kind: _kind_summary(r) for kind, r in rows.items()}
+    targets = {"code": TARGET_CODE, "prose": TARGET_PROSE}
+    ok = {
+        kind: None if s[kind]["ratio_of_medians"] is None else s[kind]["ratio_of_medians"] >= t
+        for kind, t in targets.items()
+    }
+    identical_ok = all(x["identical"] == x["runs"] for x in s.values())
+    print_table(
+        f"speculation: {model_label(opts.model)}, greedy, max {max_tokens} tokens, {n} prompts "
+        "of each kind; decode tok/s median (min-max)",
+        [
+            "prompts",
+            "plain",
+            "prompt lookup",
+            "ratio",
+            "target",
+            "accepted",
+            "tok/pass",
+            "identical",
+            "ok",
+        ],
+        [
+            [
+                kind,
+                fmt_stat(x["plain_tps"]),
+                fmt_stat(x["spec_tps"]),
+                fmt(x["ratio_of_medians"], "x", 2),
+                f">= {targets[kind]}x",
+                fmt(None if x["acceptance"] is None else 100 * x["acceptance"], "%", 0)
+                + f" of {x['drafted']}",
+                fmt(x["tokens_per_pass"], "", 2),
+                f"{x['identical']}/{x['runs']}",
+                verdict(ok[kind]),
+            ]
+            for kind, x in s.items()
+        ],
+    )
+    result = {
+        "name": "speculation",
+        "machine": info,
+        "params": {"model": opts.model, "prompts": n, "max_tokens": max_tokens},
+        "summary": s,
+        "runs": rows,
+        "targets": {
+            "code_ratio_min": TARGET_CODE,
+            "prose_ratio_min": TARGET_PROSE,
+            "code_ok": ok["code"],
+            "prose_ok": ok["prose"],
+            "identical_ok": identical_ok,
+        },
+    }
+    path = write_result("speculation", result)
+    print(f"results: {path}")
+    return result

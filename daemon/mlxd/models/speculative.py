@@ -1,0 +1,182 @@
+"""Lossless speculative decoding by prompt lookup, for one greedy sequence (pure MLX + mlx-lm).
+
+Code repeats itself: the tokens that followed the latest earlier occurrence of the last few
+tokens (in the prompt or in what was generated) are a cheap draft of what comes next. One
+forward pass verifies the whole draft (feeding k+1 tokens costs far less than k+1 passes: the
+weights are read once); the longest prefix the model agrees with under greedy decoding is kept,
+plus the model's own next token, and the KV cache positions of rejected draft tokens are
+trimmed. The output is the greedy output, token for token.
+
+The draft length adapts: each n-gram length keeps an estimate of how often its drafts are
+accepted, and a draft is only made when its expected gain beats its verification cost, so
+plain text (few useful matches) decodes at the plain speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_NGRAM = 3  # longest suffix looked up
+VERIFY_COST = 0.15  # extra cost of one more token in a forward pass, relative to a plain step
+PROBE_EVERY = 16  # when drafting does not pay, still try one token this often, to re-learn
+EMA = 0.2  # weight of the newest acceptance outcome
+
+
+class PromptLookup:
+    """An n-gram index over a growing token list: `draft(k)` proposes the tokens that followed
+    the latest earlier occurrence of the longest matching suffix (n = MAX_NGRAM..1)."""
+
+    def __init__(self, tokens: list[int]) -> None:
+        self.tokens: list[int] = []
+        self._index: list[dict[tuple[int, ...], int]] = [{} for _ in range(MAX_NGRAM + 1)]
+        self._indexed = 0  # n-grams ending before this position are in the index
+        self.extend(tokens)
+
+    def extend(self, tokens: list[int]) -> None:
+        self.tokens.extend(tokens)
+        toks = self.tokens
+        # Index every n-gram that ends before the last token: the suffix itself is never
+        # its own match.
+        for end in range(self._indexed, len(toks) - 1):
+            for n in range(1, MAX_NGRAM + 1):
+                if end - n + 1 < 0:
+                    break
+                self._index[n][tuple(toks[end - n + 1 : end + 1])] = end
+        self._indexed = max(self._indexed, len(toks) - 1)
+
+    def draft(self, k: int) -> tuple[int, list[int]]:
+        """(n-gram length matched, up to k draft tokens); (0, []) without a match."""
+        toks = self.tokens
+        for n in range(min(MAX_NGRAM, len(toks)), 0, -1):
+            end = self._index[n].get(tuple(toks[-n:]))
+            if end is not None:
+                return n, toks[end + 1 : end + 1 + k]
+        return 0, []
+
+
+@dataclass
+class Stats:
+    steps: int = 0  # forward passes while decoding
+    drafted: int = 0  # draft tokens verified
+    accepted: int = 0  # draft tokens kept
+
+    @property
+    def acceptance(self) -> float | None:
+        return self.accepted / self.drafted if self.drafted else None
+
+
+@dataclass
+class _Policy:
+    """Per n-gram length, the chance that a draft token is accepted (EMA), and the draft
+    length that maximizes tokens per unit of forward-pass cost."""
+
+    max_draft: int
+    p: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.5, 0.6])
+    skipped: int = 0
+
+    def length(self, n: int) -> int:
+        p = self.p[n]
+        best, best_rate, gain = 0, 1.0, 0.0
+        for d in range(1, self.max_draft + 1):
+            gain += p**d
+            rate = (1.0 + gain) / (1.0 + VERIFY_COST * d)
+            if rate > best_rate:
+                best, best_rate = d, rate
+        if best == 0:
+            self.skipped += 1
+            if self.skipped % PROBE_EVERY == 0:
+                return 1
+        return best
+
+    def update(self, n: int, drafted: int, accepted: int) -> None:
+        outcomes = [1.0] * accepted + ([0.0] if accepted < drafted else [])
+        for x in outcomes:
+            self.p[n] += EMA * (x - self.p[n])
+
+
+class LookupDecoder:
+    """Greedy decoding of one sequence with prompt-lookup speculation.
+
+    `cache` (a trimmable mlx-lm prompt cache) holds the KV of `tokens[:fed]`; the rest of
+    `tokens` (at least one) is still to be fed. `prefill(n)` feeds up to n of them, leaving the
+    last; `step()` then returns the next 1..max_draft+1 greedy tokens (it never trims below
+    `fed`). Counts go to `stats` (shared by the engine's decoders). Runs on the MLX thread
+    that owns the model.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        cache: list[Any],
+        tokens: list[int],
+        fed: int,
+        max_draft: int,
+        stats: Stats | None = None,
+    ):
+        if fed >= len(tokens):
+            raise ValueError("LookupDecoder needs at least one token to feed")
+        self.model = model
+        self.cache = cache
+        self.tokens = list(tokens)
+        self.fed = fed
+        self.lookup = PromptLookup(self.tokens)
+        self.policy = _Policy(max_draft)
+        self.stats = stats if stats is not None else Stats()
+        self.stepped = False  # the first token was made
+
+    @property
+    def prefilling(self) -> bool:
+        return self.fed < len(self.tokens) - 1
+
+    def prefill(self, n: int) -> None:
+        import mlx.core as mx
+
+        chunk = self.tokens[self.fed : min(self.fed + n, len(self.tokens) - 1)]
+        if chunk:
+            self.model(mx.array(chunk)[None], cache=self.cache)
+            mx.eval([c.state for c in self.cache])
+            self.fed += len(chunk)
+
+    def step(self, limit: int) -> list[int]:
+        """The next greedy tokens, at most `limit` (>= 1)."""
+        import mlx.core as mx
+        from mlx_lm.models.cache import trim_prompt_cache
+
+        while self.prefilling:
+            self.prefill(512)
+        # The first token goes out after a one-token pass: a draft would delay it.
+        k = min(self.policy.max_draft, limit - 1) if self.stepped else 0
+        self.stepped = True
+        n, draft = self.lookup.draft(k)
+        if draft:
+            draft = draft[: self.policy.length(n)]
+        inputs = self.tokens[-1:] + draft
+        logits = self.model(mx.array(inputs)[None], cache=self.cache)[0]
+        # As mlx-lm's greedy sampler does it (argmax of the log-probabilities), so that ties
+        # break the same way as in plain decoding.
+        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        greedy = mx.argmax(logprobs, axis=-1).tolist()
+        accepted = 0
+        while accepted < len(draft) and greedy[accepted] == draft[accepted]:
+            accepted += 1
+        if len(draft) > accepted:
+            trim_prompt_cache(self.cache, len(draft) - accepted)
+        new = greedy[: accepted + 1]
+        self.fed = len(self.tokens) + accepted
+        self.tokens.extend(new)
+        self.lookup.extend(new)
+        self.stats.steps += 1
+        if draft:
+            self.stats.drafted += len(draft)
+            self.stats.accepted += accepted
+            self.policy.update(n, len(draft), accepted)
+        return new[:limit]
+
+
+def can_speculate(cache: list[Any]) -> bool:
+    """Rejected draft positions must be trimmable (a plain KVCache is; a rotating one or a
+    state-space layer is not)."""
+    from mlx_lm.models.cache import can_trim_prompt_cache
+
+    return bool(cache) and can_trim_prompt_cache(cache)
