@@ -12,6 +12,7 @@ function result(text: string, backend = 'local'): ChatResult {
     usage: { promptTokens: 3, completionTokens: 2 },
     attempts: [],
     timings: { firstTokenMs: 1, totalMs: 2 },
+    reasoning: '',
   };
 }
 
