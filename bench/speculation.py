@@ -83,7 +83,7 @@ def prose_prompts(n: int) -> list[tuple[str, str]]:
 
 
 async def _one(backend: Any, engine: Any, req: Any) -> tuple[Gen, int, int, int]:
-    from mlxd.backends.base import Delta
+    from mlxd.types import Delta
 
     drafted, accepted, steps = engine.spec.drafted, engine.spec.accepted, engine.spec.steps
     t0 = time.perf_counter()
@@ -140,9 +140,9 @@ def _kind_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
-    from mlxd.backends.base import Message, Request
     from mlxd.backends.local import LocalBackend
     from mlxd.models.pool import ModelPool
+    from mlxd.types import Message, Request
 
     n = min(opts.n(DEFAULT_RUNS), len(SOURCES))
     max_tokens = opts.max_tokens or DEFAULT_MAX_TOKENS
@@ -154,7 +154,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         engine = pool.entries[opts.model].engine
         reqs = {
             "code": [
-                (label, Request(kind="complete", prompt=text, max_tokens=max_tokens))
+                (label, Request(kind="complete", prefix=text, max_tokens=max_tokens))
                 for label, text in code_prompts(n)
             ],
             "prose": [

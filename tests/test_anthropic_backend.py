@@ -8,25 +8,22 @@ import logging
 import keyring
 import pytest
 
-from mlxd.backends.anthropic import DEFAULT_MAX_TOKENS, AnthropicBackend
-from mlxd.backends.base import (
+from mlxd.backends.anthropic import AnthropicBackend
+from mlxd.config import DEFAULT_MAX_TOKENS, BackendConfig, TimeoutsConfig
+from mlxd.errors import (
     AuthError,
     BackendError,
     BadRequest,
-    Delta,
-    Done,
-    Message,
     ModelNotFound,
     NotConfigured,
     ProtocolError,
     RateLimited,
-    Request,
     ServerError,
     StreamCut,
     Timeout,
 )
-from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.secrets import KeyStore
+from mlxd.types import Delta, Done, Message, Request
 from tests.fakes import FileKeyring
 from tests.fakes.providers import FakeProvider, Reply
 

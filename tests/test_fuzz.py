@@ -946,7 +946,8 @@ async def test_notifications_leave_no_pending_future_behind() -> None:
 
     from mlxd.app import ConfigSources
     from mlxd.server import MlxdServer, register
-    from mlxd.transport import Dispatcher, _Writer
+    from mlxd.transport import Dispatcher
+    from mlxd.transport.framing import _Writer
 
     ls = MlxdServer(ConfigSources(path=None))
     register(ls)
@@ -966,7 +967,7 @@ async def test_notifications_leave_no_pending_future_behind() -> None:
         send({"method": "textDocument/didChange", "params": change})
     send({"method": "textDocument/didClose", "params": {"textDocument": {"uri": uri}}})
     await asyncio.sleep(0.05)
-    assert ls.protocol._request_futures == {}
+    assert ls.protocol.pending == {}
     assert b'"id": 1' in out.getvalue()  # initialize was answered through the same path
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlxd.inline.context import (
+from mlxd.prompts import (
     SNAP_LINES,
     approx_tokens,
     column_to_offset,

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from lsprotocol.types import PositionEncodingKind
 
-from mlxd.backends.base import Delta, Done, Event, Request
 from mlxd.config import InlineConfig, LanguageConfig
-from mlxd.inline.context import CursorContext
-from mlxd.inline.engine import InlineEngine, InlineItem, collect_text
+from mlxd.inline.engine import InlineEngine, InlineItem
+from mlxd.prompts import CursorContext
+from mlxd.types import Request
 
 URI = "file:///proj/src/app.py"
 EMOJI = "\U0001f600"
@@ -294,32 +294,6 @@ async def test_neighbour_snippets_go_into_the_header_when_enabled() -> None:
     eng = engine(model, neighbor_snippets=False)
     await eng.complete(text, 2, 4, uri=URI, language="python", neighbors=NEIGHBORS)
     assert model.calls[0][1].header == "# path: src/app.py\n"
-
-
-# --- collect_text -------------------------------------------------------------------------
-async def test_collect_text_joins_deltas_until_done() -> None:
-    async def stream() -> AsyncIterator[Event]:
-        yield Delta("a")
-        yield Delta("b")
-        yield Done("stop", 3, 2, "m")
-        yield Delta("never")
-
-    assert await collect_text(stream(), 1000) == "ab"
-
-
-async def test_collect_text_returns_what_came_in_time_and_closes_the_stream() -> None:
-    closed = asyncio.Event()
-
-    async def stream() -> AsyncIterator[Event]:
-        try:
-            yield Delta("fast ")
-            await asyncio.sleep(10)
-            yield Delta("slow")
-        finally:
-            closed.set()
-
-    assert await asyncio.wait_for(collect_text(stream(), 50), 2) == "fast "
-    assert closed.is_set()
 
 
 async def test_snapshot_reports_the_counters() -> None:

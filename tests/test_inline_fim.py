@@ -8,16 +8,18 @@ import sys
 
 import pytest
 
-from mlxd.inline.context import Snippet, approx_tokens, context_at
-from mlxd.inline.fim import (
+from mlxd.prompts import (
     CODEGEMMA,
     CODELLAMA,
     CODESTRAL,
     DEEPSEEK_CODER,
     QWEN_CODER,
     STARCODER,
+    Snippet,
+    approx_tokens,
     build_prompt,
     by_name,
+    context_at,
     detect,
     display_path,
     file_header,

@@ -8,7 +8,6 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlxd.inline.context import CursorContext, context_at
 from mlxd.inline.postprocess import (
     clean,
     cut_at_dedent,
@@ -22,6 +21,7 @@ from mlxd.inline.postprocess import (
     first_lines,
     strip_trailing_whitespace,
 )
+from mlxd.prompts import CursorContext, context_at
 
 CURSOR = "┃"
 

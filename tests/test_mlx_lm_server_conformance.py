@@ -12,10 +12,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from mlxd.backends.base import Delta, Done, Message, Request
 from mlxd.backends.openai import OpenAIBackend
 from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.secrets import KeyStore
+from mlxd.types import Delta, Done, Message, Request
 
 
 def _free_port() -> int:

@@ -14,8 +14,8 @@ import mlx_lm
 import pytest
 from mlx_lm.convert import convert
 
-from mlxd.backends.base import ModelError
 from mlxd.blas import fast_blas_loaded
+from mlxd.errors import ModelError
 from mlxd.models import EMBEDDED, LoadedModel, describe, embedded_model_path, load_model
 from mlxd.models.tiny import make_tiny_model
 

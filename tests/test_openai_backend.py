@@ -14,26 +14,23 @@ import aiohttp
 import keyring
 import pytest
 
-from mlxd.backends.base import (
+from mlxd.backends.openai import CONTINUE_PROMPT, OpenAIBackend
+from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.errors import (
     AuthError,
     BackendError,
     BadRequest,
     ConnectError,
-    Delta,
-    Done,
-    Message,
     ModelNotFound,
     NotConfigured,
     ProtocolError,
     RateLimited,
-    Request,
     ServerError,
     StreamCut,
     Timeout,
 )
-from mlxd.backends.openai import CONTINUE_PROMPT, OpenAIBackend
-from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.secrets import KeyStore
+from mlxd.types import Delta, Done, Message, Request
 from tests.fakes import FileKeyring
 from tests.fakes.providers import FakeProvider, Reply, http_date
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from mlxd.backends.base import Delta, Done, Message, ModelError, Request
 from mlxd.backends.local import LocalBackend
-from mlxd.models.pool import ModelPool
+from mlxd.errors import ModelError
+from mlxd.models import Job, ModelPool
 from mlxd.models.tiny import make_tiny_model
+from mlxd.types import Delta, Done, Message, Request
 
 
 @pytest.fixture
@@ -215,3 +216,64 @@ async def test_stop_sequences_and_max_time(pool: ModelPool, tiny_model: Path) ->
     assert cut == full[: full.index(stop)] and done.finish_reason == "stop"
     _, timed = await run(b, chat("timed", 100000, max_time_s=0.2))
     assert timed.finish_reason == "length" and timed.completion_tokens < 100000
+
+
+async def test_a_stop_token_ends_generation_in_the_engine_and_is_counted(
+    pool: ModelPool, tiny_model: Path
+) -> None:
+    """A FIM template's end tokens are real stop tokens (issue #13): the batch engine ends the
+    answer on one like on EOS, keeps it out of the text and counts it in the usage. Every id is
+    a stop token here, so the first greedy token is one, whichever it is."""
+    entry = await pool.acquire(str(tiny_model), "auto")
+    tok = entry.engine.lm.tokenizer
+    loop = asyncio.get_running_loop()
+
+    async def generate(stop_tokens: frozenset[int]) -> tuple[str, Done]:
+        queue: asyncio.Queue = asyncio.Queue()
+        job = Job(
+            tokens=list(tok.encode("def add(a, b):", add_special_tokens=False)),
+            max_tokens=8,
+            temperature=0.0,
+            stop=[],
+            stop_tokens=stop_tokens,
+            emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+        )
+        entry.engine.submit(job)
+        text = ""
+        while not isinstance(item := await queue.get(), Done):
+            assert not isinstance(item, BaseException), item
+            text += item.text
+        return text, item
+
+    free_text, free = await generate(frozenset())
+    assert (free.finish_reason, free.completion_tokens) == ("length", 8) and free_text
+    text, done = await generate(frozenset(range(len(tok.get_vocab()))))
+    assert (text, done.finish_reason, done.completion_tokens) == ("", "stop", 1)
+
+
+def test_the_fim_templates_end_tokens_become_stop_token_ids(tiny_model: Path) -> None:
+    """The local backend maps its tokenizer's FIM template end tokens to ids for the engine:
+    a StarCoder-style vocabulary stops on <|endoftext|>, <file_sep> and the FIM markers; a
+    tokenizer without FIM tokens adds none (EOS still ends it)."""
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
+    from transformers import PreTrainedTokenizerFast
+
+    from mlxd.backends.local import _end_tokens
+    from mlxd.prompts import STARCODER
+
+    plain = PreTrainedTokenizerFast(tokenizer_file=str(tiny_model / "tokenizer.json"))
+    assert _end_tokens(TokenizerWrapper(plain)) == frozenset()
+    fim = PreTrainedTokenizerFast(tokenizer_file=str(tiny_model / "tokenizer.json"))
+    fim.add_special_tokens(
+        {
+            "additional_special_tokens": [
+                "<fim_prefix>",
+                "<fim_suffix>",
+                "<fim_middle>",
+                "<file_sep>",
+            ]
+        }
+    )
+    ids = _end_tokens(TokenizerWrapper(fim))
+    assert ids == frozenset(fim.convert_tokens_to_ids(t) for t in STARCODER.eot_tokens)
+    assert len(ids) == 5

@@ -233,7 +233,7 @@ def _run_in_pty(code: str, env: dict[str, str], typed: str) -> tuple[int, str]:
 def test_keys_set_prompts_without_echo_and_stores_in_the_keyring(tmp_path):
     keyfile = tmp_path / "ring.json"
     env = _env(keyfile)
-    code = "from mlxd.secrets import cmd_keys_set; raise SystemExit(cmd_keys_set('groq'))"
+    code = "from mlxd.cli.keys import cmd_keys_set; raise SystemExit(cmd_keys_set('groq'))"
     rc, screen = _run_in_pty(code, env, KEY)
     assert rc == 0, screen
     assert "API key for groq" in screen and "stored the key for groq" in screen
@@ -244,7 +244,7 @@ def test_keys_set_prompts_without_echo_and_stores_in_the_keyring(tmp_path):
         [
             sys.executable,
             "-c",
-            "from mlxd.secrets import cmd_keys_list; raise SystemExit(cmd_keys_list())",
+            "from mlxd.cli.keys import cmd_keys_list; raise SystemExit(cmd_keys_list())",
         ],
         env=env,
         capture_output=True,
@@ -258,7 +258,7 @@ def test_keys_set_prompts_without_echo_and_stores_in_the_keyring(tmp_path):
         [
             sys.executable,
             "-c",
-            "from mlxd.secrets import cmd_keys_delete; raise SystemExit(cmd_keys_delete('groq'))",
+            "from mlxd.cli.keys import cmd_keys_delete; raise SystemExit(cmd_keys_delete('groq'))",
         ],
         env=env,
         capture_output=True,
@@ -271,7 +271,7 @@ def test_keys_set_prompts_without_echo_and_stores_in_the_keyring(tmp_path):
 
 def test_keys_set_with_empty_input_stores_nothing(tmp_path):
     keyfile = tmp_path / "ring.json"
-    code = "from mlxd.secrets import cmd_keys_set; raise SystemExit(cmd_keys_set('groq'))"
+    code = "from mlxd.cli.keys import cmd_keys_set; raise SystemExit(cmd_keys_set('groq'))"
     rc, screen = _run_in_pty(code, _env(keyfile), "")
     assert rc == 1 and "nothing stored" in screen
     assert not keyfile.exists()
@@ -279,7 +279,7 @@ def test_keys_set_with_empty_input_stores_nothing(tmp_path):
 
 def test_keys_list_checks_candidates_and_never_prints_values(capsys):
     keyring.set_password(SERVICE, "set-elsewhere", KEY)
-    from mlxd.secrets import cmd_keys_delete, cmd_keys_list
+    from mlxd.cli.keys import cmd_keys_delete, cmd_keys_list
 
     assert cmd_keys_list(["set-elsewhere", "absent"]) == 0
     out = capsys.readouterr()

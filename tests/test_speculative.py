@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from mlxd.backends.base import Delta, Done, Request
 from mlxd.backends.local import LocalBackend
+from mlxd.models.batching import BatchEngine, Job
 from mlxd.models.loader import EMBEDDED, embedded_model_path
 from mlxd.models.pool import ModelPool
+from mlxd.types import Delta, Done, Request
 
 # The tiny random model falls into a loop on these: prompt lookup then drafts from its own
 # output (and, for the code, from the repeated prompt).
@@ -25,7 +26,7 @@ LOOPING = [
 
 
 def complete(prompt: str, max_tokens: int) -> Request:
-    return Request(kind="complete", prompt=prompt, max_tokens=max_tokens, temperature=0.0)
+    return Request(kind="complete", prefix=prompt, max_tokens=max_tokens, temperature=0.0)
 
 
 async def run(backend: LocalBackend, req: Request) -> tuple[str, Done]:
@@ -84,7 +85,7 @@ async def test_alone_the_output_is_the_plain_greedy_output(
 
 async def test_a_sampled_request_never_speculates(spec: ModelPool, tiny_model: Path) -> None:
     b = LocalBackend("l", str(tiny_model), spec)
-    req = Request(kind="complete", prompt=LOOPING[0], max_tokens=40, temperature=0.8)
+    req = Request(kind="complete", prefix=LOOPING[0], max_tokens=40, temperature=0.8)
     await run(b, req)
     assert spec.entries[str(tiny_model)].engine.spec.steps == 0
 
@@ -135,3 +136,60 @@ async def test_a_cancelled_speculating_request_stops_and_keeps_its_cache(
     before = engine.cached_tokens
     await run(b, complete(LOOPING[1], 2))
     assert engine.cached_tokens - before >= 90  # the prompt came from its kept cache
+
+
+def _greedy_token(model: object, tokens: list[int], at: int) -> int:
+    """The greedy answer's token number `at` (0-based), by mlx-lm's own generate_step."""
+    import mlx.core as mx
+    from mlx_lm.generate import generate_step
+
+    steps = generate_step(mx.array(tokens), model, max_tokens=at + 1)
+    return [int(t) for t, _ in steps][at]
+
+
+async def _run_job(engine: BatchEngine, tokens: list[int], n: int, ends: frozenset[int]):
+    """One greedy Job straight on the engine: (text, Done)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    engine.submit(
+        Job(
+            tokens=tokens,
+            max_tokens=n,
+            temperature=0.0,
+            stop=[],
+            emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+            stop_tokens=ends,
+        )
+    )
+    text = ""
+    while True:
+        item = await queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, Done):
+            return text, item
+        text += item.text  # type: ignore[attr-defined]
+
+
+async def test_a_fim_end_token_ends_a_speculating_request_as_it_ends_a_batched_one(
+    plain: ModelPool, spec: ModelPool, tiny_model: Path
+) -> None:
+    """A completion's FIM end tokens (Job.stop_tokens) end the answer like EOS on the lone
+    speculative path too: same text, same token count, finish "stop"."""
+    name = str(tiny_model)
+    await run(LocalBackend("l", name, plain), complete("x", 1))  # loads the model
+    await run(LocalBackend("l", name, spec), complete("x", 1))
+    lm = plain.entries[name].engine.lm
+    tokens = lm.tokenizer.encode(LOOPING[1])
+    ends = frozenset([await asyncio.to_thread(_greedy_token, lm.model, tokens, 8)])
+    want_text, want = await _run_job(plain.entries[name].engine, tokens, 60, ends)
+    assert want.finish_reason == "stop" and want.completion_tokens < 60  # the end token ended it
+    engine = spec.entries[name].engine
+    steps = engine.spec.steps
+    got_text, got = await _run_job(engine, tokens, 60, ends)
+    assert engine.spec.steps > steps  # it went the speculative way
+    assert (got_text, got.finish_reason, got.completion_tokens) == (
+        want_text,
+        want.finish_reason,
+        want.completion_tokens,
+    )

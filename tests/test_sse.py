@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlxd.backends.base import ProtocolError
 from mlxd.backends.sse import SSEEvent, SSEParser
+from mlxd.errors import ProtocolError
 
 
 def parse(*chunks: bytes, max_event_bytes: int = 1 << 20) -> list[SSEEvent]:

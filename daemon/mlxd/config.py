@@ -12,28 +12,15 @@ import re
 import stat
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 import msgspec
 
 from .credentials import secret_values
+from .errors import KEYLIKE, ConfigError, field_message, shown, with_choices
 
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names the key and the problem."""
-
-
-# A value that may be a key pasted into the wrong field: 16+ characters, no spaces, letters and
-# digits. Config errors never quote such a value (they reach logs, status and `mlxd doctor`).
-_KEYLIKE = re.compile(r"(?=[^\s]*[A-Za-z])(?=[^\s]*\d)[^\s'`]{16,}")
-HIDDEN = "<a value that looks like a key, not shown>"
 # What `api_key_env` must be: the name of an environment variable, never the key itself.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def shown(value: str) -> str:
-    """`value` quoted for a message, or HIDDEN if it looks like a key."""
-    return HIDDEN if _KEYLIKE.fullmatch(value) else repr(value)
 
 
 def _is_key_not_name(value: str) -> bool:
@@ -43,7 +30,7 @@ def _is_key_not_name(value: str) -> bool:
     if not _ENV_NAME.fullmatch(value):
         return True
     mixed = value.lower() != value != value.upper()
-    return bool(_KEYLIKE.fullmatch(value)) and not value.isupper() and (mixed or "_" not in value)
+    return bool(KEYLIKE.fullmatch(value)) and not value.isupper() and (mixed or "_" not in value)
 
 
 def _mask(message: str) -> str:
@@ -55,13 +42,17 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
     pass
 
 
+# The answer's budget when a chat / complete request gives no maxTokens, for every backend.
+DEFAULT_MAX_TOKENS = 512
+
+
 class LocalConfig(Base):
     # "smollm2-135m" (embedded), a path to an mlx-lm model directory, or an HF repo id.
     model: str = "smollm2-135m"
     # Load at start, in the background, with progress.
     preload: bool = True
-    # Default max tokens for chat / complete when the request does not say.
-    max_tokens: int = 512
+    # Deprecated alias of routing.max_tokens (read when that is not set), for one release.
+    max_tokens: int = DEFAULT_MAX_TOKENS
     # "auto" | "always" | "never": dequantize small quantized models to float (faster on CPU).
     dequantize: Literal["auto", "always", "never"] = "auto"
     # Bytes of KV cache kept for prompt reuse across requests.
@@ -109,6 +100,8 @@ class RoutingConfig(Base):
     exclude: list[str] = msgspec.field(
         default_factory=lambda: ["**/.env", "**/*.pem", "**/secrets/**"]
     )
+    # maxTokens of a chat / complete request that gives none, whichever backend serves it.
+    max_tokens: int = DEFAULT_MAX_TOKENS
     # Retries on 429/503 on the same backend, before the first token.
     max_retries: int = 2
     # Circuit breaker: consecutive failures that open it, and how long it stays open.
@@ -184,6 +177,9 @@ def decode(data: Any) -> Config:
         cfg = msgspec.convert(data, Config, strict=True)
     except msgspec.ValidationError as exc:
         raise ConfigError(_mask(with_choices(field_message(str(exc)), Config))) from None
+    routing = data.get("routing") if isinstance(data, dict) else None
+    if "max_tokens" not in (routing if isinstance(routing, dict) else {}):
+        cfg.routing.max_tokens = cfg.local.max_tokens  # the old key, or the same default
     _check_semantics(cfg)
     return cfg
 
@@ -273,6 +269,7 @@ DAY_S = 86_400.0
 # docs/configuration.md lists the same. Numbers are finite: TOML's nan and inf are refused.
 RANGES: dict[str, tuple[float, float, bool]] = {
     "local.max_tokens": (1, 1_000_000, True),
+    "routing.max_tokens": (1, 1_000_000, True),
     "local.prompt_cache_mb": (0, 1 << 20, True),  # 0: no prompt cache
     "local.memory_limit_gb": (0, 1 << 14, True),  # 0: a safe share of RAM
     "local.idle_unload_s": (0, 30 * DAY_S, True),  # 0: never unload
@@ -312,48 +309,3 @@ def _num(x: float) -> str:
         return f"{float(x):g}"
     except OverflowError:  # an int past any float: its order of magnitude
         return f"{'-' if x < 0 else ''}~1e+{len(str(abs(int(x)))) - 1}"
-
-
-def field_message(msg: str, root: str = "") -> str:
-    """'Expected `int`, got `str` - at `$.maxTokens`' -> 'maxTokens: expected `int`, got `str`'."""
-    text, sep, where = msg.rpartition(" - at `")
-    if not sep:
-        text, where = msg, ""
-    path = ".".join(p for p in (root, where.rstrip("`").removeprefix("$").lstrip(".")) if p)
-    for lead, what in (
-        ("Object contains unknown field ", "unknown field"),
-        ("Object missing required field ", "required"),
-    ):
-        if text.startswith(lead):
-            name = text.removeprefix(lead).strip("`")
-            name = name if shown(name) != HIDDEN else HIDDEN
-            return f"{path + '.' if path else ''}{name}: {what}"
-    lowered = text[:1].lower() + text[1:]
-    return f"{path}: {lowered}" if path else lowered
-
-
-def with_choices(message: str, root: Any) -> str:
-    """ "inline.multi_line: invalid enum value 'x'" (a field_message) plus the values the key
-    takes, read from its Literal type: the path is walked from `root` by the wire names of
-    Struct fields, list items (`[0]`) and table entries (`backends.<name>`)."""
-    path, sep, text = message.partition(": ")
-    if not sep or not text.startswith("invalid enum value"):
-        return message
-    kind: Any = root
-    for part in re.findall(r"\[\d+\]|[^.\[\]]+", path):
-        kind = _bare(kind)
-        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-            kind = {f.encode_name: f.type for f in msgspec.structs.fields(kind)}.get(part)
-        elif get_origin(kind) in (list, dict):
-            kind = get_args(kind)[-1]  # the item's type, whatever the index or key
-        else:
-            return message
-    kind = _bare(kind)
-    if get_origin(kind) is not Literal:
-        return message
-    return f"{message}; expected one of {', '.join(map(repr, get_args(kind)))}"
-
-
-def _bare(kind: Any) -> Any:
-    """The type inside `Annotated[...]` (constraints do not change the shape)."""
-    return get_args(kind)[0] if get_origin(kind) is Annotated else kind

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta, Struct
 
-from .config import field_message, with_choices
+from .errors import field_message, with_choices
 
 VERSION = "1"
 

@@ -17,15 +17,13 @@ prompt): call `get` / `set(persist=True)` from a worker thread in async code.
 from __future__ import annotations
 
 import base64
-import getpass
 import json
 import logging
 import os
 import re
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
@@ -182,7 +180,9 @@ class KeyStore:
         except Exception as exc:  # any backend failure (no keyring, locked, D-Bus) = no key
             if not self._keyring_broken_logged:
                 self._keyring_broken_logged = True
-                log.info("OS keyring unavailable (%s); keys come from env/editor only", _kind(exc))
+                log.info(
+                    "OS keyring unavailable (%s); keys come from env/editor only", error_kind(exc)
+                )
             value = None
         with self._lock:
             if value and value.strip():
@@ -269,7 +269,7 @@ def redact_userinfo(text: str) -> str:
     return _USERINFO.sub(REDACTED + "@", text)
 
 
-def _kind(exc: BaseException) -> str:
+def error_kind(exc: BaseException) -> str:
     # The exception's class only: a backend's message could in theory echo what it was given.
     return type(exc).__name__
 
@@ -344,15 +344,15 @@ def uninstall_redaction(store: KeyStore) -> None:
         _previous_factory = None
 
 
-# --- keyring helpers and the `mlxd keys` commands -----------------------------------------
+# --- keyring helpers (the `mlxd keys` commands are in cli/keys.py) -----------------------------------------
 def keyring_set(name: str, key: str) -> None:
     keyring.set_password(SERVICE, name, key)
-    names = set(_index())
+    names = set(keyring_names())
     if name not in names:
         keyring.set_password(SERVICE, _INDEX_USER, json.dumps(sorted(names | {name})))
 
 
-def _index() -> list[str]:
+def keyring_names() -> list[str]:
     try:
         raw = keyring.get_password(SERVICE, _INDEX_USER)
         names = json.loads(raw) if raw else []
@@ -361,55 +361,17 @@ def _index() -> list[str]:
     return [n for n in names if isinstance(n, str)]
 
 
-def cmd_keys_set(name: str) -> int:
-    """`mlxd keys set NAME`: prompt without echo, store in the OS keyring."""
-    try:
-        key = getpass.getpass(f"API key for {name} (input hidden): ").strip()
-    except (EOFError, KeyboardInterrupt):
-        print("\ncancelled", file=sys.stderr)
-        return 1
-    if not key:
-        print("no key entered; nothing stored", file=sys.stderr)
-        return 1
-    try:
-        keyring_set(name, key)
-    except Exception as exc:
-        print(
-            f"cannot store the key in the OS keyring ({_kind(exc)}); "
-            "use the backend's api_key_env instead",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"stored the key for {name} in the OS keyring (service {SERVICE!r})")
-    return 0
+def keyring_has(name: str) -> bool:
+    return bool(keyring.get_password(SERVICE, name))
 
 
-def cmd_keys_list(candidates: Iterable[str] = ()) -> int:
-    """`mlxd keys list`: names that have a key in the OS keyring, never values. `candidates`
-    (e.g. the configured backend names) are checked too, for keys stored by other tools."""
-    try:
-        names = sorted(set(_index()) | set(candidates))
-        found = [n for n in names if keyring.get_password(SERVICE, n)]
-    except Exception as exc:
-        print(f"cannot read the OS keyring ({_kind(exc)})", file=sys.stderr)
-        return 1
-    for n in found:
-        print(n)
-    return 0
-
-
-def cmd_keys_delete(name: str) -> int:
-    """`mlxd keys delete NAME`: remove a key from the OS keyring."""
+def keyring_delete(name: str) -> bool:
+    """Remove `name`'s key from the OS keyring and its index; False when none was stored."""
     try:
         keyring.delete_password(SERVICE, name)
     except keyring.errors.PasswordDeleteError:
-        print(f"no key stored for {name}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        print(f"cannot change the OS keyring ({_kind(exc)})", file=sys.stderr)
-        return 1
-    names = _index()
+        return False
+    names = keyring_names()
     if name in names:
         keyring.set_password(SERVICE, _INDEX_USER, json.dumps([n for n in names if n != name]))
-    print(f"deleted the key for {name}")
-    return 0
+    return True

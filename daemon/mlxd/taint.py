@@ -27,7 +27,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-from .backends.base import Request
+from .types import Request
 
 MAX_REMEMBERED = 4096
 MIN_MESSAGE = 16  # shorter messages ("ok", "thanks") are not remembered: too common
@@ -66,7 +66,7 @@ class Conversations:
         or its text quotes), and the excluded document that taints it, if any. A tainted
         request's texts are remembered; remember its answer too once there is one."""
         texts = [m.content for m in request.messages if m.role != "system"]
-        texts += [t for t in (request.prefix, request.suffix, request.prompt) if t]
+        texts += [t for t in (request.prefix, request.suffix) if t]
         system = [m.content for m in request.messages if m.role == "system"]
         open_documents = list(open_documents)
         carried = self.carried(texts + system) or quotes(texts + system, open_documents, excluded)

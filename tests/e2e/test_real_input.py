@@ -16,8 +16,8 @@ import pytest
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
-from mlxd.backends.base import Message, Request
 from mlxd.config import InlineConfig
+from mlxd.types import Message, Request
 
 from ..conftest import Session, chat_params, daemon
 from ..fakes.providers import FakeProvider, Reply

@@ -10,7 +10,7 @@ module of a strictly lower layer, or any module of its own package. Three more r
 - **wire**: `protocol` (the wire contract) is read only by the wire side: server, transport,
   cli, client — the server owns wire <-> domain conversion both ways;
 - **external**: pygls/lsprotocol only in the LSP layer, aiohttp only in backends, mlx/mlx_lm only
-  in models, backends (the batch engine, until it moves to models), blas and cli (`doctor`).
+  in models, blas and cli (`doctor`).
 
 Every import counts: module level, inside functions, under `if TYPE_CHECKING`.
 """
@@ -25,48 +25,58 @@ ROOT = "mlxd"
 DAEMON = Path(__file__).resolve().parents[2] / "daemon"
 
 # Layer of each module or package (a package entry covers all its modules). Names of the target
-# that do not exist yet (types, errors, prompts) are placed already, so phase 2 only moves code.
+# that do not exist yet (prompts) are placed already, so phase 2 only moves code.
 LAYERS: dict[str, int] = {
     # 0: stands alone, imports nothing of mlxd but the package root
     "mlxd": 0,  # the package root: __version__ only
-    "mlxd.types": 0,  # Request, Message, Delta, Done, Attempt, Outcome (target)
-    "mlxd.errors": 0,  # the error tree the router acts on (target)
-    "mlxd.protocol": 0,  # the wire contract
-    "mlxd.blas": 0,
-    "mlxd.wording": 0,  # the words each editor uses for a setting and a command
+    "mlxd.types": 0,  # Request, Message, Delta, Done, Event, Backend, Attempt, Outcome
+    "mlxd.blas": 0,  # which BLAS mlx loaded; re-exec with OpenBLAS (no mlxd imports)
     "mlxd.uris": 0,  # one normal form of a document URI; the paths an exclude glob sees
-    "mlxd.credentials": 0,  # which config values are secrets (headers, URL user-info, query)  # which BLAS mlx loaded; re-exec with OpenBLAS (no mlxd imports)
+    "mlxd.credentials": 0,  # which config values are secrets (headers, URL user-info, query)
+    "mlxd.wording": 0,  # the words each editor uses for a setting and a command
     "mlxd.stream_redact": 0,  # secrets kept out of generated text, split across chunks too
-    # 1-2: settings and the secrets they name
-    "mlxd.config": 1,
-    "mlxd.secrets": 2,  # key sources and redaction; reads BackendConfig
-    "mlxd.trust": 2,  # the workspace layer may only tighten the user's config
-    # 3-7: the engine room
-    "mlxd.models": 3,
-    "mlxd.prompts": 4,  # target: pure text (cursor context, trimming, FIM templates)
-    "mlxd.backends": 5,
-    "mlxd.router": 6,
-    "mlxd.taint": 6,  # conversations that carried an excluded document stay local
-    "mlxd.inline": 7,
-    "mlxd.app": 8,
-    # 9-12: the wire side
-    "mlxd.documents": 9,  # pygls documents with LSP's line model (part of the pygls adapter)
-    "mlxd.transport": 9,  # framing, dispatch rules, the pygls adapter
-    "mlxd.server": 10,
-    "mlxd.client": 10,  # a daemon client over stdio (demo, chat, bench); imports no mlxd code
-    "mlxd.cli": 11,
-    "mlxd.__main__": 12,
+    # 1-2: the error tree (names Attempt), then the wire contract (words errors as it does)
+    "mlxd.errors": 1,  # the error tree the router acts on; msgspec error wording
+    "mlxd.protocol": 2,  # the wire contract
+    # 3-4: settings and the secrets they name
+    "mlxd.config": 3,
+    "mlxd.secrets": 4,  # key sources and redaction; reads BackendConfig
+    "mlxd.trust": 4,  # the workspace layer may only tighten the user's config
+    # 5-10: the engine room
+    "mlxd.models": 5,
+    "mlxd.prompts": 6,  # pure text: cursor context, trimming, snippets, FIM templates
+    "mlxd.backends": 7,
+    "mlxd.router": 8,
+    "mlxd.taint": 8,  # conversations that carried an excluded document stay local
+    "mlxd.inline": 9,
+    "mlxd.app": 10,
+    # 11-14: the wire side
+    "mlxd.transport": 11,  # framing, dispatch rules, the pygls adapters (protocol, documents)
+    "mlxd.server": 12,
+    "mlxd.client": 12,  # a daemon client over stdio (demo, chat, bench); imports no mlxd code
+    "mlxd.cli": 13,
+    "mlxd.__main__": 14,
 }
 
-PACKAGES = {"mlxd.models", "mlxd.prompts", "mlxd.backends", "mlxd.inline"}
+PACKAGES = {
+    "mlxd.models",
+    "mlxd.prompts",
+    "mlxd.backends",
+    "mlxd.inline",
+    "mlxd.transport",
+    "mlxd.server",
+    "mlxd.router",
+    "mlxd.app",
+    "mlxd.cli",
+}
 SERVER_SEES = {"mlxd", "mlxd.app", "mlxd.protocol", "mlxd.transport"}
 WIRE_SIDE = {"mlxd.protocol", "mlxd.transport", "mlxd.server", "mlxd.cli", "mlxd.client"}
 EXTERNAL = {
-    "pygls": {"mlxd.transport", "mlxd.documents", "mlxd.server", "mlxd.cli"},
-    "lsprotocol": {"mlxd.transport", "mlxd.documents", "mlxd.server", "mlxd.cli"},
+    "pygls": {"mlxd.transport", "mlxd.server", "mlxd.cli"},
+    "lsprotocol": {"mlxd.transport", "mlxd.server", "mlxd.cli"},
     "aiohttp": {"mlxd.backends"},
-    "mlx": {"mlxd.models", "mlxd.backends", "mlxd.blas", "mlxd.cli"},
-    "mlx_lm": {"mlxd.models", "mlxd.backends", "mlxd.blas", "mlxd.cli"},
+    "mlx": {"mlxd.models", "mlxd.blas", "mlxd.cli"},
+    "mlx_lm": {"mlxd.models", "mlxd.blas", "mlxd.cli"},
 }
 
 

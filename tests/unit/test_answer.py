@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlxd.backends.answer import AnswerFilter
+from mlxd.models import AnswerFilter
 
 
 def run(kind: str, chunks: list[str], stop: tuple[str, ...] = (), lang: str = "python"):
@@ -121,7 +121,7 @@ def test_a_lone_close_tag_ends_unseen_reasoning_in_completions(kind, raw, text) 
 
 
 def test_a_lone_close_tag_is_looked_for_only_in_a_bounded_head() -> None:
-    from mlxd.backends.answer import LONE_CLOSE_HOLD
+    from mlxd.models.answer import LONE_CLOSE_HOLD
 
     late = "x" * LONE_CLOSE_HOLD + "</think>y"
     assert run("complete", [late[:LONE_CLOSE_HOLD], late[LONE_CLOSE_HOLD:]])[0] == late

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from mlxd.inline.context import column_to_offset, offset_to_column
+from mlxd.prompts.positions import column_to_offset, offset_to_column
 
 ALPHABET = ["a", "\u00e9", "\u65e5", "\U0001f600", "\ud83d", "\ude00"]  # 1-4 bytes, lone halves
 

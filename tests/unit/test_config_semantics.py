@@ -142,6 +142,18 @@ def test_an_mlx_backend_needs_a_model_but_no_url() -> None:
     assert cfg.backends["small"].base_url == ""
 
 
+def test_routing_max_tokens_reads_the_old_local_key_when_it_is_not_set() -> None:
+    """`local.max_tokens` is the deprecated alias of `routing.max_tokens` (issue #13)."""
+    assert decode({}).routing.max_tokens == 512
+    assert decode({"local": {"max_tokens": 5}}).routing.max_tokens == 5
+    both = {"local": {"max_tokens": 5}, "routing": {"max_tokens": 9}}
+    assert decode(both).routing.max_tokens == 9
+    with pytest.raises(
+        ConfigError, match=r"^routing\.max_tokens: must be >= 1 and <= 1000000, got 0$"
+    ):
+        decode({"routing": {"max_tokens": 0}})
+
+
 PASTED_KEYS = [
     "sk-proj-Pasted0123456789abcdef",
     "sk-ant-api03-Zq9xW3vT7rK2mN8pL4",

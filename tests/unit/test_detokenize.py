@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlxd.backends.detokenize import TextStream
+from mlxd.models.detokenize import TextStream
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from lsprotocol import types as T
 from pygls.workspace import Workspace
 
-from mlxd.documents import use_lsp_line_model
+from mlxd.transport.documents import use_lsp_line_model
 
 OPENED = "file:///C:/work/caf%C3%A9.py"
 SPELLINGS = ["file:///c%3A/work/caf%c3%a9.py", "file://localhost/c:/work/café.py"]

@@ -19,33 +19,7 @@ from tests.unit.import_rules import (
 
 # One line each: importer -> imported: why it will go (phase 2 of issue #13, docs/architecture.md).
 KNOWN_TEXT = """
-mlxd.app -> mlxd.protocol: wire <-> domain translation moves to server; app speaks mlxd.types only
-mlxd.app -> mlxd.backends.base: Backend/Message/Request come from mlxd.types and the backends face
-mlxd.app -> mlxd.backends.local: its four isinstance(LocalBackend) cases go into the factory
-mlxd.app -> mlxd.backends.anthropic: the backend factory moves behind mlxd.backends (make_backend)
-mlxd.app -> mlxd.backends.openai: the backend factory moves behind mlxd.backends (make_backend)
-mlxd.app -> mlxd.models.pool: ModelPool is exported by mlxd.models
-mlxd.app -> mlxd.inline.engine: InlineEngine is exported by mlxd.inline
-mlxd.backends.local -> mlxd.models.pool: ModelPool is exported by mlxd.models
-mlxd.backends.local -> mlxd.inline: the inline circle; the engine builds the prompt once
-mlxd.inline.engine -> mlxd.backends.base: Delta/Done/Event/Request move to mlxd.types
-mlxd.models.gguf -> mlxd.backends.base: ModelError moves to mlxd.errors (cycle models <-> backends)
-mlxd.models.loader -> mlxd.backends.base: ModelError moves to mlxd.errors (the same cycle)
-mlxd.models.download -> mlxd.backends.base: ModelError moves to mlxd.errors (the same cycle)
-mlxd.taint -> mlxd.backends.base: Request moves to mlxd.types
-mlxd.server -> mlxd.uris: the session's documents (keyed by uris.key) move behind app
-mlxd.backends.local -> mlxd.inline.budget: the prompt budget (speed meter, KV-cache guess) moves to prompts/models
-mlxd.backends.batching -> mlxd.models.speculative: the batch engine itself moves into models (step 2)
-mlxd.server -> mlxd.wording: the client's words are chosen in app from the session's clientInfo
-mlxd.server -> mlxd.documents: the LSP line model is installed by the pygls adapter in transport
-mlxd.documents -> mlxd.inline.context: position/encoding helpers move to prompts (pure text)
-mlxd.router -> mlxd.backends.answer: the answer filter joins the stop policy in models (step 2)
-mlxd.models.pool -> mlxd.backends.base: ModelError moves to mlxd.errors (the same cycle)
-mlxd.models.pool -> mlxd.backends.batching: the batch engine moves into models/ (it drives MLX)
-mlxd.protocol -> mlxd.config: the msgspec error formatters move below both; the wire stands alone
-mlxd.router -> mlxd.backends.base: Request/Delta/Done and the error tree move to types/errors
-mlxd.router -> mlxd.backends.stops: one stop policy in models/; the router stops counting lines
-mlxd.server -> mlxd.router: AllFailed/UnknownBackend/Outcome reach the server through app
+mlxd.server.handlers -> mlxd.uris: the session's documents (keyed by uris.key) move behind app
 """
 
 

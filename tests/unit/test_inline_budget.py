@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlxd.inline.budget import LINE_TOKENS, SAFETY, RecentPrompts, SpeedMeter, fits
+from mlxd.models.budget import LINE_TOKENS, SAFETY, RecentPrompts, SpeedMeter, fits
 
 
 def test_new_tokens_leave_room_for_one_line() -> None:

@@ -9,10 +9,11 @@ import pytest
 from aiohttp import web
 
 from mlxd.backends.anthropic import AnthropicBackend
-from mlxd.backends.base import HTTPStatusError, Message, Request
 from mlxd.backends.openai import OpenAIBackend
 from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.errors import HTTPStatusError
 from mlxd.secrets import KeyStore
+from mlxd.types import Message, Request
 
 KEY = "sk-ant-REDIRECTSECRET-0123456789abcdefghij"
 

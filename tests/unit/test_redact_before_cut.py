@@ -8,11 +8,12 @@ import json
 import pytest
 
 from mlxd.backends.anthropic import AnthropicBackend
-from mlxd.backends.base import BackendError, Message, Request
 from mlxd.backends.http import error_from_json, snippet
 from mlxd.backends.openai import OpenAIBackend
 from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.errors import BackendError
 from mlxd.secrets import KeyStore
+from mlxd.types import Message, Request
 from tests.fakes.providers import FakeProvider, Reply
 
 KEY = "sk-live-ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -1,7 +1,7 @@
 """The router on in-memory backends: the chain, skip reasons, retries, the circuit breaker,
 continuation after a mid-stream cut, max_tokens across it, and the `attempts` it reports.
 
-`Scripted` is a real Backend (the interface of backends/base.py): each call to `stream` plays
+`Scripted` is a real Backend (the interface in mlxd/types.py): each call to `stream` plays
 the next script of Delta/Done events and typed errors. No process, no HTTP, no model; every
 assert is on events and their order, never on how long something took.
 """
@@ -14,19 +14,18 @@ from typing import Any
 
 import pytest
 
-from mlxd.backends.base import (
-    Backend,
+from mlxd.config import decode, merge
+from mlxd.errors import (
+    AllFailed,
     BadRequest,
-    Delta,
-    Done,
-    Event,
     RateLimited,
-    Request,
     ServerError,
     StreamCut,
+    UnknownBackend,
+    UnknownModel,
 )
-from mlxd.config import decode, merge
-from mlxd.router import AllFailed, Attempt, Router, UnknownBackend
+from mlxd.router import Router
+from mlxd.types import Attempt, Backend, Delta, Done, Event, Request
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -339,3 +338,16 @@ async def test_a_bad_request_does_not_count_against_the_breaker() -> None:
     for _ in range(3):
         await router.run(chat())
     assert len(a.requests) == 3 and router.backend_states()["a"] == "ok"
+
+
+def test_resolve_maps_an_alias_or_a_served_model_and_refuses_the_rest() -> None:
+    """Router.resolve (was App._resolve): an alias keeps its chain, a backend's model or name
+    forces that backend, anything else is the client's mistake."""
+    a, b = Scripted("a", answer("x")), Scripted("b", answer("y"))
+    router = make_router(a, b, models={"fast": ["b", "a"]})
+    assert router.resolve(None, None) == (None, None)
+    assert router.resolve("fast", None) == ("fast", None)
+    assert router.resolve("b", None) == (None, "b")
+    assert router.resolve("b", "a") == (None, "a")  # an explicit backend wins
+    with pytest.raises(UnknownModel, match=r"unknown model 'nope' \(known: \['fast'"):
+        router.resolve("nope", None)

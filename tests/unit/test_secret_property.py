@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlxd.backends.anthropic import AnthropicBackend
-from mlxd.backends.base import BackendError, Message, Request
 from mlxd.backends.openai import OpenAIBackend
 from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.errors import BackendError
 from mlxd.secrets import KeyStore, install_redaction, uninstall_redaction
+from mlxd.types import Message, Request
 from tests.e2e.hostile import MODES, Hostile
 
 secret = st.text(alphabet="0123456789abcdef", min_size=12, max_size=48)

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from mlxd.backends.anthropic import AnthropicBackend
-from mlxd.backends.base import BackendError, Message, Request
 from mlxd.backends.openai import OpenAIBackend
 from mlxd.config import BackendConfig, ConfigError, TimeoutsConfig, load_file
+from mlxd.errors import BackendError
 from mlxd.secrets import KeyStore
+from mlxd.types import Message, Request
 from tests.fakes.providers import FakeProvider, Reply
 
 HEADER_KEY = "azure-HDR-7f3c91d2e4b5a6f8"

@@ -8,10 +8,11 @@ import asyncio
 
 import pytest
 
-from mlxd.backends.base import Delta, Request, StreamCut
+from mlxd.errors import StreamCut
 from mlxd.router import Router
 from mlxd.secrets import KeyStore
 from mlxd.stream_redact import StreamRedactor
+from mlxd.types import Delta, Request
 from tests.unit.test_router_unit import Scripted, answer, make_router
 
 KEY = "sk-attack+15/Zq9xW3vT7rK2mN8pL4=="
@@ -70,7 +71,7 @@ def router(*backends: Scripted, keys: KeyStore) -> Router:
 
 
 def chat() -> Request:
-    from mlxd.backends.base import Message
+    from mlxd.types import Message
 
     return Request(kind="chat", messages=[Message("user", "hi")])
 

@@ -4,7 +4,7 @@ document is routed as if it named that document, for its whole life."""
 from __future__ import annotations
 
 from mlxd import taint
-from mlxd.backends.base import Message, Request
+from mlxd.types import Message, Request
 
 ENV = "file:///p/.env"
 

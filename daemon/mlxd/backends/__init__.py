@@ -1,0 +1,7 @@
+"""The backends: local MLX models and OpenAI-compatible / Anthropic servers behind one interface
+(`mlxd.types.Backend`), built from the config by `make_backends`."""
+
+from ..types import Backend
+from .factory import make_backends, retired
+
+__all__ = ["Backend", "make_backends", "retired"]

@@ -18,24 +18,15 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mlxd.backends.base import (
-    Delta,
-    Done,
-    Event,
-    NotConfigured,
-    ProtocolError,
-    Request,
-    ServerError,
-    StreamCut,
-)
 from mlxd.backends.http import HTTPClient, error_from_json, excerpt
-from mlxd.backends.openai import chat_messages
-from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.backends.messages import chat_messages
+from mlxd.config import DEFAULT_MAX_TOKENS, BackendConfig, TimeoutsConfig
+from mlxd.errors import NotConfigured, ProtocolError, ServerError, StreamCut
 from mlxd.secrets import KeyStore, key_sources
+from mlxd.types import Delta, Done, Event, Request
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_TOKENS = 1024  # Anthropic requires max_tokens; used when the request leaves it open
 FIRST_USER = "Continue."  # a user turn to open a conversation that starts otherwise
 # `error` event types that mean "the provider is struggling", not "the stream is garbage".
 _SERVER_SIDE = {"overloaded_error": 529, "api_error": 500}
@@ -74,6 +65,15 @@ class AnthropicBackend:
         base = cfg.base_url.rstrip("/")
         self._url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
 
+    @property
+    def spec(self) -> str:
+        """The model asked for (the backend's name when the config names none)."""
+        return self.cfg.model or self.name
+
+    @property
+    def loaded(self) -> bool:
+        return False  # nothing to load here: the provider serves it
+
     async def close(self) -> None:
         await self._http.close()
 
@@ -92,9 +92,9 @@ class AnthropicBackend:
                     turns.append({"role": "assistant", "content": prefill})
         body: dict[str, Any] = {
             "model": self.cfg.model,
-            "max_tokens": request.max_tokens
-            if request.max_tokens is not None
-            else DEFAULT_MAX_TOKENS,
+            # Anthropic requires it; the router fills it (routing.max_tokens) when a request
+            # leaves it open, so that every backend gets the same budget.
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
             "messages": turns,
             "stream": True,
             "temperature": request.temperature,  # 0 stays 0
@@ -116,13 +116,7 @@ class AnthropicBackend:
                 f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg, self._keys.from_editor)}"
             )
         body, cut = self.body(request)
-        headers = {
-            "x-api-key": key,
-            "anthropic-version": self.cfg.anthropic_version,
-            "content-type": "application/json",
-            "accept": "text/event-stream",
-            **self.cfg.headers,
-        }
+        headers = self._headers(key)
         log.debug("%s: POST %s model=%s", self.name, self._url, body["model"])
 
         input_tokens = output_tokens = 0
@@ -133,20 +127,9 @@ class AnthropicBackend:
                 data = self._parse(ev.data)
                 kind = data.get("type") or ev.event
                 if kind == "content_block_delta" and stop_reason is None:  # none after the end
-                    delta = data.get("delta") or {}
-                    thought = (
-                        delta.get("thinking") if delta.get("type") == "thinking_delta" else None
-                    )
-                    if isinstance(thought, str) and thought:
-                        yield Delta(thought, reasoning=True)
-                    text = delta.get("text") if delta.get("type") == "text_delta" else None
-                    if isinstance(text, str) and text:
-                        if cut:
-                            # The prefill lost its trailing whitespace; the model usually
-                            # re-emits it, and the caller already has it.
-                            text, cut = _drop_common_prefix(text, cut)
-                        if text:
-                            yield Delta(text)
+                    deltas, cut = _content_deltas(data.get("delta") or {}, cut)
+                    for delta in deltas:
+                        yield delta
                 elif kind == "message_start":
                     msg = data.get("message") or {}
                     model = msg.get("model") or model
@@ -178,6 +161,15 @@ class AnthropicBackend:
             model=model,
         )
 
+    def _headers(self, key: str) -> dict[str, str]:
+        return {
+            "x-api-key": key,
+            "anthropic-version": self.cfg.anthropic_version,
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+            **self.cfg.headers,
+        }
+
     def _parse(self, data: str) -> dict[str, Any]:
         try:
             obj = json.loads(data)
@@ -196,6 +188,22 @@ class AnthropicBackend:
         if etype in _SERVER_SIDE:
             return ServerError(msg, _SERVER_SIDE[etype])
         return ProtocolError(f"{self.name}: {msg}")
+
+
+def _content_deltas(delta: dict[str, Any], cut: str) -> tuple[list[Delta], str]:
+    """A content_block_delta's thinking (reasoning) and text. `cut` is the whitespace the
+    prefill lost at its end: the model usually re-emits it, and the caller already has it."""
+    out = []
+    thought = delta.get("thinking") if delta.get("type") == "thinking_delta" else None
+    if isinstance(thought, str) and thought:
+        out.append(Delta(thought, reasoning=True))
+    text = delta.get("text") if delta.get("type") == "text_delta" else None
+    if isinstance(text, str) and text:
+        if cut:
+            text, cut = _drop_common_prefix(text, cut)
+        if text:
+            out.append(Delta(text))
+    return out, cut
 
 
 def _drop_common_prefix(text: str, ws: str) -> tuple[str, str]:

@@ -22,7 +22,9 @@ from typing import Any
 
 import aiohttp
 
-from mlxd.backends.base import (
+from mlxd.backends.sse import MAX_EVENT_BYTES, SSEEvent, SSEParser
+from mlxd.config import TimeoutsConfig
+from mlxd.errors import (
     AuthError,
     BackendError,
     BadRequest,
@@ -35,8 +37,6 @@ from mlxd.backends.base import (
     StreamCut,
     Timeout,
 )
-from mlxd.backends.sse import MAX_EVENT_BYTES, SSEEvent, SSEParser
-from mlxd.config import TimeoutsConfig
 
 log = logging.getLogger(__name__)
 

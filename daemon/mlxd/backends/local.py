@@ -12,15 +12,21 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
-from ..config import InlineConfig
-from ..inline.budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits
-from ..models.pool import ModelPool
-from .answer import OPEN_THINK, ThinkSplitter
-from .base import ContextOverflow, Delta, Done, Event, Message, Request
-from .batching import Job
+from ..config import DEFAULT_MAX_TOKENS, InlineConfig
+from ..errors import ContextOverflow
+from ..models import (
+    MIN_PROMPT_TOKENS,
+    OPEN_THINK,
+    Job,
+    ModelPool,
+    RecentPrompts,
+    SpeedMeter,
+    ThinkSplitter,
+    fits,
+)
+from ..types import Delta, Done, Event, Message, Request
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +41,12 @@ class LocalBackend:
         pool: ModelPool,
         *,
         dequantize: str = "auto",
-        max_tokens: int = 512,
         inline_cfg: InlineConfig | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         self.pool = pool
         self.dequantize = dequantize
-        self.max_tokens = max_tokens
         self.inline_cfg = inline_cfg or InlineConfig()
         self.speed = SpeedMeter()  # this model's prefill/decode speed here, as measured
         self.recent = RecentPrompts()  # what the KV cache most likely holds
@@ -62,7 +66,7 @@ class LocalBackend:
         lm = entry.engine.lm
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        max_tokens = request.max_tokens or self.max_tokens
+        max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS  # the router fills it
         # Tokenizing a long prompt takes seconds: off the event loop (the tokenizer releases
         # the GIL), so the daemon keeps answering meanwhile.
         tokens, max_tokens = await asyncio.to_thread(self._fit, lm, request, max_tokens)
@@ -71,6 +75,7 @@ class LocalBackend:
             max_tokens=max_tokens,
             temperature=request.temperature,
             stop=request.stop,
+            stop_tokens=_end_tokens(lm.tokenizer) if request.kind != "chat" else frozenset(),
             emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
             deadline=time.monotonic() + request.max_time_s if request.max_time_s else None,
         )
@@ -110,9 +115,9 @@ class LocalBackend:
     def _fit(self, lm: Any, req: Request, max_tokens: int) -> tuple[list[int], int]:
         """The prompt's tokens and the answer's max_tokens (fit_prompt); an inline prompt is
         sized so that prefilling what the KV cache does not hold, plus one line, fits the
-        request's time cap (inline/budget.py). Runs off the event loop."""
+        request's time cap (models/budget.py). Runs off the event loop."""
         full = fit_prompt(lm, req, self.inline_cfg.context_tokens, max_tokens)
-        if req.kind != "inline" or req.prompt is not None or not req.max_time_s:
+        if req.kind != "inline" or not req.max_time_s:
             return full
         allowed = self.speed.new_tokens_within(req.max_time_s)
         if fits(len(full[0]), self.recent.cached(full[0]), allowed):
@@ -158,7 +163,7 @@ def fit_prompt(lm: Any, req: Request, budget: int, max_tokens: int) -> tuple[lis
     else:
         if window is not None:
             budget = max(1, min(budget, window - min(max_tokens, window // 2)))
-        prompt = req.prompt if req.prompt is not None else _completion_prompt(tok, req, budget)
+        prompt = _completion_prompt(tok, req, budget)
         tokens = list(tok.encode(prompt + req.assistant_prefix, add_special_tokens=False))
     if window is not None:
         if len(tokens) >= window:
@@ -203,16 +208,18 @@ _MAX_TOKEN_CHARS = 64
 
 def _completion_prompt(tok: Any, req: Request, budget: int) -> str:
     """FIM when the model has FIM tokens, else a prefix continuation; trimmed to budget with
-    the model's own tokenizer."""
-    from ..inline import context_at, prompt_for_local
+    the model's own tokenizer. The request's prefix, suffix and header are rendered as they
+    are: the inline engine built the cursor context once, no second one is built here."""
+    from ..prompts import trimmed_prompt
 
     bound = budget * _MAX_TOKEN_CHARS  # a 1 MB line is never tokenized whole
     prefix, suffix = req.prefix[-bound:], req.suffix[:bound]
-    ctx = context_at(prefix + suffix, len(prefix), language=req.language)
-    return prompt_for_local(
+    return trimmed_prompt(
         _fim_template(tok),
         lambda s: len(tok.encode(s, add_special_tokens=False)),
-        replace(ctx, header=req.header),
+        prefix,
+        suffix,
+        req.header,
         budget,
     )
 
@@ -224,7 +231,7 @@ _FIM_TEMPLATES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary(
 def _fim_template(tokenizer: Any) -> Any:
     """The FIM template of a tokenizer (None: no FIM), from its special / added tokens."""
     if tokenizer not in _FIM_TEMPLATES:
-        from ..inline import detect
+        from ..prompts import detect
 
         inner = getattr(tokenizer, "_tokenizer", tokenizer)
         names = set(getattr(inner, "all_special_tokens", []) or [])
@@ -233,3 +240,17 @@ def _fim_template(tokenizer: Any) -> Any:
             names.update(added())
         _FIM_TEMPLATES[tokenizer] = detect(sorted(names))
     return _FIM_TEMPLATES[tokenizer]
+
+
+_END_TOKENS: weakref.WeakKeyDictionary[Any, frozenset[int]] = weakref.WeakKeyDictionary()
+
+
+def _end_tokens(tokenizer: Any) -> frozenset[int]:
+    """The ids of the tokenizer's FIM end tokens (the template's `eot_tokens` that are in its
+    vocabulary): a completion stops on them in the batch engine, like on EOS."""
+    if tokenizer not in _END_TOKENS:
+        template = _fim_template(tokenizer)
+        vocab = getattr(tokenizer, "_tokenizer", tokenizer).get_vocab() if template else {}
+        ends = template.eot_tokens if template else []
+        _END_TOKENS[tokenizer] = frozenset(vocab[t] for t in ends if t in vocab)
+    return _END_TOKENS[tokenizer]

@@ -20,49 +20,19 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mlxd.backends.base import (
-    Delta,
-    Done,
-    Event,
-    Message,
-    NotConfigured,
-    ProtocolError,
-    Request,
-    StreamCut,
-)
 from mlxd.backends.http import HTTPClient, error_from_json, excerpt, status_error
+from mlxd.backends.messages import chat_messages
 from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.errors import NotConfigured, ProtocolError, StreamCut
 from mlxd.secrets import KeyStore, key_sources
+from mlxd.types import Delta, Done, Event, Request
 
 log = logging.getLogger(__name__)
 
-# Chat models asked to act as a completion engine (kind "complete"/"inline" without /completions).
-COMPLETE_SYSTEM = (
-    "You are a code completion engine. The user sends source code with the cursor marked as "
-    "<CURSOR>. Reply with only the text to insert at the cursor: no explanation, no markdown "
-    "fences, nothing repeated from before or after the cursor."
-)
 CONTINUE_PROMPT = (
     "Your previous answer was cut off. Continue it exactly where it stopped: do not repeat "
     "anything, do not add a preamble."
 )
-
-
-def completion_messages(request: Request) -> list[Message]:
-    """A chat conversation that asks for the code to insert at the cursor."""
-    prefix = request.prefix or (request.prompt or "")
-    lang = request.language or ""
-    user = f"```{lang}\n{prefix}<CURSOR>{request.suffix}\n```"
-    if request.header:  # the file's name and snippets of related open files
-        user = f"Context:\n{request.header}\n\n{user}"
-    return [Message("system", COMPLETE_SYSTEM), Message("user", user)]
-
-
-def chat_messages(request: Request) -> list[Message]:
-    """The conversation to send for any request kind (without assistant_prefix handling)."""
-    if request.kind == "chat":
-        return list(request.messages)
-    return completion_messages(request)
 
 
 class OpenAIBackend:
@@ -76,6 +46,15 @@ class OpenAIBackend:
         self._keys = keys
         self._http = HTTPClient(name, timeouts, redact=keys.redact)
         self._base = cfg.base_url.rstrip("/")
+
+    @property
+    def spec(self) -> str:
+        """The model asked for (the backend's name when the config names none)."""
+        return self.cfg.model or self.name
+
+    @property
+    def loaded(self) -> bool:
+        return False  # nothing to load here: the provider serves it
 
     async def close(self) -> None:
         await self._http.close()
@@ -168,7 +147,7 @@ class OpenAIBackend:
         return self._common(body, request)
 
     def _completions_body(self, request: Request) -> dict[str, Any]:
-        prompt = (request.prefix or request.prompt or "") + request.assistant_prefix
+        prompt = request.prefix + request.assistant_prefix
         body: dict[str, Any] = {"model": self.cfg.model, "prompt": prompt}
         if request.suffix:
             body["suffix"] = request.suffix

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mlxd.backends.base import ProtocolError
+from mlxd.errors import ProtocolError
 
 MAX_EVENT_BYTES = 1 << 20  # 1 MiB: far above any real token chunk, well below memory trouble
 

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from mlxd.backends.base import Delta, Done, Event, Request
 from mlxd.config import InlineConfig, LanguageConfig
-
-from .cache import InlineCache
-from .context import (
+from mlxd.prompts import (
+    COUNTS,
     CursorContext,
     Encoding,
     context_at,
+    file_header,
+    format_snippets,
     neighbor_snippets,
     normalize_encoding,
     offset_to_position,
@@ -29,7 +29,9 @@ from .context import (
     starts_block,
     trim,
 )
-from .fim import file_header, format_snippets
+from mlxd.types import Request
+
+from .cache import InlineCache
 from .postprocess import clean
 
 log = logging.getLogger(__name__)
@@ -88,42 +90,13 @@ def _outer_cancelled() -> bool:
     return bool(cancelling and cancelling())
 
 
-async def collect_text(events: AsyncIterable[Event], max_ms: float) -> str:
-    """Join a stream's Deltas until Done, its end, or `max_ms` — then close it.
-
-    Inline ghost text is only useful if it comes fast: when time runs out, what has come so
-    far is the answer (post-processing trims a cut-off last line as it would any other).
-    Closing the stream stops the work behind it (see backends.base).
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + max_ms / 1000
-    it = aiter(events)
-    parts: list[str] = []
-    try:
-        while (remaining := deadline - loop.time()) > 0:
-            try:
-                event = await asyncio.wait_for(anext(it), remaining)
-            except (StopAsyncIteration, asyncio.TimeoutError):  # noqa: UP041 (3.10: not builtin)
-                break
-            if isinstance(event, Delta):
-                parts.append(event.text)
-            elif isinstance(event, Done):
-                break
-    finally:
-        aclose = getattr(it, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    return "".join(parts)
-
-
 class InlineEngine:
     """Turns (document, cursor) into at most one clean suggestion.
 
     `generate(request, ctx)` is supplied by the server: it runs the router and returns the
     final text, raising on failure; it is cancelled (task cancel) when superseded. The
-    request carries the time cap (`max_time_s` from `cfg.max_ms`; `collect_text` applies one
-    to any stream); local backends turn it into a prompt with `fim.prompt_for_local` and the
-    model's own tokenizer.
+    request carries the time cap (`max_time_s` from `cfg.max_ms`, which the router applies);
+    local backends render its prefix, suffix and header with the model's own tokenizer.
     """
 
     def __init__(
@@ -154,7 +127,8 @@ class InlineEngine:
 
     def snapshot(self) -> dict[str, int]:
         """Counters for `mlxd/status` and the benchmark."""
-        return {**asdict(self.stats), "cache_misses": self.cache.misses}
+        builds = {"context_builds": COUNTS["context_builds"], "trims": COUNTS["trims"]}
+        return {**asdict(self.stats), "cache_misses": self.cache.misses, **builds}
 
     # --- the request ----------------------------------------------------------------------
     async def complete(
@@ -202,29 +176,37 @@ class InlineEngine:
 
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
         cached = suggestion is not None
+        local = False  # whether a local model served the fresh answer
         if cached:
             self.stats.cache_hits += 1
         else:
-            ctx.header = self._header(ctx, neighbors)
-            answer = await self._run(ctx)
-            if answer is None:
-                self.stats.empty += 1
-                return []
-            raw, finish = _text_and_finish(answer)
-            # A cap cut it: only finished lines are worth showing (unless told otherwise).
-            cut = finish == "length" and self.cfg.whole_lines
-            suggestion = clean(complete_lines(raw) if cut else raw, ctx)
-            if cut and _ends_cut(raw, suggestion):
-                self.stats.fragments += 1  # complete_lines keeps this at 0
-            if suggestion or finish != "length":  # a cut "" may do better when asked again
-                self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
+            suggestion, local = await self._fresh(uri, ctx, neighbors)
         if not suggestion:
             self.stats.empty += 1
             return []
         shown = [suggestion]
-        if invoked and not cached and self.served_locally(answer):  # typing through is free
+        if invoked and not cached and local:  # typing through is free
             shown += await self._alternatives(ctx, suggestion)
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
+
+    async def _fresh(
+        self, uri: str, ctx: CursorContext, neighbors: Iterable[Document]
+    ) -> tuple[str | None, bool]:
+        """A new suggestion from the model, cleaned and cached (None when no answer came), and
+        whether a local model served it."""
+        ctx.header = self._header(ctx, neighbors)
+        answer = await self._run(ctx)
+        if answer is None:
+            return None, False
+        raw, finish = _text_and_finish(answer)
+        # A cap cut it: only finished lines are worth showing (unless told otherwise).
+        cut = finish == "length" and self.cfg.whole_lines
+        suggestion = clean(complete_lines(raw) if cut else raw, ctx)
+        if cut and _ends_cut(raw, suggestion):
+            self.stats.fragments += 1  # complete_lines keeps this at 0
+        if suggestion or finish != "length":  # a cut "" may do better when asked again
+            self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
+        return suggestion, self.served_locally(answer)
 
     def forget(self, uri: str) -> None:
         """A document was closed: stop its generation and drop its cache entries."""

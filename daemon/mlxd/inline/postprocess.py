@@ -8,7 +8,7 @@ them in order. Completions use "\\n" line breaks (the model's), whatever the doc
 
 from __future__ import annotations
 
-from .context import CursorContext
+from ..prompts import CursorContext
 
 # Each closing bracket with its opening one.
 _OPENER_OF = {")": "(", "]": "[", "}": "{"}

@@ -1,4 +1,5 @@
-"""Model loading: the embedded SmolLM2 GGUF, mlx-lm directories, HF repo ids.
+"""Local models: loading (the embedded SmolLM2 GGUF, mlx-lm directories, HF repo ids), the pool
+of loaded models on one MLX thread, continuous batching and stop matching.
 
     loaded = load_model("smollm2-135m", dequantize="auto", progress=lambda f, msg: ...)
     mlx_lm.stream_generate(loaded.model, loaded.tokenizer, prompt, max_tokens=64)
@@ -6,6 +7,9 @@
 Call `load_model` on the thread that will generate (MLX streams are thread-local).
 """
 
+from .answer import OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
+from .batching import BatchEngine, Job
+from .budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits
 from .loader import (
     EMBEDDED,
     Dequantize,
@@ -15,13 +19,28 @@ from .loader import (
     embedded_model_path,
     load_model,
 )
+from .pool import ModelPool
+from .stops import StopMatcher, finished_lines
 
 __all__ = [
     "EMBEDDED",
+    "MIN_PROMPT_TOKENS",
+    "OPEN_THINK",
+    "RecentPrompts",
+    "SpeedMeter",
+    "fits",
+    "AnswerFilter",
+    "Piece",
+    "ThinkSplitter",
+    "BatchEngine",
     "Dequantize",
+    "Job",
     "LoadedModel",
+    "ModelPool",
     "Progress",
+    "StopMatcher",
     "describe",
     "embedded_model_path",
+    "finished_lines",
     "load_model",
 ]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import ModelError
+from ..errors import ModelError
 
 # (bytes done, bytes total; total 0 while unknown), at most every REPORT_INTERVAL_S.
 BytesFn = Callable[[int, int], None]

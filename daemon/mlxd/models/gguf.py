@@ -25,7 +25,7 @@ from mlx_lm.tokenizer_utils import BPEStreamingDetokenizer, TokenizerWrapper
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from mlxd.backends.base import ModelError
+from mlxd.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from mlxd.backends.base import ModelError
 from mlxd.blas import fast_blas_loaded
+from mlxd.errors import ModelError
 
 from . import download, gguf
 

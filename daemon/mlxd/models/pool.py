@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.base import ModelError
-from ..backends.batching import BatchEngine
+from ..errors import ModelError
+from .batching import BatchEngine
 from .download import (
     DownloadThreads,
     LoadCancelled,

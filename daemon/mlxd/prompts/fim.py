@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from .context import CursorContext, Snippet, TokenCounter, approx_tokens, trim
+from .context import CursorContext
+from .snippets import Snippet
+from .trimming import TokenCounter, approx_tokens, trim
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,13 +252,27 @@ def prompt_for_local(
     template (or None: no FIM). `header` defaults to `ctx.header`; it may take at most a
     quarter of the budget, the rest goes to prefix and suffix (see context.trim).
     """
-    count = count_tokens or approx_tokens
     if isinstance(tokenizer_special_tokens, FimTemplate) or tokenizer_special_tokens is None:
         template = tokenizer_special_tokens
     else:
         template = detect(tokenizer_special_tokens)
-    head = _clip_header(ctx.header if header is None else header, budget_tokens // 4, count)
+    head = ctx.header if header is None else header
+    return trimmed_prompt(template, count_tokens, ctx.prefix, ctx.suffix, head, budget_tokens)
+
+
+def trimmed_prompt(
+    template: FimTemplate | None,
+    count_tokens: TokenCounter | None,
+    prefix: str,
+    suffix: str,
+    header: str,
+    budget_tokens: int,
+) -> str:
+    """The prompt for text around the cursor, trimmed to `budget_tokens` as counted by
+    `count_tokens`: the header takes at most a quarter of the budget, prefix and suffix the
+    rest (see trimming.trim). No cursor context is built: the pieces are used as given."""
+    count = count_tokens or approx_tokens
+    head = _clip_header(header, budget_tokens // 4, count)
     budget = budget_tokens - (count(head) if head else 0)
-    suffix = ctx.suffix if template is not None else ""
-    prefix, suffix = trim(ctx.prefix, suffix, budget, count)
+    prefix, suffix = trim(prefix, suffix if template is not None else "", budget, count)
     return build_prompt(template, prefix, suffix, head)

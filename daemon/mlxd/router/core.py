@@ -3,10 +3,8 @@
 The router works on the backend interface and its typed errors only (no HTTP, no MLX). For
 each request it walks the chain in order:
 
-- Privacy first: with `routing.cloud = false`, or a request tied to a document that matches
-  `routing.exclude`, cloud backends are skipped before any byte leaves the machine.
-- An open circuit breaker (N consecutive failures) skips its backend for a cooldown; then one
-  request is let through as the probe (half-open). A forced backend, or a chain with nothing
+- Privacy first (privacy.py): skipped before any byte leaves the machine.
+- An open circuit (breakers.py) skips its backend; a forced backend, or a chain with nothing
   else left to try, goes through anyway: failing unheard helps nobody.
 - Before its first token a backend is retried on 429 (Retry-After, else exponential backoff
   with jitter) and on a 5xx that carries Retry-After, if the wait fits its first-token limit
@@ -25,70 +23,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from . import uris
-from .backends.answer import AnswerFilter, Piece
-from .backends.base import (
-    Backend,
+from ..config import Config
+from ..errors import (
+    AllFailed,
     BackendError,
-    BadRequest,
-    Delta,
-    Done,
-    HTTPStatusError,
     NotConfigured,
-    RateLimited,
-    Request,
-    ServerError,
     Timeout,
+    UnknownBackend,
+    UnknownModel,
     as_failure,
 )
-from .backends.stops import finished_lines
-from .config import Config
-from .stream_redact import Secrets, StreamRedactor
+from ..models import AnswerFilter, finished_lines
+from ..stream_redact import Secrets, StreamRedactor
+from ..types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
+from .breakers import Breakers
+from .privacy import excluded, skip_reason
+from .run import Run, emit, flush, held, streamed
 
 log = logging.getLogger(__name__)
 
-DeltaFn = Callable[[str, str], None]  # (text, backend name)
 Plan = tuple[str, str | None]  # (backend name, why it is skipped; None: try it)
-
-
-@dataclass(slots=True)
-class Attempt:
-    backend: str
-    error: str
-
-
-@dataclass(slots=True)
-class Outcome:
-    text: str
-    backend: str
-    model: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    attempts: list[Attempt]
-    first_token_ms: float | None
-    total_ms: float
-    reasoning: str = ""  # chat only: the model's reasoning, kept out of `text`
-
-
-class AllFailed(Exception):
-    """Every backend in the chain was skipped or failed; `attempts` says why, in order."""
-
-    def __init__(self, attempts: list[Attempt]) -> None:
-        summary = "; ".join(f"{a.backend}: {a.error}" for a in attempts) or "no backend"
-        super().__init__(f"all backends failed ({summary})")
-        self.attempts = attempts
-
-
-class UnknownBackend(ValueError):
-    pass
 
 
 class _Skipped(NotConfigured):
@@ -97,42 +57,6 @@ class _Skipped(NotConfigured):
 
     def __str__(self) -> str:
         return self.message
-
-
-@dataclass(slots=True)
-class Breaker:
-    """Circuit breaker of one backend: closed -> open (cooldown) -> half-open (one probe)."""
-
-    failures: int = 0
-    open_until: float = 0.0
-    probing: bool = False
-
-    def state(self, now: float) -> str:
-        if self.open_until and now < self.open_until:
-            return "cooldown"
-        return "ok"
-
-
-@dataclass(slots=True)
-class _Run:
-    """Mutable state of one routed request."""
-
-    on_delta: DeltaFn | None
-    answer: AnswerFilter
-    on_reasoning: DeltaFn | None = None
-    documents: list[str] = field(default_factory=list)  # what the privacy rules look at
-    start: float = field(default_factory=time.monotonic)
-    text: str = ""
-    reasoning: str = ""
-    deltas: int = 0
-    first_token: float | None = None
-    # Deltas streamed by attempts that then failed: about one token each (a provider's SSE
-    # chunk, a local decode step), the part of max_tokens and of the usage they took.
-    cut_tokens: int = 0
-    cut_by: str = ""  # the last of them
-    # (reasoning, text) redactors; they hold text back only once a cloud backend streamed.
-    guards: tuple[StreamRedactor, StreamRedactor] | None = None
-    cloud: bool = False
 
 
 class Router:
@@ -147,8 +71,18 @@ class Router:
         self.backends = dict(backends)
         self.secrets = secrets  # redacted from what cloud backends generate
         self.on_status = on_status or (lambda: None)
-        self.breakers: dict[str, Breaker] = {}
+        self.breakers = Breakers(lambda: self.on_status())
         self.upstream_requests = 0  # attempts actually handed to a backend
+
+    def update(self, config: Config, backends: Mapping[str, Backend]) -> None:
+        """A reloaded config and its backends; a backend that changed starts with a closed
+        circuit."""
+        old = self.backends
+        self.config = config
+        self.backends = dict(backends)
+        for name, b in self.backends.items():
+            if old.get(name) is not b:
+                self.reset(name)
 
     # --- status -----------------------------------------------------------------------------
     def backend_states(self) -> dict[str, str]:
@@ -158,8 +92,19 @@ class Router:
             if not backend.is_local and not self.config.routing.cloud:
                 states[name] = "unconfigured"
             else:
-                states[name] = self.breakers.get(name, Breaker()).state(now)
+                states[name] = self.breakers.state(name, now)
         return states
+
+    def resolve(self, model: str | None, backend: str | None) -> tuple[str | None, str | None]:
+        """(alias, backend) for a request's `model`: a routing alias (its chain), or a model a
+        backend serves (that backend, no fallback). Raises UnknownModel for anything else."""
+        if model is None or model in self.config.routing.models:
+            return model, backend
+        for name, b in self.backends.items():
+            if model in (b.spec, name):
+                return None, backend or name
+        known = sorted(self.config.routing.models) + [b.spec for b in self.backends.values()]
+        raise UnknownModel(f"unknown model {model!r} (known: {known})")
 
     def chain(self, kind: str, model: str | None) -> list[str]:
         routing = self.config.routing
@@ -183,8 +128,10 @@ class Router:
                 f"unknown backend {backend!r} (configured: {sorted(self.backends)})"
             )
         chain = [backend] if backend else self.chain(request.kind, model)
+        if request.max_tokens is None:  # one default for every backend: a fallback keeps it
+            request = replace(request, max_tokens=self.config.routing.max_tokens)
         answer = AnswerFilter(request.kind, request.stop, request.language)
-        run = _Run(on_delta, answer, on_reasoning, list(documents or []))
+        run = Run(on_delta, answer, on_reasoning, list(documents or []))
         if self.secrets is not None:
             run.guards = (StreamRedactor(self.secrets), StreamRedactor(self.secrets))
         attempts: list[Attempt] = []
@@ -198,16 +145,16 @@ class Router:
                 continue
             is_last = not any(later_skip is None for _, later_skip in plan[i + 1 :])
             # A continuation asks for what is left of max_tokens, not for all of it again.
-            left = None if request.max_tokens is None else request.max_tokens - run.cut_tokens
-            if left is not None and left <= 0:  # the cut answer is already that long
+            left = request.max_tokens - run.cut_tokens
+            if left <= 0:  # the cut answer is already that long
                 return self._outcome(run, Done("length", 0, 0, ""), run.cut_by, attempts)
             if not getattr(self.backends.get(name), "is_local", False):
-                _flush(run, name)  # a cloud continuation gets the cut answer redacted
-            prefix = request.assistant_prefix + run.text + _held(run)  # local: as generated
+                flush(run, name)  # a cloud continuation gets the cut answer redacted
+            prefix = request.assistant_prefix + run.text + held(run)  # local: as generated
             req = replace(request, assistant_prefix=prefix, max_tokens=left)
-            self._claim_probe(name)
+            self.breakers.claim_probe(name)
             run.answer.new_attempt()
-            streamed_before, deltas_before = _streamed(run), run.deltas
+            streamed_before, deltas_before = streamed(run), run.deltas
             try:
                 done = await self._attempt(name, req, run, is_last)
             except Exception as raised:  # every backend failure is an attempt; see as_failure
@@ -217,20 +164,20 @@ class Router:
                 if run.deltas > deltas_before:
                     run.cut_tokens += run.deltas - deltas_before
                     run.cut_by = name
-                attempts.append(Attempt(name, _describe(exc, _streamed(run) - streamed_before)))
+                attempts.append(Attempt(name, _describe(exc, streamed(run) - streamed_before)))
                 self._failed(name, exc)
                 log.info("backend %s failed: %s", name, exc)
                 continue
             except BaseException:  # cancelled: not the backend's health
-                self._release_probe(name)
+                self.breakers.release_probe(name)
                 raise
-            self._succeeded(name)
+            self.breakers.succeeded(name)
             return self._outcome(run, done, name, attempts)
         raise AllFailed(attempts)
 
-    def _outcome(self, run: _Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
-        _emit(run, run.answer.flush(), name)
-        _flush(run, name)
+    def _outcome(self, run: Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
+        emit(run, run.answer.flush(), name)
+        flush(run, name)
         return Outcome(
             text=run.text,
             backend=name,
@@ -253,68 +200,39 @@ class Router:
         if forced:
             return plan
         now = time.monotonic()
-        gated = [(n, r or self._breaker_reason(n, now)) for n, r in plan]
+        gated = [(n, r or self.breakers.reason(n, now)) for n, r in plan]
         if any(r is None for _, r in gated):
             return gated
         return plan
 
     def _privacy(self, name: str, documents: list[str]) -> str | None:
-        b = self.backends.get(name)
-        if b is None:
-            return "skipped: not configured"
-        if b.is_local:
-            return None
-        if not self.config.routing.cloud:
-            return "skipped: cloud backends are off (routing.cloud)"
-        if doc := next((d for d in documents if self.excluded(d)), None):
-            return f"skipped: {doc} matches routing.exclude"
-        return None
-
-    def _breaker_reason(self, name: str, now: float) -> str | None:
-        b = self.breakers.get(name)
-        if b is None:
-            return None
-        if b.state(now) == "cooldown":
-            return "skipped: circuit open after repeated failures"
-        if b.open_until and b.probing:
-            return "skipped: circuit half-open, probe in flight"
-        return None
+        return skip_reason(self.backends.get(name), self.config.routing, documents)
 
     def excluded(self, uri: str) -> bool:
-        """Whether a document matches routing.exclude. A glob with no `/` (`*.pem`) also
-        matches the file name alone, as in .gitignore. The file itself is matched, not the
-        address text: every spelling of uris.match_paths, case-insensitively."""
-        globs = [uris.normal_glob(g) for g in self.config.routing.exclude]
-        for path in uris.match_paths(uri):
-            name = path.rsplit("/", 1)[-1]
-            if any(
-                fnmatch.fnmatchcase(path, g) or ("/" not in g and fnmatch.fnmatchcase(name, g))
-                for g in globs
-            ):
-                return True
-        return False
+        """Whether a document matches routing.exclude (privacy.excluded)."""
+        return excluded(uri, self.config.routing.exclude)
 
-    def _end(self, run: _Run) -> float:
+    def _end(self, run: Run) -> float:
         """When the request's one time budget, shared by every attempt, runs out."""
         return run.start + self.config.timeouts.total_s
 
-    def _remaining(self, run: _Run) -> float:
+    def _remaining(self, run: Run) -> float:
         return self._end(run) - time.monotonic()
 
-    async def _attempt(self, name: str, req: Request, run: _Run, is_last: bool) -> Done:
+    async def _attempt(self, name: str, req: Request, run: Run, is_last: bool) -> Done:
         """One backend, with retries on 429 (and 5xx with Retry-After) before its first token. The backend gets one
         first-token limit for all its tries (the whole remaining budget when no fallback is
         left); a Retry-After it cannot afford falls back at once."""
         retries = 0
         first_by = self._end(run) if is_last else time.monotonic() + self._first_token_limit(req)
         while True:
-            streamed_before = _streamed(run)
+            streamed_before = streamed(run)
             try:
                 return await self._stream_one(name, req, run, first_by)
-            except (RateLimited, ServerError) as exc:
-                if not _retryable(exc):
-                    raise  # a plain 500/502/...: the next backend is the better bet
-                if _streamed(run) > streamed_before or retries >= self.config.routing.max_retries:
+            except BackendError as exc:
+                if not exc.retryable:
+                    raise  # e.g. a plain 500/502: the next backend is the better bet
+                if streamed(run) > streamed_before or retries >= self.config.routing.max_retries:
                     raise  # never retry once tokens were streamed: the client has them
                 delay = exc.retry_after if exc.retry_after is not None else _backoff(retries)
                 if time.monotonic() + delay >= min(first_by, self._end(run)):
@@ -327,7 +245,7 @@ class Router:
         t = self.config.timeouts
         return t.inline_first_token_s if req.kind == "inline" else t.first_token_s
 
-    async def _stream_one(self, name: str, req: Request, run: _Run, first_by: float) -> Done:
+    async def _stream_one(self, name: str, req: Request, run: Run, first_by: float) -> Done:
         """Stream one call to one backend until `first_by` for its first token and the end of
         the request's budget for the rest. The privacy rules are checked again right before
         it connects: the cloud switch, the excludes or the backend itself may have changed
@@ -365,134 +283,58 @@ class Router:
                 except TimeoutError:
                     if got_token and soft_end is not None and time.monotonic() >= soft_end:
                         return Done("length", 0, 0, name)
-                    if deadline >= end_by:
-                        raise Timeout(
-                            f"request time budget ({self.config.timeouts.total_s:g}s) spent",
-                            "total",
-                        ) from None
-                    raise Timeout(
-                        f"no token within {first_by - start:.1f}s", "first_token"
-                    ) from None
-                if isinstance(event, Delta):
-                    if not event.text:
-                        continue
-                    got_token = True
-                    run.deltas += 1
-                    deltas += 1
-                    if run.first_token is None:
-                        run.first_token = time.monotonic()
-                    piece = run.answer.feed(event.text, event.reasoning)
-                    _emit(run, piece, name)
-                    if run.answer.stopped:  # a stop sequence or a closing fence: close it
-                        return Done("stop", 0, deltas, name)
-                    # Only a newline can finish a line: count them only when one arrives.
-                    if req.max_lines and "\n" in piece.text:
-                        if finished_lines(run.text + _held(run)) >= req.max_lines:
-                            return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
-                elif isinstance(event, Done):
+                    raise self._timeout(deadline >= end_by, first_by - start) from None
+                if isinstance(event, Done):
                     return event
+                if isinstance(event, Delta) and event.text:
+                    got_token = True
+                    deltas += 1
+                    if (done := self._take(event, req, run, name, deltas)) is not None:
+                        return done
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # closes the HTTP stream / stops local generation
 
+    def _timeout(self, total: bool, first_token_s: float) -> Timeout:
+        if total:
+            budget = self.config.timeouts.total_s
+            return Timeout(f"request time budget ({budget:g}s) spent", "total")
+        return Timeout(f"no token within {first_token_s:.1f}s", "first_token")
+
+    def _take(self, event: Delta, req: Request, run: Run, name: str, deltas: int) -> Done | None:
+        """One streamed token, filtered and handed on; a Done when the answer ends here."""
+        run.deltas += 1
+        if run.first_token is None:
+            run.first_token = time.monotonic()
+        piece = run.answer.feed(event.text, event.reasoning)
+        emit(run, piece, name)
+        if run.answer.stopped:  # a stop sequence or a closing fence: close it
+            return Done("stop", 0, deltas, name)
+        # Only a newline can finish a line: count them only when one arrives.
+        if req.max_lines and "\n" in piece.text:
+            if finished_lines(run.text + held(run)) >= req.max_lines:
+                return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
+        return None
+
     # --- circuit breaker --------------------------------------------------------------------
     def _failed(self, name: str, exc: BackendError) -> None:
-        if isinstance(exc, BadRequest | NotConfigured):  # not the backend's health
-            self._release_probe(name)
-            return
-        b = self.breakers.setdefault(name, Breaker())
-        was = b.state(time.monotonic())
-        b.failures += 1
-        b.probing = False
-        if b.failures >= self.config.routing.breaker_failures or b.open_until:
-            b.open_until = time.monotonic() + self.config.routing.breaker_cooldown_s
-        if b.state(time.monotonic()) != was:
-            log.warning("circuit open for %s after %d failures", name, b.failures)
-            self.on_status()
-
-    def _succeeded(self, name: str) -> None:
-        b = self.breakers.get(name)
-        if b is None:
-            return
-        reopened = bool(b.open_until)
-        self.breakers[name] = Breaker()
-        if reopened:
-            log.info("circuit closed for %s", name)
-            self.on_status()
+        r = self.config.routing
+        self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s)
 
     def reset(self, name: str | None = None) -> None:
         """Forget the failures of one backend (or all): after a new key or config, a backend
         gets a fresh chance instead of sitting out its cooldown."""
-        names = [name] if name is not None else list(self.breakers)
-        dropped = [self.breakers.pop(n, Breaker()) for n in names]
-        if any(b.open_until for b in dropped):
-            self.on_status()
-
-    def _claim_probe(self, name: str) -> None:
-        """A backend past its cooldown (half-open) lets this one request through as the probe."""
-        b = self.breakers.get(name)
-        if b is not None and b.open_until:
-            b.probing = True
-
-    def _release_probe(self, name: str) -> None:
-        if b := self.breakers.get(name):
-            b.probing = False
+        self.breakers.reset(name)
 
     def cooldown_ends(self) -> list[float]:
         """Monotonic times at which an open circuit turns half-open (status changes then)."""
-        now = time.monotonic()
-        return [b.open_until for b in self.breakers.values() if b.open_until > now]
-
-
-def _emit(run: _Run, piece: Piece, name: str) -> None:
-    """Hand the filtered text on, redacted once a cloud backend streamed: answer text to
-    `on_delta`, reasoning to `on_reasoning`."""
-    reasoning, text = piece.reasoning, piece.text
-    if run.guards and run.cloud:
-        reasoning = run.guards[0].feed(reasoning) if reasoning else ""
-        text = run.guards[1].feed(text) if text else ""
-    _hand_on(run, reasoning, text, name)
-
-
-def _flush(run: _Run, name: str) -> None:
-    """Hand on what the redactors hold back (the answer ended, or a cloud backend continues
-    it: it must get the cut answer redacted, while a local one continues from the raw text
-    so that a secret across the cut is still caught)."""
-    if run.guards and run.cloud:
-        _hand_on(run, run.guards[0].flush(), run.guards[1].flush(), name)
-
-
-def _held(run: _Run) -> str:
-    return run.guards[1].held if run.guards else ""
-
-
-def _streamed(run: _Run) -> int:
-    """Characters of answer streamed so far, handed on or held back (to redact)."""
-    held = sum(len(g.held) for g in run.guards) if run.guards else 0
-    return len(run.text) + held
-
-
-def _hand_on(run: _Run, reasoning: str, text: str, name: str) -> None:
-    if reasoning:
-        run.reasoning += reasoning
-        if run.on_reasoning:
-            run.on_reasoning(reasoning, name)
-    if text:
-        run.text += text
-        if run.on_delta:
-            run.on_delta(text, name)
+        return self.breakers.cooldown_ends()
 
 
 def _describe(exc: BackendError, streamed: int) -> str:
     """The attempt's error; a backend that failed mid-answer says how much it had streamed."""
     where = f" after {streamed} chars streamed" if streamed else ""
     return f"{exc}{where}"
-
-
-def _retryable(exc: HTTPStatusError) -> bool:
-    """429 and 503 say "busy, come back": wait (Retry-After, else backoff with jitter). Another
-    5xx only when it says when to come back; otherwise the next backend is the better bet."""
-    return isinstance(exc, RateLimited) or exc.status == 503 or exc.retry_after is not None
 
 
 def _loop_time(monotonic: float) -> float:

@@ -21,9 +21,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models.speculative import LookupDecoder, Stats, can_speculate
-from .base import Delta, Done, ModelError
+from ..errors import ModelError
+from ..types import Delta, Done
 from .detokenize import TextStream
+from .speculative import LookupDecoder, Stats, can_speculate
 from .stops import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class Job:
     temperature: float
     stop: list[str]
     emit: Emit
+    # Token ids that end the answer like EOS (a FIM template's end tokens): never in the text,
+    # counted in the usage.
+    stop_tokens: frozenset[int] = frozenset()
     deadline: float | None = None  # monotonic; finish with what there is after it
     cancelled: threading.Event = field(default_factory=threading.Event)
     uid: int | None = None
@@ -221,15 +225,15 @@ class BatchEngine:
         eos = self.lm.tokenizer.eos_token_ids
         for token in dec.step(job.max_tokens - job.generated):
             job.generated += 1
-            last = token in eos or job.generated >= job.max_tokens
-            self._send(job, self._piece(job, token, last, eos))
+            ended = token in eos or token in job.stop_tokens  # a FIM end token: like EOS
+            last = ended or job.generated >= job.max_tokens
+            self._send(job, self._piece(job, token, last, ended))
             if job.matcher.stopped or last:
-                length = token not in eos and not job.matcher.stopped
-                self._end_lone("length" if length else "stop")
+                self._end_lone("stop" if ended or job.matcher.stopped else "length")
                 return
 
-    def _piece(self, job: Job, token: int, last: bool, eos: Any) -> str:
-        segment = job.detokenizer.add(token) if token not in eos else ""
+    def _piece(self, job: Job, token: int, last: bool, ended: bool) -> str:
+        segment = job.detokenizer.add(token) if not ended else ""
         if last:
             segment += job.detokenizer.finish()
         return segment
@@ -284,11 +288,12 @@ class BatchEngine:
             if job is None:
                 continue
             job.generated += 1
-            segment = job.detokenizer.add(r.token) if r.token not in eos else ""
-            if r.finish_reason is not None:
+            ended = r.token in job.stop_tokens  # a FIM end token: a real stop, like EOS
+            segment = job.detokenizer.add(r.token) if r.token not in eos and not ended else ""
+            if r.finish_reason is not None or ended:
                 segment += job.detokenizer.finish()
             self._send(job, segment)
-            if job.matcher.stopped:
+            if job.matcher.stopped or ended:
                 if r.finish_reason is None:
                     self._remove(r.uid, job, "stop")
                 else:

@@ -1,6 +1,6 @@
 """The daemon's services behind the LSP surface: config, backends, router, inline engine, keys.
 
-server.py parses and validates LSP messages and calls one method here per request; nothing in
+server/ parses and validates LSP messages and calls one method here per request; nothing in
 this module knows LSP framing, and nothing here knows HTTP or MLX beyond the backend interface.
 """
 
@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import protocol as P
-from . import taint, trust
-from .backends.base import Backend, Message, Request
-from .backends.local import LocalBackend
-from .config import Config, ConfigError, decode, load_file, merge
-from .models.pool import ModelPool
-from .router import DeltaFn, Outcome, Router
-from .secrets import KeyStore
+from .. import taint, trust
+from ..backends import Backend, make_backends, retired
+from ..config import Config, decode, load_file, merge
+from ..errors import ConfigError
+from ..models import ModelPool
+from ..router import Router
+from ..secrets import KeyStore
+from ..types import DeltaFn, ModelInfo, Outcome, Request, Status
+from ..wording import PROTOCOL, Wording, for_client
+from .status import StatusBoard
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 class Hooks:
     """How the services reach the client, without knowing LSP."""
 
-    status: Callable[[P.Status], None] = lambda s: None
+    status: Callable[[Status], None] = lambda s: None
     load_progress: Callable[[str, float, str], None] = lambda kind, f, m: None  # begin|report|end
     call_soon: Callable[[Callable[[], None]], None] = lambda f: f()  # onto the event loop
     show_error: Callable[[str], None] = lambda message: None  # a message the user must see
@@ -44,34 +45,36 @@ class ConfigSources:
     init_options: dict[str, Any] = field(default_factory=dict)
 
 
-class UnknownModel(ValueError):
-    """A request's `model` is neither a routing alias nor a configured model."""
-
-
 class App:
     def __init__(self, sources: ConfigSources, hooks: Hooks) -> None:
         self.sources = sources
         self.hooks = hooks
         self.config = Config()
         self.keys = KeyStore()
+        self.wording: Wording = PROTOCOL  # the client's words, learnt from `initialize`
         self.keys.on_checked = lambda: hooks.call_soon(self.publish_status)
-        self.model_states: dict[str, tuple[str, str]] = {}  # spec -> (event, message)
-        self._load_errors_shown: dict[str, str] = {}  # spec -> the load error last shown
         self.conversations = taint.Conversations()
         self.closed_reason: str | None = None  # why the cloud is forced off (trust.fail_closed)
-        self._last_status: P.Status | None = None
-        self.pool = ModelPool(on_progress=self._on_load_progress, on_event=self._on_model_event)
+        self.board = StatusBoard(self)
+        self.pool = ModelPool(
+            on_progress=self.board.on_load_progress, on_event=self.board.on_model_event
+        )
         self.backends: dict[str, Backend] = {}
         self.router = Router(
             self.config, self.backends, on_status=self.publish_status, secrets=self.keys
         )
         self.inline = _make_inline_engine(self)
-        self._status_timer: asyncio.TimerHandle | None = None
         self.apply(self.config)
 
     @property
-    def local(self) -> LocalBackend:
-        return self.backends["local"]  # type: ignore[return-value]
+    def local(self) -> Any:  # a LocalBackend (ensure_loaded)
+        return self.backends["local"]
+
+    def set_client(self, name: str | None) -> None:
+        """The editor that connected (LSP clientInfo.name): the words messages use for its
+        settings and for how it hands over a key."""
+        self.wording = for_client(name)
+        self.keys.from_editor = self.wording.set_key
 
     # --- config -----------------------------------------------------------------------------
     def load_config(self, overlay: dict[str, Any] | None = None) -> list[str]:
@@ -107,9 +110,6 @@ class App:
         return problems + notes
 
     def apply(self, cfg: Config) -> None:
-        from .backends.anthropic import AnthropicBackend
-        from .backends.openai import OpenAIBackend
-
         old, old_cfg = self.backends, self.config
         self.config = cfg
         self.keys.prime(cfg.backends)
@@ -121,80 +121,31 @@ class App:
             speculative=loc.speculative,
             draft_tokens=loc.draft_tokens,
         )
-
-        def local(name: str, spec: str) -> LocalBackend:
-            return LocalBackend(
-                name,
-                spec,
-                self.pool,
-                dequantize=loc.dequantize,
-                max_tokens=loc.max_tokens,
-                inline_cfg=cfg.inline,
-            )
-
-        backends: dict[str, Backend] = {"local": local("local", loc.model)}
-        for name, b in cfg.backends.items():
-            prev = old.get(name)
-            unchanged = old_cfg.backends.get(name) == b and old_cfg.timeouts == cfg.timeouts
-            if b.protocol == "mlx":
-                backends[name] = local(name, b.model)
-            elif prev is not None and unchanged:
-                backends[name] = prev  # keep its HTTP session and the streams in flight
-            elif b.protocol == "anthropic":
-                backends[name] = AnthropicBackend(name, b, cfg.timeouts, self.keys)
-            else:
-                backends[name] = OpenAIBackend(name, b, cfg.timeouts, self.keys)
-        self.backends = backends
-        self.router.config = cfg
-        self.router.backends = backends
-        for name in backends:  # a changed backend starts with a closed circuit
-            if old.get(name) is not backends[name]:
-                self.router.reset(name)
+        self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool)
+        self.router.update(cfg, self.backends)
         self.inline.cfg = cfg.inline
-        specs = {b.spec for b in backends.values() if isinstance(b, LocalBackend)}
-        for b in old.values():
-            if isinstance(b, LocalBackend):
-                if b.spec not in specs:
-                    self.pool.forget(b.spec)
-            elif b not in backends.values():
-                _spawn(b.close())
+        to_close, forget = retired(old, self.backends)
+        for spec in forget:
+            self.pool.forget(spec)
+        for b in to_close:
+            _spawn(b.close())
         self.publish_status()
 
     # --- requests ---------------------------------------------------------------------------
-    async def chat(
-        self, p: P.ChatParams, on_delta: DeltaFn | None, on_reasoning: DeltaFn | None = None
-    ) -> Outcome:
-        req = Request(
-            kind="chat",
-            messages=[Message(m.role, m.content) for m in p.messages],
-            max_tokens=p.max_tokens,
-            temperature=p.temperature if p.temperature is not None else 0.0,
-            stop=list(p.stop),
-        )
-        return await self._route(req, p, on_delta, on_reasoning)
-
-    async def complete(self, p: P.CompleteParams, on_delta: DeltaFn | None) -> Outcome:
-        req = Request(
-            kind="complete",
-            prefix=p.prefix,
-            suffix=p.suffix,
-            language=p.language,
-            max_tokens=p.max_tokens,
-            temperature=p.temperature if p.temperature is not None else 0.0,
-            stop=list(p.stop),
-        )
-        return await self._route(req, p, on_delta)
-
-    async def _route(
+    async def generate(
         self,
         req: Request,
-        p: P.ChatParams | P.CompleteParams,
-        on_delta: DeltaFn | None,
+        *,
+        model: str | None = None,
+        backend: str | None = None,
+        document: str | None = None,
+        on_delta: DeltaFn | None = None,
         on_reasoning: DeltaFn | None = None,
     ) -> Outcome:
-        """The params every generation request shares: model/backend choice and privacy."""
-        alias, backend = self._resolve(p.model, p.backend)
-        docs = [p.text_document.uri] if p.text_document else []
+        """A chat or completion request (the server built it from the wire params): the model or
+        backend the client chose, and the document it is about (for the privacy rules)."""
+        alias, backend = self.router.resolve(model, backend)
+        docs = [document] if document else []
         # A conversation that carried an excluded document, or quotes one, stays local.
         docs, tainted = self.conversations.route(
             req, docs, self.hooks.open_documents(), self.router.excluded
@@ -210,18 +161,6 @@ class App:
         if tainted:
             self.conversations.remember([outcome.text], tainted)
         return outcome
-
-    def _resolve(self, model: str | None, backend: str | None) -> tuple[str | None, str | None]:
-        """`model` is a routing alias (its chain) or a model that mlxd/models lists (that
-        backend, no fallback); anything else is the client's mistake."""
-        if model is None or model in self.config.routing.models:
-            return model, backend
-        listed = self.models().models
-        for m in listed:
-            if model in (m.name, m.backend):
-                return None, backend or m.backend
-        known = sorted(self.config.routing.models) + [m.name for m in listed]
-        raise UnknownModel(f"unknown model {model!r} (known: {known})")
 
     async def inline_complete(
         self,
@@ -251,16 +190,11 @@ class App:
             invoked=invoked,
         )
 
-    def models(self) -> P.ModelsResult:
-        models = []
-        for name, b in self.backends.items():
-            if isinstance(b, LocalBackend):
-                models.append(P.ModelInfo(name=b.spec, backend=name, loaded=b.loaded))
-            else:
-                bcfg = self.config.backends[name]
-                models.append(P.ModelInfo(name=bcfg.model or name, backend=name, loaded=False))
+    def models(self) -> tuple[list[ModelInfo], dict[str, str]]:
+        """Each backend's model, and the backend each request kind tries first."""
+        models = [ModelInfo(b.spec, name, b.loaded) for name, b in self.backends.items()]
         defaults = {kind: self._first_usable(kind) for kind in ("chat", "complete", "inline")}
-        return P.ModelsResult(models=models, defaults=defaults)
+        return models, defaults
 
     def stats(self) -> dict[str, Any]:
         """Counters: inline engine, local models (generations, prompt tokens from KV cache),
@@ -293,12 +227,12 @@ class App:
                 return name
         return "local"
 
-    async def set_api_key(self, p: P.SetApiKeyParams) -> None:
-        if p.backend not in self.config.backends:
-            raise ValueError(f"backend: unknown backend {p.backend!r}")
+    async def set_api_key(self, backend: str, api_key: str, persist: bool = False) -> None:
+        if backend not in self.config.backends:
+            raise ValueError(f"backend: unknown backend {backend!r}")
         # The OS keyring can block (a locked keychain): keep it off the event loop.
-        await asyncio.to_thread(self.keys.set, p.backend, p.api_key, p.persist)
-        self.router.reset(p.backend)  # a backend that failed for want of a key gets a chance
+        await asyncio.to_thread(self.keys.set, backend, api_key, persist)
+        self.router.reset(backend)  # a backend that failed for want of a key gets a chance
         self.publish_status()  # no longer `no_key`
 
     async def preload(self) -> None:
@@ -310,84 +244,16 @@ class App:
         except Exception as exc:  # reported through status; requests retry the load
             log.error("%s", exc)
 
-    # --- status -----------------------------------------------------------------------------
-    def status(self) -> P.Status:
-        backends = self.router.backend_states()
-        for name in self.keys.without_key(self.config.backends):
-            if backends.get(name) == "ok":
-                backends[name] = "no_key"  # said before a request fails for want of it
-        for name, b in self.backends.items():
-            if not isinstance(b, LocalBackend):
-                continue
-            if self.model_states.get(b.spec, ("",))[0] in ("error", "cancelled"):
-                backends[name] = "error"
-        default_event, message = self.model_states.get(self.local.spec, ("starting", ""))
-        loading = [s for s, (e, _) in self.model_states.items() if e == "loading"]
-        if loading:
-            state = "loading"
-            message = self.model_states[loading[0]][1]
-        elif default_event in ("error", "cancelled"):
-            others_ok = any(s == "ok" for n, s in backends.items() if n != "local")
-            state = "degraded" if others_ok else "error"
-        elif default_event in ("ready", "unloaded"):
-            state = (
-                "degraded"
-                if any(s in ("cooldown", "error") for s in backends.values())
-                else "ready"
-            )
-        else:
-            state = "starting"
-        message = "; ".join(m for m in (self.closed_reason, message) if m)
-        return P.Status(state=state, backends=backends, message=message or None)  # type: ignore[arg-type]
+    # --- status (status.py) -----------------------------------------------------------------
+    def status(self) -> Status:
+        return self.board.status()
 
     def publish_status(self, force: bool = False) -> None:
-        status = self.status()
-        if force or status != self._last_status:
-            self._last_status = status
-            self.hooks.status(status)
-        self._schedule_cooldown_check()
-
-    def _schedule_cooldown_check(self) -> None:
-        """A circuit's cooldown ends silently; wake up then to announce the change."""
-        ends = self.router.cooldown_ends()
-        if not ends or self._status_timer is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        delay = max(0.0, min(ends) - time.monotonic()) + 0.05
-
-        def fire() -> None:
-            self._status_timer = None
-            self.publish_status()
-
-        self._status_timer = loop.call_later(delay, fire)
-
-    def _on_model_event(self, spec: str, event: str, message: str) -> None:
-        """Pool events, on the event loop: loading -> ready | error | cancelled, unloaded.
-        A load error is also shown to the user, once until it changes (every request retries
-        the load, and inline requests come at typing speed)."""
-        self.model_states[spec] = (event, message)
-        if event in ("ready", "error", "cancelled"):
-            self.hooks.load_progress("end", 1.0, message)
-        if event == "error" and self._load_errors_shown.get(spec) != message:
-            self._load_errors_shown[spec] = message
-            self.hooks.show_error(f"mlxd: {message}")
-        elif event == "ready":
-            self._load_errors_shown.pop(spec, None)
-        self.publish_status()
+        self.board.publish(force)
 
     def cancel_loads(self) -> list[str]:
         """The user cancelled the load progress: stop every model load in flight."""
         return self.pool.cancel_loading()
-
-    def _on_load_progress(self, spec: str, fraction: float, message: str) -> None:
-        # Called on the MLX thread: hop onto the event loop.
-        kind = "begin" if fraction <= 0.0 else "report"
-        if fraction >= 1.0:
-            return  # "end" comes with the ready/error event
-        self.hooks.call_soon(lambda: self.hooks.load_progress(kind, fraction, message))
 
     async def close(self, timeout: float | None = None) -> None:
         """Close the backends, then wait for the MLX thread's current work; each step up to
@@ -418,7 +284,7 @@ def _spawn(coro: Any) -> None:
 
 
 def _make_inline_engine(app: App) -> Any:
-    from .inline.engine import InlineEngine
+    from ..inline import InlineEngine
 
     async def generate(request: Request, ctx: Any) -> Any:
         # The engine already set the prompt header and the time cap (inline.max_ms).
@@ -430,6 +296,3 @@ def _make_inline_engine(app: App) -> Any:
         return backend is not None and backend.is_local
 
     return InlineEngine(app.config.inline, generate, served_locally=served_locally)
-
-
-__all__ = ["App", "ConfigError", "ConfigSources", "Hooks"]

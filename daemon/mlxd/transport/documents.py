@@ -18,8 +18,8 @@ from urllib.parse import unquote
 from lsprotocol import types as T
 from pygls.workspace import TextDocument, Workspace
 
-from . import uris
-from .inline.context import normalize_encoding, position_to_offset
+from .. import uris
+from ..prompts import normalize_encoding, position_to_offset
 
 _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 

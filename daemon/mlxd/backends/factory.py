@@ -1,0 +1,54 @@
+"""The backend factory: the backends a config names, built once and kept across reloads.
+
+"local" comes from [local]; each [backends.NAME] is an OpenAI-compatible server, an Anthropic
+server, or another local model ("mlx") sharing the one model pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..config import Config
+from ..models import ModelPool
+from ..secrets import KeyStore
+from ..types import Backend
+from .anthropic import AnthropicBackend
+from .local import LocalBackend
+from .openai import OpenAIBackend
+
+
+def make_backends(
+    cfg: Config, old: Mapping[str, Backend], old_cfg: Config, keys: KeyStore, pool: ModelPool
+) -> dict[str, Backend]:
+    """The backends of `cfg`, by name. An HTTP backend whose settings (and the timeouts) did not
+    change since `old_cfg` is kept from `old`: its HTTP session and the streams in flight."""
+
+    def local(name: str, spec: str) -> LocalBackend:
+        return LocalBackend(
+            name, spec, pool, dequantize=cfg.local.dequantize, inline_cfg=cfg.inline
+        )
+
+    backends: dict[str, Backend] = {"local": local("local", cfg.local.model)}
+    for name, b in cfg.backends.items():
+        prev = old.get(name)
+        unchanged = old_cfg.backends.get(name) == b and old_cfg.timeouts == cfg.timeouts
+        if b.protocol == "mlx":
+            backends[name] = local(name, b.model)
+        elif prev is not None and unchanged:
+            backends[name] = prev
+        elif b.protocol == "anthropic":
+            backends[name] = AnthropicBackend(name, b, cfg.timeouts, keys)
+        else:
+            backends[name] = OpenAIBackend(name, b, cfg.timeouts, keys)
+    return backends
+
+
+def retired(
+    old: Mapping[str, Backend], new: Mapping[str, Backend]
+) -> tuple[list[Backend], set[str]]:
+    """What a reload leaves behind: the HTTP backends to close, and the local model specs no
+    backend uses any more (for the pool to forget)."""
+    kept = {b.spec for b in new.values() if b.is_local}
+    to_close = [b for b in old.values() if not b.is_local and b not in new.values()]
+    forget = {b.spec for b in old.values() if b.is_local and b.spec not in kept}
+    return to_close, forget

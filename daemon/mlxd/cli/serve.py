@@ -1,0 +1,137 @@
+"""`mlxd serve`: LSP on stdio for an editor, with logging routed to the client."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+log = logging.getLogger("mlxd")
+
+
+# Seconds the daemon waits at exit, per step (backends, then the MLX thread's current work).
+EXIT_GRACE_S = 0.3
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..blas import maybe_reexec_with_openblas
+
+    maybe_reexec_with_openblas()  # before anything reads stdin or loads MLX
+    from ..transport import protect_stdout
+
+    out = protect_stdout()
+    # Tokens cross from the MLX thread to the event loop: hand the GIL over in 1 ms, not 5 ms.
+    sys.setswitchinterval(0.001)
+    router = _setup_logging()
+    from ..app import ConfigSources
+    from ..secrets import install_redaction
+    from ..server import MlxdServer, register
+    from ..transport import serve_stdio, serve_tcp
+
+    ls = MlxdServer(ConfigSources(path=args.config or os.environ.get("MLXD_CONFIG") or None))
+    register(ls)
+    install_redaction(ls.app.keys)
+
+    async def run() -> None:
+        ls.loop = loop = asyncio.get_running_loop()
+        # SIGTERM: stop serving; in-flight requests are cancelled below, then we exit 0.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGTERM, lambda: ls.stop_serving and ls.stop_serving())
+        router.ls = ls  # records go to the client once it can take them (a writer is set)
+        try:
+            if args.tcp:
+                await serve_tcp(ls, "127.0.0.1", args.tcp)
+            else:
+                await serve_stdio(ls, sys.stdin.buffer, out)
+        finally:
+            router.ls = None  # the client has gone (or sent `exit`): stderr from here on
+            for fut in list(ls.protocol.pending.values()):
+                fut.cancel()  # in-flight generations stop at their next token
+            await asyncio.sleep(0)
+            # The editor gives little time (vscode-languageclient: 2 s, then SIGKILL; Neovim
+            # leaves an orphan): whatever the MLX thread is doing, leave within about a
+            # second; os._exit below ends a model load or a prefill still running.
+            await ls.app.close(timeout=EXIT_GRACE_S)
+
+    code = ls.exit_code
+    try:
+        asyncio.run(run())
+        code = ls.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    # MLX's static destructors abort ("terminate called without an active exception") when a
+    # thread that used mlx-lm's generation stream has ended before them. All work is done and
+    # the MLX thread joined at this point: flush and leave without running them.
+    logging.shutdown()
+    for stream in (out, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+def _setup_logging() -> _LogRouter:
+    level = os.environ.get("MLXD_LOG_LEVEL", "INFO").upper()
+    handler = _LogRouter()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("mlxd").setLevel(getattr(logging, level, logging.INFO))
+    # pygls logs every message it sends at INFO: keep it quiet whatever MLXD_LOG_LEVEL says.
+    logging.getLogger("pygls").setLevel(logging.WARNING)
+    # ... and a full traceback for every JSON-RPC error a handler answers on purpose.
+    logging.getLogger("pygls.protocol.json_rpc").addFilter(_expected_errors)
+    return handler
+
+
+def _expected_errors(record: logging.LogRecord) -> bool:
+    """Drop pygls' traceback for errors that are answers (-32602, -32803, ...), not bugs; and
+    its "Unable to deserialize message" for params that do not validate, which the transport
+    answers with -32602 (or logs, for a notification): it would reach the editor as an error."""
+    import cattrs
+    from pygls.exceptions import JsonRpcException, JsonRpcInternalError
+
+    if record.getMessage().startswith("Unable to deserialize message") and isinstance(
+        sys.exc_info()[1], cattrs.ClassValidationError
+    ):
+        return False
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exc, JsonRpcException) and not isinstance(exc, JsonRpcInternalError))
+
+
+class _LogRouter(logging.StreamHandler):  # type: ignore[type-arg]
+    """Each log record goes one way: as `window/logMessage` while a client is connected, else
+    to stderr ("time LEVEL logger: message"). Sent both ways, every record showed twice in the
+    editor's log. The client gets mlxd's own records as their message and other libraries'
+    as "logger: message", each with its traceback if any."""
+
+    TYPES = {logging.ERROR: 1, logging.WARNING: 2, logging.INFO: 3, logging.DEBUG: 5}
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.own_format = logging.Formatter("%(message)s")
+        self.other_format = logging.Formatter("%(name)s: %(message)s")
+        self.ls: Any = None  # the server while a client is connected
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ls = self.ls
+        loop = getattr(ls, "loop", None)
+        writer = getattr(getattr(ls, "protocol", None), "writer", None)
+        if loop is None or loop.is_closed() or writer is None or getattr(writer, "gone", False):
+            super().emit(record)
+            return
+        from lsprotocol import types as T
+
+        kind = self.TYPES.get(min(max(record.levelno - record.levelno % 10, 10), 40), 1)
+        own = record.name == "mlxd" or record.name.startswith("mlxd.")
+        text = (self.own_format if own else self.other_format).format(record)
+        params = T.LogMessageParams(type=T.MessageType(kind), message=text)
+        try:
+            loop.call_soon_threadsafe(ls.window_log_message, params)
+        except RuntimeError:  # the loop is closing: the record still goes somewhere
+            super().emit(record)

@@ -1,0 +1,94 @@
+"""The text around the cursor: the CursorContext of a position, and where a block begins.
+
+Positions (LSP columns) are in positions.py, trimming to a budget in trim.py, neighbour
+snippets in snippets.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .counts import COUNTS
+from .positions import _EOL, Encoding, normalize_encoding, position_to_offset
+
+# The end of a line that opens a block (Python's `:`, a bracket, `=>`, Ruby/Lua/shell words):
+# what follows is a body of several lines.
+_BLOCK_OPENER = re.compile(r"(?:[:{\[(]|=>|\bdo|\bthen|\bbegin)\s*$")
+# A line being typed that will open one: a declaration or a compound statement's header.
+_BLOCK_HEADER = re.compile(
+    r"^\s*(?:(?:pub|export|async|static|private|public)\s+)*"
+    r"(?:def|class|function|fn|func|if|elif|else|for|while|with|try|except|match|switch|impl|"
+    r"struct|enum|interface|trait)\b"
+)
+
+
+@dataclass(slots=True)
+class CursorContext:
+    """Everything the prompt builder and the post-processor need to know about the cursor."""
+
+    uri: str
+    language: str
+    prefix: str  # document text before the cursor
+    suffix: str  # document text after the cursor
+    line_prefix: str  # the cursor line before the cursor
+    line_suffix: str  # the cursor line after the cursor (no line terminator)
+    indent: str  # leading whitespace of the cursor line (up to the cursor)
+    single_line: bool  # something other than whitespace follows the cursor on its line
+    # A comment header for the prompt (file path, neighbour snippets); see fim.file_header.
+    header: str = ""
+    # Lines with text the suggestion may hold (None: no limit but max_tokens / max_ms).
+    max_lines: int | None = None
+
+
+def context_at(text: str, offset: int, *, uri: str = "", language: str = "") -> CursorContext:
+    """The CursorContext for a code-point offset (positions are converted by the caller)."""
+    COUNTS["context_builds"] += 1
+    offset = max(0, min(offset, len(text)))
+    line_start = max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
+    eol = _EOL.search(text, offset)
+    line_end = eol.start() if eol else len(text)
+    line_prefix = text[line_start:offset]
+    line_suffix = text[offset:line_end]
+    indent = line_prefix[: len(line_prefix) - len(line_prefix.lstrip())]
+    return CursorContext(
+        uri=uri,
+        language=language,
+        prefix=text[:offset],
+        suffix=text[offset:],
+        line_prefix=line_prefix,
+        line_suffix=line_suffix,
+        indent=indent,
+        single_line=bool(line_suffix.strip()),
+    )
+
+
+def cursor_context(
+    text: str,
+    line: int,
+    character: int,
+    *,
+    encoding: Encoding | str = "utf-16",
+    uri: str = "",
+    language: str = "",
+) -> CursorContext:
+    """The CursorContext for an LSP position (UTF-16 columns unless told otherwise)."""
+    offset = position_to_offset(text, line, character, normalize_encoding(encoding))
+    return context_at(text, offset, uri=uri, language=language)
+
+
+def starts_block(ctx: CursorContext) -> bool:
+    """Whether the cursor is where a block's body begins: at the end of a line that opens a
+    block or is a block's header being typed (`def add`), or on a blank line right below an
+    opener. There a suggestion of several lines is what the user wants (a function body);
+    anywhere else, the rest of one line or one statement."""
+    if ctx.line_suffix.strip():
+        return False
+    line = ctx.line_prefix
+    if _BLOCK_HEADER.match(line):
+        return True
+    if not line.strip():  # a blank line: the last line above with text in it
+        start = len(ctx.prefix) - len(ctx.line_prefix)  # the cursor line's start
+        above = ctx.prefix[max(0, start - 4096) : start]  # enough to find it, in any document
+        line = next((x for x in reversed(_EOL.split(above)) if x.strip()), "")
+    return bool(_BLOCK_OPENER.search(line))

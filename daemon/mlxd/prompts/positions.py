@@ -1,0 +1,99 @@
+"""LSP positions <-> string offsets.
+
+LSP counts columns in UTF-16 code units unless the client negotiated another encoding, while a
+Python string indexes code points: an emoji is 2 UTF-16 units but 1 code point, so a naive
+`line[character:]` puts the cursor in the wrong place after the first emoji on a line.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import islice
+from typing import Literal
+
+Encoding = Literal["utf-16", "utf-8", "utf-32"]
+
+# LSP knows exactly these three line terminators (not str.splitlines's \v, \f, \u2028, ...).
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+def _line_span(text: str, line: int) -> tuple[int, int]:
+    """(start, end) offsets of a line's content, without its terminator; clamped to the text."""
+    if line <= 0:
+        start = 0
+    else:
+        found = next(islice(_EOL.finditer(text), line - 1, None), None)
+        if found is None:  # past the last line: the end of the document
+            return len(text), len(text)
+        start = found.end()
+    eol = _EOL.search(text, start)
+    return start, eol.start() if eol else len(text)
+
+
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _width(text: str, encoding: Encoding) -> int:
+    """Code units `text` takes in the client's encoding (C speed: a long minified line)."""
+    if encoding == "utf-32" or text.isascii():
+        return len(text)
+    if encoding == "utf-16":
+        return len(text.encode("utf-16-le", "surrogatepass")) // 2
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def column_to_offset(line_text: str, character: int, encoding: Encoding = "utf-16") -> int:
+    """Code-point index in `line_text` for an LSP column; past the end clamps to the end.
+
+    A column inside a code point (half a surrogate pair) rounds down to that code point's start.
+    """
+    character = max(0, character)
+    head = line_text[:character]  # a code point takes at least one unit: the answer is in it
+    if encoding == "utf-32" or head.isascii():
+        return len(head)
+    if encoding == "utf-8":  # cut the bytes; a cut inside a code point rounds down
+        data = head.encode("utf-8", "surrogatepass")[:character]
+        for back in range(4):
+            try:
+                return len(data[: len(data) - back].decode("utf-8", "surrogatepass"))
+            except UnicodeDecodeError:
+                continue
+    extra = 0  # UTF-16: each code point past U+FFFF before the column takes one unit more
+    for m in _ASTRAL.finditer(head):
+        if m.start() + extra + 2 > character:  # at or inside this pair: stop before it
+            return min(m.start(), character - extra)
+        extra += 1
+    return len(head) if len(head) + extra <= character else character - extra
+
+
+def offset_to_column(line_text: str, offset: int, encoding: Encoding = "utf-16") -> int:
+    """The LSP column of a code-point index in `line_text` (the inverse of column_to_offset)."""
+    return _width(line_text[:offset], encoding)
+
+
+def position_to_offset(text: str, line: int, character: int, encoding: Encoding = "utf-16") -> int:
+    """Code-point offset in the whole document for an LSP position (clamped)."""
+    start, end = _line_span(text, line)
+    return start + column_to_offset(text[start:end], character, encoding)
+
+
+def offset_to_position(text: str, offset: int, encoding: Encoding = "utf-16") -> tuple[int, int]:
+    """The LSP (line, character) of a code-point offset in the whole document."""
+    head = text[:offset]
+    lines = _EOL.split(head)
+    # A "\r" ending `head` may be the first half of "\r\n": still one terminator, already split.
+    return len(lines) - 1, offset_to_column(lines[-1], len(lines[-1]), encoding)
+
+
+def normalize_encoding(value: object) -> Encoding:
+    """The encoding named by an LSP PositionEncodingKind, a plain string or an enum member.
+
+    `str()` of lsprotocol's enum reads "PositionEncodingKind.Utf16", not "utf-16"; anything
+    unrecognised is UTF-16, the LSP default.
+    """
+    name = str(getattr(value, "value", value)).lower()
+    if "32" in name:
+        return "utf-32"
+    if "8" in name:
+        return "utf-8"
+    return "utf-16"

@@ -1,0 +1,125 @@
+"""Trimming the text around the cursor to a token budget, nearest text first."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+
+from .counts import COUNTS
+
+TokenCounter = Callable[[str], int]
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")
+# The prefix window starts on a line number that is a multiple of this, so that it stays put
+# while the user types and the model's KV cache for the prompt's beginning can be reused.
+SNAP_LINES = 8
+# Share of the token budget given to the prefix; the model needs the lines above the cursor most.
+PREFIX_SHARE = 0.75
+
+
+def approx_tokens(text: str) -> int:
+    """Token estimate when no tokenizer is at hand: about 3 characters a token, rounded up.
+
+    Rounding up keeps a per-line sum from undercounting the whole.
+    """
+    return (len(text) + 2) // 3
+
+
+def _fit_lines(lines: Sequence[str], budget: int, count: TokenCounter) -> list[int]:
+    """Token costs of the leading `lines` (taken in order) that fit in `budget` together.
+
+    Lines are counted one by one (an overestimate when a tokenizer merges a newline with the
+    next line's indentation, which is the safe side), and counting stops at the first line
+    that does not fit, so a huge document costs no more than the budget to measure.
+    """
+    costs: list[int] = []
+    used = 0
+    for line in lines:
+        cost = count(line)
+        if used + cost > budget:
+            break
+        costs.append(cost)
+        used += cost
+    return costs
+
+
+def _split_lines(text: str) -> list[str]:
+    """Lines with their terminators kept; only LSP's \\n, \\r\\n and \\r end a line."""
+    return [line for line in _LINE.findall(text) if line]
+
+
+def _keep_end(text: str, budget: int, count: TokenCounter) -> str:
+    """The longest-ish tail of one long line that fits in `budget` (a character cut)."""
+    while text and count(text) > budget:
+        ratio = budget / max(1, count(text))
+        keep = min(len(text) - 1, math.floor(len(text) * ratio * 0.9))
+        text = text[len(text) - max(0, keep) :]
+    return text
+
+
+def _keep_start(text: str, budget: int, count: TokenCounter) -> str:
+    """The longest-ish head of one long line that fits in `budget` (a character cut)."""
+    while text and count(text) > budget:
+        ratio = budget / max(1, count(text))
+        text = text[: min(len(text) - 1, math.floor(len(text) * ratio * 0.9))]
+    return text
+
+
+def _trim_prefix(prefix: str, budget: int, count: TokenCounter) -> tuple[str, int]:
+    """Keep the end of the prefix: whole lines, starting on a SNAP_LINES multiple."""
+    lines = _split_lines(prefix)
+    if not lines:
+        return "", 0
+    costs = _fit_lines(lines[::-1], budget, count)
+    if len(costs) == len(lines):
+        return prefix, sum(costs)
+    if not costs:  # even the cursor line is too long: cut it by characters
+        tail = _keep_end(lines[-1], budget, count)
+        return tail, count(tail)
+    first = len(lines) - len(costs)
+    # A small window (a tight time budget) snaps finer: rounding a 6-line window's start up to
+    # a multiple of 8 could leave only the cursor line.
+    grid = SNAP_LINES if len(costs) >= 4 * SNAP_LINES else max(1, len(costs) // 4)
+    snapped = min(-(-first // grid) * grid, len(lines) - 1)
+    return "".join(lines[snapped:]), sum(costs[: len(lines) - snapped])
+
+
+def _trim_suffix(suffix: str, budget: int, count: TokenCounter) -> tuple[str, int]:
+    """Keep the start of the suffix in whole lines, a SNAP_LINES multiple of them when cut."""
+    lines = _split_lines(suffix)
+    if not lines or budget <= 0:
+        return "", 0
+    costs = _fit_lines(lines, budget, count)
+    if not costs:
+        head = _keep_start(lines[0], budget, count)
+        return head, count(head)
+    kept = len(costs)
+    if kept < len(lines) and kept > SNAP_LINES:  # snapped too: the end moves less often
+        kept -= kept % SNAP_LINES
+    return "".join(lines[:kept]), sum(costs[:kept])
+
+
+def trim(
+    prefix: str,
+    suffix: str,
+    budget_tokens: int,
+    count_tokens: TokenCounter | None = None,
+) -> tuple[str, str]:
+    """Trim prefix and suffix to `budget_tokens`, keeping the text nearest the cursor.
+
+    The prefix gets about 3/4 of the budget and the suffix the rest; a side that needs less
+    leaves its share to the other. Cuts fall on line boundaries (a half line confuses the
+    model more than a missing one) and snap to SNAP_LINES: the prefix window starts on a line
+    number that is a multiple of it, the suffix keeps a multiple of it, so neither edge moves
+    on every keystroke (the prompt's beginning stays the same: KV-cache reuse).
+    """
+    COUNTS["trims"] += 1
+    count = count_tokens or approx_tokens
+    budget = max(0, budget_tokens)
+    prefix_share = math.floor(budget * PREFIX_SHARE) if suffix else budget
+    new_suffix, suffix_used = _trim_suffix(suffix, budget - prefix_share, count)
+    new_prefix, prefix_used = _trim_prefix(prefix, budget - suffix_used, count)
+    if new_suffix != suffix:  # the prefix may have left room: give it to the suffix
+        new_suffix, _ = _trim_suffix(suffix, budget - prefix_used, count)
+    return new_prefix, new_suffix

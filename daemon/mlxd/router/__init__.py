@@ -1,0 +1,8 @@
+"""The router: picks the backend chain for a request and makes fallback invisible (core.py),
+with per-backend circuit breakers (breakers.py) and the privacy rules (privacy.py)."""
+
+from .breakers import Breaker, Breakers
+from .core import Router
+from .privacy import excluded
+
+__all__ = ["Breaker", "Breakers", "Router", "excluded"]

@@ -1,0 +1,101 @@
+"""Circuit breakers, one per backend: closed -> open (cooldown) -> half-open (one probe).
+
+N consecutive failures that say something about a backend's health (errors.BackendError
+.counts_against_breaker) open its circuit for a cooldown; then one request is let through as
+the probe: its success closes the circuit, its failure opens it again at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import BackendError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Breaker:
+    """Circuit breaker of one backend."""
+
+    failures: int = 0
+    open_until: float = 0.0
+    probing: bool = False
+
+    def state(self, now: float) -> str:
+        if self.open_until and now < self.open_until:
+            return "cooldown"
+        return "ok"
+
+
+class Breakers(dict[str, Breaker]):
+    """The breakers of every backend that has failed, by name; `on_status` is called when a
+    circuit opens or closes (the status the editor shows changes)."""
+
+    def __init__(self, on_status: Callable[[], None]) -> None:
+        super().__init__()
+        self.on_status = on_status
+
+    def state(self, name: str, now: float) -> str:
+        return self.get(name, Breaker()).state(now)
+
+    def reason(self, name: str, now: float) -> str | None:
+        """Why the breaker skips `name` now (None: it may be tried)."""
+        b = self.get(name)
+        if b is None:
+            return None
+        if b.state(now) == "cooldown":
+            return "skipped: circuit open after repeated failures"
+        if b.open_until and b.probing:
+            return "skipped: circuit half-open, probe in flight"
+        return None
+
+    def failed(self, name: str, exc: BackendError, limit: int, cooldown_s: float) -> None:
+        """A failed attempt: the `limit`-th in a row (or a failed probe) opens the circuit."""
+        if not exc.counts_against_breaker:  # not the backend's health
+            self.release_probe(name)
+            return
+        b = self.setdefault(name, Breaker())
+        was = b.state(time.monotonic())
+        b.failures += 1
+        b.probing = False
+        if b.failures >= limit or b.open_until:
+            b.open_until = time.monotonic() + cooldown_s
+        if b.state(time.monotonic()) != was:
+            log.warning("circuit open for %s after %d failures", name, b.failures)
+            self.on_status()
+
+    def succeeded(self, name: str) -> None:
+        b = self.get(name)
+        if b is None:
+            return
+        reopened = bool(b.open_until)
+        self[name] = Breaker()
+        if reopened:
+            log.info("circuit closed for %s", name)
+            self.on_status()
+
+    def reset(self, name: str | None = None) -> None:
+        """Forget the failures of one backend (or all)."""
+        names = [name] if name is not None else list(self)
+        dropped = [self.pop(n, Breaker()) for n in names]
+        if any(b.open_until for b in dropped):
+            self.on_status()
+
+    def claim_probe(self, name: str) -> None:
+        """A backend past its cooldown (half-open) lets this one request through as the probe."""
+        b = self.get(name)
+        if b is not None and b.open_until:
+            b.probing = True
+
+    def release_probe(self, name: str) -> None:
+        if b := self.get(name):
+            b.probing = False
+
+    def cooldown_ends(self) -> list[float]:
+        """Monotonic times at which an open circuit turns half-open (status changes then)."""
+        now = time.monotonic()
+        return [b.open_until for b in self.values() if b.open_until > now]

@@ -1,0 +1,329 @@
+"""The LSP surface of mlxd: one short module-level handler per method, in jedi-language-server's
+shape, and one table from the errors the services raise to the JSON-RPC errors clients get.
+
+Each handler validates its params, calls one service in app.py, and streams or returns. Nothing
+here knows HTTP or MLX.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from lsprotocol import types as T
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+
+from .. import protocol as P
+from .. import uris
+from ..app import (
+    AllFailed,
+    DeltaFn,
+    Message,
+    Outcome,
+    Request,
+    UnknownBackend,
+    UnknownModel,
+)
+from .lsp import MlxdServer
+
+log = logging.getLogger(__name__)
+
+
+# --- handlers: one per method, each a module-level function of (server, params) ----------
+
+
+def initialize(ls: MlxdServer, params: T.InitializeParams) -> None:
+    """Apply initializationOptions over the file config; answered at once."""
+    ls.loop = asyncio.get_running_loop()
+    ls.initialize_seen = True
+    ls.app.set_client(params.client_info.name if params.client_info else None)
+    opts = _settings(params.initialization_options)
+    if opts is None:
+        ls.config_problems.append(f"mlxd: {ls.app.wording.settings} must be an object; ignored")
+    elif opts:
+        applied, ls.config_problems = ls.reload(opts)
+        if applied:
+            ls.app.sources.init_options = opts
+    for problem in ls.config_problems:
+        log.error("%s", problem)
+
+
+def initialized(ls: MlxdServer, params: T.InitializedParams) -> None:
+    """Report config problems, announce state, start the background model load."""
+    ls.initialized = True
+    for problem in ls.config_problems:
+        ls.show_error(problem)
+    ls.app.publish_status(force=True)
+    ls.preload_task = asyncio.ensure_future(ls.app.preload())
+
+
+def did_change_configuration(ls: MlxdServer, params: T.DidChangeConfigurationParams) -> None:
+    """Reload: file + new settings (or the initializationOptions when none are sent)."""
+    overlay = _settings(params.settings) or None
+    applied, problems = ls.reload(overlay)
+    for problem in problems:
+        log.error("%s", problem)
+        ls.show_error(problem)
+    if applied and overlay is not None:
+        ls.app.sources.init_options = overlay
+    if ls.app.config.local.preload:
+        asyncio.ensure_future(ls.app.preload())
+
+
+def progress_cancel(ls: MlxdServer, params: T.WorkDoneProgressCancelParams) -> None:
+    """The user cancelled the model load progress: stop the loads (downloads) in flight."""
+    if params.token == ls._load_token:
+        log.info("load cancelled by the client: %s", ", ".join(ls.app.cancel_loads()))
+
+
+def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
+    """Stop the closed document's inline generation and forget its cached suggestions."""
+    uri = uris.key(params.text_document.uri)
+    ls.app.inline.forget(uri)
+    ls.closed[uri] = None
+    if len(ls.closed) > 1024:
+        del ls.closed[next(iter(ls.closed))]
+
+
+def shutdown(ls: MlxdServer, params: Any) -> None:
+    """pygls cancels in-flight requests; their generations stop at the next token."""
+    log.info("shutdown requested")
+
+
+async def chat(ls: MlxdServer, params: Any) -> Any:
+    """Chat, streamed as $/progress on the partialResultToken."""
+    p = _parse(ls, params, P.ChatParams)
+    token = p.partial_result_token
+    req = Request(
+        kind="chat",
+        messages=[Message(m.role, m.content) for m in p.messages],
+        max_tokens=p.max_tokens,
+        temperature=p.temperature if p.temperature is not None else 0.0,
+        stop=list(p.stop),
+    )
+    reasoning = _streamer(ls, token, "reasoning")
+    return await _generate(ls, p, req, _streamer(ls, token), reasoning)
+
+
+async def complete(ls: MlxdServer, params: Any) -> Any:
+    """Raw completion (FIM where the model supports it), streamed like chat."""
+    p = _parse(ls, params, P.CompleteParams)
+    req = Request(
+        kind="complete",
+        prefix=p.prefix,
+        suffix=p.suffix,
+        language=p.language,
+        max_tokens=p.max_tokens,
+        temperature=p.temperature if p.temperature is not None else 0.0,
+        stop=list(p.stop),
+    )
+    return await _generate(ls, p, req, _streamer(ls, p.partial_result_token))
+
+
+def models(ls: MlxdServer, params: Any) -> Any:
+    """Configured models and the default per request kind."""
+    _parse(ls, params, P.EmptyParams)
+    models, defaults = ls.app.models()
+    listed = [P.ModelInfo(name=m.name, backend=m.backend, loaded=m.loaded) for m in models]
+    return P.to_wire(P.ModelsResult(models=listed, defaults=defaults))
+
+
+def stats(ls: MlxdServer, params: Any) -> Any:
+    """Diagnostic counters (inline cache hits, generations, KV reuse, upstream requests,
+    memory, and the server's own bookkeeping, which a leak would make grow)."""
+    _parse(ls, params, P.EmptyParams)
+    server = {
+        "pendingRequests": len(ls.protocol.pending),
+        "tasks": len(asyncio.all_tasks()),
+        "pythonBlocks": sys.getallocatedblocks(),
+    }
+    return {**ls.app.stats(), "server": server}
+
+
+async def set_api_key(ls: MlxdServer, params: Any) -> Any:
+    """Hold a key from the editor's secret store (in memory; keyring when persist)."""
+    p = _parse(ls, params, P.SetApiKeyParams)
+    try:
+        await ls.app.set_api_key(p.backend, p.api_key, p.persist)
+    except ValueError as exc:
+        raise JsonRpcInvalidParams(message=f"Invalid params: {exc}") from None
+    except Exception as exc:  # e.g. a locked keyring; never echo the key
+        raise JsonRpcException(
+            code=P.REQUEST_FAILED, message=f"could not store the key: {type(exc).__name__}"
+        ) from None
+    return {}
+
+
+async def inline_completion(
+    ls: MlxdServer, params: T.InlineCompletionParams
+) -> T.InlineCompletionList:
+    """Ghost text at the cursor of a synced document."""
+    uri = uris.key(params.text_document.uri)
+    doc = ls.workspace.text_documents.get(uri)  # keyed by uris.key (transport/documents.py)
+    if doc is None:
+        if uri in ls.closed:  # closed since the client asked
+            return T.InlineCompletionList(items=[])
+        raise JsonRpcInvalidParams(
+            message="Invalid params: textDocument.uri: not open (send textDocument/didOpen first)"
+        )
+    sel = params.context.selected_completion_info
+    items = await ls.app.inline_complete(
+        doc.source,
+        params.position.line,
+        params.position.character,
+        uri=uri,
+        language=doc.language_id or "",
+        encoding=_encoding(ls.workspace.position_encoding),
+        selected=(sel.text, _range_tuple(sel.range)) if sel else None,
+        open_documents=[
+            (k, d.language_id or "", d.source) for k, d in ls.workspace.text_documents.items()
+        ],
+        invoked=params.context.trigger_kind == T.InlineCompletionTriggerKind.Invoked,
+    )
+    return T.InlineCompletionList(
+        items=[
+            T.InlineCompletionItem(
+                insert_text=item.insert_text,
+                range=T.Range(
+                    T.Position(item.range[0], item.range[1]),
+                    T.Position(item.range[2], item.range[3]),
+                ),
+            )
+            for item in items
+        ]
+    )
+
+
+# Every method mlxd serves: (LSP method, its registration options, the handler).
+FEATURES: list[tuple[str, Any, Callable[..., Any]]] = [
+    (T.INITIALIZE, None, initialize),
+    (T.INITIALIZED, None, initialized),
+    (T.WORKSPACE_DID_CHANGE_CONFIGURATION, None, did_change_configuration),
+    (T.WINDOW_WORK_DONE_PROGRESS_CANCEL, None, progress_cancel),
+    (T.TEXT_DOCUMENT_DID_CLOSE, None, did_close),
+    (T.SHUTDOWN, None, shutdown),
+    (P.CHAT, None, chat),
+    (P.COMPLETE, None, complete),
+    (P.MODELS, None, models),
+    (P.STATS, None, stats),
+    (P.SET_API_KEY, None, set_api_key),
+    (T.TEXT_DOCUMENT_INLINE_COMPLETION, T.InlineCompletionOptions(), inline_completion),
+]
+
+
+def register(ls: MlxdServer) -> None:
+    """Attach every feature to a server instance (one instance per process)."""
+    for method, options, handler in FEATURES:
+        ls.feature(method, options)(handler)
+
+
+# --- errors: what the services raise -> the JSON-RPC error the client gets -------------------
+def _invalid(field: str = "") -> Callable[[MlxdServer, Exception], JsonRpcException]:
+    return lambda ls, exc: JsonRpcInvalidParams(message=f"Invalid params: {field}{exc}")
+
+
+def _all_failed(ls: MlxdServer, exc: Exception) -> JsonRpcException:
+    assert isinstance(exc, AllFailed)
+    tried = [a.error for a in exc.attempts if not a.error.startswith("skipped:")]
+    if tried and all(e.startswith("context_length:") for e in tried):
+        # No backend of the chain can take a prompt this long: the request is at fault.
+        message = f"Invalid params: {tried[-1].removeprefix('context_length: ')}"
+        return JsonRpcInvalidParams(message=ls.app.keys.redact(message))
+    attempts = [{"backend": a.backend, "error": ls.app.keys.redact(a.error)} for a in exc.attempts]
+    return JsonRpcException(
+        code=P.REQUEST_FAILED, message=ls.app.keys.redact(str(exc)), data={"attempts": attempts}
+    )
+
+
+# One table for every handler; the most specific class of an exception decides. Anything not
+# here is a bug: pygls answers -32603 (one line, see MlxdProtocol.shape_error).
+ERRORS: dict[type[Exception], Callable[[MlxdServer, Exception], JsonRpcException]] = {
+    P.InvalidParams: _invalid(),
+    UnknownBackend: _invalid("backend: "),
+    UnknownModel: _invalid("model: "),
+    AllFailed: _all_failed,
+}
+
+
+def wire_error(ls: MlxdServer, exc: Exception) -> JsonRpcException | None:
+    """The JSON-RPC error ERRORS maps `exc` to, or None when it is not a client-facing one."""
+    for kind in type(exc).__mro__:
+        if (make := ERRORS.get(kind)) is not None:
+            return make(ls, exc)
+    return None
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _parse(ls: MlxdServer, params: Any, cls: type[P.P]) -> P.P:
+    try:
+        return P.parse(params, cls)
+    except P.InvalidParams as exc:
+        raise ERRORS[P.InvalidParams](ls, exc) from None
+
+
+def _streamer(ls: MlxdServer, token: P.ProgressToken | None, field: str = "delta"):
+    """Progress values `{field: text, backend}`: `delta` (answer) or `reasoning` (chat)."""
+    if token is None:
+        return None
+
+    def on_delta(text: str, backend: str) -> None:
+        ls.progress(T.ProgressParams(token=token, value={field: text, "backend": backend}))
+
+    return on_delta
+
+
+async def _generate(
+    ls: MlxdServer,
+    p: P.ChatParams | P.CompleteParams,
+    req: Request,
+    on_delta: DeltaFn | None,
+    on_reasoning: DeltaFn | None = None,
+) -> Any:
+    """Route a generation request and turn its Outcome (or error) into the wire's."""
+    work = ls.app.generate(
+        req,
+        model=p.model,
+        backend=p.backend,
+        document=p.text_document.uri if p.text_document else None,
+        on_delta=on_delta,
+        on_reasoning=on_reasoning,
+    )
+    try:
+        outcome: Outcome = await work
+    except Exception as exc:
+        if (error := wire_error(ls, exc)) is None:
+            raise
+        raise error from None
+    result = P.GenerationResult(
+        text=outcome.text,
+        backend=outcome.backend,
+        model=outcome.model,
+        finish_reason=outcome.finish_reason,  # type: ignore[arg-type]
+        usage=P.Usage(outcome.prompt_tokens, outcome.completion_tokens),
+        attempts=[P.Attempt(a.backend, ls.app.keys.redact(a.error)) for a in outcome.attempts],
+        timings=P.Timings(outcome.first_token_ms, outcome.total_ms),
+        reasoning=outcome.reasoning,
+    )
+    return P.to_wire(result)
+
+
+def _settings(value: Any) -> dict[str, Any] | None:
+    """Editor settings are the config itself or nested under "mlxd" (VS Code's section)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        return None
+    inner = value.get("mlxd")
+    return inner if isinstance(inner, dict) and len(value) == 1 else value
+
+
+def _encoding(kind: Any) -> str:
+    """The negotiated position encoding as 'utf-16' | 'utf-8' | 'utf-32'."""
+    return str(getattr(kind, "value", kind) or "utf-16")
+
+
+def _range_tuple(r: T.Range) -> tuple[int, int, int, int]:
+    return (r.start.line, r.start.character, r.end.line, r.end.character)

@@ -1,0 +1,58 @@
+"""The one place mlxd touches pygls' private attributes, so that a pygls upgrade breaks here.
+
+`AdaptedProtocol` is the LSP protocol class mlxd's server builds on; everything else (the
+dispatcher, the server, the CLI) uses the public names below instead of pygls internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pygls.protocol import LanguageServerProtocol
+
+from .documents import use_lsp_line_model
+
+
+class AdaptedProtocol(LanguageServerProtocol):
+    """pygls' LanguageServerProtocol with public names for what mlxd needs of its insides."""
+
+    def send_data(self, data: dict[str, Any]) -> None:
+        """Write one JSON-RPC message as it is (e.g. an error pygls would not send)."""
+        self._send_data(data)
+
+    @property
+    def pending(self) -> dict[Any, asyncio.Future[Any]]:
+        """Requests in flight (and notifications run by generator handlers), by id."""
+        return self._request_futures
+
+    @property
+    def shutting_down(self) -> bool:
+        """Whether the client has sent `shutdown`."""
+        return self._shutdown
+
+    @property
+    def lsp_server(self) -> Any:
+        """The LanguageServer this protocol serves."""
+        return self._server
+
+    @property
+    def initialize_seen(self) -> bool:
+        return getattr(self._server, "initialize_seen", True)
+
+    def serves(self, method: str) -> bool:
+        """Whether a handler (pygls' own or one of ours) is registered for `method`."""
+        return method in self.fm.builtin_features or method in self.fm.features
+
+    def use_lsp_line_model(self) -> None:
+        """Synced documents split lines as LSP does (\\n, \\r\\n, \\r; see documents.py)."""
+        use_lsp_line_model(self._workspace)
+
+    def shape_error(self, error: Any) -> Any:
+        """Hook: the ResponseError actually sent for a failed request (default: as it is)."""
+        return error
+
+    def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+        if error is not None:
+            error = self.shape_error(error)
+        super()._send_response(msg_id, result, error)

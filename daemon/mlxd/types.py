@@ -1,0 +1,132 @@
+"""The domain's data: what flows from the editor's request to a backend and back.
+
+A backend turns a `Request` into an async stream of `Delta`s ending with one `Done`; the router
+turns those into one `Outcome` (its `attempts` say which backends failed first, and why).
+Closing a backend's stream early (the consumer stops iterating, or its task is cancelled) must
+stop the work behind it: local generation stops within one decode step, an HTTP stream is closed.
+Nothing here knows LSP, HTTP or MLX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+Kind = Literal["chat", "complete", "inline"]
+DeltaFn = Callable[[str, str], None]  # (text, backend name)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(slots=True)
+class Request:
+    """What the router hands a backend. `messages` for chat; `prefix`/`suffix` for completion."""
+
+    kind: Kind
+    messages: list[Message] = field(default_factory=list)
+    prefix: str = ""
+    suffix: str = ""
+    language: str = ""
+    # Context for completion kinds: a comment block naming the file, maybe neighbour snippets.
+    header: str = ""
+    # None: the router fills routing.max_tokens, the same for every backend of the chain.
+    max_tokens: int | None = None
+    temperature: float = 0.0
+    stop: list[str] = field(default_factory=list)
+    # Continue an answer another backend started (mid-stream fallback): the text so far.
+    assistant_prefix: str = ""
+    # Stop generating after this long and finish with what there is (inline's time cap).
+    max_time_s: float | None = None
+    # Stop once this many lines with text in them are complete (inline's one-line answers).
+    max_lines: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    text: str
+    # Reasoning a provider streams apart from the answer (`reasoning_content`, thinking).
+    reasoning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    finish_reason: Literal["stop", "length"]
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+
+
+Event = Delta | Done
+
+
+class Backend(Protocol):
+    name: str
+    is_local: bool
+
+    @property
+    def spec(self) -> str:
+        """The model it serves: a local model's path / repo id / name, or a provider's model."""
+        ...
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (always False for a provider's)."""
+        ...
+
+    def stream(self, request: Request) -> AsyncIterator[Event]:
+        """Yield Deltas then exactly one Done; raise an `errors.BackendError` on failure."""
+        ...
+
+    def fences_prompt(self, request: Request) -> bool:
+        """Whether the prompt for `request` gives the code in a markdown fence (so a bare ```
+        line of the answer closes it)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The daemon's state as the editor sees it: starting | loading | ready | degraded | error,
+    each backend's (ok | cooldown | unconfigured | error | no_key), and why (or None)."""
+
+    state: str
+    backends: dict[str, str]
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str  # the model a backend serves (Backend.spec)
+    backend: str
+    loaded: bool
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One backend the router tried or skipped, and why it did not answer."""
+
+    backend: str
+    error: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A routed request's answer: the text, who gave it, the usage and the time it took (ms)."""
+
+    text: str
+    backend: str
+    model: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: list[Attempt]
+    first_token_ms: float | None
+    total_ms: float
+    reasoning: str = ""  # chat only: the model's reasoning, kept out of `text`
