@@ -40,6 +40,28 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
+def cloud_first_config(
+    path: Path, tiny_model: Path, url: str, key_env: str, kinds: tuple[str, ...], extra: str = ""
+) -> Path:
+    """One OpenAI-compatible backend `cloud` at `url` (key from `key_env`), tried before the
+    tiny local model for each request kind in `kinds`, the cloud switch on; `extra` is more TOML."""
+    chains = "".join(f'{kind} = ["cloud", "local"]\n' for kind in kinds)
+    return write_config(
+        path,
+        f"""
+[local]
+model = "{tiny_model}"
+[backends.cloud]
+protocol = "openai"
+base_url = "{url}"
+api_key_env = "{key_env}"
+model = "gpt-test"
+[routing]
+cloud = true
+{chains}{extra}""",
+    )
+
+
 @pytest.fixture
 def tiny_config(tmp_path: Path, tiny_model: Path) -> Path:
     return write_config(

@@ -7,31 +7,16 @@ from pathlib import Path
 
 from lsprotocol import types as T
 
-from .conftest import daemon, write_config
+from .conftest import cloud_first_config, daemon
 from .fakes.providers import FakeProvider, Reply
 
 KEY = "sk-privacy-test-0123456789"
 
 
 def config(tmp_path: Path, tiny_model: Path, url: str) -> Path:
-    return write_config(
-        tmp_path / "privacy.toml",
-        f"""
-[local]
-model = "{tiny_model}"
-[backends.cloud]
-protocol = "openai"
-base_url = "{url}"
-api_key_env = "PRIVACY_KEY"
-model = "gpt-test"
-[routing]
-cloud = true
-inline = ["cloud", "local"]
-[inline]
-max_ms = 20000
-neighbor_snippets = true
-""",
-    )
+    extra = "[inline]\nmax_ms = 20000\nneighbor_snippets = true\n"
+    path = tmp_path / "privacy.toml"
+    return cloud_first_config(path, tiny_model, url, "PRIVACY_KEY", ("inline",), extra)
 
 
 def open_doc(s, uri: str, text: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lsprotocol import types as T
 
-from tests.conftest import daemon, write_config
+from tests.conftest import cloud_first_config, daemon
 from tests.fakes.providers import FakeProvider
 
 KEY = "sk-follow-up-0123456789"
@@ -16,22 +16,8 @@ ENV_TEXT = "API_TOKEN=sk-live-5f2c9a8e7d6b\nDB_PASSWORD=hunter2-but-longer\n"
 
 
 def config(tmp_path: Path, tiny_model: Path, url: str) -> Path:
-    return write_config(
-        tmp_path / "m.toml",
-        f"""
-[local]
-model = "{tiny_model}"
-[backends.cloud]
-protocol = "openai"
-base_url = "{url}"
-api_key_env = "FOLLOW_KEY"
-model = "gpt-test"
-[routing]
-cloud = true
-chat = ["cloud", "local"]
-complete = ["cloud", "local"]
-""",
-    )
+    kinds = ("chat", "complete")
+    return cloud_first_config(tmp_path / "m.toml", tiny_model, url, "FOLLOW_KEY", kinds)
 
 
 def msg(role: str, content: str) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types as T
 
-from tests.conftest import chat_params, daemon, write_config
+from tests.conftest import chat_params, cloud_first_config, daemon
 from tests.fakes.providers import FakeProvider, Reply
 from tests.test_privacy import open_doc
 
@@ -17,25 +17,9 @@ KEY = "sk-zero-bytes-0123456789"
 
 
 def config(tmp_path: Path, tiny_model: Path, url: str) -> Path:
-    return write_config(
-        tmp_path / "m.toml",
-        f"""
-[local]
-model = "{tiny_model}"
-[backends.cloud]
-protocol = "openai"
-base_url = "{url}"
-api_key_env = "ZERO_KEY"
-model = "gpt-test"
-[routing]
-cloud = true
-chat = ["cloud", "local"]
-complete = ["cloud", "local"]
-inline = ["cloud", "local"]
-[inline]
-max_ms = 20000
-""",
-    )
+    kinds = ("chat", "complete", "inline")
+    extra = "[inline]\nmax_ms = 20000\n"
+    return cloud_first_config(tmp_path / "m.toml", tiny_model, url, "ZERO_KEY", kinds, extra)
 
 
 async def every_kind(s) -> None:
