@@ -18,7 +18,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mlxd.backends.http import HTTPClient, error_from_json, excerpt
+from mlxd.backends.cloud import CloudBackend
+from mlxd.backends.http import error_from_json, excerpt
 from mlxd.backends.messages import chat_messages
 from mlxd.config import DEFAULT_MAX_TOKENS, BackendConfig, TimeoutsConfig
 from mlxd.errors import NotConfigured, ProtocolError, ServerError, StreamCut
@@ -52,30 +53,13 @@ def build_messages(request: Request) -> tuple[str, list[dict[str, str]]]:
     return "\n\n".join(system), turns
 
 
-class AnthropicBackend:
-    is_local = False
-
+class AnthropicBackend(CloudBackend):
     def __init__(
         self, name: str, cfg: BackendConfig, timeouts: TimeoutsConfig, keys: KeyStore
     ) -> None:
-        self.name = name
-        self.cfg = cfg
-        self._keys = keys
-        self._http = HTTPClient(name, timeouts, redact=keys.redact)
+        super().__init__(name, cfg, timeouts, keys)
         base = cfg.base_url.rstrip("/")
         self._url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
-
-    @property
-    def spec(self) -> str:
-        """The model asked for (the backend's name when the config names none)."""
-        return self.cfg.model or self.name
-
-    @property
-    def loaded(self) -> bool:
-        return False  # nothing to load here: the provider serves it
-
-    async def close(self) -> None:
-        await self._http.close()
 
     def body(self, request: Request) -> tuple[dict[str, Any], str]:
         """The request body, and the whitespace cut from the end of a prefill (the API rejects

@@ -20,7 +20,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from mlxd.backends.http import HTTPClient, error_from_json, excerpt, status_error
+from mlxd.backends.cloud import CloudBackend
+from mlxd.backends.http import error_from_json, excerpt, status_error
 from mlxd.backends.messages import chat_messages
 from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.errors import NotConfigured, ProtocolError, StreamCut
@@ -35,29 +36,12 @@ CONTINUE_PROMPT = (
 )
 
 
-class OpenAIBackend:
-    is_local = False
-
+class OpenAIBackend(CloudBackend):
     def __init__(
         self, name: str, cfg: BackendConfig, timeouts: TimeoutsConfig, keys: KeyStore
     ) -> None:
-        self.name = name
-        self.cfg = cfg
-        self._keys = keys
-        self._http = HTTPClient(name, timeouts, redact=keys.redact)
+        super().__init__(name, cfg, timeouts, keys)
         self._base = cfg.base_url.rstrip("/")
-
-    @property
-    def spec(self) -> str:
-        """The model asked for (the backend's name when the config names none)."""
-        return self.cfg.model or self.name
-
-    @property
-    def loaded(self) -> bool:
-        return False  # nothing to load here: the provider serves it
-
-    async def close(self) -> None:
-        await self._http.close()
 
     def fences_prompt(self, request: Request) -> bool:
         """A completion through chat gets the code fenced (completion_messages)."""

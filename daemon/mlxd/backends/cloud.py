@@ -1,0 +1,39 @@
+"""What the provider backends (openai.py, anthropic.py) share around their own wire format."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mlxd.backends.http import HTTPClient
+from mlxd.config import BackendConfig, TimeoutsConfig
+
+if TYPE_CHECKING:
+    from mlxd.secrets import KeyStore
+
+
+class CloudBackend:
+    """What the provider backends (openai, anthropic) share: their config, their keys, one
+    connection pool, and the Backend interface's bookkeeping (the provider serves the model,
+    so there is nothing to load)."""
+
+    is_local = False
+
+    def __init__(
+        self, name: str, cfg: BackendConfig, timeouts: TimeoutsConfig, keys: KeyStore
+    ) -> None:
+        self.name = name
+        self.cfg = cfg
+        self._keys = keys
+        self._http = HTTPClient(name, timeouts, redact=keys.redact)
+
+    @property
+    def spec(self) -> str:
+        """The model asked for (the backend's name when the config names none)."""
+        return self.cfg.model or self.name
+
+    @property
+    def loaded(self) -> bool:
+        return False
+
+    async def close(self) -> None:
+        await self._http.close()
