@@ -448,6 +448,18 @@ end
 
 -- Commands --------------------------------------------------------------------------------------
 
+--- The request kinds (chat, complete, inline) that `backend` serves first, from an
+--- `mlxd/models` result: its `defaults` maps each kind to a backend name.
+function M.default_kinds(result, backend)
+  local kinds = {}
+  for kind, b in vim.spairs(result.defaults or {}) do
+    if b == backend then
+      kinds[#kinds + 1] = kind
+    end
+  end
+  return kinds
+end
+
 --- :MlxdModels: list the models the daemon knows and the defaults per request kind.
 ---@param cb? fun(result: table?, err: table|string?)
 function M.models(cb)
@@ -463,13 +475,7 @@ function M.models(cb)
       if not cb then
         local chunks = { { 'mlxd models\n', 'Title' } }
         for _, m in ipairs(result.models or {}) do
-          local tags = {}
-          -- `defaults` maps a request kind to the backend that serves it first.
-          for kind, backend in vim.spairs(result.defaults or {}) do
-            if backend == m.backend then
-              tags[#tags + 1] = kind
-            end
-          end
+          local tags = M.default_kinds(result, m.backend)
           chunks[#chunks + 1] = {
             ('  %s  [%s]%s%s\n'):format(
               m.name,

@@ -11,12 +11,7 @@ end
 function M.choices(result)
   local out = { { label = 'routing (the daemon picks, with fallback)' } }
   for _, m in ipairs(result.models or {}) do
-    local tags = {}
-    for kind, backend in vim.spairs(result.defaults or {}) do
-      if backend == m.backend then
-        tags[#tags + 1] = kind
-      end
-    end
+    local tags = mlxd().default_kinds(result, m.backend)
     out[#out + 1] = {
       label = ('%s [%s]%s'):format(
         m.name,
