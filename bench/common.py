@@ -773,7 +773,7 @@ class RawModel:
 
 
 # --- prompts ------------------------------------------------------------------------------------
-def source_text(rel: str = "daemon/mlxd/router.py") -> str:
+def source_text(rel: str = "daemon/mlxd/router/core.py") -> str:
     return (REPO / rel).read_text()
 
 

@@ -38,7 +38,7 @@ from .common import (
 DEFAULT_RUNS = 3
 DEFAULT_MAX_TOKENS = 8
 PROMPT_TOKENS = 1500
-SOURCE = "daemon/mlxd/router.py"
+SOURCE = "daemon/mlxd/router/core.py"
 QUESTION = "Which method decides when to fall back to the next backend? Answer in one sentence."
 TARGET_SPEEDUP = 5.0
 

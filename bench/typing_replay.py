@@ -39,7 +39,7 @@ from .common import (
     write_result,
 )
 
-SOURCE = "daemon/mlxd/router.py"
+SOURCE = "daemon/mlxd/router/core.py"
 # Typing starts at this line (a method in the middle of the file: a long prefix, trimmed to
 # the inline context budget), or after FALLBACK_LINES lines if the file no longer has it.
 ANCHOR = "\n    async def run("
