@@ -143,37 +143,46 @@ class Router:
             if self._remaining(run) <= 0:
                 attempts.append(Attempt(name, "skipped: request time budget spent"))
                 continue
-            is_last = not any(later_skip is None for _, later_skip in plan[i + 1 :])
             # A continuation asks for what is left of max_tokens, not for all of it again.
             left = request.max_tokens - run.cut_tokens
             if left <= 0:  # the cut answer is already that long
                 return self._outcome(run, Done("length", 0, 0, ""), run.cut_by, attempts)
-            if not getattr(self.backends.get(name), "is_local", False):
-                flush(run, name)  # a cloud continuation gets the cut answer redacted
-            prefix = request.assistant_prefix + run.text + held(run)  # local: as generated
-            req = replace(request, assistant_prefix=prefix, max_tokens=left)
-            self.breakers.claim_probe(name)
-            run.answer.new_attempt()
-            streamed_before, deltas_before = streamed(run), run.deltas
-            try:
-                done = await self._attempt(name, req, run, is_last)
-            except Exception as raised:  # every backend failure is an attempt; see as_failure
-                exc = as_failure(raised)
-                if exc is not raised:
-                    log.warning("backend %s raised", name, exc_info=raised)
-                if run.deltas > deltas_before:
-                    run.cut_tokens += run.deltas - deltas_before
-                    run.cut_by = name
-                attempts.append(Attempt(name, _describe(exc, streamed(run) - streamed_before)))
-                self._failed(name, exc)
-                log.info("backend %s failed: %s", name, exc)
-                continue
-            except BaseException:  # cancelled: not the backend's health
-                self.breakers.release_probe(name)
-                raise
-            self.breakers.succeeded(name)
-            return self._outcome(run, done, name, attempts)
+            is_last = not any(later_skip is None for _, later_skip in plan[i + 1 :])
+            done = await self._try(name, replace(request, max_tokens=left), run, is_last, attempts)
+            if done is not None:
+                return self._outcome(run, done, name, attempts)
         raise AllFailed(attempts)
+
+    async def _try(
+        self, name: str, request: Request, run: Run, is_last: bool, attempts: list[Attempt]
+    ) -> Done | None:
+        """One backend's attempt, continuing what earlier ones streamed: its Done, or None
+        when it failed (the failure recorded in `attempts` and its circuit breaker)."""
+        if not getattr(self.backends.get(name), "is_local", False):
+            flush(run, name)  # a cloud continuation gets the cut answer redacted
+        prefix = request.assistant_prefix + run.text + held(run)  # local: as generated
+        req = replace(request, assistant_prefix=prefix)
+        self.breakers.claim_probe(name)
+        run.answer.new_attempt()
+        streamed_before, deltas_before = streamed(run), run.deltas
+        try:
+            done = await self._attempt(name, req, run, is_last)
+        except Exception as raised:  # every backend failure is an attempt; see as_failure
+            exc = as_failure(raised)
+            if exc is not raised:
+                log.warning("backend %s raised", name, exc_info=raised)
+            if run.deltas > deltas_before:
+                run.cut_tokens += run.deltas - deltas_before
+                run.cut_by = name
+            attempts.append(Attempt(name, _describe(exc, streamed(run) - streamed_before)))
+            self._failed(name, exc)
+            log.info("backend %s failed: %s", name, exc)
+            return None
+        except BaseException:  # cancelled: not the backend's health
+            self.breakers.release_probe(name)
+            raise
+        self.breakers.succeeded(name)
+        return done
 
     def _outcome(self, run: Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
         emit(run, run.answer.flush(), name)
