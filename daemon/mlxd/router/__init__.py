@@ -1,5 +1,6 @@
 """The router: picks the backend chain for a request and makes fallback invisible (core.py),
-with per-backend circuit breakers (breakers.py) and the privacy rules (privacy.py)."""
+with per-backend circuit breakers (breakers.py), the privacy rules (privacy.py), one request's
+state across its attempts (run.py) and its waits (waits.py)."""
 
 from .breakers import Breaker, Breakers
 from .core import Router

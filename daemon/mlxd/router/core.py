@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -44,7 +43,8 @@ from ..stream_redact import Secrets, StreamRedactor
 from ..types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
 from .breakers import Breakers
 from .privacy import excluded, skip_reason
-from .run import Run, emit, flush, held, streamed
+from .run import Run, describe, emit, flush, held, streamed
+from .waits import backoff, loop_time
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class Router:
             if run.deltas > deltas_before:
                 run.cut_tokens += run.deltas - deltas_before
                 run.cut_by = name
-            attempts.append(Attempt(name, _describe(exc, streamed(run) - streamed_before)))
+            attempts.append(Attempt(name, describe(exc, streamed(run) - streamed_before)))
             self._failed(name, exc)
             log.info("backend %s failed: %s", name, exc)
             return None
@@ -243,7 +243,7 @@ class Router:
                     raise  # e.g. a plain 500/502: the next backend is the better bet
                 if streamed(run) > streamed_before or retries >= self.config.routing.max_retries:
                     raise  # never retry once tokens were streamed: the client has them
-                delay = exc.retry_after if exc.retry_after is not None else _backoff(retries)
+                delay = exc.retry_after if exc.retry_after is not None else backoff(retries)
                 if time.monotonic() + delay >= min(first_by, self._end(run)):
                     raise
                 retries += 1
@@ -285,7 +285,7 @@ class Router:
                 try:
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
                     # that races with a token, and it costs a task per token.
-                    async with asyncio.timeout_at(_loop_time(deadline)):
+                    async with asyncio.timeout_at(loop_time(deadline)):
                         event = await anext(stream)
                 except StopAsyncIteration:
                     raise BackendError("stream ended without a result") from None
@@ -338,20 +338,3 @@ class Router:
     def cooldown_ends(self) -> list[float]:
         """Monotonic times at which an open circuit turns half-open (status changes then)."""
         return self.breakers.cooldown_ends()
-
-
-def _describe(exc: BackendError, streamed: int) -> str:
-    """The attempt's error; a backend that failed mid-answer says how much it had streamed."""
-    where = f" after {streamed} chars streamed" if streamed else ""
-    return f"{exc}{where}"
-
-
-def _loop_time(monotonic: float) -> float:
-    """A time.monotonic() instant on the event loop's clock (the same clock on CPython, but
-    the loop does not promise it)."""
-    return asyncio.get_running_loop().time() + (monotonic - time.monotonic())
-
-
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter: 0.25 s, 0.5 s, 1 s ... scaled by U(0.5, 1)."""
-    return 0.25 * (2**attempt) * random.uniform(0.5, 1.0)
