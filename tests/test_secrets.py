@@ -18,15 +18,8 @@ from keyring.backend import KeyringBackend
 from keyring.errors import KeyringLocked
 
 from mlxd.config import BackendConfig
-from mlxd.secrets import (
-    REDACTED,
-    SERVICE,
-    KeyStore,
-    RedactingFilter,
-    install_redaction,
-    key_sources,
-    uninstall_redaction,
-)
+from mlxd.log_redact import RedactingFilter, install_redaction, uninstall_redaction
+from mlxd.secrets import REDACTED, SERVICE, KeyStore, key_sources
 from tests.fakes import ENV_FILE, FileKeyring
 
 REPO = Path(__file__).resolve().parent.parent

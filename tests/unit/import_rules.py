@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "mlxd.credentials": 0,  # which config values are secrets (headers, URL user-info, query)
     "mlxd.wording": 0,  # the words each editor uses for a setting and a command
     "mlxd.stream_redact": 0,  # secrets kept out of generated text, split across chunks too
+    "mlxd.log_redact": 0,  # secrets kept out of every log record (filter + record factory)
     # 1-2: the error tree (names Attempt), then the wire contract (words errors as it does)
     "mlxd.errors": 1,  # the error tree the router acts on; msgspec error wording
     "mlxd.protocol": 2,  # the wire contract

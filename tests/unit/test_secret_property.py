@@ -15,7 +15,8 @@ from mlxd.backends.anthropic import AnthropicBackend
 from mlxd.backends.openai import OpenAIBackend
 from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.errors import BackendError
-from mlxd.secrets import KeyStore, install_redaction, uninstall_redaction
+from mlxd.log_redact import install_redaction, uninstall_redaction
+from mlxd.secrets import KeyStore
 from mlxd.types import Message, Request
 from tests.e2e.hostile import MODES, Hostile
 

@@ -29,7 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sys.setswitchinterval(0.001)
     router = _setup_logging()
     from ..app import ConfigSources
-    from ..secrets import install_redaction
+    from ..log_redact import install_redaction
     from ..server import MlxdServer, register
     from ..transport import serve_stdio, serve_tcp
 
