@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import pytest
 from lsprotocol import types as T
-from pygls.workspace import Workspace
 
-from mlxd.transport.documents import use_lsp_line_model
+from mlxd.transport.documents import LSPWorkspace
 
 OPENED = "file:///C:/work/caf%C3%A9.py"
 SPELLINGS = ["file:///c%3A/work/caf%c3%a9.py", "file://localhost/c:/work/café.py"]
 
 
-def workspace() -> Workspace:
-    ws = Workspace(None)
-    use_lsp_line_model(ws)
+def workspace() -> LSPWorkspace:
+    ws = LSPWorkspace(None)
     ws.put_text_document(T.TextDocumentItem(OPENED, "python", 1, "a = 1\n"))
     return ws
 

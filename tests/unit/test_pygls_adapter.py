@@ -1,7 +1,7 @@
-"""Every pygls private attribute mlxd uses is in the transport's two pygls adapters (issue #13):
-pygls_adapter.py (the protocol: AdaptedProtocol) and documents.py (LSP's line model for synced
-documents). A pygls upgrade that renames one breaks there, not in the server, the dispatcher or
-the CLI."""
+"""Every pygls private attribute mlxd uses is in ONE small adapter class (issue #13):
+`AdaptedProtocol` in transport/pygls_adapter.py. A pygls upgrade that renames one breaks there,
+not in the server, the dispatcher, the CLI or the synced documents (documents.py uses pygls'
+public API only)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pygls.workspace import TextDocument, Workspace
 
 from tests.unit.import_rules import daemon_modules
 
-ADAPTERS = {"mlxd.transport.pygls_adapter", "mlxd.transport.documents"}
+ADAPTER = ("mlxd.transport.pygls_adapter", "AdaptedProtocol")
 
 
 def pygls_private_names() -> set[str]:
@@ -32,8 +32,12 @@ def pygls_private_names() -> set[str]:
 def private_uses(source: str, names: set[str]) -> list[tuple[int, str]]:
     """(line, name) of every `x._name` attribute access and `def _name` method (an override) in
     `source`; module-level functions are mlxd's own."""
+    return _private_uses(ast.parse(source), names)
+
+
+def _private_uses(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
     found = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr in names:
             found.append((node.lineno, node.attr))
         elif isinstance(node, ast.ClassDef):
@@ -52,9 +56,37 @@ def test_pygls_private_attributes_are_used_only_in_the_adapter() -> None:
     outside = {
         module: uses
         for module, path in daemon_modules().items()
-        if module not in ADAPTERS and (uses := private_uses(path.read_text(), names))
+        if (uses := uses_outside_the_adapter(module, path.read_text(), names))
     }
     assert outside == {}
+    adapter = daemon_modules()[ADAPTER[0]].read_text()
+    assert len(private_uses(adapter, names)) >= 5  # the adapter is where they are
+
+
+def uses_outside_the_adapter(module: str, source: str, names: set[str]) -> list[tuple[int, str]]:
+    """Private uses in `source` outside the adapter class (all of them, in any other module)."""
+    tree = ast.parse(source)
+    if module == ADAPTER[0]:
+        inside = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == ADAPTER[1]]
+        tree = ast.Module([n for n in tree.body if n not in inside], [])
+    return _private_uses(tree, names)
+
+
+def test_the_check_sees_a_private_use_beside_the_adapter_class() -> None:
+    names = pygls_private_names()
+    source = (
+        "class AdaptedProtocol(Base):\n"
+        "    def pending(self):\n"
+        "        return self._request_futures\n"
+        "class Document(TextDocument):\n"
+        "    def _apply_incremental_change(self, change):\n"
+        "        self._source = change.text\n"
+    )
+    assert sorted(uses_outside_the_adapter(ADAPTER[0], source, names)) == [
+        (5, "_apply_incremental_change"),
+        (6, "_source"),
+    ]
+    assert len(uses_outside_the_adapter("mlxd.server.lsp", source, names)) == 3
 
 
 def test_the_check_sees_a_planted_private_access_and_override() -> None:

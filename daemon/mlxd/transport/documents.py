@@ -1,4 +1,5 @@
-"""Synced documents on LSP's line model.
+"""Synced documents on LSP's line model, keyed by `uris.key`; pygls' public API only (its
+private attributes are confined to pygls_adapter.py).
 
 pygls' TextDocument splits lines with `str.splitlines()`, which also breaks at \\v, \\f,
 \\x1c-\\x1e, \\x85, U+2028 and U+2029; LSP breaks lines at \\n, \\r\\n and \\r only. With a form
@@ -13,7 +14,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote
 
 from lsprotocol import types as T
 from pygls.workspace import TextDocument, Workspace
@@ -25,61 +25,80 @@ _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 class LSPTextDocument(TextDocument):
+    """A pygls TextDocument whose text, lines and edits follow LSP's line model."""
+
+    def __init__(self, uri: str, source: str | None = None, **kwargs: Any) -> None:
+        super().__init__(uri, source, **kwargs)
+        self.text = source or ""  # the synced text (pygls' own copy is not read)
+
+    @property
+    def source(self) -> str:
+        return self.text
+
     @property
     def lines(self) -> Sequence[str]:
         """The lines with their terminators, split at \\n, \\r\\n and \\r only."""
-        return tuple(_LINES.findall(self.source))
+        return tuple(_LINES.findall(self.text))
 
-    def _apply_incremental_change(self, change: T.TextDocumentContentChangePartial) -> None:
+    def apply_change(self, change: T.TextDocumentContentChangeEvent) -> None:
+        """A range edit in the negotiated encoding, or the whole document replaced."""
+        if not isinstance(change, T.TextDocumentContentChangePartial):
+            self.text = change.text
+            return
         encoding = normalize_encoding(self.position_codec.encoding)
-        source, r = self.source, change.range
-        start = position_to_offset(source, r.start.line, r.start.character, encoding)
-        end = position_to_offset(source, r.end.line, r.end.character, encoding)
+        text, r = self.text, change.range
+        start = position_to_offset(text, r.start.line, r.start.character, encoding)
+        end = position_to_offset(text, r.end.line, r.end.character, encoding)
         end = max(start, end)  # a reversed range replaces nothing, like an empty one
-        self._source = source[:start] + change.text + source[end:]
+        self.text = text[:start] + change.text + text[end:]
 
 
 class LSPWorkspace(Workspace):
-    """Documents keyed by `uris.key`: pygls keys them by `unquote(uri)`, so a didChange or
-    didClose under another spelling of the opened URI (`file:///C:/x` opened, `file:///c%3A/x`
-    changed, as VS Code writes it) missed the document. Each document keeps the URI it was
-    opened with."""
+    """Text documents on LSP's line model, keyed by `uris.key`: pygls keys them by
+    `unquote(uri)`, so a didChange or didClose under another spelling of the opened URI
+    (`file:///C:/x` opened, `file:///c%3A/x` changed, as VS Code writes it) missed the
+    document. Each document keeps the URI it was opened with. Notebooks are not synced (no
+    capability)."""
 
-    def _create_text_document(self, doc_uri: str, *args: Any, **kwargs: Any) -> TextDocument:
-        doc = super()._create_text_document(doc_uri, *args, **kwargs)
-        doc.__class__ = LSPTextDocument  # same state; LSP's line model for its methods
-        return doc
+    def __init__(
+        self,
+        root_uri: str | None,
+        sync_kind: T.TextDocumentSyncKind = T.TextDocumentSyncKind.Incremental,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(root_uri, sync_kind, *args, **kwargs)
+        self.sync_kind = sync_kind
+        self.open_documents: dict[str, LSPTextDocument] = {}  # by uris.key
+
+    @property
+    def text_documents(self) -> dict[str, LSPTextDocument]:  # type: ignore[override]
+        return self.open_documents
+
+    def document(self, uri: str, **kwargs: Any) -> LSPTextDocument:
+        return LSPTextDocument(
+            uri, sync_kind=self.sync_kind, position_codec=self.position_codec, **kwargs
+        )
 
     def get_text_document(self, doc_uri: str) -> TextDocument:
-        found = self._text_documents.get(uris.key(doc_uri))
-        return found or self._create_text_document(doc_uri)
+        return self.open_documents.get(uris.key(doc_uri)) or self.document(doc_uri)
 
     def put_text_document(
         self, text_document: T.TextDocumentItem, notebook_uri: str | None = None
     ) -> None:
-        key = uris.key(text_document.uri)
-        self._text_documents[key] = self._create_text_document(
+        self.open_documents[uris.key(text_document.uri)] = self.document(
             text_document.uri,
             source=text_document.text,
             version=text_document.version,
             language_id=text_document.language_id,
         )
-        if notebook_uri:  # notebooks are not synced (no capability); pygls' keys for its maps
-            self._cell_in_notebook[unquote(text_document.uri)] = unquote(notebook_uri)
 
     def update_text_document(
         self, text_doc: T.VersionedTextDocumentIdentifier, change: T.TextDocumentContentChangeEvent
     ) -> None:
-        doc = self._text_documents[uris.key(text_doc.uri)]  # KeyError: never opened (pygls logs it)
+        doc = self.open_documents[uris.key(text_doc.uri)]  # KeyError: never opened (pygls logs)
         doc.apply_change(change)
         doc.version = text_doc.version
 
     def remove_text_document(self, doc_uri: str) -> None:
-        self._text_documents.pop(uris.key(doc_uri), None)
-        self._cell_in_notebook.pop(unquote(doc_uri), None)
-
-
-def use_lsp_line_model(workspace: Workspace) -> None:
-    """Make a pygls workspace create its documents on LSP's line model (call once, before
-    the first didOpen)."""
-    workspace.__class__ = LSPWorkspace
+        self.open_documents.pop(uris.key(doc_uri), None)

@@ -1,7 +1,8 @@
 """The one place mlxd touches pygls' private attributes, so that a pygls upgrade breaks here.
 
 `AdaptedProtocol` is the LSP protocol class mlxd's server builds on; everything else (the
-dispatcher, the server, the CLI) uses the public names below instead of pygls internals.
+dispatcher, the server, the CLI, the synced documents) uses the public names below or pygls'
+public API instead of pygls internals.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from pygls.protocol import LanguageServerProtocol
 
-from .documents import use_lsp_line_model
+from .documents import LSPWorkspace
 
 
 class AdaptedProtocol(LanguageServerProtocol):
@@ -45,8 +46,11 @@ class AdaptedProtocol(LanguageServerProtocol):
         return method in self.fm.builtin_features or method in self.fm.features
 
     def use_lsp_line_model(self) -> None:
-        """Synced documents split lines as LSP does (\\n, \\r\\n, \\r; see documents.py)."""
-        use_lsp_line_model(self._workspace)
+        """Synced documents split lines as LSP does (\\n, \\r\\n, \\r) and are keyed by
+        `uris.key` (documents.py). Call once, after `initialize` made the workspace."""
+        ws = self.workspace
+        folders = list(ws.folders.values())
+        self._workspace = LSPWorkspace(ws.root_uri, ws._sync_kind, folders, ws.position_encoding)
 
     def shape_error(self, error: Any) -> Any:
         """Hook: the ResponseError actually sent for a failed request (default: as it is)."""
