@@ -1,6 +1,7 @@
 """What every sub-benchmark shares: machine info, statistics, tables, result files, the BLAS the
 processes use, and the three ways of talking to a model (mlxd over stdio, mlx_lm.server over
-HTTP, raw mlx-lm in-process).
+HTTP, raw mlx-lm in-process). The port, TOML and mlx_lm.server launcher are tests/kit.py's,
+shared with the test suite.
 
 Every number is measured on the client side (wall clock from sending a request to the first
 streamed token, and to the end), because that is what an editor user feels. mlxd's own
@@ -15,7 +16,6 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +26,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests import kit
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -368,43 +370,6 @@ def export_mlx_dir(spec: str) -> Path:
     return out
 
 
-# --- ports and configs --------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    raise TypeError(type(v))
-
-
-def toml(cfg: dict[str, Any]) -> str:
-    """A small TOML writer for nested tables of scalars and lists (all a config needs)."""
-    lines: list[str] = []
-
-    def table(prefix: str, d: dict[str, Any]) -> None:
-        scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
-        if prefix and scalars:
-            lines.append(f"[{prefix}]")
-        for k, v in scalars.items():
-            lines.append(f"{k} = {toml_value(v)}")
-        for k, v in d.items():
-            if isinstance(v, dict):
-                table(f"{prefix}.{k}" if prefix else k, v)
-
-    table("", cfg)
-    return "\n".join(lines) + "\n"
-
-
 # --- timings of one streamed generation ---------------------------------------------------------
 @dataclass
 class Gen:
@@ -464,7 +429,7 @@ class Daemon:
 
         self._tmp = tempfile.TemporaryDirectory(prefix="mlxd-bench-")
         path = Path(self._tmp.name) / "mlxd.toml"
-        path.write_text(toml(self.config))
+        kit.write_config(path, self.config)
         t0 = time.perf_counter()
         self.client = await Client.spawn(["--config", str(path)], env=self.env)
         self.client.on_notification = self._on_note
@@ -589,59 +554,21 @@ def local_config(model: str, **sections: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- mlx_lm.server over HTTP --------------------------------------------------------------------
-class MlxLmServer:
-    """`python -m mlx_lm.server` on loopback, with the same BLAS as this process."""
-
-    def __init__(self, model_dir: Path, *, extra: Sequence[str] = ()) -> None:
-        self.model_dir = model_dir
-        self.extra = list(extra)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
-        self.load_s: float | None = None
+class MlxLmServer(kit.MlxLmServer):
+    """`python -m mlx_lm.server` on loopback (tests/kit.py), with the same BLAS as this process,
+    and a client session for its chat endpoint."""
 
     async def __aenter__(self) -> MlxLmServer:
         import aiohttp
 
-        self._log = tempfile.NamedTemporaryFile(prefix="mlx-lm-server-", suffix=".log")
-        cmd = [sys.executable, "-m", "mlx_lm.server", "--model", str(self.model_dir)]
-        cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING"]
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd + self.extra, stdout=self._log, stderr=subprocess.STDOUT)
-        async with aiohttp.ClientSession() as session:
-            for _ in range(1200):
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"mlx_lm.server exited:\n{self.log_text()}")
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(
-                        self.url + "/health", timeout=aiohttp.ClientTimeout(total=1)
-                    ) as r:
-                        if r.status == 200:
-                            break
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError(f"mlx_lm.server not healthy after 120 s:\n{self.log_text()}")
-        self.load_s = time.perf_counter() - t0
+        await super().__aenter__()
         self.session = aiohttp.ClientSession()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             await self.session.close()
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-
-    def log_text(self) -> str:
-        self._log.flush()
-        return Path(self._log.name).read_text(errors="replace")[-4000:]
+        await super().__aexit__(*exc)
 
     def blas(self) -> str:
         return process_blas(self.proc.pid) if self.proc else "unknown"

@@ -21,13 +21,14 @@ import sys
 import time
 from typing import Any
 
+from tests.kit import free_port
+
 from .common import (
     REPO,
     Daemon,
     Options,
     fmt,
     fmt_stat,
-    free_port,
     local_config,
     log,
     model_label,

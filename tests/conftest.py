@@ -1,10 +1,9 @@
-"""Shared fixtures: a tiny real model, config files, and the real daemon over real stdio."""
+"""Shared fixtures: a tiny real model, config files, and the real daemon over real stdio (what
+bench/ shares too is in kit.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Any
 import pytest
 from lsprotocol import types as T
 from pytest_lsp import ClientServerConfig, LanguageClient
+
+from tests.kit import daemon_env, serve_cmd, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,11 +34,6 @@ def slow_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(
         tmp_path_factory.mktemp("tiny-slow") / "model", layers=8, hidden=512, intermediate=1024
     )
-
-
-def write_config(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
 
 
 def cloud_first_config(
@@ -118,13 +114,6 @@ class Session:
         return await asyncio.wait_for(poll(), timeout)
 
 
-def _env(extra: dict[str, str] | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.setdefault("MLXD_LOG_LEVEL", "DEBUG")
-    env.update(extra or {})
-    return env
-
-
 @asynccontextmanager
 async def daemon(
     config: Path | None = None,
@@ -135,8 +124,9 @@ async def daemon(
     process_id: int | None = None,
 ) -> AsyncIterator[Session]:
     """Start `python -m mlxd serve` as a subprocess, initialize it, and shut it down after."""
-    cmd = [sys.executable, "-m", "mlxd", "serve"] + (["--config", str(config)] if config else [])
-    client = await ClientServerConfig(server_command=cmd, server_env=_env(env)).start()
+    client = await ClientServerConfig(
+        server_command=serve_cmd(config), server_env=daemon_env(env)
+    ).start()
     session = Session(client)
 
     def on_progress(params: T.ProgressParams) -> None:

@@ -15,9 +15,9 @@ from lsprotocol import types as T
 
 from ..conftest import chat_params, daemon
 from ..fakes.providers import FakeProvider, Reply
-from ..test_inline_e2e import inline, open_doc
-from ..test_router import ENV, KEY
+from .test_inline_e2e import inline, open_doc
 from .test_real_input import _change, _close, ask, cloud_only
+from .test_router import ENV, KEY
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -519,7 +519,7 @@ async def test_odd_request_numbers_are_refused_naming_the_field(tiny_config: Pat
 async def test_keys_no_header_can_carry_fail_over(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
 ) -> None:
-    from ..test_router import make_config
+    from .test_router import make_config
 
     url = fake.openai_url if protocol == "openai" else fake.anthropic_url
     chains = {"chat": ["cloud", "local"], "complete": ["cloud", "local"]}
@@ -581,7 +581,7 @@ async def test_a_reload_mid_complete_and_mid_inline_answers_both(
 ) -> None:
     import asyncio
 
-    from ..test_router import make_config
+    from .test_router import make_config
 
     backends = {"slow": ("openai", fake.openai_url), "gone": ("openai", fake.openai_url)}
     timeouts = {"first_token_s": 2, "inline_first_token_s": 2}

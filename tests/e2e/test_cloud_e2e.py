@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from pygls.exceptions import JsonRpcException
 
-from .conftest import daemon
-from .fakes.providers import FakeProvider, Reply
+from tests.conftest import daemon
+from tests.fakes.providers import FakeProvider, Reply
+
 from .test_router import make_config
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import sys
 import time
 from asyncio.subprocess import PIPE
@@ -22,6 +21,7 @@ from pygls.exceptions import JsonRpcException
 
 from tests.conftest import Session, chat_params, daemon, write_config
 from tests.fakes.hf_hub import COMMIT, FakeHub
+from tests.kit import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -121,15 +121,9 @@ async def test_cancel_stops_the_download_and_a_later_request_starts_it_again(
     ).read_bytes()
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("how", ["connection refused", "HF_HUB_OFFLINE"])
 async def test_offline_says_so_once_with_what_to_do(tmp_path: Path, how: str) -> None:
-    env = hf_env(tmp_path, f"http://127.0.0.1:{closed_port()}", offline=how == "HF_HUB_OFFLINE")
+    env = hf_env(tmp_path, f"http://127.0.0.1:{free_port()}", offline=how == "HF_HUB_OFFLINE")
     async with daemon(hf_config(tmp_path), env=env) as s:
         status = await s.wait_status("error", timeout=60)
         text = status["message"]

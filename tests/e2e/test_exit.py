@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_protocol_errors import Raw
+from tests.e2e.test_protocol_errors import Raw
 
 pytestmark = pytest.mark.slow
 

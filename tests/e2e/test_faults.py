@@ -30,9 +30,11 @@ import pytest_lsp.client
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
-from .conftest import REPO, Session, _env, _plain, chat_params, daemon, write_config
-from .fakes.providers import FakeProvider, Reply
-from .test_router import closed_port, make_config
+from tests.conftest import REPO, Session, _plain, chat_params, daemon, write_config
+from tests.fakes.providers import FakeProvider, Reply
+from tests.kit import daemon_env, free_port
+
+from .test_router import make_config
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
@@ -111,7 +113,7 @@ async def rig(
             tiny_model,
             {
                 "cloud": (kind, base_url(kind, fake.root_url)),
-                "refused": (kind, base_url(kind, f"http://127.0.0.1:{closed_port()}")),
+                "refused": (kind, base_url(kind, f"http://127.0.0.1:{free_port()}")),
                 "dns": (kind, base_url(kind, "http://does-not-exist.invalid")),
                 "tls": (kind, base_url(kind, f"https://127.0.0.1:{fake.port}")),  # plain HTTP
             },
@@ -445,7 +447,7 @@ async def test_doctor_shows_a_configured_key_as_present_never_its_value(
         },
         {"chat": ["openai", "local"]},
     )
-    env = {**_env(ENV), "PYTHONPATH": str(REPO)}
+    env = {**daemon_env(ENV), "PYTHONPATH": str(REPO)}
     out = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "mlxd", "doctor", "--config", str(cfg)],

@@ -27,7 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import write_config
+from tests.conftest import write_config
+from tests.kit import frame
+
 from .test_protocol_errors import Raw
 
 pytestmark = pytest.mark.timeout(300)
@@ -199,11 +201,6 @@ class Fuzzer:
                 return
             assert time.monotonic() < deadline, f"work left running: {local}"
             time.sleep(0.02)
-
-
-def frame(msg: Any) -> bytes:
-    body = msg if isinstance(msg, bytes) else json.dumps(msg).encode()
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 @pytest.fixture(scope="module")
@@ -935,56 +932,3 @@ def test_the_daemon_is_still_whole_after_the_fuzz(fz: Fuzzer) -> None:
     ]
     assert "".join(deltas) == answer["result"]["text"]
     assert rss_kb(fz.raw.proc.pid) < 1_500_000
-
-
-# --- in-process: what the wire cannot show ------------------------------------------------------
-async def test_notifications_leave_no_pending_future_behind() -> None:
-    """pygls files a future for each notification run by a generator handler (didOpen,
-    didChange, didClose) and never drops it: one leaked future per keystroke. The dispatcher
-    drops them; after a thousand edits nothing is pending."""
-    import io
-
-    from mlxd.app import ConfigSources
-    from mlxd.server import MlxdServer, register
-    from mlxd.transport import Dispatcher
-    from mlxd.transport.framing import _Writer
-
-    ls = MlxdServer(ConfigSources(path=None))
-    register(ls)
-    out = io.BytesIO()
-    ls.protocol.set_writer(_Writer(out, lambda: None))
-    d = Dispatcher(ls.protocol)
-
-    def send(msg: dict[str, Any]) -> None:
-        d.handle(json.dumps({"jsonrpc": "2.0", **msg}).encode())
-
-    send({"id": 1, "method": "initialize", "params": {"processId": None, "capabilities": {}}})
-    uri = "file:///leak.py"
-    doc = {"uri": uri, "languageId": "python", "version": 1, "text": ""}
-    send({"method": "textDocument/didOpen", "params": {"textDocument": doc}})
-    for v in range(2, 1002):
-        change = {"textDocument": {"uri": uri, "version": v}, "contentChanges": [{"text": "x" * v}]}
-        send({"method": "textDocument/didChange", "params": change})
-    send({"method": "textDocument/didClose", "params": {"textDocument": {"uri": uri}}})
-    await asyncio.sleep(0.05)
-    assert ls.protocol.pending == {}
-    assert b'"id": 1' in out.getvalue()  # initialize was answered through the same path
-
-
-async def test_a_failing_dispatch_does_not_end_the_read_loop() -> None:
-    """A bug in handling one message is logged; the next frame is still read and handled."""
-    from mlxd.transport import read_frames
-
-    seen: list[bytes] = []
-
-    class Flaky:
-        def handle(self, body: bytes) -> None:
-            seen.append(body)
-            if len(seen) == 1:
-                raise RuntimeError("a bug")
-
-    reader = asyncio.StreamReader()
-    reader.feed_data(frame({"n": 1}) + frame({"n": 2}))
-    reader.feed_eof()
-    await asyncio.wait_for(read_frames(reader, Flaky()), 5)  # type: ignore[arg-type]
-    assert [json.loads(b)["n"] for b in seen] == [1, 2]

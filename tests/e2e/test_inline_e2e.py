@@ -9,7 +9,7 @@ import pytest
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
-from .conftest import Session, daemon, write_config
+from tests.conftest import Session, daemon, write_config
 
 URI = "file:///work/project/app.py"
 

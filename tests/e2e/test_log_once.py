@@ -11,7 +11,7 @@ import asyncio
 import re
 from pathlib import Path
 
-from tests.test_protocol_errors import Raw
+from tests.e2e.test_protocol_errors import Raw
 
 RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \w+ ([\w.]+): (.*)$")
 

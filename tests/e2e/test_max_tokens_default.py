@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import chat_params, daemon
+from tests.e2e.test_router import ENV, KEY, make_config, ready
 from tests.fakes.providers import FakeProvider, Reply
-from tests.test_router import ENV, KEY, make_config, ready
 
 pytestmark = pytest.mark.timeout(60)
 

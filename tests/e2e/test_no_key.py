@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_protocol_errors import Raw
 from tests.fakes import ENV_FILE
-from tests.test_protocol_errors import Raw
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import _plain, daemon
-from tests.test_inline_e2e import inline, inline_config, open_doc  # noqa: F401 (fixture)
+from tests.e2e.test_inline_e2e import inline, inline_config, open_doc  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.timeout(60)
 

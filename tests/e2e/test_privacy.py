@@ -7,8 +7,8 @@ from pathlib import Path
 
 from lsprotocol import types as T
 
-from .conftest import cloud_first_config, daemon
-from .fakes.providers import FakeProvider, Reply
+from tests.conftest import cloud_first_config, daemon
+from tests.fakes.providers import FakeProvider, Reply
 
 KEY = "sk-privacy-test-0123456789"
 

@@ -10,9 +10,9 @@ import pytest
 from lsprotocol import types as T
 
 from tests.conftest import chat_params, daemon
+from tests.e2e.test_privacy import KEY, open_doc
+from tests.e2e.test_privacy import config as _config
 from tests.fakes.providers import FakeProvider, Reply
-from tests.test_privacy import KEY, open_doc
-from tests.test_privacy import config as _config
 
 SECRET = "VAULT-SECRET-9f3a"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import _env
+from tests.kit import daemon_env, frame, serve_cmd
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,16 +30,13 @@ class Raw:
 
     @classmethod
     async def start(cls, config: Path | None, *, parent: list[str] | None = None) -> Raw:
-        args = [sys.executable, "-m", "mlxd", "serve"] + (
-            ["--config", str(config)] if config else []
-        )
         proc = await asyncio.create_subprocess_exec(
             *(parent or []),
-            *args,
+            *serve_cmd(config),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=_env(None),
+            env=daemon_env(),
             limit=1 << 24,
         )
         return cls(proc)
@@ -49,8 +46,7 @@ class Raw:
         self.proc.stdin.write(data)
 
     def send(self, msg: Any) -> None:
-        body = json.dumps(msg).encode() if not isinstance(msg, bytes) else msg
-        self.send_bytes(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.send_bytes(frame(msg))
 
     async def request(self, method: str, params: Any = None) -> dict[str, Any]:
         self._next += 1
@@ -246,7 +242,7 @@ async def test_parent_death_ends_the_daemon(tiny_config: Path, tmp_path: Path) -
         f"echo $! > {pidfile}; wait"
     )
     parent = await asyncio.create_subprocess_exec(
-        "bash", "-c", script, stdin=asyncio.subprocess.PIPE, env=_env(None)
+        "bash", "-c", script, stdin=asyncio.subprocess.PIPE, env=daemon_env()
     )
     while not pidfile.exists() or not pidfile.read_text().strip():
         await asyncio.sleep(0.05)

@@ -21,8 +21,8 @@ from mlxd.types import Message, Request
 
 from ..conftest import Session, chat_params, daemon
 from ..fakes.providers import FakeProvider, Reply
-from ..test_inline_e2e import inline, open_doc
-from ..test_router import ENV, KEY, cloud_then_local, make_config
+from .test_inline_e2e import inline, open_doc
+from .test_router import ENV, KEY, cloud_then_local, make_config
 
 pytestmark = pytest.mark.timeout(60)
 

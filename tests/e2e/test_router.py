@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,8 +18,9 @@ from aiohttp import web
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
-from .conftest import Session, _plain, chat_params, daemon, write_config
-from .fakes.providers import FakeProvider, Reply
+from tests.conftest import Session, _plain, chat_params, daemon, write_config
+from tests.fakes.providers import FakeProvider, Reply
+from tests.kit import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,20 +32,6 @@ HANG_GUARD_S = 30
 
 
 # --- helpers ----------------------------------------------------------------------------------
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_toml(k)} = {_toml(v)}" for k, v in value.items()) + "}"
-    raise TypeError(value)
-
-
 def make_config(
     path: Path,
     model: Path,
@@ -54,23 +40,20 @@ def make_config(
     timeouts: dict[str, Any] | None = None,
 ) -> Path:
     """A config with the tiny local model and one cloud backend per (protocol, url)."""
-    lines = ["[local]", f"model = {_toml(str(model))}", "preload = true", ""]
-    for name, (protocol, url) in backends.items():
-        lines += [
-            f"[backends.{name}]",
-            f"protocol = {_toml(protocol)}",
-            f"base_url = {_toml(url)}",
-            'api_key_env = "FAKE_KEY"',
-            f'model = "{name}-model"',
-            "",
-        ]
+    cfg: dict[str, Any] = {"local": {"model": str(model), "preload": True}}
+    cfg["backends"] = {
+        name: {
+            "protocol": protocol,
+            "base_url": url,
+            "api_key_env": "FAKE_KEY",
+            "model": f"{name}-model",
+        }
+        for name, (protocol, url) in backends.items()
+    }
     # A breaker that never opens unless a test asks for one: triggers must not interfere.
-    routing = {"cloud": True, "breaker_failures": 1000, **routing}
-    for section, values in (("routing", routing), ("timeouts", timeouts or {})):
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
-        lines.append("")
-    return write_config(path, "\n".join(lines))
+    cfg["routing"] = {"cloud": True, "breaker_failures": 1000, **routing}
+    cfg["timeouts"] = timeouts or {}
+    return write_config(path, cfg)
 
 
 def cloud_then_local(
@@ -84,13 +67,6 @@ def cloud_then_local(
         {"chat": ["cloud", "local"]},
         timeouts,
     )
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (connection refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -122,7 +98,7 @@ async def ready(s: Session) -> None:
 
 # --- fallback triggers ------------------------------------------------------------------------
 async def test_refused_cloud_is_served_by_local(tmp_path: Path, tiny_model: Path) -> None:
-    url = f"http://127.0.0.1:{closed_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     cfg = cloud_then_local(tmp_path, tiny_model, url)
     async with daemon(cfg, env=ENV) as s:
         await ready(s)

@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pygls.exceptions import JsonRpcException
 
-from tests.conftest import REPO, _env, chat_params, daemon
+from tests.conftest import REPO, chat_params, daemon
 from tests.e2e.hostile import MODES, Hostile
-from tests.test_faults import stderr_tee
+from tests.e2e.test_faults import stderr_tee
+from tests.kit import daemon_env
 
 pytestmark = pytest.mark.slow
 secret = st.text(alphabet="0123456789abcdef", min_size=12, max_size=40)
@@ -81,7 +82,7 @@ async def everything(cfg: Path, server: Hostile) -> str:
     doctor = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "mlxd", "doctor", "--config", str(cfg)],
-        env={**_env(None), "PYTHONPATH": str(REPO / "daemon")},
+        env={**daemon_env(), "PYTHONPATH": str(REPO / "daemon")},
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,7 +9,7 @@ import pytest
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
-from .conftest import chat_params, daemon, write_config
+from tests.conftest import chat_params, daemon, write_config
 
 
 async def test_initialize_advertises_capabilities(tiny_config: Path) -> None:

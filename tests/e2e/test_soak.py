@@ -23,7 +23,7 @@ import pytest
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
-from .conftest import Session, _plain, chat_params, daemon, write_config
+from tests.conftest import Session, _plain, chat_params, daemon, write_config
 
 N = int(os.environ.get("MLXD_SOAK_N", "1000"))
 CANCEL_SHARE = 0.9

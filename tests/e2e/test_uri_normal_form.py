@@ -10,7 +10,7 @@ import pytest
 from lsprotocol import types as T
 
 from tests.conftest import daemon, write_config
-from tests.test_inline_e2e import inline, open_doc
+from tests.e2e.test_inline_e2e import inline, open_doc
 
 ENCODED = [
     ("file:///home/ana/My%20Project/app.py", "file:///home/ana/My Project/app.py"),

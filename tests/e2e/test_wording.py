@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_protocol_errors import Raw
 from tests.fakes import ENV_FILE
-from tests.test_protocol_errors import Raw
 
 REPO = Path(__file__).resolve().parents[2]
 VSCODE = {"name": "Visual Studio Code", "version": "1.106.0"}

@@ -10,8 +10,8 @@ import pytest
 from lsprotocol import types as T
 
 from tests.conftest import chat_params, cloud_first_config, daemon
+from tests.e2e.test_privacy import open_doc
 from tests.fakes.providers import FakeProvider, Reply
-from tests.test_privacy import open_doc
 
 KEY = "sk-zero-bytes-0123456789"
 

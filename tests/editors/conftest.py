@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.kit import serve_cmd
+
 REPO = Path(__file__).resolve().parents[2]
 NVIM_PLUGIN = REPO / "editors" / "neovim"
 MIN_NVIM = (0, 10)
@@ -71,9 +73,7 @@ def nvim(request: pytest.FixtureRequest) -> Nvim:
 
 def daemon_cmd(config: Path) -> list[str]:
     """The console script users run, from this venv (falls back to `python -m mlxd`)."""
-    script = Path(sys.executable).parent / "mlxd"
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "mlxd"]
-    return [*base, "serve", "--config", str(config)]
+    return serve_cmd(config, script=True)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 
 from mlxd.config import BackendConfig, Config, InlineConfig, LanguageConfig, decode
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [
     ROOT / "README.md",
     *sorted((ROOT / "docs").glob("*.md")),

@@ -33,6 +33,7 @@ from mlxd.secrets import KeyStore
 from mlxd.types import Delta, Done, Message, Request
 from tests.fakes import FileKeyring
 from tests.fakes.providers import FakeProvider, Reply, http_date
+from tests.kit import free_port
 
 KEY = "sk-test-0123456789abcdefSECRET"
 TIMEOUTS = TimeoutsConfig(connect_s=1.0, idle_s=0.5)
@@ -322,9 +323,7 @@ async def test_oversized_event_is_protocol_error(fake):
 
 
 async def test_connection_refused_is_connect_error():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cfg = BackendConfig(base_url=f"http://127.0.0.1:{port}/v1", model="m")
     backend = OpenAIBackend("openai", cfg, TIMEOUTS, KeyStore())
     _, err = await failure(backend, chat("hi"))
@@ -433,7 +432,7 @@ async def test_key_never_in_debug_logs_or_errors(fake, caplog):
 
 # --- the fake as a separate process (how end-to-end tests can script it) ------------------
 async def test_fake_provider_as_a_subprocess_is_scripted_over_http():
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -22,7 +22,7 @@ from mlxd.log_redact import RedactingFilter, install_redaction, uninstall_redact
 from mlxd.secrets import REDACTED, SERVICE, KeyStore, key_sources
 from tests.fakes import ENV_FILE, FileKeyring
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEY = "sk-proj-SECRET-abcdefghijklmnop"
 
 

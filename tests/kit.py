@@ -1,0 +1,132 @@
+"""The test kit shared by tests/ and bench/ (`python -m bench` runs from the repository root, so
+`tests` is importable there too): a free loopback port, a TOML writer for config files, the
+daemon's command line and environment, LSP framing, and `mlx_lm.server` on loopback.
+
+No pytest here: the benchmarks run without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+
+def free_port() -> int:
+    """A loopback port free right now (bound, then released: nobody listens on it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def toml(cfg: dict[str, Any]) -> str:
+    """A config as TOML: nested dicts are tables (`{"routing": {"models": {...}}}`)."""
+    return tomli_w.dumps(cfg)
+
+
+def write_config(path: Path, config: str | dict[str, Any]) -> Path:
+    """Write a config file (TOML text, or a dict written as TOML) and return its path."""
+    path.write_text(config if isinstance(config, str) else toml(config))
+    return path
+
+
+def serve_cmd(config: Path | None = None, *, script: bool = False) -> list[str]:
+    """The command line of `mlxd serve` for this venv: `python -m mlxd`, or with `script` the
+    console script users run (falling back to `python -m mlxd` where it is not installed)."""
+    console = Path(sys.executable).parent / "mlxd"
+    base = [str(console)] if script and console.exists() else [sys.executable, "-m", "mlxd"]
+    return [*base, "serve", *(["--config", str(config)] if config else [])]
+
+
+def daemon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment for a daemon child: without pytest's variables, logging at DEBUG unless
+    MLXD_LOG_LEVEL is set, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.setdefault("MLXD_LOG_LEVEL", "DEBUG")
+    env.update(extra or {})
+    return env
+
+
+def frame(msg: Any) -> bytes:
+    """One LSP frame: a JSON-RPC message (or raw body bytes) behind its Content-Length header."""
+    body = msg if isinstance(msg, bytes) else json.dumps(msg).encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+class MlxLmServer:
+    """`python -m mlx_lm.server` for `model_dir` on a free loopback port, healthy on entry,
+    stopped on exit. Raises RuntimeError (with the server's log) when it exits or is not
+    healthy within `start_s`."""
+
+    def __init__(self, model_dir: Path, *, extra: Sequence[str] = (), start_s: float = 120):
+        self.model_dir = model_dir
+        self.extra = list(extra)
+        self.start_s = start_s
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+        self.load_s: float | None = None  # seconds from start to healthy
+
+    async def __aenter__(self) -> MlxLmServer:
+        self._log = tempfile.NamedTemporaryFile(prefix="mlx-lm-server-", suffix=".log")
+        cmd = [sys.executable, "-m", "mlx_lm.server", "--model", str(self.model_dir)]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "WARNING"]
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(cmd + self.extra, stdout=self._log, stderr=subprocess.STDOUT)
+        try:
+            await self._wait_healthy()
+        except BaseException:
+            await self.__aexit__()
+            raise
+        self.load_s = time.perf_counter() - t0
+        return self
+
+    async def _wait_healthy(self) -> None:
+        import aiohttp
+
+        assert self.proc is not None
+        async with aiohttp.ClientSession() as session:
+            for _ in range(int(self.start_s * 10)):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"mlx_lm.server exited:\n{self.log_text()}")
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(
+                        self.url + "/health", timeout=aiohttp.ClientTimeout(total=1)
+                    ) as r:
+                        if r.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(
+            f"mlx_lm.server not healthy after {self.start_s:g} s:\n{self.log_text()}"
+        )
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_text(self) -> str:
+        """The last 4000 characters of the server's output."""
+        if self._log is None:
+            return ""
+        self._log.flush()
+        return Path(self._log.name).read_text(errors="replace")[-4000:]
