@@ -33,12 +33,9 @@ demo: venv
 test: lint $(NVIM_STAMP) $(NVIM011_STAMP) vscode-test-deps
 	$(BIN)/python -m pytest -q
 
-# The unit tier plus today's flat test files that start no daemon and load no model (they move
-# under tests/unit in phase 2 of issue #13). About 20 s on a loaded 2-core machine.
-FAST_TESTS := tests/unit tests/test_config.py tests/test_docs.py tests/test_inline_cache.py \
-	tests/test_inline_context.py tests/test_inline_fim.py tests/test_inline_postprocess.py \
-	tests/test_inline_engine.py tests/test_sse.py tests/test_anthropic_backend.py \
-	tests/test_openai_backend.py tests/test_secrets.py
+# The unit tier (tests/unit: no daemon process, no model); tests/e2e and tests/editors start the
+# daemon, load models or drive editors. About 40 s on a loaded 2-core machine.
+FAST_TESTS := tests/unit
 
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow" $(FAST_TESTS)

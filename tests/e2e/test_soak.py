@@ -5,7 +5,7 @@ end is what it was at the start.
 
 `make test` runs a short form (MLXD_SOAK_N, default 1000 requests); the full soak of the issue
 is `MLXD_SOAK_N=10000 make test` (or `MLXD_SOAK_N=10000 .venv/bin/python -m pytest -q
-tests/test_soak.py`). The measured numbers are printed (`-s` shows them).
+tests/e2e/test_soak.py`). The measured numbers are printed (`-s` shows them).
 """
 
 from __future__ import annotations
