@@ -11,14 +11,11 @@ from hypothesis import strategies as st
 from mlxd.inline.postprocess import (
     clean,
     cut_at_dedent,
-    cut_at_end_marker,
     cut_at_suffix,
     drop_blank,
     drop_duplicate_of_next_line,
     drop_reclosed_brackets,
     drop_repeated_lines,
-    first_line_only,
-    first_lines,
     strip_trailing_whitespace,
 )
 from mlxd.prompts import CursorContext, context_at
@@ -31,18 +28,6 @@ def at(doc: str) -> CursorContext:
 
 
 # --- single rules -------------------------------------------------------------------------
-def test_first_line_only() -> None:
-    assert first_line_only("a, b)\n    return x") == "a, b)"
-    assert first_line_only("\nnext line") == ""
-
-
-def test_first_lines_counts_lines_with_text_only() -> None:
-    assert first_lines("a, b)\n    return x", 1) == "a, b)"
-    assert first_lines("\n\n    y = 2\n    z = 3", 1) == "\n\n    y = 2"  # starts below
-    assert first_lines("x\n\ny\nz", 2) == "x\n\ny"
-    assert first_lines("only", 3) == "only"
-
-
 def test_clean_keeps_one_line_where_one_is_asked_for() -> None:
     ctx = at("total = 0┃\n")
     ctx.max_lines = 1
@@ -57,12 +42,6 @@ def test_strip_trailing_whitespace_on_each_line_and_at_the_end() -> None:
 def test_strip_trailing_whitespace_keeps_the_end_that_runs_into_the_line() -> None:
     assert strip_trailing_whitespace("a + ", keep_end=True) == "a + "
     assert strip_trailing_whitespace("x  \na + ", keep_end=True) == "x\na + "
-
-
-def test_cut_at_end_marker() -> None:
-    assert cut_at_end_marker("x + 1<|endoftext|>garbage") == "x + 1"
-    assert cut_at_end_marker("a<file_sep>b<|im_end|>") == "a"
-    assert cut_at_end_marker("<s>bold</s>") == "<s>bold</s>"  # HTML is not an end marker
 
 
 def test_cut_at_suffix_drops_the_overlap_with_the_rest_of_the_line() -> None:

@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mlxd.config import InlineConfig, LanguageConfig
+from mlxd.models import StopPolicy
 from mlxd.prompts import (
     COUNTS,
     CursorContext,
     Encoding,
+    apply_selection,
     context_at,
     file_header,
     format_snippets,
@@ -159,7 +161,7 @@ class InlineEngine:
         encoding = normalize_encoding(encoding)
         selection = selected_text is not None and selected_range is not None
         if selection:
-            text, offset = _apply_selection(text, encoding, selected_text or "", selected_range)
+            text, offset = apply_selection(text, encoding, selected_text or "", selected_range)
         else:
             offset = position_to_offset(text, line, character, encoding)
         ctx = context_at(text, offset, uri=uri, language=language)
@@ -250,6 +252,7 @@ class InlineEngine:
         should find the whole budget's worth of text. Both trims snap to the same line grid.
         """
         prefix, suffix = trim(ctx.prefix, ctx.suffix, self.cfg.context_tokens, _loose_tokens)
+        policy = StopPolicy.inline(ctx.single_line, ctx.max_lines)
         return Request(
             kind="inline",
             prefix=prefix,
@@ -258,9 +261,9 @@ class InlineEngine:
             header=ctx.header,
             max_tokens=self.cfg.max_tokens,
             temperature=0.0,
-            stop=["\n"] if ctx.single_line else [],
+            stop=policy.strings,
             max_time_s=self.cfg.max_ms / 1000,
-            max_lines=ctx.max_lines,
+            max_lines=policy.max_lines,
         )
 
     async def _run(self, ctx: CursorContext, requests: list[Request] | None = None) -> Any:
@@ -336,13 +339,3 @@ def _ends_cut(raw: str, suggestion: str) -> bool:
     """Whether `suggestion` ends with the unfinished last line of a cut generation."""
     tail = raw.replace("\r\n", "\n").rsplit("\n", 1)[-1].rstrip()
     return bool(tail.strip() and suggestion.rstrip().endswith(tail.strip()))
-
-
-def _apply_selection(
-    text: str, encoding: Encoding, selected_text: str, selected_range: Range
-) -> tuple[str, int]:
-    """The document as if the selected popup item were accepted, and the cursor after it."""
-    start_line, start_char, end_line, end_char = selected_range
-    start = position_to_offset(text, start_line, start_char, encoding)
-    end = max(start, position_to_offset(text, end_line, end_char, encoding))
-    return text[:start] + selected_text + text[end:], start + len(selected_text)

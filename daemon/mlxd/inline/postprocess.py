@@ -8,6 +8,7 @@ them in order. Completions use "\\n" line breaks (the model's), whatever the doc
 
 from __future__ import annotations
 
+from ..models import StopPolicy
 from ..prompts import CursorContext
 
 # Each closing bracket with its opening one.
@@ -17,33 +18,6 @@ _CLOSERS = frozenset(_OPENER_OF)
 _QUOTES = "\"'`"
 # A line ending with one of these opens a block: the completion is that block's body.
 _BLOCK_OPENERS = (":", "{", "(", "[")
-# Special-token text that ends a completion if a backend let it through (it should stop on
-# them). Ambiguous ones that real code contains (`</s>`, `<PRE>`) are left out.
-END_MARKERS = (
-    "<|endoftext|>",
-    "<|im_end|>",
-    "<|fim_prefix|>",
-    "<|fim_suffix|>",
-    "<|fim_middle|>",
-    "<|fim_pad|>",
-    "<|file_sep|>",
-    "<|repo_name|>",
-    "<|file_separator|>",
-    "<fim_prefix>",
-    "<fim_suffix>",
-    "<fim_middle>",
-    "<file_sep>",
-    "<EOT>",
-    "<|EOT|>",
-    "<end_of_turn>",
-    "<\uff5cfim\u2581begin\uff5c>",
-    "<\uff5cfim\u2581hole\uff5c>",
-    "<\uff5cfim\u2581end\uff5c>",
-    "<\uff5cend\u2581of\u2581sentence\uff5c>",
-    "[PREFIX]",
-    "[SUFFIX]",
-    "[MIDDLE]",
-)
 # Longest run of lines checked for a loop (the same n lines twice in a row).
 MAX_LOOP_LINES = 4
 TAB_WIDTH = 4
@@ -96,29 +70,6 @@ def _previous_line(ctx: CursorContext) -> str:
 
 
 # --- the rules ----------------------------------------------------------------------------
-def cut_at_end_marker(text: str) -> str:
-    """Cut at the first end-of-text / FIM marker that came through as text."""
-    cut = min((i for m in END_MARKERS if (i := text.find(m)) != -1), default=-1)
-    return text if cut == -1 else text[:cut]
-
-
-def first_line_only(text: str) -> str:
-    """Single-line mode (cursor mid-line): the suggestion ends at the first newline."""
-    return text.split("\n", 1)[0]
-
-
-def first_lines(text: str, n: int) -> str:
-    """At most `n` lines with text in them (blank lines before them are kept: a suggestion at
-    the end of a finished line starts on the next one)."""
-    lines = text.split("\n")
-    seen = 0
-    for i, line in enumerate(lines):
-        seen += bool(line.strip())
-        if seen == n:
-            return "\n".join(lines[: i + 1])
-    return text
-
-
 def strip_trailing_whitespace(text: str, keep_end: bool = False) -> str:
     """Strip trailing whitespace on each line and trailing blank lines (ghost text shows them).
 
@@ -263,11 +214,8 @@ def drop_blank(text: str) -> str:
 
 def clean(completion: str, ctx: CursorContext) -> str:
     """Apply every rule in order; "" means there is nothing worth showing."""
-    text = cut_at_end_marker(completion.replace("\r\n", "\n"))
-    if ctx.single_line:
-        text = first_line_only(text)
-    elif ctx.max_lines:
-        text = first_lines(text, ctx.max_lines)
+    # Where the answer ends (end markers, one line only, max_lines): the request's StopPolicy.
+    text = StopPolicy.inline(ctx.single_line, ctx.max_lines).cut(completion.replace("\r\n", "\n"))
     mid_line = bool(ctx.line_suffix.strip())
     text = strip_trailing_whitespace(text, keep_end=mid_line)
     text = cut_at_suffix(text, ctx)

@@ -20,7 +20,7 @@ from .loader import (
     load_model,
 )
 from .pool import ModelPool
-from .stops import StopMatcher, finished_lines
+from .stops import END_MARKERS, StopMatcher, StopPolicy, finished_lines, first_lines
 
 __all__ = [
     "EMBEDDED",
@@ -39,6 +39,9 @@ __all__ = [
     "ModelPool",
     "Progress",
     "StopMatcher",
+    "StopPolicy",
+    "END_MARKERS",
+    "first_lines",
     "describe",
     "embedded_model_path",
     "finished_lines",

@@ -25,6 +25,7 @@ from .fim import (
 )
 from .positions import (
     Encoding,
+    apply_selection,
     column_to_offset,
     normalize_encoding,
     offset_to_column,
@@ -35,6 +36,7 @@ from .snippets import SNIPPET_LINES, Snippet, neighbor_snippets
 from .trimming import PREFIX_SHARE, SNAP_LINES, TokenCounter, approx_tokens, trim
 
 __all__ = [
+    "apply_selection",
     "COUNTS",
     "CODEGEMMA",
     "CODELLAMA",

@@ -85,6 +85,18 @@ def offset_to_position(text: str, offset: int, encoding: Encoding = "utf-16") ->
     return len(lines) - 1, offset_to_column(lines[-1], len(lines[-1]), encoding)
 
 
+def apply_selection(
+    text: str, encoding: Encoding, selected_text: str, selected_range: tuple[int, int, int, int]
+) -> tuple[str, int]:
+    """The document as if the selected popup item were accepted, and the cursor after it
+    (LSP's selectedCompletionInfo; `selected_range` = start line, start character, end line,
+    end character in `encoding` units)."""
+    start_line, start_char, end_line, end_char = selected_range
+    start = position_to_offset(text, start_line, start_char, encoding)
+    end = max(start, position_to_offset(text, end_line, end_char, encoding))
+    return text[:start] + selected_text + text[end:], start + len(selected_text)
+
+
 def normalize_encoding(value: object) -> Encoding:
     """The encoding named by an LSP PositionEncodingKind, a plain string or an enum member.
 

@@ -38,7 +38,7 @@ from ..errors import (
     UnknownModel,
     as_failure,
 )
-from ..models import AnswerFilter, finished_lines
+from ..models import AnswerFilter, StopPolicy
 from ..stream_redact import Secrets, StreamRedactor
 from ..types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
 from .breakers import Breakers
@@ -130,8 +130,9 @@ class Router:
         chain = [backend] if backend else self.chain(request.kind, model)
         if request.max_tokens is None:  # one default for every backend: a fallback keeps it
             request = replace(request, max_tokens=self.config.routing.max_tokens)
-        answer = AnswerFilter(request.kind, request.stop, request.language)
-        run = Run(on_delta, answer, on_reasoning, list(documents or []))
+        policy = StopPolicy.of(request)
+        answer = AnswerFilter(request.kind, policy.strings, request.language)
+        run = Run(on_delta, answer, on_reasoning, list(documents or []), policy=policy)
         if self.secrets is not None:
             run.guards = (StreamRedactor(self.secrets), StreamRedactor(self.secrets))
         attempts: list[Attempt] = []
@@ -320,9 +321,8 @@ class Router:
         if run.answer.stopped:  # a stop sequence or a closing fence: close it
             return Done("stop", 0, deltas, name)
         # Only a newline can finish a line: count them only when one arrives.
-        if req.max_lines and "\n" in piece.text:
-            if finished_lines(run.text + held(run)) >= req.max_lines:
-                return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
+        if "\n" in piece.text and run.policy.enough_lines(run.text + held(run)):
+            return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
         return None
 
     # --- circuit breaker --------------------------------------------------------------------

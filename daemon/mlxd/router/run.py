@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..models import AnswerFilter, Piece
+from ..models import AnswerFilter, Piece, StopPolicy
 from ..stream_redact import StreamRedactor
 from ..types import DeltaFn
 
@@ -32,6 +32,7 @@ class Run:
     # (reasoning, text) redactors; they hold text back only once a cloud backend streamed.
     guards: tuple[StreamRedactor, StreamRedactor] | None = None
     cloud: bool = False
+    policy: StopPolicy = field(default_factory=StopPolicy)  # where the answer ends
 
 
 def emit(run: Run, piece: Piece, name: str) -> None:
