@@ -22,7 +22,8 @@ def pygls_private_names() -> set[str]:
     server = LanguageServer("probe", "0")
     document = TextDocument("file:///probe.py", "x = 1\n")
     names: set[str] = set()
-    objects = (server, server.protocol, LanguageServer, LanguageServerProtocol, Workspace, document)
+    workspace = Workspace(None)
+    objects = (server, server.protocol, LanguageServer, LanguageServerProtocol, workspace, document)
     for obj in objects:
         names.update(dir(obj))
         names.update(getattr(obj, "__dict__", {}))
@@ -53,6 +54,7 @@ def test_pygls_private_attributes_are_used_only_in_the_adapter() -> None:
     names = pygls_private_names()
     assert {"_send_data", "_request_futures", "_shutdown", "_server", "_send_response"} <= names
     assert {"_workspace", "_source", "_apply_incremental_change", "_create_text_document"} <= names
+    assert {"_text_documents", "_cell_in_notebook", "_sync_kind"} <= names
     outside = {
         module: uses
         for module, path in daemon_modules().items()
