@@ -88,7 +88,7 @@ class MlxLmServer:
         try:
             await self._wait_healthy()
         except BaseException:
-            await self.__aexit__()
+            self._stop()
             raise
         self.load_s = time.perf_counter() - t0
         return self
@@ -113,6 +113,9 @@ class MlxLmServer:
         )
 
     async def __aexit__(self, *exc: object) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
             try:
