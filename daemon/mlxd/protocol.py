@@ -145,7 +145,9 @@ P = TypeVar("P", bound=Params)
 
 def parse(params: Any, cls: type[P]) -> P:
     """Validate raw JSON params into `cls`, with an error message that names the field."""
-    if params is None:
+    # JSON-RPC 2.0: absent params, or by-position params with no entries, mean "no parameters".
+    # Lua has one empty table, which Neovim encodes as `[]`: `{}` from a Lua client arrives so.
+    if params is None or params == []:
         params = {}
     try:
         return msgspec.convert(params, cls)

@@ -278,3 +278,12 @@ def test_keys_list_checks_candidates_and_never_prints_values(capsys):
     out = capsys.readouterr()
     assert out.out.split() == ["set-elsewhere"] and KEY not in out.out + out.err
     assert cmd_keys_delete("absent") == 1
+
+
+def test_keys_list_with_nothing_stored_says_so(capsys):
+    """A new user's first `mlxd keys list` printed nothing at all (new-user pass, finding 16)."""
+    from mlxd.cli.keys import cmd_keys_list
+
+    assert cmd_keys_list(["nothing-here"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and "no keys stored" in out.err and "mlxd keys set" in out.err

@@ -8,9 +8,11 @@ as an editor would.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from .. import __version__
+from ..client import RpcError
 from .human import cmd_chat, cmd_demo, cmd_doctor, cmd_models
 from .keys import cmd_keys
 from .serve import cmd_serve
@@ -21,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except RpcError as exc:  # the daemon refused the request: its reason in one line
+        print(f"mlxd {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
