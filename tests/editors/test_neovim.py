@@ -12,12 +12,13 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import NVIM_PLUGIN, Nvim, NvimRunner, daemon_cmd
+from .conftest import NVIM_PLUGIN, Nvim, NvimRunner, daemon_cmd, in_thread
 
 pytestmark = [pytest.mark.slow, pytest.mark.editor, pytest.mark.timeout(90)]
 
@@ -460,3 +461,42 @@ def test_several_items_show_their_count_and_cycle(
     ], ctx
     assert re.fullmatch(r"x = gamma_\d+", r["line"]), ctx
     assert r["rest_gone"], ctx
+
+
+def test_cancel_stops_a_model_download(
+    neovim: NvimRunner, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Item 20 of issue #18 (Neovim): a Hugging Face download shows its bytes in the statusline
+    and :MlxdCancel, with no answer streaming, stops it (window/workDoneProgress/cancel): the
+    daemon hangs up mid-file and says the load was cancelled."""
+    from tests.fakes.hf_hub import FakeHub
+
+    repo = "mlx-community/tiny-mlxd-test-4bit"
+    sample_file(tmp_path, "x = 1\n")
+    config = tmp_path / "mlxd.toml"
+    config.write_text(f'[local]\nmodel = "{repo}"\npreload = true\n')
+    # ~944 kB at 16 kB per 0.2 s: about 12 s, far longer than the scenario needs.
+    with in_thread(FakeHub(repo, tiny_model, delay_s=0.2)) as hub:
+        env = scenario_env(
+            config,
+            tmp_path,
+            HF_ENDPOINT=hub.url,
+            HF_HOME=str(tmp_path / "hf"),
+            HF_HUB_CACHE=str(tmp_path / "hf" / "hub"),
+            HF_HUB_OFFLINE="0",
+            HF_HUB_DISABLE_TELEMETRY="1",
+        )
+        run = neovim.run("download", env)
+        deadline = time.monotonic() + 10  # the hub sees the hang-up on its own loop
+        while not hub.aborted_files and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent, total, aborted = hub.bytes_sent, hub.total_bytes, list(hub.aborted_files)
+    r, ctx = run.result, run.context()
+    shown = r["downloading"]
+    assert re.fullmatch(rf"mlxd: downloading {repo}: \d+ / 1 MB \(\d+%\) \d+%", shown), ctx
+    assert r["cancellable"] == 1, ctx
+    assert r["notes"][0]["msg"].startswith(f"mlxd: cancelling downloading {repo}: "), ctx
+    assert "cancelled" in r["status_message"] and repo in r["status_message"], ctx
+    assert r["statusline"].startswith("mlxd: error") and "cancelled" in r["statusline"], ctx
+    assert r["again"] == [] and r["notes"][-1]["msg"] == "mlxd: nothing to cancel", ctx
+    assert "model.safetensors" in aborted and sent < total, ctx
