@@ -500,3 +500,46 @@ def test_cancel_stops_a_model_download(
     assert r["statusline"].startswith("mlxd: error") and "cancelled" in r["statusline"], ctx
     assert r["again"] == [] and r["notes"][-1]["msg"] == "mlxd: nothing to cancel", ctx
     assert "model.safetensors" in aborted and sent < total, ctx
+
+
+def test_chat_shows_reasoning_apart_from_the_answer(
+    neovim: NvimRunner, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A provider that streams `reasoning_content` before its answer (the daemon's reasoning
+    deltas): the chat buffer shows it in a quoted block, folded once the answer starts, and the
+    answer text, the history and the code blocks hold the answer alone."""
+    from tests.fakes.providers import FakeProvider, Reply
+
+    config = tmp_path / "mlxd.toml"
+    with in_thread(FakeProvider(require_key="sk-reason-1")) as fake:
+        config.write_text(
+            f'[local]\nmodel = "{tiny_model}"\npreload = false\n\n'
+            '[routing]\ncloud = true\nchat = ["cloudy"]\n\n'
+            f'[backends.cloudy]\nbase_url = "{fake.openai_url}"\nmodel = "m"\n'
+            'api_key_env = "MLXD_REASONING_KEY"\n'
+        )
+        thoughts = ["The user asks why.\n", "Step one", ", step two."]
+        answer = ["Because:\n\n", "```python\nx = 1\n```\n"]
+        fake.default = Reply.text(answer, reasoning=thoughts)
+        env = scenario_env(config, tmp_path, MLXD_REASONING_KEY="sk-reason-1")
+        run = neovim.run("reasoning", env)
+    r, ctx = run.result, run.context()
+    assert r.get("err") is None, ctx
+    res = r["result"]
+    assert res["backend"] == "cloudy" and res["text"] == "".join(answer), ctx
+    assert res["reasoning"] == "".join(thoughts), ctx
+    assert "".join(r["reasoning_events"]) == res["reasoning"], ctx
+    block = [
+        "> *reasoning*",
+        "> The user asks why.",
+        "> Step one, step two.",
+    ]
+    # The reasoning was on screen before the first answer token, under the header.
+    assert r["reasoning_snapshot"].endswith("## mlxd\n" + "\n".join(block)), ctx
+    assert r["first_text_snapshot"].endswith("\n".join(block) + "\n\n" + answer[0]), ctx
+    assert r["final"].endswith("## mlxd\n" + "\n".join(block) + "\n\n" + res["text"]), ctx
+    # Folded (closed) in the chat window; the answer is not.
+    closed = [f["line"] for f in r["folded"] if f["closed"]]
+    assert r["fold_win_is_chat"] and closed == block, ctx
+    assert r["history"][-1] == {"role": "assistant", "content": res["text"]}, ctx
+    assert r["blocks"] == [{"lang": "python", "lines": ["x = 1"]}], ctx
