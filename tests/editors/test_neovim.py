@@ -8,8 +8,10 @@ model's words are random, so the checks compare with what the daemon itself retu
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -543,3 +545,37 @@ def test_chat_shows_reasoning_apart_from_the_answer(
     assert r["fold_win_is_chat"] and closed == block, ctx
     assert r["history"][-1] == {"role": "assistant", "content": res["text"]}, ctx
     assert r["blocks"] == [{"lang": "python", "lines": ["x = 1"]}], ctx
+
+
+def _alive(pid: int) -> bool:
+    """The process runs (a zombie waiting for its parent to reap it has exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("case", ["streaming", "prefill"])
+def test_quit_while_a_chat_runs_leaves_no_daemon(
+    case: str, neovim: NvimRunner, tiny_model: Path, slow_tiny_model: Path, tmp_path: Path
+) -> None:
+    """Item 16 of issue #18 (Neovim): `:qa!` while an answer streams, or while the model
+    prefills a long question, leaves no mlxd process: the daemon is gone within 1 s of Neovim's
+    exit (it used to finish the MLX thread's work first: seconds of orphan)."""
+    model = tiny_model if case == "streaming" else slow_tiny_model
+    config = tmp_path / "mlxd.toml"
+    config.write_text(f'[local]\nmodel = "{model}"\npreload = true\nmax_tokens = 4000\n')
+    run = neovim.run("quit", scenario_env(config, tmp_path, MLXD_TEST_CASE=case))
+    exited = time.monotonic()
+    r, ctx = run.result, run.context()
+    pids = r["daemon_pids"]
+    assert len(pids) == 1 and r["busy"], ctx
+    assert (r["deltas"] >= 3) if case == "streaming" else (r["deltas"] == 0), ctx
+    while _alive(pids[0]) and time.monotonic() - exited < 10:
+        time.sleep(0.02)
+    gone_after = time.monotonic() - exited
+    if _alive(pids[0]):
+        os.kill(pids[0], signal.SIGKILL)  # never leave it behind
+    print(f"{case}: the daemon was gone {gone_after:.2f} s after Neovim exited")
+    assert gone_after < 1.0, f"the daemon ran {gone_after:.2f} s after Neovim quit\n{ctx}"
