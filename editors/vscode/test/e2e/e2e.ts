@@ -36,6 +36,11 @@ const WORK = env('MLXD_E2E_WORKDIR');
 const OPENAI_URL = env('MLXD_E2E_OPENAI_URL');
 const API_KEY = env('MLXD_E2E_API_KEY');
 const ARTIFACTS = process.env.MLXD_E2E_ARTIFACTS ?? path.join(WORK, 'artifacts');
+// A loopback fake Hugging Face Hub serving HF_REPO slowly (the Python test runs it).
+const HF_URL = env('MLXD_E2E_HF_URL');
+const HF_REPO = env('MLXD_E2E_HF_REPO');
+// Development only: run just these sections (comma-separated names of main()'s steps).
+const ONLY = process.env.MLXD_E2E_ONLY?.split(',');
 
 const dirs = {
   ws: path.join(WORK, 'ws'),
@@ -865,6 +870,37 @@ async function serverPathTest(page: Page): Promise<void> {
   check(!/ENOENT|spawn /.test(after), `still no raw spawn error after the fix (${after})`);
 }
 
+/** A Hugging Face model download (issue #18 item 20): a notification shows the bytes with a
+ * Cancel button, and Cancel stops the download (window/workDoneProgress/cancel): the daemon
+ * ends the load as cancelled. The client library's own progress is in the status bar only,
+ * where VS Code offers no cancel. Runs last: it leaves the daemon without a model. */
+async function downloadTest(page: Page): Promise<void> {
+  const hf = path.join(WORK, 'hf');
+  const config = (settings['mlxd.config'] ?? {}) as Record<string, unknown>;
+  const local = (config.local ?? {}) as Record<string, unknown>;
+  const errorsBefore = statusStates().filter((s) => s === 'error').length;
+  await editSettings(page, {
+    'mlxd.serverEnv': { HF_ENDPOINT: HF_URL, HF_HOME: hf, HF_HUB_CACHE: path.join(hf, 'hub'), HF_HUB_OFFLINE: '0', HF_HUB_DISABLE_TELEMETRY: '1' },
+    'mlxd.config': { ...config, local: { ...local, model: HF_REPO, preload: true } },
+  });
+  const toast = page.locator('.notifications-toasts .notification-toast', { hasText: `downloading ${HF_REPO}` }).first();
+  await toast.waitFor({ timeout: 60_000 });
+  result.downloadToast = ((await toast.textContent()) ?? '').trim();
+  log(`download notification: ${result.downloadToast}`);
+  check(/downloading \S+: \d+ \/ 1 MB \(\d+%\)/.test(String(result.downloadToast)), `the notification shows the bytes (${result.downloadToast})`);
+  await toast.locator('.monaco-button', { hasText: 'Cancel' }).click();
+  await waitFor('the daemon to end the load as cancelled', () => (statusStates().filter((s) => s === 'error').length > errorsBefore ? true : undefined), 15_000, 200);
+  await toast.waitFor({ state: 'detached', timeout: 10_000 });
+  const status = await statusText(page);
+  result.statusAfterDownloadCancel = status;
+  check(/mlxd: error/.test(status ?? ''), `the status bar says the load ended (${status})`);
+  result.downloadCancelled = true;
+  log(`download cancelled: ${status}`);
+}
+
+const statusStates = (): (string | undefined)[] =>
+  readTrace().filter((r) => r.kind === 'status').map((r) => (r as { state?: string }).state);
+
 /** The extension's output channel as VS Code writes it to disk (the daemon's log included). */
 function extensionLogs(): string[] {
   const found: string[] = [];
@@ -931,14 +967,18 @@ async function main(): Promise<void> {
     check(states.includes('ready'), `the daemon's mlxd/status notifications reached the extension (${states.join(', ')})`);
     check(progress[0] === 'begin' && progress.at(-1) === 'end', `model loading showed as work-done progress (${progress.join(', ')})`);
 
-    await inlineTest(page);
-    await chatTest(page);
-    await menuTest(page);
-    await logTest();
-    await crashTest(page);
-    await keybindingsTest(page);
-    await keyTest(page);
-    await serverPathTest(page);
+    const steps: [string, () => Promise<void>][] = [
+      ['inline', () => inlineTest(page)],
+      ['chat', () => chatTest(page)],
+      ['menu', () => menuTest(page)],
+      ['log', () => logTest()],
+      ['crash', () => crashTest(page)],
+      ['keybindings', () => keybindingsTest(page)],
+      ['key', () => keyTest(page)],
+      ['serverPath', () => serverPathTest(page)],
+      ['download', () => downloadTest(page)],
+    ];
+    for (const [name, step] of steps) if (!ONLY || ONLY.includes(name)) await step();
     // The editSettings above typed into the user's settings.json: no inline request for it.
     const inSettings = readTrace().filter((r) => r.kind === 'inline' && /\/User\/settings\.json$/.test(String((r as { uri?: string }).uri)));
     result.inlineInSettingsJson = inSettings.length;
