@@ -502,6 +502,10 @@ def test_cancel_stops_a_model_download(
     assert r["statusline"].startswith("mlxd: error") and "cancelled" in r["statusline"], ctx
     assert r["again"] == [] and r["notes"][-1]["msg"] == "mlxd: nothing to cancel", ctx
     assert "model.safetensors" in aborted and sent < total, ctx
+    # Item 17: the daemon's record of it reaches lsp.log once (window/logMessage), not again
+    # as a stderr line.
+    assert run.lsp_log.count("was cancelled; the next request") == 1, ctx
+    assert "was cancelled" not in run.daemon_stderr, ctx
 
 
 def test_chat_shows_reasoning_apart_from_the_answer(
@@ -579,3 +583,27 @@ def test_quit_while_a_chat_runs_leaves_no_daemon(
         os.kill(pids[0], signal.SIGKILL)  # never leave it behind
     print(f"{case}: the daemon was gone {gone_after:.2f} s after Neovim exited")
     assert gone_after < 1.0, f"the daemon ran {gone_after:.2f} s after Neovim quit\n{ctx}"
+
+
+def test_messages_name_neovims_setting_and_command(
+    neovim: NvimRunner, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Item 18 of issue #18 in the real editor: Neovim's clientInfo makes the daemon name
+    init_options for a settings typo and :MlxdSetKey for a missing key (the daemon's own
+    wording tests only imitate the client)."""
+    sample_file(tmp_path, "x = 1\n")
+    config = tmp_path / "mlxd.toml"
+    config.write_text(
+        f'[local]\nmodel = "{tiny_model}"\npreload = true\n\n'
+        "[routing]\ncloud = true\n\n"
+        '[backends.cloud]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n'
+        'api_key_env = "MLXD_TEST_UNSET_KEY"\n'
+    )
+    run = neovim.run("wording", scenario_env(config, tmp_path))
+    r, ctx = run.result, run.context()
+    typo = [n["msg"] for n in r["notes"] if "multi_line" in n["msg"]]
+    assert len(typo) == 1, ctx
+    assert "invalid init_options (require('mlxd').setup)" in typo[0], ctx
+    assert "initializationOptions" not in typo[0], ctx
+    assert "has no API key" in r["chat_error"], ctx
+    assert ":MlxdSetKey" in r["chat_error"] and "mlxd/setApiKey" not in r["chat_error"], ctx
