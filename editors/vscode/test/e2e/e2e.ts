@@ -899,7 +899,7 @@ async function downloadTest(page: Page): Promise<void> {
   });
   const toast = page.locator('.notifications-toasts .notification-toast', { hasText: `downloading ${HF_REPO}` }).first();
   await toast.waitFor({ timeout: 60_000 });
-  result.downloadToast = ((await toast.textContent()) ?? '').trim();
+  result.downloadToast = ((await toast.locator('.notification-list-item-message').textContent()) ?? '').trim();
   log(`download notification: ${result.downloadToast}`);
   check(/downloading \S+: \d+ \/ 1 MB \(\d+%\)/.test(String(result.downloadToast)), `the notification shows the bytes (${result.downloadToast})`);
   await toast.locator('.monaco-button', { hasText: 'Cancel' }).click();
