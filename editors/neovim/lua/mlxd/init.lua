@@ -314,7 +314,8 @@ function M.status()
     local title = p.title ~= M.name and p.title or nil -- the daemon titles its work "mlxd"
     local what = (title and p.message) and (title .. ': ' .. p.message) or p.message or title
     local s = 'mlxd: ' .. (what or 'working')
-    if p.percentage then
+    -- A download's message has its own percentage ("312 / 869 MB (35%)"): one is enough.
+    if p.percentage and not s:find('%d%%%)$') then
       s = s .. (' %d%%'):format(p.percentage)
     end
     return s
