@@ -213,6 +213,8 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
     # A wrong mlxd.serverPath: the friendly not-found text, never "spawn ... ENOENT".
     assert "mlxd executable not found" in result["notFoundToast"]
     assert "ENOENT" not in result["notFoundToast"]
+    # A settings typo is reported in VS Code's words (the setting, not initializationOptions).
+    assert 'invalid setting "mlxd.config"' in result["typoToast"]
     # A model download: a notification with the bytes and Cancel; Cancel stopped it mid-file.
     assert result["downloadCancelled"] is True
     assert "model.safetensors" in hub_aborted and hub_sent < hub.total_bytes

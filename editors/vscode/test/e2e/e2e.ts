@@ -882,6 +882,21 @@ async function serverPathTest(page: Page): Promise<void> {
   check(!/ENOENT|spawn /.test(after), `still no raw spawn error after the fix (${after})`);
 }
 
+/** A typo in the editor's settings is reported in VS Code's words (issue #18 item 18): the
+ * daemon learns the editor from initialize's clientInfo and names the setting the user edited,
+ * not "initializationOptions". The setting is put back afterwards. */
+async function wordingTest(page: Page): Promise<void> {
+  const config = (settings['mlxd.config'] ?? {}) as Record<string, unknown>;
+  const inline = (config.inline ?? {}) as Record<string, unknown>;
+  await editSettings(page, { 'mlxd.config': { ...config, inline: { ...inline, multi_line: 'sometimes' } } });
+  const toast = page.locator('.notifications-toasts .notification-toast', { hasText: 'multi_line' }).first();
+  await toast.waitFor({ timeout: 30_000 });
+  const text = ((await toast.locator('.notification-list-item-message').textContent()) ?? '').trim();
+  result.typoToast = text;
+  check(text.includes('invalid setting "mlxd.config"') && !text.includes('initializationOptions'), `the typo names the setting "mlxd.config" (${text})`);
+  await editSettings(page, { 'mlxd.config': config });
+}
+
 /** A Hugging Face model download (issue #18 item 20): a notification shows the bytes with a
  * Cancel button, and Cancel stops the download (window/workDoneProgress/cancel): the daemon
  * ends the load as cancelled. The client library's own progress is in the status bar only,
@@ -1050,6 +1065,7 @@ async function main(): Promise<void> {
       ['keybindings', () => keybindingsTest(page)],
       ['key', () => keyTest(page)],
       ['serverPath', () => serverPathTest(page)],
+      ['wording', () => wordingTest(page)],
       ['download', () => downloadTest(page)],
     ];
     for (const [name, step] of steps) if (!ONLY || ONLY.includes(name)) await step();
