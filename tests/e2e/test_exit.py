@@ -19,8 +19,10 @@ from tests.e2e.test_protocol_errors import Raw
 
 pytestmark = pytest.mark.slow
 
-# A prompt long enough that its prefill keeps the MLX thread busy for seconds on this model.
-LONG_PROMPT = "def f(x):\n    return x + 1\n" * 4000
+# A prompt long enough that its prefill keeps the MLX thread busy for seconds on this model,
+# and short enough for its 4096-token context window (~3800 tokens; 4000 lines were 56011
+# tokens, refused at once with -32602, which left the daemon idle and the test moot).
+LONG_PROMPT = "def f(x):\n    return x + 1\n" * 270
 
 
 async def _busy_daemon(tmp_path: Path, model: Path) -> Raw:
@@ -52,6 +54,7 @@ async def test_daemon_exits_within_a_second_while_the_model_is_busy(
 ) -> None:
     d = await _busy_daemon(tmp_path, slow_tiny_model)
     assert d.proc.returncode is None
+    assert not [f for f in d.frames if f.get("id") == 7], "the chat was answered: not busy"
     if how == "exit":
         r = await d.request("shutdown")
         assert r["result"] is None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,3 +164,21 @@ class NvimRunner:
 @pytest.fixture
 def neovim(nvim: Nvim, tmp_path: Path) -> NvimRunner:
     return NvimRunner(nvim, tmp_path)
+
+
+@contextmanager
+def in_thread(server: Any) -> Iterator[Any]:
+    """Run an async context manager (a loopback fake: FakeHub, FakeProvider) on its own event
+    loop in a thread, for a test that is otherwise a blocking editor run. Yields what it enters
+    as; read its counters after the run."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    entered = asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(30)
+    try:
+        yield entered
+    finally:
+        asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

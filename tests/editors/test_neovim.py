@@ -8,16 +8,19 @@ model's words are random, so the checks compare with what the daemon itself retu
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import NVIM_PLUGIN, Nvim, NvimRunner, daemon_cmd
+from .conftest import NVIM_PLUGIN, Nvim, NvimRunner, daemon_cmd, in_thread
 
 pytestmark = [pytest.mark.slow, pytest.mark.editor, pytest.mark.timeout(90)]
 
@@ -460,3 +463,147 @@ def test_several_items_show_their_count_and_cycle(
     ], ctx
     assert re.fullmatch(r"x = gamma_\d+", r["line"]), ctx
     assert r["rest_gone"], ctx
+
+
+def test_cancel_stops_a_model_download(
+    neovim: NvimRunner, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Item 20 of issue #18 (Neovim): a Hugging Face download shows its bytes in the statusline
+    and :MlxdCancel, with no answer streaming, stops it (window/workDoneProgress/cancel): the
+    daemon hangs up mid-file and says the load was cancelled."""
+    from tests.fakes.hf_hub import FakeHub
+
+    repo = "mlx-community/tiny-mlxd-test-4bit"
+    sample_file(tmp_path, "x = 1\n")
+    config = tmp_path / "mlxd.toml"
+    config.write_text(f'[local]\nmodel = "{repo}"\npreload = true\n')
+    # ~944 kB at 16 kB per 0.2 s: about 12 s, far longer than the scenario needs.
+    with in_thread(FakeHub(repo, tiny_model, delay_s=0.2)) as hub:
+        env = scenario_env(
+            config,
+            tmp_path,
+            HF_ENDPOINT=hub.url,
+            HF_HOME=str(tmp_path / "hf"),
+            HF_HUB_CACHE=str(tmp_path / "hf" / "hub"),
+            HF_HUB_OFFLINE="0",
+            HF_HUB_DISABLE_TELEMETRY="1",
+        )
+        run = neovim.run("download", env)
+        deadline = time.monotonic() + 10  # the hub sees the hang-up on its own loop
+        while not hub.aborted_files and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent, total, aborted = hub.bytes_sent, hub.total_bytes, list(hub.aborted_files)
+    r, ctx = run.result, run.context()
+    shown = r["downloading"]
+    assert re.fullmatch(rf"mlxd: downloading {repo}: \d+ / 1 MB \(\d+%\)", shown), ctx
+    assert r["cancellable"] == 1, ctx
+    assert r["notes"][0]["msg"].startswith(f"mlxd: cancelling downloading {repo}: "), ctx
+    assert "cancelled" in r["status_message"] and repo in r["status_message"], ctx
+    assert r["statusline"].startswith("mlxd: error") and "cancelled" in r["statusline"], ctx
+    assert r["again"] == [] and r["notes"][-1]["msg"] == "mlxd: nothing to cancel", ctx
+    assert "model.safetensors" in aborted and sent < total, ctx
+    # Item 17: the daemon's record of it reaches lsp.log once (window/logMessage), not again
+    # as a stderr line.
+    assert run.lsp_log.count("was cancelled; the next request") == 1, ctx
+    assert "was cancelled" not in run.daemon_stderr, ctx
+
+
+def test_chat_shows_reasoning_apart_from_the_answer(
+    neovim: NvimRunner, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A provider that streams `reasoning_content` before its answer (the daemon's reasoning
+    deltas): the chat buffer shows it in a quoted block, folded once the answer starts, and the
+    answer text, the history and the code blocks hold the answer alone."""
+    from tests.fakes.providers import FakeProvider, Reply
+
+    config = tmp_path / "mlxd.toml"
+    with in_thread(FakeProvider(require_key="sk-reason-1")) as fake:
+        config.write_text(
+            f'[local]\nmodel = "{tiny_model}"\npreload = false\n\n'
+            '[routing]\ncloud = true\nchat = ["cloudy"]\n\n'
+            f'[backends.cloudy]\nbase_url = "{fake.openai_url}"\nmodel = "m"\n'
+            'api_key_env = "MLXD_REASONING_KEY"\n'
+        )
+        thoughts = ["The user asks why.\n", "Step one", ", step two."]
+        answer = ["Because:\n\n", "```python\nx = 1\n```\n"]
+        fake.default = Reply.text(answer, reasoning=thoughts)
+        env = scenario_env(config, tmp_path, MLXD_REASONING_KEY="sk-reason-1")
+        run = neovim.run("reasoning", env)
+    r, ctx = run.result, run.context()
+    assert r.get("err") is None, ctx
+    res = r["result"]
+    assert res["backend"] == "cloudy" and res["text"] == "".join(answer), ctx
+    assert res["reasoning"] == "".join(thoughts), ctx
+    assert "".join(r["reasoning_events"]) == res["reasoning"], ctx
+    block = [
+        "> *reasoning*",
+        "> The user asks why.",
+        "> Step one, step two.",
+    ]
+    # The reasoning was on screen before the first answer token, under the header.
+    assert r["reasoning_snapshot"].endswith("## mlxd\n" + "\n".join(block)), ctx
+    assert r["first_text_snapshot"].endswith("\n".join(block) + "\n\n" + answer[0]), ctx
+    assert r["final"].endswith("## mlxd\n" + "\n".join(block) + "\n\n" + res["text"]), ctx
+    # Folded (closed) in the chat window; the answer is not.
+    closed = [f["line"] for f in r["folded"] if f["closed"]]
+    assert r["fold_win_is_chat"] and closed == block, ctx
+    assert r["history"][-1] == {"role": "assistant", "content": res["text"]}, ctx
+    assert r["blocks"] == [{"lang": "python", "lines": ["x = 1"]}], ctx
+
+
+def _alive(pid: int) -> bool:
+    """The process runs (a zombie waiting for its parent to reap it has exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("case", ["streaming", "prefill"])
+def test_quit_while_a_chat_runs_leaves_no_daemon(
+    case: str, neovim: NvimRunner, tiny_model: Path, slow_tiny_model: Path, tmp_path: Path
+) -> None:
+    """Item 16 of issue #18 (Neovim): `:qa!` while an answer streams, or while the model
+    prefills a long question, leaves no mlxd process: the daemon is gone within 1 s of Neovim's
+    exit (it used to finish the MLX thread's work first: seconds of orphan)."""
+    model = tiny_model if case == "streaming" else slow_tiny_model
+    config = tmp_path / "mlxd.toml"
+    config.write_text(f'[local]\nmodel = "{model}"\npreload = true\nmax_tokens = 4000\n')
+    run = neovim.run("quit", scenario_env(config, tmp_path, MLXD_TEST_CASE=case))
+    exited = time.monotonic()
+    r, ctx = run.result, run.context()
+    pids = r["daemon_pids"]
+    assert len(pids) == 1 and r["busy"], ctx
+    assert (r["deltas"] >= 3) if case == "streaming" else (r["deltas"] == 0), ctx
+    while _alive(pids[0]) and time.monotonic() - exited < 10:
+        time.sleep(0.02)
+    gone_after = time.monotonic() - exited
+    if _alive(pids[0]):
+        os.kill(pids[0], signal.SIGKILL)  # never leave it behind
+    print(f"{case}: the daemon was gone {gone_after:.2f} s after Neovim exited")
+    assert gone_after < 1.0, f"the daemon ran {gone_after:.2f} s after Neovim quit\n{ctx}"
+
+
+def test_messages_name_neovims_setting_and_command(
+    neovim: NvimRunner, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Item 18 of issue #18 in the real editor: Neovim's clientInfo makes the daemon name
+    init_options for a settings typo and :MlxdSetKey for a missing key (the daemon's own
+    wording tests only imitate the client)."""
+    sample_file(tmp_path, "x = 1\n")
+    config = tmp_path / "mlxd.toml"
+    config.write_text(
+        f'[local]\nmodel = "{tiny_model}"\npreload = true\n\n'
+        "[routing]\ncloud = true\n\n"
+        '[backends.cloud]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n'
+        'api_key_env = "MLXD_TEST_UNSET_KEY"\n'
+    )
+    run = neovim.run("wording", scenario_env(config, tmp_path))
+    r, ctx = run.result, run.context()
+    typo = [n["msg"] for n in r["notes"] if "multi_line" in n["msg"]]
+    assert len(typo) == 1, ctx
+    assert "invalid init_options (require('mlxd').setup)" in typo[0], ctx
+    assert "initializationOptions" not in typo[0], ctx
+    assert "has no API key" in r["chat_error"], ctx
+    assert ":MlxdSetKey" in r["chat_error"] and "mlxd/setApiKey" not in r["chat_error"], ctx

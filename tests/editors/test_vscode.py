@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from ..fakes.hf_hub import FakeHub
 from ..fakes.providers import FakeProvider, Reply
+from .conftest import in_thread
 
 pytestmark = [pytest.mark.slow, pytest.mark.editor]
 
@@ -114,8 +116,11 @@ def _stale(vsix: Path) -> list[str]:
     return [str(p.relative_to(EXT)) for p in sources if p.stat().st_mtime > built]
 
 
+HF_REPO = "mlx-community/tiny-mlxd-test-4bit"
+
+
 @pytest.mark.timeout(600)
-def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
+def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) -> None:
     """Typing in a Python file shows the daemon's ghost text, Tab accepts it into the saved file;
     the chat panel streams the daemon's answer, Stop cancels one, a settings change reaches the
     daemon, its log shows once, and a killed daemon is restarted and serves again."""
@@ -136,9 +141,12 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
         "MLXD_E2E_WORKDIR": str(tmp_path / "work"),
         "MLXD_E2E_ARTIFACTS": str(artifacts),
     }
-    with fake_provider_thread() as fake:
+    # The download test's Hub: ~944 kB at 16 kB per 0.5 s, half a minute to cancel in.
+    hub_server = FakeHub(HF_REPO, tiny_model, delay_s=0.5)
+    with fake_provider_thread() as fake, in_thread(hub_server) as hub:
         fake.default = Reply.text(CLOUD_PIECES)
         env |= {"MLXD_E2E_OPENAI_URL": fake.openai_url, "MLXD_E2E_API_KEY": KEY}
+        env |= {"MLXD_E2E_HF_URL": hub.url, "MLXD_E2E_HF_REPO": HF_REPO}
         r = subprocess.run(
             [str(NODE), "out/e2e/e2e.js"],
             cwd=EXT,
@@ -148,6 +156,7 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
             timeout=540,
         )
         cloud = [q for q in fake.requests if q.path.endswith("/chat/completions")]
+        hub_sent, hub_aborted = hub.bytes_sent, list(hub.aborted_files)
     out = r.stdout + r.stderr
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("E2E_RESULT ")), None)
     assert line is not None, out
@@ -204,5 +213,10 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path) -> None:
     # A wrong mlxd.serverPath: the friendly not-found text, never "spawn ... ENOENT".
     assert "mlxd executable not found" in result["notFoundToast"]
     assert "ENOENT" not in result["notFoundToast"]
+    # A settings typo is reported in VS Code's words (the setting, not initializationOptions).
+    assert 'invalid setting "mlxd.config"' in result["typoToast"]
+    # A model download: a notification with the bytes and Cancel; Cancel stopped it mid-file.
+    assert result["downloadCancelled"] is True
+    assert "model.safetensors" in hub_aborted and hub_sent < hub.total_bytes
     # code-server's whole process group (watchers, extension host, daemon) was stopped.
     assert result["processGroupStopped"] is True

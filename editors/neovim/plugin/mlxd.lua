@@ -28,11 +28,18 @@ end, {
 })
 
 command('MlxdCancel', function()
-  mlxd()
-  if not require('mlxd.chat').cancel() then
+  local m = mlxd()
+  if require('mlxd.chat').cancel() then
+    return
+  end
+  -- No answer streams: stop a model download (or load) instead.
+  local stopped = m.cancel_load()
+  if #stopped > 0 then
+    vim.notify('mlxd: cancelling ' .. table.concat(stopped, '; '))
+  else
     vim.notify('mlxd: nothing to cancel')
   end
-end, { desc = 'mlxd: stop the answer that is streaming' })
+end, { desc = 'mlxd: stop the answer that is streaming, else a model download' })
 
 command('MlxdModels', function()
   mlxd().models()

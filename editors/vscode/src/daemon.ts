@@ -19,7 +19,9 @@ import {
   type WorkDoneProgressBegin,
   type WorkDoneProgressEnd,
   type WorkDoneProgressReport,
+  WorkDoneProgressCancelNotification,
 } from 'vscode-languageclient/node';
+import { DownloadNotifier } from './download';
 import { describeItems, makeInlineMiddleware } from './inline';
 import type { KeyStore } from './keys';
 import {
@@ -47,6 +49,10 @@ export class Daemon implements vscode.Disposable {
   private crashes: number[] = [];
   private restartedByClient = false;
   private readonly keyOffered = new Set<string>();
+  /** Model downloads as cancellable notifications (the client's own progress has no Cancel). */
+  private readonly downloads = new DownloadNotifier((token) => {
+    void this.client?.sendNotification(WorkDoneProgressCancelNotification.type, { token });
+  }, vscode.window);
 
   constructor(
     private readonly log: vscode.LogOutputChannel,
@@ -99,6 +105,7 @@ export class Daemon implements vscode.Disposable {
         }),
         handleWorkDoneProgress: (token, params, next) => {
           this.onWorkDone(params);
+          this.downloads.onProgress(token, params);
           next(token, params);
         },
       },
@@ -112,6 +119,7 @@ export class Daemon implements vscode.Disposable {
           if (this.crashes.length <= 3) {
             this.log.warn('the daemon exited; restarting it');
             this.restartedByClient = true;
+            this.downloads.reset();
             // What the old daemon said (its backends, the last fallback) is stale now.
             this.status.update({ phase: 'starting', daemon: undefined, progress: undefined, lastServed: undefined });
             return { action: CloseAction.Restart };
@@ -196,7 +204,14 @@ export class Daemon implements vscode.Disposable {
         this.log.warn(`stopping the daemon: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
+    this.downloads.reset();
     this.status.update({ phase: 'stopped', progress: undefined });
+  }
+
+  /** Stops the model download (or load) in flight: `window/workDoneProgress/cancel` for its
+   * token; the daemon ends the progress and says why. False when none runs. */
+  cancelLoad(): boolean {
+    return this.downloads.cancelAll();
   }
 
   async restart(): Promise<void> {
@@ -307,6 +322,7 @@ export class Daemon implements vscode.Disposable {
   }
 
   dispose(): void {
+    this.downloads.dispose();
     for (const d of this.disposables) d.dispose();
     void this.stop();
   }

@@ -34,6 +34,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   command('mlxd.restart', () => d.restart());
   command('mlxd.openChat', () => vscode.commands.executeCommand(`${CHAT_VIEW_ID}.focus`));
   command('mlxd.newChat', () => chat.newChat());
+  command('mlxd.cancelDownload', () => {
+    if (!d.cancelLoad()) void vscode.window.showInformationMessage('mlxd: no model download or load is running.');
+  });
 
   command('mlxd.explainSelection', async () => {
     const editor = vscode.window.activeTextEditor;
@@ -139,6 +142,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       { label: `$(cloud) ${cloud ? 'Turn cloud off' : 'Allow cloud backends'}`, description: `cloud is ${cloud ? 'on' : 'off'}`, run: 'mlxd.toggleCloud' },
       { label: `$(lightbulb) ${s.inlineEnable ? 'Disable' : 'Enable'} inline completions`, run: 'mlxd.toggleInline' },
       { label: '$(key) Set API key…', description: keyless.length > 0 ? `no key: ${keyless.join(', ')}` : undefined, run: 'mlxd.setApiKey' },
+      ...(status.model.progress ? [{ label: '$(close) Cancel model download', description: status.model.progress.message, run: 'mlxd.cancelDownload' }] : []),
       { label: '$(output) Open logs', run: 'mlxd.showLogs' },
       { label: '$(debug-restart) Restart daemon', run: 'mlxd.restart' },
     ];

@@ -30,3 +30,9 @@ export class CancellationTokenSource {
     this.listeners = [];
   }
 }
+
+export enum ProgressLocation {
+  SourceControl = 1,
+  Window = 10,
+  Notification = 15,
+}

@@ -11,6 +11,11 @@ local ns = api.nvim_create_namespace('mlxd.chat')
 ---@field client_id integer?
 ---@field token string partialResultToken
 ---@field text string concatenated deltas
+---@field reasoning string concatenated reasoning deltas (kept out of `text`)
+---@field shown_reasoning string the part of `reasoning` in the buffer's reasoning block
+---@field answer_row integer first row after the `## mlxd` header
+---@field start_row integer first row of the answer text (after the reasoning block)
+---@field block {first: integer, open: boolean}? the reasoning block's rows
 ---@field deltas integer number of deltas applied
 ---@field result table? the final result
 ---@field err table? the error response
@@ -119,6 +124,53 @@ local function stop_waiting(req, buf)
   end
 end
 
+-- Reasoning ------------------------------------------------------------------------------------
+-- A reasoning model's thoughts stream before its answer. They go in a block of quoted lines
+-- (`> `) between the `## mlxd` header and the answer, folded once the answer starts: shown as
+-- a sign of life, never part of the answer text (history, :MlxdInsert and resyncs use the
+-- text alone).
+
+local REASONING_HEAD = '> *reasoning*'
+
+local function quoted(piece)
+  return (piece:gsub('\n', '\n> '))
+end
+
+-- Append reasoning to the open block (opening it first). Reasoning that arrives after the
+-- answer began is kept in req.reasoning but not written: it would land inside the answer.
+local function show_reasoning(req, buf, piece)
+  if req.block and not req.block.open then
+    return
+  end
+  if not req.block then
+    if req.text ~= '' then
+      return
+    end
+    req.block = { first = api.nvim_buf_line_count(buf) - 1, open = true }
+    append(buf, REASONING_HEAD .. '\n> ')
+  end
+  append(buf, quoted(piece))
+  req.shown_reasoning = req.shown_reasoning .. piece
+end
+
+-- End the reasoning block: a blank line, then the answer; the block folds in each window.
+local function close_reasoning(req, buf)
+  local block = req.block
+  if not (block and block.open) then
+    return
+  end
+  block.open = false
+  local last = api.nvim_buf_line_count(buf) - 1
+  append(buf, '\n\n')
+  req.start_row = api.nvim_buf_line_count(buf) - 1
+  for _, win in ipairs(vim.fn.win_findbuf(buf)) do
+    -- Fails where 'foldmethod' is not manual (E350): the quotes still mark the block.
+    pcall(api.nvim_win_call, win, function()
+      vim.cmd(('%d,%dfold'):format(block.first + 1, last + 1))
+    end)
+  end
+end
+
 local said_no_key = {}
 
 --- Why each backend before the one that answered failed, as lines for the chat footer, with
@@ -200,12 +252,19 @@ local function on_reply(req, buf, err, result)
     return finish(req, buf)
   end
   req.result = result
-  if result.text ~= req.text then
+  local reasoning = result.reasoning or ''
+  if result.text ~= req.text or reasoning ~= req.shown_reasoning then
     -- The result is authoritative: replace what streamed (e.g. a backend that does not stream).
     req.resynced = true
-    local start = req.start_row
-    api.nvim_buf_set_lines(buf, start, -1, true, { '' })
+    api.nvim_buf_set_lines(buf, req.answer_row, -1, true, { '' })
+    req.block, req.shown_reasoning, req.start_row = nil, '', req.answer_row
+    if reasoning ~= '' then
+      show_reasoning(req, buf, reasoning)
+    end
+    close_reasoning(req, buf)
     append(buf, result.text)
+  else
+    close_reasoning(req, buf)
   end
   history[#history + 1] = { role = 'assistant', content = result.text }
   mlxd().record_result(result)
@@ -264,6 +323,8 @@ function M.send(prompt, opts)
   local req = {
     token = mlxd().new_token('chat'),
     text = '',
+    reasoning = '',
+    shown_reasoning = '',
     deltas = 0,
     done = false,
     cancelled = false,
@@ -271,6 +332,7 @@ function M.send(prompt, opts)
     resynced = false,
     start_row = api.nvim_buf_line_count(buf) - 1,
   }
+  req.answer_row = req.start_row
   current = req
 
   req.waiting = note(buf, '… waiting for the answer (a cold model may take a few seconds)')
@@ -291,10 +353,21 @@ function M.send(prompt, opts)
   end, onkey_ns)
 
   mlxd().listen(req.token, function(value)
-    if req.done or type(value) ~= 'table' or type(value.delta) ~= 'string' then
+    if req.done or type(value) ~= 'table' then
+      return
+    end
+    if type(value.reasoning) == 'string' then
+      stop_waiting(req, buf)
+      req.reasoning = req.reasoning .. value.reasoning
+      show_reasoning(req, buf, value.reasoning)
+      fire('MlxdChatReasoning', { id = req.id, reasoning = value.reasoning, backend = value.backend })
+      return
+    end
+    if type(value.delta) ~= 'string' then
       return
     end
     stop_waiting(req, buf)
+    close_reasoning(req, buf)
     req.text = req.text .. value.delta
     req.deltas = req.deltas + 1
     append(buf, value.delta)

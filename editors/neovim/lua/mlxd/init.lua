@@ -69,7 +69,7 @@ M.config = nil
 -- Shared runtime state (one daemon per Neovim).
 M.state = {
   status = nil, -- last `mlxd/status` params
-  progress = {}, -- work-done token -> {title, message, percentage}
+  progress = {}, -- work-done token -> {title, message, percentage, cancellable, client_id}
   last = nil, -- {backend, model, attempts} of the last finished request
   exited = nil, -- exit code once the daemon stopped
   initialized = {}, -- client id -> true once `initialize` succeeded
@@ -120,10 +120,16 @@ local function progress_handler(err, params, ctx, config)
       M.state.progress[params.token] = nil
     else
       local prev = M.state.progress[params.token] or {}
+      local cancellable = value.cancellable
+      if cancellable == nil then
+        cancellable = prev.cancellable
+      end
       M.state.progress[params.token] = {
         title = value.title or prev.title,
         message = value.message or prev.message,
         percentage = value.percentage or prev.percentage,
+        cancellable = cancellable,
+        client_id = ctx and ctx.client_id,
       }
     end
     redraw()
@@ -218,6 +224,26 @@ function M.cancel_request(client, id)
   return client.cancel_request(id)
 end
 
+--- Stop the daemon's work-done tasks that can be stopped (a model download or load): sends
+--- `window/workDoneProgress/cancel` for each; the daemon ends the progress and says why.
+---@return string[] messages of the tasks cancelled (empty: nothing to cancel)
+function M.cancel_load()
+  local stopped = {}
+  for token, p in pairs(M.state.progress) do
+    local client = p.cancellable and p.client_id and vim.lsp.get_client_by_id(p.client_id)
+    if client then
+      local params = { token = token }
+      if has_011 then
+        client:notify('window/workDoneProgress/cancel', params)
+      else
+        client.notify('window/workDoneProgress/cancel', params)
+      end
+      stopped[#stopped + 1] = p.message or p.title or token
+    end
+  end
+  return stopped
+end
+
 --- Call fn(client) once a client is initialized, starting one (without attaching a buffer) when
 --- none runs, so chat works from any buffer. fn(nil, err) when that fails; the user was told.
 function M.with_client(fn)
@@ -288,7 +314,8 @@ function M.status()
     local title = p.title ~= M.name and p.title or nil -- the daemon titles its work "mlxd"
     local what = (title and p.message) and (title .. ': ' .. p.message) or p.message or title
     local s = 'mlxd: ' .. (what or 'working')
-    if p.percentage then
+    -- A download's message has its own percentage ("312 / 869 MB (35%)"): one is enough.
+    if p.percentage and not s:find('%d%%%)$') then
       s = s .. (' %d%%'):format(p.percentage)
     end
     return s
