@@ -45,8 +45,13 @@ class Request:
     stop: list[str] = field(default_factory=list)
     # Continue an answer another backend started (mid-stream fallback): the text so far.
     assistant_prefix: str = ""
-    # Stop generating after this long and finish with what there is (inline's time cap).
+    # Stop generating after this long and finish with what there is (inline's time cap),
+    # measured from when the router gets the request, unless `deadline` is set.
     max_time_s: float | None = None
+    # A time.monotonic() instant (inline.max_ms from the request's arrival, issue #17 item 3):
+    # every backend of the chain must have answered by then; what streamed is the answer, and
+    # a backend that streamed nothing by then is abandoned. None: `max_time_s` or no bound.
+    deadline: float | None = None
     # Stop once this many lines with text in them are complete (inline's one-line answers).
     max_lines: int | None = None
     # "background": lowest priority. Any interactive request preempts it within one decode step
