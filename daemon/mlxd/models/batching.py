@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..types import Delta, Done
-from .background import Parked, Prefill, parked_from_batch
+from .background import Parked, Prefill, Priorities
 from .detokenize import TextStream
 from .speculative import LookupDecoder, Stats, can_speculate
 from .stops import StopMatcher
@@ -66,7 +66,7 @@ class Job:
     waited: int | None = None
 
 
-class BatchEngine:
+class BatchEngine(Priorities):
     """The scheduler for one model. `submit` is called on the event loop; everything else
     runs on the pool's single MLX thread."""
 
@@ -252,40 +252,6 @@ class BatchEngine:
     def _may_speculate(self, job: Job, cache: list[Any]) -> bool:
         return self.speculative != "off" and job.temperature == 0 and can_speculate(cache)
 
-    def _interactive(self) -> bool:
-        """Whether interactive work is admitted (it holds background work back)."""
-        lone = self._lone is not None and not self._lone[0].background
-        prefill = any(not p.job.background for p in self._prefills)
-        return lone or prefill or any(not j.background for j in self._jobs.values())
-
-    def _schedule(self) -> bool:
-        """Set background work aside while interactive work is there, resume it when there is
-        none. Returns whether this step runs background work."""
-        if self._interactive():
-            self._preempt()
-            return False
-        if self._parked:
-            parked, self._parked = self._parked, []
-            for p in parked:
-                alone = len(parked) == 1
-                self._start(p.job, p.cache, p.tokens or p.job.tokens, p.fed, alone)
-        return self._busy()
-
-    def _preempt(self) -> None:
-        if self._lone is not None and self._lone[0].background:
-            job, dec = self._lone
-            self._lone = None
-            self._parked.append(Parked(job, dec.cache, dec.tokens, dec.fed))
-            self.preempted += 1
-        uids = [uid for uid, job in self._jobs.items() if job.background]
-        if uids:
-            caches = self._gen.remove(uids, return_prompt_caches=True)
-            for uid in uids:
-                job = self._jobs.pop(uid)
-                job.uid = None
-                self._parked.append(parked_from_batch(job, *caches[uid]))
-            self.preempted += len(uids)
-
     def _join_batch(self) -> None:
         """The speculating job continues in the batch from where it is: its cache, the
         tokens not yet fed (the last generated one, or the prompt's rest), greedy."""
@@ -293,19 +259,6 @@ class BatchEngine:
         self._lone = None
         self.joined += 1
         self._start(job, dec.cache, dec.tokens, dec.fed, alone=False)
-
-    def _prefill_step(self) -> None:
-        """One chunk of the first prefill-only job (not a background one while interactive
-        work is there); a finished one leaves its KV in the prompt cache and ends."""
-        head = self._prefills[0]
-        if head.job.background and self._interactive():
-            return
-        head.step(self.lm.model, self.PREFILL_STEP)
-        if head.done:
-            self._prefills.pop(0)
-            self._keep(head.job.tokens, head.cache)
-            job = head.job
-            job.emit(Done("length", len(job.tokens), 0, self.lm.name))
 
     def _first_token(self, job: Job) -> None:
         job.generated += 1
@@ -354,22 +307,6 @@ class BatchEngine:
             elif job.deadline is not None and now >= job.deadline and job.generated:
                 self._remove(uid, job, "length")
         self._drop_waiting(now)
-
-    def _drop_waiting(self, now: float) -> None:
-        """Parked and prefill-only jobs that were cancelled (their KV kept for reuse) or
-        whose deadline passed with text made (they end with it)."""
-        for p in list(self._parked):
-            job = p.job
-            over = job.deadline is not None and now >= job.deadline and job.generated
-            if job.cancelled.is_set() or over:
-                self._parked.remove(p)
-                if p.cache is not None and p.tokens is not None:
-                    self._keep(p.tokens[: p.fed], p.cache)
-                if over and not job.cancelled.is_set():
-                    self._finish(job, "length")
-        for pf in [pf for pf in self._prefills if pf.job.cancelled.is_set()]:
-            self._prefills.remove(pf)
-            self._keep(pf.job.tokens[: pf.fed], pf.cache)
 
     def _remove(self, uid: int, job: Job, finish: str | None) -> None:
         """Take a sequence out of the batch; keep its KV cache for the next request."""
