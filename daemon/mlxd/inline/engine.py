@@ -47,6 +47,8 @@ Document = tuple[str, str, str]  # (uri, language, text)
 # Extra items when the user asks (triggerKind Invoked), sampled at this temperature.
 ALTERNATIVES = 2
 ALT_TEMPERATURE = 0.8
+# Longest margin kept from inline.max_ms for the work after generation stops (issue #17 item 3).
+FINISH_MARGIN_S = 0.05
 # Lines above the cursor that neighbour snippets are matched against.
 _NEAR_CHARS = 2000
 
@@ -272,7 +274,7 @@ class InlineEngine:
             temperature=0.0,
             stop=["\n"] if ctx.single_line else [],
             max_time_s=self.cfg.max_ms / 1000,
-            deadline=None if arrived is None else arrived + self.cfg.max_ms / 1000,
+            deadline=None if arrived is None else arrived + _answer_by(self.cfg.max_ms),
             max_lines=ctx.max_lines,
         )
 
@@ -326,6 +328,13 @@ class InlineEngine:
             exclude_uri=ctx.uri,
         )
         return format_snippets(snippets, ctx.language, self.root) + header
+
+
+def _answer_by(max_ms: int) -> float:
+    """Seconds after its arrival by which a request's generation must stop: inline.max_ms,
+    less a margin for what follows (closing the stream, cleaning, the reply), so that the
+    answer itself is out by max_ms."""
+    return max_ms / 1000 - min(FINISH_MARGIN_S, max_ms / 1000 * 0.1)
 
 
 def _text_and_finish(answer: Any) -> tuple[str, str]:
