@@ -7,7 +7,9 @@ the answer it gets alone. The bounds are step counts the engine keeps, not wall-
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +158,30 @@ async def test_a_preempted_greedy_answer_is_the_answer_it_gets_alone(
     await bg.finish()
     assert engine.preempted >= 1
     assert (bg.text, fg.text) == (alone.text, fg_alone.text)
+
+
+async def test_a_prefill_cut_by_its_deadline_finishes_in_the_background(
+    pool: ModelPool, tiny_model: Path
+) -> None:
+    """Answering nothing by the bound must not waste the prefill: the next request with the
+    same prompt (the next keystroke) finds all of it in the KV cache."""
+    b = LocalBackend("local", str(tiny_model), pool)
+    await b.ensure_loaded()
+    engine = pool.entries[str(tiny_model)].engine
+    req = Request(kind="complete", prefix=LONG, max_tokens=4, deadline=time.monotonic())
+    got: list[Any] = []
+
+    async def consume() -> None:
+        async for ev in b.stream(req):
+            got.append(ev)
+
+    task = asyncio.ensure_future(consume())
+    await until(lambda: engine.generations == 1, "the request reached the model")
+    task.cancel()  # as the router does at the bound
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert got == []  # cut during its prefill
+    await until(lambda: engine.active == 0, "the background prefill finished")
+    before = engine.cached_tokens
+    done = [ev async for ev in b.stream(replace(req, deadline=None))][-1]
+    assert engine.cached_tokens - before == done.prompt_tokens - 1  # all but the last token

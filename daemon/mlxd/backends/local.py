@@ -50,6 +50,7 @@ class LocalBackend:
         self.inline_cfg = inline_cfg or InlineConfig()
         self.speed = SpeedMeter()  # this model's prefill/decode speed here, as measured
         self.recent = RecentPrompts()  # what the KV cache most likely holds
+        self._warming: Job | None = None  # a prefill a deadline cut, finishing in background
 
     @property
     def loaded(self) -> bool:
@@ -111,9 +112,23 @@ class LocalBackend:
                     return
         finally:
             job.cancelled.set()  # leaves the batch before the next decode step
+            if first is None and job.deadline is not None and time.monotonic() >= job.deadline:
+                self._warm(entry, tokens)
             self.pool.touch(entry)
             if first is not None and last is not None and not job.background:
                 self.speed.observe_decode(job.generated - 1, last - first)
+
+    def _warm(self, entry: Any, tokens: list[int]) -> None:
+        """Finish, as background work, the prefill that a deadline cut (issue #17 item 3: the
+        bound is kept by answering nothing only when nothing could be answered), so that the
+        next request with this prefix, the next keystroke, finds it in the KV cache. One at a
+        time: a newer one drops the older, stale one."""
+        if self._warming is not None:
+            self._warming.cancelled.set()
+        self._warming = Job(
+            tokens=tokens, max_tokens=0, temperature=0.0, stop=[], emit=_ignore, background=True
+        )
+        entry.engine.submit(self._warming)
 
     def _fit(self, lm: Any, req: Request, max_tokens: int) -> tuple[list[int], int]:
         """The prompt's tokens and the answer's max_tokens (fit_prompt); an inline prompt is
@@ -136,6 +151,11 @@ class LocalBackend:
 
     async def close(self) -> None:
         pass  # the pool (shared) is closed by its owner
+
+
+def _ignore(item: Any) -> None:
+    """Where background warm-up results go: nobody waits for them (a failure is logged by the
+    engine)."""
 
 
 def _deadline(req: Request) -> float | None:
