@@ -185,3 +185,19 @@ async def test_a_prefill_cut_by_its_deadline_finishes_in_the_background(
     before = engine.cached_tokens
     done = [ev async for ev in b.stream(replace(req, deadline=None))][-1]
     assert engine.cached_tokens - before == done.prompt_tokens - 1  # all but the last token
+
+
+async def test_an_interactive_request_reuses_what_a_background_prefill_made_so_far(
+    pool: ModelPool, tiny_model: Path
+) -> None:
+    """A warm-up cut short by an interactive request still serves it: the KV that the
+    background prefill made before the request arrived is reused, and the warm-up finishes
+    after it."""
+    engine, encode = await engine_and_tokens(pool, tiny_model)
+    prompt = encode(LONG)
+    warm = Run(engine, prompt, 0, background=True)
+    await until(lambda: engine.background_steps >= 3, "three background prefill chunks")
+    fg = Run(engine, prompt + encode("\ndef next_one("), 2)
+    await fg.finish()
+    assert fg.job.reused >= 3 * BatchEngine.PREFILL_STEP
+    assert (await warm.finish()).prompt_tokens == len(prompt)

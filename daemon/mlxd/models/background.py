@@ -10,6 +10,7 @@ owns the model.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ class Prefill:
     job: Any  # batching.Job
     cache: list[Any]
     fed: int
+    shared: int = 0  # tokens of it last copied to the prompt cache
 
     @property
     def done(self) -> bool:
@@ -91,7 +93,11 @@ class Priorities:
                 self._start(p.job, p.cache, p.tokens or p.job.tokens, p.fed, alone)
         return self._busy()
 
-    def _preempt(self) -> None:
+    def _preempt(self, share: bool = False) -> None:
+        """Take background work out of the batch. With `share` (an interactive job is about to
+        look into the prompt cache), copy the KV that background work has made so far into
+        it: a warm-up cut short still serves the request that cut it."""
+        start = len(self._parked)
         if self._lone is not None and self._lone[0].background:
             job, dec = self._lone
             self._lone = None
@@ -105,6 +111,17 @@ class Priorities:
                 job.uid = None
                 self._parked.append(parked_from_batch(job, *caches[uid]))
             self.preempted += len(uids)
+        if share:
+            for p in self._parked[start:]:
+                self._share(p.tokens[: p.fed], p.cache)  # type: ignore[index, arg-type]
+            for pf in self._prefills:
+                if pf.fed > pf.shared:
+                    self._share(pf.job.tokens[: pf.fed], pf.cache)
+                    pf.shared = pf.fed
+
+    def _share(self, tokens: list[int], cache: list[Any]) -> None:
+        if tokens:  # a copy: the original goes on growing when the work resumes
+            self._keep(tokens, copy.deepcopy(cache))
 
     def _prefill_step(self) -> None:
         """One chunk of the first prefill-only job (not a background one while interactive

@@ -195,6 +195,8 @@ class BatchEngine(Priorities):
         """Start the new jobs: a background one waits while interactive work is there, a
         prefill-only one joins the prefill queue, the rest start decoding."""
         live = [job for job in jobs if not job.cancelled.is_set()]  # cancelled: never run
+        if any(not job.background for job in live):
+            self._preempt(share=True)  # before they look into the prompt cache
         for job in [j for j in live if j.max_tokens <= 0]:
             cache, fed = self._fetch(job)
             self._prefills.append(Prefill(job, cache, fed))
