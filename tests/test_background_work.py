@@ -94,7 +94,7 @@ async def test_an_interactive_request_waits_at_most_one_background_step(
     fg = Run(engine, encode("print(1)"), 4)
     await fg.next()  # its first token (or the end)
     assert fg.job.waited is not None and fg.job.waited <= 1
-    assert bg.done is None and bg.queue.empty() or phase == "decode"  # still under way
+    assert bg.job.generated < 400  # the background answer is still under way
     await fg.finish()
     assert (await bg.finish()).completion_tokens == 400  # resumed and finished after it
     assert engine.preempted >= 1
