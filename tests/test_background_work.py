@@ -181,6 +181,7 @@ async def test_a_prefill_cut_by_its_deadline_finishes_in_the_background(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert got == []  # cut during its prefill
+    assert b.speed.samples == 1  # which still measured the prefill speed
     await until(lambda: engine.active == 0, "the background prefill finished")
     before = engine.cached_tokens
     done = [ev async for ev in b.stream(replace(req, deadline=None))][-1]

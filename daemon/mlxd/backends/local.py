@@ -112,11 +112,25 @@ class LocalBackend:
                     return
         finally:
             job.cancelled.set()  # leaves the batch before the next decode step
-            if first is None and job.deadline is not None and time.monotonic() >= job.deadline:
+            cut = job.deadline is not None and time.monotonic() >= job.deadline
+            if first is None and not job.background:
+                self._observe_cut(job, cut, time.monotonic() - start)
+            if first is None and cut:
                 self._warm(entry, tokens)
             self.pool.touch(entry)
             if first is not None and last is not None and not job.background:
                 self.speed.observe_decode(job.generated - 1, last - first)
+
+    def _observe_cut(self, job: Job, by_deadline: bool, seconds: float) -> None:
+        """A prefill stopped before its first token still tells the prefill speed: its
+        progress so far, or, cut by its deadline with none, at most its prompt in that time.
+        Without it, a first guess too fast for this machine would never be corrected, and
+        every inline request would be cut."""
+        done = job.prefilled - job.reused
+        if done <= 0 and by_deadline:
+            done = len(job.tokens) - job.reused
+        if done > 0:
+            self.speed.observe_prefill(done, seconds)
 
     def _warm(self, entry: Any, tokens: list[int]) -> None:
         """Finish, as background work, the prefill that a deadline cut (issue #17 item 3: the

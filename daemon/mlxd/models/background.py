@@ -130,6 +130,7 @@ class Priorities:
         if head.job.background and self._interactive():
             return
         head.step(self.lm.model, self.PREFILL_STEP)
+        head.job.prefilled = head.fed
         if head.done:
             self._prefills.pop(0)
             self._keep(head.job.tokens, head.cache)

@@ -64,6 +64,7 @@ class Job:
     # first token (None until then): the preemption bound made observable.
     submitted_at: int = 0
     waited: int | None = None
+    prefilled: int = 0  # prompt tokens in its KV cache so far (reused ones included)
 
 
 class BatchEngine(Priorities):
@@ -217,6 +218,7 @@ class BatchEngine(Priorities):
             cache = make_prompt_cache(self.lm.model)
         held = len(job.tokens) - len(rest)
         job.reused = min(held, len(job.tokens) - 1) if job.max_tokens > 0 else held
+        job.prefilled = job.reused
         self.cached_tokens += job.reused
         self.generations += 1
         return cache, held
@@ -271,6 +273,7 @@ class BatchEngine(Priorities):
         job, dec = self._lone  # type: ignore[misc]
         if dec.prefilling:
             dec.prefill(self.PREFILL_STEP)  # a cancel or a newcomer waits one chunk at most
+            job.prefilled = dec.fed
             return
         eos = self.lm.tokenizer.eos_token_ids
         for token in dec.step(job.max_tokens - job.generated):
@@ -333,7 +336,10 @@ class BatchEngine(Priorities):
 
     def _step(self) -> None:
         eos = self.lm.tokenizer.eos_token_ids
-        _, responses = self._gen.next()
+        prompts, responses = self._gen.next()
+        for p in prompts:  # progress: (prompt tokens fed, of those it had to feed)
+            if (job := self._jobs.get(p.uid)) is not None:
+                job.prefilled = job.reused + p.progress[0]
         for r in responses:
             job = self._jobs.get(r.uid)
             if job is None:
