@@ -202,3 +202,16 @@ async def test_an_interactive_request_reuses_what_a_background_prefill_made_so_f
     await fg.finish()
     assert fg.job.reused >= 3 * BatchEngine.PREFILL_STEP
     assert (await warm.finish()).prompt_tokens == len(prompt)
+
+
+async def test_an_interactive_prefill_only_request_goes_before_a_background_one(
+    pool: ModelPool, tiny_model: Path
+) -> None:
+    engine, encode = await engine_and_tokens(pool, tiny_model)
+    long = encode(LONG)
+    bg = Run(engine, long, 0, background=True)
+    await until(lambda: engine.background_steps >= 2, "two background prefill chunks")
+    fg = Run(engine, encode("class Point:\n    x: int\n"), 0)
+    assert (await fg.finish()).completion_tokens == 0
+    assert bg.job.prefilled < len(long)  # still under way: the interactive one went first
+    assert (await bg.finish()).prompt_tokens == len(long)

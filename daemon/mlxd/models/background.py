@@ -124,15 +124,18 @@ class Priorities:
             self._keep(tokens, copy.deepcopy(cache))
 
     def _prefill_step(self) -> None:
-        """One chunk of the first prefill-only job (not a background one while interactive
-        work is there); a finished one leaves its KV in the prompt cache and ends."""
-        head = self._prefills[0]
-        if head.job.background and self._interactive():
+        """One chunk of the first interactive prefill-only job, else of the first background
+        one while no interactive work is there; a finished one leaves its KV in the prompt
+        cache and ends."""
+        head = next((p for p in self._prefills if not p.job.background), None)
+        if head is None and not self._interactive():
+            head = self._prefills[0]
+        if head is None:
             return
         head.step(self.lm.model, self.PREFILL_STEP)
         head.job.prefilled = head.fed
         if head.done:
-            self._prefills.pop(0)
+            self._prefills.remove(head)
             self._keep(head.job.tokens, head.cache)
             job = head.job
             job.emit(Done("length", len(job.tokens), 0, self.lm.name))
