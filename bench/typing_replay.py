@@ -311,8 +311,9 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         "max_ms": InlineConfig().max_ms,
         "slowest_ms": after.get("inline.slowestMs"),
         "late": counters.get("inline.late"),
-        "empty_share": counters["inline.empty"] / seen
-        if "inline.empty" in counters and seen
+        # of the answers the editor got (a cancelled request gets none)
+        "empty_share": sum(not r.get("item") for r in answered) / len(answered)
+        if answered
         else None,
     }
 
@@ -373,7 +374,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             ],
             ["KV reuse speed-up (cold / after key)", fmt(speedup, "x")],
             [
-                f"inline.max_ms {bound['max_ms']}: slowest answer ms (mlxd/stats) / late / empty",
+                f"inline.max_ms {bound['max_ms']}: slowest answer ms (mlxd/stats) / late / empty answers",
                 f"{fmt(bound['slowest_ms'], digits=0)} / {fmt(bound['late'], digits=0)} / "
                 f"{fmt(bound['empty_share'] and bound['empty_share'] * 100, '%', 0)}",
             ],
