@@ -79,6 +79,28 @@ async def test_a_cold_local_model_and_document_answer_within_the_bound(
     assert max(wire_first, wire_second) <= max_ms + WIRE_SLACK_MS
 
 
+async def test_a_long_local_answer_is_cut_at_the_bound_with_what_it_made(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """Local only, a fast model asked for far more than the bound allows: the text made by
+    then is the answer (not nothing), on time."""
+    max_ms = 600
+    cfg = write_config(
+        tmp_path / "c.toml",
+        f'[local]\nmodel = "{tiny_model}"\npreload = true\n'
+        f'[inline]\nmax_ms = {max_ms}\nmax_tokens = 100000\nmulti_line = "always"\n'
+        "whole_lines = false\n",
+    )
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s)
+        items, wire = await ask(s, 40)
+        stats = await inline_stats(s)
+    assert len(items) == 1 and items[0].strip()
+    assert stats["slowestMs"] <= max_ms + SLACK_MS, stats
+    assert wire <= max_ms + WIRE_SLACK_MS
+
+
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeProvider]:
     async with FakeProvider(require_key=KEY) as f:
