@@ -23,6 +23,8 @@ import asyncio
 import time
 from typing import Any
 
+from mlxd.config import InlineConfig
+
 from .common import (
     Daemon,
     Options,
@@ -280,7 +282,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         before = await daemon.stats()
         replay = await _replay(editor, text, opts.verbose)
         await asyncio.sleep(0.5)  # let cancelled generations wind down before counting
-        counters = stats_delta(before, await daemon.stats())
+        after = await daemon.stats() or {}
+        counters = stats_delta(before, after)
         replay_s = time.perf_counter() - t0
         log("KV reuse: cold prompt vs one keystroke later (inline.max_tokens = 1)")
         await daemon.reconfigure({**cfg, "inline": {"max_tokens": 1}})
@@ -302,6 +305,17 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     share = len(fast) / len(answered) if answered else None
     hits, seen = counters.get("inline.cacheHits"), counters.get("inline.requests")
     stats_share = hits / seen if hits is not None and seen else None
+    # The hard bound (issue #17 item 3), as the daemon measures it, and the empty answers next
+    # to it: meeting the bound by answering nothing would show here.
+    bound = {
+        "max_ms": InlineConfig().max_ms,
+        "slowest_ms": after.get("inline.slowestMs"),
+        "late": counters.get("inline.late"),
+        # of the answers the editor got (a cancelled request gets none)
+        "empty_share": sum(not r.get("item") for r in answered) / len(answered)
+        if answered
+        else None,
+    }
 
     def row(label: str, sent_n: int, cancel_n: int | str, st: dict[str, Any]) -> list[Any]:
         span = "" if st["n"] == 0 else f"{fmt(st['min'], digits=0)}-{fmt(st['max'], digits=0)}"
@@ -359,6 +373,11 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 f"{fmt(summary([k['after_key_reused_tokens'] for k in kv])['median'], digits=0)}",
             ],
             ["KV reuse speed-up (cold / after key)", fmt(speedup, "x")],
+            [
+                f"inline.max_ms {bound['max_ms']}: slowest answer ms (mlxd/stats) / late / empty answers",
+                f"{fmt(bound['slowest_ms'], digits=0)} / {fmt(bound['late'], digits=0)} / "
+                f"{fmt(bound['empty_share'] and bound['empty_share'] * 100, '%', 0)}",
+            ],
         ],
     )
     result = {
@@ -387,6 +406,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "cancel_ack_ms": acks,
             "kv_cold_ms": cold,
             "kv_after_key_ms": warm,
+            "inline_bound": bound,
         },
         "mlxd_stats_replay": counters,
         "ratios": {

@@ -44,13 +44,19 @@ class ConnectError(BackendError):
 
 
 class Timeout(BackendError):
-    """No answer in time. `phase` is connect | first_token | idle | total."""
+    """No answer in time. `phase` is connect | first_token | idle | total | bound."""
 
     code = "timeout"
 
     def __init__(self, message: str, phase: str) -> None:
         super().__init__(message)
         self.phase = phase
+
+    @property
+    def counts_against_breaker(self) -> bool:  # type: ignore[override]
+        """Phase "bound": the inline request's own time bound ran out (a cold prompt too long
+        to prefill in inline.max_ms), which says nothing about the backend's health."""
+        return self.phase != "bound"
 
 
 class HTTPStatusError(BackendError):

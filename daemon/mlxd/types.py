@@ -26,7 +26,11 @@ class Message:
 
 @dataclass(slots=True)
 class Request:
-    """What the router hands a backend. `messages` for chat; `prefix`/`suffix` for completion."""
+    """What the router hands a backend. `messages` for chat; `prefix`/`suffix` for completion.
+
+    `max_tokens == 0` on the local backend is prefill only: the prompt's KV cache is filled
+    (so a later request with the same prefix reuses it) and the stream ends with no text and
+    `Done("length", prompt_tokens, 0, model)`."""
 
     kind: Kind
     messages: list[Message] = field(default_factory=list)
@@ -41,10 +45,18 @@ class Request:
     stop: list[str] = field(default_factory=list)
     # Continue an answer another backend started (mid-stream fallback): the text so far.
     assistant_prefix: str = ""
-    # Stop generating after this long and finish with what there is (inline's time cap).
+    # Stop generating after this long and finish with what there is (inline's time cap),
+    # measured from when the router gets the request, unless `deadline` is set.
     max_time_s: float | None = None
+    # A time.monotonic() instant (inline.max_ms from the request's arrival, issue #17 item 3):
+    # every backend of the chain must have answered by then; what streamed is the answer, and
+    # a backend that streamed nothing by then is abandoned. None: `max_time_s` or no bound.
+    deadline: float | None = None
     # Stop once this many lines with text in them are complete (inline's one-line answers).
     max_lines: int | None = None
+    # "background": lowest priority. Any interactive request preempts it within one decode step
+    # (prefill runs in chunks), and cancelling its task drops it at once (issue #17 item 6).
+    priority: Literal["interactive", "background"] = "interactive"
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ class LocalBackend:
         self.inline_cfg = inline_cfg or InlineConfig()
         self.speed = SpeedMeter()  # this model's prefill/decode speed here, as measured
         self.recent = RecentPrompts()  # what the KV cache most likely holds
+        self._warming: Job | None = None  # a prefill a deadline cut, finishing in background
 
     @property
     def loaded(self) -> bool:
@@ -66,7 +67,8 @@ class LocalBackend:
         lm = entry.engine.lm
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS  # the router fills it
+        # None: the router fills it; 0: prefill only (the prompt's KV cache, no text).
+        max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
         # Tokenizing a long prompt takes seconds: off the event loop (the tokenizer releases
         # the GIL), so the daemon keeps answering meanwhile.
         tokens, max_tokens = await asyncio.to_thread(self._fit, lm, request, max_tokens)
@@ -77,7 +79,8 @@ class LocalBackend:
             stop=request.stop,
             stop_tokens=_end_tokens(lm.tokenizer) if request.kind != "chat" else frozenset(),
             emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
-            deadline=time.monotonic() + request.max_time_s if request.max_time_s else None,
+            deadline=_deadline(request),
+            background=request.priority == "background",
         )
         entry.engine.submit(job)
         self.recent.add(tokens)
@@ -94,7 +97,8 @@ class LocalBackend:
                 last = time.monotonic()
                 if first is None:
                     first = last
-                    self.speed.observe_prefill(len(tokens) - job.reused, first - start)
+                    if not job.background:  # its wait for other work is not model speed
+                        self.speed.observe_prefill(len(tokens) - job.reused, first - start)
                 if think is not None:
                     piece = think.feed(item.text) if isinstance(item, Delta) else think.flush()
                     if piece.reasoning:
@@ -108,18 +112,47 @@ class LocalBackend:
                     return
         finally:
             job.cancelled.set()  # leaves the batch before the next decode step
+            cut = job.deadline is not None and time.monotonic() >= job.deadline
+            if first is None and not job.background:
+                self._observe_cut(job, cut, time.monotonic() - start)
+            if first is None and cut:
+                self._warm(entry, tokens)
             self.pool.touch(entry)
-            if first is not None and last is not None:
+            if first is not None and last is not None and not job.background:
                 self.speed.observe_decode(job.generated - 1, last - first)
+
+    def _observe_cut(self, job: Job, by_deadline: bool, seconds: float) -> None:
+        """A prefill stopped before its first token still tells the prefill speed: its
+        progress so far, or, cut by its deadline with none, at most its prompt in that time.
+        Without it, a first guess too fast for this machine would never be corrected, and
+        every inline request would be cut."""
+        done = job.prefilled - job.reused
+        if done <= 0 and by_deadline:
+            done = len(job.tokens) - job.reused
+        if done > 0:
+            self.speed.observe_prefill(done, seconds)
+
+    def _warm(self, entry: Any, tokens: list[int]) -> None:
+        """Finish, as background work, the prefill that a deadline cut (issue #17 item 3: the
+        bound is kept by answering nothing only when nothing could be answered), so that the
+        next request with this prefix, the next keystroke, finds it in the KV cache. One at a
+        time: a newer one drops the older, stale one."""
+        if self._warming is not None:
+            self._warming.cancelled.set()
+        self._warming = Job(
+            tokens=tokens, max_tokens=0, temperature=0.0, stop=[], emit=_ignore, background=True
+        )
+        entry.engine.submit(self._warming)
 
     def _fit(self, lm: Any, req: Request, max_tokens: int) -> tuple[list[int], int]:
         """The prompt's tokens and the answer's max_tokens (fit_prompt); an inline prompt is
         sized so that prefilling what the KV cache does not hold, plus one line, fits the
         request's time cap (models/budget.py). Runs off the event loop."""
         full = fit_prompt(lm, req, self.inline_cfg.context_tokens, max_tokens)
-        if req.kind != "inline" or not req.max_time_s:
+        end = _deadline(req)
+        if req.kind != "inline" or end is None:
             return full
-        allowed = self.speed.new_tokens_within(req.max_time_s)
+        allowed = self.speed.new_tokens_within(max(0.0, end - time.monotonic()))
         if fits(len(full[0]), self.recent.cached(full[0]), allowed):
             return full
         small = fit_prompt(lm, req, max(MIN_PROMPT_TOKENS, allowed), max_tokens)
@@ -132,6 +165,18 @@ class LocalBackend:
 
     async def close(self) -> None:
         pass  # the pool (shared) is closed by its owner
+
+
+def _ignore(item: Any) -> None:
+    """Where background warm-up results go: nobody waits for them (a failure is logged by the
+    engine)."""
+
+
+def _deadline(req: Request) -> float | None:
+    """When the answer must be complete (monotonic), if the request says."""
+    if req.deadline is not None:
+        return req.deadline
+    return time.monotonic() + req.max_time_s if req.max_time_s else None
 
 
 def _opens_think(tok: Any, tokens: list[int]) -> bool:

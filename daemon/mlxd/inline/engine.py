@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -34,6 +35,7 @@ from mlxd.prompts import (
 from mlxd.types import Request
 
 from .cache import InlineCache
+from .cuts import answer_by, complete_lines, ends_cut, text_and_finish
 from .postprocess import clean
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,10 @@ class EngineStats:
     empty: int = 0  # answers with no item (nothing survived post-processing, or no answer)
     # Items shown whose last line a token/time cap cut (a piece of a word, a lone operator).
     fragments: int = 0
+    # From a request's arrival to its answer, in ms (issue #17 item 3, inline.max_ms): the
+    # longest so far, and the answers that took longer than inline.max_ms.
+    slowest_ms: int = 0
+    late: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -154,6 +160,7 @@ class InlineEngine:
         open documents (for snippets, when `cfg.neighbor_snippets`). `invoked` (the user asked:
         LSP triggerKind Invoked) adds up to ALTERNATIVES sampled items that differ from the first.
         """
+        arrived = time.monotonic()  # inline.max_ms is measured from here, for every backend
         self.stats.requests += 1
         self._supersede(uri)  # the user has moved on: an older answer for this document is moot
         if not self.enabled_for(language):
@@ -182,29 +189,33 @@ class InlineEngine:
         if cached:
             self.stats.cache_hits += 1
         else:
-            suggestion, local = await self._fresh(uri, ctx, neighbors)
-        if not suggestion:
-            self.stats.empty += 1
-            return []
-        shown = [suggestion]
-        if invoked and not cached and local:  # typing through is free
-            shown += await self._alternatives(ctx, suggestion)
+            suggestion, local = await self._fresh(uri, ctx, neighbors, arrived)
+        shown = [suggestion] if suggestion else []
+        if shown and invoked and not cached and local:  # typing through is free
+            shown += await self._alternatives(ctx, suggestion, arrived)  # type: ignore[arg-type]
+        self._timed(arrived, bool(shown))
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
 
+    def _timed(self, arrived: float, answered: bool) -> None:
+        ms = (time.monotonic() - arrived) * 1000
+        self.stats.slowest_ms = max(self.stats.slowest_ms, round(ms))
+        self.stats.late += ms > self.cfg.max_ms
+        self.stats.empty += not answered
+
     async def _fresh(
-        self, uri: str, ctx: CursorContext, neighbors: Iterable[Document]
+        self, uri: str, ctx: CursorContext, neighbors: Iterable[Document], arrived: float
     ) -> tuple[str | None, bool]:
         """A new suggestion from the model, cleaned and cached (None when no answer came), and
         whether a local model served it."""
         ctx.header = self._header(ctx, neighbors)
-        answer = await self._run(ctx)
+        answer = await self._run(ctx, self._request(ctx, arrived))
         if answer is None:
             return None, False
-        raw, finish = _text_and_finish(answer)
+        raw, finish = text_and_finish(answer)
         # A cap cut it: only finished lines are worth showing (unless told otherwise).
         cut = finish == "length" and self.cfg.whole_lines
         suggestion = clean(complete_lines(raw) if cut else raw, ctx)
-        if cut and _ends_cut(raw, suggestion):
+        if cut and ends_cut(raw, suggestion):
             self.stats.fragments += 1  # complete_lines keeps this at 0
         if suggestion or finish != "length":  # a cut "" may do better when asked again
             self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
@@ -222,21 +233,21 @@ class InlineEngine:
             flight.superseded = True
             flight.task.cancel()
 
-    async def _alternatives(self, ctx: CursorContext, first: str) -> list[str]:
+    async def _alternatives(self, ctx: CursorContext, first: str, arrived: float) -> list[str]:
         """Up to ALTERNATIVES more suggestions, sampled at ALT_TEMPERATURE, distinct and whole.
 
         They run after the greedy answer, so its prompt is in the KV cache and they cost decode
-        only, side by side in one batch.
+        only, side by side in one batch, within what is left of the same inline.max_ms.
         """
         ctx.header = ctx.header or self._header(ctx, ())
-        request = replace(self._request(ctx), temperature=ALT_TEMPERATURE)
+        request = replace(self._request(ctx, arrived), temperature=ALT_TEMPERATURE)
         answers = await self._run(ctx, [request] * ALTERNATIVES)
         seen = {first.strip()}
         out: list[str] = []
         for answer in answers or []:
             if answer is None or isinstance(answer, BaseException):
                 continue
-            raw, finish = _text_and_finish(answer)
+            raw, finish = text_and_finish(answer)
             cut = finish == "length" and self.cfg.whole_lines
             text = clean(complete_lines(raw) if cut else raw, ctx)
             if text.strip() and text.strip() not in seen:
@@ -244,8 +255,10 @@ class InlineEngine:
                 out.append(text)
         return out
 
-    def _request(self, ctx: CursorContext) -> Request:
-        """The router's request, its prefix/suffix bounded so that nothing huge travels.
+    def _request(self, ctx: CursorContext, arrived: float | None = None) -> Request:
+        """The router's request, its prefix/suffix bounded so that nothing huge travels, to be
+        answered by inline.max_ms after the request `arrived` (monotonic; None: no deadline,
+        the router applies max_time_s from when it gets the request).
 
         The bound is loose (5 characters a token, more than code usually packs): the local
         backend trims again, exactly, with its model's tokenizer (`fim.prompt_for_local`), and
@@ -263,18 +276,19 @@ class InlineEngine:
             temperature=0.0,
             stop=policy.strings,
             max_time_s=self.cfg.max_ms / 1000,
+            deadline=None if arrived is None else arrived + answer_by(self.cfg.max_ms),
             max_lines=policy.max_lines,
         )
 
-    async def _run(self, ctx: CursorContext, requests: list[Request] | None = None) -> Any:
+    async def _run(self, ctx: CursorContext, requests: Request | list[Request]) -> Any:
         """Await `generate` in its own task, so a newer request can cancel just that task.
 
-        With `requests`, runs them side by side and returns their answers as a list (an
-        exception in place of a failed one). Returns None when superseded or failed;
+        With a list of requests, runs them side by side and returns their answers as a list
+        (an exception in place of a failed one). Returns None when superseded or failed;
         re-raises when the caller is cancelled.
         """
-        if requests is None:
-            task = asyncio.ensure_future(self._generate(self._request(ctx), ctx))
+        if isinstance(requests, Request):
+            task = asyncio.ensure_future(self._generate(requests, ctx))
         else:
             many = (self._generate(r, ctx) for r in requests)
             task = asyncio.ensure_future(asyncio.gather(*many, return_exceptions=True))
@@ -316,26 +330,3 @@ class InlineEngine:
             exclude_uri=ctx.uri,
         )
         return format_snippets(snippets, ctx.language, self.root) + header
-
-
-def _text_and_finish(answer: Any) -> tuple[str, str]:
-    """(text, finish reason) of what `generate` returned; a bare string is finished."""
-    if isinstance(answer, str):
-        return answer, "stop"
-    return answer.text, answer.finish_reason
-
-
-def complete_lines(text: str) -> str:
-    """`text` without its unfinished last line: what a token or time cap cut mid-line.
-
-    A piece of a word or a lone operator is worse than nothing as ghost text; a line the model
-    ended (a newline) is a complete unit. A cut that came before any newline leaves "".
-    """
-    text = text.replace("\r\n", "\n")
-    return text[: text.rfind("\n") + 1]
-
-
-def _ends_cut(raw: str, suggestion: str) -> bool:
-    """Whether `suggestion` ends with the unfinished last line of a cut generation."""
-    tail = raw.replace("\r\n", "\n").rsplit("\n", 1)[-1].rstrip()
-    return bool(tail.strip() and suggestion.rstrip().endswith(tail.strip()))

@@ -9,6 +9,13 @@ for requests that were cancelled part-way: their cache is kept up to where they 
 A greedy request that has the model to itself decodes with prompt-lookup speculation
 (models/speculative.py: same tokens, fewer forward passes); when another request arrives it
 joins the batch with its KV cache, losing and repeating nothing.
+
+Priorities (issue #17 item 6): a background job runs only while no interactive one is there.
+An interactive arrival takes the background jobs out of the batch (their KV caches kept, see
+models/background.py) before the next step, and they resume where they stopped once the
+interactive work is done. Prompts prefill PREFILL_STEP tokens per step, so an arrival waits at
+most one chunk. A job with max_tokens == 0 only prefills: its prompt's KV goes to the prompt
+cache and it ends with Done("length", prompt tokens, 0, model).
 """
 
 from __future__ import annotations
@@ -16,48 +23,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ModelError
 from ..types import Delta, Done
+from .background import Parked, Prefill, Priorities
 from .detokenize import TextStream
+from .job import Job
 from .speculative import LookupDecoder, Stats, can_speculate
 from .stops import StopMatcher
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[Any], None]  # Delta | Done | BaseException, delivered on the event loop
 
-
-@dataclass(eq=False)
-class Job:
-    """One request's state on the MLX thread."""
-
-    tokens: list[int]  # the whole prompt
-    max_tokens: int
-    temperature: float
-    stop: list[str]
-    emit: Emit
-    # Token ids that end the answer like EOS (a FIM template's end tokens): never in the text,
-    # counted in the usage.
-    stop_tokens: frozenset[int] = frozenset()
-    deadline: float | None = None  # monotonic; finish with what there is after it
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    uid: int | None = None
-    detokenizer: TextStream | None = None
-    matcher: StopMatcher | None = None
-    generated: int = 0
-    reused: int = 0  # prompt tokens found in the KV cache (set when admitted)
-
-
-class BatchEngine:
+class BatchEngine(Priorities):
     """The scheduler for one model. `submit` is called on the event loop; everything else
     runs on the pool's single MLX thread."""
 
-    PREFILL_STEP = 512  # prompt chunk per scheduler step: a cancel waits at most one chunk
+    # Prompt tokens per scheduler step: a cancel or an interactive arrival waits one chunk at
+    # most (64 tokens of the embedded model take ~0.1 s on two busy CPU cores).
+    PREFILL_STEP = 64
     SLICE_S = 0.05  # longest hold on the MLX thread before letting queued work run
 
     def __init__(
@@ -86,14 +72,20 @@ class BatchEngine:
         self.joined = 0  # speculating jobs that moved into the batch
         self.generations = 0  # requests that reached the model
         self.cached_tokens = 0  # prompt tokens served from the KV cache (reuse)
+        self._parked: list[Parked] = []  # background jobs waiting for interactive ones
+        self._prefills: list[Prefill] = []  # prefill-only jobs, first come first served
+        self.background_steps = 0  # scheduler steps that ran background work
+        self.preempted = 0  # background jobs set aside for an interactive one
 
     @property
     def active(self) -> int:
         with self._lock:
-            return len(self._jobs) + len(self._incoming) + (self._lone is not None)
+            held = len(self._parked) + len(self._prefills) + (self._lone is not None)
+            return len(self._jobs) + len(self._incoming) + held
 
     def submit(self, job: Job) -> None:
         with self._lock:
+            job.submitted_at = self.background_steps
             self._incoming.append(job)
             start = not self._running
             self._running = True
@@ -112,27 +104,34 @@ class BatchEngine:
                     return
                 with self._lock:
                     incoming, self._incoming = self._incoming, []
-                    if not incoming and not self._jobs and self._lone is None:
+                    if not incoming and not self._busy():
                         self._running = False  # the generator stays: rebuilding it costs ms
                         return
                 # Cancelled first: a request arriving with the cancel then finds its KV cache.
                 self._drop_cancelled()
                 self._admit(incoming)
+                background = self._schedule()
                 if self._lone is not None and self._jobs:
                     self._join_batch()  # no longer alone: continue in the batch
                 if self._lone is not None:
                     self._lone_step()
                 elif self._jobs:
                     self._step()
+                if self._prefills:
+                    self._prefill_step()
+                if background:
+                    with self._lock:
+                        self.background_steps += 1
         except BaseException as exc:  # an MLX failure must reach every waiting request
             log.exception("batch generation failed")
             err = ModelError(f"generation failed: {type(exc).__name__}: {exc}")
             with self._lock:
                 jobs = list(self._jobs.values()) + self._incoming
                 jobs += [self._lone[0]] if self._lone is not None else []
+                jobs += [p.job for p in self._parked] + [p.job for p in self._prefills]
                 self._lone = None
                 self._jobs.clear()
-                self._incoming = []
+                self._incoming, self._parked, self._prefills = [], [], []
                 self._running = False
             self._gen = None
             for job in jobs:
@@ -160,71 +159,95 @@ class BatchEngine:
             self._gen.close()
             self._gen = None
 
+    def _busy(self) -> bool:
+        return bool(self._jobs or self._lone or self._parked or self._prefills)
+
     def _admit(self, jobs: list[Job]) -> None:
-        from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+        """Start the new jobs: a background one waits while interactive work is there, a
+        prefill-only one joins the prefill queue, the rest start decoding."""
+        live = [job for job in jobs if not job.cancelled.is_set()]  # cancelled: never run
+        if any(not job.background for job in live):
+            self._preempt(share=True)  # before they look into the prompt cache
+        for job in [j for j in live if j.max_tokens <= 0]:
+            cache, fed = self._fetch(job)
+            self._prefills.append(Prefill(job, cache, fed))
+        live = [job for job in live if job.max_tokens > 0]
+        if any(not job.background for job in live) or self._interactive():
+            self._parked += [Parked(job) for job in live if job.background]
+            live = [job for job in live if not job.background]
+        for job in live:
+            self._start(job, None, job.tokens, 0, alone=len(live) == 1)
+
+    def _fetch(self, job: Job) -> tuple[list[Any], int]:
+        """The nearest KV cache for the job's prompt, and how many of its tokens it holds
+        (a job that decodes recomputes the last one for fresh logits: not counted reused)."""
+        from mlx_lm.models.cache import make_prompt_cache
+
+        cache, rest = self.cache.fetch_nearest_cache(self.lm.name, job.tokens)
+        if cache is None:
+            cache = make_prompt_cache(self.lm.model)
+        held = len(job.tokens) - len(rest)
+        job.reused = min(held, len(job.tokens) - 1) if job.max_tokens > 0 else held
+        job.prefilled = job.reused
+        self.cached_tokens += job.reused
+        self.generations += 1
+        return cache, held
+
+    def _start(
+        self, job: Job, cache: list[Any] | None, tokens: list[int], fed: int, alone: bool
+    ) -> None:
+        """Decode `job` on from `cache` (the KV of `tokens[:fed]`; None: from the prompt
+        cache), speculating when it has the model to itself."""
+        from mlx_lm.models.cache import trim_prompt_cache
         from mlx_lm.sample_utils import make_sampler
 
-        live = [job for job in jobs if not job.cancelled.is_set()]  # cancelled: never run
-        for job in live:
-            cache, rest = self.cache.fetch_nearest_cache(self.lm.name, job.tokens)
-            if cache is None:
-                cache = make_prompt_cache(self.lm.model)
-            if not rest:  # exact hit: recompute the last position for fresh logits
-                trim_prompt_cache(cache, 1)
-                rest = job.tokens[-1:]
-            reused = job.reused = len(job.tokens) - len(rest)
-            self.cached_tokens += reused
-            self.generations += 1
-            if self._may_speculate(job, cache, len(live)):
-                self._lone = (
-                    job,
-                    LookupDecoder(
-                        self.lm.model, cache, job.tokens, reused, self.draft_tokens, self.spec
-                    ),
-                )
-                job.detokenizer = TextStream(self.lm.tokenizer, job.tokens)
-                job.matcher = StopMatcher(job.stop)
-                continue
-            (job.uid,) = self._generator().insert(
-                [rest],
-                max_tokens=[job.max_tokens],
-                caches=[cache],
-                all_tokens=[job.tokens[:reused]],
-                samplers=[make_sampler(temp=job.temperature)],
-            )
+        if cache is None:
+            cache, fed = self._fetch(job)
+        if fed >= len(tokens):  # all held: recompute the last position for fresh logits
+            trim_prompt_cache(cache, fed - len(tokens) + 1)
+            fed = len(tokens) - 1
+        if job.detokenizer is None:
             job.detokenizer = TextStream(self.lm.tokenizer, job.tokens)
             job.matcher = StopMatcher(job.stop)
-            self._jobs[job.uid] = job
+        alone = alone and not self._jobs and self._lone is None
+        if alone and self._may_speculate(job, cache):
+            dec = LookupDecoder(self.lm.model, cache, tokens, fed, self.draft_tokens, self.spec)
+            self._lone = (job, dec)
+            return
+        (job.uid,) = self._generator().insert(
+            [tokens[fed:]],
+            max_tokens=[job.max_tokens - job.generated],
+            caches=[cache],
+            all_tokens=[tokens[:fed]],
+            samplers=[make_sampler(temp=job.temperature)],
+        )
+        self._jobs[job.uid] = job
 
-    def _may_speculate(self, job: Job, cache: list[Any], arriving: int) -> bool:
-        alone = arriving == 1 and not self._jobs and self._lone is None
-        return alone and self.speculative != "off" and job.temperature == 0 and can_speculate(cache)
+    def _may_speculate(self, job: Job, cache: list[Any]) -> bool:
+        return self.speculative != "off" and job.temperature == 0 and can_speculate(cache)
 
     def _join_batch(self) -> None:
         """The speculating job continues in the batch from where it is: its cache, the
         tokens not yet fed (the last generated one, or the prompt's rest), greedy."""
-        from mlx_lm.sample_utils import make_sampler
-
         job, dec = self._lone  # type: ignore[misc]
         self._lone = None
         self.joined += 1
-        (job.uid,) = self._generator().insert(
-            [dec.tokens[dec.fed :]],
-            max_tokens=[job.max_tokens - job.generated],
-            caches=[dec.cache],
-            all_tokens=[dec.tokens[: dec.fed]],
-            samplers=[make_sampler(temp=job.temperature)],
-        )
-        self._jobs[job.uid] = job
+        self._start(job, dec.cache, dec.tokens, dec.fed, alone=False)
+
+    def _first_token(self, job: Job) -> None:
+        job.generated += 1
+        if job.waited is None:
+            job.waited = self.background_steps - job.submitted_at
 
     def _lone_step(self) -> None:
         job, dec = self._lone  # type: ignore[misc]
         if dec.prefilling:
             dec.prefill(self.PREFILL_STEP)  # a cancel or a newcomer waits one chunk at most
+            job.prefilled = dec.fed
             return
         eos = self.lm.tokenizer.eos_token_ids
         for token in dec.step(job.max_tokens - job.generated):
-            job.generated += 1
+            self._first_token(job)
             ended = token in eos or token in job.stop_tokens  # a FIM end token: like EOS
             last = ended or job.generated >= job.max_tokens
             self._send(job, self._piece(job, token, last, ended))
@@ -258,6 +281,7 @@ class BatchEngine:
                 self._remove(uid, job, None)
             elif job.deadline is not None and now >= job.deadline and job.generated:
                 self._remove(uid, job, "length")
+        self._drop_waiting(now)
 
     def _remove(self, uid: int, job: Job, finish: str | None) -> None:
         """Take a sequence out of the batch; keep its KV cache for the next request."""
@@ -282,12 +306,15 @@ class BatchEngine:
 
     def _step(self) -> None:
         eos = self.lm.tokenizer.eos_token_ids
-        _, responses = self._gen.next()
+        prompts, responses = self._gen.next()
+        for p in prompts:  # progress: (prompt tokens fed, of those it had to feed)
+            if (job := self._jobs.get(p.uid)) is not None:
+                job.prefilled = job.reused + p.progress[0]
         for r in responses:
             job = self._jobs.get(r.uid)
             if job is None:
                 continue
-            job.generated += 1
+            self._first_token(job)
             ended = r.token in job.stop_tokens  # a FIM end token: a real stop, like EOS
             segment = job.detokenizer.add(r.token) if r.token not in eos and not ended else ""
             if r.finish_reason is not None or ended:

@@ -43,7 +43,7 @@ from ..stream_redact import Secrets, StreamRedactor
 from ..types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
 from .breakers import Breakers
 from .privacy import excluded, skip_reason
-from .run import Run, describe, emit, flush, held, streamed
+from .run import Run, describe, emit, flush, held, inline_bound, streamed
 from .waits import backoff, loop_time
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class Router:
                 continue
             # A continuation asks for what is left of max_tokens, not for all of it again.
             left = request.max_tokens - run.cut_tokens
-            if left <= 0:  # the cut answer is already that long
+            if run.cut_tokens and left <= 0:  # the cut answer is already that long
                 return self._outcome(run, Done("length", 0, 0, ""), run.cut_by, attempts)
             is_last = not any(later_skip is None for _, later_skip in plan[i + 1 :])
             done = await self._try(name, replace(request, max_tokens=left), run, is_last, attempts)
@@ -235,6 +235,8 @@ class Router:
         left); a Retry-After it cannot afford falls back at once."""
         retries = 0
         first_by = self._end(run) if is_last else time.monotonic() + self._first_token_limit(req)
+        if (bound := inline_bound(run, req)) is not None:
+            first_by = min(first_by, bound)  # inline: the last backend is bounded too
         while True:
             streamed_before = streamed(run)
             try:
@@ -265,24 +267,21 @@ class Router:
             raise _Skipped("skipped: not configured (removed by a configuration reload)")
         if skip := self._privacy(name, run.documents):
             raise _Skipped(skip)
+        bound = inline_bound(run, req)
+        if bound is not None and time.monotonic() >= bound:
+            raise _Skipped("skipped: the inline time bound (inline.max_ms) was spent")
         run.cloud = run.cloud or not backend.is_local  # from now on, hold back to redact
         run.answer.use_prompt(fenced=backend.fences_prompt(req), template_seen=backend.is_local)
         self.upstream_requests += 1
         stream = backend.stream(req)
         start = time.monotonic()
-        end_by = self._end(run)
-        # A soft cap (inline's max_ms): when it passes, what has streamed is the answer.
-        soft_end = start + req.max_time_s if req.max_time_s else None
+        # The bound (inline.max_ms): when it passes, what has streamed is the answer.
+        end_by = self._end(run) if bound is None else min(self._end(run), bound)
         got_token = False
         deltas = 0  # this attempt's, for the usage of an answer the daemon ended itself
         try:
             while True:
-                now = time.monotonic()
                 deadline = end_by if got_token else min(first_by, end_by)
-                if got_token and soft_end is not None:
-                    if now >= soft_end:
-                        return Done("length", 0, 0, name)
-                    deadline = min(deadline, soft_end)
                 try:
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
                     # that races with a token, and it costs a task per token.
@@ -291,9 +290,14 @@ class Router:
                 except StopAsyncIteration:
                     raise BackendError("stream ended without a result") from None
                 except TimeoutError:
-                    if got_token and soft_end is not None and time.monotonic() >= soft_end:
-                        return Done("length", 0, 0, name)
-                    raise self._timeout(deadline >= end_by, first_by - start) from None
+                    if bound is not None and deadline >= bound:
+                        if got_token:
+                            return Done("length", 0, 0, name)
+                        ms = (req.max_time_s or bound - run.start) * 1000
+                        raise Timeout(
+                            f"no token within inline.max_ms ({ms:.0f} ms)", "bound"
+                        ) from None
+                    raise self._timeout(deadline >= self._end(run), first_by - start) from None
                 if isinstance(event, Done):
                     return event
                 if isinstance(event, Delta) and event.text:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..models import AnswerFilter, Piece, StopPolicy
 from ..stream_redact import StreamRedactor
-from ..types import DeltaFn
+from ..types import DeltaFn, Request
 
 
 @dataclass(slots=True)
@@ -79,3 +79,12 @@ def _hand_on(run: Run, reasoning: str, text: str, name: str) -> None:
         run.text += text
         if run.on_delta:
             run.on_delta(text, name)
+
+
+def inline_bound(run: Run, req: Request) -> float | None:
+    """When an inline request must be answered, whichever backend serves it (issue #17 item 3):
+    its deadline (inline.max_ms from its arrival), else max_time_s after the router got it;
+    None: only the request's total budget."""
+    if req.deadline is not None:
+        return req.deadline
+    return run.start + req.max_time_s if req.max_time_s else None

@@ -1,0 +1,39 @@
+"""Where a time or token cap cuts an inline answer: when generation must stop, and what of a
+cut answer may be shown (whole lines only: a piece of a word is worse than nothing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Longest margin kept from inline.max_ms for the work after generation stops (issue #17 item 3).
+FINISH_MARGIN_S = 0.05
+
+
+def answer_by(max_ms: int) -> float:
+    """Seconds after its arrival by which a request's generation must stop: inline.max_ms,
+    less a margin for what follows (closing the stream, cleaning, the reply), so that the
+    answer itself is out by max_ms."""
+    return max_ms / 1000 - min(FINISH_MARGIN_S, max_ms / 1000 * 0.1)
+
+
+def text_and_finish(answer: Any) -> tuple[str, str]:
+    """(text, finish reason) of what `generate` returned; a bare string is finished."""
+    if isinstance(answer, str):
+        return answer, "stop"
+    return answer.text, answer.finish_reason
+
+
+def complete_lines(text: str) -> str:
+    """`text` without its unfinished last line: what a token or time cap cut mid-line.
+
+    A piece of a word or a lone operator is worse than nothing as ghost text; a line the model
+    ended (a newline) is a complete unit. A cut that came before any newline leaves "".
+    """
+    text = text.replace("\r\n", "\n")
+    return text[: text.rfind("\n") + 1]
+
+
+def ends_cut(raw: str, suggestion: str) -> bool:
+    """Whether `suggestion` ends with the unfinished last line of a cut generation."""
+    tail = raw.replace("\r\n", "\n").rsplit("\n", 1)[-1].rstrip()
+    return bool(tail.strip() and suggestion.rstrip().endswith(tail.strip()))

@@ -1,0 +1,58 @@
+"""The router's hard bound for inline requests (issue #17 item 3) and the prefill-only rule
+(max_tokens == 0 reaches the backend, issue #17 item 6), on in-memory backends: every assert is
+on events, attempts and breaker states, never on how long something took (the bound is a few
+ms; a test that hung until `total_s` would hit the test timeout instead)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from mlxd.errors import AllFailed
+
+from .test_router_unit import Scripted, answer, chat, done, make_router
+
+pytestmark = pytest.mark.timeout(30)
+LONG = {"total_s": 600.0, "first_token_s": 600.0, "inline_first_token_s": 600.0}
+
+
+def inline(ms: float = 50) -> object:
+    return chat(kind="inline", max_time_s=ms / 1000, deadline=time.monotonic() + ms / 1000)
+
+
+async def test_the_last_backend_is_abandoned_at_the_bound_without_opening_its_circuit() -> None:
+    a = Scripted("a", [asyncio.Event()])  # never sends a token
+    router = make_router(a, timeouts=LONG, breaker_failures=1)
+    with pytest.raises(AllFailed) as failed:
+        await router.run(inline())  # type: ignore[arg-type]
+    assert [x.error for x in failed.value.attempts] == [
+        "timeout: no token within inline.max_ms (50 ms)"
+    ]
+    assert a.closed == 1
+    assert router.backend_states()["a"] == "ok"  # the request's bound, not the backend's health
+
+
+async def test_a_backend_left_when_the_bound_is_spent_is_skipped_unasked() -> None:
+    a, b = Scripted("a", [asyncio.Event()]), Scripted("b", answer("ok"))
+    with pytest.raises(AllFailed) as failed:
+        await make_router(a, b, timeouts=LONG).run(inline())  # type: ignore[arg-type]
+    assert [x.backend for x in failed.value.attempts] == ["a", "b"]
+    assert (
+        failed.value.attempts[1].error == "skipped: the inline time bound (inline.max_ms) was spent"
+    )
+    assert b.requests == []
+
+
+async def test_what_streamed_by_the_bound_is_the_answer() -> None:
+    a = Scripted("a", [*answer("x = 1")[:-1], asyncio.Event()])
+    out = await make_router(a, timeouts=LONG).run(inline())  # type: ignore[arg-type]
+    assert (out.text, out.finish_reason) == ("x = 1", "length")
+
+
+async def test_max_tokens_zero_reaches_the_backend() -> None:
+    a = Scripted("a", [done(0, "length")])
+    out = await make_router(a).run(chat(max_tokens=0))
+    assert [r.max_tokens for r in a.requests] == [0]
+    assert (out.text, out.completion_tokens, out.finish_reason) == ("", 0, "length")
