@@ -17,7 +17,6 @@ from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from .. import protocol as P
-from .. import uris
 from ..app import (
     AllFailed,
     DeltaFn,
@@ -81,11 +80,7 @@ def progress_cancel(ls: MlxdServer, params: T.WorkDoneProgressCancelParams) -> N
 
 def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
     """Stop the closed document's inline generation and forget its cached suggestions."""
-    uri = uris.key(params.text_document.uri)
-    ls.app.inline.forget(uri)
-    ls.closed[uri] = None
-    if len(ls.closed) > 1024:
-        del ls.closed[next(iter(ls.closed))]
+    ls.app.inline.forget(ls.app.documents.close(params.text_document.uri))
 
 
 def shutdown(ls: MlxdServer, params: Any) -> None:
@@ -161,10 +156,9 @@ async def inline_completion(
     ls: MlxdServer, params: T.InlineCompletionParams
 ) -> T.InlineCompletionList:
     """Ghost text at the cursor of a synced document."""
-    uri = uris.key(params.text_document.uri)
-    doc = ls.workspace.text_documents.get(uri)  # keyed by uris.key (transport/documents.py)
+    uri, doc = ls.app.documents.get(params.text_document.uri)
     if doc is None:
-        if uri in ls.closed:  # closed since the client asked
+        if ls.app.documents.was_closed(uri):  # closed since the client asked
             return T.InlineCompletionList(items=[])
         raise JsonRpcInvalidParams(
             message="Invalid params: textDocument.uri: not open (send textDocument/didOpen first)"
@@ -178,9 +172,7 @@ async def inline_completion(
         language=doc.language_id or "",
         encoding=_encoding(ls.workspace.position_encoding),
         selected=(sel.text, _range_tuple(sel.range)) if sel else None,
-        open_documents=[
-            (k, d.language_id or "", d.source) for k, d in ls.workspace.text_documents.items()
-        ],
+        open_documents=ls.app.documents.listing(),
         invoked=params.context.trigger_kind == T.InlineCompletionTriggerKind.Invoked,
     )
     return T.InlineCompletionList(
