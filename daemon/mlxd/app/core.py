@@ -44,6 +44,9 @@ class ConfigSources:
 
     path: str | None = None
     init_options: dict[str, Any] = field(default_factory=dict)
+    # The editor's environment, for `api_key_env` (None: this process's). A session of the
+    # shared daemon gets its forwarder's, not the one of whichever window started the daemon.
+    env: dict[str, str] | None = None
 
 
 class App:
@@ -57,6 +60,8 @@ class App:
         self.hooks = hooks
         self.config = Config()
         self.keys = KeyStore()
+        if sources.env is not None:
+            self.keys.env = sources.env
         self.wording: Wording = PROTOCOL  # the client's words, learnt from `initialize`
         self.keys.on_checked = lambda: hooks.call_soon(self.publish_status)
         self.conversations = taint.Conversations()

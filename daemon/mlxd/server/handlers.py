@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -131,6 +132,8 @@ def stats(ls: MlxdServer, params: Any) -> Any:
     memory, and the server's own bookkeeping, which a leak would make grow)."""
     _parse(ls, params, P.EmptyParams)
     server = {
+        "pid": os.getpid(),  # the shared daemon's when this session is one of its sessions
+        "sessions": len(ls.app.process.sessions),
         "pendingRequests": len(ls.protocol.pending),
         "tasks": len(asyncio.all_tasks()),
         "pythonBlocks": sys.getallocatedblocks(),

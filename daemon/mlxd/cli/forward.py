@@ -1,0 +1,199 @@
+"""`mlxd serve` in shared mode: a thin forwarder between the editor's stdio and the shared
+per-user daemon (daemon.py), byte for byte both ways.
+
+It imports the standard library and runtime.py only, so the editor's `initialize` is answered
+as soon as the warm daemon answers it. It starts the daemon, detached, when none serves the
+socket, hands its own environment, working directory and config path to its session (each
+window's `api_key_env`, MLXD_CONFIG, ...), and exits within a second of the editor closing
+stdin or of the daemon ending the session. None is returned when no daemon can be reached or
+started: the caller then serves in-process, so the editor never breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from .. import runtime
+
+START_WAIT_S = 30.0  # a cold daemon imports pygls, msgspec, aiohttp and MLX first
+EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to hang up
+SHARED_ENV = "MLXD_SHARED"  # "1" / "0": the mode, when neither flag is given
+DEFAULT_IDLE_EXIT_S = 300.0
+
+
+def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
+    """(serve through the shared daemon?, its idle exit in seconds): `--shared` /
+    `--no-shared`, else $MLXD_SHARED, else the config file's [shared] (default: off)."""
+    section: dict[str, Any] = {}
+    path = args.config or os.environ.get("MLXD_CONFIG")
+    if path:
+        try:
+            import tomllib
+
+            with open(path, "rb") as f:
+                section = tomllib.load(f).get("shared") or {}
+        except (OSError, ValueError):
+            section = {}  # the session reports a bad file; here the defaults apply
+    idle = section.get("idle_exit_s", DEFAULT_IDLE_EXIT_S)
+    if not isinstance(idle, int | float) or isinstance(idle, bool) or not 0 <= idle < 1e9:
+        idle = DEFAULT_IDLE_EXIT_S
+    if args.shared or args.no_shared:
+        return bool(args.shared), float(idle)
+    env = os.environ.get(SHARED_ENV, "").strip().lower()
+    if env in ("1", "true", "yes", "0", "false", "no"):
+        return env in ("1", "true", "yes"), float(idle)
+    return section.get("enabled") is True, float(idle)
+
+
+def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
+    """Serve the editor through the shared daemon; the exit code, or None to serve in-process."""
+    paths = runtime.paths()
+    try:
+        runtime.ensure_dir(paths.dir)
+    except (OSError, runtime.UnsafeRuntimeDir) as exc:
+        return _fallback(f"runtime directory unusable: {exc}")
+    sock = runtime.connect(paths.socket)
+    if sock is None:
+        try:
+            child = start_daemon(paths, idle_exit_s)
+        except OSError as exc:
+            return _fallback(f"could not start the shared daemon: {exc}")
+        sock = _wait_for(paths, child)
+        if sock is None:
+            return _fallback(f"the shared daemon did not come up (see {paths.log})")
+    config = os.path.abspath(args.config) if args.config else None
+    try:
+        sock.sendall(runtime.hello({"env": dict(os.environ), "cwd": os.getcwd(), "config": config}))
+    except OSError as exc:
+        return _fallback(f"the shared daemon hung up: {exc}")
+    return pump(sock, sys.stdin.fileno(), sys.stdout.fileno())
+
+
+def start_daemon(paths: runtime.Paths, idle_exit_s: float) -> subprocess.Popen[bytes]:
+    """`mlxd daemon`, detached: its own session, no stdio of ours, stderr to its log."""
+    with open(paths.log, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mlxd", "daemon", "--idle-exit-s", str(idle_exit_s)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd="/",
+            start_new_session=True,
+        )
+
+
+def _wait_for(paths: runtime.Paths, child: subprocess.Popen[bytes]) -> socket.socket | None:
+    """Connect once the daemon listens. A child that exits 0 lost the start race to another
+    daemon, which will serve; any other exit is a failure."""
+    deadline = time.monotonic() + START_WAIT_S
+    while time.monotonic() < deadline:
+        if (sock := runtime.connect(paths.socket)) is not None:
+            return sock
+        code = child.poll()
+        if code not in (None, 0):
+            return None
+        time.sleep(0.05)
+    return None
+
+
+def _fallback(reason: str) -> None:
+    print(f"mlxd: serving in-process: {reason}", file=sys.stderr, flush=True)
+    return None
+
+
+def pump(sock: socket.socket, stdin: int, stdout: int) -> int:
+    """Copy stdin -> socket and socket -> stdout until the daemon hangs up, or until
+    EOF_GRACE_S after stdin's EOF (the daemon then ends the session on its side)."""
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    sel.register(stdin, selectors.EVENT_READ)
+    deadline: float | None = None
+    try:
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            events = sel.select(timeout)
+            if not events and deadline is not None:
+                return 0
+            for key, _ in events:
+                if key.fileobj is sock:
+                    data = sock.recv(1 << 16)
+                    if not data:
+                        return 0
+                    _write_all(stdout, data)
+                else:
+                    data = os.read(stdin, 1 << 16)
+                    if data:
+                        sock.sendall(data)
+                        continue
+                    sel.unregister(stdin)
+                    sock.shutdown(socket.SHUT_WR)
+                    deadline = time.monotonic() + EOF_GRACE_S
+    except (BrokenPipeError, ConnectionError):
+        return 0
+    finally:
+        sock.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def control(command: str) -> dict[str, Any] | None:
+    """Ask the running daemon (`status` | `stop`); None when none runs."""
+    import json
+
+    sock = runtime.connect(runtime.paths().socket, timeout=5.0)
+    if sock is None:
+        return None
+    with sock:
+        sock.sendall(runtime.hello({"control": command}))
+        sock.settimeout(10.0)
+        data = b""
+        while not data.endswith(b"\n") and (chunk := sock.recv(1 << 16)):
+            data += chunk
+    return json.loads(data) if data else None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    info = control("status")
+    if info is None:
+        print(f"no shared mlxd daemon at {runtime.paths().socket}")
+        return 1
+    print(f"mlxd {info['version']} daemon, pid {info['pid']}, up {info['uptime_s']} s")
+    print(f"sessions: {info['sessions']}")
+    for spec, nbytes in info["models"].items():
+        print(f"model: {spec} ({nbytes / 1e6:.0f} MB)")
+    print(f"memory (RSS): {info['rssBytes'] / 1e6:.0f} MB")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    info = control("stop")
+    if info is None:
+        print("no shared mlxd daemon running")
+        return 1
+    pid = info["pid"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    print(f"stopped the shared mlxd daemon (pid {pid})")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
