@@ -173,7 +173,7 @@ def listen(paths: runtime.Paths) -> tuple[socket.socket, Any, int] | None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or runtime.connectable(paths.socket):
                 lock.close()
                 return None  # another daemon holds it and serves
             time.sleep(0.05)

@@ -59,21 +59,41 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         runtime.ensure_dir(paths.dir)
     except (OSError, runtime.UnsafeRuntimeDir) as exc:
         return _fallback(f"runtime directory unusable: {exc}")
-    sock = runtime.connect(paths.socket)
-    if sock is None:
-        try:
-            child = start_daemon(paths, idle_exit_s)
-        except OSError as exc:
-            return _fallback(f"could not start the shared daemon: {exc}")
-        sock = _wait_for(paths, child)
-        if sock is None:
-            return _fallback(f"the shared daemon did not come up (see {paths.log})")
+    sock = runtime.connect(paths.socket) or _start(paths, idle_exit_s)
+    if isinstance(sock, str):
+        return _fallback(sock)
     config = os.path.abspath(args.config) if args.config else None
     try:
         sock.sendall(runtime.hello({"env": dict(os.environ), "cwd": os.getcwd(), "config": config}))
     except OSError as exc:
         return _fallback(f"the shared daemon hung up: {exc}")
     return pump(sock, sys.stdin.fileno(), sys.stdout.fileno())
+
+
+def _start(paths: runtime.Paths, idle_exit_s: float) -> socket.socket | str:
+    """Start the daemon and connect (or the reason why not). Forwarders racing to start one
+    queue on a lock: the first starts it, the others find it serving."""
+    import fcntl
+
+    with open(paths.dir / "start.lock", "a") as lock:
+        deadline = time.monotonic() + START_WAIT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if (sock := runtime.connect(paths.socket)) is not None:
+                    return sock  # another forwarder started it
+                if time.monotonic() > deadline:
+                    return "another forwarder is still starting the shared daemon"
+                time.sleep(0.05)
+        if (sock := runtime.connect(paths.socket)) is not None:
+            return sock
+        try:
+            child = start_daemon(paths, idle_exit_s)
+        except OSError as exc:
+            return f"could not start the shared daemon: {exc}"
+        return _wait_for(paths, child) or f"the shared daemon did not come up (see {paths.log})"
 
 
 def start_daemon(paths: runtime.Paths, idle_exit_s: float) -> subprocess.Popen[bytes]:
