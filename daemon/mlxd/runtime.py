@@ -36,6 +36,7 @@ class Paths:
     socket: Path  # the daemon's Unix socket
     lock: Path  # held (flock) by the one daemon serving the socket
     log: Path  # the daemon's stderr
+    stopped: Path  # written by `mlxd stop`: forwarders end with the daemon, not restart it
 
     @classmethod
     def at(cls, directory: Path, version: str = __version__) -> Paths:
@@ -45,6 +46,7 @@ class Paths:
             directory / f"{name}.sock",
             directory / f"{name}.lock",
             directory / "daemon.log",
+            directory / f"{name}.stopped",
         )
 
 

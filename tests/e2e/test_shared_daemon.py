@@ -278,3 +278,45 @@ print("reply:", data)
         os.chmod(rt, 0o700)
         assert out.stdout.strip() == "reply: b''", out  # hung up, nothing told
         assert "refused a connection from uid 65534" in (rt / "daemon.log").read_text()
+
+
+async def test_kill_9_of_the_daemon_fails_the_requests_in_flight_and_later_ones_work(
+    rt, tmp_path, slow_tiny_model
+):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[local]\nmodel = "{slow_tiny_model}"\npreload = false\n')
+    d = await start_raw(rt, cfg)
+    try:
+        await d.initialize()
+        uri = "file:///p/kept.py"
+        doc = {"uri": uri, "languageId": "python", "version": 1, "text": "def f("}
+        d.send(
+            {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": doc}}
+        )
+        first = (await d.request("mlxd/stats"))["result"]["server"]["pid"]
+        chat = {"messages": [{"role": "user", "content": "count"}], "maxTokens": 2000}
+        d.send({"jsonrpc": "2.0", "id": "long", "method": "mlxd/chat", "params": chat})
+        await asyncio.sleep(1.0)  # in flight in the daemon
+        os.kill(first, signal.SIGKILL)
+        failed = await d.response("long", timeout=30)
+        assert failed["error"]["code"] == -32803 and "daemon stopped" in failed["error"]["message"]
+        later = await d.request(
+            "mlxd/chat", {"messages": [{"role": "user", "content": "hi"}], "maxTokens": 2}
+        )
+        assert later["result"]["text"]
+        second = (await d.request("mlxd/stats"))["result"]["server"]["pid"]
+        assert second != first and daemon_pids(rt) == [second]
+        # The new daemon serves this window's document (replayed), not "not open".
+        inline = {
+            "textDocument": {"uri": uri},
+            "position": {"line": 0, "character": 6},
+            "context": {"triggerKind": 1},
+        }
+        r = await d.request("textDocument/inlineCompletion", inline)
+        assert "result" in r, r
+        # The replayed initialize's answer was not forwarded: one initialize result only.
+        assert sum(1 for f in d.frames if "capabilities" in (f.get("result") or {})) == 1
+    finally:
+        if d.proc.returncode is None:
+            d.proc.kill()
+            await d.proc.wait()

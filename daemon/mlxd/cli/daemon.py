@@ -33,7 +33,7 @@ LOCK_WAIT_S = 5.0  # a daemon still exiting holds the lock this long at most
 
 
 class Daemon:
-    def __init__(self, idle_exit_s: float, exit_grace_s: float) -> None:
+    def __init__(self, idle_exit_s: float, exit_grace_s: float, stopped: Any = None) -> None:
         from ..app import Process
 
         self.process = Process()
@@ -41,6 +41,7 @@ class Daemon:
         self.idle_exit_s = idle_exit_s
         self.exit_grace_s = exit_grace_s
         self.started = time.time()
+        self.stopped = stopped  # the marker `mlxd stop` leaves for the forwarders
         self.done: asyncio.Event | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -128,6 +129,8 @@ class Daemon:
     def _control(self, command: str) -> dict[str, Any]:
         if command == "stop":
             assert self.done is not None
+            if self.stopped is not None:
+                self.stopped.write_text(str(os.getpid()))
             asyncio.get_running_loop().call_soon(self.done.set)
             return {"stopping": True, "pid": os.getpid()}
         pool = self.process.pool
@@ -180,8 +183,9 @@ def listen(paths: runtime.Paths) -> tuple[socket.socket, Any, int] | None:
     if runtime.connectable(paths.socket):
         lock.close()
         return None
-    with contextlib.suppress(FileNotFoundError):
-        paths.socket.unlink()  # stale: its daemon is gone (we hold the lock)
+    for old in (paths.socket, paths.stopped):  # stale: their daemon is gone (we hold the lock)
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
@@ -212,7 +216,7 @@ def cmd_daemon(args: Any) -> int:
         return 0
     sock, lock, inode = bound
     log.info("mlxd %s daemon %d serving %s", __version__, os.getpid(), paths.socket)
-    daemon = Daemon(args.idle_exit_s, EXIT_GRACE_S)
+    daemon = Daemon(args.idle_exit_s, EXIT_GRACE_S, paths.stopped)
     try:
         asyncio.run(daemon.run(sock))
     finally:

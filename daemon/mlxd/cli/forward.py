@@ -12,6 +12,7 @@ started: the caller then serves in-process, so the editor never breaks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import selectors
 import socket
@@ -21,6 +22,7 @@ import time
 from typing import Any
 
 from .. import runtime
+from .replay import Frames, Replay, frame
 
 START_WAIT_S = 30.0  # a cold daemon imports pygls, msgspec, aiohttp and MLX first
 EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to hang up
@@ -63,11 +65,22 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
     if isinstance(sock, str):
         return _fallback(sock)
     config = os.path.abspath(args.config) if args.config else None
+    hello = runtime.hello({"env": dict(os.environ), "cwd": os.getcwd(), "config": config})
+
+    def reconnect() -> socket.socket | str:
+        sock = runtime.connect(paths.socket) or _start(paths, idle_exit_s)
+        if not isinstance(sock, str):
+            try:
+                sock.sendall(hello)
+            except OSError as exc:
+                return f"the new shared daemon hung up: {exc}"
+        return sock
+
     try:
-        sock.sendall(runtime.hello({"env": dict(os.environ), "cwd": os.getcwd(), "config": config}))
+        sock.sendall(hello)
     except OSError as exc:
         return _fallback(f"the shared daemon hung up: {exc}")
-    return pump(sock, sys.stdin.fileno(), sys.stdout.fileno())
+    return pump(sock, sys.stdin.fileno(), sys.stdout.fileno(), reconnect)
 
 
 def _start(paths: runtime.Paths, idle_exit_s: float) -> socket.socket | str:
@@ -128,9 +141,36 @@ def _fallback(reason: str) -> None:
     return None
 
 
-def pump(sock: socket.socket, stdin: int, stdout: int) -> int:
-    """Copy stdin -> socket and socket -> stdout until the daemon hangs up, or until
-    EOF_GRACE_S after stdin's EOF (the daemon then ends the session on its side)."""
+DIED = (
+    "mlxd: the shared daemon stopped while handling this request; a new one serves this window, "
+    "send the request again"
+)
+
+
+class _Link:
+    """The forwarder's connection to the daemon, which it replaces when the daemon dies."""
+
+    def __init__(self, sock: socket.socket, reconnect: Any) -> None:
+        self.sock = sock
+        self.reconnect = reconnect  # () -> socket | str (why not), hello already sent
+        self.frames = Frames()
+        self.dead = False
+
+    def send(self, body: bytes) -> None:
+        if not self.dead:
+            try:
+                self.sock.sendall(frame(body))
+            except OSError:
+                self.dead = True  # noticed at the next read: the socket reads EOF
+
+
+def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) -> int:
+    """Copy LSP messages stdin -> socket and socket -> stdout until the daemon ends the
+    session, or until EOF_GRACE_S after stdin's EOF (the daemon then ends it on its side).
+
+    When the daemon dies mid-session (`reconnect` given), the requests in flight fail with
+    -32803, and a new daemon (started by `reconnect`) is brought to the window's state."""
+    replay, from_client, link = Replay(), Frames(), _Link(sock, reconnect)
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     sel.register(stdin, selectors.EVENT_READ)
@@ -142,23 +182,55 @@ def pump(sock: socket.socket, stdin: int, stdout: int) -> int:
             if not events and deadline is not None:
                 return 0
             for key, _ in events:
-                if key.fileobj is sock:
-                    data = sock.recv(1 << 16)
-                    if not data:
+                if key.fileobj is link.sock:
+                    try:
+                        data = link.sock.recv(1 << 16)
+                    except OSError:
+                        data = b""
+                    if data:
+                        for body in link.frames.feed(data):
+                            if replay.from_daemon(body):
+                                _write_all(stdout, frame(body))
+                        continue
+                    if deadline is not None or replay.exited or reconnect is None:
                         return 0
-                    _write_all(stdout, data)
+                    if (why := _recover(link, replay, stdout, sel)) is not None:
+                        print(f"mlxd: {why}", file=sys.stderr, flush=True)
+                        return 1
                 else:
                     data = os.read(stdin, 1 << 16)
                     if data:
-                        sock.sendall(data)
+                        for body in from_client.feed(data):
+                            replay.from_client(body)
+                            link.send(body)
                         continue
                     sel.unregister(stdin)
-                    sock.shutdown(socket.SHUT_WR)
+                    with contextlib.suppress(OSError):
+                        link.sock.shutdown(socket.SHUT_WR)
                     deadline = time.monotonic() + EOF_GRACE_S
-    except (BrokenPipeError, ConnectionError):
-        return 0
     finally:
-        sock.close()
+        link.sock.close()
+
+
+def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
+    """The daemon hung up without `exit`: fail what was in flight, then connect to a new
+    daemon and replay the window's state. The reason when that is impossible."""
+    for error in replay.failed(DIED):
+        _write_all(stdout, error)
+    paths = runtime.paths()
+    if paths.stopped.exists():
+        return "the shared daemon was stopped (mlxd stop)"
+    print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
+    sock = link.reconnect()
+    if isinstance(sock, str):
+        return sock
+    sel.unregister(link.sock)
+    link.sock.close()
+    link.sock, link.frames, link.dead = sock, Frames(), False
+    sel.register(sock, selectors.EVENT_READ)
+    for body in replay.replay():
+        link.send(body)
+    return None
 
 
 def _write_all(fd: int, data: bytes) -> None:
