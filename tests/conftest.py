@@ -118,8 +118,12 @@ class Session:
         return await asyncio.wait_for(poll(), timeout)
 
 
+# A test uses the shared daemon only when it asks (issue #19): never the user's own.
+_NOT_INHERITED = ("PYTEST", "MLXD_SHARED", "MLXD_RUNTIME_DIR")
+
+
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
     env.setdefault("MLXD_LOG_LEVEL", "DEBUG")
     env.update(extra or {})
     return env
