@@ -22,10 +22,14 @@ class Process:
 
     def __init__(self) -> None:
         self.sessions: list[App] = []
+        # The latest load event of each model: a session that joins later starts from it.
+        self.model_states: dict[str, tuple[str, str]] = {}
         self.pool = ModelPool(on_progress=self._on_progress, on_event=self._on_event)
 
     def attach(self, app: App) -> None:
+        """A new session; it sees the models as they are (one loaded before it is ready)."""
         self.sessions.append(app)
+        app.board.model_states.update(self.model_states)
 
     def detach(self, app: App) -> None:
         """A session ended: the specs only it used are forgotten (unloaded once idle)."""
@@ -54,6 +58,7 @@ class Process:
             app.board.on_load_progress(spec, fraction, message)
 
     def _on_event(self, spec: str, event: str, message: str) -> None:
+        self.model_states[spec] = (event, message)
         for app in list(self.sessions):
             app.board.on_model_event(spec, event, message)
 

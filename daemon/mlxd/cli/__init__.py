@@ -25,7 +25,17 @@ def _lazy(module: str, name: str) -> Any:
     return run
 
 
-cmd_serve = _lazy("serve", "cmd_serve")
+def cmd_serve(args: argparse.Namespace) -> Any:
+    """Forward to the shared daemon when asked to (importing nothing heavy), else serve here."""
+    if not args.tcp:
+        from .forward import forward, shared_settings
+
+        shared, idle_exit_s = shared_settings(args)
+        if shared and (code := forward(args, idle_exit_s)) is not None:
+            return code
+    return _lazy("serve", "cmd_serve")(args)
+
+
 cmd_demo, cmd_chat = _lazy("human", "cmd_demo"), _lazy("human", "cmd_chat")
 cmd_models, cmd_doctor = _lazy("human", "cmd_models"), _lazy("human", "cmd_doctor")
 cmd_keys = _lazy("keys", "cmd_keys")

@@ -19,12 +19,7 @@ EXIT_GRACE_S = 0.3
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    if not args.tcp:
-        from .forward import forward, shared_settings
-
-        shared, idle_exit_s = shared_settings(args)
-        if shared and (code := forward(args, idle_exit_s)) is not None:
-            return code
+    """In-process serving (cli/__init__ tried the shared daemon first when asked to)."""
     from ..blas import maybe_reexec_with_openblas
 
     maybe_reexec_with_openblas()  # before anything reads stdin or loads MLX

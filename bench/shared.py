@@ -1,0 +1,171 @@
+"""shared: one shared daemon for every editor window (issue #19), against in-process serving.
+
+- initialize latency: from spawning `mlxd serve` to its `initialize` answer, in-process vs
+  through the forwarder with the shared daemon up (target <= 300 ms);
+- first chat token: window 1 cold (the model loads), window 1 warm, then window 2's first
+  request (target: <= window 1 warm + 50 ms: no second load);
+- memory: summed PSS of every process of 1, 2 and 3 windows (in-process: one `mlxd serve` per
+  window; shared: the forwarders plus the daemon). Target: 3 shared windows <= 1.2x one.
+
+The shared daemon runs in a runtime directory of this benchmark's own and is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    Daemon,
+    Options,
+    fmt,
+    fmt_stat,
+    local_config,
+    log,
+    model_label,
+    print_table,
+    ratio,
+    settle,
+    summary,
+    verdict,
+    write_result,
+)
+
+DEFAULT_RUNS = 5
+TOKENS = 16
+PROMPT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
+
+
+def pss(pid: int) -> int:
+    """Proportional set size in bytes (shared pages split among their users)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _init_latency(config: dict[str, Any], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    async with Daemon(config, env=env):
+        return time.perf_counter() - t0
+
+
+async def _windows(config: dict[str, Any], env: dict[str, str], n: int, shared: bool) -> int:
+    """Summed PSS of n windows, each having served one chat."""
+    async with contextlib.AsyncExitStack() as stack:
+        windows = [await stack.enter_async_context(Daemon(config, env=env)) for _ in range(n)]
+        for w in windows:
+            await w.wait_ready()
+            await w.chat(PROMPT, 4)
+        pids = {w.pid for w in windows}
+        if shared:
+            pids.add((await windows[0].request("mlxd/stats", {}))["server"]["pid"])
+        return sum(pss(p) for p in pids)
+
+
+async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
+    runs = opts.n(DEFAULT_RUNS)
+    tokens = opts.max_tokens or TOKENS
+    config = local_config(opts.model, shared={"idle_exit_s": 600})
+    rt = Path(tempfile.mkdtemp(prefix="mlxd-bench-rt-"))
+    shared_env = {"MLXD_SHARED": "1", "MLXD_RUNTIME_DIR": str(rt)}
+    alone_env = {"MLXD_SHARED": "0"}
+    try:
+        return await _measure(opts, info, runs, tokens, config, shared_env, alone_env)
+    finally:
+        env = {**os.environ, "MLXD_RUNTIME_DIR": str(rt)}
+        subprocess.run([sys.executable, "-m", "mlxd", "stop"], env=env, capture_output=True)
+
+
+async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> dict[str, Any]:
+    # First tokens: window 1 starts the daemon and loads; window 2 arrives once it is warm.
+    async with Daemon(config, env=shared_env) as w1:
+        await w1.wait_ready()
+        cold = await w1.chat(PROMPT, tokens)
+        warm1, second = [], []
+        for _ in range(runs):
+            await settle()
+            warm1.append((await w1.chat(PROMPT, tokens)).first_token_ms)
+        async with Daemon(config, env=shared_env) as w2:
+            await settle()
+            first_w2 = (await w2.chat(PROMPT, tokens)).first_token_ms
+            for _ in range(runs - 1):
+                await settle()
+                second.append((await w2.chat(PROMPT, tokens)).first_token_ms)
+            loads = (await w2.request("mlxd/stats", {}))["modelLoads"]
+        log("initialize latency (daemon up)")
+        via = [await _init_latency(config, shared_env) for _ in range(runs)]
+    log("initialize latency (in-process)")
+    alone = [await _init_latency(config, alone_env) for _ in range(runs)]
+    memory: dict[str, list[int]] = {"in-process": [], "shared": []}
+    for n in (1, 2, 3):
+        log(f"memory, {n} window(s)")
+        memory["in-process"].append(await _windows(config, alone_env, n, False))
+        memory["shared"].append(await _windows(config, shared_env, n, True))
+    # Window 2 answered warm: the same budget as window 1's warm first token, plus 50 ms.
+    warm = summary(warm1)
+    ok_token = first_w2 is not None and first_w2 <= warm["median"] + 50
+    init = summary([s * 1000 for s in via])
+    ok_init = init["median"] <= 300
+    mem_ratio = ratio(memory["shared"][2], memory["shared"][0])
+    print_table(
+        f"shared daemon — {model_label(opts.model)}, {tokens} tokens",
+        ["measure", "value", "target"],
+        [
+            ["initialize, in-process (ms)", fmt_stat(summary([s * 1000 for s in alone])), ""],
+            ["initialize, via forwarder (ms)", fmt_stat(init), f"<= 300 {verdict(ok_init)}"],
+            ["first token, window 1 cold (ms)", fmt(cold.first_token_ms), ""],
+            ["first token, window 1 warm (ms)", fmt_stat(warm), ""],
+            [
+                "first token, window 2 first (ms)",
+                fmt(first_w2),
+                f"<= warm + 50 {verdict(ok_token)}",
+            ],
+            ["first token, window 2 later (ms)", fmt_stat(summary(second)) if second else "-", ""],
+            ["model loads for 2 windows", loads, "1"],
+            *[
+                [
+                    f"PSS {n} window(s), in-process / shared (MB)",
+                    f"{memory['in-process'][n - 1] / 1e6:.0f} / {memory['shared'][n - 1] / 1e6:.0f}",
+                    "",
+                ]
+                for n in (1, 2, 3)
+            ],
+            [
+                "PSS 3 shared windows / 1",
+                fmt(mem_ratio, "x", 2),
+                f"<= 1.2x {verdict(mem_ratio is not None and mem_ratio <= 1.2)}",
+            ],
+        ],
+    )
+    data = {
+        "machine": info,
+        "model": opts.model,
+        "tokens": tokens,
+        "initialize_ms": {
+            "in_process": [s * 1000 for s in alone],
+            "forwarder": [s * 1000 for s in via],
+        },
+        "first_token_ms": {
+            "cold": cold.first_token_ms,
+            "warm_window1": warm1,
+            "window2_first": first_w2,
+            "window2_later": second,
+        },
+        "model_loads": loads,
+        "pss_bytes": memory,
+        "targets_met": {
+            "initialize": ok_init,
+            "second_window": ok_token,
+            "memory": mem_ratio is not None and mem_ratio <= 1.2,
+        },
+    }
+    write_result("shared", data)
+    return data
