@@ -150,9 +150,11 @@ async def test_cloud_off_in_one_window_sends_0_bytes_while_the_other_uses_it(
                 assert fake.request_count == 0 and fake.bytes_received == 0
                 await every_kind(on)
                 assert fake.request_count == 3  # the path was live, with the window's own key
-                before = fake.bytes_received
+                r = _plain(await on.request("mlxd/chat", chat_params("hi", maxTokens=2)))
+                assert r["backend"] == "cloud", r  # the key came from this window's environment
+                count, before = fake.request_count, fake.bytes_received
                 await every_kind(off)
-                assert fake.request_count == 3 and fake.bytes_received == before
+                assert fake.request_count == count and fake.bytes_received == before
 
 
 async def test_cancel_in_one_window_leaves_the_other_running(rt, tmp_path, slow_tiny_model):
@@ -322,3 +324,17 @@ async def test_kill_9_of_the_daemon_fails_the_requests_in_flight_and_later_ones_
         if d.proc.returncode is None:
             d.proc.kill()
             await d.proc.wait()
+
+
+async def test_log_records_go_to_their_own_window_only(rt, tiny_config):
+    async with daemon(tiny_config, env=shared(rt)) as a, daemon(tiny_config, env=shared(rt)) as b:
+        a.client.workspace_did_change_configuration(
+            T.DidChangeConfigurationParams(settings={"mlxd": {"routing": {"cloud": "yes-please"}}})
+        )
+        for _ in range(200):  # the record is sent from the event loop after the handler
+            if any("routing.cloud" in line for line in a.logs):
+                break
+            await asyncio.sleep(0.05)
+        assert any("routing.cloud" in line for line in a.logs), a.logs
+        await b.request("mlxd/models", {})
+        assert not any("routing.cloud" in line for line in b.logs), b.logs
