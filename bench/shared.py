@@ -70,6 +70,25 @@ async def _windows(config: dict[str, Any], env: dict[str, str], n: int, shared: 
         return sum(pss(p) for p in pids)
 
 
+async def _warm_gen(window: Daemon, tokens: int) -> Any:
+    await settle()
+    return await window.chat(PROMPT, tokens)
+
+
+def _overhead(solo: list[Any], shared: list[Any]) -> dict[str, float | None]:
+    """Median first token and decode rate, forwarded vs in-process (the same request)."""
+
+    def med(gens: list[Any], attr: str) -> float | None:
+        values = [getattr(g, attr) for g in gens if getattr(g, attr) is not None]
+        return summary(values)["median"] if values else None
+
+    a, b = med(solo, "first_token_ms"), med(shared, "first_token_ms")
+    return {
+        "first_token_ms": None if a is None or b is None else b - a,
+        "decode_ratio": ratio(med(shared, "decode_tps"), med(solo, "decode_tps")),
+    }
+
+
 async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     runs = opts.n(DEFAULT_RUNS)
     tokens = opts.max_tokens or TOKENS
@@ -100,10 +119,16 @@ async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> d
                 await settle()
                 second.append((await w2.chat(PROMPT, tokens)).first_token_ms)
             loads = (await w2.request("mlxd/stats", {}))["modelLoads"]
+        shared_gens = [await _warm_gen(w1, tokens) for _ in range(runs)]
         log("initialize latency (daemon up)")
         via = [await _init_latency(config, shared_env) for _ in range(runs)]
     log("initialize latency (in-process)")
     alone = [await _init_latency(config, alone_env) for _ in range(runs)]
+    async with Daemon(config, env=alone_env) as solo:  # the same request without forwarding
+        await solo.wait_ready()
+        await solo.chat(PROMPT, tokens)
+        solo_gens = [await _warm_gen(solo, tokens) for _ in range(runs)]
+    overhead = _overhead(solo_gens, shared_gens)
     memory: dict[str, list[int]] = {"in-process": [], "shared": []}
     for n in (1, 2, 3):
         log(f"memory, {n} window(s)")
@@ -130,6 +155,8 @@ async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> d
             ],
             ["first token, window 2 later (ms)", fmt_stat(summary(second)) if second else "-", ""],
             ["model loads for 2 windows", loads, "1"],
+            ["first token, forwarded - in-process (ms)", fmt(overhead["first_token_ms"]), "<= 2"],
+            ["decode, forwarded / in-process", fmt(overhead["decode_ratio"], "x", 3), ">= 0.97"],
             *[
                 [
                     f"PSS {n} window(s), in-process / shared (MB)",
@@ -160,6 +187,7 @@ async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> d
             "window2_later": second,
         },
         "model_loads": loads,
+        "forwarding_overhead": overhead,
         "pss_bytes": memory,
         "targets_met": {
             "initialize": ok_init,

@@ -101,6 +101,8 @@ class Daemon:
 
         env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
         path = hello.get("config") or env.get("MLXD_CONFIG") or None
+        if path and hello.get("cwd"):  # relative to the editor's working directory
+            path = os.path.join(str(hello["cwd"]), path)
         ls = MlxdServer(ConfigSources(path=path, env=env), self.process)
         register(ls)
         install_redaction(ls.app.keys)
