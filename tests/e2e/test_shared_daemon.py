@@ -177,14 +177,17 @@ async def test_cancel_in_one_window_leaves_the_other_running(rt, tmp_path, slow_
         assert rb["text"] and rb["finishReason"] in ("length", "stop")
 
 
-async def start_raw(rt: Path, config: Path) -> Raw:
-    cmd = [sys.executable, "-m", "mlxd", "serve", "--config", str(config)]
+async def start_raw(
+    rt: Path, config: Path | None, *, cwd: Path | None = None, env: dict | None = None
+) -> Raw:
+    cmd = [sys.executable, "-m", "mlxd", "serve"] + (["--config", str(config)] if config else [])
     proc = await asyncio.create_subprocess_exec(
         *cmd,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**_env(None), **shared(rt)},
+        env={**_env(None), **shared(rt), **(env or {})},
+        cwd=cwd,
         limit=1 << 24,
     )
     return Raw(proc)
@@ -338,3 +341,34 @@ async def test_log_records_go_to_their_own_window_only(rt, tiny_config):
         assert any("routing.cloud" in line for line in a.logs), a.logs
         await b.request("mlxd/models", {})
         assert not any("routing.cloud" in line for line in b.logs), b.logs
+
+
+async def test_each_window_reads_its_own_mlxd_config_relative_to_its_own_directory(
+    rt, tmp_path, tiny_model
+):
+    """The daemon was started by another window: MLXD_CONFIG and the working directory are the
+    ones of the editor that started this forwarder."""
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "m.toml").write_text(f'[local]\nmodel = "{tiny_model}"\npreload = false\n')
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "m.toml").write_text(
+        f'[local]\nmodel = "{tiny_model}"\npreload = false\n[backends.mine]\nprotocol = "mlx"\n'
+        f'model = "{tiny_model}"\n'
+    )
+    windows = [
+        await start_raw(rt, None, cwd=where, env={"MLXD_CONFIG": "m.toml"})
+        for where in (first, second)
+    ]
+    try:
+        backends = []
+        for w in windows:
+            await w.initialize()
+            models = (await w.request("mlxd/models"))["result"]["models"]
+            backends.append(sorted(m["backend"] for m in models))
+        assert backends == [["local"], ["local", "mine"]]
+    finally:
+        for w in windows:
+            w.proc.kill()
+            await w.proc.wait()
