@@ -104,96 +104,72 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> dict[str, Any]:
-    # First tokens: window 1 starts the daemon and loads; window 2 arrives once it is warm.
-    async with Daemon(config, env=shared_env) as w1:
-        await w1.wait_ready()
-        cold = await w1.chat(PROMPT, tokens)
-        warm1, second = [], []
-        for _ in range(runs):
-            await settle()
-            warm1.append((await w1.chat(PROMPT, tokens)).first_token_ms)
-        async with Daemon(config, env=shared_env) as w2:
-            await settle()
-            first_w2 = (await w2.chat(PROMPT, tokens)).first_token_ms
-            for _ in range(runs - 1):
-                await settle()
-                second.append((await w2.chat(PROMPT, tokens)).first_token_ms)
-            loads = (await w2.request("mlxd/stats", {}))["modelLoads"]
-        shared_gens = [await _warm_gen(w1, tokens) for _ in range(runs)]
-        log("initialize latency (daemon up)")
-        via = [await _init_latency(config, shared_env) for _ in range(runs)]
+    r = await _shared_windows(config, shared_env, runs, tokens)
     log("initialize latency (in-process)")
-    alone = [await _init_latency(config, alone_env) for _ in range(runs)]
+    r["init_alone"] = [await _init_latency(config, alone_env) * 1000 for _ in range(runs)]
     async with Daemon(config, env=alone_env) as solo:  # the same request without forwarding
         await solo.wait_ready()
         await solo.chat(PROMPT, tokens)
         solo_gens = [await _warm_gen(solo, tokens) for _ in range(runs)]
-    overhead = _overhead(solo_gens, shared_gens)
-    memory: dict[str, list[int]] = {"in-process": [], "shared": []}
+    r["overhead"] = _overhead(solo_gens, r.pop("shared_gens"))
+    r["memory"] = {"in-process": [], "shared": []}
     for n in (1, 2, 3):
         log(f"memory, {n} window(s)")
-        memory["in-process"].append(await _windows(config, alone_env, n, False))
-        memory["shared"].append(await _windows(config, shared_env, n, True))
-    # Window 2 answered warm: the same budget as window 1's warm first token, plus 50 ms.
-    warm = summary(warm1)
-    ok_token = first_w2 is not None and first_w2 <= warm["median"] + 50
-    init = summary([s * 1000 for s in via])
-    ok_init = init["median"] <= 300
-    mem_ratio = ratio(memory["shared"][2], memory["shared"][0])
+        r["memory"]["in-process"].append(await _windows(config, alone_env, n, False))
+        r["memory"]["shared"].append(await _windows(config, shared_env, n, True))
+    data = {"machine": info, "model": opts.model, "tokens": tokens, **r}
+    data["targets_met"] = _report(opts, tokens, r)
+    write_result("shared", data)
+    return data
+
+
+async def _shared_windows(config: dict[str, Any], env: dict[str, str], runs: int, tokens: int):
+    """Window 1 starts the daemon and loads; window 2 arrives once it is warm."""
+    async with Daemon(config, env=env) as w1:
+        await w1.wait_ready()
+        r: dict[str, Any] = {"cold": (await w1.chat(PROMPT, tokens)).first_token_ms}
+        r["warm_window1"] = [(await _warm_gen(w1, tokens)).first_token_ms for _ in range(runs)]
+        async with Daemon(config, env=env) as w2:
+            later = [(await _warm_gen(w2, tokens)).first_token_ms for _ in range(runs)]
+            r["window2_first"], r["window2_later"] = later[0], later[1:]
+            r["model_loads"] = (await w2.request("mlxd/stats", {}))["modelLoads"]
+        r["shared_gens"] = [await _warm_gen(w1, tokens) for _ in range(runs)]
+        log("initialize latency (daemon up)")
+        r["init_forwarder"] = [await _init_latency(config, env) * 1000 for _ in range(runs)]
+    return r
+
+
+def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
+    """Print the table; which targets were met."""
+    warm, init, mem = summary(r["warm_window1"]), summary(r["init_forwarder"]), r["memory"]
+    first_w2 = r["window2_first"]
+    met = {
+        "initialize": init["median"] <= 300,
+        "second_window": first_w2 is not None and first_w2 <= warm["median"] + 50,
+    }
+    mem_ratio = ratio(mem["shared"][2], mem["shared"][0])
+    met["memory"] = mem_ratio is not None and mem_ratio <= 1.2
+    pss = [f"{mem['in-process'][i] / 1e6:.0f} / {mem['shared'][i] / 1e6:.0f}" for i in range(3)]
+    rows = [
+        ["initialize, in-process (ms)", fmt_stat(summary(r["init_alone"])), ""],
+        ["initialize, via forwarder (ms)", fmt_stat(init), f"<= 300 {verdict(met['initialize'])}"],
+        ["first token, window 1 cold (ms)", fmt(r["cold"]), ""],
+        ["first token, window 1 warm (ms)", fmt_stat(warm), ""],
+        [
+            "first token, window 2 first (ms)",
+            fmt(first_w2),
+            f"<= warm + 50 {verdict(met['second_window'])}",
+        ],
+        ["first token, window 2 later (ms)", fmt_stat(summary(r["window2_later"])), ""],
+        ["model loads for 2 windows", r["model_loads"], "1"],
+        ["first token, forwarded - in-process (ms)", fmt(r["overhead"]["first_token_ms"]), "<= 2"],
+        ["decode, forwarded / in-process", fmt(r["overhead"]["decode_ratio"], "x", 3), ">= 0.97"],
+        *[[f"PSS {n} window(s), in-process / shared (MB)", pss[n - 1], ""] for n in (1, 2, 3)],
+        ["PSS 3 shared windows / 1", fmt(mem_ratio, "x", 2), f"<= 1.2x {verdict(met['memory'])}"],
+    ]
     print_table(
         f"shared daemon — {model_label(opts.model)}, {tokens} tokens",
         ["measure", "value", "target"],
-        [
-            ["initialize, in-process (ms)", fmt_stat(summary([s * 1000 for s in alone])), ""],
-            ["initialize, via forwarder (ms)", fmt_stat(init), f"<= 300 {verdict(ok_init)}"],
-            ["first token, window 1 cold (ms)", fmt(cold.first_token_ms), ""],
-            ["first token, window 1 warm (ms)", fmt_stat(warm), ""],
-            [
-                "first token, window 2 first (ms)",
-                fmt(first_w2),
-                f"<= warm + 50 {verdict(ok_token)}",
-            ],
-            ["first token, window 2 later (ms)", fmt_stat(summary(second)) if second else "-", ""],
-            ["model loads for 2 windows", loads, "1"],
-            ["first token, forwarded - in-process (ms)", fmt(overhead["first_token_ms"]), "<= 2"],
-            ["decode, forwarded / in-process", fmt(overhead["decode_ratio"], "x", 3), ">= 0.97"],
-            *[
-                [
-                    f"PSS {n} window(s), in-process / shared (MB)",
-                    f"{memory['in-process'][n - 1] / 1e6:.0f} / {memory['shared'][n - 1] / 1e6:.0f}",
-                    "",
-                ]
-                for n in (1, 2, 3)
-            ],
-            [
-                "PSS 3 shared windows / 1",
-                fmt(mem_ratio, "x", 2),
-                f"<= 1.2x {verdict(mem_ratio is not None and mem_ratio <= 1.2)}",
-            ],
-        ],
+        rows,
     )
-    data = {
-        "machine": info,
-        "model": opts.model,
-        "tokens": tokens,
-        "initialize_ms": {
-            "in_process": [s * 1000 for s in alone],
-            "forwarder": [s * 1000 for s in via],
-        },
-        "first_token_ms": {
-            "cold": cold.first_token_ms,
-            "warm_window1": warm1,
-            "window2_first": first_w2,
-            "window2_later": second,
-        },
-        "model_loads": loads,
-        "forwarding_overhead": overhead,
-        "pss_bytes": memory,
-        "targets_met": {
-            "initialize": ok_init,
-            "second_window": ok_token,
-            "memory": mem_ratio is not None and mem_ratio <= 1.2,
-        },
-    }
-    write_result("shared", data)
-    return data
+    return met

@@ -123,6 +123,9 @@ async def test_two_windows_share_one_daemon_and_one_model_load(rt, tiny_config):
         async with daemon(tiny_config, env=shared(rt)) as late:  # joins with the model loaded
             assert (await late.wait_status("ready", timeout=30))["state"] == "ready"
     assert len(daemon_pids(rt)) == 1  # the windows closed: it stays up for the next one
+    async with daemon(tiny_config, env=shared(rt)) as again:  # reopened: the model is warm
+        await again.request("mlxd/chat", chat_params("hello", maxTokens=3))
+        assert (await stats(again))["modelLoads"] == 1
 
 
 async def test_cloud_off_in_one_window_sends_0_bytes_while_the_other_uses_it(

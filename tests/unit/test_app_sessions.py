@@ -25,7 +25,7 @@ def test_sessions_of_one_process_share_the_pool_and_keep_their_own_config() -> N
     assert process.specs_in_use(but=a) == {"b/model"}
 
 
-def test_a_session_leaving_forgets_only_the_models_no_other_session_uses() -> None:
+def test_a_reload_forgets_only_the_models_no_other_session_uses() -> None:
     process = Process()
     forgotten: list[str] = []
     process.pool.forget = forgotten.append  # type: ignore[method-assign]
@@ -34,11 +34,21 @@ def test_a_session_leaving_forgets_only_the_models_no_other_session_uses() -> No
     a.load_config({"local": {"model": "shared/model"}})
     b.load_config({"local": {"model": "shared/model"}})
     forgotten.clear()  # the default model, left by the reloads
-    process.detach(a)
+    a.load_config({"local": {"model": "other/model"}})
     assert forgotten == []  # b still uses it
-    process.detach(b)
+    b.load_config({"local": {"model": "other/model"}})
     assert forgotten == ["shared/model"]
-    assert process.sessions == []
+
+
+def test_a_session_leaving_keeps_its_models_warm_for_the_next_window() -> None:
+    process = Process()
+    forgotten: list[str] = []
+    process.pool.forget = forgotten.append  # type: ignore[method-assign]
+    a = session(process, {})
+    a.load_config({"local": {"model": "shared/model"}})
+    forgotten.clear()
+    process.detach(a)
+    assert forgotten == [] and process.sessions == []
 
 
 def test_a_model_event_reaches_every_session_of_the_process() -> None:

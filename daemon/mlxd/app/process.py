@@ -32,11 +32,10 @@ class Process:
         app.board.model_states.update(self.model_states)
 
     def detach(self, app: App) -> None:
-        """A session ended: the specs only it used are forgotten (unloaded once idle)."""
+        """A session ended. Its models stay loaded: a window reopened finds them warm (the
+        pool's idle unload, its memory budget and the daemon's idle exit free them)."""
         if app in self.sessions:
             self.sessions.remove(app)
-        for spec in app.local_specs() - self.specs_in_use():
-            self.pool.forget(spec)
 
     def specs_in_use(self, but: App | None = None) -> set[str]:
         """The local model specs the sessions (except `but`) configure."""
