@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     finally:
         env = {**os.environ, "MLXD_RUNTIME_DIR": str(rt)}
         subprocess.run([sys.executable, "-m", "mlxd", "stop"], env=env, capture_output=True)
+        shutil.rmtree(rt, ignore_errors=True)
 
 
 async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> dict[str, Any]:
