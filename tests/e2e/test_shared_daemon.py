@@ -122,6 +122,11 @@ async def test_two_windows_share_one_daemon_and_one_model_load(rt, tiny_config):
         )
         async with daemon(tiny_config, env=shared(rt)) as late:  # joins with the model loaded
             assert (await late.wait_status("ready", timeout=30))["state"] == "ready"
+        # A window that left (shutdown, exit) disturbs neither the others nor their documents.
+        assert (await a.request("mlxd/chat", chat_params("still here", maxTokens=2))).text
+        assert isinstance(
+            await a.client.text_document_inline_completion_async(params), T.InlineCompletionList
+        )
     assert len(daemon_pids(rt)) == 1  # the windows closed: it stays up for the next one
     async with daemon(tiny_config, env=shared(rt)) as again:  # reopened: the model is warm
         await again.request("mlxd/chat", chat_params("hello", maxTokens=3))
