@@ -14,5 +14,6 @@ BENCHMARKS = {
     "fastpath": "fastpath",
     "quality": "quality",
     "speculation": "speculation",
+    "shared": "shared",
 }
 DEFAULT = ("overhead", "follow-up")

@@ -49,10 +49,14 @@ def serve_cmd(config: Path | None = None, *, script: bool = False) -> list[str]:
     return [*base, "serve", *(["--config", str(config)] if config else [])]
 
 
+_NOT_INHERITED = ("PYTEST", "MLXD_SHARED", "MLXD_RUNTIME_DIR")
+
+
 def daemon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment for a daemon child: without pytest's variables, logging at DEBUG unless
     MLXD_LOG_LEVEL is set, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    # A test uses the shared daemon only when it asks (issue #19): never the user's own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
     env.setdefault("MLXD_LOG_LEVEL", "DEBUG")
     env.update(extra or {})
     return env

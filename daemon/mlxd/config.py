@@ -143,12 +143,22 @@ class InlineConfig(Base):
     languages: dict[str, LanguageConfig] = {}
 
 
+class SharedConfig(Base):
+    # One daemon per user for every editor window (`mlxd serve` forwards to it); read from the
+    # config file only (`--shared` / `--no-shared` win), since the forwarder decides before any
+    # editor setting arrives.
+    enabled: bool = False
+    # Seconds the shared daemon stays up after its last session ends (reopening is instant).
+    idle_exit_s: float = 300.0
+
+
 class Config(Base):
     local: LocalConfig = msgspec.field(default_factory=LocalConfig)
     backends: dict[str, BackendConfig] = {}
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     timeouts: TimeoutsConfig = msgspec.field(default_factory=TimeoutsConfig)
     inline: InlineConfig = msgspec.field(default_factory=InlineConfig)
+    shared: SharedConfig = msgspec.field(default_factory=SharedConfig)
 
 
 # A name is echoed in messages, logs and keyring entries: printable, one line, short.
@@ -274,6 +284,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "local.memory_limit_gb": (0, 1 << 14, True),  # 0: a safe share of RAM
     "local.idle_unload_s": (0, 30 * DAY_S, True),  # 0: never unload
     "local.draft_tokens": (1, 64, True),
+    "shared.idle_exit_s": (0, 30 * DAY_S, True),  # 0: exit with the last session
     "routing.max_retries": (0, 100, True),
     "routing.breaker_failures": (1, 1_000_000, True),
     "routing.breaker_cooldown_s": (0, DAY_S, True),

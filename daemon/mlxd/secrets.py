@@ -81,6 +81,9 @@ class KeyStore:
         self.from_editor: str | None = None
         # Called (from a thread) when a background keyring lookup has finished.
         self.on_checked: Callable[[], None] | None = None
+        # Where `api_key_env` names are read: the session's editor environment (a session of
+        # the shared daemon gets its forwarder's), not necessarily this process's.
+        self.env: Mapping[str, str] = os.environ
         self._checking: set[str] = set()
         if backends:
             self.prime(backends)
@@ -95,7 +98,7 @@ class KeyStore:
         if cfg.api_key.strip():
             return self._learn(cfg.api_key)
         if cfg.api_key_env:
-            env = os.environ.get(cfg.api_key_env, "").strip()
+            env = self.env.get(cfg.api_key_env, "").strip()
             if env:
                 return self._learn(env)
         return self._from_keyring(backend_name)
@@ -125,7 +128,7 @@ class KeyStore:
             with self._lock:
                 held = bool(self._memory.get(name)) or name in self._keyring_hits
                 asked = name in self._keyring_misses
-            env = os.environ.get(cfg.api_key_env, "").strip() if cfg.api_key_env else ""
+            env = self.env.get(cfg.api_key_env, "").strip() if cfg.api_key_env else ""
             if held or cfg.api_key.strip() or env:
                 continue
             if asked:
@@ -164,8 +167,8 @@ class KeyStore:
             for _, value in secret_values(msgspec.structs.asdict(cfg)):
                 if len(value) >= MIN_LEARNED:
                     self._learn(value)
-            if cfg.api_key_env and os.environ.get(cfg.api_key_env, "").strip():
-                self._learn(os.environ[cfg.api_key_env])
+            if cfg.api_key_env and self.env.get(cfg.api_key_env, "").strip():
+                self._learn(self.env[cfg.api_key_env])
 
     def _from_keyring(self, name: str) -> str | None:
         with self._lock:

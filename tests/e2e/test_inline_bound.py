@@ -18,8 +18,8 @@ import pytest
 from lsprotocol import types as T
 
 from tests.conftest import Session, _plain, daemon, write_config
-from tests.fakes.providers import FakeProvider, Reply
 from tests.e2e.test_router import ENV, KEY, make_config, ready
+from tests.fakes.providers import FakeProvider, Reply
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -37,7 +37,8 @@ LAYERS: dict[str, int] = {
     "mlxd.stream_redact": 0,  # secrets kept out of generated text, split across chunks too
     "mlxd.log_redact": 0,  # secrets kept out of every log record (filter + record factory)
     # 1-2: the error tree (names Attempt), then the wire contract (words errors as it does)
-    "mlxd.errors": 1,  # the error tree the router acts on; msgspec error wording
+    "mlxd.errors": 1,
+    "mlxd.runtime": 1,  # the shared daemon's per-user dir, socket, lock (names the version)  # the error tree the router acts on; msgspec error wording
     "mlxd.protocol": 2,  # the wire contract
     # 3-4: settings and the secrets they name
     "mlxd.config": 3,

@@ -20,7 +20,7 @@ def _cfg(key: str, value: float) -> dict:
 def _numeric_keys() -> set[str]:
     cfg = Config()
     keys = set()
-    for section in ("local", "routing", "timeouts", "inline"):
+    for section in ("local", "routing", "timeouts", "inline", "shared"):
         for name in type(getattr(cfg, section)).__struct_fields__:
             value = getattr(getattr(cfg, section), name)
             if isinstance(value, int | float) and not isinstance(value, bool):

@@ -19,7 +19,6 @@ from tests.unit.import_rules import (
 
 # One line each: importer -> imported: why it will go (phase 2 of issue #13, docs/architecture.md).
 KNOWN_TEXT = """
-mlxd.server.handlers -> mlxd.uris: the session's documents (keyed by uris.key) move behind app
 """
 
 

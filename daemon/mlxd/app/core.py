@@ -1,4 +1,5 @@
-"""The daemon's services behind the LSP surface: config, backends, router, inline engine, keys.
+"""One LSP session's services behind the LSP surface: config, backends, router, inline engine,
+keys, documents. What the process shares among sessions (the model pool) is in process.py.
 
 server/ parses and validates LSP messages and calls one method here per request; nothing in
 this module knows LSP framing, and nothing here knows HTTP or MLX beyond the backend interface.
@@ -16,11 +17,12 @@ from .. import taint, trust
 from ..backends import Backend, make_backends, retired
 from ..config import Config, decode, load_file, merge
 from ..errors import ConfigError
-from ..models import ModelPool
 from ..router import Router
 from ..secrets import KeyStore
 from ..types import DeltaFn, ModelInfo, Outcome, Request, Status
 from ..wording import PROTOCOL, Wording, for_client
+from .documents import Documents
+from .process import Process
 from .status import StatusBoard
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,6 @@ class Hooks:
     load_progress: Callable[[str, float, str], None] = lambda kind, f, m: None  # begin|report|end
     call_soon: Callable[[Callable[[], None]], None] = lambda f: f()  # onto the event loop
     show_error: Callable[[str], None] = lambda message: None  # a message the user must see
-    open_documents: Callable[[], list[tuple[str, str]]] = lambda: []  # (uri, text) pairs
 
 
 @dataclass
@@ -43,22 +44,34 @@ class ConfigSources:
 
     path: str | None = None
     init_options: dict[str, Any] = field(default_factory=dict)
+    # The editor's environment, for `api_key_env` (None: this process's). A session of the
+    # shared daemon gets its forwarder's, not the one of whichever window started the daemon.
+    env: dict[str, str] | None = None
 
 
 class App:
-    def __init__(self, sources: ConfigSources, hooks: Hooks) -> None:
+    """One session. `process` is what it shares with the other sessions of the daemon (a
+    shared daemon passes its own; in-process serving gets a process of its own)."""
+
+    def __init__(
+        self, sources: ConfigSources, hooks: Hooks, process: Process | None = None
+    ) -> None:
         self.sources = sources
         self.hooks = hooks
         self.config = Config()
         self.keys = KeyStore()
+        if sources.env is not None:
+            self.keys.env = sources.env
         self.wording: Wording = PROTOCOL  # the client's words, learnt from `initialize`
         self.keys.on_checked = lambda: hooks.call_soon(self.publish_status)
         self.conversations = taint.Conversations()
         self.closed_reason: str | None = None  # why the cloud is forced off (trust.fail_closed)
         self.board = StatusBoard(self)
-        self.pool = ModelPool(
-            on_progress=self.board.on_load_progress, on_event=self.board.on_model_event
-        )
+        self.documents = Documents()
+        self.owns_process = process is None
+        self.process = process or Process()
+        self.pool = self.process.pool
+        self.process.attach(self)
         self.backends: dict[str, Backend] = {}
         self.router = Router(
             self.config, self.backends, on_status=self.publish_status, secrets=self.keys
@@ -113,19 +126,12 @@ class App:
         old, old_cfg = self.backends, self.config
         self.config = cfg
         self.keys.prime(cfg.backends)
-        loc = cfg.local
-        self.pool.configure(
-            loc.memory_limit_gb,
-            loc.idle_unload_s,
-            loc.prompt_cache_mb,
-            speculative=loc.speculative,
-            draft_tokens=loc.draft_tokens,
-        )
+        self.process.configure(cfg.local)
         self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool)
         self.router.update(cfg, self.backends)
         self.inline.cfg = cfg.inline
         to_close, forget = retired(old, self.backends)
-        for spec in forget:
+        for spec in forget - self.process.specs_in_use(but=self):  # other sessions' stay
             self.pool.forget(spec)
         for b in to_close:
             _spawn(b.close())
@@ -148,7 +154,7 @@ class App:
         docs = [document] if document else []
         # A conversation that carried an excluded document, or quotes one, stays local.
         docs, tainted = self.conversations.route(
-            req, docs, self.hooks.open_documents(), self.router.excluded
+            req, docs, self.documents.texts(), self.router.excluded
         )
         outcome = await self.router.run(
             req,
@@ -196,27 +202,21 @@ class App:
         defaults = {kind: self._first_usable(kind) for kind in ("chat", "complete", "inline")}
         return models, defaults
 
+    def local_specs(self) -> set[str]:
+        """The local model specs this session's config uses."""
+        return {b.spec for b in self.backends.values() if b.is_local}
+
     def stats(self) -> dict[str, Any]:
-        """Counters: inline engine, local models (generations, prompt tokens from KV cache),
-        requests handed to backends, MLX memory."""
-        local = {
-            spec: {
-                "generations": e.engine.generations,
-                "cachedPromptTokens": e.engine.cached_tokens,
-                "active": e.engine.active,
-                "promptCacheBytes": e.engine.cache.nbytes,
-                "draftTokens": e.engine.spec.drafted,
-                "acceptedDraftTokens": e.engine.spec.accepted,
-            }
-            for spec, e in self.pool.entries.items()
-        }
+        """Counters: this session's inline engine and upstream requests; the process's local
+        models (generations, prompt tokens from KV cache, loads) and MLX memory."""
         inline = {_camel(k): v for k, v in self.inline.snapshot().items()}
+        shared = self.process.stats()
         return {
             "inline": inline,
-            "local": local,
-            "modelLoads": self.pool.loads,
+            "local": shared["local"],
+            "modelLoads": shared["modelLoads"],
             "upstreamRequests": self.router.upstream_requests,
-            "mlxMemory": {f"{k}Bytes": v for k, v in self.pool.memory().items()},
+            "mlxMemory": shared["mlxMemory"],
         }
 
     def _first_usable(self, kind: str) -> str:
@@ -256,14 +256,16 @@ class App:
         return self.pool.cancel_loading()
 
     async def close(self, timeout: float | None = None) -> None:
-        """Close the backends, then wait for the MLX thread's current work; each step up to
-        `timeout` seconds (None: for ever)."""
+        """Close the backends, then (when the process is this session's own) wait for the MLX
+        thread's current work; each step up to `timeout` seconds (None: for ever). A session of
+        a shared daemon leaves the pool to the others."""
+        self.process.detach(self)
         closing = asyncio.gather(*(b.close() for b in self.backends.values()))
         try:
             await asyncio.wait_for(closing, timeout)
         except TimeoutError:
             log.warning("backends still closing after %.1f s; exiting anyway", timeout)
-        if not self.pool.close(timeout):
+        if self.owns_process and not self.pool.close(timeout):
             log.warning(
                 "the model is still busy after %.1f s (a load or a prefill); exiting anyway",
                 timeout,

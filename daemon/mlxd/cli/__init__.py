@@ -1,8 +1,11 @@
-"""`mlxd serve | demo | chat | models | doctor | keys`.
+"""`mlxd serve | demo | chat | models | doctor | keys | status | stop | daemon`.
 
 `serve` is for editors (LSP on stdio; nothing but protocol frames on stdout). The other commands
 are for humans; `demo` and `chat` start `mlxd serve` as a child and talk to it over stdio exactly
-as an editor would.
+as an editor would. `daemon` is the shared per-user daemon (started by `serve` in shared mode).
+
+Each command's module is imported when it runs: `serve` forwarding to the shared daemon imports
+nothing heavy.
 """
 
 from __future__ import annotations
@@ -12,10 +15,33 @@ import sys
 from typing import Any
 
 from .. import __version__
-from ..client import RpcError
-from .human import cmd_chat, cmd_demo, cmd_doctor, cmd_models
-from .keys import cmd_keys
-from .serve import cmd_serve
+
+
+def _lazy(module: str, name: str) -> Any:
+    def run(args: argparse.Namespace) -> Any:
+        from importlib import import_module
+
+        return getattr(import_module(f"{__name__}.{module}"), name)(args)
+
+    return run
+
+
+def cmd_serve(args: argparse.Namespace) -> Any:
+    """Forward to the shared daemon when asked to (importing nothing heavy), else serve here."""
+    if not args.tcp:
+        from .forward import forward, shared_settings
+
+        shared, idle_exit_s = shared_settings(args)
+        if shared and (code := forward(args, idle_exit_s)) is not None:
+            return code
+    return _lazy("serve", "cmd_serve")(args)
+
+
+cmd_demo, cmd_chat = _lazy("human", "cmd_demo"), _lazy("human", "cmd_chat")
+cmd_models, cmd_doctor = _lazy("human", "cmd_models"), _lazy("human", "cmd_doctor")
+cmd_keys = _lazy("keys", "cmd_keys")
+cmd_status, cmd_stop = _lazy("forward", "cmd_status"), _lazy("forward", "cmd_stop")
+cmd_daemon = _lazy("daemon", "cmd_daemon")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except RpcError as exc:  # the daemon refused the request: its reason in one line
-        print(f"mlxd {args.command}: {exc}", file=sys.stderr)
+    except Exception as exc:
+        from ..client import RpcError  # not at the top: the forwarder's path stays light
+
+        if not isinstance(exc, RpcError):
+            raise
+        print(f"mlxd {args.command}: {exc}", file=sys.stderr)  # the daemon's reason, one line
         return 1
 
 
@@ -43,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
 
     s = add("serve", cmd_serve, "Serve LSP on stdio (what an editor starts).")
     s.add_argument("--tcp", type=int, metavar="PORT", help="serve on 127.0.0.1:PORT instead")
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--shared", action="store_true", help="forward to the per-user shared daemon")
+    mode.add_argument(
+        "--no-shared", action="store_true", help="serve in this process (the default)"
+    )
     add("demo", cmd_demo, "Start the daemon, stream a chat answer and a completion.")
     c = add("chat", cmd_chat, "Ask the daemon one question and stream the answer.")
     c.add_argument("prompt")
@@ -53,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     k = add("keys", cmd_keys, "Manage API keys in the OS keyring.")
     k.add_argument("action", choices=["set", "list", "delete"])
     k.add_argument("name", nargs="?", help="backend name (for set / delete)")
+    add("status", cmd_status, "Show the shared daemon: sessions, loaded models, memory.")
+    add("stop", cmd_stop, "Stop the shared daemon (its sessions end).")
+    d = add("daemon", cmd_daemon, "Run the shared daemon (`mlxd serve --shared` starts it).")
+    d.add_argument(
+        "--idle-exit-s", type=float, default=300.0, help="exit this long after the last session"
+    )
     return p
 
 

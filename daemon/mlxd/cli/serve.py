@@ -19,6 +19,7 @@ EXIT_GRACE_S = 0.3
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """In-process serving (cli/__init__ tried the shared daemon first when asked to)."""
     from ..blas import maybe_reexec_with_openblas
 
     maybe_reexec_with_openblas()  # before anything reads stdin or loads MLX
@@ -117,9 +118,11 @@ class _LogRouter(logging.StreamHandler):  # type: ignore[type-arg]
         self.own_format = logging.Formatter("%(message)s")
         self.other_format = logging.Formatter("%(name)s: %(message)s")
         self.ls: Any = None  # the server while a client is connected
+        # In the shared daemon: a ContextVar naming the session whose task logs (None: none).
+        self.session: Any = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        ls = self.ls
+        ls = self.session.get() if self.session is not None else self.ls
         loop = getattr(ls, "loop", None)
         writer = getattr(getattr(ls, "protocol", None), "writer", None)
         if loop is None or loop.is_closed() or writer is None or getattr(writer, "gone", False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,6 @@ from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from .. import protocol as P
-from .. import uris
 from ..app import (
     AllFailed,
     DeltaFn,
@@ -81,11 +81,7 @@ def progress_cancel(ls: MlxdServer, params: T.WorkDoneProgressCancelParams) -> N
 
 def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
     """Stop the closed document's inline generation and forget its cached suggestions."""
-    uri = uris.key(params.text_document.uri)
-    ls.app.inline.forget(uri)
-    ls.closed[uri] = None
-    if len(ls.closed) > 1024:
-        del ls.closed[next(iter(ls.closed))]
+    ls.app.inline.forget(ls.app.documents.close(params.text_document.uri))
 
 
 def shutdown(ls: MlxdServer, params: Any) -> None:
@@ -136,6 +132,8 @@ def stats(ls: MlxdServer, params: Any) -> Any:
     memory, and the server's own bookkeeping, which a leak would make grow)."""
     _parse(ls, params, P.EmptyParams)
     server = {
+        "pid": os.getpid(),  # the shared daemon's when this session is one of its sessions
+        "sessions": len(ls.app.process.sessions),
         "pendingRequests": len(ls.protocol.pending),
         "tasks": len(asyncio.all_tasks()),
         "pythonBlocks": sys.getallocatedblocks(),
@@ -161,10 +159,9 @@ async def inline_completion(
     ls: MlxdServer, params: T.InlineCompletionParams
 ) -> T.InlineCompletionList:
     """Ghost text at the cursor of a synced document."""
-    uri = uris.key(params.text_document.uri)
-    doc = ls.workspace.text_documents.get(uri)  # keyed by uris.key (transport/documents.py)
+    uri, doc = ls.app.documents.get(params.text_document.uri)
     if doc is None:
-        if uri in ls.closed:  # closed since the client asked
+        if ls.app.documents.was_closed(uri):  # closed since the client asked
             return T.InlineCompletionList(items=[])
         raise JsonRpcInvalidParams(
             message="Invalid params: textDocument.uri: not open (send textDocument/didOpen first)"
@@ -178,9 +175,7 @@ async def inline_completion(
         language=doc.language_id or "",
         encoding=_encoding(ls.workspace.position_encoding),
         selected=(sel.text, _range_tuple(sel.range)) if sel else None,
-        open_documents=[
-            (k, d.language_id or "", d.source) for k, d in ls.workspace.text_documents.items()
-        ],
+        open_documents=ls.app.documents.listing(),
         invoked=params.context.trigger_kind == T.InlineCompletionTriggerKind.Invoked,
     )
     return T.InlineCompletionList(

@@ -21,7 +21,7 @@ from pygls.protocol import (
 
 from .. import __version__
 from .. import protocol as P
-from ..app import App, ConfigError, ConfigSources, Hooks, Status
+from ..app import App, ConfigError, ConfigSources, Hooks, Process, Status
 from ..transport import AdaptedProtocol
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ class MlxdProtocol(AdaptedProtocol):
 
 
 class MlxdServer(LanguageServer):
-    def __init__(self, sources: ConfigSources) -> None:
+    def __init__(self, sources: ConfigSources, process: Process | None = None) -> None:
+        """One LSP session; `process` is the state shared with the daemon's other sessions."""
         super().__init__(
             "mlxd",
             __version__,
@@ -86,16 +87,14 @@ class MlxdServer(LanguageServer):
             self.load_progress,
             self.call_soon,
             show_error=self.show_error,
-            open_documents=self.open_documents,
         )
-        self.app = App(sources, hooks)
+        self.app = App(sources, hooks, process)
+        # The session's documents live in pygls' workspace, keyed by uris.key (documents.py).
+        self.app.documents.store = lambda: self.workspace.text_documents
         self.stop_serving: Any = None  # set by transport's serve loop
         self._load_token: str | None = None
         self._load_pending: list[Any] | None = None
         self._loads = 0
-        # Documents closed lately: an inline request that raced with its document's didClose
-        # (sent before it, handled after) is answered with no items, not "not open".
-        self.closed: dict[str, None] = {}
         self.config_problems: list[str] = self.reload(None)[1]
 
     def reload(self, overlay: dict[str, Any] | None) -> tuple[bool, list[str]]:
@@ -107,10 +106,6 @@ class MlxdServer(LanguageServer):
             where = self.app.wording.settings if overlay is not None else "config"
             return False, [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
         return True, [f"mlxd: {p}" for p in problems]
-
-    def open_documents(self) -> list[tuple[str, str]]:
-        """(uri, text) of every synced document (for the privacy rules on chat content)."""
-        return [(d.uri, d.source) for d in self.workspace.text_documents.values()]
 
     # --- client notifications that do not belong to one request ------------------------------
     def call_soon(self, fn: Any) -> None:

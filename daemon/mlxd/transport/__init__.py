@@ -2,7 +2,15 @@
 over pygls' private attributes (pygls_adapter.py)."""
 
 from .dispatch import Dispatcher
-from .framing import MAX_BODY, MAX_HEADER_LINE, protect_stdout, read_frames, serve_stdio, serve_tcp
+from .framing import (
+    MAX_BODY,
+    MAX_HEADER_LINE,
+    protect_stdout,
+    read_frames,
+    serve_stdio,
+    serve_stream,
+    serve_tcp,
+)
 from .pygls_adapter import AdaptedProtocol
 
 __all__ = [
@@ -13,5 +21,6 @@ __all__ = [
     "protect_stdout",
     "read_frames",
     "serve_stdio",
+    "serve_stream",
     "serve_tcp",
 ]

@@ -125,6 +125,39 @@ async def serve_stdio(server: Any, stdin: BinaryIO, stdout: BinaryIO) -> None:
     await _serve(server, reader)
 
 
+class _StreamWriter:
+    """pygls' writer interface over an asyncio stream (a shared daemon's session socket). A
+    peer that went away ends that session's serve loop, and only that one."""
+
+    def __init__(self, writer: asyncio.StreamWriter, on_gone: Any) -> None:
+        self.writer = writer
+        self.on_gone = on_gone
+        self.gone = False
+
+    def write(self, data: bytes) -> None:
+        if self.gone:
+            return
+        if self.writer.is_closing():
+            self.gone = True
+            log.warning("the client closed the connection")
+            self.on_gone()
+            return
+        self.writer.write(data)
+
+    def close(self) -> None:
+        pass  # the session's owner closes the socket once the last response is out
+
+
+async def serve_stream(
+    server: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Serve one client over an asyncio stream pair until EOF, `exit`, or the client's death."""
+    server.protocol.set_writer(
+        _StreamWriter(writer, lambda: server.stop_serving and server.stop_serving())
+    )
+    await _serve(server, reader, own_parent=False)
+
+
 async def serve_tcp(server: Any, host: str, port: int) -> None:
     """Debugging transport: serve the first client that connects, then exit with it."""
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -143,13 +176,14 @@ async def serve_tcp(server: Any, host: str, port: int) -> None:
         await done
 
 
-async def _serve(server: Any, reader: asyncio.StreamReader) -> None:
-    """Until EOF, the `exit` notification (server.stop_serving), or the parent's death."""
+async def _serve(server: Any, reader: asyncio.StreamReader, own_parent: bool = True) -> None:
+    """Until EOF, the `exit` notification (server.stop_serving), or the parent's death (the
+    client's process when `own_parent` is False: a shared daemon's parent is not its client)."""
     exit_requested = asyncio.get_running_loop().create_future()
     server.stop_serving = lambda: exit_requested.done() or exit_requested.set_result(None)
     tasks = [
         asyncio.ensure_future(read_frames(reader, Dispatcher(server.protocol))),
-        asyncio.ensure_future(_watch_parent(server)),
+        asyncio.ensure_future(_watch_parent(server, own_parent)),
         exit_requested,
     ]
     try:
@@ -159,12 +193,12 @@ async def _serve(server: Any, reader: asyncio.StreamReader) -> None:
             t.cancel()
 
 
-async def _watch_parent(server: Any, interval: float = 1.0) -> None:
+async def _watch_parent(server: Any, own_parent: bool = True, interval: float = 1.0) -> None:
     """An editor that dies without closing our stdin must not leave an orphan behind."""
     ppid = os.getppid()
     while True:
         await asyncio.sleep(interval)
-        if os.getppid() != ppid:
+        if own_parent and os.getppid() != ppid:
             log.warning("parent process %d is gone; exiting", ppid)
             return
         pid = getattr(server, "process_id", None)

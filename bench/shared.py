@@ -1,0 +1,189 @@
+"""shared: one shared daemon for every editor window (issue #19), against in-process serving.
+
+- initialize latency: from spawning `mlxd serve` to its `initialize` answer, in-process vs
+  through the forwarder with the shared daemon up (target <= 300 ms);
+- first chat token: window 1 cold (the model loads), window 1 warm, then window 2's first
+  request (target: <= window 1 warm + 50 ms: no second load);
+- memory: summed PSS of every process of 1, 2 and 3 windows (in-process: one `mlxd serve` per
+  window; shared: the forwarders plus the daemon). Target: 3 shared windows <= 1.2x one.
+
+The shared daemon runs in a runtime directory of this benchmark's own and is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    Daemon,
+    Options,
+    fmt,
+    fmt_stat,
+    local_config,
+    log,
+    model_label,
+    print_table,
+    ratio,
+    settle,
+    summary,
+    verdict,
+    write_result,
+)
+
+DEFAULT_RUNS = 5
+TOKENS = 16
+PROMPT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
+
+
+def pss(pid: int) -> int:
+    """Proportional set size in bytes (shared pages split among their users)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _init_latency(config: dict[str, Any], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    async with Daemon(config, env=env):
+        return time.perf_counter() - t0
+
+
+async def _windows(config: dict[str, Any], env: dict[str, str], n: int, shared: bool) -> int:
+    """Summed PSS of n windows, each having served one chat."""
+    async with contextlib.AsyncExitStack() as stack:
+        windows = [await stack.enter_async_context(Daemon(config, env=env)) for _ in range(n)]
+        for w in windows:
+            await w.wait_ready()
+            await w.chat(PROMPT, 4)
+        pids = {w.pid for w in windows}
+        if shared:
+            pids.add((await windows[0].request("mlxd/stats", {}))["server"]["pid"])
+        return sum(pss(p) for p in pids)
+
+
+async def _warm_gen(window: Daemon, tokens: int) -> Any:
+    await settle()
+    return await window.chat(PROMPT, tokens)
+
+
+def _overhead(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """Paired runs (in-process, forwarded) of the same request: the median of the first-token
+    differences, and the median decode rate ratio."""
+    firsts = [
+        b.first_token_ms - a.first_token_ms
+        for a, b in pairs
+        if a.first_token_ms is not None and b.first_token_ms is not None
+    ]
+    rates = [ratio(b.decode_tps, a.decode_tps) for a, b in pairs]
+    rates = [x for x in rates if x is not None]
+    return {
+        "first_token_ms": summary(firsts)["median"],
+        "decode_ratio": summary(rates)["median"],
+        "first_token_diffs_ms": firsts,
+        "decode_ratios": rates,
+    }
+
+
+async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
+    runs = opts.n(DEFAULT_RUNS)
+    tokens = opts.max_tokens or TOKENS
+    config = local_config(opts.model, shared={"idle_exit_s": 600})
+    rt = Path(tempfile.mkdtemp(prefix="mlxd-bench-rt-"))
+    shared_env = {"MLXD_SHARED": "1", "MLXD_RUNTIME_DIR": str(rt)}
+    alone_env = {"MLXD_SHARED": "0"}
+    try:
+        return await _measure(opts, info, runs, tokens, config, shared_env, alone_env)
+    finally:
+        env = {**os.environ, "MLXD_RUNTIME_DIR": str(rt)}
+        subprocess.run([sys.executable, "-m", "mlxd", "stop"], env=env, capture_output=True)
+        shutil.rmtree(rt, ignore_errors=True)
+
+
+async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> dict[str, Any]:
+    r = await _shared_windows(config, shared_env, alone_env, runs, tokens)
+    log("initialize latency (in-process)")
+    r["init_alone"] = [await _init_latency(config, alone_env) * 1000 for _ in range(runs)]
+    r["memory"] = {"in-process": [], "shared": []}
+    for n in (1, 2, 3):
+        log(f"memory, {n} window(s)")
+        r["memory"]["in-process"].append(await _windows(config, alone_env, n, False))
+        r["memory"]["shared"].append(await _windows(config, shared_env, n, True))
+    data = {"machine": info, "model": opts.model, "tokens": tokens, **r}
+    data["targets_met"] = _report(opts, tokens, r)
+    write_result("shared", data)
+    return data
+
+
+async def _shared_windows(
+    config: dict[str, Any], env: dict[str, str], alone_env: dict[str, str], runs: int, tokens: int
+) -> dict[str, Any]:
+    """Window 1 starts the daemon and loads; window 2 arrives once it is warm. Then the same
+    request alternately through window 1 and an in-process daemon (paired: forwarding cost)."""
+    async with Daemon(config, env=env) as w1:
+        await w1.wait_ready()
+        r: dict[str, Any] = {"cold": (await w1.chat(PROMPT, tokens)).first_token_ms}
+        r["warm_window1"] = [(await _warm_gen(w1, tokens)).first_token_ms for _ in range(runs)]
+        async with Daemon(config, env=env) as w2:
+            later = [(await _warm_gen(w2, tokens)).first_token_ms for _ in range(runs)]
+            r["window2_first"], r["window2_later"] = later[0], later[1:]
+            r["model_loads"] = (await w2.request("mlxd/stats", {}))["modelLoads"]
+        async with Daemon(config, env=alone_env) as solo:
+            await solo.wait_ready()
+            await solo.chat(PROMPT, tokens)
+            pairs = [
+                (await _warm_gen(solo, tokens), await _warm_gen(w1, tokens)) for _ in range(runs)
+            ]
+        r["overhead"] = _overhead(pairs)
+        log("initialize latency (daemon up)")
+        r["init_forwarder"] = [await _init_latency(config, env) * 1000 for _ in range(runs)]
+    return r
+
+
+def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
+    """Print the table; which targets were met."""
+    warm, init, mem = summary(r["warm_window1"]), summary(r["init_forwarder"]), r["memory"]
+    first_w2 = r["window2_first"]
+    met = {
+        "initialize": init["median"] <= 300,
+        "second_window": first_w2 is not None and first_w2 <= warm["median"] + 50,
+    }
+    mem_ratio = ratio(mem["shared"][2], mem["shared"][0])
+    met["memory"] = mem_ratio is not None and mem_ratio <= 1.2
+    pss = [f"{mem['in-process'][i] / 1e6:.0f} / {mem['shared'][i] / 1e6:.0f}" for i in range(3)]
+    rows = [
+        ["initialize, in-process (ms)", fmt_stat(summary(r["init_alone"])), ""],
+        ["initialize, via forwarder (ms)", fmt_stat(init), f"<= 300 {verdict(met['initialize'])}"],
+        ["first token, window 1 cold (ms)", fmt(r["cold"]), ""],
+        ["first token, window 1 warm (ms)", fmt_stat(warm), ""],
+        [
+            "first token, window 2 first (ms)",
+            fmt(first_w2),
+            f"<= warm + 50 {verdict(met['second_window'])}",
+        ],
+        ["first token, window 2 later (ms)", fmt_stat(summary(r["window2_later"])), ""],
+        ["model loads for 2 windows", r["model_loads"], "1"],
+        [
+            "first token, forwarded - in-process (ms, paired)",
+            fmt(r["overhead"]["first_token_ms"]),
+            "<= 2",
+        ],
+        ["decode, forwarded / in-process", fmt(r["overhead"]["decode_ratio"], "x", 3), ">= 0.97"],
+        *[[f"PSS {n} window(s), in-process / shared (MB)", pss[n - 1], ""] for n in (1, 2, 3)],
+        ["PSS 3 shared windows / 1", fmt(mem_ratio, "x", 2), f"<= 1.2x {verdict(met['memory'])}"],
+    ]
+    print_table(
+        f"shared daemon — {model_label(opts.model)}, {tokens} tokens",
+        ["measure", "value", "target"],
+        rows,
+    )
+    return met

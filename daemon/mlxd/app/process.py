@@ -1,0 +1,81 @@
+"""What one daemon process shares among its LSP sessions (editor windows).
+
+Per process: the model pool (one load per model, the one MLX thread, continuous batching across
+windows, the KV prompt cache inside each engine). Per session (core.App): documents, config,
+keys, router and its circuit breakers, the cloud backends and their connection pools, status.
+In-process serving is a process with one session; the shared daemon holds many.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..models import ModelPool
+
+if TYPE_CHECKING:
+    from .core import App
+
+
+class Process:
+    """The shared state, and the sessions using it. The pool's load events reach every session
+    (a download started by one window shows its progress in each window waiting for it)."""
+
+    def __init__(self) -> None:
+        self.sessions: list[App] = []
+        # The latest load event of each model: a session that joins later starts from it.
+        self.model_states: dict[str, tuple[str, str]] = {}
+        self.pool = ModelPool(on_progress=self._on_progress, on_event=self._on_event)
+
+    def attach(self, app: App) -> None:
+        """A new session; it sees the models as they are (one loaded before it is ready)."""
+        self.sessions.append(app)
+        app.board.model_states.update(self.model_states)
+
+    def detach(self, app: App) -> None:
+        """A session ended. Its models stay loaded: a window reopened finds them warm (the
+        pool's idle unload, its memory budget and the daemon's idle exit free them)."""
+        if app in self.sessions:
+            self.sessions.remove(app)
+
+    def specs_in_use(self, but: App | None = None) -> set[str]:
+        """The local model specs the sessions (except `but`) configure."""
+        return {s for a in self.sessions if a is not but for s in a.local_specs()}
+
+    def configure(self, local: Any) -> None:
+        """A session applied its [local] settings: the pool follows the last one applied (one
+        memory budget and one cache size per process)."""
+        self.pool.configure(
+            local.memory_limit_gb,
+            local.idle_unload_s,
+            local.prompt_cache_mb,
+            speculative=local.speculative,
+            draft_tokens=local.draft_tokens,
+        )
+
+    def _on_progress(self, spec: str, fraction: float, message: str) -> None:
+        for app in list(self.sessions):
+            app.board.on_load_progress(spec, fraction, message)
+
+    def _on_event(self, spec: str, event: str, message: str) -> None:
+        self.model_states[spec] = (event, message)
+        for app in list(self.sessions):
+            app.board.on_model_event(spec, event, message)
+
+    def stats(self) -> dict[str, Any]:
+        """The pool's counters: per model generations, KV reuse, MLX memory."""
+        local = {
+            spec: {
+                "generations": e.engine.generations,
+                "cachedPromptTokens": e.engine.cached_tokens,
+                "active": e.engine.active,
+                "promptCacheBytes": e.engine.cache.nbytes,
+                "draftTokens": e.engine.spec.drafted,
+                "acceptedDraftTokens": e.engine.spec.accepted,
+            }
+            for spec, e in self.pool.entries.items()
+        }
+        return {
+            "local": local,
+            "modelLoads": self.pool.loads,
+            "mlxMemory": {f"{k}Bytes": v for k, v in self.pool.memory().items()},
+        }

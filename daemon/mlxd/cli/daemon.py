@@ -1,0 +1,231 @@
+"""`mlxd daemon`: the shared per-user daemon every `mlxd serve` forwarder talks to.
+
+One process, one asyncio loop, one Unix socket in a 0700 directory (runtime.py). Each
+connection is its own LSP session: its own pygls server object over the socket's streams, its
+own App (config, keys, documents, status), all sharing one Process (the model pool, its MLX
+thread and KV caches). Only the daemon's own user may connect (SO_PEERCRED); there is no TCP
+listener. The daemon exits `shared.idle_exit_s` after its last session ends, or on `mlxd stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+from .. import __version__, runtime
+
+log = logging.getLogger("mlxd.daemon")
+
+# The session whose task is running: its log records go to its client only.
+SESSION: contextvars.ContextVar[Any] = contextvars.ContextVar("mlxd_session", default=None)
+HELLO_LIMIT = 16 << 20  # the forwarder's environment, as JSON
+HELLO_TIMEOUT_S = 10.0
+LOCK_WAIT_S = 5.0  # a daemon still exiting holds the lock this long at most
+
+
+class Daemon:
+    def __init__(self, idle_exit_s: float, exit_grace_s: float, stopped: Any = None) -> None:
+        from ..app import Process
+
+        self.process = Process()
+        self.sessions: set[Any] = set()
+        self.idle_exit_s = idle_exit_s
+        self.exit_grace_s = exit_grace_s
+        self.started = time.time()
+        self.stopped = stopped  # the marker `mlxd stop` leaves for the forwarders
+        self.done: asyncio.Event | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(self, sock: socket.socket) -> None:
+        self.done = asyncio.Event()
+        server = await asyncio.start_unix_server(self._connection, sock=sock)
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.done.set)
+        self._arm_idle()
+        async with server:
+            await self.done.wait()
+            server.close()
+        for ls in list(self.sessions):  # `mlxd stop`: end every session
+            if ls.stop_serving:
+                ls.stop_serving()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2 * self.exit_grace_s + 1)
+        self.process.pool.close(self.exit_grace_s)
+
+    def _arm_idle(self) -> None:
+        if self._idle is None and not self.sessions and self.done is not None:
+            loop = asyncio.get_running_loop()
+            self._idle = loop.call_later(self.idle_exit_s, self._idle_exit)
+
+    def _idle_exit(self) -> None:
+        log.info("no session for %.0f s: exiting", self.idle_exit_s)
+        assert self.done is not None
+        self.done.set()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            uid = runtime.peer_uid(writer.get_extra_info("socket"))
+            if not runtime.peer_allowed(uid):
+                log.warning("refused a connection from uid %s (not %d)", uid, os.getuid())
+                return
+            hello = await asyncio.wait_for(_read_hello(reader), HELLO_TIMEOUT_S)
+            if "control" in hello:
+                writer.write(json.dumps(self._control(str(hello["control"]))).encode() + b"\n")
+                await writer.drain()
+            else:
+                await self._session(hello, reader, writer)
+        except (ValueError, TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
+            log.warning("dropped a connection: %s", exc or type(exc).__name__)
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _session(self, hello: dict[str, Any], reader: Any, writer: Any) -> None:
+        from ..app import ConfigSources
+        from ..secrets import install_redaction, uninstall_redaction
+        from ..server import MlxdServer, register
+        from ..transport import serve_stream
+
+        env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
+        path = hello.get("config") or env.get("MLXD_CONFIG") or None
+        if path and hello.get("cwd"):  # relative to the editor's working directory
+            path = os.path.join(str(hello["cwd"]), path)
+        ls = MlxdServer(ConfigSources(path=path, env=env), self.process)
+        register(ls)
+        install_redaction(ls.app.keys)
+        ls.loop = asyncio.get_running_loop()
+        token = SESSION.set(ls)  # this task's context, and so every handler task it starts
+        self.sessions.add(ls)
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        log.info("session %d started (%d now)", id(ls), len(self.sessions))
+        try:
+            await serve_stream(ls, reader, writer)
+        finally:
+            for fut in list(ls.protocol.pending.values()):
+                fut.cancel()  # a disconnect cancels this session's work only
+            await asyncio.sleep(0)
+            await ls.app.close(timeout=self.exit_grace_s)
+            uninstall_redaction(ls.app.keys)
+            SESSION.reset(token)  # the client is gone: the daemon's log from here on
+            self.sessions.discard(ls)
+            log.info("session %d ended (%d left)", id(ls), len(self.sessions))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            self._arm_idle()
+
+    def _control(self, command: str) -> dict[str, Any]:
+        if command == "stop":
+            assert self.done is not None
+            if self.stopped is not None:
+                self.stopped.write_text(str(os.getpid()))
+            asyncio.get_running_loop().call_soon(self.done.set)
+            return {"stopping": True, "pid": os.getpid()}
+        pool = self.process.pool
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started, 1),
+            "sessions": len(self.sessions),
+            "models": {spec: e.nbytes for spec, e in pool.entries.items()},
+            "modelLoads": pool.loads,
+            "rssBytes": _rss(),
+        }
+
+
+async def _read_hello(reader: asyncio.StreamReader) -> dict[str, Any]:
+    magic, _, size = (await reader.readline()).strip().partition(b" ")
+    if magic != runtime.HELLO or not size.isdigit() or int(size) > HELLO_LIMIT:
+        raise ValueError("not an mlxd forwarder")
+    hello = json.loads(await reader.readexactly(int(size)))
+    if not isinstance(hello, dict):
+        raise ValueError("bad hello")
+    return hello
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def listen(paths: runtime.Paths) -> tuple[socket.socket, Any, int] | None:
+    """Take the lock and bind the socket; None when another daemon serves it. The socket file
+    of a daemon that died (no lock held) is stale: it is replaced."""
+    runtime.ensure_dir(paths.dir)
+    lock = open(paths.lock, "a")  # noqa: SIM115 - held for the daemon's lifetime
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline or runtime.connectable(paths.socket):
+                lock.close()
+                return None  # another daemon holds it and serves
+            time.sleep(0.05)
+    if runtime.connectable(paths.socket):
+        lock.close()
+        return None
+    for old in (paths.socket, paths.stopped):  # stale: their daemon is gone (we hold the lock)
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(paths.socket))
+    finally:
+        os.umask(old)
+    sock.listen(64)
+    return sock, lock, os.stat(paths.socket).st_ino
+
+
+def cmd_daemon(args: Any) -> int:
+    from ..blas import maybe_reexec_with_openblas
+
+    maybe_reexec_with_openblas()
+    from ..transport import protect_stdout
+    from .serve import EXIT_GRACE_S, _setup_logging
+
+    protect_stdout()
+    import sys
+
+    sys.setswitchinterval(0.001)
+    router = _setup_logging()
+    router.session = SESSION
+    paths = runtime.paths()
+    bound = listen(paths)
+    if bound is None:
+        log.info("another mlxd daemon serves %s", paths.socket)
+        return 0
+    sock, lock, inode = bound
+    log.info("mlxd %s daemon %d serving %s", __version__, os.getpid(), paths.socket)
+    daemon = Daemon(args.idle_exit_s, EXIT_GRACE_S, paths.stopped)
+    try:
+        asyncio.run(daemon.run(sock))
+    finally:
+        with contextlib.suppress(OSError):
+            if os.stat(paths.socket).st_ino == inode:  # not a successor's
+                paths.socket.unlink()
+        log.info("daemon %d exiting", os.getpid())
+        logging.shutdown()
+        lock.close()
+    os._exit(0)

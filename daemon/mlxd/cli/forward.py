@@ -1,0 +1,291 @@
+"""`mlxd serve` in shared mode: a thin forwarder between the editor's stdio and the shared
+per-user daemon (daemon.py), byte for byte both ways.
+
+It imports the standard library and runtime.py only, so the editor's `initialize` is answered
+as soon as the warm daemon answers it. It starts the daemon, detached, when none serves the
+socket, hands its own environment, working directory and config path to its session (each
+window's `api_key_env`, MLXD_CONFIG, ...), and exits within a second of the editor closing
+stdin or of the daemon ending the session. None is returned when no daemon can be reached or
+started: the caller then serves in-process, so the editor never breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from .. import runtime
+from .replay import Frames, Replay, frame
+
+START_WAIT_S = 30.0  # a cold daemon imports pygls, msgspec, aiohttp and MLX first
+EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to hang up
+SHARED_ENV = "MLXD_SHARED"  # "1" / "0": the mode, when neither flag is given
+DEFAULT_IDLE_EXIT_S = 300.0
+
+
+def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
+    """(serve through the shared daemon?, its idle exit in seconds): `--shared` /
+    `--no-shared`, else $MLXD_SHARED, else the config file's [shared] (default: off)."""
+    section: dict[str, Any] = {}
+    path = args.config or os.environ.get("MLXD_CONFIG")
+    if path:
+        try:
+            import tomllib
+
+            with open(path, "rb") as f:
+                section = tomllib.load(f).get("shared") or {}
+        except (OSError, ValueError):
+            section = {}  # the session reports a bad file; here the defaults apply
+    idle = section.get("idle_exit_s", DEFAULT_IDLE_EXIT_S)
+    if not isinstance(idle, int | float) or isinstance(idle, bool) or not 0 <= idle < 1e9:
+        idle = DEFAULT_IDLE_EXIT_S
+    if args.shared or args.no_shared:
+        return bool(args.shared), float(idle)
+    env = os.environ.get(SHARED_ENV, "").strip().lower()
+    if env in ("1", "true", "yes", "0", "false", "no"):
+        return env in ("1", "true", "yes"), float(idle)
+    return section.get("enabled") is True, float(idle)
+
+
+def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
+    """Serve the editor through the shared daemon; the exit code, or None to serve in-process."""
+    paths = runtime.paths()
+    try:
+        runtime.ensure_dir(paths.dir)
+    except (OSError, runtime.UnsafeRuntimeDir) as exc:
+        return _fallback(f"runtime directory unusable: {exc}")
+    sock = runtime.connect(paths.socket) or _start(paths, idle_exit_s)
+    if isinstance(sock, str):
+        return _fallback(sock)
+    config = os.path.abspath(args.config) if args.config else None
+    hello = runtime.hello({"env": dict(os.environ), "cwd": os.getcwd(), "config": config})
+
+    def reconnect() -> socket.socket | str:
+        sock = runtime.connect(paths.socket) or _start(paths, idle_exit_s)
+        if not isinstance(sock, str):
+            try:
+                sock.sendall(hello)
+            except OSError as exc:
+                return f"the new shared daemon hung up: {exc}"
+        return sock
+
+    try:
+        sock.sendall(hello)
+    except OSError as exc:
+        return _fallback(f"the shared daemon hung up: {exc}")
+    return pump(sock, sys.stdin.fileno(), sys.stdout.fileno(), reconnect)
+
+
+def _start(paths: runtime.Paths, idle_exit_s: float) -> socket.socket | str:
+    """Start the daemon and connect (or the reason why not). Forwarders racing to start one
+    queue on a lock: the first starts it, the others find it serving."""
+    import fcntl
+
+    with open(paths.dir / "start.lock", "a") as lock:
+        deadline = time.monotonic() + START_WAIT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if (sock := runtime.connect(paths.socket)) is not None:
+                    return sock  # another forwarder started it
+                if time.monotonic() > deadline:
+                    return "another forwarder is still starting the shared daemon"
+                time.sleep(0.05)
+        if (sock := runtime.connect(paths.socket)) is not None:
+            return sock
+        try:
+            child = start_daemon(paths, idle_exit_s)
+        except OSError as exc:
+            return f"could not start the shared daemon: {exc}"
+        return _wait_for(paths, child) or f"the shared daemon did not come up (see {paths.log})"
+
+
+def start_daemon(paths: runtime.Paths, idle_exit_s: float) -> subprocess.Popen[bytes]:
+    """`mlxd daemon`, detached: its own session, no stdio of ours, stderr to its log."""
+    with open(paths.log, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mlxd", "daemon", "--idle-exit-s", str(idle_exit_s)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd="/",
+            start_new_session=True,
+        )
+
+
+def _wait_for(paths: runtime.Paths, child: subprocess.Popen[bytes]) -> socket.socket | None:
+    """Connect once the daemon listens. A child that exits 0 lost the start race to another
+    daemon, which will serve; any other exit is a failure."""
+    deadline = time.monotonic() + START_WAIT_S
+    while time.monotonic() < deadline:
+        if (sock := runtime.connect(paths.socket)) is not None:
+            return sock
+        code = child.poll()
+        if code not in (None, 0):
+            return None
+        time.sleep(0.05)
+    return None
+
+
+def _fallback(reason: str) -> None:
+    print(f"mlxd: serving in-process: {reason}", file=sys.stderr, flush=True)
+    return None
+
+
+DIED = (
+    "mlxd: the shared daemon stopped while handling this request; a new one serves this window, "
+    "send the request again"
+)
+
+
+class _Link:
+    """The forwarder's connection to the daemon, which it replaces when the daemon dies."""
+
+    def __init__(self, sock: socket.socket, reconnect: Any) -> None:
+        self.sock = sock
+        self.reconnect = reconnect  # () -> socket | str (why not), hello already sent
+        self.frames = Frames()
+        self.dead = False
+
+    def send(self, body: bytes) -> None:
+        if not self.dead:
+            try:
+                self.sock.sendall(frame(body))
+            except OSError:
+                self.dead = True  # noticed at the next read: the socket reads EOF
+
+
+def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) -> int:
+    """Copy LSP messages stdin -> socket and socket -> stdout until the daemon ends the
+    session, or until EOF_GRACE_S after stdin's EOF (the daemon then ends it on its side).
+
+    When the daemon dies mid-session (`reconnect` given), the requests in flight fail with
+    -32803, and a new daemon (started by `reconnect`) is brought to the window's state."""
+    replay, from_client, link = Replay(), Frames(), _Link(sock, reconnect)
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    sel.register(stdin, selectors.EVENT_READ)
+    deadline: float | None = None
+    try:
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            events = sel.select(timeout)
+            if not events and deadline is not None:
+                return 0
+            for key, _ in events:
+                if key.fileobj is link.sock:
+                    try:
+                        data = link.sock.recv(1 << 16)
+                    except OSError:
+                        data = b""
+                    if data:
+                        for body in link.frames.feed(data):
+                            if replay.from_daemon(body):
+                                _write_all(stdout, frame(body))
+                        continue
+                    if deadline is not None or replay.exited or reconnect is None:
+                        return 0
+                    if (why := _recover(link, replay, stdout, sel)) is not None:
+                        print(f"mlxd: {why}", file=sys.stderr, flush=True)
+                        return 1
+                else:
+                    data = os.read(stdin, 1 << 16)
+                    if data:
+                        for body in from_client.feed(data):
+                            replay.from_client(body)
+                            link.send(body)
+                        continue
+                    sel.unregister(stdin)
+                    with contextlib.suppress(OSError):
+                        link.sock.shutdown(socket.SHUT_WR)
+                    deadline = time.monotonic() + EOF_GRACE_S
+    finally:
+        link.sock.close()
+
+
+def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
+    """The daemon hung up without `exit`: fail what was in flight, then connect to a new
+    daemon and replay the window's state. The reason when that is impossible."""
+    for error in replay.failed(DIED):
+        _write_all(stdout, error)
+    paths = runtime.paths()
+    if paths.stopped.exists():
+        return "the shared daemon was stopped (mlxd stop)"
+    print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
+    sock = link.reconnect()
+    if isinstance(sock, str):
+        return sock
+    sel.unregister(link.sock)
+    link.sock.close()
+    link.sock, link.frames, link.dead = sock, Frames(), False
+    sel.register(sock, selectors.EVENT_READ)
+    for body in replay.replay():
+        link.send(body)
+    return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def control(command: str) -> dict[str, Any] | None:
+    """Ask the running daemon (`status` | `stop`); None when none runs."""
+    import json
+
+    sock = runtime.connect(runtime.paths().socket, timeout=5.0)
+    if sock is None:
+        return None
+    with sock:
+        sock.sendall(runtime.hello({"control": command}))
+        sock.settimeout(10.0)
+        data = b""
+        while not data.endswith(b"\n") and (chunk := sock.recv(1 << 16)):
+            data += chunk
+    return json.loads(data) if data else None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    info = control("status")
+    if info is None:
+        print(f"no shared mlxd daemon at {runtime.paths().socket}")
+        return 1
+    print(f"mlxd {info['version']} daemon, pid {info['pid']}, up {info['uptime_s']} s")
+    print(f"sessions: {info['sessions']}")
+    for spec, nbytes in info["models"].items():
+        print(f"model: {spec} ({nbytes / 1e6:.0f} MB)")
+    print(f"memory (RSS): {info['rssBytes'] / 1e6:.0f} MB")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    info = control("stop")
+    if info is None:
+        print("no shared mlxd daemon running")
+        return 1
+    pid = info["pid"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    print(f"stopped the shared mlxd daemon (pid {pid})")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

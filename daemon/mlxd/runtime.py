@@ -1,0 +1,124 @@
+"""Where the shared daemon lives: a per-user directory (mode 0700) holding its socket, its lock
+and its log, and the checks both sides make. Standard library only: the forwarder imports this
+and nothing heavy.
+
+The directory is `$MLXD_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/mlxd`, else
+`<tmp>/mlxd-<uid>` (macOS has no XDG_RUNTIME_DIR). The socket's name carries the mlxd version,
+so an upgraded mlxd never talks to an older daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import struct
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+
+RUNTIME_ENV = "MLXD_RUNTIME_DIR"
+# The forwarder's first line on the socket: this magic, then the length of a JSON hello
+# ({"env": {...}, "cwd": ..., "config": ...} for a session, {"control": "status"|"stop"}).
+HELLO = b"MLXD1"
+
+
+class UnsafeRuntimeDir(Exception):
+    """The runtime directory is not ours alone (owner or mode): nothing is served from it."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    dir: Path
+    socket: Path  # the daemon's Unix socket
+    lock: Path  # held (flock) by the one daemon serving the socket
+    log: Path  # the daemon's stderr
+    stopped: Path  # written by `mlxd stop`: forwarders end with the daemon, not restart it
+
+    @classmethod
+    def at(cls, directory: Path, version: str = __version__) -> Paths:
+        name = f"mlxd-{version}"
+        return cls(
+            directory,
+            directory / f"{name}.sock",
+            directory / f"{name}.lock",
+            directory / "daemon.log",
+            directory / f"{name}.stopped",
+        )
+
+
+def runtime_dir(env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ) if env is None else env
+    if explicit := env.get(RUNTIME_ENV):
+        return Path(explicit)
+    if xdg := env.get("XDG_RUNTIME_DIR"):
+        return Path(xdg) / "mlxd"
+    return Path(tempfile.gettempdir()) / f"mlxd-{os.getuid()}"
+
+
+def paths(env: dict[str, str] | None = None) -> Paths:
+    return Paths.at(runtime_dir(env))
+
+
+def ensure_dir(directory: Path) -> None:
+    """Create the directory 0700, or check an existing one is ours and closed to others.
+    Raises UnsafeRuntimeDir otherwise (someone else could plant or read the socket)."""
+    try:
+        directory.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeRuntimeDir(f"{directory}: not a directory")
+    if st.st_uid != os.getuid():
+        raise UnsafeRuntimeDir(f"{directory}: owned by uid {st.st_uid}, not {os.getuid()}")
+    if st.st_mode & 0o077:
+        raise UnsafeRuntimeDir(f"{directory}: mode {st.st_mode & 0o777:o}, must be 700")
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a Unix socket (None if the OS cannot say)."""
+    if hasattr(socket, "SO_PEERCRED"):  # Linux
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return struct.unpack("3i", creds)[1]
+    if sys.platform == "darwin":  # getpeereid: LOCAL_PEERCRED gives a struct xucred
+        creds = sock.getsockopt(0, 0x001, struct.calcsize("IIh16I"))  # SOL_LOCAL, LOCAL_PEERCRED
+        return struct.unpack("IIh16I", creds)[1]
+    return None
+
+
+def peer_allowed(uid: int | None, own: int | None = None) -> bool:
+    """Only the daemon's own user may use it (root included: it is not us)."""
+    return uid is not None and uid == (os.getuid() if own is None else own)
+
+
+def hello(message: dict) -> bytes:
+    """The preamble a client sends before anything else on the socket."""
+    import json
+
+    body = json.dumps(message).encode()
+    return HELLO + b" %d\n" % len(body) + body
+
+
+def connect(path: Path, timeout: float = 1.0) -> socket.socket | None:
+    """A connection to the daemon's socket, or None when nothing serves it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except OSError:
+        sock.close()
+        return None
+    sock.settimeout(None)
+    return sock
+
+
+def connectable(path: Path) -> bool:
+    sock = connect(path)
+    if sock is None:
+        return False
+    sock.close()
+    return True

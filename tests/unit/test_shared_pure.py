@@ -1,0 +1,154 @@
+"""The pure parts of the shared daemon (issue #19): the forwarder's frame splitter and replay
+record, the runtime directory's checks, the peer check, and how the mode is chosen."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mlxd import runtime
+from mlxd.cli.forward import shared_settings
+from mlxd.cli.replay import REQUEST_FAILED, Frames, Replay, frame
+
+
+def body(msg: dict) -> bytes:
+    return json.dumps(msg).encode()
+
+
+def test_frames_split_a_stream_cut_anywhere() -> None:
+    msgs = [body({"id": n, "method": "m", "params": {"t": "é" * n}}) for n in range(5)]
+    stream = b"".join(frame(m) for m in msgs)
+    for cut in range(1, len(stream)):
+        frames = Frames()
+        got = frames.feed(stream[:cut]) + frames.feed(stream[cut:])
+        assert got == msgs
+
+
+def test_a_header_block_without_a_length_is_dropped() -> None:
+    assert Frames().feed(b"X-Junk: 1\r\n\r\n" + frame(b"{}")) == [b"{}"]
+
+
+def test_requests_in_flight_fail_with_32803_and_answered_ones_do_not() -> None:
+    r = Replay()
+    r.from_client(body({"jsonrpc": "2.0", "id": 1, "method": "mlxd/chat"}))
+    r.from_client(body({"jsonrpc": "2.0", "id": "1", "method": "mlxd/chat"}))  # another id
+    assert r.from_daemon(body({"jsonrpc": "2.0", "id": 1, "result": {}}))
+    errors = [json.loads(Frames().feed(f)[0]) for f in r.failed("gone")]
+    assert errors == [
+        {"jsonrpc": "2.0", "id": "1", "error": {"code": REQUEST_FAILED, "message": "gone"}}
+    ]
+    assert r.failed("gone") == []  # each request fails once
+
+
+def test_the_replay_restores_the_window_and_hides_its_own_answers() -> None:
+    r = Replay()
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"capabilities": {}}}
+    doc = {"textDocument": {"uri": "file:///a.py", "text": "x", "version": 1, "languageId": "py"}}
+    change = {
+        "textDocument": {"uri": "file:///a.py", "version": 2},
+        "contentChanges": [{"text": "y"}],
+    }
+    for m in [
+        init,
+        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+        {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": doc},
+        {"jsonrpc": "2.0", "method": "textDocument/didChange", "params": change},
+        {
+            "jsonrpc": "2.0",
+            "method": "textDocument/didOpen",
+            "params": {"textDocument": {"uri": "file:///b.py"}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "method": "textDocument/didClose",
+            "params": {"textDocument": {"uri": "file:///b.py"}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 5,
+            "method": "mlxd/setApiKey",
+            "params": {"backend": "c", "apiKey": "k"},
+        },
+    ]:
+        r.from_client(body(m))
+    sent = [json.loads(b) for b in r.replay()]
+    assert [m["method"] for m in sent] == [
+        "initialize",
+        "initialized",
+        "mlxd/setApiKey",
+        "textDocument/didOpen",
+        "textDocument/didChange",
+    ]
+    own = [m["id"] for m in sent if "id" in m]
+    assert all(i not in (0, 5) for i in own)  # the client's ids are not reused
+    for i in own:
+        assert not r.from_daemon(body({"jsonrpc": "2.0", "id": i, "result": {}}))
+    assert r.from_daemon(body({"jsonrpc": "2.0", "method": "mlxd/status", "params": {}}))
+
+
+def test_after_exit_the_daemon_hanging_up_is_the_end() -> None:
+    r = Replay()
+    assert not r.exited
+    r.from_client(body({"jsonrpc": "2.0", "method": "exit"}))
+    assert r.exited
+
+
+def test_the_runtime_dir_follows_the_env_var_then_xdg(tmp_path: Path) -> None:
+    assert runtime.runtime_dir({"MLXD_RUNTIME_DIR": "/x", "XDG_RUNTIME_DIR": "/y"}) == Path("/x")
+    assert runtime.runtime_dir({"XDG_RUNTIME_DIR": "/y"}) == Path("/y/mlxd")
+    assert str(os.getuid()) in runtime.runtime_dir({}).name
+    paths = runtime.Paths.at(tmp_path, version="9.9.9")
+    assert paths.socket.name == "mlxd-9.9.9.sock"  # an upgraded mlxd never talks to an old one
+
+
+def test_the_runtime_dir_is_created_0700_and_an_open_one_is_refused(tmp_path: Path) -> None:
+    d = tmp_path / "rt"
+    runtime.ensure_dir(d)
+    assert d.stat().st_mode & 0o777 == 0o700
+    d.chmod(0o755)
+    with pytest.raises(runtime.UnsafeRuntimeDir, match="mode 755"):
+        runtime.ensure_dir(d)
+    f = tmp_path / "file"
+    f.write_text("")
+    with pytest.raises(runtime.UnsafeRuntimeDir, match="not a directory"):
+        runtime.ensure_dir(f)
+
+
+def test_only_the_daemons_own_uid_is_allowed() -> None:
+    assert runtime.peer_allowed(1000, own=1000)
+    assert not runtime.peer_allowed(0, own=1000)  # root is not us
+    assert not runtime.peer_allowed(None, own=1000)  # an OS that cannot say
+
+
+def test_peer_uid_reads_our_own_uid_over_a_socketpair() -> None:
+    import socket
+
+    a, b = socket.socketpair(socket.AF_UNIX)
+    with a, b:
+        assert runtime.peer_uid(a) == os.getuid()
+
+
+def args(config: Path | None = None, shared: bool = False, no_shared: bool = False):
+    return argparse.Namespace(
+        config=str(config) if config else None, shared=shared, no_shared=no_shared
+    )
+
+
+def test_the_mode_flags_win_over_the_env_var_and_the_file(tmp_path: Path, monkeypatch) -> None:
+    cfg = tmp_path / "m.toml"
+    cfg.write_text("[shared]\nenabled = true\nidle_exit_s = 12\n")
+    monkeypatch.delenv("MLXD_SHARED", raising=False)
+    monkeypatch.delenv("MLXD_CONFIG", raising=False)
+    assert shared_settings(args(cfg)) == (True, 12.0)
+    assert shared_settings(args(cfg, no_shared=True)) == (False, 12.0)
+    monkeypatch.setenv("MLXD_SHARED", "0")
+    assert shared_settings(args(cfg)) == (False, 12.0)
+    assert shared_settings(args(cfg, shared=True)) == (True, 12.0)
+    monkeypatch.delenv("MLXD_SHARED")
+    assert shared_settings(args()) == (False, 300.0)  # in-process by default
+    cfg.write_text("[shared\n")
+    assert shared_settings(args(cfg)) == (False, 300.0)  # a broken file: the defaults
