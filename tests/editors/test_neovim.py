@@ -207,6 +207,14 @@ def test_set_key_prompts_without_echo_and_keeps_the_key_out_of_logs(
         scenario_env(config, tmp_path, MLXD_TEST_BACKEND="cloudy", MLXD_TEST_KEY=key),
     )
     r, ctx = run.result, run.context()
+    # Issue #18 new-user finding 12: an unknown name is refused before the key is asked for,
+    # the error lists the configured backends, and <Tab> completes them.
+    assert r["unknown_prompted"] is False, ctx
+    refusal = [n["msg"] for n in r["unknown_notes"]]
+    assert len(refusal) == 1 and '"openai"' in refusal[0], ctx
+    assert "configured: local, cloudy" in refusal[0], ctx
+    assert r["completion"] == ["cloudy", "local"], ctx
+    assert r["completion_c"] == ["cloudy"], ctx
     assert [n["msg"] for n in r["notes"]] == ["mlxd: key for cloudy set"], ctx
     assert key not in r["messages"], ctx
     assert "rpc.send" in run.lsp_log, ctx  # the log was at debug level...
@@ -607,3 +615,22 @@ def test_messages_name_neovims_setting_and_command(
     assert "initializationOptions" not in typo[0], ctx
     assert "has no API key" in r["chat_error"], ctx
     assert ":MlxdSetKey" in r["chat_error"] and "mlxd/setApiKey" not in r["chat_error"], ctx
+
+
+def test_a_cancelled_chat_prompt_does_nothing_and_the_chat_window_follows_to_the_footer(
+    neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """Issue #18 new-user findings 2 and 10 in the real editor: <Esc> or an empty <CR> at the
+    `mlxd> ` prompt opens no window and keeps the source window current (the next
+    :'<,'>MlxdChat sends the source lines); a horizontal chat window follows a long answer to
+    its true end, the footer's virtual lines included."""
+    sample_file(tmp_path, "".join(f"line_{i} = {i}\n" for i in range(1, 41)))
+    run = neovim.run("chatview", scenario_env(tiny_config, tmp_path))
+    r, ctx = run.result, run.context()
+    for c in r["cancelled"]:
+        assert c == {"how": c["how"], "windows": 1, "source_current": True, "chats": 0}, ctx
+    assert r.get("err") is None, ctx
+    assert r["context_from_source"] and not r["context_from_chat"], ctx
+    view = r["view"]
+    assert view["cursor_row"] == view["last"], ctx
+    assert view["rows_to_end"] <= view["height"], ctx
