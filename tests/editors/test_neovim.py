@@ -263,7 +263,7 @@ def test_typing_through_ghost_text_never_corrupts_the_buffer(
     assert attrs.get("cterm", {}).get("italic"), ctx
 
 
-@pytest.mark.parametrize("case", ["not_on_path", "bad_path", "exits", "tilde"])
+@pytest.mark.parametrize("case", ["not_on_path", "bad_path", "readme_path", "exits", "tilde"])
 def test_a_daemon_that_cannot_start_is_reported_once_with_the_fix(
     case: str, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
 ) -> None:
@@ -292,9 +292,16 @@ def test_a_daemon_that_cannot_start_is_reported_once_with_the_fix(
     expected = {
         "not_on_path": "`mlxd-not-installed` is not on $PATH",
         "bad_path": "/nonexistent/venv/bin/mlxd does not exist",
+        "readme_path": f"{home}/.venvs/mlxd/bin/mlxd does not exist",
         "exits": "exited with code 2 before it started",
     }[case]
     assert expected in note["msg"], ctx
+    # The advice never suggests the path that just failed (new-user finding 18); it says how to
+    # find the real one.
+    if case == "readme_path":
+        assert "~/.venvs/mlxd/bin/mlxd" not in note["msg"], ctx
+    if case in ("bad_path", "readme_path"):
+        assert "command -v mlxd" in note["msg"], ctx
     assert r["status"] == "mlxd: cannot start (:checkhealth mlxd)", ctx
 
 
