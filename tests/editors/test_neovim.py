@@ -250,6 +250,16 @@ def test_typing_through_ghost_text_never_corrupts_the_buffer(
     if r["again_shown"]:
         assert r["typeahead_accepted"] is False, ctx
         assert r["typeahead_line"] == r["typeahead_expected"], ctx
+    # D. Typing the item's next character keeps the rest on screen at once (trimmed), and accept
+    # right away (also in the same typeahead) inserts the whole item where it belongs.
+    for case in ("through_typed", "through_typeahead"):
+        d = r[case]
+        assert "skipped" not in d, ctx  # the tiny model always offered a typeable item so far
+        if case == "through_typed":
+            assert d["ghost_after"] == d["ghost"][1:], ctx
+        assert d["accepted"] is True, ctx
+        if "^" not in d["ghost"]:  # a control character shows as ^X: its raw text is unknown
+            assert d["lines"] == d["expected"], ctx
     # B. Joining the item's last line: no error, nothing left on screen.
     assert r["last_row"] == 2, ctx
     assert r["lines_after_join"] == 2, ctx
