@@ -226,7 +226,8 @@ local function follow(bufnr, st)
   for i, it in ipairs(st.items) do
     if it.rest:sub(1, k) == typed and #it.rest > k then
       local r = it.range
-      kept[#kept + 1] = { text = it.text, rest = it.rest:sub(k + 1), range = { r[1], r[2], r[3], r[4] + k } }
+      local range = { r[1], r[2], r[3], r[4] + k }
+      kept[#kept + 1] = { text = it.text, rest = it.rest:sub(k + 1), range = range }
       if i == st.index then
         index = #kept
       end

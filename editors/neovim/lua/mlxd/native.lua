@@ -106,7 +106,8 @@ local function follow(c)
     return false
   end
   local line = api.nvim_buf_get_lines(c.bufnr, row, row + 1, true)[1]
-  local k = require('mlxd.ghost').typed_through(c._mlxd_line, old_col, line, col, text:sub(#typed_before + 1))
+  local rest = text:sub(#typed_before + 1)
+  local k = require('mlxd.ghost').typed_through(c._mlxd_line, old_col, line, col, rest)
   if not k then
     return false
   end
