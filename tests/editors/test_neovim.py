@@ -207,6 +207,14 @@ def test_set_key_prompts_without_echo_and_keeps_the_key_out_of_logs(
         scenario_env(config, tmp_path, MLXD_TEST_BACKEND="cloudy", MLXD_TEST_KEY=key),
     )
     r, ctx = run.result, run.context()
+    # Issue #18 new-user finding 12: an unknown name is refused before the key is asked for,
+    # the error lists the configured backends, and <Tab> completes them.
+    assert r["unknown_prompted"] is False, ctx
+    refusal = [n["msg"] for n in r["unknown_notes"]]
+    assert len(refusal) == 1 and '"openai"' in refusal[0], ctx
+    assert "configured: local, cloudy" in refusal[0], ctx
+    assert r["completion"] == ["cloudy", "local"], ctx
+    assert r["completion_c"] == ["cloudy"], ctx
     assert [n["msg"] for n in r["notes"]] == ["mlxd: key for cloudy set"], ctx
     assert key not in r["messages"], ctx
     assert "rpc.send" in run.lsp_log, ctx  # the log was at debug level...
@@ -242,6 +250,16 @@ def test_typing_through_ghost_text_never_corrupts_the_buffer(
     if r["again_shown"]:
         assert r["typeahead_accepted"] is False, ctx
         assert r["typeahead_line"] == r["typeahead_expected"], ctx
+    # D. Typing the item's next character keeps the rest on screen at once (trimmed), and accept
+    # right away (also in the same typeahead) inserts the whole item where it belongs.
+    for case in ("through_typed", "through_typeahead"):
+        d = r[case]
+        assert "skipped" not in d, ctx  # the tiny model always offered a typeable item so far
+        if case == "through_typed":
+            assert d["ghost_after"] == d["ghost"][1:], ctx
+        assert d["accepted"] is True, ctx
+        if "^" not in d["ghost"]:  # a control character shows as ^X: its raw text is unknown
+            assert d["lines"] == d["expected"], ctx
     # B. Joining the item's last line: no error, nothing left on screen.
     assert r["last_row"] == 2, ctx
     assert r["lines_after_join"] == 2, ctx
@@ -255,7 +273,7 @@ def test_typing_through_ghost_text_never_corrupts_the_buffer(
     assert attrs.get("cterm", {}).get("italic"), ctx
 
 
-@pytest.mark.parametrize("case", ["not_on_path", "bad_path", "exits", "tilde"])
+@pytest.mark.parametrize("case", ["not_on_path", "bad_path", "readme_path", "exits", "tilde"])
 def test_a_daemon_that_cannot_start_is_reported_once_with_the_fix(
     case: str, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
 ) -> None:
@@ -284,9 +302,16 @@ def test_a_daemon_that_cannot_start_is_reported_once_with_the_fix(
     expected = {
         "not_on_path": "`mlxd-not-installed` is not on $PATH",
         "bad_path": "/nonexistent/venv/bin/mlxd does not exist",
+        "readme_path": f"{home}/.venvs/mlxd/bin/mlxd does not exist",
         "exits": "exited with code 2 before it started",
     }[case]
     assert expected in note["msg"], ctx
+    # The advice never suggests the path that just failed (new-user finding 18); it says how to
+    # find the real one.
+    if case == "readme_path":
+        assert "~/.venvs/mlxd/bin/mlxd" not in note["msg"], ctx
+    if case in ("bad_path", "readme_path"):
+        assert "command -v mlxd" in note["msg"], ctx
     assert r["status"] == "mlxd: cannot start (:checkhealth mlxd)", ctx
 
 
@@ -607,3 +632,22 @@ def test_messages_name_neovims_setting_and_command(
     assert "initializationOptions" not in typo[0], ctx
     assert "has no API key" in r["chat_error"], ctx
     assert ":MlxdSetKey" in r["chat_error"] and "mlxd/setApiKey" not in r["chat_error"], ctx
+
+
+def test_a_cancelled_chat_prompt_does_nothing_and_the_chat_window_follows_to_the_footer(
+    neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """Issue #18 new-user findings 2 and 10 in the real editor: <Esc> or an empty <CR> at the
+    `mlxd> ` prompt opens no window and keeps the source window current (the next
+    :'<,'>MlxdChat sends the source lines); a horizontal chat window follows a long answer to
+    its true end, the footer's virtual lines included."""
+    sample_file(tmp_path, "".join(f"line_{i} = {i}\n" for i in range(1, 41)))
+    run = neovim.run("chatview", scenario_env(tiny_config, tmp_path))
+    r, ctx = run.result, run.context()
+    for c in r["cancelled"]:
+        assert c == {"how": c["how"], "windows": 1, "source_current": True, "chats": 0}, ctx
+    assert r.get("err") is None, ctx
+    assert r["context_from_source"] and not r["context_from_chat"], ctx
+    view = r["view"]
+    assert view["cursor_row"] == view["last"], ctx
+    assert view["rows_to_end"] <= view["height"], ctx

@@ -35,6 +35,10 @@ class StatusBoard:
             if b.is_local and self.model_states.get(b.spec, ("",))[0] in ("error", "cancelled"):
                 backends[name] = "error"
         default_event, message = self.model_states.get(app.local.spec, ("starting", ""))
+        if default_event == "starting" and not app.config.local.preload:
+            # Nothing to load before a request needs it: the daemon serves now (a cloud
+            # backend answers; the local model loads on first use), as after an idle unload.
+            default_event, message = "unloaded", f"{app.local.spec} loads on first use"
         loading = [s for s, (e, _) in self.model_states.items() if e == "loading"]
         if loading:
             state = "loading"

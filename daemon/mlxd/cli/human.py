@@ -32,9 +32,32 @@ async def _demo(args: argparse.Namespace) -> int:
         await _wait_ready(client)
         await _stream_chat(client, "In two sentences, why do editors use language servers?", 120)
         await _demo_inline(client)
+        await _wait_idle(client)
     finally:
         await client.shutdown()
     return 0
+
+
+async def _wait_idle(client: Any, timeout: float = 30.0) -> None:
+    """Wait until no local model decodes any more (`mlxd/stats` `local.*.active`): an inline
+    answer can return while its generation winds down, and shutting down then made the daemon
+    warn that the model is still busy. A demo waits for its own work instead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = await client.request("mlxd/stats", {})
+        if not any(m.get("active") for m in (stats.get("local") or {}).values()):
+            return
+        await asyncio.sleep(0.05)
+
+
+def complete_statements(body: str) -> str:
+    """`body` cut back to its last complete statement: trailing lines that open a block with
+    nothing under it (`else:`, `for i in x:`) and trailing blank lines go. For showing a capped
+    completion; the inline post-processing itself decides what an editor gets."""
+    lines = body.split("\n")
+    while lines and (not lines[-1].strip() or lines[-1].rstrip().endswith(":")):
+        lines.pop()
+    return "\n".join(lines)
 
 
 async def _demo_inline(client: Any) -> None:
@@ -57,7 +80,9 @@ async def _demo_inline(client: Any) -> None:
         },
     )
     items = r.get("items", []) if isinstance(r, dict) else (r or [])
-    print(header + (items[0]["insertText"] if items else "  # (no suggestion)"))
+    # max_tokens can cut the body right after `else:`; show it up to its last whole statement.
+    body = complete_statements(items[0]["insertText"]) if items else ""
+    print(header + (body or "  # (no suggestion)"))
 
 
 def cmd_chat(args: argparse.Namespace) -> int:

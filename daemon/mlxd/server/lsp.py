@@ -6,6 +6,7 @@ The handlers of each method are in handlers.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -94,6 +95,7 @@ class MlxdServer(LanguageServer):
         self.stop_serving: Any = None  # set by transport's serve loop
         self._load_token: str | None = None
         self._load_pending: list[Any] | None = None
+        self._load_create: asyncio.Future[None] | None = None  # kept: a task needs a reference
         self._loads = 0
         self.config_problems: list[str] = self.reload(None)[1]
 
@@ -136,7 +138,7 @@ class MlxdServer(LanguageServer):
             begin = T.WorkDoneProgressBegin(
                 title="mlxd", message=message, percentage=0, cancellable=True
             )
-            self.work_done_progress.create(token, callback=lambda _: self._load_acked(token, begin))
+            self._load_create = asyncio.ensure_future(self._create_load_token(token, begin))
         elif self._load_token is not None:
             value: Any = (
                 T.WorkDoneProgressReport(message=message, percentage=pct)
@@ -149,6 +151,19 @@ class MlxdServer(LanguageServer):
                 self._load_pending.append(value)
             if kind == "end":
                 self._load_token = None
+
+    async def _create_load_token(self, token: str, begin: T.WorkDoneProgressBegin) -> None:
+        """Ask the client for `token`, then begin. Not with create()'s callback: pygls cancels
+        the pending request at `shutdown` (and a client may refuse it), and the callback then
+        reads the future's result and concurrent.futures logs the exception as an ERROR."""
+        try:
+            await self.work_done_progress.create_async(token)
+        except asyncio.CancelledError:
+            return  # shutdown came first: nothing to report on
+        except Exception as exc:  # the client refused the token: the load goes on unreported
+            log.info("the client did not create progress token %s: %s", token, exc)
+            return
+        self._load_acked(token, begin)
 
     def _load_acked(self, token: str, begin: T.WorkDoneProgressBegin) -> None:
         self.work_done_progress.begin(token, begin)

@@ -49,6 +49,11 @@ command('MlxdSetKey', function(args)
   mlxd().set_key(args.args, args.bang)
 end, {
   nargs = 1,
+  complete = function(lead)
+    return vim.tbl_filter(function(name)
+      return vim.startswith(name, lead)
+    end, require('mlxd').backend_names())
+  end,
   bang = true,
   desc = 'mlxd: hand an API key for {backend} to the daemon (! also stores it in the keyring)',
 })

@@ -1,6 +1,8 @@
 -- A daemon that cannot start is reported once, with the fix ($MLXD_TEST_CASE):
 --   "not_on_path": cmd names an executable that is not on $PATH;
 --   "bad_path":    cmd is a path that does not exist;
+--   "readme_path": cmd is the README's example path, which does not exist here (the advice must
+--                  not suggest the path that just failed);
 --   "exits":       the executable runs but exits before `initialize` (a wrong subcommand);
 --   "tilde":       cmd = '~/bin/mlxd' (a string, as the README shows) starts the daemon.
 local H = dofile(vim.fs.dirname(debug.getinfo(1, 'S').source:sub(2)) .. '/helpers.lua')
@@ -23,6 +25,7 @@ H.run(function()
   local cmd = ({
     not_on_path = { 'mlxd-not-installed', 'serve' },
     bad_path = { '/nonexistent/venv/bin/mlxd', 'serve' },
+    readme_path = '~/.venvs/mlxd/bin/mlxd',
     exits = { real[1], 'srve' },
     tilde = '~/bin/mlxd',
   })[case]

@@ -1,5 +1,7 @@
--- :MlxdSetKey {backend} reads the key without echo and sends mlxd/setApiKey; the key shows up
--- in no message and not in the LSP log (which is at debug level here).
+-- :MlxdSetKey {backend} checks the name against the configured backends first (an unknown one
+-- is refused before the prompt; <Tab> completes the names), then reads the key without echo and
+-- sends mlxd/setApiKey; the key shows up in no message and not in the LSP log (which is at debug
+-- level here).
 local H = dofile(vim.fs.dirname(debug.getinfo(1, 'S').source:sub(2)) .. '/helpers.lua')
 local api = vim.api
 
@@ -17,7 +19,36 @@ H.run(function()
     return notify(msg, level, opts)
   end
 
-  H.keys(':MlxdSetKey ' .. backend .. '<CR>' .. key .. '<CR>')
+  -- A name that is not a configured backend is refused before the key is asked for, with the
+  -- configured names; then <Tab> completes the names.
+  r.unknown_prompted = false
+  local prompt = api.nvim_create_autocmd('CmdlineEnter', {
+    pattern = '[@-]', -- input() / inputsecret()
+    callback = function()
+      r.unknown_prompted = true
+      api.nvim_input('x<CR>')
+    end,
+  })
+  H.keys(':MlxdSetKey openai<CR>')
+  H.wait(function()
+    return #notes > 0
+  end, 20000, 'the refusal')
+  api.nvim_del_autocmd(prompt)
+  r.unknown_notes = notes
+  r.completion = vim.fn.getcompletion('MlxdSetKey ', 'cmdline')
+  r.completion_c = vim.fn.getcompletion('MlxdSetKey c', 'cmdline')
+  notes = {}
+
+  -- The configured name: the key is asked for once the name is checked (typed when the prompt
+  -- opens, as a user would; typed ahead it would run as Normal-mode keys).
+  api.nvim_create_autocmd('CmdlineEnter', {
+    once = true,
+    pattern = '[@-]',
+    callback = function()
+      api.nvim_input(key .. '<CR>')
+    end,
+  })
+  H.keys(':MlxdSetKey ' .. backend .. '<CR>')
   H.wait(function()
     return #notes > 0
   end, 20000, 'a notification about the key')

@@ -4,6 +4,7 @@
 --  B. An item on the last line, then Backspaces that join that line into the one above: no Lua
 --     error ("Index out of bounds"), no item left on screen.
 --  C. Its highlight is grey/italic in a terminal without truecolor too (cterm attributes).
+--  D. Typing the item's own next character keeps the rest shown at once; accept inserts it.
 local H = dofile(vim.fs.dirname(debug.getinfo(1, 'S').source:sub(2)) .. '/helpers.lua')
 local api = vim.api
 
@@ -78,6 +79,49 @@ H.run(function()
     r.typeahead_line = api.nvim_get_current_line()
     r.typeahead_expected = before2 .. k2
   end
+
+  -- D. Typing the item's next character keeps the rest on screen at once, trimmed (no wait for
+  --    the next answer), and accepting right away inserts the whole item (issue #18 new-user
+  --    finding 9); then the same with the key and the accept in one typeahead (<M-l> pressed
+  --    faster than a redraw).
+  local function through(how)
+    H.keys('<Esc>')
+    api.nvim_buf_set_lines(buf, 0, -1, true, { 'def word_count(text):', '    ' })
+    api.nvim_win_set_cursor(0, { 2, 4 })
+    H.keys('A')
+    local ok = wait_ghost('an item to type through')
+    for _, w in ipairs({ 'n', ' =', ' len(', 'text', ')' }) do
+      local g = ok and mlxd.ghost_text(buf)
+      if g and g:match('^[%w_ .,:=+*/-]') and #g > 1 then
+        break
+      end
+      H.keys(w)
+      ok = wait_ghost('an item to type through')
+    end
+    local g = mlxd.ghost_text(buf)
+    if not (g and g:match('^[%w_ .,:=+*/-]') and #g > 1) then
+      return { skipped = g or 'no ghost' }
+    end
+    local row, col = unpack(api.nvim_win_get_cursor(0))
+    local line = api.nvim_get_current_line()
+    local c = g:sub(1, 1)
+    local out = { ghost = g }
+    if how == 'typed' then
+      H.keys(c) -- H.keys waits 10 ms: far less than the debounce (200 ms) and an answer
+      out.ghost_after = mlxd.ghost_text(buf) or ''
+      out.accepted = mlxd.accept()
+    else
+      vim.api.nvim_input(c .. '<Cmd>lua _G.mlxd_acc2 = require("mlxd").accept()<CR>')
+      H.sleep(10)
+      out.accepted = _G.mlxd_acc2
+    end
+    H.sleep(100)
+    out.lines = api.nvim_buf_get_lines(buf, row - 1, -1, true)
+    out.expected = vim.split(line:sub(1, col) .. g .. line:sub(col + 1), '\n', { plain = true })
+    return out
+  end
+  r.through_typed = through('typed')
+  r.through_typeahead = through('typeahead')
 
   -- B. An item on the last line; Backspaces join that line into the one above.
   H.keys('<Esc>')

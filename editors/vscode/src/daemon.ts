@@ -34,7 +34,7 @@ import {
 } from './protocol';
 import { type Inspected, readSettings, resolveServerPath, type Settings, serverArgv, toInitializationOptions } from './settings';
 import { describeSpawnError, NOT_FOUND_ON_PATH, serverNotFound } from './serverPath';
-import { backendsWithoutKey } from './status';
+import { backendsWithoutKey, forwardWorkDoneToClient } from './status';
 import type { StatusBar } from './statusBar';
 import { StderrRouter } from './stderr';
 import { chatToken } from './stream';
@@ -106,7 +106,7 @@ export class Daemon implements vscode.Disposable {
         handleWorkDoneProgress: (token, params, next) => {
           this.onWorkDone(params);
           this.downloads.onProgress(token, params);
-          next(token, params);
+          if (forwardWorkDoneToClient(params.kind)) next(token, params); // one place shows the load
         },
       },
       errorHandler: {

@@ -5,7 +5,7 @@ import * as vscode from 'vscode';
 import { CHAT_VIEW_ID, ChatViewProvider } from './chat';
 import { Daemon } from './daemon';
 import { KeyStore } from './keys';
-import { applyPreset, cloudBackends, cloudEnabled, currentPreset, PRESETS, toggleCloud } from './presets';
+import { applyPreset, cloudBackends, cloudEnabled, currentPreset, routingItems, toggleCloud } from './presets';
 import { askAboutFilePrompt, explainSelectionPrompt } from './prompts';
 import { backendsWithoutKey } from './status';
 import { StatusBar } from './statusBar';
@@ -86,18 +86,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   command('mlxd.selectRouting', async () => {
     const config = d.current().config;
     const hasCloud = cloudBackends(config).length > 0;
-    const current = currentPreset(config);
-    const items = PRESETS.filter((p) => hasCloud || !p.needsCloud).map((p) => ({
-      label: p.label,
-      description: p.id === current ? '(current)' : undefined,
-      detail: p.detail,
-      id: p.id,
-    }));
-    const pick = await vscode.window.showQuickPick(items, {
+    const pick = await vscode.window.showQuickPick(routingItems(config), {
       title: 'mlxd routing',
       placeHolder: hasCloud ? 'Choose where requests go' : 'No cloud backends configured (mlxd.config.backends)',
     });
-    if (pick) await writeConfig(applyPreset(config, pick.id));
+    if (pick?.id === 'settings') {
+      await vscode.commands.executeCommand('workbench.action.openSettings', 'mlxd.config');
+    } else if (pick) {
+      await writeConfig(applyPreset(config, pick.id));
+    }
   });
 
   command('mlxd.setApiKey', async (given?: unknown) => {

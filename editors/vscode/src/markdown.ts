@@ -175,12 +175,17 @@ function codeBlock(code: string, lang: string, closed: boolean, st: RenderState)
   st.codeIndex += 1;
   const langAttr = lang ? ` class="language-${escapeHtml(lang)}"` : '';
   const label = lang ? `<span class="code-lang">${escapeHtml(lang)}</span>` : '<span class="code-lang"></span>';
+  // Nothing to copy or insert in a block with no code yet (an answer stopped right after its
+  // fence opened): no buttons. The index still counts it, to match codeBlocks().
+  const empty = code.trim() === '';
+  const actions = empty
+    ? ''
+    : '<button type="button" class="code-copy" data-action="copy" title="Copy">Copy</button>' +
+      '<button type="button" class="code-insert" data-action="insert" title="Insert at cursor">Insert</button>';
   return (
-    `<div class="code-block${closed ? '' : ' streaming'}" data-index="${index}">` +
-    `<div class="code-actions">${label}` +
-    '<button type="button" class="code-copy" data-action="copy" title="Copy">Copy</button>' +
-    '<button type="button" class="code-insert" data-action="insert" title="Insert at cursor">Insert</button>' +
-    `</div><pre><code${langAttr}>${escapeHtml(code)}</code></pre></div>`
+    `<div class="code-block${closed ? '' : ' streaming'}${empty ? ' empty' : ''}" data-index="${index}">` +
+    `<div class="code-actions">${label}${actions}</div>` +
+    `<pre><code${langAttr}>${escapeHtml(code)}</code></pre></div>`
   );
 }
 

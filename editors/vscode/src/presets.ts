@@ -55,6 +55,40 @@ export function applyPreset(config: Record<string, unknown>, id: PresetId): Reco
   return out;
 }
 
+export interface RoutingItem {
+  label: string;
+  description?: string;
+  detail: string;
+  /** A preset to apply, or 'settings': open the `mlxd.config` setting to add a cloud backend. */
+  id: PresetId | 'settings';
+}
+
+export const ADD_CLOUD_LABEL = '$(settings-gear) Add a cloud backend…';
+
+/** The rows of "Switch routing preset…": the presets that fit the config, the current one
+ * marked; without a cloud backend, a row that says why the cloud presets are missing and opens
+ * the setting where one is added. */
+export function routingItems(config: Record<string, unknown>): RoutingItem[] {
+  const hasCloud = cloudBackends(config).length > 0;
+  const current = currentPreset(config);
+  const items: RoutingItem[] = PRESETS.filter((p) => hasCloud || !p.needsCloud).map((p) => ({
+    label: p.label,
+    description: p.id === current ? '(current)' : undefined,
+    detail: p.detail,
+    id: p.id,
+  }));
+  if (!hasCloud) {
+    items.push({
+      label: ADD_CLOUD_LABEL,
+      detail:
+        'The presets "Local first, cloud fallback" and "Cloud first, local fallback" appear once ' +
+        'mlxd.config has a cloud backend (backends.NAME). Opens the setting.',
+      id: 'settings',
+    });
+  }
+  return items;
+}
+
 /** Which preset the config's routing matches, if any. */
 export function currentPreset(config: Record<string, unknown>): PresetId | undefined {
   for (const p of PRESETS) {

@@ -108,3 +108,10 @@ export function backendsWithoutKey(daemon: StatusParams | undefined): string[] {
     .filter(([, h]) => h === 'no_key')
     .map(([name]) => name);
 }
+
+/** Whether a work-done progress value also goes on to languageclient's own UI. Only `end` (so
+ * the client drops the token): its `begin` would open a second status-bar item ("mlxd: building
+ * the tokenizer") beside ours, which already shows the same load ("mlxd: loading 90%"). */
+export function forwardWorkDoneToClient(kind: 'begin' | 'report' | 'end'): boolean {
+  return kind === 'end';
+}

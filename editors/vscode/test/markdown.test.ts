@@ -77,6 +77,18 @@ describe('markdown: structure', () => {
     assert.match(html, /const x = 1;<\/code><\/pre>/);
   });
 
+  it('an empty code block (an answer stopped right after its fence) has no Copy / Insert', () => {
+    for (const src of ['Here:\n```python', 'Here:\n```python\n', 'Here:\n```\n  \n```\nthen']) {
+      const html = renderMarkdown(src);
+      assert.match(html, /class="code-block[^"]* empty" data-index="0"/, src);
+      assert.doesNotMatch(html, /data-action=/, src);
+    }
+    // It still counts, so the blocks after it keep the index codeBlocks() gives them.
+    const src = '```\n```\nthen\n```\nx = 1\n```';
+    assert.match(renderMarkdown(src), /data-index="1"><div class="code-actions"><span class="code-lang"><\/span><button/);
+    assert.deepEqual(codeBlocks(src), ['', 'x = 1']);
+  });
+
   it('numbers code blocks in order and extracts their text', () => {
     const src = 'a\n```\none\n```\nb\n~~~sh\ntwo\n  three\n~~~\n';
     const html = renderMarkdown(src);

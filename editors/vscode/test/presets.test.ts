@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyPreset, cloudBackends, cloudEnabled, currentPreset, toggleCloud } from '../src/presets';
+import { ADD_CLOUD_LABEL, applyPreset, cloudBackends, cloudEnabled, currentPreset, routingItems, toggleCloud } from '../src/presets';
 
 const withCloud = {
   local: { model: 'm' },
@@ -43,6 +43,24 @@ describe('routing presets', () => {
     const on = toggleCloud(withCloud);
     assert.equal(cloudEnabled(on), true);
     assert.equal(cloudEnabled(toggleCloud(on)), false);
+  });
+
+  it('without a cloud backend the picker says why the cloud presets are missing and offers the setting', () => {
+    const items = routingItems({});
+    assert.deepEqual(items.map((i) => [i.label, i.description, i.id]), [
+      ['Local only', '(current)', 'local'],
+      [ADD_CLOUD_LABEL, undefined, 'settings'],
+    ]);
+    assert.match(items[1]?.detail ?? '', /appear once mlxd\.config has a cloud backend/);
+  });
+
+  it('with a cloud backend the picker lists every preset and no settings row', () => {
+    const items = routingItems({ backends: { openai: {} }, routing: { cloud: true, chat: ['openai', 'local'] } });
+    assert.deepEqual(items.map((i) => [i.id, i.description]), [
+      ['local', undefined],
+      ['local-first', undefined],
+      ['cloud-first', '(current)'],
+    ]);
   });
 
   it('a hand-written routing matches no preset', () => {

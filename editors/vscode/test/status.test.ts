@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { renderStatus } from '../src/status';
+import { forwardWorkDoneToClient, renderStatus } from '../src/status';
 
 describe('status bar rendering', () => {
   it('starting: spinner, not ready', () => {
@@ -81,5 +81,12 @@ describe('status bar rendering', () => {
     assert.equal(v.severity, 'warning');
     assert.equal(v.text, '$(warning) mlxd: ready');
     assert.equal(v.ready, true);
+  });
+
+  it('the load shows in our item alone: only its end reaches the language client (no second item)', () => {
+    assert.deepEqual(
+      (['begin', 'report', 'end'] as const).map(forwardWorkDoneToClient),
+      [false, false, true],
+    );
   });
 });

@@ -89,21 +89,42 @@ local function buf_text(buf)
   return table.concat(api.nvim_buf_get_lines(buf, 0, -1, true), '\n')
 end
 
+-- The windows showing `buf` whose cursor sits on its last line: they follow what is added.
+local function followers(buf)
+  local last = api.nvim_buf_line_count(buf)
+  return vim.tbl_filter(function(win)
+    return api.nvim_win_get_cursor(win)[1] == last
+  end, vim.fn.win_findbuf(buf))
+end
+
+-- Move each window's cursor to the last line and scroll it so the true end shows: the virtual
+-- lines under the last line (footer, fallback lines) and the wrapped rest of a long last line.
+-- Putting the cursor there only brings the line's first screen row into view.
+local function follow(buf, wins)
+  local n = api.nvim_buf_line_count(buf)
+  for _, win in ipairs(wins) do
+    api.nvim_win_set_cursor(win, { n, 0 })
+    local height = api.nvim_win_get_height(win)
+    local top = n -- the lowest topline that shows everything from it to the end
+    while top > 1 and api.nvim_win_text_height(win, { start_row = top - 2 }).all <= height do
+      top = top - 1
+    end
+    api.nvim_win_call(win, function()
+      local view = vim.fn.winsaveview()
+      if view.topline < top then
+        vim.fn.winrestview({ topline = top, lnum = n, col = 0 })
+      end
+    end)
+  end
+end
+
 -- Append text at the very end of the buffer; windows whose cursor sat on the last line follow.
 local function append(buf, text)
+  local wins = followers(buf)
   local last = api.nvim_buf_line_count(buf) - 1
-  local followers = {}
-  for _, win in ipairs(vim.fn.win_findbuf(buf)) do
-    if api.nvim_win_get_cursor(win)[1] - 1 == last then
-      followers[#followers + 1] = win
-    end
-  end
   local col = #api.nvim_buf_get_lines(buf, last, last + 1, true)[1]
   api.nvim_buf_set_text(buf, last, col, last, col, vim.split(text, '\n', { plain = true }))
-  local n = api.nvim_buf_line_count(buf)
-  for _, win in ipairs(followers) do
-    api.nvim_win_set_cursor(win, { n, 0 })
-  end
+  follow(buf, wins)
 end
 
 -- Virtual lines after the last line; `text` may be a list of lines. Returns the extmark id.
@@ -113,7 +134,10 @@ local function note(buf, text, hl)
   for _, t in ipairs(type(text) == 'table' and text or { text }) do
     lines[#lines + 1] = { { t, hl or 'Comment' } }
   end
-  return api.nvim_buf_set_extmark(buf, ns, row, 0, { virt_lines = lines })
+  local wins = followers(buf)
+  local id = api.nvim_buf_set_extmark(buf, ns, row, 0, { virt_lines = lines })
+  follow(buf, wins)
+  return id
 end
 
 -- The sign of life between sending and the first token (a cold model can take seconds).
@@ -536,14 +560,13 @@ function M.command(args)
     M.send(args.args, opts)
     return
   end
-  if opts.new then
-    M.reset()
-  end
-  M.open()
+  -- Ask first: a cancelled prompt (Esc, or an empty Enter) changes nothing, so the window
+  -- you were in stays current and the next :'<,'>MlxdChat takes its selection.
   vim.ui.input({ prompt = 'mlxd> ' }, function(input)
-    if input and input ~= '' then
-      M.send(input, { src = opts.src })
+    if not input or input == '' then
+      return
     end
+    M.send(input, { src = opts.src, new = opts.new })
   end)
 end
 

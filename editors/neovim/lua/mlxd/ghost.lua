@@ -23,6 +23,9 @@ M.ns = api.nvim_create_namespace('mlxd.ghost')
 ---@field key string? buffer tick + cursor the shown items belong to
 ---@field items mlxd.ghost.Item[]?
 ---@field index integer
+---@field row integer? the cursor row (0-based) the items were shown at, and its
+---@field col integer? byte column, and
+---@field line string? that line's text then (for typing through)
 
 ---@type table<integer, mlxd.ghost.State>
 local states = {}
@@ -44,6 +47,27 @@ function M.byte_col(line, col, encoding)
     i = i + len
   end
   return i - 1
+end
+
+--- How many characters of the shown `rest` were typed at the cursor since `old_line` was the
+--- line and `old_col` the cursor's byte column; nil unless exactly that happened: the cursor
+--- moved right by k on the same line, the line is the old one with rest's first k characters
+--- inserted at the old cursor, and some of `rest` is left. Typing through a suggestion keeps
+--- the rest of it on screen (trimmed) instead of dropping it until the next answer.
+---@return integer?
+function M.typed_through(old_line, old_col, new_line, new_col, rest)
+  local k = new_col - old_col
+  if k <= 0 or k >= #rest then
+    return nil
+  end
+  local typed = new_line:sub(old_col + 1, new_col)
+  if typed ~= rest:sub(1, k) then
+    return nil
+  end
+  if new_line ~= old_line:sub(1, old_col) .. typed .. old_line:sub(old_col + 1) then
+    return nil
+  end
+  return k
 end
 
 local function cursor_key(bufnr)
@@ -79,7 +103,7 @@ function M.clear(bufnr)
   end
   st.timer:stop()
   cancel_request(st)
-  st.items, st.key, st.index = nil, nil, 1
+  st.items, st.key, st.index, st.line = nil, nil, 1, nil
   hide(bufnr)
 end
 
@@ -173,12 +197,50 @@ local function request(bufnr, kind)
       return
     end
     st.items, st.index, st.key = items, 1, key
+    local cur = api.nvim_win_get_cursor(0)
+    st.row, st.col = cur[1] - 1, cur[2]
+    st.line = api.nvim_buf_get_lines(bufnr, st.row, st.row + 1, true)[1]
     show(bufnr)
   end, bufnr)
   st.req_id = id
 end
 
--- Each keystroke restarts the debounce timer and drops what was shown.
+-- The user typed the shown item's next characters: keep the items the typed text continues,
+-- trimmed, with their ranges' ends moved past the typed text (so accept replaces exactly what is
+-- there now). False (nothing changed) for any other edit or move.
+local function follow(bufnr, st)
+  local item = st.items and st.items[st.index]
+  if not (item and st.line) or api.nvim_get_current_buf() ~= bufnr then
+    return false
+  end
+  local cur = api.nvim_win_get_cursor(0)
+  if cur[1] - 1 ~= st.row then
+    return false
+  end
+  local line = api.nvim_buf_get_lines(bufnr, st.row, st.row + 1, true)[1]
+  local k = M.typed_through(st.line, st.col, line, cur[2], item.rest)
+  if not k then
+    return false
+  end
+  local typed, kept, index = item.rest:sub(1, k), {}, 1
+  for i, it in ipairs(st.items) do
+    if it.rest:sub(1, k) == typed and #it.rest > k then
+      local r = it.range
+      local range = { r[1], r[2], r[3], r[4] + k }
+      kept[#kept + 1] = { text = it.text, rest = it.rest:sub(k + 1), range = range }
+      if i == st.index then
+        index = #kept
+      end
+    end
+  end
+  st.items, st.index, st.key = kept, index, cursor_key(bufnr)
+  st.line, st.col = line, cur[2]
+  show(bufnr)
+  return true
+end
+
+-- Each keystroke restarts the debounce timer and drops what was shown (unless it typed the
+-- shown item's next characters: then the rest stays on screen).
 local function on_change(bufnr)
   local st = states[bufnr]
   if not st then
@@ -186,6 +248,9 @@ local function on_change(bufnr)
   end
   if st.items and st.key == cursor_key(bufnr) then
     return -- nothing moved (e.g. CursorMovedI right after TextChangedI)
+  end
+  if follow(bufnr, st) then
+    return
   end
   M.clear(bufnr)
   if not require('mlxd.toggle').enabled(bufnr) then
@@ -247,11 +312,15 @@ function M.detach(bufnr)
 end
 
 --- The suggestion shown in `bufnr`, or nil. One shown before the last edit or cursor move (keys
---- typed faster than a redraw, so no autocommand ran yet) is dropped instead.
+--- typed faster than a redraw, so no autocommand ran yet) is dropped instead, unless the edit
+--- typed its next characters (then the trimmed rest).
 function M.current(bufnr)
   local st = states[bufnr]
   local item = st and st.items and st.items[st.index]
   if item and st.key ~= cursor_key(bufnr) then
+    if follow(bufnr, st) then
+      return st.items[st.index]
+    end
     M.clear(bufnr)
     return nil
   end

@@ -519,7 +519,40 @@ function M.models(cb)
   end)
 end
 
---- :MlxdSetKey {backend}: read a key without echo and hand it to the daemon.
+--- The backends the running daemon serves (from its last mlxd/status), sorted; {} when none
+--- runs. For :MlxdSetKey's completion.
+---@return string[]
+function M.backend_names()
+  local st = M.client() and M.state.status
+  local names = vim.tbl_keys(st and st.backends or {})
+  table.sort(names)
+  return names
+end
+
+-- Hand `key` for `backend` to the daemon; the LSP log stays free of it.
+local function send_key(client, backend, persist, key, cb)
+  -- The LSP log would record the key at debug level: keep it out for this one message.
+  local log = vim.lsp.log
+  local level = log.get_level()
+  if level < vim.log.levels.WARN then
+    log.set_level(vim.log.levels.WARN)
+  end
+  local params = { backend = backend, apiKey = key, persist = persist or false }
+  M.request(client, 'mlxd/setApiKey', params, function(rerr)
+    if rerr then
+      local msg = tostring(rerr.message or rerr)
+      vim.notify('mlxd: key for ' .. backend .. ' refused: ' .. msg, vim.log.levels.ERROR)
+      return cb and cb(false, msg)
+    end
+    vim.notify(('mlxd: key for %s set%s'):format(backend, persist and ' and stored' or ''))
+    return cb and cb(true)
+  end)
+  log.set_level(level)
+end
+
+--- :MlxdSetKey {backend}: check the name against the daemon's backends (mlxd/models), then
+--- read a key without echo and hand it to the daemon. An unknown name is refused before the
+--- prompt, with the configured names.
 ---@param backend string
 ---@param persist? boolean store it in the OS keyring too
 ---@param key? string the key (prompted for when nil)
@@ -529,31 +562,23 @@ function M.set_key(backend, persist, key, cb)
     vim.notify('mlxd: :MlxdSetKey needs a backend name', vim.log.levels.ERROR)
     return cb and cb(false, 'no backend')
   end
-  key = key or vim.fn.inputsecret(('API key for %s: '):format(backend))
-  if key == '' then
-    return cb and cb(false, 'empty key')
-  end
-  M.with_client(function(client, err)
-    if not client then -- with_client said why
+  M.models(function(result, err)
+    if not result then -- models() said why
       return cb and cb(false, err)
     end
-    -- The LSP log would record the key at debug level: keep it out for this one message.
-    local log = vim.lsp.log
-    local level = log.get_level()
-    if level < vim.log.levels.WARN then
-      log.set_level(vim.log.levels.WARN)
+    local names = vim.tbl_map(function(m)
+      return m.backend
+    end, result.models or {})
+    if not vim.tbl_contains(names, backend) then
+      local msg = ('no backend named %q; configured: %s'):format(backend, table.concat(names, ', '))
+      vim.notify('mlxd: ' .. msg, vim.log.levels.ERROR)
+      return cb and cb(false, msg)
     end
-    local params = { backend = backend, apiKey = key, persist = persist or false }
-    M.request(client, 'mlxd/setApiKey', params, function(rerr)
-      if rerr then
-        local msg = tostring(rerr.message or rerr)
-        vim.notify('mlxd: key for ' .. backend .. ' refused: ' .. msg, vim.log.levels.ERROR)
-        return cb and cb(false, msg)
-      end
-      vim.notify(('mlxd: key for %s set%s'):format(backend, persist and ' and stored' or ''))
-      return cb and cb(true)
-    end)
-    log.set_level(level)
+    key = key or vim.fn.inputsecret(('API key for %s: '):format(backend))
+    if key == '' then
+      return cb and cb(false, 'empty key')
+    end
+    send_key(M.client(), backend, persist, key, cb)
     key = nil
   end)
 end

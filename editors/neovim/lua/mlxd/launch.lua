@@ -7,9 +7,20 @@ local said = {} -- message -> true: each problem is reported once per Neovim
 ---@type string? the last problem, for status() and :checkhealth
 M.problem = nil
 
-local FIX = 'set `cmd` in require("mlxd").setup() to the full path of the mlxd executable '
-  .. "(e.g. cmd = '~/.venvs/mlxd/bin/mlxd'), or `pip install mlxd` into a Python on $PATH; "
-  .. ':checkhealth mlxd'
+local EXAMPLE = '~/.venvs/mlxd/bin/mlxd'
+
+-- How to fix a `cmd` whose executable `exe` did not run. The example path is left out when it
+-- is the one that just failed (a user who copied it from the README has another venv).
+local function fix(exe)
+  local example = ''
+  if type(exe) ~= 'string' or vim.fs.normalize(exe) ~= vim.fs.normalize(EXAMPLE) then
+    example = ("(e.g. cmd = '%s') "):format(EXAMPLE)
+  end
+  return 'set `cmd` in require("mlxd").setup() to the full path of the mlxd executable '
+    .. example
+    .. '(`command -v mlxd` prints it in a shell where mlxd runs), or `pip install mlxd` into a '
+    .. 'Python on $PATH; :checkhealth mlxd'
+end
 
 --- Report `msg` once as an error notification (scheduled: callers may run in a fast event).
 function M.report(msg)
@@ -30,14 +41,14 @@ end
 function M.missing(cmd)
   local exe = cmd[1]
   if type(exe) ~= 'string' or exe == '' then
-    return 'mlxd: `cmd` is empty; ' .. FIX
+    return 'mlxd: `cmd` is empty; ' .. fix(exe)
   end
   if vim.fn.executable(exe) == 1 then
     return nil
   end
   local where = exe:find('/', 1, true) and ('%s does not exist or is not executable'):format(exe)
     or ('`%s` is not on $PATH (a venv that is not activated?)'):format(exe)
-  return ('mlxd: cannot start the daemon: %s. To fix: %s'):format(where, FIX)
+  return ('mlxd: cannot start the daemon: %s. To fix: %s'):format(where, fix(exe))
 end
 
 --- Why `cmd` must not be started now, or nil: its executable is missing, or it already exited

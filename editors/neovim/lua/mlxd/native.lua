@@ -75,6 +75,48 @@ local function restyle(bufnr)
   end
 end
 
+-- Remember the line and cursor the current item is shown for (see follow()).
+local function remember(c)
+  c._mlxd_key = key(c.bufnr)
+  if c._mlxd_key then
+    local cur = api.nvim_win_get_cursor(0)
+    c._mlxd_row, c._mlxd_col = cur[1] - 1, cur[2]
+    c._mlxd_line = api.nvim_buf_get_lines(c.bufnr, c._mlxd_row, c._mlxd_row + 1, true)[1]
+  end
+end
+
+-- The user typed the current item's next characters (the built-in hides it until its next
+-- answer, >= 200 ms later): keep it, its range now ending after the typed text, so it stays on
+-- screen trimmed and accept replaces exactly what is there. False for any other edit or move.
+local function follow(c)
+  local cur = c.current
+  local text = cur and cur.insert_text
+  if type(text) ~= 'string' or not c._mlxd_line or api.nvim_get_current_buf() ~= c.bufnr then
+    return false -- a snippet item is left to the built-in's rules
+  end
+  local pos = api.nvim_win_get_cursor(0)
+  local row, col, old_col = pos[1] - 1, pos[2], c._mlxd_col
+  local r = cur.range
+  if row ~= c._mlxd_row or (r and (r.start.row ~= row or r.end_.row ~= row)) then
+    return false
+  end
+  local scol = r and r.start.col or old_col
+  local typed_before = c._mlxd_line:sub(scol + 1, old_col)
+  if scol > old_col or text:sub(1, #typed_before) ~= typed_before then
+    return false
+  end
+  local line = api.nvim_buf_get_lines(c.bufnr, row, row + 1, true)[1]
+  local rest = text:sub(#typed_before + 1)
+  local k = require('mlxd.ghost').typed_through(c._mlxd_line, old_col, line, col, rest)
+  if not k then
+    return false
+  end
+  local ecol = math.max(r and r.end_.col or old_col, old_col) + k
+  cur.range = vim.range(row, scol, row, ecol, { buf = c.bufnr })
+  remember(c)
+  return true
+end
+
 --- Install the guard on `bufnr`'s built-in instance (once). False when the built-in's internals
 --- are not what this expects; the built-in then runs unguarded.
 function M.guard(bufnr)
@@ -93,12 +135,12 @@ function M.guard(bufnr)
     return proto.handler(self, err, result, ctx)
   end
   c.select = function(self, index, show_index)
-    self._mlxd_key = key(self.bufnr)
+    remember(self)
     -- The built-in shows "(i/n)" only after cycling: show it as soon as there are several.
     return proto.select(self, index, show_index or self:count_items() > 1)
   end
   c.show = function(self, hint)
-    if self.current and self._mlxd_key ~= key(self.bufnr) then
+    if self.current and self._mlxd_key ~= key(self.bufnr) and not follow(self) then
       self.current = nil -- typed or moved since it was shown: never redraw it elsewhere
     end
     proto.show(self, hint)
@@ -116,13 +158,18 @@ function M.visible(bufnr)
 end
 
 --- The item the built-in would accept, or nil. An item left from before the last edit or
---- cursor move (keys typed faster than a redraw) is dropped here, so accept never uses it.
+--- cursor move (keys typed faster than a redraw) is dropped here, so accept never uses it; one
+--- whose next characters were typed is kept, trimmed, its range ending after them.
 function M.current(bufnr)
   local c = completor(bufnr)
   if not (c and c.current) then
     return nil
   end
   if c._mlxd_guarded and c._mlxd_key ~= key(bufnr) then
+    if follow(c) then
+      c:show()
+      return c.current
+    end
     c.current = nil
     c:hide()
     return nil
