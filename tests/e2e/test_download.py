@@ -105,6 +105,9 @@ async def test_cancel_stops_the_download_and_a_later_request_starts_it_again(
             _, values = load_progress(s)
             assert values[-1]["kind"] == "end" and "cancelled" in values[-1]["message"]
             assert not [m for m in s.messages if "cancelled" in m.message]  # the user knows
+            # ... and their own cancel is no error in the log (VS Code showed it as [error])
+            logged = [m for m in s.client.log_messages if "was cancelled" in m.message]
+            assert logged and all(m.type == T.MessageType.Info for m in logged), logged
             assert not (snapshot(tmp_path) / "model.safetensors").exists()
             # huggingface_hub drops its partial file (unique name per try): nothing half-written
             blobs = snapshot(tmp_path).parent.parent / "blobs"

@@ -24,11 +24,11 @@ import pytest
 from lsprotocol import types as T
 
 from tests.conftest import _plain, chat_params, cloud_first_config, daemon
+from tests.e2e.test_privacy import open_doc
+from tests.e2e.test_protocol_errors import Raw
 from tests.e2e.test_zero_bytes import every_kind
 from tests.fakes.providers import FakeProvider, Reply
 from tests.kit import daemon_env
-from tests.test_privacy import open_doc
-from tests.test_protocol_errors import Raw
 
 pytestmark = pytest.mark.slow
 

@@ -17,6 +17,7 @@ from .. import taint, trust
 from ..backends import Backend, make_backends, retired
 from ..config import Config, decode, load_file, merge
 from ..errors import ConfigError
+from ..models import LoadCancelled
 from ..router import Router
 from ..secrets import KeyStore
 from ..types import DeltaFn, ModelInfo, Outcome, Request, Status
@@ -241,6 +242,8 @@ class App:
             return
         try:
             await self.local.ensure_loaded()
+        except LoadCancelled as exc:  # the user's own choice: no error
+            log.info("%s", exc)
         except Exception as exc:  # reported through status; requests retry the load
             log.error("%s", exc)
 

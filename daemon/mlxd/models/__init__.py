@@ -10,6 +10,7 @@ Call `load_model` on the thread that will generate (MLX streams are thread-local
 from .answer import OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
 from .batching import BatchEngine, Job
 from .budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits
+from .download import LoadCancelled
 from .loader import (
     EMBEDDED,
     Dequantize,
@@ -35,6 +36,7 @@ __all__ = [
     "BatchEngine",
     "Dequantize",
     "Job",
+    "LoadCancelled",
     "LoadedModel",
     "ModelPool",
     "Progress",
