@@ -26,7 +26,11 @@ class Message:
 
 @dataclass(slots=True)
 class Request:
-    """What the router hands a backend. `messages` for chat; `prefix`/`suffix` for completion."""
+    """What the router hands a backend. `messages` for chat; `prefix`/`suffix` for completion.
+
+    `max_tokens == 0` on the local backend is prefill only: the prompt's KV cache is filled
+    (so a later request with the same prefix reuses it) and the stream ends with no text and
+    `Done("length", prompt_tokens, 0, model)`."""
 
     kind: Kind
     messages: list[Message] = field(default_factory=list)
@@ -45,6 +49,9 @@ class Request:
     max_time_s: float | None = None
     # Stop once this many lines with text in them are complete (inline's one-line answers).
     max_lines: int | None = None
+    # "background": lowest priority. Any interactive request preempts it within one decode step
+    # (prefill runs in chunks), and cancelling its task drops it at once (issue #17 item 6).
+    priority: Literal["interactive", "background"] = "interactive"
 
 
 @dataclass(frozen=True, slots=True)
