@@ -66,13 +66,16 @@ class LocalBackend:
         lm = entry.engine.lm
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS  # the router fills it
+        max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
+        # max_tokens == 0: prefill only (types.Request). Minimal stand-in until the batch engine
+        # does it itself (issue #17 item 6): decode one token and drop it.
+        prefill_only = max_tokens == 0
         # Tokenizing a long prompt takes seconds: off the event loop (the tokenizer releases
         # the GIL), so the daemon keeps answering meanwhile.
         tokens, max_tokens = await asyncio.to_thread(self._fit, lm, request, max_tokens)
         job = Job(
             tokens=tokens,
-            max_tokens=max_tokens,
+            max_tokens=max(1, max_tokens),
             temperature=request.temperature,
             stop=request.stop,
             stop_tokens=_end_tokens(lm.tokenizer) if request.kind != "chat" else frozenset(),
@@ -95,6 +98,11 @@ class LocalBackend:
                 if first is None:
                     first = last
                     self.speed.observe_prefill(len(tokens) - job.reused, first - start)
+                if prefill_only:
+                    if isinstance(item, Done):
+                        yield Done("length", item.prompt_tokens, 0, item.model)
+                        return
+                    continue
                 if think is not None:
                     piece = think.feed(item.text) if isinstance(item, Delta) else think.flush()
                     if piece.reasoning:
