@@ -295,4 +295,21 @@ def _make_inline_engine(app: App) -> Any:
         backend = app.backends.get(getattr(outcome, "backend", ""))
         return backend is not None and backend.is_local
 
-    return InlineEngine(app.config.inline, generate, served_locally=served_locally)
+    async def background(request: Request, ctx: Any) -> Any:
+        # Where the document's next real inline request would go, and only if that is a local
+        # model: nothing is ever sent to a cloud backend in the background (inline/ahead.py).
+        docs = [ctx.uri] if ctx.uri else []
+        name = app.router.first_choice("inline", docs)
+        backend = app.backends.get(name) if name else None
+        if backend is None or not backend.is_local:
+            return None
+        if request.max_tokens == 0:  # prefill only; the router answers it without a backend
+            done = None
+            async for event in backend.stream(request):
+                done = event
+            return done
+        return await app.router.run(request, backend=name, documents=docs)
+
+    return InlineEngine(
+        app.config.inline, generate, served_locally=served_locally, background=background
+    )

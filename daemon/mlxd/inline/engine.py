@@ -31,6 +31,7 @@ from mlxd.prompts import (
 )
 from mlxd.types import Request
 
+from .ahead import Ahead, Runner
 from .cache import InlineCache
 from .postprocess import clean
 
@@ -107,6 +108,7 @@ class InlineEngine:
         cache: InlineCache | None = None,
         root: str | None = None,
         served_locally: Callable[[Any], bool] = lambda answer: True,
+        background: Runner | None = None,
     ) -> None:
         self.cfg = cfg
         # Alternatives are sampled only after a local answer: there they reuse its KV cache and
@@ -117,6 +119,8 @@ class InlineEngine:
         self.stats = EngineStats()
         self._generate = generate
         self._inflight: dict[str, _Flight] = {}
+        # Work ahead (next suggestion, KV warm-up) through `background`: local models only.
+        self.ahead = Ahead(self, background)
 
     # --- settings -------------------------------------------------------------------------
     def language_config(self, language: str) -> LanguageConfig:
@@ -128,7 +132,8 @@ class InlineEngine:
     def snapshot(self) -> dict[str, int]:
         """Counters for `mlxd/status` and the benchmark."""
         builds = {"context_builds": COUNTS["context_builds"], "trims": COUNTS["trims"]}
-        return {**asdict(self.stats), "cache_misses": self.cache.misses, **builds}
+        stats = {**asdict(self.stats), "cache_misses": self.cache.misses, **builds}
+        return {**stats, **self.ahead.snapshot()}
 
     # --- the request ----------------------------------------------------------------------
     async def complete(
@@ -162,11 +167,7 @@ class InlineEngine:
             text, offset = _apply_selection(text, encoding, selected_text or "", selected_range)
         else:
             offset = position_to_offset(text, line, character, encoding)
-        ctx = context_at(text, offset, uri=uri, language=language)
-        ctx.single_line = ctx.single_line or self.language_config(language).single_line
-        mode = self.cfg.multi_line
-        if mode == "never" or (mode == "auto" and not starts_block(ctx)):
-            ctx.max_lines = 1  # the rest of this line, or the next statement: fast to show
+        ctx = self.context_for(text, offset, uri, language)
         if selection:
             rng: Range = selected_range  # type: ignore[assignment]
             lead = selected_text or ""
@@ -175,10 +176,13 @@ class InlineEngine:
             rng, lead = (*pos, *pos), ""
 
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
+        if suggestion is None and await self.ahead.join(uri, ctx.prefix, ctx.suffix):
+            suggestion = self.cache.peek(uri, ctx.prefix, ctx.suffix)  # pregenerated meanwhile
         cached = suggestion is not None
         local = False  # whether a local model served the fresh answer
         if cached:
             self.stats.cache_hits += 1
+            local = self.ahead.hit(uri, ctx.prefix, ctx.suffix)  # accepted: work ahead again
         else:
             suggestion, local = await self._fresh(uri, ctx, neighbors)
         if not suggestion:
@@ -187,6 +191,8 @@ class InlineEngine:
         shown = [suggestion]
         if invoked and not cached and local:  # typing through is free
             shown += await self._alternatives(ctx, suggestion)
+        if local and not selection:
+            self.ahead.after(ctx, suggestion, neighbors)
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
 
     async def _fresh(
@@ -198,6 +204,20 @@ class InlineEngine:
         answer = await self._run(ctx)
         if answer is None:
             return None, False
+        return self.keep_answer(ctx, answer), self.served_locally(answer)
+
+    def context_for(self, text: str, offset: int, uri: str, language: str) -> CursorContext:
+        """The cursor context at a code-point offset, with this engine's line settings."""
+        ctx = context_at(text, offset, uri=uri, language=language)
+        ctx.single_line = ctx.single_line or self.language_config(language).single_line
+        mode = self.cfg.multi_line
+        if mode == "never" or (mode == "auto" and not starts_block(ctx)):
+            ctx.max_lines = 1  # the rest of this line, or the next statement: fast to show
+        return ctx
+
+    def keep_answer(self, ctx: CursorContext, answer: Any) -> str | None:
+        """A generation's answer cleaned and cached at `ctx`; the suggestion ("" for none)."""
+        uri = ctx.uri
         raw, finish = _text_and_finish(answer)
         # A cap cut it: only finished lines are worth showing (unless told otherwise).
         cut = finish == "length" and self.cfg.whole_lines
@@ -206,12 +226,35 @@ class InlineEngine:
             self.stats.fragments += 1  # complete_lines keeps this at 0
         if suggestion or finish != "length":  # a cut "" may do better when asked again
             self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
-        return suggestion, self.served_locally(answer)
+        return suggestion
 
     def forget(self, uri: str) -> None:
         """A document was closed: stop its generation and drop its cache entries."""
         self._supersede(uri)
+        self.ahead.forget(uri)
         self.cache.forget(uri)
+
+    def opened(self, uri: str, language: str, text: str) -> None:
+        """didOpen: warm the KV cache for the document's first window (ahead.py)."""
+        self.ahead.opened(uri, language, text)
+
+    def changed(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        edit: tuple[int, int, str] | None,
+        encoding: Encoding | str = "utf-16",
+    ) -> None:
+        """didChange: `text` is the new document, `edit` the last change's start (line,
+        character in `encoding` units) and inserted text (None: a whole-document change).
+        Drops stale background work; warms the edit's end once edits settle."""
+        end = None
+        if edit is not None:
+            line, character, inserted = edit
+            at = position_to_offset(text, line, character, normalize_encoding(encoding))
+            end = at + len(inserted)
+        self.ahead.changed(uri, language, text, end)
 
     # --- internals ------------------------------------------------------------------------
     def _supersede(self, uri: str) -> None:

@@ -79,6 +79,26 @@ def progress_cancel(ls: MlxdServer, params: T.WorkDoneProgressCancelParams) -> N
         log.info("load cancelled by the client: %s", ", ".join(ls.app.cancel_loads()))
 
 
+def did_open(ls: MlxdServer, params: T.DidOpenTextDocumentParams) -> None:
+    """pygls has stored the document: the inline engine may warm the KV cache for it."""
+    uri = uris.key(params.text_document.uri)
+    if (doc := ls.workspace.text_documents.get(uri)) is not None:
+        ls.app.inline.opened(uri, doc.language_id or "", doc.source)
+
+
+def did_change(ls: MlxdServer, params: T.DidChangeTextDocumentParams) -> None:
+    """pygls has applied the edits: background inline work they made stale is dropped."""
+    uri = uris.key(params.text_document.uri)
+    if (doc := ls.workspace.text_documents.get(uri)) is None:
+        return
+    last = params.content_changes[-1] if params.content_changes else None
+    edit = None
+    if isinstance(last, T.TextDocumentContentChangePartial):  # where the last edit went
+        edit = (last.range.start.line, last.range.start.character, last.text)
+    encoding = _encoding(ls.workspace.position_encoding)
+    ls.app.inline.changed(uri, doc.language_id or "", doc.source, edit, encoding)
+
+
 def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
     """Stop the closed document's inline generation and forget its cached suggestions."""
     uri = uris.key(params.text_document.uri)
@@ -203,6 +223,8 @@ FEATURES: list[tuple[str, Any, Callable[..., Any]]] = [
     (T.INITIALIZED, None, initialized),
     (T.WORKSPACE_DID_CHANGE_CONFIGURATION, None, did_change_configuration),
     (T.WINDOW_WORK_DONE_PROGRESS_CANCEL, None, progress_cancel),
+    (T.TEXT_DOCUMENT_DID_OPEN, None, did_open),
+    (T.TEXT_DOCUMENT_DID_CHANGE, None, did_change),
     (T.TEXT_DOCUMENT_DID_CLOSE, None, did_close),
     (T.SHUTDOWN, None, shutdown),
     (P.CHAT, None, chat),
