@@ -24,6 +24,7 @@ from ..wording import PROTOCOL, Wording, for_client
 from .status import StatusBoard
 
 log = logging.getLogger(__name__)
+Document = tuple[str, str, str]  # (uri, languageId, text)
 
 
 @dataclass
@@ -176,7 +177,7 @@ class App:
         invoked: bool = False,
     ) -> list[Any]:
         """Ghost text at a cursor. Excluded documents never feed another prompt as snippets."""
-        neighbors = [d for d in open_documents if d[0] != uri and not self.router.excluded(d[0])]
+        neighbors = self._neighbors(uri, open_documents)
         return await self.inline.complete(
             text,
             line,
@@ -189,6 +190,26 @@ class App:
             neighbors=neighbors,
             invoked=invoked,
         )
+
+    def _neighbors(self, uri: str, documents: list[Document]) -> list[Document]:
+        return [d for d in documents if d[0] != uri and not self.router.excluded(d[0])]
+
+    def inline_opened(self, uri: str, language: str, text: str, documents: list[Document]) -> None:
+        """didOpen (`documents`: every open one): the inline engine indexes and warms it."""
+        self.inline.opened(uri, language, text, self._neighbors(uri, documents))
+
+    def inline_changed(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        edit: tuple[int, int, str] | None,
+        encoding: str,
+        documents: Callable[[], list[Document]],
+    ) -> None:
+        """didChange: stale inline background work is dropped (see InlineEngine.changed)."""
+        neighbors = lambda: self._neighbors(uri, documents())  # noqa: E731 (called later)
+        self.inline.changed(uri, language, text, edit, encoding, neighbors)
 
     def models(self) -> tuple[list[ModelInfo], dict[str, str]]:
         """Each backend's model, and the backend each request kind tries first."""

@@ -136,12 +136,22 @@ class Ahead:
         self.stats.ahead_started += 1
 
     # --- documents ------------------------------------------------------------------------
-    def opened(self, uri: str, language: str, text: str) -> None:
+    def opened(
+        self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
+    ) -> None:
         """didOpen: warm the document's first window."""
         if self.enabled and self.engine.enabled_for(language) and text.strip():
-            self._warm(uri, language, text, first_window(text, self.engine.cfg.context_tokens))
+            end = first_window(text, self.engine.cfg.context_tokens)
+            self._warm(uri, language, text, end, list(neighbors))
 
-    def changed(self, uri: str, language: str, text: str, edit_end: int | None) -> None:
+    def changed(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        edit_end: int | None,
+        neighbors: Callable[[], Iterable[Document]] = tuple,
+    ) -> None:
         """didChange (`text` is the new document, `edit_end` the offset after the last change,
         None when unknown): drop what the change made stale, warm the edit's end once quiet."""
         # A warm-up goes on: its prompt up to the edit is still the document's.
@@ -157,7 +167,9 @@ class Ahead:
         if edit_end is None or not self.enabled or not self.engine.enabled_for(language):
             return
         loop = asyncio.get_running_loop()
-        self._settle[uri] = loop.call_later(SETTLE_S, self._settled, uri, language, text, edit_end)
+        self._settle[uri] = loop.call_later(
+            SETTLE_S, self._settled, uri, language, text, edit_end, neighbors
+        )
 
     def forget(self, uri: str) -> None:
         """didClose: stop the document's job and forget its item."""
@@ -166,22 +178,31 @@ class Ahead:
         self._items.pop(uri, None)
 
     # --- internals ------------------------------------------------------------------------
-    def _settled(self, uri: str, language: str, text: str, edit_end: int) -> None:
+    def _settled(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        edit_end: int,
+        neighbors: Callable[[], Iterable[Document]],
+    ) -> None:
         self._settle.pop(uri, None)
         if uri not in self._jobs:  # a running next job already holds the likely position
-            self._warm(uri, language, text, edit_end)
+            self._warm(uri, language, text, edit_end, list(neighbors()))
 
-    def _warm(self, uri: str, language: str, text: str, offset: int) -> None:
+    def _warm(
+        self, uri: str, language: str, text: str, offset: int, neighbors: list[Document]
+    ) -> None:
         ctx = self.engine.context_for(text, offset, uri, language)
         self._stop(uri)
         job = _Job("warm")
-        job.task = asyncio.ensure_future(self._prefill(ctx))
+        job.task = asyncio.ensure_future(self._prefill(ctx, neighbors))
         self._jobs[uri] = job
         job.task.add_done_callback(lambda _: self._done(uri, job))
 
-    async def _prefill(self, ctx: CursorContext) -> None:
+    async def _prefill(self, ctx: CursorContext, neighbors: list[Document]) -> None:
         assert self.run is not None
-        ctx.header = self.engine._header(ctx, ())
+        ctx.header = self.engine._header(ctx, neighbors)  # as the real request's, for KV reuse
         request = replace(self.engine._request(ctx), max_tokens=0, max_time_s=None)
         try:
             if await self.run(replace(request, priority="background"), ctx) is not None:

@@ -19,10 +19,10 @@ from mlxd.prompts import (
     COUNTS,
     CursorContext,
     Encoding,
+    SnippetIndex,
     context_at,
     file_header,
     format_snippets,
-    neighbor_snippets,
     normalize_encoding,
     offset_to_position,
     position_to_offset,
@@ -121,6 +121,7 @@ class InlineEngine:
         self._inflight: dict[str, _Flight] = {}
         # Work ahead (next suggestion, KV warm-up) through `background`: local models only.
         self.ahead = Ahead(self, background)
+        self.snippets = SnippetIndex()  # open documents, indexed for neighbour snippets
 
     # --- settings -------------------------------------------------------------------------
     def language_config(self, language: str) -> LanguageConfig:
@@ -233,10 +234,16 @@ class InlineEngine:
         self._supersede(uri)
         self.ahead.forget(uri)
         self.cache.forget(uri)
+        self.snippets.remove(uri)
 
-    def opened(self, uri: str, language: str, text: str) -> None:
-        """didOpen: warm the KV cache for the document's first window (ahead.py)."""
-        self.ahead.opened(uri, language, text)
+    def opened(
+        self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
+    ) -> None:
+        """didOpen: index the document for neighbour snippets, and warm the KV cache for its
+        first window (ahead.py); `neighbors` as for `complete`."""
+        if self.cfg.neighbor_snippets:
+            self.snippets.update(uri, language, text)
+        self.ahead.opened(uri, language, text, neighbors)
 
     def changed(
         self,
@@ -245,16 +252,18 @@ class InlineEngine:
         text: str,
         edit: tuple[int, int, str] | None,
         encoding: Encoding | str = "utf-16",
+        neighbors: Callable[[], Iterable[Document]] = tuple,
     ) -> None:
         """didChange: `text` is the new document, `edit` the last change's start (line,
         character in `encoding` units) and inserted text (None: a whole-document change).
-        Drops stale background work; warms the edit's end once edits settle."""
+        Drops stale background work; warms the edit's end once edits settle (`neighbors`
+        is called then). The snippet index catches up when the document is next a neighbour."""
         end = None
         if edit is not None:
             line, character, inserted = edit
             at = position_to_offset(text, line, character, normalize_encoding(encoding))
             end = at + len(inserted)
-        self.ahead.changed(uri, language, text, end)
+        self.ahead.changed(uri, language, text, end, neighbors)
 
     # --- internals ------------------------------------------------------------------------
     def _supersede(self, uri: str) -> None:
@@ -348,7 +357,7 @@ class InlineEngine:
         line_start = len(ctx.prefix) - len(ctx.line_prefix)
         # Lines above the cursor line only: they change far less often than the cursor line.
         near = ctx.prefix[max(0, line_start - _NEAR_CHARS) : line_start]
-        snippets = neighbor_snippets(
+        snippets = self.snippets.snippets(
             neighbors,
             ctx.language,
             self.cfg.context_tokens // 2,

@@ -83,7 +83,7 @@ def did_open(ls: MlxdServer, params: T.DidOpenTextDocumentParams) -> None:
     """pygls has stored the document: the inline engine may warm the KV cache for it."""
     uri = uris.key(params.text_document.uri)
     if (doc := ls.workspace.text_documents.get(uri)) is not None:
-        ls.app.inline.opened(uri, doc.language_id or "", doc.source)
+        ls.app.inline_opened(uri, doc.language_id or "", doc.source, _open_documents(ls))
 
 
 def did_change(ls: MlxdServer, params: T.DidChangeTextDocumentParams) -> None:
@@ -96,7 +96,8 @@ def did_change(ls: MlxdServer, params: T.DidChangeTextDocumentParams) -> None:
     if isinstance(last, T.TextDocumentContentChangePartial):  # where the last edit went
         edit = (last.range.start.line, last.range.start.character, last.text)
     encoding = _encoding(ls.workspace.position_encoding)
-    ls.app.inline.changed(uri, doc.language_id or "", doc.source, edit, encoding)
+    documents = lambda: _open_documents(ls)  # noqa: E731 (only when edits settle)
+    ls.app.inline_changed(uri, doc.language_id or "", doc.source, edit, encoding, documents)
 
 
 def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
@@ -198,9 +199,7 @@ async def inline_completion(
         language=doc.language_id or "",
         encoding=_encoding(ls.workspace.position_encoding),
         selected=(sel.text, _range_tuple(sel.range)) if sel else None,
-        open_documents=[
-            (k, d.language_id or "", d.source) for k, d in ls.workspace.text_documents.items()
-        ],
+        open_documents=_open_documents(ls),
         invoked=params.context.trigger_kind == T.InlineCompletionTriggerKind.Invoked,
     )
     return T.InlineCompletionList(
@@ -340,6 +339,11 @@ def _settings(value: Any) -> dict[str, Any] | None:
         return None
     inner = value.get("mlxd")
     return inner if isinstance(inner, dict) and len(value) == 1 else value
+
+
+def _open_documents(ls: MlxdServer) -> list[tuple[str, str, str]]:
+    """(uri, languageId, text) of every synced document, in the order they were opened."""
+    return [(k, d.language_id or "", d.source) for k, d in ls.workspace.text_documents.items()]
 
 
 def _encoding(kind: Any) -> str:
