@@ -11,6 +11,12 @@ is cancelled with $/cancelRequest, as editors do.
 Reported: latency median/p95 per kind of request, the share answered from the cache, how fast
 cancellations are acknowledged.
 
+Phase 1b, accept -> next. At a few line ends of the same text, on a fresh document: ghost text
+is asked for and shown, the user presses accept ACCEPT_S later (the suggestion is inserted),
+and the editor asks again at once. mlxd should have the next suggestion ready (it works ahead in
+the background: inline/ahead.py). Reported: that request's latency and the share of them
+answered from work done ahead (mlxd/stats aheadHits).
+
 Phase 2, KV reuse. At a few positions of the same text (inline.max_tokens = 1, so the latency
 is the prompt's prefill plus one step): a cold request on a fresh document (its header differs
 at the start, so no KV cache applies), then one more keystroke and the request again, which
@@ -51,6 +57,8 @@ LINE_PAUSE_S = 2.5  # at a line end: wait for the ghost text (at most this long)
 KINDS = {"line": "at a line end", "word": "after a word", "through": "typing through ghost text"}
 CACHE_MS = 25.0  # answered faster than this: no model step was involved (see README)
 DEFAULT_KV_SAMPLES = 5
+DEFAULT_ACCEPT_SAMPLES = 6
+ACCEPT_S = 0.6  # the ghost text shows; the user accepts it this much later
 URI = "file:///bench/w0000/router.py"
 
 
@@ -261,6 +269,62 @@ async def _kv_reuse(editor: Editor, text: str, samples: int, verbose: bool) -> l
     return out
 
 
+def _line_ends(start: str, typed: str, samples: int) -> list[int]:
+    """Up to `samples` offsets at line ends inside the typed text, spread over it."""
+    ends = [len(start) + i for i, ch in enumerate(typed) if ch == "\n" and i]
+    step = max(1, len(ends) // max(1, samples))
+    return ends[::step][:samples]
+
+
+async def _accept_next(
+    editor: Editor, text: str, samples: int, verbose: bool
+) -> list[dict[str, Any]]:
+    """Phase 1b (see the module docstring): one record per sample."""
+    start, typed = _split(text)
+    out = []
+    for i, cut in enumerate(_line_ends(start, typed, samples)):
+        editor.open(f"file:///bench/a{i + 1:04d}/router.py", text[:cut])
+        t0 = time.perf_counter()
+        shown = _first_item(await editor.request()[1])
+        rec: dict[str, Any] = {"offset": cut, "shown_ms": (time.perf_counter() - t0) * 1000}
+        if shown:
+            await asyncio.sleep(ACCEPT_S)
+            before = await editor.daemon.stats()
+            editor.type(shown)  # accept: the whole suggestion goes in
+            t0 = time.perf_counter()
+            nxt = _first_item(await editor.request()[1])
+            rec["next_ms"] = (time.perf_counter() - t0) * 1000
+            counters = stats_delta(before, await editor.daemon.stats())
+            rec["ahead_hit"] = bool(counters.get("inline.aheadHits"))
+            rec["next_item"] = nxt
+        rec["shown"] = shown
+        editor.close()
+        out.append(rec)
+        if verbose and shown:
+            print(f"  accept {i + 1}: next in {rec['next_ms']:.0f} ms, ahead {rec['ahead_hit']}")
+    return out
+
+
+def _accept_rows(accepts: list[dict[str, Any]]) -> tuple[list[list[Any]], dict[str, Any]]:
+    """Table rows and the summary of phase 1b."""
+    done = [a for a in accepts if "next_ms" in a]
+    lat = summary([a["next_ms"] for a in done])
+    hits = sum(1 for a in done if a["ahead_hit"])
+    share = hits / len(done) if done else None
+    rows = [
+        [
+            f"accept -> next ghost text, ms (accept {ACCEPT_S * 1000:.0f} ms after it shows)",
+            fmt_stat(lat, digits=0),
+        ],
+        [
+            "accept -> next answered from work ahead (mlxd/stats aheadHits)",
+            f"{hits}/{len(done)} = {fmt(share and share * 100, '%', 0)}"
+            + (f" ({len(accepts) - len(done)} samples showed no ghost text)" if accepts else ""),
+        ],
+    ]
+    return rows, {"accept_next_ms": lat, "accept_next_ahead_share": share}
+
+
 async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     samples = opts.n(DEFAULT_KV_SAMPLES)
     text = source_text(SOURCE)
@@ -282,6 +346,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(0.5)  # let cancelled generations wind down before counting
         counters = stats_delta(before, await daemon.stats())
         replay_s = time.perf_counter() - t0
+        log(f"accept -> next: accept {ACCEPT_S * 1000:.0f} ms after the ghost text shows")
+        accepts = await _accept_next(editor, text, opts.n(DEFAULT_ACCEPT_SAMPLES), opts.verbose)
         log("KV reuse: cold prompt vs one keystroke later (inline.max_tokens = 1)")
         await daemon.reconfigure({**cfg, "inline": {"max_tokens": 1}})
         kv = await _kv_reuse(editor, text, samples, opts.verbose)
@@ -299,6 +365,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     warm = summary([k["after_key_ms"] for k in kv])
     speedup = ratio(cold["median"], warm["median"])
     acks = summary(replay["cancel_ack_ms"])
+    accept_rows, accept_summary = _accept_rows(accepts)
     share = len(fast) / len(answered) if answered else None
     hits, seen = counters.get("inline.cacheHits"), counters.get("inline.requests")
     stats_share = hits / seen if hits is not None and seen else None
@@ -359,6 +426,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 f"{fmt(summary([k['after_key_reused_tokens'] for k in kv])['median'], digits=0)}",
             ],
             ["KV reuse speed-up (cold / after key)", fmt(speedup, "x")],
+            *accept_rows,
         ],
     )
     result = {
@@ -387,6 +455,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "cancel_ack_ms": acks,
             "kv_cold_ms": cold,
             "kv_after_key_ms": warm,
+            **accept_summary,
         },
         "mlxd_stats_replay": counters,
         "ratios": {
@@ -396,6 +465,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         },
         "requests": reqs,
         "kv_samples": kv,
+        "accept_samples": accepts,
     }
     path = write_result("typing", result)
     print(f"results: {path}")
