@@ -279,6 +279,7 @@ class App:
     async def close(self, timeout: float | None = None) -> None:
         """Close the backends, then wait for the MLX thread's current work; each step up to
         `timeout` seconds (None: for ever)."""
+        self.inline.ahead.close()  # background inline work first: nobody waits for it
         closing = asyncio.gather(*(b.close() for b in self.backends.values()))
         try:
             await asyncio.wait_for(closing, timeout)

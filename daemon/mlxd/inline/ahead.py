@@ -91,11 +91,14 @@ class Ahead:
         return asdict(self.stats)
 
     # --- the engine's request path ------------------------------------------------------------
+    def asked(self, uri: str) -> None:
+        """A request for the document came: the edits' end needs no warming now."""
+        self._cancel_settle(uri)
+
     async def join(self, uri: str, prefix: str, suffix: str) -> bool:
         """Before a cache miss goes to the model: wait for this document's next job when it
         answers this very position (True: its item is in the cache now, or it had none);
         otherwise cancel the document's job, which the real request supersedes (False)."""
-        self._cancel_settle(uri)
         job = self._jobs.get(uri)
         if job is None or job.task is None:
             return False
@@ -176,6 +179,11 @@ class Ahead:
         self._cancel_settle(uri)
         self._stop(uri)
         self._items.pop(uri, None)
+
+    def close(self) -> None:
+        """The daemon is exiting: stop every job and timer."""
+        for uri in set(self._jobs) | set(self._settle):
+            self.forget(uri)
 
     # --- internals ------------------------------------------------------------------------
     def _settled(

@@ -160,6 +160,7 @@ class InlineEngine:
         """
         self.stats.requests += 1
         self._supersede(uri)  # the user has moved on: an older answer for this document is moot
+        self.ahead.asked(uri)
         if not self.enabled_for(language):
             return []
         encoding = normalize_encoding(encoding)
