@@ -269,20 +269,28 @@ async def _kv_reuse(editor: Editor, text: str, samples: int, verbose: bool) -> l
     return out
 
 
-def _line_ends(start: str, typed: str, samples: int) -> list[int]:
-    """Up to `samples` offsets at line ends inside the typed text, spread over it."""
-    ends = [len(start) + i for i, ch in enumerate(typed) if ch == "\n" and i]
-    step = max(1, len(ends) // max(1, samples))
-    return ends[::step][:samples]
+ACCEPT_SPAN = 6000  # characters after the typing start where accept samples are taken
+
+
+def _line_ends(text: str, start: int) -> list[int]:
+    """Offsets at the ends of non-blank lines in the ACCEPT_SPAN after `start`."""
+    span = text[start : start + ACCEPT_SPAN]
+    return [
+        start + i for i, ch in enumerate(span) if ch == "\n" and span[:i].rstrip(" ")[-1:] != "\n"
+    ]
 
 
 async def _accept_next(
     editor: Editor, text: str, samples: int, verbose: bool
 ) -> list[dict[str, Any]]:
-    """Phase 1b (see the module docstring): one record per sample."""
-    start, typed = _split(text)
-    out = []
-    for i, cut in enumerate(_line_ends(start, typed, samples)):
+    """Phase 1b (see the module docstring): one record per position asked, until `samples`
+    of them showed ghost text (at most 3 * samples positions)."""
+    start, _ = _split(text)
+    ends = _line_ends(text, len(start))
+    out: list[dict[str, Any]] = []
+    for i, cut in enumerate(ends[:: max(1, len(ends) // (3 * samples))][: 3 * samples]):
+        if sum(1 for r in out if r["shown"]) >= samples:
+            break
         editor.open(f"file:///bench/a{i + 1:04d}/router.py", text[:cut])
         t0 = time.perf_counter()
         shown = _first_item(await editor.request()[1])
@@ -349,7 +357,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         log(f"accept -> next: accept {ACCEPT_S * 1000:.0f} ms after the ghost text shows")
         accepts = await _accept_next(editor, text, opts.n(DEFAULT_ACCEPT_SAMPLES), opts.verbose)
         log("KV reuse: cold prompt vs one keystroke later (inline.max_tokens = 1)")
-        await daemon.reconfigure({**cfg, "inline": {"max_tokens": 1}})
+        # No work ahead here: a warm-up after didOpen would make the cold prompt warm.
+        await daemon.reconfigure({**cfg, "inline": {"max_tokens": 1, "background": False}})
         kv = await _kv_reuse(editor, text, samples, opts.verbose)
 
     reqs = replay["requests"]
