@@ -100,3 +100,15 @@ def test_the_first_window_is_whole_lines_within_the_prefix_budget() -> None:
     end = first_window(big, 1024)
     assert 0 < end < len(big) and big[end - 1] == "\n"
     assert (end // 6) * 2 <= 1024 * 0.75  # 2 estimated tokens a line, within the share
+
+
+async def test_one_background_job_at_a_time_and_any_real_request_preempts_it() -> None:
+    trace = Trace()
+    eng = engine(trace)
+    eng.opened("file:///a.py", "python", "a = 1\n")
+    await trace.background_started.wait()
+    eng.opened("file:///b.py", "python", "bb = 2\n")  # many files opened: the newest is warmed
+    await asyncio.sleep(0.01)
+    assert trace.events == ["warm start 6", "warm cancelled", "warm start 7"]
+    await eng.complete("c = ", 0, 4, uri="file:///c.py", language="python")  # another document
+    assert trace.events[3:5] == ["warm cancelled", "interactive 4"]

@@ -13,12 +13,13 @@ Two kinds of job, at most one per document (a newer one replaces the older):
   warmed prefix), and when edits settle (SETTLE_S without a change or a request), the end of
   the last edit.
 
-Preemption: an interactive request for the same document that the cache does not answer
-cancels the document's job at once (a job at another position is a wrong guess; a warm-up is
-superseded by the real prompt, and the KV cache keeps what it had prefilled). Jobs run with
-`priority = "background"`, so the batch engine lets any interactive request of another document
-go first as well. A change elsewhere in the document (anything but typing the suggestion
-itself) drops the job and its pregenerated item: stale.
+Preemption: at most one job runs at a time, in the whole engine (the newest: opening many files
+at once warms the last one only), and an interactive request that the cache does not answer
+cancels it at once, whatever its document (a job at another position is a wrong guess; a
+warm-up is superseded by the real prompt, and the KV cache keeps what it had prefilled). Jobs
+also carry `priority = "background"` for the batch engine's own preemption. A change elsewhere
+in the document (anything but typing the suggestion itself) drops its job and its pregenerated
+item: stale.
 
 Privacy and cost: the runner the engine is given sends a job only where the document's next
 real inline request would go, and only when that is a local model. A cloud backend is never
@@ -56,7 +57,7 @@ class AheadStats:
     ahead_stored: int = 0  # ... that put an item in the cache
     ahead_hits: int = 0  # requests answered by a pregenerated item (cache or joined)
     ahead_joined: int = 0  # ... of them, requests that waited for the job in flight
-    ahead_cancelled: int = 0  # jobs preempted by an interactive request
+    ahead_cancelled: int = 0  # next jobs preempted by an interactive request
     ahead_dropped: int = 0  # jobs or items dropped because the document changed elsewhere
     warmups: int = 0  # prefill-only requests a local model ran to the end
 
@@ -98,9 +99,10 @@ class Ahead:
     async def join(self, uri: str, prefix: str, suffix: str) -> bool:
         """Before a cache miss goes to the model: wait for this document's next job when it
         answers this very position (True: its item is in the cache now, or it had none);
-        otherwise cancel the document's job, which the real request supersedes (False)."""
+        otherwise cancel the background job, which the real request supersedes (False)."""
         job = self._jobs.get(uri)
         if job is None or job.task is None:
+            self._stop_all(cancelled=True)
             return False
         if job.kind == "next" and job.key == (prefix, suffix) and not job.task.done():
             # Shielded: a client cancel of this request leaves the job to finish for the next.
@@ -108,7 +110,7 @@ class Ahead:
                 await asyncio.shield(job.task)
             self.stats.ahead_joined += 1
             return True
-        self._stop(uri, cancelled=True)
+        self._stop_all(cancelled=True)
         return False
 
     def hit(self, uri: str, prefix: str, suffix: str) -> bool:
@@ -132,7 +134,7 @@ class Ahead:
         key = (nxt.prefix, nxt.suffix)
         if self.engine.cache.peek(ctx.uri, *key) is not None:
             return  # already known (a repeat, or a job that ran before)
-        self._stop(ctx.uri)
+        self._stop_all()
         job = _Job("next", base=ctx.prefix, suggestion=suggestion, suffix=ctx.suffix, key=key)
         job.task = asyncio.ensure_future(self._next(job, nxt, list(neighbors)))
         self._jobs[ctx.uri] = job
@@ -202,7 +204,7 @@ class Ahead:
         self, uri: str, language: str, text: str, offset: int, neighbors: list[Document]
     ) -> None:
         ctx = self.engine.context_for(text, offset, uri, language)
-        self._stop(uri)
+        self._stop_all()
         job = _Job("warm")
         job.task = asyncio.ensure_future(self._prefill(ctx, neighbors))
         self._jobs[uri] = job
@@ -246,6 +248,10 @@ class Ahead:
         if job.kind == "next":
             self.stats.ahead_cancelled += cancelled
             self.stats.ahead_dropped += stale
+
+    def _stop_all(self, *, cancelled: bool = False) -> None:
+        for uri in list(self._jobs):
+            self._stop(uri, cancelled=cancelled)
 
     def _cancel_settle(self, uri: str) -> None:
         handle = self._settle.pop(uri, None)
