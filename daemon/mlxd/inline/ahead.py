@@ -89,7 +89,8 @@ class Ahead:
         return self.run is not None and self.engine.cfg.background
 
     def snapshot(self) -> dict[str, int]:
-        return asdict(self.stats)
+        """The counters, and `ahead_active`: background jobs in flight now (0 or 1)."""
+        return {**asdict(self.stats), "ahead_active": len(self._jobs)}
 
     # --- the engine's request path ------------------------------------------------------------
     def asked(self, uri: str) -> None:
