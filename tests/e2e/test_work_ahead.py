@@ -131,7 +131,7 @@ async def test_didopen_warms_the_kv_cache_for_the_first_request(tmp_path, tiny_m
         warm = await until(s, lambda st: local_total(st, "generations") == 1)
         warm = await until(s, lambda st: local_total(st, "active") == 0)
         assert warm["inline"]["warmups"] == 1
-        await inline(s, 60, 0, kind=2)  # a cursor inside the first window
+        await inline(s, 60, 0, kind=2)  # the document fits the budget: any cursor shares it
         after = await stats(s)
     reused = local_total(after, "cachedPromptTokens") - local_total(warm, "cachedPromptTokens")
     assert reused > 100  # most of the prompt: the file's first 20 lines and the header

@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 
 from mlxd.config import InlineConfig
-from mlxd.inline.ahead import first_window
 from mlxd.inline.engine import InlineEngine
 from mlxd.prompts import CursorContext
 from mlxd.types import Request
@@ -91,15 +90,6 @@ async def test_an_edit_elsewhere_drops_the_item_and_typing_it_keeps_it() -> None
     eng.changed(URI, "python", "#\nb = x", (0, 0, "#\n"))  # elsewhere: stale
     assert eng.cache.peek(URI, "b = x + 1", "") is None
     assert eng.snapshot()["ahead_dropped"] == 1
-
-
-def test_the_first_window_is_whole_lines_within_the_prefix_budget() -> None:
-    small = "import os\n\ndef f():\n    pass\n"
-    assert first_window(small, 1024) == len(small)  # it all fits: every cursor shares it
-    big = "x = 1\n" * 10_000
-    end = first_window(big, 1024)
-    assert 0 < end < len(big) and big[end - 1] == "\n"
-    assert (end // 6) * 2 <= 1024 * 0.75  # 2 estimated tokens a line, within the share
 
 
 async def test_one_background_job_at_a_time_and_any_real_request_preempts_it() -> None:

@@ -8,10 +8,10 @@ Two kinds of job, at most one per document (a newer one replaces the older):
   A request that arrives at that very position while the job runs waits for it instead of
   starting a second generation.
 - **warm**: a prefill-only request (`max_tokens == 0`) for the prompt the next inline request
-  will most likely use, so that its prefill is a KV-cache hit: after `didOpen` the document's
-  first window (the whole document when it fits the budget: then every cursor in it shares the
-  warmed prefix), and when edits settle (SETTLE_S without a change or a request), the end of
-  the last edit.
+  will most likely use, so that its prefill is a KV-cache hit: after `didOpen` the cursor at
+  the document's end (where a new or growing file is written; and when the document fits the
+  prompt budget, every cursor in it has a prompt that starts like that one), and when edits
+  settle (SETTLE_S without a change or a request), the end of the last edit.
 
 Preemption: at most one job runs at a time, in the whole engine (the newest: opening many files
 at once warms the last one only), and an interactive request that the cache does not answer
@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from mlxd.prompts import PREFIX_SHARE, CursorContext, approx_tokens
+from mlxd.prompts import CursorContext
 
 if TYPE_CHECKING:
     from .engine import Document, InlineEngine
@@ -145,10 +145,9 @@ class Ahead:
     def opened(
         self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
     ) -> None:
-        """didOpen: warm the document's first window."""
+        """didOpen: warm the prompt at the document's end."""
         if self.enabled and self.engine.enabled_for(language) and text.strip():
-            end = first_window(text, self.engine.cfg.context_tokens)
-            self._warm(uri, language, text, end, list(neighbors))
+            self._warm(uri, language, text, len(text), list(neighbors))
 
     def changed(
         self,
@@ -271,20 +270,3 @@ def _typed_along(job: _Job, text: str) -> bool:
         and text.endswith(suffix)
         and job.suggestion.startswith(text[len(base) : len(base) + middle])
     )
-
-
-def first_window(text: str, context_tokens: int) -> int:
-    """The offset at the end of the document's first window: the longest run of whole lines
-    from the start that the prefix's share of `context_tokens` takes (estimated at 3 characters
-    a token, on the short side, so the local backend's exact trim keeps it whole). A request at
-    any cursor inside it has a prompt that starts like the warmed one."""
-    budget = int(context_tokens * PREFIX_SHARE * 0.9)  # the header takes some
-    used = end = 0
-    while end < len(text):
-        nl = text.find("\n", end)
-        stop = len(text) if nl < 0 else nl + 1
-        used += approx_tokens(text[end:stop])
-        if used > budget:
-            break
-        end = stop
-    return end if end else min(len(text), budget * 3)

@@ -240,8 +240,8 @@ class InlineEngine:
     def opened(
         self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
     ) -> None:
-        """didOpen: index the document for neighbour snippets, and warm the KV cache for its
-        first window (ahead.py); `neighbors` as for `complete`."""
+        """didOpen: index the document for neighbour snippets, and warm the KV cache for the
+        prompt at its end (ahead.py); `neighbors` as for `complete`."""
         if self.cfg.neighbor_snippets:
             self.snippets.update(uri, language, text)
         self.ahead.opened(uri, language, text, neighbors)
