@@ -232,7 +232,10 @@ class Ahead:
             answer = None
         finally:
             self._done(ctx.uri, job)
-        if answer is not None and self.engine.keep_answer(ctx, answer) is not None:
+        if answer is not None:
+            self.engine.keep_answer(ctx, answer)
+        # A line cut by max_tokens leaves nothing to show, and nothing is cached.
+        if self.engine.cache.peek(ctx.uri, *job.key) is not None:
             self._items[ctx.uri] = job
             self.stats.ahead_stored += 1
 
