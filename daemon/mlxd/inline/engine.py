@@ -244,6 +244,7 @@ class InlineEngine:
         prompt at its end (ahead.py); `neighbors` as for `complete`."""
         if self.cfg.neighbor_snippets:
             self.snippets.update(uri, language, text)
+            self.snippets.prepare(uri, self.cfg.context_tokens // 2)  # _header's budget
         self.ahead.opened(uri, language, text, neighbors)
 
     def changed(

@@ -143,6 +143,11 @@ class SnippetIndex:
         self._docs[uri] = _index(language, text, known)
         self._generation += 1
 
+    def prepare(self, uri: str, budget_chars: int) -> None:
+        """Build a document's postings for `budget_chars` now (didOpen), not on a request."""
+        if (doc := self._docs.get(uri)) is not None:
+            doc.fitting(budget_chars)
+
     def remove(self, uri: str) -> None:
         if self._docs.pop(uri, None) is not None:
             self._generation += 1
