@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from mlxd.config import InlineConfig
+from mlxd.inline import ahead
 from mlxd.inline.engine import InlineEngine
 from mlxd.prompts import CursorContext
 from mlxd.types import Request
@@ -92,13 +95,28 @@ async def test_an_edit_elsewhere_drops_the_item_and_typing_it_keeps_it() -> None
     assert eng.snapshot()["ahead_dropped"] == 1
 
 
-async def test_one_background_job_at_a_time_and_any_real_request_preempts_it() -> None:
+async def test_one_background_job_at_a_time_and_any_real_request_preempts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ahead, "SETTLE_S", 0)  # warm-ups start on the next loop turn
     trace = Trace()
     eng = engine(trace)
     eng.opened("file:///a.py", "python", "a = 1\n")
-    await trace.background_started.wait()
     eng.opened("file:///b.py", "python", "bb = 2\n")  # many files opened: the newest is warmed
-    await asyncio.sleep(0.01)
-    assert trace.events == ["warm start 6", "warm cancelled", "warm start 7"]
+    await trace.background_started.wait()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert trace.events == ["warm start 7"]  # the older one was stopped before it started
     await eng.complete("c = ", 0, 4, uri="file:///c.py", language="python")  # another document
-    assert trace.events[3:5] == ["warm cancelled", "interactive 4"]
+    assert trace.events[1:3] == ["warm cancelled", "interactive 4"]
+
+
+async def test_a_request_anywhere_defers_pending_warm_ups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ahead, "SETTLE_S", 0)
+    trace = Trace()
+    eng = engine(trace)
+    eng.opened("file:///a.py", "python", "a = 1\n")
+    await eng.complete("c = ", 0, 4, uri="file:///c.py", language="python")  # before it fires
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not [e for e in trace.events if e.startswith("warm")]  # the user is active

@@ -8,10 +8,11 @@ Two kinds of job, at most one per document (a newer one replaces the older):
   A request that arrives at that very position while the job runs waits for it instead of
   starting a second generation.
 - **warm**: a prefill-only request (`max_tokens == 0`) for the prompt the next inline request
-  will most likely use, so that its prefill is a KV-cache hit: after `didOpen` the cursor at
-  the document's end (where a new or growing file is written; and when the document fits the
-  prompt budget, every cursor in it has a prompt that starts like that one), and when edits
-  settle (SETTLE_S without a change or a request), the end of the last edit.
+  will most likely use, so that its prefill is a KV-cache hit, once things are quiet (SETTLE_S
+  without a change of the document or any request): after `didOpen` the cursor at the
+  document's end (where a new or growing file is written; and when the document fits the
+  prompt budget, every cursor in it has a prompt that starts like that one), after edits the
+  end of the last edit.
 
 Preemption: at most one job runs at a time, in the whole engine (the newest: opening many files
 at once warms the last one only), and an interactive request that the cache does not answer
@@ -94,8 +95,10 @@ class Ahead:
 
     # --- the engine's request path ------------------------------------------------------------
     def asked(self, uri: str) -> None:
-        """A request for the document came: the edits' end needs no warming now."""
-        self._cancel_settle(uri)
+        """A request came: the user is active; no warm-up is started until things are quiet
+        again (a warm-up's prefill would delay the next request until it can be preempted)."""
+        for pending in list(self._settle):
+            self._cancel_settle(pending)
 
     async def join(self, uri: str, prefix: str, suffix: str) -> bool:
         """Before a cache miss goes to the model: wait for this document's next job when it
@@ -145,9 +148,10 @@ class Ahead:
     def opened(
         self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
     ) -> None:
-        """didOpen: warm the prompt at the document's end."""
+        """didOpen: warm the prompt at the document's end, once SETTLE_S passed quietly."""
         if self.enabled and self.engine.enabled_for(language) and text.strip():
-            self._warm(uri, language, text, len(text), list(neighbors))
+            docs = list(neighbors)
+            self._quiet(uri, language, text, len(text), lambda: docs)
 
     def changed(
         self,
@@ -171,9 +175,21 @@ class Ahead:
         self._cancel_settle(uri)
         if edit_end is None or not self.enabled or not self.engine.enabled_for(language):
             return
+        self._quiet(uri, language, text, edit_end, neighbors)
+
+    def _quiet(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        offset: int,
+        neighbors: Callable[[], Iterable[Document]],
+    ) -> None:
+        """Warm at `offset` after SETTLE_S without a change of this document or a request."""
+        self._cancel_settle(uri)
         loop = asyncio.get_running_loop()
         self._settle[uri] = loop.call_later(
-            SETTLE_S, self._settled, uri, language, text, edit_end, neighbors
+            SETTLE_S, self._settled, uri, language, text, offset, neighbors
         )
 
     def forget(self, uri: str) -> None:
