@@ -9,7 +9,7 @@ Two kinds of job, at most one per document (a newer one replaces the older):
   starting a second generation.
 - **warm**: a prefill-only request (`max_tokens == 0`) for the prompt the next inline request
   will most likely use, so that its prefill is a KV-cache hit, once things are quiet (SETTLE_S
-  without a change of the document or any request): after `didOpen` the cursor at the
+  without a didOpen, a didChange or a request): after `didOpen` the cursor at the
   document's end (where a new or growing file is written; and when the document fits the
   prompt budget, every cursor in it has a prompt that starts like that one), after edits the
   end of the last edit.
@@ -185,8 +185,10 @@ class Ahead:
         offset: int,
         neighbors: Callable[[], Iterable[Document]],
     ) -> None:
-        """Warm at `offset` after SETTLE_S without a change of this document or a request."""
-        self._cancel_settle(uri)
+        """Warm at `offset` after SETTLE_S without a document event or a request. Only the
+        newest document waits: a burst of didOpens (a session restored) warms the last one."""
+        for pending in list(self._settle):
+            self._cancel_settle(pending)
         loop = asyncio.get_running_loop()
         self._settle[uri] = loop.call_later(
             SETTLE_S, self._settled, uri, language, text, offset, neighbors
