@@ -120,3 +120,21 @@ async def test_a_request_anywhere_defers_pending_warm_ups(monkeypatch: pytest.Mo
     for _ in range(5):
         await asyncio.sleep(0)
     assert not [e for e in trace.events if e.startswith("warm")]  # the user is active
+
+
+async def test_a_job_not_done_within_max_ms_answers_empty_and_lands_in_the_cache() -> None:
+    trace = Trace()
+    eng = InlineEngine(
+        InlineConfig(whole_lines=False, max_ms=50), trace.generate, background=trace.background
+    )
+    await eng.complete("b = ", 0, 4, uri=URI, language="python")
+    await trace.background_started.wait()
+    late = await eng.complete("b = x + 1", 0, 9, uri=URI, language="python")
+    assert late == [] and trace.events == ["interactive 4", "next start 9"]  # no 2nd model call
+    trace.release.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    again = await eng.complete("b = x + 1", 0, 9, uri=URI, language="python")
+    assert [i.insert_text for i in again] == ["y"]
+    snap = eng.snapshot()
+    assert (snap["ahead_late"], snap["ahead_hits"], snap["generations"]) == (1, 1, 1)

@@ -31,7 +31,6 @@ nobody may read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, replace
@@ -57,7 +56,8 @@ class AheadStats:
     ahead_started: int = 0  # next-suggestion jobs started
     ahead_stored: int = 0  # ... that put an item in the cache
     ahead_hits: int = 0  # requests answered by a pregenerated item (cache or joined)
-    ahead_joined: int = 0  # ... of them, requests that waited for the job in flight
+    ahead_joined: int = 0  # requests that waited for the job in flight at their position
+    ahead_late: int = 0  # ... of them, answered empty: not done within inline.max_ms
     ahead_cancelled: int = 0  # next jobs preempted by an interactive request
     ahead_dropped: int = 0  # jobs or items dropped because the document changed elsewhere
     warmups: int = 0  # prefill-only requests a local model ran to the end
@@ -100,22 +100,28 @@ class Ahead:
         for pending in list(self._settle):
             self._cancel_settle(pending)
 
-    async def join(self, uri: str, prefix: str, suffix: str) -> bool:
-        """Before a cache miss goes to the model: wait for this document's next job when it
-        answers this very position (True: its item is in the cache now, or it had none);
-        otherwise cancel the background job, which the real request supersedes (False)."""
+    async def join(self, uri: str, prefix: str, suffix: str) -> str | None:
+        """Before a cache miss goes to the model: when this document's next job answers this
+        very position, wait for it, up to `inline.max_ms`: its item (None: it cached nothing,
+        ask the model), or "" when it is not done in time (nothing to show within the bound;
+        the job goes on into the cache for the next request). Otherwise cancel the background
+        job, which the real request supersedes (None)."""
         job = self._jobs.get(uri)
-        if job is None or job.task is None:
-            self._stop_all(cancelled=True)
-            return False
-        if job.kind == "next" and job.key == (prefix, suffix) and not job.task.done():
-            # Shielded: a client cancel of this request leaves the job to finish for the next.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(job.task)
-            self.stats.ahead_joined += 1
-            return True
+        if job is not None and job.task is not None and not job.task.done():
+            if job.kind == "next" and job.key == (prefix, suffix):
+                self.stats.ahead_joined += 1
+                # Shielded: a timeout or a client cancel leaves the job running for the next.
+                try:
+                    bound = self.engine.cfg.max_ms / 1000
+                    await asyncio.wait_for(asyncio.shield(job.task), bound)
+                except TimeoutError:
+                    self.stats.ahead_late += 1
+                    return ""
+                except Exception:
+                    pass
+                return self.engine.cache.peek(uri, prefix, suffix)
         self._stop_all(cancelled=True)
-        return False
+        return None
 
     def hit(self, uri: str, prefix: str, suffix: str) -> bool:
         """Whether a cache hit at this position is a pregenerated item (counted)."""

@@ -178,8 +178,8 @@ class InlineEngine:
             rng, lead = (*pos, *pos), ""
 
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
-        if suggestion is None and await self.ahead.join(uri, ctx.prefix, ctx.suffix):
-            suggestion = self.cache.peek(uri, ctx.prefix, ctx.suffix)  # pregenerated meanwhile
+        if suggestion is None:  # pregenerated here, maybe still running (ahead.py)
+            suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix)
         cached = suggestion is not None
         local = False  # whether a local model served the fresh answer
         if cached:
