@@ -11,6 +11,12 @@ is cancelled with $/cancelRequest, as editors do.
 Reported: latency median/p95 per kind of request, the share answered from the cache, how fast
 cancellations are acknowledged.
 
+Phase 1b, accept -> next. At a few line ends of the same text, on a fresh document: ghost text
+is asked for and shown, the user presses accept ACCEPT_S later (the suggestion is inserted),
+and the editor asks again at once. mlxd should have the next suggestion ready (it works ahead in
+the background: inline/ahead.py). Reported: that request's latency and the share of them
+answered from work done ahead (mlxd/stats aheadHits).
+
 Phase 2, KV reuse. At a few positions of the same text (inline.max_tokens = 1, so the latency
 is the prompt's prefill plus one step): a cold request on a fresh document (its header differs
 at the start, so no KV cache applies), then one more keystroke and the request again, which
@@ -53,6 +59,8 @@ LINE_PAUSE_S = 2.5  # at a line end: wait for the ghost text (at most this long)
 KINDS = {"line": "at a line end", "word": "after a word", "through": "typing through ghost text"}
 CACHE_MS = 25.0  # answered faster than this: no model step was involved (see README)
 DEFAULT_KV_SAMPLES = 5
+DEFAULT_ACCEPT_SAMPLES = 6
+ACCEPT_S = 0.6  # the ghost text shows; the user accepts it this much later
 URI = "file:///bench/w0000/router.py"
 
 
@@ -263,6 +271,70 @@ async def _kv_reuse(editor: Editor, text: str, samples: int, verbose: bool) -> l
     return out
 
 
+ACCEPT_SPAN = 6000  # characters after the typing start where accept samples are taken
+
+
+def _line_ends(text: str, start: int) -> list[int]:
+    """Offsets at the ends of non-blank lines in the ACCEPT_SPAN after `start`."""
+    span = text[start : start + ACCEPT_SPAN]
+    return [
+        start + i for i, ch in enumerate(span) if ch == "\n" and span[:i].rstrip(" ")[-1:] != "\n"
+    ]
+
+
+async def _accept_next(
+    editor: Editor, text: str, samples: int, verbose: bool
+) -> list[dict[str, Any]]:
+    """Phase 1b (see the module docstring): one record per position asked, until `samples`
+    of them showed ghost text (at most 3 * samples positions)."""
+    start, _ = _split(text)
+    ends = _line_ends(text, len(start))
+    out: list[dict[str, Any]] = []
+    for i, cut in enumerate(ends[:: max(1, len(ends) // (3 * samples))][: 3 * samples]):
+        if sum(1 for r in out if r["shown"]) >= samples:
+            break
+        editor.open(f"file:///bench/a{i + 1:04d}/router.py", text[:cut])
+        t0 = time.perf_counter()
+        shown = _first_item(await editor.request()[1])
+        rec: dict[str, Any] = {"offset": cut, "shown_ms": (time.perf_counter() - t0) * 1000}
+        if shown:
+            await asyncio.sleep(ACCEPT_S)
+            before = await editor.daemon.stats()
+            editor.type(shown)  # accept: the whole suggestion goes in
+            t0 = time.perf_counter()
+            nxt = _first_item(await editor.request()[1])
+            rec["next_ms"] = (time.perf_counter() - t0) * 1000
+            counters = stats_delta(before, await editor.daemon.stats())
+            rec["ahead_hit"] = bool(counters.get("inline.aheadHits"))
+            rec["next_item"] = nxt
+        rec["shown"] = shown
+        editor.close()
+        out.append(rec)
+        if verbose and shown:
+            print(f"  accept {i + 1}: next in {rec['next_ms']:.0f} ms, ahead {rec['ahead_hit']}")
+    return out
+
+
+def _accept_rows(accepts: list[dict[str, Any]]) -> tuple[list[list[Any]], dict[str, Any]]:
+    """Table rows and the summary of phase 1b."""
+    done = [a for a in accepts if "next_ms" in a]
+    lat = summary([a["next_ms"] for a in done])
+    hits = sum(1 for a in done if a["ahead_hit"])
+    share = hits / len(done) if done else None
+    rows = [
+        [
+            f"accept -> next ghost text, ms (accept {ACCEPT_S * 1000:.0f} ms after it shows)",
+            fmt_stat(lat, digits=0),
+        ],
+        [
+            "accept -> next answered from work ahead (mlxd/stats aheadHits)",
+            f"{hits}/{len(done)} = {fmt(share and share * 100, '%', 0)}"
+            + (f" ({len(accepts) - len(done)} samples showed no ghost text)" if accepts else ""),
+        ],
+    ]
+    return rows, {"accept_next_ms": lat, "accept_next_ahead_share": share}
+
+
 async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     samples = opts.n(DEFAULT_KV_SAMPLES)
     text = source_text(SOURCE)
@@ -285,8 +357,11 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         after = await daemon.stats() or {}
         counters = stats_delta(before, after)
         replay_s = time.perf_counter() - t0
+        log(f"accept -> next: accept {ACCEPT_S * 1000:.0f} ms after the ghost text shows")
+        accepts = await _accept_next(editor, text, opts.n(DEFAULT_ACCEPT_SAMPLES), opts.verbose)
         log("KV reuse: cold prompt vs one keystroke later (inline.max_tokens = 1)")
-        await daemon.reconfigure({**cfg, "inline": {"max_tokens": 1}})
+        # No work ahead here: a warm-up after didOpen would make the cold prompt warm.
+        await daemon.reconfigure({**cfg, "inline": {"max_tokens": 1, "background": False}})
         kv = await _kv_reuse(editor, text, samples, opts.verbose)
 
     reqs = replay["requests"]
@@ -302,6 +377,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     warm = summary([k["after_key_ms"] for k in kv])
     speedup = ratio(cold["median"], warm["median"])
     acks = summary(replay["cancel_ack_ms"])
+    accept_rows, accept_summary = _accept_rows(accepts)
     share = len(fast) / len(answered) if answered else None
     hits, seen = counters.get("inline.cacheHits"), counters.get("inline.requests")
     stats_share = hits / seen if hits is not None and seen else None
@@ -378,6 +454,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 f"{fmt(bound['slowest_ms'], digits=0)} / {fmt(bound['late'], digits=0)} / "
                 f"{fmt(bound['empty_share'] and bound['empty_share'] * 100, '%', 0)}",
             ],
+            *accept_rows,
         ],
     )
     result = {
@@ -407,6 +484,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "kv_cold_ms": cold,
             "kv_after_key_ms": warm,
             "inline_bound": bound,
+            **accept_summary,
         },
         "mlxd_stats_replay": counters,
         "ratios": {
@@ -416,6 +494,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         },
         "requests": reqs,
         "kv_samples": kv,
+        "accept_samples": accepts,
     }
     path = write_result("typing", result)
     print(f"results: {path}")

@@ -140,6 +140,9 @@ class InlineConfig(Base):
     # shown as a fragment. false shows what arrived (tests with a random model, which never
     # ends a line).
     whole_lines: bool = True
+    # Work ahead on local models only (inline/ahead.py): after a suggestion, the one that follows
+    # it if accepted; after didOpen and when edits settle, prefill the likely next prompt.
+    background: bool = True
     languages: dict[str, LanguageConfig] = {}
 
 

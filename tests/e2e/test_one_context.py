@@ -12,13 +12,17 @@ import pytest
 from tests.conftest import _plain, daemon
 from tests.e2e.test_inline_e2e import inline, inline_config, open_doc  # noqa: F401 (fixture)
 
+# Work ahead (inline.background) builds the contexts of other positions, in the background:
+# counted by test_work_ahead.py, off here.
+NO_BACKGROUND = {"inline": {"background": False}}
+
 pytestmark = pytest.mark.timeout(60)
 
 
 async def test_a_local_inline_request_builds_its_cursor_context_once(
     inline_config: Path,  # noqa: F811
 ) -> None:
-    async with daemon(inline_config) as s:
+    async with daemon(inline_config, init_options=NO_BACKGROUND) as s:
         open_doc(s, "def add(a, b):\n    return ")
         before = _plain(await s.request("mlxd/stats", {}))["inline"]
         await inline(s, 1, 11, kind=2)  # automatic: one generation, no alternatives

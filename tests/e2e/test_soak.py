@@ -163,7 +163,8 @@ whole_lines = false
             deadline = time.monotonic() + 10
             while True:
                 stats = _plain(await s.request("mlxd/stats", {}))
-                if all(e["active"] == 0 for e in stats["local"].values()):
+                idle = all(e["active"] == 0 for e in stats["local"].values())
+                if idle and stats["inline"].get("aheadActive", 0) == 0:  # no background job
                     return stats
                 assert time.monotonic() < deadline, stats
                 await asyncio.sleep(0.02)

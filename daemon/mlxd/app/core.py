@@ -27,6 +27,7 @@ from .process import Process
 from .status import StatusBoard
 
 log = logging.getLogger(__name__)
+Document = tuple[str, str, str]  # (uri, languageId, text)
 
 
 @dataclass
@@ -183,7 +184,7 @@ class App:
         invoked: bool = False,
     ) -> list[Any]:
         """Ghost text at a cursor. Excluded documents never feed another prompt as snippets."""
-        neighbors = [d for d in open_documents if d[0] != uri and not self.router.excluded(d[0])]
+        neighbors = self._neighbors(uri, open_documents)
         return await self.inline.complete(
             text,
             line,
@@ -196,6 +197,26 @@ class App:
             neighbors=neighbors,
             invoked=invoked,
         )
+
+    def _neighbors(self, uri: str, documents: list[Document]) -> list[Document]:
+        return [d for d in documents if d[0] != uri and not self.router.excluded(d[0])]
+
+    def inline_opened(self, uri: str, language: str, text: str, documents: list[Document]) -> None:
+        """didOpen (`documents`: every open one): the inline engine indexes and warms it."""
+        self.inline.opened(uri, language, text, self._neighbors(uri, documents))
+
+    def inline_changed(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        edit: tuple[int, int, str] | None,
+        encoding: str,
+        documents: Callable[[], list[Document]],
+    ) -> None:
+        """didChange: stale inline background work is dropped (see InlineEngine.changed)."""
+        neighbors = lambda: self._neighbors(uri, documents())  # noqa: E731 (called later)
+        self.inline.changed(uri, language, text, edit, encoding, neighbors)
 
     def models(self) -> tuple[list[ModelInfo], dict[str, str]]:
         """Each backend's model, and the backend each request kind tries first."""
@@ -262,6 +283,7 @@ class App:
         """Close the backends, then (when the process is this session's own) wait for the MLX
         thread's current work; each step up to `timeout` seconds (None: for ever). A session of
         a shared daemon leaves the pool to the others."""
+        self.inline.ahead.close()  # background inline work first: nobody waits for it
         self.process.detach(self)
         closing = asyncio.gather(*(b.close() for b in self.backends.values()))
         try:
@@ -300,4 +322,21 @@ def _make_inline_engine(app: App) -> Any:
         backend = app.backends.get(getattr(outcome, "backend", ""))
         return backend is not None and backend.is_local
 
-    return InlineEngine(app.config.inline, generate, served_locally=served_locally)
+    async def background(request: Request, ctx: Any) -> Any:
+        # Where the document's next real inline request would go, and only if that is a local
+        # model: nothing is ever sent to a cloud backend in the background (inline/ahead.py).
+        docs = [ctx.uri] if ctx.uri else []
+        name = app.router.first_choice("inline", docs)
+        backend = app.backends.get(name) if name else None
+        if backend is None or not backend.is_local:
+            return None
+        if request.max_tokens == 0:  # prefill only; the router answers it without a backend
+            done = None
+            async for event in backend.stream(request):
+                done = event
+            return done
+        return await app.router.run(request, backend=name, documents=docs)
+
+    return InlineEngine(
+        app.config.inline, generate, served_locally=served_locally, background=background
+    )

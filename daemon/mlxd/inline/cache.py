@@ -86,6 +86,14 @@ class InlineCache:
                 return suggestion[typed_len:]
         return None
 
+    def peek(self, uri: str, prefix: str, suffix: str) -> str | None:
+        """The entry stored at exactly this key, if any; no statistics, no typing-through."""
+        return self._entries.get((uri, prefix, suffix))
+
+    def discard(self, uri: str, prefix: str, suffix: str) -> None:
+        """Drop one entry (a pregenerated item the document's edits made stale)."""
+        self._entries.pop((uri, prefix, suffix), None)
+
     def forget(self, uri: str) -> None:
         """Drop a document's entries (didClose)."""
         for key in [k for k in self._entries if k[0] == uri]:

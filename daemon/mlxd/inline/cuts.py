@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlxd.prompts import CursorContext
+
+from .postprocess import clean
+
 # Longest margin kept from inline.max_ms for the work after generation stops (issue #17 item 3).
 FINISH_MARGIN_S = 0.05
 
@@ -37,3 +41,13 @@ def ends_cut(raw: str, suggestion: str) -> bool:
     """Whether `suggestion` ends with the unfinished last line of a cut generation."""
     tail = raw.replace("\r\n", "\n").rsplit("\n", 1)[-1].rstrip()
     return bool(tail.strip() and suggestion.rstrip().endswith(tail.strip()))
+
+
+def cleaned(answer: Any, ctx: CursorContext, whole_lines: bool) -> tuple[str, str, bool]:
+    """(what of `answer` may be shown at `ctx`, its finish reason, whether what is shown ends
+    in a fragment). When a cap cut the answer ("length") and `whole_lines`, only its finished
+    lines are kept: a piece of a word is worse than nothing (complete_lines keeps fragments 0)."""
+    raw, finish = text_and_finish(answer)
+    cut = finish == "length" and whole_lines
+    text = clean(complete_lines(raw) if cut else raw, ctx)
+    return text, finish, cut and ends_cut(raw, text)

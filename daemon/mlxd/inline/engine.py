@@ -21,11 +21,11 @@ from mlxd.prompts import (
     COUNTS,
     CursorContext,
     Encoding,
+    SnippetIndex,
     apply_selection,
     context_at,
     file_header,
     format_snippets,
-    neighbor_snippets,
     normalize_encoding,
     offset_to_position,
     position_to_offset,
@@ -34,13 +34,13 @@ from mlxd.prompts import (
 )
 from mlxd.types import Request
 
+from .ahead import Ahead, Runner
 from .cache import InlineCache
-from .cuts import answer_by, complete_lines, ends_cut, text_and_finish
-from .postprocess import clean
+from .cuts import answer_by, cleaned
+from .items import EngineStats, InlineItem, Range
 
 log = logging.getLogger(__name__)
 
-Range = tuple[int, int, int, int]  # start_line, start_char, end_line, end_char (client encoding)
 # `generate` returns the final text, or an object with `.text` and `.finish_reason` ("stop":
 # the model ended or a stop matched; "length": a token or time cap cut it) such as the
 # router's Outcome. A bare string counts as finished.
@@ -54,33 +54,8 @@ ALT_TEMPERATURE = 0.8
 _NEAR_CHARS = 2000
 
 
-def _loose_tokens(text: str) -> int:
-    """A token count on the low side (5 characters a token) for the pre-trim."""
+def _loose_tokens(text: str) -> int:  # a token count on the low side, for the pre-trim
     return (len(text) + 4) // 5
-
-
-@dataclass(frozen=True, slots=True)
-class InlineItem:
-    """One suggestion: replace `range` with `insert_text`."""
-
-    insert_text: str
-    range: Range
-
-
-@dataclass(slots=True)
-class EngineStats:
-    requests: int = 0
-    cache_hits: int = 0
-    generations: int = 0  # calls to `generate`
-    cancelled: int = 0  # generations stopped: superseded or cancelled by the client
-    errors: int = 0  # generations that raised
-    empty: int = 0  # answers with no item (nothing survived post-processing, or no answer)
-    # Items shown whose last line a token/time cap cut (a piece of a word, a lone operator).
-    fragments: int = 0
-    # From a request's arrival to its answer, in ms (issue #17 item 3, inline.max_ms): the
-    # longest so far, and the answers that took longer than inline.max_ms.
-    slowest_ms: int = 0
-    late: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -115,6 +90,7 @@ class InlineEngine:
         cache: InlineCache | None = None,
         root: str | None = None,
         served_locally: Callable[[Any], bool] = lambda answer: True,
+        background: Runner | None = None,
     ) -> None:
         self.cfg = cfg
         # Alternatives are sampled only after a local answer: there they reuse its KV cache and
@@ -125,6 +101,9 @@ class InlineEngine:
         self.stats = EngineStats()
         self._generate = generate
         self._inflight: dict[str, _Flight] = {}
+        # Work ahead (next suggestion, KV warm-up) through `background`: local models only.
+        self.ahead = Ahead(self, background)
+        self.snippets = SnippetIndex()  # open documents, indexed for neighbour snippets
 
     # --- settings -------------------------------------------------------------------------
     def language_config(self, language: str) -> LanguageConfig:
@@ -136,7 +115,8 @@ class InlineEngine:
     def snapshot(self) -> dict[str, int]:
         """Counters for `mlxd/status` and the benchmark."""
         builds = {"context_builds": COUNTS["context_builds"], "trims": COUNTS["trims"]}
-        return {**asdict(self.stats), "cache_misses": self.cache.misses, **builds}
+        stats = {**asdict(self.stats), "cache_misses": self.cache.misses, **builds}
+        return {**stats, **self.ahead.snapshot()}
 
     # --- the request ----------------------------------------------------------------------
     async def complete(
@@ -163,6 +143,7 @@ class InlineEngine:
         arrived = time.monotonic()  # inline.max_ms is measured from here, for every backend
         self.stats.requests += 1
         self._supersede(uri)  # the user has moved on: an older answer for this document is moot
+        self.ahead.asked(uri)
         if not self.enabled_for(language):
             return []
         encoding = normalize_encoding(encoding)
@@ -171,11 +152,7 @@ class InlineEngine:
             text, offset = apply_selection(text, encoding, selected_text or "", selected_range)
         else:
             offset = position_to_offset(text, line, character, encoding)
-        ctx = context_at(text, offset, uri=uri, language=language)
-        ctx.single_line = ctx.single_line or self.language_config(language).single_line
-        mode = self.cfg.multi_line
-        if mode == "never" or (mode == "auto" and not starts_block(ctx)):
-            ctx.max_lines = 1  # the rest of this line, or the next statement: fast to show
+        ctx = self.context_for(text, offset, uri, language)
         if selection:
             rng: Range = selected_range  # type: ignore[assignment]
             lead = selected_text or ""
@@ -184,16 +161,21 @@ class InlineEngine:
             rng, lead = (*pos, *pos), ""
 
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
+        if suggestion is None:  # pregenerated here, maybe still running (ahead.py)
+            suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix)
         cached = suggestion is not None
         local = False  # whether a local model served the fresh answer
         if cached:
             self.stats.cache_hits += 1
+            local = self.ahead.hit(uri, ctx.prefix, ctx.suffix)  # accepted: work ahead again
         else:
             suggestion, local = await self._fresh(uri, ctx, neighbors, arrived)
         shown = [suggestion] if suggestion else []
         if shown and invoked and not cached and local:  # typing through is free
             shown += await self._alternatives(ctx, suggestion, arrived)  # type: ignore[arg-type]
         self._timed(arrived, bool(shown))
+        if shown and local and not selection:
+            self.ahead.after(ctx, suggestion, neighbors)  # type: ignore[arg-type]
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
 
     def _timed(self, arrived: float, answered: bool) -> None:
@@ -211,20 +193,61 @@ class InlineEngine:
         answer = await self._run(ctx, self._request(ctx, arrived))
         if answer is None:
             return None, False
-        raw, finish = text_and_finish(answer)
-        # A cap cut it: only finished lines are worth showing (unless told otherwise).
-        cut = finish == "length" and self.cfg.whole_lines
-        suggestion = clean(complete_lines(raw) if cut else raw, ctx)
-        if cut and ends_cut(raw, suggestion):
-            self.stats.fragments += 1  # complete_lines keeps this at 0
+        return self.keep_answer(ctx, answer), self.served_locally(answer)
+
+    def context_for(self, text: str, offset: int, uri: str, language: str) -> CursorContext:
+        """The cursor context at a code-point offset, with this engine's line settings."""
+        ctx = context_at(text, offset, uri=uri, language=language)
+        ctx.single_line = ctx.single_line or self.language_config(language).single_line
+        mode = self.cfg.multi_line
+        if mode == "never" or (mode == "auto" and not starts_block(ctx)):
+            ctx.max_lines = 1  # the rest of this line, or the next statement: fast to show
+        return ctx
+
+    def keep_answer(self, ctx: CursorContext, answer: Any) -> str | None:
+        """A generation's answer cleaned and cached at `ctx`; the suggestion ("" for none)."""
+        suggestion, finish, fragment = cleaned(answer, ctx, self.cfg.whole_lines)
+        self.stats.fragments += fragment
         if suggestion or finish != "length":  # a cut "" may do better when asked again
-            self.cache.store(uri, ctx.prefix, ctx.suffix, suggestion)
-        return suggestion, self.served_locally(answer)
+            self.cache.store(ctx.uri, ctx.prefix, ctx.suffix, suggestion)
+        return suggestion
 
     def forget(self, uri: str) -> None:
         """A document was closed: stop its generation and drop its cache entries."""
         self._supersede(uri)
+        self.ahead.forget(uri)
         self.cache.forget(uri)
+        self.snippets.remove(uri)
+
+    def opened(
+        self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
+    ) -> None:
+        """didOpen: index the document for neighbour snippets, and warm the KV cache for the
+        prompt at its end (ahead.py); `neighbors` as for `complete`."""
+        if self.cfg.neighbor_snippets:
+            self.snippets.update(uri, language, text)
+            self.snippets.prepare(uri, self.cfg.context_tokens // 2)  # _header's budget
+        self.ahead.opened(uri, language, text, neighbors)
+
+    def changed(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        edit: tuple[int, int, str] | None,
+        encoding: Encoding | str = "utf-16",
+        neighbors: Callable[[], Iterable[Document]] = tuple,
+    ) -> None:
+        """didChange: `text` is the new document, `edit` the last change's start (line,
+        character in `encoding` units) and inserted text (None: a whole-document change).
+        Drops stale background work; warms the edit's end once edits settle (`neighbors`
+        is called then). The snippet index catches up when the document is next a neighbour."""
+        end = None
+        if edit is not None:
+            line, character, inserted = edit
+            at = position_to_offset(text, line, character, normalize_encoding(encoding))
+            end = at + len(inserted)
+        self.ahead.changed(uri, language, text, end, neighbors)
 
     # --- internals ------------------------------------------------------------------------
     def _supersede(self, uri: str) -> None:
@@ -247,9 +270,7 @@ class InlineEngine:
         for answer in answers or []:
             if answer is None or isinstance(answer, BaseException):
                 continue
-            raw, finish = text_and_finish(answer)
-            cut = finish == "length" and self.cfg.whole_lines
-            text = clean(complete_lines(raw) if cut else raw, ctx)
+            text = cleaned(answer, ctx, self.cfg.whole_lines)[0]
             if text.strip() and text.strip() not in seen:
                 seen.add(text.strip())
                 out.append(text)
@@ -322,11 +343,8 @@ class InlineEngine:
         line_start = len(ctx.prefix) - len(ctx.line_prefix)
         # Lines above the cursor line only: they change far less often than the cursor line.
         near = ctx.prefix[max(0, line_start - _NEAR_CHARS) : line_start]
-        snippets = neighbor_snippets(
-            neighbors,
-            ctx.language,
-            self.cfg.context_tokens // 2,
-            near=near,
-            exclude_uri=ctx.uri,
+        budget = self.cfg.context_tokens // 2
+        snippets = self.snippets.snippets(
+            neighbors, ctx.language, budget, near=near, exclude_uri=ctx.uri
         )
         return format_snippets(snippets, ctx.language, self.root) + header

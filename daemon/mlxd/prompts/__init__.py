@@ -32,7 +32,7 @@ from .positions import (
     offset_to_position,
     position_to_offset,
 )
-from .snippets import SNIPPET_LINES, Snippet, neighbor_snippets
+from .snippets import SNIPPET_LINES, Snippet, SnippetIndex, neighbor_snippets
 from .trimming import PREFIX_SHARE, SNAP_LINES, TokenCounter, approx_tokens, trim
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "Encoding",
     "FimTemplate",
     "Snippet",
+    "SnippetIndex",
     "TokenCounter",
     "approx_tokens",
     "build_prompt",

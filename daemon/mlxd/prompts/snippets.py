@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
+from typing import Any
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 SNIPPET_LINES = 20
@@ -72,3 +75,148 @@ def neighbor_snippets(
             picked.append(snippet)
             left -= len(snippet.text)
     return picked
+
+
+@dataclass(slots=True)
+class _Indexed:
+    """One document's windows, their identifiers, and an inverted index over them."""
+
+    language: str
+    text: str  # the text indexed: a new text object means the document changed
+    windows: list[str]
+    sizes: list[int]  # identifiers in each window
+    lengths: list[int]  # characters in each window
+    postings: dict[str, list[int]]  # identifier -> the windows it occurs in, ascending
+    _fitting: tuple[int, dict[str, list[int]]] | None = None
+
+    def fitting(self, budget: int) -> dict[str, list[int]]:
+        """`postings` without the windows longer than `budget` characters (kept per budget)."""
+        if self._fitting is None or self._fitting[0] != budget:
+            lengths = self.lengths
+            kept = {w: [i for i in at if lengths[i] <= budget] for w, at in self.postings.items()}
+            self._fitting = (budget, {w: at for w, at in kept.items() if at})
+        return self._fitting[1]
+
+
+def _index(language: str, text: str, known: dict[str, frozenset[str]]) -> _Indexed:
+    """`known` (window text -> identifiers, from the document's last index) saves re-scanning
+    the windows an edit did not touch."""
+    windows = list(_windows(text, SNIPPET_LINES))
+    sizes: list[int] = []
+    postings: dict[str, list[int]] = {}
+    for i, window in enumerate(windows):
+        idents = known.get(window)
+        if idents is None:
+            idents = frozenset(_identifiers(window))
+        sizes.append(len(idents))
+        for ident in idents:
+            postings.setdefault(ident, []).append(i)
+    return _Indexed(language, text, windows, sizes, [len(w) for w in windows], postings)
+
+
+class SnippetIndex:
+    """`neighbor_snippets` without scanning every open document on every request.
+
+    Each document is split into windows and indexed (identifier -> windows) when it is seen
+    with a new text (`update` on didOpen/didChange, or lazily by `snippets`); a request then
+    scores only the windows that share an identifier with the cursor's surroundings. The
+    result is exactly `neighbor_snippets`'s for the same arguments.
+    """
+
+    def __init__(self) -> None:
+        self._by_uri: dict[str, _Indexed] = {}
+        self._memo: tuple[Any, list[Snippet]] | None = None  # the last answer, by its inputs
+        self._generation = 0  # bumped by every change to the index
+
+    def __len__(self) -> int:
+        return len(self._by_uri)
+
+    def update(self, uri: str, language: str, text: str) -> None:
+        """Index a document's text (a no-op when it is the text already indexed)."""
+        old = self._by_uri.get(uri)
+        if old is not None and old.language == language and old.text is text:
+            return
+        if old is not None and old.language == language and old.text == text:
+            old.text = text
+            return
+        known = _known_windows(old) if old is not None else {}
+        self._by_uri[uri] = _index(language, text, known)
+        self._generation += 1
+
+    def prepare(self, uri: str, budget_chars: int) -> None:
+        """Build a document's postings for `budget_chars` now (didOpen), not on a request."""
+        if (doc := self._by_uri.get(uri)) is not None:
+            doc.fitting(budget_chars)
+
+    def remove(self, uri: str) -> None:
+        if self._by_uri.pop(uri, None) is not None:
+            self._generation += 1
+
+    def snippets(
+        self,
+        docs: Iterable[tuple[str, str, str]],
+        language: str,
+        budget_chars: int,
+        *,
+        near: str = "",
+        exclude_uri: str = "",
+    ) -> list[Snippet]:
+        """`neighbor_snippets(docs, ...)`, from the index. Only `docs` are candidates; one
+        whose text is not the one indexed is indexed first (the others stay indexed until
+        `remove`: a document is no neighbour of its own requests)."""
+        docs = list(docs)
+        for uri, lang, text in docs:
+            if lang == language and uri != exclude_uri:
+                self.update(uri, lang, text)
+        if budget_chars <= 0:
+            return []
+        order = [u for u, lang, _ in docs if lang == language and u != exclude_uri]
+        key = (language, budget_chars, near, order, self._generation)
+        if self._memo is not None and self._memo[0] == key:
+            return list(self._memo[1])
+        picked = self._pick(docs, language, budget_chars, near, exclude_uri)
+        self._memo = (key, picked)
+        return list(picked)
+
+    def _pick(
+        self,
+        docs: list[tuple[str, str, str]],
+        language: str,
+        budget_chars: int,
+        near: str,
+        exclude_uri: str,
+    ) -> list[Snippet]:
+        wanted = _identifiers(near)
+        # (-score, document order, window, the snippet or its document's uri)
+        scored: list[tuple[float, int, int, Snippet | str]] = []
+        for order, (uri, lang, _) in enumerate(docs):
+            if lang != language or uri == exclude_uri:
+                continue
+            doc = self._by_uri[uri]  # a blank document has no windows
+            if not wanted:
+                if doc.windows:  # one head per file
+                    scored.append((-0.0, order, 0, Snippet(uri, doc.windows[0])))
+                continue
+            postings = doc.fitting(budget_chars)  # a longer window is never picked
+            shared = Counter(chain.from_iterable(postings.get(w, ()) for w in wanted))
+            sizes = doc.sizes
+            for i, n in shared.items():
+                scored.append((-n / (len(wanted) + sizes[i] - n), order, i, uri))
+        scored.sort()  # best first; ties in document order, then window order
+        picked: list[Snippet] = []
+        left = budget_chars
+        for _, _, i, ref in scored:
+            window = ref.text if isinstance(ref, Snippet) else self._by_uri[ref].windows[i]
+            if len(window) <= left:
+                picked.append(ref if isinstance(ref, Snippet) else Snippet(ref, window))
+                left -= len(window)
+        return picked
+
+
+def _known_windows(doc: _Indexed) -> dict[str, frozenset[str]]:
+    """Window text -> identifiers of an indexed document (rebuilt from its inverted index)."""
+    sets: list[set[str]] = [set() for _ in doc.windows]
+    for ident, where in doc.postings.items():
+        for i in where:
+            sets[i].add(ident)
+    return {w: frozenset(s) for w, s in zip(doc.windows, sets, strict=True)}

@@ -218,6 +218,12 @@ class Router:
     def _privacy(self, name: str, documents: list[str]) -> str | None:
         return skip_reason(self.backends.get(name), self.config.routing, documents)
 
+    def first_choice(self, kind: str, documents: list[str]) -> str | None:
+        """The backend a `kind` request about `documents` would try first now (privacy rules
+        and open circuits applied), or None when none is left."""
+        plan = self._plan(self.chain(kind, None), documents, forced=False)
+        return next((name for name, skip in plan if skip is None), None)
+
     def excluded(self, uri: str) -> bool:
         """Whether a document matches routing.exclude (privacy.excluded)."""
         return excluded(uri, self.config.routing.exclude)

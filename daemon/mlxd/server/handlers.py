@@ -79,6 +79,27 @@ def progress_cancel(ls: MlxdServer, params: T.WorkDoneProgressCancelParams) -> N
         log.info("load cancelled by the client: %s", ", ".join(ls.app.cancel_loads()))
 
 
+def did_open(ls: MlxdServer, params: T.DidOpenTextDocumentParams) -> None:
+    """pygls has stored the document: the inline engine may warm the KV cache for it."""
+    uri, doc = ls.app.documents.get(params.text_document.uri)
+    if doc is not None:
+        ls.app.inline_opened(uri, doc.language_id or "", doc.source, ls.app.documents.listing())
+
+
+def did_change(ls: MlxdServer, params: T.DidChangeTextDocumentParams) -> None:
+    """pygls has applied the edits: background inline work they made stale is dropped."""
+    uri, doc = ls.app.documents.get(params.text_document.uri)
+    if doc is None:
+        return
+    last = params.content_changes[-1] if params.content_changes else None
+    edit = None
+    if isinstance(last, T.TextDocumentContentChangePartial):  # where the last edit went
+        edit = (last.range.start.line, last.range.start.character, last.text)
+    encoding = _encoding(ls.workspace.position_encoding)
+    documents = ls.app.documents.listing  # called only when edits settle
+    ls.app.inline_changed(uri, doc.language_id or "", doc.source, edit, encoding, documents)
+
+
 def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
     """Stop the closed document's inline generation and forget its cached suggestions."""
     ls.app.inline.forget(ls.app.documents.close(params.text_document.uri))
@@ -198,6 +219,8 @@ FEATURES: list[tuple[str, Any, Callable[..., Any]]] = [
     (T.INITIALIZED, None, initialized),
     (T.WORKSPACE_DID_CHANGE_CONFIGURATION, None, did_change_configuration),
     (T.WINDOW_WORK_DONE_PROGRESS_CANCEL, None, progress_cancel),
+    (T.TEXT_DOCUMENT_DID_OPEN, None, did_open),
+    (T.TEXT_DOCUMENT_DID_CHANGE, None, did_change),
     (T.TEXT_DOCUMENT_DID_CLOSE, None, did_close),
     (T.SHUTDOWN, None, shutdown),
     (P.CHAT, None, chat),
@@ -313,7 +336,6 @@ def _settings(value: Any) -> dict[str, Any] | None:
         return None
     inner = value.get("mlxd")
     return inner if isinstance(inner, dict) and len(value) == 1 else value
-
 
 def _encoding(kind: Any) -> str:
     """The negotiated position encoding as 'utf-16' | 'utf-8' | 'utf-32'."""

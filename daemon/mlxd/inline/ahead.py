@@ -1,0 +1,299 @@
+"""Inline work done ahead of the user, in the background, on local models only.
+
+Two kinds of job, at most one per document (a newer one replaces the older):
+
+- **next**: after a suggestion is shown, the suggestion that would follow it if the user
+  accepted it (llama.vim's speculative FIM): the document with the suggestion inserted, the
+  cursor at its end. It lands in the inline cache, so accept -> next ghost text is a cache hit.
+  A request that arrives at that very position while the job runs waits for it instead of
+  starting a second generation.
+- **warm**: a prefill-only request (`max_tokens == 0`) for the prompt the next inline request
+  will most likely use, so that its prefill is a KV-cache hit, once things are quiet (SETTLE_S
+  without a didOpen, a didChange or a request): after `didOpen` the cursor at the
+  document's end (where a new or growing file is written; and when the document fits the
+  prompt budget, every cursor in it has a prompt that starts like that one), after edits the
+  end of the last edit.
+
+Preemption: at most one job runs at a time, in the whole engine (the newest: opening many files
+at once warms the last one only), and an interactive request that the cache does not answer
+cancels it at once, whatever its document (a job at another position is a wrong guess; a
+warm-up is superseded by the real prompt, and the KV cache keeps what it had prefilled). Jobs
+also carry `priority = "background"` for the batch engine's own preemption. A change elsewhere
+in the document (anything but typing the suggestion itself) drops its job and its pregenerated
+item: stale.
+
+Privacy and cost: the runner the engine is given sends a job only where the document's next
+real inline request would go, and only when that is a local model. A cloud backend is never
+called in the background: it would send code nobody asked to send, and cost money for answers
+nobody may read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from mlxd.prompts import CursorContext
+
+if TYPE_CHECKING:
+    from .engine import Document, InlineEngine
+
+log = logging.getLogger(__name__)
+
+# (request, ctx) -> the answer (as `generate` returns it), or None when nothing was run (no
+# local model would serve this document).
+Runner = Callable[[Any, CursorContext], Awaitable[Any]]
+# Quiet time after the last edit before warming its position (an editor that asks for ghost
+# text on every change has asked by then, and then nothing is warmed).
+SETTLE_S = 0.75
+
+
+@dataclass(slots=True)
+class AheadStats:
+    ahead_started: int = 0  # next-suggestion jobs started
+    ahead_stored: int = 0  # ... that put an item in the cache
+    ahead_hits: int = 0  # requests answered by a pregenerated item (cache or joined)
+    ahead_joined: int = 0  # requests that waited for the job in flight at their position
+    ahead_late: int = 0  # ... of them, answered empty: not done within inline.max_ms
+    ahead_cancelled: int = 0  # next jobs preempted by an interactive request
+    ahead_dropped: int = 0  # jobs or items dropped because the document changed elsewhere
+    warmups: int = 0  # prefill-only requests a local model ran to the end
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    kind: Literal["next", "warm"]
+    task: asyncio.Future[Any] | None = None
+    # next: the document it assumes is base + suggestion[:k] + suffix; it answers at `key`.
+    base: str = ""
+    suggestion: str = ""
+    suffix: str = ""
+    key: tuple[str, str] = ("", "")  # (prefix, suffix) of the position it answers
+
+
+class Ahead:
+    """The background jobs of one InlineEngine (see the module docstring)."""
+
+    def __init__(self, engine: InlineEngine, run: Runner | None) -> None:
+        self.engine = engine
+        self.run = run
+        self.stats = AheadStats()
+        self._jobs: dict[str, _Job] = {}
+        self._items: dict[str, _Job] = {}  # uri -> the next job whose item is in the cache
+        self._settle: dict[str, asyncio.TimerHandle] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.run is not None and self.engine.cfg.background
+
+    def snapshot(self) -> dict[str, int]:
+        """The counters, and `ahead_active`: background jobs in flight now (0 or 1)."""
+        return {**asdict(self.stats), "ahead_active": len(self._jobs)}
+
+    # --- the engine's request path ------------------------------------------------------------
+    def asked(self, uri: str) -> None:
+        """A request came: the user is active; no warm-up is started until things are quiet
+        again (a warm-up's prefill would delay the next request until it can be preempted)."""
+        for pending in list(self._settle):
+            self._cancel_settle(pending)
+
+    async def join(self, uri: str, prefix: str, suffix: str) -> str | None:
+        """Before a cache miss goes to the model: when this document's next job answers this
+        very position, wait for it, up to `inline.max_ms`: its item (None: it cached nothing,
+        ask the model), or "" when it is not done in time (nothing to show within the bound;
+        the job goes on into the cache for the next request). Otherwise cancel the background
+        job, which the real request supersedes (None)."""
+        job = self._jobs.get(uri)
+        if job is not None and job.task is not None and not job.task.done():
+            if job.kind == "next" and job.key == (prefix, suffix):
+                self.stats.ahead_joined += 1
+                # Shielded: a timeout or a client cancel leaves the job running for the next.
+                try:
+                    bound = self.engine.cfg.max_ms / 1000
+                    await asyncio.wait_for(asyncio.shield(job.task), bound)
+                except TimeoutError:
+                    self.stats.ahead_late += 1
+                    return ""
+                except Exception:
+                    pass
+                return self.engine.cache.peek(uri, prefix, suffix)
+        self._stop_all(cancelled=True)
+        return None
+
+    def hit(self, uri: str, prefix: str, suffix: str) -> bool:
+        """Whether a cache hit at this position is a pregenerated item (counted)."""
+        item = self._items.get(uri)
+        if item is None or item.key != (prefix, suffix):
+            return False
+        self.stats.ahead_hits += 1
+        return True
+
+    def after(
+        self, ctx: CursorContext, suggestion: str, neighbors: Iterable[Document] = ()
+    ) -> None:
+        """A suggestion was shown at `ctx` (served locally): pregenerate the one after it."""
+        if not (self.enabled and suggestion):
+            return
+        text = ctx.prefix + suggestion + ctx.suffix
+        nxt = self.engine.context_for(
+            text, len(ctx.prefix) + len(suggestion), ctx.uri, ctx.language
+        )
+        key = (nxt.prefix, nxt.suffix)
+        if self.engine.cache.peek(ctx.uri, *key) is not None:
+            return  # already known (a repeat, or a job that ran before)
+        self._stop_all()
+        job = _Job("next", base=ctx.prefix, suggestion=suggestion, suffix=ctx.suffix, key=key)
+        job.task = asyncio.ensure_future(self._next(job, nxt, list(neighbors)))
+        self._jobs[ctx.uri] = job
+        self.stats.ahead_started += 1
+
+    # --- documents ------------------------------------------------------------------------
+    def opened(
+        self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
+    ) -> None:
+        """didOpen: warm the prompt at the document's end, once SETTLE_S passed quietly."""
+        if self.enabled and self.engine.enabled_for(language) and text.strip():
+            docs = list(neighbors)
+            self._quiet(uri, language, text, len(text), lambda: docs)
+
+    def changed(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        edit_end: int | None,
+        neighbors: Callable[[], Iterable[Document]] = tuple,
+    ) -> None:
+        """didChange (`text` is the new document, `edit_end` the offset after the last change,
+        None when unknown): drop what the change made stale, warm the edit's end once quiet."""
+        # A warm-up goes on: its prompt up to the edit is still the document's.
+        job = self._jobs.get(uri)
+        if job is not None and job.kind == "next" and not _typed_along(job, text):
+            self._stop(uri, stale=True)
+        item = self._items.get(uri)
+        if item is not None and not _typed_along(item, text):
+            del self._items[uri]
+            self.engine.cache.discard(uri, *item.key)
+            self.stats.ahead_dropped += 1
+        self._cancel_settle(uri)
+        if edit_end is None or not self.enabled or not self.engine.enabled_for(language):
+            return
+        self._quiet(uri, language, text, edit_end, neighbors)
+
+    def _quiet(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        offset: int,
+        neighbors: Callable[[], Iterable[Document]],
+    ) -> None:
+        """Warm at `offset` after SETTLE_S without a document event or a request. Only the
+        newest document waits: a burst of didOpens (a session restored) warms the last one."""
+        for pending in list(self._settle):
+            self._cancel_settle(pending)
+        loop = asyncio.get_running_loop()
+        self._settle[uri] = loop.call_later(
+            SETTLE_S, self._settled, uri, language, text, offset, neighbors
+        )
+
+    def forget(self, uri: str) -> None:
+        """didClose: stop the document's job and forget its item."""
+        self._cancel_settle(uri)
+        self._stop(uri)
+        self._items.pop(uri, None)
+
+    def close(self) -> None:
+        """The daemon is exiting: stop every job and timer."""
+        for uri in set(self._jobs) | set(self._settle):
+            self.forget(uri)
+
+    # --- internals ------------------------------------------------------------------------
+    def _settled(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        edit_end: int,
+        neighbors: Callable[[], Iterable[Document]],
+    ) -> None:
+        self._settle.pop(uri, None)
+        if uri not in self._jobs:  # a running next job already holds the likely position
+            self._warm(uri, language, text, edit_end, list(neighbors()))
+
+    def _warm(
+        self, uri: str, language: str, text: str, offset: int, neighbors: list[Document]
+    ) -> None:
+        ctx = self.engine.context_for(text, offset, uri, language)
+        self._stop_all()
+        job = _Job("warm")
+        job.task = asyncio.ensure_future(self._prefill(ctx, neighbors))
+        self._jobs[uri] = job
+        job.task.add_done_callback(lambda _: self._done(uri, job))
+
+    async def _prefill(self, ctx: CursorContext, neighbors: list[Document]) -> None:
+        assert self.run is not None
+        ctx.header = self.engine._header(ctx, neighbors)  # as the real request's, for KV reuse
+        request = replace(self.engine._request(ctx), max_tokens=0, max_time_s=None)
+        try:
+            if await self.run(replace(request, priority="background"), ctx) is not None:
+                self.stats.warmups += 1
+        except Exception as exc:  # background work fails quietly
+            log.debug("warm-up for %s failed: %s", ctx.uri, exc)
+
+    async def _next(self, job: _Job, ctx: CursorContext, neighbors: list[Document]) -> None:
+        assert self.run is not None
+        ctx.header = self.engine._header(ctx, neighbors)
+        # No time cap: nobody waits for it, and an uncut answer is a better item.
+        request = replace(self.engine._request(ctx), max_time_s=None, priority="background")
+        try:
+            answer = await self.run(request, ctx)
+        except Exception as exc:
+            log.debug("next suggestion for %s failed: %s", ctx.uri, exc)
+            answer = None
+        finally:
+            self._done(ctx.uri, job)
+        if answer is not None:
+            self.engine.keep_answer(ctx, answer)
+        # A line cut by max_tokens leaves nothing to show, and nothing is cached.
+        if self.engine.cache.peek(ctx.uri, *job.key) is not None:
+            self._items[ctx.uri] = job
+            self.stats.ahead_stored += 1
+
+    def _done(self, uri: str, job: _Job) -> None:
+        if self._jobs.get(uri) is job:
+            del self._jobs[uri]
+
+    def _stop(self, uri: str, *, cancelled: bool = False, stale: bool = False) -> None:
+        job = self._jobs.pop(uri, None)
+        if job is None or job.task is None or job.task.done():
+            return
+        job.task.cancel()
+        if job.kind == "next":
+            self.stats.ahead_cancelled += cancelled
+            self.stats.ahead_dropped += stale
+
+    def _stop_all(self, *, cancelled: bool = False) -> None:
+        for uri in list(self._jobs):
+            self._stop(uri, cancelled=cancelled)
+
+    def _cancel_settle(self, uri: str) -> None:
+        handle = self._settle.pop(uri, None)
+        if handle is not None:
+            handle.cancel()
+
+
+def _typed_along(job: _Job, text: str) -> bool:
+    """Whether `text` is the job's document with a part of its suggestion typed (or accepted):
+    base + suggestion[:k] + suffix."""
+    base, suffix = job.base, job.suffix
+    middle = len(text) - len(base) - len(suffix)
+    return (
+        0 <= middle <= len(job.suggestion)
+        and text.startswith(base)
+        and text.endswith(suffix)
+        and job.suggestion.startswith(text[len(base) : len(base) + middle])
+    )

@@ -1,0 +1,166 @@
+"""Inline work ahead (issue #17 item 2, issue #16 item 4), real daemon over stdio, tiny model.
+
+After a locally served suggestion the daemon pregenerates the one that follows it if accepted,
+so accept -> next ghost text is a cache hit; an edit elsewhere drops it; after didOpen it warms
+the KV cache. None of it ever reaches a cloud backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types as T
+
+from tests.conftest import Session, _plain, cloud_first_config, daemon, write_config
+from tests.e2e.test_inline_e2e import inline, open_doc
+from tests.fakes.providers import FakeProvider, Reply
+
+pytestmark = pytest.mark.timeout(120)
+
+URI = "file:///work/project/app.py"
+
+
+def config(tmp_path: Path, model: Path, extra: str = "") -> Path:
+    # The random model never ends a line: show what the token cap cut (whole_lines = false).
+    return write_config(
+        tmp_path / "ahead.toml",
+        f'[local]\nmodel = "{model}"\n[inline]\nmax_tokens = 8\nmax_ms = 20000\n'
+        f"whole_lines = false\n{extra}",
+    )
+
+
+async def stats(s: Session) -> dict[str, Any]:
+    return _plain(await s.request("mlxd/stats", {}))
+
+
+async def until(s: Session, check: Any, timeout: float = 60) -> dict[str, Any]:
+    """Poll mlxd/stats until `check(stats)` holds (a background job's end is not a message)."""
+
+    async def poll() -> dict[str, Any]:
+        while not check(st := await stats(s)):
+            await asyncio.sleep(0.05)
+        return st
+
+    return await asyncio.wait_for(poll(), timeout)
+
+
+def local_total(st: dict[str, Any], key: str) -> int:
+    return sum(e[key] for e in st["local"].values())
+
+
+def insert(s: Session, version: int, line: int, character: int, text: str, uri: str = URI) -> None:
+    s.client.text_document_did_change(
+        T.DidChangeTextDocumentParams(
+            text_document=T.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                T.TextDocumentContentChangePartial(
+                    range=T.Range(T.Position(line, character), T.Position(line, character)),
+                    text=text,
+                )
+            ],
+        )
+    )
+
+
+def end_of(line: int, character: int, inserted: str) -> tuple[int, int]:
+    """The position after `inserted` typed at (line, character) (UTF-16 columns)."""
+    parts = inserted.split("\n")
+    last = len(parts[-1].encode("utf-16-le")) // 2
+    return (line + len(parts) - 1, (character if len(parts) == 1 else 0) + last)
+
+
+async def first_suggestion(s: Session) -> str:
+    open_doc(s, "def add(a, b):\n    return ")
+    got = await inline(s, 1, 11, kind=2)
+    assert got.items, "the tiny model always says something with whole_lines = false"
+    await until(s, lambda st: st["inline"]["aheadStored"] == 1)
+    return got.items[0].insert_text
+
+
+async def test_accept_then_next_is_answered_from_the_cache(tmp_path, tiny_model) -> None:
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        shown = await first_suggestion(s)
+        before = await stats(s)
+        insert(s, 2, 1, 11, shown)  # the user accepts the ghost text
+        nxt = await inline(s, *end_of(1, 11, shown), kind=2)
+        after = await stats(s)
+    assert nxt.items and nxt.items[0].insert_text
+    a, b = after["inline"], before["inline"]
+    assert a["generations"] == b["generations"]  # no interactive model call
+    assert (a["cacheHits"] - b["cacheHits"], a["aheadHits"] - b["aheadHits"]) == (1, 1)
+
+
+async def test_an_edit_elsewhere_drops_the_pregenerated_item(tmp_path, tiny_model) -> None:
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        shown = await first_suggestion(s)
+        insert(s, 2, 0, 0, "import os\n")  # not the suggestion: the document moved on
+        dropped = await until(s, lambda st: st["inline"]["aheadDropped"] == 1)
+        insert(s, 3, 2, 11, shown)  # then accepts the (old) ghost text
+        await inline(s, *end_of(2, 11, shown), kind=2)
+        after = await stats(s)
+    assert after["inline"]["aheadHits"] == 0
+    assert after["inline"]["generations"] == dropped["inline"]["generations"] + 1  # asked anew
+
+
+async def test_a_request_elsewhere_cancels_the_job_in_flight(tmp_path, slow_tiny_model) -> None:
+    # The first answer is cut by the time cap; the job ahead has no cap: 400 tokens, long.
+    cfg = write_config(
+        tmp_path / "slow.toml",
+        f'[local]\nmodel = "{slow_tiny_model}"\n[inline]\nmax_tokens = 400\nmax_ms = 300\n'
+        "whole_lines = false\n",
+    )
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, "x = 1\ny = ")
+        first = await inline(s, 1, 4, kind=2)
+        assert first.items
+        await until(s, lambda st: st["inline"]["aheadStarted"] == 1)
+        await inline(s, 0, 5, kind=2)  # the user went elsewhere: the guess was wrong
+        st = await stats(s)
+    assert (st["inline"]["aheadCancelled"], st["inline"]["aheadStored"]) == (1, 0)
+
+
+async def test_didopen_warms_the_kv_cache_for_the_first_request(tmp_path, tiny_model) -> None:
+    text = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(30))
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, text)
+        warm = await until(s, lambda st: local_total(st, "generations") == 1)
+        warm = await until(s, lambda st: local_total(st, "active") == 0)
+        assert warm["inline"]["warmups"] == 1
+        await inline(s, 60, 0, kind=2)  # the document fits the budget: any cursor shares it
+        after = await stats(s)
+    reused = local_total(after, "cachedPromptTokens") - local_total(warm, "cachedPromptTokens")
+    assert reused > 100  # most of the prompt: the file's first 20 lines and the header
+
+
+async def test_nothing_in_the_background_reaches_a_cloud_backend(tmp_path, tiny_model) -> None:
+    async with FakeProvider(require_key="sk-ahead-0123456789") as fake:
+        fake.default = Reply.text(["x + 1"])
+        cfg = cloud_first_config(
+            tmp_path / "c.toml",
+            tiny_model,
+            fake.openai_url,
+            "AHEAD_KEY",
+            ("inline",),
+            'exclude = ["**/secret/**"]\n'
+            "[inline]\nmax_tokens = 8\nmax_ms = 20000\nwhole_lines = false\n",
+        )
+        async with daemon(cfg, env={"AHEAD_KEY": "sk-ahead-0123456789"}) as s:
+            await s.wait_status("ready", "degraded")
+            # A cloud answer: nothing is worked ahead, nothing warmed (the cloud would be next).
+            open_doc(s, "def add(a, b):\n    return ")
+            got = await inline(s, 1, 11, kind=2)
+            assert [i.insert_text for i in got.items] == ["x + 1"]
+            # An excluded document: local answers, and works ahead locally.
+            secret = "file:///work/project/secret/keys.py"
+            open_doc(s, "def load(path):\n    return ", uri=secret)
+            await inline(s, 1, 11, kind=2, uri=secret)
+            await until(s, lambda st: st["inline"]["aheadStored"] == 1)
+            insert(s, 2, 0, 0, "import os\n", uri=secret)  # edits settle: warmed, locally
+            st = await until(s, lambda st: st["inline"]["warmups"] == 1)
+        assert st["inline"]["aheadStarted"] == 1  # for the excluded document only
+        assert fake.request_count == 1  # the interactive request only
