@@ -104,10 +104,18 @@ class Hole:
 
 
 # --- the corpus -----------------------------------------------------------------------------
+def _packages() -> set[str] | None:
+    """The packages named by $MLXD_BENCH_PACKAGES (comma-separated; None: all): a held-out
+    check tunes on some packages and reports on the others."""
+    names = os.environ.get("MLXD_BENCH_PACKAGES", "").strip()
+    return {n.strip() for n in names.split(",") if n.strip()} or None
+
+
 def _files(language: str) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
+    chosen = _packages()
     for pkg, base, globs in SOURCES[language]:
-        if not base.is_dir():
+        if not base.is_dir() or (chosen is not None and pkg not in chosen):
             continue
         found = sorted({p for g in globs for p in base.rglob(g)})
         for p in found:
@@ -163,11 +171,24 @@ def _cut(lines: list[str], line: int, col: int, end_line: int | None) -> tuple[s
     return head + rest, len(head), answer
 
 
+def _interleave(files: list[tuple[str, Path]], rng: random.Random) -> list[tuple[str, Path]]:
+    """The files shuffled, then taken one package at a time in turn: a package with many files
+    (mlx_lm's model zoo) does not fill a quick run on its own."""
+    rng.shuffle(files)
+    by_pkg: dict[str, list[tuple[str, Path]]] = {}
+    for f in files:
+        by_pkg.setdefault(f[0].split("/", 1)[0], []).append(f)
+    queues = [by_pkg[k] for k in sorted(by_pkg)]
+    out: list[tuple[str, Path]] = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
 def make_holes(language: str, per_kind: int, seed: int = SEED) -> list[Hole]:
     """`per_kind` single and `per_kind` multi holes, one per file while files last."""
     rng = random.Random(f"{seed}:{language}")
-    files = _files(language)
-    rng.shuffle(files)
+    files = _interleave(_files(language), rng)
     picked: dict[str, list[Hole]] = {"single": [], "multi": []}
     for rel, path in files * 3:  # a second / third pass takes more holes from the same files
         if all(len(v) >= per_kind for v in picked.values()):
@@ -405,7 +426,10 @@ def _ci(ci: tuple[float, float] | None) -> str:
 async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     quick = getattr(opts, "quick", False)
     per_kind = opts.n(QUICK_HOLES if quick else FULL_HOLES)
-    languages = ["python"] if quick else list(SOURCES)
+    chosen = os.environ.get("MLXD_BENCH_LANGUAGES", "")
+    languages = [x for x in chosen.split(",") if x in SOURCES] or (
+        ["python"] if quick else list(SOURCES)
+    )
     pauses = (QUICK_PAUSE,) if quick else PAUSES
     holes = [h for lang in languages for h in make_holes(lang, per_kind)]
     log(f"{len(holes)} holes ({', '.join(languages)}), pauses {pauses}, load {info.get('loadavg')}")
@@ -466,6 +490,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         "quick": quick,
         "naive_from": os.environ.get("MLXD_BENCH_NAIVE_FROM"),
         "inline_settings": os.environ.get("MLXD_BENCH_INLINE"),
+        "packages": os.environ.get("MLXD_BENCH_PACKAGES"),
         "seed": SEED,
         "pauses": list(pauses),
         **results,
