@@ -102,6 +102,17 @@ def cut_at_end_marker(text: str) -> str:
     return text if cut == -1 else text[:cut]
 
 
+def drop_trailing_space(text: str, space: str) -> str:
+    """The completion from the cursor on, when the prompt ended before the whitespace that
+    precedes the cursor (CursorContext.trailing_space): the model wrote it again, or it did
+    not (then the cursor already sits after it, and leading blanks would double it)."""
+    if not space:
+        return text
+    if text.startswith(space):
+        return text[len(space) :]
+    return text.lstrip(" \t")
+
+
 def first_line_only(text: str) -> str:
     """Single-line mode (cursor mid-line): the suggestion ends at the first newline."""
     return text.split("\n", 1)[0]
@@ -264,6 +275,7 @@ def drop_blank(text: str) -> str:
 def clean(completion: str, ctx: CursorContext) -> str:
     """Apply every rule in order; "" means there is nothing worth showing."""
     text = cut_at_end_marker(completion.replace("\r\n", "\n"))
+    text = drop_trailing_space(text, ctx.trailing_space)
     if ctx.single_line:
         text = first_line_only(text)
     elif ctx.max_lines:

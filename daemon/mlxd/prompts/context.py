@@ -40,6 +40,24 @@ class CursorContext:
     # Lines with text the suggestion may hold (None: no limit but max_tokens / max_ms).
     max_lines: int | None = None
 
+    @property
+    def trailing_space(self) -> str:
+        """The spaces and tabs right before the cursor on its line ("" if none).
+
+        BPE vocabularies glue a space to the word after it (` mx`, `   ` + ` return`): a prompt
+        that ends in whitespace forces the model's next token to start without one, a split it
+        rarely saw in training, and it answers with junk (`-> ` gave `1:`). So the prompt ends
+        before this whitespace and the model writes it again (`prompt_prefix`,
+        postprocess.drop_trailing_space).
+        """
+        line = self.line_prefix
+        return line[len(line.rstrip(" \t")) :]
+
+    @property
+    def prompt_prefix(self) -> str:
+        """The prefix as the model sees it: without `trailing_space`."""
+        return self.prefix[: len(self.prefix) - len(self.trailing_space)]
+
 
 def context_at(text: str, offset: int, *, uri: str = "", language: str = "") -> CursorContext:
     """The CursorContext for a code-point offset (positions are converted by the caller)."""
