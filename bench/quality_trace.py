@@ -87,6 +87,34 @@ def trace_hole(naive: Naive, hole: Hole, cfg: Any) -> dict[str, Any]:
     }
 
 
+def classify(result: dict[str, Any], cap_ms: float) -> list[dict[str, Any]]:
+    """Each hole of a `bench quality` result where mlxd scored below naive, with a cause:
+    "time cap" (empty, and the answer took about the cap or longer), "empty" (empty sooner:
+    post-processing dropped it or the model ended at once; the trace tells which), or
+    "worse text" (an item, less similar than naive's)."""
+    out = []
+    for hole in result["holes"]:
+        for key, row in hole.items():
+            if not key.startswith("mlxd@") or row["sim"] >= hole["naive"]["sim"]:
+                continue
+            if row["empty"]:
+                cause = "time cap" if row["latency_ms"] >= 0.9 * cap_ms else "empty"
+            else:
+                cause = "worse text"
+            out.append(
+                {
+                    "id": hole["id"],
+                    "pass": key,
+                    "cause": cause,
+                    "mlxd": row["text"],
+                    "naive": hole["naive"]["text"],
+                    "expected": hole["answer"],
+                    "latency_ms": round(row["latency_ms"]),
+                }
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.quality_trace")
     p.add_argument("--languages", default="python")
@@ -95,7 +123,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--inline", default="{}", help="[inline] settings as JSON")
     p.add_argument("--out", default=str(RESULTS / "quality-holes.jsonl"))
+    p.add_argument(
+        "--classify",
+        metavar="RESULT_JSON",
+        help="no model: classify mlxd's losses in a `bench quality` result file and exit",
+    )
     args = p.parse_args(argv)
+    if args.classify:
+        cfg_ms = json.loads(args.inline).get("max_ms", 1500)
+        result = json.loads(open(args.classify).read())
+        losses = classify(result, cfg_ms)
+        for loss in losses:
+            print(json.dumps(loss))
+        counts: dict[str, int] = {}
+        for loss in losses:
+            counts[loss["cause"]] = counts.get(loss["cause"], 0) + 1
+        print(f"{len(losses)} losses of {len(result['holes'])} holes: {counts}")
+        return 0
     reexec_with_blas(sys.argv[1:] if argv is None else argv, "bench.quality_trace")
     from mlxd.config import decode
 
