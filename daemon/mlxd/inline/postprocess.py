@@ -258,11 +258,15 @@ def drop_reclosed_brackets(text: str, line_suffix: str) -> str:
 
 
 def drop_duplicate_of_next_line(text: str, ctx: CursorContext) -> str:
-    """Drop a suggestion whose first line, as it would read, is already the next line."""
+    """Drop a suggestion whose first line, as it would read, is already the next line.
+
+    Indentation counts: a closing line at another depth is a different line (`    end` above
+    `  end` closes an inner block, as in nvim's vim/lsp/buf.lua), not a re-typed one.
+    """
     if ctx.line_suffix.strip():
         return text
-    first = (ctx.line_prefix + text.split("\n", 1)[0]).strip()
-    if first and first == _next_line(ctx).strip():
+    first = (ctx.line_prefix + text.split("\n", 1)[0]).rstrip()
+    if first.strip() and first == _next_line(ctx).rstrip():
         return ""
     return text
 
