@@ -8,15 +8,17 @@ them in order. Completions use "\\n" line breaks (the model's), whatever the doc
 
 from __future__ import annotations
 
-from ..prompts import CursorContext
+import re
+
+from ..prompts import CursorContext, opens_block
 
 # Each closing bracket with its opening one.
 _OPENER_OF = {")": "(", "]": "[", "}": "{"}
 _OPENERS = frozenset(_OPENER_OF.values())
 _CLOSERS = frozenset(_OPENER_OF)
 _QUOTES = "\"'`"
-# A line ending with one of these opens a block: the completion is that block's body.
-_BLOCK_OPENERS = (":", "{", "(", "[")
+# A line that closes a block in Lua, Ruby, shell (`end`, `until x`, `fi`, `done`, `esac`).
+_CLOSING_WORD = re.compile(r"(?:end|until|fi|done|esac)\b")
 # Special-token text that ends a completion if a backend let it through (it should stop on
 # them). Ambiguous ones that real code contains (`</s>`, `<PRE>`) are left out.
 END_MARKERS = (
@@ -189,7 +191,7 @@ def cut_at_dedent(text: str, ctx: CursorContext) -> str:
 
     When the cursor line opens a block (`def f():|`, or `def f|` + `():`), the completion is
     that block: it ends at the first line indented no deeper than the cursor line, keeping a
-    closing-bracket line at that level (`}`). Otherwise it may go on with more statements at
+    closing line at that level (`}`, Lua's `end`). Otherwise it may go on with more statements at
     the cursor's level and ends at the first line indented less than the cursor line.
     """
     lines = text.split("\n")
@@ -197,16 +199,22 @@ def cut_at_dedent(text: str, ctx: CursorContext) -> str:
         return text
     base = _width(ctx.indent)
     # The cursor line as it will read once the completion's first line is in.
-    opens_block = (ctx.line_prefix + lines[0]).rstrip().endswith(_BLOCK_OPENERS)
+    opener = opens_block(ctx.line_prefix + lines[0])
     for i, line in enumerate(lines[1:], start=1):
         if not line.strip():
             continue
         width = _width(line)
-        if width < base or (opens_block and width == base):
-            if opens_block and width == base and line.strip()[0] in _CLOSERS:
+        if width < base or (opener and width == base):
+            if opener and width == base and _closes(line):
                 return "\n".join(lines[: i + 1])
             return "\n".join(lines[:i])
     return text
+
+
+def _closes(line: str) -> bool:
+    """Whether a line closes a block: a closing bracket (`}`, `})`) or a closing word."""
+    text = line.strip()
+    return text[0] in _CLOSERS or _CLOSING_WORD.match(text) is not None
 
 
 def _first_loop(lines: list[str]) -> int | None:
