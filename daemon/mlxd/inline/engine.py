@@ -285,7 +285,7 @@ class InlineEngine:
         backend trims again, exactly, with its model's tokenizer (`fim.prompt_for_local`), and
         should find the whole budget's worth of text. Both trims snap to the same line grid.
         """
-        prefix, suffix = trim(ctx.prefix, ctx.suffix, self.cfg.context_tokens, _loose_tokens)
+        prefix, suffix = trim(ctx.prompt_prefix, ctx.suffix, self.cfg.context_tokens, _loose_tokens)
         policy = StopPolicy.inline(ctx.single_line, ctx.max_lines)
         return Request(
             kind="inline",

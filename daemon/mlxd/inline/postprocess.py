@@ -8,16 +8,18 @@ them in order. Completions use "\\n" line breaks (the model's), whatever the doc
 
 from __future__ import annotations
 
+import re
+
 from ..models import StopPolicy
-from ..prompts import CursorContext
+from ..prompts import CursorContext, opens_block
 
 # Each closing bracket with its opening one.
 _OPENER_OF = {")": "(", "]": "[", "}": "{"}
 _OPENERS = frozenset(_OPENER_OF.values())
 _CLOSERS = frozenset(_OPENER_OF)
 _QUOTES = "\"'`"
-# A line ending with one of these opens a block: the completion is that block's body.
-_BLOCK_OPENERS = (":", "{", "(", "[")
+# A line that closes a block in Lua, Ruby, shell (`end`, `until x`, `fi`, `done`, `esac`).
+_CLOSING_WORD = re.compile(r"(?:end|until|fi|done|esac)\b")
 # Longest run of lines checked for a loop (the same n lines twice in a row).
 MAX_LOOP_LINES = 4
 TAB_WIDTH = 4
@@ -70,6 +72,17 @@ def _previous_line(ctx: CursorContext) -> str:
 
 
 # --- the rules ----------------------------------------------------------------------------
+def drop_trailing_space(text: str, space: str) -> str:
+    """The completion from the cursor on, when the prompt ended before the whitespace that
+    precedes the cursor (CursorContext.trailing_space): the model wrote it again, or it did
+    not (then the cursor already sits after it, and leading blanks would double it)."""
+    if not space:
+        return text
+    if text.startswith(space):
+        return text[len(space) :]
+    return text.lstrip(" \t")
+
+
 def strip_trailing_whitespace(text: str, keep_end: bool = False) -> str:
     """Strip trailing whitespace on each line and trailing blank lines (ghost text shows them).
 
@@ -129,7 +142,7 @@ def cut_at_dedent(text: str, ctx: CursorContext) -> str:
 
     When the cursor line opens a block (`def f():|`, or `def f|` + `():`), the completion is
     that block: it ends at the first line indented no deeper than the cursor line, keeping a
-    closing-bracket line at that level (`}`). Otherwise it may go on with more statements at
+    closing line at that level (`}`, Lua's `end`). Otherwise it may go on with more statements at
     the cursor's level and ends at the first line indented less than the cursor line.
     """
     lines = text.split("\n")
@@ -137,16 +150,22 @@ def cut_at_dedent(text: str, ctx: CursorContext) -> str:
         return text
     base = _width(ctx.indent)
     # The cursor line as it will read once the completion's first line is in.
-    opens_block = (ctx.line_prefix + lines[0]).rstrip().endswith(_BLOCK_OPENERS)
+    opener = opens_block(ctx.line_prefix + lines[0])
     for i, line in enumerate(lines[1:], start=1):
         if not line.strip():
             continue
         width = _width(line)
-        if width < base or (opens_block and width == base):
-            if opens_block and width == base and line.strip()[0] in _CLOSERS:
+        if width < base or (opener and width == base):
+            if opener and width == base and _closes(line):
                 return "\n".join(lines[: i + 1])
             return "\n".join(lines[:i])
     return text
+
+
+def _closes(line: str) -> bool:
+    """Whether a line closes a block: a closing bracket (`}`, `})`) or a closing word."""
+    text = line.strip()
+    return text[0] in _CLOSERS or _CLOSING_WORD.match(text) is not None
 
 
 def _first_loop(lines: list[str]) -> int | None:
@@ -198,11 +217,15 @@ def drop_reclosed_brackets(text: str, line_suffix: str) -> str:
 
 
 def drop_duplicate_of_next_line(text: str, ctx: CursorContext) -> str:
-    """Drop a suggestion whose first line, as it would read, is already the next line."""
+    """Drop a suggestion whose first line, as it would read, is already the next line.
+
+    Indentation counts: a closing line at another depth is a different line (`    end` above
+    `  end` closes an inner block, as in nvim's vim/lsp/buf.lua), not a re-typed one.
+    """
     if ctx.line_suffix.strip():
         return text
-    first = (ctx.line_prefix + text.split("\n", 1)[0]).strip()
-    if first and first == _next_line(ctx).strip():
+    first = (ctx.line_prefix + text.split("\n", 1)[0]).rstrip()
+    if first.strip() and first == _next_line(ctx).rstrip():
         return ""
     return text
 
@@ -216,6 +239,7 @@ def clean(completion: str, ctx: CursorContext) -> str:
     """Apply every rule in order; "" means there is nothing worth showing."""
     # Where the answer ends (end markers, one line only, max_lines): the request's StopPolicy.
     text = StopPolicy.inline(ctx.single_line, ctx.max_lines).cut(completion.replace("\r\n", "\n"))
+    text = drop_trailing_space(text, ctx.trailing_space)
     mid_line = bool(ctx.line_suffix.strip())
     text = strip_trailing_whitespace(text, keep_end=mid_line)
     text = cut_at_suffix(text, ctx)

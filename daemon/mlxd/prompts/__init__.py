@@ -3,7 +3,7 @@ FIM templates. No model, no I/O, no LSP types: the inline engine builds a prompt
 these, a local backend renders them with its tokenizer's template.
 """
 
-from .context import CursorContext, context_at, cursor_context, starts_block
+from .context import CursorContext, context_at, cursor_context, opens_block, starts_block
 from .counts import COUNTS
 from .fim import (
     CODEGEMMA,
@@ -69,6 +69,7 @@ __all__ = [
     "normalize_encoding",
     "offset_to_column",
     "offset_to_position",
+    "opens_block",
     "position_to_offset",
     "prompt_for_local",
     "starts_block",

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from .counts import COUNTS
 from .positions import _EOL, Encoding, normalize_encoding, position_to_offset
 
-# The end of a line that opens a block (Python's `:`, a bracket, `=>`, Ruby/Lua/shell words):
-# what follows is a body of several lines.
-_BLOCK_OPENER = re.compile(r"(?:[:{\[(]|=>|\bdo|\bthen|\bbegin)\s*$")
+# The end of a line that opens a block (Python's `:`, a bracket, `=>`, Ruby/Lua/shell words,
+# a Lua `function name(args)` header): what follows is a body of several lines.
+_BLOCK_OPENER = re.compile(
+    r"(?:[:{\[(]|=>|\bdo|\bthen|\bbegin|\belse|\brepeat|\bfunction\s*[\w.:]*\s*\([^()]*\))\s*$"
+)
 # A line being typed that will open one: a declaration or a compound statement's header.
 _BLOCK_HEADER = re.compile(
     r"^\s*(?:(?:pub|export|async|static|private|public)\s+)*"
@@ -39,6 +41,24 @@ class CursorContext:
     header: str = ""
     # Lines with text the suggestion may hold (None: no limit but max_tokens / max_ms).
     max_lines: int | None = None
+
+    @property
+    def trailing_space(self) -> str:
+        """The spaces and tabs right before the cursor on its line ("" if none).
+
+        BPE vocabularies glue a space to the word after it (` mx`, `   ` + ` return`): a prompt
+        that ends in whitespace forces the model's next token to start without one, a split it
+        rarely saw in training, and it answers with junk (`-> ` gave `1:`). So the prompt ends
+        before this whitespace and the model writes it again (`prompt_prefix`,
+        postprocess.drop_trailing_space).
+        """
+        line = self.line_prefix
+        return line[len(line.rstrip(" \t")) :]
+
+    @property
+    def prompt_prefix(self) -> str:
+        """The prefix as the model sees it: without `trailing_space`."""
+        return self.prefix[: len(self.prefix) - len(self.trailing_space)]
 
 
 def context_at(text: str, offset: int, *, uri: str = "", language: str = "") -> CursorContext:
@@ -77,6 +97,12 @@ def cursor_context(
     return context_at(text, offset, uri=uri, language=language)
 
 
+def opens_block(line: str) -> bool:
+    """Whether a line ends by opening a block (`def f():`, `{`, `if x then`, `function f(a)`):
+    the lines below it, indented deeper, are its body."""
+    return bool(_BLOCK_OPENER.search(line))
+
+
 def starts_block(ctx: CursorContext) -> bool:
     """Whether the cursor is where a block's body begins: at the end of a line that opens a
     block or is a block's header being typed (`def add`), or on a blank line right below an
@@ -91,4 +117,4 @@ def starts_block(ctx: CursorContext) -> bool:
         start = len(ctx.prefix) - len(ctx.line_prefix)  # the cursor line's start
         above = ctx.prefix[max(0, start - 4096) : start]  # enough to find it, in any document
         line = next((x for x in reversed(_EOL.split(above)) if x.strip()), "")
-    return bool(_BLOCK_OPENER.search(line))
+    return opens_block(line)
