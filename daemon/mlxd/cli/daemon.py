@@ -95,7 +95,7 @@ class Daemon:
 
     async def _session(self, hello: dict[str, Any], reader: Any, writer: Any) -> None:
         from ..app import ConfigSources
-        from ..secrets import install_redaction, uninstall_redaction
+        from ..log_redact import install_redaction, uninstall_redaction
         from ..server import MlxdServer, register
         from ..transport import serve_stream
 
