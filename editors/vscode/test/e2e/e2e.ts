@@ -392,6 +392,95 @@ async function inlineTest(page: Page): Promise<void> {
   check(saved === want, `Tab accepted the daemon's item into the file (saved ${JSON.stringify(saved.slice(INITIAL.length))})`);
 }
 
+/** Types `def <name>(a, b):` + `return a` on new lines at the end of main.py and saves; the
+ * saved text and the cursor (0-based, at the end). */
+async function typeFunction(page: Page, name: string): Promise<{ typed: string; cursor: { line: number; character: number } }> {
+  await openFile(page, 'main.py');
+  await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('Control+S');
+  const before = fs.readFileSync(file, 'utf8');
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('Shift+Tab'); // out of a body an earlier step may have left indented
+  await page.keyboard.insertText(`def ${name}(a, b):`);
+  await page.keyboard.press('Enter');
+  await page.keyboard.insertText('return a');
+  await page.keyboard.press('Control+S');
+  const typed = await waitFor('main.py saved with the typed lines', () => {
+    const s = fs.readFileSync(file, 'utf8');
+    return s.length > before.length && s.endsWith('return a') ? s : undefined;
+  }, 10_000);
+  const lines = typed.split('\n');
+  return { typed, cursor: { line: lines.length - 1, character: (lines.at(-1) ?? '').length } };
+}
+
+/** Cycling (issue #18 item 19): asked explicitly ("Trigger Inline Suggestion", triggerKind
+ * Invoked) after a locally served answer, the daemon returns more than one distinct item;
+ * Alt+] (showNext) shows the second one, and Tab accepts the one shown. */
+async function cycleTest(page: Page): Promise<void> {
+  const inlineAt = (c: { line: number; character: number }): TraceRecord[] =>
+    readTrace().filter((r) => r.kind === 'inline' && r.line === c.line && r.character === c.character);
+  // Recorded, not asserted: the usual flow, where an automatic answer is shown first and the user
+  // then asks for more. The daemon serves the explicit request from its cache, with no
+  // alternatives (engine.complete: `not cached`), so VS Code shows 1/1 there.
+  {
+    const { cursor } = await typeFunction(page, 'sub');
+    await waitFor('ghost text after typing', () => ghostText(page), 20_000).catch(() => undefined);
+    const seen = inlineAt(cursor).length;
+    await runCommand(page, 'Trigger Inline Suggestion');
+    await waitFor('an answer to the explicit trigger', () => (inlineAt(cursor).length > seen ? true : undefined), 30_000).catch(() => undefined);
+    result.cycleAfterAutomatic = inlineAt(cursor).map((r) => r.items?.length ?? 0);
+    log(`explicit trigger after an automatic answer: item counts ${JSON.stringify(result.cycleAfterAutomatic)}`);
+    await page.keyboard.press('Escape');
+  }
+  // The checked flow: automatic requests wait out a long debounce, so the explicit one is the
+  // first to reach the daemon at its cursor (VS Code cancels the waiting automatic one).
+  await editSettings(page, { 'mlxd.inline.debounceMs': 60_000 });
+  const { typed, cursor } = await typeFunction(page, 'mul');
+  const seen = inlineAt(cursor).length;
+  await runCommand(page, 'Trigger Inline Suggestion');
+  await page.locator('.editor-instance .monaco-editor .view-lines').first().waitFor();
+  const rec = await waitFor('an answer to the explicit trigger', () => inlineAt(cursor).slice(seen).find((r) => (r.items?.length ?? 0) > 0), 30_000);
+  const items = rec.items ?? [];
+  result.cycleItemCounts = inlineAt(cursor).map((r) => r.items?.length ?? 0);
+  result.cycleItems = items.map((i) => i.insertText);
+  check(items.length > 1, `asked explicitly, the daemon returned more than one item (${items.length}: ${JSON.stringify(result.cycleItems)})`);
+  // Which item the ghost text shows (rendered as in inlineTest: control pictures, nbsp).
+  const norm = (s: string): string =>
+    s
+      .replace(/[\u0000-\u0008\u000b-\u001f]/g, (c) => String.fromCharCode(0x2400 + c.charCodeAt(0)))
+      .replace(/\u007f/g, '\u2421')
+      .replace(/\u00a0/g, ' ')
+      .replace(/\s+/g, ' ')
+      .trim();
+  let shown: string | undefined;
+  const shows = (i: number) => async (): Promise<true | undefined> => {
+    shown = await ghostText(page);
+    if (shown === undefined) return undefined;
+    const g = norm(shown);
+    const match = items.map((it) => norm(it.insertText)).map((t) => g !== '' && (t.startsWith(g.slice(0, 20)) || g.startsWith(t.slice(0, 20))));
+    return match[i] && match.filter(Boolean).length === 1 ? true : undefined;
+  };
+  await waitFor('the first item as ghost text', shows(0), 15_000).catch((e: Error) => {
+    throw new Error(`${e.message} (shown: ${JSON.stringify(shown)})`);
+  });
+  await page.keyboard.press('Alt+BracketRight');
+  await waitFor('Alt+] to show the second item', shows(1), 10_000).catch((e: Error) => {
+    throw new Error(`${e.message} (shown: ${JSON.stringify(shown)})`);
+  });
+  log('Alt+] cycled to the second item');
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Control+S');
+  const saved = await waitFor('main.py saved with the accepted item', () => {
+    const s = fs.readFileSync(file, 'utf8');
+    return s.length > typed.length ? s : undefined;
+  }, 10_000);
+  result.cycleAccepted = saved.slice(typed.length);
+  check(saved === typed + items[1].insertText, `Tab accepted the second item, the one shown (${JSON.stringify(result.cycleAccepted)})`);
+  await editSettings(page, { 'mlxd.inline.debounceMs': 100 });
+}
+
 async function chatFrame(page: Page): Promise<Frame> {
   return waitFor(
     'the chat webview',
@@ -1058,6 +1147,7 @@ async function main(): Promise<void> {
 
     const steps: [string, () => Promise<void>][] = [
       ['inline', () => inlineTest(page)],
+      ['cycle', () => cycleTest(page)],
       ['chat', () => chatTest(page)],
       ['menu', () => menuTest(page)],
       ['log', () => logTest()],
