@@ -798,6 +798,51 @@ async function keybindingsTest(page: Page): Promise<void> {
   log('Ctrl+Alt+M opened the chat');
 }
 
+// The daemon behind a shell that records how it ended (`<pid> <status> <epoch s>`): the daemon's
+// parent is the extension host, so its exit status is otherwise out of reach. (fd 3: sh gives
+// a background job /dev/null as stdin.)
+const exitWrapper = path.join(WORK, 'mlxd-exit-wrapper.sh');
+const exitLog = path.join(WORK, 'mlxd-exits.txt');
+
+/** Shutdown (issue #18 item 16): with a chat streaming, "Developer: Restart Extension Host"
+ * stops the extension; the daemon exits by itself (no signal: languageclient SIGKILLs it only
+ * 2 s after its stop) and within those 2 s. */
+async function shutdownTest(page: Page): Promise<void> {
+  fs.writeFileSync(exitWrapper, `#!/bin/sh\nexec 3<&0\n"${SERVER}" "$@" <&3 3<&- &\nchild=$!\nwait $child\necho "$child $? $(date +%s.%N)" >> '${exitLog}'\n`, { mode: 0o755 });
+  const [old] = daemonPids();
+  const readyBefore = readyCount();
+  await editSettings(page, { 'mlxd.serverPath': exitWrapper, 'mlxd.chat.maxTokens': 100_000 });
+  const pid = await waitFor('the daemon started through the wrapper', () => daemonPids().find((p) => p !== old), 30_000, 200);
+  await waitFor('it to report ready', () => (readyCount() > readyBefore ? true : undefined), 60_000, 250);
+  await runCommand(page, 'mlxd: Open Chat');
+  const frame = await chatFrame(page);
+  await frame.locator('#new').click();
+  await typeQuestion(frame, 'Write a long essay.');
+  // Streaming: the answer has text on screen and is not finished.
+  await frame.locator('.msg.assistant[data-state="streaming"] .body:not(:empty)').first().waitFor({ timeout: 60_000 });
+  check(fs.existsSync(`/proc/${pid}`), `the daemon ${pid} runs while the chat streams`);
+  await page.locator('.part.editor').first().click(); // F1 in the webview stays there
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill('>Developer: Restart Extension Host');
+  await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'Developer: Restart Extension Host' }).first().waitFor({ state: 'visible', timeout: 10_000 });
+  const streaming = await frame.locator('.msg.assistant[data-state="streaming"]').count();
+  const asked = Date.now();
+  await page.keyboard.press('Enter');
+  const gone = await waitFor(`daemon ${pid} to exit`, () => (fs.existsSync(`/proc/${pid}`) ? undefined : Date.now()), 30_000, 20);
+  const exit = await waitFor('the wrapper to record the exit', () =>
+    fs.existsSync(exitLog) ? fs.readFileSync(exitLog, 'utf8').split('\n').map((l) => l.split(' ')).find((f) => Number(f[0]) === pid) : undefined, 10_000, 50);
+  const ms = gone - asked;
+  result.shutdownMs = ms;
+  result.shutdownStatus = Number(exit[1]);
+  check(streaming > 0, 'the chat was still streaming when the extension host was restarted');
+  check(Number(exit[1]) < 128, `the daemon exited by itself, not by a signal (status ${exit[1]})`);
+  check(ms < 2000, `the daemon was gone ${ms} ms after the restart was asked for (< 2000)`);
+  // The restarted extension host starts a daemon again.
+  await waitFor('a new daemon after the restart', () => daemonPids().find((p) => p !== pid), 60_000, 250);
+}
+
 /** Pids of the daemon this extension started (`<mlxd> serve --config <CONFIG>`). */
 function daemonPids(): number[] {
   const pids: number[] = [];
@@ -805,7 +850,7 @@ function daemonPids(): number[] {
     if (!/^\d+$/.test(name)) continue;
     try {
       const argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      if (argv.includes('serve') && argv.includes(CONFIG)) pids.push(Number(name));
+      if (argv.includes('serve') && argv.includes(CONFIG) && !argv.includes(exitWrapper)) pids.push(Number(name));
     } catch {
       // exited meanwhile
     }
@@ -1157,6 +1202,7 @@ async function main(): Promise<void> {
       ['serverPath', () => serverPathTest(page)],
       ['wording', () => wordingTest(page)],
       ['download', () => downloadTest(page)],
+      ['shutdown', () => shutdownTest(page)],
     ];
     for (const [name, step] of steps) if (!ONLY || ONLY.includes(name)) await step();
     if (ONLY?.includes('losshunt')) await lossHunt(page);
