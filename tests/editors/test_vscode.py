@@ -175,6 +175,10 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
     insert = result["insertText"]
     assert insert
     assert result["savedFile"] == "import math\n\n\ndef add(a, b):\n    return a" + insert
+    # Cycling: asked explicitly, the daemon returned several distinct items; Alt+] showed the
+    # second and Tab accepted it (issue #18 item 19).
+    assert len(result["cycleItems"]) > 1
+    assert result["cycleAccepted"] == result["cycleItems"][1]
     # Chat: streamed in several deltas and renderings; the final text is the daemon's.
     assert result["chatStreamedChunks"] >= 3
     assert result["chatSnapshots"] >= 3
@@ -218,5 +222,8 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
     # A model download: a notification with the bytes and Cancel; Cancel stopped it mid-file.
     assert result["downloadCancelled"] is True
     assert "model.safetensors" in hub_aborted and hub_sent < hub.total_bytes
+    # A window reload with a chat streaming: the daemon exited by itself, within languageclient's
+    # 2 s (issue #18 item 16).
+    assert result["shutdownStatus"] == 0 and result["shutdownMs"] < 2000
     # code-server's whole process group (watchers, extension host, daemon) was stopped.
     assert result["processGroupStopped"] is True

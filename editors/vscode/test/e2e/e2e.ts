@@ -804,7 +804,8 @@ async function keybindingsTest(page: Page): Promise<void> {
 const exitWrapper = path.join(WORK, 'mlxd-exit-wrapper.sh');
 const exitLog = path.join(WORK, 'mlxd-exits.txt');
 
-/** Shutdown (issue #18 item 16): with a chat streaming, "Developer: Restart Extension Host"
+/** Shutdown (issue #18 item 16): with a chat streaming, "Developer: Reload Window" (code-server
+ * has no "Restart Extension Host")
  * stops the extension; the daemon exits by itself (no signal: languageclient SIGKILLs it only
  * 2 s after its stop) and within those 2 s. */
 async function shutdownTest(page: Page): Promise<void> {
@@ -825,8 +826,8 @@ async function shutdownTest(page: Page): Promise<void> {
   await page.keyboard.press('F1');
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible', timeout: 10_000 });
-  await input.fill('>Developer: Restart Extension Host');
-  await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'Developer: Restart Extension Host' }).first().waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill('>Developer: Reload Window');
+  await page.locator('.quick-input-widget .monaco-list-row', { hasText: 'Developer: Reload Window' }).first().waitFor({ state: 'visible', timeout: 10_000 });
   const streaming = await frame.locator('.msg.assistant[data-state="streaming"]').count();
   const asked = Date.now();
   await page.keyboard.press('Enter');
