@@ -479,6 +479,7 @@ async function cycleTest(page: Page): Promise<void> {
   result.cycleAccepted = saved.slice(typed.length);
   check(saved === typed + items[1].insertText, `Tab accepted the second item, the one shown (${JSON.stringify(result.cycleAccepted)})`);
   await editSettings(page, { 'mlxd.inline.debounceMs': 100 });
+  await openFile(page, 'main.py'); // the next steps work in it (closing settings.json can close it)
 }
 
 async function chatFrame(page: Page): Promise<Frame> {
