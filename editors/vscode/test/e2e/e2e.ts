@@ -458,9 +458,16 @@ async function cycleTest(page: Page): Promise<void> {
   const shows = (i: number) => async (): Promise<true | undefined> => {
     shown = await ghostText(page);
     if (shown === undefined) return undefined;
+    // The item sharing the longest prefix with the ghost text (samples can share a start).
     const g = norm(shown);
-    const match = items.map((it) => norm(it.insertText)).map((t) => g !== '' && (t.startsWith(g.slice(0, 20)) || g.startsWith(t.slice(0, 20))));
-    return match[i] && match.filter(Boolean).length === 1 ? true : undefined;
+    const common = items.map((it) => {
+      const t = norm(it.insertText);
+      let n = 0;
+      while (n < t.length && n < g.length && t[n] === g[n]) n++;
+      return n;
+    });
+    const best = Math.max(...common);
+    return best > 0 && common[i] === best && common.filter((n) => n === best).length === 1 ? true : undefined;
   };
   await waitFor('the first item as ghost text', shows(0), 15_000).catch((e: Error) => {
     throw new Error(`${e.message} (shown: ${JSON.stringify(shown)})`);
