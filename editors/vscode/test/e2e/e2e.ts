@@ -1201,9 +1201,9 @@ async function main(): Promise<void> {
 
     const steps: [string, () => Promise<void>][] = [
       ['inline', () => inlineTest(page)],
-      ['cycle', () => cycleTest(page)],
       ['chat', () => chatTest(page)],
       ['menu', () => menuTest(page)],
+      ['cycle', () => cycleTest(page)], // after menu: it adds lines to main.py
       ['log', () => logTest()],
       ['crash', () => crashTest(page)],
       ['keybindings', () => keybindingsTest(page)],
