@@ -820,7 +820,14 @@ async function shutdownTest(page: Page): Promise<void> {
   fs.writeFileSync(exitWrapper, `#!/bin/sh\nexec 3<&0\n"${SERVER}" "$@" <&3 3<&- &\nchild=$!\nwait $child\necho "$child $? $(date +%s.%N)" >> '${exitLog}'\n`, { mode: 0o755 });
   const [old] = daemonPids();
   const readyBefore = readyCount();
-  await editSettings(page, { 'mlxd.serverPath': exitWrapper, 'mlxd.chat.maxTokens': 100_000 });
+  // The local model from CONFIG for chat (earlier steps route chat to the fake cloud, which
+  // answers at once), and a long answer.
+  await editSettings(page, {
+    'mlxd.serverPath': exitWrapper,
+    'mlxd.serverEnv': {},
+    'mlxd.config': { inline: { max_tokens: 24 }, routing: { cloud: false } },
+    'mlxd.chat.maxTokens': 100_000,
+  });
   const pid = await waitFor('the daemon started through the wrapper', () => daemonPids().find((p) => p !== old), 30_000, 200);
   await waitFor('it to report ready', () => (readyCount() > readyBefore ? true : undefined), 60_000, 250);
   await runCommand(page, 'mlxd: Open Chat');
