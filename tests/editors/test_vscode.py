@@ -123,7 +123,9 @@ HF_REPO = "mlx-community/tiny-mlxd-test-4bit"
 def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) -> None:
     """Typing in a Python file shows the daemon's ghost text, Tab accepts it into the saved file;
     the chat panel streams the daemon's answer, Stop cancels one, a settings change reaches the
-    daemon, its log shows once, and a killed daemon is restarted and serves again."""
+    daemon, its log shows once, and a killed daemon is restarted and serves again; an explicit
+    trigger cycles through several items (Alt+]), and a window reload with a chat streaming lets
+    the daemon exit by itself within 2 s."""
     _need(NODE, CODE_SERVER, VSIX, CHROMIUM, MLXD, EXT / "node_modules" / "playwright-core")
     stale = _stale(VSIX)
     assert not stale, f"the .vsix is older than {stale}: run `make vscode`"
