@@ -123,7 +123,9 @@ HF_REPO = "mlx-community/tiny-mlxd-test-4bit"
 def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) -> None:
     """Typing in a Python file shows the daemon's ghost text, Tab accepts it into the saved file;
     the chat panel streams the daemon's answer, Stop cancels one, a settings change reaches the
-    daemon, its log shows once, and a killed daemon is restarted and serves again."""
+    daemon, its log shows once, and a killed daemon is restarted and serves again; an explicit
+    trigger cycles through several items (Alt+]), and a window reload with a chat streaming lets
+    the daemon exit by itself within 2 s."""
     _need(NODE, CODE_SERVER, VSIX, CHROMIUM, MLXD, EXT / "node_modules" / "playwright-core")
     stale = _stale(VSIX)
     assert not stale, f"the .vsix is older than {stale}: run `make vscode`"
@@ -175,6 +177,10 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
     insert = result["insertText"]
     assert insert
     assert result["savedFile"] == "import math\n\n\ndef add(a, b):\n    return a" + insert
+    # Cycling: asked explicitly, the daemon returned several distinct items; Alt+] showed the
+    # second and Tab accepted it (issue #18 item 19).
+    assert len(result["cycleItems"]) > 1
+    assert result["cycleAccepted"] == result["cycleItems"][1]
     # Chat: streamed in several deltas and renderings; the final text is the daemon's.
     assert result["chatStreamedChunks"] >= 3
     assert result["chatSnapshots"] >= 3
@@ -218,5 +224,8 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
     # A model download: a notification with the bytes and Cancel; Cancel stopped it mid-file.
     assert result["downloadCancelled"] is True
     assert "model.safetensors" in hub_aborted and hub_sent < hub.total_bytes
+    # A window reload with a chat streaming: the daemon exited by itself, within languageclient's
+    # 2 s (issue #18 item 16).
+    assert result["shutdownStatus"] == 0 and result["shutdownMs"] < 2000
     # code-server's whole process group (watchers, extension host, daemon) was stopped.
     assert result["processGroupStopped"] is True
