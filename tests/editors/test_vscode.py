@@ -181,6 +181,8 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
     # second and Tab accepted it (issue #18 item 19).
     assert len(result["cycleItems"]) > 1
     assert result["cycleAccepted"] == result["cycleItems"][1]
+    # The usual flow: a ghost shown from typing, then an explicit ask: several items too.
+    assert result["cycleAfterAutomatic"] and result["cycleAfterAutomatic"][-1] > 1, result
     # Chat: streamed in several deltas and renderings; the final text is the daemon's.
     assert result["chatStreamedChunks"] >= 3
     assert result["chatSnapshots"] >= 3

@@ -370,3 +370,30 @@ async def test_invoked_samples_no_alternatives_after_a_cloud_answer() -> None:
     items = await eng.complete("def f(xs):\n    ", 1, 4, uri=URI, language="python", invoked=True)
     assert [i.insert_text for i in items] == ["total = 0"]
     assert len(model.calls) == 1
+
+
+async def test_invoked_after_a_cached_item_still_samples_alternatives() -> None:
+    # VS Code's usual flow: typing shows a ghost (automatic), then the user asks for more
+    # (Alt+] / Trigger Inline Suggestion). The item comes from the cache; cycling showed 1/1.
+    sampled = iter(["total += x", "total = sum(xs)"])
+
+    def answer(request: Request, ctx: CursorContext) -> str:
+        return "total = 0" if request.temperature == 0 else next(sampled)
+
+    model = Model(answer)
+    eng = engine(model)
+    doc = ("def f(xs):\n    ", 1, 4)
+    assert len(await eng.complete(*doc, uri=URI, language="python")) == 1
+    items = await eng.complete(*doc, uri=URI, language="python", invoked=True)
+    assert [i.insert_text for i in items] == ["total = 0", "total += x", "total = sum(xs)"]
+    assert [r.temperature for r, _ in model.calls] == [0.0, 0.8, 0.8]  # the first from cache
+
+
+async def test_invoked_after_a_cached_item_samples_nothing_when_the_cloud_comes_first() -> None:
+    model = Model("total = 0")
+    eng = engine(model)
+    eng.local_first = lambda uri: False
+    doc = ("def f(xs):\n    ", 1, 4)
+    await eng.complete(*doc, uri=URI, language="python")
+    items = await eng.complete(*doc, uri=URI, language="python", invoked=True)
+    assert [i.insert_text for i in items] == ["total = 0"] and len(model.calls) == 1

@@ -318,18 +318,24 @@ def _make_inline_engine(app: App) -> Any:
         # The whole Outcome: the engine needs its finish_reason (was the last line cut?).
         return await app.router.run(request, documents=[ctx.uri] if ctx.uri else [])
 
-    def served_locally(outcome: Any) -> bool:
-        backend = app.backends.get(getattr(outcome, "backend", ""))
+    def is_local(name: str | None) -> bool:
+        backend = app.backends.get(name or "")
         return backend is not None and backend.is_local
+
+    def served_locally(outcome: Any) -> bool:
+        return is_local(getattr(outcome, "backend", None))
+
+    def local_first(uri: str) -> bool:  # where the document's next inline request goes first
+        return is_local(app.router.first_choice("inline", [uri]))
 
     async def background(request: Request, ctx: Any) -> Any:
         # Where the document's next real inline request would go, and only if that is a local
         # model: nothing is ever sent to a cloud backend in the background (inline/ahead.py).
         docs = [ctx.uri] if ctx.uri else []
         name = app.router.first_choice("inline", docs)
-        backend = app.backends.get(name) if name else None
-        if backend is None or not backend.is_local:
+        if not is_local(name):
             return None
+        backend = app.backends[name]  # type: ignore[index]
         if request.max_tokens == 0:  # prefill only; the router answers it without a backend
             done = None
             async for event in backend.stream(request):
@@ -337,6 +343,5 @@ def _make_inline_engine(app: App) -> Any:
             return done
         return await app.router.run(request, backend=name, documents=docs)
 
-    return InlineEngine(
-        app.config.inline, generate, served_locally=served_locally, background=background
-    )
+    hooks = {"served_locally": served_locally, "local_first": local_first, "background": background}
+    return InlineEngine(app.config.inline, generate, **hooks)

@@ -90,12 +90,13 @@ class InlineEngine:
         cache: InlineCache | None = None,
         root: str | None = None,
         served_locally: Callable[[Any], bool] = lambda answer: True,
+        local_first: Callable[[str], bool] = lambda uri: True,
         background: Runner | None = None,
     ) -> None:
         self.cfg = cfg
-        # Alternatives are sampled only after a local answer: there they reuse its KV cache and
-        # cost decode only; from a cloud provider they would be two more paid requests.
-        self.served_locally = served_locally
+        # Alternatives only from a local model (an answer it served, or for a cached item the
+        # document's first choice): KV reuse makes them cheap; a provider would bill two more.
+        self.served_locally, self.local_first = served_locally, local_first
         self.root = root  # workspace root, for the relative path in the prompt header
         self.cache = cache if cache is not None else InlineCache()
         self.stats = EngineStats()
@@ -163,15 +164,14 @@ class InlineEngine:
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
         if suggestion is None:  # pregenerated here, maybe still running (ahead.py)
             suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix)
-        cached = suggestion is not None
-        local = False  # whether a local model served the fresh answer
+        cached, local = suggestion is not None, False  # local: a local model served it
         if cached:
             self.stats.cache_hits += 1
             local = self.ahead.hit(uri, ctx.prefix, ctx.suffix)  # accepted: work ahead again
         else:
             suggestion, local = await self._fresh(uri, ctx, neighbors, arrived)
         shown = [suggestion] if suggestion else []
-        if shown and invoked and not cached and local:  # typing through is free
+        if shown and invoked and (self.local_first(uri) if cached else local):
             shown += await self._alternatives(ctx, suggestion, arrived)  # type: ignore[arg-type]
         self._timed(arrived, bool(shown))
         if shown and local and not selection:
