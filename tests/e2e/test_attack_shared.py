@@ -6,8 +6,10 @@ they receive."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -270,3 +272,108 @@ async def test_malformed_hellos_leave_no_session_and_no_unhandled_exception(rt, 
     finally:
         d.proc.kill()
         await d.proc.wait()
+
+
+_IMPOSTOR = """
+import os, socket, sys, time
+rt, out = sys.argv[1], sys.argv[2]
+os.mkdir(rt, 0o777)
+os.chmod(rt, 0o777)
+s = socket.socket(socket.AF_UNIX)
+s.bind(os.path.join(rt, "mlxd-0.1.0.sock"))
+os.chmod(os.path.join(rt, "mlxd-0.1.0.sock"), 0o666)
+s.listen(4)
+open(out + ".ready", "w").close()
+c, _ = s.accept()
+c.settimeout(5)
+got = b""
+try:
+    while chunk := c.recv(1 << 16):
+        got += chunk
+except OSError:
+    pass
+with open(out, "wb") as f:
+    f.write(got)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 5: when the daemon dies, the forwarder reconnects (forward.reconnect) without "
+    "re-checking the runtime directory (runtime.ensure_dir) and without checking the listening "
+    "peer's uid: if another user can replace the directory (MLXD_RUNTIME_DIR under a parent they "
+    "can write; ensure_dir checks only the last component), the forwarder hands that user its "
+    "whole environment, then replays the keys (mlxd/setApiKey) and the open documents",
+)
+async def test_a_reconnect_never_hands_the_window_to_another_users_socket(tmp_path, tiny_model):
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.e2e.test_shared_daemon import wait_gone
+
+    parent = Path(tempfile.mkdtemp(prefix="mlxd-p-"))  # a parent another user can write
+    os.chown(parent, 65534, 65534)
+    os.chmod(parent, 0o777)
+    rt = parent / "rt"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[local]\nmodel = "{tiny_model}"\npreload = false\n[backends.cloud]\nprotocol = "openai"\n'
+        'base_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n'
+    )
+    secret_env = "sk-window-env-0123456789abcdef"
+    d = await start_raw(rt, cfg, env={"MY_TOKEN": secret_env})
+    impostor = None
+    try:
+        await d.initialize()
+        params = {"backend": "cloud", "apiKey": KEY}
+        assert "result" in await d.request("mlxd/setApiKey", params)
+        first = await _daemon_pid(d)
+        assert oct(os.stat(rt).st_mode & 0o777) == "0o700"
+        # The other user moves the directory away (they own its parent) and listens in its place.
+        os.rename(rt, parent / "moved")
+        out = parent / "captured"
+        impostor = subprocess.Popen(
+            ["/usr/bin/python3", "-c", _IMPOSTOR, str(rt), str(out)],
+            user=65534,
+            group=65534,
+            extra_groups=[],
+        )
+        for _ in range(100):
+            if (parent / "captured.ready").exists():
+                break
+            await asyncio.sleep(0.05)
+        assert os.stat(rt).st_uid == 65534
+        os.kill(first, signal.SIGKILL)  # the window's daemon dies (a crash)
+        for _ in range(200):
+            if out.exists():
+                break
+            await asyncio.sleep(0.05)
+        captured = out.read_bytes() if out.exists() else b""
+        leaked = [n for n, v in (("env", secret_env), ("key", KEY)) if v.encode() in captured]
+        assert not leaked, f"another user's socket got the window's {leaked}"
+    finally:
+        d.proc.kill()
+        await d.proc.wait()
+        if impostor is not None:
+            impostor.kill()
+            impostor.wait()
+        for where in (rt, parent / "moved"):
+            subprocess.run(
+                [sys.executable, "-m", "mlxd", "stop"],
+                env={**os.environ, "MLXD_RUNTIME_DIR": str(where)},
+                capture_output=True,
+                timeout=30,
+            )
+        left = [p for p in _daemons_of(parent) if wait_gone([p], 10)]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def _daemons_of(parent: Path) -> list[int]:
+    from tests.e2e.test_shared_daemon import daemon_pids
+
+    return daemon_pids(parent / "rt") + daemon_pids(parent / "moved")
