@@ -377,3 +377,30 @@ def _daemons_of(parent: Path) -> list[int]:
     from tests.e2e.test_shared_daemon import daemon_pids
 
     return daemon_pids(parent / "rt") + daemon_pids(parent / "moved")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 6: Process._on_event/_on_progress hand every model's load events to every "
+    "session: window B (which never configured A's model) gets A's load progress, A's model "
+    "path in `$/progress`/`mlxd/status`, and A's load error as a window/showMessage error",
+)
+async def test_a_model_load_of_one_window_is_not_shown_in_another(rt, tmp_path, tiny_config):
+    private = "/nonexistent/client-project-a/private-model"
+    cfg_a = tmp_path / "a.toml"
+    cfg_a.write_text(f'[local]\nmodel = "{private}"\npreload = false\n')
+    a = await start_raw(rt, cfg_a)
+    b = await start_raw(rt, tiny_config)
+    try:
+        await a.initialize()
+        await b.initialize()
+        assert "error" in await a.request("mlxd/chat", CHAT)  # A's model cannot load
+        await b.request("mlxd/models")  # B's frames so far are in
+        await asyncio.sleep(0.5)  # the status notifications are sent after the event
+        await b.request("mlxd/models")
+        seen = [f for f in b.frames if "method" in f and "client-project-a" in str(f)]
+        assert seen == [], seen[:3]
+    finally:
+        for w in (a, b):
+            w.proc.kill()
+            await w.proc.wait()
