@@ -244,7 +244,7 @@ def _hello(body: bytes) -> bytes:
     reason="finding 4: a hello whose `config` is not a string (or anything else that makes the "
     "session's construction raise) leaves its App attached to the shared Process for ever "
     "(mlxd/stats server.sessions over-counts, its model specs stay 'in use', its board gets every "
-    "load event), and errors outside (ValueError, TimeoutError, ...) escape _connection as "
+    "load event), and errors other than ValueError/TimeoutError/... (AttributeError, RecursionError) escape _connection as "
     "'Unhandled exception in client_connected_cb' tracebacks",
 )
 async def test_malformed_hellos_leave_no_session_and_no_unhandled_exception(rt, tiny_config):
@@ -411,7 +411,7 @@ async def test_a_model_load_of_one_window_is_not_shown_in_another(rt, tmp_path, 
     reason="finding 7: Replay keeps every didChange since didOpen (a parsed dict each) and drops a "
     "document past MAX_EDITS=10,000 edits, expecting the editor to reopen it, which no editor "
     "does: after a daemon crash the document the user types in most answers 'not open' to every "
-    "inline request; until then the forwarder's memory grows with every keystroke",
+    "inline request; until then the forwarder's memory grows with every keystroke (measured: 17 MB -> 147 MB for 5 documents x 9,999 one-character edits)",
 )
 async def test_a_much_edited_document_is_still_served_after_a_crash(rt, tiny_config):
     d = await start_raw(rt, tiny_config)
