@@ -438,3 +438,30 @@ async def test_a_much_edited_document_is_still_served_after_a_crash(rt, tiny_con
     finally:
         d.proc.kill()
         await d.proc.wait()
+
+
+@_modes(
+    reason="finding 8: the forwarder takes any hang-up without `exit` for the daemon's death: when "
+    "the daemon ends the session itself (here: the client's processId is gone, "
+    "transport._watch_parent), the forwarder reconnects and replays every second for ever (an "
+    "orphan that keeps the daemon up; in-process the server exits). The forwarder has no "
+    "parent watch of its own either",
+)
+async def test_a_session_the_daemon_ended_is_not_taken_for_a_crash(rt, tiny_config, mode):
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # an editor that died without closing the server's stdin
+    d = await start_raw(rt, tiny_config, env={"MLXD_SHARED": mode})
+    try:
+        init = {"processId": gone.pid, "capabilities": {}, "rootUri": None}
+        assert "result" in await d.request("initialize", init)
+        d.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        await asyncio.wait_for(d.proc.wait(), 15)  # in-process: exits within ~1 s
+    finally:
+        if d.proc.returncode is None:
+            d.proc.kill()
+            await d.proc.wait()
+        assert d.proc.stderr is not None
+        err = (await d.proc.stderr.read()).decode()
+    assert "died" not in err, err.count("died")
