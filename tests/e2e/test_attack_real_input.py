@@ -608,7 +608,8 @@ async def test_a_reload_mid_complete_and_mid_inline_answers_both(
 
 # --- kind 2: positions in the negotiated encoding, inside a character -------------------------
 INSIDE = [  # "s = é😀": utf-8 columns 4-5 are é, 6-9 the emoji; utf-16 columns 5-6 the emoji
-    ("utf-8", 5, "s = <CURSOR>\u00e9"),
+    # (the prompt ends before the blank at the cursor, which the model writes again: #16)
+    ("utf-8", 5, "s =<CURSOR>\u00e9"),
     ("utf-8", 8, "\u00e9<CURSOR>\U0001f600"),
     ("utf-8", 10, "\U0001f600<CURSOR>"),
     ("utf-16", 6, "\u00e9<CURSOR>\U0001f600"),

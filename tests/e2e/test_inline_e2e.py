@@ -42,7 +42,9 @@ def inline_config(tmp_path: Path, tiny_model: Path) -> Path:
     return write_config(
         tmp_path / "inline.toml",
         f'[local]\nmodel = "{tiny_model}"\n[inline]\nmax_tokens = 16\nmax_ms = 20000\n'
-        "whole_lines = false\n",  # the random model never ends a line: show the cut text
+        "whole_lines = false\n"  # the random model never ends a line: show the cut text
+        # The counts here are the requests' own: no work ahead (tests/e2e/test_work_ahead.py).
+        "background = false\n",
     )
 
 

@@ -74,7 +74,7 @@ class LocalBackend:
         tokens, max_tokens = await asyncio.to_thread(self._fit, lm, request, max_tokens)
         job = Job(
             tokens=tokens,
-            max_tokens=max(1, max_tokens),
+            max_tokens=max_tokens,
             temperature=request.temperature,
             stop=request.stop,
             stop_tokens=_end_tokens(lm.tokenizer) if request.kind != "chat" else frozenset(),
