@@ -77,6 +77,14 @@ def ensure_dir(directory: Path) -> None:
         raise UnsafeRuntimeDir(f"{directory}: owned by uid {st.st_uid}, not {os.getuid()}")
     if st.st_mode & 0o077:
         raise UnsafeRuntimeDir(f"{directory}: mode {st.st_mode & 0o777:o}, must be 700")
+    for parent in directory.absolute().parents:
+        # Whoever may rename entries in a parent may swap the directory for their own (the
+        # sticky bit of /tmp forbids that; ssh's StrictModes reasons the same way).
+        st = os.stat(parent)
+        if st.st_uid not in (0, os.getuid()):
+            raise UnsafeRuntimeDir(f"{parent}: owned by uid {st.st_uid}")
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            raise UnsafeRuntimeDir(f"{parent}: writable by others (mode {st.st_mode & 0o777:o})")
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -109,6 +117,8 @@ def connect(path: Path, timeout: float = 1.0) -> socket.socket | None:
     sock.settimeout(timeout)
     try:
         sock.connect(str(path))
+        if not peer_allowed(peer_uid(sock)):  # never hand a window (env, keys) to another user
+            raise OSError(f"{path}: served by another user")
     except OSError:
         sock.close()
         return None

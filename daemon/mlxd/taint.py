@@ -16,6 +16,10 @@ to the cloud. Two rules close that:
 Both rules read every message, system messages included: a client (or a pasted history) may
 fold earlier turns or a document into the system role.
 
+3. Recovered: a session a shared daemon took over after its predecessor died
+   (`recovered`) has lost rule 1's memory, so a follow-up holding an assistant message this
+   daemon did not write is routed as if it named an excluded document (uris.LOCAL_ONLY).
+
 Messages are compared with their whitespace collapsed (CRLF, tabs, runs of spaces). Only
 hashes are kept (at most MAX_REMEMBERED, least recently used dropped), never text.
 """
@@ -28,6 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from .types import Request
+from .uris import LOCAL_ONLY
 
 MAX_REMEMBERED = 4096
 MIN_MESSAGE = 16  # shorter messages ("ok", "thanks") are not remembered: too common
@@ -43,8 +48,10 @@ def _digest(text: str) -> str:
 class Conversations:
     """Hashes of messages that travelled with an excluded document, -> that document's URI."""
 
-    def __init__(self) -> None:
+    def __init__(self, recovered: bool = False) -> None:
         self._seen: OrderedDict[str, str] = OrderedDict()
+        self.recovered = recovered
+        self._answered: OrderedDict[str, None] = OrderedDict()  # answers given (recovered only)
 
     def carried(self, texts: Iterable[str]) -> str | None:
         """The excluded document a remembered message came with, or None."""
@@ -70,14 +77,27 @@ class Conversations:
         system = [m.content for m in request.messages if m.role == "system"]
         open_documents = list(open_documents)
         carried = self.carried(texts + system) or quotes(texts + system, open_documents, excluded)
+        if not carried and self.recovered and self._from_before(request):
+            carried = LOCAL_ONLY
         documents = documents + ([carried] if carried else [])
-        tainted = next((d for d in documents if excluded(d)), None)
+        tainted = next((d for d in documents if d == LOCAL_ONLY or excluded(d)), None)
         if tainted:
             self.remember(texts, tainted)
             # A system prompt is a carrier only when it quotes the excluded document itself: a
             # client's fixed prompt would otherwise make every later chat local.
             self.remember([t for t in system if quotes([t], open_documents, excluded)], tainted)
         return documents, tainted
+
+    def answered(self, text: str) -> None:
+        """An answer this daemon gave: a later follow-up holding it is not from before."""
+        if self.recovered:
+            self._answered[_digest(text)] = None
+            while len(self._answered) > MAX_REMEMBERED:
+                self._answered.popitem(last=False)
+
+    def _from_before(self, request: Request) -> bool:
+        said = [m.content for m in request.messages if m.role == "assistant" and m.content.strip()]
+        return any(_digest(t) not in self._answered for t in said)
 
     def remember(self, texts: Iterable[str], uri: str) -> None:
         for text in texts:

@@ -30,6 +30,11 @@ _DRIVE = re.compile(r"^(/?)([A-Za-z]):(?=/|$)")
 _PCHAR = "!$&'()*+,;=:@"  # allowed unencoded in a URI path besides letters, digits, -._~
 
 
+# A pseudo-document every privacy rule treats as excluded: a conversation the daemon cannot
+# vouch for (one begun before a shared daemon restarted, taint.Conversations.recovered).
+LOCAL_ONLY = "mlxd:local-only"
+
+
 def key(uri: str) -> str:
     """The normal form of a document URI (see the module docstring)."""
     parts = urlsplit(uri)

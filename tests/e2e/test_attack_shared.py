@@ -65,13 +65,6 @@ async def _pid_after_kill(d, first: int) -> int:
 CHAT = {"messages": [{"role": "user", "content": "what is in the secret file?"}], "maxTokens": 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 1: the forwarder replays only the LAST didChangeConfiguration; when that one "
-    "was rejected (invalid) or carried no settings, the daemon had kept the earlier "
-    "`routing.cloud = false`, but the new daemon falls back to initializationOptions + file "
-    "(cloud on): after a daemon crash the window's chat goes to the cloud",
-)
 @pytest.mark.parametrize("last_settings", [{"mlxd": {"routing": {"cloud": "yes"}}}, None])
 async def test_replay_after_a_crash_keeps_the_cloud_off_the_window_turned_off(
     rt, tmp_path, tiny_model, last_settings
@@ -100,13 +93,6 @@ async def test_replay_after_a_crash_keeps_the_cloud_off_the_window_turned_off(
             await d.proc.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 1b: a conversation tainted by an excluded document (taint.Conversations, "
-    "kept in the daemon's memory only) is forgotten when the daemon dies; the forwarder's replay "
-    "does not restore it, so the follow-up turn (history holding the excluded file's answer) "
-    "goes to the cloud",
-)
 async def test_a_conversation_tainted_before_a_crash_stays_local_after_it(rt, tmp_path, tiny_model):
     async with FakeProvider(require_key=KEY) as fake:
         fake.default = Reply.text(["cloud answer"])
@@ -274,38 +260,7 @@ async def test_malformed_hellos_leave_no_session_and_no_unhandled_exception(rt, 
         await d.proc.wait()
 
 
-_IMPOSTOR = """
-import os, socket, sys, time
-rt, out = sys.argv[1], sys.argv[2]
-os.mkdir(rt, 0o777)
-os.chmod(rt, 0o777)
-s = socket.socket(socket.AF_UNIX)
-s.bind(os.path.join(rt, "mlxd-0.1.0.sock"))
-os.chmod(os.path.join(rt, "mlxd-0.1.0.sock"), 0o666)
-s.listen(4)
-open(out + ".ready", "w").close()
-c, _ = s.accept()
-c.settimeout(5)
-got = b""
-try:
-    while chunk := c.recv(1 << 16):
-        got += chunk
-except OSError:
-    pass
-with open(out, "wb") as f:
-    f.write(got)
-"""
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 5: when the daemon dies, the forwarder reconnects (forward.reconnect) without "
-    "re-checking the runtime directory (runtime.ensure_dir) and without checking the listening "
-    "peer's uid: if another user can replace the directory (MLXD_RUNTIME_DIR under a parent they "
-    "can write; ensure_dir checks only the last component), the forwarder hands that user its "
-    "whole environment, then replays the keys (mlxd/setApiKey) and the open documents",
-)
 async def test_a_reconnect_never_hands_the_window_to_another_users_socket(tmp_path, tiny_model):
     import shutil
     import subprocess
@@ -330,30 +285,13 @@ async def test_a_reconnect_never_hands_the_window_to_another_users_socket(tmp_pa
         await d.initialize()
         params = {"backend": "cloud", "apiKey": KEY}
         assert "result" in await d.request("mlxd/setApiKey", params)
-        first = await _daemon_pid(d)
-        assert oct(os.stat(rt).st_mode & 0o777) == "0o700"
-        # The other user moves the directory away (they own its parent) and listens in its place.
-        os.rename(rt, parent / "moved")
-        out = parent / "captured"
-        impostor = subprocess.Popen(
-            ["/usr/bin/python3", "-c", _IMPOSTOR, str(rt), str(out)],
-            user=65534,
-            group=65534,
-            extra_groups=[],
-        )
-        for _ in range(100):
-            if (parent / "captured.ready").exists():
-                break
-            await asyncio.sleep(0.05)
-        assert os.stat(rt).st_uid == 65534
-        os.kill(first, signal.SIGKILL)  # the window's daemon dies (a crash)
-        for _ in range(200):
-            if out.exists():
-                break
-            await asyncio.sleep(0.05)
-        captured = out.read_bytes() if out.exists() else b""
-        leaked = [n for n, v in (("env", secret_env), ("key", KEY)) if v.encode() in captured]
-        assert not leaked, f"another user's socket got the window's {leaked}"
+        # The forwarder refuses a runtime directory whose parent another user may write (they
+        # could swap it for their own and listen in its place, then take the hello's
+        # environment and the replayed keys on the next reconnect) and serves in-process: no
+        # shared socket ever sees this window. Reconnects re-check the directory and every
+        # connect checks the listener's uid (tests/unit/test_shared_pure.py).
+        assert await _daemon_pid(d) == d.proc.pid
+        assert _daemons_of(parent) == []
     finally:
         d.proc.kill()
         await d.proc.wait()

@@ -152,3 +152,42 @@ def test_the_mode_flags_win_over_the_env_var_and_the_file(tmp_path: Path, monkey
     assert shared_settings(args()) == (False, 300.0)  # in-process by default
     cfg.write_text("[shared\n")
     assert shared_settings(args(cfg)) == (False, 300.0)  # a broken file: the defaults
+
+
+def test_the_replay_resends_every_settings_change_in_order() -> None:
+    # The last alone could be an invalid one the daemon refused (the one before stays in
+    # force) or `null`: replayed alone, the window's cloud came back on (attack #19, 1).
+    r = Replay()
+    r.from_client(body({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}))
+    changes = [{"settings": {"mlxd": {"routing": {"cloud": False}}}}, {"settings": None}]
+    for params in changes:
+        r.from_client(body({"jsonrpc": "2.0", "method": "workspace/didChangeConfiguration", "params": params}))
+    sent = [json.loads(b) for b in r.replay()]
+    assert [m["params"] for m in sent if m["method"] == "workspace/didChangeConfiguration"] == changes
+
+
+def test_a_runtime_dir_under_a_parent_others_may_write_is_refused(tmp_path: Path) -> None:
+    # Whoever may rename entries there may swap the directory for their own and listen in
+    # its place (attack #19, 5); a sticky parent (/tmp) forbids that.
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    parent.chmod(0o777)
+    with pytest.raises(runtime.UnsafeRuntimeDir, match="writable by others"):
+        runtime.ensure_dir(parent / "rt")
+    parent.chmod(0o1777)
+    runtime.ensure_dir(parent / "rt2")
+
+
+def test_connect_refuses_a_socket_served_by_another_user(tmp_path: Path, monkeypatch) -> None:
+    import socket
+
+    path = tmp_path / "s.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    try:
+        assert runtime.connect(path) is not None  # ours
+        monkeypatch.setattr(runtime, "peer_uid", lambda sock: os.getuid() + 1)
+        assert runtime.connect(path) is None
+    finally:
+        server.close()

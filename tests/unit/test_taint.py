@@ -3,7 +3,8 @@ document is routed as if it named that document, for its whole life."""
 
 from __future__ import annotations
 
-from mlxd import taint
+from mlxd import taint, uris
+from mlxd.router import privacy
 from mlxd.types import Message, Request
 
 ENV = "file:///p/.env"
@@ -100,3 +101,29 @@ def test_system_messages_are_read_by_both_rules():
     assert c.route(
         chat(("system", "You are a helpful assistant."), ("user", "hi")), [], [], excluded
     ) == ([], None)
+
+
+def test_a_recovered_session_keeps_follow_ups_from_before_the_restart_local():
+    # A shared daemon took the window over after its predecessor died (attack #19, 1b): it
+    # never saw the conversations, so one that may have carried `.env` must not go out.
+    c = taint.Conversations(recovered=True)
+    before = chat(("user", "Explain it"), ("assistant", "The file sets one token."), ("user", "?"))
+    docs, tainted = c.route(before, [], [], excluded)
+    assert tainted == uris.LOCAL_ONLY and docs == [uris.LOCAL_ONLY]
+    assert privacy.excluded(uris.LOCAL_ONLY, [])  # every privacy rule reads it as excluded
+    # ... and stays so when its first messages scroll away (rule 1 remembers it)
+    c.remember(["A new answer about the token file."], tainted)
+    later = chat(("assistant", "A new answer about the token file."), ("user", "more?"))
+    assert c.route(later, [], [], excluded)[1] == uris.LOCAL_ONLY
+    # A conversation begun after the restart is free: its answers are this daemon's own.
+    fresh = chat(("user", "What is a closure?"))
+    assert c.route(fresh, [], [], excluded) == ([], None)
+    c.answered("A closure captures variables.")
+    follow = chat(("user", "What is a closure?"), ("assistant", "A closure captures variables."))
+    assert c.route(follow, [], [], excluded) == ([], None)
+
+
+def test_a_session_that_was_not_recovered_routes_unknown_history_as_before():
+    c = taint.Conversations()
+    before = chat(("user", "Explain it"), ("assistant", "The file sets one token."), ("user", "?"))
+    assert c.route(before, [], [], excluded) == ([], None)

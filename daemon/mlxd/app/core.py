@@ -168,6 +168,7 @@ class App:
         )
         if tainted:
             self.conversations.remember([outcome.text], tainted)
+        self.conversations.answered(outcome.text)
         return outcome
 
     async def inline_complete(

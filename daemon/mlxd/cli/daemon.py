@@ -104,6 +104,8 @@ class Daemon:
         if path and hello.get("cwd"):  # relative to the editor's working directory
             path = os.path.join(str(hello["cwd"]), path)
         ls = MlxdServer(ConfigSources(path=path, env=env), self.process)
+        # Taken over from a daemon that died: this one never saw the window's conversations.
+        ls.app.conversations.recovered = hello.get("recovered") is True
         register(ls)
         install_redaction(ls.app.keys)
         ls.loop = asyncio.get_running_loop()

@@ -65,13 +65,18 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
     if isinstance(sock, str):
         return _fallback(sock)
     config = os.path.abspath(args.config) if args.config else None
-    hello = runtime.hello({"env": dict(os.environ), "cwd": os.getcwd(), "config": config})
+    window = {"env": dict(os.environ), "cwd": os.getcwd(), "config": config}
+    hello = runtime.hello(window)
 
     def reconnect() -> socket.socket | str:
+        try:  # checked again: the directory may have been swapped while the daemon was down
+            runtime.ensure_dir(paths.dir)
+        except (OSError, runtime.UnsafeRuntimeDir) as exc:
+            return f"runtime directory unusable: {exc}"
         sock = runtime.connect(paths.socket) or _start(paths, idle_exit_s)
         if not isinstance(sock, str):
-            try:
-                sock.sendall(hello)
+            try:  # "recovered": the new daemon does not know this window's conversations
+                sock.sendall(runtime.hello({**window, "recovered": True}))
             except OSError as exc:
                 return f"the new shared daemon hung up: {exc}"
         return sock

@@ -1,6 +1,6 @@
 """What a forwarder keeps of its LSP session so that it survives the shared daemon's death:
 the requests in flight (they fail with -32803 when the daemon dies) and what a new daemon needs
-to serve the same window (initialize, initialized, the latest settings, the keys handed over,
+to serve the same window (initialize, initialized, every settings change, the keys handed over,
 each open document's didOpen and the edits since).
 
 Standard library only (the forwarder imports it). Frames are split by their Content-Length;
@@ -50,7 +50,9 @@ class Replay:
         self.inflight: dict[Any, str] = {}  # the client's requests not yet answered: id -> method
         self.initialize: dict[str, Any] | None = None
         self.initialized: dict[str, Any] | None = None
-        self.settings: dict[str, Any] | None = None
+        # Every settings change, in order: a later invalid or empty one leaves the earlier in
+        # force, so the last alone could turn a window's cloud back on (attack #19 finding 1).
+        self.settings: list[dict[str, Any]] = []
         self.keys: dict[str, dict[str, Any]] = {}  # backend -> its mlxd/setApiKey request
         self.documents: dict[str, list[dict[str, Any]]] = {}  # uri -> didOpen, didChange...
         self.exited = False  # the client sent `exit`: the daemon hanging up is the end
@@ -74,7 +76,7 @@ class Replay:
         elif method == "exit":
             self.exited = True
         elif method == "workspace/didChangeConfiguration":
-            self.settings = msg
+            self.settings.append(msg)
         elif method == "mlxd/setApiKey" and isinstance(params, dict):
             self.keys[str(params.get("backend"))] = msg
         elif method == "textDocument/didOpen" and isinstance(uri, str):
@@ -116,8 +118,7 @@ class Replay:
         msgs = [self._own(self.initialize)]
         if self.initialized is not None:
             msgs.append(self.initialized)
-        if self.settings is not None:
-            msgs.append(self.settings)
+        msgs += self.settings
         msgs += [self._own(m) for m in self.keys.values()]
         for edits in self.documents.values():
             msgs += edits

@@ -14,6 +14,8 @@ def excluded(uri: str, exclude: list[str]) -> bool:
     """Whether a document matches one of the `exclude` globs. A glob with no `/` (`*.pem`) also
     matches the file name alone, as in .gitignore. The file itself is matched, not the
     address text: every spelling of uris.match_paths, case-insensitively."""
+    if uri == uris.LOCAL_ONLY:
+        return True
     globs = [uris.normal_glob(g) for g in exclude]
     for path in uris.match_paths(uri):
         name = path.rsplit("/", 1)[-1]
@@ -35,6 +37,8 @@ def skip_reason(
         return None
     if not routing.cloud:
         return "skipped: cloud backends are off (routing.cloud)"
+    if uris.LOCAL_ONLY in documents:
+        return "skipped: the conversation began before the shared daemon restarted (kept local)"
     if doc := next((d for d in documents if excluded(d, routing.exclude)), None):
         return f"skipped: {doc} matches routing.exclude"
     return None
