@@ -315,9 +315,8 @@ def _make_inline_engine(app: App) -> Any:
     from ..inline import InlineEngine
 
     async def generate(request: Request, ctx: Any) -> Any:
-        # The engine set the header and the time bound, and needs the whole Outcome (was the
-        # last line cut?). A sampled request is an Invoked alternative: the chain's local model
-        # only (it reuses the first answer's KV cache; a provider would bill two more requests).
+        # The engine needs the whole Outcome (was the last line cut?). A sampled request is an
+        # Invoked alternative: the chain's local model only (KV reuse; a provider would bill).
         chain = app.router.chain("inline", None) if request.temperature else []
         pin = next((name for name in chain if is_local(name)), None)
         return await app.router.run(request, backend=pin, documents=[ctx.uri] if ctx.uri else [])
