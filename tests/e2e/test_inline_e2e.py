@@ -117,7 +117,8 @@ async def test_incremental_edits_then_typing_through_needs_no_model_call(
                 ],
             )
         )
-        second = await inline(s, 1, 11 + len(typed.encode("utf-16-le")) // 2)
+        # Automatic, as editors ask while typing (Invoked would sample alternatives: a model call)
+        second = await inline(s, 1, 11 + len(typed.encode("utf-16-le")) // 2, kind=2)
         after = await s.request("mlxd/stats", {})
         if len(suggestion) > 1:
             assert second.items[0].insert_text == suggestion[1:]
