@@ -56,9 +56,9 @@ class Conversations:
     def carried(self, texts: Iterable[str]) -> str | None:
         """The excluded document a remembered message came with, or None."""
         for text in texts:
-            uri = self._seen.get(_digest(text))
-            if uri is not None:
-                self._seen.move_to_end(_digest(text))
+            key = _digest(text)
+            if (uri := self._seen.get(key)) is not None:
+                self._seen.move_to_end(key)
                 return uri
         return None
 
@@ -91,9 +91,7 @@ class Conversations:
     def answered(self, text: str) -> None:
         """An answer this daemon gave: a later follow-up holding it is not from before."""
         if self.recovered:
-            self._answered[_digest(text)] = None
-            while len(self._answered) > MAX_REMEMBERED:
-                self._answered.popitem(last=False)
+            _put(self._answered, _digest(text), None)
 
     def _from_before(self, request: Request) -> bool:
         said = [m.content for m in request.messages if m.role == "assistant" and m.content.strip()]
@@ -102,10 +100,15 @@ class Conversations:
     def remember(self, texts: Iterable[str], uri: str) -> None:
         for text in texts:
             if len(text.strip()) >= MIN_MESSAGE:
-                self._seen[_digest(text)] = uri
-                self._seen.move_to_end(_digest(text))
-        while len(self._seen) > MAX_REMEMBERED:
-            self._seen.popitem(last=False)
+                _put(self._seen, _digest(text), uri)
+
+
+def _put(lru: OrderedDict, key: str, value: object) -> None:
+    """Set `key` as the most recently used; the least recently used beyond MAX_REMEMBERED go."""
+    lru[key] = value
+    lru.move_to_end(key)
+    while len(lru) > MAX_REMEMBERED:
+        lru.popitem(last=False)
 
 
 def quotes(
