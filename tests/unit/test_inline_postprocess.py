@@ -5,9 +5,12 @@ Documents are written with `┃` where the cursor is.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mlxd.inline.cuts import cleaned
 from mlxd.inline.postprocess import (
     clean,
     cut_at_dedent,
@@ -177,8 +180,27 @@ def test_clean_handles_crlf_model_output() -> None:
     assert clean("\r\n    return 1\r\n", ctx) == "\n    return 1"
 
 
+def test_clean_takes_a_lone_cr_as_a_line_break() -> None:
+    # VS Code splits an item at a lone "\r" (CI: Alt+] showed the item's lines swapped);
+    # Neovim shows it as "^M". Both see "\n" now, and the line rules see the line.
+    ctx = at("def f():┃\n")
+    assert clean("\r    return 1\rx = 2", ctx) == "\n    return 1"
+
+
+def test_clean_drops_characters_no_editor_shows_as_code() -> None:
+    ctx = at("x = ┃")
+    # C0 controls (NUL, ESC of an ANSI colour), DEL, a C1 control, the detokenizer's U+FFFD.
+    assert clean("a\x00b\x1b[31mc\x7fd\x85e\ufffdf", ctx) == "ab[31mcdef"
+    assert clean("\ta\tb", at("def f():\n┃")) == "\ta\tb"  # tabs stay
+
+
+def test_cleaned_cut_answer_keeps_lines_ended_by_a_lone_cr() -> None:
+    answer = SimpleNamespace(text="\r    return 1\r    retu", finish_reason="length")
+    assert cleaned(answer, at("def f():┃\n"), whole_lines=True)[0] == "\n    return 1"
+
+
 _pieces = st.sampled_from(
-    ["x", " ", "  ", "\n", "\t", ")", "(", "]", "}", '"', ":", "y = 1", "    ", "<|endoftext|>"]
+    ["x", " ", "  ", "\n", "\r", "\x00", "\ufffd", "\t", ")", "(", "]", "}", '"', ":", "y = 1", "    ", "<|endoftext|>"]
 )
 _docs = st.sampled_from(
     ["def f():┃\n", "print(┃)\n", "x = 1\n┃\ny = 2\n", "    ┃", 'a = "┃"', "┃", "f(x┃, y)\n"]
@@ -197,3 +219,4 @@ def test_clean_output_invariants(pieces: list[str], doc: str) -> None:
     if ctx.single_line:
         assert "\n" not in got
     assert "<|endoftext|>" not in got
+    assert not set(got) & {"\r", "\x00", "\ufffd"}

@@ -7,7 +7,7 @@ from typing import Any
 
 from mlxd.prompts import CursorContext
 
-from .postprocess import clean
+from .postprocess import clean, plain_text
 
 # Longest margin kept from inline.max_ms for the work after generation stops (issue #17 item 3).
 FINISH_MARGIN_S = 0.05
@@ -48,6 +48,7 @@ def cleaned(answer: Any, ctx: CursorContext, whole_lines: bool) -> tuple[str, st
     in a fragment). When a cap cut the answer ("length") and `whole_lines`, only its finished
     lines are kept: a piece of a word is worse than nothing (complete_lines keeps fragments 0)."""
     raw, finish = text_and_finish(answer)
+    raw = plain_text(raw)
     cut = finish == "length" and whole_lines
     text = clean(complete_lines(raw) if cut else raw, ctx)
     return text, finish, cut and ends_cut(raw, text)

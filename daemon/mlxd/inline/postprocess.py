@@ -72,6 +72,18 @@ def _previous_line(ctx: CursorContext) -> str:
 
 
 # --- the rules ----------------------------------------------------------------------------
+# What an editor would not show as code: C0 controls but tab and newline, DEL, C1 controls, and
+# U+FFFD (the detokenizer's mark for bytes that were no UTF-8). A lone "\r" is a line break to
+# VS Code but "^M" to Neovim, so every line break becomes "\n" first.
+_UNSHOWABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd]")
+
+
+def plain_text(text: str) -> str:
+    """`text` with "\n" as its only line break and without characters no editor shows as code
+    (a random or broken model writes them; VS Code split an item at a lone "\r")."""
+    return _UNSHOWABLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
 def drop_trailing_space(text: str, space: str) -> str:
     """The completion from the cursor on, when the prompt ended before the whitespace that
     precedes the cursor (CursorContext.trailing_space): the model wrote it again, or it did
@@ -238,7 +250,7 @@ def drop_blank(text: str) -> str:
 def clean(completion: str, ctx: CursorContext) -> str:
     """Apply every rule in order; "" means there is nothing worth showing."""
     # Where the answer ends (end markers, one line only, max_lines): the request's StopPolicy.
-    text = StopPolicy.inline(ctx.single_line, ctx.max_lines).cut(completion.replace("\r\n", "\n"))
+    text = StopPolicy.inline(ctx.single_line, ctx.max_lines).cut(plain_text(completion))
     text = drop_trailing_space(text, ctx.trailing_space)
     mid_line = bool(ctx.line_suffix.strip())
     text = strip_trailing_whitespace(text, keep_end=mid_line)
