@@ -39,6 +39,12 @@ class Request:
     language: str = ""
     # Context for completion kinds: a comment block naming the file, maybe neighbour snippets.
     header: str = ""
+    # Inline: the token budget for the prompt's header, prefix and suffix, which are the whole
+    # document around the cursor. Each backend cuts them to it once, counting as it can: a local
+    # model with its tokenizer (less when the time cap allows less), a provider loosely
+    # (prompts.loose_tokens). None: a local model uses inline.context_tokens, a provider gets
+    # the text as it is (mlxd/complete).
+    context_tokens: int | None = None
     # None: the router fills routing.max_tokens, the same for every backend of the chain.
     max_tokens: int | None = None
     temperature: float = 0.0

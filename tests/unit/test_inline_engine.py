@@ -149,13 +149,15 @@ async def test_disabled_language_returns_nothing_without_generating() -> None:
     assert model.calls == []
 
 
-async def test_request_carries_a_bounded_context_and_ctx_the_whole_document() -> None:
+async def test_request_carries_the_whole_context_and_its_budget_untrimmed() -> None:
+    # The backend that serves it trims it, once (issue #13): the engine does not pre-trim.
     model = Model("0")
     text = "".join(f"x{i} = {i}\n" for i in range(20_000)) + "y = "
     eng = engine(model, context_tokens=256)
     await eng.complete(text, 20_000, 4, uri=URI, language="python")
     request, ctx = model.calls[0]
-    assert 256 * 3 < len(request.prefix) <= 256 * 5
+    assert request.context_tokens == 256
+    assert request.prefix == text[:-1]
     # The prompt ends before the space at the cursor (the model writes it: ctx.trailing_space).
     assert request.prefix.endswith("x19999 = 19999\ny =")
     assert ctx.prefix == text

@@ -20,7 +20,7 @@ from typing import Any
 
 from mlxd.backends.cloud import CloudBackend
 from mlxd.backends.http import error_from_json, excerpt
-from mlxd.backends.messages import chat_messages
+from mlxd.backends.messages import chat_messages, sized
 from mlxd.config import DEFAULT_MAX_TOKENS, BackendConfig, TimeoutsConfig
 from mlxd.errors import NotConfigured, ProtocolError, ServerError, StreamCut
 from mlxd.secrets import KeyStore, key_sources
@@ -99,6 +99,7 @@ class AnthropicBackend(CloudBackend):
             raise NotConfigured(
                 f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg, self._keys.from_editor)}"
             )
+        request = sized(request)  # an inline request: its one trim, on every attempt
         body, cut = self.body(request)
         headers = self._headers(key)
         log.debug("%s: POST %s model=%s", self.name, self._url, body["model"])

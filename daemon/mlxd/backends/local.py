@@ -26,6 +26,7 @@ from ..models import (
     ThinkSplitter,
     fits,
 )
+from ..prompts import Window, detect, fit_window
 from ..types import Delta, Done, Event, Message, Request
 
 log = logging.getLogger(__name__)
@@ -147,18 +148,27 @@ class LocalBackend:
     def _fit(self, lm: Any, req: Request, max_tokens: int) -> tuple[list[int], int]:
         """The prompt's tokens and the answer's max_tokens (fit_prompt); an inline prompt is
         sized so that prefilling what the KV cache does not hold, plus one line, fits the
-        request's time cap (models/budget.py). Runs off the event loop."""
-        full = fit_prompt(lm, req, self.inline_cfg.context_tokens, max_tokens)
+        request's time cap (models/budget.py): a smaller window is cut from the one trimmed
+        to the full budget, its lines not tokenized again. Runs off the event loop."""
+        budget = req.context_tokens or self.inline_cfg.context_tokens
+        if req.kind == "chat":
+            return fit_prompt(lm, req, budget, max_tokens)
+        window = fit_window_for(lm, req, budget, max_tokens)  # the one trim
+        full = render(lm, req, window, max_tokens)
         end = _deadline(req)
         if req.kind != "inline" or end is None:
             return full
         allowed = self.speed.new_tokens_within(max(0.0, end - time.monotonic()))
         if fits(len(full[0]), self.recent.cached(full[0]), allowed):
             return full
-        small = fit_prompt(lm, req, max(MIN_PROMPT_TOKENS, allowed), max_tokens)
+        log.debug(
+            "%s: %d prompt tokens, %d allowed by the time cap", self.name, len(full[0]), allowed
+        )
+        small = render(lm, req, window.narrowed(max(MIN_PROMPT_TOKENS, allowed)), max_tokens)
         cached = self.recent.cached(small[0])  # a smaller window may be cached as well
         if cached:
-            wider = fit_prompt(lm, req, max(MIN_PROMPT_TOKENS, allowed + cached), max_tokens)
+            narrower = window.narrowed(max(MIN_PROMPT_TOKENS, allowed + cached))
+            wider = render(lm, req, narrower, max_tokens)
             if fits(len(wider[0]), self.recent.cached(wider[0]), allowed):
                 return wider
         return small
@@ -202,22 +212,46 @@ def fit_prompt(lm: Any, req: Request, budget: int, max_tokens: int) -> tuple[lis
     completion's `budget` (tokens around the cursor) shrinks, and max_tokens is cut to what
     fits. Raises ContextOverflow, naming the limit, when even the shortest prompt does not
     fit."""
+    if req.kind != "chat":
+        return render(lm, req, fit_window_for(lm, req, budget, max_tokens), max_tokens)
+    window = context_window(lm.model)
+    tokens = _chat_tokens(lm.tokenizer, req, window, max_tokens)
+    return _checked(lm, tokens, window, max_tokens)
+
+
+def fit_window_for(lm: Any, req: Request, budget: int, max_tokens: int) -> Window:
+    """A completion's text cut to `budget` tokens of the model's tokenizer (the one trim:
+    prompts.fit_window), less when the context window must keep room for the answer."""
     tok, window = lm.tokenizer, context_window(lm.model)
-    if req.kind == "chat":
-        tokens = _chat_tokens(tok, req, window, max_tokens)
-    else:
-        if window is not None:
-            budget = max(1, min(budget, window - min(max_tokens, window // 2)))
-        prompt = _completion_prompt(tok, req, budget)
-        tokens = list(tok.encode(prompt + req.assistant_prefix, add_special_tokens=False))
     if window is not None:
-        if len(tokens) >= window:
-            raise ContextOverflow(
-                f"the prompt is {len(tokens)} tokens, over the context window of "
-                f"{window} tokens of {lm.name}"
-            )
-        max_tokens = min(max_tokens, window - len(tokens))
-    return tokens, max_tokens
+        budget = max(1, min(budget, window - min(max_tokens, window // 2)))
+    count = lambda s: len(tok.encode(s, add_special_tokens=False))  # noqa: E731
+    fim = _fim_template(tok) is not None
+    return fit_window(count, req.prefix, req.suffix, req.header, budget, fim)
+
+
+def render(lm: Any, req: Request, window: Window, max_tokens: int) -> tuple[list[int], int]:
+    """The tokens of a completion prompt for `window` (FIM when the model has FIM tokens, else a
+    prefix continuation) and the max_tokens the context window leaves beside them."""
+    tok = lm.tokenizer
+    prompt = window.render(_fim_template(tok)) + req.assistant_prefix
+    tokens = list(tok.encode(prompt, add_special_tokens=False))
+    return _checked(lm, tokens, context_window(lm.model), max_tokens)
+
+
+def _checked(
+    lm: Any, tokens: list[int], window: int | None, max_tokens: int
+) -> tuple[list[int], int]:
+    """`tokens` and max_tokens cut to what the context window leaves; ContextOverflow, naming
+    the limit, when the prompt alone fills it."""
+    if window is None:
+        return tokens, max_tokens
+    if len(tokens) >= window:
+        raise ContextOverflow(
+            f"the prompt is {len(tokens)} tokens, over the context window of "
+            f"{window} tokens of {lm.name}"
+        )
+    return tokens, min(max_tokens, window - len(tokens))
 
 
 def _chat_tokens(tok: Any, req: Request, window: int | None, max_tokens: int) -> list[int]:
@@ -246,29 +280,6 @@ def _chat_tokens(tok: Any, req: Request, window: int | None, max_tokens: int) ->
     return tokens
 
 
-# No token of a vocabulary is longer than this many characters (whitespace runs are the longest):
-# text farther than budget * this from the cursor can never enter the prompt.
-_MAX_TOKEN_CHARS = 64
-
-
-def _completion_prompt(tok: Any, req: Request, budget: int) -> str:
-    """FIM when the model has FIM tokens, else a prefix continuation; trimmed to budget with
-    the model's own tokenizer. The request's prefix, suffix and header are rendered as they
-    are: the inline engine built the cursor context once, no second one is built here."""
-    from ..prompts import trimmed_prompt
-
-    bound = budget * _MAX_TOKEN_CHARS  # a 1 MB line is never tokenized whole
-    prefix, suffix = req.prefix[-bound:], req.suffix[:bound]
-    return trimmed_prompt(
-        _fim_template(tok),
-        lambda s: len(tok.encode(s, add_special_tokens=False)),
-        prefix,
-        suffix,
-        req.header,
-        budget,
-    )
-
-
 # A tokenizer's FIM template never changes: detect it once, not on every keystroke.
 _FIM_TEMPLATES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
@@ -276,8 +287,6 @@ _FIM_TEMPLATES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary(
 def _fim_template(tokenizer: Any) -> Any:
     """The FIM template of a tokenizer (None: no FIM), from its special / added tokens."""
     if tokenizer not in _FIM_TEMPLATES:
-        from ..prompts import detect
-
         inner = getattr(tokenizer, "_tokenizer", tokenizer)
         names = set(getattr(inner, "all_special_tokens", []) or [])
         added = getattr(inner, "get_added_vocab", None)

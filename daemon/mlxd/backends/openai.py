@@ -22,7 +22,7 @@ from typing import Any
 
 from mlxd.backends.cloud import CloudBackend
 from mlxd.backends.http import error_from_json, excerpt, status_error
-from mlxd.backends.messages import chat_messages
+from mlxd.backends.messages import chat_messages, sized
 from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.errors import NotConfigured, ProtocolError, StreamCut
 from mlxd.secrets import KeyStore, key_sources
@@ -53,6 +53,7 @@ class OpenAIBackend(CloudBackend):
             raise NotConfigured(
                 f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg, self._keys.from_editor)}"
             )
+        request = sized(request)  # an inline request: its one trim, on every attempt
         legacy = request.kind != "chat" and self.cfg.completions
         url = f"{self._base}/completions" if legacy else f"{self._base}/chat/completions"
         body = self._completions_body(request) if legacy else self.chat_body(request)

@@ -30,7 +30,6 @@ from mlxd.prompts import (
     offset_to_position,
     position_to_offset,
     starts_block,
-    trim,
 )
 from mlxd.types import Request
 
@@ -54,10 +53,6 @@ ALT_TEMPERATURE = 0.8
 _NEAR_CHARS = 2000
 
 
-def _loose_tokens(text: str) -> int:  # a token count on the low side, for the pre-trim
-    return (len(text) + 4) // 5
-
-
 @dataclass(eq=False, slots=True)
 class _Flight:
     """A generation in progress for one document."""
@@ -78,8 +73,9 @@ class InlineEngine:
 
     `generate(request, ctx)` is supplied by the server: it runs the router and returns the
     final text, raising on failure; it is cancelled (task cancel) when superseded. The
-    request carries the time cap (`max_time_s` from `cfg.max_ms`, which the router applies);
-    local backends render its prefix, suffix and header with the model's own tokenizer.
+    request carries the time cap (`max_time_s` from `cfg.max_ms`, which the router applies)
+    and the prompt budget; the backend that serves it trims and renders its prefix, suffix and
+    header, once.
     """
 
     def __init__(
@@ -277,22 +273,21 @@ class InlineEngine:
         return out
 
     def _request(self, ctx: CursorContext, arrived: float | None = None) -> Request:
-        """The router's request, its prefix/suffix bounded so that nothing huge travels, to be
-        answered by inline.max_ms after the request `arrived` (monotonic; None: no deadline,
-        the router applies max_time_s from when it gets the request).
+        """The router's request, to be answered by inline.max_ms after the request `arrived`
+        (monotonic; None: no deadline, the router applies max_time_s from when it gets it).
 
-        The bound is loose (5 characters a token, more than code usually packs): the local
-        backend trims again, exactly, with its model's tokenizer (`fim.prompt_for_local`), and
-        should find the whole budget's worth of text. Both trims snap to the same line grid.
+        It carries the whole text around the cursor and the budget (`context_tokens`): the
+        backend that serves it trims it once, as it counts tokens (a local model with its
+        tokenizer, a provider loosely: prompts.fit_window).
         """
-        prefix, suffix = trim(ctx.prompt_prefix, ctx.suffix, self.cfg.context_tokens, _loose_tokens)
         policy = StopPolicy.inline(ctx.single_line, ctx.max_lines)
         return Request(
             kind="inline",
-            prefix=prefix,
-            suffix=suffix,
+            prefix=ctx.prompt_prefix,
+            suffix=ctx.suffix,
             language=ctx.language,
             header=ctx.header,
+            context_tokens=self.cfg.context_tokens,
             max_tokens=self.cfg.max_tokens,
             temperature=0.0,
             stop=policy.strings,

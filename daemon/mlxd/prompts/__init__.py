@@ -13,12 +13,14 @@ from .fim import (
     QWEN_CODER,
     STARCODER,
     FimTemplate,
+    Window,
     build_prompt,
     by_name,
     comment_line,
     detect,
     display_path,
     file_header,
+    fit_window,
     format_snippets,
     prompt_for_local,
     trimmed_prompt,
@@ -33,7 +35,16 @@ from .positions import (
     position_to_offset,
 )
 from .snippets import SNIPPET_LINES, Snippet, SnippetIndex, neighbor_snippets
-from .trimming import PREFIX_SHARE, SNAP_LINES, TokenCounter, approx_tokens, trim
+from .trimming import (
+    LOOSE_CHARS,
+    MAX_TOKEN_CHARS,
+    PREFIX_SHARE,
+    SNAP_LINES,
+    TokenCounter,
+    approx_tokens,
+    loose_tokens,
+    trim,
+)
 
 __all__ = [
     "apply_selection",
@@ -63,6 +74,11 @@ __all__ = [
     "detect",
     "display_path",
     "file_header",
+    "fit_window",
+    "loose_tokens",
+    "LOOSE_CHARS",
+    "MAX_TOKEN_CHARS",
+    "Window",
     "trimmed_prompt",
     "format_snippets",
     "neighbor_snippets",

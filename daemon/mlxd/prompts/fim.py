@@ -19,6 +19,7 @@ BOS is not written here: the tokenizer adds it when it encodes the prompt.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -269,10 +270,52 @@ def trimmed_prompt(
     budget_tokens: int,
 ) -> str:
     """The prompt for text around the cursor, trimmed to `budget_tokens` as counted by
-    `count_tokens`: the header takes at most a quarter of the budget, prefix and suffix the
-    rest (see trimming.trim). No cursor context is built: the pieces are used as given."""
-    count = count_tokens or approx_tokens
-    head = _clip_header(header, budget_tokens // 4, count)
-    budget = budget_tokens - (count(head) if head else 0)
-    prefix, suffix = trim(prefix, suffix if template is not None else "", budget, count)
-    return build_prompt(template, prefix, suffix, head)
+    `count_tokens` (see `fit_window`). No cursor context is built: the pieces are used as given."""
+    window = fit_window(count_tokens, prefix, suffix, header, budget_tokens, template is not None)
+    return window.render(template)
+
+
+@dataclass(slots=True)
+class Window:
+    """The text around the cursor cut to a token budget: what a backend's prompt holds.
+
+    `count` remembers each text it measured, so `narrowed` cuts a smaller window out of this
+    one without tokenizing its lines again (a local model's time cap may allow less)."""
+
+    header: str
+    prefix: str
+    suffix: str
+    count: TokenCounter
+
+    def render(self, template: FimTemplate | None) -> str:
+        """The prompt string in `template`'s format (None: a plain continuation)."""
+        return build_prompt(template, self.prefix, self.suffix, self.header)
+
+    def narrowed(self, budget_tokens: int) -> Window:
+        """The window for a smaller budget, cut from this one (not counted as a trim)."""
+        return _cut(self.count, self.prefix, self.suffix, self.header, budget_tokens, True)
+
+
+def fit_window(
+    count_tokens: TokenCounter | None,
+    prefix: str,
+    suffix: str,
+    header: str,
+    budget_tokens: int,
+    fim: bool = True,
+) -> Window:
+    """The one trim of a request's text: the header takes at most a quarter of `budget_tokens`
+    (its first lines go first), prefix and suffix the rest (trimming.trim; no suffix without
+    `fim`). Counted as `inline.trims`. `count_tokens` (default approx_tokens): a local model's
+    tokenizer, or `loose_tokens` for a provider."""
+    count = functools.lru_cache(maxsize=4096)(count_tokens or approx_tokens)
+    return _cut(count, prefix, suffix if fim else "", header, budget_tokens, False)
+
+
+def _cut(
+    count: TokenCounter, prefix: str, suffix: str, header: str, budget: int, narrowing: bool
+) -> Window:
+    head = _clip_header(header, budget // 4, count)
+    rest = budget - (count(head) if head else 0)
+    prefix, suffix = trim(prefix, suffix, rest, count, narrowing=narrowing)
+    return Window(head, prefix, suffix, count)

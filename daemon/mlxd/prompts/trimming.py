@@ -16,6 +16,12 @@ _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")
 SNAP_LINES = 8
 # Share of the token budget given to the prefix; the model needs the lines above the cursor most.
 PREFIX_SHARE = 0.75
+# No token of a vocabulary is longer than this many characters (whitespace runs are the longest):
+# a line longer than budget * this can never fit, and is never tokenized whole (a 1 MB line).
+MAX_TOKEN_CHARS = 64
+# Characters a token for `loose_tokens`: more than code usually packs (3-4), so a budget counted
+# this way lets a provider see about as much text as a local model given the same budget.
+LOOSE_CHARS = 5
 
 
 def approx_tokens(text: str) -> int:
@@ -24,6 +30,12 @@ def approx_tokens(text: str) -> int:
     Rounding up keeps a per-line sum from undercounting the whole.
     """
     return (len(text) + 2) // 3
+
+
+def loose_tokens(text: str) -> int:
+    """A token count on the low side (LOOSE_CHARS a token): a provider's budget, measured without
+    its tokenizer."""
+    return (len(text) + LOOSE_CHARS - 1) // LOOSE_CHARS
 
 
 def _fit_lines(lines: Sequence[str], budget: int, count: TokenCounter) -> list[int]:
@@ -36,6 +48,8 @@ def _fit_lines(lines: Sequence[str], budget: int, count: TokenCounter) -> list[i
     costs: list[int] = []
     used = 0
     for line in lines:
+        if len(line) > (budget - used) * MAX_TOKEN_CHARS:
+            break  # cannot fit, whatever the tokenizer: not worth tokenizing
         cost = count(line)
         if used + cost > budget:
             break
@@ -51,6 +65,7 @@ def _split_lines(text: str) -> list[str]:
 
 def _keep_end(text: str, budget: int, count: TokenCounter) -> str:
     """The longest-ish tail of one long line that fits in `budget` (a character cut)."""
+    text = text[len(text) - max(0, budget) * MAX_TOKEN_CHARS :]
     while text and count(text) > budget:
         ratio = budget / max(1, count(text))
         keep = min(len(text) - 1, math.floor(len(text) * ratio * 0.9))
@@ -60,6 +75,7 @@ def _keep_end(text: str, budget: int, count: TokenCounter) -> str:
 
 def _keep_start(text: str, budget: int, count: TokenCounter) -> str:
     """The longest-ish head of one long line that fits in `budget` (a character cut)."""
+    text = text[: max(0, budget) * MAX_TOKEN_CHARS]
     while text and count(text) > budget:
         ratio = budget / max(1, count(text))
         text = text[: min(len(text) - 1, math.floor(len(text) * ratio * 0.9))]
@@ -105,6 +121,8 @@ def trim(
     suffix: str,
     budget_tokens: int,
     count_tokens: TokenCounter | None = None,
+    *,
+    narrowing: bool = False,
 ) -> tuple[str, str]:
     """Trim prefix and suffix to `budget_tokens`, keeping the text nearest the cursor.
 
@@ -113,8 +131,11 @@ def trim(
     model more than a missing one) and snap to SNAP_LINES: the prefix window starts on a line
     number that is a multiple of it, the suffix keeps a multiple of it, so neither edge moves
     on every keystroke (the prompt's beginning stays the same: KV-cache reuse).
+
+    Each call is counted (`inline.trims`) unless `narrowing`: cutting text that was already
+    trimmed for this request to a smaller budget (its lines are counted again from a memo).
     """
-    COUNTS["trims"] += 1
+    COUNTS["trims"] += not narrowing
     count = count_tokens or approx_tokens
     budget = max(0, budget_tokens)
     prefix_share = math.floor(budget * PREFIX_SHARE) if suffix else budget
