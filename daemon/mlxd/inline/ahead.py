@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mlxd.prompts import CursorContext
 
+from . import why
+
 if TYPE_CHECKING:
     from .engine import Document, InlineEngine
 
@@ -116,6 +118,7 @@ class Ahead:
                     await asyncio.wait_for(asyncio.shield(job.task), bound)
                 except TimeoutError:
                     self.stats.ahead_late += 1
+                    why.note("the work ahead for this position was not done by inline.max_ms")
                     return ""
                 except Exception:
                     pass

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from . import why
+
 Key = tuple[str, str, str]  # (uri, prefix, suffix)
 
 
@@ -64,6 +66,8 @@ class InlineCache:
         if exact is not None:
             self._entries.move_to_end(key)
             self.stats.hits += 1
+            if not exact:
+                why.note("this position's last answer was empty (cached until the text changes)")
             return exact
         rest = self._typed_through(uri, prefix, suffix)
         if rest is None:

@@ -7,7 +7,8 @@ from typing import Any
 
 from mlxd.prompts import CursorContext
 
-from .postprocess import clean, plain_text
+from . import why
+from .postprocess import RULES, clean_why, plain_text
 
 # Longest margin kept from inline.max_ms for the work after generation stops (issue #17 item 3).
 FINISH_MARGIN_S = 0.05
@@ -50,5 +51,21 @@ def cleaned(answer: Any, ctx: CursorContext, whole_lines: bool) -> tuple[str, st
     raw, finish = text_and_finish(answer)
     raw = plain_text(raw)
     cut = finish == "length" and whole_lines
-    text = clean(complete_lines(raw) if cut else raw, ctx)
+    kept = complete_lines(raw) if cut else raw
+    text, emptied = clean_why(kept, ctx)
+    if why.collecting():
+        why.answer(_dropped(raw, kept, text, finish, emptied))
     return text, finish, cut and ends_cut(raw, text)
+
+
+def _dropped(raw: str, kept: str, text: str, finish: str, emptied: str | None) -> str | None:
+    """Why nothing of an answer is shown (None: something is), for the debug record."""
+    if text:
+        return None
+    if not raw.strip():
+        return f"the model answered nothing (finish reason {finish!r})"
+    if not kept.strip():
+        return "a cap (inline.max_ms, max_tokens) cut it before its first line ended (whole_lines)"
+    if emptied is not None:
+        return f"emptied by post-processing ({emptied}: {RULES[emptied]})"
+    return "nothing left after post-processing"

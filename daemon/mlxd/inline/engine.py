@@ -9,7 +9,6 @@ the same document, cleans the output and shapes the items.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, replace
@@ -37,8 +36,7 @@ from .ahead import Ahead, Runner
 from .cache import InlineCache
 from .cuts import answer_by, cleaned
 from .items import EngineStats, InlineItem, Range
-
-log = logging.getLogger(__name__)
+from .why import explained, note
 
 # `generate` returns the final text, or an object with `.text` and `.finish_reason` ("stop":
 # the model ended or a stop matched; "length": a token or time cap cut it) such as the
@@ -116,6 +114,7 @@ class InlineEngine:
         return {**stats, **self.ahead.snapshot()}
 
     # --- the request ----------------------------------------------------------------------
+    @explained
     async def complete(
         self,
         text: str,
@@ -324,7 +323,7 @@ class InlineEngine:
                 self.stats.cancelled += 1
             else:
                 self.stats.errors += 1
-                log.debug("inline generation failed for %s: %s", ctx.uri, exc)
+                note(f"the generation failed: {type(exc).__name__}: {exc}")
             return None
         finally:
             if self._inflight.get(ctx.uri) is flight:

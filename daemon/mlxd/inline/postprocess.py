@@ -9,6 +9,7 @@ them in order. Completions use "\\n" line breaks (the model's), whatever the doc
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ..models import StopPolicy
 from ..prompts import CursorContext, opens_block
@@ -249,14 +250,43 @@ def drop_blank(text: str) -> str:
 
 def clean(completion: str, ctx: CursorContext) -> str:
     """Apply every rule in order; "" means there is nothing worth showing."""
-    # Where the answer ends (end markers, one line only, max_lines): the request's StopPolicy.
-    text = StopPolicy.inline(ctx.single_line, ctx.max_lines).cut(plain_text(completion))
-    text = drop_trailing_space(text, ctx.trailing_space)
+    return clean_why(completion, ctx)[0]
+
+
+def clean_why(completion: str, ctx: CursorContext) -> tuple[str, str | None]:
+    """`clean`'s text, and the name of the rule that left nothing (a key of RULES; None when
+    something is left, or nothing was there to begin with)."""
     mid_line = bool(ctx.line_suffix.strip())
-    text = strip_trailing_whitespace(text, keep_end=mid_line)
-    text = cut_at_suffix(text, ctx)
-    text = cut_at_dedent(text, ctx)
-    text = drop_repeated_lines(text, ctx)
-    text = drop_reclosed_brackets(text, ctx.line_suffix)
-    text = drop_duplicate_of_next_line(text, ctx)
-    return drop_blank(strip_trailing_whitespace(text, keep_end=mid_line))
+    policy = StopPolicy.inline(ctx.single_line, ctx.max_lines)
+    steps: list[tuple[str, Callable[[str], str]]] = [
+        # Where the answer ends (end markers, one line only, max_lines): the request's policy.
+        ("stop", lambda t: policy.cut(plain_text(t))),
+        ("trailing_space", lambda t: drop_trailing_space(t, ctx.trailing_space)),
+        ("trailing_whitespace", lambda t: strip_trailing_whitespace(t, keep_end=mid_line)),
+        ("cut_at_suffix", lambda t: cut_at_suffix(t, ctx)),
+        ("cut_at_dedent", lambda t: cut_at_dedent(t, ctx)),
+        ("repeated_lines", lambda t: drop_repeated_lines(t, ctx)),
+        ("reclosed_brackets", lambda t: drop_reclosed_brackets(t, ctx.line_suffix)),
+        ("duplicate_of_next_line", lambda t: drop_duplicate_of_next_line(t, ctx)),
+        ("blank", lambda t: drop_blank(strip_trailing_whitespace(t, keep_end=mid_line))),
+    ]
+    text, emptied = completion, None
+    for name, step in steps:
+        before, text = text, step(text)
+        if emptied is None and before.strip() and not text.strip():
+            emptied = name
+    return text, emptied
+
+
+# What each rule that can leave nothing means, for the debug record of a dropped answer.
+RULES = {
+    "stop": "the stop policy ended it at once (an end marker, one line only, or max_lines)",
+    "trailing_space": "only the space the cursor already has",
+    "trailing_whitespace": "whitespace only",
+    "cut_at_suffix": "it only repeated the text after the cursor",
+    "cut_at_dedent": "it only continued after the block the cursor opens",
+    "repeated_lines": "it was a loop of repeated lines",
+    "reclosed_brackets": "it only closed brackets the line already closes",
+    "duplicate_of_next_line": "it duplicated the next line",
+    "blank": "whitespace only",
+}
