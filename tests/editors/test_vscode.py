@@ -169,6 +169,9 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
             detail += f"\n--- {name} (tail) ---\n{(artifacts / name).read_text()[-3000:]}"
 
     assert r.returncode == 0 and result["ok"], detail
+    if only := os.environ.get("MLXD_E2E_ONLY"):  # development: the chosen steps and their log
+        print(out)
+        pytest.skip(f"MLXD_E2E_ONLY={only} ran only those steps: the full run's checks not made")
 
     # Start-up: mlxd/status notifications and the model-load work-done progress were seen.
     assert "ready" in result["statusStates"]
@@ -197,6 +200,13 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
     # The output channel shows the daemon's records once (window/logMessage), not again as
     # [error]-tagged stderr lines.
     assert result["logLoadedRecords"] == 1 and result["logStderrCopies"] == 0
+    # Open Chat puts the caret in the prompt box, also right after a daemon restart: keys typed
+    # at once land there (issue #18 item 11: VS Code focused the panel's document, not the box,
+    # and a question typed while a late Open Chat landed went nowhere).
+    assert result["typedAfterOpenChat"] == {
+        "first open": "typed at once",
+        "after a daemon restart": "typed at once",
+    }
     # A daemon killed with SIGKILL was restarted by the extension, and served a chat again.
     assert result["restartedPid"] is True and result["chatAfterRestart"]
     # Set API Key: a password box; the provider's whole answer streamed with that key, before

@@ -45,7 +45,8 @@ async def _wait_idle(client: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         stats = await client.request("mlxd/stats", {})
-        if not any(m.get("active") for m in (stats.get("local") or {}).values()):
+        busy = any(m.get("active") for m in (stats.get("local") or {}).values())
+        if not busy and not (stats.get("inline") or {}).get("aheadActive"):
             return
         await asyncio.sleep(0.05)
 
@@ -67,7 +68,10 @@ async def _demo_inline(client: Any) -> None:
     header = "def fibonacci(n):"
     uri = "file:///demo/fibonacci.py"
     # A demo can wait for a whole body (a busy machine is slow); inline.max_ms (1.5 s) is for typing.
-    settings = {"inline": {"max_ms": 60000, "multi_line": "always", "max_tokens": 96}}
+    # No work ahead: the demo exits after this one completion, and the next suggestion it would
+    # generate in the background was still decoding at the exit ("the model is still busy").
+    inline = {"max_ms": 60000, "multi_line": "always", "max_tokens": 96, "background": False}
+    settings = {"inline": inline}
     client.notify("workspace/didChangeConfiguration", {"settings": {"mlxd": settings}})
     doc = {"uri": uri, "languageId": "python", "version": 1, "text": header + "\n"}
     client.notify("textDocument/didOpen", {"textDocument": doc})

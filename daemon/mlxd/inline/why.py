@@ -32,8 +32,9 @@ class _Record:
 
 
 _current: ContextVar[_Record | None] = ContextVar("mlxd_inline_why", default=None)
-# Requests started per document: a change while one ran means a newer one superseded it.
-_started: Counter[str] = Counter()
+# Requests started per (engine, document): a change while one ran means a newer one superseded
+# it (engine: each session of a shared daemon has its own).
+_started: Counter[tuple[int, str]] = Counter()
 
 
 def collecting() -> bool:
@@ -71,8 +72,9 @@ def explained(complete: Complete) -> Complete:
         where = f"{uri} {line}:{character}"  # never the text: it may be a secret
         record = _Record()
         token = _current.set(record)
-        _started[uri] += 1
-        seen = _started[uri]
+        key = (id(engine), uri)
+        _started[key] += 1
+        seen = _started[key]
         items: list[Any] = []
         try:
             items = await complete(engine, text, line, character, **kwargs)
@@ -85,10 +87,10 @@ def explained(complete: Complete) -> Complete:
         finally:
             record.done = True
             _current.reset(token)
-            if _started[uri] != seen:
+            if _started[key] != seen:
                 record.notes.append("superseded by a newer request for this document")
-            if _started[uri] == seen:  # the newest request of its document forgets it
-                del _started[uri]
+            else:  # the newest request of its document forgets it
+                del _started[key]
             if not engine.enabled_for(language):
                 record.notes.append(f"inline completion is off for language {language!r}")
             reasons = _reasons(record, items, bool(kwargs.get("invoked")))

@@ -32,7 +32,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   command('mlxd.showLogs', () => log.show(true));
   command('mlxd.restart', () => d.restart());
-  command('mlxd.openChat', () => vscode.commands.executeCommand(`${CHAT_VIEW_ID}.focus`));
+  command('mlxd.openChat', async () => {
+    await vscode.commands.executeCommand(`${CHAT_VIEW_ID}.focus`);
+    tracer.write({ kind: 'chat-opened' }); // the e2e types once VS Code has moved the focus
+  });
   command('mlxd.newChat', () => chat.newChat());
   command('mlxd.cancelDownload', () => {
     if (!d.cancelLoad()) void vscode.window.showInformationMessage('mlxd: no model download or load is running.');

@@ -203,4 +203,22 @@ messages.addEventListener('click', (e) => {
   }
 });
 
+// When VS Code gives the panel focus (Open Chat, its key, the view's title) the caret goes into
+// the prompt box, unless something in the panel has it already: VS Code focuses the webview's
+// document, not an element in it, and keys typed then went nowhere. A focus that lands late
+// (a busy extension host runs Open Chat after the user clicked into the box and began typing)
+// took the rest of the question and its Enter with it.
+// Not for a click or a text selection in the panel: the pointer decides where focus goes.
+let pointerDown = false;
+function focusPrompt(): void {
+  const active = document.activeElement;
+  if (pointerDown) return;
+  if (active === null || active === document.body || active === document.documentElement) prompt.focus();
+}
+window.addEventListener('pointerdown', () => { pointerDown = true; }, true);
+window.addEventListener('pointerup', () => { pointerDown = false; }, true);
+window.addEventListener('blur', () => { pointerDown = false; });
+window.addEventListener('focus', focusPrompt);
+if (document.hasFocus()) focusPrompt();
+
 vscode.postMessage({ type: 'ready' });
