@@ -155,6 +155,11 @@ def _modes(reason: str) -> pytest.MarkDecorator:
     )
 
 
+_MODES = pytest.mark.parametrize(
+    "mode", [pytest.param("0", id="in-process"), pytest.param("1", id="shared")]
+)
+
+
 def _hub_asked(paths: list[str]) -> list[str]:
     # huggingface_hub's own /api/agent-harnesses probe is not a model fetch
     return [p for p in paths if "agent-harnesses" not in p]
@@ -378,13 +383,11 @@ async def test_a_much_edited_document_is_still_served_after_a_crash(rt, tiny_con
         await d.proc.wait()
 
 
-@_modes(
-    reason="finding 8: the forwarder takes any hang-up without `exit` for the daemon's death: when "
-    "the daemon ends the session itself (here: the client's processId is gone, "
-    "transport._watch_parent), the forwarder reconnects and replays every second for ever (an "
-    "orphan that keeps the daemon up; in-process the server exits). The forwarder has no "
-    "parent watch of its own either",
-)
+# Finding 8 (fixed): the forwarder took any hang-up without `exit` for the daemon's death: when
+# the daemon ended the session itself (the client's processId gone, transport._watch_parent), it
+# reconnected and replayed every second for ever. The daemon now says why it ends a session
+# (runtime.SESSION_ENDED) and the forwarder exits with its code; it also watches its own parent.
+@_MODES
 async def test_a_session_the_daemon_ended_is_not_taken_for_a_crash(rt, tiny_config, mode):
     import subprocess
 

@@ -191,3 +191,46 @@ def test_connect_refuses_a_socket_served_by_another_user(tmp_path: Path, monkeyp
         assert runtime.connect(path) is None
     finally:
         server.close()
+
+
+def _pump_against(daemon_says: bytes) -> tuple[int, list[str]]:
+    """Run the forwarder's pump against a fake daemon that sends `daemon_says` and hangs up;
+    (the exit code, the reconnects asked for)."""
+    import socket
+
+    from mlxd.cli.forward import pump
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    asked: list[str] = []
+
+    def reconnect() -> str:
+        asked.append("reconnect")
+        return "no daemon in this test"
+
+    theirs.sendall(daemon_says)
+    theirs.close()
+    try:
+        return pump(ours, stdin_r, stdout_w, reconnect), asked
+    finally:
+        for fd in (stdin_r, stdin_w, stdout_r, stdout_w):
+            os.close(fd)
+
+
+def test_a_session_the_daemon_ended_is_not_taken_for_its_death(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MLXD_RUNTIME_DIR", str(tmp_path))  # no `mlxd stop` marker there
+    # Attack #19 finding 8: a hang-up after the daemon's own goodbye is the end of the session
+    # (exit code as the daemon says), not a crash to recover from.
+    ended = {"exitCode": 1, "reason": "client process 42 is gone"}
+    goodbye = body({"jsonrpc": "2.0", "method": runtime.SESSION_ENDED, "params": ended})
+    assert _pump_against(frame(goodbye)) == (1, [])
+    code, asked = _pump_against(b"")  # a hang-up without it: the daemon died
+    assert asked == ["reconnect"] and code == 1
+
+
+def test_the_goodbye_is_not_forwarded_to_the_editor() -> None:
+    r = Replay()
+    params = {"exitCode": 0, "reason": None}
+    assert not r.from_daemon(body({"jsonrpc": "2.0", "method": runtime.SESSION_ENDED, "params": params}))
+    assert r.ended == params

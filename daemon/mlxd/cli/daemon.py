@@ -126,9 +126,20 @@ class Daemon:
             SESSION.reset(token)  # the client is gone: the daemon's log from here on
             self.sessions.discard(ls)
             log.info("session %d ended (%d left)", id(ls), len(self.sessions))
+            if not writer.is_closing():  # the forwarder may still read: tell it why
+                writer.write(self._goodbye(ls))
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
             self._arm_idle()
+
+    def _goodbye(self, ls: Any) -> bytes:
+        """The session's last frame: the daemon ended it on purpose, and why (runtime.py)."""
+        reason = getattr(ls, "end_reason", None)
+        if reason is None and self.done is not None and self.done.is_set():
+            reason = "the shared daemon was stopped"
+        params = {"exitCode": ls.exit_code, "reason": reason}
+        body = json.dumps({"jsonrpc": "2.0", "method": runtime.SESSION_ENDED, "params": params})
+        return b"Content-Length: %d\r\n\r\n%s" % (len(body), body.encode())
 
     def _control(self, command: str) -> dict[str, Any]:
         if command == "stop":

@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any
 
+from ..runtime import SESSION_ENDED
+
 REQUEST_FAILED = -32803
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 OWN_ID = "mlxd-forwarder-"  # ids of the forwarder's own replayed requests
@@ -56,6 +58,9 @@ class Replay:
         self.keys: dict[str, dict[str, Any]] = {}  # backend -> its mlxd/setApiKey request
         self.documents: dict[str, list[dict[str, Any]]] = {}  # uri -> didOpen, didChange...
         self.exited = False  # the client sent `exit`: the daemon hanging up is the end
+        # The daemon ended the session on purpose ({"exitCode", "reason"}, runtime.SESSION_ENDED):
+        # its hang-up that follows is the end, not its death.
+        self.ended: dict[str, Any] | None = None
         self.own: set[str] = set()  # replayed requests whose responses are not forwarded
         self._n = 0
 
@@ -93,6 +98,10 @@ class Replay:
         """Whether to forward this message to the client (not a response to a replayed
         request)."""
         msg = _load(body)
+        if msg is not None and msg.get("method") == SESSION_ENDED:
+            params = msg.get("params")
+            self.ended = params if isinstance(params, dict) else {}
+            return False
         if msg is None or "method" in msg or "id" not in msg:
             return True
         key = _key(msg["id"])
