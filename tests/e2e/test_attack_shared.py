@@ -230,14 +230,10 @@ def _hello(body: bytes) -> bytes:
     return b"MLXD1 %d\n" % len(body) + body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 4: a hello whose `config` is not a string (or anything else that makes the "
-    "session's construction raise) leaves its App attached to the shared Process for ever "
-    "(mlxd/stats server.sessions over-counts, its model specs stay 'in use', its board gets every "
-    "load event), and errors other than ValueError/TimeoutError/... (AttributeError, RecursionError) escape _connection as "
-    "'Unhandled exception in client_connected_cb' tracebacks",
-)
+# Finding 4 (fixed): a hello whose `config` was not a string (or anything else that made the
+# session's construction raise) left its App attached to the shared Process for ever (stats
+# over-counted, its model specs stayed 'in use', its board got every load event), and errors
+# other than ValueError/TimeoutError/... escaped as 'Unhandled exception in client_connected_cb'.
 async def test_malformed_hellos_leave_no_session_and_no_unhandled_exception(rt, tiny_config):
     import socket
 
@@ -250,6 +246,10 @@ async def test_malformed_hellos_leave_no_session_and_no_unhandled_exception(rt, 
             _hello(b'{"env": {}, "config": ["a"]}'),
             _hello(b'{"env": 5}'),
             _hello(b"[" * 100000 + b"]" * 100000),
+            _hello(b'{"env": {"A": ' + b"[" * 100000 + b"]" * 100000 + b"}}"),
+            _hello(b'{"env": {"A": 1}}'),
+            _hello(b'{"env": {}, "cwd": 5}'),
+            _hello(b'{"env": {}, "config": "/tmp/a\\u0000b"}'),  # a NUL: no path
         ]
         for data in bad:
             with socket.socket(socket.AF_UNIX) as s:
