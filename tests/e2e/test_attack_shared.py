@@ -147,14 +147,6 @@ async def test_a_conversation_tainted_before_a_crash_stays_local_after_it(rt, tm
             await d.proc.wait()
 
 
-def _modes(reason: str) -> pytest.MarkDecorator:
-    """In-process (the control, expected to pass) and shared (the finding, xfail strict)."""
-    xfail = pytest.mark.xfail(strict=True, reason=reason)
-    return pytest.mark.parametrize(
-        "mode", [pytest.param("0", id="in-process"), pytest.param("1", id="shared", marks=xfail)]
-    )
-
-
 _MODES = pytest.mark.parametrize(
     "mode", [pytest.param("0", id="in-process"), pytest.param("1", id="shared")]
 )
@@ -165,11 +157,9 @@ def _hub_asked(paths: list[str]) -> list[str]:
     return [p for p in paths if "agent-harnesses" not in p]
 
 
-@_modes(
-    reason="finding 2: a relative local.model path is resolved against the daemon's working "
-    "directory (/), not the editor's: a project's `models/coder` dir becomes a Hugging Face "
-    "repo id and is fetched from the Hub (in-process it loads the local dir, no network)",
-)
+# Finding 2 (fixed): a relative local.model path was resolved against the daemon's working
+# directory (/), not the editor's: a project's `models/coder` became a Hub repo id and was fetched.
+@_MODES
 async def test_a_relative_model_dir_is_the_editors_not_a_hub_download(
     rt, tmp_path, tiny_model, mode
 ):
@@ -194,11 +184,9 @@ async def test_a_relative_model_dir_is_the_editors_not_a_hub_download(
             await d.proc.wait()
 
 
-@_modes(
-    reason="finding 3: HF_* (HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN) are the daemon's, i.e. the "
-    "first window's: a window started with HF_HUB_OFFLINE=1 still makes the daemon download "
-    "(issue #19 item 8 says HF_* come from each window's editor)",
-)
+# Finding 3 (fixed): HF_* (HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN, the cache) were the daemon's,
+# i.e. the first window's: a window started with HF_HUB_OFFLINE=1 still made the daemon download.
+@_MODES
 async def test_a_window_offline_by_hf_hub_offline_makes_no_hub_request(
     rt, tmp_path, tiny_model, mode
 ):

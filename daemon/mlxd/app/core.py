@@ -131,7 +131,8 @@ class App:
         self.config = cfg
         self.keys.prime(cfg.backends)
         self.process.configure(cfg.local)
-        self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool)
+        where = {"cwd": self.sources.cwd, "env": self.sources.env}  # the window's
+        self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool, **where)
         self.router.update(cfg, self.backends)
         self.inline.cfg = cfg.inline
         to_close, forget = retired(old, self.backends)
