@@ -310,12 +310,9 @@ def _daemons_of(parent: Path) -> list[int]:
     return daemon_pids(parent / "rt") + daemon_pids(parent / "moved")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 6: Process._on_event/_on_progress hand every model's load events to every "
-    "session: window B (which never configured A's model) gets A's load progress, A's model "
-    "path in `$/progress`/`mlxd/status`, and A's load error as a window/showMessage error",
-)
+# Finding 6 (fixed): Process._on_event/_on_progress handed every model's load events to every
+# session: window B (which never configured A's model) got A's load progress, A's model path in
+# `$/progress`/`mlxd/status`, and A's load error as a window/showMessage error.
 async def test_a_model_load_of_one_window_is_not_shown_in_another(rt, tmp_path, tiny_config):
     private = "/nonexistent/client-project-a/private-model"
     cfg_a = tmp_path / "a.toml"
@@ -394,3 +391,24 @@ async def test_a_session_the_daemon_ended_is_not_taken_for_a_crash(rt, tiny_conf
         assert d.proc.stderr is not None
         err = (await d.proc.stderr.read()).decode()
     assert "died" not in err, err.count("died")
+
+
+async def test_a_model_load_is_shown_in_every_window_that_uses_that_model(rt, tmp_path, tiny_model):
+    # The other half of the finding-6 rule (issue #19 item 9): a load one window starts shows
+    # in each window whose config names that model.
+    cfg = tmp_path / "same.toml"
+    cfg.write_text(f'[local]\nmodel = "{tiny_model}"\npreload = false\n')
+    a = await start_raw(rt, cfg)
+    b = await start_raw(rt, cfg)
+    try:
+        await a.initialize()
+        await b.initialize()
+        assert "result" in await a.request("mlxd/chat", CHAT)  # A's request loads the model
+        await asyncio.sleep(0.5)  # the status notifications are sent after the event
+        await b.request("mlxd/models")
+        states = [f["params"]["state"] for f in b.frames if f.get("method") == "mlxd/status"]
+        assert "loading" in states, states
+    finally:
+        for w in (a, b):
+            w.proc.kill()
+            await w.proc.wait()

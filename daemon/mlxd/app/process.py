@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 
 class Process:
-    """The shared state, and the sessions using it. The pool's load events reach every session
-    (a download started by one window shows its progress in each window waiting for it)."""
+    """The shared state, and the sessions using it. The pool's load events are handed to every
+    session, and each shows those of the models it configures (status.StatusBoard): a download
+    started by one window shows its progress in each window that uses that model, and no other."""
 
     def __init__(self) -> None:
         self.sessions: list[App] = []
