@@ -1,6 +1,6 @@
 # ruff: noqa: F811 (the rt fixture is imported from test_shared_daemon)
-"""Attacks on the shared per-user daemon (issue #19). Each test is a finding: it fails on the
-code as reviewed (xfail strict), and the fix flips it. Real forwarders over real stdio, one real
+"""Attacks on the shared per-user daemon (issue #19). Each test is a finding: it failed on the
+code as reviewed (it was xfail strict; the comment above each says what the fix changed). Real forwarders over real stdio, one real
 daemon per test in a runtime directory of its own, real loopback HTTP servers that record what
 they receive."""
 
@@ -334,13 +334,9 @@ async def test_a_model_load_of_one_window_is_not_shown_in_another(rt, tmp_path, 
             await w.proc.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 7: Replay keeps every didChange since didOpen (a parsed dict each) and drops a "
-    "document past MAX_EDITS=10,000 edits, expecting the editor to reopen it, which no editor "
-    "does: after a daemon crash the document the user types in most answers 'not open' to every "
-    "inline request; until then the forwarder's memory grows with every keystroke (measured: 17 MB -> 147 MB for 5 documents x 9,999 one-character edits)",
-)
+# Finding 7 (fixed): Replay kept every didChange since didOpen and dropped a document past
+# 10,000 edits, expecting the editor to reopen it, which no editor does: after a daemon crash the
+# document the user typed in most answered 'not open'. Edits are now folded into its text.
 async def test_a_much_edited_document_is_still_served_after_a_crash(rt, tiny_config):
     d = await start_raw(rt, tiny_config)
     try:
