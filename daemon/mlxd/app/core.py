@@ -132,7 +132,8 @@ class App:
         self.keys.prime(cfg.backends)
         self.process.configure(cfg.local)
         where = {"cwd": self.sources.cwd, "env": self.sources.env}  # the window's
-        self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool, **where)
+        pools = self.process.http
+        self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool, **where, pools=pools)
         self.router.update(cfg, self.backends)
         self.inline.cfg = cfg.inline
         to_close, forget = retired(old, self.backends)
