@@ -1,6 +1,6 @@
 # ruff: noqa: F811 (the rt fixture is imported from test_shared_daemon)
-"""Attacks on the shared per-user daemon (issue #19). Each test is a finding: it fails on the
-code as reviewed (xfail strict), and the fix flips it. Real forwarders over real stdio, one real
+"""Attacks on the shared per-user daemon (issue #19). Each test is a finding: it failed on the
+code as reviewed (it was xfail strict; the comment above each says what the fix changed). Real forwarders over real stdio, one real
 daemon per test in a runtime directory of its own, real loopback HTTP servers that record what
 they receive."""
 
@@ -147,12 +147,9 @@ async def test_a_conversation_tainted_before_a_crash_stays_local_after_it(rt, tm
             await d.proc.wait()
 
 
-def _modes(reason: str) -> pytest.MarkDecorator:
-    """In-process (the control, expected to pass) and shared (the finding, xfail strict)."""
-    xfail = pytest.mark.xfail(strict=True, reason=reason)
-    return pytest.mark.parametrize(
-        "mode", [pytest.param("0", id="in-process"), pytest.param("1", id="shared", marks=xfail)]
-    )
+_MODES = pytest.mark.parametrize(
+    "mode", [pytest.param("0", id="in-process"), pytest.param("1", id="shared")]
+)
 
 
 def _hub_asked(paths: list[str]) -> list[str]:
@@ -160,11 +157,9 @@ def _hub_asked(paths: list[str]) -> list[str]:
     return [p for p in paths if "agent-harnesses" not in p]
 
 
-@_modes(
-    reason="finding 2: a relative local.model path is resolved against the daemon's working "
-    "directory (/), not the editor's: a project's `models/coder` dir becomes a Hugging Face "
-    "repo id and is fetched from the Hub (in-process it loads the local dir, no network)",
-)
+# Finding 2 (fixed): a relative local.model path was resolved against the daemon's working
+# directory (/), not the editor's: a project's `models/coder` became a Hub repo id and was fetched.
+@_MODES
 async def test_a_relative_model_dir_is_the_editors_not_a_hub_download(
     rt, tmp_path, tiny_model, mode
 ):
@@ -189,11 +184,9 @@ async def test_a_relative_model_dir_is_the_editors_not_a_hub_download(
             await d.proc.wait()
 
 
-@_modes(
-    reason="finding 3: HF_* (HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN) are the daemon's, i.e. the "
-    "first window's: a window started with HF_HUB_OFFLINE=1 still makes the daemon download "
-    "(issue #19 item 8 says HF_* come from each window's editor)",
-)
+# Finding 3 (fixed): HF_* (HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN, the cache) were the daemon's,
+# i.e. the first window's: a window started with HF_HUB_OFFLINE=1 still made the daemon download.
+@_MODES
 async def test_a_window_offline_by_hf_hub_offline_makes_no_hub_request(
     rt, tmp_path, tiny_model, mode
 ):
@@ -225,14 +218,10 @@ def _hello(body: bytes) -> bytes:
     return b"MLXD1 %d\n" % len(body) + body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 4: a hello whose `config` is not a string (or anything else that makes the "
-    "session's construction raise) leaves its App attached to the shared Process for ever "
-    "(mlxd/stats server.sessions over-counts, its model specs stay 'in use', its board gets every "
-    "load event), and errors other than ValueError/TimeoutError/... (AttributeError, RecursionError) escape _connection as "
-    "'Unhandled exception in client_connected_cb' tracebacks",
-)
+# Finding 4 (fixed): a hello whose `config` was not a string (or anything else that made the
+# session's construction raise) left its App attached to the shared Process for ever (stats
+# over-counted, its model specs stayed 'in use', its board got every load event), and errors
+# other than ValueError/TimeoutError/... escaped as 'Unhandled exception in client_connected_cb'.
 async def test_malformed_hellos_leave_no_session_and_no_unhandled_exception(rt, tiny_config):
     import socket
 
@@ -245,6 +234,10 @@ async def test_malformed_hellos_leave_no_session_and_no_unhandled_exception(rt, 
             _hello(b'{"env": {}, "config": ["a"]}'),
             _hello(b'{"env": 5}'),
             _hello(b"[" * 100000 + b"]" * 100000),
+            _hello(b'{"env": {"A": ' + b"[" * 100000 + b"]" * 100000 + b"}}"),
+            _hello(b'{"env": {"A": 1}}'),
+            _hello(b'{"env": {}, "cwd": 5}'),
+            _hello(b'{"env": {}, "config": "/tmp/a\\u0000b"}'),  # a NUL: no path
         ]
         for data in bad:
             with socket.socket(socket.AF_UNIX) as s:
@@ -317,12 +310,9 @@ def _daemons_of(parent: Path) -> list[int]:
     return daemon_pids(parent / "rt") + daemon_pids(parent / "moved")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 6: Process._on_event/_on_progress hand every model's load events to every "
-    "session: window B (which never configured A's model) gets A's load progress, A's model "
-    "path in `$/progress`/`mlxd/status`, and A's load error as a window/showMessage error",
-)
+# Finding 6 (fixed): Process._on_event/_on_progress handed every model's load events to every
+# session: window B (which never configured A's model) got A's load progress, A's model path in
+# `$/progress`/`mlxd/status`, and A's load error as a window/showMessage error.
 async def test_a_model_load_of_one_window_is_not_shown_in_another(rt, tmp_path, tiny_config):
     private = "/nonexistent/client-project-a/private-model"
     cfg_a = tmp_path / "a.toml"
@@ -344,13 +334,9 @@ async def test_a_model_load_of_one_window_is_not_shown_in_another(rt, tmp_path, 
             await w.proc.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 7: Replay keeps every didChange since didOpen (a parsed dict each) and drops a "
-    "document past MAX_EDITS=10,000 edits, expecting the editor to reopen it, which no editor "
-    "does: after a daemon crash the document the user types in most answers 'not open' to every "
-    "inline request; until then the forwarder's memory grows with every keystroke (measured: 17 MB -> 147 MB for 5 documents x 9,999 one-character edits)",
-)
+# Finding 7 (fixed): Replay kept every didChange since didOpen and dropped a document past
+# 10,000 edits, expecting the editor to reopen it, which no editor does: after a daemon crash the
+# document the user typed in most answered 'not open'. Edits are now folded into its text.
 async def test_a_much_edited_document_is_still_served_after_a_crash(rt, tiny_config):
     d = await start_raw(rt, tiny_config)
     try:
@@ -378,13 +364,11 @@ async def test_a_much_edited_document_is_still_served_after_a_crash(rt, tiny_con
         await d.proc.wait()
 
 
-@_modes(
-    reason="finding 8: the forwarder takes any hang-up without `exit` for the daemon's death: when "
-    "the daemon ends the session itself (here: the client's processId is gone, "
-    "transport._watch_parent), the forwarder reconnects and replays every second for ever (an "
-    "orphan that keeps the daemon up; in-process the server exits). The forwarder has no "
-    "parent watch of its own either",
-)
+# Finding 8 (fixed): the forwarder took any hang-up without `exit` for the daemon's death: when
+# the daemon ended the session itself (the client's processId gone, transport._watch_parent), it
+# reconnected and replayed every second for ever. The daemon now says why it ends a session
+# (runtime.SESSION_ENDED) and the forwarder exits with its code; it also watches its own parent.
+@_MODES
 async def test_a_session_the_daemon_ended_is_not_taken_for_a_crash(rt, tiny_config, mode):
     import subprocess
 
@@ -403,3 +387,24 @@ async def test_a_session_the_daemon_ended_is_not_taken_for_a_crash(rt, tiny_conf
         assert d.proc.stderr is not None
         err = (await d.proc.stderr.read()).decode()
     assert "died" not in err, err.count("died")
+
+
+async def test_a_model_load_is_shown_in_every_window_that_uses_that_model(rt, tmp_path, tiny_model):
+    # The other half of the finding-6 rule (issue #19 item 9): a load one window starts shows
+    # in each window whose config names that model.
+    cfg = tmp_path / "same.toml"
+    cfg.write_text(f'[local]\nmodel = "{tiny_model}"\npreload = false\n')
+    a = await start_raw(rt, cfg)
+    b = await start_raw(rt, cfg)
+    try:
+        await a.initialize()
+        await b.initialize()
+        assert "result" in await a.request("mlxd/chat", CHAT)  # A's request loads the model
+        await asyncio.sleep(0.5)  # the status notifications are sent after the event
+        await b.request("mlxd/models")
+        states = [f["params"]["state"] for f in b.frames if f.get("method") == "mlxd/status"]
+        assert "loading" in states, states
+    finally:
+        for w in (a, b):
+            w.proc.kill()
+            await w.proc.wait()

@@ -381,3 +381,30 @@ async def test_each_window_reads_its_own_mlxd_config_relative_to_its_own_directo
         for w in windows:
             w.proc.kill()
             await w.proc.wait()
+
+
+async def test_windows_share_the_http_pool_of_their_timeout_settings(rt, tmp_path, tiny_model):
+    # Item 2: the HTTP connection pools are the process's. Window B's request goes over the
+    # connection window A's opened (same client port); window C, with other timeouts, has a
+    # pool of its own (its settings are never another window's: keyed by them).
+    chat = {"messages": [{"role": "user", "content": "hi"}], "maxTokens": 2}
+    async with FakeProvider(require_key=KEY) as fake:
+        fake.default = Reply.text(["cloud answer"])
+        same = cloud_first_config(tmp_path / "a.toml", tiny_model, fake.openai_url, "K", ("chat",))
+        other = cloud_first_config(
+            tmp_path / "c.toml", tiny_model, fake.openai_url, "K", ("chat",), "[timeouts]\nidle_s = 29\n"
+        )
+        windows = [await start_raw(rt, cfg, env={"K": KEY}) for cfg in (same, same, other)]
+        try:
+            for w in windows:
+                await w.initialize()
+            for w in windows:
+                r = await w.request("mlxd/chat", chat)
+                assert r["result"]["backend"] == "cloud", r
+            a, b, c = (rec.peer for rec in fake.requests)
+            assert a is not None and b == a  # one pool for A and B: the connection reused
+            assert c != a  # C's own pool (idle_s = 29): a connection of its own
+        finally:
+            for w in windows:
+                w.proc.kill()
+                await w.proc.wait()

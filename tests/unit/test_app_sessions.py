@@ -51,14 +51,25 @@ def test_a_session_leaving_keeps_its_models_warm_for_the_next_window() -> None:
     assert forgotten == [] and process.sessions == []
 
 
-def test_a_model_event_reaches_every_session_of_the_process() -> None:
+def test_a_model_event_reaches_the_sessions_that_use_that_model_only() -> None:
+    # Issue #19 item 9, attack finding 6: a load shows in each window whose config names the
+    # model, and never in another window (its path, progress and error are not theirs).
     process = Process()
     seen: list[tuple[str, str]] = []
-    apps = [session(process, {}) for _ in range(2)]
+    progress: list[tuple[str, str]] = []
+    models = ["org/m", "org/m", "org/other"]
+    apps = [session(process, {"local": {"model": m, "preload": False}}) for m in models]
     for n, app in enumerate(apps):
+        app.load_config()
         app.hooks.status = lambda s, n=n: seen.append((str(n), s.state))
-    process.pool.on_event("m", "loading", "loading m")
+        app.hooks.load_progress = lambda kind, f, m, n=n: progress.append((str(n), kind))
+    process.pool.on_progress("org/m", 0.0, "resolving org/m")
+    process.pool.on_event("org/m", "loading", "loading org/m")
     assert {who for who, state in seen if state == "loading"} == {"0", "1"}
+    assert {who for who, _ in progress} == {"0", "1"}
+    seen.clear()
+    apps[2].load_config({"local": {"model": "org/m", "preload": False}})  # now it uses it too
+    assert ("2", "loading") in seen  # the state kept for it: the load in flight
 
 
 def test_in_process_serving_owns_its_process() -> None:

@@ -80,9 +80,9 @@ def test_the_replay_restores_the_window_and_hides_its_own_answers() -> None:
         "initialize",
         "initialized",
         "mlxd/setApiKey",
-        "textDocument/didOpen",
-        "textDocument/didChange",
+        "textDocument/didOpen",  # with the text and version the edits made
     ]
+    assert sent[-1]["params"]["textDocument"] == {**doc["textDocument"], "text": "y", "version": 2}
     own = [m["id"] for m in sent if "id" in m]
     assert all(i not in (0, 5) for i in own)  # the client's ids are not reused
     for i in own:
@@ -191,3 +191,144 @@ def test_connect_refuses_a_socket_served_by_another_user(tmp_path: Path, monkeyp
         assert runtime.connect(path) is None
     finally:
         server.close()
+
+
+def _pump_against(daemon_says: bytes) -> tuple[int, list[str]]:
+    """Run the forwarder's pump against a fake daemon that sends `daemon_says` and hangs up;
+    (the exit code, the reconnects asked for)."""
+    import socket
+
+    from mlxd.cli.forward import pump
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    asked: list[str] = []
+
+    def reconnect() -> str:
+        asked.append("reconnect")
+        return "no daemon in this test"
+
+    theirs.sendall(daemon_says)
+    theirs.close()
+    try:
+        return pump(ours, stdin_r, stdout_w, reconnect), asked
+    finally:
+        for fd in (stdin_r, stdin_w, stdout_r, stdout_w):
+            os.close(fd)
+
+
+def test_a_session_the_daemon_ended_is_not_taken_for_its_death(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MLXD_RUNTIME_DIR", str(tmp_path))  # no `mlxd stop` marker there
+    # Attack #19 finding 8: a hang-up after the daemon's own goodbye is the end of the session
+    # (exit code as the daemon says), not a crash to recover from.
+    ended = {"exitCode": 1, "reason": "client process 42 is gone"}
+    goodbye = body({"jsonrpc": "2.0", "method": runtime.SESSION_ENDED, "params": ended})
+    assert _pump_against(frame(goodbye)) == (1, [])
+    code, asked = _pump_against(b"")  # a hang-up without it: the daemon died
+    assert asked == ["reconnect"] and code == 1
+
+
+def test_the_goodbye_is_not_forwarded_to_the_editor() -> None:
+    r = Replay()
+    params = {"exitCode": 0, "reason": None}
+    assert not r.from_daemon(body({"jsonrpc": "2.0", "method": runtime.SESSION_ENDED, "params": params}))
+    assert r.ended == params
+
+
+def _daemons_text(text: str, changes: list[dict], encoding: str) -> str:
+    """The text the daemon's own document store makes of `changes` (transport/documents.py)."""
+    from lsprotocol import types as T
+    from pygls.workspace import PositionCodec
+
+    from mlxd.transport.documents import LSPTextDocument
+
+    codec = PositionCodec(encoding=T.PositionEncodingKind(encoding))
+    doc = LSPTextDocument("file:///p/a.py", text, position_codec=codec)
+    for c in changes:
+        if "range" not in c:
+            doc.apply_change(T.TextDocumentContentChangeWholeDocument(text=c["text"]))
+            continue
+        r = c["range"]
+        rng = T.Range(T.Position(**r["start"]), T.Position(**r["end"]))
+        doc.apply_change(T.TextDocumentContentChangePartial(range=rng, text=c["text"]))
+    return doc.source
+
+
+def _replayed(text: str, changes: list[dict], encoding: str, version: int = 2) -> dict:
+    r = Replay()
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}
+    r.from_client(body(init))
+    result = {"capabilities": {"positionEncoding": encoding}}
+    assert r.from_daemon(body({"jsonrpc": "2.0", "id": 0, "result": result}))
+    item = {"uri": "file:///p/a.py", "languageId": "python", "version": 1, "text": text}
+    r.from_client(body({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": item}}))
+    for n, c in enumerate(changes):
+        params = {"textDocument": {"uri": "file:///p/a%2Epy", "version": n + 2}, "contentChanges": [c]}
+        r.from_client(body({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": params}))
+    opened = [m for m in map(json.loads, r.replay()) if m["method"] == "textDocument/didOpen"]
+    assert len(opened) == 1 and opened[0]["params"]["textDocument"]["version"] == len(changes) + 1
+    return opened[0]["params"]["textDocument"]
+
+
+def test_a_document_edited_past_any_bound_is_replayed_with_its_current_text() -> None:
+    # Attack #19 finding 7: past 10,000 edits a document was dropped from the replay (no
+    # editor reopens it: after a daemon crash it answered "not open"); now the edits are
+    # applied to the text as they come (cli/synced.py), and memory stays the text.
+    changes = []
+    for n in range(10_001):
+        at = {"line": 0, "character": n}
+        changes.append({"range": {"start": at, "end": at}, "text": "x"})
+    doc = _replayed("", changes, "utf-16")
+    assert doc["text"] == "x" * len(changes)
+
+
+@pytest.mark.parametrize("chunk", [3, 8, 1 << 16])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8", "utf-32"])
+def test_the_replayed_text_is_the_daemons_for_any_edits(encoding: str, chunk: int, monkeypatch) -> None:
+    # The forwarder applies edits as the daemon does: \r, \r\n and \n only (not \f, U+2028),
+    # columns in the negotiated encoding, positions past a line or the document clamped, a
+    # reversed range replacing nothing, an edit joining a \r and a \n, a whole-text change;
+    # with the text cut in many chunks (edits across them) or one.
+    import random
+
+    from mlxd.cli import synced
+
+    monkeypatch.setattr(synced, "CHUNK", chunk)
+
+    rng = random.Random(19)
+    alphabet = ["a", "b", "\n", "\r", "\r\n", "é", "😀", "\f", "\u2028", " "]
+    text = "def f():\r\n    return 1\r\x0c😀\u2028é\n"
+    for _ in range(8):
+        changes = []
+        for _ in range(150):
+            if rng.random() < 0.01:
+                changes.append({"text": "".join(rng.choices(alphabet, k=rng.randint(0, 8)))})
+                continue
+            pos = [{"line": rng.randint(0, 6), "character": rng.randint(0, 12)} for _ in "se"]
+            ins = "".join(rng.choices(alphabet, k=rng.randint(0, 3)))
+            changes.append({"range": {"start": pos[0], "end": pos[1]}, "text": ins})
+        assert _replayed(text, changes, encoding)["text"] == _daemons_text(text, changes, encoding)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"textDocument": "file:///p/a.py"},
+        {"textDocument": {"uri": 5}},
+        {"textDocument": {"uri": "file:///p/a.py", "version": 3}, "contentChanges": 5},
+        {"textDocument": {"uri": "file:///p/a.py"}, "contentChanges": [{"range": 1, "text": "x"}]},
+        {"textDocument": {"uri": "file:///p/a.py"}, "contentChanges": [{"range": {"start": {}}, "text": "x"}]},
+        {"textDocument": {"uri": "file:///p/a.py"}, "contentChanges": [{"text": 5}, None]},
+        [1, 2],
+        None,
+    ],
+)
+@pytest.mark.parametrize("method", ["textDocument/didOpen", "textDocument/didChange", "textDocument/didClose"])
+def test_a_malformed_document_message_never_breaks_the_forwarder(method: str, params) -> None:
+    # The daemon answers a malformed message; the forwarder forwards it and must not raise.
+    r = Replay()
+    item = {"uri": "file:///p/a.py", "languageId": "python", "version": 1, "text": "ab"}
+    r.from_client(body({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": item}}))
+    r.from_client(body({"jsonrpc": "2.0", "method": method, "params": params}))
+    r.replay()

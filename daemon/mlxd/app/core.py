@@ -23,6 +23,7 @@ from ..secrets import KeyStore
 from ..types import DeltaFn, ModelInfo, Outcome, Request, Status
 from ..wording import PROTOCOL, Wording, for_client
 from .documents import Documents
+from .inline_hooks import make_inline_engine
 from .process import Process
 from .status import StatusBoard
 
@@ -46,9 +47,10 @@ class ConfigSources:
 
     path: str | None = None
     init_options: dict[str, Any] = field(default_factory=dict)
-    # The editor's environment, for `api_key_env` (None: this process's). A session of the
-    # shared daemon gets its forwarder's, not the one of whichever window started the daemon.
+    # The editor's environment (`api_key_env`, HF_*) and working directory (relative model
+    # paths); None: this process's. A session of the shared daemon gets its forwarder's.
     env: dict[str, str] | None = None
+    cwd: str | None = None
 
 
 class App:
@@ -78,7 +80,7 @@ class App:
         self.router = Router(
             self.config, self.backends, on_status=self.publish_status, secrets=self.keys
         )
-        self.inline = _make_inline_engine(self)
+        self.inline = make_inline_engine(self)
         self.apply(self.config)
 
     @property
@@ -129,7 +131,9 @@ class App:
         self.config = cfg
         self.keys.prime(cfg.backends)
         self.process.configure(cfg.local)
-        self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool)
+        where = {"cwd": self.sources.cwd, "env": self.sources.env}  # the window's
+        pools = self.process.http
+        self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool, **where, pools=pools)
         self.router.update(cfg, self.backends)
         self.inline.cfg = cfg.inline
         to_close, forget = retired(old, self.backends)
@@ -309,42 +313,3 @@ def _spawn(coro: Any) -> None:
         asyncio.get_running_loop().create_task(coro)
     except RuntimeError:
         coro.close()
-
-
-def _make_inline_engine(app: App) -> Any:
-    from ..inline import InlineEngine
-
-    async def generate(request: Request, ctx: Any) -> Any:
-        # The engine needs the whole Outcome (was the last line cut?). A sampled request is an
-        # Invoked alternative: the chain's local model only (KV reuse; a provider would bill).
-        chain = app.router.chain("inline", None) if request.temperature else []
-        pin = next((name for name in chain if is_local(name)), None)
-        return await app.router.run(request, backend=pin, documents=[ctx.uri] if ctx.uri else [])
-
-    def is_local(name: str | None) -> bool:
-        backend = app.backends.get(name or "")
-        return backend is not None and backend.is_local
-
-    def served_locally(outcome: Any) -> bool:
-        return is_local(getattr(outcome, "backend", None))
-
-    def local_first(uri: str) -> bool:  # where the document's next inline request goes first
-        return is_local(app.router.first_choice("inline", [uri]))
-
-    async def background(request: Request, ctx: Any) -> Any:
-        # Where the document's next real inline request would go, and only if that is a local
-        # model: nothing is ever sent to a cloud backend in the background (inline/ahead.py).
-        docs = [ctx.uri] if ctx.uri else []
-        name = app.router.first_choice("inline", docs)
-        if not is_local(name):
-            return None
-        backend = app.backends[name]  # type: ignore[index]
-        if request.max_tokens == 0:  # prefill only; the router answers it without a backend
-            done = None
-            async for event in backend.stream(request):
-                done = event
-            return done
-        return await app.router.run(request, backend=name, documents=docs)
-
-    hooks = {"served_locally": served_locally, "local_first": local_first, "background": background}
-    return InlineEngine(app.config.inline, generate, **hooks)

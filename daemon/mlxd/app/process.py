@@ -1,8 +1,9 @@
 """What one daemon process shares among its LSP sessions (editor windows).
 
 Per process: the model pool (one load per model, the one MLX thread, continuous batching across
-windows, the KV prompt cache inside each engine). Per session (core.App): documents, config,
-keys, router and its circuit breakers, the cloud backends and their connection pools, status.
+windows, the KV prompt cache inside each engine) and the HTTP connection pools (one per timeout
+settings). Per session (core.App): documents, config, keys, router and its circuit breakers,
+the cloud backends, status.
 In-process serving is a process with one session; the shared daemon holds many.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..backends import HTTPPools
 from ..models import ModelPool
 
 if TYPE_CHECKING:
@@ -17,14 +19,16 @@ if TYPE_CHECKING:
 
 
 class Process:
-    """The shared state, and the sessions using it. The pool's load events reach every session
-    (a download started by one window shows its progress in each window waiting for it)."""
+    """The shared state, and the sessions using it. The pool's load events are handed to every
+    session, and each shows those of the models it configures (status.StatusBoard): a download
+    started by one window shows its progress in each window that uses that model, and no other."""
 
     def __init__(self) -> None:
         self.sessions: list[App] = []
         # The latest load event of each model: a session that joins later starts from it.
         self.model_states: dict[str, tuple[str, str]] = {}
         self.pool = ModelPool(on_progress=self._on_progress, on_event=self._on_event)
+        self.http = HTTPPools()  # the cloud backends' connection pools, keyed by their settings
 
     def attach(self, app: App) -> None:
         """A new session; it sees the models as they are (one loaded before it is ready)."""

@@ -31,18 +31,19 @@ class StatusBoard:
         for name in app.keys.without_key(app.config.backends):
             if backends.get(name) == "ok":
                 backends[name] = "no_key"  # said before a request fails for want of it
+        states = self.own_states()
         for name, b in app.backends.items():
-            if b.is_local and self.model_states.get(b.spec, ("",))[0] in ("error", "cancelled"):
+            if b.is_local and states.get(b.spec, ("",))[0] in ("error", "cancelled"):
                 backends[name] = "error"
-        default_event, message = self.model_states.get(app.local.spec, ("starting", ""))
+        default_event, message = states.get(app.local.spec, ("starting", ""))
         if default_event == "starting" and not app.config.local.preload:
             # Nothing to load before a request needs it: the daemon serves now (a cloud
             # backend answers; the local model loads on first use), as after an idle unload.
             default_event, message = "unloaded", f"{app.local.spec} loads on first use"
-        loading = [s for s, (e, _) in self.model_states.items() if e == "loading"]
+        loading = [s for s, (e, _) in states.items() if e == "loading"]
         if loading:
             state = "loading"
-            message = self.model_states[loading[0]][1]
+            message = states[loading[0]][1]
         elif default_event in ("error", "cancelled"):
             others_ok = any(s == "ok" for n, s in backends.items() if n != "local")
             state = "degraded" if others_ok else "error"
@@ -82,11 +83,20 @@ class StatusBoard:
 
         self._timer = loop.call_later(delay, fire)
 
+    def own_states(self) -> dict[str, tuple[str, str]]:
+        """The load states of the models this session configures (and so may wait for): in a
+        shared daemon another window's models, their paths and errors, are not this one's."""
+        specs = self.app.local_specs()
+        return {s: v for s, v in self.model_states.items() if s in specs}
+
     def on_model_event(self, spec: str, event: str, message: str) -> None:
         """Pool events, on the event loop: loading -> ready | error | cancelled, unloaded.
         A load error is also shown to the user, once until it changes (every request retries
-        the load, and inline requests come at typing speed)."""
+        the load, and inline requests come at typing speed). Only a model this session
+        configures is shown (its state is kept: a later config may name it)."""
         self.model_states[spec] = (event, message)
+        if spec not in self.app.local_specs():
+            return
         if event in ("ready", "error", "cancelled"):
             self.app.hooks.load_progress("end", 1.0, message)
         if event == "error" and self._load_errors_shown.get(spec) != message:
@@ -101,4 +111,9 @@ class StatusBoard:
         kind = "begin" if fraction <= 0.0 else "report"
         if fraction >= 1.0:
             return  # "end" comes with the ready/error event
-        self.app.hooks.call_soon(lambda: self.app.hooks.load_progress(kind, fraction, message))
+
+        def report() -> None:  # on the loop, where the session's config is current
+            if spec in self.app.local_specs():
+                self.app.hooks.load_progress(kind, fraction, message)
+
+        self.app.hooks.call_soon(report)

@@ -3,5 +3,6 @@
 
 from ..types import Backend
 from .factory import make_backends, retired
+from .pools import HTTPPools
 
-__all__ = ["Backend", "make_backends", "retired"]
+__all__ = ["Backend", "HTTPPools", "make_backends", "retired"]

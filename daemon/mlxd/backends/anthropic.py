@@ -21,6 +21,7 @@ from typing import Any
 from mlxd.backends.cloud import CloudBackend
 from mlxd.backends.http import error_from_json, excerpt
 from mlxd.backends.messages import chat_messages, sized
+from mlxd.backends.pools import HTTPPools
 from mlxd.config import DEFAULT_MAX_TOKENS, BackendConfig, TimeoutsConfig
 from mlxd.errors import NotConfigured, ProtocolError, ServerError, StreamCut
 from mlxd.secrets import KeyStore, key_sources
@@ -55,9 +56,14 @@ def build_messages(request: Request) -> tuple[str, list[dict[str, str]]]:
 
 class AnthropicBackend(CloudBackend):
     def __init__(
-        self, name: str, cfg: BackendConfig, timeouts: TimeoutsConfig, keys: KeyStore
+        self,
+        name: str,
+        cfg: BackendConfig,
+        timeouts: TimeoutsConfig,
+        keys: KeyStore,
+        pools: HTTPPools | None = None,
     ) -> None:
-        super().__init__(name, cfg, timeouts, keys)
+        super().__init__(name, cfg, timeouts, keys, pools)
         base = cfg.base_url.rstrip("/")
         self._url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
 

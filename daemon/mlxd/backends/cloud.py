@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlxd.backends.http import HTTPClient
+from mlxd.backends.pools import HTTPPools
 from mlxd.config import BackendConfig, TimeoutsConfig
 
 if TYPE_CHECKING:
@@ -19,12 +20,17 @@ class CloudBackend:
     is_local = False
 
     def __init__(
-        self, name: str, cfg: BackendConfig, timeouts: TimeoutsConfig, keys: KeyStore
+        self,
+        name: str,
+        cfg: BackendConfig,
+        timeouts: TimeoutsConfig,
+        keys: KeyStore,
+        pools: HTTPPools | None = None,
     ) -> None:
         self.name = name
         self.cfg = cfg
         self._keys = keys
-        self._http = HTTPClient(name, timeouts, redact=keys.redact)
+        self._http = HTTPClient(name, timeouts, redact=keys.redact, pools=pools)
 
     @property
     def spec(self) -> str:

@@ -9,23 +9,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..config import Config
-from ..models import ModelPool
+from ..models import ModelPool, resolve_spec
 from ..secrets import KeyStore
 from ..types import Backend
 from .anthropic import AnthropicBackend
 from .local import LocalBackend
 from .openai import OpenAIBackend
+from .pools import HTTPPools
 
 
 def make_backends(
-    cfg: Config, old: Mapping[str, Backend], old_cfg: Config, keys: KeyStore, pool: ModelPool
+    cfg: Config,
+    old: Mapping[str, Backend],
+    old_cfg: Config,
+    keys: KeyStore,
+    pool: ModelPool,
+    *,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    pools: HTTPPools | None = None,
 ) -> dict[str, Backend]:
     """The backends of `cfg`, by name. An HTTP backend whose settings (and the timeouts) did not
-    change since `old_cfg` is kept from `old`: its HTTP session and the streams in flight."""
+    change since `old_cfg` is kept from `old`: its HTTP session and the streams in flight.
+    `cwd` and `env`: the editor window's (a shared daemon's session), for relative model paths
+    and HF_* settings; None: this process's. `pools`: the process's HTTP connection pools."""
 
     def local(name: str, spec: str) -> LocalBackend:
         return LocalBackend(
-            name, spec, pool, dequantize=cfg.local.dequantize, inline_cfg=cfg.inline
+            name,
+            resolve_spec(spec, cwd),
+            pool,
+            dequantize=cfg.local.dequantize,
+            inline_cfg=cfg.inline,
+            hub=env,
         )
 
     backends: dict[str, Backend] = {"local": local("local", cfg.local.model)}
@@ -37,9 +53,9 @@ def make_backends(
         elif prev is not None and unchanged:
             backends[name] = prev
         elif b.protocol == "anthropic":
-            backends[name] = AnthropicBackend(name, b, cfg.timeouts, keys)
+            backends[name] = AnthropicBackend(name, b, cfg.timeouts, keys, pools)
         else:
-            backends[name] = OpenAIBackend(name, b, cfg.timeouts, keys)
+            backends[name] = OpenAIBackend(name, b, cfg.timeouts, keys, pools)
     return backends
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from mlxd.backends.pools import HTTPPools
 from mlxd.backends.sse import MAX_EVENT_BYTES, SSEEvent, SSEParser
 from mlxd.config import TimeoutsConfig
 from mlxd.errors import (
@@ -57,8 +58,10 @@ class HTTPClient:
         redact: Callable[[str], str] = lambda s: s,
         max_event_bytes: int = MAX_EVENT_BYTES,
         max_stream_bytes: int = MAX_STREAM_BYTES,
+        pools: HTTPPools | None = None,
     ) -> None:
         self.backend = backend
+        self.pools = pools  # the process's pools (pools.py); None: a session of its own
         self.timeouts = timeouts
         self.redact = redact
         self.max_event_bytes = max_event_bytes
@@ -67,6 +70,8 @@ class HTTPClient:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
+        if self.pools is not None:
+            return self.pools.session(self, self.timeouts)
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
             # A session belongs to one event loop; a new loop (tests, a restart) gets its own.
@@ -83,6 +88,8 @@ class HTTPClient:
         return self._session
 
     async def close(self) -> None:
+        if self.pools is not None:
+            await self.pools.release(self)
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ..config import DEFAULT_MAX_TOKENS, InlineConfig
@@ -43,10 +43,12 @@ class LocalBackend:
         *,
         dequantize: str = "auto",
         inline_cfg: InlineConfig | None = None,
+        hub: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         self.pool = pool
+        self.hub = hub  # the HF_* settings of the window (None: this process's)
         self.dequantize = dequantize
         self.inline_cfg = inline_cfg or InlineConfig()
         self.speed = SpeedMeter()  # this model's prefill/decode speed here, as measured
@@ -58,13 +60,13 @@ class LocalBackend:
         return self.pool.loaded(self.spec)
 
     async def ensure_loaded(self) -> Any:
-        return await self.pool.acquire(self.spec, self.dequantize)
+        return await self.pool.acquire(self.spec, self.dequantize, self.hub)
 
     def fences_prompt(self, request: Request) -> bool:
         return False  # a completion prompt is the raw code (or FIM), never fenced
 
     async def stream(self, request: Request) -> AsyncIterator[Event]:
-        entry = await self.pool.acquire(self.spec, self.dequantize)
+        entry = await self.pool.acquire(self.spec, self.dequantize, self.hub)
         lm = entry.engine.lm
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()

@@ -23,6 +23,7 @@ from typing import Any
 from mlxd.backends.cloud import CloudBackend
 from mlxd.backends.http import error_from_json, excerpt, status_error
 from mlxd.backends.messages import chat_messages, sized
+from mlxd.backends.pools import HTTPPools
 from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.errors import NotConfigured, ProtocolError, StreamCut
 from mlxd.secrets import KeyStore, key_sources
@@ -38,9 +39,14 @@ CONTINUE_PROMPT = (
 
 class OpenAIBackend(CloudBackend):
     def __init__(
-        self, name: str, cfg: BackendConfig, timeouts: TimeoutsConfig, keys: KeyStore
+        self,
+        name: str,
+        cfg: BackendConfig,
+        timeouts: TimeoutsConfig,
+        keys: KeyStore,
+        pools: HTTPPools | None = None,
     ) -> None:
-        super().__init__(name, cfg, timeouts, keys)
+        super().__init__(name, cfg, timeouts, keys, pools)
         self._base = cfg.base_url.rstrip("/")
 
     def fences_prompt(self, request: Request) -> bool:

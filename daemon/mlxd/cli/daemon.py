@@ -89,6 +89,8 @@ class Daemon:
                 await self._session(hello, reader, writer)
         except (ValueError, TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
             log.warning("dropped a connection: %s", exc or type(exc).__name__)
+        except Exception:  # a bug: this connection ends, the daemon and its sessions go on
+            log.exception("dropped a connection")
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -99,14 +101,20 @@ class Daemon:
         from ..server import MlxdServer, register
         from ..transport import serve_stream
 
-        env = {str(k): str(v) for k, v in (hello.get("env") or {}).items()}
-        path = hello.get("config") or env.get("MLXD_CONFIG") or None
-        if path and hello.get("cwd"):  # relative to the editor's working directory
-            path = os.path.join(str(hello["cwd"]), path)
-        ls = MlxdServer(ConfigSources(path=path, env=env), self.process)
+        env, cwd, path = _window(hello)
+        path = path or env.get("MLXD_CONFIG") or None
+        if path and cwd:  # relative to the editor's working directory
+            path = os.path.join(cwd, path)
+        before = list(self.process.sessions)
+        try:
+            ls = MlxdServer(ConfigSources(path=path, env=env, cwd=cwd), self.process)
+            register(ls)
+        except Exception as exc:  # no half-joined session stays attached to the process
+            for app in [a for a in self.process.sessions if a not in before]:
+                self.process.detach(app)
+            raise ValueError(f"cannot start a session: {type(exc).__name__}: {exc}") from exc
         # Taken over from a daemon that died: this one never saw the window's conversations.
         ls.app.conversations.recovered = hello.get("recovered") is True
-        register(ls)
         install_redaction(ls.app.keys)
         ls.loop = asyncio.get_running_loop()
         token = SESSION.set(ls)  # this task's context, and so every handler task it starts
@@ -126,9 +134,20 @@ class Daemon:
             SESSION.reset(token)  # the client is gone: the daemon's log from here on
             self.sessions.discard(ls)
             log.info("session %d ended (%d left)", id(ls), len(self.sessions))
+            if not writer.is_closing():  # the forwarder may still read: tell it why
+                writer.write(self._goodbye(ls))
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
             self._arm_idle()
+
+    def _goodbye(self, ls: Any) -> bytes:
+        """The session's last frame: the daemon ended it on purpose, and why (runtime.py)."""
+        reason = getattr(ls, "end_reason", None)
+        if reason is None and self.done is not None and self.done.is_set():
+            reason = "the shared daemon was stopped"
+        params = {"exitCode": ls.exit_code, "reason": reason}
+        body = json.dumps({"jsonrpc": "2.0", "method": runtime.SESSION_ENDED, "params": params})
+        return b"Content-Length: %d\r\n\r\n%s" % (len(body), body.encode())
 
     def _control(self, command: str) -> dict[str, Any]:
         if command == "stop":
@@ -153,10 +172,26 @@ async def _read_hello(reader: asyncio.StreamReader) -> dict[str, Any]:
     magic, _, size = (await reader.readline()).strip().partition(b" ")
     if magic != runtime.HELLO or not size.isdigit() or int(size) > HELLO_LIMIT:
         raise ValueError("not an mlxd forwarder")
-    hello = json.loads(await reader.readexactly(int(size)))
+    try:
+        hello = json.loads(await reader.readexactly(int(size)))
+    except RecursionError:  # nesting deeper than the parser's stack
+        raise ValueError("bad hello: nested too deep") from None
     if not isinstance(hello, dict):
         raise ValueError("bad hello")
     return hello
+
+
+def _window(hello: dict[str, Any]) -> tuple[dict[str, str], str | None, str | None]:
+    """(environment, working directory, config path) of a session's hello; ValueError when
+    one is not of its type (nothing of the session is built then)."""
+    env = hello.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise ValueError("bad hello: env is not a mapping of strings")
+    cwd, config = hello.get("cwd"), hello.get("config")
+    for name, value in (("cwd", cwd), ("config", config)):
+        if value is not None and (not isinstance(value, str) or "\0" in value):
+            raise ValueError(f"bad hello: {name} is not a path")
+    return env, cwd or None, config or None
 
 
 def _rss() -> int:

@@ -26,6 +26,7 @@ from .replay import Frames, Replay, frame
 
 START_WAIT_S = 30.0  # a cold daemon imports pygls, msgspec, aiohttp and MLX first
 EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to hang up
+PARENT_CHECK_S = 1.0  # how often the forwarder checks that the editor that started it lives
 SHARED_ENV = "MLXD_SHARED"  # "1" / "0": the mode, when neither flag is given
 DEFAULT_IDLE_EXIT_S = 300.0
 
@@ -180,11 +181,17 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
     sel.register(sock, selectors.EVENT_READ)
     sel.register(stdin, selectors.EVENT_READ)
     deadline: float | None = None
+    parent = os.getppid()
     try:
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            timeout = PARENT_CHECK_S
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - time.monotonic()))
             events = sel.select(timeout)
-            if not events and deadline is not None:
+            if not events and deadline is not None and time.monotonic() >= deadline:
+                return 0
+            if os.getppid() != parent:  # an editor that died without closing our stdin
+                print(f"mlxd: parent process {parent} is gone; exiting", file=sys.stderr)
                 return 0
             for key, _ in events:
                 if key.fileobj is link.sock:
@@ -197,6 +204,8 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
                             if replay.from_daemon(body):
                                 _write_all(stdout, frame(body))
                         continue
+                    if replay.ended is not None:  # the daemon ended the session on purpose
+                        return _ended(replay.ended)
                     if deadline is not None or replay.exited or reconnect is None:
                         return 0
                     if (why := _recover(link, replay, stdout, sel)) is not None:
@@ -215,6 +224,14 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
                     deadline = time.monotonic() + EOF_GRACE_S
     finally:
         link.sock.close()
+
+
+def _ended(why: dict[str, Any]) -> int:
+    """The exit code the daemon gave when it ended the session, after logging its reason."""
+    if isinstance(reason := why.get("reason"), str):
+        print(f"mlxd: the shared daemon ended this session: {reason}", file=sys.stderr)
+    code = why.get("exitCode")
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:

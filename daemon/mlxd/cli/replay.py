@@ -1,9 +1,11 @@
 """What a forwarder keeps of its LSP session so that it survives the shared daemon's death:
 the requests in flight (they fail with -32803 when the daemon dies) and what a new daemon needs
 to serve the same window (initialize, initialized, every settings change, the keys handed over,
-each open document's didOpen and the edits since).
+each open document's didOpen with its current text and version:
+synced.py applies the edits as they come).
 
-Standard library only (the forwarder imports it). Frames are split by their Content-Length;
+The standard library and mlxd's pure-text modules only (uris; prompts at the first didOpen):
+the forwarder imports it. Frames are split by their Content-Length;
 bodies are forwarded unchanged.
 """
 
@@ -13,10 +15,12 @@ import json
 import re
 from typing import Any
 
+from .. import uris
+from ..runtime import SESSION_ENDED
+
 REQUEST_FAILED = -32803
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 OWN_ID = "mlxd-forwarder-"  # ids of the forwarder's own replayed requests
-MAX_EDITS = 10_000  # per document; past this a document is not replayed (the editor reopens it)
 
 
 def frame(body: bytes) -> bytes:
@@ -54,8 +58,12 @@ class Replay:
         # force, so the last alone could turn a window's cloud back on (attack #19 finding 1).
         self.settings: list[dict[str, Any]] = []
         self.keys: dict[str, dict[str, Any]] = {}  # backend -> its mlxd/setApiKey request
-        self.documents: dict[str, list[dict[str, Any]]] = {}  # uri -> didOpen, didChange...
+        self.documents: dict[str, Document] = {}  # by uris.key, as the daemon keys them
+        self.encoding = "utf-16"  # the position encoding the daemon chose at `initialize`
         self.exited = False  # the client sent `exit`: the daemon hanging up is the end
+        # The daemon ended the session on purpose ({"exitCode", "reason"}, runtime.SESSION_ENDED):
+        # its hang-up that follows is the end, not its death.
+        self.ended: dict[str, Any] | None = None
         self.own: set[str] = set()  # replayed requests whose responses are not forwarded
         self._n = 0
 
@@ -68,7 +76,11 @@ class Replay:
             return  # the client's response to a server request
         if "id" in msg:
             self.inflight[_key(msg["id"])] = method
-        uri = params.get("textDocument", {}).get("uri") if isinstance(params, dict) else None
+        # A malformed message is forwarded as it is (the daemon answers it) and kept for no
+        # replay: nothing here may raise on it.
+        item = params.get("textDocument") if isinstance(params, dict) else None
+        uri = item.get("uri") if isinstance(item, dict) else None
+        uri = uris.key(uri) if isinstance(uri, str) else None
         if method == "initialize":
             self.initialize = msg
         elif method == "initialized":
@@ -79,28 +91,36 @@ class Replay:
             self.settings.append(msg)
         elif method == "mlxd/setApiKey" and isinstance(params, dict):
             self.keys[str(params.get("backend"))] = msg
-        elif method == "textDocument/didOpen" and isinstance(uri, str):
-            self.documents[uri] = [msg]
+        elif method == "textDocument/didOpen" and uri is not None:
+            self.documents[uri] = Document(msg)
         elif method == "textDocument/didChange" and uri in self.documents:
-            edits = self.documents[uri]
-            edits.append(msg)
-            if len(edits) > MAX_EDITS:
-                del self.documents[uri]
-        elif method == "textDocument/didClose" and isinstance(uri, str):
+            self.documents[uri].change(params, self.encoding)  # type: ignore[arg-type]
+        elif method == "textDocument/didClose" and uri is not None:
             self.documents.pop(uri, None)
 
     def from_daemon(self, body: bytes) -> bool:
         """Whether to forward this message to the client (not a response to a replayed
         request)."""
         msg = _load(body)
+        if msg is not None and msg.get("method") == SESSION_ENDED:
+            params = msg.get("params")
+            self.ended = params if isinstance(params, dict) else {}
+            return False
         if msg is None or "method" in msg or "id" not in msg:
             return True
         key = _key(msg["id"])
         if isinstance(msg["id"], str) and msg["id"] in self.own:
             self.own.discard(msg["id"])
             return False
-        self.inflight.pop(key, None)
+        if self.inflight.pop(key, None) == "initialize":
+            self._learn_encoding(msg.get("result"))
         return True
+
+    def _learn_encoding(self, result: Any) -> None:
+        caps = result.get("capabilities") if isinstance(result, dict) else None
+        encoding = caps.get("positionEncoding") if isinstance(caps, dict) else None
+        if isinstance(encoding, str):
+            self.encoding = encoding
 
     def failed(self, reason: str) -> list[bytes]:
         """An error response for each request in flight when the daemon died."""
@@ -120,8 +140,7 @@ class Replay:
             msgs.append(self.initialized)
         msgs += self.settings
         msgs += [self._own(m) for m in self.keys.values()]
-        for edits in self.documents.values():
-            msgs += edits
+        msgs += [doc.opened() for doc in self.documents.values()]
         return [json.dumps(m).encode() for m in msgs]
 
     def _own(self, msg: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +148,43 @@ class Replay:
         own_id = f"{OWN_ID}{self._n}"
         self.own.add(own_id)
         return {**msg, "id": own_id}
+
+
+class Document:
+    """An open document as a new daemon must be given it: its didOpen with the current text
+    (synced.py applies each edit as it comes) and version."""
+
+    def __init__(self, did_open: dict[str, Any]) -> None:
+        from .synced import SyncedText  # the first didOpen: not on the way to `initialize`
+
+        params = did_open["params"]
+        item = params["textDocument"]
+        self.text = SyncedText(item["text"] if isinstance(item.get("text"), str) else "")
+        self.version = item.get("version")
+        # The message without its text: the text lives (and changes) in self.text only.
+        bare = {k: v for k, v in item.items() if k != "text"}
+        self.did_open = {**did_open, "params": {**params, "textDocument": bare}}
+
+    def change(self, params: dict[str, Any], encoding: str) -> None:
+        version = params["textDocument"].get("version")
+        self.version = version if version is not None else self.version
+        changes = params.get("contentChanges")
+        for c in changes if isinstance(changes, list) else []:
+            if not isinstance(c, dict) or not isinstance(c.get("text"), str):
+                continue  # the daemon refuses it too
+            if "range" not in c:  # the whole document
+                self.text.replace(c["text"])
+                continue
+            try:
+                self.text.edit(c["range"]["start"], c["range"]["end"], c["text"], encoding)
+            except (KeyError, TypeError, ValueError):
+                pass  # a malformed range: the daemon refuses it too
+
+    def opened(self) -> dict[str, Any]:
+        item = {**self.did_open["params"]["textDocument"], "text": self.text.text}
+        if self.version is not None:
+            item["version"] = self.version
+        return {**self.did_open, "params": {**self.did_open["params"], "textDocument": item}}
 
 
 def _key(msg_id: Any) -> str:

@@ -19,6 +19,7 @@ from .loader import (
     describe,
     embedded_model_path,
     load_model,
+    resolve_spec,
 )
 from .pool import ModelPool
 from .stops import END_MARKERS, StopMatcher, StopPolicy, finished_lines, first_lines
@@ -48,4 +49,5 @@ __all__ = [
     "embedded_model_path",
     "finished_lines",
     "load_model",
+    "resolve_spec",
 ]

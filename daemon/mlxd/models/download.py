@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,14 @@ class LoadCancelled(ModelError):
 
 
 def fetch(
-    repo: str, *, on_bytes: BytesFn | None = None, stop: threading.Event | None = None
+    repo: str,
+    *,
+    on_bytes: BytesFn | None = None,
+    stop: threading.Event | None = None,
+    hub: Mapping[str, str] | None = None,
 ) -> Path:
-    """The snapshot directory of `repo` (an mlx-lm repo id), downloaded unless already cached.
+    """The snapshot directory of `repo` (an mlx-lm repo id), downloaded unless already cached;
+    `hub`: the environment whose HF_* settings apply (None: this process's, see hub_options).
 
     Raises LoadCancelled once `stop` is set (checked at every piece received), and ModelError
     with a user-facing message for everything else (offline, unknown repo, gated repo, disk).
@@ -48,7 +54,7 @@ def fetch(
 
     hf_constants.DOWNLOAD_CHUNK_SIZE = min(hf_constants.DOWNLOAD_CHUNK_SIZE, CHUNK_BYTES)
     meter = _Meter(on_bytes or (lambda _d, _t: None), stop or threading.Event(), repo)
-    options: dict[str, Any] = {"allow_patterns": DEFAULT_ALLOW_PATTERNS}
+    options: dict[str, Any] = {"allow_patterns": DEFAULT_ALLOW_PATTERNS, **hub_options(hub)}
     try:
         meter.planned = _bytes_to_download(snapshot_download, repo, options, meter)
         return Path(snapshot_download(repo, tqdm_class=meter.bar_class(), **options))
@@ -57,7 +63,44 @@ def fetch(
     except Exception as exc:
         if meter.stop.is_set():  # a piece in flight failed because we stopped it
             raise LoadCancelled(cancelled_message(repo)) from exc
-        raise ModelError(explain(repo, exc, hf_constants.ENDPOINT)) from exc
+        endpoint = options.get("endpoint") or hf_constants.ENDPOINT
+        raise ModelError(explain(repo, exc, endpoint)) from exc
+
+
+_TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's own reading of a flag
+
+
+def hub_options(env: Mapping[str, str] | None) -> dict[str, Any]:
+    """snapshot_download's arguments for the HF_* settings of `env` (an editor window's
+    environment in the shared daemon): endpoint, cache directory, offline, token, read the way
+    huggingface_hub reads its own environment at import. None: {} (this process's settings).
+    An offline window never reaches the Hub; a daemon started offline stays offline for all."""
+    if env is None:
+        return {}
+    home = env.get("HOME") or os.path.expanduser("~")
+    hf_home = env.get("HF_HOME") or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"), "huggingface"
+    )
+    cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    offline = env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or ""
+    options: dict[str, Any] = {
+        "endpoint": (env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"),
+        "cache_dir": cache or os.path.join(hf_home, "hub"),
+        "local_files_only": offline.upper() in _TRUE,
+    }
+    # False: none at all (None would send the daemon's token, another window's, to this
+    # window's endpoint).
+    token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or _token_file(env, hf_home)
+    return {**options, "token": token or False}
+
+
+def _token_file(env: Mapping[str, str], hf_home: str) -> str | None:
+    """The token `hf auth login` stored for that window's HF_HOME (HF_TOKEN_PATH)."""
+    try:
+        with open(env.get("HF_TOKEN_PATH") or os.path.join(hf_home, "token")) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def _bytes_to_download(download: Any, repo: str, options: dict[str, Any], meter: _Meter) -> int:

@@ -12,7 +12,7 @@ import importlib.util
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -73,12 +73,30 @@ def _kind(spec: str) -> tuple[Literal["embedded", "gguf", "dir", "hf", "missing"
     path = Path(spec).expanduser()
     if path.exists():
         return ("gguf" if path.is_file() else "dir"), path
+    if _looks_like_repo(spec):
+        return "hf", None
+    return "missing", path
+
+
+def _looks_like_repo(spec: str) -> bool:
     looks_local = (
         spec.startswith(("/", "~", ".")) or spec.endswith(".gguf") or os.sep + os.sep in spec
     )
-    if _HF_REPO.fullmatch(spec) and not looks_local:
-        return "hf", None
-    return "missing", path
+    return _HF_REPO.fullmatch(spec) is not None and not looks_local
+
+
+def resolve_spec(spec: str, cwd: str | None) -> str:
+    """`spec` as a process whose working directory is `cwd` reads it: a relative path (to a
+    model directory or a .gguf, existing there or not) made absolute; the embedded alias, an
+    absolute path and an HF repo id (`org/name` with no such directory in `cwd`) unchanged.
+    `cwd` None: this process's own (the spec is returned as it is)."""
+    if cwd is None or spec == EMBEDDED:
+        return spec
+    path = Path(spec).expanduser()
+    if path.is_absolute():
+        return str(path)
+    there = Path(cwd) / path
+    return spec if not there.exists() and _looks_like_repo(spec) else str(there)
 
 
 def is_hf_repo(spec: str) -> bool:
@@ -108,9 +126,14 @@ def describe(spec: str) -> str:
 
 
 def load_model(
-    spec: str, *, dequantize: Dequantize = "auto", progress: Progress | None = None
+    spec: str,
+    *,
+    dequantize: Dequantize = "auto",
+    progress: Progress | None = None,
+    hub: Mapping[str, str] | None = None,
 ) -> LoadedModel:
-    """Load `spec` ("smollm2-135m", an mlx-lm directory, a .gguf file, or an HF repo id)."""
+    """Load `spec` ("smollm2-135m", an mlx-lm directory, a .gguf file, or an HF repo id; `hub`:
+    the environment whose HF_* settings a download follows, see download.hub_options)."""
     if dequantize not in ("auto", "always", "never"):
         raise ValueError(f"dequantize must be auto, always or never, not {dequantize!r}")
     report = progress or (lambda _f, _m: None)
@@ -130,7 +153,9 @@ def load_model(
         if kind == "hf":
             report(0.05, f"fetching {spec} from Hugging Face")
             path = download.fetch(
-                spec, on_bytes=lambda d, t: report(0.05, download.progress_message(spec, d, t))
+                spec,
+                on_bytes=lambda d, t: report(0.05, download.progress_message(spec, d, t)),
+                hub=hub,
             )
         model, tokenizer = _load_mlx_dir(path, report)
 

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,8 +124,11 @@ class ModelPool:
         }
 
     # --- acquire ----------------------------------------------------------------------------
-    async def acquire(self, spec: str, dequantize: str) -> Entry:
-        """The loaded model for `spec`, loading it once for all concurrent callers."""
+    async def acquire(
+        self, spec: str, dequantize: str, hub: Mapping[str, str] | None = None
+    ) -> Entry:
+        """The loaded model for `spec`, loading it once for all concurrent callers (`hub`: the
+        environment whose HF_* settings a download follows: the first caller's)."""
         entry = self.entries.get(spec)
         if entry is not None and entry.dequantize != dequantize and not entry.busy:
             await self.unload(spec, reason=f"to reload with dequantize = {dequantize}")
@@ -136,7 +139,7 @@ class ModelPool:
             return entry
         fut = self._loading.get(spec)
         if fut is None:
-            fut = self._loading[spec] = asyncio.ensure_future(self._load(spec, dequantize))
+            fut = self._loading[spec] = asyncio.ensure_future(self._load(spec, dequantize, hub))
             fut.add_done_callback(lambda _: self._loading.pop(spec, None))
         return await asyncio.shield(fut)
 
@@ -152,7 +155,7 @@ class ModelPool:
         self._downloads.interrupt()
         return list(self._stops)
 
-    async def _load(self, spec: str, dequantize: str) -> Entry:
+    async def _load(self, spec: str, dequantize: str, hub: Mapping[str, str] | None) -> Entry:
         from .loader import is_hf_repo
 
         loop = asyncio.get_running_loop()
@@ -162,7 +165,7 @@ class ModelPool:
         try:
             source, share = spec, 0.0
             if is_hf_repo(spec):
-                source, share = await self._download(spec, stop), DOWNLOAD_SHARE
+                source, share = await self._download(spec, stop, hub), DOWNLOAD_SHARE
             lm = await self._until_stopped(
                 spec,
                 loop.run_in_executor(
@@ -191,7 +194,9 @@ class ModelPool:
         self._schedule_idle_check()
         return entry
 
-    async def _download(self, spec: str, stop: threading.Event) -> str:
+    async def _download(
+        self, spec: str, stop: threading.Event, hub: Mapping[str, str] | None
+    ) -> str:
         """The HF snapshot directory for `spec`, fetched off the MLX thread (other models keep
         generating meanwhile); byte progress is the first DOWNLOAD_SHARE of the load's."""
         self.on_progress(spec, 0.0, f"resolving {spec} on Hugging Face")
@@ -200,7 +205,7 @@ class ModelPool:
             fraction = DOWNLOAD_SHARE * done / total if total else 0.0
             self.on_progress(spec, max(fraction, 0.001), progress_message(spec, done, total))
 
-        work = self._downloads.start(lambda: fetch(spec, on_bytes=on_bytes, stop=stop))
+        work = self._downloads.start(lambda: fetch(spec, on_bytes=on_bytes, stop=stop, hub=hub))
         return str(await self._until_stopped(spec, work))
 
     async def _until_stopped(self, spec: str, work: asyncio.Future[Any]) -> Any:

@@ -199,11 +199,13 @@ async def _watch_parent(server: Any, own_parent: bool = True, interval: float = 
     while True:
         await asyncio.sleep(interval)
         if own_parent and os.getppid() != ppid:
-            log.warning("parent process %d is gone; exiting", ppid)
+            server.end_reason = f"parent process {ppid} is gone"
+            log.warning("%s; exiting", server.end_reason)
             return
         pid = getattr(server, "process_id", None)
         if pid and not _alive(pid):
-            log.warning("client process %d is gone; exiting", pid)
+            server.end_reason = f"client process {pid} is gone"  # the shared daemon tells why
+            log.warning("%s; exiting", server.end_reason)
             return
 
 

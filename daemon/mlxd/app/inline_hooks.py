@@ -1,0 +1,51 @@
+"""How a session's inline engine reaches its router and backends: which requests may go where
+(a sampled alternative and background work stay on the local model)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..types import Request
+
+if TYPE_CHECKING:
+    from .core import App
+
+
+def make_inline_engine(app: App) -> Any:
+    """The session's inline engine, wired to its router and backends (local-only rules)."""
+    from ..inline import InlineEngine
+
+    async def generate(request: Request, ctx: Any) -> Any:
+        # The engine needs the whole Outcome (was the last line cut?). A sampled request is an
+        # Invoked alternative: the chain's local model only (KV reuse; a provider would bill).
+        chain = app.router.chain("inline", None) if request.temperature else []
+        pin = next((name for name in chain if is_local(name)), None)
+        return await app.router.run(request, backend=pin, documents=[ctx.uri] if ctx.uri else [])
+
+    def is_local(name: str | None) -> bool:
+        backend = app.backends.get(name or "")
+        return backend is not None and backend.is_local
+
+    def served_locally(outcome: Any) -> bool:
+        return is_local(getattr(outcome, "backend", None))
+
+    def local_first(uri: str) -> bool:  # where the document's next inline request goes first
+        return is_local(app.router.first_choice("inline", [uri]))
+
+    async def background(request: Request, ctx: Any) -> Any:
+        # Where the document's next real inline request would go, and only if that is a local
+        # model: nothing is ever sent to a cloud backend in the background (inline/ahead.py).
+        docs = [ctx.uri] if ctx.uri else []
+        name = app.router.first_choice("inline", docs)
+        if not is_local(name):
+            return None
+        backend = app.backends[name]  # type: ignore[index]
+        if request.max_tokens == 0:  # prefill only; the router answers it without a backend
+            done = None
+            async for event in backend.stream(request):
+                done = event
+            return done
+        return await app.router.run(request, backend=name, documents=docs)
+
+    hooks = {"served_locally": served_locally, "local_first": local_first, "background": background}
+    return InlineEngine(app.config.inline, generate, **hooks)

@@ -1,0 +1,26 @@
+"""The process's HTTP connection pools (issue #19 item 2): shared by the backends with the same
+timeout settings, one per settings (never last-writer-wins), closed with their last user, and
+no cookie jar (a cookie set for one window is never sent for another)."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from mlxd.backends import HTTPPools
+from mlxd.config import TimeoutsConfig
+
+
+async def test_pools_are_shared_by_settings_and_closed_with_their_last_user() -> None:
+    pools = HTTPPools()
+    a, b, c = object(), object(), object()
+    first = pools.session(a, TimeoutsConfig())
+    assert pools.session(b, TimeoutsConfig(first_token_s=99)) is first  # not a pool setting
+    other = pools.session(c, TimeoutsConfig(idle_s=29))
+    assert other is not first and len(pools) == 2
+    assert other.timeout.sock_read == 29 and first.timeout.sock_read == 30
+    assert isinstance(first.cookie_jar, aiohttp.DummyCookieJar)
+    await pools.release(a)
+    assert not first.closed  # b still uses it
+    await pools.release(b)
+    await pools.release(c)
+    assert first.closed and other.closed and len(pools) == 0
