@@ -81,3 +81,13 @@ def test_without_openblas_or_with_one_thread_nothing_happens() -> None:
 def test_a_count_the_user_set_is_left_alone(monkeypatch) -> None:
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
     assert blas_threads._openblas() is None
+
+
+def test_a_failing_adjust_never_fails_the_work(monkeypatch) -> None:
+    class Broken(FakeOpenBLAS):
+        def openblas_set_num_threads(self, n: int) -> None:
+            raise OSError("no such thing")
+
+    monkeypatch.setattr(blas_threads, "_instance", adjuster(Broken(2), [12.0], [0.0], []))
+    blas_threads.fit_blas_threads()  # no exception: adjusting is off from now on
+    assert blas_threads._instance is not None and blas_threads._instance.lib is None

@@ -13,10 +13,13 @@ nothing changes. An OPENBLAS_NUM_THREADS the user set is left alone.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import time
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 CHECK_S = 2.0  # the load average moves over a minute: looking more often gains nothing
 
@@ -88,8 +91,13 @@ _instance: BlasThreads | None = None
 
 
 def fit_blas_threads() -> None:
-    """On the MLX thread, before a piece of work: OpenBLAS threads for the current load."""
+    """On the MLX thread, before a piece of work: OpenBLAS threads for the current load. A
+    failure turns the adjusting off (logged once): the work itself must not fail for it."""
     global _instance
-    if _instance is None:
-        _instance = BlasThreads(_openblas(), sync=_sync)
-    _instance.adjust()
+    try:
+        if _instance is None:
+            _instance = BlasThreads(_openblas(), sync=_sync)
+        _instance.adjust()
+    except Exception as exc:
+        log.warning("OpenBLAS threads are no longer adjusted to the load: %s", exc)
+        _instance = BlasThreads(None)
