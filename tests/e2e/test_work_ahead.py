@@ -93,6 +93,34 @@ async def test_accept_then_next_is_answered_from_the_cache(tmp_path, tiny_model)
     assert (a["cacheHits"] - b["cacheHits"], a["aheadHits"] - b["aheadHits"]) == (1, 1)
 
 
+async def test_an_accept_while_the_job_runs_is_answered_by_it(tmp_path, slow_tiny_model) -> None:
+    # The job is bounded as an automatic request would be (inline.max_ms from its start, one
+    # line): it is done before a request that arrives after it started reaches its own bound,
+    # so that request waits for it and is answered from it. Uncapped (400 tokens of the slow
+    # model), the job ran on past the request's bound: answered empty ("late"), no hit.
+    cfg = write_config(
+        tmp_path / "slow.toml",
+        f'[local]\nmodel = "{slow_tiny_model}"\n[inline]\nmax_tokens = 400\nmax_ms = 3000\n'
+        "whole_lines = false\n",
+    )
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, "def add(a, b):\n    return ")
+        first = await inline(s, 1, 11, kind=2)
+        assert first.items
+        await until(s, lambda st: st["inline"]["aheadStarted"] == 1)
+        await asyncio.sleep(0.6)  # the user reads the ghost text, then accepts it
+        before = await stats(s)
+        shown = first.items[0].insert_text
+        insert(s, 2, 1, 11, shown)
+        nxt = await inline(s, *end_of(1, 11, shown), kind=2)
+        after = await stats(s)
+    a, b = after["inline"], before["inline"]
+    assert (a["aheadJoined"] - b["aheadJoined"], a["aheadLate"], a["aheadHits"]) == (1, 0, 1)
+    assert a["generations"] == b["generations"]  # no interactive model call
+    assert nxt.items and nxt.items[0].insert_text
+
+
 async def test_an_edit_elsewhere_drops_the_pregenerated_item(tmp_path, tiny_model) -> None:
     async with daemon(config(tmp_path, tiny_model)) as s:
         shown = await first_suggestion(s)
@@ -106,9 +134,10 @@ async def test_an_edit_elsewhere_drops_the_pregenerated_item(tmp_path, tiny_mode
 
 
 async def test_a_request_elsewhere_cancels_the_job_in_flight(tmp_path, slow_tiny_model) -> None:
-    # The first answer is cut by the time cap; the job ahead has no cap: 400 tokens, long. The
-    # cap counts from the request's arrival, prefill included (issue #17 item 3): 300 ms left
-    # a loaded machine no token to show, so the cap is wide and the job still far longer.
+    # The first answer is cut by the time cap; the job ahead runs up to the same cap from its
+    # start, so it is still running when the next request comes at once. The cap counts from
+    # the request's arrival, prefill included (issue #17 item 3): 300 ms left a loaded machine
+    # no token to show, so the cap is wide.
     cfg = write_config(
         tmp_path / "slow.toml",
         f'[local]\nmodel = "{slow_tiny_model}"\n[inline]\nmax_tokens = 400\nmax_ms = 4000\n'

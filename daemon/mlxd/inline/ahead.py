@@ -5,8 +5,10 @@ Two kinds of job, at most one per document (a newer one replaces the older):
 - **next**: after a suggestion is shown, the suggestion that would follow it if the user
   accepted it (llama.vim's speculative FIM): the document with the suggestion inserted, the
   cursor at its end. It lands in the inline cache, so accept -> next ghost text is a cache hit.
-  A request that arrives at that very position while the job runs waits for it instead of
-  starting a second generation.
+  It is bounded as an automatic request there would be (inline.max_ms from its start,
+  max_tokens), and one line at most, so that it is done by the time the user accepts. A
+  request that arrives at that very position while the job runs waits for it (within its own
+  inline.max_ms) instead of starting a second generation.
 - **warm**: a prefill-only request (`max_tokens == 0`) for the prompt the next inline request
   will most likely use, so that its prefill is a KV-cache hit, once things are quiet (SETTLE_S
   without a didOpen, a didChange or a request): after `didOpen` the cursor at the
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mlxd.prompts import CursorContext
 
 from . import why
+from .cuts import answer_by
 
 if TYPE_CHECKING:
     from .engine import Document, InlineEngine
@@ -102,20 +106,24 @@ class Ahead:
         for pending in list(self._settle):
             self._cancel_settle(pending)
 
-    async def join(self, uri: str, prefix: str, suffix: str) -> str | None:
+    async def join(
+        self, uri: str, prefix: str, suffix: str, arrived: float | None = None
+    ) -> str | None:
         """Before a cache miss goes to the model: when this document's next job answers this
-        very position, wait for it, up to `inline.max_ms`: its item (None: it cached nothing,
-        ask the model), or "" when it is not done in time (nothing to show within the bound;
-        the job goes on into the cache for the next request). Otherwise cancel the background
-        job, which the real request supersedes (None)."""
+        very position, wait for it, until `inline.max_ms` after the request `arrived`
+        (monotonic; None: from now): its item (None: it cached nothing, ask the model), or ""
+        when it is not done in time (nothing to show within the bound; the job goes on into
+        the cache for the next request). Otherwise cancel the background job, which the real
+        request supersedes (None)."""
         job = self._jobs.get(uri)
         if job is not None and job.task is not None and not job.task.done():
             if job.kind == "next" and job.key == (prefix, suffix):
                 self.stats.ahead_joined += 1
+                start = time.monotonic() if arrived is None else arrived
+                bound = start + answer_by(self.engine.cfg.max_ms) - time.monotonic()
                 # Shielded: a timeout or a client cancel leaves the job running for the next.
                 try:
-                    bound = self.engine.cfg.max_ms / 1000
-                    await asyncio.wait_for(asyncio.shield(job.task), bound)
+                    await asyncio.wait_for(asyncio.shield(job.task), max(0.0, bound))
                 except TimeoutError:
                     self.stats.ahead_late += 1
                     why.note("the work ahead for this position was not done by inline.max_ms")
@@ -147,6 +155,12 @@ class Ahead:
         key = (nxt.prefix, nxt.suffix)
         if self.engine.cache.peek(ctx.uri, *key) is not None:
             return  # already known (a repeat, or a job that ran before)
+        # One line at most: the quickest item to have ready when the user accepts (about
+        # ACCEPT_S later), and the next job follows once this one is accepted in turn.
+        nxt.max_lines = 1
+        # The shown suggestion's header (its neighbour snippets were matched a line higher):
+        # the job's prompt then extends the one just run, whose KV the model has cached.
+        nxt.header = ctx.header
         self._stop_all()
         job = _Job("next", base=ctx.prefix, suggestion=suggestion, suffix=ctx.suffix, key=key)
         job.task = asyncio.ensure_future(self._next(job, nxt, list(neighbors)))
@@ -249,9 +263,12 @@ class Ahead:
 
     async def _next(self, job: _Job, ctx: CursorContext, neighbors: list[Document]) -> None:
         assert self.run is not None
-        ctx.header = self.engine._header(ctx, neighbors)
-        # No time cap: nobody waits for it, and an uncut answer is a better item.
-        request = replace(self.engine._request(ctx), max_time_s=None, priority="background")
+        ctx.header = ctx.header or self.engine._header(ctx, neighbors)
+        # Bounded as an automatic request there would be, from now: inline.max_ms (which also
+        # makes the local backend pick a prompt it can prefill in time, the cached one) and
+        # max_tokens. Uncapped, it ran on past the moment the user accepted, and a request
+        # that joined it gave up at its own bound: no accept was ever a cache hit.
+        request = replace(self.engine._request(ctx, time.monotonic()), priority="background")
         try:
             answer = await self.run(request, ctx)
         except Exception as exc:

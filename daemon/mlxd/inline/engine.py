@@ -158,7 +158,7 @@ class InlineEngine:
 
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
         if suggestion is None:  # pregenerated here, maybe still running (ahead.py)
-            suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix)
+            suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix, arrived)
         cached, local = suggestion is not None, False  # local: a local model served it
         if cached:
             self.stats.cache_hits += 1

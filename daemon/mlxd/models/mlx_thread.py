@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from .blas_threads import fit_blas_threads
+
 
 class MLXThread(Executor):
     def __init__(self) -> None:
@@ -40,6 +42,7 @@ class MLXThread(Executor):
             if not fut.set_running_or_notify_cancel():
                 continue
             try:
+                fit_blas_threads()  # the cores other processes leave free (blas_threads.py)
                 fut.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # delivered to whoever waits on the future
                 fut.set_exception(exc)
