@@ -701,6 +701,7 @@ async def test_local_inline_cuts_leave_no_replacement_character(tiny_config: Pat
 
 
 # --- kind 6: edits in a huge document ---------------------------------------------------------
+@pytest.mark.serial
 async def test_edits_at_the_end_of_a_huge_one_line_document_keep_the_daemon_responsive(
     tiny_config: Path,
 ) -> None:
@@ -721,6 +722,7 @@ async def test_edits_at_the_end_of_a_huge_one_line_document_keep_the_daemon_resp
         assert took < 2, f"4 edits took {took:.1f} s before the next request was answered"
 
 
+@pytest.mark.serial
 async def test_edits_at_the_end_of_a_huge_non_ascii_line_keep_the_daemon_responsive(
     tiny_config: Path,
 ) -> None:
