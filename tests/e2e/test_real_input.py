@@ -110,7 +110,8 @@ async def fake() -> Any:
 
 
 def cloud_only(tmp_path: Path, model: Path, fake: FakeProvider, protocol: str) -> Path:
-    """Every request kind served by one cloud backend (nothing to fall back to)."""
+    """Every request kind served by one cloud backend (nothing to fall back to); the local model
+    is not preloaded (no request needs it: it stays unloaded, its imports undone)."""
     url = fake.openai_url if protocol == "openai" else fake.anthropic_url
     chain = ["cloud"]
     return make_config(
@@ -118,6 +119,7 @@ def cloud_only(tmp_path: Path, model: Path, fake: FakeProvider, protocol: str) -
         model,
         {"cloud": (protocol, url)},
         {"chat": chain, "complete": chain, "inline": chain},
+        preload=False,
     )
 
 
