@@ -302,7 +302,9 @@ async def test_a_backend_removed_by_a_reload_mid_request_is_a_failed_attempt(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
     backends = {"slow": ("openai", fake.openai_url), "gone": ("openai", fake.openai_url)}
-    timeouts = {"first_token_s": 2}
+    # The reload must land while `slow` waits: a window long enough for a busy machine (the test
+    # runs beside another worker's); it waits the window out either way.
+    timeouts = {"first_token_s": 6}
     path = tmp_path / "c.toml"
     cfg = make_config(path, tiny_model, backends, {"chat": ["slow", "gone", "local"]}, timeouts)
     fake.enqueue(Reply.hang_before_headers())  # `slow` times out after the reload
