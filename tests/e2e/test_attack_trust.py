@@ -21,10 +21,14 @@ KEY = "sk-attack+15/Zq9xW3vT7rK2mN8pL4=="
 ENV_TEXT = "API_TOKEN=sk-live-5f2c9a8e7d6b\nDB_PASSWORD=hunter2-but-longer\n"
 
 
-def config(tmp_path: Path, url: str, extra: str = "") -> Path:
+# No local model is asked for: not loading one in the background keeps these daemons light.
+NO_PRELOAD = "[local]\npreload = false\n"
+
+
+def config(tmp_path: Path, url: str, extra: str = "", local: str = NO_PRELOAD) -> Path:
     return write_config(
         tmp_path / "m.toml",
-        f"""
+        f"""{local}
 [backends.cloud]
 protocol = "openai"
 base_url = "{url}"
@@ -227,12 +231,16 @@ def pasted_config(tmp_path: Path, url: str) -> Path:
 
 
 async def test_key_pasted_into_api_key_env_is_not_echoed(tmp_path):
+    import os
     import subprocess
     import sys
 
+    # The file is refused, so the daemon and `mlxd doctor` fall back to the defaults and load the
+    # embedded model (seconds each, beside the point here): an absent one fails at once.
+    no_model = {"MLXD_EMBEDDED_GGUF": str(tmp_path / "absent.gguf")}
     async with FakeProvider() as fake:
         cfg = pasted_config(tmp_path, fake.openai_url)
-        async with daemon(cfg) as s:
+        async with daemon(cfg, env=no_model) as s:
             r = await chat(s, [msg("user", "hello, ordinary question here")])
             seen = frames(s, r)
         doctor = subprocess.run(
@@ -240,6 +248,7 @@ async def test_key_pasted_into_api_key_env_is_not_echoed(tmp_path):
             capture_output=True,
             text=True,
             timeout=120,
+            env={**os.environ, **no_model},
         )
     assert fake.bytes_received == 0
     assert PASTED not in seen + doctor.stdout + doctor.stderr
@@ -433,7 +442,7 @@ async def test_header_secret_echoed_in_another_form_is_redacted(tmp_path, case):
     async with FakeProvider() as fake:
         path = write_config(
             tmp_path / "h.toml",
-            f"""
+            f"""{NO_PRELOAD}
 [backends.cloud]
 protocol = "openai"
 base_url = "{fake.openai_url}"

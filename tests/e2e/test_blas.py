@@ -14,7 +14,10 @@ import pytest
 
 from mlxd import blas
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the preload is Linux-only")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="the preload is Linux-only"),
+    pytest.mark.serial,  # compares matmul times
+]
 
 # Run as a child: re-exec (or not), then report what it sees. Appends a line to argv[1] at every
 # start so that the test can count executions; reads stdin only after the re-exec.

@@ -140,6 +140,7 @@ async def test_offline_says_so_once_with_what_to_do(tmp_path: Path, how: str) ->
         assert "offline" in shown[0].message
 
 
+@pytest.mark.serial
 async def test_exit_mid_download_is_prompt_and_leaves_no_partial_file(
     tmp_path: Path, tiny_model: Path
 ) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.test_protocol_errors import Raw
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 # A prompt long enough that its prefill keeps the MLX thread busy for seconds on this model,
 # and short enough for its 4096-token context window (~3800 tokens; 4000 lines were 56011

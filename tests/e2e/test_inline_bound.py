@@ -21,7 +21,7 @@ from tests.conftest import Session, _plain, daemon, write_config
 from tests.e2e.test_router import ENV, KEY, make_config, ready
 from tests.fakes.providers import FakeProvider, Reply
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.serial]
 
 URI = "file:///work/project/app.py"
 # A long document, none of it in any KV cache when asked.

@@ -110,7 +110,8 @@ async def fake() -> Any:
 
 
 def cloud_only(tmp_path: Path, model: Path, fake: FakeProvider, protocol: str) -> Path:
-    """Every request kind served by one cloud backend (nothing to fall back to)."""
+    """Every request kind served by one cloud backend (nothing to fall back to); the local model
+    is not preloaded (no request needs it: it stays unloaded, its imports undone)."""
     url = fake.openai_url if protocol == "openai" else fake.anthropic_url
     chain = ["cloud"]
     return make_config(
@@ -118,6 +119,7 @@ def cloud_only(tmp_path: Path, model: Path, fake: FakeProvider, protocol: str) -
         model,
         {"cloud": (protocol, url)},
         {"chat": chain, "complete": chain, "inline": chain},
+        preload=False,
     )
 
 
@@ -300,7 +302,9 @@ async def test_a_backend_removed_by_a_reload_mid_request_is_a_failed_attempt(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider
 ) -> None:
     backends = {"slow": ("openai", fake.openai_url), "gone": ("openai", fake.openai_url)}
-    timeouts = {"first_token_s": 2}
+    # The reload must land while `slow` waits: a window long enough for a busy machine (the test
+    # runs beside another worker's); it waits the window out either way.
+    timeouts = {"first_token_s": 6}
     path = tmp_path / "c.toml"
     cfg = make_config(path, tiny_model, backends, {"chat": ["slow", "gone", "local"]}, timeouts)
     fake.enqueue(Reply.hang_before_headers())  # `slow` times out after the reload

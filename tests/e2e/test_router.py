@@ -38,9 +38,10 @@ def make_config(
     backends: dict[str, tuple[str, str]],
     routing: dict[str, Any],
     timeouts: dict[str, Any] | None = None,
+    preload: bool = True,
 ) -> Path:
     """A config with the tiny local model and one cloud backend per (protocol, url)."""
-    cfg: dict[str, Any] = {"local": {"model": str(model), "preload": True}}
+    cfg: dict[str, Any] = {"local": {"model": str(model), "preload": preload}}
     cfg["backends"] = {
         name: {
             "protocol": protocol,

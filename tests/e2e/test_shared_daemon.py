@@ -248,6 +248,7 @@ async def test_status_and_stop(rt, tiny_config):
     assert mlxd(rt, "status").returncode == 1
 
 
+@pytest.mark.serial
 async def test_eof_ends_the_forwarder_within_a_second(rt, tiny_config):
     d = await start_raw(rt, tiny_config)
     await d.initialize()

@@ -31,7 +31,7 @@ CHAT_EVERY = 10  # one request in ten is a chat
 WORKERS = 4  # requests in flight at once
 DOCS = 8
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(max(300, N // 5))]
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(max(300, N // 5))]
 
 
 def rss_kb(pid: int) -> int:

@@ -7,22 +7,50 @@ of loaded models on one MLX thread, continuous batching and stop matching.
 Call `load_model` on the thread that will generate (MLX streams are thread-local).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .answer import OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
 from .batching import BatchEngine, Job
 from .budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits
 from .download import LoadCancelled
-from .loader import (
-    EMBEDDED,
-    Dequantize,
-    LoadedModel,
-    Progress,
-    describe,
-    embedded_model_path,
-    load_model,
-    resolve_spec,
-)
 from .pool import ModelPool
 from .stops import END_MARKERS, StopMatcher, StopPolicy, finished_lines, first_lines
+
+if TYPE_CHECKING:
+    from .loader import (
+        EMBEDDED,
+        Dequantize,
+        LoadedModel,
+        Progress,
+        describe,
+        embedded_model_path,
+        load_model,
+        resolve_spec,
+    )
+
+# The loader imports mlx-lm and transformers (most of a daemon's start-up): a daemon that never
+# loads a local model (cloud backends only) never imports them.
+_FROM_LOADER = {
+    "EMBEDDED",
+    "Dequantize",
+    "LoadedModel",
+    "Progress",
+    "describe",
+    "embedded_model_path",
+    "load_model",
+    "resolve_spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_LOADER:
+        from . import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "EMBEDDED",

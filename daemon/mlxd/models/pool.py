@@ -10,6 +10,7 @@ they have been idle for `idle_unload_s`.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import threading
@@ -156,8 +157,9 @@ class ModelPool:
         return list(self._stops)
 
     async def _load(self, spec: str, dequantize: str, hub: Mapping[str, str] | None) -> Entry:
-        from .loader import is_hf_repo
-
+        # The loader's first import (mlx-lm, transformers: seconds) stays off the event loop.
+        loader = await asyncio.to_thread(importlib.import_module, f"{__package__}.loader")
+        is_hf_repo = loader.is_hf_repo
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         self._stops[spec] = (stop, loop.create_future())
