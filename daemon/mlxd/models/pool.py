@@ -29,6 +29,7 @@ from .download import (
     progress_message,
 )
 from .mlx_thread import mlx_thread
+from .specs import is_hf_repo
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +159,7 @@ class ModelPool:
 
     async def _load(self, spec: str, dequantize: str, hub: Mapping[str, str] | None) -> Entry:
         # The loader's first import (mlx-lm, transformers: seconds) stays off the event loop.
-        loader = await asyncio.to_thread(importlib.import_module, f"{__package__}.loader")
-        is_hf_repo = loader.is_hf_repo
+        await asyncio.to_thread(importlib.import_module, f"{__package__}.loader")
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         self._stops[spec] = (stop, loop.create_future())

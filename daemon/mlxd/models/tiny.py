@@ -22,7 +22,7 @@ from mlx_lm.models import llama
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from . import gguf
-from .loader import embedded_model_path
+from .specs import embedded_model_path
 
 # SmolLM2's template minus its default system prompt: ChatML.
 CHAT_TEMPLATE = (
