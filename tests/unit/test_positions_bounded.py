@@ -76,3 +76,20 @@ def test_a_position_at_the_end_of_a_huge_document_walks_no_line_in_python(
     assert position_to_offset(text, 500_000, 4) == len(text) - len("last line") + 4
     assert offset_to_position(text, len(text)) == (500_000, len("last line"))
     assert len(steps) <= positions._CHUNK // 6 + 1  # one chunk's lines at most
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+def test_a_range_is_the_two_positions_the_end_never_before_the_start(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(positions, "_CHUNK", chunk)
+    rng = random.Random(chunk + 1)
+    for _ in range(300):
+        text = random_text(rng)
+        lines = text.count("\n") + text.count("\r") + 2
+        for _ in range(20):
+            a = (rng.randint(-1, lines), rng.randint(0, 4))
+            b = (rng.randint(-1, lines), rng.randint(0, 4))
+            start = walked_offset(text, *a)
+            want = (start, max(start, walked_offset(text, *b)))
+            assert positions.range_to_offsets(text, a, b, "utf-32") == want, (text, a, b)

@@ -31,9 +31,10 @@ def _terminators(text: str, start: int, end: int) -> int:
     return found
 
 
-def _line_start(text: str, line: int) -> int | None:
-    """The offset after the `line`-th terminator (line >= 1), or None when there are fewer."""
-    pos, left = 0, line
+def _line_start(text: str, line: int, pos: int = 0) -> int | None:
+    """The offset after the `line`-th terminator from `pos` (line >= 1; `pos` a line start),
+    or None when there are fewer."""
+    left = line
     while pos < len(text):
         end = min(len(text), pos + _CHUNK)
         while end < len(text) and text[end - 1] == "\r":  # keep a "\r\n" in one chunk
@@ -46,9 +47,10 @@ def _line_start(text: str, line: int) -> int | None:
     return None
 
 
-def _line_span(text: str, line: int) -> tuple[int, int]:
-    """(start, end) offsets of a line's content, without its terminator; clamped to the text."""
-    start = _line_start(text, line) if line > 0 else 0
+def _line_span(text: str, line: int, pos: int = 0) -> tuple[int, int]:
+    """(start, end) offsets of a line's content, without its terminator; clamped to the text.
+    `line` counts from the line starting at `pos`."""
+    start = _line_start(text, line, pos) if line > 0 else pos
     if start is None:  # past the last line: the end of the document
         return len(text), len(text)
     eol = _EOL.search(text, start)
@@ -100,6 +102,20 @@ def position_to_offset(text: str, line: int, character: int, encoding: Encoding 
     """Code-point offset in the whole document for an LSP position (clamped)."""
     start, end = _line_span(text, line)
     return start + column_to_offset(text[start:end], character, encoding)
+
+
+def range_to_offsets(
+    text: str, start: tuple[int, int], end: tuple[int, int], encoding: Encoding = "utf-16"
+) -> tuple[int, int]:
+    """Code-point offsets of an LSP range's (line, character) ends, clamped, the end never
+    before the start; the end's line is found from the start's (one walk to the edit, not two)."""
+    first, last = _line_span(text, start[0])
+    at = first + column_to_offset(text[first:last], start[1], encoding)
+    if end[0] <= start[0]:
+        lines = (first, last) if end[0] == start[0] else _line_span(text, end[0])
+    else:
+        lines = _line_span(text, end[0] - max(0, start[0]), first)
+    return at, max(at, lines[0] + column_to_offset(text[lines[0] : lines[1]], end[1], encoding))
 
 
 def offset_to_position(text: str, offset: int, encoding: Encoding = "utf-16") -> tuple[int, int]:

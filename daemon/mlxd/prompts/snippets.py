@@ -224,4 +224,3 @@ class SnippetIndex:
                 picked.append(ref if isinstance(ref, Snippet) else Snippet(ref, window))
                 left -= len(window)
         return picked
-
