@@ -30,6 +30,7 @@ from .common import (
     model_label,
     print_table,
     ratio,
+    stats_delta,
     summary,
     write_result,
 )
@@ -69,6 +70,7 @@ class Small:
         self.text = self.text[: self.text.rfind("\n") + 1]
         self.version = 1
         self.n = 0
+        self.answer_chars: list[int] = []  # of each answer's first item (0: none)
         self.client.notify(
             "textDocument/didOpen",
             {
@@ -100,17 +102,26 @@ class Small:
             "context": {"triggerKind": 2},
         }
         t0 = time.perf_counter()
-        await self.client.request("textDocument/inlineCompletion", params)
+        result = await self.client.request("textDocument/inlineCompletion", params)
+        items = result.get("items", []) if isinstance(result, dict) else (result or [])
+        self.answer_chars.append(len(items[0]["insertText"]) if items else 0)
         return (time.perf_counter() - t0) * 1000
 
 
-async def _phase(small: Small, name: str, n: int, verbose: bool) -> dict[str, Any]:
+async def _phase(daemon: Daemon, small: Small, name: str, n: int, verbose: bool) -> dict[str, Any]:
+    """The phase's latency summary, and the prompt tokens a request took from the KV cache
+    (mlxd/stats: a prompt whose opening changed takes none and is prefilled whole)."""
     times = []
+    del small.answer_chars[:]
+    before = await daemon.stats()
     for _ in range(n):
         times.append(await small.ask())
         if verbose:
             log(f"{name}: {times[-1]:.0f} ms")
-    return summary(times)
+    counters = stats_delta(before, await daemon.stats())
+    cached = counters.get("local.cachedPromptTokens")
+    chars = sum(small.answer_chars) / n
+    return {**summary(times), "cached_tokens": cached and cached / n, "answer_chars": chars}
 
 
 def _open(daemon: Daemon, files: list[tuple[str, str]]) -> None:
@@ -137,30 +148,44 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         small = Small(daemon)
         for _ in range(opts.warmup):
             await small.ask()
-        phases["none"] = await _phase(small, "none", n, opts.verbose)
+        phases["none"] = await _phase(daemon, small, "none", n, opts.verbose)
         _open(daemon, files)
         await daemon.stats()  # the opens are handled
         await small.ask()  # unmeasured: the first prompt with snippets is a new prompt
-        phases["six"] = await _phase(small, "six", n, opts.verbose)
+        phases["six"] = await _phase(daemon, small, "six", n, opts.verbose)
         await daemon.reconfigure({**cfg, "inline": {**cfg["inline"], "neighbor_snippets": False}})
         await small.ask()
-        phases["six-off"] = await _phase(small, "six-off", n, opts.verbose)
+        phases["six-off"] = await _phase(daemon, small, "six-off", n, opts.verbose)
         await daemon.reconfigure(cfg)
         _close(daemon, files)
         await small.ask()
-        phases["none-2"] = await _phase(small, "none-2", n, opts.verbose)
+        phases["none-2"] = await _phase(daemon, small, "none-2", n, opts.verbose)
     base = [phases["none"]["median"], phases["none-2"]["median"]]
     none_ms = sum(base) / 2 if None not in base else None
     six_ratio = ratio(phases["six"]["median"], none_ms)
     off_ratio = ratio(phases["six-off"]["median"], none_ms)
     rows = [
-        [name, st["n"], fmt(st["median"], digits=0), fmt(st.get("p95"), digits=0)]
+        [
+            name,
+            st["n"],
+            fmt(st["median"], digits=0),
+            fmt(st.get("p95"), digits=0),
+            fmt(st["cached_tokens"], digits=0),
+            fmt(st["answer_chars"], digits=0),
+        ]
         for name, st in phases.items()
     ]
     print_table(
         f"open-files: {model_label(opts.model)}, inline latency (request -> answer) with "
         f"{FILES} Python files of {FILE_CHARS / 1e6:.1f} MB open vs none",
-        ["phase", "requests", "median ms", "p95 ms"],
+        [
+            "phase",
+            "requests",
+            "median ms",
+            "p95 ms",
+            "KV-cached prompt tokens / request",
+            "answer chars",
+        ],
         rows,
     )
     print_table(
