@@ -15,5 +15,6 @@ BENCHMARKS = {
     "quality": "quality",
     "speculation": "speculation",
     "shared": "shared",
+    "open-files": "open_files",
 }
 DEFAULT = ("overhead", "follow-up")

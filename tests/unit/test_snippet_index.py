@@ -88,3 +88,30 @@ def test_an_edited_text_is_reindexed_even_when_equal_lengths() -> None:
     assert index.snippets(docs, "python", 100, near="alpha") == neighbor_snippets(
         docs, "python", 100, near="alpha"
     )
+
+
+def test_a_huge_document_is_indexed_by_its_head_only_and_equals_the_scan() -> None:
+    """A 50 MB didOpen indexed whole stalled the event loop for seconds (issue #17): only the
+    first INDEXED_CHARS are candidates, for the scan and the index alike, and an edit past
+    them needs no new index."""
+    from mlxd.prompts import snippets as mod
+
+    rng = random.Random(3)
+    head = random_doc(rng, 200)
+    filler = "    unrelated_word = 1\n" * (mod.INDEXED_CHARS // 20)
+    tail = "    needle_name = needle_value\n" * 50  # beyond the head: never a candidate
+    docs = [("file:///big.py", "python", head + "\n" + filler + tail)]
+    assert len(docs[0][2]) > mod.INDEXED_CHARS
+    index = SnippetIndex()
+    index.update(*docs[0])
+    for near in ("needle_name needle_value", "total count", "unrelated_word", ""):
+        same(index, docs, "python", 2000, near, "")
+    assert neighbor_snippets(docs, "python", 2000, near="needle_name needle_value") == []
+    indexed = index._by_uri["file:///big.py"]
+    docs[0] = ("file:///big.py", "python", docs[0][2] + "more = 1\n")  # an edit past the head
+    same(index, docs, "python", 2000, "total count", "")
+    assert index._by_uri["file:///big.py"] is indexed  # not indexed again
+    one_line = ("x" * (mod.INDEXED_CHARS + 10)) + " total"  # no line feed: cut mid-line
+    docs = [("file:///min.js", "python", one_line)]
+    for near in ("total", "", "x" * 10):
+        same(index, docs, "python", 10**6, near, "")

@@ -172,20 +172,21 @@ class Ahead:
         self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
     ) -> None:
         """didOpen: warm the prompt at the document's end, once SETTLE_S passed quietly."""
-        if self.enabled and self.engine.enabled_for(language) and text.strip():
+        if self.enabled and self.engine.enabled_for(language) and not _blank(text):
             docs = list(neighbors)
-            self._quiet(uri, language, text, len(text), lambda: docs)
+            self._quiet(uri, language, text, lambda: len(text), lambda: docs)
 
     def changed(
         self,
         uri: str,
         language: str,
         text: str,
-        edit_end: int | None,
+        edit_end: Callable[[], int] | None,
         neighbors: Callable[[], Iterable[Document]] = tuple,
     ) -> None:
-        """didChange (`text` is the new document, `edit_end` the offset after the last change,
-        None when unknown): drop what the change made stale, warm the edit's end once quiet."""
+        """didChange (`text` is the new document, `edit_end` finds the offset after the last
+        change, None when unknown): drop what the change made stale, warm the edit's end once
+        quiet (only then is `edit_end` called: finding it in a huge document takes a while)."""
         # A warm-up goes on: its prompt up to the edit is still the document's.
         job = self._jobs.get(uri)
         if job is not None and job.kind == "next" and not _typed_along(job, text):
@@ -205,10 +206,10 @@ class Ahead:
         uri: str,
         language: str,
         text: str,
-        offset: int,
+        offset: Callable[[], int],
         neighbors: Callable[[], Iterable[Document]],
     ) -> None:
-        """Warm at `offset` after SETTLE_S without a document event or a request. Only the
+        """Warm at `offset()` after SETTLE_S without a document event or a request. Only the
         newest document waits: a burst of didOpens (a session restored) warms the last one."""
         for pending in list(self._settle):
             self._cancel_settle(pending)
@@ -234,12 +235,12 @@ class Ahead:
         uri: str,
         language: str,
         text: str,
-        edit_end: int,
+        edit_end: Callable[[], int],
         neighbors: Callable[[], Iterable[Document]],
     ) -> None:
         self._settle.pop(uri, None)
         if uri not in self._jobs:  # a running next job already holds the likely position
-            self._warm(uri, language, text, edit_end, list(neighbors()))
+            self._warm(uri, language, text, edit_end(), list(neighbors()))
 
     def _warm(
         self, uri: str, language: str, text: str, offset: int, neighbors: list[Document]
@@ -304,6 +305,11 @@ class Ahead:
         handle = self._settle.pop(uri, None)
         if handle is not None:
             handle.cancel()
+
+
+def _blank(text: str) -> bool:
+    """`not text.strip()` without copying the text (a 50 MB didOpen)."""
+    return not text or text.isspace()
 
 
 def _typed_along(job: _Job, text: str) -> bool:

@@ -33,6 +33,7 @@ from .positions import (
     offset_to_column,
     offset_to_position,
     position_to_offset,
+    range_to_offsets,
 )
 from .snippets import SNIPPET_LINES, Snippet, SnippetIndex, neighbor_snippets
 from .trimming import (
@@ -88,6 +89,7 @@ __all__ = [
     "opens_block",
     "position_to_offset",
     "prompt_for_local",
+    "range_to_offsets",
     "starts_block",
     "trim",
 ]

@@ -11,6 +11,10 @@ from typing import Any
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 SNIPPET_LINES = 20
+# Characters at a document's start that its snippets are taken from (cut at a line end). The
+# snippets fill a budget of about a thousand characters; indexing a 50 MB file whole stalled the
+# event loop for seconds per didOpen (issue #17), a bounded head costs a few ms.
+INDEXED_CHARS = 256_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +27,18 @@ def _identifiers(text: str) -> set[str]:
     return set(_IDENT.findall(text))
 
 
+def _head(text: str) -> str:
+    """The part of a document its snippets come from: its first INDEXED_CHARS characters, cut
+    after the last line feed in them (a document without one is cut mid-line)."""
+    if len(text) <= INDEXED_CHARS:
+        return text
+    return text[: text.rfind("\n", 0, INDEXED_CHARS) + 1 or INDEXED_CHARS]
+
+
 def _windows(text: str, size: int) -> Iterable[str]:
-    """Non-overlapping windows of `size` lines (the unit a snippet is picked in)."""
-    lines = text.splitlines()
+    """Non-overlapping windows of `size` lines of the document's `_head` (the unit a snippet
+    is picked in)."""
+    lines = _head(text).splitlines()
     for i in range(0, len(lines), size):
         window = "\n".join(lines[i : i + size]).strip("\n")
         if window.strip():
@@ -42,7 +55,8 @@ def neighbor_snippets(
 ) -> list[Snippet]:
     """Short snippets from other open documents of the same language, best first.
 
-    `docs` is (uri, language, text) for each open document. With `near` (text around the
+    `docs` is (uri, language, text) for each open document; only its first INDEXED_CHARS
+    (`_head`) are candidates. With `near` (text around the
     cursor), windows are ranked by how many identifiers they share with it (Jaccard), the
     cheap signal Copilot-style "neighbouring tabs" use; without it, each file's head (imports,
     definitions) is taken. Pass a `near` that does not change on every keystroke (e.g. the
@@ -54,7 +68,7 @@ def neighbor_snippets(
     wanted = _identifiers(near)
     scored: list[tuple[float, int, Snippet]] = []
     for order, (uri, lang, text) in enumerate(docs):
-        if lang != language or uri == exclude_uri or not text.strip():
+        if lang != language or uri == exclude_uri:
             continue
         for window in _windows(text, SNIPPET_LINES):
             if wanted:
@@ -82,9 +96,10 @@ class _Indexed:
     """One document's windows, their identifiers, and an inverted index over them."""
 
     language: str
-    text: str  # the text indexed: a new text object means the document changed
+    text: str  # the text last seen: the same object means the document did not change
+    head: str  # its `_head`, the part indexed: an equal head needs no new index
     windows: list[str]
-    sizes: list[int]  # identifiers in each window
+    idents: list[frozenset[str]]  # the identifiers in each window
     lengths: list[int]  # characters in each window
     postings: dict[str, list[int]]  # identifier -> the windows it occurs in, ascending
     _fitting: tuple[int, dict[str, list[int]]] | None = None
@@ -101,24 +116,22 @@ class _Indexed:
 def _index(language: str, text: str, known: dict[str, frozenset[str]]) -> _Indexed:
     """`known` (window text -> identifiers, from the document's last index) saves re-scanning
     the windows an edit did not touch."""
-    windows = list(_windows(text, SNIPPET_LINES))
-    sizes: list[int] = []
+    head = _head(text)
+    windows = list(_windows(head, SNIPPET_LINES))
+    idents = [known.get(w) or frozenset(_identifiers(w)) for w in windows]
     postings: dict[str, list[int]] = {}
-    for i, window in enumerate(windows):
-        idents = known.get(window)
-        if idents is None:
-            idents = frozenset(_identifiers(window))
-        sizes.append(len(idents))
-        for ident in idents:
+    for i, found in enumerate(idents):
+        for ident in found:
             postings.setdefault(ident, []).append(i)
-    return _Indexed(language, text, windows, sizes, [len(w) for w in windows], postings)
+    lengths = [len(w) for w in windows]
+    return _Indexed(language, text, head, windows, idents, lengths, postings)
 
 
 class SnippetIndex:
     """`neighbor_snippets` without scanning every open document on every request.
 
-    Each document is split into windows and indexed (identifier -> windows) when it is seen
-    with a new text (`update` on didOpen/didChange, or lazily by `snippets`); a request then
+    Each document's head (its first INDEXED_CHARS) is split into windows and indexed
+    (identifier -> windows) when it is seen with a new head (`update` on didOpen/didChange, or lazily by `snippets`); a request then
     scores only the windows that share an identifier with the cursor's surroundings. The
     result is exactly `neighbor_snippets`'s for the same arguments.
     """
@@ -136,10 +149,10 @@ class SnippetIndex:
         old = self._by_uri.get(uri)
         if old is not None and old.language == language and old.text is text:
             return
-        if old is not None and old.language == language and old.text == text:
-            old.text = text
+        if old is not None and old.language == language and old.head == _head(text):
+            old.text = text  # an edit past the indexed head, or the same text again
             return
-        known = _known_windows(old) if old is not None else {}
+        known = dict(zip(old.windows, old.idents, strict=True)) if old is not None else {}
         self._by_uri[uri] = _index(language, text, known)
         self._generation += 1
 
@@ -199,9 +212,9 @@ class SnippetIndex:
                 continue
             postings = doc.fitting(budget_chars)  # a longer window is never picked
             shared = Counter(chain.from_iterable(postings.get(w, ()) for w in wanted))
-            sizes = doc.sizes
+            idents = doc.idents
             for i, n in shared.items():
-                scored.append((-n / (len(wanted) + sizes[i] - n), order, i, uri))
+                scored.append((-n / (len(wanted) + len(idents[i]) - n), order, i, uri))
         scored.sort()  # best first; ties in document order, then window order
         picked: list[Snippet] = []
         left = budget_chars
@@ -211,12 +224,3 @@ class SnippetIndex:
                 picked.append(ref if isinstance(ref, Snippet) else Snippet(ref, window))
                 left -= len(window)
         return picked
-
-
-def _known_windows(doc: _Indexed) -> dict[str, frozenset[str]]:
-    """Window text -> identifiers of an indexed document (rebuilt from its inverted index)."""
-    sets: list[set[str]] = [set() for _ in doc.windows]
-    for ident, where in doc.postings.items():
-        for i in where:
-            sets[i].add(ident)
-    return {w: frozenset(s) for w, s in zip(doc.windows, sets, strict=True)}

@@ -82,28 +82,48 @@ def _keep_start(text: str, budget: int, count: TokenCounter) -> str:
     return text
 
 
+def _reach(budget: int) -> int:
+    """More characters than the lines that fit in `budget` tokens can hold together (each
+    fitting line costs at least len / MAX_TOKEN_CHARS tokens): text past it is never split
+    into lines, so a 50 MB document is not split whole for each prompt (issue #17)."""
+    return max(0, budget) * MAX_TOKEN_CHARS + 1
+
+
+def _head_lines(prefix: str, budget: int) -> tuple[int, int]:
+    """Where a prefix's lines that can fit begin: the offset after the last line feed before
+    the `_reach` (0: none), and the lines before it, counted at C speed (the snap grid
+    counts lines from the document's start)."""
+    start = prefix.rfind("\n", 0, max(0, len(prefix) - _reach(budget))) + 1
+    lines = prefix.count("\n", 0, start)
+    if prefix.find("\r", 0, start) >= 0:  # a lone \r ends a line too
+        lines += prefix.count("\r", 0, start) - prefix.count("\r\n", 0, start)
+    return start, lines
+
+
 def _trim_prefix(prefix: str, budget: int, count: TokenCounter) -> tuple[str, int]:
     """Keep the end of the prefix: whole lines, starting on a SNAP_LINES multiple."""
-    lines = _split_lines(prefix)
+    start, skipped = _head_lines(prefix, budget)
+    lines = _split_lines(prefix[start:])
     if not lines:
         return "", 0
     costs = _fit_lines(lines[::-1], budget, count)
-    if len(costs) == len(lines):
+    if len(costs) == len(lines) and not skipped:
         return prefix, sum(costs)
     if not costs:  # even the cursor line is too long: cut it by characters
         tail = _keep_end(lines[-1], budget, count)
         return tail, count(tail)
-    first = len(lines) - len(costs)
+    first = skipped + len(lines) - len(costs)
     # A small window (a tight time budget) snaps finer: rounding a 6-line window's start up to
     # a multiple of 8 could leave only the cursor line.
     grid = SNAP_LINES if len(costs) >= 4 * SNAP_LINES else max(1, len(costs) // 4)
-    snapped = min(-(-first // grid) * grid, len(lines) - 1)
+    snapped = min(-(-first // grid) * grid, skipped + len(lines) - 1) - skipped
     return "".join(lines[snapped:]), sum(costs[: len(lines) - snapped])
 
 
 def _trim_suffix(suffix: str, budget: int, count: TokenCounter) -> tuple[str, int]:
     """Keep the start of the suffix in whole lines, a SNAP_LINES multiple of them when cut."""
-    lines = _split_lines(suffix)
+    end = suffix.find("\n", _reach(budget))  # lines past it cannot fit, nor all before it
+    lines = _split_lines(suffix[: end + 1] if end >= 0 else suffix)
     if not lines or budget <= 0:
         return "", 0
     costs = _fit_lines(lines, budget, count)

@@ -19,7 +19,7 @@ from lsprotocol import types as T
 from pygls.workspace import TextDocument, Workspace
 
 from .. import uris
-from ..prompts import normalize_encoding, position_to_offset
+from ..prompts import normalize_encoding, range_to_offsets
 
 _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
@@ -47,9 +47,10 @@ class LSPTextDocument(TextDocument):
             return
         encoding = normalize_encoding(self.position_codec.encoding)
         text, r = self.text, change.range
-        start = position_to_offset(text, r.start.line, r.start.character, encoding)
-        end = position_to_offset(text, r.end.line, r.end.character, encoding)
-        end = max(start, end)  # a reversed range replaces nothing, like an empty one
+        # A reversed range replaces nothing, like an empty one.
+        start, end = range_to_offsets(
+            text, (r.start.line, r.start.character), (r.end.line, r.end.character), encoding
+        )
         self.text = text[:start] + change.text + text[end:]
 
 
