@@ -29,7 +29,8 @@ def trace_hole(naive: Naive, hole: Hole, cfg: Any) -> dict[str, Any]:
     from mlx_lm.sample_utils import make_sampler
 
     from mlxd.backends.local import fit_prompt
-    from mlxd.inline.engine import InlineEngine, complete_lines
+    from mlxd.inline.cuts import complete_lines
+    from mlxd.inline.engine import InlineEngine
     from mlxd.inline.postprocess import clean
     from mlxd.models.stops import finished_lines
     from mlxd.prompts import context_at, starts_block
