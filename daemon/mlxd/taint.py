@@ -11,7 +11,11 @@ to the cloud. Two rules close that:
    it named that document (and taints its own messages in turn, so the conversation stays
    local after its first messages scroll away).
 2. Content: a request whose text holds a line of an open excluded document (any line, with at
-   least MIN_LINE non-blank characters) is routed as if it named that document.
+   least MIN_LINE non-blank characters) is routed as if it named that document. For an inline
+   request (`inline_quotes`) the text is what a cloud provider would be sent: its header (with
+   the neighbour snippets), prefix and suffix after the one trim (backends.sized); text beyond
+   the budget is not sent and does not count. Rule 1 does not apply to inline requests: their
+   texts are not remembered.
 
 Both rules read every message, system messages included: a client (or a pasted history) may
 fold earlier turns or a document into the system role.
@@ -31,6 +35,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
+from .backends import sized
 from .types import Request
 from .uris import LOCAL_ONLY
 
@@ -132,6 +137,20 @@ def quotes(
             if lines and any(joined.startswith(line, i) for line in lines):
                 return uri
     return None
+
+
+def inline_quotes(
+    request: Request, documents: Iterable[tuple[str, str]], excluded: Callable[[str], bool]
+) -> str | None:
+    """Rule 2 for an inline request: the URI of an open excluded document a line of which is in
+    what a cloud provider would be sent (backends.sized: the header, and the prefix and suffix
+    joined at the cursor, after the one trim), or None. `documents` are (uri, text) pairs. Free
+    when no open document is excluded: nothing is sized or scanned then."""
+    open_excluded = [(uri, text) for uri, text in documents if excluded(uri)]
+    if not open_excluded:
+        return None
+    sent = sized(request)
+    return quotes([sent.header, sent.prefix + sent.suffix], open_excluded, excluded)
 
 
 @functools.lru_cache(maxsize=8)  # open excluded documents: few, maybe long

@@ -407,8 +407,10 @@ async def test_inline_never_sends_excluded_text_under_any_spelling(tmp_path):
                 did_open(s, uri, secret_doc)
                 await _inline(s, uri, 1, 11)
             assert fake.bytes_received == 0
-            public = "def signing_key():\n    return 'PUBLIC-MARKER-0123'\n"
-            did_open(s, "file:///p/public_keys.py", public)  # a neighbour that may travel
+            # A neighbour that may travel: sharing no line with the open excluded documents
+            # (a quoted line would keep the request local, taint.inline_quotes).
+            public = "def signing_key(kid):\n    return 'PUBLIC-MARKER-0123'\n"
+            did_open(s, "file:///p/public_keys.py", public)
             did_open(s, "file:///p/app.py", "from keys import signing_key\n\nsig = sign")
             await _inline(s, "file:///p/app.py", 2, 10)
     assert fake.request_count >= 1  # the ordinary file did go to the cloud

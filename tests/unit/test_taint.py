@@ -3,6 +3,8 @@ document is routed as if it named that document, for its whole life."""
 
 from __future__ import annotations
 
+import pytest
+
 from mlxd import taint, uris
 from mlxd.router import privacy
 from mlxd.types import Message, Request
@@ -127,3 +129,44 @@ def test_a_session_that_was_not_recovered_routes_unknown_history_as_before():
     c = taint.Conversations()
     before = chat(("user", "Explain it"), ("assistant", "The file sets one token."), ("user", "?"))
     assert c.route(before, [], [], excluded) == ([], None)
+
+
+# --- rule 2 for inline requests: what a cloud provider would be sent (taint.inline_quotes) ------
+
+LINE = "API_TOKEN=sk-live-1234567890abcdef"
+OPEN = [(ENV, f"# creds\n{LINE}\n"), ("file:///p/app.py", f"{LINE}\n")]
+
+
+def inline_request(prefix: str, suffix: str = "", header: str = "", budget: int = 64) -> Request:
+    return Request(
+        kind="inline", prefix=prefix, suffix=suffix, header=header, context_tokens=budget
+    )
+
+
+def test_an_inline_quote_in_the_prefix_suffix_or_header_is_found():
+    assert taint.inline_quotes(inline_request(f"{LINE}\nx = "), OPEN, excluded) == ENV
+    assert taint.inline_quotes(inline_request("x = ", f"\n{LINE}\n"), OPEN, excluded) == ENV
+    header = f"# from util.py:\n# {LINE}\n# path: app.py\n"
+    assert taint.inline_quotes(inline_request("x = ", header=header), OPEN, excluded) == ENV
+    # split by the cursor: the provider gets both halves
+    cut = len("API_TOKEN=sk-")
+    assert taint.inline_quotes(inline_request(LINE[:cut], LINE[cut:]), OPEN, excluded) == ENV
+
+
+def test_an_inline_quote_beyond_the_budget_is_not_sent_and_does_not_count():
+    filler = "".join(f"value_{n:04d} = compute({n})\n" for n in range(200))
+    far = inline_request(f"{LINE}\n{filler}x = ", budget=64)
+    assert taint.inline_quotes(far, OPEN, excluded) is None
+    # the same text, all within a budget that sends it
+    assert taint.inline_quotes(inline_request(far.prefix, budget=100_000), OPEN, excluded) == ENV
+
+
+def test_with_no_open_excluded_document_nothing_is_sized(monkeypatch):
+    def sized(request: Request) -> Request:
+        raise AssertionError("sized with no open excluded document")
+
+    monkeypatch.setattr(taint, "sized", sized)
+    quoting = inline_request(f"{LINE}\nx = ")
+    assert taint.inline_quotes(quoting, [("file:///p/app.py", LINE)], excluded) is None
+    with pytest.raises(AssertionError, match="sized"):  # and it is what runs when one is open
+        taint.inline_quotes(quoting, OPEN, excluded)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..taint import inline_quotes
 from ..types import Request
 
 if TYPE_CHECKING:
@@ -20,7 +21,14 @@ def make_inline_engine(app: App) -> Any:
         # Invoked alternative: the chain's local model only (KV reuse; a provider would bill).
         chain = app.router.chain("inline", None) if request.temperature else []
         pin = next((name for name in chain if is_local(name)), None)
-        return await app.router.run(request, backend=pin, documents=[ctx.uri] if ctx.uri else [])
+        docs = [ctx.uri] if ctx.uri else []
+        if pin is None and (quoted := quoted_in(request)):
+            docs.append(quoted)  # rule 2 (taint.py): as if it named the excluded document
+        return await app.router.run(request, backend=pin, documents=docs)
+
+    def quoted_in(request: Request) -> str | None:
+        # The open excluded document a line of which a cloud provider would be sent, if any.
+        return inline_quotes(request, app.documents.texts(), app.router.excluded)
 
     def is_local(name: str | None) -> bool:
         backend = app.backends.get(name or "")

@@ -3,6 +3,7 @@
 
 from ..types import Backend
 from .factory import make_backends, retired
+from .messages import sized
 from .pools import HTTPPools
 
-__all__ = ["Backend", "HTTPPools", "make_backends", "retired"]
+__all__ = ["Backend", "HTTPPools", "make_backends", "retired", "sized"]
