@@ -49,15 +49,17 @@ async def test_a_local_inline_request_builds_its_context_once_and_trims_it_once(
 async def test_a_prompt_narrowed_to_the_time_cap_is_still_trimmed_once(
     tmp_path: Path, tiny_model: Path
 ) -> None:
-    # With a 1 s cap and no measured speed yet (the first guess: 10 tokens/s decode), the time
-    # cap allows no more than the minimum prompt: the local backend cuts a smaller window out
-    # of the one it trimmed, without trimming the document again.
+    # With a 4 s cap and no measured speed yet (the first guesses: 250 tokens/s prefill, 10
+    # decode), the time cap allows about half the 1024-token prompt: the local backend cuts a
+    # smaller window out of the one it trimmed, without trimming the document again. (1 s left
+    # the backend no time on a loaded machine: the bound answered before it cut the prompt.)
     cfg = write_config(
         tmp_path / "capped.toml",
         f'[local]\nmodel = "{tiny_model}"\npreload = true\n'
-        "[inline]\nmax_ms = 1000\nwhole_lines = false\nbackground = false\n",
+        "[inline]\nmax_ms = 4000\nwhole_lines = false\nbackground = false\n",
     )
     async with daemon(cfg, env={"MLXD_LOG_LEVEL": "DEBUG"}) as s:
+        await s.wait_status("ready", timeout=60)  # loaded: the cap is not spent on the load
         open_doc(s, LONG + "x = ")
         before = await counts(s)
         await inline(s, 4000, 4, kind=2)
