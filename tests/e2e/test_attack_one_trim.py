@@ -10,15 +10,21 @@ that assert the property, so they guard against a regression."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lsprotocol import types as T
+from pytest_lsp import ClientServerConfig
 
-from tests.conftest import _plain, cloud_first_config, daemon, write_config
+from tests.conftest import Session, _plain, cloud_first_config, daemon, write_config
 from tests.e2e.test_inline_e2e import inline, open_doc
 from tests.fakes.providers import FakeProvider, Reply
+from tests.kit import daemon_env, serve_cmd
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -64,13 +70,14 @@ async def counts(s: Any) -> dict[str, int]:
 # --- 1. what a provider is sent: never more than its budget, whatever the document ---------------
 
 
+@pytest.mark.slow
 async def test_a_huge_document_sends_a_provider_only_the_budget_around_the_cursor(
     tmp_path: Path, tiny_model: Path
 ) -> None:
-    # ~50 MB in 1.4 M lines, the cursor in the middle: the prefix and the suffix are each ~25 MB
-    # as the engine hands them to the router.
+    # ~52 MB in 1 M lines (under the 64 MB message limit), the cursor in the middle: the prefix
+    # and the suffix are each ~26 MB as the engine hands them to the router.
     budget = 1024
-    half = 700_000
+    half = 510_000
     lines = [f"line_{n:07d} = compute({n}, {n + 1})  # pad pad\n" for n in range(2 * half)]
     text = "".join(lines[:half]) + "cursor_here = " + "\n" + "".join(lines[half:])
     assert len(text) > 50_000_000
@@ -384,28 +391,81 @@ async def test_a_workspace_budget_past_the_models_window_still_answers_locally(
     assert after["errors"] == before["errors"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: prompts.fim._clip_header drops the header's first line and tokenizes the "
-    "whole rest again, per line: quadratic in the header. A workspace may set "
-    "inline.context_tokens (trust._INLINE_FREE) to 1,000,000: neighbour snippets may then take "
-    "500,000 characters, while the local model's header share is a quarter of its window; a "
-    "~40 KB neighbour makes each keystroke tokenize megabytes off the event loop for minutes "
-    "(the thread outlives the request's inline.max_ms), and no suggestion is ever shown. "
-    "Pre-existing for the local trim (the same _clip_header), kept by bb6df48's one trim",
+# A workspace may set inline.context_tokens (trust._INLINE_FREE) up to 1,000,000: neighbour
+# snippets may then take 500,000 characters of the header, while a local model's header share is
+# a quarter of its window. prompts.fim._clip_header drops the header's first line and tokenizes
+# all the rest again, line by line: quadratic. A ~46 KB neighbour makes one inline request
+# tokenize ~1 GB, in an executor thread nothing can stop (tens of seconds to minutes here).
+CLIP = (
+    "attack: prompts.fim._clip_header is quadratic (it re-tokenizes the whole remaining header "
+    "after dropping each first line); with the workspace's inline.context_tokens = 1,000,000 "
+    "and a 46 KB neighbour of the same language the local trim of one request runs for tens of "
+    "seconds off the event loop, past inline.max_ms. Pre-existing in the local trim, kept by "
+    "bb6df48 (the cloud's loose count makes it cheap there)"
 )
-async def test_a_workspace_budget_with_a_large_neighbour_still_answers_within_max_ms(
-    tmp_path: Path, tiny_model: Path
-) -> None:
+NEIGHBOUR = "".join(f"total_{n:04d} = compute(total_{n:04d}, {n})\n" for n in range(1200))
+
+
+@asynccontextmanager
+async def killed_after(config: Path, init_options: dict[str, Any]) -> AsyncIterator[Session]:
+    """conftest.daemon, but the process is killed (SIGKILL) at the end: a daemon that does not
+    exit on `exit` or SIGTERM must not fail the teardown instead of the test, nor outlive it."""
+    client = await ClientServerConfig(
+        server_command=serve_cmd(config), server_env=daemon_env()
+    ).start()
+    caps = T.ClientCapabilities(window=T.WindowClientCapabilities(work_done_progress=True))
+    params = T.InitializeParams(capabilities=caps, initialization_options=init_options)
+    await client.initialize_session(params)
+    try:
+        yield Session(client)
+    finally:
+        if client._server is not None and client._server.returncode is None:
+            client._server.kill()
+        await client.stop()
+
+
+async def _clip_case(tmp_path: Path, tiny_model: Path) -> tuple[Any, Session]:
     cfg = write_config(
         tmp_path / "local.toml",
         f'[local]\nmodel = "{tiny_model}"\n'
         "[inline]\nmax_ms = 8000\nbackground = false\nwhole_lines = false\nmax_tokens = 4\n",
     )
-    layer = {"workspace": {"inline": {"context_tokens": 1_000_000}}}
-    neighbour = "".join(f"total_{n:04d} = compute(total_{n:04d}, {n})\n" for n in range(1200))
-    async with daemon(cfg, init_options=layer) as s:
-        open_doc(s, neighbour, uri="file:///work/project/util.py")
+    return cfg, {"workspace": {"inline": {"context_tokens": 1_000_000}}}
+
+
+@pytest.mark.xfail(strict=True, reason=CLIP + ": no suggestion is ever shown")
+async def test_a_workspace_budget_with_a_large_neighbour_still_answers_within_max_ms(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    cfg, layer = await _clip_case(tmp_path, tiny_model)
+    async with killed_after(cfg, layer) as s:
+        open_doc(s, NEIGHBOUR, uri="file:///work/project/util.py")
         open_doc(s, "from util import compute\n\nresult = compute(1, 2)\nx = ")
         result = await inline(s, 3, 4, kind=2)
-    assert result.items, "no suggestion within inline.max_ms"
+        stats = await counts(s)
+    # Empty on the current code, after 8 s, errors 1 and trims 0: the trim never finished.
+    assert result.items, f"no suggestion within inline.max_ms: {stats}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=CLIP + ": and the thread outlives the request: on `exit` the interpreter joins the "
+    "executor's threads, so the daemon process does not end until the trim does (SIGTERM "
+    "neither: the graceful stop joins them too; only SIGKILL ends it)",
+)
+async def test_a_daemon_exits_promptly_after_an_inline_request_whose_trim_ran_long(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    cfg, layer = await _clip_case(tmp_path, tiny_model)
+    async with killed_after(cfg, layer) as s:
+        open_doc(s, NEIGHBOUR, uri="file:///work/project/util.py")
+        open_doc(s, "from util import compute\n\nresult = compute(1, 2)\nx = ")
+        await inline(s, 3, 4, kind=2)  # answered (empty) at inline.max_ms
+        await s.client.shutdown_async(None)
+        s.client.exit(None)
+        process = s.client._server
+        assert process is not None
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            pytest.fail("the daemon was still running 10 s after `exit`")
