@@ -506,3 +506,32 @@ async def test_a_legacy_completions_provider_gets_the_whole_budget_of_the_docume
     alone, beside = (r.body for r in fake.requests)
     assert fake.requests[0].path.endswith("/completions") and "messages" not in alone
     assert alone["prompt"] == beside["prompt"], (len(alone["prompt"]), len(beside["prompt"]))
+
+
+# --- 6. a local model's one trim of a huge document, within inline.max_ms ----------------------
+
+
+@pytest.mark.slow
+async def test_a_local_model_trims_a_huge_document_within_max_ms_greedy_and_sampled(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    # The whole ~52 MB document now reaches the local backend, which splits it into lines (in
+    # a thread) for each request: a greedy one and an invoked one with its sampled alternatives
+    # (each its own trim) all answer, within inline.max_ms as the daemon measures it (measured
+    # here: ~1 s each on a loaded 2-core machine; 5 s is the bound).
+    cfg = write_config(
+        tmp_path / "local.toml",
+        f'[local]\nmodel = "{tiny_model}"\npreload = true\n'
+        "[inline]\nmax_ms = 5000\nbackground = false\nwhole_lines = false\nmax_tokens = 8\n",
+    )
+    half = 510_000
+    lines = [f"line_{n:07d} = compute({n}, {n + 1})  # pad pad\n" for n in range(2 * half)]
+    text = "".join(lines[:half]) + "cursor_here = " + "\n" + "".join(lines[half:])
+    async with daemon(cfg) as s:
+        await s.wait_status("ready", timeout=60)
+        open_doc(s, text)
+        greedy = await inline(s, half, 14, kind=2)
+        invoked = await inline(s, half, 13, kind=1)
+        stats = await counts(s)
+    assert greedy.items and invoked.items
+    assert stats["errors"] == 0 and stats["late"] == 0, stats
