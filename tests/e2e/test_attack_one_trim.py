@@ -535,3 +535,31 @@ async def test_a_local_model_trims_a_huge_document_within_max_ms_greedy_and_samp
         stats = await counts(s)
     assert greedy.items and invoked.items
     assert stats["errors"] == 0 and stats["late"] == 0, stats
+
+
+# --- 7. every attempt, every provider protocol: the same window ---------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_each_attempt_of_each_protocol_gets_the_same_window_within_the_budget(
+    tmp_path: Path, tiny_model: Path, protocol: str
+) -> None:
+    # A 429 then an answer: the retry trims again (messages.sized on every attempt) and must send
+    # exactly the first attempt's text; the Anthropic backend trims as the OpenAI one does.
+    budget = 512
+    async with FakeProvider(require_key=KEY) as fake:
+        fake.enqueue(Reply.status(429, retry_after=0.1))
+        fake.default = Reply.text([" 1"])
+        url = fake.anthropic_url if protocol == "anthropic" else fake.openai_url
+        cfg = cloud_config(tmp_path, tiny_model, url, f"context_tokens = {budget}\n")
+        cfg.write_text(cfg.read_text().replace('protocol = "openai"', f'protocol = "{protocol}"'))
+        async with daemon(cfg, env=ENV) as s:
+            open_doc(s, LONG + "y = ")
+            result = await inline(s, 4000, 4, kind=2)
+    assert result.items and fake.request_count == 2
+    first, second = (r.body for r in fake.requests)
+    assert first["messages"] == second["messages"]
+    header, prefix, suffix = sent(first)
+    assert len(header) + len(prefix) + len(suffix) <= budget * 5 + 1
+    assert prefix.endswith("value_3999 = compute(3999, 4000)\ny =")
+    assert "value_0000 = " not in json.dumps(first)
