@@ -81,7 +81,11 @@ class Conversations:
         texts += [t for t in (request.prefix, request.suffix) if t]
         system = [m.content for m in request.messages if m.role == "system"]
         open_documents = list(open_documents)
-        carried = self.carried(texts + system) or quotes(texts + system, open_documents, excluded)
+        # The prefix and suffix joined as well: a quoted line the cursor splits is sent whole.
+        joined = [request.prefix + request.suffix] if request.prefix and request.suffix else []
+        carried = self.carried(texts + system) or quotes(
+            texts + system + joined, open_documents, excluded
+        )
         if not carried and self.recovered and self._from_before(request):
             carried = LOCAL_ONLY
         documents = documents + ([carried] if carried else [])

@@ -5,8 +5,8 @@ model trims it with its tokenizer (`prompts.fit_window`, time-cap windows cut fr
 token, header included). Inputs a hostile repository, a hostile server or an odd config could
 use, through the real daemon over stdio, the loopback fake providers and the tiny model.
 
-Findings are strict xfails ("attack: ..."); inputs that did not break anything are plain tests
-that assert the property, so they guard against a regression."""
+Findings were strict xfails, now fixed (their reasons stay in the comments); inputs that did not
+break anything are plain tests that assert the property, so they guard against a regression."""
 
 from __future__ import annotations
 
@@ -137,13 +137,6 @@ async def test_multibyte_text_and_every_line_break_are_cut_on_line_starts_for_a_
     assert "\ufffd" not in prefix + suffix
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: trimming._keep_end slices text[len(text) - budget * MAX_TOKEN_CHARS:]; for a "
-    "cursor line a little shorter than budget * 64 characters that index is negative and keeps "
-    "only the last (budget * 64 - len) characters: a 65,200-character line leaves the provider "
-    "16 characters of it instead of ~4,500 (new in bb6df48; _keep_start is right)",
-)
 async def test_a_cursor_line_just_under_the_character_bound_still_fills_a_providers_budget(
     tmp_path: Path, tiny_model: Path
 ) -> None:
@@ -163,13 +156,6 @@ async def test_a_cursor_line_just_under_the_character_bound_still_fills_a_provid
     assert len(prefix) >= budget * 5 // 2, len(prefix)  # 16 on the current code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: the same trimming._keep_end negative slice on a local model's trim "
-    "(fit_window_for, the tokenizer's count): a 16,300-character line under a 256-token budget "
-    "(bound 256 * 64 = 16,384) leaves the model 84 characters of it; 17,000 characters give "
-    "the whole budget",
-)
 async def test_a_local_prompt_of_a_line_just_under_the_character_bound_fills_its_budget(
     tmp_path: Path, tiny_model: Path
 ) -> None:
@@ -203,17 +189,6 @@ def _neighbour_quoting_env() -> str:
     return "def compute(a, b):\n    # API_TOKEN=sk-live-5f2c9a8e7d6b\n    return a + b\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: the content rule (taint.quotes: a request quoting a line of an open excluded "
-    "document is routed as that document) runs in App.generate only; inline goes "
-    "inline_hooks.generate -> router.run without it, so a .env line pasted into the document "
-    "near the cursor, or quoted by a neighbour that becomes a snippet, goes to the provider. "
-    "Pre-existing (docs/architecture.md's trust review says inline never passes through it; "
-    "docs/security.md says a request quoting an excluded document stays local); after bb6df48 "
-    "no layer above the backend holds the text actually sent (the trim moved into the "
-    "backend), so a check of 'exactly what is sent' has nowhere to run",
-)
 @pytest.mark.parametrize("where", ["document", "neighbour-snippet"])
 async def test_an_inline_prompt_quoting_an_open_excluded_document_stays_local(
     tmp_path: Path, tiny_model: Path, where: str
@@ -275,13 +250,6 @@ async def test_complete_for_a_provider_is_sent_whole_and_checked_whole(
     assert far + "y = " in user_text(fake.requests[0].body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: taint.Conversations.route joins prefix and suffix with a space before "
-    "taint.quotes looks for an excluded line, so a line of the open .env with the cursor inside "
-    "it ('DB_PASSWORD=hun' | 'ter2-but-longer') is not found, and the provider gets both halves "
-    "around <CURSOR> (pre-existing; the same split would reach inline if it had the rule)",
-)
 async def test_complete_with_a_quote_split_at_the_cursor_stays_local(
     tmp_path: Path, tiny_model: Path
 ) -> None:
@@ -396,13 +364,6 @@ async def test_a_workspace_budget_past_the_models_window_still_answers_locally(
 # a quarter of its window. prompts.fim._clip_header drops the header's first line and tokenizes
 # all the rest again, line by line: quadratic. A ~46 KB neighbour makes one inline request
 # tokenize ~1 GB, in an executor thread nothing can stop (tens of seconds to minutes here).
-CLIP = (
-    "attack: prompts.fim._clip_header is quadratic (it re-tokenizes the whole remaining header "
-    "after dropping each first line); with the workspace's inline.context_tokens = 1,000,000 "
-    "and a 46 KB neighbour of the same language the local trim of one request runs for tens of "
-    "seconds off the event loop, past inline.max_ms. Pre-existing in the local trim, kept by "
-    "bb6df48 (the cloud's loose count makes it cheap there)"
-)
 NEIGHBOUR = "".join(f"total_{n:04d} = compute(total_{n:04d}, {n})\n" for n in range(1200))
 
 
@@ -433,7 +394,6 @@ async def _clip_case(tmp_path: Path, tiny_model: Path) -> tuple[Any, Session]:
     return cfg, {"workspace": {"inline": {"context_tokens": 1_000_000}}}
 
 
-@pytest.mark.xfail(strict=True, reason=CLIP + ": no suggestion is ever shown")
 async def test_a_workspace_budget_with_a_large_neighbour_still_answers_within_max_ms(
     tmp_path: Path, tiny_model: Path
 ) -> None:
@@ -447,12 +407,6 @@ async def test_a_workspace_budget_with_a_large_neighbour_still_answers_within_ma
     assert result.items, f"no suggestion within inline.max_ms: {stats}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=CLIP + ": and the thread outlives the request: on `exit` the interpreter joins the "
-    "executor's threads, so the daemon process does not end until the trim does (SIGTERM "
-    "neither: the graceful stop joins them too; only SIGKILL ends it)",
-)
 async def test_a_daemon_exits_promptly_after_an_inline_request_whose_trim_ran_long(
     tmp_path: Path, tiny_model: Path
 ) -> None:
@@ -474,14 +428,6 @@ async def test_a_daemon_exits_promptly_after_an_inline_request_whose_trim_ran_lo
 # --- 5. a provider that is never sent the header ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: messages.sized counts the header (path, neighbour snippets) inside the "
-    "budget, but an OpenAI-compatible backend with completions = true sends prompt = prefix and "
-    "suffix only (openai._completions_body drops the header): with a neighbour open, the "
-    "provider gets less of the document for a header it never sees (new in bb6df48: before, "
-    "the header came on top of the budget)",
-)
 async def test_a_legacy_completions_provider_gets_the_whole_budget_of_the_document(
     tmp_path: Path, tiny_model: Path
 ) -> None:

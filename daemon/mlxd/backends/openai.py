@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from mlxd.backends.cloud import CloudBackend
@@ -59,8 +60,10 @@ class OpenAIBackend(CloudBackend):
             raise NotConfigured(
                 f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg, self._keys.from_editor)}"
             )
-        request = sized(request)  # an inline request: its one trim, on every attempt
         legacy = request.kind != "chat" and self.cfg.completions
+        if legacy:  # /completions is sent no header (path, snippets): none to fit in the budget
+            request = replace(request, header="")
+        request = sized(request)  # an inline request: its one trim, on every attempt
         url = f"{self._base}/completions" if legacy else f"{self._base}/chat/completions"
         body = self._completions_body(request) if legacy else self.chat_body(request)
         headers = {

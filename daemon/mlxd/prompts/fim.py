@@ -235,9 +235,17 @@ def build_prompt(template: FimTemplate | None, prefix: str, suffix: str, header:
 def _clip_header(header: str, budget: int, count: TokenCounter) -> str:
     """Drop the header's first lines until it fits; the path line comes last and stays longest."""
     lines = header.splitlines(keepends=True)
-    while lines and count("".join(lines)) > budget:
-        lines.pop(0)
-    return "".join(lines)
+    if not lines or count(header) <= budget:
+        return header
+    # Each line measured once (measuring the rest after each drop was quadratic: minutes for a
+    # large header under a workspace's big budget); the sum of the lines' counts stands for the
+    # count of their text, checked once at the end (a merge across a line end is rare).
+    start, used = len(lines), 0
+    while start > 0 and used + (cost := count(lines[start - 1])) <= budget:
+        start, used = start - 1, used + cost
+    while start < len(lines) and count("".join(lines[start:])) > budget:
+        start += 1
+    return "".join(lines[start:])
 
 
 def prompt_for_local(

@@ -65,7 +65,7 @@ def _split_lines(text: str) -> list[str]:
 
 def _keep_end(text: str, budget: int, count: TokenCounter) -> str:
     """The longest-ish tail of one long line that fits in `budget` (a character cut)."""
-    text = text[len(text) - max(0, budget) * MAX_TOKEN_CHARS :]
+    text = text[max(0, len(text) - max(0, budget) * MAX_TOKEN_CHARS) :]
     while text and count(text) > budget:
         ratio = budget / max(1, count(text))
         keep = min(len(text) - 1, math.floor(len(text) * ratio * 0.9))
