@@ -48,3 +48,14 @@ def test_the_first_measurement_replaces_the_guess() -> None:
     assert (meter.prefill_tps, meter.decode_tps) == (10.0, 2.0)
     meter.observe_prefill(200, 10.0)  # later ones move it by ALPHA
     assert 10.0 < meter.prefill_tps < 20.0
+
+
+def test_a_time_capped_window_does_not_move_with_small_speed_changes() -> None:
+    # Consecutive requests measure slightly other speeds; their capped prompts must start on the
+    # same line, or the KV cache holds only the header (bench typing reused 7-13 tokens).
+    from mlxd.models import MIN_PROMPT_TOKENS, prompt_step
+
+    assert {prompt_step(n) for n in (260, 300, 383, 511)} == {256}
+    assert prompt_step(512) == 512 and prompt_step(1023) == 512
+    assert prompt_step(0) == prompt_step(MIN_PROMPT_TOKENS) == MIN_PROMPT_TOKENS
+    assert all(MIN_PROMPT_TOKENS <= prompt_step(n) <= max(n, MIN_PROMPT_TOKENS) for n in range(2000))

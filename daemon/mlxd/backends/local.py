@@ -25,6 +25,7 @@ from ..models import (
     SpeedMeter,
     ThinkSplitter,
     fits,
+    prompt_step,
 )
 from ..prompts import Window, detect, fit_window
 from ..types import Delta, Done, Event, Message, Request
@@ -166,7 +167,7 @@ class LocalBackend:
         log.debug(
             "%s: %d prompt tokens, %d allowed by the time cap", self.name, len(full[0]), allowed
         )
-        small = render(lm, req, window.narrowed(max(MIN_PROMPT_TOKENS, allowed)), max_tokens)
+        small = render(lm, req, window.narrowed(prompt_step(allowed)), max_tokens)
         cached = self.recent.cached(small[0])  # a smaller window may be cached as well
         if cached:
             narrower = window.narrowed(max(MIN_PROMPT_TOKENS, allowed + cached))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .answer import OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
 from .batching import BatchEngine, Job
-from .budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits
+from .budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits, prompt_step
 from .download import LoadCancelled
 from .pool import ModelPool
 from .specs import EMBEDDED, embedded_model_path, resolve_spec
@@ -42,6 +42,7 @@ __all__ = [
     "RecentPrompts",
     "SpeedMeter",
     "fits",
+    "prompt_step",
     "AnswerFilter",
     "Piece",
     "ThinkSplitter",

@@ -55,6 +55,16 @@ class SpeedMeter:
         return max(0, int(left * self.prefill_tps))
 
 
+def prompt_step(allowed: int) -> int:
+    """`allowed` prompt tokens rounded down to a power of two (at least MIN_PROMPT_TOKENS): the
+    window a time cap cuts must not move with every small change in the measured speed, or
+    consecutive requests start their prompts on other lines and the KV cache holds only the
+    header (bench typing: 7-13 of ~250 tokens reused one keystroke later)."""
+    if allowed <= MIN_PROMPT_TOKENS:
+        return MIN_PROMPT_TOKENS
+    return max(MIN_PROMPT_TOKENS, 1 << (allowed.bit_length() - 1))
+
+
 def _ewma(old: float, new: float, *, first: bool = False) -> float:
     return new if first else (1 - ALPHA) * old + ALPHA * new
 
