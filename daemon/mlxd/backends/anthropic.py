@@ -21,10 +21,9 @@ from typing import Any
 from mlxd.backends.cloud import CloudBackend
 from mlxd.backends.http import error_from_json, excerpt
 from mlxd.backends.messages import chat_messages, sized
-from mlxd.backends.pools import HTTPPools
-from mlxd.config import DEFAULT_MAX_TOKENS, BackendConfig, TimeoutsConfig
+from mlxd.config import DEFAULT_MAX_TOKENS
 from mlxd.errors import NotConfigured, ProtocolError, ServerError, StreamCut
-from mlxd.secrets import KeyStore, key_sources
+from mlxd.secrets import key_sources
 from mlxd.types import Delta, Done, Event, Request
 
 log = logging.getLogger(__name__)
@@ -55,17 +54,10 @@ def build_messages(request: Request) -> tuple[str, list[dict[str, str]]]:
 
 
 class AnthropicBackend(CloudBackend):
-    def __init__(
-        self,
-        name: str,
-        cfg: BackendConfig,
-        timeouts: TimeoutsConfig,
-        keys: KeyStore,
-        pools: HTTPPools | None = None,
-    ) -> None:
-        super().__init__(name, cfg, timeouts, keys, pools)
-        base = cfg.base_url.rstrip("/")
-        self._url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+    @property
+    def _url(self) -> str:
+        base = self._base
+        return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
 
     def body(self, request: Request) -> tuple[dict[str, Any], str]:
         """The request body, and the whitespace cut from the end of a prefill (the API rejects

@@ -24,10 +24,8 @@ from typing import Any
 from mlxd.backends.cloud import CloudBackend
 from mlxd.backends.http import error_from_json, excerpt, status_error
 from mlxd.backends.messages import chat_messages, sized
-from mlxd.backends.pools import HTTPPools
-from mlxd.config import BackendConfig, TimeoutsConfig
 from mlxd.errors import NotConfigured, ProtocolError, StreamCut
-from mlxd.secrets import KeyStore, key_sources
+from mlxd.secrets import key_sources
 from mlxd.types import Delta, Done, Event, Request
 
 log = logging.getLogger(__name__)
@@ -39,17 +37,6 @@ CONTINUE_PROMPT = (
 
 
 class OpenAIBackend(CloudBackend):
-    def __init__(
-        self,
-        name: str,
-        cfg: BackendConfig,
-        timeouts: TimeoutsConfig,
-        keys: KeyStore,
-        pools: HTTPPools | None = None,
-    ) -> None:
-        super().__init__(name, cfg, timeouts, keys, pools)
-        self._base = cfg.base_url.rstrip("/")
-
     def fences_prompt(self, request: Request) -> bool:
         """A completion through chat gets the code fenced (completion_messages)."""
         return request.kind != "chat" and not self.cfg.completions
