@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from mlxd import runtime
-from tests.e2e.test_shared_daemon import daemon_pids, rt, start_raw  # noqa: F401 (fixture)
+from tests.e2e.test_shared_daemon import daemon_pids, mlxd, rt, start_raw  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +35,8 @@ class DyingDaemon:
     """A socket at the daemon's address that accepts one connection and resets it, as a
     daemon being killed does; its file is gone by then, so the next connect is refused."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, last_words: bytes = b"") -> None:
+        self.path, self.last_words = path, last_words
         staged = path.with_name("dying.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(staged))
@@ -50,6 +50,7 @@ class DyingDaemon:
         conn, _ = self.listener.accept()
         self.path.unlink()
         self.listener.close()
+        conn.sendall(self.last_words)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()  # a reset, with the hello unread
         self.accepted.set()
@@ -156,3 +157,14 @@ async def test_an_unusable_runtime_directory_serves_in_process_and_says_why_once
     finally:
         await d.kill()
         rt.chmod(0o700)
+
+
+@pytest.mark.parametrize("last_words", [b"", b'{"pid": 12'])
+def test_mlxd_status_and_stop_take_a_daemon_going_away_for_none(rt, last_words):
+    for command in ("status", "stop"):
+        dying = DyingDaemon(runtime.Paths.at(rt).socket, last_words)
+        done = mlxd(rt, command)
+        assert dying.accepted.is_set()
+        # Before: a JSONDecodeError traceback for half an answer.
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "no shared mlxd daemon" in done.stdout

@@ -289,13 +289,19 @@ def control(command: str) -> dict[str, Any] | None:
     sock = runtime.connect(runtime.paths().socket, timeout=5.0)
     if sock is None:
         return None
+    data = b""
     with sock:
-        sock.sendall(runtime.hello({"control": command}))
-        sock.settimeout(10.0)
-        data = b""
-        while not data.endswith(b"\n") and (chunk := sock.recv(1 << 16)):
-            data += chunk
-    return json.loads(data) if data else None
+        try:  # a daemon going away may take the connection and drop it: none runs, then
+            sock.sendall(runtime.hello({"control": command}))
+            sock.settimeout(10.0)
+            while not data.endswith(b"\n") and (chunk := sock.recv(1 << 16)):
+                data += chunk
+        except OSError:
+            return None
+    try:
+        return json.loads(data) if data.endswith(b"\n") else None
+    except ValueError:
+        return None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
