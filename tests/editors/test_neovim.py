@@ -273,6 +273,30 @@ def test_typing_through_ghost_text_never_corrupts_the_buffer(
     assert attrs.get("cterm", {}).get("italic"), ctx
 
 
+@pytest.mark.parametrize("impl", ["native", "fallback"])
+def test_ghost_text_shows_before_the_first_edit_and_only_the_current_buffer_asks(
+    impl: str, nvim: Nvim, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """New-user pass of issue #18 on 0.12: `A` in a file just opened showed no ghost text (the
+    answer was dropped as stale: the built-in's request carries the LSP version, 0 before the
+    first edit, and the guard compared it with b:changedtick); and each key typed in one buffer
+    sent an inline request for every other attached buffer too (the built-in's autocommands are
+    not buffer-local), which queued on the one model."""
+    if impl not in ghost_impls(nvim):
+        pytest.skip(f"native inline completion needs Neovim 0.12; this is {nvim.version}")
+    sample_file(tmp_path)
+    run = neovim.run("fresh", scenario_env(tiny_config, tmp_path, MLXD_TEST_GHOST=impl), 75)
+    r, ctx = run.result, run.context()
+    assert r["impl"] == impl and r["other_listed"], ctx
+    # A. The daemon answered with an item for the unedited buffer: it is on screen.
+    assert r["answered"], ctx  # the tiny model always answered with text so far
+    assert r["unedited"], ctx
+    assert r["shown"] and r["ghost"], ctx
+    # B. Every inline request was for the buffer typed in.
+    assert r["sent"], ctx
+    assert set(r["sent"]) == {r["this_uri"]}, ctx
+    assert r["errmsg"] == "", ctx
+
 @pytest.mark.parametrize("case", ["not_on_path", "bad_path", "readme_path", "exits", "tilde"])
 def test_a_daemon_that_cannot_start_is_reported_once_with_the_fix(
     case: str, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
