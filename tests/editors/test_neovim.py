@@ -609,6 +609,46 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.timeout(150)
+def test_a_daemon_that_stops_unexpectedly_is_started_again(
+    neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """New-user pass of issue #18: a SIGKILLed daemon left `mlxd: stopped (0)`, no message, no
+    ghost text until Neovim was restarted, and a chat answer in flight "streaming" for ever.
+    Now: the answer ends with an error, a warning says why, a new daemon serves the buffers;
+    after too many exits it stays stopped and says so; :MlxdRestart starts or replaces it."""
+    sample_file(tmp_path, "def fib(n):\n    return n\n")
+    run = neovim.run("crash", scenario_env(tiny_config, tmp_path), 130)
+    r, ctx = run.result, run.context()
+    try:
+        # A. The answer in flight ended with the reason; what streamed stayed.
+        assert len(r["pids_before"]) == 1, ctx
+        assert "signal 9" in (r["chat_err"] or ""), ctx
+        assert r["chat_text_kept"], ctx
+        assert any("stopped unexpectedly (signal 9); starting it again" in m for m in r["warned"]), ctx
+        assert len(r["pids_after"]) == 1 and r["pids_after"] != r["pids_before"], ctx
+        # B. Past the limit: stopped, said once as an error, the statusline names the command.
+        assert not r["client_after_limit"] and r["daemons_after_limit"] == 0, ctx
+        assert r["daemons_after_edit"] == 0, ctx
+        assert r["status_after_limit"] == "mlxd: stopped (:MlxdRestart)", ctx
+        gave_up = [n for n in r["notes_after_limit"] if "not starting it again" in n["msg"]]
+        assert len(gave_up) == 1 and gave_up[0]["level"] == 4, ctx  # vim.log.levels.ERROR
+        assert ":MlxdRestart" in gave_up[0]["msg"], ctx
+        # C. :MlxdRestart brought it back, and replaced a working one.
+        assert r["status_after_restart"].startswith("mlxd: ready"), ctx
+        assert r["replaced"], ctx
+        assert r["errmsg"] in ("", gave_up[0]["msg"]), ctx  # no Lua error on the way
+    finally:
+        _kill_daemons_left(r)
+
+
+def _kill_daemons_left(r: dict[str, Any]) -> None:
+    """Never leave a daemon behind when a check failed mid-way."""
+    for pid in {*r.get("pids_before", []), *r.get("pids_after", [])}:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("case", ["streaming", "prefill"])
 def test_quit_while_a_chat_runs_leaves_no_daemon(
     case: str, neovim: NvimRunner, tiny_model: Path, slow_tiny_model: Path, tmp_path: Path

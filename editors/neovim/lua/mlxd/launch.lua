@@ -88,9 +88,23 @@ function M.on_exit(code, initialized, cmd)
   )
 end
 
---- Forget what was reported (after setup() with new options).
+--- The daemon stopped unexpectedly too often (restart.lua): stay stopped, say so once.
+function M.give_up(msg)
+  M.failed, M.gave_up = true, true
+  M.report(msg)
+end
+
+--- The statusline's words for the problem, when there is one and no daemon runs.
+function M.short()
+  if M.gave_up then
+    return 'mlxd: stopped (:MlxdRestart)'
+  end
+  return M.problem and 'mlxd: cannot start (:checkhealth mlxd)' or nil
+end
+
+--- Forget what was reported (after setup() with new options, :MlxdRestart).
 function M.reset()
-  M.problem, M.failed = nil, false
+  M.problem, M.failed, M.gave_up = nil, false, false
 end
 
 return M
