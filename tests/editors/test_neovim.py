@@ -297,6 +297,7 @@ def test_ghost_text_shows_before_the_first_edit_and_only_the_current_buffer_asks
     assert set(r["sent"]) == {r["this_uri"]}, ctx
     assert r["errmsg"] == "", ctx
 
+
 @pytest.mark.parametrize("case", ["not_on_path", "bad_path", "readme_path", "exits", "tilde"])
 def test_a_daemon_that_cannot_start_is_reported_once_with_the_fix(
     case: str, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
@@ -330,6 +331,8 @@ def test_a_daemon_that_cannot_start_is_reported_once_with_the_fix(
         "exits": "exited with code 2 before it started",
     }[case]
     assert expected in note["msg"], ctx
+    if case == "exits":  # the daemon's own error, not only "see :LspLog"
+        assert "invalid choice: 'srve'" in note["msg"], ctx
     # The advice never suggests the path that just failed (new-user finding 18); it says how to
     # find the real one.
     if case == "readme_path":
