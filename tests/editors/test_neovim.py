@@ -628,7 +628,9 @@ def test_a_daemon_that_stops_unexpectedly_is_started_again(
         assert len(r["pids_before"]) == 1, ctx
         assert "signal 9" in (r["chat_err"] or ""), ctx
         assert r["chat_text_kept"], ctx
-        assert any("stopped unexpectedly (signal 9); starting it again" in m for m in r["warned"]), ctx
+        assert any(
+            "stopped unexpectedly (signal 9); starting it again" in m for m in r["warned"]
+        ), ctx
         assert len(r["pids_after"]) == 1 and r["pids_after"] != r["pids_before"], ctx
         # B. Past the limit: stopped, said once as an error, the statusline names the command.
         assert not r["client_after_limit"] and r["daemons_after_limit"] == 0, ctx
