@@ -273,6 +273,31 @@ def test_typing_through_ghost_text_never_corrupts_the_buffer(
     assert attrs.get("cterm", {}).get("italic"), ctx
 
 
+@pytest.mark.parametrize("impl", ["native", "fallback"])
+def test_ghost_text_shows_before_the_first_edit_and_only_the_current_buffer_asks(
+    impl: str, nvim: Nvim, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """New-user pass of issue #18 on 0.12: `A` in a file just opened showed no ghost text (the
+    answer was dropped as stale: the built-in's request carries the LSP version, 0 before the
+    first edit, and the guard compared it with b:changedtick); and each key typed in one buffer
+    sent an inline request for every other attached buffer too (the built-in's autocommands are
+    not buffer-local), which queued on the one model."""
+    if impl not in ghost_impls(nvim):
+        pytest.skip(f"native inline completion needs Neovim 0.12; this is {nvim.version}")
+    sample_file(tmp_path)
+    run = neovim.run("fresh", scenario_env(tiny_config, tmp_path, MLXD_TEST_GHOST=impl), 75)
+    r, ctx = run.result, run.context()
+    assert r["impl"] == impl and r["other_listed"], ctx
+    # A. The daemon answered with an item for the unedited buffer: it is on screen.
+    assert r["answered"], ctx  # the tiny model always answered with text so far
+    assert r["unedited"], ctx
+    assert r["shown"] and r["ghost"], ctx
+    # B. Every inline request was for the buffer typed in.
+    assert r["sent"], ctx
+    assert set(r["sent"]) == {r["this_uri"]}, ctx
+    assert r["errmsg"] == "", ctx
+
+
 @pytest.mark.parametrize("case", ["not_on_path", "bad_path", "readme_path", "exits", "tilde"])
 def test_a_daemon_that_cannot_start_is_reported_once_with_the_fix(
     case: str, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
@@ -306,6 +331,8 @@ def test_a_daemon_that_cannot_start_is_reported_once_with_the_fix(
         "exits": "exited with code 2 before it started",
     }[case]
     assert expected in note["msg"], ctx
+    if case == "exits":  # the daemon's own error, not only "see :LspLog"
+        assert "invalid choice: 'srve'" in note["msg"], ctx
     # The advice never suggests the path that just failed (new-user finding 18); it says how to
     # find the real one.
     if case == "readme_path":
@@ -583,6 +610,48 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+@pytest.mark.timeout(150)
+def test_a_daemon_that_stops_unexpectedly_is_started_again(
+    neovim: NvimRunner, tiny_config: Path, tmp_path: Path
+) -> None:
+    """New-user pass of issue #18: a SIGKILLed daemon left `mlxd: stopped (0)`, no message, no
+    ghost text until Neovim was restarted, and a chat answer in flight "streaming" for ever.
+    Now: the answer ends with an error, a warning says why, a new daemon serves the buffers;
+    after too many exits it stays stopped and says so; :MlxdRestart starts or replaces it."""
+    sample_file(tmp_path, "def fib(n):\n    return n\n")
+    run = neovim.run("crash", scenario_env(tiny_config, tmp_path), 130)
+    r, ctx = run.result, run.context()
+    try:
+        # A. The answer in flight ended with the reason; what streamed stayed.
+        assert len(r["pids_before"]) == 1, ctx
+        assert "signal 9" in (r["chat_err"] or ""), ctx
+        assert r["chat_text_kept"], ctx
+        assert any(
+            "stopped unexpectedly (signal 9); starting it again" in m for m in r["warned"]
+        ), ctx
+        assert len(r["pids_after"]) == 1 and r["pids_after"] != r["pids_before"], ctx
+        # B. Past the limit: stopped, said once as an error, the statusline names the command.
+        assert not r["client_after_limit"] and r["daemons_after_limit"] == 0, ctx
+        assert r["daemons_after_edit"] == 0, ctx
+        assert r["status_after_limit"] == "mlxd: stopped (:MlxdRestart)", ctx
+        gave_up = [n for n in r["notes_after_limit"] if "not starting it again" in n["msg"]]
+        assert len(gave_up) == 1 and gave_up[0]["level"] == 4, ctx  # vim.log.levels.ERROR
+        assert ":MlxdRestart" in gave_up[0]["msg"], ctx
+        # C. :MlxdRestart brought it back, and replaced a working one.
+        assert r["status_after_restart"].startswith("mlxd: ready"), ctx
+        assert r["replaced"], ctx
+        assert r["errmsg"] in ("", gave_up[0]["msg"]), ctx  # no Lua error on the way
+    finally:
+        _kill_daemons_left(r)
+
+
+def _kill_daemons_left(r: dict[str, Any]) -> None:
+    """Never leave a daemon behind when a check failed mid-way."""
+    for pid in {*r.get("pids_before", []), *r.get("pids_after", [])}:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("case", ["streaming", "prefill"])

@@ -58,6 +58,13 @@ end, {
   desc = 'mlxd: hand an API key for {backend} to the daemon (! also stores it in the keyring)',
 })
 
+command('MlxdRestart', function()
+  mlxd()
+  require('mlxd.restart').command(function()
+    vim.notify('mlxd: daemon restarted')
+  end)
+end, { desc = 'mlxd: stop the daemon and start it again for the buffers it serves' })
+
 command('MlxdStatus', function()
   local s = mlxd().status()
   vim.notify(s ~= '' and s or 'mlxd: not running')

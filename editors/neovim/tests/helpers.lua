@@ -100,7 +100,7 @@ function H.wait_ready(bufnr, timeout_ms)
   local mlxd = require('mlxd')
   return H.wait(function()
     if mlxd.state.exited then
-      error(('the daemon exited with code %d'):format(mlxd.state.exited))
+      error(('the daemon exited (%s)'):format(tostring(mlxd.state.exited)))
     end
     local c = mlxd.client()
     local st = mlxd.state.status

@@ -465,6 +465,19 @@ function M._on_lsp_request(data)
   end
 end
 
+--- The daemon of `client_id` stopped: Neovim never answers its requests in flight, so an
+--- answer it was streaming ends here with an error (what came so far stays).
+---@param client_id integer
+---@param why string? e.g. "signal 9"; nil for a requested stop
+function M._on_client_exit(client_id, why)
+  local req = current
+  if not req or req.done or req.client_id ~= client_id then
+    return
+  end
+  local msg = ('the daemon stopped (%s) before it finished the answer'):format(why or 'stopped')
+  on_reply(req, M.buf(), { message = msg }, nil)
+end
+
 --- Forget the conversation and clear the buffer.
 function M.reset()
   if current and not current.done then

@@ -71,7 +71,7 @@ M.state = {
   status = nil, -- last `mlxd/status` params
   progress = {}, -- work-done token -> {title, message, percentage, cancellable, client_id}
   last = nil, -- {backend, model, attempts} of the last finished request
-  exited = nil, -- exit code once the daemon stopped
+  exited = nil, -- once the daemon stopped: 'stopped', or why ("signal 9", "exit code 1")
   initialized = {}, -- client id -> true once `initialize` succeeded
 }
 
@@ -183,12 +183,18 @@ function M.client_config()
     on_init = function(client)
       M.state.initialized[client.id] = true
     end,
-    on_exit = function(code, _, client_id)
+    on_exit = function(code, signal, client_id)
       local initialized = M.state.initialized[client_id] == true
+      local client = vim.lsp.get_client_by_id(client_id)
+      local bufs = client and vim.tbl_keys(client.attached_buffers) or {}
+      local why = require('mlxd.restart').reason(code, signal)
       vim.schedule(function() -- a fast event: no Vimscript functions here
         launch.on_exit(code, initialized, M.cmd())
+        require('mlxd.chat')._on_client_exit(client_id, why)
+        require('mlxd.restart').on_exit(client_id, why, initialized, bufs)
       end)
-      M.state.exited = code
+      M.state.exited = why or 'stopped'
+      M.state.exited_code = code
       M.state.status = nil
       M.state.progress = {}
       redraw()
@@ -305,10 +311,13 @@ end
 function M.status()
   local client = M.client()
   if not client then
-    if launch.problem then
-      return 'mlxd: cannot start (:checkhealth mlxd)'
+    local short = launch.short()
+    if short then
+      return short
     end
-    return M.state.exited and ('mlxd: stopped (%d)'):format(M.state.exited) or ''
+    local why = M.state.exited
+    return why and (why == 'stopped' and 'mlxd: stopped' or ('mlxd: stopped (%s)'):format(why))
+      or ''
   end
   for _, p in pairs(M.state.progress) do
     local title = p.title ~= M.name and p.title or nil -- the daemon titles its work "mlxd"

@@ -60,6 +60,14 @@ function M.blocker(cmd)
   return M.missing(cmd)
 end
 
+-- Neovim's LSP log, where the client writes the daemon's stderr (at ERROR, so at the default
+-- level too): its size when the daemon was last started, so only that run's lines are read.
+local function log_size()
+  local ok, path = pcall(vim.lsp.log.get_filename)
+  local st = ok and (vim.uv or vim.loop).fs_stat(path)
+  return st and st.size or 0
+end
+
 --- Check `cmd` before a start; report once and return false when it cannot run.
 function M.check(cmd)
   local msg = M.blocker(cmd)
@@ -67,7 +75,58 @@ function M.check(cmd)
     M.report(msg)
     return false
   end
+  M.log_mark = log_size()
   return true
+end
+
+-- Undo vim.inspect()'s escapes of a logged string (no evaluation: the text is the daemon's).
+local ESCAPES = { n = '\n', t = '\t', r = '\r' }
+local function unescape(s)
+  local out, i = {}, 1
+  while i <= #s do
+    local c = s:sub(i, i)
+    if c ~= '\\' then
+      out[#out + 1], i = c, i + 1
+    else
+      local d = s:match('^%d%d?%d?', i + 1)
+      if d then
+        out[#out + 1], i = string.char(tonumber(d) % 256), i + 1 + #d
+      else
+        local n = s:sub(i + 1, i + 1)
+        out[#out + 1], i = ESCAPES[n] or n, i + 2
+      end
+    end
+  end
+  return table.concat(out)
+end
+
+--- The last non-blank line that `exe` wrote to stderr since it was started, from Neovim's LSP
+--- log (nil when the log has none, e.g. a log level above ERROR).
+---@param exe string
+---@return string?
+function M.last_stderr(exe)
+  local ok, path = pcall(vim.lsp.log.get_filename)
+  local f = ok and io.open(path, 'rb')
+  if not f then
+    return nil
+  end
+  local size = f:seek('end')
+  f:seek('set', math.max(M.log_mark or 0, size - 65536))
+  local tail = f:read('*a') or ''
+  f:close()
+  local last
+  for line in tail:gmatch('[^\n]+') do
+    -- vim.inspect() quotes with ' when the text holds " and no '.
+    local who, _, text = line:match('"rpc"\t"(.-)"\t"stderr"\t(["\'])(.*)%2$')
+    if who == exe then
+      for piece in unescape(text):gmatch('[^\n]+') do
+        if piece:match('%S') then
+          last = vim.trim(piece)
+        end
+      end
+    end
+  end
+  return last
 end
 
 --- The client's on_exit: an exit before `initialize` finished is a start failure (a wrong
@@ -80,17 +139,39 @@ function M.on_exit(code, initialized, cmd)
     return
   end
   M.failed = true
-  M.report(
-    ('mlxd: the daemon exited with code %d before it started (`%s`). Its error is in :LspLog. '):format(
-      code,
-      table.concat(cmd, ' ')
-    ) .. 'To fix: check `cmd` and `config_file` in require("mlxd").setup(); :checkhealth mlxd'
+  local head = ('mlxd: the daemon exited with code %d before it started (`%s`)'):format(
+    code,
+    table.concat(cmd, ' ')
   )
+  M.problem = head
+  -- Its last stderr lines may still be on their way to the log when the exit is seen.
+  vim.defer_fn(function()
+    local said_why = M.last_stderr(cmd[1])
+    M.report(
+      head
+        .. (said_why and (': ' .. said_why .. ' (all of it in :LspLog). ') or '. Its error is in :LspLog. ')
+        .. 'To fix: check `cmd` and `config_file` in require("mlxd").setup(); :checkhealth mlxd'
+    )
+  end, 250)
 end
 
---- Forget what was reported (after setup() with new options).
+--- The daemon stopped unexpectedly too often (restart.lua): stay stopped, say so once.
+function M.give_up(msg)
+  M.failed, M.gave_up = true, true
+  M.report(msg)
+end
+
+--- The statusline's words for the problem, when there is one and no daemon runs.
+function M.short()
+  if M.gave_up then
+    return 'mlxd: stopped (:MlxdRestart)'
+  end
+  return M.problem and 'mlxd: cannot start (:checkhealth mlxd)' or nil
+end
+
+--- Forget what was reported (after setup() with new options, :MlxdRestart).
 function M.reset()
-  M.problem, M.failed = nil, false
+  M.problem, M.failed, M.gave_up = nil, false, false
 end
 
 return M

@@ -6,6 +6,8 @@
 -- also shows an answer that arrives after the user typed on. Here an item is only good for the
 -- buffer text and cursor it was asked for, as in the plugin's own implementation (ghost.lua):
 -- a stale answer is dropped, and any edit or cursor move drops the item before it is redrawn.
+-- Its autocommands also fire for every attached buffer, so a key typed in one asked for all of
+-- them; here only the current buffer asks.
 -- The guard overrides methods on the per-buffer instance only (other buffers keep the built-in).
 local M = {}
 
@@ -34,7 +36,9 @@ local function answer_is_current(bufnr, ctx)
   if api.nvim_get_current_buf() ~= bufnr then
     return false
   end
-  if ctx.version and ctx.version ~= api.nvim_buf_get_changedtick(bufnr) then
+  -- ctx.version is the LSP document version the request was sent with (0 until the first
+  -- edit, then b:changedtick as of the last change the client saw): compare like with like.
+  if ctx.version and ctx.version ~= vim.lsp.util.buf_versions[bufnr] then
     return false
   end
   local pos = ctx.params and ctx.params.position
@@ -121,7 +125,10 @@ end
 --- are not what this expects; the built-in then runs unguarded.
 function M.guard(bufnr)
   local c, proto = completor(bufnr)
-  if not (c and proto and proto.handler and proto.show and proto.select) then
+  local needs = { 'handler', 'show', 'select', 'request', 'automatic_request' }
+  if not (c and proto and vim.iter(needs):all(function(n)
+    return type(proto[n]) == 'function'
+  end)) then
     return false
   end
   if c._mlxd_guarded then
@@ -133,6 +140,19 @@ function M.guard(bufnr)
       return -- asked for text or a cursor that is gone
     end
     return proto.handler(self, err, result, ctx)
+  end
+  -- The built-in's InsertEnter/CursorMovedI autocommands are not buffer-local: a key typed in
+  -- one buffer made every attached buffer ask, at the current window's cursor. Only the buffer
+  -- being edited asks.
+  c.automatic_request = function(self)
+    if api.nvim_get_current_buf() == self.bufnr then
+      return proto.automatic_request(self)
+    end
+  end
+  c.request = function(self, kind)
+    if api.nvim_get_current_buf() == self.bufnr then
+      return proto.request(self, kind)
+    end
   end
   c.select = function(self, index, show_index)
     remember(self)
