@@ -465,11 +465,12 @@ def test_toggle_insert_code_block_and_pick_a_model(
     impl: str, nvim: Nvim, neovim: NvimRunner, tiny_config: Path, tmp_path: Path
 ) -> None:
     """Item 10 of issue #18: :MlxdToggle (buffer) and :MlxdToggle! (everywhere) stop asking and
-    showing; :MlxdInsert puts an answer's code block at the cursor; :MlxdPick pins a backend."""
+    showing; markdown has none by default (ghost.filetypes) until toggled on; :MlxdInsert puts an answer's code block at the cursor; :MlxdPick pins a backend."""
     if impl not in ghost_impls(nvim):
         pytest.skip(f"native inline completion needs Neovim 0.12; this is {nvim.version}")
     sample_file(tmp_path)
     (tmp_path / "work" / "other.py").write_text("")
+    (tmp_path / "work" / "notes.md").write_text("")
     run = neovim.run("controls", scenario_env(tiny_config, tmp_path, MLXD_TEST_GHOST=impl), 70)
     r, ctx = run.result, run.context()
     off = {"asked": 0, "shown": False}
@@ -478,6 +479,8 @@ def test_toggle_insert_code_block_and_pick_a_model(
     assert r["on"]["asked"] >= 1 and r["on"]["shown"], ctx
     assert r["global_off_other"] == off and r["global_off_first"] == off, ctx
     assert r["global_on"]["asked"] >= 1 and r["global_on"]["shown"], ctx
+    assert r["markdown_default"] == off, ctx  # prose: off by default, as in VS Code
+    assert r["markdown_toggled"]["asked"] >= 1 and r["markdown_toggled"]["shown"], ctx
     assert [b["lines"] for b in r["blocks"]] == [["x = 1"], ["def f():", "    return 2"]], ctx
     assert r["inserted"], ctx
     assert r["after_insert"] == ["a = 1", "def f():", "    return 2", "b = 2"], ctx

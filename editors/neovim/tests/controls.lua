@@ -1,6 +1,7 @@
 -- The controls Copilot users reach for ($MLXD_TEST_GHOST: "native" / "fallback"):
 --  A. :MlxdToggle turns ghost text off in this buffer (no request, nothing shown), again on;
 --     :MlxdToggle! turns it off everywhere, a second buffer too.
+--  D. A markdown buffer has no ghost text by default (ghost.filetypes); :MlxdToggle turns it on.
 --  B. :MlxdInsert puts the last code block of an answer at the cursor of the source window.
 --  C. :MlxdPick (vim.ui.select) pins chat to the chosen backend.
 local H = dofile(vim.fs.dirname(debug.getinfo(1, 'S').source:sub(2)) .. '/helpers.lua')
@@ -54,6 +55,17 @@ H.run(function()
   r.global_off_first = type_and_look(buf)
   vim.cmd('MlxdToggle!')
   r.global_on = type_and_look(other)
+
+  -- D. Prose and commit messages have no ghost text by default (ghost.filetypes); :MlxdToggle
+  -- turns it on in one such buffer.
+  vim.cmd.edit(vim.fs.dirname(file) .. '/notes.md')
+  local md = api.nvim_get_current_buf()
+  H.wait(function()
+    return client.attached_buffers[md]
+  end, 5000, 'the markdown buffer to attach')
+  r.markdown_default = type_and_look(md)
+  vim.cmd('MlxdToggle')
+  r.markdown_toggled = type_and_look(md)
 
   -- B. Insert the last code block of an answer at the cursor of the source window.
   api.nvim_set_current_buf(buf)

@@ -35,6 +35,17 @@ M.defaults = {
     implementation = 'auto',
     -- Wait this long after the last keystroke before asking (fallback only; 0.12 uses 200 ms).
     debounce_ms = 200,
+    -- Ghost text per filetype; '*' is every filetype not listed. :MlxdToggle overrides it.
+    filetypes = {
+      ['*'] = true,
+      markdown = false,
+      text = false,
+      help = false,
+      gitcommit = false,
+      gitrebase = false,
+      hgcommit = false,
+      svn = false,
+    },
   },
   -- Insert-mode keys for ghost text; false disables one. Tab is left alone unless you set it.
   -- When there is no suggestion the key does what it does without the plugin (an ALT chord:

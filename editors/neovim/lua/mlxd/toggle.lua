@@ -1,5 +1,6 @@
 -- :MlxdToggle: ghost text on/off for one buffer (b:mlxd_ghost_enabled) or everywhere
--- (g:mlxd_ghost_enabled). A buffer's own setting wins over the global one; nil means on.
+-- (g:mlxd_ghost_enabled). A buffer's own setting wins over the global one, which wins over
+-- setup()'s per-filetype `ghost.filetypes` (prose and commit messages off, as in VS Code).
 local M = {}
 
 --- Whether ghost text is on in `bufnr` (0: current).
@@ -9,7 +10,16 @@ function M.enabled(bufnr)
   if b ~= nil then
     return b
   end
-  return vim.g.mlxd_ghost_enabled ~= false
+  if vim.g.mlxd_ghost_enabled == false then
+    return false
+  end
+  local mlxd = require('mlxd')
+  local fts = ((mlxd.config or mlxd.defaults).ghost or {}).filetypes or {}
+  local on = fts[vim.bo[bufnr].filetype]
+  if on == nil then
+    on = fts['*']
+  end
+  return on ~= false
 end
 
 -- Apply the current setting to a buffer: the built-in is switched with its own enable(); the
