@@ -72,6 +72,7 @@ class BatchEngine(Priorities):
         self.joined = 0  # speculating jobs that moved into the batch
         self.generations = 0  # requests that reached the model
         self.cached_tokens = 0  # prompt tokens served from the KV cache (reuse)
+        self.prompt_tokens = 0  # prompt tokens of the requests that reached the model
         self._parked: list[Parked] = []  # background jobs waiting for interactive ones
         self._prefills: list[Prefill] = []  # prefill-only jobs, first come first served
         self.background_steps = 0  # scheduler steps that ran background work
@@ -190,6 +191,7 @@ class BatchEngine(Priorities):
         job.reused = min(held, len(job.tokens) - 1) if job.max_tokens > 0 else held
         job.prefilled = job.reused
         self.cached_tokens += job.reused
+        self.prompt_tokens += len(job.tokens)
         self.generations += 1
         return cache, held
 
