@@ -29,6 +29,7 @@ from ..models import (
 )
 from ..prompts import Window, detect, fit_window
 from ..types import Delta, Done, Event, Message, Request
+from .reuse import cached_start
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class LocalBackend:
         if req.kind == "chat":
             return fit_prompt(lm, req, budget, max_tokens)
         window = fit_window_for(lm, req, budget, max_tokens)  # the one trim
-        full = render(lm, req, window, max_tokens)
+        full = self._cached_start(lm, req, window, budget, render(lm, req, window, max_tokens))
         end = _deadline(req)
         if req.kind != "inline" or end is None:
             return full
@@ -175,6 +176,23 @@ class LocalBackend:
             if fits(len(wider[0]), self.recent.cached(wider[0]), allowed):
                 return wider
         return small
+
+    def _cached_start(
+        self, lm: Any, req: Request, window: Window, budget: int, full: tuple[list[int], int]
+    ) -> tuple[list[int], int]:
+        """`full`, or a window a few lines wider whose start the KV cache holds (reuse.py):
+        cut from the text around the cursor with `window`'s header (already clipped to the
+        budget) and its token counts, within the model's context window."""
+        size = context_window(lm.model)
+        max_tokens = full[1]
+        limit = 2 * budget if size is None else size - min(max_tokens, size // 2)
+        suffix = req.suffix if _fim_template(lm.tokenizer) is not None else ""
+        text = Window(window.header, req.prefix, suffix, window.count)
+
+        def wider(b: int) -> tuple[list[int], int]:
+            return render(lm, req, text.narrowed(b), max_tokens)
+
+        return cached_start(full, wider, budget, limit, self.recent)
 
     async def close(self) -> None:
         pass  # the pool (shared) is closed by its owner
