@@ -65,3 +65,40 @@ async def test_typing_new_lines_keeps_the_prompt_start_in_the_kv_cache(
     refills = [i for i, (_, new) in enumerate(costs) if new > 60]
     assert len(refills) <= 3, costs
     assert all(b - a >= 5 for a, b in zip(refills, refills[1:], strict=False)), costs
+
+
+def _window(prefix: str, n: int) -> str:
+    """A 20-line window of a neighbour file, its own identifiers `prefix`_0..n-1."""
+    names = [f"{prefix}_{i}" for i in range(n)]
+    lines = [f"{names[i % n]} = {names[(i + 1) % n]} + {i}" for i in range(20)]
+    return "\n".join(lines) + "\n"
+
+
+async def test_a_new_line_does_not_swap_the_neighbour_snippets_at_the_prompt_start(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    # Snippets open the prompt: a different pick is a different prompt from its first line,
+    # and the KV cache holds none of it. The pick was remade on every request from the lines
+    # above the cursor, so a line that shared more words with another window of a neighbour
+    # swapped it. It is kept now while those lines stay much the same (the last pick's words).
+    cfg = write_config(
+        tmp_path / "snippets.toml",
+        f'[local]\nmodel = "{tiny_model}"\n[inline]\nmax_tokens = 1\nmax_ms = 20000\n'
+        "whole_lines = false\nbackground = false\n",
+    )
+    # Two windows, one fits the snippet budget: "alpha" shares 3 words with the document,
+    # "beta" 5 with the line typed last. 40 lines of the document's own words around them.
+    neighbour = _window("alpha", 6) + _window("beta", 6)
+    own = [f"item_{i} = load(record_{i}, alpha_{i % 3})\n" for i in range(40)]
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, neighbour, uri="file:///work/project/other.py")
+        open_doc(s, "".join(own), uri=URI)
+        await inline(s, len(own), 0, kind=2)
+        insert(s, 2, len(own), 0, "total = beta_0 + beta_1 + beta_2 + beta_3 + beta_4\n")
+        before = await prefilled(s)
+        await inline(s, len(own) + 1, 0, kind=2)
+        after = await prefilled(s)
+    prompt, new = after[0] - before[0], after[1] - before[1]
+    assert prompt > 200  # snippet, path and document
+    assert new < 40, (prompt, new)  # the typed line (and the last token again), not the prompt
