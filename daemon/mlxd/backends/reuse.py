@@ -12,6 +12,7 @@ window moves to the budget's start, which then holds for another SLACK of typing
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..models import RecentPrompts
 
@@ -49,3 +50,22 @@ def cached_start(
         if new < best_new:
             best, best_new = candidate, new
     return best
+
+
+def continued(tokenizer: Any, head: list[int], text: str, seen: RecentPrompts) -> list[int]:
+    """The tokens of prompt `head` followed by `text`, an answer to it that was cut (a request
+    goes on from it): as generated, where a sequence the engine kept holds `head` and then
+    tokens that decode to the start of `text` (the longest), so that the KV cache matches
+    them; the rest of `text` encoded after them. Encoding `text` anew splits it otherwise
+    than the model did, and the cache would miss from the first difference on."""
+    best: list[int] = []
+    n = len(head)
+    for seq in seen.prompts:
+        tail = seq[n:]
+        if len(tail) > len(best) and seq[:n] == head:
+            while tail and not text.startswith(tokenizer.decode(tail)):
+                tail = tail[:-1]  # a last token that a cut split mid-character
+            if len(tail) > len(best):
+                best = list(tail)
+    rest = text[len(tokenizer.decode(best)) :] if best else text
+    return head + best + (list(tokenizer.encode(rest, add_special_tokens=False)) if rest else [])
