@@ -306,12 +306,19 @@ async def _accept_next(
             rec["next_ms"] = (time.perf_counter() - t0) * 1000
             counters = stats_delta(before, await editor.daemon.stats())
             rec["ahead_hit"] = bool(counters.get("inline.aheadHits"))
+            # Where the time goes: the job still running when the user accepted (the request
+            # waits for it), or cut by its cap and gone on from (aheadResumed).
+            rec["job_running"] = bool((before or {}).get("inline.aheadActive"))
+            rec["resumed"] = bool(counters.get("inline.aheadResumed"))
             rec["next_item"] = nxt
         rec["shown"] = shown
         editor.close()
         out.append(rec)
         if verbose and shown:
-            print(f"  accept {i + 1}: next in {rec['next_ms']:.0f} ms, ahead {rec['ahead_hit']}")
+            print(
+                f"  accept {i + 1}: next in {rec['next_ms']:.0f} ms, ahead {rec['ahead_hit']}, "
+                f"job running {rec['job_running']}, resumed {rec['resumed']}"
+            )
     return out
 
 
@@ -320,6 +327,8 @@ def _accept_rows(accepts: list[dict[str, Any]]) -> tuple[list[list[Any]], dict[s
     done = [a for a in accepts if "next_ms" in a]
     lat = summary([a["next_ms"] for a in done])
     hits = sum(1 for a in done if a["ahead_hit"])
+    running = sum(1 for a in done if a.get("job_running"))
+    resumed = sum(1 for a in done if a.get("resumed"))
     share = hits / len(done) if done else None
     rows = [
         [
@@ -330,6 +339,10 @@ def _accept_rows(accepts: list[dict[str, Any]]) -> tuple[list[list[Any]], dict[s
             "accept -> next answered from work ahead (mlxd/stats aheadHits)",
             f"{hits}/{len(done)} = {fmt(share and share * 100, '%', 0)}"
             + (f" ({len(accepts) - len(done)} samples showed no ghost text)" if accepts else ""),
+        ],
+        [
+            "accept -> next: job still running at the accept / went on from its cut text",
+            f"{running}/{len(done)} / {resumed}/{len(done)}",
         ],
     ]
     return rows, {"accept_next_ms": lat, "accept_next_ahead_share": share}
