@@ -61,11 +61,18 @@ def continued(tokenizer: Any, head: list[int], text: str, seen: RecentPrompts) -
     best: list[int] = []
     n = len(head)
     for seq in seen.prompts:
-        tail = seq[n:]
+        tail = list(seq[n:])
         if len(tail) > len(best) and seq[:n] == head:
-            while tail and not text.startswith(tokenizer.decode(tail)):
-                tail = tail[:-1]  # a last token that a cut split mid-character
-            if len(tail) > len(best):
-                best = list(tail)
+            # The most tokens that decode to a start of `text` (a binary search: a long answer
+            # is not decoded once per token).
+            lo, hi = 0, len(tail)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if text.startswith(tokenizer.decode(tail[:mid])):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            if lo > len(best):
+                best = tail[:lo]
     rest = text[len(tokenizer.decode(best)) :] if best else text
     return head + best + (list(tokenizer.encode(rest, add_special_tokens=False)) if rest else [])
