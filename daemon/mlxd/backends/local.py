@@ -193,7 +193,10 @@ class LocalBackend:
         log.debug(
             "%s: %d prompt tokens, %d allowed by the time cap", self.name, len(full[0]), allowed
         )
-        small = render(lm, req, window.narrowed(prompt_step(allowed)), max_tokens)
+        step = prompt_step(allowed)
+        small = render(lm, req, window.narrowed(step), max_tokens)
+        narrow = lambda b: render(lm, req, window.narrowed(b), max_tokens)  # noqa: E731
+        small = cached_start(small, narrow, step, budget, seen)  # its start kept as well
         cached = seen.cached(small[0])  # a smaller window may be cached as well
         if cached:
             narrower = window.narrowed(max(MIN_PROMPT_TOKENS, allowed + cached))
