@@ -42,14 +42,14 @@ class StickySnippets:
         """Snippets for document `uri` from `docs` (uri, language, text), within `budget`
         characters, matched on `near` (the lines above its cursor)."""
         docs = list(docs)
-        fresh = self.index.snippets(docs, language, budget, near=near, exclude_uri=uri)
-        # After `snippets`: it indexed any neighbour whose text changed (a new generation).
+        self.index.snippets(docs, language, 0, exclude_uri=uri)  # indexes changed neighbours
         order = tuple(d[0] for d in docs if d[1] == language and d[0] != uri)
         key = (language, budget, order, self.index.generation)
         words = identifiers(near)
         held = self._picks.get(uri)
         if held is not None and held.key == key and _similar(held.words, words):
-            return list(held.snippets)
+            return list(held.snippets)  # no new pick to score either
+        fresh = self.index.snippets(docs, language, budget, near=near, exclude_uri=uri)
         self._picks[uri] = _Pick(key, words, fresh)
         return fresh
 
