@@ -122,16 +122,15 @@ class LocalBackend:
         finally:
             job.cancelled.set()  # leaves the batch before the next decode step
             self._ended(entry, job, start, first, last)
-            if job.background and job.max_tokens > 0 and first is not None:
-                # A request may go on from its answer (inline/ahead.py): its KV cache kept first.
+            if job.background and first is not None and _past(job.deadline):
+                # A request may go on from a cut answer (inline/ahead.py): its KV cache first.
                 await asyncio.to_thread(job.ended.wait, KEPT_WAIT_S)
 
     def _ended(
         self, entry: Any, job: Job, start: float, first: float | None, last: float | None
     ) -> None:
-        """A stream is over: what it tells of this machine's speed, and a cut prefill goes on
-        in the background (`_warm`)."""
-        cut = job.deadline is not None and time.monotonic() >= job.deadline
+        """A stream is over: the speed it tells; a cut prefill goes on in the background."""
+        cut = _past(job.deadline)
         if first is None and not job.background:
             self._observe_cut(job, cut, time.monotonic() - start)
         if first is None and cut:
@@ -210,8 +209,7 @@ class LocalBackend:
 
 
 def _ignore(item: Any) -> None:
-    """Where background warm-up results go: nobody waits for them (a failure is logged by the
-    engine)."""
+    """Where background warm-up results go: nobody waits for them (the engine logs a failure)."""
 
 
 def _deadline(req: Request) -> float | None:
@@ -219,6 +217,10 @@ def _deadline(req: Request) -> float | None:
     if req.deadline is not None:
         return req.deadline
     return time.monotonic() + req.max_time_s if req.max_time_s else None
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline  # None: no deadline
 
 
 def _opens_think(tok: Any, tokens: list[int]) -> bool:
