@@ -322,6 +322,16 @@ async def _accept_next(
     return out
 
 
+def _prefilled(counters: dict[str, Any]) -> str:
+    """Prompt tokens and those prefilled per request that reached the model (mlxd/stats:
+    local.promptTokens, cachedPromptTokens): what the model had to read, load-free."""
+    n, prompt = counters.get("local.generations"), counters.get("local.promptTokens")
+    if not n or prompt is None:
+        return "-"
+    new = prompt - counters.get("local.cachedPromptTokens", 0)
+    return f"{prompt / n:.0f} / {new / n:.0f}"
+
+
 def _accept_rows(accepts: list[dict[str, Any]]) -> tuple[list[list[Any]], dict[str, Any]]:
     """Table rows and the summary of phase 1b."""
     done = [a for a in accepts if "next_ms" in a]
@@ -445,6 +455,10 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 "-"
                 if not counters
                 else f"{counters.get('inline.generations')} / {counters.get('inline.cancelled')}",
+            ],
+            [
+                "replay: prompt tokens / prefilled (not from the KV cache), per model request",
+                _prefilled(counters),
             ],
             [
                 f"answered in < {CACHE_MS:.0f} ms (client timing)",
