@@ -120,8 +120,15 @@ async def _phase(daemon: Daemon, small: Small, name: str, n: int, verbose: bool)
             log(f"{name}: {times[-1]:.0f} ms")
     counters = stats_delta(before, await daemon.stats())
     cached = counters.get("local.cachedPromptTokens")
+    prompt = counters.get("local.promptTokens")  # None: a daemon without the counter
+    new = prompt - cached if prompt is not None and cached is not None else None
     chars = sum(small.answer_chars) / n
-    return {**summary(times), "cached_tokens": cached and cached / n, "answer_chars": chars}
+    return {
+        **summary(times),
+        "cached_tokens": cached and cached / n,
+        "prefilled_tokens": new and new / n,  # what a request cost the model: load-independent
+        "answer_chars": chars,
+    }
 
 
 def _open(daemon: Daemon, files: list[tuple[str, str]]) -> None:
@@ -164,6 +171,9 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     none_ms = sum(base) / 2 if None not in base else None
     six_ratio = ratio(phases["six"]["median"], none_ms)
     off_ratio = ratio(phases["six-off"]["median"], none_ms)
+    base_new = [phases["none"]["prefilled_tokens"], phases["none-2"]["prefilled_tokens"]]
+    none_new = sum(base_new) / 2 if None not in base_new else None
+    six_new = ratio(phases["six"]["prefilled_tokens"], none_new)
     rows = [
         [
             name,
@@ -171,6 +181,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             fmt(st["median"], digits=0),
             fmt(st.get("p95"), digits=0),
             fmt(st["cached_tokens"], digits=0),
+            fmt(st["prefilled_tokens"], digits=0),
             fmt(st["answer_chars"], digits=0),
         ]
         for name, st in phases.items()
@@ -184,6 +195,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "median ms",
             "p95 ms",
             "KV-cached prompt tokens / request",
+            "prefilled tokens / request",
             "answer chars",
         ],
         rows,
@@ -194,6 +206,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         [
             ["six open / none", fmt(six_ratio, "x", 2), "<= 1.1x"],
             ["six open, snippets off / none", fmt(off_ratio, "x", 2), "(reported)"],
+            ["six open / none, prefilled tokens", fmt(six_new, "x", 2), "(reported: load-free)"],
         ],
     )
     result = {
@@ -203,6 +216,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         "phases": phases,
         "six_over_none": six_ratio,
         "six_snippets_off_over_none": off_ratio,
+        "six_over_none_prefilled_tokens": six_new,
     }
     write_result("open-files", result)
     return result

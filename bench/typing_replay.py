@@ -306,13 +306,30 @@ async def _accept_next(
             rec["next_ms"] = (time.perf_counter() - t0) * 1000
             counters = stats_delta(before, await editor.daemon.stats())
             rec["ahead_hit"] = bool(counters.get("inline.aheadHits"))
+            # Where the time goes: the job still running when the user accepted (the request
+            # waits for it), or cut by its cap and gone on from (aheadResumed).
+            rec["job_running"] = bool((before or {}).get("inline.aheadActive"))
+            rec["resumed"] = bool(counters.get("inline.aheadResumed"))
             rec["next_item"] = nxt
         rec["shown"] = shown
         editor.close()
         out.append(rec)
         if verbose and shown:
-            print(f"  accept {i + 1}: next in {rec['next_ms']:.0f} ms, ahead {rec['ahead_hit']}")
+            print(
+                f"  accept {i + 1}: next in {rec['next_ms']:.0f} ms, ahead {rec['ahead_hit']}, "
+                f"job running {rec['job_running']}, resumed {rec['resumed']}"
+            )
     return out
+
+
+def _prefilled(counters: dict[str, Any]) -> str:
+    """Prompt tokens and those prefilled per request that reached the model (mlxd/stats:
+    local.promptTokens, cachedPromptTokens): what the model had to read, load-free."""
+    n, prompt = counters.get("local.generations"), counters.get("local.promptTokens")
+    if not n or prompt is None:
+        return "-"
+    new = prompt - counters.get("local.cachedPromptTokens", 0)
+    return f"{prompt / n:.0f} / {new / n:.0f}"
 
 
 def _accept_rows(accepts: list[dict[str, Any]]) -> tuple[list[list[Any]], dict[str, Any]]:
@@ -320,6 +337,8 @@ def _accept_rows(accepts: list[dict[str, Any]]) -> tuple[list[list[Any]], dict[s
     done = [a for a in accepts if "next_ms" in a]
     lat = summary([a["next_ms"] for a in done])
     hits = sum(1 for a in done if a["ahead_hit"])
+    running = sum(1 for a in done if a.get("job_running"))
+    resumed = sum(1 for a in done if a.get("resumed"))
     share = hits / len(done) if done else None
     rows = [
         [
@@ -330,6 +349,10 @@ def _accept_rows(accepts: list[dict[str, Any]]) -> tuple[list[list[Any]], dict[s
             "accept -> next answered from work ahead (mlxd/stats aheadHits)",
             f"{hits}/{len(done)} = {fmt(share and share * 100, '%', 0)}"
             + (f" ({len(accepts) - len(done)} samples showed no ghost text)" if accepts else ""),
+        ],
+        [
+            "accept -> next: job still running at the accept / went on from its cut text",
+            f"{running}/{len(done)} / {resumed}/{len(done)}",
         ],
     ]
     return rows, {"accept_next_ms": lat, "accept_next_ahead_share": share}
@@ -432,6 +455,10 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 "-"
                 if not counters
                 else f"{counters.get('inline.generations')} / {counters.get('inline.cancelled')}",
+            ],
+            [
+                "replay: prompt tokens / prefilled (not from the KV cache), per model request",
+                _prefilled(counters),
             ],
             [
                 f"answered in < {CACHE_MS:.0f} ms (client timing)",

@@ -121,6 +121,48 @@ async def test_an_accept_while_the_job_runs_is_answered_by_it(tmp_path, slow_tin
     assert nxt.items and nxt.items[0].insert_text
 
 
+async def test_a_request_waiting_for_a_job_its_cap_cut_goes_on_from_the_job_text(
+    tmp_path, slow_tiny_model
+) -> None:
+    # The job's own cap (inline.max_ms from its start) cuts its line; with whole_lines nothing
+    # of a cut line is shown, so nothing was cached, and the request that waited for it started
+    # over with what was left of its own bound: no time for a line, an empty answer, the job's
+    # tokens thrown away. It goes on from the job's text now (assistant_prefix), which the KV
+    # cache holds: answered from the work ahead, nothing prefilled.
+    cfg = write_config(
+        tmp_path / "slow.toml",
+        f'[local]\nmodel = "{slow_tiny_model}"\n[inline]\nmax_tokens = 400\nmax_ms = 3000\n'
+        "whole_lines = false\n",
+    )
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, "def add(a, b):\n    return ")
+        first = await inline(s, 1, 11, kind=2)  # the random model's cut text: shown
+        assert first.items
+        await until(s, lambda st: st["inline"]["aheadStarted"] == 1)
+        # From now on a cut line is not shown (the default), and the random model never ends
+        # one: the job caches nothing.
+        s.client.workspace_did_change_configuration(
+            T.DidChangeConfigurationParams(settings={"inline": {"whole_lines": True}})
+        )
+        await asyncio.sleep(0.6)  # the user reads the ghost text, then accepts it
+        before = await stats(s)
+        assert before["inline"]["aheadActive"] == 1  # the job runs until its cap (3 s)
+        shown = first.items[0].insert_text
+        insert(s, 2, 1, 11, shown)
+        await inline(s, *end_of(1, 11, shown), kind=2)
+        after = await stats(s)
+    a, b = after["inline"], before["inline"]
+    assert (a["aheadJoined"] - b["aheadJoined"], a["aheadLate"]) == (1, 0)
+    assert a["aheadHits"] - b["aheadHits"] == 1
+    assert a["aheadResumed"] == 1
+    assert a["generations"] - b["generations"] == 1  # the continuation, as the request's own
+    # The job's generation ends and the continuation starts: both prompts held by the KV cache.
+    prompt = local_total(after, "promptTokens") - local_total(before, "promptTokens")
+    reused = local_total(after, "cachedPromptTokens") - local_total(before, "cachedPromptTokens")
+    assert prompt - reused <= 2, (prompt, reused)
+
+
 async def test_an_edit_elsewhere_drops_the_pregenerated_item(tmp_path, tiny_model) -> None:
     async with daemon(config(tmp_path, tiny_model)) as s:
         shown = await first_suggestion(s)

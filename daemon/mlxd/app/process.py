@@ -70,6 +70,7 @@ class Process:
         local = {
             spec: {
                 "generations": e.engine.generations,
+                "promptTokens": e.engine.prompt_tokens,
                 "cachedPromptTokens": e.engine.cached_tokens,
                 "active": e.engine.active,
                 "promptCacheBytes": e.engine.cache.nbytes,

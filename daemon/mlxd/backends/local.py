@@ -12,6 +12,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..config import DEFAULT_MAX_TOKENS, InlineConfig
@@ -29,8 +30,10 @@ from ..models import (
 )
 from ..prompts import Window, detect, fit_window
 from ..types import Delta, Done, Event, Message, Request
+from .reuse import cached_start, continued
 
 log = logging.getLogger(__name__)
+KEPT_WAIT_S = 0.5  # longest wait for a background job's KV cache to be kept (one step)
 
 
 class LocalBackend:
@@ -75,7 +78,9 @@ class LocalBackend:
         max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
         # Tokenizing a long prompt takes seconds: off the event loop (the tokenizer releases
         # the GIL), so the daemon keeps answering meanwhile.
-        tokens, max_tokens = await asyncio.to_thread(self._fit, lm, request, max_tokens)
+        # What the KV cache holds: recent prompts, and the sequences the engine kept (answers).
+        seen = self.recent.plus(list(entry.engine.kept))
+        tokens, max_tokens = await asyncio.to_thread(self._fit, lm, request, max_tokens, seen)
         job = Job(
             tokens=tokens,
             max_tokens=max_tokens,
@@ -116,14 +121,23 @@ class LocalBackend:
                     return
         finally:
             job.cancelled.set()  # leaves the batch before the next decode step
-            cut = job.deadline is not None and time.monotonic() >= job.deadline
-            if first is None and not job.background:
-                self._observe_cut(job, cut, time.monotonic() - start)
-            if first is None and cut:
-                self._warm(entry, tokens)
-            self.pool.touch(entry)
-            if first is not None and last is not None and not job.background:
-                self.speed.observe_decode(job.generated - 1, last - first)
+            self._ended(entry, job, start, first, last)
+            if job.background and first is not None and _past(job.deadline):
+                # A request may go on from a cut answer (inline/ahead.py): its KV cache first.
+                await asyncio.to_thread(job.ended.wait, KEPT_WAIT_S)
+
+    def _ended(
+        self, entry: Any, job: Job, start: float, first: float | None, last: float | None
+    ) -> None:
+        """A stream is over: the speed it tells; a cut prefill goes on in the background."""
+        cut = _past(job.deadline)
+        if first is None and not job.background:
+            self._observe_cut(job, cut, time.monotonic() - start)
+        if first is None and cut:
+            self._warm(entry, job.tokens)
+        self.pool.touch(entry)
+        if first is not None and last is not None and not job.background:
+            self.speed.observe_decode(job.generated - 1, last - first)
 
     def _observe_cut(self, job: Job, by_deadline: bool, seconds: float) -> None:
         """A prefill stopped before its first token still tells the prefill speed: its
@@ -148,7 +162,9 @@ class LocalBackend:
         )
         entry.engine.submit(self._warming)
 
-    def _fit(self, lm: Any, req: Request, max_tokens: int) -> tuple[list[int], int]:
+    def _fit(
+        self, lm: Any, req: Request, max_tokens: int, seen: RecentPrompts
+    ) -> tuple[list[int], int]:
         """The prompt's tokens and the answer's max_tokens (fit_prompt); an inline prompt is
         sized so that prefilling what the KV cache does not hold, plus one line, fits the
         request's time cap (models/budget.py): a smaller window is cut from the one trimmed
@@ -158,21 +174,33 @@ class LocalBackend:
             return fit_prompt(lm, req, budget, max_tokens)
         window = fit_window_for(lm, req, budget, max_tokens)  # the one trim
         full = render(lm, req, window, max_tokens)
+        if req.assistant_prefix:  # our own answer, cut: its tokens as the engine kept them
+            head = render(lm, replace(req, assistant_prefix=""), window, max_tokens)[0]
+            full = (continued(lm.tokenizer, head, req.assistant_prefix, seen), full[1])
+        # A window a few lines wider whose start the KV cache holds (reuse.py), cut from the
+        # text around the cursor with `window`'s header (clipped to the budget) and counts.
+        fim = _fim_template(lm.tokenizer) is not None
+        text = Window(window.header, req.prefix, req.suffix if fim else "", window.count)
+        wider = lambda b: render(lm, req, text.narrowed(b), max_tokens)  # noqa: E731
+        full = cached_start(full, wider, budget, _room(lm, max_tokens, 2 * budget), seen)
         end = _deadline(req)
         if req.kind != "inline" or end is None:
             return full
         allowed = self.speed.new_tokens_within(max(0.0, end - time.monotonic()))
-        if fits(len(full[0]), self.recent.cached(full[0]), allowed):
+        if fits(len(full[0]), seen.cached(full[0]), allowed):
             return full
         log.debug(
             "%s: %d prompt tokens, %d allowed by the time cap", self.name, len(full[0]), allowed
         )
-        small = render(lm, req, window.narrowed(prompt_step(allowed)), max_tokens)
-        cached = self.recent.cached(small[0])  # a smaller window may be cached as well
+        step = prompt_step(allowed)
+        small = render(lm, req, window.narrowed(step), max_tokens)
+        narrow = lambda b: render(lm, req, window.narrowed(b), max_tokens)  # noqa: E731
+        small = cached_start(small, narrow, step, budget, seen)  # its start kept as well
+        cached = seen.cached(small[0])  # a smaller window may be cached as well
         if cached:
             narrower = window.narrowed(max(MIN_PROMPT_TOKENS, allowed + cached))
             wider = render(lm, req, narrower, max_tokens)
-            if fits(len(wider[0]), self.recent.cached(wider[0]), allowed):
+            if fits(len(wider[0]), seen.cached(wider[0]), allowed):
                 return wider
         return small
 
@@ -181,8 +209,7 @@ class LocalBackend:
 
 
 def _ignore(item: Any) -> None:
-    """Where background warm-up results go: nobody waits for them (a failure is logged by the
-    engine)."""
+    """Where background warm-up results go: nobody waits for them (the engine logs a failure)."""
 
 
 def _deadline(req: Request) -> float | None:
@@ -192,8 +219,18 @@ def _deadline(req: Request) -> float | None:
     return time.monotonic() + req.max_time_s if req.max_time_s else None
 
 
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline  # None: no deadline
+
+
 def _opens_think(tok: Any, tokens: list[int]) -> bool:
     return tok.decode(tokens[-8:]).rstrip().endswith(OPEN_THINK)
+
+
+def _room(lm: Any, max_tokens: int, default: int) -> int:
+    """The most prompt tokens the model's context window leaves beside an answer."""
+    size = context_window(lm.model)
+    return default if size is None else size - min(max_tokens, size // 2)
 
 
 def context_window(model: Any) -> int | None:

@@ -8,7 +8,8 @@ Two kinds of job, at most one per document (a newer one replaces the older):
   It is bounded as an automatic request there would be (inline.max_ms from its start,
   max_tokens), and one line at most, so that it is done by the time the user accepts. A
   request that arrives at that very position while the job runs waits for it (within its own
-  inline.max_ms) instead of starting a second generation.
+  inline.max_ms) instead of starting a second generation, and goes on from the job's text if
+  the job's cap cut its line (started over, it had no time left for a line: empty).
 - **warm**: a prefill-only request (`max_tokens == 0`) for the prompt the next inline request
   will most likely use, so that its prefill is a KV-cache hit, once things are quiet (SETTLE_S
   without a didOpen, a didChange or a request): after `didOpen` the cursor at the
@@ -64,6 +65,7 @@ class AheadStats:
     ahead_hits: int = 0  # requests answered by a pregenerated item (cache or joined)
     ahead_joined: int = 0  # requests that waited for the job in flight at their position
     ahead_late: int = 0  # ... of them, answered empty: not done within inline.max_ms
+    ahead_resumed: int = 0  # ... of them, that went on from the job's cut text
     ahead_cancelled: int = 0  # next jobs preempted by an interactive request
     ahead_dropped: int = 0  # jobs or items dropped because the document changed elsewhere
     warmups: int = 0  # prefill-only requests a local model ran to the end
@@ -78,6 +80,8 @@ class _Job:
     suggestion: str = ""
     suffix: str = ""
     key: tuple[str, str] = ("", "")  # (prefix, suffix) of the position it answers
+    ctx: CursorContext | None = None  # next: the context it ran with (its header: the KV's)
+    cut: Any = None  # next: its answer, when its time cap cut it (finish "length")
 
 
 class Ahead:
@@ -111,16 +115,16 @@ class Ahead:
     ) -> str | None:
         """Before a cache miss goes to the model: when this document's next job answers this
         very position, wait for it, until `inline.max_ms` after the request `arrived`
-        (monotonic; None: from now): its item (None: it cached nothing, ask the model), or ""
-        when it is not done in time (nothing to show within the bound; the job goes on into
-        the cache for the next request). Otherwise cancel the background job, which the real
-        request supersedes (None)."""
+        (monotonic; None: from now): its item, or what follows from its cut text (`_resume`;
+        None: nothing, ask the model), or "" when it is not done in time (the job goes on into
+        the cache for the next request). Otherwise cancel the background job (None)."""
         job = self._jobs.get(uri)
         if job is not None and job.task is not None and not job.task.done():
             if job.kind == "next" and job.key == (prefix, suffix):
                 self.stats.ahead_joined += 1
                 start = time.monotonic() if arrived is None else arrived
-                bound = start + answer_by(self.engine.cfg.max_ms) - time.monotonic()
+                budget = answer_by(self.engine.cfg.max_ms)
+                bound = start + budget - time.monotonic()
                 # Shielded: a timeout or a client cancel leaves the job running for the next.
                 try:
                     await asyncio.wait_for(asyncio.shield(job.task), max(0.0, bound))
@@ -130,9 +134,28 @@ class Ahead:
                     return ""
                 except Exception:
                     pass
-                return self.engine.cache.peek(uri, prefix, suffix)
+                item = self.engine.cache.peek(uri, prefix, suffix)
+                if not item and job.cut is not None and time.monotonic() < start + budget:
+                    return await self._resume(uri, job, start)
+                return item
         self._stop_all(cancelled=True)
         return None
+
+    async def _resume(self, uri: str, job: _Job, arrived: float) -> str:
+        """The job's line, cut by its own cap, continued by the request that waited for it
+        (within its inline.max_ms from `arrived`) from the job's text, which the KV cache holds:
+        the suggestion ("": none, and no fresh start after it: its time is spent)."""
+        ctx, cut = job.ctx, job.cut
+        left = self.engine.cfg.max_tokens - cut.completion_tokens
+        if ctx is None or left <= 0:
+            return ""
+        self.stats.ahead_resumed += 1
+        request = replace(self.engine._request(ctx, arrived), assistant_prefix=cut.text)
+        more = await self.engine._run(ctx, replace(request, max_tokens=left))
+        if more is None:
+            return ""
+        self._items[uri] = job  # answered from the work ahead: work ahead again after it
+        return self.engine.keep_answer(ctx, replace(more, text=cut.text + more.text)) or ""
 
     def hit(self, uri: str, prefix: str, suffix: str) -> bool:
         """Whether a cache hit at this position is a pregenerated item (counted)."""
@@ -270,12 +293,14 @@ class Ahead:
         # max_tokens. Uncapped, it ran on past the moment the user accepted, and a request
         # that joined it gave up at its own bound: no accept was ever a cache hit.
         request = replace(self.engine._request(ctx, time.monotonic()), priority="background")
+        job.ctx, answer = ctx, None
         try:
             answer = await self.run(request, ctx)
         except Exception as exc:
             log.debug("next suggestion for %s failed: %s", ctx.uri, exc)
-            answer = None
         finally:
+            if getattr(answer, "finish_reason", "") == "length" and answer.text:
+                job.cut = answer  # a request waiting for the job may go on from it
             self._done(ctx.uri, job)
         if answer is not None:
             self.engine.keep_answer(ctx, answer)

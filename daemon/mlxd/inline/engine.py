@@ -36,6 +36,7 @@ from .ahead import Ahead, Runner
 from .cache import InlineCache
 from .cuts import answer_by, cleaned
 from .items import EngineStats, InlineItem, Range
+from .sticky import StickySnippets
 from .why import explained, note
 
 # `generate` returns the final text, or an object with `.text` and `.finish_reason` ("stop":
@@ -99,6 +100,7 @@ class InlineEngine:
         # Work ahead (next suggestion, KV warm-up) through `background`: local models only.
         self.ahead = Ahead(self, background)
         self.snippets = SnippetIndex()  # open documents, indexed for neighbour snippets
+        self.sticky = StickySnippets(self.snippets)  # each document's pick, kept (KV reuse)
 
     # --- settings -------------------------------------------------------------------------
     def language_config(self, language: str) -> LanguageConfig:
@@ -213,6 +215,7 @@ class InlineEngine:
         self.ahead.forget(uri)
         self.cache.forget(uri)
         self.snippets.remove(uri)
+        self.sticky.forget(uri)
 
     def opened(
         self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
@@ -338,7 +341,5 @@ class InlineEngine:
         # Lines above the cursor line only: they change far less often than the cursor line.
         near = ctx.prefix[max(0, line_start - _NEAR_CHARS) : line_start]
         budget = self.cfg.context_tokens // 2
-        snippets = self.snippets.snippets(
-            neighbors, ctx.language, budget, near=near, exclude_uri=ctx.uri
-        )
+        snippets = self.sticky.pick(ctx.uri, neighbors, ctx.language, budget, near)
         return format_snippets(snippets, ctx.language, self.root) + header

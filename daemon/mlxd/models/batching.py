@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import Executor
 from typing import Any
 
@@ -72,6 +73,8 @@ class BatchEngine(Priorities):
         self.joined = 0  # speculating jobs that moved into the batch
         self.generations = 0  # requests that reached the model
         self.cached_tokens = 0  # prompt tokens served from the KV cache (reuse)
+        self.prompt_tokens = 0  # prompt tokens of the requests that reached the model
+        self.kept: deque[list[int]] = deque(maxlen=8)  # sequences last kept in self.cache
         self._parked: list[Parked] = []  # background jobs waiting for interactive ones
         self._prefills: list[Prefill] = []  # prefill-only jobs, first come first served
         self.background_steps = 0  # scheduler steps that ran background work
@@ -190,6 +193,7 @@ class BatchEngine(Priorities):
         job.reused = min(held, len(job.tokens) - 1) if job.max_tokens > 0 else held
         job.prefilled = job.reused
         self.cached_tokens += job.reused
+        self.prompt_tokens += len(job.tokens)
         self.generations += 1
         return cache, held
 
@@ -265,8 +269,7 @@ class BatchEngine(Priorities):
         job, dec = self._lone  # type: ignore[misc]
         self._lone = None
         self._keep(dec.tokens[: len(job.tokens) + job.generated], dec.cache)
-        if finish is not None:
-            self._finish(job, finish)
+        self._finish(job, finish)
 
     def _drop_cancelled(self) -> None:
         now = time.monotonic()
@@ -290,8 +293,7 @@ class BatchEngine(Priorities):
         if uid in caches:
             cache, tokens = caches[uid]
             self._keep(list(tokens), cache)
-        if finish is not None:
-            self._finish(job, finish)
+        self._finish(job, finish)
 
     def _keep(self, tokens: list[int], cache: list[Any]) -> None:
         from mlx_lm.models.cache import trim_prompt_cache
@@ -303,6 +305,7 @@ class BatchEngine(Priorities):
             trim_prompt_cache(cache, held - len(tokens))
             held = len(tokens)
         self.cache.insert_cache(self.lm.name, tokens[:held], cache)
+        self.kept.append(tokens[:held])
 
     def _step(self) -> None:
         eos = self.lm.tokenizer.eos_token_ids
@@ -336,8 +339,11 @@ class BatchEngine(Priorities):
         if segment and (text := job.matcher.feed(segment)):
             job.emit(Delta(text))
 
-    def _finish(self, job: Job, reason: str) -> None:
-        # Tokens held for a partial character (a cut mid-way) go out, less that character.
+    def _finish(self, job: Job, reason: str | None) -> None:
+        job.ended.set()  # its KV cache is kept (None: cancelled, nobody reads the rest)
+        if reason is None:
+            return
+        # Tokens held for a partial character go out, less it (a cut mid-way).
         held = job.detokenizer.finish() if job.detokenizer is not None else ""
         if tail := job.matcher.feed(held) + job.matcher.flush():
             job.emit(Delta(tail))

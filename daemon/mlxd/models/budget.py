@@ -11,7 +11,7 @@ more context and a loaded machine less.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 # Tokens planned for the answer: the rest of a line (half a line of code, typically) or a
@@ -84,6 +84,13 @@ class RecentPrompts:
         self.prompts.append(list(tokens))
         while len(self.prompts) > self.size:
             self.prompts.popleft()
+
+    def plus(self, sequences: Iterable[Sequence[int]]) -> RecentPrompts:
+        """These prompts and `sequences` (what the engine kept: prompts with their answers, so
+        that a prompt continuing an answer is seen as cached)."""
+        out = RecentPrompts(size=self.size)
+        out.prompts = deque([*self.prompts, *(list(s) for s in sequences)])
+        return out
 
     def cached(self, tokens: Sequence[int]) -> int:
         """The longest prefix of `tokens` a recent prompt shares."""

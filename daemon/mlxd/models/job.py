@@ -27,6 +27,7 @@ class Job:
     stop_tokens: frozenset[int] = frozenset()
     deadline: float | None = None  # monotonic; finish with what there is after it
     cancelled: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)  # out, its KV cache kept
     uid: int | None = None
     detokenizer: TextStream | None = None
     matcher: StopMatcher | None = None

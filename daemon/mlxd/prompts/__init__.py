@@ -35,7 +35,7 @@ from .positions import (
     position_to_offset,
     range_to_offsets,
 )
-from .snippets import SNIPPET_LINES, Snippet, SnippetIndex, neighbor_snippets
+from .snippets import SNIPPET_LINES, Snippet, SnippetIndex, identifiers, neighbor_snippets
 from .trimming import (
     LOOSE_CHARS,
     MAX_TOKEN_CHARS,
@@ -82,6 +82,7 @@ __all__ = [
     "Window",
     "trimmed_prompt",
     "format_snippets",
+    "identifiers",
     "neighbor_snippets",
     "normalize_encoding",
     "offset_to_column",

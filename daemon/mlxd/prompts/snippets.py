@@ -27,6 +27,11 @@ def _identifiers(text: str) -> set[str]:
     return set(_IDENT.findall(text))
 
 
+def identifiers(text: str) -> frozenset[str]:
+    """The identifiers (3+ characters) snippets are matched on."""
+    return frozenset(_IDENT.findall(text))
+
+
 def _head(text: str) -> str:
     """The part of a document its snippets come from: its first INDEXED_CHARS characters, cut
     after the last line feed in them (a document without one is cut mid-line)."""
@@ -143,6 +148,11 @@ class SnippetIndex:
 
     def __len__(self) -> int:
         return len(self._by_uri)
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every change to the index: an equal value means the same windows."""
+        return self._generation
 
     def update(self, uri: str, language: str, text: str) -> None:
         """Index a document's text (a no-op when it is the text already indexed)."""

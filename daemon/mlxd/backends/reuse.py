@@ -1,0 +1,78 @@
+"""Keep an inline prompt's start where the model's KV cache holds it (issue #17: KV reuse).
+
+The prefix window is cut to the token budget from the cursor back, its start snapped to a line
+grid (prompts/trimming.py). Typing new lines pushes that start down; each time it moves to the
+next grid line, the whole prompt after the header differs from what the KV cache holds and is
+prefilled again (bench open-files: a refill every fourth request; ~900 tokens, seconds with the
+embedded model on two CPU cores). A window a few lines wider that starts where a recent prompt
+started costs only the new lines: it is preferred, up to SLACK over the budget. Past that, the
+window moves to the budget's start, which then holds for another SLACK of typing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..models import RecentPrompts
+
+# How far over the token budget a prompt may grow to keep its cached start (a share of it).
+SLACK = 0.5
+# Candidate widths tried between the budget and budget * (1 + SLACK).
+STEPS = 4
+
+Rendered = tuple[list[int], int]  # (prompt tokens, max_tokens left for the answer)
+
+
+def cached_start(
+    full: Rendered,
+    wider: Callable[[int], Rendered],
+    budget: int,
+    limit: int,
+    recent: RecentPrompts,
+) -> Rendered:
+    """`full` (the prompt for `budget`), or the prompt `wider(b)` for a wider budget b (at
+    most `limit` tokens, the model's own bound) that leaves fewer tokens to prefill beside
+    what `recent` prompts hold: the one with the fewest, `full` on a tie. Tries nothing when
+    `full` is mostly cached already (a line or two to prefill)."""
+    best, best_new = full, len(full[0]) - recent.cached(full[0])
+    if best_new <= budget // 8:
+        return full
+    top = min(limit, int(budget * (1 + SLACK)))
+    tried = set()
+    for k in range(1, STEPS + 1):
+        b = budget + (top - budget) * k // STEPS
+        if b <= budget or b in tried:
+            continue
+        tried.add(b)
+        candidate = wider(b)
+        new = len(candidate[0]) - recent.cached(candidate[0])
+        if new < best_new:
+            best, best_new = candidate, new
+    return best
+
+
+def continued(tokenizer: Any, head: list[int], text: str, seen: RecentPrompts) -> list[int]:
+    """The tokens of prompt `head` followed by `text`, an answer to it that was cut (a request
+    goes on from it): as generated, where a sequence the engine kept holds `head` and then
+    tokens that decode to the start of `text` (the longest), so that the KV cache matches
+    them; the rest of `text` encoded after them. Encoding `text` anew splits it otherwise
+    than the model did, and the cache would miss from the first difference on."""
+    best: list[int] = []
+    n = len(head)
+    for seq in seen.prompts:
+        tail = list(seq[n:])
+        if len(tail) > len(best) and seq[:n] == head:
+            # The most tokens that decode to a start of `text` (a binary search: a long answer
+            # is not decoded once per token).
+            lo, hi = 0, len(tail)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if text.startswith(tokenizer.decode(tail[:mid])):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            if lo > len(best):
+                best = tail[:lo]
+    rest = text[len(tokenizer.decode(best)) :] if best else text
+    return head + best + (list(tokenizer.encode(rest, add_special_tokens=False)) if rest else [])

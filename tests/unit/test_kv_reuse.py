@@ -1,0 +1,56 @@
+"""backends/reuse.py: which prompt a local model gets so that its KV cache is reused (a
+character-level tokenizer: one token a character, ids = code points)."""
+
+from __future__ import annotations
+
+from mlxd.backends.reuse import cached_start, continued
+from mlxd.models import RecentPrompts
+
+
+class Chars:
+    """A tokenizer with one token per character."""
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, tokens: list[int]) -> str:
+        return "".join(chr(t) for t in tokens)
+
+
+def ids(text: str) -> list[int]:
+    return [ord(c) for c in text]
+
+
+def seen(*sequences: str) -> RecentPrompts:
+    return RecentPrompts().plus([ids(s) for s in sequences])
+
+
+def test_a_continued_answer_takes_the_kept_tokens_then_encodes_the_rest() -> None:
+    head = ids("def f():")
+    # The engine kept the prompt and a cut answer, split otherwise than encoding would (9999).
+    kept = head + ids("  ret") + [9999]
+    got = continued(Chars(), head, "  return 1", RecentPrompts().plus([kept]))
+    assert got == head + ids("  ret") + ids("urn 1")  # 9999 decodes to no start of the text
+    # The longest kept answer wins; another prompt's answer is not taken.
+    many = seen("def f():  r", "def f():  retu", "def g():  return 1")
+    assert continued(Chars(), head, "  return 1", many) == ids("def f():  return 1")
+    assert continued(Chars(), head, "  x", seen()) == ids("def f():  x")
+
+
+def test_a_wider_window_is_taken_only_when_it_leaves_less_to_prefill() -> None:
+    recent = seen("HEADER line1 line2 line3 ")  # the last prompt started at line1
+    full = (ids("HEADER line2 line3 line4 "), 8)  # the budget's window starts a line later
+    widths = []
+
+    def wider(b: int) -> tuple[list[int], int]:
+        widths.append(b)
+        return (ids("HEADER line1 line2 line3 line4 "), 8) if b >= 120 else full
+
+    got = cached_start(full, wider, budget=100, limit=1000, recent=recent)
+    assert got[0] == ids("HEADER line1 line2 line3 line4 ")
+    assert max(widths) == 150  # never more than SLACK (50%) over the budget
+    # A window the cache mostly holds is kept as it is: nothing else is tried.
+    widths.clear()
+    held = seen("HEADER line2 line3 ")  # all but the new line: less than budget // 8 to go
+    assert cached_start(full, wider, budget=100, limit=1000, recent=held) == full
+    assert widths == []
