@@ -19,12 +19,14 @@ from ..errors import ContextOverflow
 from ..models import (
     MIN_PROMPT_TOKENS,
     OPEN_THINK,
+    Healer,
     Job,
     ModelPool,
     RecentPrompts,
     SpeedMeter,
     ThinkSplitter,
     fits,
+    heal_point,
     prompt_step,
 )
 from ..prompts import Window, detect, fit_window
@@ -75,7 +77,7 @@ class LocalBackend:
         max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
         # Tokenizing a long prompt takes seconds: off the event loop (the tokenizer releases
         # the GIL), so the daemon keeps answering meanwhile.
-        tokens, max_tokens = await asyncio.to_thread(self._fit, lm, request, max_tokens)
+        tokens, max_tokens, healer = await asyncio.to_thread(self._prompt, lm, request, max_tokens)
         job = Job(
             tokens=tokens,
             max_tokens=max_tokens,
@@ -85,6 +87,7 @@ class LocalBackend:
             emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
             deadline=_deadline(request),
             background=request.priority == "background",
+            healer=healer,
         )
         entry.engine.submit(job)
         self.recent.add(tokens)
@@ -147,6 +150,18 @@ class LocalBackend:
             tokens=tokens, max_tokens=0, temperature=0.0, stop=[], emit=_ignore, background=True
         )
         entry.engine.submit(self._warming)
+
+    def _prompt(
+        self, lm: Any, req: Request, max_tokens: int
+    ) -> tuple[list[int], int, Healer | None]:
+        """`_fit`'s tokens and max_tokens, and for an inline prompt that ends mid-word its
+        last token given back to the answer (models/healing.py: the Healer makes the answer
+        type it again first, and leaves it out of the text). Runs off the event loop."""
+        tokens, max_tokens = self._fit(lm, req, max_tokens)
+        if req.kind != "inline" or max_tokens <= 0:
+            return tokens, max_tokens, None
+        kept, healed = heal_point(lm.tokenizer, tokens)
+        return kept, max_tokens, Healer.of(lm.tokenizer, healed) if healed else None
 
     def _fit(self, lm: Any, req: Request, max_tokens: int) -> tuple[list[int], int]:
         """The prompt's tokens and the answer's max_tokens (fit_prompt); an inline prompt is

@@ -212,6 +212,7 @@ class BatchEngine(Priorities):
         alone = alone and not self._jobs and self._lone is None
         if alone and self._may_speculate(job, cache):
             dec = LookupDecoder(self.lm.model, cache, tokens, fed, self.draft_tokens, self.spec)
+            dec.healer = job.healer
             self._lone = (job, dec)
             return
         (job.uid,) = self._generator().insert(
@@ -220,6 +221,7 @@ class BatchEngine(Priorities):
             caches=[cache],
             all_tokens=[tokens[:fed]],
             samplers=[make_sampler(temp=job.temperature)],
+            logits_processors=[[job.healer] if job.healer is not None else []],
         )
         self._jobs[job.uid] = job
 
@@ -333,6 +335,8 @@ class BatchEngine(Priorities):
                 self._finish(job, "stop" if r.finish_reason == "stop" else "length")
 
     def _send(self, job: Job, segment: str) -> None:
+        if job.healer is not None:  # the text the prompt gave back is the document's already
+            segment = job.healer.unheal(segment)
         if segment and (text := job.matcher.feed(segment)):
             job.emit(Delta(text))
 

@@ -38,3 +38,6 @@ class Job:
     submitted_at: int = 0
     waited: int | None = None
     prefilled: int = 0  # prompt tokens in its KV cache so far (reused ones included)
+    # Token healing (models/healing.py): the logits processor that makes the answer type the
+    # prompt's cut-off last token again first; such a job does not speculate.
+    healer: Any = None
