@@ -135,3 +135,18 @@ def test_the_healer_stops_constraining_once_the_text_is_typed(tok) -> None:
 def test_the_unhealer_drops_the_healed_text_across_pieces(pieces, shown) -> None:
     unheal = Unhealer("_cod")
     assert "".join(unheal.feed(p) for p in pieces) == shown
+
+
+@pytest.mark.parametrize("left", ["_cod", " return", "od", "x", " ", "valu", "é"])
+def test_the_agreeing_tokens_are_those_a_scan_finds(tok, left: str) -> None:
+    vocab = vocabulary(tok)
+    scan = {i for i, t in enumerate(vocab) if t and (t.startswith(left) or left.startswith(t))}
+    assert sorted(vocab.agreeing(left)) == sorted(scan)
+
+
+def test_the_vocabulary_is_what_the_tokenizer_decodes_token_by_token(tok) -> None:
+    inner = tok._tokenizer
+    specials = set(inner.all_special_ids)
+    size = len(vocabulary(tok))
+    slow = inner.batch_decode([[i] for i in range(size)])
+    assert list(vocabulary(tok)) == ["" if i in specials else t for i, t in enumerate(slow)]

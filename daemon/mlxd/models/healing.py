@@ -11,6 +11,7 @@ answer then starts with that text, which the caller removes (the document alread
 
 from __future__ import annotations
 
+import bisect
 import re
 import weakref
 from dataclasses import dataclass, field
@@ -23,18 +24,47 @@ _WORD_END = re.compile(r"\w$")
 # The most text backed over: one token of code rarely holds more.
 MAX_HEAL_CHARS = 24
 
-_VOCABS: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+
+class Vocabulary(list[str]):
+    """Each token id's text, as the detokenizer would write it alone ("" for a special
+    token), indexed to find the tokens that agree with a text in O(log n)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        super().__init__(texts)
+        pairs = sorted((t, i) for i, t in enumerate(texts) if t)
+        self._texts = [t for t, _ in pairs]
+        self._ids = [i for _, i in pairs]
+        self._by_text: dict[str, list[int]] = {}
+        for t, i in pairs:
+            self._by_text.setdefault(t, []).append(i)
+
+    def agreeing(self, left: str) -> list[int]:
+        """Ids of the tokens that start with `left`, or that `left` starts with."""
+        lo = bisect.bisect_left(self._texts, left)
+        hi = bisect.bisect_left(self._texts, left + "\U0010ffff")
+        ids = self._ids[lo:hi]
+        for n in range(1, len(left)):
+            ids += self._by_text.get(left[:n], [])
+        return ids
 
 
-def vocabulary(tokenizer: Any) -> list[str]:
-    """Each token id's text, as the detokenizer would write it alone (built once per
-    tokenizer: a 50k vocabulary decodes in about a second). Special tokens count as ""."""
+_VOCABS: weakref.WeakKeyDictionary[Any, Vocabulary] = weakref.WeakKeyDictionary()
+
+
+def vocabulary(tokenizer: Any) -> Vocabulary:
+    """The tokenizer's Vocabulary, built once (a 50k vocabulary: ~0.2 s with a fast
+    tokenizer's batch decode, ~1.5 s through transformers' per-token one)."""
     inner = getattr(tokenizer, "_tokenizer", tokenizer)
     if inner not in _VOCABS:
         size = max(inner.get_vocab().values()) + 1
         special = set(getattr(inner, "all_special_ids", []) or [])
-        texts = inner.batch_decode([[i] for i in range(size)])
-        _VOCABS[inner] = ["" if i in special else t for i, t in enumerate(texts)]
+        ids = [[i] for i in range(size)]
+        fast = getattr(inner, "_tokenizer", None)  # the Rust tokenizer under a fast one
+        if fast is not None and hasattr(fast, "decode_batch"):
+            texts = fast.decode_batch(ids, skip_special_tokens=False)
+        else:
+            texts = inner.batch_decode(ids)
+        _VOCABS[inner] = Vocabulary(["" if i in special else t for i, t in enumerate(texts)])
     return _VOCABS[inner]
 
 
@@ -60,7 +90,7 @@ class Healer:
     generate_step and BatchGenerator pass it); `done` once the healed text is typed."""
 
     healed: str
-    vocab: list[str]
+    vocab: Vocabulary
     left: str = field(init=False)
     _allowed: dict[str, Any] = field(default_factory=dict, init=False)
     _started: bool = field(default=False, init=False)
@@ -96,7 +126,7 @@ class Healer:
             return logits
         mask = self._allowed.get(self.left)
         if mask is None:
-            ids = [i for i, t in enumerate(self.vocab) if _agrees(t, self.left)]
+            ids = self.vocab.agreeing(self.left)
             mask = mx.full((len(self.vocab),), float("-inf"))
             if ids:
                 mask[mx.array(ids)] = 0.0
@@ -106,10 +136,6 @@ class Healer:
             pad = mx.full((width - mask.shape[0],), float("-inf"))
             mask = mx.concatenate([mask, pad]) if width > mask.shape[0] else mask[:width]
         return logits + mask
-
-
-def _agrees(token: str, left: str) -> bool:
-    return bool(token) and (token.startswith(left) or left.startswith(token))
 
 
 class Unhealer:
