@@ -291,6 +291,9 @@ class Naive:
 
         prompt = hole.text[: hole.offset][-NAIVE_CHARS:]
         tokens = self.lm.tokenizer.encode(prompt, add_special_tokens=False)
+        from mlxd.models.detokenize import TextStream
+
+        stream = TextStream(self.lm.tokenizer, tokens)  # mlx-lm's drops a first leading space
         t0 = time.perf_counter()
         parts: list[str] = []
         cut = False
@@ -304,7 +307,7 @@ class Naive:
             prompt_cache=make_prompt_cache(self.lm.model),
         ):
             n += 1
-            parts.append(resp.text)
+            parts.append("" if resp.finish_reason == "stop" else stream.add(resp.token))
             text = "".join(parts)
             if hole.kind == "single" and "\n" in text:
                 cut = True

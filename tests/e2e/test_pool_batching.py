@@ -258,7 +258,7 @@ def test_the_fim_templates_end_tokens_become_stop_token_ids(tiny_model: Path) ->
     from mlx_lm.tokenizer_utils import TokenizerWrapper
     from transformers import PreTrainedTokenizerFast
 
-    from mlxd.backends.local import _end_tokens
+    from mlxd.backends.local_prompt import end_tokens as _end_tokens
     from mlxd.prompts import STARCODER
 
     plain = PreTrainedTokenizerFast(tokenizer_file=str(tiny_model / "tokenizer.json"))

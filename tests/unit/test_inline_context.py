@@ -238,9 +238,13 @@ def test_starts_block_at_openers_headers_and_blank_lines_below_an_opener() -> No
     assert at("items = [┃")
     assert at("fn main() {\n    ┃")
     assert at("if ready:\n\n    ┃\n")  # blank lines in between
-    assert at("    def add┃")  # a header being typed
-    assert at("async def fetch┃")
     assert at("xs.each do┃")
+    # A header being typed: the rest of its line first; its body at the line's end.
+    assert not at("    def add┃")
+    assert not at("async def fetch┃")
+    assert not at("for item in ite┃")
+    assert not at("class AbstractMat┃")
+    assert not at("if x ==┃")
     assert not at("total = 0┃")
     assert not at("total = 0\n┃")
     assert not at("print(┃)")  # text after the cursor: one line

@@ -51,8 +51,10 @@ async def test_generates_cleans_and_returns_an_item_at_the_cursor() -> None:
     model = Model("(a, b):\n    return a + b\n\n\nprint('x')")
     eng = engine(model)
     items = await eng.complete("def add\n", 0, 7, uri=URI, language="python")
-    assert items == [InlineItem("(a, b):\n    return a + b", (0, 7, 0, 7))]
+    # A header being typed: the rest of its line (its body is asked for at its end).
+    assert items == [InlineItem("(a, b):", (0, 7, 0, 7))]
     ((request, ctx),) = model.calls
+    assert request.max_lines == 1
     assert request.kind == "inline"
     assert (request.prefix, request.suffix, request.language) == ("def add", "\n", "python")
     assert (request.max_tokens, request.temperature, request.stop) == (64, 0.0, [])
@@ -102,7 +104,9 @@ async def test_mid_line_cursor_asks_for_a_single_line() -> None:
         ("def add(a, b):", 0, 14, True),  # the end of a line that opens a block
         ("if ready:\n    ", 1, 4, True),  # a blank line right below one
         ("const f = () => {\n\n  ", 2, 2, True),  # blank lines between do not matter
-        ("def add", 0, 7, True),  # a block's header being typed
+        ("def add", 0, 7, False),  # a block's header being typed: its line first
+        ("    for item in ite", 0, 19, False),
+        ("def add(a, b):\n    return a\n\nclass Abstr", 3, 11, False),
         ("total = 0", 0, 9, False),  # the end of a statement: the next one, alone
         ("total = 0\n    ", 1, 4, False),  # a blank line below a statement
         ("", 0, 0, False),

@@ -10,26 +10,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
 
 from ..config import DEFAULT_MAX_TOKENS, InlineConfig
-from ..errors import ContextOverflow
 from ..models import (
     MIN_PROMPT_TOKENS,
     OPEN_THINK,
+    Healer,
     Job,
     ModelPool,
     RecentPrompts,
     SpeedMeter,
     ThinkSplitter,
     fits,
+    heal_point,
     prompt_step,
+    vocabulary,
 )
-from ..prompts import Window, detect, fit_window
-from ..types import Delta, Done, Event, Message, Request
+from ..prompts import Window
+from ..types import Delta, Done, Event, Request
+from .local_prompt import end_tokens, fim_template, fit_prompt, fit_window_for, render, room
 from .reuse import cached_start, continued
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,11 @@ class LocalBackend:
         return self.pool.loaded(self.spec)
 
     async def ensure_loaded(self) -> Any:
-        return await self.pool.acquire(self.spec, self.dequantize, self.hub)
+        entry = await self.pool.acquire(self.spec, self.dequantize, self.hub)
+        # Token healing's index of the vocabulary (~0.5 s for 50k tokens on a busy core):
+        # built with the preload, not on the first inline request at a cursor mid-word.
+        await asyncio.to_thread(vocabulary, entry.engine.lm.tokenizer)
+        return entry
 
     def fences_prompt(self, request: Request) -> bool:
         return False  # a completion prompt is the raw code (or FIM), never fenced
@@ -80,16 +86,19 @@ class LocalBackend:
         # the GIL), so the daemon keeps answering meanwhile.
         # What the KV cache holds: recent prompts, and the sequences the engine kept (answers).
         seen = self.recent.plus(list(entry.engine.kept))
-        tokens, max_tokens = await asyncio.to_thread(self._fit, lm, request, max_tokens, seen)
+        tokens, max_tokens, healer = await asyncio.to_thread(
+            self._prompt, lm, request, max_tokens, seen
+        )
         job = Job(
             tokens=tokens,
             max_tokens=max_tokens,
             temperature=request.temperature,
             stop=request.stop,
-            stop_tokens=_end_tokens(lm.tokenizer) if request.kind != "chat" else frozenset(),
+            stop_tokens=end_tokens(lm.tokenizer) if request.kind != "chat" else frozenset(),
             emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
             deadline=_deadline(request),
             background=request.priority == "background",
+            healer=healer,
         )
         entry.engine.submit(job)
         self.recent.add(tokens)
@@ -162,6 +171,18 @@ class LocalBackend:
         )
         entry.engine.submit(self._warming)
 
+    def _prompt(
+        self, lm: Any, req: Request, max_tokens: int, seen: RecentPrompts
+    ) -> tuple[list[int], int, Healer | None]:
+        """`_fit`'s tokens and max_tokens, and for an inline prompt that ends mid-word its
+        last token given back to the answer (models/healing.py: the Healer makes the answer
+        type it again first, and leaves it out of the text). Runs off the event loop."""
+        tokens, max_tokens = self._fit(lm, req, max_tokens, seen)
+        if req.kind != "inline" or max_tokens <= 0:
+            return tokens, max_tokens, None
+        kept, healed = heal_point(lm.tokenizer, tokens)
+        return kept, max_tokens, Healer.of(lm.tokenizer, healed) if healed else None
+
     def _fit(
         self, lm: Any, req: Request, max_tokens: int, seen: RecentPrompts
     ) -> tuple[list[int], int]:
@@ -179,10 +200,10 @@ class LocalBackend:
             full = (continued(lm.tokenizer, head, req.assistant_prefix, seen), full[1])
         # A window a few lines wider whose start the KV cache holds (reuse.py), cut from the
         # text around the cursor with `window`'s header (clipped to the budget) and counts.
-        fim = _fim_template(lm.tokenizer) is not None
+        fim = fim_template(lm.tokenizer) is not None
         text = Window(window.header, req.prefix, req.suffix if fim else "", window.count)
         wider = lambda b: render(lm, req, text.narrowed(b), max_tokens)  # noqa: E731
-        full = cached_start(full, wider, budget, _room(lm, max_tokens, 2 * budget), seen)
+        full = cached_start(full, wider, budget, room(lm, max_tokens, 2 * budget), seen)
         end = _deadline(req)
         if req.kind != "inline" or end is None:
             return full
@@ -225,126 +246,3 @@ def _past(deadline: float | None) -> bool:
 
 def _opens_think(tok: Any, tokens: list[int]) -> bool:
     return tok.decode(tokens[-8:]).rstrip().endswith(OPEN_THINK)
-
-
-def _room(lm: Any, max_tokens: int, default: int) -> int:
-    """The most prompt tokens the model's context window leaves beside an answer."""
-    size = context_window(lm.model)
-    return default if size is None else size - min(max_tokens, size // 2)
-
-
-def context_window(model: Any) -> int | None:
-    """The model's context length in tokens, from its config (None: unknown, not guarded)."""
-    args = getattr(model, "args", None)
-    for key in _WINDOW_KEYS:
-        value = getattr(args, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-_WINDOW_KEYS = ("max_position_embeddings", "max_seq_len", "n_ctx", "context_length", "seq_length")
-
-
-def fit_prompt(lm: Any, req: Request, budget: int, max_tokens: int) -> tuple[list[int], int]:
-    """The prompt's tokens and the max_tokens left for the answer, within the model's context
-    window: a chat loses its oldest turns (system messages and the latest turn stay), a
-    completion's `budget` (tokens around the cursor) shrinks, and max_tokens is cut to what
-    fits. Raises ContextOverflow, naming the limit, when even the shortest prompt does not
-    fit."""
-    if req.kind != "chat":
-        return render(lm, req, fit_window_for(lm, req, budget, max_tokens), max_tokens)
-    window = context_window(lm.model)
-    tokens = _chat_tokens(lm.tokenizer, req, window, max_tokens)
-    return _checked(lm, tokens, window, max_tokens)
-
-
-def fit_window_for(lm: Any, req: Request, budget: int, max_tokens: int) -> Window:
-    """A completion's text cut to `budget` tokens of the model's tokenizer (the one trim:
-    prompts.fit_window), less when the context window must keep room for the answer."""
-    tok, window = lm.tokenizer, context_window(lm.model)
-    if window is not None:
-        budget = max(1, min(budget, window - min(max_tokens, window // 2)))
-    count = lambda s: len(tok.encode(s, add_special_tokens=False))  # noqa: E731
-    fim = _fim_template(tok) is not None
-    return fit_window(count, req.prefix, req.suffix, req.header, budget, fim)
-
-
-def render(lm: Any, req: Request, window: Window, max_tokens: int) -> tuple[list[int], int]:
-    """The tokens of a completion prompt for `window` (FIM when the model has FIM tokens, else a
-    prefix continuation) and the max_tokens the context window leaves beside them."""
-    tok = lm.tokenizer
-    prompt = window.render(_fim_template(tok)) + req.assistant_prefix
-    tokens = list(tok.encode(prompt, add_special_tokens=False))
-    return _checked(lm, tokens, context_window(lm.model), max_tokens)
-
-
-def _checked(
-    lm: Any, tokens: list[int], window: int | None, max_tokens: int
-) -> tuple[list[int], int]:
-    """`tokens` and max_tokens cut to what the context window leaves; ContextOverflow, naming
-    the limit, when the prompt alone fills it."""
-    if window is None:
-        return tokens, max_tokens
-    if len(tokens) >= window:
-        raise ContextOverflow(
-            f"the prompt is {len(tokens)} tokens, over the context window of "
-            f"{window} tokens of {lm.name}"
-        )
-    return tokens, min(max_tokens, window - len(tokens))
-
-
-def _chat_tokens(tok: Any, req: Request, window: int | None, max_tokens: int) -> list[int]:
-    def encode(msgs: list[Message]) -> list[int]:
-        wire = [{"role": m.role, "content": m.content} for m in msgs]
-        text = tok.apply_chat_template(wire, add_generation_prompt=True, tokenize=False)
-        return list(tok.encode(text + req.assistant_prefix, add_special_tokens=False))
-
-    system = [m for m in req.messages if m.role == "system"]
-    turns = [m for m in req.messages if m.role != "system"]
-    tokens = encode(req.messages)
-    if window is None:
-        return tokens
-    room = window - min(max_tokens, window // 2)  # keep room for an answer
-    dropped = 0
-    while len(tokens) > room and len(turns) > 1:
-        turns.pop(0)
-        while len(turns) > 1 and turns[0].role != "user":
-            turns.pop(0)  # a conversation starts with a user turn
-        dropped += 1
-        tokens = encode(system + turns)
-    if dropped:
-        log.info(
-            "chat trimmed to the context window (%d tokens): %d turns dropped", window, dropped
-        )
-    return tokens
-
-
-# A tokenizer's FIM template never changes: detect it once, not on every keystroke.
-_FIM_TEMPLATES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def _fim_template(tokenizer: Any) -> Any:
-    """The FIM template of a tokenizer (None: no FIM), from its special / added tokens."""
-    if tokenizer not in _FIM_TEMPLATES:
-        inner = getattr(tokenizer, "_tokenizer", tokenizer)
-        names = set(getattr(inner, "all_special_tokens", []) or [])
-        added = getattr(inner, "get_added_vocab", None)
-        if added:
-            names.update(added())
-        _FIM_TEMPLATES[tokenizer] = detect(sorted(names))
-    return _FIM_TEMPLATES[tokenizer]
-
-
-_END_TOKENS: weakref.WeakKeyDictionary[Any, frozenset[int]] = weakref.WeakKeyDictionary()
-
-
-def _end_tokens(tokenizer: Any) -> frozenset[int]:
-    """The ids of the tokenizer's FIM end tokens (the template's `eot_tokens` that are in its
-    vocabulary): a completion stops on them in the batch engine, like on EOS."""
-    if tokenizer not in _END_TOKENS:
-        template = _fim_template(tokenizer)
-        vocab = getattr(tokenizer, "_tokenizer", tokenizer).get_vocab() if template else {}
-        ends = template.eot_tokens if template else []
-        _END_TOKENS[tokenizer] = frozenset(vocab[t] for t in ends if t in vocab)
-    return _END_TOKENS[tokenizer]

@@ -15,6 +15,7 @@ from .answer import OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
 from .batching import BatchEngine, Job
 from .budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits, prompt_step
 from .download import LoadCancelled
+from .healing import Healer, Unhealer, heal_point, vocabulary
 from .pool import ModelPool
 from .specs import EMBEDDED, embedded_model_path, resolve_spec
 from .stops import END_MARKERS, StopMatcher, StopPolicy, finished_lines, first_lines
@@ -49,6 +50,10 @@ __all__ = [
     "BatchEngine",
     "Dequantize",
     "Job",
+    "Healer",
+    "Unhealer",
+    "heal_point",
+    "vocabulary",
     "LoadCancelled",
     "LoadedModel",
     "ModelPool",

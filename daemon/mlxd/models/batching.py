@@ -28,7 +28,6 @@ from concurrent.futures import Executor
 from typing import Any
 
 from ..errors import ModelError
-from ..types import Delta, Done
 from .background import Parked, Prefill, Priorities
 from .detokenize import TextStream
 from .job import Job
@@ -216,6 +215,7 @@ class BatchEngine(Priorities):
         alone = alone and not self._jobs and self._lone is None
         if alone and self._may_speculate(job, cache):
             dec = LookupDecoder(self.lm.model, cache, tokens, fed, self.draft_tokens, self.spec)
+            dec.healer = job.healer
             self._lone = (job, dec)
             return
         (job.uid,) = self._generator().insert(
@@ -224,6 +224,7 @@ class BatchEngine(Priorities):
             caches=[cache],
             all_tokens=[tokens[:fed]],
             samplers=[make_sampler(temp=job.temperature)],
+            logits_processors=[[job.healer] if job.healer is not None else []],
         )
         self._jobs[job.uid] = job
 
@@ -336,15 +337,7 @@ class BatchEngine(Priorities):
                 self._finish(job, "stop" if r.finish_reason == "stop" else "length")
 
     def _send(self, job: Job, segment: str) -> None:
-        if segment and (text := job.matcher.feed(segment)):
-            job.emit(Delta(text))
+        job.send(segment)
 
     def _finish(self, job: Job, reason: str | None) -> None:
-        job.ended.set()  # its KV cache is kept (None: cancelled, nobody reads the rest)
-        if reason is None:
-            return
-        # Tokens held for a partial character go out, less it (a cut mid-way).
-        held = job.detokenizer.finish() if job.detokenizer is not None else ""
-        if tail := job.matcher.feed(held) + job.matcher.flush():
-            job.emit(Delta(tail))
-        job.emit(Done(reason, len(job.tokens), job.generated, self.lm.name))  # type: ignore[arg-type]
+        job.finish(reason, self.lm.name)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..types import Delta, Done
 from .detokenize import TextStream
 from .stops import StopMatcher
 
@@ -39,3 +40,27 @@ class Job:
     submitted_at: int = 0
     waited: int | None = None
     prefilled: int = 0  # prompt tokens in its KV cache so far (reused ones included)
+    # Token healing (models/healing.py): the logits processor that makes the answer type the
+    # prompt's cut-off last token again first; such a job does not speculate.
+    healer: Any = None
+
+    def send(self, segment: str) -> None:
+        """Stream a decoded piece: less what the prompt gave back (token healing), up to a
+        stop string."""
+        if self.healer is not None:  # the text the prompt gave back is the document's already
+            segment = self.healer.unheal(segment)
+        if segment and self.matcher is not None and (text := self.matcher.feed(segment)):
+            self.emit(Delta(text))
+
+    def finish(self, reason: str | None, model: str) -> None:
+        """The job is out of the batch, its KV cache kept (reason None: cancelled, nobody
+        reads the rest); else the held text and Done go out."""
+        self.ended.set()
+        if reason is None:
+            return
+        # Tokens held for a partial character go out, less it (a cut mid-way).
+        held = self.detokenizer.finish() if self.detokenizer is not None else ""
+        assert self.matcher is not None
+        if tail := self.matcher.feed(held) + self.matcher.flush():
+            self.emit(Delta(tail))
+        self.emit(Done(reason, len(self.tokens), self.generated, model))  # type: ignore[arg-type]

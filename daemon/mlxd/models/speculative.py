@@ -124,6 +124,9 @@ class LookupDecoder:
         self.policy = _Policy(max_draft)
         self.stats = stats if stats is not None else Stats()
         self.stepped = False  # the first token was made
+        # Token healing (models/healing.py): a logits processor for the first tokens; no
+        # draft while it constrains them.
+        self.healer: Any = None
 
     @property
     def prefilling(self) -> bool:
@@ -146,13 +149,16 @@ class LookupDecoder:
         while self.prefilling:
             self.prefill(512)
         # The first token goes out after a one-token pass: a draft would delay it.
-        k = min(self.policy.max_draft, limit - 1) if self.stepped else 0
+        healing = self.healer is not None and not self.healer.done
+        k = min(self.policy.max_draft, limit - 1) if self.stepped and not healing else 0
         self.stepped = True
         n, draft = self.lookup.draft(k)
         if draft:
             draft = draft[: self.policy.length(n)]
         inputs = self.tokens[-1:] + draft
         logits = self.model(mx.array(inputs)[None], cache=self.cache)[0]
+        if healing:
+            logits = self.healer(mx.array(self.tokens), logits)
         # As mlx-lm's greedy sampler does it (argmax of the log-probabilities), so that ties
         # break the same way as in plain decoding.
         logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)

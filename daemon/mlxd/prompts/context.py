@@ -17,12 +17,6 @@ from .positions import _EOL, Encoding, normalize_encoding, position_to_offset
 _BLOCK_OPENER = re.compile(
     r"(?:[:{\[(]|=>|\bdo|\bthen|\bbegin|\belse|\brepeat|\bfunction\s*[\w.:]*\s*\([^()]*\))\s*$"
 )
-# A line being typed that will open one: a declaration or a compound statement's header.
-_BLOCK_HEADER = re.compile(
-    r"^\s*(?:(?:pub|export|async|static|private|public)\s+)*"
-    r"(?:def|class|function|fn|func|if|elif|else|for|while|with|try|except|match|switch|impl|"
-    r"struct|enum|interface|trait)\b"
-)
 
 
 @dataclass(slots=True)
@@ -105,14 +99,15 @@ def opens_block(line: str) -> bool:
 
 def starts_block(ctx: CursorContext) -> bool:
     """Whether the cursor is where a block's body begins: at the end of a line that opens a
-    block or is a block's header being typed (`def add`), or on a blank line right below an
-    opener. There a suggestion of several lines is what the user wants (a function body);
-    anywhere else, the rest of one line or one statement."""
+    block, or on a blank line right below an opener. There a suggestion of several lines is
+    what the user wants (a function body); anywhere else, the rest of one line or one
+    statement. A header still being typed (`def add┃`, `for x in ite┃`) is anywhere else:
+    its own line comes first (asked for as several lines, it ran to the time cap, and only
+    its first line was shown; uncapped, a body was guessed before the header was known), and
+    at its end, once accepted, the body is asked for."""
     if ctx.line_suffix.strip():
         return False
     line = ctx.line_prefix
-    if _BLOCK_HEADER.match(line):
-        return True
     if not line.strip():  # a blank line: the last line above with text in it
         start = len(ctx.prefix) - len(ctx.line_prefix)  # the cursor line's start
         above = ctx.prefix[max(0, start - 4096) : start]  # enough to find it, in any document
