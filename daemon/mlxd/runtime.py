@@ -3,8 +3,10 @@ and its log, and the checks both sides make. Standard library only: the forwarde
 and nothing heavy.
 
 The directory is `$MLXD_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/mlxd`, else
-`<tmp>/mlxd-<uid>` (macOS has no XDG_RUNTIME_DIR). The socket's name carries the mlxd version,
-so an upgraded mlxd never talks to an older daemon.
+`<tmp>/mlxd-<uid>` (macOS has no XDG_RUNTIME_DIR), made absolute. The socket's name carries
+the mlxd version and the installation (where its code and its Python environment are), so an
+upgraded mlxd, or another checkout or virtual environment of the same version, never talks to
+a daemon running other code.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class Paths:
 
     @classmethod
     def at(cls, directory: Path, version: str = __version__) -> Paths:
-        name = f"mlxd-{version}"
+        name = f"mlxd-{version}-{INSTALL}"
         return cls(
             directory,
             directory / f"{name}.sock",
@@ -54,10 +56,22 @@ class Paths:
         )
 
 
+def _install_id() -> str:
+    """8 hex digits naming this installation: its code's directory and its Python prefix."""
+    import hashlib
+
+    where = f"{os.path.realpath(os.path.dirname(__file__))}\0{os.path.realpath(sys.prefix)}"
+    return hashlib.sha256(where.encode()).hexdigest()[:8]
+
+
+INSTALL = _install_id()
+
+
 def runtime_dir(env: dict[str, str] | None = None) -> Path:
+    """The runtime directory, absolute: the daemon runs in `/`, its forwarders anywhere."""
     env = dict(os.environ) if env is None else env
     if explicit := env.get(RUNTIME_ENV):
-        return Path(explicit)
+        return Path(os.path.abspath(os.path.expanduser(explicit)))
     if xdg := env.get("XDG_RUNTIME_DIR"):
         return Path(xdg) / "mlxd"
     return Path(tempfile.gettempdir()) / f"mlxd-{os.getuid()}"

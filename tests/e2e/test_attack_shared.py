@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from mlxd import runtime
 from tests.conftest import cloud_first_config
 from tests.e2e.test_shared_daemon import KEY, rt, start_raw  # noqa: F401 (fixture)
 from tests.fakes.providers import FakeProvider, Reply
@@ -237,7 +238,7 @@ async def test_malformed_hellos_leave_no_session_and_no_unhandled_exception(rt, 
         ]
         for data in bad:
             with socket.socket(socket.AF_UNIX) as s:
-                s.connect(str(rt / "mlxd-0.1.0.sock"))
+                s.connect(str(runtime.Paths.at(rt).socket))
                 s.sendall(data)
                 s.settimeout(10)
                 assert s.recv(4096) == b""  # hung up, nothing told

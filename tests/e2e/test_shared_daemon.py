@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types as T
 
+from mlxd import runtime
 from tests.conftest import _plain, chat_params, cloud_first_config, daemon
 from tests.e2e.test_privacy import open_doc
 from tests.e2e.test_protocol_errors import Raw
@@ -238,7 +239,7 @@ async def test_the_daemon_exits_after_idle_exit_s_without_sessions(rt, tmp_path,
         await asyncio.sleep(1.5)  # a live session keeps it up past idle_exit_s
         assert _alive(pid)
     assert wait_gone([pid]) == []
-    assert not (rt / "mlxd-0.1.0.sock").exists()
+    assert not (runtime.Paths.at(rt).socket).exists()
 
 
 async def test_status_and_stop(rt, tiny_config):
@@ -268,7 +269,7 @@ async def test_another_user_cannot_use_the_socket(rt, tiny_config):
     """The 0700 directory keeps another uid out; and if it were opened up (a misconfigured
     MLXD_RUNTIME_DIR), the daemon's peer-uid check still refuses that uid."""
     async with daemon(tiny_config, env=shared(rt)):
-        sock = rt / "mlxd-0.1.0.sock"
+        sock = runtime.Paths.at(rt).socket
         probe = """
 import socket, sys
 s = socket.socket(socket.AF_UNIX)

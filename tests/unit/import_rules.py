@@ -31,7 +31,8 @@ LAYERS: dict[str, int] = {
     "mlxd": 0,  # the package root: __version__ only
     "mlxd.types": 0,  # Request, Message, Delta, Done, Event, Backend, Attempt, Outcome
     "mlxd.blas": 0,  # which BLAS mlx loaded; re-exec with OpenBLAS (no mlxd imports)
-    "mlxd.uris": 0,  # one normal form of a document URI; the paths an exclude glob sees
+    "mlxd.uris": 0,
+    "mlxd.frames": 0,  # LSP framing rules and an incremental splitter (stdlib only)  # one normal form of a document URI; the paths an exclude glob sees
     "mlxd.credentials": 0,  # which config values are secrets (headers, URL user-info, query)
     "mlxd.wording": 0,  # the words each editor uses for a setting and a command
     "mlxd.stream_redact": 0,  # secrets kept out of generated text, split across chunks too

@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from mlxd import runtime
 from mlxd.cli.forward import shared_settings
-from mlxd.cli.replay import REQUEST_FAILED, Frames, Replay, frame
+from mlxd.cli.replay import REQUEST_FAILED, Replay, frame
+from mlxd.frames import Splitter as Frames
 
 
 def body(msg: dict) -> bytes:
@@ -102,7 +104,25 @@ def test_the_runtime_dir_follows_the_env_var_then_xdg(tmp_path: Path) -> None:
     assert runtime.runtime_dir({"XDG_RUNTIME_DIR": "/y"}) == Path("/y/mlxd")
     assert str(os.getuid()) in runtime.runtime_dir({}).name
     paths = runtime.Paths.at(tmp_path, version="9.9.9")
-    assert paths.socket.name == "mlxd-9.9.9.sock"  # an upgraded mlxd never talks to an old one
+    # An upgraded mlxd never talks to an old one, another checkout or venv never to this one.
+    assert paths.socket.name == f"mlxd-9.9.9-{runtime.INSTALL}.sock"
+    # Relative or ~: absolute (the daemon runs in /, a forwarder in a project).
+    assert runtime.runtime_dir({"MLXD_RUNTIME_DIR": "rel/d"}) == Path.cwd() / "rel/d"
+    assert runtime.runtime_dir({"MLXD_RUNTIME_DIR": "~/d"}) == Path.home() / "d"
+
+
+def test_the_installation_id_names_the_code_and_the_environment(tmp_path: Path) -> None:
+    """Two copies of the same version (a checkout and a venv's) get sockets of their own."""
+    import subprocess
+    import sys
+
+    copy = tmp_path / "mlxd"
+    shutil.copytree(Path(runtime.__file__).parent, copy)
+    code = "from mlxd import runtime; print(runtime.INSTALL)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert other.returncode == 0, other.stderr
+    assert len(runtime.INSTALL) == 8 and other.stdout.strip() != runtime.INSTALL
 
 
 def test_the_runtime_dir_is_created_0700_and_an_open_one_is_refused(tmp_path: Path) -> None:
@@ -161,9 +181,13 @@ def test_the_replay_resends_every_settings_change_in_order() -> None:
     r.from_client(body({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}))
     changes = [{"settings": {"mlxd": {"routing": {"cloud": False}}}}, {"settings": None}]
     for params in changes:
-        r.from_client(body({"jsonrpc": "2.0", "method": "workspace/didChangeConfiguration", "params": params}))
+        r.from_client(
+            body({"jsonrpc": "2.0", "method": "workspace/didChangeConfiguration", "params": params})
+        )
     sent = [json.loads(b) for b in r.replay()]
-    assert [m["params"] for m in sent if m["method"] == "workspace/didChangeConfiguration"] == changes
+    assert [
+        m["params"] for m in sent if m["method"] == "workspace/didChangeConfiguration"
+    ] == changes
 
 
 def test_a_runtime_dir_under_a_parent_others_may_write_is_refused(tmp_path: Path) -> None:
@@ -232,7 +256,9 @@ def test_a_session_the_daemon_ended_is_not_taken_for_its_death(tmp_path, monkeyp
 def test_the_goodbye_is_not_forwarded_to_the_editor() -> None:
     r = Replay()
     params = {"exitCode": 0, "reason": None}
-    assert not r.from_daemon(body({"jsonrpc": "2.0", "method": runtime.SESSION_ENDED, "params": params}))
+    assert not r.from_daemon(
+        body({"jsonrpc": "2.0", "method": runtime.SESSION_ENDED, "params": params})
+    )
     assert r.ended == params
 
 
@@ -262,10 +288,17 @@ def _replayed(text: str, changes: list[dict], encoding: str, version: int = 2) -
     result = {"capabilities": {"positionEncoding": encoding}}
     assert r.from_daemon(body({"jsonrpc": "2.0", "id": 0, "result": result}))
     item = {"uri": "file:///p/a.py", "languageId": "python", "version": 1, "text": text}
-    r.from_client(body({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": item}}))
+    r.from_client(
+        body({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": item}})
+    )
     for n, c in enumerate(changes):
-        params = {"textDocument": {"uri": "file:///p/a%2Epy", "version": n + 2}, "contentChanges": [c]}
-        r.from_client(body({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": params}))
+        params = {
+            "textDocument": {"uri": "file:///p/a%2Epy", "version": n + 2},
+            "contentChanges": [c],
+        }
+        r.from_client(
+            body({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": params})
+        )
     opened = [m for m in map(json.loads, r.replay()) if m["method"] == "textDocument/didOpen"]
     assert len(opened) == 1 and opened[0]["params"]["textDocument"]["version"] == len(changes) + 1
     return opened[0]["params"]["textDocument"]
@@ -285,7 +318,9 @@ def test_a_document_edited_past_any_bound_is_replayed_with_its_current_text() ->
 
 @pytest.mark.parametrize("chunk", [3, 8, 1 << 16])
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-8", "utf-32"])
-def test_the_replayed_text_is_the_daemons_for_any_edits(encoding: str, chunk: int, monkeypatch) -> None:
+def test_the_replayed_text_is_the_daemons_for_any_edits(
+    encoding: str, chunk: int, monkeypatch
+) -> None:
     # The forwarder applies edits as the daemon does: \r, \r\n and \n only (not \f, U+2028),
     # columns in the negotiated encoding, positions past a line or the document clamped, a
     # reversed range replacing nothing, an edit joining a \r and a \n, a whole-text change;
@@ -318,17 +353,24 @@ def test_the_replayed_text_is_the_daemons_for_any_edits(encoding: str, chunk: in
         {"textDocument": {"uri": 5}},
         {"textDocument": {"uri": "file:///p/a.py", "version": 3}, "contentChanges": 5},
         {"textDocument": {"uri": "file:///p/a.py"}, "contentChanges": [{"range": 1, "text": "x"}]},
-        {"textDocument": {"uri": "file:///p/a.py"}, "contentChanges": [{"range": {"start": {}}, "text": "x"}]},
+        {
+            "textDocument": {"uri": "file:///p/a.py"},
+            "contentChanges": [{"range": {"start": {}}, "text": "x"}],
+        },
         {"textDocument": {"uri": "file:///p/a.py"}, "contentChanges": [{"text": 5}, None]},
         [1, 2],
         None,
     ],
 )
-@pytest.mark.parametrize("method", ["textDocument/didOpen", "textDocument/didChange", "textDocument/didClose"])
+@pytest.mark.parametrize(
+    "method", ["textDocument/didOpen", "textDocument/didChange", "textDocument/didClose"]
+)
 def test_a_malformed_document_message_never_breaks_the_forwarder(method: str, params) -> None:
     # The daemon answers a malformed message; the forwarder forwards it and must not raise.
     r = Replay()
     item = {"uri": "file:///p/a.py", "languageId": "python", "version": 1, "text": "ab"}
-    r.from_client(body({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": item}}))
+    r.from_client(
+        body({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": item}})
+    )
     r.from_client(body({"jsonrpc": "2.0", "method": method, "params": params}))
     r.replay()

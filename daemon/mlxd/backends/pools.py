@@ -16,9 +16,12 @@ import aiohttp
 
 from mlxd.config import TimeoutsConfig
 
-# Streams open at once to one provider, and in all (a pool serves every window of the daemon).
-PER_HOST = 16
-IN_ALL = 64
+# No cap on connections: a pool serves every window of the shared daemon, and aiohttp's caps
+# (100, or 16 a host as here before) let one window's hung streams make another's requests
+# wait for a free connection until their first-token timeout, tripping that window's breaker.
+# A hung stream ends at its own timeouts (sock_read = idle_s).
+PER_HOST = 0
+IN_ALL = 0
 
 
 class HTTPPools:

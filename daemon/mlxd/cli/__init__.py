@@ -34,15 +34,18 @@ def cmd_serve(args: argparse.Namespace) -> Any:
 
         shared, idle_exit_s = shared_settings(args)
         shared = shared and not os.environ.get(IN_PROCESS_ENV)
-        if shared and (code := forward(args, idle_exit_s)) is not None:
-            return code
+        try:
+            if shared and (code := forward(args, idle_exit_s)) is not None:
+                return code
+        except KeyboardInterrupt:  # Ctrl-C in a terminal: end quietly, as in-process does
+            return 130
     return _lazy("serve", "cmd_serve")(args)
 
 
 cmd_demo, cmd_chat = _lazy("human", "cmd_demo"), _lazy("human", "cmd_chat")
 cmd_models, cmd_doctor = _lazy("human", "cmd_models"), _lazy("human", "cmd_doctor")
 cmd_keys = _lazy("keys", "cmd_keys")
-cmd_status, cmd_stop = _lazy("forward", "cmd_status"), _lazy("forward", "cmd_stop")
+cmd_status, cmd_stop = _lazy("control", "cmd_status"), _lazy("control", "cmd_stop")
 cmd_daemon = _lazy("daemon", "cmd_daemon")
 
 

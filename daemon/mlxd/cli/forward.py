@@ -22,7 +22,8 @@ import time
 from typing import Any
 
 from .. import runtime
-from .replay import Frames, Replay, frame
+from ..frames import MAX_BODY, Splitter
+from .replay import Replay, frame
 
 START_WAIT_S = 30.0  # a cold daemon imports pygls, msgspec, aiohttp and MLX first
 EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to hang up
@@ -30,6 +31,7 @@ PARENT_CHECK_S = 1.0  # how often the forwarder checks that the editor that star
 SHARED_ENV = "MLXD_SHARED"  # "1" / "0": the mode, when neither flag is given
 DEFAULT_IDLE_EXIT_S = 300.0
 IN_PROCESS_ENV = "MLXD_FORWARD_FAILED"  # set once forwarding failed: serve in-process at once
+RECOVERED_ENV = "MLXD_FORWARD_RECOVERED"  # "1": an in-process server taking over a window
 
 
 def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
@@ -75,7 +77,11 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         except (OSError, runtime.UnsafeRuntimeDir) as exc:
             return f"runtime directory unusable: {exc}"
         # "recovered": the new daemon does not know this window's conversations
-        return _connect(paths, idle_exit_s, runtime.hello({**window, "recovered": True}))
+        sock = _connect(paths, idle_exit_s, runtime.hello({**window, "recovered": True}))
+        if not isinstance(sock, str):
+            return sock
+        print(f"mlxd: {sock}; serving this window in-process", file=sys.stderr, flush=True)
+        return _in_process(config)
 
     return pump(sock, sys.stdin.fileno(), sys.stdout.fileno(), reconnect)
 
@@ -139,6 +145,7 @@ def start_daemon(paths: runtime.Paths, idle_exit_s: float) -> subprocess.Popen[b
             stdout=subprocess.DEVNULL,
             stderr=log,
             cwd="/",
+            env={**os.environ, runtime.RUNTIME_ENV: str(paths.dir)},  # absolute, as we use it
             start_new_session=True,
         )
 
@@ -161,6 +168,25 @@ def _wait_for(
     return f"the shared daemon did not come up in {START_WAIT_S:.0f} s (see {paths.log})"
 
 
+def _in_process(config: str | None) -> socket.socket | str:
+    """An in-process server of this window's own (`mlxd serve --no-shared`, its stdio on a
+    socket pair), for a window whose shared daemon died and cannot be replaced: the editor
+    keeps a server. It too is told that it never saw the window's conversations."""
+    ours, theirs = socket.socketpair()
+    cmd = [sys.executable, "-m", "mlxd", "serve", "--no-shared"]
+    env = {**os.environ, IN_PROCESS_ENV: "1", RECOVERED_ENV: "1"}
+    try:
+        subprocess.Popen(
+            cmd + (["--config", config] if config else []), stdin=theirs, stdout=theirs, env=env
+        )
+    except OSError as exc:
+        ours.close()
+        return f"could not serve in-process either: {exc}"
+    finally:
+        theirs.close()
+    return ours
+
+
 def _fallback(reason: str) -> None:
     print(f"mlxd: serving in-process: {reason}", file=sys.stderr, flush=True)
     # The in-process server may re-execute itself (blas.py): it must not try all this again.
@@ -174,13 +200,19 @@ DIED = (
 )
 
 
+TOO_BIG = frame(
+    b'{"jsonrpc": "2.0", "id": null, "error": {"code": -32600, '
+    b'"message": "Invalid Request: message over %d bytes"}}' % MAX_BODY
+)
+
+
 class _Link:
     """The forwarder's connection to the daemon, which it replaces when the daemon dies."""
 
     def __init__(self, sock: socket.socket, reconnect: Any) -> None:
         self.sock = sock
         self.reconnect = reconnect  # () -> socket | str (why not), hello already sent
-        self.frames = Frames()
+        self.frames = Splitter()
         self.dead = False
 
     def send(self, body: bytes) -> None:
@@ -197,7 +229,7 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
 
     When the daemon dies mid-session (`reconnect` given), the requests in flight fail with
     -32803, and a new daemon (started by `reconnect`) is brought to the window's state."""
-    replay, from_client, link = Replay(), Frames(), _Link(sock, reconnect)
+    replay, from_client, link = Replay(), Splitter(), _Link(sock, reconnect)
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     sel.register(stdin, selectors.EVENT_READ)
@@ -222,7 +254,7 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
                         data = b""
                     if data:
                         for body in link.frames.feed(data):
-                            if replay.from_daemon(body):
+                            if body is not None and replay.from_daemon(body):
                                 _write_all(stdout, frame(body))
                         continue
                     if replay.ended is not None:  # the daemon ended the session on purpose
@@ -236,6 +268,9 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
                     data = os.read(stdin, 1 << 16)
                     if data:
                         for body in from_client.feed(data):
+                            if body is None:  # as the daemon answers one, unread
+                                _write_all(stdout, TOO_BIG)
+                                continue
                             replay.from_client(body)
                             link.send(body)
                         continue
@@ -269,7 +304,7 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
         return sock
     sel.unregister(link.sock)
     link.sock.close()
-    link.sock, link.frames, link.dead = sock, Frames(), False
+    link.sock, link.frames, link.dead = sock, Splitter(), False
     sel.register(sock, selectors.EVENT_READ)
     for body in replay.replay():
         link.send(body)
@@ -280,61 +315,3 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def control(command: str) -> dict[str, Any] | None:
-    """Ask the running daemon (`status` | `stop`); None when none runs."""
-    import json
-
-    sock = runtime.connect(runtime.paths().socket, timeout=5.0)
-    if sock is None:
-        return None
-    data = b""
-    with sock:
-        try:  # a daemon going away may take the connection and drop it: none runs, then
-            sock.sendall(runtime.hello({"control": command}))
-            sock.settimeout(10.0)
-            while not data.endswith(b"\n") and (chunk := sock.recv(1 << 16)):
-                data += chunk
-        except OSError:
-            return None
-    try:
-        return json.loads(data) if data.endswith(b"\n") else None
-    except ValueError:
-        return None
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    info = control("status")
-    if info is None:
-        print(f"no shared mlxd daemon at {runtime.paths().socket}")
-        return 1
-    print(f"mlxd {info['version']} daemon, pid {info['pid']}, up {info['uptime_s']} s")
-    print(f"sessions: {info['sessions']}")
-    for spec, nbytes in info["models"].items():
-        print(f"model: {spec} ({nbytes / 1e6:.0f} MB)")
-    print(f"memory (RSS): {info['rssBytes'] / 1e6:.0f} MB")
-    return 0
-
-
-def cmd_stop(args: argparse.Namespace) -> int:
-    info = control("stop")
-    if info is None:
-        print("no shared mlxd daemon running")
-        return 1
-    pid = info["pid"]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    print(f"stopped the shared mlxd daemon (pid {pid})")
-    return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -5,48 +5,24 @@ each open document's didOpen with its current text and version:
 synced.py applies the edits as they come).
 
 The standard library and mlxd's pure-text modules only (uris; prompts at the first didOpen):
-the forwarder imports it. Frames are split by their Content-Length;
+the forwarder imports it. Frames are split by frames.py's rules (the daemon's own);
 bodies are forwarded unchanged.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from .. import uris
 from ..runtime import SESSION_ENDED
 
 REQUEST_FAILED = -32803
-_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 OWN_ID = "mlxd-forwarder-"  # ids of the forwarder's own replayed requests
 
 
 def frame(body: bytes) -> bytes:
     return b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-class Frames:
-    """Split a byte stream into message bodies. A header block without a length is dropped."""
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self.buf += data
-        out = []
-        while (end := self.buf.find(b"\r\n\r\n")) >= 0:
-            m = _LENGTH.search(bytes(self.buf[:end]))
-            if m is None:
-                del self.buf[: end + 4]
-                continue
-            size = int(m.group(1))
-            if len(self.buf) < end + 4 + size:
-                break
-            out.append(bytes(self.buf[end + 4 : end + 4 + size]))
-            del self.buf[: end + 4 + size]
-        return out
 
 
 class Replay:

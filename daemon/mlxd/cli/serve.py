@@ -11,6 +11,8 @@ import signal
 import sys
 from typing import Any
 
+from .forward import RECOVERED_ENV
+
 log = logging.getLogger("mlxd")
 
 
@@ -36,6 +38,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     ls = MlxdServer(ConfigSources(path=args.config or os.environ.get("MLXD_CONFIG") or None))
     register(ls)
+    # Taking over a window from a shared daemon that died (forward.py): it never saw the
+    # window's conversations, so their follow-ups stay local.
+    ls.app.conversations.recovered = os.environ.pop(RECOVERED_ENV, "") == "1"
     install_redaction(ls.app.keys)
 
     async def run() -> None:

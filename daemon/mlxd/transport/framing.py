@@ -1,4 +1,5 @@
-"""LSP framing, hardened: mlxd reads Content-Length frames itself instead of pygls' reader.
+"""LSP framing, hardened: mlxd reads Content-Length frames itself instead of pygls' reader,
+by the rules in frames.py (which the shared daemon's forwarder follows too).
 
 pygls would allocate whatever Content-Length a client claims; here a body larger than MAX_BODY
 is skipped in small pieces, never held in memory, and a header line longer than the buffer is
@@ -11,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import sys
 from typing import Any, BinaryIO
 
 from .. import protocol as P
+from ..frames import CONTENT_LENGTH as _CONTENT_LENGTH
+from ..frames import MAX_BODY, MAX_HEADER_LINE
 from .dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024 * 1024
-MAX_HEADER_LINE = 8 * 1024
-_CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)\s*$", re.IGNORECASE)
 
 
 async def read_frames(reader: asyncio.StreamReader, dispatcher: Dispatcher) -> None:
