@@ -1,0 +1,90 @@
+"""Issue #19: a shared daemon's session reads the environment of its own editor window, not the
+daemon's (which is that of whichever window happened to start it): Hugging Face offline mode,
+MLXD_EMBEDDED_GGUF and `~` in model paths. Each test starts the daemon from window A with one
+setting, then checks what window B, set otherwise, gets. Real forwarders over real stdio, one
+daemon per test in a runtime directory of its own, a loopback fake Hub."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chat_params, daemon, write_config
+from tests.fakes.hf_hub import FakeHub
+from tests.kit import daemon_pids, private_runtime
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+REPO_ID = "mlx-community/tiny-mlxd-test-4bit"
+
+
+@pytest.fixture
+def rt() -> Iterator[Path]:
+    with private_runtime() as path:
+        yield path
+
+
+def window(rt: Path, **env: str) -> dict[str, str]:
+    return {"MLXD_SHARED": "1", "MLXD_RUNTIME_DIR": str(rt), **env}
+
+
+def hf_env(tmp_path: Path, endpoint: str, offline: str) -> dict[str, str]:
+    return {
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": offline,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+
+
+async def test_a_daemon_started_offline_still_downloads_for_an_online_window(
+    rt: Path, tmp_path: Path, tiny_config: Path, tiny_model: Path
+) -> None:
+    """huggingface_hub reads HF_HUB_OFFLINE once per process: the offline window that started
+    the daemon made every later window offline (B's load failed "offline mode is enabled")."""
+    online = write_config(tmp_path / "b.toml", f'[local]\nmodel = "{REPO_ID}"\npreload = true\n')
+    async with FakeHub(REPO_ID, tiny_model) as hub:
+        offline = hf_env(tmp_path / "a", hub.url, "1")
+        async with daemon(tiny_config, env=window(rt, **offline)) as a:
+            await a.wait_status("ready", "error", timeout=120)
+            assert len(daemon_pids(rt)) == 1  # A started it: the daemon has A's environment
+            async with daemon(online, env=window(rt, **hf_env(tmp_path, hub.url, "0"))) as b:
+                status = await b.wait_status("ready", "error", timeout=120)
+                assert status["state"] == "ready", status
+                assert hub.bytes_sent == hub.total_bytes
+                r = await b.request("mlxd/chat", chat_params("hello", maxTokens=3))
+                assert r.backend == "local" and r.usage.completionTokens > 0
+
+
+async def test_the_embedded_models_override_is_the_windows(
+    rt: Path, tmp_path: Path, tiny_config: Path
+) -> None:
+    """MLXD_EMBEDDED_GGUF came from the daemon's environment: B's error named A's file."""
+    a_file, b_file = tmp_path / "a-mirror.gguf", tmp_path / "b-mirror.gguf"
+    embedded = write_config(tmp_path / "b.toml", '[local]\nmodel = "smollm2-135m"\n')
+    async with daemon(tiny_config, env=window(rt, MLXD_EMBEDDED_GGUF=str(a_file))) as a:
+        await a.wait_status("ready", "error", timeout=120)
+        async with daemon(embedded, env=window(rt, MLXD_EMBEDDED_GGUF=str(b_file))) as b:
+            with pytest.raises(Exception) as err:
+                await b.request("mlxd/chat", chat_params("hello", maxTokens=2))
+            assert str(b_file) in str(err.value) and str(a_file) not in str(err.value)
+
+
+async def test_a_tilde_in_a_model_path_is_the_windows_home(
+    rt: Path, tmp_path: Path, tiny_config: Path, tiny_model: Path
+) -> None:
+    """`~` was expanded with the daemon's HOME (A's): B's model was not found."""
+    a_home, b_home = tmp_path / "home-a", tmp_path / "home-b"
+    a_home.mkdir()
+    (b_home / "models").mkdir(parents=True)
+    (b_home / "models" / "tiny").symlink_to(tiny_model)
+    tilde = write_config(tmp_path / "b.toml", '[local]\nmodel = "~/models/tiny"\npreload = true\n')
+    async with daemon(tiny_config, env=window(rt, HOME=str(a_home))) as a:
+        await a.wait_status("ready", "error", timeout=120)
+        async with daemon(tilde, env=window(rt, HOME=str(b_home))) as b:
+            status = await b.wait_status("ready", "error", timeout=120)
+            assert status["state"] == "ready", status
+            r = await b.request("mlxd/chat", chat_params("hello", maxTokens=3))
+            assert r.backend == "local"
