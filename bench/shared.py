@@ -4,6 +4,8 @@
   through the forwarder with the shared daemon up (target <= 300 ms);
 - first chat token: window 1 cold (the model loads), window 1 warm, then window 2's first
   request (target: <= window 1 warm + 50 ms: no second load);
+- window 1's inline latency while window 2 streams a chat, against window 1 alone (target
+  <= 1.2x);
 - memory: summed PSS of every process of 1, 2 and 3 windows (in-process: one `mlxd serve` per
   window; shared: the forwarders plus the daemon). Target: 3 shared windows <= 1.2x one.
 
@@ -12,31 +14,32 @@ The shared daemon runs in a runtime directory of this benchmark's own and is sto
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
+
+from tests.kit import private_runtime
 
 from .common import (
     Daemon,
     Options,
+    decode_prompt,
     fmt,
     fmt_stat,
     local_config,
     log,
     model_label,
+    nonce,
     print_table,
     ratio,
     settle,
+    shared_env,
     summary,
     verdict,
     write_result,
 )
+from .concurrency import LOAD_MAX_TOKENS, Inline
 
 DEFAULT_RUNS = 5
 TOKENS = 16
@@ -98,15 +101,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     runs = opts.n(DEFAULT_RUNS)
     tokens = opts.max_tokens or TOKENS
     config = local_config(opts.model, shared={"idle_exit_s": 600})
-    rt = Path(tempfile.mkdtemp(prefix="mlxd-bench-rt-"))
-    shared_env = {"MLXD_SHARED": "1", "MLXD_RUNTIME_DIR": str(rt)}
-    alone_env = {"MLXD_SHARED": "0"}
-    try:
-        return await _measure(opts, info, runs, tokens, config, shared_env, alone_env)
-    finally:
-        env = {**os.environ, "MLXD_RUNTIME_DIR": str(rt)}
-        subprocess.run([sys.executable, "-m", "mlxd", "stop"], env=env, capture_output=True)
-        shutil.rmtree(rt, ignore_errors=True)
+    with private_runtime("mlxd-bench-rt-") as rt:  # stops the daemon at the end
+        return await _measure(opts, info, runs, tokens, config, shared_env(rt), {})
 
 
 async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> dict[str, Any]:
@@ -144,9 +140,44 @@ async def _shared_windows(
                 (await _warm_gen(solo, tokens), await _warm_gen(w1, tokens)) for _ in range(runs)
             ]
         r["overhead"] = _overhead(pairs)
+        log("window 1's inline latency, idle and while window 2 streams a chat")
+        async with Daemon(config, env=env) as w2:
+            r["inline"] = await _inline_while_streaming(w1, w2, runs)
         log("initialize latency (daemon up)")
         r["init_forwarder"] = [await _init_latency(config, env) * 1000 for _ in range(runs)]
     return r
+
+
+async def _inline_while_streaming(a: Daemon, b: Daemon, runs: int) -> dict[str, Any]:
+    """Window A's inline latency (a fresh document each time) alone, then while window B
+    streams a long chat, alternating; the ratio of the medians (target <= 1.2x)."""
+    inline = Inline(a)
+    await inline.latency_ms()  # warm-up: the inline prompt's first prefill
+    idle: list[float] = []
+    busy: list[float] = []
+    streaming = 0
+    for _ in range(runs):
+        await settle()
+        idle.append((await inline.latency_ms())[0])
+        started = asyncio.Event()
+        chat = asyncio.ensure_future(
+            b.chat(decode_prompt(nonce()), LOAD_MAX_TOKENS, on_delta=_setter(started))
+        )
+        await asyncio.wait_for(started.wait(), 600)
+        busy.append((await inline.latency_ms())[0])
+        streaming += not chat.done()  # B was still streaming when A's answer came
+        chat.cancel()  # the client sends $/cancelRequest
+        await asyncio.gather(chat, return_exceptions=True)
+    return {
+        "idle_ms": idle,
+        "while_streaming_ms": busy,
+        "b_still_streaming": streaming,
+        "ratio": ratio(summary(busy)["median"], summary(idle)["median"]),
+    }
+
+
+def _setter(event: asyncio.Event) -> Any:
+    return lambda _token, _delta: event.set()
 
 
 def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
@@ -157,6 +188,8 @@ def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
         "initialize": init["median"] <= 300,
         "second_window": first_w2 is not None and first_w2 <= warm["median"] + 50,
     }
+    inl = r["inline"]
+    met["inline"] = inl["ratio"] is not None and inl["ratio"] <= 1.2
     mem_ratio = ratio(mem["shared"][2], mem["shared"][0])
     met["memory"] = mem_ratio is not None and mem_ratio <= 1.2
     pss = [f"{mem['in-process'][i] / 1e6:.0f} / {mem['shared'][i] / 1e6:.0f}" for i in range(3)]
@@ -178,6 +211,17 @@ def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
             "<= 2",
         ],
         ["decode, forwarded / in-process", fmt(r["overhead"]["decode_ratio"], "x", 3), ">= 0.97"],
+        ["window 1 inline, idle (ms)", fmt_stat(summary(inl["idle_ms"])), ""],
+        [
+            "window 1 inline, window 2 streaming (ms)",
+            fmt_stat(summary(inl["while_streaming_ms"])),
+            f"{inl['b_still_streaming']}/{len(inl['idle_ms'])} still streaming",
+        ],
+        [
+            "inline, streaming / idle",
+            fmt(inl["ratio"], "x", 2),
+            f"<= 1.2x {verdict(met['inline'])}",
+        ],
         *[[f"PSS {n} window(s), in-process / shared (MB)", pss[n - 1], ""] for n in (1, 2, 3)],
         ["PSS 3 shared windows / 1", fmt(mem_ratio, "x", 2), f"<= 1.2x {verdict(met['memory'])}"],
     ]
