@@ -88,3 +88,16 @@ async def test_a_tilde_in_a_model_path_is_the_windows_home(
             assert status["state"] == "ready", status
             r = await b.request("mlxd/chat", chat_params("hello", maxTokens=3))
             assert r.backend == "local"
+
+
+async def test_the_model_load_record_reaches_the_window_that_loaded_it(
+    rt: Path, tiny_config: Path
+) -> None:
+    """It was logged on the MLX thread, outside any session: it went to the daemon's log file,
+    and VS Code's output channel never showed the load (issue #19 item 9, the VS Code e2e)."""
+    async with daemon(tiny_config, env=window(rt)) as a:
+        await a.wait_status("ready", timeout=120)
+        await a.request("mlxd/models", {})  # the records sent before it are in
+        loaded = [line for line in a.logs if line.startswith("loaded ")]
+        assert len(loaded) == 1, a.logs
+    assert "loaded " not in (rt / "daemon.log").read_text()

@@ -168,12 +168,15 @@ class ModelPool:
             source, share = spec, 0.0
             if is_hf_repo(spec):
                 source, share = await self._download(spec, stop, hub), DOWNLOAD_SHARE
-            lm = await self._until_stopped(
+            lm, seconds = await self._until_stopped(
                 spec,
                 loop.run_in_executor(
                     self.executor, self._load_sync, spec, source, dequantize, share, stop
                 ),
             )
+            # Logged here, not on the MLX thread: this task runs in the context of the session
+            # that asked for the load, so in a shared daemon the record reaches its window.
+            log.info("loaded %s in %.2fs (%.0f MB)", spec, seconds, lm.nbytes / 1e6)
             await self._make_room(spec, lm.nbytes)
         except ModelError as exc:
             self.on_event(
@@ -223,7 +226,8 @@ class ModelPool:
     def _load_sync(
         self, spec: str, source: str, dequantize: str, share: float, stop: threading.Event
     ) -> Any:
-        """Load on the MLX thread; progress fractions map into [share, 1]."""
+        """Load on the MLX thread: (the model, seconds it took); progress fractions map into
+        [share, 1]."""
         from . import load_model
 
         def progress(fraction: float, message: str) -> None:
@@ -240,8 +244,7 @@ class ModelPool:
         except Exception as exc:  # anything unexpected still reaches every waiter clearly
             raise ModelError(f"cannot load model {spec}: {type(exc).__name__}: {exc}") from exc
         lm.name = spec
-        log.info("loaded %s in %.2fs (%.0f MB)", spec, time.perf_counter() - t0, lm.nbytes / 1e6)
-        return lm
+        return lm, time.perf_counter() - t0
 
     async def _make_room(self, spec: str, nbytes: int) -> None:
         """Evict idle models, least recently used first, until `nbytes` more fit the budget."""
