@@ -89,8 +89,7 @@ async def test_replay_after_a_crash_keeps_the_cloud_off_the_window_turned_off(
             assert fake.request_count == 0 and fake.bytes_received == 0, r
             assert r["result"]["backend"] == "local"
         finally:
-            d.proc.kill()
-            await d.proc.wait()
+            await d.kill()
 
 
 async def test_a_conversation_tainted_before_a_crash_stays_local_after_it(rt, tmp_path, tiny_model):
@@ -143,8 +142,7 @@ async def test_a_conversation_tainted_before_a_crash_stays_local_after_it(rt, tm
             r = await d.request("mlxd/chat", follow)
             assert fake.request_count == 0 and fake.bytes_received == 0, (r, fake.requests)
         finally:
-            d.proc.kill()
-            await d.proc.wait()
+            await d.kill()
 
 
 _MODES = pytest.mark.parametrize(
@@ -180,8 +178,7 @@ async def test_a_relative_model_dir_is_the_editors_not_a_hub_download(
             )  # no request to the Hub for a local directory
             assert "result" in r, r
         finally:
-            d.proc.kill()
-            await d.proc.wait()
+            await d.kill()
 
 
 # Finding 3 (fixed): HF_* (HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN, the cache) were the daemon's,
@@ -210,8 +207,7 @@ async def test_a_window_offline_by_hf_hub_offline_makes_no_hub_request(
         finally:
             for w in (a, b):
                 if w is not None:
-                    w.proc.kill()
-                    await w.proc.wait()
+                    await w.kill()
 
 
 def _hello(body: bytes) -> bytes:
@@ -249,8 +245,7 @@ async def test_malformed_hellos_leave_no_session_and_no_unhandled_exception(rt, 
         assert r["result"]["server"]["sessions"] == 1, r["result"]["server"]
         assert "Unhandled exception" not in (rt / "daemon.log").read_text()
     finally:
-        d.proc.kill()
-        await d.proc.wait()
+        await d.kill()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
@@ -286,8 +281,7 @@ async def test_a_reconnect_never_hands_the_window_to_another_users_socket(tmp_pa
         assert await _daemon_pid(d) == d.proc.pid
         assert _daemons_of(parent) == []
     finally:
-        d.proc.kill()
-        await d.proc.wait()
+        await d.kill()
         if impostor is not None:
             impostor.kill()
             impostor.wait()
@@ -330,8 +324,7 @@ async def test_a_model_load_of_one_window_is_not_shown_in_another(rt, tmp_path, 
         assert seen == [], seen[:3]
     finally:
         for w in (a, b):
-            w.proc.kill()
-            await w.proc.wait()
+            await w.kill()
 
 
 # Finding 7 (fixed): Replay kept every didChange since didOpen and dropped a document past
@@ -360,8 +353,7 @@ async def test_a_much_edited_document_is_still_served_after_a_crash(rt, tiny_con
         r = await d.request("textDocument/inlineCompletion", inline)
         assert "result" in r, r
     finally:
-        d.proc.kill()
-        await d.proc.wait()
+        await d.kill()
 
 
 # Finding 8 (fixed): the forwarder took any hang-up without `exit` for the daemon's death: when
@@ -382,8 +374,7 @@ async def test_a_session_the_daemon_ended_is_not_taken_for_a_crash(rt, tiny_conf
         await asyncio.wait_for(d.proc.wait(), 15)  # in-process: exits within ~1 s
     finally:
         if d.proc.returncode is None:
-            d.proc.kill()
-            await d.proc.wait()
+            await d.kill()
         assert d.proc.stderr is not None
         err = (await d.proc.stderr.read()).decode()
     assert "died" not in err, err.count("died")
@@ -406,5 +397,4 @@ async def test_a_model_load_is_shown_in_every_window_that_uses_that_model(rt, tm
         assert "loading" in states, states
     finally:
         for w in (a, b):
-            w.proc.kill()
-            await w.proc.wait()
+            await w.kill()

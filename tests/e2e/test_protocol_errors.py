@@ -4,6 +4,7 @@ daemon keeps serving, stdout carries nothing but frames, and the process ends as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -60,9 +61,18 @@ class Raw:
                 for f in self.frames:
                     if "method" not in f and f.get("id") == msg_id:
                         return f
+                if self._reader.done():  # stdout closed: no answer can come any more
+                    raise AssertionError(f"no answer to {msg_id}: {await self.ended()}")
                 await asyncio.sleep(0.01)
 
         return await asyncio.wait_for(find(), timeout)
+
+    async def ended(self) -> str:
+        """How the process ended, with what it wrote to stderr (for a failure's message)."""
+        code = await asyncio.wait_for(self.proc.wait(), 5)
+        assert self.proc.stderr is not None
+        err = await asyncio.wait_for(self.proc.stderr.read(), 5)
+        return f"exit {code}, stderr: {err.decode(errors='replace')[-4000:]}"
 
     async def initialize(self) -> None:
         r = await self.request(
@@ -91,7 +101,10 @@ class Raw:
             self.frames.append(json.loads(await out.readexactly(lengths[0])))
 
     async def kill(self) -> None:
-        self.proc.kill()
+        """Kill the process (if it still runs: one that exited keeps its own failure)."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
         await self.proc.wait()
         self._reader.cancel()
 

@@ -83,6 +83,9 @@ def rt() -> Iterator[Path]:
     try:
         yield path
     finally:
+        log = path / "daemon.log"  # shown with a failing test's report ("Captured stdout")
+        if log.exists():
+            print(f"--- {log} ---\n{log.read_text(errors='replace')[-6000:]}")
         mlxd(path, "stop")
         left = wait_gone(daemon_pids(path))
         for pid in left:
@@ -335,8 +338,7 @@ async def test_kill_9_of_the_daemon_fails_the_requests_in_flight_and_later_ones_
         assert sum(1 for f in d.frames if "capabilities" in (f.get("result") or {})) == 1
     finally:
         if d.proc.returncode is None:
-            d.proc.kill()
-            await d.proc.wait()
+            await d.kill()
 
 
 async def test_log_records_go_to_their_own_window_only(rt, tiny_config):
@@ -380,8 +382,7 @@ async def test_each_window_reads_its_own_mlxd_config_relative_to_its_own_directo
         assert backends == [["local"], ["local", "mine"]]
     finally:
         for w in windows:
-            w.proc.kill()
-            await w.proc.wait()
+            await w.kill()
 
 
 async def test_windows_share_the_http_pool_of_their_timeout_settings(rt, tmp_path, tiny_model):
@@ -393,7 +394,12 @@ async def test_windows_share_the_http_pool_of_their_timeout_settings(rt, tmp_pat
         fake.default = Reply.text(["cloud answer"])
         same = cloud_first_config(tmp_path / "a.toml", tiny_model, fake.openai_url, "K", ("chat",))
         other = cloud_first_config(
-            tmp_path / "c.toml", tiny_model, fake.openai_url, "K", ("chat",), "[timeouts]\nidle_s = 29\n"
+            tmp_path / "c.toml",
+            tiny_model,
+            fake.openai_url,
+            "K",
+            ("chat",),
+            "[timeouts]\nidle_s = 29\n",
         )
         windows = [await start_raw(rt, cfg, env={"K": KEY}) for cfg in (same, same, other)]
         try:
@@ -407,5 +413,4 @@ async def test_windows_share_the_http_pool_of_their_timeout_settings(rt, tmp_pat
             assert c != a  # C's own pool (idle_s = 29): a connection of its own
         finally:
             for w in windows:
-                w.proc.kill()
-                await w.proc.wait()
+                await w.kill()

@@ -11,6 +11,7 @@ nothing heavy.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -29,9 +30,10 @@ def _lazy(module: str, name: str) -> Any:
 def cmd_serve(args: argparse.Namespace) -> Any:
     """Forward to the shared daemon when asked to (importing nothing heavy), else serve here."""
     if not args.tcp:
-        from .forward import forward, shared_settings
+        from .forward import IN_PROCESS_ENV, forward, shared_settings
 
         shared, idle_exit_s = shared_settings(args)
+        shared = shared and not os.environ.get(IN_PROCESS_ENV)
         if shared and (code := forward(args, idle_exit_s)) is not None:
             return code
     return _lazy("serve", "cmd_serve")(args)

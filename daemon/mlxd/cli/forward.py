@@ -29,6 +29,7 @@ EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to han
 PARENT_CHECK_S = 1.0  # how often the forwarder checks that the editor that started it lives
 SHARED_ENV = "MLXD_SHARED"  # "1" / "0": the mode, when neither flag is given
 DEFAULT_IDLE_EXIT_S = 300.0
+IN_PROCESS_ENV = "MLXD_FORWARD_FAILED"  # set once forwarding failed: serve in-process at once
 
 
 def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
@@ -62,40 +63,54 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         runtime.ensure_dir(paths.dir)
     except (OSError, runtime.UnsafeRuntimeDir) as exc:
         return _fallback(f"runtime directory unusable: {exc}")
-    sock = runtime.connect(paths.socket) or _start(paths, idle_exit_s)
-    if isinstance(sock, str):
-        return _fallback(sock)
     config = os.path.abspath(args.config) if args.config else None
     window = {"env": dict(os.environ), "cwd": os.getcwd(), "config": config}
-    hello = runtime.hello(window)
+    sock = _connect(paths, idle_exit_s, runtime.hello(window))
+    if isinstance(sock, str):
+        return _fallback(sock)
 
     def reconnect() -> socket.socket | str:
         try:  # checked again: the directory may have been swapped while the daemon was down
             runtime.ensure_dir(paths.dir)
         except (OSError, runtime.UnsafeRuntimeDir) as exc:
             return f"runtime directory unusable: {exc}"
-        sock = runtime.connect(paths.socket) or _start(paths, idle_exit_s)
-        if not isinstance(sock, str):
-            try:  # "recovered": the new daemon does not know this window's conversations
-                sock.sendall(runtime.hello({**window, "recovered": True}))
-            except OSError as exc:
-                return f"the new shared daemon hung up: {exc}"
-        return sock
+        # "recovered": the new daemon does not know this window's conversations
+        return _connect(paths, idle_exit_s, runtime.hello({**window, "recovered": True}))
 
-    try:
-        sock.sendall(hello)
-    except OSError as exc:
-        return _fallback(f"the shared daemon hung up: {exc}")
     return pump(sock, sys.stdin.fileno(), sys.stdout.fileno(), reconnect)
 
 
-def _start(paths: runtime.Paths, idle_exit_s: float) -> socket.socket | str:
-    """Start the daemon and connect (or the reason why not). Forwarders racing to start one
-    queue on a lock: the first starts it, the others find it serving."""
+def _connect(paths: runtime.Paths, idle_exit_s: float, hello: bytes) -> socket.socket | str:
+    """A daemon's connection with `hello` sent, starting the daemon when none serves; the
+    reason when none can be had within START_WAIT_S. Tried again until then: a daemon that is
+    going away (killed, or stopping) still accepts connections for a moment, then drops them,
+    and a daemon started in that moment takes it for a live one and leaves."""
+    deadline = time.monotonic() + START_WAIT_S
+    while True:
+        sock = runtime.connect(paths.socket) or _start(paths, idle_exit_s, deadline)
+        if sock is None:  # the daemon we started found another serving: connect to that one
+            why = "the shared daemon did not come up"
+        elif isinstance(sock, str):
+            return sock
+        else:
+            try:
+                sock.sendall(hello)
+                return sock
+            except OSError as exc:
+                sock.close()
+                why = f"the shared daemon hung up: {exc}"
+        if time.monotonic() > deadline:
+            return f"{why} (see {paths.log})"
+        time.sleep(0.05)
+
+
+def _start(paths: runtime.Paths, idle_exit_s: float, deadline: float) -> socket.socket | str | None:
+    """Start the daemon and connect: its connection, the reason it failed, or None when the
+    new daemon left at once because another seemed to serve (try again). Forwarders racing
+    to start one queue on a lock: the first starts it, the others find it serving."""
     import fcntl
 
     with open(paths.dir / "start.lock", "a") as lock:
-        deadline = time.monotonic() + START_WAIT_S
         while True:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -112,7 +127,7 @@ def _start(paths: runtime.Paths, idle_exit_s: float) -> socket.socket | str:
             child = start_daemon(paths, idle_exit_s)
         except OSError as exc:
             return f"could not start the shared daemon: {exc}"
-        return _wait_for(paths, child) or f"the shared daemon did not come up (see {paths.log})"
+        return _wait_for(paths, child, deadline)
 
 
 def start_daemon(paths: runtime.Paths, idle_exit_s: float) -> subprocess.Popen[bytes]:
@@ -128,22 +143,28 @@ def start_daemon(paths: runtime.Paths, idle_exit_s: float) -> subprocess.Popen[b
         )
 
 
-def _wait_for(paths: runtime.Paths, child: subprocess.Popen[bytes]) -> socket.socket | None:
-    """Connect once the daemon listens. A child that exits 0 lost the start race to another
-    daemon, which will serve; any other exit is a failure."""
-    deadline = time.monotonic() + START_WAIT_S
+def _wait_for(
+    paths: runtime.Paths, child: subprocess.Popen[bytes], deadline: float
+) -> socket.socket | str | None:
+    """Connect once the started daemon listens. None when it left with 0 and nothing serves
+    (it lost the start race, or took a daemon going away for a live one: try again); the
+    reason when it failed or did not listen by the deadline."""
     while time.monotonic() < deadline:
         if (sock := runtime.connect(paths.socket)) is not None:
             return sock
         code = child.poll()
-        if code not in (None, 0):
-            return None
+        if code == 0:
+            return runtime.connect(paths.socket)
+        if code is not None:
+            return f"the shared daemon exited with {code} (see {paths.log})"
         time.sleep(0.05)
-    return None
+    return f"the shared daemon did not come up in {START_WAIT_S:.0f} s (see {paths.log})"
 
 
 def _fallback(reason: str) -> None:
     print(f"mlxd: serving in-process: {reason}", file=sys.stderr, flush=True)
+    # The in-process server may re-execute itself (blas.py): it must not try all this again.
+    os.environ[IN_PROCESS_ENV] = "1"
     return None
 
 
@@ -268,13 +289,19 @@ def control(command: str) -> dict[str, Any] | None:
     sock = runtime.connect(runtime.paths().socket, timeout=5.0)
     if sock is None:
         return None
+    data = b""
     with sock:
-        sock.sendall(runtime.hello({"control": command}))
-        sock.settimeout(10.0)
-        data = b""
-        while not data.endswith(b"\n") and (chunk := sock.recv(1 << 16)):
-            data += chunk
-    return json.loads(data) if data else None
+        try:  # a daemon going away may take the connection and drop it: none runs, then
+            sock.sendall(runtime.hello({"control": command}))
+            sock.settimeout(10.0)
+            while not data.endswith(b"\n") and (chunk := sock.recv(1 << 16)):
+                data += chunk
+        except OSError:
+            return None
+    try:
+        return json.loads(data) if data.endswith(b"\n") else None
+    except ValueError:
+        return None
 
 
 def cmd_status(args: argparse.Namespace) -> int:

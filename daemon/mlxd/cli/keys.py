@@ -67,8 +67,11 @@ def cmd_keys_list(candidates: Iterable[str] = ()) -> int:
     for n in found:
         print(n)
     if not found:  # an empty stdout alone reads like a failure
-        print(f"no keys stored in the OS keyring (service {secrets.SERVICE!r}); "
-              "add one with `mlxd keys set NAME`", file=sys.stderr)
+        print(
+            f"no keys stored in the OS keyring (service {secrets.SERVICE!r}); "
+            "add one with `mlxd keys set NAME`",
+            file=sys.stderr,
+        )
     return 0
 
 
