@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lsprotocol import types as T
 
 from tests.conftest import chat_params, daemon, write_config
 from tests.fakes.hf_hub import FakeHub
@@ -88,6 +89,34 @@ async def test_a_tilde_in_a_model_path_is_the_windows_home(
             assert status["state"] == "ready", status
             r = await b.request("mlxd/chat", chat_params("hello", maxTokens=3))
             assert r.backend == "local"
+
+
+async def _inline(s, uri: str) -> None:
+    s.client.text_document_did_open(
+        T.DidOpenTextDocumentParams(T.TextDocumentItem(uri, "python", 1, "def add(a, b):\n    "))
+    )
+    params = T.InlineCompletionParams(
+        text_document=T.TextDocumentIdentifier(uri),
+        position=T.Position(1, 4),
+        context=T.InlineCompletionContext(trigger_kind=T.InlineCompletionTriggerKind.Invoked),
+    )
+    await s.client.text_document_inline_completion_async(params)
+
+
+async def test_each_window_gets_the_log_at_its_own_level(rt: Path, tiny_config: Path) -> None:
+    """MLXD_LOG_LEVEL was the daemon's (the first window's): a window started at DEBUG to see
+    why an inline answer was empty got nothing below the first window's WARNING."""
+    async with daemon(tiny_config, env=window(rt, MLXD_LOG_LEVEL="WARNING")) as a:
+        await a.wait_status("ready", "error", timeout=120)
+        async with daemon(tiny_config, env=window(rt, MLXD_LOG_LEVEL="DEBUG")) as b:
+            await b.wait_status("ready", timeout=60)
+            await _inline(a, "file:///w/a.py")
+            await _inline(b, "file:///w/b.py")
+            await b.request("mlxd/models", {})  # B's records sent before it are in
+            await a.request("mlxd/models", {})
+            assert any(line.startswith("inline ") for line in b.logs), b.logs  # DEBUG: why.py
+            quiet = [m for m in a.client.log_messages if m.type > T.MessageType.Warning]
+            assert quiet == [], [m.message for m in quiet]
 
 
 async def test_the_model_load_record_reaches_the_window_that_loaded_it(

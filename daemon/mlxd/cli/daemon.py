@@ -246,8 +246,7 @@ def cmd_daemon(args: Any) -> int:
     import sys
 
     sys.setswitchinterval(0.001)
-    router = _setup_logging()
-    router.session = SESSION
+    _setup_logging(SESSION)  # each session's records at its own window's MLXD_LOG_LEVEL
     paths = runtime.paths()
     bound = listen(paths)
     if bound is None:
