@@ -128,8 +128,7 @@ class NvimRunner:
                 "XDG_STATE_HOME": str(state),
                 "XDG_CACHE_HOME": str(self.tmp / "cache"),
                 "MLXD_TEST_OUT": str(out),
-                "MLXD_RUNTIME_DIR": str(self.runtime_dir),
-                "MLXD_SHARED": "1",
+                "MLXD_RUNTIME_DIR": str(self.runtime_dir),  # MLXD_SHARED unset: the default
                 **env,
             }
         )

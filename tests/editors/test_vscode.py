@@ -158,9 +158,9 @@ class E2ERun:
 def _run_e2e(tmp_path: Path, tiny_config: Path, tiny_model: Path, runtime_dir: Path) -> E2ERun:
     """Run out/e2e/e2e.js against loopback fakes: what it reported and what the fakes saw."""
     artifacts = tmp_path / "artifacts"
-    env = _node_env() | {
+    env = {k: v for k, v in _node_env().items() if k != "MLXD_SHARED"}  # the default mode
+    env |= {
         "MLXD_RUNTIME_DIR": str(runtime_dir),
-        "MLXD_SHARED": "1",
         "MLXD_E2E_SERVER": str(MLXD),
         "MLXD_E2E_CONFIG": str(tiny_config),
         "MLXD_E2E_VSIX": str(VSIX),

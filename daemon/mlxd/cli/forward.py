@@ -34,7 +34,7 @@ IN_PROCESS_ENV = "MLXD_FORWARD_FAILED"  # set once forwarding failed: serve in-p
 
 def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
     """(serve through the shared daemon?, its idle exit in seconds): `--shared` /
-    `--no-shared`, else $MLXD_SHARED, else the config file's [shared] (default: off)."""
+    `--no-shared`, else $MLXD_SHARED, else the config file's [shared] (default: on)."""
     section: dict[str, Any] = {}
     path = args.config or os.environ.get("MLXD_CONFIG")
     if path:
@@ -53,7 +53,7 @@ def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
     env = os.environ.get(SHARED_ENV, "").strip().lower()
     if env in ("1", "true", "yes", "0", "false", "no"):
         return env in ("1", "true", "yes"), float(idle)
-    return section.get("enabled") is True, float(idle)
+    return section.get("enabled") is not False, float(idle)
 
 
 def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
