@@ -6,6 +6,7 @@ daemon per test in a runtime directory of its own, a loopback fake Hub."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +131,29 @@ async def test_the_model_load_record_reaches_the_window_that_loaded_it(
         loaded = [line for line in a.logs if line.startswith("loaded ")]
         assert len(loaded) == 1, a.logs
     assert "loaded " not in (rt / "daemon.log").read_text()
+
+
+async def test_a_cancelled_load_goes_on_for_another_window_that_uses_the_model(
+    rt: Path, tmp_path: Path, tiny_model: Path
+) -> None:
+    """One window's cancel stopped every load in the daemon: the other window waiting for the
+    same model lost its download too (in-process, each window's load was its own)."""
+    config = write_config(tmp_path / "hf.toml", f'[local]\nmodel = "{REPO_ID}"\npreload = true\n')
+    async with FakeHub(REPO_ID, tiny_model, delay_s=0.1) as hub:  # ~944 kB in ~6 s
+        env = window(rt, **hf_env(tmp_path, hub.url, "0"))
+        async with daemon(config, env=env) as a, daemon(config, env=env) as b:
+
+            def load_token() -> str | None:
+                return next((t for t in a.progress if str(t).startswith("mlxd/load/")), None)
+
+            while not (hub.bytes_sent > 200_000 and load_token()):
+                await asyncio.sleep(0.02)
+            assert hub.bytes_sent < hub.total_bytes  # cancelled mid-way
+            a.client.protocol.notify(
+                T.WINDOW_WORK_DONE_PROGRESS_CANCEL, T.WorkDoneProgressCancelParams(load_token())
+            )
+            status = await b.wait_status("ready", "error", timeout=60)
+            assert status["state"] == "ready", status
+            assert hub.aborted_files == [] and hub.bytes_sent == hub.total_bytes
+            r = await b.request("mlxd/chat", chat_params("hello", maxTokens=3))
+            assert r.backend == "local"

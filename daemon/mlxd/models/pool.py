@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,17 +145,21 @@ class ModelPool:
             fut.add_done_callback(lambda _: self._loading.pop(spec, None))
         return await asyncio.shield(fut)
 
-    def cancel_loading(self) -> list[str]:
-        """Stop every load in flight (the client cancelled the load progress): downloads at
-        once (their connections are closed), reading weights at its next step. Returns the
-        specs stopped; each gives its waiters LoadCancelled, and the next request loads it
-        again."""
-        for stop, stopped in self._stops.values():
+    def cancel_loading(self, but: Collection[str] = ()) -> list[str]:
+        """Stop the loads in flight but those of the specs in `but` (the client cancelled the
+        load progress): reading weights at its next step, downloads at their next piece, or at
+        once when every load stops (huggingface_hub's connections, which all downloads share,
+        are closed). Returns the specs stopped; each gives its waiters LoadCancelled, and the
+        next request loads it again."""
+        chosen = [spec for spec in self._stops if spec not in but]
+        for spec in chosen:
+            stop, stopped = self._stops[spec]
             stop.set()
             if not stopped.done():
                 stopped.set_result(None)
-        self._downloads.interrupt()
-        return list(self._stops)
+        if len(chosen) == len(self._stops):
+            self._downloads.interrupt()
+        return chosen
 
     async def _load(self, spec: str, dequantize: str, hub: Mapping[str, str] | None) -> Entry:
         # The loader's first import (mlx-lm, transformers: seconds) stays off the event loop.
