@@ -157,3 +157,23 @@ async def test_a_cancelled_load_goes_on_for_another_window_that_uses_the_model(
             assert hub.aborted_files == [] and hub.bytes_sent == hub.total_bytes
             r = await b.request("mlxd/chat", chat_params("hello", maxTokens=3))
             assert r.backend == "local"
+
+
+@pytest.mark.parametrize("how", ["--config", "MLXD_CONFIG"])
+async def test_a_tilde_in_the_config_path_is_the_windows_home(
+    rt: Path, tmp_path: Path, tiny_config: Path, tiny_model: Path, how: str
+) -> None:
+    """`--config ~/x.toml` (a Neovim `cmd`, no shell to expand it) became <cwd>/~/x.toml in the
+    forwarder, and MLXD_CONFIG=~/x.toml was joined to the window's directory in the daemon."""
+    a_home, b_home = tmp_path / "home-a", tmp_path / "home-b"
+    a_home.mkdir()
+    b_home.mkdir()
+    write_config(b_home / "b.toml", f'[local]\nmodel = "{tiny_model}"\npreload = true\n')
+    by_flag = how == "--config"
+    env = {"HOME": str(b_home)} | ({} if by_flag else {"MLXD_CONFIG": "~/b.toml"})
+    async with daemon(tiny_config, env=window(rt, HOME=str(a_home))) as a:
+        await a.wait_status("ready", "error", timeout=120)
+        async with daemon(Path("~/b.toml") if by_flag else None, env=window(rt, **env)) as b:
+            status = await b.wait_status("ready", "error", timeout=60)
+            assert status["state"] == "ready", status
+            assert not [m.message for m in b.messages if "config" in m.message], b.messages

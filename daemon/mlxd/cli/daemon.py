@@ -98,13 +98,14 @@ class Daemon:
     async def _session(self, hello: dict[str, Any], reader: Any, writer: Any) -> None:
         from ..app import ConfigSources
         from ..log_redact import install_redaction, uninstall_redaction
+        from ..models.specs import expand_home
         from ..server import MlxdServer, register
         from ..transport import serve_stream
 
         env, cwd, path = _window(hello)
         path = path or env.get("MLXD_CONFIG") or None
-        if path and cwd:  # relative to the editor's working directory
-            path = os.path.join(cwd, path)
+        if path:  # `~` is the editor's HOME; relative to the editor's working directory
+            path = os.path.join(cwd or "", expand_home(path, env))
         before = list(self.process.sessions)
         try:
             ls = MlxdServer(ConfigSources(path=path, env=env, cwd=cwd), self.process)

@@ -41,7 +41,7 @@ def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
         try:
             import tomllib
 
-            with open(path, "rb") as f:
+            with open(os.path.expanduser(path), "rb") as f:
                 section = tomllib.load(f).get("shared") or {}
         except (OSError, ValueError):
             section = {}  # the session reports a bad file; here the defaults apply
@@ -63,7 +63,8 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         runtime.ensure_dir(paths.dir)
     except (OSError, runtime.UnsafeRuntimeDir) as exc:
         return _fallback(f"runtime directory unusable: {exc}")
-    config = os.path.abspath(args.config) if args.config else None
+    # Made absolute here, where `~` and the working directory are the editor's.
+    config = os.path.abspath(os.path.expanduser(args.config)) if args.config else None
     window = {"env": dict(os.environ), "cwd": os.getcwd(), "config": config}
     sock = _connect(paths, idle_exit_s, runtime.hello(window))
     if isinstance(sock, str):
