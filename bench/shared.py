@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -44,6 +47,7 @@ from .concurrency import LOAD_MAX_TOKENS, Inline
 DEFAULT_RUNS = 5
 TOKENS = 16
 INLINE_TOKENS = 8
+ROUND_TRIPS = 50
 PROMPT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
 
 
@@ -122,6 +126,7 @@ async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> d
     for n in (1, 2, 3):
         log(f"memory, {n} window(s)")
         r["memory"]["in-process"].append(await _windows(config, alone_env, n, False))
+        _stop_daemon(shared_env)  # a fresh daemon, as fresh as the in-process windows
         r["memory"]["shared"].append(await _windows(config, shared_env, n, True))
     data = {"machine": info, "model": opts.model, "tokens": tokens, **r}
     data["targets_met"] = _report(opts, tokens, r)
@@ -148,6 +153,7 @@ async def _shared_windows(
             pairs = [
                 (await _warm_gen(solo, tokens), await _warm_gen(w1, tokens)) for _ in range(runs)
             ]
+            r["round_trip"] = await _round_trips(solo, w1, ROUND_TRIPS)
         r["overhead"] = _overhead(pairs)
         log("window 1's inline latency, idle and while window 2 streams a chat")
         async with Daemon(config, env=env) as w2:
@@ -155,6 +161,30 @@ async def _shared_windows(
         log("initialize latency (daemon up)")
         r["init_forwarder"] = [await _init_latency(config, env) * 1000 for _ in range(runs)]
     return r
+
+
+def _stop_daemon(env: dict[str, str]) -> None:
+    """`mlxd stop` for the shared daemon of `env` (it waits until the daemon has exited)."""
+    cmd = [sys.executable, "-m", "mlxd", "stop"]
+    subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, timeout=60, check=False)
+
+
+async def _round_trips(alone: Daemon, shared: Daemon, n: int) -> dict[str, Any]:
+    """A trivial request's round trip (`mlxd/models`), alternately in-process and forwarded:
+    the forwarding hop's own cost, without the model's noise. Medians in ms."""
+    times: dict[str, list[float]] = {"in-process": [], "shared": []}
+    for _ in range(n):
+        for side, window in (("in-process", alone), ("shared", shared)):
+            t0 = time.perf_counter()
+            await window.request("mlxd/models", {})
+            times[side].append((time.perf_counter() - t0) * 1000)
+    diffs = [b - a for a, b in zip(times["in-process"], times["shared"], strict=True)]
+    return {
+        "in_process_ms": summary(times["in-process"])["median"],
+        "shared_ms": summary(times["shared"])["median"],
+        "diff_ms": summary(diffs)["median"],
+        "samples": times,
+    }
 
 
 async def _inline_while_streaming(a: Daemon, b: Daemon, runs: int) -> dict[str, Any]:
@@ -197,7 +227,7 @@ def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
         "initialize": init["median"] <= 300,
         "second_window": first_w2 is not None and first_w2 <= warm["median"] + 50,
     }
-    inl, solo = r["inline"], r["inline_alone"]
+    inl, solo, rt = r["inline"], r["inline_alone"], r["round_trip"]
     met["inline"] = inl["ratio"] is not None and inl["ratio"] <= 1.2
     mem_ratio = ratio(mem["shared"][2], mem["shared"][0])
     met["memory"] = mem_ratio is not None and mem_ratio <= 1.2
@@ -220,6 +250,11 @@ def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
             "<= 2",
         ],
         ["decode, forwarded / in-process", fmt(r["overhead"]["decode_ratio"], "x", 3), ">= 0.97"],
+        [
+            f"round trip mlxd/models, in-process / forwarded (ms, {ROUND_TRIPS} each)",
+            f"{fmt(rt['in_process_ms'], digits=2)} / {fmt(rt['shared_ms'], digits=2)}",
+            f"+{fmt(rt['diff_ms'], digits=2)} paired",
+        ],
         ["window 1 inline, idle (ms)", fmt_stat(summary(inl["idle_ms"])), ""],
         [
             "window 1 inline, window 2 streaming (ms)",
