@@ -98,7 +98,7 @@ class Daemon:
     async def _session(self, hello: dict[str, Any], reader: Any, writer: Any) -> None:
         from ..app import ConfigSources
         from ..log_redact import install_redaction, uninstall_redaction
-        from ..models.specs import expand_home
+        from ..models import expand_home
         from ..server import MlxdServer, register
         from ..transport import serve_stream
 

@@ -16,7 +16,7 @@ from .batching import BatchEngine, Job
 from .budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits, prompt_step
 from .download import LoadCancelled
 from .pool import ModelPool
-from .specs import EMBEDDED, embedded_model_path, resolve_spec
+from .specs import EMBEDDED, embedded_model_path, expand_home, resolve_spec
 from .stops import END_MARKERS, StopMatcher, StopPolicy, finished_lines, first_lines
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ __all__ = [
     "first_lines",
     "describe",
     "embedded_model_path",
+    "expand_home",
     "finished_lines",
     "load_model",
     "resolve_spec",
