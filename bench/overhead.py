@@ -4,9 +4,10 @@ against calling `mlx_lm.stream_generate` in-process on the same model, prompt an
 Runs alternate between the two sides, each run with a fresh prompt (a tag at its start), so
 both prefill the same tokens; the raw side reuses its KV cache the way mlxd does (only the few
 chat-template tokens before the tag are shared between runs). Targets (issue 2): decode
-tokens/s >= 0.97x raw, first-token overhead <= 20 ms. A third side, `mlxd serve` forwarding to
-the shared daemon (issue #19; a runtime directory of the benchmark's own, stopped at the end),
-gives forwarding's cost in the same run: first token <= +2 ms, decode >= 0.97x in-process.
+tokens/s >= 0.97x raw, first-token overhead <= 20 ms. Then the in-process daemon alternates the
+same way with `mlxd serve` forwarding to the shared daemon (issue #19; a runtime directory of the
+benchmark's own, stopped at the end): forwarding's cost, paired in one run: first token <= +2 ms,
+decode >= 0.97x in-process.
 """
 
 from __future__ import annotations
@@ -121,21 +122,23 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     raw = RawModel(opts.model)
     form = "quantized" if raw.lm.quantized else "float"
     log(f"weights: {form}, {raw.lm.nbytes / 1e6:.0f} MB (dequantize = auto, as mlxd decides it)")
-    log("starting mlxd serve in-process and through the shared daemon (each loads the model)")
-    with private_runtime("mlxd-bench-rt-") as rt:
-        async with (
-            Daemon(local_config(opts.model)) as daemon,
-            Daemon(local_config(opts.model), env=shared_env(rt)) as forwarded,
-        ):
-            await daemon.wait_ready()
-            await forwarded.wait_ready()
-            blas = {"raw": info["blas"], "mlxd": daemon.blas()}
-            log(f"BLAS: raw mlx-lm {blas['raw']}; mlxd {blas['mlxd']}")
-            sides = {"raw": raw.chat, "mlxd": daemon.chat, "shared": forwarded.chat}
-            gens = await _alternate(sides, opts, runs, max_tokens)
-    raws, mlxds, shareds = gens["raw"], gens["mlxd"], gens["shared"]
+    log("starting mlxd serve (loads the same model)")
+    async with Daemon(local_config(opts.model)) as daemon:
+        await daemon.wait_ready()
+        blas = {"raw": info["blas"], "mlxd": daemon.blas()}
+        log(f"BLAS: raw mlx-lm {blas['raw']}; mlxd {blas['mlxd']}")
+        gens = await _alternate({"raw": raw.chat, "mlxd": daemon.chat}, opts, runs, max_tokens)
+        # Then forwarding's cost: the same in-process daemon against `mlxd serve` forwarding to
+        # a shared daemon, in runs of their own (the raw side's conditions stay as they were).
+        log("starting mlxd serve forwarding to a shared daemon (loads the model)")
+        with private_runtime("mlxd-bench-rt-") as rt:
+            async with Daemon(local_config(opts.model), env=shared_env(rt)) as forwarded:
+                await forwarded.wait_ready()
+                sides = {"mlxd": daemon.chat, "shared": forwarded.chat}
+                pairs = await _alternate(sides, opts, runs, max_tokens)
+    raws, mlxds, shareds = gens["raw"], gens["mlxd"], pairs["shared"]
+    forwarding = _forwarding(pairs["mlxd"], shareds)
     same = sum(r.text == m.text for r, m in zip(raws, mlxds, strict=True))
-    forwarding = _forwarding(mlxds, shareds)
     s = {
         side: {
             "first_token_ms": summary([g.first_token_ms for g in gens]),
@@ -247,6 +250,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "raw": [_row(g) for g in raws],
             "mlxd": [_row(g) for g in mlxds],
             "shared": [_row(g) for g in shareds],
+            "mlxd_paired_with_shared": [_row(g) for g in pairs["mlxd"]],
         },
         "forwarding": forwarding,
         "ratios": {
