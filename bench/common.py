@@ -411,12 +411,22 @@ def nonce() -> str:
 
 
 # --- mlxd over stdio ----------------------------------------------------------------------------
+def shared_env(runtime_dir: Path) -> dict[str, str]:
+    """A Daemon's environment for forwarding to the shared daemon of `runtime_dir` (the
+    benchmark's own: tests.kit.private_runtime, which stops it)."""
+    return {"MLXD_SHARED": "1", "MLXD_RUNTIME_DIR": str(runtime_dir)}
+
+
 class Daemon:
     """`mlxd serve` as a child process, spoken to over stdio exactly as an editor does."""
 
     def __init__(self, config: dict[str, Any], *, env: dict[str, str] | None = None) -> None:
         self.config = config
-        self.env = {"MLXD_LOG_LEVEL": "WARNING", **(env or {})}
+        # In-process unless `env` asks for the shared daemon (shared_env): a benchmark never
+        # measures, or leaves running, the user's own daemon (issue #19 item 7).
+        self.env = {"MLXD_LOG_LEVEL": "WARNING", "MLXD_SHARED": "0", **(env or {})}
+        if self.env["MLXD_SHARED"] != "0" and not self.env.get("MLXD_RUNTIME_DIR"):
+            raise ValueError("a shared-mode Daemon names its own MLXD_RUNTIME_DIR (shared_env)")
         self.client: Any = None
         self.statuses: list[dict[str, Any]] = []
         self.notes: list[tuple[str, Any]] = []

@@ -4,12 +4,17 @@ against calling `mlx_lm.stream_generate` in-process on the same model, prompt an
 Runs alternate between the two sides, each run with a fresh prompt (a tag at its start), so
 both prefill the same tokens; the raw side reuses its KV cache the way mlxd does (only the few
 chat-template tokens before the tag are shared between runs). Targets (issue 2): decode
-tokens/s >= 0.97x raw, first-token overhead <= 20 ms.
+tokens/s >= 0.97x raw, first-token overhead <= 20 ms. Then the in-process daemon alternates the
+same way with `mlxd serve` forwarding to the shared daemon (issue #19; a runtime directory of the
+benchmark's own, stopped at the end): forwarding's cost, paired in one run: first token <= +2 ms,
+decode >= 0.97x in-process.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from tests.kit import private_runtime
 
 from .common import (
     Daemon,
@@ -26,6 +31,7 @@ from .common import (
     print_table,
     ratio,
     settle,
+    shared_env,
     summary,
     verdict,
     write_result,
@@ -35,6 +41,67 @@ DEFAULT_RUNS = 5
 DEFAULT_MAX_TOKENS = 64
 TARGET_DECODE = 0.97
 TARGET_FIRST_MS = 20.0
+# Issue #19: `mlxd serve` forwarding to the shared daemon, against serving in-process.
+TARGET_FORWARD_DECODE = 0.97
+TARGET_FORWARD_FIRST_MS = 2.0
+
+
+async def _alternate(
+    sides: dict[str, Any], opts: Options, runs: int, max_tokens: int
+) -> dict[str, list[Gen]]:
+    """Each run's fresh prompt through every side, the order rotating from run to run (drift
+    in machine load hits every side alike); warm-up runs first. Raw mlx-lm's chat is a plain
+    call, the daemons' are coroutines."""
+
+    async def one(side: str, msgs: Any) -> Gen:
+        await settle()
+        out = sides[side](msgs, max_tokens)
+        return await out if hasattr(out, "__await__") else out
+
+    for i in range(opts.warmup):
+        for side in sides:
+            await one(side, decode_prompt(f"warm{i}"))
+    gens: dict[str, list[Gen]] = {side: [] for side in sides}
+    names = list(sides)
+    for i in range(runs):
+        msgs = decode_prompt(nonce())
+        for side in names[i % len(names) :] + names[: i % len(names)]:
+            g = await one(side, msgs)
+            if g.error:
+                raise RuntimeError(f"{side} chat failed: {g.error}")
+            gens[side].append(g)
+        if opts.verbose:
+            print(
+                f"  run {i + 1}: "
+                + " | ".join(
+                    f"{side} {fmt(gens[side][-1].first_token_ms)} ms "
+                    f"{fmt(gens[side][-1].decode_tps)} tok/s"
+                    for side in names
+                )
+            )
+    return gens
+
+
+def _forwarding(alone: list[Gen], shared: list[Gen]) -> dict[str, Any]:
+    """Paired (same prompt, same run) first-token differences and decode ratios, shared
+    against in-process; medians, and the verdicts against the targets."""
+    firsts = [
+        b.first_token_ms - a.first_token_ms
+        for a, b in zip(alone, shared, strict=True)
+        if a.first_token_ms is not None and b.first_token_ms is not None
+    ]
+    rates = [
+        r for a, b in zip(alone, shared, strict=True) if (r := ratio(b.decode_tps, a.decode_tps))
+    ]
+    first, decode = summary(firsts)["median"], summary(rates)["median"]
+    return {
+        "first_token_ms": first,
+        "decode_ratio": decode,
+        "first_token_diffs_ms": firsts,
+        "decode_ratios": rates,
+        "first_token_ok": None if first is None else first <= TARGET_FORWARD_FIRST_MS,
+        "decode_ok": None if decode is None else decode >= TARGET_FORWARD_DECODE,
+    }
 
 
 def _row(g: Gen) -> dict[str, Any]:
@@ -60,38 +127,18 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         await daemon.wait_ready()
         blas = {"raw": info["blas"], "mlxd": daemon.blas()}
         log(f"BLAS: raw mlx-lm {blas['raw']}; mlxd {blas['mlxd']}")
-        for i in range(opts.warmup):
-            msgs = decode_prompt(f"warm{i}")
-            raw.chat(msgs, max_tokens)
-            await daemon.chat(msgs, max_tokens)
-        raws: list[Gen] = []
-        mlxds: list[Gen] = []
-        same = 0
-        for i in range(runs):
-            msgs = decode_prompt(nonce())
-            # Alternate who goes first: drift in machine load hits both sides alike.
-            if i % 2 == 0:
-                await settle()
-                r = raw.chat(msgs, max_tokens)
-                await settle()
-                m = await daemon.chat(msgs, max_tokens)
-            else:
-                await settle()
-                m = await daemon.chat(msgs, max_tokens)
-                await settle()
-                r = raw.chat(msgs, max_tokens)
-            if m.error:
-                raise RuntimeError(f"mlxd chat failed: {m.error}")
-            raws.append(r)
-            mlxds.append(m)
-            same += r.text == m.text
-            if opts.verbose:
-                print(
-                    f"  run {i + 1}: raw {fmt(r.first_token_ms)} ms {fmt(r.decode_tps)} tok/s | "
-                    f"mlxd {fmt(m.first_token_ms)} ms {fmt(m.decode_tps)} tok/s "
-                    f"({m.completion_tokens} tokens)"
-                )
-
+        gens = await _alternate({"raw": raw.chat, "mlxd": daemon.chat}, opts, runs, max_tokens)
+        # Then forwarding's cost: the same in-process daemon against `mlxd serve` forwarding to
+        # a shared daemon, in runs of their own (the raw side's conditions stay as they were).
+        log("starting mlxd serve forwarding to a shared daemon (loads the model)")
+        with private_runtime("mlxd-bench-rt-") as rt:
+            async with Daemon(local_config(opts.model), env=shared_env(rt)) as forwarded:
+                await forwarded.wait_ready()
+                sides = {"mlxd": daemon.chat, "shared": forwarded.chat}
+                pairs = await _alternate(sides, opts, runs, max_tokens)
+    raws, mlxds, shareds = gens["raw"], gens["mlxd"], pairs["shared"]
+    forwarding = _forwarding(pairs["mlxd"], shareds)
+    same = sum(r.text == m.text for r, m in zip(raws, mlxds, strict=True))
     s = {
         side: {
             "first_token_ms": summary([g.first_token_ms for g in gens]),
@@ -99,7 +146,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "prompt_tokens": summary([g.prompt_tokens for g in gens]),
             "completion_tokens": summary([g.completion_tokens for g in gens]),
         }
-        for side, gens in (("raw", raws), ("mlxd", mlxds))
+        for side, gens in (("raw", raws), ("mlxd", mlxds), ("shared", shareds))
     }
     s["mlxd"]["server_first_token_ms"] = summary(
         [g.server["timings"]["firstTokenMs"] for g in mlxds]
@@ -139,6 +186,14 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 fmt(s["mlxd"]["completion_tokens"]["median"], digits=0),
                 blas["mlxd"],
             ],
+            [
+                "mlxd serve -> shared daemon",
+                fmt_stat(s["shared"]["first_token_ms"]),
+                fmt_stat(s["shared"]["decode_tps"]),
+                fmt(s["shared"]["prompt_tokens"]["median"], digits=0),
+                fmt(s["shared"]["completion_tokens"]["median"], digits=0),
+                blas["mlxd"],
+            ],
         ],
     )
     print_table(
@@ -165,6 +220,18 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 "",
             ],
             ["identical greedy text", f"{same}/{runs} runs", "", ""],
+            [
+                "decode tok/s, shared / in-process (median of paired ratios)",
+                fmt(forwarding["decode_ratio"], "x", 3),
+                f">= {TARGET_FORWARD_DECODE}x",
+                verdict(forwarding["decode_ok"]),
+            ],
+            [
+                "first token, shared - in-process (median of paired runs)",
+                fmt(forwarding["first_token_ms"], " ms"),
+                f"<= {TARGET_FORWARD_FIRST_MS:.0f} ms",
+                verdict(forwarding["first_token_ok"]),
+            ],
         ],
     )
     result = {
@@ -179,7 +246,13 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         },
         "blas": blas,
         "summary": s,
-        "runs": {"raw": [_row(g) for g in raws], "mlxd": [_row(g) for g in mlxds]},
+        "runs": {
+            "raw": [_row(g) for g in raws],
+            "mlxd": [_row(g) for g in mlxds],
+            "shared": [_row(g) for g in shareds],
+            "mlxd_paired_with_shared": [_row(g) for g in pairs["mlxd"]],
+        },
+        "forwarding": forwarding,
         "ratios": {
             "decode_mlxd_over_raw": decode_ratio,
             "first_token_overhead_ms_paired_median": paired["median"],

@@ -4,6 +4,8 @@
   through the forwarder with the shared daemon up (target <= 300 ms);
 - first chat token: window 1 cold (the model loads), window 1 warm, then window 2's first
   request (target: <= window 1 warm + 50 ms: no second load);
+- window 1's inline latency while window 2 streams a chat, against window 1 alone (target
+  <= 1.2x);
 - memory: summed PSS of every process of 1, 2 and 3 windows (in-process: one `mlxd serve` per
   window; shared: the forwarders plus the daemon). Target: 3 shared windows <= 1.2x one.
 
@@ -12,34 +14,40 @@ The shared daemon runs in a runtime directory of this benchmark's own and is sto
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
+
+from tests.kit import private_runtime
 
 from .common import (
     Daemon,
     Options,
+    decode_prompt,
     fmt,
     fmt_stat,
     local_config,
     log,
     model_label,
+    nonce,
     print_table,
     ratio,
     settle,
+    shared_env,
     summary,
     verdict,
     write_result,
 )
+from .concurrency import LOAD_MAX_TOKENS, Inline
 
 DEFAULT_RUNS = 5
 TOKENS = 16
+INLINE_TOKENS = 8
+ROUND_TRIPS = 50
 PROMPT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
 
 
@@ -97,26 +105,28 @@ def _overhead(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
 async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     runs = opts.n(DEFAULT_RUNS)
     tokens = opts.max_tokens or TOKENS
-    config = local_config(opts.model, shared={"idle_exit_s": 600})
-    rt = Path(tempfile.mkdtemp(prefix="mlxd-bench-rt-"))
-    shared_env = {"MLXD_SHARED": "1", "MLXD_RUNTIME_DIR": str(rt)}
-    alone_env = {"MLXD_SHARED": "0"}
-    try:
-        return await _measure(opts, info, runs, tokens, config, shared_env, alone_env)
-    finally:
-        env = {**os.environ, "MLXD_RUNTIME_DIR": str(rt)}
-        subprocess.run([sys.executable, "-m", "mlxd", "stop"], env=env, capture_output=True)
-        shutil.rmtree(rt, ignore_errors=True)
+    # Inline: a few tokens, no work ahead, no time cap: an answer cut at inline.max_ms measures
+    # the cap, idle or not (on 2 loaded cores the embedded model's 8 tokens take ~1.1 s).
+    inline = {"max_tokens": INLINE_TOKENS, "background": False, "max_ms": 60_000}
+    config = local_config(opts.model, shared={"idle_exit_s": 600}, inline=inline)
+    with private_runtime("mlxd-bench-rt-") as rt:  # stops the daemon at the end
+        return await _measure(opts, info, runs, tokens, config, shared_env(rt), {})
 
 
 async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> dict[str, Any]:
     r = await _shared_windows(config, shared_env, alone_env, runs, tokens)
+    log("inline latency, idle and while another window streams, in-process (two processes)")
+    async with Daemon(config, env=alone_env) as a, Daemon(config, env=alone_env) as b:
+        await a.wait_ready()
+        await b.wait_ready()
+        r["inline_alone"] = await _inline_while_streaming(a, b, runs)
     log("initialize latency (in-process)")
     r["init_alone"] = [await _init_latency(config, alone_env) * 1000 for _ in range(runs)]
     r["memory"] = {"in-process": [], "shared": []}
     for n in (1, 2, 3):
         log(f"memory, {n} window(s)")
         r["memory"]["in-process"].append(await _windows(config, alone_env, n, False))
+        _stop_daemon(shared_env)  # a fresh daemon, as fresh as the in-process windows
         r["memory"]["shared"].append(await _windows(config, shared_env, n, True))
     data = {"machine": info, "model": opts.model, "tokens": tokens, **r}
     data["targets_met"] = _report(opts, tokens, r)
@@ -143,10 +153,70 @@ async def _shared_windows(
             pairs = [
                 (await _warm_gen(solo, tokens), await _warm_gen(w1, tokens)) for _ in range(runs)
             ]
+            r["round_trip"] = await _round_trips(solo, w1, ROUND_TRIPS)
         r["overhead"] = _overhead(pairs)
+        log("window 1's inline latency, idle and while window 2 streams a chat")
+        async with Daemon(config, env=env) as w2:
+            r["inline"] = await _inline_while_streaming(w1, w2, runs)
         log("initialize latency (daemon up)")
         r["init_forwarder"] = [await _init_latency(config, env) * 1000 for _ in range(runs)]
     return r
+
+
+def _stop_daemon(env: dict[str, str]) -> None:
+    """`mlxd stop` for the shared daemon of `env` (it waits until the daemon has exited)."""
+    cmd = [sys.executable, "-m", "mlxd", "stop"]
+    subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, timeout=60, check=False)
+
+
+async def _round_trips(alone: Daemon, shared: Daemon, n: int) -> dict[str, Any]:
+    """A trivial request's round trip (`mlxd/models`), alternately in-process and forwarded:
+    the forwarding hop's own cost, without the model's noise. Medians in ms."""
+    times: dict[str, list[float]] = {"in-process": [], "shared": []}
+    for _ in range(n):
+        for side, window in (("in-process", alone), ("shared", shared)):
+            t0 = time.perf_counter()
+            await window.request("mlxd/models", {})
+            times[side].append((time.perf_counter() - t0) * 1000)
+    diffs = [b - a for a, b in zip(times["in-process"], times["shared"], strict=True)]
+    return {
+        "in_process_ms": summary(times["in-process"])["median"],
+        "shared_ms": summary(times["shared"])["median"],
+        "diff_ms": summary(diffs)["median"],
+        "samples": times,
+    }
+
+
+async def _inline_while_streaming(a: Daemon, b: Daemon, runs: int) -> dict[str, Any]:
+    """Window A's inline latency (a fresh document each time) alone, then while window B
+    streams a long chat, alternating; the ratio of the medians (target <= 1.2x)."""
+    inline = Inline(a)
+    await inline.latency_ms()  # warm-up: the inline prompt's first prefill
+    idle: list[float] = []
+    busy: list[float] = []
+    streaming = 0
+    for _ in range(runs):
+        await settle()
+        idle.append((await inline.latency_ms())[0])
+        started = asyncio.Event()
+        chat = asyncio.ensure_future(
+            b.chat(decode_prompt(nonce()), LOAD_MAX_TOKENS, on_delta=_setter(started))
+        )
+        await asyncio.wait_for(started.wait(), 600)
+        busy.append((await inline.latency_ms())[0])
+        streaming += not chat.done()  # B was still streaming when A's answer came
+        chat.cancel()  # the client sends $/cancelRequest
+        await asyncio.gather(chat, return_exceptions=True)
+    return {
+        "idle_ms": idle,
+        "while_streaming_ms": busy,
+        "b_still_streaming": streaming,
+        "ratio": ratio(summary(busy)["median"], summary(idle)["median"]),
+    }
+
+
+def _setter(event: asyncio.Event) -> Any:
+    return lambda _token, _delta: event.set()
 
 
 def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
@@ -157,6 +227,8 @@ def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
         "initialize": init["median"] <= 300,
         "second_window": first_w2 is not None and first_w2 <= warm["median"] + 50,
     }
+    inl, solo, rt = r["inline"], r["inline_alone"], r["round_trip"]
+    met["inline"] = inl["ratio"] is not None and inl["ratio"] <= 1.2
     mem_ratio = ratio(mem["shared"][2], mem["shared"][0])
     met["memory"] = mem_ratio is not None and mem_ratio <= 1.2
     pss = [f"{mem['in-process'][i] / 1e6:.0f} / {mem['shared'][i] / 1e6:.0f}" for i in range(3)]
@@ -178,6 +250,28 @@ def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
             "<= 2",
         ],
         ["decode, forwarded / in-process", fmt(r["overhead"]["decode_ratio"], "x", 3), ">= 0.97"],
+        [
+            f"round trip mlxd/models, in-process / forwarded (ms, {ROUND_TRIPS} each)",
+            f"{fmt(rt['in_process_ms'], digits=2)} / {fmt(rt['shared_ms'], digits=2)}",
+            f"+{fmt(rt['diff_ms'], digits=2)} paired",
+        ],
+        ["window 1 inline, idle (ms)", fmt_stat(summary(inl["idle_ms"])), ""],
+        [
+            "window 1 inline, window 2 streaming (ms)",
+            fmt_stat(summary(inl["while_streaming_ms"])),
+            f"{inl['b_still_streaming']}/{len(inl['idle_ms'])} still streaming",
+        ],
+        [
+            "inline, streaming / idle",
+            fmt(inl["ratio"], "x", 2),
+            f"<= 1.2x {verdict(met['inline'])}",
+        ],
+        [
+            "the same, in-process windows (ms idle / streaming)",
+            f"{fmt(summary(solo['idle_ms'])['median'])} / "
+            f"{fmt(summary(solo['while_streaming_ms'])['median'])}",
+            fmt(solo["ratio"], "x", 2),
+        ],
         *[[f"PSS {n} window(s), in-process / shared (MB)", pss[n - 1], ""] for n in (1, 2, 3)],
         ["PSS 3 shared windows / 1", fmt(mem_ratio, "x", 2), f"<= 1.2x {verdict(met['memory'])}"],
     ]

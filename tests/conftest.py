@@ -4,6 +4,9 @@ bench/ shares too is in kit.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,9 +16,29 @@ import pytest
 from lsprotocol import types as T
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from tests.kit import daemon_env, serve_cmd, write_config
+from tests.kit import RUNTIME_ENV, daemon_env, private_runtime, serve_cmd, write_config
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Issue #19 item 7: `mlxd serve` forwards to the user's shared daemon by default. Whatever a test
+# starts with this process's environment gets a runtime directory of this run's (this xdist
+# worker's) own instead, so no test ever reaches the user's daemon; at the end the daemon left
+# there, if any, is stopped and fails the run (tests stop what they start).
+_RUN_RUNTIME = contextlib.ExitStack()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[RUNTIME_ENV] = str(
+        _RUN_RUNTIME.enter_context(private_runtime("mlxd-rt-run-", strict=True))
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    try:
+        _RUN_RUNTIME.close()
+    except RuntimeError as exc:
+        print(f"\nFAILED: a test left a shared daemon running: {exc}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -11,16 +11,20 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+
+RUNTIME_ENV = "MLXD_RUNTIME_DIR"  # mlxd.runtime's; the kit does not import mlxd
 
 
 def free_port() -> int:
@@ -52,13 +56,68 @@ def serve_cmd(config: Path | None = None, *, script: bool = False) -> list[str]:
 _NOT_INHERITED = ("PYTEST", "MLXD_SHARED", "MLXD_RUNTIME_DIR")
 
 
+def daemon_pids(runtime_dir: Path) -> list[int]:
+    """The `mlxd daemon` processes serving `runtime_dir` (read from /proc: their command line
+    and the MLXD_RUNTIME_DIR in their environment)."""
+    found = []
+    mark = f"{RUNTIME_ENV}={runtime_dir}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"daemon" in cmd and b"mlxd" in cmd and mark in env:
+            found.append(int(entry.name))
+    return found
+
+
+def served_sessions(runtime_dir: Path) -> int:
+    """How many sessions the shared daemon(s) of `runtime_dir` started (from their log)."""
+    log = runtime_dir / "daemon.log"
+    return log.read_text(errors="replace").count(" started (") if log.exists() else 0
+
+
+@contextlib.contextmanager
+def private_runtime(prefix: str = "mlxd-rt-", *, strict: bool = False) -> Iterator[Path]:
+    """A runtime directory of the caller's own (issue #19: a test or benchmark never shares a
+    daemon with the user's, or with another run's). On exit, `mlxd stop` ends the daemon that
+    serves it; one still running 15 s later is killed, and RuntimeError names it. `strict`:
+    a daemon found running there at all raises (whoever started it should have stopped it)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))  # short: a socket path has ~100 bytes
+    try:
+        yield path
+    finally:
+        found = left = daemon_pids(path)
+        if found:
+            env = {**daemon_env(), RUNTIME_ENV: str(path)}
+            cmd = [sys.executable, "-m", "mlxd", "stop"]
+            subprocess.run(cmd, env=env, capture_output=True, timeout=60, check=False)
+        deadline = time.monotonic() + 15
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = daemon_pids(path)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(path, ignore_errors=True)
+        if left or (strict and found):
+            raise RuntimeError(f"shared daemon(s) {found} ran in {path} (killed: {left})")
+
+
 def daemon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment for a daemon child: without pytest's variables, logging at DEBUG unless
-    MLXD_LOG_LEVEL is set, plus `extra`."""
+    MLXD_LOG_LEVEL is set, serving in-process (MLXD_SHARED=0), plus `extra`. ValueError when
+    `extra` turns the shared daemon on without a runtime directory of its own."""
     # A test uses the shared daemon only when it asks (issue #19): never the user's own.
     env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
     env.setdefault("MLXD_LOG_LEVEL", "DEBUG")
+    env["MLXD_SHARED"] = "0"  # in-process, unless `extra` asks for the shared daemon
     env.update(extra or {})
+    if env["MLXD_SHARED"] != "0" and not env.get(RUNTIME_ENV):
+        raise ValueError("a test that asks for the shared daemon names its own MLXD_RUNTIME_DIR")
     return env
 
 

@@ -150,7 +150,7 @@ class SharedConfig(Base):
     # One daemon per user for every editor window (`mlxd serve` forwards to it); read from the
     # config file only (`--shared` / `--no-shared` win), since the forwarder decides before any
     # editor setting arrives.
-    enabled: bool = False
+    enabled: bool = True
     # Seconds the shared daemon stays up after its last session ends (reopening is instant).
     idle_exit_s: float = 300.0
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.kit import serve_cmd
+from tests.kit import private_runtime, serve_cmd
 
 REPO = Path(__file__).resolve().parents[2]
 NVIM_PLUGIN = REPO / "editors" / "neovim"
@@ -105,8 +105,12 @@ class Run:
 
 @dataclass
 class NvimRunner:
+    """Runs scenarios; every `mlxd serve` they start forwards to the shared daemon (issue #19:
+    the product's default) of `runtime_dir`, this test's own."""
+
     nvim: Nvim
     tmp: Path
+    runtime_dir: Path
 
     def run(self, scenario: str, env: dict[str, str], timeout: float = 45, rtp: bool = True) -> Run:
         """Run editors/neovim/tests/<scenario>.lua headless; return the JSON it wrote.
@@ -124,6 +128,7 @@ class NvimRunner:
                 "XDG_STATE_HOME": str(state),
                 "XDG_CACHE_HOME": str(self.tmp / "cache"),
                 "MLXD_TEST_OUT": str(out),
+                "MLXD_RUNTIME_DIR": str(self.runtime_dir),  # MLXD_SHARED unset: the default
                 **env,
             }
         )
@@ -158,12 +163,16 @@ class NvimRunner:
         result = json.loads(out.read_text()) if out.exists() else {"error": "no result written"}
         run = Run(result, stderr, lsp_log)
         assert "error" not in result, run.context()
+        # Shared mode held: no forwarder fell back to serving in-process.
+        assert "serving in-process" not in run.daemon_stderr, run.context()
         return run
 
 
 @pytest.fixture
-def neovim(nvim: Nvim, tmp_path: Path) -> NvimRunner:
-    return NvimRunner(nvim, tmp_path)
+def neovim(nvim: Nvim, tmp_path: Path) -> Iterator[NvimRunner]:
+    """The runner, with a shared daemon of the test's own, stopped after it (none may stay)."""
+    with private_runtime() as runtime_dir:
+        yield NvimRunner(nvim, tmp_path, runtime_dir)
 
 
 @contextmanager

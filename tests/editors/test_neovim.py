@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from ..kit import daemon_pids, served_sessions
 from .conftest import NVIM_PLUGIN, Nvim, NvimRunner, daemon_cmd, in_thread
 
 pytestmark = [pytest.mark.slow, pytest.mark.editor, pytest.mark.timeout(90)]
@@ -148,6 +149,9 @@ def test_chat_streams_the_selection_answer_into_the_chat_buffer(
     assert models["defaults"]["chat"], ctx
     assert "mlxd models" in r["messages"], ctx
     assert "loaded" in r["messages"], ctx
+    # Served through the shared daemon (issue #19, the default): one daemon, one session.
+    rt = neovim.runtime_dir
+    assert served_sessions(rt) == 1 and len(daemon_pids(rt)) == 1, ctx
 
 
 def test_ctrl_c_in_the_chat_buffer_cancels_the_stream(

@@ -17,12 +17,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ..fakes.hf_hub import FakeHub
 from ..fakes.providers import FakeProvider, Reply
+from ..kit import daemon_pids, private_runtime, served_sessions
 from .conftest import in_thread
 
 pytestmark = [pytest.mark.slow, pytest.mark.editor]
@@ -132,8 +135,32 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
     build = _run([str(NODE), "esbuild.mjs", "--tests"], 120)
     assert build.returncode == 0, build.stdout + build.stderr
 
+    with private_runtime() as runtime_dir:
+        run = _run_e2e(tmp_path, tiny_config, tiny_model, runtime_dir)
+        # The extension's `mlxd serve` forwarded to the shared daemon of this test's own
+        # (issue #19: the product's default): one daemon served every session the run opened.
+        sessions, daemons = served_sessions(runtime_dir), daemon_pids(runtime_dir)
+        assert sessions >= 3 and len(daemons) == 1, f"{sessions} {daemons}\n{run.detail}"
+    _check(run)
+
+
+@dataclass
+class E2ERun:
+    result: dict[str, Any]
+    out: str
+    detail: str
+    cloud: list[Any]  # the fake provider's /chat/completions requests
+    hub_total: int
+    hub_sent: int
+    hub_aborted: list[str]
+
+
+def _run_e2e(tmp_path: Path, tiny_config: Path, tiny_model: Path, runtime_dir: Path) -> E2ERun:
+    """Run out/e2e/e2e.js against loopback fakes: what it reported and what the fakes saw."""
     artifacts = tmp_path / "artifacts"
-    env = _node_env() | {
+    env = {k: v for k, v in _node_env().items() if k != "MLXD_SHARED"}  # the default mode
+    env |= {
+        "MLXD_RUNTIME_DIR": str(runtime_dir),
         "MLXD_E2E_SERVER": str(MLXD),
         "MLXD_E2E_CONFIG": str(tiny_config),
         "MLXD_E2E_VSIX": str(VSIX),
@@ -169,6 +196,14 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
             detail += f"\n--- {name} (tail) ---\n{(artifacts / name).read_text()[-3000:]}"
 
     assert r.returncode == 0 and result["ok"], detail
+    channel = artifacts / "mlxd.log"  # the extension's output channel: the server's stderr too
+    assert "serving in-process" not in (channel.read_text() if channel.exists() else ""), detail
+    return E2ERun(result, out, detail, cloud, hub.total_bytes, hub_sent, hub_aborted)
+
+
+def _check(run: E2ERun) -> None:
+    """The e2e's record, checked step by step."""
+    result, out, cloud = run.result, run.out, run.cloud
     if only := os.environ.get("MLXD_E2E_ONLY"):  # development: the chosen steps and their log
         print(out)
         pytest.skip(f"MLXD_E2E_ONLY={only} ran only those steps: the full run's checks not made")
@@ -235,7 +270,7 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
     assert 'invalid setting "mlxd.config"' in result["typoToast"]
     # A model download: a notification with the bytes and Cancel; Cancel stopped it mid-file.
     assert result["downloadCancelled"] is True
-    assert "model.safetensors" in hub_aborted and hub_sent < hub.total_bytes
+    assert "model.safetensors" in run.hub_aborted and run.hub_sent < run.hub_total
     # A window reload with a chat streaming: the daemon exited by itself, within languageclient's
     # 2 s (issue #18 item 16).
     assert result["shutdownStatus"] == 0 and result["shutdownMs"] < 2000

@@ -169,9 +169,11 @@ def test_the_mode_flags_win_over_the_env_var_and_the_file(tmp_path: Path, monkey
     assert shared_settings(args(cfg)) == (False, 12.0)
     assert shared_settings(args(cfg, shared=True)) == (True, 12.0)
     monkeypatch.delenv("MLXD_SHARED")
-    assert shared_settings(args()) == (False, 300.0)  # in-process by default
+    assert shared_settings(args()) == (True, 300.0)  # forwarding by default (issue #19 item 1)
+    cfg.write_text("[shared]\nenabled = false\n")
+    assert shared_settings(args(cfg)) == (False, 300.0)  # the file turns it off
     cfg.write_text("[shared\n")
-    assert shared_settings(args(cfg)) == (False, 300.0)  # a broken file: the defaults
+    assert shared_settings(args(cfg)) == (True, 300.0)  # a broken file: the defaults
 
 
 def test_the_replay_resends_every_settings_change_in_order() -> None:

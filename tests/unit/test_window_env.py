@@ -47,3 +47,27 @@ def test_the_windows_endpoint_cache_and_token(tmp_path: Path, monkeypatch) -> No
     (tmp_path / "hf" / "token").write_text("hf_logged_in\n")  # `hf auth login`
     assert hub_options({**env, "HF_HOME": str(tmp_path / "hf")})["token"] == "hf_logged_in"
     assert hub_options(None) == {}  # in-process: huggingface_hub's own reading
+
+
+def test_a_tilde_and_the_embedded_override_are_the_windows(tmp_path: Path, monkeypatch) -> None:
+    from mlxd.models import embedded_model_path
+
+    monkeypatch.delenv("MLXD_EMBEDDED_GGUF", raising=False)
+    cwd, win = str(tmp_path), {"HOME": "/home/win"}
+    assert resolve_spec("~/m/coder", cwd, win) == "/home/win/m/coder"
+    assert resolve_spec("~", cwd, win) == "/home/win"
+    mirror = {**win, "MLXD_EMBEDDED_GGUF": "~/mirror.gguf"}
+    assert resolve_spec(EMBEDDED, cwd, mirror) == "/home/win/mirror.gguf"
+    assert resolve_spec(EMBEDDED, cwd, {"MLXD_EMBEDDED_GGUF": "rel.gguf"}) == f"{cwd}/rel.gguf"
+    assert resolve_spec(EMBEDDED, cwd, win) == EMBEDDED  # nobody points it elsewhere
+    # The daemon's own override (the first window's) is not this window's: the packaged file.
+    monkeypatch.setenv("MLXD_EMBEDDED_GGUF", str(tmp_path / "first-windows.gguf"))
+    packaged = embedded_model_path({})
+    assert resolve_spec(EMBEDDED, cwd, win) == (str(packaged) if packaged else EMBEDDED)
+    assert resolve_spec(EMBEDDED, None, win) == EMBEDDED  # in-process: as given
+
+
+def test_the_hub_cache_under_a_tilde_is_the_windows_home() -> None:
+    opts = hub_options({"HOME": "/home/win", "HF_HOME": "~/hf"})
+    assert opts["cache_dir"] == "/home/win/hf/hub"
+    assert hub_options({"HOME": "/home/win", "HF_HUB_CACHE": "~/c"})["cache_dir"] == "/home/win/c"

@@ -281,8 +281,10 @@ class App:
         self.board.publish(force)
 
     def cancel_loads(self) -> list[str]:
-        """The user cancelled the load progress: stop every model load in flight."""
-        return self.pool.cancel_loading()
+        """The user cancelled the load progress: stop the model loads in flight (the specs
+        stopped). In a shared daemon, one that another window's config names goes on: that
+        window waits for it (the one that cancelled stops waiting; its next request uses it)."""
+        return self.pool.cancel_loading(but=self.process.specs_in_use(but=self))
 
     async def close(self, timeout: float | None = None) -> None:
         """Close the backends, then (when the process is this session's own) wait for the MLX

@@ -37,7 +37,7 @@ def make_backends(
     def local(name: str, spec: str) -> LocalBackend:
         return LocalBackend(
             name,
-            resolve_spec(spec, cwd),
+            resolve_spec(spec, cwd, env),
             pool,
             dequantize=cfg.local.dequantize,
             inline_cfg=cfg.inline,

@@ -28,7 +28,7 @@ def _lazy(module: str, name: str) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> Any:
-    """Forward to the shared daemon when asked to (importing nothing heavy), else serve here."""
+    """Forward to the shared daemon (the default; importing nothing heavy), else serve here."""
     if not args.tcp:
         from .forward import IN_PROCESS_ENV, forward, shared_settings
 
@@ -79,9 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     s = add("serve", cmd_serve, "Serve LSP on stdio (what an editor starts).")
     s.add_argument("--tcp", type=int, metavar="PORT", help="serve on 127.0.0.1:PORT instead")
     mode = s.add_mutually_exclusive_group()
-    mode.add_argument("--shared", action="store_true", help="forward to the per-user shared daemon")
     mode.add_argument(
-        "--no-shared", action="store_true", help="serve in this process (the default)"
+        "--shared", action="store_true", help="forward to the per-user shared daemon (the default)"
+    )
+    mode.add_argument(
+        "--no-shared", action="store_true", help="serve in this process (a model copy of its own)"
     )
     add("demo", cmd_demo, "Start the daemon, stream a chat answer and a completion.")
     c = add("chat", cmd_chat, "Ask the daemon one question and stream the answer.")
@@ -95,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("name", nargs="?", help="backend name (for set / delete)")
     add("status", cmd_status, "Show the shared daemon: sessions, loaded models, memory.")
     add("stop", cmd_stop, "Stop the shared daemon (its sessions end).")
-    d = add("daemon", cmd_daemon, "Run the shared daemon (`mlxd serve --shared` starts it).")
+    d = add("daemon", cmd_daemon, "Run the shared daemon (`mlxd serve` starts it).")
     d.add_argument(
         "--idle-exit-s", type=float, default=300.0, help="exit this long after the last session"
     )

@@ -98,13 +98,14 @@ class Daemon:
     async def _session(self, hello: dict[str, Any], reader: Any, writer: Any) -> None:
         from ..app import ConfigSources
         from ..log_redact import install_redaction, uninstall_redaction
+        from ..models import expand_home
         from ..server import MlxdServer, register
         from ..transport import serve_stream
 
         env, cwd, path = _window(hello)
         path = path or env.get("MLXD_CONFIG") or None
-        if path and cwd:  # relative to the editor's working directory
-            path = os.path.join(cwd, path)
+        if path:  # `~` is the editor's HOME; relative to the editor's working directory
+            path = os.path.join(cwd or "", expand_home(path, env))
         before = list(self.process.sessions)
         try:
             ls = MlxdServer(ConfigSources(path=path, env=env, cwd=cwd), self.process)
@@ -246,8 +247,7 @@ def cmd_daemon(args: Any) -> int:
     import sys
 
     sys.setswitchinterval(0.001)
-    router = _setup_logging()
-    router.session = SESSION
+    _setup_logging(SESSION)  # each session's records at its own window's MLXD_LOG_LEVEL
     paths = runtime.paths()
     bound = listen(paths)
     if bound is None:

@@ -36,14 +36,14 @@ RECOVERED_ENV = "MLXD_FORWARD_RECOVERED"  # "1": an in-process server taking ove
 
 def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
     """(serve through the shared daemon?, its idle exit in seconds): `--shared` /
-    `--no-shared`, else $MLXD_SHARED, else the config file's [shared] (default: off)."""
+    `--no-shared`, else $MLXD_SHARED, else the config file's [shared] (default: on)."""
     section: dict[str, Any] = {}
     path = args.config or os.environ.get("MLXD_CONFIG")
     if path:
         try:
             import tomllib
 
-            with open(path, "rb") as f:
+            with open(os.path.expanduser(path), "rb") as f:
                 section = tomllib.load(f).get("shared") or {}
         except (OSError, ValueError):
             section = {}  # the session reports a bad file; here the defaults apply
@@ -55,7 +55,7 @@ def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
     env = os.environ.get(SHARED_ENV, "").strip().lower()
     if env in ("1", "true", "yes", "0", "false", "no"):
         return env in ("1", "true", "yes"), float(idle)
-    return section.get("enabled") is True, float(idle)
+    return section.get("enabled") is not False, float(idle)
 
 
 def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
@@ -65,7 +65,8 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         runtime.ensure_dir(paths.dir)
     except (OSError, runtime.UnsafeRuntimeDir) as exc:
         return _fallback(f"runtime directory unusable: {exc}")
-    config = os.path.abspath(args.config) if args.config else None
+    # Made absolute here, where `~` and the working directory are the editor's.
+    config = os.path.abspath(os.path.expanduser(args.config)) if args.config else None
     window = {"env": dict(os.environ), "cwd": os.getcwd(), "config": config}
     sock = _connect(paths, idle_exit_s, runtime.hello(window))
     if isinstance(sock, str):

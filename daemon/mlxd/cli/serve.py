@@ -80,13 +80,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os._exit(code)
 
 
-def _setup_logging() -> _LogRouter:
-    level = os.environ.get("MLXD_LOG_LEVEL", "INFO").upper()
-    handler = _LogRouter()
+def log_level(env: Any) -> int:
+    """The level MLXD_LOG_LEVEL names in `env` (DEBUG, INFO, WARNING, ...; default INFO)."""
+    level = getattr(logging, str(env.get("MLXD_LOG_LEVEL") or "INFO").upper(), logging.INFO)
+    return level if isinstance(level, int) else logging.INFO
+
+
+def _setup_logging(sessions: Any = None) -> _LogRouter:
+    """The log router. `sessions` (the shared daemon): the ContextVar naming the session whose
+    task logs; each session then gets mlxd's records at its own window's MLXD_LOG_LEVEL."""
+    handler = _LogRouter(log_level(os.environ), sessions)
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    logging.getLogger("mlxd").setLevel(getattr(logging, level, logging.INFO))
+    # A shared daemon makes every record and lets each session's level choose (few DEBUG calls,
+    # none per token); in-process, the one level decides here.
+    logging.getLogger("mlxd").setLevel(logging.DEBUG if sessions is not None else handler.level_)
     # pygls logs every message it sends at INFO: keep it quiet whatever MLXD_LOG_LEVEL says.
     logging.getLogger("pygls").setLevel(logging.WARNING)
     # ... and a full traceback for every JSON-RPC error a handler answers on purpose.
@@ -117,17 +126,20 @@ class _LogRouter(logging.StreamHandler):  # type: ignore[type-arg]
 
     TYPES = {logging.ERROR: 1, logging.WARNING: 2, logging.INFO: 3, logging.DEBUG: 5}
 
-    def __init__(self) -> None:
+    def __init__(self, level: int = logging.INFO, sessions: Any = None) -> None:
         super().__init__(sys.stderr)
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self.own_format = logging.Formatter("%(message)s")
         self.other_format = logging.Formatter("%(name)s: %(message)s")
+        self.level_ = level  # this process's MLXD_LOG_LEVEL (the shared daemon's own log)
         self.ls: Any = None  # the server while a client is connected
         # In the shared daemon: a ContextVar naming the session whose task logs (None: none).
-        self.session: Any = None
+        self.session: Any = sessions
 
     def emit(self, record: logging.LogRecord) -> None:
         ls = self.session.get() if self.session is not None else self.ls
+        if self.session is not None and record.levelno < self._level_of(ls):
+            return  # below the level of the window this record is for (or the daemon's own)
         loop = getattr(ls, "loop", None)
         writer = getattr(getattr(ls, "protocol", None), "writer", None)
         if loop is None or loop.is_closed() or writer is None or getattr(writer, "gone", False):
@@ -143,3 +155,14 @@ class _LogRouter(logging.StreamHandler):  # type: ignore[type-arg]
             loop.call_soon_threadsafe(ls.window_log_message, params)
         except RuntimeError:  # the loop is closing: the record still goes somewhere
             super().emit(record)
+
+    def _level_of(self, ls: Any) -> int:
+        """The MLXD_LOG_LEVEL of the session's window (read once), else the daemon's."""
+        if ls is None:
+            return self.level_
+        level = getattr(ls, "mlxd_log_level", None)
+        if level is None:
+            env = getattr(getattr(getattr(ls, "app", None), "sources", None), "env", None)
+            level = log_level(env) if env is not None else self.level_
+            ls.mlxd_log_level = level
+        return level

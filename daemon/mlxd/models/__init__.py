@@ -17,7 +17,7 @@ from .budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits, prompt_s
 from .download import LoadCancelled
 from .healing import Healer, Unhealer, heal_point, vocabulary
 from .pool import ModelPool
-from .specs import EMBEDDED, embedded_model_path, resolve_spec
+from .specs import EMBEDDED, embedded_model_path, expand_home, resolve_spec
 from .stops import END_MARKERS, StopMatcher, StopPolicy, finished_lines, first_lines
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ __all__ = [
     "first_lines",
     "describe",
     "embedded_model_path",
+    "expand_home",
     "finished_lines",
     "load_model",
     "resolve_spec",

@@ -3,9 +3,9 @@
     path = fetch("mlx-community/X-4bit", on_bytes=lambda done, total: ..., stop=threading.Event())
 
 Runs on a worker thread, not the MLX thread (a 1-4 GB download takes minutes). huggingface_hub
-reads HF_ENDPOINT, HF_HOME / HF_HUB_CACHE and HF_HUB_OFFLINE when it is imported: they come from
-the daemon's environment. A cancelled or failed download leaves no partial file in the cache:
-huggingface_hub writes each file to a uniquely named temporary, renames it into place once it is
+reads HF_ENDPOINT, HF_HOME / HF_HUB_CACHE and HF_HUB_OFFLINE when it is imported, from the
+daemon's environment; a shared daemon passes each window's own instead (hub_options). A
+cancelled or failed download leaves no partial file in the cache: huggingface_hub writes each file to a uniquely named temporary, renames it into place once it is
 whole and deletes it otherwise (so the next try starts that file again), and an offline load
 never takes a partial snapshot for a whole one (it checks the cached file list).
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
+from .specs import expand_home
 
 # (bytes done, bytes total; total 0 while unknown), at most every REPORT_INTERVAL_S.
 BytesFn = Callable[[int, int], None]
@@ -53,6 +54,11 @@ def fetch(
     from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
 
     hf_constants.DOWNLOAD_CHUNK_SIZE = min(hf_constants.DOWNLOAD_CHUNK_SIZE, CHUNK_BYTES)
+    if hub is not None:
+        # A shared daemon: huggingface_hub read HF_HUB_OFFLINE once, from the environment of
+        # whichever window started the daemon, and refuses every request while it is set.
+        # Each window's own offline setting is its `local_files_only` (hub_options) instead.
+        hf_constants.HF_HUB_OFFLINE = False
     meter = _Meter(on_bytes or (lambda _d, _t: None), stop or threading.Event(), repo)
     options: dict[str, Any] = {"allow_patterns": DEFAULT_ALLOW_PATTERNS, **hub_options(hub)}
     try:
@@ -73,15 +79,20 @@ _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's own reading of a flag
 def hub_options(env: Mapping[str, str] | None) -> dict[str, Any]:
     """snapshot_download's arguments for the HF_* settings of `env` (an editor window's
     environment in the shared daemon): endpoint, cache directory, offline, token, read the way
-    huggingface_hub reads its own environment at import. None: {} (this process's settings).
-    An offline window never reaches the Hub; a daemon started offline stays offline for all."""
+    huggingface_hub reads its own environment at import (a leading `~` is the window's HOME).
+    None: {} (this process's settings). An offline window never reaches the Hub; a window
+    online does, whatever the window that started the daemon said (see fetch)."""
     if env is None:
         return {}
     home = env.get("HOME") or os.path.expanduser("~")
-    hf_home = env.get("HF_HOME") or os.path.join(
-        env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"), "huggingface"
+    hf_home = env.get("HF_HOME")
+    hf_home = (
+        str(expand_home(hf_home, env))
+        if hf_home
+        else os.path.join(env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"), "huggingface")
     )
     cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    cache = str(expand_home(cache, env)) if cache else None
     offline = env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or ""
     options: dict[str, Any] = {
         "endpoint": (env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"),

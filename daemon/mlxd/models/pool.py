@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,17 +145,21 @@ class ModelPool:
             fut.add_done_callback(lambda _: self._loading.pop(spec, None))
         return await asyncio.shield(fut)
 
-    def cancel_loading(self) -> list[str]:
-        """Stop every load in flight (the client cancelled the load progress): downloads at
-        once (their connections are closed), reading weights at its next step. Returns the
-        specs stopped; each gives its waiters LoadCancelled, and the next request loads it
-        again."""
-        for stop, stopped in self._stops.values():
+    def cancel_loading(self, but: Collection[str] = ()) -> list[str]:
+        """Stop the loads in flight but those of the specs in `but` (the client cancelled the
+        load progress): reading weights at its next step, downloads at their next piece, or at
+        once when every load stops (huggingface_hub's connections, which all downloads share,
+        are closed). Returns the specs stopped; each gives its waiters LoadCancelled, and the
+        next request loads it again."""
+        chosen = [spec for spec in self._stops if spec not in but]
+        for spec in chosen:
+            stop, stopped = self._stops[spec]
             stop.set()
             if not stopped.done():
                 stopped.set_result(None)
-        self._downloads.interrupt()
-        return list(self._stops)
+        if len(chosen) == len(self._stops):
+            self._downloads.interrupt()
+        return chosen
 
     async def _load(self, spec: str, dequantize: str, hub: Mapping[str, str] | None) -> Entry:
         # The loader's first import (mlx-lm, transformers: seconds) stays off the event loop.
@@ -168,12 +172,15 @@ class ModelPool:
             source, share = spec, 0.0
             if is_hf_repo(spec):
                 source, share = await self._download(spec, stop, hub), DOWNLOAD_SHARE
-            lm = await self._until_stopped(
+            lm, seconds = await self._until_stopped(
                 spec,
                 loop.run_in_executor(
                     self.executor, self._load_sync, spec, source, dequantize, share, stop
                 ),
             )
+            # Logged here, not on the MLX thread: this task runs in the context of the session
+            # that asked for the load, so in a shared daemon the record reaches its window.
+            log.info("loaded %s in %.2fs (%.0f MB)", spec, seconds, lm.nbytes / 1e6)
             await self._make_room(spec, lm.nbytes)
         except ModelError as exc:
             self.on_event(
@@ -223,7 +230,8 @@ class ModelPool:
     def _load_sync(
         self, spec: str, source: str, dequantize: str, share: float, stop: threading.Event
     ) -> Any:
-        """Load on the MLX thread; progress fractions map into [share, 1]."""
+        """Load on the MLX thread: (the model, seconds it took); progress fractions map into
+        [share, 1]."""
         from . import load_model
 
         def progress(fraction: float, message: str) -> None:
@@ -240,8 +248,7 @@ class ModelPool:
         except Exception as exc:  # anything unexpected still reaches every waiter clearly
             raise ModelError(f"cannot load model {spec}: {type(exc).__name__}: {exc}") from exc
         lm.name = spec
-        log.info("loaded %s in %.2fs (%.0f MB)", spec, time.perf_counter() - t0, lm.nbytes / 1e6)
-        return lm
+        return lm, time.perf_counter() - t0
 
     async def _make_room(self, spec: str, nbytes: int) -> None:
         """Evict idle models, least recently used first, until `nbytes` more fit the budget."""
