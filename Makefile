@@ -50,6 +50,7 @@ test-fast: lint
 
 lint: venv
 	$(BIN)/ruff check daemon tests bench
+	$(BIN)/ruff format --check daemon tests bench
 
 bench: venv
 	$(BIN)/python -m bench $(filter-out bench,$(MAKECMDGOALS)) $(BENCH_ARGS)

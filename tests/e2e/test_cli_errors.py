@@ -12,8 +12,21 @@ from tests.kit import daemon_env
 @pytest.mark.timeout(120)
 def test_chat_with_an_unknown_backend_is_one_line_and_exit_1(tiny_config):
     r = subprocess.run(
-        [sys.executable, "-m", "mlxd", "chat", "hi", "--backend", "nope", "--config", str(tiny_config)],
-        capture_output=True, text=True, timeout=110, env=daemon_env(),
+        [
+            sys.executable,
+            "-m",
+            "mlxd",
+            "chat",
+            "hi",
+            "--backend",
+            "nope",
+            "--config",
+            str(tiny_config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        env=daemon_env(),
     )
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr, r.stderr

@@ -50,7 +50,7 @@ def split(data: bytes, sizes: list[int]) -> list[bytes | None]:
 
 
 def test_lf_only_headers_are_a_frame_as_for_the_daemon() -> None:
-    data = b'Content-Length: 2\n\n{}Content-Length: 3\r\n\r\n[1]'
+    data = b"Content-Length: 2\n\n{}Content-Length: 3\r\n\r\n[1]"
     assert split(data, [5, 7]) == daemon_reads(data) == [b"{}", b"[1]"]
 
 

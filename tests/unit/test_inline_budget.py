@@ -58,4 +58,6 @@ def test_a_time_capped_window_does_not_move_with_small_speed_changes() -> None:
     assert {prompt_step(n) for n in (260, 300, 383, 511)} == {256}
     assert prompt_step(512) == 512 and prompt_step(1023) == 512
     assert prompt_step(0) == prompt_step(MIN_PROMPT_TOKENS) == MIN_PROMPT_TOKENS
-    assert all(MIN_PROMPT_TOKENS <= prompt_step(n) <= max(n, MIN_PROMPT_TOKENS) for n in range(2000))
+    assert all(
+        MIN_PROMPT_TOKENS <= prompt_step(n) <= max(n, MIN_PROMPT_TOKENS) for n in range(2000)
+    )

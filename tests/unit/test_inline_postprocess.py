@@ -200,7 +200,25 @@ def test_cleaned_cut_answer_keeps_lines_ended_by_a_lone_cr() -> None:
 
 
 _pieces = st.sampled_from(
-    ["x", " ", "  ", "\n", "\r", "\x00", "\ufffd", "\t", ")", "(", "]", "}", '"', ":", "y = 1", "    ", "<|endoftext|>"]
+    [
+        "x",
+        " ",
+        "  ",
+        "\n",
+        "\r",
+        "\x00",
+        "\ufffd",
+        "\t",
+        ")",
+        "(",
+        "]",
+        "}",
+        '"',
+        ":",
+        "y = 1",
+        "    ",
+        "<|endoftext|>",
+    ]
 )
 _docs = st.sampled_from(
     ["def f():┃\n", "print(┃)\n", "x = 1\n┃\ny = 2\n", "    ┃", 'a = "┃"', "┃", "f(x┃, y)\n"]

@@ -77,6 +77,7 @@ def test_the_replay_restores_the_window_and_hides_its_own_answers() -> None:
         },
     ]:
         r.from_client(body(m))
+    assert r.from_daemon(body({"jsonrpc": "2.0", "id": 0, "result": {"capabilities": {}}}))
     sent = [json.loads(b) for b in r.replay()]
     assert [m["method"] for m in sent] == [
         "initialize",
@@ -90,6 +91,20 @@ def test_the_replay_restores_the_window_and_hides_its_own_answers() -> None:
     for i in own:
         assert not r.from_daemon(body({"jsonrpc": "2.0", "id": i, "result": {}}))
     assert r.from_daemon(body({"jsonrpc": "2.0", "method": "mlxd/status", "params": {}}))
+
+
+def test_an_initialize_in_flight_at_a_crash_is_answered_by_the_new_daemon() -> None:
+    """Editors never send `initialize` again: failing it lost the window (attack finding B)."""
+    r = Replay()
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"capabilities": {}}}
+    r.from_client(body(init))
+    r.from_client(body({"jsonrpc": "2.0", "id": 1, "method": "mlxd/models"}))
+    failed = [json.loads(Frames().feed(f)[0]) for f in r.failed("gone")]
+    assert [f["id"] for f in failed] == [1]  # the other request fails, initialize waits
+    sent = [json.loads(b) for b in r.replay()]
+    assert sent[0] == init  # under the client's own id
+    assert r.from_daemon(body({"jsonrpc": "2.0", "id": 0, "result": {"capabilities": {}}}))
+    assert json.loads(r.replay()[0])["id"] != 0  # answered: later replays are the forwarder's
 
 
 def test_after_exit_the_daemon_hanging_up_is_the_end() -> None:

@@ -101,17 +101,21 @@ class Replay:
     def failed(self, reason: str) -> list[bytes]:
         """An error response for each request in flight when the daemon died."""
         out = []
-        for key in list(self.inflight):
+        for key, method in list(self.inflight.items()):
+            if method == "initialize":  # no editor sends it again: the new daemon answers it
+                continue
             error = {"code": REQUEST_FAILED, "message": reason}
             out.append(json.dumps({"jsonrpc": "2.0", "id": json.loads(key), "error": error}))
-        self.inflight.clear()
+            del self.inflight[key]
         return [frame(b.encode()) for b in out]
 
     def replay(self) -> list[bytes]:
         """The message bodies that make a new daemon serve this window as the old one did."""
         if self.initialize is None:
             return []
-        msgs = [self._own(self.initialize)]
+        answered = _key(self.initialize.get("id")) not in self.inflight
+        # Still unanswered: replayed under its own id, so the client gets the new daemon's answer.
+        msgs = [self._own(self.initialize) if answered else self.initialize]
         if self.initialized is not None:
             msgs.append(self.initialized)
         msgs += self.settings

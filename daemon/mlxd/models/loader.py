@@ -32,6 +32,7 @@ AUTO_DEQUANTIZE_MAX_BYTES = 1 << 30
 Dequantize = Literal["auto", "always", "never"]
 Progress = Callable[[float, str], None]
 
+
 @dataclass
 class LoadedModel:
     name: str

@@ -337,6 +337,7 @@ def _settings(value: Any) -> dict[str, Any] | None:
     inner = value.get("mlxd")
     return inner if isinstance(inner, dict) and len(value) == 1 else value
 
+
 def _encoding(kind: Any) -> str:
     """The negotiated position encoding as 'utf-16' | 'utf-8' | 'utf-32'."""
     return str(getattr(kind, "value", kind) or "utf-16")

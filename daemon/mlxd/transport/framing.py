@@ -23,7 +23,6 @@ from .dispatch import Dispatcher
 log = logging.getLogger(__name__)
 
 
-
 async def read_frames(reader: asyncio.StreamReader, dispatcher: Dispatcher) -> None:
     """Read Content-Length frames until EOF; each body goes to the dispatcher."""
     while True:
