@@ -12,6 +12,9 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from tests.e2e.test_shared_daemon import (  # noqa: F401
     start_raw,
     wait_gone,
 )
+from tests.kit import daemon_env
 
 pytestmark = pytest.mark.slow
 
@@ -87,6 +91,10 @@ async def test_a_window_is_never_served_by_another_installations_daemon(rt, tmp_
         for w in (a, b):
             if w is not None:
                 await w.kill()
+        # A's daemon is another installation's: only its own `mlxd stop` reaches it.
+        env = {**daemon_env(), "MLXD_RUNTIME_DIR": str(rt), "PYTHONPATH": str(alt)}
+        cmd = [sys.executable, "-m", "mlxd", "stop"]
+        subprocess.run(cmd, env=env, capture_output=True, timeout=60)
 
 
 # Finding B (medium): a daemon that dies while a window's `initialize` is in flight answers it
@@ -184,8 +192,11 @@ async def test_a_relative_runtime_dir_is_one_directory_for_forwarder_and_daemon(
     """Steps: MLXD_RUNTIME_DIR=tmp/mlxd-rel-PID, `mlxd serve` started in a project directory;
     initialize; ask mlxd/stats which process serves; look for a daemon at /tmp/mlxd-rel-PID."""
     rel = Path(f"tmp/mlxd-rel-{os.getpid()}")
-    absolute = tmp_path / rel
-    d = await start_raw(rel, tiny_config, cwd=tmp_path)
+    # A short project directory: the socket's path must fit in sun_path (108 bytes), and
+    # pytest's tmp_path under xdist is too deep for that.
+    project = Path(tempfile.mkdtemp(prefix="p-"))
+    absolute = project / rel
+    d = await start_raw(rel, tiny_config, cwd=project)
     try:
         d.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE})
         await d.response(1, timeout=120)  # before: 31 s
@@ -201,6 +212,7 @@ async def test_a_relative_runtime_dir_is_one_directory_for_forwarder_and_daemon(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(Path("/") / rel, ignore_errors=True)
+        shutil.rmtree(project, ignore_errors=True)
 
 
 # Finding E (low): `mlxd stop` while a window streams a chat answers it -32800 "Request with id
