@@ -150,3 +150,14 @@ def connectable(path: Path) -> bool:
         return False
     sock.close()
     return True
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists (another user's counts: signalling it is refused)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -29,27 +29,11 @@ from tests.e2e.test_privacy import open_doc
 from tests.e2e.test_protocol_errors import Raw
 from tests.e2e.test_zero_bytes import every_kind
 from tests.fakes.providers import FakeProvider, Reply
-from tests.kit import daemon_env
+from tests.kit import daemon_env, daemon_pids
 
 pytestmark = pytest.mark.slow
 
 KEY = "sk-shared-window-0123456789"
-
-
-def daemon_pids(rt: Path) -> list[int]:
-    """The `mlxd daemon` processes serving runtime dir `rt` (read from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().split(b"\0")
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"daemon" in cmd and b"mlxd" in cmd and f"MLXD_RUNTIME_DIR={rt}".encode() in env:
-            found.append(int(entry.name))
-    return found
 
 
 def mlxd(rt: Path, *args: str) -> subprocess.CompletedProcess[str]:

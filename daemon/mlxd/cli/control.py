@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from typing import Any
 
@@ -53,17 +52,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return 1
     pid = info["pid"]
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and runtime.alive(pid):
         time.sleep(0.05)
     print(f"stopped the shared mlxd daemon (pid {pid})")
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -16,6 +16,7 @@ import sys
 from typing import Any, BinaryIO
 
 from .. import protocol as P
+from .. import runtime
 from ..frames import CONTENT_LENGTH as _CONTENT_LENGTH
 from ..frames import MAX_BODY, MAX_HEADER_LINE
 from .dispatch import Dispatcher
@@ -201,20 +202,10 @@ async def _watch_parent(server: Any, own_parent: bool = True, interval: float = 
             log.warning("%s; exiting", server.end_reason)
             return
         pid = getattr(server, "process_id", None)
-        if pid and not _alive(pid):
+        if pid and not runtime.alive(pid):
             server.end_reason = f"client process {pid} is gone"  # the shared daemon tells why
             log.warning("%s; exiting", server.end_reason)
             return
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _pump_file(loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, f: BinaryIO) -> None:
