@@ -50,6 +50,21 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def one_line_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """slow_tiny_model's size, never picking a token that holds a line break: a line is only
+    ended by a cap (max_tokens, inline.max_ms)."""
+    from mlxd.models.tiny import make_tiny_model
+
+    return make_tiny_model(
+        tmp_path_factory.mktemp("tiny-one-line") / "model",
+        layers=8,
+        hidden=512,
+        intermediate=1024,
+        one_line=True,
+    )
+
+
+@pytest.fixture(scope="session")
 def slow_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Wider and deeper, so a long generation lasts long enough to cancel mid-way."""
     from mlxd.models.tiny import make_tiny_model

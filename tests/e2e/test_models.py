@@ -119,6 +119,18 @@ def test_tiny_model_seed_changes_weights(tmp_path: Path, tiny_model: Path) -> No
     ).read_bytes()
 
 
+def test_a_one_line_tiny_model_never_ends_a_line(tmp_path: Path) -> None:
+    # Same seed: the plain model's greedy text from a code prompt breaks lines; the one-line
+    # one's never does, so a test's line is cut by a cap, never by a random walk into "\n".
+    code = [{"role": "user", "content": "def add(a, b):\n    return a + b\n\nx = 1\ny = "}]
+    texts = {}
+    for one_line in (False, True):
+        lm = load_model(str(make_tiny_model(tmp_path / str(one_line), one_line=one_line)))
+        texts[one_line] = lm.tokenizer.decode(greedy(lm.model, lm.tokenizer, code, 600))
+    assert "\n" in texts[False]
+    assert len(texts[True]) > 600 and not set(texts[True]) & {"\n", "\r"}
+
+
 def test_tiny_model_without_the_embedded_package_trains_its_tokenizer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

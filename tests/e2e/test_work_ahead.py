@@ -93,14 +93,14 @@ async def test_accept_then_next_is_answered_from_the_cache(tmp_path, tiny_model)
     assert (a["cacheHits"] - b["cacheHits"], a["aheadHits"] - b["aheadHits"]) == (1, 1)
 
 
-async def test_an_accept_while_the_job_runs_is_answered_by_it(tmp_path, slow_tiny_model) -> None:
+async def test_an_accept_while_the_job_runs_is_answered_by_it(tmp_path, one_line_model) -> None:
     # The job is bounded as an automatic request would be (inline.max_ms from its start, one
     # line): it is done before a request that arrives after it started reaches its own bound,
     # so that request waits for it and is answered from it. Uncapped (400 tokens of the slow
     # model), the job ran on past the request's bound: answered empty ("late"), no hit.
     cfg = write_config(
         tmp_path / "slow.toml",
-        f'[local]\nmodel = "{slow_tiny_model}"\n[inline]\nmax_tokens = 400\nmax_ms = 3000\n'
+        f'[local]\nmodel = "{one_line_model}"\n[inline]\nmax_tokens = 2000\nmax_ms = 3000\n'
         "whole_lines = false\n",
     )
     async with daemon(cfg) as s:
@@ -123,16 +123,18 @@ async def test_an_accept_while_the_job_runs_is_answered_by_it(tmp_path, slow_tin
 
 @pytest.mark.serial  # the job must still run at the accept: on a loaded machine it may not
 async def test_a_request_waiting_for_a_job_its_cap_cut_goes_on_from_the_job_text(
-    tmp_path, slow_tiny_model
+    tmp_path, one_line_model
 ) -> None:
     # The job's own cap (inline.max_ms from its start) cuts its line; with whole_lines nothing
     # of a cut line is shown, so nothing was cached, and the request that waited for it started
     # over with what was left of its own bound: no time for a line, an empty answer, the job's
     # tokens thrown away. It goes on from the job's text now (assistant_prefix), which the KV
-    # cache holds: answered from the work ahead, nothing prefilled.
+    # cache holds: answered from the work ahead, nothing prefilled. Only the time cap may cut:
+    # the model never ends a line (the slow random one did, now and then, and the job stored
+    # its line before the accept), and max_tokens is out of reach.
     cfg = write_config(
         tmp_path / "slow.toml",
-        f'[local]\nmodel = "{slow_tiny_model}"\n[inline]\nmax_tokens = 400\nmax_ms = 3000\n'
+        f'[local]\nmodel = "{one_line_model}"\n[inline]\nmax_tokens = 2000\nmax_ms = 3000\n'
         "whole_lines = false\n",
     )
     async with daemon(cfg) as s:
@@ -141,8 +143,8 @@ async def test_a_request_waiting_for_a_job_its_cap_cut_goes_on_from_the_job_text
         first = await inline(s, 1, 11, kind=2)  # the random model's cut text: shown
         assert first.items
         await until(s, lambda st: st["inline"]["aheadStarted"] == 1)
-        # From now on a cut line is not shown (the default), and the random model never ends
-        # one: the job caches nothing.
+        # From now on a cut line is not shown (the default), and this model never ends one:
+        # the job caches nothing.
         s.client.workspace_did_change_configuration(
             T.DidChangeConfigurationParams(settings={"inline": {"whole_lines": True}})
         )
@@ -176,14 +178,14 @@ async def test_an_edit_elsewhere_drops_the_pregenerated_item(tmp_path, tiny_mode
     assert after["inline"]["generations"] == dropped["inline"]["generations"] + 1  # asked anew
 
 
-async def test_a_request_elsewhere_cancels_the_job_in_flight(tmp_path, slow_tiny_model) -> None:
+async def test_a_request_elsewhere_cancels_the_job_in_flight(tmp_path, one_line_model) -> None:
     # The first answer is cut by the time cap; the job ahead runs up to the same cap from its
     # start, so it is still running when the next request comes at once. The cap counts from
     # the request's arrival, prefill included (issue #17 item 3): 300 ms left a loaded machine
     # no token to show, so the cap is wide.
     cfg = write_config(
         tmp_path / "slow.toml",
-        f'[local]\nmodel = "{slow_tiny_model}"\n[inline]\nmax_tokens = 400\nmax_ms = 4000\n'
+        f'[local]\nmodel = "{one_line_model}"\n[inline]\nmax_tokens = 2000\nmax_ms = 4000\n'
         "whole_lines = false\n",
     )
     async with daemon(cfg) as s:

@@ -45,8 +45,11 @@ def make_tiny_model(
     kv_heads: int = 2,
     intermediate: int = 128,
     seed: int = 0,
+    one_line: bool = False,
 ) -> Path:
-    """Write config.json, model.safetensors, tokenizer.json, tokenizer_config.json to `path`."""
+    """Write config.json, model.safetensors, tokenizer.json, tokenizer_config.json to `path`.
+    `one_line`: no token holding a line break is ever picked (greedy), so a line is only ever
+    ended by a cap: for tests of what a cut does, which a random walk into a newline made flaky."""
     path = Path(path).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer.from_str(_tokenizer_json(embedded_model_path()))
@@ -70,7 +73,11 @@ def make_tiny_model(
         "torch_dtype": "float32",
     }
     (path / "config.json").write_text(json.dumps(config, indent=2))
-    mx.save_safetensors(str(path / "model.safetensors"), _weights(config, seed), {"format": "mlx"})
+    never = [ids[EOS]]
+    if one_line:
+        never += [i for i in range(vocab) if set(tok.decode([i])) & {"\n", "\r"}]
+    weights = _weights(config, seed, never)
+    mx.save_safetensors(str(path / "model.safetensors"), weights, {"format": "mlx"})
     (path / "tokenizer.json").write_text(_tokenizer_json(embedded_model_path()))
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -87,12 +94,13 @@ def make_tiny_model(
     return path
 
 
-def _weights(config: dict, seed: int) -> dict[str, mx.array]:
+def _weights(config: dict, seed: int, never: list[int]) -> dict[str, mx.array]:
     """Random weights with the shapes mlx-lm's llama expects, from a seeded numpy generator.
 
     Embeddings and lm_head have unit scale so that logits spread over several units: greedy
-    picks are then far from ties, and the same on any BLAS or thread count. The eos row of
-    lm_head is zero, so generation ends only at max_tokens or a stop sequence.
+    picks are then far from ties, and the same on any BLAS or thread count. The rows of
+    lm_head for the token ids `never` (eos at least) are zero, so generation ends only at
+    max_tokens or a stop sequence.
     """
     model = llama.Model(llama.ModelArgs.from_dict(config))
     rng = np.random.default_rng(seed)
@@ -105,7 +113,7 @@ def _weights(config: dict, seed: int) -> dict[str, mx.array]:
             if "lm_head" in name:
                 # eos gets logit 0 against hundreds of N(0, several) rivals: greedy never stops
                 # on its own, so a test's length is its max_tokens, whatever the tokenizer.
-                value[config["eos_token_id"]] = 0.0
+                value[never] = 0.0
         else:  # Linear: (out, in), scaled to keep activations near unit size
             value = rng.standard_normal(param.shape, np.float32) / np.sqrt(param.shape[-1])
         out[name] = mx.array(value)
