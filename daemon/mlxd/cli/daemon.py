@@ -256,13 +256,24 @@ def cmd_daemon(args: Any) -> int:
     sock, lock, inode = bound
     log.info("mlxd %s daemon %d serving %s", __version__, os.getpid(), paths.socket)
     daemon = Daemon(args.idle_exit_s, EXIT_GRACE_S, paths.stopped)
-    try:
-        asyncio.run(daemon.run(sock))
-    finally:
+
+    def leave() -> None:
         with contextlib.suppress(OSError):
             if os.stat(paths.socket).st_ino == inode:  # not a successor's
                 paths.socket.unlink()
         log.info("daemon %d exiting", os.getpid())
         logging.shutdown()
         lock.close()
-    os._exit(0)
+        os._exit(0)
+
+    async def main() -> None:
+        try:
+            await daemon.run(sock)
+        finally:
+            leave()  # now: asyncio.run would first wait for the default executor's threads
+
+    try:
+        asyncio.run(main())
+    finally:
+        leave()
+    return 0

@@ -61,18 +61,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             await asyncio.sleep(0)
             # The editor gives little time (vscode-languageclient: 2 s, then SIGKILL; Neovim
             # leaves an orphan): whatever the MLX thread is doing, leave within about a
-            # second; os._exit below ends a model load or a prefill still running.
+            # second; os._exit ends a model load or a prefill still running.
             await ls.app.close(timeout=EXIT_GRACE_S)
+            # Leave here, not after asyncio.run: it would first wait for the default
+            # executor's threads, and the import of mlx-lm under way there (models/pool.py)
+            # took 3-6 s on a loaded machine for an exit, EOF, SIGTERM or Ctrl-C alike.
+            task = asyncio.current_task()
+            _leave(130 if task and task.cancelling() else ls.exit_code, out)
 
-    code = ls.exit_code
     try:
         asyncio.run(run())
-        code = ls.exit_code
-    except KeyboardInterrupt:
-        code = 130
-    # MLX's static destructors abort ("terminate called without an active exception") when a
-    # thread that used mlx-lm's generation stream has ended before them. All work is done and
-    # the MLX thread joined at this point: flush and leave without running them.
+    except KeyboardInterrupt:  # Ctrl-C before the server ran
+        _leave(130, out)
+    _leave(ls.exit_code, out)
+
+
+def _leave(code: int, out: Any) -> None:
+    """Flush the log and stdout, then end the process with `code` at once. MLX's static
+    destructors abort ("terminate called without an active exception") when a thread that used
+    mlx-lm's generation stream has ended before them: all work is done or abandoned here, so
+    they are not run."""
     logging.shutdown()
     for stream in (out, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
