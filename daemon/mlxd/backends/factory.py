@@ -12,9 +12,7 @@ from ..config import Config
 from ..models import ModelPool, resolve_spec
 from ..secrets import KeyStore
 from ..types import Backend
-from .anthropic import AnthropicBackend
 from .local import LocalBackend
-from .openai import OpenAIBackend
 from .pools import HTTPPools
 
 
@@ -52,9 +50,15 @@ def make_backends(
             backends[name] = local(name, b.model)
         elif prev is not None and unchanged:
             backends[name] = prev
+        # The HTTP backends (aiohttp: 0.2 s of CPU) are imported by the first config that
+        # names one: most windows and most of the test suite's daemons are local only.
         elif b.protocol == "anthropic":
+            from .anthropic import AnthropicBackend
+
             backends[name] = AnthropicBackend(name, b, cfg.timeouts, keys, pools)
         else:
+            from .openai import OpenAIBackend
+
             backends[name] = OpenAIBackend(name, b, cfg.timeouts, keys, pools)
     return backends
 

@@ -10,11 +10,12 @@ window is never sent for another), each request brings its own headers and key.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from mlxd.config import TimeoutsConfig
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # No cap on connections: a pool serves every window of the shared daemon, and aiohttp's caps
 # (100, or 16 a host as here before) let one window's hung streams make another's requests
@@ -31,6 +32,8 @@ class HTTPPools:
 
     def session(self, user: object, timeouts: TimeoutsConfig) -> aiohttp.ClientSession:
         """The pool for `timeouts` on the running loop; `user` holds it until release()."""
+        import aiohttp  # here: a daemon without HTTP backends never needs it (factory.py)
+
         key = (timeouts.connect_s, timeouts.idle_s, asyncio.get_running_loop())
         entry = self._pools.get(key)
         if entry is None or entry[0].closed:
