@@ -219,24 +219,32 @@ async def test_a_relative_runtime_dir_is_one_directory_for_forwarder_and_daemon(
 # ... is canceled", the code of the client's own $/cancelRequest (Neovim swallows it as the
 # user's cancel), not -32803 with a reason as for a daemon that died (docs/protocol.md lists
 # -32800 for $/cancelRequest and `shutdown` only).
-@pytest.mark.xfail(strict=True, reason="finding E: mlxd stop answers in-flight requests -32800")
-async def test_mlxd_stop_fails_a_streaming_chat_with_a_reason(rt, tmp_path, slow_tiny_model):
-    """Steps: window streams a 2000-token chat on the slow tiny model; `mlxd stop`; the chat's
-    answer (exactly one) is -32803 and says the daemon was stopped."""
-    d = await start_raw(rt, _config(tmp_path, slow_tiny_model))
+# Fixed: a session the daemon ends itself fails its requests in flight -32803 with the reason
+# (AdaptedProtocol.fail_pending); the forwarder answers any it never read the same way.
+@pytest.mark.parametrize("how", ["mlxd stop", "SIGTERM", "SIGTERM in-process"])
+async def test_mlxd_stop_fails_a_streaming_chat_with_a_reason(rt, tmp_path, slow_tiny_model, how):
+    """Steps: window streams a 2000-token chat on the slow tiny model; `mlxd stop` (or SIGTERM
+    to the shared daemon, or to an in-process server: the same end of the session, by the
+    server); the chat's answer (exactly one) is -32803 and says the server was stopped, how."""
+    env = {"MLXD_SHARED": "0"} if how == "SIGTERM in-process" else None
+    d = await start_raw(rt, _config(tmp_path, slow_tiny_model), env=env)
     try:
         await d.initialize()
-        await _pid(d)
+        pid = await _pid(d)
         chat = {"messages": [{"role": "user", "content": "count"}], "maxTokens": 2000}
         d.send({"jsonrpc": "2.0", "id": "long", "method": "mlxd/chat", "params": chat})
         await asyncio.sleep(1.5)  # streaming in the daemon
-        stop = await asyncio.to_thread(mlxd, rt, "stop")
-        assert stop.returncode == 0, stop
+        if how == "mlxd stop":
+            stop = await asyncio.to_thread(mlxd, rt, "stop")
+            assert stop.returncode == 0, stop
+        else:
+            os.kill(pid, signal.SIGTERM)
         r = await d.response("long", timeout=30)
         await d.wait(10)  # the forwarder ends with the daemon (by design)
         assert [f for f in d.frames if f.get("id") == "long"] == [r] and d.stray == []
         # Before: {'code': -32800, 'message': 'Request with id "long" is canceled'}
-        assert r["error"]["code"] == -32803 and "stop" in r["error"]["message"], r
+        assert r["error"]["code"] == -32803 and "stopped" in r["error"]["message"], r
+        assert how.split()[0] in r["error"]["message"], r
     finally:
         await d.kill()
 

@@ -201,6 +201,9 @@ DIED = (
 )
 
 
+STOPPED = "mlxd: the shared daemon was stopped (mlxd stop) while handling this request"
+
+
 TOO_BIG = frame(
     b'{"jsonrpc": "2.0", "id": null, "error": {"code": -32600, '
     b'"message": "Invalid Request: message over %d bytes"}}' % MAX_BODY
@@ -259,7 +262,7 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
                                 _write_all(stdout, frame(body))
                         continue
                     if replay.ended is not None:  # the daemon ended the session on purpose
-                        return _ended(replay.ended)
+                        return _ended(replay.ended, replay, stdout)
                     if deadline is not None or replay.exited or reconnect is None:
                         return 0
                     if (why := _recover(link, replay, stdout, sel)) is not None:
@@ -283,10 +286,17 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
         link.sock.close()
 
 
-def _ended(why: dict[str, Any]) -> int:
-    """The exit code the daemon gave when it ended the session, after logging its reason."""
-    if isinstance(reason := why.get("reason"), str):
+def _ended(why: dict[str, Any], replay: Replay, stdout: int) -> int:
+    """The exit code the daemon gave when it ended the session, after logging its reason and
+    failing (-32803, with that reason) the requests it left unanswered: the daemon answers
+    those it had read; one still on its way when the session ended is answered here."""
+    reason = why.get("reason")
+    if isinstance(reason, str):
         print(f"mlxd: the shared daemon ended this session: {reason}", file=sys.stderr)
+    text = f"mlxd: the shared daemon ended this session ({reason or 'no reason given'})"
+    with contextlib.suppress(OSError):  # an editor that closed our stdout reads nothing
+        for error in [] if replay.exited else replay.failed(text, replayed=False):
+            _write_all(stdout, error)
     code = why.get("exitCode")
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
@@ -294,11 +304,13 @@ def _ended(why: dict[str, Any]) -> int:
 def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
     """The daemon hung up without `exit`: fail what was in flight, then connect to a new
     daemon and replay the window's state. The reason when that is impossible."""
+    paths = runtime.paths()
+    if paths.stopped.exists():  # it left without its goodbye: the requests are not retried
+        for error in replay.failed(STOPPED, replayed=False):
+            _write_all(stdout, error)
+        return "the shared daemon was stopped (mlxd stop)"
     for error in replay.failed(DIED):
         _write_all(stdout, error)
-    paths = runtime.paths()
-    if paths.stopped.exists():
-        return "the shared daemon was stopped (mlxd stop)"
     print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
     sock = link.reconnect()
     if isinstance(sock, str):

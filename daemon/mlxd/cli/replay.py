@@ -98,11 +98,12 @@ class Replay:
         if isinstance(encoding, str):
             self.encoding = encoding
 
-    def failed(self, reason: str) -> list[bytes]:
-        """An error response for each request in flight when the daemon died."""
+    def failed(self, reason: str, *, replayed: bool = True) -> list[bytes]:
+        """An error response for each request in flight when the daemon died (`replayed`: a
+        new daemon is given the window, and answers its `initialize`) or ended the session."""
         out = []
         for key, method in list(self.inflight.items()):
-            if method == "initialize":  # no editor sends it again: the new daemon answers it
+            if method == "initialize" and replayed:  # no editor sends it again
                 continue
             error = {"code": REQUEST_FAILED, "message": reason}
             out.append(json.dumps({"jsonrpc": "2.0", "id": json.loads(key), "error": error}))

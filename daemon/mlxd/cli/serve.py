@@ -43,11 +43,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ls.app.conversations.recovered = os.environ.pop(RECOVERED_ENV, "") == "1"
     install_redaction(ls.app.keys)
 
+    stopped: list[str] = []  # why the server ends the session itself (SIGTERM)
+
+    def terminate() -> None:
+        stopped.append("mlxd: the server was stopped (SIGTERM)")
+        if ls.stop_serving:
+            ls.stop_serving()
+
     async def run() -> None:
         ls.loop = loop = asyncio.get_running_loop()
-        # SIGTERM: stop serving; in-flight requests are cancelled below, then we exit 0.
+        # SIGTERM: stop serving; in-flight requests fail with its reason below, then we exit 0.
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGTERM, lambda: ls.stop_serving and ls.stop_serving())
+            loop.add_signal_handler(signal.SIGTERM, terminate)
         router.ls = ls  # records go to the client once it can take them (a writer is set)
         try:
             if args.tcp:
@@ -56,8 +63,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 await serve_stdio(ls, sys.stdin.buffer, out)
         finally:
             router.ls = None  # the client has gone (or sent `exit`): stderr from here on
-            for fut in list(ls.protocol.pending.values()):
-                fut.cancel()  # in-flight generations stop at their next token
+            # In-flight generations stop at their next token; the client's own end (EOF,
+            # `exit`) answers them -32800, the server's (SIGTERM) -32803 with why.
+            ls.protocol.fail_pending(stopped[0] if stopped else None)
             await asyncio.sleep(0)
             # The editor gives little time (vscode-languageclient: 2 s, then SIGKILL; Neovim
             # leaves an orphan): whatever the MLX thread is doing, leave within about a
