@@ -253,30 +253,50 @@ async def test_mlxd_stop_fails_a_streaming_chat_with_a_reason(rt, tmp_path, slow
 # `mlxd stop` "no shared mlxd daemon running" while the previous version's daemon still runs in
 # the same runtime directory, holding its model (GBs) until its windows close and idle_exit_s
 # passes: the commands look only at their own version's socket.
-@pytest.mark.xfail(strict=True, reason="finding F: status/stop cannot see another version's daemon")
-async def test_status_and_stop_see_a_daemon_of_another_version(rt, tmp_path, tiny_config):
-    """Steps: copy daemon/mlxd to OLD with __version__ = "0.0.9"; a window started with
-    PYTHONPATH=OLD starts the 0.0.9 daemon, then closes (the daemon stays, idle_exit_s);
-    `mlxd status` and `mlxd stop` of this version."""
+# Fixed: both list and stop every mlxd daemon of the runtime directory (runtime.sockets), each
+# named by its version and installation.
+@pytest.mark.parametrize("other", ["another version", "another installation"])
+async def test_status_and_stop_see_a_daemon_of_another_version(rt, tmp_path, tiny_config, other):
+    """Steps: copy daemon/mlxd to OLD with __version__ = "0.0.9" (or unchanged: another
+    installation of this version); a window started with PYTHONPATH=OLD starts OLD's daemon,
+    then closes (the daemon stays, idle_exit_s); a window of this installation starts its own;
+    `mlxd status` and `mlxd stop` of this installation."""
     old = tmp_path / "old"
     shutil.copytree(Path(__file__).resolve().parents[2] / "daemon" / "mlxd", old / "mlxd")
     init = old / "mlxd" / "__init__.py"
-    init.write_text(init.read_text().replace('__version__ = "0.1.0"', '__version__ = "0.0.9"'))
+    if other == "another version":
+        init.write_text(init.read_text().replace('__version__ = "0.1.0"', '__version__ = "0.0.9"'))
     a = await start_raw(rt, tiny_config, env={"PYTHONPATH": str(old)})
-    pid = None
+    b = None
+    pids: list[int] = []
     try:
         await a.initialize()
-        pid = await _pid(a)
+        pids.append(await _pid(a))
         await a.kill()
+        b = await start_raw(rt, tiny_config)
+        await b.initialize()
+        pids.append(await _pid(b))
+        assert pids[0] != pids[1]
         status = await asyncio.to_thread(mlxd, rt, "status")
         stop = await asyncio.to_thread(mlxd, rt, "stop")
-        # Before: exit 1 "no shared mlxd daemon at .../mlxd-0.1.0.sock", and the 0.0.9 daemon
-        # still running after `mlxd stop`.
-        assert str(pid) in status.stdout, status
-        assert stop.returncode == 0 and wait_gone([pid]) == [], stop
+        # Before: status showed this installation's daemon only, and the other one was still
+        # running after `mlxd stop`.
+        lines = status.stdout.splitlines()
+        ours = [x for x in lines if f"pid {pids[1]}," in x]
+        theirs = [x for x in lines if f"pid {pids[0]}," in x]
+        assert status.returncode == 0 and len(ours) == len(theirs) == 1, status
+        assert "(this installation)" in ours[0], status.stdout
+        assert other in theirs[0] and str(old / "mlxd") in theirs[0], status.stdout
+        assert stop.returncode == 0 and wait_gone(pids) == [], stop
+        assert all(f"(pid {pid})" in stop.stdout for pid in pids), stop.stdout
+        # Nothing is left to see or stop.
+        assert (await asyncio.to_thread(mlxd, rt, "status")).returncode == 1
+        assert (await asyncio.to_thread(mlxd, rt, "stop")).returncode == 1
     finally:
-        await a.kill()
-        if pid is not None:
+        for w in (a, b):
+            if w is not None:
+                await w.kill()
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 

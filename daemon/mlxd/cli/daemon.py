@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from typing import Any
 
@@ -174,6 +175,9 @@ class Daemon:
         return {
             "pid": os.getpid(),
             "version": __version__,
+            "install": runtime.INSTALL,  # which installation: its code and its Python
+            "code": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            "python": sys.executable,
             "uptime_s": round(time.time() - self.started, 1),
             "sessions": len(self.sessions),
             "models": {spec: e.nbytes for spec, e in pool.entries.items()},
@@ -257,11 +261,12 @@ def cmd_daemon(args: Any) -> int:
     from .serve import EXIT_GRACE_S, _setup_logging
 
     protect_stdout()
-    import sys
-
     sys.setswitchinterval(0.001)
     _setup_logging(SESSION)  # each session's records at its own window's MLXD_LOG_LEVEL
     paths = runtime.paths()
+    if (why := runtime.too_long(paths.socket)) is not None:
+        log.error("cannot serve: %s", why)
+        return 1
     bound = listen(paths)
     if bound is None:
         log.info("another mlxd daemon serves %s", paths.socket)

@@ -65,6 +65,8 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         runtime.ensure_dir(paths.dir)
     except (OSError, runtime.UnsafeRuntimeDir) as exc:
         return _fallback(f"runtime directory unusable: {exc}")
+    if (why := runtime.too_long(paths.socket)) is not None:
+        return _fallback(why)
     # Made absolute here, where `~` and the working directory are the editor's.
     config = os.path.abspath(os.path.expanduser(args.config)) if args.config else None
     window = {"env": dict(os.environ), "cwd": os.getcwd(), "config": config}

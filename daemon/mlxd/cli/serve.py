@@ -45,16 +45,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     stopped: list[str] = []  # why the server ends the session itself (SIGTERM)
 
-    def terminate() -> None:
-        stopped.append("mlxd: the server was stopped (SIGTERM)")
-        if ls.stop_serving:
-            ls.stop_serving()
-
     async def run() -> None:
         ls.loop = loop = asyncio.get_running_loop()
         # SIGTERM: stop serving; in-flight requests fail with its reason below, then we exit 0.
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGTERM, terminate)
+            loop.add_signal_handler(signal.SIGTERM, _terminate, ls, stopped)
         router.ls = ls  # records go to the client once it can take them (a writer is set)
         try:
             if args.tcp:
@@ -63,8 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 await serve_stdio(ls, sys.stdin.buffer, out)
         finally:
             router.ls = None  # the client has gone (or sent `exit`): stderr from here on
-            # In-flight generations stop at their next token; the client's own end (EOF,
-            # `exit`) answers them -32800, the server's (SIGTERM) -32803 with why.
+            # In-flight work stops at its next token: -32800, or -32803 and why (SIGTERM).
             ls.protocol.fail_pending(stopped[0] if stopped else None)
             await asyncio.sleep(0)
             # The editor gives little time (vscode-languageclient: 2 s, then SIGKILL; Neovim
@@ -86,6 +80,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os._exit(code)
+
+
+def _terminate(ls: Any, stopped: list[str]) -> None:
+    stopped.append("mlxd: the server was stopped (SIGTERM)")
+    if ls.stop_serving:
+        ls.stop_serving()
 
 
 def log_level(env: Any) -> int:
