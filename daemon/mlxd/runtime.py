@@ -30,6 +30,11 @@ HELLO = b"MLXD1"
 # `mlxd stop`): {"exitCode": int, "reason": str | null}. The forwarder consumes it and exits
 # with that code; a hang-up without it is the daemon's death (the forwarder recovers).
 SESSION_ENDED = "$/mlxd/sessionEnded"
+# The daemon's word to a forwarder after `initialize` and after each settings change: the
+# settings in force ({"settings": {...}, "changes": how many didChangeConfiguration it has
+# handled}). The forwarder consumes it; after a crash it replays only those settings, not
+# every change the window ever sent (each would be acted on again: errors, model loads).
+SETTINGS_IN_FORCE = "$/mlxd/settingsInForce"
 
 
 class UnsafeRuntimeDir(Exception):

@@ -134,14 +134,17 @@ async def test_initialize_in_flight_when_the_daemon_dies_is_answered_by_the_new_
 # sent, and the new daemon acts on each one again: it shows the errors of settings the user fixed
 # long ago (window/showMessage pop-ups) and loads (downloads, for a Hugging Face id) the models of
 # settings the user has since left: a big model tried once and abandoned is fetched again.
-@pytest.mark.xfail(strict=True, reason="finding C: a crash replays every past settings change")
+# Fixed: the daemon tells the forwarder the settings in force after each change
+# (runtime.SETTINGS_IN_FORCE); a replay gives the new daemon those alone (cli/replay.py).
 async def test_a_crash_neither_re_shows_old_errors_nor_loads_abandoned_models(
     rt, tmp_path, tiny_model
 ):
     """Steps: window with local.model = the tiny model (preload); settings change 1:
     routing.cloud = "yes" (refused, error shown); change 2: local.model = someorg/abandoned
-    (the Hub is asked, fails, error shown); change 3: {} (back to the file's model). kill -9 the
-    daemon; after recovery, nothing new about changes 1-2 reaches the editor or the Hub."""
+    (the Hub is asked, fails, error shown); change 3: settings without local.model (back to the
+    file's model; `{}` would keep change 2's, as docs/protocol.md says); change 4: `{}` (a
+    reload: change 3's stay in force). kill -9 the daemon; after recovery, nothing new about
+    changes 1-2 reaches the editor or the Hub."""
     cfg = _config(tmp_path, tiny_model, preload=True)
     async with Recorder() as hub:
         env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}
@@ -156,8 +159,11 @@ async def test_a_crash_neither_re_shows_old_errors_nor_loads_abandoned_models(
                     {"jsonrpc": "2.0", "method": CHANGE, "params": {"settings": {"mlxd": settings}}}
                 )
                 await asyncio.sleep(2.0)  # its load (and failure) happens
-            d.send({"jsonrpc": "2.0", "method": CHANGE, "params": {"settings": {"mlxd": {}}}})
-            await asyncio.sleep(2.0)
+            for settings in ({"local": {"preload": True}}, {}):
+                d.send(
+                    {"jsonrpc": "2.0", "method": CHANGE, "params": {"settings": {"mlxd": settings}}}
+                )
+                await asyncio.sleep(1.0)
             asked = len(_hub_asked(hub.paths))
             assert asked > 0  # the abandoned model was tried, once, while it was the setting
             seen = len(d.frames)

@@ -121,6 +121,7 @@ class Daemon:
             for app in [a for a in self.process.sessions if a not in before]:
                 self.process.detach(app)
             raise ValueError(f"cannot start a session: {type(exc).__name__}: {exc}") from exc
+        ls.forwarded = True  # every session's client is a forwarder
         # Taken over from a daemon that died: this one never saw the window's conversations.
         ls.app.conversations.recovered = hello.get("recovered") is True
         install_redaction(ls.app.keys)

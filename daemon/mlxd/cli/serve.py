@@ -38,9 +38,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     ls = MlxdServer(ConfigSources(path=args.config or os.environ.get("MLXD_CONFIG") or None))
     register(ls)
-    # Taking over a window from a shared daemon that died (forward.py): it never saw the
-    # window's conversations, so their follow-ups stay local.
-    ls.app.conversations.recovered = os.environ.pop(RECOVERED_ENV, "") == "1"
+    # A window taken over from a dead shared daemon (forward.py, our stdio its forwarder):
+    # this server never saw its conversations, so their follow-ups stay local.
+    ls.forwarded = ls.app.conversations.recovered = os.environ.pop(RECOVERED_ENV, "") == "1"
     install_redaction(ls.app.keys)
 
     stopped: list[str] = []  # why the server ends the session itself (SIGTERM)

@@ -49,6 +49,7 @@ def initialize(ls: MlxdServer, params: T.InitializeParams) -> None:
             ls.app.sources.init_options = opts
     for problem in ls.config_problems:
         log.error("%s", problem)
+    ls.tell_settings_in_force()
 
 
 def initialized(ls: MlxdServer, params: T.InitializedParams) -> None:
@@ -69,6 +70,8 @@ def did_change_configuration(ls: MlxdServer, params: T.DidChangeConfigurationPar
         ls.show_error(problem)
     if applied and overlay is not None:
         ls.app.sources.init_options = overlay
+    ls.settings_changes += 1
+    ls.tell_settings_in_force()
     if ls.app.config.local.preload:
         asyncio.ensure_future(ls.app.preload())
 
