@@ -408,34 +408,49 @@ class Proxy:
 # Authorization header (a debugging proxy, mitmproxy, another account's gateway sees it); and a
 # window that needs its proxy to reach the Hub cannot download when another window started the
 # daemon. The docs list HF_ENDPOINT / HF_HOME / HF_HUB_OFFLINE / HF_TOKEN as each window's own.
-@pytest.mark.xfail(strict=True, reason="finding H: Hub downloads use the first window's proxy")
+# Fixed: a window's download runs in a child process of that window's environment
+# (models/hub_child.py), whatever the environment of the window that started the daemon.
+@pytest.mark.parametrize("proxied", ["the first window", "the second window"])
 async def test_a_windows_hub_download_never_goes_through_another_windows_proxy(
-    rt, tmp_path, tiny_config
+    rt, tmp_path, tiny_config, proxied
 ):
-    """Steps: window A (started from a shell with HTTP(S)_PROXY set) starts the daemon; window
-    B, no proxy, HF_ENDPOINT = a loopback hub, HF_TOKEN = its own, local.model = an HF id;
-    B's chat makes the daemon fetch the model."""
+    """Steps: window A (started from a shell with HTTP(S)_PROXY set, and an HF_TOKEN of its
+    own) starts the daemon; window B, HF_ENDPOINT = a loopback hub, HF_TOKEN = its own,
+    local.model = an HF id; B's chat makes the daemon fetch the model. Or the other way round:
+    B's shell has the proxy (B needs it to reach the Hub) and A's has none."""
     token = "hf_windowBsecret0123456789abcdef"
     second = tmp_path / "second.toml"
     second.write_text('[local]\nmodel = "someorg/some-model-4bit"\npreload = false\n')
     proxy_env = {k: "" for k in ("NO_PROXY", "no_proxy")}
+    no_proxy = {k: "" for k in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")}
     async with Proxy() as proxy, Recorder() as hub:
         for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
             proxy_env[name] = proxy.url
-        a = await start_raw(rt, tiny_config, env=proxy_env)
+        a_env, b_env = (
+            (proxy_env, no_proxy) if proxied == "the first window" else (no_proxy, proxy_env)
+        )
+        a = await start_raw(rt, tiny_config, env={**a_env, "HF_TOKEN": "hf_windowA_own"})
         b = None
         try:
             await a.initialize()
             await _pid(a)  # the daemon runs, with A's environment
             hf = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": token}
-            b = await start_raw(rt, second, env={**hf, "HF_HOME": str(tmp_path / "h")})
+            b = await start_raw(rt, second, env={**b_env, **hf, "HF_HOME": str(tmp_path / "h")})
             await b.initialize()
             chat = {"messages": [{"role": "user", "content": "x"}], "maxTokens": 2}
             assert "error" in await b.request("mlxd/chat", chat)  # the hub has no such model
-            # Before: proxy.seen = [('/api/models/someorg/some-model-4bit/revision/main',
-            # 'Bearer hf_windowBsecret...'), ...] and the hub asked nothing.
-            assert proxy.seen == [], proxy.seen
-            assert _hub_asked(hub.paths), hub.paths
+            asked = _hub_asked(hub.paths)
+            if proxied == "the first window":
+                # Before: proxy.seen = [('/api/models/someorg/some-model-4bit/revision/main',
+                # 'Bearer hf_windowBsecret...'), ...] and the hub asked nothing.
+                assert proxy.seen == [], proxy.seen
+                assert asked, hub.paths
+            else:
+                # B's own proxy carries B's requests (before: none did, A had no proxy), with
+                # B's token, never A's.
+                assert proxy.seen and not asked, (proxy.seen, hub.paths)
+                fetches = [(path, auth) for path, auth in proxy.seen if _hub_asked([path])]
+                assert {auth for _, auth in fetches} == {f"Bearer {token}"}, proxy.seen
         finally:
             for w in (a, b):
                 if w is not None:

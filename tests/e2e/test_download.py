@@ -20,6 +20,7 @@ from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
 from tests.conftest import Session, chat_params, daemon, write_config
+from tests.e2e.test_shared_daemon import rt  # noqa: F401 (a fixture)
 from tests.fakes.hf_hub import COMMIT, FakeHub
 from tests.kit import free_port
 
@@ -36,6 +37,13 @@ def hf_env(tmp_path: Path, endpoint: str, offline: bool = False) -> dict[str, st
         "HF_HUB_OFFLINE": "1" if offline else "0",
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
+
+
+@pytest.fixture(params=["in-process", "shared"])
+def mode(request: pytest.FixtureRequest, rt: Path) -> dict[str, str]:  # noqa: F811
+    """The daemon's environment for a mode: in-process, or a shared daemon of this test's own
+    runtime directory (it downloads in a child of the window's environment: hub_child.py)."""
+    return {"MLXD_SHARED": "1", "MLXD_RUNTIME_DIR": str(rt)} if request.param == "shared" else {}
 
 
 def hf_config(tmp_path: Path) -> Path:
@@ -61,9 +69,11 @@ def snapshot(tmp_path: Path) -> Path:
     return tmp_path / "hf" / "hub" / f"models--{REPO_ID.replace('/', '--')}" / "snapshots" / COMMIT
 
 
-async def test_download_reports_bytes_then_answers_a_chat(tmp_path: Path, tiny_model: Path) -> None:
+async def test_download_reports_bytes_then_answers_a_chat(
+    tmp_path: Path, tiny_model: Path, mode: dict[str, str]
+) -> None:
     async with FakeHub(REPO_ID, tiny_model, delay_s=0.01) as hub:
-        async with daemon(hf_config(tmp_path), env=hf_env(tmp_path, hub.url)) as s:
+        async with daemon(hf_config(tmp_path), env={**hf_env(tmp_path, hub.url), **mode}) as s:
             await s.wait_status("ready", timeout=120)
             _, values = load_progress(s)
             assert values[0]["kind"] == "begin" and values[0]["cancellable"] is True
@@ -81,17 +91,17 @@ async def test_download_reports_bytes_then_answers_a_chat(tmp_path: Path, tiny_m
             assert r.backend == "local" and r.usage.completionTokens > 0
     assert (snapshot(tmp_path) / "model.safetensors").is_file()
     # Offline now (the hub is gone): the cached copy loads, and nothing says "offline".
-    async with daemon(hf_config(tmp_path), env=hf_env(tmp_path, hub.url)) as s:
+    async with daemon(hf_config(tmp_path), env={**hf_env(tmp_path, hub.url), **mode}) as s:
         status = await s.wait_status("ready", "error", timeout=120)
         assert status["state"] == "ready", status
         assert not s.messages
 
 
 async def test_cancel_stops_the_download_and_a_later_request_starts_it_again(
-    tmp_path: Path, tiny_model: Path
+    tmp_path: Path, tiny_model: Path, mode: dict[str, str]
 ) -> None:
     async with FakeHub(REPO_ID, tiny_model, delay_s=0.05) as hub:
-        async with daemon(hf_config(tmp_path), env=hf_env(tmp_path, hub.url)) as s:
+        async with daemon(hf_config(tmp_path), env={**hf_env(tmp_path, hub.url), **mode}) as s:
             # mid-way through the weights (944 kB at 16 kB per 50 ms: about 3 s)
             await wait_for(lambda: hub.bytes_sent > 400_000 and s.progress)
             token, _ = load_progress(s)
