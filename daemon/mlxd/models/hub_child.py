@@ -109,7 +109,9 @@ def main(argv: list[str]) -> int:
 
     threading.Thread(target=watch_stdin, daemon=True).start()
     try:
-        path = fetch(repo, on_bytes=lambda d, t: say({"bytes": [d, t]}), stop=stop, patterns=patterns)
+        path = fetch(
+            repo, on_bytes=lambda d, t: say({"bytes": [d, t]}), stop=stop, patterns=patterns
+        )
     except LoadCancelled as exc:
         say({"error": exc.message, "cancelled": True})
         return 0
