@@ -7,6 +7,7 @@ server, or another local model ("mlx") sharing the one model pool.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from ..config import Config
 from ..models import ModelPool, resolve_spec
@@ -45,6 +46,7 @@ def make_backends(
         )
 
     backends: dict[str, Backend] = {"local": local("local", cfg.local.model)}
+    window_pools: Any = pools.for_window(env) if pools is not None else None  # its CA bundle
     for name, b in cfg.backends.items():
         prev = old.get(name)
         unchanged = old_cfg.backends.get(name) == b and old_cfg.timeouts == cfg.timeouts
@@ -53,9 +55,9 @@ def make_backends(
         elif prev is not None and unchanged:
             backends[name] = prev
         elif b.protocol == "anthropic":
-            backends[name] = AnthropicBackend(name, b, cfg.timeouts, keys, pools)
+            backends[name] = AnthropicBackend(name, b, cfg.timeouts, keys, window_pools)
         else:
-            backends[name] = OpenAIBackend(name, b, cfg.timeouts, keys, pools)
+            backends[name] = OpenAIBackend(name, b, cfg.timeouts, keys, window_pools)
     return backends
 
 
