@@ -1,7 +1,7 @@
 # ruff: noqa: F811 (the rt fixture is imported from test_shared_daemon)
 """Attacks on the shared daemon now that it is the default of `mlxd serve` (issue #19, wave 2
-session 4). Each test is one finding, xfail (strict) while it fails, with the exact steps in its
-docstring. Real forwarders over real stdio, one real daemon per test in a runtime directory of its
+session 4). Each test is one finding (all fixed by session 5; they were strict xfails while they
+failed), with the exact steps in its docstring. Real forwarders over real stdio, one real daemon per test in a runtime directory of its
 own (stopped, then killed if left), real loopback servers that record what they receive."""
 
 from __future__ import annotations
