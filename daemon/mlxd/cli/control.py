@@ -18,33 +18,46 @@ from .. import __version__, runtime
 STOP_WAIT_S = 10.0
 
 
+SILENT = "silent"  # a daemon accepted the connection, then gave no answer
+
+
 def control(command: str, socket: Path | None = None) -> dict[str, Any] | None:
     """Ask the daemon serving `socket` (default: this installation's) `status` | `stop`; None
     when none serves it or it does not answer."""
+    answer = _ask(command, socket or runtime.paths().socket)
+    return answer if isinstance(answer, dict) else None
+
+
+def _ask(command: str, socket: Path) -> dict[str, Any] | str | None:
+    """The daemon's answer; None when nothing serves `socket` (a crashed daemon's file), SILENT
+    when it took the connection and dropped it (a daemon going away) or said nothing whole."""
     import json
 
-    sock = runtime.connect(socket or runtime.paths().socket, timeout=5.0)
+    sock = runtime.connect(socket, timeout=5.0)
     if sock is None:
         return None
     data = b""
     with sock:
-        try:  # a daemon going away may take the connection and drop it: none runs, then
+        try:  # a daemon going away may take the connection and drop it
             sock.sendall(runtime.hello({"control": command}))
             sock.settimeout(10.0)
             while not data.endswith(b"\n") and (chunk := sock.recv(1 << 16)):
                 data += chunk
         except OSError:
-            return None
+            return SILENT
     try:
         info = json.loads(data) if data.endswith(b"\n") else None
     except ValueError:
-        return None
-    return info if isinstance(info, dict) else None
+        return SILENT
+    return info if isinstance(info, dict) else SILENT
 
 
-def _live(directory: Path) -> list[runtime.Found]:
-    """The sockets of `directory` a daemon serves (a crashed one's file is left out)."""
-    return [f for f in runtime.sockets(directory) if runtime.connectable(f.paths.socket)]
+def _each(command: str, directory: Path) -> list[tuple[runtime.Found, dict[str, Any] | str]]:
+    """(socket, answer or SILENT) for each daemon of `directory` that `command` reached."""
+    if not directory.is_dir():
+        return []
+    asked = [(f, _ask(command, f.paths.socket)) for f in runtime.sockets(directory)]
+    return [(f, answer) for f, answer in asked if answer is not None]
 
 
 def _which(found: runtime.Found, info: dict[str, Any]) -> str:
@@ -66,12 +79,9 @@ def _none(directory: Path) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     directory = runtime.runtime_dir()
-    found = _live(directory) if directory.is_dir() else []
-    if not found:
-        return _none(directory)
-    for f in found:
-        info = control("status", f.paths.socket)
-        if info is None:
+    answers = _each("status", directory)
+    for f, info in answers:
+        if not isinstance(info, dict):
             print(f"mlxd {f.version} daemon at {f.paths.socket}: not answering")
             continue
         print(f"{_which(f, info)}, pid {info['pid']}, up {info['uptime_s']} s")
@@ -79,7 +89,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         for spec, nbytes in info["models"].items():
             print(f"model: {spec} ({nbytes / 1e6:.0f} MB)")
         print(f"memory (RSS): {info['rssBytes'] / 1e6:.0f} MB")
-    if any(not f.ours for f in found):
+    if not any(isinstance(info, dict) for _, info in answers):
+        return _none(directory)
+    if any(not f.ours for f, _ in answers):
         print("`mlxd stop` stops them all; each window's next `mlxd serve` starts its own")
     return 0
 
@@ -89,12 +101,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
     editors start `mlxd serve` again, which starts this installation's)."""
     directory = runtime.runtime_dir()
     stopping = []
-    for f in _live(directory) if directory.is_dir() else []:
-        info = control("stop", f.paths.socket)
-        if info is None:
-            print(f"mlxd {f.version} daemon at {f.paths.socket}: not answering; not stopped")
-        else:
+    for f, info in _each("stop", directory):
+        if isinstance(info, dict):
             stopping.append((f, info["pid"]))
+        else:
+            print(f"mlxd {f.version} daemon at {f.paths.socket}: not answering; not stopped")
     if not stopping:
         return _none(directory)
     deadline = time.monotonic() + STOP_WAIT_S
