@@ -179,6 +179,44 @@ async def test_a_crash_neither_re_shows_old_errors_nor_loads_abandoned_models(
             await d.kill()
 
 
+@pytest.mark.parametrize("where", ["initializationOptions", "the config file"])
+async def test_a_crash_does_not_show_the_windows_config_problems_again(
+    rt, tmp_path, tiny_model, where
+):
+    """Finding C's sibling: the replayed initialize's config problems (a workspace setting
+    dropped, an invalid config file: shown at `initialized`) were shown again by the new daemon
+    as pop-ups. Steps: a window whose initializationOptions carry a workspace `backends` (which
+    the workspace layer may not set), or whose config file has an unknown key; its problem is
+    shown once; kill -9 the daemon; after recovery, it is not shown again (only logged)."""
+    cfg = _config(tmp_path, tiny_model)
+    options: dict = {}
+    if where == "the config file":
+        cfg.write_text(cfg.read_text() + "[nosuchsection]\nx = 1\n")
+        word = "nosuchsection"
+    else:
+        options = {"workspace": {"backends": {"evil": {"protocol": "openai"}}}}
+        word = "backends"
+    d = await start_raw(rt, cfg)
+    try:
+        params = {**INITIALIZE, "initializationOptions": options}
+        d.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params})
+        assert "result" in await d.response(1, timeout=60)
+        d.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        shown = lambda frames: [  # noqa: E731
+            f for f in frames if f.get("method") == "window/showMessage" and word in json.dumps(f)
+        ]
+        first = await _pid(d)
+        assert len(shown(d.frames)) == 1, d.frames
+        seen = len(d.frames)
+        await _pid_after_kill(d, first)
+        await asyncio.sleep(2.0)  # the replay's initialized is handled
+        await _pid(d)
+        # Before: the same pop-up again, from the new daemon.
+        assert shown(d.frames[seen:]) == [], d.frames[seen:]
+    finally:
+        await d.kill()
+
+
 def _about(f: dict, words: tuple[str, ...]) -> bool:
     """A message shown to the user (or the status line) that mentions one of `words`."""
     shown = f.get("method") in ("window/showMessage", "mlxd/status")

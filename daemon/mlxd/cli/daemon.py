@@ -124,6 +124,7 @@ class Daemon:
         ls.forwarded = True  # every session's client is a forwarder
         # Taken over from a daemon that died: this one never saw the window's conversations.
         ls.app.conversations.recovered = hello.get("recovered") is True
+        ls.quiet_start = ls.app.conversations.recovered and hello.get("answered") is True
         install_redaction(ls.app.keys)
         ls.loop = asyncio.get_running_loop()
         token = SESSION.set(ls)  # this task's context, and so every handler task it starts

@@ -31,7 +31,8 @@ PARENT_CHECK_S = 1.0  # how often the forwarder checks that the editor that star
 SHARED_ENV = "MLXD_SHARED"  # "1" / "0": the mode, when neither flag is given
 DEFAULT_IDLE_EXIT_S = 300.0
 IN_PROCESS_ENV = "MLXD_FORWARD_FAILED"  # set once forwarding failed: serve in-process at once
-RECOVERED_ENV = "MLXD_FORWARD_RECOVERED"  # "1": an in-process server taking over a window
+# "1": an in-process server taking over a window; "answered": one whose initialize was answered
+RECOVERED_ENV = "MLXD_FORWARD_RECOVERED"
 
 
 def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
@@ -74,17 +75,19 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
     if isinstance(sock, str):
         return _fallback(sock)
 
-    def reconnect() -> socket.socket | str:
+    def reconnect(answered: bool) -> socket.socket | str:
         try:  # checked again: the directory may have been swapped while the daemon was down
             runtime.ensure_dir(paths.dir)
         except (OSError, runtime.UnsafeRuntimeDir) as exc:
             return f"runtime directory unusable: {exc}"
-        # "recovered": the new daemon does not know this window's conversations
-        sock = _connect(paths, idle_exit_s, runtime.hello({**window, "recovered": True}))
+        # "recovered": the new daemon does not know this window's conversations; "answered":
+        # the window has had the replayed initialize's answer, and seen its config problems.
+        hello = {**window, "recovered": True, "answered": answered}
+        sock = _connect(paths, idle_exit_s, runtime.hello(hello))
         if not isinstance(sock, str):
             return sock
         print(f"mlxd: {sock}; serving this window in-process", file=sys.stderr, flush=True)
-        return _in_process(config)
+        return _in_process(config, answered)
 
     return pump(sock, sys.stdin.fileno(), sys.stdout.fileno(), reconnect)
 
@@ -171,13 +174,13 @@ def _wait_for(
     return f"the shared daemon did not come up in {START_WAIT_S:.0f} s (see {paths.log})"
 
 
-def _in_process(config: str | None) -> socket.socket | str:
+def _in_process(config: str | None, answered: bool) -> socket.socket | str:
     """An in-process server of this window's own (`mlxd serve --no-shared`, its stdio on a
     socket pair), for a window whose shared daemon died and cannot be replaced: the editor
     keeps a server. It too is told that it never saw the window's conversations."""
     ours, theirs = socket.socketpair()
     cmd = [sys.executable, "-m", "mlxd", "serve", "--no-shared"]
-    env = {**os.environ, IN_PROCESS_ENV: "1", RECOVERED_ENV: "1"}
+    env = {**os.environ, IN_PROCESS_ENV: "1", RECOVERED_ENV: "answered" if answered else "1"}
     try:
         subprocess.Popen(
             cmd + (["--config", config] if config else []), stdin=theirs, stdout=theirs, env=env
@@ -217,7 +220,7 @@ class _Link:
 
     def __init__(self, sock: socket.socket, reconnect: Any) -> None:
         self.sock = sock
-        self.reconnect = reconnect  # () -> socket | str (why not), hello already sent
+        self.reconnect = reconnect  # (answered) -> socket | str (why not), hello already sent
         self.frames = Splitter()
         self.dead = False
 
@@ -314,7 +317,7 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
     for error in replay.failed(DIED):
         _write_all(stdout, error)
     print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
-    sock = link.reconnect()
+    sock = link.reconnect(replay.initialize_answered)
     if isinstance(sock, str):
         return sock
     sel.unregister(link.sock)

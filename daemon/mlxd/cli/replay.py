@@ -132,6 +132,12 @@ class Replay:
             del self.inflight[key]
         return [frame(b.encode()) for b in out]
 
+    @property
+    def initialize_answered(self) -> bool:
+        """Whether the client has had the answer to its initialize (and seen what `initialized`
+        showed: a new daemon need not show the same config problems again)."""
+        return self.initialize is not None and _key(self.initialize.get("id")) not in self.inflight
+
     def replay(self) -> list[bytes]:
         """The message bodies that make a new daemon serve this window as the old one did."""
         if self.initialize is None:

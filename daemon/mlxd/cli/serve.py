@@ -38,9 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     ls = MlxdServer(ConfigSources(path=args.config or os.environ.get("MLXD_CONFIG") or None))
     register(ls)
-    # A window taken over from a dead shared daemon (forward.py, our stdio its forwarder):
-    # this server never saw its conversations, so their follow-ups stay local.
-    ls.forwarded = ls.app.conversations.recovered = os.environ.pop(RECOVERED_ENV, "") == "1"
+    _take_over(ls, os.environ.pop(RECOVERED_ENV, ""))
     install_redaction(ls.app.keys)
 
     stopped: list[str] = []  # why the server ends the session itself (SIGTERM)
@@ -80,6 +78,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os._exit(code)
+
+
+def _take_over(ls: Any, recovered: str) -> None:
+    """A window taken over from a dead shared daemon (forward.py, our stdio its forwarder):
+    this server never saw its conversations, so their follow-ups stay local; "answered": the
+    window has seen its config problems (they go to the log, not to a pop-up, again)."""
+    ls.forwarded = ls.app.conversations.recovered = recovered in ("1", "answered")
+    ls.quiet_start = recovered == "answered"
 
 
 def _terminate(ls: Any, stopped: list[str]) -> None:

@@ -47,8 +47,8 @@ def initialize(ls: MlxdServer, params: T.InitializeParams) -> None:
         applied, ls.config_problems = ls.reload(opts)
         if applied:
             ls.app.sources.init_options = opts
-    for problem in ls.config_problems:
-        log.error("%s", problem)
+    for problem in ls.config_problems:  # a replay's were logged before: INFO this time
+        log.log(logging.INFO if ls.quiet_start else logging.ERROR, "%s", problem)
     ls.tell_settings_in_force()
 
 
@@ -56,7 +56,11 @@ def initialized(ls: MlxdServer, params: T.InitializedParams) -> None:
     """Report config problems, announce state, start the background model load."""
     ls.initialized = True
     for problem in ls.config_problems:
-        ls.show_error(problem)
+        if ls.quiet_start:  # a replay: the window saw it before its daemon was replaced
+            log.info("%s (shown before the shared daemon was replaced)", problem)
+        else:
+            ls.show_error(problem)
+    ls.quiet_start = False
     ls.app.publish_status(force=True)
     ls.preload_task = asyncio.ensure_future(ls.app.preload())
 

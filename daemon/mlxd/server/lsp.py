@@ -84,6 +84,8 @@ class MlxdServer(LanguageServer):
         self.initialize_seen = False  # requests before `initialize` get -32002
         self.initialized = False
         self.forwarded = False  # the client is a forwarder (cli/forward.py): it keeps state
+        # A replay to a new daemon whose window saw `initialized`'s config problems already.
+        self.quiet_start = False
         self.settings_changes = 0  # didChangeConfiguration handled
         hooks = Hooks(
             self.send_status,
