@@ -55,12 +55,7 @@ def initialize(ls: MlxdServer, params: T.InitializeParams) -> None:
 def initialized(ls: MlxdServer, params: T.InitializedParams) -> None:
     """Report config problems, announce state, start the background model load."""
     ls.initialized = True
-    for problem in ls.config_problems:
-        if ls.quiet_start:  # a replay: the window saw it before its daemon was replaced
-            log.info("%s (shown before the shared daemon was replaced)", problem)
-        else:
-            ls.show_error(problem)
-    ls.quiet_start = False
+    ls.show_config_problems()
     ls.app.publish_status(force=True)
     ls.preload_task = asyncio.ensure_future(ls.app.preload())
 

@@ -113,6 +113,16 @@ class MlxdServer(LanguageServer):
             return False, [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
         return True, [f"mlxd: {p}" for p in problems]
 
+    def show_config_problems(self) -> None:
+        """The config problems, at `initialized`: shown, or only logged when this is a replay
+        whose window saw them before its shared daemon was replaced (quiet_start)."""
+        for problem in self.config_problems:
+            if self.quiet_start:
+                log.info("%s (shown before the shared daemon was replaced)", problem)
+            else:
+                self.show_error(problem)
+        self.quiet_start = False
+
     def tell_settings_in_force(self) -> None:
         """A forwarder's client: which settings are in force now (P.SETTINGS_IN_FORCE)."""
         if self.forwarded:
