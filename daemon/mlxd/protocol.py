@@ -13,6 +13,9 @@ import msgspec
 from msgspec import Meta, Struct
 
 from .errors import field_message, with_choices
+from .runtime import SETTINGS_IN_FORCE
+
+__all__ = ["SETTINGS_IN_FORCE"]  # the forwarder's own message (runtime.py), sent by the server
 
 VERSION = "1"
 

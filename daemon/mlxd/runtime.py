@@ -30,6 +30,11 @@ HELLO = b"MLXD1"
 # `mlxd stop`): {"exitCode": int, "reason": str | null}. The forwarder consumes it and exits
 # with that code; a hang-up without it is the daemon's death (the forwarder recovers).
 SESSION_ENDED = "$/mlxd/sessionEnded"
+# The daemon's word to a forwarder after `initialize` and after each settings change: the
+# settings in force ({"settings": {...}, "changes": how many didChangeConfiguration it has
+# handled}). The forwarder consumes it; after a crash it replays only those settings, not
+# every change the window ever sent (each would be acted on again: errors, model loads).
+SETTINGS_IN_FORCE = "$/mlxd/settingsInForce"
 
 
 class UnsafeRuntimeDir(Exception):
@@ -46,7 +51,11 @@ class Paths:
 
     @classmethod
     def at(cls, directory: Path, version: str = __version__) -> Paths:
-        name = f"mlxd-{version}-{INSTALL}"
+        return cls.named(directory, f"mlxd-{version}-{INSTALL}")
+
+    @classmethod
+    def named(cls, directory: Path, name: str) -> Paths:
+        """The paths of the daemon whose socket is `<directory>/<name>.sock`."""
         return cls(
             directory,
             directory / f"{name}.sock",
@@ -54,6 +63,29 @@ class Paths:
             directory / "daemon.log",
             directory / f"{name}.stopped",
         )
+
+
+@dataclass(frozen=True)
+class Found:
+    """A daemon's socket in the runtime directory, of any mlxd version or installation."""
+
+    paths: Paths
+    version: str
+    install: str | None  # None: a version that named its socket by its version only
+    ours: bool  # this mlxd's own (same version and installation)
+
+
+def sockets(directory: Path) -> list[Found]:
+    """Every mlxd daemon socket in `directory` (`mlxd-<version>[-<install>].sock`), this
+    installation's first: an upgrade or another checkout leaves its own daemon there."""
+    found = []
+    for sock in sorted(directory.glob("mlxd-*.sock")):
+        version, _, install = sock.stem.removeprefix("mlxd-").rpartition("-")
+        if not (len(install) == 8 and all(c in "0123456789abcdef" for c in install)):
+            version, install = sock.stem.removeprefix("mlxd-"), ""  # mlxd-<version>.sock
+        ours = version == __version__ and install == INSTALL
+        found.append(Found(Paths.named(directory, sock.stem), version, install or None, ours))
+    return sorted(found, key=lambda f: not f.ours)
 
 
 def _install_id() -> str:
@@ -79,6 +111,22 @@ def runtime_dir(env: dict[str, str] | None = None) -> Path:
 
 def paths(env: dict[str, str] | None = None) -> Paths:
     return Paths.at(runtime_dir(env))
+
+
+# The longest path a Unix socket can be bound at or connected to (sun_path, less its NUL).
+SUN_PATH_MAX = 107 if sys.platform.startswith("linux") else 103
+
+
+def too_long(path: Path) -> str | None:
+    """Why no daemon can serve a socket at `path` (None when it can): a runtime directory so
+    deep that the socket's path does not fit in sun_path."""
+    size = len(os.fsencode(path))
+    if size <= SUN_PATH_MAX:
+        return None
+    return (
+        f"the socket path {path} is {size} bytes, over the {SUN_PATH_MAX} a Unix socket's "
+        f"path may have: set {RUNTIME_ENV} to a shorter directory"
+    )
 
 
 def ensure_dir(directory: Path) -> None:

@@ -1,7 +1,7 @@
 # ruff: noqa: F811 (the rt fixture is imported from test_shared_daemon)
 """Attacks on the shared daemon now that it is the default of `mlxd serve` (issue #19, wave 2
-session 4). Each test is one finding, xfail (strict) while it fails, with the exact steps in its
-docstring. Real forwarders over real stdio, one real daemon per test in a runtime directory of its
+session 4). Each test is one finding (all fixed by session 5; they were strict xfails while they
+failed), with the exact steps in its docstring. Real forwarders over real stdio, one real daemon per test in a runtime directory of its
 own (stopped, then killed if left), real loopback servers that record what they receive."""
 
 from __future__ import annotations
@@ -134,14 +134,17 @@ async def test_initialize_in_flight_when_the_daemon_dies_is_answered_by_the_new_
 # sent, and the new daemon acts on each one again: it shows the errors of settings the user fixed
 # long ago (window/showMessage pop-ups) and loads (downloads, for a Hugging Face id) the models of
 # settings the user has since left: a big model tried once and abandoned is fetched again.
-@pytest.mark.xfail(strict=True, reason="finding C: a crash replays every past settings change")
+# Fixed: the daemon tells the forwarder the settings in force after each change
+# (runtime.SETTINGS_IN_FORCE); a replay gives the new daemon those alone (cli/replay.py).
 async def test_a_crash_neither_re_shows_old_errors_nor_loads_abandoned_models(
     rt, tmp_path, tiny_model
 ):
     """Steps: window with local.model = the tiny model (preload); settings change 1:
     routing.cloud = "yes" (refused, error shown); change 2: local.model = someorg/abandoned
-    (the Hub is asked, fails, error shown); change 3: {} (back to the file's model). kill -9 the
-    daemon; after recovery, nothing new about changes 1-2 reaches the editor or the Hub."""
+    (the Hub is asked, fails, error shown); change 3: settings without local.model (back to the
+    file's model; `{}` would keep change 2's, as docs/protocol.md says); change 4: `{}` (a
+    reload: change 3's stay in force). kill -9 the daemon; after recovery, nothing new about
+    changes 1-2 reaches the editor or the Hub."""
     cfg = _config(tmp_path, tiny_model, preload=True)
     async with Recorder() as hub:
         env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}
@@ -156,8 +159,11 @@ async def test_a_crash_neither_re_shows_old_errors_nor_loads_abandoned_models(
                     {"jsonrpc": "2.0", "method": CHANGE, "params": {"settings": {"mlxd": settings}}}
                 )
                 await asyncio.sleep(2.0)  # its load (and failure) happens
-            d.send({"jsonrpc": "2.0", "method": CHANGE, "params": {"settings": {"mlxd": {}}}})
-            await asyncio.sleep(2.0)
+            for settings in ({"local": {"preload": True}}, {}):
+                d.send(
+                    {"jsonrpc": "2.0", "method": CHANGE, "params": {"settings": {"mlxd": settings}}}
+                )
+                await asyncio.sleep(1.0)
             asked = len(_hub_asked(hub.paths))
             assert asked > 0  # the abandoned model was tried, once, while it was the setting
             seen = len(d.frames)
@@ -171,6 +177,44 @@ async def test_a_crash_neither_re_shows_old_errors_nor_loads_abandoned_models(
             assert len(_hub_asked(hub.paths)) == asked, hub.paths
         finally:
             await d.kill()
+
+
+@pytest.mark.parametrize("where", ["initializationOptions", "the config file"])
+async def test_a_crash_does_not_show_the_windows_config_problems_again(
+    rt, tmp_path, tiny_model, where
+):
+    """Finding C's sibling: the replayed initialize's config problems (a workspace setting
+    dropped, an invalid config file: shown at `initialized`) were shown again by the new daemon
+    as pop-ups. Steps: a window whose initializationOptions carry a workspace `backends` (which
+    the workspace layer may not set), or whose config file has an unknown key; its problem is
+    shown once; kill -9 the daemon; after recovery, it is not shown again (only logged)."""
+    cfg = _config(tmp_path, tiny_model)
+    options: dict = {}
+    if where == "the config file":
+        cfg.write_text(cfg.read_text() + "[nosuchsection]\nx = 1\n")
+        word = "nosuchsection"
+    else:
+        options = {"workspace": {"backends": {"evil": {"protocol": "openai"}}}}
+        word = "backends"
+    d = await start_raw(rt, cfg)
+    try:
+        params = {**INITIALIZE, "initializationOptions": options}
+        d.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params})
+        assert "result" in await d.response(1, timeout=60)
+        d.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        shown = lambda frames: [  # noqa: E731
+            f for f in frames if f.get("method") == "window/showMessage" and word in json.dumps(f)
+        ]
+        first = await _pid(d)
+        assert len(shown(d.frames)) == 1, d.frames
+        seen = len(d.frames)
+        await _pid_after_kill(d, first)
+        await asyncio.sleep(2.0)  # the replay's initialized is handled
+        await _pid(d)
+        # Before: the same pop-up again, from the new daemon.
+        assert shown(d.frames[seen:]) == [], d.frames[seen:]
+    finally:
+        await d.kill()
 
 
 def _about(f: dict, words: tuple[str, ...]) -> bool:
@@ -219,24 +263,32 @@ async def test_a_relative_runtime_dir_is_one_directory_for_forwarder_and_daemon(
 # ... is canceled", the code of the client's own $/cancelRequest (Neovim swallows it as the
 # user's cancel), not -32803 with a reason as for a daemon that died (docs/protocol.md lists
 # -32800 for $/cancelRequest and `shutdown` only).
-@pytest.mark.xfail(strict=True, reason="finding E: mlxd stop answers in-flight requests -32800")
-async def test_mlxd_stop_fails_a_streaming_chat_with_a_reason(rt, tmp_path, slow_tiny_model):
-    """Steps: window streams a 2000-token chat on the slow tiny model; `mlxd stop`; the chat's
-    answer (exactly one) is -32803 and says the daemon was stopped."""
-    d = await start_raw(rt, _config(tmp_path, slow_tiny_model))
+# Fixed: a session the daemon ends itself fails its requests in flight -32803 with the reason
+# (AdaptedProtocol.fail_pending); the forwarder answers any it never read the same way.
+@pytest.mark.parametrize("how", ["mlxd stop", "SIGTERM", "SIGTERM in-process"])
+async def test_mlxd_stop_fails_a_streaming_chat_with_a_reason(rt, tmp_path, slow_tiny_model, how):
+    """Steps: window streams a 2000-token chat on the slow tiny model; `mlxd stop` (or SIGTERM
+    to the shared daemon, or to an in-process server: the same end of the session, by the
+    server); the chat's answer (exactly one) is -32803 and says the server was stopped, how."""
+    env = {"MLXD_SHARED": "0"} if how == "SIGTERM in-process" else None
+    d = await start_raw(rt, _config(tmp_path, slow_tiny_model), env=env)
     try:
         await d.initialize()
-        await _pid(d)
+        pid = await _pid(d)
         chat = {"messages": [{"role": "user", "content": "count"}], "maxTokens": 2000}
         d.send({"jsonrpc": "2.0", "id": "long", "method": "mlxd/chat", "params": chat})
         await asyncio.sleep(1.5)  # streaming in the daemon
-        stop = await asyncio.to_thread(mlxd, rt, "stop")
-        assert stop.returncode == 0, stop
+        if how == "mlxd stop":
+            stop = await asyncio.to_thread(mlxd, rt, "stop")
+            assert stop.returncode == 0, stop
+        else:
+            os.kill(pid, signal.SIGTERM)
         r = await d.response("long", timeout=30)
         await d.wait(10)  # the forwarder ends with the daemon (by design)
         assert [f for f in d.frames if f.get("id") == "long"] == [r] and d.stray == []
         # Before: {'code': -32800, 'message': 'Request with id "long" is canceled'}
-        assert r["error"]["code"] == -32803 and "stop" in r["error"]["message"], r
+        assert r["error"]["code"] == -32803 and "stopped" in r["error"]["message"], r
+        assert how.split()[0] in r["error"]["message"], r
     finally:
         await d.kill()
 
@@ -245,30 +297,50 @@ async def test_mlxd_stop_fails_a_streaming_chat_with_a_reason(rt, tmp_path, slow
 # `mlxd stop` "no shared mlxd daemon running" while the previous version's daemon still runs in
 # the same runtime directory, holding its model (GBs) until its windows close and idle_exit_s
 # passes: the commands look only at their own version's socket.
-@pytest.mark.xfail(strict=True, reason="finding F: status/stop cannot see another version's daemon")
-async def test_status_and_stop_see_a_daemon_of_another_version(rt, tmp_path, tiny_config):
-    """Steps: copy daemon/mlxd to OLD with __version__ = "0.0.9"; a window started with
-    PYTHONPATH=OLD starts the 0.0.9 daemon, then closes (the daemon stays, idle_exit_s);
-    `mlxd status` and `mlxd stop` of this version."""
+# Fixed: both list and stop every mlxd daemon of the runtime directory (runtime.sockets), each
+# named by its version and installation.
+@pytest.mark.parametrize("other", ["another version", "another installation"])
+async def test_status_and_stop_see_a_daemon_of_another_version(rt, tmp_path, tiny_config, other):
+    """Steps: copy daemon/mlxd to OLD with __version__ = "0.0.9" (or unchanged: another
+    installation of this version); a window started with PYTHONPATH=OLD starts OLD's daemon,
+    then closes (the daemon stays, idle_exit_s); a window of this installation starts its own;
+    `mlxd status` and `mlxd stop` of this installation."""
     old = tmp_path / "old"
     shutil.copytree(Path(__file__).resolve().parents[2] / "daemon" / "mlxd", old / "mlxd")
     init = old / "mlxd" / "__init__.py"
-    init.write_text(init.read_text().replace('__version__ = "0.1.0"', '__version__ = "0.0.9"'))
+    if other == "another version":
+        init.write_text(init.read_text().replace('__version__ = "0.1.0"', '__version__ = "0.0.9"'))
     a = await start_raw(rt, tiny_config, env={"PYTHONPATH": str(old)})
-    pid = None
+    b = None
+    pids: list[int] = []
     try:
         await a.initialize()
-        pid = await _pid(a)
+        pids.append(await _pid(a))
         await a.kill()
+        b = await start_raw(rt, tiny_config)
+        await b.initialize()
+        pids.append(await _pid(b))
+        assert pids[0] != pids[1]
         status = await asyncio.to_thread(mlxd, rt, "status")
         stop = await asyncio.to_thread(mlxd, rt, "stop")
-        # Before: exit 1 "no shared mlxd daemon at .../mlxd-0.1.0.sock", and the 0.0.9 daemon
-        # still running after `mlxd stop`.
-        assert str(pid) in status.stdout, status
-        assert stop.returncode == 0 and wait_gone([pid]) == [], stop
+        # Before: status showed this installation's daemon only, and the other one was still
+        # running after `mlxd stop`.
+        lines = status.stdout.splitlines()
+        ours = [x for x in lines if f"pid {pids[1]}," in x]
+        theirs = [x for x in lines if f"pid {pids[0]}," in x]
+        assert status.returncode == 0 and len(ours) == len(theirs) == 1, status
+        assert "(this installation)" in ours[0], status.stdout
+        assert other in theirs[0] and str(old / "mlxd") in theirs[0], status.stdout
+        assert stop.returncode == 0 and wait_gone(pids) == [], stop
+        assert all(f"(pid {pid})" in stop.stdout for pid in pids), stop.stdout
+        # Nothing is left to see or stop.
+        assert (await asyncio.to_thread(mlxd, rt, "status")).returncode == 1
+        assert (await asyncio.to_thread(mlxd, rt, "stop")).returncode == 1
     finally:
-        await a.kill()
-        if pid is not None:
+        for w in (a, b):
+            if w is not None:
+                await w.kill()
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -374,34 +446,49 @@ class Proxy:
 # Authorization header (a debugging proxy, mitmproxy, another account's gateway sees it); and a
 # window that needs its proxy to reach the Hub cannot download when another window started the
 # daemon. The docs list HF_ENDPOINT / HF_HOME / HF_HUB_OFFLINE / HF_TOKEN as each window's own.
-@pytest.mark.xfail(strict=True, reason="finding H: Hub downloads use the first window's proxy")
+# Fixed: a window's download runs in a child process of that window's environment
+# (models/hub_child.py), whatever the environment of the window that started the daemon.
+@pytest.mark.parametrize("proxied", ["the first window", "the second window"])
 async def test_a_windows_hub_download_never_goes_through_another_windows_proxy(
-    rt, tmp_path, tiny_config
+    rt, tmp_path, tiny_config, proxied
 ):
-    """Steps: window A (started from a shell with HTTP(S)_PROXY set) starts the daemon; window
-    B, no proxy, HF_ENDPOINT = a loopback hub, HF_TOKEN = its own, local.model = an HF id;
-    B's chat makes the daemon fetch the model."""
+    """Steps: window A (started from a shell with HTTP(S)_PROXY set, and an HF_TOKEN of its
+    own) starts the daemon; window B, HF_ENDPOINT = a loopback hub, HF_TOKEN = its own,
+    local.model = an HF id; B's chat makes the daemon fetch the model. Or the other way round:
+    B's shell has the proxy (B needs it to reach the Hub) and A's has none."""
     token = "hf_windowBsecret0123456789abcdef"
     second = tmp_path / "second.toml"
     second.write_text('[local]\nmodel = "someorg/some-model-4bit"\npreload = false\n')
     proxy_env = {k: "" for k in ("NO_PROXY", "no_proxy")}
+    no_proxy = {k: "" for k in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")}
     async with Proxy() as proxy, Recorder() as hub:
         for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
             proxy_env[name] = proxy.url
-        a = await start_raw(rt, tiny_config, env=proxy_env)
+        a_env, b_env = (
+            (proxy_env, no_proxy) if proxied == "the first window" else (no_proxy, proxy_env)
+        )
+        a = await start_raw(rt, tiny_config, env={**a_env, "HF_TOKEN": "hf_windowA_own"})
         b = None
         try:
             await a.initialize()
             await _pid(a)  # the daemon runs, with A's environment
             hf = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": token}
-            b = await start_raw(rt, second, env={**hf, "HF_HOME": str(tmp_path / "h")})
+            b = await start_raw(rt, second, env={**b_env, **hf, "HF_HOME": str(tmp_path / "h")})
             await b.initialize()
             chat = {"messages": [{"role": "user", "content": "x"}], "maxTokens": 2}
             assert "error" in await b.request("mlxd/chat", chat)  # the hub has no such model
-            # Before: proxy.seen = [('/api/models/someorg/some-model-4bit/revision/main',
-            # 'Bearer hf_windowBsecret...'), ...] and the hub asked nothing.
-            assert proxy.seen == [], proxy.seen
-            assert _hub_asked(hub.paths), hub.paths
+            asked = _hub_asked(hub.paths)
+            if proxied == "the first window":
+                # Before: proxy.seen = [('/api/models/someorg/some-model-4bit/revision/main',
+                # 'Bearer hf_windowBsecret...'), ...] and the hub asked nothing.
+                assert proxy.seen == [], proxy.seen
+                assert asked, hub.paths
+            else:
+                # B's own proxy carries B's requests (before: none did, A had no proxy), with
+                # B's token, never A's.
+                assert proxy.seen and not asked, (proxy.seen, hub.paths)
+                fetches = [(path, auth) for path, auth in proxy.seen if _hub_asked([path])]
+                assert {auth for _, auth in fetches} == {f"Bearer {token}"}, proxy.seen
         finally:
             for w in (a, b):
                 if w is not None:

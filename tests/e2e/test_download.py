@@ -20,6 +20,7 @@ from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
 from tests.conftest import Session, chat_params, daemon, write_config
+from tests.e2e.test_shared_daemon import rt  # noqa: F401 (a fixture)
 from tests.fakes.hf_hub import COMMIT, FakeHub
 from tests.kit import free_port
 
@@ -36,6 +37,13 @@ def hf_env(tmp_path: Path, endpoint: str, offline: bool = False) -> dict[str, st
         "HF_HUB_OFFLINE": "1" if offline else "0",
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
+
+
+@pytest.fixture(params=["in-process", "shared"])
+def mode(request: pytest.FixtureRequest, rt: Path) -> dict[str, str]:  # noqa: F811
+    """The daemon's environment for a mode: in-process, or a shared daemon of this test's own
+    runtime directory (it downloads in a child of the window's environment: hub_child.py)."""
+    return {"MLXD_SHARED": "1", "MLXD_RUNTIME_DIR": str(rt)} if request.param == "shared" else {}
 
 
 def hf_config(tmp_path: Path) -> Path:
@@ -61,9 +69,11 @@ def snapshot(tmp_path: Path) -> Path:
     return tmp_path / "hf" / "hub" / f"models--{REPO_ID.replace('/', '--')}" / "snapshots" / COMMIT
 
 
-async def test_download_reports_bytes_then_answers_a_chat(tmp_path: Path, tiny_model: Path) -> None:
+async def test_download_reports_bytes_then_answers_a_chat(
+    tmp_path: Path, tiny_model: Path, mode: dict[str, str]
+) -> None:
     async with FakeHub(REPO_ID, tiny_model, delay_s=0.01) as hub:
-        async with daemon(hf_config(tmp_path), env=hf_env(tmp_path, hub.url)) as s:
+        async with daemon(hf_config(tmp_path), env={**hf_env(tmp_path, hub.url), **mode}) as s:
             await s.wait_status("ready", timeout=120)
             _, values = load_progress(s)
             assert values[0]["kind"] == "begin" and values[0]["cancellable"] is True
@@ -81,17 +91,17 @@ async def test_download_reports_bytes_then_answers_a_chat(tmp_path: Path, tiny_m
             assert r.backend == "local" and r.usage.completionTokens > 0
     assert (snapshot(tmp_path) / "model.safetensors").is_file()
     # Offline now (the hub is gone): the cached copy loads, and nothing says "offline".
-    async with daemon(hf_config(tmp_path), env=hf_env(tmp_path, hub.url)) as s:
+    async with daemon(hf_config(tmp_path), env={**hf_env(tmp_path, hub.url), **mode}) as s:
         status = await s.wait_status("ready", "error", timeout=120)
         assert status["state"] == "ready", status
         assert not s.messages
 
 
 async def test_cancel_stops_the_download_and_a_later_request_starts_it_again(
-    tmp_path: Path, tiny_model: Path
+    tmp_path: Path, tiny_model: Path, mode: dict[str, str]
 ) -> None:
     async with FakeHub(REPO_ID, tiny_model, delay_s=0.05) as hub:
-        async with daemon(hf_config(tmp_path), env=hf_env(tmp_path, hub.url)) as s:
+        async with daemon(hf_config(tmp_path), env={**hf_env(tmp_path, hub.url), **mode}) as s:
             # mid-way through the weights (944 kB at 16 kB per 50 ms: about 3 s)
             await wait_for(lambda: hub.bytes_sent > 400_000 and s.progress)
             token, _ = load_progress(s)
@@ -138,6 +148,44 @@ async def test_offline_says_so_once_with_what_to_do(tmp_path: Path, how: str) ->
         shown = [m for m in s.messages if REPO_ID in m.message]
         assert len(shown) == 1 and shown[0].type == T.MessageType.Error
         assert "offline" in shown[0].message
+
+
+def _download_children() -> list[int]:
+    """The processes running a shared daemon's download (models/hub_child.py)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"mlxd.models.hub_child" in cmd and str(os.getpid()).encode() not in cmd:
+                found.append(int(entry.name))
+    return found
+
+
+async def test_a_shared_daemons_download_ends_with_the_daemon(
+    tmp_path: Path,
+    tiny_model: Path,
+    rt: Path,  # noqa: F811
+) -> None:
+    """The download runs in a child of the window's environment: when the daemon is killed
+    (kill -9), the child stops too (its stdin closes)."""
+    from tests.kit import daemon_pids
+
+    env = {**hf_env(tmp_path, ""), "MLXD_SHARED": "1", "MLXD_RUNTIME_DIR": str(rt)}
+    async with FakeHub(REPO_ID, tiny_model, delay_s=0.2) as hub:
+        env["HF_ENDPOINT"] = hub.url
+        before = set(_download_children())
+        async with daemon(hf_config(tmp_path), env=env) as s:
+            await wait_for(lambda: hub.bytes_sent > 50_000 and s.progress)
+            children = [p for p in _download_children() if p not in before]
+            assert len(children) == 1, children
+            for pid in daemon_pids(rt):
+                os.kill(pid, 9)
+            # Before the download ran in the daemon: gone with it. Now its child must not
+            # outlive it (the forwarder's new daemon starts a download of its own).
+            await wait_for(lambda: children[0] not in _download_children(), timeout=15)
 
 
 @pytest.mark.serial

@@ -219,8 +219,15 @@ class RecordedRequest:
 
 
 class FakeProvider:
-    def __init__(self, require_key: str | None = None, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        require_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: Any = None,  # an ssl.SSLContext: serve HTTPS (tests/fakes/tls.py)
+    ):
         self.require_key = require_key
+        self.ssl_context = ssl_context
         self.host = host
         self.port = port
         self.default = Reply.text()
@@ -253,7 +260,7 @@ class FakeProvider:
             app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         server = site._server
         assert server is not None and server.sockets
@@ -275,7 +282,7 @@ class FakeProvider:
 
     @property
     def root_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     @property
     def openai_url(self) -> str:

@@ -24,3 +24,25 @@ async def test_pools_are_shared_by_settings_and_closed_with_their_last_user() ->
     await pools.release(b)
     await pools.release(c)
     assert first.closed and other.closed and len(pools) == 0
+
+
+async def test_each_windows_ca_bundle_gets_its_own_pool(monkeypatch) -> None:
+    # Attack #19 finding H's sibling: OpenSSL reads SSL_CERT_FILE from the process
+    # environment, the first window's in a shared daemon; a window's pools verify with its own.
+    import ssl
+
+    from mlxd.backends.pools import ca_settings
+
+    monkeypatch.setenv("SSL_CERT_FILE", "/the/daemons/ca.pem")
+    defaults = ssl.get_default_verify_paths()
+    assert ca_settings({}) == (defaults.openssl_cafile, defaults.openssl_capath)
+    assert ca_settings({"SSL_CERT_FILE": "/w/ca.pem"})[0] == "/w/ca.pem"
+    assert ca_settings({"SSL_CERT_DIR": "/w/certs"})[1] == "/w/certs"
+    pools, a, b, c = HTTPPools(), object(), object(), object()
+    one = pools.for_window({"SSL_CERT_FILE": "/w/ca.pem"}).session(a, TimeoutsConfig())
+    other = pools.for_window({}).session(b, TimeoutsConfig())
+    own = pools.for_window(None).session(c, TimeoutsConfig())  # in-process: the process's
+    assert len({id(one), id(other), id(own)}) == 3
+    for user in (a, b, c):
+        await pools.release(user)
+    assert len(pools) == 0

@@ -78,6 +78,7 @@ def test_the_replay_restores_the_window_and_hides_its_own_answers() -> None:
     ]:
         r.from_client(body(m))
     assert r.from_daemon(body({"jsonrpc": "2.0", "id": 0, "result": {"capabilities": {}}}))
+    assert r.from_daemon(body({"jsonrpc": "2.0", "id": 5, "result": {}}))  # the key was taken
     sent = [json.loads(b) for b in r.replay()]
     assert [m["method"] for m in sent] == [
         "initialize",
@@ -246,7 +247,7 @@ def _pump_against(daemon_says: bytes) -> tuple[int, list[str]]:
     stdout_r, stdout_w = os.pipe()
     asked: list[str] = []
 
-    def reconnect() -> str:
+    def reconnect(answered: bool) -> str:
         asked.append("reconnect")
         return "no daemon in this test"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlxd.models import EMBEDDED, resolve_spec
-from mlxd.models.download import hub_options
+from mlxd.models.hub_child import child_env
 
 
 def test_a_relative_model_path_is_the_windows(tmp_path: Path) -> None:
@@ -26,27 +26,31 @@ def test_a_relative_model_path_is_the_windows(tmp_path: Path) -> None:
     assert resolve_spec("models/coder", None) == "models/coder"  # in-process: as given
 
 
-@pytest.mark.parametrize("flag", ["1", "true", "ON", "yes"])
-def test_an_offline_window_never_reaches_the_hub(flag: str) -> None:
-    assert hub_options({"HF_HUB_OFFLINE": flag})["local_files_only"] is True
-    assert hub_options({"TRANSFORMERS_OFFLINE": flag})["local_files_only"] is True
-    assert hub_options({"HF_HUB_OFFLINE": "0"})["local_files_only"] is False
-
-
-def test_the_windows_endpoint_cache_and_token(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("HF_TOKEN", "hf_daemons_own")  # the daemon's: never another window's
-    env = {"HOME": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9/"}
-    opts = hub_options(env)
-    assert opts["endpoint"] == "http://127.0.0.1:9"
-    assert opts["cache_dir"] == str(tmp_path / ".cache" / "huggingface" / "hub")
-    assert opts["token"] is False  # no token at all, not the daemon's
-    assert hub_options({**env, "HF_HOME": "/h"})["cache_dir"] == "/h/hub"
-    assert hub_options({**env, "HF_HUB_CACHE": "/c"})["cache_dir"] == "/c"
-    assert hub_options({**env, "HF_TOKEN": "hf_window"})["token"] == "hf_window"
-    (tmp_path / "hf").mkdir()
-    (tmp_path / "hf" / "token").write_text("hf_logged_in\n")  # `hf auth login`
-    assert hub_options({**env, "HF_HOME": str(tmp_path / "hf")})["token"] == "hf_logged_in"
-    assert hub_options(None) == {}  # in-process: huggingface_hub's own reading
+def test_a_download_runs_with_the_windows_environment_and_the_daemons_python(
+    monkeypatch,
+) -> None:
+    # Attack finding H: huggingface_hub takes HF_*, the proxy and the CA bundle from its
+    # process's environment: a shared daemon downloads for a window in a child of the window's
+    # environment (hub_child.py), running the daemon's own mlxd (its PYTHONPATH, not the
+    # window's, which may name another installation: attack finding A).
+    monkeypatch.setenv("PYTHONPATH", "/daemon/code")
+    monkeypatch.setenv("HTTPS_PROXY", "http://daemons-proxy:1")
+    monkeypatch.setenv("HF_TOKEN", "hf_daemons_own")
+    window = {
+        "HOME": "/home/win",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "SSL_CERT_FILE": "/win/ca.pem",
+        "PYTHONPATH": "/another/checkout",
+        "PYTHONSAFEPATH": "1",
+    }
+    env = child_env(window)
+    assert env["PYTHONPATH"] == "/daemon/code" and "PYTHONSAFEPATH" not in env
+    assert {k: env[k] for k in ("HOME", "HF_ENDPOINT", "SSL_CERT_FILE")} == {
+        "HOME": "/home/win",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "SSL_CERT_FILE": "/win/ca.pem",
+    }
+    assert "HTTPS_PROXY" not in env and "HF_TOKEN" not in env  # never the daemon's
 
 
 def test_a_tilde_and_the_embedded_override_are_the_windows(tmp_path: Path, monkeypatch) -> None:
@@ -67,7 +71,16 @@ def test_a_tilde_and_the_embedded_override_are_the_windows(tmp_path: Path, monke
     assert resolve_spec(EMBEDDED, None, win) == EMBEDDED  # in-process: as given
 
 
-def test_the_hub_cache_under_a_tilde_is_the_windows_home() -> None:
-    opts = hub_options({"HOME": "/home/win", "HF_HOME": "~/hf"})
-    assert opts["cache_dir"] == "/home/win/hf/hub"
-    assert hub_options({"HOME": "/home/win", "HF_HUB_CACHE": "~/c"})["cache_dir"] == "/home/win/c"
+@pytest.mark.parametrize(
+    ("window", "cache"),
+    [({"HF_HOME": "~/hf"}, "/home/win/hf/hub"), ({"HF_HUB_CACHE": "~/c"}, "/home/win/c")],
+)
+def test_the_hub_cache_under_a_tilde_is_the_windows_home(window: dict, cache: str) -> None:
+    """What the download child's huggingface_hub makes of the window's settings."""
+    import subprocess
+    import sys
+
+    code = "import huggingface_hub.constants as c; print(c.HF_HUB_CACHE)"
+    env = child_env({"HOME": "/home/win", **window})
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == cache, out

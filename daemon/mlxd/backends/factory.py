@@ -7,6 +7,7 @@ server, or another local model ("mlx") sharing the one model pool.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from ..config import Config
 from ..models import ModelPool, resolve_spec
@@ -43,6 +44,7 @@ def make_backends(
         )
 
     backends: dict[str, Backend] = {"local": local("local", cfg.local.model)}
+    window_pools: Any = pools.for_window(env) if pools is not None else None  # its CA bundle
     for name, b in cfg.backends.items():
         prev = old.get(name)
         unchanged = old_cfg.backends.get(name) == b and old_cfg.timeouts == cfg.timeouts
@@ -55,11 +57,11 @@ def make_backends(
         elif b.protocol == "anthropic":
             from .anthropic import AnthropicBackend
 
-            backends[name] = AnthropicBackend(name, b, cfg.timeouts, keys, pools)
+            backends[name] = AnthropicBackend(name, b, cfg.timeouts, keys, window_pools)
         else:
             from .openai import OpenAIBackend
 
-            backends[name] = OpenAIBackend(name, b, cfg.timeouts, keys, pools)
+            backends[name] = OpenAIBackend(name, b, cfg.timeouts, keys, window_pools)
     return backends
 
 

@@ -4,12 +4,18 @@ shared by every cloud backend with those settings, of every session of a shared 
 never become another's. A pool closes when the last backend using it closes.
 
 A pooled connection carries no window's state: no cookie jar (a provider's cookie set for one
-window is never sent for another), each request brings its own headers and key.
+window is never sent for another), each request brings its own headers and key. The CA bundle
+is the window's: OpenSSL reads SSL_CERT_FILE / SSL_CERT_DIR from the process environment, which
+in a shared daemon is the first window's, so each window's pools are keyed by its own and
+verify with a context made from them (WindowPools).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlxd.config import TimeoutsConfig
@@ -30,11 +36,18 @@ class HTTPPools:
         # (connect_s, idle_s, loop) -> (session, the backends using it)
         self._pools: dict[tuple[Any, ...], tuple[aiohttp.ClientSession, set[object]]] = {}
 
-    def session(self, user: object, timeouts: TimeoutsConfig) -> aiohttp.ClientSession:
-        """The pool for `timeouts` on the running loop; `user` holds it until release()."""
+    def for_window(self, env: Mapping[str, str] | None) -> WindowPools | HTTPPools:
+        """These pools as a window of environment `env` uses them (None: this process's)."""
+        return self if env is None else WindowPools(self, ca_settings(env))
+
+    def session(
+        self, user: object, timeouts: TimeoutsConfig, ca: tuple[str, str] | None = None
+    ) -> aiohttp.ClientSession:
+        """The pool for `timeouts` (and `ca`: the CA file and directory to verify with; None:
+        this process's) on the running loop; `user` holds it until release()."""
         import aiohttp  # here: a daemon without HTTP backends never needs it (factory.py)
 
-        key = (timeouts.connect_s, timeouts.idle_s, asyncio.get_running_loop())
+        key = (timeouts.connect_s, timeouts.idle_s, asyncio.get_running_loop(), ca)
         entry = self._pools.get(key)
         if entry is None or entry[0].closed:
             session = aiohttp.ClientSession(
@@ -42,7 +55,10 @@ class HTTPPools:
                     total=None, sock_connect=timeouts.connect_s, sock_read=timeouts.idle_s
                 ),
                 connector=aiohttp.TCPConnector(
-                    limit=IN_ALL, limit_per_host=PER_HOST, ttl_dns_cache=300
+                    limit=IN_ALL,
+                    limit_per_host=PER_HOST,
+                    ttl_dns_cache=300,
+                    ssl=True if ca is None else _verify_with(ca),
                 ),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 raise_for_status=False,
@@ -62,3 +78,35 @@ class HTTPPools:
 
     def __len__(self) -> int:
         return len(self._pools)
+
+
+class WindowPools:
+    """The process's pools with one window's CA settings: what its backends are given."""
+
+    def __init__(self, pools: HTTPPools, ca: tuple[str, str]) -> None:
+        self.pools, self.ca = pools, ca
+
+    def session(self, user: object, timeouts: TimeoutsConfig) -> aiohttp.ClientSession:
+        return self.pools.session(user, timeouts, self.ca)
+
+    async def release(self, user: object) -> None:
+        await self.pools.release(user)
+
+
+def ca_settings(env: Mapping[str, str]) -> tuple[str, str]:
+    """(CA file, CA directory) as OpenSSL would take them from `env`: SSL_CERT_FILE and
+    SSL_CERT_DIR, else its built-in defaults (never this process's variables)."""
+    defaults = ssl.get_default_verify_paths()
+    return (
+        env.get(defaults.openssl_cafile_env) or defaults.openssl_cafile,
+        env.get(defaults.openssl_capath_env) or defaults.openssl_capath,
+    )
+
+
+def _verify_with(ca: tuple[str, str]) -> ssl.SSLContext:
+    """A client context that trusts what `ca` names (what exists of it), as
+    ssl.create_default_context() does with the process's own settings."""
+    cafile, capath = (p if p and os.path.exists(p) else None for p in ca)
+    if cafile is None and capath is None:
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts nothing, as OpenSSL would
+    return ssl.create_default_context(cafile=cafile, capath=capath)

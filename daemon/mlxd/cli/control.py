@@ -1,58 +1,118 @@
-"""`mlxd status` and `mlxd stop`: the shared daemon's control commands (a hello with
-"control" instead of a window). Standard library and runtime.py only."""
+"""`mlxd status` and `mlxd stop`: the shared daemons' control commands (a hello with "control"
+instead of a window). Standard library and runtime.py only.
+
+Both see every mlxd daemon in the runtime directory, not only this version's: after an upgrade
+(or from another checkout or virtual environment) the other installation's daemon still holds
+its model until its windows close, and only these commands show it and end it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
-from .. import runtime
+from .. import __version__, runtime
+
+STOP_WAIT_S = 10.0
 
 
-def control(command: str) -> dict[str, Any] | None:
-    """Ask the running daemon (`status` | `stop`); None when none runs."""
+SILENT = "silent"  # a daemon accepted the connection, then gave no answer
+
+
+def control(command: str, socket: Path | None = None) -> dict[str, Any] | None:
+    """Ask the daemon serving `socket` (default: this installation's) `status` | `stop`; None
+    when none serves it or it does not answer."""
+    answer = _ask(command, socket or runtime.paths().socket)
+    return answer if isinstance(answer, dict) else None
+
+
+def _ask(command: str, socket: Path) -> dict[str, Any] | str | None:
+    """The daemon's answer; None when nothing serves `socket` (a crashed daemon's file), SILENT
+    when it took the connection and dropped it (a daemon going away) or said nothing whole."""
     import json
 
-    sock = runtime.connect(runtime.paths().socket, timeout=5.0)
+    sock = runtime.connect(socket, timeout=5.0)
     if sock is None:
         return None
     data = b""
     with sock:
-        try:  # a daemon going away may take the connection and drop it: none runs, then
+        try:  # a daemon going away may take the connection and drop it
             sock.sendall(runtime.hello({"control": command}))
             sock.settimeout(10.0)
             while not data.endswith(b"\n") and (chunk := sock.recv(1 << 16)):
                 data += chunk
         except OSError:
-            return None
+            return SILENT
     try:
-        return json.loads(data) if data.endswith(b"\n") else None
+        info = json.loads(data) if data.endswith(b"\n") else None
     except ValueError:
-        return None
+        return SILENT
+    return info if isinstance(info, dict) else SILENT
+
+
+def _each(command: str, directory: Path) -> list[tuple[runtime.Found, dict[str, Any] | str]]:
+    """(socket, answer or SILENT) for each daemon of `directory` that `command` reached."""
+    if not directory.is_dir():
+        return []
+    asked = [(f, _ask(command, f.paths.socket)) for f in runtime.sockets(directory)]
+    return [(f, answer) for f, answer in asked if answer is not None]
+
+
+def _which(found: runtime.Found, info: dict[str, Any]) -> str:
+    """`mlxd 0.1.0 daemon (this installation)` / `(another installation: <code>, <python>)`."""
+    version = info.get("version") or found.version
+    if found.ours:
+        return f"mlxd {version} daemon (this installation)"
+    where = ", ".join(str(info[k]) for k in ("code", "python") if info.get(k))
+    kind = "another version" if found.version != __version__ else "another installation"
+    return f"mlxd {version} daemon ({kind}{': ' + where if where else ''})"
+
+
+def _none(directory: Path) -> int:
+    print(f"no shared mlxd daemon running in {directory}")
+    if (why := runtime.too_long(runtime.Paths.at(directory).socket)) is not None:
+        print(f"(none can run there: {why})")
+    return 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    info = control("status")
-    if info is None:
-        print(f"no shared mlxd daemon at {runtime.paths().socket}")
-        return 1
-    print(f"mlxd {info['version']} daemon, pid {info['pid']}, up {info['uptime_s']} s")
-    print(f"sessions: {info['sessions']}")
-    for spec, nbytes in info["models"].items():
-        print(f"model: {spec} ({nbytes / 1e6:.0f} MB)")
-    print(f"memory (RSS): {info['rssBytes'] / 1e6:.0f} MB")
+    directory = runtime.runtime_dir()
+    answers = _each("status", directory)
+    for f, info in answers:
+        if not isinstance(info, dict):
+            print(f"mlxd {f.version} daemon at {f.paths.socket}: not answering")
+            continue
+        print(f"{_which(f, info)}, pid {info['pid']}, up {info['uptime_s']} s")
+        print(f"sessions: {info['sessions']}")
+        for spec, nbytes in info["models"].items():
+            print(f"model: {spec} ({nbytes / 1e6:.0f} MB)")
+        print(f"memory (RSS): {info['rssBytes'] / 1e6:.0f} MB")
+    if not any(isinstance(info, dict) for _, info in answers):
+        return _none(directory)
+    if any(not f.ours for f, _ in answers):
+        print("`mlxd stop` stops them all; each window's next `mlxd serve` starts its own")
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    info = control("stop")
-    if info is None:
-        print("no shared mlxd daemon running")
-        return 1
-    pid = info["pid"]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and runtime.alive(pid):
+    """Stop every mlxd daemon of the runtime directory (their windows' forwarders end; the
+    editors start `mlxd serve` again, which starts this installation's)."""
+    directory = runtime.runtime_dir()
+    stopping = []
+    for f, info in _each("stop", directory):
+        if isinstance(info, dict):
+            stopping.append((f, info["pid"]))
+        else:
+            print(f"mlxd {f.version} daemon at {f.paths.socket}: not answering; not stopped")
+    if not stopping:
+        return _none(directory)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while time.monotonic() < deadline and any(runtime.alive(pid) for _, pid in stopping):
         time.sleep(0.05)
-    print(f"stopped the shared mlxd daemon (pid {pid})")
+    for f, pid in stopping:
+        which = "the shared mlxd daemon" if f.ours else f"the mlxd {f.version} daemon"
+        left = " (still exiting)" if runtime.alive(pid) else ""
+        print(f"stopped {which} (pid {pid}){left}")
     return 0

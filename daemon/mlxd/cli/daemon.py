@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from typing import Any
 
@@ -43,6 +44,7 @@ class Daemon:
         self.started = time.time()
         self.stopped = stopped  # the marker `mlxd stop` leaves for the forwarders
         self.done: asyncio.Event | None = None
+        self.stop_reason: str | None = None  # "mlxd stop" | "SIGTERM": why done was set
         self._idle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -50,7 +52,7 @@ class Daemon:
         self.done = asyncio.Event()
         server = await asyncio.start_unix_server(self._connection, sock=sock)
         with contextlib.suppress(NotImplementedError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.done.set)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._stop, "SIGTERM")
         self._arm_idle()
         async with server:
             await self.done.wait()
@@ -61,6 +63,11 @@ class Daemon:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=2 * self.exit_grace_s + 1)
         self.process.pool.close(self.exit_grace_s)
+
+    def _stop(self, how: str) -> None:
+        assert self.done is not None
+        self.stop_reason = self.stop_reason or how
+        self.done.set()
 
     def _arm_idle(self) -> None:
         if self._idle is None and not self.sessions and self.done is not None:
@@ -114,8 +121,10 @@ class Daemon:
             for app in [a for a in self.process.sessions if a not in before]:
                 self.process.detach(app)
             raise ValueError(f"cannot start a session: {type(exc).__name__}: {exc}") from exc
+        ls.forwarded = True  # every session's client is a forwarder
         # Taken over from a daemon that died: this one never saw the window's conversations.
         ls.app.conversations.recovered = hello.get("recovered") is True
+        ls.quiet_start = ls.app.conversations.recovered and hello.get("answered") is True
         install_redaction(ls.app.keys)
         ls.loop = asyncio.get_running_loop()
         token = SESSION.set(ls)  # this task's context, and so every handler task it starts
@@ -127,8 +136,9 @@ class Daemon:
         try:
             await serve_stream(ls, reader, writer)
         finally:
-            for fut in list(ls.protocol.pending.values()):
-                fut.cancel()  # a disconnect cancels this session's work only
+            # A disconnect cancels this session's work only; a session the daemon ends itself
+            # fails its requests in flight with the reason (-32803), not as cancelled.
+            ls.protocol.fail_pending(self._ending(ls))
             await asyncio.sleep(0)
             await ls.app.close(timeout=self.exit_grace_s)
             uninstall_redaction(ls.app.keys)
@@ -141,26 +151,35 @@ class Daemon:
                 await writer.drain()
             self._arm_idle()
 
+    def _ending(self, ls: Any) -> str | None:
+        """Why the daemon ends this session itself (None: the client ended it)."""
+        if self.done is not None and self.done.is_set() and self.stop_reason is not None:
+            return f"mlxd: the shared daemon was stopped ({self.stop_reason})"
+        reason = getattr(ls, "end_reason", None)
+        return f"mlxd: {reason}" if reason else None
+
     def _goodbye(self, ls: Any) -> bytes:
         """The session's last frame: the daemon ended it on purpose, and why (runtime.py)."""
         reason = getattr(ls, "end_reason", None)
         if reason is None and self.done is not None and self.done.is_set():
-            reason = "the shared daemon was stopped"
+            reason = f"the shared daemon was stopped ({self.stop_reason or 'idle'})"
         params = {"exitCode": ls.exit_code, "reason": reason}
         body = json.dumps({"jsonrpc": "2.0", "method": runtime.SESSION_ENDED, "params": params})
         return b"Content-Length: %d\r\n\r\n%s" % (len(body), body.encode())
 
     def _control(self, command: str) -> dict[str, Any]:
         if command == "stop":
-            assert self.done is not None
             if self.stopped is not None:
                 self.stopped.write_text(str(os.getpid()))
-            asyncio.get_running_loop().call_soon(self.done.set)
+            asyncio.get_running_loop().call_soon(self._stop, "mlxd stop")
             return {"stopping": True, "pid": os.getpid()}
         pool = self.process.pool
         return {
             "pid": os.getpid(),
             "version": __version__,
+            "install": runtime.INSTALL,  # which installation: its code and its Python
+            "code": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            "python": sys.executable,
             "uptime_s": round(time.time() - self.started, 1),
             "sessions": len(self.sessions),
             "models": {spec: e.nbytes for spec, e in pool.entries.items()},
@@ -244,11 +263,12 @@ def cmd_daemon(args: Any) -> int:
     from .serve import EXIT_GRACE_S, _setup_logging
 
     protect_stdout()
-    import sys
-
     sys.setswitchinterval(0.001)
     _setup_logging(SESSION)  # each session's records at its own window's MLXD_LOG_LEVEL
     paths = runtime.paths()
+    if (why := runtime.too_long(paths.socket)) is not None:
+        log.error("cannot serve: %s", why)
+        return 1
     bound = listen(paths)
     if bound is None:
         log.info("another mlxd daemon serves %s", paths.socket)

@@ -31,7 +31,8 @@ PARENT_CHECK_S = 1.0  # how often the forwarder checks that the editor that star
 SHARED_ENV = "MLXD_SHARED"  # "1" / "0": the mode, when neither flag is given
 DEFAULT_IDLE_EXIT_S = 300.0
 IN_PROCESS_ENV = "MLXD_FORWARD_FAILED"  # set once forwarding failed: serve in-process at once
-RECOVERED_ENV = "MLXD_FORWARD_RECOVERED"  # "1": an in-process server taking over a window
+# "1": an in-process server taking over a window; "answered": one whose initialize was answered
+RECOVERED_ENV = "MLXD_FORWARD_RECOVERED"
 
 
 def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
@@ -65,6 +66,8 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         runtime.ensure_dir(paths.dir)
     except (OSError, runtime.UnsafeRuntimeDir) as exc:
         return _fallback(f"runtime directory unusable: {exc}")
+    if (why := runtime.too_long(paths.socket)) is not None:
+        return _fallback(why)
     # Made absolute here, where `~` and the working directory are the editor's.
     config = os.path.abspath(os.path.expanduser(args.config)) if args.config else None
     window = {"env": dict(os.environ), "cwd": os.getcwd(), "config": config}
@@ -72,17 +75,19 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
     if isinstance(sock, str):
         return _fallback(sock)
 
-    def reconnect() -> socket.socket | str:
+    def reconnect(answered: bool) -> socket.socket | str:
         try:  # checked again: the directory may have been swapped while the daemon was down
             runtime.ensure_dir(paths.dir)
         except (OSError, runtime.UnsafeRuntimeDir) as exc:
             return f"runtime directory unusable: {exc}"
-        # "recovered": the new daemon does not know this window's conversations
-        sock = _connect(paths, idle_exit_s, runtime.hello({**window, "recovered": True}))
+        # "recovered": the new daemon does not know this window's conversations; "answered":
+        # the window has had the replayed initialize's answer, and seen its config problems.
+        hello = {**window, "recovered": True, "answered": answered}
+        sock = _connect(paths, idle_exit_s, runtime.hello(hello))
         if not isinstance(sock, str):
             return sock
         print(f"mlxd: {sock}; serving this window in-process", file=sys.stderr, flush=True)
-        return _in_process(config)
+        return _in_process(config, answered)
 
     return pump(sock, sys.stdin.fileno(), sys.stdout.fileno(), reconnect)
 
@@ -169,13 +174,13 @@ def _wait_for(
     return f"the shared daemon did not come up in {START_WAIT_S:.0f} s (see {paths.log})"
 
 
-def _in_process(config: str | None) -> socket.socket | str:
+def _in_process(config: str | None, answered: bool) -> socket.socket | str:
     """An in-process server of this window's own (`mlxd serve --no-shared`, its stdio on a
     socket pair), for a window whose shared daemon died and cannot be replaced: the editor
     keeps a server. It too is told that it never saw the window's conversations."""
     ours, theirs = socket.socketpair()
     cmd = [sys.executable, "-m", "mlxd", "serve", "--no-shared"]
-    env = {**os.environ, IN_PROCESS_ENV: "1", RECOVERED_ENV: "1"}
+    env = {**os.environ, IN_PROCESS_ENV: "1", RECOVERED_ENV: "answered" if answered else "1"}
     try:
         subprocess.Popen(
             cmd + (["--config", config] if config else []), stdin=theirs, stdout=theirs, env=env
@@ -201,6 +206,9 @@ DIED = (
 )
 
 
+STOPPED = "mlxd: the shared daemon was stopped (mlxd stop) while handling this request"
+
+
 TOO_BIG = frame(
     b'{"jsonrpc": "2.0", "id": null, "error": {"code": -32600, '
     b'"message": "Invalid Request: message over %d bytes"}}' % MAX_BODY
@@ -212,7 +220,7 @@ class _Link:
 
     def __init__(self, sock: socket.socket, reconnect: Any) -> None:
         self.sock = sock
-        self.reconnect = reconnect  # () -> socket | str (why not), hello already sent
+        self.reconnect = reconnect  # (answered) -> socket | str (why not), hello already sent
         self.frames = Splitter()
         self.dead = False
 
@@ -259,7 +267,7 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
                                 _write_all(stdout, frame(body))
                         continue
                     if replay.ended is not None:  # the daemon ended the session on purpose
-                        return _ended(replay.ended)
+                        return _ended(replay.ended, replay, stdout)
                     if deadline is not None or replay.exited or reconnect is None:
                         return 0
                     if (why := _recover(link, replay, stdout, sel)) is not None:
@@ -283,10 +291,17 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
         link.sock.close()
 
 
-def _ended(why: dict[str, Any]) -> int:
-    """The exit code the daemon gave when it ended the session, after logging its reason."""
-    if isinstance(reason := why.get("reason"), str):
+def _ended(why: dict[str, Any], replay: Replay, stdout: int) -> int:
+    """The exit code the daemon gave when it ended the session, after logging its reason and
+    failing (-32803, with that reason) the requests it left unanswered: the daemon answers
+    those it had read; one still on its way when the session ended is answered here."""
+    reason = why.get("reason")
+    if isinstance(reason, str):
         print(f"mlxd: the shared daemon ended this session: {reason}", file=sys.stderr)
+    text = f"mlxd: the shared daemon ended this session ({reason or 'no reason given'})"
+    with contextlib.suppress(OSError):  # an editor that closed our stdout reads nothing
+        for error in [] if replay.exited else replay.failed(text, replayed=False):
+            _write_all(stdout, error)
     code = why.get("exitCode")
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
@@ -294,13 +309,15 @@ def _ended(why: dict[str, Any]) -> int:
 def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
     """The daemon hung up without `exit`: fail what was in flight, then connect to a new
     daemon and replay the window's state. The reason when that is impossible."""
+    paths = runtime.paths()
+    if paths.stopped.exists():  # it left without its goodbye: the requests are not retried
+        for error in replay.failed(STOPPED, replayed=False):
+            _write_all(stdout, error)
+        return "the shared daemon was stopped (mlxd stop)"
     for error in replay.failed(DIED):
         _write_all(stdout, error)
-    paths = runtime.paths()
-    if paths.stopped.exists():
-        return "the shared daemon was stopped (mlxd stop)"
     print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
-    sock = link.reconnect()
+    sock = link.reconnect(replay.initialize_answered)
     if isinstance(sock, str):
         return sock
     sel.unregister(link.sock)

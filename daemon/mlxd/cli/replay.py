@@ -1,8 +1,9 @@
 """What a forwarder keeps of its LSP session so that it survives the shared daemon's death:
 the requests in flight (they fail with -32803 when the daemon dies) and what a new daemon needs
-to serve the same window (initialize, initialized, every settings change, the keys handed over,
-each open document's didOpen with its current text and version:
-synced.py applies the edits as they come).
+to serve the same window (initialize, initialized, the settings in force, the keys the daemon
+took, each open document's didOpen with its current text and version: synced.py applies the
+edits as they come). Only what is in force is replayed: a new daemon acts on each message it is
+given (shows its errors, loads its model), and the window has seen those of the past.
 
 The standard library and mlxd's pure-text modules only (uris; prompts at the first didOpen):
 the forwarder imports it. Frames are split by frames.py's rules (the daemon's own);
@@ -15,7 +16,7 @@ import json
 from typing import Any
 
 from .. import uris
-from ..runtime import SESSION_ENDED
+from ..runtime import SESSION_ENDED, SETTINGS_IN_FORCE
 
 REQUEST_FAILED = -32803
 OWN_ID = "mlxd-forwarder-"  # ids of the forwarder's own replayed requests
@@ -30,10 +31,16 @@ class Replay:
         self.inflight: dict[Any, str] = {}  # the client's requests not yet answered: id -> method
         self.initialize: dict[str, Any] | None = None
         self.initialized: dict[str, Any] | None = None
-        # Every settings change, in order: a later invalid or empty one leaves the earlier in
-        # force, so the last alone could turn a window's cloud back on (attack #19 finding 1).
-        self.settings: list[dict[str, Any]] = []
-        self.keys: dict[str, dict[str, Any]] = {}  # backend -> its mlxd/setApiKey request
+        # The settings in force, as the daemon last said (runtime.SETTINGS_IN_FORCE; None: it
+        # has not), and the changes sent since that it has not yet handled. A later invalid
+        # or empty change leaves the earlier in force, so the last one sent is not the one
+        # in force (attack #19 finding 1), and replaying all of them acts on each again
+        # (attack finding C: old errors shown again, abandoned models loaded).
+        self.in_force: dict[str, Any] | None = None
+        self.changes: list[dict[str, Any]] = []
+        self._handled = 0  # changes the daemon on this connection has handled
+        self.keys: dict[str, dict[str, Any]] = {}  # backend -> the setApiKey the daemon took
+        self._key_asked: dict[str, dict[str, Any]] = {}  # id -> a setApiKey not yet answered
         self.documents: dict[str, Document] = {}  # by uris.key, as the daemon keys them
         self.encoding = "utf-16"  # the position encoding the daemon chose at `initialize`
         self.exited = False  # the client sent `exit`: the daemon hanging up is the end
@@ -64,9 +71,9 @@ class Replay:
         elif method == "exit":
             self.exited = True
         elif method == "workspace/didChangeConfiguration":
-            self.settings.append(msg)
-        elif method == "mlxd/setApiKey" and isinstance(params, dict):
-            self.keys[str(params.get("backend"))] = msg
+            self.changes.append(msg)
+        elif method == "mlxd/setApiKey" and isinstance(params, dict) and "id" in msg:
+            self._key_asked[_key(msg["id"])] = msg  # in force once the daemon says so
         elif method == "textDocument/didOpen" and uri is not None:
             self.documents[uri] = Document(msg)
         elif method == "textDocument/didChange" and uri in self.documents:
@@ -78,13 +85,19 @@ class Replay:
         """Whether to forward this message to the client (not a response to a replayed
         request)."""
         msg = _load(body)
-        if msg is not None and msg.get("method") == SESSION_ENDED:
-            params = msg.get("params")
+        method = msg.get("method") if msg is not None else None
+        if method == SESSION_ENDED:
+            params = msg.get("params")  # type: ignore[union-attr]
             self.ended = params if isinstance(params, dict) else {}
             return False
-        if msg is None or "method" in msg or "id" not in msg:
+        if method == SETTINGS_IN_FORCE:
+            self._settings_in_force(msg.get("params"))  # type: ignore[union-attr]
+            return False
+        if msg is None or method is not None or "id" not in msg:
             return True
         key = _key(msg["id"])
+        if (asked := self._key_asked.pop(key, None)) is not None and "result" in msg:
+            self.keys[str(asked["params"].get("backend"))] = asked
         if isinstance(msg["id"], str) and msg["id"] in self.own:
             self.own.discard(msg["id"])
             return False
@@ -92,34 +105,66 @@ class Replay:
             self._learn_encoding(msg.get("result"))
         return True
 
+    def _settings_in_force(self, params: Any) -> None:
+        settings = params.get("settings") if isinstance(params, dict) else None
+        handled = params.get("changes") if isinstance(params, dict) else None
+        if not isinstance(settings, dict) or not isinstance(handled, int):
+            return
+        self.in_force = settings
+        del self.changes[: max(0, handled - self._handled)]  # handled: not replayed as such
+        self._handled = max(self._handled, handled)
+
     def _learn_encoding(self, result: Any) -> None:
         caps = result.get("capabilities") if isinstance(result, dict) else None
         encoding = caps.get("positionEncoding") if isinstance(caps, dict) else None
         if isinstance(encoding, str):
             self.encoding = encoding
 
-    def failed(self, reason: str) -> list[bytes]:
-        """An error response for each request in flight when the daemon died."""
+    def failed(self, reason: str, *, replayed: bool = True) -> list[bytes]:
+        """An error response for each request in flight when the daemon died (`replayed`: a
+        new daemon is given the window, and answers its `initialize`) or ended the session."""
         out = []
         for key, method in list(self.inflight.items()):
-            if method == "initialize":  # no editor sends it again: the new daemon answers it
+            if method == "initialize" and replayed:  # no editor sends it again
                 continue
             error = {"code": REQUEST_FAILED, "message": reason}
             out.append(json.dumps({"jsonrpc": "2.0", "id": json.loads(key), "error": error}))
             del self.inflight[key]
         return [frame(b.encode()) for b in out]
 
+    @property
+    def initialize_answered(self) -> bool:
+        """Whether the client has had the answer to its initialize (and seen what `initialized`
+        showed: a new daemon need not show the same config problems again)."""
+        return self.initialize is not None and _key(self.initialize.get("id")) not in self.inflight
+
     def replay(self) -> list[bytes]:
         """The message bodies that make a new daemon serve this window as the old one did."""
         if self.initialize is None:
             return []
         answered = _key(self.initialize.get("id")) not in self.inflight
+        initialize, params = self.initialize, self.initialize.get("params")
+        if self.in_force is not None and isinstance(params, dict):
+            # The settings in force ride on it: what the window's changes left, their errors
+            # and their models not again.
+            initialize = {
+                **initialize,
+                "params": {**params, "initializationOptions": self.in_force},
+            }
         # Still unanswered: replayed under its own id, so the client gets the new daemon's answer.
-        msgs = [self._own(self.initialize) if answered else self.initialize]
+        msgs = [self._own(initialize) if answered else initialize]
         if self.initialized is not None:
             msgs.append(self.initialized)
-        msgs += self.settings
+        msgs += self.changes  # sent, never handled: the new daemon handles them (counts anew)
+        self._handled = 0
         msgs += [self._own(m) for m in self.keys.values()]
+        # Unanswered at the crash (failed -32803 to the client, which may not send it again):
+        # the new daemon is asked, and its answer decides whether the key is in force.
+        asked, self._key_asked = self._key_asked, {}
+        for m in asked.values():
+            own = self._own(m)
+            self._key_asked[_key(own["id"])] = own
+            msgs.append(own)
         msgs += [doc.opened() for doc in self.documents.values()]
         return [json.dumps(m).encode() for m in msgs]
 

@@ -38,16 +38,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     ls = MlxdServer(ConfigSources(path=args.config or os.environ.get("MLXD_CONFIG") or None))
     register(ls)
-    # Taking over a window from a shared daemon that died (forward.py): it never saw the
-    # window's conversations, so their follow-ups stay local.
-    ls.app.conversations.recovered = os.environ.pop(RECOVERED_ENV, "") == "1"
+    _take_over(ls, os.environ.pop(RECOVERED_ENV, ""))
     install_redaction(ls.app.keys)
+
+    stopped: list[str] = []  # why the server ends the session itself (SIGTERM)
 
     async def run() -> None:
         ls.loop = loop = asyncio.get_running_loop()
-        # SIGTERM: stop serving; in-flight requests are cancelled below, then we exit 0.
+        # SIGTERM: stop serving; in-flight requests fail with its reason below, then we exit 0.
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGTERM, lambda: ls.stop_serving and ls.stop_serving())
+            loop.add_signal_handler(signal.SIGTERM, _terminate, ls, stopped)
         router.ls = ls  # records go to the client once it can take them (a writer is set)
         try:
             if args.tcp:
@@ -56,8 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 await serve_stdio(ls, sys.stdin.buffer, out)
         finally:
             router.ls = None  # the client has gone (or sent `exit`): stderr from here on
-            for fut in list(ls.protocol.pending.values()):
-                fut.cancel()  # in-flight generations stop at their next token
+            # In-flight work stops at its next token: -32800, or -32803 and why (SIGTERM).
+            ls.protocol.fail_pending(stopped[0] if stopped else None)
             await asyncio.sleep(0)
             # The editor gives little time (vscode-languageclient: 2 s, then SIGKILL; Neovim
             # leaves an orphan): whatever the MLX thread is doing, leave within about a
@@ -86,6 +86,20 @@ def _leave(code: int, out: Any) -> None:
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os._exit(code)
+
+
+def _take_over(ls: Any, recovered: str) -> None:
+    """A window taken over from a dead shared daemon (forward.py, our stdio its forwarder):
+    this server never saw its conversations, so their follow-ups stay local; "answered": the
+    window has seen its config problems (they go to the log, not to a pop-up, again)."""
+    ls.forwarded = ls.app.conversations.recovered = recovered in ("1", "answered")
+    ls.quiet_start = recovered == "answered"
+
+
+def _terminate(ls: Any, stopped: list[str]) -> None:
+    stopped.append("mlxd: the server was stopped (SIGTERM)")
+    if ls.stop_serving:
+        ls.stop_serving()
 
 
 def log_level(env: Any) -> int:

@@ -3,8 +3,9 @@
     path = fetch("mlx-community/X-4bit", on_bytes=lambda done, total: ..., stop=threading.Event())
 
 Runs on a worker thread, not the MLX thread (a 1-4 GB download takes minutes). huggingface_hub
-reads HF_ENDPOINT, HF_HOME / HF_HUB_CACHE and HF_HUB_OFFLINE when it is imported, from the
-daemon's environment; a shared daemon passes each window's own instead (hub_options). A
+reads HF_ENDPOINT, HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE, the proxy and the CA bundle from the
+process environment (some at import): a shared daemon downloads for a window in a child process
+of that window's environment (hub_child.py). A
 cancelled or failed download leaves no partial file in the cache: huggingface_hub writes each file to a uniquely named temporary, renames it into place once it is
 whole and deletes it otherwise (so the next try starts that file again), and an offline load
 never takes a partial snapshot for a whole one (it checks the cached file list).
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from .specs import expand_home
 
 # (bytes done, bytes total; total 0 while unknown), at most every REPORT_INTERVAL_S.
 BytesFn = Callable[[int, int], None]
@@ -42,25 +41,31 @@ def fetch(
     on_bytes: BytesFn | None = None,
     stop: threading.Event | None = None,
     hub: Mapping[str, str] | None = None,
+    patterns: list[str] | None = None,
 ) -> Path:
     """The snapshot directory of `repo` (an mlx-lm repo id), downloaded unless already cached;
-    `hub`: the environment whose HF_* settings apply (None: this process's, see hub_options).
+    `hub`: the environment of the window that asks (a shared daemon: the download runs in a
+    child process of that environment, hub_child.py); None: this process's. `patterns`: the
+    files to fetch (default: mlx-lm's).
 
     Raises LoadCancelled once `stop` is set (checked at every piece received), and ModelError
     with a user-facing message for everything else (offline, unknown repo, gated repo, disk).
     """
+    if patterns is None:
+        from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
+
+        patterns = list(DEFAULT_ALLOW_PATTERNS)
+    on_bytes, stop = on_bytes or (lambda _d, _t: None), stop or threading.Event()
+    if hub is not None:
+        from .hub_child import fetch_in
+
+        return fetch_in(hub, repo, patterns, on_bytes, stop)
     import huggingface_hub.constants as hf_constants
     from huggingface_hub import snapshot_download
-    from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
 
     hf_constants.DOWNLOAD_CHUNK_SIZE = min(hf_constants.DOWNLOAD_CHUNK_SIZE, CHUNK_BYTES)
-    if hub is not None:
-        # A shared daemon: huggingface_hub read HF_HUB_OFFLINE once, from the environment of
-        # whichever window started the daemon, and refuses every request while it is set.
-        # Each window's own offline setting is its `local_files_only` (hub_options) instead.
-        hf_constants.HF_HUB_OFFLINE = False
-    meter = _Meter(on_bytes or (lambda _d, _t: None), stop or threading.Event(), repo)
-    options: dict[str, Any] = {"allow_patterns": DEFAULT_ALLOW_PATTERNS, **hub_options(hub)}
+    meter = _Meter(on_bytes, stop, repo)
+    options: dict[str, Any] = {"allow_patterns": patterns}
     try:
         meter.planned = _bytes_to_download(snapshot_download, repo, options, meter)
         return Path(snapshot_download(repo, tqdm_class=meter.bar_class(), **options))
@@ -69,49 +74,7 @@ def fetch(
     except Exception as exc:
         if meter.stop.is_set():  # a piece in flight failed because we stopped it
             raise LoadCancelled(cancelled_message(repo)) from exc
-        endpoint = options.get("endpoint") or hf_constants.ENDPOINT
-        raise ModelError(explain(repo, exc, endpoint)) from exc
-
-
-_TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's own reading of a flag
-
-
-def hub_options(env: Mapping[str, str] | None) -> dict[str, Any]:
-    """snapshot_download's arguments for the HF_* settings of `env` (an editor window's
-    environment in the shared daemon): endpoint, cache directory, offline, token, read the way
-    huggingface_hub reads its own environment at import (a leading `~` is the window's HOME).
-    None: {} (this process's settings). An offline window never reaches the Hub; a window
-    online does, whatever the window that started the daemon said (see fetch)."""
-    if env is None:
-        return {}
-    home = env.get("HOME") or os.path.expanduser("~")
-    hf_home = env.get("HF_HOME")
-    hf_home = (
-        str(expand_home(hf_home, env))
-        if hf_home
-        else os.path.join(env.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"), "huggingface")
-    )
-    cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
-    cache = str(expand_home(cache, env)) if cache else None
-    offline = env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or ""
-    options: dict[str, Any] = {
-        "endpoint": (env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"),
-        "cache_dir": cache or os.path.join(hf_home, "hub"),
-        "local_files_only": offline.upper() in _TRUE,
-    }
-    # False: none at all (None would send the daemon's token, another window's, to this
-    # window's endpoint).
-    token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or _token_file(env, hf_home)
-    return {**options, "token": token or False}
-
-
-def _token_file(env: Mapping[str, str], hf_home: str) -> str | None:
-    """The token `hf auth login` stored for that window's HF_HOME (HF_TOKEN_PATH)."""
-    try:
-        with open(env.get("HF_TOKEN_PATH") or os.path.join(hf_home, "token")) as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
+        raise ModelError(explain(repo, exc, hf_constants.ENDPOINT)) from exc
 
 
 def _bytes_to_download(download: Any, repo: str, options: dict[str, Any], meter: _Meter) -> int:

@@ -47,15 +47,15 @@ def initialize(ls: MlxdServer, params: T.InitializeParams) -> None:
         applied, ls.config_problems = ls.reload(opts)
         if applied:
             ls.app.sources.init_options = opts
-    for problem in ls.config_problems:
-        log.error("%s", problem)
+    for problem in ls.config_problems:  # a replay's were logged before: INFO this time
+        log.log(logging.INFO if ls.quiet_start else logging.ERROR, "%s", problem)
+    ls.tell_settings_in_force()
 
 
 def initialized(ls: MlxdServer, params: T.InitializedParams) -> None:
     """Report config problems, announce state, start the background model load."""
     ls.initialized = True
-    for problem in ls.config_problems:
-        ls.show_error(problem)
+    ls.show_config_problems()
     ls.app.publish_status(force=True)
     ls.preload_task = asyncio.ensure_future(ls.app.preload())
 
@@ -69,6 +69,8 @@ def did_change_configuration(ls: MlxdServer, params: T.DidChangeConfigurationPar
         ls.show_error(problem)
     if applied and overlay is not None:
         ls.app.sources.init_options = overlay
+    ls.settings_changes += 1
+    ls.tell_settings_in_force()
     if ls.app.config.local.preload:
         asyncio.ensure_future(ls.app.preload())
 

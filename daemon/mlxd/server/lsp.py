@@ -83,6 +83,10 @@ class MlxdServer(LanguageServer):
         self.exit_code = 0
         self.initialize_seen = False  # requests before `initialize` get -32002
         self.initialized = False
+        self.forwarded = False  # the client is a forwarder (cli/forward.py): it keeps state
+        # A replay to a new daemon whose window saw `initialized`'s config problems already.
+        self.quiet_start = False
+        self.settings_changes = 0  # didChangeConfiguration handled
         hooks = Hooks(
             self.send_status,
             self.load_progress,
@@ -108,6 +112,22 @@ class MlxdServer(LanguageServer):
             where = self.app.wording.settings if overlay is not None else "config"
             return False, [f"mlxd: invalid {where}, keeping the previous config: {exc}"]
         return True, [f"mlxd: {p}" for p in problems]
+
+    def show_config_problems(self) -> None:
+        """The config problems, at `initialized`: shown, or only logged when this is a replay
+        whose window saw them before its shared daemon was replaced (quiet_start)."""
+        for problem in self.config_problems:
+            if self.quiet_start:
+                log.info("%s (shown before the shared daemon was replaced)", problem)
+            else:
+                self.show_error(problem)
+        self.quiet_start = False
+
+    def tell_settings_in_force(self) -> None:
+        """A forwarder's client: which settings are in force now (P.SETTINGS_IN_FORCE)."""
+        if self.forwarded:
+            params = {"settings": self.app.sources.init_options, "changes": self.settings_changes}
+            self.protocol.notify(P.SETTINGS_IN_FORCE, params)
 
     # --- client notifications that do not belong to one request ------------------------------
     def call_soon(self, fn: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pygls.protocol import LanguageServerProtocol
 
+from .. import protocol as P
 from .documents import LSPWorkspace
 
 
@@ -56,7 +57,21 @@ class AdaptedProtocol(LanguageServerProtocol):
         """Hook: the ResponseError actually sent for a failed request (default: as it is)."""
         return error
 
+    def fail_pending(self, reason: str | None = None) -> None:
+        """Cancel the requests in flight (their work stops at its next step). pygls answers a
+        cancelled request -32800, the answer to the client's own `$/cancelRequest`; with a
+        `reason` (the server ends the session itself: `mlxd stop`, SIGTERM) each is answered
+        -32803 with it instead, so the client can tell its cancel from the server's end."""
+        failing: dict[Any, str] = self.__dict__.setdefault("_mlxd_failing", {})
+        for msg_id, fut in list(self.pending.items()):
+            if reason is not None and not fut.done():
+                failing[msg_id] = reason
+            fut.cancel()
+
     def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
         if error is not None:
+            reason = self.__dict__.get("_mlxd_failing", {}).pop(msg_id, None)
+            if reason is not None and error.code == P.REQUEST_CANCELLED:
+                error = type(error)(code=P.REQUEST_FAILED, message=reason)
             error = self.shape_error(error)
         super()._send_response(msg_id, result, error)

@@ -1,0 +1,96 @@
+"""How the forwarder answers the requests a session's end leaves unanswered (issue #19, attack
+finding E's siblings): the real pump() between pipes and a socket pair, a scripted daemon on
+the other end. Every request the forwarder read is answered exactly once, with the reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+from mlxd import runtime
+from mlxd.cli.forward import pump
+from mlxd.cli.replay import REQUEST_FAILED, frame
+from mlxd.frames import Splitter
+
+
+def _msg(msg: dict) -> bytes:
+    return frame(json.dumps(msg).encode())
+
+
+def _run(client_says: list[dict], daemon_ends: bytes) -> tuple[int, list[dict], list[str]]:
+    """The client sends `client_says`; the fake daemon reads them all, answers none, sends
+    `daemon_ends` and hangs up. (exit code, frames the editor got, reconnects asked for)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    asked: list[str] = []
+
+    def daemon() -> None:
+        got, frames = 0, Splitter()
+        while got < len(client_says):
+            got += len(frames.feed(theirs.recv(1 << 16)))
+        theirs.sendall(daemon_ends)
+        theirs.close()
+
+    def reconnect(answered: bool) -> str:
+        asked.append("reconnect")
+        return "no daemon in this test"
+
+    thread = threading.Thread(target=daemon)
+    thread.start()
+    os.write(stdin_w, b"".join(_msg(m) for m in client_says))
+    try:
+        code = pump(ours, stdin_r, stdout_w, reconnect)
+        thread.join(10)
+        os.close(stdout_w)
+        out = b""
+        while chunk := os.read(stdout_r, 1 << 16):
+            out += chunk
+        return code, [json.loads(b) for b in Splitter().feed(out)], asked
+    finally:
+        for fd in (stdin_r, stdin_w, stdout_r):
+            os.close(fd)
+
+
+CHAT = {"jsonrpc": "2.0", "id": 7, "method": "mlxd/chat", "params": {}}
+
+
+def _goodbye(reason: str | None, code: int = 0) -> bytes:
+    params = {"exitCode": code, "reason": reason}
+    return _msg({"jsonrpc": "2.0", "method": runtime.SESSION_ENDED, "params": params})
+
+
+def test_a_request_the_daemon_never_answered_gets_the_sessions_end_reason(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # Before: no answer at all; the forwarder exited with id 7 unanswered.
+    monkeypatch.setenv("MLXD_RUNTIME_DIR", str(tmp_path))
+    code, got, asked = _run([CHAT], _goodbye("the shared daemon was stopped (mlxd stop)"))
+    assert code == 0 and asked == []
+    assert [f["id"] for f in got] == [7]
+    assert got[0]["error"]["code"] == REQUEST_FAILED
+    assert "stopped (mlxd stop)" in got[0]["error"]["message"]
+
+
+def test_after_exit_nothing_more_is_written(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MLXD_RUNTIME_DIR", str(tmp_path))
+    exit_ = {"jsonrpc": "2.0", "method": "exit"}
+    code, got, _ = _run([CHAT, exit_], _goodbye(None, 1))
+    assert code == 1 and got == []
+
+
+def test_a_stopped_daemon_that_left_without_goodbye_is_not_called_restarted(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # `mlxd stop`'s marker is there: the window is told the daemon was stopped, not that "a new
+    # one serves this window, send the request again" (before: that, then exit 1).
+    monkeypatch.setenv("MLXD_RUNTIME_DIR", str(tmp_path))
+    runtime.paths().stopped.write_text("1")
+    code, got, asked = _run([CHAT], b"")
+    assert code == 1 and asked == []
+    assert [f["id"] for f in got] == [7] and got[0]["error"]["code"] == REQUEST_FAILED
+    message = got[0]["error"]["message"]
+    assert "stopped (mlxd stop)" in message and "send the request again" not in message, message
