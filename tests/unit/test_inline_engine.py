@@ -116,11 +116,13 @@ async def test_several_lines_only_where_a_block_starts(
     text: str, line: int, column: int, several: bool
 ) -> None:
     """Elsewhere a suggestion is the rest of the line or the next statement: the generation
-    stops at the end of its first line with text in it (fast), and only that line is shown."""
+    stops at the end of its first line with text in it (fast), and only that line is shown.
+    At a block start the context asks for several lines, and the request for the first one
+    (the rest goes on in the background: inline/rest.py); what comes back is shown whole."""
     model = Model("\n\n    x = 1\n    y = 2\n")
     items = await engine(model).complete(text, line, column, uri=URI, language="python")
-    request = model.calls[0][0]
-    assert request.max_lines == (None if several else 1)
+    request, ctx = model.calls[0]
+    assert (request.max_lines, ctx.max_lines) == (1, None if several else 1)
     assert request.stop == []
     shown = items[0].insert_text.strip("\n").split("\n")
     assert len(shown) == (2 if several else 1), items
@@ -132,7 +134,7 @@ async def test_multi_line_setting(mode: str, max_lines: int | None) -> None:
     items = await engine(model, multi_line=mode).complete(
         "total = 0", 0, 9, uri=URI, language="python"
     )
-    assert model.calls[0][0].max_lines == max_lines
+    assert (model.calls[0][0].max_lines, model.calls[0][1].max_lines) == (1, max_lines)
     assert items[0].insert_text == ("\nx = 1\ny = 2" if max_lines is None else "\nx = 1")
 
 
