@@ -193,7 +193,9 @@ class InlineEngine:
             request = replace(request, max_lines=1)
         ticket = self.stats.requests
         answer = await self._run(ctx, request)
-        suggestion = None if answer is None else self.keep_answer(ctx, answer)
+        # The first line only: a token that ends it may carry the next line's start.
+        first = replace(ctx, max_lines=1) if block else ctx
+        suggestion = None if answer is None else self.keep_answer(first, answer)
         in_time = answer is None and time.monotonic() < request.deadline  # type: ignore[operator]
         if ticket == self.stats.requests and not in_time:  # not superseded, not failed early
             self.ahead.go_on(ctx, answer, suggestion, block)

@@ -97,7 +97,8 @@ class RestJobs:
                     return
                 text += more.text
                 used += getattr(more, "completion_tokens", 0) or 0
-                stored = self.engine.keep_answer(ctx, replace(more, text=text)) or ""
+                at = ctx if lines == ctx.max_lines else replace(ctx, max_lines=lines)
+                stored = self.engine.keep_answer(at, replace(more, text=text)) or ""
                 job.suggestion = stored or job.suggestion
                 job.stored.set()
                 if not stored or used >= limit or more.finish_reason == "length":
