@@ -10,6 +10,7 @@ from lsprotocol.types import PositionEncodingKind
 
 from mlxd.config import InlineConfig, LanguageConfig
 from mlxd.inline.engine import InlineEngine, InlineItem
+from mlxd.models import BLOCK_LINE_TOKENS
 from mlxd.prompts import CursorContext
 from mlxd.types import Request
 
@@ -123,6 +124,8 @@ async def test_several_lines_only_where_a_block_starts(
     items = await engine(model).complete(text, line, column, uri=URI, language="python")
     request, ctx = model.calls[0]
     assert (request.max_lines, ctx.max_lines) == (1, None if several else 1)
+    # A block's first line is longer than the rest of a line: the time fit plans for it.
+    assert request.line_tokens == (BLOCK_LINE_TOKENS if several else None)
     assert request.stop == []
     assert items[0].insert_text.strip("\n").split("\n") == ["    x = 1"], items
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import DEFAULT_MAX_TOKENS, InlineConfig
 from ..models import (
+    LINE_TOKENS,
     MIN_PROMPT_TOKENS,
     OPEN_THINK,
     Healer,
@@ -234,7 +235,8 @@ class LocalBackend:
         full = cached_start(full, wider, budget, room(lm, max_tokens, 2 * budget), seen)
         if req.kind != "inline" or end is None:
             return full
-        allowed = self.speed.new_tokens_within(max(0.0, end - time.monotonic()))
+        line = req.line_tokens or LINE_TOKENS
+        allowed = self.speed.new_tokens_within(max(0.0, end - time.monotonic()), line)
         if fits(len(full[0]), seen.cached(full[0]), allowed):
             return full
         log.debug(

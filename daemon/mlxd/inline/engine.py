@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mlxd.config import InlineConfig, LanguageConfig
-from mlxd.models import StopPolicy
+from mlxd.models import BLOCK_LINE_TOKENS, StopPolicy
 from mlxd.prompts import (
     COUNTS,
     CursorContext,
@@ -190,7 +190,7 @@ class InlineEngine:
         request = self._request(ctx, arrived)
         block = ctx.max_lines is None and not ctx.single_line
         if block:  # a block start (multi-line mode): its first line now, the rest after it
-            request = replace(request, max_lines=1)
+            request = replace(request, max_lines=1, line_tokens=BLOCK_LINE_TOKENS)
         ticket = self.stats.requests
         answer = await self._run(ctx, request)
         # The first line only: a token that ends it may carry the next line's start.

@@ -51,10 +51,8 @@ def make_tiny_model(
     """Write config.json, model.safetensors, tokenizer.json, tokenizer_config.json to `path`.
     `one_line`: no token holding a line break is ever picked (greedy), so a line is only ever
     ended by a cap: for tests of what a cut does, which a random walk into a newline made flaky.
-    `script`: after a prompt that ends with the script's first token, greedy generation writes
-    the rest of the script and ends (eos): the layers pass their input through (output
-    projections zero), so the next token depends on the current one only, and each token of
-    the script (they must be distinct) is followed by the next. ValueError if they are not."""
+    `script`: after a prompt ending in its first token, greedy writes the rest of it, then eos
+    (_follow: each of its tokens, which must be distinct, follows the one before)."""
     path = Path(path).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer.from_str(_tokenizer_json(embedded_model_path()))
@@ -82,8 +80,7 @@ def make_tiny_model(
     if one_line:
         never += [i for i in range(vocab) if set(tok.decode([i])) & {"\n", "\r"}]
     weights = _weights(config, seed, never)
-    if script:
-        _follow(weights, [*tok.encode(script).ids, ids[EOS]])
+    _follow(weights, [*tok.encode(script).ids, ids[EOS]] if script else [])
     mx.save_safetensors(str(path / "model.safetensors"), weights, {"format": "mlx"})
     (path / "tokenizer.json").write_text(_tokenizer_json(embedded_model_path()))
     tokenizer_config = {
@@ -128,7 +125,11 @@ def _weights(config: dict, seed: int, never: list[int]) -> dict[str, mx.array]:
 
 
 def _follow(weights: dict[str, mx.array], chain: list[int]) -> None:
-    """Make greedy decoding follow `chain`, token by token (make_tiny_model's `script`)."""
+    """Make greedy decoding follow `chain`, token by token (make_tiny_model's `script`): the
+    layers pass their input through (output projections zero), so the next token depends on
+    the current one only. ValueError when a token is in the chain twice."""
+    if not chain:
+        return
     if len(set(chain)) != len(chain):
         raise ValueError("a script's tokens must be distinct (the next one follows the current)")
     for name in weights:
