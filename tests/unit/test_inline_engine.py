@@ -10,7 +10,6 @@ from lsprotocol.types import PositionEncodingKind
 
 from mlxd.config import InlineConfig, LanguageConfig
 from mlxd.inline.engine import InlineEngine, InlineItem
-from mlxd.models import BLOCK_LINE_TOKENS
 from mlxd.prompts import CursorContext
 from mlxd.types import Request
 
@@ -117,17 +116,14 @@ async def test_several_lines_only_where_a_block_starts(
     text: str, line: int, column: int, several: bool
 ) -> None:
     """Elsewhere a suggestion is the rest of the line or the next statement: the generation
-    stops at the end of its first line with text in it (fast), and only that line is shown.
-    At a block start the context asks for several lines, and the request and the answer are
-    its first line (the rest goes on in the background: inline/rest.py; none here)."""
+    stops at the end of its first line with text in it (fast), and only that line is shown."""
     model = Model("\n\n    x = 1\n    y = 2\n")
     items = await engine(model).complete(text, line, column, uri=URI, language="python")
-    request, ctx = model.calls[0]
-    assert (request.max_lines, ctx.max_lines) == (1, None if several else 1)
-    # A block's first line is longer than the rest of a line: the time fit plans for it.
-    assert request.line_tokens == (BLOCK_LINE_TOKENS if several else None)
+    request = model.calls[0][0]
+    assert request.max_lines == (None if several else 1)
     assert request.stop == []
-    assert items[0].insert_text.strip("\n").split("\n") == ["    x = 1"], items
+    shown = items[0].insert_text.strip("\n").split("\n")
+    assert len(shown) == (2 if several else 1), items
 
 
 @pytest.mark.parametrize(("mode", "max_lines"), [("always", None), ("never", 1), ("auto", 1)])
@@ -136,8 +132,8 @@ async def test_multi_line_setting(mode: str, max_lines: int | None) -> None:
     items = await engine(model, multi_line=mode).complete(
         "total = 0", 0, 9, uri=URI, language="python"
     )
-    assert (model.calls[0][0].max_lines, model.calls[0][1].max_lines) == (1, max_lines)
-    assert items[0].insert_text == "\nx = 1"  # a block's first line, too: the rest goes on
+    assert model.calls[0][0].max_lines == max_lines
+    assert items[0].insert_text == ("\nx = 1\ny = 2" if max_lines is None else "\nx = 1")
 
 
 async def test_language_setting_forces_single_line() -> None:

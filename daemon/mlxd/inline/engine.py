@@ -188,7 +188,10 @@ class InlineEngine:
         a line ended (inline/rest.py)."""
         ctx.header = self._header(ctx, neighbors)
         request = self._request(ctx, arrived)
+        # Only where the rest can go on: a local model, work ahead on (a cloud model never
+        # works in the background, and it answers a whole block fast).
         block = ctx.max_lines is None and not ctx.single_line
+        block = block and self.ahead.enabled and self.local_first(uri)
         if block:  # a block start (multi-line mode): its first line now, the rest after it
             request = replace(request, max_lines=1, line_tokens=BLOCK_LINE_TOKENS)
         ticket = self.stats.requests
