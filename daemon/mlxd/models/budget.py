@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 LINE_TOKENS = 8
 # At a block start the first line is longer: "\n", its indentation, a whole statement, "\n".
 # Python holes of bench quality (SmolLM2's tokenizer, n = 20): a block's first line takes a
-# median of 10 tokens (p75 19), a single-line hole's rest of the line 6 (p75 8). Planned for
-# 8, a block start's prompt left no time for its line: 45% of multi-line holes were empty.
+# median of 10 tokens (p75 19), a single-line hole's rest of the line 6 (p75 8): planned for
+# 8, a block start's prompt was sized for a line shorter than most of its first lines.
 BLOCK_LINE_TOKENS = 16
 # Share of the time budget planned for; the rest absorbs noise (other work on the cores).
 SAFETY = 0.8
