@@ -64,6 +64,19 @@ def one_line_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+# What script_model writes after a prompt that ends with "):" (the end of a block's header).
+BLOCK = "\n    if a:\n        return b"
+
+
+@pytest.fixture(scope="session")
+def script_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model that, greedy, writes BLOCK after a prompt ending in "):" and ends there
+    (make_tiny_model's `script`): a block of two lines, the same whatever the timing."""
+    from mlxd.models.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-script") / "model", script="):" + BLOCK)
+
+
 @pytest.fixture(scope="session")
 def slow_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Wider and deeper, so a long generation lasts long enough to cancel mid-way."""

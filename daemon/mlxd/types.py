@@ -60,6 +60,9 @@ class Request:
     deadline: float | None = None
     # Stop once this many lines with text in them are complete (inline's one-line answers).
     max_lines: int | None = None
+    # Inline: the answer tokens a local model's time fit plans for after the prompt (None:
+    # models.budget.LINE_TOKENS, the rest of a line); a block's first line is longer.
+    line_tokens: int | None = None
     # "background": lowest priority. Any interactive request preempts it within one decode step
     # (prefill runs in chunks), and cancelling its task drops it at once (issue #17 item 6).
     priority: Literal["interactive", "background"] = "interactive"

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import DEFAULT_MAX_TOKENS, InlineConfig
 from ..models import (
+    LINE_TOKENS,
     MIN_PROMPT_TOKENS,
     OPEN_THINK,
     Healer,
@@ -31,8 +32,17 @@ from ..models import (
 )
 from ..prompts import Window
 from ..types import Delta, Done, Event, Request
-from .local_prompt import end_tokens, fim_template, fit_prompt, fit_window_for, render, room
-from .reuse import cached_start, continued
+from .local_prompt import (
+    checked,
+    context_window,
+    end_tokens,
+    fim_template,
+    fit_prompt,
+    fit_window_for,
+    render,
+    room,
+)
+from .reuse import Heads, cached_start, continued
 
 log = logging.getLogger(__name__)
 KEPT_WAIT_S = 0.5  # longest wait for a background job's KV cache to be kept (one step)
@@ -60,6 +70,7 @@ class LocalBackend:
         self.speed = SpeedMeter()  # this model's prefill/decode speed here, as measured
         self.recent = RecentPrompts()  # what the KV cache most likely holds
         self._warming: Job | None = None  # a prefill a deadline cut, finishing in background
+        self.heads = Heads()  # the prompts timed inline requests used, for their continuations
 
     @property
     def loaded(self) -> bool:
@@ -100,6 +111,7 @@ class LocalBackend:
             background=request.priority == "background",
             healer=healer,
         )
+        self._take_over(tokens)
         entry.engine.submit(job)
         self.recent.add(tokens)
         start = time.monotonic()
@@ -171,6 +183,15 @@ class LocalBackend:
         )
         entry.engine.submit(self._warming)
 
+    def _take_over(self, tokens: list[int]) -> None:
+        """A job whose prompt starts with the cut prefill finishing in the background takes it
+        over: the prefill stops, its KV so far kept in the prompt cache (the batch engine drops
+        a cancelled job before it admits the next), and the job prefills only the rest."""
+        warming = self._warming
+        if warming is not None and tokens[: len(warming.tokens)] == warming.tokens:
+            warming.cancelled.set()
+            self._warming = None
+
     def _prompt(
         self, lm: Any, req: Request, max_tokens: int, seen: RecentPrompts
     ) -> tuple[list[int], int, Healer | None]:
@@ -178,6 +199,8 @@ class LocalBackend:
         last token given back to the answer (models/healing.py: the Healer makes the answer
         type it again first, and leaves it out of the text). Runs off the event loop."""
         tokens, max_tokens = self._fit(lm, req, max_tokens, seen)
+        if req.kind == "inline" and not req.assistant_prefix and _deadline(req) is not None:
+            self.heads.add(req, tokens)  # as rendered: a continuation heals on its own
         if req.kind != "inline" or max_tokens <= 0:
             return tokens, max_tokens, None
         kept, healed = heal_point(lm.tokenizer, tokens)
@@ -193,6 +216,12 @@ class LocalBackend:
         budget = req.context_tokens or self.inline_cfg.context_tokens
         if req.kind == "chat":
             return fit_prompt(lm, req, budget, max_tokens)
+        end = _deadline(req)
+        head = self.heads.get(req) if req.assistant_prefix or end is None else None
+        if head is not None:  # the prompt used here a moment ago, whose KV the model holds
+            text = req.assistant_prefix
+            tokens = continued(lm.tokenizer, head, text, seen) if text else head
+            return checked(lm, tokens, context_window(lm.model), max_tokens)
         window = fit_window_for(lm, req, budget, max_tokens)  # the one trim
         full = render(lm, req, window, max_tokens)
         if req.assistant_prefix:  # our own answer, cut: its tokens as the engine kept them
@@ -204,10 +233,10 @@ class LocalBackend:
         text = Window(window.header, req.prefix, req.suffix if fim else "", window.count)
         wider = lambda b: render(lm, req, text.narrowed(b), max_tokens)  # noqa: E731
         full = cached_start(full, wider, budget, room(lm, max_tokens, 2 * budget), seen)
-        end = _deadline(req)
         if req.kind != "inline" or end is None:
             return full
-        allowed = self.speed.new_tokens_within(max(0.0, end - time.monotonic()))
+        line = req.line_tokens or LINE_TOKENS
+        allowed = self.speed.new_tokens_within(max(0.0, end - time.monotonic()), line)
         if fits(len(full[0]), seen.cached(full[0]), allowed):
             return full
         log.debug(

@@ -44,7 +44,7 @@ def fit_prompt(lm: Any, req: Request, budget: int, max_tokens: int) -> tuple[lis
         return render(lm, req, fit_window_for(lm, req, budget, max_tokens), max_tokens)
     window = context_window(lm.model)
     tokens = _chat_tokens(lm.tokenizer, req, window, max_tokens)
-    return _checked(lm, tokens, window, max_tokens)
+    return checked(lm, tokens, window, max_tokens)
 
 
 def fit_window_for(lm: Any, req: Request, budget: int, max_tokens: int) -> Window:
@@ -64,10 +64,10 @@ def render(lm: Any, req: Request, window: Window, max_tokens: int) -> tuple[list
     tok = lm.tokenizer
     prompt = window.render(fim_template(tok)) + req.assistant_prefix
     tokens = list(tok.encode(prompt, add_special_tokens=False))
-    return _checked(lm, tokens, context_window(lm.model), max_tokens)
+    return checked(lm, tokens, context_window(lm.model), max_tokens)
 
 
-def _checked(
+def checked(
     lm: Any, tokens: list[int], window: int | None, max_tokens: int
 ) -> tuple[list[int], int]:
     """`tokens` and max_tokens cut to what the context window leaves; ContextOverflow, naming

@@ -11,10 +11,13 @@ window moves to the budget's start, which then holds for another SLACK of typing
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from ..models import RecentPrompts
+from ..types import Request
 
 # How far over the token budget a prompt may grow to keep its cached start (a share of it).
 SLACK = 0.5
@@ -76,3 +79,34 @@ def continued(tokenizer: Any, head: list[int], text: str, seen: RecentPrompts) -
                 best = tail[:lo]
     rest = text[len(tokenizer.decode(best)) :] if best else text
     return head + best + (list(tokenizer.encode(rest, add_special_tokens=False)) if rest else [])
+
+
+class Heads:
+    """The prompt tokens last rendered for an inline request's text (header, prefix, suffix),
+    a few positions at most: a request that goes on from an answer there (`assistant_prefix`),
+    or one with no time cap at the same position, continues that very prompt, whose KV cache the
+    model holds, instead of one a different window or time fit would render (a full prefill)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._heads: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
+        self._lock = threading.Lock()  # prompts are built in worker threads
+
+    @staticmethod
+    def key(req: Request) -> tuple[Any, ...]:
+        # The text near the cursor and the lengths: hashing a 50 MB prefix per key is not free.
+        p, s = req.prefix, req.suffix
+        return (req.language, req.header, len(p), p[-4096:], len(s), s[:4096])
+
+    def add(self, req: Request, tokens: list[int]) -> None:
+        key = self.key(req)
+        with self._lock:
+            self._heads[key] = list(tokens)
+            self._heads.move_to_end(key)
+            while len(self._heads) > self.size:
+                self._heads.popitem(last=False)
+
+    def get(self, req: Request) -> list[int] | None:
+        key = self.key(req)
+        with self._lock:
+            return self._heads.get(key)

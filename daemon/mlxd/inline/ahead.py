@@ -1,6 +1,6 @@
 """Inline work done ahead of the user, in the background, on local models only.
 
-Two kinds of job, at most one per document (a newer one replaces the older):
+Three kinds of job, at most one per document (a newer one replaces the older):
 
 - **next**: after a suggestion is shown, the suggestion that would follow it if the user
   accepted it (llama.vim's speculative FIM): the document with the suggestion inserted, the
@@ -16,6 +16,8 @@ Two kinds of job, at most one per document (a newer one replaces the older):
   document's end (where a new or growing file is written; and when the document fits the
   prompt budget, every cursor in it has a prompt that starts like that one), after edits the
   end of the last edit.
+- **rest** (rest.py): an answer that goes on at its own position after it was answered: the
+  rest of a block after its first line was shown, or a line the bound cut before it ended.
 
 Preemption: at most one job runs at a time, in the whole engine (the newest: opening many files
 at once warms the last one only), and an interactive request that the cache does not answer
@@ -37,13 +39,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import asdict, replace
+from typing import TYPE_CHECKING, Any
 
 from mlxd.prompts import CursorContext
 
 from . import why
 from .cuts import answer_by
+from .jobs import AheadStats, Job, answers_at, blank, typed_along
+from .rest import RestJobs
 
 if TYPE_CHECKING:
     from .engine import Document, InlineEngine
@@ -58,41 +62,15 @@ Runner = Callable[[Any, CursorContext], Awaitable[Any]]
 SETTLE_S = 0.75
 
 
-@dataclass(slots=True)
-class AheadStats:
-    ahead_started: int = 0  # next-suggestion jobs started
-    ahead_stored: int = 0  # ... that put an item in the cache
-    ahead_hits: int = 0  # requests answered by a pregenerated item (cache or joined)
-    ahead_joined: int = 0  # requests that waited for the job in flight at their position
-    ahead_late: int = 0  # ... of them, answered empty: not done within inline.max_ms
-    ahead_resumed: int = 0  # ... of them, that went on from the job's cut text
-    ahead_cancelled: int = 0  # next jobs preempted by an interactive request
-    ahead_dropped: int = 0  # jobs or items dropped because the document changed elsewhere
-    warmups: int = 0  # prefill-only requests a local model ran to the end
-
-
-@dataclass(eq=False, slots=True)
-class _Job:
-    kind: Literal["next", "warm"]
-    task: asyncio.Future[Any] | None = None
-    # next: the document it assumes is base + suggestion[:k] + suffix; it answers at `key`.
-    base: str = ""
-    suggestion: str = ""
-    suffix: str = ""
-    key: tuple[str, str] = ("", "")  # (prefix, suffix) of the position it answers
-    ctx: CursorContext | None = None  # next: the context it ran with (its header: the KV's)
-    cut: Any = None  # next: its answer, when its time cap cut it (finish "length")
-
-
-class Ahead:
+class Ahead(RestJobs):
     """The background jobs of one InlineEngine (see the module docstring)."""
 
     def __init__(self, engine: InlineEngine, run: Runner | None) -> None:
         self.engine = engine
         self.run = run
         self.stats = AheadStats()
-        self._jobs: dict[str, _Job] = {}
-        self._items: dict[str, _Job] = {}  # uri -> the next job whose item is in the cache
+        self._jobs: dict[str, Job] = {}
+        self._items: dict[str, Job] = {}  # uri -> the next job whose item is in the cache
         self._settle: dict[str, asyncio.TimerHandle] = {}
 
     @property
@@ -138,24 +116,10 @@ class Ahead:
                 if not item and job.cut is not None and time.monotonic() < start + budget:
                     return await self._resume(uri, job, start)
                 return item
+            if answers_at(job, prefix, suffix):  # an answer going on here (rest.py)
+                return await self._join_rest(job, prefix, suffix, arrived)
         self._stop_all(cancelled=True)
         return None
-
-    async def _resume(self, uri: str, job: _Job, arrived: float) -> str:
-        """The job's line, cut by its own cap, continued by the request that waited for it
-        (within its inline.max_ms from `arrived`) from the job's text, which the KV cache holds:
-        the suggestion ("": none, and no fresh start after it: its time is spent)."""
-        ctx, cut = job.ctx, job.cut
-        left = self.engine.cfg.max_tokens - cut.completion_tokens
-        if ctx is None or left <= 0:
-            return ""
-        self.stats.ahead_resumed += 1
-        request = replace(self.engine._request(ctx, arrived), assistant_prefix=cut.text)
-        more = await self.engine._run(ctx, replace(request, max_tokens=left))
-        if more is None:
-            return ""
-        self._items[uri] = job  # answered from the work ahead: work ahead again after it
-        return self.engine.keep_answer(ctx, replace(more, text=cut.text + more.text)) or ""
 
     def hit(self, uri: str, prefix: str, suffix: str) -> bool:
         """Whether a cache hit at this position is a pregenerated item (counted)."""
@@ -169,7 +133,7 @@ class Ahead:
         self, ctx: CursorContext, suggestion: str, neighbors: Iterable[Document] = ()
     ) -> None:
         """A suggestion was shown at `ctx` (served locally): pregenerate the one after it."""
-        if not (self.enabled and suggestion):
+        if not (self.enabled and suggestion) or self._going_on(ctx, suggestion):
             return
         text = ctx.prefix + suggestion + ctx.suffix
         nxt = self.engine.context_for(
@@ -185,7 +149,7 @@ class Ahead:
         # the job's prompt then extends the one just run, whose KV the model has cached.
         nxt.header = ctx.header
         self._stop_all()
-        job = _Job("next", base=ctx.prefix, suggestion=suggestion, suffix=ctx.suffix, key=key)
+        job = Job("next", base=ctx.prefix, suggestion=suggestion, suffix=ctx.suffix, key=key)
         job.task = asyncio.ensure_future(self._next(job, nxt, list(neighbors)))
         self._jobs[ctx.uri] = job
         self.stats.ahead_started += 1
@@ -195,7 +159,7 @@ class Ahead:
         self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
     ) -> None:
         """didOpen: warm the prompt at the document's end, once SETTLE_S passed quietly."""
-        if self.enabled and self.engine.enabled_for(language) and not _blank(text):
+        if self.enabled and self.engine.enabled_for(language) and not blank(text):
             docs = list(neighbors)
             self._quiet(uri, language, text, lambda: len(text), lambda: docs)
 
@@ -212,10 +176,10 @@ class Ahead:
         quiet (only then is `edit_end` called: finding it in a huge document takes a while)."""
         # A warm-up goes on: its prompt up to the edit is still the document's.
         job = self._jobs.get(uri)
-        if job is not None and job.kind == "next" and not _typed_along(job, text):
+        if job is not None and job.kind != "warm" and not typed_along(job, text):
             self._stop(uri, stale=True)
         item = self._items.get(uri)
-        if item is not None and not _typed_along(item, text):
+        if item is not None and not typed_along(item, text):
             del self._items[uri]
             self.engine.cache.discard(uri, *item.key)
             self.stats.ahead_dropped += 1
@@ -270,7 +234,7 @@ class Ahead:
     ) -> None:
         ctx = self.engine.context_for(text, offset, uri, language)
         self._stop_all()
-        job = _Job("warm")
+        job = Job("warm")
         job.task = asyncio.ensure_future(self._prefill(ctx, neighbors))
         self._jobs[uri] = job
         job.task.add_done_callback(lambda _: self._done(uri, job))
@@ -285,7 +249,7 @@ class Ahead:
         except Exception as exc:  # background work fails quietly
             log.debug("warm-up for %s failed: %s", ctx.uri, exc)
 
-    async def _next(self, job: _Job, ctx: CursorContext, neighbors: list[Document]) -> None:
+    async def _next(self, job: Job, ctx: CursorContext, neighbors: list[Document]) -> None:
         assert self.run is not None
         ctx.header = ctx.header or self.engine._header(ctx, neighbors)
         # Bounded as an automatic request there would be, from now: inline.max_ms (which also
@@ -309,7 +273,7 @@ class Ahead:
             self._items[ctx.uri] = job
             self.stats.ahead_stored += 1
 
-    def _done(self, uri: str, job: _Job) -> None:
+    def _done(self, uri: str, job: Job) -> None:
         if self._jobs.get(uri) is job:
             del self._jobs[uri]
 
@@ -330,21 +294,3 @@ class Ahead:
         handle = self._settle.pop(uri, None)
         if handle is not None:
             handle.cancel()
-
-
-def _blank(text: str) -> bool:
-    """`not text.strip()` without copying the text (a 50 MB didOpen)."""
-    return not text or text.isspace()
-
-
-def _typed_along(job: _Job, text: str) -> bool:
-    """Whether `text` is the job's document with a part of its suggestion typed (or accepted):
-    base + suggestion[:k] + suffix."""
-    base, suffix = job.base, job.suffix
-    middle = len(text) - len(base) - len(suffix)
-    return (
-        0 <= middle <= len(job.suggestion)
-        and text.startswith(base)
-        and text.endswith(suffix)
-        and job.suggestion.startswith(text[len(base) : len(base) + middle])
-    )

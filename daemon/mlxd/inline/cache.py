@@ -54,27 +54,28 @@ class InlineCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    def lookup(self, uri: str, prefix: str, suffix: str) -> str | None:
+    def lookup(self, uri: str, prefix: str, suffix: str, *, count: bool = True) -> str | None:
         """The suggestion to show at this position, or None when the model must be asked.
 
         Typing-through: an entry whose prefix the new prefix extends, with the same suffix,
         whose suggestion starts with the typed text, answers with the rest of its suggestion.
         A fully typed suggestion answers None: what comes next is for the model to say.
+        `count`: in the statistics (False: a request that already counted its miss looks again).
         """
         key = (uri, prefix, suffix)
         exact = self._entries.get(key)
         if exact is not None:
             self._entries.move_to_end(key)
-            self.stats.hits += 1
+            self.stats.hits += count
             if not exact:
                 why.note("this position's last answer was empty (cached until the text changes)")
             return exact
         rest = self._typed_through(uri, prefix, suffix)
         if rest is None:
-            self.stats.misses += 1
+            self.stats.misses += count
             return None
-        self.stats.hits += 1
-        self.stats.typed_through += 1
+        self.stats.hits += count
+        self.stats.typed_through += count
         return rest
 
     def _typed_through(self, uri: str, prefix: str, suffix: str) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mlxd.config import InlineConfig, LanguageConfig
-from mlxd.models import StopPolicy
+from mlxd.models import BLOCK_LINE_TOKENS, StopPolicy
 from mlxd.prompts import (
     COUNTS,
     CursorContext,
@@ -33,6 +33,7 @@ from mlxd.prompts import (
 from mlxd.types import Request
 
 from .ahead import Ahead, Runner
+from .alternatives import alternatives
 from .cache import InlineCache
 from .cuts import answer_by, cleaned
 from .items import EngineStats, InlineItem, Range
@@ -45,9 +46,6 @@ from .why import explained, note
 Generate = Callable[[Request, CursorContext], Awaitable[Any]]
 Document = tuple[str, str, str]  # (uri, language, text)
 
-# Extra items when the user asks (triggerKind Invoked), sampled at this temperature.
-ALTERNATIVES = 2
-ALT_TEMPERATURE = 0.8
 # Lines above the cursor that neighbour snippets are matched against.
 _NEAR_CHARS = 2000
 
@@ -136,7 +134,7 @@ class InlineEngine:
         `selected_text`/`selected_range` are LSP's selectedCompletionInfo: the suggestion then
         continues the selected popup item and replaces its range. `neighbors` are the other
         open documents (for snippets, when `cfg.neighbor_snippets`). `invoked` (the user asked:
-        LSP triggerKind Invoked) adds up to ALTERNATIVES sampled items that differ from the first.
+        LSP triggerKind Invoked) adds up to alternatives.ALTERNATIVES sampled items that differ from the first.
         """
         arrived = time.monotonic()  # inline.max_ms is measured from here, for every backend
         self.stats.requests += 1
@@ -169,7 +167,7 @@ class InlineEngine:
             suggestion, local = await self._fresh(uri, ctx, neighbors, arrived)
         shown = [suggestion] if suggestion else []
         if shown and invoked and (self.local_first(uri) if cached else local):
-            shown += await self._alternatives(ctx, suggestion, arrived)  # type: ignore[arg-type]
+            shown += await alternatives(self, ctx, suggestion, arrived)  # type: ignore[arg-type]
         self._timed(arrived, bool(shown))
         if shown and local and not selection:
             self.ahead.after(ctx, suggestion, neighbors)  # type: ignore[arg-type]
@@ -185,12 +183,28 @@ class InlineEngine:
         self, uri: str, ctx: CursorContext, neighbors: Iterable[Document], arrived: float
     ) -> tuple[str | None, bool]:
         """A new suggestion from the model, cleaned and cached (None when no answer came), and
-        whether a local model served it."""
+        whether a local model served it. At a block start it asks for the first line only, and
+        the rest of the block goes on in the background; so does an answer the bound cut before
+        a line ended (inline/rest.py)."""
         ctx.header = self._header(ctx, neighbors)
-        answer = await self._run(ctx, self._request(ctx, arrived))
+        request = self._request(ctx, arrived)
+        # Only where the rest can go on: a local model, work ahead on (a cloud model never
+        # works in the background, and it answers a whole block fast).
+        block = ctx.max_lines is None and not ctx.single_line
+        block = block and self.ahead.enabled and self.local_first(uri)
+        if block:  # a block start (multi-line mode): its first line now, the rest after it
+            request = replace(request, max_lines=1, line_tokens=BLOCK_LINE_TOKENS)
+        ticket = self.stats.requests
+        answer = await self._run(ctx, request)
+        # The first line only: a token that ends it may carry the next line's start.
+        first = replace(ctx, max_lines=1) if block else ctx
+        suggestion = None if answer is None else self.keep_answer(first, answer)
+        in_time = answer is None and time.monotonic() < request.deadline  # type: ignore[operator]
+        if ticket == self.stats.requests and not in_time:  # not superseded, not failed early
+            self.ahead.go_on(ctx, answer, suggestion, block)
         if answer is None:
             return None, False
-        return self.keep_answer(ctx, answer), self.served_locally(answer)
+        return suggestion, self.served_locally(answer)
 
     def context_for(self, text: str, offset: int, uri: str, language: str) -> CursorContext:
         """The cursor context at a code-point offset, with this engine's line settings."""
@@ -253,26 +267,6 @@ class InlineEngine:
         if flight is not None and not flight.task.done():
             flight.superseded = True
             flight.task.cancel()
-
-    async def _alternatives(self, ctx: CursorContext, first: str, arrived: float) -> list[str]:
-        """Up to ALTERNATIVES more suggestions, sampled at ALT_TEMPERATURE, distinct and whole.
-
-        They run after the greedy answer, so its prompt is in the KV cache and they cost decode
-        only, side by side in one batch, within what is left of the same inline.max_ms.
-        """
-        ctx.header = ctx.header or self._header(ctx, ())
-        request = replace(self._request(ctx, arrived), temperature=ALT_TEMPERATURE)
-        answers = await self._run(ctx, [request] * ALTERNATIVES)
-        seen = {first.strip()}
-        out: list[str] = []
-        for answer in answers or []:
-            if answer is None or isinstance(answer, BaseException):
-                continue
-            text = cleaned(answer, ctx, self.cfg.whole_lines)[0]
-            if text.strip() and text.strip() not in seen:
-                seen.add(text.strip())
-                out.append(text)
-        return out
 
     def _request(self, ctx: CursorContext, arrived: float | None = None) -> Request:
         """The router's request, to be answered by inline.max_ms after the request `arrived`

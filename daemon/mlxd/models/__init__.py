@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from .answer import OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
 from .batching import BatchEngine, Job
-from .budget import MIN_PROMPT_TOKENS, RecentPrompts, SpeedMeter, fits, prompt_step
+from .budget import (
+    BLOCK_LINE_TOKENS,
+    LINE_TOKENS,
+    MIN_PROMPT_TOKENS,
+    RecentPrompts,
+    SpeedMeter,
+    fits,
+    prompt_step,
+)
 from .download import LoadCancelled
 from .healing import Healer, Unhealer, heal_point, vocabulary
 from .pool import ModelPool
@@ -38,6 +46,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "EMBEDDED",
+    "BLOCK_LINE_TOKENS",
+    "LINE_TOKENS",
     "MIN_PROMPT_TOKENS",
     "OPEN_THINK",
     "RecentPrompts",

@@ -46,10 +46,13 @@ def make_tiny_model(
     intermediate: int = 128,
     seed: int = 0,
     one_line: bool = False,
+    script: str = "",
 ) -> Path:
     """Write config.json, model.safetensors, tokenizer.json, tokenizer_config.json to `path`.
     `one_line`: no token holding a line break is ever picked (greedy), so a line is only ever
-    ended by a cap: for tests of what a cut does, which a random walk into a newline made flaky."""
+    ended by a cap: for tests of what a cut does, which a random walk into a newline made flaky.
+    `script`: after a prompt ending in its first token, greedy writes the rest of it, then eos
+    (_follow: each of its tokens, which must be distinct, follows the one before)."""
     path = Path(path).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer.from_str(_tokenizer_json(embedded_model_path()))
@@ -77,6 +80,7 @@ def make_tiny_model(
     if one_line:
         never += [i for i in range(vocab) if set(tok.decode([i])) & {"\n", "\r"}]
     weights = _weights(config, seed, never)
+    _follow(weights, [*tok.encode(script).ids, ids[EOS]] if script else [])
     mx.save_safetensors(str(path / "model.safetensors"), weights, {"format": "mlx"})
     (path / "tokenizer.json").write_text(_tokenizer_json(embedded_model_path()))
     tokenizer_config = {
@@ -118,6 +122,24 @@ def _weights(config: dict, seed: int, never: list[int]) -> dict[str, mx.array]:
             value = rng.standard_normal(param.shape, np.float32) / np.sqrt(param.shape[-1])
         out[name] = mx.array(value)
     return out
+
+
+def _follow(weights: dict[str, mx.array], chain: list[int]) -> None:
+    """Make greedy decoding follow `chain`, token by token (make_tiny_model's `script`): the
+    layers pass their input through (output projections zero), so the next token depends on
+    the current one only. ValueError when a token is in the chain twice."""
+    if not chain:
+        return
+    if len(set(chain)) != len(chain):
+        raise ValueError("a script's tokens must be distinct (the next one follows the current)")
+    for name in weights:
+        if name.endswith(("o_proj.weight", "down_proj.weight")):
+            weights[name] = mx.zeros_like(weights[name])  # each layer adds nothing
+    embed = np.array(weights["model.embed_tokens.weight"])
+    head = np.array(weights["lm_head.weight"])
+    for before, after in zip(chain[:-1], chain[1:], strict=True):
+        head[after] = 2 * embed[before]  # its logit: 2 |e|^2 / rms(e), far above the rest
+    weights["lm_head.weight"] = mx.array(head)
 
 
 @functools.cache

@@ -1,0 +1,72 @@
+"""The work-ahead jobs' state (inline/ahead.py) and the rules on a document they share."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mlxd.prompts import CursorContext
+
+
+@dataclass(slots=True)
+class AheadStats:
+    ahead_started: int = 0  # next-suggestion jobs started
+    ahead_stored: int = 0  # ... that put an item in the cache
+    ahead_hits: int = 0  # requests answered by a pregenerated item (cache or joined)
+    ahead_joined: int = 0  # requests that waited for the job in flight at their position
+    ahead_late: int = 0  # ... of them, answered empty: not done within inline.max_ms
+    ahead_resumed: int = 0  # ... of them, that went on from the job's cut text
+    ahead_cancelled: int = 0  # next jobs preempted by an interactive request
+    ahead_dropped: int = 0  # jobs or items dropped because the document changed elsewhere
+    warmups: int = 0  # prefill-only requests a local model ran to the end
+    rest_started: int = 0  # answers that went on in the background (inline/rest.py)
+    rest_stored: int = 0  # ... that put more in the cache at their position
+
+
+@dataclass(eq=False, slots=True)
+class Job:
+    """One background job. next: the suggestion after a shown one; rest: an answer going on
+    at its own position (rest.py); warm: a prefill."""
+
+    kind: Literal["next", "warm", "rest"]
+    task: asyncio.Future[Any] | None = None
+    # next / rest: the document it assumes is base + suggestion[:k] + suffix; it answers at
+    # `key` (rest: also where the user typed along its text).
+    base: str = ""
+    suggestion: str = ""
+    suffix: str = ""
+    key: tuple[str, str] = ("", "")  # (prefix, suffix) of the position it answers
+    ctx: CursorContext | None = None  # next: the context it ran with (its header: the KV's)
+    cut: Any = None  # next: its answer, when its time cap cut it (finish "length")
+    # rest: set each time it stores a suggestion at `key` (a request waiting for it goes on).
+    stored: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def blank(text: str) -> bool:
+    """`not text.strip()` without copying the text (a 50 MB didOpen)."""
+    return not text or text.isspace()
+
+
+def typed_along(job: Job, text: str) -> bool:
+    """Whether `text` is the job's document with a part of its suggestion typed (or accepted):
+    base + suggestion[:k] + suffix."""
+    base, suffix = job.base, job.suffix
+    middle = len(text) - len(base) - len(suffix)
+    return (
+        0 <= middle <= len(job.suggestion)
+        and text.startswith(base)
+        and text.endswith(suffix)
+        and job.suggestion.startswith(text[len(base) : len(base) + middle])
+    )
+
+
+def answers_at(job: Job, prefix: str, suffix: str) -> bool:
+    """Whether a rest job answers the position (prefix, suffix): its own, or one where the
+    user typed along its text."""
+    return (
+        job.kind == "rest"
+        and suffix == job.suffix
+        and prefix.startswith(job.base)
+        and job.suggestion.startswith(prefix[len(job.base) :])
+    )

@@ -1,0 +1,173 @@
+"""An inline answer that goes on in the background at its own position (issue #16 item 2).
+
+- **At a block start** the request asks for the first line only and answers as soon as it is
+  finished (and post-processing keeps it), well within inline.max_ms on a slow machine where
+  the whole block is not; the same generation then goes on from its text, which the KV cache
+  holds (`assistant_prefix`), as background work, into the inline cache at that position:
+  asking again shows the block, typing through the shown line (or accepting it) shows the rest.
+- **When the bound hits first** (no line finished: a cut line, or not even a first token), the
+  generation goes on the same way, its first line first: the next request at that place (asking
+  again, or typing along the model's text) waits for it, within its own bound, and is answered
+  as soon as a line is there.
+
+These are the work-ahead jobs of inline/ahead.py (kind "rest"): one at a time, local models
+only (the runner refuses anything else), `priority = "background"` in the batch engine,
+cancelled by a request elsewhere and dropped by an edit that does not type along them. Only
+whole lines are ever stored (cuts.cleaned): never a fragment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from mlxd.prompts import CursorContext
+
+from . import why
+from .cuts import answer_by, text_and_finish
+from .jobs import AheadStats, Job
+
+if TYPE_CHECKING:
+    from .ahead import Runner
+    from .engine import InlineEngine
+
+log = logging.getLogger(__name__)
+
+
+class RestJobs:
+    """The rest jobs of inline/ahead.py's Ahead (mixed into it; it owns the state below)."""
+
+    engine: InlineEngine
+    run: Runner | None
+    stats: AheadStats
+    _jobs: dict[str, Job]
+    _items: dict[str, Job]
+    enabled: bool
+
+    def _stop_all(self, *, cancelled: bool = False) -> None: ...
+    def _done(self, uri: str, job: Job) -> None: ...
+
+    def go_on(self, ctx: CursorContext, answer: Any, shown: str | None, block: bool) -> None:
+        """After a fresh answer at `ctx` (None: none came; `shown`: what of it is shown, None
+        or "" for nothing; `block`: it asked for a block's first line only): let the generation
+        go on in the background when there is more to say there."""
+        if not self.enabled or (answer is not None and not self.engine.served_locally(answer)):
+            return
+        text, finish = ("", "length") if answer is None else text_and_finish(answer)
+        if shown:
+            if not block:
+                return  # a whole answer: the next suggestion is ahead.after's
+            phases: list[int | None] = [ctx.max_lines]  # the block, after its first line
+        elif finish == "length":  # cut by the bound (or max_tokens) before a line ended
+            phases = [1] if ctx.max_lines == 1 else [1, ctx.max_lines]
+        else:
+            return  # the model said nothing worth showing
+        used = getattr(answer, "completion_tokens", 0) or 0
+        if used >= self.engine.cfg.max_tokens:
+            return
+        self._stop_all()
+        job = Job("rest", base=ctx.prefix, suggestion=shown or text, suffix=ctx.suffix, ctx=ctx)
+        job.key = (ctx.prefix, ctx.suffix)
+        job.task = asyncio.ensure_future(self._rest(job, ctx, text, used, phases))
+        self._jobs[ctx.uri] = job
+        self.stats.rest_started += 1
+
+    async def _rest(
+        self, job: Job, ctx: CursorContext, text: str, used: int, phases: list[int | None]
+    ) -> None:
+        """Go on from `text` (`used` tokens), one request per phase (1: up to the end of the
+        first line; None: the block), each stored at ctx as it ends."""
+        assert self.run is not None
+        limit, stored = self.engine.cfg.max_tokens, ""
+        try:
+            for lines in phases:
+                request = replace(
+                    self.engine._request(ctx),
+                    max_lines=lines,
+                    assistant_prefix=text,
+                    max_tokens=limit - used,
+                    max_time_s=None,  # no bound: nobody waits for it, or only within their own
+                    priority="background",
+                )
+                more = await self.run(request, ctx)
+                if more is None:
+                    return
+                text += more.text
+                used += getattr(more, "completion_tokens", 0) or 0
+                at = ctx if lines == ctx.max_lines else replace(ctx, max_lines=lines)
+                stored = self.engine.keep_answer(at, replace(more, text=text)) or ""
+                job.suggestion = stored or job.suggestion
+                job.stored.set()
+                if not stored or used >= limit or more.finish_reason == "length":
+                    break
+        except Exception as exc:  # background work fails quietly
+            log.debug("the rest of the answer at %s failed: %s", ctx.uri, exc)
+        finally:
+            self._done(ctx.uri, job)
+            job.stored.set()
+        if stored:
+            self._items[ctx.uri] = job  # asked again: a pregenerated item; dropped if stale
+            self.stats.rest_stored += 1
+
+    async def _join_rest(
+        self, job: Job, prefix: str, suffix: str, arrived: float | None
+    ) -> str | None:
+        """A request at a position the running rest `job` answers: its suggestion there as soon
+        as the job stored one (typing through it), within inline.max_ms from `arrived`; ""
+        when none came by then (the job goes on); None when the job ended with nothing there
+        (ask the model)."""
+        self.stats.ahead_joined += 1
+        assert job.task is not None and job.ctx is not None
+        start = time.monotonic() if arrived is None else arrived
+        end = start + answer_by(self.engine.cfg.max_ms)
+        cache, uri = self.engine.cache, job.ctx.uri
+        while True:
+            job.stored.clear()
+            item = cache.lookup(uri, prefix, suffix, count=False)
+            if item or job.task.done():
+                return item
+            # Shielded: a timeout or a client cancel leaves the job running for the next.
+            waits = {asyncio.ensure_future(job.stored.wait()), asyncio.shield(job.task)}
+            done, pending = await asyncio.wait(
+                waits, timeout=max(0.0, end - time.monotonic()), return_when="FIRST_COMPLETED"
+            )
+            for w in pending:
+                w.cancel()
+            if not done:
+                self.stats.ahead_late += 1
+                why.note("the answer going on at this position had no line by inline.max_ms")
+                return ""
+
+    async def _resume(self, uri: str, job: Job, arrived: float) -> str:
+        """A next job's line, cut by its own cap, continued by the request that waited for it
+        (within its inline.max_ms from `arrived`) from the job's text, which the KV cache holds:
+        the suggestion ("": none, and no fresh start after it: its time is spent)."""
+        ctx, cut = job.ctx, job.cut
+        left = self.engine.cfg.max_tokens - cut.completion_tokens
+        if ctx is None or left <= 0:
+            return ""
+        self.stats.ahead_resumed += 1
+        request = replace(self.engine._request(ctx, arrived), assistant_prefix=cut.text)
+        more = await self.engine._run(ctx, replace(request, max_tokens=left))
+        if more is None:
+            return ""
+        self._items[uri] = job  # answered from the work ahead: work ahead again after it
+        return self.engine.keep_answer(ctx, replace(more, text=cut.text + more.text)) or ""
+
+    def _going_on(self, ctx: CursorContext, suggestion: str) -> bool:
+        """Whether a rest job at ctx's position (running, or its block stored) is the work
+        ahead after `suggestion`, the block's first line: no next job then."""
+        key = (ctx.prefix, ctx.suffix)
+        running = self._jobs.get(ctx.uri)
+        if running is not None and running.kind == "rest" and running.key == key:
+            return True
+        item = self._items.get(ctx.uri)
+        return (
+            item is not None
+            and item.kind == "rest"
+            and item.key == key
+            and (item.suggestion != suggestion)
+        )
