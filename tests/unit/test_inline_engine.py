@@ -337,6 +337,27 @@ async def test_a_cut_last_line_is_never_shown(raw: str, finish: str, shown: list
     assert eng.stats.fragments == 0
 
 
+@pytest.mark.parametrize(
+    ("raw", "whole_lines", "shown", "fragments"),
+    [
+        # The kept line ends like the cut one ("y"): shown is whole, no fragment.
+        ("x = y\ny", True, ["x = y"], 0),
+        ("\n    return a\n    a", True, ["\n    return a"], 0),
+        # Cut text shown on purpose (whole_lines off): a fragment, counted.
+        ("wh", False, ["wh"], 1),
+        ("x = 1\ny = fo", False, ["x = 1\ny = fo"], 1),
+    ],
+)
+async def test_the_fragment_counter_counts_what_is_shown(
+    raw: str, whole_lines: bool, shown: list[str], fragments: int
+) -> None:
+    model = Model(lambda r, c: Cut(raw, "length"))  # type: ignore[arg-type,return-value]
+    eng = engine(model, whole_lines=whole_lines, multi_line="always")
+    items = await eng.complete("def f(a):\n", 1, 0, uri=URI, language="python")
+    assert [i.insert_text for i in items] == shown
+    assert eng.stats.fragments == fragments
+
+
 async def test_a_cut_that_left_nothing_is_asked_again() -> None:
     answers = iter([Cut("wh", "length"), Cut("while True:", "stop")])
     model = Model(lambda r, c: next(answers))  # type: ignore[arg-type,return-value]

@@ -55,7 +55,10 @@ def cleaned(answer: Any, ctx: CursorContext, whole_lines: bool) -> tuple[str, st
     text, emptied = clean_why(kept, ctx)
     if why.collecting():
         why.answer(_dropped(raw, kept, text, finish, emptied))
-    return text, finish, cut and ends_cut(raw, text)
+    # A fragment is shown only when the cut text is (whole_lines off): with whole_lines what
+    # is kept never holds the cut line, and a kept line that merely ends like it (`x = y` then
+    # a cut `y`) was counted as one.
+    return text, finish, finish == "length" and not whole_lines and ends_cut(raw, text)
 
 
 def _dropped(raw: str, kept: str, text: str, finish: str, emptied: str | None) -> str | None:
