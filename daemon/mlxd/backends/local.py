@@ -30,7 +30,7 @@ from ..models import (
     vocabulary,
 )
 from ..prompts import Window
-from ..types import Delta, Done, Event, Request
+from ..types import Delta, Done, Event, Held, Request
 from .local_prompt import end_tokens, fim_template, fit_prompt, fit_window_for, render, room
 from .reuse import cached_start, continued
 
@@ -98,6 +98,7 @@ class LocalBackend:
             emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
             deadline=_deadline(request),
             background=request.priority == "background",
+            inline=request.kind == "inline",  # outranks chat and complete (models/ranks.py)
             healer=healer,
         )
         entry.engine.submit(job)
@@ -112,11 +113,15 @@ class LocalBackend:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
+                if isinstance(item, Held):  # paused for an inline request: tell the router
+                    yield item
+                    continue
                 last = time.monotonic()
                 if first is None:
                     first = last
                     if not job.background:  # its wait for other work is not model speed
-                        self.speed.observe_prefill(len(tokens) - job.reused, first - start)
+                        took = first - start - job.held_first_s
+                        self.speed.observe_prefill(len(tokens) - job.reused, took)
                 if think is not None:
                     piece = think.feed(item.text) if isinstance(item, Delta) else think.flush()
                     if piece.reasoning:
@@ -140,13 +145,15 @@ class LocalBackend:
     ) -> None:
         """A stream is over: the speed it tells; a cut prefill goes on in the background."""
         cut = _past(job.deadline)
-        if first is None and not job.background:
-            self._observe_cut(job, cut, time.monotonic() - start)
+        if first is None and not job.background:  # a pause for inline work is not its speed
+            now = time.monotonic()
+            self._observe_cut(job, cut, now - start - job.held(now))
         if first is None and cut:
             self._warm(entry, job.tokens)
         self.pool.touch(entry)
         if first is not None and last is not None and not job.background:
-            self.speed.observe_decode(job.generated - 1, last - first)
+            held = job.held_s - job.held_first_s  # paused for inline requests: not its speed
+            self.speed.observe_decode(job.generated - 1, last - first - held)
 
     def _observe_cut(self, job: Job, by_deadline: bool, seconds: float) -> None:
         """A prefill stopped before its first token still tells the prefill speed: its
