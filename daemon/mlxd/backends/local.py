@@ -89,18 +89,8 @@ class LocalBackend:
         tokens, max_tokens, healer = await asyncio.to_thread(
             self._prompt, lm, request, max_tokens, seen
         )
-        job = Job(
-            tokens=tokens,
-            max_tokens=max_tokens,
-            temperature=request.temperature,
-            stop=request.stop,
-            stop_tokens=end_tokens(lm.tokenizer) if request.kind != "chat" else frozenset(),
-            emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
-            deadline=_deadline(request),
-            background=request.priority == "background",
-            inline=request.kind == "inline",  # outranks chat and complete (models/ranks.py)
-            healer=healer,
-        )
+        emit = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
+        job = _job(lm, request, tokens, max_tokens, healer, emit)
         entry.engine.submit(job)
         self.recent.add(tokens)
         start = time.monotonic()
@@ -234,6 +224,22 @@ class LocalBackend:
 
     async def close(self) -> None:
         pass  # the pool (shared) is closed by its owner
+
+
+def _job(lm: Any, req: Request, tokens: list[int], max_tokens: int, healer: Any, emit: Any) -> Job:
+    """The batch engine's job for a request's prompt `tokens`."""
+    return Job(
+        tokens=tokens,
+        max_tokens=max_tokens,
+        temperature=req.temperature,
+        stop=req.stop,
+        stop_tokens=end_tokens(lm.tokenizer) if req.kind != "chat" else frozenset(),
+        emit=emit,
+        deadline=_deadline(req),
+        background=req.priority == "background",
+        inline=req.kind == "inline",  # outranks chat and complete (models/ranks.py)
+        healer=healer,
+    )
 
 
 def _ignore(item: Any) -> None:
