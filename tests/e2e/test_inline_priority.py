@@ -155,7 +155,7 @@ async def test_a_pause_ends_at_the_inline_deadline_even_while_more_inline_work_a
     log: list[tuple[str, str]] = []
     chat = Run(engine, "chat", encode(CHAT), 4000, log=log)
     await chat.tokens(2)
-    bound = time.monotonic() + 1.0
+    bound = time.monotonic() + 3.0  # room for a loaded machine to admit it
     first = Run(engine, "inline", encode(INLINE), 4000, inline=True, deadline=bound, log=log)
     await until(lambda: chat.job.pauses == 1, "the chat paused")
     newcomer = Run(
@@ -172,7 +172,7 @@ async def test_a_pause_ends_at_the_inline_deadline_even_while_more_inline_work_a
     await until(lambda: ("chat", "Delta") in log[at:], "the chat decoding again")
     assert newcomer.done is None  # while the newcomer still runs
     chat.drain()
-    assert len(chat.held) == 1 and 0 < chat.held[0] <= 1.0  # told the first one's bound
+    assert len(chat.held) == 1 and 0 < chat.held[0] <= 3.0  # told the first one's bound
     newcomer.job.cancelled.set()
     chat.job.cancelled.set()
     await until(lambda: engine.active == 0, "both left")

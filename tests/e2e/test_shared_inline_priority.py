@@ -18,7 +18,7 @@ from tests.e2e.test_shared_daemon import rt, shared, stats  # noqa: F401 (rt: th
 
 pytestmark = pytest.mark.slow
 
-CHAT_TOKENS = 160
+CHAT_TOKENS = 300  # long enough to be streaming still when the inline request is admitted
 
 
 def config(tmp_path: Path, model: Path) -> Path:
