@@ -9,6 +9,8 @@
 - memory: summed PSS of every process of 1, 2 and 3 windows (in-process: one `mlxd serve` per
   window; shared: the forwarders plus the daemon). Target: 3 shared windows <= 1.2x one.
 
+`--quick`: the inline-while-streaming measure only.
+
 The shared daemon runs in a runtime directory of this benchmark's own and is stopped at the end.
 """
 
