@@ -15,8 +15,11 @@ from lsprotocol import types as T
 from tests.conftest import _plain, chat_params, daemon
 from tests.e2e.test_privacy import open_doc
 from tests.e2e.test_shared_daemon import rt, shared, stats  # noqa: F401 (rt: the fixture)
+from tests.fakes.providers import FakeProvider, Reply
 
 pytestmark = pytest.mark.slow
+
+KEY = "sk-prio-window-0123456789"
 
 CHAT_TOKENS = 300  # long enough to be streaming still when the inline request is admitted
 
@@ -77,3 +80,43 @@ async def test_an_inline_request_pauses_a_streaming_chat_which_loses_nothing(
         assert (await stats(a))["local"][spec]["pausedStreams"] >= 1
         assert paused["text"] == alone["text"]  # greedy: the paused chat lost nothing
         assert paused["backend"] == "local" and paused["attempts"] == []
+
+
+async def test_a_chat_paused_before_its_first_token_does_not_fall_back_to_the_cloud(
+    rt,  # noqa: F811
+    tmp_path,
+    one_line_model,
+):
+    """Chain local, then cloud, with a first-token limit far shorter than the inline request
+    that pauses the chat: the pause (told to the router) is not counted, the chat stays local
+    and the cloud gets no byte."""
+    async with FakeProvider(require_key=KEY) as fake:
+        fake.default = Reply.text(["from the cloud"])
+        cfg = tmp_path / "fallback.toml"
+        cfg.write_text(
+            f'[local]\nmodel = "{one_line_model}"\npreload = true\nprompt_cache_mb = 0\n'
+            f'[backends.cloud]\nprotocol = "openai"\nbase_url = "{fake.openai_url}"\n'
+            f'api_key_env = "PRIO_KEY"\nmodel = "gpt-test"\n'
+            '[routing]\ncloud = true\nchat = ["local", "cloud"]\ninline = ["local"]\n'
+            "[timeouts]\nfirst_token_s = 0.5\n"
+            "[inline]\nwhole_lines = false\nbackground = false\nmax_ms = 120000\n"
+            'max_tokens = 400\nmulti_line = "never"\n'
+        )
+        async with daemon(cfg, env=shared(rt, {"PRIO_KEY": KEY})) as a:
+            await a.wait_status("ready", timeout=120)
+            open_doc(a, "file:///p/main.py", "def add(a, b):\n    return a + b\n\nx = add(1, ")
+            spec = next(iter((await stats(a))["local"]))
+            inline = asyncio.ensure_future(
+                a.client.text_document_inline_completion_async(
+                    inline_params("file:///p/main.py", 3, 11)
+                )
+            )
+            for _ in range(1200):  # until the inline request decodes
+                if (await stats(a))["local"][spec]["active"]:
+                    break
+                await asyncio.sleep(0.05)
+            chat = _plain(await a.request("mlxd/chat", chat_params("hi", maxTokens=4)))
+            assert (chat["backend"], chat["attempts"]) == ("local", [])
+            assert fake.request_count == 0 and fake.bytes_received == 0
+            assert (await stats(a))["local"][spec]["pausedStreams"] >= 1
+            assert isinstance(await asyncio.wait_for(inline, 120), T.InlineCompletionList)
