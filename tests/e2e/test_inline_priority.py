@@ -195,3 +195,24 @@ async def test_a_paused_chat_can_be_cancelled_and_its_kv_cache_is_kept(
     assert engine.kept[-1][: len(prompt)] == prompt  # its KV cache kept for reuse
     inline.job.cancelled.set()
     await until(lambda: engine.active == 0, "the inline request left")
+
+
+async def test_a_chat_pauses_already_while_an_inline_prompt_is_being_built(
+    pool: ModelPool, tiny_model: Path
+) -> None:
+    """The local backend marks an inline request on its way (`expect`) before it tokenizes
+    its prompt: streams pause at the mark, and resume when it is dropped."""
+    engine, encode = await engine_and_tokens(pool, tiny_model)
+    log: list[tuple[str, str]] = []
+    chat = Run(engine, "chat", encode(CHAT), 4000, log=log)
+    await chat.tokens(2)
+    mark = engine.expect(time.monotonic() + FAR)
+    await until(lambda: chat.job.pauses == 1, "the chat paused for the mark")
+    at = len(log)
+    await asyncio.sleep(0.3)  # the chat stays paused while the mark lives
+    assert between(log, "chat", at, len(log)) == []
+    mark.cancelled.set()  # the inline request's job was submitted, or never will be
+    await until(lambda: ("chat", "Delta") in log[at:], "the chat decoding again")
+    assert engine.active == 1  # a mark is no work of its own
+    chat.job.cancelled.set()
+    await until(lambda: engine.active == 0, "the chat left")

@@ -82,17 +82,9 @@ class LocalBackend:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         # None: the router fills it; 0: prefill only (the prompt's KV cache, no text).
         max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
-        # Tokenizing a long prompt takes seconds: off the event loop (the tokenizer releases
-        # the GIL), so the daemon keeps answering meanwhile.
-        # What the KV cache holds: recent prompts, and the sequences the engine kept (answers).
-        seen = self.recent.plus(list(entry.engine.kept))
-        tokens, max_tokens, healer = await asyncio.to_thread(
-            self._prompt, lm, request, max_tokens, seen
-        )
         emit = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
-        job = _job(lm, request, tokens, max_tokens, healer, emit)
-        entry.engine.submit(job)
-        self.recent.add(tokens)
+        job = await self._submit(entry, request, max_tokens, emit)
+        tokens = job.tokens
         start = time.monotonic()
         first = last = None
         # A chat template that ends the prompt in <think> makes the model answer from inside a
@@ -129,6 +121,27 @@ class LocalBackend:
             if job.background and first is not None and _past(job.deadline):
                 # A request may go on from a cut answer (inline/ahead.py): its KV cache first.
                 await asyncio.to_thread(job.ended.wait, KEPT_WAIT_S)
+
+    async def _submit(self, entry: Any, request: Request, max_tokens: int, emit: Any) -> Job:
+        """The request's prompt, then its job handed to the batch engine. Tokenizing a long
+        prompt takes seconds: off the event loop (the tokenizer releases the GIL), so the
+        daemon keeps answering meanwhile; streams pause while an inline prompt is built."""
+        lm = entry.engine.lm
+        # What the KV cache holds: recent prompts, and the sequences the engine kept (answers).
+        seen = self.recent.plus(list(entry.engine.kept))
+        inline = request.kind == "inline" and request.priority != "background"
+        mark = entry.engine.expect(_deadline(request)) if inline else None
+        try:
+            tokens, max_tokens, healer = await asyncio.to_thread(
+                self._prompt, lm, request, max_tokens, seen
+            )
+            job = _job(lm, request, tokens, max_tokens, healer, emit)
+            entry.engine.submit(job)
+        finally:
+            if mark is not None:
+                mark.cancelled.set()  # submitted (it takes the mark's place), or never will be
+        self.recent.add(tokens)
+        return job
 
     def _ended(
         self, entry: Any, job: Job, start: float, first: float | None, last: float | None

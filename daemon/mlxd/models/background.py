@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..types import Done, Held
+from .job import Job
 from .ranks import BACKGROUND, may_resume, must_wait, pause, pause_end, rank, resume, top_rank
 
 
@@ -78,11 +79,25 @@ class Priorities:
     lm: Any
     preempted: int
     paused: int
+    _expected: list[Any]
+    _lock: Any
+
+    def expect(self, deadline: float | None) -> Any:
+        """An inline request on its way, its prompt still being built off the MLX thread:
+        streams pause for it already, so that building it does not compete with their
+        decoding for the cores. Returns a mark (a job that never runs): set its `cancelled`
+        once the request's own job is submitted, or will never be. Called on the event loop."""
+        mark = Job(tokens=[], max_tokens=0, temperature=0.0, stop=[], emit=print, inline=True)
+        mark.deadline = deadline
+        with self._lock:  # a new list: the MLX thread reads the old one or this one
+            self._expected = [j for j in self._expected if not j.cancelled.is_set()] + [mark]
+        return mark
 
     def _work(self) -> list[Any]:
-        """Every job the engine holds: running, waiting and prefill-only."""
+        """Every job the engine holds: running, waiting, prefill-only, and the inline requests
+        on their way."""
         jobs = list(self._jobs.values()) + [p.job for p in self._parked]
-        jobs += [p.job for p in self._prefills]
+        jobs += [p.job for p in self._prefills] + self._expected
         return jobs + ([self._lone[0]] if self._lone is not None else [])
 
     def _admit(self, jobs: list[Any]) -> None:
@@ -150,13 +165,14 @@ class Priorities:
         if tokens:  # a copy: the original goes on growing when the work resumes
             self._keep(tokens, copy.deepcopy(cache))
 
-    def _prefill_step(self) -> None:
+    def _prefill_step(self) -> bool:
         """One chunk of the first prefill-only job of the highest rank, while no work of a
-        higher rank is there; a finished one leaves its KV in the prompt cache and ends."""
+        higher rank is there; a finished one leaves its KV in the prompt cache and ends.
+        Returns whether it ran one."""
         now = time.monotonic()
         head = max(self._prefills, key=lambda p: rank(p.job, now))  # the first of the top rank
         if rank(head.job, now) < top_rank(self._work(), now):
-            return
+            return False
         head.step(self.lm.model, self.PREFILL_STEP)
         head.job.prefilled = head.fed
         if head.done:
@@ -164,6 +180,7 @@ class Priorities:
             self._keep(head.job.tokens, head.cache)
             job = head.job
             job.emit(Done("length", len(job.tokens), 0, self.lm.name))
+        return True
 
     def _drop_waiting(self, now: float) -> None:
         """Parked and prefill-only jobs that were cancelled (their KV kept for reuse) or

@@ -45,6 +45,7 @@ class BatchEngine(Priorities):
     # most (64 tokens of the embedded model take ~0.1 s on two busy CPU cores).
     PREFILL_STEP = 64
     SLICE_S = 0.05  # longest hold on the MLX thread before letting queued work run
+    WAIT_S = 0.002  # a pause of the loop while nothing may run (instead of spinning)
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class BatchEngine(Priorities):
         self.cache = LRUPromptCache(max_size=32, max_bytes=cache_bytes)
         self._lock = threading.Lock()
         self._incoming: list[Job] = []
+        self._expected: list[Job] = []  # marks of inline requests on their way (expect)
         self._running = False
         self._jobs: dict[int, Job] = {}
         self._gen: Any = None
@@ -116,12 +118,15 @@ class BatchEngine(Priorities):
                 background = self._schedule()
                 if self._lone is not None and self._jobs:
                     self._join_batch()  # no longer alone: continue in the batch
+                ran = self._lone is not None or bool(self._jobs)
                 if self._lone is not None:
                     self._lone_step()
                 elif self._jobs:
                     self._step()
                 if self._prefills:
-                    self._prefill_step()
+                    ran = self._prefill_step() or ran
+                if not ran:  # all that is here waits for an inline request on its way
+                    time.sleep(self.WAIT_S)
                 if background:
                     with self._lock:
                         self.background_steps += 1
