@@ -4,7 +4,9 @@ Three ranks. An inline request (latency-bound: `inline.max_ms`) outranks a strea
 `mlxd/complete` until its own deadline; a stream outranks background work (work ahead, warm-ups,
 issue #17 item 6). Work of a lower rank than the highest there is waits outside mlx-lm's batch,
 its KV cache kept (models/background.py), and resumes where it stopped, losing and repeating
-nothing. Background work waits as long as anything else is there. A stream's wait is bounded:
+nothing. An inline request counts from the moment the local backend starts building its prompt
+(`BatchEngine.expect`), so that tokenizing it does not compete with a chat's decoding for the
+cores. Background work waits as long as anything else is there. A stream's wait is bounded:
 
 - a pause lasts at most until the deadline of the inline requests that started it (the
   latest of them, so no longer than their `inline.max_ms`); inline requests that arrive during
