@@ -135,11 +135,13 @@ class LocalBackend:
             tokens, max_tokens, healer = await asyncio.to_thread(
                 self._prompt, lm, request, max_tokens, seen
             )
-            job = _job(lm, request, tokens, max_tokens, healer, emit)
-            entry.engine.submit(job)
-        finally:
+        except BaseException:
             if mark is not None:
-                mark.cancelled.set()  # submitted (it takes the mark's place), or never will be
+                mark.cancelled.set()  # no job will take its place
+            raise
+        job = _job(lm, request, tokens, max_tokens, healer, emit)
+        job.mark = mark  # the engine drops it when it admits the job
+        entry.engine.submit(job)
         self.recent.add(tokens)
         return job
 

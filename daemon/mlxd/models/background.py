@@ -85,8 +85,9 @@ class Priorities:
     def expect(self, deadline: float | None) -> Any:
         """An inline request on its way, its prompt still being built off the MLX thread:
         streams pause for it already, so that building it does not compete with their
-        decoding for the cores. Returns a mark (a job that never runs): set its `cancelled`
-        once the request's own job is submitted, or will never be. Called on the event loop."""
+        decoding for the cores. Returns a mark (a job that never runs): hand it to the
+        request's job (`Job.mark`: it is dropped when that job is admitted, in the same step),
+        or set its `cancelled` when there will be none. Called on the event loop."""
         mark = Job(tokens=[], max_tokens=0, temperature=0.0, stop=[], emit=print, inline=True)
         mark.deadline = deadline
         with self._lock:  # a new list: the MLX thread reads the old one or this one
@@ -106,6 +107,8 @@ class Priorities:
         batch first, its KV shared with the prompt cache the newcomers look into."""
         live = [job for job in jobs if not job.cancelled.is_set()]  # cancelled: never run
         self._parked += [Parked(job) for job in live if job.max_tokens > 0]
+        for job in [j for j in jobs if j.mark is not None]:  # in the same step: no gap
+            job.mark.cancelled.set()
         now = time.monotonic()
         self._park(top_rank(self._work() + live, now), now)
         if any(not job.background for job in live):

@@ -54,6 +54,8 @@ class Job:
     held_s: float = 0.0
     held_first_s: float = 0.0
     protected_until: float = 0.0
+    # An inline request's mark (BatchEngine.expect): dropped when this job takes its place.
+    mark: Any = None
 
     def held(self, now: float) -> float:
         """Seconds it has been paused for inline work so far (the current pause included)."""
