@@ -94,13 +94,16 @@ async def test_a_chat_paused_before_its_first_token_does_not_fall_back_to_the_cl
         fake.default = Reply.text(["from the cloud"])
         cfg = tmp_path / "fallback.toml"
         cfg.write_text(
+            # No speculation: a repetitive random text would make the inline answer quick, and
+            # the chat must arrive while it still decodes.
             f'[local]\nmodel = "{one_line_model}"\npreload = true\nprompt_cache_mb = 0\n'
+            'speculative = "off"\n'
             f'[backends.cloud]\nprotocol = "openai"\nbase_url = "{fake.openai_url}"\n'
             f'api_key_env = "PRIO_KEY"\nmodel = "gpt-test"\n'
             '[routing]\ncloud = true\nchat = ["local", "cloud"]\ninline = ["local"]\n'
             "[timeouts]\nfirst_token_s = 0.5\n"
             "[inline]\nwhole_lines = false\nbackground = false\nmax_ms = 120000\n"
-            'max_tokens = 400\nmulti_line = "never"\n'
+            'max_tokens = 600\nmulti_line = "never"\n'
         )
         async with daemon(cfg, env=shared(rt, {"PRIO_KEY": KEY})) as a:
             await a.wait_status("ready", timeout=120)
