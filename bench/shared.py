@@ -9,6 +9,8 @@
 - memory: summed PSS of every process of 1, 2 and 3 windows (in-process: one `mlxd serve` per
   window; shared: the forwarders plus the daemon). Target: 3 shared windows <= 1.2x one.
 
+`--quick`: the inline-while-streaming measure only.
+
 The shared daemon runs in a runtime directory of this benchmark's own and is stopped at the end.
 """
 
@@ -110,7 +112,40 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     inline = {"max_tokens": INLINE_TOKENS, "background": False, "max_ms": 60_000}
     config = local_config(opts.model, shared={"idle_exit_s": 600}, inline=inline)
     with private_runtime("mlxd-bench-rt-") as rt:  # stops the daemon at the end
+        if opts.quick:
+            return await _quick(opts, info, runs, config, shared_env(rt), {})
         return await _measure(opts, info, runs, tokens, config, shared_env(rt), {})
+
+
+async def _quick(opts, info, runs, config, shared_env, alone_env) -> dict[str, Any]:
+    """`--quick`: window A's inline latency while window B streams a chat vs idle, only
+    (two windows of one shared daemon, then two in-process windows)."""
+    r: dict[str, Any] = {}
+    for side, env in (("inline", shared_env), ("inline_alone", alone_env)):
+        log(f"inline latency, idle and while another window streams ({side})")
+        async with Daemon(config, env=env) as a, Daemon(config, env=env) as b:
+            await a.wait_ready()
+            await b.wait_ready()
+            r[side] = await _inline_while_streaming(a, b, runs)
+    rows = [
+        [
+            f"window 1 inline, idle / window 2 streaming (ms), {side}",
+            f"{fmt(summary(r[side]['idle_ms'])['median'])} / "
+            f"{fmt(summary(r[side]['while_streaming_ms'])['median'])}",
+            f"{fmt(r[side]['ratio'], 'x', 2)}, "
+            f"{r[side]['b_still_streaming']}/{runs} still streaming",
+        ]
+        for side in r
+    ]
+    print_table(
+        f"shared daemon, quick — {model_label(opts.model)}", ["measure", "value", "ratio"], rows
+    )
+    data = {"machine": info, "model": opts.model, "quick": True, **r}
+    data["targets_met"] = {
+        "inline": r["inline"]["ratio"] is not None and r["inline"]["ratio"] <= 1.2
+    }
+    write_result("shared", data)
+    return data
 
 
 async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The domain's data: what flows from the editor's request to a backend and back.
 
-A backend turns a `Request` into an async stream of `Delta`s ending with one `Done`; the router
+A backend turns a `Request` into an async stream of `Delta`s ending with one `Done` (a local
+model may put `Held` marks between them: the request waited for more urgent work); the router
 turns those into one `Outcome` (its `attempts` say which backends failed first, and why).
 Closing a backend's stream early (the consumer stops iterating, or its task is cancelled) must
 stop the work behind it: local generation stops within one decode step, an HTTP stream is closed.
@@ -65,6 +66,7 @@ class Request:
     line_tokens: int | None = None
     # "background": lowest priority. Any interactive request preempts it within one decode step
     # (prefill runs in chunks), and cancelling its task drops it at once (issue #17 item 6).
+    # Among interactive requests a local model runs inline ones first (models/ranks.py).
     priority: Literal["interactive", "background"] = "interactive"
 
 
@@ -83,7 +85,16 @@ class Done:
     model: str
 
 
-Event = Delta | Done
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The backend set the request aside for more urgent work, for `seconds` at most (a local
+    model pausing a chat while an inline request runs, models/ranks.py). No text: the wait is
+    not counted against the request's first-token limit."""
+
+    seconds: float
+
+
+Event = Delta | Done | Held
 
 
 class Backend(Protocol):

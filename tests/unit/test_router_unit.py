@@ -25,7 +25,7 @@ from mlxd.errors import (
     UnknownModel,
 )
 from mlxd.router import Router
-from mlxd.types import Attempt, Backend, Delta, Done, Event, Request
+from mlxd.types import Attempt, Backend, Delta, Done, Event, Held, Request
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -174,6 +174,26 @@ async def test_no_token_before_first_token_s_falls_back() -> None:
     assert out.backend == "b"
     assert [x.error.split(" within ")[0] for x in out.attempts] == ["timeout: no token"]
     assert a.closed == 1  # the abandoned stream was closed
+
+
+async def test_a_chat_held_for_an_inline_request_does_not_fall_back_for_the_wait() -> None:
+    """A local model pausing a chat for an inline request (Held) moves its first-token limit
+    by the pause's bound: the chat is not abandoned to the next backend for waiting."""
+    paused = asyncio.Event()
+    a = Scripted("local", [Held(30.0), paused, *answer("ok")], is_local=True)
+    b = Scripted("b", answer("cloud"))
+    asyncio.get_running_loop().call_later(0.3, paused.set)  # 6x the first-token limit
+    out = await make_router(a, b, timeouts={"first_token_s": 0.05}).run(chat())
+    assert (out.backend, out.text, out.attempts, b.requests) == ("local", "ok", [], [])
+
+
+async def test_a_held_chat_still_falls_back_once_the_pause_bound_is_spent() -> None:
+    never = asyncio.Event()
+    a = Scripted("local", [Held(0.05), never], is_local=True)
+    b = Scripted("b", answer("ok"))
+    out = await make_router(a, b, timeouts={"first_token_s": 0.05}).run(chat())
+    assert out.backend == "b"
+    assert [x.error.split(" within ")[0] for x in out.attempts] == ["timeout: no token"]
 
 
 # --- retries ------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ class Process:
                 "promptCacheBytes": e.engine.cache.nbytes,
                 "draftTokens": e.engine.spec.drafted,
                 "acceptedDraftTokens": e.engine.spec.accepted,
+                "pausedStreams": e.engine.paused,
             }
             for spec, e in self.pool.entries.items()
         }

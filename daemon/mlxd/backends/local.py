@@ -31,7 +31,7 @@ from ..models import (
     vocabulary,
 )
 from ..prompts import Window
-from ..types import Delta, Done, Event, Request
+from ..types import Delta, Done, Event, Held, Request
 from .local_prompt import (
     checked,
     context_window,
@@ -93,27 +93,9 @@ class LocalBackend:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         # None: the router fills it; 0: prefill only (the prompt's KV cache, no text).
         max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
-        # Tokenizing a long prompt takes seconds: off the event loop (the tokenizer releases
-        # the GIL), so the daemon keeps answering meanwhile.
-        # What the KV cache holds: recent prompts, and the sequences the engine kept (answers).
-        seen = self.recent.plus(list(entry.engine.kept))
-        tokens, max_tokens, healer = await asyncio.to_thread(
-            self._prompt, lm, request, max_tokens, seen
-        )
-        job = Job(
-            tokens=tokens,
-            max_tokens=max_tokens,
-            temperature=request.temperature,
-            stop=request.stop,
-            stop_tokens=end_tokens(lm.tokenizer) if request.kind != "chat" else frozenset(),
-            emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
-            deadline=_deadline(request),
-            background=request.priority == "background",
-            healer=healer,
-        )
-        self._take_over(tokens)
-        entry.engine.submit(job)
-        self.recent.add(tokens)
+        emit = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
+        job = await self._submit(entry, request, max_tokens, emit)
+        tokens = job.tokens
         start = time.monotonic()
         first = last = None
         # A chat template that ends the prompt in <think> makes the model answer from inside a
@@ -124,11 +106,15 @@ class LocalBackend:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
+                if isinstance(item, Held):  # paused for an inline request: tell the router
+                    yield item
+                    continue
                 last = time.monotonic()
                 if first is None:
                     first = last
                     if not job.background:  # its wait for other work is not model speed
-                        self.speed.observe_prefill(len(tokens) - job.reused, first - start)
+                        took = first - start - job.held_first_s
+                        self.speed.observe_prefill(len(tokens) - job.reused, took)
                 if think is not None:
                     piece = think.feed(item.text) if isinstance(item, Delta) else think.flush()
                     if piece.reasoning:
@@ -147,18 +133,44 @@ class LocalBackend:
                 # A request may go on from a cut answer (inline/ahead.py): its KV cache first.
                 await asyncio.to_thread(job.ended.wait, KEPT_WAIT_S)
 
+    async def _submit(self, entry: Any, request: Request, max_tokens: int, emit: Any) -> Job:
+        """The request's prompt, then its job handed to the batch engine. Tokenizing a long
+        prompt takes seconds: off the event loop (the tokenizer releases the GIL), so the
+        daemon keeps answering meanwhile; streams pause while an inline prompt is built."""
+        lm = entry.engine.lm
+        # What the KV cache holds: recent prompts, and the sequences the engine kept (answers).
+        seen = self.recent.plus(list(entry.engine.kept))
+        inline = request.kind == "inline" and request.priority != "background"
+        mark = entry.engine.expect(_deadline(request)) if inline else None
+        try:
+            tokens, max_tokens, healer = await asyncio.to_thread(
+                self._prompt, lm, request, max_tokens, seen
+            )
+        except BaseException:
+            if mark is not None:
+                mark.cancelled.set()  # no job will take its place
+            raise
+        job = _job(lm, request, tokens, max_tokens, healer, emit)
+        job.mark = mark  # the engine drops it when it admits the job
+        self._take_over(tokens)
+        entry.engine.submit(job)
+        self.recent.add(tokens)
+        return job
+
     def _ended(
         self, entry: Any, job: Job, start: float, first: float | None, last: float | None
     ) -> None:
         """A stream is over: the speed it tells; a cut prefill goes on in the background."""
         cut = _past(job.deadline)
-        if first is None and not job.background:
-            self._observe_cut(job, cut, time.monotonic() - start)
+        if first is None and not job.background:  # a pause for inline work is not its speed
+            now = time.monotonic()
+            self._observe_cut(job, cut, now - start - job.held(now))
         if first is None and cut:
             self._warm(entry, job.tokens)
         self.pool.touch(entry)
         if first is not None and last is not None and not job.background:
-            self.speed.observe_decode(job.generated - 1, last - first)
+            held = job.held_s - job.held_first_s  # paused for inline requests: not its speed
+            self.speed.observe_decode(job.generated - 1, last - first - held)
 
     def _observe_cut(self, job: Job, by_deadline: bool, seconds: float) -> None:
         """A prefill stopped before its first token still tells the prefill speed: its
@@ -256,6 +268,22 @@ class LocalBackend:
 
     async def close(self) -> None:
         pass  # the pool (shared) is closed by its owner
+
+
+def _job(lm: Any, req: Request, tokens: list[int], max_tokens: int, healer: Any, emit: Any) -> Job:
+    """The batch engine's job for a request's prompt `tokens`."""
+    return Job(
+        tokens=tokens,
+        max_tokens=max_tokens,
+        temperature=req.temperature,
+        stop=req.stop,
+        stop_tokens=end_tokens(lm.tokenizer) if req.kind != "chat" else frozenset(),
+        emit=emit,
+        deadline=_deadline(req),
+        background=req.priority == "background",
+        inline=req.kind == "inline",  # outranks chat and complete (models/ranks.py)
+        healer=healer,
+    )
 
 
 def _ignore(item: Any) -> None:

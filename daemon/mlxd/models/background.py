@@ -1,5 +1,6 @@
-"""Work the batch engine holds outside mlx-lm's batch: background jobs set aside while
-interactive ones run, and prefill-only jobs (issue #17 item 6).
+"""Work the batch engine holds outside mlx-lm's batch: jobs set aside while higher-ranked ones
+run (background work while interactive work runs, issue #17 item 6; a chat while an inline
+request runs, issue #19: models/ranks.py), and prefill-only jobs.
 
 A `Parked` job keeps its KV cache and every token it knows (prompt plus what it generated), so
 it resumes exactly where it stopped: a greedy answer comes out the same, token for token. A
@@ -11,10 +12,13 @@ owns the model.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..types import Done
+from ..types import Done, Held
+from .job import Job
+from .ranks import BACKGROUND, may_resume, must_wait, pause, pause_end, rank, resume, top_rank
 
 
 @dataclass(eq=False)
@@ -62,8 +66,9 @@ class Prefill:
 
 
 class Priorities:
-    """The batch engine's priority scheduling (mixed into batching.BatchEngine, whose state it
-    reads: `_jobs` in mlx-lm's batch, the speculating `_lone`, `_parked`, `_prefills`)."""
+    """The batch engine's scheduling by rank (models/ranks.py; mixed into
+    batching.BatchEngine, whose state it reads: `_jobs` in mlx-lm's batch, the speculating
+    `_lone`, `_parked`, `_prefills`)."""
 
     PREFILL_STEP: int
     _jobs: dict[int, Any]
@@ -73,65 +78,104 @@ class Priorities:
     _gen: Any
     lm: Any
     preempted: int
+    paused: int
+    _expected: list[Any]
+    _lock: Any
 
-    def _interactive(self) -> bool:
-        """Whether interactive work is admitted (it holds background work back)."""
-        lone = self._lone is not None and not self._lone[0].background
-        prefill = any(not p.job.background for p in self._prefills)
-        return lone or prefill or any(not j.background for j in self._jobs.values())
+    def expect(self, deadline: float | None) -> Any:
+        """An inline request on its way, its prompt still being built off the MLX thread:
+        streams pause for it already, so that building it does not compete with their
+        decoding for the cores. Returns a mark (a job that never runs): hand it to the
+        request's job (`Job.mark`: it is dropped when that job is admitted, in the same step),
+        or set its `cancelled` when there will be none. Called on the event loop."""
+        mark = Job(tokens=[], max_tokens=0, temperature=0.0, stop=[], emit=print, inline=True)
+        mark.deadline = deadline
+        with self._lock:  # a new list: the MLX thread reads the old one or this one
+            self._expected = [j for j in self._expected if not j.cancelled.is_set()] + [mark]
+        return mark
+
+    def _work(self) -> list[Any]:
+        """Every job the engine holds: running, waiting, prefill-only, and the inline requests
+        on their way."""
+        jobs = list(self._jobs.values()) + [p.job for p in self._parked]
+        jobs += [p.job for p in self._prefills] + self._expected
+        return jobs + ([self._lone[0]] if self._lone is not None else [])
+
+    def _admit(self, jobs: list[Any]) -> None:
+        """New jobs: a prefill-only one joins the prefill queue, the rest wait to be started by
+        `_schedule` (at once unless higher-ranked work is there). Lower-ranked work leaves the
+        batch first, its KV shared with the prompt cache the newcomers look into."""
+        live = [job for job in jobs if not job.cancelled.is_set()]  # cancelled: never run
+        self._parked += [Parked(job) for job in live if job.max_tokens > 0]
+        for job in [j for j in jobs if j.mark is not None]:  # in the same step: no gap
+            job.mark.cancelled.set()
+        now = time.monotonic()
+        self._park(top_rank(self._work() + live, now), now)
+        if any(not job.background for job in live):
+            for pf in self._prefills:  # a warm-up cut short still serves the request that cut it
+                if pf.fed > pf.shared:
+                    self._share(pf.job.tokens[: pf.fed], pf.cache)
+                    pf.shared = pf.fed
+        for job in [j for j in live if j.max_tokens <= 0]:
+            cache, fed = self._fetch(job)
+            self._prefills.append(Prefill(job, cache, fed))
 
     def _schedule(self) -> bool:
-        """Set background work aside while interactive work is there, resume it when there is
-        none. Returns whether this step runs background work."""
-        if self._interactive():
-            self._preempt()
-            return False
-        if self._parked:
-            parked, self._parked = self._parked, []
-            for p in parked:
-                alone = len(parked) == 1
+        """Set aside the work that must wait for higher-ranked work, run again what may.
+        Returns whether this step runs background work."""
+        now = time.monotonic()
+        top = top_rank(self._work(), now)
+        self._park(top, now)
+        ready = [p for p in self._parked if may_resume(p.job, top, now)]
+        if ready:
+            self._parked = [p for p in self._parked if p not in ready]
+            for p in ready:
+                resume(p.job, now)
+                alone = len(ready) == 1
                 self._start(p.job, p.cache, p.tokens or p.job.tokens, p.fed, alone)
-        return self._busy()
+        return top == BACKGROUND
 
-    def _preempt(self, share: bool = False) -> None:
-        """Take background work out of the batch. With `share` (an interactive job is about to
-        look into the prompt cache), copy the KV that background work has made so far into
-        it: a warm-up cut short still serves the request that cut it."""
+    def _park(self, top: int, now: float) -> None:
+        """Take the work that must wait out of the batch, its KV cache kept. Background work's
+        KV so far goes to the prompt cache too (a warm-up cut short still serves the request
+        that cut it); a stream is paused (ranks.pause) and told so (Held)."""
         start = len(self._parked)
-        if self._lone is not None and self._lone[0].background:
+        if self._lone is not None and must_wait(self._lone[0], top, now):
             job, dec = self._lone
             self._lone = None
             self._parked.append(Parked(job, dec.cache, dec.tokens, dec.fed))
-            self.preempted += 1
-        uids = [uid for uid, job in self._jobs.items() if job.background]
+        uids = [uid for uid, job in self._jobs.items() if must_wait(job, top, now)]
         if uids:
             caches = self._gen.remove(uids, return_prompt_caches=True)
             for uid in uids:
                 job = self._jobs.pop(uid)
                 job.uid = None
                 self._parked.append(parked_from_batch(job, *caches[uid]))
-            self.preempted += len(uids)
-        if share:
-            for p in self._parked[start:]:
+        for p in self._parked[start:]:
+            if p.job.background:
+                self.preempted += 1
                 self._share(p.tokens[: p.fed], p.cache)  # type: ignore[index, arg-type]
-            for pf in self._prefills:
-                if pf.fed > pf.shared:
-                    self._share(pf.job.tokens[: pf.fed], pf.cache)
-                    pf.shared = pf.fed
+        streams = [p.job for p in self._parked if not p.job.background and p.job.paused_at is None]
+        streams = [job for job in streams if not may_resume(job, top, now)]
+        if streams:  # running ones just set aside, and new ones that wait to start
+            ends = pause_end(self._work(), now)
+            for job in streams:
+                pause(job, ends, now)
+                job.emit(Held(ends - now))
+            self.paused += len(streams)
 
     def _share(self, tokens: list[int], cache: list[Any]) -> None:
         if tokens:  # a copy: the original goes on growing when the work resumes
             self._keep(tokens, copy.deepcopy(cache))
 
-    def _prefill_step(self) -> None:
-        """One chunk of the first interactive prefill-only job, else of the first background
-        one while no interactive work is there; a finished one leaves its KV in the prompt
-        cache and ends."""
-        head = next((p for p in self._prefills if not p.job.background), None)
-        if head is None and not self._interactive():
-            head = self._prefills[0]
-        if head is None:
-            return
+    def _prefill_step(self) -> bool:
+        """One chunk of the first prefill-only job of the highest rank, while no work of a
+        higher rank is there; a finished one leaves its KV in the prompt cache and ends.
+        Returns whether it ran one."""
+        now = time.monotonic()
+        head = max(self._prefills, key=lambda p: rank(p.job, now))  # the first of the top rank
+        if rank(head.job, now) < top_rank(self._work(), now):
+            return False
         head.step(self.lm.model, self.PREFILL_STEP)
         head.job.prefilled = head.fed
         if head.done:
@@ -139,6 +183,7 @@ class Priorities:
             self._keep(head.job.tokens, head.cache)
             job = head.job
             job.emit(Done("length", len(job.tokens), 0, self.lm.name))
+        return True
 
     def _drop_waiting(self, now: float) -> None:
         """Parked and prefill-only jobs that were cancelled (their KV kept for reuse) or
@@ -150,8 +195,7 @@ class Priorities:
                 self._parked.remove(p)
                 if p.cache is not None and p.tokens is not None:
                     self._keep(p.tokens[: p.fed], p.cache)
-                if over and not job.cancelled.is_set():
-                    self._finish(job, "length")
+                self._finish(job, None if job.cancelled.is_set() else "length")
         for pf in [pf for pf in self._prefills if pf.job.cancelled.is_set()]:
             self._prefills.remove(pf)
             self._keep(pf.job.tokens[: pf.fed], pf.cache)

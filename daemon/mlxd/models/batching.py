@@ -10,11 +10,11 @@ A greedy request that has the model to itself decodes with prompt-lookup specula
 (models/speculative.py: same tokens, fewer forward passes); when another request arrives it
 joins the batch with its KV cache, losing and repeating nothing.
 
-Priorities (issue #17 item 6): a background job runs only while no interactive one is there.
-An interactive arrival takes the background jobs out of the batch (their KV caches kept, see
-models/background.py) before the next step, and they resume where they stopped once the
-interactive work is done. Prompts prefill PREFILL_STEP tokens per step, so an arrival waits at
-most one chunk. A job with max_tokens == 0 only prefills: its prompt's KV goes to the prompt
+Priorities (models/ranks.py): inline requests, then streams (chat, complete), then background
+work (issue #17 item 6). An arrival takes lower-ranked work out of the batch (its KV cache kept,
+see models/background.py) before the next step, and that work resumes where it stopped once
+the higher-ranked work is done; a stream waits no longer than the inline request's deadline.
+Prompts prefill PREFILL_STEP tokens per step, so an arrival waits at most one chunk. A job with max_tokens == 0 only prefills: its prompt's KV goes to the prompt
 cache and it ends with Done("length", prompt tokens, 0, model).
 """
 
@@ -45,6 +45,7 @@ class BatchEngine(Priorities):
     # most (64 tokens of the embedded model take ~0.1 s on two busy CPU cores).
     PREFILL_STEP = 64
     SLICE_S = 0.05  # longest hold on the MLX thread before letting queued work run
+    WAIT_S = 0.002  # a pause of the loop while nothing may run (instead of spinning)
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class BatchEngine(Priorities):
         self.cache = LRUPromptCache(max_size=32, max_bytes=cache_bytes)
         self._lock = threading.Lock()
         self._incoming: list[Job] = []
+        self._expected: list[Job] = []  # marks of inline requests on their way (expect)
         self._running = False
         self._jobs: dict[int, Job] = {}
         self._gen: Any = None
@@ -78,6 +80,7 @@ class BatchEngine(Priorities):
         self._prefills: list[Prefill] = []  # prefill-only jobs, first come first served
         self.background_steps = 0  # scheduler steps that ran background work
         self.preempted = 0  # background jobs set aside for an interactive one
+        self.paused = 0  # streams (chat, complete) paused for inline requests
 
     @property
     def active(self) -> int:
@@ -115,12 +118,15 @@ class BatchEngine(Priorities):
                 background = self._schedule()
                 if self._lone is not None and self._jobs:
                     self._join_batch()  # no longer alone: continue in the batch
+                ran = self._lone is not None or bool(self._jobs)
                 if self._lone is not None:
                     self._lone_step()
                 elif self._jobs:
                     self._step()
                 if self._prefills:
-                    self._prefill_step()
+                    ran = self._prefill_step() or ran
+                if not ran:  # all that is here waits for an inline request on its way
+                    time.sleep(self.WAIT_S)
                 if background:
                     with self._lock:
                         self.background_steps += 1
@@ -163,22 +169,6 @@ class BatchEngine(Priorities):
 
     def _busy(self) -> bool:
         return bool(self._jobs or self._lone or self._parked or self._prefills)
-
-    def _admit(self, jobs: list[Job]) -> None:
-        """Start the new jobs: a background one waits while interactive work is there, a
-        prefill-only one joins the prefill queue, the rest start decoding."""
-        live = [job for job in jobs if not job.cancelled.is_set()]  # cancelled: never run
-        if any(not job.background for job in live):
-            self._preempt(share=True)  # before they look into the prompt cache
-        for job in [j for j in live if j.max_tokens <= 0]:
-            cache, fed = self._fetch(job)
-            self._prefills.append(Prefill(job, cache, fed))
-        live = [job for job in live if job.max_tokens > 0]
-        if any(not job.background for job in live) or self._interactive():
-            self._parked += [Parked(job) for job in live if job.background]
-            live = [job for job in live if not job.background]
-        for job in live:
-            self._start(job, None, job.tokens, 0, alone=len(live) == 1)
 
     def _fetch(self, job: Job) -> tuple[list[Any], int]:
         """The nearest KV cache for the job's prompt, and how many of its tokens it holds
@@ -243,6 +233,7 @@ class BatchEngine(Priorities):
         job.generated += 1
         if job.waited is None:
             job.waited = self.background_steps - job.submitted_at
+            job.held_first_s = job.held_s
 
     def _lone_step(self) -> None:
         job, dec = self._lone  # type: ignore[misc]

@@ -35,6 +35,8 @@ class Job:
     generated: int = 0
     reused: int = 0  # prompt tokens found in the KV cache (set when admitted)
     background: bool = False  # lowest priority: runs only while no interactive job is there
+    # Latency-bound (an inline request): outranks streams until its deadline (models/ranks.py).
+    inline: bool = False
     # The engine's background steps when it was submitted, and how many more ran before its
     # first token (None until then): the preemption bound made observable.
     submitted_at: int = 0
@@ -43,6 +45,22 @@ class Job:
     # Token healing (models/healing.py): the logits processor that makes the answer type the
     # prompt's cut-off last token again first; such a job does not speculate.
     healer: Any = None
+    # A stream's pauses for inline work (models/ranks.py; monotonic seconds): when the current
+    # one began and ends at the latest, how many there were, their total, that total at the
+    # first token, and until when it is not paused again.
+    paused_at: float | None = None
+    pause_ends: float | None = None
+    pauses: int = 0
+    held_s: float = 0.0
+    held_first_s: float = 0.0
+    protected_until: float = 0.0
+    # An inline request's mark (BatchEngine.expect): dropped when this job takes its place.
+    mark: Any = None
+
+    def held(self, now: float) -> float:
+        """Seconds it has been paused for inline work so far (the current pause included)."""
+        paused_at = self.paused_at  # read once: the MLX thread may clear it meanwhile
+        return self.held_s + (max(0.0, now - paused_at) if paused_at is not None else 0.0)
 
     def send(self, segment: str) -> None:
         """Stream a decoded piece: less what the prompt gave back (token healing), up to a

@@ -9,7 +9,8 @@ each request it walks the chain in order:
 - Before its first token a backend is retried on 429 (Retry-After, else exponential backoff
   with jitter) and on a 5xx that carries Retry-After, if the wait fits its first-token limit
   (the request's budget for the last backend left). Any other failure, or no token within
-  `first_token_s` (`inline_first_token_s` for inline), moves on to the next backend. Nothing
+  `first_token_s` (`inline_first_token_s` for inline), moves on to the next backend; time a
+  local model says it set the request aside for an inline one (`Held`) is not counted. Nothing
   is ever retried once tokens were streamed.
 - Text a cloud backend generates is redacted as it streams (stream_redact): a hostile provider
   may echo a key as model output, split across chunks.
@@ -40,11 +41,11 @@ from ..errors import (
 )
 from ..models import AnswerFilter, StopPolicy
 from ..stream_redact import Secrets, StreamRedactor
-from ..types import Attempt, Backend, Delta, DeltaFn, Done, Outcome, Request
+from ..types import Attempt, Backend, Delta, DeltaFn, Done, Held, Outcome, Request
 from .breakers import Breakers
 from .privacy import excluded, skip_reason
 from .run import Run, describe, emit, flush, held, inline_bound, streamed
-from .waits import backoff, loop_time
+from .waits import backoff, loop_time, timeout
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +304,11 @@ class Router:
                         raise Timeout(
                             f"no token within inline.max_ms ({ms:.0f} ms)", "bound"
                         ) from None
-                    raise self._timeout(deadline >= self._end(run), first_by - start) from None
+                    total = self.config.timeouts.total_s if deadline >= self._end(run) else None
+                    raise timeout(total, first_by - start) from None
+                if isinstance(event, Held):  # set aside for an inline request: not its time
+                    first_by += event.seconds
+                    continue
                 if isinstance(event, Done):
                     return event
                 if isinstance(event, Delta) and event.text:
@@ -314,12 +319,6 @@ class Router:
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # closes the HTTP stream / stops local generation
-
-    def _timeout(self, total: bool, first_token_s: float) -> Timeout:
-        if total:
-            budget = self.config.timeouts.total_s
-            return Timeout(f"request time budget ({budget:g}s) spent", "total")
-        return Timeout(f"no token within {first_token_s:.1f}s", "first_token")
 
     def _take(self, event: Delta, req: Request, run: Run, name: str, deltas: int) -> Done | None:
         """One streamed token, filtered and handed on; a Done when the answer ends here."""
