@@ -79,13 +79,16 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         try:  # checked again: the directory may have been swapped while the daemon was down
             runtime.ensure_dir(paths.dir)
         except (OSError, runtime.UnsafeRuntimeDir) as exc:
-            return f"runtime directory unusable: {exc}"
-        # "recovered": the new daemon does not know this window's conversations; "answered":
-        # the window has had the replayed initialize's answer, and seen its config problems.
-        hello = {**window, "recovered": True, "answered": answered}
-        sock = _connect(paths, idle_exit_s, runtime.hello(hello))
+            sock: socket.socket | str = f"runtime directory unusable: {exc}"
+        else:
+            # "recovered": the new daemon does not know this window's conversations;
+            # "answered": the window has had the replayed initialize's answer, and seen its
+            # config problems.
+            hello = {**window, "recovered": True, "answered": answered}
+            sock = _connect(paths, idle_exit_s, runtime.hello(hello))
         if not isinstance(sock, str):
             return sock
+        # As at start: a window that cannot have a shared daemon is served in-process.
         print(f"mlxd: {sock}; serving this window in-process", file=sys.stderr, flush=True)
         return _in_process(config, answered)
 
