@@ -7,6 +7,7 @@ daemon per test in a runtime directory of its own (stopped, then killed if left)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -122,3 +123,81 @@ async def test_a_window_survives_a_runtime_dir_made_unusable_before_a_crash(rt, 
     finally:
         os.chmod(rt, 0o700)
         await d.kill()
+
+
+# Finding 3 (high, privacy): a conversation about an excluded document stays local only while
+# the server that answered it lives (taint rule 1), or in a daemon that took the window over
+# after a crash (rule 3, `recovered`). `mlxd stop` (what the docs say to run after upgrading
+# mlxd, and now it stops every daemon) ends each window's session: the editor starts
+# `mlxd serve` again, keeps its chat panel's history, and the next follow-up of that
+# conversation (the question about .env, the local model's answer about it) reaches a fresh
+# session that knows nothing of it and goes to the cloud. Killing the `mlxd serve` process, or
+# the editor's own "restart server", does the same (in-process too): the kind is "a new
+# session for an old conversation".
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 3: after `mlxd stop` and the editor's restart of mlxd serve, a follow-up "
+    "of a conversation about an excluded file goes to the cloud (taint is per session)",
+)
+async def test_a_conversation_tainted_before_mlxd_stop_stays_local_after_it(
+    rt, tmp_path, tiny_model
+):
+    """Steps: a window asks about its open .env (excluded; answered locally) and follows up
+    (local: tainted); `mlxd stop`; the editor starts mlxd serve again, initializes and re-opens
+    the .env; the same follow-up must not reach the cloud provider."""
+    from tests.conftest import cloud_first_config
+    from tests.fakes.providers import FakeProvider, Reply
+
+    key = "sk-attack5-0123456789abcdef"
+    async with FakeProvider(require_key=key) as fake:
+        fake.default = Reply.text(["cloud answer"])
+        cfg = cloud_first_config(
+            tmp_path / "m.toml",
+            tiny_model,
+            fake.openai_url,
+            "K",
+            ("chat",),
+            'exclude = ["**/.env"]\n',
+        )
+        uri = "file:///p/.env"
+        doc = {"uri": uri, "languageId": "dotenv", "version": 1, "text": "DB_PASSWORD=hunter2\n"}
+        opened = {
+            "jsonrpc": "2.0",
+            "method": "textDocument/didOpen",
+            "params": {"textDocument": doc},
+        }
+        d = await start_raw(rt, cfg, env={"K": key})
+        d2 = None
+        try:
+            await d.initialize()
+            d.send(opened)
+            ask = "please explain what this settings file configures"
+            first = {
+                "messages": [{"role": "user", "content": ask}],
+                "maxTokens": 8,
+                "textDocument": {"uri": uri},
+            }
+            r1 = (await d.request("mlxd/chat", first))["result"]
+            assert r1["backend"] == "local"
+            follow = {
+                "messages": [
+                    {"role": "user", "content": ask},
+                    {"role": "assistant", "content": r1["text"]},
+                    {"role": "user", "content": "and what else?"},
+                ],
+                "maxTokens": 2,
+            }
+            assert (await d.request("mlxd/chat", follow))["result"]["backend"] == "local"
+            out = await asyncio.to_thread(mlxd, rt, "stop")
+            assert out.returncode == 0, out
+            await d.wait(15)
+            d2 = await start_raw(rt, cfg, env={"K": key})  # the editor restarts mlxd serve
+            await d2.initialize()
+            d2.send(opened)
+            r = await d2.request("mlxd/chat", follow)
+            assert "result" in r, r
+            assert fake.request_count == 0 and fake.bytes_received == 0, (r, fake.requests)
+        finally:
+            for w in (d, d2):
+                if w is not None:
+                    await w.kill()
