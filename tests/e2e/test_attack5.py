@@ -8,6 +8,7 @@ daemon per test in a runtime directory of its own (stopped, then killed if left)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from tests.e2e.test_shared_daemon import (  # noqa: F401
     mlxd,
     rt,
     start_raw,
+    wait_gone,
 )
 
 pytestmark = pytest.mark.slow
@@ -252,3 +254,53 @@ async def test_a_windows_download_stops_when_the_window_closes(rt, tmp_path, tin
             assert hub.bytes_sent < hub.total_bytes
         finally:
             await d.kill()
+
+
+# Finding 5 (medium): SIGTERM to the shared daemon (`kill <pid>`, systemd at logout, a
+# shutdown) ends its sessions with -32803 "stopped (SIGTERM)" and a goodbye; but the daemon then
+# leaves with os._exit at once, and what its sockets had not yet sent is lost: a window whose
+# forwarder was slow to read (a long stream, a busy editor) gets neither. Its forwarder then
+# takes the SIGTERM for a crash: it answers "a new one serves this window, send the request
+# again" and starts a new daemon, which the SIGTERM was meant to end. `mlxd stop` leaves a
+# marker for exactly this (forward._recover); SIGTERM left none.
+# Fixed: the daemon leaves the marker, with its reason, however it is stopped (cli/daemon.py);
+# the forwarder's answer names that reason (cli/forward.py).
+async def test_sigterm_to_the_daemon_is_a_stop_even_when_its_goodbye_is_lost(
+    rt, tmp_path, tiny_model
+):
+    """Steps: a window streams a long chat; its forwarder stops reading (SIGSTOP) until the
+    daemon's socket buffers are full; SIGTERM the daemon; once it is gone, the forwarder reads
+    again (SIGCONT). The chat must fail with the SIGTERM as its reason, no new daemon may
+    start, and the forwarder must end."""
+    from tests.kit import daemon_pids
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[local]\nmodel = "{tiny_model}"\npreload = true\n')
+    d = await start_raw(rt, cfg)
+    try:
+        await d.initialize()
+        first = (await d.request("mlxd/stats"))["result"]["server"]["pid"]
+        warm = {"messages": [{"role": "user", "content": "x"}], "maxTokens": 2}
+        assert "result" in await d.request("mlxd/chat", warm)  # the model is loaded
+        chat = {
+            "messages": [{"role": "user", "content": "count"}],
+            "maxTokens": 100_000,
+            "partialResultToken": "p",
+        }
+        d.send({"jsonrpc": "2.0", "id": "long", "method": "mlxd/chat", "params": chat})
+        await asyncio.sleep(1.0)
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        await asyncio.sleep(4.0)  # the stream fills the daemon's socket buffers
+        os.kill(first, signal.SIGTERM)
+        gone = await asyncio.to_thread(wait_gone, [first])
+        os.kill(d.proc.pid, signal.SIGCONT)
+        assert gone == [], "the daemon did not exit on SIGTERM"
+        r = await d.response("long", timeout=30)
+        assert r["error"]["code"] == -32803 and "SIGTERM" in r["error"]["message"], r
+        assert await d.wait(10) is not None
+        await asyncio.sleep(1.0)
+        assert daemon_pids(rt) == [], "a new daemon was started after the SIGTERM"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(d.proc.pid, signal.SIGCONT)
+        await d.kill()

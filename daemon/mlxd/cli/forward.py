@@ -209,7 +209,8 @@ DIED = (
 )
 
 
-STOPPED = "mlxd: the shared daemon was stopped (mlxd stop) while handling this request"
+def stopped(reason: str) -> str:
+    return f"mlxd: the shared daemon was stopped ({reason}) while handling this request"
 
 
 TOO_BIG = frame(
@@ -313,10 +314,14 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
     """The daemon hung up without `exit`: fail what was in flight, then connect to a new
     daemon and replay the window's state. The reason when that is impossible."""
     paths = runtime.paths()
-    if paths.stopped.exists():  # it left without its goodbye: the requests are not retried
-        for error in replay.failed(STOPPED, replayed=False):
+    try:  # "<pid> <reason>": it was stopped (mlxd stop, SIGTERM) and its goodbye was lost
+        reason = paths.stopped.read_text().partition(" ")[2].strip() or "mlxd stop"
+    except OSError:
+        reason = None
+    if reason is not None:  # the requests are not retried, and no daemon is started
+        for error in replay.failed(stopped(reason), replayed=False):
             _write_all(stdout, error)
-        return "the shared daemon was stopped (mlxd stop)"
+        return f"the shared daemon was stopped ({reason})"
     for error in replay.failed(DIED):
         _write_all(stdout, error)
     print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
