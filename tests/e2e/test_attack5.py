@@ -304,3 +304,46 @@ async def test_sigterm_to_the_daemon_is_a_stop_even_when_its_goodbye_is_lost(
         with contextlib.suppress(ProcessLookupError):
             os.kill(d.proc.pid, signal.SIGCONT)
         await d.kill()
+
+
+# Finding 6 (low): a path in a window's environment is the editor's, relative to the editor's
+# working directory (OpenSSL and huggingface_hub resolve it against their process's), but the
+# shared daemon takes SSL_CERT_FILE / SSL_CERT_DIR as they are and checks them from its own
+# working directory (/): a window whose SSL_CERT_FILE is relative (`certs/corp.pem`, from a
+# project's .env or a dev shell) is served in-process with its own CA, and in shared mode with
+# the system's instead (backends/pools.py ca_settings; the download child, run in /, reads
+# HF_HOME / SSL_CERT_FILE / REQUESTS_CA_BUNDLE relative to / the same way). The sibling of
+# test_attack_shared's relative local.model (fixed: resolved against the window's directory).
+# Fixed for the cloud's CA (pools.ca_settings takes the window's directory; SSL_CERT_DIR's list
+# of directories is kept); the download child still runs in / (not fixed: reported).
+@pytest.mark.parametrize(
+    "mode",
+    [
+        pytest.param("0", id="in-process"),
+        pytest.param("1", id="shared"),
+    ],
+)
+async def test_a_relative_ca_bundle_is_the_windows_own(rt, tmp_path, tiny_model, mode):
+    """Steps: the window's working directory holds the test CA as certs/ca.pem and its
+    SSL_CERT_FILE is that relative path; it asks the loopback HTTPS provider for a chat."""
+    import shutil
+
+    from tests.conftest import cloud_first_config
+    from tests.fakes.providers import FakeProvider
+    from tests.fakes.tls import make_tls
+
+    ca, server = make_tls(tmp_path)
+    project = tmp_path / "project"
+    (project / "certs").mkdir(parents=True)
+    shutil.copy(ca, project / "certs" / "ca.pem")
+    env = {"SSL_CERT_FILE": "certs/ca.pem", "SSL_CERT_DIR": "", "K": "sk-rel", "MLXD_SHARED": mode}
+    async with FakeProvider(ssl_context=server) as fake:
+        cfg = cloud_first_config(tmp_path / "c.toml", tiny_model, fake.openai_url, "K", ("chat",))
+        d = await start_raw(rt, cfg, cwd=project, env=env)
+        try:
+            await d.initialize()
+            chat = {"messages": [{"role": "user", "content": "hi"}], "maxTokens": 4}
+            r = await d.request("mlxd/chat", {**chat, "backend": "cloud"})
+            assert "result" in r and r["result"]["backend"] == "cloud", r
+        finally:
+            await d.kill()
