@@ -46,3 +46,16 @@ async def test_each_windows_ca_bundle_gets_its_own_pool(monkeypatch) -> None:
     for user in (a, b, c):
         await pools.release(user)
     assert len(pools) == 0
+
+
+def test_a_windows_relative_ca_paths_are_its_own_and_a_directory_list_is_kept() -> None:
+    # Attack 5 finding 6: a relative SSL_CERT_FILE / SSL_CERT_DIR is the editor's, relative to
+    # the editor's working directory, not the daemon's (/); SSL_CERT_DIR may list directories.
+    import os
+
+    from mlxd.backends.pools import ca_settings
+
+    env = {"SSL_CERT_FILE": "certs/ca.pem", "SSL_CERT_DIR": f"d1{os.pathsep}/abs/d2"}
+    assert ca_settings(env, "/w") == ("/w/certs/ca.pem", f"/w/d1{os.pathsep}/abs/d2")
+    assert ca_settings({"SSL_CERT_FILE": "/abs/ca.pem"}, "/w")[0] == "/abs/ca.pem"
+    assert ca_settings(env)[0] == "certs/ca.pem"  # no window directory known: as given

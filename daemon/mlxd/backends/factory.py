@@ -44,7 +44,7 @@ def make_backends(
         )
 
     backends: dict[str, Backend] = {"local": local("local", cfg.local.model)}
-    window_pools: Any = pools.for_window(env) if pools is not None else None  # its CA bundle
+    window_pools: Any = pools.for_window(env, cwd) if pools is not None else None  # its CA bundle
     for name, b in cfg.backends.items():
         prev = old.get(name)
         unchanged = old_cfg.backends.get(name) == b and old_cfg.timeouts == cfg.timeouts

@@ -36,9 +36,12 @@ class HTTPPools:
         # (connect_s, idle_s, loop) -> (session, the backends using it)
         self._pools: dict[tuple[Any, ...], tuple[aiohttp.ClientSession, set[object]]] = {}
 
-    def for_window(self, env: Mapping[str, str] | None) -> WindowPools | HTTPPools:
-        """These pools as a window of environment `env` uses them (None: this process's)."""
-        return self if env is None else WindowPools(self, ca_settings(env))
+    def for_window(
+        self, env: Mapping[str, str] | None, cwd: str | None = None
+    ) -> WindowPools | HTTPPools:
+        """These pools as a window of environment `env` and working directory `cwd` uses them
+        (None: this process's)."""
+        return self if env is None else WindowPools(self, ca_settings(env, cwd))
 
     def session(
         self, user: object, timeouts: TimeoutsConfig, ca: tuple[str, str] | None = None
@@ -93,20 +96,29 @@ class WindowPools:
         await self.pools.release(user)
 
 
-def ca_settings(env: Mapping[str, str]) -> tuple[str, str]:
-    """(CA file, CA directory) as OpenSSL would take them from `env`: SSL_CERT_FILE and
-    SSL_CERT_DIR, else its built-in defaults (never this process's variables)."""
+def ca_settings(env: Mapping[str, str], cwd: str | None = None) -> tuple[str, str]:
+    """(CA file, CA directories) as OpenSSL would take them from `env` in a process of working
+    directory `cwd` (the window's): SSL_CERT_FILE and SSL_CERT_DIR (a list, os.pathsep
+    between), else its built-in defaults (never this process's variables); a relative path is
+    the window's, made absolute against `cwd`."""
     defaults = ssl.get_default_verify_paths()
-    return (
-        env.get(defaults.openssl_cafile_env) or defaults.openssl_cafile,
-        env.get(defaults.openssl_capath_env) or defaults.openssl_capath,
-    )
+    cafile = env.get(defaults.openssl_cafile_env) or defaults.openssl_cafile or ""
+    capath = env.get(defaults.openssl_capath_env) or defaults.openssl_capath or ""
+
+    def own(path: str) -> str:
+        return os.path.join(cwd, path) if cwd and path else path
+
+    dirs = [own(d) for d in capath.split(os.pathsep) if d]
+    return own(cafile), os.pathsep.join(dirs)
 
 
 def _verify_with(ca: tuple[str, str]) -> ssl.SSLContext:
     """A client context that trusts what `ca` names (what exists of it), as
     ssl.create_default_context() does with the process's own settings."""
-    cafile, capath = (p if p and os.path.exists(p) else None for p in ca)
+    cafile = ca[0] if ca[0] and os.path.exists(ca[0]) else None
+    # OpenSSL reads each directory of the list (os.pathsep between) that exists.
+    capath = os.pathsep.join(d for d in ca[1].split(os.pathsep) if d and os.path.isdir(d))
+    capath = capath or None
     if cafile is None and capath is None:
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts nothing, as OpenSSL would
     return ssl.create_default_context(cafile=cafile, capath=capath)

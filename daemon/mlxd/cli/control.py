@@ -77,6 +77,28 @@ def _none(directory: Path) -> int:
     return 1
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _show(f: runtime.Found, info: dict[str, Any]) -> None:
+    """One daemon's status. Another version's answer may lack a field or give it another
+    type: what is there is shown, the rest is not (never a traceback)."""
+    up = _number(info.get("uptime_s"))
+    print(
+        f"{_which(f, info)}, pid {info.get('pid', '?')}"
+        + (f", up {up} s" if up is not None else "")
+    )
+    if "sessions" in info:
+        print(f"sessions: {info['sessions']}")
+    models = info.get("models")
+    for spec, nbytes in models.items() if isinstance(models, dict) else ():
+        size = _number(nbytes)
+        print(f"model: {spec}" + (f" ({size / 1e6:.0f} MB)" if size is not None else ""))
+    if (rss := _number(info.get("rssBytes"))) is not None:
+        print(f"memory (RSS): {rss / 1e6:.0f} MB")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     directory = runtime.runtime_dir()
     answers = _each("status", directory)
@@ -84,11 +106,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not isinstance(info, dict):
             print(f"mlxd {f.version} daemon at {f.paths.socket}: not answering")
             continue
-        print(f"{_which(f, info)}, pid {info['pid']}, up {info['uptime_s']} s")
-        print(f"sessions: {info['sessions']}")
-        for spec, nbytes in info["models"].items():
-            print(f"model: {spec} ({nbytes / 1e6:.0f} MB)")
-        print(f"memory (RSS): {info['rssBytes'] / 1e6:.0f} MB")
+        _show(f, info)
     if not any(isinstance(info, dict) for _, info in answers):
         return _none(directory)
     if any(not f.ours for f, _ in answers):
@@ -103,16 +121,18 @@ def cmd_stop(args: argparse.Namespace) -> int:
     stopping = []
     for f, info in _each("stop", directory):
         if isinstance(info, dict):
-            stopping.append((f, info["pid"]))
+            pid = info.get("pid")
+            stopping.append((f, pid if isinstance(pid, int) and pid > 0 else None))
         else:
             print(f"mlxd {f.version} daemon at {f.paths.socket}: not answering; not stopped")
     if not stopping:
         return _none(directory)
     deadline = time.monotonic() + STOP_WAIT_S
-    while time.monotonic() < deadline and any(runtime.alive(pid) for _, pid in stopping):
+    pids = [pid for _, pid in stopping if pid is not None]
+    while time.monotonic() < deadline and any(runtime.alive(pid) for pid in pids):
         time.sleep(0.05)
     for f, pid in stopping:
         which = "the shared mlxd daemon" if f.ours else f"the mlxd {f.version} daemon"
-        left = " (still exiting)" if runtime.alive(pid) else ""
-        print(f"stopped {which} (pid {pid}){left}")
+        left = " (still exiting)" if pid is not None and runtime.alive(pid) else ""
+        print(f"stopped {which} (pid {pid if pid is not None else '?'}){left}")
     return 0

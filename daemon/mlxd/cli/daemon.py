@@ -65,8 +65,14 @@ class Daemon:
         self.process.pool.close(self.exit_grace_s)
 
     def _stop(self, how: str) -> None:
+        """Stop serving (`how`: "mlxd stop" | "SIGTERM"). The marker tells each forwarder that
+        this is a stop, not a crash, even when its goodbye is lost (os._exit comes before a
+        slow reader has taken what its socket still holds): it names the reason."""
         assert self.done is not None
         self.stop_reason = self.stop_reason or how
+        if self.stopped is not None:
+            with contextlib.suppress(OSError):
+                self.stopped.write_text(f"{os.getpid()} {self.stop_reason}")
         self.done.set()
 
     def _arm_idle(self) -> None:
@@ -169,8 +175,6 @@ class Daemon:
 
     def _control(self, command: str) -> dict[str, Any]:
         if command == "stop":
-            if self.stopped is not None:
-                self.stopped.write_text(str(os.getpid()))
             asyncio.get_running_loop().call_soon(self._stop, "mlxd stop")
             return {"stopping": True, "pid": os.getpid()}
         pool = self.process.pool

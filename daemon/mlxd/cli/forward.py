@@ -79,13 +79,16 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         try:  # checked again: the directory may have been swapped while the daemon was down
             runtime.ensure_dir(paths.dir)
         except (OSError, runtime.UnsafeRuntimeDir) as exc:
-            return f"runtime directory unusable: {exc}"
-        # "recovered": the new daemon does not know this window's conversations; "answered":
-        # the window has had the replayed initialize's answer, and seen its config problems.
-        hello = {**window, "recovered": True, "answered": answered}
-        sock = _connect(paths, idle_exit_s, runtime.hello(hello))
+            sock: socket.socket | str = f"runtime directory unusable: {exc}"
+        else:
+            # "recovered": the new daemon does not know this window's conversations;
+            # "answered": the window has had the replayed initialize's answer, and seen its
+            # config problems.
+            hello = {**window, "recovered": True, "answered": answered}
+            sock = _connect(paths, idle_exit_s, runtime.hello(hello))
         if not isinstance(sock, str):
             return sock
+        # As at start: a window that cannot have a shared daemon is served in-process.
         print(f"mlxd: {sock}; serving this window in-process", file=sys.stderr, flush=True)
         return _in_process(config, answered)
 
@@ -206,7 +209,8 @@ DIED = (
 )
 
 
-STOPPED = "mlxd: the shared daemon was stopped (mlxd stop) while handling this request"
+def stopped(reason: str) -> str:
+    return f"mlxd: the shared daemon was stopped ({reason}) while handling this request"
 
 
 TOO_BIG = frame(
@@ -310,10 +314,14 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
     """The daemon hung up without `exit`: fail what was in flight, then connect to a new
     daemon and replay the window's state. The reason when that is impossible."""
     paths = runtime.paths()
-    if paths.stopped.exists():  # it left without its goodbye: the requests are not retried
-        for error in replay.failed(STOPPED, replayed=False):
+    try:  # "<pid> <reason>": it was stopped (mlxd stop, SIGTERM) and its goodbye was lost
+        reason = paths.stopped.read_text().partition(" ")[2].strip() or "mlxd stop"
+    except OSError:
+        reason = None
+    if reason is not None:  # the requests are not retried, and no daemon is started
+        for error in replay.failed(stopped(reason), replayed=False):
             _write_all(stdout, error)
-        return "the shared daemon was stopped (mlxd stop)"
+        return f"the shared daemon was stopped ({reason})"
     for error in replay.failed(DIED):
         _write_all(stdout, error)
     print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
