@@ -28,7 +28,7 @@ from tests.e2e.test_shared_daemon import (  # noqa: F401
     start_raw,
     wait_gone,
 )
-from tests.kit import daemon_env
+from tests.kit import AS_IN_A_TERMINAL, daemon_env
 
 pytestmark = pytest.mark.slow
 
@@ -554,7 +554,7 @@ async def test_one_windows_hung_streams_do_not_starve_another_window(rt, tmp_pat
 )
 async def test_ctrl_c_of_mlxd_serve_is_quiet(rt, tiny_config, mode):
     """Steps: `mlxd serve` (default: forwarding), initialize, SIGINT (Ctrl-C) to it."""
-    d = await start_raw(rt, tiny_config, env={"MLXD_SHARED": mode})
+    d = await start_raw(rt, tiny_config, env={"MLXD_SHARED": mode}, parent=AS_IN_A_TERMINAL)
     try:
         await d.initialize()
         await _pid(d)

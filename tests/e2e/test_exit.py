@@ -23,6 +23,7 @@ from tests.e2e.test_shared_daemon import (  # noqa: F401 (rt: fixture)
     start_raw,
     wait_gone,
 )
+from tests.kit import AS_IN_A_TERMINAL
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
@@ -86,7 +87,7 @@ async def test_daemon_exits_within_a_second_while_mlx_lm_is_imported(
     # the exit took 3-6 s on a loaded machine, whatever ended it.
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[local]\nmodel = "{tiny_model}"\npreload = true\n')
-    d = await Raw.start(cfg)
+    d = await Raw.start(cfg, parent=AS_IN_A_TERMINAL if how == "sigint" else None)
     await d.initialize()
     await asyncio.sleep(0.1)  # the import is under way
     if how == "exit":
