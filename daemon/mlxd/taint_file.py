@@ -135,7 +135,7 @@ class Remembered:
                 os.write(fd, line)
             finally:
                 os.close(fd)
-        self._lines += 1
+        self._refresh()  # counts the file's lines: ours and other writers'
         if self._lines > 2 * self.limit:
             self._rewrite()
 

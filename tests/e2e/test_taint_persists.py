@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import cloud_first_config
-from tests.e2e.test_shared_daemon import rt, start_raw  # noqa: F401
+from tests.e2e import test_shared_daemon
+from tests.e2e.test_shared_daemon import start_raw
 from tests.fakes.providers import FakeProvider, Reply
 
 pytestmark = pytest.mark.slow
+rt = test_shared_daemon.rt  # a runtime directory of the test's own; no daemon outlives it
 
 KEY = "sk-taint-persists-0123456789abcdef"
 URI = "file:///p/.env"
