@@ -9,7 +9,12 @@ to the cloud. Two rules close that:
    message only when it quotes an open excluded document: a client's fixed system prompt must
    not taint every later chat); a later request holding any remembered message is routed as if
    it named that document (and taints its own messages in turn, so the conversation stays
-   local after its first messages scroll away).
+   local after its first messages scroll away). The memory outlives the session and the
+   process: App's Process shares it among its sessions and the CLI keeps it in the per-user
+   runtime directory (taint_file.py), so `mlxd stop`, a restart of `mlxd serve`, a Reload
+   Window or another window do not lose it. A remembered document this session does not exclude
+   (another window's workspace, a config since changed) keeps the request local all the same
+   (uris.LOCAL_ONLY).
 2. Content: a request whose text holds a line of an open excluded document (any line, with at
    least MIN_LINE non-blank characters) is routed as if it named that document. For an inline
    request (`inline_quotes`) the text is what a cloud provider would be sent: its header (with
@@ -21,11 +26,13 @@ Both rules read every message, system messages included: a client (or a pasted h
 fold earlier turns or a document into the system role.
 
 3. Recovered: a session a shared daemon took over after its predecessor died
-   (`recovered`) has lost rule 1's memory, so a follow-up holding an assistant message this
+   (`recovered`) may have lost rule 1's memory (an entry not yet written, an unusable
+   runtime directory), so a follow-up holding an assistant message this
    daemon did not write is routed as if it named an excluded document (uris.LOCAL_ONLY).
 
 Messages are compared with their whitespace collapsed (CRLF, tabs, runs of spaces). Only
-hashes are kept (at most MAX_REMEMBERED, least recently used dropped), never text.
+hashes are kept (at most MAX_REMEMBERED, least recently used dropped; in the file the most
+recent), never text.
 """
 
 from __future__ import annotations
