@@ -25,12 +25,14 @@ import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 from . import runtime
 
 log = logging.getLogger(__name__)
 FILE_NAME = "taint"
 _LINE = re.compile(r"([0-9a-f]{64}) (\S+)")
+_SPACE = re.compile(r"\s")
 _OPEN = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -66,9 +68,11 @@ class Remembered:
         """Remember `key` -> `uri`; a new entry goes to the file too."""
         new = self.seen.get(key) != uri
         self._set(key, uri)
-        if new and self.path is not None and "\n" not in uri and " " not in uri:
+        if new and self.path is not None:
+            # A URI the client sent with raw whitespace: escaped, as a URI would have it.
+            spelled = _SPACE.sub(lambda m: quote(m.group()), uri)
             with self._usable("write"):
-                self._append(f"{key} {uri}\n".encode())
+                self._append(f"{key} {spelled}\n".encode())
 
     def _set(self, key: str, uri: str) -> None:
         self.seen[key] = uri

@@ -159,3 +159,10 @@ def test_a_remembered_document_this_session_does_not_exclude_stays_local():
         chat(("user", SECRET)), [], [], lambda uri: uri == uris.LOCAL_ONLY
     )
     assert tainted == ENV and uris.LOCAL_ONLY in docs
+
+
+def test_a_uri_with_raw_whitespace_is_kept_escaped_on_one_line(run_dir):
+    path = run_dir / "taint"
+    taint.remembered(path).put(key(1), "file:///My Project/a\nb/.env")
+    assert path.read_text() == f"{key(1)} file:///My%20Project/a%0Ab/.env\n"
+    assert taint.remembered(path).get(key(1)) == "file:///My%20Project/a%0Ab/.env"
