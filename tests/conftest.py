@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[RUNTIME_ENV] = str(
         _RUN_RUNTIME.enter_context(private_runtime("mlxd-rt-run-", strict=True))
     )
+
+
+@pytest.fixture(autouse=True)
+def _no_taint_from_other_tests() -> Iterator[None]:
+    """The daemons a test starts in-process share this run's runtime directory, and rule 1's
+    memory (taint_file.py) lives there: a conversation one test taints must not make another
+    test's chat local. A test that wants it across daemons keeps it for its own length."""
+    taint = Path(os.environ[RUNTIME_ENV]) / "taint"
+    taint.unlink(missing_ok=True)
+    yield
+    taint.unlink(missing_ok=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -129,6 +129,18 @@ def too_long(path: Path) -> str | None:
     )
 
 
+def check_private(path: Path, st: os.stat_result, kind: int) -> None:
+    """Raise UnsafeRuntimeDir unless `st` (of `path`, not followed through a symlink) is of
+    `kind` (stat.S_IFDIR, stat.S_IFREG), ours, and closed to group and others."""
+    if stat.S_IFMT(st.st_mode) != kind:
+        what = "a directory" if kind == stat.S_IFDIR else "a regular file"
+        raise UnsafeRuntimeDir(f"{path}: not {what}")
+    if st.st_uid != os.getuid():
+        raise UnsafeRuntimeDir(f"{path}: owned by uid {st.st_uid}, not {os.getuid()}")
+    if st.st_mode & 0o077:
+        raise UnsafeRuntimeDir(f"{path}: mode {st.st_mode & 0o777:o}, must be private (700/600)")
+
+
 def ensure_dir(directory: Path) -> None:
     """Create the directory 0700, or check an existing one is ours and closed to others.
     Raises UnsafeRuntimeDir otherwise (someone else could plant or read the socket)."""
@@ -136,13 +148,7 @@ def ensure_dir(directory: Path) -> None:
         directory.mkdir(mode=0o700, parents=True)
     except FileExistsError:
         pass
-    st = os.lstat(directory)
-    if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeRuntimeDir(f"{directory}: not a directory")
-    if st.st_uid != os.getuid():
-        raise UnsafeRuntimeDir(f"{directory}: owned by uid {st.st_uid}, not {os.getuid()}")
-    if st.st_mode & 0o077:
-        raise UnsafeRuntimeDir(f"{directory}: mode {st.st_mode & 0o777:o}, must be 700")
+    check_private(directory, os.lstat(directory), stat.S_IFDIR)
     for parent in directory.absolute().parents:
         # Whoever may rename entries in a parent may swap the directory for their own (the
         # sticky bit of /tmp forbids that; ssh's StrictModes reasons the same way).

@@ -9,7 +9,12 @@ to the cloud. Two rules close that:
    message only when it quotes an open excluded document: a client's fixed system prompt must
    not taint every later chat); a later request holding any remembered message is routed as if
    it named that document (and taints its own messages in turn, so the conversation stays
-   local after its first messages scroll away).
+   local after its first messages scroll away). The memory outlives the session and the
+   process: App's Process shares it among its sessions and the CLI keeps it in the per-user
+   runtime directory (taint_file.py), so `mlxd stop`, a restart of `mlxd serve`, a Reload
+   Window or another window do not lose it. A remembered document this session does not exclude
+   (another window's workspace, a config since changed) keeps the request local all the same
+   (uris.LOCAL_ONLY).
 2. Content: a request whose text holds a line of an open excluded document (any line, with at
    least MIN_LINE non-blank characters) is routed as if it named that document. For an inline
    request (`inline_quotes`) the text is what a cloud provider would be sent: its header (with
@@ -21,11 +26,13 @@ Both rules read every message, system messages included: a client (or a pasted h
 fold earlier turns or a document into the system role.
 
 3. Recovered: a session a shared daemon took over after its predecessor died
-   (`recovered`) has lost rule 1's memory, so a follow-up holding an assistant message this
+   (`recovered`) may have lost rule 1's memory (an entry not yet written, an unusable
+   runtime directory), so a follow-up holding an assistant message this
    daemon did not write is routed as if it named an excluded document (uris.LOCAL_ONLY).
 
 Messages are compared with their whitespace collapsed (CRLF, tabs, runs of spaces). Only
-hashes are kept (at most MAX_REMEMBERED, least recently used dropped), never text.
+hashes are kept (at most MAX_REMEMBERED, least recently used dropped; in the file the most
+recent), never text.
 """
 
 from __future__ import annotations
@@ -34,8 +41,10 @@ import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from .backends import sized
+from .taint_file import Remembered
 from .types import Request
 from .uris import LOCAL_ONLY
 
@@ -53,17 +62,17 @@ def _digest(text: str) -> str:
 class Conversations:
     """Hashes of messages that travelled with an excluded document, -> that document's URI."""
 
-    def __init__(self, recovered: bool = False) -> None:
-        self._seen: OrderedDict[str, str] = OrderedDict()
+    def __init__(self, recovered: bool = False, memory: Remembered | None = None) -> None:
+        """`memory`: rule 1's memory, shared with the process's other sessions and kept in a
+        file once attached (taint_file.py); None: this object's own, in memory."""
+        self._seen = memory if memory is not None else remembered()
         self.recovered = recovered
         self._answered: OrderedDict[str, None] = OrderedDict()  # answers given (recovered only)
 
     def carried(self, texts: Iterable[str]) -> str | None:
         """The excluded document a remembered message came with, or None."""
         for text in texts:
-            key = _digest(text)
-            if (uri := self._seen.get(key)) is not None:
-                self._seen.move_to_end(key)
+            if (uri := self._seen.get(_digest(text))) is not None:
                 return uri
         return None
 
@@ -83,13 +92,17 @@ class Conversations:
         open_documents = list(open_documents)
         # The prefix and suffix joined as well: a quoted line the cursor splits is sent whole.
         joined = [request.prefix + request.suffix] if request.prefix and request.suffix else []
-        carried = self.carried(texts + system) or quotes(
-            texts + system + joined, open_documents, excluded
-        )
+        remembered = self.carried(texts + system)
+        carried = remembered or quotes(texts + system + joined, open_documents, excluded)
         if not carried and self.recovered and self._from_before(request):
             carried = LOCAL_ONLY
         documents = documents + ([carried] if carried else [])
         tainted = next((d for d in documents if d == LOCAL_ONLY or excluded(d)), None)
+        if remembered and not tainted:
+            # Remembered by a session whose excludes this one lacks (another window's
+            # workspace, a config since changed): the conversation stays local all the same.
+            documents.append(LOCAL_ONLY)
+            tainted = remembered
         if tainted:
             self.remember(texts, tainted)
             # A system prompt is a carrier only when it quotes the excluded document itself: a
@@ -109,7 +122,15 @@ class Conversations:
     def remember(self, texts: Iterable[str], uri: str) -> None:
         for text in texts:
             if len(text.strip()) >= MIN_MESSAGE:
-                _put(self._seen, _digest(text), uri)
+                self._seen.put(_digest(text), uri)
+
+
+def remembered(path: Path | None = None) -> Remembered:
+    """Rule 1's memory, of MAX_REMEMBERED entries; kept in `path` (taint_file.py) if given."""
+    memory = Remembered(MAX_REMEMBERED)
+    if path is not None:
+        memory.attach(path)
+    return memory
 
 
 def _put(lru: OrderedDict, key: str, value: object) -> None:

@@ -136,11 +136,7 @@ async def test_a_window_survives_a_runtime_dir_made_unusable_before_a_crash(rt, 
 # session that knows nothing of it and goes to the cloud. Killing the `mlxd serve` process, or
 # the editor's own "restart server", does the same (in-process too): the kind is "a new
 # session for an old conversation".
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 3: after `mlxd stop` and the editor's restart of mlxd serve, a follow-up "
-    "of a conversation about an excluded file goes to the cloud (taint is per session)",
-)
+# Fixed: rule 1's memory is kept per user in the runtime directory (taint_file.py).
 async def test_a_conversation_tainted_before_mlxd_stop_stays_local_after_it(
     rt, tmp_path, tiny_model
 ):

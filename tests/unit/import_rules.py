@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "mlxd.errors": 1,
     "mlxd.runtime": 1,  # the shared daemon's per-user dir, socket, lock (names the version)  # the error tree the router acts on; msgspec error wording
     "mlxd.protocol": 2,  # the wire contract
+    "mlxd.taint_file": 2,  # rule 1's memory of taint.py, kept per user in the runtime dir
     # 3-4: settings and the secrets they name
     "mlxd.config": 3,
     "mlxd.secrets": 4,  # key sources and redaction; reads BackendConfig

@@ -68,12 +68,12 @@ class App:
             self.keys.env = sources.env
         self.wording: Wording = PROTOCOL  # the client's words, learnt from `initialize`
         self.keys.on_checked = lambda: hooks.call_soon(self.publish_status)
-        self.conversations = taint.Conversations()
         self.closed_reason: str | None = None  # why the cloud is forced off (trust.fail_closed)
         self.board = StatusBoard(self)
         self.documents = Documents()
         self.owns_process = process is None
         self.process = process or Process()
+        self.conversations = taint.Conversations(memory=self.process.taint)
         self.pool = self.process.pool
         self.process.attach(self)
         self.backends: dict[str, Backend] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .. import taint
 from ..backends import HTTPPools
 from ..models import ModelPool
 
@@ -29,6 +30,8 @@ class Process:
         self.model_states: dict[str, tuple[str, str]] = {}
         self.pool = ModelPool(on_progress=self._on_progress, on_event=self._on_event)
         self.http = HTTPPools()  # the cloud backends' connection pools, keyed by their settings
+        # Rule 1's memory (taint.py), for every session; the CLI keeps it in the runtime dir.
+        self.taint = taint.remembered()
 
     def attach(self, app: App) -> None:
         """A new session; it sees the models as they are (one loaded before it is ready)."""

@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from .. import __version__, runtime
+from .. import __version__, runtime, taint_file
 
 log = logging.getLogger("mlxd.daemon")
 
@@ -280,6 +280,8 @@ def cmd_daemon(args: Any) -> int:
     sock, lock, inode = bound
     log.info("mlxd %s daemon %d serving %s", __version__, os.getpid(), paths.socket)
     daemon = Daemon(args.idle_exit_s, EXIT_GRACE_S, paths.stopped)
+    # Conversations tainted before a stop or a crash stay local after it (taint_file.py).
+    daemon.process.taint.attach(paths.dir / taint_file.FILE_NAME)
 
     def leave() -> None:
         with contextlib.suppress(OSError):

@@ -11,6 +11,7 @@ import signal
 import sys
 from typing import Any
 
+from .. import runtime, taint_file
 from .forward import RECOVERED_ENV
 
 log = logging.getLogger("mlxd")
@@ -39,6 +40,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ls = MlxdServer(ConfigSources(path=args.config or os.environ.get("MLXD_CONFIG") or None))
     register(ls)
     _take_over(ls, os.environ.pop(RECOVERED_ENV, ""))
+    # Conversations tainted in an earlier session stay local in this one (taint_file.py).
+    ls.app.process.taint.attach(runtime.paths().dir / taint_file.FILE_NAME)
     install_redaction(ls.app.keys)
 
     stopped: list[str] = []  # why the server ends the session itself (SIGTERM)

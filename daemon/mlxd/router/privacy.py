@@ -38,7 +38,7 @@ def skip_reason(
     if not routing.cloud:
         return "skipped: cloud backends are off (routing.cloud)"
     if uris.LOCAL_ONLY in documents:
-        return "skipped: the conversation began before the shared daemon restarted (kept local)"
+        return "skipped: the conversation may carry an excluded document (kept local)"
     if doc := next((d for d in documents if excluded(d, routing.exclude)), None):
         return f"skipped: {doc} matches routing.exclude"
     return None
