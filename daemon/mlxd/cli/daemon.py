@@ -283,23 +283,28 @@ def cmd_daemon(args: Any) -> int:
     # Conversations tainted before a stop or a crash stay local after it (taint_file.py).
     daemon.process.taint.attach(paths.dir / taint_file.FILE_NAME)
 
-    def leave() -> None:
+    def leave(code: int) -> None:
         with contextlib.suppress(OSError):
             if os.stat(paths.socket).st_ino == inode:  # not a successor's
                 paths.socket.unlink()
         log.info("daemon %d exiting", os.getpid())
         logging.shutdown()
         lock.close()
-        os._exit(0)
+        os._exit(code)
 
     async def main() -> None:
         try:
             await daemon.run(sock)
-        finally:
-            leave()  # now: asyncio.run would first wait for the default executor's threads
+        except Exception:  # a bug: say so, exit 1
+            log.exception("the daemon failed")
+            leave(1)
+        leave(0)  # now: asyncio.run would first wait for the default executor's threads
 
     try:
         asyncio.run(main())
-    finally:
-        leave()
-    return 0
+    except KeyboardInterrupt:  # `mlxd daemon` run by hand, then Ctrl-C
+        leave(130)
+    except BaseException:
+        log.exception("the daemon failed")
+    leave(1)
+    return 1

@@ -70,6 +70,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # executor's threads, and the import of mlx-lm under way there (models/pool.py)
             # took 3-6 s on a loaded machine for an exit, EOF, SIGTERM or Ctrl-C alike.
             task = asyncio.current_task()
+            failed = sys.exc_info()[1]
+            if failed is not None and not isinstance(failed, asyncio.CancelledError):
+                log.error("the server failed", exc_info=failed)  # a bug: say so, exit 1
+                _leave(1, out)
             _leave(130 if task and task.cancelling() else ls.exit_code, out)
 
     try:
