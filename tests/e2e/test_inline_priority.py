@@ -18,6 +18,7 @@ import pytest
 from mlxd.models import Job, ModelPool
 from mlxd.models.batching import BatchEngine
 from mlxd.types import Delta, Done, Held
+from tests.e2e.test_background_work import engine_and_tokens, until
 
 CHAT = "Write a long story about a robot who learns to paint.\n"
 INLINE = "def add(a, b):\n    return"
@@ -78,20 +79,6 @@ class Run:
         target = self.job.generated + n
         while self.job.generated < target and self.done is None:
             await self.next()
-
-
-async def until(predicate: Any, what: str) -> None:
-    for _ in range(12000):
-        if predicate():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
-
-
-async def engine_and_tokens(pool: ModelPool, spec: Path) -> tuple[BatchEngine, Any]:
-    entry = await pool.acquire(str(spec), "auto")
-    tok = entry.engine.lm.tokenizer
-    return entry.engine, lambda text: list(tok.encode(text, add_special_tokens=False))
 
 
 def between(log: list[tuple[str, str]], name: str, first: int, last: int) -> list[str]:
