@@ -1,6 +1,8 @@
 """typing: replay typing a real source file into mlxd, as an editor with ghost text would.
 
-Phase 1, the replay. A document opens with the first lines of a file from this repo; the next
+Phase 1, the replay. A document opens with the first lines of a file no one here wrote (CPython's
+asyncio/locks.py from this interpreter's standard library: pinned with the interpreter, unlike
+our own sources, so runs compare like for like; its sha256 goes into the result); the next
 characters are typed one by one (didChange, incremental) at a steady speed. When a word is
 complete the typist pauses briefly (WORD_PAUSE_S), at a line end longer (until the ghost text
 shows, at most LINE_PAUSE_S), and the editor asks for ghost text at each pause
@@ -26,7 +28,9 @@ reuses the KV cache of the first. Speed-up = cold / after-keystroke latency.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+from pathlib import Path
 from typing import Any
 
 from mlxd.config import InlineConfig
@@ -41,16 +45,15 @@ from .common import (
     model_label,
     print_table,
     ratio,
-    source_text,
     stats_delta,
     summary,
     write_result,
 )
 
-SOURCE = "daemon/mlxd/router/core.py"
-# Typing starts at this line (a method in the middle of the file: a long prefix, trimmed to
-# the inline context budget), or after FALLBACK_LINES lines if the file no longer has it.
-ANCHOR = "\n    async def run("
+SOURCE = str(Path(asyncio.__file__).parent / "locks.py")
+# Typing starts at this line (Semaphore.acquire's body, mid-file: a long prefix,
+# trimmed to the inline context budget), or after FALLBACK_LINES lines if it is not there.
+ANCHOR = "\n        if not self.locked():\n            self._value -= 1"
 FALLBACK_LINES = 30
 TYPED_CHARS = 240
 KEY_S = 0.08  # between keystrokes (~120 words per minute)
@@ -61,7 +64,7 @@ CACHE_MS = 25.0  # answered faster than this: no model step was involved (see RE
 DEFAULT_KV_SAMPLES = 5
 DEFAULT_ACCEPT_SAMPLES = 6
 ACCEPT_S = 0.6  # the ghost text shows; the user accepts it this much later
-URI = "file:///bench/w0000/router.py"
+URI = "file:///bench/w0000/locks.py"
 
 
 def _split(text: str) -> tuple[str, str]:
@@ -239,7 +242,7 @@ async def _kv_reuse(editor: Editor, text: str, samples: int, verbose: bool) -> l
     out = []
     for i in range(samples):
         cut = len(start) + (TYPED_CHARS * (i + 1)) // (samples + 1)
-        editor.open(f"file:///bench/c{i + 1:04d}/router.py", text[:cut])
+        editor.open(f"file:///bench/c{i + 1:04d}/locks.py", text[:cut])
         s0 = await editor.daemon.stats()
         t0 = time.perf_counter()
         _, fut = editor.request()
@@ -293,7 +296,7 @@ async def _accept_next(
     for i, cut in enumerate(ends[:: max(1, len(ends) // (3 * samples))][: 3 * samples]):
         if sum(1 for r in out if r["shown"]) >= samples:
             break
-        editor.open(f"file:///bench/a{i + 1:04d}/router.py", text[:cut])
+        editor.open(f"file:///bench/a{i + 1:04d}/locks.py", text[:cut])
         t0 = time.perf_counter()
         shown = _first_item(await editor.request()[1])
         rec: dict[str, Any] = {"offset": cut, "shown_ms": (time.perf_counter() - t0) * 1000}
@@ -360,7 +363,7 @@ def _accept_rows(accepts: list[dict[str, Any]]) -> tuple[list[list[Any]], dict[s
 
 async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     samples = opts.n(DEFAULT_KV_SAMPLES)
-    text = source_text(SOURCE)
+    text = Path(SOURCE).read_text()
     cfg = local_config(opts.model)
     async with Daemon(cfg) as daemon:
         await daemon.wait_ready()
@@ -490,6 +493,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         "params": {
             "model": opts.model,
             "source": SOURCE,
+            "source_sha256": hashlib.sha256(text.encode()).hexdigest(),
             "start_line": _split(text)[0].count("\n") + 1,
             "typed_chars": len(replay["typed"]),
             "key_s": KEY_S,
