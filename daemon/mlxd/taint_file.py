@@ -4,7 +4,8 @@ that document's URI, kept per user in a file so that it outlives sessions and pr
 
 The file is `taint` in the per-user runtime directory (runtime.py: 0700), mode 0600, one line
 per remembered message: "<sha256 hex digest> <uri>\\n". Only digests, never text. Each new entry
-is appended with one write (O_APPEND: writers in several processes do not interleave); a reader
+is appended with one write (O_APPEND: writers in several processes do not interleave), after a
+newline if the file's last line was left unfinished (a full disk, a crash); a reader
 that misses a digest re-reads what was appended since (another window or process may have
 written). Past 2 * limit lines the file is rewritten with the `limit` most recent entries (a
 temporary file in the same directory, renamed over it), under an exclusive flock of the
@@ -33,7 +34,9 @@ log = logging.getLogger(__name__)
 FILE_NAME = "taint"
 _LINE = re.compile(r"([0-9a-f]{64}) (\S+)")
 _SPACE = re.compile(r"\s")
-_OPEN = os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted at the path must not block the open (it is refused as not a
+# regular file after it); a regular file ignores the flag.
+_OPEN = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 class Remembered:
@@ -134,8 +137,13 @@ class Remembered:
 
     def _append(self, line: bytes) -> None:
         with self._locked(fcntl.LOCK_SH):
-            fd = self._open(os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            fd = self._open(os.O_RDWR | os.O_APPEND | os.O_CREAT)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    # A line cut short (a full disk, a crash, an edit) would swallow ours: end
+                    # it first. Two writers may both do it: an empty line is skipped.
+                    line = b"\n" + line
                 os.write(fd, line)
             finally:
                 os.close(fd)
