@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from ..conftest import daemon
+from . import test_shared_daemon
 from .test_attack_real_input import RawStream, an, an_text, oa
 from .test_real_input import ask, cloud_only
 from .test_router import ENV, KEY
+
+rt = test_shared_daemon.rt  # a runtime directory of the test's own
 
 ECHOED_MODEL = [
     ("openai", oa({"content": "ok"}, "stop", model=KEY) + b"data: [DONE]\n\n"),
@@ -50,3 +53,50 @@ async def test_a_model_name_of_another_shape_is_not_passed_on(
             r = await ask(s, "mlxd/chat", "t1")
             assert r.text == "ok"
             assert isinstance(r.model, str) and len(r.model) < 300, str(r.model)[:100]
+
+
+@pytest.mark.parametrize("shared", ["1", "0"], ids=["shared", "in-process"])
+async def test_a_lone_surrogate_in_a_uri_or_a_message_is_served_and_stays_local(
+    rt, tmp_path, tiny_model, shared
+):
+    """JSON "\\ud800" is a string no UTF-8 can hold. A didOpen of such a URI killed the window's
+    forwarder (uris.key raised: exit 1, the editor lost mlxd); every request must be answered,
+    the excluded document's conversation kept local (0 bytes to the cloud), the window served on."""
+    from tests.conftest import cloud_first_config
+    from tests.fakes.providers import FakeProvider, Reply
+
+    from .test_shared_daemon import start_raw
+
+    key = "sk-attack6-surrogate-0123456789"
+    async with FakeProvider(require_key=key) as fake:
+        fake.default = Reply.text(["cloud answer"])
+        kinds = ("chat", "complete", "inline")
+        extra = 'exclude = ["**/.env"]\n'
+        cfg = cloud_first_config(
+            tmp_path / "m.toml", tiny_model, fake.openai_url, "K", kinds, extra
+        )
+        w = await start_raw(rt, cfg, env={"K": key, "MLXD_SHARED": shared})
+        try:
+            await w.initialize()
+            uri = "file:///p/\ud800/.env"
+            doc = {"uri": uri, "languageId": "dotenv", "version": 1, "text": "DB_PASSWORD=x\n"}
+            w.send(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "textDocument/didOpen",
+                    "params": {"textDocument": doc},
+                }
+            )
+            ask = [{"role": "user", "content": "please explain this \ud800 settings file"}]
+            r = await w.request(
+                "mlxd/chat", {"messages": ask, "maxTokens": 2, "textDocument": {"uri": uri}}
+            )
+            assert r.get("result", {}).get("backend") == "local", r
+            follow = [*ask, {"role": "assistant", "content": r["result"]["text"]}]
+            follow.append({"role": "user", "content": "and what else?"})
+            r = await w.request("mlxd/chat", {"messages": follow, "maxTokens": 2})
+            assert r.get("result", {}).get("backend") == "local", r
+            assert fake.request_count == 0 and fake.bytes_received == 0, fake.requests
+            assert "result" in await w.request("mlxd/models", {})
+        finally:
+            await w.kill()
