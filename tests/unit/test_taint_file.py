@@ -202,3 +202,31 @@ def test_a_fifo_planted_at_the_path_does_not_block_and_is_not_used(run_dir, capl
         signal.signal(signal.SIGALRM, old)
     assert memory.path is None and memory.get(key(1)) == ENV  # in this process only
     assert "not a regular file" in caplog.text
+
+
+def test_a_failed_write_is_written_later_and_the_file_stays_in_use(run_dir, monkeypatch, caplog):
+    """A full disk for a moment (the one thing here mocked: os.write fails once with ENOSPC):
+    the entry is written with the next one, and this process still reads what another writes.
+    Before, one failure left the memory in the process for its whole life: a conversation it
+    tainted afterwards went to the cloud after a restart, another window's taint unseen."""
+    import errno
+
+    path = run_dir / "taint"
+    memory, other = taint.remembered(path), taint.remembered(path)
+    real_write, failures = os.write, [OSError(errno.ENOSPC, "No space left on device")]
+
+    def write(fd: int, data: bytes) -> int:
+        if failures:
+            raise failures.pop()
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    caplog.set_level(logging.INFO, "mlxd")
+    memory.put(key(1), ENV)  # fails
+    monkeypatch.setattr(os, "write", real_write)
+    memory.put(key(2), ENV)
+    other.put(key(3), ENV)
+    fresh = taint.remembered(path)
+    assert fresh.get(key(1)) == ENV and fresh.get(key(2)) == ENV
+    assert memory.get(key(3)) == ENV  # still reads the file
+    assert [r.levelno for r in caplog.records] == [logging.INFO]  # said once
