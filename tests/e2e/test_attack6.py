@@ -100,3 +100,46 @@ async def test_a_lone_surrogate_in_a_uri_or_a_message_is_served_and_stays_local(
             assert "result" in await w.request("mlxd/models", {})
         finally:
             await w.kill()
+
+
+async def test_in_shared_mode_the_cloud_switched_off_mid_request_holds_for_the_retry(
+    rt, tmp_path, tiny_model
+):
+    """#15 case 4 through the shared daemon (test_privacy_per_attempt runs in-process): window A
+    waits to retry a 429 while window B, another window of the same daemon, keeps the cloud on;
+    A switches its cloud off: A's retry must not connect, and B's settings are B's own."""
+    import asyncio
+
+    from tests.conftest import write_config
+    from tests.fakes.providers import FakeProvider, Reply
+
+    from .test_privacy_per_attempt import options, until_received
+    from .test_shared_daemon import start_raw
+
+    cfg = write_config(tmp_path / "m.toml", f'[local]\nmodel = "{tiny_model}"\n')
+    async with FakeProvider() as a, FakeProvider() as b:
+        a.enqueue(Reply.status(429, retry_after=4))
+        windows = []
+        try:
+            for _ in range(2):
+                w = await start_raw(rt, cfg)
+                windows.append(w)
+                init = {"processId": None, "capabilities": {}, "rootUri": None}
+                r = await w.request("initialize", {**init, "initializationOptions": options(a, b)})
+                assert "result" in r, r
+                w.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+            wa, wb = windows
+            params = {"messages": [{"role": "user", "content": "private question"}], "maxTokens": 2}
+            answer = asyncio.ensure_future(wa.request("mlxd/chat", params))
+            await until_received(a)
+            off = {"settings": options(a, b, cloud=False)}
+            wa.send({"jsonrpc": "2.0", "method": "workspace/didChangeConfiguration", "params": off})
+            result = (await answer)["result"]
+            assert result["backend"] == "local", result
+            assert a.request_count == 1 and b.request_count == 0 and b.bytes_received == 0
+            # B still has the cloud on: its chat goes to `a` (which answers now).
+            rb = (await wb.request("mlxd/chat", params))["result"]
+            assert rb["backend"] == "a", rb
+        finally:
+            for w in windows:
+                await w.kill()
