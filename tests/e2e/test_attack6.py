@@ -143,3 +143,44 @@ async def test_in_shared_mode_the_cloud_switched_off_mid_request_holds_for_the_r
         finally:
             for w in windows:
                 await w.kill()
+
+
+async def test_in_shared_mode_an_invalid_config_file_keeps_the_cloud_off(rt, tmp_path, tiny_model):
+    """#15 case 5 through the shared daemon (test_fail_closed runs in-process): window A's file
+    is valid, window B's names a backend only B's editor settings define (invalid on its own)
+    while those settings turn the cloud on: B sends 0 bytes; then A's file breaks and A reloads:
+    A's cloud is off too."""
+    from tests.conftest import write_config
+    from tests.fakes.providers import FakeProvider
+
+    from .test_fail_closed import editor_settings
+    from .test_shared_daemon import start_raw
+
+    async with FakeProvider() as fake:
+        good = write_config(tmp_path / "a.toml", "[routing]\nmax_retries = 0\n")
+        bad = write_config(tmp_path / "b.toml", '[routing]\ncloud = false\nchat = ["cloud"]\n')
+        init = {**editor_settings(fake.openai_url), "local": {"model": str(tiny_model)}}
+        params = {"messages": [{"role": "user", "content": "notes.md says..."}], "maxTokens": 2}
+        windows = []
+        try:
+            for cfg in (good, bad):
+                w = await start_raw(rt, cfg)
+                windows.append(w)
+                base = {"processId": None, "capabilities": {}, "rootUri": None}
+                r = await w.request("initialize", {**base, "initializationOptions": init})
+                assert "result" in r, r
+                w.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+            wa, wb = windows
+            rb = await wb.request("mlxd/chat", params)
+            assert rb["result"]["backend"] == "local" and fake.request_count == 0, rb
+            ra = await wa.request("mlxd/chat", params)
+            assert ra["result"]["backend"] == "cloud" and fake.request_count == 1, ra
+            good.write_text("[routing\n")  # A's file breaks; A's editor reloads
+            reload = {"jsonrpc": "2.0", "method": "workspace/didChangeConfiguration"}
+            wa.send({**reload, "params": {"settings": init}})
+            ra = await wa.request("mlxd/chat", params)
+            assert ra["result"]["backend"] == "local", ra
+            assert fake.request_count == 1, fake.requests
+        finally:
+            for w in windows:
+                await w.kill()
