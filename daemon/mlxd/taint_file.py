@@ -4,13 +4,15 @@ that document's URI, kept per user in a file so that it outlives sessions and pr
 
 The file is `taint` in the per-user runtime directory (runtime.py: 0700), mode 0600, one line
 per remembered message: "<sha256 hex digest> <uri>\\n". Only digests, never text. Each new entry
-is appended with one write (O_APPEND: writers in several processes do not interleave); a reader
+is appended with one write (O_APPEND: writers in several processes do not interleave), after a
+newline if the file's last line was left unfinished (a full disk, a crash); a reader
 that misses a digest re-reads what was appended since (another window or process may have
 written). Past 2 * limit lines the file is rewritten with the `limit` most recent entries (a
 temporary file in the same directory, renamed over it), under an exclusive flock of the
 directory (appends hold it shared). A file that is a symlink, not ours, or open to group or
-others is never used; nor is an unusable directory: the memory is then this process's only
-(logged once at INFO).
+others is never used again; nor is a directory not ours: the memory is then this process's only
+(logged once at INFO). Any other failure (a full disk, a directory made unusable for a while) is
+logged once too and tried again at the next read or write, with the entries not yet written.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ log = logging.getLogger(__name__)
 FILE_NAME = "taint"
 _LINE = re.compile(r"([0-9a-f]{64}) (\S+)")
 _SPACE = re.compile(r"\s")
-_OPEN = os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted at the path must not block the open (it is refused as not a
+# regular file after it); a regular file ignores the flag.
+_OPEN = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 class Remembered:
@@ -45,6 +49,8 @@ class Remembered:
         self.path: Path | None = None
         self._read: tuple[int, int] = (0, 0)  # (inode, bytes) of the file read so far
         self._lines = 0  # lines in the file as far as we know
+        self._pending: list[bytes] = []  # entries a failed write did not put in the file
+        self._told = False  # the failure to use the file was logged
 
     def attach(self, path: Path) -> None:
         """Keep the memory in `path` from now on, and load what it holds. An unusable file or
@@ -85,8 +91,11 @@ class Remembered:
         try:
             yield
         except (OSError, runtime.UnsafeRuntimeDir) as exc:
-            log.info("cannot %s the taint file (kept in memory only): %s", doing, exc)
-            self.path = None
+            if not self._told:
+                log.info("cannot %s the taint file (kept in memory for now): %s", doing, exc)
+                self._told = True
+            if isinstance(exc, runtime.UnsafeRuntimeDir):
+                self.path = None  # not ours alone: never again
 
     @contextlib.contextmanager
     def _locked(self, how: int) -> Iterator[None]:
@@ -133,10 +142,18 @@ class Remembered:
                 self._set(m.group(1), m.group(2))
 
     def _append(self, line: bytes) -> None:
+        self._pending = [*self._pending, line][-self.limit :]
         with self._locked(fcntl.LOCK_SH):
-            fd = self._open(os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            fd = self._open(os.O_RDWR | os.O_APPEND | os.O_CREAT)
             try:
-                os.write(fd, line)
+                line = b"".join(self._pending)
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    # A line cut short (a full disk, a crash, an edit) would swallow ours: end
+                    # it first. Two writers may both do it: an empty line is skipped.
+                    line = b"\n" + line
+                if os.write(fd, line) == len(line):
+                    self._pending = []
             finally:
                 os.close(fd)
         self._refresh()  # counts the file's lines: ours and other writers'

@@ -61,7 +61,16 @@ def _unquote(s: str) -> str:
     return unquote(s, errors="surrogateescape")
 
 
+# A lone surrogate a client sent as such (JSON "\ud800": not one of surrogateescape's) has no
+# UTF-8 form: it is written as the bytes "surrogatepass" gives it, escaped, so key() never
+# raises on it (the forwarder died on such a didOpen) and stays idempotent.
+_LONE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+
+
 def _quote(s: str, safe: str) -> str:
+    s = _LONE.sub(
+        lambda m: m.group().encode("utf-8", "surrogatepass").decode("utf-8", "surrogateescape"), s
+    )
     return quote(s, safe=safe, errors="surrogateescape")
 
 

@@ -166,3 +166,67 @@ def test_a_uri_with_raw_whitespace_is_kept_escaped_on_one_line(run_dir):
     taint.remembered(path).put(key(1), "file:///My Project/a\nb/.env")
     assert path.read_text() == f"{key(1)} file:///My%20Project/a%0Ab/.env\n"
     assert taint.remembered(path).get(key(1)) == "file:///My%20Project/a%0Ab/.env"
+
+
+def test_a_line_left_unfinished_does_not_swallow_the_next_entry(run_dir):
+    """A last line cut short (a full disk mid-write, a crash, an edit): the next entry is
+    still its own line, so the next process still sees that conversation as tainted."""
+    path = run_dir / "taint"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, f"{key(1)} {ENV}\n{key(2)} file:///p/.e".encode())
+    os.close(fd)
+    taint.remembered(path).put(key(3), ENV)
+    fresh = taint.remembered(path)
+    assert fresh.get(key(3)) == ENV and fresh.get(key(1)) == ENV
+    assert fresh.get(key(2)) == "file:///p/.e"  # its digest was whole: still a taint
+
+
+def test_a_fifo_planted_at_the_path_does_not_block_and_is_not_used(run_dir, caplog):
+    """Opening a FIFO for reading waits for a writer: the daemon would hang at start."""
+    import signal
+
+    path = run_dir / "taint"
+    os.mkfifo(path, 0o600)
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("opening the taint file blocked")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)  # a guard against a hang, not a timing assert
+    try:
+        with caplog.at_level(logging.INFO, logger="mlxd.taint_file"):
+            memory = taint.remembered(path)
+            memory.put(key(1), ENV)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert memory.path is None and memory.get(key(1)) == ENV  # in this process only
+    assert "not a regular file" in caplog.text
+
+
+def test_a_failed_write_is_written_later_and_the_file_stays_in_use(run_dir, monkeypatch, caplog):
+    """A full disk for a moment (the one thing here mocked: os.write fails once with ENOSPC):
+    the entry is written with the next one, and this process still reads what another writes.
+    Before, one failure left the memory in the process for its whole life: a conversation it
+    tainted afterwards went to the cloud after a restart, another window's taint unseen."""
+    import errno
+
+    path = run_dir / "taint"
+    memory, other = taint.remembered(path), taint.remembered(path)
+    real_write, failures = os.write, [OSError(errno.ENOSPC, "No space left on device")]
+
+    def write(fd: int, data: bytes) -> int:
+        if failures:
+            raise failures.pop()
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    caplog.set_level(logging.INFO, "mlxd")
+    memory.put(key(1), ENV)  # fails
+    monkeypatch.setattr(os, "write", real_write)
+    memory.put(key(2), ENV)
+    other.put(key(3), ENV)
+    fresh = taint.remembered(path)
+    assert fresh.get(key(1)) == ENV and fresh.get(key(2)) == ENV
+    assert memory.get(key(3)) == ENV  # still reads the file
+    assert [r.levelno for r in caplog.records] == [logging.INFO]  # said once

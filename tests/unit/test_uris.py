@@ -54,6 +54,16 @@ def test_an_undecodable_byte_keeps_its_escape():
     assert uris.key("file:///w/caf%E9.py") == "file:///w/caf%E9.py"
 
 
+@pytest.mark.parametrize("lone", ["\ud800", "\udbff", "\udc00", "\udfff"])
+def test_a_lone_surrogate_has_a_key_of_its_own(lone):
+    """A client's JSON may hold a lone surrogate ("\\ud800"): key() raised on it (the
+    forwarder died). Its key is a URI, stable, and apart from an undecodable byte's."""
+    uri = f"file:///p/{lone}x/.env"
+    k = uris.key(uri)
+    assert k.isascii() and uris.key(k) == k and k != uris.key("file:///p/%FFx/.env")
+    assert uris.key(f"file:///p/{lone}y/.env") != k
+
+
 def test_different_documents_keep_different_keys():
     assert uris.key("file:///p/a.py") != uris.key("file:///p/b.py")
     cell = "vscode-notebook-cell:/p/nb.ipynb#W0sZmlsZQ%3D%3D"

@@ -115,7 +115,7 @@ class AnthropicBackend(CloudBackend):
                         yield delta
                 elif kind == "message_start":
                     msg = data.get("message") or {}
-                    model = msg.get("model") or model
+                    model = self.reported_model(msg.get("model"), model)
                     usage = msg.get("usage") or {}
                     input_tokens = _int(usage.get("input_tokens"))
                     output_tokens = _int(usage.get("output_tokens"))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mlxd.backends.http import HTTPClient
+from mlxd.backends.http import HTTPClient, excerpt
 from mlxd.backends.pools import HTTPPools
 from mlxd.config import BackendConfig, TimeoutsConfig
 
 if TYPE_CHECKING:
     from mlxd.secrets import KeyStore
+
+MODEL_NAME_MAX = 200  # characters of a provider's model name passed on (then "...")
 
 
 class CloudBackend:
@@ -37,6 +39,14 @@ class CloudBackend:
     def spec(self) -> str:
         """The model asked for (the backend's name when the config names none)."""
         return self.cfg.model or self.name
+
+    def reported_model(self, value: object, fallback: str | None) -> str | None:
+        """The model the provider says served the answer, as the client is shown it: a string
+        only (else `fallback`), redacted and cut to MODEL_NAME_MAX characters: a hostile
+        server may echo a key there, or send any JSON value."""
+        if not isinstance(value, str) or not value.strip():
+            return fallback
+        return excerpt(" ".join(value.split()), self._keys.redact, MODEL_NAME_MAX)
 
     @property
     def loaded(self) -> bool:

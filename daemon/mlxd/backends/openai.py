@@ -70,7 +70,7 @@ class OpenAIBackend(CloudBackend):
                 if ev.data.strip() == "[DONE]":
                     break
                 chunk = self._parse(ev.data)
-                model = chunk.get("model") or model
+                model = self.reported_model(chunk.get("model"), model)
                 if isinstance(chunk.get("usage"), dict):
                     usage = chunk["usage"]
                 choices = chunk.get("choices") or []

@@ -75,7 +75,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   command('mlxd.toggleInline', async () => {
     const cfg = vscode.workspace.getConfiguration('mlxd');
-    const now = cfg.get<boolean>('inline.enable', true);
+    const now = d.current().inlineEnable; // in force: a workspace's `true` does not count
     await cfg.update('inline.enable', !now, vscode.ConfigurationTarget.Global);
     void vscode.window.setStatusBarMessage(`mlxd: inline completions ${now ? 'off' : 'on'}`, 3000);
   });

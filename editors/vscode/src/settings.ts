@@ -37,6 +37,25 @@ export interface Inspected {
 // Settings that name an executable, a URL, a header, an env var or a key, or can widen
 // privacy: read from the user's level only, whatever the workspace says (issue #15 case 1).
 const MACHINE_ONLY = ['serverPath', 'serverArgs', 'serverEnv', 'config'];
+// Ghost text on/off: a workspace may turn it off, never on where the user (or the default) has
+// it off (a repository turned it on in the user's own settings.json, or after the user turned
+// it off); the daemon takes `inline.enabled` from a workspace as `false` only too.
+const OFF_ONLY = ['inline.enable', 'inline.languages'];
+
+/** `key`'s value with the workspace levels applied as off-switches only. */
+function offOnly(i: Inspected | undefined, fallback: unknown): unknown {
+  const user = i?.globalValue;
+  const levels = [i?.workspaceValue, i?.workspaceFolderValue];
+  if (typeof fallback === 'boolean') {
+    return user !== false && (user !== undefined || fallback) && levels.every((v) => v !== false);
+  }
+  const out: Record<string, unknown> = { ...(fallback as object), ...(isPlainObject(user) ? user : {}) };
+  for (const level of levels) {
+    if (!isPlainObject(level)) continue;
+    for (const [k, v] of Object.entries(level)) if (v === false) out[k] = false;
+  }
+  return out;
+}
 
 /**
  * Reads settings through a `get(key, default)` function (VS Code's WorkspaceConfiguration).
@@ -48,6 +67,7 @@ export function readSettings(get: <T>(key: string, fallback: T) => T, inspect?: 
   if (inspect) {
     const plain = get;
     get = <T>(key: string, fallback: T): T => {
+      if (OFF_ONLY.includes(key)) return offOnly(inspect(key), fallback) as T;
       if (!MACHINE_ONLY.includes(key)) return plain(key, fallback);
       const v = inspect(key)?.globalValue;
       return v === undefined ? fallback : (v as T);

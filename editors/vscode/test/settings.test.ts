@@ -5,6 +5,7 @@ import {
   DEFAULT_LANGUAGES,
   expandVars,
   inlineEnabledFor,
+  type Inspected,
   readSettings,
   resolveServerPath,
   serverArgv,
@@ -181,5 +182,46 @@ describe('settings: a workspace only tightens (issue #15 case 1)', () => {
   it('a `workspace` key inside the user config cannot stand in for the layer', () => {
     const { options } = toInitializationOptions({ workspace: { routing: { cloud: false } } });
     assert.deepEqual(options, {});
+  });
+});
+
+describe('settings: a workspace may turn ghost text off, never on (issue #15 case 1)', () => {
+  const read = (levels: Record<string, Inspected>) => {
+    const merged = (key: string, fallback: unknown) => {
+      const l = levels[key];
+      return l ? (l.workspaceFolderValue ?? l.workspaceValue ?? l.globalValue ?? fallback) : fallback;
+    };
+    return readSettings(merged as <T>(k: string, f: T) => T, (key) => levels[key]);
+  };
+
+  it('the user turned inline off: a repository cannot turn it on', () => {
+    const s = read({ 'inline.enable': { globalValue: false, workspaceValue: true, workspaceFolderValue: true } });
+    assert.equal(s.inlineEnable, false);
+  });
+
+  it('a language off for the user or by default stays off, the editor config files included', () => {
+    const s = read({
+      'inline.languages': { globalValue: { python: false }, workspaceValue: { python: true, markdown: true, jsonc: true, '*': true } },
+    });
+    assert.equal(inlineEnabledFor('python', s), false);
+    assert.equal(inlineEnabledFor('markdown', s), false); // off by default
+    assert.notEqual(s.inlineLanguages.jsonc, true); // settings.json ghost text needs the user's own `true`
+    assert.equal(inlineEnabledFor('rust', s), true);
+  });
+
+  it('a repository may turn it off, for all or for a language', () => {
+    assert.equal(read({ 'inline.enable': { workspaceFolderValue: false } }).inlineEnable, false);
+    const s = read({ 'inline.languages': { globalValue: { go: true }, workspaceValue: { rust: false, go: false } } });
+    assert.equal(inlineEnabledFor('rust', s), false);
+    assert.equal(inlineEnabledFor('go', s), false);
+    assert.equal(inlineEnabledFor('python', s), true);
+  });
+
+  it("the user's own choices hold as before", () => {
+    const s = read({ 'inline.enable': { globalValue: true }, 'inline.languages': { globalValue: { markdown: true, jsonc: true } } });
+    assert.equal(s.inlineEnable, true);
+    assert.equal(inlineEnabledFor('markdown', s), true);
+    assert.equal(s.inlineLanguages.jsonc, true);
+    assert.equal(read({}).inlineEnable, true);
   });
 });
