@@ -45,6 +45,16 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
 # The answer's budget when a chat / complete request gives no maxTokens, for every backend.
 DEFAULT_MAX_TOKENS = 512
 
+# Files that hold keys or credentials by convention: never sent to a cloud backend unless the
+# user's own exclude list replaces this one. A glob without "/" matches the file name anywhere.
+DEFAULT_EXCLUDE = (
+    *("**/.env", "**/.env.*", "**/.envrc", "**/secrets/**"),
+    *("*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore"),
+    *("id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "**/.ssh/**"),
+    *(".netrc", ".pgpass", ".pypirc", ".npmrc", ".git-credentials", "**/.aws/credentials"),
+    *("**/.docker/config.json", "**/.kube/config"),
+)
+
 
 class LocalConfig(Base):
     # "smollm2-135m" (embedded), a path to an mlx-lm model directory, or an HF repo id.
@@ -97,9 +107,7 @@ class RoutingConfig(Base):
     # A request's `model` alias mapped to its own chain.
     models: dict[str, list[str]] = {}
     # Documents never sent to a cloud backend (glob; `**` crosses directories).
-    exclude: list[str] = msgspec.field(
-        default_factory=lambda: ["**/.env", "**/*.pem", "**/secrets/**"]
-    )
+    exclude: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_EXCLUDE))
     # maxTokens of a chat / complete request that gives none, whichever backend serves it.
     max_tokens: int = DEFAULT_MAX_TOKENS
     # Retries on 429/503 on the same backend, before the first token.

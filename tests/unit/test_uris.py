@@ -124,10 +124,38 @@ def test_a_symlink_into_an_excluded_directory_is_excluded(tmp_path):
     assert router().excluded((tmp_path / "alias.py").as_uri())
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "file:///p/.env.local",
+        "file:///p/deploy/.env.production",
+        "file:///p/.envrc",
+        "file:///p/tls/server.key",
+        "file:///p/cert.P12",
+        "file:///home/ana/.ssh/id_ed25519",
+        "file:///home/ana/.ssh/config",
+        "file:///p/deploy/id_rsa",
+        "file:///home/ana/.netrc",
+        "file:///p/.npmrc",
+        "file:///home/ana/.pypirc",
+        "file:///home/ana/.git-credentials",
+        "file:///home/ana/.aws/credentials",
+        "file:///home/ana/.docker/config.json",
+        "file:///home/ana/.kube/config",
+    ],
+)
+def test_default_excludes_cover_the_usual_key_and_credential_files(uri):
+    assert router().excluded(uri), uri
+
+
 def test_ordinary_files_are_not_excluded():
     r = router()
     assert not r.excluded("file:///p/envelope.py")
     assert not r.excluded("file:///p/secretsauce/x.py")
+    assert not r.excluded("file:///p/keyboard.py")
+    assert not r.excluded("file:///p/id_rsa_parser.py")
+    assert not r.excluded("file:///p/docker/config.json")
+    assert not r.excluded("file:///p/environment.py")
     assert not r.excluded("untitled:Untitled-1")
 
 
