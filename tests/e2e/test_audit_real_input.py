@@ -159,3 +159,90 @@ async def test_closing_the_document_mid_request_answers_no_items(
         )
         result = await asyncio.wait_for(fut, 30)
         assert isinstance(result, T.InlineCompletionList) and list(result.items) == []
+
+
+# --- item 12's kind: a request waiting for work ahead whose job is stopped under it -----------
+def _inline_params(uri: str, line: int, character: int) -> T.InlineCompletionParams:
+    return T.InlineCompletionParams(
+        text_document=T.TextDocumentIdentifier(uri),
+        position=T.Position(line, character),
+        context=T.InlineCompletionContext(trigger_kind=T.InlineCompletionTriggerKind(2)),
+    )
+
+
+@pytest.mark.parametrize("stopped_by", ["close", "request elsewhere"])
+async def test_a_request_joining_work_ahead_is_answered_when_the_job_is_stopped(
+    tmp_path: Path, one_line_model: Path, stopped_by: str
+) -> None:
+    """An inline request at the position the work-ahead job is generating for waits for it
+    (inline/ahead.py join). That job is stopped by its document's close, or by any request for
+    another document (one job at a time). Before, the waiting request then ended in
+    CancelledError: the client got -32800 for a request it never cancelled. Now it is answered
+    with no items (its document closed, issue #14 item 12) or asks the model itself."""
+    from tests.e2e.test_work_ahead import until
+
+    cfg = tmp_path / "ahead.toml"
+    cfg.write_text(
+        f'[local]\nmodel = "{one_line_model}"\n[inline]\nwhole_lines = false\n'
+        'max_tokens = 64\nmax_ms = 60000\nmulti_line = "never"\n'
+    )
+    uri, other = "file:///work/a.py", "file:///work/b.py"
+    text = "def add(a, b):\n    return a +"
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, text, uri=uri)
+        open_doc(s, "x = 1\ny =", uri=other)
+        first = await inline(s, 1, len("    return a +"), kind=2, uri=uri)
+        shown = first.items[0].insert_text  # its next suggestion is being generated ahead
+        s.client.text_document_did_change(
+            T.DidChangeTextDocumentParams(
+                text_document=T.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                content_changes=[T.TextDocumentContentChangeWholeDocument(text + shown)],
+            )
+        )
+        col = len("    return a +" + shown)
+        waiting = asyncio.ensure_future(
+            s.client.text_document_inline_completion_async(_inline_params(uri, 1, col))
+        )
+        joined = await until(s, lambda st: st["inline"]["aheadJoined"] == 1)  # it waits
+        if stopped_by == "close":
+            s.client.text_document_did_close(
+                T.DidCloseTextDocumentParams(T.TextDocumentIdentifier(uri))
+            )
+        else:
+            await inline(s, 1, 3, kind=2, uri=other)
+        result = await asyncio.wait_for(waiting, 90)  # -32800 raised here before
+        assert isinstance(result, T.InlineCompletionList)
+        if stopped_by == "close":
+            assert list(result.items) == []
+            after = await until(s, lambda st: True)
+            # nor was the model asked for the closed document
+            assert after["inline"]["generations"] == joined["inline"]["generations"]
+
+
+async def test_a_document_closed_while_alternatives_are_sampled_answers_no_items(
+    tmp_path: Path, one_line_model: Path
+) -> None:
+    """An invoked request shows the greedy answer plus sampled alternatives (inline/
+    alternatives.py), sampled after it. A close while they run stopped them, but the request
+    was still answered with the greedy item, for a document the client had closed."""
+    from tests.e2e.test_work_ahead import until
+
+    cfg = tmp_path / "alt.toml"
+    cfg.write_text(
+        f'[local]\nmodel = "{one_line_model}"\n[inline]\nwhole_lines = false\n'
+        'max_tokens = 256\nmax_ms = 120000\nmulti_line = "never"\nbackground = false\n'
+    )
+    uri = "file:///work/My%20Project/a.py"
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, "def add(a, b):\n    return a +", uri=uri)
+        params = _inline_params(uri, 1, len("    return a +"))
+        params.context.trigger_kind = T.InlineCompletionTriggerKind.Invoked
+        asked = asyncio.ensure_future(s.client.text_document_inline_completion_async(params))
+        await until(s, lambda st: st["inline"]["generations"] == 2)  # the alternatives run
+        s.client.text_document_did_close(
+            T.DidCloseTextDocumentParams(T.TextDocumentIdentifier("file:///work/My Project/a.py"))
+        )
+        result = await asyncio.wait_for(asked, 120)
+        assert list(result.items) == []  # the greedy item came back before

@@ -46,7 +46,7 @@ from mlxd.prompts import CursorContext
 
 from . import why
 from .cuts import answer_by
-from .jobs import AheadStats, Job, answers_at, blank, typed_along
+from .jobs import AheadStats, Job, answers_at, blank, cancelling, typed_along
 from .rest import RestJobs
 
 if TYPE_CHECKING:
@@ -110,6 +110,12 @@ class Ahead(RestJobs):
                     self.stats.ahead_late += 1
                     why.note("the work ahead for this position was not done by inline.max_ms")
                     return ""
+                except asyncio.CancelledError:
+                    if cancelling():  # the request itself was cancelled
+                        raise
+                    # The job was stopped, not this request: its document closed (nothing to
+                    # answer), or a request elsewhere or a stale edit (ask the model).
+                    return "" if job.closed else None
                 except Exception:
                     pass
                 item = self.engine.cache.peek(uri, prefix, suffix)
@@ -207,6 +213,8 @@ class Ahead(RestJobs):
 
     def forget(self, uri: str) -> None:
         """didClose: stop the document's job and forget its item."""
+        if (job := self._jobs.get(uri)) is not None:
+            job.closed = True
         self._cancel_settle(uri)
         self._stop(uri)
         self._items.pop(uri, None)

@@ -37,6 +37,7 @@ from .alternatives import alternatives
 from .cache import InlineCache
 from .cuts import answer_by, cleaned
 from .items import EngineStats, InlineItem, Range
+from .jobs import cancelling
 from .sticky import StickySnippets
 from .why import explained, note
 
@@ -56,13 +57,6 @@ class _Flight:
 
     task: asyncio.Future[str]
     superseded: bool = False
-
-
-def _outer_cancelled() -> bool:
-    """Whether the calling task itself is being cancelled (Python 3.11+ can tell)."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return bool(cancelling and cancelling())
 
 
 class InlineEngine:
@@ -312,7 +306,7 @@ class InlineEngine:
         except asyncio.CancelledError:
             self.stats.cancelled += 1
             task.cancel()  # the client cancelled us: stop the generation too
-            if flight.superseded and not _outer_cancelled():
+            if flight.superseded and not cancelling():
                 return None
             raise
         except Exception as exc:  # a failed inline completion shows nothing, quietly

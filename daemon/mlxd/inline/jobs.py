@@ -41,6 +41,7 @@ class Job:
     cut: Any = None  # next: its answer, when its time cap cut it (finish "length")
     # rest: set each time it stores a suggestion at `key` (a request waiting for it goes on).
     stored: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False  # its document was closed: a request waiting for it gets no items
 
 
 def blank(text: str) -> bool:
@@ -70,3 +71,10 @@ def answers_at(job: Job, prefix: str, suffix: str) -> bool:
         and prefix.startswith(job.base)
         and job.suggestion.startswith(prefix[len(job.base) :])
     )
+
+
+def cancelling() -> bool:
+    """Whether the calling task itself is being cancelled (its client's $/cancelRequest, a
+    newer request), not only a task it awaits (a job stopped under it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
