@@ -170,7 +170,7 @@ def _inline_params(uri: str, line: int, character: int) -> T.InlineCompletionPar
     )
 
 
-@pytest.mark.parametrize("stopped_by", ["close", "request elsewhere"])
+@pytest.mark.parametrize("stopped_by", ["close", "request elsewhere", "newer request here"])
 async def test_a_request_joining_work_ahead_is_answered_when_the_job_is_stopped(
     tmp_path: Path, one_line_model: Path, stopped_by: str
 ) -> None:
@@ -209,10 +209,17 @@ async def test_a_request_joining_work_ahead_is_answered_when_the_job_is_stopped(
             s.client.text_document_did_close(
                 T.DidCloseTextDocumentParams(T.TextDocumentIdentifier(uri))
             )
-        else:
+        elif stopped_by == "request elsewhere":
             await inline(s, 1, 3, kind=2, uri=other)
+        else:  # the user moved on in this document: the waiting request is moot
+            await inline(s, 0, 3, kind=2, uri=uri)
         result = await asyncio.wait_for(waiting, 90)  # -32800 raised here before
         assert isinstance(result, T.InlineCompletionList)
+        if stopped_by == "newer request here":
+            after = await until(s, lambda st: True)
+            # superseded: no items, and no generation of its own beside the newer request's
+            assert list(result.items) == []
+            assert after["inline"]["generations"] == joined["inline"]["generations"] + 1
         if stopped_by == "close":
             assert list(result.items) == []
             after = await until(s, lambda st: True)

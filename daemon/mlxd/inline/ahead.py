@@ -113,9 +113,7 @@ class Ahead(RestJobs):
                 except asyncio.CancelledError:
                     if cancelling():  # the request itself was cancelled
                         raise
-                    # The job was stopped, not this request: its document closed (nothing to
-                    # answer), or a request elsewhere or a stale edit (ask the model).
-                    return "" if job.closed else None
+                    return None  # the job was stopped under it (didClose, a request elsewhere)
                 except Exception:
                     pass
                 item = self.engine.cache.peek(uri, prefix, suffix)
@@ -213,8 +211,6 @@ class Ahead(RestJobs):
 
     def forget(self, uri: str) -> None:
         """didClose: stop the document's job and forget its item."""
-        if (job := self._jobs.get(uri)) is not None:
-            job.closed = True
         self._cancel_settle(uri)
         self._stop(uri)
         self._items.pop(uri, None)

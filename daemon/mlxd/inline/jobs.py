@@ -41,7 +41,6 @@ class Job:
     cut: Any = None  # next: its answer, when its time cap cut it (finish "length")
     # rest: set each time it stores a suggestion at `key` (a request waiting for it goes on).
     stored: asyncio.Event = field(default_factory=asyncio.Event)
-    closed: bool = False  # its document was closed: a request waiting for it gets no items
 
 
 def blank(text: str) -> bool:

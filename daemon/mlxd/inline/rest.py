@@ -127,8 +127,6 @@ class RestJobs:
         while True:
             job.stored.clear()
             item = cache.lookup(uri, prefix, suffix, count=False)
-            if job.closed:
-                return ""  # its document was closed: nothing to answer, nor to ask the model
             if item or job.task.done():
                 return item
             # Shielded: a timeout or a client cancel leaves the job running for the next.
