@@ -31,15 +31,15 @@ LAYERS: dict[str, int] = {
     "mlxd": 0,  # the package root: __version__ only
     "mlxd.types": 0,  # Request, Message, Delta, Done, Event, Backend, Attempt, Outcome
     "mlxd.blas": 0,  # which BLAS mlx loaded; re-exec with OpenBLAS (no mlxd imports)
-    "mlxd.uris": 0,
-    "mlxd.frames": 0,  # LSP framing rules and an incremental splitter (stdlib only)  # one normal form of a document URI; the paths an exclude glob sees
+    "mlxd.uris": 0,  # one normal form of a document URI; the paths an exclude glob sees
+    "mlxd.frames": 0,  # LSP framing rules and an incremental splitter (stdlib only)
     "mlxd.credentials": 0,  # which config values are secrets (headers, URL user-info, query)
     "mlxd.wording": 0,  # the words each editor uses for a setting and a command
     "mlxd.stream_redact": 0,  # secrets kept out of generated text, split across chunks too
     "mlxd.log_redact": 0,  # secrets kept out of every log record (filter + record factory)
     # 1-2: the error tree (names Attempt), then the wire contract (words errors as it does)
-    "mlxd.errors": 1,
-    "mlxd.runtime": 1,  # the shared daemon's per-user dir, socket, lock (names the version)  # the error tree the router acts on; msgspec error wording
+    "mlxd.errors": 1,  # the error tree the router acts on; msgspec error wording
+    "mlxd.runtime": 1,  # the shared daemon's per-user dir, socket, lock (names the version)
     "mlxd.protocol": 2,  # the wire contract
     "mlxd.taint_file": 2,  # rule 1's memory of taint.py, kept per user in the runtime dir
     # 3-4: settings and the secrets they name

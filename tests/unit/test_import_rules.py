@@ -7,9 +7,12 @@ no longer occurs (delete it) — so it can only shrink, to empty at the end of i
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.unit.import_rules import (
+    DAEMON,
     LAYERS,
     check_daemon,
     check_source,
@@ -139,3 +142,21 @@ def test_layers_are_ordered_bottom_to_top_as_the_architecture_says() -> None:
     ]
     assert [LAYERS[m] for m in order] == sorted(LAYERS[m] for m in order)
     assert len({LAYERS[m] for m in order[1:]}) == len(order) - 1
+
+
+def documented_layers() -> dict[str, int]:
+    """The layer table of docs/architecture.md ("After: the layers"): module -> layer."""
+    doc = (DAEMON.parent / "docs" / "architecture.md").read_text()
+    table = doc.split("### After: the layers", 1)[1].split("\n\n", 2)[1]
+    placed: dict[str, int] = {}
+    for row in table.splitlines()[2:]:
+        layer, modules = row.strip("|").split("|", 1)
+        # each placed module is the first backticked name of a comma-separated entry
+        for name in re.findall(r"(?:^|,)\s*`([\w./]+)`", modules):
+            placed["mlxd" if name == "mlxd" else f"mlxd.{name.rstrip('/')}"] = int(layer)
+    return placed
+
+
+def test_the_documented_layer_table_places_every_module_as_the_rules_do() -> None:
+    # The picture a reader learns the layers from; it had fallen behind LAYERS (audit, s6).
+    assert documented_layers() == LAYERS

@@ -46,7 +46,7 @@ from mlxd.prompts import CursorContext
 
 from . import why
 from .cuts import answer_by
-from .jobs import AheadStats, Job, answers_at, blank, typed_along
+from .jobs import AheadStats, Job, answers_at, blank, cancelling, typed_along
 from .rest import RestJobs
 
 if TYPE_CHECKING:
@@ -110,6 +110,10 @@ class Ahead(RestJobs):
                     self.stats.ahead_late += 1
                     why.note("the work ahead for this position was not done by inline.max_ms")
                     return ""
+                except asyncio.CancelledError:
+                    if cancelling():  # the request itself was cancelled
+                        raise
+                    return None  # the job was stopped under it (didClose, a request elsewhere)
                 except Exception:
                     pass
                 item = self.engine.cache.peek(uri, prefix, suffix)

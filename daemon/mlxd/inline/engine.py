@@ -37,6 +37,7 @@ from .alternatives import alternatives
 from .cache import InlineCache
 from .cuts import answer_by, cleaned
 from .items import EngineStats, InlineItem, Range
+from .jobs import cancelling
 from .sticky import StickySnippets
 from .why import explained, note
 
@@ -56,13 +57,6 @@ class _Flight:
 
     task: asyncio.Future[str]
     superseded: bool = False
-
-
-def _outer_cancelled() -> bool:
-    """Whether the calling task itself is being cancelled (Python 3.11+ can tell)."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return bool(cancelling and cancelling())
 
 
 class InlineEngine:
@@ -95,6 +89,7 @@ class InlineEngine:
         self.stats = EngineStats()
         self._generate = generate
         self._inflight: dict[str, _Flight] = {}
+        self._latest: dict[str, int] = {}  # each open document's latest request (its ticket)
         # Work ahead (next suggestion, KV warm-up) through `background`: local models only.
         self.ahead = Ahead(self, background)
         self.snippets = SnippetIndex()  # open documents, indexed for neighbour snippets
@@ -138,6 +133,7 @@ class InlineEngine:
         """
         arrived = time.monotonic()  # inline.max_ms is measured from here, for every backend
         self.stats.requests += 1
+        self._latest[uri] = ticket = self.stats.requests
         self._supersede(uri)  # the user has moved on: an older answer for this document is moot
         self.ahead.asked(uri)
         if not self.enabled_for(language):
@@ -155,10 +151,11 @@ class InlineEngine:
         else:
             pos = offset_to_position(text, offset, encoding)
             rng, lead = (*pos, *pos), ""
-
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
         if suggestion is None:  # pregenerated here, maybe still running (ahead.py)
             suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix, arrived)
+            if self._latest.get(uri) != ticket:  # a newer request here, or closed, meanwhile
+                return []
         cached, local = suggestion is not None, False  # local: a local model served it
         if cached:
             self.stats.cache_hits += 1
@@ -225,6 +222,7 @@ class InlineEngine:
 
     def forget(self, uri: str) -> None:
         """A document was closed: stop its generation and drop its cache entries."""
+        self._latest.pop(uri, None)
         self._supersede(uri)
         self.ahead.forget(uri)
         self.cache.forget(uri)
@@ -312,7 +310,7 @@ class InlineEngine:
         except asyncio.CancelledError:
             self.stats.cancelled += 1
             task.cancel()  # the client cancelled us: stop the generation too
-            if flight.superseded and not _outer_cancelled():
+            if flight.superseded and not cancelling():
                 return None
             raise
         except Exception as exc:  # a failed inline completion shows nothing, quietly

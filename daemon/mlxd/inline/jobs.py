@@ -70,3 +70,10 @@ def answers_at(job: Job, prefix: str, suffix: str) -> bool:
         and prefix.startswith(job.base)
         and job.suggestion.startswith(prefix[len(job.base) :])
     )
+
+
+def cancelling() -> bool:
+    """Whether the calling task itself is being cancelled (its client's $/cancelRequest, a
+    newer request), not only a task it awaits (a job stopped under it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -201,6 +201,7 @@ async def inline_completion(
         open_documents=ls.app.documents.listing(),
         invoked=params.context.trigger_kind == T.InlineCompletionTriggerKind.Invoked,
     )
+    items = [] if ls.app.documents.get(uri)[1] is None else items  # closed meanwhile: none
     return T.InlineCompletionList(
         items=[
             T.InlineCompletionItem(
