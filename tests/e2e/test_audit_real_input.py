@@ -253,3 +253,24 @@ async def test_a_document_closed_while_alternatives_are_sampled_answers_no_items
         )
         result = await asyncio.wait_for(asked, 120)
         assert list(result.items) == []  # the greedy item came back before
+
+
+@pytest.mark.parametrize(
+    "script, line, want", [(" + b", "    return a +", " b"), (" = 1", "    x =", " 1")]
+)
+async def test_a_local_inline_item_keeps_the_first_space_the_model_wrote(
+    tmp_path: Path, script: str, line: str, want: str
+) -> None:
+    # #14 item 3 for inline items: mlx-lm's streaming detokenizer trims the first segment's
+    # space ("b" for " b"). The model's greedy output is fixed (make_tiny_model's script: after
+    # the prompt's last token it writes the rest, then eos), so the item must be exactly it.
+    from mlxd.models.tiny import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "model", script=script)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[local]\nmodel = "{model}"\n[inline]\nmax_ms = 20000\nbackground = false\n')
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, "def f(a, b):\n" + line)
+        result = await inline(s, 1, len(line), kind=1)
+    assert [i.insert_text for i in result.items] == [want]
