@@ -176,6 +176,7 @@ def test_chat_streams_the_selection_answer_into_the_chat_buffer(
     assert served_sessions(rt) == 1 and len(daemon_pids(rt)) == 1, ctx
 
 
+@pytest.mark.serial  # the cancel's answer within 2 s
 def test_ctrl_c_in_the_chat_buffer_cancels_the_stream(
     neovim: NvimRunner, tiny_config: Path, tmp_path: Path
 ) -> None:
@@ -679,6 +680,7 @@ def _kill_daemons_left(r: dict[str, Any]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.serial  # the daemon gone within 1 s
 @pytest.mark.parametrize("case", ["streaming", "prefill"])
 def test_quit_while_a_chat_runs_leaves_no_daemon(
     case: str, neovim: NvimRunner, tiny_model: Path, slow_tiny_model: Path, tmp_path: Path
