@@ -30,16 +30,18 @@ demo: venv
 	$(BIN)/mlxd demo
 
 # Lint first: a style or import-order error fails the run before the slow tiers start.
-# Two runs: two pytest-xdist workers (whole files each: module fixtures are built once), then,
-# alone on the machine, the tests that assert wall-clock bounds and those that drive an editor.
-# Both always run; either failing fails `make test`.
+# Three runs: two pytest-xdist workers (whole files each: module fixtures are built once); the
+# editor tests (a real Neovim or VS Code each) two at a time, test by test; then, alone on the
+# machine, the tests that assert wall-clock bounds (`serial`). All three always run; any failing
+# fails `make test`. The editor run collects tests/editors only: `editor` is set there.
 PARALLEL := -n 2 --dist loadfile
-ALONE    := serial or editor
+EDITORS  := -n 2 --dist load -m "editor and not serial" tests/editors
 
 test: lint $(NVIM_STAMP) $(NVIM011_STAMP) vscode-test-deps
-	$(BIN)/python -m pytest -q $(PARALLEL) -m "not ($(ALONE))"; a=$$?; \
-	$(BIN)/python -m pytest -q -m "$(ALONE)"; b=$$?; \
-	test $$a -eq 0 && test $$b -eq 0
+	$(BIN)/python -m pytest -q $(PARALLEL) -m "not (serial or editor)"; a=$$?; \
+	$(BIN)/python -m pytest -q $(EDITORS); b=$$?; \
+	$(BIN)/python -m pytest -q -m serial; c=$$?; \
+	test $$a -eq 0 && test $$b -eq 0 && test $$c -eq 0
 
 # The unit tier (tests/unit: no daemon process, no model); tests/e2e and tests/editors start the
 # daemon, load models or drive editors. About 40 s on a loaded 2-core machine.

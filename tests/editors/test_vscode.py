@@ -122,6 +122,7 @@ def _stale(vsix: Path) -> list[str]:
 HF_REPO = "mlx-community/tiny-mlxd-test-4bit"
 
 
+@pytest.mark.serial  # the daemon exits within 2 s of a window reload
 @pytest.mark.timeout(600)
 def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) -> None:
     """Typing in a Python file shows the daemon's ghost text, Tab accepts it into the saved file;
