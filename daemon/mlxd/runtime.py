@@ -207,11 +207,24 @@ def connectable(path: Path) -> bool:
 
 
 def alive(pid: int) -> bool:
-    """Whether process `pid` exists (another user's counts: signalling it is refused)."""
+    """Whether process `pid` exists (another user's counts: signalling it is refused) and has
+    not exited. A process that exited but is not reaped yet (a zombie) is gone: an orphaned
+    daemon waits for PID 1 to reap it, which takes ~1 s on some inits and never happens in a
+    container without one, and `mlxd stop` would wait that out for a daemon already gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Linux: /proc/<pid>/stat's state (after the parenthesised command name) is Z. Elsewhere
+    (no /proc) False: macOS's launchd reaps at once."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].startswith("Z")

@@ -1,10 +1,16 @@
 """runtime.sockets: every mlxd daemon socket of a runtime directory, whatever its version or
 installation (`mlxd status` / `mlxd stop` list and stop them all: attack #19 finding F), and
-runtime.too_long (a socket path over sun_path)."""
+runtime.too_long (a socket path over sun_path), runtime.alive (a zombie is gone)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from mlxd import __version__, runtime
 
@@ -39,3 +45,21 @@ def test_a_socket_path_over_sun_path_is_named_with_what_to_do() -> None:
     assert runtime.too_long(fits) is None
     why = runtime.too_long(fits.with_name(fits.name + "dd"))
     assert why is not None and runtime.RUNTIME_ENV in why and str(runtime.SUN_PATH_MAX) in why
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are read from /proc")
+def test_an_exited_process_not_yet_reaped_is_not_alive() -> None:
+    # `mlxd stop` waits until the daemon's pid is gone; an orphaned daemon stays a zombie
+    # until PID 1 reaps it (~1 s here, never in a container without an init), and was counted
+    # alive all that time. Here the zombie is our own unreaped child.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        stat = Path(f"/proc/{child.pid}/stat")
+        for _ in range(500):  # until it has exited (the parent does not reap it yet)
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.01)
+        assert runtime.alive(child.pid) is False
+        assert runtime.alive(os.getpid()) is True
+    finally:
+        child.wait()
