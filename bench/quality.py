@@ -366,6 +366,7 @@ async def ask_mlxd(daemon: Daemon, hole: Hole, pause: float, n: int) -> dict[str
     await asyncio.sleep(pause)
     before = await daemon.stats()
     line, col = _position(hole.text, hole.offset)
+    seen = len(daemon.notes)
     t0 = time.perf_counter()
     result = await client.request(
         "textDocument/inlineCompletion",
@@ -377,6 +378,7 @@ async def ask_mlxd(daemon: Daemon, hole: Hole, pause: float, n: int) -> dict[str
     )
     latency = time.perf_counter() - t0
     counters = stats_delta(before, await daemon.stats())
+    logs = [p.get("message", "") for m, p in daemon.notes[seen:] if m == "window/logMessage"]
     client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
     items = result.get("items", []) if isinstance(result, dict) else (result or [])
     text = items[0]["insertText"] if items else ""
@@ -385,6 +387,10 @@ async def ask_mlxd(daemon: Daemon, hole: Hole, pause: float, n: int) -> dict[str
         "items": len(items),
         "latency_ms": latency * 1000,
         "fragment": bool(counters.get("inline.fragments", 0)),
+        # What the model did for it (a warm-up still running at the request counts too).
+        "prompt_tokens": counters.get("local.promptTokens", 0),
+        "cached_tokens": counters.get("local.cachedPromptTokens", 0),
+        **({"log": logs} if logs else {}),
     }
 
 
@@ -453,7 +459,10 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     for pause in pauses:
         log(f"mlxd, pause {pause} s")
         inline = json.loads(os.environ.get("MLXD_BENCH_INLINE") or "{}")
-        async with Daemon(local_config(opts.model, inline=inline)) as daemon:
+        # MLXD_BENCH_LOG_LEVEL=DEBUG: the daemon's per-request records on stderr (why an
+        # answer was empty, each inline job's prompt, KV reuse and timings).
+        level = {"MLXD_LOG_LEVEL": os.environ.get("MLXD_BENCH_LOG_LEVEL", "WARNING")}
+        async with Daemon(local_config(opts.model, inline=inline), env=level) as daemon:
             await daemon.wait_ready()
             rows = []
             for i, h in enumerate(holes):

@@ -162,6 +162,8 @@ class LocalBackend:
     ) -> None:
         """A stream is over: the speed it tells; a cut prefill goes on in the background."""
         cut = _past(job.deadline)
+        if log.isEnabledFor(logging.DEBUG) and job.inline:
+            _log_job(self.name, job, start, first, last, cut)
         if first is None and not job.background:  # a pause for inline work is not its speed
             now = time.monotonic()
             self._observe_cut(job, cut, now - start - job.held(now))
@@ -283,6 +285,26 @@ def _job(lm: Any, req: Request, tokens: list[int], max_tokens: int, healer: Any,
         background=req.priority == "background",
         inline=req.kind == "inline",  # outranks chat and complete (models/ranks.py)
         healer=healer,
+    )
+
+
+def _log_job(
+    name: str, job: Job, start: float, first: float | None, last: float | None, cut: bool
+) -> None:
+    """One DEBUG line per inline job (issue #16: where a request's time went)."""
+    end = time.monotonic()
+    log.debug(
+        "%s: inline%s job: %d prompt tokens, %d from the KV cache, %d prefilled; "
+        "first token after %.0f ms; %d tokens in %.0f ms more%s",
+        name,
+        " background" if job.background else "",
+        len(job.tokens),
+        job.reused,
+        job.prefilled - job.reused,
+        ((first or end) - start) * 1000,
+        job.generated,
+        ((last or first or end) - (first or end)) * 1000,
+        ", cut by its deadline" if cut else "",
     )
 
 
