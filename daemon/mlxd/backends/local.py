@@ -112,9 +112,7 @@ class LocalBackend:
                 last = time.monotonic()
                 if first is None:
                     first = last
-                    if not job.background:  # its wait for other work is not model speed
-                        took = first - start - job.held_first_s
-                        self.speed.observe_prefill(len(tokens) - job.reused, took)
+                    self._observe_first(job, start, first)
                 if think is not None:
                     piece = think.feed(item.text) if isinstance(item, Delta) else think.flush()
                     if piece.reasoning:
@@ -166,13 +164,21 @@ class LocalBackend:
             _log_job(self.name, job, start, first, last, cut)
         if first is None and not job.background:  # a pause for inline work is not its speed
             now = time.monotonic()
-            self._observe_cut(job, cut, now - start - job.held(now))
+            self._observe_cut(job, cut, now - _began(job, start) - job.held(now))
         if first is None and cut:
             self._warm(entry, job.tokens)
         self.pool.touch(entry)
         if first is not None and last is not None and not job.background:
             held = job.held_s - job.held_first_s  # paused for inline requests: not its speed
             self.speed.observe_decode(job.generated - 1, last - first - held)
+
+    def _observe_first(self, job: Job, submitted: float, first: float) -> None:
+        """The prefill speed a first token tells (monotonic times): from when the engine took
+        the job, less its pauses for inline work, and for a background job nothing (its waits
+        for interactive work are not model speed)."""
+        if not job.background:
+            took = first - _began(job, submitted) - job.held_first_s
+            self.speed.observe_first_token(len(job.tokens) - job.reused, took)
 
     def _observe_cut(self, job: Job, by_deadline: bool, seconds: float) -> None:
         """A prefill stopped before its first token still tells the prefill speed: its
@@ -317,6 +323,13 @@ def _deadline(req: Request) -> float | None:
     if req.deadline is not None:
         return req.deadline
     return time.monotonic() + req.max_time_s if req.max_time_s else None
+
+
+def _began(job: Job, submitted: float) -> float:
+    """When the job's own work began: when the engine took it from the queue, not before (a
+    background prefill chunk in flight finishes first: up to 64 tokens' time, which is not
+    this prompt's prefill speed)."""
+    return max(submitted, job.started) if job.started is not None else submitted
 
 
 def _past(deadline: float | None) -> bool:
