@@ -41,6 +41,7 @@ from .local_prompt import (
     fit_window_for,
     render,
     room,
+    top_window,
 )
 from .reuse import Heads, cached_start, continued
 
@@ -236,6 +237,8 @@ class LocalBackend:
         budget = req.context_tokens or self.inline_cfg.context_tokens
         if req.kind == "chat":
             return fit_prompt(lm, req, budget, max_tokens)
+        if req.window == "top":  # a warm-up of the document's first lines (inline/ahead.py)
+            return render(lm, req, top_window(lm, req, budget, max_tokens), max_tokens)
         end = _deadline(req)
         head = self.heads.get(req) if req.assistant_prefix or end is None else None
         if head is not None:  # the prompt used here a moment ago, whose KV the model holds
