@@ -58,3 +58,20 @@ def test_a_background_first_token_teaches_nothing() -> None:
     job.background = True
     b._observe_first(job, submitted=0.0, first=0.1)
     assert b.speed.samples == 0
+
+
+def test_a_warm_up_stopped_part_way_counts_only_its_prefilled_start_as_cached() -> None:
+    # Issue #16: a request stops the didOpen warm-up; the time fit then must not plan with the
+    # warm-up's whole prompt in the KV cache (it chose 638-token windows with 198 cached).
+    b = _backend()
+    warm = Job(tokens=list(range(1000)), max_tokens=0, temperature=0.0, stop=[], emit=print)
+    warm.background, warm.prefilled = True, 192
+    b.recent.add(warm.tokens)
+    b._unfilled(warm)
+    assert b.recent.cached(list(range(638))) == 192
+    # A finished warm-up, or an answer's prompt, stays cached whole.
+    done = Job(tokens=list(range(2000, 2300)), max_tokens=0, temperature=0.0, stop=[], emit=print)
+    done.background, done.prefilled = True, 300
+    b.recent.add(done.tokens)
+    b._unfilled(done)
+    assert b.recent.cached(list(range(2000, 2300))) == 300

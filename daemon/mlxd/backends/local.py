@@ -32,6 +32,8 @@ from ..models import (
 )
 from ..prompts import Window
 from ..types import Delta, Done, Event, Held, Request
+from .local_jobs import began as _began
+from .local_jobs import log_job as _log_job
 from .local_prompt import (
     checked,
     context_window,
@@ -168,10 +170,18 @@ class LocalBackend:
             self._observe_cut(job, cut, now - _began(job, start) - job.held(now))
         if first is None and cut:
             self._warm(entry, job.tokens)
+        self._unfilled(job)
         self.pool.touch(entry)
         if first is not None and last is not None and not job.background:
             held = job.held_s - job.held_first_s  # paused for inline requests: not its speed
             self.speed.observe_decode(job.generated - 1, last - first - held)
+
+    def _unfilled(self, job: Job) -> None:
+        """A warm-up stopped part-way (a request came): only what it prefilled is cached.
+        Counted whole, the time fit chose a window from its start that was mostly not
+        prefilled (bench quality: 638 prompt tokens, 198 cached), and the answer was cut."""
+        if job.background and job.max_tokens <= 0 and job.prefilled < len(job.tokens):
+            self.recent.held(job.tokens, job.prefilled)
 
     def _observe_first(self, job: Job, submitted: float, first: float) -> None:
         """The prefill speed a first token tells (monotonic times): from when the engine took
@@ -297,26 +307,6 @@ def _job(lm: Any, req: Request, tokens: list[int], max_tokens: int, healer: Any,
     )
 
 
-def _log_job(
-    name: str, job: Job, start: float, first: float | None, last: float | None, cut: bool
-) -> None:
-    """One DEBUG line per inline job (issue #16: where a request's time went)."""
-    end = time.monotonic()
-    log.debug(
-        "%s: inline%s job: %d prompt tokens, %d from the KV cache, %d prefilled; "
-        "first token after %.0f ms; %d tokens in %.0f ms more%s",
-        name,
-        " background" if job.background else "",
-        len(job.tokens),
-        job.reused,
-        job.prefilled - job.reused,
-        ((first or end) - start) * 1000,
-        job.generated,
-        ((last or first or end) - (first or end)) * 1000,
-        ", cut by its deadline" if cut else "",
-    )
-
-
 def _ignore(item: Any) -> None:
     """Where background warm-up results go: nobody waits for them (the engine logs a failure)."""
 
@@ -326,13 +316,6 @@ def _deadline(req: Request) -> float | None:
     if req.deadline is not None:
         return req.deadline
     return time.monotonic() + req.max_time_s if req.max_time_s else None
-
-
-def _began(job: Job, submitted: float) -> float:
-    """When the job's own work began: when the engine took it from the queue, not before (a
-    background prefill chunk in flight finishes first: up to 64 tokens' time, which is not
-    this prompt's prefill speed)."""
-    return max(submitted, job.started) if job.started is not None else submitted
 
 
 def _past(deadline: float | None) -> bool:

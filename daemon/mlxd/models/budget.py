@@ -105,6 +105,13 @@ class RecentPrompts:
         out.prompts = deque([*self.prompts, *(list(s) for s in sequences)])
         return out
 
+    def held(self, tokens: Sequence[int], n: int) -> None:
+        """Only the first `n` tokens of the recent prompt `tokens` reached the KV cache (a
+        prefill cut short): the rest must not look cached."""
+        for i, prompt in enumerate(self.prompts):
+            if len(prompt) > n and prompt == list(tokens):
+                self.prompts[i] = prompt[:n]
+
     def cached(self, tokens: Sequence[int]) -> int:
         """The longest prefix of `tokens` a recent prompt shares."""
         return max((_common_prefix(tokens, p) for p in self.prompts), default=0)
