@@ -61,6 +61,10 @@ MAX_FILE_BYTES = 120_000
 MAX_BODY_LINES = 8
 BOOTSTRAP = 2000
 USEFUL = 0.7
+# The same request again this long after the first answer ($MLXD_BENCH_AGAIN_MS; 0: not
+# asked): what the background rest of a block, or of a line the bound cut, adds (the user
+# pauses, or asks again).
+AGAIN_MS = int(os.environ.get("MLXD_BENCH_AGAIN_MS", "1500"))
 
 # (package, glob root relative to its base) per language; missing packages are skipped.
 _SITE = next((REPO / ".venv" / "lib").glob("python3*/site-packages"), REPO / ".venv")
@@ -366,26 +370,45 @@ async def ask_mlxd(daemon: Daemon, hole: Hole, pause: float, n: int) -> dict[str
     await asyncio.sleep(pause)
     before = await daemon.stats()
     line, col = _position(hole.text, hole.offset)
+    seen = len(daemon.notes)
     t0 = time.perf_counter()
-    result = await client.request(
-        "textDocument/inlineCompletion",
-        {
-            "textDocument": {"uri": uri},
-            "position": {"line": line, "character": col},
-            "context": {"triggerKind": 2},
-        },
-    )
+    params = {
+        "textDocument": {"uri": uri},
+        "position": {"line": line, "character": col},
+        "context": {"triggerKind": 2},
+    }
+    result = await client.request("textDocument/inlineCompletion", params)
     latency = time.perf_counter() - t0
     counters = stats_delta(before, await daemon.stats())
+    logs = [p.get("message", "") for m, p in daemon.notes[seen:] if m == "window/logMessage"]
+    again = None
+    if AGAIN_MS > 0:  # what the work that went on in the background (inline/rest.py) gives
+        await asyncio.sleep(AGAIN_MS / 1000)
+        mark = await daemon.stats()
+        t1 = time.perf_counter()
+        repeat = await client.request("textDocument/inlineCompletion", params)
+        latency_again = (time.perf_counter() - t1) * 1000
+        cut = stats_delta(mark, await daemon.stats()).get("inline.fragments", 0)
+        again = {"text": _first_text(repeat), "latency_ms": latency_again, "fragment": bool(cut)}
     client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
     items = result.get("items", []) if isinstance(result, dict) else (result or [])
     text = items[0]["insertText"] if items else ""
     return {
+        **({"again": again} if again is not None else {}),
         "text": text,
         "items": len(items),
         "latency_ms": latency * 1000,
         "fragment": bool(counters.get("inline.fragments", 0)),
+        # What the model did for it (a warm-up still running at the request counts too).
+        "prompt_tokens": counters.get("local.promptTokens", 0),
+        "cached_tokens": counters.get("local.cachedPromptTokens", 0),
+        **({"log": logs} if logs else {}),
     }
+
+
+def _first_text(result: Any) -> str:
+    items = result.get("items", []) if isinstance(result, dict) else (result or [])
+    return items[0]["insertText"] if items else ""
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -453,12 +476,17 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     for pause in pauses:
         log(f"mlxd, pause {pause} s")
         inline = json.loads(os.environ.get("MLXD_BENCH_INLINE") or "{}")
-        async with Daemon(local_config(opts.model, inline=inline)) as daemon:
+        # MLXD_BENCH_LOG_LEVEL=DEBUG: the daemon's per-request records on stderr (why an
+        # answer was empty, each inline job's prompt, KV reuse and timings).
+        level = {"MLXD_LOG_LEVEL": os.environ.get("MLXD_BENCH_LOG_LEVEL", "WARNING")}
+        async with Daemon(local_config(opts.model, inline=inline), env=level) as daemon:
             await daemon.wait_ready()
             rows = []
             for i, h in enumerate(holes):
                 r = await ask_mlxd(daemon, h, pause, i)
                 rows.append({**r, **score(h, r["text"])})
+                if "again" in r:
+                    r["again"].update(score(h, r["again"]["text"]))
                 if opts.verbose:
                     print(f"    mlxd {h.id}: {rows[-1]['sim']:.2f} {r['text'][:60]!r}")
             mlxd[pause] = rows
@@ -478,6 +506,11 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 agg["goals"] = _goals(agg, base, pause)
                 group[f"mlxd@{pause:g}s"] = agg
                 table.append(_row("", f"mlxd {pause:g}s", agg))
+                again = [rows[i].get("again") for i in idx]
+                if all(again):  # not goals: what asking again shows, with its own latency
+                    agg = _aggregate(again, [naive[i] for i in idx])  # type: ignore[arg-type]
+                    group[f"mlxd@{pause:g}s+again"] = agg
+                    table.append(_row("", f"again +{AGAIN_MS}ms", agg))
             results["groups"][f"{lang}/{kind}"] = group
     print_table(
         "Inline quality (holes in third-party code; same model, same run)",

@@ -68,6 +68,10 @@ class Request:
     # (prefill runs in chunks), and cancelling its task drops it at once (issue #17 item 6).
     # Among interactive requests a local model runs inline ones first (models/ranks.py).
     priority: Literal["interactive", "background"] = "interactive"
+    # Inline: where the prompt's window is cut from the text. "cursor": the text nearest the
+    # cursor (the end of `prefix`); "top": the start of `prefix`, as much as the budget holds
+    # (a local model's warm-up after didOpen: every cursor in it has a prompt starting so).
+    window: Literal["cursor", "top"] = "cursor"
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,25 @@ async def test_an_interactive_request_waits_at_most_one_background_step(
     assert engine.preempted >= 1
 
 
+async def test_a_job_knows_when_the_engine_took_it_after_the_chunk_in_flight(
+    pool: ModelPool, tiny_model: Path
+) -> None:
+    # Issue #16: the local backend measures prefill speed from `started`, not from the submit:
+    # the wait for a warm-up's chunk in flight is not this prompt's prefill.
+    engine, encode = await engine_and_tokens(pool, tiny_model)
+    bg = Run(engine, encode(LONG), 0, background=True)
+    await until(lambda: engine.background_steps >= 1, "a background prefill chunk")
+    try:
+        submitted = time.monotonic()
+        fg = Run(engine, encode("print(1)"), 2)
+        await fg.next()
+        first = time.monotonic()
+        assert fg.job.started is not None and submitted <= fg.job.started <= first
+        await fg.finish()
+    finally:
+        bg.job.cancelled.set()
+
+
 async def test_a_background_prefill_only_request_warms_the_cache_for_the_next_request(
     pool: ModelPool, tiny_model: Path
 ) -> None:

@@ -204,13 +204,35 @@ async def test_didopen_warms_the_kv_cache_for_the_first_request(tmp_path, tiny_m
     async with daemon(config(tmp_path, tiny_model)) as s:
         await s.wait_status("ready")
         open_doc(s, text)
-        warm = await until(s, lambda st: local_total(st, "generations") == 1)
+        # Its top window, then the prompt at its end: one prompt, the document fits the budget.
+        warm = await until(s, lambda st: st["inline"]["warmups"] == 2)
         warm = await until(s, lambda st: local_total(st, "active") == 0)
-        assert warm["inline"]["warmups"] == 1
+        assert local_total(warm, "generations") == 2
         await inline(s, 60, 0, kind=2)  # the document fits the budget: any cursor shares it
         after = await stats(s)
     reused = local_total(after, "cachedPromptTokens") - local_total(warm, "cachedPromptTokens")
     assert reused > 100  # most of the prompt: the file's first 20 lines and the header
+
+
+@pytest.mark.parametrize("line", [12, 40], ids=["near-the-top", "further-down"])
+async def test_didopen_warms_the_top_of_a_document_longer_than_the_budget(
+    tmp_path, tiny_model, line
+) -> None:
+    # Issue #16: warmed at its end only, a long document's first request anywhere above its
+    # last window paid a cold prefill (the bench's holes: 10 of 900 prompt tokens reused).
+    # Its top is warmed first now: a cursor there finds its whole prompt in the KV cache.
+    text = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(400))
+    assert len(text) > 4 * 1024 * 3  # well over the 1024-token budget
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, text)
+        warm = await until(s, lambda st: st["inline"]["warmups"] == 2)  # the top, then the end
+        warm = await until(s, lambda st: local_total(st, "active") == 0)
+        await inline(s, line, 0, kind=2)
+        after = await stats(s)
+    prompt = local_total(after, "promptTokens") - local_total(warm, "promptTokens")
+    reused = local_total(after, "cachedPromptTokens") - local_total(warm, "cachedPromptTokens")
+    assert reused >= prompt - 8, (reused, prompt)  # all but the cursor line's last tokens
 
 
 async def test_nothing_in_the_background_reaches_a_cloud_backend(tmp_path, tiny_model) -> None:

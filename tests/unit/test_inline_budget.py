@@ -61,3 +61,16 @@ def test_a_time_capped_window_does_not_move_with_small_speed_changes() -> None:
     assert all(
         MIN_PROMPT_TOKENS <= prompt_step(n) <= max(n, MIN_PROMPT_TOKENS) for n in range(2000)
     )
+
+
+def test_the_first_decode_step_is_not_counted_as_prefill() -> None:
+    # The time to a first token is the prefill plus one decode step; the step is planned for
+    # with the line, so it must not also slow the prefill estimate (48 tokens at 500 tok/s and
+    # a 50 ms step looked like 330 tok/s).
+    meter = SpeedMeter(prefill_tps=250.0, decode_tps=20.0)
+    meter.observe_first_token(48, 48 / 500 + 1 / 20)
+    assert abs(meter.prefill_tps - 500.0) < 1
+    # A step slower than the whole time (a first guess far off) never makes it negative.
+    meter = SpeedMeter(prefill_tps=250.0, decode_tps=2.0)
+    meter.observe_first_token(100, 0.2)
+    assert meter.prefill_tps == 1000.0

@@ -32,6 +32,8 @@ from ..models import (
 )
 from ..prompts import Window
 from ..types import Delta, Done, Event, Held, Request
+from .local_jobs import began as _began
+from .local_jobs import log_job as _log_job
 from .local_prompt import (
     checked,
     context_window,
@@ -41,6 +43,7 @@ from .local_prompt import (
     fit_window_for,
     render,
     room,
+    top_window,
 )
 from .reuse import Heads, cached_start, continued
 
@@ -112,9 +115,7 @@ class LocalBackend:
                 last = time.monotonic()
                 if first is None:
                     first = last
-                    if not job.background:  # its wait for other work is not model speed
-                        took = first - start - job.held_first_s
-                        self.speed.observe_prefill(len(tokens) - job.reused, took)
+                    self._observe_first(job, start, first)
                 if think is not None:
                     piece = think.feed(item.text) if isinstance(item, Delta) else think.flush()
                     if piece.reasoning:
@@ -162,15 +163,33 @@ class LocalBackend:
     ) -> None:
         """A stream is over: the speed it tells; a cut prefill goes on in the background."""
         cut = _past(job.deadline)
+        if log.isEnabledFor(logging.DEBUG) and job.inline:
+            _log_job(self.name, job, start, first, last, cut)
         if first is None and not job.background:  # a pause for inline work is not its speed
             now = time.monotonic()
-            self._observe_cut(job, cut, now - start - job.held(now))
+            self._observe_cut(job, cut, now - _began(job, start) - job.held(now))
         if first is None and cut:
             self._warm(entry, job.tokens)
+        self._unfilled(job)
         self.pool.touch(entry)
         if first is not None and last is not None and not job.background:
             held = job.held_s - job.held_first_s  # paused for inline requests: not its speed
             self.speed.observe_decode(job.generated - 1, last - first - held)
+
+    def _unfilled(self, job: Job) -> None:
+        """A warm-up stopped part-way (a request came): only what it prefilled is cached.
+        Counted whole, the time fit chose a window from its start that was mostly not
+        prefilled (bench quality: 638 prompt tokens, 198 cached), and the answer was cut."""
+        if job.background and job.max_tokens <= 0 and job.prefilled < len(job.tokens):
+            self.recent.held(job.tokens, job.prefilled)
+
+    def _observe_first(self, job: Job, submitted: float, first: float) -> None:
+        """The prefill speed a first token tells (monotonic times): from when the engine took
+        the job, less its pauses for inline work, and for a background job nothing (its waits
+        for interactive work are not model speed)."""
+        if not job.background:
+            took = first - _began(job, submitted) - job.held_first_s
+            self.speed.observe_first_token(len(job.tokens) - job.reused, took)
 
     def _observe_cut(self, job: Job, by_deadline: bool, seconds: float) -> None:
         """A prefill stopped before its first token still tells the prefill speed: its
@@ -228,6 +247,8 @@ class LocalBackend:
         budget = req.context_tokens or self.inline_cfg.context_tokens
         if req.kind == "chat":
             return fit_prompt(lm, req, budget, max_tokens)
+        if req.window == "top":  # a warm-up of the document's first lines (inline/ahead.py)
+            return render(lm, req, top_window(lm, req, budget, max_tokens), max_tokens)
         end = _deadline(req)
         head = self.heads.get(req) if req.assistant_prefix or end is None else None
         if head is not None:  # the prompt used here a moment ago, whose KV the model holds

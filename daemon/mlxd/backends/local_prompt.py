@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from dataclasses import replace
 from typing import Any
 
 from ..errors import ContextOverflow
@@ -47,15 +48,29 @@ def fit_prompt(lm: Any, req: Request, budget: int, max_tokens: int) -> tuple[lis
     return checked(lm, tokens, window, max_tokens)
 
 
-def fit_window_for(lm: Any, req: Request, budget: int, max_tokens: int) -> Window:
+def fit_window_for(
+    lm: Any, req: Request, budget: int, max_tokens: int, *, with_suffix: bool = False
+) -> Window:
     """A completion's text cut to `budget` tokens of the model's tokenizer (the one trim:
-    prompts.fit_window), less when the context window must keep room for the answer."""
+    prompts.fit_window), less when the context window must keep room for the answer. The
+    suffix is dropped for a model without FIM, unless `with_suffix`."""
     tok, window = lm.tokenizer, context_window(lm.model)
     if window is not None:
         budget = max(1, min(budget, window - min(max_tokens, window // 2)))
     count = lambda s: len(tok.encode(s, add_special_tokens=False))  # noqa: E731
-    fim = fim_template(tok) is not None
+    fim = with_suffix or fim_template(tok) is not None
     return fit_window(count, req.prefix, req.suffix, req.header, budget, fim)
+
+
+def top_window(lm: Any, req: Request, budget: int, max_tokens: int) -> Window:
+    """The start of a completion's text (`req.prefix`: the whole document), in whole lines,
+    cut to `budget` tokens the way `fit_window_for` cuts the text before a cursor: the prompt
+    of any cursor in those lines starts with this one's tokens. No suffix: only the start of
+    a prompt is prefilled (a FIM prompt's suffix comes after its prefix)."""
+    # The document as the suffix of an empty prefix: trimming keeps a suffix's first lines.
+    doc = replace(req, prefix="", suffix=req.prefix)
+    start = fit_window_for(lm, doc, budget, max_tokens, with_suffix=True)
+    return Window(start.header, start.suffix, "", start.count)
 
 
 def render(lm: Any, req: Request, window: Window, max_tokens: int) -> tuple[list[int], int]:

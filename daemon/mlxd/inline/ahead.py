@@ -12,10 +12,13 @@ Three kinds of job, at most one per document (a newer one replaces the older):
   the job's cap cut its line (started over, it had no time left for a line: empty).
 - **warm**: a prefill-only request (`max_tokens == 0`) for the prompt the next inline request
   will most likely use, so that its prefill is a KV-cache hit, once things are quiet (SETTLE_S
-  without a didOpen, a didChange or a request): after `didOpen` the cursor at the
-  document's end (where a new or growing file is written; and when the document fits the
-  prompt budget, every cursor in it has a prompt that starts like that one), after edits the
-  end of the last edit.
+  without a didOpen, a didChange or a request): after `didOpen` first the document's top
+  window (its first lines that fit the prompt budget, `Request.window = "top"`: the prompt of
+  any cursor in them starts like it, so that its prefill is a KV-cache hit wherever the
+  cursor is there), then the cursor at its end (where a new or growing file is written; when
+  the document fits the budget, both are one prompt); after edits the end of the last edit.
+  Warmed at the end only, a document longer than the budget had a warm-up that no cursor
+  above its last window reused: the first request after opening paid a cold prefill.
 - **rest** (rest.py): an answer that goes on at its own position after it was answered: the
   rest of a block after its first line was shown, or a line the bound cut before it ended.
 
@@ -162,10 +165,11 @@ class Ahead(RestJobs):
     def opened(
         self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
     ) -> None:
-        """didOpen: warm the prompt at the document's end, once SETTLE_S passed quietly."""
+        """didOpen: warm the document's top window, then the prompt at its end, once SETTLE_S
+        passed quietly."""
         if self.enabled and self.engine.enabled_for(language) and not blank(text):
             docs = list(neighbors)
-            self._quiet(uri, language, text, lambda: len(text), lambda: docs)
+            self._quiet(uri, language, text, lambda: len(text), lambda: docs, top=True)
 
     def changed(
         self,
@@ -180,7 +184,9 @@ class Ahead(RestJobs):
         quiet (only then is `edit_end` called: finding it in a huge document takes a while)."""
         # A warm-up goes on: its prompt up to the edit is still the document's.
         job = self._jobs.get(uri)
-        if job is not None and job.kind != "warm" and not typed_along(job, text):
+        if job is not None and job.kind == "warm":
+            job.stale = True  # the prompt it prefills goes on; one after it would not be
+        elif job is not None and not typed_along(job, text):
             self._stop(uri, stale=True)
         item = self._items.get(uri)
         if item is not None and not typed_along(item, text):
@@ -199,14 +205,16 @@ class Ahead(RestJobs):
         text: str,
         offset: Callable[[], int],
         neighbors: Callable[[], Iterable[Document]],
+        top: bool = False,
     ) -> None:
-        """Warm at `offset()` after SETTLE_S without a document event or a request. Only the
-        newest document waits: a burst of didOpens (a session restored) warms the last one."""
+        """Warm at `offset()` (`top`: the document's top window first) after SETTLE_S without
+        a document event or a request. Only the newest document waits: a burst of didOpens
+        (a session restored) warms the last one."""
         for pending in list(self._settle):
             self._cancel_settle(pending)
         loop = asyncio.get_running_loop()
         self._settle[uri] = loop.call_later(
-            SETTLE_S, self._settled, uri, language, text, offset, neighbors
+            SETTLE_S, self._settled, uri, language, text, offset, neighbors, top
         )
 
     def forget(self, uri: str) -> None:
@@ -228,30 +236,48 @@ class Ahead(RestJobs):
         text: str,
         edit_end: Callable[[], int],
         neighbors: Callable[[], Iterable[Document]],
+        top: bool = False,
     ) -> None:
         self._settle.pop(uri, None)
         if uri not in self._jobs:  # a running next job already holds the likely position
-            self._warm(uri, language, text, edit_end(), list(neighbors()))
+            self._warm(uri, language, text, edit_end(), list(neighbors()), top)
 
     def _warm(
-        self, uri: str, language: str, text: str, offset: int, neighbors: list[Document]
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        offset: int,
+        neighbors: list[Document],
+        top: bool = False,
     ) -> None:
         ctx = self.engine.context_for(text, offset, uri, language)
         self._stop_all()
         job = Job("warm")
-        job.task = asyncio.ensure_future(self._prefill(ctx, neighbors))
+        windows = ("top", "cursor") if top else ("cursor",)
+        job.task = asyncio.ensure_future(self._prefill(job, ctx, neighbors, windows))
         self._jobs[uri] = job
         job.task.add_done_callback(lambda _: self._done(uri, job))
 
-    async def _prefill(self, ctx: CursorContext, neighbors: list[Document]) -> None:
+    async def _prefill(
+        self, job: Job, ctx: CursorContext, neighbors: list[Document], windows: tuple[str, ...]
+    ) -> None:
+        """Prefill the prompt at `ctx` for each of `windows` in turn (Request.window), until
+        the document changes or a request stops the job."""
         assert self.run is not None
         ctx.header = self.engine._header(ctx, neighbors)  # as the real request's, for KV reuse
         request = replace(self.engine._request(ctx), max_tokens=0, max_time_s=None)
-        try:
-            if await self.run(replace(request, priority="background"), ctx) is not None:
-                self.stats.warmups += 1
-        except Exception as exc:  # background work fails quietly
-            log.debug("warm-up for %s failed: %s", ctx.uri, exc)
+        for window in windows:
+            if job.stale:
+                return
+            warm = replace(request, priority="background", window=window)
+            try:
+                if await self.run(warm, ctx) is None:
+                    return
+            except Exception as exc:  # background work fails quietly
+                log.debug("warm-up for %s failed: %s", ctx.uri, exc)
+                return
+            self.stats.warmups += 1
 
     async def _next(self, job: Job, ctx: CursorContext, neighbors: list[Document]) -> None:
         assert self.run is not None

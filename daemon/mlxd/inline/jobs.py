@@ -41,6 +41,8 @@ class Job:
     cut: Any = None  # next: its answer, when its time cap cut it (finish "length")
     # rest: set each time it stores a suggestion at `key` (a request waiting for it goes on).
     stored: asyncio.Event = field(default_factory=asyncio.Event)
+    # warm: the document changed since it began (its prompts still to come are not started).
+    stale: bool = False
 
 
 def blank(text: str) -> bool:

@@ -181,6 +181,7 @@ class BatchEngine(Priorities):
         held = len(job.tokens) - len(rest)
         job.reused = min(held, len(job.tokens) - 1) if job.max_tokens > 0 else held
         job.prefilled = job.reused
+        job.started = time.monotonic()
         self.cached_tokens += job.reused
         self.prompt_tokens += len(job.tokens)
         self.generations += 1

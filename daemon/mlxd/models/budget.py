@@ -46,6 +46,14 @@ class SpeedMeter:
             self.prefill_tps = _ewma(self.prefill_tps, tokens / seconds, first=not self.samples)
             self.samples += 1
 
+    def observe_first_token(self, tokens: int, seconds: float) -> None:
+        """`tokens` prompt tokens (not from the KV cache) took `seconds` to the first token,
+        which is one decode step more than their prefill: that step is planned for with the
+        line (`new_tokens_within`), and counted in the prefill as well it made a small prompt
+        look several times slower than it is (48 tokens at 500 tok/s and a 50 ms step: 330),
+        and the time cap then cut the next prompt to less than it could afford."""
+        self.observe_prefill(tokens, max(seconds / 2, seconds - 1 / self.decode_tps))
+
     def observe_decode(self, tokens: int, seconds: float) -> None:
         """`tokens` generated after the first took `seconds`."""
         if tokens >= 2 and seconds > 0:
@@ -96,6 +104,13 @@ class RecentPrompts:
         out = RecentPrompts(size=self.size)
         out.prompts = deque([*self.prompts, *(list(s) for s in sequences)])
         return out
+
+    def held(self, tokens: Sequence[int], n: int) -> None:
+        """Only the first `n` tokens of the recent prompt `tokens` reached the KV cache (a
+        prefill cut short): the rest must not look cached."""
+        for i, prompt in enumerate(self.prompts):
+            if len(prompt) > n and prompt == list(tokens):
+                self.prompts[i] = prompt[:n]
 
     def cached(self, tokens: Sequence[int]) -> int:
         """The longest prefix of `tokens` a recent prompt shares."""

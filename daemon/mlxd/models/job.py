@@ -42,6 +42,9 @@ class Job:
     submitted_at: int = 0
     waited: int | None = None
     prefilled: int = 0  # prompt tokens in its KV cache so far (reused ones included)
+    # When the engine took it from the queue (monotonic; None: not yet): the wait before it,
+    # for a background chunk in flight, is not the model's prefill speed.
+    started: float | None = None
     # Token healing (models/healing.py): the logits processor that makes the answer type the
     # prompt's cut-off last token again first; such a job does not speculate.
     healer: Any = None
