@@ -24,6 +24,7 @@ from .budget import (
 )
 from .download import LoadCancelled
 from .healing import Healer, Unhealer, heal_point, vocabulary
+from .hub_env import WindowEnv
 from .pool import ModelPool
 from .specs import EMBEDDED, embedded_model_path, expand_home, resolve_spec
 from .stops import END_MARKERS, StopMatcher, StopPolicy, finished_lines, first_lines
@@ -45,6 +46,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "WindowEnv",
     "EMBEDDED",
     "BLOCK_LINE_TOKENS",
     "LINE_TOKENS",
