@@ -99,8 +99,11 @@ class Process:
             }
             for spec, e in self.pool.entries.items()
         }
+        from ..models.blas_threads import blas_threads
+
         return {
             "local": local,
+            "blasThreads": blas_threads(),
             "modelLoads": self.pool.loads,
             "mlxMemory": {f"{k}Bytes": v for k, v in self.pool.memory().items()},
         }
