@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import taint
 from ..backends import HTTPPools
-from ..models import ModelPool
+from ..models import ModelPool, openblas_threads
 
 if TYPE_CHECKING:
     from .core import App
@@ -99,11 +99,9 @@ class Process:
             }
             for spec, e in self.pool.entries.items()
         }
-        from ..models.blas_threads import blas_threads
-
         return {
             "local": local,
-            "blasThreads": blas_threads(),
+            "blasThreads": openblas_threads(),
             "modelLoads": self.pool.loads,
             "mlxMemory": {f"{k}Bytes": v for k, v in self.pool.memory().items()},
         }

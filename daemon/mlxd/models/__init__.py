@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .answer import OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
 from .batching import BatchEngine, Job
+from .blas_threads import openblas_threads
 from .budget import (
     BLOCK_LINE_TOKENS,
     LINE_TOKENS,
@@ -46,6 +47,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "openblas_threads",
     "WindowEnv",
     "EMBEDDED",
     "BLOCK_LINE_TOKENS",

@@ -103,7 +103,7 @@ def fit_blas_threads() -> None:
         _instance = BlasThreads(None)
 
 
-def blas_threads() -> int | None:
+def openblas_threads() -> int | None:
     """OpenBLAS's thread count as last set for the MLX thread; None before any local work, or
     when it is not adjusted (no OpenBLAS, or OPENBLAS_NUM_THREADS set by the user)."""
     inst = _instance
