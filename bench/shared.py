@@ -342,7 +342,7 @@ def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
             f"+{fmt(rt['diff_ms'], digits=2)} paired",
         ],
         [
-            "first token, shared - in-process process (ms, paired; its own speed too)",
+            "first token, shared - an in-process daemon (ms, paired; its own speed too)",
             fmt(ovh["first_token_ms"]),
             f"transport {fmt(ovh['transport_ms'], digits=2)}; BLAS threads "
             f"{ovh['blas_threads'][0]} / {ovh['blas_threads'][1]}",
