@@ -548,6 +548,49 @@ class Daemon:
         )
 
 
+class Direct(Daemon):
+    """A session of the shared daemon that `env` (shared_env) names, spoken to over its Unix
+    socket directly, without the forwarder (`mlxd serve`) an editor starts: the same daemon
+    process, model, OpenBLAS threads and KV cache as a forwarded window of it, so a paired
+    comparison with one measures what the forwarder adds and nothing else (issue #19). The
+    daemon must be up (a forwarded window started it)."""
+
+    async def __aenter__(self) -> Direct:
+        from mlxd import runtime
+        from mlxd.client import Client
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="mlxd-bench-")
+        path = Path(self._tmp.name) / "mlxd.toml"
+        kit.write_config(path, self.config)
+        socket_path = runtime.Paths.at(Path(self.env["MLXD_RUNTIME_DIR"])).socket
+        t0 = time.perf_counter()
+        reader, writer = await asyncio.open_unix_connection(str(socket_path), limit=1 << 24)
+        window = {"env": {**os.environ, **self.env}, "cwd": os.getcwd(), "config": str(path)}
+        writer.write(runtime.hello(window))
+        self.client = Client(_SocketProcess(reader, writer))  # type: ignore[arg-type]
+        self.client.on_notification = self._on_note
+        await self.client.initialize()
+        self._t0 = t0
+        return self
+
+
+class _SocketProcess:
+    """What Client needs of a child process, for a Unix socket's streams."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.stdout, self.stdin = reader, writer
+        self.pid = os.getpid()
+
+    async def wait(self) -> int:
+        while not self.stdout.at_eof():  # the daemon closes the session after `exit`
+            await asyncio.sleep(0.01)
+        self.stdin.close()
+        return 0
+
+    def kill(self) -> None:
+        self.stdin.close()
+
+
 def stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
     """Counter increments between two Daemon.stats() snapshots ({} without mlxd/stats)."""
     if not before or not after:

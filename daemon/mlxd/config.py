@@ -161,6 +161,9 @@ class SharedConfig(Base):
     enabled: bool = True
     # Seconds the shared daemon stays up after its last session ends (reopening is instant).
     idle_exit_s: float = 300.0
+    # Seconds a model load (a Hugging Face download) goes on after the last window that waits
+    # for it closed: a Reload Window within it finds it where it was (models/inflight.py).
+    download_grace_s: float = 30.0
 
 
 class Config(Base):
@@ -296,6 +299,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "local.idle_unload_s": (0, 30 * DAY_S, True),  # 0: never unload
     "local.draft_tokens": (1, 64, True),
     "shared.idle_exit_s": (0, 30 * DAY_S, True),  # 0: exit with the last session
+    "shared.download_grace_s": (0, DAY_S, True),  # 0: stop with the last window
     "routing.max_retries": (0, 100, True),
     "routing.breaker_failures": (1, 1_000_000, True),
     "routing.breaker_cooldown_s": (0, DAY_S, True),

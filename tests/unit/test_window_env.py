@@ -4,6 +4,7 @@ window's working directory, HF_* from the window's environment, never the daemon
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,57 @@ def test_the_hub_cache_under_a_tilde_is_the_windows_home(window: dict, cache: st
     env = child_env({"HOME": "/home/win", **window})
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == cache, out
+
+
+def test_a_windows_relative_hub_paths_are_made_absolute_against_its_directory() -> None:
+    """attack5 finding 6: the download child ran in / and read a relative HF_HOME from there.
+    Every path-valued Hub variable is the window's (SSL_CERT_DIR: each of its list); `~` is
+    left to the child (its HOME is the window's); other variables are as they were."""
+    from mlxd.models import WindowEnv
+
+    window = {
+        "HF_HOME": "hf",
+        "HF_HUB_CACHE": "./hf/hub",
+        "HF_XET_CACHE": "~/xet",
+        "HF_TOKEN_PATH": "secrets/token",
+        "XDG_CACHE_HOME": ".cache",
+        "SSL_CERT_FILE": "certs/ca.pem",
+        "SSL_CERT_DIR": f"certs{os.pathsep}/etc/ssl/certs",
+        "REQUESTS_CA_BUNDLE": "ca.pem",
+        "CURL_CA_BUNDLE": "/abs/ca.pem",
+        "HF_ENDPOINT": "http://hub",
+        "OTHER": "rel/path",
+    }
+    env = WindowEnv(window, "/proj").env
+    assert env == {
+        **window,
+        "HF_HOME": "/proj/hf",
+        "HF_HUB_CACHE": "/proj/./hf/hub",
+        "HF_TOKEN_PATH": "/proj/secrets/token",
+        "XDG_CACHE_HOME": "/proj/.cache",
+        "SSL_CERT_FILE": "/proj/certs/ca.pem",
+        "SSL_CERT_DIR": f"/proj/certs{os.pathsep}/etc/ssl/certs",
+        "REQUESTS_CA_BUNDLE": "/proj/ca.pem",
+    }
+    assert WindowEnv(window, None).env == window  # no directory known: as given
+
+
+def test_two_windows_share_a_download_only_with_the_same_hub_settings() -> None:
+    """What a download runs with (token, endpoint, cache, proxy, CA, HOME) decides whether
+    another window may use it; unrelated variables and the directory alone do not."""
+    from mlxd.models import WindowEnv
+
+    base = {"HOME": "/h", "HF_TOKEN": "hf_a", "HF_HOME": "/cache", "PATH": "/bin", "TERM": "x"}
+    same = WindowEnv({**base, "PATH": "/usr/bin", "TERM": "y"}, "/other").identity
+    assert WindowEnv(base, "/proj").identity == same
+    for change in (
+        {"HF_TOKEN": "hf_b"},
+        {"HF_ENDPOINT": "http://mirror"},
+        {"HTTPS_PROXY": "http://proxy:3128"},
+        {"https_proxy": "http://proxy:3128"},
+        {"SSL_CERT_FILE": "/corp.pem"},
+        {"HOME": "/other-home"},
+        {"HF_HOME": "cache"},  # relative: /proj/cache, not /cache
+    ):
+        assert WindowEnv({**base, **change}, "/proj").identity != same, change
+    assert WindowEnv({**base, "HF_HOME": "cache"}, "/").identity == same  # /cache

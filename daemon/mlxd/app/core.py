@@ -244,6 +244,7 @@ class App:
             "modelLoads": shared["modelLoads"],
             "upstreamRequests": self.router.upstream_requests,
             "mlxMemory": shared["mlxMemory"],
+            "blasThreads": shared["blasThreads"],
         }
 
     def _first_usable(self, kind: str) -> str:

@@ -9,11 +9,12 @@ In-process serving is a process with one session; the shared daemon holds many.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from .. import taint
 from ..backends import HTTPPools
-from ..models import ModelPool
+from ..models import ModelPool, openblas_threads
 
 if TYPE_CHECKING:
     from .core import App
@@ -40,9 +41,24 @@ class Process:
 
     def detach(self, app: App) -> None:
         """A session ended. Its models stay loaded: a window reopened finds them warm (the
-        pool's idle unload, its memory budget and the daemon's idle exit free them)."""
+        pool's idle unload, its memory budget and the daemon's idle exit free them). A load
+        in flight that no open window of its environment names any more goes on for its
+        `shared.download_grace_s`, then stops (models/inflight.py)."""
         if app in self.sessions:
             self.sessions.remove(app)
+        wanted = self._wanted
+        self.pool.orphan(
+            lambda spec, who: (spec, who) not in wanted(), app.config.shared.download_grace_s
+        )
+
+    def _wanted(self) -> set[tuple[str, Hashable]]:
+        """(spec, download identity) of each local model the open sessions configure."""
+        return {
+            (b.spec, None if b.hub is None else b.hub.identity)
+            for a in self.sessions
+            for b in a.backends.values()
+            if b.is_local
+        }
 
     def specs_in_use(self, but: App | None = None) -> set[str]:
         """The local model specs the sessions (except `but`) configure."""
@@ -85,6 +101,7 @@ class Process:
         }
         return {
             "local": local,
+            "blasThreads": openblas_threads(),
             "modelLoads": self.pool.loads,
             "mlxMemory": {f"{k}Bytes": v for k, v in self.pool.memory().items()},
         }

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import Config
-from ..models import ModelPool, resolve_spec
+from ..models import ModelPool, WindowEnv, resolve_spec
 from ..secrets import KeyStore
 from ..types import Backend
 from .local import LocalBackend
@@ -40,7 +40,7 @@ def make_backends(
             pool,
             dequantize=cfg.local.dequantize,
             inline_cfg=cfg.inline,
-            hub=env,
+            hub=None if env is None else WindowEnv(env, cwd),
         )
 
     backends: dict[str, Backend] = {"local": local("local", cfg.local.model)}

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import DEFAULT_MAX_TOKENS, InlineConfig
 from ..models import (
@@ -47,6 +47,9 @@ from .local_prompt import (
 )
 from .reuse import Heads, cached_start, continued
 
+if TYPE_CHECKING:
+    from ..models import WindowEnv
+
 log = logging.getLogger(__name__)
 KEPT_WAIT_S = 0.5  # longest wait for a background job's KV cache to be kept (one step)
 
@@ -62,12 +65,12 @@ class LocalBackend:
         *,
         dequantize: str = "auto",
         inline_cfg: InlineConfig | None = None,
-        hub: Mapping[str, str] | None = None,
+        hub: WindowEnv | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         self.pool = pool
-        self.hub = hub  # the HF_* settings of the window (None: this process's)
+        self.hub = hub  # the window whose environment a download runs with (None: this process's)
         self.dequantize = dequantize
         self.inline_cfg = inline_cfg or InlineConfig()
         self.speed = SpeedMeter()  # this model's prefill/decode speed here, as measured

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .answer import OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
 from .batching import BatchEngine, Job
+from .blas_threads import openblas_threads
 from .budget import (
     BLOCK_LINE_TOKENS,
     LINE_TOKENS,
@@ -24,6 +25,7 @@ from .budget import (
 )
 from .download import LoadCancelled
 from .healing import Healer, Unhealer, heal_point, vocabulary
+from .hub_env import WindowEnv
 from .pool import ModelPool
 from .specs import EMBEDDED, embedded_model_path, expand_home, resolve_spec
 from .stops import END_MARKERS, StopMatcher, StopPolicy, finished_lines, first_lines
@@ -45,6 +47,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "openblas_threads",
+    "WindowEnv",
     "EMBEDDED",
     "BLOCK_LINE_TOKENS",
     "LINE_TOKENS",

@@ -101,3 +101,10 @@ def fit_blas_threads() -> None:
     except Exception as exc:
         log.warning("OpenBLAS threads are no longer adjusted to the load: %s", exc)
         _instance = BlasThreads(None)
+
+
+def openblas_threads() -> int | None:
+    """OpenBLAS's thread count as last set for the MLX thread; None before any local work, or
+    when it is not adjusted (no OpenBLAS, or OPENBLAS_NUM_THREADS set by the user)."""
+    inst = _instance
+    return inst.current if inst is not None and inst.lib is not None else None

@@ -17,11 +17,14 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:
+    from .hub_env import WindowEnv
 
 # (bytes done, bytes total; total 0 while unknown), at most every REPORT_INTERVAL_S.
 BytesFn = Callable[[int, int], None]
@@ -40,12 +43,12 @@ def fetch(
     *,
     on_bytes: BytesFn | None = None,
     stop: threading.Event | None = None,
-    hub: Mapping[str, str] | None = None,
+    hub: WindowEnv | None = None,
     patterns: list[str] | None = None,
 ) -> Path:
     """The snapshot directory of `repo` (an mlx-lm repo id), downloaded unless already cached;
-    `hub`: the environment of the window that asks (a shared daemon: the download runs in a
-    child process of that environment, hub_child.py); None: this process's. `patterns`: the
+    `hub`: the window that asks (a shared daemon: the download runs in a child process of
+    its environment, in its working directory, hub_child.py); None: this process's. `patterns`: the
     files to fetch (default: mlx-lm's).
 
     Raises LoadCancelled once `stop` is set (checked at every piece received), and ModelError

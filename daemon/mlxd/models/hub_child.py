@@ -9,7 +9,7 @@ window's download would go through the first window's proxy, with the second win
 Only a process of the window's own environment makes every one of them the window's. The
 child runs this installation's code (the daemon's PYTHON* variables, not the window's).
 
-    path = fetch_in(window_env, "mlx-community/X-4bit", patterns, on_bytes, stop)
+    path = fetch_in(WindowEnv(env, cwd), "mlx-community/X-4bit", patterns, on_bytes, stop)
 
 The child reports on stdout, one JSON object a line: {"bytes": [done, total]} as pieces arrive,
 then {"path": ...} or {"error": message, "cancelled": bool}. It stops when its stdin closes
@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..errors import ModelError
+from .hub_env import WindowEnv
 
 STOP_POLL_S = 0.05
 
@@ -40,13 +41,15 @@ def child_env(window: Mapping[str, str]) -> dict[str, str]:
 
 
 def fetch_in(
-    window: Mapping[str, str],
+    window: WindowEnv,
     repo: str,
     patterns: list[str],
     on_bytes: Callable[[int, int], None],
     stop: threading.Event,
 ) -> Path:
-    """download.fetch's contract, run in a child with the `window`'s environment."""
+    """download.fetch's contract, run in a child with the `window`'s environment, in its
+    working directory (what no HUB_PATHS name reads relative paths as the window does too;
+    the daemon's own, /, when that directory is gone)."""
     from .download import LoadCancelled
 
     cmd = [sys.executable, "-m", __name__, repo, json.dumps(patterns)]
@@ -55,8 +58,8 @@ def fetch_in(
             cmd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=child_env(window),
-            cwd="/",
+            env=child_env(window.env),
+            cwd=window.cwd if window.cwd and os.path.isdir(window.cwd) else "/",
         )
     except OSError as exc:
         raise ModelError(f"cannot download {repo}: cannot start the download: {exc}") from exc

@@ -15,21 +15,19 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError
 from .batching import BatchEngine
-from .download import (
-    DownloadThreads,
-    LoadCancelled,
-    cancelled_message,
-    fetch,
-    progress_message,
-)
+from .download import DownloadThreads, LoadCancelled, cancelled_message, fetch, progress_message
+from .inflight import InFlight, LoadOrphaned
 from .mlx_thread import mlx_thread
 from .specs import is_hf_repo
+
+if TYPE_CHECKING:
+    from .hub_env import WindowEnv
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +77,7 @@ class ModelPool:
         self.on_event = on_event or (lambda s, e, m: None)
         self.entries: dict[str, Entry] = {}  # insertion order = LRU order
         self._loading: dict[str, asyncio.Future[Entry]] = {}
-        # Loads in flight: the flag their threads check, the future their waiters watch.
-        self._stops: dict[str, tuple[threading.Event, asyncio.Future[None]]] = {}
+        self.inflight = InFlight()  # how each load in flight is stopped, and orphans
         self._downloads = DownloadThreads()
         self._idle_timer: asyncio.TimerHandle | None = None
         self.loads = 0  # completed loads (tests and status read it)
@@ -126,11 +123,19 @@ class ModelPool:
         }
 
     # --- acquire ----------------------------------------------------------------------------
-    async def acquire(
-        self, spec: str, dequantize: str, hub: Mapping[str, str] | None = None
-    ) -> Entry:
+    async def acquire(self, spec: str, dequantize: str, hub: WindowEnv | None = None) -> Entry:
         """The loaded model for `spec`, loading it once for all concurrent callers (`hub`: the
-        environment whose HF_* settings a download follows: the first caller's)."""
+        window whose environment a download runs with: the first caller's; a load that the
+        windows of its environment have all left is started again as this caller's own,
+        inflight.py)."""
+        while True:
+            try:
+                return await self._acquire(spec, dequantize, hub)
+            except LoadOrphaned as exc:
+                if exc.identity == _identity(hub):  # a closed window's (its preload)
+                    raise
+
+    async def _acquire(self, spec: str, dequantize: str, hub: WindowEnv | None) -> Entry:
         entry = self.entries.get(spec)
         if entry is not None and entry.dequantize != dequantize and not entry.busy:
             await self.unload(spec, reason=f"to reload with dequantize = {dequantize}")
@@ -140,7 +145,9 @@ class ModelPool:
             entry.last_used = time.monotonic()
             return entry
         fut = self._loading.get(spec)
-        if fut is None:
+        if fut is not None and self.inflight.foreign_orphan(spec, _identity(hub)):
+            self.inflight.stop([spec], LoadOrphaned)  # never on a closed window's environment
+        elif fut is None:
             fut = self._loading[spec] = asyncio.ensure_future(self._load(spec, dequantize, hub))
             fut.add_done_callback(lambda _: self._loading.pop(spec, None))
         return await asyncio.shield(fut)
@@ -151,28 +158,28 @@ class ModelPool:
         once when every load stops (huggingface_hub's connections, which all downloads share,
         are closed). Returns the specs stopped; each gives its waiters LoadCancelled, and the
         next request loads it again."""
-        chosen = [spec for spec in self._stops if spec not in but]
-        for spec in chosen:
-            stop, stopped = self._stops[spec]
-            stop.set()
-            if not stopped.done():
-                stopped.set_result(None)
-        if len(chosen) == len(self._stops):
+        chosen = [spec for spec in self.inflight.loads if spec not in but]
+        self.inflight.stop(chosen)
+        if len(chosen) == len(self.inflight.loads):
             self._downloads.interrupt()
         return chosen
 
-    async def _load(self, spec: str, dequantize: str, hub: Mapping[str, str] | None) -> Entry:
+    def orphan(self, is_orphan: Callable[[str, Hashable], bool], grace_s: float) -> None:
+        """Stop, after `grace_s`, the loads that `is_orphan(spec, download identity)` says no
+        open window waits for (InFlight.orphan)."""
+        self.inflight.orphan(is_orphan, grace_s)
+
+    async def _load(self, spec: str, dequantize: str, hub: WindowEnv | None) -> Entry:
         # The loader's first import (mlx-lm, transformers: seconds) stays off the event loop.
         await asyncio.to_thread(importlib.import_module, f"{__package__}.loader")
         loop = asyncio.get_running_loop()
-        stop = threading.Event()
-        self._stops[spec] = (stop, loop.create_future())
+        stop = self.inflight.begin(spec, _identity(hub))
         self.on_event(spec, "loading", f"loading {spec}")
         try:
             source, share = spec, 0.0
             if is_hf_repo(spec):
                 source, share = await self._download(spec, stop, hub), DOWNLOAD_SHARE
-            lm, seconds = await self._until_stopped(
+            lm, seconds = await self.inflight.until_stopped(
                 spec,
                 loop.run_in_executor(
                     self.executor, self._load_sync, spec, source, dequantize, share, stop
@@ -188,7 +195,7 @@ class ModelPool:
             )
             raise
         finally:
-            self._stops.pop(spec, None)
+            self.inflight.end(spec)
         engine = BatchEngine(
             lm,
             self.executor,
@@ -203,9 +210,7 @@ class ModelPool:
         self._schedule_idle_check()
         return entry
 
-    async def _download(
-        self, spec: str, stop: threading.Event, hub: Mapping[str, str] | None
-    ) -> str:
+    async def _download(self, spec: str, stop: threading.Event, hub: WindowEnv | None) -> str:
         """The HF snapshot directory for `spec`, fetched off the MLX thread (other models keep
         generating meanwhile); byte progress is the first DOWNLOAD_SHARE of the load's."""
         self.on_progress(spec, 0.0, f"resolving {spec} on Hugging Face")
@@ -215,17 +220,7 @@ class ModelPool:
             self.on_progress(spec, max(fraction, 0.001), progress_message(spec, done, total))
 
         work = self._downloads.start(lambda: fetch(spec, on_bytes=on_bytes, stop=stop, hub=hub))
-        return str(await self._until_stopped(spec, work))
-
-    async def _until_stopped(self, spec: str, work: asyncio.Future[Any]) -> Any:
-        """`work`'s result, or LoadCancelled as soon as cancel_loading() is called (the thread
-        finishes on its own: its read fails, or it sees the flag at its next piece or step)."""
-        stopped = self._stops[spec][1]
-        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if not work.done():
-            work.add_done_callback(_consume)
-            raise LoadCancelled(cancelled_message(spec))
-        return work.result()
+        return str(await self.inflight.until_stopped(spec, work))
 
     def _load_sync(
         self, spec: str, source: str, dequantize: str, share: float, stop: threading.Event
@@ -324,10 +319,9 @@ class ModelPool:
         return True
 
 
-def _consume(fut: asyncio.Future[Any]) -> None:
-    """Retrieve the outcome of work nobody waits for any more (no "never retrieved" noise)."""
-    if not fut.cancelled():
-        fut.exception()
+def _identity(hub: WindowEnv | None) -> Hashable:
+    """What a load's download runs with (None: this process's environment)."""
+    return None if hub is None else hub.identity
 
 
 def _free(entry: Entry) -> None:
