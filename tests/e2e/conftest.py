@@ -77,6 +77,8 @@ class _Clouds:
         if protocol not in self.rigs:
             fake = await self.stack.enter_async_context(FakeProvider(require_key=KEY))
             cfg = cloud_only(self.tmp.mktemp(f"cloud-{protocol}"), self.model, fake, protocol)
+            # No snippets of the documents other tests left open (one test each had before).
+            cfg.write_text(cfg.read_text() + "\n[inline]\nneighbor_snippets = false\n")
             s = await self.stack.enter_async_context(daemon(cfg, env=ENV))
             self.rigs[protocol] = (s, fake)
         return self.rigs[protocol]
