@@ -52,6 +52,24 @@ def local(local_daemon: Session) -> Session:
     return fresh_session(local_daemon)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def tiny_daemon(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path
+) -> AsyncIterator[Session]:
+    """tiny_config's daemon exactly (its prompt cache included)."""
+    cfg = write_config(
+        tmp_path_factory.mktemp("tiny") / "mlxd.toml",
+        f'[local]\nmodel = "{tiny_model}"\npreload = true\n[inline]\nwhole_lines = false\n',
+    )
+    async with daemon(cfg) as s:
+        yield s
+
+
+@pytest.fixture
+def tiny(tiny_daemon: Session) -> Session:
+    return fresh_session(tiny_daemon)
+
+
 def cloud_only(tmp_path: Path, model: Path, fake: FakeProvider, protocol: str) -> Path:
     """Every request kind served by one cloud backend (nothing to fall back to); the local model
     is not preloaded (no request needs it: it stays unloaded, its imports undone)."""
