@@ -7,22 +7,28 @@ found, each with its diagnosis in the reason.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from lsprotocol import types as T
 
-from ..conftest import chat_params, daemon
+from ..conftest import Session, chat_params, daemon
 from ..fakes.providers import FakeProvider, Reply
+from .conftest import Cloud, fresh_session
 from .test_inline_e2e import inline, open_doc
 from .test_real_input import _change, _close, ask, cloud_only
 from .test_router import ENV, KEY
 
-pytestmark = pytest.mark.timeout(60)
+# The module's loop: its daemons (local, cloud: tests/e2e/conftest.py; raw) are shared by the
+# tests that neither change their config or keys nor depend on a fresh process.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def fake() -> Any:
     async with FakeProvider(require_key=KEY) as f:
         yield f
@@ -38,101 +44,88 @@ async def _seen(s: Any, fake: FakeProvider, uri: str, line: int, character: int)
     return "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
 
 
-async def test_uri_spellings_pygls_also_decodes_are_one_document(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
+async def test_uri_spellings_pygls_also_decodes_are_one_document(cloud: Cloud) -> None:
     """%20 vs space, %3a vs %3A vs ':' in a change, and '+' is not a space."""
+    s, fake = await cloud("openai")
     fake.default = Reply.text(["pass"])
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        open_doc(s, "a = 1\nb = 2\n", uri="file:///w/My%20Project/app.py")
-        _change(s, "file:///w/My Project/app.py", 2, (1, 0, 1, 0), "X")
-        seen = await _seen(s, fake, "file:///w/My%20Project/app.py", 1, 1)
-        assert "a = 1\nX<CURSOR>b = 2" in seen, repr(seen)
-        open_doc(s, "c = 1\n", uri="file:///c%3a/w/x.py")
-        _change(s, "file:///c%3A/w/x.py", 2, (0, 0, 0, 0), "Y")
-        _change(s, "file:///c:/w/x.py", 3, (0, 0, 0, 0), "Z")
-        seen = await _seen(s, fake, "file:///c%3A/w/x.py", 0, 2)
-        assert "ZY<CURSOR>c = 1" in seen, repr(seen)
-        open_doc(s, "PLUS = 1\n", uri="file:///w/a+b.py")
-        open_doc(s, "SPACE = 1\n", uri="file:///w/a%20b.py")
-        assert "PLUS" in await _seen(s, fake, "file:///w/a+b.py", 0, 0)
-        assert "SPACE" in await _seen(s, fake, "file:///w/a b.py", 0, 0)
+    open_doc(s, "a = 1\nb = 2\n", uri="file:///w/My%20Project/app.py")
+    _change(s, "file:///w/My Project/app.py", 2, (1, 0, 1, 0), "X")
+    seen = await _seen(s, fake, "file:///w/My%20Project/app.py", 1, 1)
+    assert "a = 1\nX<CURSOR>b = 2" in seen, repr(seen)
+    open_doc(s, "c = 1\n", uri="file:///c%3a/w/x.py")
+    _change(s, "file:///c%3A/w/x.py", 2, (0, 0, 0, 0), "Y")
+    _change(s, "file:///c:/w/x.py", 3, (0, 0, 0, 0), "Z")
+    seen = await _seen(s, fake, "file:///c%3A/w/x.py", 0, 2)
+    assert "ZY<CURSOR>c = 1" in seen, repr(seen)
+    open_doc(s, "PLUS = 1\n", uri="file:///w/a+b.py")
+    open_doc(s, "SPACE = 1\n", uri="file:///w/a%20b.py")
+    assert "PLUS" in await _seen(s, fake, "file:///w/a+b.py", 0, 0)
+    assert "SPACE" in await _seen(s, fake, "file:///w/a b.py", 0, 0)
 
 
-async def test_a_change_under_another_drive_spelling_reaches_the_document(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
+async def test_a_change_under_another_drive_spelling_reaches_the_document(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
     fake.default = Reply.text(["pass"])
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        open_doc(s, "a = 1\nb = 2\n", uri="file:///C:/work/app.py")
-        _change(s, "file:///c%3A/work/app.py", 2, (1, 0, 1, 0), "X")  # VS Code's spelling
-        seen = await _seen(s, fake, "file:///c%3A/work/app.py", 1, 1)
-        assert "a = 1\nX<CURSOR>b = 2" in seen, repr(seen)
+    open_doc(s, "a = 1\nb = 2\n", uri="file:///C:/work/app.py")
+    _change(s, "file:///c%3A/work/app.py", 2, (1, 0, 1, 0), "X")  # VS Code's spelling
+    seen = await _seen(s, fake, "file:///c%3A/work/app.py", 1, 1)
+    assert "a = 1\nX<CURSOR>b = 2" in seen, repr(seen)
 
 
-async def test_a_close_under_another_drive_spelling_closes_the_document(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
+async def test_a_close_under_another_drive_spelling_closes_the_document(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
     fake.default = Reply.text(["pass"])
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        open_doc(s, "a = 1\n", uri="file:///C:/work/app.py")
-        _close(s, "file:///c%3A/work/app.py")
-        try:
-            result = await inline(s, 0, 0, uri="file:///C:/work/app.py")
-        except Exception as exc:
-            assert "not open" in str(exc)
-        else:
-            assert not result.items
-        assert fake.request_count == 0  # the closed text was not sent anywhere
+    open_doc(s, "a = 1\n", uri="file:///C:/work/closed.py")
+    _close(s, "file:///c%3A/work/closed.py")
+    try:
+        result = await inline(s, 0, 0, uri="file:///C:/work/closed.py")
+    except Exception as exc:
+        assert "not open" in str(exc)
+    else:
+        assert not result.items
+    assert fake.request_count == 0  # the closed text was not sent anywhere
 
 
-async def test_two_undecodable_file_names_are_two_documents(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
+async def test_two_undecodable_file_names_are_two_documents(cloud: Cloud) -> None:
+    # The shared daemon has no neighbour snippets: the other open document would bring OTHER
+    # in as one (issue #16).
+    s, fake = await cloud("openai")
     fake.default = Reply.text(["pass"])
-    config = cloud_only(tmp_path, tiny_model, fake, "openai")
-    # Snippets of the other open document would bring OTHER in as a neighbour (issue #16).
-    config.write_text(config.read_text() + "\n[inline]\nneighbor_snippets = false\n")
-    async with daemon(config, env=ENV) as s:
-        open_doc(s, "LATIN1 = 1\n", uri="file:///w/caf%E9.py")
-        open_doc(s, "OTHER = 1\n", uri="file:///w/caf%FF.py")
-        seen = await _seen(s, fake, "file:///w/caf%E9.py", 0, 0)
-        assert "LATIN1" in seen and "OTHER" not in seen, repr(seen)
+    open_doc(s, "LATIN1 = 1\n", uri="file:///w/caf%E9.py")
+    open_doc(s, "OTHER = 1\n", uri="file:///w/caf%FF.py")
+    seen = await _seen(s, fake, "file:///w/caf%E9.py", 0, 0)
+    assert "LATIN1" in seen and "OTHER" not in seen, repr(seen)
 
 
-async def test_file_localhost_is_the_same_document(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
+async def test_file_localhost_is_the_same_document(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
     fake.default = Reply.text(["pass"])
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        open_doc(s, "a = 1\n", uri="file:///w/app.py")
-        seen = await _seen(s, fake, "file://localhost/w/app.py", 0, 0)
-        assert "a = 1" in seen
+    open_doc(s, "a = 1\n", uri="file:///w/app.py")
+    seen = await _seen(s, fake, "file://localhost/w/app.py", 0, 0)
+    assert "a = 1" in seen
 
 
 # --- kind 2: positions and lines ---------------------------------------------------------------
-async def test_line_breaks_built_and_broken_by_incremental_edits(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
+async def test_line_breaks_built_and_broken_by_incremental_edits(cloud: Cloud) -> None:
     """A \\r\\n completed by a later edit, a \\r\\n broken into \\r, an empty document."""
+    s, fake = await cloud("openai")
     fake.default = Reply.text(["pass"])
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        uri = "file:///work/project/app.py"
-        open_doc(s, "a\r", uri=uri)
-        _change(s, uri, 2, (1, 0, 1, 0), "\n")  # "a\r\n": still two lines
-        _change(s, uri, 3, (1, 0, 1, 0), "X")
-        assert "a\r\nX<CURSOR>" in await _seen(s, fake, uri, 1, 1)
-        _change(s, uri, 4, (0, 1, 1, 0), "\r")  # the terminator replaced: "a\rX"
-        _change(s, uri, 5, (1, 1, 1, 1), "\u2028Y")
-        _change(s, uri, 6, (1, 3, 1, 3), "Z")  # after the U+2028, same line
-        assert "a\rX\u2028YZ<CURSOR>" in await _seen(s, fake, uri, 1, 4)
-        empty = "file:///work/project/empty.py"
-        open_doc(s, "", uri=empty)
-        result = await inline(s, 0, 0, uri=empty)
-        assert isinstance(result, T.InlineCompletionList)
-        _change(s, empty, 2, (0, 0, 0, 0), "\U0001f600")  # an emoji, utf-16 by default
-        _change(s, empty, 3, (0, 2, 0, 2), "!")
-        assert "\U0001f600!<CURSOR>" in await _seen(s, fake, empty, 0, 3)
+    uri = "file:///work/project/app.py"
+    open_doc(s, "a\r", uri=uri)
+    _change(s, uri, 2, (1, 0, 1, 0), "\n")  # "a\r\n": still two lines
+    _change(s, uri, 3, (1, 0, 1, 0), "X")
+    assert "a\r\nX<CURSOR>" in await _seen(s, fake, uri, 1, 1)
+    _change(s, uri, 4, (0, 1, 1, 0), "\r")  # the terminator replaced: "a\rX"
+    _change(s, uri, 5, (1, 1, 1, 1), "\u2028Y")
+    _change(s, uri, 6, (1, 3, 1, 3), "Z")  # after the U+2028, same line
+    assert "a\rX\u2028YZ<CURSOR>" in await _seen(s, fake, uri, 1, 4)
+    empty = "file:///work/project/empty.py"
+    open_doc(s, "", uri=empty)
+    result = await inline(s, 0, 0, uri=empty)
+    assert isinstance(result, T.InlineCompletionList)
+    _change(s, empty, 2, (0, 0, 0, 0), "\U0001f600")  # an emoji, utf-16 by default
+    _change(s, empty, 3, (0, 2, 0, 2), "!")
+    assert "\U0001f600!<CURSOR>" in await _seen(s, fake, empty, 0, 3)
 
 
 # --- kind 3: stop strings ----------------------------------------------------------------------
@@ -149,28 +142,24 @@ STOPS = [
 
 
 @pytest.mark.parametrize("protocol", ["openai", "anthropic"])
-async def test_stop_strings_of_every_shape(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
-) -> None:
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-        for stops, expected in STOPS:
-            fake.enqueue(Reply.text(PIECES))
-            r = await ask(s, "mlxd/chat", "t" + stops[0], stop=stops)
-            assert r.text == expected, stops
-            assert "".join(s.deltas("t" + stops[0])) == expected
-
-
-async def test_an_empty_stop_string_is_refused_or_ignored(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
+async def test_stop_strings_of_every_shape(cloud: Cloud, protocol: str) -> None:
+    s, fake = await cloud(protocol)
+    for stops, expected in STOPS:
         fake.enqueue(Reply.text(PIECES))
-        try:
-            r = await ask(s, "mlxd/chat", "t", stop=[""])
-        except Exception as exc:  # refused: a clear invalid-params error naming stop
-            assert "stop" in str(exc)
-        else:
-            assert r.text == "".join(PIECES)
+        r = await ask(s, "mlxd/chat", "t" + stops[0], stop=stops)
+        assert r.text == expected, stops
+        assert "".join(s.deltas("t" + stops[0])) == expected
+
+
+async def test_an_empty_stop_string_is_refused_or_ignored(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
+    fake.enqueue(Reply.text(PIECES))
+    try:
+        r = await ask(s, "mlxd/chat", "t", stop=[""])
+    except Exception as exc:  # refused: a clear invalid-params error naming stop
+        assert "stop" in str(exc)
+    else:
+        assert r.text == "".join(PIECES)
 
 
 # --- kind 4: reasoning and fences in complete ------------------------------------------------
@@ -183,53 +172,43 @@ COMPLETE_CASES = [
 ]
 
 
-async def test_complete_reasoning_and_fence_variants(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        for i, (pieces, expected) in enumerate(COMPLETE_CASES):
-            fake.enqueue(Reply.text(pieces))
-            r = await ask(s, "mlxd/complete", f"c{i}")
-            assert r.text == expected, pieces
+async def test_complete_reasoning_and_fence_variants(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
+    for i, (pieces, expected) in enumerate(COMPLETE_CASES):
+        fake.enqueue(Reply.text(pieces))
+        r = await ask(s, "mlxd/complete", f"c{i}")
+        assert r.text == expected, pieces
 
 
-async def test_a_tilde_fence_is_stripped_from_complete(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        fake.enqueue(Reply.text(["~~~python\nreturn a + b\n~~~"]))
-        r = await ask(s, "mlxd/complete", "c")
-        assert r.text == "return a + b"
+async def test_a_tilde_fence_is_stripped_from_complete(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
+    fake.enqueue(Reply.text(["~~~python\nreturn a + b\n~~~"]))
+    r = await ask(s, "mlxd/complete", "c")
+    assert r.text == "return a + b"
 
 
-async def test_a_fence_line_inside_an_unfenced_python_completion_is_content(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
+async def test_a_fence_line_inside_an_unfenced_python_completion_is_content(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
     body = '"""Add.\n\n    ```python\n    add(1, 2)\n    ```\n    """\n    return a + b'
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        fake.enqueue(Reply.text([body]))
-        r = await ask(s, "mlxd/complete", "c")
-        assert r.text == body
+    fake.enqueue(Reply.text([body]))
+    r = await ask(s, "mlxd/complete", "c")
+    assert r.text == body
 
 
-async def test_a_close_tag_only_ends_reasoning_in_complete(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        fake.enqueue(Reply.text(["I should add", " them.</th", "ink>\n\nreturn a + b"]))
-        r = await ask(s, "mlxd/complete", "c")
-        assert r.text == "return a + b"
+async def test_a_close_tag_only_ends_reasoning_in_complete(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
+    fake.enqueue(Reply.text(["I should add", " them.</th", "ink>\n\nreturn a + b"]))
+    r = await ask(s, "mlxd/complete", "c")
+    assert r.text == "return a + b"
 
 
 # --- kind 5: stream endings --------------------------------------------------------------------
 @pytest.mark.parametrize("protocol", ["openai", "anthropic"])
-async def test_finish_length_is_reported(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
-) -> None:
+async def test_finish_length_is_reported(cloud: Cloud, protocol: str) -> None:
+    s, fake = await cloud(protocol)
     fake.enqueue(Reply.text(["Hel", "lo"], finish="length"))
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-        r = await ask(s, "mlxd/chat", "t")
-        assert r.text == "Hello" and r.finishReason == "length"
+    r = await ask(s, "mlxd/chat", "t")
+    assert r.text == "Hello" and r.finishReason == "length"
 
 
 # --- kind 3/4 on the local model: no U+FFFD at any cut -----------------------------------------
@@ -241,20 +220,20 @@ def tiny_lm(tiny_model: Path) -> Any:
 
 
 async def test_local_cuts_at_every_token_count_leave_no_replacement_character(
-    tiny_config: Path, tiny_lm: Any
+    local: Session, tiny_lm: Any
 ) -> None:
     """The tiny model really generates invalid UTF-8 (a lone byte token mid-answer: that U+FFFD
     is the decoded tokens); what a cut may not leave is a U+FFFD at the end."""
+    s = local
     from .test_real_input import chat_req, greedy_text
 
-    async with daemon(tiny_config) as s:
-        for question in ("caf\u00e9 \U0001f600", "\u65e5\u672c\u8a9e"):
-            for n in range(1, 6):
-                token = f"{question}-{n}"
-                r = await s.request("mlxd/chat", chat_params(question, token=token, maxTokens=n))
-                expected = greedy_text(tiny_lm, chat_req(question), n).rstrip("\ufffd")
-                assert r.text == expected and not r.text.endswith("\ufffd"), (question, n)
-                assert "".join(s.deltas(token)) == r.text
+    for question in ("caf\u00e9 \U0001f600", "\u65e5\u672c\u8a9e"):
+        for n in range(1, 6):
+            token = f"{question}-{n}"
+            r = await s.request("mlxd/chat", chat_params(question, token=token, maxTokens=n))
+            expected = greedy_text(tiny_lm, chat_req(question), n).rstrip("\ufffd")
+            assert r.text == expected and not r.text.endswith("\ufffd"), (question, n)
+            assert "".join(s.deltas(token)) == r.text
 
 
 # --- kind 5: stream endings, as raw SSE bytes -------------------------------------------------
@@ -369,30 +348,59 @@ RAW_OK = [
 ]
 
 
-async def test_raw_stream_endings_that_are_complete(tmp_path: Path, tiny_model: Path) -> None:
-    async with RawStream() as raw:
-        for protocol in ("openai", "anthropic"):
-            cases = [c for c in RAW_OK if c[0] == protocol]
-            raw.bodies = [c[1] for c in cases]
+class _Raws:
+    """One cloud_only daemon per protocol on a RawStream of its own, started on first use."""
+
+    def __init__(self, stack: AsyncExitStack, tmp: pytest.TempPathFactory, model: Path) -> None:
+        self.stack, self.tmp, self.model = stack, tmp, model
+        self.rigs: dict[str, tuple[Session, RawStream]] = {}
+
+    async def get(self, protocol: str) -> tuple[Session, RawStream]:
+        if protocol not in self.rigs:
+            raw = await self.stack.enter_async_context(RawStream())
             url = raw.root + "/v1" if protocol == "openai" else raw.root
             fake = type("F", (), {"openai_url": url, "anthropic_url": url})()
-            async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-                for i, (_, _, text, finish) in enumerate(cases):
-                    r = await ask(s, "mlxd/chat", f"r{protocol}{i}")
-                    assert (r.text, r.finishReason, r.attempts) == (text, finish, []), i
+            cfg = cloud_only(self.tmp.mktemp(f"raw-{protocol}"), self.model, fake, protocol)
+            s = await self.stack.enter_async_context(daemon(cfg, env=ENV))
+            self.rigs[protocol] = (s, raw)
+        return self.rigs[protocol]
 
 
-async def test_content_after_a_finish_reason_is_not_the_answer(
-    tmp_path: Path, tiny_model: Path
-) -> None:
-    async with RawStream() as raw:
-        raw.bodies = [
-            oa({"content": "Hello"}, "stop") + oa({"content": " junk"}) + b"data: [DONE]\n\n"
-        ]
-        fake = type("F", (), {"openai_url": raw.root + "/v1"})()
-        async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-            r = await ask(s, "mlxd/chat", "t")
-            assert r.text == "Hello"
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def raws(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Any:
+    async with AsyncExitStack() as stack:
+        yield _Raws(stack, tmp_path_factory, tiny_model)
+
+
+@pytest.fixture
+def raw(raws: _Raws) -> Callable[[str, list[bytes]], Awaitable[Session]]:
+    """`await raw(protocol, bodies)`: the shared daemon whose backend answers with `bodies`."""
+
+    async def serve(protocol: str, bodies: list[bytes]) -> Session:
+        s, stream = await raws.get(protocol)
+        stream.bodies = list(bodies)
+        return fresh_session(s)
+
+    return serve
+
+
+Raw = Callable[[str, list[bytes]], Awaitable[Session]]
+
+
+async def test_raw_stream_endings_that_are_complete(raw: Raw) -> None:
+    for protocol in ("openai", "anthropic"):
+        cases = [c for c in RAW_OK if c[0] == protocol]
+        s = await raw(protocol, [c[1] for c in cases])
+        for i, (_, _, text, finish) in enumerate(cases):
+            r = await ask(s, "mlxd/chat", f"r{protocol}{i}")
+            assert (r.text, r.finishReason, r.attempts) == (text, finish, []), i
+
+
+async def test_content_after_a_finish_reason_is_not_the_answer(raw: Raw) -> None:
+    body = oa({"content": "Hello"}, "stop") + oa({"content": " junk"}) + b"data: [DONE]\n\n"
+    s = await raw("openai", [body])
+    r = await ask(s, "mlxd/chat", "t")
+    assert r.text == "Hello"
 
 
 AFTER_THE_END = [
@@ -419,15 +427,11 @@ AFTER_THE_END = [
 
 @pytest.mark.parametrize(("protocol", "body"), AFTER_THE_END)
 async def test_nothing_after_the_end_of_the_answer_is_the_answer(
-    tmp_path: Path, tiny_model: Path, protocol: str, body: bytes
+    raw: Raw, protocol: str, body: bytes
 ) -> None:
-    async with RawStream() as raw:
-        raw.bodies = [body]
-        url = raw.root + "/v1" if protocol == "openai" else raw.root
-        fake = type("F", (), {"openai_url": url, "anthropic_url": url})()
-        async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-            r = await ask(s, "mlxd/chat", "t")
-            assert (r.text, r.reasoning, r.finishReason) == ("Hello", "", "stop")
+    s = await raw(protocol, [body])
+    r = await ask(s, "mlxd/chat", "t")
+    assert (r.text, r.reasoning, r.finishReason) == ("Hello", "", "stop")
 
 
 @pytest.mark.parametrize(
@@ -444,48 +448,40 @@ async def test_nothing_after_the_end_of_the_answer_is_the_answer(
     ],
 )
 async def test_a_provider_s_own_end_reason_is_reported_as_documented(
-    tmp_path: Path, tiny_model: Path, protocol: str, body: bytes
+    raw: Raw, protocol: str, body: bytes
 ) -> None:
     """docs/protocol.md: `stop` also covers a provider's own end (content_filter, refusal)."""
-    async with RawStream() as raw:
-        raw.bodies = [body]
-        url = raw.root + "/v1" if protocol == "openai" else raw.root
-        fake = type("F", (), {"openai_url": url, "anthropic_url": url})()
-        async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-            r = await ask(s, "mlxd/chat", "t")
-            assert (r.text, r.finishReason, r.attempts) == ("Hel", "stop", [])
+    s = await raw(protocol, [body])
+    r = await ask(s, "mlxd/chat", "t")
+    assert (r.text, r.finishReason, r.attempts) == ("Hel", "stop", [])
 
 
-async def test_a_stream_cut_mid_event_before_any_finish_is_cut(
-    tmp_path: Path, tiny_model: Path
-) -> None:
-    async with RawStream() as raw:
-        raw.bodies = [oa({"content": "Hel"}) + b'data: {"choices": [{"index": 0, "delta": {"con']
-        fake = type("F", (), {"openai_url": raw.root + "/v1"})()
-        async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-            with pytest.raises(Exception, match="stream_cut|malformed|cut"):
-                await ask(s, "mlxd/chat", "t")
+async def test_a_stream_cut_mid_event_before_any_finish_is_cut(raw: Raw) -> None:
+    body = oa({"content": "Hel"}) + b'data: {"choices": [{"index": 0, "delta": {"con'
+    s = await raw("openai", [body])
+    with pytest.raises(Exception, match="stream_cut|malformed|cut"):
+        await ask(s, "mlxd/chat", "t")
 
 
 # --- kind 6: a cancel storm --------------------------------------------------------------------
 async def test_a_cancel_storm_answers_every_request_once_and_keeps_serving(
-    tiny_config: Path,
+    local: Session,
 ) -> None:
+    s = local
     import asyncio
 
-    async with daemon(tiny_config) as s:
-        await s.wait_status("ready")
-        started = [s.start("mlxd/chat", chat_params(f"q{i}", maxTokens=200)) for i in range(30)]
-        for msg_id, _ in started:
-            s.cancel(msg_id)
-            s.cancel(msg_id)  # twice: a duplicate cancel is harmless
-        s.cancel("never-sent")
-        outcomes = await asyncio.gather(*(f for _, f in started), return_exceptions=True)
-        assert len(outcomes) == 30
-        stats = await s.request("mlxd/stats", {})
-        assert stats.server.pendingRequests <= 1  # this stats request itself
-        r = await s.request("mlxd/chat", chat_params("after", maxTokens=2))
-        assert r.backend == "local"
+    await s.wait_status("ready")
+    started = [s.start("mlxd/chat", chat_params(f"q{i}", maxTokens=200)) for i in range(30)]
+    for msg_id, _ in started:
+        s.cancel(msg_id)
+        s.cancel(msg_id)  # twice: a duplicate cancel is harmless
+    s.cancel("never-sent")
+    outcomes = await asyncio.gather(*(f for _, f in started), return_exceptions=True)
+    assert len(outcomes) == 30
+    stats = await s.request("mlxd/stats", {})
+    assert stats.server.pendingRequests <= 1  # this stats request itself
+    r = await s.request("mlxd/chat", chat_params("after", maxTokens=2))
+    assert r.backend == "local"
 
 
 # --- kind 7: odd request numbers ---------------------------------------------------------------
@@ -504,14 +500,14 @@ ODD = [
 ]
 
 
-async def test_odd_request_numbers_are_refused_naming_the_field(tiny_config: Path) -> None:
-    async with daemon(tiny_config) as s:
-        for extra in ODD:
-            name = next(iter(extra))
-            with pytest.raises(Exception, match=name):
-                await s.request("mlxd/chat", chat_params("q", **extra))
-        r = await s.request("mlxd/chat", chat_params("q", maxTokens=1, temperature=-0.0))
-        assert r.backend == "local"
+async def test_odd_request_numbers_are_refused_naming_the_field(local: Session) -> None:
+    s = local
+    for extra in ODD:
+        name = next(iter(extra))
+        with pytest.raises(Exception, match=name):
+            await s.request("mlxd/chat", chat_params("q", **extra))
+    r = await s.request("mlxd/chat", chat_params("q", maxTokens=1, temperature=-0.0))
+    assert r.backend == "local"
 
 
 # --- kind 7: keys no HTTP header can carry -------------------------------------------------------
@@ -536,43 +532,41 @@ async def test_keys_no_header_can_carry_fail_over(
 
 
 # --- kinds 3 and 6 on the local model: stops across tokens, huge inputs -------------------------
-async def test_a_local_stop_spanning_tokens_cuts_exactly(tiny_config: Path, tiny_lm: Any) -> None:
+async def test_a_local_stop_spanning_tokens_cuts_exactly(local: Session, tiny_lm: Any) -> None:
+    s = local
     from .test_real_input import chat_req, greedy_text
 
     full = greedy_text(tiny_lm, chat_req("hello"), 8)
     cut = len(full) // 2
     stop = full[cut - 2 : cut + 2]
     assert stop.strip() and full.find(stop) == cut - 2
-    async with daemon(tiny_config) as s:
-        r = await s.request("mlxd/chat", chat_params("hello", token="t", maxTokens=8, stop=[stop]))
-        assert r.text == full[: cut - 2] == "".join(s.deltas("t"))
-        assert r.finishReason == "stop"
+    r = await s.request("mlxd/chat", chat_params("hello", token="t", maxTokens=8, stop=[stop]))
+    assert r.text == full[: cut - 2] == "".join(s.deltas("t"))
+    assert r.finishReason == "stop"
 
 
-async def test_a_huge_document_with_edits_near_its_end_and_huge_chats(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
+async def test_a_huge_document_with_edits_near_its_end_and_huge_chats(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
     import asyncio
 
     fake.default = Reply.text(["pass"])
     lines = 60_000
     text = "x = 1  # padding padding padding\n" * lines  # ~2 MB, many lines
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        uri = "file:///work/project/big.py"
-        open_doc(s, text + "tail", uri=uri)
-        _change(s, uri, 2, (lines, 4, lines, 4), "!")
-        seen = await _seen(s, fake, uri, lines, 5)
-        assert "tail!<CURSOR>" in seen
-        one_line = "y" * 3_000_000  # ~3 MB on one line
-        _, big = s.start("mlxd/chat", chat_params(one_line, maxTokens=2))
-        stats = await s.request("mlxd/stats", {})  # answered while the big one is handled
-        assert stats is not None
-        try:
-            r = await asyncio.wait_for(big, 30)
-        except Exception as exc:  # refused with a clear error is fine too
-            assert "token" in str(exc) or "large" in str(exc) or "limit" in str(exc), exc
-        else:
-            assert r.text == "pass"
+    uri = "file:///work/project/big.py"
+    open_doc(s, text + "tail", uri=uri)
+    _change(s, uri, 2, (lines, 4, lines, 4), "!")
+    seen = await _seen(s, fake, uri, lines, 5)
+    assert "tail!<CURSOR>" in seen
+    one_line = "y" * 3_000_000  # ~3 MB on one line
+    _, big = s.start("mlxd/chat", chat_params(one_line, maxTokens=2))
+    stats = await s.request("mlxd/stats", {})  # answered while the big one is handled
+    assert stats is not None
+    try:
+        r = await asyncio.wait_for(big, 30)
+    except Exception as exc:  # refused with a clear error is fine too
+        assert "token" in str(exc) or "large" in str(exc) or "limit" in str(exc), exc
+    else:
+        assert r.text == "pass"
 
 
 # --- kind 7: a reload in the middle of each request kind -----------------------------------------
@@ -644,41 +638,33 @@ MIXED_OK = [
 ]
 
 
-async def test_stops_with_newlines_and_leading_whitespace(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        for i, (method, pieces, stop, text, reasoning) in enumerate(MIXED_OK):
-            fake.enqueue(Reply.text(pieces))
-            r = await ask(s, method, f"m{i}", stop=stop)
-            assert (r.text, r.reasoning) == (text, reasoning), i
+async def test_stops_with_newlines_and_leading_whitespace(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
+    for i, (method, pieces, stop, text, reasoning) in enumerate(MIXED_OK):
+        fake.enqueue(Reply.text(pieces))
+        r = await ask(s, method, f"m{i}", stop=stop)
+        assert (r.text, r.reasoning) == (text, reasoning), i
 
 
-async def test_a_stop_inside_think_tags_does_not_cut_the_answer(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        fake.enqueue(Reply.text(["<think>the user wants\n\nEND", " soon</think>Hello END x"]))
-        r = await ask(s, "mlxd/chat", "t", stop=["END"])
-        assert r.text == "Hello "
+async def test_a_stop_inside_think_tags_does_not_cut_the_answer(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
+    fake.enqueue(Reply.text(["<think>the user wants\n\nEND", " soon</think>Hello END x"]))
+    r = await ask(s, "mlxd/chat", "t", stop=["END"])
+    assert r.text == "Hello "
 
 
-async def test_a_stop_inside_streamed_reasoning_does_not_cut_the_answer(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        fake.enqueue(Reply.text(["Hello END x"], reasoning=["END of", " thought"]))
-        r = await ask(s, "mlxd/chat", "t", stop=["END"])
-        assert r.text == "Hello "
+async def test_a_stop_inside_streamed_reasoning_does_not_cut_the_answer(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
+    fake.enqueue(Reply.text(["Hello END x"], reasoning=["END of", " thought"]))
+    r = await ask(s, "mlxd/chat", "t", stop=["END"])
+    assert r.text == "Hello "
 
 
-async def test_a_fence_stop_on_a_fenced_completion_keeps_the_code(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        fake.enqueue(Reply.text(["```python\nreturn a + b\n```"]))
-        r = await ask(s, "mlxd/complete", "c", stop=["```"])
-        assert r.text == "return a + b"
+async def test_a_fence_stop_on_a_fenced_completion_keeps_the_code(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
+    fake.enqueue(Reply.text(["```python\nreturn a + b\n```"]))
+    r = await ask(s, "mlxd/complete", "c", stop=["```"])
+    assert r.text == "return a + b"
 
 
 # --- kind 3 on local inline: cuts by token count and by time ----------------------------------

@@ -7,15 +7,24 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
+import pytest_asyncio
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
 from tests.conftest import daemon, write_config
 from tests.fakes.providers import FakeProvider, Reply
+
+from .conftest import fresh_session
+
+# The module's loop: the key-echo tests share a daemon (`echo`); the others each start their own
+# (open excluded documents and taint are per process: one test's would make another's vacuous).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 KEY = "sk-attack+15/Zq9xW3vT7rK2mN8pL4=="
 ENV_TEXT = "API_TOKEN=sk-live-5f2c9a8e7d6b\nDB_PASSWORD=hunter2-but-longer\n"
@@ -175,14 +184,33 @@ async def test_tainted_history_folded_into_a_system_message_stays_local(tmp_path
 # --- a hostile provider echoing the key ------------------------------------------------------
 
 
-@pytest.mark.parametrize("split", [False, True], ids=["whole", "split-across-sse-chunks"])
-async def test_key_echoed_as_model_output_is_redacted(tmp_path, split):
-    pieces = ["Your key: " + KEY[:9], KEY[9:] + " ok"] if split else [f"Your key: {KEY} ok"]
+# The tests of this part hold no document open and taint nothing: they share one daemon (and its
+# fake provider, reset for each), whose breaker never opens (a failure of one test must not keep
+# the next one's request from the provider: each checks that its request got there).
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def echo_rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Any, Any]]:
     async with FakeProvider(require_key=KEY) as fake:
-        fake.enqueue(Reply.text(pieces))
-        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
-            r = await chat(s, [msg("user", "hello, ordinary question here")])
-            seen = frames(s, r)
+        cfg = config(tmp_path_factory.mktemp("echo"), fake.openai_url, "breaker_failures = 1000")
+        async with daemon(cfg, env={"ATTACK_KEY": KEY}) as s:
+            yield s, fake
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def echo(echo_rig: tuple[Any, FakeProvider]) -> AsyncIterator[tuple[Any, FakeProvider]]:
+    s, fake = echo_rig
+    await fake.quiet()
+    fake.reset()
+    yield fresh_session(s), fake
+    await fake.quiet()
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "split-across-sse-chunks"])
+async def test_key_echoed_as_model_output_is_redacted(echo, split):
+    pieces = ["Your key: " + KEY[:9], KEY[9:] + " ok"] if split else [f"Your key: {KEY} ok"]
+    s, fake = echo
+    fake.enqueue(Reply.text(pieces))
+    r = await chat(s, [msg("user", "hello, ordinary question here")])
+    seen = frames(s, r)
     assert fake.request_count == 1
     assert KEY not in seen.replace('", "', "")
 
@@ -195,25 +223,25 @@ ENCODINGS = {
 
 
 @pytest.mark.parametrize("enc", list(ENCODINGS))
-async def test_encoded_key_echo_in_error_is_redacted(tmp_path, enc):
+async def test_encoded_key_echo_in_error_is_redacted(echo, enc):
     echoed = ENCODINGS[enc]
     body = f'{{"error": {{"message": "bad key {echoed}"' if "json" in enc else f"bad key {echoed}"
-    async with FakeProvider(require_key=KEY) as fake:
-        fake.enqueue(Reply.status(401, body=body))
-        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
-            r = await chat(s, [msg("user", "hello, ordinary question here")])
-            seen = frames(s, r)
+    s, fake = echo
+    fake.enqueue(Reply.status(401, body=body))
+    r = await chat(s, [msg("user", "hello, ordinary question here")])
+    seen = frames(s, r)
     assert fake.request_count == 1
     assert echoed not in seen
 
 
 @pytest.mark.parametrize("code", [300, 301, 304, 307, 308, 399])
-async def test_odd_redirect_statuses_are_errors_not_followed(tmp_path, code):
-    async with FakeProvider() as target, FakeProvider(require_key=KEY) as fake:
+async def test_odd_redirect_statuses_are_errors_not_followed(echo, code):
+    s, fake = echo
+    async with FakeProvider() as target:
         fake.enqueue(Reply.status(code, body=f"go to {target.openai_url}"))
-        async with daemon(config(tmp_path, fake.openai_url), env={"ATTACK_KEY": KEY}) as s:
-            r = await chat(s, [msg("user", "hello, ordinary question here")])
-            seen = frames(s, r)
+        r = await chat(s, [msg("user", "hello, ordinary question here")])
+        seen = frames(s, r)
+    assert fake.request_count == 1  # the provider got it (the breaker stayed out of it)
     assert isinstance(r, JsonRpcException), r
     assert target.bytes_received == 0 and KEY not in seen
 

@@ -8,23 +8,28 @@ text: stream pieces, final text and fallback continuations alike.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
 
 from mlxd.config import InlineConfig
 from mlxd.types import Message, Request
 
-from ..conftest import Session, chat_params, daemon
+from ..conftest import Session, chat_params, daemon, write_config
 from ..fakes.providers import FakeProvider, Reply
+from .conftest import Cloud, cloud_only, fresh_session
 from .test_inline_e2e import inline, open_doc
 from .test_router import ENV, KEY, cloud_then_local, make_config
 
-pytestmark = pytest.mark.timeout(60)
+# The module's loop: its daemons (local, short, cloud: tests/e2e/conftest.py) are shared by the
+# tests that neither change their config nor depend on a fresh process.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest.fixture(scope="module")
@@ -61,28 +66,26 @@ def chat_req(text: str, prefix: str = "") -> Request:
 # --- item 3: the first space --------------------------------------------------------------
 @pytest.mark.parametrize("question", ["Paris", "hello", "return a +"])
 async def test_local_chat_is_exactly_the_decoded_tokens(
-    tiny_config: Path, tiny_lm: Any, question: str
+    local: Session, tiny_lm: Any, question: str
 ) -> None:
     expected = greedy_text(tiny_lm, chat_req(question), 6)
     assert expected.startswith(" ")  # the tiny model's answers start with a space
-    async with daemon(tiny_config) as s:
-        r = await s.request("mlxd/chat", chat_params(question, token="t", maxTokens=6))
-        assert r.text == expected
-        assert "".join(s.deltas("t")) == expected
+    s = local
+    r = await s.request("mlxd/chat", chat_params(question, token="t", maxTokens=6))
+    assert r.text == expected
+    assert "".join(s.deltas("t")) == expected
 
 
-async def test_local_complete_is_exactly_the_decoded_tokens(
-    tiny_config: Path, tiny_lm: Any
-) -> None:
+async def test_local_complete_is_exactly_the_decoded_tokens(local: Session, tiny_lm: Any) -> None:
     prefix = "The capital of France is"
     req = Request(kind="complete", prefix=prefix)
     expected = greedy_text(tiny_lm, req, 5)
-    async with daemon(tiny_config) as s:
-        r = await s.request(
-            "mlxd/complete", {"prefix": prefix, "maxTokens": 5, "partialResultToken": "c"}
-        )
-        assert r.text == expected.rstrip("\ufffd")
-        assert "".join(s.deltas("c")) == r.text
+    s = local
+    r = await s.request(
+        "mlxd/complete", {"prefix": prefix, "maxTokens": 5, "partialResultToken": "c"}
+    )
+    assert r.text == expected.rstrip("\ufffd")
+    assert "".join(s.deltas("c")) == r.text
 
 
 async def test_a_local_continuation_of_a_cut_cloud_answer_keeps_its_space(
@@ -103,24 +106,10 @@ async def test_a_local_continuation_of_a_cut_cloud_answer_keeps_its_space(
 PROTOCOLS = ["openai", "anthropic"]
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def fake() -> Any:
     async with FakeProvider(require_key=KEY) as f:
         yield f
-
-
-def cloud_only(tmp_path: Path, model: Path, fake: FakeProvider, protocol: str) -> Path:
-    """Every request kind served by one cloud backend (nothing to fall back to); the local model
-    is not preloaded (no request needs it: it stays unloaded, its imports undone)."""
-    url = fake.openai_url if protocol == "openai" else fake.anthropic_url
-    chain = ["cloud"]
-    return make_config(
-        tmp_path / "cloud.toml",
-        model,
-        {"cloud": (protocol, url)},
-        {"chat": chain, "complete": chain, "inline": chain},
-        preload=False,
-    )
 
 
 async def ask(s: Session, method: str, token: str, **params: Any) -> Any:
@@ -139,24 +128,24 @@ def reasoning_of(s: Session, token: str) -> list[str]:
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("method", ["mlxd/chat", "mlxd/complete"])
 async def test_a_stream_with_a_finish_reason_but_no_end_marker_is_complete(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str, method: str
+    cloud: Cloud, protocol: str, method: str
 ) -> None:
+    s, fake = await cloud(protocol)
     fake.enqueue(Reply.text(["Hello", ", world"], end_marker=False))
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-        r = await ask(s, method, "t")
-        assert r.text == "Hello, world" and r.attempts == [] and r.finishReason == "stop"
-        assert "".join(s.deltas("t")) == r.text
+    r = await ask(s, method, "t")
+    assert r.text == "Hello, world" and r.attempts == [] and r.finishReason == "stop"
+    assert "".join(s.deltas("t")) == r.text
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_stream_ending_without_a_finish_reason_is_still_cut(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
+    cloud: Cloud, protocol: str
 ) -> None:
+    s, fake = await cloud(protocol)
     fake.enqueue(Reply.cut(after=2, clean=True))  # a clean end, but no finish and no marker
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-        with pytest.raises(Exception) as err:
-            await ask(s, "mlxd/chat", "t")
-        assert "stream_cut" in str(err.value)
+    with pytest.raises(Exception) as err:
+        await ask(s, "mlxd/chat", "t")
+    assert "stream_cut" in str(err.value)
 
 
 # item 7
@@ -166,24 +155,22 @@ STOP_PIECES = ["Hel", "lo E", "ND wor", "ld"]
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("method", ["mlxd/chat", "mlxd/complete"])
 async def test_a_server_that_ignores_stop_is_stopped_by_the_daemon(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str, method: str
+    cloud: Cloud, protocol: str, method: str
 ) -> None:
+    s, fake = await cloud(protocol)
     fake.enqueue(Reply.text(STOP_PIECES))
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-        r = await ask(s, method, "t", stop=["END"])
-        assert r.text == "Hello " and r.finishReason == "stop"
-        assert "".join(s.deltas("t")) == "Hello "
+    r = await ask(s, method, "t", stop=["END"])
+    assert r.text == "Hello " and r.finishReason == "stop"
+    assert "".join(s.deltas("t")) == "Hello "
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_a_stop_match_closes_the_upstream(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
-) -> None:
+async def test_a_stop_match_closes_the_upstream(cloud: Cloud, protocol: str) -> None:
+    s, fake = await cloud(protocol)
     fake.enqueue(Reply.trickle(["Hello", " E", "ND"] + ["more"] * 50, interval_s=0.1))
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-        r = await ask(s, "mlxd/chat", "t", stop=["END", "never"])
-        assert r.text == "Hello "
-        await fake.wait_disconnect(1)  # the daemon went away long before the 50 pieces
+    r = await ask(s, "mlxd/chat", "t", stop=["END", "never"])
+    assert r.text == "Hello "
+    await fake.wait_disconnect(1)  # the daemon went away long before the 50 pieces
 
 
 async def test_stop_sequences_hold_across_a_fallback_continuation(
@@ -200,39 +187,35 @@ async def test_stop_sequences_hold_across_a_fallback_continuation(
 # item 5
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_streamed_reasoning_is_reported_apart_from_the_chat_answer(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
+    cloud: Cloud, protocol: str
 ) -> None:
+    s, fake = await cloud(protocol)
     fake.enqueue(Reply.text(["Hello", "!"], reasoning=["The user", " greets me."]))
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-        r = await ask(s, "mlxd/chat", "t")
-        assert r.text == "Hello!" and "".join(s.deltas("t")) == "Hello!"
-        assert r.reasoning == "The user greets me."
-        assert "".join(reasoning_of(s, "t")) == r.reasoning
+    r = await ask(s, "mlxd/chat", "t")
+    assert r.text == "Hello!" and "".join(s.deltas("t")) == "Hello!"
+    assert r.reasoning == "The user greets me."
+    assert "".join(reasoning_of(s, "t")) == r.reasoning
 
 
 THINK_PIECES = ["<thi", "nk>Let me", " think</th", "ink>\n\nHello", " world"]
 
 
-async def test_think_tags_are_reasoning_in_chat(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
+async def test_think_tags_are_reasoning_in_chat(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
     fake.enqueue(Reply.text(THINK_PIECES))
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        r = await ask(s, "mlxd/chat", "t")
-        assert r.text == "Hello world" and "".join(s.deltas("t")) == r.text
-        assert r.reasoning == "Let me think" == "".join(reasoning_of(s, "t"))
+    r = await ask(s, "mlxd/chat", "t")
+    assert r.text == "Hello world" and "".join(s.deltas("t")) == r.text
+    assert r.reasoning == "Let me think" == "".join(reasoning_of(s, "t"))
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_complete_never_contains_reasoning(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
-) -> None:
+async def test_complete_never_contains_reasoning(cloud: Cloud, protocol: str) -> None:
+    s, fake = await cloud(protocol)
     fake.enqueue(Reply.text(THINK_PIECES), Reply.text(["Hello world"], reasoning=["hmm"]))
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-        for _ in range(2):
-            r = await ask(s, "mlxd/complete", "c")
-            assert r.text == "Hello world" and r.reasoning == ""
-        assert "".join(s.deltas("c")) == "Hello world" * 2 and not reasoning_of(s, "c")
+    for _ in range(2):
+        r = await ask(s, "mlxd/complete", "c")
+        assert r.text == "Hello world" and r.reasoning == ""
+    assert "".join(s.deltas("c")) == "Hello world" * 2 and not reasoning_of(s, "c")
 
 
 # item 6
@@ -246,33 +229,31 @@ FENCED = [
 
 
 @pytest.mark.parametrize("pieces", FENCED)
-async def test_fences_are_stripped_from_complete(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, pieces: list[str]
-) -> None:
+async def test_fences_are_stripped_from_complete(cloud: Cloud, pieces: list[str]) -> None:
+    s, fake = await cloud("openai")
     fake.enqueue(Reply.text(pieces))
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        r = await ask(s, "mlxd/complete", "c")
-        assert r.text == "return a + b" == "".join(s.deltas("c"))
+    r = await ask(s, "mlxd/complete", "c")
+    assert r.text == "return a + b" == "".join(s.deltas("c"))
 
 
 @pytest.mark.parametrize("pieces", [FENCED[0], FENCED[4], ["<think>", "x</think>", "a + b"]])
 async def test_inline_ghost_text_has_no_fence_and_no_reasoning(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, pieces: list[str]
+    cloud: Cloud, uri: str, pieces: list[str]
 ) -> None:
+    s, fake = await cloud("openai")
     fake.default = Reply.text(pieces)
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        open_doc(s, "def add(a, b):\n    \n")
-        result = await inline(s, 1, 4, kind=1)
-        texts = [i.insert_text for i in result.items]
-        assert texts and all("`" not in t and "think" not in t for t in texts), texts
-        assert any("a + b" in t for t in texts), texts
+    open_doc(s, "def add(a, b):\n    \n", uri=uri)
+    result = await inline(s, 1, 4, kind=1, uri=uri)
+    texts = [i.insert_text for i in result.items]
+    assert texts and all("`" not in t and "think" not in t for t in texts), texts
+    assert any("a + b" in t for t in texts), texts
 
 
-async def test_chat_keeps_fences(tmp_path: Path, tiny_model: Path, fake: FakeProvider) -> None:
+async def test_chat_keeps_fences(cloud: Cloud) -> None:
+    s, fake = await cloud("openai")
     fake.enqueue(Reply.text(FENCED[0]))
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        r = await ask(s, "mlxd/chat", "t")
-        assert r.text == FENCED[0][0]
+    r = await ask(s, "mlxd/chat", "t")
+    assert r.text == FENCED[0][0]
 
 
 # --- item 10: a backend's surprise is a failed attempt ----------------------------------------
@@ -334,15 +315,15 @@ async def test_a_backend_removed_by_a_reload_mid_request_is_a_failed_attempt(
     ],
 )
 async def test_an_out_of_range_setting_is_refused_naming_its_key(
-    tiny_config: Path, settings: dict[str, Any], key: str
+    local: Session, settings: dict[str, Any], key: str
 ) -> None:
-    async with daemon(tiny_config) as s:
-        await s.wait_status("ready")
-        s.client.workspace_did_change_configuration(T.DidChangeConfigurationParams(settings))
-        # The next request is answered under the previous config, after the reload was handled.
-        r = await s.request("mlxd/chat", chat_params("still works", maxTokens=2))
-        assert r.backend == "local"
-        assert any(f": {key}: " in m.message for m in s.messages), [m.message for m in s.messages]
+    s = local
+    await s.wait_status("ready")
+    s.client.workspace_did_change_configuration(T.DidChangeConfigurationParams(settings))
+    # The next request is answered under the previous config, after the reload was handled.
+    r = await s.request("mlxd/chat", chat_params("still works", maxTokens=2))
+    assert r.backend == "local"
+    assert any(f": {key}: " in m.message for m in s.messages), [m.message for m in s.messages]
 
 
 # --- item 12: closing a document mid-request --------------------------------------------------
@@ -364,41 +345,41 @@ URI = "file:///work/project/app.py"
 
 
 async def test_a_document_closed_while_its_inline_request_waits_answers_no_items(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+    cloud: Cloud, uri: str
 ) -> None:
+    s, fake = await cloud("openai")
     fake.default = Reply.hang_after_headers()
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        open_doc(s, "def add(a, b):\n    ")
-        fut = asyncio.ensure_future(
-            s.client.text_document_inline_completion_async(_inline_params(URI, 1, 4))
-        )
-        while fake.request_count == 0:
-            await asyncio.sleep(0.01)
-        _close(s, URI)
-        result = await fut
-        assert isinstance(result, T.InlineCompletionList) and not result.items
-        await fake.wait_disconnect(1)  # and the generation behind it stopped
+    open_doc(s, "def add(a, b):\n    ", uri=uri)
+    fut = asyncio.ensure_future(
+        s.client.text_document_inline_completion_async(_inline_params(uri, 1, 4))
+    )
+    while fake.request_count == 0:
+        await asyncio.sleep(0.01)
+    _close(s, uri)
+    result = await fut
+    assert isinstance(result, T.InlineCompletionList) and not result.items
+    await fake.wait_disconnect(1)  # and the generation behind it stopped
 
 
 async def test_an_inline_request_racing_with_its_documents_close_answers_no_items(
-    tiny_config: Path,
+    local: Session,
 ) -> None:
-    async with daemon(tiny_config) as s:
-        for i in range(5):
-            uri = f"file:///work/project/race{i}.py"
-            open_doc(s, "x = 1\n", uri=uri)
-            # Sent in this order on the wire: the request was made while the document was open.
-            fut = asyncio.ensure_future(
-                s.client.text_document_inline_completion_async(_inline_params(uri, 1, 0))
-            )
-            _close(s, uri)
-            result = await fut
-            assert isinstance(result, T.InlineCompletionList) and not result.items
-        # A document that was never open is still an error.
-        with pytest.raises(Exception, match="not open"):
-            await s.client.text_document_inline_completion_async(
-                _inline_params("file:///never/opened.py", 0, 0)
-            )
+    s = local
+    for i in range(5):
+        uri = f"file:///work/project/race{i}.py"
+        open_doc(s, "x = 1\n", uri=uri)
+        # Sent in this order on the wire: the request was made while the document was open.
+        fut = asyncio.ensure_future(
+            s.client.text_document_inline_completion_async(_inline_params(uri, 1, 0))
+        )
+        _close(s, uri)
+        result = await fut
+        assert isinstance(result, T.InlineCompletionList) and not result.items
+    # A document that was never open is still an error.
+    with pytest.raises(Exception, match="not open"):
+        await s.client.text_document_inline_completion_async(
+            _inline_params("file:///never/opened.py", 0, 0)
+        )
 
 
 # --- item 2: the LSP line model ---------------------------------------------------------------
@@ -415,11 +396,13 @@ def _change(s: Session, uri: str, version: int, rng: tuple[int, int, int, int], 
     )
 
 
-async def _prompt_seen(s: Session, fake: FakeProvider, line: int, character: int) -> str:
+async def _prompt_seen(
+    s: Session, fake: FakeProvider, line: int, character: int, uri: str = URI
+) -> str:
     """The document around the cursor as the daemon sent it to the (fake) cloud backend."""
     before = fake.request_count
     # Automatic: an invoked request also asks for alternatives (issue #16), one request each.
-    await inline(s, line, character, kind=2)
+    await inline(s, line, character, kind=2, uri=uri)
     assert fake.request_count == before + 1
     body = fake.requests[-1].body
     return "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
@@ -430,15 +413,15 @@ SEPARATORS = ["\f", "\v", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 
 @pytest.mark.parametrize("sep", SEPARATORS, ids=[f"U+{ord(c):04X}" for c in SEPARATORS])
 async def test_edits_after_a_character_that_splitlines_breaks_at_land_on_the_right_line(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, sep: str
+    cloud: Cloud, uri: str, sep: str
 ) -> None:
+    s, fake = await cloud("openai")
     fake.default = Reply.text(["pass"])
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        open_doc(s, f"a = 1\n{sep}\nb = 1\nc = {sep}2\n")
-        _change(s, URI, 2, (2, 0, 2, 0), "X")  # line 2 is "b = 1": LSP has 4 lines here
-        _change(s, URI, 3, (3, 5, 3, 6), "Y")  # replaces the "2" after the separator
-        seen = await _prompt_seen(s, fake, 2, 1)
-        assert f"a = 1\n{sep}\nX<CURSOR>b = 1\nc = {sep}Y\n" in seen, repr(seen)
+    open_doc(s, f"a = 1\n{sep}\nb = 1\nc = {sep}2\n", uri=uri)
+    _change(s, uri, 2, (2, 0, 2, 0), "X")  # line 2 is "b = 1": LSP has 4 lines here
+    _change(s, uri, 3, (3, 5, 3, 6), "Y")  # replaces the "2" after the separator
+    seen = await _prompt_seen(s, fake, 2, 1, uri)
+    assert f"a = 1\n{sep}\nX<CURSOR>b = 1\nc = {sep}Y\n" in seen, repr(seen)
 
 
 @pytest.mark.parametrize(("encoding", "column"), [("utf-16", 3), ("utf-8", 6), ("utf-32", 2)])
@@ -457,17 +440,15 @@ async def test_edits_use_the_negotiated_position_encoding(
         assert "s = 'é😀X'\n<CURSOR>z" in seen, repr(seen)
 
 
-async def test_positions_outside_the_document_clamp_to_its_ends(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
+async def test_positions_outside_the_document_clamp_to_its_ends(cloud: Cloud, uri: str) -> None:
+    s, fake = await cloud("openai")
     fake.default = Reply.text(["pass"])
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, "openai"), env=ENV) as s:
-        open_doc(s, "ab\r\ncd\rEF")
-        _change(s, URI, 2, (0, 99, 0, 99), "1")  # past the line's end: at its end
-        _change(s, URI, 3, (1, 1, 1, 99), "2")  # a range running past the line's end
-        _change(s, URI, 4, (50, 0, 60, 0), "3")  # past the last line: at the document's end
-        seen = await _prompt_seen(s, fake, 99, 99)
-        assert "ab1\r\nc2\rEF3<CURSOR>" in seen, repr(seen)
+    open_doc(s, "ab\r\ncd\rEF", uri=uri)
+    _change(s, uri, 2, (0, 99, 0, 99), "1")  # past the line's end: at its end
+    _change(s, uri, 3, (1, 1, 1, 99), "2")  # a range running past the line's end
+    _change(s, uri, 4, (50, 0, 60, 0), "3")  # past the last line: at the document's end
+    seen = await _prompt_seen(s, fake, 99, 99, uri)
+    assert "ab1\r\nc2\rEF3<CURSOR>" in seen, repr(seen)
 
 
 # --- item 13: the context window ---------------------------------------------------------------
@@ -488,11 +469,22 @@ def short_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def short_config(tmp_path: Path, short_model: Path) -> Path:
-    from ..conftest import write_config
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def short_daemon(
+    tmp_path_factory: pytest.TempPathFactory, short_model: Path
+) -> AsyncIterator[Session]:
+    """A daemon on short_model, shared like local_daemon (no prompt cache either)."""
+    cfg = write_config(
+        tmp_path_factory.mktemp("short") / "short.toml",
+        f'[local]\nmodel = "{short_model}"\nprompt_cache_mb = 0\n',
+    )
+    async with daemon(cfg) as s:
+        yield s
 
-    return write_config(tmp_path / "short.toml", f'[local]\nmodel = "{short_model}"\n')
+
+@pytest.fixture
+def short(short_daemon: Session) -> Session:
+    return fresh_session(short_daemon)
 
 
 def _count(tok: Any, msgs: list[dict[str, str]]) -> int:
@@ -501,7 +493,7 @@ def _count(tok: Any, msgs: list[dict[str, str]]) -> int:
 
 
 async def test_a_chat_longer_than_the_context_window_drops_its_oldest_turns(
-    short_config: Path, short_model: Path
+    short: Session, short_model: Path
 ) -> None:
     from mlx_lm.utils import load_tokenizer
 
@@ -513,22 +505,22 @@ async def test_a_chat_longer_than_the_context_window_drops_its_oldest_turns(
         turns.append({"role": "assistant", "content": f"answer {i}: " + "here it is " * 8})
     turns.append({"role": "user", "content": "last question?"})
     assert _count(tok, [system, *turns]) > WINDOW
-    async with daemon(short_config) as s:
-        r = await s.request("mlxd/chat", {"messages": [system, *turns], "maxTokens": 16})
-        used = r.usage.promptTokens
-        assert used + r.usage.completionTokens <= WINDOW
-        # The prompt was the system message plus the longest run of latest turns that fits.
-        fits = [
-            _count(tok, [system, *turns[i:]])
-            for i in range(0, len(turns), 2)
-            if _count(tok, [system, *turns[i:]]) <= WINDOW - 16
-        ]
-        assert fits and used == max(fits)
+    s = short
+    r = await s.request("mlxd/chat", {"messages": [system, *turns], "maxTokens": 16})
+    used = r.usage.promptTokens
+    assert used + r.usage.completionTokens <= WINDOW
+    # The prompt was the system message plus the longest run of latest turns that fits.
+    fits = [
+        _count(tok, [system, *turns[i:]])
+        for i in range(0, len(turns), 2)
+        if _count(tok, [system, *turns[i:]]) <= WINDOW - 16
+    ]
+    assert fits and used == max(fits)
 
 
 @pytest.mark.parametrize("method", ["mlxd/chat", "mlxd/complete"])
 async def test_a_prompt_that_cannot_fit_is_refused_naming_the_limit(
-    short_config: Path, method: str
+    short: Session, method: str
 ) -> None:
     huge = "word " * 2000
     params: dict[str, Any] = (
@@ -536,51 +528,51 @@ async def test_a_prompt_that_cannot_fit_is_refused_naming_the_limit(
         if method == "mlxd/chat"
         else {"prefix": "x", "suffix": "", "maxTokens": 4}
     )
-    async with daemon(short_config) as s:
-        if method == "mlxd/chat":
-            with pytest.raises(JsonRpcException) as err:
-                await s.request(method, params)
-            assert err.value.code == -32602
-            assert f"context window of {WINDOW} tokens" in str(err.value)
-        else:  # a completion's prompt is trimmed to fit instead
-            r = await s.request(method, {**params, "prefix": huge, "maxTokens": 1000})
-            assert r.usage.promptTokens + r.usage.completionTokens <= WINDOW
-            assert r.finishReason == "length"
+    s = short
+    if method == "mlxd/chat":
+        with pytest.raises(JsonRpcException) as err:
+            await s.request(method, params)
+        assert err.value.code == -32602
+        assert f"context window of {WINDOW} tokens" in str(err.value)
+    else:  # a completion's prompt is trimmed to fit instead
+        r = await s.request(method, {**params, "prefix": huge, "maxTokens": 1000})
+        assert r.usage.promptTokens + r.usage.completionTokens <= WINDOW
+        assert r.finishReason == "length"
 
 
 # --- item 9: no heavy work on the event loop ---------------------------------------------------
 @pytest.mark.slow
-async def test_the_daemon_answers_while_a_huge_prompt_is_tokenized(short_config: Path) -> None:
+async def test_the_daemon_answers_while_a_huge_prompt_is_tokenized(short: Session) -> None:
     """A 300 KB chat message takes the tokenizer seconds; meanwhile other requests are answered
     (ordering, not timing: several answers arrive before the big request's)."""
-    async with daemon(short_config) as s:
-        await s.wait_status("ready")
-        _, big = s.start("mlxd/chat", chat_params("word " * 60_000, maxTokens=4))
-        answered = 0
-        while not big.done():
-            await s.request("mlxd/models", {})
-            answered += 1
-        with pytest.raises(Exception, match="context window"):
-            await big
-        assert answered >= 3
+    s = short
+    await s.wait_status("ready")
+    _, big = s.start("mlxd/chat", chat_params("word " * 60_000, maxTokens=4))
+    answered = 0
+    while not big.done():
+        await s.request("mlxd/models", {})
+        answered += 1
+    with pytest.raises(Exception, match="context window"):
+        await big
+    assert answered >= 3
 
 
 async def test_a_one_line_megabyte_prefix_completes_and_cancel_is_answered(
-    tiny_config: Path,
+    local: Session,
 ) -> None:
-    async with daemon(tiny_config) as s:
-        await s.wait_status("ready")
-        line = "x = foo(bar) + " * 70_000  # about 1 MB, no line break
-        r = await s.request("mlxd/complete", {"prefix": line, "maxTokens": 4})
-        assert r.usage.promptTokens <= 1024 + 64  # inline.context_tokens, not the megabyte
-        msg_id, fut = s.start("mlxd/complete", {"prefix": line, "maxTokens": 400})
-        s.cancel(msg_id)
-        models = await s.request("mlxd/models", {})
-        assert models.models
-        try:
-            await fut  # answered exactly once: a result if it finished before the cancel
-        except JsonRpcException as exc:
-            assert exc.code == -32800
+    s = local
+    await s.wait_status("ready")
+    line = "x = foo(bar) + " * 70_000  # about 1 MB, no line break
+    r = await s.request("mlxd/complete", {"prefix": line, "maxTokens": 4})
+    assert r.usage.promptTokens <= 1024 + 64  # inline.context_tokens, not the megabyte
+    msg_id, fut = s.start("mlxd/complete", {"prefix": line, "maxTokens": 400})
+    s.cancel(msg_id)
+    models = await s.request("mlxd/models", {})
+    assert models.models
+    try:
+        await fut  # answered exactly once: a result if it finished before the cancel
+    except JsonRpcException as exc:
+        assert exc.code == -32800
 
 
 @pytest.fixture(scope="module")
@@ -622,10 +614,10 @@ async def test_a_local_prompt_that_opens_a_think_block_streams_reasoning(
 # --- item 4 on cloud streams: a character split between two chunks --------------------------
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_character_split_into_lone_surrogates_across_chunks_is_joined(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider, protocol: str
+    cloud: Cloud, protocol: str
 ) -> None:
+    s, fake = await cloud(protocol)
     fake.enqueue(Reply.text(["smile \ud83d", "\ude00!"]))
-    async with daemon(cloud_only(tmp_path, tiny_model, fake, protocol), env=ENV) as s:
-        r = await ask(s, "mlxd/chat", "t")
-        assert s.deltas("t") == ["smile ", "\U0001f600!"]
-        assert r.text == "smile \U0001f600!"
+    r = await ask(s, "mlxd/chat", "t")
+    assert s.deltas("t") == ["smile ", "\U0001f600!"]
+    assert r.text == "smile \U0001f600!"

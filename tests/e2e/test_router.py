@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from aiohttp import web
 from lsprotocol import types as T
 from pygls.exceptions import JsonRpcException
@@ -22,7 +23,8 @@ from tests.conftest import Session, _plain, chat_params, daemon, write_config
 from tests.fakes.providers import FakeProvider, Reply
 from tests.kit import free_port
 
-pytestmark = pytest.mark.timeout(60)
+# The module's loop: one daemon (`shared`) serves the tests that use cloud_then_local as it is.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
 
 KEY = "sk-test-router-5f0c2a9e7b1d4c36"
 ENV = {"FAKE_KEY": KEY}
@@ -70,13 +72,13 @@ def cloud_then_local(
     )
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def fake() -> AsyncIterator[FakeProvider]:
     async with FakeProvider(require_key=KEY) as f:
         yield f
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def fake2() -> AsyncIterator[FakeProvider]:
     async with FakeProvider(require_key=KEY) as f:
         yield f
@@ -97,6 +99,38 @@ async def ready(s: Session) -> None:
     await s.wait_status("ready", "degraded")
 
 
+def generations(stats: dict[str, Any]) -> dict[str, int]:
+    """Generations run so far by each local model (mlxd/stats counts from the daemon's start)."""
+    return {name: e["generations"] for name, e in stats["local"].items()}
+
+
+Shared = tuple[Session, FakeProvider]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_rig(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path
+) -> AsyncIterator[Shared]:
+    """cloud_then_local on one fake provider: one daemon for the tests that use that config
+    as it is and need no fresh process."""
+    async with FakeProvider(require_key=KEY) as fake:
+        cfg = cloud_then_local(tmp_path_factory.mktemp("ctl"), tiny_model, fake.openai_url)
+        async with daemon(cfg, env=ENV) as s:
+            yield s, fake
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def shared(shared_rig: Shared) -> AsyncIterator[Shared]:
+    """The shared daemon and its fake, as if new (see tests/e2e/conftest.py's `cloud`)."""
+    s, fake = shared_rig
+    await fake.quiet()
+    fake.reset()
+    s.progress.clear()
+    s.client.messages.clear()
+    yield s, fake
+    await fake.quiet()
+
+
 # --- fallback triggers ------------------------------------------------------------------------
 async def test_refused_cloud_is_served_by_local(tmp_path: Path, tiny_model: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
@@ -111,12 +145,10 @@ async def test_refused_cloud_is_served_by_local(tmp_path: Path, tiny_model: Path
         assert set(backends_of(s, "t")) == {"local"}
 
 
-async def test_every_pre_token_failure_falls_back_without_retry(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
+async def test_every_pre_token_failure_falls_back_without_retry(shared: Shared) -> None:
     """5xx, 401/403/404, malformed stream, a mid-stream error event and a stream that ends
     before its first token: each one upstream request, then local; the client sees one stream."""
-    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
+    s, fake = shared
     triggers = [
         (Reply.status(500), "http 500"),
         (Reply.status(502, body="<html>Bad Gateway</html>"), "http 502"),
@@ -127,23 +159,22 @@ async def test_every_pre_token_failure_falls_back_without_retry(
         (Reply.error_event("server_error", "The server had an error", after=0), "protocol"),
         (Reply.cut(after=0), "stream_cut"),
     ]
-    async with daemon(cfg, env=ENV) as s:
-        await ready(s)
-        for i, (reply, expected) in enumerate(triggers):
-            fake.enqueue(reply)
-            before = fake.request_count
-            token = f"t{i}"
-            r = await s.request("mlxd/chat", chat_params("hi", token=token, maxTokens=6))
-            what = f"{reply.kind} {reply.code}"
-            assert fake.request_count == before + 1, what  # no retry
-            assert r.backend == "local", what
-            assert [a.backend for a in r.attempts] == ["cloud"], what
-            assert r.attempts[0].error.startswith(expected), (what, r.attempts[0].error)
-            assert set(backends_of(s, token)) == {"local"}, what
-            assert "".join(s.deltas(token)) == r.text, what
-        # and with the cloud healthy again it serves
-        r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
-        assert r.backend == "cloud" and r.text == "Hello, world!" and r.attempts == []
+    await ready(s)
+    for i, (reply, expected) in enumerate(triggers):
+        fake.enqueue(reply)
+        before = fake.request_count
+        token = f"t{i}"
+        r = await s.request("mlxd/chat", chat_params("hi", token=token, maxTokens=6))
+        what = f"{reply.kind} {reply.code}"
+        assert fake.request_count == before + 1, what  # no retry
+        assert r.backend == "local", what
+        assert [a.backend for a in r.attempts] == ["cloud"], what
+        assert r.attempts[0].error.startswith(expected), (what, r.attempts[0].error)
+        assert set(backends_of(s, token)) == {"local"}, what
+        assert "".join(s.deltas(token)) == r.text, what
+    # and with the cloud healthy again it serves
+    r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
+    assert r.backend == "cloud" and r.text == "Hello, world!" and r.attempts == []
 
 
 async def test_hanging_cloud_falls_back_after_first_token_s(
@@ -239,38 +270,34 @@ async def test_one_line_inline_answer_stops_the_stream_after_its_line(
 
 
 # --- retries ----------------------------------------------------------------------------------
-async def test_429_and_503_honour_retry_after_then_cloud_serves(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
-    async with daemon(cfg, env=ENV) as s:
-        await ready(s)
-        for code in (429, 503):
-            fake.reset()
-            fake.enqueue(Reply.status(code, retry_after=0.6))
-            t0 = time.perf_counter()
-            r = await s.request("mlxd/chat", chat_params("hi", token=code, maxTokens=6))
-            elapsed = time.perf_counter() - t0
-            assert r.backend == "cloud" and r.text == "Hello, world!", code
-            assert fake.request_count == 2, code  # exactly one retry
-            assert elapsed >= 0.6, code  # waited as told
-            assert r.attempts == []
-            assert set(backends_of(s, code)) == {"cloud"}
+async def test_429_and_503_honour_retry_after_then_cloud_serves(shared: Shared) -> None:
+    s, fake = shared
+    await ready(s)
+    for code in (429, 503):
+        fake.reset()
+        fake.enqueue(Reply.status(code, retry_after=0.6))
+        t0 = time.perf_counter()
+        r = await s.request("mlxd/chat", chat_params("hi", token=code, maxTokens=6))
+        elapsed = time.perf_counter() - t0
+        assert r.backend == "cloud" and r.text == "Hello, world!", code
+        assert fake.request_count == 2, code  # exactly one retry
+        assert elapsed >= 0.6, code  # waited as told
+        assert r.attempts == []
+        assert set(backends_of(s, code)) == {"cloud"}
 
 
 async def test_503_without_retry_after_is_retried_with_backoff_but_500_is_not(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
+    shared: Shared,
 ) -> None:
-    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
-    async with daemon(cfg, env=ENV) as s:
-        await ready(s)
-        fake.enqueue(Reply.status(503))
-        r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
-        assert r.backend == "cloud" and fake.request_count == 2  # busy: one retry, then served
-        fake.reset()
-        fake.enqueue(Reply.status(500))
-        r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
-        assert r.backend == "local" and fake.request_count == 1  # broken: straight to local
+    s, fake = shared
+    await ready(s)
+    fake.enqueue(Reply.status(503))
+    r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
+    assert r.backend == "cloud" and fake.request_count == 2  # busy: one retry, then served
+    fake.reset()
+    fake.enqueue(Reply.status(500))
+    r = await s.request("mlxd/chat", chat_params("hi", maxTokens=6))
+    assert r.backend == "local" and fake.request_count == 1  # broken: straight to local
 
 
 async def test_retry_after_beyond_first_token_s_falls_back_at_once(
@@ -354,41 +381,36 @@ async def test_no_retry_after_the_first_token(tmp_path: Path, tiny_model: Path) 
 
 
 # --- mid-stream continuation ------------------------------------------------------------------
-async def test_stream_cut_midway_continues_on_local(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
+async def test_stream_cut_midway_continues_on_local(shared: Shared) -> None:
+    s, fake = shared
     fake.enqueue(Reply.cut(after=2))
-    async with daemon(cfg, env=ENV) as s:
-        await ready(s)
-        r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=8))
-        deltas, names = s.deltas("t"), backends_of(s, "t")
-        assert deltas[:2] == ["Hello", ","] and names[:2] == ["cloud", "cloud"]
-        assert len(names) > 2 and set(names[2:]) == {"local"}
-        assert r.text == "".join(deltas) and r.text.startswith("Hello,") and len(r.text) > 6
-        assert r.backend == "local"
-        assert r.attempts[0].backend == "cloud"
-        assert r.attempts[0].error.startswith("stream_cut")
-        assert "after 6 chars streamed" in r.attempts[0].error
-        # maxTokens caps the whole answer: local was asked for the 6 tokens left, and the
-        # usage counts the 2 the cloud streamed (the tiny model never stops early)
-        assert r.usage.completionTokens == 8 and r.finishReason == "length"
-        assert len(names) - 2 <= 6
+    await ready(s)
+    r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=8))
+    deltas, names = s.deltas("t"), backends_of(s, "t")
+    assert deltas[:2] == ["Hello", ","] and names[:2] == ["cloud", "cloud"]
+    assert len(names) > 2 and set(names[2:]) == {"local"}
+    assert r.text == "".join(deltas) and r.text.startswith("Hello,") and len(r.text) > 6
+    assert r.backend == "local"
+    assert r.attempts[0].backend == "cloud"
+    assert r.attempts[0].error.startswith("stream_cut")
+    assert "after 6 chars streamed" in r.attempts[0].error
+    # maxTokens caps the whole answer: local was asked for the 6 tokens left, and the
+    # usage counts the 2 the cloud streamed (the tiny model never stops early)
+    assert r.usage.completionTokens == 8 and r.finishReason == "length"
+    assert len(names) - 2 <= 6
 
 
-async def test_a_cut_answer_as_long_as_max_tokens_is_not_continued(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
+async def test_a_cut_answer_as_long_as_max_tokens_is_not_continued(shared: Shared) -> None:
+    s, fake = shared
     fake.enqueue(Reply.cut(after=3))
-    async with daemon(cfg, env=ENV) as s:
-        await ready(s)
-        r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=3))
-        assert r.text == "Hello, world" and backends_of(s, "t") == ["cloud"] * 3
-        assert (r.backend, r.finishReason, r.usage.completionTokens) == ("cloud", "length", 3)
-        assert [a.backend for a in r.attempts] == ["cloud"]
-        stats = _plain(await s.request("mlxd/stats", {}))
-        assert all(e["generations"] == 0 for e in stats["local"].values())  # local never ran
+    await ready(s)
+    before = _plain(await s.request("mlxd/stats", {}))  # the shared daemon's, from earlier tests
+    r = await s.request("mlxd/chat", chat_params("hi", token="t", maxTokens=3))
+    assert r.text == "Hello, world" and backends_of(s, "t") == ["cloud"] * 3
+    assert (r.backend, r.finishReason, r.usage.completionTokens) == ("cloud", "length", 3)
+    assert [a.backend for a in r.attempts] == ["cloud"]
+    stats = _plain(await s.request("mlxd/stats", {}))
+    assert generations(stats) == generations(before)  # local never ran
 
 
 async def test_stream_cut_midway_continues_on_a_second_cloud_with_the_prefix(
@@ -618,23 +640,20 @@ async def test_excluded_document_sends_nothing_upstream(
 
 
 # --- forced backend, aliases, deadline --------------------------------------------------------
-async def test_forced_backend_fails_with_attempts_and_no_fallback(
-    tmp_path: Path, tiny_model: Path, fake: FakeProvider
-) -> None:
-    cfg = cloud_then_local(tmp_path, tiny_model, fake.openai_url)
+async def test_forced_backend_fails_with_attempts_and_no_fallback(shared: Shared) -> None:
+    s, fake = shared
     fake.default = Reply.status(500)
-    async with daemon(cfg, env=ENV) as s:
-        await ready(s)
-        with pytest.raises(JsonRpcException) as err:
-            await s.request("mlxd/chat", chat_params("hi", token="t", backend="cloud"))
-        assert err.value.code == -32803
-        attempts = err.value.data["attempts"]
-        assert [a["backend"] for a in attempts] == ["cloud"]
-        assert attempts[0]["error"].startswith("http 500")
-        assert fake.request_count == 1
-        assert s.deltas("t") == []  # local never ran
-        r = await s.request("mlxd/chat", chat_params("hi", backend="local", maxTokens=4))
-        assert r.backend == "local" and r.attempts == []
+    await ready(s)
+    with pytest.raises(JsonRpcException) as err:
+        await s.request("mlxd/chat", chat_params("hi", token="t", backend="cloud"))
+    assert err.value.code == -32803
+    attempts = err.value.data["attempts"]
+    assert [a["backend"] for a in attempts] == ["cloud"]
+    assert attempts[0]["error"].startswith("http 500")
+    assert fake.request_count == 1
+    assert s.deltas("t") == []  # local never ran
+    r = await s.request("mlxd/chat", chat_params("hi", backend="local", maxTokens=4))
+    assert r.backend == "local" and r.attempts == []
 
 
 async def test_model_alias_maps_to_its_chain(

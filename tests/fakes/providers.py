@@ -234,6 +234,7 @@ class FakeProvider:
         self.requests: list[RecordedRequest] = []
         self.bytes_received = 0
         self.disconnects = 0
+        self.in_flight = 0  # requests being answered now (a shared fake waits for 0 between tests)
         self._queue: deque[Reply] = deque()
         self._disconnected: asyncio.Condition | None = None  # created in start(), in the loop
         self._stop: asyncio.Event | None = None
@@ -308,6 +309,12 @@ class FakeProvider:
     def request_count(self) -> int:
         return len(self.requests)
 
+    async def quiet(self, timeout: float = 10.0) -> None:
+        """Wait until no request is being answered (its disconnect, if any, already counted)."""
+        async with asyncio.timeout(timeout):
+            while self.in_flight:
+                await asyncio.sleep(0.01)
+
     async def wait_disconnect(self, count: int = 1, timeout: float = 5.0) -> None:
         """Wait until `count` replies in total were cut short by the client going away."""
         assert self._disconnected is not None
@@ -327,6 +334,13 @@ class FakeProvider:
         return await self._serve(request, "anthropic")
 
     async def _serve(self, request: web.Request, proto: str) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            return await self._serve_one(request, proto)
+        finally:
+            self.in_flight -= 1
+
+    async def _serve_one(self, request: web.Request, proto: str) -> web.StreamResponse:
         raw = await request.read()
         self.bytes_received += len(raw)
         try:
