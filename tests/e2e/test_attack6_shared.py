@@ -5,7 +5,6 @@ this test's own runtime directory, a slow loopback Hub (tests/fakes/hf_hub.py)."
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -60,3 +59,30 @@ async def test_another_windows_close_does_not_extend_a_closed_windows_download(
             for d in (a, c):
                 if d is not None:
                     await d.kill()
+
+
+def gone_cwd(tmp_path: Path) -> list[str]:
+    """A prefix that starts the command in a working directory deleted before it runs (an
+    editor opened in a folder since removed: a deleted git worktree, a cleaned temp dir)."""
+    where = tmp_path / "gone"
+    where.mkdir()
+    return ["sh", "-c", 'cd "$0" && rmdir "$0" && exec "$@"', str(where)]
+
+
+@pytest.mark.parametrize("how", ["no config", "absolute config", "relative config"])
+async def test_a_window_whose_working_directory_was_deleted_is_served(
+    rt, tmp_path, tiny_config, how
+):
+    """Steps: `mlxd serve` (shared, the default) starts in a deleted working directory, with
+    no --config, an absolute one, or a relative one (which cannot be read: a config problem,
+    not a crash). The editor must get its `initialize` answered and `mlxd/stats` served by a
+    shared daemon, as in-process serving does (before: a FileNotFoundError traceback from
+    os.getcwd(), or os.path.abspath() of the relative config, and exit 1 before any answer)."""
+    config = {"no config": None, "absolute config": tiny_config}.get(how, Path("mlxd.toml"))
+    s = await start_raw(rt, config, parent=gone_cwd(tmp_path))
+    try:
+        await s.initialize()
+        r = await s.request("mlxd/stats", {})
+        assert r["result"]["server"]["sessions"] == 1, r
+    finally:
+        await s.kill()

@@ -68,9 +68,15 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         return _fallback(f"runtime directory unusable: {exc}")
     if (why := runtime.too_long(paths.socket)) is not None:
         return _fallback(why)
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:  # a folder deleted since the editor opened it: served without, as in-process
+        cwd = None
     # Made absolute here, where `~` and the working directory are the editor's.
-    config = os.path.abspath(os.path.expanduser(args.config)) if args.config else None
-    window = {"env": dict(os.environ), "cwd": os.getcwd(), "config": config}
+    config = os.path.expanduser(args.config) if args.config else None
+    if config and cwd:
+        config = os.path.normpath(os.path.join(cwd, config))
+    window = {"env": dict(os.environ), "cwd": cwd, "config": config}
     sock = _connect(paths, idle_exit_s, runtime.hello(window))
     if isinstance(sock, str):
         return _fallback(sock)
