@@ -5,14 +5,19 @@ this test's own runtime directory, a slow loopback Hub (tests/fakes/hf_hub.py)."
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
+from lsprotocol import types as T
 
+from tests.conftest import _plain, chat_params, daemon
 from tests.e2e.test_download import REPO_ID, _download_children, hf_env, wait_for
-from tests.e2e.test_shared_daemon import rt, start_raw  # noqa: F401
+from tests.e2e.test_privacy import open_doc
+from tests.e2e.test_shared_daemon import rt, shared, start_raw, wait_gone  # noqa: F401
 from tests.e2e.test_shared_download_grace import child_after, close, config, token_of
+from tests.e2e.test_shared_inline_priority import inline_params, until_streaming
 from tests.fakes.hf_hub import FakeHub
 
 pytestmark = pytest.mark.slow
@@ -86,3 +91,80 @@ async def test_a_window_whose_working_directory_was_deleted_is_served(
         assert r["result"]["server"]["sessions"] == 1, r
     finally:
         await s.kill()
+
+
+async def test_a_windows_long_inline_budget_does_not_hold_another_windows_chat(
+    rt, tmp_path, one_line_model
+):
+    """Steps: window A's config allows long inline answers (inline.max_ms = 10 min, max_tokens
+    1000, every line: its own choice); window B streams a 60-token chat of the same model. A
+    asks an inline completion while B streams. B's chat must end before A's long inline answer
+    does (an order, not a time): A's settings may slow A, never hold B until A is served."""
+    base = f'[local]\nmodel = "{one_line_model}"\npreload = true\nspeculative = "off"\n'
+    inline = '[inline]\nwhole_lines = false\nbackground = false\nmulti_line = "always"\n'
+    a_cfg = tmp_path / "a.toml"
+    a_cfg.write_text(base + inline + "max_ms = 600000\nmax_tokens = 1000\n")
+    b_cfg = tmp_path / "b.toml"
+    b_cfg.write_text(base + inline)
+    async with daemon(a_cfg, env=shared(rt)) as a, daemon(b_cfg, env=shared(rt)) as b:
+        await a.wait_status("ready", timeout=120)
+        open_doc(a, "file:///p/main.py", "def add(a, b):\n    return a + b\n\nx = add(1, ")
+        _, chat = b.start("mlxd/chat", chat_params("count", "chat", maxTokens=60))
+        await until_streaming(b, "chat")
+        got = asyncio.ensure_future(
+            a.client.text_document_inline_completion_async(
+                inline_params("file:///p/main.py", 3, 11)
+            )
+        )
+        done, _ = await asyncio.wait({chat, got}, return_when=asyncio.FIRST_COMPLETED, timeout=300)
+        assert chat in done, "B's chat was held until A's inline answer ended"
+        assert _plain(await chat)["backend"] == "local"
+        await asyncio.wait_for(got, 300)
+        items = got.result()
+        assert isinstance(items, T.InlineCompletionList)
+        # Long indeed (about 3 characters a token): B's chat ran while it was written.
+        assert max(len(str(i.insert_text)) for i in items.items) > 1500
+
+
+async def test_a_window_of_idle_exit_0_is_served_shared_and_the_daemon_exits_after_it(rt, tmp_path):
+    """Steps: shared.idle_exit_s = 0 ("exit with the last session"); one window opens, asks
+    mlxd/stats, closes. It must be served by a shared daemon (not in-process), and that daemon
+    must be gone after the window closed. Before: the daemon exited before the window that
+    started it had joined (its idle timer of 0 s ran from its start), and the forwarder
+    started daemon after daemon, never answering `initialize`."""
+    cfg = tmp_path / "idle0.toml"
+    cfg.write_text("[shared]\nidle_exit_s = 0\n")
+    s = await start_raw(rt, cfg)
+    try:
+        await asyncio.wait_for(s.initialize(), 20)
+        pid = (await s.request("mlxd/stats", {}))["result"]["server"]["pid"]
+        assert pid != s.proc.pid, "served in-process"
+        await close(s)
+        assert wait_gone([pid]) == []
+    finally:
+        await s.kill()
+
+
+async def test_windows_opening_as_an_idle_exit_0_daemon_exits_are_served_shared(rt, tmp_path):
+    """Steps: shared.idle_exit_s = 0. Eight times, a window opens at the moment the previous
+    one closes (its EOF sent, not awaited), so that it connects while the daemon is exiting.
+    Each must be answered by a shared daemon (mlxd/stats' server.pid is not the forwarder's),
+    none served in-process."""
+    cfg = tmp_path / "idle0.toml"
+    cfg.write_text("[shared]\nidle_exit_s = 0\n")
+    prev = await start_raw(rt, cfg)
+    try:
+        await asyncio.wait_for(prev.initialize(), 20)
+        for _ in range(8):
+            assert "result" in await prev.request("shutdown")
+            prev.send({"jsonrpc": "2.0", "method": "exit"})
+            assert prev.proc.stdin is not None
+            prev.proc.stdin.close()
+            nxt = await start_raw(rt, cfg)
+            await asyncio.wait_for(nxt.initialize(), 20)
+            r = await nxt.request("mlxd/stats", {})
+            assert r["result"]["server"]["pid"] != nxt.proc.pid, "served in-process"
+            assert await prev.wait(10) == 0
+            prev = nxt
+    finally:
+        await prev.kill()
