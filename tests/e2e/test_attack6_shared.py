@@ -15,7 +15,13 @@ from lsprotocol import types as T
 from tests.conftest import _plain, chat_params, daemon
 from tests.e2e.test_download import REPO_ID, _download_children, hf_env, wait_for
 from tests.e2e.test_privacy import open_doc
-from tests.e2e.test_shared_daemon import rt, shared, start_raw, wait_gone  # noqa: F401
+from tests.e2e.test_shared_daemon import (  # noqa: F401 (rt: the fixture)
+    daemon_pids,
+    rt,
+    shared,
+    start_raw,
+    wait_gone,
+)
 from tests.e2e.test_shared_download_grace import child_after, close, config, token_of
 from tests.e2e.test_shared_inline_priority import inline_params, until_streaming
 from tests.fakes.hf_hub import FakeHub
@@ -168,3 +174,61 @@ async def test_windows_opening_as_an_idle_exit_0_daemon_exits_are_served_shared(
             prev = nxt
     finally:
         await prev.kill()
+
+
+class DroppingDaemon:
+    """A live socket at the daemon's address that takes each connection's hello and hangs up,
+    for ever: a daemon whose session set-up fails for this window (it logs "dropped a
+    connection" and serves on), or a daemon crash-looping on the window's replayed state."""
+
+    def __init__(self, path: Path) -> None:
+        import socket
+        import threading
+
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(64)
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.settimeout(0.2)
+            try:
+                while conn.recv(1 << 16):
+                    pass
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+async def test_a_daemon_that_drops_every_session_leaves_the_window_served_in_process(rt, tmp_path):
+    """Steps: a live socket at the daemon's path takes each hello and hangs up, for ever. The
+    window must get `initialize` answered within START_WAIT_S and a margin (in-process, as
+    the README promises when no daemon can be had), and the tries must stop. Before: the
+    forwarder reconnected for ever (about 5 a second), never answering `initialize`."""
+    from mlxd import runtime
+
+    planted = DroppingDaemon(runtime.Paths.at(rt).socket)
+    s = await start_raw(rt, None)
+    try:
+        init = {"processId": None, "capabilities": {}, "rootUri": None}
+        s.send({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": init})
+        assert "result" in await s.response("init", timeout=50)
+        r = await s.request("mlxd/stats", {})
+        assert r["result"]["server"]["sessions"] == 1
+        assert daemon_pids(rt) == []  # served by an in-process server of the window's own
+        tries = planted.accepted
+        await asyncio.sleep(1)
+        assert planted.accepted == tries  # served: it stopped trying
+    finally:
+        planted.close()
+        await s.kill()
