@@ -42,15 +42,15 @@ def other_config(tmp_path: Path, tiny_model: Path, grace_s: float) -> Path:
 async def test_another_windows_close_does_not_extend_a_closed_windows_download(
     rt, tmp_path, tiny_model
 ):
-    """Steps: window A (HF_TOKEN hf_a, grace 2 s) downloads; A closes. Within A's grace an
+    """Steps: window A (HF_TOKEN hf_a, grace 5 s) downloads; A closes. Within A's grace an
     unrelated window C (another model, grace 600 s) opens and closes. A's download child, with
-    A's token, must still end about 2 s after A closed: C's close must neither restart A's
+    A's token, must still end about 5 s after A closed: C's close must neither restart A's
     grace nor lend it C's length (else any window closing every < 30 s keeps a closed
     window's credentials downloading for ever)."""
     async with FakeHub(REPO_ID, tiny_model, delay_s=0.3) as hub:
         env = {**hf_env(tmp_path, hub.url), "HF_TOKEN": "hf_a"}
         before = set(_download_children())
-        a = await start_raw(rt, config(tmp_path, 2), env=env)
+        a = await start_raw(rt, config(tmp_path, 5), env=env)
         c = None
         try:
             await a.initialize()
@@ -63,8 +63,8 @@ async def test_another_windows_close_does_not_extend_a_closed_windows_download(
             )
             await c.initialize()
             await close(c)
-            assert time.monotonic() - closed < 2, "too slow to test within A's grace"
-            await wait_for(lambda: first not in _download_children(), timeout=8)
+            assert time.monotonic() - closed < 5, "too slow to test within A's grace"
+            await wait_for(lambda: first not in _download_children(), timeout=12)
             assert hub.bytes_sent < hub.total_bytes
         finally:
             for d in (a, c):
