@@ -49,7 +49,7 @@ async def test_another_windows_close_does_not_extend_a_closed_windows_download(
     window's credentials downloading for ever)."""
     async with FakeHub(REPO_ID, tiny_model, delay_s=0.3) as hub:
         env = {**hf_env(tmp_path, hub.url), "HF_TOKEN": "hf_a"}
-        before = set(_download_children())
+        before = set(_download_children(hub.url))
         a = await start_raw(rt, config(tmp_path, 5), env=env)
         c = None
         try:
@@ -64,7 +64,7 @@ async def test_another_windows_close_does_not_extend_a_closed_windows_download(
             await c.initialize()
             await close(c)
             assert time.monotonic() - closed < 5, "too slow to test within A's grace"
-            await wait_for(lambda: first not in _download_children(), timeout=12)
+            await wait_for(lambda: first not in _download_children(hub.url), timeout=12)
             assert hub.bytes_sent < hub.total_bytes
         finally:
             for d in (a, c):
