@@ -232,12 +232,12 @@ async def test_a_windows_download_stops_when_the_window_closes(rt, tmp_path, tin
         f'[local]\nmodel = "{REPO_ID}"\npreload = true\n[shared]\ndownload_grace_s = 1\n'
     )
     async with FakeHub(REPO_ID, tiny_model, delay_s=0.5) as hub:
-        before = set(_download_children())
+        before = set(_download_children(hub.url))
         d = await start_raw(rt, cfg, env=hf_env(tmp_path, hub.url))
         try:
             await d.initialize()
             await wait_for(lambda: hub.bytes_sent > 50_000, timeout=60)
-            children = [p for p in _download_children() if p not in before]
+            children = [p for p in _download_children(hub.url) if p not in before]
             assert len(children) == 1, children
             assert "result" in await d.request("shutdown")
             d.send({"jsonrpc": "2.0", "method": "exit"})
@@ -245,7 +245,7 @@ async def test_a_windows_download_stops_when_the_window_closes(rt, tmp_path, tin
             d.proc.stdin.close()
             assert await d.wait(10) == 0
             try:
-                await wait_for(lambda: children[0] not in _download_children(), timeout=6)
+                await wait_for(lambda: children[0] not in _download_children(hub.url), timeout=6)
             except TimeoutError:
                 pytest.fail(
                     f"the download goes on after its window closed ({hub.bytes_sent} of "

@@ -150,17 +150,22 @@ async def test_offline_says_so_once_with_what_to_do(tmp_path: Path, how: str) ->
         assert "offline" in shown[0].message
 
 
-def _download_children() -> list[int]:
-    """The processes running a shared daemon's download (models/hub_child.py)."""
+def _download_children(endpoint: str) -> list[int]:
+    """The processes running a shared daemon's download (models/hub_child.py) from the Hub at
+    `endpoint`: each test's own FakeHub, so a download of a test running beside it (xdist)
+    is not counted."""
+    want = b"HF_ENDPOINT=" + endpoint.encode()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmd = (entry / "cmdline").read_bytes().split(b"\0")
+                env = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
             if b"mlxd.models.hub_child" in cmd and str(os.getpid()).encode() not in cmd:
-                found.append(int(entry.name))
+                if want in env:
+                    found.append(int(entry.name))
     return found
 
 
@@ -176,16 +181,16 @@ async def test_a_shared_daemons_download_ends_with_the_daemon(
     env = {**hf_env(tmp_path, ""), "MLXD_SHARED": "1", "MLXD_RUNTIME_DIR": str(rt)}
     async with FakeHub(REPO_ID, tiny_model, delay_s=0.2) as hub:
         env["HF_ENDPOINT"] = hub.url
-        before = set(_download_children())
+        before = set(_download_children(hub.url))
         async with daemon(hf_config(tmp_path), env=env) as s:
             await wait_for(lambda: hub.bytes_sent > 50_000 and s.progress)
-            children = [p for p in _download_children() if p not in before]
+            children = [p for p in _download_children(hub.url) if p not in before]
             assert len(children) == 1, children
             for pid in daemon_pids(rt):
                 os.kill(pid, 9)
             # Before the download ran in the daemon: gone with it. Now its child must not
             # outlive it (the forwarder's new daemon starts a download of its own).
-            await wait_for(lambda: children[0] not in _download_children(), timeout=15)
+            await wait_for(lambda: children[0] not in _download_children(hub.url), timeout=15)
 
 
 @pytest.mark.serial

@@ -50,7 +50,7 @@ async def child_after(before: set[int], hub: FakeHub, done: int = 50_000) -> int
     """The one new download child, once `done` bytes more than now have been sent."""
     start = hub.bytes_sent
     await wait_for(lambda: hub.bytes_sent > start + done, timeout=60)
-    children = [p for p in _download_children() if p not in before]
+    children = [p for p in _download_children(hub.url) if p not in before]
     assert len(children) == 1, children
     return children[0]
 
@@ -70,7 +70,7 @@ async def test_a_reload_within_the_grace_goes_on_with_the_same_download(rt, tmp_
     env = hf_env(tmp_path, "")
     async with FakeHub(REPO_ID, tiny_model, delay_s=0.15) as hub:
         env["HF_ENDPOINT"] = hub.url
-        before = set(_download_children())
+        before = set(_download_children(hub.url))
         a = await start_raw(rt, config(tmp_path, 60), env=env)
         b = None
         try:
@@ -79,12 +79,12 @@ async def test_a_reload_within_the_grace_goes_on_with_the_same_download(rt, tmp_
             await close(a)
             b = await start_raw(rt, config(tmp_path, 60), env=env)
             await b.initialize()
-            assert child in _download_children(), "the download ended before the reload"
+            assert child in _download_children(hub.url), "the download ended before the reload"
             assert hub.bytes_sent < hub.total_bytes
             b.send({"jsonrpc": "2.0", "id": "chat", "method": "mlxd/chat", "params": CHAT})
             r = await b.response("chat", timeout=120)
             assert r["result"]["backend"] == "local", r
-            assert [p for p in _download_children() if p not in before] == []
+            assert [p for p in _download_children(hub.url) if p not in before] == []
             assert weight_gets(hub) == 1 and hub.ranges == [], hub.requests
         finally:
             for d in (a, b):
@@ -100,7 +100,7 @@ async def test_a_window_of_another_token_never_takes_over_a_closed_windows_downl
     B's model must come from a child of B's own environment."""
     async with FakeHub(REPO_ID, tiny_model, delay_s=0.15) as hub:
         env = {**hf_env(tmp_path, hub.url), "HF_TOKEN": "hf_a"}
-        before = set(_download_children())
+        before = set(_download_children(hub.url))
         a = await start_raw(rt, config(tmp_path, 60), env=env)
         b = None
         try:
@@ -109,10 +109,10 @@ async def test_a_window_of_another_token_never_takes_over_a_closed_windows_downl
             assert token_of(first) == "hf_a"
             await close(a)
             await asyncio.sleep(0.5)
-            assert first in _download_children()  # within the grace
+            assert first in _download_children(hub.url)  # within the grace
             b = await start_raw(rt, config(tmp_path, 60), env={**env, "HF_TOKEN": "hf_b"})
             await b.initialize()
-            await wait_for(lambda: first not in _download_children(), timeout=10)
+            await wait_for(lambda: first not in _download_children(hub.url), timeout=10)
             second = await child_after(before | {first}, hub, done=16_000)
             assert token_of(second) == "hf_b"
             b.send({"jsonrpc": "2.0", "id": "chat", "method": "mlxd/chat", "params": CHAT})
@@ -132,7 +132,7 @@ async def test_a_download_another_token_waits_for_is_redone_as_its_own_when_its_
     child must stop, and B's model must come from a child of B's environment."""
     async with FakeHub(REPO_ID, tiny_model, delay_s=0.3) as hub:
         env = {**hf_env(tmp_path, hub.url), "HF_TOKEN": "hf_a"}
-        before = set(_download_children())
+        before = set(_download_children(hub.url))
         a = await start_raw(rt, config(tmp_path, 1), env=env)
         b = None
         try:
@@ -142,9 +142,9 @@ async def test_a_download_another_token_waits_for_is_redone_as_its_own_when_its_
             await b.initialize()
             b.send({"jsonrpc": "2.0", "id": "chat", "method": "mlxd/chat", "params": CHAT})
             await asyncio.sleep(1.0)  # B waits for A's download
-            assert [p for p in _download_children() if p not in before] == [first]
+            assert [p for p in _download_children(hub.url) if p not in before] == [first]
             await close(a)
-            await wait_for(lambda: first not in _download_children(), timeout=7)
+            await wait_for(lambda: first not in _download_children(hub.url), timeout=7)
             second = await child_after(before | {first}, hub, done=16_000)
             assert token_of(second) == "hf_b"
             r = await b.response("chat", timeout=120)

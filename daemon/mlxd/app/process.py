@@ -48,14 +48,17 @@ class Process:
             self.sessions.remove(app)
         wanted = self._wanted
         self.pool.orphan(
-            lambda spec, who: (spec, who) not in wanted(), app.config.shared.download_grace_s
+            lambda spec, who: (spec, who) not in wanted(),
+            app.config.shared.download_grace_s,
+            closed=self._wanted([app]),
         )
 
-    def _wanted(self) -> set[tuple[str, Hashable]]:
-        """(spec, download identity) of each local model the open sessions configure."""
+    def _wanted(self, sessions: list[App] | None = None) -> set[tuple[str, Hashable]]:
+        """(spec, download identity) of each local model the open sessions (or `sessions`)
+        configure."""
         return {
             (b.spec, None if b.hub is None else b.hub.identity)
-            for a in self.sessions
+            for a in (self.sessions if sessions is None else sessions)
             for b in a.backends.values()
             if b.is_local
         }

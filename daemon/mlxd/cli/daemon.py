@@ -30,6 +30,9 @@ log = logging.getLogger("mlxd.daemon")
 SESSION: contextvars.ContextVar[Any] = contextvars.ContextVar("mlxd_session", default=None)
 HELLO_LIMIT = 16 << 20  # the forwarder's environment, as JSON
 HELLO_TIMEOUT_S = 10.0
+# The forwarder that started the daemon connects within this (its wait is START_WAIT_S): the
+# first idle exit is never sooner, or idle_exit_s = 0 would exit before any session began.
+FIRST_SESSION_S = 10.0
 LOCK_WAIT_S = 5.0  # a daemon still exiting holds the lock this long at most
 
 
@@ -46,6 +49,7 @@ class Daemon:
         self.done: asyncio.Event | None = None
         self.stop_reason: str | None = None  # "mlxd stop" | "SIGTERM": why done was set
         self._idle: asyncio.TimerHandle | None = None
+        self._windows = 0  # connections of windows (joining, serving or leaving): not idle
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def run(self, sock: socket.socket) -> None:
@@ -53,7 +57,7 @@ class Daemon:
         server = await asyncio.start_unix_server(self._connection, sock=sock)
         with contextlib.suppress(NotImplementedError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._stop, "SIGTERM")
-        self._arm_idle()
+        self._arm_idle(max(self.idle_exit_s, FIRST_SESSION_S))
         async with server:
             await self.done.wait()
             server.close()
@@ -75,10 +79,16 @@ class Daemon:
                 self.stopped.write_text(f"{os.getpid()} {self.stop_reason}")
         self.done.set()
 
-    def _arm_idle(self) -> None:
-        if self._idle is None and not self.sessions and self.done is not None:
-            loop = asyncio.get_running_loop()
-            self._idle = loop.call_later(self.idle_exit_s, self._idle_exit)
+    def _arm_idle(self, after_s: float | None = None) -> None:
+        if self._idle is None and not self.sessions and not self._windows:
+            if self.done is not None:
+                after_s = self.idle_exit_s if after_s is None else after_s
+                self._idle = asyncio.get_running_loop().call_later(after_s, self._idle_exit)
+
+    def _disarm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
 
     def _idle_exit(self) -> None:
         log.info("no session for %.0f s: exiting", self.idle_exit_s)
@@ -89,6 +99,7 @@ class Daemon:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        window = False
         try:
             uid = runtime.peer_uid(writer.get_extra_info("socket"))
             if not runtime.peer_allowed(uid):
@@ -99,6 +110,9 @@ class Daemon:
                 writer.write(json.dumps(self._control(str(hello["control"]))).encode() + b"\n")
                 await writer.drain()
             else:
+                window = True  # a window is joining: the idle exit waits for it
+                self._windows += 1
+                self._disarm_idle()
                 await self._session(hello, reader, writer)
         except (ValueError, TimeoutError, asyncio.IncompleteReadError, ConnectionError) as exc:
             log.warning("dropped a connection: %s", exc or type(exc).__name__)
@@ -107,6 +121,9 @@ class Daemon:
         finally:
             self._tasks.discard(task)
             writer.close()
+            if window:
+                self._windows -= 1
+                self._arm_idle()
 
     async def _session(self, hello: dict[str, Any], reader: Any, writer: Any) -> None:
         from ..app import ConfigSources
@@ -135,9 +152,7 @@ class Daemon:
         ls.loop = asyncio.get_running_loop()
         token = SESSION.set(ls)  # this task's context, and so every handler task it starts
         self.sessions.add(ls)
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._disarm_idle()
         log.info("session %d started (%d now)", id(ls), len(self.sessions))
         try:
             await serve_stream(ls, reader, writer)

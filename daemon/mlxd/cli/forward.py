@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import runtime
 from ..frames import MAX_BODY, Splitter
-from .replay import Replay, frame
+from .replay import DIED, Replay, frame, stopped
 
 START_WAIT_S = 30.0  # a cold daemon imports pygls, msgspec, aiohttp and MLX first
 EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to hang up
@@ -68,14 +68,20 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         return _fallback(f"runtime directory unusable: {exc}")
     if (why := runtime.too_long(paths.socket)) is not None:
         return _fallback(why)
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:  # a folder deleted since the editor opened it: served without, as in-process
+        cwd = None
     # Made absolute here, where `~` and the working directory are the editor's.
-    config = os.path.abspath(os.path.expanduser(args.config)) if args.config else None
-    window = {"env": dict(os.environ), "cwd": os.getcwd(), "config": config}
+    config = os.path.expanduser(args.config) if args.config else None
+    if config and cwd:
+        config = os.path.normpath(os.path.join(cwd, config))
+    window = {"env": dict(os.environ), "cwd": cwd, "config": config}
     sock = _connect(paths, idle_exit_s, runtime.hello(window))
     if isinstance(sock, str):
         return _fallback(sock)
 
-    def reconnect(answered: bool) -> socket.socket | str:
+    def reconnect(answered: bool, dropped_s: float) -> socket.socket | str:
         try:  # checked again: the directory may have been swapped while the daemon was down
             runtime.ensure_dir(paths.dir)
         except (OSError, runtime.UnsafeRuntimeDir) as exc:
@@ -85,7 +91,11 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
             # "answered": the window has had the replayed initialize's answer, and seen its
             # config problems.
             hello = {**window, "recovered": True, "answered": answered}
-            sock = _connect(paths, idle_exit_s, runtime.hello(hello))
+            sock = (  # daemon after daemon hung up without a word for START_WAIT_S: enough
+                f"the shared daemon keeps hanging up on this window (see {paths.log})"
+                if dropped_s > START_WAIT_S
+                else _connect(paths, idle_exit_s, runtime.hello(hello))
+            )
         if not isinstance(sock, str):
             return sock
         # As at start: a window that cannot have a shared daemon is served in-process.
@@ -203,16 +213,6 @@ def _fallback(reason: str) -> None:
     return None
 
 
-DIED = (
-    "mlxd: the shared daemon stopped while handling this request; a new one serves this window, "
-    "send the request again"
-)
-
-
-def stopped(reason: str) -> str:
-    return f"mlxd: the shared daemon was stopped ({reason}) while handling this request"
-
-
 TOO_BIG = frame(
     b'{"jsonrpc": "2.0", "id": null, "error": {"code": -32600, '
     b'"message": "Invalid Request: message over %d bytes"}}' % MAX_BODY
@@ -227,6 +227,7 @@ class _Link:
         self.reconnect = reconnect  # (answered) -> socket | str (why not), hello already sent
         self.frames = Splitter()
         self.dead = False
+        self.dropped: float | None = None  # since when daemons hang up without a word
 
     def send(self, body: bytes) -> None:
         if not self.dead:
@@ -266,6 +267,7 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
                     except OSError:
                         data = b""
                     if data:
+                        link.dropped = None
                         for body in link.frames.feed(data):
                             if body is not None and replay.from_daemon(body):
                                 _write_all(stdout, frame(body))
@@ -325,7 +327,8 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
     for error in replay.failed(DIED):
         _write_all(stdout, error)
     print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
-    sock = link.reconnect(replay.initialize_answered)
+    link.dropped = link.dropped or time.monotonic()
+    sock = link.reconnect(replay.initialize_answered, time.monotonic() - link.dropped)
     if isinstance(sock, str):
         return sock
     sel.unregister(link.sock)

@@ -26,6 +26,17 @@ def frame(body: bytes) -> bytes:
     return b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
+# What a request in flight is answered with when the daemon died / was stopped (forward.py).
+DIED = (
+    "mlxd: the shared daemon stopped while handling this request; a new one serves this window, "
+    "send the request again"
+)
+
+
+def stopped(reason: str) -> str:
+    return f"mlxd: the shared daemon was stopped ({reason}) while handling this request"
+
+
 class Replay:
     def __init__(self) -> None:
         self.inflight: dict[Any, str] = {}  # the client's requests not yet answered: id -> method

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,13 +81,22 @@ class InFlight:
             raise exc
         return work.result()
 
-    def orphan(self, is_orphan: Callable[[str, Hashable], bool], grace_s: float) -> None:
+    def orphan(
+        self,
+        is_orphan: Callable[[str, Hashable], bool],
+        grace_s: float,
+        closed: Collection[tuple[str, Hashable]] = (),
+    ) -> None:
         """Each load that `is_orphan(spec, identity)` says nobody waits for is stopped after
         `grace_s` seconds, unless by then a window of its identity names it again (asked
-        again then). A later call restarts the grace of a load it finds orphaned again."""
+        again then). A grace already running is restarted only by the close of a window that
+        named the load, (spec, identity) in `closed` (a reload that closed again): another
+        window's close neither lengthens a closed window's download nor keeps it going."""
         for spec, load in self.loads.items():  # none: no event loop needed (a unit test)
             if not load.stop.is_set() and is_orphan(spec, load.identity):
                 if load.grace is not None:
+                    if (spec, load.identity) not in closed:
+                        continue
                     load.grace.cancel()
                 loop = asyncio.get_running_loop()
                 load.grace = loop.call_later(grace_s, self._expire, spec, load, is_orphan)

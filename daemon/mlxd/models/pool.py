@@ -164,10 +164,15 @@ class ModelPool:
             self._downloads.interrupt()
         return chosen
 
-    def orphan(self, is_orphan: Callable[[str, Hashable], bool], grace_s: float) -> None:
+    def orphan(
+        self,
+        is_orphan: Callable[[str, Hashable], bool],
+        grace_s: float,
+        closed: Collection[tuple[str, Hashable]] = (),
+    ) -> None:
         """Stop, after `grace_s`, the loads that `is_orphan(spec, download identity)` says no
-        open window waits for (InFlight.orphan)."""
-        self.inflight.orphan(is_orphan, grace_s)
+        open window waits for; `closed`: the closing window's (InFlight.orphan)."""
+        self.inflight.orphan(is_orphan, grace_s, closed)
 
     async def _load(self, spec: str, dequantize: str, hub: WindowEnv | None) -> Entry:
         # The loader's first import (mlx-lm, transformers: seconds) stays off the event loop.
