@@ -8,6 +8,7 @@ from mlxd.models.job import Job
 from mlxd.models.ranks import (
     BACKGROUND,
     INLINE,
+    INLINE_RANK_S,
     STREAM,
     may_resume,
     must_wait,
@@ -44,6 +45,18 @@ def test_a_stream_waits_for_inline_work_and_background_for_anything() -> None:
     chat, warm = job(), job(background=True)
     assert must_wait(chat, INLINE, 0.0) and must_wait(warm, STREAM, 0.0)
     assert not must_wait(chat, STREAM, 0.0) and not must_wait(warm, BACKGROUND, 0.0)
+
+
+def test_a_long_inline_budget_outranks_streams_for_inline_rank_s_only() -> None:
+    # inline.max_ms is each window's own: one that allows itself 10 minutes held another
+    # window's chat for all of them (attack6). Its precedence ends INLINE_RANK_S after it
+    # was made; then it is batched with the chat like any stream.
+    long, chat = job(inline=True, deadline=600.0, made=0.0), job()
+    assert rank(long, INLINE_RANK_S - 0.01) == INLINE
+    assert rank(long, INLINE_RANK_S) == STREAM
+    assert pause_end([long, chat], 0.0) == INLINE_RANK_S
+    short = job(inline=True, deadline=1.5, made=0.0)  # the default max_ms: its own deadline
+    assert pause_end([short], 0.0) == 1.5
 
 
 def test_a_pause_ends_at_the_last_deadline_of_the_inline_work_that_started_it() -> None:

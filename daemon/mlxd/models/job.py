@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,8 +36,10 @@ class Job:
     generated: int = 0
     reused: int = 0  # prompt tokens found in the KV cache (set when admitted)
     background: bool = False  # lowest priority: runs only while no interactive job is there
-    # Latency-bound (an inline request): outranks streams until its deadline (models/ranks.py).
+    # Latency-bound (an inline request): outranks streams until its deadline, at most
+    # ranks.INLINE_RANK_S after it was made (models/ranks.py).
     inline: bool = False
+    made: float = field(default_factory=time.monotonic)
     # The engine's background steps when it was submitted, and how many more ran before its
     # first token (None until then): the preemption bound made observable.
     submitted_at: int = 0

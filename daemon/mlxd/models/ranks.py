@@ -9,8 +9,10 @@ nothing. An inline request counts from the moment the local backend starts build
 cores. Background work waits as long as anything else is there. A stream's wait is bounded:
 
 - a pause lasts at most until the deadline of the inline requests that started it (the
-  latest of them, so no longer than their `inline.max_ms`); inline requests that arrive during
-  the pause do not extend it;
+  latest of them, so no longer than their `inline.max_ms`), and an inline request outranks
+  streams for INLINE_RANK_S at most: `inline.max_ms` is a window's own setting, and a window
+  that allows itself 10 minutes may wait that long, but never holds another window's chat
+  for it; inline requests that arrive during the pause do not extend it;
 - after a pause the stream runs at least as long as that pause lasted before another can
   start (it decodes alongside inline work meanwhile), so a steady flow of inline requests
   takes at most half of a stream's time, never all of it.
@@ -23,13 +25,21 @@ from __future__ import annotations
 from typing import Any
 
 BACKGROUND, STREAM, INLINE = 0, 1, 2
+# The longest an inline request outranks streams, from when its job (or mark) was made: the
+# default inline.max_ms (1.5 s) and room for a slow machine.
+INLINE_RANK_S = 3.0
+
+
+def _inline_until(job: Any) -> float:
+    return min(job.deadline, job.made + INLINE_RANK_S)
 
 
 def rank(job: Any, now: float) -> int:
-    """The job's rank now: an inline job past its deadline (or without one) is a stream."""
+    """The job's rank now: an inline job past its deadline or INLINE_RANK_S after it was made
+    (or without a deadline) is a stream."""
     if job.background:
         return BACKGROUND
-    if job.inline and job.deadline is not None and now < job.deadline:
+    if job.inline and job.deadline is not None and now < _inline_until(job):
         return INLINE
     return STREAM
 
@@ -57,8 +67,8 @@ def may_resume(job: Any, top: int, now: float) -> bool:
 
 def pause_end(jobs: list[Any], now: float) -> float:
     """When a stream paused now for `jobs` (those of the inline rank) runs again at the
-    latest: the last of their deadlines."""
-    return max(job.deadline for job in jobs if rank(job, now) == INLINE)
+    latest: the last of their deadlines (each capped at INLINE_RANK_S after it was made)."""
+    return max(_inline_until(job) for job in jobs if rank(job, now) == INLINE)
 
 
 def pause(job: Any, ends: float, now: float) -> None:
