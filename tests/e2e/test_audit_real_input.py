@@ -21,7 +21,7 @@ from ..conftest import Session, daemon
 from ..fakes.providers import FakeProvider, Reply
 from ..kit import private_runtime
 from .test_inline_e2e import inline, open_doc
-from .test_real_input import KEY, ask, cloud_only
+from .test_real_input import KEY, _change, ask, cloud_only
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -43,19 +43,6 @@ def env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
 async def fake() -> Any:
     async with FakeProvider(require_key=KEY) as f:
         yield f
-
-
-def _change(s: Session, uri: str, version: int, rng: tuple[int, int, int, int], text: str) -> None:
-    s.client.text_document_did_change(
-        T.DidChangeTextDocumentParams(
-            text_document=T.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[
-                T.TextDocumentContentChangePartial(
-                    range=T.Range(T.Position(*rng[:2]), T.Position(*rng[2:])), text=text
-                )
-            ],
-        )
-    )
 
 
 async def _seen(s: Session, fake: FakeProvider, line: int, character: int, uri: str) -> str:
