@@ -2,8 +2,9 @@
 
 - initialize latency: from spawning `mlxd serve` to its `initialize` answer, in-process vs
   through the forwarder with the shared daemon up (target <= 300 ms);
-- first chat token: window 1 cold (the model loads), window 1 warm, then window 2's first
-  request (target: <= window 1 warm + 50 ms: no second load);
+- first chat token: window 1 cold (the model loads), window 1 warm, then windows opened on the
+  warm daemon: each one's first request against window 1's just before it (paired; target:
+  median <= +50 ms: no second load);
 - forwarding's cost: the same request alternately through window 1 and a session of the same
   daemon spoken to on its socket directly (bench/common.Direct): the paired difference of the
   first token's transport (the client's first token less the daemon's own firstTokenMs:
@@ -56,6 +57,7 @@ DEFAULT_RUNS = 5
 TOKENS = 16
 INLINE_TOKENS = 8
 ROUND_TRIPS = 50
+NEW_WINDOWS = 5  # windows opened on the warm daemon, one first request each
 PROMPT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
 
 
@@ -208,6 +210,9 @@ async def _shared_windows(
         await w1.wait_ready()
         r: dict[str, Any] = {"cold": (await w1.chat(PROMPT, tokens)).first_token_ms}
         r["warm_window1"] = [(await _warm_gen(w1, tokens)).first_token_ms for _ in range(runs)]
+        # A new window's first request against window 1's, just before it (paired: on a busy
+        # machine the warm first token drifts by more than the 50 ms allowed between runs).
+        r["new_windows"] = [await _new_window(config, env, w1, tokens) for _ in range(NEW_WINDOWS)]
         async with Daemon(config, env=env) as w2:
             later = [(await _warm_gen(w2, tokens)).first_token_ms for _ in range(runs)]
             r["window2_first"], r["window2_later"] = later[0], later[1:]
@@ -232,6 +237,16 @@ async def _shared_windows(
         log("initialize latency (daemon up)")
         r["init_forwarder"] = [await _init_latency(config, env) * 1000 for _ in range(runs)]
     return r
+
+
+async def _new_window(
+    config: dict[str, Any], env: dict[str, str], w1: Daemon, tokens: int
+) -> dict[str, float | None]:
+    """A window opened on the warm daemon: window 1's first token for the request, then the
+    new window's first (ms)."""
+    async with Daemon(config, env=env) as new:
+        before = (await _warm_gen(w1, tokens)).first_token_ms
+        return {"window1": before, "new_window": (await _warm_gen(new, tokens)).first_token_ms}
 
 
 def _stop_daemon(env: dict[str, str]) -> None:
@@ -295,10 +310,10 @@ def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
     """Print the table; which targets were met."""
     warm, init, mem = summary(r["warm_window1"]), summary(r["init_forwarder"]), r["memory"]
     first_w2 = r["window2_first"]
-    met = {
-        "initialize": init["median"] <= 300,
-        "second_window": first_w2 is not None and first_w2 <= warm["median"] + 50,
-    }
+    extra = summary(
+        [p["new_window"] - p["window1"] for p in r["new_windows"] if None not in p.values()]
+    )["median"]
+    met = {"initialize": init["median"] <= 300, "second_window": extra is not None and extra <= 50}
     inl, solo, rt = r["inline"], r["inline_alone"], r["round_trip"]
     fwd, ovh = r["forwarding"], r["overhead"]
     # The forwarder adds its hops (the transport part); the rest of a first token's time is
@@ -314,10 +329,12 @@ def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
         ["initialize, via forwarder (ms)", fmt_stat(init), f"<= 300 {verdict(met['initialize'])}"],
         ["first token, window 1 cold (ms)", fmt(r["cold"]), ""],
         ["first token, window 1 warm (ms)", fmt_stat(warm), ""],
+        ["first token, window 2 first (ms)", fmt(first_w2), ""],
         [
-            "first token, window 2 first (ms)",
-            fmt(first_w2),
-            f"<= warm + 50 {verdict(met['second_window'])}",
+            f"first token, a new window's first - window 1's just before (ms, median of "
+            f"{len(r['new_windows'])})",
+            fmt(extra),
+            f"<= 50 {verdict(met['second_window'])}",
         ],
         ["first token, window 2 later (ms)", fmt_stat(summary(r["window2_later"])), ""],
         ["model loads for 2 windows", r["model_loads"], "1"],
