@@ -223,14 +223,7 @@ def pump(
                         print(f"mlxd: {why}", file=sys.stderr, flush=True)
                         return 1
                 else:
-                    data = os.read(stdin, 1 << 16)
-                    if data:
-                        for body in from_client.feed(data):
-                            if body is None:  # as the daemon answers one, unread
-                                _write_all(stdout, TOO_BIG)
-                                continue
-                            replay.from_client(body)
-                            link.send(body)
+                    if _from_client(os.read(stdin, 1 << 16), from_client, replay, link, stdout):
                         continue
                     sel.unregister(stdin)
                     with contextlib.suppress(OSError):
@@ -238,6 +231,17 @@ def pump(
                     deadline = time.monotonic() + EOF_GRACE_S
     finally:
         link.sock.close()
+
+
+def _from_client(data: bytes, frames: Splitter, replay: Replay, link: _Link, stdout: int) -> bool:
+    """Forward the editor's `data` to the daemon; False at the editor's EOF."""
+    for body in frames.feed(data):
+        if body is None:  # as the daemon answers one, unread
+            _write_all(stdout, TOO_BIG)
+            continue
+        replay.from_client(body)
+        link.send(body)
+    return bool(data)
 
 
 def _ended(why: dict[str, Any], replay: Replay, stdout: int) -> int:
