@@ -30,13 +30,14 @@ pytestmark = pytest.mark.slow
 
 CRASH = (
     "    import os, sys\n"
-    "    if 'crash-me' in params.text_document.uri and sys.argv[1:2] == ['daemon']:\n"
-    "        os._exit(7)  # the test's crash: this daemon dies of the window's document\n"
+    "    if 'crash-me' in params.text_document.uri and sys.argv[1:2] in ({who}):\n"
+    "        os._exit(7)  # the test's crash: this server dies of the window's document\n"
 )
 
 
-def crashing_copy(tmp_path: Path) -> Path:
-    """A copy of mlxd/ whose daemon dies on a didOpen of `...crash-me...`."""
+def crashing_copy(tmp_path: Path, in_process_too: bool = False) -> Path:
+    """A copy of mlxd/ whose daemon (and, `in_process_too`, whose in-process server) dies on a
+    didOpen of `...crash-me...`."""
     alt = tmp_path / "alt"
     shutil.copytree(Path(__file__).resolve().parents[2] / "daemon" / "mlxd", alt / "mlxd")
     handlers = alt / "mlxd" / "server" / "handlers.py"
@@ -45,7 +46,8 @@ def crashing_copy(tmp_path: Path) -> Path:
         '    """pygls has stored the document: the inline engine may warm the KV cache for it."""\n'
     )
     assert anchor in source
-    source = source.replace(anchor, anchor + CRASH)
+    who = "['daemon'], ['serve']" if in_process_too else "['daemon'],"
+    source = source.replace(anchor, anchor + CRASH.format(who=who))
     handlers.write_text(source)
     return alt
 
@@ -121,3 +123,23 @@ async def test_a_single_kill_of_a_crash_free_window_is_still_recovered_at_once(
         assert starts(rt) == 2
     finally:
         await d.kill()
+
+
+async def test_a_window_no_server_survives_ends_the_forwarder_saying_why(rt, tmp_path, tiny_config):
+    """Steps: as above, but the copy's in-process server dies of crash-me too. After
+    CRASH_LOOP_DEATHS daemon deaths and as many in-process ones the forwarder gives up: it
+    exits 1 (the editor sees its server end, as an in-process server's crash shows) with a
+    stderr line, within 20 s, having started no more than CRASH_LOOP_DEATHS daemons."""
+    alt = crashing_copy(tmp_path, in_process_too=True)
+    d = await start_raw(rt, tiny_config, env={"PYTHONPATH": str(alt)})
+    try:
+        await d.initialize()
+        d.send(_opened("file:///w/crash-me.py"))
+        code = await asyncio.wait_for(d.proc.wait(), 20)
+    finally:
+        await d.kill()
+    why = await d.ended()
+    assert code == 1, why
+    assert f"{2 * CRASH_LOOP_DEATHS} servers in a row died" in why and "giving up" in why, why
+    assert "Traceback" not in why, why
+    assert starts(rt) <= CRASH_LOOP_DEATHS, starts(rt)
