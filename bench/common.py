@@ -34,6 +34,9 @@ RESULTS = REPO / "bench" / "results"
 CACHE = REPO / "bench" / ".cache"  # exported model directories (git-ignored by its own file)
 EMBEDDED = "smollm2-135m"
 TINY = "tiny"  # alias: a small random llama written by mlxd.models.tiny (fast, meaningless text)
+# Forwarded-vs-direct pairs for forwarding's verdict (`overhead`, `shared`) unless --runs says
+# otherwise: its median moved by +-5 ms over 5 pairs at a noisy moment, for a 2 ms target.
+FORWARDING_PAIRS = 12
 
 
 # --- options shared by the sub-benchmarks ------------------------------------------------------

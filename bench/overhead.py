@@ -20,6 +20,7 @@ from typing import Any
 from tests.kit import private_runtime
 
 from .common import (
+    FORWARDING_PAIRS,
     Daemon,
     Direct,
     Gen,
@@ -156,7 +157,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 # process, OpenBLAS threads, KV cache): only the forwarder differs from it.
                 async with Direct(local_config(opts.model), env=shared_env(rt)) as direct:
                     sides = {"mlxd": daemon.chat, "shared": forwarded.chat, "direct": direct.chat}
-                    pairs = await _alternate(sides, opts, runs, max_tokens, own=True)
+                    n_pairs = opts.n(FORWARDING_PAIRS)  # the verdict's median: enough pairs
+                    pairs = await _alternate(sides, opts, n_pairs, max_tokens, own=True)
     raws, mlxds, shareds = gens["raw"], gens["mlxd"], pairs["shared"]
     forwarding = _forwarding(pairs["direct"], shareds)
     against_in_process = _forwarding(pairs["mlxd"], shareds)
@@ -189,7 +191,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
 
     print_table(
         f"overhead: {model_label(opts.model)}, greedy, max {max_tokens} tokens, "
-        f"{runs} runs after {opts.warmup} warm-up; median (min-max)",
+        f"{runs} runs ({n_pairs} for the shared daemon) after {opts.warmup} warm-up; "
+        "median (min-max)",
         ["side", "first token ms", "decode tok/s", "prompt tok", "gen tok", "BLAS"],
         [
             [
@@ -249,7 +252,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 verdict(forwarding["decode_ok"]),
             ],
             [
-                "first token's transport, forwarded - direct (median of paired runs)",
+                f"first token's transport, forwarded - direct (median of {n_pairs} pairs)",
                 fmt(forwarding["transport_ms"], " ms", 2),
                 f"<= {TARGET_FORWARD_FIRST_MS:.0f} ms",
                 verdict(forwarding["first_token_ok"]),
@@ -281,6 +284,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "model": opts.model,
             "weights": form,
             "runs": runs,
+            "forwarding_pairs": n_pairs,
             "warmup": opts.warmup,
             "max_tokens": max_tokens,
         },

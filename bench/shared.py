@@ -33,6 +33,7 @@ from typing import Any
 from tests.kit import private_runtime
 
 from .common import (
+    FORWARDING_PAIRS,
     Daemon,
     Direct,
     Options,
@@ -124,6 +125,7 @@ def _overhead(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
         "first_token_diffs_ms": firsts,
         "decode_ratios": rates,
         "transport_diffs_ms": transport,
+        "pairs": len(both),
     }
 
 
@@ -180,7 +182,8 @@ async def _quick(opts, info, runs, config, shared_env, alone_env) -> dict[str, A
 
 
 async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> dict[str, Any]:
-    r = await _shared_windows(config, shared_env, alone_env, runs, tokens)
+    pairs = opts.n(FORWARDING_PAIRS)  # forwarding's verdict: a median of enough pairs
+    r = await _shared_windows(config, shared_env, alone_env, runs, tokens, pairs)
     log("inline latency, idle and while another window streams, in-process (two processes)")
     async with Daemon(config, env=alone_env) as a, Daemon(config, env=alone_env) as b:
         await a.wait_ready()
@@ -201,7 +204,12 @@ async def _measure(opts, info, runs, tokens, config, shared_env, alone_env) -> d
 
 
 async def _shared_windows(
-    config: dict[str, Any], env: dict[str, str], alone_env: dict[str, str], runs: int, tokens: int
+    config: dict[str, Any],
+    env: dict[str, str],
+    alone_env: dict[str, str],
+    runs: int,
+    tokens: int,
+    pairs: int,
 ) -> dict[str, Any]:
     """Window 1 starts the daemon and loads; window 2 arrives once it is warm. Then the same
     request alternately through window 1 and a direct session of the same daemon (paired:
@@ -221,7 +229,7 @@ async def _shared_windows(
         # forwarder (same process, model, BLAS threads, KV cache: only the forwarder differs).
         async with Direct(config, env=env) as direct:
             await direct.chat(PROMPT, tokens)
-            r["forwarding"] = _overhead(await _paired(direct, w1, runs, tokens))
+            r["forwarding"] = _overhead(await _paired(direct, w1, pairs, tokens))
             r["round_trip"] = await _round_trips(direct, w1, ROUND_TRIPS)
         # Against another process (in-process serving, its own model copy): that process's
         # own speed is in the difference too (its OpenBLAS threads follow the load with
@@ -339,7 +347,7 @@ def _report(opts: Options, tokens: int, r: dict[str, Any]) -> dict[str, bool]:
         ["first token, window 2 later (ms)", fmt_stat(summary(r["window2_later"])), ""],
         ["model loads for 2 windows", r["model_loads"], "1"],
         [
-            "first token's transport, forwarded - direct to the daemon (ms, paired)",
+            f"first token's transport, forwarded - direct to the daemon (ms, {fwd['pairs']} pairs)",
             fmt(fwd["transport_ms"], digits=2),
             f"<= 2 {verdict(met['forwarding_first_token'])}",
         ],

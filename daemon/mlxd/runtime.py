@@ -41,6 +41,11 @@ class UnsafeRuntimeDir(Exception):
     """The runtime directory is not ours alone (owner or mode): nothing is served from it."""
 
 
+class NoRuntimeDir(UnsafeRuntimeDir):
+    """The runtime directory cannot even be named: a relative $MLXD_RUNTIME_DIR in a working
+    directory that was deleted (the editor's project folder, removed while it ran)."""
+
+
 @dataclass(frozen=True)
 class Paths:
     dir: Path
@@ -100,16 +105,24 @@ INSTALL = _install_id()
 
 
 def runtime_dir(env: dict[str, str] | None = None) -> Path:
-    """The runtime directory, absolute: the daemon runs in `/`, its forwarders anywhere."""
+    """The runtime directory, absolute: the daemon runs in `/`, its forwarders anywhere.
+    Raises NoRuntimeDir for a relative $MLXD_RUNTIME_DIR when the working directory is gone."""
     env = dict(os.environ) if env is None else env
     if explicit := env.get(RUNTIME_ENV):
-        return Path(os.path.abspath(os.path.expanduser(explicit)))
+        try:
+            return Path(os.path.abspath(os.path.expanduser(explicit)))
+        except OSError as exc:  # os.getcwd(): the working directory was deleted
+            raise NoRuntimeDir(
+                f"{RUNTIME_ENV}={explicit} is relative and the working directory is gone "
+                f"({exc.strerror}): set it to an absolute path"
+            ) from None
     if xdg := env.get("XDG_RUNTIME_DIR"):
         return Path(xdg) / "mlxd"
     return Path(tempfile.gettempdir()) / f"mlxd-{os.getuid()}"
 
 
 def paths(env: dict[str, str] | None = None) -> Paths:
+    """This installation's paths in the runtime directory (NoRuntimeDir: see runtime_dir)."""
     return Paths.at(runtime_dir(env))
 
 

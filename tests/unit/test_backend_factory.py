@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,8 @@ def test_a_config_builds_local_and_one_backend_per_entry(pool: ModelPool) -> Non
         "local": (True, "smollm2-135m", False),
         "cloud": (False, "gpt-x", False),
         "claude": (False, "c-1", False),
-        "small": (True, "small-model", False),
+        # A local path, resolved here as the window would (in-process: this process's cwd).
+        "small": (True, str(Path.cwd() / "small-model"), False),
     }
 
 
@@ -54,4 +56,4 @@ def test_a_reload_keeps_unchanged_http_backends_and_retires_the_rest(pool: Model
     assert second["claude"] is first["claude"]  # same settings: same HTTP session
     assert second["cloud"] is not first["cloud"]  # a new base_url: a new backend
     to_close, forget = retired(first, second)
-    assert to_close == [first["cloud"]] and forget == {"small-model"}
+    assert to_close == [first["cloud"]] and forget == {str(Path.cwd() / "small-model")}

@@ -35,7 +35,7 @@ def _run(client_says: list[dict], daemon_ends: bytes) -> tuple[int, list[dict], 
         theirs.sendall(daemon_ends)
         theirs.close()
 
-    def reconnect(answered: bool, dropped_s: float) -> str:
+    def reconnect(answered: bool, dropped_s: float, deaths: int) -> str:
         asked.append("reconnect")
         return "no daemon in this test"
 

@@ -247,7 +247,7 @@ def _pump_against(daemon_says: bytes) -> tuple[int, list[str]]:
     stdout_r, stdout_w = os.pipe()
     asked: list[str] = []
 
-    def reconnect(answered: bool, dropped_s: float) -> str:
+    def reconnect(answered: bool, dropped_s: float, deaths: int) -> str:
         asked.append("reconnect")
         return "no daemon in this test"
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mlxd.models import EMBEDDED, resolve_spec
+from mlxd.cli.daemon import GONE_CWD, _window
+from mlxd.models import EMBEDDED, WindowEnv, resolve_spec
 from mlxd.models.hub_child import child_env
+from mlxd.models.specs import is_hf_repo
 
 
 def test_a_relative_model_path_is_the_windows(tmp_path: Path) -> None:
@@ -24,7 +26,38 @@ def test_a_relative_model_path_is_the_windows(tmp_path: Path) -> None:
     assert resolve_spec("mlx-community/X-4bit", cwd) == "mlx-community/X-4bit"  # a repo id
     assert resolve_spec(EMBEDDED, cwd) == EMBEDDED
     assert resolve_spec("/abs/m", cwd) == "/abs/m"
-    assert resolve_spec("models/coder", None) == "models/coder"  # in-process: as given
+    assert resolve_spec("models/coder", None) == "models/coder"  # in-process: none here
+
+
+def test_in_process_a_local_path_is_made_absolute_and_a_repo_id_stays_one(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`cwd` None (in-process): this process's working directory decides, once; the pool and
+    the loader never look a relative `org/name` up as a directory again (a shared daemon's
+    own working directory is `/`, where `/org/name` may exist)."""
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_spec("org/name", None) == str(tmp_path / "org" / "name")
+    assert resolve_spec("./models/x", None) == str(tmp_path / "models" / "x")
+    assert resolve_spec("other/name", None) == "other/name"
+    assert resolve_spec(EMBEDDED, None) == EMBEDDED
+    # The spec as resolved is all the pool needs: a relative org/name is a repo id even where
+    # a directory of that name exists (here, in this process's working directory).
+    assert is_hf_repo("org/name") and not is_hf_repo(str(tmp_path / "org" / "name"))
+
+
+def test_a_window_whose_directory_was_deleted_reads_its_relative_paths_nowhere() -> None:
+    """A session's hello with no cwd (its forwarder's directory was deleted): the config, the
+    model, HF_HOME and the CA bundle named relative name nothing, and nothing can be made
+    there (before: cwd None, so a download child in `/` used `/hf`, the config `/m.toml`)."""
+    env, cwd, config = _window({"env": {"HF_HOME": "hf", "SSL_CERT_FILE": "ca.pem"}, "cwd": None})
+    assert cwd == GONE_CWD and config is None
+    hub = WindowEnv(env, cwd).env
+    for value in (hub["HF_HOME"], hub["SSL_CERT_FILE"], resolve_spec("./m", cwd)):
+        assert value.startswith(GONE_CWD + "/"), value
+        with pytest.raises(OSError):  # NotADirectoryError: nothing is made under /dev/null
+            Path(value).mkdir(parents=True)
+    assert resolve_spec("org/name", cwd) == "org/name"  # a repo id all the same
 
 
 def test_a_download_runs_with_the_windows_environment_and_the_daemons_python(

@@ -9,6 +9,7 @@ its model until its windows close, and only these commands show it and end it.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,18 @@ def _show(f: runtime.Found, info: dict[str, Any]) -> None:
         print(f"memory (RSS): {rss / 1e6:.0f} MB")
 
 
+def _directory() -> Path | None:
+    """The runtime directory; None (and why, on stderr) when it cannot be named."""
+    try:
+        return runtime.runtime_dir()
+    except runtime.NoRuntimeDir as exc:
+        print(f"mlxd: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    directory = runtime.runtime_dir()
+    if (directory := _directory()) is None:
+        return 1
     answers = _each("status", directory)
     for f, info in answers:
         if not isinstance(info, dict):
@@ -117,7 +128,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop every mlxd daemon of the runtime directory (their windows' forwarders end; the
     editors start `mlxd serve` again, which starts this installation's)."""
-    directory = runtime.runtime_dir()
+    if (directory := _directory()) is None:
+        return 1
     stopping = []
     for f, info in _each("stop", directory):
         if isinstance(info, dict):

@@ -34,6 +34,10 @@ HELLO_TIMEOUT_S = 10.0
 # first idle exit is never sooner, or idle_exit_s = 0 would exit before any session began.
 FIRST_SESSION_S = 10.0
 LOCK_WAIT_S = 5.0  # a daemon still exiting holds the lock this long at most
+# The working directory of a window whose own was deleted (its forwarder says cwd: null): its
+# relative paths (config, model, HF_HOME, CA bundle) name nothing, as they name nothing to an
+# in-process server in that directory. Never the daemon's `/`; nothing can be made under it.
+GONE_CWD = "/dev/null/deleted-working-directory"
 
 
 class Daemon:
@@ -135,7 +139,7 @@ class Daemon:
         env, cwd, path = _window(hello)
         path = path or env.get("MLXD_CONFIG") or None
         if path:  # `~` is the editor's HOME; relative to the editor's working directory
-            path = os.path.join(cwd or "", expand_home(path, env))
+            path = os.path.join(cwd, expand_home(path, env))
         before = list(self.process.sessions)
         try:
             ls = MlxdServer(ConfigSources(path=path, env=env, cwd=cwd), self.process)
@@ -220,9 +224,10 @@ async def _read_hello(reader: asyncio.StreamReader) -> dict[str, Any]:
     return hello
 
 
-def _window(hello: dict[str, Any]) -> tuple[dict[str, str], str | None, str | None]:
+def _window(hello: dict[str, Any]) -> tuple[dict[str, str], str, str | None]:
     """(environment, working directory, config path) of a session's hello; ValueError when
-    one is not of its type (nothing of the session is built then)."""
+    one is not of its type (nothing of the session is built then). The working directory of
+    a window that has none (deleted) is GONE_CWD."""
     env = hello.get("env") or {}
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise ValueError("bad hello: env is not a mapping of strings")
@@ -230,7 +235,7 @@ def _window(hello: dict[str, Any]) -> tuple[dict[str, str], str | None, str | No
     for name, value in (("cwd", cwd), ("config", config)):
         if value is not None and (not isinstance(value, str) or "\0" in value):
             raise ValueError(f"bad hello: {name} is not a path")
-    return env, cwd or None, config or None
+    return env, cwd or GONE_CWD, config or None
 
 
 def _rss() -> int:
@@ -284,7 +289,11 @@ def cmd_daemon(args: Any) -> int:
     protect_stdout()
     sys.setswitchinterval(0.001)
     _setup_logging(SESSION)  # each session's records at its own window's MLXD_LOG_LEVEL
-    paths = runtime.paths()
+    try:
+        paths = runtime.paths()
+    except runtime.NoRuntimeDir as exc:  # `mlxd daemon` by hand, in a deleted folder
+        log.error("cannot serve: %s", exc)
+        return 1
     if (why := runtime.too_long(paths.socket)) is not None:
         log.error("cannot serve: %s", why)
         return 1

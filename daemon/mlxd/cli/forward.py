@@ -24,8 +24,8 @@ from typing import Any
 from .. import runtime
 from ..frames import MAX_BODY, Splitter
 from .replay import DIED, Replay, frame, stopped
+from .starting import CRASH_LOOP_DEATHS, SHORT_LIVED_S, START_WAIT_S, Restarts, connect
 
-START_WAIT_S = 30.0  # a cold daemon imports pygls, msgspec, aiohttp and MLX first
 EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to hang up
 PARENT_CHECK_S = 1.0  # how often the forwarder checks that the editor that started it lives
 SHARED_ENV = "MLXD_SHARED"  # "1" / "0": the mode, when neither flag is given
@@ -61,8 +61,8 @@ def shared_settings(args: argparse.Namespace) -> tuple[bool, float]:
 
 def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
     """Serve the editor through the shared daemon; the exit code, or None to serve in-process."""
-    paths = runtime.paths()
     try:
+        paths = runtime.paths()
         runtime.ensure_dir(paths.dir)
     except (OSError, runtime.UnsafeRuntimeDir) as exc:
         return _fallback(f"runtime directory unusable: {exc}")
@@ -77,114 +77,47 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
     if config and cwd:
         config = os.path.normpath(os.path.join(cwd, config))
     window = {"env": dict(os.environ), "cwd": cwd, "config": config}
-    sock = _connect(paths, idle_exit_s, runtime.hello(window))
+    sock = connect(paths, idle_exit_s, runtime.hello(window))
     if isinstance(sock, str):
         return _fallback(sock)
 
-    def reconnect(answered: bool, dropped_s: float) -> socket.socket | str:
-        try:  # checked again: the directory may have been swapped while the daemon was down
-            runtime.ensure_dir(paths.dir)
-        except (OSError, runtime.UnsafeRuntimeDir) as exc:
-            sock: socket.socket | str = f"runtime directory unusable: {exc}"
-        else:
-            # "recovered": the new daemon does not know this window's conversations;
-            # "answered": the window has had the replayed initialize's answer, and seen its
-            # config problems.
-            hello = {**window, "recovered": True, "answered": answered}
-            sock = (  # daemon after daemon hung up without a word for START_WAIT_S: enough
-                f"the shared daemon keeps hanging up on this window (see {paths.log})"
-                if dropped_s > START_WAIT_S
-                else _connect(paths, idle_exit_s, runtime.hello(hello))
+    def reconnect(answered: bool, dropped_s: float, deaths: int) -> socket.socket | str:
+        """A new server for the window (hello sent), after `deaths` short-lived ones in a
+        row (starting.Restarts); the reason to give up when none can be had."""
+        if deaths >= 2 * CRASH_LOOP_DEATHS:  # in-process servers too: nothing will serve it
+            return (
+                f"{deaths} servers in a row died within {SHORT_LIVED_S:.0f} s of being given "
+                f"this window, in-process ones too; giving up (see {paths.log})"
             )
+        if deaths >= CRASH_LOOP_DEATHS:  # no daemon survives this window: not one more
+            sock: socket.socket | str = (
+                f"the shared daemon died {deaths} times in a row within {SHORT_LIVED_S:.0f} s "
+                f"of being given this window's state (see {paths.log})"
+            )
+        elif dropped_s > START_WAIT_S:  # daemon after daemon hung up without a word
+            sock = f"the shared daemon keeps hanging up on this window (see {paths.log})"
+        else:
+            sock = _reconnect(paths, idle_exit_s, {**window, "answered": answered})
         if not isinstance(sock, str):
             return sock
         # As at start: a window that cannot have a shared daemon is served in-process.
         print(f"mlxd: {sock}; serving this window in-process", file=sys.stderr, flush=True)
         return _in_process(config, answered)
 
-    return pump(sock, sys.stdin.fileno(), sys.stdout.fileno(), reconnect)
+    return pump(sock, sys.stdin.fileno(), sys.stdout.fileno(), reconnect, paths)
 
 
-def _connect(paths: runtime.Paths, idle_exit_s: float, hello: bytes) -> socket.socket | str:
-    """A daemon's connection with `hello` sent, starting the daemon when none serves; the
-    reason when none can be had within START_WAIT_S. Tried again until then: a daemon that is
-    going away (killed, or stopping) still accepts connections for a moment, then drops them,
-    and a daemon started in that moment takes it for a live one and leaves."""
-    deadline = time.monotonic() + START_WAIT_S
-    while True:
-        sock = runtime.connect(paths.socket) or _start(paths, idle_exit_s, deadline)
-        if sock is None:  # the daemon we started found another serving: connect to that one
-            why = "the shared daemon did not come up"
-        elif isinstance(sock, str):
-            return sock
-        else:
-            try:
-                sock.sendall(hello)
-                return sock
-            except OSError as exc:
-                sock.close()
-                why = f"the shared daemon hung up: {exc}"
-        if time.monotonic() > deadline:
-            return f"{why} (see {paths.log})"
-        time.sleep(0.05)
-
-
-def _start(paths: runtime.Paths, idle_exit_s: float, deadline: float) -> socket.socket | str | None:
-    """Start the daemon and connect: its connection, the reason it failed, or None when the
-    new daemon left at once because another seemed to serve (try again). Forwarders racing
-    to start one queue on a lock: the first starts it, the others find it serving."""
-    import fcntl
-
-    with open(paths.dir / "start.lock", "a") as lock:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if (sock := runtime.connect(paths.socket)) is not None:
-                    return sock  # another forwarder started it
-                if time.monotonic() > deadline:
-                    return "another forwarder is still starting the shared daemon"
-                time.sleep(0.05)
-        if (sock := runtime.connect(paths.socket)) is not None:
-            return sock
-        try:
-            child = start_daemon(paths, idle_exit_s)
-        except OSError as exc:
-            return f"could not start the shared daemon: {exc}"
-        return _wait_for(paths, child, deadline)
-
-
-def start_daemon(paths: runtime.Paths, idle_exit_s: float) -> subprocess.Popen[bytes]:
-    """`mlxd daemon`, detached: its own session, no stdio of ours, stderr to its log."""
-    with open(paths.log, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "mlxd", "daemon", "--idle-exit-s", str(idle_exit_s)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            cwd="/",
-            env={**os.environ, runtime.RUNTIME_ENV: str(paths.dir)},  # absolute, as we use it
-            start_new_session=True,
-        )
-
-
-def _wait_for(
-    paths: runtime.Paths, child: subprocess.Popen[bytes], deadline: float
-) -> socket.socket | str | None:
-    """Connect once the started daemon listens. None when it left with 0 and nothing serves
-    (it lost the start race, or took a daemon going away for a live one: try again); the
-    reason when it failed or did not listen by the deadline."""
-    while time.monotonic() < deadline:
-        if (sock := runtime.connect(paths.socket)) is not None:
-            return sock
-        code = child.poll()
-        if code == 0:
-            return runtime.connect(paths.socket)
-        if code is not None:
-            return f"the shared daemon exited with {code} (see {paths.log})"
-        time.sleep(0.05)
-    return f"the shared daemon did not come up in {START_WAIT_S:.0f} s (see {paths.log})"
+def _reconnect(
+    paths: runtime.Paths, idle_exit_s: float, hello: dict[str, Any]
+) -> socket.socket | str:
+    """A new daemon's connection, its hello saying "recovered" (it does not know this window's
+    conversations) and "answered" (the window has had its initialize's answer, and seen its
+    config problems)."""
+    try:  # checked again: the directory may have been swapped while the daemon was down
+        runtime.ensure_dir(paths.dir)
+    except (OSError, runtime.UnsafeRuntimeDir) as exc:
+        return f"runtime directory unusable: {exc}"
+    return connect(paths, idle_exit_s, runtime.hello({**hello, "recovered": True}))
 
 
 def _in_process(config: str | None, answered: bool) -> socket.socket | str:
@@ -222,12 +155,15 @@ TOO_BIG = frame(
 class _Link:
     """The forwarder's connection to the daemon, which it replaces when the daemon dies."""
 
-    def __init__(self, sock: socket.socket, reconnect: Any) -> None:
+    def __init__(self, sock: socket.socket, reconnect: Any, paths: runtime.Paths | None) -> None:
         self.sock = sock
-        self.reconnect = reconnect  # (answered) -> socket | str (why not), hello already sent
+        # (answered, dropped_s, deaths) -> socket | str (why not), hello already sent
+        self.reconnect = reconnect
+        self.paths = paths
         self.frames = Splitter()
         self.dead = False
         self.dropped: float | None = None  # since when daemons hang up without a word
+        self.restarts = Restarts()  # the servers that died soon after being given the window
 
     def send(self, body: bytes) -> None:
         if not self.dead:
@@ -237,13 +173,20 @@ class _Link:
                 self.dead = True  # noticed at the next read: the socket reads EOF
 
 
-def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) -> int:
+def pump(
+    sock: socket.socket,
+    stdin: int,
+    stdout: int,
+    reconnect: Any = None,
+    paths: runtime.Paths | None = None,
+) -> int:
     """Copy LSP messages stdin -> socket and socket -> stdout until the daemon ends the
     session, or until EOF_GRACE_S after stdin's EOF (the daemon then ends it on its side).
 
     When the daemon dies mid-session (`reconnect` given), the requests in flight fail with
-    -32803, and a new daemon (started by `reconnect`) is brought to the window's state."""
-    replay, from_client, link = Replay(), Splitter(), _Link(sock, reconnect)
+    -32803, and a new daemon (started by `reconnect`) is brought to the window's state.
+    `paths`: the daemon's (default: runtime.paths())."""
+    replay, from_client, link = Replay(), Splitter(), _Link(sock, reconnect, paths)
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     sel.register(stdin, selectors.EVENT_READ)
@@ -280,14 +223,7 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
                         print(f"mlxd: {why}", file=sys.stderr, flush=True)
                         return 1
                 else:
-                    data = os.read(stdin, 1 << 16)
-                    if data:
-                        for body in from_client.feed(data):
-                            if body is None:  # as the daemon answers one, unread
-                                _write_all(stdout, TOO_BIG)
-                                continue
-                            replay.from_client(body)
-                            link.send(body)
+                    if _from_client(os.read(stdin, 1 << 16), from_client, replay, link, stdout):
                         continue
                     sel.unregister(stdin)
                     with contextlib.suppress(OSError):
@@ -295,6 +231,17 @@ def pump(sock: socket.socket, stdin: int, stdout: int, reconnect: Any = None) ->
                     deadline = time.monotonic() + EOF_GRACE_S
     finally:
         link.sock.close()
+
+
+def _from_client(data: bytes, frames: Splitter, replay: Replay, link: _Link, stdout: int) -> bool:
+    """Forward the editor's `data` to the daemon; False at the editor's EOF."""
+    for body in frames.feed(data):
+        if body is None:  # as the daemon answers one, unread
+            _write_all(stdout, TOO_BIG)
+            continue
+        replay.from_client(body)
+        link.send(body)
+    return bool(data)
 
 
 def _ended(why: dict[str, Any], replay: Replay, stdout: int) -> int:
@@ -314,8 +261,11 @@ def _ended(why: dict[str, Any], replay: Replay, stdout: int) -> int:
 
 def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
     """The daemon hung up without `exit`: fail what was in flight, then connect to a new
-    daemon and replay the window's state. The reason when that is impossible."""
-    paths = runtime.paths()
+    daemon and replay the window's state. The reason when that is impossible. A daemon that
+    dies again soon after each replay is started again after a pause that grows, and not
+    more than starting.CRASH_LOOP_DEATHS times in a row (then the window is served
+    in-process)."""
+    paths = link.paths or runtime.paths()
     try:  # "<pid> <reason>": it was stopped (mlxd stop, SIGTERM) and its goodbye was lost
         reason = paths.stopped.read_text().partition(" ")[2].strip() or "mlxd stop"
     except OSError:
@@ -328,9 +278,13 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
         _write_all(stdout, error)
     print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
     link.dropped = link.dropped or time.monotonic()
-    sock = link.reconnect(replay.initialize_answered, time.monotonic() - link.dropped)
+    deaths = link.restarts.died()
+    time.sleep(link.restarts.pause_s())  # 0 for one death: a kill -9 is recovered at once
+    dropped_s = time.monotonic() - link.dropped
+    sock = link.reconnect(replay.initialize_answered, dropped_s, deaths)
     if isinstance(sock, str):
         return sock
+    link.restarts.given()
     sel.unregister(link.sock)
     link.sock.close()
     link.sock, link.frames, link.dead = sock, Splitter(), False

@@ -181,7 +181,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     maybe_reexec_with_openblas()  # report the BLAS that `serve` would use
     from ..config import Config, ConfigError, decode, load_file
-    from ..models import describe, load_model
+    from ..models import describe, load_model, resolve_spec
     from ..secrets import KeyStore, key_sources
 
     failed = 0
@@ -210,10 +210,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         line(True, "config", path or "defaults (no --config / MLXD_CONFIG)")
     except ConfigError as exc:
         line(False, "config", str(exc))
-    line(None, "model", describe(cfg.local.model))
+    spec = resolve_spec(cfg.local.model, None)  # as `serve` here reads it (a local path?)
+    line(None, "model", describe(spec))
     try:
         t0 = time.perf_counter()
-        lm = load_model(cfg.local.model, dequantize=cfg.local.dequantize, progress=_show_download)
+        lm = load_model(spec, dequantize=cfg.local.dequantize, progress=_show_download)
         line(True, "model", f"loads in {time.perf_counter() - t0:.1f}s ({lm.nbytes / 1e6:.0f} MB)")
     except Exception as exc:
         line(False, "model", str(exc))

@@ -21,6 +21,14 @@ log = logging.getLogger("mlxd")
 EXIT_GRACE_S = 0.3
 
 
+def _attach_taint(ls: Any) -> None:
+    """Conversations tainted in an earlier session stay local in this one (taint_file.py)."""
+    try:
+        ls.app.process.taint.attach(runtime.paths().dir / taint_file.FILE_NAME)
+    except runtime.NoRuntimeDir as exc:  # the memory stays in this process, as for any
+        log.info("no taint file (kept in memory): %s", exc)  # unusable runtime directory
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """In-process serving (cli/__init__ tried the shared daemon first when asked to)."""
     from ..blas import maybe_reexec_with_openblas
@@ -40,8 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ls = MlxdServer(ConfigSources(path=args.config or os.environ.get("MLXD_CONFIG") or None))
     register(ls)
     _take_over(ls, os.environ.pop(RECOVERED_ENV, ""))
-    # Conversations tainted in an earlier session stay local in this one (taint_file.py).
-    ls.app.process.taint.attach(runtime.paths().dir / taint_file.FILE_NAME)
+    _attach_taint(ls)
     install_redaction(ls.app.keys)
 
     stopped: list[str] = []  # why the server ends the session itself (SIGTERM)

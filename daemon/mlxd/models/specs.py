@@ -47,13 +47,16 @@ def expand_home(path: str, env: Mapping[str, str] | None = None) -> Path:
 
 
 def _kind(spec: str) -> tuple[Literal["embedded", "gguf", "dir", "hf", "missing"], Path | None]:
+    """What a spec as resolve_spec gives it names. A relative spec shaped `org/name` is a repo
+    id, never looked up as a directory here: resolve_spec decided that in the window's working
+    directory, and this process's may be another (the shared daemon runs in `/`)."""
     if spec == EMBEDDED:
         return "embedded", embedded_model_path()
     path = Path(spec).expanduser()
+    if not path.is_absolute() and _looks_like_repo(spec):
+        return "hf", None
     if path.exists():
         return ("gguf" if path.is_file() else "dir"), path
-    if _looks_like_repo(spec):
-        return "hf", None
     return "missing", path
 
 
@@ -70,9 +73,18 @@ def resolve_spec(spec: str, cwd: str | None, env: Mapping[str, str] | None = Non
     leading `~` the HOME of `env`; an absolute path and an HF repo id (`org/name` with no such
     directory in `cwd`) unchanged. The embedded alias stays itself unless `env` points it
     elsewhere (MLXD_EMBEDDED_GGUF: that path) or this process's environment does while `env`
-    does not (the packaged file). `cwd` None: this process's own (the spec as it is)."""
+    does not (the packaged file). `cwd` None: this process's own (in-process serving; when it
+    was deleted, relative paths name nothing there, as to any process in it).
+
+    Every local path comes out absolute and every repo id relative: `_kind` (the pool, the
+    loader) decides by that alone, wherever the process runs."""
     if cwd is None:
-        return spec
+        if spec == EMBEDDED:
+            return spec
+        try:
+            cwd = os.getcwd()
+        except OSError:  # deleted: a relative path names nothing, `org/name` is a repo id
+            return spec
     if spec == EMBEDDED:
         return spec if env is None else _embedded_for(env, cwd)
     path = expand_home(spec, env)
@@ -93,5 +105,6 @@ def _embedded_for(env: Mapping[str, str], cwd: str) -> str:
 
 
 def is_hf_repo(spec: str) -> bool:
-    """Whether `spec` names a Hugging Face repo (no such local path, and shaped `org/name`)."""
+    """Whether `spec` (as resolve_spec gives it) names a Hugging Face repo: relative and shaped
+    `org/name`."""
     return _kind(spec)[0] == "hf"
