@@ -94,7 +94,8 @@ class GoOn:
 
     `started` says whether the backend took it on (else it stays empty: a provider, a
     cancelled request, a generation that had ended). `stop()` ends it at once (its KV cache is
-    kept); `wait()` returns when it is over. Used on the event loop only."""
+    kept), `extend()` moves its bound; `wait()` returns when it is over. Used on the event loop
+    only."""
 
     lines: int
     bound_s: float
@@ -106,12 +107,19 @@ class GoOn:
     stopped: bool = False
     _over: asyncio.Event = field(default_factory=asyncio.Event)
     _stop: Callable[[], None] | None = None
+    _extend: Callable[[float], None] | None = None
 
-    def take(self, stop: Callable[[], None]) -> None:
-        """The backend goes on; `stop` ends its generation."""
-        self.started, self._stop = True, stop
+    def take(self, stop: Callable[[], None], extend: Callable[[float], None]) -> None:
+        """The backend goes on; `stop` ends its generation, `extend(until)` moves its bound."""
+        self.started, self._stop, self._extend = True, stop, extend
         if self.stopped:
             stop()
+
+    def extend(self, until: float) -> None:
+        """Let it go on until `until` (time.monotonic()) at least: a request waits for it till
+        then, and a cut would make that request start a generation of its own."""
+        if self._extend is not None and not self.over:
+            self._extend(until)
 
     def end(self, finish_reason: str | None) -> None:
         """The backend's generation is over."""

@@ -36,8 +36,12 @@ def went_on_with(job: Job, go: GoOn, queue: asyncio.Queue[Any]) -> bool:
     job.deadline = now + go.bound_s
     job.max_tokens = max(job.max_tokens, job.generated + go.max_tokens)  # alone: read each step
     drain = asyncio.ensure_future(_drain(job, go, queue, job.generated, now))
-    go.take(lambda: (job.cancelled.set(), drain.cancel()))
+    go.take(lambda: (job.cancelled.set(), drain.cancel()), lambda until: _extend(job, until))
     return True
+
+
+def _extend(job: Job, until: float) -> None:
+    job.deadline = max(job.deadline or until, until)  # read by the engine before each step
 
 
 async def _drain(job: Job, go: GoOn, queue: asyncio.Queue[Any], made: int, since: float) -> None:

@@ -107,6 +107,8 @@ class Ahead(RestJobs, NextJobs):
                 start = time.monotonic() if arrived is None else arrived
                 budget = answer_by(self.engine.cfg.max_ms)
                 bound = start + budget - time.monotonic()
+                if job.go is not None:  # the answer's generation going on: no cut before then
+                    job.go.extend(start + budget)
                 # Shielded: a timeout or a client cancel leaves the job running for the next.
                 try:
                     await asyncio.wait_for(asyncio.shield(job.task), max(0.0, bound))

@@ -42,6 +42,7 @@ class Job:
     ctx: CursorContext | None = None  # next: the context it ran with (its header: the KV's)
     cut: Any = None  # next: its answer, when its time cap cut it (finish "length")
     stored_item: bool = False  # next: it put an item in the cache
+    go: Any = None  # next: the shown answer's generation going on that writes it (types.GoOn)
     # rest: set each time it stores a suggestion at `key` (a request waiting for it goes on).
     stored: asyncio.Event = field(default_factory=asyncio.Event)
     # warm: the document changed since it began (its prompts still to come are not started).

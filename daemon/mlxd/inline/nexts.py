@@ -77,6 +77,7 @@ class NextJobs:
         key = (nxt.prefix, nxt.suffix)
         job = Job("next", base=ctx.prefix, suggestion=suggestion, suffix=ctx.suffix, key=key)
         if go is not None and go.started:
+            job.go = go
             job.task = asyncio.ensure_future(self._continued(job, nxt, go, list(neighbors)))
         else:
             job.task = asyncio.ensure_future(self._next(job, nxt, list(neighbors)))
