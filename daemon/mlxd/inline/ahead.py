@@ -2,8 +2,9 @@
 
 Three kinds of job, at most one per document (a newer one replaces the older):
 
-- **next**: after a suggestion is shown, the suggestion that would follow it if the user
-  accepted it (llama.vim's speculative FIM): the document with the suggestion inserted, the
+- **next** (nexts.py): after a suggestion is shown, the suggestion that would follow it if the
+  user accepted it (llama.vim's speculative FIM): what the shown line's own generation writes as
+  it goes on past that line (types.GoOn), else the document with the suggestion inserted, the
   cursor at its end. It lands in the inline cache, so accept -> next ghost text is a cache hit.
   It is bounded as an automatic request there would be (inline.max_ms from its start,
   max_tokens), and one line at most, so that it is done by the time the user accepts. A
