@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types as T
 
-from tests.conftest import daemon, write_config
+from tests.conftest import BLOCK, daemon, write_config
 from tests.e2e.test_inline_e2e import inline, open_doc
 from tests.e2e.test_work_ahead import insert, local_total, stats, until
 
@@ -64,3 +64,22 @@ async def test_the_next_suggestion_is_the_shown_answers_generation_going_on(
     assert (b["aheadStarted"], b["aheadContinued"], b["aheadStored"]) == (1, 1, 1)
     assert a["generations"] == b["generations"] == 1  # the accept asked no model
     assert a["aheadHits"] == 1
+
+
+async def test_a_blocks_second_line_is_its_first_lines_generation_going_on(
+    tmp_path, script_model
+) -> None:
+    # At a block start the first line is shown at once and the rest goes on (inline/rest.py).
+    # Before, the rest was a second request (a gap, a first step) that stored nothing until the
+    # whole block was done: the accept of the first line waited for all of it. Now the first
+    # line's own generation goes on, and the next line is stored as soon as it is finished.
+    first, second = BLOCK.split("\n")[1], BLOCK.split("\n")[2]
+    async with daemon(config(tmp_path, script_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, "def add(a, b):")
+        assert texts(await inline(s, 0, 14, kind=2)) == ["\n" + first]
+        before = await until(s, lambda st: st["inline"]["restStored"] == 1)
+        insert(s, 2, 0, 14, "\n" + first)  # the user accepts the shown line
+        nxt = await inline(s, 1, len(first), kind=2)
+    assert texts(nxt) == ["\n" + second]
+    assert local_total(before, "generations") == 1  # the first line's, which went on

@@ -197,7 +197,7 @@ class InlineEngine:
         block = local and ctx.max_lines is None and not ctx.single_line
         if block:  # a block start (multi-line mode): its first line now, the rest after it
             request = replace(request, max_lines=1, line_tokens=BLOCK_LINE_TOKENS)
-        elif local:  # a line: its generation goes on with the next one (the work ahead)
+        if local:  # its generation goes on with the next line (the next suggestion, the rest)
             request = replace(request, go_on=self.ahead.going_on(ctx))
         ticket = self.stats.requests
         answer = await self._run(ctx, request)
@@ -205,14 +205,13 @@ class InlineEngine:
         first = replace(ctx, max_lines=1) if block else ctx
         suggestion = None if answer is None else self.keep_answer(first, answer)
         in_time = answer is None and time.monotonic() < request.deadline  # type: ignore[operator]
+        go, took = request.go_on, False  # took: a block's rest goes on from it
         if ticket == self.stats.requests and not in_time:  # not superseded, not failed early
-            self.ahead.go_on(ctx, answer, suggestion, block)
+            took = self.ahead.go_on(ctx, answer, suggestion, block, go if block else None)
         local = answer is not None and self.served_locally(answer)
-        go = request.go_on
-        if go is not None and not (suggestion and local and ahead):
+        if go is not None and not took and (block or not (suggestion and local and ahead)):
             go.stop()  # nobody will accept it: no next suggestion after it
-            go = None
-        return (None if answer is None else suggestion), local, go
+        return (None if answer is None else suggestion), local, None if block or took else go
 
     def context_for(self, text: str, offset: int, uri: str, language: str) -> CursorContext:
         """The cursor context at a code-point offset, with this engine's line settings."""
