@@ -83,3 +83,4 @@ async def test_a_blocks_second_line_is_its_first_lines_generation_going_on(
         nxt = await inline(s, 1, len(first), kind=2)
     assert texts(nxt) == ["\n" + second]
     assert local_total(before, "generations") == 1  # the first line's, which went on
+    assert before["inline"]["aheadContinued"] == 1

@@ -13,7 +13,8 @@ from mlxd.prompts import CursorContext
 class AheadStats:
     ahead_started: int = 0  # next-suggestion jobs started
     ahead_stored: int = 0  # ... that put an item in the cache
-    # ... of them, written by the shown answer's own generation going on (types.GoOn)
+    # next items and block lines written by the shown line's own generation going on
+    # (types.GoOn), with no job of their own
     ahead_continued: int = 0
     ahead_hits: int = 0  # requests answered by a pregenerated item (cache or joined)
     ahead_joined: int = 0  # requests that waited for the job in flight at their position

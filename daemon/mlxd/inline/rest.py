@@ -102,7 +102,9 @@ class RestJobs:
         lines = StopPolicy(max_lines=go.lines)
         ended = go.finish_reason == "stop" and not lines.enough_lines(go.text)
         more = Continued(go.text, "stop" if ended else "length", go.tokens)
-        job.suggestion = self.engine.keep_answer(ctx, more) or job.suggestion
+        kept = self.engine.keep_answer(ctx, more)
+        self.stats.ahead_continued += bool(kept)
+        job.suggestion = kept or job.suggestion
         job.stored.set()
         return more
 
