@@ -102,11 +102,27 @@ class RestJobs:
         lines = StopPolicy(max_lines=go.lines)
         ended = go.finish_reason == "stop" and not lines.enough_lines(go.text)
         more = Continued(go.text, "stop" if ended else "length", go.tokens)
-        kept = self.engine.keep_answer(ctx, more)
-        self.stats.ahead_continued += bool(kept)
+        shown, kept = job.suggestion, self.engine.keep_answer(ctx, more)
+        if kept == shown:  # the block ended with its first line: what follows is the next one
+            self._next_after_block(ctx, shown, more)
+            more = replace(more, finish_reason="stop")  # no more of the block
+        self.stats.ahead_continued += bool(kept) and kept != shown
         job.suggestion = kept or job.suggestion
         job.stored.set()
         return more
+
+    def _next_after_block(self, ctx: CursorContext, shown: str, went: Continued) -> None:
+        """A block that is its first line only (`shown`): the line its generation wrote after
+        it is the next suggestion, stored at the position after `shown` (as ahead.after's
+        next job would), where the request after the accept looks."""
+        if not went.text.startswith(shown):
+            return
+        text = ctx.prefix + shown + ctx.suffix
+        nxt = self.engine.context_for(text, len(ctx.prefix) + len(shown), ctx.uri, ctx.language)
+        nxt.max_lines = 1
+        rest = went.text[len(shown) :]
+        if rest.strip() and self.engine.keep_answer(nxt, replace(went, text=rest)):
+            self.stats.ahead_continued += 1
 
     async def _rest(
         self,
