@@ -297,6 +297,7 @@ async def _accept_next(
         if sum(1 for r in out if r["shown"]) >= samples:
             break
         editor.open(f"file:///bench/a{i + 1:04d}/locks.py", text[:cut])
+        start_stats = await editor.daemon.stats()
         t0 = time.perf_counter()
         shown = _first_item(await editor.request()[1])
         rec: dict[str, Any] = {"offset": cut, "shown_ms": (time.perf_counter() - t0) * 1000}
@@ -313,6 +314,9 @@ async def _accept_next(
             # waits for it), or cut by its cap and gone on from (aheadResumed).
             rec["job_running"] = bool((before or {}).get("inline.aheadActive"))
             rec["resumed"] = bool(counters.get("inline.aheadResumed"))
+            # Written by the shown line's own generation going on (types.GoOn), no job of its own.
+            whole = stats_delta(start_stats, await editor.daemon.stats())
+            rec["continued"] = bool(whole.get("inline.aheadContinued"))
             rec["next_item"] = nxt
         rec["shown"] = shown
         editor.close()
@@ -342,6 +346,7 @@ def _accept_rows(accepts: list[dict[str, Any]]) -> tuple[list[list[Any]], dict[s
     hits = sum(1 for a in done if a["ahead_hit"])
     running = sum(1 for a in done if a.get("job_running"))
     resumed = sum(1 for a in done if a.get("resumed"))
+    continued = sum(1 for a in done if a.get("continued"))
     share = hits / len(done) if done else None
     rows = [
         [
@@ -356,6 +361,10 @@ def _accept_rows(accepts: list[dict[str, Any]]) -> tuple[list[list[Any]], dict[s
         [
             "accept -> next: job still running at the accept / went on from its cut text",
             f"{running}/{len(done)} / {resumed}/{len(done)}",
+        ],
+        [
+            "accept -> next: written by the shown line's generation going on (aheadContinued)",
+            f"{continued}/{len(done)}",
         ],
     ]
     return rows, {"accept_next_ms": lat, "accept_next_ahead_share": share}

@@ -10,6 +10,7 @@ Nothing here knows LSP, HTTP or MLX.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -72,6 +73,72 @@ class Request:
     # cursor (the end of `prefix`); "top": the start of `prefix`, as much as the budget holds
     # (a local model's warm-up after didOpen: every cursor in it has a prompt starting so).
     window: Literal["cursor", "top"] = "cursor"
+    # Inline, a local model: let the generation go on past the answer's end, in the background
+    # (GoOn). None: it stops there.
+    go_on: GoOn | None = None
+
+
+@dataclass(eq=False, slots=True)
+class GoOn:
+    """A local model's generation going on after its answer ended, in the same decode (issue
+    #17: the suggestion after the shown one, with no new job, prefill or first step). The
+    inline engine puts one on a request; the local backend that serves it, when the answer
+    ended before the generation did (enough lines, a stop string) and nobody cancelled it,
+    lets the generation go on at background priority and fills it:
+
+    - `text`: everything the generation wrote, the answer's part first (as streamed, before
+      any stop string or line limit cut it), until it holds `lines` finished lines with text,
+      `bound_s` seconds after the answer ended, `max_tokens` more tokens, or the model's end;
+    - `tokens`: the tokens written after the answer ended; `finish_reason` "stop" (the lines
+      or the model ended it) or "length" (a cap cut it), None while it runs.
+
+    `started` says whether the backend took it on (else it stays empty: a provider, a
+    cancelled request, a generation that had ended). `stop()` ends it at once (its KV cache is
+    kept), `extend()` moves its bound; `wait()` returns when it is over. Used on the event loop
+    only."""
+
+    lines: int
+    bound_s: float
+    max_tokens: int
+    text: str = ""
+    tokens: int = 0
+    finish_reason: str | None = None
+    started: bool = False
+    stopped: bool = False
+    _over: asyncio.Event = field(default_factory=asyncio.Event)
+    _stop: Callable[[], None] | None = None
+    _extend: Callable[[float], None] | None = None
+
+    def take(self, stop: Callable[[], None], extend: Callable[[float], None]) -> None:
+        """The backend goes on; `stop` ends its generation, `extend(until)` moves its bound."""
+        self.started, self._stop, self._extend = True, stop, extend
+        if self.stopped:
+            stop()
+
+    def extend(self, until: float) -> None:
+        """Let it go on until `until` (time.monotonic()) at least: a request waits for it till
+        then, and a cut would make that request start a generation of its own."""
+        if self._extend is not None and not self.over:
+            self._extend(until)
+
+    def end(self, finish_reason: str | None) -> None:
+        """The backend's generation is over."""
+        self.finish_reason = self.finish_reason or finish_reason
+        self._over.set()
+
+    def stop(self) -> None:
+        """Nobody wants more: end the generation (a no-op once it is over)."""
+        self.stopped = True
+        if self._stop is not None and not self._over.is_set():
+            self._stop()
+        self._over.set()
+
+    @property
+    def over(self) -> bool:
+        return self._over.is_set()
+
+    async def wait(self) -> None:
+        await self._over.wait()
 
 
 @dataclass(frozen=True, slots=True)

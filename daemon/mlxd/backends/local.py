@@ -32,6 +32,7 @@ from ..models import (
 )
 from ..prompts import Window
 from ..types import Delta, Done, Event, Held, Request
+from .go_on import went_on_with
 from .local_jobs import began as _began
 from .local_jobs import log_job as _log_job
 from .local_prompt import (
@@ -107,11 +108,16 @@ class LocalBackend:
         # A chat template that ends the prompt in <think> makes the model answer from inside a
         # reasoning block: its text up to </think> is reasoning, as a provider would mark it.
         think = ThinkSplitter(opened=True) if _opens_think(lm.tokenizer, tokens) else None
+        go, over = request.go_on, False  # over: the generation ended (Done, or it failed)
         try:
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
+                    over = True
                     raise item
+                over = isinstance(item, Done)
+                if go is not None and isinstance(item, Delta):
+                    go.text += item.text  # the answer's part, as generated
                 if isinstance(item, Held):  # paused for an inline request: tell the router
                     yield item
                     continue
@@ -131,8 +137,13 @@ class LocalBackend:
                 if isinstance(item, Done):
                     return
         finally:
-            job.cancelled.set()  # leaves the batch before the next decode step
+            # An answer that ended before its generation: it may go on (types.GoOn).
+            going = not over and go is not None and first is not None
+            if not going:
+                job.cancelled.set()  # leaves the batch before the next decode step
             self._ended(entry, job, start, first, last)
+            if going and not went_on_with(job, go, queue):  # type: ignore[arg-type]
+                job.cancelled.set()
             if job.background and first is not None and _past(job.deadline):
                 # A request may go on from a cut answer (inline/ahead.py): its KV cache first.
                 await asyncio.to_thread(job.ended.wait, KEPT_WAIT_S)
@@ -300,7 +311,8 @@ def _job(lm: Any, req: Request, tokens: list[int], max_tokens: int, healer: Any,
         tokens=tokens,
         max_tokens=max_tokens,
         temperature=req.temperature,
-        stop=req.stop,
+        # Going on past the answer (GoOn): the router's filter ends the answer at a stop.
+        stop=req.stop if req.go_on is None else [],
         stop_tokens=end_tokens(lm.tokenizer) if req.kind != "chat" else frozenset(),
         emit=emit,
         deadline=_deadline(req),

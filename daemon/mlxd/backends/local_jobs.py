@@ -23,13 +23,14 @@ def log_job(
     """One DEBUG line per inline job (issue #16: where a request's time went)."""
     end = time.monotonic()
     log.debug(
-        "%s: inline%s job: %d prompt tokens, %d from the KV cache, %d prefilled; "
-        "first token after %.0f ms; %d tokens in %.0f ms more%s",
+        "%s: inline%s job: %d prompt tokens, %d from the KV cache, %d prefilled; taken after "
+        "%.0f ms, first token after %.0f ms; %d tokens in %.0f ms more%s",
         name,
         " background" if job.background else "",
         len(job.tokens),
         job.reused,
         job.prefilled - job.reused,
+        (began(job, start) - start) * 1000,
         ((first or end) - start) * 1000,
         job.generated,
         ((last or first or end) - (first or end)) * 1000,

@@ -2,8 +2,9 @@
 
 Three kinds of job, at most one per document (a newer one replaces the older):
 
-- **next**: after a suggestion is shown, the suggestion that would follow it if the user
-  accepted it (llama.vim's speculative FIM): the document with the suggestion inserted, the
+- **next** (nexts.py): after a suggestion is shown, the suggestion that would follow it if the
+  user accepted it (llama.vim's speculative FIM): what the shown line's own generation writes as
+  it goes on past that line (types.GoOn), else the document with the suggestion inserted, the
   cursor at its end. It lands in the inline cache, so accept -> next ghost text is a cache hit.
   It is bounded as an automatic request there would be (inline.max_ms from its start,
   max_tokens), and one line at most, so that it is done by the time the user accepts. A
@@ -50,6 +51,7 @@ from mlxd.prompts import CursorContext
 from . import why
 from .cuts import answer_by
 from .jobs import AheadStats, Job, answers_at, blank, cancelling, typed_along
+from .nexts import NextJobs
 from .rest import RestJobs
 
 if TYPE_CHECKING:
@@ -65,7 +67,7 @@ Runner = Callable[[Any, CursorContext], Awaitable[Any]]
 SETTLE_S = 0.75
 
 
-class Ahead(RestJobs):
+class Ahead(RestJobs, NextJobs):
     """The background jobs of one InlineEngine (see the module docstring)."""
 
     def __init__(self, engine: InlineEngine, run: Runner | None) -> None:
@@ -106,6 +108,8 @@ class Ahead(RestJobs):
                 start = time.monotonic() if arrived is None else arrived
                 budget = answer_by(self.engine.cfg.max_ms)
                 bound = start + budget - time.monotonic()
+                if job.go is not None:  # the answer's generation going on: no cut before then
+                    job.go.extend(start + budget)
                 # Shielded: a timeout or a client cancel leaves the job running for the next.
                 try:
                     await asyncio.wait_for(asyncio.shield(job.task), max(0.0, bound))
@@ -135,31 +139,6 @@ class Ahead(RestJobs):
             return False
         self.stats.ahead_hits += 1
         return True
-
-    def after(
-        self, ctx: CursorContext, suggestion: str, neighbors: Iterable[Document] = ()
-    ) -> None:
-        """A suggestion was shown at `ctx` (served locally): pregenerate the one after it."""
-        if not (self.enabled and suggestion) or self._going_on(ctx, suggestion):
-            return
-        text = ctx.prefix + suggestion + ctx.suffix
-        nxt = self.engine.context_for(
-            text, len(ctx.prefix) + len(suggestion), ctx.uri, ctx.language
-        )
-        key = (nxt.prefix, nxt.suffix)
-        if self.engine.cache.peek(ctx.uri, *key) is not None:
-            return  # already known (a repeat, or a job that ran before)
-        # One line at most: the quickest item to have ready when the user accepts (about
-        # ACCEPT_S later), and the next job follows once this one is accepted in turn.
-        nxt.max_lines = 1
-        # The shown suggestion's header (its neighbour snippets were matched a line higher):
-        # the job's prompt then extends the one just run, whose KV the model has cached.
-        nxt.header = ctx.header
-        self._stop_all()
-        job = Job("next", base=ctx.prefix, suggestion=suggestion, suffix=ctx.suffix, key=key)
-        job.task = asyncio.ensure_future(self._next(job, nxt, list(neighbors)))
-        self._jobs[ctx.uri] = job
-        self.stats.ahead_started += 1
 
     # --- documents ------------------------------------------------------------------------
     def opened(
@@ -278,30 +257,6 @@ class Ahead(RestJobs):
                 log.debug("warm-up for %s failed: %s", ctx.uri, exc)
                 return
             self.stats.warmups += 1
-
-    async def _next(self, job: Job, ctx: CursorContext, neighbors: list[Document]) -> None:
-        assert self.run is not None
-        ctx.header = ctx.header or self.engine._header(ctx, neighbors)
-        # Bounded as an automatic request there would be, from now: inline.max_ms (which also
-        # makes the local backend pick a prompt it can prefill in time, the cached one) and
-        # max_tokens. Uncapped, it ran on past the moment the user accepted, and a request
-        # that joined it gave up at its own bound: no accept was ever a cache hit.
-        request = replace(self.engine._request(ctx, time.monotonic()), priority="background")
-        job.ctx, answer = ctx, None
-        try:
-            answer = await self.run(request, ctx)
-        except Exception as exc:
-            log.debug("next suggestion for %s failed: %s", ctx.uri, exc)
-        finally:
-            if getattr(answer, "finish_reason", "") == "length" and answer.text:
-                job.cut = answer  # a request waiting for the job may go on from it
-            self._done(ctx.uri, job)
-        if answer is not None:
-            self.engine.keep_answer(ctx, answer)
-        # A line cut by max_tokens leaves nothing to show, and nothing is cached.
-        if self.engine.cache.peek(ctx.uri, *job.key) is not None:
-            self._items[ctx.uri] = job
-            self.stats.ahead_stored += 1
 
     def _done(self, uri: str, job: Job) -> None:
         if self._jobs.get(uri) is job:

@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mlxd.prompts import CursorContext
+from mlxd.types import GoOn
 
 from .cuts import cleaned
 
@@ -18,16 +19,22 @@ ALT_TEMPERATURE = 0.8
 
 
 async def alternatives(
-    engine: InlineEngine, ctx: CursorContext, first: str, arrived: float
+    engine: InlineEngine, ctx: CursorContext, first: str, arrived: float, go: GoOn | None = None
 ) -> list[str]:
     """Up to ALTERNATIVES more suggestions, sampled at ALT_TEMPERATURE, distinct and whole.
 
     They run after the greedy answer, so its prompt is in the KV cache and they cost decode
-    only, side by side in one batch, within what is left of the same inline.max_ms.
+    only, side by side in one batch, within what is left of the same inline.max_ms. `go`:
+    the greedy answer's generation going on (types.GoOn), stopped if the request is cancelled.
     """
     ctx.header = ctx.header or engine._header(ctx, ())
     request = replace(engine._request(ctx, arrived), temperature=ALT_TEMPERATURE)
-    answers = await engine._run(ctx, [request] * ALTERNATIVES)
+    try:
+        answers = await engine._run(ctx, [request] * ALTERNATIVES)
+    except BaseException:
+        if go is not None:
+            go.stop()  # cancelled: no next suggestion after this one
+        raise
     seen = {first.strip()}
     out: list[str] = []
     for answer in answers or []:

@@ -30,7 +30,7 @@ from mlxd.prompts import (
     position_to_offset,
     starts_block,
 )
-from mlxd.types import Request
+from mlxd.types import GoOn, Request
 
 from .ahead import Ahead, Runner
 from .alternatives import alternatives
@@ -156,18 +156,18 @@ class InlineEngine:
             suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix, arrived)
             if self._latest.get(uri) != ticket:  # a newer request here, or closed, meanwhile
                 return []
-        cached, local = suggestion is not None, False  # local: a local model served it
+        cached, local, go = suggestion is not None, False, None  # local, go: as _fresh's
         if cached:
             self.stats.cache_hits += 1
             local = self.ahead.hit(uri, ctx.prefix, ctx.suffix)  # accepted: work ahead again
         else:
-            suggestion, local = await self._fresh(uri, ctx, neighbors, arrived)
+            suggestion, local, go = await self._fresh(uri, ctx, neighbors, arrived, not selection)
         shown = [suggestion] if suggestion else []
         if shown and invoked and (self.local_first(uri) if cached else local):
-            shown += await alternatives(self, ctx, suggestion, arrived)  # type: ignore[arg-type]
+            shown += await alternatives(self, ctx, suggestion, arrived, go)  # type: ignore[arg-type]
         self._timed(arrived, bool(shown))
         if shown and local and not selection:
-            self.ahead.after(ctx, suggestion, neighbors)  # type: ignore[arg-type]
+            self.ahead.after(ctx, suggestion, neighbors, go)  # type: ignore[arg-type]
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
 
     def _timed(self, arrived: float, answered: bool) -> None:
@@ -177,31 +177,41 @@ class InlineEngine:
         self.stats.empty += not answered
 
     async def _fresh(
-        self, uri: str, ctx: CursorContext, neighbors: Iterable[Document], arrived: float
-    ) -> tuple[str | None, bool]:
-        """A new suggestion from the model, cleaned and cached (None when no answer came), and
-        whether a local model served it. At a block start it asks for the first line only, and
-        the rest of the block goes on in the background; so does an answer the bound cut before
-        a line ended (inline/rest.py)."""
+        self,
+        uri: str,
+        ctx: CursorContext,
+        neighbors: Iterable[Document],
+        arrived: float,
+        ahead: bool = True,
+    ) -> tuple[str | None, bool, GoOn | None]:
+        """A new suggestion from the model, cleaned and cached (None when no answer came),
+        whether a local model served it, and, for a suggestion shown with work `ahead`, its
+        generation going on past it (types.GoOn: the next suggestion's text; else None). At a
+        block start it asks for the first line only, and the rest of the block goes on in the
+        background; so does an answer the bound cut before a line ended (inline/rest.py)."""
         ctx.header = self._header(ctx, neighbors)
         request = self._request(ctx, arrived)
         # Only where the rest can go on: a local model, work ahead on (a cloud model never
         # works in the background, and it answers a whole block fast).
-        block = ctx.max_lines is None and not ctx.single_line
-        block = block and self.ahead.enabled and self.local_first(uri)
+        local = self.ahead.enabled and self.local_first(uri)
+        block = local and ctx.max_lines is None and not ctx.single_line
         if block:  # a block start (multi-line mode): its first line now, the rest after it
             request = replace(request, max_lines=1, line_tokens=BLOCK_LINE_TOKENS)
+        if local:  # its generation goes on with the next line (the next suggestion, the rest)
+            request = replace(request, go_on=self.ahead.going_on(ctx))
         ticket = self.stats.requests
         answer = await self._run(ctx, request)
         # The first line only: a token that ends it may carry the next line's start.
         first = replace(ctx, max_lines=1) if block else ctx
         suggestion = None if answer is None else self.keep_answer(first, answer)
         in_time = answer is None and time.monotonic() < request.deadline  # type: ignore[operator]
+        go, took = request.go_on, False  # took: a block's rest goes on from it
         if ticket == self.stats.requests and not in_time:  # not superseded, not failed early
-            self.ahead.go_on(ctx, answer, suggestion, block)
-        if answer is None:
-            return None, False
-        return suggestion, self.served_locally(answer)
+            took = self.ahead.go_on(ctx, answer, suggestion, block, go if block else None)
+        local = answer is not None and self.served_locally(answer)
+        if go is not None and not took and (block or not (suggestion and local and ahead)):
+            go.stop()  # nobody will accept it: no next suggestion after it
+        return (None if answer is None else suggestion), local, None if block or took else go
 
     def context_for(self, text: str, offset: int, uri: str, language: str) -> CursorContext:
         """The cursor context at a code-point offset, with this engine's line settings."""

@@ -13,6 +13,9 @@ from mlxd.prompts import CursorContext
 class AheadStats:
     ahead_started: int = 0  # next-suggestion jobs started
     ahead_stored: int = 0  # ... that put an item in the cache
+    # next items and block lines written by the shown line's own generation going on
+    # (types.GoOn), with no job of their own
+    ahead_continued: int = 0
     ahead_hits: int = 0  # requests answered by a pregenerated item (cache or joined)
     ahead_joined: int = 0  # requests that waited for the job in flight at their position
     ahead_late: int = 0  # ... of them, answered empty: not done within inline.max_ms
@@ -39,10 +42,21 @@ class Job:
     key: tuple[str, str] = ("", "")  # (prefix, suffix) of the position it answers
     ctx: CursorContext | None = None  # next: the context it ran with (its header: the KV's)
     cut: Any = None  # next: its answer, when its time cap cut it (finish "length")
+    stored_item: bool = False  # next: it put an item in the cache
+    go: Any = None  # next: the shown answer's generation going on that writes it (types.GoOn)
     # rest: set each time it stores a suggestion at `key` (a request waiting for it goes on).
     stored: asyncio.Event = field(default_factory=asyncio.Event)
     # warm: the document changed since it began (its prompts still to come are not started).
     stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Continued:
+    """What a shown answer's generation wrote after it (types.GoOn), as a next job's answer."""
+
+    text: str
+    finish_reason: str
+    completion_tokens: int
 
 
 def blank(text: str) -> bool:

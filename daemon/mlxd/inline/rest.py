@@ -24,11 +24,13 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from mlxd.models import StopPolicy
 from mlxd.prompts import CursorContext
+from mlxd.types import GoOn
 
 from . import why
 from .cuts import answer_by, text_and_finish
-from .jobs import AheadStats, Job
+from .jobs import AheadStats, Continued, Job
 
 if TYPE_CHECKING:
     from .ahead import Runner
@@ -50,39 +52,99 @@ class RestJobs:
     def _stop_all(self, *, cancelled: bool = False) -> None: ...
     def _done(self, uri: str, job: Job) -> None: ...
 
-    def go_on(self, ctx: CursorContext, answer: Any, shown: str | None, block: bool) -> None:
+    def go_on(
+        self,
+        ctx: CursorContext,
+        answer: Any,
+        shown: str | None,
+        block: bool,
+        go: GoOn | None = None,
+    ) -> bool:
         """After a fresh answer at `ctx` (None: none came; `shown`: what of it is shown, None
         or "" for nothing; `block`: it asked for a block's first line only): let the generation
-        go on in the background when there is more to say there."""
+        go on in the background when there is more to say there. `go`: the generation itself
+        going on past the block's first line (types.GoOn); whether the rest job took it."""
         if not self.enabled or (answer is not None and not self.engine.served_locally(answer)):
-            return
+            return False
         text, finish = ("", "length") if answer is None else text_and_finish(answer)
         if shown:
             if not block:
-                return  # a whole answer: the next suggestion is ahead.after's
+                return False  # a whole answer: the next suggestion is ahead.after's
             phases: list[int | None] = [ctx.max_lines]  # the block, after its first line
         elif finish == "length":  # cut by the bound (or max_tokens) before a line ended
             phases = [1] if ctx.max_lines == 1 else [1, ctx.max_lines]
         else:
-            return  # the model said nothing worth showing
+            return False  # the model said nothing worth showing
         used = getattr(answer, "completion_tokens", 0) or 0
         if used >= self.engine.cfg.max_tokens:
-            return
+            return False
+        go = go if shown and go is not None and go.started else None
         self._stop_all()
         job = Job("rest", base=ctx.prefix, suggestion=shown or text, suffix=ctx.suffix, ctx=ctx)
-        job.key = (ctx.prefix, ctx.suffix)
-        job.task = asyncio.ensure_future(self._rest(job, ctx, text, used, phases))
+        job.key, job.go = (ctx.prefix, ctx.suffix), go
+        job.task = asyncio.ensure_future(self._rest(job, ctx, text, used, phases, go))
         self._jobs[ctx.uri] = job
         self.stats.rest_started += 1
+        return go is not None
+
+    async def _went_on(self, job: Job, ctx: CursorContext, text: str, go: GoOn) -> Continued:
+        """The block's second line from its first line's generation going on (`go`), stored at
+        ctx as soon as it is there (a request after the first line was accepted waits for it):
+        the text so far, its tokens after `text`, and "stop" when the model ended the block
+        there; (text, "length", 0) when it wrote nothing usable."""
+        try:
+            await go.wait()
+        finally:
+            go.stop()  # cancelled: no more of it
+        if go.finish_reason is None or not go.text.startswith(text) or go.text == text:
+            return Continued(text, "length", 0)
+        # Whole lines only, unless the model itself ended there (fewer lines than asked for).
+        lines = StopPolicy(max_lines=go.lines)
+        ended = go.finish_reason == "stop" and not lines.enough_lines(go.text)
+        more = Continued(go.text, "stop" if ended else "length", go.tokens)
+        shown, kept = job.suggestion, self.engine.keep_answer(ctx, more)
+        if kept == shown:  # the block ended with its first line: what follows is the next one
+            self._next_after_block(ctx, shown, more)
+            more = replace(more, finish_reason="stop")  # no more of the block
+        self.stats.ahead_continued += bool(kept) and kept != shown
+        job.suggestion = kept or job.suggestion
+        job.stored.set()
+        return more
+
+    def _next_after_block(self, ctx: CursorContext, shown: str, went: Continued) -> None:
+        """A block that is its first line only (`shown`): the line its generation wrote after
+        it is the next suggestion, stored at the position after `shown` (as ahead.after's
+        next job would), where the request after the accept looks."""
+        if not went.text.startswith(shown):
+            return
+        text = ctx.prefix + shown + ctx.suffix
+        nxt = self.engine.context_for(text, len(ctx.prefix) + len(shown), ctx.uri, ctx.language)
+        nxt.max_lines = 1
+        rest = went.text[len(shown) :]
+        if rest.strip() and self.engine.keep_answer(nxt, replace(went, text=rest)):
+            self.stats.ahead_continued += 1
 
     async def _rest(
-        self, job: Job, ctx: CursorContext, text: str, used: int, phases: list[int | None]
+        self,
+        job: Job,
+        ctx: CursorContext,
+        text: str,
+        used: int,
+        phases: list[int | None],
+        go: GoOn | None = None,
     ) -> None:
-        """Go on from `text` (`used` tokens), one request per phase (1: up to the end of the
-        first line; None: the block), each stored at ctx as it ends."""
+        """Go on from `text` (`used` tokens), first through `go` (the generation itself going
+        on, when it did), then one request per phase (1: up to the end of the first line;
+        None: the block), each stored at ctx as it ends."""
         assert self.run is not None
         limit, stored = self.engine.cfg.max_tokens, ""
         try:
+            if go is not None:
+                went = await self._went_on(job, ctx, text, go)
+                text, used = went.text, used + went.completion_tokens
+                stored = job.suggestion if went.completion_tokens else ""
+                if went.finish_reason == "stop" or used >= limit:
+                    phases = []  # the model ended the block, or no tokens are left
             for lines in phases:
                 request = replace(
                     self.engine._request(ctx),
@@ -123,6 +185,8 @@ class RestJobs:
         assert job.task is not None and job.ctx is not None
         start = time.monotonic() if arrived is None else arrived
         end = start + answer_by(self.engine.cfg.max_ms)
+        if job.go is not None:  # the generation going on: no cut before then
+            job.go.extend(end)
         cache, uri = self.engine.cache, job.ctx.uri
         while True:
             job.stored.clear()
