@@ -195,32 +195,71 @@ class Document:
 
         params = did_open["params"]
         item = params["textDocument"]
-        self.text = SyncedText(item["text"] if isinstance(item.get("text"), str) else "")
+        # str() as the daemon's converter reads it (a missing text: the daemon refuses it).
+        self.text = SyncedText(str(item["text"]) if "text" in item else "")
         self.version = item.get("version")
         # The message without its text: the text lives (and changes) in self.text only.
         bare = {k: v for k, v in item.items() if k != "text"}
         self.did_open = {**did_open, "params": {**params, "textDocument": bare}}
 
     def change(self, params: dict[str, Any], encoding: str) -> None:
-        version = params["textDocument"].get("version")
-        self.version = version if version is not None else self.version
-        changes = params.get("contentChanges")
-        for c in changes if isinstance(changes, list) else []:
-            if not isinstance(c, dict) or not isinstance(c.get("text"), str):
-                continue  # the daemon refuses it too
-            if "range" not in c:  # the whole document
-                self.text.replace(c["text"])
-                continue
-            try:
-                self.text.edit(c["range"]["start"], c["range"]["end"], c["text"], encoding)
-            except (KeyError, TypeError, ValueError):
-                pass  # a malformed range: the daemon refuses it too
+        """Apply a didChange as the daemon does: all its edits, or none when the daemon's
+        converter refuses the message (it then drops the whole notification)."""
+        parsed = _parse_change(params)
+        if parsed is None:
+            return
+        self.version, edits = parsed
+        for edit in edits:
+            if isinstance(edit, str):  # the whole document
+                self.text.replace(edit)
+            else:
+                self.text.edit(*edit, encoding)
 
     def opened(self) -> dict[str, Any]:
         item = {**self.did_open["params"]["textDocument"], "text": self.text.text}
         if self.version is not None:
             item["version"] = self.version
         return {**self.did_open, "params": {**self.did_open["params"], "textDocument": item}}
+
+
+UINTEGER_MAX = 2**31 - 1  # LSP's uinteger: the daemon's converter refuses a position above
+
+
+def _uinteger(value: Any) -> int:
+    """A position number as lsprotocol's converter reads it (int(), then 0..UINTEGER_MAX);
+    ValueError when it refuses it (1e400 reads as inf: OverflowError, a ValueError too)."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(value) from None
+    if not 0 <= n <= UINTEGER_MAX:
+        raise ValueError(value)
+    return n
+
+
+def _parse_change(params: dict[str, Any]) -> tuple[int, list[Any]] | None:
+    """(version, edits) of a didChange's params, each edit the new whole text or (start,
+    end, text) with start/end as {"line", "character"}; None when the daemon refuses the
+    notification (a version, a position or a change it cannot read), as it then applies none
+    of its edits. Texts are str() as the converter makes them."""
+    try:
+        version, changes = int(params["textDocument"]["version"]), params["contentChanges"]
+        edits: list[Any] = []
+        for c in changes if isinstance(changes, list) else [None]:
+            if "range" not in c:
+                edits.append(str(c["text"]))
+                continue
+            r = c["range"]
+            start, end = (
+                {"line": _uinteger(r[e]["line"]), "character": _uinteger(r[e]["character"])}
+                for e in ("start", "end")
+            )
+            if "rangeLength" in c:
+                _uinteger(c["rangeLength"])
+            edits.append((start, end, str(c["text"])))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    return version, edits
 
 
 def _key(msg_id: Any) -> str:

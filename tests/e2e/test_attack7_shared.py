@@ -1,0 +1,144 @@
+# ruff: noqa: F811 (the rt fixture is imported from test_shared_daemon)
+"""Attack round 7 on the shared daemon (issue #19): an editor that sends odd but well-formed
+JSON, replay after kill -9, and lifetime. Real forwarders over real stdio, a real daemon in a
+runtime directory of this test's own, loopback fake providers that record what they receive."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from tests.e2e.conftest import cloud_only
+from tests.e2e.test_router import ENV
+from tests.e2e.test_router import KEY as KEY_
+from tests.e2e.test_shared_daemon import rt, start_raw  # noqa: F401 (rt: the fixture)
+from tests.fakes.providers import FakeProvider, Reply
+
+pytestmark = pytest.mark.slow
+
+
+def _open(uri: str, text: str) -> dict:
+    doc = {"uri": uri, "languageId": "python", "version": 1, "text": text}
+    return {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": doc}}
+
+
+def _frame(body: bytes) -> bytes:
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+async def _pid(d) -> int:
+    return (await d.request("mlxd/stats"))["result"]["server"]["pid"]
+
+
+async def _after_kill(d, first: int) -> int:
+    """kill -9 the daemon; the pid of its successor (a request sent before the forwarder
+    noticed fails with -32803, the contract: ask again)."""
+    os.kill(first, signal.SIGKILL)
+    for _ in range(5):
+        r = await d.request("mlxd/stats")
+        if "result" in r:
+            assert r["result"]["server"]["pid"] != first
+            return r["result"]["server"]["pid"]
+        assert r["error"]["code"] == -32803, r
+    raise AssertionError("no new daemon")
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"1E999"])
+@pytest.mark.parametrize("field", [b"line", b"character"])
+async def test_a_position_of_1e400_in_an_edit_does_not_kill_the_forwarder(
+    rt, tiny_config, number, field
+):
+    """Steps: a window opens a document, then sends a didChange whose range has a number too
+    big for a float (`1e400` is valid JSON; Python reads it as inf) in a position. The daemon
+    refuses that notification (it is not a uinteger); the forwarder must neither crash nor
+    stop serving. Before: the forwarder's replay bookkeeping did int(inf), OverflowError,
+    traceback, exit 1: the editor lost its server (in-process serving refuses the message and
+    serves on)."""
+    d = await start_raw(rt, tiny_config)
+    try:
+        await d.initialize()
+        d.send(_open("file:///p/a.py", "abc\n"))
+        pos = b'{"line": 0, "character": 0}'
+        bad = pos.replace(b'"' + field + b'": 0', b'"' + field + b'": ' + number)
+        body = (
+            b'{"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {'
+            b'"textDocument": {"uri": "file:///p/a.py", "version": 2}, "contentChanges": '
+            b'[{"range": {"start": ' + bad + b', "end": ' + pos + b'}, "text": "x"}]}}'
+        )
+        d.send_bytes(_frame(body))
+        r = await d.request("mlxd/stats")
+        assert "result" in r, r
+        assert d.proc.returncode is None
+        assert d.stray == []
+    finally:
+        await d.kill()
+
+
+def _change(uri: str, version, *changes) -> dict:
+    params = {"textDocument": {"uri": uri, "version": version}, "contentChanges": list(changes)}
+    return {"jsonrpc": "2.0", "method": "textDocument/didChange", "params": params}
+
+
+def _edit(sl: int, sc: int, el: int, ec: int, text) -> dict:
+    rng = {"start": {"line": sl, "character": sc}, "end": {"line": el, "character": ec}}
+    return {"range": rng, "text": text}
+
+
+def _inline(uri: str, line: int, character: int) -> dict:
+    return {
+        "textDocument": {"uri": uri},
+        "position": {"line": line, "character": character},
+        "context": {"triggerKind": 1},
+    }
+
+
+async def test_after_kill_9_the_new_daemon_has_exactly_the_text_the_old_one_had(
+    rt, tmp_path, tiny_model
+):
+    """Steps: a window (every request kind on a loopback cloud, which records each prompt)
+    opens a CRLF document with surrogate pairs and edits it: range edits in UTF-16 columns
+    around the pairs and across CRLFs, and didChanges the daemon refuses as a whole because
+    one of their changes is malformed (a negative line, a position of 1e400, a null
+    version: the daemon's converter drops the notification, all its edits with it). Then an
+    inline request: the cloud gets prompt P1. kill -9 of the daemon; the same inline request
+    to the new daemon must send the same prompt. Before: the forwarder applied the good
+    edits of a refused didChange (and a null version's), so the replayed document held text
+    the window's daemon never had."""
+    uri = "file:///p/crlf.py"
+    async with FakeProvider(require_key=KEY_) as fake:
+        fake.default = Reply.text(["x"])
+        cfg = cloud_only(tmp_path, tiny_model, fake, "openai")
+        d = await start_raw(rt, cfg, env=ENV)
+        try:
+            await d.initialize()
+            d.send(_open(uri, "a😀b\r\nc😀😀d\r\n\r\nend = 1\r\n"))
+            d.send(_change(uri, 2, _edit(0, 3, 0, 3, "Z")))  # after the pair: "a😀Zb"
+            d.send(_change(uri, 3, _edit(1, 3, 1, 5, "")))  # the second pair of line 1 out
+            d.send(_change(uri, 4, _edit(0, 5, 1, 0, " + ")))  # across a CRLF: lines joined
+            d.send(_change(uri, 5, _edit(0, 0, 0, 0, "q\r\n")))
+            # Refused as a whole by the daemon: a good edit beside a malformed one.
+            d.send(_change(uri, 6, _edit(0, 0, 0, 0, "LEAK1"), _edit(-1, 0, 0, 0, "")))
+            d.send(_change(uri, None, _edit(0, 0, 0, 0, "LEAK2")))
+            body = (
+                b'{"jsonrpc": "2.0", "method": "textDocument/didChange", "params": '
+                b'{"textDocument": {"uri": "' + uri.encode() + b'", "version": 7}, '
+                b'"contentChanges": [{"range": {"start": {"line": 0, "character": 0}, '
+                b'"end": {"line": 0, "character": 0}}, "text": "LEAK3"}, {"range": {"start": '
+                b'{"line": 1e400, "character": 0}, "end": {"line": 0, "character": 0}}, '
+                b'"text": ""}]}}'
+            )
+            d.send_bytes(_frame(body))
+            d.send(_change(uri, 8, _edit(3, 3, 3, 3, "_x")))  # "end_x = 1"
+            r1 = await d.request("textDocument/inlineCompletion", _inline(uri, 3, 9))
+            assert "result" in r1, r1
+            before = [req.body for req in fake.requests]
+            assert len(before) == 1 and "LEAK" not in str(before), before
+            await _after_kill(d, await _pid(d))
+            r2 = await d.request("textDocument/inlineCompletion", _inline(uri, 3, 9))
+            assert "result" in r2, r2
+            after = [req.body for req in fake.requests][1:]
+            assert after == before
+        finally:
+            await d.kill()
