@@ -142,3 +142,29 @@ async def test_after_kill_9_the_new_daemon_has_exactly_the_text_the_old_one_had(
             assert after == before
         finally:
             await d.kill()
+
+
+async def test_a_request_refused_for_its_id_is_not_answered_again_after_kill_9(rt, tiny_config):
+    """Steps: a window sends requests with ids JSON-RPC does not allow (1e400, 1.0, 2.5, an
+    object, a list, true); the daemon answers each once, -32600 with id null, as in-process
+    serving does. Then kill -9 of the daemon. Nothing more may come for those ids. Before:
+    the forwarder kept each as a request in flight and failed it again with -32803 (a second
+    answer), and the one of id 1e400 under `"id": Infinity`, which is not JSON: an editor's
+    strict parser fails on the whole stream."""
+    d = await start_raw(rt, tiny_config)
+    try:
+        await d.initialize()
+        ids = [b"1e400", b"1.0", b"2.5", b'{"x": 1}', b"[1]", b"true"]
+        for raw in ids:
+            d.send_bytes(_frame(b'{"jsonrpc": "2.0", "id": ' + raw + b', "method": "mlxd/models"}'))
+        await d.request("mlxd/models")  # the refusals are in
+        refused = [f for f in d.frames if f.get("error", {}).get("code") == -32600]
+        assert len(refused) == len(ids) and all(f["id"] is None for f in refused), refused
+        seen = len(d.frames)
+        await _after_kill(d, await _pid(d))
+        await d.request("mlxd/models")
+        # (The harness's own ids are ints: one may fail -32803 at the kill, as it should.)
+        again = [f for f in d.frames[seen:] if "id" in f and type(f["id"]) not in (int, str)]
+        assert again == [], again
+    finally:
+        await d.kill()

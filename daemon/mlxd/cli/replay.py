@@ -68,7 +68,7 @@ class Replay:
         method, params = msg.get("method"), msg.get("params")
         if method is None:
             return  # the client's response to a server request
-        if "id" in msg:
+        if "id" in msg and _valid_id(msg["id"]):  # else the daemon refuses it (id null)
             self.inflight[_key(msg["id"])] = method
         # A malformed message is forwarded as it is (the daemon answers it) and kept for no
         # replay: nothing here may raise on it.
@@ -260,6 +260,13 @@ def _parse_change(params: dict[str, Any]) -> tuple[int, list[Any]] | None:
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
     return version, edits
+
+
+def _valid_id(msg_id: Any) -> bool:
+    """A request id the daemon answers under (transport/dispatch.py's rule): an integer or a
+    string. It refuses any other once, with id null; a float such as 1e400 (inf) would also
+    be written back as `Infinity`, which is not JSON."""
+    return isinstance(msg_id, str) or (isinstance(msg_id, int) and not isinstance(msg_id, bool))
 
 
 def _key(msg_id: Any) -> str:
