@@ -170,6 +170,21 @@ def peer_uid(sock: socket.socket) -> int | None:
     return None
 
 
+def peer_pid(sock: socket.socket) -> int | None:
+    """The pid of the process at the other end of a Unix socket (None if the OS cannot say)."""
+    try:
+        if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            pid = struct.unpack("3i", creds)[0]
+        elif sys.platform == "darwin":  # SOL_LOCAL, LOCAL_PEERPID
+            pid = struct.unpack("i", sock.getsockopt(0, 0x002, struct.calcsize("i")))[0]
+        else:
+            return None
+    except OSError:
+        return None
+    return pid if pid > 0 else None
+
+
 def peer_allowed(uid: int | None, own: int | None = None) -> bool:
     """Only the daemon's own user may use it (root included: it is not us)."""
     return uid is not None and uid == (os.getuid() if own is None else own)

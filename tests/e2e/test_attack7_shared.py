@@ -5,6 +5,8 @@ runtime directory of this test's own, loopback fake providers that record what t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 
@@ -167,4 +169,41 @@ async def test_a_request_refused_for_its_id_is_not_answered_again_after_kill_9(r
         again = [f for f in d.frames[seen:] if "id" in f and type(f["id"]) not in (int, str)]
         assert again == [], again
     finally:
+        await d.kill()
+
+
+async def test_mlxd_stop_ends_a_daemon_that_does_not_answer(rt, tiny_config):
+    """Steps: a window is served by the shared daemon; the daemon is SIGSTOPped (Ctrl-Z of a
+    daemon run by hand, a debugger; its loop blocked for good is the same to a client). The
+    window asks mlxd/stats (no answer can come). `mlxd status` must say that the daemon does
+    not answer and give its pid (not "no shared mlxd daemon running"), and `mlxd stop` must
+    end it: the daemon gone, the window's request failed -32803 as at any stop, and the
+    window's forwarder ended, not restarting a daemon. Before: both printed "not answering"
+    then "no shared mlxd daemon running", exit 1, and the daemon stayed, holding its model,
+    with no pid given to kill it by hand."""
+    from tests.e2e.test_shared_daemon import mlxd, wait_gone
+
+    d = await start_raw(rt, tiny_config)
+    pid = None
+    try:
+        await d.initialize()
+        pid = await _pid(d)
+        os.kill(pid, signal.SIGSTOP)
+        d.send({"jsonrpc": "2.0", "id": "held", "method": "mlxd/stats", "params": {}})
+        status = await asyncio.to_thread(mlxd, rt, "status")
+        assert status.returncode == 1
+        assert f"pid {pid}" in status.stdout and "no shared" not in status.stdout, status.stdout
+        stop = await asyncio.to_thread(mlxd, rt, "stop")
+        assert stop.returncode == 0, stop.stdout
+        assert wait_gone([pid]) == []
+        r = await d.response("held", timeout=10)
+        assert r["error"]["code"] == -32803 and "stopped" in r["error"]["message"], r
+        assert await d.wait(10) != 0  # the window's server ended (the editor may restart it)
+        from tests.kit import daemon_pids
+
+        assert daemon_pids(rt) == []  # no new daemon started behind the stop
+    finally:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         await d.kill()
