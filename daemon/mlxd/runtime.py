@@ -26,6 +26,10 @@ RUNTIME_ENV = "MLXD_RUNTIME_DIR"
 # The forwarder's first line on the socket: this magic, then the length of a JSON hello
 # ({"env": {...}, "cwd": ..., "config": ...} for a session, {"control": "status"|"stop"}).
 HELLO = b"MLXD1"
+# The daemon's first bytes to a window, once its session is set up: a forwarder that gets no
+# welcome in time (a daemon SIGSTOPped, or its loop blocked, whose socket still takes
+# connections) serves its window in-process instead of leaving it without answers.
+WELCOME = b"MLXD1 ok\n"
 # The daemon's last message on a session it ends itself (`exit`, the client's process gone,
 # `mlxd stop`): {"exitCode": int, "reason": str | null}. The forwarder consumes it and exits
 # with that code; a hang-up without it is the daemon's death (the forwarder recovers).

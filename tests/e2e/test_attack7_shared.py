@@ -209,20 +209,12 @@ async def test_mlxd_stop_ends_a_daemon_that_does_not_answer(rt, tiny_config):
         await d.kill()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a daemon that accepts connections but never answers (SIGSTOPped, or its loop "
-    "blocked) holds every new window at `initialize` for ever: the forwarder counts a "
-    "connection as the daemon reached. Fix: the daemon acknowledges each session's hello "
-    "(after _read_hello), and the forwarder's _connect waits for that ack until its "
-    "START_WAIT_S deadline, else serves the window in-process, as for a daemon it cannot "
-    "reach (the test fakes in test_shared_reconnect/test_attack6_shared then need the ack)",
-)
 async def test_a_new_window_is_served_while_the_daemon_is_sigstopped(rt, tiny_config):
     """Steps: window A's shared daemon is SIGSTOPped; window B opens (`mlxd serve`, shared).
     B's `initialize` must be answered within START_WAIT_S and a margin (in-process, as when
-    no daemon can be had: "the editor never breaks"). Now: no answer, ever (the kernel
-    queues B's connection for the stopped daemon; after SIGCONT it is served)."""
+    no daemon can be had: "the editor never breaks"), with a stderr line saying why. Before:
+    no answer, ever (the kernel queues B's connection for the stopped daemon and the
+    forwarder took an accepted connection for a served one; after SIGCONT it was served)."""
     from mlxd.cli.forward import START_WAIT_S
 
     a = await start_raw(rt, tiny_config)
@@ -236,6 +228,14 @@ async def test_a_new_window_is_served_while_the_daemon_is_sigstopped(rt, tiny_co
         init = {"processId": None, "capabilities": {}, "rootUri": None}
         b.send({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": init})
         assert "result" in await b.response("init", timeout=START_WAIT_S + 15)
+        r = await b.request("mlxd/stats")
+        assert r["result"]["server"]["pid"] == b.proc.pid  # its own server, in-process
+        os.kill(pid, signal.SIGCONT)  # A's daemon serves A again
+        assert "result" in await a.request("mlxd/stats")
+        b.proc.stdin.close()
+        await b.wait(10)
+        err = (await b.proc.stderr.read()).decode()
+        assert f"pid {pid}" in err and "does not answer" in err, err
     finally:
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):

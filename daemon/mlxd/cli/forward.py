@@ -23,9 +23,9 @@ from typing import Any
 
 from .. import runtime
 from ..frames import MAX_BODY, Splitter
+from .connect import START_WAIT_S, connect
 from .replay import DIED, Replay, frame, stopped
 
-START_WAIT_S = 30.0  # a cold daemon imports pygls, msgspec, aiohttp and MLX first
 EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to hang up
 PARENT_CHECK_S = 1.0  # how often the forwarder checks that the editor that started it lives
 SHARED_ENV = "MLXD_SHARED"  # "1" / "0": the mode, when neither flag is given
@@ -77,7 +77,7 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
     if config and cwd:
         config = os.path.normpath(os.path.join(cwd, config))
     window = {"env": dict(os.environ), "cwd": cwd, "config": config}
-    sock = _connect(paths, idle_exit_s, runtime.hello(window))
+    sock = connect(paths, idle_exit_s, runtime.hello(window))
     if isinstance(sock, str):
         return _fallback(sock)
 
@@ -94,7 +94,7 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
             sock = (  # daemon after daemon hung up without a word for START_WAIT_S: enough
                 f"the shared daemon keeps hanging up on this window (see {paths.log})"
                 if dropped_s > START_WAIT_S
-                else _connect(paths, idle_exit_s, runtime.hello(hello))
+                else connect(paths, idle_exit_s, runtime.hello(hello))
             )
         if not isinstance(sock, str):
             return sock
@@ -103,88 +103,6 @@ def forward(args: argparse.Namespace, idle_exit_s: float) -> int | None:
         return _in_process(config, answered)
 
     return pump(sock, sys.stdin.fileno(), sys.stdout.fileno(), reconnect)
-
-
-def _connect(paths: runtime.Paths, idle_exit_s: float, hello: bytes) -> socket.socket | str:
-    """A daemon's connection with `hello` sent, starting the daemon when none serves; the
-    reason when none can be had within START_WAIT_S. Tried again until then: a daemon that is
-    going away (killed, or stopping) still accepts connections for a moment, then drops them,
-    and a daemon started in that moment takes it for a live one and leaves."""
-    deadline = time.monotonic() + START_WAIT_S
-    while True:
-        sock = runtime.connect(paths.socket) or _start(paths, idle_exit_s, deadline)
-        if sock is None:  # the daemon we started found another serving: connect to that one
-            why = "the shared daemon did not come up"
-        elif isinstance(sock, str):
-            return sock
-        else:
-            try:
-                sock.sendall(hello)
-                return sock
-            except OSError as exc:
-                sock.close()
-                why = f"the shared daemon hung up: {exc}"
-        if time.monotonic() > deadline:
-            return f"{why} (see {paths.log})"
-        time.sleep(0.05)
-
-
-def _start(paths: runtime.Paths, idle_exit_s: float, deadline: float) -> socket.socket | str | None:
-    """Start the daemon and connect: its connection, the reason it failed, or None when the
-    new daemon left at once because another seemed to serve (try again). Forwarders racing
-    to start one queue on a lock: the first starts it, the others find it serving."""
-    import fcntl
-
-    with open(paths.dir / "start.lock", "a") as lock:
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if (sock := runtime.connect(paths.socket)) is not None:
-                    return sock  # another forwarder started it
-                if time.monotonic() > deadline:
-                    return "another forwarder is still starting the shared daemon"
-                time.sleep(0.05)
-        if (sock := runtime.connect(paths.socket)) is not None:
-            return sock
-        try:
-            child = start_daemon(paths, idle_exit_s)
-        except OSError as exc:
-            return f"could not start the shared daemon: {exc}"
-        return _wait_for(paths, child, deadline)
-
-
-def start_daemon(paths: runtime.Paths, idle_exit_s: float) -> subprocess.Popen[bytes]:
-    """`mlxd daemon`, detached: its own session, no stdio of ours, stderr to its log."""
-    with open(paths.log, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "mlxd", "daemon", "--idle-exit-s", str(idle_exit_s)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            cwd="/",
-            env={**os.environ, runtime.RUNTIME_ENV: str(paths.dir)},  # absolute, as we use it
-            start_new_session=True,
-        )
-
-
-def _wait_for(
-    paths: runtime.Paths, child: subprocess.Popen[bytes], deadline: float
-) -> socket.socket | str | None:
-    """Connect once the started daemon listens. None when it left with 0 and nothing serves
-    (it lost the start race, or took a daemon going away for a live one: try again); the
-    reason when it failed or did not listen by the deadline."""
-    while time.monotonic() < deadline:
-        if (sock := runtime.connect(paths.socket)) is not None:
-            return sock
-        code = child.poll()
-        if code == 0:
-            return runtime.connect(paths.socket)
-        if code is not None:
-            return f"the shared daemon exited with {code} (see {paths.log})"
-        time.sleep(0.05)
-    return f"the shared daemon did not come up in {START_WAIT_S:.0f} s (see {paths.log})"
 
 
 def _in_process(config: str | None, answered: bool) -> socket.socket | str:
