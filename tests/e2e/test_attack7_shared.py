@@ -243,3 +243,56 @@ async def test_a_new_window_is_served_while_the_daemon_is_sigstopped(rt, tiny_co
         for w in (a, b):
             if w is not None:
                 await w.kill()
+
+
+async def test_a_chat_answer_over_64_mb_once_encoded_is_still_answered(rt, tmp_path, tiny_model):
+    """Steps: a hostile (or odd) OpenAI-compatible server streams a chat answer as raw UTF-8
+    (its JSON not ASCII-escaped): 26 events of 500,000 "é" each (26 MB, under the daemon's
+    64 MiB stream cap and 1 MiB event cap). The daemon's answer escapes each "é" to
+    \\u00e9 (6 bytes): a 78 MB frame. The editor must get its answer (once), as in-process
+    serving gives it. Before: the forwarder dropped every daemon frame over MAX_BODY, the
+    limit meant for what an editor sends: the request was never answered."""
+    import json as _json
+
+    from aiohttp import web
+
+    piece = "é" * 500_000
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for _ in range(26):
+            event = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+            await resp.write(b"data: " + _json.dumps(event, ensure_ascii=False).encode() + b"\n\n")
+        done = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await resp.write(b"data: " + _json.dumps(done).encode() + b"\n\ndata: [DONE]\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    chain = ["cloud"]
+    from tests.e2e.test_router import make_config
+
+    cfg = make_config(
+        tmp_path / "big.toml",
+        tiny_model,
+        {"cloud": ("openai", url)},
+        {"chat": chain, "complete": chain, "inline": chain},
+        preload=False,
+    )
+    d = await start_raw(rt, cfg, env=ENV)
+    try:
+        await d.initialize()
+        chat_params = {"messages": [{"role": "user", "content": "hi"}], "maxTokens": 100000}
+        r = await asyncio.wait_for(d.request("mlxd/chat", chat_params), 120)
+        assert "result" in r, str(r)[:300]
+        assert r["result"]["text"] == piece * 26
+    finally:
+        await d.kill()
+        await runner.cleanup()

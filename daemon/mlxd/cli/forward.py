@@ -143,7 +143,7 @@ class _Link:
     def __init__(self, sock: socket.socket, reconnect: Any) -> None:
         self.sock = sock
         self.reconnect = reconnect  # (answered) -> socket | str (why not), hello already sent
-        self.frames = Splitter()
+        self.frames = Splitter(max_body=None)  # the daemon's answers: whatever their size
         self.dead = False
         self.dropped: float | None = None  # since when daemons hang up without a word
 
@@ -251,7 +251,7 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
         return sock
     sel.unregister(link.sock)
     link.sock.close()
-    link.sock, link.frames, link.dead = sock, Splitter(), False
+    link.sock, link.frames, link.dead = sock, Splitter(max_body=None), False
     sel.register(sock, selectors.EVENT_READ)
     for body in replay.replay():
         link.send(body)
