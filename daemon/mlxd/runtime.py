@@ -4,7 +4,8 @@ and nothing heavy.
 
 The directory is `$MLXD_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/mlxd`, else
 `<tmp>/mlxd-<uid>` (macOS has no XDG_RUNTIME_DIR), made absolute. The socket's name carries
-the mlxd version and the installation (where its code and its Python environment are), so an
+the mlxd version and the installation (where its code and its Python environment are, and the
+forwarder-daemon wire it speaks), so an
 upgraded mlxd, or another checkout or virtual environment of the same version, never talks to
 a daemon running other code.
 """
@@ -92,11 +93,19 @@ def sockets(directory: Path) -> list[Found]:
     return sorted(found, key=lambda f: not f.ours)
 
 
+# The forwarder-daemon wire (hello, welcome, the $/mlxd/ notifications): part of the socket's
+# name, so that code updated in place (same version, same directories: a `git pull`, a
+# reinstall) never pairs a forwarder with a daemon still running the old wire. 2: WELCOME.
+WIRE = 2
+
+
 def _install_id() -> str:
-    """8 hex digits naming this installation: its code's directory and its Python prefix."""
+    """8 hex digits naming this installation: its code's directory, its Python prefix and
+    its WIRE."""
     import hashlib
 
     where = f"{os.path.realpath(os.path.dirname(__file__))}\0{os.path.realpath(sys.prefix)}"
+    where += f"\0{WIRE}" if WIRE > 1 else ""  # (wire 1 named no wire)
     return hashlib.sha256(where.encode()).hexdigest()[:8]
 
 
