@@ -14,6 +14,7 @@ import time
 from .. import runtime
 
 START_WAIT_S = 30.0  # a cold daemon imports pygls, msgspec, aiohttp and MLX first
+WELCOME_WAIT_S = 5.0  # the least time a daemon that took the connection has to welcome it
 
 
 def connect(paths: runtime.Paths, idle_exit_s: float, hello: bytes) -> socket.socket | str:
@@ -30,7 +31,8 @@ def connect(paths: runtime.Paths, idle_exit_s: float, hello: bytes) -> socket.so
             return sock
         else:
             try:  # within the deadline: a stopped daemon's socket still takes connections
-                sock.settimeout(max(0.1, deadline - time.monotonic()))
+                # (at least WELCOME_WAIT_S: the deadline may have passed while we were stopped)
+                sock.settimeout(max(WELCOME_WAIT_S, deadline - time.monotonic()))
                 sock.sendall(hello)
                 if _welcomed(sock):
                     sock.settimeout(None)
