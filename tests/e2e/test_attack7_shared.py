@@ -296,3 +296,71 @@ async def test_a_chat_answer_over_64_mb_once_encoded_is_still_answered(rt, tmp_p
     finally:
         await d.kill()
         await runner.cleanup()
+
+
+async def test_a_model_load_in_progress_at_kill_9_is_ended_for_the_editor(rt, tmp_path, tiny_model):
+    """Steps: a window (with window.workDoneProgress) starts loading a Hub model from a slow
+    loopback Hub: the daemon creates work-done token T and begins it. kill -9 of the daemon
+    mid-download (an OOM kill during a load is the likeliest crash). The editor must get T's
+    `end` before anything else reuses T: the new daemon loads again and its first token has
+    the same name (mlxd/load/1). Before: T was never ended, the editor showed the dead
+    load's progress for ever, and the new daemon's `window/workDoneProgress/create` of T met
+    a token still open (VS Code's client refuses a token it has)."""
+    from tests.e2e.test_download import REPO_ID, hf_env
+    from tests.fakes.hf_hub import FakeHub
+
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(f'[local]\nmodel = "{REPO_ID}"\npreload = true\n')
+    async with FakeHub(REPO_ID, tiny_model, delay_s=0.3) as hub:
+        d = await start_raw(rt, cfg, env=hf_env(tmp_path, hub.url))
+        answered: set = set()
+
+        async def accept_tokens() -> None:  # the editor's side of work-done progress
+            while True:
+                for f in list(d.frames):
+                    if (
+                        f.get("method") == "window/workDoneProgress/create"
+                        and f["id"] not in answered
+                    ):
+                        answered.add(f["id"])
+                        d.send({"jsonrpc": "2.0", "id": f["id"], "result": None})
+                await asyncio.sleep(0.02)
+
+        acceptor = asyncio.ensure_future(accept_tokens())
+        try:
+            caps = {"window": {"workDoneProgress": True}}
+            r = await d.request("initialize", {"processId": None, "capabilities": caps})
+            assert "result" in r
+            d.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+
+            def progress(kind: str) -> list:
+                return [
+                    (i, f["params"]["token"])
+                    for i, f in enumerate(d.frames)
+                    if f.get("method") == "$/progress" and f["params"]["value"].get("kind") == kind
+                ]
+
+            for _ in range(600):
+                if progress("begin"):
+                    break
+                await asyncio.sleep(0.05)
+            assert progress("begin"), d.frames[-5:]
+            token = progress("begin")[0][1]
+            pid = await _pid(d)
+            os.kill(pid, signal.SIGKILL)
+            for _ in range(600):  # the new daemon creates a token again (the load again)
+                creates = [
+                    i
+                    for i, f in enumerate(d.frames)
+                    if f.get("method") == "window/workDoneProgress/create"
+                    and f["params"]["token"] == token
+                ]
+                if len(creates) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(creates) >= 2, "no new load"
+            ends = [i for i, t in progress("end") if t == token]
+            assert ends and ends[0] < creates[1], (ends, creates)
+        finally:
+            acceptor.cancel()
+            await d.kill()

@@ -239,10 +239,12 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
     except OSError:
         reason = None
     if reason is not None:  # the requests are not retried, and no daemon is started
-        for error in replay.failed(stopped(reason), replayed=False):
+        for error in replay.progress_ended(
+            f"mlxd: the shared daemon was stopped ({reason})"
+        ) + replay.failed(stopped(reason), replayed=False):
             _write_all(stdout, error)
         return f"the shared daemon was stopped ({reason})"
-    for error in replay.failed(DIED):
+    for error in replay.progress_ended("mlxd: the shared daemon stopped") + replay.failed(DIED):
         _write_all(stdout, error)
     print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
     link.dropped = link.dropped or time.monotonic()

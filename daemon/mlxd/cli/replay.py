@@ -59,6 +59,9 @@ class Replay:
         # its hang-up that follows is the end, not its death.
         self.ended: dict[str, Any] | None = None
         self.own: set[str] = set()  # replayed requests whose responses are not forwarded
+        # Work-done progress the daemon began and has not ended (its `$/progress`): ended for
+        # the client when the daemon dies, which no new daemon does (its tokens are its own).
+        self.progress: dict[str, Any] = {}
         self._n = 0
 
     def from_client(self, body: bytes) -> None:
@@ -104,6 +107,8 @@ class Replay:
         if method == SETTINGS_IN_FORCE:
             self._settings_in_force(msg.get("params"))  # type: ignore[union-attr]
             return False
+        if method == "$/progress":
+            self._progress(msg.get("params"))  # type: ignore[union-attr]
         if msg is None or method is not None or "id" not in msg:
             return True
         key = _key(msg["id"])
@@ -130,6 +135,30 @@ class Replay:
         encoding = caps.get("positionEncoding") if isinstance(caps, dict) else None
         if isinstance(encoding, str):
             self.encoding = encoding
+
+    def _progress(self, params: Any) -> None:
+        token = params.get("token") if isinstance(params, dict) else None
+        value = params.get("value") if isinstance(params, dict) else None
+        kind = value.get("kind") if isinstance(value, dict) else None
+        if isinstance(token, int | str) and kind in ("begin", "end"):
+            if kind == "begin":
+                self.progress[_key(token)] = token
+            else:
+                self.progress.pop(_key(token), None)
+
+    def progress_ended(self, reason: str) -> list[bytes]:
+        """A work-done `end` for each progress the daemon began and never ended (it died):
+        else the editor shows it for ever (a model load at 40%), and a new daemon's token of
+        the same name meets a token still open."""
+        value = {"kind": "end", "message": reason}
+        out = [
+            json.dumps(
+                {"jsonrpc": "2.0", "method": "$/progress", "params": {"token": t, "value": value}}
+            )
+            for t in self.progress.values()
+        ]
+        self.progress.clear()
+        return [frame(b.encode()) for b in out]
 
     def failed(self, reason: str, *, replayed: bool = True) -> list[bytes]:
         """An error response for each request in flight when the daemon died (`replayed`: a
