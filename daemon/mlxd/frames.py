@@ -23,7 +23,11 @@ class Splitter:
     for its size (the reader answers it with an error, as the daemon does). Holds at most one
     header line or one body (MAX_BODY) besides the bytes of the current `feed`."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int | None = MAX_BODY) -> None:
+        """`max_body`: the largest body kept (None: any; for the daemon's own frames, whose
+        answers may be larger than any request, e.g. a long answer whose non-ASCII text
+        JSON escapes to six bytes a character)."""
+        self.max_body = max_body
         self._buf = bytearray()
         self._length: int | None = None  # of the header block being read
         self._body: int | None = None  # bytes of the body still to come
@@ -70,7 +74,7 @@ class Splitter:
         length, self._length = self._length, None
         if length is None:
             return True  # blank lines between frames, or a header block without a length
-        if length > MAX_BODY:
+        if self.max_body is not None and length > self.max_body:
             self._skip = length
             out.append(None)
         else:

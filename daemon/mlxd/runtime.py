@@ -4,7 +4,8 @@ and nothing heavy.
 
 The directory is `$MLXD_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/mlxd`, else
 `<tmp>/mlxd-<uid>` (macOS has no XDG_RUNTIME_DIR), made absolute. The socket's name carries
-the mlxd version and the installation (where its code and its Python environment are), so an
+the mlxd version and the installation (where its code and its Python environment are, and the
+forwarder-daemon wire it speaks), so an
 upgraded mlxd, or another checkout or virtual environment of the same version, never talks to
 a daemon running other code.
 """
@@ -26,6 +27,10 @@ RUNTIME_ENV = "MLXD_RUNTIME_DIR"
 # The forwarder's first line on the socket: this magic, then the length of a JSON hello
 # ({"env": {...}, "cwd": ..., "config": ...} for a session, {"control": "status"|"stop"}).
 HELLO = b"MLXD1"
+# The daemon's first bytes to a window, once its session is set up: a forwarder that gets no
+# welcome in time (a daemon SIGSTOPped, or its loop blocked, whose socket still takes
+# connections) serves its window in-process instead of leaving it without answers.
+WELCOME = b"MLXD1 ok\n"
 # The daemon's last message on a session it ends itself (`exit`, the client's process gone,
 # `mlxd stop`): {"exitCode": int, "reason": str | null}. The forwarder consumes it and exits
 # with that code; a hang-up without it is the daemon's death (the forwarder recovers).
@@ -93,11 +98,19 @@ def sockets(directory: Path) -> list[Found]:
     return sorted(found, key=lambda f: not f.ours)
 
 
+# The forwarder-daemon wire (hello, welcome, the $/mlxd/ notifications): part of the socket's
+# name, so that code updated in place (same version, same directories: a `git pull`, a
+# reinstall) never pairs a forwarder with a daemon still running the old wire. 2: WELCOME.
+WIRE = 2
+
+
 def _install_id() -> str:
-    """8 hex digits naming this installation: its code's directory and its Python prefix."""
+    """8 hex digits naming this installation: its code's directory, its Python prefix and
+    its WIRE."""
     import hashlib
 
     where = f"{os.path.realpath(os.path.dirname(__file__))}\0{os.path.realpath(sys.prefix)}"
+    where += f"\0{WIRE}" if WIRE > 1 else ""  # (wire 1 named no wire)
     return hashlib.sha256(where.encode()).hexdigest()[:8]
 
 
@@ -181,6 +194,21 @@ def peer_uid(sock: socket.socket) -> int | None:
         creds = sock.getsockopt(0, 0x001, struct.calcsize("IIh16I"))  # SOL_LOCAL, LOCAL_PEERCRED
         return struct.unpack("IIh16I", creds)[1]
     return None
+
+
+def peer_pid(sock: socket.socket) -> int | None:
+    """The pid of the process at the other end of a Unix socket (None if the OS cannot say)."""
+    try:
+        if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            pid = struct.unpack("3i", creds)[0]
+        elif sys.platform == "darwin":  # SOL_LOCAL, LOCAL_PEERPID
+            pid = struct.unpack("i", sock.getsockopt(0, 0x002, struct.calcsize("i")))[0]
+        else:
+            return None
+    except OSError:
+        return None
+    return pid if pid > 0 else None
 
 
 def peer_allowed(uid: int | None, own: int | None = None) -> bool:

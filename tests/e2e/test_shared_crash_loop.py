@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from mlxd.cli.starting import CRASH_LOOP_DEATHS
+from mlxd.cli.connect import CRASH_LOOP_DEATHS
 from tests.e2e.test_shared_daemon import daemon_pids, rt, start_raw  # noqa: F401 (fixture)
 from tests.kit import frame
 

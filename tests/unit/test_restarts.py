@@ -4,7 +4,7 @@ A clock of the test's own: no timing."""
 
 from __future__ import annotations
 
-from mlxd.cli.starting import CRASH_LOOP_DEATHS, MAX_RETRY_S, RETRY_S, SHORT_LIVED_S, Restarts
+from mlxd.cli.connect import CRASH_LOOP_DEATHS, MAX_RETRY_S, RETRY_S, SHORT_LIVED_S, Restarts
 
 
 class Clock:

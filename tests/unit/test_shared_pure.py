@@ -392,3 +392,19 @@ def test_a_malformed_document_message_never_breaks_the_forwarder(method: str, pa
     )
     r.from_client(body({"jsonrpc": "2.0", "method": method, "params": params}))
     r.replay()
+
+
+def test_a_daemon_of_the_wire_before_the_welcome_has_another_socket() -> None:
+    """Code updated in place (same version, same code and Python directories) must not pair
+    a forwarder that waits for runtime.WELCOME with a daemon still running the code before
+    it (which never sends one: each new window would wait START_WAIT_S, then serve
+    in-process): the wire is part of the socket's name."""
+    import hashlib
+    import os
+    import sys
+
+    import mlxd.runtime as rt_mod
+
+    old = f"{os.path.realpath(os.path.dirname(rt_mod.__file__))}\0{os.path.realpath(sys.prefix)}"
+    assert rt_mod.INSTALL != hashlib.sha256(old.encode()).hexdigest()[:8]
+    assert rt_mod.WIRE >= 2

@@ -9,8 +9,12 @@ its model until its windows close, and only these commands show it and end it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,16 @@ from .. import __version__, runtime
 STOP_WAIT_S = 10.0
 
 
-SILENT = "silent"  # a daemon accepted the connection, then gave no answer
+SILENT = "silent"  # a daemon accepted the connection, then dropped it or said nothing whole
+ANSWER_WAIT_S = 10.0  # a daemon that says nothing for this long is hung (or SIGSTOPped)
+
+
+@dataclass(frozen=True)
+class Hung:
+    """A daemon that took the connection and gave no answer within ANSWER_WAIT_S: its loop is
+    blocked, or it is stopped (SIGSTOP, Ctrl-Z). `pid`: the socket's peer (None: unknown)."""
+
+    pid: int | None
 
 
 def control(command: str, socket: Path | None = None) -> dict[str, Any] | None:
@@ -29,9 +42,10 @@ def control(command: str, socket: Path | None = None) -> dict[str, Any] | None:
     return answer if isinstance(answer, dict) else None
 
 
-def _ask(command: str, socket: Path) -> dict[str, Any] | str | None:
+def _ask(command: str, socket: Path) -> dict[str, Any] | str | Hung | None:
     """The daemon's answer; None when nothing serves `socket` (a crashed daemon's file), SILENT
-    when it took the connection and dropped it (a daemon going away) or said nothing whole."""
+    when it took the connection and dropped it (a daemon going away) or said nothing whole,
+    Hung when it said nothing for ANSWER_WAIT_S."""
     import json
 
     sock = runtime.connect(socket, timeout=5.0)
@@ -41,9 +55,11 @@ def _ask(command: str, socket: Path) -> dict[str, Any] | str | None:
     with sock:
         try:  # a daemon going away may take the connection and drop it
             sock.sendall(runtime.hello({"control": command}))
-            sock.settimeout(10.0)
+            sock.settimeout(ANSWER_WAIT_S)
             while not data.endswith(b"\n") and (chunk := sock.recv(1 << 16)):
                 data += chunk
+        except TimeoutError:
+            return Hung(runtime.peer_pid(sock))
         except OSError:
             return SILENT
     try:
@@ -53,7 +69,7 @@ def _ask(command: str, socket: Path) -> dict[str, Any] | str | None:
     return info if isinstance(info, dict) else SILENT
 
 
-def _each(command: str, directory: Path) -> list[tuple[runtime.Found, dict[str, Any] | str]]:
+def _each(command: str, directory: Path) -> list[tuple[runtime.Found, dict[str, Any] | str | Hung]]:
     """(socket, answer or SILENT) for each daemon of `directory` that `command` reached."""
     if not directory.is_dir():
         return []
@@ -114,10 +130,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     answers = _each("status", directory)
     for f, info in answers:
-        if not isinstance(info, dict):
+        if isinstance(info, Hung):
+            print(f"mlxd {f.version} daemon at {f.paths.socket}: {_hung(info)}")
+        elif not isinstance(info, dict):
             print(f"mlxd {f.version} daemon at {f.paths.socket}: not answering")
-            continue
-        _show(f, info)
+        else:
+            _show(f, info)
+    if any(isinstance(info, Hung) for _, info in answers):
+        return 1
     if not any(isinstance(info, dict) for _, info in answers):
         return _none(directory)
     if any(not f.ours for f, _ in answers):
@@ -132,7 +152,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return 1
     stopping = []
     for f, info in _each("stop", directory):
-        if isinstance(info, dict):
+        if isinstance(info, Hung) and info.pid is not None and _kill_hung(f, info.pid):
+            print(f"mlxd {f.version} daemon at {f.paths.socket}: {_hung(info)}; killed")
+            stopping.append((f, info.pid))
+        elif isinstance(info, dict):
             pid = info.get("pid")
             stopping.append((f, pid if isinstance(pid, int) and pid > 0 else None))
         else:
@@ -148,3 +171,31 @@ def cmd_stop(args: argparse.Namespace) -> int:
         left = " (still exiting)" if pid is not None and runtime.alive(pid) else ""
         print(f"stopped {which} (pid {pid if pid is not None else '?'}){left}")
     return 0
+
+
+def _hung(info: Hung) -> str:
+    pid = f"pid {info.pid}" if info.pid is not None else "pid unknown"
+    return f"no answer in {ANSWER_WAIT_S:.0f} s ({pid}): hung, or stopped (SIGSTOP, Ctrl-Z)"
+
+
+def _kill_hung(f: runtime.Found, pid: int) -> bool:
+    """End a daemon that does not answer: SIGKILL (a blocked loop never runs its SIGTERM
+    handler, a stopped process never receives SIGTERM), after leaving the stop marker so
+    that its windows end as at any `mlxd stop` instead of starting a new daemon. Only a
+    process that is an mlxd daemon (checked in /proc where there is one: the pid was read
+    10 s ago); False when it is not."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        cmd = None if Path("/proc/self").exists() else [b"mlxd", b"daemon"]  # gone / no /proc
+    except OSError:
+        cmd = None
+    if not cmd or b"daemon" not in cmd or not any(b"mlxd" in part for part in cmd):
+        return False
+    with contextlib.suppress(OSError):
+        f.paths.stopped.write_text(f"{pid} mlxd stop")
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        return False
+    return True

@@ -149,6 +149,7 @@ class Daemon:
                 self.process.detach(app)
             raise ValueError(f"cannot start a session: {type(exc).__name__}: {exc}") from exc
         ls.forwarded = True  # every session's client is a forwarder
+        writer.write(runtime.WELCOME)  # before any frame of the session
         # Taken over from a daemon that died: this one never saw the window's conversations.
         ls.app.conversations.recovered = hello.get("recovered") is True
         ls.quiet_start = ls.app.conversations.recovered and hello.get("answered") is True

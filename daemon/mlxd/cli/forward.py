@@ -23,8 +23,8 @@ from typing import Any
 
 from .. import runtime
 from ..frames import MAX_BODY, Splitter
+from .connect import CRASH_LOOP_DEATHS, SHORT_LIVED_S, START_WAIT_S, Restarts, connect
 from .replay import DIED, Replay, frame, stopped
-from .starting import CRASH_LOOP_DEATHS, SHORT_LIVED_S, START_WAIT_S, Restarts, connect
 
 EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to hang up
 PARENT_CHECK_S = 1.0  # how often the forwarder checks that the editor that started it lives
@@ -160,7 +160,7 @@ class _Link:
         # (answered, dropped_s, deaths) -> socket | str (why not), hello already sent
         self.reconnect = reconnect
         self.paths = paths
-        self.frames = Splitter()
+        self.frames = Splitter(max_body=None)  # the daemon's answers: whatever their size
         self.dead = False
         self.dropped: float | None = None  # since when daemons hang up without a word
         self.restarts = Restarts()  # the servers that died soon after being given the window
@@ -271,10 +271,12 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
     except OSError:
         reason = None
     if reason is not None:  # the requests are not retried, and no daemon is started
-        for error in replay.failed(stopped(reason), replayed=False):
+        for error in replay.progress_ended(
+            f"mlxd: the shared daemon was stopped ({reason})"
+        ) + replay.failed(stopped(reason), replayed=False):
             _write_all(stdout, error)
         return f"the shared daemon was stopped ({reason})"
-    for error in replay.failed(DIED):
+    for error in replay.progress_ended("mlxd: the shared daemon stopped") + replay.failed(DIED):
         _write_all(stdout, error)
     print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
     link.dropped = link.dropped or time.monotonic()
@@ -287,7 +289,7 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
     link.restarts.given()
     sel.unregister(link.sock)
     link.sock.close()
-    link.sock, link.frames, link.dead = sock, Splitter(), False
+    link.sock, link.frames, link.dead = sock, Splitter(max_body=None), False
     sel.register(sock, selectors.EVENT_READ)
     for body in replay.replay():
         link.send(body)

@@ -59,6 +59,9 @@ class Replay:
         # its hang-up that follows is the end, not its death.
         self.ended: dict[str, Any] | None = None
         self.own: set[str] = set()  # replayed requests whose responses are not forwarded
+        # Work-done progress the daemon began and has not ended (its `$/progress`): ended for
+        # the client when the daemon dies, which no new daemon does (its tokens are its own).
+        self.progress: dict[str, Any] = {}
         self._n = 0
 
     def from_client(self, body: bytes) -> None:
@@ -68,7 +71,7 @@ class Replay:
         method, params = msg.get("method"), msg.get("params")
         if method is None:
             return  # the client's response to a server request
-        if "id" in msg:
+        if "id" in msg and _valid_id(msg["id"]):  # else the daemon refuses it (id null)
             self.inflight[_key(msg["id"])] = method
         # A malformed message is forwarded as it is (the daemon answers it) and kept for no
         # replay: nothing here may raise on it.
@@ -104,6 +107,8 @@ class Replay:
         if method == SETTINGS_IN_FORCE:
             self._settings_in_force(msg.get("params"))  # type: ignore[union-attr]
             return False
+        if method == "$/progress":
+            self._progress(msg.get("params"))  # type: ignore[union-attr]
         if msg is None or method is not None or "id" not in msg:
             return True
         key = _key(msg["id"])
@@ -130,6 +135,30 @@ class Replay:
         encoding = caps.get("positionEncoding") if isinstance(caps, dict) else None
         if isinstance(encoding, str):
             self.encoding = encoding
+
+    def _progress(self, params: Any) -> None:
+        token = params.get("token") if isinstance(params, dict) else None
+        value = params.get("value") if isinstance(params, dict) else None
+        kind = value.get("kind") if isinstance(value, dict) else None
+        if isinstance(token, int | str) and kind in ("begin", "end"):
+            if kind == "begin":
+                self.progress[_key(token)] = token
+            else:
+                self.progress.pop(_key(token), None)
+
+    def progress_ended(self, reason: str) -> list[bytes]:
+        """A work-done `end` for each progress the daemon began and never ended (it died):
+        else the editor shows it for ever (a model load at 40%), and a new daemon's token of
+        the same name meets a token still open."""
+        value = {"kind": "end", "message": reason}
+        out = [
+            json.dumps(
+                {"jsonrpc": "2.0", "method": "$/progress", "params": {"token": t, "value": value}}
+            )
+            for t in self.progress.values()
+        ]
+        self.progress.clear()
+        return [frame(b.encode()) for b in out]
 
     def failed(self, reason: str, *, replayed: bool = True) -> list[bytes]:
         """An error response for each request in flight when the daemon died (`replayed`: a
@@ -195,32 +224,78 @@ class Document:
 
         params = did_open["params"]
         item = params["textDocument"]
-        self.text = SyncedText(item["text"] if isinstance(item.get("text"), str) else "")
+        # str() as the daemon's converter reads it (a missing text: the daemon refuses it).
+        self.text = SyncedText(str(item["text"]) if "text" in item else "")
         self.version = item.get("version")
         # The message without its text: the text lives (and changes) in self.text only.
         bare = {k: v for k, v in item.items() if k != "text"}
         self.did_open = {**did_open, "params": {**params, "textDocument": bare}}
 
     def change(self, params: dict[str, Any], encoding: str) -> None:
-        version = params["textDocument"].get("version")
-        self.version = version if version is not None else self.version
-        changes = params.get("contentChanges")
-        for c in changes if isinstance(changes, list) else []:
-            if not isinstance(c, dict) or not isinstance(c.get("text"), str):
-                continue  # the daemon refuses it too
-            if "range" not in c:  # the whole document
-                self.text.replace(c["text"])
-                continue
-            try:
-                self.text.edit(c["range"]["start"], c["range"]["end"], c["text"], encoding)
-            except (KeyError, TypeError, ValueError):
-                pass  # a malformed range: the daemon refuses it too
+        """Apply a didChange as the daemon does: all its edits, or none when the daemon's
+        converter refuses the message (it then drops the whole notification)."""
+        parsed = _parse_change(params)
+        if parsed is None:
+            return
+        self.version, edits = parsed
+        for edit in edits:
+            if isinstance(edit, str):  # the whole document
+                self.text.replace(edit)
+            else:
+                self.text.edit(*edit, encoding)
 
     def opened(self) -> dict[str, Any]:
         item = {**self.did_open["params"]["textDocument"], "text": self.text.text}
         if self.version is not None:
             item["version"] = self.version
         return {**self.did_open, "params": {**self.did_open["params"], "textDocument": item}}
+
+
+UINTEGER_MAX = 2**31 - 1  # LSP's uinteger: the daemon's converter refuses a position above
+
+
+def _uinteger(value: Any) -> int:
+    """A position number as lsprotocol's converter reads it (int(), then 0..UINTEGER_MAX);
+    ValueError when it refuses it (1e400 reads as inf: OverflowError, a ValueError too)."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(value) from None
+    if not 0 <= n <= UINTEGER_MAX:
+        raise ValueError(value)
+    return n
+
+
+def _parse_change(params: dict[str, Any]) -> tuple[int, list[Any]] | None:
+    """(version, edits) of a didChange's params, each edit the new whole text or (start,
+    end, text) with start/end as {"line", "character"}; None when the daemon refuses the
+    notification (a version, a position or a change it cannot read), as it then applies none
+    of its edits. Texts are str() as the converter makes them."""
+    try:
+        version, changes = int(params["textDocument"]["version"]), params["contentChanges"]
+        edits: list[Any] = []
+        for c in changes if isinstance(changes, list) else [None]:
+            if "range" not in c:
+                edits.append(str(c["text"]))
+                continue
+            r = c["range"]
+            start, end = (
+                {"line": _uinteger(r[e]["line"]), "character": _uinteger(r[e]["character"])}
+                for e in ("start", "end")
+            )
+            if "rangeLength" in c:
+                _uinteger(c["rangeLength"])
+            edits.append((start, end, str(c["text"])))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    return version, edits
+
+
+def _valid_id(msg_id: Any) -> bool:
+    """A request id the daemon answers under (transport/dispatch.py's rule): an integer or a
+    string. It refuses any other once, with id null; a float such as 1e400 (inf) would also
+    be written back as `Infinity`, which is not JSON."""
+    return isinstance(msg_id, str) or (isinstance(msg_id, int) and not isinstance(msg_id, bool))
 
 
 def _key(msg_id: Any) -> str:

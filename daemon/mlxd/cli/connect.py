@@ -1,8 +1,8 @@
-"""How a forwarder (forward.py) gets a shared daemon's connection: connect, or start the
-daemon, detached, and connect once it listens; and how often it may start one again when
-daemon after daemon dies under its window (`Restarts`: backoff, then in-process).
-
-Standard library and runtime.py only: the forwarder imports it on its way to `initialize`.
+"""How a forwarder (forward.py) reaches the shared daemon: connect, or start it detached and
+connect, send the window's hello and wait for the daemon's welcome (runtime.WELCOME), within
+START_WAIT_S; and how often it may start one again when daemon after daemon dies under its
+window (`Restarts`: backoff, then in-process). Standard library and runtime.py only, as
+forward.py: the forwarder imports it on its way to `initialize`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from .. import runtime
 
 START_WAIT_S = 30.0  # a cold daemon imports pygls, msgspec, aiohttp and MLX first
+WELCOME_WAIT_S = 5.0  # the least time a daemon that took the connection has to welcome it
 RETRY_S = 0.05  # the first pause between tries; it doubles up to MAX_RETRY_S
 MAX_RETRY_S = 2.0
 # A daemon that dies this soon after it was given the window's state (the hello, then the
@@ -70,16 +71,41 @@ def connect(paths: runtime.Paths, idle_exit_s: float, hello: bytes) -> socket.so
         elif isinstance(sock, str):
             return sock
         else:
-            try:
+            try:  # within the deadline: a stopped daemon's socket still takes connections
+                # (at least WELCOME_WAIT_S: the deadline may have passed while we were stopped)
+                sock.settimeout(max(WELCOME_WAIT_S, deadline - time.monotonic()))
                 sock.sendall(hello)
-                return sock
-            except OSError as exc:
+                if _welcomed(sock):
+                    sock.settimeout(None)
+                    return sock
+                why = "the shared daemon hung up"
+            except TimeoutError:
+                pid = runtime.peer_pid(sock)
                 sock.close()
+                return (
+                    f"the shared daemon (pid {pid or '?'}) takes connections but does not "
+                    f"answer (stopped, or hung; `mlxd stop` ends it; see {paths.log})"
+                )
+            except OSError as exc:
                 why = f"the shared daemon hung up: {exc}"
+            sock.close()
         if time.monotonic() > deadline:
             return f"{why} (see {paths.log})"
         time.sleep(pause)
         pause = min(MAX_RETRY_S, 2 * pause)
+
+
+def _welcomed(sock: socket.socket) -> bool:
+    """Whether the daemon sent runtime.WELCOME (read to its end, nothing after it: the LSP
+    frames that follow are the pump's); False when it hung up first. TimeoutError when it
+    said nothing before the socket's timeout."""
+    got = b""
+    while len(got) < len(runtime.WELCOME):
+        chunk = sock.recv(len(runtime.WELCOME) - len(got))
+        if not chunk:
+            return False
+        got += chunk
+    return got == runtime.WELCOME
 
 
 def _start(paths: runtime.Paths, idle_exit_s: float, deadline: float) -> socket.socket | str | None:
