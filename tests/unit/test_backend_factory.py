@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,26 @@ def test_a_reload_keeps_unchanged_http_backends_and_retires_the_rest(pool: Model
     assert second["cloud"] is not first["cloud"]  # a new base_url: a new backend
     to_close, forget = retired(first, second)
     assert to_close == [first["cloud"]] and forget == {"small-model"}
+
+
+def test_a_reload_keeps_a_local_backend_and_what_it_learned(pool: ModelPool) -> None:
+    # Any settings change rebuilt every local backend: a work-ahead job's continuation after it
+    # met one that knew neither the job's prompt (heads) nor what the KV cache holds, rendered
+    # another window, and prefilled 283 of its 295 prompt tokens (test_work_ahead's flake).
+    keys = KeyStore()
+    first = make_backends(config(), {}, Config(), keys, pool)
+    local, learned = first["local"], (first["local"].heads, first["local"].speed)
+    inline = {"inline": {"whole_lines": True, "context_tokens": 512}}
+    second = make_backends(local_only(inline), first, config(), keys, pool)
+    assert second["local"] is local and (local.heads, local.speed) == learned
+    assert (local.inline_cfg.whole_lines, local.inline_cfg.context_tokens) == (True, 512)
+    assert second["small"] is first["small"]
+    # Another model, or another dequantize setting: a new backend (another model's state).
+    third = make_backends(local_only({}, small="other"), second, local_only(inline), keys, pool)
+    assert third["local"] is local and third["small"] is not first["small"]
+    never = local_only({"local": {"dequantize": "never"}})
+    assert make_backends(never, third, local_only({}), keys, pool)["local"] is not local
+
+
+def local_only(extra: dict[str, Any], small: str = "small-model") -> Config:
+    return decode({"backends": {"small": {"protocol": "mlx", "model": small}}, **extra})
