@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,7 +10,9 @@ import pytest
 
 from mlxd.backends import make_backends, retired
 from mlxd.config import Config, decode
+from mlxd.errors import BackendError
 from mlxd.models import ModelPool
+from mlxd.router import Router
 from mlxd.secrets import KeyStore
 
 
@@ -79,3 +82,18 @@ def test_a_reload_keeps_a_local_backend_and_what_it_learned(pool: ModelPool) -> 
 
 def local_only(extra: dict[str, Any], small: str = "small-model") -> Config:
     return decode({"backends": {"small": {"protocol": "mlx", "model": small}}, **extra})
+
+
+def test_a_kept_local_backend_gets_a_fresh_circuit_after_a_reload(pool: ModelPool) -> None:
+    # Rebuilt, a local backend started each reload with a closed circuit; kept, it still does
+    # (an unchanged HTTP backend keeps its own: its server did not change).
+    keys = KeyStore()
+    first = make_backends(config(), {}, Config(), keys, pool)
+    router = Router(config(), first)
+    for name in ("local", "claude"):
+        router.breakers.failed(name, BackendError("down"), 1, 60.0)
+    second = make_backends(config(), first, config(), keys, pool)
+    router.update(config(), second)
+    now = time.monotonic()
+    assert second["local"] is first["local"] and router.breakers.state("local", now) == "ok"
+    assert router.breakers.state("claude", now) == "cooldown"
