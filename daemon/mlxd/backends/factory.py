@@ -29,18 +29,26 @@ def make_backends(
     pools: HTTPPools | None = None,
 ) -> dict[str, Backend]:
     """The backends of `cfg`, by name. An HTTP backend whose settings (and the timeouts) did not
-    change since `old_cfg` is kept from `old`: its HTTP session and the streams in flight.
+    change since `old_cfg` is kept from `old`: its HTTP session and the streams in flight; a
+    local one of the same name, model and dequantize setting is kept, with the new settings.
     `cwd` and `env`: the editor window's (a shared daemon's session), for relative model paths
     and HF_* settings; None: this process's. `pools`: the process's HTTP connection pools."""
 
     def local(name: str, spec: str) -> LocalBackend:
+        resolved, hub = resolve_spec(spec, cwd, env), None if env is None else WindowEnv(env, cwd)
+        prev = old.get(name)
+        if isinstance(prev, LocalBackend) and (prev.spec, prev.dequantize) == (
+            resolved,
+            cfg.local.dequantize,
+        ):
+            # Kept, with the new settings: what it learned of its model (the prompts its KV
+            # cache holds, the heads a continuation extends, the measured speed) stays true.
+            # Rebuilt on any settings change, a job's continuation met a backend that knew
+            # none of it and rendered another prompt: a cold prefill (12 of 299 reused).
+            prev.inline_cfg, prev.hub = cfg.inline, hub
+            return prev
         return LocalBackend(
-            name,
-            resolve_spec(spec, cwd, env),
-            pool,
-            dequantize=cfg.local.dequantize,
-            inline_cfg=cfg.inline,
-            hub=None if env is None else WindowEnv(env, cwd),
+            name, resolved, pool, dequantize=cfg.local.dequantize, inline_cfg=cfg.inline, hub=hub
         )
 
     backends: dict[str, Backend] = {"local": local("local", cfg.local.model)}

@@ -76,13 +76,14 @@ class Router:
         self.upstream_requests = 0  # attempts actually handed to a backend
 
     def update(self, config: Config, backends: Mapping[str, Backend]) -> None:
-        """A reloaded config and its backends; a backend that changed starts with a closed
-        circuit."""
+        """A reloaded config and its backends; a backend that changed, and every local one
+        (kept across reloads for what it learned, but given a fresh chance as when it was
+        rebuilt), starts with a closed circuit."""
         old = self.backends
         self.config = config
         self.backends = dict(backends)
         for name, b in self.backends.items():
-            if old.get(name) is not b:
+            if old.get(name) is not b or b.is_local:
                 self.reset(name)
 
     # --- status -----------------------------------------------------------------------------
