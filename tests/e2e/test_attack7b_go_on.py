@@ -38,11 +38,12 @@ def two_lines_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(path, script="," + LINE + "\n" + NEXT)
 
 
-def config(tmp_path: Path, model: Path, background: bool) -> Path:
+def config(tmp_path: Path, model: Path, background: bool, multi_line: str = "auto") -> Path:
     flag = "true" if background else "false"
     return write_config(
         tmp_path / f"attack7b-{flag}.toml",
-        f'[local]\nmodel = "{model}"\n[inline]\nmax_ms = 20000\nbackground = {flag}\n',
+        f'[local]\nmodel = "{model}"\n[inline]\nmax_ms = 20000\nbackground = {flag}\n'
+        f'multi_line = "{multi_line}"\n',
     )
 
 
@@ -108,14 +109,17 @@ async def run_all(cfg: Path, cases: list[tuple[str, int, int]]) -> tuple[list[An
     return out, st
 
 
+@pytest.mark.parametrize("multi_line", ["auto", "never", "always"])
 async def test_shown_and_next_items_are_those_of_fresh_generations(
-    tmp_path: Path, scripted: Any
+    tmp_path: Path, scripted: Any, multi_line: str
 ) -> None:
     name, model, cases = scripted
-    want, _ = await run_all(config(tmp_path, model, background=False), cases)
-    got, st = await run_all(config(tmp_path, model, background=True), cases)
+    if multi_line != "auto" and name not in ("two_lines", "block_of_two_lines"):
+        pytest.skip("multi_line modes: one line script and one block script are enough")
+    want, _ = await run_all(config(tmp_path, model, False, multi_line), cases)
+    got, st = await run_all(config(tmp_path, model, True, multi_line), cases)
     for case, w, g in zip(cases, want, got, strict=True):
-        if name.startswith("block"):  # shown a line at a time with the work ahead: the text
+        if name.startswith("block") or multi_line == "always":  # a line at a time: the text
             w, g = "".join(r[0] for r in w if r), "".join(r[0] for r in g if r)  # accepted
         assert g == w, f"{case!r}: with the generation going on {g!r}, fresh {w!r}"
     i = st["inline"]
@@ -396,3 +400,66 @@ async def test_another_windows_request_does_not_wait_for_the_generation_going_on
     if shared:
         assert still == 1, "B was answered only after A's generation going on had ended"
     assert st_b["late"] == 0 and st_b["errors"] == 0, st_b
+
+
+@pytest.mark.parametrize("pace", [0.0, 0.5, 1.0, 2.0])
+async def test_a_burst_of_requests_and_edits_while_lines_go_on_is_answered_once_each(
+    tmp_path: Path, slow_script_model: Path, pace: float
+) -> None:
+    """Accept, ask, type along, move elsewhere, cancel, in quick succession while shown lines'
+    generations go on: every request is answered exactly once (no -32800 but for the ones
+    cancelled), no error, nothing logged as an error, and nothing but whole lines is shown."""
+    async with daemon(slow_config(tmp_path, slow_script_model)) as s:
+        await s.wait_status("ready")
+        version, text = 1, "print(a,"
+        open_doc(s, text, uri=URI)
+        open_doc(s, "x = 1\ny =", uri=OTHER)
+        futures: list[tuple[str, asyncio.Future[Any], bool]] = []
+        others: list[tuple[str, asyncio.Future[Any]]] = []  # requests in the other document
+        for n in range(12):
+            msg_id, fut = s.start(T.TEXT_DOCUMENT_INLINE_COMPLETION, params(URI, 0, 8))
+            cancel = n % 4 == 3
+            if cancel:
+                s.cancel(msg_id)
+            futures.append((msg_id, fut, cancel))
+            if n % 3 == 0:
+                await asyncio.sleep(0.05 * pace)
+                version += 1
+                insert(s, version, 0, 8, LINE, uri=URI)
+                m, f = s.start(T.TEXT_DOCUMENT_INLINE_COMPLETION, params(URI, 0, 8 + len(LINE)))
+                futures.append((m, f, False))
+                await asyncio.sleep(0.02 * n * pace)
+                version += 1
+                s.client.text_document_did_change(
+                    T.DidChangeTextDocumentParams(
+                        text_document=T.VersionedTextDocumentIdentifier(uri=URI, version=version),
+                        content_changes=[T.TextDocumentContentChangeWholeDocument(text)],
+                    )
+                )
+            elif n % 3 == 1:
+                others.append(s.start(T.TEXT_DOCUMENT_INLINE_COMPLETION, params(OTHER, 1, 3)))
+            else:
+                await asyncio.sleep(0.1 * pace)
+        shown = []
+        for msg_id, fut, cancel in futures:
+            try:
+                result = await asyncio.wait_for(fut, 60)
+            except JsonRpcException as exc:
+                assert cancel and exc.code == -32800, (msg_id, exc)
+                continue
+            shown += [i.insert_text for i in result.items]
+        # nobody cancelled these: each is answered (no -32800)
+        failed = {}
+        for msg_id, fut in others:
+            try:
+                await asyncio.wait_for(fut, 60)
+            except JsonRpcException as exc:
+                failed[msg_id] = (exc.code, str(exc))
+        await until(s, lambda st: st["inline"]["aheadActive"] == 0)
+        st = (await stats(s))["inline"]
+        logged = [m.message for m in s.messages if "rror" in m.message or "Traceback" in m.message]
+    # the whole shown line, or the whole next line: never a cut or mixed text
+    assert set(shown) <= {LINE, "\n" + LONG}, shown
+    assert st["errors"] == 0, st
+    assert not logged, logged
+    assert not failed, failed
