@@ -68,6 +68,9 @@ SCRIPTS = {
     "emoji": ("," + EMOJI + "\n" + NEXT, EMOJI_CASES),
     "eos_after_newline": ("," + LINE + "\n", CASES),
     "eos_at_line_end": ("," + LINE, CASES),
+    "crlf_written": ("," + LINE + "\r\n" + NEXT, CASES),
+    "lone_cr_written": ("," + LINE + "\r" + NEXT, CASES),
+    "suffix_repeated": ("," + LINE + "\n" + NEXT, [("print(a,\nbar += 2\n", 0, 8)]),
     "block_of_one_line": ("):\n    return b\nx = 1", BLOCK_CASES),
     "block_of_two_lines": ("):\n    if a:\n        return b\nx = 1", BLOCK_CASES),
 }
@@ -123,7 +126,7 @@ async def test_shown_and_next_items_are_those_of_fresh_generations(
             w, g = "".join(r[0] for r in w if r), "".join(r[0] for r in g if r)  # accepted
         assert g == w, f"{case!r}: with the generation going on {g!r}, fresh {w!r}"
     i = st["inline"]
-    if name in ("two_lines", "emoji", "block_of_two_lines"):
+    if name in ("two_lines", "emoji", "block_of_two_lines", "crlf_written"):
         assert any(len(rounds) > 1 and rounds[1] for rounds in got)  # a next line was shown
         assert i["aheadContinued"] >= 1, i  # the going-on path was exercised
     # aheadContinued also counts a block's second line (a rest job's, not a next job's)
