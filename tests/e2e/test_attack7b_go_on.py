@@ -466,3 +466,64 @@ async def test_a_burst_of_requests_and_edits_while_lines_go_on_is_answered_once_
     assert st["errors"] == 0, st
     assert not logged, logged
     assert not failed, failed
+
+
+async def test_a_chat_does_not_wait_for_the_generation_going_on(
+    tmp_path: Path, slow_script_model: Path
+) -> None:
+    """A chat on the same local model while the shown line's generation goes on at background
+    priority: the chat is answered while that generation still goes on (it ran first)."""
+    from tests.conftest import chat_params
+
+    async with daemon(slow_config(tmp_path, slow_script_model)) as s:
+        await s.wait_status("ready")
+        await s.request("mlxd/chat", chat_params("warm", maxTokens=2))  # the chat's prompt path
+        open_doc(s, "print(a,", uri=URI)
+        shown = await inline(s, 0, 8, kind=2, uri=URI)
+        assert [i.insert_text for i in shown.items] == [LINE]
+        going = (await stats(s))["inline"]["aheadActive"]
+        r = await s.request("mlxd/chat", chat_params("hello", maxTokens=3))
+        still = (await stats(s))["inline"]["aheadActive"]
+        done = await until(s, lambda st: st["inline"]["aheadActive"] == 0)
+    assert r.backend == "local"
+    assert going == 1
+    assert still == 1, "the chat was answered only after the generation going on had ended"
+    assert done["inline"]["aheadContinued"] == 1, done["inline"]  # and it went on after
+
+
+async def test_a_cloud_answer_to_a_local_first_request_never_goes_on_to_the_cloud(
+    tmp_path: Path,
+) -> None:
+    """routing.inline local first, the local model broken (no weights): the request (made
+    with a GoOn, local first) is answered by the cloud, cut at its line end; nothing goes on
+    and nothing is sent to the cloud in the background, after it or after the accept."""
+    from tests.fakes.providers import FakeProvider, Reply
+
+    broken = tmp_path / "no-model"
+    broken.mkdir()
+    key = "sk-a7b-0123456789abcdef"
+    async with FakeProvider(require_key=key) as fake:
+        fake.default = Reply.text([LINE + "\n" + NEXT + "\nmore = 3"])
+        cfg = write_config(
+            tmp_path / "cloud.toml",
+            f'[local]\nmodel = "{broken}"\npreload = false\n'
+            f'[backends.cloud]\nprotocol = "openai"\nbase_url = "{fake.openai_url}"\n'
+            'api_key_env = "A7B_KEY"\nmodel = "gpt-test"\n'
+            '[routing]\ncloud = true\ninline = ["local", "cloud"]\n'
+            "[inline]\nmax_ms = 20000\n",
+        )
+        async with daemon(cfg, env={"A7B_KEY": key}) as s:
+            open_doc(s, "print(a,", uri=URI)
+            first = await inline(s, 0, 8, kind=2, uri=URI)
+            assert [i.insert_text for i in first.items] == [LINE]
+            count = fake.request_count
+            await asyncio.sleep(1.5)  # background work would have started by now
+            idle = fake.request_count
+            insert(s, 2, 0, 8, LINE, uri=URI)
+            await inline(s, 0, 8 + len(LINE), kind=2, uri=URI)
+            await asyncio.sleep(1.5)
+            st = (await stats(s))["inline"]
+        after = fake.request_count
+    assert count == 1 and idle == 1, (count, idle)
+    assert after == 2, after  # the accept's own request only
+    assert st["aheadStarted"] == 0 and st["aheadContinued"] == 0, st
