@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlxd.prompts import CursorContext
+
+if TYPE_CHECKING:
+    from .ahead import Runner
+    from .engine import InlineEngine
 
 
 @dataclass(slots=True)
@@ -93,3 +97,18 @@ def cancelling() -> bool:
     newer request), not only a task it awaits (a job stopped under it)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+class AheadPart:
+    """What the parts of inline/ahead.py's Ahead (rest.py's RestJobs, nexts.py's NextJobs,
+    mixed into it) use of it: Ahead owns this state and defines these methods."""
+
+    engine: InlineEngine
+    run: Runner | None
+    stats: AheadStats
+    _jobs: dict[str, Job]
+    _items: dict[str, Job]
+    enabled: bool
+
+    def _stop_all(self, *, cancelled: bool = False) -> None: ...
+    def _done(self, uri: str, job: Job) -> None: ...

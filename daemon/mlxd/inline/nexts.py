@@ -29,27 +29,17 @@ from mlxd.prompts import CursorContext
 from mlxd.types import GoOn
 
 from .cuts import answer_by
-from .jobs import AheadStats, Continued, Job
+from .jobs import AheadPart, Continued, Job
 
 if TYPE_CHECKING:
-    from .ahead import Runner
-    from .engine import Document, InlineEngine
+    from .engine import Document
 
 log = logging.getLogger("mlxd.inline.ahead")
 
 
-class NextJobs:
-    """The next jobs of inline/ahead.py's Ahead (mixed into it; it owns the state below)."""
+class NextJobs(AheadPart):
+    """The next jobs of inline/ahead.py's Ahead (mixed into it; AheadPart: what they use of it)."""
 
-    engine: InlineEngine
-    run: Runner | None
-    stats: AheadStats
-    _jobs: dict[str, Job]
-    _items: dict[str, Job]
-    enabled: bool
-
-    def _stop_all(self, *, cancelled: bool = False) -> None: ...
-    def _done(self, uri: str, job: Job) -> None: ...
     def _going_on(self, ctx: CursorContext, suggestion: str) -> bool: ...
 
     def going_on(self, ctx: CursorContext) -> GoOn:

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlxd.models import StopPolicy
 from mlxd.prompts import CursorContext
@@ -30,27 +30,13 @@ from mlxd.types import GoOn
 
 from . import why
 from .cuts import answer_by, text_and_finish
-from .jobs import AheadStats, Continued, Job
-
-if TYPE_CHECKING:
-    from .ahead import Runner
-    from .engine import InlineEngine
+from .jobs import AheadPart, Continued, Job
 
 log = logging.getLogger(__name__)
 
 
-class RestJobs:
-    """The rest jobs of inline/ahead.py's Ahead (mixed into it; it owns the state below)."""
-
-    engine: InlineEngine
-    run: Runner | None
-    stats: AheadStats
-    _jobs: dict[str, Job]
-    _items: dict[str, Job]
-    enabled: bool
-
-    def _stop_all(self, *, cancelled: bool = False) -> None: ...
-    def _done(self, uri: str, job: Job) -> None: ...
+class RestJobs(AheadPart):
+    """The rest jobs of inline/ahead.py's Ahead (mixed into it; AheadPart: what they use of it)."""
 
     def go_on(
         self,
