@@ -91,6 +91,28 @@ def served_sessions(runtime_dir: Path) -> int:
     return log.read_text(errors="replace").count(" started (") if log.exists() else 0
 
 
+async def server_pid(d: Any) -> int:
+    """The pid of the process serving session `d` (a raw stdio client: `await d.request(m)`
+    gives the response dict): `mlxd/stats` `server.pid`."""
+    r = await d.request("mlxd/stats")
+    assert "result" in r, r
+    return r["result"]["server"]["pid"]
+
+
+async def pid_after_kill(d: Any, first: int) -> int:
+    """kill -9 the shared daemon `first`; the pid of the one the forwarder started in its
+    place. A request sent before the forwarder noticed fails with -32803 (the contract: ask
+    again)."""
+    os.kill(first, signal.SIGKILL)
+    for _ in range(5):
+        r = await d.request("mlxd/stats")
+        if "result" in r:
+            assert r["result"]["server"]["pid"] != first
+            return r["result"]["server"]["pid"]
+        assert r["error"]["code"] == -32803, r
+    raise AssertionError("no new daemon")
+
+
 @contextlib.contextmanager
 def private_runtime(prefix: str = "mlxd-rt-", *, strict: bool = False) -> Iterator[Path]:
     """A runtime directory of the caller's own (issue #19: a test or benchmark never shares a

@@ -17,6 +17,7 @@ from tests.e2e.test_router import ENV
 from tests.e2e.test_router import KEY as KEY_
 from tests.e2e.test_shared_daemon import rt, start_raw  # noqa: F401 (rt: the fixture)
 from tests.fakes.providers import FakeProvider, Reply
+from tests.kit import pid_after_kill, server_pid
 
 pytestmark = pytest.mark.slow
 
@@ -28,23 +29,6 @@ def _open(uri: str, text: str) -> dict:
 
 def _frame(body: bytes) -> bytes:
     return b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-async def _pid(d) -> int:
-    return (await d.request("mlxd/stats"))["result"]["server"]["pid"]
-
-
-async def _after_kill(d, first: int) -> int:
-    """kill -9 the daemon; the pid of its successor (a request sent before the forwarder
-    noticed fails with -32803, the contract: ask again)."""
-    os.kill(first, signal.SIGKILL)
-    for _ in range(5):
-        r = await d.request("mlxd/stats")
-        if "result" in r:
-            assert r["result"]["server"]["pid"] != first
-            return r["result"]["server"]["pid"]
-        assert r["error"]["code"] == -32803, r
-    raise AssertionError("no new daemon")
 
 
 @pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"1E999"])
@@ -137,7 +121,7 @@ async def test_after_kill_9_the_new_daemon_has_exactly_the_text_the_old_one_had(
             assert "result" in r1, r1
             before = [req.body for req in fake.requests]
             assert len(before) == 1 and "LEAK" not in str(before), before
-            await _after_kill(d, await _pid(d))
+            await pid_after_kill(d, await server_pid(d))
             r2 = await d.request("textDocument/inlineCompletion", _inline(uri, 3, 9))
             assert "result" in r2, r2
             after = [req.body for req in fake.requests][1:]
@@ -163,7 +147,7 @@ async def test_a_request_refused_for_its_id_is_not_answered_again_after_kill_9(r
         refused = [f for f in d.frames if f.get("error", {}).get("code") == -32600]
         assert len(refused) == len(ids) and all(f["id"] is None for f in refused), refused
         seen = len(d.frames)
-        await _after_kill(d, await _pid(d))
+        await pid_after_kill(d, await server_pid(d))
         await d.request("mlxd/models")
         # (The harness's own ids are ints: one may fail -32803 at the kill, as it should.)
         again = [f for f in d.frames[seen:] if "id" in f and type(f["id"]) not in (int, str)]
@@ -187,7 +171,7 @@ async def test_mlxd_stop_ends_a_daemon_that_does_not_answer(rt, tiny_config):
     pid = None
     try:
         await d.initialize()
-        pid = await _pid(d)
+        pid = await server_pid(d)
         os.kill(pid, signal.SIGSTOP)
         d.send({"jsonrpc": "2.0", "id": "held", "method": "mlxd/stats", "params": {}})
         status = await asyncio.to_thread(mlxd, rt, "status")
@@ -222,7 +206,7 @@ async def test_a_new_window_is_served_while_the_daemon_is_sigstopped(rt, tiny_co
     pid = None
     try:
         await a.initialize()
-        pid = await _pid(a)
+        pid = await server_pid(a)
         os.kill(pid, signal.SIGSTOP)
         b = await start_raw(rt, tiny_config)
         init = {"processId": None, "capabilities": {}, "rootUri": None}
@@ -346,7 +330,7 @@ async def test_a_model_load_in_progress_at_kill_9_is_ended_for_the_editor(rt, tm
                 await asyncio.sleep(0.05)
             assert progress("begin"), d.frames[-5:]
             token = progress("begin")[0][1]
-            pid = await _pid(d)
+            pid = await server_pid(d)
             os.kill(pid, signal.SIGKILL)
             for _ in range(600):  # the new daemon creates a token again (the load again)
                 creates = [

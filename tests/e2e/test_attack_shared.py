@@ -18,6 +18,7 @@ from mlxd import runtime
 from tests.conftest import cloud_first_config
 from tests.e2e.test_shared_daemon import KEY, rt, start_raw  # noqa: F401 (fixture)
 from tests.fakes.providers import FakeProvider, Reply
+from tests.kit import pid_after_kill, server_pid
 
 pytestmark = pytest.mark.slow
 
@@ -46,23 +47,6 @@ class Recorder:
         await self.runner.cleanup()
 
 
-async def _daemon_pid(d) -> int:
-    return (await d.request("mlxd/stats"))["result"]["server"]["pid"]
-
-
-async def _pid_after_kill(d, first: int) -> int:
-    """kill -9 the daemon; the pid of the one the forwarder started in its place. A request
-    sent before the forwarder noticed fails with -32803 (that is the contract): ask again."""
-    os.kill(first, signal.SIGKILL)
-    for _ in range(5):
-        r = await d.request("mlxd/stats")
-        if "result" in r:
-            assert r["result"]["server"]["pid"] != first
-            return r["result"]["server"]["pid"]
-        assert r["error"]["code"] == -32803, r
-    raise AssertionError("no new daemon")
-
-
 CHAT = {"messages": [{"role": "user", "content": "what is in the secret file?"}], "maxTokens": 2}
 
 
@@ -85,7 +69,7 @@ async def test_replay_after_a_crash_keeps_the_cloud_off_the_window_turned_off(
             d.send({"jsonrpc": "2.0", "method": change, "params": {"settings": last_settings}})
             assert (await d.request("mlxd/chat", CHAT))["result"]["backend"] == "local"
             assert fake.request_count == 0 and fake.bytes_received == 0
-            await _pid_after_kill(d, await _daemon_pid(d))
+            await pid_after_kill(d, await server_pid(d))
             r = await d.request("mlxd/chat", CHAT)
             assert fake.request_count == 0 and fake.bytes_received == 0, r
             assert r["result"]["backend"] == "local"
@@ -139,7 +123,7 @@ async def test_a_conversation_tainted_before_a_crash_stays_local_after_it(rt, tm
             }
             assert (await d.request("mlxd/chat", follow))["result"]["backend"] == "local"
             assert fake.request_count == 0
-            await _pid_after_kill(d, await _daemon_pid(d))
+            await pid_after_kill(d, await server_pid(d))
             r = await d.request("mlxd/chat", follow)
             assert fake.request_count == 0 and fake.bytes_received == 0, (r, fake.requests)
         finally:
@@ -198,7 +182,7 @@ async def test_a_window_offline_by_hf_hub_offline_makes_no_hub_request(
         b = None
         try:
             await a.initialize()
-            await _daemon_pid(a)  # the daemon is up, with A's environment
+            await server_pid(a)  # the daemon is up, with A's environment
             offline = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": hub.url, "MLXD_SHARED": mode}
             b = await start_raw(rt, second, env=offline)
             await b.initialize()
@@ -225,7 +209,7 @@ async def test_malformed_hellos_leave_no_session_and_no_unhandled_exception(rt, 
     d = await start_raw(rt, tiny_config)
     try:
         await d.initialize()
-        await _daemon_pid(d)
+        await server_pid(d)
         bad = [
             _hello(b'{"env": {}, "config": 5}'),
             _hello(b'{"env": {}, "config": ["a"]}'),
@@ -279,7 +263,7 @@ async def test_a_reconnect_never_hands_the_window_to_another_users_socket(tmp_pa
         # environment and the replayed keys on the next reconnect) and serves in-process: no
         # shared socket ever sees this window. Reconnects re-check the directory and every
         # connect checks the listener's uid (tests/unit/test_shared_pure.py).
-        assert await _daemon_pid(d) == d.proc.pid
+        assert await server_pid(d) == d.proc.pid
         assert _daemons_of(parent) == []
     finally:
         await d.kill()
@@ -345,7 +329,7 @@ async def test_a_much_edited_document_is_still_served_after_a_crash(rt, tiny_con
             change = {"range": {"start": at, "end": at}, "text": "x"}
             params = {"textDocument": {"uri": uri, "version": n + 2}, "contentChanges": [change]}
             d.send({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": params})
-        await _pid_after_kill(d, await _daemon_pid(d))
+        await pid_after_kill(d, await server_pid(d))
         inline = {
             "textDocument": {"uri": uri},
             "position": {"line": 0, "character": 10_001},

@@ -28,31 +28,12 @@ from tests.e2e.test_shared_daemon import (  # noqa: F401
     start_raw,
     wait_gone,
 )
-from tests.kit import AS_IN_A_TERMINAL, daemon_env
+from tests.kit import AS_IN_A_TERMINAL, daemon_env, pid_after_kill, server_pid
 
 pytestmark = pytest.mark.slow
 
 INITIALIZE = {"processId": None, "capabilities": {}, "rootUri": None}
 CHANGE = "workspace/didChangeConfiguration"
-
-
-async def _pid(d) -> int:
-    r = await d.request("mlxd/stats")
-    assert "result" in r, r
-    return r["result"]["server"]["pid"]
-
-
-async def _pid_after_kill(d, first: int) -> int:
-    """kill -9 the daemon; the pid of the one the forwarder started in its place (a request
-    sent before the forwarder noticed fails with -32803, the contract: ask again)."""
-    os.kill(first, signal.SIGKILL)
-    for _ in range(5):
-        r = await d.request("mlxd/stats")
-        if "result" in r:
-            assert r["result"]["server"]["pid"] != first
-            return r["result"]["server"]["pid"]
-        assert r["error"]["code"] == -32803, r
-    raise AssertionError("no new daemon")
 
 
 def _config(tmp_path: Path, model: Path, preload: bool = False) -> Path:
@@ -111,7 +92,7 @@ async def test_initialize_in_flight_when_the_daemon_dies_is_answered_by_the_new_
     b = None
     try:
         await a.initialize()
-        pid = await _pid(a)
+        pid = await server_pid(a)
         os.kill(pid, signal.SIGSTOP)
         b = await start_raw(rt, tiny_config)
         await asyncio.sleep(1.0)  # B's forwarder has connected and sent its hello
@@ -120,7 +101,7 @@ async def test_initialize_in_flight_when_the_daemon_dies_is_answered_by_the_new_
         os.kill(pid, signal.SIGKILL)
         r = await b.response(1, timeout=60)
         # The forwarder still works (this held): later requests are served by a new daemon.
-        assert (await _pid(b)) != pid
+        assert (await server_pid(b)) != pid
         # Before: {'error': {'code': -32803, 'message': 'mlxd: the shared daemon stopped ...'}}
         assert "result" in r and "capabilities" in r["result"], r
         assert b.errors(1) == []
@@ -167,9 +148,9 @@ async def test_a_crash_neither_re_shows_old_errors_nor_loads_abandoned_models(
             asked = len(_hub_asked(hub.paths))
             assert asked > 0  # the abandoned model was tried, once, while it was the setting
             seen = len(d.frames)
-            await _pid_after_kill(d, await _pid(d))
+            await pid_after_kill(d, await server_pid(d))
             await asyncio.sleep(3.0)  # the replayed settings are acted on
-            await _pid(d)
+            await server_pid(d)
             stale = [f for f in d.frames[seen:] if _about(f, ("routing.cloud", "abandoned"))]
             # Before: "invalid ...: routing.cloud: expected `bool`" shown again, "loading
             # someorg/abandoned-model", its error shown, the Hub asked for it again.
@@ -205,12 +186,12 @@ async def test_a_crash_does_not_show_the_windows_config_problems_again(
         shown = lambda frames: [  # noqa: E731
             f for f in frames if f.get("method") == "window/showMessage" and word in json.dumps(f)
         ]
-        first = await _pid(d)
+        first = await server_pid(d)
         assert len(shown(d.frames)) == 1, d.frames
         seen = len(d.frames)
-        await _pid_after_kill(d, first)
+        await pid_after_kill(d, first)
         await asyncio.sleep(2.0)  # the replay's initialized is handled
-        await _pid(d)
+        await server_pid(d)
         # Before: the same pop-up again, from the new daemon.
         assert shown(d.frames[seen:]) == [], d.frames[seen:]
     finally:
@@ -244,7 +225,7 @@ async def test_a_relative_runtime_dir_is_one_directory_for_forwarder_and_daemon(
     try:
         d.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INITIALIZE})
         await d.response(1, timeout=120)  # before: 31 s
-        served_by = await _pid(d)
+        served_by = await server_pid(d)
         # Before: served in-process (the forwarder's own pid), and a daemon left serving
         # /tmp/mlxd-rel-PID, which no forwarder will ever look at.
         assert served_by != d.proc.pid and not (Path("/") / rel).exists()
@@ -274,7 +255,7 @@ async def test_mlxd_stop_fails_a_streaming_chat_with_a_reason(rt, tmp_path, slow
     d = await start_raw(rt, _config(tmp_path, slow_tiny_model), env=env)
     try:
         await d.initialize()
-        pid = await _pid(d)
+        pid = await server_pid(d)
         chat = {"messages": [{"role": "user", "content": "count"}], "maxTokens": 2000}
         d.send({"jsonrpc": "2.0", "id": "long", "method": "mlxd/chat", "params": chat})
         await asyncio.sleep(1.5)  # streaming in the daemon
@@ -315,11 +296,11 @@ async def test_status_and_stop_see_a_daemon_of_another_version(rt, tmp_path, tin
     pids: list[int] = []
     try:
         await a.initialize()
-        pids.append(await _pid(a))
+        pids.append(await server_pid(a))
         await a.kill()
         b = await start_raw(rt, tiny_config)
         await b.initialize()
-        pids.append(await _pid(b))
+        pids.append(await server_pid(b))
         assert pids[0] != pids[1]
         status = await asyncio.to_thread(mlxd, rt, "status")
         stop = await asyncio.to_thread(mlxd, rt, "stop")
@@ -378,7 +359,7 @@ async def test_a_window_survives_a_recovery_that_cannot_start_a_daemon(
         d.send(
             {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": doc}}
         )
-        first = await _pid(d)
+        first = await server_pid(d)
         if how == "cannot-start":
             log = rt / "daemon.log"
             log.unlink()
@@ -471,7 +452,7 @@ async def test_a_windows_hub_download_never_goes_through_another_windows_proxy(
         b = None
         try:
             await a.initialize()
-            await _pid(a)  # the daemon runs, with A's environment
+            await server_pid(a)  # the daemon runs, with A's environment
             hf = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": token}
             b = await start_raw(rt, second, env={**b_env, **hf, "HF_HOME": str(tmp_path / "h")})
             await b.initialize()
@@ -557,7 +538,7 @@ async def test_ctrl_c_of_mlxd_serve_is_quiet(rt, tiny_config, mode):
     d = await start_raw(rt, tiny_config, env={"MLXD_SHARED": mode}, parent=AS_IN_A_TERMINAL)
     try:
         await d.initialize()
-        await _pid(d)
+        await server_pid(d)
         d.proc.send_signal(signal.SIGINT)
         why = await d.ended()
         # Before: "exit -2, stderr: Traceback ... KeyboardInterrupt"
@@ -615,7 +596,7 @@ async def test_held_a_cloud_off_window_sends_nothing_through_another_across_a_cr
 
             await use_a()
             await use_b()
-            await _pid_after_kill(a, await _pid(a))
+            await pid_after_kill(a, await server_pid(a))
             for _ in range(5):  # B recovers too: a request it sent too early fails -32803
                 r = await b.request("mlxd/stats")
                 if "result" in r:
@@ -670,7 +651,7 @@ async def test_a_length_beyond_any_size_never_grows_the_servers_memory(rt, tiny_
     d = await start_raw(rt, tiny_config, env={"MLXD_SHARED": mode})
     try:
         await d.initialize()
-        await _pid(d)
+        await server_pid(d)
         base = rss_kb(d.proc.pid)
         d.send_bytes(b"Content-Length: " + b"9" * 30 + b"\r\n\r\n")
         assert d.proc.stdin is not None
