@@ -21,8 +21,9 @@ import {
   type WorkDoneProgressReport,
   WorkDoneProgressCancelNotification,
 } from 'vscode-languageclient/node';
+import { advertises, CursorReporter, DID_MOVE_CURSOR } from './cursor';
 import { DownloadNotifier } from './download';
-import { describeItems, makeInlineMiddleware } from './inline';
+import { describeItems, inlineWantedIn, makeInlineMiddleware } from './inline';
 import type { KeyStore } from './keys';
 import {
   type ChatParams,
@@ -31,6 +32,7 @@ import {
   Methods,
   type ModelsResult,
   type SetApiKeyParams,
+  type StatsResult,
 } from './protocol';
 import { type Inspected, readSettings, resolveServerPath, type Settings, serverArgv, toInitializationOptions } from './settings';
 import { describeSpawnError, NOT_FOUND_ON_PATH, serverNotFound } from './serverPath';
@@ -39,6 +41,9 @@ import type { StatusBar } from './statusBar';
 import { StderrRouter } from './stderr';
 import { chatToken } from './stream';
 import type { Tracer } from './trace';
+
+/** The documents the client syncs to the daemon (and asks ghost text for). */
+const DOCUMENT_SELECTOR = [{ scheme: 'file' }, { scheme: 'untitled' }];
 
 export class Daemon implements vscode.Disposable {
   private client: LanguageClient | undefined;
@@ -54,6 +59,27 @@ export class Daemon implements vscode.Disposable {
     void this.client?.sendNotification(WorkDoneProgressCancelNotification.type, { token });
   }, vscode.window);
 
+  /** Where the cursor rests goes to the daemon (`mlxd/didMoveCursor`), which warms the prompt
+   * there: on every selection change, and when an editor becomes active (opening a file puts
+   * the cursor somewhere). Only for synced documents with ghost text on, and only to a daemon
+   * that lists the method (an older shared one does not). */
+  private readonly cursor = new CursorReporter<vscode.TextDocument>({
+    wanted: (doc) => {
+      const client = this.client;
+      return (
+        client?.state === State.Running &&
+        advertises(client.initializeResult?.capabilities, DID_MOVE_CURSOR) &&
+        vscode.languages.match(DOCUMENT_SELECTOR, doc) > 0 &&
+        inlineWantedIn(doc, this.settings)
+      );
+    },
+    uri: (doc) => this.client?.code2ProtocolConverter.asUri(doc.uri) ?? doc.uri.toString(),
+    send: (params) => {
+      void this.client?.sendNotification(DID_MOVE_CURSOR, params).catch(() => undefined);
+      this.tracer.write({ kind: 'cursor', uri: params.textDocument.uri, line: params.position.line, character: params.position.character });
+    },
+  });
+
   constructor(
     private readonly log: vscode.LogOutputChannel,
     private readonly status: StatusBar,
@@ -61,6 +87,20 @@ export class Daemon implements vscode.Disposable {
     private readonly tracer: Tracer,
   ) {
     this.disposables.push(vscode.workspace.onDidChangeConfiguration((e) => this.onConfigChange(e)));
+    this.disposables.push(...this.watchCursor());
+  }
+
+  private watchCursor(): vscode.Disposable[] {
+    return [
+      vscode.window.onDidChangeTextEditorSelection((e) => this.cursor.moved(e.textEditor.document, e.textEditor.selection.active)),
+      vscode.window.onDidChangeActiveTextEditor((editor) => this.cursorOf(editor)),
+      vscode.workspace.onDidCloseTextDocument((doc) => this.cursor.closed(doc)),
+      { dispose: () => this.cursor.dispose() },
+    ];
+  }
+
+  private cursorOf(editor: vscode.TextEditor | undefined): void {
+    if (editor) this.cursor.moved(editor.document, editor.selection.active);
   }
 
   get running(): boolean {
@@ -92,7 +132,7 @@ export class Daemon implements vscode.Disposable {
       options: { env: { ...process.env, ...this.settings.serverEnv }, cwd: folders[0] },
     };
     const clientOptions: LanguageClientOptions = {
-      documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+      documentSelector: DOCUMENT_SELECTOR,
       outputChannel: this.log,
       stdioOptions: { stdout: forwardLines, stderr: routeStderr },
       // A function, so a restart picks up the current settings.
@@ -140,6 +180,11 @@ export class Daemon implements vscode.Disposable {
       }
     });
     client.onDidChangeState((e) => {
+      if (e.newState === State.Running && this.client === client) {
+        // A new session: it has been told no position yet; the active editor's is the first.
+        this.cursor.reset();
+        this.cursorOf(vscode.window.activeTextEditor);
+      }
       if (e.newState === State.Running && this.restartedByClient && this.client === client) {
         this.restartedByClient = false;
         void this.onRunning();
@@ -238,6 +283,11 @@ export class Daemon implements vscode.Disposable {
     } finally {
       sub.dispose();
     }
+  }
+
+  /** `mlxd/stats`: the daemon's diagnostic counters for this session (not a contract). */
+  async stats(): Promise<StatsResult> {
+    return this.requireClient().sendRequest<StatsResult>(Methods.stats, {});
   }
 
   async models(): Promise<ModelsResult> {

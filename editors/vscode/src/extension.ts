@@ -32,6 +32,16 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   command('mlxd.showLogs', () => log.show(true));
   command('mlxd.restart', () => d.restart());
+  command('mlxd.showStats', async () => {
+    try {
+      const stats = await d.stats();
+      log.info(`mlxd/stats: ${JSON.stringify(stats, null, 2)}`);
+      tracer.write({ kind: 'stats', stats });
+      log.show(true);
+    } catch (err) {
+      void vscode.window.showErrorMessage(`mlxd: no stats: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  });
   command('mlxd.openChat', async () => {
     await vscode.commands.executeCommand(`${CHAT_VIEW_ID}.focus`);
     tracer.write({ kind: 'chat-opened' }); // the e2e types once VS Code has moved the focus

@@ -42,6 +42,17 @@ export function cancellableSleep(ms: number, token: vscode.CancellationToken): P
   });
 }
 
+/** Ghost text in `document` at all: its language is enabled (and the switch on), and it is
+ * none of the editor's own settings files unless the user listed their language explicitly.
+ * The inline requests and the cursor reports (cursor.ts) both go by it. */
+export function inlineWantedIn(
+  document: { languageId: string; uri: { toString(): string } },
+  s: Pick<Settings, 'inlineEnable' | 'inlineLanguages'>,
+): boolean {
+  if (!inlineEnabledFor(document.languageId, s)) return false;
+  return !isEditorConfigFile(document.uri.toString()) || s.inlineLanguages[document.languageId] === true;
+}
+
 export function makeInlineMiddleware(deps: InlineDeps) {
   const sleep = deps.sleep ?? cancellableSleep;
   return async (
@@ -52,11 +63,7 @@ export function makeInlineMiddleware(deps: InlineDeps) {
     next: Next,
   ): Promise<InlineItems> => {
     const s = deps.settings();
-    if (!inlineEnabledFor(document.languageId, s)) {
-      return null;
-    }
-    // The editor's own settings files: only when the user listed their language explicitly.
-    if (isEditorConfigFile(document.uri.toString()) && s.inlineLanguages[document.languageId] !== true) {
+    if (!inlineWantedIn(document, s)) {
       return null;
     }
     // Explicit invocations (the "Trigger Inline Suggestion" command) are answered at once.
