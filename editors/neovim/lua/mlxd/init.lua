@@ -234,6 +234,14 @@ function M.request(client, method, params, handler, bufnr)
   return ok and id or nil
 end
 
+--- Send a notification; false when the client could not. 0.10 (dot) and 0.11+ (colon) clients.
+function M.notify(client, method, params)
+  if has_011 then
+    return client:notify(method, params)
+  end
+  return client.notify(method, params)
+end
+
 function M.cancel_request(client, id)
   if has_011 then
     return client:cancel_request(id)
@@ -249,12 +257,7 @@ function M.cancel_load()
   for token, p in pairs(M.state.progress) do
     local client = p.cancellable and p.client_id and vim.lsp.get_client_by_id(p.client_id)
     if client then
-      local params = { token = token }
-      if has_011 then
-        client:notify('window/workDoneProgress/cancel', params)
-      else
-        client.notify('window/workDoneProgress/cancel', params)
-      end
+      M.notify(client, 'window/workDoneProgress/cancel', { token = token })
       stopped[#stopped + 1] = p.message or p.title or token
     end
   end
@@ -408,6 +411,7 @@ local function on_attach(args)
   if client and client.name == M.name then
     M.state.exited = nil
     inline.enable(args.buf, client)
+    require('mlxd.cursor').attach(args.buf, client)
   end
 end
 
@@ -416,6 +420,7 @@ local function on_detach(args)
   if not (client and client.name == M.name) then
     return
   end
+  require('mlxd.cursor').detach(args.buf)
   if inline.buf_impl(args.buf) == 'fallback' then
     require('mlxd.ghost').detach(args.buf)
   end
