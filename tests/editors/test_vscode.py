@@ -128,7 +128,8 @@ def test_vscode_end_to_end(tmp_path: Path, tiny_config: Path, tiny_model: Path) 
     """Typing in a Python file shows the daemon's ghost text, Tab accepts it into the saved file;
     the chat panel streams the daemon's answer, Stop cancels one, a settings change reaches the
     daemon, its log shows once, and a killed daemon is restarted and serves again; an explicit
-    trigger cycles through several items (Alt+]), and a window reload with a chat streaming lets
+    trigger cycles through several items (Alt+]), where the cursor rests is reported to the
+    daemon once per rest (not where ghost text is off), and a window reload with a chat streaming lets
     the daemon exit by itself within 2 s."""
     _need(NODE, CODE_SERVER, VSIX, CHROMIUM, MLXD, EXT / "node_modules" / "playwright-core")
     stale = _stale(VSIX)
@@ -222,6 +223,11 @@ def _check(run: E2ERun) -> None:
     assert result["cycleAccepted"] == result["cycleItems"][1]
     # The usual flow: a ghost shown from typing, then an explicit ask: several items too.
     assert result["cycleAfterAutomatic"] and result["cycleAfterAutomatic"][-1] > 1, result
+    # Cursor reports (issue #16 item 4): one per rest, where the cursor rested, counted once
+    # by the daemon; none in markdown, at the position last sent, or with ghost text off.
+    for phase in ("opened", "burst", "markdown", "toggled"):
+        assert result["cursor"][phase]["counted"] == 1, result["cursor"]
+        assert [s.split(":")[0] for s in result["cursor"][phase]["sent"]] == ["cursor.py"]
     # Chat: streamed in several deltas and renderings; the final text is the daemon's.
     assert result["chatStreamedChunks"] >= 3
     assert result["chatSnapshots"] >= 3

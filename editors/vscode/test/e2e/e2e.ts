@@ -52,6 +52,8 @@ const trace = path.join(WORK, 'trace.jsonl');
 const csLog = path.join(WORK, 'code-server.log');
 const file = path.join(dirs.ws, 'main.py');
 const INITIAL = 'import math\n\n\n';
+// cursor.py, for the cursor reports (cursorTest).
+const CURSOR_LINES = Array.from({ length: 12 }, (_, i) => `value_${i} = ${i} * 2  # line ${i}`);
 
 const t0 = Date.now();
 function log(msg: string): void {
@@ -63,6 +65,8 @@ let failure: string | undefined;
 
 interface TraceRecord {
   kind: string;
+  uri?: string;
+  stats?: { inline?: { cursorMoves?: number } };
   line?: number;
   character?: number;
   items?: { insertText: string; range?: [number, number, number, number] }[];
@@ -162,6 +166,8 @@ function writeSetup(port: number): string {
   for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   fs.writeFileSync(file, INITIAL);
+  fs.writeFileSync(path.join(dirs.ws, 'cursor.py'), CURSOR_LINES.join('\n') + '\n');
+  fs.writeFileSync(path.join(dirs.ws, 'notes.md'), '# Notes\n\none\ntwo\nthree\n');
   // A hostile repository's own settings (issue #15 case 1). They must not reach the daemon:
   // honoured, serverPath would keep the daemon from starting, and the config would send the
   // chats to a dead backend reading GITHUB_TOKEN (every later check would fail).
@@ -438,6 +444,75 @@ async function typeFunction(page: Page, name: string): Promise<{ typed: string; 
   }, 10_000);
   const lines = typed.split('\n');
   return { typed, cursor: { line: lines.length - 1, character: (lines.at(-1) ?? '').length } };
+}
+
+/** `mlxd: Show Daemon Stats`: the daemon's counters for the extension's session, as traced. */
+async function daemonStats(page: Page): Promise<NonNullable<TraceRecord['stats']>> {
+  const records = (): TraceRecord[] => readTrace().filter((r) => r.kind === 'stats');
+  const before = records().length;
+  await runCommand(page, 'mlxd: Show Daemon Stats');
+  await waitFor('the daemon stats', () => (records().length > before ? true : undefined), 15_000, 100);
+  return records().at(-1)?.stats ?? {};
+}
+
+/** Where the cursor rests goes to the daemon (`mlxd/didMoveCursor`, issue #16 item 4): once per
+ * rest, where it rested; nothing in a language without ghost text (markdown) or with ghost
+ * text switched off. The extension's 'cursor' records are what it sent, the daemon's
+ * `inline.cursorMoves` what it counted. "Nothing sent" is checked against a later move that is
+ * sent: the moves that must not send get a few rest times (150 ms each) first. */
+async function cursorTest(page: Page): Promise<void> {
+  const sends = (): TraceRecord[] => readTrace().filter((r) => r.kind === 'cursor');
+  const moves = async (): Promise<number> => {
+    const n = (await daemonStats(page)).inline?.cursorMoves;
+    check(typeof n === 'number', `mlxd/stats has inline.cursorMoves (${n})`);
+    return n;
+  };
+  const quiet = (): Promise<void> => new Promise((r) => setTimeout(r, 600));
+  const press = async (...keys: string[]): Promise<void> => {
+    for (const k of keys) await page.keyboard.press(k);
+  };
+  /** Runs `act`, waits for a send at `at` in cursor.py; what the phase sent and the daemon counted. */
+  const phase = async (name: string, at: [number, number], act: () => Promise<void>): Promise<void> => {
+    const base = await moves();
+    const first = sends().length;
+    await act();
+    await waitFor(`${name}: a cursor report at ${at.join(':')}`, () => {
+      const last = sends().at(-1);
+      return sends().length > first && last?.line === at[0] && last.character === at[1] && /\/cursor\.py$/.test(last.uri ?? '') ? true : undefined;
+    }, 10_000, 50);
+    const sent = sends().slice(first).map((r) => `${(r.uri ?? '').split('/').at(-1)}:${r.line}:${r.character}`);
+    const counted = (await moves()) - base;
+    (result.cursor ??= {} as Record<string, unknown>);
+    (result.cursor as Record<string, unknown>)[name] = { sent, counted };
+    check(sent.length === 1 && counted === 1, `${name}: one report, counted once by the daemon (sent ${JSON.stringify(sent)}, counted ${counted})`);
+  };
+  const toggleInline = async (): Promise<void> => {
+    const seen = readTrace().filter((r) => r.kind === 'settings').length;
+    await runCommand(page, 'mlxd: Toggle Inline Completions');
+    await waitFor('the extension to see the toggle', () => (readTrace().filter((r) => r.kind === 'settings').length > seen ? true : undefined), 10_000);
+  };
+
+  // Opening the file: where its cursor is. Then a burst of moves: one report, where it rested.
+  await phase('opened', [0, 0], () => openFile(page, 'cursor.py'));
+  await phase('burst', [5, 3], () => press('ArrowDown', 'ArrowDown', 'ArrowDown', 'ArrowDown', 'ArrowDown', 'ArrowRight', 'ArrowRight', 'ArrowRight'));
+  // Markdown (no ghost text by default), and back at the position last sent: nothing; then a move.
+  await phase('markdown', [6, 3], async () => {
+    await openFile(page, 'notes.md');
+    await press('ArrowDown', 'ArrowDown');
+    await quiet();
+    await openFile(page, 'cursor.py');
+    await quiet();
+    await press('ArrowDown');
+  });
+  // Ghost text switched off: nothing; switched on again, a move is reported.
+  await phase('toggled', [6, 5], async () => {
+    await toggleInline();
+    await press('ArrowDown', 'ArrowRight');
+    await quiet();
+    await toggleInline();
+    await press('ArrowUp', 'ArrowRight');
+  });
+  await runCommand(page, 'View: Hide Panel'); // Show Daemon Stats opened the output channel
 }
 
 /** Cycling (issue #18 item 19): asked explicitly ("Trigger Inline Suggestion", triggerKind
@@ -1275,6 +1350,7 @@ async function main(): Promise<void> {
       ['chat', () => chatTest(page)],
       ['menu', () => menuTest(page)],
       ['cycle', () => cycleTest(page)], // after menu: it adds lines to main.py
+      ['cursor', () => cursorTest(page)],
       ['log', () => logTest()],
       ['crash', () => crashTest(page)],
       ['keybindings', () => keybindingsTest(page)],
