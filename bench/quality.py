@@ -9,7 +9,8 @@ package at a time in turn. Two kinds of hole:
 - multi: a block's body is removed below its header (`def f():`, `{`, `then`); the cursor sits
   at the header's end; the answer is "\\n" + the body lines.
 
-mlxd gets each hole as an editor sends it: didOpen of the document with the hole, a pause
+mlxd gets each hole as an editor sends it: didOpen of the document with the hole, the cursor
+at the hole (mlxd/didMoveCursor, as both editor clients send it; $MLXD_BENCH_CURSOR=0: not), a pause
 (0.5 s and 3 s; one daemon per pause, so no KV cache carries from one pass to the other), then
 textDocument/inlineCompletion (triggerKind 2, automatic). The naive baselines run the same
 model in this process (raw mlx-lm, greedy, a fresh KV cache each time) on the last 2000
@@ -65,6 +66,10 @@ USEFUL = 0.7
 # asked): what the background rest of a block, or of a line the bound cut, adds (the user
 # pauses, or asks again).
 AGAIN_MS = int(os.environ.get("MLXD_BENCH_AGAIN_MS", "1500"))
+# The editor clients tell the daemon where the cursor rests (mlxd/didMoveCursor); sent right
+# after didOpen, as when the user opens a file and clicks where they will type
+# ($MLXD_BENCH_CURSOR=0: not sent, an editor without that notification).
+CURSOR = os.environ.get("MLXD_BENCH_CURSOR", "1") != "0"
 
 # (package, glob root relative to its base) per language; missing packages are skipped.
 _SITE = next((REPO / ".venv" / "lib").glob("python3*/site-packages"), REPO / ".venv")
@@ -367,9 +372,12 @@ async def ask_mlxd(daemon: Daemon, hole: Hole, pause: float, n: int) -> dict[str
             }
         },
     )
+    line, col = _position(hole.text, hole.offset)
+    if CURSOR:  # the user put the cursor at the hole: both editor clients say so
+        cursor = {"textDocument": {"uri": uri}, "position": {"line": line, "character": col}}
+        client.notify("mlxd/didMoveCursor", cursor)
     await asyncio.sleep(pause)
     before = await daemon.stats()
-    line, col = _position(hole.text, hole.offset)
     seen = len(daemon.notes)
     t0 = time.perf_counter()
     params = {
@@ -538,6 +546,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         "inline_settings": os.environ.get("MLXD_BENCH_INLINE"),
         "packages": os.environ.get("MLXD_BENCH_PACKAGES"),
         "seed": SEED,
+        "cursor": CURSOR,
         "pauses": list(pauses),
         **results,
         "holes": [

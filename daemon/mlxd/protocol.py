@@ -25,7 +25,10 @@ MODELS = "mlxd/models"
 SET_API_KEY = "mlxd/setApiKey"
 STATS = "mlxd/stats"  # diagnostics: counters for benchmarks and tests
 STATUS = "mlxd/status"  # notification, server -> client
-METHODS = [CHAT, COMPLETE, MODELS, SET_API_KEY, STATS]
+METHODS = [CHAT, COMPLETE, MODELS, SET_API_KEY, STATS]  # requests
+# Client -> server notifications (a client sends one only when the server lists it).
+DID_MOVE_CURSOR = "mlxd/didMoveCursor"  # where the cursor rests: inline warms its prompt
+NOTIFICATIONS = [DID_MOVE_CURSOR]
 
 # JSON-RPC / LSP error codes used by mlxd.
 PARSE_ERROR = -32700
@@ -53,6 +56,16 @@ class ChatMessage(Params):
 
 class TextDocumentRef(Params):
     uri: str
+
+
+class Position(Params):
+    line: Annotated[int, Meta(ge=0)]
+    character: Annotated[int, Meta(ge=0)]
+
+
+class CursorParams(Params):
+    text_document: TextDocumentRef
+    position: Position
 
 
 class ChatParams(Params):

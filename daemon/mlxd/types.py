@@ -73,6 +73,10 @@ class Request:
     # cursor (the end of `prefix`); "top": the start of `prefix`, as much as the budget holds
     # (a local model's warm-up after didOpen: every cursor in it has a prompt starting so).
     window: Literal["cursor", "top"] = "cursor"
+    # Inline warm-up at a cursor (inline/ahead.py): the window the full budget gives, narrowed
+    # to this many tokens (a rung of models.budget.warm_rungs, the windows a time-capped request
+    # looks for in the KV cache). None: the full window.
+    narrow_to: int | None = None
     # Inline, a local model: let the generation go on past the answer's end, in the background
     # (GoOn). None: it stops there.
     go_on: GoOn | None = None

@@ -24,6 +24,8 @@ TS_FILE = Path(__file__).resolve().parents[2] / "editors" / "vscode" / "src" / "
 MIRRORS: dict[type[msgspec.Struct], str] = {
     P.ChatMessage: "ChatMessage",
     P.TextDocumentRef: "TextDocumentRef",
+    P.Position: "Position",
+    P.CursorParams: "CursorParams",
     P.ChatParams: "ChatParams",
     P.CompleteParams: "CompleteParams",
     P.SetApiKeyParams: "SetApiKeyParams",
@@ -133,7 +135,7 @@ def ts() -> TsContract:
 
 
 def test_protocol_ts_lists_every_method_of_protocol_py(ts: TsContract) -> None:
-    assert ts.methods == {*P.METHODS, P.STATUS}
+    assert ts.methods == {*P.METHODS, *P.NOTIFICATIONS, P.STATUS}
 
 
 def test_every_wire_struct_is_mirrored_or_says_why_not() -> None:

@@ -223,6 +223,19 @@ class App:
         neighbors = lambda: self._neighbors(uri, documents())  # noqa: E731 (called later)
         self.inline.changed(uri, language, text, edit, encoding, neighbors)
 
+    def inline_moved(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        position: tuple[int, int],
+        encoding: str,
+        documents: Callable[[], list[Document]],
+    ) -> None:
+        """mlxd/didMoveCursor: the inline engine warms the prompt there once the cursor rests."""
+        neighbors = lambda: self._neighbors(uri, documents())  # noqa: E731 (called later)
+        self.inline.moved(uri, language, text, position, encoding, neighbors)
+
     def models(self) -> tuple[list[ModelInfo], dict[str, str]]:
         """Each backend's model, and the backend each request kind tries first."""
         models = [ModelInfo(b.spec, name, b.loaded) for name, b in self.backends.items()]

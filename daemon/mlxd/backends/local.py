@@ -29,6 +29,7 @@ from ..models import (
     heal_point,
     prompt_step,
     vocabulary,
+    warm_rungs,
 )
 from ..prompts import Window
 from ..types import Delta, Done, Event, Held, Request
@@ -46,7 +47,7 @@ from .local_prompt import (
     room,
     top_window,
 )
-from .reuse import Heads, cached_start, continued
+from .reuse import Heads, cached_start, continued, widest_cached
 
 if TYPE_CHECKING:
     from ..models import WindowEnv
@@ -271,6 +272,10 @@ class LocalBackend:
             return checked(lm, tokens, context_window(lm.model), max_tokens)
         window = fit_window_for(lm, req, budget, max_tokens)  # the one trim
         full = render(lm, req, window, max_tokens)
+        if req.narrow_to and not fits(len(full[0]), seen.cached(full[0]), MIN_PROMPT_TOKENS):
+            # A rung of a cursor's warm-up (inline/ahead.py), unless the KV cache holds the
+            # full window already (the cursor where the user types): that is a cache hit.
+            return render(lm, req, window.narrowed(req.narrow_to), max_tokens)
         if req.assistant_prefix:  # our own answer, cut: its tokens as the engine kept them
             head = render(lm, replace(req, assistant_prefix=""), window, max_tokens)[0]
             full = (continued(lm.tokenizer, head, req.assistant_prefix, seen), full[1])
@@ -290,8 +295,11 @@ class LocalBackend:
             "%s: %d prompt tokens, %d allowed by the time cap", self.name, len(full[0]), allowed
         )
         step = prompt_step(allowed)
-        small = render(lm, req, window.narrowed(step), max_tokens)
         narrow = lambda b: render(lm, req, window.narrowed(b), max_tokens)  # noqa: E731
+        rungs = [b for b in warm_rungs(budget) if b > step]  # what a warm-up left here
+        if (warm := widest_cached(narrow, rungs, allowed, seen)) is not None:
+            return warm
+        small = narrow(step)
         small = cached_start(small, narrow, step, budget, seen)  # its start kept as well
         cached = seen.cached(small[0])  # a smaller window may be cached as well
         if cached:

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ..models import RecentPrompts
+from ..models import RecentPrompts, fits
 from ..types import Request
 
 # How far over the token budget a prompt may grow to keep its cached start (a share of it).
@@ -53,6 +53,19 @@ def cached_start(
         if new < best_new:
             best, best_new = candidate, new
     return best
+
+
+def widest_cached(
+    narrow: Callable[[int], Rendered], widths: list[int], allowed: int, recent: RecentPrompts
+) -> Rendered | None:
+    """The widest prompt `narrow(b)`, b in `widths` (a cursor's warm-up rungs), that the KV
+    cache holds enough of for its other tokens to be prefilled within `allowed`; None: none."""
+    for b in sorted(widths, reverse=True):
+        candidate = narrow(b)
+        cached = recent.cached(candidate[0])
+        if cached and fits(len(candidate[0]), cached, allowed):
+            return candidate
+    return None
 
 
 def continued(tokenizer: Any, head: list[int], text: str, seen: RecentPrompts) -> list[int]:

@@ -17,7 +17,9 @@ Three kinds of job, at most one per document (a newer one replaces the older):
   window (its first lines that fit the prompt budget, `Request.window = "top"`: the prompt of
   any cursor in them starts like it, so that its prefill is a KV-cache hit wherever the
   cursor is there), then the cursor at its end (where a new or growing file is written; when
-  the document fits the budget, both are one prompt); after edits the end of the last edit.
+  the document fits the budget, both are one prompt); after edits the end of the last edit;
+  where the editor says the cursor rests (`mlxd/didMoveCursor`, CURSOR_SETTLE_S), the windows
+  a time-capped request there would use, narrowest first (models.warm_rungs), then the full one.
   Warmed at the end only, a document longer than the budget had a warm-up that no cursor
   above its last window reused: the first request after opening paid a cold prefill.
 - **rest** (rest.py): an answer that goes on at its own position after it was answered: the
@@ -46,6 +48,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
+from mlxd.models import warm_rungs
 from mlxd.prompts import CursorContext
 
 from . import why
@@ -65,6 +68,13 @@ Runner = Callable[[Any, CursorContext], Awaitable[Any]]
 # Quiet time after the last edit before warming its position (an editor that asks for ghost
 # text on every change has asked by then, and then nothing is warmed).
 SETTLE_S = 0.75
+# A cursor that moved (mlxd/didMoveCursor) and rested this long is where the user will type:
+# shorter than SETTLE_S, as moving is not typing (a warm-up there is preempted by any request).
+CURSOR_SETTLE_S = 0.3
+# What a warm-up prefills, in turn: (Request.window, Request.narrow_to) pairs.
+Windows = tuple[tuple[str, int | None], ...]
+AT_EDIT: Windows = (("cursor", None),)
+AT_OPEN: Windows = (("top", None), ("cursor", None))
 
 
 class Ahead(RestJobs, NextJobs):
@@ -148,7 +158,7 @@ class Ahead(RestJobs, NextJobs):
         passed quietly."""
         if self.enabled and self.engine.enabled_for(language) and not blank(text):
             docs = list(neighbors)
-            self._quiet(uri, language, text, lambda: len(text), lambda: docs, top=True)
+            self._quiet(uri, language, text, lambda: len(text), lambda: docs, AT_OPEN)
 
     def changed(
         self,
@@ -175,7 +185,25 @@ class Ahead(RestJobs, NextJobs):
         self._cancel_settle(uri)
         if edit_end is None or not self.enabled or not self.engine.enabled_for(language):
             return
-        self._quiet(uri, language, text, edit_end, neighbors)
+        self._quiet(uri, language, text, edit_end, neighbors, AT_EDIT)
+
+    def moved(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        offset: Callable[[], int],
+        neighbors: Callable[[], Iterable[Document]],
+    ) -> None:
+        """mlxd/didMoveCursor (`offset()` finds the cursor in `text`): once the cursor rests
+        CURSOR_SETTLE_S, warm the prompt there, its narrow windows first (warm_rungs: a
+        request that comes before the full window is done still finds whole windows in the
+        KV cache). Work ahead running for the document (where the user types) is kept."""
+        self.stats.cursor_moves += 1
+        if self.enabled and self.engine.enabled_for(language):
+            rungs = tuple(("cursor", b) for b in warm_rungs(self.engine.cfg.context_tokens))
+            windows: Windows = (*rungs, ("cursor", None))
+            self._quiet(uri, language, text, offset, neighbors, windows, CURSOR_SETTLE_S)
 
     def _quiet(
         self,
@@ -184,16 +212,17 @@ class Ahead(RestJobs, NextJobs):
         text: str,
         offset: Callable[[], int],
         neighbors: Callable[[], Iterable[Document]],
-        top: bool = False,
+        windows: Windows,
+        delay: float = SETTLE_S,
     ) -> None:
-        """Warm at `offset()` (`top`: the document's top window first) after SETTLE_S without
-        a document event or a request. Only the newest document waits: a burst of didOpens
-        (a session restored) warms the last one."""
+        """Warm `windows` at `offset()` after `delay` seconds without a document event or a
+        request. Only the newest document waits: a burst of didOpens (a session restored)
+        warms the last one."""
         for pending in list(self._settle):
             self._cancel_settle(pending)
         loop = asyncio.get_running_loop()
         self._settle[uri] = loop.call_later(
-            SETTLE_S, self._settled, uri, language, text, offset, neighbors, top
+            delay, self._settled, uri, language, text, offset, neighbors, windows
         )
 
     def forget(self, uri: str) -> None:
@@ -215,11 +244,12 @@ class Ahead(RestJobs, NextJobs):
         text: str,
         edit_end: Callable[[], int],
         neighbors: Callable[[], Iterable[Document]],
-        top: bool = False,
+        windows: Windows,
     ) -> None:
         self._settle.pop(uri, None)
-        if uri not in self._jobs:  # a running next job already holds the likely position
-            self._warm(uri, language, text, edit_end(), list(neighbors()), top)
+        job = self._jobs.get(uri)
+        if job is None or job.kind == "warm":  # work ahead already holds the likely position
+            self._warm(uri, language, text, edit_end(), list(neighbors()), windows)
 
     def _warm(
         self,
@@ -228,28 +258,27 @@ class Ahead(RestJobs, NextJobs):
         text: str,
         offset: int,
         neighbors: list[Document],
-        top: bool = False,
+        windows: Windows,
     ) -> None:
         ctx = self.engine.context_for(text, offset, uri, language)
         self._stop_all()
         job = Job("warm")
-        windows = ("top", "cursor") if top else ("cursor",)
         job.task = asyncio.ensure_future(self._prefill(job, ctx, neighbors, windows))
         self._jobs[uri] = job
         job.task.add_done_callback(lambda _: self._done(uri, job))
 
     async def _prefill(
-        self, job: Job, ctx: CursorContext, neighbors: list[Document], windows: tuple[str, ...]
+        self, job: Job, ctx: CursorContext, neighbors: list[Document], windows: Windows
     ) -> None:
-        """Prefill the prompt at `ctx` for each of `windows` in turn (Request.window), until
-        the document changes or a request stops the job."""
+        """Prefill the prompt at `ctx` for each of `windows` in turn (Request.window and
+        narrow_to), until the document changes or a request stops the job."""
         assert self.run is not None
         ctx.header = self.engine._header(ctx, neighbors)  # as the real request's, for KV reuse
         request = replace(self.engine._request(ctx), max_tokens=0, max_time_s=None)
-        for window in windows:
+        for window, narrow_to in windows:
             if job.stale:
                 return
-            warm = replace(request, priority="background", window=window)
+            warm = replace(request, priority="background", window=window, narrow_to=narrow_to)
             try:
                 if await self.run(warm, ctx) is None:
                     return

@@ -36,6 +36,7 @@ from .ahead import Ahead, Runner
 from .alternatives import alternatives
 from .cache import InlineCache
 from .cuts import answer_by, cleaned
+from .documents import DocumentEvents
 from .items import EngineStats, InlineItem, Range
 from .jobs import cancelling
 from .sticky import StickySnippets
@@ -59,7 +60,7 @@ class _Flight:
     superseded: bool = False
 
 
-class InlineEngine:
+class InlineEngine(DocumentEvents):
     """Turns (document, cursor) into at most one clean suggestion.
 
     `generate(request, ctx)` is supplied by the server: it runs the router and returns the
@@ -229,45 +230,6 @@ class InlineEngine:
         if suggestion or finish != "length":  # a cut "" may do better when asked again
             self.cache.store(ctx.uri, ctx.prefix, ctx.suffix, suggestion)
         return suggestion
-
-    def forget(self, uri: str) -> None:
-        """A document was closed: stop its generation and drop its cache entries."""
-        self._latest.pop(uri, None)
-        self._supersede(uri)
-        self.ahead.forget(uri)
-        self.cache.forget(uri)
-        self.snippets.remove(uri)
-        self.sticky.forget(uri)
-
-    def opened(
-        self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
-    ) -> None:
-        """didOpen: index the document for neighbour snippets, and warm the KV cache for the
-        prompt at its end (ahead.py); `neighbors` as for `complete`."""
-        if self.cfg.neighbor_snippets:
-            self.snippets.update(uri, language, text)
-            self.snippets.prepare(uri, self.cfg.context_tokens // 2)  # _header's budget
-        self.ahead.opened(uri, language, text, neighbors)
-
-    def changed(
-        self,
-        uri: str,
-        language: str,
-        text: str,
-        edit: tuple[int, int, str] | None,
-        encoding: Encoding | str = "utf-16",
-        neighbors: Callable[[], Iterable[Document]] = tuple,
-    ) -> None:
-        """didChange: `text` is the new document, `edit` the last change's start (line,
-        character in `encoding` units) and inserted text (None: a whole-document change).
-        Drops stale background work; warms the edit's end once edits settle (`neighbors`
-        is called then). The snippet index catches up when the document is next a neighbour."""
-        end = None
-        if edit is not None:  # found when edits settle, not per keystroke (a 50 MB document)
-            line, character, inserted = edit
-            enc = normalize_encoding(encoding)
-            end = lambda: position_to_offset(text, line, character, enc) + len(inserted)  # noqa: E731
-        self.ahead.changed(uri, language, text, end, neighbors)
 
     # --- internals ------------------------------------------------------------------------
     def _supersede(self, uri: str) -> None:

@@ -27,6 +27,7 @@ class AheadStats:
     ahead_cancelled: int = 0  # next jobs preempted by an interactive request
     ahead_dropped: int = 0  # jobs or items dropped because the document changed elsewhere
     warmups: int = 0  # prefill-only requests a local model ran to the end
+    cursor_moves: int = 0  # mlxd/didMoveCursor notifications taken (warmed once it rests)
     rest_started: int = 0  # answers that went on in the background (inline/rest.py)
     rest_stored: int = 0  # ... that put more in the cache at their position
 

@@ -22,6 +22,7 @@ from .budget import (
     SpeedMeter,
     fits,
     prompt_step,
+    warm_rungs,
 )
 from .download import LoadCancelled
 from .healing import Healer, Unhealer, heal_point, vocabulary
@@ -51,6 +52,7 @@ __all__ = [
     "WindowEnv",
     "EMBEDDED",
     "BLOCK_LINE_TOKENS",
+    "warm_rungs",
     "LINE_TOKENS",
     "MIN_PROMPT_TOKENS",
     "OPEN_THINK",

@@ -26,6 +26,8 @@ BLOCK_LINE_TOKENS = 16
 SAFETY = 0.8
 # Never less context than this, however slow the machine: a few lines above the cursor.
 MIN_PROMPT_TOKENS = 48
+# The smallest window a cursor's warm-up prefills (warm_rungs): a few lines above the cursor.
+RUNG_MIN = 128
 # Weight of a new measurement in the moving average.
 ALPHA = 0.3
 
@@ -76,6 +78,18 @@ def prompt_step(allowed: int) -> int:
     if allowed <= MIN_PROMPT_TOKENS:
         return MIN_PROMPT_TOKENS
     return max(MIN_PROMPT_TOKENS, 1 << (allowed.bit_length() - 1))
+
+
+def warm_rungs(budget: int) -> list[int]:
+    """The narrower windows a cursor's warm-up prefills first, smallest first, each a
+    `prompt_step` (so the time fit of a request there picks them): 128, 256, ... below
+    `budget` tokens. A warm-up cut short by the request still leaves whole narrow windows in
+    the KV cache; the full window alone takes seconds to prefill on a slow machine."""
+    out, step = [], RUNG_MIN
+    while step < budget:
+        out.append(step)
+        step *= 2
+    return out
 
 
 def _ewma(old: float, new: float, *, first: bool = False) -> float:

@@ -1,6 +1,7 @@
-"""The LSP server: the server object (lsp.py) and its handlers (handlers.py)."""
+"""The LSP server: the server object (lsp.py), its handlers (handlers.py) and their error table (wire_errors.py)."""
 
-from .handlers import ERRORS, FEATURES, register, wire_error
+from .handlers import FEATURES, register
 from .lsp import MlxdProtocol, MlxdServer
+from .wire_errors import ERRORS, wire_error
 
 __all__ = ["ERRORS", "FEATURES", "MlxdProtocol", "MlxdServer", "register", "wire_error"]

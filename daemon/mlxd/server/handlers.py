@@ -1,5 +1,5 @@
 """The LSP surface of mlxd: one short module-level handler per method, in jedi-language-server's
-shape, and one table from the errors the services raise to the JSON-RPC errors clients get.
+shape; the JSON-RPC errors they answer with are in wire_errors.py.
 
 Each handler validates its params, calls one service in app.py, and streams or returns. Nothing
 here knows HTTP or MLX.
@@ -19,15 +19,13 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from .. import protocol as P
 from ..app import (
-    AllFailed,
     DeltaFn,
     Message,
     Outcome,
     Request,
-    UnknownBackend,
-    UnknownModel,
 )
 from .lsp import MlxdServer
+from .wire_errors import ERRORS, wire_error
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +98,24 @@ def did_change(ls: MlxdServer, params: T.DidChangeTextDocumentParams) -> None:
     encoding = _encoding(ls.workspace.position_encoding)
     documents = ls.app.documents.listing  # called only when edits settle
     ls.app.inline_changed(uri, doc.language_id or "", doc.source, edit, encoding, documents)
+
+
+def did_move_cursor(ls: MlxdServer, params: Any) -> None:
+    """mlxd/didMoveCursor: the inline engine warms the prompt where the cursor rests. A
+    notification has no answer: bad params or an unknown document are logged and dropped."""
+    try:
+        p = P.parse(params, P.CursorParams)
+    except P.InvalidParams as exc:
+        log.warning("ignoring %s with invalid params: %s", P.DID_MOVE_CURSOR, exc)
+        return
+    uri, doc = ls.app.documents.get(p.text_document.uri)
+    if doc is None:
+        log.debug("ignoring %s for a document that is not open", P.DID_MOVE_CURSOR)
+        return
+    position = (p.position.line, p.position.character)
+    encoding = _encoding(ls.workspace.position_encoding)
+    documents = ls.app.documents.listing  # called only once the cursor rests
+    ls.app.inline_moved(uri, doc.language_id or "", doc.source, position, encoding, documents)
 
 
 def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
@@ -225,6 +241,7 @@ FEATURES: list[tuple[str, Any, Callable[..., Any]]] = [
     (T.TEXT_DOCUMENT_DID_OPEN, None, did_open),
     (T.TEXT_DOCUMENT_DID_CHANGE, None, did_change),
     (T.TEXT_DOCUMENT_DID_CLOSE, None, did_close),
+    (P.DID_MOVE_CURSOR, None, did_move_cursor),
     (T.SHUTDOWN, None, shutdown),
     (P.CHAT, None, chat),
     (P.COMPLETE, None, complete),
@@ -239,42 +256,6 @@ def register(ls: MlxdServer) -> None:
     """Attach every feature to a server instance (one instance per process)."""
     for method, options, handler in FEATURES:
         ls.feature(method, options)(handler)
-
-
-# --- errors: what the services raise -> the JSON-RPC error the client gets -------------------
-def _invalid(field: str = "") -> Callable[[MlxdServer, Exception], JsonRpcException]:
-    return lambda ls, exc: JsonRpcInvalidParams(message=f"Invalid params: {field}{exc}")
-
-
-def _all_failed(ls: MlxdServer, exc: Exception) -> JsonRpcException:
-    assert isinstance(exc, AllFailed)
-    tried = [a.error for a in exc.attempts if not a.error.startswith("skipped:")]
-    if tried and all(e.startswith("context_length:") for e in tried):
-        # No backend of the chain can take a prompt this long: the request is at fault.
-        message = f"Invalid params: {tried[-1].removeprefix('context_length: ')}"
-        return JsonRpcInvalidParams(message=ls.app.keys.redact(message))
-    attempts = [{"backend": a.backend, "error": ls.app.keys.redact(a.error)} for a in exc.attempts]
-    return JsonRpcException(
-        code=P.REQUEST_FAILED, message=ls.app.keys.redact(str(exc)), data={"attempts": attempts}
-    )
-
-
-# One table for every handler; the most specific class of an exception decides. Anything not
-# here is a bug: pygls answers -32603 (one line, see MlxdProtocol.shape_error).
-ERRORS: dict[type[Exception], Callable[[MlxdServer, Exception], JsonRpcException]] = {
-    P.InvalidParams: _invalid(),
-    UnknownBackend: _invalid("backend: "),
-    UnknownModel: _invalid("model: "),
-    AllFailed: _all_failed,
-}
-
-
-def wire_error(ls: MlxdServer, exc: Exception) -> JsonRpcException | None:
-    """The JSON-RPC error ERRORS maps `exc` to, or None when it is not a client-facing one."""
-    for kind in type(exc).__mro__:
-        if (make := ERRORS.get(kind)) is not None:
-            return make(ls, exc)
-    return None
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -48,7 +48,9 @@ class MlxdProtocol(AdaptedProtocol):
     def lsp_initialize(self, params: T.InitializeParams):  # type: ignore[override]
         result = yield from super().lsp_initialize(params)
         self.use_lsp_line_model()
-        result.capabilities.experimental = {"mlxd": {"version": P.VERSION, "methods": P.METHODS}}
+        result.capabilities.experimental = {
+            "mlxd": {"version": P.VERSION, "methods": P.METHODS + P.NOTIFICATIONS}
+        }
         return result
 
     def shape_error(self, error: Any) -> Any:

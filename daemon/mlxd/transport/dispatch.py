@@ -194,6 +194,8 @@ def _forget_when_done(futures: dict[Any, Any], keys: set[Any]) -> None:
 
 
 def _is_notification(method: str) -> bool:
+    if method in P.NOTIFICATIONS:
+        return True
     types = T.METHOD_TO_TYPES.get(method)
     return types is not None and types[0].__name__.endswith("Notification")
 

@@ -19,6 +19,19 @@ export interface TextDocumentRef {
   uri: string;
 }
 
+/** An LSP position, in the negotiated encoding's units. */
+export interface Position {
+  line: number;
+  character: number;
+}
+
+/** `mlxd/didMoveCursor` (notification): where the cursor rests; sent only when the daemon
+ * lists the method in `capabilities.experimental.mlxd.methods`. */
+export interface CursorParams {
+  textDocument: TextDocumentRef;
+  position: Position;
+}
+
 export interface ChatParams {
   messages: ChatMessage[];
   model?: string;
@@ -125,6 +138,7 @@ export const Methods = {
   setApiKey: 'mlxd/setApiKey',
   stats: 'mlxd/stats',
   status: 'mlxd/status',
+  didMoveCursor: 'mlxd/didMoveCursor',
 } as const;
 
 /** JSON-RPC error code the daemon answers a cancelled request with. */

@@ -1,0 +1,86 @@
+"""The inline engine's document events (didOpen, didChange, didClose, mlxd/didMoveCursor):
+what each one indexes, drops or warms (ahead.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from mlxd.prompts import Encoding, normalize_encoding, position_to_offset
+
+if TYPE_CHECKING:
+    from mlxd.config import InlineConfig
+    from mlxd.prompts import SnippetIndex
+
+    from .ahead import Ahead
+    from .cache import InlineCache
+    from .engine import Document
+    from .sticky import StickySnippets
+
+
+class DocumentEvents:
+    """InlineEngine's document events (a mixin: the engine holds the state)."""
+
+    cfg: InlineConfig
+    ahead: Ahead
+    cache: InlineCache
+    snippets: SnippetIndex
+    sticky: StickySnippets
+    _latest: dict[str, int]
+
+    def _supersede(self, uri: str) -> Any: ...
+
+    def forget(self, uri: str) -> None:
+        """A document was closed: stop its generation and drop its cache entries."""
+        self._latest.pop(uri, None)
+        self._supersede(uri)
+        self.ahead.forget(uri)
+        self.cache.forget(uri)
+        self.snippets.remove(uri)
+        self.sticky.forget(uri)
+
+    def opened(
+        self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
+    ) -> None:
+        """didOpen: index the document for neighbour snippets, and warm the KV cache for the
+        prompt at its end (ahead.py); `neighbors` as for `complete`."""
+        if self.cfg.neighbor_snippets:
+            self.snippets.update(uri, language, text)
+            self.snippets.prepare(uri, self.cfg.context_tokens // 2)  # _header's budget
+        self.ahead.opened(uri, language, text, neighbors)
+
+    def changed(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        edit: tuple[int, int, str] | None,
+        encoding: Encoding | str = "utf-16",
+        neighbors: Callable[[], Iterable[Document]] = tuple,
+    ) -> None:
+        """didChange: `text` is the new document, `edit` the last change's start (line,
+        character in `encoding` units) and inserted text (None: a whole-document change).
+        Drops stale background work; warms the edit's end once edits settle (`neighbors`
+        is called then). The snippet index catches up when the document is next a neighbour."""
+        end = None
+        if edit is not None:  # found when edits settle, not per keystroke (a 50 MB document)
+            line, character, inserted = edit
+            enc = normalize_encoding(encoding)
+            end = lambda: position_to_offset(text, line, character, enc) + len(inserted)  # noqa: E731
+        self.ahead.changed(uri, language, text, end, neighbors)
+
+    def moved(
+        self,
+        uri: str,
+        language: str,
+        text: str,
+        position: tuple[int, int],
+        encoding: Encoding | str = "utf-16",
+        neighbors: Callable[[], Iterable[Document]] = tuple,
+    ) -> None:
+        """mlxd/didMoveCursor: the cursor is at `position` (line, character in `encoding`
+        units) of `text`; its prompt is warmed once it rests (ahead.py)."""
+        line, character = position
+        enc = normalize_encoding(encoding)
+        at = lambda: position_to_offset(text, line, character, enc)  # noqa: E731 (once it rests)
+        self.ahead.moved(uri, language, text, at, neighbors)

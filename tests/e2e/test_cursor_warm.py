@@ -1,0 +1,139 @@
+"""mlxd/didMoveCursor (issue #16 item 4): where the editor says the cursor rests, the daemon
+prefills that prompt in the background, narrow windows first, so that the first request there
+is not a cold prefill. Before it, a long document was warmed at its top and end only: a cursor
+in its middle paid the whole prefill (the quality bench's mid-file holes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pygls.exceptions import JsonRpcMethodNotFound
+
+from mlxd.models import warm_rungs
+from tests.conftest import Session, daemon
+from tests.e2e.test_inline_e2e import inline, open_doc
+from tests.e2e.test_work_ahead import URI, config, insert, local_total, stats, until
+
+pytestmark = pytest.mark.timeout(120)
+
+LONG = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(400))  # ~4x the budget
+MIDDLE = 600  # a line far from the top window and from the end
+
+
+def moved(s: Session, line: int, character: int = 0, uri: str = URI) -> None:
+    params = {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
+    s.client.protocol.notify("mlxd/didMoveCursor", params)
+
+
+def reused(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, int]:
+    """(prompt tokens, of them from the KV cache) of what ran between the two stats."""
+    prompt = local_total(after, "promptTokens") - local_total(before, "promptTokens")
+    cached = local_total(after, "cachedPromptTokens") - local_total(before, "cachedPromptTokens")
+    return prompt, cached
+
+
+def idle(st: dict[str, Any]) -> bool:
+    return st["inline"]["aheadActive"] == 0 and local_total(st, "active") == 0
+
+
+async def test_the_method_is_advertised(tmp_path, tiny_model) -> None:
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        assert s.init_result is not None
+        assert "mlxd/didMoveCursor" in s.init_result.capabilities.experimental["mlxd"]["methods"]
+
+
+async def test_a_cursor_that_rests_mid_file_makes_its_first_request_a_cache_hit(
+    tmp_path, tiny_model
+) -> None:
+    rungs = len(warm_rungs(1024))  # inline.context_tokens' default
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, LONG)
+        moved(s, MIDDLE)  # the user clicked there right after opening
+        await until(s, lambda st: st["inline"]["warmups"] == rungs + 1)  # the rungs, the full
+        warm = await until(s, lambda st: local_total(st, "active") == 0)
+        assert warm["inline"]["cursorMoves"] == 1
+        await inline(s, MIDDLE, 0, kind=2)
+        prompt, cached = reused(warm, await stats(s))
+    assert cached >= prompt - 8, (cached, prompt)  # all but the cursor line's last tokens
+
+
+async def test_without_it_the_same_request_is_a_cold_prefill(tmp_path, tiny_model) -> None:
+    # The control: the warm-ups after didOpen (top, end) do not reach the middle.
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, LONG)
+        await until(s, lambda st: st["inline"]["warmups"] == 2)
+        warm = await until(s, lambda st: local_total(st, "active") == 0)
+        await inline(s, MIDDLE, 0, kind=2)
+        prompt, cached = reused(warm, await stats(s))
+    assert cached < prompt // 4, (cached, prompt)
+
+
+async def test_with_background_work_off_a_cursor_is_counted_and_nothing_is_warmed(
+    tmp_path, tiny_model
+) -> None:
+    async with daemon(config(tmp_path, tiny_model, "background = false\n")) as s:
+        await s.wait_status("ready")
+        open_doc(s, LONG)
+        moved(s, MIDDLE)
+        await inline(s, 3, 0, kind=2)  # answered after the notification was handled
+        st = await stats(s)
+    assert (st["inline"]["cursorMoves"], st["inline"]["warmups"]) == (1, 0)
+
+
+async def test_where_the_user_typed_the_rungs_prefill_nothing_new(tmp_path, tiny_model) -> None:
+    # A cursor notification at the position of a request a moment ago (an editor sends one
+    # after each keystroke): the KV cache holds that full window, and each rung is it.
+    rungs = len(warm_rungs(1024))
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, LONG)
+        await inline(s, MIDDLE, 0, kind=2)
+        first = await until(s, idle)  # its answer's work ahead done too
+        moved(s, MIDDLE, 0)
+        await until(s, lambda st: st["inline"]["warmups"] == first["inline"]["warmups"] + rungs + 1)
+        second = await until(s, lambda st: local_total(st, "active") == 0)
+        prompt, cached = reused(first, second)
+    assert prompt - cached <= (rungs + 1) * 8, (prompt, cached)  # a few tokens a rung at most
+
+
+async def test_after_an_edit_warmed_there_the_rungs_prefill_nothing_new(
+    tmp_path, tiny_model
+) -> None:
+    # The edit's end is warmed (its full window, no request: nothing else remembers it), then
+    # the editor says the cursor rests there: the full window is held; no rung is prefilled.
+    rungs = len(warm_rungs(1024))
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, LONG)
+        insert(s, 2, MIDDLE, 0, "y = 1\n")
+        first = await until(s, lambda st: st["inline"]["warmups"] == 1 and idle(st))
+        moved(s, MIDDLE + 1, 0)
+        await until(s, lambda st: st["inline"]["warmups"] == 1 + rungs + 1)
+        prompt, cached = reused(first, await until(s, idle))
+    assert prompt - cached <= (rungs + 1) * 8, (prompt, cached)
+
+
+async def test_bad_params_and_unknown_documents_are_dropped_and_the_daemon_serves_on(
+    tmp_path, tiny_model
+) -> None:
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, LONG)
+        for params in (
+            {"textDocument": {"uri": URI}},  # no position
+            {"textDocument": {"uri": URI}, "position": {"line": -1, "character": 0}},
+            {"textDocument": {"uri": URI}, "position": {"line": 1, "character": 0}, "x": 1},
+            [],
+        ):
+            s.client.protocol.notify("mlxd/didMoveCursor", params)
+        moved(s, 3, uri="file:///work/project/not-open.py")
+        moved(s, 10_000_000)  # past the end: clamped like any LSP position
+        got = await inline(s, 3, 0, kind=2)  # still serving, and answering
+        st = await stats(s)
+        assert got.items
+        assert st["inline"]["cursorMoves"] == 1  # only the last one was taken
+        with pytest.raises(JsonRpcMethodNotFound, match="is a notification"):
+            await s.client.protocol.send_request_async("mlxd/didMoveCursor", {})
