@@ -4,20 +4,11 @@
 // the position where the cursor came to rest, and none when that is where the last one went.
 // No `vscode` import here, so the unit tests run in plain Node.
 
-export const DID_MOVE_CURSOR = 'mlxd/didMoveCursor';
+import { type CursorParams, Methods, type Position } from './protocol';
+
+export const DID_MOVE_CURSOR = Methods.didMoveCursor;
 /** How long the cursor must stay put before its position is sent. */
 export const CURSOR_REST_MS = 150;
-
-export interface CursorPosition {
-  line: number;
-  /** In the negotiated position encoding: VS Code's own positions are UTF-16, as is the wire's. */
-  character: number;
-}
-
-export interface DidMoveCursorParams {
-  textDocument: { uri: string };
-  position: CursorPosition;
-}
 
 export interface CursorDeps<D> {
   /** Send for `doc` at all (the daemon syncs it, advertised the method, ghost text is on)?
@@ -25,20 +16,20 @@ export interface CursorDeps<D> {
   wanted: (doc: D) => boolean;
   /** The document's URI as the language client sends it in `didOpen`. */
   uri: (doc: D) => string;
-  send: (params: DidMoveCursorParams) => void;
+  send: (params: CursorParams) => void;
   restMs?: number;
 }
 
 export class CursorReporter<D> {
   private timer: ReturnType<typeof setTimeout> | undefined;
-  private pending: { doc: D; position: CursorPosition } | undefined;
+  private pending: { doc: D; position: Position } | undefined;
   /** Per URI, the position last sent: a rest at the same place is not sent again. */
   private readonly sent = new Map<string, string>();
 
   constructor(private readonly deps: CursorDeps<D>) {}
 
   /** The cursor of `doc` moved to `position` (a selection change, or an editor became active). */
-  moved(doc: D, position: CursorPosition): void {
+  moved(doc: D, position: Position): void {
     this.pending = { doc, position: { line: position.line, character: position.character } };
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = setTimeout(() => this.rest(), this.deps.restMs ?? CURSOR_REST_MS);

@@ -2,8 +2,9 @@
 // mock timers, so the order of events is exact and nothing waits on a clock.
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
-import { advertises, CURSOR_REST_MS, CursorReporter, DID_MOVE_CURSOR, type DidMoveCursorParams } from '../src/cursor';
+import { advertises, CURSOR_REST_MS, CursorReporter, DID_MOVE_CURSOR } from '../src/cursor';
 import { inlineWantedIn } from '../src/inline';
+import type { CursorParams } from '../src/protocol';
 
 interface Doc {
   uri: string;
@@ -11,13 +12,13 @@ interface Doc {
 }
 
 function reporter() {
-  const sent: DidMoveCursorParams[] = [];
+  const sent: CursorParams[] = [];
   const r = new CursorReporter<Doc>({ wanted: (d) => d.on, uri: (d) => d.uri, send: (p) => sent.push(p) });
   return { r, sent };
 }
 
 const at = (line: number, character: number) => ({ line, character });
-const sentAt = (sent: DidMoveCursorParams[]) => sent.map((p) => [p.textDocument.uri, p.position.line, p.position.character]);
+const sentAt = (sent: CursorParams[]) => sent.map((p) => [p.textDocument.uri, p.position.line, p.position.character]);
 
 describe('cursor reports', () => {
   beforeEach(() => mock.timers.enable({ apis: ['setTimeout'] }));
