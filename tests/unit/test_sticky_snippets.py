@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from mlxd.config import InlineConfig
@@ -19,6 +20,7 @@ def window(prefix: str) -> str:
 
 DOCS = [("file:///p/other.py", "python", window("alpha") + window("beta"))]
 BUDGET = len(window("alpha"))  # one window fits
+LINES = 25  # lines typed (2 a request) in the replay below
 OWN = " ".join(f"item_{i} record_{i}" for i in range(40)) + " alpha_0 alpha_1 alpha_2"
 
 
@@ -89,36 +91,34 @@ def test_a_held_snippet_whose_document_closed_or_changed_under_it_is_dropped() -
     assert [s.text for s in got] == [edited[2].strip("\n")]  # its new text, not the old
 
 
-SOURCES = Path(__file__).resolve().parents[2] / "daemon" / "mlxd"
+STDLIB = Path(asyncio.__file__).parent  # real code that does not change with this repository
 
 
 def _neighbours() -> list[tuple[str, str, str]]:
-    """Six Python files of real code (the daemon's own sources, each from another start), as
-    bench open-files opens them."""
-    src = "".join(p.read_text(encoding="utf-8") for p in sorted(SOURCES.rglob("*.py")))
+    """Six Python files of real code (asyncio's sources, each from another start), as bench
+    open-files opens them (there: the daemon's own)."""
+    src = "".join(p.read_text(encoding="utf-8") for p in sorted(STDLIB.glob("*.py")))
     out = []
     for i in range(6):
         start = src.find("\n", len(src) * i // 6) + 1
-        out.append(
-            (f"file:///bench/open/big{i}.py", "python", (src[start:] + src[:start])[:300_000])
-        )
+        out.append((f"file:///open/big{i}.py", "python", (src[start:] + src[:start])[:300_000]))
     return out
 
 
 def test_typing_new_lines_in_one_place_keeps_the_prompt_header() -> None:
-    # bench open-files' replay: a new `def` line typed at the end of a file, 30 times, with six
-    # files of the same language open. Each new header is a full refill of the prompt.
+    # bench open-files' replay: a new `def` line typed at the end of a file, LINES times, with
+    # six files of the same language open. Each new header is a full refill of the prompt.
     engine = InlineEngine(InlineConfig(), _never)
     docs = _neighbours()
-    text = (SOURCES / "router" / "core.py").read_text(encoding="utf-8")[:3000]
+    text = (STDLIB.parent / "json" / "decoder.py").read_text(encoding="utf-8")[:3000]
     text = text[: text.rfind("\n") + 1]
     headers = []
-    for n in range(1, 31):
+    for n in range(1, LINES + 1):
         text += f"\ndef handler_{n}(request, value_{n}):\n    result = "
         ctx = engine.context_for(text, len(text), "file:///p/app.py", "python")
         headers.append(engine._header(ctx, docs))
     assert "Compare this snippet" in headers[0]
-    assert len(set(headers)) == 1, [i for i in range(1, 30) if headers[i] != headers[i - 1]]
+    assert len(set(headers)) == 1, [i for i in range(1, LINES) if headers[i] != headers[i - 1]]
 
 
 async def _never(request: object, ctx: object) -> str:
