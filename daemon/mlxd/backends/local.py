@@ -46,7 +46,7 @@ from .local_prompt import (
     room,
     top_window,
 )
-from .reuse import Heads, cached_start, continued
+from .reuse import Heads, cached_start, continued, snippets_first
 
 if TYPE_CHECKING:
     from ..models import WindowEnv
@@ -290,6 +290,8 @@ class LocalBackend:
             "%s: %d prompt tokens, %d allowed by the time cap", self.name, len(full[0]), allowed
         )
         step = prompt_step(allowed)
+        bare = lambda w: render(lm, req, replace(w, prefix="", suffix=""), max_tokens)[0]  # noqa: E731
+        window = snippets_first(window, full[0], seen, bare)  # snippets go first (reuse.py)
         small = render(lm, req, window.narrowed(step), max_tokens)
         narrow = lambda b: render(lm, req, window.narrowed(b), max_tokens)  # noqa: E731
         small = cached_start(small, narrow, step, budget, seen)  # its start kept as well
