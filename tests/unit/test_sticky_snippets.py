@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 from mlxd.config import InlineConfig
 from mlxd.inline.engine import InlineEngine
 from mlxd.inline.sticky import StickySnippets
 from mlxd.prompts import SnippetIndex
+from tests.kit import STDLIB, open_files
 
 ME = "file:///p/main.py"
 
@@ -91,25 +89,11 @@ def test_a_held_snippet_whose_document_closed_or_changed_under_it_is_dropped() -
     assert [s.text for s in got] == [edited[2].strip("\n")]  # its new text, not the old
 
 
-STDLIB = Path(asyncio.__file__).parent  # real code that does not change with this repository
-
-
-def _neighbours() -> list[tuple[str, str, str]]:
-    """Six Python files of real code (asyncio's sources, each from another start), as bench
-    open-files opens them (there: the daemon's own)."""
-    src = "".join(p.read_text(encoding="utf-8") for p in sorted(STDLIB.glob("*.py")))
-    out = []
-    for i in range(6):
-        start = src.find("\n", len(src) * i // 6) + 1
-        out.append((f"file:///open/big{i}.py", "python", (src[start:] + src[:start])[:300_000]))
-    return out
-
-
 def test_typing_new_lines_in_one_place_keeps_the_prompt_header() -> None:
     # bench open-files' replay: a new `def` line typed at the end of a file, LINES times, with
     # six files of the same language open. Each new header is a full refill of the prompt.
     engine = InlineEngine(InlineConfig(), _never)
-    docs = _neighbours()
+    docs = open_files()
     text = (STDLIB.parent / "json" / "decoder.py").read_text(encoding="utf-8")[:3000]
     text = text[: text.rfind("\n") + 1]
     headers = []
