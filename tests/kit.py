@@ -238,3 +238,18 @@ class MlxLmServer:
             return ""
         self._log.flush()
         return Path(self._log.name).read_text(errors="replace")[-4000:]
+
+
+# Real code that does not change with this repository (pinned with the interpreter).
+STDLIB = Path(asyncio.__file__).parent
+
+
+def open_files(count: int = 6, chars: int = 300_000) -> list[tuple[str, str, str]]:
+    """(uri, language, text) of `count` Python files of real code (asyncio's sources, each
+    from another start), as bench open-files opens them (there: the daemon's own sources)."""
+    src = "".join(p.read_text(encoding="utf-8") for p in sorted(STDLIB.glob("*.py")))
+    out = []
+    for i in range(count):
+        start = src.find("\n", len(src) * i // count) + 1
+        out.append((f"file:///open/big{i}.py", "python", (src[start:] + src[:start])[:chars]))
+    return out

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import _plain, daemon, write_config
 from tests.e2e.test_inline_e2e import inline, open_doc
 from tests.e2e.test_work_ahead import insert
+from tests.kit import STDLIB, open_files
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -102,3 +103,37 @@ async def test_a_new_line_does_not_swap_the_neighbour_snippets_at_the_prompt_sta
     prompt, new = after[0] - before[0], after[1] - before[1]
     assert prompt > 200  # snippet, path and document
     assert new < 40, (prompt, new)  # the typed line (and the last token again), not the prompt
+
+
+async def test_typing_on_with_six_files_open_keeps_the_snippets_in_the_kv_cache(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    # bench open-files: lines typed in one place with six files of the same language open. The
+    # words above the cursor drift as lines are added; a pick remade whenever they had drifted a
+    # quarter swapped the snippets every ~7 requests, to windows no better, and each swap
+    # refilled the whole prompt (1 token from the KV cache). A pick is kept now while it is
+    # still half as relevant as a new one would be.
+    cfg = write_config(
+        tmp_path / "six.toml",
+        f'[local]\nmodel = "{tiny_model}"\n[inline]\nmax_tokens = 1\nmax_ms = 20000\n'
+        "whole_lines = false\nbackground = false\n",
+    )
+    text = (STDLIB.parent / "json" / "decoder.py").read_text(encoding="utf-8")[:3000]
+    own = text[: text.rfind("\n") + 1].splitlines(keepends=True)
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        for uri, _, neighbour in open_files():
+            open_doc(s, neighbour, uri=uri)
+        open_doc(s, "".join(own), uri=URI)
+        await inline(s, len(own), 0, kind=2)  # cold: the whole prompt is prefilled
+        cached = []
+        for n in range(25):
+            insert(s, n + 2, len(own), 0, f"def handler_{n}(request, value_{n}):\n    pass\n")
+            own += ["", ""]
+            before = await prefilled(s)
+            await inline(s, len(own), 0, kind=2)
+            after = await prefilled(s)
+            cached.append((after[0] - before[0]) - (after[1] - before[1]))
+    # The snippets (~200 tokens) open every prompt from the KV cache; what the window's moves
+    # refill comes after them.
+    assert min(cached) >= 150, cached

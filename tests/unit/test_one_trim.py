@@ -74,3 +74,15 @@ def test_a_request_without_a_budget_goes_to_a_provider_as_it_is() -> None:
     assert sized(complete) is complete
     assert sized(inline(DOC, budget=None)).prefix == DOC
     assert COUNTS["trims"] == before
+
+
+def test_a_narrowed_window_keeps_its_header_whole_and_without_snippets_its_path_only() -> None:
+    # Cut part-way, a header opened the prompt with part of a snippet that no KV cache held.
+    header = "".join(f"# snippet line {n}\n" for n in range(30)) + "# path: p/a.py\n"
+    window = fit_window(Counter(), DOC, "", header, 1024)
+    assert window.header == header
+    small = window.narrowed(384)
+    assert small.header == header and small.prefix and DOC.endswith(small.prefix)
+    bare = window.without_snippets()
+    assert (bare.header, bare.prefix) == ("# path: p/a.py\n", window.prefix)
+    assert len(bare.narrowed(384).prefix) > len(small.prefix)  # the room goes to the code

@@ -47,7 +47,7 @@ from .local_prompt import (
     room,
     top_window,
 )
-from .reuse import Heads, cached_start, continued, widest_cached
+from .reuse import Heads, cached_start, continued, snippets_first, widest_cached
 
 if TYPE_CHECKING:
     from ..models import WindowEnv
@@ -295,12 +295,13 @@ class LocalBackend:
             "%s: %d prompt tokens, %d allowed by the time cap", self.name, len(full[0]), allowed
         )
         step = prompt_step(allowed)
+        bare = lambda w: render(lm, req, replace(w, prefix="", suffix=""), max_tokens)[0]  # noqa: E731
+        window = snippets_first(window, full[0], seen, bare)  # snippets go first (reuse.py)
         narrow = lambda b: render(lm, req, window.narrowed(b), max_tokens)  # noqa: E731
         rungs = [b for b in warm_rungs(budget) if b > step]  # what a warm-up left here
         if (warm := widest_cached(narrow, rungs, allowed, seen)) is not None:
             return warm
-        small = narrow(step)
-        small = cached_start(small, narrow, step, budget, seen)  # its start kept as well
+        small = cached_start(narrow(step), narrow, step, budget, seen)  # its start kept as well
         cached = seen.cached(small[0])  # a smaller window may be cached as well
         if cached:
             narrower = window.narrowed(max(MIN_PROMPT_TOKENS, allowed + cached))

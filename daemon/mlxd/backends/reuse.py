@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..models import RecentPrompts, fits
+from ..prompts import Window
 from ..types import Request
 
 # How far over the token budget a prompt may grow to keep its cached start (a share of it).
@@ -66,6 +67,23 @@ def widest_cached(
         if cached and fits(len(candidate[0]), cached, allowed):
             return candidate
     return None
+
+
+def snippets_first(
+    window: Window, prompt: list[int], seen: RecentPrompts, header: Callable[[Window], list[int]]
+) -> Window:
+    """The window a time cap narrows: `window` without its neighbour snippets unless the KV
+    cache holds them. Not held, they would take the place of text around the cursor that the
+    time cap allows (they are the first text to go); held, they cost no time, and dropping
+    them would change the prompt's opening, which the cache holds. `prompt` is `window`'s
+    prompt; `header(w)` renders `w`'s header alone (a prompt sharing its opening tokens)."""
+    bare = window.without_snippets()
+    if bare.header == window.header:
+        return window  # no snippets
+    opening = header(window)
+    pairs = enumerate(zip(opening, prompt, strict=False))
+    shared = next((i for i, (a, b) in pairs if a != b), min(len(opening), len(prompt)))
+    return window if shared and seen.cached(prompt) >= shared else bare
 
 
 def continued(tokenizer: Any, head: list[int], text: str, seen: RecentPrompts) -> list[int]:

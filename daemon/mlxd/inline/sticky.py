@@ -4,9 +4,18 @@ The snippets open the prompt (the header: snippets, then the file path, then the
 different pick is a different prompt from its first token, and the model's KV cache holds none
 of it: the whole prompt is prefilled again. The pick is made from the lines above the cursor,
 which change with every line typed; remade on each request, one line that shared more words with
-another window of a neighbour swapped the snippet (a refill of ~850 tokens in the test). So a
-document keeps its last pick while the words above its cursor are much the same as those it was
-made for (Jaccard >= STICKY) and the neighbours are the same, unchanged; then it is made again.
+another window of a neighbour swapped the snippet (a refill of ~850 tokens in the test).
+
+So a document keeps its last pick while it is still worth its place:
+- the words above the cursor are much the same as those it was made for (Jaccard >= STICKY) and
+  the neighbours are the same, unchanged: kept without scoring anything;
+- else, while every held snippet is still text of an open neighbour and the pick is still at
+  least RELEVANT as relevant to the words above the cursor as a fresh pick would be (the sum of
+  their Jaccard scores). Typing on in one place drifts the words slowly, and a comparison with
+  the words of the pick's time alone re-picked every few lines (bench open-files: a full refill
+  every ~7 requests, each to a pick no better than the one held).
+A neighbour closed or edited under a held snippet, or a cursor moved where other windows match
+far better, makes the pick again.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from mlxd.prompts import Snippet, SnippetIndex, identifiers
 
 # Least share of words the lines above the cursor keep with those the last pick was made for.
 STICKY = 0.75
+# Least relevance a held pick keeps, as a share of a fresh pick's (see the module docstring).
+RELEVANT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +40,8 @@ class _Pick:
 
 
 class StickySnippets:
-    """`SnippetIndex.snippets`, per requesting document, kept while its cursor's surroundings
-    and its neighbours stay much the same (see the module docstring)."""
+    """`SnippetIndex.snippets`, per requesting document, kept while it is still worth its place
+    (see the module docstring)."""
 
     def __init__(self, index: SnippetIndex) -> None:
         self.index = index
@@ -50,13 +61,35 @@ class StickySnippets:
         if held is not None and held.key == key and _similar(held.words, words):
             return list(held.snippets)  # no new pick to score either
         fresh = self.index.snippets(docs, language, budget, near=near, exclude_uri=uri)
+        if held is not None and held.key[:2] == key[:2] and self._worth(held, fresh, order, words):
+            self._picks[uri] = _Pick(key, words, held.snippets)  # checked against these now
+            return list(held.snippets)
         self._picks[uri] = _Pick(key, words, fresh)
         return fresh
 
     def forget(self, uri: str) -> None:
         self._picks.pop(uri, None)
 
+    def _worth(
+        self, held: _Pick, fresh: list[Snippet], order: tuple[str, ...], words: frozenset[str]
+    ) -> bool:
+        """Whether the held pick is still open neighbours' text, about as relevant to `words`
+        as the `fresh` one."""
+        if not all(s.uri in order and self.index.holds(s) for s in held.snippets):
+            return False
+        return _relevance(held.snippets, words) >= RELEVANT * _relevance(fresh, words)
+
 
 def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
     union = len(a | b)
     return union == 0 or len(a & b) / union >= STICKY
+
+
+def _relevance(snippets: list[Snippet], words: frozenset[str]) -> float:
+    """The sum of the snippets' Jaccard scores against `words` (the ranking's own measure)."""
+    total = 0.0
+    for snippet in snippets:
+        have = identifiers(snippet.text)
+        union = len(words | have)
+        total += len(words & have) / union if union else 0.0
+    return total

@@ -300,8 +300,19 @@ class Window:
         return build_prompt(template, self.prefix, self.suffix, self.header)
 
     def narrowed(self, budget_tokens: int) -> Window:
-        """The window for a smaller budget, cut from this one (not counted as a trim)."""
-        return _cut(self.count, self.prefix, self.suffix, self.header, budget_tokens, True)
+        """The window for a smaller budget, cut from this one (not counted as a trim). Its
+        header is this one's, whole: cut part-way, the prompt would open with text the KV cache
+        does not hold, and with part of a snippet (`without_snippets` drops them all). The code
+        gets the rest of the budget (none when the header alone fills it)."""
+        rest = budget_tokens - (self.count(self.header) if self.header else 0)
+        prefix, suffix = trim(self.prefix, self.suffix, rest, self.count, narrowing=True)
+        return Window(self.header, prefix, suffix, self.count)
+
+    def without_snippets(self) -> Window:
+        """This window with its header's last line only (the file path, `file_header`): the
+        neighbour snippets (`format_snippets`) before it dropped."""
+        lines = self.header.splitlines(keepends=True)
+        return Window("".join(lines[-1:]), self.prefix, self.suffix, self.count)
 
 
 def fit_window(

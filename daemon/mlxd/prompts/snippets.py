@@ -171,6 +171,11 @@ class SnippetIndex:
         if (doc := self._by_uri.get(uri)) is not None:
             doc.fitting(budget_chars)
 
+    def holds(self, snippet: Snippet) -> bool:
+        """Whether `snippet` is still one of its document's windows, as indexed."""
+        doc = self._by_uri.get(snippet.uri)
+        return doc is not None and snippet.text in doc.windows
+
     def remove(self, uri: str) -> None:
         if self._by_uri.pop(uri, None) is not None:
             self._generation += 1
