@@ -474,7 +474,10 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     languages = [x for x in chosen.split(",") if x in SOURCES] or (
         ["python"] if quick else list(SOURCES)
     )
-    pauses = (QUICK_PAUSE,) if quick else PAUSES
+    chosen_pauses = os.environ.get("MLXD_BENCH_PAUSES", "")  # e.g. "3": for iteration
+    pauses = tuple(float(p) for p in chosen_pauses.split(",") if p) or (
+        (QUICK_PAUSE,) if quick else PAUSES
+    )
     holes = [h for lang in languages for h in make_holes(lang, per_kind)]
     log(f"{len(holes)} holes ({', '.join(languages)}), pauses {pauses}, load {info.get('loadavg')}")
 
