@@ -18,8 +18,9 @@ Three kinds of job, at most one per document (a newer one replaces the older):
   any cursor in them starts like it, so that its prefill is a KV-cache hit wherever the
   cursor is there), then the cursor at its end (where a new or growing file is written; when
   the document fits the budget, both are one prompt); after edits the end of the last edit;
-  where the editor says the cursor rests (`mlxd/didMoveCursor`, CURSOR_SETTLE_S), the windows
-  a time-capped request there would use, narrowest first (models.warm_rungs), then the full one.
+  where the editor says the cursor rests (`mlxd/didMoveCursor`, CURSOR_SETTLE_S), a narrow
+  window a time-capped request there takes from the KV cache (models.warm_rungs), then the
+  suggestion there is pregenerated (a next job at the cursor itself, nexts.py `_at_rest`).
   Warmed at the end only, a document longer than the budget had a warm-up that no cursor
   above its last window reused: the first request after opening paid a cold prefill.
 - **rest** (rest.py): an answer that goes on at its own position after it was answered: the
@@ -48,7 +49,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from mlxd.models import warm_rungs
 from mlxd.prompts import CursorContext
 
 from . import why
@@ -71,10 +71,14 @@ SETTLE_S = 0.75
 # A cursor that moved (mlxd/didMoveCursor) and rested this long is where the user will type:
 # shorter than SETTLE_S, as moving is not typing (a warm-up there is preempted by any request).
 CURSOR_SETTLE_S = 0.3
-# What a warm-up prefills, in turn: (Request.window, Request.narrow_to) pairs.
+# What a warm-up prefills, in turn: (Request.window, Request.narrow_to) pairs; ("item", None):
+# then the suggestion there (nexts.py `_at_rest`).
 Windows = tuple[tuple[str, int | None], ...]
 AT_EDIT: Windows = (("cursor", None),)
 AT_OPEN: Windows = (("top", None), ("cursor", None))
+# Where the cursor rests: a window a time-capped request there takes from the KV cache
+# (models.warm_rungs; ~1 s to prefill on two CPU cores), then the suggestion itself.
+AT_REST: Windows = (("cursor", 256), ("item", None))
 
 
 class Ahead(RestJobs, NextJobs):
@@ -196,14 +200,12 @@ class Ahead(RestJobs, NextJobs):
         neighbors: Callable[[], Iterable[Document]],
     ) -> None:
         """mlxd/didMoveCursor (`offset()` finds the cursor in `text`): once the cursor rests
-        CURSOR_SETTLE_S, warm the prompt there, its narrow windows first (warm_rungs: a
-        request that comes before the full window is done still finds whole windows in the
-        KV cache). Work ahead running for the document (where the user types) is kept."""
+        CURSOR_SETTLE_S, prefill a narrow window there (AT_REST: one a time-capped request
+        takes from the KV cache), then pregenerate the suggestion there into the cache. Work
+        ahead after a suggestion (where the user types) is kept."""
         self.stats.cursor_moves += 1
         if self.enabled and self.engine.enabled_for(language):
-            rungs = tuple(("cursor", b) for b in warm_rungs(self.engine.cfg.context_tokens))
-            windows: Windows = (*rungs, ("cursor", None))
-            self._quiet(uri, language, text, offset, neighbors, windows, CURSOR_SETTLE_S)
+            self._quiet(uri, language, text, offset, neighbors, AT_REST, CURSOR_SETTLE_S)
 
     def _quiet(
         self,
@@ -248,7 +250,7 @@ class Ahead(RestJobs, NextJobs):
     ) -> None:
         self._settle.pop(uri, None)
         job = self._jobs.get(uri)
-        if job is None or job.kind == "warm":  # work ahead already holds the likely position
+        if job is None or job.kind == "warm" or job.resting:  # else work ahead holds the place
             self._warm(uri, language, text, edit_end(), list(neighbors()), windows)
 
     def _warm(
@@ -277,6 +279,9 @@ class Ahead(RestJobs, NextJobs):
         request = replace(self.engine._request(ctx), max_tokens=0, max_time_s=None)
         for window, narrow_to in windows:
             if job.stale:
+                return
+            if window == "item":
+                await self._at_rest(job, ctx, neighbors)
                 return
             warm = replace(request, priority="background", window=window, narrow_to=narrow_to)
             try:

@@ -28,6 +28,7 @@ class AheadStats:
     ahead_dropped: int = 0  # jobs or items dropped because the document changed elsewhere
     warmups: int = 0  # prefill-only requests a local model ran to the end
     cursor_moves: int = 0  # mlxd/didMoveCursor notifications taken (warmed once it rests)
+    cursor_items: int = 0  # suggestions pregenerated where the cursor rests, cached
     rest_started: int = 0  # answers that went on in the background (inline/rest.py)
     rest_stored: int = 0  # ... that put more in the cache at their position
 
@@ -53,6 +54,9 @@ class Job:
     stored: asyncio.Event = field(default_factory=asyncio.Event)
     # warm: the document changed since it began (its prompts still to come are not started).
     stale: bool = False
+    # next: pregenerated where the cursor rests (mlxd/didMoveCursor), not after a suggestion:
+    # a move elsewhere replaces it.
+    resting: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,20 @@ class NextJobs(AheadPart):
         if job.stored_item:
             self.stats.ahead_continued += 1
 
+    async def _at_rest(self, job: Job, ctx: CursorContext, neighbors: list[Document]) -> None:
+        """The suggestion where the cursor rests (mlxd/didMoveCursor), once its prompt is
+        warm: a next job at the cursor itself (`job`, a warm-up until now), so that a request
+        there (Neovim asks on InsertEnter; any editor once the user types along it) is a
+        cache hit, or waits for it within its own bound."""
+        if self.engine.cache.peek(ctx.uri, ctx.prefix, ctx.suffix) is not None:
+            return  # known already
+        job.kind, job.resting = "next", True
+        job.base, job.suffix, job.key = ctx.prefix, ctx.suffix, (ctx.prefix, ctx.suffix)
+        await self._next(job, ctx, neighbors)
+        if item := self.engine.cache.peek(ctx.uri, *job.key):
+            job.suggestion = item  # typing along it keeps it (jobs.typed_along)
+            self.stats.cursor_items += 1
+
     def _landed(self, job: Job, ctx: CursorContext, answer: Any) -> None:
         """A next job's answer: kept in the cache at its position (an item), and its text
         when a cap cut it, for a request waiting for the job to go on from (`_resume`)."""
