@@ -142,3 +142,27 @@ async def test_bad_params_and_unknown_documents_are_dropped_and_the_daemon_serve
         assert st["inline"]["cursorMoves"] == 1  # only the last one was taken
         with pytest.raises(JsonRpcMethodNotFound, match="is a notification"):
             await s.client.protocol.send_request_async("mlxd/didMoveCursor", {})
+
+
+async def test_typing_along_the_suggestion_made_at_rest_is_answered_from_it(
+    tmp_path, tiny_model
+) -> None:
+    # What the suggestion there is: asked once the cursor rested (a cache hit), in one daemon.
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, LONG)
+        moved(s, MIDDLE)
+        await until(s, lambda st: st["inline"]["cursorItems"] == 1 and idle(st))
+        item = (await inline(s, MIDDLE, 0, kind=2)).items[0].insert_text
+    assert len(item) >= 2
+    # In another (same model, greedy): the cursor rests, the user types its first character.
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, LONG)
+        moved(s, MIDDLE)
+        await until(s, lambda st: st["inline"]["cursorItems"] == 1 and idle(st))
+        insert(s, 2, MIDDLE, 0, item[0])
+        got = await inline(s, MIDDLE, 1, kind=2)
+        st = await stats(s)
+    assert [i.insert_text for i in got.items] == [item[1:]]
+    assert (st["inline"]["cacheHits"], st["inline"]["generations"]) == (1, 0)
