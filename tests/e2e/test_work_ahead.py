@@ -272,3 +272,30 @@ async def test_nothing_in_the_background_reaches_a_cloud_backend(tmp_path, tiny_
             st = await until(s, lambda st: st["inline"]["warmups"] == 1)
         assert st["inline"]["aheadStarted"] == 1  # for the excluded document only
         assert fake.request_count == 1  # the interactive request only
+
+
+@pytest.mark.parametrize(
+    "change,dropped",
+    [({"inline": {"max_ms": 19000}}, False), ({"local": {"model": "OTHER"}}, True)],
+    ids=["inline-setting", "model-switch"],
+)
+async def test_a_model_switch_drops_the_suggestions_the_old_model_made(
+    tmp_path, tiny_model, one_line_model, change, dropped
+) -> None:
+    # A settings reload that puts another model behind inline: a suggestion the old one made
+    # (cached where the user asked, or pregenerated ahead) must not be shown as the new one's.
+    # Any other reload keeps them (the same backend answers).
+    if "local" in change:
+        change = {"local": {"model": str(one_line_model)}}
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        await s.wait_status("ready")
+        await first_suggestion(s)  # an item cached at (1, 11), another ahead
+        s.client.workspace_did_change_configuration(T.DidChangeConfigurationParams(settings=change))
+        await s.request("mlxd/stats", {})  # the reload is handled before this is answered
+        await until(s, lambda st: local_total(st, "active") == 0, timeout=30)
+        before = await stats(s)
+        await inline(s, 1, 11, kind=2)
+        after = await stats(s)
+    asked = after["inline"]["generations"] - before["inline"]["generations"]
+    assert asked == (1 if dropped else 0)
+    assert after["inline"]["cacheHits"] - before["inline"]["cacheHits"] == (0 if dropped else 1)

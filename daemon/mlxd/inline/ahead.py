@@ -238,6 +238,10 @@ class Ahead(RestJobs, NextJobs):
         for uri in set(self._jobs) | set(self._settle):
             self.forget(uri)
 
+    def drop_items(self) -> None:
+        """Forget which cached items were made ahead (the cache is cleared with them)."""
+        self._items.clear()
+
     # --- internals ------------------------------------------------------------------------
     def _settled(
         self,

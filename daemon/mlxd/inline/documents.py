@@ -39,6 +39,13 @@ class DocumentEvents:
         self.snippets.remove(uri)
         self.sticky.forget(uri)
 
+    def reset(self) -> None:
+        """Another backend answers inline now (a settings reload): the suggestions the old one
+        made, cached or in the making, are dropped; the documents stay indexed."""
+        self.ahead.close()
+        self.ahead.drop_items()
+        self.cache.clear()
+
     def opened(
         self, uri: str, language: str, text: str, neighbors: Iterable[Document] = ()
     ) -> None:
