@@ -136,6 +136,8 @@ class App:
         self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool, **where, pools=pools)
         self.router.update(cfg, self.backends)
         self.inline.cfg = cfg.inline
+        if cfg != old_cfg:  # nothing made under the old settings is shown or goes on
+            self.inline.reconfigured(old_cfg, cfg)
         to_close, forget = retired(old, self.backends)
         for spec in forget - self.process.specs_in_use(but=self):  # other sessions' stay
             self.pool.forget(spec)
