@@ -136,3 +136,104 @@ async def test_no_cursor_notification_reaches_a_cloud_backend(tmp_path, tiny_mod
         assert st["inline"]["cursorMoves"] == 15
         # Cloud-first: the excluded document's next request goes to the local model: warmed.
         assert (st["inline"]["warmups"] > 0) == (chain == "cloud-first")
+
+
+# --- exactly once, and liveness, under odd and many notifications ------------------------------
+
+
+async def test_odd_and_many_cursor_notifications_leave_every_request_answered_once(
+    tmp_path, tiny_model
+) -> None:
+    import json
+
+    from tests.e2e.test_protocol_errors import Raw
+
+    d = await Raw.start(config(tmp_path, tiny_model))
+    try:
+        where = {"textDocument": {"uri": PLAIN}, "position": {"line": 3, "character": 0}}
+        # Before initialize: a notification is dropped, a request with an id answered once.
+        d.send({"jsonrpc": "2.0", "method": "mlxd/didMoveCursor", "params": where})
+        d.send({"jsonrpc": "2.0", "id": "pre", "method": "mlxd/didMoveCursor", "params": where})
+        pre = await d.response("pre")
+        assert pre["error"]["code"] in (-32002, -32601), pre
+        await d.initialize()
+        d.send(
+            {
+                "jsonrpc": "2.0",
+                "method": "textDocument/didOpen",
+                "params": {
+                    "textDocument": {
+                        "uri": PLAIN,
+                        "languageId": "python",
+                        "version": 1,
+                        "text": LONG,
+                    }
+                },
+            }
+        )
+        odd: list[Any] = [
+            None,
+            [],
+            "x",
+            {"textDocument": None, "position": {"line": 1, "character": 0}},
+            {"textDocument": {"uri": 5}, "position": {"line": 1, "character": 0}},
+            {
+                "textDocument": {"uri": "file:///" + "a" * 2_000_000},
+                "position": {"line": 0, "character": 0},
+            },
+            {"textDocument": {"uri": PLAIN}, "position": {"line": 1.5, "character": 0}},
+            {"textDocument": {"uri": PLAIN}, "position": {"line": "3", "character": 0}},
+            {"textDocument": {"uri": PLAIN}, "position": {"line": 2**70, "character": 0}},
+            {"textDocument": {"uri": PLAIN}, "position": {"line": 3, "character": 2**63}},
+            {"textDocument": {"uri": PLAIN}, "position": {"line": 3, "character": -(2**70)}},
+            {"textDocument": {"uri": PLAIN}, "position": {"line": True, "character": 0}},
+            {"textDocument": {"uri": PLAIN}, "position": [3, 0]},
+        ]
+        for i, params in enumerate(odd):
+            d.send({"jsonrpc": "2.0", "method": "mlxd/didMoveCursor", "params": params})
+            d.send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": f"odd{i}",
+                    "method": "mlxd/didMoveCursor",
+                    "params": params,
+                }
+            )
+        # A flood, no pauses, with a request every 250 notifications.
+        ids = []
+        for i in range(2000):
+            pos = {"line": i % 1200, "character": i % 7}
+            d.send(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "mlxd/didMoveCursor",
+                    "params": {"textDocument": {"uri": PLAIN}, "position": pos},
+                }
+            )
+            if i % 250 == 0:
+                ids.append(f"s{i}")
+                d.send({"jsonrpc": "2.0", "id": ids[-1], "method": "mlxd/stats", "params": {}})
+        for msg_id in ids:
+            assert "result" in await d.response(msg_id, timeout=60)
+        for i in range(len(odd)):
+            assert (await d.response(f"odd{i}"))["error"]["code"] == -32601
+        got = await d.request(
+            "textDocument/inlineCompletion",
+            {
+                "textDocument": {"uri": PLAIN},
+                "position": {"line": MIDDLE, "character": 0},
+                "context": {"triggerKind": 2},
+            },
+        )
+        assert "result" in got, got
+        st = (await d.request("mlxd/stats", {}))["result"]
+        assert st["inline"]["cursorMoves"] == 2000 + 2  # the flood, 2**70 and 2**63: clamped
+        assert st["server"]["tasks"] < 30, st["server"]
+        # Exactly once: each id answered once, nothing but frames on stdout.
+        answered = [f.get("id") for f in d.frames if "method" not in f]
+        assert len(answered) == len(set(answered)), answered
+        assert d.stray == []
+        assert all(isinstance(f, dict) for f in d.frames)
+        json.dumps(d.frames)
+    finally:
+        await d.kill()
