@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from lsprotocol import types as T
+from pytest_lsp import ClientServerConfig
 
-from tests.conftest import daemon
+from tests.conftest import Session, daemon
 from tests.e2e.test_cursor_warm import LONG, MIDDLE, idle, moved
 from tests.e2e.test_inline_e2e import inline, open_doc
 from tests.e2e.test_shared_daemon import rt, shared  # noqa: F401 (rt: the fixture)
 from tests.e2e.test_work_ahead import URI, config, stats, until
+from tests.kit import daemon_env, serve_cmd
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -74,3 +77,32 @@ async def test_a_rest_in_one_window_is_never_shown_in_the_other_and_does_not_sta
     # was ever B's: B's hits are its own (none here: every position new).
     assert sa["inline"]["cursorMoves"] >= 5 and sa["inline"]["warmups"] > 0
     assert (sb["inline"]["cursorMoves"], sb["inline"]["aheadHits"]) == (0, 0)
+
+
+async def test_after_shutdown_a_rest_noticed_before_it_runs_nothing(
+    rt,  # noqa: F811
+    tmp_path,
+    tiny_model,
+) -> None:
+    # Window A's cursor came to rest just before its shutdown; B (same daemon, same model)
+    # sees the process's model counters: nothing of A's may run after A's shutdown.
+    cfg = config(tmp_path, tiny_model)
+    async with daemon(cfg, env=shared(rt)) as b:
+        await b.wait_status("ready")
+        a = await ClientServerConfig(
+            server_command=serve_cmd(cfg), server_env=daemon_env(shared(rt))
+        ).start()
+        try:
+            await a.initialize_session(T.InitializeParams(capabilities=T.ClientCapabilities()))
+            session = Session(a)
+            open_doc(session, LONG)
+            before = await stats(b)
+            moved(session, MIDDLE)
+            await a.shutdown_async(None)
+            await asyncio.sleep(1.5)  # past the rest
+            after = await stats(b)
+            a.exit(None)
+        finally:
+            await a.stop()
+    gen = lambda st: sum(e["generations"] for e in st["local"].values())  # noqa: E731
+    assert gen(after) == gen(before), (before["local"], after["local"])
