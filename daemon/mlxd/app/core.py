@@ -128,7 +128,6 @@ class App:
 
     def apply(self, cfg: Config) -> None:
         old, old_cfg = self.backends, self.config
-        answering = self._inline_backends()
         self.config = cfg
         self.keys.prime(cfg.backends)
         self.process.configure(cfg.local)
@@ -137,20 +136,14 @@ class App:
         self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool, **where, pools=pools)
         self.router.update(cfg, self.backends)
         self.inline.cfg = cfg.inline
-        if self._inline_backends() != answering:  # another model would answer: its items go
-            self.inline.reset()
+        if cfg != old_cfg:  # nothing made under the old settings is shown or goes on
+            self.inline.reconfigured(old_cfg, cfg)
         to_close, forget = retired(old, self.backends)
         for spec in forget - self.process.specs_in_use(but=self):  # other sessions' stay
             self.pool.forget(spec)
         for b in to_close:
             _spawn(b.close())
         self.publish_status()
-
-    def _inline_backends(self) -> list[tuple[str, int]]:
-        """Who answers inline now: the chain's names and backend objects (a kept backend is
-        the same object after a reload; a rebuilt one, another model or URL, is not)."""
-        chain = self.router.chain("inline", None)
-        return [(name, id(self.backends.get(name))) for name in chain]
 
     # --- requests ---------------------------------------------------------------------------
     async def generate(

@@ -234,12 +234,13 @@ class Ahead(RestJobs, NextJobs):
         self._items.pop(uri, None)
 
     def close(self) -> None:
-        """The daemon is exiting: stop every job and timer."""
+        """The daemon is exiting, or the settings changed (what is planned or made under the
+        old ones is not what the new ones would make): stop every job and timer."""
         for uri in set(self._jobs) | set(self._settle):
             self.forget(uri)
 
-    def drop_items(self) -> None:
-        """Forget which cached items were made ahead (the cache is cleared with them)."""
+    def forget_items(self) -> None:
+        """The inline cache was cleared: no pregenerated item is in it any more."""
         self._items.clear()
 
     # --- internals ------------------------------------------------------------------------
@@ -253,6 +254,8 @@ class Ahead(RestJobs, NextJobs):
         windows: Windows,
     ) -> None:
         self._settle.pop(uri, None)
+        if not (self.enabled and self.engine.enabled_for(language)):
+            return  # turned off since the event (a settings reload)
         job = self._jobs.get(uri)
         if job is None or job.kind == "warm" or job.resting:  # else work ahead holds the place
             self._warm(uri, language, text, edit_end(), list(neighbors()), windows)

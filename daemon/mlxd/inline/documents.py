@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from mlxd.prompts import Encoding, normalize_encoding, position_to_offset
 
 if TYPE_CHECKING:
-    from mlxd.config import InlineConfig
+    from mlxd.config import Config, InlineConfig
     from mlxd.prompts import SnippetIndex
 
     from .ahead import Ahead
@@ -39,11 +41,17 @@ class DocumentEvents:
         self.snippets.remove(uri)
         self.sticky.forget(uri)
 
-    def reset(self) -> None:
-        """Another backend answers inline now (a settings reload): the suggestions the old one
-        made, cached or in the making, are dropped; the documents stay indexed."""
-        self.ahead.close()
-        self.ahead.drop_items()
+    def reconfigured(self, old: Config, new: Config) -> None:
+        """The settings changed from `old` to `new`: the suggestions cached under the old ones
+        go (their length, lines, model may differ now), and so does the background work,
+        unless only the bound or the whole-lines rule changed (a job applies both as it
+        lands: it goes on)."""
+        same = msgspec.structs.replace(
+            new.inline, max_ms=old.inline.max_ms, whole_lines=old.inline.whole_lines
+        )
+        if msgspec.structs.replace(new, inline=same) != old:
+            self.ahead.close()
+        self.ahead.forget_items()
         self.cache.clear()
 
     def opened(

@@ -124,8 +124,11 @@ def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
 
 
 def shutdown(ls: MlxdServer, params: Any) -> None:
-    """pygls cancels in-flight requests; their generations stop at the next token."""
+    """pygls cancels in-flight requests; their generations stop at the next token. Background
+    inline work stops too, and none starts after it (a warm-up due after a didOpen or a cursor
+    rest just before it would still use the model, a shared daemon's too)."""
     log.info("shutdown requested")
+    ls.app.inline.ahead.close()
 
 
 async def chat(ls: MlxdServer, params: Any) -> Any:
