@@ -69,9 +69,9 @@ Runner = Callable[[Any, CursorContext], Awaitable[Any]]
 # text on every change has asked by then, and then nothing is warmed).
 SETTLE_S = 0.75
 # A cursor that moved (mlxd/didMoveCursor) and rested this long is where the user will type.
-# Longer than a click-then-type gap: a request that comes while the warm-up prefills waits for
-# its chunk (~0.25 s here, more under load); at 0.3 s, the quality bench's 0.5 s pause had
-# 10-30% empty answers against 0-20% without the notification.
+# Longer than a quick click-then-type: a request that comes while the warm-up prefills waits
+# for its chunk (~0.25 s here, more under load), and one just after the rest still does (the
+# quality bench's 0.5 s pause has more empty answers with the notification than without).
 CURSOR_SETTLE_S = 0.6
 # What a warm-up prefills, in turn: (Request.window, Request.narrow_to) pairs; ("item", None):
 # then the suggestion there (nexts.py `_at_rest`).

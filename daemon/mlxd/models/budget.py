@@ -81,10 +81,10 @@ def prompt_step(allowed: int) -> int:
 
 
 def warm_rungs(budget: int) -> list[int]:
-    """The narrower windows a cursor's warm-up prefills first, smallest first, each a
-    `prompt_step` (so the time fit of a request there picks them): 128, 256, ... below
-    `budget` tokens. A warm-up cut short by the request still leaves whole narrow windows in
-    the KV cache; the full window alone takes seconds to prefill on a slow machine."""
+    """The narrower windows, each a `prompt_step`, that a time-capped request looks for in
+    the KV cache before it cuts a cold one: 128, 256, ... below `budget` tokens. A cursor's
+    warm-up (inline/ahead.py AT_REST) prefills one of them: the full window takes seconds to
+    prefill on a slow machine."""
     out, step = [], RUNG_MIN
     while step < budget:
         out.append(step)
