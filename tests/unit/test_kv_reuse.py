@@ -37,6 +37,32 @@ def test_a_continued_answer_takes_the_kept_tokens_then_encodes_the_rest() -> Non
     assert continued(Chars(), head, "  x", seen()) == ids("def f():  x")
 
 
+class Words(Chars):
+    """Chars, and a few whole-word tokens (as a model may generate them)."""
+
+    WORDS = {1000: "re", 1001: "return"}
+
+    def decode(self, tokens: list[int]) -> str:
+        return "".join(self.WORDS.get(t) or chr(t) for t in tokens)
+
+
+def test_a_healed_prompt_continues_from_the_heal_point() -> None:
+    # The job's prompt ended mid-word ("re"): it was sent without that token, and the model
+    # typed "re" again as part of a longer token ("return"). The kept sequence differs from
+    # the prompt at its last token; the continuation (of "turn 1") is matched from there: it
+    # missed from the heal point on, a full prefill of the answer (CI: 285 of 589 reused).
+    head = ids("x = ") + [1000]
+    kept = ids("x = ") + [1001] + ids(" 1")
+    got = continued(Words(), head, "turn 1 + 2", RecentPrompts().plus([kept]))
+    assert got == ids("x = ") + [1001] + ids(" 1 + 2")
+    # A sequence that has not typed the healed text yet is not taken: the prompt stays whole.
+    short = ids("x = ") + [ord("r")]
+    assert continued(Words(), head, "turn", RecentPrompts().plus([short])) == head + ids("turn")
+    # Nor one that typed something else there (another word).
+    other = ids("x = ") + ids("rx")
+    assert continued(Words(), head, "turn", RecentPrompts().plus([other])) == head + ids("turn")
+
+
 def test_a_wider_window_is_taken_only_when_it_leaves_less_to_prefill() -> None:
     recent = seen("HEADER line1 line2 line3 ")  # the last prompt started at line1
     full = (ids("HEADER line2 line3 line4 "), 8)  # the budget's window starts a line later

@@ -91,25 +91,45 @@ def continued(tokenizer: Any, head: list[int], text: str, seen: RecentPrompts) -
     goes on from it): as generated, where a sequence the engine kept holds `head` and then
     tokens that decode to the start of `text` (the longest), so that the KV cache matches
     them; the rest of `text` encoded after them. Encoding `text` anew splits it otherwise
-    than the model did, and the cache would miss from the first difference on."""
-    best: list[int] = []
-    n = len(head)
+    than the model did, and the cache would miss from the first difference on.
+
+    A prompt that ended mid-word was sent without its last token (models/healing.py), and the
+    answer typed that token's text again, often as a longer token ("bel" + "ence" as
+    "belence"): such a sequence holds `head` but its last token, then tokens that decode to
+    that token's text and the start of `text`; taken too (it missed from the heal point on)."""
+    best: tuple[int, list[int], str] = (len(head), [], text)  # (prompt kept, answer, to go)
     for seq in seen.prompts:
-        tail = list(seq[n:])
-        if len(tail) > len(best) and seq[:n] == head:
-            # The most tokens that decode to a start of `text` (a binary search: a long answer
-            # is not decoded once per token).
-            lo, hi = 0, len(tail)
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if text.startswith(tokenizer.decode(tail[:mid])):
-                    lo = mid
-                else:
-                    hi = mid - 1
-            if lo > len(best):
-                best = tail[:lo]
-    rest = text[len(tokenizer.decode(best)) :] if best else text
-    return head + best + (list(tokenizer.encode(rest, add_special_tokens=False)) if rest else [])
+        for keep in (len(head), len(head) - 1):
+            if keep < 1 or seq[:keep] != head[:keep]:
+                continue
+            healed = tokenizer.decode(head[keep:])
+            wanted = healed + text
+            tail = _decoding_to_start(tokenizer, list(seq[keep:]), wanted)
+            said = tokenizer.decode(tail)
+            if len(said) < len(healed):  # not past the heal point: as if not healed
+                continue
+            if keep + len(tail) > best[0] + len(best[1]):
+                best = (keep, tail, wanted[len(said) :])
+            break
+    keep, tail, rest = best
+    return (
+        head[:keep]
+        + tail
+        + (list(tokenizer.encode(rest, add_special_tokens=False)) if rest else [])
+    )
+
+
+def _decoding_to_start(tokenizer: Any, tail: list[int], text: str) -> list[int]:
+    """The most tokens at the start of `tail` that decode to a start of `text` (a binary
+    search: a long answer is not decoded once per token)."""
+    lo, hi = 0, len(tail)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if text.startswith(tokenizer.decode(tail[:mid])):
+            lo = mid
+        else:
+            hi = mid - 1
+    return tail[:lo]
 
 
 class Heads:
