@@ -163,6 +163,13 @@ class AllFailed(Exception):
         super().__init__(f"all backends failed ({summary})")
         self.attempts = attempts
 
+    @property
+    def out_of_time(self) -> bool:
+        """Whether the request's own time bound (inline.max_ms) ended every backend it tried:
+        an empty answer by design (a prompt too long to prefill in time), not a failure."""
+        tried = [a for a in self.attempts if a.timed_out or not a.error.startswith("skipped")]
+        return bool(tried) and all(a.timed_out for a in tried)
+
 
 class UnknownBackend(ValueError):
     """A request forced a backend the config does not name."""

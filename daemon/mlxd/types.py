@@ -217,10 +217,12 @@ class ModelInfo:
 
 @dataclass(slots=True)
 class Attempt:
-    """One backend the router tried or skipped, and why it did not answer."""
+    """One backend the router tried or skipped, and why it did not answer; `timed_out`: the
+    request's own time bound (inline.max_ms) ended it, not a fault of the backend."""
 
     backend: str
     error: str
+    timed_out: bool = False
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mlxd.errors import AllFailed
+from mlxd.errors import AllFailed, ConnectError
 
 from .test_router_unit import Scripted, answer, chat, done, make_router
 
@@ -32,6 +32,7 @@ async def test_the_last_backend_is_abandoned_at_the_bound_without_opening_its_ci
     ]
     assert a.closed == 1
     assert router.backend_states()["a"] == "ok"  # the request's bound, not the backend's health
+    assert failed.value.out_of_time  # the inline engine's outOfTime, not one of its errors
 
 
 async def test_a_backend_left_when_the_bound_is_spent_is_skipped_unasked() -> None:
@@ -43,6 +44,21 @@ async def test_a_backend_left_when_the_bound_is_spent_is_skipped_unasked() -> No
         failed.value.attempts[1].error == "skipped: the inline time bound (inline.max_ms) was spent"
     )
     assert b.requests == []
+    assert failed.value.out_of_time
+
+
+async def test_a_failure_beside_the_bound_is_not_out_of_time() -> None:
+    # A backend that fails (a connection refused) and one the bound ends: a failure, counted
+    # with the inline engine's errors; one failing alone is too.
+    a = Scripted("a", [ConnectError("refused")])
+    b = Scripted("b", [asyncio.Event()])
+    with pytest.raises(AllFailed) as failed:
+        await make_router(a, b, timeouts=LONG).run(inline())  # type: ignore[arg-type]
+    assert [x.timed_out for x in failed.value.attempts] == [False, True]
+    assert not failed.value.out_of_time
+    with pytest.raises(AllFailed) as alone:
+        await make_router(a, timeouts=LONG).run(inline())  # type: ignore[arg-type]
+    assert not alone.value.out_of_time
 
 
 async def test_what_streamed_by_the_bound_is_the_answer() -> None:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mlxd.config import InlineConfig, LanguageConfig
+from mlxd.errors import AllFailed
 from mlxd.models import BLOCK_LINE_TOKENS, StopPolicy
 from mlxd.prompts import (
     COUNTS,
@@ -288,6 +289,9 @@ class InlineEngine(DocumentEvents):
         except Exception as exc:  # a failed inline completion shows nothing, quietly
             if flight.superseded:
                 self.stats.cancelled += 1
+            elif isinstance(exc, AllFailed) and exc.out_of_time:
+                self.stats.out_of_time += 1
+                note("no token by inline.max_ms: the model had no time to answer")
             else:
                 self.stats.errors += 1
                 note(f"the generation failed: {type(exc).__name__}: {exc}")

@@ -21,7 +21,10 @@ class EngineStats:
     cache_hits: int = 0
     generations: int = 0  # calls to `generate`
     cancelled: int = 0  # generations stopped: superseded or cancelled by the client
-    errors: int = 0  # generations that raised
+    errors: int = 0  # generations that failed (not for lack of time: out_of_time)
+    # Generations that had no token by inline.max_ms (a prompt too long to prefill in time, a
+    # busy machine): answered empty, by design; not an error.
+    out_of_time: int = 0
     empty: int = 0  # answers with no item (nothing survived post-processing, or no answer)
     # Items shown whose last line a token/time cap cut (a piece of a word, a lone operator).
     fragments: int = 0

@@ -33,7 +33,6 @@ from ..config import Config
 from ..errors import (
     AllFailed,
     BackendError,
-    NotConfigured,
     Timeout,
     UnknownBackend,
     UnknownModel,
@@ -42,22 +41,15 @@ from ..errors import (
 from ..models import AnswerFilter, StopPolicy
 from ..stream_redact import Secrets, StreamRedactor
 from ..types import Attempt, Backend, Delta, DeltaFn, Done, Held, Outcome, Request
+from .attempts import Skipped, by_bound, describe
 from .breakers import Breakers
 from .privacy import excluded, skip_reason
-from .run import Run, describe, emit, flush, held, inline_bound, streamed
+from .run import Run, emit, flush, held, inline_bound, streamed
 from .waits import backoff, loop_time, timeout
 
 log = logging.getLogger(__name__)
 
 Plan = tuple[str, str | None]  # (backend name, why it is skipped; None: try it)
-
-
-class _Skipped(NotConfigured):
-    """An attempt the privacy rules rule out right before it connects: reported exactly like a
-    skip decided in the plan ("skipped: ...")."""
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class Router:
@@ -177,7 +169,8 @@ class Router:
             if run.deltas > deltas_before:
                 run.cut_tokens += run.deltas - deltas_before
                 run.cut_by = name
-            attempts.append(Attempt(name, describe(exc, streamed(run) - streamed_before)))
+            said = describe(exc, streamed(run) - streamed_before)
+            attempts.append(Attempt(name, said, timed_out=by_bound(exc)))
             self._failed(name, exc)
             log.info("backend %s failed: %s", name, exc)
             return None
@@ -272,12 +265,12 @@ class Router:
         since the plan (a reload mid-request); then this attempt is skipped, not failed."""
         backend = self.backends.get(name)
         if backend is None:  # a config reload removed it while this request was under way
-            raise _Skipped("skipped: not configured (removed by a configuration reload)")
+            raise Skipped("skipped: not configured (removed by a configuration reload)")
         if skip := self._privacy(name, run.documents):
-            raise _Skipped(skip)
+            raise Skipped(skip)
         bound = inline_bound(run, req)
         if bound is not None and time.monotonic() >= bound:
-            raise _Skipped("skipped: the inline time bound (inline.max_ms) was spent")
+            raise Skipped("skipped: the inline time bound (inline.max_ms) was spent", bound=True)
         run.cloud = run.cloud or not backend.is_local  # from now on, hold back to redact
         run.answer.use_prompt(fenced=backend.fences_prompt(req), template_seen=backend.is_local)
         self.upstream_requests += 1

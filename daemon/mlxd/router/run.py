@@ -64,12 +64,6 @@ def streamed(run: Run) -> int:
     return len(run.text) + back
 
 
-def describe(exc: Exception, streamed: int) -> str:
-    """An attempt's error; a backend that failed mid-answer says how much it had streamed."""
-    where = f" after {streamed} chars streamed" if streamed else ""
-    return f"{exc}{where}"
-
-
 def _hand_on(run: Run, reasoning: str, text: str, name: str) -> None:
     if reasoning:
         run.reasoning += reasoning
