@@ -470,6 +470,8 @@ class Daemon:
 
     def _on_note(self, method: str, params: Any) -> None:
         self.notes.append((method, params))
+        if method == "window/logMessage" and self.env.get("MLXD_LOG_LEVEL") == "DEBUG":
+            print(f"{time.monotonic():.3f} {params.get('message')}", file=sys.stderr)  # asked for
         if method == "mlxd/status":
             self.statuses.append(params)
             if params.get("state") in ("ready", "degraded", "error"):

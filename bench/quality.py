@@ -31,6 +31,7 @@ import os
 import random
 import re
 import statistics
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -358,6 +359,12 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return line, len(last.encode("utf-16-le")) // 2
 
 
+def _mark(daemon: Daemon, what: str) -> None:
+    """With the daemon's log on stderr (MLXD_BENCH_LOG_LEVEL=DEBUG), where the bench is."""
+    if daemon.env.get("MLXD_LOG_LEVEL") == "DEBUG":
+        print(f"{time.monotonic():.3f} == bench: {what}", file=sys.stderr)
+
+
 async def ask_mlxd(daemon: Daemon, hole: Hole, pause: float, n: int) -> dict[str, Any]:
     uri = f"file:///src/{hole.path}"
     client = daemon.client
@@ -373,6 +380,7 @@ async def ask_mlxd(daemon: Daemon, hole: Hole, pause: float, n: int) -> dict[str
         },
     )
     line, col = _position(hole.text, hole.offset)
+    _mark(daemon, f"opened {hole.id}")
     if CURSOR:  # the user put the cursor at the hole: both editor clients say so
         cursor = {"textDocument": {"uri": uri}, "position": {"line": line, "character": col}}
         client.notify("mlxd/didMoveCursor", cursor)
@@ -385,8 +393,10 @@ async def ask_mlxd(daemon: Daemon, hole: Hole, pause: float, n: int) -> dict[str
         "position": {"line": line, "character": col},
         "context": {"triggerKind": 2},
     }
+    _mark(daemon, "asked")
     result = await client.request("textDocument/inlineCompletion", params)
     latency = time.perf_counter() - t0
+    _mark(daemon, f"answered {_first_text(result)!r}")
     counters = stats_delta(before, await daemon.stats())
     logs = [p.get("message", "") for m, p in daemon.notes[seen:] if m == "window/logMessage"]
     again = None
