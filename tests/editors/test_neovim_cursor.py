@@ -69,6 +69,13 @@ def test_a_resting_cursor_is_sent_once_and_counted(
     for name in ("back", "toggled", "markdown"):
         one_send_at_rest(r[name], enc)
     assert r["markdown"]["sent_md"] == [], ctx
+    # Normal mode on the line's last character: the end of the line (after it), once.
+    end = r["line_end"]["at"]
+    assert end["col"] == len(end["text"].encode()) - 1, ctx  # on its last character (ASCII)
+    line_end = {"line": end["line"], "character": lsp_character(end["text"], end["col"] + 1, enc)}
+    assert [{k: s[k] for k in ("line", "character")} for s in r["line_end"]["sent"]] == [
+        line_end
+    ], ctx
     # Detached: the buffer's timer and autocommands are gone.
     assert r["buffers_attached"], ctx
     assert r["group_after_detach"] is False, ctx

@@ -3,7 +3,8 @@
 --  "on": a burst of moves sends one notification, where the cursor came to rest, in normal and
 --        in insert mode, in the client's position encoding; the daemon counts each one
 --        (`mlxd/stats` inline.cursorMoves); back at the position last sent, :MlxdToggle off,
---        or in a filetype without ghost text (markdown) nothing is sent.
+--        or in a filetype without ghost text (markdown) nothing is sent; in normal mode on a
+--        line's last character, the end of the line is sent (where `a`/`A` type).
 --  "ghost_off": setup({ghost = {enabled = false}}): nothing is sent at all.
 --  "unadvertised": a server that does not list the method (an older daemon): nothing is sent.
 -- "Nothing is sent" is checked against a later rest that is sent: the moves that must not send
@@ -77,13 +78,15 @@ H.run(function()
 
   -- Waits until the cursor's rest was sent and the daemon counted what was sent; returns what
   -- this phase sent, where the cursor rested, and how much the daemon's count rose.
-  local function phase(name, base_moves, base_sent, act)
+  -- `anywhere`: wait for a notification wherever it says (the test checks where).
+  local function phase(name, base_moves, base_sent, act, anywhere)
     act()
     local at = here()
     local want = vim.lsp.util.make_position_params(0, client.offset_encoding).position
     H.wait(function()
       local last = sent[#sent]
-      return #sent > base_sent and last.line == want.line and last.character == want.character
+      local there = anywhere or (last and last.line == want.line and last.character == want.character)
+      return #sent > base_sent and there
     end, 10000, name .. ': a notification at the resting cursor')
     local n = #sent - base_sent
     H.wait(function()
@@ -151,6 +154,12 @@ H.run(function()
   r.markdown.sent_md = vim.tbl_filter(function(s)
     return s.uri:match('%.md$') ~= nil
   end, sent)
+
+  -- Normal mode on a line's last character: `a` and `A` type after it, so the end of the line
+  -- is where the user will type.
+  phase('line_end', moves(), #sent, function()
+    H.keys('j$')
+  end, true)
 
   -- Detach: the buffer's timer and autocommands go.
   r.buffers_attached = cursor.buffers()

@@ -48,12 +48,30 @@ local function rest(bufnr)
   end
   -- The position in the client's offset encoding, as the inline requests send it.
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+  params.position = M.insert_position(client, params.position)
   local key = ('%d:%d'):format(params.position.line, params.position.character)
   if key == st.sent then
     return
   end
   st.sent = key
   require('mlxd').notify(client, M.METHOD, { textDocument = params.textDocument, position = params.position })
+end
+
+--- Where typing will start from the cursor at `position` (the current window's): in normal
+--- mode on a line's last character, the end of that line (`a` and `A` insert after it, where
+--- ghost text is asked; a block cursor elsewhere is where `i` inserts); else `position`.
+function M.insert_position(client, position)
+  if api.nvim_get_mode().mode ~= 'n' then
+    return position
+  end
+  local row, col = unpack(api.nvim_win_get_cursor(0))
+  local line = api.nvim_get_current_line()
+  local char = vim.fn.matchstr(line, '\\%' .. (col + 1) .. 'c.')
+  if #line == 0 or col + #char < #line then
+    return position
+  end
+  local eol = vim.lsp.util.character_offset(0, row - 1, #line, client.offset_encoding)
+  return { line = position.line, character = eol }
 end
 
 --- The cursor moved in `bufnr` (or the buffer was entered): (re)start its rest timer.
