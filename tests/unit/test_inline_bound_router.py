@@ -23,7 +23,7 @@ def inline(ms: float = 50) -> object:
 
 
 async def test_the_last_backend_is_abandoned_at_the_bound_without_opening_its_circuit() -> None:
-    a = Scripted("a", [asyncio.Event()])  # never sends a token
+    a = Scripted("local", [asyncio.Event()], is_local=True)  # never sends a token
     router = make_router(a, timeouts=LONG, breaker_failures=1)
     with pytest.raises(AllFailed) as failed:
         await router.run(inline())  # type: ignore[arg-type]
@@ -31,15 +31,29 @@ async def test_the_last_backend_is_abandoned_at_the_bound_without_opening_its_ci
         "timeout: no token within inline.max_ms (50 ms)"
     ]
     assert a.closed == 1
-    assert router.backend_states()["a"] == "ok"  # the request's bound, not the backend's health
+    assert router.backend_states()["local"] == "ok"  # the request's bound, not the backend's health
     assert failed.value.out_of_time  # the inline engine's outOfTime, not one of its errors
 
 
+async def test_a_cloud_backend_silent_until_the_bound_is_a_failure() -> None:
+    # A hung connection (a dead provider, a stalled proxy) looks like a slow answer: counted
+    # as outOfTime, a dead cloud backend showed no error at all (found by attacking it), and
+    # a local model after it, skipped for the bound, did not change that.
+    cloud = Scripted("cloud", [asyncio.Event()])
+    local = Scripted("local", answer("ok"), is_local=True)
+    for chain in ([cloud], [cloud, local]):
+        with pytest.raises(AllFailed) as failed:
+            await make_router(*chain, timeouts=LONG).run(inline())  # type: ignore[arg-type]
+        assert [x.timed_out for x in failed.value.attempts] == [False, True][: len(chain)]
+        assert not failed.value.out_of_time
+
+
 async def test_a_backend_left_when_the_bound_is_spent_is_skipped_unasked() -> None:
-    a, b = Scripted("a", [asyncio.Event()]), Scripted("b", answer("ok"))
+    a = Scripted("local", [asyncio.Event()], is_local=True)
+    b = Scripted("b", answer("ok"))
     with pytest.raises(AllFailed) as failed:
         await make_router(a, b, timeouts=LONG).run(inline())  # type: ignore[arg-type]
-    assert [x.backend for x in failed.value.attempts] == ["a", "b"]
+    assert [x.backend for x in failed.value.attempts] == ["local", "b"]
     assert (
         failed.value.attempts[1].error == "skipped: the inline time bound (inline.max_ms) was spent"
     )
@@ -51,7 +65,7 @@ async def test_a_failure_beside_the_bound_is_not_out_of_time() -> None:
     # A backend that fails (a connection refused) and one the bound ends: a failure, counted
     # with the inline engine's errors; one failing alone is too.
     a = Scripted("a", [ConnectError("refused")])
-    b = Scripted("b", [asyncio.Event()])
+    b = Scripted("local", [asyncio.Event()], is_local=True)
     with pytest.raises(AllFailed) as failed:
         await make_router(a, b, timeouts=LONG).run(inline())  # type: ignore[arg-type]
     assert [x.timed_out for x in failed.value.attempts] == [False, True]

@@ -63,6 +63,35 @@ def test_a_healed_prompt_continues_from_the_heal_point() -> None:
     assert continued(Words(), head, "turn", RecentPrompts().plus([other])) == head + ids("turn")
 
 
+class Bytes(Chars):
+    """One token per UTF-8 byte (ids 0-255), decoded as a byte-level BPE does: a piece of a
+    character is U+FFFD."""
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return list(text.encode())
+
+    def decode(self, tokens: list[int]) -> str:
+        return bytes(tokens).decode(errors="replace")
+
+
+def test_a_piece_of_a_character_is_never_taken_for_another() -> None:
+    # The prompt ends in 😀 (4 byte tokens); a kept sequence has 😁 there (its last byte
+    # differs) and goes on. Both last bytes alone decode to U+FFFD: taken for a heal, the
+    # prompt became "x = 😁 = 1" (found by attacking the heal point; a heal never splits a
+    # character). Nor is a tail taken whose pieces decode to U+FFFD where the text has one.
+    tok = Bytes()
+    head = tok.encode("x = 😀")
+    other = tok.encode("x = 😁 = 1")
+    got = continued(tok, head, " = 1\n", RecentPrompts().plus([other]))
+    assert tok.decode(got) == "x = 😀 = 1\n"
+    own = head + tok.encode(" = 1")  # the job's own sequence too: taken, the text unchanged
+    got = continued(tok, head, " = 1\n", RecentPrompts().plus([other, own]))
+    assert got == head + tok.encode(" = 1\n")
+    broken = head + [0xF0, 0x9F]  # two pieces of a character, U+FFFD where the text has one
+    got = continued(tok, head, "\ufffd!", RecentPrompts().plus([broken]))
+    assert tok.decode(got) == "x = 😀\ufffd!" and got == head + tok.encode("\ufffd!")
+
+
 def test_a_wider_window_is_taken_only_when_it_leaves_less_to_prefill() -> None:
     recent = seen("HEADER line1 line2 line3 ")  # the last prompt started at line1
     full = (ids("HEADER line2 line3 line4 "), 8)  # the budget's window starts a line later

@@ -103,6 +103,8 @@ def continued(tokenizer: Any, head: list[int], text: str, seen: RecentPrompts) -
             if keep < 1 or seq[:keep] != head[:keep]:
                 continue
             healed = tokenizer.decode(head[keep:])
+            if keep < len(head) and (not healed or "\ufffd" in healed):
+                break  # not a heal: heal_point never heals a piece of a character
             wanted = healed + text
             tail = _decoding_to_start(tokenizer, list(seq[keep:]), wanted)
             said = tokenizer.decode(tail)
@@ -125,7 +127,8 @@ def _decoding_to_start(tokenizer: Any, tail: list[int], text: str) -> list[int]:
     lo, hi = 0, len(tail)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if text.startswith(tokenizer.decode(tail[:mid])):
+        said = tokenizer.decode(tail[:mid])  # a piece of a character is no match: any is "\ufffd"
+        if "\ufffd" not in said and text.startswith(said):
             lo = mid
         else:
             hi = mid - 1

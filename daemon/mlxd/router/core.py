@@ -170,7 +170,10 @@ class Router:
                 run.cut_tokens += run.deltas - deltas_before
                 run.cut_by = name
             said = describe(exc, streamed(run) - streamed_before)
-            attempts.append(Attempt(name, said, timed_out=by_bound(exc)))
+            # Only a local model's bound is a matter of time; a cloud backend silent until
+            # the bound may be down (a hung connection): a failure, counted as one.
+            local = getattr(self.backends.get(name), "is_local", False)
+            attempts.append(Attempt(name, said, timed_out=by_bound(exc) and local))
             self._failed(name, exc)
             log.info("backend %s failed: %s", name, exc)
             return None
