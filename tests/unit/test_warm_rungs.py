@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from mlxd.backends.local import LocalBackend
 from mlxd.backends.reuse import widest_cached
-from mlxd.models import RecentPrompts, warm_rungs
+from mlxd.models import RecentPrompts, SpeedMeter, warm_rung, warm_rungs
 from mlxd.types import Request
 
 DOC = "".join(f"v{n:04d} = f({n})\n" for n in range(400))  # 14 characters a line
@@ -46,8 +46,21 @@ def backend() -> tuple[LocalBackend, SimpleNamespace]:
     return b, SimpleNamespace(tokenizer=Chars(), model=None, name="chars")
 
 
+def test_a_warm_up_prefills_no_wider_than_one_bound_allows() -> None:
+    # On a machine that prefills 121 tokens/s a 256-token rung took 1.7 s, and the suggestion
+    # at rest came after a request 3 s after the click; one inline.max_ms buys 128 there.
+    speed = SpeedMeter(prefill_tps=121.0)
+    assert warm_rung(256, speed, max_ms=1500) == 128  # 1.2 s x 121 = 145 tokens
+    speed.prefill_tps = 320.0
+    assert warm_rung(256, speed, max_ms=1500) == 256  # 384 tokens: the widest asked for
+    assert warm_rung(512, speed, max_ms=1500) == 256
+    speed.prefill_tps = 20.0
+    assert warm_rung(256, speed, max_ms=1500) == 128  # never narrower than RUNG_MIN
+
+
 def test_a_capped_request_where_a_warm_up_ran_gets_its_widest_rung() -> None:
     b, lm = backend()
+    b.inline_cfg.max_ms = 4000  # a 256-token rung prefills within it
     warm = Request(kind="inline", prefix=DOC, suffix="", max_tokens=0)
     rungs = {n: b._fit(lm, replace(warm, narrow_to=n), 0, RecentPrompts())[0] for n in (128, 256)}
     assert len(rungs[128]) <= 128 < len(rungs[256]) <= 256

@@ -29,17 +29,20 @@ from ..models import (
     heal_point,
     prompt_step,
     vocabulary,
+    warm_rung,
     warm_rungs,
 )
 from ..prompts import Window
 from ..types import Delta, Done, Event, Held, Request
 from .go_on import went_on_with
 from .local_jobs import began as _began
+from .local_jobs import deadline as _deadline
+from .local_jobs import job_for as _job
 from .local_jobs import log_job as _log_job
+from .local_jobs import past as _past
 from .local_prompt import (
     checked,
     context_window,
-    end_tokens,
     fim_template,
     fit_prompt,
     fit_window_for,
@@ -275,7 +278,8 @@ class LocalBackend:
         if req.narrow_to and not fits(len(full[0]), seen.cached(full[0]), MIN_PROMPT_TOKENS):
             # A rung of a cursor's warm-up (inline/ahead.py), unless the KV cache holds the
             # full window already (the cursor where the user types): that is a cache hit.
-            return render(lm, req, window.narrowed(req.narrow_to), max_tokens)
+            rung = warm_rung(req.narrow_to, self.speed, self.inline_cfg.max_ms)
+            return render(lm, req, window.narrowed(rung), max_tokens)
         if req.assistant_prefix:  # our own answer, cut: its tokens as the engine kept them
             head = render(lm, replace(req, assistant_prefix=""), window, max_tokens)[0]
             full = (continued(lm.tokenizer, head, req.assistant_prefix, seen), full[1])
@@ -314,36 +318,8 @@ class LocalBackend:
         pass  # the pool (shared) is closed by its owner
 
 
-def _job(lm: Any, req: Request, tokens: list[int], max_tokens: int, healer: Any, emit: Any) -> Job:
-    """The batch engine's job for a request's prompt `tokens`."""
-    return Job(
-        tokens=tokens,
-        max_tokens=max_tokens,
-        temperature=req.temperature,
-        # Going on past the answer (GoOn): the router's filter ends the answer at a stop.
-        stop=req.stop if req.go_on is None else [],
-        stop_tokens=end_tokens(lm.tokenizer) if req.kind != "chat" else frozenset(),
-        emit=emit,
-        deadline=_deadline(req),
-        background=req.priority == "background",
-        inline=req.kind == "inline",  # outranks chat and complete (models/ranks.py)
-        healer=healer,
-    )
-
-
 def _ignore(item: Any) -> None:
     """Where background warm-up results go: nobody waits for them (the engine logs a failure)."""
-
-
-def _deadline(req: Request) -> float | None:
-    """When the answer must be complete (monotonic), if the request says."""
-    if req.deadline is not None:
-        return req.deadline
-    return time.monotonic() + req.max_time_s if req.max_time_s else None
-
-
-def _past(deadline: float | None) -> bool:
-    return deadline is not None and time.monotonic() >= deadline  # None: no deadline
 
 
 def _opens_think(tok: Any, tokens: list[int]) -> bool:

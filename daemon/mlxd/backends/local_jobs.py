@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from ..models import Job
+from ..types import Request
+from .local_prompt import end_tokens
 
 log = logging.getLogger("mlxd.backends.local")
 
@@ -36,3 +39,33 @@ def log_job(
         ((last or first or end) - (first or end)) * 1000,
         ", cut by its deadline" if cut else "",
     )
+
+
+def job_for(
+    lm: Any, req: Request, tokens: list[int], max_tokens: int, healer: Any, emit: Any
+) -> Job:
+    """The batch engine's job for a request's prompt `tokens`."""
+    return Job(
+        tokens=tokens,
+        max_tokens=max_tokens,
+        temperature=req.temperature,
+        # Going on past the answer (GoOn): the router's filter ends the answer at a stop.
+        stop=req.stop if req.go_on is None else [],
+        stop_tokens=end_tokens(lm.tokenizer) if req.kind != "chat" else frozenset(),
+        emit=emit,
+        deadline=deadline(req),
+        background=req.priority == "background",
+        inline=req.kind == "inline",  # outranks chat and complete (models/ranks.py)
+        healer=healer,
+    )
+
+
+def deadline(req: Request) -> float | None:
+    """When the answer must be complete (monotonic), if the request says."""
+    if req.deadline is not None:
+        return req.deadline
+    return time.monotonic() + req.max_time_s if req.max_time_s else None
+
+
+def past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline  # None: no deadline

@@ -79,7 +79,8 @@ Windows = tuple[tuple[str, int | None], ...]
 AT_EDIT: Windows = (("cursor", None),)
 AT_OPEN: Windows = (("top", None), ("cursor", None))
 # Where the cursor rests: a window a time-capped request there takes from the KV cache
-# (models.warm_rungs; ~1 s to prefill on two CPU cores), then the suggestion itself.
+# (models.warm_rungs; at most 256 tokens, what prefills within one inline.max_ms:
+# models.warm_rung), then the suggestion itself.
 AT_REST: Windows = (("cursor", 256), ("item", None))
 
 

@@ -22,6 +22,7 @@ from .budget import (
     SpeedMeter,
     fits,
     prompt_step,
+    warm_rung,
     warm_rungs,
 )
 from .download import LoadCancelled
@@ -52,6 +53,7 @@ __all__ = [
     "WindowEnv",
     "EMBEDDED",
     "BLOCK_LINE_TOKENS",
+    "warm_rung",
     "warm_rungs",
     "LINE_TOKENS",
     "MIN_PROMPT_TOKENS",

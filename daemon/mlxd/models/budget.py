@@ -92,6 +92,16 @@ def warm_rungs(budget: int) -> list[int]:
     return out
 
 
+def warm_rung(widest: int, speed: SpeedMeter, max_ms: int) -> int:
+    """The window (prompt tokens, a `warm_rungs` step) a cursor's warm-up prefills, at most
+    `widest`: what prefills within one inline.max_ms at the measured speed, so that the
+    suggestion made after it follows the rest within about a request's bound (a 256-token
+    window took 1.7 s at 121 tokens/s on a slower two-core machine; the suggestion at a
+    block start came 0.8 s after a request 3 s after the click). Never below RUNG_MIN."""
+    fits_in = speed.new_tokens_within(max_ms / 1000, 0)
+    return max(RUNG_MIN, min(widest, prompt_step(fits_in)))
+
+
 def _ewma(old: float, new: float, *, first: bool = False) -> float:
     return new if first else (1 - ALPHA) * old + ALPHA * new
 
