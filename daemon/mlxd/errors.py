@@ -165,8 +165,9 @@ class AllFailed(Exception):
 
     @property
     def out_of_time(self) -> bool:
-        """Whether the request's own time bound (inline.max_ms) ended every backend it tried:
-        an empty answer by design (a prompt too long to prefill in time), not a failure."""
+        """Whether the request's own time bound (inline.max_ms) ended every backend it tried,
+        each a local model (`Attempt.timed_out`; skips aside): an empty answer by design (a
+        prompt too long to prefill in time, a busy machine), not a failure."""
         tried = [a for a in self.attempts if a.timed_out or not a.error.startswith("skipped")]
         return bool(tried) and all(a.timed_out for a in tried)
 

@@ -5,12 +5,13 @@ in its middle paid the whole prefill (the quality bench's mid-file holes)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pygls.exceptions import JsonRpcMethodNotFound
 
-from tests.conftest import Session, daemon
+from tests.conftest import Session, daemon, write_config
 from tests.e2e.test_inline_e2e import inline, open_doc
 from tests.e2e.test_work_ahead import URI, config, insert, local_total, stats, until
 
@@ -166,3 +167,42 @@ async def test_typing_along_the_suggestion_made_at_rest_is_answered_from_it(
         st = await stats(s)
     assert [i.insert_text for i in got.items] == [item[1:]]
     assert (st["inline"]["cacheHits"], st["inline"]["generations"]) == (1, 0)
+
+
+# After "):" a slow model writes a block: a short first line, then a line far longer than the
+# bound below allows (the resting suggestion's time cap cuts it).
+SLOW_BLOCK = "\n    if a:\n        total = alpha + - eps or not in is for while return yield None"
+SLOW_BLOCK += " True self cls def class import from with as try except raise pass continue"
+
+
+@pytest.fixture(scope="module")
+def slow_block_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mlxd.models.tiny import make_tiny_model
+
+    path = tmp_path_factory.mktemp("cursor-slow-block") / "model"
+    return make_tiny_model(path, layers=8, hidden=512, intermediate=1024, script="):" + SLOW_BLOCK)
+
+
+@pytest.mark.serial  # the bound must cut the block's second line, not its first
+async def test_a_block_the_bound_cut_at_rest_goes_on_into_the_cache(
+    tmp_path: Path, slow_block_model: Path
+) -> None:
+    # The suggestion made where the cursor rests is bounded as a request would be (max_ms):
+    # at a block start the bound cut the block after its first line, and nothing went on (the
+    # quality bench's blocks were one line at its 3 s pause, and asking again showed no more).
+    # The rest of the block goes on into the cache now, as after a shown first line.
+    cfg = write_config(
+        tmp_path / "slow-block.toml",
+        f'[local]\nmodel = "{slow_block_model}"\n[inline]\nmax_ms = 400\nmax_tokens = 128\n',
+    )
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, "def f(a):")
+        moved(s, 0, 9)
+        st = await until(s, lambda st: st["inline"]["cursorItems"] == 1 and idle(st))
+        got = await inline(s, 0, 9, kind=2)
+    assert st["inline"]["restStarted"] == 1 and st["inline"]["restStored"] == 1, (
+        st["inline"],
+        s.logs[-8:],
+    )
+    assert [i.insert_text for i in got.items] == [SLOW_BLOCK]

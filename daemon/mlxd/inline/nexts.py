@@ -144,6 +144,12 @@ class NextJobs(AheadPart):
         if item := self.engine.cache.peek(ctx.uri, *job.key):
             job.suggestion = item  # typing along it keeps it (jobs.typed_along)
             self.stats.cursor_items += 1
+            if job.cut is not None and ctx.max_lines is None and not ctx.single_line:
+                # A block start whose time cap cut the block after its first lines: the rest
+                # goes on into the cache from the cut text, as after a shown first line
+                # (rest.py). It stopped there: at the 3 s pause the quality bench's blocks
+                # were their first line, and asking again 1.5 s later showed no more.
+                self.go_on(ctx, job.cut, item, block=True)
 
     def _landed(self, job: Job, ctx: CursorContext, answer: Any) -> None:
         """A next job's answer: kept in the cache at its position (an item), and its text
