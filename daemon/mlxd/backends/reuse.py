@@ -127,8 +127,7 @@ def _decoding_to_start(tokenizer: Any, tail: list[int], text: str) -> list[int]:
     lo, hi = 0, len(tail)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        said = tokenizer.decode(tail[:mid])  # a piece of a character is no match: any is "\ufffd"
-        if "\ufffd" not in said and text.startswith(said):
+        if text.startswith(tokenizer.decode(tail[:mid])):
             lo = mid
         else:
             hi = mid - 1
