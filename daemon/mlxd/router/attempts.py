@@ -8,8 +8,9 @@ from ..errors import NotConfigured, Timeout
 
 
 class Skipped(NotConfigured):
-    """An attempt the privacy rules rule out right before it connects: reported exactly like a
-    skip decided in the plan ("skipped: ..."). `bound`: the inline time bound was spent."""
+    """An attempt ruled out right before it connects (the privacy rules, a reload that removed
+    the backend, the inline time bound spent: `bound`): reported exactly like a skip decided
+    in the plan ("skipped: ...")."""
 
     def __init__(self, message: str, bound: bool = False) -> None:
         super().__init__(message)

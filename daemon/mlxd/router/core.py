@@ -153,7 +153,8 @@ class Router:
     ) -> Done | None:
         """One backend's attempt, continuing what earlier ones streamed: its Done, or None
         when it failed (the failure recorded in `attempts` and its circuit breaker)."""
-        if not getattr(self.backends.get(name), "is_local", False):
+        local = getattr(self.backends.get(name), "is_local", False)
+        if not local:
             flush(run, name)  # a cloud continuation gets the cut answer redacted
         prefix = request.assistant_prefix + run.text + held(run)  # local: as generated
         req = replace(request, assistant_prefix=prefix)
@@ -172,7 +173,6 @@ class Router:
             said = describe(exc, streamed(run) - streamed_before)
             # Only a local model's bound is a matter of time; a cloud backend silent until
             # the bound may be down (a hung connection): a failure, counted as one.
-            local = getattr(self.backends.get(name), "is_local", False)
             attempts.append(Attempt(name, said, timed_out=by_bound(exc) and local))
             self._failed(name, exc)
             log.info("backend %s failed: %s", name, exc)
