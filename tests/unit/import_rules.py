@@ -21,6 +21,8 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.python_ast import parse
+
 ROOT = "mlxd"
 DAEMON = Path(__file__).resolve().parents[2] / "daemon"
 
@@ -133,7 +135,7 @@ def imports_of(
     """
     package = module if is_package else module.rpartition(".")[0]
     found: list[tuple[str, int]] = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(parse(source)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 name = alias.name

@@ -8,6 +8,7 @@ import importlib
 from pathlib import Path
 
 import mlxd
+from tests.python_ast import parse
 
 ROOT = Path(mlxd.__file__).parent
 
@@ -16,7 +17,7 @@ def _imports():
     for path in sorted(ROOT.rglob("*.py")):
         rel = path.relative_to(ROOT.parent).with_suffix("")
         package = list(rel.parts[:-1])  # a module's package; an __init__'s is its own folder
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse(path.read_text())):
             if not isinstance(node, ast.ImportFrom):
                 continue
             if node.level:

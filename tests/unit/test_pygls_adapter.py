@@ -11,6 +11,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.workspace import TextDocument, Workspace
 
+from tests.python_ast import parse
 from tests.unit.import_rules import daemon_modules
 
 ADAPTER = ("mlxd.transport.pygls_adapter", "AdaptedProtocol")
@@ -33,7 +34,7 @@ def pygls_private_names() -> set[str]:
 def private_uses(source: str, names: set[str]) -> list[tuple[int, str]]:
     """(line, name) of every `x._name` attribute access and `def _name` method (an override) in
     `source`; module-level functions are mlxd's own."""
-    return _private_uses(ast.parse(source), names)
+    return _private_uses(parse(source), names)
 
 
 def _private_uses(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
@@ -67,7 +68,7 @@ def test_pygls_private_attributes_are_used_only_in_the_adapter() -> None:
 
 def uses_outside_the_adapter(module: str, source: str, names: set[str]) -> list[tuple[int, str]]:
     """Private uses in `source` outside the adapter class (all of them, in any other module)."""
-    tree = ast.parse(source)
+    tree = parse(source)
     if module == ADAPTER[0]:
         inside = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == ADAPTER[1]]
         tree = ast.Module([n for n in tree.body if n not in inside], [])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 
+from tests.python_ast import parse
 from tests.unit.import_rules import daemon_modules
 
 MAX_MODULE_LINES = 350
@@ -36,7 +37,7 @@ def function_lengths(source: str) -> dict[str, int]:
             else:
                 visit(child, prefix)
 
-    visit(ast.parse(source), "")
+    visit(parse(source), "")
     return lengths
 
 

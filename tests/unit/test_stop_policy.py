@@ -11,6 +11,7 @@ import pytest
 
 from mlxd.models import StopPolicy, first_lines
 from mlxd.types import Request
+from tests.python_ast import parse
 from tests.unit.import_rules import daemon_modules
 
 HOME = "mlxd.models.stops"
@@ -61,7 +62,7 @@ def rule_sites(module: str, source: str) -> list[tuple[int, str]]:
     piece of the policy outside models/, or passes a "\\n" stop as a literal."""
     found = []
     outside_models = not module.startswith("mlxd.models")
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(parse(source)):
         name = (
             getattr(node, "id", None) or getattr(node, "attr", None) or getattr(node, "name", None)
         )
