@@ -15,7 +15,8 @@ Variants (one change each against `mlxd`; `a+b` combines them):
 - mlxd: the inline path as configured (default settings, no time cap), without token healing.
 - heal: with token healing (models/healing.py), as the local backend answers.
 - no_header: without the `# path:` header.
-- budget512 / budget256: inline.context_tokens 512 / 256 (naive sees about 2000 characters).
+- budget512 / budget256 / budget128: inline.context_tokens 512 / 256 / 128 (naive sees about
+  2000 characters; 128 is the cursor warm-up's window on a slow machine, models.warm_rung).
 - keep_space: the prompt keeps the whitespace before the cursor (no trailing_space strip).
 - lines_opener: several lines only after a line that opens a block, not on a header being typed.
 - raw_post: no post-processing but the stop policy.
@@ -252,7 +253,11 @@ def _opener_only(re: Any) -> Callable[[Any], bool]:
     return starts
 
 
-INLINE_VARIANTS = {"budget512": {"context_tokens": 512}, "budget256": {"context_tokens": 256}}
+INLINE_VARIANTS = {
+    "budget512": {"context_tokens": 512},
+    "budget256": {"context_tokens": 256},
+    "budget128": {"context_tokens": 128},
+}
 
 
 def summarize(name: str, kind: str, rows: list[dict[str, Any]], base: list[dict[str, Any]]) -> str:

@@ -206,3 +206,67 @@ async def test_a_block_the_bound_cut_at_rest_goes_on_into_the_cache(
         s.logs[-8:],
     )
     assert [i.insert_text for i in got.items] == [SLOW_BLOCK]
+
+
+# After "):" in a Lua file (no block there) a slow model writes one line far longer than the
+# bound below allows, then ends it.
+SLOW_LINE = SLOW_BLOCK.split("\n")[-1].lstrip() + "\n"
+
+
+@pytest.fixture(scope="module")
+def slow_line_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mlxd.models.tiny import make_tiny_model
+
+    path = tmp_path_factory.mktemp("cursor-slow-line") / "model"
+    return make_tiny_model(path, layers=8, hidden=512, intermediate=1024, script="): " + SLOW_LINE)
+
+
+@pytest.mark.serial  # the bound must cut the line
+async def test_a_line_the_bound_cut_at_rest_goes_on_into_the_cache(
+    tmp_path: Path, slow_line_model: Path
+) -> None:
+    # The suggestion made where the cursor rests, cut by its bound before its line ended,
+    # left nothing: a request after it asked the model afresh, and its own bound cut the same
+    # line again (empty answers). The line goes on into the cache now, and a request gets it.
+    cfg = write_config(
+        tmp_path / "slow-line.toml",
+        f'[local]\nmodel = "{slow_line_model}"\n[inline]\nmax_ms = 400\nmax_tokens = 128\n',
+    )
+    uri = "file:///work/project/app.lua"
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, "x = f(a):", uri=uri, language="lua")
+        moved(s, 0, 9, uri=uri)
+        st = await until(s, lambda st: st["inline"]["restStored"] == 1 and idle(st))
+        got = await inline(s, 0, 9, kind=2, uri=uri)
+    assert st["inline"]["cursorItems"] == 0 and st["inline"]["restStarted"] == 1, (
+        st["inline"],
+        s.logs[-8:],
+    )
+    assert [i.insert_text for i in got.items] == [" " + SLOW_LINE.rstrip("\n")]
+
+
+@pytest.mark.serial  # the request must arrive while the resting suggestion's job decodes
+async def test_a_request_during_the_resting_line_joins_the_line_going_on(
+    tmp_path: Path, slow_line_model: Path
+) -> None:
+    # A request that waited for the resting job, whose bound then cut its line, went on from
+    # the cut text itself while the same line went on in the background: the line was
+    # decoded twice. It joins the line going on now (aheadResumed stays 0).
+    cfg = write_config(
+        tmp_path / "slow-line.toml",
+        f'[local]\nmodel = "{slow_line_model}"\n[inline]\nmax_ms = 400\nmax_tokens = 128\n',
+    )
+    uri = "file:///work/project/app.lua"
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, "x = f(a):", uri=uri, language="lua")
+        moved(s, 0, 9, uri=uri)
+        await until(s, lambda st: st["inline"]["warmups"] >= 1)  # the line's job starts now
+        first = await inline(s, 0, 9, kind=2, uri=uri)
+        st = await until(s, lambda st: st["inline"]["restStored"] == 1 and idle(st))
+        again = await inline(s, 0, 9, kind=2, uri=uri)
+    i = st["inline"]
+    assert (i["aheadJoined"], i["aheadResumed"], i["restStarted"]) == (1, 0, 1), (i, s.logs[-8:])
+    assert not first.items  # the line is longer than the bound allows
+    assert [x.insert_text for x in again.items] == [" " + SLOW_LINE.rstrip("\n")]

@@ -142,9 +142,13 @@ class Ahead(RestJobs, NextJobs):
                     pass
                 item = self.engine.cache.peek(uri, prefix, suffix)
                 if not item and job.cut is not None and time.monotonic() < start + budget:
+                    going = self._jobs.get(uri)  # the cut line going on already (nexts.py)
+                    if going is not None and going.task and answers_at(going, prefix, suffix):
+                        return await self._join_rest(going, prefix, suffix, start)
                     return await self._resume(uri, job, start)
                 return item
             if answers_at(job, prefix, suffix):  # an answer going on here (rest.py)
+                self.stats.ahead_joined += 1
                 return await self._join_rest(job, prefix, suffix, arrived)
         self._stop_all(cancelled=True)
         return None

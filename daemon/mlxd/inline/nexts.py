@@ -150,6 +150,12 @@ class NextJobs(AheadPart):
                 # (rest.py). It stopped there: at the 3 s pause the quality bench's blocks
                 # were their first line, and asking again 1.5 s later showed no more.
                 self.go_on(ctx, job.cut, item, block=True)
+        elif job.cut is not None:
+            # Its time cap cut the first line: the line goes on into the cache from the cut
+            # text (rest.py), where a request joins it. Before, a request after the job had
+            # ended asked the model afresh and its own bound cut the same line again (the
+            # quality bench's empty Lua lines at its 3 s pause).
+            self.go_on(ctx, job.cut, None, block=False)
 
     def _landed(self, job: Job, ctx: CursorContext, answer: Any) -> None:
         """A next job's answer: kept in the cache at its position (an item), and its text
