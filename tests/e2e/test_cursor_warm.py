@@ -199,9 +199,11 @@ async def test_a_block_the_bound_cut_at_rest_goes_on_into_the_cache(
         await s.wait_status("ready")
         open_doc(s, "def f(a):")
         moved(s, 0, 9)
-        st = await until(s, lambda st: st["inline"]["cursorItems"] == 1 and idle(st))
+        # Usually the bound cuts the second line (an item: the first line); on a loaded machine
+        # it may cut the first (no item): either way the block goes on and is stored whole.
+        st = await until(s, lambda st: st["inline"]["restStored"] == 1 and idle(st))
         got = await inline(s, 0, 9, kind=2)
-    assert st["inline"]["restStarted"] == 1 and st["inline"]["restStored"] == 1, (
+    assert st["inline"]["restStarted"] == 1 and st["inline"]["cursorItems"] <= 1, (
         st["inline"],
         s.logs[-8:],
     )
