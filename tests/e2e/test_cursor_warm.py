@@ -272,3 +272,59 @@ async def test_a_request_during_the_resting_line_joins_the_line_going_on(
     assert (i["aheadJoined"], i["aheadResumed"], i["restStarted"]) == (1, 0, 1), (i, s.logs[-8:])
     assert not first.items  # the line is longer than the bound allows
     assert [x.insert_text for x in again.items] == [" " + SLOW_LINE.rstrip("\n")]
+
+
+# A line so long that going on with it lasts seconds after the resting job's cut.
+LONGER_LINE = SLOW_LINE.rstrip("\n") + " apple river mountain forest ocean desert winter summer"
+LONGER_LINE += " spring north red green copper chair house bridge village people water school\n"
+
+
+@pytest.fixture(scope="module")
+def longer_line_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mlxd.models.tiny import make_tiny_model
+
+    path = tmp_path_factory.mktemp("cursor-longer-line") / "model"
+    return make_tiny_model(
+        path, layers=8, hidden=512, intermediate=1024, script="): " + LONGER_LINE
+    )
+
+
+async def test_a_move_elsewhere_replaces_the_resting_line_going_on(
+    tmp_path: Path, longer_line_model: Path
+) -> None:
+    # The resting line going on (no time bound) held the document's place: a move elsewhere
+    # warmed nothing there while it decoded, and its settle was not tried again (attack10).
+    # It is replaced now, as the resting suggestion's own job is.
+    cfg = write_config(
+        tmp_path / "longer-line.toml",
+        f'[local]\nmodel = "{longer_line_model}"\n[inline]\nmax_ms = 400\nmax_tokens = 256\n',
+    )
+    uri = "file:///work/project/app.lua"
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, "x = f(a):\n\nlocal y = 1", uri=uri, language="lua")
+        moved(s, 0, 9, uri=uri)
+        await until(s, lambda st: st["inline"]["restStarted"] == 1)
+        moved(s, 1, 0, uri=uri)  # the user clicked elsewhere and rests there
+        st = await until(s, lambda st: st["inline"]["warmups"] >= 2 and idle(st), timeout=30)
+    assert st["inline"]["restStored"] == 0, (st["inline"], s.logs[-8:])  # stopped, not stored
+
+
+async def test_a_resting_job_with_no_token_by_its_bound_goes_on_with_its_line(
+    tmp_path: Path, slow_line_model: Path
+) -> None:
+    # inline.max_ms = 1: the bound passes before the resting job's first token, always. It
+    # left nothing, and no line went on from it (attack10). The line goes on from nothing now.
+    cfg = write_config(
+        tmp_path / "no-token.toml",
+        f'[local]\nmodel = "{slow_line_model}"\n[inline]\nmax_ms = 1\nmax_tokens = 128\n',
+    )
+    uri = "file:///work/project/app.lua"
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, "x = f(a):", uri=uri, language="lua")
+        moved(s, 0, 9, uri=uri)
+        st = await until(s, lambda st: st["inline"]["restStored"] == 1 and idle(st), timeout=30)
+        got = await inline(s, 0, 9, kind=2, uri=uri)
+    assert st["inline"]["cursorItems"] == 0 and st["inline"]["restStarted"] == 1, st["inline"]
+    assert [i.insert_text for i in got.items] == [" " + SLOW_LINE.rstrip("\n")]

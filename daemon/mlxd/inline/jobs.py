@@ -48,14 +48,15 @@ class Job:
     key: tuple[str, str] = ("", "")  # (prefix, suffix) of the position it answers
     ctx: CursorContext | None = None  # next: the context it ran with (its header: the KV's)
     cut: Any = None  # next: its answer, when its time cap cut it (finish "length")
+    timed_out: bool = False  # next: no answer by its time cap (not even a first token)
     stored_item: bool = False  # next: it put an item in the cache
     go: Any = None  # next: the shown answer's generation going on that writes it (types.GoOn)
     # rest: set each time it stores a suggestion at `key` (a request waiting for it goes on).
     stored: asyncio.Event = field(default_factory=asyncio.Event)
     # warm: the document changed since it began (its prompts still to come are not started).
     stale: bool = False
-    # next: pregenerated where the cursor rests (mlxd/didMoveCursor), not after a suggestion:
-    # a move elsewhere replaces it.
+    # next: pregenerated where the cursor rests (mlxd/didMoveCursor), not after a suggestion;
+    # rest: going on from such a one. A move elsewhere replaces it.
     resting: bool = False
 
 

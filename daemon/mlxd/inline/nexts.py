@@ -108,6 +108,8 @@ class NextJobs(AheadPart):
             log.debug("next suggestion for %s failed: %s", ctx.uri, exc)
         finally:
             self._done(ctx.uri, job)
+        deadline: float = request.deadline  # type: ignore[assignment]
+        job.timed_out = answer is None and time.monotonic() >= deadline
         self._landed(job, ctx, answer)
 
     async def _continued(
@@ -149,13 +151,13 @@ class NextJobs(AheadPart):
                 # goes on into the cache from the cut text, as after a shown first line
                 # (rest.py). It stopped there: at the 3 s pause the quality bench's blocks
                 # were their first line, and asking again 1.5 s later showed no more.
-                self.go_on(ctx, job.cut, item, block=True)
-        elif job.cut is not None:
-            # Its time cap cut the first line: the line goes on into the cache from the cut
-            # text (rest.py), where a request joins it. Before, a request after the job had
-            # ended asked the model afresh and its own bound cut the same line again (the
-            # quality bench's empty Lua lines at its 3 s pause).
-            self.go_on(ctx, job.cut, None, block=False)
+                self.go_on(ctx, job.cut, item, block=True, resting=True)
+        elif job.cut is not None or job.timed_out:
+            # Its time cap cut the first line (or came before a first token): the line goes on
+            # into the cache from the cut text (rest.py), where a request joins it. Before, a
+            # request after the job had ended asked the model afresh and its own bound cut the
+            # same line again (the quality bench's empty Lua lines at its 3 s pause).
+            self.go_on(ctx, job.cut, None, block=False, resting=True)
 
     def _landed(self, job: Job, ctx: CursorContext, answer: Any) -> None:
         """A next job's answer: kept in the cache at its position (an item), and its text
