@@ -270,6 +270,7 @@ async def test_a_request_during_the_resting_line_joins_the_line_going_on(
         again = await inline(s, 0, 9, kind=2, uri=uri)
     i = st["inline"]
     assert (i["aheadJoined"], i["aheadResumed"], i["restStarted"]) == (1, 0, 1), (i, s.logs[-8:])
+    assert i["cacheHits"] == 0  # a join answered empty at its bound is no hit (attack10)
     assert not first.items  # the line is longer than the bound allows
     assert [x.insert_text for x in again.items] == [" " + SLOW_LINE.rstrip("\n")]
 

@@ -154,13 +154,15 @@ class InlineEngine(DocumentEvents):
             pos = offset_to_position(text, offset, encoding)
             rng, lead = (*pos, *pos), ""
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
+        hit = suggestion is not None
         if suggestion is None:  # pregenerated here, maybe still running (ahead.py)
             suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix, arrived)
             if self._latest.get(uri) != ticket:  # a newer request here, or closed, meanwhile
                 return []
+            hit = bool(suggestion)  # "": the job was not done in time, no hit
         cached, local, go = suggestion is not None, False, None  # local, go: as _fresh's
         if cached:
-            self.stats.cache_hits += 1
+            self.stats.cache_hits += hit
             local = self.ahead.hit(uri, ctx.prefix, ctx.suffix)  # accepted: work ahead again
         else:
             suggestion, local, go = await self._fresh(uri, ctx, neighbors, arrived, not selection)
