@@ -315,7 +315,7 @@ class Ahead(RestJobs, NextJobs):
         if job is None or job.task is None or job.task.done():
             return
         job.task.cancel()
-        if job.kind == "next":
+        if job.kind != "warm":  # a prefill only is not counted: work ahead that made text is
             self.stats.ahead_cancelled += cancelled
             self.stats.ahead_dropped += stale
 

@@ -153,13 +153,10 @@ class InlineEngine(DocumentEvents):
         else:
             pos = offset_to_position(text, offset, encoding)
             rng, lead = (*pos, *pos), ""
-        suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
-        hit = suggestion is not None
-        if suggestion is None:  # pregenerated here, maybe still running (ahead.py)
-            suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix, arrived)
-            if self._latest.get(uri) != ticket:  # a newer request here, or closed, meanwhile
-                return []
-            hit = bool(suggestion)  # "": the job was not done in time, no hit
+        found = await self._from_cache(uri, ctx, arrived, ticket)
+        if found is None:  # a newer request here, or closed, meanwhile
+            return []
+        suggestion, hit = found
         cached, local, go = suggestion is not None, False, None  # local, go: as _fresh's
         if cached:
             self.stats.cache_hits += hit
@@ -173,6 +170,20 @@ class InlineEngine(DocumentEvents):
         if shown and local and not selection:
             self.ahead.after(ctx, suggestion, neighbors, go)  # type: ignore[arg-type]
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
+
+    async def _from_cache(
+        self, uri: str, ctx: CursorContext, arrived: float, ticket: int
+    ) -> tuple[str | None, bool] | None:
+        """The suggestion cached at `ctx`, or made there by work ahead (ahead.join: maybe
+        still running), and whether that is a cache hit; (None, False): none; None: a newer
+        request for the document, or its didClose, came meanwhile."""
+        suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
+        if suggestion is not None:
+            return suggestion, True
+        suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix, arrived)
+        if self._latest.get(uri) != ticket:
+            return None
+        return suggestion, bool(suggestion)  # "": the work was not done in time, no hit
 
     def _timed(self, arrived: float, answered: bool) -> None:
         ms = (time.monotonic() - arrived) * 1000
