@@ -315,7 +315,7 @@ class Ahead(RestJobs, NextJobs):
         if job is None or job.task is None or job.task.done():
             return
         job.task.cancel()
-        if job.kind != "warm":  # a prefill only is not counted: work ahead that made text is
+        if job.kind != "warm":  # next and rest jobs (text made for the user); not a warm-up
             self.stats.ahead_cancelled += cancelled
             self.stats.ahead_dropped += stale
 
