@@ -329,3 +329,24 @@ async def test_a_resting_job_with_no_token_by_its_bound_goes_on_with_its_line(
         got = await inline(s, 0, 9, kind=2, uri=uri)
     assert st["inline"]["cursorItems"] == 0 and st["inline"]["restStarted"] == 1, st["inline"]
     assert [i.insert_text for i in got.items] == [" " + SLOW_LINE.rstrip("\n")]
+
+
+async def test_a_move_elsewhere_replaces_a_line_going_on_after_an_empty_answer(
+    tmp_path: Path, longer_line_model: Path
+) -> None:
+    # A request's line cut by its bound (answered empty) goes on in the background. It held
+    # the document's place: a move elsewhere warmed nothing, then or after it (attack11).
+    cfg = write_config(
+        tmp_path / "longer-line.toml",
+        f'[local]\nmodel = "{longer_line_model}"\n[inline]\nmax_ms = 400\nmax_tokens = 256\n',
+    )
+    uri = "file:///work/project/app.lua"
+    async with daemon(cfg) as s:
+        await s.wait_status("ready")
+        open_doc(s, "x = f(a):\n\nlocal y = 1", uri=uri, language="lua")
+        before = await until(s, idle)
+        got = await inline(s, 0, 9, kind=2, uri=uri)
+        moved(s, 1, 0, uri=uri)  # the user clicked elsewhere and rests there
+        warm = before["inline"]["warmups"] + 1
+        st = await until(s, lambda st: st["inline"]["warmups"] >= warm and idle(st), timeout=30)
+    assert not got.items and st["inline"]["restStarted"] == 1, st["inline"]

@@ -51,8 +51,8 @@ class RestJobs(AheadPart):
         or "" for nothing; `block`: it asked for a block's first line only): let the generation
         go on in the background when there is more to say there. `go`: the generation itself
         going on past the block's first line (types.GoOn); whether the rest job took it.
-        `resting`: it goes on from the suggestion made where the cursor rests (nexts.py), and a
-        move elsewhere replaces it as it would that suggestion's job."""
+        `resting`: it goes on from the suggestion made where the cursor rests (nexts.py); that,
+        or nothing shown, and a move elsewhere replaces it as it would that suggestion's job."""
         if not self.enabled or (answer is not None and not self.engine.served_locally(answer)):
             return False
         text, finish = ("", "length") if answer is None else text_and_finish(answer)
@@ -70,7 +70,9 @@ class RestJobs(AheadPart):
         go = go if shown and go is not None and go.started else None
         self._stop_all()
         job = Job("rest", base=ctx.prefix, suggestion=shown or text, suffix=ctx.suffix, ctx=ctx)
-        job.key, job.go, job.resting = (ctx.prefix, ctx.suffix), go, resting
+        # Nothing shown: the user is not typing along it, and a move elsewhere replaces it like
+        # resting work (it held the place, and the new rest was never warmed; attack11).
+        job.key, job.go, job.resting = (ctx.prefix, ctx.suffix), go, resting or not shown
         job.task = asyncio.ensure_future(self._rest(job, ctx, text, used, phases, go))
         self._jobs[ctx.uri] = job
         self.stats.rest_started += 1
