@@ -177,10 +177,15 @@ SLOW_BLOCK += " True self cls def class import from with as try except raise pas
 
 @pytest.fixture(scope="module")
 def slow_block_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return scripted(tmp_path_factory, "cursor-slow-block", "):" + SLOW_BLOCK)
+
+
+def scripted(tmp_path_factory: pytest.TempPathFactory, name: str, script: str) -> Path:
+    """The slow tiny model (8 layers), greedy writing `script` after its first token."""
     from mlxd.models.tiny import make_tiny_model
 
-    path = tmp_path_factory.mktemp("cursor-slow-block") / "model"
-    return make_tiny_model(path, layers=8, hidden=512, intermediate=1024, script="):" + SLOW_BLOCK)
+    path = tmp_path_factory.mktemp(name) / "model"
+    return make_tiny_model(path, layers=8, hidden=512, intermediate=1024, script=script)
 
 
 @pytest.mark.serial  # the bound must cut the block's second line, not its first
@@ -217,10 +222,25 @@ SLOW_LINE = SLOW_BLOCK.split("\n")[-1].lstrip() + "\n"
 
 @pytest.fixture(scope="module")
 def slow_line_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlxd.models.tiny import make_tiny_model
+    return scripted(tmp_path_factory, "cursor-slow-line", "): " + SLOW_LINE)
 
-    path = tmp_path_factory.mktemp("cursor-slow-line") / "model"
-    return make_tiny_model(path, layers=8, hidden=512, intermediate=1024, script="): " + SLOW_LINE)
+
+LUA_URI = "file:///work/project/app.lua"
+LINE_ITEM = " " + SLOW_LINE.rstrip("\n")  # the suggestion at the end of "x = f(a):"
+
+
+def line_config(tmp_path: Path, model: Path, max_ms: int = 400, max_tokens: int = 128) -> Path:
+    return write_config(
+        tmp_path / "line.toml",
+        f'[local]\nmodel = "{model}"\n[inline]\nmax_ms = {max_ms}\nmax_tokens = {max_tokens}\n',
+    )
+
+
+async def resting_at_line_end(s: Session, text: str = "x = f(a):") -> None:
+    """The Lua document `text` opened, the cursor resting at the end of its first line."""
+    await s.wait_status("ready")
+    open_doc(s, text, uri=LUA_URI, language="lua")
+    moved(s, 0, 9, uri=LUA_URI)
 
 
 @pytest.mark.serial  # the bound must cut the line
@@ -230,22 +250,16 @@ async def test_a_line_the_bound_cut_at_rest_goes_on_into_the_cache(
     # The suggestion made where the cursor rests, cut by its bound before its line ended,
     # left nothing: a request after it asked the model afresh, and its own bound cut the same
     # line again (empty answers). The line goes on into the cache now, and a request gets it.
-    cfg = write_config(
-        tmp_path / "slow-line.toml",
-        f'[local]\nmodel = "{slow_line_model}"\n[inline]\nmax_ms = 400\nmax_tokens = 128\n',
-    )
-    uri = "file:///work/project/app.lua"
+    cfg = line_config(tmp_path, slow_line_model)
     async with daemon(cfg) as s:
-        await s.wait_status("ready")
-        open_doc(s, "x = f(a):", uri=uri, language="lua")
-        moved(s, 0, 9, uri=uri)
+        await resting_at_line_end(s)
         st = await until(s, lambda st: st["inline"]["restStored"] == 1 and idle(st))
-        got = await inline(s, 0, 9, kind=2, uri=uri)
+        got = await inline(s, 0, 9, kind=2, uri=LUA_URI)
     assert st["inline"]["cursorItems"] == 0 and st["inline"]["restStarted"] == 1, (
         st["inline"],
         s.logs[-8:],
     )
-    assert [i.insert_text for i in got.items] == [" " + SLOW_LINE.rstrip("\n")]
+    assert [i.insert_text for i in got.items] == [LINE_ITEM]
 
 
 @pytest.mark.serial  # the request must arrive while the resting suggestion's job decodes
@@ -255,24 +269,18 @@ async def test_a_request_during_the_resting_line_joins_the_line_going_on(
     # A request that waited for the resting job, whose bound then cut its line, went on from
     # the cut text itself while the same line went on in the background: the line was
     # decoded twice. It joins the line going on now (aheadResumed stays 0).
-    cfg = write_config(
-        tmp_path / "slow-line.toml",
-        f'[local]\nmodel = "{slow_line_model}"\n[inline]\nmax_ms = 400\nmax_tokens = 128\n',
-    )
-    uri = "file:///work/project/app.lua"
+    cfg = line_config(tmp_path, slow_line_model)
     async with daemon(cfg) as s:
-        await s.wait_status("ready")
-        open_doc(s, "x = f(a):", uri=uri, language="lua")
-        moved(s, 0, 9, uri=uri)
+        await resting_at_line_end(s)
         await until(s, lambda st: st["inline"]["warmups"] >= 1)  # the line's job starts now
-        first = await inline(s, 0, 9, kind=2, uri=uri)
+        first = await inline(s, 0, 9, kind=2, uri=LUA_URI)
         st = await until(s, lambda st: st["inline"]["restStored"] == 1 and idle(st))
-        again = await inline(s, 0, 9, kind=2, uri=uri)
+        again = await inline(s, 0, 9, kind=2, uri=LUA_URI)
     i = st["inline"]
     assert (i["aheadJoined"], i["aheadResumed"], i["restStarted"]) == (1, 0, 1), (i, s.logs[-8:])
     assert i["cacheHits"] == 0  # a join answered empty at its bound is no hit (attack10)
     assert not first.items  # the line is longer than the bound allows
-    assert [x.insert_text for x in again.items] == [" " + SLOW_LINE.rstrip("\n")]
+    assert [x.insert_text for x in again.items] == [LINE_ITEM]
 
 
 # A line so long that going on with it lasts seconds after the resting job's cut.
@@ -282,12 +290,7 @@ LONGER_LINE += " spring north red green copper chair house bridge village people
 
 @pytest.fixture(scope="module")
 def longer_line_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlxd.models.tiny import make_tiny_model
-
-    path = tmp_path_factory.mktemp("cursor-longer-line") / "model"
-    return make_tiny_model(
-        path, layers=8, hidden=512, intermediate=1024, script="): " + LONGER_LINE
-    )
+    return scripted(tmp_path_factory, "cursor-longer-line", "): " + LONGER_LINE)
 
 
 async def test_a_move_elsewhere_replaces_the_resting_line_going_on(
@@ -296,17 +299,11 @@ async def test_a_move_elsewhere_replaces_the_resting_line_going_on(
     # The resting line going on (no time bound) held the document's place: a move elsewhere
     # warmed nothing there while it decoded, and its settle was not tried again (attack10).
     # It is replaced now, as the resting suggestion's own job is.
-    cfg = write_config(
-        tmp_path / "longer-line.toml",
-        f'[local]\nmodel = "{longer_line_model}"\n[inline]\nmax_ms = 400\nmax_tokens = 256\n',
-    )
-    uri = "file:///work/project/app.lua"
+    cfg = line_config(tmp_path, longer_line_model, 400, 256)
     async with daemon(cfg) as s:
-        await s.wait_status("ready")
-        open_doc(s, "x = f(a):\n\nlocal y = 1", uri=uri, language="lua")
-        moved(s, 0, 9, uri=uri)
+        await resting_at_line_end(s, "x = f(a):\n\nlocal y = 1")
         await until(s, lambda st: st["inline"]["restStarted"] == 1)
-        moved(s, 1, 0, uri=uri)  # the user clicked elsewhere and rests there
+        moved(s, 1, 0, uri=LUA_URI)  # the user clicked elsewhere and rests there
         st = await until(s, lambda st: st["inline"]["warmups"] >= 2 and idle(st), timeout=30)
     assert st["inline"]["restStored"] == 0, (st["inline"], s.logs[-8:])  # stopped, not stored
 
@@ -316,19 +313,13 @@ async def test_a_resting_job_with_no_token_by_its_bound_goes_on_with_its_line(
 ) -> None:
     # inline.max_ms = 1: the bound passes before the resting job's first token, always. It
     # left nothing, and no line went on from it (attack10). The line goes on from nothing now.
-    cfg = write_config(
-        tmp_path / "no-token.toml",
-        f'[local]\nmodel = "{slow_line_model}"\n[inline]\nmax_ms = 1\nmax_tokens = 128\n',
-    )
-    uri = "file:///work/project/app.lua"
+    cfg = line_config(tmp_path, slow_line_model, 1, 128)
     async with daemon(cfg) as s:
-        await s.wait_status("ready")
-        open_doc(s, "x = f(a):", uri=uri, language="lua")
-        moved(s, 0, 9, uri=uri)
+        await resting_at_line_end(s)
         st = await until(s, lambda st: st["inline"]["restStored"] == 1 and idle(st), timeout=30)
-        got = await inline(s, 0, 9, kind=2, uri=uri)
+        got = await inline(s, 0, 9, kind=2, uri=LUA_URI)
     assert st["inline"]["cursorItems"] == 0 and st["inline"]["restStarted"] == 1, st["inline"]
-    assert [i.insert_text for i in got.items] == [" " + SLOW_LINE.rstrip("\n")]
+    assert [i.insert_text for i in got.items] == [LINE_ITEM]
 
 
 async def test_a_move_elsewhere_replaces_a_line_going_on_after_an_empty_answer(
@@ -336,17 +327,13 @@ async def test_a_move_elsewhere_replaces_a_line_going_on_after_an_empty_answer(
 ) -> None:
     # A request's line cut by its bound (answered empty) goes on in the background. It held
     # the document's place: a move elsewhere warmed nothing, then or after it (attack11).
-    cfg = write_config(
-        tmp_path / "longer-line.toml",
-        f'[local]\nmodel = "{longer_line_model}"\n[inline]\nmax_ms = 400\nmax_tokens = 256\n',
-    )
-    uri = "file:///work/project/app.lua"
+    cfg = line_config(tmp_path, longer_line_model, 400, 256)
     async with daemon(cfg) as s:
         await s.wait_status("ready")
-        open_doc(s, "x = f(a):\n\nlocal y = 1", uri=uri, language="lua")
+        open_doc(s, "x = f(a):\n\nlocal y = 1", uri=LUA_URI, language="lua")
         before = await until(s, idle)
-        got = await inline(s, 0, 9, kind=2, uri=uri)
-        moved(s, 1, 0, uri=uri)  # the user clicked elsewhere and rests there
+        got = await inline(s, 0, 9, kind=2, uri=LUA_URI)
+        moved(s, 1, 0, uri=LUA_URI)  # the user clicked elsewhere and rests there
         warm = before["inline"]["warmups"] + 1
         st = await until(s, lambda st: st["inline"]["warmups"] >= warm and idle(st), timeout=30)
     assert not got.items and st["inline"]["restStarted"] == 1, st["inline"]
