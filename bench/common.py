@@ -242,7 +242,8 @@ def process_blas(pid: int) -> str:
     paths = {line.split()[-1] for line in maps.splitlines() if ".so" in line}
     fast = sorted(p for p in paths if _BLAS_LIBS.search(p))
     if fast:
-        return f"optimized ({Path(fast[0]).name})"
+        forward = any("libmlxd_gemv_forward" in p for p in paths)  # mlxd/gemv_forward.py
+        return f"optimized ({Path(fast[0]).name}" + (", one-row sgemv)" if forward else ")")
     if any(_REF_BLAS.search(p) for p in paths):
         return "reference (mlx[cpu] bundled libblas: slow)"
     return "none mapped yet"
@@ -283,13 +284,13 @@ def reexec_with_blas(argv: list[str], module: str = "bench") -> None:
         return
     if os.environ.get(blas.NO_PRELOAD_ENV):
         return  # the user turned the fast path off: measure both sides without it
-    # (library, LD_LIBRARY_PATH shim for libgfortran) as mlxd serve would use them.
-    found = blas._preloadable() if hasattr(blas, "_preloadable") else None
+    # (libraries, LD_LIBRARY_PATH shim for libgfortran) as mlxd serve would use them.
+    found = blas.preload()
     if found is None and (lib := blas.find_openblas()) is not None:
-        found = (lib, "")
+        found = (str(lib), "")
     if found is None:
         return
-    lib, library_path = str(found[0]), found[1]
+    lib, library_path = found
     env = {**os.environ, "MLXD_BENCH_BLAS_DONE": "1"}
     env[ORIGINAL_LD_ENV] = json.dumps({k: os.environ.get(k) for k in _LD_VARS})
     if lib not in env.get("LD_PRELOAD", "").split(":"):

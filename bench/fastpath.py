@@ -22,6 +22,8 @@ import time
 from collections import deque
 from typing import Any
 
+from mlxd import gemv_forward
+
 from .common import (
     REPO,
     Options,
@@ -97,6 +99,9 @@ def _child(
 ) -> dict[str, Any]:
     env = dict(os.environ) if fast_blas else env_without_blas()
     env.update(extra_env)
+    if gemv_forward.OFF_ENV in extra_env:  # the inherited preload holds the interposer: drop it
+        kept = [p for p in env.get("LD_PRELOAD", "").split(":") if gemv_forward.NAME not in p]
+        env["LD_PRELOAD"] = ":".join(kept)
     cmd = [
         sys.executable,
         "-m",
@@ -122,6 +127,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         ("quantized + OpenBLAS", "never", True, {}),
         # OpenBLAS threads spin while they wait: on busy cores one thread can be faster.
         ("float32 + OpenBLAS, 1 thread", "always", True, {"OPENBLAS_NUM_THREADS": "1"}),
+        # mlxd's one-row products on sgemv (mlxd/gemv_forward.py) left out.
+        ("float32 + OpenBLAS, sgemm for one row", "always", True, {gemv_forward.OFF_ENV: "1"}),
     ]
     rows_data: dict[str, dict[str, Any]] = {}
     for label, deq, fast, extra in configs:
@@ -134,7 +141,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         if opts.verbose:
             print(f"  {label}: prefill {r['prefill_tps']}, decode {r['decode_tps']}, {r['blas']}")
 
-    fast, ref, quant, single = (rows_data[c[0]] for c in configs)
+    fast, ref, quant, single, no_forward = (rows_data[c[0]] for c in configs)
+    forward_x = ratio(fast["decode"]["median"], no_forward["decode"]["median"])
     prefill_x = ratio(fast["prefill"]["median"], ref["prefill"]["median"])
     decode_x = ratio(fast["decode"]["median"], ref["decode"]["median"])
     deq_prefill_x = ratio(fast["prefill"]["median"], quant["prefill"]["median"])
@@ -169,6 +177,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             ["decode, OpenBLAS / reference BLAS", fmt(decode_x, "x"), "", ""],
             ["prefill, float32 / quantized", fmt(deq_prefill_x, "x", 2), "> 1: dequantize", ""],
             ["decode, float32 / quantized", fmt(deq_decode_x, "x", 2), "> 1: dequantize", ""],
+            ["decode, one-row products on sgemv / on sgemm", fmt(forward_x, "x", 2), "> 1", ""],
             [
                 "decode, OpenBLAS all threads / 1 thread",
                 fmt(ratio(fast["decode"]["median"], single["decode"]["median"]), "x", 2),
@@ -192,6 +201,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "decode_openblas_over_reference": decode_x,
             "prefill_float_over_quantized": deq_prefill_x,
             "decode_float_over_quantized": deq_decode_x,
+            "decode_gemv_forward_over_sgemm": forward_x,
         },
         "targets": {"prefill_min": TARGET_PREFILL, "prefill_ok": ok},
     }

@@ -3,7 +3,8 @@
 The `mlx[cpu]` wheel links the netlib reference BLAS (a 512x576 @ 576x1536 float32 matmul:
 ~160 ms). An optimized library that exports the same `cblas_*` names, preloaded with LD_PRELOAD,
 takes over those symbols (~3 ms). LD_PRELOAD only works at exec time, so the daemon re-executes
-itself once, first thing, before it touches stdin or stdout.
+itself once, first thing, before it touches stdin or stdout. Ahead of OpenBLAS it preloads a
+small interposer that sends one-row products (a decode step's) to sgemv (gemv_forward.py).
 
 PyPI's cmeel-openblas (a dependency on Linux x86_64) needs `libgfortran.so.5`, which a bare
 Debian lacks. The mlx/numpy wheels bundle a renamed copy (`libgfortran-<hash>.so.5.0.0`): a
@@ -24,6 +25,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from . import gemv_forward
+
 NO_PRELOAD_ENV = "MLXD_NO_BLAS_PRELOAD"
 # Set only in the re-executed process: the LD_* values to restore (JSON), and proof we did it.
 _MARKER_ENV = "MLXD_BLAS_REEXEC"
@@ -43,7 +46,9 @@ def blas_in_use() -> str:
     if sys.platform == "darwin":
         return "Accelerate"
     lib = _mapped_openblas()
-    return f"OpenBLAS ({lib})" if lib else "reference BLAS bundled with mlx (slow)"
+    if lib is None:
+        return "reference BLAS bundled with mlx (slow)"
+    return f"OpenBLAS ({lib})" + (", one-row products on sgemv" if gemv_forward.mapped() else "")
 
 
 def fast_blas_loaded() -> bool:
@@ -70,13 +75,13 @@ def maybe_reexec_with_openblas(argv: list[str] | None = None) -> None:
         return
     if os.environ.get(NO_PRELOAD_ENV) or _mapped_openblas() or not _mlx_on_cpu():
         return
-    found = _preloadable()
+    found = preload()
     if found is None:
         return
-    lib, library_path = found
+    libs, library_path = found
     env = dict(os.environ)
     env[_MARKER_ENV] = json.dumps({k: os.environ.get(k) for k in _LD_VARS})
-    env["LD_PRELOAD"] = _prepend(str(lib), os.environ.get("LD_PRELOAD"))
+    env["LD_PRELOAD"] = _prepend(libs, os.environ.get("LD_PRELOAD"))
     if library_path:
         env["LD_LIBRARY_PATH"] = _prepend(library_path, os.environ.get("LD_LIBRARY_PATH"))
     for stream in (sys.stdout, sys.stderr):
@@ -88,6 +93,21 @@ def maybe_reexec_with_openblas(argv: list[str] | None = None) -> None:
         os.execve(sys.executable, sys.orig_argv if argv in (None, sys.argv) else argv, env)
     except OSError:
         return  # carry on with reference BLAS
+
+
+@functools.cache
+def preload() -> tuple[str, str] | None:
+    """(LD_PRELOAD entries, LD_LIBRARY_PATH entry or "") that `mlxd serve` runs with here: the
+    one-row product interposer (gemv_forward.py) when it builds and loads, then OpenBLAS. None
+    when no OpenBLAS preloads cleanly."""
+    found = _preloadable()
+    if found is None:
+        return None
+    lib, library_path = found
+    shim = gemv_forward.library()
+    if shim is not None and _probe(f"{shim}:{lib}", library_path):
+        return f"{shim}:{lib}", library_path
+    return str(lib), library_path
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -146,20 +166,20 @@ def _preloadable() -> tuple[Path, str] | None:
     for lib in _candidates():
         if any(c in str(lib) for c in " \t:;"):  # separators in LD_PRELOAD / LD_LIBRARY_PATH
             continue
-        if _probe(lib, ""):
+        if _probe(str(lib), ""):
             return lib, ""
         shim = _gfortran_shim()
-        if shim and _probe(lib, shim):
+        if shim and _probe(str(lib), shim):
             return lib, shim
     return None
 
 
-def _probe(lib: Path, library_path: str) -> bool:
-    """Does a process start with `lib` preloaded? A missing dependency aborts it (exit 127)."""
+def _probe(libs: str, library_path: str) -> bool:
+    """Does a process start with `libs` preloaded? A missing dependency aborts it (exit 127)."""
     true = shutil.which("true")
     if true is None:
         return False
-    env = {**os.environ, "LD_PRELOAD": str(lib), "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "LD_PRELOAD": libs, "OPENBLAS_NUM_THREADS": "1"}
     if library_path:
         env["LD_LIBRARY_PATH"] = _prepend(library_path, os.environ.get("LD_LIBRARY_PATH"))
     try:

@@ -31,7 +31,7 @@ from ..errors import ModelError
 from .background import Parked, Prefill, Priorities
 from .detokenize import TextStream
 from .job import Job
-from .speculative import LookupDecoder, Stats, can_speculate
+from .speculative import DraftPolicy, LookupDecoder, Stats, can_speculate
 from .stops import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class BatchEngine(Priorities):
         self.draft_tokens = draft_tokens
         self._lone: tuple[Job, LookupDecoder] | None = None  # the speculating job
         self.spec = Stats()  # prompt-lookup totals, for status and benchmarks
+        self.drafts = DraftPolicy.here(draft_tokens)  # learned across this model's requests
         self.joined = 0  # speculating jobs that moved into the batch
         self.generations = 0  # requests that reached the model
         self.cached_tokens = 0  # prompt tokens served from the KV cache (reuse)
@@ -205,7 +206,9 @@ class BatchEngine(Priorities):
             job.matcher = StopMatcher(job.stop)
         alone = alone and not self._jobs and self._lone is None
         if alone and self._may_speculate(job, cache):
-            dec = LookupDecoder(self.lm.model, cache, tokens, fed, self.draft_tokens, self.spec)
+            dec = LookupDecoder(
+                self.lm.model, cache, tokens, fed, self.draft_tokens, self.spec, self.drafts
+            )
             dec.healer = job.healer
             self._lone = (job, dec)
             return

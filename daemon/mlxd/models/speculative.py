@@ -17,9 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import gemv_forward
+
 MAX_NGRAM = 3  # longest suffix looked up
 VERIFY_COST = 0.15  # extra cost of one more token in a forward pass, relative to a plain step
-PROBE_EVERY = 16  # when drafting does not pay, still try one token this often, to re-learn
+# Extra cost of any pass with a draft when one-row products run on sgemv (gemv_forward.py):
+# the plain step is the fast one then. Embedded model, 2 x86 cores: a pass of 2 tokens cost
+# 1.7x a plain step, of 9 tokens 2.6x (without forwarding 1.2x and 1.9x).
+FORWARDED_FIXED_COST = 0.6
+# When drafting does not pay, still draft one token now and then, to re-learn; so rarely that
+# a probe that always fails costs plain text at most this share of its speed.
+PROBE_OVERHEAD = 0.01
 EMA = 0.2  # weight of the newest acceptance outcome
 
 
@@ -67,27 +75,41 @@ class Stats:
 
 
 @dataclass
-class _Policy:
+class DraftPolicy:
     """Per n-gram length, the chance that a draft token is accepted (EMA), and the draft
-    length that maximizes tokens per unit of forward-pass cost."""
+    length that maximizes tokens per unit of forward-pass cost. One per engine: what it learns
+    outlives a request (an inline request decodes 10-20 tokens, too few to learn in). The
+    priors are optimistic, so a model whose drafts pay is found out within a few passes even
+    where a draft must be likely to pay (`fixed_cost`); failed drafts lower them fast."""
 
     max_draft: int
-    p: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.5, 0.6])
+    fixed_cost: float = 0.0  # cost of a pass with any draft, over a plain step's
+    p: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.7, 0.8])
     skipped: int = 0
+
+    @classmethod
+    def here(cls, max_draft: int) -> DraftPolicy:
+        """The policy for this process's products (forwarded one-row products or not)."""
+        return cls(max_draft, FORWARDED_FIXED_COST if gemv_forward.mapped() else 0.0)
 
     def length(self, n: int) -> int:
         p = self.p[n]
         best, best_rate, gain = 0, 1.0, 0.0
         for d in range(1, self.max_draft + 1):
             gain += p**d
-            rate = (1.0 + gain) / (1.0 + VERIFY_COST * d)
+            rate = (1.0 + gain) / (1.0 + self.fixed_cost + VERIFY_COST * d)
             if rate > best_rate:
                 best, best_rate = d, rate
         if best == 0:
             self.skipped += 1
-            if self.skipped % PROBE_EVERY == 0:
+            if self.skipped % self.probe_every == 0:
                 return 1
         return best
+
+    @property
+    def probe_every(self) -> int:
+        """Skipped drafts between two probes (a probe costs a one-token draft's pass)."""
+        return round((self.fixed_cost + VERIFY_COST) / PROBE_OVERHEAD)
 
     def update(self, n: int, drafted: int, accepted: int) -> None:
         outcomes = [1.0] * accepted + ([0.0] if accepted < drafted else [])
@@ -113,6 +135,7 @@ class LookupDecoder:
         fed: int,
         max_draft: int,
         stats: Stats | None = None,
+        policy: DraftPolicy | None = None,
     ):
         if fed >= len(tokens):
             raise ValueError("LookupDecoder needs at least one token to feed")
@@ -121,7 +144,7 @@ class LookupDecoder:
         self.tokens = list(tokens)
         self.fed = fed
         self.lookup = PromptLookup(self.tokens)
-        self.policy = _Policy(max_draft)
+        self.policy = policy if policy is not None else DraftPolicy.here(max_draft)
         self.stats = stats if stats is not None else Stats()
         self.stepped = False  # the first token was made
         # Token healing (models/healing.py): a logits processor for the first tokens; no
