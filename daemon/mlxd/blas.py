@@ -18,14 +18,13 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import site
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
-from . import gemv_forward
+from . import gemv_forward, host
 
 NO_PRELOAD_ENV = "MLXD_NO_BLAS_PRELOAD"
 # Set only in the re-executed process: the LD_* values to restore (JSON), and proof we did it.
@@ -176,7 +175,7 @@ def _preloadable() -> tuple[Path, str] | None:
 
 def _probe(libs: str, library_path: str) -> bool:
     """Does a process start with `libs` preloaded? A missing dependency aborts it (exit 127)."""
-    true = shutil.which("true")
+    true = host.which("true")  # never a `true` in the working directory (a repository's)
     if true is None:
         return False
     env = {**os.environ, "LD_PRELOAD": libs, "OPENBLAS_NUM_THREADS": "1"}
@@ -199,9 +198,8 @@ def _gfortran_shim() -> str | None:
     if not bundled:
         return None
     gfortran = bundled[0]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.sha256(str(gfortran).encode()).hexdigest()[:12]
-    shim = cache / "mlxd" / f"blas-{key}"
+    shim = host.cache_dir() / f"blas-{key}"
     # The bundled copy finds its siblings (libquadmath-<hash>) through $ORIGIN, which is the
     # symlink's directory: link the whole .libs directory, then the plain name.
     links = {p.name: p for p in gfortran.parent.iterdir()} | {_GFORTRAN: gfortran}

@@ -35,7 +35,7 @@ class Client:
     async def spawn(
         cls, args: list[str] | None = None, env: dict[str, str] | None = None
     ) -> Client:
-        cmd = [sys.executable, "-m", "mlxd", "serve", *(args or [])]
+        cmd = [sys.executable, "-P", "-m", "mlxd", "serve", *(args or [])]  # -P: host.py
         proc = await asyncio.create_subprocess_exec(
             *cmd,
             stdin=asyncio.subprocess.PIPE,

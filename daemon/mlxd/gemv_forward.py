@@ -21,9 +21,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
+
+from . import host
 
 OFF_ENV = "MLXD_NO_GEMV_FORWARD"
 SOURCE = Path(__file__).parent / "native" / "gemv_forward.c"
@@ -42,7 +43,7 @@ def library() -> Path | None:
     None when forwarding is off, or there is no source, no C compiler, or the build fails."""
     if not wanted():
         return None
-    compiler = shutil.which("cc") or shutil.which("gcc")
+    compiler = host.which("cc") or host.which("gcc")
     try:
         source = SOURCE.read_bytes()
     except OSError:
@@ -50,15 +51,19 @@ def library() -> Path | None:
     if compiler is None:
         return None
     key = hashlib.sha256(source + compiler.encode()).hexdigest()[:12]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    out = cache / "mlxd" / f"gemv-{key}" / NAME
+    out = host.cache_dir() / f"gemv-{key}" / NAME
     if out.is_file():
         return _usable(out)
     tmp = out.with_name(f".{NAME}.{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = [compiler, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-ldl"]
-        done = subprocess.run(cmd, capture_output=True, timeout=COMPILE_TIMEOUT_S)
+        # In a directory of ours, on absolute PATH entries: the compiler finds its own `as` and
+        # `ld`, never a repository's.
+        env = {**os.environ, "PATH": host.absolute_path()}
+        done = subprocess.run(
+            cmd, capture_output=True, timeout=COMPILE_TIMEOUT_S, cwd=out.parent, env=env
+        )
         if done.returncode != 0:
             return None
         tmp.replace(out)  # atomic: a daemon starting meanwhile never loads half a file

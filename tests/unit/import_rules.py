@@ -32,7 +32,7 @@ LAYERS: dict[str, int] = {
     # 0: stands alone, imports nothing of mlxd but the package root
     "mlxd": 0,  # the package root: __version__ only
     "mlxd.types": 0,  # Request, Message, Delta, Done, Event, Backend, Attempt, Outcome
-    "mlxd.gemv_forward": 0,  # builds the one-row product interposer preloaded before OpenBLAS
+    "mlxd.host": 0,  # PATH's absolute entries and the user's cache dir (safe in any cwd)
     "mlxd.uris": 0,  # one normal form of a document URI; the paths an exclude glob sees
     "mlxd.frames": 0,  # LSP framing rules and an incremental splitter (stdlib only)
     "mlxd.credentials": 0,  # which config values are secrets (headers, URL user-info, query)
@@ -41,7 +41,8 @@ LAYERS: dict[str, int] = {
     "mlxd.log_redact": 0,  # secrets kept out of every log record (filter + record factory)
     # 1-2: the error tree (names Attempt), then the wire contract (words errors as it does)
     "mlxd.errors": 1,  # the error tree the router acts on; msgspec error wording
-    "mlxd.blas": 1,  # which BLAS mlx loaded; re-exec with OpenBLAS (and gemv_forward)
+    "mlxd.gemv_forward": 1,  # builds the one-row product interposer preloaded before OpenBLAS
+    "mlxd.blas": 2,  # which BLAS mlx loaded; re-exec with OpenBLAS (and gemv_forward)
     "mlxd.runtime": 1,  # the shared daemon's per-user dir, socket, lock (names the version)
     "mlxd.protocol": 2,  # the wire contract
     "mlxd.taint_file": 2,  # rule 1's memory of taint.py, kept per user in the runtime dir

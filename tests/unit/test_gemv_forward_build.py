@@ -3,6 +3,7 @@ compiler, into the user's cache; nothing, and no error, without a working compil
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -66,3 +67,32 @@ def test_the_off_switch_builds_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv(gemv_forward.OFF_ENV, "1")
     assert gemv_forward.library() is None
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_compiler_in_the_working_directory_never_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon may start in a repository's directory: an empty or relative PATH entry
+    names it, and a `cc` shipped there must not be what builds (or is) the interposer."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    ran = tmp_path / "ran"
+    cc = repo / "cc"
+    cc.write_text(f"#!/bin/sh\ntouch {ran}\nexit 1\n")
+    cc.chmod(0o755)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("PATH", f":.:bin:{os.environ['PATH']}")
+    lib = gemv_forward.library()
+    assert not ran.exists()
+    assert lib is not None and lib.is_file()  # the system's compiler built it
+
+
+def test_a_relative_cache_home_is_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "cache-here")
+    lib = gemv_forward.library()
+    assert lib is not None and lib.is_relative_to(tmp_path / "home" / ".cache" / "mlxd")
+    assert not (tmp_path / "cache-here").exists()

@@ -138,7 +138,7 @@ def start_daemon(paths: runtime.Paths, idle_exit_s: float) -> subprocess.Popen[b
     """`mlxd daemon`, detached: its own session, no stdio of ours, stderr to its log."""
     with open(paths.log, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "mlxd", "daemon", "--idle-exit-s", str(idle_exit_s)],
+            [sys.executable, "-P", "-m", "mlxd", "daemon", "--idle-exit-s", str(idle_exit_s)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,

@@ -125,7 +125,7 @@ def _in_process(config: str | None, answered: bool) -> socket.socket | str:
     socket pair), for a window whose shared daemon died and cannot be replaced: the editor
     keeps a server. It too is told that it never saw the window's conversations."""
     ours, theirs = socket.socketpair()
-    cmd = [sys.executable, "-m", "mlxd", "serve", "--no-shared"]
+    cmd = [sys.executable, "-P", "-m", "mlxd", "serve", "--no-shared"]  # -P: host.py
     env = {**os.environ, IN_PROCESS_ENV: "1", RECOVERED_ENV: "answered" if answered else "1"}
     try:
         subprocess.Popen(

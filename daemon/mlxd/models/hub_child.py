@@ -52,7 +52,7 @@ def fetch_in(
     the daemon's own, /, when that directory is gone)."""
     from .download import LoadCancelled
 
-    cmd = [sys.executable, "-m", __name__, repo, json.dumps(patterns)]
+    cmd = [sys.executable, "-P", "-m", __name__, repo, json.dumps(patterns)]  # -P: host.py
     try:
         proc = subprocess.Popen(
             cmd,
