@@ -103,9 +103,12 @@ def preload() -> tuple[str, str] | None:
     if found is None:
         return None
     lib, library_path = found
-    shim = gemv_forward.library()
-    if shim is not None and _probe(f"{shim}:{lib}", library_path):
-        return f"{shim}:{lib}", library_path
+    for rebuild in (False, True):  # a cached build that does not load (truncated) is rebuilt
+        shim = gemv_forward.library(rebuild)
+        if shim is None:
+            break
+        if _probe(f"{shim}:{lib}", library_path):
+            return f"{shim}:{lib}", library_path
     return str(lib), library_path
 
 
@@ -198,8 +201,11 @@ def _gfortran_shim() -> str | None:
     if not bundled:
         return None
     gfortran = bundled[0]
+    cache = host.cache_dir()
+    if cache is None:
+        return None
     key = hashlib.sha256(str(gfortran).encode()).hexdigest()[:12]
-    shim = host.cache_dir() / f"blas-{key}"
+    shim = cache / f"blas-{key}"
     # The bundled copy finds its siblings (libquadmath-<hash>) through $ORIGIN, which is the
     # symlink's directory: link the whole .libs directory, then the plain name.
     links = {p.name: p for p in gfortran.parent.iterdir()} | {_GFORTRAN: gfortran}

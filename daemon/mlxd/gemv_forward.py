@@ -11,7 +11,11 @@ built with GEMM_GEMV_FORWARD, which this build lacks.
 native/gemv_forward.c does the same from outside: preloaded before OpenBLAS, its
 `cblas_sgemm` sends row-major products with one row to `cblas_sgemv` and every other call to
 OpenBLAS's `cblas_sgemm`. Products with more rows (prefill, a speculative verify pass) are
-unchanged. The system's C compiler builds it once into the user's cache
+unchanged. sgemv sums in another order than sgemm: a one-row result differs from the same
+row of a multi-row product at float32 rounding (relative 1e-6), so a speculative verify pass
+and a plain step can pick different greedy tokens where two logits tie within ~1e-4 (none in
+~10k tokens of code tried; without forwarding the rows were bit-identical). The system's C
+compiler builds it once into the user's cache
 (`~/.cache/mlxd/gemv-<hash>/`); without a compiler nothing is forwarded and products stay
 right, only slower. MLXD_NO_GEMV_FORWARD=1 turns it off.
 """
@@ -29,7 +33,7 @@ from . import host
 OFF_ENV = "MLXD_NO_GEMV_FORWARD"
 SOURCE = Path(__file__).parent / "native" / "gemv_forward.c"
 NAME = "libmlxd_gemv_forward.so"
-COMPILE_TIMEOUT_S = 60
+COMPILE_TIMEOUT_S = 20  # once per install; a hung compiler must not hold a start long
 
 
 def wanted() -> bool:
@@ -38,9 +42,10 @@ def wanted() -> bool:
 
 
 @functools.cache
-def library() -> Path | None:
-    """The built interposer, compiled now if this source and compiler have not built it yet;
-    None when forwarding is off, or there is no source, no C compiler, or the build fails."""
+def library(rebuild: bool = False) -> Path | None:
+    """The built interposer, compiled now if this source and compiler have not built it yet
+    (or `rebuild`: the cached one did not load); None when forwarding is off, or there is no
+    source, no C compiler, no cache directory, or the build fails."""
     if not wanted():
         return None
     compiler = host.which("cc") or host.which("gcc")
@@ -50,13 +55,16 @@ def library() -> Path | None:
         return None
     if compiler is None:
         return None
+    cache = host.cache_dir()
+    if cache is None:
+        return None
     key = hashlib.sha256(source + compiler.encode()).hexdigest()[:12]
-    out = host.cache_dir() / f"gemv-{key}" / NAME
-    if out.is_file():
+    out = cache / f"gemv-{key}" / NAME
+    if out.is_file() and not rebuild:
         return _usable(out)
     tmp = out.with_name(f".{NAME}.{os.getpid()}")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         cmd = [compiler, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-ldl"]
         # In a directory of ours, on absolute PATH entries: the compiler finds its own `as` and
         # `ld`, never a repository's.
@@ -66,6 +74,7 @@ def library() -> Path | None:
         )
         if done.returncode != 0:
             return None
+        tmp.chmod(0o755)  # whatever the umask: only we may write what we preload
         tmp.replace(out)  # atomic: a daemon starting meanwhile never loads half a file
     except (OSError, subprocess.SubprocessError):
         return None
@@ -75,8 +84,11 @@ def library() -> Path | None:
 
 
 def _usable(path: Path) -> Path | None:
-    # LD_PRELOAD splits on spaces and colons: such a path cannot be preloaded.
-    return None if any(c in str(path) for c in " \t:;") else path
+    # LD_PRELOAD splits on spaces and colons: such a path cannot be preloaded. Only a file we
+    # wrote is preloaded: nobody else may have put it there or changed it.
+    if any(c in str(path) for c in " \t:;") or not host.owned_by_us(path):
+        return None
+    return path
 
 
 @functools.cache

@@ -9,15 +9,26 @@ folder would run as the daemon."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 from pathlib import Path
 
 
 def absolute_path() -> str:
     """PATH without its empty or relative entries: those name the working directory, and a
-    program a repository ships there (`true`, `cc`, `as`) must never run."""
-    entries = os.environ.get("PATH", "").split(os.pathsep)
-    return os.pathsep.join(p for p in entries if p and Path(p).is_absolute())
+    program a repository ships there (`true`, `cc`, `as`) must never run. With none left (PATH
+    unset, or only relative entries) the system's default path, as a shell would use it."""
+    entries = [p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p).is_absolute()]
+    if not entries:
+        entries = [p for p in _default_path().split(os.pathsep) if Path(p).is_absolute()]
+    return os.pathsep.join(entries)
+
+
+def _default_path() -> str:
+    try:
+        return os.confstr("CS_PATH") or os.defpath
+    except (ValueError, OSError, AttributeError):
+        return os.defpath
 
 
 def which(program: str) -> str | None:
@@ -25,8 +36,30 @@ def which(program: str) -> str | None:
     return shutil.which(program, path=absolute_path())
 
 
-def cache_dir() -> Path:
+def cache_dir() -> Path | None:
     """mlxd's directory in the user's cache: $XDG_CACHE_HOME/mlxd when that is absolute (the
-    XDG spec ignores a relative one), else ~/.cache/mlxd."""
+    XDG spec ignores a relative one), else <home>/.cache/mlxd. The home is $HOME when absolute,
+    else the user's passwd entry's; None when neither gives an absolute one (a container's
+    uid with no passwd entry and no HOME): then mlxd caches nothing."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
-    return (Path(xdg) if Path(xdg).is_absolute() else Path.home() / ".cache") / "mlxd"
+    if Path(xdg).is_absolute():
+        return Path(xdg) / "mlxd"
+    home = os.environ.get("HOME", "")
+    if not Path(home).is_absolute():
+        try:
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        except (KeyError, OSError):
+            return None
+    return Path(home) / ".cache" / "mlxd" if Path(home).is_absolute() else None
+
+
+def owned_by_us(path: Path) -> bool:
+    """Whether `path` and its directory belong to this user and nobody else may write them
+    (a library mlxd preloads from its cache must be one it wrote)."""
+    try:
+        for st in (path.stat(), path.parent.stat()):
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return False
+    except OSError:
+        return False
+    return True

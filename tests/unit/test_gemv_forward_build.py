@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlxd import gemv_forward
+from mlxd import blas, gemv_forward
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or shutil.which("cc") is None, reason="needs Linux and a C compiler"
@@ -96,3 +96,42 @@ def test_a_relative_cache_home_is_not_the_working_directory(
     lib = gemv_forward.library()
     assert lib is not None and lib.is_relative_to(tmp_path / "home" / ".cache" / "mlxd")
     assert not (tmp_path / "cache-here").exists()
+
+
+def test_no_home_means_no_forwarding_and_a_normal_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gemv_forward.host, "cache_dir", lambda: None)
+    blas.preload.cache_clear()
+    try:
+        assert gemv_forward.library() is None
+        found = blas.preload()  # OpenBLAS alone: no error
+        assert found is None or gemv_forward.NAME not in found[0]
+    finally:
+        blas.preload.cache_clear()
+
+
+def test_a_file_others_could_write_is_never_preloaded(tmp_path: Path) -> None:
+    lib = gemv_forward.library()
+    assert lib is not None
+    lib.write_bytes(b"not ours")
+    lib.chmod(0o666)
+    gemv_forward.library.cache_clear()
+    assert gemv_forward.library() is None
+    rebuilt = gemv_forward.library(rebuild=True)
+    assert rebuilt == lib and b"mlxd_gemv_forwarded" in lib.read_bytes()
+    assert lib.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.skipif(blas.find_openblas() is None, reason="needs the venv's OpenBLAS")
+def test_a_truncated_build_is_rebuilt_at_the_next_start() -> None:
+    lib = gemv_forward.library()
+    assert lib is not None
+    good = lib.read_bytes()
+    lib.write_bytes(good[:100])  # a disk that filled up mid-write, say
+    gemv_forward.library.cache_clear()
+    blas.preload.cache_clear()
+    try:
+        found = blas.preload()
+        assert found is not None and found[0].startswith(f"{lib}:")
+        assert lib.read_bytes() == good
+    finally:
+        blas.preload.cache_clear()

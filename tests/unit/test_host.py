@@ -50,3 +50,43 @@ def test_the_cache_dir_ignores_a_relative_xdg_cache_home(
     assert host.cache_dir() == tmp_path / "home" / ".cache" / "mlxd"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert host.cache_dir() == tmp_path / "xdg" / "mlxd"
+
+
+class _Passwd:
+    def __init__(self, home: str) -> None:
+        self.pw_dir = home
+
+
+def test_a_relative_home_is_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HOME=home in a repository's directory: the cache (whose libraries mlxd preloads) would
+    be the repository's home/.cache/mlxd. The passwd entry's home is used instead."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", "home")
+    monkeypatch.setattr(host.pwd, "getpwuid", lambda uid: _Passwd(str(tmp_path / "pw")))
+    assert host.cache_dir() == tmp_path / "pw" / ".cache" / "mlxd"
+
+
+def test_no_home_at_all_means_no_cache_and_no_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's uid with no passwd entry and no HOME (`docker run -u 4242`)."""
+
+    def no_entry(uid: int) -> None:
+        raise KeyError(uid)
+
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(host.pwd, "getpwuid", no_entry)
+    assert host.cache_dir() is None
+
+
+def test_no_absolute_path_entry_falls_back_to_the_systems_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for value in (None, ".:bin"):
+        if value is None:
+            monkeypatch.delenv("PATH", raising=False)
+        else:
+            monkeypatch.setenv("PATH", value)
+        assert host.absolute_path() and host.which("true") is not None

@@ -5,7 +5,8 @@ tokens (in the prompt or in what was generated) are a cheap draft of what comes 
 forward pass verifies the whole draft (feeding k+1 tokens costs far less than k+1 passes: the
 weights are read once); the longest prefix the model agrees with under greedy decoding is kept,
 plus the model's own next token, and the KV cache positions of rejected draft tokens are
-trimmed. The output is the greedy output, token for token.
+trimmed. The output is the greedy output, token for token (with one-row products on sgemv,
+up to logits that tie within float32 rounding: mlxd/gemv_forward.py).
 
 The draft length adapts: each n-gram length keeps an estimate of how often its drafts are
 accepted, and a draft is only made when its expected gain beats its verification cost, so
