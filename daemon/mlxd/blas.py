@@ -146,8 +146,13 @@ def _mlx_on_cpu() -> bool:
 
 
 def _site_dirs() -> list[Path]:
-    dirs = [*site.getsitepackages(), site.getusersitepackages(), *sys.path]
-    return [Path(d) for d in dict.fromkeys(dirs) if d and Path(d).is_dir()]
+    """Where installed packages are, absolute, never the working directory: a relative HOME
+    makes the user site relative, and `python -m` puts the working directory on sys.path (a
+    repository's `cmeel.prefix/lib/libopenblas.so.0` must not be what we preload)."""
+    user = [site.getusersitepackages()] if site.ENABLE_USER_SITE else []
+    cwd = Path.cwd().resolve() if os.path.isdir(".") else None
+    dirs = [Path(d) for d in dict.fromkeys([*site.getsitepackages(), *user, *sys.path]) if d]
+    return [d for d in dirs if d.is_absolute() and d.is_dir() and d.resolve() != cwd]
 
 
 def _candidates() -> list[Path]:
@@ -202,10 +207,11 @@ def _gfortran_shim() -> str | None:
         return None
     gfortran = bundled[0]
     cache = host.cache_dir()
-    if cache is None:
-        return None
     key = hashlib.sha256(str(gfortran).encode()).hexdigest()[:12]
-    shim = cache / f"blas-{key}"
+    # On LD_LIBRARY_PATH: a directory only we can change (another user must not swap a link).
+    shim = None if cache is None else host.private_dir(cache, f"blas-{key}")
+    if shim is None:
+        return None
     # The bundled copy finds its siblings (libquadmath-<hash>) through $ORIGIN, which is the
     # symlink's directory: link the whole .libs directory, then the plain name.
     links = {p.name: p for p in gfortran.parent.iterdir()} | {_GFORTRAN: gfortran}

@@ -59,12 +59,14 @@ def library(rebuild: bool = False) -> Path | None:
     if cache is None:
         return None
     key = hashlib.sha256(source + compiler.encode()).hexdigest()[:12]
-    out = cache / f"gemv-{key}" / NAME
+    directory = host.private_dir(cache, f"gemv-{key}")
+    if directory is None:
+        return None  # others could swap what we preload
+    out = directory / NAME
     if out.is_file() and not rebuild:
         return _usable(out)
     tmp = out.with_name(f".{NAME}.{os.getpid()}")
     try:
-        out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         cmd = [compiler, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-ldl"]
         # In a directory of ours, on absolute PATH entries: the compiler finds its own `as` and
         # `ld`, never a repository's.
@@ -86,9 +88,12 @@ def library(rebuild: bool = False) -> Path | None:
 def _usable(path: Path) -> Path | None:
     # LD_PRELOAD splits on spaces and colons: such a path cannot be preloaded. Only a file we
     # wrote is preloaded: nobody else may have put it there or changed it.
-    if any(c in str(path) for c in " \t:;") or not host.owned_by_us(path):
+    if any(c in str(path) for c in " \t:;") or not host.safe_from_others(path):
         return None
-    return path
+    try:
+        return path if path.stat().st_uid == os.getuid() else None
+    except OSError:
+        return None
 
 
 @functools.cache

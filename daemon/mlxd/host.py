@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import stat
 from pathlib import Path
 
 
@@ -53,12 +54,34 @@ def cache_dir() -> Path | None:
     return Path(home) / ".cache" / "mlxd" if Path(home).is_absolute() else None
 
 
-def owned_by_us(path: Path) -> bool:
-    """Whether `path` and its directory belong to this user and nobody else may write them
-    (a library mlxd preloads from its cache must be one it wrote)."""
+def private_dir(cache: Path, name: str) -> Path | None:
+    """`cache`/`name` (cache: cache_dir()), both made 0700 and ours, when only we (and root)
+    can change what it holds (safe_from_others); None otherwise."""
     try:
-        for st in (path.stat(), path.parent.stat()):
-            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # ~/.cache, if missing
+        for d in (cache, cache / name):
+            try:
+                d.mkdir(mode=0o700)  # not parents=True: those get the umask's mode
+            except FileExistsError:
+                if d.stat().st_uid == os.getuid():
+                    d.chmod(0o700)  # made by an older mlxd under a loose umask
+    except OSError:
+        return None
+    out = (cache / name).resolve()
+    return out if safe_from_others(out) else None
+
+
+def safe_from_others(path: Path) -> bool:
+    """Whether nobody but us (and root) can replace `path`: it and every directory above it
+    are ours or root's, and none of them is writable by group or others unless sticky (as
+    /tmp is). Whoever may rename entries in a parent may swap in their own file."""
+    try:
+        path = path.resolve()
+        for p in (path, *path.parents):
+            st = os.stat(p)
+            if st.st_uid not in (0, os.getuid()):
+                return False
+            if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
                 return False
     except OSError:
         return False

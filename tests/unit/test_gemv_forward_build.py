@@ -135,3 +135,44 @@ def test_a_truncated_build_is_rebuilt_at_the_next_start() -> None:
         assert lib.read_bytes() == good
     finally:
         blas.preload.cache_clear()
+
+
+def test_under_a_loose_umask_what_we_preload_is_still_ours_alone(tmp_path: Path) -> None:
+    """umask 000 made mlxd's cache directories world-writable: another user could swap the
+    interposer or a libgfortran link between our check and the exec (second attack)."""
+    old = os.umask(0)
+    try:
+        lib = gemv_forward.library()
+        blas._gfortran_shim.cache_clear()
+        shim = blas._gfortran_shim()
+    finally:
+        os.umask(old)
+        blas._gfortran_shim.cache_clear()
+    assert lib is not None
+    cache = tmp_path / "cache" / "mlxd"
+    for d in (cache, lib.parent, *([Path(shim)] if shim else [])):
+        assert d.stat().st_mode & 0o777 == 0o700, d
+
+
+def test_a_cache_under_a_directory_others_can_write_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # no sticky bit: anyone may rename what is inside
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared / "cache"))
+    assert gemv_forward.library() is None
+    blas._gfortran_shim.cache_clear()
+    try:
+        assert blas._gfortran_shim() is None
+    finally:
+        blas._gfortran_shim.cache_clear()
+
+
+def test_a_directory_an_older_mlxd_left_group_writable_is_fixed_and_used(tmp_path: Path) -> None:
+    lib = gemv_forward.library()
+    assert lib is not None
+    lib.parent.chmod(0o775)  # what the first version made under umask 002
+    gemv_forward.library.cache_clear()
+    assert gemv_forward.library() == lib
+    assert lib.parent.stat().st_mode & 0o777 == 0o700

@@ -90,3 +90,22 @@ def test_no_absolute_path_entry_falls_back_to_the_systems_default(
         else:
             monkeypatch.setenv("PATH", value)
         assert host.absolute_path() and host.which("true") is not None
+
+
+def test_openblas_is_never_looked_for_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative HOME makes the user site relative, and `python -m` puts the working
+    directory on sys.path: a repository's cmeel.prefix/lib/libopenblas.so.0 was a candidate
+    (second attack, on an install without cmeel-openblas in the venv)."""
+    planted = "cmeel.prefix/lib/libopenblas.so.0"
+    for site_dir in (tmp_path / "home/.local/lib/python3.11/site-packages", tmp_path):
+        (site_dir / planted).parent.mkdir(parents=True, exist_ok=True)
+        (site_dir / planted).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", "home")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), "", *sys.path])
+    dirs = blas._site_dirs()
+    assert dirs and all(d.is_absolute() for d in dirs)
+    assert not any(d.resolve().is_relative_to(tmp_path) for d in dirs)
+    assert not any(c.resolve().is_relative_to(tmp_path) for c in blas._candidates())
