@@ -150,7 +150,10 @@ def _site_dirs() -> list[Path]:
     makes the user site relative, and `python -m` puts the working directory on sys.path (a
     repository's `cmeel.prefix/lib/libopenblas.so.0` must not be what we preload)."""
     user = [site.getusersitepackages()] if site.ENABLE_USER_SITE else []
-    cwd = Path.cwd().resolve() if os.path.isdir(".") else None
+    try:
+        cwd: Path | None = Path.cwd().resolve()
+    except OSError:  # deleted: nothing can be found in it anyway
+        cwd = None
     dirs = [Path(d) for d in dict.fromkeys([*site.getsitepackages(), *user, *sys.path]) if d]
     return [d for d in dirs if d.is_absolute() and d.is_dir() and d.resolve() != cwd]
 
