@@ -174,7 +174,7 @@ def _candidates() -> list[Path]:
 def _preloadable() -> tuple[Path, str] | None:
     """(library, extra LD_LIBRARY_PATH) of the first candidate that preloads cleanly."""
     for lib in _candidates():
-        if any(c in str(lib) for c in " \t:;"):  # separators in LD_PRELOAD / LD_LIBRARY_PATH
+        if not host.fits_ld_path(lib):
             continue
         if _probe(str(lib), ""):
             return lib, ""
@@ -230,4 +230,4 @@ def _gfortran_shim() -> str | None:
             tmp.replace(link)  # atomic: a concurrent start never sees a missing link
     except OSError:
         return None
-    return None if any(c in str(shim) for c in " \t:;") else str(shim)
+    return str(shim) if host.fits_ld_path(shim) else None

@@ -88,7 +88,7 @@ def library(rebuild: bool = False) -> Path | None:
 def _usable(path: Path) -> Path | None:
     # LD_PRELOAD splits on spaces and colons: such a path cannot be preloaded. Only a file we
     # wrote is preloaded: nobody else may have put it there or changed it.
-    if any(c in str(path) for c in " \t:;") or not host.safe_from_others(path):
+    if not host.fits_ld_path(path) or not host.safe_from_others(path):
         return None
     try:
         return path if path.stat().st_uid == os.getuid() else None

@@ -71,6 +71,12 @@ def private_dir(cache: Path, name: str) -> Path | None:
     return out if safe_from_others(out) else None
 
 
+def fits_ld_path(path: Path | str) -> bool:
+    """Whether `path` can be an entry of LD_PRELOAD / LD_LIBRARY_PATH (which split on
+    spaces, tabs, colons and semicolons)."""
+    return not any(c in str(path) for c in " \t:;")
+
+
 def safe_from_others(path: Path) -> bool:
     """Whether nobody but us (and root) can replace `path`: it and every directory above it
     are ours or root's, and none of them is writable by group or others unless sticky (as
