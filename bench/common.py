@@ -243,7 +243,7 @@ def process_blas(pid: int) -> str:
     fast = sorted(p for p in paths if _BLAS_LIBS.search(p))
     if fast:
         forward = any("libmlxd_gemv_forward" in p for p in paths)  # mlxd/gemv_forward.py
-        return f"optimized ({Path(fast[0]).name}" + (", one-row sgemv)" if forward else ")")
+        return f"optimized ({Path(fast[0]).name}" + (", mlxd few-row kernel)" if forward else ")")
     if any(_REF_BLAS.search(p) for p in paths):
         return "reference (mlx[cpu] bundled libblas: slow)"
     return "none mapped yet"
@@ -278,7 +278,7 @@ def reexec_with_blas(argv: list[str], module: str = "bench") -> None:
     if not sys.platform.startswith("linux") or os.environ.get("MLXD_BENCH_BLAS_DONE"):
         return
     try:
-        from mlxd import blas
+        from mlxd import blas, gemv_forward
     except ImportError:
         print("bench: mlxd.blas not available; running with the default BLAS", file=sys.stderr)
         return
@@ -299,6 +299,8 @@ def reexec_with_blas(argv: list[str], module: str = "bench") -> None:
         env["LD_LIBRARY_PATH"] = ":".join(
             x for x in (library_path, env.get("LD_LIBRARY_PATH")) if x
         )
+    if gemv_forward.NAME in lib:
+        env.update(gemv_forward.spin_env(os.environ))
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 

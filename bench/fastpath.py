@@ -127,8 +127,13 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         ("quantized + OpenBLAS", "never", True, {}),
         # OpenBLAS threads spin while they wait: on busy cores one thread can be faster.
         ("float32 + OpenBLAS, 1 thread", "always", True, {"OPENBLAS_NUM_THREADS": "1"}),
-        # mlxd's one-row products on sgemv (mlxd/gemv_forward.py) left out.
-        ("float32 + OpenBLAS, sgemm for one row", "always", True, {gemv_forward.OFF_ENV: "1"}),
+        # mlxd's few-row product kernel (mlxd/gemv_forward.py) left out: OpenBLAS's sgemm only.
+        (
+            "float32 + OpenBLAS sgemm, no few-row kernel",
+            "always",
+            True,
+            {gemv_forward.OFF_ENV: "1"},
+        ),
     ]
     rows_data: dict[str, dict[str, Any]] = {}
     for label, deq, fast, extra in configs:
@@ -177,7 +182,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             ["decode, OpenBLAS / reference BLAS", fmt(decode_x, "x"), "", ""],
             ["prefill, float32 / quantized", fmt(deq_prefill_x, "x", 2), "> 1: dequantize", ""],
             ["decode, float32 / quantized", fmt(deq_decode_x, "x", 2), "> 1: dequantize", ""],
-            ["decode, one-row products on sgemv / on sgemm", fmt(forward_x, "x", 2), "> 1", ""],
+            ["decode, few-row kernel / OpenBLAS sgemm", fmt(forward_x, "x", 2), "> 1", ""],
             [
                 "decode, OpenBLAS all threads / 1 thread",
                 fmt(ratio(fast["decode"]["median"], single["decode"]["median"]), "x", 2),

@@ -4,12 +4,14 @@ The `mlx[cpu]` wheel links the netlib reference BLAS (a 512x576 @ 576x1536 float
 ~160 ms). An optimized library that exports the same `cblas_*` names, preloaded with LD_PRELOAD,
 takes over those symbols (~3 ms). LD_PRELOAD only works at exec time, so the daemon re-executes
 itself once, first thing, before it touches stdin or stdout. Ahead of OpenBLAS it preloads a
-small interposer that sends one-row products (a decode step's) to sgemv (gemv_forward.py).
+small interposer that computes products of a few rows (a decode step's, a speculative verify
+pass's) itself, reading each weight once for all rows (gemv_forward.py).
 
 PyPI's cmeel-openblas (a dependency on Linux x86_64) needs `libgfortran.so.5`, which a bare
 Debian lacks. The mlx/numpy wheels bundle a renamed copy (`libgfortran-<hash>.so.5.0.0`): a
 private directory of symlinks under the user's cache, put on LD_LIBRARY_PATH, makes it resolve.
-Both variables get their old values back in the re-executed process, so children never see them.
+These variables (and OPENBLAS_THREAD_TIMEOUT, set for the interposer) get their old values back
+in the re-executed process, so children never see them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from . import gemv_forward, host
 NO_PRELOAD_ENV = "MLXD_NO_BLAS_PRELOAD"
 # Set only in the re-executed process: the LD_* values to restore (JSON), and proof we did it.
 _MARKER_ENV = "MLXD_BLAS_REEXEC"
-_LD_VARS = ("LD_PRELOAD", "LD_LIBRARY_PATH")
+# What the re-exec sets, and gives back its old value once OpenBLAS has read it.
+_LD_VARS = ("LD_PRELOAD", "LD_LIBRARY_PATH", *gemv_forward.SPIN_ENV)
 _GFORTRAN = "libgfortran.so.5"
 _reexec_checked = False
 
@@ -47,7 +50,9 @@ def blas_in_use() -> str:
     lib = _mapped_openblas()
     if lib is None:
         return "reference BLAS bundled with mlx (slow)"
-    return f"OpenBLAS ({lib})" + (", one-row products on sgemv" if gemv_forward.mapped() else "")
+    return f"OpenBLAS ({lib})" + (
+        ", few-row products in mlxd's kernel" if gemv_forward.mapped() else ""
+    )
 
 
 def fast_blas_loaded() -> bool:
@@ -83,6 +88,8 @@ def maybe_reexec_with_openblas(argv: list[str] | None = None) -> None:
     env["LD_PRELOAD"] = _prepend(libs, os.environ.get("LD_PRELOAD"))
     if library_path:
         env["LD_LIBRARY_PATH"] = _prepend(library_path, os.environ.get("LD_LIBRARY_PATH"))
+    if gemv_forward.NAME in libs:
+        env.update(gemv_forward.spin_env(os.environ))
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -97,7 +104,7 @@ def maybe_reexec_with_openblas(argv: list[str] | None = None) -> None:
 @functools.cache
 def preload() -> tuple[str, str] | None:
     """(LD_PRELOAD entries, LD_LIBRARY_PATH entry or "") that `mlxd serve` runs with here: the
-    one-row product interposer (gemv_forward.py) when it builds and loads, then OpenBLAS. None
+    few-row product interposer (gemv_forward.py) when it builds and loads, then OpenBLAS. None
     when no OpenBLAS preloads cleanly."""
     found = _preloadable()
     if found is None:

@@ -1,23 +1,26 @@
-"""One-row matrix products on OpenBLAS's matrix-vector kernel (Linux CPU decode speed).
+"""Few-row matrix products for MLX's CPU backend on OpenBLAS (Linux CPU decode speed).
 
-A decode step multiplies one row, the token's hidden state, by every weight matrix. MLX's CPU
-backend sends each product to `cblas_sgemm`, and the OpenBLAS build mlxd preloads
-(cmeel-openblas 0.3.31, x86_64) packs the whole weight matrix for that one row. Measured on
-the 2-core box with the embedded model: the 49152x576 LM head takes 14.5 ms through sgemm and
-5.7 ms through `cblas_sgemv`; a decode step 100 ms without forwarding, 63 ms with it (raw
-mlx-lm, `make bench fastpath` keeps the comparison). OpenBLAS forwards such calls itself when
-built with GEMM_GEMV_FORWARD, which this build lacks.
+A decode step multiplies one row, the token's hidden state, by every weight matrix; a
+speculative verify pass multiplies a few rows (the drafted tokens). MLX's CPU backend sends
+each product to `cblas_sgemm`, and the OpenBLAS build mlxd preloads (cmeel-openblas 0.3.31,
+x86_64) packs the whole weight matrix first, whatever the number of rows. Measured on the
+2-core box with the embedded model, products of one decode step (`make bench fastpath` keeps
+the comparison): 60 ms through sgemm, 31 ms through `cblas_sgemv` (one row only), and here
+~57 ms for one or two rows and ~100 ms for nine through sgemm.
 
-native/gemv_forward.c does the same from outside: preloaded before OpenBLAS, its
-`cblas_sgemm` sends row-major products with one row to `cblas_sgemv` and every other call to
-OpenBLAS's `cblas_sgemm`. Products with more rows (prefill, a speculative verify pass) are
-unchanged. sgemv sums in another order than sgemm: a one-row result differs from the same
-row of a multi-row product at float32 rounding (relative 1e-6), so a speculative verify pass
-and a plain step can pick different greedy tokens where two logits tie within ~1e-4 (none in
-~10k tokens of code tried; without forwarding the rows were bit-identical). The system's C
-compiler builds it once into the user's cache
-(`~/.cache/mlxd/gemv-<hash>/`); without a compiler nothing is forwarded and products stay
-right, only slower. MLXD_NO_GEMV_FORWARD=1 turns it off.
+native/gemv_forward.c, preloaded before OpenBLAS, takes row-major products of up to 16 rows:
+each tile of B is read from memory once for all rows, on this machine's cores (its own small
+thread pool; OPENBLAS_NUM_THREADS caps it too), and every other call goes to OpenBLAS. Each
+output element is summed in one fixed order, whatever the number of rows or the split between
+threads, so a row of a verify pass is bit-identical to the same row computed alone: greedy
+speculative decoding returns exactly the plain decode's tokens. (Session 11's version sent
+one-row products to sgemv: faster alone, but its sums differed from sgemm's in the last bits.)
+After a prefill OpenBLAS's threads spin for ~0.1 s (THREAD_TIMEOUT 2^28 cycles) on the cores
+these products need; `spin_env` shortens that for the processes that preload both.
+
+The system's C compiler builds it once per source, compiler and CPU (`-march=native`) into the
+user's cache (`~/.cache/mlxd/gemv-<hash>/`); without a compiler nothing is taken over and
+products stay right, only slower. MLXD_NO_GEMV_FORWARD=1 turns it off.
 """
 
 from __future__ import annotations
@@ -34,6 +37,28 @@ OFF_ENV = "MLXD_NO_GEMV_FORWARD"
 SOURCE = Path(__file__).parent / "native" / "gemv_forward.c"
 NAME = "libmlxd_gemv_forward.so"
 COMPILE_TIMEOUT_S = 20  # once per install; a hung compiler must not hold a start long
+# Tried in turn: tuned for this CPU, then portable (a compiler without -march=native).
+FLAGS = (["-O3", "-march=native"], ["-O3"])
+# OpenBLAS's spin after a call, 2^20 cycles (~0.4 ms here): still covers the gaps between a
+# prefill's products, no longer the decode steps after it. The user's own setting wins.
+SPIN_ENV = {"OPENBLAS_THREAD_TIMEOUT": "20"}
+
+
+def spin_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The variables to add to `environ` for a process that preloads the interposer."""
+    return {k: v for k, v in SPIN_ENV.items() if k not in environ}
+
+
+@functools.cache
+def cpu() -> bytes:
+    """What -march=native builds for here (model and flags; b"" when unknown): a home shared
+    by machines with other CPUs gets a build of its own, never an illegal instruction."""
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            lines = [ln for ln in f.read().splitlines() if ln.startswith((b"model name", b"flags"))]
+    except OSError:
+        return b""
+    return b"\n".join(sorted(set(lines)))
 
 
 def wanted() -> bool:
@@ -58,7 +83,7 @@ def library(rebuild: bool = False) -> Path | None:
     cache = host.cache_dir()
     if cache is None:
         return None
-    key = hashlib.sha256(source + compiler.encode()).hexdigest()[:12]
+    key = hashlib.sha256(source + compiler.encode() + cpu()).hexdigest()[:12]
     directory = host.private_dir(cache, f"gemv-{key}")
     if directory is None:
         return None  # others could swap what we preload
@@ -67,14 +92,7 @@ def library(rebuild: bool = False) -> Path | None:
         return _usable(out)
     tmp = out.with_name(f".{NAME}.{os.getpid()}")
     try:
-        cmd = [compiler, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-ldl"]
-        # In a directory of ours, on absolute PATH entries: the compiler finds its own `as` and
-        # `ld`, never a repository's.
-        env = {**os.environ, "PATH": host.absolute_path()}
-        done = subprocess.run(
-            cmd, capture_output=True, timeout=COMPILE_TIMEOUT_S, cwd=out.parent, env=env
-        )
-        if done.returncode != 0:
+        if not _compile(compiler, tmp):
             return None
         tmp.chmod(0o755)  # whatever the umask: only we may write what we preload
         tmp.replace(out)  # atomic: a daemon starting meanwhile never loads half a file
@@ -83,6 +101,24 @@ def library(rebuild: bool = False) -> Path | None:
     finally:
         tmp.unlink(missing_ok=True)
     return _usable(out)
+
+
+def _compile(compiler: str, out: Path) -> bool:
+    # In a directory of ours, on absolute PATH entries: the compiler finds its own `as` and
+    # `ld`, never a repository's.
+    env = {**os.environ, "PATH": host.absolute_path()}
+    common = ["-Wno-psabi", "-shared", "-fPIC", "-pthread", "-o", str(out), str(SOURCE), "-ldl"]
+    for flags in FLAGS:
+        done = subprocess.run(
+            [compiler, *flags, *common],
+            capture_output=True,
+            timeout=COMPILE_TIMEOUT_S,
+            cwd=out.parent,
+            env=env,
+        )
+        if done.returncode == 0:
+            return True
+    return False
 
 
 def _usable(path: Path) -> Path | None:

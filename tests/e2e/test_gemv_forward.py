@@ -1,6 +1,6 @@
-"""One-row products on sgemv (mlxd/gemv_forward.py): the interposer built and preloaded ahead
-of OpenBLAS as `mlxd serve` does it, checked in real child processes against numpy, with and
-without forwarding, on raw products and on a real model's decode step."""
+"""Few-row products (mlxd/gemv_forward.py): the interposer built and preloaded ahead of OpenBLAS
+as `mlxd serve` does it, checked in real child processes against numpy, with and without it,
+on raw products and on a real model: a verify pass's rows equal single steps bit for bit."""
 
 from __future__ import annotations
 
@@ -59,22 +59,51 @@ bx, bw = arr(3, 1, 576), arr(3, 576, 64)
 check("batched, one row each", mx.array(bx) @ mx.array(bw), np.matmul(bx.astype(np.float64), bw))
 one_row = forwarded()
 check("two rows", mx.array(x2) @ mx.array(w).T, x2.astype(np.float64) @ w.T)
-two_rows = forwarded()
+x16 = arr(16, 576)
+check("sixteen rows", mx.array(x16) @ mx.array(w).T, x16.astype(np.float64) @ w.T)
+few_rows = forwarded()
+x17 = arr(17, 576)
+check("seventeen rows (OpenBLAS)", mx.array(x17) @ mx.array(w).T, x17.astype(np.float64) @ w.T)
+many_rows = forwarded()
+# Edges: K and N not multiples of the 16 lanes, 4 rows of B, or 64 columns; alpha and beta.
+x3, wk, bn, c3 = arr(3, 101), arr(7, 101), arr(101, 83), arr(3, 83)
+check("K % 16 != 0, N % 4 != 0", mx.array(x3) @ mx.array(wk).T, x3.astype(np.float64) @ wk.T)
+check("x @ B, N % 16 != 0", mx.array(x3) @ mx.array(bn), x3.astype(np.float64) @ bn)
+check("addmm, three rows", mx.addmm(mx.array(c3), mx.array(x3), mx.array(bn), alpha=-1.5, beta=2.0),
+      2.0 * c3 - 1.5 * (x3.astype(np.float64) @ bn))
+# Each row of a 9-row product is the row computed alone, bit for bit: split over threads (a
+# large B), a small one, and x @ B.
+big, small, xb = arr(8192, 576), arr(7, 576), arr(576, 200)
+nine, nine_k = arr(9, 576), arr(9, 576)
+identical = {}
+for name, left, right, want in (
+    ("x @ W.T, threaded", nine, mx.array(big).T, big.T),
+    ("x @ W.T, small", nine, mx.array(small).T, small.T),
+    ("x @ B", nine_k, mx.array(xb), xb),
+):
+    a_all = np.array(mx.array(left) @ right)
+    rows = np.stack([np.array(mx.array(left[i : i + 1]) @ right)[0] for i in range(9)])
+    identical[name] = bool((a_all == rows).all())
+    check(name, a_all, left.astype(np.float64) @ want.astype(np.float64))
 # cblas_sgemm called directly: beta = 0 over memory full of NaN must give the product.
 lib = ctypes.CDLL(None)
 P = ctypes.POINTER(ctypes.c_float)
 lib.cblas_sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, P, ctypes.c_int, P, ctypes.c_int,
                                                  ctypes.c_float, P, ctypes.c_int]
-out = np.full((1, 1536), np.nan, np.float32)
-lib.cblas_sgemm(101, 111, 112, 1, 1536, 576, 1.0, x.ctypes.data_as(P), 576, w.ctypes.data_as(P),
-                576, 0.0, out.ctypes.data_as(P), 1536)
-check("cblas_sgemm, beta = 0 over NaN", out, x.astype(np.float64) @ w.T)
+for rows in (1, 3):
+    out = np.full((rows, 1536), np.nan, np.float32)
+    xr = arr(rows, 576)
+    lib.cblas_sgemm(101, 111, 112, rows, 1536, 576, 1.0, xr.ctypes.data_as(P), 576,
+                    w.ctypes.data_as(P), 576, 0.0, out.ctypes.data_as(P), 1536)
+    check(f"cblas_sgemm, {rows} rows, beta = 0 over NaN", out, xr.astype(np.float64) @ w.T)
 print(json.dumps({
     "blas": blas.blas_in_use(),
     "mapped": gemv_forward.mapped(),
     "errors": errors,
+    "identical": identical,
     "forwarded_one_row": None if start is None else one_row - start,
-    "forwarded_two_rows": None if start is None else two_rows - one_row,
+    "forwarded_few_rows": None if start is None else few_rows - one_row,
+    "forwarded_many_rows": None if start is None else many_rows - few_rows,
 }))
 """
 
@@ -103,21 +132,27 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
 
 def test_the_daemons_preload_puts_the_interposer_ahead_of_openblas(runs) -> None:
     seen = runs["on"]
-    assert seen["mapped"] and seen["blas"].endswith(", one-row products on sgemv"), seen
-    # Every one-row product went to sgemv (the batched one is one call per batch element or
-    # one call in all, as MLX decides), and a two-row product did not.
-    assert seen["forwarded_one_row"] >= 5 and seen["forwarded_two_rows"] == 0, seen
+    assert seen["mapped"] and seen["blas"].endswith(", few-row products in mlxd's kernel"), seen
+    # Every product of 1 to 16 rows was computed here (the batched one is one call per batch
+    # element or one in all, as MLX decides); one of 17 rows went to OpenBLAS.
+    assert seen["forwarded_one_row"] >= 4, seen
+    assert seen["forwarded_few_rows"] == 2 and seen["forwarded_many_rows"] == 0, seen
 
 
-def test_forwarded_products_equal_numpys(runs) -> None:
+def test_few_row_products_equal_numpys(runs) -> None:
     for name, err in runs["on"]["errors"].items():
         assert err < 1e-5, (name, err)
+
+
+def test_a_row_is_the_same_alone_or_among_others(runs) -> None:
+    """What makes greedy speculation exact: a verify pass's row is a plain step's row."""
+    assert runs["on"]["identical"] and all(runs["on"]["identical"].values()), runs["on"]
 
 
 def test_the_off_switch_leaves_openblas_alone(runs) -> None:
     seen = runs["off"]
     assert not seen["mapped"] and seen["forwarded_one_row"] is None, seen
-    assert seen["blas"].startswith("OpenBLAS (") and "sgemv" not in seen["blas"]
+    assert seen["blas"].startswith("OpenBLAS (") and "mlxd" not in seen["blas"]
     for name, err in seen["errors"].items():
         assert err < 1e-5, (name, err)
 
@@ -131,23 +166,34 @@ import numpy as np
 from mlx_lm import load
 from mlx_lm.models.cache import make_prompt_cache
 model, tok = load(sys.argv[1])
-cache = make_prompt_cache(model)
 ids = tok.encode("def add(a, b):\\n    return a + b\\n\\ndef sub(a, b):\\n")
-model(mx.array([ids]), cache=cache)
-out = [model(mx.array([[t]]), cache=cache)[0, -1] for t in ids[:12]]  # one-row decode steps
-np.save(sys.argv[2], np.array(mx.stack(out)))
+caches = [make_prompt_cache(model), make_prompt_cache(model)]
+for cache in caches:
+    model(mx.array([ids]), cache=cache)
+steps = [model(mx.array([[t]]), cache=caches[0])[0, -1] for t in ids[:12]]  # one-row steps
+verify = model(mx.array([ids[:12]]), cache=caches[1])[0]  # the same 12 tokens in one pass
+np.save(sys.argv[2], np.array(mx.stack(steps)))
+np.save(sys.argv[3], np.array(verify))
 print(json.dumps({"mapped": __import__("mlxd.gemv_forward").gemv_forward.mapped()}))
 """
 
 
-def test_a_real_models_decode_steps_keep_their_logits(tmp_path: Path, tiny_model: Path) -> None:
-    on, off = tmp_path / "on.npy", tmp_path / "off.npy"
-    assert run_child(tmp_path, DECODE, str(tiny_model), str(on))["mapped"]
-    off_env = {gemv_forward.OFF_ENV: "1"}
-    assert not run_child(tmp_path, DECODE, str(tiny_model), str(off), **off_env)["mapped"]
+def test_a_real_models_steps_keep_their_logits_and_equal_a_verify_pass(
+    tmp_path: Path, tiny_model: Path
+) -> None:
     import numpy as np
 
-    a, b = np.load(on), np.load(off)
-    assert a.shape == b.shape and a.shape[0] == 12
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    assert (a.argmax(-1) == b.argmax(-1)).all()
+    on, off = (
+        (tmp_path / "on.npy", tmp_path / "on_pass.npy"),
+        (tmp_path / "off.npy", tmp_path / "off_pass.npy"),
+    )
+    assert run_child(tmp_path, DECODE, str(tiny_model), *map(str, on))["mapped"]
+    off_env = {gemv_forward.OFF_ENV: "1"}
+    assert not run_child(tmp_path, DECODE, str(tiny_model), *map(str, off), **off_env)["mapped"]
+    steps, verify = np.load(on[0]), np.load(on[1])
+    plain = np.load(off[0])
+    assert steps.shape == plain.shape == verify.shape and steps.shape[0] == 12
+    np.testing.assert_allclose(steps, plain, rtol=1e-4, atol=1e-4)
+    assert (steps.argmax(-1) == plain.argmax(-1)).all()
+    # Bit for bit: a speculative verify pass decides exactly as plain steps would.
+    assert (steps == verify).all(), float(np.abs(steps - verify).max())

@@ -41,7 +41,7 @@ LAYERS: dict[str, int] = {
     "mlxd.log_redact": 0,  # secrets kept out of every log record (filter + record factory)
     # 1-2: the error tree (names Attempt), then the wire contract (words errors as it does)
     "mlxd.errors": 1,  # the error tree the router acts on; msgspec error wording
-    "mlxd.gemv_forward": 1,  # builds the one-row product interposer preloaded before OpenBLAS
+    "mlxd.gemv_forward": 1,  # builds the few-row product interposer preloaded before OpenBLAS
     "mlxd.blas": 2,  # which BLAS mlx loaded; re-exec with OpenBLAS (and gemv_forward)
     "mlxd.runtime": 1,  # the shared daemon's per-user dir, socket, lock (names the version)
     "mlxd.protocol": 2,  # the wire contract

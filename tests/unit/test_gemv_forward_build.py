@@ -1,4 +1,4 @@
-"""Building the one-row product interposer (mlxd/gemv_forward.py): once per source and
+"""Building the few-row product interposer (mlxd/gemv_forward.py): once per source and
 compiler, into the user's cache; nothing, and no error, without a working compiler."""
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ tokens (in the prompt or in what was generated) are a cheap draft of what comes 
 forward pass verifies the whole draft (feeding k+1 tokens costs far less than k+1 passes: the
 weights are read once); the longest prefix the model agrees with under greedy decoding is kept,
 plus the model's own next token, and the KV cache positions of rejected draft tokens are
-trimmed. The output is the greedy output, token for token (with one-row products on sgemv,
-up to logits that tie within float32 rounding: mlxd/gemv_forward.py).
+trimmed. The output is the greedy output, token for token: with mlxd's few-row products
+(gemv_forward.py) a row of the verify pass is bit-identical to the same token fed alone; on
+a BLAS that sums rows in another order, up to logits that tie within float32 rounding.
 
 The draft length adapts: each n-gram length keeps an estimate of how often its drafts are
 accepted, and a draft is only made when its expected gain beats its verification cost, so
@@ -22,10 +23,11 @@ from .. import gemv_forward
 
 MAX_NGRAM = 3  # longest suffix looked up
 VERIFY_COST = 0.15  # extra cost of one more token in a forward pass, relative to a plain step
-# Extra cost of any pass with a draft when one-row products run on sgemv (gemv_forward.py):
-# the plain step is the fast one then. Embedded model, 2 x86 cores: a pass of 2 tokens cost
-# 1.7x a plain step, of 9 tokens 2.6x (without forwarding 1.2x and 1.9x).
-FORWARDED_FIXED_COST = 0.6
+# Extra cost of any pass with a draft when mlxd's few-row products are preloaded
+# (gemv_forward.py). Embedded model, 2 x86 cores: a pass of 2 tokens cost ~1.15x a plain step,
+# of 9 tokens ~2.3x (with sgemv for one row and sgemm for more: 1.7x and 2.6x; on OpenBLAS
+# alone 1.2x and 1.9x, the plain step being slower).
+FORWARDED_FIXED_COST = 0.2
 # When drafting does not pay, still draft one token now and then, to re-learn; so rarely that
 # a probe that always fails costs plain text at most this share of its speed.
 PROBE_OVERHEAD = 0.01
@@ -90,7 +92,7 @@ class DraftPolicy:
 
     @classmethod
     def here(cls, max_draft: int) -> DraftPolicy:
-        """The policy for this process's products (forwarded one-row products or not)."""
+        """The policy for this process's products (mlxd's few-row products or not)."""
         return cls(max_draft, FORWARDED_FIXED_COST if gemv_forward.mapped() else 0.0)
 
     def length(self, n: int) -> int:
