@@ -176,3 +176,36 @@ def test_a_directory_an_older_mlxd_left_group_writable_is_fixed_and_used(tmp_pat
     gemv_forward.library.cache_clear()
     assert gemv_forward.library() == lib
     assert lib.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_compiler_without_march_native_builds_the_portable_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-march=native is a GCC/Clang flag: a compiler that rejects it still builds the kernel,
+    untuned (the real compiler behind a wrapper that refuses the flag)."""
+    real = shutil.which("cc")
+    log = tmp_path / "flags"
+    fake_compiler(
+        tmp_path,
+        monkeypatch,
+        f'echo "$*" >> {log}\n'
+        'case "$*" in *-march=native*) exit 1;; esac\n'
+        f'exec {real} "$@"\n',
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.path.dirname(real)}:/usr/bin:/bin")
+    lib = gemv_forward.library()
+    assert lib is not None and b"mlxd_gemv_forwarded" in lib.read_bytes()
+    tried = log.read_text().splitlines()
+    assert len(tried) == 2 and "-march=native" in tried[0] and "-march" not in tried[1]
+
+
+def test_another_cpu_gets_a_build_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A home shared by machines with different CPUs: a kernel tuned for one must never be
+    preloaded on the other (an illegal instruction would kill every decode)."""
+    here = gemv_forward.library()
+    gemv_forward.library.cache_clear()
+    monkeypatch.setattr(gemv_forward, "cpu", lambda: b"model name: another CPU\nflags: sse2")
+    there = gemv_forward.library()
+    assert here is not None and there is not None and here.parent != there.parent
