@@ -188,9 +188,7 @@ def test_a_compiler_without_march_native_builds_the_portable_kernel(
     fake_compiler(
         tmp_path,
         monkeypatch,
-        f'echo "$*" >> {log}\n'
-        'case "$*" in *-march=native*) exit 1;; esac\n'
-        f'exec {real} "$@"\n',
+        f'echo "$*" >> {log}\ncase "$*" in *-march=native*) exit 1;; esac\nexec {real} "$@"\n',
     )
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.path.dirname(real)}:/usr/bin:/bin")
     lib = gemv_forward.library()
