@@ -49,16 +49,43 @@ def spin_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
     return {k: v for k, v in SPIN_ENV.items() if k not in environ}
 
 
+# The /proc/cpuinfo lines that tell CPUs apart: x86 (vendor, model, flags) and Arm (implementer,
+# part, variant, features); not the per-core ones (MHz, BogoMIPS, ids).
+_CPU_LINES = (
+    b"vendor_id",
+    b"cpu family",
+    b"model",
+    b"model name",
+    b"stepping",
+    b"flags",
+    b"CPU implementer",
+    b"CPU architecture",
+    b"CPU variant",
+    b"CPU part",
+    b"Features",
+)
+
+
 @functools.cache
 def cpu() -> bytes:
-    """What -march=native builds for here (model and flags; b"" when unknown): a home shared
-    by machines with other CPUs gets a build of its own, never an illegal instruction."""
+    """What -march=native builds for here (the lines of /proc/cpuinfo that tell CPUs apart;
+    b"" when unknown, and then the build is portable): a home shared by machines with other
+    CPUs gets a build of its own, never an illegal instruction."""
     try:
         with open("/proc/cpuinfo", "rb") as f:
-            lines = [ln for ln in f.read().splitlines() if ln.startswith((b"model name", b"flags"))]
+            return cpu_key(f.read())
     except OSError:
         return b""
-    return b"\n".join(sorted(set(lines)))
+
+
+def cpu_key(cpuinfo: bytes) -> bytes:
+    """The lines of a /proc/cpuinfo text that tell CPUs apart, as one sorted byte string."""
+    lines = set()
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(b":")
+        if name.strip() in _CPU_LINES:
+            lines.add(name.strip() + b":" + value.strip())
+    return b"\n".join(sorted(lines))
 
 
 def wanted() -> bool:
@@ -108,7 +135,7 @@ def _compile(compiler: str, out: Path) -> bool:
     # `ld`, never a repository's.
     env = {**os.environ, "PATH": host.absolute_path()}
     common = ["-Wno-psabi", "-shared", "-fPIC", "-pthread", "-o", str(out), str(SOURCE), "-ldl"]
-    for flags in FLAGS:
+    for flags in FLAGS if cpu() else FLAGS[1:]:  # a CPU we cannot name: portable only
         done = subprocess.run(
             [compiler, *flags, *common],
             capture_output=True,

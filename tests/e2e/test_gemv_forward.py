@@ -96,6 +96,12 @@ for rows in (1, 3):
     lib.cblas_sgemm(101, 111, 112, rows, 1536, 576, 1.0, xr.ctypes.data_as(P), 576,
                     w.ctypes.data_as(P), 576, 0.0, out.ctypes.data_as(P), 1536)
     check(f"cblas_sgemm, {rows} rows, beta = 0 over NaN", out, xr.astype(np.float64) @ w.T)
+# alpha = 0: C = beta C, A and B not read (BLAS's rule): an inf in A must not make NaN.
+inf_a, c2 = np.full((2, 576), np.inf, np.float32), arr(2, 1536)
+out = c2.copy()
+lib.cblas_sgemm(101, 111, 112, 2, 1536, 576, 0.0, inf_a.ctypes.data_as(P), 576, w.ctypes.data_as(P),
+                576, 2.0, out.ctypes.data_as(P), 1536)
+check("cblas_sgemm, alpha = 0 over inf", out, 2.0 * c2.astype(np.float64))
 print(json.dumps({
     "blas": blas.blas_in_use(),
     "mapped": gemv_forward.mapped(),

@@ -207,3 +207,25 @@ def test_another_cpu_gets_a_build_of_its_own(
     monkeypatch.setattr(gemv_forward, "cpu", lambda: b"model name: another CPU\nflags: sse2")
     there = gemv_forward.library()
     assert here is not None and there is not None and here.parent != there.parent
+
+
+def test_arm_cpus_are_told_apart() -> None:
+    """Linux on Arm names a CPU by implementer, part and features, not "model name" or
+    "flags": a Graviton2 build (no SVE) must not be reused on a Graviton3, or the reverse."""
+    n1 = b"processor\t: 0\nBogoMIPS\t: 243.75\nFeatures\t: fp asimd atomics\nCPU part\t: 0xd0c\n"
+    v1 = b"processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd atomics sve\nCPU part\t: 0xd40\n"
+    assert gemv_forward.cpu_key(n1) != gemv_forward.cpu_key(v1)
+    # Per-core lines do not split one CPU's key.
+    assert gemv_forward.cpu_key(n1) == gemv_forward.cpu_key(n1.replace(b"243.75", b"250.00"))
+
+
+def test_a_cpu_it_cannot_name_gets_the_portable_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.which("cc")
+    log = tmp_path / "flags"
+    fake_compiler(tmp_path, monkeypatch, f'echo "$*" >> {log}\nexec {real} "$@"\n')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.path.dirname(real)}:/usr/bin:/bin")
+    monkeypatch.setattr(gemv_forward, "cpu", lambda: b"")
+    assert gemv_forward.library() is not None
+    assert "-march" not in log.read_text()

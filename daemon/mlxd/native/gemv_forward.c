@@ -166,8 +166,8 @@ static struct {
     int workers;          /* started so far (after a fork: none) */
     int started;
     unsigned born; /* gen when the workers were started: they wait for the next one */
-    const struct product *p;
-    int parts;
+    const struct product *_Atomic p; /* atomics: read again after `gen` (a seqlock) */
+    _Atomic int parts;
     _Atomic unsigned gen; /* bumped per product: the workers' wake-up word */
     _Atomic int left;     /* workers' shares not done yet */
 } pool = {.busy = PTHREAD_MUTEX_INITIALIZER};
@@ -194,8 +194,8 @@ static void *worker(void *arg) {
                 syscall(SYS_futex, &pool.gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
         }
         seen = gen;
-        const struct product *p = pool.p;
-        int parts = pool.parts;
+        const struct product *p = atomic_load_explicit(&pool.p, memory_order_acquire);
+        int parts = atomic_load_explicit(&pool.parts, memory_order_acquire);
         /* A worker left out of product `gen` may read the next product's fields here: it
          * then waits for that product's own generation instead. One that takes part cannot:
          * its product does not end without it. */
@@ -251,7 +251,8 @@ static void product(const struct product *p) {
     if (workers == 0) {
         part(p, 0, p->n);
     } else {
-        pool.p = p, pool.parts = workers + 1;
+        atomic_store_explicit(&pool.p, p, memory_order_relaxed);
+        atomic_store_explicit(&pool.parts, workers + 1, memory_order_relaxed);
         atomic_store_explicit(&pool.left, workers, memory_order_relaxed);
         atomic_fetch_add_explicit(&pool.gen, 1, memory_order_release);
         /* All: a wake-up that went to a worker left out would leave one taking part asleep. */
@@ -271,8 +272,9 @@ __attribute__((constructor)) static void find_next(void) {
 void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c,
                  int ldc) {
+    /* alpha == 0: C = beta C without reading A or B (NaN there must not show): OpenBLAS's. */
     if (order == ROW_MAJOR && trans_a == NO_TRANS && (trans_b == NO_TRANS || trans_b == TRANS)
-        && m > 0 && m <= MAX_ROWS && n > 0 && k > 0) {
+        && m > 0 && m <= MAX_ROWS && n > 0 && k > 0 && alpha != 0.0f) {
         struct product p = {m, n, k, trans_b, alpha, beta, a, b, c, lda, ldb, ldc};
         product(&p);
         __atomic_add_fetch(&mlxd_gemv_forwarded, 1, __ATOMIC_RELAXED);
