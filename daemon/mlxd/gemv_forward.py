@@ -36,6 +36,7 @@ from . import host
 OFF_ENV = "MLXD_NO_GEMV_FORWARD"
 SOURCE = Path(__file__).parent / "native" / "gemv_forward.c"
 NAME = "libmlxd_gemv_forward.so"
+MAX_ROWS = 16  # native/gemv_forward.c's: more rows go to OpenBLAS's sgemm (other sums)
 COMPILE_TIMEOUT_S = 20  # once per install; a hung compiler must not hold a start long
 # Tried in turn: tuned for this CPU, then portable (a compiler without -march=native).
 FLAGS = (["-O3", "-march=native"], ["-O3"])

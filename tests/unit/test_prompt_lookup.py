@@ -69,3 +69,21 @@ def test_a_new_policy_drafts_on_a_long_match_even_when_passes_cost_more() -> Non
     for _ in range(4):
         pol.update(3, 8, 0)
     assert pol.length(3) == 0
+
+
+def test_with_the_few_row_kernel_a_verify_pass_keeps_to_its_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A verify pass of more rows than the kernel takes goes to OpenBLAS, whose rows differ
+    from a plain step's in the last bits: drafts stop one row short, so greedy stays exact."""
+    import re
+
+    from mlxd import gemv_forward
+
+    source = gemv_forward.SOURCE.read_text()
+    assert re.search(rf"MAX_ROWS = {gemv_forward.MAX_ROWS}\b", source)  # one number, twice
+    monkeypatch.setattr(gemv_forward, "mapped", lambda: True)
+    assert DraftPolicy.here(64).max_draft == gemv_forward.MAX_ROWS - 1
+    assert DraftPolicy.here(8).max_draft == 8
+    monkeypatch.setattr(gemv_forward, "mapped", lambda: False)
+    assert DraftPolicy.here(64).max_draft == 64

@@ -206,6 +206,7 @@ class BatchEngine(Priorities):
             job.matcher = StopMatcher(job.stop)
         alone = alone and not self._jobs and self._lone is None
         if alone and self._may_speculate(job, cache):
+            self.drafts.max_draft = self.drafts.most(self.draft_tokens)  # the config may change
             dec = LookupDecoder(
                 self.lm.model, cache, tokens, fed, self.draft_tokens, self.spec, self.drafts
             )

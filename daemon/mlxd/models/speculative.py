@@ -92,8 +92,16 @@ class DraftPolicy:
 
     @classmethod
     def here(cls, max_draft: int) -> DraftPolicy:
-        """The policy for this process's products (mlxd's few-row products or not)."""
-        return cls(max_draft, FORWARDED_FIXED_COST if gemv_forward.mapped() else 0.0)
+        """The policy for this process's products (mlxd's few-row products or not). With
+        them, a verify pass keeps to their rows (drafts of at most MAX_ROWS - 1 tokens): a
+        longer one would go to OpenBLAS, whose rows differ from a plain step's in the last
+        bits, and greedy decoding would no longer be exact (`local.draft_tokens` allows 64)."""
+        return cls(cls.most(max_draft), FORWARDED_FIXED_COST if gemv_forward.mapped() else 0.0)
+
+    @staticmethod
+    def most(max_draft: int) -> int:
+        """The longest draft this process's products keep exact, up to `max_draft`."""
+        return min(max_draft, gemv_forward.MAX_ROWS - 1) if gemv_forward.mapped() else max_draft
 
     def length(self, n: int) -> int:
         p = self.p[n]

@@ -166,7 +166,10 @@ static struct {
     int workers;          /* started so far (after a fork: none) */
     int started;
     unsigned born; /* gen when the workers were started: they wait for the next one */
-    const struct product *_Atomic p; /* atomics: read again after `gen` (a seqlock) */
+    /* The product's fields, tagged with its generation: a worker left out of one product can
+     * read them while the caller fills them in for the next (a seqlock, checked by `job`). */
+    _Atomic unsigned job;
+    const struct product *_Atomic p;
     _Atomic int parts;
     _Atomic unsigned gen; /* bumped per product: the workers' wake-up word */
     _Atomic int left;     /* workers' shares not done yet */
@@ -194,12 +197,13 @@ static void *worker(void *arg) {
                 syscall(SYS_futex, &pool.gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
         }
         seen = gen;
+        unsigned job = atomic_load_explicit(&pool.job, memory_order_acquire);
         const struct product *p = atomic_load_explicit(&pool.p, memory_order_acquire);
         int parts = atomic_load_explicit(&pool.parts, memory_order_acquire);
-        /* A worker left out of product `gen` may read the next product's fields here: it
-         * then waits for that product's own generation instead. One that takes part cannot:
-         * its product does not end without it. */
-        if (id >= parts || atomic_load_explicit(&pool.gen, memory_order_acquire) != gen) continue;
+        /* Fields of another generation (the next one's, half written): wait for its own
+         * wake-up. A worker that takes part in `gen` never sees that: it ends only with it. */
+        if (job != gen || atomic_load_explicit(&pool.job, memory_order_acquire) != gen) continue;
+        if (id >= parts) continue;
         share(p, parts, id);
         atomic_fetch_sub_explicit(&pool.left, 1, memory_order_release);
     }
@@ -251,8 +255,10 @@ static void product(const struct product *p) {
     if (workers == 0) {
         part(p, 0, p->n);
     } else {
-        atomic_store_explicit(&pool.p, p, memory_order_relaxed);
-        atomic_store_explicit(&pool.parts, workers + 1, memory_order_relaxed);
+        unsigned next = atomic_load_explicit(&pool.gen, memory_order_relaxed) + 1;
+        atomic_store_explicit(&pool.job, next, memory_order_relaxed); /* before the fields */
+        atomic_store_explicit(&pool.p, p, memory_order_release);
+        atomic_store_explicit(&pool.parts, workers + 1, memory_order_release);
         atomic_store_explicit(&pool.left, workers, memory_order_relaxed);
         atomic_fetch_add_explicit(&pool.gen, 1, memory_order_release);
         /* All: a wake-up that went to a worker left out would leave one taking part asleep. */
