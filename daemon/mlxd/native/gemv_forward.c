@@ -187,11 +187,12 @@ static void share(const struct product *p, int parts, int i) {
 static void *worker(void *arg) {
     int id = (int)(long)arg;
     unsigned seen = pool.born;
+    int spin = SPIN;
     for (;;) {
         unsigned gen;
         int spins = 0;
         while ((gen = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen) {
-            if (++spins < SPIN)
+            if (++spins < spin)
                 relax();
             else
                 syscall(SYS_futex, &pool.gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
@@ -203,6 +204,9 @@ static void *worker(void *arg) {
         /* Fields of another generation (the next one's, half written): wait for its own
          * wake-up. A worker that takes part in `gen` never sees that: it ends only with it. */
         if (job != gen || atomic_load_explicit(&pool.job, memory_order_acquire) != gen) continue;
+        /* Left out (OpenBLAS was given fewer threads: the cores are busy): sleep at once, do
+         * not spin on a core others need. */
+        spin = id < parts ? SPIN : 0;
         if (id >= parts) continue;
         share(p, parts, id);
         atomic_fetch_sub_explicit(&pool.left, 1, memory_order_release);
@@ -212,7 +216,7 @@ static void *worker(void *arg) {
 
 static void forget_workers(void) { /* in a fork's child: no workers, nothing running */
     pool.started = 0, pool.workers = 0;
-    pthread_mutex_init(&pool.busy, NULL);
+    pool.busy = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER; /* it may have been held */
 }
 
 static int threads_wanted(void) {
@@ -231,12 +235,14 @@ static void start_workers(void) {
     sigset_t all, old; /* signals go to the application's threads, never to ours */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    for (long i = 1; i <= want; i++) {
+    for (int i = 1; i <= want; i++) {
         pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, worker, (void *)i) == 0) pool.workers++;
+        /* Ids 1..workers with no gap, whichever threads fail to start: product() counts on it. */
+        if (pthread_create(&t, &attr, worker, (void *)(long)(pool.workers + 1)) == 0)
+            pool.workers++;
         pthread_attr_destroy(&attr);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
