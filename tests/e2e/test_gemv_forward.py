@@ -203,3 +203,66 @@ def test_a_real_models_steps_keep_their_logits_and_equal_a_verify_pass(
     assert (steps.argmax(-1) == plain.argmax(-1)).all()
     # Bit for bit: a speculative verify pass decides exactly as plain steps would.
     assert (steps == verify).all(), float(np.abs(steps - verify).max())
+
+
+# Four CPUs, and the kernel's first worker thread fails to start (EAGAIN, as under a pids
+# limit): products must still finish, and right.
+SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+int sched_getaffinity(pid_t pid, size_t n, cpu_set_t *set) {
+    (void)pid;
+    CPU_ZERO_S(n, set);
+    for (int i = 0; i < 4; i++) CPU_SET_S(i, n, set);
+    return 0;
+}
+typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+int pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(void *), void *arg) {
+    static int failed;
+    Dl_info info;
+    if (!failed && dladdr((void *)f, &info) && info.dli_fname
+        && strstr(info.dli_fname, "libmlxd_gemv_forward")) {
+        failed = 1;
+        return EAGAIN;
+    }
+    return ((create_fn)dlsym(RTLD_NEXT, "pthread_create"))(t, a, f, arg);
+}
+"""
+
+THREADS = """
+import ctypes, json
+import numpy as np
+from mlxd import blas
+blas.maybe_reexec_with_openblas()
+lib = ctypes.CDLL(None)
+P = ctypes.POINTER(ctypes.c_float)
+lib.cblas_sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, P, ctypes.c_int, P, ctypes.c_int,
+                                                 ctypes.c_float, P, ctypes.c_int]
+rng = np.random.default_rng(1)
+x, w = rng.standard_normal((2, 576)).astype(np.float32), rng.standard_normal((4096, 576)).astype(np.float32)
+worst = 0.0
+for _ in range(20):
+    out = np.full((2, 4096), np.nan, np.float32)
+    lib.cblas_sgemm(101, 111, 112, 2, 4096, 576, 1.0, x.ctypes.data_as(P), 576, w.ctypes.data_as(P),
+                    576, 0.0, out.ctypes.data_as(P), 4096)
+    want = x.astype(np.float64) @ w.T
+    worst = max(worst, float(np.max(np.abs(out - want)) / np.max(np.abs(want))))
+print(json.dumps({"worst": worst, "threads": lib.openblas_get_num_threads()}))
+"""
+
+
+def test_a_worker_that_fails_to_start_costs_speed_only(tmp_path: Path) -> None:
+    """Worker ids must stay 1..workers: with ids {2, 3} a product waited for id 1 for ever."""
+    compiler = host.which("cc") or host.which("gcc")
+    shim = tmp_path / "libshim.so"
+    src = tmp_path / "shim.c"
+    src.write_text(SHIM)
+    subprocess.run(
+        [compiler, "-O2", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True
+    )
+    seen = run_child(tmp_path, THREADS, LD_PRELOAD=str(shim), OPENBLAS_NUM_THREADS="4")
+    assert seen["worst"] < 1e-5, seen
