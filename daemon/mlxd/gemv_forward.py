@@ -4,9 +4,9 @@ A decode step multiplies one row, the token's hidden state, by every weight matr
 speculative verify pass multiplies a few rows (the drafted tokens). MLX's CPU backend sends
 each product to `cblas_sgemm`, and the OpenBLAS build mlxd preloads (cmeel-openblas 0.3.31,
 x86_64) packs the whole weight matrix first, whatever the number of rows. Measured on the
-2-core box with the embedded model, products of one decode step (`make bench fastpath` keeps
-the comparison): 60 ms through sgemm, 31 ms through `cblas_sgemv` (one row only), and here
-~57 ms for one or two rows and ~100 ms for nine through sgemm.
+2-core box, the embedded model's forward pass with a 300-token KV cache (`make bench fastpath`
+keeps the decode comparison): 1 row 93 ms on sgemm alone, 72-91 ms with one row on sgemv,
+68 ms here; 2 rows 122, 118-190 and 77-80 ms; 9 rows 174, 176-212 and 157-161 ms.
 
 native/gemv_forward.c, preloaded before OpenBLAS, takes row-major products of up to 16 rows:
 each tile of B is read from memory once for all rows, on this machine's cores (its own small
