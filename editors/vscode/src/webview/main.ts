@@ -220,5 +220,16 @@ window.addEventListener('pointerup', () => { pointerDown = false; }, true);
 window.addEventListener('blur', () => { pointerDown = false; });
 window.addEventListener('focus', focusPrompt);
 if (document.hasFocus()) focusPrompt();
+// A key that reaches the panel before the focus event (a busy extension host) goes to the
+// document: a character typed then belongs in the prompt box, not nowhere.
+document.addEventListener('keydown', (e) => {
+  const active = document.activeElement;
+  if (active !== null && active !== document.body && active !== document.documentElement) return;
+  if (e.key.length !== 1 || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+  e.preventDefault();
+  prompt.focus();
+  prompt.setRangeText(e.key, prompt.selectionStart, prompt.selectionEnd, 'end');
+  prompt.dispatchEvent(new Event('input', { bubbles: true }));
+});
 
 vscode.postMessage({ type: 'ready' });
