@@ -249,16 +249,17 @@ def process_blas(pid: int) -> str:
     return "none mapped yet"
 
 
-_LD_VARS = ("LD_PRELOAD", "LD_LIBRARY_PATH")
-ORIGINAL_LD_ENV = "MLXD_BENCH_ORIGINAL_LD"  # the LD_* values before reexec_with_blas (JSON)
+ORIGINAL_LD_ENV = "MLXD_BENCH_ORIGINAL_LD"  # blas.LD_VARS's values before reexec_with_blas (JSON)
 
 
 def env_without_blas() -> dict[str, str]:
     """This process's environment as it was before the OpenBLAS preload (for a child that
     must run on the reference BLAS)."""
+    from mlxd.blas import LD_VARS
+
     env = dict(os.environ)
     original = json.loads(env.pop(ORIGINAL_LD_ENV, "null") or "null")
-    for key in _LD_VARS:
+    for key in LD_VARS:
         value = original.get(key) if original else None
         if value is None:
             env.pop(key, None)
@@ -278,29 +279,17 @@ def reexec_with_blas(argv: list[str], module: str = "bench") -> None:
     if not sys.platform.startswith("linux") or os.environ.get("MLXD_BENCH_BLAS_DONE"):
         return
     try:
-        from mlxd import blas, gemv_forward
+        from mlxd import blas
     except ImportError:
         print("bench: mlxd.blas not available; running with the default BLAS", file=sys.stderr)
         return
     if os.environ.get(blas.NO_PRELOAD_ENV):
         return  # the user turned the fast path off: measure both sides without it
-    # (libraries, LD_LIBRARY_PATH shim for libgfortran) as mlxd serve would use them.
-    found = blas.preload()
-    if found is None and (lib := blas.find_openblas()) is not None:
-        found = (str(lib), "")
+    found = blas.preload()  # the libraries (and libgfortran shim) `mlxd serve` runs with
     if found is None:
         return
-    lib, library_path = found
-    env = {**os.environ, "MLXD_BENCH_BLAS_DONE": "1"}
-    env[ORIGINAL_LD_ENV] = json.dumps({k: os.environ.get(k) for k in _LD_VARS})
-    if lib not in env.get("LD_PRELOAD", "").split(":"):
-        env["LD_PRELOAD"] = ":".join(x for x in (lib, env.get("LD_PRELOAD")) if x)
-    if library_path:
-        env["LD_LIBRARY_PATH"] = ":".join(
-            x for x in (library_path, env.get("LD_LIBRARY_PATH")) if x
-        )
-    if gemv_forward.NAME in lib:
-        env.update(gemv_forward.spin_env(os.environ))
+    env = {**os.environ, **blas.preload_env(os.environ, *found), "MLXD_BENCH_BLAS_DONE": "1"}
+    env[ORIGINAL_LD_ENV] = json.dumps({k: os.environ.get(k) for k in blas.LD_VARS})
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 

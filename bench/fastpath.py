@@ -5,7 +5,9 @@ Three child processes load the same model and time prefill and decode with
 
 - float32 + OpenBLAS: what `mlxd serve` runs on Linux CPU (dequantize "auto", BLAS preloaded);
 - float32 + reference BLAS: the same without the preload (the mlx[cpu] wheel's own BLAS);
-- quantized + OpenBLAS: the model's quantized weights as shipped (no dequantization).
+- quantized + OpenBLAS: the model's quantized weights as shipped (no dequantization);
+- float32 + OpenBLAS without the few-row kernel, on one thread, and with MLX's own `exp` in
+  prefill chunks (mlxd.models.prefill_math off): each part of mlxd's path left out in turn.
 
 Target (issue 3): prefill tokens/s with the fast path >= 5x without it. The quantized row shows
 whether dequantizing pays off on this CPU (it is the reason for `local.dequantize = "auto"`).
@@ -23,6 +25,7 @@ from collections import deque
 from typing import Any
 
 from mlxd import gemv_forward
+from mlxd.models import prefill_math
 
 from .common import (
     REPO,
@@ -60,7 +63,7 @@ def _worker(
     from .common import process_blas
 
     t0 = time.perf_counter()
-    lm = load_model(spec, dequantize=dequantize)  # type: ignore[arg-type]
+    lm = load_model(spec, dequantize=dequantize, fast_prefill=True)  # type: ignore[arg-type]
     load_s = time.perf_counter() - t0
     ids = lm.tokenizer.encode(source_text() * 4)[:prompt_tokens]
     sampler = make_sampler(temp=0.0)
@@ -134,6 +137,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             True,
             {gemv_forward.OFF_ENV: "1"},
         ),
+        # Prefill chunks' softmax and SiLU on MLX's CPU exp (mlxd.models.prefill_math off).
+        ("float32 + OpenBLAS, MLX's exp in prefill", "always", True, {prefill_math.OFF_ENV: "1"}),
     ]
     rows_data: dict[str, dict[str, Any]] = {}
     for label, deq, fast, extra in configs:
@@ -146,7 +151,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         if opts.verbose:
             print(f"  {label}: prefill {r['prefill_tps']}, decode {r['decode_tps']}, {r['blas']}")
 
-    fast, ref, quant, single, no_forward = (rows_data[c[0]] for c in configs)
+    fast, ref, quant, single, no_forward, mlx_exp = (rows_data[c[0]] for c in configs)
+    exp_x = ratio(fast["prefill"]["median"], mlx_exp["prefill"]["median"])
     forward_x = ratio(fast["decode"]["median"], no_forward["decode"]["median"])
     prefill_x = ratio(fast["prefill"]["median"], ref["prefill"]["median"])
     decode_x = ratio(fast["decode"]["median"], ref["decode"]["median"])
@@ -183,6 +189,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             ["prefill, float32 / quantized", fmt(deq_prefill_x, "x", 2), "> 1: dequantize", ""],
             ["decode, float32 / quantized", fmt(deq_decode_x, "x", 2), "> 1: dequantize", ""],
             ["decode, few-row kernel / OpenBLAS sgemm", fmt(forward_x, "x", 2), "> 1", ""],
+            ["prefill, mlxd's exp / MLX's exp", fmt(exp_x, "x", 2), "> 1", ""],
             [
                 "decode, OpenBLAS all threads / 1 thread",
                 fmt(ratio(fast["decode"]["median"], single["decode"]["median"]), "x", 2),
@@ -207,6 +214,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "prefill_float_over_quantized": deq_prefill_x,
             "decode_float_over_quantized": deq_decode_x,
             "decode_gemv_forward_over_sgemm": forward_x,
+            "prefill_mlxd_exp_over_mlx_exp": exp_x,
         },
         "targets": {"prefill_min": TARGET_PREFILL, "prefill_ok": ok},
     }

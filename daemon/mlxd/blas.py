@@ -24,6 +24,7 @@ import site
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import gemv_forward, host
@@ -31,8 +32,8 @@ from . import gemv_forward, host
 NO_PRELOAD_ENV = "MLXD_NO_BLAS_PRELOAD"
 # Set only in the re-executed process: the LD_* values to restore (JSON), and proof we did it.
 _MARKER_ENV = "MLXD_BLAS_REEXEC"
-# What the re-exec sets, and gives back its old value once OpenBLAS has read it.
-_LD_VARS = ("LD_PRELOAD", "LD_LIBRARY_PATH", *gemv_forward.SPIN_ENV)
+# What a preload sets (preload_env), and the re-exec gives back once OpenBLAS has read it.
+LD_VARS = ("LD_PRELOAD", "LD_LIBRARY_PATH", *gemv_forward.SPIN_ENV)
 _GFORTRAN = "libgfortran.so.5"
 _reexec_checked = False
 
@@ -82,14 +83,8 @@ def maybe_reexec_with_openblas(argv: list[str] | None = None) -> None:
     found = preload()
     if found is None:
         return
-    libs, library_path = found
-    env = dict(os.environ)
-    env[_MARKER_ENV] = json.dumps({k: os.environ.get(k) for k in _LD_VARS})
-    env["LD_PRELOAD"] = _prepend(libs, os.environ.get("LD_PRELOAD"))
-    if library_path:
-        env["LD_LIBRARY_PATH"] = _prepend(library_path, os.environ.get("LD_LIBRARY_PATH"))
-    if gemv_forward.NAME in libs:
-        env.update(gemv_forward.spin_env(os.environ))
+    env = {**os.environ, **preload_env(os.environ, *found)}
+    env[_MARKER_ENV] = json.dumps({k: os.environ.get(k) for k in LD_VARS})
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -119,6 +114,19 @@ def preload() -> tuple[str, str] | None:
     return str(lib), library_path
 
 
+def preload_env(environ: Mapping[str, str], libs: str, library_path: str) -> dict[str, str]:
+    """The variables (a subset of LD_VARS) to set over `environ` so that a process exec'd with
+    them runs with `libs` preloaded (`preload()`'s pair): LD_PRELOAD and LD_LIBRARY_PATH put
+    in front of the old values, and OpenBLAS's short idle spin when mlxd's kernel is among
+    `libs` (gemv_forward.spin_env)."""
+    env = {"LD_PRELOAD": _prepend(libs, environ.get("LD_PRELOAD"))}
+    if library_path:
+        env["LD_LIBRARY_PATH"] = _prepend(library_path, environ.get("LD_LIBRARY_PATH"))
+    if gemv_forward.NAME in libs:
+        env.update(gemv_forward.spin_env(environ))
+    return env
+
+
 # --- helpers ----------------------------------------------------------------------------------
 def _prepend(value: str, old: str | None) -> str:
     return f"{value}:{old}" if old else value
@@ -126,7 +134,7 @@ def _prepend(value: str, old: str | None) -> str:
 
 def _restore_env() -> None:
     saved = json.loads(os.environ.pop(_MARKER_ENV) or "{}")
-    for key in _LD_VARS:
+    for key in LD_VARS:
         if saved.get(key) is None:
             os.environ.pop(key, None)
         else:

@@ -29,6 +29,7 @@ import functools
 import hashlib
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import host
@@ -45,7 +46,7 @@ FLAGS = (["-O3", "-march=native"], ["-O3"])
 SPIN_ENV = {"OPENBLAS_THREAD_TIMEOUT": "20"}
 
 
-def spin_env(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+def spin_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The variables to add to `environ` for a process that preloads the interposer."""
     return {k: v for k, v in SPIN_ENV.items() if k not in environ}
 

@@ -171,7 +171,9 @@ import mlx.core as mx
 import numpy as np
 from mlx_lm import load
 from mlx_lm.models.cache import make_prompt_cache
+from mlxd.models import prefill_math
 model, tok = load(sys.argv[1])
+installed = prefill_math.install(model)  # as the daemon runs it: prompt prefill on mlxd's exp
 ids = tok.encode("def add(a, b):\\n    return a + b\\n\\ndef sub(a, b):\\n")
 caches = [make_prompt_cache(model), make_prompt_cache(model)]
 for cache in caches:
@@ -180,7 +182,8 @@ steps = [model(mx.array([[t]]), cache=caches[0])[0, -1] for t in ids[:12]]  # on
 verify = model(mx.array([ids[:12]]), cache=caches[1])[0]  # the same 12 tokens in one pass
 np.save(sys.argv[2], np.array(mx.stack(steps)))
 np.save(sys.argv[3], np.array(verify))
-print(json.dumps({"mapped": __import__("mlxd.gemv_forward").gemv_forward.mapped()}))
+mapped = __import__("mlxd.gemv_forward").gemv_forward.mapped()
+print(json.dumps({"mapped": mapped, "installed": installed}))
 """
 
 
@@ -193,7 +196,8 @@ def test_a_real_models_steps_keep_their_logits_and_equal_a_verify_pass(
         (tmp_path / "on.npy", tmp_path / "on_pass.npy"),
         (tmp_path / "off.npy", tmp_path / "off_pass.npy"),
     )
-    assert run_child(tmp_path, DECODE, str(tiny_model), *map(str, on))["mapped"]
+    seen = run_child(tmp_path, DECODE, str(tiny_model), *map(str, on))
+    assert seen["mapped"] and seen["installed"] == ["scaled_dot_product_attention", "swiglu"]
     off_env = {gemv_forward.OFF_ENV: "1"}
     assert not run_child(tmp_path, DECODE, str(tiny_model), *map(str, off), **off_env)["mapped"]
     steps, verify = np.load(on[0]), np.load(on[1])

@@ -214,8 +214,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     line(None, "model", describe(spec))
     try:
         t0 = time.perf_counter()
-        lm = load_model(spec, dequantize=cfg.local.dequantize, progress=_show_download)
+        lm = load_model(
+            spec, dequantize=cfg.local.dequantize, progress=_show_download, fast_prefill=True
+        )
         line(True, "model", f"loads in {time.perf_counter() - t0:.1f}s ({lm.nbytes / 1e6:.0f} MB)")
+        fast = ", ".join(lm.prefill_math)
+        line(None, "prefill", f"{fast} of prompt chunks on mlxd's exp" if fast else "MLX's ops")
     except Exception as exc:
         line(False, "model", str(exc))
     keys = KeyStore(cfg.backends)

@@ -11,7 +11,7 @@ import glob
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +23,7 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 from mlxd.blas import fast_blas_loaded
 from mlxd.errors import ModelError
 
-from . import download, gguf
+from . import download, gguf, prefill_math
 from .specs import EMBEDDED, EMBEDDED_ENV, INSTALL_HINT, _kind
 
 # "auto" dequantizes on CPU below this size as float (see auto_dequantizes).
@@ -41,6 +41,8 @@ class LoadedModel:
     nbytes: int  # bytes of the weights as loaded (after any dequantization)
     quantized: bool
     source: str  # the file or directory the weights came from
+    # What prefill_math swapped into the model's module (load_model's fast_prefill); [] none.
+    prefill_math: list[str] = field(default_factory=list)
 
 
 def describe(spec: str) -> str:
@@ -70,9 +72,12 @@ def load_model(
     dequantize: Dequantize = "auto",
     progress: Progress | None = None,
     hub: Mapping[str, str] | None = None,
+    fast_prefill: bool = False,
 ) -> LoadedModel:
     """Load `spec` ("smollm2-135m", an mlx-lm directory, a .gguf file, or an HF repo id; `hub`:
-    the environment whose HF_* settings a download follows, see download.hub_options)."""
+    the environment whose HF_* settings a download follows, see download.hub_options).
+    `fast_prefill`: prefill chunks' softmax and SiLU on mlxd's exp (prefill_math.install; the
+    daemon's models, not a raw mlx-lm baseline's)."""
     if dequantize not in ("auto", "always", "never"):
         raise ValueError(f"dequantize must be auto, always or never, not {dequantize!r}")
     report = progress or (lambda _f, _m: None)
@@ -112,6 +117,7 @@ def load_model(
         nbytes=nbytes,
         quantized=_is_quantized(model),
         source=str(path),
+        prefill_math=prefill_math.install(model) if fast_prefill else [],
     )
 
 

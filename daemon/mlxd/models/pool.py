@@ -242,7 +242,8 @@ class ModelPool:
 
         t0 = time.perf_counter()
         try:
-            lm = load_model(source, dequantize=dequantize, progress=progress)  # type: ignore[arg-type]
+            how = {"dequantize": dequantize, "progress": progress, "fast_prefill": True}
+            lm = load_model(source, **how)  # type: ignore[arg-type]
         except ModelError:
             raise
         except Exception as exc:  # anything unexpected still reaches every waiter clearly
