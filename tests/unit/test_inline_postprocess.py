@@ -17,6 +17,7 @@ from mlxd.inline.postprocess import (
     cut_at_suffix,
     drop_blank,
     drop_duplicate_of_next_line,
+    drop_looping_line,
     drop_reclosed_brackets,
     drop_repeated_lines,
     strip_trailing_whitespace,
@@ -238,3 +239,39 @@ def test_clean_output_invariants(pieces: list[str], doc: str) -> None:
         assert "\n" not in got
     assert "<|endoftext|>" not in got
     assert not set(got) & {"\r", "\x00", "\ufffd"}
+
+
+def test_drop_looping_line_cuts_a_line_that_stutters() -> None:
+    # The demo's last branch (session 10) and a Lua single-line hole of bench quality.
+    ctx = at("def fib(n):\n    ┃\n")
+    body = "a = fib(n - 1)\n    fib_res = fib_res = fib_res = fib(n-1) + fib_res\n    return a"
+    assert drop_looping_line(body, ctx) == "a = fib(n - 1)"
+    lua = at('local s = h .. ":" ┃\n')
+    assert drop_looping_line('.. w.path .. ":" .. w.path .. ":" .. w.path', lua) == ""
+
+
+def test_drop_looping_line_counts_the_cursor_line_as_it_will_read() -> None:
+    ctx = at("    x = y = ┃\n")
+    assert drop_looping_line("x = y = x = y = 1", ctx) == ""
+
+
+def test_drop_looping_line_leaves_the_users_own_text_and_plain_repetition_alone() -> None:
+    mine = at("    fib = fib = fib = fib = ┃\n")
+    assert drop_looping_line("1", mine) == "1"  # the loop is all before the cursor
+    ctx = at("┃\n")
+    for text in (
+        "zeros = (0, 0, 0, 0, 0, 0)",
+        'key = "deadbeefdeadbeefdeadbeef"',
+        'pad = "aaaaaaaaaaaa"',
+        "m = np.zeros((n, n, n))",
+        "print(a, b, a, b)",
+        "sep = '-' * 80  # ------------------",
+    ):
+        assert drop_looping_line(text, ctx) == text, text
+
+
+def test_a_stuttering_answer_is_nothing_to_show_and_says_why() -> None:
+    from mlxd.inline.postprocess import clean_why
+
+    ctx = at("total = ┃\n")
+    assert clean_why("count + count + count + count", ctx) == ("", "looping_line")

@@ -23,6 +23,12 @@ _QUOTES = "\"'`"
 _CLOSING_WORD = re.compile(r"(?:end|until|fi|done|esac)\b")
 # Longest run of lines checked for a loop (the same n lines twice in a row).
 MAX_LOOP_LINES = 4
+# A loop inside a line: a piece of 3-40 characters three times in a row, with a letter and
+# something else in it (`fib_res = fib_res = fib_res = `, `+ w.path + ":" + w.path + ":" ...`).
+# Runs of one character class are left alone: "aaaaaa", "deadbeefdeadbeef", "0, 0, 0, 0".
+_STUTTER = re.compile(r"(?=(.{3,40}?)\1\1)")  # at every position: matches may overlap
+# Characters of the text before the cursor that a loop reaching past the cursor can start in.
+_STUTTER_REACH = 3 * 40
 TAB_WIDTH = 4
 
 
@@ -207,6 +213,30 @@ def drop_repeated_lines(text: str, ctx: CursorContext) -> str:
     return "\n".join(text.split("\n")[:kept]) if kept > 0 else ""
 
 
+def _stutters(line: str, after: int = 0) -> bool:
+    """Whether `line` holds a loop (_STUTTER) that reaches past its first `after` characters."""
+    for m in _STUTTER.finditer(line):
+        unit = m.group(1)
+        if m.start() + 3 * len(unit) > after and not unit.isalnum():
+            if any(c.isalpha() for c in unit):
+                return True
+    return False
+
+
+def drop_looping_line(text: str, ctx: CursorContext) -> str:
+    """Cut before the first line that loops inside itself (`fib_res = fib_res = fib_res = x`):
+    a small model's greedy decoding stutters within a line too, and the line is no code. The
+    cursor line counts as it will read, but a loop only in the user's own text is left alone."""
+    lines = text.split("\n")
+    before = ctx.line_prefix[-_STUTTER_REACH:]
+    if _stutters(before + lines[0], after=len(before)):
+        return ""
+    for i, line in enumerate(lines[1:], start=1):
+        if _stutters(line):
+            return "\n".join(lines[:i])
+    return text
+
+
 def drop_reclosed_brackets(text: str, line_suffix: str) -> str:
     """Do not close again what the rest of the line already closes.
 
@@ -266,6 +296,7 @@ def clean_why(completion: str, ctx: CursorContext) -> tuple[str, str | None]:
         ("cut_at_suffix", lambda t: cut_at_suffix(t, ctx)),
         ("cut_at_dedent", lambda t: cut_at_dedent(t, ctx)),
         ("repeated_lines", lambda t: drop_repeated_lines(t, ctx)),
+        ("looping_line", lambda t: drop_looping_line(t, ctx)),
         ("reclosed_brackets", lambda t: drop_reclosed_brackets(t, ctx.line_suffix)),
         ("duplicate_of_next_line", lambda t: drop_duplicate_of_next_line(t, ctx)),
         ("blank", lambda t: drop_blank(strip_trailing_whitespace(t, keep_end=mid_line))),
@@ -286,6 +317,7 @@ RULES = {
     "cut_at_suffix": "it only repeated the text after the cursor",
     "cut_at_dedent": "it only continued after the block the cursor opens",
     "repeated_lines": "it was a loop of repeated lines",
+    "looping_line": "its line repeated a piece of itself in a loop",
     "reclosed_brackets": "it only closed brackets the line already closes",
     "duplicate_of_next_line": "it duplicated the next line",
     "blank": "whitespace only",
