@@ -12,6 +12,7 @@ BENCHMARKS = {
     "typing": "typing_replay",
     "fallback": "fallback",
     "fastpath": "fastpath",
+    "prefill": "prefill",
     "quality": "quality",
     "speculation": "speculation",
     "shared": "shared",

@@ -1,6 +1,6 @@
 """`python -m bench [NAME ...] [--runs N] [--model SPEC] [--plot]` (or `make bench NAME ...`).
 
-Names: overhead, follow-up, peers, concurrency, typing, fallback, fastpath, quality, speculation, shared, open-files, all (default: overhead
+Names: overhead, follow-up, peers, concurrency, typing, fallback, fastpath, prefill, quality, speculation, shared, open-files, all (default: overhead
 follow-up). Each prints a table and writes bench/results/<name>.json.
 """
 

@@ -45,6 +45,14 @@ def test_swiglu_equals_silu_times_up() -> None:
     np.testing.assert_allclose(np.array(pm.swiglu(gate, up)), want, rtol=1e-5, atol=1e-6)
 
 
+def test_swiglu_does_not_overflow_where_silu_times_up_does_not() -> None:
+    gate, up = mx.array([-87.0, 80.0]), mx.array([1e38, 1e30])
+    want = np.array(nn.silu(gate) * up)  # about [-143, 8e31]: finite
+    got = np.array(pm.swiglu(gate, up))
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("length", "keys_len", "mask"),
     [
@@ -69,6 +77,32 @@ def test_attention_equals_mlxs_with_grouped_query_heads(
         m = mx.random.normal((2, 1, length, keys_len), key=next(key))
     want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.17, mask=m)
     got = pm.attention(q, k, v, 0.17, m)
+    np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-5, atol=2e-6)
+
+
+def test_attention_with_a_value_head_size_of_its_own() -> None:
+    # DeepSeek-V2, MiniCPM3: values narrower than queries and keys (the attack's crash).
+    key = iter(mx.random.split(mx.random.key(3), 3))
+    q = mx.random.normal((1, 4, 20, 32), key=next(key))
+    k = mx.random.normal((1, 4, 20, 32), key=next(key))
+    v = mx.random.normal((1, 4, 20, 24), key=next(key))
+    want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.2, mask="causal")
+    got = pm.attention(q, k, v, 0.2, "causal")
+    assert got.shape == want.shape == (1, 4, 20, 24)
+    np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-5, atol=2e-6)
+
+
+def test_a_row_that_sees_no_key_is_finite_as_in_mlx() -> None:
+    # Left padding in a batch: the padded rows see nothing. MLX averages every key there; a
+    # NaN in them became the next layer's value and spread through the whole sequence.
+    key = iter(mx.random.split(mx.random.key(4), 3))
+    q = mx.random.normal((1, 2, 18, 16), key=next(key))
+    k = mx.random.normal((1, 2, 18, 16), key=next(key))
+    mask = mx.ones((1, 1, 18, 18), dtype=mx.bool_)
+    mask[:, :, :3, :] = False
+    want = mx.fast.scaled_dot_product_attention(q, k, k, scale=0.25, mask=mask)
+    got = pm.attention(q, k, k, 0.25, mask)
+    assert np.isfinite(np.array(got)).all()
     np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-5, atol=2e-6)
 
 
@@ -109,6 +143,21 @@ def test_install_swaps_a_real_models_functions_once_and_keeps_its_logits(
     after = model(ids)
     np.testing.assert_allclose(np.array(after), np.array(before), rtol=1e-4, atol=1e-4)
     assert (np.array(after.argmax(-1)) == np.array(before.argmax(-1))).all()
+
+
+def test_a_model_that_wraps_another_modules_layers_gets_them_too(
+    llama_module: object, tiny_model: Path
+) -> None:
+    from mlx_lm import load
+
+    class Wrapper(nn.Module):  # as smollm3's Model runs llama's layers
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+    model, _ = load(str(tiny_model))
+    assert pm.install(Wrapper(model)) == ["scaled_dot_product_attention", "swiglu"]
+    assert hasattr(llama_module.swiglu, "original")  # type: ignore[attr-defined]
 
 
 def test_the_off_switch_installs_nothing(

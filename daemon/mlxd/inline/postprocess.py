@@ -23,10 +23,13 @@ _QUOTES = "\"'`"
 _CLOSING_WORD = re.compile(r"(?:end|until|fi|done|esac)\b")
 # Longest run of lines checked for a loop (the same n lines twice in a row).
 MAX_LOOP_LINES = 4
-# A loop inside a line: a piece of 3-40 characters three times in a row, with a letter and
-# something else in it (`fib_res = fib_res = fib_res = `, `+ w.path + ":" + w.path + ":" ...`).
-# Runs of one character class are left alone: "aaaaaa", "deadbeefdeadbeef", "0, 0, 0, 0".
+# A loop inside a line: a piece of 3-40 characters three times in a row, with a letter and an
+# assignment or a sum in it (`fib_res = fib_res = fib_res = `, Lua's `.. w.path .. ":" .. w.path
+# .. ":" ...`, `count + count + count + `). Lists, type arguments, attribute chains, escapes and
+# format strings repeat pieces in real code and are left alone: `(None, None, None, None)`,
+# `tuple[int, int, int, int]`, `.parent.parent.parent`, `%s, %s, %s`, `\x00\x00\x00`.
 _STUTTER = re.compile(r"(?=(.{3,40}?)\1\1)")  # at every position: matches may overlap
+_LOOPING = re.compile(r"=| \+ |\.\.")  # not a regex's `\d+` or a literal's `0.+0.j`
 # Characters of the text before the cursor that a loop reaching past the cursor can start in.
 _STUTTER_REACH = 3 * 40
 TAB_WIDTH = 4
@@ -217,7 +220,7 @@ def _stutters(line: str, after: int = 0) -> bool:
     """Whether `line` holds a loop (_STUTTER) that reaches past its first `after` characters."""
     for m in _STUTTER.finditer(line):
         unit = m.group(1)
-        if m.start() + 3 * len(unit) > after and not unit.isalnum():
+        if m.start() + 3 * len(unit) > after and _LOOPING.search(unit):
             if any(c.isalpha() for c in unit):
                 return True
     return False

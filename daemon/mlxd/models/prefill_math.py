@@ -5,9 +5,9 @@ at a depth of 1,024 tokens, 18 M attention weights. MLX 0.32's CPU `exp` (scalar
 `floor`) runs at ~19 ns a value and its sigmoid at ~25 ns, against ~1 ns for numpy's. So half
 of a deep chunk's time was `exp`. Here `exp` is built from MLX's fused elementwise ops
 (`mx.compile`): the same kind of algorithm MLX uses (2^n times a polynomial, Cephes' `expf`
-with Cody-Waite range reduction, relative error ~1e-7), at ~4 ns a value. Measured per layer
-(`bench/README.md`, "prefill math"): SwiGLU of 64 x 1536 values 2.1 -> 0.45 ms, attention of
-64 queries over 1,024 keys 18.5 -> 11.2 ms.
+with Cody-Waite range reduction, relative error ~1e-7), at ~4 ns a value. Measured per layer: SwiGLU
+of 64 x 1536 values 2.2 -> 0.5 ms, attention of 64 queries over 1,024 keys 14 -> 9 ms; a whole
+prefill: `make bench prefill`.
 
 Only inputs of at least MIN_ROWS query rows, float32, take this path: decode steps and
 speculative verify passes (at most gemv_forward.MAX_ROWS rows) keep MLX's own ops, so a verify
@@ -79,7 +79,7 @@ def exp(x: mx.array) -> mx.array:
 
 @partial(mx.compile, shapeless=True)
 def _swiglu_join(pow2: mx.array, p: mx.array, gate: mx.array, up: mx.array) -> mx.array:
-    return gate * up / (1.0 + pow2 * p)  # silu(g) = g / (1 + e^-g)
+    return gate / (1.0 + pow2 * p) * up  # silu(g) = g / (1 + e^-g); gate * up may overflow
 
 
 def swiglu(gate: mx.array, up: mx.array) -> mx.array:
@@ -93,23 +93,26 @@ def attention(
 ) -> mx.array:
     """softmax(scale * Q K^T + mask) V, as mx.fast.scaled_dot_product_attention computes it.
 
-    Shapes: queries (B, H, L, D), keys and values (B, Hkv, S, D) with H a multiple of Hkv
-    (grouped-query attention); mask None, "causal" (query i sees keys up to S - L + i), or an
-    array broadcastable to (B, H, L, S): bool (True: attend) or additive. Returns (B, H, L, D).
+    Shapes: queries (B, H, L, D), keys (B, Hkv, S, D) and values (B, Hkv, S, Dv) with H a
+    multiple of Hkv (grouped-query attention); mask None, "causal" (query i sees keys up to
+    S - L + i), or an array of shape (L, S) or (B, 1, L, S): bool (True: attend) or additive.
+    A key masked out gets the lowest float32 score, as in MLX: a row that sees no key averages
+    them all instead of dividing 0 by 0. Returns (B, H, L, Dv).
     """
     b, h, length, d = queries.shape
     kv_heads, keys_len = keys.shape[1], keys.shape[2]
     q = (queries * scale).reshape(b, kv_heads, h // kv_heads, length, d)
     scores = q @ mx.expand_dims(keys, 2).swapaxes(-1, -2)  # (B, Hkv, H/Hkv, L, S)
+    lowest = mx.finfo(scores.dtype).min
     if isinstance(mask, str):
         rows = mx.arange(keys_len - length, keys_len)[:, None]
-        scores = mx.where(rows >= mx.arange(keys_len)[None], scores, -mx.inf)
+        scores = mx.where(rows >= mx.arange(keys_len)[None], scores, lowest)
     elif mask is not None:
         mask = mx.expand_dims(mask, 1) if mask.ndim == 4 else mask  # over (Hkv, H/Hkv)
-        scores = mx.where(mask, scores, -mx.inf) if mask.dtype == mx.bool_ else scores + mask
+        scores = mx.where(mask, scores, lowest) if mask.dtype == mx.bool_ else scores + mask
     weights = exp(scores - mx.max(scores, axis=-1, keepdims=True))
     out = (weights @ mx.expand_dims(values, 2)) / mx.sum(weights, axis=-1, keepdims=True)
-    return out.reshape(b, h, length, d)
+    return out.reshape(b, h, length, values.shape[-1])
 
 
 def _mask_shape_ok(mask: Any) -> bool:
@@ -162,19 +165,21 @@ _WRAPPERS = {
 
 def install(model: Any) -> list[str]:
     """Use this module's functions for `model`'s prefill chunks on CPU: the names swapped in
-    its mlx-lm module (all of that module's models share them; idempotent). [] when MLX runs
-    on a GPU, when MLXD_NO_FAST_PREFILL_MATH is set, or when the module has neither name."""
+    the mlx-lm modules its layers come from (a wrapper model such as smollm3's runs llama's
+    layers). Process-wide: every model of those modules gets them, whoever loads it. Idempotent.
+    [] when MLX runs on a GPU, when MLXD_NO_FAST_PREFILL_MATH is set, or when no module has
+    either name."""
     if os.environ.get(OFF_ENV) or mx.default_device() != mx.cpu:
         return []
-    module = sys.modules.get(type(model).__module__)
-    done = []
-    for name, wrap in _WRAPPERS.items():
-        current = getattr(module, name, None)
-        if not callable(current):
-            continue
-        if not hasattr(current, "original"):
-            setattr(module, name, wrap(current))
-        done.append(name)
-    if done:
-        log.debug("prefill math: %s in %s", ", ".join(done), module.__name__)  # type: ignore[union-attr]
-    return done
+    names = {type(model).__module__} | {type(m).__module__ for m in model.modules()}
+    done: set[str] = set()
+    for module in filter(None, map(sys.modules.get, sorted(names))):
+        for name, wrap in _WRAPPERS.items():
+            current = getattr(module, name, None)
+            if not callable(current):
+                continue
+            if not hasattr(current, "original"):
+                setattr(module, name, wrap(current))
+            done.add(name)
+            log.debug("prefill math: %s in %s", name, module.__name__)
+    return sorted(done)
