@@ -13,49 +13,47 @@ runs. Target: prefill with mlxd's exp > 1x MLX's, decode unchanged (0.97-1.03x).
 
 from __future__ import annotations
 
-import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from mlxd.models.batching import BatchEngine
+
 from .common import Options, fmt, log, model_label, print_table, ratio, write_result
+from .typing_replay import SOURCE
 
 DEFAULT_RUNS = 5
 TOKENS = 1024
-CHUNK = 64  # models/batching.py BatchEngine.PREFILL_STEP
+CHUNK = BatchEngine.PREFILL_STEP
 DECODE_STEPS = 8
-
-
-def _text() -> str:
-    return (Path(os.__file__).parent / "asyncio" / "locks.py").read_text()
-
-
-def _swap(module: Any, fast: bool) -> None:
-    """Put the wrappers (fast) or the originals they call back into `module`."""
-    from mlxd.models import prefill_math
-
-    for name in prefill_math._WRAPPERS:
-        current = getattr(module, name)
-        wrapper = getattr(module, f"_bench_{name}", current)
-        setattr(module, f"_bench_{name}", wrapper)
-        setattr(module, name, wrapper if fast else getattr(wrapper, "original", wrapper))
 
 
 async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     import mlx.core as mx
     from mlx_lm.models.cache import make_prompt_cache
 
-    from mlxd.models import load_model
+    from mlxd.models import load_model, prefill_math
 
     runs = opts.n(DEFAULT_RUNS)
     lm = load_model(opts.model, fast_prefill=True)
     if not lm.prefill_math:
         raise RuntimeError("prefill_math is not in use here (MLX on a GPU, or switched off)")
-    module = sys.modules[type(lm.model).__module__]
-    ids = (lm.tokenizer.encode(_text()) * 2)[: TOKENS + 1]
     model = lm.model
+    # (module, name, wrapper) for each function install swapped in: put back, or the original
+    # each wrapper calls.
+    swapped = [
+        (module, name, getattr(module, name))
+        for module in prefill_math.modules_of(model)
+        for name in lm.prefill_math
+        if hasattr(getattr(module, name, None), "original")
+    ]
+
+    def use(fast: bool) -> None:
+        for module, name, wrapper in swapped:
+            setattr(module, name, wrapper if fast else wrapper.original)
+
+    ids = (lm.tokenizer.encode(Path(SOURCE).read_text()) * 2)[: TOKENS + 1]
 
     def once() -> dict[str, float]:
         cache = make_prompt_cache(model)
@@ -83,14 +81,14 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     variants = {"mlxd's exp": True, "MLX's ops": False}
     samples: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     for fast in variants.values():  # warm-up: compiled kernels, allocator
-        _swap(module, fast)
+        use(fast)
         once()
     log(f"{runs} alternating runs of {TOKENS}-token prefill ({CHUNK}-token chunks) + decode")
     for _ in range(runs):
         for label, fast in variants.items():
-            _swap(module, fast)
+            use(fast)
             samples[label].append(once())
-    _swap(module, True)
+    use(True)
 
     def stat(label: str, key: str, how: Any) -> float:
         return how(s[key] for s in samples[label])

@@ -25,6 +25,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import partial
+from types import ModuleType
 from typing import Any
 
 import mlx.core as mx
@@ -163,6 +164,12 @@ _WRAPPERS = {
 }
 
 
+def modules_of(model: Any) -> list[ModuleType]:
+    """The Python modules `model` and its layers are defined in (what `install` patches)."""
+    names = {type(model).__module__} | {type(m).__module__ for m in model.modules()}
+    return [m for m in map(sys.modules.get, sorted(names)) if m is not None]
+
+
 def install(model: Any) -> list[str]:
     """Use this module's functions for `model`'s prefill chunks on CPU: the names swapped in
     the mlx-lm modules its layers come from (a wrapper model such as smollm3's runs llama's
@@ -171,9 +178,8 @@ def install(model: Any) -> list[str]:
     either name."""
     if os.environ.get(OFF_ENV) or mx.default_device() != mx.cpu:
         return []
-    names = {type(model).__module__} | {type(m).__module__ for m in model.modules()}
     done: set[str] = set()
-    for module in filter(None, map(sys.modules.get, sorted(names))):
+    for module in modules_of(model):
         for name, wrap in _WRAPPERS.items():
             current = getattr(module, name, None)
             if not callable(current):
