@@ -18,6 +18,15 @@ one-row products to sgemv: faster alone, but its sums differed from sgemm's in t
 After a prefill OpenBLAS's threads spin for ~0.1 s (THREAD_TIMEOUT 2^28 cycles) on the cores
 these products need; `spin_env` shortens that for the processes that preload both.
 
+A model loaded from 4- or 8-bit affine weights (the embedded Q4_1 GGUF) and dequantized to
+float32 for OpenBLAS registers each float matrix's quantized form with the interposer
+(`shadow`): its products of one or two rows (a decode step; a verify pass of one draft) then
+read 0.75 (4-bit, groups of 32) or 1.25 (8-bit) bytes a weight instead of 4, and unpack each
+weight to the exact float the matrix holds (the library checks every weight when it registers
+one), so decode reads a fifth of the bytes and the logits do not change by one bit. Products of
+more rows are bound by their sums, and read the floats. MLXD_NO_QUANTIZED_DECODE=1 turns the
+shadows off.
+
 The system's C compiler builds it once per source, compiler and CPU (`-march=native`) into the
 user's cache (`~/.cache/mlxd/gemv-<hash>/`); without a compiler nothing is taken over and
 products stay right, only slower. MLXD_NO_GEMV_FORWARD=1 turns it off.
@@ -25,16 +34,21 @@ products stay right, only slower. MLXD_NO_GEMV_FORWARD=1 turns it off.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import hashlib
 import os
 import subprocess
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from . import host
 
 OFF_ENV = "MLXD_NO_GEMV_FORWARD"
+SHADOW_OFF_ENV = "MLXD_NO_QUANTIZED_DECODE"
 SOURCE = Path(__file__).parent / "native" / "gemv_forward.c"
 NAME = "libmlxd_gemv_forward.so"
 MAX_ROWS = 16  # native/gemv_forward.c's: more rows go to OpenBLAS's sgemm (other sums)
@@ -169,3 +183,117 @@ def mapped() -> bool:
             return any(NAME in line for line in f)
     except OSError:
         return False
+
+
+# --- quantized shadows of dequantized weights ---------------------------------------------------
+
+
+class Quantized(NamedTuple):
+    """A module's affine-quantized weights as mlx-lm holds them (w = scales * q + biases per
+    group of `group` weights along a row): `weight` uint32 (N, K * bits / 32), `scales` and
+    `biases` (N, K / group)."""
+
+    weight: Any
+    scales: Any
+    biases: Any
+    bits: int
+    group: int
+
+
+class Shadows:
+    """The quantized shadows registered for one model (`shadow`): `len()` of them; `remove()`
+    and `restore()` (or `suspended()`) take them out and put them back (an A/B in one
+    process: bench prefill, the tests)."""
+
+    def __init__(self, lib: Any, entries: list[tuple[Any, ...]]) -> None:
+        self._lib = lib
+        self._entries = entries  # (weight, floats, q, scales, biases, bits, group): kept alive
+        self._on = True
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def restore(self) -> None:
+        """Register every entry again (idempotent)."""
+        if self._on:
+            return
+        for _, floats, q, scales, biases, bits, group in self._entries:
+            n, k = floats.shape
+            self._lib.mlxd_gemv_shadow_add(
+                _ptr(floats), n, k, bits, group, _ptr(q), _ptr(scales), _ptr(biases)
+            )
+        self._on = True
+
+    def remove(self) -> None:
+        """Take every entry out of the interposer's registry (idempotent)."""
+        if self._on:
+            for entry in self._entries:
+                self._lib.mlxd_gemv_shadow_remove(_ptr(entry[1]))
+        self._on = False
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Products read the float matrices inside the block."""
+        self.remove()
+        try:
+            yield
+        finally:
+            self.restore()
+
+
+def shadow(model: Any, forms: Mapping[str, Quantized]) -> Shadows | None:
+    """Register with the interposer, for each module path of `forms` whose float `weight` the
+    model now holds, its quantized form (products of one or two rows then read that instead:
+    the module docstring). None when the interposer is not loaded, MLXD_NO_QUANTIZED_DECODE is set, or no
+    form fits (bits 4 with groups of a multiple of 32, bits 8 with a multiple of 16, every
+    weight unpacking to its float). The entries, and the arrays they point into, live as long
+    as `model`."""
+    if not forms or os.environ.get(SHADOW_OFF_ENV) or not mapped():
+        return None
+    import numpy as np
+
+    lib = ctypes.CDLL(None)
+    if not hasattr(lib, "mlxd_gemv_shadow_add"):
+        return None  # an interposer built from an older source
+    modules = dict(model.named_modules())
+    entries: list[tuple[Any, ...]] = []
+    for path, form in forms.items():
+        weight = getattr(modules.get(path), "weight", None)
+        if weight is None or str(weight.dtype) != "mlx.core.float32" or weight.ndim != 2:
+            continue
+        floats = np.array(weight, copy=False)  # the matrix's own buffer: the registry's key
+        if not floats.flags.c_contiguous:
+            continue
+        n, k = floats.shape
+        q = _repacked(np.array(form.weight), form.bits, n, k)
+        scales = np.ascontiguousarray(np.array(form.scales), dtype=np.float32)
+        biases = np.ascontiguousarray(np.array(form.biases), dtype=np.float32)
+        if q is None or scales.shape != (n, k // form.group) or biases.shape != scales.shape:
+            continue
+        args = (_ptr(q), _ptr(scales), _ptr(biases))
+        if lib.mlxd_gemv_shadow_add(_ptr(floats), n, k, form.bits, form.group, *args):
+            entries.append((weight, floats, q, scales, biases, form.bits, form.group))
+    if not entries:
+        return None
+    shadows = Shadows(lib, entries)
+    weakref.finalize(model, shadows.remove)
+    return shadows
+
+
+def _ptr(array: Any) -> ctypes.c_void_p:
+    return ctypes.c_void_p(array.ctypes.data)
+
+
+def _repacked(packed: Any, bits: int, n: int, k: int) -> Any:
+    """mlx-lm's packing (uint32 words, value i of a word at bits i * bits) as the interposer
+    reads it: 8-bit, one byte a weight in order; 4-bit, 16 bytes per 32 weights, byte j holding
+    weights j (low nibble) and j + 16 (high). None for other widths or shapes."""
+    import numpy as np
+
+    raw = np.ascontiguousarray(packed).view(np.uint8)
+    if bits == 8 and raw.shape == (n, k):
+        return raw
+    if bits != 4 or raw.shape != (n, k // 2) or k % 32:
+        return None
+    q = np.stack([raw & 15, raw >> 4], axis=-1).reshape(n, k // 32, 2, 16)
+    return np.ascontiguousarray(q[:, :, 0, :] | (q[:, :, 1, :] << 4)).reshape(n, k // 2)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mlxd.models.speculative import FORWARDED_FIXED_COST, VERIFY_COST, DraftPolicy, PromptLookup
+from mlxd.models.speculative import (
+    FORWARDED_FIXED_COST,
+    SHADOWED_FIXED_COST,
+    SHADOWED_VERIFY_COST,
+    VERIFY_COST,
+    DraftPolicy,
+    PromptLookup,
+)
 
 
 def test_the_longest_suffix_match_drafts_what_followed_it() -> None:
@@ -27,15 +34,35 @@ def test_extending_indexes_the_new_tokens() -> None:
     assert look.draft(3) == (2, [3, 9, 1])
 
 
-@pytest.mark.parametrize("fixed_cost", [0.0, FORWARDED_FIXED_COST])
-def test_drafts_stop_when_they_do_not_pay_and_probe_now_and_then(fixed_cost: float) -> None:
-    pol = DraftPolicy(max_draft=8, fixed_cost=fixed_cost)
+@pytest.mark.parametrize(
+    ("fixed_cost", "token_cost"),
+    [(0.0, VERIFY_COST), (FORWARDED_FIXED_COST, VERIFY_COST),
+     (SHADOWED_FIXED_COST, SHADOWED_VERIFY_COST)],
+)  # fmt: skip
+def test_drafts_stop_when_they_do_not_pay_and_probe_now_and_then(
+    fixed_cost: float, token_cost: float
+) -> None:
+    pol = DraftPolicy(max_draft=8, fixed_cost=fixed_cost, token_cost=token_cost)
     for _ in range(30):
         pol.update(1, 1, 0)  # one-token matches never accepted
     lengths = [pol.length(1) for _ in range(pol.probe_every * 2)]
     assert lengths.count(0) == len(lengths) - 2 and lengths.count(1) == 2
     # A probe that always fails costs plain text at most 1% (a one-token pass's extra cost).
-    assert 2 * (fixed_cost + VERIFY_COST) / len(lengths) <= 0.01
+    assert 2 * (fixed_cost + token_cost) / len(lengths) <= 0.01
+
+
+def test_a_model_on_quantized_shadows_prices_draft_tokens_higher() -> None:
+    """Its plain steps read the 4-bit weights and passes of 3+ tokens the floats (bench
+    speculation, session 14: with the float costs, prose decoded at 0.93x plain): a draft
+    token accepted 4 times in 10 no longer pays there, one accepted 8 times in 10 still does,
+    for fewer tokens than where passes cost less."""
+    shadowed = DraftPolicy.here(8, shadowed=True)
+    assert (shadowed.fixed_cost, shadowed.token_cost) == (SHADOWED_FIXED_COST, SHADOWED_VERIFY_COST)
+    plain = DraftPolicy(max_draft=8)
+    for pol in (shadowed, plain):
+        pol.p[1], pol.p[3] = 0.4, 0.8
+    assert plain.length(1) > 0 and shadowed.length(1) == 0
+    assert 0 < shadowed.length(3) < plain.length(3)
 
 
 def test_a_pass_that_costs_more_than_a_plain_step_needs_likelier_drafts() -> None:

@@ -220,6 +220,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         line(True, "model", f"loads in {time.perf_counter() - t0:.1f}s ({lm.nbytes / 1e6:.0f} MB)")
         fast = ", ".join(lm.prefill_math)
         line(None, "prefill", f"{fast} of prompt chunks on mlxd's exp" if fast else "MLX's ops")
+        shadows = len(lm.shadows) if lm.shadows else 0
+        how = f"{shadows} weight matrices read in their quantized form" if shadows else ""
+        line(None, "decode", how or "products on the weights as loaded")
     except Exception as exc:
         line(False, "model", str(exc))
     keys = KeyStore(cfg.backends)

@@ -71,7 +71,8 @@ class BatchEngine(Priorities):
         self.draft_tokens = draft_tokens
         self._lone: tuple[Job, LookupDecoder] | None = None  # the speculating job
         self.spec = Stats()  # prompt-lookup totals, for status and benchmarks
-        self.drafts = DraftPolicy.here(draft_tokens)  # learned across this model's requests
+        # Learned across this model's requests.
+        self.drafts = DraftPolicy.here(draft_tokens, shadowed=lm.shadows is not None)
         self.joined = 0  # speculating jobs that moved into the batch
         self.generations = 0  # requests that reached the model
         self.cached_tokens = 0  # prompt tokens served from the KV cache (reuse)

@@ -20,6 +20,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
+from mlxd import gemv_forward
 from mlxd.blas import fast_blas_loaded
 from mlxd.errors import ModelError
 
@@ -43,6 +44,8 @@ class LoadedModel:
     source: str  # the file or directory the weights came from
     # What prefill_math swapped into the model's module (load_model's fast_prefill); [] none.
     prefill_math: list[str] = field(default_factory=list)
+    # Float matrices whose decode products read their quantized form (gemv_forward.shadow).
+    shadows: gemv_forward.Shadows | None = None
 
 
 def describe(spec: str) -> str:
@@ -103,7 +106,8 @@ def load_model(
             )
         model, tokenizer = _load_mlx_dir(path, report)
 
-    model = _maybe_dequantize(model, dequantize)
+    forms: dict[str, gemv_forward.Quantized] = {}
+    model = _maybe_dequantize(model, dequantize, forms)
     try:
         mx.eval(model.parameters())  # weights may be read lazily: surface I/O errors here
     except RuntimeError as e:
@@ -118,6 +122,7 @@ def load_model(
         quantized=_is_quantized(model),
         source=str(path),
         prefill_math=prefill_math.install(model) if fast_prefill else [],
+        shadows=gemv_forward.shadow(model, forms),
     )
 
 
@@ -206,13 +211,15 @@ def _float_dtype(model: nn.Module) -> mx.Dtype:
     return mx.float16
 
 
-def _maybe_dequantize(model: nn.Module, choice: Dequantize) -> nn.Module:
+def _maybe_dequantize(
+    model: nn.Module, choice: Dequantize, forms: dict[str, gemv_forward.Quantized]
+) -> nn.Module:
     if choice == "never" or not _is_quantized(model):
         return model
     dtype = _float_dtype(model)
     if choice == "auto" and not auto_dequantizes(float_bytes(model, dtype)):
         return model
-    return dequantize_model(model, dtype)
+    return dequantize_model(model, dtype, forms)
 
 
 def auto_dequantizes(float_nbytes: int) -> bool:
@@ -227,8 +234,12 @@ def auto_dequantizes(float_nbytes: int) -> bool:
     )
 
 
-def dequantize_model(model: nn.Module, dtype: mx.Dtype) -> nn.Module:
-    """Replace QuantizedLinear / QuantizedEmbedding by float nn.Linear / nn.Embedding, in place."""
+def dequantize_model(
+    model: nn.Module, dtype: mx.Dtype, forms: dict[str, gemv_forward.Quantized] | None = None
+) -> nn.Module:
+    """Replace QuantizedLinear / QuantizedEmbedding by float nn.Linear / nn.Embedding, in place;
+    `forms` (if given) gets each replaced module's quantized weights by module path, affine mode
+    only (gemv_forward.shadow reads them in decode steps)."""
     swaps = []
     for path, m in model.named_modules():
         if not isinstance(m, _QUANTIZED):
@@ -238,6 +249,8 @@ def dequantize_model(model: nn.Module, dtype: mx.Dtype) -> nn.Module:
             scales = scales.astype(dtype)
             biases = None if biases is None else biases.astype(dtype)
         w = mx.dequantize(m.weight, scales, biases, m.group_size, m.bits, m.mode).astype(dtype)
+        if forms is not None and m.mode == "affine" and biases is not None:
+            forms[path] = gemv_forward.Quantized(m.weight, scales, biases, m.bits, m.group_size)
         if isinstance(m, nn.QuantizedEmbedding):
             new = nn.Embedding(*w.shape)
         else:

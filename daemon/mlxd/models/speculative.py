@@ -28,6 +28,12 @@ VERIFY_COST = 0.15  # extra cost of one more token in a forward pass, relative t
 # of 9 tokens ~2.3x (with sgemv for one row and sgemm for more: 1.7x and 2.6x; on OpenBLAS
 # alone 1.2x and 1.9x, the plain step being slower).
 FORWARDED_FIXED_COST = 0.2
+# With quantized shadows (gemv_forward.shadow) a plain step reads the weights' 4-bit form and
+# is ~1.35x faster, while a pass of 3+ tokens reads the floats: relative to the plain step, a
+# pass of 2 tokens cost ~1.25-1.4x, of 5 ~2.1-2.6x, of 9 ~2.8-3.3x (embedded model, 2 x86
+# cores). With the float costs above, drafts ran too long and prose decoded at 0.93x plain.
+SHADOWED_FIXED_COST = 0.2
+SHADOWED_VERIFY_COST = 0.25
 # When drafting does not pay, still draft one token now and then, to re-learn; so rarely that
 # a probe that always fails costs plain text at most this share of its speed.
 PROBE_OVERHEAD = 0.01
@@ -87,15 +93,19 @@ class DraftPolicy:
 
     max_draft: int
     fixed_cost: float = 0.0  # cost of a pass with any draft, over a plain step's
+    token_cost: float = VERIFY_COST  # cost of each draft token in a pass, over a plain step's
     p: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.7, 0.8])
     skipped: int = 0
 
     @classmethod
-    def here(cls, max_draft: int) -> DraftPolicy:
-        """The policy for this process's products (mlxd's few-row products or not). With
-        them, a verify pass keeps to their rows (drafts of at most MAX_ROWS - 1 tokens): a
-        longer one would go to OpenBLAS, whose rows differ from a plain step's in the last
-        bits, and greedy decoding would no longer be exact (`local.draft_tokens` allows 64)."""
+    def here(cls, max_draft: int, shadowed: bool = False) -> DraftPolicy:
+        """The policy for this process's products (mlxd's few-row products or not; `shadowed`:
+        the model's plain steps read quantized shadows). With them, a verify pass keeps to
+        their rows (drafts of at most MAX_ROWS - 1 tokens): a longer one would go to OpenBLAS,
+        whose rows differ from a plain step's in the last bits, and greedy decoding would no
+        longer be exact (`local.draft_tokens` allows 64)."""
+        if shadowed:
+            return cls(cls.most(max_draft), SHADOWED_FIXED_COST, SHADOWED_VERIFY_COST)
         return cls(cls.most(max_draft), FORWARDED_FIXED_COST if gemv_forward.mapped() else 0.0)
 
     @staticmethod
@@ -108,7 +118,7 @@ class DraftPolicy:
         best, best_rate, gain = 0, 1.0, 0.0
         for d in range(1, self.max_draft + 1):
             gain += p**d
-            rate = (1.0 + gain) / (1.0 + self.fixed_cost + VERIFY_COST * d)
+            rate = (1.0 + gain) / (1.0 + self.fixed_cost + self.token_cost * d)
             if rate > best_rate:
                 best, best_rate = d, rate
         if best == 0:
@@ -120,7 +130,7 @@ class DraftPolicy:
     @property
     def probe_every(self) -> int:
         """Skipped drafts between two probes (a probe costs a one-token draft's pass)."""
-        return round((self.fixed_cost + VERIFY_COST) / PROBE_OVERHEAD)
+        return round((self.fixed_cost + self.token_cost) / PROBE_OVERHEAD)
 
     def update(self, n: int, drafted: int, accepted: int) -> None:
         outcomes = [1.0] * accepted + ([0.0] if accepted < drafted else [])

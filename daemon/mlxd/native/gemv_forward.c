@@ -9,6 +9,13 @@
  * Each output element is summed in one fixed order whatever the number of rows and however the
  * work is split between threads: a row of a verify pass is bit-identical to the same row
  * computed alone, so greedy speculative decoding gives exactly the plain decode's tokens.
+ *
+ * Quantized shadows (mlxd_gemv_shadow_add): a float weight matrix dequantized from 4- or 8-bit
+ * affine weights (w = scale * q + bias per group, as the embedded GGUF's) can be registered
+ * with its quantized form; a product of one or two rows with that B then reads the quantized
+ * form (0.75 or 1.25 bytes a weight instead of 4: a decode step is bound by reading every
+ * weight) and unpacks each weight to the very float the matrix holds (checked for every weight
+ * when it is registered), so the sums, and the logits, are bit-identical to the float product.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -27,6 +34,10 @@ enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 }; /* CBLAS_ORDER, CBLAS_TRA
  * a verify pass of the default 8 drafts has 9. PREFETCH_ROWS: how far ahead rows of B are
  * fetched (rows are short, 2-6 KB: the hardware prefetcher alone falls behind). */
 enum { MAX_ROWS = 16, MAX_WORKERS = 3, LANES = 16, PREFETCH_ROWS = 8 };
+/* Products of up to this many rows read a registered quantized shadow: a decode step (one
+ * row) or a pass with one draft token. More rows are bound by the sums, not by reading the
+ * weights: unpacking the shadow for them measured no faster than reading the floats. */
+enum { SHADOW_ROWS = 2 };
 
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *,
                          int, float, float *, int);
@@ -48,12 +59,20 @@ long mlxd_gemv_forwarded = 0;
 
 /* ---- the kernels: C[m][n] for n in [n0, n1) ---------------------------------------------- */
 
+struct shadow {
+    const float *_Atomic b; /* the float matrix (N x K, row-major) it stands for; the key */
+    int n, k, bits, group;
+    const unsigned char *q; /* per row: K/2 bytes (4-bit, see dequant) or K bytes (8-bit) */
+    const float *scales, *biases; /* per row: K / group each */
+};
+
 struct product {
     int rows, n, k, trans_b;
     float alpha, beta;
     const float *a, *b;
     float *c;
     int lda, ldb, ldc;
+    const struct shadow *sh; /* B's quantized form, or NULL */
 };
 
 static inline __attribute__((always_inline)) vec load(const float *p) {
@@ -62,12 +81,22 @@ static inline __attribute__((always_inline)) vec load(const float *p) {
     return v;
 }
 
+typedef float half_vec __attribute__((vector_size(LANES * 2)));
+typedef float quarter_vec __attribute__((vector_size(LANES)));
+
+/* The lanes' sum, in one tree: s8[i] = v[i] + v[i + 8], s4[i] = s8[i] + s8[i + 4], then
+ * (s4[0] + s4[2]) + (s4[1] + s4[3]); the first two levels as whole-vector adds (a scalar
+ * tree made the sums as long as a short row's products). */
 static inline __attribute__((always_inline)) float lane_sum(vec v) {
-    float s8[8], s4[4], s2[2];
-    for (int i = 0; i < 8; i++) s8[i] = v[i] + v[i + 8];
-    for (int i = 0; i < 4; i++) s4[i] = s8[i] + s8[i + 4];
-    for (int i = 0; i < 2; i++) s2[i] = s4[i] + s4[i + 2];
-    return s2[0] + s2[1];
+    half_vec lo, hi;
+    memcpy(&lo, &v, sizeof lo);
+    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
+    half_vec s8 = lo + hi;
+    quarter_vec a, b;
+    memcpy(&a, &s8, sizeof a);
+    memcpy(&b, (const char *)&s8 + sizeof a, sizeof b);
+    quarter_vec s4 = a + b;
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
 static inline __attribute__((always_inline)) void store(const struct product *p, int m, int n,
@@ -83,7 +112,8 @@ static inline __attribute__((always_inline)) void store(const struct product *p,
     static inline __attribute__((always_inline)) void dot_##MR##x##NR(const struct product *p,  \
                                                                       int m, int n) {           \
         const int k16 = p->k & ~(LANES - 1);                                                     \
-        const float *a[2] = {p->a + (long)m * p->lda, p->a + (long)(m + MR - 1) * p->lda};       \
+        const float *a[MR];                                                                      \
+        for (int i = 0; i < MR; i++) a[i] = p->a + (long)(m + i) * p->lda;                       \
         const float *b[4];                                                                       \
         for (int j = 0; j < 4; j++) b[j] = p->b + (long)(n + (j < NR ? j : 0)) * p->ldb;         \
         vec acc[MR][NR];                                                                         \
@@ -105,10 +135,141 @@ static inline __attribute__((always_inline)) void store(const struct product *p,
                 store(p, m + i, n + j, s);                                                       \
             }                                                                                    \
     }
+DOT(4, 4)
 DOT(2, 4)
 DOT(1, 4)
 DOT(2, 1)
 DOT(1, 1)
+
+/* ---- quantized shadows: the same chains, each tile of B unpacked from its quantized form ---- */
+
+typedef unsigned char bytes16 __attribute__((vector_size(16)));
+typedef int ints __attribute__((vector_size(LANES * 4)));
+/* Bytes to floats through ints: GCC 12 makes one widening and one conversion of that, and 16
+ * scalar conversions of a direct bytes-to-floats one. */
+#define FLOATS(b) __builtin_convertvector(__builtin_convertvector(b, ints), vec)
+
+/* 4-bit rows hold 32 weights in 16 bytes: byte j is q[j] | q[j + 16] << 4 (unpacked with one
+ * mask and one shift); 8-bit rows one byte a weight. w = scale * q + bias, in float: the product
+ * of a half-precision scale and a 4- or 8-bit q is exact, so the one rounding is the
+ * addition's, as in MLX's dequantize; mlxd_gemv_shadow_add checks it for every weight with
+ * this very function. */
+static inline __attribute__((always_inline)) vec dequant(bytes16 q, vec scale, vec bias) {
+    return FLOATS(q) * scale + bias;
+}
+
+/* Loaded into a vector register: from memory GCC 12 widens the bytes one at a time. */
+#if defined(__x86_64__) || defined(__i386__)
+#define IN_REGISTER(v) __asm__("" : "+x"(v))
+#elif defined(__aarch64__)
+#define IN_REGISTER(v) __asm__("" : "+w"(v))
+#else
+#define IN_REGISTER(v) ((void)0)
+#endif
+
+static inline __attribute__((always_inline)) bytes16 load16(const unsigned char *p) {
+    bytes16 q;
+    memcpy(&q, p, sizeof q);
+    IN_REGISTER(q);
+    return q;
+}
+
+/* DOT's chains (x @ W.T, k in LANES-wide steps in order, one lane tree) on tiles unpacked group
+ * by group: K is a multiple of the group, itself of 32 (4-bit) or 16 (8-bit): no last terms. */
+#define DOTQ(BITS, MR, NR)                                                                        \
+    static inline __attribute__((always_inline)) void dotq##BITS##_##MR##x##NR(                 \
+        const struct product *p, int m, int n) {                                                 \
+        const struct shadow *s = p->sh;                                                          \
+        const int per = BITS == 4 ? 2 : 1; /* LANES-wide steps per 16 bytes */                   \
+        const long row = (long)s->k * BITS / 8, groups = s->k / s->group;                        \
+        const float *a[2] = {p->a + (long)m * p->lda, p->a + (long)(m + MR - 1) * p->lda};       \
+        const unsigned char *q[NR];                                                              \
+        const float *scales[NR], *biases[NR];                                                    \
+        for (int j = 0; j < NR; j++) {                                                           \
+            q[j] = s->q + (n + j) * row;                                                         \
+            scales[j] = s->scales + (n + j) * groups, biases[j] = s->biases + (n + j) * groups;  \
+        }                                                                                        \
+        vec acc[MR][NR];                                                                         \
+        for (int i = 0; i < MR; i++)                                                             \
+            for (int j = 0; j < NR; j++) acc[i][j] = (vec){0};                                   \
+        int k = 0;                                                                               \
+        for (long g = 0; g < groups; g++) {                                                      \
+            vec scale[NR], bias[NR];                                                             \
+            for (int j = 0; j < NR; j++)                                                         \
+                scale[j] = (vec){0} + scales[j][g], bias[j] = (vec){0} + biases[j][g];           \
+            for (int end = k + s->group; k < end; k += per * LANES) {                            \
+                vec y[2][NR];                                                                    \
+                for (int j = 0; j < NR; j++) {                                                   \
+                    bytes16 b = load16(q[j] + k * BITS / 8);                                     \
+                    __builtin_prefetch(q[j] + PREFETCH_ROWS * row + k * BITS / 8);               \
+                    if (BITS == 4) {                                                             \
+                        y[0][j] = dequant(b & 15, scale[j], bias[j]);                            \
+                        y[1][j] = dequant(b >> 4, scale[j], bias[j]);                            \
+                    } else {                                                                     \
+                        y[0][j] = dequant(b, scale[j], bias[j]);                                 \
+                    }                                                                            \
+                }                                                                                \
+                for (int h = 0; h < per; h++) {                                                  \
+                    vec x[MR];                                                                   \
+                    for (int i = 0; i < MR; i++) x[i] = load(a[i] + k + h * LANES);              \
+                    for (int i = 0; i < MR; i++)                                                 \
+                        for (int j = 0; j < NR; j++) acc[i][j] += x[i] * y[h][j];                \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+        for (int i = 0; i < MR; i++)                                                             \
+            for (int j = 0; j < NR; j++) store(p, m + i, n + j, lane_sum(acc[i][j]));            \
+    }
+DOTQ(4, 2, 4)
+DOTQ(4, 1, 4)
+DOTQ(4, 2, 1)
+DOTQ(4, 1, 1)
+DOTQ(8, 2, 4)
+DOTQ(8, 1, 4)
+DOTQ(8, 2, 1)
+DOTQ(8, 1, 1)
+
+#define PARTQ(BITS)                                                                               \
+    static void partq##BITS(const struct product *p, int n0, int n1) {                         \
+        int n = n0;                                                                              \
+        for (; n + 4 <= n1; n += 4) {                                                            \
+            int m = 0;                                                                           \
+            for (; m + 2 <= p->rows; m += 2) dotq##BITS##_2x4(p, m, n);                          \
+            if (m < p->rows) dotq##BITS##_1x4(p, m, n);                                          \
+        }                                                                                        \
+        for (; n < n1; n++) {                                                                    \
+            int m = 0;                                                                           \
+            for (; m + 2 <= p->rows; m += 2) dotq##BITS##_2x1(p, m, n);                          \
+            if (m < p->rows) dotq##BITS##_1x1(p, m, n);                                          \
+        }                                                                                        \
+    }
+PARTQ(4)
+PARTQ(8)
+
+/* Row n of a shadow, unpacked into `out` (K floats): the float matrix's row. */
+static inline __attribute__((always_inline)) void unpack_bits(const struct shadow *s, long n,
+                                                              float *out, const int bits) {
+    const long groups = s->k / s->group;
+    const unsigned char *q = s->q + n * s->k * bits / 8;
+    const float *scales = s->scales + n * groups, *biases = s->biases + n * groups;
+    int k = 0;
+    for (long g = 0; g < groups; g++) {
+        vec scale = (vec){0} + scales[g], bias = (vec){0} + biases[g];
+        for (int end = k + s->group; k < end; k += bits == 4 ? 2 * LANES : LANES) {
+            bytes16 b = load16(q + k * bits / 8);
+            vec y[2] = {dequant(bits == 4 ? b & 15 : b, scale, bias)};
+            if (bits == 4) y[1] = dequant(b >> 4, scale, bias);
+            memcpy(out + k, y, (bits == 4 ? 2 : 1) * sizeof(vec));
+        }
+    }
+}
+
+static void unpack_row(const struct shadow *s, long n, float *out) {
+    if (s->bits == 4)
+        unpack_bits(s, n, out, 4);
+    else
+        unpack_bits(s, n, out, 8);
+}
 
 /* B is K x N (x @ B): C[m][n..n+LANES*V) accumulates A[m][k] * B[k][n..] over k in order; the
  * last N % LANES columns are the same chains, one column at a time. */
@@ -129,10 +290,15 @@ AXPY(4)
 AXPY(1)
 
 static void part(const struct product *p, int n0, int n1) {
+    if (p->sh != NULL) {
+        (p->sh->bits == 4 ? partq4 : partq8)(p, n0, n1);
+        return;
+    }
     if (p->trans_b == TRANS) {
         int n = n0;
         for (; n + 4 <= n1; n += 4) {
             int m = 0;
+            for (; m + 4 <= p->rows; m += 4) dot_4x4(p, m, n);
             for (; m + 2 <= p->rows; m += 2) dot_2x4(p, m, n);
             if (m < p->rows) dot_1x4(p, m, n);
         }
@@ -249,7 +415,9 @@ static void start_workers(void) {
 }
 
 static void product(const struct product *p) {
-    if ((long)p->n * p->k < THREADED_MIN || pthread_mutex_trylock(&pool.busy) != 0) {
+    long size = (long)p->n * p->k; /* floats of B; on a shadow, what its bytes are worth: */
+    if (p->sh != NULL) size = size * p->sh->bits / 32; /* a wake-up costs more than it saves */
+    if (size < THREADED_MIN || pthread_mutex_trylock(&pool.busy) != 0) {
         part(p, 0, p->n);
         return;
     }
@@ -275,6 +443,99 @@ static void product(const struct product *p) {
     pthread_mutex_unlock(&pool.busy);
 }
 
+/* ---- the shadow registry: open addressing on B's address, lock-free to read ----------------- */
+
+enum { SHADOWS = 4096 }; /* slots (a power of two); a model has a few hundred matrices */
+#define GONE ((const float *)1) /* a removed entry: probing goes on past it */
+
+static struct shadow shadows[SHADOWS];
+static pthread_mutex_t shadows_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int shadows_live;   /* entries: 0 = nothing to look up */
+static int shadows_taken;          /* slots ever used (entries and removed ones): probes end */
+
+/* The number of products computed from a quantized shadow so far (read by tests). */
+long mlxd_gemv_shadowed = 0;
+
+static unsigned slot_of(const float *b) {
+    return (unsigned)(((unsigned long)b >> 4) * 0x9E3779B97F4A7C15ul >> 40) & (SHADOWS - 1);
+}
+
+/* The shadow registered for B (N x K, row-major, leading dimension K), or NULL. An entry is
+ * read only while its matrix is alive; mlxd removes it before the matrix can be freed. */
+static const struct shadow *shadow_of(const float *b, int n, int k, int ldb) {
+    if (atomic_load_explicit(&shadows_live, memory_order_acquire) == 0) return NULL;
+    for (unsigned i = slot_of(b), tries = 0; tries < SHADOWS; i = (i + 1) & (SHADOWS - 1), tries++) {
+        const float *key = atomic_load_explicit(&shadows[i].b, memory_order_acquire);
+        if (key == NULL) return NULL;
+        if (key == b)
+            return shadows[i].n == n && shadows[i].k == k && ldb == k ? &shadows[i] : NULL;
+    }
+    return NULL;
+}
+
+/* Whether every weight of `s` unpacks to the float matrix's own bits (the check that makes a
+ * shadow's products bit-identical to the float ones). */
+static int unpacks_exactly(const struct shadow *s) {
+    float *row = malloc(sizeof(float) * s->k);
+    int same = row != NULL;
+    for (long n = 0; same && n < s->n; n++) {
+        unpack_row(s, n, row);
+        same = !memcmp(row, s->b + n * s->k, sizeof(float) * s->k);
+    }
+    free(row);
+    return same;
+}
+
+/* Register `q`, `scales`, `biases` (layouts at struct shadow; the caller keeps them and `b`
+ * alive until mlxd_gemv_shadow_remove(b)) as the quantized form of the float matrix `b`
+ * (n x k, row-major). 1 when registered; 0 when the form is not one this file reads (bits 4
+ * with groups of a multiple of 32, bits 8 with a multiple of 16), a weight does not unpack to
+ * b's exact float, `b` is registered already, or the registry is full. */
+int mlxd_gemv_shadow_add(const float *b, int n, int k, int bits, int group,
+                         const unsigned char *q, const float *scales, const float *biases) {
+    int unit = bits == 4 ? 2 * LANES : bits == 8 ? LANES : 0;
+    if (!b || b == GONE || n <= 0 || unit == 0 || group <= 0 || group % unit || k % group)
+        return 0;
+    struct shadow s = {.n = n, .k = k, .bits = bits, .group = group, .q = q,
+                       .scales = scales, .biases = biases};
+    s.b = b;
+    if (!unpacks_exactly(&s)) return 0;
+    int done = 0;
+    pthread_mutex_lock(&shadows_lock);
+    if (shadow_of(b, n, k, k) == NULL && shadows_taken < SHADOWS * 3 / 4) {
+        unsigned i = slot_of(b); /* the first free or removed slot on b's probe path */
+        const float *key;
+        while ((key = atomic_load(&shadows[i].b)) != NULL && key != GONE)
+            i = (i + 1) & (SHADOWS - 1);
+        shadows_taken += key == NULL;
+        shadows[i].n = n, shadows[i].k = k, shadows[i].bits = bits, shadows[i].group = group;
+        shadows[i].q = q, shadows[i].scales = scales, shadows[i].biases = biases;
+        atomic_store_explicit(&shadows[i].b, b, memory_order_release); /* fields first */
+        atomic_fetch_add(&shadows_live, 1);
+        done = 1;
+    }
+    pthread_mutex_unlock(&shadows_lock);
+    return done;
+}
+
+/* Forget the shadow of `b` (1 if there was one): from now on its products read `b` itself. */
+int mlxd_gemv_shadow_remove(const float *b) {
+    int done = 0;
+    pthread_mutex_lock(&shadows_lock);
+    for (unsigned i = slot_of(b), tries = 0; tries < SHADOWS; i = (i + 1) & (SHADOWS - 1), tries++) {
+        const float *key = atomic_load(&shadows[i].b);
+        if (key == NULL) break;
+        if (key == b) {
+            atomic_store_explicit(&shadows[i].b, GONE, memory_order_release);
+            atomic_fetch_sub(&shadows_live, 1);
+            done = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&shadows_lock);
+    return done;
+}
+
 __attribute__((constructor)) static void find_next(void) {
     next_sgemm = (sgemm_fn)dlsym(RTLD_NEXT, "cblas_sgemm");
     next_get_threads = (int (*)(void))dlsym(RTLD_NEXT, "openblas_get_num_threads");
@@ -287,7 +548,9 @@ void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float
     /* alpha == 0: C = beta C without reading A or B (NaN there must not show): OpenBLAS's. */
     if (order == ROW_MAJOR && trans_a == NO_TRANS && (trans_b == NO_TRANS || trans_b == TRANS)
         && m > 0 && m <= MAX_ROWS && n > 0 && k > 0 && alpha != 0.0f) {
-        struct product p = {m, n, k, trans_b, alpha, beta, a, b, c, lda, ldb, ldc};
+        struct product p = {m, n, k, trans_b, alpha, beta, a, b, c, lda, ldb, ldc, NULL};
+        if (trans_b == TRANS && m <= SHADOW_ROWS && (p.sh = shadow_of(b, n, k, ldb)) != NULL)
+            __atomic_add_fetch(&mlxd_gemv_shadowed, 1, __ATOMIC_RELAXED);
         product(&p);
         __atomic_add_fetch(&mlxd_gemv_forwarded, 1, __ATOMIC_RELAXED);
         return;

@@ -1,0 +1,140 @@
+"""Decode on quantized shadows (mlxd/gemv_forward.py `shadow`): a float matrix dequantized from
+4- or 8-bit affine weights is read in its quantized form by the few-row products, in real
+child processes that preload the interposer as `mlxd serve` does. Products and a real model's
+logits must be bit-identical to the float matrices' own; a form that does not unpack to the
+float matrix exactly must be refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlxd import gemv_forward
+from mlxd.models.specs import embedded_model_path
+
+from .test_gemv_forward import pytestmark as _needs_preload
+from .test_gemv_forward import run_child
+
+pytestmark = _needs_preload
+
+# Each case: random weights quantized by MLX (scales and biases rounded to float16, as a GGUF's
+# are), dequantized to float32, held by an nn.Linear; products of 1-17 rows with the shadow
+# and without it (suspended), compared bit for bit.
+SYNTH = """
+import ctypes, gc, json
+import numpy as np
+from mlxd import blas, gemv_forward
+blas.maybe_reexec_with_openblas()
+import mlx.core as mx
+import mlx.nn as nn
+lib = ctypes.CDLL(None)
+def shadowed():
+    return ctypes.c_long.in_dll(lib, "mlxd_gemv_shadowed").value
+def case(bits, group, n=200, k=576, spoil=False):
+    w = mx.random.normal((n, k), key=mx.random.key(bits * 100 + group))
+    packed, scales, biases = mx.quantize(w, group_size=group, bits=bits)
+    scales, biases = scales.astype(mx.float16), biases.astype(mx.float16)
+    floats = mx.dequantize(packed, scales.astype(mx.float32), biases.astype(mx.float32),
+                           group_size=group, bits=bits)
+    if spoil:  # one weight that its quantized form does not give
+        floats = floats + mx.where(mx.arange(n * k).reshape(n, k) == 12345, 1e-3, 0.0)
+    model = nn.Sequential(nn.Linear(k, n, bias=False))
+    model.layers[0].weight = floats
+    mx.eval(model.parameters())
+    forms = {"layers.0": gemv_forward.Quantized(packed, scales, biases, bits, group)}
+    shadows = gemv_forward.shadow(model, forms)
+    out = {"registered": 0 if shadows is None else len(shadows)}
+    if shadows is None:
+        return out
+    same, used = [], []
+    for rows in (1, 2, 3, 5, 9, 16, 17):
+        x = mx.random.normal((rows, k), key=mx.random.key(rows))
+        before = shadowed()
+        on = np.array(model(x))
+        used.append(shadowed() - before)
+        with shadows.suspended():
+            off = np.array(model(x))
+        same.append(bool((on == off).all()))
+    out.update(same=same, used=used)
+    del model, shadows
+    gc.collect()  # the model is gone: its entries must be too
+    x = mx.random.normal((1, k))
+    before = shadowed()
+    mx.eval(x @ floats.T)  # the same float matrix, alive here: read as floats again
+    out["after_collect"] = shadowed() - before
+    return out
+print(json.dumps({
+    "4/32": case(4, 32), "4/64": case(4, 64), "8/32": case(8, 32), "8/64": case(8, 64),
+    "4/32 spoiled": case(4, 32, spoil=True), "2/32": case(2, 32), "6/64": case(6, 64), "4/128": case(4, 128, k=768),
+}))
+"""
+
+
+def test_quantized_shadows_give_the_float_products_bit_for_bit(tmp_path: Path) -> None:
+    seen = run_child(tmp_path, SYNTH)
+    for name in ("4/32", "4/64", "4/128", "8/32", "8/64"):
+        case = seen[name]
+        assert case["registered"] == 1, (name, case)
+        assert all(case["same"]), (name, case)
+        # One and two rows read the shadow (one product each); 3-16 the floats in mlxd's
+        # kernel, 17 OpenBLAS's sgemm: the same bits every time.
+        assert case["used"] == [1, 1, 0, 0, 0, 0, 0], (name, case)
+        assert case["after_collect"] == 0, (name, case)
+    # Refused: a weight its form does not give, 2- and 6-bit weights.
+    assert seen["4/32 spoiled"] == {"registered": 0}
+    assert seen["2/32"] == {"registered": 0}
+    assert seen["6/64"] == {"registered": 0}
+
+
+def test_off_switch_registers_nothing(tmp_path: Path) -> None:
+    seen = run_child(tmp_path, SYNTH, **{gemv_forward.SHADOW_OFF_ENV: "1"})
+    assert all(case == {"registered": 0} for case in seen.values()), seen
+
+
+# The embedded model as the daemon loads it: 12 one-token steps with its shadows and without,
+# and a verify pass of the same 12 tokens with them.
+EMBEDDED = """
+import ctypes, json, sys
+import numpy as np
+from mlxd import blas
+blas.maybe_reexec_with_openblas()
+import mlx.core as mx
+from mlx_lm.models.cache import make_prompt_cache
+from mlxd.models.loader import load_model
+lm = load_model("smollm2-135m", fast_prefill=True)
+ids = lm.tokenizer.encode("def add(a, b):\\n    return a + b\\n\\ndef sub(a, b):\\n")
+def steps():
+    cache = make_prompt_cache(lm.model)
+    lm.model(mx.array([ids]), cache=cache)
+    return np.array(mx.stack([lm.model(mx.array([[t]]), cache=cache)[0, -1] for t in ids[:12]]))
+lib = ctypes.CDLL(None)
+count = lambda: ctypes.c_long.in_dll(lib, "mlxd_gemv_shadowed").value
+before = count()
+on = steps()
+used = count() - before
+with lm.shadows.suspended():
+    off = steps()
+cache = make_prompt_cache(lm.model)
+lm.model(mx.array([ids]), cache=cache)
+verify = np.array(lm.model(mx.array([ids[:12]]), cache=cache)[0])
+np.save(sys.argv[1], on); np.save(sys.argv[2], off); np.save(sys.argv[3], verify)
+print(json.dumps({"shadows": len(lm.shadows), "used": used}))
+"""
+
+
+@pytest.mark.skipif(embedded_model_path() is None, reason="the embedded model is not installed")
+def test_the_embedded_model_decodes_on_its_q4_weights_with_the_same_logits(tmp_path: Path) -> None:
+    import numpy as np
+
+    paths = [tmp_path / f"{name}.npy" for name in ("on", "off", "verify")]
+    seen = run_child(tmp_path, EMBEDDED, *map(str, paths))
+    # 30 layers x 7 projections (4-bit) and the tied embedding as the LM head (8-bit).
+    assert seen["shadows"] == 211, seen
+    assert seen["used"] >= 12 * 211, seen  # every product of every step read a shadow
+    on, off, verify = (np.load(p) for p in paths)
+    assert on.shape == off.shape == verify.shape == (12, on.shape[1])
+    assert (on == off).all(), float(np.abs(on - off).max())
+    # A verify pass of 12 rows reads the floats: its rows equal the steps on the shadows, so
+    # speculation stays exact.
+    assert (on == verify).all(), float(np.abs(on - verify).max())
