@@ -201,35 +201,48 @@ class Quantized(NamedTuple):
 
 
 class Shadows:
-    """The quantized shadows registered for one model (`shadow`): `len()` of them; `remove()`
-    and `restore()` (or `suspended()`) take them out and put them back (an A/B in one
-    process: bench prefill, the tests)."""
+    """The quantized shadows registered for one model (`shadow`): `len()` of them registered
+    now, `nbytes` of memory they take; `remove()` and `restore()` (or `suspended()`) take them
+    out and put them back (an A/B in one process: bench prefill, the tests). They are removed
+    for good when the model is collected (`retire`), and at the latest when this object is:
+    the registry never points into freed arrays."""
 
     def __init__(self, lib: Any, entries: list[tuple[Any, ...]]) -> None:
         self._lib = lib
         self._entries = entries  # (weight, floats, q, scales, biases, bits, group): kept alive
-        self._on = True
+        self._registered = len(entries)
+        self._retired = False
+        self.nbytes = sum(e[2].nbytes + e[3].nbytes + e[4].nbytes for e in entries)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._registered
 
     def restore(self) -> None:
-        """Register every entry again (idempotent)."""
-        if self._on:
+        """Register every entry again (a no-op once retired; an entry the registry has no room
+        for any more is not counted)."""
+        if self._retired:
             return
         for _, floats, q, scales, biases, bits, group in self._entries:
             n, k = floats.shape
-            self._lib.mlxd_gemv_shadow_add(
-                _ptr(floats), n, k, bits, group, _ptr(q), _ptr(scales), _ptr(biases)
+            args = (_ptr(q), _ptr(scales), _ptr(biases))
+            self._registered += self._lib.mlxd_gemv_shadow_add(
+                _ptr(floats), n, k, bits, group, *args
             )
-        self._on = True
 
     def remove(self) -> None:
-        """Take every entry out of the interposer's registry (idempotent)."""
-        if self._on:
-            for entry in self._entries:
-                self._lib.mlxd_gemv_shadow_remove(_ptr(entry[1]))
-        self._on = False
+        """Take every entry out of the interposer's registry; returns once no product reads
+        them (idempotent)."""
+        for entry in self._entries:
+            self._lib.mlxd_gemv_shadow_remove(_ptr(entry[1]))
+        self._registered = 0
+
+    def retire(self) -> None:
+        """The model is gone: remove every entry, for good."""
+        self._retired = True
+        self.remove()
+
+    def __del__(self) -> None:
+        self.remove()
 
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:
@@ -276,7 +289,7 @@ def shadow(model: Any, forms: Mapping[str, Quantized]) -> Shadows | None:
     if not entries:
         return None
     shadows = Shadows(lib, entries)
-    weakref.finalize(model, shadows.remove)
+    weakref.finalize(model, shadows.retire)
     return shadows
 
 

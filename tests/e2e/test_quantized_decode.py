@@ -138,3 +138,118 @@ def test_the_embedded_model_decodes_on_its_q4_weights_with_the_same_logits(tmp_p
     # A verify pass of 12 rows reads the floats: its rows equal the steps on the shadows, so
     # speculation stays exact.
     assert (on == verify).all(), float(np.abs(on - verify).max())
+
+
+# The registry under attack (session 14's attacker): a model dropped while MLX's stream thread
+# still runs its products; remove and add racing with products; a model dropped inside
+# `suspended()`; one buffer registered under several shapes; slots used up by matrices that
+# come and go at new addresses.
+REGISTRY = """
+import ctypes, gc, json, threading, time
+import numpy as np
+from mlxd import blas, gemv_forward
+blas.maybe_reexec_with_openblas()
+import mlx.core as mx
+import mlx.nn as nn
+lib = ctypes.CDLL(None)
+add, rem = lib.mlxd_gemv_shadow_add, lib.mlxd_gemv_shadow_remove
+P = lambda a: ctypes.c_void_p(a.ctypes.data)
+shadowed = lambda: ctypes.c_long.in_dll(lib, "mlxd_gemv_shadowed").value
+def make(n, k, seed):
+    w = mx.random.normal((n, k), key=mx.random.key(seed))
+    packed, scales, biases = mx.quantize(w, group_size=32, bits=4)
+    scales, biases = scales.astype(mx.float16), biases.astype(mx.float16)
+    floats = mx.dequantize(packed, scales.astype(mx.float32), biases.astype(mx.float32),
+                           group_size=32, bits=4)
+    model = nn.Sequential(nn.Linear(k, n, bias=False))
+    model.layers[0].weight = floats
+    mx.eval(model.parameters())
+    forms = {"layers.0": gemv_forward.Quantized(packed, scales, biases, 4, 32)}
+    return model, gemv_forward.shadow(model, forms)
+out = {}
+# 1. Dropped mid-flight: products queued with async_eval, the model and its shadows dropped.
+for it in range(3):
+    model, sh = make(4096, 4096, it)
+    y = mx.random.normal((1, 4096))
+    for _ in range(60):
+        y = model(y) * 1e-2
+    mx.async_eval(y)
+    time.sleep(0.002)
+    del model, sh
+    gc.collect()
+    junk = [np.full(4096 * 2048, 0xFF, np.uint8) for _ in range(3)]  # the freed memory reused
+    mx.eval(y)
+out["in_flight"] = "survived"
+# 2. Remove and add on one thread, products of the same matrix on another.
+n, k = 512, 1024
+A = np.ones((n, k), np.float32)
+C = np.full((n, k), 2.0, np.float32)
+def form(val):  # every weight = val: q = 0, scale 1, bias val
+    return (np.zeros((n, k // 2), np.uint8), np.ones((n, k // 32), np.float32),
+            np.full((n, k // 32), val, np.float32))
+fa, fc = form(1.0), form(2.0)
+sgemm = lib.cblas_sgemm
+sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_int,
+                  ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_void_p, ctypes.c_int]
+x, y = np.ones((1, k), np.float32), np.zeros((1, n), np.float32)
+stop, counts = False, [0, 0]
+def products():
+    while not stop:
+        sgemm(101, 111, 112, 1, n, k, 1.0, P(x), k, P(A), k, 0.0, P(y), n)
+        counts[0] += 1
+        counts[1] += int((y != k).any())
+add(P(A), n, k, 4, 32, *map(P, fa))
+t = threading.Thread(target=products)
+t.start()
+t0 = time.time()
+while time.time() - t0 < 2:
+    rem(P(A)); add(P(C), n, k, 4, 32, *map(P, fc)); rem(P(C)); add(P(A), n, k, 4, 32, *map(P, fa))
+stop = True
+t.join()
+rem(P(A))
+out["race"] = {"products": counts[0], "wrong": counts[1]}
+# 3. A model dropped inside suspended(): its shadows must not come back on the way out.
+model, sh = make(1536, 576, 1)
+with sh.suspended():
+    del model
+    gc.collect()
+out["restored_after_death"] = len(sh)
+sh = None
+gc.collect()
+junk = [np.full(1536 * 576, 0x7F, np.uint8) for _ in range(4)]
+model_b, sh_b = make(1536, 576, 2)
+x = mx.random.normal((1, 576), key=mx.random.key(5))
+before = shadowed()
+on = np.array(model_b(x))
+used = shadowed() - before
+with sh_b.suspended():
+    off = np.array(model_b(x))
+out["next_model"] = {"used": used, "same": bool((on == off).all())}
+# 4. One buffer, several shapes: one entry.
+B = np.ones((4, 64), np.float32)
+q, s, b = np.zeros(128, np.uint8), np.ones(8, np.float32), np.ones(8, np.float32)
+out["one_entry"] = [add(P(B), 4, 64, 4, 32, P(q), P(s), P(b)),
+                    add(P(B), 8, 32, 4, 32, P(q), P(s), P(b)),
+                    add(P(B), 2, 128, 4, 32, P(q), P(s), P(b)), rem(P(B)), rem(P(B))]
+# 5. 60 rounds of 211 matrices at new addresses, registered and removed: all get a slot.
+q, s, b = np.zeros(16, np.uint8), np.zeros(1, np.float32), np.zeros(1, np.float32)
+alive, rounds = [], []
+for _ in range(60):
+    mats = [np.zeros((1, 32), np.float32) for _ in range(211)]
+    alive.extend(mats)
+    rounds.append(sum(add(P(m), 1, 32, 4, 32, P(q), P(s), P(b)) for m in mats))
+    for m in mats:
+        rem(P(m))
+out["rounds"] = rounds
+print(json.dumps(out))
+"""
+
+
+def test_the_registry_holds_under_drops_races_and_churn(tmp_path: Path) -> None:
+    seen = run_child(tmp_path, REGISTRY)
+    assert seen["in_flight"] == "survived"  # it segfaulted when the arrays went first
+    assert seen["race"]["products"] > 100 and seen["race"]["wrong"] == 0, seen["race"]
+    assert seen["restored_after_death"] == 0
+    assert seen["next_model"] == {"used": 1, "same": True}, seen["next_model"]
+    assert seen["one_entry"] == [1, 0, 0, 1, 0]
+    assert seen["rounds"] == [211] * 60, seen["rounds"]

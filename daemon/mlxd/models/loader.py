@@ -39,7 +39,7 @@ class LoadedModel:
     name: str
     model: nn.Module  # usable by mlx_lm.stream_generate / generate_step / BatchGenerator
     tokenizer: TokenizerWrapper
-    nbytes: int  # bytes of the weights as loaded (after any dequantization)
+    nbytes: int  # bytes of the weights as loaded (after any dequantization), shadows included
     quantized: bool
     source: str  # the file or directory the weights came from
     # What prefill_math swapped into the model's module (load_model's fast_prefill); [] none.
@@ -112,17 +112,18 @@ def load_model(
         mx.eval(model.parameters())  # weights may be read lazily: surface I/O errors here
     except RuntimeError as e:
         raise ModelError(f"cannot read the weights in {path}: {e}") from e
+    shadows = gemv_forward.shadow(model, forms)
     nbytes = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
     report(1.0, "ready")
     return LoadedModel(
         name=spec,
         model=model,
         tokenizer=tokenizer,
-        nbytes=nbytes,
+        nbytes=nbytes + (shadows.nbytes if shadows else 0),
         quantized=_is_quantized(model),
         source=str(path),
         prefill_math=prefill_math.install(model) if fast_prefill else [],
-        shadows=gemv_forward.shadow(model, forms),
+        shadows=shadows,
     )
 
 

@@ -61,6 +61,7 @@ long mlxd_gemv_forwarded = 0;
 
 struct shadow {
     const float *_Atomic b; /* the float matrix (N x K, row-major) it stands for; the key */
+    _Atomic int users;      /* products reading it now (shadow_pin): a removal waits for 0 */
     int n, k, bits, group;
     const unsigned char *q; /* per row: K/2 bytes (4-bit, see dequant) or K bytes (8-bit) */
     const float *scales, *biases; /* per row: K / group each */
@@ -151,9 +152,11 @@ typedef int ints __attribute__((vector_size(LANES * 4)));
 
 /* 4-bit rows hold 32 weights in 16 bytes: byte j is q[j] | q[j + 16] << 4 (unpacked with one
  * mask and one shift); 8-bit rows one byte a weight. w = scale * q + bias, in float: the product
- * of a half-precision scale and a 4- or 8-bit q is exact, so the one rounding is the
- * addition's, as in MLX's dequantize; mlxd_gemv_shadow_add checks it for every weight with
- * this very function. */
+ * of a half-precision scale (GGUF's, mlx-lm's float16 and bfloat16) and a 4- or 8-bit q is
+ * exact, so fused into one multiply-add (as -march=native may) or not, the one rounding is the
+ * addition's, as in MLX's dequantize. With float32 scales MLX rounds twice and a fused one
+ * differs: mlxd_gemv_shadow_add checks every weight with this very function and refuses such
+ * a matrix. */
 static inline __attribute__((always_inline)) vec dequant(bytes16 q, vec scale, vec bias) {
     return FLOATS(q) * scale + bias;
 }
@@ -460,18 +463,32 @@ static unsigned slot_of(const float *b) {
     return (unsigned)(((unsigned long)b >> 4) * 0x9E3779B97F4A7C15ul >> 40) & (SHADOWS - 1);
 }
 
-/* The shadow registered for B (N x K, row-major, leading dimension K), or NULL. An entry is
- * read only while its matrix is alive; mlxd removes it before the matrix can be freed. */
-static const struct shadow *shadow_of(const float *b, int n, int k, int ldb) {
-    if (atomic_load_explicit(&shadows_live, memory_order_acquire) == 0) return NULL;
+/* The slot whose key is `b`, or -1. */
+static int slot_with(const float *b) {
     for (unsigned i = slot_of(b), tries = 0; tries < SHADOWS; i = (i + 1) & (SHADOWS - 1), tries++) {
-        const float *key = atomic_load_explicit(&shadows[i].b, memory_order_acquire);
-        if (key == NULL) return NULL;
-        if (key == b)
-            return shadows[i].n == n && shadows[i].k == k && ldb == k ? &shadows[i] : NULL;
+        const float *key = atomic_load(&shadows[i].b);
+        if (key == NULL) return -1;
+        if (key == b) return (int)i;
     }
+    return -1;
+}
+
+/* The shadow registered for B (N x K, row-major, leading dimension K), pinned (its `users`
+ * counted: shadow_unpin when the product is done), or NULL. Pinned first and its key read
+ * again after: mlxd_gemv_shadow_remove marks the key first and then waits for no users, so
+ * either the removal waits for this product or this product does not take the shadow. */
+static struct shadow *shadow_pin(const float *b, int n, int k, int ldb) {
+    if (atomic_load_explicit(&shadows_live, memory_order_acquire) == 0) return NULL;
+    int i = slot_with(b);
+    if (i < 0) return NULL;
+    struct shadow *s = &shadows[i];
+    atomic_fetch_add(&s->users, 1);
+    if (atomic_load(&s->b) == b && s->n == n && s->k == k && ldb == k) return s;
+    atomic_fetch_sub(&s->users, 1);
     return NULL;
 }
+
+static void shadow_unpin(struct shadow *s) { atomic_fetch_sub(&s->users, 1); }
 
 /* Whether every weight of `s` unpacks to the float matrix's own bits (the check that makes a
  * shadow's products bit-identical to the float ones). */
@@ -502,11 +519,12 @@ int mlxd_gemv_shadow_add(const float *b, int n, int k, int bits, int group,
     if (!unpacks_exactly(&s)) return 0;
     int done = 0;
     pthread_mutex_lock(&shadows_lock);
-    if (shadow_of(b, n, k, k) == NULL && shadows_taken < SHADOWS * 3 / 4) {
-        unsigned i = slot_of(b); /* the first free or removed slot on b's probe path */
-        const float *key;
-        while ((key = atomic_load(&shadows[i].b)) != NULL && key != GONE)
-            i = (i + 1) & (SHADOWS - 1);
+    unsigned i = slot_of(b); /* the first free or removed slot on b's probe path */
+    const float *key;
+    while ((key = atomic_load(&shadows[i].b)) != NULL && key != GONE) i = (i + 1) & (SHADOWS - 1);
+    /* One entry per matrix, whatever the shape; a removed slot is taken again, a free one only
+     * while probes stay short. */
+    if (slot_with(b) < 0 && (key == GONE || shadows_taken < SHADOWS * 3 / 4)) {
         shadows_taken += key == NULL;
         shadows[i].n = n, shadows[i].k = k, shadows[i].bits = bits, shadows[i].group = group;
         shadows[i].q = q, shadows[i].scales = scales, shadows[i].biases = biases;
@@ -518,22 +536,29 @@ int mlxd_gemv_shadow_add(const float *b, int n, int k, int bits, int group,
     return done;
 }
 
-/* Forget the shadow of `b` (1 if there was one): from now on its products read `b` itself. */
+/* Forget the shadow of `b` (1 if there was one): from now on its products read `b` itself.
+ * Returns once no product reads the shadow any more (a product already running on MLX's
+ * stream thread when the model is dropped): then its arrays may be freed. */
 int mlxd_gemv_shadow_remove(const float *b) {
-    int done = 0;
     pthread_mutex_lock(&shadows_lock);
-    for (unsigned i = slot_of(b), tries = 0; tries < SHADOWS; i = (i + 1) & (SHADOWS - 1), tries++) {
-        const float *key = atomic_load(&shadows[i].b);
-        if (key == NULL) break;
-        if (key == b) {
-            atomic_store_explicit(&shadows[i].b, GONE, memory_order_release);
-            atomic_fetch_sub(&shadows_live, 1);
-            done = 1;
-            break;
+    int i = slot_with(b);
+    if (i >= 0) {
+        atomic_store(&shadows[i].b, GONE);
+        atomic_fetch_sub(&shadows_live, 1);
+        while (atomic_load(&shadows[i].users) > 0) sched_yield();
+        /* Removed slots just before a free one end no probe path: free them too, or matrices
+         * that come and go at new addresses fill the table with removed slots. (A lookup that
+         * was passing through one stops there: it takes the floats, which are right.) */
+        unsigned j = (unsigned)i;
+        while (atomic_load(&shadows[j].b) == GONE
+               && atomic_load(&shadows[(j + 1) & (SHADOWS - 1)].b) == NULL) {
+            atomic_store(&shadows[j].b, NULL);
+            shadows_taken--;
+            j = (j - 1) & (SHADOWS - 1);
         }
     }
     pthread_mutex_unlock(&shadows_lock);
-    return done;
+    return i >= 0;
 }
 
 __attribute__((constructor)) static void find_next(void) {
@@ -548,10 +573,13 @@ void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float
     /* alpha == 0: C = beta C without reading A or B (NaN there must not show): OpenBLAS's. */
     if (order == ROW_MAJOR && trans_a == NO_TRANS && (trans_b == NO_TRANS || trans_b == TRANS)
         && m > 0 && m <= MAX_ROWS && n > 0 && k > 0 && alpha != 0.0f) {
-        struct product p = {m, n, k, trans_b, alpha, beta, a, b, c, lda, ldb, ldc, NULL};
-        if (trans_b == TRANS && m <= SHADOW_ROWS && (p.sh = shadow_of(b, n, k, ldb)) != NULL)
-            __atomic_add_fetch(&mlxd_gemv_shadowed, 1, __ATOMIC_RELAXED);
+        struct shadow *sh = trans_b == TRANS && m <= SHADOW_ROWS ? shadow_pin(b, n, k, ldb) : NULL;
+        struct product p = {m, n, k, trans_b, alpha, beta, a, b, c, lda, ldb, ldc, sh};
         product(&p);
+        if (sh != NULL) {
+            shadow_unpin(sh);
+            __atomic_add_fetch(&mlxd_gemv_shadowed, 1, __ATOMIC_RELAXED);
+        }
         __atomic_add_fetch(&mlxd_gemv_forwarded, 1, __ATOMIC_RELAXED);
         return;
     }
