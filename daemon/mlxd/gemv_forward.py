@@ -242,7 +242,10 @@ class Shadows:
         self.remove()
 
     def __del__(self) -> None:
-        self.remove()
+        try:
+            self.remove()
+        except Exception:  # noqa: S110 - at interpreter exit ctypes or numpy may be gone
+            pass
 
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:

@@ -454,7 +454,7 @@ enum { SHADOWS = 4096 }; /* slots (a power of two); a model has a few hundred ma
 static struct shadow shadows[SHADOWS];
 static pthread_mutex_t shadows_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int shadows_live;   /* entries: 0 = nothing to look up */
-static int shadows_taken;          /* slots ever used (entries and removed ones): probes end */
+static int shadows_taken;          /* slots not free (entries and removed ones): probes end */
 
 /* The number of products computed from a quantized shadow so far (read by tests). */
 long mlxd_gemv_shadowed = 0;
