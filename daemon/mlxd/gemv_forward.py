@@ -222,12 +222,8 @@ class Shadows:
         for any more is not counted)."""
         if self._retired:
             return
-        for _, floats, q, scales, biases, bits, group in self._entries:
-            n, k = floats.shape
-            args = (_ptr(q), _ptr(scales), _ptr(biases))
-            self._registered += self._lib.mlxd_gemv_shadow_add(
-                _ptr(floats), n, k, bits, group, *args
-            )
+        for entry in self._entries:
+            self._registered += _register(self._lib, entry)
 
     def remove(self) -> None:
         """Take every entry out of the interposer's registry; returns once no product reads
@@ -286,14 +282,23 @@ def shadow(model: Any, forms: Mapping[str, Quantized]) -> Shadows | None:
         biases = np.ascontiguousarray(np.array(form.biases), dtype=np.float32)
         if q is None or scales.shape != (n, k // form.group) or biases.shape != scales.shape:
             continue
-        args = (_ptr(q), _ptr(scales), _ptr(biases))
-        if lib.mlxd_gemv_shadow_add(_ptr(floats), n, k, form.bits, form.group, *args):
-            entries.append((weight, floats, q, scales, biases, form.bits, form.group))
+        entry = (weight, floats, q, scales, biases, form.bits, form.group)
+        if _register(lib, entry):
+            entries.append(entry)
     if not entries:
         return None
     shadows = Shadows(lib, entries)
     weakref.finalize(model, shadows.retire)
     return shadows
+
+
+def _register(lib: Any, entry: tuple[Any, ...]) -> int:
+    """mlxd_gemv_shadow_add for one (weight, floats, q, scales, biases, bits, group) entry."""
+    _, floats, q, scales, biases, bits, group = entry
+    n, k = floats.shape
+    return lib.mlxd_gemv_shadow_add(
+        _ptr(floats), n, k, bits, group, _ptr(q), _ptr(scales), _ptr(biases)
+    )
 
 
 def _ptr(array: Any) -> ctypes.c_void_p:

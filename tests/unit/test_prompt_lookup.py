@@ -6,7 +6,6 @@ import pytest
 
 from mlxd.models.speculative import (
     FORWARDED_FIXED_COST,
-    SHADOWED_FIXED_COST,
     SHADOWED_VERIFY_COST,
     VERIFY_COST,
     DraftPolicy,
@@ -37,7 +36,7 @@ def test_extending_indexes_the_new_tokens() -> None:
 @pytest.mark.parametrize(
     ("fixed_cost", "token_cost"),
     [(0.0, VERIFY_COST), (FORWARDED_FIXED_COST, VERIFY_COST),
-     (SHADOWED_FIXED_COST, SHADOWED_VERIFY_COST)],
+     (FORWARDED_FIXED_COST, SHADOWED_VERIFY_COST)],
 )  # fmt: skip
 def test_drafts_stop_when_they_do_not_pay_and_probe_now_and_then(
     fixed_cost: float, token_cost: float
@@ -57,7 +56,10 @@ def test_a_model_on_quantized_shadows_prices_draft_tokens_higher() -> None:
     token accepted 4 times in 10 no longer pays there, one accepted 8 times in 10 still does,
     for fewer tokens than where passes cost less."""
     shadowed = DraftPolicy.here(8, shadowed=True)
-    assert (shadowed.fixed_cost, shadowed.token_cost) == (SHADOWED_FIXED_COST, SHADOWED_VERIFY_COST)
+    assert (shadowed.fixed_cost, shadowed.token_cost) == (
+        FORWARDED_FIXED_COST,
+        SHADOWED_VERIFY_COST,
+    )
     plain = DraftPolicy(max_draft=8)
     for pol in (shadowed, plain):
         pol.p[1], pol.p[3] = 0.4, 0.8

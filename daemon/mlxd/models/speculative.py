@@ -31,8 +31,8 @@ FORWARDED_FIXED_COST = 0.2
 # With quantized shadows (gemv_forward.shadow) a plain step reads the weights' 4-bit form and
 # is ~1.35x faster, while a pass of 3+ tokens reads the floats: relative to the plain step, a
 # pass of 2 tokens cost ~1.25-1.4x, of 5 ~2.1-2.6x, of 9 ~2.8-3.3x (embedded model, 2 x86
-# cores). With the float costs above, drafts ran too long and prose decoded at 0.93x plain.
-SHADOWED_FIXED_COST = 0.2
+# cores). With the float costs above, drafts ran too long and prose decoded at 0.93x plain:
+# the same fixed cost (FORWARDED_FIXED_COST), a dearer draft token.
 SHADOWED_VERIFY_COST = 0.25
 # When drafting does not pay, still draft one token now and then, to re-learn; so rarely that
 # a probe that always fails costs plain text at most this share of its speed.
@@ -105,7 +105,7 @@ class DraftPolicy:
         whose rows differ from a plain step's in the last bits, and greedy decoding would no
         longer be exact (`local.draft_tokens` allows 64)."""
         if shadowed:
-            return cls(cls.most(max_draft), SHADOWED_FIXED_COST, SHADOWED_VERIFY_COST)
+            return cls(cls.most(max_draft), FORWARDED_FIXED_COST, SHADOWED_VERIFY_COST)
         return cls(cls.most(max_draft), FORWARDED_FIXED_COST if gemv_forward.mapped() else 0.0)
 
     @staticmethod
