@@ -4,9 +4,12 @@ the other end. Every request the forwarder read is answered exactly once, with t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -94,3 +97,96 @@ def test_a_stopped_daemon_that_left_without_goodbye_is_not_called_restarted(
     assert [f["id"] for f in got] == [7] and got[0]["error"]["code"] == REQUEST_FAILED
     message = got[0]["error"]["message"]
     assert "stopped (mlxd stop)" in message and "send the request again" not in message, message
+
+
+def _streaming_daemon(theirs: socket.socket, stop: threading.Event, saw_eof: list[bool]) -> None:
+    """A daemon streaming a chat's $/progress without end: it stops when the forwarder shuts
+    its side (the session's end, as the real daemon sees it) or when the test says so."""
+    note = _msg({"jsonrpc": "2.0", "method": "$/progress", "params": {"token": 1, "value": {}}})
+    theirs.settimeout(0.01)
+    try:
+        while not stop.is_set():
+            theirs.sendall(note * 50)
+            try:
+                if theirs.recv(1 << 16) == b"":
+                    saw_eof.append(True)
+                    return
+            except TimeoutError:
+                pass
+    except OSError:
+        pass
+    finally:
+        theirs.close()
+
+
+def _pump_in_thread(ours: socket.socket, stdin: int, stdout: int) -> tuple[threading.Thread, list]:
+    result: list = []
+
+    def run() -> None:
+        try:
+            result.append(pump(ours, stdin, stdout, lambda *a: "no daemon in this test"))
+        except BaseException as exc:  # the test reports it, not the thread's excepthook
+            result.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_an_editor_that_closed_stdout_mid_stream_ends_the_session_with_status_0() -> None:
+    # A window reloaded while a chat streams: the extension host closes the forwarder's stdout.
+    # Before: the next frame raised BrokenPipeError out of pump (exit status 1, a traceback).
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    stop, saw_eof = threading.Event(), []
+    daemon = threading.Thread(target=_streaming_daemon, args=(theirs, stop, saw_eof))
+    daemon.start()
+    try:
+        thread, result = _pump_in_thread(ours, stdin_r, stdout_w)
+        os.read(stdout_r, 1 << 16)  # the stream reaches the editor...
+        os.close(stdout_r)  # ...which goes away without closing stdin
+        thread.join(10)
+        assert result == [0]
+        daemon.join(10)
+        assert saw_eof == [True]  # the forwarder ended the session on the daemon's side
+    finally:
+        stop.set()
+        daemon.join(10)
+        for fd in (stdin_r, stdin_w, stdout_w):
+            os.close(fd)
+
+
+def test_the_editors_eof_ends_the_forwarder_even_while_the_daemon_keeps_streaming() -> None:
+    # The grace after the editor's EOF held only while the socket was quiet: a daemon still
+    # streaming (one that ignores the forwarder's shutdown, here) kept the forwarder alive
+    # forever. The daemon is another process, so that the socket never runs dry.
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    note = _msg({"jsonrpc": "2.0", "method": "$/progress", "params": {"token": 1, "value": {}}})
+    deaf = (
+        f"import os\nnote = {note!r} * 2000\n"
+        f"while True:\n    os.write({theirs.fileno()}, note)\n"  # until pump's end closes
+    )
+    daemon = subprocess.Popen([sys.executable, "-c", deaf], pass_fds=[theirs.fileno()])
+    theirs.close()
+
+    def editor_reads() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(stdout_r, 1 << 16):
+                pass
+
+    threading.Thread(target=editor_reads, daemon=True).start()
+    try:
+        thread, result = _pump_in_thread(ours, stdin_r, stdout_w)
+        os.close(stdin_w)
+        thread.join(10)
+        assert result == [0], "the forwarder still ran 10 s after the editor's EOF"
+        assert daemon.wait(10) != 0  # its socket was closed under it: EPIPE
+    finally:
+        daemon.kill()
+        daemon.wait()
+        for fd in (stdin_r, stdout_w, stdout_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -173,6 +173,26 @@ class _Link:
                 self.dead = True  # noticed at the next read: the socket reads EOF
 
 
+class _Editor:
+    """The forwarder's stdout. An editor that closed it (a window reloaded while a chat streams)
+    has gone as surely as one that closed stdin: nothing more is written, and `gone` says so
+    (before: EPIPE escaped as a traceback and exit status 1)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.gone = False
+
+    def write(self, data: bytes) -> None:
+        if self.gone:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError:  # EPIPE, or whatever else the editor's end can do: it reads nothing
+            self.gone = True
+
+
 def pump(
     sock: socket.socket,
     stdin: int,
@@ -181,12 +201,14 @@ def pump(
     paths: runtime.Paths | None = None,
 ) -> int:
     """Copy LSP messages stdin -> socket and socket -> stdout until the daemon ends the
-    session, or until EOF_GRACE_S after stdin's EOF (the daemon then ends it on its side).
+    session, or until EOF_GRACE_S after the editor has gone: stdin's EOF, or stdout closed
+    (the daemon then ends the session on its side).
 
     When the daemon dies mid-session (`reconnect` given), the requests in flight fail with
     -32803, and a new daemon (started by `reconnect`) is brought to the window's state.
     `paths`: the daemon's (default: runtime.paths())."""
     replay, from_client, link = Replay(), Splitter(), _Link(sock, reconnect, paths)
+    editor = _Editor(stdout)
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     sel.register(stdin, selectors.EVENT_READ)
@@ -198,53 +220,64 @@ def pump(
             if deadline is not None:
                 timeout = min(timeout, max(0.0, deadline - time.monotonic()))
             events = sel.select(timeout)
-            if not events and deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:  # even mid-stream
                 return 0
             if os.getppid() != parent:  # an editor that died without closing our stdin
                 print(f"mlxd: parent process {parent} is gone; exiting", file=sys.stderr)
                 return 0
+            eof = False
             for key, _ in events:
-                if key.fileobj is link.sock:
-                    try:
-                        data = link.sock.recv(1 << 16)
-                    except OSError:
-                        data = b""
-                    if data:
-                        link.dropped = None
-                        for body in link.frames.feed(data):
-                            if body is not None and replay.from_daemon(body):
-                                _write_all(stdout, frame(body))
-                        continue
-                    if replay.ended is not None:  # the daemon ended the session on purpose
-                        return _ended(replay.ended, replay, stdout)
-                    if deadline is not None or replay.exited or reconnect is None:
-                        return 0
-                    if (why := _recover(link, replay, stdout, sel)) is not None:
-                        print(f"mlxd: {why}", file=sys.stderr, flush=True)
-                        return 1
-                else:
-                    if _from_client(os.read(stdin, 1 << 16), from_client, replay, link, stdout):
-                        continue
-                    sel.unregister(stdin)
-                    with contextlib.suppress(OSError):
-                        link.sock.shutdown(socket.SHUT_WR)
-                    deadline = time.monotonic() + EOF_GRACE_S
+                if key.fileobj is not link.sock:
+                    eof = not _from_client(
+                        os.read(stdin, 1 << 16), from_client, replay, link, editor
+                    )
+                    continue
+                try:
+                    data = link.sock.recv(1 << 16)
+                except OSError:
+                    data = b""
+                if data:
+                    link.dropped = None
+                    for body in link.frames.feed(data):
+                        if body is not None and replay.from_daemon(body):
+                            editor.write(frame(body))
+                    continue
+                if replay.ended is not None:  # the daemon ended the session on purpose
+                    return _ended(replay.ended, replay, editor)
+                if deadline is not None or replay.exited or reconnect is None or editor.gone:
+                    return 0
+                if (why := _recover(link, replay, editor, sel)) is not None:
+                    print(f"mlxd: {why}", file=sys.stderr, flush=True)
+                    return 1
+            if deadline is None and (eof or editor.gone):  # the editor has gone
+                deadline = _hang_up(sel, stdin, link)
     finally:
         link.sock.close()
 
 
-def _from_client(data: bytes, frames: Splitter, replay: Replay, link: _Link, stdout: int) -> bool:
+def _hang_up(sel: Any, stdin: int, link: _Link) -> float:
+    """The editor has gone: read no more of it, and let the daemon end the session on its
+    side (it reads EOF). When the forwarder stops waiting for that (time.monotonic)."""
+    sel.unregister(stdin)
+    with contextlib.suppress(OSError):
+        link.sock.shutdown(socket.SHUT_WR)
+    return time.monotonic() + EOF_GRACE_S
+
+
+def _from_client(
+    data: bytes, frames: Splitter, replay: Replay, link: _Link, editor: _Editor
+) -> bool:
     """Forward the editor's `data` to the daemon; False at the editor's EOF."""
     for body in frames.feed(data):
         if body is None:  # as the daemon answers one, unread
-            _write_all(stdout, TOO_BIG)
+            editor.write(TOO_BIG)
             continue
         replay.from_client(body)
         link.send(body)
     return bool(data)
 
 
-def _ended(why: dict[str, Any], replay: Replay, stdout: int) -> int:
+def _ended(why: dict[str, Any], replay: Replay, editor: _Editor) -> int:
     """The exit code the daemon gave when it ended the session, after logging its reason and
     failing (-32803, with that reason) the requests it left unanswered: the daemon answers
     those it had read; one still on its way when the session ended is answered here."""
@@ -252,14 +285,13 @@ def _ended(why: dict[str, Any], replay: Replay, stdout: int) -> int:
     if isinstance(reason, str):
         print(f"mlxd: the shared daemon ended this session: {reason}", file=sys.stderr)
     text = f"mlxd: the shared daemon ended this session ({reason or 'no reason given'})"
-    with contextlib.suppress(OSError):  # an editor that closed our stdout reads nothing
-        for error in [] if replay.exited else replay.failed(text, replayed=False):
-            _write_all(stdout, error)
+    for error in [] if replay.exited else replay.failed(text, replayed=False):
+        editor.write(error)
     code = why.get("exitCode")
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
-def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
+def _recover(link: _Link, replay: Replay, editor: _Editor, sel: Any) -> str | None:
     """The daemon hung up without `exit`: fail what was in flight, then connect to a new
     daemon and replay the window's state. The reason when that is impossible. A daemon that
     dies again soon after each replay is started again after a pause that grows, and not
@@ -274,10 +306,10 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
         for error in replay.progress_ended(
             f"mlxd: the shared daemon was stopped ({reason})"
         ) + replay.failed(stopped(reason), replayed=False):
-            _write_all(stdout, error)
+            editor.write(error)
         return f"the shared daemon was stopped ({reason})"
     for error in replay.progress_ended("mlxd: the shared daemon stopped") + replay.failed(DIED):
-        _write_all(stdout, error)
+        editor.write(error)
     print("mlxd: the shared daemon died; starting a new one", file=sys.stderr, flush=True)
     link.dropped = link.dropped or time.monotonic()
     deaths = link.restarts.died()
@@ -294,9 +326,3 @@ def _recover(link: _Link, replay: Replay, stdout: int, sel: Any) -> str | None:
     for body in replay.replay():
         link.send(body)
     return None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
