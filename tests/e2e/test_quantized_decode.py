@@ -20,7 +20,8 @@ pytestmark = _needs_preload
 
 # Each case: random weights quantized by MLX (scales and biases rounded to float16, as a GGUF's
 # are), dequantized to float32, held by an nn.Linear; products of 1-17 rows with the shadow
-# and without it (suspended), compared bit for bit.
+# and without it (suspended), compared bit for bit. 203 rows of B: blocks of 4 and a last one
+# of 3; "wide" rows (4,608 weights) unpack into an allocated buffer instead of the stack.
 SYNTH = """
 import ctypes, gc, json
 import numpy as np
@@ -31,7 +32,7 @@ import mlx.nn as nn
 lib = ctypes.CDLL(None)
 def shadowed():
     return ctypes.c_long.in_dll(lib, "mlxd_gemv_shadowed").value
-def case(bits, group, n=200, k=576, spoil=False):
+def case(bits, group, n=203, k=576, spoil=False):
     w = mx.random.normal((n, k), key=mx.random.key(bits * 100 + group))
     packed, scales, biases = mx.quantize(w, group_size=group, bits=bits)
     scales, biases = scales.astype(mx.float16), biases.astype(mx.float16)
@@ -66,6 +67,7 @@ def case(bits, group, n=200, k=576, spoil=False):
     return out
 print(json.dumps({
     "4/32": case(4, 32), "4/64": case(4, 64), "8/32": case(8, 32), "8/64": case(8, 64),
+    "4/32 wide": case(4, 32, n=37, k=4608), "8/32 wide": case(8, 32, n=37, k=4608),
     "4/32 spoiled": case(4, 32, spoil=True), "2/32": case(2, 32), "6/64": case(6, 64), "4/128": case(4, 128, k=768),
 }))
 """
@@ -73,13 +75,13 @@ print(json.dumps({
 
 def test_quantized_shadows_give_the_float_products_bit_for_bit(tmp_path: Path) -> None:
     seen = run_child(tmp_path, SYNTH)
-    for name in ("4/32", "4/64", "4/128", "8/32", "8/64"):
+    for name in ("4/32", "4/64", "4/128", "8/32", "8/64", "4/32 wide", "8/32 wide"):
         case = seen[name]
         assert case["registered"] == 1, (name, case)
         assert all(case["same"]), (name, case)
-        # One and two rows read the shadow (one product each); 3-16 the floats in mlxd's
-        # kernel, 17 OpenBLAS's sgemm: the same bits every time.
-        assert case["used"] == [1, 1, 0, 0, 0, 0, 0], (name, case)
+        # 1-16 rows read the shadow (one product each: one and two rows unpacking it in
+        # registers, 3-16 into L1), 17 go to OpenBLAS's sgemm on the floats: the same bits.
+        assert case["used"] == [1, 1, 1, 1, 1, 1, 0], (name, case)
         assert case["after_collect"] == 0, (name, case)
     # Refused: a weight its form does not give, 2- and 6-bit weights.
     assert seen["4/32 spoiled"] == {"registered": 0}
@@ -135,7 +137,7 @@ def test_the_embedded_model_decodes_on_its_q4_weights_with_the_same_logits(tmp_p
     on, off, verify = (np.load(p) for p in paths)
     assert on.shape == off.shape == verify.shape == (12, on.shape[1])
     assert (on == off).all(), float(np.abs(on - off).max())
-    # A verify pass of 12 rows reads the floats: its rows equal the steps on the shadows, so
+    # A verify pass of 12 rows (the shadows unpacked into L1): its rows equal the steps, so
     # speculation stays exact.
     assert (on == verify).all(), float(np.abs(on - verify).max())
 

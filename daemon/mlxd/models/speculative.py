@@ -29,11 +29,11 @@ VERIFY_COST = 0.15  # extra cost of one more token in a forward pass, relative t
 # alone 1.2x and 1.9x, the plain step being slower).
 FORWARDED_FIXED_COST = 0.2
 # With quantized shadows (gemv_forward.shadow) a plain step reads the weights' 4-bit form and
-# is ~1.35x faster, while a pass of 3+ tokens reads the floats: relative to the plain step, a
-# pass of 2 tokens cost ~1.25-1.4x, of 5 ~2.1-2.6x, of 9 ~2.8-3.3x (embedded model, 2 x86
-# cores). With the float costs above, drafts ran too long and prose decoded at 0.93x plain:
-# the same fixed cost (FORWARDED_FIXED_COST), a dearer draft token.
-SHADOWED_VERIFY_COST = 0.25
+# is ~1.35x faster; a verify pass reads them too (3+ tokens unpack blocks of them into L1, at
+# ~0.2 plain steps a draft token): relative to the plain step, a pass of 2 tokens cost
+# ~1.4x, of 5 ~2.1x, of 9 ~2.6-2.9x (embedded model, 2 x86 cores, depth 300). (Reading the
+# floats for 3+ tokens, as before: 2.1-2.6x and 2.8-3.3x.)
+SHADOWED_VERIFY_COST = 0.21
 # When drafting does not pay, still draft one token now and then, to re-learn; so rarely that
 # a probe that always fails costs plain text at most this share of its speed.
 PROBE_OVERHEAD = 0.01

@@ -12,10 +12,10 @@
  *
  * Quantized shadows (mlxd_gemv_shadow_add): a float weight matrix dequantized from 4- or 8-bit
  * affine weights (w = scale * q + bias per group, as the embedded GGUF's) can be registered
- * with its quantized form; a product of one or two rows with that B then reads the quantized
- * form (0.75 or 1.25 bytes a weight instead of 4: a decode step is bound by reading every
- * weight) and unpacks each weight to the very float the matrix holds (checked for every weight
- * when it is registered), so the sums, and the logits, are bit-identical to the float product.
+ * with its quantized form; a product with that B then reads the quantized form (0.75 or 1.25
+ * bytes a weight instead of 4: a decode step is bound by reading every weight) and unpacks
+ * each weight to the very float the matrix holds (checked for every weight when it is
+ * registered), so the sums, and the logits, are bit-identical to the float product.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -34,9 +34,10 @@ enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 }; /* CBLAS_ORDER, CBLAS_TRA
  * a verify pass of the default 8 drafts has 9. PREFETCH_ROWS: how far ahead rows of B are
  * fetched (rows are short, 2-6 KB: the hardware prefetcher alone falls behind). */
 enum { MAX_ROWS = 16, MAX_WORKERS = 3, LANES = 16, PREFETCH_ROWS = 8 };
-/* Products of up to this many rows read a registered quantized shadow: a decode step (one
- * row) or a pass with one draft token. More rows are bound by the sums, not by reading the
- * weights: unpacking the shadow for them measured no faster than reading the floats. */
+/* Products of up to this many rows read a registered quantized shadow in registers (a decode
+ * step, a pass with one draft token); more rows unpack a few rows of it at a time into L1 and
+ * make the sums there (part_unpacked): unpacking in registers again for each pair of rows
+ * measured no faster than reading the floats. */
 enum { SHADOW_ROWS = 2 };
 
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *,
@@ -74,6 +75,9 @@ struct product {
     float *c;
     int lda, ldb, ldc;
     const struct shadow *sh; /* B's quantized form, or NULL */
+    /* part_unpacked's: b is its buffer of a few rows, in L1 (not prefetched: past its end,
+     * prefetches evict), its first row B's row b_row (0 for every other product). */
+    int unpacked, b_row;
 };
 
 static inline __attribute__((always_inline)) vec load(const float *p) {
@@ -116,7 +120,7 @@ static inline __attribute__((always_inline)) void store(const struct product *p,
         const float *a[MR];                                                                      \
         for (int i = 0; i < MR; i++) a[i] = p->a + (long)(m + i) * p->lda;                       \
         const float *b[4];                                                                       \
-        for (int j = 0; j < 4; j++) b[j] = p->b + (long)(n + (j < NR ? j : 0)) * p->ldb;         \
+        for (int j = 0; j < 4; j++) b[j] = p->b + (long)(n - p->b_row + (j < NR ? j : 0)) * p->ldb;\
         vec acc[MR][NR];                                                                         \
         for (int i = 0; i < MR; i++)                                                             \
             for (int j = 0; j < NR; j++) acc[i][j] = (vec){0};                                   \
@@ -124,8 +128,9 @@ static inline __attribute__((always_inline)) void store(const struct product *p,
             vec x[MR], y[NR];                                                                    \
             for (int i = 0; i < MR; i++) x[i] = load(a[i] + k);                                  \
             for (int j = 0; j < NR; j++) y[j] = load(b[j] + k);                                  \
-            for (int j = 0; j < NR; j++) /* the next rows of B: short rows defeat the prefetcher */\
-                __builtin_prefetch(b[j] + (long)PREFETCH_ROWS * p->ldb + k);                     \
+            if (!p->unpacked) /* the next rows of B: short rows defeat the prefetcher */         \
+                for (int j = 0; j < NR; j++)                                                     \
+                    __builtin_prefetch(b[j] + (long)PREFETCH_ROWS * p->ldb + k);                 \
             for (int i = 0; i < MR; i++)                                                         \
                 for (int j = 0; j < NR; j++) acc[i][j] += x[i] * y[j];                           \
         }                                                                                        \
@@ -157,6 +162,10 @@ typedef int ints __attribute__((vector_size(LANES * 4)));
  * addition's, as in MLX's dequantize. With float32 scales MLX rounds twice and a fused one
  * differs: mlxd_gemv_shadow_add checks every weight with this very function and refuses such
  * a matrix. */
+/* x in every lane: one broadcast (x - 0 is x, -0 included: `(vec){0} + x` added a zero first,
+ * making -0 +0; a loop over the lanes compiled to one masked broadcast per lane). */
+static inline __attribute__((always_inline)) vec splat(float x) { return x - (vec){0}; }
+
 static inline __attribute__((always_inline)) vec dequant(bytes16 q, vec scale, vec bias) {
     return FLOATS(q) * scale + bias;
 }
@@ -199,12 +208,12 @@ static inline __attribute__((always_inline)) bytes16 load16(const unsigned char 
         for (long g = 0; g < groups; g++) {                                                      \
             vec scale[NR], bias[NR];                                                             \
             for (int j = 0; j < NR; j++)                                                         \
-                scale[j] = (vec){0} + scales[j][g], bias[j] = (vec){0} + biases[j][g];           \
+                scale[j] = splat(scales[j][g]), bias[j] = splat(biases[j][g]);                   \
             for (int end = k + s->group; k < end; k += per * LANES) {                            \
                 vec y[2][NR];                                                                    \
                 for (int j = 0; j < NR; j++) {                                                   \
-                    bytes16 b = load16(q[j] + k * BITS / 8);                                     \
-                    __builtin_prefetch(q[j] + PREFETCH_ROWS * row + k * BITS / 8);               \
+                    bytes16 b = load16(q[j] + (unsigned)k * BITS / 8);                                     \
+                    __builtin_prefetch(q[j] + PREFETCH_ROWS * row + (unsigned)k * BITS / 8);               \
                     if (BITS == 4) {                                                             \
                         y[0][j] = dequant(b & 15, scale[j], bias[j]);                            \
                         y[1][j] = dequant(b >> 4, scale[j], bias[j]);                            \
@@ -249,7 +258,8 @@ DOTQ(8, 1, 1)
 PARTQ(4)
 PARTQ(8)
 
-/* Row n of a shadow, unpacked into `out` (K floats): the float matrix's row. */
+/* Row n of a shadow, unpacked into `out` (K floats): the float matrix's row. (Each vector
+ * stored as it is made: an array of them went through the stack.) */
 static inline __attribute__((always_inline)) void unpack_bits(const struct shadow *s, long n,
                                                               float *out, const int bits) {
     const long groups = s->k / s->group;
@@ -257,12 +267,15 @@ static inline __attribute__((always_inline)) void unpack_bits(const struct shado
     const float *scales = s->scales + n * groups, *biases = s->biases + n * groups;
     int k = 0;
     for (long g = 0; g < groups; g++) {
-        vec scale = (vec){0} + scales[g], bias = (vec){0} + biases[g];
+        const vec scale = splat(scales[g]), bias = splat(biases[g]);
         for (int end = k + s->group; k < end; k += bits == 4 ? 2 * LANES : LANES) {
-            bytes16 b = load16(q + k * bits / 8);
-            vec y[2] = {dequant(bits == 4 ? b & 15 : b, scale, bias)};
-            if (bits == 4) y[1] = dequant(b >> 4, scale, bias);
-            memcpy(out + k, y, (bits == 4 ? 2 : 1) * sizeof(vec));
+            bytes16 b = load16(q + (unsigned)k * bits / 8);
+            vec lo = dequant(bits == 4 ? b & 15 : b, scale, bias);
+            memcpy(out + k, &lo, sizeof lo);
+            if (bits == 4) {
+                vec hi = dequant(b >> 4, scale, bias);
+                memcpy(out + k + LANES, &hi, sizeof hi);
+            }
         }
     }
 }
@@ -292,35 +305,70 @@ static void unpack_row(const struct shadow *s, long n, float *out) {
 AXPY(4)
 AXPY(1)
 
+/* x @ W.T on float rows of B, columns [n0, n1): tiles of 4 rows of A x 4 of B, then the edges. */
+static void dot_tiles(const struct product *p, int n0, int n1) {
+    int n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        int m = 0;
+        for (; m + 4 <= p->rows; m += 4) dot_4x4(p, m, n);
+        for (; m + 2 <= p->rows; m += 2) dot_2x4(p, m, n);
+        if (m < p->rows) dot_1x4(p, m, n);
+    }
+    for (; n < n1; n++) {
+        int m = 0;
+        for (; m + 2 <= p->rows; m += 2) dot_2x1(p, m, n);
+        if (m < p->rows) dot_1x1(p, m, n);
+    }
+}
+
+/* A product of more rows than SHADOW_ROWS on a shadow: each UNPACKED rows of B unpacked once,
+ * into a buffer that stays in L1, and multiplied with every row of A by dot_tiles: the very
+ * floats the matrix holds (so the very sums), read from the cache instead of from memory.
+ * The buffer is on the stack up to rows of STACK_K weights (64 KB), else allocated. */
+enum { UNPACKED = 4, STACK_K = 4096 };
+
+static void part_unpacked(const struct product *p, int n0, int n1) {
+    struct product f = *p;
+    f.sh = NULL;
+    float stack[p->k <= STACK_K ? UNPACKED * p->k : 1] __attribute__((aligned(64)));
+    float *block = p->k <= STACK_K ? stack : malloc(sizeof(float) * UNPACKED * (size_t)p->k);
+    if (block == NULL) { /* no memory for it: the float matrix itself, as without a shadow */
+        dot_tiles(&f, n0, n1);
+        return;
+    }
+    f.b = block, f.ldb = p->k, f.unpacked = 1;
+    const long row = (long)p->k * p->sh->bits / 8; /* bytes of a quantized row */
+    for (int n = n0; n < n1; n += UNPACKED) {
+        int end = n + UNPACKED < n1 ? n + UNPACKED : n1;
+        for (int j = n; j < end; j++) unpack_row(p->sh, j, block + (long)(j - n) * p->k);
+        /* The next block's bytes, on their way while this one's sums are made. */
+        if (end < n1)
+            for (long at = 0; at < (n1 - end < UNPACKED ? n1 - end : UNPACKED) * row; at += 64)
+                __builtin_prefetch(p->sh->q + end * row + at);
+        f.b_row = n;
+        dot_tiles(&f, n, end);
+    }
+    if (block != stack) free(block);
+}
+
 static void part(const struct product *p, int n0, int n1) {
-    if (p->sh != NULL) {
+    if (p->sh != NULL && p->rows > SHADOW_ROWS) {
+        part_unpacked(p, n0, n1);
+    } else if (p->sh != NULL) {
         (p->sh->bits == 4 ? partq4 : partq8)(p, n0, n1);
-        return;
-    }
-    if (p->trans_b == TRANS) {
-        int n = n0;
-        for (; n + 4 <= n1; n += 4) {
-            int m = 0;
-            for (; m + 4 <= p->rows; m += 4) dot_4x4(p, m, n);
-            for (; m + 2 <= p->rows; m += 2) dot_2x4(p, m, n);
-            if (m < p->rows) dot_1x4(p, m, n);
-        }
-        for (; n < n1; n++) {
-            int m = 0;
-            for (; m + 2 <= p->rows; m += 2) dot_2x1(p, m, n);
-            if (m < p->rows) dot_1x1(p, m, n);
-        }
-        return;
-    }
-    for (int m = 0; m < p->rows; m++) {
-        int n = n0;
-        for (; n + 4 * LANES <= n1; n += 4 * LANES) axpy_4(p, m, n);
-        for (; n + LANES <= n1; n += LANES) axpy_1(p, m, n);
-        for (; n < n1; n++) {
-            const float *a = p->a + (long)m * p->lda;
-            float s = 0.0f;
-            for (int k = 0; k < p->k; k++) s += a[k] * p->b[(long)k * p->ldb + n];
-            store(p, m, n, s);
+    } else if (p->trans_b == TRANS) {
+        dot_tiles(p, n0, n1);
+    } else {
+        for (int m = 0; m < p->rows; m++) {
+            int n = n0;
+            for (; n + 4 * LANES <= n1; n += 4 * LANES) axpy_4(p, m, n);
+            for (; n + LANES <= n1; n += LANES) axpy_1(p, m, n);
+            for (; n < n1; n++) {
+                const float *a = p->a + (long)m * p->lda;
+                float s = 0.0f;
+                for (int k = 0; k < p->k; k++) s += a[k] * p->b[(long)k * p->ldb + n];
+                store(p, m, n, s);
+            }
         }
     }
 }
@@ -418,8 +466,9 @@ static void start_workers(void) {
 }
 
 static void product(const struct product *p) {
-    long size = (long)p->n * p->k; /* floats of B; on a shadow, what its bytes are worth: */
-    if (p->sh != NULL) size = size * p->sh->bits / 32; /* a wake-up costs more than it saves */
+    long size = (long)p->n * p->k; /* floats of B; on a shadow read as such, what its bytes */
+    if (p->sh != NULL && p->rows <= SHADOW_ROWS) /* are worth: a wake-up costs more than */
+        size = size * p->sh->bits / 32;          /* it saves */
     if (size < THREADED_MIN || pthread_mutex_trylock(&pool.busy) != 0) {
         part(p, 0, p->n);
         return;
@@ -573,8 +622,8 @@ void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float
     /* alpha == 0: C = beta C without reading A or B (NaN there must not show): OpenBLAS's. */
     if (order == ROW_MAJOR && trans_a == NO_TRANS && (trans_b == NO_TRANS || trans_b == TRANS)
         && m > 0 && m <= MAX_ROWS && n > 0 && k > 0 && alpha != 0.0f) {
-        struct shadow *sh = trans_b == TRANS && m <= SHADOW_ROWS ? shadow_pin(b, n, k, ldb) : NULL;
-        struct product p = {m, n, k, trans_b, alpha, beta, a, b, c, lda, ldb, ldc, sh};
+        struct shadow *sh = trans_b == TRANS ? shadow_pin(b, n, k, ldb) : NULL;
+        struct product p = {m, n, k, trans_b, alpha, beta, a, b, c, lda, ldb, ldc, sh, 0, 0};
         product(&p);
         if (sh != NULL) {
             shadow_unpin(sh);
