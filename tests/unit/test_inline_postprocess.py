@@ -202,6 +202,31 @@ def test_cleaned_cut_answer_keeps_lines_ended_by_a_lone_cr() -> None:
     assert cleaned(answer, at("def f():┃\n"), whole_lines=True)[0] == "\n    return 1"
 
 
+@pytest.mark.parametrize(
+    ("text", "finish", "final"),
+    [
+        # A cap cut it after a whole line that leaves the block the cursor is in: more of the
+        # answer would be dropped too. Before, "" was not cached, and the request after the
+        # accept asked the model again for 0.6-1.4 s to learn the same.
+        ("\n\n    for x in y:\n        pa", "length", True),
+        ("\n    return\n", "length", True),  # the next line, repeated: dropped whatever follows
+        ("\n  ", "length", False),  # only a blank line before the cut: more may show
+        ("    retu", "length", False),  # the cut came before a line ended
+        ("", "stop", True),  # the model ended there
+        ("\n        x = 1", "stop", True),
+    ],
+)
+def test_a_cut_answer_is_final_when_whole_lines_were_emptied(
+    text: str, finish: str, final: bool
+) -> None:
+    ctx = at("def f():\n    if a:\n        return 1┃\n    return\n")
+    answer = SimpleNamespace(text=text, finish_reason=finish)
+    done = cleaned(answer, ctx, whole_lines=True)
+    assert done.final is final, done
+    # Without whole_lines a cut answer is shown as it is: only the model's own end is final.
+    assert cleaned(answer, ctx, whole_lines=False).final is (finish != "length")
+
+
 _pieces = st.sampled_from(
     [
         "x",

@@ -40,7 +40,7 @@ async def alternatives(
     for answer in answers or []:
         if answer is None or isinstance(answer, BaseException):
             continue
-        text = cleaned(answer, ctx, engine.cfg.whole_lines)[0]
+        text = cleaned(answer, ctx, engine.cfg.whole_lines).text
         if text.strip() and text.strip() not in seen:
             seen.add(text.strip())
             out.append(text)

@@ -3,7 +3,7 @@ cut answer may be shown (whole lines only: a piece of a word is worse than nothi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlxd.prompts import CursorContext
 
@@ -44,10 +44,20 @@ def ends_cut(raw: str, suggestion: str) -> bool:
     return bool(tail.strip() and suggestion.rstrip().endswith(tail.strip()))
 
 
-def cleaned(answer: Any, ctx: CursorContext, whole_lines: bool) -> tuple[str, str, bool]:
-    """(what of `answer` may be shown at `ctx`, its finish reason, whether what is shown ends
-    in a fragment). When a cap cut the answer ("length") and `whole_lines`, only its finished
-    lines are kept: a piece of a word is worse than nothing (complete_lines keeps fragments 0)."""
+class Cleaned(NamedTuple):
+    text: str  # what of the answer may be shown
+    finish: str  # its finish reason
+    fragment: bool  # what is shown ends in a fragment (a cut line, whole_lines off)
+    # Asked again, the model would say the same: the answer ended by itself, or a cap cut it
+    # after whole lines that post-processing emptied (a line leaving the block, a repeat of
+    # the next line): more of it would not be shown either.
+    final: bool
+
+
+def cleaned(answer: Any, ctx: CursorContext, whole_lines: bool) -> Cleaned:
+    """What of `answer` may be shown at `ctx` (Cleaned). When a cap cut the answer
+    ("length") and `whole_lines`, only its finished lines are kept: a piece of a word is worse
+    than nothing (complete_lines keeps fragments 0)."""
     raw, finish = text_and_finish(answer)
     raw = plain_text(raw)
     cut = finish == "length" and whole_lines
@@ -58,7 +68,9 @@ def cleaned(answer: Any, ctx: CursorContext, whole_lines: bool) -> tuple[str, st
     # A fragment is shown only when the cut text is (whole_lines off): with whole_lines what
     # is kept never holds the cut line, and a kept line that merely ends like it (`x = y` then
     # a cut `y`) was counted as one.
-    return text, finish, finish == "length" and not whole_lines and ends_cut(raw, text)
+    fragment = finish == "length" and not whole_lines and ends_cut(raw, text)
+    final = finish != "length" or (cut and not text and emptied is not None)
+    return Cleaned(text, finish, fragment, final)
 
 
 def _dropped(raw: str, kept: str, text: str, finish: str, emptied: str | None) -> str | None:

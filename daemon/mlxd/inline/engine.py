@@ -239,11 +239,11 @@ class InlineEngine(DocumentEvents):
 
     def keep_answer(self, ctx: CursorContext, answer: Any) -> str | None:
         """A generation's answer cleaned and cached at `ctx`; the suggestion ("" for none)."""
-        suggestion, finish, fragment = cleaned(answer, ctx, self.cfg.whole_lines)
-        self.stats.fragments += fragment
-        if suggestion or finish != "length":  # a cut "" may do better when asked again
-            self.cache.store(ctx.uri, ctx.prefix, ctx.suffix, suggestion)
-        return suggestion
+        done = cleaned(answer, ctx, self.cfg.whole_lines)
+        self.stats.fragments += done.fragment
+        if done.text or done.final:  # a cut "" may do better when asked again
+            self.cache.store(ctx.uri, ctx.prefix, ctx.suffix, done.text)
+        return done.text
 
     # --- internals ------------------------------------------------------------------------
     def _supersede(self, uri: str) -> None:

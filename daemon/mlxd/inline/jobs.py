@@ -58,6 +58,9 @@ class Job:
     # next: pregenerated where the cursor rests (mlxd/didMoveCursor), not after a suggestion;
     # rest: going on from such a one. A move elsewhere replaces it.
     resting: bool = False
+    # rest: its block ended with its first line, and its generation wrote nothing usable
+    # after it: a next job follows it, after that line (rest.py).
+    then_next: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,5 +120,6 @@ class AheadPart:
     enabled: bool
 
     def _stop_all(self, *, cancelled: bool = False) -> None: ...
+    def after(self, ctx: CursorContext, suggestion: str) -> None: ...
     def go_on(self, ctx: CursorContext, answer: Any, shown: str | None, block: bool) -> bool: ...
     def _done(self, uri: str, job: Job) -> None: ...

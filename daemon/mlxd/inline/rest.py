@@ -30,7 +30,7 @@ from mlxd.types import GoOn
 
 from . import why
 from .cuts import answer_by, text_and_finish
-from .jobs import AheadPart, Continued, Job
+from .jobs import AheadPart, Continued, Job, blank
 
 log = logging.getLogger(__name__)
 
@@ -87,33 +87,43 @@ class RestJobs(AheadPart):
             await go.wait()
         finally:
             go.stop()  # cancelled: no more of it
-        if go.finish_reason is None or not go.text.startswith(text) or go.text == text:
+        if go.finish_reason is None or not go.text.startswith(text):
             return Continued(text, "length", 0)
+        if blank(go.text[len(text) :]):  # nothing after the first line but a line break
+            # "stop": the model ended the block with that line (then the line after the block
+            # is next); else asked again, it may say more.
+            job.then_next = go.finish_reason == "stop"
+            return Continued(text, go.finish_reason if job.then_next else "length", 0)
         # Whole lines only, unless the model itself ended there (fewer lines than asked for).
         lines = StopPolicy(max_lines=go.lines)
         ended = go.finish_reason == "stop" and not lines.enough_lines(go.text)
         more = Continued(go.text, "stop" if ended else "length", go.tokens)
         shown, kept = job.suggestion, self.engine.keep_answer(ctx, more)
         if kept == shown:  # the block ended with its first line: what follows is the next one
-            self._next_after_block(ctx, shown, more)
+            job.then_next = not self._next_after_block(ctx, shown, more)
             more = replace(more, finish_reason="stop")  # no more of the block
         self.stats.ahead_continued += bool(kept) and kept != shown
         job.suggestion = kept or job.suggestion
         job.stored.set()
         return more
 
-    def _next_after_block(self, ctx: CursorContext, shown: str, went: Continued) -> None:
+    def _next_after_block(self, ctx: CursorContext, shown: str, went: Continued) -> bool:
         """A block that is its first line only (`shown`): the line its generation wrote after
         it is the next suggestion, stored at the position after `shown` (as ahead.after's
-        next job would), where the request after the accept looks."""
+        next job would), where the request after the accept looks. Whether an answer ("" for
+        none to show) is stored there: not when the model wrote only a blank line (it stopped
+        at the block's end), or a line a cap cut."""
         if not went.text.startswith(shown):
-            return
+            return False
         text = ctx.prefix + shown + ctx.suffix
         nxt = self.engine.context_for(text, len(ctx.prefix) + len(shown), ctx.uri, ctx.language)
         nxt.max_lines = 1
         rest = went.text[len(shown) :]
-        if rest.strip() and self.engine.keep_answer(nxt, replace(went, text=rest)):
+        if not rest.strip():
+            return False
+        if self.engine.keep_answer(nxt, replace(went, text=rest)):
             self.stats.ahead_continued += 1
+        return self.engine.cache.peek(nxt.uri, nxt.prefix, nxt.suffix) is not None
 
     async def _rest(
         self,
@@ -148,6 +158,9 @@ class RestJobs(AheadPart):
                 more = await self.run(request, ctx)
                 if more is None:
                     return
+                # A shown first line (not resting) that the model ends the block with.
+                job.then_next = not job.resting and more.finish_reason == "stop"
+                job.then_next &= blank(more.text)
                 text += more.text
                 used += getattr(more, "completion_tokens", 0) or 0
                 at = ctx if lines == ctx.max_lines else replace(ctx, max_lines=lines)
@@ -164,6 +177,10 @@ class RestJobs(AheadPart):
         if stored:
             self._items[ctx.uri] = job  # asked again: a pregenerated item; dropped if stale
             self.stats.rest_stored += 1
+        if job.then_next and ctx.uri not in self._jobs:  # no newer job replaced it
+            # The line after the block, as after any whole answer: accept -> next ghost text
+            # was a fresh generation (0.6-1.4 s), mostly to find that nothing fits there.
+            self.after(ctx, job.suggestion)
 
     async def _join_rest(
         self, job: Job, prefix: str, suffix: str, arrived: float | None
