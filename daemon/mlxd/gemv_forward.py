@@ -20,12 +20,12 @@ these products need; `spin_env` shortens that for the processes that preload bot
 
 A model loaded from 4- or 8-bit affine weights (the embedded Q4_1 GGUF) and dequantized to
 float32 for OpenBLAS registers each float matrix's quantized form with the interposer
-(`shadow`): its products of one or two rows (a decode step; a verify pass of one draft) then
-read 0.75 (4-bit, groups of 32) or 1.25 (8-bit) bytes a weight instead of 4, and unpack each
-weight to the exact float the matrix holds (the library checks every weight when it registers
-one), so decode reads a fifth of the bytes and the logits do not change by one bit. Products of
-more rows are bound by their sums, and read the floats. MLXD_NO_QUANTIZED_DECODE=1 turns the
-shadows off.
+(`shadow`): its products of up to MAX_ROWS rows (a decode step, a verify pass) then read 0.75
+(4-bit, groups of 32) or 1.25 (8-bit) bytes a weight instead of 4, and unpack each weight to
+the exact float the matrix holds (the library checks every weight when it registers one), so
+decode reads a fifth of the bytes and the logits do not change by one bit. One or two rows
+unpack in registers; more unpack four rows of the matrix at a time into L1 and make their sums
+there. MLXD_NO_QUANTIZED_DECODE=1 turns the shadows off.
 
 The system's C compiler builds it once per source, compiler and CPU (`-march=native`) into the
 user's cache (`~/.cache/mlxd/gemv-<hash>/`); without a compiler nothing is taken over and
@@ -255,8 +255,8 @@ class Shadows:
 
 def shadow(model: Any, forms: Mapping[str, Quantized]) -> Shadows | None:
     """Register with the interposer, for each module path of `forms` whose float `weight` the
-    model now holds, its quantized form (products of one or two rows then read that instead:
-    the module docstring). None when the interposer is not loaded, MLXD_NO_QUANTIZED_DECODE is set, or no
+    model now holds, its quantized form (products of up to MAX_ROWS rows then read that
+    instead: the module docstring). None when the interposer is not loaded, MLXD_NO_QUANTIZED_DECODE is set, or no
     form fits (bits 4 with groups of a multiple of 32, bits 8 with a multiple of 16, every
     weight unpacking to its float). The entries, and the arrays they point into, live as long
     as `model`."""
