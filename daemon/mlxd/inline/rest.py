@@ -177,7 +177,7 @@ class RestJobs(AheadPart):
         if stored:
             self._items[ctx.uri] = job  # asked again: a pregenerated item; dropped if stale
             self.stats.rest_stored += 1
-        if job.then_next and ctx.uri not in self._jobs:  # no newer job replaced it
+        if job.then_next and not self._jobs:  # no newer job (one at a time, in any document)
             # The line after the block, as after any whole answer: accept -> next ghost text
             # was a fresh generation (0.6-1.4 s), mostly to find that nothing fits there.
             self.after(ctx, job.suggestion)
