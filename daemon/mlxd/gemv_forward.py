@@ -150,7 +150,17 @@ def _compile(compiler: str, out: Path) -> bool:
     # In a directory of ours, on absolute PATH entries: the compiler finds its own `as` and
     # `ld`, never a repository's.
     env = {**os.environ, "PATH": host.absolute_path()}
-    common = ["-Wno-psabi", "-shared", "-fPIC", "-pthread", "-o", str(out), str(SOURCE), "-ldl"]
+    common = [
+        "-Wno-psabi",
+        "-shared",
+        "-fPIC",
+        "-pthread",
+        "-o",
+        str(out),
+        str(SOURCE),
+        "-ldl",
+        "-lm",
+    ]
     for flags in FLAGS if cpu() else FLAGS[1:]:  # a CPU we cannot name: portable only
         done = subprocess.run(
             [compiler, *flags, *common],

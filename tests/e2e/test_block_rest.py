@@ -121,3 +121,47 @@ async def test_after_a_block_of_one_line_the_next_suggestion_is_ready_before_the
         after = await stats(s)
     assert after["inline"]["generations"] == st["inline"]["generations"]  # no model asked
     assert after["inline"]["aheadHits"] == st["inline"]["aheadHits"] + 1
+
+
+@pytest.fixture(scope="module")
+def slow_one_line_block_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same block, from a model slow enough that an accept comes while the block goes on."""
+    from mlxd.models.tiny import make_tiny_model
+
+    path = tmp_path_factory.mktemp("tiny-one-line-block-slow") / "model"
+    return make_tiny_model(path, layers=12, hidden=1024, script="):\n    return a\n")
+
+
+async def test_an_accept_before_the_block_has_ended_waits_for_the_next_job_only(
+    tmp_path, slow_one_line_block_model
+) -> None:
+    # The user accepts the line at once: the request waits for the block going on there; the
+    # block ends, and the next job starts at the request's very position. Before, the request
+    # then asked the model too, and both generations ran side by side (attack, session 15).
+    async with start(config(tmp_path, slow_one_line_block_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, "def add(a, b):")
+        assert texts(await inline(s, 0, 14, kind=2)) == ["\n    return a"]
+        insert(s, 2, 0, 14, "\n    return a")  # accepted at once
+        assert texts(await inline(s, 1, 12, kind=2)) == []
+        st = await until(s, lambda st: st["inline"]["aheadActive"] == 0)
+    inline_ = st["inline"]
+    assert inline_["restStarted"] == 1 and inline_["aheadJoined"] == 1, inline_
+    assert inline_["aheadStarted"] == 1 and inline_["generations"] == 1, inline_
+
+
+async def test_an_empty_answer_is_cached_for_automatic_requests_and_retried_when_invoked(
+    tmp_path, one_line_block_model
+) -> None:
+    # "" is cached at its position until the text changes (more of them now: a cut answer whose
+    # whole lines were dropped). Asked for explicitly (triggerKind Invoked), the model tries
+    # again: its last answer may have come from a prompt a time cap cut short.
+    async with start(config(tmp_path, one_line_block_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, "def add(a, b):\n    return a")
+        assert texts(await inline(s, 1, 12, kind=2)) == []
+        first = (await stats(s))["inline"]["generations"]
+        assert texts(await inline(s, 1, 12, kind=2)) == []  # automatic: from the cache
+        assert (await stats(s))["inline"]["generations"] == first
+        assert texts(await inline(s, 1, 12, kind=1)) == []  # invoked: asked again
+        assert (await stats(s))["inline"]["generations"] == first + 1

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from mlxd import runtime
@@ -190,3 +191,109 @@ def test_the_editors_eof_ends_the_forwarder_even_while_the_daemon_keeps_streamin
         for fd in (stdin_r, stdout_w, stdout_r):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _streaming_daemon_process(sock: socket.socket, frames: int | None) -> subprocess.Popen:
+    """A daemon in a child process writing `frames` $/progress frames then a final one
+    (method "done"), then waiting for EOF; None: streaming until its socket is closed."""
+    note = _msg({"jsonrpc": "2.0", "method": "$/progress", "params": {"token": 1, "value": {}}})
+    done = _msg({"jsonrpc": "2.0", "method": "done"})
+    if frames is None:
+        body = f"while True:\n    os.write(fd, {note!r} * 100)\n"
+    else:
+        body = (
+            f"for _ in range({frames}):\n    os.write(fd, {note!r})\n"
+            f"os.write(fd, {done!r})\nwhile os.read(fd, 1 << 16):\n    pass\n"
+        )
+    code = f"import os\nfd = {sock.fileno()}\n" + body
+    child = subprocess.Popen([sys.executable, "-c", code], pass_fds=[sock.fileno()])
+    sock.close()
+    return child
+
+
+def test_an_editor_slow_to_read_a_non_blocking_stdout_loses_nothing() -> None:
+    # An editor whose end of the pipe is non-blocking (or one that reads late): the pipe fills.
+    # _Editor took EAGAIN for "the editor has gone" and ended the session silently: the chat
+    # was lost. Now it waits for room: every frame arrives, in order, and the forwarder goes on.
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    os.set_blocking(stdout_w, False)
+    daemon = _streaming_daemon_process(theirs, 3000)  # ~270 KB: a 64 KB pipe fills
+    try:
+        thread, result = _pump_in_thread(ours, stdin_r, stdout_w)
+        time.sleep(1.0)  # not reading meanwhile
+        got, out = [], b""
+        splitter = Splitter()
+        while not got or got[-1].get("method") != "done":
+            out = os.read(stdout_r, 1 << 16)
+            assert out, "stdout closed before the last frame"
+            got += [json.loads(b) for b in splitter.feed(out)]
+        assert len(got) == 3001 and result == [], (len(got), result)
+        os.close(stdin_w)
+        thread.join(10)
+        assert result == [0]
+    finally:
+        daemon.kill()
+        daemon.wait()
+        for fd in (stdin_r, stdout_r, stdout_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            os.close(stdin_w)
+
+
+def test_an_editor_that_died_without_reading_its_full_stdout_ends_the_forwarder(
+    monkeypatch,
+) -> None:
+    # The editor died, and something still holds the pipe's read end without reading: the
+    # forwarder's write blocked for good and never came back to its check of the parent (an
+    # orphan). Now it waits for room in steps and checks the parent meanwhile.
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    daemon = _streaming_daemon_process(theirs, None)
+    parent = os.getppid()
+    try:
+        thread, result = _pump_in_thread(ours, stdin_r, stdout_w)
+        time.sleep(1.5)  # the pipe is full: the forwarder waits for room
+        assert thread.is_alive()
+        monkeypatch.setattr(os, "getppid", lambda: parent + 1)  # the editor has died
+        thread.join(10)
+        assert result == [0], "the forwarder still ran 10 s after its editor died"
+    finally:
+        daemon.kill()
+        daemon.wait()
+        for fd in (stdin_r, stdin_w, stdout_r, stdout_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def test_stdin_and_stdout_one_socket_closed_with_an_answer_unread_ends_with_status_0() -> None:
+    # socat EXEC:, inetd-style launchers: stdin and stdout are one socket. Closed by the editor
+    # with an answer unread, reading it fails with ECONNRESET: before, a traceback and status 1.
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    editor, forwarder_end = socket.socketpair(socket.AF_UNIX)
+    answer = _msg({"jsonrpc": "2.0", "id": 1, "result": "x" * 100_000})
+
+    def daemon() -> None:
+        with contextlib.suppress(OSError):
+            while data := theirs.recv(1 << 16):
+                if b'"id": 1' in data:
+                    theirs.sendall(answer)
+        theirs.close()
+
+    serving = threading.Thread(target=daemon)
+    serving.start()
+    try:
+        fd = forwarder_end.fileno()
+        thread, result = _pump_in_thread(ours, fd, fd)
+        editor.sendall(_msg({"jsonrpc": "2.0", "id": 1, "method": "mlxd/stats", "params": {}}))
+        editor.sendall(_msg({"jsonrpc": "2.0", "id": 2, "method": "mlxd/stats", "params": {}}))
+        time.sleep(0.5)  # the answer is in the editor's socket, unread
+        editor.close()
+        thread.join(10)
+        assert result == [0], result
+    finally:
+        serving.join(10)
+        forwarder_end.close()

@@ -24,10 +24,10 @@ from typing import Any
 from .. import runtime
 from ..frames import MAX_BODY, Splitter
 from .connect import CRASH_LOOP_DEATHS, SHORT_LIVED_S, START_WAIT_S, Restarts, connect
+from .editor_io import PARENT_CHECK_S, Editor, read
 from .replay import DIED, Replay, frame, stopped
 
 EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to hang up
-PARENT_CHECK_S = 1.0  # how often the forwarder checks that the editor that started it lives
 SHARED_ENV = "MLXD_SHARED"  # "1" / "0": the mode, when neither flag is given
 DEFAULT_IDLE_EXIT_S = 300.0
 IN_PROCESS_ENV = "MLXD_FORWARD_FAILED"  # set once forwarding failed: serve in-process at once
@@ -173,26 +173,6 @@ class _Link:
                 self.dead = True  # noticed at the next read: the socket reads EOF
 
 
-class _Editor:
-    """The forwarder's stdout. An editor that closed it (a window reloaded while a chat streams)
-    has gone as surely as one that closed stdin: nothing more is written, and `gone` says so
-    (before: EPIPE escaped as a traceback and exit status 1)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.gone = False
-
-    def write(self, data: bytes) -> None:
-        if self.gone:
-            return
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self.fd, view) :]
-        except OSError:  # EPIPE, or whatever else the editor's end can do: it reads nothing
-            self.gone = True
-
-
 def pump(
     sock: socket.socket,
     stdin: int,
@@ -208,12 +188,12 @@ def pump(
     -32803, and a new daemon (started by `reconnect`) is brought to the window's state.
     `paths`: the daemon's (default: runtime.paths())."""
     replay, from_client, link = Replay(), Splitter(), _Link(sock, reconnect, paths)
-    editor = _Editor(stdout)
+    parent = os.getppid()
+    editor = Editor(stdout, parent)
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     sel.register(stdin, selectors.EVENT_READ)
     deadline: float | None = None
-    parent = os.getppid()
     try:
         while True:
             timeout = PARENT_CHECK_S
@@ -228,9 +208,7 @@ def pump(
             eof = False
             for key, _ in events:
                 if key.fileobj is not link.sock:
-                    eof = not _from_client(
-                        os.read(stdin, 1 << 16), from_client, replay, link, editor
-                    )
+                    eof = not _from_client(read(stdin), from_client, replay, link, editor)
                     continue
                 try:
                     data = link.sock.recv(1 << 16)
@@ -253,6 +231,7 @@ def pump(
                 deadline = _hang_up(sel, stdin, link)
     finally:
         link.sock.close()
+        editor.close()
 
 
 def _hang_up(sel: Any, stdin: int, link: _Link) -> float:
@@ -265,9 +244,11 @@ def _hang_up(sel: Any, stdin: int, link: _Link) -> float:
 
 
 def _from_client(
-    data: bytes, frames: Splitter, replay: Replay, link: _Link, editor: _Editor
+    data: bytes | None, frames: Splitter, replay: Replay, link: _Link, editor: Editor
 ) -> bool:
     """Forward the editor's `data` to the daemon; False at the editor's EOF."""
+    if data is None:
+        return True
     for body in frames.feed(data):
         if body is None:  # as the daemon answers one, unread
             editor.write(TOO_BIG)
@@ -277,7 +258,7 @@ def _from_client(
     return bool(data)
 
 
-def _ended(why: dict[str, Any], replay: Replay, editor: _Editor) -> int:
+def _ended(why: dict[str, Any], replay: Replay, editor: Editor) -> int:
     """The exit code the daemon gave when it ended the session, after logging its reason and
     failing (-32803, with that reason) the requests it left unanswered: the daemon answers
     those it had read; one still on its way when the session ended is answered here."""
@@ -291,7 +272,7 @@ def _ended(why: dict[str, Any], replay: Replay, editor: _Editor) -> int:
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
-def _recover(link: _Link, replay: Replay, editor: _Editor, sel: Any) -> str | None:
+def _recover(link: _Link, replay: Replay, editor: Editor, sel: Any) -> str | None:
     """The daemon hung up without `exit`: fail what was in flight, then connect to a new
     daemon and replay the window's state. The reason when that is impossible. A daemon that
     dies again soon after each replay is started again after a pause that grows, and not

@@ -153,7 +153,7 @@ class InlineEngine(DocumentEvents):
         else:
             pos = offset_to_position(text, offset, encoding)
             rng, lead = (*pos, *pos), ""
-        found = await self._from_cache(uri, ctx, arrived, ticket)
+        found = await self._from_cache(uri, ctx, arrived, ticket, invoked)
         if found is None:  # a newer request here, or closed, meanwhile
             return []
         suggestion, hit = found
@@ -172,11 +172,15 @@ class InlineEngine(DocumentEvents):
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
 
     async def _from_cache(
-        self, uri: str, ctx: CursorContext, arrived: float, ticket: int
+        self, uri: str, ctx: CursorContext, arrived: float, ticket: int, invoked: bool
     ) -> tuple[str | None, bool] | None:
         """The suggestion cached at `ctx`, or made there by work ahead (ahead.join: maybe
         still running), and whether that is a cache hit; (None, False): none; None: a newer
-        request for the document, or its didClose, came meanwhile."""
+        request for the document, or its didClose, came meanwhile. `invoked` (the user asked)
+        passes over an empty one: the model tries again where its last answer, maybe from a
+        prompt a time cap cut short, had nothing to show."""
+        if invoked and self.cache.peek(uri, ctx.prefix, ctx.suffix) == "":
+            self.cache.discard(uri, ctx.prefix, ctx.suffix)
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
         if suggestion is not None:
             return suggestion, True

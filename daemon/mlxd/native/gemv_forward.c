@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <linux/futex.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -104,10 +105,15 @@ static inline __attribute__((always_inline)) float lane_sum(vec v) {
     return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
+/* alpha * sum + beta * C, rounded the same way in every kernel: spelled as fmaf (with beta 1
+ * the one rounding of an addition), since -march=native let GCC fuse `a * b + c * d` one way
+ * or the other where it was inlined (a shadow's product of 1-2 rows then differed from the
+ * float one when beta was neither 0 nor 1). */
 static inline __attribute__((always_inline)) void store(const struct product *p, int m, int n,
                                                           float sum) {
     float *out = p->c + (long)m * p->ldc + n;
-    *out = p->beta == 0.0f ? p->alpha * sum : p->alpha * sum + p->beta * *out;
+    const float scaled = p->alpha * sum;
+    *out = p->beta == 0.0f ? scaled : fmaf(p->beta, *out, scaled);
 }
 
 /* B is N x K (x @ W.T): C[m][n] = dot(A[m], B[n]), over k in LANES-wide steps, then the lanes
