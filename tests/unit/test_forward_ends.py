@@ -297,3 +297,30 @@ def test_stdin_and_stdout_one_socket_closed_with_an_answer_unread_ends_with_stat
     finally:
         serving.join(10)
         forwarder_end.close()
+
+
+def test_the_grace_after_the_editors_eof_holds_while_its_stdout_is_full() -> None:
+    # The editor closed stdin and reads nothing more: the daemon's last frames fill the pipe.
+    # The write waited for room and checked only that the editor lived: the forwarder outlived
+    # its grace for as long as the editor did (re-attack, session 15).
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    note = _msg({"jsonrpc": "2.0", "method": "$/progress", "params": {"token": 1, "value": {}}})
+    code = (  # until the forwarder hangs up (the editor's EOF), then streaming regardless
+        f"import os\nfd = {theirs.fileno()}\nwhile os.read(fd, 1 << 16):\n    pass\n"
+        f"while True:\n    os.write(fd, {note!r} * 100)\n"
+    )
+    daemon = subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()])
+    theirs.close()
+    os.close(stdin_w)
+    try:
+        thread, result = _pump_in_thread(ours, stdin_r, stdout_w)
+        thread.join(10)
+        assert result == [0], "the forwarder still ran 10 s after the editor's EOF"
+    finally:
+        daemon.kill()
+        daemon.wait()
+        for fd in (stdin_r, stdout_r, stdout_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -7,6 +7,7 @@ import contextlib
 import os
 import select
 import stat
+import time
 
 PARENT_CHECK_S = 1.0  # how often the forwarder checks that the editor that started it lives
 
@@ -22,8 +23,12 @@ class Editor:
     def __init__(self, fd: int, parent: int) -> None:
         self.fd, self.parent = fd, parent
         self.gone = False
+        self.deadline: float | None = None  # monotonic: once the editor's EOF came, wait no later
         mode = _mode(fd)
+        # Not when stderr is the same pipe (`2>&1`): the flag is the open file's, and stderr's
+        # writes to a full pipe would be cut short.
         self.restore = (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) and os.get_blocking(fd)
+        self.restore = self.restore and not _same_file(fd, 2)
         if self.restore:
             os.set_blocking(fd, False)
 
@@ -32,16 +37,30 @@ class Editor:
         while view and not self.gone:
             try:
                 view = view[os.write(self.fd, view) :]
-            except BlockingIOError:  # full: the editor reads later, unless it has died
-                while not self.gone and not select.select([], [self.fd], [], PARENT_CHECK_S)[1]:
-                    self.gone = os.getppid() != self.parent
+            except BlockingIOError:  # full: the editor reads later, unless it has gone
+                while not self.gone and not select.select([], [self.fd], [], self._wait_s())[1]:
+                    late = self.deadline is not None and time.monotonic() >= self.deadline
+                    self.gone = late or os.getppid() != self.parent
             except OSError:  # EPIPE, ECONNRESET...: the editor's end reads nothing any more
                 self.gone = True
+
+    def _wait_s(self) -> float:
+        if self.deadline is None:
+            return PARENT_CHECK_S
+        return max(0.0, min(PARENT_CHECK_S, self.deadline - time.monotonic()))
 
     def close(self) -> None:
         if self.restore:
             with contextlib.suppress(OSError):
                 os.set_blocking(self.fd, True)
+
+
+def _same_file(a: int, b: int) -> bool:
+    try:
+        x, y = os.fstat(a), os.fstat(b)
+    except OSError:
+        return False
+    return (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)
 
 
 def _mode(fd: int) -> int:

@@ -228,7 +228,7 @@ def pump(
                     print(f"mlxd: {why}", file=sys.stderr, flush=True)
                     return 1
             if deadline is None and (eof or editor.gone):  # the editor has gone
-                deadline = _hang_up(sel, stdin, link)
+                deadline = editor.deadline = _hang_up(sel, stdin, link)
     finally:
         link.sock.close()
         editor.close()
