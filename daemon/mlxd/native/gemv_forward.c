@@ -126,7 +126,8 @@ static inline __attribute__((always_inline)) void store(const struct product *p,
         const float *a[MR];                                                                      \
         for (int i = 0; i < MR; i++) a[i] = p->a + (long)(m + i) * p->lda;                       \
         const float *b[4];                                                                       \
-        for (int j = 0; j < 4; j++) b[j] = p->b + (long)(n - p->b_row + (j < NR ? j : 0)) * p->ldb;\
+        for (int j = 0; j < 4; j++)                                                              \
+            b[j] = p->b + (long)(n - p->b_row + (j < NR ? j : 0)) * p->ldb;                      \
         vec acc[MR][NR];                                                                         \
         for (int i = 0; i < MR; i++)                                                             \
             for (int j = 0; j < NR; j++) acc[i][j] = (vec){0};                                   \
@@ -161,6 +162,10 @@ typedef int ints __attribute__((vector_size(LANES * 4)));
  * scalar conversions of a direct bytes-to-floats one. */
 #define FLOATS(b) __builtin_convertvector(__builtin_convertvector(b, ints), vec)
 
+/* x in every lane: one broadcast (x - 0 is x, -0 included: `(vec){0} + x` added a zero first,
+ * making -0 +0; a loop over the lanes compiled to one masked broadcast per lane). */
+static inline __attribute__((always_inline)) vec splat(float x) { return x - (vec){0}; }
+
 /* 4-bit rows hold 32 weights in 16 bytes: byte j is q[j] | q[j + 16] << 4 (unpacked with one
  * mask and one shift); 8-bit rows one byte a weight. w = scale * q + bias, in float: the product
  * of a half-precision scale (GGUF's, mlx-lm's float16 and bfloat16) and a 4- or 8-bit q is
@@ -168,10 +173,6 @@ typedef int ints __attribute__((vector_size(LANES * 4)));
  * addition's, as in MLX's dequantize. With float32 scales MLX rounds twice and a fused one
  * differs: mlxd_gemv_shadow_add checks every weight with this very function and refuses such
  * a matrix. */
-/* x in every lane: one broadcast (x - 0 is x, -0 included: `(vec){0} + x` added a zero first,
- * making -0 +0; a loop over the lanes compiled to one masked broadcast per lane). */
-static inline __attribute__((always_inline)) vec splat(float x) { return x - (vec){0}; }
-
 static inline __attribute__((always_inline)) vec dequant(bytes16 q, vec scale, vec bias) {
     return FLOATS(q) * scale + bias;
 }
@@ -218,8 +219,8 @@ static inline __attribute__((always_inline)) bytes16 load16(const unsigned char 
             for (int end = k + s->group; k < end; k += per * LANES) {                            \
                 vec y[2][NR];                                                                    \
                 for (int j = 0; j < NR; j++) {                                                   \
-                    bytes16 b = load16(q[j] + (unsigned)k * BITS / 8);                                     \
-                    __builtin_prefetch(q[j] + PREFETCH_ROWS * row + (unsigned)k * BITS / 8);               \
+                    bytes16 b = load16(q[j] + (unsigned)k * BITS / 8);                           \
+                    __builtin_prefetch(q[j] + PREFETCH_ROWS * row + (unsigned)k * BITS / 8);     \
                     if (BITS == 4) {                                                             \
                         y[0][j] = dequant(b & 15, scale[j], bias[j]);                            \
                         y[1][j] = dequant(b >> 4, scale[j], bias[j]);                            \
