@@ -224,10 +224,15 @@ def _check(run: E2ERun) -> None:
     # The usual flow: a ghost shown from typing, then an explicit ask: several items too.
     assert result["cycleAfterAutomatic"] and result["cycleAfterAutomatic"][-1] > 1, result
     # Cursor reports (issue #16 item 4): one per rest, where the cursor rested, counted once
-    # by the daemon; none in markdown, at the position last sent, or with ghost text off.
+    # by the daemon; none in markdown, at the position last sent, or with ghost text off. A
+    # burst of 8 moves: fewer reports than moves (one, unless a loaded machine spaced two key
+    # presses past the 150 ms debounce), the last where it rested.
     for phase in ("opened", "burst", "markdown", "toggled"):
-        assert result["cursor"][phase]["counted"] == 1, result["cursor"]
-        assert [s.split(":")[0] for s in result["cursor"][phase]["sent"]] == ["cursor.py"]
+        sent = result["cursor"][phase]["sent"]
+        assert result["cursor"][phase]["counted"] == len(sent), result["cursor"]
+        assert {s.split(":")[0] for s in sent} == {"cursor.py"}, result["cursor"]
+        assert len(sent) == 1 or (phase == "burst" and len(sent) < 8), result["cursor"]
+    assert result["cursor"]["burst"]["sent"][-1] == "cursor.py:5:3", result["cursor"]
     # Chat: streamed in several deltas and renderings; the final text is the daemon's.
     assert result["chatStreamedChunks"] >= 3
     assert result["chatSnapshots"] >= 3
