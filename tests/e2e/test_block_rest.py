@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types as T
 
-from tests.conftest import BLOCK, write_config
+from tests.conftest import BLOCK, Session, write_config
 from tests.conftest import daemon as start
 from tests.e2e.test_inline_e2e import inline, open_doc
 from tests.e2e.test_work_ahead import insert, local_total, stats, until
@@ -92,14 +92,26 @@ async def test_the_rest_goes_on_from_the_prompt_the_time_cap_chose(tmp_path, scr
     assert prefilled < 250, prefilled  # the first prompt (~100) and the line, not ~1,100 more
 
 
-@pytest.fixture(scope="module")
-def one_line_block_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Greedy after "):" it writes a block of one line, then a line break, and ends."""
+LINE = "\n    return a"  # the block of one line the models below write after "):"
+
+
+def _one_line_block(factory: pytest.TempPathFactory, name: str, **size: int) -> Path:
+    """A model that, greedy after "):", writes LINE, then a line break, and ends."""
     from mlxd.models.tiny import make_tiny_model
 
-    return make_tiny_model(
-        tmp_path_factory.mktemp("tiny-one-line-block") / "model", script="):\n    return a\n"
-    )
+    return make_tiny_model(factory.mktemp(name) / "model", script="):" + LINE + "\n", **size)
+
+
+async def _shows_the_line(s: Session) -> None:
+    """At the end of `def add(a, b):`, the ghost text is LINE."""
+    await s.wait_status("ready")
+    open_doc(s, "def add(a, b):")
+    assert texts(await inline(s, 0, 14, kind=2)) == [LINE]
+
+
+@pytest.fixture(scope="module")
+def one_line_block_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _one_line_block(tmp_path_factory, "tiny-one-line-block")
 
 
 async def test_after_a_block_of_one_line_the_next_suggestion_is_ready_before_the_accept(
@@ -110,13 +122,11 @@ async def test_after_a_block_of_one_line_the_next_suggestion_is_ready_before_the
     # asked the model (in the typing bench, 0.6-1.4 s to learn that nothing fits there). Now
     # a next job runs there once the block has ended: the accept's request is a cache hit.
     async with start(config(tmp_path, one_line_block_model)) as s:
-        await s.wait_status("ready")
-        open_doc(s, "def add(a, b):")
-        assert texts(await inline(s, 0, 14, kind=2)) == ["\n    return a"]
+        await _shows_the_line(s)
         # The next job after the block's line (before: none ever started), run to its end.
         ran = lambda st: st["inline"]["aheadStarted"] == 1 and st["inline"]["aheadActive"] == 0  # noqa: E731
         st = await until(s, ran, timeout=20)
-        insert(s, 2, 0, 14, "\n    return a")  # the user accepts it
+        insert(s, 2, 0, 14, LINE)  # the user accepts it
         assert texts(await inline(s, 1, 12, kind=2)) == []  # nothing fits after the block
         after = await stats(s)
     assert after["inline"]["generations"] == st["inline"]["generations"]  # no model asked
@@ -126,10 +136,7 @@ async def test_after_a_block_of_one_line_the_next_suggestion_is_ready_before_the
 @pytest.fixture(scope="module")
 def slow_one_line_block_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same block, from a model slow enough that an accept comes while the block goes on."""
-    from mlxd.models.tiny import make_tiny_model
-
-    path = tmp_path_factory.mktemp("tiny-one-line-block-slow") / "model"
-    return make_tiny_model(path, layers=12, hidden=1024, script="):\n    return a\n")
+    return _one_line_block(tmp_path_factory, "tiny-one-line-block-slow", layers=12, hidden=1024)
 
 
 async def test_an_accept_before_the_block_has_ended_waits_for_the_next_job_only(
@@ -139,10 +146,8 @@ async def test_an_accept_before_the_block_has_ended_waits_for_the_next_job_only(
     # block ends, and the next job starts at the request's very position. Before, the request
     # then asked the model too, and both generations ran side by side (attack, session 15).
     async with start(config(tmp_path, slow_one_line_block_model)) as s:
-        await s.wait_status("ready")
-        open_doc(s, "def add(a, b):")
-        assert texts(await inline(s, 0, 14, kind=2)) == ["\n    return a"]
-        insert(s, 2, 0, 14, "\n    return a")  # accepted at once
+        await _shows_the_line(s)
+        insert(s, 2, 0, 14, LINE)  # accepted at once
         assert texts(await inline(s, 1, 12, kind=2)) == []
         st = await until(s, lambda st: st["inline"]["aheadActive"] == 0)
     inline_ = st["inline"]
@@ -158,7 +163,7 @@ async def test_an_empty_answer_is_cached_for_automatic_requests_and_retried_when
     # again: its last answer may have come from a prompt a time cap cut short.
     async with start(config(tmp_path, one_line_block_model)) as s:
         await s.wait_status("ready")
-        open_doc(s, "def add(a, b):\n    return a")
+        open_doc(s, "def add(a, b):" + LINE)
         assert texts(await inline(s, 1, 12, kind=2)) == []
         first = (await stats(s))["inline"]["generations"]
         assert texts(await inline(s, 1, 12, kind=2)) == []  # automatic: from the cache

@@ -24,11 +24,13 @@ class Editor:
         self.fd, self.parent = fd, parent
         self.gone = False
         self.deadline: float | None = None  # monotonic: once the editor's EOF came, wait no later
-        mode = _mode(fd)
+        out, err = _stat(fd), _stat(2)
+        mode = out.st_mode if out else 0
         # Not when stderr is the same pipe (`2>&1`): the flag is the open file's, and stderr's
         # writes to a full pipe would be cut short.
+        same = out and err and (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino)
         self.restore = (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) and os.get_blocking(fd)
-        self.restore = self.restore and not _same_file(fd, 2)
+        self.restore = self.restore and not same
         if self.restore:
             os.set_blocking(fd, False)
 
@@ -38,13 +40,18 @@ class Editor:
             try:
                 view = view[os.write(self.fd, view) :]
             except BlockingIOError:  # full: the editor reads later, unless it has gone
-                while not self.gone and not select.select([], [self.fd], [], self._wait_s())[1]:
-                    late = self.deadline is not None and time.monotonic() >= self.deadline
-                    self.gone = late or os.getppid() != self.parent
+                while not self.gone and not select.select([], [self.fd], [], self.wait_s())[1]:
+                    self.gone = self.late() or os.getppid() != self.parent
             except OSError:  # EPIPE, ECONNRESET...: the editor's end reads nothing any more
                 self.gone = True
 
-    def _wait_s(self) -> float:
+    def late(self) -> bool:
+        """Whether the grace after the editor's EOF (`deadline`) is over."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def wait_s(self) -> float:
+        """How long to wait for the next event: until the next check of the parent, or the
+        deadline, whichever is first."""
         if self.deadline is None:
             return PARENT_CHECK_S
         return max(0.0, min(PARENT_CHECK_S, self.deadline - time.monotonic()))
@@ -55,19 +62,11 @@ class Editor:
                 os.set_blocking(self.fd, True)
 
 
-def _same_file(a: int, b: int) -> bool:
+def _stat(fd: int) -> os.stat_result | None:
     try:
-        x, y = os.fstat(a), os.fstat(b)
+        return os.fstat(fd)
     except OSError:
-        return False
-    return (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino)
-
-
-def _mode(fd: int) -> int:
-    try:
-        return os.fstat(fd).st_mode
-    except OSError:
-        return 0
+        return None
 
 
 def read(fd: int) -> bytes | None:

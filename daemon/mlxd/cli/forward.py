@@ -24,7 +24,7 @@ from typing import Any
 from .. import runtime
 from ..frames import MAX_BODY, Splitter
 from .connect import CRASH_LOOP_DEATHS, SHORT_LIVED_S, START_WAIT_S, Restarts, connect
-from .editor_io import PARENT_CHECK_S, Editor, read
+from .editor_io import Editor, read
 from .replay import DIED, Replay, frame, stopped
 
 EOF_GRACE_S = 0.8  # after the editor's EOF, how long the daemon may take to hang up
@@ -188,22 +188,17 @@ def pump(
     -32803, and a new daemon (started by `reconnect`) is brought to the window's state.
     `paths`: the daemon's (default: runtime.paths())."""
     replay, from_client, link = Replay(), Splitter(), _Link(sock, reconnect, paths)
-    parent = os.getppid()
-    editor = Editor(stdout, parent)
+    editor = Editor(stdout, os.getppid())
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     sel.register(stdin, selectors.EVENT_READ)
-    deadline: float | None = None
     try:
         while True:
-            timeout = PARENT_CHECK_S
-            if deadline is not None:
-                timeout = min(timeout, max(0.0, deadline - time.monotonic()))
-            events = sel.select(timeout)
-            if deadline is not None and time.monotonic() >= deadline:  # even mid-stream
+            events = sel.select(editor.wait_s())
+            if editor.late():  # the grace after the editor's EOF is over, even mid-stream
                 return 0
-            if os.getppid() != parent:  # an editor that died without closing our stdin
-                print(f"mlxd: parent process {parent} is gone; exiting", file=sys.stderr)
+            if os.getppid() != editor.parent:  # an editor that died without closing stdin
+                print(f"mlxd: parent process {editor.parent} is gone; exiting", file=sys.stderr)
                 return 0
             eof = False
             for key, _ in events:
@@ -222,13 +217,14 @@ def pump(
                     continue
                 if replay.ended is not None:  # the daemon ended the session on purpose
                     return _ended(replay.ended, replay, editor)
-                if deadline is not None or replay.exited or reconnect is None or editor.gone:
+                gone = editor.deadline is not None or editor.gone
+                if gone or replay.exited or reconnect is None:  # no recovery wanted
                     return 0
                 if (why := _recover(link, replay, editor, sel)) is not None:
                     print(f"mlxd: {why}", file=sys.stderr, flush=True)
                     return 1
-            if deadline is None and (eof or editor.gone):  # the editor has gone
-                deadline = editor.deadline = _hang_up(sel, stdin, link)
+            if editor.deadline is None and (eof or editor.gone):  # the editor has gone
+                editor.deadline = _hang_up(sel, stdin, link)
     finally:
         link.sock.close()
         editor.close()
