@@ -32,6 +32,7 @@ def trace_hole(naive: Naive, hole: Hole, cfg: Any) -> dict[str, Any]:
     from mlxd.inline.cuts import complete_lines
     from mlxd.inline.engine import InlineEngine
     from mlxd.inline.postprocess import clean
+    from mlxd.models.healing import Healer, heal_point
     from mlxd.models.stops import finished_lines
     from mlxd.prompts import context_at, starts_block
 
@@ -44,6 +45,8 @@ def trace_hole(naive: Naive, hole: Hole, cfg: Any) -> dict[str, Any]:
     req = engine._request(ctx)
     lm = naive.lm
     tokens, max_tokens = fit_prompt(lm, req, cfg.context_tokens, req.max_tokens)
+    tokens, healed = heal_point(lm.tokenizer, tokens)  # as the local backend does
+    healer = Healer.of(lm.tokenizer, healed) if healed else None
     parts: list[str] = []
     finish = "length"
     for resp in stream_generate(
@@ -53,8 +56,9 @@ def trace_hole(naive: Naive, hole: Hole, cfg: Any) -> dict[str, Any]:
         max_tokens=max_tokens,
         sampler=make_sampler(temp=0.0),
         prompt_cache=make_prompt_cache(lm.model),
+        logits_processors=[healer] if healer else None,
     ):
-        parts.append(resp.text)
+        parts.append(healer.unheal(resp.text) if healer else resp.text)
         text = "".join(parts)
         if resp.finish_reason == "stop":
             finish = "stop"

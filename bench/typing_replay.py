@@ -11,7 +11,8 @@ character matches it, the editor asks again at once (typing through the suggesti
 answer from its cache without the model). A request still running when the next key is pressed
 is cancelled with $/cancelRequest, as editors do.
 Reported: latency median/p95 per kind of request, the share answered from the cache, how fast
-cancellations are acknowledged.
+cancellations are acknowledged, and at line ends (the cursor on the new line after Enter) how
+close the ghost text's first line is to the line typed next (edit similarity).
 
 Phase 1b, accept -> next. At a few line ends of the same text, on a fresh document: ghost text
 is asked for and shown, the user presses accept ACCEPT_S later (the suggestion is inserted),
@@ -49,6 +50,7 @@ from .common import (
     summary,
     write_result,
 )
+from .quality import edit_similarity
 
 SOURCE = str(Path(asyncio.__file__).parent / "locks.py")
 # Typing starts at this line (Semaphore.acquire's body, mid-file: a long prefix,
@@ -221,6 +223,10 @@ async def _replay(editor: Editor, text: str, verbose: bool) -> dict[str, Any]:
             item = None
         rec["item"] = item
         rec["matches_expected"] = expected is not None and item == expected
+        if kind == "line":  # the line the user types next, as the first line of ghost text
+            end = text.find("\n", rec["offset"])
+            typed_next = text[rec["offset"] : end if end >= 0 else len(text)]
+            rec["line_sim"] = edit_similarity((item or "").split("\n")[0], typed_next)
         shown = item or None
         if verbose:
             print(f"  {kind:<7} {rec['latency_ms']:7.1f} ms  {item!r:.60}")
@@ -412,6 +418,8 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
     warm = summary([k["after_key_ms"] for k in kv])
     speedup = ratio(cold["median"], warm["median"])
     acks = summary(replay["cancel_ack_ms"])
+    line_sims = [r["line_sim"] for r in answered if "line_sim" in r]
+    line_sim = sum(line_sims) / len(line_sims) if line_sims else None
     accept_rows, accept_summary = _accept_rows(accepts)
     share = len(fast) / len(answered) if answered else None
     hits, seen = counters.get("inline.cacheHits"), counters.get("inline.requests")
@@ -477,6 +485,11 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                 f"{len(fast)}/{len(answered)} = {fmt(share and share * 100, '%', 0)}",
             ],
             [
+                "at a line end: first line shown vs the line typed next, edit similarity "
+                "(mean, none shown = 0)",
+                f"{fmt(line_sim, digits=2)} (n = {len(line_sims)})",
+            ],
+            [
                 "typed-through answers equal to the rest of the shown item",
                 f"{sum(1 for r in answered if r.get('matches_expected'))}/{by_kind['through']['n']}",
             ],
@@ -516,6 +529,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
             "latency_ms": lat,
             "latency_by_kind_ms": by_kind,
             "model_latency_ms": model_lat,
+            "line_end_similarity": line_sim,
             "requests": len(reqs),
             "answered": len(answered),
             "cancelled": len(cancelled),

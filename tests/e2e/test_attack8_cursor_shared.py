@@ -49,7 +49,9 @@ async def test_a_rest_in_one_window_is_never_shown_in_the_other_and_does_not_sta
         assert (sa["inline"]["cacheHits"], sa["inline"]["aheadHits"]) == (1, 1)
 
         # A's cursor keeps coming to rest (a new job each time) while B types elsewhere:
-        # every one of B's requests is answered, with a suggestion.
+        # every one of B's requests is answered by a generation of its own, in time (none cut
+        # by its bound, none failed). Whether the random model's answer is empty is not the
+        # point: B's positions are line starts, where the model may choose a blank line.
         stop = asyncio.Event()
 
         async def wander() -> None:
@@ -66,7 +68,7 @@ async def test_a_rest_in_one_window_is_never_shown_in_the_other_and_does_not_sta
                 got = await asyncio.wait_for(
                     inline(b, 100 + 80 * i, 0, kind=2, uri=URI + ".b.py"), 30
                 )
-                assert got.items, i
+                assert got is not None, i
                 await asyncio.sleep(0.4)  # B's typing rhythm: A's rests start jobs meanwhile
         finally:
             stop.set()
@@ -77,6 +79,8 @@ async def test_a_rest_in_one_window_is_never_shown_in_the_other_and_does_not_sta
     # was ever B's: B's hits are its own (none here: every position new).
     assert sa["inline"]["cursorMoves"] >= 5 and sa["inline"]["warmups"] > 0
     assert (sb["inline"]["cursorMoves"], sb["inline"]["aheadHits"]) == (0, 0)
+    b_inline = {k: sb["inline"][k] for k in ("generations", "outOfTime", "late", "errors")}
+    assert b_inline == {"generations": 1 + 8, "outOfTime": 0, "late": 0, "errors": 0}, sb["inline"]
 
 
 async def test_after_shutdown_a_rest_noticed_before_it_runs_nothing(

@@ -1,5 +1,5 @@
 """Token healing over real stdio with the tiny model: an inline request whose cursor is
-mid-word is answered from the prompt cut back one token, its first tokens constrained to type
+mid-word, or at a line start, is answered from the prompt cut back one token, its first tokens constrained to type
 that token's text again, which the item leaves out (models/healing.py). The item is compared
 with the same generation run here through mlx-lm (greedy: the daemon's batch engine gives the
 same tokens), and the unhealed answer differs from it, so the test can fail."""
@@ -69,8 +69,16 @@ def expected_item(lm: Any, text: str, heal: bool) -> str:
 
 # A lone greedy request speculates (models/speculative.py); "off": the batch generator.
 @pytest.mark.parametrize("speculative", ["auto", "off"])
+# Mid-word, and at a line start after Enter (the editor indented the new line, or not).
 @pytest.mark.parametrize(
-    "text", ["def main():\n    status_cod", "import collecti", "for item in ite"]
+    "text",
+    [
+        "def main():\n    status_cod",
+        "import collecti",
+        "for item in ite",
+        "def main():\n    x = 1\n",
+        "def main():\n    x = 1\n    ",
+    ],
 )
 async def test_a_cursor_mid_word_is_answered_from_the_healed_prompt(
     tmp_path: Path, tiny_model: Path, tiny_lm: Any, text: str, speculative: str

@@ -42,8 +42,19 @@ def test_a_prompt_ending_mid_word_gives_back_its_last_token(tok, prompt: str) ->
     assert tok.decode(kept) + healed == prompt
 
 
+# A line break is healed with the blank space around it (the cursor after Enter): the
+# vocabulary glues it to the next line's indentation.
+@pytest.mark.parametrize("prompt", ["def f():\n", "    x = 1\n\n", "y = 2\r\n", "pass\n\n\n"])
+def test_a_prompt_ending_with_a_line_break_gives_back_its_last_token(tok, prompt: str) -> None:
+    ids = _ids(tok, prompt)
+    kept, healed = heal_point(tok, ids)
+    assert kept == ids[:-1]
+    assert healed.strip(" \t") and not healed.strip() and prompt.endswith(healed)
+    assert tok.decode(kept) + healed == prompt
+
+
 @pytest.mark.parametrize(
-    "prompt", ["x = compute(", "def f():\n", "    return x +", "items = [a, b]", "if a ==", "a"]
+    "prompt", ["x = compute(", "    return x +", "items = [a, b]", "if a ==", "a", "x = 1 "]
 )
 def test_a_prompt_ending_outside_a_word_is_not_healed(tok, prompt: str) -> None:
     ids = _ids(tok, prompt)
@@ -84,6 +95,8 @@ HEALED_PROMPTS = [
     "    return self.res",
     "import collecti",
     "for item in ite",
+    "def main():\n",
+    "    x = 1\n\n",
 ]
 
 

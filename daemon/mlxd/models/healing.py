@@ -1,5 +1,6 @@
-"""Token healing: a prompt that ends inside a word is cut back to the last token boundary, and
-the answer must first type the cut text again (a constrained first step or few).
+"""Token healing: a prompt that ends inside a word, or with a line break, is cut back to the
+last token boundary, and the answer must first type the cut text again (a constrained first
+step or few).
 
 A cursor mid-word (`status_cod┃`) makes the prompt end with a token the tokenizer chose only
 because the word stops there (`_cod`), a split the model rarely saw in training: it answers
@@ -7,6 +8,12 @@ with junk that fits after that odd piece (`status_cod` + `erecord`). Backing up 
 token and allowing, for the next steps, only tokens that agree with the text backed over
 (`_code` is allowed, `_c` is too, `x` is not) lets the model choose the natural split. The
 answer then starts with that text, which the caller removes (the document already has it).
+
+A line break is the same mistake at a line start, the cursor after Enter: BPE vocabularies glue
+the line break to the next line's indentation (`\n       ` + ` self`), so a prompt that ends
+with a lone `\n` tells the model the next line starts at column 0, and it answers with
+something that does (`#`, `class`) even inside a function body. Healed, it chooses the
+indentation with the line break.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-# Only a prompt that ends inside a word (a letter, digit or underscore) is healed: after an
-# operator or a bracket the split is the natural one, and whitespace is handled by
-# prompts.CursorContext.trailing_space.
+# A prompt that ends inside a word (a letter, digit or underscore) or with blank space that holds
+# a line break is healed: after an operator or a bracket the split is the natural one, and the
+# spaces before the cursor on its line are left out of the prompt already
+# (prompts.CursorContext.trailing_space).
 _WORD_END = re.compile(r"\w$")
+_LINE_BREAK = re.compile(r"\A[ \t]*\r?\n[ \t\r\n]*\Z")
 # The most text backed over: one token of code rarely holds more.
 MAX_HEAL_CHARS = 24
 
@@ -70,15 +79,15 @@ def vocabulary(tokenizer: Any) -> Vocabulary:
 
 def heal_point(tokenizer: Any, tokens: list[int]) -> tuple[list[int], str]:
     """(the prompt without its last token, that token's text) when the prompt ends inside a
-    word; (tokens, "") otherwise."""
+    word or with a line break (blank space around it); (tokens, "") otherwise."""
     if len(tokens) < 2:
         return tokens, ""
     text = vocabulary(tokenizer)[tokens[-1]]
-    if not text or len(text) > MAX_HEAL_CHARS or not _WORD_END.search(text):
+    if not text or len(text) > MAX_HEAL_CHARS or "\ufffd" in text:
         return tokens, ""
-    if "\n" in text or "\ufffd" in text:
-        return tokens, ""
-    return tokens[:-1], text
+    if _LINE_BREAK.match(text) or (_WORD_END.search(text) and "\n" not in text):
+        return tokens[:-1], text
+    return tokens, ""
 
 
 @dataclass(eq=False)
