@@ -92,6 +92,20 @@ def test_cut_at_dedent_when_the_completion_itself_opens_the_block() -> None:
     assert cut_at_dedent("(a, b):\n    return a + b\nprint(1)", ctx) == "(a, b):\n    return a + b"
 
 
+# On a blank line the model may write the indentation itself (a line break healed: at column 0,
+# or deeper than the editor indented): the block is measured from the line as it will read.
+@pytest.mark.parametrize("pad", ["", "  ", "\t"])
+def test_cut_at_dedent_measures_a_blank_cursor_line_from_the_indentation_written(pad) -> None:
+    ctx = at(f"class P:\n    def __init__(self, x, y):\n{pad}┃\n")
+    written = "        self.x = x\n        self.y = y\n\n    def norm(self):\n        return 0"
+    assert cut_at_dedent(written[len(pad.expandtabs(4)) :], ctx) == (
+        written[len(pad.expandtabs(4)) :].split("\n\n")[0] + "\n"
+    )
+    ctx = at(f"def add(a, b):\n    total = a + b\n{pad}┃")
+    shown = {"": "    return total", "  ": "  return total", "\t": "return total"}[pad]
+    assert clean("    return total\n\ndef main():\n    print(add(1, 2))", ctx) == shown
+
+
 def test_cut_at_dedent_keeps_the_closing_bracket_line_of_the_block() -> None:
     ctx = at("function f() {┃\n")
     got = cut_at_dedent("\n  return 1;\n}\n\nfunction g() {\n}", ctx)

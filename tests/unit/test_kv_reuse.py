@@ -63,6 +63,28 @@ def test_a_healed_prompt_continues_from_the_heal_point() -> None:
     assert continued(Words(), head, "turn", RecentPrompts().plus([other])) == head + ids("turn")
 
 
+class Lines(Chars):
+    """Chars, and a line break glued to the next line's indentation (as BPE vocabularies do)."""
+
+    WORDS = {2000: "\n   "}
+
+    def decode(self, tokens: list[int]) -> str:
+        return "".join(self.WORDS.get(t) or chr(t) for t in tokens)
+
+
+def test_an_answer_cut_after_its_healed_line_break_continues_from_the_generated_token() -> None:
+    # The prompt ended with a line break, healed: the model typed it again glued to the
+    # indentation (one token), and the time cap cut the answer right there ("   " shown). The
+    # continuation takes that token, as generated: encoded anew, the prompt would end with a
+    # lone line break and the indentation apart (the split healing avoids), and the KV cache
+    # would miss it. It tied with encoding anew (one token each) and lost.
+    head = ids("if a:\n")
+    kept = ids("if a:") + [2000]
+    got = continued(Lines(), head, "   ", RecentPrompts().plus([kept]))
+    assert got == kept
+    assert continued(Lines(), head, "   x", RecentPrompts().plus([kept])) == kept + ids("x")
+
+
 class Bytes(Chars):
     """One token per UTF-8 byte (ids 0-255), decoded as a byte-level BPE does: a piece of a
     character is U+FFFD."""

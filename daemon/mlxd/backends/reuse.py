@@ -110,7 +110,9 @@ def continued(tokenizer: Any, head: list[int], text: str, seen: RecentPrompts) -
             said = tokenizer.decode(tail)
             if len(said) < len(healed):  # not past the heal point: as if not healed
                 continue
-            if keep + len(tail) > best[0] + len(best[1]):
+            # A tie goes to the sequence: it holds the model's own split (a healed line break
+            # typed again glued to the indentation: encoded anew, the two come apart).
+            if keep + len(tail) >= best[0] + len(best[1]):
                 best = (keep, tail, wanted[len(said) :])
             break
     keep, tail, rest = best

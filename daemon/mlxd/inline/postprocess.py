@@ -170,9 +170,11 @@ def cut_at_dedent(text: str, ctx: CursorContext) -> str:
     lines = text.split("\n")
     if len(lines) < 2:
         return text
-    base = _width(ctx.indent)
-    # The cursor line as it will read once the completion's first line is in.
-    opener = opens_block(ctx.line_prefix + lines[0])
+    # The cursor line as it will read once the completion's first line is in: on a blank line
+    # (column 0, or the editor's indentation) the model may write the indentation itself.
+    first = ctx.line_prefix + lines[0]
+    base = _width(first) if not ctx.line_prefix.strip() else _width(ctx.indent)
+    opener = opens_block(first)
     for i, line in enumerate(lines[1:], start=1):
         if not line.strip():
             continue
