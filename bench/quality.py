@@ -5,7 +5,10 @@ packages in the venv's site-packages, JS/TS packages under editors/vscode/node_m
 from the Neovim runtime (LuaJIT's jit/ and Neovim's vim/lsp, vim/treesitter), taken one
 package at a time in turn. Two kinds of hole:
 
-- single: the rest of one line is removed; the answer is that rest.
+- single: the rest of one line is removed; the answer is that rest. One in LINE_START_SHARE
+  (drawn per hole, apart from the seeded choice of lines) is cut right after the line's
+  indentation: the cursor after Enter in an editor that indents, the most frequent place to
+  wait for ghost text; the rest somewhere inside the line's code.
 - multi: a block's body is removed below its header (`def f():`, `{`, `then`); the cursor sits
   at the header's end; the answer is "\\n" + the body lines.
 
@@ -61,6 +64,7 @@ NAIVE_CHARS = 2000
 NAIVE_MAX_TOKENS = 64
 MAX_FILE_BYTES = 120_000
 MAX_BODY_LINES = 8
+LINE_START_SHARE = 4  # one single hole in this many is at its line's start (after the indentation)
 BOOTSTRAP = 2000
 USEFUL = 0.7
 # The same request again this long after the first answer ($MLXD_BENCH_AGAIN_MS; 0: not
@@ -121,6 +125,7 @@ class Hole:
     offset: int  # the cursor (code points)
     answer: str
     header_indent: int = 0
+    line_start: bool = False  # a single hole cut right after its line's indentation
 
 
 # --- the corpus -----------------------------------------------------------------------------
@@ -205,6 +210,10 @@ def _interleave(files: list[tuple[str, Path]], rng: random.Random) -> list[tuple
     return out
 
 
+def _at_line_start(seed: int, where: str) -> bool:
+    return random.Random(f"{seed}:{where}:start").randrange(LINE_START_SHARE) == 0
+
+
 def make_holes(language: str, per_kind: int, seed: int = SEED) -> list[Hole]:
     """`per_kind` single and `per_kind` multi holes, one per file while files last."""
     rng = random.Random(f"{seed}:{language}")
@@ -230,6 +239,10 @@ def make_holes(language: str, per_kind: int, seed: int = SEED) -> list[Hole]:
             if not cands:
                 continue
             i, x = rng.choice(cands)
+            # Drawn apart from `rng`, so that the files and lines picked stay those of before.
+            at_start = kind == "single" and _at_line_start(seed, f"{rel}:{i}")
+            if at_start:
+                x = len(lines[i]) - len(lines[i].lstrip())
             if kind == "single":
                 text, offset, answer = _cut(lines, i, x, None)
             else:
@@ -245,6 +258,7 @@ def make_holes(language: str, per_kind: int, seed: int = SEED) -> list[Hole]:
                     offset,
                     answer,
                     _indent(lines[i]),
+                    at_start,
                 )
             )
     return picked["single"] + picked["multi"]
@@ -436,10 +450,10 @@ def _naive_results(opts: Options, holes: list[Hole]) -> list[dict[str, Any]]:
     earlier = os.environ.get("MLXD_BENCH_NAIVE_FROM")
     if earlier:
         data = json.loads(Path(earlier).read_text())
-        by_id = {h["id"]: h["naive"] for h in data["holes"]}
-        if all(h.id in by_id for h in holes):
+        by_id = {(h["id"], h["offset"]): h["naive"] for h in data["holes"]}
+        if all((h.id, h.offset) in by_id for h in holes):
             log(f"naive baselines from {earlier} (iteration only: not the same run)")
-            return [by_id[h.id] for h in holes]
+            return [by_id[(h.id, h.offset)] for h in holes]
         log(f"{earlier} lacks some of these holes: running the naive baselines")
     log("naive baselines (raw mlx-lm in this process)")
     model = Naive(opts.model)
@@ -514,9 +528,15 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
 
     results: dict[str, Any] = {"groups": {}}
     table: list[list[Any]] = []
+    # The single holes at a line start again on their own (a part of "single", shown apart).
+    groups = {
+        "single": lambda h: h.kind == "single",
+        "single@start": lambda h: h.line_start,
+        "multi": lambda h: h.kind == "multi",
+    }
     for lang in languages:
-        for kind in ("single", "multi"):
-            idx = [i for i, h in enumerate(holes) if h.language == lang and h.kind == kind]
+        for kind, member in groups.items():
+            idx = [i for i, h in enumerate(holes) if h.language == lang and member(h)]
             if not idx:
                 continue
             base = _aggregate([naive[i] for i in idx], None)

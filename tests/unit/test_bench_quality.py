@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from bench.quality import _cut, _dedent_at, _multi_holes, bootstrap_ci, edit_similarity, score
+from bench.quality import (
+    _cut,
+    _dedent_at,
+    _multi_holes,
+    bootstrap_ci,
+    edit_similarity,
+    make_holes,
+    score,
+)
 
 SRC = """import os
 
@@ -34,6 +42,18 @@ def test_a_single_line_hole_is_the_rest_of_the_line() -> None:
     text, offset, answer = _cut(SRC, 5, 11, None)
     assert (text[:offset].split("\n")[-1], answer) == ("        ret", "urn 1")
     assert text[offset:].startswith("\n\n    return 2")
+
+
+def test_a_share_of_single_holes_is_cut_at_the_line_start_after_its_indentation() -> None:
+    holes = [h for h in make_holes("python", 20) if h.kind == "single"]
+    starts = [h for h in holes if h.line_start]
+    assert 0 < len(starts) < len(holes)
+    for h in starts:  # the cursor after Enter in an editor that indents: the line's code is due
+        before = h.text[: h.offset].split("\n")[-1]
+        assert not before.strip() and h.answer.strip() and not h.answer[0].isspace()
+    for h in holes:
+        if not h.line_start:  # inside the code, at least one character into it
+            assert h.text[: h.offset].split("\n")[-1].strip()
 
 
 def test_naive_multi_line_stops_at_the_first_line_no_deeper_than_the_header() -> None:
