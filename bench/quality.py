@@ -155,13 +155,18 @@ def _indent(line: str) -> int:
     return len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip())
 
 
+def _code_start(line: str) -> int:
+    """The column (code points) where a line's code starts, after its indentation."""
+    return len(line) - len(line.lstrip())
+
+
 def _single_holes(lines: list[str], rng: random.Random) -> Iterator[tuple[int, int]]:
     """(line index, column) candidates: a code line cut somewhere after its indentation."""
     for i, line in enumerate(lines):
         body = line.strip()
         if i < 3 or not 12 <= len(body) <= 120 or _COMMENT.match(line):
             continue
-        start = len(line) - len(line.lstrip())
+        start = _code_start(line)
         end = len(line.rstrip())
         yield i, rng.randint(start + 1, end - 3)
 
@@ -239,12 +244,12 @@ def make_holes(language: str, per_kind: int, seed: int = SEED) -> list[Hole]:
             if not cands:
                 continue
             i, x = rng.choice(cands)
-            # Drawn apart from `rng`, so that the files and lines picked stay those of before.
-            at_start = kind == "single" and _at_line_start(seed, f"{rel}:{i}")
-            if at_start:
-                x = len(lines[i]) - len(lines[i].lstrip())
+            at_start = False
             if kind == "single":
-                text, offset, answer = _cut(lines, i, x, None)
+                # Drawn apart from `rng`, so that the files and lines picked stay those of before.
+                at_start = _at_line_start(seed, f"{rel}:{i}")
+                col = _code_start(lines[i]) if at_start else x
+                text, offset, answer = _cut(lines, i, col, None)
             else:
                 text, offset, answer = _cut(lines, i, len(lines[i]), x)
             picked[kind].append(

@@ -32,7 +32,7 @@ def trace_hole(naive: Naive, hole: Hole, cfg: Any) -> dict[str, Any]:
     from mlxd.inline.cuts import complete_lines
     from mlxd.inline.engine import InlineEngine
     from mlxd.inline.postprocess import clean
-    from mlxd.models.healing import Healer, heal_point
+    from mlxd.models.healing import healed_prompt
     from mlxd.models.stops import finished_lines
     from mlxd.prompts import context_at, starts_block
 
@@ -45,8 +45,7 @@ def trace_hole(naive: Naive, hole: Hole, cfg: Any) -> dict[str, Any]:
     req = engine._request(ctx)
     lm = naive.lm
     tokens, max_tokens = fit_prompt(lm, req, cfg.context_tokens, req.max_tokens)
-    tokens, healed = heal_point(lm.tokenizer, tokens)  # as the local backend does
-    healer = Healer.of(lm.tokenizer, healed) if healed else None
+    tokens, healer = healed_prompt(lm.tokenizer, tokens)  # as the local backend does
     parts: list[str] = []
     finish = "length"
     for resp in stream_generate(

@@ -65,10 +65,8 @@ async def test_a_rest_in_one_window_is_never_shown_in_the_other_and_does_not_sta
         try:
             open_doc(b, OTHER, uri=URI + ".b.py")
             for i in range(8):
-                got = await asyncio.wait_for(
-                    inline(b, 100 + 80 * i, 0, kind=2, uri=URI + ".b.py"), 30
-                )
-                assert got is not None, i
+                # inline() checks the answer is an item list (empty or not)
+                await asyncio.wait_for(inline(b, 100 + 80 * i, 0, kind=2, uri=URI + ".b.py"), 30)
                 await asyncio.sleep(0.4)  # B's typing rhythm: A's rests start jobs meanwhile
         finally:
             stop.set()

@@ -26,7 +26,7 @@ from ..models import (
     SpeedMeter,
     ThinkSplitter,
     fits,
-    heal_point,
+    healed_prompt,
     prompt_step,
     vocabulary,
     warm_rung,
@@ -244,16 +244,17 @@ class LocalBackend:
     def _prompt(
         self, lm: Any, req: Request, max_tokens: int, seen: RecentPrompts
     ) -> tuple[list[int], int, Healer | None]:
-        """`_fit`'s tokens and max_tokens, and for an inline prompt that ends mid-word its
-        last token given back to the answer (models/healing.py: the Healer makes the answer
-        type it again first, and leaves it out of the text). Runs off the event loop."""
+        """`_fit`'s tokens and max_tokens, and for an inline prompt that ends mid-word or with a
+        line break its last token given back to the answer (models/healing.py: the Healer makes
+        the answer type it again first, and leaves it out of the text). Runs off the event
+        loop."""
         tokens, max_tokens = self._fit(lm, req, max_tokens, seen)
         if req.kind == "inline" and not req.assistant_prefix and _deadline(req) is not None:
             self.heads.add(req, tokens)  # as rendered: a continuation heals on its own
         if req.kind != "inline" or max_tokens <= 0:
             return tokens, max_tokens, None
-        kept, healed = heal_point(lm.tokenizer, tokens)
-        return kept, max_tokens, Healer.of(lm.tokenizer, healed) if healed else None
+        kept, healer = healed_prompt(lm.tokenizer, tokens)
+        return kept, max_tokens, healer
 
     def _fit(
         self, lm: Any, req: Request, max_tokens: int, seen: RecentPrompts

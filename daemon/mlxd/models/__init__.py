@@ -26,7 +26,7 @@ from .budget import (
     warm_rungs,
 )
 from .download import LoadCancelled
-from .healing import Healer, Unhealer, heal_point, vocabulary
+from .healing import Healer, Unhealer, heal_point, healed_prompt, vocabulary
 from .hub_env import WindowEnv
 from .pool import ModelPool
 from .specs import EMBEDDED, embedded_model_path, expand_home, resolve_spec
@@ -71,6 +71,7 @@ __all__ = [
     "Healer",
     "Unhealer",
     "heal_point",
+    "healed_prompt",
     "vocabulary",
     "LoadCancelled",
     "LoadedModel",

@@ -90,6 +90,13 @@ def heal_point(tokenizer: Any, tokens: list[int]) -> tuple[list[int], str]:
     return tokens, ""
 
 
+def healed_prompt(tokenizer: Any, tokens: list[int]) -> tuple[list[int], Healer | None]:
+    """(the prompt to send, the Healer its answer needs, or None): heal_point's cut, and the
+    logits processor that makes the answer type the cut text again first."""
+    kept, healed = heal_point(tokenizer, tokens)
+    return kept, Healer.of(tokenizer, healed) if healed else None
+
+
 @dataclass(eq=False)
 class Healer:
     """A logits processor (mlx-lm's `(tokens, logits) -> logits`) that allows, while the
