@@ -167,7 +167,8 @@ def mlxd(model: Model, hole: Hole, inline: dict[str, Any]) -> tuple[str, dict[st
     if heal:
         gen = unhealed(gen, heal)
     answer = streamed(gen, req.stop, req.max_lines)
-    text, finish, fragment = cleaned(answer, ctx, cfg.whole_lines)
+    done = cleaned(answer, ctx, cfg.whole_lines)
+    text, finish = done.text, done.finish
     return text, {"raw": answer.text, "finish": finish, "prompt_tokens": len(tokens)}
 
 

@@ -118,6 +118,7 @@ async def _case(backend: Any, engine: Any, req: Any, i: int) -> dict[str, Any]:
         "passes": steps,  # forward passes while decoding with speculation (plain: one a token)
         "identical": plain.text == spec.text,
         "text": spec.text,
+        "plain_text": plain.text,
     }
 
 
@@ -176,13 +177,55 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
                         f"{fmt(row['spec_tps'])} tok/s ({fmt(row['ratio'], 'x', 2)}), accepted "
                         f"{row['accepted']}/{row['drafted']}, identical {row['identical']}"
                     )
+        drafted = await _draft_model(opts, pool, reqs["code"], rows["code"])
     finally:
         pool.close()
-    return _report(opts, info, n, max_tokens, rows)
+    return _report(opts, info, n, max_tokens, rows, drafted)
+
+
+async def _draft_model(
+    opts: Options, pool: Any, cases: list[tuple[str, Any]], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """`local.draft_model`, held to correctness (issue 17: no speed goal on a CPU): the code
+    prompts again with the model drafting for itself (the only model of its vocabulary here),
+    against the plain greedy texts above. Reported, not judged on speed."""
+    from mlxd.backends.local import LocalBackend
+
+    backend = LocalBackend("drafted", opts.model, pool, dequantize="auto", draft=opts.model)
+    engine = pool.entries[opts.model].engine
+    engine.speculative = "auto"
+    out = []
+    for (_, req), row in zip(cases, rows, strict=True):
+        await settle()
+        gen, drafted, accepted, steps = await _one(backend, engine, req)
+        out.append(
+            {
+                "tps": gen.decode_tps,
+                "plain_tps": row["plain_tps"],
+                "drafted": drafted,
+                "accepted": accepted,
+                "identical": gen.text == row["plain_text"],
+            }
+        )
+    same = sum(r["identical"] for r in out)
+    drafted_all = sum(r["drafted"] for r in out)
+    share = sum(r["accepted"] for r in out) / drafted_all if drafted_all else None
+    tps = summary([r["tps"] for r in out if r["tps"]])
+    print(
+        f"draft model ({model_label(opts.model)} drafting for itself, code prompts): identical "
+        f"{same}/{len(out)}, accepted {fmt(None if share is None else 100 * share, '%', 0)} of "
+        f"{drafted_all}, decode {fmt_stat(tps)} tok/s (reported: no speed goal on a CPU)"
+    )
+    return {"identical": same, "runs": len(out), "acceptance": share, "tps": tps, "rows": out}
 
 
 def _report(
-    opts: Options, info: dict[str, Any], n: int, max_tokens: int, rows: dict[str, list[Any]]
+    opts: Options,
+    info: dict[str, Any],
+    n: int,
+    max_tokens: int,
+    rows: dict[str, list[Any]],
+    drafted: dict[str, Any],
 ) -> dict[str, Any]:
     s = {kind: _kind_summary(r) for kind, r in rows.items()}
     targets = {"code": TARGET_CODE, "prose": TARGET_PROSE}
@@ -233,7 +276,9 @@ def _report(
             "code_ok": ok["code"],
             "prose_ok": ok["prose"],
             "identical_ok": identical_ok,
+            "draft_model_identical_ok": drafted["identical"] == drafted["runs"],
         },
+        "draft_model": drafted,
     }
     path = write_result("speculation", result)
     print(f"results: {path}")

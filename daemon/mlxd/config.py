@@ -76,6 +76,9 @@ class LocalConfig(Base):
     speculative: Literal["auto", "off"] = "auto"
     # Most draft tokens verified in one forward pass (the engine adapts below this).
     draft_tokens: int = 8
+    # A small model of the same vocabulary that drafts for greedy decoding instead of prompt
+    # lookup ("" = none; a spec like `model`): same output, fewer passes of a large model.
+    draft_model: str = ""
 
 
 class BackendConfig(Base):
@@ -89,6 +92,8 @@ class BackendConfig(Base):
     api_key: str = ""
     # The model name sent to the provider; for "mlx": a model dir, HF repo id or "smollm2-135m".
     model: str = ""
+    # "mlx" only: a draft model for it, as [local] draft_model.
+    draft_model: str = ""
     # Use the legacy /completions endpoint for `mlxd/complete` (OpenAI-compatible only).
     completions: bool = False
     # Sent as `anthropic-version` (Anthropic only).
@@ -281,6 +286,11 @@ def _check_semantics(cfg: Config) -> None:
             )
         if b.protocol == "mlx":
             continue
+        if b.draft_model:
+            raise ConfigError(
+                f'backends.{name}.draft_model: only for protocol = "mlx" (a local model); '
+                "the provider decodes its model itself"
+            )
         if not b.base_url:
             raise ConfigError(f"backends.{name}.base_url: required")
         if not b.base_url.startswith(("http://", "https://")):

@@ -182,6 +182,12 @@ class Backend(Protocol):
         ...
 
     @property
+    def specs(self) -> tuple[str, ...]:
+        """The local model pool's models it uses: its model and draft model; () for a
+        provider's."""
+        ...
+
+    @property
     def loaded(self) -> bool:
         """Whether the model is in memory (always False for a provider's)."""
         ...

@@ -32,3 +32,17 @@ async def test_speculation_keeps_the_text_and_shows_in_stats(
     assert stats_on["acceptedDraftTokens"] > 0
     assert stats_on["draftTokens"] >= stats_on["acceptedDraftTokens"]
     assert stats_off["draftTokens"] == 0
+
+
+async def test_a_draft_model_keeps_the_text_and_shows_in_stats(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """`local.draft_model` through the real daemon: the model drafting for itself (every draft
+    kept); both show in `mlxd/stats` and `mlxd/models` lists the model once."""
+    base = f'[local]\nmodel = "{tiny_model}"\n'
+    drafted = write_config(tmp_path / "draft.toml", base + f'draft_model = "{tiny_model}"\n')
+    off = write_config(tmp_path / "off.toml", base + 'speculative = "off"\n')
+    text, stats = await _complete_and_stats(drafted)
+    assert text == (await _complete_and_stats(off))[0] and text
+    assert stats["draftTokens"] > 0
+    assert stats["acceptedDraftTokens"] >= 0.9 * stats["draftTokens"]

@@ -57,3 +57,12 @@ def test_request_params_name_the_allowed_values_too() -> None:
     assert str(err.value) == (
         "messages[0].role: invalid enum value 'bot'; expected one of 'system', 'user', 'assistant'"
     )
+
+
+def test_a_draft_model_is_for_local_models_only() -> None:
+    assert decode({"local": {"draft_model": "smollm2-135m"}}).local.draft_model == "smollm2-135m"
+    mlx = {"protocol": "mlx", "model": "m", "draft_model": "d"}
+    assert decode({"backends": {"small": mlx}}).backends["small"].draft_model == "d"
+    cloud = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "draft_model": "d"}
+    with pytest.raises(ConfigError, match=r"backends\.cloud\.draft_model: only for protocol"):
+        decode({"backends": {"cloud": cloud}})

@@ -22,8 +22,9 @@ DOCS = [
     ROOT / "editors/neovim/README.md",
 ]
 # Keys the editor schema leaves out on purpose: an API key never belongs in settings.json (the
-# extension strips it and points to "Set API Key").
-NOT_IN_SETTINGS = {("backends", "api_key")}
+# extension strips it and points to "Set API Key"); the settings' backends are providers only
+# (openai, anthropic), and draft_model is for an "mlx" one.
+NOT_IN_SETTINGS = {("backends", "api_key"), ("backends", "draft_model")}
 # Sections only the config file sets: [shared] is read by the forwarder before any setting.
 FILE_ONLY_SECTIONS = {"shared"}
 

@@ -246,7 +246,7 @@ class App:
 
     def local_specs(self) -> set[str]:
         """The local model specs this session's config uses."""
-        return {b.spec for b in self.backends.values() if b.is_local}
+        return {s for b in self.backends.values() if b.is_local for s in b.specs}
 
     def stats(self) -> dict[str, Any]:
         """Counters: this session's inline engine and upstream requests; the process's local

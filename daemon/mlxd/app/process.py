@@ -57,10 +57,11 @@ class Process:
         """(spec, download identity) of each local model the open sessions (or `sessions`)
         configure."""
         return {
-            (b.spec, None if b.hub is None else b.hub.identity)
+            (spec, None if b.hub is None else b.hub.identity)
             for a in (self.sessions if sessions is None else sessions)
             for b in a.backends.values()
             if b.is_local
+            for spec in b.specs
         }
 
     def specs_in_use(self, but: App | None = None) -> set[str]:

@@ -20,6 +20,7 @@ class CloudBackend:
     so there is nothing to load)."""
 
     is_local = False
+    specs: tuple[str, ...] = ()  # the provider serves the model: nothing in the pool
 
     def __init__(
         self,

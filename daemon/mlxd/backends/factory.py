@@ -34,12 +34,14 @@ def make_backends(
     `cwd` and `env`: the editor window's (a shared daemon's session), for relative model paths
     and HF_* settings; None: this process's. `pools`: the process's HTTP connection pools."""
 
-    def local(name: str, spec: str) -> LocalBackend:
+    def local(name: str, spec: str, draft: str) -> LocalBackend:
         resolved, hub = resolve_spec(spec, cwd, env), None if env is None else WindowEnv(env, cwd)
+        draft = resolve_spec(draft, cwd, env) if draft else ""
         prev = old.get(name)
-        if isinstance(prev, LocalBackend) and (prev.spec, prev.dequantize) == (
+        if isinstance(prev, LocalBackend) and (prev.spec, prev.dequantize, prev.draft) == (
             resolved,
             cfg.local.dequantize,
+            draft,
         ):
             # Kept, with the new settings: what it learned of its model (the prompts its KV
             # cache holds, the heads a continuation extends, the measured speed) stays true.
@@ -47,17 +49,16 @@ def make_backends(
             # none of it and rendered another prompt: a cold prefill (12 of 299 reused).
             prev.inline_cfg, prev.hub = cfg.inline, hub
             return prev
-        return LocalBackend(
-            name, resolved, pool, dequantize=cfg.local.dequantize, inline_cfg=cfg.inline, hub=hub
-        )
+        how = {"dequantize": cfg.local.dequantize, "inline_cfg": cfg.inline, "hub": hub}
+        return LocalBackend(name, resolved, pool, draft=draft, **how)  # type: ignore[arg-type]
 
-    backends: dict[str, Backend] = {"local": local("local", cfg.local.model)}
+    backends: dict[str, Backend] = {"local": local("local", cfg.local.model, cfg.local.draft_model)}
     window_pools: Any = pools.for_window(env, cwd) if pools is not None else None  # its CA bundle
     for name, b in cfg.backends.items():
         prev = old.get(name)
         unchanged = old_cfg.backends.get(name) == b and old_cfg.timeouts == cfg.timeouts
         if b.protocol == "mlx":
-            backends[name] = local(name, b.model)
+            backends[name] = local(name, b.model, b.draft_model)
         elif prev is not None and unchanged:
             backends[name] = prev
         # The HTTP backends (aiohttp: 0.2 s of CPU) are imported by the first config that
@@ -78,7 +79,7 @@ def retired(
 ) -> tuple[list[Backend], set[str]]:
     """What a reload leaves behind: the HTTP backends to close, and the local model specs no
     backend uses any more (for the pool to forget)."""
-    kept = {b.spec for b in new.values() if b.is_local}
+    kept = {s for b in new.values() if b.is_local for s in b.specs}
     to_close = [b for b in old.values() if not b.is_local and b not in new.values()]
-    forget = {b.spec for b in old.values() if b.is_local and b.spec not in kept}
+    forget = {s for b in old.values() if b.is_local for s in b.specs if s not in kept}
     return to_close, forget

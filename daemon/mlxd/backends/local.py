@@ -35,6 +35,7 @@ from ..models import (
 from ..prompts import Window
 from ..types import Delta, Done, Event, Held, Request
 from .go_on import went_on_with
+from .local_draft import DraftModel
 from .local_jobs import began as _began
 from .local_jobs import deadline as _deadline
 from .local_jobs import job_for as _job
@@ -71,9 +72,14 @@ class LocalBackend:
         dequantize: str = "auto",
         inline_cfg: InlineConfig | None = None,
         hub: WindowEnv | None = None,
+        draft: str = "",
     ) -> None:
         self.name = name
         self.spec = spec
+        # A small model of the same vocabulary that drafts for greedy decoding (local
+        # draft_model; "": prompt lookup), loaded in the same pool.
+        self.draft = draft
+        self._drafts = DraftModel(draft)
         self.pool = pool
         self.hub = hub  # the window whose environment a download runs with (None: this process's)
         self.dequantize = dequantize
@@ -87,7 +93,13 @@ class LocalBackend:
     def loaded(self) -> bool:
         return self.pool.loaded(self.spec)
 
+    @property
+    def specs(self) -> tuple[str, ...]:
+        """The pool's models this backend uses: its model, and its draft model if any."""
+        return (self.spec, self.draft) if self.draft else (self.spec,)
+
     async def ensure_loaded(self) -> Any:
+        await self._drafts.acquire(self.pool, self.spec, self.dequantize, self.hub)
         entry = await self.pool.acquire(self.spec, self.dequantize, self.hub)
         # Token healing's index of the vocabulary (~0.5 s for 50k tokens on a busy core):
         # built with the preload, not on the first inline request at a cursor mid-word.
@@ -98,6 +110,9 @@ class LocalBackend:
         return False  # a completion prompt is the raw code (or FIM), never fenced
 
     async def stream(self, request: Request) -> AsyncIterator[Event]:
+        greedy = request.temperature == 0 and request.max_tokens != 0
+        how = (self.pool, self.spec, self.dequantize, self.hub)
+        draft = await self._drafts.acquire(*how) if greedy else None
         entry = await self.pool.acquire(self.spec, self.dequantize, self.hub)
         lm = entry.engine.lm
         loop = asyncio.get_running_loop()
@@ -105,7 +120,7 @@ class LocalBackend:
         # None: the router fills it; 0: prefill only (the prompt's KV cache, no text).
         max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
         emit = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
-        job = await self._submit(entry, request, max_tokens, emit)
+        job = await self._submit(entry, request, max_tokens, emit, draft)
         tokens = job.tokens
         start = time.monotonic()
         first = last = None
@@ -152,7 +167,9 @@ class LocalBackend:
                 # A request may go on from a cut answer (inline/ahead.py): its KV cache first.
                 await asyncio.to_thread(job.ended.wait, KEPT_WAIT_S)
 
-    async def _submit(self, entry: Any, request: Request, max_tokens: int, emit: Any) -> Job:
+    async def _submit(
+        self, entry: Any, request: Request, max_tokens: int, emit: Any, draft: Any = None
+    ) -> Job:
         """The request's prompt, then its job handed to the batch engine. Tokenizing a long
         prompt takes seconds: off the event loop (the tokenizer releases the GIL), so the
         daemon keeps answering meanwhile; streams pause while an inline prompt is built."""
@@ -171,6 +188,7 @@ class LocalBackend:
             raise
         job = _job(lm, request, tokens, max_tokens, healer, emit)
         job.mark = mark  # the engine drops it when it admits the job
+        job.draft = draft
         self._take_over(tokens)
         entry.engine.submit(job)
         self.recent.add(tokens)

@@ -6,9 +6,9 @@ sequence's text back through its own queue, and removes a cancelled sequence bef
 step. Prompt prefixes are reused from a byte-bounded KV cache (mlx-lm's LRUPromptCache), also
 for requests that were cancelled part-way: their cache is kept up to where they stopped.
 
-A greedy request that has the model to itself decodes with prompt-lookup speculation
-(models/speculative.py: same tokens, fewer forward passes); when another request arrives it
-joins the batch with its KV cache, losing and repeating nothing.
+A greedy request that has the model to itself decodes with prompt-lookup speculation, or with
+its draft model's drafts (models/speculative.py: same tokens, fewer forward passes); when
+another request arrives it joins the batch with its KV cache, losing and repeating nothing.
 
 Priorities (models/ranks.py): inline requests, then streams (chat, complete), then background
 work (issue #17 item 6). An arrival takes lower-ranked work out of the batch (its KV cache kept,
@@ -31,7 +31,7 @@ from ..errors import ModelError
 from .background import Parked, Prefill, Priorities
 from .detokenize import TextStream
 from .job import Job
-from .speculative import DraftPolicy, LookupDecoder, Stats, can_speculate
+from .speculative import DraftPolicy, LookupDecoder, ModelDrafter, Stats, can_speculate
 from .stops import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -208,8 +208,16 @@ class BatchEngine(Priorities):
         alone = alone and not self._jobs and self._lone is None
         if alone and self._may_speculate(job, cache):
             self.drafts.max_draft = self.drafts.most(self.draft_tokens)  # the config may change
+            drafter = ModelDrafter(job.draft.model) if job.draft is not None else None
             dec = LookupDecoder(
-                self.lm.model, cache, tokens, fed, self.draft_tokens, self.spec, self.drafts
+                self.lm.model,
+                cache,
+                tokens,
+                fed,
+                self.draft_tokens,
+                self.spec,
+                self.drafts,
+                drafter,
             )
             dec.healer = job.healer
             self._lone = (job, dec)

@@ -51,6 +51,9 @@ class Job:
     # Token healing (models/healing.py): the logits processor that makes the answer type the
     # prompt's cut-off last token again first; such a job does not speculate.
     healer: Any = None
+    # A draft model (a loaded model of the same vocabulary) that drafts for this job when it
+    # speculates, instead of prompt lookup (models/speculative.py ModelDrafter).
+    draft: Any = None
     # A stream's pauses for inline work (models/ranks.py; monotonic seconds): when the current
     # one began and ends at the latest, how many there were, their total, that total at the
     # first token, and until when it is not paused again.

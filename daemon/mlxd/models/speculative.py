@@ -12,6 +12,11 @@ a BLAS that sums rows in another order, up to logits that tie within float32 rou
 The draft length adapts: each n-gram length keeps an estimate of how often its drafts are
 accepted, and a draft is only made when its expected gain beats its verification cost, so
 plain text (few useful matches) decodes at the plain speed.
+
+With a draft model (`draft_model` on a local model's config: a small model of the same
+vocabulary), the draft comes from it instead (ModelDrafter: mlx-lm's speculative decoding, the
+draft model greedy-decoding a few tokens from its own KV cache); the verification, and so the
+output, is the same.
 """
 
 from __future__ import annotations
@@ -138,6 +143,59 @@ class DraftPolicy:
             self.p[n] += EMA * (x - self.p[n])
 
 
+class ModelDrafter:
+    """Drafts from a small model of the target's vocabulary, as mlx-lm's
+    speculative_generate_step does: the draft model decodes k tokens greedily from its own KV
+    cache, which follows the target's sequence (trimmed back to the common prefix before each
+    draft, so rejected draft tokens leave it). The first draft prefills the prompt on the draft
+    model (it is small: a fraction of the target's prefill). Runs on the MLX thread."""
+
+    CHUNK = 512  # prompt tokens per draft-model prefill pass
+    LENGTH = 3  # tokens per draft (mlx_lm.server's --num-draft-tokens), at most draft_tokens
+
+    def __init__(self, model: Any) -> None:
+        from mlx_lm.models.cache import make_prompt_cache
+
+        self.model = model
+        self.cache = make_prompt_cache(model)
+        self.held: list[int] = []  # the tokens whose KV the draft cache holds
+
+    def draft(self, tokens: list[int], k: int) -> list[int]:
+        """Up to `k` greedy draft tokens following `tokens` (the target's sequence, its last
+        token not yet verified)."""
+        import mlx.core as mx
+        from mlx_lm.models.cache import trim_prompt_cache
+
+        if k <= 0:
+            return []
+        same = _common_prefix(self.held, tokens[:-1])
+        if len(self.held) > same:
+            trim_prompt_cache(self.cache, len(self.held) - same)
+            del self.held[same:]
+        feed = tokens[same:]
+        while len(feed) > self.CHUNK:  # the prompt, in chunks, but its last pass
+            self.model(mx.array(feed[: self.CHUNK])[None], cache=self.cache)
+            mx.eval([c.state for c in self.cache])
+            self.held += feed[: self.CHUNK]
+            feed = feed[self.CHUNK :]
+        out: list[int] = []
+        for _ in range(k):
+            logits = self.model(mx.array(feed)[None], cache=self.cache)[0, -1]
+            self.held += feed
+            token = int(mx.argmax(logits).item())
+            out.append(token)
+            feed = [token]
+        return out  # the last one is not fed: the target's pass verifies it first
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 class LookupDecoder:
     """Greedy decoding of one sequence with prompt-lookup speculation.
 
@@ -157,6 +215,7 @@ class LookupDecoder:
         max_draft: int,
         stats: Stats | None = None,
         policy: DraftPolicy | None = None,
+        drafter: ModelDrafter | None = None,
     ):
         if fed >= len(tokens):
             raise ValueError("LookupDecoder needs at least one token to feed")
@@ -168,6 +227,7 @@ class LookupDecoder:
         self.policy = policy if policy is not None else DraftPolicy.here(max_draft)
         self.stats = stats if stats is not None else Stats()
         self.stepped = False  # the first token was made
+        self.drafter = drafter  # a draft model instead of prompt lookup (None: lookup)
         # Token healing (models/healing.py): a logits processor for the first tokens; no
         # draft while it constrains them.
         self.healer: Any = None
@@ -196,9 +256,12 @@ class LookupDecoder:
         healing = self.healer is not None and not self.healer.done
         k = min(self.policy.max_draft, limit - 1) if self.stepped and not healing else 0
         self.stepped = True
-        n, draft = self.lookup.draft(k)
-        if draft:
-            draft = draft[: self.policy.length(n)]
+        if self.drafter is not None:  # a fixed length: no speed goal on a CPU (issue #17)
+            n, draft = 0, self.drafter.draft(self.tokens, min(k, self.drafter.LENGTH))
+        else:
+            n, draft = self.lookup.draft(k)
+            if draft:
+                draft = draft[: self.policy.length(n)]
         inputs = self.tokens[-1:] + draft
         logits = self.model(mx.array(inputs)[None], cache=self.cache)[0]
         if healing:
@@ -220,7 +283,8 @@ class LookupDecoder:
         if draft:
             self.stats.drafted += len(draft)
             self.stats.accepted += accepted
-            self.policy.update(n, len(draft), accepted)
+            if self.drafter is None:
+                self.policy.update(n, len(draft), accepted)
         return new[:limit]
 
 
