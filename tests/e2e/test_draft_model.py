@@ -150,3 +150,28 @@ async def test_the_embedded_model_drafting_for_itself_keeps_its_greedy_output(
     assert (got[0], got[1].completion_tokens) == (want[0], want[1].completion_tokens)
     stats = spec.entries[EMBEDDED].engine.spec
     assert stats.drafted > 0 and stats.accepted == stats.drafted
+
+
+def test_the_draft_model_prefills_the_prompt_in_chunks_before_the_first_token(
+    tiny_model: Path, other_tiny: Path
+) -> None:
+    """A newcomer waits one chunk at most: the draft model's prompt goes in the target's
+    chunks too, not in one long pass at the first draft."""
+    from mlx_lm import load
+    from mlx_lm.models.cache import make_prompt_cache
+
+    from mlxd.models.speculative import LookupDecoder, ModelDrafter
+
+    model, tok = load(str(tiny_model))
+    draft, _ = load(str(other_tiny))
+    tokens = tok.encode(PROMPTS[1] * 3)
+    assert len(tokens) > 200
+    drafter = ModelDrafter(draft)
+    dec = LookupDecoder(model, make_prompt_cache(model), tokens, 0, 8, drafter=drafter)
+    fed = []
+    while dec.prefilling:
+        dec.prefill(64)
+        fed.append((dec.fed, len(drafter.held)))
+    steps = [b - a for (_, a), (_, b) in zip([(0, 0), *fed], fed, strict=False)]
+    assert max(steps) <= 64 and fed[-1] == (len(tokens) - 1, len(tokens) - 1)
+    assert dec.step(10) and not dec.prefilling  # decoding: no more prompt chunks

@@ -147,10 +147,10 @@ class ModelDrafter:
     """Drafts from a small model of the target's vocabulary, as mlx-lm's
     speculative_generate_step does: the draft model decodes k tokens greedily from its own KV
     cache, which follows the target's sequence (trimmed back to the common prefix before each
-    draft, so rejected draft tokens leave it). The first draft prefills the prompt on the draft
-    model (it is small: a fraction of the target's prefill). Runs on the MLX thread."""
+    draft, so rejected draft tokens leave it). Its cache catches up with the prompt in chunks
+    (`prefill`), like the target's, so a newcomer waits one chunk at most. Runs on the MLX
+    thread."""
 
-    CHUNK = 512  # prompt tokens per draft-model prefill pass
     LENGTH = 3  # tokens per draft (mlx_lm.server's --num-draft-tokens), at most draft_tokens
 
     def __init__(self, model: Any) -> None:
@@ -160,24 +160,30 @@ class ModelDrafter:
         self.cache = make_prompt_cache(model)
         self.held: list[int] = []  # the tokens whose KV the draft cache holds
 
+    def behind(self, tokens: list[int]) -> bool:
+        """Whether the draft cache lacks some of the prompt `tokens` but the last."""
+        return len(self.held) < len(tokens) - 1
+
+    def prefill(self, tokens: list[int], n: int) -> None:
+        """Feed the draft model up to `n` more of `tokens` but the last."""
+        import mlx.core as mx
+
+        self._sync(tokens)
+        chunk = tokens[len(self.held) : min(len(self.held) + n, len(tokens) - 1)]
+        if chunk:
+            self.model(mx.array(chunk)[None], cache=self.cache)
+            mx.eval([c.state for c in self.cache])
+            self.held += chunk
+
     def draft(self, tokens: list[int], k: int) -> list[int]:
         """Up to `k` greedy draft tokens following `tokens` (the target's sequence, its last
         token not yet verified)."""
         import mlx.core as mx
-        from mlx_lm.models.cache import trim_prompt_cache
 
         if k <= 0:
             return []
-        same = _common_prefix(self.held, tokens[:-1])
-        if len(self.held) > same:
-            trim_prompt_cache(self.cache, len(self.held) - same)
-            del self.held[same:]
-        feed = tokens[same:]
-        while len(feed) > self.CHUNK:  # the prompt, in chunks, but its last pass
-            self.model(mx.array(feed[: self.CHUNK])[None], cache=self.cache)
-            mx.eval([c.state for c in self.cache])
-            self.held += feed[: self.CHUNK]
-            feed = feed[self.CHUNK :]
+        self._sync(tokens)
+        feed = tokens[len(self.held) :]
         out: list[int] = []
         for _ in range(k):
             logits = self.model(mx.array(feed)[None], cache=self.cache)[0, -1]
@@ -186,6 +192,15 @@ class ModelDrafter:
             out.append(token)
             feed = [token]
         return out  # the last one is not fed: the target's pass verifies it first
+
+    def _sync(self, tokens: list[int]) -> None:
+        """Trim the draft cache back to what it shares with `tokens` but the last."""
+        from mlx_lm.models.cache import trim_prompt_cache
+
+        same = _common_prefix(self.held, tokens[:-1])
+        if len(self.held) > same:
+            trim_prompt_cache(self.cache, len(self.held) - same)
+            del self.held[same:]
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -234,12 +249,20 @@ class LookupDecoder:
 
     @property
     def prefilling(self) -> bool:
-        return self.fed < len(self.tokens) - 1
+        """The prompt is not all in the KV cache yet (the target's, or a draft model's: after
+        the first token, a draft catches up in `step`, a few tokens at most)."""
+        if self.fed < len(self.tokens) - 1:
+            return True
+        drafter = self.drafter
+        return drafter is not None and not self.stepped and drafter.behind(self.tokens)
 
     def prefill(self, n: int) -> None:
+        """Feed up to `n` prompt tokens: the target's first, then the draft model's."""
         import mlx.core as mx
 
         chunk = self.tokens[self.fed : min(self.fed + n, len(self.tokens) - 1)]
+        if not chunk and self.drafter is not None:
+            self.drafter.prefill(self.tokens, n)
         if chunk:
             self.model(mx.array(chunk)[None], cache=self.cache)
             mx.eval([c.state for c in self.cache])
