@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlxd.config import decode
     from mlxd.inline.engine import InlineEngine
     from mlxd.models import load_model
-    from mlxd.models.budget import _common_prefix
+    from mlxd.models.budget import common_prefix as _common_prefix
 
     lm = load_model(args.model)
     cfg = decode({"inline": {}}).inline

@@ -99,8 +99,8 @@ class LocalBackend:
         return (self.spec, self.draft) if self.draft else (self.spec,)
 
     async def ensure_loaded(self) -> Any:
-        await self._drafts.acquire(self.pool, self.spec, self.dequantize, self.hub)
         entry = await self.pool.acquire(self.spec, self.dequantize, self.hub)
+        await self._drafts.acquire(self.pool, self.spec, self.dequantize, self.hub)
         # Token healing's index of the vocabulary (~0.5 s for 50k tokens on a busy core):
         # built with the preload, not on the first inline request at a cursor mid-word.
         await asyncio.to_thread(vocabulary, entry.engine.lm.tokenizer)
@@ -112,7 +112,7 @@ class LocalBackend:
     async def stream(self, request: Request) -> AsyncIterator[Event]:
         greedy = request.temperature == 0 and request.max_tokens != 0
         how = (self.pool, self.spec, self.dequantize, self.hub)
-        draft = await self._drafts.acquire(*how) if greedy else None
+        drafts = await self._drafts.acquire(*how) if greedy else None  # its pool entry
         entry = await self.pool.acquire(self.spec, self.dequantize, self.hub)
         lm = entry.engine.lm
         loop = asyncio.get_running_loop()
@@ -120,6 +120,7 @@ class LocalBackend:
         # None: the router fills it; 0: prefill only (the prompt's KV cache, no text).
         max_tokens = DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens
         emit = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
+        draft = drafts.engine.lm if drafts is not None else None
         job = await self._submit(entry, request, max_tokens, emit, draft)
         tokens = job.tokens
         start = time.monotonic()

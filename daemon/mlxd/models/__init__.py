@@ -26,6 +26,7 @@ from .budget import (
     warm_rungs,
 )
 from .download import LoadCancelled
+from .entry import draft_role
 from .healing import Healer, Unhealer, heal_point, healed_prompt, vocabulary
 from .hub_env import WindowEnv
 from .pool import ModelPool
@@ -87,4 +88,5 @@ __all__ = [
     "finished_lines",
     "load_model",
     "resolve_spec",
+    "draft_role",
 ]

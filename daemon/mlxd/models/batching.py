@@ -30,8 +30,9 @@ from typing import Any
 from ..errors import ModelError
 from .background import Parked, Prefill, Priorities
 from .detokenize import TextStream
+from .draft_model import DraftRate, drafter_for
 from .job import Job
-from .speculative import DraftPolicy, LookupDecoder, ModelDrafter, Stats, can_speculate
+from .speculative import DraftPolicy, LookupDecoder, Stats, can_speculate
 from .stops import StopMatcher
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class BatchEngine(Priorities):
         self.spec = Stats()  # prompt-lookup totals, for status and benchmarks
         # Learned across this model's requests.
         self.drafts = DraftPolicy.here(draft_tokens, shadowed=lm.shadows is not None)
+        self.draft_rates: dict[str, DraftRate] = {}  # by draft model (its spec)
         self.joined = 0  # speculating jobs that moved into the batch
         self.generations = 0  # requests that reached the model
         self.cached_tokens = 0  # prompt tokens served from the KV cache (reuse)
@@ -208,7 +210,7 @@ class BatchEngine(Priorities):
         alone = alone and not self._jobs and self._lone is None
         if alone and self._may_speculate(job, cache):
             self.drafts.max_draft = self.drafts.most(self.draft_tokens)  # the config may change
-            drafter = ModelDrafter(job.draft.model) if job.draft is not None else None
+            drafter = drafter_for(job, self.draft_rates)
             dec = LookupDecoder(
                 self.lm.model,
                 cache,

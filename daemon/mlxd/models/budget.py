@@ -138,10 +138,10 @@ class RecentPrompts:
 
     def cached(self, tokens: Sequence[int]) -> int:
         """The longest prefix of `tokens` a recent prompt shares."""
-        return max((_common_prefix(tokens, p) for p in self.prompts), default=0)
+        return max((common_prefix(tokens, p) for p in self.prompts), default=0)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:

@@ -16,12 +16,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Hashable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError
 from .batching import BatchEngine
 from .download import DownloadThreads, LoadCancelled, cancelled_message, fetch, progress_message
+from .entry import Entry, draft_role
 from .inflight import InFlight, LoadOrphaned
 from .mlx_thread import mlx_thread
 from .specs import is_hf_repo
@@ -40,19 +40,6 @@ DOWNLOAD_EXIT_WAIT_S = 0.5
 ProgressFn = Callable[[str, float, str], None]
 # (spec, event, message): event is loading | ready | error | cancelled | unloaded.
 EventFn = Callable[[str, str, str], None]
-
-
-@dataclass(eq=False)
-class Entry:
-    spec: str
-    engine: BatchEngine
-    nbytes: int
-    last_used: float
-    dequantize: str = "auto"
-
-    @property
-    def busy(self) -> bool:
-        return self.engine.active > 0
 
 
 class ModelPool:
@@ -123,19 +110,24 @@ class ModelPool:
         }
 
     # --- acquire ----------------------------------------------------------------------------
-    async def acquire(self, spec: str, dequantize: str, hub: WindowEnv | None = None) -> Entry:
+    async def acquire(
+        self, spec: str, dequantize: str, hub: WindowEnv | None = None, draft_of: str = ""
+    ) -> Entry:
         """The loaded model for `spec`, loading it once for all concurrent callers (`hub`: the
         window whose environment a download runs with: the first caller's; a load that the
         windows of its environment have all left is started again as this caller's own,
-        inflight.py)."""
+        inflight.py). `draft_of`: the model `spec` drafts for, which its load never evicts
+        (ModelError when both do not fit) and which its error messages name."""
         while True:
             try:
-                return await self._acquire(spec, dequantize, hub)
+                return await self._acquire(spec, dequantize, hub, draft_of)
             except LoadOrphaned as exc:
                 if exc.identity == _identity(hub):  # a closed window's (its preload)
                     raise
 
-    async def _acquire(self, spec: str, dequantize: str, hub: WindowEnv | None) -> Entry:
+    async def _acquire(
+        self, spec: str, dequantize: str, hub: WindowEnv | None, draft_of: str = ""
+    ) -> Entry:
         entry = self.entries.get(spec)
         if entry is not None and entry.dequantize != dequantize and not entry.busy:
             await self.unload(spec, reason=f"to reload with dequantize = {dequantize}")
@@ -148,7 +140,8 @@ class ModelPool:
         if fut is not None and self.inflight.foreign_orphan(spec, _identity(hub)):
             self.inflight.stop([spec], LoadOrphaned)  # never on a closed window's environment
         elif fut is None:
-            fut = self._loading[spec] = asyncio.ensure_future(self._load(spec, dequantize, hub))
+            load = self._load(spec, dequantize, hub, draft_of)
+            fut = self._loading[spec] = asyncio.ensure_future(load)
             fut.add_done_callback(lambda _: self._loading.pop(spec, None))
         return await asyncio.shield(fut)
 
@@ -174,7 +167,9 @@ class ModelPool:
         open window waits for; `closed`: the closing window's (InFlight.orphan)."""
         self.inflight.orphan(is_orphan, grace_s, closed)
 
-    async def _load(self, spec: str, dequantize: str, hub: WindowEnv | None) -> Entry:
+    async def _load(
+        self, spec: str, dequantize: str, hub: WindowEnv | None, draft_of: str = ""
+    ) -> Entry:
         # The loader's first import (mlx-lm, transformers: seconds) stays off the event loop.
         await asyncio.to_thread(importlib.import_module, f"{__package__}.loader")
         loop = asyncio.get_running_loop()
@@ -193,8 +188,10 @@ class ModelPool:
             # Logged here, not on the MLX thread: this task runs in the context of the session
             # that asked for the load, so in a shared daemon the record reaches its window.
             log.info("loaded %s in %.2fs (%.0f MB)", spec, seconds, lm.nbytes / 1e6)
-            await self._make_room(spec, lm.nbytes)
+            await self._make_room(spec, lm.nbytes, keep=draft_of)
         except ModelError as exc:
+            if draft_of:
+                exc.message = f"{draft_role(spec, draft_of)}: {exc.message}"
             self.on_event(
                 spec, "cancelled" if isinstance(exc, LoadCancelled) else "error", exc.message
             )
@@ -251,8 +248,9 @@ class ModelPool:
         lm.name = spec
         return lm, time.perf_counter() - t0
 
-    async def _make_room(self, spec: str, nbytes: int) -> None:
-        """Evict idle models, least recently used first, until `nbytes` more fit the budget."""
+    async def _make_room(self, spec: str, nbytes: int, keep: str = "") -> None:
+        """Evict idle models but `keep`, least recently used first, until `nbytes` more fit
+        the budget."""
         budget = self.budget_bytes
         if nbytes > budget:
             raise ModelError(
@@ -262,7 +260,7 @@ class ModelPool:
         for other in list(self.entries.values()):
             if sum(e.nbytes for e in self.entries.values()) + nbytes <= budget:
                 return
-            if not other.busy:
+            if not other.busy and other.spec != keep:
                 await self.unload(other.spec, reason="to make room under the memory budget")
         used = sum(e.nbytes for e in self.entries.values())
         if used + nbytes > budget:

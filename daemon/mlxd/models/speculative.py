@@ -14,8 +14,7 @@ accepted, and a draft is only made when its expected gain beats its verification
 plain text (few useful matches) decodes at the plain speed.
 
 With a draft model (`draft_model` on a local model's config: a small model of the same
-vocabulary), the draft comes from it instead (ModelDrafter: mlx-lm's speculative decoding, the
-draft model greedy-decoding a few tokens from its own KV cache); the verification, and so the
+vocabulary), the draft comes from it instead (draft_model.py); the verification, and so the
 output, is the same.
 """
 
@@ -143,74 +142,6 @@ class DraftPolicy:
             self.p[n] += EMA * (x - self.p[n])
 
 
-class ModelDrafter:
-    """Drafts from a small model of the target's vocabulary, as mlx-lm's
-    speculative_generate_step does: the draft model decodes k tokens greedily from its own KV
-    cache, which follows the target's sequence (trimmed back to the common prefix before each
-    draft, so rejected draft tokens leave it). Its cache catches up with the prompt in chunks
-    (`prefill`), like the target's, so a newcomer waits one chunk at most. Runs on the MLX
-    thread."""
-
-    LENGTH = 3  # tokens per draft (mlx_lm.server's --num-draft-tokens), at most draft_tokens
-
-    def __init__(self, model: Any) -> None:
-        from mlx_lm.models.cache import make_prompt_cache
-
-        self.model = model
-        self.cache = make_prompt_cache(model)
-        self.held: list[int] = []  # the tokens whose KV the draft cache holds
-
-    def behind(self, tokens: list[int]) -> bool:
-        """Whether the draft cache lacks some of the prompt `tokens` but the last."""
-        return len(self.held) < len(tokens) - 1
-
-    def prefill(self, tokens: list[int], n: int) -> None:
-        """Feed the draft model up to `n` more of `tokens` but the last."""
-        import mlx.core as mx
-
-        self._sync(tokens)
-        chunk = tokens[len(self.held) : min(len(self.held) + n, len(tokens) - 1)]
-        if chunk:
-            self.model(mx.array(chunk)[None], cache=self.cache)
-            mx.eval([c.state for c in self.cache])
-            self.held += chunk
-
-    def draft(self, tokens: list[int], k: int) -> list[int]:
-        """Up to `k` greedy draft tokens following `tokens` (the target's sequence, its last
-        token not yet verified)."""
-        import mlx.core as mx
-
-        if k <= 0:
-            return []
-        self._sync(tokens)
-        feed = tokens[len(self.held) :]
-        out: list[int] = []
-        for _ in range(k):
-            logits = self.model(mx.array(feed)[None], cache=self.cache)[0, -1]
-            self.held += feed
-            token = int(mx.argmax(logits).item())
-            out.append(token)
-            feed = [token]
-        return out  # the last one is not fed: the target's pass verifies it first
-
-    def _sync(self, tokens: list[int]) -> None:
-        """Trim the draft cache back to what it shares with `tokens` but the last."""
-        from mlx_lm.models.cache import trim_prompt_cache
-
-        same = _common_prefix(self.held, tokens[:-1])
-        if len(self.held) > same:
-            trim_prompt_cache(self.cache, len(self.held) - same)
-            del self.held[same:]
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 class LookupDecoder:
     """Greedy decoding of one sequence with prompt-lookup speculation.
 
@@ -230,7 +161,7 @@ class LookupDecoder:
         max_draft: int,
         stats: Stats | None = None,
         policy: DraftPolicy | None = None,
-        drafter: ModelDrafter | None = None,
+        drafter: Any = None,
     ):
         if fed >= len(tokens):
             raise ValueError("LookupDecoder needs at least one token to feed")
@@ -242,7 +173,8 @@ class LookupDecoder:
         self.policy = policy if policy is not None else DraftPolicy.here(max_draft)
         self.stats = stats if stats is not None else Stats()
         self.stepped = False  # the first token was made
-        self.drafter = drafter  # a draft model instead of prompt lookup (None: lookup)
+        # A draft model instead of prompt lookup (draft_model.ModelDrafter; None: lookup).
+        self.drafter = drafter
         # Token healing (models/healing.py): a logits processor for the first tokens; no
         # draft while it constrains them.
         self.healer: Any = None
@@ -280,7 +212,8 @@ class LookupDecoder:
         k = min(self.policy.max_draft, limit - 1) if self.stepped and not healing else 0
         self.stepped = True
         if self.drafter is not None:  # a fixed length: no speed goal on a CPU (issue #17)
-            n, draft = 0, self.drafter.draft(self.tokens, min(k, self.drafter.LENGTH))
+            length = self.drafter.rate.length(min(k, self.drafter.LENGTH))
+            n, draft = 0, self.drafter.draft(self.tokens, length)
         else:
             n, draft = self.lookup.draft(k)
             if draft:
@@ -308,6 +241,8 @@ class LookupDecoder:
             self.stats.accepted += accepted
             if self.drafter is None:
                 self.policy.update(n, len(draft), accepted)
+            else:
+                self.drafter.rate.update(len(draft), accepted)
         return new[:limit]
 
 
