@@ -132,8 +132,10 @@ class App:
         self.keys.prime(cfg.backends)
         self.process.configure(cfg.local)
         where = {"cwd": self.sources.cwd, "env": self.sources.env}  # the window's
-        pools = self.process.http
-        self.backends = make_backends(cfg, old, old_cfg, self.keys, self.pool, **where, pools=pools)
+        pools, warn = self.process.http, lambda m: self.hooks.show_error(f"mlxd: {m}")
+        self.backends = make_backends(
+            cfg, old, old_cfg, self.keys, self.pool, **where, pools=pools, warn=warn
+        )
         self.router.update(cfg, self.backends)
         self.inline.cfg = cfg.inline
         if cfg != old_cfg:  # nothing made under the old settings is shown or goes on

@@ -6,7 +6,7 @@ server, or another local model ("mlx") sharing the one model pool.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import Config
@@ -27,22 +27,20 @@ def make_backends(
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
     pools: HTTPPools | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Backend]:
     """The backends of `cfg`, by name. An HTTP backend whose settings (and the timeouts) did not
     change since `old_cfg` is kept from `old`: its HTTP session and the streams in flight; a
-    local one of the same name, model and dequantize setting is kept, with the new settings.
-    `cwd` and `env`: the editor window's (a shared daemon's session), for relative model paths
-    and HF_* settings; None: this process's. `pools`: the process's HTTP connection pools."""
+    local one of the same name, model, draft and dequantize setting is kept, with the new
+    settings. `cwd`, `env`: the editor window's (a shared daemon's session), for relative model
+    paths and HF_* settings (None: this process's); `pools`: the process's HTTP connection
+    pools; `warn` tells the window of a setting that cannot serve (a draft's vocabulary)."""
 
     def local(name: str, spec: str, draft: str) -> LocalBackend:
         resolved, hub = resolve_spec(spec, cwd, env), None if env is None else WindowEnv(env, cwd)
-        draft = resolve_spec(draft, cwd, env) if draft else ""
-        prev = old.get(name)
-        if isinstance(prev, LocalBackend) and (prev.spec, prev.dequantize, prev.draft) == (
-            resolved,
-            cfg.local.dequantize,
-            draft,
-        ):
+        draft, prev = resolve_spec(draft, cwd, env) if draft else "", old.get(name)
+        same = (resolved, cfg.local.dequantize, draft)
+        if isinstance(prev, LocalBackend) and (prev.spec, prev.dequantize, prev.draft) == same:
             # Kept, with the new settings: what it learned of its model (the prompts its KV
             # cache holds, the heads a continuation extends, the measured speed) stays true.
             # Rebuilt on any settings change, a job's continuation met a backend that knew
@@ -50,7 +48,7 @@ def make_backends(
             prev.inline_cfg, prev.hub = cfg.inline, hub
             return prev
         how = {"dequantize": cfg.local.dequantize, "inline_cfg": cfg.inline, "hub": hub}
-        return LocalBackend(name, resolved, pool, draft=draft, **how)  # type: ignore[arg-type]
+        return LocalBackend(name, resolved, pool, draft=draft, warn=warn, **how)  # type: ignore[arg-type]
 
     backends: dict[str, Backend] = {"local": local("local", cfg.local.model, cfg.local.draft_model)}
     window_pools: Any = pools.for_window(env, cwd) if pools is not None else None  # its CA bundle

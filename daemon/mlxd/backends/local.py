@@ -73,13 +73,14 @@ class LocalBackend:
         inline_cfg: InlineConfig | None = None,
         hub: WindowEnv | None = None,
         draft: str = "",
+        warn: Any = None,
     ) -> None:
         self.name = name
         self.spec = spec
         # A small model of the same vocabulary that drafts for greedy decoding (local
         # draft_model; "": prompt lookup), loaded in the same pool.
         self.draft = draft
-        self._drafts = DraftModel(draft)
+        self._drafts = DraftModel(draft, warn)  # `warn`: tells the window once
         self.pool = pool
         self.hub = hub  # the window whose environment a download runs with (None: this process's)
         self.dequantize = dequantize
@@ -95,8 +96,10 @@ class LocalBackend:
 
     @property
     def specs(self) -> tuple[str, ...]:
-        """The pool's models this backend uses: its model, and its draft model if any."""
-        return (self.spec, self.draft) if self.draft else (self.spec,)
+        """The pool's models this backend uses: its model, and its draft model if any (not
+        one of another vocabulary: nothing uses it, the pool may forget it)."""
+        usable = self.draft and self._drafts.failed is None
+        return (self.spec, self.draft) if usable else (self.spec,)
 
     async def ensure_loaded(self) -> Any:
         entry = await self.pool.acquire(self.spec, self.dequantize, self.hub)

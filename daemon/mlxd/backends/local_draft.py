@@ -1,14 +1,18 @@
 """A local model's draft model (local draft_model): loaded in the same pool, checked once.
 
-The draft only speeds greedy decoding up: one that cannot serve (not found, does not fit the
-memory budget beside its model, another vocabulary) is shown once, like any load error, and
-the model decodes without it (prompt lookup); it is not tried again until the setting changes.
+The draft only speeds greedy decoding up: one that cannot serve is shown once and the model
+decodes without it (prompt lookup). A load that failed (not found, not fitting the memory budget
+beside its model) is shown as the pool's load error and tried again later, RETRY_S then twice as
+long each time (the budget may have room by then); another vocabulary is told to this window (`warn`) and never retried
+until the setting changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError
@@ -18,14 +22,19 @@ if TYPE_CHECKING:
     from ..models import ModelPool, WindowEnv
 
 log = logging.getLogger("mlxd.backends.local")
+RETRY_S = 30.0  # a draft whose load failed is not asked for again sooner (then 60 s, ...)
+RETRY_MAX_S = 3600.0
 
 
 class DraftModel:
     """The draft model `spec` ("": none) of one local backend's model."""
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, warn: Callable[[str], None] | None = None) -> None:
         self.spec = spec
-        self.failed: str | None = None  # why it cannot serve (then never asked again)
+        self.warn = warn or log.warning  # tells the window (its editor) once
+        self.failed: str | None = None  # another vocabulary: never asked for again
+        self.retry_at = 0.0  # monotonic: a failed load is not tried again before then
+        self._retry_s = RETRY_S
         self._checked: tuple[Any, Any] | None = None  # (model, draft) known to agree
 
     async def acquire(
@@ -35,7 +44,7 @@ class DraftModel:
         without evicting it (or being evicted by it: each load would evict the other, every
         request); None without a draft, or one that cannot serve. Raises what loading the
         model itself raises, and LoadCancelled."""
-        if not self.spec or self.failed is not None:
+        if not self.spec or self.failed is not None or time.monotonic() < self.retry_at:
             return None
         target_entry = await pool.acquire(target, dequantize, hub)
         model = target_entry.engine.lm
@@ -43,8 +52,9 @@ class DraftModel:
             entry = await pool.acquire(self.spec, dequantize, hub, draft_of=target)
         except LoadCancelled:
             raise
-        except ModelError as exc:  # shown by the pool's status event, once
-            self.failed = exc.message
+        except ModelError:  # shown by the pool's load error event, once per message
+            self.retry_at = time.monotonic() + self._retry_s
+            self._retry_s = min(RETRY_MAX_S, 2 * self._retry_s)
             return None
         draft = entry.engine.lm
         checked = self._checked
@@ -55,8 +65,8 @@ class DraftModel:
                     "draft_model must use the model's tokenizer (e.g. a smaller model of its "
                     "family)"
                 )
-                pool.on_event(self.spec, "error", self.failed)  # shown like a load error
-                log.warning("%s", self.failed)
+                # Not the pool's event: the model may be another backend's, which works.
+                self.warn(self.failed)
                 return None
             self._checked = (model, draft)
         # Busy while the model is (its jobs draft with it): never unloaded under them.

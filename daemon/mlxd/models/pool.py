@@ -190,11 +190,8 @@ class ModelPool:
             log.info("loaded %s in %.2fs (%.0f MB)", spec, seconds, lm.nbytes / 1e6)
             await self._make_room(spec, lm.nbytes, keep=draft_of)
         except ModelError as exc:
-            if draft_of:
-                exc.message = f"{draft_role(spec, draft_of)}: {exc.message}"
-            self.on_event(
-                spec, "cancelled" if isinstance(exc, LoadCancelled) else "error", exc.message
-            )
+            said = f"{draft_role(spec, draft_of)}: {exc.message}" if draft_of else exc.message
+            self.on_event(spec, "cancelled" if isinstance(exc, LoadCancelled) else "error", said)
             raise
         finally:
             self.inflight.end(spec)
@@ -264,10 +261,10 @@ class ModelPool:
                 await self.unload(other.spec, reason="to make room under the memory budget")
         used = sum(e.nbytes for e in self.entries.values())
         if used + nbytes > budget:
-            busy = ", ".join(e.spec for e in self.entries.values())
+            held = ", ".join(e.spec for e in self.entries.values() if e.busy or e.spec == keep)
             raise ModelError(
                 f"model {spec} ({nbytes / 2**30:.2f} GiB) does not fit the memory budget of "
-                f"{budget / 2**30:.2f} GiB while {busy} are generating"
+                f"{budget / 2**30:.2f} GiB beside {held} (generating, or the model it drafts for)"
             )
 
     # --- unload -----------------------------------------------------------------------------
