@@ -1,10 +1,10 @@
 """A local model's draft model (local draft_model): loaded in the same pool, checked once.
 
 The draft only speeds greedy decoding up: one that cannot serve is shown once and the model
-decodes without it (prompt lookup). A load that failed (not found, not fitting the memory budget
-beside its model) is shown as the pool's load error and tried again later, RETRY_S then twice as
-long each time (the budget may have room by then); another vocabulary is told to this window (`warn`) and never retried
-until the setting changes.
+decodes without it (prompt lookup). A load that failed (not found, not fitting the memory
+budget beside its model) is shown as the pool's load error and tried again later, RETRY_S
+then twice as long each time (the budget may have room by then); another vocabulary is told
+to this window (`warn`) and never retried until the setting changes.
 """
 
 from __future__ import annotations
