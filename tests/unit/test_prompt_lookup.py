@@ -116,3 +116,16 @@ def test_with_the_few_row_kernel_a_verify_pass_keeps_to_its_rows(
     assert DraftPolicy.here(8).max_draft == 8
     monkeypatch.setattr(gemv_forward, "mapped", lambda: False)
     assert DraftPolicy.here(64).max_draft == 64
+
+
+def test_a_draft_model_that_does_not_pay_only_probes_and_never_where_no_draft_may_be_made() -> None:
+    from mlxd.models.draft_model import DraftRate
+
+    rate = DraftRate()
+    assert rate.length(3) == 3  # optimistic at first
+    for _ in range(10):
+        rate.update(3, 0)  # every draft rejected
+    lengths = [rate.length(3) for _ in range(30)]
+    assert lengths.count(1) == 3 and set(lengths) == {0, 1}  # a one-token probe now and then
+    # No draft where none may be made (the first token, a healed prompt's constrained tokens).
+    assert [rate.length(0) for _ in range(30)] == [0] * 30

@@ -34,8 +34,9 @@ class DraftRate:
     PAYS = 0.5  # acceptance at which a full draft is made
 
     def length(self, k: int) -> int:
-        if self.p >= self.PAYS:
-            return k
+        """Draft tokens to make now, at most `k` (0: none may be made, e.g. while healing)."""
+        if k <= 0 or self.p >= self.PAYS:
+            return max(0, k)
         self.skipped += 1
         return 1 if self.skipped % self.PROBE_EVERY == 0 else 0
 
