@@ -211,7 +211,7 @@ class LookupDecoder:
         healing = self.healer is not None and not self.healer.done
         k = min(self.policy.max_draft, limit - 1) if self.stepped and not healing else 0
         self.stepped = True
-        if self.drafter is not None:  # a fixed length: no speed goal on a CPU (issue #17)
+        if self.drafter is not None:  # its own length rule: a draft model costs passes
             length = self.drafter.rate.length(min(k, self.drafter.LENGTH))
             n, draft = 0, self.drafter.draft(self.tokens, length)
         else:
