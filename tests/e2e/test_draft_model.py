@@ -16,27 +16,15 @@ from mlxd.backends.factory import retired
 from mlxd.backends.local import LocalBackend
 from mlxd.models.pool import ModelPool
 from mlxd.models.specs import EMBEDDED, embedded_model_path
-from mlxd.types import Delta, Done, Request
+from mlxd.types import Done, Request
+
+from .test_speculative import complete, run
 
 PROMPTS = [
     "The quick brown fox jumps over the lazy dog. " * 3,
     "def add(a, b):\n    return a + b\n\n" * 6 + "def add(a, b):\n",
     "hello there",
 ]
-
-
-def complete(prompt: str, max_tokens: int) -> Request:
-    return Request(kind="complete", prefix=prompt, max_tokens=max_tokens, temperature=0.0)
-
-
-async def run(backend: LocalBackend, req: Request) -> tuple[str, Done]:
-    text = ""
-    async for ev in backend.stream(req):
-        if isinstance(ev, Delta):
-            text += ev.text
-        else:
-            return text, ev
-    raise AssertionError("no Done")
 
 
 @pytest.fixture(scope="module")
