@@ -180,12 +180,18 @@ def slow_block_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return scripted(tmp_path_factory, "cursor-slow-block", "):" + SLOW_BLOCK)
 
 
-def scripted(tmp_path_factory: pytest.TempPathFactory, name: str, script: str) -> Path:
-    """The slow tiny model (8 layers), greedy writing `script` after its first token."""
+def scripted(
+    tmp_path_factory: pytest.TempPathFactory, name: str, script: str, slower: bool = False
+) -> Path:
+    """The slow tiny model (8 layers; `slower`: 12 wider ones, 2-3x the time a token),
+    greedy writing `script` after its first token."""
     from mlxd.models.tiny import make_tiny_model
 
     path = tmp_path_factory.mktemp(name) / "model"
-    return make_tiny_model(path, layers=8, hidden=512, intermediate=1024, script=script)
+    layers, hidden, intermediate = (12, 640, 1536) if slower else (8, 512, 1024)
+    return make_tiny_model(
+        path, layers=layers, hidden=hidden, intermediate=intermediate, script=script
+    )
 
 
 @pytest.mark.serial  # the bound must cut the block's second line, not its first
@@ -290,7 +296,9 @@ LONGER_LINE += " spring north red green copper chair house bridge village people
 
 @pytest.fixture(scope="module")
 def longer_line_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return scripted(tmp_path_factory, "cursor-longer-line", "): " + LONGER_LINE)
+    # The slower model: the line must still be decoding when a move's settle (0.6 s) ends.
+    # On the 8-layer one a fast machine (CI) ended it first, and nothing was left to replace.
+    return scripted(tmp_path_factory, "cursor-longer-line", "): " + LONGER_LINE, slower=True)
 
 
 async def test_a_move_elsewhere_replaces_the_resting_line_going_on(
