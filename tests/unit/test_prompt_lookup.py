@@ -6,6 +6,7 @@ import pytest
 
 from mlxd.models.speculative import (
     FORWARDED_FIXED_COST,
+    SHADOWED_FIXED_COST,
     SHADOWED_VERIFY_COST,
     VERIFY_COST,
     DraftPolicy,
@@ -27,6 +28,13 @@ def test_the_latest_earlier_occurrence_wins_and_the_suffix_never_matches_itself(
     assert PromptLookup([1, 2, 3]).draft(4) == (0, [])
 
 
+def test_a_five_token_match_beats_a_later_shorter_one() -> None:
+    # "1 2 3 4 5" occurred once, followed by 6; its last three tokens "3 4 5" occurred later,
+    # followed by 9. The longer context is the likelier one (a 3-gram cap drafted 9).
+    look = PromptLookup([1, 2, 3, 4, 5, 6, 0, 3, 4, 5, 9, 0, 1, 2, 3, 4, 5])
+    assert look.draft(2) == (5, [6, 0])
+
+
 def test_extending_indexes_the_new_tokens() -> None:
     look = PromptLookup([1, 2, 3])
     look.extend([9, 1, 2])
@@ -36,7 +44,7 @@ def test_extending_indexes_the_new_tokens() -> None:
 @pytest.mark.parametrize(
     ("fixed_cost", "token_cost"),
     [(0.0, VERIFY_COST), (FORWARDED_FIXED_COST, VERIFY_COST),
-     (FORWARDED_FIXED_COST, SHADOWED_VERIFY_COST)],
+     (SHADOWED_FIXED_COST, SHADOWED_VERIFY_COST)],
 )  # fmt: skip
 def test_drafts_stop_when_they_do_not_pay_and_probe_now_and_then(
     fixed_cost: float, token_cost: float
@@ -51,20 +59,19 @@ def test_drafts_stop_when_they_do_not_pay_and_probe_now_and_then(
 
 
 def test_a_model_on_quantized_shadows_prices_draft_tokens_higher() -> None:
-    """Its plain steps read the 4-bit weights and passes of 3+ tokens the floats (bench
+    """Its plain steps read the 4-bit weights, and its verify passes unpack them (bench
     speculation, session 14: with the float costs, prose decoded at 0.93x plain): a draft
-    token accepted 4 times in 10 no longer pays there, one accepted 8 times in 10 still does,
-    for fewer tokens than where passes cost less."""
+    token accepted 3 times in 10 no longer pays there, one accepted 8 times in 10 still does."""
     shadowed = DraftPolicy.here(8, shadowed=True)
     assert (shadowed.fixed_cost, shadowed.token_cost) == (
-        FORWARDED_FIXED_COST,
+        SHADOWED_FIXED_COST,
         SHADOWED_VERIFY_COST,
     )
     plain = DraftPolicy(max_draft=8)
     for pol in (shadowed, plain):
-        pol.p[1], pol.p[3] = 0.4, 0.8
+        pol.p[1], pol.p[3] = 0.3, 0.8
     assert plain.length(1) > 0 and shadowed.length(1) == 0
-    assert 0 < shadowed.length(3) < plain.length(3)
+    assert shadowed.length(3) > 0
 
 
 def test_a_pass_that_costs_more_than_a_plain_step_needs_likelier_drafts() -> None:

@@ -25,7 +25,10 @@ from typing import Any
 
 from .. import gemv_forward
 
-MAX_NGRAM = 3  # longest suffix looked up
+# Longest suffix looked up: a longer match is a more specific context. Replayed offline on
+# the greedy texts of `bench speculation`'s 6 code prompts and of 10 held-out ones from other
+# packages (session 18): 3 -> 5 made 1.17x and 1.10x the tokens a pass.
+MAX_NGRAM = 5
 VERIFY_COST = 0.15  # extra cost of one more token in a forward pass, relative to a plain step
 # Extra cost of any pass with a draft when mlxd's few-row products are preloaded
 # (gemv_forward.py). Embedded model, 2 x86 cores: a pass of 2 tokens cost ~1.15x a plain step,
@@ -33,11 +36,13 @@ VERIFY_COST = 0.15  # extra cost of one more token in a forward pass, relative t
 # alone 1.2x and 1.9x, the plain step being slower).
 FORWARDED_FIXED_COST = 0.2
 # With quantized shadows (gemv_forward.shadow) a plain step reads the weights' 4-bit form and
-# is ~1.35x faster; a verify pass reads them too (3+ tokens unpack blocks of them into L1, at
-# ~0.2 plain steps a draft token): relative to the plain step, a pass of 2 tokens cost
-# ~1.4x, of 5 ~2.1x, of 9 ~2.6-2.9x (embedded model, 2 x86 cores, depth 300). (Reading the
-# floats for 3+ tokens, as before: 2.1-2.6x and 2.8-3.3x.)
-SHADOWED_VERIFY_COST = 0.21
+# is ~1.35x faster; a verify pass reads them too (3+ tokens unpack blocks of them into L1).
+# Relative to a one-token pass (embedded model, 2 x86 cores, depth 480, session 18): 2 tokens
+# 1.26x, 3 1.65x, 5 1.83x, 9 2.44x, 12 3.11x; the least-squares line over 2-12 tokens is
+# 1.16 + 0.18 a draft token. (Session 12's 1.2 + 0.21 overcharged long drafts. Replayed
+# as above, with MAX_NGRAM 5: 1.05x and 1.03x the tokens per unit of cost.)
+SHADOWED_FIXED_COST = 0.16
+SHADOWED_VERIFY_COST = 0.18
 # When drafting does not pay, still draft one token now and then, to re-learn; so rarely that
 # a probe that always fails costs plain text at most this share of its speed.
 PROBE_OVERHEAD = 0.01
@@ -98,7 +103,7 @@ class DraftPolicy:
     max_draft: int
     fixed_cost: float = 0.0  # cost of a pass with any draft, over a plain step's
     token_cost: float = VERIFY_COST  # cost of each draft token in a pass, over a plain step's
-    p: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.7, 0.8])
+    p: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.7, 0.8, 0.85, 0.85])
     skipped: int = 0
 
     @classmethod
@@ -109,7 +114,7 @@ class DraftPolicy:
         whose rows differ from a plain step's in the last bits, and greedy decoding would no
         longer be exact (`local.draft_tokens` allows 64)."""
         if shadowed:
-            return cls(cls.most(max_draft), FORWARDED_FIXED_COST, SHADOWED_VERIFY_COST)
+            return cls(cls.most(max_draft), SHADOWED_FIXED_COST, SHADOWED_VERIFY_COST)
         return cls(cls.most(max_draft), FORWARDED_FIXED_COST if gemv_forward.mapped() else 0.0)
 
     @staticmethod
