@@ -116,11 +116,12 @@ async def _case(backend: Any, engine: Any, req: Any, i: int) -> dict[str, Any]:
     engine.speculative = "auto"
     plain = [g for g, *_ in runs["off"]]
     spec = [g for g, *_ in runs["auto"]]
-    ratios = [ratio(s.decode_tps, p.decode_tps) for p, s in zip(plain, spec, strict=True)]
+    pairs = [ratio(s.decode_tps, p.decode_tps) for p, s in zip(plain, spec, strict=True)]
+    ratios = [r for r in pairs if r is not None]  # None: an answer of fewer than 2 tokens
     return {
-        "plain_tps": statistics.median(g.decode_tps or 0.0 for g in plain),
-        "spec_tps": statistics.median(g.decode_tps or 0.0 for g in spec),
-        "ratio": statistics.median(r for r in ratios if r is not None),
+        "plain_tps": summary([g.decode_tps for g in plain if g.decode_tps])["median"],
+        "spec_tps": summary([g.decode_tps for g in spec if g.decode_tps])["median"],
+        "ratio": statistics.median(ratios) if ratios else None,
         "drafted": sum(r[1] for r in runs["auto"]),
         "accepted": sum(r[2] for r in runs["auto"]),
         "tokens": sum(g.completion_tokens for g in spec),
@@ -250,7 +251,7 @@ def _report(
     print_table(
         f"speculation: {model_label(opts.model)}, greedy, max {max_tokens} tokens, {n} prompts "
         f"of each kind, {PAIRS} pairs each; decode tok/s median (min-max) of the prompts; "
-        "ratio: geometric mean of the prompts' paired ratios",
+        "ratio: geometric mean of the prompts' median paired ratios",
         [
             "prompts",
             "plain",

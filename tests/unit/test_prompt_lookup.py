@@ -6,6 +6,7 @@ import pytest
 
 from mlxd.models.speculative import (
     FORWARDED_FIXED_COST,
+    MAX_NGRAM,
     SHADOWED_FIXED_COST,
     SHADOWED_VERIFY_COST,
     VERIFY_COST,
@@ -33,6 +34,14 @@ def test_a_five_token_match_beats_a_later_shorter_one() -> None:
     # followed by 9. The longer context is the likelier one (a 3-gram cap drafted 9).
     look = PromptLookup([1, 2, 3, 4, 5, 6, 0, 3, 4, 5, 9, 0, 1, 2, 3, 4, 5])
     assert look.draft(2) == (5, [6, 0])
+
+
+def test_every_matched_length_has_an_acceptance_estimate() -> None:
+    pol = DraftPolicy(max_draft=8)
+    assert len(pol.p) == MAX_NGRAM + 1
+    look = PromptLookup(list(range(MAX_NGRAM)) + [99] + list(range(MAX_NGRAM)))
+    n, draft = look.draft(1)
+    assert (n, draft) == (MAX_NGRAM, [99]) and pol.length(n) > 0
 
 
 def test_extending_indexes_the_new_tokens() -> None:

@@ -228,16 +228,16 @@ class Ahead(RestJobs, NextJobs):
         offset: Callable[[], int],
         neighbors: Callable[[], Iterable[Document]],
         windows: Windows,
-        delay: float = SETTLE_S,
+        delay: float | None = None,
     ) -> None:
-        """Warm `windows` at `offset()` after `delay` seconds without a document event or a
-        request. Only the newest document waits: a burst of didOpens (a session restored)
-        warms the last one."""
+        """Warm `windows` at `offset()` after `delay` seconds (None: SETTLE_S, read at the
+        call) without a document event or a request. Only the newest document waits: a burst
+        of didOpens (a session restored) warms the last one."""
         for pending in list(self._settle):
             self._cancel_settle(pending)
-        loop = asyncio.get_running_loop()
-        self._settle[uri] = loop.call_later(
-            delay, self._settled, uri, language, text, offset, neighbors, windows
+        wait = SETTLE_S if delay is None else delay
+        self._settle[uri] = asyncio.get_running_loop().call_later(
+            wait, self._settled, uri, language, text, offset, neighbors, windows
         )
 
     def forget(self, uri: str) -> None:

@@ -38,8 +38,8 @@ FORWARDED_FIXED_COST = 0.2
 # With quantized shadows (gemv_forward.shadow) a plain step reads the weights' 4-bit form and
 # is ~1.35x faster; a verify pass reads them too (3+ tokens unpack blocks of them into L1).
 # Relative to a one-token pass (embedded model, 2 x86 cores, depth 480, session 18): 2 tokens
-# 1.26x, 3 1.65x, 5 1.83x, 9 2.44x, 12 3.11x; the least-squares line over 2-12 tokens is
-# 1.16 + 0.18 a draft token. (Session 12's 1.2 + 0.21 overcharged long drafts. Replayed
+# 1.26x, 3 1.65x, 5 1.83x, 9 2.44x, 12 3.11x; the least-squares line over all 11 passes of
+# 2-12 tokens is 1.16 + 0.18 a draft token. (Session 12's 1.2 + 0.21 overcharged long drafts. Replayed
 # as above, with MAX_NGRAM 5: 1.05x and 1.03x the tokens per unit of cost.)
 SHADOWED_FIXED_COST = 0.16
 SHADOWED_VERIFY_COST = 0.18
@@ -47,6 +47,8 @@ SHADOWED_VERIFY_COST = 0.18
 # a probe that always fails costs plain text at most this share of its speed.
 PROBE_OVERHEAD = 0.01
 EMA = 0.2  # weight of the newest acceptance outcome
+# Per n-gram length n (index), the prior chance that a draft token is accepted.
+PRIORS = [0.0, 0.5, 0.7, 0.8] + [0.85] * max(0, MAX_NGRAM - 3)
 
 
 class PromptLookup:
@@ -103,7 +105,7 @@ class DraftPolicy:
     max_draft: int
     fixed_cost: float = 0.0  # cost of a pass with any draft, over a plain step's
     token_cost: float = VERIFY_COST  # cost of each draft token in a pass, over a plain step's
-    p: list[float] = field(default_factory=lambda: [0.0, 0.5, 0.7, 0.8, 0.85, 0.85])
+    p: list[float] = field(default_factory=lambda: PRIORS[: MAX_NGRAM + 1])
     skipped: int = 0
 
     @classmethod
