@@ -57,12 +57,13 @@ QUESTIONS = [
 ]
 
 
-def code_prompts(n: int) -> list[tuple[str, str]]:
-    """(label, text): each source cut at a line in the middle of its longest function body."""
+def code_prompts(n: int, sources: list[tuple[str, str]] = SOURCES) -> list[tuple[str, str]]:
+    """(label, text): each of the first `n` (package, file) sources cut at a line in the
+    middle of its longest function body."""
     import importlib.util
 
     out = []
-    for pkg, rel in SOURCES[:n]:
+    for pkg, rel in sources[:n]:
         spec = importlib.util.find_spec(pkg)
         assert spec is not None and spec.origin is not None, pkg
         path = Path(spec.origin).parent / rel

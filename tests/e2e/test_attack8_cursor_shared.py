@@ -9,6 +9,7 @@ import pytest
 from lsprotocol import types as T
 from pytest_lsp import ClientServerConfig
 
+from mlxd.inline.ahead import CURSOR_SETTLE_S
 from tests.conftest import Session, daemon
 from tests.e2e.test_cursor_warm import LONG, MIDDLE, idle, moved
 from tests.e2e.test_inline_e2e import inline, open_doc
@@ -53,13 +54,14 @@ async def test_a_rest_in_one_window_is_never_shown_in_the_other_and_does_not_sta
         # by its bound, none failed). Whether the random model's answer is empty is not the
         # point: B's positions are line starts, where the model may choose a blank line.
         stop = asyncio.Event()
+        before = (await stats(a))["inline"]["warmups"]
 
         async def wander() -> None:
             line = 50
             while not stop.is_set():
                 moved(a, line)
                 line = (line + 97) % 1100
-                await asyncio.sleep(0.35)
+                await asyncio.sleep(CURSOR_SETTLE_S + 0.15)  # it rests: a job starts
 
         wanderer = asyncio.ensure_future(wander())
         try:
@@ -75,7 +77,7 @@ async def test_a_rest_in_one_window_is_never_shown_in_the_other_and_does_not_sta
         sb = await stats(b)
     # A's jobs ran beside B's requests (the model is the process's), and none of A's items
     # was ever B's: B's hits are its own (none here: every position new).
-    assert sa["inline"]["cursorMoves"] >= 5 and sa["inline"]["warmups"] > 0
+    assert sa["inline"]["cursorMoves"] >= 4 and sa["inline"]["warmups"] > before, sa["inline"]
     assert (sb["inline"]["cursorMoves"], sb["inline"]["aheadHits"]) == (0, 0)
     b_inline = {k: sb["inline"][k] for k in ("generations", "outOfTime", "late", "errors")}
     assert b_inline == {"generations": 1 + 8, "outOfTime": 0, "late": 0, "errors": 0}, sb["inline"]
