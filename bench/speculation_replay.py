@@ -166,9 +166,9 @@ async def run(model: str, max_tokens: int) -> dict[str, Any]:
         pol = make()  # one per run, as one per engine: what it learns carries over
         for kind, label, prompt, text in texts:
             speed, drafted, accepted, passes = replay(prompt, text, pol, cost)
-            row = sets.setdefault(kind, {}).setdefault(name, [])
-            row.append({"prompt": label, "speedup": speed, "drafted": drafted,
-                        "accepted": accepted, "passes": passes, "tokens": len(text) - 1})  # fmt: skip
+            counts = {"drafted": drafted, "accepted": accepted, "passes": passes}
+            row = {"prompt": label, "speedup": speed, **counts, "tokens": len(text) - 1}
+            sets.setdefault(kind, {}).setdefault(name, []).append(row)
     return {"name": "speculation_replay", "cost": cost, "sets": sets, "max_tokens": max_tokens}
 
 

@@ -39,8 +39,9 @@ FORWARDED_FIXED_COST = 0.2
 # is ~1.35x faster; a verify pass reads them too (3+ tokens unpack blocks of them into L1).
 # Relative to a one-token pass (embedded model, 2 x86 cores, depth 480, session 18): 2 tokens
 # 1.26x, 3 1.65x, 5 1.83x, 9 2.44x, 12 3.11x; the least-squares line over all 11 passes of
-# 2-12 tokens is 1.16 + 0.18 a draft token. (Session 12's 1.2 + 0.21 overcharged long drafts. Replayed
-# as above, with MAX_NGRAM 5: 1.05x and 1.03x the tokens per unit of cost.)
+# 2-12 tokens is 1.16 + 0.18 a draft token. (The earlier 1.2 + 0.21 overcharged long drafts;
+# replayed as above, with MAX_NGRAM 5: 1.05x and 1.03x the tokens per unit of cost.
+# `python -m bench.speculation_replay` checks them against this machine's measured costs.)
 SHADOWED_FIXED_COST = 0.16
 SHADOWED_VERIFY_COST = 0.18
 # When drafting does not pay, still draft one token now and then, to re-learn; so rarely that
@@ -105,7 +106,7 @@ class DraftPolicy:
     max_draft: int
     fixed_cost: float = 0.0  # cost of a pass with any draft, over a plain step's
     token_cost: float = VERIFY_COST  # cost of each draft token in a pass, over a plain step's
-    p: list[float] = field(default_factory=lambda: PRIORS[: MAX_NGRAM + 1])
+    p: list[float] = field(default_factory=lambda: list(PRIORS))
     skipped: int = 0
 
     @classmethod
