@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from lsprotocol import types as T
 
-from tests.conftest import Session, daemon
+from tests.conftest import Session, daemon, write_config
 from tests.e2e.test_cursor_warm import LONG, MIDDLE, idle, moved
 from tests.e2e.test_inline_e2e import inline, open_doc
 from tests.e2e.test_work_ahead import config, local_total, stats, until
@@ -80,18 +80,23 @@ async def test_a_suggestion_made_at_rest_is_not_shown_after_the_settings_changed
 async def test_a_model_switch_mid_job_leaves_no_item_of_the_old_model(
     tmp_path, tiny_model, one_line_model
 ) -> None:
-    async with daemon(config(tmp_path, tiny_model)) as s:
+    # The old model never ends a line and the cap is long: its item takes seconds to make, so
+    # the switch lands mid-job, with room on a fast machine (an 8-token item took ~0.1 s);
+    # the test checks that it did.
+    cfg = config(tmp_path, one_line_model).read_text().replace("max_tokens = 8", "max_tokens = 200")
+    async with daemon(write_config(tmp_path / "long-item.toml", cfg)) as s:
         await s.wait_status("ready")
         open_doc(s, LONG)
         moved(s, MIDDLE)
-        await until(s, lambda st: st["inline"]["warmups"] == 1)  # the window; the item next
-        reload(s, {"local": {"model": str(one_line_model)}})
+        st = await until(s, lambda st: st["inline"]["warmups"] == 1)  # the window; the item next
+        reload(s, {"local": {"model": str(tiny_model)}})
         await stats(s)
         await asyncio.sleep(0.5)
         await until(s, idle)
         await inline(s, MIDDLE, 0, kind=2)
-        st = await stats(s)
-    assert (st["inline"]["cacheHits"], st["inline"]["aheadHits"]) == (0, 0)
+        after = await stats(s)
+    assert st["inline"]["aheadActive"] == 1, st["inline"]  # the job was running at the switch
+    assert (after["inline"]["cacheHits"], after["inline"]["aheadHits"]) == (0, 0)
 
 
 # --- privacy: nothing a cursor notification starts reaches a cloud backend ---------------------
