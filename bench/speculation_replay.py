@@ -23,7 +23,10 @@ import asyncio
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
+
+from mlxd.models.speculative import DraftPolicy
 
 from .common import EMBEDDED, RESULTS, print_table, reexec_with_blas, write_result
 from .speculation import SOURCES, code_prompts, prose_prompts
@@ -44,15 +47,17 @@ ROWS = 12  # longest pass measured (a longer one is priced by the last step's sl
 COST_REPS = 15
 
 
+def price(cost: dict[int, float], rows: int) -> float:
+    """A pass of `rows` tokens by the measured table (ROWS and more: its last step's slope)."""
+    return cost.get(rows) or cost[ROWS] + (cost[ROWS] - cost[ROWS - 1]) * (rows - ROWS)
+
+
 def replay(
     prompt: list[int], text: list[int], policy: Any, cost: dict[int, float]
 ) -> tuple[float, int, int, int]:
     """(tokens a unit of cost over plain decoding's, drafted, accepted, passes) for greedy
     `text` after `prompt`, drafted as LookupDecoder drafts (the first token alone)."""
     from mlxd.models.speculative import PromptLookup
-
-    def price(rows: int) -> float:
-        return cost.get(rows) or cost[ROWS] + (cost[ROWS] - cost[ROWS - 1]) * (rows - ROWS)
 
     lookup = PromptLookup([*prompt, *text[:1]])
     done, spent, drafted, accepted, passes = 1, 0.0, 0, 0, 0
@@ -67,30 +72,23 @@ def replay(
         new = text[done : done + kept + 1]
         lookup.extend(new)
         done += len(new)
-        spent += price(1 + len(draft))
+        spent += price(cost, 1 + len(draft))
         drafted, accepted, passes = drafted + len(draft), accepted + kept, passes + 1
     return (len(text) - 1) / spent if spent else 1.0, drafted, accepted, passes
 
 
-class PricedPolicy:
-    """A DraftPolicy that prices a pass by the measured table (its `length` only)."""
+@dataclass
+class PricedPolicy(DraftPolicy):
+    """A DraftPolicy that prices a pass by the measured table instead of its constants."""
 
-    def __init__(self, base: Any, cost: dict[int, float]) -> None:
-        self.base, self.cost, self.max_draft = base, cost, base.max_draft
+    table: dict[int, float] = field(default_factory=dict)
 
-    def length(self, n: int) -> int:
-        p, best, best_rate, gain = self.base.p[n], 0, 1.0, 0.0
-        for d in range(1, min(self.max_draft, ROWS - 1) + 1):
-            gain += p**d
-            if (rate := (1.0 + gain) / self.cost[d + 1]) > best_rate:
-                best, best_rate = d, rate
-        if best == 0:  # the base's probes when nothing pays
-            self.base.skipped += 1
-            return 1 if self.base.skipped % self.base.probe_every == 0 else 0
-        return best
+    def pass_cost(self, d: int) -> float:
+        return price(self.table, d + 1)
 
-    def update(self, n: int, drafted: int, accepted: int) -> None:
-        self.base.update(n, drafted, accepted)
+
+def priced(base: DraftPolicy, cost: dict[int, float]) -> PricedPolicy:
+    return PricedPolicy(base.max_draft, base.fixed_cost, base.token_cost, table=cost)
 
 
 def _greedy(lm: Any, prompts: list[tuple[str, str, list[int]]], max_tokens: int) -> list[Any]:
@@ -132,7 +130,6 @@ def _costs(lm: Any, prompt: list[int]) -> dict[int, float]:
 async def run(model: str, max_tokens: int) -> dict[str, Any]:
     from mlxd.backends.local import LocalBackend
     from mlxd.models.pool import ModelPool
-    from mlxd.models.speculative import DraftPolicy
 
     pool = ModelPool(speculative="off")
     try:
@@ -162,7 +159,7 @@ async def run(model: str, max_tokens: int) -> dict[str, Any]:
     finally:
         pool.close()
     sets: dict[str, Any] = {}
-    for name, make in (("policy", policy), ("priced", lambda: PricedPolicy(policy(), cost))):
+    for name, make in (("policy", policy), ("priced", lambda: priced(policy(), cost))):
         pol = make()  # one per run, as one per engine: what it learns carries over
         for kind, label, prompt, text in texts:
             speed, drafted, accepted, passes = replay(prompt, text, pol, cost)

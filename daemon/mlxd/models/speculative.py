@@ -130,7 +130,7 @@ class DraftPolicy:
         best, best_rate, gain = 0, 1.0, 0.0
         for d in range(1, self.max_draft + 1):
             gain += p**d
-            rate = (1.0 + gain) / (1.0 + self.fixed_cost + self.token_cost * d)
+            rate = (1.0 + gain) / self.pass_cost(d)
             if rate > best_rate:
                 best, best_rate = d, rate
         if best == 0:
@@ -138,6 +138,10 @@ class DraftPolicy:
             if self.skipped % self.probe_every == 0:
                 return 1
         return best
+
+    def pass_cost(self, d: int) -> float:
+        """The time of a pass with `d` draft tokens, over a plain step's."""
+        return 1.0 + self.fixed_cost + self.token_cost * d
 
     @property
     def probe_every(self) -> int:
