@@ -2,11 +2,14 @@
 
 The real engine (ModelPool + LocalBackend, in-process: the LSP layer adds nothing to decode)
 decodes each prompt greedily in PAIRS pairs of runs on one loaded model, one with
-`local.speculative = "off"` and one with "auto", alternating which goes first. Code prompts
-continue real source files of the venv (aiohttp, mlx_lm) from the middle of a function; prose
-prompts are chat questions whose answers are free text. Reported: decode tok/s of each side,
-the geometric mean over prompts of each prompt's median paired ratio (judged), the share of
-draft tokens accepted, and whether the greedy texts are identical. Targets (issue 17): code
+`local.speculative = "off"` and one with "auto", alternating which goes first. Three sets:
+`holes`, the issue's code-continuation prompts: the quality bench's multi-line holes (a block
+header in third-party Python, JavaScript and Lua; the document around it sent as an inline
+request, INLINE_TOKENS tokens greedy, no time cap); `code`, long continuations of real source
+files of the venv (aiohttp, mlx_lm) from the middle of a function; `prose`, chat questions
+whose answers are free text. Reported: decode tok/s of each side, the geometric mean over
+prompts of each prompt's median paired ratio (judged), the share of draft tokens accepted, and
+whether the greedy texts are identical. Targets (issue 17): code prompts (holes and code)
 >= 1.5x, prose >= 0.97x, identical text.
 """
 
@@ -38,6 +41,9 @@ PAIRS = 3  # runs of each prompt with speculation off and on
 DEFAULT_MAX_TOKENS = 96
 CONTEXT_CHARS = 1800  # source text before the cut (about 500 tokens)
 TARGET_CODE = 1.5
+HOLE_LANGUAGES = ("python", "javascript", "lua")
+HOLES = 4  # multi-line holes per language (quality bench's first ones, its seed)
+INLINE_TOKENS = 64  # inline.max_tokens's default
 TARGET_PROSE = 0.97
 SOURCES = [
     ("aiohttp", "client.py"),
@@ -79,6 +85,26 @@ def code_prompts(n: int, sources: list[tuple[str, str]] = SOURCES) -> list[tuple
         text = "".join(lines[:cut])[-CONTEXT_CHARS:]
         text = text[text.index("\n") + 1 :]  # start on a whole line
         out.append((f"{pkg}/{rel}:{cut + 1}", text))
+    return out
+
+
+def hole_requests(per_language: int) -> list[tuple[str, Any]]:
+    """(label, inline Request) for the first `per_language` multi-line holes of each language
+    of the quality bench, with the document around the cursor as an editor sends it."""
+    from mlxd.types import Request
+
+    from .quality import make_holes
+
+    out = []
+    for language in HOLE_LANGUAGES:
+        holes = [h for h in make_holes(language, per_language) if h.kind == "multi"]
+        for h in holes[:per_language]:
+            prefix, suffix = h.text[: h.offset], h.text[h.offset :]
+            req = Request(
+                kind="inline", prefix=prefix, suffix=suffix, language=h.language_id,
+                max_tokens=INLINE_TOKENS, temperature=0.0,
+            )  # fmt: skip
+            out.append((f"hole {h.id}", req))
     return out
 
 
@@ -169,6 +195,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         await backend.ensure_loaded()
         engine = pool.entries[opts.model].engine
         reqs = {
+            "holes": hole_requests(opts.n(HOLES)),
             "code": [
                 (label, Request(kind="complete", prefix=text, max_tokens=max_tokens))
                 for label, text in code_prompts(n)
@@ -180,7 +207,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         }
         for i in range(opts.warmup):
             await _case(backend, engine, reqs["code"][0][1], i)
-        rows: dict[str, list[dict[str, Any]]] = {"code": [], "prose": []}
+        rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in reqs}
         for kind, cases in reqs.items():
             for i, (label, req) in enumerate(cases):
                 row = await _case(backend, engine, req, i)
@@ -243,7 +270,7 @@ def _report(
     drafted: dict[str, Any],
 ) -> dict[str, Any]:
     s = {kind: _kind_summary(r) for kind, r in rows.items()}
-    targets = {"code": TARGET_CODE, "prose": TARGET_PROSE}
+    targets = {"holes": TARGET_CODE, "code": TARGET_CODE, "prose": TARGET_PROSE}
     ok = {
         kind: None if s[kind]["ratio"] is None else s[kind]["ratio"] >= t
         for kind, t in targets.items()
@@ -289,6 +316,7 @@ def _report(
         "targets": {
             "code_ratio_min": TARGET_CODE,
             "prose_ratio_min": TARGET_PROSE,
+            "holes_ok": ok["holes"],
             "code_ok": ok["code"],
             "prose_ok": ok["prose"],
             "identical_ok": identical_ok,

@@ -12,8 +12,9 @@ decoding the measured pass costs give (geometric mean over prompts); beside it, 
 replay with a policy that prices passes by the measured table instead of its constants — if
 that one is clearly ahead, the constants (models/speculative.py) no longer fit this machine.
 
-Sets: `bench speculation`'s code and prose prompts, and HELD_OUT: code prompts cut the same way
-from other packages of the venv, which no drafting choice was tuned on.
+Sets: `bench speculation`'s holes (the issue's code-continuation prompts: the quality bench's
+multi-line holes, INLINE_TOKENS of each answer), code and prose prompts, and HELD_OUT: code
+prompts cut the same way as its code from other packages of the venv.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 from mlxd.models.speculative import DraftPolicy
 
 from .common import EMBEDDED, RESULTS, print_table, reexec_with_blas, write_result
-from .speculation import SOURCES, code_prompts, prose_prompts
+from .speculation import HOLES, INLINE_TOKENS, SOURCES, code_prompts, hole_requests, prose_prompts
 
 HELD_OUT = [
     ("jinja2", "compiler.py"),
@@ -91,6 +92,15 @@ def priced(base: DraftPolicy, cost: dict[int, float]) -> PricedPolicy:
     return PricedPolicy(base.max_draft, base.fixed_cost, base.token_cost, table=cost)
 
 
+def _inline(lm: Any, req: Any) -> list[int]:
+    """An inline request's prompt tokens as the local backend renders them (no time fit)."""
+    from mlxd.backends.local_prompt import fit_window_for, render
+    from mlxd.config import InlineConfig
+
+    budget = InlineConfig().context_tokens
+    return render(lm, req, fit_window_for(lm, req, budget, req.max_tokens), req.max_tokens)[0]
+
+
 def _greedy(lm: Any, prompts: list[tuple[str, str, list[int]]], max_tokens: int) -> list[Any]:
     import mlx.core as mx
     from mlx_lm.generate import generate_step
@@ -140,6 +150,7 @@ async def run(model: str, max_tokens: int) -> dict[str, Any]:
         held_out = code_prompts(len(HELD_OUT), HELD_OUT)
         prompts = [("code", label, tok.encode(t)) for label, t in code_prompts(len(SOURCES))]
         prompts += [("held-out code", label, tok.encode(t)) for label, t in held_out]
+        prompts += [("holes", label, _inline(lm, req)) for label, req in hole_requests(HOLES)]
         prompts += [
             (
                 "prose",
@@ -159,6 +170,8 @@ async def run(model: str, max_tokens: int) -> dict[str, Any]:
     finally:
         pool.close()
     sets: dict[str, Any] = {}
+    # A hole's answer is an inline one: inline.max_tokens at most.
+    texts = [(*x, t[:INLINE_TOKENS] if x[0] == "holes" else t) for *x, t in texts]
     for name, make in (("policy", policy), ("priced", lambda: priced(policy(), cost))):
         pol = make()  # one per run, as one per engine: what it learns carries over
         for kind, label, prompt, text in texts:

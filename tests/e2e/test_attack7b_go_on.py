@@ -153,6 +153,25 @@ def slow_script_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+# For the bound's test: a line of 1.7x LONG's tokens on a model of 12 wider layers
+# (2-3x the time a token): it takes over 0.9 s even on CI's faster machine (~9 ms a token on
+# the 8-layer model, 13-14 here), so both bounds tested cut it.
+LONGER = LONG + (
+    " aiter all and any assert callable chr compile credits elif filter float globals hash help"
+    " map memoryview min next object"
+)  # 105 tokens with the line before, each distinct (a script's must be)
+
+
+@pytest.fixture(scope="module")
+def slower_script_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mlxd.models.tiny import make_tiny_model
+
+    path = tmp_path_factory.mktemp("attack7b-slower") / "model"
+    return make_tiny_model(
+        path, layers=12, hidden=640, intermediate=1536, script="," + LINE + "\n" + LONGER
+    )
+
+
 def slow_config(tmp_path: Path, model: Path) -> Path:
     return write_config(
         tmp_path / "attack7b-slow.toml",
@@ -332,14 +351,15 @@ async def test_after_edits_what_is_shown_is_what_a_fresh_generation_shows(
 
 @pytest.mark.parametrize("max_ms", [400, 900])
 async def test_requests_after_the_accept_are_answered_within_max_ms(
-    tmp_path: Path, slow_script_model: Path, max_ms: int
+    tmp_path: Path, slower_script_model: Path, max_ms: int
 ) -> None:
     """The next line is longer than a tight inline.max_ms allows: the request that accepted the
     shown line waits for it within its own bound, and so do the ones after it (asking again,
     typing along), each answered once by max_ms (the daemon's own measure: slowestMs, late)."""
     cfg = write_config(
         tmp_path / "tight.toml",
-        f'[local]\nmodel = "{slow_script_model}"\n[inline]\nmax_ms = {max_ms}\nmax_tokens = 128\n',
+        f'[local]\nmodel = "{slower_script_model}"\n[inline]\nmax_ms = {max_ms}\n'
+        "max_tokens = 128\n",
     )
     seen = []
     async with daemon(cfg) as s:
@@ -353,16 +373,17 @@ async def test_requests_after_the_accept_are_answered_within_max_ms(
         open_doc(s, "print(a,", uri=URI)
         first = await inline(s, 0, 8, kind=2, uri=URI)
         seen.append([i.insert_text for i in first.items])
-        if seen[0] == [LINE]:
-            insert(s, 2, 0, 8, LINE, uri=URI)
-            for _ in range(3):  # the accept's request, then asking again at the same place
-                r = await inline(s, 0, 8 + len(LINE), kind=2, uri=URI)
-                seen.append([i.insert_text for i in r.items])
+        assert seen[0] == [LINE]
+        insert(s, 2, 0, 8, LINE, uri=URI)
+        for _ in range(3):  # the accept's request, then asking again at the same place
+            r = await inline(s, 0, 8 + len(LINE), kind=2, uri=URI)
+            seen.append([i.insert_text for i in r.items])
         await until(s, lambda st: st["inline"]["aheadActive"] == 0)
         st = (await stats(s))["inline"]
         failed = [m for m in s.logs if "fail" in m or "rror" in m]  # why, if any
-    for items in seen[1:]:
-        assert items in ([], ["\n" + LONG]), seen
+    assert seen[1] == [], seen  # the premise: the line is longer than the bound
+    for items in seen[2:]:
+        assert items in ([], ["\n" + LONGER]), seen
     assert st["late"] == st0["late"], (st0, st)
     assert st["errors"] == 0 and st["cancelled"] == 0, (st, failed)
 
