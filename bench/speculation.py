@@ -3,9 +3,9 @@
 The real engine (ModelPool + LocalBackend, in-process: the LSP layer adds nothing to decode)
 decodes each prompt greedily in PAIRS pairs of runs on one loaded model, one with
 `local.speculative = "off"` and one with "auto", alternating which goes first. Three sets:
-`holes`, the issue's code-continuation prompts: the quality bench's multi-line holes (a block
-header in third-party Python, JavaScript and Lua; the document around it sent as an inline
-request, INLINE_TOKENS tokens greedy, no time cap); `code`, long continuations of real source
+`holes`, the issue's code-continuation prompts: multi-line holes drawn as the quality bench
+draws them (a block header in third-party Python, JavaScript and Lua; the document around it
+sent as an inline request, INLINE_TOKENS tokens greedy, no time cap); `code`, long continuations of real source
 files of the venv (aiohttp, mlx_lm) from the middle of a function; `prose`, chat questions
 whose answers are free text. Reported: decode tok/s of each side, the geometric mean over
 prompts of each prompt's median paired ratio (judged), the share of draft tokens accepted, and
@@ -89,8 +89,9 @@ def code_prompts(n: int, sources: list[tuple[str, str]] = SOURCES) -> list[tuple
 
 
 def hole_requests(per_language: int) -> list[tuple[str, Any]]:
-    """(label, inline Request) for the first `per_language` multi-line holes of each language
-    of the quality bench, with the document around the cursor as an editor sends it."""
+    """(label, inline Request) for `per_language` multi-line holes of each language, drawn as
+    the quality bench draws its holes (its corpus and seed), with the document around the
+    cursor as an editor sends it."""
     from mlxd.types import Request
 
     from .quality import make_holes
@@ -222,7 +223,7 @@ async def run(opts: Options, info: dict[str, Any]) -> dict[str, Any]:
         drafted = await _draft_model(opts, pool, reqs["code"], rows["code"])
     finally:
         pool.close()
-    return _report(opts, info, n, max_tokens, rows, drafted)
+    return _report(opts, info, max_tokens, rows, drafted)
 
 
 async def _draft_model(
@@ -264,7 +265,6 @@ async def _draft_model(
 def _report(
     opts: Options,
     info: dict[str, Any],
-    n: int,
     max_tokens: int,
     rows: dict[str, list[Any]],
     drafted: dict[str, Any],
@@ -277,9 +277,9 @@ def _report(
     }
     identical_ok = all(x["identical"] == x["runs"] for x in s.values())
     print_table(
-        f"speculation: {model_label(opts.model)}, greedy, max {max_tokens} tokens, {n} prompts "
-        f"of each kind, {PAIRS} pairs each; decode tok/s median (min-max) of the prompts; "
-        "ratio: geometric mean of the prompts' median paired ratios",
+        f"speculation: {model_label(opts.model)}, greedy; holes {INLINE_TOKENS} tokens, code and "
+        f"prose {max_tokens}; {PAIRS} pairs a prompt; decode tok/s median (min-max) of the "
+        "prompts; ratio: geometric mean of the prompts' median paired ratios",
         [
             "prompts",
             "plain",
@@ -310,7 +310,12 @@ def _report(
     result = {
         "name": "speculation",
         "machine": info,
-        "params": {"model": opts.model, "prompts": n, "pairs": PAIRS, "max_tokens": max_tokens},
+        "params": {
+            "model": opts.model,
+            "prompts": {kind: len(r) for kind, r in rows.items()},
+            "pairs": PAIRS,
+            "max_tokens": {"holes": INLINE_TOKENS, "code": max_tokens, "prose": max_tokens},
+        },
         "summary": s,
         "runs": rows,
         "targets": {

@@ -105,9 +105,14 @@ def _greedy(lm: Any, prompts: list[tuple[str, str, list[int]]], max_tokens: int)
     import mlx.core as mx
     from mlx_lm.generate import generate_step
 
+    from mlxd.backends.local_prompt import end_tokens
+
     out = []
     for kind, label, prompt in prompts:
-        eos = lm.tokenizer.eos_token_ids
+        # A completion also ends on the FIM end tokens, as the engine ends it (job_for).
+        eos = set(lm.tokenizer.eos_token_ids) | (
+            end_tokens(lm.tokenizer) if kind != "prose" else set()
+        )
         text: list[int] = []
         for token, _ in generate_step(mx.array(prompt), lm.model, max_tokens=max_tokens):
             text.append(int(token))

@@ -349,6 +349,7 @@ async def test_after_edits_what_is_shown_is_what_a_fresh_generation_shows(
         assert got[name] == want[name], f"{name}: {got[name]!r}, fresh {want[name]!r}"
 
 
+@pytest.mark.serial  # asserts the bound (late), and the line must be longer than it
 @pytest.mark.parametrize("max_ms", [400, 900])
 async def test_requests_after_the_accept_are_answered_within_max_ms(
     tmp_path: Path, slower_script_model: Path, max_ms: int

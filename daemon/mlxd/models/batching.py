@@ -210,9 +210,10 @@ class BatchEngine(Priorities):
         alone = alone and not self._jobs and self._lone is None
         if alone and self._may_speculate(job, cache):
             self.drafts.max_draft = self.drafts.most(self.draft_tokens)  # the config may change
-            dec = LookupDecoder(self.lm.model, cache, tokens, fed, self.draft_tokens)
-            dec.stats, dec.policy, dec.healer = self.spec, self.drafts, job.healer
-            dec.drafter = drafter_for(job, self.draft_rates)
+            dec = LookupDecoder(
+                self.lm.model, cache, tokens, fed, self.draft_tokens, self.spec, self.drafts
+            )
+            dec.healer, dec.drafter = job.healer, drafter_for(job, self.draft_rates)
             self._lone = (job, dec)
             return
         (job.uid,) = self._generator().insert(

@@ -9,7 +9,7 @@ from typing import Any
 
 from .budget import common_prefix
 from .job import Job
-from .speculative import EMA, can_speculate
+from .speculative import can_speculate
 
 
 def drafter_for(job: Job, rates: dict[str, DraftRate]) -> ModelDrafter | None:
@@ -32,6 +32,9 @@ class DraftRate:
 
     PROBE_EVERY = 10  # steps between one-token probes of a draft that does not pay
     PAYS = 0.5  # acceptance at which a full draft is made
+    # Weight of the newest outcome: a draft model's passes cost more than a lookup's, so it
+    # backs off after fewer failures (prompt lookup's EMA is steadier, speculative.EMA).
+    EMA = 0.2
 
     def length(self, k: int) -> int:
         """Draft tokens to make now, at most `k` (0: none may be made, e.g. while healing)."""
@@ -42,7 +45,7 @@ class DraftRate:
 
     def update(self, drafted: int, accepted: int) -> None:
         for x in [1.0] * accepted + ([0.0] if accepted < drafted else []):
-            self.p += EMA * (x - self.p)
+            self.p += self.EMA * (x - self.p)
 
 
 class ModelDrafter:
