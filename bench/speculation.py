@@ -5,9 +5,9 @@ decodes each prompt greedily in PAIRS pairs of runs on one loaded model, one wit
 `local.speculative = "off"` and one with "auto", alternating which goes first. Three sets:
 `holes`, the issue's code-continuation prompts: multi-line holes drawn as the quality bench
 draws them (a block header in third-party Python, JavaScript and Lua; the document around it
-sent as an inline request, INLINE_TOKENS tokens greedy, no time cap); `code`, long continuations of real source
-files of the venv (aiohttp, mlx_lm) from the middle of a function; `prose`, chat questions
-whose answers are free text. Reported: decode tok/s of each side, the geometric mean over
+sent as an inline request, INLINE_TOKENS tokens greedy, no time cap); `code`, long
+continuations of real source files of the venv (aiohttp, mlx_lm) from the middle of a
+function; `prose`, chat questions whose answers are free text. Reported: decode tok/s of each side, the geometric mean over
 prompts of each prompt's median paired ratio (judged), the share of draft tokens accepted, and
 whether the greedy texts are identical. Targets (issue 17): code prompts (holes and code)
 >= 1.5x, prose >= 0.97x, identical text.
@@ -20,6 +20,8 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+from mlxd.config import InlineConfig
 
 from .common import (
     Gen,
@@ -41,10 +43,10 @@ PAIRS = 3  # runs of each prompt with speculation off and on
 DEFAULT_MAX_TOKENS = 96
 CONTEXT_CHARS = 1800  # source text before the cut (about 500 tokens)
 TARGET_CODE = 1.5
-HOLE_LANGUAGES = ("python", "javascript", "lua")
-HOLES = 4  # multi-line holes per language (quality bench's first ones, its seed)
-INLINE_TOKENS = 64  # inline.max_tokens's default
 TARGET_PROSE = 0.97
+HOLE_LANGUAGES = ("python", "javascript", "lua")
+HOLES = 4  # multi-line holes per language, drawn as the quality bench draws them
+INLINE_TOKENS = InlineConfig().max_tokens  # a hole's answer: an inline one
 SOURCES = [
     ("aiohttp", "client.py"),
     ("mlx_lm", "generate.py"),
@@ -98,8 +100,9 @@ def hole_requests(per_language: int) -> list[tuple[str, Any]]:
 
     out = []
     for language in HOLE_LANGUAGES:
-        holes = [h for h in make_holes(language, per_language) if h.kind == "multi"]
-        for h in holes[:per_language]:
+        for h in make_holes(language, per_language):
+            if h.kind != "multi":
+                continue
             prefix, suffix = h.text[: h.offset], h.text[h.offset :]
             req = Request(
                 kind="inline", prefix=prefix, suffix=suffix, language=h.language_id,

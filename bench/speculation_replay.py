@@ -114,7 +114,8 @@ def _greedy(lm: Any, prompts: list[tuple[str, str, list[int]]], max_tokens: int)
             end_tokens(lm.tokenizer) if kind != "prose" else set()
         )
         text: list[int] = []
-        for token, _ in generate_step(mx.array(prompt), lm.model, max_tokens=max_tokens):
+        limit = min(max_tokens, INLINE_TOKENS) if kind == "holes" else max_tokens  # inline's cap
+        for token, _ in generate_step(mx.array(prompt), lm.model, max_tokens=limit):
             text.append(int(token))
             if token in eos:
                 break
@@ -175,8 +176,6 @@ async def run(model: str, max_tokens: int) -> dict[str, Any]:
     finally:
         pool.close()
     sets: dict[str, Any] = {}
-    # A hole's answer is an inline one: inline.max_tokens at most.
-    texts = [(*x, t[:INLINE_TOKENS] if x[0] == "holes" else t) for *x, t in texts]
     for name, make in (("policy", policy), ("priced", lambda: priced(policy(), cost))):
         pol = make()  # one per run, as one per engine: what it learns carries over
         for kind, label, prompt, text in texts:
