@@ -27,6 +27,9 @@ decode reads a fifth of the bytes and the logits do not change by one bit. One o
 unpack in registers; more unpack four rows of the matrix at a time into L1 and make their sums
 there. MLXD_NO_QUANTIZED_DECODE=1 turns the shadows off.
 
+A product asked for with alpha SOFTMAX_ALPHA is softmax(A) B instead: the attention of decode
+steps and verify passes (models/attention.py).
+
 The system's C compiler builds it once per source, compiler and CPU (`-march=native`) into the
 user's cache (`~/.cache/mlxd/gemv-<hash>/`); without a compiler nothing is taken over and
 products stay right, only slower. MLXD_NO_GEMV_FORWARD=1 turns it off.

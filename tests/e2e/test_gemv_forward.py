@@ -183,7 +183,11 @@ verify = model(mx.array([ids[:12]]), cache=caches[1])[0]  # the same 12 tokens i
 np.save(sys.argv[2], np.array(mx.stack(steps)))
 np.save(sys.argv[3], np.array(verify))
 mapped = __import__("mlxd.gemv_forward").gemv_forward.mapped()
-print(json.dumps({"mapped": mapped, "installed": installed}))
+try:
+    native = __import__("ctypes").c_long.in_dll(__import__("ctypes").CDLL(None), "mlxd_softmax_products").value
+except ValueError:
+    native = None
+print(json.dumps({"mapped": mapped, "installed": installed, "native_attention": native}))
 """
 
 
@@ -198,6 +202,12 @@ def test_a_real_models_steps_keep_their_logits_and_equal_a_verify_pass(
     )
     seen = run_child(tmp_path, DECODE, str(tiny_model), *map(str, on))
     assert seen["mapped"] and seen["installed"] == ["scaled_dot_product_attention", "swiglu"]
+    # The steps' and the pass's attention in mlxd's product (attention.py): each layer's for
+    # each of the 12 steps and for the pass, one product per head (the prompt's prefill has
+    # MIN_ROWS rows: MLX's ops).
+    model = __import__("mlx_lm").load(str(tiny_model))[0]
+    heads = model.args.num_attention_heads
+    assert seen["native_attention"] == 13 * len(model.layers) * heads, seen
     off_env = {gemv_forward.OFF_ENV: "1"}
     assert not run_child(tmp_path, DECODE, str(tiny_model), *map(str, off), **off_env)["mapped"]
     steps, verify = np.load(on[0]), np.load(on[1])
@@ -270,3 +280,96 @@ def test_a_worker_that_fails_to_start_costs_speed_only(tmp_path: Path) -> None:
     )
     seen = run_child(tmp_path, THREADS, LD_PRELOAD=str(shim), OPENBLAS_NUM_THREADS="4")
     assert seen["worst"] < 1e-5, seen
+
+
+# The attention of decode steps and verify passes (models/attention.py: its softmax and last
+# matmul in softmax_product) in a child with the interposer preloaded: against float64 numpy,
+# a verify pass's rows against single steps, KV-cache views, batching's masks against MLX's
+# own attention, and what it leaves to MLX.
+ATTENTION = """
+import ctypes, json
+import numpy as np
+from mlxd import blas
+blas.maybe_reexec_with_openblas()
+import mlx.core as mx
+from mlxd.models.attention import attention
+def products():
+    return ctypes.c_long.in_dll(ctypes.CDLL(None), "mlxd_softmax_products").value
+rng = np.random.default_rng(2)
+def ref(q, k, v, scale, causal):
+    h, hk = q.shape[1], k.shape[1]
+    q, k, v = (np.asarray(a, np.float64)[0] for a in (q, k, v))
+    k, v = np.repeat(k, h // hk, 0), np.repeat(v, h // hk, 0)
+    s = q @ k.transpose(0, 2, 1) * scale
+    rows, keys = q.shape[1], k.shape[1]
+    if causal:
+        s = np.where(np.arange(keys)[None] <= np.arange(keys - rows, keys)[:, None], s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    return (p / p.sum(-1, keepdims=True)) @ v
+errors, identical, refused = {}, {}, {}
+before = products()
+for heads, kv, rows, keys, dim in ((9, 3, 1, 900, 64), (9, 3, 5, 37, 64), (4, 4, 3, 3, 128),
+                                   (2, 1, 16, 40, 16), (6, 2, 1, 1, 64), (2, 2, 2, 9, 24)):
+    # k and v as mlx-lm's KV cache hands them over: the first `keys` positions of a buffer.
+    buf = mx.array(rng.standard_normal((2, 1, kv, keys + 256, dim)).astype(np.float32) * 3)
+    k, v = buf[0, :, :, :keys], buf[1, :, :, :keys]
+    q = mx.array(rng.standard_normal((1, heads, rows, dim)).astype(np.float32))
+    mask = "causal" if rows > 1 else None
+    got = attention(q, k, v, dim ** -0.5, mask)
+    name = f"{heads}/{kv} heads, {rows} rows, {keys} keys, dim {dim}"
+    want = ref(q, k, v, dim ** -0.5, mask is not None)
+    errors[name] = float(np.abs(np.array(got)[0] - want).max() / np.abs(want).max())
+    alone = [attention(q[:, :, i : i + 1], k[:, :, : keys - rows + i + 1],
+                       v[:, :, : keys - rows + i + 1], dim ** -0.5, None) for i in range(rows)]
+    identical[name] = bool((np.array(mx.concatenate(alone, axis=2)) == np.array(got)).all())
+computed = products() - before
+# Continuous batching's masks: two sequences, the second left-padded by 3 (its first row sees
+# no key: MLX averages them all, so must this), against MLX's own attention.
+q = mx.array(rng.standard_normal((2, 4, 2, 64)).astype(np.float32))
+k, v = (mx.array(rng.standard_normal((2, 2, 5, 64)).astype(np.float32)) for _ in range(2))
+pad = mx.array([[[[True] * 5, [True] * 5]], [[[False] * 5, [False] * 3 + [True, True]]]])
+for name, mask in (("a mask for each sequence", pad), ("one mask for both", pad[1:]),
+                   ("an (L, S) mask", pad[1, 0])):
+    got = attention(q, k, v, 0.125, mask)
+    want = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.125, mask=mask)
+    errors[name] = float(np.abs(np.array(got) - np.array(want)).max() / np.abs(np.array(want)).max())
+q, k = mx.ones((1, 4, 2, 64)), mx.ones((1, 2, 8, 64))
+for name, args in (("an additive mask", (q, k, k, 0.1, mx.zeros((2, 8)))),
+                   ("a mask of other rows", (q, k, k, 0.1, mx.ones((3, 8), dtype=mx.bool_))),
+                   ("float16", (q.astype(mx.float16), k.astype(mx.float16), k.astype(mx.float16), 0.1, "causal")),
+                   ("17 rows", (mx.ones((1, 4, 17, 64)), mx.ones((1, 2, 20, 64)), mx.ones((1, 2, 20, 64)), 0.1, "causal"))):
+    refused[name] = attention(*args) is None
+# cblas_sgemm with SOFTMAX_ALPHA in every layout (MLX may hand a transposed operand over), with
+# beta 0 over NaN and beta 2: softmax(A) B (+ beta C), never OpenBLAS's product.
+from mlxd.models.attention import SOFTMAX_ALPHA
+lib = ctypes.CDLL(None)
+P = ctypes.POINTER(ctypes.c_float)
+lib.cblas_sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, P, ctypes.c_int, P, ctypes.c_int,
+                                                 ctypes.c_float, P, ctypes.c_int]
+a, bv, c0 = (rng.standard_normal(s).astype(np.float32) for s in ((3, 21), (21, 32), (3, 32)))
+w = np.exp(a.astype(np.float64) - a.max(1, keepdims=True))
+soft = (w / w.sum(1, keepdims=True)) @ bv
+for order in (101, 102):
+    for ta in (111, 112):
+        for tb in (111, 112):
+            for beta in (0.0, 2.0):
+                f = "C" if order == 101 else "F"
+                aa = np.array(a.T if ta == 112 else a, order=f)
+                bb = np.array(bv.T if tb == 112 else bv, order=f)
+                out = np.array(c0, order=f) if beta else np.full((3, 32), np.nan, np.float32, order=f)
+                ld = (lambda x: x.shape[1]) if order == 101 else (lambda x: x.shape[0])
+                lib.cblas_sgemm(order, ta, tb, 3, 32, 21, SOFTMAX_ALPHA, aa.ctypes.data_as(P), ld(aa),
+                                bb.ctypes.data_as(P), ld(bb), beta, out.ctypes.data_as(P), ld(out))
+                want = soft + beta * c0
+                errors[f"sgemm order {order} {ta} {tb} beta {beta}"] = float(np.abs(out - want).max() / np.abs(want).max())
+print(json.dumps({"errors": errors, "identical": identical, "refused": refused, "computed": computed}))
+"""
+
+
+def test_native_attention_equals_float64_and_a_verify_pass_its_steps(tmp_path: Path) -> None:
+    seen = run_child(tmp_path, ATTENTION)
+    for name, err in seen["errors"].items():
+        assert err < 1e-5, (name, err)
+    assert len(seen["identical"]) == 6 and all(seen["identical"].values()), seen["identical"]
+    assert seen["computed"] > 0, seen  # by softmax_product, not by MLX's softmax
+    assert seen["refused"] and all(seen["refused"].values()), seen["refused"]

@@ -9,10 +9,11 @@ with Cody-Waite range reduction, relative error ~1e-7), at ~4 ns a value. Measur
 of 64 x 1536 values 2.2 -> 0.5 ms, attention of 64 queries over 1,024 keys 14 -> 9 ms; a whole
 prefill: `make bench prefill`.
 
-Only inputs of at least MIN_ROWS query rows, float32, take this path: decode steps and
-speculative verify passes (at most gemv_forward.MAX_ROWS rows) keep MLX's own ops, so a verify
-pass's rows stay bit-identical to plain decode steps. Everything else (other dtypes, quantized
-KV caches, attention sinks) also goes to the original functions.
+Only inputs of at least MIN_ROWS query rows, float32, take this path. The attention of decode
+steps and speculative verify passes (at most gemv_forward.MAX_ROWS rows) goes to mlxd's native
+library where it is loaded (attention.py: row by row, so a verify pass's rows stay
+bit-identical to plain decode steps), else to MLX's; their SiLU stays MLX's. Everything else
+(other dtypes, quantized KV caches, attention sinks) goes to the original functions.
 
 `install(model)` swaps the functions into the model's mlx-lm module (its `swiglu` and
 `scaled_dot_product_attention` globals); MLXD_NO_FAST_PREFILL_MATH=1 turns it off.
@@ -31,6 +32,8 @@ from typing import Any
 import mlx.core as mx
 
 from mlxd.gemv_forward import MAX_ROWS
+
+from .attention import attention as native_attention
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +136,18 @@ def _for_prefill_attention(original: Callable[..., mx.array]) -> Callable[..., m
         sinks: Any = None,
     ) -> mx.array:
         if (
-            queries.shape[2] < MIN_ROWS
-            or queries.dtype != mx.float32
+            queries.dtype != mx.float32
             or sinks is not None
             or hasattr(cache, "bits")  # a quantized KV cache
             or not _mask_shape_ok(mask)
         ):
             return original(queries, keys, values, cache=cache, scale=scale, mask=mask, sinks=sinks)
-        return attention(queries, keys, values, scale, mask)
+        if queries.shape[2] >= MIN_ROWS:
+            return attention(queries, keys, values, scale, mask)
+        out = native_attention(queries, keys, values, scale, mask)
+        if out is None:
+            return original(queries, keys, values, cache=cache, scale=scale, mask=mask, sinks=sinks)
+        return out
 
     scaled_dot_product_attention.original = original  # type: ignore[attr-defined]
     return scaled_dot_product_attention

@@ -36,14 +36,16 @@ VERIFY_COST = 0.15  # extra cost of one more token in a forward pass, relative t
 # alone 1.2x and 1.9x, the plain step being slower).
 FORWARDED_FIXED_COST = 0.2
 # With quantized shadows (gemv_forward.shadow) a plain step reads the weights' 4-bit form and
-# is ~1.35x faster; a verify pass reads them too (3+ tokens unpack blocks of them into L1).
-# Relative to a one-token pass (embedded model, 2 x86 cores, depth 480, session 18): 2 tokens
-# 1.26x, 3 1.65x, 5 1.83x, 9 2.44x, 12 3.11x; the least-squares line over all 11 passes of
-# 2-12 tokens is 1.16 + 0.18 a draft token. (The earlier 1.2 + 0.21 overcharged long drafts;
-# replayed as above, with MAX_NGRAM 5: 1.05x and 1.03x the tokens per unit of cost.
-# `python -m bench.speculation_replay` checks them against this machine's measured costs.)
-SHADOWED_FIXED_COST = 0.16
-SHADOWED_VERIFY_COST = 0.18
+# is ~1.35x faster; a verify pass reads them too (3+ tokens unpack blocks of them into L1), and
+# its attention is mlxd's (attention.py: MLX's CPU softmax cost each more token ~13 ms at depth
+# 900). Relative to a one-token pass (embedded model, 2 x86 cores, session 20), by tokens in
+# the pass: at depth 312, 2 1.22x, 3 1.35x, 5 1.62x, 9 2.31x, 12 2.58x; at depth 957, 2 1.20x,
+# 3 1.40x, 5 1.66x, 9 2.20x, 12 2.82x. Replayed on the greedy texts of bench.speculation_replay
+# priced by either table, 0.05 + 0.13 a draft token came within 1-2% of pricing by the table
+# itself on every set (the previous 0.16 + 0.18: holes 1.39-1.41x, now 1.47-1.50x).
+# (`python -m bench.speculation_replay` checks them against this machine's measured costs.)
+SHADOWED_FIXED_COST = 0.05
+SHADOWED_VERIFY_COST = 0.13
 # When drafting does not pay, still draft one token now and then, to re-learn; so rarely that
 # a probe that always fails costs plain text at most this share of its speed.
 PROBE_OVERHEAD = 0.01

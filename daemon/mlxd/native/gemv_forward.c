@@ -16,6 +16,10 @@
  * bytes a weight instead of 4: a decode step is bound by reading every weight) and unpacks
  * each weight to the very float the matrix holds (checked for every weight when it is
  * registered), so the sums, and the logits, are bit-identical to the float product.
+ *
+ * softmax_product: a product called with alpha SOFTMAX_ALPHA is C = softmax(A) B, the last
+ * matmul of the attention mlxd/models/attention.py builds for decode steps and verify passes,
+ * row by row with a vectorized exp (MLX's CPU softmax is scalar).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -40,6 +44,9 @@ enum { MAX_ROWS = 16, MAX_WORKERS = 3, LANES = 16, PREFETCH_ROWS = 8 };
  * make the sums there (part_unpacked): unpacking in registers again for each pair of rows
  * measured no faster than reading the floats. */
 enum { SHADOW_ROWS = 2 };
+/* The alpha with which mlxd/models/attention.py asks for C = softmax(A) B (softmax_product). */
+#define SOFTMAX_ALPHA (-1.0e30f)
+enum { MAX_DIM = 256 }; /* softmax_product's widest rows of B in registers */
 
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *,
                          int, float, float *, int);
@@ -617,6 +624,111 @@ int mlxd_gemv_shadow_remove(const float *b) {
     return i >= 0;
 }
 
+/* ---- attention for decode steps and verify passes (mlxd/models/attention.py) --------------- */
+
+/* e^x for x <= 0 (a score minus its row's maximum), in every lane: x = n ln2 + r (Cody-Waite),
+ * e^r by a degree-6 polynomial (|r| <= ln2/2, relative error ~2e-7), 2^n built in the exponent.
+ * Below -87 it is 0. The same instructions for every lane and every call: a score's weight
+ * depends on the score alone, not on the row's length or its place in the vector. */
+static inline __attribute__((always_inline)) vec exp_nonpositive(vec x) {
+    const vec lo = splat(-87.0f);
+    const ints under = x < lo;
+    x = (vec)(((ints)x & ~under) | ((ints)lo & under));
+    const vec magic = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+    vec n = (x * splat(1.44269504088896341f) + magic) - magic;
+    vec r = x - n * splat(0.693359375f);
+    r = r - n * splat(-2.12194440e-4f);
+    vec p = splat(1.9875691500e-4f);
+    p = p * r + splat(1.3981999507e-3f);
+    p = p * r + splat(8.3334519073e-3f);
+    p = p * r + splat(4.1665795894e-2f);
+    p = p * r + splat(1.6666665459e-1f);
+    p = p * r + splat(5.0000001201e-1f);
+    p = p * r * r + r + splat(1.0f);
+    const ints bits = (__builtin_convertvector(n, ints) + 127) << 23;
+    return (vec)((ints)(p * (vec)bits) & ~under);
+}
+
+static inline __attribute__((always_inline)) float max16(vec v) {
+    float m = v[0];
+    for (int t = 1; t < LANES; t++) m = v[t] > m ? v[t] : m;
+    return m;
+}
+
+/* The number of softmax products computed so far (read by tests through ctypes). */
+long mlxd_softmax_products = 0;
+
+/* C's element: the sum, plus beta times what C held (BLAS's rule: beta 0 never reads C). */
+static inline __attribute__((always_inline)) void sums_out(float *row, long at, float sum,
+                                                         float beta) {
+    row[at] = beta == 0.0f ? sum : fmaf(beta, row[at], sum);
+}
+
+/* Keys [j, j + LANES) of a row of scores (`step` floats apart); lanes past k are -inf. */
+static inline __attribute__((always_inline)) vec scores_at(const float *row, long step, int j,
+                                                         int k) {
+    if (step == 1 && j + LANES <= k) return load(row + j);
+    vec x = splat(-INFINITY);
+    for (int t = 0; t < LANES && j + t < k; t++) x[t] = row[(j + t) * step];
+    return x;
+}
+
+/* C = softmax(A) B (+ beta C), A's rows each a query's scores over the K keys (masked ones at
+ * the lowest float, as MLX masks them), B the values (K x N): the last matmul of attention,
+ * asked for by mlxd/models/attention.py with alpha SOFTMAX_ALPHA (no model's addmm uses it;
+ * any layout is taken here, so such a call never reaches OpenBLAS). Per row: its top score,
+ * the weights w = exp(score - top) in LANES-wide steps and their sum, then C's row = the sum
+ * over the keys in order of (w / sum) * B's row. A row's result depends on that row alone,
+ * and a verify pass's rows are its decode steps' (their extra keys, masked, add 0). MLX's CPU
+ * softmax is scalar, ~30 ns a score: this is ~1 ns. */
+static void softmax_product(int order, int trans_a, int trans_b, int m, int n, int k,
+                            const float *a, int lda, const float *b, int ldb, float beta,
+                            float *c, int ldc) {
+    /* Strides in floats: A's (row, key), B's (key, column), C's (row, column). */
+    const int row_major = order == ROW_MAJOR;
+    const long a_r = (row_major != (trans_a == TRANS)) ? lda : 1, a_j = a_r == 1 ? lda : 1;
+    const long b_j = (row_major != (trans_b == TRANS)) ? ldb : 1, b_col = b_j == 1 ? ldb : 1;
+    const long c_r = row_major ? ldc : 1, c_col = row_major ? 1 : ldc;
+    const int vecs = n / LANES;
+    const int vector_cols = n % LANES == 0 && vecs <= MAX_DIM / LANES && b_col == 1 && c_col == 1;
+    for (int r = 0; r < m; r++) {
+        const float *ar = a + r * a_r;
+        float *cr = c + r * c_r;
+        vec peak = splat(-INFINITY);
+        for (int j = 0; j < k; j += LANES) {
+            const vec sc = scores_at(ar, a_j, j, k);
+            const ints higher = peak > sc;
+            peak = (vec)(((ints)peak & higher) | ((ints)sc & ~higher));
+        }
+        const vec top = splat(max16(peak));
+        vec total = (vec){0};
+        for (int j = 0; j < k; j += LANES) total += exp_nonpositive(scores_at(ar, a_j, j, k) - top);
+        const float inv = k > 0 ? 1.0f / lane_sum(total) : 0.0f;
+        vec acc[MAX_DIM / LANES];
+        for (int d = 0; d < vecs; d++) acc[d] = (vec){0};
+        float *sums = vector_cols ? NULL : calloc((size_t)n, sizeof(float));
+        for (int j = 0; j < k; j += LANES) {
+            const vec e = exp_nonpositive(scores_at(ar, a_j, j, k) - top);
+            for (int t = 0; t < LANES && j + t < k; t++) {
+                const float *bj = b + (j + t) * b_j;
+                const float p = e[t] * inv;
+                if (vector_cols)
+                    for (int d = 0; d < vecs; d++) acc[d] += splat(p) * load(bj + d * LANES);
+                else if (sums != NULL)
+                    for (int col = 0; col < n; col++) sums[col] += p * bj[col * b_col];
+            }
+        }
+        if (vector_cols)
+            for (int d = 0; d < vecs; d++)
+                for (int t = 0; t < LANES; t++) sums_out(cr, (d * LANES + t) * c_col, acc[d][t], beta);
+        else
+            for (int col = 0; col < n; col++)
+                sums_out(cr, col * c_col, sums != NULL ? sums[col] : NAN, beta);
+        free(sums);
+    }
+    __atomic_add_fetch(&mlxd_softmax_products, 1, __ATOMIC_RELAXED);
+}
+
 __attribute__((constructor)) static void find_next(void) {
     next_sgemm = (sgemm_fn)dlsym(RTLD_NEXT, "cblas_sgemm");
     next_get_threads = (int (*)(void))dlsym(RTLD_NEXT, "openblas_get_num_threads");
@@ -626,6 +738,11 @@ __attribute__((constructor)) static void find_next(void) {
 void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
                  const float *a, int lda, const float *b, int ldb, float beta, float *c,
                  int ldc) {
+    if (alpha == SOFTMAX_ALPHA) {
+        if (m > 0 && n > 0) /* (no keys: a softmax over nothing weighs nothing, C = beta C) */
+            softmax_product(order, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
     /* alpha == 0: C = beta C without reading A or B (NaN there must not show): OpenBLAS's. */
     if (order == ROW_MAJOR && trans_a == NO_TRANS && (trans_b == NO_TRANS || trans_b == TRANS)
         && m > 0 && m <= MAX_ROWS && n > 0 && k > 0 && alpha != 0.0f) {

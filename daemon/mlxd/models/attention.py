@@ -1,0 +1,91 @@
+"""Attention of a decode step or a verify pass on MLX's CPU backend, in mlxd's native library.
+
+MLX's CPU backend has no attention kernel: `mx.fast.scaled_dot_product_attention` falls back
+to matmul, softmax and matmul, and its softmax's `exp` is scalar code, ~30 ns an element on
+the 2-core box (numpy's: ~0.6 ns). A token at depth 900 of the embedded model (9 heads, 30
+layers) pays ~13 ms for it, of a ~55 ms step, and each more token of a verify pass as much
+again. Here the graph is MLX's own (q k^T through the products mlxd's interposer computes, a row
+alone; the mask by `where`), but its softmax and last matmul are one product that the
+interposer computes as softmax(A) B (native/gemv_forward.c's softmax_product), with a
+vectorized exp (relative error ~2e-7), asked for by a `mx.addmm` with alpha SOFTMAX_ALPHA.
+The graph is not cut (no evaluation, no copy); each row of scores is its own softmax, summed
+in one order over its keys, so a verify pass's rows stay bit-identical to that token's decode
+steps (speculative decoding stays exact).
+
+prefill_math's wrapper sends here the calls of fewer than its MIN_ROWS query rows (decode
+steps, verify passes; continuous batching's steps too, with their bool masks) on float32
+arrays; others (additive masks, quantized KV caches, sinks, other dtypes) keep MLX's ops, as
+do processes without the interposer. MLXD_NO_NATIVE_ATTENTION=1 turns it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from typing import Any
+
+from .. import gemv_forward
+
+OFF_ENV = "MLXD_NO_NATIVE_ATTENTION"
+SOFTMAX_ALPHA = -1.0e30  # native/gemv_forward.c's: this addmm is C = softmax(A) B
+
+
+@functools.cache
+def available() -> bool:
+    """Whether this process's products take SOFTMAX_ALPHA (the interposer is preloaded, from a
+    source that has softmax_product) and MLXD_NO_NATIVE_ATTENTION is not set."""
+    if os.environ.get(OFF_ENV) or not gemv_forward.mapped():
+        return False
+    try:
+        ctypes.c_long.in_dll(ctypes.CDLL(None), "mlxd_softmax_products")
+    except ValueError:
+        return False
+    return True
+
+
+def attention(queries: Any, keys: Any, values: Any, scale: float, mask: Any) -> Any:
+    """softmax(scale * Q K^T + mask) V, or None where the library does not take it (the
+    caller then uses MLX's). Shapes: queries (B, H, L, D), keys and values (B, Hkv, S, D),
+    float32, H a multiple of Hkv, L at most gemv_forward.MAX_ROWS; mask None, "causal" (query
+    i sees keys up to S - L + i) or a bool array (L, S) or (B, 1, L, S) (True: attend;
+    continuous batching's). Returns (B, H, L, D), lazily, as MLX's would."""
+    import mlx.core as mx
+
+    if (
+        not available()
+        or queries.ndim != 4
+        or keys.shape != values.shape
+        or keys.shape[0] != queries.shape[0]
+        or queries.shape[2] > gemv_forward.MAX_ROWS
+        or any(a.dtype != mx.float32 for a in (queries, keys, values))
+        or not _mask_ok(mask, queries.shape, keys.shape[2])
+    ):
+        return None
+    b, heads, rows, dim = queries.shape
+    kv_heads, seen_keys = keys.shape[1], keys.shape[2]
+    # As MLX's own: the (KV head, its query heads) products broadcast, so each product has
+    # `rows` rows (at most MAX_ROWS: mlxd's products, a row computed alone).
+    q = (queries * scale).reshape(b, kv_heads, heads // kv_heads, rows, dim)
+    scores = q @ mx.expand_dims(keys, 2).swapaxes(-1, -2)  # (B, Hkv, H/Hkv, L, S)
+    if isinstance(mask, str):
+        mask = mx.arange(seen_keys - rows, seen_keys)[:, None] >= mx.arange(seen_keys)[None]
+    if mask is not None:
+        mask = mx.expand_dims(mask, 1) if mask.ndim == 4 else mask  # over (Hkv, H/Hkv)
+        scores = mx.where(mask, scores, mx.finfo(mx.float32).min)
+    zero = mx.zeros((dim,), dtype=mx.float32)
+    out = mx.addmm(zero, scores, mx.expand_dims(values, 2), alpha=SOFTMAX_ALPHA, beta=0.0)
+    return out.reshape(b, heads, rows, dim)
+
+
+def _mask_ok(mask: Any, shape: tuple[int, ...], keys: int) -> bool:
+    if mask is None or isinstance(mask, str):
+        return mask is None or mask == "causal"
+    import mlx.core as mx
+
+    b, _, rows, _ = shape
+    return (
+        mask.dtype == mx.bool_
+        and (mask.ndim == 2 or (mask.ndim == 4 and mask.shape[1] == 1 and mask.shape[0] in (1, b)))
+        and mask.shape[-2:] == (rows, keys)
+    )
