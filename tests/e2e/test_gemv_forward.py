@@ -183,11 +183,14 @@ verify = model(mx.array([ids[:12]]), cache=caches[1])[0]  # the same 12 tokens i
 np.save(sys.argv[2], np.array(mx.stack(steps)))
 np.save(sys.argv[3], np.array(verify))
 mapped = __import__("mlxd.gemv_forward").gemv_forward.mapped()
-try:
-    native = __import__("ctypes").c_long.in_dll(__import__("ctypes").CDLL(None), "mlxd_softmax_products").value
-except ValueError:
-    native = None
-print(json.dumps({"mapped": mapped, "installed": installed, "native_attention": native}))
+def count(name):
+    try:
+        return __import__("ctypes").c_long.in_dll(__import__("ctypes").CDLL(None), name).value
+    except ValueError:
+        return None
+print(json.dumps({"mapped": mapped, "installed": installed,
+                  "native_attention": count("mlxd_softmax_products"),
+                  "native_swiglu": count("mlxd_swiglu_products")}))
 """
 
 
@@ -204,10 +207,11 @@ def test_a_real_models_steps_keep_their_logits_and_equal_a_verify_pass(
     assert seen["mapped"] and seen["installed"] == ["scaled_dot_product_attention", "swiglu"]
     # The steps' and the pass's attention in mlxd's product (attention.py): each layer's for
     # each of the 12 steps and for the pass, one product per head (the prompt's prefill has
-    # MIN_ROWS rows: MLX's ops).
+    # MIN_ROWS rows: prefill_math's ops); their SwiGLU too (activation.py), one a layer.
     model = __import__("mlx_lm").load(str(tiny_model))[0]
     heads = model.args.num_attention_heads
     assert seen["native_attention"] == 13 * len(model.layers) * heads, seen
+    assert seen["native_swiglu"] == 13 * len(model.layers), seen  # activation.py's, a layer
     off_env = {gemv_forward.OFF_ENV: "1"}
     assert not run_child(tmp_path, DECODE, str(tiny_model), *map(str, off), **off_env)["mapped"]
     steps, verify = np.load(on[0]), np.load(on[1])

@@ -12,7 +12,8 @@ prefill: `make bench prefill`.
 Only inputs of at least MIN_ROWS query rows, float32, take this path. The attention of decode
 steps and speculative verify passes (at most gemv_forward.MAX_ROWS rows) goes to mlxd's native
 library where it is loaded (attention.py: row by row, so a verify pass's rows stay
-bit-identical to plain decode steps), else to MLX's; their SiLU stays MLX's. Everything else
+bit-identical to plain decode steps), else to MLX's; so does their SwiGLU (activation.py,
+value by value). Everything else
 (other dtypes, quantized KV caches, attention sinks) goes to the original functions.
 
 `install(model)` swaps the functions into the model's mlx-lm module (its `swiglu` and
@@ -33,6 +34,7 @@ import mlx.core as mx
 
 from mlxd.gemv_forward import MAX_ROWS
 
+from .activation import swiglu as native_swiglu
 from .attention import attention as native_attention
 
 log = logging.getLogger(__name__)
@@ -155,11 +157,12 @@ def _for_prefill_attention(original: Callable[..., mx.array]) -> Callable[..., m
 
 def _for_prefill_swiglu(original: Callable[..., mx.array]) -> Callable[..., mx.array]:
     def swiglu_(gate: mx.array, up: mx.array) -> mx.array:
-        if gate.ndim < 2 or gate.shape[-2] < MIN_ROWS or gate.dtype != mx.float32:
+        if gate.shape != up.shape or gate.dtype != mx.float32 or up.dtype != mx.float32:
             return original(gate, up)
-        if gate.shape != up.shape or up.dtype != mx.float32:
-            return original(gate, up)
-        return swiglu(gate, up)
+        if gate.ndim >= 2 and gate.shape[-2] >= MIN_ROWS:
+            return swiglu(gate, up)
+        out = native_swiglu(gate, up)
+        return original(gate, up) if out is None else out
 
     swiglu_.original = original  # type: ignore[attr-defined]
     return swiglu_

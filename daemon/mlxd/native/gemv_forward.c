@@ -20,6 +20,9 @@
  * softmax_product: a product called with alpha SOFTMAX_ALPHA is C = softmax(A) B, the last
  * matmul of the attention mlxd/models/attention.py builds for decode steps and verify passes,
  * row by row with a vectorized exp (MLX's CPU softmax is scalar).
+ *
+ * swiglu_product: alpha SWIGLU_ALPHA is C = silu(A B) * beta C, element by element: the SwiGLU
+ * of decode steps and verify passes (mlxd/models/attention.py's swiglu), on the same exp.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -47,6 +50,8 @@ enum { SHADOW_ROWS = 2 };
 /* The alpha with which mlxd/models/attention.py asks for C = softmax(A) B (softmax_product). */
 #define SOFTMAX_ALPHA (-1.0e30f)
 enum { MAX_DIM = 256 }; /* softmax_product's widest rows of B in registers */
+/* The alpha with which mlxd/models/attention.py asks for C = silu(A B) * beta C (swiglu_product). */
+#define SWIGLU_ALPHA (-2.0e30f)
 
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *,
                          int, float, float *, int);
@@ -729,6 +734,51 @@ static void softmax_product(int order, int trans_a, int trans_b, int m, int n, i
     __atomic_add_fetch(&mlxd_softmax_products, 1, __ATOMIC_RELAXED);
 }
 
+/* The number of SwiGLU products computed so far (read by tests through ctypes). */
+long mlxd_swiglu_products = 0;
+
+/* silu(g) = g sigmoid(g), sigmoid from e = e^-|g| (never above 1): 1 / (1 + e) for g >= 0,
+ * e / (1 + e) below. Lane by lane, so an element's value does not depend on its neighbours. */
+static inline __attribute__((always_inline)) vec silu(vec g) {
+    const ints negative = g < (vec){0};
+    const vec e = exp_nonpositive((vec)((ints)g | (ints)splat(-0.0f)));
+    const vec top = (vec)(((ints)e & negative) | ((ints)splat(1.0f) & ~negative));
+    return g * (top / (1.0f + e));
+}
+
+/* C = silu(A B) * (beta C), element by element: mlxd/models/attention.py's swiglu asks for it
+ * with A the gate (M x 1), B [[1]] and C the up projection (M x 1), beta 1 (every product
+ * there is exact: silu(gate) * up). Any other shape or layout is taken too (one dot product an
+ * element), so such a call never reaches OpenBLAS. Each element alone, on the lanes of one
+ * vector (the last ones padded): a verify pass's rows are its decode steps'. */
+static void swiglu_product(int order, int trans_a, int trans_b, int m, int n, int k,
+                           const float *a, int lda, const float *b, int ldb, float beta,
+                           float *c, int ldc) {
+    const int row_major = order == ROW_MAJOR;
+    const long a_r = (row_major != (trans_a == TRANS)) ? lda : 1, a_k = a_r == 1 ? lda : 1;
+    const long b_k = (row_major != (trans_b == TRANS)) ? ldb : 1, b_col = b_k == 1 ? ldb : 1;
+    const long c_r = row_major ? ldc : 1, c_col = row_major ? 1 : ldc;
+    if (n == 1 && k == 1 && a_r == 1 && c_r == 1 && b[0] == 1.0f && beta == 1.0f) {
+        for (int i = 0; i < m; i += LANES) { /* the daemon's call: one pass, LANES at a time */
+            vec g = (vec){0}, up = (vec){0};
+            const int lanes = m - i < LANES ? m - i : LANES;
+            memcpy(&g, a + i, sizeof(float) * lanes), memcpy(&up, c + i, sizeof(float) * lanes);
+            const vec out = silu(g) * up;
+            memcpy(c + i, &out, sizeof(float) * lanes);
+        }
+    } else {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                float dot = 0.0f;
+                for (int t = 0; t < k; t++) dot += a[i * a_r + t * a_k] * b[t * b_k + j * b_col];
+                float *out = c + i * c_r + j * c_col;
+                const float up = beta == 0.0f ? 0.0f : beta * *out;
+                *out = silu(splat(dot))[0] * up;
+            }
+    }
+    __atomic_add_fetch(&mlxd_swiglu_products, 1, __ATOMIC_RELAXED);
+}
+
 __attribute__((constructor)) static void find_next(void) {
     next_sgemm = (sgemm_fn)dlsym(RTLD_NEXT, "cblas_sgemm");
     next_get_threads = (int (*)(void))dlsym(RTLD_NEXT, "openblas_get_num_threads");
@@ -741,6 +791,11 @@ void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float
     if (alpha == SOFTMAX_ALPHA) {
         if (m > 0 && n > 0) /* (no keys: a softmax over nothing weighs nothing, C = beta C) */
             softmax_product(order, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    if (alpha == SWIGLU_ALPHA) {
+        if (m > 0 && n > 0)
+            swiglu_product(order, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     /* alpha == 0: C = beta C without reading A or B (NaN there must not show): OpenBLAS's. */

@@ -1,0 +1,55 @@
+"""SwiGLU of a decode step or a verify pass on MLX's CPU backend, in mlxd's native library.
+
+The MLP of llama-style models computes silu(gate) * up on every token: 1,536 values a layer
+for the embedded model. MLX's CPU sigmoid is scalar (~25 ns a value, ~40 us a layer with its
+dispatch: ~1.2 ms of a one-token step over 30 layers, and as much again for each more token of
+a verify pass). prefill_math's compiled version is fast on a prefill chunk but costs more than
+MLX's on one row (three MLX operations to dispatch). Here it is one product that the preloaded
+interposer computes as silu(A) * C (native/gemv_forward.c's swiglu_product, on the vectorized
+exp attention.py's softmax uses), asked for by a `mx.addmm` with alpha SWIGLU_ALPHA: one
+operation in MLX's graph, ~2 us of arithmetic. Each value alone, so a verify pass's rows stay
+bit-identical to that token's decode steps.
+
+prefill_math's wrapper sends here the calls of fewer than its MIN_ROWS rows on float32 arrays;
+processes without the interposer keep MLX's. MLXD_NO_NATIVE_SWIGLU=1 turns it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from typing import Any
+
+from .. import gemv_forward
+
+OFF_ENV = "MLXD_NO_NATIVE_SWIGLU"
+SWIGLU_ALPHA = -2.0e30  # native/gemv_forward.c's: this addmm is C = silu(A B) * beta C
+
+
+@functools.cache
+def available() -> bool:
+    """Whether this process's products take SWIGLU_ALPHA (the interposer is preloaded, from a
+    source that has swiglu_product) and MLXD_NO_NATIVE_SWIGLU is not set."""
+    if os.environ.get(OFF_ENV) or not gemv_forward.mapped():
+        return False
+    try:
+        ctypes.c_long.in_dll(ctypes.CDLL(None), "mlxd_swiglu_products")
+    except ValueError:
+        return False
+    return True
+
+
+def swiglu(gate: Any, up: Any) -> Any:
+    """silu(gate) * up (mlx-lm's activations.swiglu), or None where the library does not take
+    it (the caller then uses MLX's). gate and up: float32 arrays of one shape, any rank.
+    Relative error ~2e-7 against MLX's. Returns an array of that shape, lazily."""
+    import mlx.core as mx
+
+    if not available() or gate.shape != up.shape or gate.dtype != mx.float32:
+        return None
+    if up.dtype != mx.float32 or gate.size == 0:
+        return None
+    one = mx.ones((1, 1), dtype=mx.float32)
+    out = mx.addmm(up.reshape(-1, 1), gate.reshape(-1, 1), one, alpha=SWIGLU_ALPHA, beta=1.0)
+    return out.reshape(gate.shape)

@@ -1,0 +1,92 @@
+"""SwiGLU of decode steps and verify passes (models/activation.py: silu(gate) * up in the
+interposer's swiglu_product) in a child with the interposer preloaded, as `mlxd serve` runs:
+against float64 numpy, a verify pass's rows against single steps, every sgemm layout of the
+product, what it leaves to MLX, and its off switch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlxd.models.activation import OFF_ENV
+
+from .test_gemv_forward import pytestmark as _needs_preload
+from .test_gemv_forward import run_child
+
+pytestmark = _needs_preload
+
+SWIGLU = """
+import ctypes, json
+import numpy as np
+from mlxd import blas
+blas.maybe_reexec_with_openblas()
+import mlx.core as mx
+from mlx_lm.models.activations import swiglu as mlx_swiglu
+from mlxd.models.activation import SWIGLU_ALPHA, swiglu
+def products():
+    return ctypes.c_long.in_dll(ctypes.CDLL(None), "mlxd_swiglu_products").value
+def ref(g, u):
+    g, u = np.asarray(g, np.float64), np.asarray(u, np.float64)
+    return g / (1 + np.exp(-g)) * u
+def err(got, want):
+    return float((np.abs(np.asarray(got, np.float64) - want) / (np.abs(want) + 1e-30)).max())
+rng = np.random.default_rng(4)
+errors, identical, refused, mlx_same = {}, {}, {}, {}
+before = products()
+for shape in ((1, 1, 1536), (1, 7, 1541), (2, 3, 40), (5,)):
+    g = rng.standard_normal(shape).astype(np.float32) * 8
+    g.flat[:6] = (0.0, -0.0, 95.0, -95.0, 1e-4, -30.0)  # past exp's range, signed zeros
+    g, u = mx.array(g), mx.array(rng.standard_normal(shape).astype(np.float32))
+    got = swiglu(g, u)
+    name = str(shape)
+    if got is None:
+        refused[name] = True
+        mlx_same[name] = True
+        continue
+    errors[name] = err(got, ref(g, u))
+    mlx_same[name] = err(got, np.asarray(mlx_swiglu(g, u), np.float64)) < 1e-5
+    if len(shape) == 3:  # each row alone, as a decode step computes it
+        alone = [swiglu(g[:, i : i + 1], u[:, i : i + 1]) for i in range(shape[1])]
+        identical[name] = bool((np.array(mx.concatenate(alone, axis=1)) == np.array(got)).all())
+computed = products() - before
+for name, args in (("float16", (mx.ones((1, 2, 8), mx.float16),) * 2),
+                   ("other shapes", (mx.ones((1, 2, 8)), mx.ones((1, 1, 8))))):
+    refused[name] = swiglu(*args) is None
+# cblas_sgemm with SWIGLU_ALPHA in every layout: silu(A B) * beta C, beta 0 over NaN too.
+lib = ctypes.CDLL(None)
+P = ctypes.POINTER(ctypes.c_float)
+lib.cblas_sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, P, ctypes.c_int, P, ctypes.c_int,
+                                                 ctypes.c_float, P, ctypes.c_int]
+a, b, c0 = (rng.standard_normal(s).astype(np.float32) for s in ((3, 5), (5, 4), (3, 4)))
+ab = a.astype(np.float64) @ b
+for order in (101, 102):
+    for ta in (111, 112):
+        for tb in (111, 112):
+            for beta in (0.0, 2.0):
+                f = "C" if order == 101 else "F"
+                aa = np.array(a.T if ta == 112 else a, order=f)
+                bb = np.array(b.T if tb == 112 else b, order=f)
+                out = np.array(c0, order=f) if beta else np.full((3, 4), np.nan, np.float32, order=f)
+                ld = (lambda x: x.shape[1]) if order == 101 else (lambda x: x.shape[0])
+                lib.cblas_sgemm(order, ta, tb, 3, 4, 5, SWIGLU_ALPHA, aa.ctypes.data_as(P), ld(aa),
+                                bb.ctypes.data_as(P), ld(bb), beta, out.ctypes.data_as(P), ld(out))
+                want = ab / (1 + np.exp(-ab)) * beta * c0
+                errors[f"sgemm {order} {ta} {tb} beta {beta}"] = float(np.abs(out - want).max())
+print(json.dumps({"errors": errors, "identical": identical, "refused": refused,
+                  "mlx_same": mlx_same, "computed": computed}))
+"""
+
+
+def test_native_swiglu_equals_float64_and_a_verify_pass_its_steps(tmp_path: Path) -> None:
+    seen = run_child(tmp_path, SWIGLU)
+    assert len(seen["errors"]) == 4 + 16, seen["errors"]
+    for name, e in seen["errors"].items():
+        assert e < 2e-6, (name, e)
+    assert len(seen["identical"]) == 3 and all(seen["identical"].values()), seen["identical"]
+    assert seen["computed"] == 4 + 3 + 7 + 1, seen  # each call one product, never MLX's sigmoid
+    assert seen["refused"] == {"float16": True, "other shapes": True}, seen["refused"]
+    assert all(seen["mlx_same"].values())
+
+
+def test_the_off_switch_leaves_swiglu_to_mlx(tmp_path: Path) -> None:
+    seen = run_child(tmp_path, SWIGLU, **{OFF_ENV: "1"})
+    assert seen["computed"] == 0 and len(seen["refused"]) == 6, seen
