@@ -9,11 +9,12 @@ keeps the decode comparison): 1 row 93 ms on sgemm alone, 72-91 ms with one row 
 68 ms here; 2 rows 122, 118-190 and 77-80 ms; 9 rows 174, 176-212 and 157-161 ms.
 
 native/gemv_forward.c, preloaded before OpenBLAS, takes row-major products of up to 16 rows:
-each tile of B is read from memory once for all rows, on this machine's cores (its own small
-thread pool; OPENBLAS_NUM_THREADS caps it too), and every other call goes to OpenBLAS. Each
-output element is summed in one fixed order, whatever the number of rows or the split between
-threads, so a row of a verify pass is bit-identical to the same row computed alone: greedy
-speculative decoding returns exactly the plain decode's tokens. (Session 11's version sent
+each tile of B is read from memory once for all rows, on this machine's cores but one (its own
+small thread pool, one thread fewer than OpenBLAS's: a core stays free for the thread that
+builds the next layer's graph, models/prefill_math.py's `start`), and every other call goes
+to OpenBLAS. Each output element is summed in one fixed order, whatever the number of rows or
+the split between threads, so a row of a verify pass is bit-identical to the same row
+computed alone: greedy speculative decoding returns exactly the plain decode's tokens. (Session 11's version sent
 one-row products to sgemv: faster alone, but its sums differed from sgemm's in the last bits.)
 After a prefill OpenBLAS's threads spin for ~0.1 s (THREAD_TIMEOUT 2^28 cycles) on the cores
 these products need; `spin_env` shortens that for the processes that preload both.
