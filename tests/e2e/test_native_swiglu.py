@@ -31,6 +31,7 @@ def err(got, want):
     return float((np.abs(np.asarray(got, np.float64) - want) / (np.abs(want) + 1e-30)).max())
 rng = np.random.default_rng(4)
 errors, identical, refused, mlx_same = {}, {}, {}, {}
+__import__("mlxd.models.activation").models.activation.available()  # its check: one product
 before = products()
 for shape in ((1, 1, 1536), (1, 7, 1541), (2, 3, 40), (5,)):
     g = rng.standard_normal(shape).astype(np.float32) * 8
@@ -71,8 +72,19 @@ for order in (101, 102):
                                 bb.ctypes.data_as(P), ld(bb), beta, out.ctypes.data_as(P), ld(out))
                 want = ab / (1 + np.exp(-ab)) * beta * c0
                 errors[f"sgemm {order} {ta} {tb} beta {beta}"] = float(np.abs(out - want).max())
+# available()'s check: a product the interposer did not compute, or computed wrong, fails it.
+from mlxd.models.attention import interposer_computes
+one = mx.array([[1.0]])
+check = {
+    "the real product": interposer_computes("mlxd_swiglu_products", lambda: mx.addmm(
+        3 * one, one, one, alpha=SWIGLU_ALPHA, beta=1.0), 2.1931758),
+    "not through the interposer": interposer_computes("mlxd_swiglu_products", lambda: one * 2.1931758, 2.1931758),
+    "another value": interposer_computes("mlxd_swiglu_products", lambda: mx.addmm(
+        3 * one, one, one, alpha=SWIGLU_ALPHA, beta=1.0), 3.0),
+    "no such counter": interposer_computes("mlxd_no_such_products", lambda: one, 1.0),
+}
 print(json.dumps({"errors": errors, "identical": identical, "refused": refused,
-                  "mlx_same": mlx_same, "computed": computed}))
+                  "mlx_same": mlx_same, "computed": computed, "check": check}))
 """
 
 
@@ -85,6 +97,12 @@ def test_native_swiglu_equals_float64_and_a_verify_pass_its_steps(tmp_path: Path
     assert seen["computed"] == 4 + 3 + 7 + 1, seen  # each call one product, never MLX's sigmoid
     assert seen["refused"] == {"float16": True, "other shapes": True}, seen["refused"]
     assert all(seen["mlx_same"].values())
+    assert seen["check"] == {
+        "the real product": True,
+        "not through the interposer": False,
+        "another value": False,
+        "no such counter": False,
+    }
 
 
 def test_the_off_switch_leaves_swiglu_to_mlx(tmp_path: Path) -> None:

@@ -16,12 +16,12 @@ processes without the interposer keep MLX's. MLXD_NO_NATIVE_SWIGLU=1 turns it of
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 from typing import Any
 
 from .. import gemv_forward
+from .attention import interposer_computes
 
 OFF_ENV = "MLXD_NO_NATIVE_SWIGLU"
 SWIGLU_ALPHA = -2.0e30  # native/gemv_forward.c's: this addmm is C = silu(A B) * beta C
@@ -33,11 +33,16 @@ def available() -> bool:
     source that has swiglu_product) and MLXD_NO_NATIVE_SWIGLU is not set."""
     if os.environ.get(OFF_ENV) or not gemv_forward.mapped():
         return False
-    try:
-        ctypes.c_long.in_dll(ctypes.CDLL(None), "mlxd_swiglu_products")
-    except ValueError:
-        return False
-    return True
+    import mlx.core as mx
+
+    # As attention.available: one product computed and checked (another BLAS would return
+    # -2e30 * gate + up).
+    gate, up, one = mx.array([[1.0]]), mx.array([[3.0]]), mx.array([[1.0]])
+    return interposer_computes(
+        "mlxd_swiglu_products",
+        lambda: mx.addmm(up, gate, one, alpha=SWIGLU_ALPHA, beta=1.0),
+        2.1931758,  # silu(1) * 3
+    )
 
 
 def swiglu(gate: Any, up: Any) -> Any:
@@ -46,7 +51,9 @@ def swiglu(gate: Any, up: Any) -> Any:
     Relative error ~2e-7 against MLX's. Returns an array of that shape, lazily."""
     import mlx.core as mx
 
-    if not available() or gate.shape != up.shape or gate.dtype != mx.float32:
+    if not available() or mx.default_device() != mx.cpu:
+        return None
+    if gate.shape != up.shape or gate.dtype != mx.float32:
         return None
     if up.dtype != mx.float32 or gate.size == 0:
         return None

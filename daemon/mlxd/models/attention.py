@@ -20,15 +20,16 @@ do processes without the interposer. MLXD_NO_NATIVE_ATTENTION=1 turns it off.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 from .. import gemv_forward
 
 OFF_ENV = "MLXD_NO_NATIVE_ATTENTION"
 SOFTMAX_ALPHA = -1.0e30  # native/gemv_forward.c's: this addmm is C = softmax(A) B
+MAX_DIM = 256  # native/gemv_forward.c's: wider heads keep MLX's attention
 
 
 @functools.cache
@@ -37,11 +38,34 @@ def available() -> bool:
     source that has softmax_product) and MLXD_NO_NATIVE_ATTENTION is not set."""
     if os.environ.get(OFF_ENV) or not gemv_forward.mapped():
         return False
+    import mlx.core as mx
+
+    # MLX must still hand this addmm, alpha untouched, to the interposer's cblas_sgemm: a
+    # product that reached another BLAS would be -1e30 (A B), so one is computed and checked.
+    scores, values = mx.array([[0.0, 1.0, 2.0]]), mx.array([[1.0], [2.0], [3.0]])
+    return interposer_computes(
+        "mlxd_softmax_products",
+        lambda: mx.addmm(mx.zeros((1,)), scores, values, alpha=SOFTMAX_ALPHA, beta=0.0),
+        2.5752103,  # softmax(0, 1, 2) . (1, 2, 3)
+    )
+
+
+def interposer_computes(counter: str, product: Callable[[], Any], want: float) -> bool:
+    """Whether `product()` (a 1 x 1 mx.addmm with one of the interposer's alphas) is computed
+    by native/gemv_forward.c: its `counter` goes up by one and the value is `want`. False
+    where the library lacks that counter or MLX cannot evaluate here (inside mx.compile)."""
+    import ctypes
+
+    import mlx.core as mx
+
     try:
-        ctypes.c_long.in_dll(ctypes.CDLL(None), "mlxd_softmax_products")
+        count = ctypes.c_long.in_dll(ctypes.CDLL(None), counter)
+        before = count.value
+        with mx.stream(mx.cpu):
+            got = product().item()
     except ValueError:
         return False
-    return True
+    return count.value == before + 1 and abs(got - want) <= 1e-5 * abs(want)
 
 
 def attention(queries: Any, keys: Any, values: Any, scale: float, mask: Any) -> Any:
@@ -54,7 +78,9 @@ def attention(queries: Any, keys: Any, values: Any, scale: float, mask: Any) -> 
 
     if (
         not available()
+        or mx.default_device() != mx.cpu
         or queries.ndim != 4
+        or values.shape[-1] > MAX_DIM  # the widest rows softmax_product sums in registers
         or keys.shape != values.shape
         or keys.shape[0] != queries.shape[0]
         or queries.shape[2] > gemv_forward.MAX_ROWS

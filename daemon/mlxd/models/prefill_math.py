@@ -34,8 +34,10 @@ import mlx.core as mx
 
 from mlxd.gemv_forward import MAX_ROWS
 
+from .activation import available as native_swiglu_available
 from .activation import swiglu as native_swiglu
 from .attention import attention as native_attention
+from .attention import available as native_attention_available
 
 log = logging.getLogger(__name__)
 
@@ -215,4 +217,6 @@ def install(model: Any) -> list[str]:
                 setattr(module, name, wrap(current))
             done.add(name)
             log.debug("prefill math: %s in %s", name, module.__name__)
+    if done:  # their checks compute a product: here, not inside a traced forward pass
+        native_attention_available(), native_swiglu_available()
     return sorted(done)

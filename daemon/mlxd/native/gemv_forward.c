@@ -22,7 +22,7 @@
  * row by row with a vectorized exp (MLX's CPU softmax is scalar).
  *
  * swiglu_product: alpha SWIGLU_ALPHA is C = silu(A B) * beta C, element by element: the SwiGLU
- * of decode steps and verify passes (mlxd/models/attention.py's swiglu), on the same exp.
+ * of decode steps and verify passes (mlxd/models/activation.py's swiglu), on the same exp.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -50,7 +50,7 @@ enum { SHADOW_ROWS = 2 };
 /* The alpha with which mlxd/models/attention.py asks for C = softmax(A) B (softmax_product). */
 #define SOFTMAX_ALPHA (-1.0e30f)
 enum { MAX_DIM = 256 }; /* softmax_product's widest rows of B in registers */
-/* The alpha with which mlxd/models/attention.py asks for C = silu(A B) * beta C (swiglu_product). */
+/* The alpha with which mlxd/models/activation.py asks for C = silu(A B) * beta C (swiglu_product). */
 #define SWIGLU_ALPHA (-2.0e30f)
 
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *,
@@ -717,7 +717,7 @@ static void softmax_product(int order, int trans_a, int trans_b, int m, int n, i
         for (int j = 0; j < k; j += LANES) total += exp_nonpositive(scores_at(ar, a_j, j, k) - top);
         const float inv = k > 0 ? 1.0f / lane_sum(total) : 0.0f;
         vec acc[MAX_DIM / LANES];
-        for (int d = 0; d < vecs; d++) acc[d] = (vec){0};
+        for (int d = 0; vector_cols && d < vecs; d++) acc[d] = (vec){0}; /* wider: `sums` */
         float *sums = vector_cols ? NULL : calloc((size_t)n, sizeof(float));
         for (int j = 0; j < k; j += LANES) {
             const vec e = exp_nonpositive(scores_at(ar, a_j, j, k) - top);
@@ -753,7 +753,7 @@ static inline __attribute__((always_inline)) vec silu(vec g) {
     return g * (top / (1.0f + e));
 }
 
-/* C = silu(A B) * (beta C), element by element: mlxd/models/attention.py's swiglu asks for it
+/* C = silu(A B) * (beta C), element by element: mlxd/models/activation.py's swiglu asks for it
  * with A the gate (M x 1), B [[1]] and C the up projection (M x 1), beta 1 (every product
  * there is exact: silu(gate) * up). Any other shape or layout is taken too (one dot product an
  * element), so such a call never reaches OpenBLAS. Each element alone, on the lanes of one
