@@ -303,7 +303,34 @@ def test_a_worker_that_fails_to_start_costs_speed_only(tmp_path: Path) -> None:
 # matmul in softmax_product) in a child with the interposer preloaded: against float64 numpy,
 # a verify pass's rows against single steps, KV-cache views, batching's masks against MLX's
 # own attention, and what it leaves to MLX.
-ATTENTION = """
+# For the children: cblas_sgemm called directly in every CBLAS layout (MLX may hand a
+# transposed operand over), with beta 0 over C full of NaN and beta 2.
+EVERY_LAYOUT = """
+import ctypes
+import numpy as np
+def every_layout(alpha, a, b, c0):
+    lib = ctypes.CDLL(None)
+    P = ctypes.POINTER(ctypes.c_float)
+    lib.cblas_sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, P, ctypes.c_int, P,
+                                                     ctypes.c_int, ctypes.c_float, P, ctypes.c_int]
+    (m, k), n = a.shape, b.shape[1]
+    for order in (101, 102):
+        for ta in (111, 112):
+            for tb in (111, 112):
+                for beta in (0.0, 2.0):
+                    f = "C" if order == 101 else "F"
+                    aa = np.array(a.T if ta == 112 else a, order=f)
+                    bb = np.array(b.T if tb == 112 else b, order=f)
+                    out = np.array(c0, order=f) if beta else np.full((m, n), np.nan, np.float32, order=f)
+                    ld = (lambda x: x.shape[1]) if order == 101 else (lambda x: x.shape[0])
+                    lib.cblas_sgemm(order, ta, tb, m, n, k, alpha, aa.ctypes.data_as(P), ld(aa),
+                                    bb.ctypes.data_as(P), ld(bb), beta, out.ctypes.data_as(P), ld(out))
+                    yield f"sgemm order {order} {ta} {tb} beta {beta}", beta, np.ascontiguousarray(out)
+"""
+
+ATTENTION = (
+    EVERY_LAYOUT
+    + """
 import ctypes, json
 import numpy as np
 from mlxd import blas
@@ -370,19 +397,9 @@ lib.cblas_sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, P, ctypes.c_int
 a, bv, c0 = (rng.standard_normal(s).astype(np.float32) for s in ((3, 21), (21, 32), (3, 32)))
 w = np.exp(a.astype(np.float64) - a.max(1, keepdims=True))
 soft = (w / w.sum(1, keepdims=True)) @ bv
-for order in (101, 102):
-    for ta in (111, 112):
-        for tb in (111, 112):
-            for beta in (0.0, 2.0):
-                f = "C" if order == 101 else "F"
-                aa = np.array(a.T if ta == 112 else a, order=f)
-                bb = np.array(bv.T if tb == 112 else bv, order=f)
-                out = np.array(c0, order=f) if beta else np.full((3, 32), np.nan, np.float32, order=f)
-                ld = (lambda x: x.shape[1]) if order == 101 else (lambda x: x.shape[0])
-                lib.cblas_sgemm(order, ta, tb, 3, 32, 21, SOFTMAX_ALPHA, aa.ctypes.data_as(P), ld(aa),
-                                bb.ctypes.data_as(P), ld(bb), beta, out.ctypes.data_as(P), ld(out))
-                want = soft + beta * c0
-                errors[f"sgemm order {order} {ta} {tb} beta {beta}"] = float(np.abs(out - want).max() / np.abs(want).max())
+for name, beta, out in every_layout(SOFTMAX_ALPHA, a, bv, c0):
+    want = soft + beta * c0
+    errors[name] = float(np.abs(out - want).max() / np.abs(want).max())
 # Products wider than softmax_product's registers (n > 256 columns) sum in memory, right.
 a, bv = rng.standard_normal((2, 40)).astype(np.float32), rng.standard_normal((40, 520)).astype(np.float32)
 out = np.full((2, 520), np.nan, np.float32)
@@ -393,6 +410,7 @@ want = (w / w.sum(1, keepdims=True)) @ bv
 errors["sgemm, 520 columns"] = float(np.abs(out - want).max() / np.abs(want).max())
 print(json.dumps({"errors": errors, "identical": identical, "refused": refused, "computed": computed}))
 """
+)
 
 
 def test_native_attention_equals_float64_and_a_verify_pass_its_steps(tmp_path: Path) -> None:

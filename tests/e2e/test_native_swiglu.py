@@ -9,12 +9,14 @@ from pathlib import Path
 
 from mlxd.models.activation import OFF_ENV
 
+from .test_gemv_forward import EVERY_LAYOUT, run_child
 from .test_gemv_forward import pytestmark as _needs_preload
-from .test_gemv_forward import run_child
 
 pytestmark = _needs_preload
 
-SWIGLU = """
+SWIGLU = (
+    EVERY_LAYOUT
+    + """
 import ctypes, json
 import numpy as np
 from mlxd import blas
@@ -53,25 +55,10 @@ for name, args in (("float16", (mx.ones((1, 2, 8), mx.float16),) * 2),
                    ("other shapes", (mx.ones((1, 2, 8)), mx.ones((1, 1, 8))))):
     refused[name] = swiglu(*args) is None
 # cblas_sgemm with SWIGLU_ALPHA in every layout: silu(A B) * beta C, beta 0 over NaN too.
-lib = ctypes.CDLL(None)
-P = ctypes.POINTER(ctypes.c_float)
-lib.cblas_sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, P, ctypes.c_int, P, ctypes.c_int,
-                                                 ctypes.c_float, P, ctypes.c_int]
 a, b, c0 = (rng.standard_normal(s).astype(np.float32) for s in ((3, 5), (5, 4), (3, 4)))
 ab = a.astype(np.float64) @ b
-for order in (101, 102):
-    for ta in (111, 112):
-        for tb in (111, 112):
-            for beta in (0.0, 2.0):
-                f = "C" if order == 101 else "F"
-                aa = np.array(a.T if ta == 112 else a, order=f)
-                bb = np.array(b.T if tb == 112 else b, order=f)
-                out = np.array(c0, order=f) if beta else np.full((3, 4), np.nan, np.float32, order=f)
-                ld = (lambda x: x.shape[1]) if order == 101 else (lambda x: x.shape[0])
-                lib.cblas_sgemm(order, ta, tb, 3, 4, 5, SWIGLU_ALPHA, aa.ctypes.data_as(P), ld(aa),
-                                bb.ctypes.data_as(P), ld(bb), beta, out.ctypes.data_as(P), ld(out))
-                want = ab / (1 + np.exp(-ab)) * beta * c0
-                errors[f"sgemm {order} {ta} {tb} beta {beta}"] = float(np.abs(out - want).max())
+for name, beta, out in every_layout(SWIGLU_ALPHA, a, b, c0):
+    errors[name] = float(np.abs(out - ab / (1 + np.exp(-ab)) * beta * c0).max())
 # available()'s check: a product the interposer did not compute, or computed wrong, fails it.
 from mlxd.models.attention import interposer_computes
 one = mx.array([[1.0]])
@@ -86,6 +73,7 @@ check = {
 print(json.dumps({"errors": errors, "identical": identical, "refused": refused,
                   "mlx_same": mlx_same, "computed": computed, "check": check}))
 """
+)
 
 
 def test_native_swiglu_equals_float64_and_a_verify_pass_its_steps(tmp_path: Path) -> None:

@@ -685,6 +685,20 @@ static inline __attribute__((always_inline)) vec scores_at(const float *row, lon
     return x;
 }
 
+/* A product's strides in floats whatever its CBLAS layout: A's (row, k), B's (k, column), C's
+ * (row, column). */
+struct strides {
+    long a_r, a_k, b_k, b_col, c_r, c_col;
+};
+static inline struct strides strides_of(int order, int trans_a, int trans_b, int lda, int ldb,
+                                        int ldc) {
+    const int row_major = order == ROW_MAJOR;
+    const long a_r = (row_major != (trans_a == TRANS)) ? lda : 1;
+    const long b_k = (row_major != (trans_b == TRANS)) ? ldb : 1;
+    return (struct strides){a_r,  a_r == 1 ? lda : 1,      b_k, b_k == 1 ? ldb : 1,
+                            row_major ? ldc : 1, row_major ? 1 : ldc};
+}
+
 /* C = softmax(A) B (+ beta C), A's rows each a query's scores over the K keys (masked ones at
  * the lowest float, as MLX masks them), B the values (K x N): the last matmul of attention,
  * asked for by mlxd/models/attention.py with alpha SOFTMAX_ALPHA (no model's addmm uses it;
@@ -696,11 +710,9 @@ static inline __attribute__((always_inline)) vec scores_at(const float *row, lon
 static void softmax_product(int order, int trans_a, int trans_b, int m, int n, int k,
                             const float *a, int lda, const float *b, int ldb, float beta,
                             float *c, int ldc) {
-    /* Strides in floats: A's (row, key), B's (key, column), C's (row, column). */
-    const int row_major = order == ROW_MAJOR;
-    const long a_r = (row_major != (trans_a == TRANS)) ? lda : 1, a_j = a_r == 1 ? lda : 1;
-    const long b_j = (row_major != (trans_b == TRANS)) ? ldb : 1, b_col = b_j == 1 ? ldb : 1;
-    const long c_r = row_major ? ldc : 1, c_col = row_major ? 1 : ldc;
+    const struct strides st = strides_of(order, trans_a, trans_b, lda, ldb, ldc);
+    const long a_r = st.a_r, a_j = st.a_k, b_j = st.b_k, b_col = st.b_col, c_r = st.c_r,
+               c_col = st.c_col;
     const int vecs = n / LANES;
     const int vector_cols = n % LANES == 0 && vecs <= MAX_DIM / LANES && b_col == 1 && c_col == 1;
     for (int r = 0; r < m; r++) {
@@ -761,10 +773,9 @@ static inline __attribute__((always_inline)) vec silu(vec g) {
 static void swiglu_product(int order, int trans_a, int trans_b, int m, int n, int k,
                            const float *a, int lda, const float *b, int ldb, float beta,
                            float *c, int ldc) {
-    const int row_major = order == ROW_MAJOR;
-    const long a_r = (row_major != (trans_a == TRANS)) ? lda : 1, a_k = a_r == 1 ? lda : 1;
-    const long b_k = (row_major != (trans_b == TRANS)) ? ldb : 1, b_col = b_k == 1 ? ldb : 1;
-    const long c_r = row_major ? ldc : 1, c_col = row_major ? 1 : ldc;
+    const struct strides st = strides_of(order, trans_a, trans_b, lda, ldb, ldc);
+    const long a_r = st.a_r, a_k = st.a_k, b_k = st.b_k, b_col = st.b_col, c_r = st.c_r,
+               c_col = st.c_col;
     if (n == 1 && k == 1 && a_r == 1 && c_r == 1 && b[0] == 1.0f && beta == 1.0f) {
         for (int i = 0; i < m; i += LANES) { /* the daemon's call: one pass, LANES at a time */
             vec g = (vec){0}, up = (vec){0};
