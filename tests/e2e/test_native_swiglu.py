@@ -59,6 +59,11 @@ a, b, c0 = (rng.standard_normal(s).astype(np.float32) for s in ((3, 5), (5, 4), 
 ab = a.astype(np.float64) @ b
 for name, beta, out in every_layout(SWIGLU_ALPHA, a, b, c0):
     errors[name] = float(np.abs(out - ab / (1 + np.exp(-ab)) * beta * c0).max())
+# The daemon's shape (M x 1 times 1 x 1) with B and beta other than 1: not its fast loop's case.
+a, b, c0 = (rng.standard_normal(s).astype(np.float32) for s in ((5, 1), (1, 1), (5, 1)))
+ab = a.astype(np.float64) @ b
+for name, beta, out in every_layout(SWIGLU_ALPHA, a, b, c0):
+    errors["M x 1, " + name] = float(np.abs(out - ab / (1 + np.exp(-ab)) * beta * c0).max())
 # available()'s check: a product the interposer did not compute, or computed wrong, fails it.
 from mlxd.models.attention import interposer_computes
 one = mx.array([[1.0]])
@@ -78,7 +83,7 @@ print(json.dumps({"errors": errors, "identical": identical, "refused": refused,
 
 def test_native_swiglu_equals_float64_and_a_verify_pass_its_steps(tmp_path: Path) -> None:
     seen = run_child(tmp_path, SWIGLU)
-    assert len(seen["errors"]) == 4 + 16, seen["errors"]
+    assert len(seen["errors"]) == 4 + 16 + 16, seen["errors"]
     for name, e in seen["errors"].items():
         assert e < 2e-6, (name, e)
     assert len(seen["identical"]) == 3 and all(seen["identical"].values()), seen["identical"]

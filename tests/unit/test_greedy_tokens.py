@@ -20,15 +20,15 @@ def mlx_lm_greedy(logits: mx.array) -> list[int]:
     return make_sampler(temp=0.0)(logprobs).tolist()
 
 
-def near_tie(top_at: int, runner_up_at: int) -> mx.array:
-    """One row whose runner-up comes first and is a quarter of a float32 spacing below the
-    top at the log-probabilities' scale (~-8.3: spacing 2^-20), so both round to one
-    log-probability: the sampler picks the runner-up, the logits' argmax the top."""
+def near_tie(top_at: int, runner_up_at: int, dtype: mx.Dtype = mx.float32) -> mx.array:
+    """One row whose runner-up comes first and is a quarter of `dtype`'s spacing below the
+    top at the log-probabilities' scale (~-8.5: float32's spacing there is 2^-20), so both
+    round to one log-probability: the sampler picks the runner-up, the logits' argmax the top."""
     row = mx.full((VOCABULARY,), -30.0)
-    row[:4000] = -0.5  # logsumexp ~ 7.8 above the top: log-probabilities near -8.3
+    row[:8000] = -0.5  # logsumexp ~ 8.5 above the top: log-probabilities near -8.5
     row[top_at] = 0.0
-    row[runner_up_at] = -(2.0**-22)
-    return row[None]
+    row[runner_up_at] = -(mx.finfo(dtype).eps * 8 / 4)  # a quarter of the spacing at 8..16
+    return row[None].astype(dtype)
 
 
 def test_rows_without_a_near_tie_get_the_samplers_pick() -> None:
@@ -48,6 +48,26 @@ def test_a_runner_up_that_rounds_to_the_top_is_picked_as_the_sampler_picks_it() 
     rows = mx.concatenate([mx.random.normal((2, VOCABULARY)) * 4, tie], axis=0)
     assert greedy_tokens(rows) == mlx_lm_greedy(rows)
     assert greedy_tokens(rows)[-1] == 4005
+
+
+@pytest.mark.parametrize("dtype", [mx.bfloat16, mx.float16])
+def test_half_precision_ties_are_found_at_their_own_spacing(dtype: mx.Dtype) -> None:
+    tie = near_tie(top_at=4009, runner_up_at=4005, dtype=dtype)
+    assert mlx_lm_greedy(tie) == [4005] and mx.argmax(tie, axis=-1).tolist() == [4009]
+    assert greedy_tokens(tie) == [4005]
+
+
+def test_only_a_pass_with_a_near_tie_computes_the_logsumexp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = []
+    logsumexp = mx.logsumexp
+    monkeypatch.setattr(mx, "logsumexp", lambda *a, **k: calls.append(1) or logsumexp(*a, **k))
+    mx.random.seed(11)
+    greedy_tokens(mx.random.normal((3, VOCABULARY)) * 4)
+    assert calls == []
+    greedy_tokens(near_tie(top_at=4009, runner_up_at=4005))
+    assert calls == [1]
 
 
 @pytest.mark.parametrize("special", [math.nan, math.inf, -math.inf])

@@ -48,7 +48,8 @@ def available() -> bool:
 def swiglu(gate: Any, up: Any) -> Any:
     """silu(gate) * up (mlx-lm's activations.swiglu), or None where the library does not take
     it (the caller then uses MLX's). gate and up: float32 arrays of one shape, any rank.
-    Relative error ~2e-7 against MLX's. Returns an array of that shape, lazily."""
+    Relative error ~1e-6 against float64 (MLX's: ~4e-6); a gate below -87 gives 0, where
+    silu is under 1e-36 in magnitude. Returns an array of that shape, lazily."""
     import mlx.core as mx
 
     if not available() or mx.default_device() != mx.cpu:

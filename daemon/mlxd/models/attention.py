@@ -21,11 +21,14 @@ do processes without the interposer. MLXD_NO_NATIVE_ATTENTION=1 turns it off.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
 from .. import gemv_forward
+
+log = logging.getLogger(__name__)
 
 OFF_ENV = "MLXD_NO_NATIVE_ATTENTION"
 SOFTMAX_ALPHA = -1.0e30  # native/gemv_forward.c's: this addmm is C = softmax(A) B
@@ -52,7 +55,7 @@ def available() -> bool:
 
 def interposer_computes(counter: str, product: Callable[[], Any], want: float) -> bool:
     """Whether `product()` (a 1 x 1 mx.addmm with one of the interposer's alphas) is computed
-    by native/gemv_forward.c: its `counter` goes up by one and the value is `want`. False
+    by native/gemv_forward.c: its `counter` goes up and the value is `want`. False
     where the library lacks that counter or MLX cannot evaluate here (inside mx.compile)."""
     import ctypes
 
@@ -65,7 +68,12 @@ def interposer_computes(counter: str, product: Callable[[], Any], want: float) -
             got = product().item()
     except ValueError:
         return False
-    return count.value == before + 1 and abs(got - want) <= 1e-5 * abs(want)
+    if count.value > before and abs(got - want) <= 1e-5 * abs(want):
+        return True
+    log.warning(
+        "%s: MLX did not hand the product to mlxd's interposer: MLX's ops are used", counter
+    )
+    return False
 
 
 def attention(queries: Any, keys: Any, values: Any, scale: float, mask: Any) -> Any:
