@@ -13,8 +13,9 @@ Only inputs of at least MIN_ROWS query rows, float32, take this path. The attent
 steps and speculative verify passes (at most gemv_forward.MAX_ROWS rows) goes to mlxd's native
 library where it is loaded (attention.py: row by row, so a verify pass's rows stay
 bit-identical to plain decode steps), else to MLX's; so does their SwiGLU (activation.py,
-value by value). Everything else
-(other dtypes, quantized KV caches, attention sinks) goes to the original functions.
+value by value). Everything else (other dtypes, quantized KV caches, attention sinks) goes to
+the original functions. Every layer's attention output is started at once (`start`), so MLX
+computes a layer while Python builds the next one's graph.
 
 `install(model)` swaps the functions into the model's mlx-lm module (its `swiglu` and
 `scaled_dot_product_attention` globals); MLXD_NO_FAST_PREFILL_MATH=1 turns it off.
