@@ -299,15 +299,17 @@ def test_a_worker_that_fails_to_start_costs_speed_only(tmp_path: Path) -> None:
     assert seen["worst"] < 1e-5 and seen["identical"], seen
 
 
-# The attention of decode steps and verify passes (models/attention.py: its softmax and last
-# matmul in softmax_product) in a child with the interposer preloaded: against float64 numpy,
-# a verify pass's rows against single steps, KV-cache views, batching's masks against MLX's
-# own attention, and what it leaves to MLX.
-# For the children: cblas_sgemm called directly in every CBLAS layout (MLX may hand a
-# transposed operand over), with beta 0 over C full of NaN and beta 2.
-EVERY_LAYOUT = """
-import ctypes
+# The start of the native products' children: preloaded as the daemon is; `count(name)` reads
+# one of the interposer's counters; `every_layout` calls cblas_sgemm directly in every CBLAS
+# layout (MLX may hand a transposed operand over), with beta 0 over C full of NaN and beta 2.
+NATIVE_CHILD = """
+import ctypes, json
 import numpy as np
+from mlxd import blas
+blas.maybe_reexec_with_openblas()
+import mlx.core as mx
+def count(name):
+    return ctypes.c_long.in_dll(ctypes.CDLL(None), name).value
 def every_layout(alpha, a, b, c0):
     lib = ctypes.CDLL(None)
     P = ctypes.POINTER(ctypes.c_float)
@@ -328,17 +330,16 @@ def every_layout(alpha, a, b, c0):
                     yield f"sgemm order {order} {ta} {tb} beta {beta}", beta, np.ascontiguousarray(out)
 """
 
+# The attention of decode steps and verify passes (models/attention.py: its softmax and last
+# matmul in softmax_product) in a child with the interposer preloaded: against float64 numpy,
+# a verify pass's rows against single steps, KV-cache views, batching's masks against MLX's
+# own attention, and what it leaves to MLX.
 ATTENTION = (
-    EVERY_LAYOUT
+    NATIVE_CHILD
     + """
-import ctypes, json
-import numpy as np
-from mlxd import blas
-blas.maybe_reexec_with_openblas()
-import mlx.core as mx
 from mlxd.models.attention import attention
 def products():
-    return ctypes.c_long.in_dll(ctypes.CDLL(None), "mlxd_softmax_products").value
+    return count("mlxd_softmax_products")
 rng = np.random.default_rng(2)
 def ref(q, k, v, scale, causal):
     h, hk = q.shape[1], k.shape[1]

@@ -9,23 +9,18 @@ from pathlib import Path
 
 from mlxd.models.activation import OFF_ENV
 
-from .test_gemv_forward import EVERY_LAYOUT, run_child
+from .test_gemv_forward import NATIVE_CHILD, run_child
 from .test_gemv_forward import pytestmark as _needs_preload
 
 pytestmark = _needs_preload
 
 SWIGLU = (
-    EVERY_LAYOUT
+    NATIVE_CHILD
     + """
-import ctypes, json
-import numpy as np
-from mlxd import blas
-blas.maybe_reexec_with_openblas()
-import mlx.core as mx
 from mlx_lm.models.activations import swiglu as mlx_swiglu
 from mlxd.models.activation import SWIGLU_ALPHA, swiglu
 def products():
-    return ctypes.c_long.in_dll(ctypes.CDLL(None), "mlxd_swiglu_products").value
+    return count("mlxd_swiglu_products")
 def ref(g, u):
     g, u = np.asarray(g, np.float64), np.asarray(u, np.float64)
     return g / (1 + np.exp(-g)) * u

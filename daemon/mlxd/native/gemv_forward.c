@@ -50,7 +50,7 @@ enum { SHADOW_ROWS = 2 };
 /* The alpha with which mlxd/models/attention.py asks for C = softmax(A) B (softmax_product). */
 #define SOFTMAX_ALPHA (-1.0e30f)
 enum { MAX_DIM = 256 }; /* softmax_product's widest rows of B in registers */
-/* The alpha with which mlxd/models/activation.py asks for C = silu(A B) * beta C (swiglu_product). */
+/* The alpha with which mlxd/models/activation.py asks for C = silu(A B) * beta C. */
 #define SWIGLU_ALPHA (-2.0e30f)
 
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *,
@@ -711,43 +711,44 @@ static void softmax_product(int order, int trans_a, int trans_b, int m, int n, i
                             const float *a, int lda, const float *b, int ldb, float beta,
                             float *c, int ldc) {
     const struct strides st = strides_of(order, trans_a, trans_b, lda, ldb, ldc);
-    const long a_r = st.a_r, a_j = st.a_k, b_j = st.b_k, b_col = st.b_col, c_r = st.c_r,
-               c_col = st.c_col;
     const int vecs = n / LANES;
-    const int vector_cols = n % LANES == 0 && vecs <= MAX_DIM / LANES && b_col == 1 && c_col == 1;
+    const int vector_cols =
+        n % LANES == 0 && vecs <= MAX_DIM / LANES && st.b_col == 1 && st.c_col == 1;
     for (int r = 0; r < m; r++) {
-        const float *ar = a + r * a_r;
-        float *cr = c + r * c_r;
+        const float *ar = a + r * st.a_r;
+        float *cr = c + r * st.c_r;
         vec peak = splat(-INFINITY);
         for (int j = 0; j < k; j += LANES) {
-            const vec sc = scores_at(ar, a_j, j, k);
+            const vec sc = scores_at(ar, st.a_k, j, k);
             const ints higher = peak > sc;
             peak = (vec)(((ints)peak & higher) | ((ints)sc & ~higher));
         }
         const vec top = splat(max16(peak));
         vec total = (vec){0};
-        for (int j = 0; j < k; j += LANES) total += exp_nonpositive(scores_at(ar, a_j, j, k) - top);
+        for (int j = 0; j < k; j += LANES)
+            total += exp_nonpositive(scores_at(ar, st.a_k, j, k) - top);
         const float inv = k > 0 ? 1.0f / lane_sum(total) : 0.0f;
         vec acc[MAX_DIM / LANES];
         for (int d = 0; vector_cols && d < vecs; d++) acc[d] = (vec){0}; /* wider: `sums` */
         float *sums = vector_cols ? NULL : calloc((size_t)n, sizeof(float));
         for (int j = 0; j < k; j += LANES) {
-            const vec e = exp_nonpositive(scores_at(ar, a_j, j, k) - top);
+            const vec e = exp_nonpositive(scores_at(ar, st.a_k, j, k) - top);
             for (int t = 0; t < LANES && j + t < k; t++) {
-                const float *bj = b + (j + t) * b_j;
+                const float *bj = b + (j + t) * st.b_k;
                 const float p = e[t] * inv;
                 if (vector_cols)
                     for (int d = 0; d < vecs; d++) acc[d] += splat(p) * load(bj + d * LANES);
                 else if (sums != NULL)
-                    for (int col = 0; col < n; col++) sums[col] += p * bj[col * b_col];
+                    for (int col = 0; col < n; col++) sums[col] += p * bj[col * st.b_col];
             }
         }
         if (vector_cols)
             for (int d = 0; d < vecs; d++)
-                for (int t = 0; t < LANES; t++) sums_out(cr, (d * LANES + t) * c_col, acc[d][t], beta);
+                for (int t = 0; t < LANES; t++)
+                    sums_out(cr, (d * LANES + t) * st.c_col, acc[d][t], beta);
         else
             for (int col = 0; col < n; col++)
-                sums_out(cr, col * c_col, sums != NULL ? sums[col] : NAN, beta);
+                sums_out(cr, col * st.c_col, sums != NULL ? sums[col] : NAN, beta);
         free(sums);
     }
     __atomic_add_fetch(&mlxd_softmax_products, 1, __ATOMIC_RELAXED);
@@ -774,9 +775,7 @@ static void swiglu_product(int order, int trans_a, int trans_b, int m, int n, in
                            const float *a, int lda, const float *b, int ldb, float beta,
                            float *c, int ldc) {
     const struct strides st = strides_of(order, trans_a, trans_b, lda, ldb, ldc);
-    const long a_r = st.a_r, a_k = st.a_k, b_k = st.b_k, b_col = st.b_col, c_r = st.c_r,
-               c_col = st.c_col;
-    if (n == 1 && k == 1 && a_r == 1 && c_r == 1 && b[0] == 1.0f && beta == 1.0f) {
+    if (n == 1 && k == 1 && st.a_r == 1 && st.c_r == 1 && b[0] == 1.0f && beta == 1.0f) {
         for (int i = 0; i < m; i += LANES) { /* the daemon's call: one pass, LANES at a time */
             vec g = (vec){0}, up = (vec){0};
             const int lanes = m - i < LANES ? m - i : LANES;
@@ -788,8 +787,9 @@ static void swiglu_product(int order, int trans_a, int trans_b, int m, int n, in
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) {
                 float dot = 0.0f;
-                for (int t = 0; t < k; t++) dot += a[i * a_r + t * a_k] * b[t * b_k + j * b_col];
-                float *out = c + i * c_r + j * c_col;
+                for (int t = 0; t < k; t++)
+                    dot += a[i * st.a_r + t * st.a_k] * b[t * st.b_k + j * st.b_col];
+                float *out = c + i * st.c_r + j * st.c_col;
                 const float up = beta == 0.0f ? 0.0f : beta * *out;
                 *out = silu(splat(dot))[0] * up;
             }
