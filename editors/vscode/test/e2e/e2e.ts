@@ -563,8 +563,11 @@ async function cycleTest(page: Page): Promise<void> {
   const shows = (i: number) => async (): Promise<true | undefined> => {
     shown = await ghostText(page);
     if (shown === undefined) return undefined;
-    // The item sharing the longest prefix with the ghost text (samples can share a start).
+    // The item the ghost text equals, else the one sharing the longest prefix with it (samples
+    // can share a start, and one can be a prefix of another: the shorter then ties on prefix).
     const g = norm(shown);
+    const exact = items.map((it) => norm(it.insertText) === g);
+    if (exact.some(Boolean)) return exact[i] ? true : undefined;
     const common = items.map((it) => {
       const t = norm(it.insertText);
       let n = 0;
