@@ -207,12 +207,14 @@ def test_a_real_models_steps_keep_their_logits_and_equal_a_verify_pass(
     seen = run_child(tmp_path, DECODE, str(tiny_model), *map(str, on))
     assert seen["mapped"] and seen["installed"] == ["scaled_dot_product_attention", "swiglu"]
     # The steps' and the pass's attention in mlxd's product (attention.py): each layer's for
-    # each of the 12 steps and for the pass, one product per head (the prompt's prefill has
-    # MIN_ROWS rows: prefill_math's ops); their SwiGLU too (activation.py), one a layer.
+    # each of the 12 steps, one product per KV head (its query heads' rows together), and for
+    # the pass, past MAX_ROWS rows so, one per head (the prompt's prefill has MIN_ROWS rows:
+    # prefill_math's ops); their SwiGLU too (activation.py), one a layer.
     model = __import__("mlx_lm").load(str(tiny_model))[0]
-    heads = model.args.num_attention_heads
+    heads, kv_heads = model.args.num_attention_heads, model.args.num_key_value_heads
+    assert 12 * heads // kv_heads > gemv_forward.MAX_ROWS >= heads // kv_heads > 1
     # (+ 1: install's check that MLX hands the interposer such a product, attention.py)
-    assert seen["native_attention"] == 13 * len(model.layers) * heads + 1, seen
+    assert seen["native_attention"] == len(model.layers) * (12 * kv_heads + heads) + 1, seen
     assert seen["native_swiglu"] == 13 * len(model.layers) + 1, seen  # activation.py's, a layer
     off_env = {gemv_forward.OFF_ENV: "1"}
     assert not run_child(tmp_path, DECODE, str(tiny_model), *map(str, off), **off_env)["mapped"]

@@ -98,17 +98,23 @@ def attention(queries: Any, keys: Any, values: Any, scale: float, mask: Any) -> 
         return None
     b, heads, rows, dim = queries.shape
     kv_heads, seen_keys = keys.shape[1], keys.shape[2]
-    # As MLX's own: the (KV head, its query heads) products broadcast, so each product has
-    # `rows` rows (at most MAX_ROWS: mlxd's products, a row computed alone).
-    q = (queries * scale).reshape(b, kv_heads, heads // kv_heads, rows, dim)
-    scores = q @ mx.expand_dims(keys, 2).swapaxes(-1, -2)  # (B, Hkv, H/Hkv, L, S)
+    # A KV head's query heads in one product of group * rows rows: its keys and values read
+    # once (softmax_product takes 4 rows a key). Past MAX_ROWS, one product a query head, as
+    # MLX's own broadcast (mlxd's products compute a row alone: the same sums either way).
+    group = heads // kv_heads
+    q = (queries * scale).reshape(b, kv_heads, group, rows, dim)
+    if group * rows <= gemv_forward.MAX_ROWS:
+        q = q.reshape(b, kv_heads, 1, group * rows, dim)
+    k, v = mx.expand_dims(keys, 2), mx.expand_dims(values, 2)
+    scores = (q @ k.swapaxes(-1, -2)).reshape(b, kv_heads, group, rows, seen_keys)
     if isinstance(mask, str):
         mask = mx.arange(seen_keys - rows, seen_keys)[:, None] >= mx.arange(seen_keys)[None]
     if mask is not None:
         mask = mx.expand_dims(mask, 1) if mask.ndim == 4 else mask  # over (Hkv, H/Hkv)
         scores = mx.where(mask, scores, mx.finfo(mx.float32).min)
     zero = mx.zeros((dim,), dtype=mx.float32)
-    out = mx.addmm(zero, scores, mx.expand_dims(values, 2), alpha=SOFTMAX_ALPHA, beta=0.0)
+    scores = scores.reshape(*q.shape[:-1], seen_keys)
+    out = mx.addmm(zero, scores, v, alpha=SOFTMAX_ALPHA, beta=0.0)
     return out.reshape(b, heads, rows, dim)
 
 

@@ -699,6 +699,55 @@ static inline struct strides strides_of(int order, int trans_a, int trans_b, int
                             row_major ? ldc : 1, row_major ? 1 : ldc};
 }
 
+/* A row's top score and the inverse of the sum of its weights exp(score - top). */
+static inline __attribute__((always_inline)) float row_scale(const float *ar, long step, int k,
+                                                            vec *top) {
+    vec peak = splat(-INFINITY);
+    for (int j = 0; j < k; j += LANES) {
+        const vec sc = scores_at(ar, step, j, k);
+        const ints higher = peak > sc;
+        peak = (vec)(((ints)peak & higher) | ((ints)sc & ~higher));
+    }
+    *top = splat(max16(peak));
+    vec total = (vec){0};
+    for (int j = 0; j < k; j += LANES) total += exp_nonpositive(scores_at(ar, step, j, k) - *top);
+    return k > 0 ? 1.0f / lane_sum(total) : 0.0f;
+}
+
+/* R rows of C = softmax(A) B with B's and C's N = V * LANES columns contiguous: each key's row
+ * of B is loaded once for the R rows (a KV head's query heads share their keys). A row's sums
+ * are the same operations in the same order whatever R. */
+#define SOFTMAX_ROWS(R, V)                                                                        \
+    static inline __attribute__((always_inline)) void softmax_##R##x##V(                        \
+        const struct strides *st, const float *a, const float *b, float *c, int k, float beta) { \
+        vec top[R], acc[R][V];                                                                   \
+        float inv[R];                                                                            \
+        for (int i = 0; i < R; i++) {                                                            \
+            inv[i] = row_scale(a + i * st->a_r, st->a_k, k, &top[i]);                            \
+            for (int d = 0; d < V; d++) acc[i][d] = (vec){0};                                    \
+        }                                                                                        \
+        for (int j = 0; j < k; j += LANES) {                                                     \
+            vec e[R];                                                                            \
+            for (int i = 0; i < R; i++)                                                          \
+                e[i] = exp_nonpositive(scores_at(a + i * st->a_r, st->a_k, j, k) - top[i]);      \
+            for (int t = 0; t < LANES && j + t < k; t++) {                                       \
+                const float *bj = b + (j + t) * st->b_k;                                         \
+                vec v[V];                                                                        \
+                for (int d = 0; d < V; d++) v[d] = load(bj + d * LANES);                         \
+                for (int i = 0; i < R; i++) {                                                    \
+                    const vec p = splat(e[i][t] * inv[i]);                                       \
+                    for (int d = 0; d < V; d++) acc[i][d] += p * v[d];                           \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+        for (int i = 0; i < R; i++)                                                              \
+            for (int d = 0; d < V; d++)                                                          \
+                for (int t = 0; t < LANES; t++)                                                  \
+                    sums_out(c + i * st->c_r, d * LANES + t, acc[i][d][t], beta);                \
+    }
+SOFTMAX_ROWS(4, 4)
+SOFTMAX_ROWS(1, 4)
+
 /* C = softmax(A) B (+ beta C), A's rows each a query's scores over the K keys (masked ones at
  * the lowest float, as MLX masks them), B the values (K x N): the last matmul of attention,
  * asked for by mlxd/models/attention.py with alpha SOFTMAX_ALPHA (no model's addmm uses it;
@@ -706,7 +755,8 @@ static inline struct strides strides_of(int order, int trans_a, int trans_b, int
  * the weights w = exp(score - top) in LANES-wide steps and their sum, then C's row = the sum
  * over the keys in order of (w / sum) * B's row. A row's result depends on that row alone,
  * and a verify pass's rows are its decode steps' (their extra keys, masked, add 0). MLX's CPU
- * softmax is scalar, ~30 ns a score: this is ~1 ns. */
+ * softmax is scalar, ~30 ns a score: this is ~1 ns. Heads of 64 (the embedded model's) go 4
+ * rows at a time: attention.py puts a KV head's query heads in one product. */
 static void softmax_product(int order, int trans_a, int trans_b, int m, int n, int k,
                             const float *a, int lda, const float *b, int ldb, float beta,
                             float *c, int ldc) {
@@ -714,20 +764,16 @@ static void softmax_product(int order, int trans_a, int trans_b, int m, int n, i
     const int vecs = n / LANES;
     const int vector_cols =
         n % LANES == 0 && vecs <= MAX_DIM / LANES && st.b_col == 1 && st.c_col == 1;
-    for (int r = 0; r < m; r++) {
+    int r = 0;
+    if (vector_cols && vecs == 4) {
+        for (; r + 4 <= m; r += 4) softmax_4x4(&st, a + r * st.a_r, b, c + r * st.c_r, k, beta);
+        for (; r < m; r++) softmax_1x4(&st, a + r * st.a_r, b, c + r * st.c_r, k, beta);
+    }
+    for (; r < m; r++) {
         const float *ar = a + r * st.a_r;
         float *cr = c + r * st.c_r;
-        vec peak = splat(-INFINITY);
-        for (int j = 0; j < k; j += LANES) {
-            const vec sc = scores_at(ar, st.a_k, j, k);
-            const ints higher = peak > sc;
-            peak = (vec)(((ints)peak & higher) | ((ints)sc & ~higher));
-        }
-        const vec top = splat(max16(peak));
-        vec total = (vec){0};
-        for (int j = 0; j < k; j += LANES)
-            total += exp_nonpositive(scores_at(ar, st.a_k, j, k) - top);
-        const float inv = k > 0 ? 1.0f / lane_sum(total) : 0.0f;
+        vec top;
+        const float inv = row_scale(ar, st.a_k, k, &top);
         vec acc[MAX_DIM / LANES];
         for (int d = 0; vector_cols && d < vecs; d++) acc[d] = (vec){0}; /* wider: `sums` */
         float *sums = vector_cols ? NULL : calloc((size_t)n, sizeof(float));
