@@ -738,7 +738,7 @@ static inline __attribute__((always_inline)) float row_scale(const float *ar, lo
             inv[i] = row_scale(a + i * st->a_r, st->a_k, k, &top[i]);                            \
             UNROLL for (int d = 0; d < V; d++) acc[i][d] = (vec){0};                             \
         }                                                                                        \
-        UNROLL for (int j = 0; j < k; j += LANES) {                                              \
+        for (int j = 0; j < k; j += LANES) {                                                     \
             vec e[R];                                                                            \
             UNROLL for (int i = 0; i < R; i++)                                                   \
                 e[i] = exp_nonpositive(scores_at(a + i * st->a_r, st->a_k, j, k) - top[i]);      \
@@ -759,6 +759,14 @@ static inline __attribute__((always_inline)) float row_scale(const float *ar, lo
     }
 SOFTMAX_ROWS(4, 4)
 SOFTMAX_ROWS(1, 4)
+/* Heads of 64 go 4 rows at a time where 16 accumulators of 16 floats fit in registers
+ * (AVX-512's 32); AVX2's and NEON's are a half and a quarter as wide (the tile spilled): there,
+ * one row at a time, as for other widths. */
+#if defined(__AVX512F__)
+enum { SOFTMAX_TILE = 4 };
+#else
+enum { SOFTMAX_TILE = 1 };
+#endif
 
 /* C = softmax(A) B (+ beta C), A's rows each a query's scores over the K keys (masked ones at
  * the lowest float, as MLX masks them), B the values (K x N): the last matmul of attention,
@@ -767,8 +775,8 @@ SOFTMAX_ROWS(1, 4)
  * the weights w = exp(score - top) in LANES-wide steps and their sum, then C's row = the sum
  * over the keys in order of (w / sum) * B's row. A row's result depends on that row alone,
  * and a verify pass's rows are its decode steps' (their extra keys, masked, add 0). MLX's CPU
- * softmax is scalar, ~30 ns a score: this is ~1 ns. Heads of 64 (the embedded model's) go 4
- * rows at a time: attention.py puts a KV head's query heads in one product. */
+ * softmax is scalar, ~30 ns a score: this is ~1 ns. Heads of 64 (the embedded model's) go
+ * SOFTMAX_TILE rows at a time: attention.py puts a KV head's query heads in one product. */
 static void softmax_product(int order, int trans_a, int trans_b, int m, int n, int k,
                             const float *a, int lda, const float *b, int ldb, float beta,
                             float *c, int ldc) {
@@ -777,7 +785,7 @@ static void softmax_product(int order, int trans_a, int trans_b, int m, int n, i
     const int vector_cols =
         n % LANES == 0 && vecs <= MAX_DIM / LANES && st.b_col == 1 && st.c_col == 1;
     int r = 0;
-    if (vector_cols && vecs == 4) {
+    if (SOFTMAX_TILE == 4 && vector_cols && vecs == 4) {
         for (; r + 4 <= m; r += 4) softmax_4x4(&st, a + r * st.a_r, b, c + r * st.c_r, k, beta);
         for (; r < m; r++) softmax_1x4(&st, a + r * st.a_r, b, c + r * st.c_r, k, beta);
     }

@@ -551,23 +551,31 @@ async function cycleTest(page: Page): Promise<void> {
   result.cycleItemCounts = inlineAt(cursor).map((r) => r.items?.length ?? 0);
   result.cycleItems = items.map((i) => i.insertText);
   check(items.length > 1, `asked explicitly, the daemon returned more than one item (${items.length}: ${JSON.stringify(result.cycleItems)})`);
-  // Which item the ghost text shows (rendered as in inlineTest: control pictures, nbsp).
-  const norm = (s: string): string =>
+  // Which item the ghost text shows, rendered as in inlineTest (control pictures, nbsp; each
+  // further line its own element, so the parts join without their line breaks).
+  const render = (s: string): string =>
     s
       .replace(/[\u0000-\u0008\u000b-\u001f]/g, (c) => String.fromCharCode(0x2400 + c.charCodeAt(0)))
       .replace(/\u007f/g, '\u2421')
-      .replace(/\u00a0/g, ' ')
-      .replace(/\s+/g, ' ')
-      .trim();
+      .replace(/\u00a0/g, ' ');
+  const strict = (s: string): string => render(s).replace(/\n/g, '');
+  const norm = (s: string): string => render(s).replace(/\s+/g, ' ').trim();
   let shown: string | undefined;
-  const shows = (i: number) => async (): Promise<true | undefined> => {
+  // The item the ghost text equals (whitespace kept, then squeezed: items can differ in it
+  // alone), else the one sharing the longest prefix with it (samples can share a start, and
+  // one can be a prefix of another: the shorter then ties on prefix). `before`: what showed
+  // before Alt+], which must change first.
+  const shows = (i: number, before?: string) => async (): Promise<true | undefined> => {
     shown = await ghostText(page);
-    if (shown === undefined) return undefined;
-    // The item the ghost text equals, else the one sharing the longest prefix with it (samples
-    // can share a start, and one can be a prefix of another: the shorter then ties on prefix).
+    if (shown === undefined || shown === before) return undefined;
+    for (const key of [strict, norm]) {
+      const g = key(shown);
+      const exact = items.map((it) => key(it.insertText) === g);
+      const equal = exact.filter(Boolean).length;
+      if (equal === 1) return exact[i] ? true : undefined;
+      if (equal > 1) return undefined; // not yet told apart
+    }
     const g = norm(shown);
-    const exact = items.map((it) => norm(it.insertText) === g);
-    if (exact.some(Boolean)) return exact[i] ? true : undefined;
     const common = items.map((it) => {
       const t = norm(it.insertText);
       let n = 0;
@@ -580,8 +588,9 @@ async function cycleTest(page: Page): Promise<void> {
   await waitFor('the first item as ghost text', shows(0), 15_000).catch((e: Error) => {
     throw new Error(`${e.message} (shown: ${JSON.stringify(shown)})`);
   });
+  const first = shown;
   await page.keyboard.press('Alt+BracketRight');
-  await waitFor('Alt+] to show the second item', shows(1), 10_000).catch((e: Error) => {
+  await waitFor('Alt+] to show the second item', shows(1, first), 10_000).catch((e: Error) => {
     throw new Error(`${e.message} (shown: ${JSON.stringify(shown)})`);
   });
   log('Alt+] cycled to the second item');
