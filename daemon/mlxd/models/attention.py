@@ -99,8 +99,9 @@ def attention(queries: Any, keys: Any, values: Any, scale: float, mask: Any) -> 
     b, heads, rows, dim = queries.shape
     kv_heads, seen_keys = keys.shape[1], keys.shape[2]
     # A KV head's query heads in one product of group * rows rows: its keys and values read
-    # once (softmax_product takes 4 rows a key). Past MAX_ROWS, one product a query head, as
-    # MLX's own broadcast (mlxd's products compute a row alone: the same sums either way).
+    # once (on AVX-512 softmax_product takes 4 rows a key). Past MAX_ROWS, one product a query
+    # head, as MLX's own broadcast (mlxd's products compute a row alone: the same sums either
+    # way).
     group = heads // kv_heads
     q = (queries * scale).reshape(b, kv_heads, group, rows, dim)
     if group * rows <= gemv_forward.MAX_ROWS:
