@@ -316,10 +316,14 @@ async function openChat(page: Page): Promise<Frame> {
 }
 
 /** Open Chat puts the caret in the prompt box: keys typed right away, with no click, land
- * there (VS Code focuses the panel's document, not the box; keys then went nowhere). */
+ * there (VS Code focuses the panel's document, not the box; keys then went nowhere).
+ * "Right away" is once the webview's document has the focus: VS Code's focus command resolves
+ * before its renderer hands the focus into the webview's frame, and keys typed in that gap go to
+ * the workbench, not to any extension (CI lost the first 4 of 13 keys so, once, on a loaded run). */
 async function checkTypingAfterOpenChat(page: Page, when: string): Promise<void> {
   const frame = await openChat(page);
   const box = frame.locator('#prompt');
+  await waitFor('VS Code to hand the focus into the chat webview', () => frame.evaluate(() => document.hasFocus()), 10_000, 20);
   await page.keyboard.type('typed at once');
   const got = await box.inputValue();
   (result.typedAfterOpenChat ??= {} as Record<string, string>);
