@@ -54,7 +54,10 @@ lint: venv
 	$(BIN)/ruff check daemon tests bench
 	$(BIN)/ruff format --check daemon tests bench
 
-bench: venv
+# The benches' code corpora (bench/quality.py: JS/TS from the extension's node_modules, Lua
+# from Neovim's runtime) install with the editors' tooling; without them the holes would be
+# Python's alone and the numbers not those of another machine.
+bench: venv $(NVIM_STAMP) $(VSC_DEPS_STAMP)
 	$(BIN)/python -m bench $(filter-out bench,$(MAKECMDGOALS)) $(BENCH_ARGS)
 
 clean:

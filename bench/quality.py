@@ -76,7 +76,7 @@ AGAIN_MS = int(os.environ.get("MLXD_BENCH_AGAIN_MS", "1500"))
 # ($MLXD_BENCH_CURSOR=0: not sent, an editor without that notification).
 CURSOR = os.environ.get("MLXD_BENCH_CURSOR", "1") != "0"
 
-# (package, glob root relative to its base) per language; missing packages are skipped.
+# (package, glob root relative to its base) per language; a missing one stops the bench (_files).
 _SITE = next((REPO / ".venv" / "lib").glob("python3*/site-packages"), REPO / ".venv")
 _NODE = REPO / "editors" / "vscode" / "node_modules"
 _NVIM = [
@@ -137,11 +137,22 @@ def _packages() -> set[str] | None:
 
 
 def _files(language: str) -> list[tuple[str, Path]]:
+    """(package/relative path, path) of the language's corpus files.
+
+    Raises SystemExit when a package of the corpus (not deselected by $MLXD_BENCH_PACKAGES) is
+    not installed: holes drawn from fewer packages or languages are another instrument, and
+    its numbers would read as this one's (a fresh venv has Python's packages alone)."""
     out: list[tuple[str, Path]] = []
     chosen = _packages()
     for pkg, base, globs in SOURCES[language]:
-        if not base.is_dir() or (chosen is not None and pkg not in chosen):
+        if chosen is not None and pkg not in chosen:
             continue
+        if not base.is_dir():
+            raise SystemExit(
+                f"bench corpus: {language} package {pkg!r} is not installed ({base}); "
+                "`make bench` installs the corpora (the editors' tooling), or choose packages "
+                "with MLXD_BENCH_PACKAGES"
+            )
         found = sorted({p for g in globs for p in base.rglob(g)})
         for p in found:
             if p.name.endswith((".d.ts", ".min.js")) or "node_modules" in p.relative_to(base).parts:

@@ -103,3 +103,19 @@ def test_a_loss_is_classified_by_its_cause() -> None:
     }
     causes = {c["id"]: c["cause"] for c in classify(result, 1500)}
     assert causes == {"cap": "time cap", "drop": "empty", "worse": "worse text"}
+
+
+def test_a_missing_corpus_package_stops_the_bench_unless_deselected(monkeypatch, tmp_path) -> None:
+    import bench.quality as quality
+    import pytest
+
+    present = tmp_path / "present"
+    present.mkdir()
+    (present / "m.py").write_text("def f(x):\n    return x\n" * 40)
+    sources = [("present", present, ("*.py",)), ("absent", tmp_path / "absent", ("*.py",))]
+    monkeypatch.setitem(quality.SOURCES, "python", sources)
+    monkeypatch.delenv("MLXD_BENCH_PACKAGES", raising=False)
+    with pytest.raises(SystemExit, match="'absent' is not installed.*make bench"):
+        quality._files("python")
+    monkeypatch.setenv("MLXD_BENCH_PACKAGES", "present")
+    assert [rel for rel, _ in quality._files("python")] == ["present/m.py"]
