@@ -45,6 +45,8 @@ FORWARDED_FIXED_COST = 0.2
 # itself on every set (the previous 0.16 + 0.18: holes 1.39-1.41x, now 1.47-1.50x). Session
 # 22 (each layer started early, sums kept in registers; depth 900): 2 1.21x, 3 1.39x, 5 1.75x,
 # 9 2.22x, 12 2.65x; priced by that table, holes 1.43x against these constants' 1.45x: kept.
+# Session 24 (an AVX-512 EPYC, the 2-row tile's reloads gone): 2 1.12x, 3 1.48x, 5 1.77x,
+# 9 2.42x, 12 2.78x; priced by that table, holes 1.45x against these constants' 1.43x: kept.
 # (`python -m bench.speculation_replay` checks them against this machine's measured costs.)
 SHADOWED_FIXED_COST = 0.05
 SHADOWED_VERIFY_COST = 0.13
