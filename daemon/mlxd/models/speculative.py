@@ -36,7 +36,7 @@ VERIFY_COST = 0.15  # extra cost of one more token in a forward pass, relative t
 # alone 1.2x and 1.9x, the plain step being slower).
 FORWARDED_FIXED_COST = 0.2
 # With quantized shadows (gemv_forward.shadow) a plain step reads the weights' 4-bit form and
-# is ~1.35x faster; a verify pass reads them too (3+ tokens unpack blocks of them into L1), and
+# is ~1.35x faster; a verify pass reads them too (4+ tokens unpack blocks of them into L1), and
 # its attention is mlxd's (attention.py: MLX's CPU softmax cost each more token ~13 ms at depth
 # 900). Relative to a one-token pass (embedded model, 2 x86 cores, session 20), by tokens in
 # the pass: at depth 312, 2 1.22x, 3 1.35x, 5 1.62x, 9 2.31x, 12 2.58x; at depth 957, 2 1.20x,

@@ -43,10 +43,11 @@ enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 }; /* CBLAS_ORDER, CBLAS_TRA
  * fetched (rows are short, 2-6 KB: the hardware prefetcher alone falls behind). */
 enum { MAX_ROWS = 16, MAX_WORKERS = 3, LANES = 16, PREFETCH_ROWS = 8 };
 /* Products of up to this many rows read a registered quantized shadow in registers (a decode
- * step, a pass with one draft token); more rows unpack a few rows of it at a time into L1 and
- * make the sums there (part_unpacked): unpacking in registers again for each pair of rows
- * measured no faster than reading the floats. */
-enum { SHADOW_ROWS = 2 };
+ * step, a pass with one or two draft tokens: 3 rows in one tile, each weight unpacked once;
+ * a 3-token pass cost ~1.5x a step unpacked into L1, ~1.2x so); more rows unpack a few rows
+ * of it at a time into L1 and make the sums there (part_unpacked): unpacking in registers
+ * again for each pair of rows measured no faster than reading the floats. */
+enum { SHADOW_ROWS = 3 };
 /* The alpha with which mlxd/models/attention.py asks for C = softmax(A) B (softmax_product). */
 #define SOFTMAX_ALPHA (-1.0e30f)
 enum { MAX_DIM = 256 }; /* softmax_product's widest rows of B in registers */
@@ -236,7 +237,8 @@ static inline __attribute__((always_inline)) bytes16 load16(const unsigned char 
         const struct shadow *s = p->sh;                                                          \
         const int per = BITS == 4 ? 2 : 1; /* LANES-wide steps per 16 bytes */                   \
         const long row = (long)s->k * BITS / 8, groups = s->k / s->group;                        \
-        const float *a[2] = {p->a + (long)m * p->lda, p->a + (long)(m + MR - 1) * p->lda};       \
+        const float *a[MR];                                                                      \
+        UNROLL for (int i = 0; i < MR; i++) a[i] = p->a + (long)(m + i) * p->lda;                \
         const unsigned char *q[NR];                                                              \
         const float *scales[NR], *biases[NR];                                                    \
         UNROLL for (int j = 0; j < NR; j++) {                                                    \
@@ -277,10 +279,12 @@ static inline __attribute__((always_inline)) bytes16 load16(const unsigned char 
         UNROLL for (int i = 0; i < MR; i++)                                                      \
             UNROLL for (int j = 0; j < NR; j++) store(p, m + i, n + j, lane_sum(acc[i][j]));     \
     }
+DOTQ(4, 3, 4)
 DOTQ(4, 2, 4)
 DOTQ(4, 1, 4)
 DOTQ(4, 2, 1)
 DOTQ(4, 1, 1)
+DOTQ(8, 3, 4)
 DOTQ(8, 2, 4)
 DOTQ(8, 1, 4)
 DOTQ(8, 2, 1)
@@ -291,6 +295,7 @@ DOTQ(8, 1, 1)
         int n = n0;                                                                              \
         for (; n + 4 <= n1; n += 4) {                                                            \
             int m = 0;                                                                           \
+            if (p->rows == 3) { dotq##BITS##_3x4(p, m, n); continue; }                          \
             for (; m + 2 <= p->rows; m += 2) dotq##BITS##_2x4(p, m, n);                          \
             if (m < p->rows) dotq##BITS##_1x4(p, m, n);                                          \
         }                                                                                        \
