@@ -89,8 +89,8 @@ def test_quantized_shadows_give_the_float_products_bit_for_bit(tmp_path: Path) -
         case = seen[name]
         assert case["registered"] == 1, (name, case)
         assert all(case["same"]) and all(case["addmm"]), (name, case)
-        # 1-16 rows read the shadow (one product each: one to three rows unpacking it in
-        # registers, 4-16 into L1), 17 go to OpenBLAS's sgemm on the floats: the same bits.
+        # 1-16 rows read the shadow (one product each: 1-2 rows (AVX-512: 1-3) unpacking it in
+        # registers, the others into L1), 17 go to OpenBLAS's sgemm on the floats: the same bits.
         assert case["used"] == [1, 1, 1, 1, 1, 1, 0], (name, case)
         assert case["after_collect"] == 0, (name, case)
     # Refused: a weight its form does not give, 2- and 6-bit weights.

@@ -35,19 +35,19 @@ VERIFY_COST = 0.15  # extra cost of one more token in a forward pass, relative t
 # of 9 tokens ~2.3x (with sgemv for one row and sgemm for more: 1.7x and 2.6x; on OpenBLAS
 # alone 1.2x and 1.9x, the plain step being slower).
 FORWARDED_FIXED_COST = 0.2
-# With quantized shadows (gemv_forward.shadow) a plain step reads the weights' 4-bit form and
-# is ~1.35x faster; a verify pass reads them too (4+ tokens unpack blocks of them into L1), and
-# its attention is mlxd's (attention.py: MLX's CPU softmax cost each more token ~13 ms at depth
-# 900). Relative to a one-token pass (embedded model, 2 x86 cores, session 20), by tokens in
-# the pass: at depth 312, 2 1.22x, 3 1.35x, 5 1.62x, 9 2.31x, 12 2.58x; at depth 957, 2 1.20x,
-# 3 1.40x, 5 1.66x, 9 2.20x, 12 2.82x. Replayed on the greedy texts of bench.speculation_replay
-# priced by either table, 0.05 + 0.13 a draft token came within 1-2% of pricing by the table
-# itself on every set (the previous 0.16 + 0.18: holes 1.39-1.41x, now 1.47-1.50x). Session
-# 22 (each layer started early, sums kept in registers; depth 900): 2 1.21x, 3 1.39x, 5 1.75x,
-# 9 2.22x, 12 2.65x; priced by that table, holes 1.43x against these constants' 1.45x: kept.
-# Session 24 (an AVX-512 EPYC, the 2-row tile's reloads gone): 2 1.12x, 3 1.48x, 5 1.77x,
-# 9 2.42x, 12 2.78x; priced by that table, holes 1.45x against these constants' 1.43x: kept.
-# (`python -m bench.speculation_replay` checks them against this machine's measured costs.)
+# With quantized shadows (gemv_forward.shadow) a plain step reads the weights' 4-bit form and is
+# ~1.35x faster; a verify pass reads them too (3+ tokens, 4+ on AVX-512, unpack blocks of them into
+# L1), and its attention is mlxd's (attention.py: MLX's CPU softmax cost each more token ~13 ms at
+# depth 900). Relative to a one-token pass (embedded model, 2 x86 cores, session 20), by tokens in
+# the pass: at depth 312, 2 1.22x, 3 1.35x, 5 1.62x, 9 2.31x, 12 2.58x; at depth 957, 2 1.20x, 3
+# 1.40x, 5 1.66x, 9 2.20x, 12 2.82x. Replayed on the greedy texts of bench.speculation_replay priced
+# by either table, 0.05 + 0.13 a draft token came within 1-2% of pricing by the table itself on
+# every set (the previous 0.16 + 0.18: holes 1.39-1.41x, now 1.47-1.50x). Session 22 (each layer
+# started early, sums kept in registers; depth 900): 2 1.21x, 3 1.39x, 5 1.75x, 9 2.22x, 12 2.65x;
+# priced by that table, holes 1.43x against these constants' 1.45x: kept. Session 24 (an AVX-512
+# EPYC, the 2-row tile's reloads gone): 2 1.12x, 3 1.48x, 5 1.77x, 9 2.42x, 12 2.78x; priced by that
+# table, holes 1.45x against these constants' 1.43x: kept. (`python -m bench.speculation_replay`
+# checks them against this machine's measured costs.)
 SHADOWED_FIXED_COST = 0.05
 SHADOWED_VERIFY_COST = 0.13
 # When drafting does not pay, still draft one token now and then, to re-learn; so rarely that

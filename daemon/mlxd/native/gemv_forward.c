@@ -43,11 +43,16 @@ enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 }; /* CBLAS_ORDER, CBLAS_TRA
  * fetched (rows are short, 2-6 KB: the hardware prefetcher alone falls behind). */
 enum { MAX_ROWS = 16, MAX_WORKERS = 3, LANES = 16, PREFETCH_ROWS = 8 };
 /* Products of up to this many rows read a registered quantized shadow in registers (a decode
- * step, a pass with one or two draft tokens: 3 rows in one tile, each weight unpacked once;
- * a 3-token pass cost ~1.5x a step unpacked into L1, ~1.2x so); more rows unpack a few rows
- * of it at a time into L1 and make the sums there (part_unpacked): unpacking in registers
- * again for each pair of rows measured no faster than reading the floats. */
+ * step, a pass with one draft token; on AVX-512 two: 3 rows in one tile, each weight unpacked
+ * once, a 3-token pass ~1.2x a step where unpacking into L1 cost ~1.5x; elsewhere its 12
+ * accumulators would not fit the registers); more rows unpack a few rows of it at a time into
+ * L1 and make the sums there (part_unpacked): unpacking in registers again for each pair of
+ * rows measured no faster than reading the floats. */
+#if defined(__AVX512F__)
 enum { SHADOW_ROWS = 3 };
+#else
+enum { SHADOW_ROWS = 2 };
+#endif
 /* The alpha with which mlxd/models/attention.py asks for C = softmax(A) B (softmax_product). */
 #define SOFTMAX_ALPHA (-1.0e30f)
 enum { MAX_DIM = 256 }; /* softmax_product's widest rows of B in registers */
