@@ -200,6 +200,17 @@ def mapped() -> bool:
 
 
 # --- quantized shadows of dequantized weights ---------------------------------------------------
+@functools.cache
+def shadow_rows() -> int:
+    """The most rows a product reads a quantized shadow for in registers (native SHADOW_ROWS:
+    3 on AVX-512, else 2); more rows unpack it into L1 first, a step up in a pass's cost. 2
+    when the interposer is not loaded or predates the symbol."""
+    if not mapped():
+        return 2
+    try:
+        return int(ctypes.c_int.in_dll(ctypes.CDLL(None), "mlxd_shadow_rows").value)
+    except ValueError:
+        return 2
 
 
 class Quantized(NamedTuple):

@@ -79,6 +79,7 @@ print(json.dumps({
     "4/32": case(4, 32), "4/64": case(4, 64), "8/32": case(8, 32), "8/64": case(8, 64),
     "4/32 wide": case(4, 32, n=37, k=4608), "8/32 wide": case(8, 32, n=37, k=4608),
     "4/32 spoiled": case(4, 32, spoil=True), "2/32": case(2, 32), "6/64": case(6, 64), "4/128": case(4, 128, k=768),
+    "shadow_rows": gemv_forward.shadow_rows(),
 }))
 """
 
@@ -93,6 +94,10 @@ def test_quantized_shadows_give_the_float_products_bit_for_bit(tmp_path: Path) -
         # registers, the others into L1), 17 go to OpenBLAS's sgemm on the floats: the same bits.
         assert case["used"] == [1, 1, 1, 1, 1, 1, 0], (name, case)
         assert case["after_collect"] == 0, (name, case)
+    # What speculation prices passes by (models/speculative.py): the tile's rows, as built here.
+    flags = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    avx512 = "avx512f" in flags.split()
+    assert seen["shadow_rows"] == (3 if avx512 else 2)
     # Refused: a weight its form does not give, 2- and 6-bit weights.
     assert seen["4/32 spoiled"] == {"registered": 0}
     assert seen["2/32"] == {"registered": 0}

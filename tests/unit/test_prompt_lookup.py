@@ -151,3 +151,15 @@ def test_a_draft_model_that_does_not_pay_only_probes_and_never_where_no_draft_ma
     assert lengths.count(1) == 3 and set(lengths) == {0, 1}  # a one-token probe now and then
     # No draft where none may be made (the first token, a healed prompt's constrained tokens).
     assert [rate.length(0) for _ in range(30)] == [0] * 30
+
+
+def test_passes_that_read_the_shadows_in_registers_are_priced_apart() -> None:
+    # AVX-512's 3-row quantized tile: passes of 2-3 tokens cost little, 4+ unpack into L1.
+    pol = DraftPolicy(8, 0.05, 0.17, register_rows=3, register_cost=0.05)
+    assert [round(pol.pass_cost(d), 2) for d in (1, 2, 3, 4)] == [1.10, 1.15, 1.56, 1.73]
+    # Tokens accepted 15% / 30% of the time: drafts that pay in registers, not at 0.17 each.
+    for chance, there, elsewhere in ((0.15, 1, 0), (0.3, 2, 1)):
+        pol.p[1] = chance
+        assert pol.length(1) == there
+        assert DraftPolicy(8, 0.05, 0.17, p=[0.0, chance] + [0.9] * 4).length(1) == elsewhere
+    assert pol.probe_every == 10  # a probe costs a one-token pass: 0.10 over a plain step

@@ -50,6 +50,13 @@ FORWARDED_FIXED_COST = 0.2
 # checks them against this machine's measured costs.)
 SHADOWED_FIXED_COST = 0.05
 SHADOWED_VERIFY_COST = 0.13
+# With the 3-row quantized tile (AVX-512: gemv_forward.shadow_rows() 3), passes of 2-3 tokens
+# read the shadows in registers and those of 4+ unpack them into L1: two slopes. Session 24
+# (EPYC, depth ~300, load 1.3): 2 1.11x, 3 1.16x | 4 1.57x, 5 1.80x, 6 1.91x, 8 2.18x,
+# 10 2.63x, 12 2.95x: 0.05 + 0.05 a draft token in registers, 0.05 + 0.17 beyond (within 4%).
+# Replayed, the single slope 0.13 gave holes 1.48x where pricing by the table gave 1.59x.
+REGISTER_VERIFY_COST = 0.05
+UNPACKED_VERIFY_COST = 0.17
 # When drafting does not pay, still draft one token now and then, to re-learn; so rarely that
 # a probe that always fails costs plain text at most this share of its speed.
 PROBE_OVERHEAD = 0.01
@@ -116,6 +123,9 @@ class DraftPolicy:
     max_draft: int
     fixed_cost: float = 0.0  # cost of a pass with any draft, over a plain step's
     token_cost: float = VERIFY_COST  # cost of each draft token in a pass, over a plain step's
+    # Passes of up to this many tokens cost register_cost a draft token instead (0: none).
+    register_rows: int = 0
+    register_cost: float = 0.0
     p: list[float] = field(default_factory=lambda: list(PRIORS))
     skipped: int = 0
 
@@ -126,6 +136,14 @@ class DraftPolicy:
         their rows (drafts of at most MAX_ROWS - 1 tokens): a longer one would go to OpenBLAS,
         whose rows differ from a plain step's in the last bits, and greedy decoding would no
         longer be exact (`local.draft_tokens` allows 64)."""
+        if shadowed and gemv_forward.shadow_rows() >= 3:
+            return cls(
+                cls.most(max_draft),
+                SHADOWED_FIXED_COST,
+                UNPACKED_VERIFY_COST,
+                register_rows=gemv_forward.shadow_rows(),
+                register_cost=REGISTER_VERIFY_COST,
+            )
         if shadowed:
             return cls(cls.most(max_draft), SHADOWED_FIXED_COST, SHADOWED_VERIFY_COST)
         return cls(cls.most(max_draft), FORWARDED_FIXED_COST if gemv_forward.mapped() else 0.0)
@@ -151,12 +169,13 @@ class DraftPolicy:
 
     def pass_cost(self, d: int) -> float:
         """The time of a pass with `d` draft tokens, over a plain step's."""
-        return 1.0 + self.fixed_cost + self.token_cost * d
+        per = self.register_cost if d + 1 <= self.register_rows else self.token_cost
+        return 1.0 + self.fixed_cost + per * d
 
     @property
     def probe_every(self) -> int:
         """Skipped drafts between two probes (a probe costs a one-token draft's pass)."""
-        return round((self.fixed_cost + self.token_cost) / PROBE_OVERHEAD)
+        return round((self.pass_cost(1) - 1.0) / PROBE_OVERHEAD)
 
     def update(self, n: int, drafted: int, accepted: int) -> None:
         outcomes = [1.0] * accepted + ([0.0] if accepted < drafted else [])

@@ -53,6 +53,8 @@ enum { SHADOW_ROWS = 3 };
 #else
 enum { SHADOW_ROWS = 2 };
 #endif
+/* Read by mlxd/gemv_forward.py: speculation prices passes of up to this many tokens apart. */
+const int mlxd_shadow_rows = SHADOW_ROWS;
 /* The alpha with which mlxd/models/attention.py asks for C = softmax(A) B (softmax_product). */
 #define SOFTMAX_ALPHA (-1.0e30f)
 enum { MAX_DIM = 256 }; /* softmax_product's widest rows of B in registers */
