@@ -37,15 +37,42 @@ async def test_the_last_backend_is_abandoned_at_the_bound_without_opening_its_ci
 
 async def test_a_cloud_backend_silent_until_the_bound_is_a_failure() -> None:
     # A hung connection (a dead provider, a stalled proxy) looks like a slow answer: counted
-    # as outOfTime, a dead cloud backend showed no error at all (found by attacking it), and
-    # a local model after it, skipped for the bound, did not change that.
+    # as outOfTime, a dead cloud backend showed no error at all (found by attacking it); and
+    # the bound did not count against its circuit, so it was asked (and waited for) forever
+    # (attack, session 25).
     cloud = Scripted("cloud", [asyncio.Event()])
-    local = Scripted("local", answer("ok"), is_local=True)
-    for chain in ([cloud], [cloud, local]):
-        with pytest.raises(AllFailed) as failed:
-            await make_router(*chain, timeouts=LONG).run(inline())  # type: ignore[arg-type]
-        assert [x.timed_out for x in failed.value.attempts] == [False, True][: len(chain)]
-        assert not failed.value.out_of_time
+    router = make_router(cloud, timeouts=LONG, breaker_failures=1)
+    with pytest.raises(AllFailed) as failed:
+        await router.run(inline())  # type: ignore[arg-type]
+    assert [x.timed_out for x in failed.value.attempts] == [False]
+    assert not failed.value.out_of_time
+    assert router.backend_states()["cloud"] == "cooldown"
+
+
+async def test_a_hung_cloud_backend_leaves_the_local_model_after_it_half_the_bound() -> None:
+    # inline_first_token_s (1.5 s by default) as long as inline.max_ms (1,500 by default): the
+    # cloud backend was waited for until the bound and the local model after it never asked:
+    # every answer empty while it sat idle (attack, session 25).
+    for first_token_s in (600.0, 0.04):  # the share applies; a shorter limit of its own too
+        cloud = Scripted("cloud", [asyncio.Event()])
+        local = Scripted("local", answer("ok"), is_local=True)
+        timeouts = {**LONG, "inline_first_token_s": first_token_s}
+        router = make_router(cloud, local, timeouts=timeouts, breaker_failures=2)
+        out = await router.run(inline(200))  # type: ignore[arg-type]
+        assert (out.text, out.backend) == ("ok", "local")
+        assert out.attempts[0].backend == "cloud" and out.attempts[0].error.startswith(
+            "timeout: no token within"
+        )
+        assert cloud.closed == 1 and len(local.requests) == 1
+
+
+async def test_a_local_model_first_keeps_the_whole_bound() -> None:
+    # Its time is its prefill (cut by the bound, it goes on in the background): no share.
+    local = Scripted("local", [0.15, *answer("ok")], is_local=True)
+    cloud = Scripted("cloud", answer("cloud"))
+    out = await make_router(local, cloud, timeouts=LONG).run(inline(300))  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("ok", "local")
+    assert cloud.requests == []
 
 
 async def test_a_backend_left_when_the_bound_is_spent_is_skipped_unasked() -> None:

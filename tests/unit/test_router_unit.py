@@ -29,7 +29,7 @@ from mlxd.types import Attempt, Backend, Delta, Done, Event, Held, Request
 
 pytestmark = pytest.mark.timeout(30)
 
-Step = Event | BaseException | asyncio.Event
+Step = Event | BaseException | asyncio.Event | float  # float: seconds to wait
 
 
 def done(tokens: int = 1, reason: str = "stop") -> Done:
@@ -60,6 +60,8 @@ class Scripted(Backend):
                     raise step
                 if isinstance(step, asyncio.Event):
                     await step.wait()  # hold here until the test lets go
+                elif isinstance(step, float):
+                    await asyncio.sleep(step)  # a backend slow to its first token
                 else:
                     yield step
         finally:

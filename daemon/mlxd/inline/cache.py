@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from . import why
 
-Key = tuple[str, str, str]  # (uri, prefix, suffix)
+# (uri, len(prefix), hash(prefix), hash(suffix)): a position's key holds no copy of the
+# document, so 256 entries of a 50 MB file cost 256 small tuples, not 12.8 GB (attack, session
+# 25). str's hash is SipHash keyed per process: text a repository chose cannot aim a collision.
+Key = tuple[str, int, int, int]
+
+
+def _key(uri: str, prefix: str, suffix: str) -> Key:
+    return (uri, len(prefix), hash(prefix), hash(suffix))
 
 
 @dataclass(slots=True)
@@ -24,7 +31,8 @@ class CacheStats:
 
 
 class InlineCache:
-    """A bounded LRU of (uri, prefix, suffix) -> suggestion.
+    """A bounded LRU of (uri, prefix, suffix) -> suggestion, keyed by the texts' lengths and
+    hashes (Key).
 
     The prefix and suffix are the whole document around the cursor, so an edit anywhere else
     in the document is a miss. "" is a valid suggestion (the model had nothing good to say at
@@ -48,7 +56,7 @@ class InlineCache:
         return len(self._entries)
 
     def store(self, uri: str, prefix: str, suffix: str, suggestion: str) -> None:
-        key = (uri, prefix, suffix)
+        key = _key(uri, prefix, suffix)
         self._entries[key] = suggestion
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
@@ -62,7 +70,7 @@ class InlineCache:
         A fully typed suggestion answers None: what comes next is for the model to say.
         `count`: in the statistics (False: a request that already counted its miss looks again).
         """
-        key = (uri, prefix, suffix)
+        key = _key(uri, prefix, suffix)
         exact = self._entries.get(key)
         if exact is not None:
             self._entries.move_to_end(key)
@@ -80,24 +88,27 @@ class InlineCache:
 
     def _typed_through(self, uri: str, prefix: str, suffix: str) -> str | None:
         """The newest entry the user is typing through, as the rest of its suggestion."""
-        for (e_uri, e_prefix, e_suffix), suggestion in reversed(self._entries.items()):
-            if e_uri != uri or len(e_prefix) >= len(prefix) or not suggestion:
+        suffix_hash = hash(suffix)
+        for key, suggestion in reversed(self._entries.items()):
+            e_uri, e_len, e_hash, e_suffix_hash = key
+            if e_uri != uri or e_len >= len(prefix) or not suggestion:
                 continue
-            typed_len = len(prefix) - len(e_prefix)
-            if typed_len >= len(suggestion) or e_suffix != suffix:
+            typed_len = len(prefix) - e_len
+            if typed_len >= len(suggestion) or e_suffix_hash != suffix_hash:
                 continue
-            if prefix.startswith(e_prefix) and suggestion.startswith(prefix[len(e_prefix) :]):
-                self._entries.move_to_end((e_uri, e_prefix, e_suffix))
+            # the slice copies the prefix: done only for an entry whose suggestion was typed
+            if suggestion.startswith(prefix[e_len:]) and hash(prefix[:e_len]) == e_hash:
+                self._entries.move_to_end(key)
                 return suggestion[typed_len:]
         return None
 
     def peek(self, uri: str, prefix: str, suffix: str) -> str | None:
         """The entry stored at exactly this key, if any; no statistics, no typing-through."""
-        return self._entries.get((uri, prefix, suffix))
+        return self._entries.get(_key(uri, prefix, suffix))
 
     def discard(self, uri: str, prefix: str, suffix: str) -> None:
         """Drop one entry (a pregenerated item the document's edits made stale)."""
-        self._entries.pop((uri, prefix, suffix), None)
+        self._entries.pop(_key(uri, prefix, suffix), None)
 
     def forget(self, uri: str) -> None:
         """Drop a document's entries (didClose)."""

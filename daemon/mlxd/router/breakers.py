@@ -53,9 +53,12 @@ class Breakers(dict[str, Breaker]):
             return "skipped: circuit half-open, probe in flight"
         return None
 
-    def failed(self, name: str, exc: BackendError, limit: int, cooldown_s: float) -> None:
-        """A failed attempt: the `limit`-th in a row (or a failed probe) opens the circuit."""
-        if not exc.counts_against_breaker:  # not the backend's health
+    def failed(
+        self, name: str, exc: BackendError, limit: int, cooldown_s: float, *, counts: bool = False
+    ) -> None:
+        """A failed attempt: the `limit`-th in a row (or a failed probe) opens the circuit.
+        `counts`: even when the error does not count against it by itself."""
+        if not (counts or exc.counts_against_breaker):  # not the backend's health
             self.release_probe(name)
             return
         b = self.setdefault(name, Breaker())

@@ -49,6 +49,11 @@ from .waits import backoff, loop_time, timeout
 
 log = logging.getLogger(__name__)
 
+# An inline request's cloud backend with another after it gets at most this share of what is
+# left of inline.max_ms for its first token (with inline_first_token_s = max_ms, a hung first backend
+# left the next none: every answer empty; attack, session 25).
+FIRST_SHARE = 0.5
+
 Plan = tuple[str, str | None]  # (backend name, why it is skipped; None: try it)
 
 
@@ -174,7 +179,7 @@ class Router:
             # Only a local model's bound is a matter of time; a cloud backend silent until
             # the bound may be down (a hung connection): a failure, counted as one.
             attempts.append(Attempt(name, said, timed_out=by_bound(exc) and local))
-            self._failed(name, exc)
+            self._failed(name, exc, counts=not local and by_bound(exc))
             log.info("backend %s failed: %s", name, exc)
             return None
         except BaseException:  # cancelled: not the backend's health
@@ -238,9 +243,14 @@ class Router:
         first-token limit for all its tries (the whole remaining budget when no fallback is
         left); a Retry-After it cannot afford falls back at once."""
         retries = 0
-        first_by = self._end(run) if is_last else time.monotonic() + self._first_token_limit(req)
+        now = time.monotonic()
+        first_by = self._end(run) if is_last else now + self._first_token_limit(req)
         if (bound := inline_bound(run, req)) is not None:
             first_by = min(first_by, bound)  # inline: the last backend is bounded too
+            if not is_last and not getattr(self.backends.get(name), "is_local", False):
+                # a hung cloud backend must leave the next one time to answer (a local one's
+                # time is its prefill, which goes on in the background when the bound cuts it)
+                first_by = min(first_by, now + (bound - now) * FIRST_SHARE)
         while True:
             streamed_before = streamed(run)
             try:
@@ -332,9 +342,11 @@ class Router:
         return None
 
     # --- circuit breaker --------------------------------------------------------------------
-    def _failed(self, name: str, exc: BackendError) -> None:
+    def _failed(self, name: str, exc: BackendError, *, counts: bool = False) -> None:
+        """`counts`: against the breaker even where the error itself would not (a cloud
+        backend silent until the inline bound: hung, not slow to prefill)."""
         r = self.config.routing
-        self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s)
+        self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s, counts=counts)
 
     def reset(self, name: str | None = None) -> None:
         """Forget the failures of one backend (or all): after a new key or config, a backend
