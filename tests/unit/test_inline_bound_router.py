@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
 from mlxd.errors import AllFailed, ConnectError
+from mlxd.types import Delta, Event, Request
 
 from .test_router_unit import Scripted, answer, chat, done, make_router
 
@@ -113,3 +115,65 @@ async def test_max_tokens_zero_reaches_the_backend() -> None:
     out = await make_router(a).run(chat(max_tokens=0))
     assert [r.max_tokens for r in a.requests] == [0]
     assert (out.text, out.completion_tokens, out.finish_reason) == ("", 0, "length")
+
+
+class Flood(Scripted):
+    """A provider whose next delta is always in the buffer (one character deltas faster than
+    they are read): its stream never suspends, for `seconds` of wall time, then ends."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("cloud", [])
+        self.seconds = seconds
+        self.finished = False
+        self.sent = 0
+
+    async def stream(self, request: Request) -> AsyncIterator[Event]:
+        self.requests.append(request)
+        until = time.monotonic() + self.seconds
+        try:
+            while time.monotonic() < until:
+                self.sent += 1
+                yield Delta("x")
+            self.finished = True
+            yield done(self.sent)
+        finally:
+            self.closed += 1
+
+
+async def test_a_flood_of_deltas_is_cut_at_the_bound() -> None:
+    # The timeout fires only when the stream waits; one that never does ran past the bound to
+    # its end (attack, session 25: 8 floods at inline.max_ms 400 answered after 675 ms).
+    flood = Flood(seconds=5.0)
+    router = make_router(flood, timeouts=LONG, max_tokens=1_000_000)  # the bound, not max_tokens
+    out = await router.run(inline(100))  # type: ignore[arg-type]
+    assert out.finish_reason == "length" and not flood.finished and flood.closed == 1
+    assert out.text and set(out.text) == {"x"}
+
+
+async def test_a_flood_of_deltas_lets_other_requests_run() -> None:
+    flood = Flood(seconds=1.0)
+    router = make_router(flood, timeouts=LONG)
+    seen: list[bool] = []
+
+    async def beside() -> None:
+        while flood.sent == 0:  # the flood has begun
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        seen.append(flood.finished)
+
+    other = asyncio.create_task(beside())
+    await router.run(chat())  # type: ignore[arg-type]
+    await other
+    assert seen == [False]  # it ran while the flood went on, not after it
+
+
+async def test_a_provider_past_max_tokens_is_cut_there() -> None:
+    # Every delta holds at least one token: a stream with more deltas than max_tokens ignores
+    # it; without this, a flood ran on to the time budget (chat: total_s, 120 s).
+    flood = Flood(seconds=5.0)
+    out = await make_router(flood, timeouts=LONG).run(chat(max_tokens=50))  # type: ignore[arg-type]
+    assert (out.text, out.finish_reason, out.completion_tokens) == ("x" * 50, "length", 50)
+    assert not flood.finished and flood.closed == 1
+    compliant = Scripted("cloud", answer(*"x" * 50))  # exactly max_tokens: its own Done
+    out = await make_router(compliant, timeouts=LONG).run(chat(max_tokens=50))  # type: ignore[arg-type]
+    assert (out.text, out.finish_reason, out.completion_tokens) == ("x" * 50, "stop", 50)

@@ -30,14 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from ..config import Config
-from ..errors import (
-    AllFailed,
-    BackendError,
-    Timeout,
-    UnknownBackend,
-    UnknownModel,
-    as_failure,
-)
+from ..errors import AllFailed, BackendError, UnknownBackend, UnknownModel, as_failure
 from ..models import AnswerFilter, StopPolicy
 from ..stream_redact import Secrets, StreamRedactor
 from ..types import Attempt, Backend, Delta, DeltaFn, Done, Held, Outcome, Request
@@ -45,14 +38,9 @@ from .attempts import Skipped, by_bound, describe
 from .breakers import Breakers
 from .privacy import excluded, skip_reason
 from .run import Run, emit, flush, held, inline_bound, streamed
-from .waits import backoff, loop_time, timeout
+from .waits import YIELD_EVERY, backoff, first_token_by, loop_time, ran_out
 
 log = logging.getLogger(__name__)
-
-# An inline request's cloud backend with another after it gets at most this share of what is
-# left of inline.max_ms for its first token (with inline_first_token_s = max_ms, a hung first backend
-# left the next none: every answer empty; attack, session 25).
-FIRST_SHARE = 0.5
 
 Plan = tuple[str, str | None]  # (backend name, why it is skipped; None: try it)
 
@@ -243,14 +231,10 @@ class Router:
         first-token limit for all its tries (the whole remaining budget when no fallback is
         left); a Retry-After it cannot afford falls back at once."""
         retries = 0
-        now = time.monotonic()
-        first_by = self._end(run) if is_last else now + self._first_token_limit(req)
-        if (bound := inline_bound(run, req)) is not None:
-            first_by = min(first_by, bound)  # inline: the last backend is bounded too
-            if not is_last and not getattr(self.backends.get(name), "is_local", False):
-                # a hung cloud backend must leave the next one time to answer (a local one's
-                # time is its prefill, which goes on in the background when the bound cuts it)
-                first_by = min(first_by, now + (bound - now) * FIRST_SHARE)
+        local = getattr(self.backends.get(name), "is_local", False)
+        first_by = first_token_by(
+            self._first_token_limit(req), self._end(run), inline_bound(run, req), is_last, local
+        )
         while True:
             streamed_before = streamed(run)
             try:
@@ -293,26 +277,26 @@ class Router:
         end_by = self._end(run) if bound is None else min(self._end(run), bound)
         got_token = False
         deltas = 0  # this attempt's, for the usage of an answer the daemon ended itself
+        events = 0
         try:
             while True:
                 deadline = end_by if got_token else min(first_by, end_by)
                 try:
-                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
-                    # that races with a token, and it costs a task per token.
+                    if time.monotonic() >= deadline:  # a stream that never suspends (a
+                        raise TimeoutError  # flood of deltas) would never let the timeout fire
+                    # asyncio.timeout: 3.11's wait_for can swallow a cancel, costs a task a token
                     async with asyncio.timeout_at(loop_time(deadline)):
                         event = await anext(stream)
                 except StopAsyncIteration:
                     raise BackendError("stream ended without a result") from None
                 except TimeoutError:
-                    if bound is not None and deadline >= bound:
-                        if got_token:
-                            return Done("length", 0, 0, name)
-                        ms = (req.max_time_s or bound - run.start) * 1000
-                        raise Timeout(
-                            f"no token within inline.max_ms ({ms:.0f} ms)", "bound"
-                        ) from None
+                    if bound is not None and deadline >= bound and got_token:
+                        return Done("length", 0, 0, name)  # what streamed is the answer
+                    bound_s = None if bound is None else req.max_time_s or bound - run.start
                     total = self.config.timeouts.total_s if deadline >= self._end(run) else None
-                    raise timeout(total, first_by - start) from None
+                    raise ran_out(deadline, bound, bound_s, total, first_by - start) from None
+                if (events := events + 1) % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # the same flood: let other requests be served
                 if isinstance(event, Held):  # set aside for an inline request: not its time
                     first_by += event.seconds
                     continue
@@ -329,6 +313,10 @@ class Router:
 
     def _take(self, event: Delta, req: Request, run: Run, name: str, deltas: int) -> Done | None:
         """One streamed token, filtered and handed on; a Done when the answer ends here."""
+        if req.max_tokens is not None and deltas > req.max_tokens:
+            # every delta holds a token or more: a provider past max_tokens ignores it (a
+            # hostile one floods it): the answer ends there
+            return Done("length", 0, deltas - 1, name)
         run.deltas += 1
         if run.first_token is None:
             run.first_token = time.monotonic()

@@ -1,5 +1,5 @@
-"""How the router waits: the backoff between retries, deadlines on the event loop's clock, and
-the error when one runs out."""
+"""How the router waits: the backoff between retries, an attempt's deadlines (and theirs on the
+event loop's clock), and the error when one runs out."""
 
 from __future__ import annotations
 
@@ -8,6 +8,31 @@ import random
 import time
 
 from ..errors import Timeout
+
+# An inline request's cloud backend with another after it gets at most this share of what is
+# left of inline.max_ms for its first token (inline_first_token_s = max_ms, the defaults, left
+# a hung cloud's local fallback no time: every answer empty; attack, session 25).
+FIRST_SHARE = 0.5
+# A stream read from a full buffer never suspends: every this many events the router lets the
+# event loop run (other requests, the client's cancels) before it takes the next.
+YIELD_EVERY = 32
+
+
+def first_token_by(
+    limit_s: float, end: float, bound: float | None, last: bool, local: bool
+) -> float:
+    """The time.monotonic() instant an attempt's first token must come by: its first-token
+    limit (`limit_s` from now), the request's budget (`end`) for the last backend left; never
+    past the inline bound, and for a cloud backend with another after it, at most FIRST_SHARE
+    of what is left of the bound (a local model's time is its prefill, which goes on in the
+    background when the bound cuts it)."""
+    now = time.monotonic()
+    first_by = end if last else now + limit_s
+    if bound is None:
+        return first_by
+    if not last and not local:
+        first_by = min(first_by, now + (bound - now) * FIRST_SHARE)
+    return min(first_by, bound)
 
 
 def loop_time(monotonic: float) -> float:
@@ -19,6 +44,20 @@ def loop_time(monotonic: float) -> float:
 def backoff(attempt: int) -> float:
     """Exponential backoff with full jitter: 0.25 s, 0.5 s, 1 s ... scaled by U(0.5, 1)."""
     return 0.25 * (2**attempt) * random.uniform(0.5, 1.0)
+
+
+def ran_out(
+    deadline: float,
+    bound: float | None,
+    bound_s: float | None,
+    total_s: float | None,
+    first_token_s: float,
+) -> Timeout:
+    """The error for an attempt with no token by `deadline`: the inline bound's (`bound_s`
+    long) when that was the deadline, else `timeout`'s."""
+    if bound is not None and deadline >= bound:
+        return Timeout(f"no token within inline.max_ms ({bound_s * 1000:.0f} ms)", "bound")
+    return timeout(total_s, first_token_s)
 
 
 def timeout(budget_s: float | None, first_token_s: float) -> Timeout:
