@@ -177,3 +177,8 @@ async def test_a_provider_past_max_tokens_is_cut_there() -> None:
     compliant = Scripted("cloud", answer(*"x" * 50))  # exactly max_tokens: its own Done
     out = await make_router(compliant, timeouts=LONG).run(chat(max_tokens=50))  # type: ignore[arg-type]
     assert (out.text, out.finish_reason, out.completion_tokens) == ("x" * 50, "stop", 50)
+    # A local model's deltas need not be tokens (stop text held back then flushed, reasoning
+    # split off): its own max_tokens holds, the router does not count for it.
+    local = Scripted("local", answer(*"x" * 51, tokens=50), is_local=True)
+    out = await make_router(local, timeouts=LONG).run(chat(max_tokens=50))  # type: ignore[arg-type]
+    assert (out.text, out.finish_reason) == ("x" * 51, "stop")

@@ -146,7 +146,7 @@ class Router:
     ) -> Done | None:
         """One backend's attempt, continuing what earlier ones streamed: its Done, or None
         when it failed (the failure recorded in `attempts` and its circuit breaker)."""
-        local = getattr(self.backends.get(name), "is_local", False)
+        local = is_local(self, name)
         if not local:
             flush(run, name)  # a cloud continuation gets the cut answer redacted
         prefix = request.assistant_prefix + run.text + held(run)  # local: as generated
@@ -231,7 +231,7 @@ class Router:
         first-token limit for all its tries (the whole remaining budget when no fallback is
         left); a Retry-After it cannot afford falls back at once."""
         retries = 0
-        local = getattr(self.backends.get(name), "is_local", False)
+        local = is_local(self, name)
         first_by = first_token_by(
             self._first_token_limit(req), self._end(run), inline_bound(run, req), is_last, local
         )
@@ -313,9 +313,9 @@ class Router:
 
     def _take(self, event: Delta, req: Request, run: Run, name: str, deltas: int) -> Done | None:
         """One streamed token, filtered and handed on; a Done when the answer ends here."""
-        if req.max_tokens is not None and deltas > req.max_tokens:
-            # every delta holds a token or more: a provider past max_tokens ignores it (a
-            # hostile one floods it): the answer ends there
+        if req.max_tokens is not None and deltas > req.max_tokens and not is_local(self, name):
+            # a provider's every delta holds a token or more (a local model's need not: held
+            # stop text, reasoning split off): past max_tokens it ignores it, or floods
             return Done("length", 0, deltas - 1, name)
         run.deltas += 1
         if run.first_token is None:
@@ -344,3 +344,7 @@ class Router:
     def cooldown_ends(self) -> list[float]:
         """Monotonic times at which an open circuit turns half-open (status changes then)."""
         return self.breakers.cooldown_ends()
+
+
+def is_local(router: Router, name: str) -> bool:
+    return getattr(router.backends.get(name), "is_local", False)
