@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # left out.
 END_MARKERS = (
     "<|endoftext|>",
+    "<|im_start|>",
     "<|im_end|>",
     "<|fim_prefix|>",
     "<|fim_suffix|>",
@@ -108,7 +109,7 @@ class StopPolicy:
     - `max_lines`: at most this many lines with text; the router ends the stream once they are
       finished (`enough_lines`).
     - END_MARKERS: end-of-text / FIM markers that came through as text (the local model stops
-      on its FIM template's end tokens in the engine).
+      on its FIM template's end tokens and its control tokens in the engine).
 
     `cut(text)` applies all three to a final text (a delta may run past the end).
     """
