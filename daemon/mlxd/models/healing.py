@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,13 +59,19 @@ class Vocabulary(list[str]):
 
 
 _VOCABS: weakref.WeakKeyDictionary[Any, Vocabulary] = weakref.WeakKeyDictionary()
+_BUILDING = threading.Lock()  # one build: concurrent first requests each built their own
 
 
 def vocabulary(tokenizer: Any) -> Vocabulary:
     """The tokenizer's Vocabulary, built once (a 50k vocabulary: ~0.2 s with a fast
-    tokenizer's batch decode, ~1.5 s through transformers' per-token one)."""
+    tokenizer's batch decode, ~1.5 s through transformers' per-token one); the model loader
+    builds it before the model is ready."""
     inner = getattr(tokenizer, "_tokenizer", tokenizer)
-    if inner not in _VOCABS:
+    if (built := _VOCABS.get(inner)) is not None:
+        return built
+    with _BUILDING:
+        if inner in _VOCABS:
+            return _VOCABS[inner]
         size = max(inner.get_vocab().values()) + 1
         special = set(getattr(inner, "all_special_ids", []) or [])
         ids = [[i] for i in range(size)]

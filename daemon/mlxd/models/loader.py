@@ -25,6 +25,7 @@ from mlxd.blas import fast_blas_loaded
 from mlxd.errors import ModelError
 
 from . import download, gguf, prefill_math
+from .healing import vocabulary
 from .specs import EMBEDDED, EMBEDDED_ENV, INSTALL_HINT, _kind
 
 # "auto" dequantizes on CPU below this size as float (see auto_dequantizes).
@@ -114,6 +115,10 @@ def load_model(
         raise ModelError(f"cannot read the weights in {path}: {e}") from e
     shadows = gemv_forward.shadow(model, forms)
     nbytes = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+    # Token healing's index of the vocabulary (~0.2 s, mostly holding the GIL): built here, not
+    # by the first requests after "ready", which stalled the event loop ~100 ms at a time
+    # (attack, session 25).
+    vocabulary(tokenizer)
     report(1.0, "ready")
     return LoadedModel(
         name=spec,
