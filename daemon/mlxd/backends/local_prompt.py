@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import ContextOverflow
-from ..models.answer import CLOSE_THINK, OPEN_THINK
+from ..models import CLOSE_THINK, OPEN_THINK
 from ..prompts import Window, detect, fit_window
 from ..types import Message, Request
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .answer import OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
+from .answer import CLOSE_THINK, OPEN_THINK, AnswerFilter, Piece, ThinkSplitter
 from .batching import BatchEngine, Job
 from .blas_threads import openblas_threads
 from .budget import (
@@ -58,6 +58,7 @@ __all__ = [
     "warm_rungs",
     "LINE_TOKENS",
     "MIN_PROMPT_TOKENS",
+    "CLOSE_THINK",
     "OPEN_THINK",
     "RecentPrompts",
     "SpeedMeter",
