@@ -19,6 +19,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+# Each builds the kernel with the real compiler at -O3 (4-8 s on 2 cores): make test's tier,
+# so that make test-fast stays under a minute; test_it_builds_once_into_the_cache and the
+# vector-width builds (-O1) keep one real build in the fast tier.
+COMPILES = pytest.mark.slow
+
+
 @pytest.fixture(autouse=True)
 def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -70,6 +76,7 @@ def test_the_off_switch_builds_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     assert not (tmp_path / "cache").exists()
 
 
+@COMPILES
 def test_a_compiler_in_the_working_directory_never_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,6 +95,7 @@ def test_a_compiler_in_the_working_directory_never_runs(
     assert lib is not None and lib.is_file()  # the system's compiler built it
 
 
+@COMPILES
 def test_a_relative_cache_home_is_not_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,6 +118,7 @@ def test_no_home_means_no_forwarding_and_a_normal_start(monkeypatch: pytest.Monk
         blas.preload.cache_clear()
 
 
+@COMPILES
 def test_a_file_others_could_write_is_never_preloaded(tmp_path: Path) -> None:
     lib = gemv_forward.library()
     assert lib is not None
@@ -123,6 +132,7 @@ def test_a_file_others_could_write_is_never_preloaded(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(blas.find_openblas() is None, reason="needs the venv's OpenBLAS")
+@COMPILES
 def test_a_truncated_build_is_rebuilt_at_the_next_start() -> None:
     lib = gemv_forward.library()
     assert lib is not None
@@ -138,6 +148,7 @@ def test_a_truncated_build_is_rebuilt_at_the_next_start() -> None:
         blas.preload.cache_clear()
 
 
+@COMPILES
 def test_under_a_loose_umask_what_we_preload_is_still_ours_alone(tmp_path: Path) -> None:
     """umask 000 made mlxd's cache directories world-writable: another user could swap the
     interposer or a libgfortran link between our check and the exec (second attack)."""
@@ -170,6 +181,7 @@ def test_a_cache_under_a_directory_others_can_write_is_not_used(
         blas._gfortran_shim.cache_clear()
 
 
+@COMPILES
 def test_a_directory_an_older_mlxd_left_group_writable_is_fixed_and_used(tmp_path: Path) -> None:
     lib = gemv_forward.library()
     assert lib is not None
@@ -179,6 +191,7 @@ def test_a_directory_an_older_mlxd_left_group_writable_is_fixed_and_used(tmp_pat
     assert lib.parent.stat().st_mode & 0o777 == 0o700
 
 
+@COMPILES
 def test_a_compiler_without_march_native_builds_the_portable_kernel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,6 +211,7 @@ def test_a_compiler_without_march_native_builds_the_portable_kernel(
     assert len(tried) == 2 and "-march=native" in tried[0] and "-march" not in tried[1]
 
 
+@COMPILES
 def test_another_cpu_gets_a_build_of_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,6 +234,7 @@ def test_arm_cpus_are_told_apart() -> None:
     assert gemv_forward.cpu_key(n1) == gemv_forward.cpu_key(n1.replace(b"243.75", b"250.00"))
 
 
+@COMPILES
 def test_a_cpu_it_cannot_name_gets_the_portable_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
