@@ -253,20 +253,22 @@ async def test_a_stop_token_ends_generation_in_the_engine_and_is_counted(
 
 def test_the_fim_templates_end_tokens_become_stop_token_ids(tiny_model: Path) -> None:
     """The local backend maps its tokenizer's FIM template end tokens to ids for the engine:
-    a StarCoder-style vocabulary stops on <|endoftext|>, <file_sep> and the FIM markers; a
-    tokenizer without FIM tokens stops on its control tokens alone (<|im_start|> came out as
-    ghost text; attack, session 25)."""
+    a StarCoder-style vocabulary stops on <|endoftext|>, <file_sep> and the FIM markers, and
+    a completion on every control token its prompt does not hold (<|im_start|> came out as
+    ghost text; attack, session 25); reasoning tags are the answer filter's to split off."""
     from mlx_lm.tokenizer_utils import TokenizerWrapper
     from transformers import PreTrainedTokenizerFast
 
     from mlxd.backends.local_prompt import end_tokens as _end_tokens
+    from mlxd.backends.local_prompt import stop_ids
     from mlxd.prompts import STARCODER
 
     plain = PreTrainedTokenizerFast(tokenizer_file=str(tiny_model / "tokenizer.json"))
+    assert _end_tokens(TokenizerWrapper(plain)) == frozenset()
     controls = frozenset(
         plain.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     )
-    assert _end_tokens(TokenizerWrapper(plain)) == controls
+    assert stop_ids(TokenizerWrapper(plain), [5, 6, 7]) == controls
     fim = PreTrainedTokenizerFast(tokenizer_file=str(tiny_model / "tokenizer.json"))
     fim.add_special_tokens(
         {
@@ -279,22 +281,26 @@ def test_the_fim_templates_end_tokens_become_stop_token_ids(tiny_model: Path) ->
         }
     )
     ids = _end_tokens(TokenizerWrapper(fim))
-    fim_ends = frozenset(fim.convert_tokens_to_ids(t) for t in STARCODER.eot_tokens)
-    assert ids == fim_ends | controls | {fim.convert_tokens_to_ids("<fim_middle>")}
-    assert len(fim_ends) == 5
-    # Reasoning tags are the answer filter's to split off, never an end.
+    assert ids == frozenset(fim.convert_tokens_to_ids(t) for t in STARCODER.eot_tokens)
+    assert len(ids) == 5
     fim.add_special_tokens({"additional_special_tokens": ["<think>", "</think>", "<file_sep>"]})
-    assert _end_tokens(TokenizerWrapper(fim)) == ids
+    wrapped = TokenizerWrapper(fim)
+    middle = fim.convert_tokens_to_ids("<fim_middle>")
+    assert stop_ids(wrapped, [5, 6, 7]) == ids | controls | {middle}
+    # A prompt that holds a control token (a document about ChatML) may be completed with it;
+    # the FIM end tokens stay ends even where the FIM prompt holds them.
+    im_start = fim.convert_tokens_to_ids("<|im_start|>")
+    assert stop_ids(wrapped, [im_start, *ids, middle]) == ids | controls - {im_start}
 
 
 def test_every_control_token_of_the_embedded_model_ends_a_completion() -> None:
     # SmolLM2's vocabulary begins with 17 control tokens (GGUF type 3): its only EOS is
     # <|im_end|>; <|endoftext|>, <|im_start|>, <file_sep>, <jupyter_code>... came out as text.
-    from mlxd.backends.local_prompt import end_tokens as _end_tokens
+    from mlxd.backends.local_prompt import stop_ids
     from mlxd.models.loader import load_model
 
     tok = load_model("smollm2-135m").tokenizer
-    ids = _end_tokens(tok)
+    ids = stop_ids(tok, tok.encode("def f(x):\n    return x\n"))
     assert ids == frozenset(range(17))
     texts = {tok.decode([i]) for i in ids}
     assert {"<|endoftext|>", "<|im_start|>", "<file_sep>", "<jupyter_code>"} <= texts

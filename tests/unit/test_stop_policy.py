@@ -42,7 +42,6 @@ def test_enough_lines_once_max_lines_are_finished() -> None:
 
 def test_end_markers_that_came_through_as_text_end_the_answer() -> None:
     assert StopPolicy().cut("x + 1<|endoftext|>garbage") == "x + 1"
-    assert StopPolicy().cut("x + 1<|im_start|>user\nhi") == "x + 1"  # a chat turn begun
     assert StopPolicy().cut("a<file_sep>b<|im_end|>") == "a"
     assert StopPolicy().cut("<s>bold</s>") == "<s>bold</s>"  # HTML is not an end marker
 

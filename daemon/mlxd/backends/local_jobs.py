@@ -8,7 +8,7 @@ from typing import Any
 
 from ..models import Job
 from ..types import Request
-from .local_prompt import end_tokens
+from .local_prompt import stop_ids
 
 log = logging.getLogger("mlxd.backends.local")
 
@@ -51,7 +51,7 @@ def job_for(
         temperature=req.temperature,
         # Going on past the answer (GoOn): the router's filter ends the answer at a stop.
         stop=req.stop if req.go_on is None else [],
-        stop_tokens=end_tokens(lm.tokenizer) if req.kind != "chat" else frozenset(),
+        stop_tokens=stop_ids(lm.tokenizer, tokens) if req.kind != "chat" else frozenset(),
         emit=emit,
         deadline=deadline(req),
         background=req.priority == "background",

@@ -144,29 +144,43 @@ _END_TOKENS: weakref.WeakKeyDictionary[Any, frozenset[int]] = weakref.WeakKeyDic
 
 
 def end_tokens(tokenizer: Any) -> frozenset[int]:
-    """The ids a completion (inline, complete) stops on in the batch engine, like on EOS: its
-    FIM template's end tokens (the template's `eot_tokens` in its vocabulary) and every control
-    token (control_tokens): never ghost text."""
+    """The ids of the tokenizer's FIM end tokens (the template's `eot_tokens` that are in its
+    vocabulary): a completion stops on them in the batch engine, like on EOS."""
     if tokenizer not in _END_TOKENS:
         template = fim_template(tokenizer)
         vocab = getattr(tokenizer, "_tokenizer", tokenizer).get_vocab() if template else {}
         ends = template.eot_tokens if template else []
-        fim = {vocab[t] for t in ends if t in vocab}
-        _END_TOKENS[tokenizer] = frozenset(fim | control_tokens(tokenizer))
+        _END_TOKENS[tokenizer] = frozenset(vocab[t] for t in ends if t in vocab)
     return _END_TOKENS[tokenizer]
+
+
+def stop_ids(tokenizer: Any, prompt: list[int]) -> frozenset[int]:
+    """The ids a completion (inline, complete) stops on in the batch engine, like on EOS: its
+    FIM end tokens, and every control token (control_tokens) its prompt does not hold: their
+    text is never ghost text, but a document that holds one (code that builds ChatML prompts)
+    may be completed with it."""
+    controls = control_tokens(tokenizer)
+    return end_tokens(tokenizer) | (controls - set(prompt))
 
 
 REASONING_TAGS = frozenset({OPEN_THINK, CLOSE_THINK})
 
 
-def control_tokens(tokenizer: Any) -> set[int]:
+_CONTROLS: weakref.WeakKeyDictionary[Any, frozenset[int]] = weakref.WeakKeyDictionary()
+
+
+def control_tokens(tokenizer: Any) -> frozenset[int]:
     """Ids of the tokenizer's control tokens: its special tokens and the added tokens marked
     special (chat roles, file and repo markers: SmolLM2's `<|im_start|>`, `<file_sep>`,
     `<jupyter_code>` came out as ghost text), less reasoning tags (models/answer.py splits
     those off)."""
-    inner = getattr(tokenizer, "_tokenizer", tokenizer)
-    names = dict(zip(inner.all_special_ids, inner.all_special_tokens, strict=True))
-    fast = getattr(inner, "_tokenizer", None)  # the Rust tokenizer under a fast one
-    if fast is not None and hasattr(fast, "get_added_tokens_decoder"):
-        names |= {i: t.content for i, t in fast.get_added_tokens_decoder().items() if t.special}
-    return {i for i, name in names.items() if name not in REASONING_TAGS}
+    if tokenizer not in _CONTROLS:
+        inner = getattr(tokenizer, "_tokenizer", tokenizer)
+        names = dict(zip(inner.all_special_ids, inner.all_special_tokens, strict=True))
+        fast = getattr(inner, "_tokenizer", None)  # the Rust tokenizer under a fast one
+        if fast is not None and hasattr(fast, "get_added_tokens_decoder"):
+            added = fast.get_added_tokens_decoder().items()
+            names |= {i: t.content for i, t in added if t.special}
+        ids = (i for i, name in names.items() if name not in REASONING_TAGS)
+        _CONTROLS[tokenizer] = frozenset(ids)
+    return _CONTROLS[tokenizer]

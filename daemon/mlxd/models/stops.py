@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 # left out.
 END_MARKERS = (
     "<|endoftext|>",
-    "<|im_start|>",
     "<|im_end|>",
     "<|fim_prefix|>",
     "<|fim_suffix|>",

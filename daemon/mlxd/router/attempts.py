@@ -27,6 +27,12 @@ def by_bound(exc: Exception) -> bool:
     return isinstance(exc, Skipped) and exc.bound
 
 
+def late(exc: Exception) -> bool:
+    """Whether the attempt had the inline bound's time and sent no token in it (not skipped
+    for a bound already spent)."""
+    return isinstance(exc, Timeout) and exc.phase == "bound"
+
+
 def describe(exc: Exception, streamed: int) -> str:
     """An attempt's error; a backend that failed mid-answer says how much it had streamed."""
     where = f" after {streamed} chars streamed" if streamed else ""

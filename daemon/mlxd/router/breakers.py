@@ -38,6 +38,23 @@ class Breakers(dict[str, Breaker]):
     def __init__(self, on_status: Callable[[], None]) -> None:
         super().__init__()
         self.on_status = on_status
+        # Cloud backends that let an inline request's bound pass without a token (hung, or
+        # slower than inline.max_ms), each until when: while marked, one with a backend after
+        # it gets only a share of the bound for its first token (waits.first_token_by), so the
+        # next one still answers in time. An inline answer in time clears the mark; when it
+        # expires (the circuits' cooldown) the backend gets the whole bound again. Not a
+        # circuit: chat and complete, with limits of their own, keep the backend (a slow but
+        # healthy provider opened its circuit for them; attack, session 25).
+        self.late: dict[str, float] = {}
+
+    def late_for_inline(self, name: str) -> bool:
+        return self.late.get(name, 0.0) > time.monotonic()
+
+    def mark_late(self, name: str, cooldown_s: float) -> None:
+        """An inline request's bound passed with no token from `name`: marked for `cooldown_s`
+        (a mark is not renewed by the share's cut: when it ends, the whole bound again)."""
+        if not self.late_for_inline(name):
+            self.late[name] = time.monotonic() + cooldown_s
 
     def state(self, name: str, now: float) -> str:
         return self.get(name, Breaker()).state(now)
@@ -53,12 +70,9 @@ class Breakers(dict[str, Breaker]):
             return "skipped: circuit half-open, probe in flight"
         return None
 
-    def failed(
-        self, name: str, exc: BackendError, limit: int, cooldown_s: float, *, counts: bool = False
-    ) -> None:
-        """A failed attempt: the `limit`-th in a row (or a failed probe) opens the circuit.
-        `counts`: even when the error does not count against it by itself."""
-        if not (counts or exc.counts_against_breaker):  # not the backend's health
+    def failed(self, name: str, exc: BackendError, limit: int, cooldown_s: float) -> None:
+        """A failed attempt: the `limit`-th in a row (or a failed probe) opens the circuit."""
+        if not exc.counts_against_breaker:  # not the backend's health
             self.release_probe(name)
             return
         b = self.setdefault(name, Breaker())

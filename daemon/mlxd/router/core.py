@@ -34,10 +34,10 @@ from ..errors import AllFailed, BackendError, UnknownBackend, UnknownModel, as_f
 from ..models import AnswerFilter, StopPolicy
 from ..stream_redact import Secrets, StreamRedactor
 from ..types import Attempt, Backend, Delta, DeltaFn, Done, Held, Outcome, Request
-from .attempts import Skipped, by_bound, describe
+from .attempts import Skipped, by_bound, describe, late
 from .breakers import Breakers
 from .privacy import excluded, skip_reason
-from .run import Run, emit, flush, held, inline_bound, streamed
+from .run import Run, emit, flush, held, inline_bound, past_max_tokens, streamed
 from .waits import YIELD_EVERY, backoff, first_token_by, loop_time, ran_out
 
 log = logging.getLogger(__name__)
@@ -73,14 +73,11 @@ class Router:
 
     # --- status -----------------------------------------------------------------------------
     def backend_states(self) -> dict[str, str]:
-        now = time.monotonic()
-        states = {}
-        for name, backend in self.backends.items():
-            if not backend.is_local and not self.config.routing.cloud:
-                states[name] = "unconfigured"
-            else:
-                states[name] = self.breakers.state(name, now)
-        return states
+        now, cloud = time.monotonic(), self.config.routing.cloud
+        return {
+            name: self.breakers.state(name, now) if b.is_local or cloud else "unconfigured"
+            for name, b in self.backends.items()
+        }
 
     def resolve(self, model: str | None, backend: str | None) -> tuple[str | None, str | None]:
         """(alias, backend) for a request's `model`: a routing alias (its chain), or a model a
@@ -153,6 +150,7 @@ class Router:
         req = replace(request, assistant_prefix=prefix)
         self.breakers.claim_probe(name)
         run.answer.new_attempt()
+        run.texts = 0
         streamed_before, deltas_before = streamed(run), run.deltas
         try:
             done = await self._attempt(name, req, run, is_last)
@@ -167,13 +165,18 @@ class Router:
             # Only a local model's bound is a matter of time; a cloud backend silent until
             # the bound may be down (a hung connection): a failure, counted as one.
             attempts.append(Attempt(name, said, timed_out=by_bound(exc) and local))
-            self._failed(name, exc, counts=not local and by_bound(exc))
+            r = self.config.routing
+            if late(exc) and not local:
+                self.breakers.mark_late(name, r.breaker_cooldown_s)
+            self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s)
             log.info("backend %s failed: %s", name, exc)
             return None
         except BaseException:  # cancelled: not the backend's health
             self.breakers.release_probe(name)
             raise
         self.breakers.succeeded(name)
+        if request.kind == "inline":
+            self.breakers.late.pop(name, None)  # in time
         return done
 
     def _outcome(self, run: Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
@@ -231,14 +234,13 @@ class Router:
         first-token limit for all its tries (the whole remaining budget when no fallback is
         left); a Retry-After it cannot afford falls back at once."""
         retries = 0
-        local = is_local(self, name)
-        first_by = first_token_by(
-            self._first_token_limit(req), self._end(run), inline_bound(run, req), is_last, local
-        )
+        share = not is_last and self.breakers.late_for_inline(name)
+        limit_s, bound = self._first_token_limit(req), inline_bound(run, req)
+        first_by = first_token_by(limit_s, self._end(run), bound, is_last, share)
         while True:
             streamed_before = streamed(run)
             try:
-                return await self._stream_one(name, req, run, first_by)
+                return await self._stream_one(name, req, run, first_by, share)
             except BackendError as exc:
                 if not exc.retryable:
                     raise  # e.g. a plain 500/502: the next backend is the better bet
@@ -255,9 +257,11 @@ class Router:
         t = self.config.timeouts
         return t.inline_first_token_s if req.kind == "inline" else t.first_token_s
 
-    async def _stream_one(self, name: str, req: Request, run: Run, first_by: float) -> Done:
-        """Stream one call to one backend until `first_by` for its first token and the end of
-        the request's budget for the rest. The privacy rules are checked again right before
+    async def _stream_one(
+        self, name: str, req: Request, run: Run, first_by: float, share: bool
+    ) -> Done:
+        """Stream one call to one backend until `first_by` for its first token (`share`: a
+        share of the inline bound) and the end of the request's budget for the rest. The privacy rules are checked again right before
         it connects: the cloud switch, the excludes or the backend itself may have changed
         since the plan (a reload mid-request); then this attempt is skipped, not failed."""
         backend = self.backends.get(name)
@@ -294,7 +298,9 @@ class Router:
                         return Done("length", 0, 0, name)  # what streamed is the answer
                     bound_s = None if bound is None else req.max_time_s or bound - run.start
                     total = self.config.timeouts.total_s if deadline >= self._end(run) else None
-                    raise ran_out(deadline, bound, bound_s, total, first_by - start) from None
+                    raise ran_out(
+                        deadline, bound, bound_s, total, first_by - start, share
+                    ) from None
                 if (events := events + 1) % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # the same flood: let other requests be served
                 if isinstance(event, Held):  # set aside for an inline request: not its time
@@ -313,9 +319,7 @@ class Router:
 
     def _take(self, event: Delta, req: Request, run: Run, name: str, deltas: int) -> Done | None:
         """One streamed token, filtered and handed on; a Done when the answer ends here."""
-        if req.max_tokens is not None and deltas > req.max_tokens and not is_local(self, name):
-            # a provider's every delta holds a token or more (a local model's need not: held
-            # stop text, reasoning split off): past max_tokens it ignores it, or floods
+        if past_max_tokens(run, req, event.reasoning, is_local(self, name)):
             return Done("length", 0, deltas - 1, name)
         run.deltas += 1
         if run.first_token is None:
@@ -330,12 +334,6 @@ class Router:
         return None
 
     # --- circuit breaker --------------------------------------------------------------------
-    def _failed(self, name: str, exc: BackendError, *, counts: bool = False) -> None:
-        """`counts`: against the breaker even where the error itself would not (a cloud
-        backend silent until the inline bound: hung, not slow to prefill)."""
-        r = self.config.routing
-        self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s, counts=counts)
-
     def reset(self, name: str | None = None) -> None:
         """Forget the failures of one backend (or all): after a new key or config, a backend
         gets a fresh chance instead of sitting out its cooldown."""

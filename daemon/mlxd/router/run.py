@@ -24,6 +24,7 @@ class Run:
     text: str = ""
     reasoning: str = ""
     deltas: int = 0
+    texts: int = 0  # the current attempt's answer deltas (not reasoning)
     first_token: float | None = None
     # Deltas streamed by attempts that then failed: about one token each (a provider's SSE
     # chunk, a local decode step), the part of max_tokens and of the usage they took.
@@ -82,3 +83,12 @@ def inline_bound(run: Run, req: Request) -> float | None:
     if req.deadline is not None:
         return req.deadline
     return run.start + req.max_time_s if req.max_time_s else None
+
+
+def past_max_tokens(run: Run, req: Request, reasoning: bool, local: bool) -> bool:
+    """Whether a provider's answer delta goes past the request's max_tokens: it ignores them,
+    or floods. Each of its answer deltas holds a token or more (a local model's need not: held
+    stop text, its own limit holds); reasoning is not counted (some providers leave it out of
+    max_tokens)."""
+    run.texts += not reasoning
+    return req.max_tokens is not None and run.texts > req.max_tokens and not local

@@ -9,9 +9,9 @@ import time
 
 from ..errors import Timeout
 
-# An inline request's cloud backend with another after it gets at most this share of what is
-# left of inline.max_ms for its first token (inline_first_token_s = max_ms, the defaults, left
-# a hung cloud's local fallback no time: every answer empty; attack, session 25).
+# A cloud backend late for inline requests (breakers.Breakers.late) with another after it gets
+# at most this share of what is left of inline.max_ms for its first token (inline_first_token_s
+# = max_ms, the defaults, left a hung cloud's local fallback no time: every answer empty).
 FIRST_SHARE = 0.5
 # A stream read from a full buffer never suspends: every this many events the router lets the
 # event loop run (other requests, the client's cancels) before it takes the next.
@@ -19,18 +19,17 @@ YIELD_EVERY = 32
 
 
 def first_token_by(
-    limit_s: float, end: float, bound: float | None, last: bool, local: bool
+    limit_s: float, end: float, bound: float | None, last: bool, share: bool
 ) -> float:
     """The time.monotonic() instant an attempt's first token must come by: its first-token
     limit (`limit_s` from now), the request's budget (`end`) for the last backend left; never
-    past the inline bound, and for a cloud backend with another after it, at most FIRST_SHARE
-    of what is left of the bound (a local model's time is its prefill, which goes on in the
-    background when the bound cuts it)."""
+    past the inline bound, and with `share` (a backend late for inline requests, another
+    after it) at most FIRST_SHARE of what is left of the bound."""
     now = time.monotonic()
     first_by = end if last else now + limit_s
     if bound is None:
         return first_by
-    if not last and not local:
+    if share:
         first_by = min(first_by, now + (bound - now) * FIRST_SHARE)
     return min(first_by, bound)
 
@@ -52,9 +51,14 @@ def ran_out(
     bound_s: float | None,
     total_s: float | None,
     first_token_s: float,
+    share: bool,
 ) -> Timeout:
     """The error for an attempt with no token by `deadline`: the inline bound's (`bound_s`
-    long) when that was the deadline, else `timeout`'s."""
+    long) when that was the deadline, or the share of it a late backend had (`share`), else
+    `timeout`'s."""
+    if share:
+        ms = first_token_s * 1000
+        return Timeout(f"no token within its share of inline.max_ms ({ms:.0f} ms)", "bound")
     if bound is not None and deadline >= bound:
         return Timeout(f"no token within inline.max_ms ({bound_s * 1000:.0f} ms)", "bound")
     return timeout(total_s, first_token_s)
