@@ -102,4 +102,10 @@ def _warn_if_busy(cores: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # As `mlxd serve` does: each asyncio.run joined its default executor's threads, and one
+    # that touched MLX (a prompt built off the event loop) makes MLX abort at interpreter exit
+    # ("terminate called without an active exception"): make bench failed after its report.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
