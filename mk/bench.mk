@@ -1,7 +1,7 @@
 # Benchmarks (bench/README.md), included by the main Makefile after its own targets.
 # `make bench NAME...` runs `python -m bench NAME...`; the names are also goals of their own
 # here, as no-ops, so that make accepts them on the command line.
-BENCH_NAMES := overhead follow-up peers concurrency typing fallback fastpath quality speculation shared all
+BENCH_NAMES := overhead follow-up peers concurrency typing fallback fastpath prefill quality speculation shared open-files all
 PEERS_STAMP := $(VENV)/.stamp-bench-peers
 
 .PHONY: bench-peers $(BENCH_NAMES)
