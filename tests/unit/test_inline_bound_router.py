@@ -81,7 +81,7 @@ async def test_a_slow_but_healthy_cloud_backend_keeps_the_whole_bound() -> None:
     assert local.requests == []
 
 
-async def test_a_late_mark_ends_when_the_backend_answers_in_time_or_with_the_cooldown() -> None:
+async def test_a_late_mark_ends_with_the_cooldown_or_a_reset() -> None:
     hung, slow = [asyncio.Event()], [0.12, *answer("c")]
     cloud = Scripted("cloud", hung, slow, slow)
     local = Scripted("local", answer("ok"), is_local=True)
@@ -94,6 +94,44 @@ async def test_a_late_mark_ends_when_the_backend_answers_in_time_or_with_the_coo
     out = await router.run(inline(200))  # type: ignore[arg-type]
     assert out.backend == "cloud"  # the mark ended: the whole bound, and it made it
     assert not router.breakers.late_for_inline("cloud")
+    # A new endpoint or key (Router.update, setApiKey) starts with the whole bound at once.
+    router.breakers.mark_late("cloud", 600.0)
+    router.reset("cloud")
+    assert not router.breakers.late_for_inline("cloud")
+
+
+async def test_an_answer_in_time_does_not_end_the_late_mark() -> None:
+    # A provider that hung every other request: each quick answer cleared the mark, so each
+    # hang had the whole bound again and came back empty (5 of 9; attack, session 25).
+    hung, fast = [asyncio.Event()], answer("c")
+    cloud = Scripted("cloud", hung, fast, hung, fast, hung, fast)
+    local = Scripted("local", answer("ok"), is_local=True)
+    router = make_router(cloud, local, timeouts=LONG)
+    with pytest.raises(AllFailed):
+        await router.run(inline(200))  # type: ignore[arg-type]
+    got = [(await router.run(inline(200))).backend for _ in range(5)]  # type: ignore[arg-type]
+    assert got == ["cloud", "local", "cloud", "local", "cloud"]
+
+
+async def test_a_thinking_provider_is_late_until_it_answers() -> None:
+    # Reasoning streamed until the bound, the answer after it: the reasoning counted as the
+    # first token, every inline answer was empty and the local model never asked (attack,
+    # session 25). For chat, reasoning still shows the backend alive (no first-token cut).
+    thinking = [*(Delta("hmm", reasoning=True) for _ in range(3)), asyncio.Event()]
+    cloud = Scripted("cloud", thinking)
+    local = Scripted("local", answer("ok"), is_local=True)
+    router = make_router(cloud, local, timeouts=LONG)
+    with pytest.raises(AllFailed):
+        await router.run(inline(200))  # type: ignore[arg-type]
+    assert router.breakers.late_for_inline("cloud")
+    out = await router.run(inline(200))  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("ok", "local")
+    slow_thinker = Scripted(
+        "cloud", [*(Delta("r", reasoning=True) for _ in range(3)), 0.1, *answer("c")]
+    )
+    timeouts = {**LONG, "first_token_s": 0.05}
+    out = await make_router(slow_thinker, local, timeouts=timeouts).run(chat())  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("c", "cloud")
 
 
 async def test_the_backends_own_first_token_limit_still_falls_back() -> None:

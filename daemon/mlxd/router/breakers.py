@@ -41,10 +41,11 @@ class Breakers(dict[str, Breaker]):
         # Cloud backends that let an inline request's bound pass without a token (hung, or
         # slower than inline.max_ms), each until when: while marked, one with a backend after
         # it gets only a share of the bound for its first token (waits.first_token_by), so the
-        # next one still answers in time. An inline answer in time clears the mark; when it
-        # expires (the circuits' cooldown) the backend gets the whole bound again. Not a
-        # circuit: chat and complete, with limits of their own, keep the backend (a slow but
-        # healthy provider opened its circuit for them; attack, session 25).
+        # next one still answers in time. Only the end of the mark (the circuits' cooldown) or
+        # a reset gives it the whole bound again, not an answer in time: a provider that hung
+        # every other request blanked each of those (attack, session 25). Not a circuit: chat
+        # and complete, with limits of their own, keep the backend (a slow but healthy
+        # provider opened its circuit for them).
         self.late: dict[str, float] = {}
 
     def late_for_inline(self, name: str) -> bool:
@@ -96,8 +97,11 @@ class Breakers(dict[str, Breaker]):
             self.on_status()
 
     def reset(self, name: str | None = None) -> None:
-        """Forget the failures of one backend (or all)."""
+        """Forget the failures of one backend (or all), and that it was late (a new endpoint or
+        key gets the whole bound at once)."""
         names = [name] if name is not None else list(self)
+        for n in [name] if name is not None else list(self.late):
+            self.late.pop(n, None)
         dropped = [self.pop(n, Breaker()) for n in names]
         if any(b.open_until for b in dropped):
             self.on_status()

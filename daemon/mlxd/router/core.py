@@ -175,8 +175,6 @@ class Router:
             self.breakers.release_probe(name)
             raise
         self.breakers.succeeded(name)
-        if request.kind == "inline":
-            self.breakers.late.pop(name, None)  # in time
         return done
 
     def _outcome(self, run: Run, done: Done, name: str, attempts: list[Attempt]) -> Outcome:
@@ -309,7 +307,8 @@ class Router:
                 if isinstance(event, Done):
                     return event
                 if isinstance(event, Delta) and event.text:
-                    got_token = True
+                    # inline: reasoning is no answer (a thinking provider blanked ghost text)
+                    got_token = got_token or not event.reasoning or bound is None
                     deltas += 1
                     if (done := self._take(event, req, run, name, deltas)) is not None:
                         return done
