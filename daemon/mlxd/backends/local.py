@@ -28,7 +28,6 @@ from ..models import (
     fits,
     healed_prompt,
     prompt_step,
-    vocabulary,
     warm_rung,
     warm_rungs,
 )
@@ -104,10 +103,7 @@ class LocalBackend:
     async def ensure_loaded(self) -> Any:
         entry = await self.pool.acquire(self.spec, self.dequantize, self.hub)
         await self._drafts.acquire(self.pool, self.spec, self.dequantize, self.hub)
-        # Token healing's index of the vocabulary (~0.5 s for 50k tokens on a busy core):
-        # built with the preload, not on the first inline request at a cursor mid-word.
-        await asyncio.to_thread(vocabulary, entry.engine.lm.tokenizer)
-        return entry
+        return entry  # token healing's vocabulary: built by the loader (models/loader.py)
 
     def fences_prompt(self, request: Request) -> bool:
         return False  # a completion prompt is the raw code (or FIM), never fenced

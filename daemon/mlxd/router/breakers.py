@@ -100,8 +100,10 @@ class Breakers(dict[str, Breaker]):
         """Forget the failures of one backend (or all), and that it was late (a new endpoint or
         key gets the whole bound at once)."""
         names = [name] if name is not None else list(self)
-        for n in [name] if name is not None else list(self.late):
-            self.late.pop(n, None)
+        if name is None:
+            self.late.clear()
+        else:
+            self.late.pop(name, None)
         dropped = [self.pop(n, Breaker()) for n in names]
         if any(b.open_until for b in dropped):
             self.on_status()
