@@ -152,3 +152,44 @@ async def test_a_slow_last_cloud_backend_answers_what_it_sent_by_the_bound(
     assert len(items[0]) < len("x = 1 + 2 + 3") * 5  # cut by the bound, not finished
     assert stats["slowestMs"] <= max_ms + SLACK_MS, stats
     assert wire <= max_ms + WIRE_SLACK_MS
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(Reply.trickle(["  ", "\n", "\t\n"] * 40, interval_s=0.05), id="whitespace"),
+        pytest.param(Reply.hang_after_headers(after=1), id="stalled-mid-line"),
+    ],
+)
+async def test_a_cloud_with_no_usable_line_by_the_bound_is_late_and_local_answers(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, reply: Reply
+) -> None:
+    """A provider streaming only whitespace, or a piece of a line then nothing, counted as
+    answering: every ghost text empty at the bound and the local model after it never asked
+    (attack, session 26). Now the first costs one empty answer, then the cloud gets half the
+    bound and the local model the rest; chat is not affected."""
+    max_ms = 1000
+    fake.default = reply
+    cfg = make_config(
+        tmp_path / "c.toml",
+        tiny_model,
+        {"cloud": ("openai", fake.openai_url)},
+        {"inline": ["cloud", "local"]},
+        {"idle_s": 20.0, "inline_first_token_s": 20.0},
+    )
+    cfg = write_config(cfg, cfg.read_text() + f"\n[inline]\nmax_ms = {max_ms}\n")
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        open_doc(s)
+        first, _ = await ask(s, 40)
+        stats = _plain(await s.request("mlxd/stats", {}))
+        assert first == [] and list(stats["lateForInline"]) == ["cloud"], stats
+        before = sum(e["generations"] for e in stats["local"].values())
+        for line in (80, 120):
+            await ask(s, line)
+        stats = _plain(await s.request("mlxd/stats", {}))
+    assert fake.request_count == 3  # still tried first, for its share
+    assert stats["upstreamRequests"] == 1 + 2 + 2  # then the local model, in time
+    assert sum(e["generations"] for e in stats["local"].values()) >= before + 2
+    assert stats["inline"]["slowestMs"] <= max_ms + SLACK_MS, stats
+    assert stats["inline"]["late"] == 0

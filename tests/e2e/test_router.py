@@ -191,7 +191,7 @@ async def test_hanging_cloud_falls_back_after_first_token_s(
             elapsed = time.perf_counter() - t0
             assert r.backend == "local", hang.kind
             assert r.attempts[0].backend == "cloud"
-            assert r.attempts[0].error.startswith("timeout: no token within 0.5s")
+            assert r.attempts[0].error.startswith("timeout: no token within 500 ms")
             assert elapsed >= 0.5, hang.kind  # the error text says which limit ended it
             assert r.timings.firstTokenMs >= 500
             await fake.wait_disconnect(n)  # the abandoned HTTP stream was closed

@@ -64,7 +64,7 @@ async def test_a_cloud_backend_late_for_inline_leaves_the_local_model_half_the_b
     for _ in range(3):
         out = await router.run(inline(200))  # type: ignore[arg-type]
         assert (out.text, out.backend) == ("ok", "local")
-        assert out.attempts[0].error.startswith("timeout: no token within its share")
+        assert out.attempts[0].error.startswith("timeout: no answer within its share")
     assert router.backend_states()["cloud"] == "ok" and cloud.closed == 4
 
 
@@ -95,7 +95,7 @@ async def test_a_late_mark_ends_with_the_cooldown_or_a_reset() -> None:
     assert out.backend == "cloud"  # the mark ended: the whole bound, and it made it
     assert not router.breakers.late_for_inline("cloud")
     # A new endpoint or key (Router.update, setApiKey) starts with the whole bound at once.
-    router.breakers.mark_late("cloud", 600.0)
+    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch)
     router.reset("cloud")
     assert not router.breakers.late_for_inline("cloud")
 
@@ -140,7 +140,7 @@ async def test_the_backends_own_first_token_limit_still_falls_back() -> None:
     timeouts = {**LONG, "inline_first_token_s": 0.04}
     out = await make_router(cloud, local, timeouts=timeouts).run(inline(200))  # type: ignore[arg-type]
     assert (out.text, out.backend) == ("ok", "local")
-    assert out.attempts[0].error == "timeout: no token within 0.0s"
+    assert out.attempts[0].error == "timeout: no token within 40 ms"
 
 
 async def test_a_local_model_first_keeps_the_whole_bound() -> None:
@@ -196,9 +196,10 @@ class Flood(Scripted):
     """A provider whose next delta is always in the buffer (one character deltas faster than
     they are read): its stream never suspends, for `seconds` of wall time, then ends."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, reasoning: bool = False) -> None:
         super().__init__("cloud", [])
         self.seconds = seconds
+        self.reasoning = reasoning
         self.finished = False
         self.sent = 0
 
@@ -208,7 +209,7 @@ class Flood(Scripted):
         try:
             while time.monotonic() < until:
                 self.sent += 1
-                yield Delta("x")
+                yield Delta("x", reasoning=self.reasoning)
             self.finished = True
             yield done(self.sent)
         finally:
@@ -263,3 +264,134 @@ async def test_a_provider_past_max_tokens_is_cut_there() -> None:
     local = Scripted("local", answer(*"x" * 51, tokens=50), is_local=True)
     out = await make_router(local, timeouts=LONG).run(chat(max_tokens=50))  # type: ignore[arg-type]
     assert (out.text, out.finish_reason) == ("x" * 51, "stop")
+
+
+async def test_a_chat_flooded_with_reasoning_is_cut_at_its_cap() -> None:
+    # Reasoning is left out of max_tokens, so a provider flooding it ran to total_s: 19,018
+    # reasoning notifications (5 MB) in 6 s, ~100 MB at the default 120 s (attack, session 26).
+    from mlxd.router.run import MAX_REASONING_DELTAS
+
+    flood = Flood(seconds=20.0, reasoning=True)
+    thoughts: list[str] = []
+    router = make_router(flood, timeouts=LONG)
+    out = await router.run(chat(max_tokens=50), on_reasoning=lambda t, _: thoughts.append(t))  # type: ignore[arg-type]
+    assert (out.text, out.finish_reason) == ("", "length")
+    assert len(thoughts) == MAX_REASONING_DELTAS and not flood.finished
+
+
+# --- attack on the late mark, session 26 ---------------------------------------------------
+async def test_a_late_mark_leaves_chats_own_first_token_timeouts_counted() -> None:
+    # The share flag was set for every kind of request: a chat's first_token_s timeout was
+    # reported as "its share of inline.max_ms" and never opened the circuit (every chat
+    # waited first_token_s for as long as the mark lasted).
+    cloud = Scripted("cloud", [asyncio.Event()])
+    local = Scripted("local", answer("ok"), is_local=True)
+    timeouts = {**LONG, "first_token_s": 0.05}
+    router = make_router(cloud, local, timeouts=timeouts, breaker_failures=1)
+    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch)
+    out = await router.run(chat())  # type: ignore[arg-type]
+    assert out.backend == "local"
+    assert out.attempts[0].error == "timeout: no token within 50 ms"
+    assert router.backend_states()["cloud"] == "cooldown"
+
+
+async def test_an_attempt_from_before_a_reset_marks_nothing() -> None:
+    # An inline request hanging at the old endpoint when a reload (or a new key) reset the
+    # backend marked the new, healthy one late when its bound passed.
+    cloud = Scripted("cloud", [asyncio.Event()])
+    local = Scripted("local", answer("ok"), is_local=True)
+    router = make_router(cloud, local, timeouts=LONG)
+    task = asyncio.create_task(router.run(inline(200)))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    router.reset("cloud")
+    with pytest.raises(AllFailed):
+        await task
+    assert not router.breakers.late_for_inline("cloud")
+
+
+async def test_a_cut_at_the_share_never_renews_the_mark() -> None:
+    # A share cut landing just after the mark ended marked the backend for a whole new
+    # cooldown: under steady typing it stayed late for good (0 of 19 requests reached it).
+    cloud = Scripted("cloud", [asyncio.Event()])
+    local = Scripted("local", answer("ok"), is_local=True)
+    router = make_router(cloud, local, timeouts=LONG)
+    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch)
+    task = asyncio.create_task(router.run(inline(200)))  # type: ignore[arg-type]
+    await asyncio.sleep(0.02)
+    router.breakers.late["cloud"] = time.monotonic()  # the mark ends during its share
+    out = await task
+    assert out.backend == "local"
+    assert not router.breakers.late_for_inline("cloud")
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param([Delta("  "), Delta("\n"), Delta("\t\n")], id="whitespace"),
+        pytest.param([Delta("<think>"), Delta("let me see")], id="inline-think-tags"),
+    ],
+)
+async def test_whitespace_or_inline_reasoning_is_no_first_token(first: list[Delta]) -> None:
+    # Spaces and newlines, or a thinking model's <think> in the content (no reasoning
+    # parser), counted as the first token: every answer empty at the bound, never late,
+    # the local model never asked.
+    cloud = Scripted("cloud", [*first, asyncio.Event()])
+    local = Scripted("local", answer("ok"), is_local=True)
+    router = make_router(cloud, local, timeouts=LONG)
+    with pytest.raises(AllFailed):
+        await router.run(inline(200))  # type: ignore[arg-type]
+    assert router.breakers.late_for_inline("cloud")
+    out = await router.run(inline(200))  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("ok", "local")
+
+
+async def test_a_stream_stalled_mid_line_is_late_and_the_next_backend_finishes_it() -> None:
+    # One token, then silence: the bound cut a piece of a line (never shown), and it was
+    # never late. A late backend's share is for a whole line; what it sent is continued.
+    cloud = Scripted("cloud", [Delta("ret"), asyncio.Event()])
+    local = Scripted("local", answer("urn x"), is_local=True)
+    router = make_router(cloud, local, timeouts=LONG)
+    out = await router.run(inline(200))  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("ret", "cloud")
+    assert router.breakers.late_for_inline("cloud")
+    out = await router.run(inline(200))  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("return x", "local")
+    assert local.requests[-1].assistant_prefix.endswith("ret")
+
+
+async def test_a_whole_line_in_the_share_is_the_late_backends_answer() -> None:
+    cloud = Scripted("cloud", [asyncio.Event()], [Delta("a = 1\n"), Delta("b"), asyncio.Event()])
+    local = Scripted("local", answer("ok"), is_local=True)
+    router = make_router(cloud, local, timeouts=LONG)
+    with pytest.raises(AllFailed):
+        await router.run(inline(200))  # type: ignore[arg-type]
+    out = await router.run(inline(200))  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("a = 1\nb", "cloud")
+    assert local.requests == []
+
+
+async def test_a_second_cloud_is_not_late_for_the_time_the_first_took() -> None:
+    # [hung c1, c2 answering at 0.55 of the bound, local]: c1 late took half the bound, c2
+    # missed the rest and was marked late too (2 empty answers, then c2 cut to a quarter).
+    # A late backend now shares the bound equally with those after it, and only the first
+    # backend tried, with all of the bound, is marked.
+    c1 = Scripted("c1", [asyncio.Event()])
+    c2 = Scripted("c2", [0.22, *answer("c")])
+    local = Scripted("local", answer("ok"), is_local=True)
+    router = make_router(c1, c2, local, timeouts=LONG)
+    with pytest.raises(AllFailed):
+        await router.run(inline(400))  # type: ignore[arg-type]
+    assert router.breakers.late_for_inline("c1")
+    for _ in range(2):
+        out = await router.run(inline(400))  # type: ignore[arg-type]
+        assert (out.text, out.backend) == ("c", "c2")
+    assert not router.breakers.late_for_inline("c2")
+
+
+async def test_a_reload_with_a_shorter_cooldown_shortens_the_mark() -> None:
+    cloud = Scripted("cloud", answer("c"))
+    router = make_router(cloud, timeouts=LONG, breaker_cooldown_s=600.0)
+    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch)
+    shorter = make_router(cloud, timeouts=LONG, breaker_cooldown_s=0.0)
+    router.update(shorter.config, {"cloud": cloud})  # the same backend: kept, not reset
+    assert not router.breakers.late_for_inline("cloud")

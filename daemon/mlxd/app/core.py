@@ -260,6 +260,7 @@ class App:
             "local": shared["local"],
             "modelLoads": shared["modelLoads"],
             "upstreamRequests": self.router.upstream_requests,
+            "lateForInline": self.router.breakers.late_left(),
             "mlxMemory": shared["mlxMemory"],
             "blasThreads": shared["blasThreads"],
         }

@@ -134,6 +134,7 @@ class InlineEngine(DocumentEvents):
         LSP triggerKind Invoked) adds up to alternatives.ALTERNATIVES sampled items that differ from the first.
         """
         arrived = time.monotonic()  # inline.max_ms is measured from here, for every backend
+        bound_ms = self.cfg.max_ms  # this request's bound, whatever a reload sets meanwhile
         self.stats.requests += 1
         self._latest[uri] = ticket = self.stats.requests
         self._supersede(uri)  # the user has moved on: an older answer for this document is moot
@@ -166,7 +167,7 @@ class InlineEngine(DocumentEvents):
         shown = [suggestion] if suggestion else []
         if shown and invoked and (self.local_first(uri) if cached else local):
             shown += await alternatives(self, ctx, suggestion, arrived, go)  # type: ignore[arg-type]
-        self._timed(arrived, bool(shown))
+        self._timed(arrived, bound_ms, bool(shown))
         if shown and local and not selection:
             self.ahead.after(ctx, suggestion, neighbors, go)  # type: ignore[arg-type]
         return [InlineItem(insert_text=lead + s, range=rng) for s in shown]
@@ -189,10 +190,12 @@ class InlineEngine(DocumentEvents):
             return None
         return suggestion, bool(suggestion)  # "": the work was not done in time, no hit
 
-    def _timed(self, arrived: float, answered: bool) -> None:
+    def _timed(self, arrived: float, bound_ms: int, answered: bool) -> None:
+        """Counts an answer `arrived` seconds ago, late when past `bound_ms` (the request's own
+        inline.max_ms: a reload meanwhile does not change it)."""
         ms = (time.monotonic() - arrived) * 1000
         self.stats.slowest_ms = max(self.stats.slowest_ms, round(ms))
-        self.stats.late += ms > self.cfg.max_ms
+        self.stats.late += ms > bound_ms
         self.stats.empty += not answered
 
     async def _fresh(

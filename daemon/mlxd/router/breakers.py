@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import BackendError
+from .waits import share_of_bound
 
 log = logging.getLogger(__name__)
 
@@ -38,24 +39,47 @@ class Breakers(dict[str, Breaker]):
     def __init__(self, on_status: Callable[[], None]) -> None:
         super().__init__()
         self.on_status = on_status
-        # Cloud backends that let an inline request's bound pass without a token (hung, or
-        # slower than inline.max_ms), each until when: while marked, one with a backend after
-        # it gets only a share of the bound for its first token (waits.first_token_by), so the
-        # next one still answers in time. Only the end of the mark (the circuits' cooldown) or
-        # a reset gives it the whole bound again, not an answer in time: a provider that hung
-        # every other request blanked each of those (attack, session 25). Not a circuit: chat
-        # and complete, with limits of their own, keep the backend (a slow but healthy
-        # provider opened its circuit for them).
+        # Cloud backends that, tried first, let an inline request's bound pass without a usable
+        # answer (hung, thinking, stalled mid-line, or slower than inline.max_ms), each until
+        # when: while marked, one with backends after it gets only a share of the bound
+        # (waits.first_token_by), so the next one still answers in time. Only the end of the
+        # mark (the circuits' cooldown) or a reset gives it the whole bound again, not an
+        # answer in time (a provider that hung every other request blanked each of those), and
+        # a cut at the share never renews it (attacks, session 25-26). Not a circuit: chat and
+        # complete, with limits of their own, keep the backend.
         self.late: dict[str, float] = {}
+        # Bumped by each reset: an attempt that started before it (at the old endpoint or
+        # key) marks nothing when its bound passes.
+        self.epoch = 0
 
     def late_for_inline(self, name: str) -> bool:
         return self.late.get(name, 0.0) > time.monotonic()
 
-    def mark_late(self, name: str, cooldown_s: float) -> None:
-        """An inline request's bound passed with no token from `name`: marked for `cooldown_s`
-        (a mark is not renewed by the share's cut: when it ends, the whole bound again)."""
-        if not self.late_for_inline(name):
+    def mark_late(self, name: str, cooldown_s: float, epoch: int) -> None:
+        """An inline request's bound passed with no usable answer from `name`, tried at `epoch`
+        with the whole bound: marked for `cooldown_s` (nothing when a reset came since)."""
+        if epoch == self.epoch and not self.late_for_inline(name):
             self.late[name] = time.monotonic() + cooldown_s
+            log.warning(
+                "%s is late for inline requests (no usable answer within inline.max_ms): for "
+                "%gs it gets a share of the bound, the backends after it the rest",
+                name, cooldown_s,
+            )  # fmt: skip
+
+    def share(self, name: str, after: int) -> float | None:
+        """The share of the inline bound `name` gets with `after` backends to try after it
+        (waits.share_of_bound): None (all of it) unless it is late and one follows."""
+        return share_of_bound(after) if after and self.late_for_inline(name) else None
+
+    def late_left(self) -> dict[str, float]:
+        """Seconds each backend stays late for inline requests (only those still marked)."""
+        now = time.monotonic()
+        return {name: round(until - now, 1) for name, until in self.late.items() if until > now}
+
+    def shorten_late(self, cooldown_s: float) -> None:
+        """A reload with a shorter cooldown ends the marks it would have ended."""
+        most = time.monotonic() + cooldown_s
+        self.late = {name: min(until, most) for name, until in self.late.items()}
 
     def state(self, name: str, now: float) -> str:
         return self.get(name, Breaker()).state(now)
@@ -100,6 +124,7 @@ class Breakers(dict[str, Breaker]):
         """Forget the failures of one backend (or all), and that it was late (a new endpoint or
         key gets the whole bound at once)."""
         names = [name] if name is not None else list(self)
+        self.epoch += 1
         if name is None:
             self.late.clear()
         else:

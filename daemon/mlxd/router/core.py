@@ -37,7 +37,7 @@ from ..types import Attempt, Backend, Delta, DeltaFn, Done, Held, Outcome, Reque
 from .attempts import Skipped, by_bound, describe, late
 from .breakers import Breakers
 from .privacy import excluded, skip_reason
-from .run import Run, emit, flush, held, inline_bound, past_max_tokens, streamed
+from .run import Run, answered, emit, flush, held, inline_bound, streamed, take, whole_line
 from .waits import YIELD_EVERY, backoff, first_token_by, loop_time, ran_out
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class Router:
         for name, b in self.backends.items():
             if old.get(name) is not b or b.is_local:
                 self.reset(name)
+        self.breakers.shorten_late(config.routing.breaker_cooldown_s)
 
     # --- status -----------------------------------------------------------------------------
     def backend_states(self) -> dict[str, str]:
@@ -132,28 +133,37 @@ class Router:
             left = request.max_tokens - run.cut_tokens
             if run.cut_tokens and left <= 0:  # the cut answer is already that long
                 return self._outcome(run, Done("length", 0, 0, ""), run.cut_by, attempts)
-            is_last = not any(later_skip is None for _, later_skip in plan[i + 1 :])
-            done = await self._try(name, replace(request, max_tokens=left), run, is_last, attempts)
+            after = sum(later_skip is None for _, later_skip in plan[i + 1 :])
+            done = await self._try(name, replace(request, max_tokens=left), run, after, attempts)
             if done is not None:
                 return self._outcome(run, done, name, attempts)
         raise AllFailed(attempts)
 
     async def _try(
-        self, name: str, request: Request, run: Run, is_last: bool, attempts: list[Attempt]
+        self, name: str, request: Request, run: Run, after: int, attempts: list[Attempt]
     ) -> Done | None:
-        """One backend's attempt, continuing what earlier ones streamed: its Done, or None
-        when it failed (the failure recorded in `attempts` and its circuit breaker)."""
+        """One backend's attempt (`after`: backends still to try after it), continuing what
+        earlier ones streamed: its Done, or None when it failed (the failure recorded in
+        `attempts` and its circuit breaker)."""
         local = is_local(self, name)
+        # Inline: a cloud backend late for inline requests gets a share of the bound; one
+        # tried first, with all of it, that has no usable answer by the bound is marked late
+        # (not one a cut at the share, or an earlier backend's time, left short).
+        inline = request.kind == "inline"
+        share = self.breakers.share(name, after) if inline else None
+        marks = inline and not local and share is None and not run.tried
+        epoch = self.breakers.epoch
+        run.unusable, run.tried = False, run.tried + 1
         if not local:
             flush(run, name)  # a cloud continuation gets the cut answer redacted
         prefix = request.assistant_prefix + run.text + held(run)  # local: as generated
         req = replace(request, assistant_prefix=prefix)
         self.breakers.claim_probe(name)
         run.answer.new_attempt()
-        run.texts = 0
+        run.texts = run.thoughts = 0
         streamed_before, deltas_before = streamed(run), run.deltas
         try:
-            done = await self._attempt(name, req, run, is_last)
+            done = await self._attempt(name, req, run, not after, share)
         except Exception as raised:  # every backend failure is an attempt; see as_failure
             exc = as_failure(raised)
             if exc is not raised:
@@ -166,14 +176,16 @@ class Router:
             # the bound may be down (a hung connection): a failure, counted as one.
             attempts.append(Attempt(name, said, timed_out=by_bound(exc) and local))
             r = self.config.routing
-            if late(exc) and not local:
-                self.breakers.mark_late(name, r.breaker_cooldown_s)
+            if late(exc) and marks:
+                self.breakers.mark_late(name, r.breaker_cooldown_s, epoch)
             self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s)
             log.info("backend %s failed: %s", name, exc)
             return None
         except BaseException:  # cancelled: not the backend's health
             self.breakers.release_probe(name)
             raise
+        if run.unusable and marks:  # cut by the bound mid-line: nothing to show
+            self.breakers.mark_late(name, self.config.routing.breaker_cooldown_s, epoch)
         self.breakers.succeeded(name)
         return done
 
@@ -227,18 +239,20 @@ class Router:
     def _remaining(self, run: Run) -> float:
         return self._end(run) - time.monotonic()
 
-    async def _attempt(self, name: str, req: Request, run: Run, is_last: bool) -> Done:
-        """One backend, with retries on 429 (and 5xx with Retry-After) before its first token. The backend gets one
-        first-token limit for all its tries (the whole remaining budget when no fallback is
-        left); a Retry-After it cannot afford falls back at once."""
+    async def _attempt(
+        self, name: str, req: Request, run: Run, is_last: bool, share: float | None
+    ) -> Done:
+        """One backend, with retries on 429 (and 5xx with Retry-After) before its first token.
+        The backend gets one first-token limit for all its tries (the whole remaining budget
+        when no fallback is left; `share`: that share of the inline bound, for a backend late
+        for inline requests); a Retry-After it cannot afford falls back at once."""
         retries = 0
-        share = not is_last and self.breakers.late_for_inline(name)
         limit_s, bound = self._first_token_limit(req), inline_bound(run, req)
         first_by = first_token_by(limit_s, self._end(run), bound, is_last, share)
         while True:
             streamed_before = streamed(run)
             try:
-                return await self._stream_one(name, req, run, first_by, share)
+                return await self._stream_one(name, req, run, first_by, share is not None)
             except BackendError as exc:
                 if not exc.retryable:
                     raise  # e.g. a plain 500/502: the next backend is the better bet
@@ -258,10 +272,10 @@ class Router:
     async def _stream_one(
         self, name: str, req: Request, run: Run, first_by: float, share: bool
     ) -> Done:
-        """Stream one call to one backend until `first_by` for its first token (`share`: a
-        share of the inline bound) and the end of the request's budget for the rest. The privacy rules are checked again right before
-        it connects: the cloud switch, the excludes or the backend itself may have changed
-        since the plan (a reload mid-request); then this attempt is skipped, not failed."""
+        """Stream one call to one backend until `first_by` for its first token (inline: see
+        run.answered; `share`: a late backend's) and the end of the request's budget (and the
+        inline bound) for the rest. The privacy rules are checked again right before it
+        connects (a reload mid-request may have changed them): then it is skipped, not failed."""
         backend = self.backends.get(name)
         if backend is None:  # a config reload removed it while this request was under way
             raise Skipped("skipped: not configured (removed by a configuration reload)")
@@ -277,9 +291,7 @@ class Router:
         start = time.monotonic()
         # The bound (inline.max_ms): when it passes, what has streamed is the answer.
         end_by = self._end(run) if bound is None else min(self._end(run), bound)
-        got_token = False
-        deltas = 0  # this attempt's, for the usage of an answer the daemon ended itself
-        events = 0
+        got_token, deltas, events = False, 0, 0  # deltas: for the usage of a cut answer
         try:
             while True:
                 deadline = end_by if got_token else min(first_by, end_by)
@@ -293,6 +305,7 @@ class Router:
                     raise BackendError("stream ended without a result") from None
                 except TimeoutError:
                     if bound is not None and deadline >= bound and got_token:
+                        run.unusable = not whole_line(run)
                         return Done("length", 0, 0, name)  # what streamed is the answer
                     bound_s = None if bound is None else req.max_time_s or bound - run.start
                     total = self.config.timeouts.total_s if deadline >= self._end(run) else None
@@ -307,30 +320,14 @@ class Router:
                 if isinstance(event, Done):
                     return event
                 if isinstance(event, Delta) and event.text:
-                    # inline: reasoning is no answer (a thinking provider blanked ghost text)
-                    got_token = got_token or not event.reasoning or bound is None
                     deltas += 1
-                    if (done := self._take(event, req, run, name, deltas)) is not None:
+                    done = take(event, req, run, name, deltas, backend.is_local)
+                    if done is not None:
                         return done
+                    got_token = got_token or bound is None or answered(run, share)
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # closes the HTTP stream / stops local generation
-
-    def _take(self, event: Delta, req: Request, run: Run, name: str, deltas: int) -> Done | None:
-        """One streamed token, filtered and handed on; a Done when the answer ends here."""
-        if past_max_tokens(run, req, event.reasoning, is_local(self, name)):
-            return Done("length", 0, deltas - 1, name)
-        run.deltas += 1
-        if run.first_token is None:
-            run.first_token = time.monotonic()
-        piece = run.answer.feed(event.text, event.reasoning)
-        emit(run, piece, name)
-        if run.answer.stopped:  # a stop sequence or a closing fence: close it
-            return Done("stop", 0, deltas, name)
-        # Only a newline can finish a line: count them only when one arrives.
-        if "\n" in piece.text and run.policy.enough_lines(run.text + held(run)):
-            return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
-        return None
 
     # --- circuit breaker --------------------------------------------------------------------
     def reset(self, name: str | None = None) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ..models import AnswerFilter, Piece, StopPolicy
 from ..stream_redact import StreamRedactor
-from ..types import DeltaFn, Request
+from ..types import Delta, DeltaFn, Done, Request
 
 
 @dataclass(slots=True)
@@ -25,6 +25,7 @@ class Run:
     reasoning: str = ""
     deltas: int = 0
     texts: int = 0  # the current attempt's answer deltas (not reasoning)
+    thoughts: int = 0  # ... and its reasoning deltas
     first_token: float | None = None
     # Deltas streamed by attempts that then failed: about one token each (a provider's SSE
     # chunk, a local decode step), the part of max_tokens and of the usage they took.
@@ -34,6 +35,8 @@ class Run:
     guards: tuple[StreamRedactor, StreamRedactor] | None = None
     cloud: bool = False
     policy: StopPolicy = field(default_factory=StopPolicy)  # where the answer ends
+    unusable: bool = False  # inline: the bound cut the attempt's answer before a line ended
+    tried: int = 0  # attempts handed to a backend (not skipped)
 
 
 def emit(run: Run, piece: Piece, name: str) -> None:
@@ -85,10 +88,50 @@ def inline_bound(run: Run, req: Request) -> float | None:
     return run.start + req.max_time_s if req.max_time_s else None
 
 
+# Reasoning deltas a cloud attempt may stream: some providers leave reasoning out of
+# max_tokens (DeepSeek's reasoner: up to 32K tokens of it), so it has a cap of its own; a
+# provider flooding reasoning sent an editor ~100 MB within total_s (attack, session 26).
+MAX_REASONING_DELTAS = 32_768
+
+
 def past_max_tokens(run: Run, req: Request, reasoning: bool, local: bool) -> bool:
-    """Whether a provider's answer delta goes past the request's max_tokens: it ignores them,
-    or floods. Each of its answer deltas holds a token or more (a local model's need not: held
-    stop text, its own limit holds); reasoning is not counted (some providers leave it out of
-    max_tokens)."""
-    run.texts += not reasoning
-    return req.max_tokens is not None and run.texts > req.max_tokens and not local
+    """Whether a provider's delta goes past the request's max_tokens (answer deltas), or past
+    MAX_REASONING_DELTAS (reasoning): it ignores them, or floods. Each of its deltas holds a
+    token or more (a local model's need not: held stop text, its own limit holds)."""
+    if local:
+        return False
+    if reasoning:
+        run.thoughts += 1
+        return run.thoughts > MAX_REASONING_DELTAS
+    run.texts += 1
+    return req.max_tokens is not None and run.texts > req.max_tokens
+
+
+def answered(run: Run, whole: bool) -> bool:
+    """Whether an inline request has answer text (`whole`: a whole line of it), after the
+    answer filter: reasoning, whitespace or a thinking model's inline tags are none (each
+    blanked ghost text with no fallback; attack, session 26)."""
+    return whole_line(run) if whole else bool((run.text + held(run)).strip())
+
+
+def whole_line(run: Run) -> bool:
+    """Whether the answer so far holds a line of text that ended (not a piece of one)."""
+    return "\n" in (run.text + held(run)).lstrip()
+
+
+def take(event: Delta, req: Request, run: Run, name: str, deltas: int, local: bool) -> Done | None:
+    """One streamed token of `name` (`deltas`: this attempt's so far), filtered and handed on;
+    a Done when the answer ends here."""
+    if past_max_tokens(run, req, event.reasoning, local):
+        return Done("length", 0, deltas - 1, name)
+    run.deltas += 1
+    if run.first_token is None:
+        run.first_token = time.monotonic()
+    piece = run.answer.feed(event.text, event.reasoning)
+    emit(run, piece, name)
+    if run.answer.stopped:  # a stop sequence or a closing fence: close it
+        return Done("stop", 0, deltas, name)
+    # Only a newline can finish a line: count them only when one arrives.
+    if "\n" in piece.text and run.policy.enough_lines(run.text + held(run)):
+        return Done("stop", 0, 0, name)  # enough lines: the rest is unwanted
+    return None

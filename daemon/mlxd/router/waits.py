@@ -9,28 +9,32 @@ import time
 
 from ..errors import Timeout
 
-# A cloud backend late for inline requests (breakers.Breakers.late) with another after it gets
-# at most this share of what is left of inline.max_ms for its first token (inline_first_token_s
-# = max_ms, the defaults, left a hung cloud's local fallback no time: every answer empty).
-FIRST_SHARE = 0.5
 # A stream read from a full buffer never suspends: every this many events the router lets the
 # event loop run (other requests, the client's cancels) before it takes the next.
 YIELD_EVERY = 32
 
 
+def share_of_bound(after: int) -> float:
+    """The share of what is left of inline.max_ms a backend late for inline requests
+    (breakers.Breakers.late) gets for its first usable answer with `after` (>= 1) backends
+    still to try after it: an equal one (half before one, a third before two: inline
+    _first_token_s = max_ms, the defaults, left a hung cloud's fallback no time)."""
+    return 1.0 / (after + 1)
+
+
 def first_token_by(
-    limit_s: float, end: float, bound: float | None, last: bool, share: bool
+    limit_s: float, end: float, bound: float | None, last: bool, share: float | None
 ) -> float:
     """The time.monotonic() instant an attempt's first token must come by: its first-token
     limit (`limit_s` from now), the request's budget (`end`) for the last backend left; never
-    past the inline bound, and with `share` (a backend late for inline requests, another
-    after it) at most FIRST_SHARE of what is left of the bound."""
+    past the inline bound, and with `share` (a backend late for inline requests, others after
+    it: share_of_bound) at most that share of what is left of the bound."""
     now = time.monotonic()
     first_by = end if last else now + limit_s
     if bound is None:
         return first_by
-    if share:
-        first_by = min(first_by, now + (bound - now) * FIRST_SHARE)
+    if share is not None:
+        first_by = min(first_by, now + (bound - now) * share)
     return min(first_by, bound)
 
 
@@ -54,11 +58,11 @@ def ran_out(
     share: bool,
 ) -> Timeout:
     """The error for an attempt with no token by `deadline`: the inline bound's (`bound_s`
-    long) when that was the deadline, or the share of it a late backend had (`share`), else
-    `timeout`'s."""
+    long) when that was the deadline, or the share of it a late backend had (`share`: no
+    usable answer by then), else `timeout`'s."""
     if share:
         ms = first_token_s * 1000
-        return Timeout(f"no token within its share of inline.max_ms ({ms:.0f} ms)", "bound")
+        return Timeout(f"no answer within its share of inline.max_ms ({ms:.0f} ms)", "bound")
     if bound is not None and deadline >= bound:
         return Timeout(f"no token within inline.max_ms ({bound_s * 1000:.0f} ms)", "bound")
     return timeout(total_s, first_token_s)
@@ -69,4 +73,6 @@ def timeout(budget_s: float | None, first_token_s: float) -> Timeout:
     the backend's first-token limit."""
     if budget_s is not None:
         return Timeout(f"request time budget ({budget_s:g}s) spent", "total")
-    return Timeout(f"no token within {first_token_s:.1f}s", "first_token")
+    # under a second in ms: a 0.05 s limit read "0.0s" (first_by less a few us)
+    limit = f"{first_token_s:.1f}s" if first_token_s >= 0.95 else f"{first_token_s * 1000:.0f} ms"
+    return Timeout(f"no token within {limit}", "first_token")
