@@ -213,8 +213,9 @@ def test_a_real_models_steps_keep_their_logits_and_equal_a_verify_pass(
     model = __import__("mlx_lm").load(str(tiny_model))[0]
     heads, kv_heads = model.args.num_attention_heads, model.args.num_key_value_heads
     assert 12 * heads // kv_heads > gemv_forward.MAX_ROWS >= heads // kv_heads > 1
-    # (+ 1: install's check that MLX hands the interposer such a product, attention.py)
-    assert seen["native_attention"] == len(model.layers) * (12 * kv_heads + heads) + 1, seen
+    # (+ 2: the checks that MLX hands the interposer such products, plain and causal: the
+    # verify pass is masked by the interposer itself, attention.causal_available)
+    assert seen["native_attention"] == len(model.layers) * (12 * kv_heads + heads) + 2, seen
     assert seen["native_swiglu"] == 13 * len(model.layers) + 1, seen  # activation.py's, a layer
     off_env = {gemv_forward.OFF_ENV: "1"}
     assert not run_child(tmp_path, DECODE, str(tiny_model), *map(str, off), **off_env)["mapped"]
@@ -411,7 +412,27 @@ lib.cblas_sgemm(101, 111, 111, 2, 520, 40, SOFTMAX_ALPHA, a.ctypes.data_as(P), 4
 w = np.exp(a.astype(np.float64) - a.max(1, keepdims=True))
 want = (w / w.sum(1, keepdims=True)) @ bv
 errors["sgemm, 520 columns"] = float(np.abs(out - want).max() / np.abs(want).max())
-print(json.dumps({"errors": errors, "identical": identical, "refused": refused, "computed": computed}))
+# The causal opcode (beta = query rows a group): row i of 6 (2 groups of 3) sees 40 - 3 + 1 +
+# i % 3 keys, as under MLX's mask; a beta that is no row count is never a softmax.
+CAUSAL = -3.0e30
+a, bv = rng.standard_normal((6, 40)).astype(np.float32), rng.standard_normal((40, 64)).astype(np.float32)
+out = np.full((6, 64), np.nan, np.float32)
+lib.cblas_sgemm(101, 111, 111, 6, 64, 40, CAUSAL, a.ctypes.data_as(P), 40, bv.ctypes.data_as(P),
+                64, 3.0, out.ctypes.data_as(P), 64)
+seen_keys = [38 + i % 3 for i in range(6)]
+want = np.stack([
+    (np.exp(r[:n] - r[:n].max()) / np.exp(r[:n] - r[:n].max()).sum()) @ bv[:n]
+    for r, n in zip(a.astype(np.float64), seen_keys)
+])
+errors["causal sgemm"] = float(np.abs(out - want).max() / np.abs(want).max())
+misuse = {}
+for beta in (0.0, 2.5, 41.0, -1.0):
+    out = np.zeros((6, 64), np.float32)
+    lib.cblas_sgemm(101, 111, 111, 6, 64, 40, CAUSAL, a.ctypes.data_as(P), 40, bv.ctypes.data_as(P),
+                    64, beta, out.ctypes.data_as(P), 64)
+    misuse[str(beta)] = bool(np.isnan(out).all())
+print(json.dumps({"errors": errors, "identical": identical, "refused": refused, "computed": computed,
+                  "misuse": misuse}))
 """
 )
 
@@ -423,6 +444,7 @@ def test_native_attention_equals_float64_and_a_verify_pass_its_steps(tmp_path: P
     assert len(seen["identical"]) == 6 and all(seen["identical"].values()), seen["identical"]
     assert seen["computed"] > 0, seen  # by softmax_product, not by MLX's softmax
     assert len(seen["refused"]) == 5 and all(seen["refused"].values()), seen["refused"]
+    assert seen["misuse"] and all(seen["misuse"].values()), seen["misuse"]
 
 
 def test_the_off_switch_leaves_attention_to_mlx(tmp_path: Path) -> None:

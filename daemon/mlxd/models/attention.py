@@ -7,7 +7,9 @@ layers) pays ~13 ms for it, of a ~55 ms step, and each more token of a verify pa
 again. Here the graph is MLX's own (q k^T through the products mlxd's interposer computes, a row
 alone; the mask by `where`), but its softmax and last matmul are one product that the
 interposer computes as softmax(A) B (native/gemv_forward.c's softmax_product), with a
-vectorized exp (relative error ~2e-7), asked for by a `mx.addmm` with alpha SOFTMAX_ALPHA.
+vectorized exp (relative error ~2e-7), asked for by a `mx.addmm` with alpha SOFTMAX_ALPHA; a
+verify pass's causal mask by CAUSAL_SOFTMAX_ALPHA, each row summing its own keys only (the
+mask's array and its `where` over all the scores cost a 3-token pass 900 deep ~0.1x a step).
 The graph is not cut (no evaluation, no copy); each row of scores is its own softmax, summed
 in one order over its keys, so a verify pass's rows stay bit-identical to that token's decode
 steps (speculative decoding stays exact).
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 OFF_ENV = "MLXD_NO_NATIVE_ATTENTION"
 SOFTMAX_ALPHA = -1.0e30  # native/gemv_forward.c's: this addmm is C = softmax(A) B
+# ... and this one, with beta = R query rows a group, C = softmax(A) B under the causal mask
+CAUSAL_SOFTMAX_ALPHA = -3.0e30
 MAX_DIM = 256  # native/gemv_forward.c's: wider heads keep MLX's attention
 
 
@@ -50,6 +54,25 @@ def available() -> bool:
         "mlxd_softmax_products",
         lambda: mx.addmm(mx.zeros((1,)), scores, values, alpha=SOFTMAX_ALPHA, beta=0.0),
         2.5752103,  # softmax(0, 1, 2) . (1, 2, 3)
+    )
+
+
+@functools.cache
+def causal_available() -> bool:
+    """Whether the interposer also masks causally itself (CAUSAL_SOFTMAX_ALPHA): a verify
+    pass then builds no mask and applies none (~1-2 ms of a 3-9 token pass 900 deep)."""
+    if not available():
+        return False
+    import mlx.core as mx
+
+    # Two query rows over 3 keys: the first sees keys 0-1 only, the second all three.
+    scores, values = mx.array([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0]]), mx.array([[1.0], [2.0], [3.0]])
+    return interposer_computes(
+        "mlxd_softmax_products",
+        lambda: mx.addmm(
+            mx.zeros((1,)), scores, values, alpha=CAUSAL_SOFTMAX_ALPHA, beta=2.0
+        ).sum(),
+        1.7310586 + 2.5752103,  # softmax(0, 1) . (1, 2) + softmax(0, 1, 2) . (1, 2, 3)
     )
 
 
@@ -108,14 +131,17 @@ def attention(queries: Any, keys: Any, values: Any, scale: float, mask: Any) -> 
         q = q.reshape(b, kv_heads, 1, group * rows, dim)
     k, v = mx.expand_dims(keys, 2), mx.expand_dims(values, 2)
     scores = (q @ k.swapaxes(-1, -2)).reshape(b, kv_heads, group, rows, seen_keys)
-    if isinstance(mask, str):
+    alpha, beta = SOFTMAX_ALPHA, 0.0
+    if isinstance(mask, str) and causal_available():  # each product's rows: group x rows
+        alpha, beta, mask = CAUSAL_SOFTMAX_ALPHA, float(rows), None
+    elif isinstance(mask, str):
         mask = mx.arange(seen_keys - rows, seen_keys)[:, None] >= mx.arange(seen_keys)[None]
     if mask is not None:
         mask = mx.expand_dims(mask, 1) if mask.ndim == 4 else mask  # over (Hkv, H/Hkv)
         scores = mx.where(mask, scores, mx.finfo(mx.float32).min)
     zero = mx.zeros((dim,), dtype=mx.float32)
     scores = scores.reshape(*q.shape[:-1], seen_keys)
-    out = mx.addmm(zero, scores, v, alpha=SOFTMAX_ALPHA, beta=0.0)
+    out = mx.addmm(zero, scores, v, alpha=alpha, beta=beta)
     return out.reshape(b, heads, rows, dim)
 
 

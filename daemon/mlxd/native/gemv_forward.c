@@ -19,7 +19,8 @@
  *
  * softmax_product: a product called with alpha SOFTMAX_ALPHA is C = softmax(A) B, the last
  * matmul of the attention mlxd/models/attention.py builds for decode steps and verify passes,
- * row by row with a vectorized exp (MLX's CPU softmax is scalar).
+ * row by row with a vectorized exp (MLX's CPU softmax is scalar); with CAUSAL_SOFTMAX_ALPHA, a
+ * verify pass's, under the causal mask (each row's own keys: no mask array, no `where`).
  *
  * swiglu_product: alpha SWIGLU_ALPHA is C = silu(A B) * beta C, element by element: the SwiGLU
  * of decode steps and verify passes (mlxd/models/activation.py's swiglu), on the same exp.
@@ -57,6 +58,11 @@ enum { SHADOW_ROWS = 2 };
 const int mlxd_shadow_rows = SHADOW_ROWS;
 /* The alpha with which mlxd/models/attention.py asks for C = softmax(A) B (softmax_product). */
 #define SOFTMAX_ALPHA (-1.0e30f)
+/* ... and C = softmax(A) B under a causal mask: beta is then the number of query rows R of
+ * each group of A's rows (a verify pass's tokens), and row i sees the first K - R + 1 + i % R
+ * keys (the mask MLX would apply, without building or applying it: a verify pass's `where`
+ * over all its scores). C is not read (beta C = 0). */
+#define CAUSAL_SOFTMAX_ALPHA (-3.0e30f)
 enum { MAX_DIM = 256 }; /* softmax_product's widest rows of B in registers */
 /* The alpha with which mlxd/models/activation.py asks for C = silu(A B) * beta C. */
 #define SWIGLU_ALPHA (-2.0e30f)
@@ -148,6 +154,63 @@ static inline __attribute__((always_inline)) void store(const struct product *p,
     *out = p->beta == 0.0f ? scaled : fmaf(p->beta, *out, scaled);
 }
 
+/* The lanes' sums of a tile's accumulators v[0..count), count <= 16, to out[0..count): each
+ * the very tree lane_sum makes (so the very float), but 16 of them share each vector add:
+ * level by level, two vectors' halves are shuffled into one and added. A product of short
+ * rows (attention's q k^T, 64 terms: 4 steps) spent more on its sums, lane_sum's ~10 ops an
+ * output, than on its products. AVX-512 only (where it was measured); elsewhere lane_sum. */
+#if defined(__AVX512F__) && (defined(__clang__) || __GNUC__ >= 12)
+#define JOINT_SUMS 1
+static inline __attribute__((always_inline)) vec halves_added(vec a, vec b) {
+    /* s8 of a in lanes 0-7, of b in 8-15: v[i] + v[i + 8] */
+    return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+           __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30,
+                                   31);
+}
+static inline __attribute__((always_inline)) vec quarters_added(vec a, vec b) {
+    /* s4 of four outputs: s8[i] + s8[i + 4] */
+    return __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+           __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30,
+                                   31);
+}
+static inline __attribute__((always_inline)) vec pairs_added(vec a, vec b) {
+    /* eight outputs' (s4[0] + s4[2], s4[1] + s4[3]) */
+    return __builtin_shufflevector(a, b, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+           __builtin_shufflevector(a, b, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30,
+                                   31);
+}
+static inline __attribute__((always_inline)) vec last_added(vec a, vec b) {
+    /* sixteen outputs' (s4[0] + s4[2]) + (s4[1] + s4[3]) */
+    return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+                                   30) +
+           __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29,
+                                   31);
+}
+static inline __attribute__((always_inline)) void lane_sums(const vec *v, int count, float *out) {
+    if (count <= 2) { /* too few to share the adds */
+        UNROLL for (int i = 0; i < count; i++) out[i] = lane_sum(v[i]);
+        return;
+    }
+    vec s8[8], s4[4], s2[2];
+    UNROLL for (int i = 0; i < 8; i++)
+        s8[i] = 2 * i < count ? halves_added(v[2 * i], 2 * i + 1 < count ? v[2 * i + 1] : (vec){0})
+                              : (vec){0};
+    UNROLL for (int i = 0; i < 4; i++)
+        s4[i] = 4 * i < count ? quarters_added(s8[2 * i], s8[2 * i + 1]) : (vec){0};
+    UNROLL for (int i = 0; i < 2; i++)
+        s2[i] = 8 * i < count ? pairs_added(s4[2 * i], s4[2 * i + 1]) : (vec){0};
+    const vec all = last_added(s2[0], s2[1]);
+    UNROLL for (int i = 0; i < 16; i++)
+        if (i < count) out[i] = all[i];
+}
+#else
+#define JOINT_SUMS 0
+static inline __attribute__((always_inline)) void lane_sums(const vec *v, int count, float *out) {
+    UNROLL for (int i = 0; i < 16; i++)
+        if (i < count) out[i] = lane_sum(v[i]);
+}
+#endif
+
 /* A loaded vector kept in a register for all its uses: in a 2 x 4 tile GCC 12 loaded each row
  * of B again for each row of A (16 loads for 8 FMAs: the tile took ~3x a 1 x 4's time), and
  * the quantized tiles loaded A again for each row of B. Only where a vec is one register
@@ -183,9 +246,11 @@ static inline __attribute__((always_inline)) void store(const struct product *p,
             UNROLL for (int i = 0; i < MR; i++)                                                  \
                 UNROLL for (int j = 0; j < NR; j++) acc[i][j] += x[i] * y[j];                    \
         }                                                                                        \
+        float sums[MR * NR];                                                                     \
+        lane_sums(&acc[0][0], MR * NR, sums);                                                    \
         UNROLL for (int i = 0; i < MR; i++)                                                      \
             UNROLL for (int j = 0; j < NR; j++) {                                                \
-                float s = lane_sum(acc[i][j]);                                                   \
+                float s = sums[i * NR + j];                                                      \
                 for (int k = k16; k < p->k; k++) s += a[i][k] * b[j][k];                         \
                 store(p, m + i, n + j, s);                                                       \
             }                                                                                    \
@@ -756,17 +821,20 @@ static inline __attribute__((always_inline)) float row_scale(const float *ar, lo
  * are the same operations in the same order whatever R. */
 #define SOFTMAX_ROWS(R, V)                                                                        \
     static inline __attribute__((always_inline)) void softmax_##R##x##V(                        \
-        const struct strides *st, const float *a, const float *b, float *c, int k, float beta) { \
+        const struct strides *st, const float *a, const float *b, float *c, const int *ks,       \
+        float beta) {                                                                            \
         vec top[R], acc[R][V];                                                                   \
         float inv[R];                                                                            \
+        int k = 0; /* the most keys a row sees: the others' weights past theirs are 0 */         \
         UNROLL for (int i = 0; i < R; i++) {                                                     \
-            inv[i] = row_scale(a + i * st->a_r, st->a_k, k, &top[i]);                            \
+            inv[i] = row_scale(a + i * st->a_r, st->a_k, ks[i], &top[i]);                        \
             UNROLL for (int d = 0; d < V; d++) acc[i][d] = (vec){0};                             \
+            k = ks[i] > k ? ks[i] : k;                                                           \
         }                                                                                        \
         for (int j = 0; j < k; j += LANES) {                                                     \
             vec e[R];                                                                            \
             UNROLL for (int i = 0; i < R; i++)                                                   \
-                e[i] = exp_nonpositive(scores_at(a + i * st->a_r, st->a_k, j, k) - top[i]);      \
+                e[i] = exp_nonpositive(scores_at(a + i * st->a_r, st->a_k, j, ks[i]) - top[i]);  \
             for (int t = 0; t < LANES && j + t < k; t++) {                                       \
                 const float *bj = b + (j + t) * st->b_k;                                         \
                 vec v[V];                                                                        \
@@ -802,21 +870,26 @@ enum { SOFTMAX_TILE = 1 };
  * and a verify pass's rows are its decode steps' (their extra keys, masked, add 0). MLX's CPU
  * softmax is scalar, ~30 ns a score: this is ~1 ns. Heads of 64 (the embedded model's) go
  * SOFTMAX_TILE rows at a time: attention.py puts a KV head's query heads in one product. */
-static void softmax_product(int order, int trans_a, int trans_b, int m, int n, int k,
+static void softmax_product(int order, int trans_a, int trans_b, int m, int n, int keys,
                             const float *a, int lda, const float *b, int ldb, float beta,
-                            float *c, int ldc) {
+                            float *c, int ldc, int causal_rows) {
     const struct strides st = strides_of(order, trans_a, trans_b, lda, ldb, ldc);
     const int vecs = n / LANES;
     const int vector_cols =
         n % LANES == 0 && vecs <= MAX_DIM / LANES && st.b_col == 1 && st.c_col == 1;
+    /* Each row's keys: all, or under the causal mask (CAUSAL_SOFTMAX_ALPHA) its own. */
+    int ks[MAX_ROWS];
+    for (int i = 0; i < m && i < MAX_ROWS; i++)
+        ks[i] = causal_rows > 0 ? keys - causal_rows + 1 + i % causal_rows : keys;
     int r = 0;
-    if (SOFTMAX_TILE == 4 && vector_cols && vecs == 4) {
-        for (; r + 4 <= m; r += 4) softmax_4x4(&st, a + r * st.a_r, b, c + r * st.c_r, k, beta);
-        for (; r < m; r++) softmax_1x4(&st, a + r * st.a_r, b, c + r * st.c_r, k, beta);
+    if (SOFTMAX_TILE == 4 && vector_cols && vecs == 4 && m <= MAX_ROWS) {
+        for (; r + 4 <= m; r += 4) softmax_4x4(&st, a + r * st.a_r, b, c + r * st.c_r, ks + r, beta);
+        for (; r < m; r++) softmax_1x4(&st, a + r * st.a_r, b, c + r * st.c_r, ks + r, beta);
     }
     for (; r < m; r++) {
         const float *ar = a + r * st.a_r;
         float *cr = c + r * st.c_r;
+        const int k = causal_rows > 0 ? keys - causal_rows + 1 + r % causal_rows : keys;
         vec top;
         const float inv = row_scale(ar, st.a_k, k, &top);
         vec acc[MAX_DIM / LANES];
@@ -899,7 +972,20 @@ void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float
                  int ldc) {
     if (alpha == SOFTMAX_ALPHA) {
         if (m > 0 && n > 0) /* (no keys: a softmax over nothing weighs nothing, C = beta C) */
-            softmax_product(order, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+            softmax_product(order, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, 0);
+        return;
+    }
+    if (alpha == CAUSAL_SOFTMAX_ALPHA) {
+        const int rows = (int)beta; /* 1..k query rows a group: each row sees a key at least */
+        if (m <= 0 || n <= 0) return;
+        if (rows >= 1 && rows <= k && (float)rows == beta) {
+            softmax_product(order, trans_a, trans_b, m, n, k, a, lda, b, ldb, 0.0f, c, ldc, rows);
+            return;
+        }
+        /* Not a product attention.py asks for: C = NaN, never a silent wrong softmax. */
+        const long c_r = order == ROW_MAJOR ? ldc : 1, c_col = order == ROW_MAJOR ? 1 : ldc;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) c[i * c_r + j * c_col] = NAN;
         return;
     }
     if (alpha == SWIGLU_ALPHA) {
