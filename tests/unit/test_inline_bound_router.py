@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 
 from mlxd.errors import AllFailed, ConnectError
@@ -95,7 +96,7 @@ async def test_a_late_mark_ends_with_the_cooldown_or_a_reset() -> None:
     assert out.backend == "cloud"  # the mark ended: the whole bound, and it made it
     assert not router.breakers.late_for_inline("cloud")
     # A new endpoint or key (Router.update, setApiKey) starts with the whole bound at once.
-    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch)
+    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch("cloud"))
     router.reset("cloud")
     assert not router.breakers.late_for_inline("cloud")
 
@@ -288,7 +289,7 @@ async def test_a_late_mark_leaves_chats_own_first_token_timeouts_counted() -> No
     local = Scripted("local", answer("ok"), is_local=True)
     timeouts = {**LONG, "first_token_s": 0.05}
     router = make_router(cloud, local, timeouts=timeouts, breaker_failures=1)
-    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch)
+    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch("cloud"))
     out = await router.run(chat())  # type: ignore[arg-type]
     assert out.backend == "local"
     assert out.attempts[0].error == "timeout: no token within 50 ms"
@@ -315,7 +316,7 @@ async def test_a_cut_at_the_share_never_renews_the_mark() -> None:
     cloud = Scripted("cloud", [asyncio.Event()])
     local = Scripted("local", answer("ok"), is_local=True)
     router = make_router(cloud, local, timeouts=LONG)
-    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch)
+    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch("cloud"))
     task = asyncio.create_task(router.run(inline(200)))  # type: ignore[arg-type]
     await asyncio.sleep(0.02)
     router.breakers.late["cloud"] = time.monotonic()  # the mark ends during its share
@@ -391,7 +392,81 @@ async def test_a_second_cloud_is_not_late_for_the_time_the_first_took() -> None:
 async def test_a_reload_with_a_shorter_cooldown_shortens_the_mark() -> None:
     cloud = Scripted("cloud", answer("c"))
     router = make_router(cloud, timeouts=LONG, breaker_cooldown_s=600.0)
-    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch)
+    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch("cloud"))
     shorter = make_router(cloud, timeouts=LONG, breaker_cooldown_s=0.0)
     router.update(shorter.config, {"cloud": cloud})  # the same backend: kept, not reset
     assert not router.breakers.late_for_inline("cloud")
+
+
+# --- second attack on the late mark, session 26 --------------------------------------------
+async def test_a_whole_line_held_by_the_fence_filter_is_whole() -> None:
+    # The fence filter holds every line's newline until the next line shows it closes no
+    # fence: a cloud that sent one whole line and paused was marked late, and a late one's
+    # line cut at its share and continued without its newline ("x = 1 des ...").
+    cloud = Scripted("cloud", [Delta("x = 1\n"), asyncio.Event()])
+    local = Scripted("local", answer("ok"), is_local=True)
+    router = make_router(cloud, local, timeouts=LONG)
+    out = await router.run(inline(200))  # type: ignore[arg-type]
+    assert (out.text.rstrip("\n"), out.backend) == ("x = 1", "cloud")
+    assert not router.breakers.late_for_inline("cloud")
+    router.breakers.mark_late("cloud", 600.0, router.breakers.epoch("cloud"))
+    out = await router.run(inline(200))  # type: ignore[arg-type]
+    assert (out.text.rstrip("\n"), out.backend) == ("x = 1", "cloud")  # its line, in its share
+    assert local.requests == []
+
+
+async def test_a_continuation_gets_the_held_newline_in_its_prefix_and_the_answer() -> None:
+    c1 = Scripted("c1", [Delta("# note\n"), ConnectError("reset")])
+    c2 = Scripted("c2", answer("z = 2"))
+    out = await make_router(c1, c2, timeouts=LONG).run(inline(400))  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("# note\nz = 2", "c2")
+    assert c2.requests[-1].assistant_prefix.endswith("# note\n")
+
+
+async def test_reasoning_streamed_before_a_cut_is_no_part_of_max_tokens() -> None:
+    # 150 reasoning deltas then a dropped connection at maxTokens 100: counted as 150 cut
+    # tokens, the answer came back empty ("length") and the next backend was never asked.
+    cut = [*(Delta("r", reasoning=True) for _ in range(150)), ConnectError("reset")]
+    cloud = Scripted("cloud", cut)
+    local = Scripted("local", answer("ok"), is_local=True)
+    out = await make_router(cloud, local, timeouts=LONG).run(chat(max_tokens=100))  # type: ignore[arg-type]
+    assert (out.text, out.backend, out.finish_reason) == ("ok", "local", "stop")
+    assert local.requests[-1].max_tokens == 100
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param(answer("\n\n"), id="whitespace"),
+        pytest.param([Delta("hmm", reasoning=True), done(1)], id="reasoning"),
+        pytest.param(answer("<think>", "hmm", "</think>"), id="inline-think"),
+    ],
+)
+async def test_an_inline_answer_with_no_text_falls_back_while_time_is_left(script: list) -> None:
+    cloud = Scripted("cloud", script)
+    local = Scripted("local", answer("ok"), is_local=True)
+    out = await make_router(cloud, local, timeouts=LONG).run(inline(400))  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("ok", "local")
+    assert out.attempts[0].error == "no answer text (reasoning or whitespace only)"
+
+
+async def test_a_reload_keeps_marks_of_backends_it_did_not_change() -> None:
+    # Every reload resets the local backends, which ended any mark an attempt in flight was
+    # about to set; and a cloud rebuilt for another timeout lost its mark.
+    cloud = Scripted("cloud", [asyncio.Event()])
+    local = Scripted("local", answer("ok"), is_local=True)
+    router = make_router(cloud, local, timeouts=LONG)
+    task = asyncio.create_task(router.run(inline(200)))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    router.update(router.config, {"cloud": cloud, "local": local})  # the same settings
+    with pytest.raises(AllFailed):
+        await task
+    assert router.breakers.late_for_inline("cloud")
+    rebuilt = Scripted("cloud", answer("c"))
+    cloud.cfg = rebuilt.cfg = router.config.backends["cloud"]  # type: ignore[attr-defined]
+    router.update(router.config, {"cloud": rebuilt, "local": local})
+    assert router.breakers.late_for_inline("cloud")
+    moved = Scripted("cloud", answer("c"))
+    moved.cfg = msgspec.structs.replace(rebuilt.cfg, base_url="http://127.0.0.1:8")  # type: ignore[attr-defined]
+    router.update(router.config, {"cloud": moved, "local": local})
+    assert not router.breakers.late_for_inline("cloud")  # a new endpoint: the whole bound

@@ -245,14 +245,20 @@ class AnswerFilter:
         if self._think.state == "start":
             self._think.hold = 0 if template_seen else self._hold
 
+    @property
+    def held(self) -> str:
+        """Answer text fed but not released yet: the end of a possible stop sequence, a last
+        line that may become a closing fence (every line's newline, until the next line
+        shows it is none). The answer so far ends with it, and a backend that continues a
+        cut answer continues it (the router's prefix): it stays held across attempts."""
+        fenced = self._fences.buf if self._fences is not None and not self._fences.closed else ""
+        return self._stops.pending + fenced
+
     def new_attempt(self) -> None:
-        """Another backend takes over: it may open with its own reasoning block; text held
-        from the failed one is dropped (the next continues from what was emitted)."""
+        """Another backend takes over: it may open with its own reasoning block; answer text
+        held from the failed one stays (`held`: the next continues after it)."""
         self._think = _Think(hold=self._hold)
-        self._stops.pending = ""
         self._surrogate.clear()
-        if self._fences is not None and self._fences.state == "body":
-            self._fences.buf = ""
 
     def feed(self, text: str, reasoning: bool = False) -> Piece:
         if self.stopped:

@@ -48,17 +48,23 @@ class Breakers(dict[str, Breaker]):
         # a cut at the share never renews it (attacks, session 25-26). Not a circuit: chat and
         # complete, with limits of their own, keep the backend.
         self.late: dict[str, float] = {}
-        # Bumped by each reset: an attempt that started before it (at the old endpoint or
-        # key) marks nothing when its bound passes.
-        self.epoch = 0
+        # Bumped by each reset of a backend's mark (all: `_all`): an attempt that started
+        # before it (at the old endpoint or key) marks nothing when its bound passes.
+        self._epochs: dict[str, int] = {}
+        self._all = 0
+
+    def epoch(self, name: str) -> tuple[int, int]:
+        """Which resets of `name`'s mark have happened: mark_late takes it from an attempt's
+        start."""
+        return self._all, self._epochs.get(name, 0)
 
     def late_for_inline(self, name: str) -> bool:
         return self.late.get(name, 0.0) > time.monotonic()
 
-    def mark_late(self, name: str, cooldown_s: float, epoch: int) -> None:
+    def mark_late(self, name: str, cooldown_s: float, epoch: tuple[int, int]) -> None:
         """An inline request's bound passed with no usable answer from `name`, tried at `epoch`
         with the whole bound: marked for `cooldown_s` (nothing when a reset came since)."""
-        if epoch == self.epoch and not self.late_for_inline(name):
+        if epoch == self.epoch(name) and not self.late_for_inline(name):
             self.late[name] = time.monotonic() + cooldown_s
             log.warning(
                 "%s is late for inline requests (no usable answer within inline.max_ms): for "
@@ -120,15 +126,16 @@ class Breakers(dict[str, Breaker]):
             log.info("circuit closed for %s", name)
             self.on_status()
 
-    def reset(self, name: str | None = None) -> None:
-        """Forget the failures of one backend (or all), and that it was late (a new endpoint or
-        key gets the whole bound at once)."""
+    def reset(self, name: str | None = None, late: bool = True) -> None:
+        """Forget the failures of one backend (or all), and (`late`) that it was late: a new
+        endpoint or key gets the whole bound at once."""
         names = [name] if name is not None else list(self)
-        self.epoch += 1
-        if name is None:
+        if name is None and late:
+            self._all += 1
             self.late.clear()
-        else:
-            self.late.pop(name, None)
+        elif late:
+            self._epochs[name] = self._epochs.get(name, 0) + 1  # type: ignore[index]
+            self.late.pop(name, None)  # type: ignore[arg-type]
         dropped = [self.pop(n, Breaker()) for n in names]
         if any(b.open_until for b in dropped):
             self.on_status()

@@ -37,7 +37,7 @@ from ..types import Attempt, Backend, Delta, DeltaFn, Done, Held, Outcome, Reque
 from .attempts import Skipped, by_bound, describe, late
 from .breakers import Breakers
 from .privacy import excluded, skip_reason
-from .run import Run, answered, emit, flush, held, inline_bound, streamed, take, whole_line
+from .run import Run, answered, emit, flush, inline_bound, so_far, streamed, take, whole_line
 from .waits import YIELD_EVERY, backoff, first_token_by, loop_time, ran_out
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,11 @@ class Router:
         self.config = config
         self.backends = dict(backends)
         for name, b in self.backends.items():
-            if old.get(name) is not b or b.is_local:
-                self.reset(name)
+            was = old.get(name)
+            if was is not b or b.is_local:
+                # rebuilt with the same endpoint and key settings: as late as it was
+                same = type(was) is type(b) and getattr(was, "cfg", None) == getattr(b, "cfg", 0)
+                self.breakers.reset(name, late=b.is_local or not same)
         self.breakers.shorten_late(config.routing.breaker_cooldown_s)
 
     # --- status -----------------------------------------------------------------------------
@@ -135,7 +138,10 @@ class Router:
                 return self._outcome(run, Done("length", 0, 0, ""), run.cut_by, attempts)
             after = sum(later_skip is None for _, later_skip in plan[i + 1 :])
             done = await self._try(name, replace(request, max_tokens=left), run, after, attempts)
-            if done is not None:
+            if done is not None and request.kind == "inline" and after and not answered(run, False):
+                # nothing to show, time left: the next may have it (a thinker's blanked all)
+                attempts.append(Attempt(name, "no answer text (reasoning or whitespace only)"))
+            elif done is not None:
                 return self._outcome(run, done, name, attempts)
         raise AllFailed(attempts)
 
@@ -152,11 +158,11 @@ class Router:
         inline = request.kind == "inline"
         share = self.breakers.share(name, after) if inline else None
         marks = inline and not local and share is None and not run.tried
-        epoch = self.breakers.epoch
+        epoch = self.breakers.epoch(name)
         run.unusable, run.tried = False, run.tried + 1
         if not local:
             flush(run, name)  # a cloud continuation gets the cut answer redacted
-        prefix = request.assistant_prefix + run.text + held(run)  # local: as generated
+        prefix = request.assistant_prefix + so_far(run)  # local: as generated
         req = replace(request, assistant_prefix=prefix)
         self.breakers.claim_probe(name)
         run.answer.new_attempt()

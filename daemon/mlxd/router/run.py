@@ -23,7 +23,7 @@ class Run:
     start: float = field(default_factory=time.monotonic)
     text: str = ""
     reasoning: str = ""
-    deltas: int = 0
+    deltas: int = 0  # answer deltas (not reasoning), of every attempt
     texts: int = 0  # the current attempt's answer deltas (not reasoning)
     thoughts: int = 0  # ... and its reasoning deltas
     first_token: float | None = None
@@ -62,10 +62,16 @@ def held(run: Run) -> str:
     return run.guards[1].held if run.guards else ""
 
 
+def so_far(run: Run) -> str:
+    """The answer so far: handed on, held back by the redactor, then by the answer filter
+    (a line's newline until the next line shows it closes no fence)."""
+    return run.text + held(run) + run.answer.held
+
+
 def streamed(run: Run) -> int:
     """Characters of answer streamed so far, handed on or held back (to redact)."""
     back = sum(len(g.held) for g in run.guards) if run.guards else 0
-    return len(run.text) + back
+    return len(run.text) + back + len(run.answer.held)
 
 
 def _hand_on(run: Run, reasoning: str, text: str, name: str) -> None:
@@ -111,12 +117,12 @@ def answered(run: Run, whole: bool) -> bool:
     """Whether an inline request has answer text (`whole`: a whole line of it), after the
     answer filter: reasoning, whitespace or a thinking model's inline tags are none (each
     blanked ghost text with no fallback; attack, session 26)."""
-    return whole_line(run) if whole else bool((run.text + held(run)).strip())
+    return whole_line(run) if whole else bool(so_far(run).strip())
 
 
 def whole_line(run: Run) -> bool:
     """Whether the answer so far holds a line of text that ended (not a piece of one)."""
-    return "\n" in (run.text + held(run)).lstrip()
+    return "\n" in so_far(run).lstrip()
 
 
 def take(event: Delta, req: Request, run: Run, name: str, deltas: int, local: bool) -> Done | None:
@@ -124,7 +130,7 @@ def take(event: Delta, req: Request, run: Run, name: str, deltas: int, local: bo
     a Done when the answer ends here."""
     if past_max_tokens(run, req, event.reasoning, local):
         return Done("length", 0, deltas - 1, name)
-    run.deltas += 1
+    run.deltas += not event.reasoning  # reasoning is no part of max_tokens (cut_tokens)
     if run.first_token is None:
         run.first_token = time.monotonic()
     piece = run.answer.feed(event.text, event.reasoning)
