@@ -71,6 +71,13 @@ class StreamRedactor:
         return out[: len(out) - tail] + REDACTED if tail else out
 
 
+def redacted(secrets: Secrets, text: str) -> str:
+    """`text` as a whole stream redacted (a secret's start cut off at its end too)."""
+    guard = StreamRedactor(secrets)
+    guard.held = text
+    return guard.flush()
+
+
 def _overlaps(text: str, form: str) -> list[int]:
     """Lengths n >= MIN_PARTIAL such that `text` ends with form[:n] (a cut-off secret)."""
     top = min(len(form) - 1, len(text))

@@ -425,6 +425,14 @@ want = np.stack([
     for r, n in zip(a.astype(np.float64), seen_keys)
 ])
 errors["causal sgemm"] = float(np.abs(out - want).max() / np.abs(want).max())
+# A key a row does not see is not in its sums: an inf among its values (an overflowed value
+# projection) left NaN in the rows of a 4-row tile that stop before it (0 x inf; attack,
+# session 26).
+bv[39, 5] = np.inf
+out = np.full((6, 64), np.nan, np.float32)
+lib.cblas_sgemm(101, 111, 111, 6, 64, 40, CAUSAL, a.ctypes.data_as(P), 40, bv.ctypes.data_as(P),
+                64, 3.0, out.ctypes.data_as(P), 64)
+unseen_finite = bool(np.isfinite(out[[0, 1, 3, 4]]).all())
 misuse = {}
 for beta in (0.0, 2.5, 41.0, -1.0):
     out = np.zeros((6, 64), np.float32)
@@ -432,7 +440,7 @@ for beta in (0.0, 2.5, 41.0, -1.0):
                     64, beta, out.ctypes.data_as(P), 64)
     misuse[str(beta)] = bool(np.isnan(out).all())
 print(json.dumps({"errors": errors, "identical": identical, "refused": refused, "computed": computed,
-                  "misuse": misuse}))
+                  "misuse": misuse, "unseen_finite": unseen_finite}))
 """
 )
 
@@ -445,6 +453,7 @@ def test_native_attention_equals_float64_and_a_verify_pass_its_steps(tmp_path: P
     assert seen["computed"] > 0, seen  # by softmax_product, not by MLX's softmax
     assert len(seen["refused"]) == 5 and all(seen["refused"].values()), seen["refused"]
     assert seen["misuse"] and all(seen["misuse"].values()), seen["misuse"]
+    assert seen["unseen_finite"]
 
 
 def test_the_off_switch_leaves_attention_to_mlx(tmp_path: Path) -> None:

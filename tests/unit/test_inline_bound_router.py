@@ -6,6 +6,7 @@ ms; a test that hung until `total_s` would hit the test timeout instead)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -470,3 +471,73 @@ async def test_a_reload_keeps_marks_of_backends_it_did_not_change() -> None:
     moved.cfg = msgspec.structs.replace(rebuilt.cfg, base_url="http://127.0.0.1:8")  # type: ignore[attr-defined]
     router.update(router.config, {"cloud": moved, "local": local})
     assert not router.breakers.late_for_inline("cloud")  # a new endpoint: the whole bound
+
+
+# --- third attack, session 26 ----------------------------------------------------------------
+async def test_an_opening_fence_alone_is_no_first_token() -> None:
+    # The held text counted a possible opening fence (```python, no newline yet) as answer:
+    # a chat model opening its answer with a fence and stalling was never given up on.
+    c1 = Scripted("c1", [Delta("```python"), asyncio.Event()])
+    local = Scripted("local", answer("ok"), is_local=True)
+    timeouts = {**LONG, "inline_first_token_s": 0.05}
+    out = await make_router(c1, local, timeouts=timeouts).run(inline(400))  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("ok", "local")
+    assert local.requests[-1].assistant_prefix == ""  # not the failed one's fence
+    ended = Scripted("c1", answer("```python"))  # and one that ends there has no answer text
+    out = await make_router(ended, local, timeouts=LONG).run(inline(400))  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("ok", "local")
+
+
+async def test_an_answer_a_stop_ended_at_once_is_the_answer() -> None:
+    # Mid-line (stop "\n") a model answering "\n..." says there is nothing to add: the next
+    # backend was asked anyway, its answer thrown away (the filter had stopped).
+    c1 = Scripted("c1", answer("\nz = 9\n"))
+    c2 = Scripted("c2", answer("y"))
+    request = chat(kind="inline", stop=["\n"], max_time_s=0.4, deadline=time.monotonic() + 0.4)
+    out = await make_router(c1, c2, timeouts=LONG).run(request)  # type: ignore[arg-type]
+    assert (out.text, out.backend) == ("", "c1") and c2.requests == []
+
+
+class Keys:
+    """One known key, as the key store shows it to the redactor."""
+
+    KEY = "sk-attack86-0123456789abcdef"
+    secret_pattern = re.compile(re.escape(KEY))
+
+    def secret_forms(self) -> list[str]:
+        return [self.KEY]
+
+
+async def test_a_cut_answers_held_text_reaches_a_cloud_continuation_without_a_key() -> None:
+    c1 = Scripted("c1", [Delta("```" + Keys.KEY), ConnectError("reset")])
+    c2 = Scripted("c2", answer("x = 1"))
+    router = make_router(c1, c2, timeouts=LONG)
+    router.secrets = Keys()
+    out = await router.run(inline(400))  # type: ignore[arg-type]
+    assert Keys.KEY not in c2.requests[-1].assistant_prefix and Keys.KEY not in out.text
+
+
+@pytest.mark.parametrize("cut", [False, True])
+async def test_a_crlf_closing_fence_split_before_its_newline_closes(cut: bool) -> None:
+    # The answer's own fence, closed by a CRLF line that arrives before its newline.
+    fence = [Delta("```python\r\n"), Delta("x = 1\r\n"), Delta("```\r")]
+    rest = [Delta("\n"), Delta("tail\n"), done(4)]
+    if cut:
+        c1 = Scripted("c1", [*fence, ConnectError("reset")])
+        c2 = Scripted("c2", rest)
+        out = await make_router(c1, c2, timeouts=LONG).run(inline(400))  # type: ignore[arg-type]
+    else:
+        c1 = Scripted("c1", [*fence, *rest])
+        out = await make_router(c1, timeouts=LONG).run(inline(400))  # type: ignore[arg-type]
+    assert out.text.rstrip("\r\n") == "x = 1"
+
+
+async def test_a_cloud_completion_cut_while_held_as_maybe_reasoning_is_continued() -> None:
+    # A cloud `complete` holds its first 4096 characters while a lone </think> may still come:
+    # at a cut they were dropped, and the next backend started over with less max_tokens.
+    c1 = Scripted("c1", [Delta("A\n"), Delta("B\n"), ConnectError("reset")])
+    c2 = Scripted("c2", answer("C\n"))
+    router = make_router(c1, c2, timeouts=LONG, complete=["c1", "c2"])
+    out = await router.run(chat(kind="complete", max_tokens=12))  # type: ignore[arg-type]
+    assert out.text == "A\nB\nC\n"
+    assert c2.requests[-1].assistant_prefix == "A\nB\n" and c2.requests[-1].max_tokens == 10

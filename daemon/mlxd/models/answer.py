@@ -31,7 +31,7 @@ CLOSE_THINK = "</think>"
 # Characters of a `complete` answer held while a lone </think> may still end unseen reasoning.
 LONE_CLOSE_HOLD = 4096
 _FENCE_LINE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)\Z")
-_FENCE_PREFIX = re.compile(r" {0,3}(?:`*|~*)[ \t]*\Z")  # what may still become a bare fence
+_FENCE_PREFIX = re.compile(r" {0,3}(?:`*|~*)[ \t\r]*\Z")  # what may still become a bare fence
 # Languages where a fence is content the user may be typing: only a fence we opened closes.
 _FENCED_LANGUAGES = {"markdown", "mdx", "rmd", "quarto", "asciidoc", "rst"}
 
@@ -251,14 +251,21 @@ class AnswerFilter:
         line that may become a closing fence (every line's newline, until the next line
         shows it is none). The answer so far ends with it, and a backend that continues a
         cut answer continues it (the router's prefix): it stays held across attempts."""
-        fenced = self._fences.buf if self._fences is not None and not self._fences.closed else ""
-        return self._stops.pending + fenced
+        fences = self._fences
+        body = fences is not None and fences.state == "body" and not fences.closed
+        return self._stops.pending + (fences.buf if body else "")  # type: ignore[union-attr]
 
-    def new_attempt(self) -> None:
+    def new_attempt(self) -> Piece:
         """Another backend takes over: it may open with its own reasoning block; answer text
-        held from the failed one stays (`held`: the next continues after it)."""
+        held from the failed one stays (`held`: the next continues after it), but not a
+        possible opening fence (the next opens its own or none). Returns what the failed one
+        held as possible reasoning, released as its stream's end would (to emit)."""
+        released = self._answer(self._think.flush()) if self._think.state != "start" else Piece()
         self._think = _Think(hold=self._hold)
         self._surrogate.clear()
+        if self._fences is not None and self._fences.state == "start":
+            self._fences.buf = ""
+        return released
 
     def feed(self, text: str, reasoning: bool = False) -> Piece:
         if self.stopped:

@@ -187,7 +187,7 @@ static inline __attribute__((always_inline)) vec last_added(vec a, vec b) {
                                    31);
 }
 static inline __attribute__((always_inline)) void lane_sums(const vec *v, int count, float *out) {
-    if (count <= 2) { /* too few to share the adds */
+    if (count <= 4) { /* too few to share the adds: a 1 x 4 tile measured ~9% slower */
         UNROLL for (int i = 0; i < count; i++) out[i] = lane_sum(v[i]);
         return;
     }
@@ -840,6 +840,7 @@ static inline __attribute__((always_inline)) float row_scale(const float *ar, lo
                 vec v[V];                                                                        \
                 UNROLL for (int d = 0; d < V; d++) v[d] = load(bj + d * LANES);                  \
                 UNROLL for (int i = 0; i < R; i++) {                                             \
+                    if (j + t >= ks[i]) continue; /* not its key: 0 x an inf value is NaN */     \
                     const vec p = splat(e[i][t] * inv[i]);                                       \
                     UNROLL for (int d = 0; d < V; d++) acc[i][d] += p * v[d];                    \
                 }                                                                                \

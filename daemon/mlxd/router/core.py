@@ -37,7 +37,7 @@ from ..types import Attempt, Backend, Delta, DeltaFn, Done, Held, Outcome, Reque
 from .attempts import Skipped, by_bound, describe, late
 from .breakers import Breakers
 from .privacy import excluded, skip_reason
-from .run import Run, answered, emit, flush, inline_bound, so_far, streamed, take, whole_line
+from .run import Run, answered, continued, emit, flush, inline_bound, streamed, take, whole_line
 from .waits import YIELD_EVERY, backoff, first_token_by, loop_time, ran_out
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,8 @@ class Router:
                 return self._outcome(run, Done("length", 0, 0, ""), run.cut_by, attempts)
             after = sum(later_skip is None for _, later_skip in plan[i + 1 :])
             done = await self._try(name, replace(request, max_tokens=left), run, after, attempts)
-            if done is not None and request.kind == "inline" and after and not answered(run, False):
+            empty = not answered(run, False) and not run.answer.stopped  # no stop ended it
+            if done is not None and request.kind == "inline" and after and empty:
                 # nothing to show, time left: the next may have it (a thinker's blanked all)
                 attempts.append(Attempt(name, "no answer text (reasoning or whitespace only)"))
             elif done is not None:
@@ -160,12 +161,8 @@ class Router:
         marks = inline and not local and share is None and not run.tried
         epoch = self.breakers.epoch(name)
         run.unusable, run.tried = False, run.tried + 1
-        if not local:
-            flush(run, name)  # a cloud continuation gets the cut answer redacted
-        prefix = request.assistant_prefix + so_far(run)  # local: as generated
-        req = replace(request, assistant_prefix=prefix)
+        req = replace(request, assistant_prefix=continued(request, run, name, local, self.secrets))
         self.breakers.claim_probe(name)
-        run.answer.new_attempt()
         run.texts = run.thoughts = 0
         streamed_before, deltas_before = streamed(run), run.deltas
         try:

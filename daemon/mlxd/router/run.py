@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..models import AnswerFilter, Piece, StopPolicy
-from ..stream_redact import StreamRedactor
+from ..stream_redact import Secrets, StreamRedactor, redacted
 from ..types import Delta, DeltaFn, Done, Request
 
 
@@ -60,6 +60,19 @@ def flush(run: Run, name: str) -> None:
 def held(run: Run) -> str:
     """Answer text the redactor holds back (not handed on yet)."""
     return run.guards[1].held if run.guards else ""
+
+
+def continued(req: Request, run: Run, name: str, local: bool, secrets: Secrets | None) -> str:
+    """The assistant prefix backend `name` continues: the request's, then what earlier
+    attempts streamed (a local model: as generated, so a secret across the cut is still
+    caught; a cloud backend: redacted), the answer filter's held text included."""
+    emit(run, run.answer.new_attempt(), run.cut_by or name)  # the cut one's maybe-reasoning
+    if not local:
+        flush(run, name)
+    held_back = run.answer.held  # not through the redactor yet
+    if not local and held_back and secrets is not None:
+        held_back = redacted(secrets, held_back)
+    return req.assistant_prefix + run.text + held(run) + held_back
 
 
 def so_far(run: Run) -> str:
