@@ -532,12 +532,38 @@ async def test_a_crlf_closing_fence_split_before_its_newline_closes(cut: bool) -
     assert out.text.rstrip("\r\n") == "x = 1"
 
 
-async def test_a_cloud_completion_cut_while_held_as_maybe_reasoning_is_continued() -> None:
-    # A cloud `complete` holds its first 4096 characters while a lone </think> may still come:
-    # at a cut they were dropped, and the next backend started over with less max_tokens.
-    c1 = Scripted("c1", [Delta("A\n"), Delta("B\n"), ConnectError("reset")])
-    c2 = Scripted("c2", answer("C\n"))
+async def test_a_cloud_completion_cut_while_holding_maybe_reasoning_drops_it() -> None:
+    # Released as answer at a cut (tried in this session), real reasoning became code:
+    # "The user wants a function f. Let medef f(): ..." (attack, session 26). It is dropped:
+    # the next backend continues from what was emitted.
+    c1 = Scripted("c1", [Delta("The user wants a function f. Let me"), ConnectError("reset")])
+    c2 = Scripted("c2", answer("I see.</think>\n\n", "def f():\n    pass\n"))
     router = make_router(c1, c2, timeouts=LONG, complete=["c1", "c2"])
-    out = await router.run(chat(kind="complete", max_tokens=12))  # type: ignore[arg-type]
-    assert out.text == "A\nB\nC\n"
-    assert c2.requests[-1].assistant_prefix == "A\nB\n" and c2.requests[-1].max_tokens == 10
+    out = await router.run(chat(kind="complete", max_tokens=64))  # type: ignore[arg-type]
+    assert out.text == "def f():\n    pass\n"
+    assert c2.requests[-1].assistant_prefix == ""
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param(answer("```python\n"), id="fence-then-end"),
+        pytest.param(answer("```python\n", "  \n"), id="fence-and-whitespace"),
+        pytest.param([Delta("```python\n"), ConnectError("reset")], id="fence-then-cut"),
+    ],
+)
+async def test_a_fence_the_failed_backend_opened_is_not_the_next_ones_content(first: list) -> None:
+    # The first backend's opening fence (no text after it) stayed open: the next one's own
+    # fence became content ("```python\nx = 1"), or its bare ``` closed the answer at once;
+    # whitespace after it started the ghost text with a blank line.
+    c1 = Scripted("c1", first)
+    c2 = Scripted("c2", answer("```python\n", "x = 1\n", "```\n"))
+    out = await make_router(c1, c2, timeouts=LONG).run(inline(400))  # type: ignore[arg-type]
+    assert (out.text.rstrip("\n"), out.backend) == ("x = 1", "c2")
+    assert c2.requests[-1].assistant_prefix == ""
+
+
+async def test_a_crlf_closing_fence_takes_its_carriage_return() -> None:
+    c1 = Scripted("c1", answer("```python\r\n", "x = 1\r\n", "```\r\n"))
+    out = await make_router(c1, timeouts=LONG).run(inline(400))  # type: ignore[arg-type]
+    assert out.text == "x = 1"

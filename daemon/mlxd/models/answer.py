@@ -131,6 +131,8 @@ class _Fences:
     that matches it (a docstring's example) are passed through."""
 
     def __init__(self, language: str, prompt_fenced: bool = True) -> None:
+        self.language = language
+        self.wrote = False  # whether any text but whitespace came out
         self.strict = language.lower() in _FENCED_LANGUAGES
         self.prompt_fenced = prompt_fenced
         self.state = "start"  # start | body
@@ -144,6 +146,12 @@ class _Fences:
         if self.closed:
             return ""
         self.buf += text
+        out = self._take()
+        self.wrote = self.wrote or bool(out.strip())
+        return out
+
+    def _take(self) -> str:
+        """What `buf` lets out now (an opening fence dropped, a last line held)."""
         if self.state == "start":
             head = self.buf.lstrip(" \t\n")
             nl = head.find("\n")
@@ -181,13 +189,13 @@ class _Fences:
             whole = pos > 0 or self.at_line_start
             if nl >= 0:
                 if whole and self._line(line):
-                    # Drop the newline before the fence too: it belongs to the fence.
+                    # Drop the line end before the fence too (\r\n or \n): it is the fence's.
                     self.closed, self.buf = True, ""
-                    return buf[: max(pos - 1, 0)]
+                    return buf[: _line_end(buf, pos)]
                 pos = nl + 1
                 continue
             if whole and _FENCE_PREFIX.match(line):  # may still become a fence line: hold
-                cut = max(pos - 1, 0)
+                cut = _line_end(buf, pos)  # with the line end before it (\r\n or \n)
                 self.buf = buf[cut:]
                 return buf[:cut]
             if whole:
@@ -205,8 +213,14 @@ class _Fences:
             return "" if _fence(head.split("\n", 1)[0]) else buf  # nothing but an opening fence
         pos = buf.rfind("\n") + 1
         if (pos > 0 or self.at_line_start) and self._line(buf[pos:]):  # a last fence line
-            return buf[: max(pos - 1, 0)]
+            return buf[: _line_end(buf, pos)]
         return buf
+
+
+def _line_end(buf: str, pos: int) -> int:
+    """Where the line end (\r\n or \n) before position `pos`, a line's start, begins."""
+    end = max(pos - 1, 0)
+    return end - 1 if end and buf[end - 1] == "\r" else end
 
 
 ThinkSplitter = _Think  # for a backend whose prompt opened the block
@@ -255,17 +269,16 @@ class AnswerFilter:
         body = fences is not None and fences.state == "body" and not fences.closed
         return self._stops.pending + (fences.buf if body else "")  # type: ignore[union-attr]
 
-    def new_attempt(self) -> Piece:
-        """Another backend takes over: it may open with its own reasoning block; answer text
-        held from the failed one stays (`held`: the next continues after it), but not a
-        possible opening fence (the next opens its own or none). Returns what the failed one
-        held as possible reasoning, released as its stream's end would (to emit)."""
-        released = self._answer(self._think.flush()) if self._think.state != "start" else Piece()
+    def new_attempt(self) -> None:
+        """Another backend takes over: it may open with its own reasoning block (text the
+        failed one held as maybe reasoning is dropped: it may have been); answer text held
+        from the failed one stays (`held`: the next continues after it). Fences start over
+        while no text has come out of them: the next opens its own fence or none (an opening
+        fence, or one with only whitespace after it, from the failed one is dropped)."""
         self._think = _Think(hold=self._hold)
         self._surrogate.clear()
-        if self._fences is not None and self._fences.state == "start":
-            self._fences.buf = ""
-        return released
+        if self._fences is not None and not self._fences.closed and not self._fences.wrote:
+            self._fences = _Fences(self._fences.language, self._fences.prompt_fenced)
 
     def feed(self, text: str, reasoning: bool = False) -> Piece:
         if self.stopped:

@@ -142,6 +142,7 @@ class Router:
             if done is not None and request.kind == "inline" and after and empty:
                 # nothing to show, time left: the next may have it (a thinker's blanked all)
                 attempts.append(Attempt(name, "no answer text (reasoning or whitespace only)"))
+                run.text = ""  # whitespace: the next starts afresh (inline streams nothing)
             elif done is not None:
                 return self._outcome(run, done, name, attempts)
         raise AllFailed(attempts)

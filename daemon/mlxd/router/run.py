@@ -66,7 +66,7 @@ def continued(req: Request, run: Run, name: str, local: bool, secrets: Secrets |
     """The assistant prefix backend `name` continues: the request's, then what earlier
     attempts streamed (a local model: as generated, so a secret across the cut is still
     caught; a cloud backend: redacted), the answer filter's held text included."""
-    emit(run, run.answer.new_attempt(), run.cut_by or name)  # the cut one's maybe-reasoning
+    run.answer.new_attempt()
     if not local:
         flush(run, name)
     held_back = run.answer.held  # not through the redactor yet
