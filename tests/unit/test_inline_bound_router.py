@@ -9,6 +9,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 import pytest
@@ -300,15 +301,19 @@ async def test_a_late_mark_leaves_chats_own_first_token_timeouts_counted() -> No
 async def test_an_attempt_from_before_a_reset_marks_nothing() -> None:
     # An inline request hanging at the old endpoint when a reload (or a new key) reset the
     # backend marked the new, healthy one late when its bound passed.
-    cloud = Scripted("cloud", [asyncio.Event()])
-    local = Scripted("local", answer("ok"), is_local=True)
-    router = make_router(cloud, local, timeouts=LONG)
-    task = asyncio.create_task(router.run(inline(200)))  # type: ignore[arg-type]
+    router = make_router(Scripted("cloud", [asyncio.Event()]), timeouts=LONG)
+    await hung_inline_request(router, lambda: router.reset("cloud"))
+    assert not router.breakers.late_for_inline("cloud")
+
+
+async def hung_inline_request(router: Any, meanwhile: Any) -> None:
+    """An inline request whose first backend hangs past its bound (nothing answers),
+    `meanwhile()` called 50 ms in."""
+    task = asyncio.create_task(router.run(inline(200)))
     await asyncio.sleep(0.05)
-    router.reset("cloud")
+    meanwhile()
     with pytest.raises(AllFailed):
         await task
-    assert not router.breakers.late_for_inline("cloud")
 
 
 async def test_a_cut_at_the_share_never_renews_the_mark() -> None:
@@ -457,11 +462,8 @@ async def test_a_reload_keeps_marks_of_backends_it_did_not_change() -> None:
     cloud = Scripted("cloud", [asyncio.Event()])
     local = Scripted("local", answer("ok"), is_local=True)
     router = make_router(cloud, local, timeouts=LONG)
-    task = asyncio.create_task(router.run(inline(200)))  # type: ignore[arg-type]
-    await asyncio.sleep(0.05)
-    router.update(router.config, {"cloud": cloud, "local": local})  # the same settings
-    with pytest.raises(AllFailed):
-        await task
+    same = {"cloud": cloud, "local": local}  # the same settings
+    await hung_inline_request(router, lambda: router.update(router.config, same))
     assert router.breakers.late_for_inline("cloud")
     rebuilt = Scripted("cloud", answer("c"))
     cloud.cfg = rebuilt.cfg = router.config.backends["cloud"]  # type: ignore[attr-defined]
