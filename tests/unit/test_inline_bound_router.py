@@ -120,15 +120,8 @@ async def test_a_thinking_provider_is_late_until_it_answers() -> None:
     # Reasoning streamed until the bound, the answer after it: the reasoning counted as the
     # first token, every inline answer was empty and the local model never asked (attack,
     # session 25). For chat, reasoning still shows the backend alive (no first-token cut).
-    thinking = [*(Delta("hmm", reasoning=True) for _ in range(3)), asyncio.Event()]
-    cloud = Scripted("cloud", thinking)
+    # (The inline side: test_whitespace_or_inline_reasoning_is_no_first_token[reasoning].)
     local = Scripted("local", answer("ok"), is_local=True)
-    router = make_router(cloud, local, timeouts=LONG)
-    with pytest.raises(AllFailed):
-        await router.run(inline(200))  # type: ignore[arg-type]
-    assert router.breakers.late_for_inline("cloud")
-    out = await router.run(inline(200))  # type: ignore[arg-type]
-    assert (out.text, out.backend) == ("ok", "local")
     slow_thinker = Scripted(
         "cloud", [*(Delta("r", reasoning=True) for _ in range(3)), 0.1, *answer("c")]
     )
@@ -336,6 +329,7 @@ async def test_a_cut_at_the_share_never_renews_the_mark() -> None:
     [
         pytest.param([Delta("  "), Delta("\n"), Delta("\t\n")], id="whitespace"),
         pytest.param([Delta("<think>"), Delta("let me see")], id="inline-think-tags"),
+        pytest.param([Delta("hmm", reasoning=True) for _ in range(3)], id="reasoning"),
     ],
 )
 async def test_whitespace_or_inline_reasoning_is_no_first_token(first: list[Delta]) -> None:
