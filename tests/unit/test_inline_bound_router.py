@@ -528,31 +528,16 @@ async def test_a_crlf_closing_fence_split_before_its_newline_closes(cut: bool) -
     assert out.text.rstrip("\r\n") == "x = 1"
 
 
-@pytest.mark.parametrize(
-    ("first", "then", "want"),
-    [
-        pytest.param(["A\n", "B\n"], ["C\n"], "A\nB\nC\n", id="answer"),
-        pytest.param(
-            ["The user wants f. Let me"], [" see.</think>\n\n", "def f(): pass\n"],
-            "def f(): pass\n", id="reasoning",
-        ),
-        pytest.param(["so: f.</thi"], ["nk>\n\n", "code\n"], "code\n", id="close-tag-split"),
-    ],
-)  # fmt: skip
-async def test_a_cloud_completion_cut_while_holding_maybe_reasoning_is_continued(
-    first: list[str], then: list[str], want: str
-) -> None:
-    # A cloud `complete` holds its first 4096 characters while a lone </think> may still come
-    # (a template may have opened the block): at a cut they were dropped (9 lines lost, the
-    # next backend starting over); released as answer instead, real reasoning became code
-    # ("Let medef f()"). The next continues the hold, and a lone </think> from either ends it.
-    c1 = Scripted("c1", [*map(Delta, first), ConnectError("reset")])
-    c2 = Scripted("c2", answer(*then))
+async def test_a_cloud_completion_cut_while_holding_maybe_reasoning_drops_it() -> None:
+    # Released as answer at a cut (tried in this session), real reasoning became code:
+    # "The user wants a function f. Let medef f(): ..." (attack, session 26). It is dropped:
+    # the next backend continues from what was emitted.
+    c1 = Scripted("c1", [Delta("The user wants a function f. Let me"), ConnectError("reset")])
+    c2 = Scripted("c2", answer("I see.</think>\n\n", "def f():\n    pass\n"))
     router = make_router(c1, c2, timeouts=LONG, complete=["c1", "c2"])
     out = await router.run(chat(kind="complete", max_tokens=64))  # type: ignore[arg-type]
-    assert out.text == want
-    assert c2.requests[-1].assistant_prefix == "".join(first)
-    assert c2.requests[-1].max_tokens == 64 - len(first)
+    assert out.text == "def f():\n    pass\n"
+    assert c2.requests[-1].assistant_prefix == ""
 
 
 @pytest.mark.parametrize(

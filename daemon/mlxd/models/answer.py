@@ -267,20 +267,15 @@ class AnswerFilter:
         cut answer continues it (the router's prefix): it stays held across attempts."""
         fences = self._fences
         body = fences is not None and fences.state == "body" and not fences.closed
-        probe = self._think.buf if self._think.state == "probe" else ""
-        return self._stops.pending + (fences.buf if body else "") + probe  # type: ignore[union-attr]
+        return self._stops.pending + (fences.buf if body else "")  # type: ignore[union-attr]
 
     def new_attempt(self) -> None:
-        """Another backend takes over: it may open with its own reasoning block. Answer text
-        held from the failed one stays (`held`: the next continues after it), and so does
-        text it held as maybe reasoning (a `complete` that may have had its block opened by
-        the prompt): the next continues it, and a lone </think> from either ends it as
-        reasoning (released at a cut, real reasoning became code; attack, session 26). Fences
-        start over while no text has come out of them: the next opens its own fence or none
-        (an opening fence, or one with only whitespace after it, from the failed one is
-        dropped)."""
-        if self._think.state != "probe":
-            self._think = _Think(hold=self._hold)
+        """Another backend takes over: it may open with its own reasoning block (text the
+        failed one held as maybe reasoning is dropped: it may have been); answer text held
+        from the failed one stays (`held`: the next continues after it). Fences start over
+        while no text has come out of them: the next opens its own fence or none (an opening
+        fence, or one with only whitespace after it, from the failed one is dropped)."""
+        self._think = _Think(hold=self._hold)
         self._surrogate.clear()
         if self._fences is not None and not self._fences.closed and not self._fences.wrote:
             self._fences = _Fences(self._fences.language, self._fences.prompt_fenced)
