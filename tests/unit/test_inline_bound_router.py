@@ -563,3 +563,17 @@ async def test_a_crlf_closing_fence_takes_its_carriage_return() -> None:
     c1 = Scripted("c1", answer("```python\r\n", "x = 1\r\n", "```\r\n"))
     out = await make_router(c1, timeouts=LONG).run(inline(400))  # type: ignore[arg-type]
     assert out.text == "x = 1"
+
+
+async def test_text_held_as_maybe_reasoning_counts_as_streamed() -> None:
+    # A 429 after a cloud complete's first text (held while a </think> may come) was retried:
+    # the retry's text came after the first's, "x = 1\nx = 1\ny\n" (attack, session 26).
+    from mlxd.errors import RateLimited
+
+    c1 = Scripted(
+        "c1", [Delta("x = 1\n"), RateLimited("slow down", 429, 0.0)], answer("x = 1\n", "y\n")
+    )
+    c2 = Scripted("c2", answer("z\n"))
+    router = make_router(c1, c2, timeouts=LONG, complete=["c1", "c2"])
+    out = await router.run(chat(kind="complete", max_tokens=64))  # type: ignore[arg-type]
+    assert "x = 1\nx = 1" not in out.text and len(c1.requests) == 1

@@ -269,6 +269,11 @@ class AnswerFilter:
         body = fences is not None and fences.state == "body" and not fences.closed
         return self._stops.pending + (fences.buf if body else "")  # type: ignore[union-attr]
 
+    @property
+    def unreleased(self) -> int:
+        """Characters fed and not released: `held`, and text held as maybe reasoning."""
+        return len(self.held) + (len(self._think.buf) if self._think.state == "probe" else 0)
+
     def new_attempt(self) -> None:
         """Another backend takes over: it may open with its own reasoning block (text the
         failed one held as maybe reasoning is dropped: it may have been); answer text held

@@ -84,7 +84,7 @@ def so_far(run: Run) -> str:
 def streamed(run: Run) -> int:
     """Characters of answer streamed so far, handed on or held back (to redact)."""
     back = sum(len(g.held) for g in run.guards) if run.guards else 0
-    return len(run.text) + back + len(run.answer.held)
+    return len(run.text) + back + run.answer.unreleased
 
 
 def _hand_on(run: Run, reasoning: str, text: str, name: str) -> None:
