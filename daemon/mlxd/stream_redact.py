@@ -74,8 +74,7 @@ class StreamRedactor:
 def redacted(secrets: Secrets, text: str) -> str:
     """`text` as a whole stream redacted (a secret's start cut off at its end too)."""
     guard = StreamRedactor(secrets)
-    guard.held = text
-    return guard.flush()
+    return guard.feed(text) + guard.flush()
 
 
 def _overlaps(text: str, form: str) -> list[int]:

@@ -130,12 +130,12 @@ class Breakers(dict[str, Breaker]):
         """Forget the failures of one backend (or all), and (`late`) that it was late: a new
         endpoint or key gets the whole bound at once."""
         names = [name] if name is not None else list(self)
-        if name is None and late:
+        if late and name is None:
             self._all += 1
             self.late.clear()
-        elif late:
-            self._epochs[name] = self._epochs.get(name, 0) + 1  # type: ignore[index]
-            self.late.pop(name, None)  # type: ignore[arg-type]
+        elif late and name is not None:
+            self._epochs[name] = self._epochs.get(name, 0) + 1
+            self.late.pop(name, None)
         dropped = [self.pop(n, Breaker()) for n in names]
         if any(b.open_until for b in dropped):
             self.on_status()
