@@ -131,6 +131,23 @@ def test_a_one_line_tiny_model_never_ends_a_line(tmp_path: Path) -> None:
     assert len(texts[True]) > 600 and not set(texts[True]) & {"\n", "\r"}
 
 
+def test_a_one_line_tiny_model_never_picks_a_token_an_inline_answer_stops_on(
+    tmp_path: Path,
+) -> None:
+    # The ids an inline answer ends on like eos (stop_ids: every control token its prompt does
+    # not hold) get a zero lm_head row, as eos does: logit 0 against hundreds of N(0, several)
+    # rivals. `<|endoftext|>` and `<|im_start|>` had random rows: a random walk into one ended
+    # a job's line with "stop" mid-test (CI, stop 36: the cap-cut join test).
+    from mlxd.backends.local_prompt import stop_ids
+
+    lm = load_model(str(make_tiny_model(tmp_path / "m", one_line=True)))
+    head = lm.model.lm_head.weight if hasattr(lm.model, "lm_head") else None
+    assert head is not None
+    stops = sorted(stop_ids(lm.tokenizer, []) | lm.tokenizer.eos_token_ids)
+    assert len(stops) >= 3  # <|endoftext|>, <|im_start|>, <|im_end|>
+    assert mx.all(head[mx.array(stops)] == 0).item(), stops
+
+
 def test_tiny_model_without_the_embedded_package_trains_its_tokenizer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -49,8 +49,9 @@ def make_tiny_model(
     script: str = "",
 ) -> Path:
     """Write config.json, model.safetensors, tokenizer.json, tokenizer_config.json to `path`.
-    `one_line`: no token holding a line break is ever picked (greedy), so a line is only ever
-    ended by a cap: for tests of what a cut does, which a random walk into a newline made flaky.
+    `one_line`: no token holding a line break, and no control token (an inline answer stops on
+    those like on eos), is ever picked (greedy), so a line is only ever ended by a cap: for
+    tests of what a cut does, which a random walk into a newline or `<|endoftext|>` made flaky.
     `script`: after a prompt ending in its first token, greedy writes the rest of it, then eos
     (_follow: each of its tokens, which must be distinct, follows the one before)."""
     path = Path(path).expanduser()
@@ -78,6 +79,7 @@ def make_tiny_model(
     (path / "config.json").write_text(json.dumps(config, indent=2))
     never = [ids[EOS]]
     if one_line:
+        never += [ids[t] for t in SPECIALS if t != EOS]
         never += [i for i in range(vocab) if set(tok.decode([i])) & {"\n", "\r"}]
     weights = _weights(config, seed, never)
     _follow(weights, [*tok.encode(script).ids, ids[EOS]] if script else [])
