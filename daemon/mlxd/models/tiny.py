@@ -49,9 +49,10 @@ def make_tiny_model(
     script: str = "",
 ) -> Path:
     """Write config.json, model.safetensors, tokenizer.json, tokenizer_config.json to `path`.
-    `one_line`: no token holding a line break, and no control token (an inline answer stops on
-    those like on eos), is ever picked (greedy), so a line is only ever ended by a cap: for
-    tests of what a cut does, which a random walk into a newline or `<|endoftext|>` made flaky.
+    No control token (eos, `<|endoftext|>`, `<|im_start|>`) is ever picked (greedy), unless
+    `script` leads to eos. `one_line`: no token holding a line break either, so a line is only
+    ever ended by a cap: for tests of what a cut does, which a random walk into a newline made
+    flaky.
     `script`: after a prompt ending in its first token, greedy writes the rest of it, then eos
     (_follow: each of its tokens, which must be distinct, follows the one before)."""
     path = Path(path).expanduser()
@@ -77,9 +78,10 @@ def make_tiny_model(
         "torch_dtype": "float32",
     }
     (path / "config.json").write_text(json.dumps(config, indent=2))
-    never = [ids[EOS]]
+    # Control tokens end an answer like eos (an inline one stops on all of them: stop_ids):
+    # a random walk into one must not make a test's length depend on its timing.
+    never = [ids[t] for t in SPECIALS]
     if one_line:
-        never += [ids[t] for t in SPECIALS if t != EOS]
         never += [i for i in range(vocab) if set(tok.decode([i])) & {"\n", "\r"}]
     weights = _weights(config, seed, never)
     _follow(weights, [*tok.encode(script).ids, ids[EOS]] if script else [])
@@ -105,8 +107,8 @@ def _weights(config: dict, seed: int, never: list[int]) -> dict[str, mx.array]:
 
     Embeddings and lm_head have unit scale so that logits spread over several units: greedy
     picks are then far from ties, and the same on any BLAS or thread count. The rows of
-    lm_head for the token ids `never` (eos at least) are zero, so generation ends only at
-    max_tokens or a stop sequence.
+    lm_head for the token ids `never` (the control tokens at least) are zero, so generation
+    ends only at max_tokens or a stop sequence.
     """
     model = llama.Model(llama.ModelArgs.from_dict(config))
     rng = np.random.default_rng(seed)
@@ -117,7 +119,7 @@ def _weights(config: dict, seed: int, never: list[int]) -> dict[str, mx.array]:
         elif "embed_tokens" in name or "lm_head" in name:
             value = rng.standard_normal(param.shape, np.float32)
             if "lm_head" in name:
-                # eos gets logit 0 against hundreds of N(0, several) rivals: greedy never stops
+                # these get logit 0 against hundreds of N(0, several) rivals: greedy never stops
                 # on its own, so a test's length is its max_tokens, whatever the tokenizer.
                 value[never] = 0.0
         else:  # Linear: (out, in), scaled to keep activations near unit size
