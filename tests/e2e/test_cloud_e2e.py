@@ -57,7 +57,7 @@ async def test_openai_backend_streams_and_sends_a_faithful_request(
 ) -> None:
     async with daemon(cfg_for(tmp_path, tiny_model, "openai", fake.openai_url), env=ENV) as s:
         r = await s.request("mlxd/chat", chat("cloud", "t"))
-        assert s.deltas("t") == ["Hello", ",", " world", "!"]
+        assert "".join(s.deltas("t")) == "Hello, world!"  # a turn's deltas share a frame
         assert {v["backend"] for v in s.progress["t"]} == {"cloud"}
         assert r.text == "Hello, world!" and r.backend == "cloud"
         assert r.model == "cloud-model" and r.finishReason == "stop"
@@ -81,7 +81,7 @@ async def test_anthropic_backend_streams_with_system_at_top_level(
 ) -> None:
     async with daemon(cfg_for(tmp_path, tiny_model, "anthropic", fake.anthropic_url), env=ENV) as s:
         r = await s.request("mlxd/chat", chat("cloud", "t"))
-        assert s.deltas("t") == ["Hello", ",", " world", "!"]
+        assert "".join(s.deltas("t")) == "Hello, world!"  # a turn's deltas share a frame
         assert {v["backend"] for v in s.progress["t"]} == {"cloud"}
         assert r.text == "Hello, world!" and r.backend == "cloud"
         assert r.finishReason == "stop"

@@ -49,10 +49,8 @@ def make_tiny_model(
     script: str = "",
 ) -> Path:
     """Write config.json, model.safetensors, tokenizer.json, tokenizer_config.json to `path`.
-    No control token (eos, `<|endoftext|>`, `<|im_start|>`) is ever picked (greedy), unless
-    `script` leads to eos. `one_line`: no token holding a line break either, so a line is only
-    ever ended by a cap: for tests of what a cut does, which a random walk into a newline made
-    flaky.
+    Greedy never picks a control token, unless `script` leads to eos (_never). `one_line`: nor
+    a line break, so only a cap ends a line (tests of what a cut does).
     `script`: after a prompt ending in its first token, greedy writes the rest of it, then eos
     (_follow: each of its tokens, which must be distinct, follows the one before)."""
     path = Path(path).expanduser()
@@ -78,12 +76,7 @@ def make_tiny_model(
         "torch_dtype": "float32",
     }
     (path / "config.json").write_text(json.dumps(config, indent=2))
-    # Control tokens end an answer like eos (an inline one stops on all of them: stop_ids):
-    # a random walk into one must not make a test's length depend on its timing.
-    never = [ids[t] for t in SPECIALS]
-    if one_line:
-        never += [i for i in range(vocab) if set(tok.decode([i])) & {"\n", "\r"}]
-    weights = _weights(config, seed, never)
+    weights = _weights(config, seed, _never(tok, one_line))
     _follow(weights, [*tok.encode(script).ids, ids[EOS]] if script else [])
     mx.save_safetensors(str(path / "model.safetensors"), weights, {"format": "mlx"})
     (path / "tokenizer.json").write_text(_tokenizer_json(embedded_model_path()))
@@ -100,6 +93,17 @@ def make_tiny_model(
     }
     (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
     return path
+
+
+def _never(tok: Tokenizer, one_line: bool) -> list[int]:
+    """Token ids greedy never picks: the control tokens, which end an answer like eos (an
+    inline one stops on all of them, stop_ids: a random walk into `<|endoftext|>` made a
+    test's length depend on its timing), and with `one_line` every token holding a line break
+    (a random walk into one made tests of a cut flaky)."""
+    never = [tok.token_to_id(t) for t in SPECIALS]
+    if one_line:
+        never += [i for i in range(tok.get_vocab_size()) if set(tok.decode([i])) & {"\n", "\r"}]
+    return never
 
 
 def _weights(config: dict, seed: int, never: list[int]) -> dict[str, mx.array]:

@@ -19,12 +19,12 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from .. import protocol as P
 from ..app import (
-    DeltaFn,
     Message,
     Outcome,
     Request,
 )
 from .lsp import MlxdServer
+from .progress_stream import ProgressStream
 from .wire_errors import ERRORS, wire_error
 
 log = logging.getLogger(__name__)
@@ -142,8 +142,7 @@ async def chat(ls: MlxdServer, params: Any) -> Any:
         temperature=p.temperature if p.temperature is not None else 0.0,
         stop=list(p.stop),
     )
-    reasoning = _streamer(ls, token, "reasoning")
-    return await _generate(ls, p, req, _streamer(ls, token), reasoning)
+    return await _generate(ls, p, req, token, reasoning=True)
 
 
 async def complete(ls: MlxdServer, params: Any) -> Any:
@@ -158,7 +157,7 @@ async def complete(ls: MlxdServer, params: Any) -> Any:
         temperature=p.temperature if p.temperature is not None else 0.0,
         stop=list(p.stop),
     )
-    return await _generate(ls, p, req, _streamer(ls, p.partial_result_token))
+    return await _generate(ls, p, req, p.partial_result_token)
 
 
 def models(ls: MlxdServer, params: Any) -> Any:
@@ -269,32 +268,23 @@ def _parse(ls: MlxdServer, params: Any, cls: type[P.P]) -> P.P:
         raise ERRORS[P.InvalidParams](ls, exc) from None
 
 
-def _streamer(ls: MlxdServer, token: P.ProgressToken | None, field: str = "delta"):
-    """Progress values `{field: text, backend}`: `delta` (answer) or `reasoning` (chat)."""
-    if token is None:
-        return None
-
-    def on_delta(text: str, backend: str) -> None:
-        ls.progress(T.ProgressParams(token=token, value={field: text, "backend": backend}))
-
-    return on_delta
-
-
 async def _generate(
     ls: MlxdServer,
     p: P.ChatParams | P.CompleteParams,
     req: Request,
-    on_delta: DeltaFn | None,
-    on_reasoning: DeltaFn | None = None,
+    token: P.ProgressToken | None,
+    reasoning: bool = False,
 ) -> Any:
-    """Route a generation request and turn its Outcome (or error) into the wire's."""
+    """Route a generation request, its text streamed on `token` (`reasoning`: the reasoning
+    too, apart), and turn its Outcome (or error) into the wire's."""
+    stream = None if token is None else ProgressStream(ls, token)
     work = ls.app.generate(
         req,
         model=p.model,
         backend=p.backend,
         document=p.text_document.uri if p.text_document else None,
-        on_delta=on_delta,
-        on_reasoning=on_reasoning,
+        on_delta=None if stream is None else stream.on("delta"),
+        on_reasoning=None if stream is None or not reasoning else stream.on("reasoning"),
     )
     try:
         outcome: Outcome = await work
@@ -302,6 +292,9 @@ async def _generate(
         if (error := wire_error(ls, exc)) is None:
             raise
         raise error from None
+    finally:
+        if stream is not None:
+            stream.flush()  # every piece before the response
     result = P.GenerationResult(
         text=outcome.text,
         backend=outcome.backend,
