@@ -162,7 +162,7 @@ class Router:
         marks = inline and not local and share is None and not run.tried
         epoch = self.breakers.epoch(name)
         run.unusable, run.tried = False, run.tried + 1
-        req = replace(request, assistant_prefix=continued(request, run, name, local, self.secrets))
+        req = replace(request, assistant_prefix=continued(request, run, local, self.secrets))
         self.breakers.claim_probe(name)
         run.texts = run.thoughts = 0
         streamed_before, deltas_before = streamed(run), run.deltas

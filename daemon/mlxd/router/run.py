@@ -37,6 +37,10 @@ class Run:
     policy: StopPolicy = field(default_factory=StopPolicy)  # where the answer ends
     unusable: bool = False  # inline: the bound cut the attempt's answer before a line ended
     tried: int = 0  # attempts handed to a backend (not skipped)
+    # Answer text the redactor held at a cut, the backend that streamed it, and the text shown
+    # for it when the continuation's text releases it (a secret's head redacted as the next
+    # cloud saw it; as generated before a local one), under that backend's name.
+    carried: tuple[str, str, str] = ("", "", "")
 
 
 def emit(run: Run, piece: Piece, name: str) -> None:
@@ -46,15 +50,27 @@ def emit(run: Run, piece: Piece, name: str) -> None:
     if run.guards and run.cloud:
         reasoning = run.guards[0].feed(reasoning) if reasoning else ""
         text = run.guards[1].feed(text) if text else ""
-    _hand_on(run, reasoning, text, name)
+    _hand_on(run, reasoning, _carried_out(run, text), name)
 
 
 def flush(run: Run, name: str) -> None:
-    """Hand on what the redactors hold back (the answer ended, or a cloud backend continues
-    it: it must get the cut answer redacted, while a local one continues from the raw text
-    so that a secret across the cut is still caught)."""
+    """Hand on what the redactors hold back: the answer ended (a backend that continues a cut
+    answer leaves it held, so that a secret across the cut is still caught: `continued`)."""
     if run.guards and run.cloud:
-        _hand_on(run, run.guards[0].flush(), run.guards[1].flush(), name)
+        _hand_on(run, run.guards[0].flush(), _carried_out(run, run.guards[1].flush()), name)
+
+
+def _carried_out(run: Run, text: str) -> str:
+    """`text` less the carried text it starts with, handed on first as shown under its own
+    backend's name (a secret joined across the cut is redacted as one: then it is all the
+    next backend's)."""
+    carried, by, shown = run.carried
+    if text and carried:
+        run.carried = ("", "", "")
+        if text.startswith(carried):
+            _hand_on(run, "", shown, by)
+            return text[len(carried) :]
+    return text
 
 
 def held(run: Run) -> str:
@@ -62,17 +78,22 @@ def held(run: Run) -> str:
     return run.guards[1].held if run.guards else ""
 
 
-def continued(req: Request, run: Run, name: str, local: bool, secrets: Secrets | None) -> str:
-    """The assistant prefix backend `name` continues: the request's, then what earlier
-    attempts streamed (a local model: as generated, so a secret across the cut is still
-    caught; a cloud backend: redacted), the answer filter's held text included."""
+def continued(req: Request, run: Run, local: bool, secrets: Secrets | None) -> str:
+    """The assistant prefix the next backend continues: the request's, then what earlier
+    attempts streamed, the text held back (by the redactor, then by the answer filter)
+    included: as generated for a local model, redacted for a cloud one. The redactor keeps
+    what it holds either way, so a secret split across the cut is still caught as the next
+    backend's text joins it (one released at the cut left its tail in the open; attack,
+    session 27)."""
     run.answer.new_attempt()
-    if not local:
-        flush(run, name)
-    held_back = run.answer.held  # not through the redactor yet
-    if not local and held_back and secrets is not None:
-        held_back = redacted(secrets, held_back)
-    return req.assistant_prefix + run.text + held(run) + held_back
+    keys = None if local else secrets  # what a cloud gets is redacted
+
+    def sent(text: str) -> str:
+        return redacted(keys, text) if keys is not None and text else text
+
+    if held(run) and run.cut_by:
+        run.carried = (held(run), run.cut_by, sent(held(run)))
+    return req.assistant_prefix + run.text + sent(held(run) + run.answer.held)
 
 
 def so_far(run: Run) -> str:

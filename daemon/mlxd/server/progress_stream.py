@@ -16,7 +16,7 @@ from typing import Any
 
 from lsprotocol import types as T
 
-from ..types import DeltaFn
+from ..app import DeltaFn
 
 
 class ProgressStream:
