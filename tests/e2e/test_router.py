@@ -411,6 +411,33 @@ async def test_stream_cut_midway_continues_on_local(shared: Shared) -> None:
     assert r.usage.completionTokens == 8 and r.finishReason == "length"
 
 
+async def cut_then_continued(
+    tmp_path: Path,
+    model: Path,
+    fake: FakeProvider,
+    fake2: FakeProvider,
+    head: list[str],
+    tail: list[str],
+) -> tuple[Session, Any]:
+    """A chat whose first cloud (OpenAI) streams `head` and drops the connection, and whose
+    second (Anthropic) continues with `tail`: the session (closed) and the result."""
+    cfg = make_config(
+        tmp_path / "c.toml",
+        model,
+        {"cloud": ("openai", fake.openai_url), "claude": ("anthropic", fake2.anthropic_url)},
+        {"chat": ["cloud", "claude", "local"]},
+    )
+    cut = Reply.cut(after=len(head))
+    cut.pieces = [*head, "unused"]
+    fake.enqueue(cut)
+    fake2.enqueue(Reply.text(tail))
+    async with daemon(cfg, env=ENV) as s:
+        await ready(s)
+        r = await s.request("mlxd/chat", chat_params("q", token="t", maxTokens=50))
+    assert r.backend == "claude" and "".join(s.deltas("t")) == r.text
+    return s, r
+
+
 @pytest.mark.parametrize("split", [5, 8, 20])
 async def test_a_key_split_by_a_cut_is_redacted_when_the_next_cloud_completes_it(
     tmp_path: Path, tiny_model: Path, fake: FakeProvider, fake2: FakeProvider, split: int
@@ -420,24 +447,12 @@ async def test_a_key_split_by_a_cut_is_redacted_when_the_next_cloud_completes_it
     # at the cut (under 6 characters: as is; else as [REDACTED]) and the next backend's text
     # met an empty redactor: the whole key reached the editor and the result (5), or all but
     # its head (8: "[REDACTED]router-5f0c..."; attack, session 27).
-    cfg = make_config(
-        tmp_path / "c.toml",
-        tiny_model,
-        {"cloud": ("openai", fake.openai_url), "claude": ("anthropic", fake2.anthropic_url)},
-        {"chat": ["cloud", "claude", "local"]},
-    )
-    head = Reply.cut(after=2)
-    head.pieces = ["key: ", KEY[:split], "unused"]
-    fake.enqueue(head)
-    fake2.enqueue(Reply.text([KEY[split:], " end"]))
-    async with daemon(cfg, env=ENV) as s:
-        await ready(s)
-        r = await s.request("mlxd/chat", chat_params("q", token="t", maxTokens=50))
-        assert r.backend == "claude" and r.text == "key: [REDACTED] end"
-        assert "".join(s.deltas("t")) == r.text
-        # The continuing cloud got the answer so far redacted (a head of 6+ characters too).
-        sent = fake2.requests[0].body["messages"][-1]["content"]
-        assert sent == ("key: " + KEY[:split] if split < 6 else "key: [REDACTED]")
+    head, tail = ["key: ", KEY[:split]], [KEY[split:], " end"]
+    s, r = await cut_then_continued(tmp_path, tiny_model, fake, fake2, head, tail)
+    assert r.text == "key: [REDACTED] end"
+    # The continuing cloud got the answer so far redacted (a head of 6+ characters too).
+    sent = fake2.requests[0].body["messages"][-1]["content"]
+    assert sent == ("key: " + KEY[:split] if split < 6 else "key: [REDACTED]")
     # Each part under the backend that streamed it (the key, joined across the cut, is one).
     assert runs_of(s, "t")[0] == ("cloud", "key: ")
 
@@ -447,20 +462,9 @@ async def test_text_held_back_at_a_cut_keeps_the_name_of_the_backend_that_stream
 ) -> None:
     # The first cloud's last piece could start the key: held back at the cut, released by
     # the next cloud's text ("ing" ends it: no key), as that one saw it in its prefix (a key's
-    # head redacted). It went out under the next one's name.
-    cfg = make_config(
-        tmp_path / "c.toml",
-        tiny_model,
-        {"cloud": ("openai", fake.openai_url), "claude": ("anthropic", fake2.anthropic_url)},
-        {"chat": ["cloud", "claude", "local"]},
-    )
-    head = Reply.cut(after=2)
-    head.pieces = ["a ", KEY[:8], "unused"]
-    fake.enqueue(head)
-    fake2.enqueue(Reply.text(["ing", " done"]))
-    async with daemon(cfg, env=ENV) as s:
-        await ready(s)
-        r = await s.request("mlxd/chat", chat_params("q", token="t", maxTokens=50))
+    # head redacted). It went out under the next one's name before.
+    head, tail = ["a ", KEY[:8]], ["ing", " done"]
+    s, r = await cut_then_continued(tmp_path, tiny_model, fake, fake2, head, tail)
     assert r.text == "a [REDACTED]ing done"
     assert runs_of(s, "t") == [("cloud", "a [REDACTED]"), ("claude", "ing done")]
 
