@@ -418,6 +418,7 @@ async def cut_then_continued(
     fake2: FakeProvider,
     head: list[str],
     tail: list[str],
+    **params: Any,
 ) -> tuple[Session, Any]:
     """A chat whose first cloud (OpenAI) streams `head` and drops the connection, and whose
     second (Anthropic) continues with `tail`: the session (closed) and the result."""
@@ -433,7 +434,7 @@ async def cut_then_continued(
     fake2.enqueue(Reply.text(tail))
     async with daemon(cfg, env=ENV) as s:
         await ready(s)
-        r = await s.request("mlxd/chat", chat_params("q", token="t", maxTokens=50))
+        r = await s.request("mlxd/chat", chat_params("q", token="t", maxTokens=50, **params))
     assert r.backend == "claude" and "".join(s.deltas("t")) == r.text
     return s, r
 
@@ -467,6 +468,26 @@ async def test_text_held_back_at_a_cut_keeps_the_name_of_the_backend_that_stream
     s, r = await cut_then_continued(tmp_path, tiny_model, fake, fake2, head, tail)
     assert r.text == "a [REDACTED]ing done"
     assert runs_of(s, "t") == [("cloud", "a [REDACTED]"), ("claude", "ing done")]
+
+
+async def test_a_key_head_before_text_the_filter_holds_reaches_the_next_cloud_redacted(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, fake2: FakeProvider
+) -> None:
+    # "EN" may start the stop sequence: the answer filter holds it after the redactor's key
+    # head. Redacted together, the head was mid-text (only whole keys are redacted there):
+    # the next cloud got 30 of the key's 31 characters (helper-91, against the fix above).
+    head, tail = ["key: ", KEY[:30], "EN"], ["X", " done"]
+    s, r = await cut_then_continued(tmp_path, tiny_model, fake, fake2, head, tail, stop=["END"])
+    assert fake2.requests[0].body["messages"][-1]["content"] == "key: [REDACTED]EN"
+    assert r.text == "key: [REDACTED]ENX done"
+
+
+async def test_a_held_key_head_the_answer_ends_on_is_the_first_backends(
+    tmp_path: Path, tiny_model: Path, fake: FakeProvider, fake2: FakeProvider
+) -> None:
+    # The next cloud adds nothing: the head is redacted at the answer's end, still the first's.
+    s, r = await cut_then_continued(tmp_path, tiny_model, fake, fake2, ["key: ", KEY[:8]], [])
+    assert runs_of(s, "t") == [("cloud", "key: [REDACTED]")] and r.text == "key: [REDACTED]"
 
 
 async def test_a_cut_answer_as_long_as_max_tokens_is_not_continued(shared: Shared) -> None:

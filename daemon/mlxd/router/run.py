@@ -57,7 +57,11 @@ def flush(run: Run, name: str) -> None:
     """Hand on what the redactors hold back: the answer ended (a backend that continues a cut
     answer leaves it held, so that a secret across the cut is still caught: `continued`)."""
     if run.guards and run.cloud:
-        _hand_on(run, run.guards[0].flush(), _carried_out(run, run.guards[1].flush()), name)
+        by = name
+        if run.carried[0] and run.guards[1].held == run.carried[0]:  # held since the cut
+            by, run.carried = run.carried[1], ("", "", "")  # the one that streamed it
+        _hand_on(run, run.guards[0].flush(), "", name)
+        _hand_on(run, "", _carried_out(run, run.guards[1].flush()), by)
 
 
 def _carried_out(run: Run, text: str) -> str:
@@ -93,7 +97,9 @@ def continued(req: Request, run: Run, local: bool, secrets: Secrets | None) -> s
 
     if held(run) and run.cut_by:
         run.carried = (held(run), run.cut_by, sent(held(run)))
-    return req.assistant_prefix + run.text + sent(held(run) + run.answer.held)
+    # Apart: a secret's head the redactor holds is cut off at *its* end (joined with the
+    # filter's held text after it, it was mid-text, where only whole secrets are redacted).
+    return req.assistant_prefix + run.text + sent(held(run)) + sent(run.answer.held)
 
 
 def so_far(run: Run) -> str:
