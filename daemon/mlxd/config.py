@@ -156,6 +156,10 @@ class InlineConfig(Base):
     # Work ahead on local models only (inline/ahead.py): after a suggestion, the one that follows
     # it if accepted; after didOpen and when edits settle, prefill the likely next prompt.
     background: bool = True
+    # Where the cursor rests at a block start (background work, local models without FIM):
+    # sample a few more candidates beside the greedy one and keep the one that best leads into
+    # the code after the cursor (inline/rerank.py). false: the greedy answer only.
+    rerank: bool = True
     languages: dict[str, LanguageConfig] = {}
 
 

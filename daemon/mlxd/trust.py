@@ -10,7 +10,7 @@ what the user configured, and may move data nowhere new --
   routing.chat/complete/inline    a chain that moves data nowhere new (see _narrows): local
   routing.models                  backends only, or the user's own chain for that kind/alias
                                   with cloud backends removed (order kept)
-  inline.enabled, inline.neighbor_snippets, inline.languages.<id>.enabled   false only
+  inline.enabled, inline.neighbor_snippets, inline.rerank, inline.languages.<id>.enabled   false only
   inline.max_tokens/max_ms/context_tokens/multi_line, inline.languages.<id>.single_line
 
 Everything else (a backend, URL, header, key source, model path, timeouts ...) is dropped with
@@ -32,7 +32,7 @@ _WHY = "a workspace may only tighten privacy (add excludes, turn the cloud off, 
 _WHY += "drop cloud backends from your chains); set it in your user settings or config file"
 _CHAINS = ("chat", "complete", "inline")
 _INLINE_FREE = ("max_tokens", "max_ms", "context_tokens", "multi_line")
-_INLINE_OFF_ONLY = ("enabled", "neighbor_snippets")
+_INLINE_OFF_ONLY = ("enabled", "neighbor_snippets", "rerank")
 
 
 def split(overlay: dict[str, Any]) -> tuple[dict[str, Any], Any]:

@@ -354,3 +354,41 @@ async def test_a_move_elsewhere_replaces_a_line_going_on_after_an_empty_answer(
     # (a line start), stored.
     i = st["inline"]
     assert not got.items and (i["restStarted"], i["restStored"]) == (2, 1), i
+
+
+async def test_at_a_block_start_the_resting_suggestion_is_chosen_among_candidates(
+    tmp_path, tiny_model
+) -> None:
+    # inline/rerank.py through the real daemon: the greedy answer and rerank.SAMPLES sampled
+    # ones from the local model's batch, each scored by the same model (its log-likelihood
+    # followed by the code after the cursor, on the MLX thread), one of them kept.
+    from mlxd.inline.rerank import SAMPLES
+
+    text = "def f(a):\n" + LONG[:2000]
+    async with daemon(config(tmp_path, tiny_model)) as s:
+        await s.wait_status("ready")
+        open_doc(s, text)
+        before = await until(s, lambda st: st["inline"]["warmups"] == 2 and idle(st))
+        moved(s, 0, 9)  # the end of the header
+        st = await until(s, lambda st: st["inline"]["cursorItems"] == 1 and idle(st))
+        got = await inline(s, 0, 9, kind=2)
+        after = await stats(s)
+    assert st["inline"]["reranked"] == 1, (st["inline"], s.logs[-8:])
+    # A warm-up of the window there, then the candidates side by side.
+    assert local_total(st, "generations") - local_total(before, "generations") == 2 + SAMPLES
+    assert got.items and got.items[0].insert_text.strip()
+    assert after["inline"]["aheadHits"] == 1 and after["inline"]["generations"] == 0
+
+
+async def test_with_rerank_off_the_resting_block_is_the_greedy_answer_alone(
+    tmp_path, tiny_model
+) -> None:
+    text = "def f(a):\n" + LONG[:2000]
+    async with daemon(config(tmp_path, tiny_model, "rerank = false\n")) as s:
+        await s.wait_status("ready")
+        open_doc(s, text)
+        before = await until(s, lambda st: st["inline"]["warmups"] == 2 and idle(st))
+        moved(s, 0, 9)
+        st = await until(s, lambda st: st["inline"]["cursorItems"] == 1 and idle(st))
+    assert st["inline"]["reranked"] == 0
+    assert local_total(st, "generations") - local_total(before, "generations") == 2

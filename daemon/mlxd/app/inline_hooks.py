@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..backends import loglikelihoods
 from ..taint import inline_quotes
 from ..types import Request
 
@@ -55,5 +57,17 @@ def make_inline_engine(app: App) -> Any:
             return done
         return await app.router.run(request, backend=name, documents=docs)
 
-    hooks = {"served_locally": served_locally, "local_first": local_first, "background": background}
+    async def score(request: Request, ctx: Any, texts: Sequence[str]) -> list[float] | None:
+        # The local model background work runs on (rerank.py); a cloud model gives no scores.
+        name = app.router.first_choice("inline", [ctx.uri] if ctx.uri else [])
+        if not is_local(name):
+            return None
+        return await loglikelihoods(app.backends[name], request, texts)  # type: ignore[index,arg-type]
+
+    hooks = {
+        "served_locally": served_locally,
+        "local_first": local_first,
+        "background": background,
+        "score": score,
+    }
     return InlineEngine(app.config.inline, generate, **hooks)

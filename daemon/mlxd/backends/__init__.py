@@ -3,7 +3,8 @@
 
 from ..types import Backend
 from .factory import make_backends, retired
+from .local_score import loglikelihoods
 from .messages import sized
 from .pools import HTTPPools
 
-__all__ = ["Backend", "HTTPPools", "make_backends", "retired", "sized"]
+__all__ = ["Backend", "HTTPPools", "loglikelihoods", "make_backends", "retired", "sized"]

@@ -53,7 +53,7 @@ from mlxd.prompts import CursorContext
 
 from . import why
 from .cuts import answer_by
-from .jobs import AheadStats, Job, answers_at, blank, cancelling, typed_along
+from .jobs import AheadStats, Job, answers_at, blank, cancelling, ended_or_stored, typed_along
 from .nexts import NextJobs
 from .rest import RestJobs
 
@@ -130,7 +130,7 @@ class Ahead(RestJobs, NextJobs):
                     job.go.extend(start + budget)
                 # Shielded: a timeout or a client cancel leaves the job running for the next.
                 try:
-                    await asyncio.wait_for(asyncio.shield(job.task), max(0.0, bound))
+                    await asyncio.wait_for(ended_or_stored(job), max(0.0, bound))
                 except TimeoutError:
                     self.stats.ahead_late += 1
                     why.note("the work ahead for this position was not done by inline.max_ms")

@@ -40,6 +40,7 @@ from .cuts import answer_by, cleaned
 from .documents import DocumentEvents
 from .items import EngineStats, InlineItem, Range
 from .jobs import cancelling
+from .rerank import Score
 from .sticky import StickySnippets
 from .why import explained, note
 
@@ -81,6 +82,7 @@ class InlineEngine(DocumentEvents):
         served_locally: Callable[[Any], bool] = lambda answer: True,
         local_first: Callable[[str], bool] = lambda uri: True,
         background: Runner | None = None,
+        score: Score | None = None,
     ) -> None:
         self.cfg = cfg
         # Alternatives only from a local model (an answer it served, or for a cached item the
@@ -90,6 +92,7 @@ class InlineEngine(DocumentEvents):
         self.cache = cache if cache is not None else InlineCache()
         self.stats = EngineStats()
         self._generate = generate
+        self.score = score  # a local model's log-likelihoods, for reranking (rerank.py)
         self._inflight: dict[str, _Flight] = {}
         self._latest: dict[str, int] = {}  # each open document's latest request (its ticket)
         # Work ahead (next suggestion, KV warm-up) through `background`: local models only.

@@ -32,3 +32,7 @@ class EngineStats:
     # longest so far, and the answers that took longer than inline.max_ms.
     slowest_ms: int = 0
     late: int = 0
+    # Resting block answers chosen among sampled candidates (inline/rerank.py), and of them
+    # the ones where a sampled candidate beat the greedy one.
+    reranked: int = 0
+    rerank_changed: int = 0

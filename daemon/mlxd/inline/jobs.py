@@ -123,3 +123,17 @@ class AheadPart:
     def after(self, ctx: CursorContext, suggestion: str) -> None: ...
     def go_on(self, ctx: CursorContext, answer: Any, shown: str | None, block: bool) -> bool: ...
     def _done(self, uri: str, job: Job) -> None: ...
+
+
+async def ended_or_stored(job: Job) -> None:
+    """Until `job` ends (its error, or CancelledError when it was stopped, raised here) or
+    stores an answer before it ends (a reranking resting job's greedy one, rerank.py). The job
+    itself is never cancelled from here: a timeout leaves it running for the next request."""
+    assert job.task is not None
+    stored = asyncio.ensure_future(job.stored.wait())
+    try:
+        done, _ = await asyncio.wait({job.task, stored}, return_when="FIRST_COMPLETED")
+    finally:
+        stored.cancel()
+    if job.task in done:
+        job.task.result()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from mlxd.prompts import CursorContext
 from mlxd.types import GoOn
 
+from . import rerank
 from .cuts import answer_by
 from .jobs import AheadPart, Continued, Job
 
@@ -103,7 +104,11 @@ class NextJobs(AheadPart):
         request = replace(self.engine._request(ctx, time.monotonic()), priority="background")
         job.ctx, answer = ctx, None
         try:
-            answer = await self.run(request, ctx)
+            if job.resting and rerank.wanted(self.engine, ctx):  # time to spare: candidates
+                early = lambda greedy: self._early(job, ctx, greedy)  # noqa: E731
+                answer = await rerank.reranked(self.engine, ctx, request, self.run, early)
+            else:
+                answer = await self.run(request, ctx)
         except Exception as exc:
             log.debug("next suggestion for %s failed: %s", ctx.uri, exc)
         finally:
@@ -111,6 +116,12 @@ class NextJobs(AheadPart):
         deadline: float = request.deadline  # type: ignore[assignment]
         job.timed_out = answer is None and time.monotonic() >= deadline
         self._landed(job, ctx, answer)
+
+    def _early(self, job: Job, ctx: CursorContext, answer: Any) -> None:
+        """A reranking resting job's greedy answer, kept at its position before the others
+        are scored: a request that joins the job meanwhile is answered with it (ahead.join)."""
+        if answer is not None and self.engine.keep_answer(ctx, answer):
+            job.stored.set()
 
     async def _continued(
         self, job: Job, ctx: CursorContext, go: GoOn, neighbors: list[Document]

@@ -30,6 +30,7 @@ from .entry import draft_role
 from .healing import Healer, Unhealer, heal_point, healed_prompt, vocabulary
 from .hub_env import WindowEnv
 from .pool import ModelPool
+from .scoring import continuation_logprob, prompt_state
 from .specs import EMBEDDED, embedded_model_path, expand_home, resolve_spec
 from .stops import END_MARKERS, StopMatcher, StopPolicy, finished_lines, first_lines
 
@@ -50,6 +51,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "continuation_logprob",
+    "prompt_state",
     "openblas_threads",
     "WindowEnv",
     "EMBEDDED",
