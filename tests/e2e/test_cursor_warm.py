@@ -365,7 +365,7 @@ async def test_at_a_block_start_the_resting_suggestion_is_chosen_among_candidate
     from mlxd.inline.rerank import SAMPLES
 
     text = "def f(a):\n" + LONG[:2000]
-    async with daemon(config(tmp_path, tiny_model)) as s:
+    async with daemon(config(tmp_path, tiny_model, "rerank = true\n")) as s:
         await s.wait_status("ready")
         open_doc(s, text)
         before = await until(s, lambda st: st["inline"]["warmups"] == 2 and idle(st))
@@ -380,11 +380,11 @@ async def test_at_a_block_start_the_resting_suggestion_is_chosen_among_candidate
     assert after["inline"]["aheadHits"] == 1 and after["inline"]["generations"] == 0
 
 
-async def test_with_rerank_off_the_resting_block_is_the_greedy_answer_alone(
+async def test_by_default_the_resting_block_is_the_greedy_answer_alone(
     tmp_path, tiny_model
 ) -> None:
     text = "def f(a):\n" + LONG[:2000]
-    async with daemon(config(tmp_path, tiny_model, "rerank = false\n")) as s:
+    async with daemon(config(tmp_path, tiny_model)) as s:
         await s.wait_status("ready")
         open_doc(s, text)
         before = await until(s, lambda st: st["inline"]["warmups"] == 2 and idle(st))

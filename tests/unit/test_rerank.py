@@ -62,7 +62,7 @@ class Stand:
 
 
 def make(stand: Stand, **cfg: Any) -> InlineEngine:
-    config = InlineConfig(**cfg)
+    config = InlineConfig(**{"rerank": True, **cfg})
     return InlineEngine(config, stand.generate, background=stand.background, score=stand.score)
 
 
@@ -127,9 +127,11 @@ async def test_scores_that_fail_leave_the_greedy_answer(monkeypatch) -> None:
     assert eng.stats.reranked == 0
 
 
-async def test_off_one_greedy_generation_and_no_scores(monkeypatch) -> None:
+async def test_off_by_default_one_greedy_generation_and_no_scores(monkeypatch) -> None:
     stand = Stand({"\n    return a * 2": 0.0})
-    eng = make(stand, rerank=False)
+    eng = InlineEngine(
+        InlineConfig(), stand.generate, background=stand.background, score=stand.score
+    )
     await rest(eng, monkeypatch)
     await settled(eng, lambda: eng.snapshot()["cursor_items"] == 1)
     assert await item(eng) == [GREEDY]

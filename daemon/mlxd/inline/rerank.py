@@ -8,8 +8,14 @@ side by side in one batch, and keeps the one with the highest joint log-likeliho
 candidate followed by the
 suffix's first lines, log P(candidate + suffix head | prompt): Bayes' rule for filling a hole,
 P(c | prefix, suffix) ∝ P(c | prefix) · P(suffix | prefix, c), scored by the same local model
-on the prompt its KV cache holds (backends/local_score.py). Measured on 24 held-out Python
-blocks: edit similarity 0.345 (greedy) -> 0.434.
+on the prompt its KV cache holds (backends/local_score.py). inline.rerank, off by default.
+
+Measured (issue #16): offline, with the full 1,024-token prompt, 6 samples of up to 64 tokens
+and 48 tokens of suffix, edit similarity on 24 Python blocks went from 0.345 (greedy) to 0.434.
+In the daemon on two cores (the resting prompt narrowed to what prefills in time, 4 samples of
+32 tokens, 120 characters of suffix; 36 blocks in three languages, 6 s pause) it was level with
+the greedy answer on average: much better on some blocks, worse on others, since the joint
+likelihood favours short bodies.
 
 Only candidates made of whole lines compete (cuts.cleaned); the greedy answer stays the answer
 when the model gives no scores (a FIM model, which sees the suffix already), fewer than two
