@@ -109,17 +109,11 @@ async def test_the_greedy_answer_stays_when_it_scores_best(monkeypatch) -> None:
     assert eng.stats.rerank_changed == 0
 
 
-async def test_a_model_without_scores_keeps_the_greedy_answer(monkeypatch) -> None:
-    stand = Stand(None)  # a FIM model: it sees the suffix already
-    eng = make(stand)
-    await rest(eng, monkeypatch)
-    await settled(eng, lambda: bool(stand.scored) and eng.snapshot()["cursor_items"] == 1)
-    assert await item(eng) == [GREEDY]
-    assert eng.stats.reranked == 0
-
-
-async def test_scores_that_fail_leave_the_greedy_answer(monkeypatch) -> None:
-    stand = Stand({})  # the scorer raises
+# None: a FIM model gives no scores (it sees the suffix already); {}: the scorer raises (the
+# model was unloaded meanwhile).
+@pytest.mark.parametrize("scores", [None, {}], ids=["no scores", "scores fail"])
+async def test_without_scores_the_greedy_answer_stays(monkeypatch, scores) -> None:
+    stand = Stand(scores)
     eng = make(stand)
     await rest(eng, monkeypatch)
     await settled(eng, lambda: bool(stand.scored) and eng.snapshot()["cursor_items"] == 1)
