@@ -156,11 +156,8 @@ class InlineConfig(Base):
     # Work ahead on local models only (inline/ahead.py): after a suggestion, the one that follows
     # it if accepted; after didOpen and when edits settle, prefill the likely next prompt.
     background: bool = True
-    # Where the cursor rests at a block start (background work, local models without FIM):
-    # sample a few more candidates after the greedy one and keep the one that best leads into
-    # the code after the cursor (inline/rerank.py). Off by default: on the quality bench's
-    # blocks it was level with the greedy answer on average (some much better, some worse),
-    # for ~3 s of two CPU cores at each rest.
+    # At a resting block start, sampled candidates, the one that best leads into the code after
+    # the cursor kept (inline/rerank.py); off: level with greedy on the bench, for ~3 s of CPU.
     rerank: bool = False
     languages: dict[str, LanguageConfig] = {}
 
