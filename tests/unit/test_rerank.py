@@ -27,7 +27,8 @@ SAMPLES = ["\n    return a * 2", "\n    return 1", "\n    pass", "\n    return a
 class Stand:
     """The background runner (greedy and sampled generations, warm-ups) and the scorer."""
 
-    def __init__(self, scores: dict[str, float] | None) -> None:
+    def __init__(self, scores: dict[str, float] | None, greedy: str = "") -> None:
+        self.greedy = greedy or GREEDY
         self.scores = scores  # None: the model gives no scores (a FIM model)
         self.generations: list[float] = []  # each generation's temperature
         self.scored: list[list[str]] = []
@@ -42,12 +43,14 @@ class Stand:
             return "warm"
         self.generations.append(request.temperature)
         await asyncio.sleep(0)
-        return GREEDY if request.temperature == 0 else next(self._samples)
+        return self.greedy if request.temperature == 0 else next(self._samples)
 
     async def score(
         self, request: Request, ctx: CursorContext, texts: Sequence[str]
     ) -> list[float] | None:
         assert request.deadline is None and request.temperature == 0
+        if not texts:  # asked whether the model gives scores at all
+            return None if self.scores is None else []
         self.scored.append(list(texts))
         self.scoring.set()
         await self.release_scores.wait()
@@ -109,16 +112,32 @@ async def test_the_greedy_answer_stays_when_it_scores_best(monkeypatch) -> None:
     assert eng.stats.rerank_changed == 0
 
 
-# None: a FIM model gives no scores (it sees the suffix already); {}: the scorer raises (the
-# model was unloaded meanwhile).
-@pytest.mark.parametrize("scores", [None, {}], ids=["no scores", "scores fail"])
-async def test_without_scores_the_greedy_answer_stays(monkeypatch, scores) -> None:
-    stand = Stand(scores)
+async def test_a_model_without_scores_samples_nothing(monkeypatch) -> None:
+    stand = Stand(None)  # a FIM model: it sees the suffix already
+    eng = make(stand)
+    await rest(eng, monkeypatch)
+    await settled(eng, lambda: eng.snapshot()["cursor_items"] == 1)
+    assert await item(eng) == [GREEDY]
+    assert (stand.generations, stand.scored, eng.stats.reranked) == ([0.0], [], 0)
+
+
+async def test_scores_that_fail_leave_the_greedy_answer(monkeypatch) -> None:
+    stand = Stand({})  # the scorer raises (the model was unloaded meanwhile)
     eng = make(stand)
     await rest(eng, monkeypatch)
     await settled(eng, lambda: bool(stand.scored) and eng.snapshot()["cursor_items"] == 1)
     assert await item(eng) == [GREEDY]
     assert eng.stats.reranked == 0
+
+
+async def test_a_greedy_answer_with_nothing_to_show_is_not_reranked(monkeypatch) -> None:
+    # Its line goes on at once (rest.py) for a request that waits for it, as without rerank.
+    stand = Stand({"\n    return a * 2": 0.0}, greedy="\nprint(1)")  # leaves the block
+    eng = make(stand)
+    await rest(eng, monkeypatch)
+    await settled(eng, lambda: bool(stand.generations))
+    await asyncio.sleep(0.05)
+    assert (stand.generations, stand.scored) == ([0.0], [])
 
 
 async def test_off_by_default_one_greedy_generation_and_no_scores(monkeypatch) -> None:
@@ -140,11 +159,15 @@ async def test_a_request_while_candidates_are_scored_gets_the_greedy_one_at_once
     eng = make(stand)
     await rest(eng, monkeypatch)
     await asyncio.wait_for(stand.scoring.wait(), 5)
-    # It joins the resting job, which stored its greedy answer before scoring: no wait.
+    # It joins the resting job, which stored its greedy answer before scoring: no wait, and a
+    # pregenerated item (work ahead after it).
     assert await asyncio.wait_for(item(eng), 1) == [GREEDY]
+    assert eng.snapshot()["ahead_hits"] == 1
     stand.release_scores.set()
-    await settled(eng, lambda: eng.stats.reranked == 1)
-    assert await item(eng) == ["\n    return a * 2"]  # asked again: the better one
+    await asyncio.sleep(0.05)
+    # Shown, it is not replaced under the user (typing along it stays a cache hit).
+    assert await item(eng) == [GREEDY]
+    assert eng.stats.reranked == 0
 
 
 async def test_not_at_a_block_start_nothing_is_sampled(monkeypatch) -> None:

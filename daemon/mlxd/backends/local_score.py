@@ -30,6 +30,8 @@ async def loglikelihoods(
     tok = engine.lm.tokenizer
     if fim_template(tok) is not None:
         return None
+    if not continuations:
+        return []  # asked whether this model gives scores at all
     seen = backend.recent.plus(list(engine.kept))
     prompt, _, healer = await asyncio.to_thread(backend._prompt, engine.lm, request, 1, seen)
     given_back = healer.healed if healer is not None else ""

@@ -117,11 +117,16 @@ class NextJobs(AheadPart):
         job.timed_out = answer is None and time.monotonic() >= deadline
         self._landed(job, ctx, answer)
 
-    def _early(self, job: Job, ctx: CursorContext, answer: Any) -> None:
+    def _early(self, job: Job, ctx: CursorContext, answer: Any) -> bool:
         """A reranking resting job's greedy answer, kept at its position before the others
-        are scored: a request that joins the job meanwhile is answered with it (ahead.join)."""
-        if answer is not None and self.engine.keep_answer(ctx, answer):
-            job.stored.set()
+        are scored: a request that joins the job meanwhile is answered with it (ahead.join),
+        as a pregenerated item (work ahead after it, which stops the reranking: a shown
+        suggestion is not replaced under the user). Whether there is one to show."""
+        if answer is None or not self.engine.keep_answer(ctx, answer):
+            return False
+        self._items[ctx.uri] = job
+        job.stored.set()
+        return True
 
     async def _continued(
         self, job: Job, ctx: CursorContext, go: GoOn, neighbors: list[Document]

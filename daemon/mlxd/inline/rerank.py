@@ -73,15 +73,19 @@ async def reranked(
     ctx: CursorContext,
     request: Request,
     run: Callable[..., Awaitable[Any]],
-    early: Callable[[Any], None] = lambda answer: None,
+    early: Callable[[Any], bool] = lambda answer: True,
 ) -> Any:
     """The answer to keep at `ctx`: `request`'s greedy answer, or the sampled candidate that
-    scores best (a finished Continued, its text whole lines). `run(request, ctx)` generates
-    (the background runner). The greedy answer runs first, alone and bounded as before, and
-    goes to `early` at once: a request that comes while the samples (side by side in the
-    batch engine) and the scores are on their way is answered with it (nexts.py)."""
+    scores best (a Continued, its text whole lines, "length" when its cap cut it). `run(request,
+    ctx)` generates (the background runner). The greedy answer runs first, alone and bounded as
+    before, and goes to `early` at once (False: nothing to show, no reranking): a request that
+    comes while the samples (side by side in the batch engine) and the scores are on their way
+    is answered with it, and that stops the reranking (nexts.py)."""
     greedy = await run(request, ctx)  # alone first, as without reranking: no slower
-    early(greedy)
+    # Nothing to show (a cut first line, no answer): as without reranking, so that the line
+    # goes on at once (rest.py) for a request that waits for it. A FIM model: no scores.
+    if not early(greedy) or await _scores(engine, ctx, request, []) is None:
+        return greedy
     # No time cap (the greedy answer is there for whoever asks): max_tokens bounds them.
     tokens = min(SAMPLE_TOKENS, request.max_tokens or SAMPLE_TOKENS)
     sampled = replace(
@@ -94,31 +98,24 @@ async def reranked(
         for task in tasks:
             task.cancel()  # cancelled (an edit, a request elsewhere): no more of them
     texts = _candidates(engine, ctx, answers)
-    best = await _best(engine, ctx, request, texts) if len(texts) > 1 else None
+    best = await _best(engine, ctx, request, list(texts)) if len(texts) > 1 else None
     if best is None:
         return greedy
     engine.stats.reranked += 1
-    if greedy is not None and best == cleaned(greedy, ctx, engine.cfg.whole_lines).text:
+    if best == cleaned(greedy, ctx, engine.cfg.whole_lines).text:
         return greedy
     engine.stats.rerank_changed += 1
-    return Continued(best, "stop", 0)
+    return Continued(best, texts[best], 0)  # a sample its cap cut goes on (rest.py)
 
 
 async def _best(
     engine: InlineEngine, ctx: CursorContext, request: Request, texts: list[str]
 ) -> str | None:
     """The text whose continuation by the suffix's head the model scores highest; None when
-    it gives no scores (none wired, a FIM model, a failure: the greedy answer stands)."""
-    if engine.score is None:
-        return None
-    scoring = replace(request, deadline=None, max_time_s=None, temperature=0.0)
+    it gives no scores (a FIM model, a failure: the greedy answer stands)."""
     head = suffix_head(ctx.suffix)
     began = time.monotonic()
-    try:
-        scores = await engine.score(scoring, ctx, [text + head for text in texts])
-    except Exception as exc:  # background work fails quietly
-        log.debug("rerank at %s: no scores: %s: %s", ctx.uri, type(exc).__name__, exc)
-        return None
+    scores = await _scores(engine, ctx, request, [text + head for text in texts])
     if not scores:
         return None
     best = max(range(len(texts)), key=scores.__getitem__)
@@ -129,13 +126,29 @@ async def _best(
     return texts[best]
 
 
-def _candidates(engine: InlineEngine, ctx: CursorContext, answers: list[Any]) -> list[str]:
-    """The distinct non-empty texts the answers would show at `ctx`, in order."""
-    texts: list[str] = []
+async def _scores(
+    engine: InlineEngine, ctx: CursorContext, request: Request, texts: list[str]
+) -> list[float] | None:
+    """The model's log-likelihood of each text after the request's prompt ([] for none:
+    whether it gives scores at all); None: no scorer, a FIM model, or a failure."""
+    if engine.score is None:
+        return None
+    scoring = replace(request, deadline=None, max_time_s=None, temperature=0.0)
+    try:
+        return await engine.score(scoring, ctx, texts)
+    except Exception as exc:  # background work fails quietly
+        log.debug("rerank at %s: no scores: %s: %s", ctx.uri, type(exc).__name__, exc)
+        return None
+
+
+def _candidates(engine: InlineEngine, ctx: CursorContext, answers: list[Any]) -> dict[str, str]:
+    """The distinct non-empty texts the answers would show at `ctx`, in order, each with its
+    answer's finish reason ("length": a cap cut it after these whole lines)."""
+    texts: dict[str, str] = {}
     for answer in answers:
         if answer is None or isinstance(answer, BaseException):
             continue
-        text = cleaned(answer, ctx, engine.cfg.whole_lines).text
-        if text.strip() and text not in texts:
-            texts.append(text)
+        done = cleaned(answer, ctx, engine.cfg.whole_lines)
+        if done.text.strip() and done.text not in texts:
+            texts[done.text] = done.finish
     return texts

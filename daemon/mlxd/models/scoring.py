@@ -4,7 +4,7 @@ How a local model ranks candidate answers (inline/rerank.py): log P(continuation
 nats, summed over the continuation's tokens. The prompt's KV comes from the batch engine's
 prompt cache (the generation that wrote the candidates left it there), so scoring a candidate
 costs one forward pass over its own tokens; each continuation is its own call, so the MLX
-thread interleaves them with the batch engine's steps (an inline request waits one at most).
+thread interleaves them with the batch engine's steps (a step waits for one at most).
 """
 
 from __future__ import annotations
