@@ -179,3 +179,22 @@ async def test_not_at_a_block_start_nothing_is_sampled(monkeypatch) -> None:
     await settled(eng, lambda: bool(stand.generations))
     await asyncio.sleep(0.05)
     assert (stand.generations, stand.scored) == ([0.0], [])
+
+
+async def test_a_winning_sample_its_cap_cut_goes_on_like_the_greedy_answer(monkeypatch) -> None:
+    from mlxd.inline.jobs import Continued
+
+    class Going(Stand):
+        async def background(self, request: Request, ctx: CursorContext) -> Any:
+            if request.assistant_prefix:  # the rest of the block, from the kept text
+                self.went_on_from = request.assistant_prefix
+                return Continued("\n    return b", "stop", 3)
+            return await super().background(request, ctx)
+
+    stand = Going({"\n    return a * 2": -1.0, GREEDY: -5.0})
+    stand._samples = iter([Continued("\n    return a * 2\n    ret", "length", 32)] * 4)
+    eng = make(stand)
+    await rest(eng, monkeypatch)
+    await settled(eng, lambda: eng.snapshot()["rest_stored"] == 1)
+    assert stand.went_on_from == "\n    return a * 2"
+    assert await item(eng) == ["\n    return a * 2\n    return b"]
