@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import pytest
 
 from mlxd.config import InlineConfig
@@ -198,3 +199,24 @@ async def test_a_winning_sample_its_cap_cut_goes_on_like_the_greedy_answer(monke
     await settled(eng, lambda: eng.snapshot()["rest_stored"] == 1)
     assert stand.went_on_from == "\n    return a * 2"
     assert await item(eng) == ["\n    return a * 2\n    return b"]
+
+
+async def test_a_reload_that_clears_the_cache_meanwhile_leaves_the_job_to_answer(
+    monkeypatch,
+) -> None:
+    # Only inline.max_ms changed: the cached greedy answer goes, the job goes on (documents.py),
+    # and a request there waits for what it stores next rather than asking the model again.
+    from mlxd.config import Config
+
+    stand = Stand({"\n    return a * 2": -3.0, GREEDY: -5.0})
+    stand.release_scores.clear()
+    eng = make(stand)
+    await rest(eng, monkeypatch)
+    await asyncio.wait_for(stand.scoring.wait(), 5)
+    old = Config(inline=eng.cfg)
+    eng.reconfigured(old, Config(inline=msgspec.structs.replace(eng.cfg, max_ms=1400)))
+    asked = asyncio.ensure_future(item(eng))
+    await asyncio.sleep(0.05)
+    assert not asked.done()  # waiting for the job, not a fresh generation
+    stand.release_scores.set()
+    assert await asyncio.wait_for(asked, 2) == ["\n    return a * 2"]

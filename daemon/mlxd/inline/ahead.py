@@ -253,8 +253,11 @@ class Ahead(RestJobs, NextJobs):
             self.forget(uri)
 
     def forget_items(self) -> None:
-        """The inline cache was cleared: no pregenerated item is in it any more."""
+        """The inline cache was cleared: no pregenerated item is in it any more, and no job
+        going on has stored one (a request joins it and waits for what it stores next)."""
         self._items.clear()
+        for job in self._jobs.values():
+            job.stored.clear()
 
     # --- internals ------------------------------------------------------------------------
     def _settled(
