@@ -577,3 +577,28 @@ async def test_text_held_as_maybe_reasoning_counts_as_streamed() -> None:
     router = make_router(c1, c2, timeouts=LONG, complete=["c1", "c2"])
     out = await router.run(chat(kind="complete", max_tokens=64))  # type: ignore[arg-type]
     assert "x = 1\nx = 1" not in out.text and len(c1.requests) == 1
+
+
+# --- background work's time is not the backend's health -----------------------------------
+# Work ahead (rest jobs, reranking's samples, warm-ups) runs at background priority, held back
+# by interactive requests by design and bounded by timeouts.total_s alone: four samples that
+# outlasted it opened the local model's circuit, and the next interactive request went to the
+# cloud (helper-92, session 28). Its other failures still count.
+@pytest.mark.parametrize(
+    ("priority", "step", "state"),
+    [
+        ("background", asyncio.Event(), "ok"),  # past total_s: held back, not unhealthy
+        ("interactive", asyncio.Event(), "cooldown"),  # past total_s on a user's request
+        ("background", ConnectError("refused"), "cooldown"),  # broken, whoever asked
+    ],
+)
+async def test_only_a_background_requests_running_out_of_time_spares_the_circuit(
+    priority: str, step: object, state: str
+) -> None:
+    local = Scripted("local", [step], is_local=True)  # type: ignore[list-item]
+    short = {**LONG, "total_s": 0.05}
+    router = make_router(local, timeouts=short, breaker_failures=1)
+    with pytest.raises(AllFailed) as failed:
+        await router.run(chat(kind="inline", priority=priority))  # type: ignore[arg-type]
+    assert len(failed.value.attempts) == 1
+    assert router.backend_states()["local"] == state

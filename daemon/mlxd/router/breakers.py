@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import BackendError
+from ..errors import BackendError, Timeout
 from .waits import share_of_bound
 
 log = logging.getLogger(__name__)
@@ -101,9 +101,13 @@ class Breakers(dict[str, Breaker]):
             return "skipped: circuit half-open, probe in flight"
         return None
 
-    def failed(self, name: str, exc: BackendError, limit: int, cooldown_s: float) -> None:
-        """A failed attempt: the `limit`-th in a row (or a failed probe) opens the circuit."""
-        if not exc.counts_against_breaker:  # not the backend's health
+    def failed(
+        self, name: str, exc: BackendError, limit: int, cooldown_s: float, background: bool = False
+    ) -> None:
+        """A failed attempt: the `limit`-th in a row (or a failed probe) opens the circuit.
+        `background`: a background request's (Request.priority), held back by interactive work
+        by design, so that its running out of time says nothing of the backend's health."""
+        if not exc.counts_against_breaker or (background and isinstance(exc, Timeout)):
             self.release_probe(name)
             return
         b = self.setdefault(name, Breaker())

@@ -182,7 +182,8 @@ class Router:
             r = self.config.routing
             if late(exc) and marks:
                 self.breakers.mark_late(name, r.breaker_cooldown_s, epoch)
-            self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s)
+            background = request.priority == "background"
+            self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s, background)
             log.info("backend %s failed: %s", name, exc)
             return None
         except BaseException:  # cancelled: not the backend's health
