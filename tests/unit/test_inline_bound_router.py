@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from mlxd.errors import AllFailed, ConnectError
+from mlxd.errors import AllFailed, ConnectError, Timeout
 from mlxd.types import Delta, Event, Request
 
 from .test_router_unit import Scripted, answer, chat, done, make_router
@@ -580,22 +580,26 @@ async def test_text_held_as_maybe_reasoning_counts_as_streamed() -> None:
 
 
 # --- background work's time is not the backend's health -----------------------------------
-# Work ahead (rest jobs, reranking's samples, warm-ups) runs at background priority, held back
-# by interactive requests by design and bounded by timeouts.total_s alone: four samples that
+# Work ahead (rest jobs, reranking's samples) runs at background priority, held back by
+# interactive requests by design and bounded by timeouts.total_s alone: four samples that
 # outlasted it opened the local model's circuit, and the next interactive request went to the
-# cloud (helper-92, session 28). Its other failures still count.
+# cloud (helper-92, session 28). One that streamed nothing in all that time is a hung model
+# (the only sign of one on the inline path, whose own bound never counts: helper-93), and its
+# other failures count as before.
 @pytest.mark.parametrize(
-    ("priority", "step", "state"),
+    ("priority", "script", "state"),
     [
-        ("background", asyncio.Event(), "ok"),  # past total_s: held back, not unhealthy
-        ("interactive", asyncio.Event(), "cooldown"),  # past total_s on a user's request
-        ("background", ConnectError("refused"), "cooldown"),  # broken, whoever asked
+        ("background", [Delta("x"), asyncio.Event()], "ok"),  # alive, past total_s
+        ("background", [asyncio.Event()], "cooldown"),  # not a token in total_s: hung
+        ("interactive", [Delta("x"), asyncio.Event()], "cooldown"),  # a user's request
+        ("background", [Delta("x"), ConnectError("refused")], "cooldown"),  # broken
+        ("background", [Delta("x"), Timeout("stalled", "idle")], "cooldown"),  # not total_s
     ],
 )
-async def test_only_a_background_requests_running_out_of_time_spares_the_circuit(
-    priority: str, step: object, state: str
+async def test_only_a_background_request_that_streamed_spares_the_circuit_past_total_s(
+    priority: str, script: list[object], state: str
 ) -> None:
-    local = Scripted("local", [step], is_local=True)  # type: ignore[list-item]
+    local = Scripted("local", script, is_local=True)  # type: ignore[arg-type]
     short = {**LONG, "total_s": 0.05}
     router = make_router(local, timeouts=short, breaker_failures=1)
     with pytest.raises(AllFailed) as failed:

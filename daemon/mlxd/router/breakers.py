@@ -102,12 +102,14 @@ class Breakers(dict[str, Breaker]):
         return None
 
     def failed(
-        self, name: str, exc: BackendError, limit: int, cooldown_s: float, background: bool = False
+        self, name: str, exc: BackendError, limit: int, cooldown_s: float, alive: bool = False
     ) -> None:
         """A failed attempt: the `limit`-th in a row (or a failed probe) opens the circuit.
-        `background`: a background request's (Request.priority), held back by interactive work
-        by design, so that its running out of time says nothing of the backend's health."""
-        if not exc.counts_against_breaker or (background and isinstance(exc, Timeout)):
+        `alive`: a background request (Request.priority) that streamed tokens: held back by
+        interactive work by design, its running past timeouts.total_s says nothing of the
+        backend's health; one that streamed nothing in all that time (a hung model) does."""
+        spared = alive and isinstance(exc, Timeout) and exc.phase == "total"
+        if not exc.counts_against_breaker or spared:
             self.release_probe(name)
             return
         b = self.setdefault(name, Breaker())

@@ -182,8 +182,8 @@ class Router:
             r = self.config.routing
             if late(exc) and marks:
                 self.breakers.mark_late(name, r.breaker_cooldown_s, epoch)
-            background = request.priority == "background"
-            self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s, background)
+            alive = request.priority == "background" and run.deltas > deltas_before
+            self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s, alive)
             log.info("backend %s failed: %s", name, exc)
             return None
         except BaseException:  # cancelled: not the backend's health
