@@ -7,7 +7,8 @@ waiting yet), once the greedy answer is stored the resting job samples SAMPLES m
 side by side in one batch, and keeps the one with the highest joint log-likelihood of the
 candidate followed by the suffix's first lines, log P(candidate + suffix head | prompt): Bayes'
 rule for filling a hole, P(c | prefix, suffix) ∝ P(c | prefix) · P(suffix | prefix, c), scored
-by the same local model on the prompt its KV cache holds (backends/local_score.py). inline.rerank, off by default.
+by the same local model on the prompt its KV cache holds (backends/local_score.py).
+inline.rerank, off by default.
 
 Measured (issue #16): offline, with the full 1,024-token prompt, 6 samples of up to 64 tokens
 and 48 tokens of suffix, edit similarity on 24 Python blocks went from 0.345 (greedy) to 0.434.
