@@ -69,18 +69,24 @@ async def test_the_next_suggestion_is_the_shown_answers_generation_going_on(
 async def test_a_blocks_second_line_is_its_first_lines_generation_going_on(
     tmp_path, script_model
 ) -> None:
-    # At a block start the first line is shown at once and the rest goes on (inline/rest.py).
-    # Before, the rest was a second request (a gap, a first step) that stored nothing until the
-    # whole block was done: the accept of the first line waited for all of it. Now the first
-    # line's own generation goes on, and the next line is stored as soon as it is finished.
+    # At a block start the request asks for the first line and the rest goes on (inline/rest.py;
+    # the request shows what of it is written by its bound: here all). Before, the rest was a
+    # second request (a gap, a first step) that stored nothing until the whole block was done:
+    # the accept of the first line waited for all of it. Now the first line's own generation
+    # goes on, and the next line is stored as soon as it is finished.
     first, second = BLOCK.split("\n")[1], BLOCK.split("\n")[2]
     async with daemon(config(tmp_path, script_model)) as s:
         await s.wait_status("ready")
         open_doc(s, "def add(a, b):")
-        assert texts(await inline(s, 0, 14, kind=2)) == ["\n" + first]
-        before = await until(s, lambda st: st["inline"]["restStored"] == 1)
-        insert(s, 2, 0, 14, "\n" + first)  # the user accepts the shown line
+        assert texts(await inline(s, 0, 14, kind=2)) == [BLOCK]
+        done = ("restStored", 1), ("aheadActive", 0)  # the work ahead after it, too
+        before = await until(s, lambda st: all(st["inline"][k] == n for k, n in done))
+        insert(s, 2, 0, 14, "\n" + first)  # the user accepts the block's first line (a word-
+        # or line-wise accept)
         nxt = await inline(s, 1, len(first), kind=2)
     assert texts(nxt) == ["\n" + second]
-    assert local_total(before, "generations") == 1  # the first line's, which went on
-    assert before["inline"]["aheadContinued"] == 1
+    b = before["inline"]
+    # The first line's, which went on; and the next job's after the block shown (its line
+    # after the block, for the accept of all of it), the only other one.
+    assert local_total(before, "generations") == 1 + b["aheadStarted"], before
+    assert b["aheadStarted"] <= 1 and b["aheadContinued"] == 1 and b["restStarted"] == 1, b

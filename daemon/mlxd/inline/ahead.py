@@ -111,14 +111,22 @@ class Ahead(RestJobs, NextJobs):
             self._cancel_settle(pending)
 
     async def join(
-        self, uri: str, prefix: str, suffix: str, arrived: float | None = None, joined: int = 0
+        self,
+        uri: str,
+        prefix: str,
+        suffix: str,
+        arrived: float | None = None,
+        joined: int = 0,
+        whole: bool = True,
     ) -> str | None:
         """Before a cache miss goes to the model: when this document's next job answers this
         very position, wait for it, until `inline.max_ms` after the request `arrived`
         (monotonic; None: from now): its item, or what follows from its cut text (`_resume`;
         None: nothing, ask the model), or "" when it is not done in time (the job goes on into
         the cache for the next request). Otherwise cancel the background job (None).
-        `joined`: jobs this request waited for already (counted once)."""
+        `joined`: jobs this request waited for already (counted once). `whole`: at a block
+        start, wait for the block within the bound (rest.py `_join_rest`); an invoked request
+        does not (its alternatives take the bound)."""
         job = self._jobs.get(uri)
         start = time.monotonic() if arrived is None else arrived
         if job is not None and job.task is not None and not job.task.done():
@@ -150,11 +158,11 @@ class Ahead(RestJobs, NextJobs):
                 return item
             if answers_at(job, prefix, suffix):  # an answer going on here (rest.py)
                 self.stats.ahead_joined += not joined
-                item = await self._join_rest(job, prefix, suffix, start)
+                item = await self._join_rest(job, prefix, suffix, start, whole)
                 if item is None and self._jobs.get(uri) not in (None, job) and joined < 2:
                     # Its block ended there, and a next job started at this very position
                     # (rest.py then_next): wait for that, not a second generation beside it.
-                    return await self.join(uri, prefix, suffix, start, joined + 1)
+                    return await self.join(uri, prefix, suffix, start, joined + 1, whole)
                 return item
         self._stop_all(cancelled=True)
         return None

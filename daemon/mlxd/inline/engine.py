@@ -152,8 +152,7 @@ class InlineEngine(DocumentEvents):
             offset = position_to_offset(text, line, character, encoding)
         ctx = self.context_for(text, offset, uri, language)
         if selection:
-            rng: Range = selected_range  # type: ignore[assignment]
-            lead = selected_text or ""
+            rng, lead = selected_range, selected_text or ""  # type: ignore[assignment]
         else:
             pos = offset_to_position(text, offset, encoding)
             rng, lead = (*pos, *pos), ""
@@ -166,7 +165,8 @@ class InlineEngine(DocumentEvents):
             self.stats.cache_hits += hit
             local = self.ahead.hit(uri, ctx.prefix, ctx.suffix)  # accepted: work ahead again
         else:
-            suggestion, local, go = await self._fresh(uri, ctx, neighbors, arrived, not selection)
+            fresh = self._fresh(uri, ctx, neighbors, arrived, selection, invoked)
+            suggestion, local, go = await fresh
         shown = [suggestion] if suggestion else []
         if shown and invoked and (self.local_first(uri) if cached else local):
             shown += await alternatives(self, ctx, suggestion, arrived, go)  # type: ignore[arg-type]
@@ -188,7 +188,7 @@ class InlineEngine(DocumentEvents):
         suggestion = self.cache.lookup(uri, ctx.prefix, ctx.suffix)
         if suggestion is not None:
             return suggestion, True
-        suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix, arrived)
+        suggestion = await self.ahead.join(uri, ctx.prefix, ctx.suffix, arrived, whole=not invoked)
         if self._latest.get(uri) != ticket:
             return None
         return suggestion, bool(suggestion)  # "": the work was not done in time, no hit
@@ -207,13 +207,17 @@ class InlineEngine(DocumentEvents):
         ctx: CursorContext,
         neighbors: Iterable[Document],
         arrived: float,
-        ahead: bool = True,
+        selection: bool = False,
+        invoked: bool = False,
     ) -> tuple[str | None, bool, GoOn | None]:
-        """A new suggestion from the model, cleaned and cached (None when no answer came),
-        whether a local model served it, and, for a suggestion shown with work `ahead`, its
+        """A new suggestion from the model, cleaned and cached (None when no answer came, or
+        a newer request for the document or its didClose came while it waited for its block),
+        whether a local model served it (and work ahead may follow it), and, for a suggestion shown without a `selection`, its
         generation going on past it (types.GoOn: the next suggestion's text; else None). At a
         block start it asks for the first line only, and the rest of the block goes on in the
-        background; so does an answer the bound cut before a line ended (inline/rest.py)."""
+        background, shown too as far as it is stored by the bound (unless `invoked`: the
+        alternatives take what is left of it); so does an answer the bound cut before a line
+        ended (inline/rest.py). With a `selection` (the popup's item), no work ahead after it."""
         ctx.header = self._header(ctx, neighbors)
         request = self._request(ctx, arrived)
         # Only where the rest can go on: a local model, work ahead on (a cloud model never
@@ -224,17 +228,22 @@ class InlineEngine(DocumentEvents):
             request = replace(request, max_lines=1, line_tokens=BLOCK_LINE_TOKENS)
         if local:  # its generation goes on with the next line (the next suggestion, the rest)
             request = replace(request, go_on=self.ahead.going_on(ctx))
-        ticket = self.stats.requests
+        ticket, latest = self.stats.requests, self._latest.get(uri)
         answer = await self._run(ctx, request)
         # The first line only: a token that ends it may carry the next line's start.
         first = replace(ctx, max_lines=1) if block else ctx
         suggestion = None if answer is None else self.keep_answer(first, answer)
         in_time = answer is None and time.monotonic() < request.deadline  # type: ignore[operator]
-        go, took = request.go_on, False  # took: a block's rest goes on from it
+        go, took, left = request.go_on, False, True  # took: a block's rest goes on from it
         if ticket == self.stats.requests and not in_time:  # not superseded, not failed early
             took = self.ahead.go_on(ctx, answer, suggestion, block, go if block else None)
-        local = answer is not None and self.served_locally(answer)
-        if go is not None and not took and (block or not (suggestion and local and ahead)):
+            if block and suggestion and not invoked:  # the block, as far as stored in time
+                suggestion, left = await self.ahead.block_by(ctx, suggestion, request.deadline)
+                if self._latest.get(uri) != latest:  # a newer request here, or didClose
+                    suggestion, left = None, False  # nothing for a place the user has left
+        # left: its rest job was left alone (else newer work stopped it: none after this one)
+        local = answer is not None and self.served_locally(answer) and left
+        if go is not None and not took and (block or not (suggestion and local and not selection)):
             go.stop()  # nobody will accept it: no next suggestion after it
         return (None if answer is None else suggestion), local, None if block or took else go
 

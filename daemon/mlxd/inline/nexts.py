@@ -86,6 +86,13 @@ class NextJobs(AheadPart):
         )
         if self.engine.cache.peek(ctx.uri, nxt.prefix, nxt.suffix) is not None:
             return None  # already known (a repeat, or a job that ran before)
+        running = self._jobs.get(ctx.uri)
+        if (
+            running is not None
+            and running.kind == "next"
+            and running.key == (nxt.prefix, nxt.suffix)
+        ):
+            return None  # already under way (a block's rest job started it as it ended)
         # One line at most: the quickest item to have ready when the user accepts (about
         # ACCEPT_S later), and the next job follows once this one is accepted in turn.
         nxt.max_lines = 1

@@ -1,10 +1,11 @@
 """An inline answer that goes on in the background at its own position (issue #16 item 2).
 
-- **At a block start** the request asks for the first line only and answers as soon as it is
-  finished (and post-processing keeps it), well within inline.max_ms on a slow machine where
-  the whole block is not; the same generation then goes on from its text, which the KV cache
-  holds (`assistant_prefix`), as background work, into the inline cache at that position:
-  asking again shows the block, typing through the shown line (or accepting it) shows the rest.
+- **At a block start** the request asks for the first line only (well within inline.max_ms
+  on a slow machine where the whole block is not); the same generation then goes on from its
+  text, which the KV cache holds (`assistant_prefix`), as background work, into the inline
+  cache at that position, and the request shows the block as far as it is stored by its bound
+  (`block_by`: all of it when the model ends it in time). What comes later is in the cache:
+  asking again shows the block, typing through the shown lines (or accepting) shows the rest.
 - **When the bound hits first** (no line finished: a cut line, or not even a first token), the
   generation goes on the same way, its first line first: the next request at that place (asking
   again, or typing along the model's text) waits for it, within its own bound, and is answered
@@ -30,7 +31,7 @@ from mlxd.types import GoOn
 
 from . import why
 from .cuts import answer_by, text_and_finish
-from .jobs import AheadPart, Continued, Job, blank
+from .jobs import AheadPart, Continued, Job, blank, cancelling
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,31 @@ class RestJobs(AheadPart):
         self._jobs[ctx.uri] = job
         self.stats.rest_started += 1
         return go is not None
+
+    async def block_by(self, ctx: CursorContext, shown: str, deadline: float) -> tuple[str, bool]:
+        """At a block start whose first line `shown` was just answered: the block as far as
+        its rest job has stored whole lines by `deadline` (monotonic; the request's own
+        bound), or by the job's end when sooner. The request shows the whole block when it
+        is written in time, instead of its first line with the rest only in the cache; a job
+        not done by then goes on for the next request there. `shown` when no rest job runs
+        at ctx's position. And whether the job was left to itself: False when it was stopped
+        meanwhile (newer work elsewhere, didClose, a reload), which no work after this answer
+        may then replace."""
+        job = self._jobs.get(ctx.uri)
+        if job is None or job.kind != "rest" or job.key != (ctx.prefix, ctx.suffix):
+            return shown, True
+        assert job.task is not None
+        if job.go is not None:  # the generation going on: no cut before the request's bound
+            job.go.extend(deadline)
+        try:  # shielded: a timeout or a client cancel leaves the job running for the next
+            await asyncio.wait_for(asyncio.shield(job.task), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            if cancelling():  # the request itself was cancelled
+                raise
+        stored = self.engine.cache.peek(ctx.uri, ctx.prefix, ctx.suffix) or shown
+        return stored, not job.task.cancelled()
 
     async def _went_on(self, job: Job, ctx: CursorContext, text: str, go: GoOn) -> Continued:
         """The block's second line from its first line's generation going on (`go`), stored at
@@ -183,10 +209,12 @@ class RestJobs(AheadPart):
             self.after(ctx, job.suggestion)
 
     async def _join_rest(
-        self, job: Job, prefix: str, suffix: str, arrived: float | None
+        self, job: Job, prefix: str, suffix: str, arrived: float | None, whole: bool = True
     ) -> str | None:
         """A request at a position the running rest `job` answers: its suggestion there as soon
-        as the job stored one (typing through it), within inline.max_ms from `arrived`; ""
+        as the job stored one (typing through it; at the block start itself, when `whole`, the
+        block as far as it is stored by the bound, as `block_by`), within inline.max_ms from
+        `arrived`; ""
         when none came by then (the job goes on); None when the job ended with nothing there
         (ask the model). The caller counts the request as joined."""
         assert job.task is not None and job.ctx is not None
@@ -195,10 +223,11 @@ class RestJobs(AheadPart):
         if job.go is not None:  # the generation going on: no cut before then
             job.go.extend(end)
         cache, uri = self.engine.cache, job.ctx.uri
+        whole &= job.key == (prefix, suffix) and job.ctx.max_lines is None  # the block's start
         while True:
             job.stored.clear()
             item = cache.lookup(uri, prefix, suffix, count=False)
-            if item or job.task.done():
+            if (item and not whole) or job.task.done():
                 return item
             # Shielded: a timeout or a client cancel leaves the job running for the next.
             waits = {asyncio.ensure_future(job.stored.wait()), asyncio.shield(job.task)}
@@ -208,6 +237,9 @@ class RestJobs(AheadPart):
             for w in pending:
                 w.cancel()
             if not done:
+                item = cache.lookup(uri, prefix, suffix, count=False)
+                if item:  # the block's lines stored by the bound
+                    return item
                 self.stats.ahead_late += 1
                 why.note("the answer going on at this position had no line by inline.max_ms")
                 return ""
