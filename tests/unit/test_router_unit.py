@@ -9,6 +9,7 @@ assert is on events and their order, never on how long something took.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -339,6 +340,56 @@ async def test_half_open_lets_one_probe_through_and_a_success_closes_the_circuit
     assert (await probe).backend == "a"
     assert router.backend_states()["a"] == "ok"
     assert statuses == [1, 1]  # opened, then closed
+
+
+@pytest.mark.parametrize("end", ["cancelled", "bad request"])
+async def test_only_the_probes_own_end_frees_the_probe(end: str) -> None:
+    # Half-open: the probe P is in flight; a request forced to the backend (F) is tried
+    # anyway, and ends first without a say on its health. Before, any attempt's end cleared
+    # the flag: the next request went to the half-open backend as a second probe beside P.
+    release, hold = asyncio.Event(), asyncio.Event()
+    forced: list[Step] = [hold] if end == "cancelled" else [BadRequest("bad", 400)]
+    fail = [ServerError("boom", 500)]
+    a = Scripted("a", fail, fail, [release, *answer("probe")], forced, answer("second probe"))
+    b = Scripted("b", answer("ok"))
+    router = make_router(a, b, breaker_failures=2)
+    await failing_twice(router)
+    cooldown_over(router, "a")
+    probe = asyncio.create_task(router.run(chat()))
+    while len(a.requests) < 3:
+        await asyncio.sleep(0)
+    f = asyncio.create_task(router.run(chat(), backend="a"))
+    while len(a.requests) < 4:
+        await asyncio.sleep(0)
+    if end == "cancelled":
+        f.cancel()
+    with pytest.raises(asyncio.CancelledError if end == "cancelled" else AllFailed):
+        await f
+    other = await router.run(chat())
+    assert other.attempts == [Attempt("a", "skipped: circuit half-open, probe in flight")]
+    assert (other.backend, len(a.requests)) == ("b", 4)
+    release.set()
+    assert (await probe).backend == "a"
+    assert router.backend_states()["a"] == "ok"
+
+
+def test_a_probe_is_freed_only_by_the_attempt_that_holds_it_even_after_a_reset() -> None:
+    from mlxd.router.breakers import Breakers
+
+    br, boom, bad = Breakers(lambda: None), ServerError("boom", 500), BadRequest("bad", 400)
+    in_flight = "skipped: circuit half-open, probe in flight"
+    br.failed("a", boom, 1, 0.0)  # open; a cooldown of 0: half-open at once
+    old = br.claim_probe("a")
+    assert old and br.claim_probe("a") == 0  # one probe at a time
+    br.reset("a")  # a reload: the circuit closes while the old probe is still in flight
+    br.failed("a", boom, 1, 0.0)
+    new = br.claim_probe("a")
+    assert new and new != old
+    br.release_probe("a", old)  # the old attempt is cancelled
+    br.failed("a", bad, 1, 0.0, probe=old)  # or ends without a say on the backend's health
+    assert br.reason("a", time.monotonic()) == in_flight
+    br.release_probe("a", new)
+    assert br.reason("a", time.monotonic()) is None and br.claim_probe("a")
 
 
 async def test_a_failed_probe_reopens_the_circuit_at_once() -> None:

@@ -2,11 +2,14 @@
 
 N consecutive failures that say something about a backend's health (errors.BackendError
 .counts_against_breaker) open its circuit for a cooldown; then one request is let through as
-the probe: its success closes the circuit, its failure opens it again at once.
+the probe: its success closes the circuit, its failure opens it again at once. The probe is
+held by the attempt that claimed it: only that attempt's end frees it (another attempt at the
+backend, forced there or started before its circuit opened, neither holds nor frees it).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +20,8 @@ from .waits import share_of_bound
 
 log = logging.getLogger(__name__)
 
+Plan = tuple[str, str | None]  # (backend name, why it is skipped; None: try it)
+
 
 @dataclass(slots=True)
 class Breaker:
@@ -24,7 +29,7 @@ class Breaker:
 
     failures: int = 0
     open_until: float = 0.0
-    probing: bool = False
+    probe: int = 0  # the attempt that holds the probe (claim_probe's ticket); 0: none
 
     def state(self, now: float) -> str:
         if self.open_until and now < self.open_until:
@@ -52,6 +57,7 @@ class Breakers(dict[str, Breaker]):
         # before it (at the old endpoint or key) marks nothing when its bound passes.
         self._epochs: dict[str, int] = {}
         self._all = 0
+        self._tickets = itertools.count(1)  # claim_probe's: which attempt holds a probe
 
     def epoch(self, name: str) -> tuple[int, int]:
         """Which resets of `name`'s mark have happened: mark_late takes it from an attempt's
@@ -97,25 +103,33 @@ class Breakers(dict[str, Breaker]):
             return None
         if b.state(now) == "cooldown":
             return "skipped: circuit open after repeated failures"
-        if b.open_until and b.probing:
+        if b.open_until and b.probe:
             return "skipped: circuit half-open, probe in flight"
         return None
 
     def failed(
-        self, name: str, exc: BackendError, limit: int, cooldown_s: float, alive: bool = False
+        self,
+        name: str,
+        exc: BackendError,
+        limit: int,
+        cooldown_s: float,
+        alive: bool = False,
+        probe: int = 0,
     ) -> None:
         """A failed attempt: the `limit`-th in a row (or a failed probe) opens the circuit.
         `alive`: a background request (Request.priority) that streamed tokens: held back by
         interactive work by design, its running past timeouts.total_s says nothing of the
-        backend's health; one that streamed nothing in all that time (a hung model) does."""
+        backend's health; one that streamed nothing in all that time (a hung model) does.
+        `probe`: the attempt's claim_probe ticket; its end frees the probe it holds."""
         spared = alive and isinstance(exc, Timeout) and exc.phase == "total"
         if not exc.counts_against_breaker or spared:
-            self.release_probe(name)
+            self.release_probe(name, probe)
             return
         b = self.setdefault(name, Breaker())
         was = b.state(time.monotonic())
         b.failures += 1
-        b.probing = False
+        if probe and b.probe == probe:
+            b.probe = 0
         if b.failures >= limit or b.open_until:
             b.open_until = time.monotonic() + cooldown_s
         if b.state(time.monotonic()) != was:
@@ -146,15 +160,37 @@ class Breakers(dict[str, Breaker]):
         if any(b.open_until for b in dropped):
             self.on_status()
 
-    def claim_probe(self, name: str) -> None:
-        """A backend past its cooldown (half-open) lets this one request through as the probe."""
-        b = self.get(name)
-        if b is not None and b.open_until:
-            b.probing = True
+    def gate(self, plan: list[Plan], forced: bool) -> tuple[list[Plan], bool]:
+        """`plan` with each backend an open circuit skips now (its reason), and whether that
+        applies: not for a forced backend, nor when it would leave nothing to try (a request
+        that would fail unheard is better spent as a probe). Where it applies, the router asks
+        `reason` again when it comes to the backend (its circuit may have opened, or another
+        request become its probe, since)."""
+        if forced:
+            return plan, False
+        now = time.monotonic()
+        gated = [(n, r or self.reason(n, now)) for n, r in plan]
+        if any(r is None for _, r in gated):
+            return gated, True
+        return plan, False
 
-    def release_probe(self, name: str) -> None:
-        if b := self.get(name):
-            b.probing = False
+    def claim_probe(self, name: str) -> int:
+        """A backend past its cooldown (half-open) lets one request through as the probe: a
+        ticket when this attempt is it, 0 when not (no circuit to probe, or another attempt
+        holds the probe; a forced backend is tried anyway). The attempt's end hands the
+        ticket back (`failed`, `release_probe`; `succeeded` closes the circuit): only the
+        holder's does, even after a reset and a new probe meanwhile."""
+        b = self.get(name)
+        if b is None or not b.open_until or b.probe or b.state(time.monotonic()) == "cooldown":
+            return 0  # in cooldown: a forced request, or nothing else left to try
+        b.probe = next(self._tickets)
+        return b.probe
+
+    def release_probe(self, name: str, probe: int) -> None:
+        """An attempt ended without a say on the backend's health (cancelled, a bound that
+        never counts): the probe it holds (its ticket `probe`) is free for the next request."""
+        if probe and (b := self.get(name)) and b.probe == probe:
+            b.probe = 0
 
     def cooldown_ends(self) -> list[float]:
         """Monotonic times at which an open circuit turns half-open (status changes then)."""

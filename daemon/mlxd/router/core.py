@@ -35,14 +35,12 @@ from ..models import AnswerFilter, StopPolicy
 from ..stream_redact import Secrets, StreamRedactor
 from ..types import Attempt, Backend, Delta, DeltaFn, Done, Held, Outcome, Request
 from .attempts import Skipped, by_bound, describe, late
-from .breakers import Breakers
+from .breakers import Breakers, Plan
 from .privacy import excluded, skip_reason
 from .run import Run, answered, continued, emit, flush, inline_bound, streamed, take, whole_line
 from .waits import YIELD_EVERY, backoff, first_token_by, loop_time, ran_out
 
 log = logging.getLogger(__name__)
-
-Plan = tuple[str, str | None]  # (backend name, why it is skipped; None: try it)
 
 
 class Router:
@@ -124,7 +122,7 @@ class Router:
         if self.secrets is not None:
             run.guards = (StreamRedactor(self.secrets), StreamRedactor(self.secrets))
         attempts: list[Attempt] = []
-        plan = self._plan(chain, run.documents, forced=backend is not None)
+        plan, run.gated = self._plan(chain, run.documents, forced=backend is not None)
         for i, (name, skip) in enumerate(plan):
             if skip:
                 attempts.append(Attempt(name, skip))
@@ -152,7 +150,10 @@ class Router:
     ) -> Done | None:
         """One backend's attempt (`after`: backends still to try after it), continuing what
         earlier ones streamed: its Done, or None when it failed (the failure recorded in
-        `attempts` and its circuit breaker)."""
+        `attempts` and its circuit breaker) or its circuit skips it since the plan."""
+        if run.gated and (why := self.breakers.reason(name, time.monotonic())):
+            attempts.append(Attempt(name, why))  # reopened, or another request probes it
+            return None
         local = is_local(self, name)
         # Inline: a cloud backend late for inline requests gets a share of the bound; one
         # tried first, with all of it, that has no usable answer by the bound is marked late
@@ -163,7 +164,7 @@ class Router:
         epoch = self.breakers.epoch(name)
         run.unusable, run.tried = False, run.tried + 1
         req = replace(request, assistant_prefix=continued(request, run, local, self.secrets))
-        self.breakers.claim_probe(name)
+        probe = self.breakers.claim_probe(name)
         run.texts = run.thoughts = 0
         streamed_before, deltas_before = streamed(run), run.deltas
         try:
@@ -179,15 +180,15 @@ class Router:
             # Only a local model's bound is a matter of time; a cloud backend silent until
             # the bound may be down (a hung connection): a failure, counted as one.
             attempts.append(Attempt(name, said, timed_out=by_bound(exc) and local))
-            r = self.config.routing
+            r, cooldown = self.config.routing, self.config.routing.breaker_cooldown_s
             if late(exc) and marks:
-                self.breakers.mark_late(name, r.breaker_cooldown_s, epoch)
+                self.breakers.mark_late(name, cooldown, epoch)
             alive = request.priority == "background" and run.deltas > deltas_before
-            self.breakers.failed(name, exc, r.breaker_failures, r.breaker_cooldown_s, alive)
+            self.breakers.failed(name, exc, r.breaker_failures, cooldown, alive, probe)
             log.info("backend %s failed: %s", name, exc)
             return None
         except BaseException:  # cancelled: not the backend's health
-            self.breakers.release_probe(name)
+            self.breakers.release_probe(name, probe)
             raise
         if run.unusable and marks:  # cut by the bound mid-line: nothing to show
             self.breakers.mark_late(name, self.config.routing.breaker_cooldown_s, epoch)
@@ -210,19 +211,14 @@ class Router:
             reasoning=run.reasoning,
         )
 
-    def _plan(self, chain: list[str], documents: list[str], forced: bool) -> list[Plan]:
+    def _plan(
+        self, chain: list[str], documents: list[str], forced: bool
+    ) -> tuple[list[Plan], bool]:
         """Each backend of the chain with the reason it is skipped (None: try it), decided
-        before any byte leaves the machine. Privacy rules always hold. An open circuit is
-        ignored for a forced backend, and when it would leave nothing to try: a request that
-        would fail unheard is better spent as a probe."""
+        before any byte leaves the machine, and whether open circuits apply (Breakers.gate).
+        Privacy rules always hold."""
         plan = [(name, self._privacy(name, documents)) for name in chain]
-        if forced:
-            return plan
-        now = time.monotonic()
-        gated = [(n, r or self.breakers.reason(n, now)) for n, r in plan]
-        if any(r is None for _, r in gated):
-            return gated
-        return plan
+        return self.breakers.gate(plan, forced)
 
     def _privacy(self, name: str, documents: list[str]) -> str | None:
         return skip_reason(self.backends.get(name), self.config.routing, documents)
@@ -230,7 +226,7 @@ class Router:
     def first_choice(self, kind: str, documents: list[str]) -> str | None:
         """The backend a `kind` request about `documents` would try first now (privacy rules
         and open circuits applied), or None when none is left."""
-        plan = self._plan(self.chain(kind, None), documents, forced=False)
+        plan, _ = self._plan(self.chain(kind, None), documents, forced=False)
         return next((name for name, skip in plan if skip is None), None)
 
     def excluded(self, uri: str) -> bool:

@@ -37,6 +37,7 @@ class Run:
     policy: StopPolicy = field(default_factory=StopPolicy)  # where the answer ends
     unusable: bool = False  # inline: the bound cut the attempt's answer before a line ended
     tried: int = 0  # attempts handed to a backend (not skipped)
+    gated: bool = True  # the plan applies open circuits (Breakers.gate): not forced, not all open
     # Answer text the redactor held at a cut, the backend that streamed it, and the text shown
     # for it when the continuation's text releases it (a secret's head redacted as the next
     # cloud saw it; as generated before a local one), under that backend's name.
