@@ -72,6 +72,15 @@ async def ask(eng: InlineEngine, uri: str, text: str, invoked: bool = False) -> 
     return [i.insert_text for i in items]
 
 
+async def waiting_for_block(w: World) -> tuple[InlineEngine, asyncio.Future[list[str]]]:
+    """An engine and a request at X's block start that waits for its block (its rest job
+    runs, held by `w`)."""
+    eng = make(w)
+    a = asyncio.ensure_future(ask(eng, X, HEADER))
+    await until(lambda: any(u == X for u, _ in w.bg))
+    return eng, a
+
+
 async def test_a_request_whose_rest_job_was_stopped_leaves_the_newer_work_alone() -> None:
     # A waits at X's block start for its block (rest job R_A). Meanwhile the user accepts in
     # another document: B is a cache hit on a pregenerated item, and its work ahead (the next
@@ -102,9 +111,7 @@ async def test_a_request_waiting_for_its_block_starts_no_work_for_a_closed_docum
     # next job after its first line, for the closed document (a generation nobody will read,
     # items cached for a uri forget() has just cleared).
     w = World()
-    eng = make(w)
-    a = asyncio.ensure_future(ask(eng, X, HEADER))
-    await until(lambda: any(u == X for u, _ in w.bg))
+    eng, a = await waiting_for_block(w)
     eng.forget(X)  # didClose
     await a
     await asyncio.sleep(0.05)
@@ -119,9 +126,7 @@ async def test_a_superseded_request_waiting_for_its_block_answers_nothing() -> N
     # nothing to show; before, it answered its first line at the old position, and started a
     # next job there (after the newer one was answered).
     w = World()
-    eng = make(w)
-    a = asyncio.ensure_future(ask(eng, X, HEADER))
-    await until(lambda: any(u == X for u, _ in w.bg))
+    eng, a = await waiting_for_block(w)
     other = HEADER + "\n    pass\n\nx = "  # another position (no block start) in X
     b = asyncio.ensure_future(ask(eng, X, other))
     got_a = await a

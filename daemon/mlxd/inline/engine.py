@@ -212,12 +212,13 @@ class InlineEngine(DocumentEvents):
     ) -> tuple[str | None, bool, GoOn | None]:
         """A new suggestion from the model, cleaned and cached (None when no answer came, or
         a newer request for the document or its didClose came while it waited for its block),
-        whether a local model served it (and work ahead may follow it), and, for a suggestion shown without a `selection`, its
-        generation going on past it (types.GoOn: the next suggestion's text; else None). At a
-        block start it asks for the first line only, and the rest of the block goes on in the
-        background, shown too as far as it is stored by the bound (unless `invoked`: the
-        alternatives take what is left of it); so does an answer the bound cut before a line
-        ended (inline/rest.py). With a `selection` (the popup's item), no work ahead after it."""
+        whether a local model served it (and work ahead may follow it), and, for a suggestion
+        shown without a `selection`, its generation going on past it (types.GoOn: the next
+        suggestion's text; else None). At a block start it asks for the first line only, and
+        the rest of the block goes on in the background, shown too as far as it is stored by
+        the bound (unless `invoked`: the alternatives take what is left of it); so does an
+        answer the bound cut before a line ended (inline/rest.py). With a `selection` (the
+        popup's item), no work ahead after it."""
         ctx.header = self._header(ctx, neighbors)
         request = self._request(ctx, arrived)
         # Only where the rest can go on: a local model, work ahead on (a cloud model never

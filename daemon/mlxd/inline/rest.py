@@ -214,9 +214,8 @@ class RestJobs(AheadPart):
         """A request at a position the running rest `job` answers: its suggestion there as soon
         as the job stored one (typing through it; at the block start itself, when `whole`, the
         block as far as it is stored by the bound, as `block_by`), within inline.max_ms from
-        `arrived`; ""
-        when none came by then (the job goes on); None when the job ended with nothing there
-        (ask the model). The caller counts the request as joined."""
+        `arrived`; "" when none came by then (the job goes on); None when the job ended with
+        nothing there (ask the model). The caller counts the request as joined."""
         assert job.task is not None and job.ctx is not None
         start = time.monotonic() if arrived is None else arrived
         end = start + answer_by(self.engine.cfg.max_ms)
