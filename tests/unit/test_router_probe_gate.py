@@ -61,16 +61,24 @@ def router_of(*backends: Scripted, **routing: Any) -> Router:
     return Router(decode(merge(raw, {})), {b.name: b for b in backends})
 
 
-async def test_requests_that_fail_over_together_are_not_all_probes_of_a_half_open_backend() -> None:
-    # a's circuit is half-open. Three chat requests (chain x -> a) plan while no probe is in
-    # flight, so a is not skipped in their plans; x fails them at the same moment, and each
+@pytest.mark.parametrize("last", [False, True])
+async def test_requests_that_fail_over_together_are_not_all_probes_of_a_half_open_backend(
+    last: bool,
+) -> None:
+    # a's circuit is half-open. Three chat requests (chain x -> a -> b) plan while no probe is
+    # in flight, so a is not skipped in their plans; x fails them at the same moment, and each
     # goes on to a. Only the first may be the probe ("concurrent requests skip it",
-    # docs/protocol.md); before, all three went through the gate together.
+    # docs/protocol.md): the others go on to b. Before, all three went through the gate
+    # together. With a the last backend (x -> a), all three try it: as at planning, an open
+    # circuit that would leave nothing to try is ignored (helper-95: one skipped there failed
+    # a request a backend could have served).
     boom = ServerError("boom", 500)
     gate_x, gate_a = asyncio.Event(), asyncio.Event()
     x = Scripted("x", [gate_x, boom])
     a = Scripted("a", [boom], [boom], [gate_a, *answer("ok")])
-    r = router_of(x, a, breaker_failures=2, models={"only_a": ["a"]})
+    b = Scripted("b", answer("b"))
+    chain = (x, a) if last else (x, a, b)
+    r = router_of(*chain, breaker_failures=2, models={"only_a": ["a"]})
     for _ in range(2):  # open a's circuit
         with pytest.raises(AllFailed):
             await r.run(Request("chat"), model="only_a")
@@ -85,7 +93,8 @@ async def test_requests_that_fail_over_together_are_not_all_probes_of_a_half_ope
     in_flight = a.open
     gate_a.set()
     outs = await asyncio.gather(*runs, return_exceptions=True)
-    assert in_flight == 1, (in_flight, [getattr(o, "attempts", o) for o in outs])
+    assert in_flight == (3 if last else 1), (in_flight, [getattr(o, "attempts", o) for o in outs])
+    assert sorted(o.backend for o in outs) == (["a"] * 3 if last else ["a", "b", "b"])  # type: ignore[union-attr]
 
 
 async def test_a_forced_request_in_cooldown_is_not_the_probe() -> None:

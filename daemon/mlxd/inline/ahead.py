@@ -153,7 +153,7 @@ class Ahead(RestJobs, NextJobs):
                 if not item and job.cut is not None and time.monotonic() < start + budget:
                     going = self._jobs.get(uri)  # the cut line going on already (nexts.py)
                     if going is not None and going.task and answers_at(going, prefix, suffix):
-                        return await self._join_rest(going, prefix, suffix, start)
+                        return await self._join_rest(going, prefix, suffix, start, whole)
                     return await self._resume(uri, job, start)
                 return item
             if answers_at(job, prefix, suffix):  # an answer going on here (rest.py)
@@ -332,6 +332,7 @@ class Ahead(RestJobs, NextJobs):
         if job is None or job.task is None or job.task.done():
             return
         job.task.cancel()
+        job.stale = job.stale or stale  # a request waiting for it has nothing to show (rest.py)
         if job.kind != "warm":  # next and rest jobs (text made for the user); not a warm-up
             self.stats.ahead_cancelled += cancelled
             self.stats.ahead_dropped += stale

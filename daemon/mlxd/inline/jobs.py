@@ -53,7 +53,8 @@ class Job:
     go: Any = None  # next: the shown answer's generation going on that writes it (types.GoOn)
     # rest: set each time it stores a suggestion at `key` (a request waiting for it goes on).
     stored: asyncio.Event = field(default_factory=asyncio.Event)
-    # warm: the document changed since it began (its prompts still to come are not started).
+    # warm: the document changed since it began (its prompts still to come are not started);
+    # next, rest: dropped by an edit that does not type along it.
     stale: bool = False
     # next: pregenerated where the cursor rests (mlxd/didMoveCursor), not after a suggestion;
     # rest: going on from such a one. A move elsewhere replaces it.

@@ -79,15 +79,18 @@ class RestJobs(AheadPart):
         self.stats.rest_started += 1
         return go is not None
 
-    async def block_by(self, ctx: CursorContext, shown: str, deadline: float) -> tuple[str, bool]:
+    async def block_by(
+        self, ctx: CursorContext, shown: str, deadline: float
+    ) -> tuple[str | None, bool]:
         """At a block start whose first line `shown` was just answered: the block as far as
         its rest job has stored whole lines by `deadline` (monotonic; the request's own
         bound), or by the job's end when sooner. The request shows the whole block when it
         is written in time, instead of its first line with the rest only in the cache; a job
         not done by then goes on for the next request there. `shown` when no rest job runs
-        at ctx's position. And whether the job was left to itself: False when it was stopped
-        meanwhile (newer work elsewhere, didClose, a reload), which no work after this answer
-        may then replace."""
+        at ctx's position; None when an edit dropped the job meanwhile (the text is no longer
+        the document's). And whether the job was left to itself: False when it was stopped
+        meanwhile (newer work elsewhere, didClose, a reload, an edit), which no work after this
+        answer may then replace."""
         job = self._jobs.get(ctx.uri)
         if job is None or job.kind != "rest" or job.key != (ctx.prefix, ctx.suffix):
             return shown, True
@@ -102,7 +105,7 @@ class RestJobs(AheadPart):
             if cancelling():  # the request itself was cancelled
                 raise
         stored = self.engine.cache.peek(ctx.uri, ctx.prefix, ctx.suffix) or shown
-        return stored, not job.task.cancelled()
+        return (None if job.stale else stored), not job.task.cancelled()
 
     async def _went_on(self, job: Job, ctx: CursorContext, text: str, go: GoOn) -> Continued:
         """The block's second line from its first line's generation going on (`go`), stored at

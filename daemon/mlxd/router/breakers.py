@@ -165,7 +165,8 @@ class Breakers(dict[str, Breaker]):
         applies: not for a forced backend, nor when it would leave nothing to try (a request
         that would fail unheard is better spent as a probe). Where it applies, the router asks
         `reason` again when it comes to the backend (its circuit may have opened, or another
-        request become its probe, since)."""
+        request become its probe, since), and skips it then unless no backend after it is
+        left."""
         if forced:
             return plan, False
         now = time.monotonic()

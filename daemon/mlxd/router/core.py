@@ -134,7 +134,10 @@ class Router:
             left = request.max_tokens - run.cut_tokens
             if run.cut_tokens and left <= 0:  # the cut answer is already that long
                 return self._outcome(run, Done("length", 0, 0, ""), run.cut_by, attempts)
-            after = sum(later_skip is None for _, later_skip in plan[i + 1 :])
+            after = sum(s is None and not self._opened(run, n) for n, s in plan[i + 1 :])
+            if after and (why := self._opened(run, name)):  # since the plan: skipped now too
+                attempts.append(Attempt(name, why))
+                continue
             done = await self._try(name, replace(request, max_tokens=left), run, after, attempts)
             empty = not answered(run, False) and not run.answer.stopped  # no stop ended it
             if done is not None and request.kind == "inline" and after and empty:
@@ -150,10 +153,7 @@ class Router:
     ) -> Done | None:
         """One backend's attempt (`after`: backends still to try after it), continuing what
         earlier ones streamed: its Done, or None when it failed (the failure recorded in
-        `attempts` and its circuit breaker) or its circuit skips it since the plan."""
-        if run.gated and (why := self.breakers.reason(name, time.monotonic())):
-            attempts.append(Attempt(name, why))  # reopened, or another request probes it
-            return None
+        `attempts` and its circuit breaker)."""
         local = is_local(self, name)
         # Inline: a cloud backend late for inline requests gets a share of the bound; one
         # tried first, with all of it, that has no usable answer by the bound is marked late
@@ -219,6 +219,11 @@ class Router:
         Privacy rules always hold."""
         plan = [(name, self._privacy(name, documents)) for name in chain]
         return self.breakers.gate(plan, forced)
+
+    def _opened(self, run: Run, name: str) -> str | None:
+        """Why `name`'s circuit skips it now where the plan applies them (Run.gated): it opened,
+        or another request became its probe, since the request planned."""
+        return self.breakers.reason(name, time.monotonic()) if run.gated else None
 
     def _privacy(self, name: str, documents: list[str]) -> str | None:
         return skip_reason(self.backends.get(name), self.config.routing, documents)
