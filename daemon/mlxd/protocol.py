@@ -28,7 +28,8 @@ STATUS = "mlxd/status"  # notification, server -> client
 METHODS = [CHAT, COMPLETE, MODELS, SET_API_KEY, STATS]  # requests
 # Client -> server notifications (a client sends one only when the server lists it).
 DID_MOVE_CURSOR = "mlxd/didMoveCursor"  # where the cursor rests: inline warms its prompt
-NOTIFICATIONS = [DID_MOVE_CURSOR]
+DID_COPY = "mlxd/didCopy"  # text the user copied: a neighbour snippet for inline prompts
+NOTIFICATIONS = [DID_MOVE_CURSOR, DID_COPY]
 
 # JSON-RPC / LSP error codes used by mlxd.
 PARSE_ERROR = -32700
@@ -66,6 +67,11 @@ class Position(Params):
 class CursorParams(Params):
     text_document: TextDocumentRef
     position: Position
+
+
+class CopyParams(Params):
+    text_document: TextDocumentRef
+    text: str
 
 
 class ChatParams(Params):

@@ -233,6 +233,13 @@ def _check(run: E2ERun) -> None:
         assert {s.split(":")[0] for s in sent} == {"cursor.py"}, result["cursor"]
         assert len(sent) == 1 or (phase == "burst" and len(sent) < 8), result["cursor"]
     assert result["cursor"]["burst"]["sent"][-1] == "cursor.py:5:3", result["cursor"]
+    # Ctrl+C with a selection (issue #16 item 5): VS Code's copy filled the clipboard, and the
+    # text (two lines, 52 characters) went to the daemon once, which kept it; without a
+    # selection Ctrl+C copied the line and nothing was sent.
+    copy = result["copy"]
+    assert copy["copied"] == "value_0 = 0 * 2  # line 0\nvalue_1 = 1 * 2  # line 1\n", copy
+    assert copy["sent"] == ["cursor.py:52"] and copy["counted"] == 1, copy
+    assert copy["line"] == "value_2 = 2 * 2  # line 2\n" and copy["sentWithoutSelection"] == 0, copy
     # Chat: streamed in several deltas and renderings; the final text is the daemon's.
     assert result["chatStreamedChunks"] >= 3
     assert result["chatSnapshots"] >= 3

@@ -26,6 +26,7 @@ MIRRORS: dict[type[msgspec.Struct], str] = {
     P.TextDocumentRef: "TextDocumentRef",
     P.Position: "Position",
     P.CursorParams: "CursorParams",
+    P.CopyParams: "CopyParams",
     P.ChatParams: "ChatParams",
     P.CompleteParams: "CompleteParams",
     P.SetApiKeyParams: "SetApiKeyParams",

@@ -208,7 +208,10 @@ class App:
         )
 
     def _neighbors(self, uri: str, documents: list[Document]) -> list[Document]:
-        return [d for d in documents if d[0] != uri and not self.router.excluded(d[0])]
+        """The open documents but `uri`, and the copied chunks (inline/ring.py), that are not
+        excluded (routing.exclude, read now: a reload may exclude a copy's source since)."""
+        copies = self.inline.ring.documents(lambda source: not self.router.excluded(source))
+        return copies + [d for d in documents if d[0] != uri and not self.router.excluded(d[0])]
 
     def inline_opened(self, uri: str, language: str, text: str, documents: list[Document]) -> None:
         """didOpen (`documents`: every open one): the inline engine indexes and warms it."""
@@ -226,6 +229,11 @@ class App:
         """didChange: stale inline background work is dropped (see InlineEngine.changed)."""
         neighbors = lambda: self._neighbors(uri, documents())  # noqa: E731 (called later)
         self.inline.changed(uri, language, text, edit, encoding, neighbors)
+
+    def inline_copied(self, uri: str, language: str, text: str) -> None:
+        """mlxd/didCopy: the inline engine keeps the copy, unless its document is excluded."""
+        if not self.router.excluded(uri):
+            self.inline.copied(uri, language, text)
 
     def inline_moved(
         self,

@@ -1,5 +1,6 @@
-"""The inline engine's document events (didOpen, didChange, didClose, mlxd/didMoveCursor):
-what each one indexes, drops or warms (ahead.py)."""
+"""The inline engine's document events (didOpen, didChange, didClose, mlxd/didMoveCursor,
+mlxd/didCopy): what each one indexes, drops, warms (ahead.py) or keeps (ring.py), and the
+prompt header the open documents and copies make."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from mlxd.prompts import Encoding, normalize_encoding, position_to_offset
+from mlxd.prompts import (
+    CursorContext,
+    Encoding,
+    file_header,
+    format_snippets,
+    normalize_encoding,
+    position_to_offset,
+)
 
 if TYPE_CHECKING:
     from mlxd.config import Config, InlineConfig
@@ -17,7 +25,14 @@ if TYPE_CHECKING:
     from .ahead import Ahead
     from .cache import InlineCache
     from .engine import Document
+    from .ring import CopyRing
     from .sticky import StickySnippets
+
+# Lines above the cursor that neighbour snippets are matched against.
+_NEAR_CHARS = 2000
+# Characters a token at most, for the text around the cursor a prompt's window may hold: a
+# copy of this document from there is in the prompt already.
+_WINDOW_CHARS = 4
 
 
 class DocumentEvents:
@@ -28,6 +43,8 @@ class DocumentEvents:
     cache: InlineCache
     snippets: SnippetIndex
     sticky: StickySnippets
+    ring: CopyRing
+    root: str | None
     _latest: dict[str, int]
 
     def _supersede(self, uri: str) -> Any: ...
@@ -99,3 +116,24 @@ class DocumentEvents:
         enc = normalize_encoding(encoding)
         at = lambda: position_to_offset(text, line, character, enc)  # noqa: E731 (once it rests)
         self.ahead.moved(uri, language, text, at, neighbors)
+
+    def copied(self, uri: str, language: str, text: str) -> None:
+        """mlxd/didCopy: `text` was copied from document `uri`; kept as a neighbour chunk."""
+        for name in self.ring.add(uri, language, text):
+            self.snippets.remove(name)
+
+    def _header(self, ctx: CursorContext, neighbors: Iterable[Document]) -> str:
+        """File path comment, preceded by neighbour snippets when enabled: windows of the
+        open documents and chunks of copied code, less a copy of this document's text that
+        the prompt's window may hold already."""
+        header = file_header(ctx.uri, ctx.language, self.root)
+        if not (self.cfg.neighbor_snippets and header):
+            return header
+        line_start = len(ctx.prefix) - len(ctx.line_prefix)
+        # Lines above the cursor line only: they change far less often than the cursor line.
+        near = ctx.prefix[max(0, line_start - _NEAR_CHARS) : line_start]
+        budget = self.cfg.context_tokens // 2
+        window = _WINDOW_CHARS * self.cfg.context_tokens
+        docs = self.ring.for_prompt(ctx, neighbors, window, budget)
+        snippets = self.sticky.pick(ctx.uri, docs, ctx.language, budget, near)
+        return format_snippets(self.ring.sources(snippets), ctx.language, self.root) + header

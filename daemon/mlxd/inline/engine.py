@@ -24,8 +24,6 @@ from mlxd.prompts import (
     SnippetIndex,
     apply_selection,
     context_at,
-    file_header,
-    format_snippets,
     normalize_encoding,
     offset_to_position,
     position_to_offset,
@@ -41,6 +39,7 @@ from .documents import DocumentEvents
 from .items import EngineStats, InlineItem, Range
 from .jobs import cancelling
 from .rerank import Score
+from .ring import CopyRing
 from .sticky import StickySnippets
 from .why import explained, note
 
@@ -49,9 +48,6 @@ from .why import explained, note
 # router's Outcome. A bare string counts as finished.
 Generate = Callable[[Request, CursorContext], Awaitable[Any]]
 Document = tuple[str, str, str]  # (uri, language, text)
-
-# Lines above the cursor that neighbour snippets are matched against.
-_NEAR_CHARS = 2000
 
 
 @dataclass(eq=False, slots=True)
@@ -99,6 +95,7 @@ class InlineEngine(DocumentEvents):
         self.ahead = Ahead(self, background)
         self.snippets = SnippetIndex()  # open documents, indexed for neighbour snippets
         self.sticky = StickySnippets(self.snippets)  # each document's pick, kept (KV reuse)
+        self.ring = CopyRing()  # copied code, neighbour snippets too (mlxd/didCopy)
 
     # --- settings -------------------------------------------------------------------------
     def language_config(self, language: str) -> LanguageConfig:
@@ -111,6 +108,7 @@ class InlineEngine(DocumentEvents):
         """Counters for `mlxd/status` and the benchmark."""
         builds = {"context_builds": COUNTS["context_builds"], "trims": COUNTS["trims"]}
         stats = {**asdict(self.stats), "cache_misses": self.cache.misses, **builds}
+        stats["copies"] = self.ring.taken
         return {**stats, **self.ahead.snapshot()}
 
     # --- the request ----------------------------------------------------------------------
@@ -332,15 +330,3 @@ class InlineEngine(DocumentEvents):
         finally:
             if self._inflight.get(ctx.uri) is flight:
                 del self._inflight[ctx.uri]
-
-    def _header(self, ctx: CursorContext, neighbors: Iterable[Document]) -> str:
-        """File path comment, preceded by neighbour snippets when enabled."""
-        header = file_header(ctx.uri, ctx.language, self.root)
-        if not (self.cfg.neighbor_snippets and header):
-            return header
-        line_start = len(ctx.prefix) - len(ctx.line_prefix)
-        # Lines above the cursor line only: they change far less often than the cursor line.
-        near = ctx.prefix[max(0, line_start - _NEAR_CHARS) : line_start]
-        budget = self.cfg.context_tokens // 2
-        snippets = self.sticky.pick(ctx.uri, neighbors, ctx.language, budget, near)
-        return format_snippets(snippets, ctx.language, self.root) + header

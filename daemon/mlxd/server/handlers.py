@@ -118,6 +118,22 @@ def did_move_cursor(ls: MlxdServer, params: Any) -> None:
     ls.app.inline_moved(uri, doc.language_id or "", doc.source, position, encoding, documents)
 
 
+def did_copy(ls: MlxdServer, params: Any) -> None:
+    """mlxd/didCopy: text copied from an open document joins the inline engine's neighbour
+    snippets. A notification has no answer: bad params or an unknown document are logged and
+    dropped."""
+    try:
+        p = P.parse(params, P.CopyParams)
+    except P.InvalidParams as exc:
+        log.warning("ignoring %s with invalid params: %s", P.DID_COPY, exc)
+        return
+    uri, doc = ls.app.documents.get(p.text_document.uri)
+    if doc is None:
+        log.debug("ignoring %s for a document that is not open", P.DID_COPY)
+        return
+    ls.app.inline_copied(uri, doc.language_id or "", p.text)
+
+
 def did_close(ls: MlxdServer, params: T.DidCloseTextDocumentParams) -> None:
     """Stop the closed document's inline generation and forget its cached suggestions."""
     ls.app.inline.forget(ls.app.documents.close(params.text_document.uri))
@@ -244,6 +260,7 @@ FEATURES: list[tuple[str, Any, Callable[..., Any]]] = [
     (T.TEXT_DOCUMENT_DID_CHANGE, None, did_change),
     (T.TEXT_DOCUMENT_DID_CLOSE, None, did_close),
     (P.DID_MOVE_CURSOR, None, did_move_cursor),
+    (P.DID_COPY, None, did_copy),
     (T.SHUTDOWN, None, shutdown),
     (P.CHAT, None, chat),
     (P.COMPLETE, None, complete),

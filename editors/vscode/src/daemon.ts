@@ -21,6 +21,7 @@ import {
   type WorkDoneProgressReport,
   WorkDoneProgressCancelNotification,
 } from 'vscode-languageclient/node';
+import { copiedText, DID_COPY } from './copy';
 import { advertises, CursorReporter, DID_MOVE_CURSOR } from './cursor';
 import { DownloadNotifier } from './download';
 import { describeItems, inlineWantedIn, makeInlineMiddleware } from './inline';
@@ -97,6 +98,22 @@ export class Daemon implements vscode.Disposable {
       vscode.workspace.onDidCloseTextDocument((doc) => this.cursor.closed(doc)),
       { dispose: () => this.cursor.dispose() },
     ];
+  }
+
+  /** `editor`'s selections were just copied (`mlxd.copy`): their text goes to the daemon
+   * (`mlxd/didCopy`), which keeps it as a neighbour snippet for inline prompts. As for the
+   * cursor: synced documents with ghost text on, a daemon that lists the method. */
+  copied(editor: vscode.TextEditor | undefined): void {
+    const client = this.client;
+    if (!editor || client?.state !== State.Running) return;
+    const doc = editor.document;
+    if (!advertises(client.initializeResult?.capabilities, DID_COPY)) return;
+    if (vscode.languages.match(DOCUMENT_SELECTOR, doc) === 0 || !inlineWantedIn(doc, this.settings)) return;
+    const text = copiedText(editor.selections.filter((s) => !s.isEmpty).map((s) => doc.getText(s)));
+    if (text === undefined) return;
+    const uri = client.code2ProtocolConverter.asUri(doc.uri);
+    void client.sendNotification(DID_COPY, { textDocument: { uri }, text }).catch(() => undefined);
+    this.tracer.write({ kind: 'copy', uri, chars: text.length });
   }
 
   private cursorOf(editor: vscode.TextEditor | undefined): void {

@@ -32,6 +32,13 @@ export interface CursorParams {
   position: Position;
 }
 
+/** `mlxd/didCopy` (notification): text copied from a synced document; sent only when the
+ * daemon lists the method. */
+export interface CopyParams {
+  textDocument: TextDocumentRef;
+  text: string;
+}
+
 export interface ChatParams {
   messages: ChatMessage[];
   model?: string;
@@ -139,6 +146,7 @@ export const Methods = {
   stats: 'mlxd/stats',
   status: 'mlxd/status',
   didMoveCursor: 'mlxd/didMoveCursor',
+  didCopy: 'mlxd/didCopy',
 } as const;
 
 /** JSON-RPC error code the daemon answers a cancelled request with. */

@@ -412,6 +412,7 @@ local function on_attach(args)
     M.state.exited = nil
     inline.enable(args.buf, client)
     require('mlxd.cursor').attach(args.buf, client)
+    require('mlxd.copy').attach(args.buf, client)
   end
 end
 
@@ -421,6 +422,7 @@ local function on_detach(args)
     return
   end
   require('mlxd.cursor').detach(args.buf)
+  require('mlxd.copy').detach(args.buf)
   if inline.buf_impl(args.buf) == 'fallback' then
     require('mlxd.ghost').detach(args.buf)
   end

@@ -66,7 +66,8 @@ let failure: string | undefined;
 interface TraceRecord {
   kind: string;
   uri?: string;
-  stats?: { inline?: { cursorMoves?: number } };
+  stats?: { inline?: { cursorMoves?: number; copies?: number } };
+  chars?: number;
   line?: number;
   character?: number;
   items?: { insertText: string; range?: [number, number, number, number] }[];
@@ -524,6 +525,41 @@ async function cursorTest(page: Page): Promise<void> {
   await runCommand(page, 'View: Hide Panel'); // Show Daemon Stats opened the output channel
 }
 
+/** Ctrl+C with a selection (issue #16 item 5): VS Code's own copy still fills the clipboard,
+ * and the copied text goes to the daemon (`mlxd/didCopy`), which counts what it keeps
+ * (`inline.copies`). Without a selection Ctrl+C is VS Code's alone: it copies the line, and
+ * nothing is sent. */
+async function copyTest(page: Page): Promise<void> {
+  const sends = (): TraceRecord[] => readTrace().filter((r) => r.kind === 'copy');
+  const copies = async (): Promise<number> => {
+    const n = (await daemonStats(page)).inline?.copies;
+    check(typeof n === 'number', `mlxd/stats has inline.copies (${n})`);
+    return n;
+  };
+  const clipboard = (): Promise<string> => page.evaluate(() => navigator.clipboard.readText());
+  const base = await copies();
+  await openFile(page, 'cursor.py');
+  const first = sends().length;
+  for (const k of ['Control+Home', 'Shift+ArrowDown', 'Shift+ArrowDown', 'Control+C']) await page.keyboard.press(k);
+  await waitFor('a copy report for cursor.py', () => (sends().length > first ? true : undefined), 10_000, 50);
+  const copied = await clipboard();
+  const sent = sends().slice(first).map((r) => `${String(r.uri ?? '').split('/').at(-1)}:${r.chars ?? 0}`);
+  const counted = (await copies()) - base;
+  await openFile(page, 'cursor.py'); // Show Daemon Stats moved the focus to its output
+  const after = sends().length;
+  for (const k of ['Control+Home', 'ArrowDown', 'ArrowDown', 'Control+C']) await page.keyboard.press(k);
+  const line = await waitFor('Ctrl+C without a selection to copy the line', async () => {
+    const t = await clipboard();
+    return t !== copied ? t : undefined;
+  }, 10_000, 100);
+  await new Promise((r) => setTimeout(r, 500));
+  result.copy = { sent, counted, copied, line, sentWithoutSelection: sends().length - after };
+  const two = CURSOR_LINES.slice(0, 2).join('\n') + '\n';
+  check(copied === two && sent.length === 1 && counted === 1, `Ctrl+C copied the selection and reported it once (${JSON.stringify(result.copy)})`);
+  check(line === `${CURSOR_LINES[2]}\n` && sends().length === after, `Ctrl+C without a selection copied the line, unreported (${JSON.stringify(result.copy)})`);
+  await runCommand(page, 'View: Hide Panel');
+}
+
 /** Cycling (issue #18 item 19): asked explicitly ("Trigger Inline Suggestion", triggerKind
  * Invoked) after a locally served answer, the daemon returns more than one distinct item;
  * Alt+] (showNext) shows the second one, and Tab accepts the one shown. */
@@ -879,9 +915,10 @@ async function keybindingsTest(page: Page): Promise<void> {
   check(/\d+ of \d+/.test(control), `the search finds VS Code's own Alt+] (${control})`);
   // The keys the manifest contributes (run from editors/vscode); macOS keys cannot be checked
   // here: this is VS Code's Linux keymap.
-  const manifest = JSON.parse(fs.readFileSync('package.json', 'utf8')) as { contributes: { keybindings: { key: string }[] } };
+  // mlxd.copy takes Ctrl+C on purpose: it runs VS Code's own copy first (copyTest checks it).
+  const manifest = JSON.parse(fs.readFileSync('package.json', 'utf8')) as { contributes: { keybindings: { key: string; command: string }[] } };
   const clashes: Record<string, string> = {};
-  for (const { key } of manifest.contributes.keybindings) {
+  for (const { key } of manifest.contributes.keybindings.filter((k) => k.command !== 'mlxd.copy')) {
     // As the JSON text spells it (a backslash key has two backslashes), escaped for the regex.
     const escaped = JSON.stringify(key).slice(1, -1).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     clashes[key] = await count(`"key": "${escaped}",\\s*"command": "(?!mlxd\\.)`);
@@ -1372,6 +1409,7 @@ async function main(): Promise<void> {
       ['menu', () => menuTest(page)],
       ['cycle', () => cycleTest(page)], // after menu: it adds lines to main.py
       ['cursor', () => cursorTest(page)],
+      ['copy', () => copyTest(page)],
       ['log', () => logTest()],
       ['crash', () => crashTest(page)],
       ['keybindings', () => keybindingsTest(page)],
