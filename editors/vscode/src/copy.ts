@@ -1,8 +1,8 @@
 // Code the user copies, told to the daemon (`mlxd/didCopy`, docs/protocol.md) so that inline
 // prompts can show it to the model as a neighbour snippet: a function copied to write its
 // sibling, far above the cursor or in a file since closed (llama.vim's ring). VS Code has no
-// copy event: the extension's `mlxd.copy` takes Ctrl+C / Cmd+C in a text editor with a
-// selection, runs VS Code's own copy first, then reports the copied text.
+// copy event: Ctrl+C / Cmd+C in a text editor with a selection runs VS Code's own copy, then
+// the extension's `mlxd.copied`, which reports the copied text (package.json, `runCommands`).
 // No `vscode` import here, so the unit tests run in plain Node.
 
 import { Methods } from './protocol';

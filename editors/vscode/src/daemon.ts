@@ -100,7 +100,7 @@ export class Daemon implements vscode.Disposable {
     ];
   }
 
-  /** `editor`'s selections were just copied (`mlxd.copy`): their text goes to the daemon
+  /** `editor`'s selections were just copied (`mlxd.copied`): their text goes to the daemon
    * (`mlxd/didCopy`), which keeps it as a neighbour snippet for inline prompts. As for the
    * cursor: synced documents with ghost text on, a daemon that lists the method. */
   copied(editor: vscode.TextEditor | undefined): void {

@@ -47,15 +47,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     tracer.write({ kind: 'chat-opened' }); // the e2e types once VS Code has moved the focus
   });
   command('mlxd.newChat', () => chat.newChat());
-  // Ctrl+C / Cmd+C with a selection (package.json): VS Code's own copy first, whatever
-  // happens after it; then the copied text goes to the daemon (copy.ts).
-  command('mlxd.copy', async () => {
-    try {
-      await vscode.commands.executeCommand('editor.action.clipboardCopyAction');
-    } finally {
-      d.copied(vscode.window.activeTextEditor);
-    }
-  });
+  // Ctrl+C / Cmd+C with a selection runs VS Code's own copy, then this (package.json's
+  // runCommands: the copy is VS Code's, whatever becomes of the extension); the copied text
+  // goes to the daemon (copy.ts).
+  command('mlxd.copied', () => d.copied(vscode.window.activeTextEditor));
   void vscode.commands.executeCommand('setContext', 'mlxd.reportsCopies', true);
   command('mlxd.cancelDownload', () => {
     if (!d.cancelLoad()) void vscode.window.showInformationMessage('mlxd: no model download or load is running.');

@@ -915,10 +915,10 @@ async function keybindingsTest(page: Page): Promise<void> {
   check(/\d+ of \d+/.test(control), `the search finds VS Code's own Alt+] (${control})`);
   // The keys the manifest contributes (run from editors/vscode); macOS keys cannot be checked
   // here: this is VS Code's Linux keymap.
-  // mlxd.copy takes Ctrl+C on purpose: it runs VS Code's own copy first (copyTest checks it).
+  // Ctrl+C is taken on purpose: VS Code's own copy, then mlxd.copied (copyTest checks both).
   const manifest = JSON.parse(fs.readFileSync('package.json', 'utf8')) as { contributes: { keybindings: { key: string; command: string }[] } };
   const clashes: Record<string, string> = {};
-  for (const { key } of manifest.contributes.keybindings.filter((k) => k.command !== 'mlxd.copy')) {
+  for (const { key } of manifest.contributes.keybindings.filter((k) => k.command !== 'runCommands')) {
     // As the JSON text spells it (a backslash key has two backslashes), escaped for the regex.
     const escaped = JSON.stringify(key).slice(1, -1).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     clashes[key] = await count(`"key": "${escaped}",\\s*"command": "(?!mlxd\\.)`);
