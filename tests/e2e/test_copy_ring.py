@@ -154,7 +154,9 @@ async def test_a_copy_longer_than_the_snippet_budget_shows_its_first_lines(
     tmp_path: Path, tiny_model: Path
 ) -> None:
     # context_tokens 512: snippets get 256 characters; the copy is ~1,500.
-    body = "".join(f"    decoded_header_{n} = raw_header.decode(default_charset)\n" for n in range(24))
+    body = "".join(
+        f"    decoded_header_{n} = raw_header.decode(default_charset)\n" for n in range(24)
+    )
     long_copy = HELPER.split("\n")[0] + "\n" + body
     async with FakeProvider(require_key=KEY) as fake:
         fake.default = Reply.text([" 1"])
