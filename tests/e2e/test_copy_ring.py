@@ -6,6 +6,8 @@ OpenAI-compatible provider (whose request bodies show the prompt), the tiny mode
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -53,26 +55,32 @@ def config(tmp_path: Path, tiny_model: Path, url: str) -> Path:
     )
 
 
-async def test_the_method_is_advertised(tmp_path: Path, tiny_model: Path) -> None:
+@asynccontextmanager
+async def session(tmp_path: Path, tiny_model: Path) -> AsyncIterator[tuple[Session, FakeProvider]]:
+    """The daemon with inline on the fake provider first, which answers " 1" to everything."""
     async with FakeProvider(require_key=KEY) as fake:
+        fake.default = Reply.text([" 1"])
         async with daemon(config(tmp_path, tiny_model, fake.openai_url), env=ENV) as s:
-            assert s.init_result is not None
-            assert "mlxd/didCopy" in s.init_result.capabilities.experimental["mlxd"]["methods"]
+            yield s, fake
+
+
+async def test_the_method_is_advertised(tmp_path: Path, tiny_model: Path) -> None:
+    async with session(tmp_path, tiny_model) as (s, _):
+        assert s.init_result is not None
+        assert "mlxd/didCopy" in s.init_result.capabilities.experimental["mlxd"]["methods"]
 
 
 async def test_a_copy_from_far_above_in_the_document_is_in_the_prompt(
     tmp_path: Path, tiny_model: Path
 ) -> None:
-    async with FakeProvider(require_key=KEY) as fake:
-        fake.default = Reply.text([" 1"])
-        async with daemon(config(tmp_path, tiny_model, fake.openai_url), env=ENV) as s:
-            open_doc(s, DOC, uri=URI)
-            # Before the copy (a line above: the cursor's own answer would be cached), the
-            # helper is out of the window's reach.
-            await inline(s, LINE - 1, 0, kind=2, uri=URI)
-            copy(s, HELPER)
-            await inline(s, LINE, 4, kind=2, uri=URI)
-            assert (await counts(s))["copies"] == 1
+    async with session(tmp_path, tiny_model) as (s, fake):
+        open_doc(s, DOC, uri=URI)
+        # Before the copy (a line above: the cursor's own answer would be cached), the
+        # helper is out of the window's reach.
+        await inline(s, LINE - 1, 0, kind=2, uri=URI)
+        copy(s, HELPER)
+        await inline(s, LINE, 4, kind=2, uri=URI)
+        assert (await counts(s))["copies"] == 1
     assert fake.request_count == 2
     before, after = header_of(fake, 0), header_of(fake, 1)
     assert "normalize_header_value" not in before
@@ -82,29 +90,25 @@ async def test_a_copy_from_far_above_in_the_document_is_in_the_prompt(
 
 async def test_a_copy_outlives_the_document_it_came_from(tmp_path: Path, tiny_model: Path) -> None:
     other = "file:///work/project/headers.py"
-    async with FakeProvider(require_key=KEY) as fake:
-        fake.default = Reply.text([" 1"])
-        async with daemon(config(tmp_path, tiny_model, fake.openai_url), env=ENV) as s:
-            open_doc(s, HELPER, uri=other)
-            copy(s, HELPER, uri=other)
-            s.client.text_document_did_close(
-                T.DidCloseTextDocumentParams(T.TextDocumentIdentifier(other))
-            )
-            open_doc(s, NEAR, uri=URI)
-            await inline(s, 2, 4, kind=2, uri=URI)
+    async with session(tmp_path, tiny_model) as (s, fake):
+        open_doc(s, HELPER, uri=other)
+        copy(s, HELPER, uri=other)
+        s.client.text_document_did_close(
+            T.DidCloseTextDocumentParams(T.TextDocumentIdentifier(other))
+        )
+        open_doc(s, NEAR, uri=URI)
+        await inline(s, 2, 4, kind=2, uri=URI)
     assert "decoded_header = raw_header.decode" in header_of(fake)
     assert "headers.py" in header_of(fake)
 
 
 async def test_a_copy_the_window_holds_is_not_sent_twice(tmp_path: Path, tiny_model: Path) -> None:
-    async with FakeProvider(require_key=KEY) as fake:
-        fake.default = Reply.text([" 1"])
-        async with daemon(config(tmp_path, tiny_model, fake.openai_url), env=ENV) as s:
-            doc = HELPER + "\n" + NEAR
-            open_doc(s, doc, uri=URI)
-            copy(s, HELPER)
-            await inline(s, doc.count("\n"), 4, kind=2, uri=URI)
-            assert (await counts(s))["copies"] == 1
+    async with session(tmp_path, tiny_model) as (s, fake):
+        doc = HELPER + "\n" + NEAR
+        open_doc(s, doc, uri=URI)
+        copy(s, HELPER)
+        await inline(s, doc.count("\n"), 4, kind=2, uri=URI)
+        assert (await counts(s))["copies"] == 1
     body = fake.requests[-1].body["messages"][-1]["content"]
     assert body.count("decoded_header = raw_header.decode") == 1  # the document's own line
     assert SNIPPET not in header_of(fake)
@@ -113,14 +117,12 @@ async def test_a_copy_the_window_holds_is_not_sent_twice(tmp_path: Path, tiny_mo
 async def test_a_copy_from_an_excluded_document_never_leaves(
     tmp_path: Path, tiny_model: Path
 ) -> None:
-    async with FakeProvider(require_key=KEY) as fake:
-        fake.default = Reply.text([" 1"])
-        async with daemon(config(tmp_path, tiny_model, fake.openai_url), env=ENV) as s:
-            open_doc(s, ENV_TEXT, uri=ENV_URI, language="python")  # same language: a candidate
-            copy(s, ENV_TEXT + "API_TOKEN_FOR = API_TOKEN\n", uri=ENV_URI)
-            open_doc(s, "API_TOKEN = load()\nDB_PASSWORD = load()\nx = ", uri=URI)
-            await inline(s, 2, 4, kind=2, uri=URI)
-            assert (await counts(s))["copies"] == 0
+    async with session(tmp_path, tiny_model) as (s, fake):
+        open_doc(s, ENV_TEXT, uri=ENV_URI, language="python")  # same language: a candidate
+        copy(s, ENV_TEXT + "API_TOKEN_FOR = API_TOKEN\n", uri=ENV_URI)
+        open_doc(s, "API_TOKEN = load()\nDB_PASSWORD = load()\nx = ", uri=URI)
+        await inline(s, 2, 4, kind=2, uri=URI)
+        assert (await counts(s))["copies"] == 0
     assert fake.request_count == 1  # the request went to the provider: the check can fail
     bodies = json.dumps([r.body for r in fake.requests])
     assert "sk-live-5f2c9a8e7d6b" not in bodies and "hunter2" not in bodies
@@ -129,24 +131,22 @@ async def test_a_copy_from_an_excluded_document_never_leaves(
 async def test_bad_copies_are_dropped_and_the_daemon_serves_on(
     tmp_path: Path, tiny_model: Path
 ) -> None:
-    async with FakeProvider(require_key=KEY) as fake:
-        fake.default = Reply.text([" 1"])
-        async with daemon(config(tmp_path, tiny_model, fake.openai_url), env=ENV) as s:
-            notify = s.client.protocol.notify
-            notify("mlxd/didCopy", {"textDocument": {"uri": URI}})  # no text
-            notify("mlxd/didCopy", {"textDocument": {"uri": URI}, "text": 7})
-            notify("mlxd/didCopy", {"text": HELPER})
-            copy(s, HELPER, uri="file:///work/project/never-opened.py")
-            copy(s, "x = 1")  # too short to tell the model anything (and URI is not open)
-            with pytest.raises(JsonRpcMethodNotFound):
-                await s.client.protocol.send_request_async(
-                    "mlxd/didCopy", {"textDocument": {"uri": URI}, "text": HELPER}
-                )
-            open_doc(s, NEAR, uri=URI)
-            copy(s, "x = 1")  # open now, but a word or two is not kept
-            got = await inline(s, 2, 4, kind=2, uri=URI)
-            assert got is not None
-            assert (await counts(s))["copies"] == 0
+    async with session(tmp_path, tiny_model) as (s, fake):
+        notify = s.client.protocol.notify
+        notify("mlxd/didCopy", {"textDocument": {"uri": URI}})  # no text
+        notify("mlxd/didCopy", {"textDocument": {"uri": URI}, "text": 7})
+        notify("mlxd/didCopy", {"text": HELPER})
+        copy(s, HELPER, uri="file:///work/project/never-opened.py")
+        copy(s, "x = 1")  # too short to tell the model anything (and URI is not open)
+        with pytest.raises(JsonRpcMethodNotFound):
+            await s.client.protocol.send_request_async(
+                "mlxd/didCopy", {"textDocument": {"uri": URI}, "text": HELPER}
+            )
+        open_doc(s, NEAR, uri=URI)
+        copy(s, "x = 1")  # open now, but a word or two is not kept
+        got = await inline(s, 2, 4, kind=2, uri=URI)
+        assert got is not None
+        assert (await counts(s))["copies"] == 0
     assert SNIPPET not in header_of(fake)
 
 
@@ -158,12 +158,10 @@ async def test_a_copy_longer_than_the_snippet_budget_shows_its_first_lines(
         f"    decoded_header_{n} = raw_header.decode(default_charset)\n" for n in range(24)
     )
     long_copy = HELPER.split("\n")[0] + "\n" + body
-    async with FakeProvider(require_key=KEY) as fake:
-        fake.default = Reply.text([" 1"])
-        async with daemon(config(tmp_path, tiny_model, fake.openai_url), env=ENV) as s:
-            open_doc(s, DOC, uri=URI)
-            copy(s, long_copy)
-            await inline(s, LINE, 4, kind=2, uri=URI)
+    async with session(tmp_path, tiny_model) as (s, fake):
+        open_doc(s, DOC, uri=URI)
+        copy(s, long_copy)
+        await inline(s, LINE, 4, kind=2, uri=URI)
     header = header_of(fake)
     assert "normalize_header_value" in header and "decoded_header_0 =" in header
     assert "decoded_header_23" not in header  # cut at a line end within the budget

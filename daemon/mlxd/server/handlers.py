@@ -100,18 +100,26 @@ def did_change(ls: MlxdServer, params: T.DidChangeTextDocumentParams) -> None:
     ls.app.inline_changed(uri, doc.language_id or "", doc.source, edit, encoding, documents)
 
 
-def did_move_cursor(ls: MlxdServer, params: Any) -> None:
-    """mlxd/didMoveCursor: the inline engine warms the prompt where the cursor rests. A
-    notification has no answer: bad params or an unknown document are logged and dropped."""
+def _on_document(ls: MlxdServer, params: Any, cls: type[Any], method: str) -> Any:
+    """(params as `cls`, uri, document) of a notification about an open document, or None:
+    bad params or an unknown document are logged and dropped (a notification has no answer)."""
     try:
-        p = P.parse(params, P.CursorParams)
+        p = P.parse(params, cls)
     except P.InvalidParams as exc:
-        log.warning("ignoring %s with invalid params: %s", P.DID_MOVE_CURSOR, exc)
-        return
+        log.warning("ignoring %s with invalid params: %s", method, exc)
+        return None
     uri, doc = ls.app.documents.get(p.text_document.uri)
     if doc is None:
-        log.debug("ignoring %s for a document that is not open", P.DID_MOVE_CURSOR)
+        log.debug("ignoring %s for a document that is not open", method)
+        return None
+    return p, uri, doc
+
+
+def did_move_cursor(ls: MlxdServer, params: Any) -> None:
+    """mlxd/didMoveCursor: the inline engine warms the prompt where the cursor rests."""
+    if (got := _on_document(ls, params, P.CursorParams, P.DID_MOVE_CURSOR)) is None:
         return
+    p, uri, doc = got
     position = (p.position.line, p.position.character)
     encoding = _encoding(ls.workspace.position_encoding)
     documents = ls.app.documents.listing  # called only once the cursor rests
@@ -120,17 +128,10 @@ def did_move_cursor(ls: MlxdServer, params: Any) -> None:
 
 def did_copy(ls: MlxdServer, params: Any) -> None:
     """mlxd/didCopy: text copied from an open document joins the inline engine's neighbour
-    snippets. A notification has no answer: bad params or an unknown document are logged and
-    dropped."""
-    try:
-        p = P.parse(params, P.CopyParams)
-    except P.InvalidParams as exc:
-        log.warning("ignoring %s with invalid params: %s", P.DID_COPY, exc)
+    snippets."""
+    if (got := _on_document(ls, params, P.CopyParams, P.DID_COPY)) is None:
         return
-    uri, doc = ls.app.documents.get(p.text_document.uri)
-    if doc is None:
-        log.debug("ignoring %s for a document that is not open", P.DID_COPY)
-        return
+    p, uri, doc = got
     ls.app.inline_copied(uri, doc.language_id or "", p.text)
 
 

@@ -13,7 +13,7 @@ local METHOD = 'mlxd/didCopy'
 H.run(function()
   local r = H.result
   local copy = require('mlxd.copy')
-  local mlxd = H.setup({ ghost = { implementation = impl } })
+  H.setup({ ghost = { implementation = impl } })
   vim.cmd.edit(file)
   local buf = api.nvim_get_current_buf()
   local client = H.wait_ready(buf)
@@ -30,15 +30,7 @@ H.run(function()
   end
 
   local function copies()
-    local got
-    mlxd.request(client, 'mlxd/stats', vim.empty_dict(), function(err, res)
-      got = { err = err, res = res }
-    end)
-    H.wait(function()
-      return got
-    end, 10000, 'mlxd/stats')
-    H.check(got.res, 'mlxd/stats answered: ' .. vim.inspect(got.err))
-    return got.res.inline.copies
+    return H.inline_stats(client).copies
   end
 
   -- Each phase: what must not send, then a yank of lines that must; returns what it sent.

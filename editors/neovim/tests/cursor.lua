@@ -21,7 +21,7 @@ H.run(function()
   local r = H.result
   local cursor = require('mlxd.cursor')
   local quiet = 4 * cursor.REST_MS -- long enough for a wrongly scheduled send to go out
-  local mlxd = H.setup({ ghost = { implementation = impl, enabled = case ~= 'ghost_off' } })
+  H.setup({ ghost = { implementation = impl, enabled = case ~= 'ghost_off' } })
   vim.cmd.edit(file)
   local buf = api.nvim_get_current_buf()
   local client = H.wait_ready(buf)
@@ -46,29 +46,14 @@ H.run(function()
     r.sent = sent
     r.buffers = cursor.buffers()
     if case == 'ghost_off' then
-      local got
-      mlxd.request(client, 'mlxd/stats', vim.empty_dict(), function(err, res)
-        got = { err = err, res = res }
-      end)
-      H.wait(function()
-        return got
-      end, 10000, 'mlxd/stats')
-      r.moves = got.res and got.res.inline.cursorMoves
+      r.moves = H.inline_stats(client).cursorMoves
     end
     return
   end
 
   -- The daemon's count of accepted notifications (this session's).
   local function moves()
-    local got
-    mlxd.request(client, 'mlxd/stats', vim.empty_dict(), function(err, res)
-      got = { err = err, res = res }
-    end)
-    H.wait(function()
-      return got
-    end, 10000, 'mlxd/stats')
-    H.check(got.res, 'mlxd/stats answered: ' .. vim.inspect(got.err))
-    return got.res.inline.cursorMoves
+    return H.inline_stats(client).cursorMoves
   end
 
   local function here()

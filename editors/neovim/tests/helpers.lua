@@ -113,6 +113,19 @@ function H.wait_ready(bufnr, timeout_ms)
   end, timeout_ms or 20000, 'the daemon to be ready')
 end
 
+--- The daemon's `mlxd/stats` `inline` counters for this session (a failed request fails).
+function H.inline_stats(client)
+  local got
+  require('mlxd').request(client, 'mlxd/stats', vim.empty_dict(), function(err, res)
+    got = { err = err, res = res }
+  end)
+  H.wait(function()
+    return got
+  end, 10000, 'mlxd/stats')
+  H.check(got.res, 'mlxd/stats answered: ' .. vim.inspect(got.err))
+  return got.res.inline
+end
+
 --- The whole text of a buffer.
 function H.text(bufnr)
   return table.concat(vim.api.nvim_buf_get_lines(bufnr, 0, -1, true), '\n')

@@ -17,19 +17,13 @@ M.MIN_CHARS = 24
 ---@type table<integer, integer> buffer -> the client it reports to
 local clients = {}
 
-local function ghost_on(bufnr)
-  local root = require('mlxd')
-  local opts = root.config or root.defaults
-  return (opts.ghost or {}).enabled ~= false and require('mlxd.toggle').enabled(bufnr)
-end
-
 -- A yank in `bufnr` just filled a register (TextYankPost's v:event).
 local function yanked(bufnr, event)
   local client = vim.lsp.get_client_by_id(clients[bufnr] or -1)
   if not client or (client.is_stopped and client:is_stopped()) then
     return
   end
-  if event.operator ~= 'y' or not ghost_on(bufnr) then
+  if event.operator ~= 'y' or not require('mlxd.cursor').ghost_on(bufnr) then
     return
   end
   local lines = vim.list_slice(event.regcontents or {}, 1, M.MAX_LINES)

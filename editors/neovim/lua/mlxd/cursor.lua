@@ -30,7 +30,8 @@ function M.advertised(client, method)
   return type(methods) == 'table' and vim.tbl_contains(methods, method or M.METHOD)
 end
 
-local function ghost_on(bufnr)
+--- Is ghost text on in `bufnr` (setup's ghost.enabled, :MlxdToggle, ghost.filetypes)?
+function M.ghost_on(bufnr)
   local root = require('mlxd')
   local opts = root.config or root.defaults
   return (opts.ghost or {}).enabled ~= false and require('mlxd.toggle').enabled(bufnr)
@@ -39,7 +40,7 @@ end
 -- The cursor came to rest in `bufnr`: send its position unless it is where the last one went.
 local function rest(bufnr)
   local st = states[bufnr]
-  if not st or api.nvim_get_current_buf() ~= bufnr or not ghost_on(bufnr) then
+  if not st or api.nvim_get_current_buf() ~= bufnr or not M.ghost_on(bufnr) then
     return -- the cursor left the buffer (its new one reports), or ghost text is off
   end
   local client = vim.lsp.get_client_by_id(st.client_id)
