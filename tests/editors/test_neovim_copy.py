@@ -36,4 +36,6 @@ def test_a_yank_is_sent_and_kept_and_nothing_else_is(
         assert r[phase] == [{"uri": r["uri"], "text": TWO}], (phase, ctx)
     # The same two lines again each time: the daemon keeps one chunk of them, counting each.
     assert r["copies"] == 4, ctx
+    long, two = r["long"]
+    assert long["text"] == "é" * 16000 and two == {"uri": r["uri"], "text": TWO}, ctx
     assert r["buffers_attached"] and r["group_after_detach"] is False, ctx

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from mlxd.prompts import (
+    PREFIX_SHARE,
     CursorContext,
     Encoding,
     file_header,
@@ -30,9 +31,9 @@ if TYPE_CHECKING:
 
 # Lines above the cursor that neighbour snippets are matched against.
 _NEAR_CHARS = 2000
-# Characters a token at most, for the text around the cursor a prompt's window may hold: a
-# copy of this document from there is in the prompt already.
-_WINDOW_CHARS = 4
+# Characters a token at least, for the text before the cursor that every prompt's window holds
+# (code runs 3-4): a copy of this document from there is in the prompt already.
+_SURE_CHARS = 2
 
 
 class DocumentEvents:
@@ -133,7 +134,7 @@ class DocumentEvents:
         # Lines above the cursor line only: they change far less often than the cursor line.
         near = ctx.prefix[max(0, line_start - _NEAR_CHARS) : line_start]
         budget = self.cfg.context_tokens // 2
-        window = _WINDOW_CHARS * self.cfg.context_tokens
+        window = int(PREFIX_SHARE * _SURE_CHARS * self.cfg.context_tokens)
         docs = self.ring.for_prompt(ctx, neighbors, window, budget)
         snippets = self.sticky.pick(ctx.uri, docs, ctx.language, budget, near)
         return format_snippets(self.ring.sources(snippets), ctx.language, self.root) + header

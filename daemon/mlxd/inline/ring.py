@@ -5,9 +5,12 @@ Copied code is what the user is about to use: a function copied to write its sib
 to adapt. It may come from far above in the same document (outside the prompt's window) or from
 a document since closed, where the open documents' windows do not reach. Each copy is kept as
 a chunk (its first CHUNK_LINES lines, at most CHUNK_CHARS characters) under a name of its own
-(`mlxd-copy:N`), newest last, RING_CHUNKS at most; a copy much like a held one (Jaccard of their
-lines >= SAME) replaces it. The chunks then compete with the open documents' windows for the
-snippet budget, by the words they share with the lines above the cursor (prompts/snippets.py).
+(`mlxd-copy:N`), RING_CHUNKS at most (the least recently copied goes first); the same text
+copied again changes nothing but its recency (a new name would reorder the snippets, and the
+prompt's start with them: a refill of the KV cache), a copy much like a held one (Jaccard of
+their lines >= SAME) replaces it. The chunks then compete with the open documents' windows for
+the snippet budget, by the words they share with the lines above the cursor
+(prompts/snippets.py).
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ def chunk_of(text: str) -> str:
     return kept.strip("\n")
 
 
+def _holds(other: str, text: str, earlier: bool) -> bool:
+    """Whether a snippet `other` makes one of `text` redundant: it holds more than it, or the
+    same and comes first."""
+    return text in other and (text != other or earlier)
+
+
 def _jaccard(a: str, b: str) -> float:
     x, y = set(a.splitlines()), set(b.splitlines())
     return len(x & y) / len(x | y) if x | y else 1.0
@@ -58,6 +67,7 @@ class CopyRing:
         self.chunks: list[Chunk] = []
         self.taken = 0  # copies kept (mlxd/stats inline.copies)
         self._ids = itertools.count(1)
+        self._copied: dict[str, int] = {}  # chunk name -> when it was last copied (a count)
 
     def add(self, uri: str, language: str, text: str) -> list[str]:
         """Keep a copy of `text` from document `uri`; returns the names of the chunks it
@@ -66,12 +76,21 @@ class CopyRing:
         kept = chunk_of(text)
         if sum(not c.isspace() for c in kept) < MIN_CHARS:
             return []
-        gone = [c for c in self.chunks if c.text == kept or _jaccard(c.text, kept) >= SAME]
-        self.chunks = [c for c in self.chunks if c not in gone]
-        self.chunks.append(Chunk(f"{SCHEME}{next(self._ids)}", uri, language, kept))
         self.taken += 1
+        now = next(self._ids)
+        for chunk in self.chunks:
+            if (chunk.uri, chunk.language, chunk.text) == (uri, language, kept):
+                self._copied[chunk.name] = now
+                return []
+        gone = [c for c in self.chunks if _jaccard(c.text, kept) >= SAME]
+        self.chunks = [c for c in self.chunks if c not in gone]
+        self.chunks.append(Chunk(f"{SCHEME}{now}", uri, language, kept))
+        self._copied[self.chunks[-1].name] = now
         while len(self.chunks) > RING_CHUNKS:
-            gone.append(self.chunks.pop(0))
+            gone.append(min(self.chunks, key=lambda c: self._copied[c.name]))
+            self.chunks.remove(gone[-1])
+        for chunk in gone:
+            del self._copied[chunk.name]
         return [c.name for c in gone]
 
     def source(self, name: str) -> str:
@@ -91,17 +110,18 @@ class CopyRing:
     ) -> list[tuple[str, str, str]]:
         """`docs` for the snippets at `ctx`: each chunk cut to its first lines within `budget`
         characters (a snippet is never longer; a first line longer than that leaves nothing),
-        less the chunks copied from `ctx`'s document that are within `window` characters before
-        or after the cursor (the prompt's window holds them)."""
+        less the chunks copied from `ctx`'s document that are within the `window` characters
+        before the cursor, which any prompt holds. (Text after the cursor is left in: a model
+        without FIM is shown none of it; one copied from further up is shown twice at worst.)"""
         chunks = {c.name: c for c in self.chunks}
+        held = ctx.prefix[-window:].replace("\r\n", "\n").replace("\r", "\n")
         out = []
         for doc in docs:
             chunk = chunks.get(doc[0])
             if chunk is None:
                 out.append(doc)
                 continue
-            here = chunk.uri == ctx.uri
-            if here and (chunk.text in ctx.prefix[-window:] or chunk.text in ctx.suffix[:window]):
+            if chunk.uri == ctx.uri and chunk.text in held:
                 continue
             text = doc[2]
             if len(text) > budget:
@@ -111,5 +131,11 @@ class CopyRing:
         return out
 
     def sources(self, snippets: Iterable[Snippet]) -> list[Snippet]:
-        """`snippets` named after the documents they come from (a chunk's source)."""
-        return [Snippet(self.source(s.uri), s.text) for s in snippets]
+        """`snippets` named after the documents they come from (a chunk's source), less those
+        another one holds (a copy of an open document and that document's own window)."""
+        picked = list(snippets)
+        return [
+            Snippet(self.source(s.uri), s.text)
+            for i, s in enumerate(picked)
+            if not any(_holds(o.text, s.text, j < i) for j, o in enumerate(picked) if j != i)
+        ]

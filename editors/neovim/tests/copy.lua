@@ -2,7 +2,8 @@
 -- prompts and counts them (`mlxd/stats` inline.copies). $MLXD_TEST_GHOST picks the ghost text
 -- implementation. A yank of two lines is sent (its text, the buffer's URI) and counted; a
 -- yanked word, a deleted line and a yank with :MlxdToggle off are not sent; each is checked
--- against a yank after it that is sent, which must be the only one.
+-- against a yank after it that is sent, which must be the only one. A yanked line longer than
+-- MAX_CHARS is sent cut to MAX_CHARS characters.
 local H = dofile(vim.fs.dirname(debug.getinfo(1, 'S').source:sub(2)) .. '/helpers.lua')
 local api = vim.api
 
@@ -62,6 +63,11 @@ H.run(function()
     vim.cmd('MlxdToggle')
   end)
   r.copies = copies()
+  -- A minified line: sent cut to MAX_CHARS characters.
+  phase('long', function()
+    api.nvim_buf_set_lines(buf, -1, -1, false, { ('é'):rep(copy.MAX_CHARS + 500) })
+    H.keys('Gyy')
+  end)
 
   r.buffers_attached = copy.buffers()
   vim.lsp.buf_detach_client(buf, client.id)

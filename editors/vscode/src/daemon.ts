@@ -103,13 +103,14 @@ export class Daemon implements vscode.Disposable {
   /** `editor`'s selections were just copied (`mlxd.copied`): their text goes to the daemon
    * (`mlxd/didCopy`), which keeps it as a neighbour snippet for inline prompts. As for the
    * cursor: synced documents with ghost text on, a daemon that lists the method. */
-  copied(editor: vscode.TextEditor | undefined): void {
+  async copied(editor: vscode.TextEditor | undefined): Promise<void> {
     const client = this.client;
     if (!editor || client?.state !== State.Running) return;
     const doc = editor.document;
     if (!advertises(client.initializeResult?.capabilities, DID_COPY)) return;
     if (vscode.languages.match(DOCUMENT_SELECTOR, doc) === 0 || !inlineWantedIn(doc, this.settings)) return;
-    const text = copiedText(editor.selections.filter((s) => !s.isEmpty).map((s) => doc.getText(s)));
+    const selected = editor.selections.filter((s) => !s.isEmpty).map((s) => doc.getText(s));
+    const text = copiedText(selected, await vscode.env.clipboard.readText());
     if (text === undefined) return;
     const uri = client.code2ProtocolConverter.asUri(doc.uri);
     void client.sendNotification(DID_COPY, { textDocument: { uri }, text }).catch(() => undefined);

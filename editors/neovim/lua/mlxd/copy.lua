@@ -9,8 +9,10 @@ local M = {}
 local api = vim.api
 
 M.METHOD = 'mlxd/didCopy'
---- Lines of a yank sent at most (the daemon keeps its first 64).
+--- Lines and characters of a yank sent at most (the daemon keeps its first 64 lines, 4,000
+--- characters): a minified file is one long line.
 M.MAX_LINES = 200
+M.MAX_CHARS = 16000
 --- Non-blank characters a yank needs to be sent (the daemon's inline/ring.py MIN_CHARS).
 M.MIN_CHARS = 24
 
@@ -27,7 +29,7 @@ local function yanked(bufnr, event)
     return
   end
   local lines = vim.list_slice(event.regcontents or {}, 1, M.MAX_LINES)
-  local text = table.concat(lines, '\n')
+  local text = vim.fn.strcharpart(table.concat(lines, '\n'), 0, M.MAX_CHARS)
   if #text:gsub('%s', '') < M.MIN_CHARS then
     return
   end
