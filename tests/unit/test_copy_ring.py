@@ -20,7 +20,7 @@ def test_a_copy_keeps_its_first_lines_cut_at_a_line_end() -> None:
     assert chunk_of("a = 1\r\nb = 2\r") == "a = 1\nb = 2"
 
 
-def test_a_word_or_two_is_not_kept_the_same_text_again_changes_nothing_a_near_one_replaces() -> None:
+def test_a_word_is_not_kept_the_same_text_again_changes_nothing_a_near_one_replaces() -> None:
     ring = CopyRing()
     assert ring.add(URI, "python", "value\n   \n x") == [] and ring.chunks == []
     assert ring.add(URI, "python", BODY) == []
