@@ -225,6 +225,13 @@ class KeyStore:
                     text = pattern.sub(REDACTED, plain)
         return redact_userinfo(text)
 
+    def scrub(self, text: str) -> str:
+        """`text` with every form of every key this store has seen replaced by [REDACTED], and
+        nothing else changed: for what is sent to a provider (a key in a document or a chat
+        would reach it, or another provider, in the prompt; its own goes in a header only)."""
+        pattern = self._pattern
+        return pattern.sub(REDACTED, text) if pattern is not None and text else text
+
     def has_keys(self) -> bool:
         return self._pattern is not None
 

@@ -287,3 +287,20 @@ def test_keys_list_with_nothing_stored_says_so(capsys):
     assert cmd_keys_list(["nothing-here"]) == 0
     out = capsys.readouterr()
     assert out.out == "" and "no keys stored" in out.err and "mlxd keys set" in out.err
+
+
+def test_scrub_takes_every_form_of_a_key_out_of_request_text_and_changes_nothing_else():
+    from mlxd.backends.http import _scrubbed
+
+    store = KeyStore()
+    assert store.scrub(f"x = '{KEY}'") == f"x = '{KEY}'"  # no key seen yet: nothing to take out
+    store.set("openai", KEY)
+    code = 'url = "https://user:pass@host/"\nescaped = "a \\"quoted\\" \\\\u0041 word"\n'
+    assert store.scrub(code) == code  # not a key: as it was (redact would unescape, strip userinfo)
+    body = {
+        "messages": [{"role": "user", "content": f"key = '{KEY}'\n" + code}],
+        KEY: [1, None, True, f"Bearer {KEY}."],
+    }
+    out = _scrubbed(body, store.scrub)
+    assert KEY not in str(out) and out["messages"][0]["content"].endswith(code)
+    assert out[REDACTED] == [1, None, True, f"Bearer {REDACTED}."]

@@ -33,7 +33,7 @@ class CloudBackend:
         self.name = name
         self.cfg = cfg
         self._keys = keys
-        self._http = HTTPClient(name, timeouts, redact=keys.redact, pools=pools)
+        self._http = HTTPClient(name, timeouts, redact=keys.redact, scrub=keys.scrub, pools=pools)
         self._base = cfg.base_url.rstrip("/")  # the provider's routes are joined to it
 
     @property

@@ -56,6 +56,7 @@ class HTTPClient:
         backend: str,
         timeouts: TimeoutsConfig,
         redact: Callable[[str], str] = lambda s: s,
+        scrub: Callable[[str], str] = lambda s: s,
         max_event_bytes: int = MAX_EVENT_BYTES,
         max_stream_bytes: int = MAX_STREAM_BYTES,
         pools: HTTPPools | None = None,
@@ -64,6 +65,7 @@ class HTTPClient:
         self.pools = pools  # the process's pools (pools.py); None: a session of its own
         self.timeouts = timeouts
         self.redact = redact
+        self.scrub = scrub  # every string of a request body, before it is sent (keys out)
         self.max_event_bytes = max_event_bytes
         self.max_stream_bytes = max_stream_bytes
         self._session: aiohttp.ClientSession | None = None
@@ -107,9 +109,8 @@ class HTTPClient:
         url, headers = _userinfo_as_header(url, headers)
         try:
             # Never follow a redirect: it would carry the key and the prompt to another host.
-            resp = await session.post(
-                url, data=json.dumps(body).encode(), headers=headers, allow_redirects=False
-            )
+            data = json.dumps(_scrubbed(body, self.scrub)).encode()
+            resp = await session.post(url, data=data, headers=headers, allow_redirects=False)
         except BaseException as exc:
             raise self._map_exc(exc, headers_received=False) from None
         try:
@@ -329,3 +330,14 @@ def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
 def _first_line(exc: BaseException, redact: Redact) -> str:
     text = redact(str(exc)).strip().splitlines()
     return excerpt(text[0], redact) if text else type(exc).__name__
+
+
+def _scrubbed(value: Any, scrub: Callable[[str], str]) -> Any:
+    """`value` (a JSON body) with `scrub` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub(k): _scrubbed(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v, scrub) for v in value]
+    return value
