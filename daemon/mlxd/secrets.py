@@ -75,6 +75,7 @@ class KeyStore:
         self._seen: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._forms: list[str] = []
+        self._scrub: re.Pattern[str] | None = None  # the forms of SCRUB_MIN characters or more
         self._keyring_broken_logged = False
         # How the connected editor hands over a key, for "no API key" messages.
         self.from_editor: str | None = None
@@ -207,6 +208,8 @@ class KeyStore:
                 # a secret its forms lack (stream_redact's hold-back).
                 self._forms = alts
                 self._pattern = re.compile("|".join(re.escape(k) for k in alts))
+                long = [re.escape(k) for k in alts if len(k) >= SCRUB_MIN]
+                self._scrub = re.compile("|".join(long)) if long else None
         return key
 
     def redact(self, text: str) -> str:
@@ -226,10 +229,11 @@ class KeyStore:
         return redact_userinfo(text)
 
     def scrub(self, text: str) -> str:
-        """`text` with every form of every key this store has seen replaced by [REDACTED], and
-        nothing else changed: for what is sent to a provider (a key in a document or a chat
-        would reach it, or another provider, in the prompt; its own goes in a header only)."""
-        pattern = self._pattern
+        """`text` with every form (of SCRUB_MIN characters or more) of every key this store has
+        seen replaced by [REDACTED], and nothing else changed: for what is sent to a provider (a
+        key in a document would reach it, or another provider, in the prompt; its own goes in
+        a header only). A placeholder key (`EMPTY`, `ollama`) is a word of the user's code."""
+        pattern = self._scrub
         return pattern.sub(REDACTED, text) if pattern is not None and text else text
 
     def has_keys(self) -> bool:
@@ -246,6 +250,7 @@ class KeyStore:
 
 
 _MIN_FORM = 8  # an encoded form shorter than this is not learned (it would hit ordinary text)
+SCRUB_MIN = 12  # a key shorter than this is a placeholder, not taken out of prompts
 _URLSAFE = str.maketrans("+/", "-_")
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\([/\\\"])")
 

@@ -304,3 +304,11 @@ def test_scrub_takes_every_form_of_a_key_out_of_request_text_and_changes_nothing
     out = _scrubbed(body, store.scrub)
     assert KEY not in str(out) and out["messages"][0]["content"].endswith(code)
     assert out[REDACTED] == [1, None, True, f"Bearer {REDACTED}."]
+    # A placeholder key of a local server (vLLM's EMPTY, Ollama's ollama) is a word of the code.
+    store.set("vllm", "EMPTY")
+    store.set("ollama", "ollama")
+    assert (
+        store.scrub("client = ollama.Client(api_key='EMPTY')")
+        == "client = ollama.Client(api_key='EMPTY')"
+    )
+    assert store.redact("EMPTY") == REDACTED  # logs stay as they were
