@@ -125,8 +125,8 @@ class DocumentEvents:
 
     def _header(self, ctx: CursorContext, neighbors: Iterable[Document]) -> str:
         """File path comment, preceded by neighbour snippets when enabled: windows of the
-        open documents and chunks of copied code, less a copy of this document's text that
-        the prompt's window may hold already."""
+        open documents and chunks of copied code, less a copy of this document that the text
+        just before the cursor holds (every prompt has it)."""
         header = file_header(ctx.uri, ctx.language, self.root)
         if not (self.cfg.neighbor_snippets and header):
             return header

@@ -1,4 +1,4 @@
-"""Code the user copied (a yank in Neovim, a copy or cut in VS Code): a ring of chunks that
+"""Code the user copied (a yank in Neovim, Ctrl+C in VS Code): a ring of chunks that
 join the open documents as neighbour snippets (issue #16 item 5, llama.vim's ring).
 
 Copied code is what the user is about to use: a function copied to write its sibling, a call
@@ -101,8 +101,9 @@ class CopyRing:
         return name
 
     def documents(self, allowed: Callable[[str], bool]) -> list[tuple[str, str, str]]:
-        """The chunks as neighbour documents (name, language, text), newest first (a tie in
-        the snippets' ranking goes to the earlier one), of sources `allowed(uri)`."""
+        """The chunks as neighbour documents (name, language, text), of sources `allowed(uri)`,
+        the last first copied first (a tie in the snippets' ranking goes to the earlier one;
+        copied again, a chunk keeps its place)."""
         return [(c.name, c.language, c.text) for c in reversed(self.chunks) if allowed(c.uri)]
 
     def for_prompt(
