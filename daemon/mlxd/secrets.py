@@ -75,7 +75,6 @@ class KeyStore:
         self._seen: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._forms: list[str] = []
-        self._scrub: re.Pattern[str] | None = None  # the forms of SCRUB_MIN characters or more
         self._keyring_broken_logged = False
         # How the connected editor hands over a key, for "no API key" messages.
         self.from_editor: str | None = None
@@ -123,18 +122,16 @@ class KeyStore:
         `on_checked` is called when that is done (it counts as having a key until then)."""
         out = []
         for name, cfg in backends.items():
-            if not key_required(cfg):
-                continue
             with self._lock:
                 held = bool(self._memory.get(name)) or name in self._keyring_hits
                 asked = name in self._keyring_misses
             env = self.env.get(cfg.api_key_env, "").strip() if cfg.api_key_env else ""
-            if held or cfg.api_key.strip() or env:
+            if held or cfg.api_key.strip() or env or cfg.protocol not in ("openai", "anthropic"):
                 continue
-            if asked:
-                out.append(name)
-            else:
+            if not asked:  # a keyless server's key too: learned, so no prompt carries it (scrub)
                 self._check_keyring(name, cfg)
+            elif key_required(cfg):
+                out.append(name)
         return out
 
     def _check_keyring(self, name: str, cfg: BackendConfig) -> None:
@@ -208,8 +205,8 @@ class KeyStore:
                 # a secret its forms lack (stream_redact's hold-back).
                 self._forms = alts
                 self._pattern = re.compile("|".join(re.escape(k) for k in alts))
-                long = [re.escape(k) for k in alts if len(k) >= SCRUB_MIN]
-                self._scrub = re.compile("|".join(long)) if long else None
+                if len(key) >= SCRUB_MIN:
+                    _PROCESS.add(_forms(key))
         return key
 
     def redact(self, text: str) -> str:
@@ -229,12 +226,27 @@ class KeyStore:
         return redact_userinfo(text)
 
     def scrub(self, text: str) -> str:
-        """`text` with every form (of SCRUB_MIN characters or more) of every key this store has
-        seen replaced by [REDACTED], and nothing else changed: for what is sent to a provider (a
-        key in a document would reach it, or another provider, in the prompt; its own goes in
-        a header only). A placeholder key (`EMPTY`, `ollama`) is a word of the user's code."""
-        pattern = self._scrub
+        """`text` with every form of every key of SCRUB_MIN characters or more that this
+        process has seen (any window's) replaced by [REDACTED], and nothing else changed: for
+        what is sent to a provider (a key in a document would reach it, or another provider, in
+        the prompt; its own goes in a header only)."""
+        pattern = _PROCESS.pattern
         return pattern.sub(REDACTED, text) if pattern is not None and text else text
+
+    def scrub_around(self, before: str, after: str) -> tuple[str, str]:
+        """`scrub` of the text on either side of the cursor, and of a key the cursor splits:
+        its head at the end of `before` becomes [REDACTED], its tail in `after` goes (a prompt
+        puts a marker between them, and neither side holds the whole key)."""
+        before, after = self.scrub(before), self.scrub(after)
+        pattern, n = _PROCESS.pattern, _PROCESS.longest
+        if pattern is None or not before or not after:
+            return before, after
+        head = before[-n:]
+        for m in pattern.finditer(head + after[:n]):
+            if m.start() < len(head) < m.end():
+                cut = len(before) - (len(head) - m.start())
+                return before[:cut] + REDACTED, after[m.end() - len(head) :]
+        return before, after
 
     def has_keys(self) -> bool:
         return self._pattern is not None
@@ -250,7 +262,33 @@ class KeyStore:
 
 
 _MIN_FORM = 8  # an encoded form shorter than this is not learned (it would hit ordinary text)
-SCRUB_MIN = 12  # a key shorter than this is a placeholder, not taken out of prompts
+# A key shorter than this is a placeholder (vLLM's EMPTY, Ollama's ollama), a word of the user's
+# code: not taken out of prompts.
+SCRUB_MIN = 8
+
+
+class _ProcessSecrets:
+    """Every form of every key any KeyStore of this process has learned (scrub): the shared
+    daemon serves each window with a KeyStore of its own, and a key one window handed over
+    must not reach a provider from another window's text either."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.forms: set[str] = set()
+        self.pattern: re.Pattern[str] | None = None
+        self.longest = 0
+
+    def add(self, forms: list[str]) -> None:
+        with self._lock:
+            if not set(forms) - self.forms:
+                return
+            self.forms |= set(forms)
+            alts = sorted(self.forms, key=len, reverse=True)
+            self.pattern = re.compile("|".join(re.escape(f) for f in alts))
+            self.longest = len(alts[0])
+
+
+_PROCESS = _ProcessSecrets()
 _URLSAFE = str.maketrans("+/", "-_")
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\([/\\\"])")
 
@@ -264,7 +302,8 @@ def _forms(key: str) -> list[str]:
     for offset in range(3):
         text = base64.b64encode(b"\0" * offset + raw).decode()
         encoded.append(text[4 if offset else 0 : (offset + len(raw)) // 3 * 4])
-    forms = [key, quote(key, safe=""), quote_plus(key, safe="")]
+    forms = [key, quote(key, safe=""), quote_plus(key, safe=""), quote(key)]
+    forms += [re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), f) for f in forms[1:]]
     forms += encoded + [e.translate(_URLSAFE) for e in encoded]
     return [f for f in dict.fromkeys(forms) if f == key or len(f) >= _MIN_FORM]
 

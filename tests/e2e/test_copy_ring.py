@@ -104,10 +104,10 @@ async def test_a_copy_outlives_the_document_it_came_from(tmp_path: Path, tiny_mo
 
 async def test_a_copy_the_window_holds_is_not_sent_twice(tmp_path: Path, tiny_model: Path) -> None:
     async with session(tmp_path, tiny_model) as (s, fake):
-        doc = HELPER + "\n" + NEAR
+        doc = HELPER + "\nvalue = "  # within the 256 characters before the cursor every prompt has
         open_doc(s, doc, uri=URI)
         copy(s, HELPER)
-        await inline(s, doc.count("\n"), 4, kind=2, uri=URI)
+        await inline(s, doc.count("\n"), len("value = "), kind=2, uri=URI)
         assert (await counts(s))["copies"] == 1
     body = fake.requests[-1].body["messages"][-1]["content"]
     assert body.count("decoded_header = raw_header.decode") == 1  # the document's own line

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import keyring
 import pytest
@@ -292,23 +293,30 @@ def test_keys_list_with_nothing_stored_says_so(capsys):
 def test_scrub_takes_every_form_of_a_key_out_of_request_text_and_changes_nothing_else():
     from mlxd.backends.http import _scrubbed
 
-    store = KeyStore()
-    assert store.scrub(f"x = '{KEY}'") == f"x = '{KEY}'"  # no key seen yet: nothing to take out
-    store.set("openai", KEY)
+    key = "sk-scrub-only-test-Zq9/x+Y7"  # '/' and '+': its URL encodings differ from it
+    store, other = KeyStore(), KeyStore()
+    assert store.scrub(f"x = '{key}'") == f"x = '{key}'"  # not seen yet: nothing to take out
+    other.set("openai", key)  # another window of the shared daemon learned it
     code = 'url = "https://user:pass@host/"\nescaped = "a \\"quoted\\" \\\\u0041 word"\n'
     assert store.scrub(code) == code  # not a key: as it was (redact would unescape, strip userinfo)
+    for form in (
+        quote(key),
+        quote(key, safe=""),
+        quote(key, safe="").replace("%2F", "%2f").replace("%2B", "%2b"),
+    ):
+        assert store.scrub(f"a {form} b") == f"a {REDACTED} b", form
     body = {
-        "messages": [{"role": "user", "content": f"key = '{KEY}'\n" + code}],
-        KEY: [1, None, True, f"Bearer {KEY}."],
+        "messages": [{"role": "user", "content": f"key = '{key}'\n" + code}],
+        key: [1, None, True, f"Bearer {key}."],
     }
     out = _scrubbed(body, store.scrub)
-    assert KEY not in str(out) and out["messages"][0]["content"].endswith(code)
+    assert key not in str(out) and out["messages"][0]["content"].endswith(code)
     assert out[REDACTED] == [1, None, True, f"Bearer {REDACTED}."]
+    # Split by the cursor: neither side holds the whole key.
+    assert store.scrub_around(f"k = '{key[:9]}", f"{key[9:]}'\n") == (f"k = '{REDACTED}", "'\n")
+    assert store.scrub_around("k = 'sk-scrub", "-other'") == ("k = 'sk-scrub", "-other'")
     # A placeholder key of a local server (vLLM's EMPTY, Ollama's ollama) is a word of the code.
     store.set("vllm", "EMPTY")
     store.set("ollama", "ollama")
-    assert (
-        store.scrub("client = ollama.Client(api_key='EMPTY')")
-        == "client = ollama.Client(api_key='EMPTY')"
-    )
+    assert store.scrub("c = ollama.Client(api_key='EMPTY')") == "c = ollama.Client(api_key='EMPTY')"
     assert store.redact("EMPTY") == REDACTED  # logs stay as they were

@@ -97,7 +97,7 @@ class AnthropicBackend(CloudBackend):
             raise NotConfigured(
                 f"backend {self.name!r} has no API key: {key_sources(self.name, self.cfg, self._keys.from_editor)}"
             )
-        request = sized(request)  # an inline request: its one trim, on every attempt
+        request = self.scrubbed(sized(request))  # an inline request's one trim; keys out
         body, cut = self.body(request)
         headers = self._headers(key)
         log.debug("%s: POST %s model=%s", self.name, self._url, body["model"])

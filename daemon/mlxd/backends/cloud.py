@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mlxd.backends.http import HTTPClient, excerpt
 from mlxd.backends.pools import HTTPPools
 from mlxd.config import BackendConfig, TimeoutsConfig
+from mlxd.types import Request
 
 if TYPE_CHECKING:
     from mlxd.secrets import KeyStore
@@ -35,6 +37,14 @@ class CloudBackend:
         self._keys = keys
         self._http = HTTPClient(name, timeouts, redact=keys.redact, scrub=keys.scrub, pools=pools)
         self._base = cfg.base_url.rstrip("/")  # the provider's routes are joined to it
+
+    def scrubbed(self, request: Request) -> Request:
+        """`request` with a key the cursor splits taken out of its prefix and suffix
+        (KeyStore.scrub_around); every string of the body is scrubbed as it is sent (http.py)."""
+        if not (request.prefix and request.suffix):
+            return request
+        prefix, suffix = self._keys.scrub_around(request.prefix, request.suffix)
+        return replace(request, prefix=prefix, suffix=suffix)
 
     @property
     def spec(self) -> str:

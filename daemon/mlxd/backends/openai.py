@@ -50,7 +50,7 @@ class OpenAIBackend(CloudBackend):
         legacy = request.kind != "chat" and self.cfg.completions
         if legacy:  # /completions is sent no header (path, snippets): none to fit in the budget
             request = replace(request, header="")
-        request = sized(request)  # an inline request: its one trim, on every attempt
+        request = self.scrubbed(sized(request))  # an inline request's one trim; keys out
         url = f"{self._base}/completions" if legacy else f"{self._base}/chat/completions"
         body = self._completions_body(request) if legacy else self.chat_body(request)
         headers = {

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from mlxd.prompts import (
-    PREFIX_SHARE,
     CursorContext,
     Encoding,
     file_header,
@@ -31,9 +30,10 @@ if TYPE_CHECKING:
 
 # Lines above the cursor that neighbour snippets are matched against.
 _NEAR_CHARS = 2000
-# Characters a token at least, for the text before the cursor that every prompt's window holds
-# (code runs 3-4): a copy of this document from there is in the prompt already.
-_SURE_CHARS = 2
+# The text before the cursor that every prompt's window holds, as a share of context_tokens in
+# characters: the prefix gets over half the budget once the header's quarter is out, and a
+# token is a character at least. A copy of this document from there is in the prompt already.
+_SURE_SHARE = 0.5
 
 
 class DocumentEvents:
@@ -134,7 +134,7 @@ class DocumentEvents:
         # Lines above the cursor line only: they change far less often than the cursor line.
         near = ctx.prefix[max(0, line_start - _NEAR_CHARS) : line_start]
         budget = self.cfg.context_tokens // 2
-        window = int(PREFIX_SHARE * _SURE_CHARS * self.cfg.context_tokens)
+        window = int(_SURE_SHARE * self.cfg.context_tokens)
         docs = self.ring.for_prompt(ctx, neighbors, window, budget)
         snippets = self.sticky.pick(ctx.uri, docs, ctx.language, budget, near)
         return format_snippets(self.ring.sources(snippets), ctx.language, self.root) + header
