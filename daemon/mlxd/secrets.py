@@ -29,12 +29,13 @@ from urllib.parse import quote, quote_plus, unquote
 
 import msgspec
 
+from mlxd import scrub
 from mlxd.config import BackendConfig
 from mlxd.credentials import MIN_LEARNED, secret_values
 from mlxd.wording import PROTOCOL
 
 SERVICE = "mlxd"
-REDACTED = "[REDACTED]"
+REDACTED = scrub.REDACTED
 # Keyring has no portable way to enumerate entries: mlxd keeps the list of names it stored.
 _INDEX_USER = "__mlxd_index__"
 # A keyring miss is remembered this long, so a request does not query the keyring every time
@@ -205,8 +206,8 @@ class KeyStore:
                 # a secret its forms lack (stream_redact's hold-back).
                 self._forms = alts
                 self._pattern = re.compile("|".join(re.escape(k) for k in alts))
-                if len(key) >= SCRUB_MIN:
-                    _PROCESS.add(_forms(key))
+                if len(key) >= scrub.SCRUB_MIN:
+                    scrub.PROCESS.add(_forms(key))
         return key
 
     def redact(self, text: str) -> str:
@@ -226,27 +227,12 @@ class KeyStore:
         return redact_userinfo(text)
 
     def scrub(self, text: str) -> str:
-        """`text` with every form of every key of SCRUB_MIN characters or more that this
-        process has seen (any window's) replaced by [REDACTED], and nothing else changed: for
-        what is sent to a provider (a key in a document would reach it, or another provider, in
-        the prompt; its own goes in a header only)."""
-        pattern = _PROCESS.pattern
-        return pattern.sub(REDACTED, text) if pattern is not None and text else text
+        """scrub.scrub: `text` with every key this process holds taken out (for providers)."""
+        return scrub.scrub(text)
 
     def scrub_around(self, before: str, after: str) -> tuple[str, str]:
-        """`scrub` of the text on either side of the cursor, and of a key the cursor splits:
-        its head at the end of `before` becomes [REDACTED], its tail in `after` goes (a prompt
-        puts a marker between them, and neither side holds the whole key)."""
-        before, after = self.scrub(before), self.scrub(after)
-        pattern, n = _PROCESS.pattern, _PROCESS.longest
-        if pattern is None or not before or not after:
-            return before, after
-        head = before[-n:]
-        for m in pattern.finditer(head + after[:n]):
-            if m.start() < len(head) < m.end():
-                cut = len(before) - (len(head) - m.start())
-                return before[:cut] + REDACTED, after[m.end() - len(head) :]
-        return before, after
+        """scrub.scrub_around: the text on either side of the cursor, a split key too."""
+        return scrub.scrub_around(before, after)
 
     def has_keys(self) -> bool:
         return self._pattern is not None
@@ -262,33 +248,7 @@ class KeyStore:
 
 
 _MIN_FORM = 8  # an encoded form shorter than this is not learned (it would hit ordinary text)
-# A key shorter than this is a placeholder (vLLM's EMPTY, Ollama's ollama), a word of the user's
-# code: not taken out of prompts.
-SCRUB_MIN = 8
 
-
-class _ProcessSecrets:
-    """Every form of every key any KeyStore of this process has learned (scrub): the shared
-    daemon serves each window with a KeyStore of its own, and a key one window handed over
-    must not reach a provider from another window's text either."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.forms: set[str] = set()
-        self.pattern: re.Pattern[str] | None = None
-        self.longest = 0
-
-    def add(self, forms: list[str]) -> None:
-        with self._lock:
-            if not set(forms) - self.forms:
-                return
-            self.forms |= set(forms)
-            alts = sorted(self.forms, key=len, reverse=True)
-            self.pattern = re.compile("|".join(re.escape(f) for f in alts))
-            self.longest = len(alts[0])
-
-
-_PROCESS = _ProcessSecrets()
 _URLSAFE = str.maketrans("+/", "-_")
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\([/\\\"])")
 

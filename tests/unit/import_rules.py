@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "mlxd.wording": 0,  # the words each editor uses for a setting and a command
     "mlxd.stream_redact": 0,  # secrets kept out of generated text, split across chunks too
     "mlxd.log_redact": 0,  # secrets kept out of every log record (filter + record factory)
+    "mlxd.scrub": 0,  # keys out of what a provider is sent (every KeyStore of the process)
     # 1-2: the error tree (names Attempt), then the wire contract (words errors as it does)
     "mlxd.errors": 1,  # the error tree the router acts on; msgspec error wording
     "mlxd.gemv_forward": 1,  # builds the few-row product interposer preloaded before OpenBLAS
