@@ -120,7 +120,9 @@ class KeyStore:
     def without_key(self, backends: Mapping[str, BackendConfig]) -> list[str]:
         """The backends that need a key and have none, as far as is known without blocking.
         One whose key could still be in the OS keyring is looked up there in a thread, and
-        `on_checked` is called when that is done (it counts as having a key until then)."""
+        `on_checked` is called when that is done (it counts as having a key until then). A
+        keyless OpenAI-compatible server's entry is looked up too: a key found is learned, so
+        that no prompt carries it (scrub.py)."""
         out = []
         for name, cfg in backends.items():
             with self._lock:
@@ -129,7 +131,7 @@ class KeyStore:
             env = self.env.get(cfg.api_key_env, "").strip() if cfg.api_key_env else ""
             if held or cfg.api_key.strip() or env or cfg.protocol not in ("openai", "anthropic"):
                 continue
-            if not asked:  # a keyless server's key too: learned, so no prompt carries it (scrub)
+            if not asked:
                 self._check_keyring(name, cfg)
             elif key_required(cfg):
                 out.append(name)
