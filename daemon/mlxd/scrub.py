@@ -47,10 +47,10 @@ def scrub(text: str) -> str:
 
 
 def scrub_around(before: str, after: str) -> tuple[str, str]:
-    """`scrub` of the text on either side of the cursor, and of a key the cursor splits: its
-    head at the end of `before` becomes [REDACTED], its tail in `after` goes (a prompt puts a
-    marker between them, and neither side holds the whole key)."""
-    before, after = scrub(before), scrub(after)
+    """The text on either side of the cursor without a key the cursor splits: its head at the
+    end of `before` becomes [REDACTED], its tail in `after` goes (a prompt puts a marker between
+    them, and neither side holds the whole key). Whole keys are left to `scrub`, which every
+    string of a request body goes through as it is sent (backends/http.py)."""
     pattern, n = PROCESS.pattern, PROCESS.longest
     if pattern is None or not before or not after:
         return before, after

@@ -233,7 +233,7 @@ class KeyStore:
         return scrub.scrub(text)
 
     def scrub_around(self, before: str, after: str) -> tuple[str, str]:
-        """scrub.scrub_around: the text on either side of the cursor, a split key too."""
+        """scrub.scrub_around: the text on either side of the cursor without a key it splits."""
         return scrub.scrub_around(before, after)
 
     def has_keys(self) -> bool:
